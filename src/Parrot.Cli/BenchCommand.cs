@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace Parrot.Cli;
+
+/// <summary>`parrot bench ...`: side-by-side performance measurements.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Measure kernel speed (GFLOP/s, GB/s) and compare with a peer");
+        return bench;
+    }
+}
