@@ -105,6 +105,9 @@ public sealed partial class Tensor : IDisposable
     /// <summary>Shape as "[2, 3]".</summary>
     public string ShapeString() => ShapeString(_shape);
 
+    /// <summary>Formats a shape as "[2, 3]".</summary>
+    public static string FormatShape(ReadOnlySpan<int> shape) => ShapeString(shape);
+
     internal static string ShapeString(ReadOnlySpan<int> shape)
     {
         var sb = new StringBuilder("[");
