@@ -38,6 +38,21 @@ public sealed class TensorScope : IDisposable
         return t;
     }
 
+    /// <summary>
+    /// Takes <paramref name="t"/> out of scope management altogether (whichever open scope on this thread
+    /// owns it): the caller becomes responsible for disposing it. Long-lived state made inside a scope —
+    /// gradients of parameters, optimizer moments, saved activations of an autograd graph — uses this.
+    /// </summary>
+    public static Tensor Detach(Tensor t)
+    {
+        for (var s = _current; s is not null; s = s._outer)
+        {
+            int i = s._owned.LastIndexOf(t);
+            if (i >= 0) { s._owned.RemoveAt(i); break; }
+        }
+        return t;
+    }
+
     /// <summary>Disposes every tensor this scope owns and restores the enclosing scope.</summary>
     public void Dispose()
     {

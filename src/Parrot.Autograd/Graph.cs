@@ -1,0 +1,124 @@
+using Parrot.Tensors;
+
+namespace Parrot.Autograd;
+
+/// <summary>Recording ops and running backward passes.</summary>
+public static class Graph
+{
+    [ThreadStatic] private static int _noGradDepth;
+
+    /// <summary>True while a <see cref="NoGrad"/> scope is open on this thread.</summary>
+    public static bool IsGradDisabled => _noGradDepth > 0;
+
+    /// <summary>Opens a scope in which no op is recorded (inference, optimizer updates).</summary>
+    public static IDisposable NoGrad() => new NoGradScope();
+
+    private sealed class NoGradScope : IDisposable
+    {
+        private bool _done;
+        public NoGradScope() => _noGradDepth++;
+        public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
+    }
+
+    /// <summary>
+    /// Wraps an op's output: records a node when some input requires a gradient and recording is on,
+    /// else returns a constant. <paramref name="save"/> lists the tensors the rule will read.
+    /// </summary>
+    public static Variable Record(string name, Tensor output, Variable[] inputs, BackwardRule rule, params Tensor[] save) =>
+        Record(name, output, inputs, rule, forceRecord: false, save);
+
+    /// <summary>
+    /// As <see cref="Record(string, Tensor, Variable[], BackwardRule, Tensor[])"/>; <paramref name="forceRecord"/>
+    /// records the node even when no input requires a gradient (a checkpointed block whose parameters do).
+    /// </summary>
+    public static Variable Record(string name, Tensor output, Variable[] inputs, BackwardRule rule, bool forceRecord, params Tensor[] save)
+    {
+        if (IsGradDisabled || (!forceRecord && !inputs.Any(v => v.RequiresGrad))) return new Variable(output);
+        return new Variable(output, new Node(name, inputs, save, rule));
+    }
+
+    /// <summary>Runs backward from <paramref name="root"/>; see <see cref="Variable.Backward"/>.</summary>
+    public static void Backward(Variable root, Tensor? seed)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        if (!root.RequiresGrad) throw new InvalidOperationException($"Backward: {root.Describe()} does not require a gradient (no input of its graph does)");
+        Tensor grad;
+        if (seed is null)
+        {
+            if (root.Value.Count != 1) throw new ArgumentException($"Backward: {root.Describe()} is not a scalar; pass the gradient of the objective with respect to it");
+            grad = Tensor.Ones(root.Shape, root.DType, root.Value.Device);
+        }
+        else
+        {
+            if (!seed.Shape.SequenceEqual(root.Shape)) throw new ArgumentException($"Backward: gradient {seed.ShapeString()} does not match {root.Describe()}");
+            grad = seed.Alias();
+        }
+
+        // Each gradient waiting to be consumed is a private view outside any scope, disposed once used;
+        // each rule runs in its own scope, so its temporaries are freed as soon as it returns.
+        TensorScope.Detach(grad);
+        var order = TopologicalOrder(root);
+        var pending = new Dictionary<Variable, Tensor>(ReferenceEqualityComparer.Instance) { [root] = grad };
+        try
+        {
+            foreach (var v in order)
+            {
+                if (!pending.Remove(v, out var g)) continue; // no gradient reached it
+                using (g)
+                {
+                    if (v.IsLeaf)
+                    {
+                        if (v.RequiresGrad) v.AccumulateGrad(g);
+                        continue;
+                    }
+                    var node = v.GradFn!;
+                    using var scope = TensorScope.Begin();
+                    var grads = node.Run(g);
+                    for (int i = 0; i < grads.Length; i++)
+                    {
+                        var gi = grads[i];
+                        var input = node.Inputs[i];
+                        if (gi is null || !input.RequiresGrad) continue;
+                        if (!gi.Shape.SequenceEqual(input.Shape))
+                            throw new InvalidOperationException($"backward of {node.Name} produced a gradient {gi.ShapeString()} for input {i} of shape {input.Value.ShapeString()}");
+                        if (pending.Remove(input, out var acc))
+                        {
+                            using (acc) pending[input] = TensorScope.Detach(acc + gi);
+                        }
+                        else pending[input] = TensorScope.Detach(gi.Alias());
+                    }
+                }
+            }
+        }
+        finally
+        {
+            foreach (var t in pending.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>Variables reachable from root, each after every variable that consumes it.</summary>
+    private static List<Variable> TopologicalOrder(Variable root)
+    {
+        var visited = new HashSet<Variable>(ReferenceEqualityComparer.Instance);
+        var post = new List<Variable>();
+        // Iterative DFS: deep graphs (hundreds of layers × many ops) must not overflow the stack.
+        var stack = new Stack<(Variable v, int next)>();
+        stack.Push((root, 0));
+        visited.Add(root);
+        while (stack.Count > 0)
+        {
+            var (v, next) = stack.Pop();
+            var inputs = v.GradFn?.Inputs;
+            if (inputs is not null && next < inputs.Count)
+            {
+                stack.Push((v, next + 1));
+                var child = inputs[next];
+                if (child.RequiresGrad && visited.Add(child)) stack.Push((child, 0));
+                continue;
+            }
+            post.Add(v);
+        }
+        post.Reverse();
+        return post;
+    }
+}

@@ -1,0 +1,70 @@
+using Parrot.Tensors;
+
+namespace Parrot.Nn.Layers;
+
+/// <summary>
+/// Keys and values of past positions for incremental decoding, one slot per layer, preallocated to a
+/// maximum length so decoding never reallocates: each step writes its new keys/values into the next
+/// positions and attends over the prefix. Used without gradients (inference).
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor?[] _k, _v;
+    private readonly int[] _length;
+
+    /// <summary>Longest sequence the cache can hold.</summary>
+    public int MaxLength { get; }
+
+    /// <summary>Creates an empty cache for <paramref name="layers"/> layers.</summary>
+    public KvCache(int layers, int maxLength)
+    {
+        if (layers <= 0 || maxLength <= 0) throw new ArgumentOutOfRangeException(nameof(layers), "KvCache: layers and max length must be positive");
+        _k = new Tensor?[layers];
+        _v = new Tensor?[layers];
+        _length = new int[layers];
+        MaxLength = maxLength;
+    }
+
+    /// <summary>Positions already stored for <paramref name="layer"/> (the offset of the next token).</summary>
+    public int Length(int layer = 0) => _length[layer];
+
+    /// <summary>
+    /// Appends k, v [B, kvHeads, T, headDim] for <paramref name="layer"/> and returns views of all stored
+    /// keys and values [B, kvHeads, past+T, headDim] (valid until the next append; dispose them).
+    /// </summary>
+    public (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
+    {
+        if (k.Rank != 4 || !k.Shape.SequenceEqual(v.Shape)) throw new ArgumentException($"KvCache.Append: k {k.ShapeString()} and v {v.ShapeString()} must both be [B, heads, T, headDim]");
+        int t = k.Dim(2), past = _length[layer];
+        if (past + t > MaxLength) throw new InvalidOperationException($"KvCache: {past} + {t} positions exceed the maximum length {MaxLength}");
+        if (_k[layer] is null)
+        {
+            _k[layer] = TensorScope.Detach(Tensor.Zeros([k.Dim(0), k.Dim(1), MaxLength, k.Dim(3)], k.DType, k.Device));
+            _v[layer] = TensorScope.Detach(Tensor.Zeros([k.Dim(0), k.Dim(1), MaxLength, k.Dim(3)], v.DType, v.Device));
+        }
+        var kc = _k[layer]!; var vc = _v[layer]!;
+        if (kc.Dim(0) != k.Dim(0) || kc.Dim(1) != k.Dim(1) || kc.Dim(3) != k.Dim(3))
+            throw new ArgumentException($"KvCache.Append: k {k.ShapeString()} does not match the cache {kc.ShapeString()}");
+        using (var slot = kc.Narrow(2, past, t)) slot.CopyFrom(k);
+        using (var slot = vc.Narrow(2, past, t)) slot.CopyFrom(v);
+        _length[layer] = past + t;
+        return (kc.Narrow(2, 0, past + t), vc.Narrow(2, 0, past + t));
+    }
+
+    /// <summary>Forgets every stored position (keeps the memory).</summary>
+    public void Clear() => Array.Clear(_length);
+
+    /// <summary>Drops the last positions so that <paramref name="length"/> remain, in every layer.</summary>
+    public void Truncate(int length)
+    {
+        for (int i = 0; i < _length.Length; i++) _length[i] = Math.Min(_length[i], Math.Max(0, length));
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var t in _k) t?.Dispose();
+        foreach (var t in _v) t?.Dispose();
+        Array.Clear(_k); Array.Clear(_v);
+    }
+}

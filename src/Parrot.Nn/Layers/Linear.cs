@@ -1,0 +1,39 @@
+using Parrot.Autograd;
+using Parrot.Tensors;
+
+namespace Parrot.Nn.Layers;
+
+/// <summary>y = x·Wᵀ + b with W [out, in] (PyTorch's layout, so checkpoints load as they are).</summary>
+public sealed class Linear : Module
+{
+    /// <summary>The weight [out, in].</summary>
+    public Variable Weight { get; }
+
+    /// <summary>The bias [out], or null.</summary>
+    public Variable? Bias { get; }
+
+    /// <summary>Input features.</summary>
+    public int InFeatures { get; }
+
+    /// <summary>Output features.</summary>
+    public int OutFeatures { get; }
+
+    /// <summary>Creates a layer initialised as PyTorch's nn.Linear, from <paramref name="seed"/>.</summary>
+    public Linear(int inFeatures, int outFeatures, bool bias = true, ulong seed = 0, DType dtype = DType.F32)
+    {
+        if (inFeatures <= 0 || outFeatures <= 0) throw new ArgumentOutOfRangeException(nameof(inFeatures), $"Linear({inFeatures}, {outFeatures}): sizes must be positive");
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        Weight = AddParameter("weight", Init.LinearUniform([outFeatures, inFeatures], inFeatures, Init.SeedFor(seed, "weight"), dtype));
+        if (bias) Bias = AddParameter("bias", Init.LinearUniform([outFeatures], inFeatures, Init.SeedFor(seed, "bias"), dtype));
+    }
+
+    /// <summary>Applies the layer to x [..., in] giving [..., out].</summary>
+    public Variable Forward(Variable x)
+    {
+        if (x.Shape.Length == 0 || x.Shape[^1] != InFeatures)
+            throw new ArgumentException($"Linear({InFeatures}→{OutFeatures}): input {x.Value.ShapeString()} does not end in {InFeatures}");
+        var y = x.MatMul(Weight.Transpose());
+        return Bias is null ? y : y + Bias;
+    }
+}

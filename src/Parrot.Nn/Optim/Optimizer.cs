@@ -1,0 +1,55 @@
+using Parrot.Autograd;
+using Parrot.Tensors;
+
+namespace Parrot.Nn.Optim;
+
+/// <summary>
+/// Updates parameters from their gradients. State tensors (moments) are created lazily, kept out of
+/// tensor scopes and freed by <see cref="Dispose"/>. Parameters without a gradient are skipped, so
+/// frozen parameters cost nothing.
+/// </summary>
+public abstract class Optimizer : IDisposable
+{
+    /// <summary>The parameters this optimizer updates.</summary>
+    public IReadOnlyList<Variable> Parameters { get; }
+
+    /// <summary>The learning rate of the next step (schedules set it before each step).</summary>
+    public double LearningRate { get; set; }
+
+    /// <summary>Number of steps taken.</summary>
+    public long StepCount { get; protected set; }
+
+    /// <summary>Creates an optimizer over <paramref name="parameters"/>.</summary>
+    protected Optimizer(IEnumerable<Variable> parameters, double learningRate)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        Parameters = parameters.ToList();
+        if (Parameters.Count == 0) throw new ArgumentException("optimizer got no parameters");
+        foreach (var p in Parameters)
+            if (!p.IsLeaf) throw new ArgumentException($"optimizer parameter {p.Describe()} is not a leaf");
+        if (!(learningRate >= 0)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "learning rate must be ≥ 0");
+        LearningRate = learningRate;
+    }
+
+    /// <summary>Applies one update to every parameter that has a gradient.</summary>
+    public void Step()
+    {
+        StepCount++;
+        using var noGrad = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        foreach (var p in Parameters)
+            if (p.Grad is not null) Update(p, p.Grad);
+    }
+
+    /// <summary>Updates one parameter in place.</summary>
+    protected abstract void Update(Variable parameter, Tensor grad);
+
+    /// <summary>Clears the gradients of every parameter.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var p in Parameters) p.ZeroGrad();
+    }
+
+    /// <summary>Frees the optimizer state.</summary>
+    public abstract void Dispose();
+}
