@@ -1,0 +1,98 @@
+using Parrot.Tensors;
+
+namespace Parrot.Autograd;
+
+public sealed partial class Variable
+{
+    /// <summary>Rows of <paramref name="weight"/> [vocab, dim] for <paramref name="ids"/> (any shape); the gradient scatters back into the used rows.</summary>
+    public static Variable Embedding(Variable weight, Tensor ids)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        var y = Tensor.Embedding(weight.Value, ids);
+        return Graph.Record("Embedding", y, [weight], (n, g) =>
+        {
+            var idx = n.Saved(0).Reshape(-1).To(DType.I64);
+            int dim = n.Inputs[0].Shape[1];
+            var rows = g.Reshape(-1, dim);
+            var index = idx.Unsqueeze(1).Expand(idx.Dim(0), dim);
+            var zeros = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device);
+            return [zeros.ScatterAdd(0, index, rows)];
+        }, ids);
+    }
+
+    /// <summary>Entries along <paramref name="axis"/> at the positions of the 1-D <paramref name="index"/>.</summary>
+    public Variable IndexSelect(int axis, Tensor index)
+    {
+        var y = Value.IndexSelect(axis, index);
+        int a = Tensor.NormalizeAxis(axis, Rank, "IndexSelect");
+        return Graph.Record("IndexSelect", y, [this], (n, g) =>
+        {
+            // Expand the 1-D index along every other dim of the gradient, then scatter-add it back.
+            var shape = Enumerable.Repeat(1, g.Rank).ToArray();
+            shape[a] = g.Dim(a);
+            var full = n.Saved(0).To(DType.I64).Reshape(shape).Expand(g.Shape.ToArray());
+            var zeros = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device);
+            return [zeros.ScatterAdd(a, full, g)];
+        }, index);
+    }
+
+    /// <summary>torch.gather along <paramref name="axis"/>.</summary>
+    public Variable Gather(int axis, Tensor index)
+    {
+        var y = Value.Gather(axis, index);
+        return Graph.Record("Gather", y, [this], (n, g) =>
+        {
+            var zeros = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device);
+            return [zeros.ScatterAdd(axis, n.Saved(0), g)];
+        }, index);
+    }
+
+    /// <summary>Joins variables along <paramref name="axis"/>; each gets its slice of the gradient.</summary>
+    public static Variable Concat(int axis, params Variable[] parts)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
+        var y = Tensor.Concat(axis, parts.Select(p => p.Value).ToArray());
+        int a = Tensor.NormalizeAxis(axis, y.Rank, "Concat");
+        var sizes = parts.Select(p => p.Shape[a]).ToArray();
+        var dtypes = parts.Select(p => p.DType).ToArray();
+        return Graph.Record("Concat", y, parts, (n, g) =>
+        {
+            var grads = new Tensor?[sizes.Length];
+            int start = 0;
+            for (int i = 0; i < sizes.Length; i++)
+            {
+                if (n.NeedsGrad(i)) grads[i] = g.Narrow(a, start, sizes[i]).To(dtypes[i]);
+                start += sizes[i];
+            }
+            return grads;
+        });
+    }
+
+    /// <summary>Stacks variables along a new axis.</summary>
+    public static Variable Stack(int axis, params Variable[] parts)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
+        if (parts.Length == 0) throw new ArgumentException("Stack: needs at least one variable");
+        int a = Tensor.NormalizeAxis(axis, parts[0].Rank + 1, "Stack");
+        return Concat(a, parts.Select(p => p.Unsqueeze(a)).ToArray());
+    }
+
+    /// <summary>Splits into pieces of the given sizes along <paramref name="axis"/> (views).</summary>
+    public Variable[] Split(int axis, params int[] sizes)
+    {
+        int a = Tensor.NormalizeAxis(axis, Rank, "Split");
+        if (sizes.Sum() != Shape[a]) throw new ArgumentException($"Split: sizes [{string.Join(", ", sizes)}] do not add up to dimension {a} of {Value.ShapeString()}");
+        var r = new Variable[sizes.Length];
+        int start = 0;
+        for (int i = 0; i < sizes.Length; i++) { r[i] = Narrow(a, start, sizes[i]); start += sizes[i]; }
+        return r;
+    }
+
+    /// <summary>Rotary embedding (HF rotate-half); see <see cref="Tensor.ApplyRope"/>. Tables are constants.</summary>
+    public Variable ApplyRope(Tensor cos, Tensor sin)
+    {
+        var y = Value.ApplyRope(cos, sin);
+        // The rotation is orthogonal: its transpose is the rotation by −θ.
+        return Graph.Record("Rope", y, [this], (n, g) => [g.ApplyRope(n.Saved(0), -n.Saved(1))], cos, sin);
+    }
+}
