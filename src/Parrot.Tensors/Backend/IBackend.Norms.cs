@@ -1,0 +1,36 @@
+namespace Parrot.Tensors;
+
+public partial interface IBackend
+{
+    /// <summary>
+    /// Softmax (or log-softmax when <paramref name="log"/>) over the last axis: y = exp(x - max) / Σ exp(x - max),
+    /// log: y = (x - max) - ln Σ exp(x - max). x and y have the same shape and float dtype, any strides.
+    /// A row whose entries are all -inf gives NaN, as in PyTorch; a NaN anywhere in a row makes the row NaN.
+    /// </summary>
+    void Softmax(Tensor x, Tensor y, bool log);
+
+    /// <summary>
+    /// Layer normalisation over the last axis: y = (x - mean) / √(var + eps) · weight + bias, with the biased
+    /// variance (divided by D), as PyTorch. x and y are [..., D] of the same float dtype, any strides;
+    /// weight and bias (each optional: 1 and 0 when null) are [D] of any float dtype. Statistics are taken in
+    /// float64; F32/BF16/F16 rows are normalised in float32 and rounded once on store.
+    /// </summary>
+    void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, double eps, Tensor y);
+
+    /// <summary>
+    /// RMS normalisation over the last axis with Hugging Face Qwen2RMSNorm semantics. x is [..., D] of a
+    /// float dtype, weight [D] of a float dtype, y [..., D] of the promoted dtype of the two; any strides.
+    /// For F32/BF16/F16 x, in float32: v = Σx²/D, h = x · (1 / √(v + (float)eps)); then h is rounded to x's
+    /// dtype (HF's <c>hidden_states.to(input_dtype)</c>, a no-op for F32), and y = weight · h is computed in
+    /// float32 and rounded to y's dtype. F64 x is computed in float64 throughout (HF would pass through float32).
+    /// </summary>
+    void RmsNorm(Tensor x, Tensor weight, double eps, Tensor y);
+
+    /// <summary>
+    /// Per-row cross-entropy: lossPerRow[i] = logsumexp(logits[i, :]) - logits[i, targets[i]], and 0 for rows
+    /// whose target equals <paramref name="ignoreIndex"/>. logits is [N, C] of a float dtype, targets [N] I64,
+    /// lossPerRow [N] F32 or F64; any strides. A target outside 0..C-1 that is not the ignore index throws
+    /// <see cref="ArgumentOutOfRangeException"/> naming the row and the value, before anything is written.
+    /// </summary>
+    void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow);
+}

@@ -1,0 +1,55 @@
+namespace Parrot.Tensors;
+
+public partial interface IBackend
+{
+    /// <summary>
+    /// y = op over <paramref name="axes"/> of x. y has x's rank with size 1 on every reduced axis (the
+    /// keep-dim shape) and any strides. <paramref name="axes"/> are distinct and in 0..rank-1; an empty list
+    /// reduces nothing (y = x, cast). x may have any strides and dtype; y's dtype is what the caller wants
+    /// the result stored as: x's dtype for floats, I64 for Sum/Prod of integers and Bool.
+    /// Floats accumulate Sum/Mean/Prod in float64 (F32/BF16/F16 are summed in float32 over short blocks
+    /// first), integers in wrapping int64; Max and Min propagate NaN. An empty reduced set gives 0 for
+    /// Sum, 1 for Prod, NaN for Mean; Max and Min of an empty set throw <see cref="ArgumentException"/>.
+    /// </summary>
+    void Reduce(ReduceOp op, Tensor x, int[] axes, Tensor y);
+
+    /// <summary>
+    /// y = the index along <paramref name="axis"/> of x's largest (ArgMax) or smallest (ArgMin) value.
+    /// y is I64 with x's rank and size 1 on <paramref name="axis"/>; x has any dtype but Bool and any
+    /// strides, and a non-empty <paramref name="axis"/>. Ties give the lowest index; a NaN beats every
+    /// number (the first NaN's index is returned), as in PyTorch; -0 and +0 are equal.
+    /// </summary>
+    void ArgReduce(ArgReduceOp op, Tensor x, int axis, Tensor y);
+
+    /// <summary>
+    /// The <paramref name="values"/> and <paramref name="indices"/> of the k largest elements along the last
+    /// axis of x, largest first; equal values are ordered by lower index first, and NaN counts as larger
+    /// than every number. x is [..., n] of any dtype but Bool, any strides; values is [..., k] of x's dtype
+    /// and indices [..., k] I64, any strides; 0 ≤ k ≤ n.
+    /// </summary>
+    void TopK(Tensor x, int k, Tensor values, Tensor indices);
+}
+
+/// <summary>Reductions for <see cref="IBackend.Reduce"/>.</summary>
+public enum ReduceOp
+{
+    /// <summary>Σx (0 over an empty set).</summary>
+    Sum,
+    /// <summary>Σx / count (NaN over an empty set).</summary>
+    Mean,
+    /// <summary>Largest value, NaN propagating.</summary>
+    Max,
+    /// <summary>Smallest value, NaN propagating.</summary>
+    Min,
+    /// <summary>Πx (1 over an empty set).</summary>
+    Prod,
+}
+
+/// <summary>Index-returning reductions for <see cref="IBackend.ArgReduce"/>.</summary>
+public enum ArgReduceOp
+{
+    /// <summary>Index of the largest value.</summary>
+    ArgMax,
+    /// <summary>Index of the smallest value.</summary>
+    ArgMin,
+}
