@@ -69,6 +69,14 @@ public sealed partial class CpuBackend
                 else for (int i = 0; i < n; i++) yp[i * sy] = src[i * sx];
                 return;
             }
+            if (sy == 1 && si == 1 && sx == 0)
+            {
+                // A run of indices into one row of x (index_select / gather along the last axis):
+                // keep the loop free of stride multiplications.
+                if (axisStride == 1) for (int i = 0; i < n; i++) yp[i] = xp[Checked(Read(ip + i), axisSize)];
+                else for (int i = 0; i < n; i++) yp[i] = xp[Checked(Read(ip + i), axisSize) * axisStride];
+                return;
+            }
             for (int i = 0; i < n; i++)
                 yp[i * sy] = xp[i * sx + Checked(Read(ip + i * si), axisSize) * axisStride];
         }

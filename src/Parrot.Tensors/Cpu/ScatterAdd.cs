@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 
 namespace Parrot.Tensors.Cpu;
@@ -111,11 +112,19 @@ public sealed partial class CpuBackend
                     rest /= _rowShape[r];
                     oi += c * _rowStrideI[r]; os += c * _rowStrideS[r]; od += c * _rowStrideD[r];
                 }
+                bool rowAdd = _runI == 0 && _runS == 1 && _runD == 1;
                 for (int j = 0; j < _k; j++)
                 {
                     TI* ij = idx + oi + j * _axisI;
                     T* sj = src + os + j * _axisS;
                     T* dj = dst + od;
+                    if (rowAdd)
+                    {
+                        // One index for the whole run (embedding backward): a contiguous row addition.
+                        long t = Checked(Read(ij), _axisSize);
+                        TAdd.AddRow(dj + t * _axisD + l0, sj + l0, l1 - l0);
+                        continue;
+                    }
                     for (int l = l0; l < l1; l++)
                     {
                         long t = Checked(Read(ij + l * _runI), _axisSize);
@@ -131,26 +140,61 @@ public sealed partial class CpuBackend
         private static long Read<TI>(TI* p) where TI : unmanaged => typeof(TI) == typeof(long) ? *(long*)p : *(int*)p;
     }
 
-    /// <summary>a + b in the arithmetic of the storage type T.</summary>
-    private interface IAccumulate<T> where T : unmanaged
+    /// <summary>a + b in the arithmetic of the storage type T, one element or a contiguous row at a time.</summary>
+    private unsafe interface IAccumulate<T> where T : unmanaged
     {
         static abstract T Add(T a, T b);
+
+        /// <summary>d[i] = Add(d[i], s[i]) for i &lt; n, with the same roundings as element by element.</summary>
+        static abstract void AddRow(T* d, T* s, int n);
     }
 
-    private readonly struct FloatAdd : IAccumulate<float> { public static float Add(float a, float b) => a + b; }
-    private readonly struct DoubleAdd : IAccumulate<double> { public static double Add(double a, double b) => a + b; }
-    private readonly struct Int32Add : IAccumulate<int> { public static int Add(int a, int b) => unchecked(a + b); }
-    private readonly struct Int64Add : IAccumulate<long> { public static long Add(long a, long b) => unchecked(a + b); }
-    private readonly struct ByteAdd : IAccumulate<byte> { public static byte Add(byte a, byte b) => unchecked((byte)(a + b)); }
+    private static unsafe void AddEach<T, TAdd>(T* d, T* s, int n) where T : unmanaged where TAdd : IAccumulate<T>
+    {
+        for (int i = 0; i < n; i++) d[i] = TAdd.Add(d[i], s[i]);
+    }
+
+    private readonly unsafe struct FloatAdd : IAccumulate<float>
+    {
+        public static float Add(float a, float b) => a + b;
+        public static void AddRow(float* d, float* s, int n) =>
+            TensorPrimitives.Add(new ReadOnlySpan<float>(d, n), new ReadOnlySpan<float>(s, n), new Span<float>(d, n));
+    }
+
+    private readonly unsafe struct DoubleAdd : IAccumulate<double>
+    {
+        public static double Add(double a, double b) => a + b;
+        public static void AddRow(double* d, double* s, int n) =>
+            TensorPrimitives.Add(new ReadOnlySpan<double>(d, n), new ReadOnlySpan<double>(s, n), new Span<double>(d, n));
+    }
+    private readonly unsafe struct Int32Add : IAccumulate<int>
+    {
+        public static int Add(int a, int b) => unchecked(a + b);
+        public static void AddRow(int* d, int* s, int n) => AddEach<int, Int32Add>(d, s, n);
+    }
+
+    private readonly unsafe struct Int64Add : IAccumulate<long>
+    {
+        public static long Add(long a, long b) => unchecked(a + b);
+        public static void AddRow(long* d, long* s, int n) => AddEach<long, Int64Add>(d, s, n);
+    }
+
+    private readonly unsafe struct ByteAdd : IAccumulate<byte>
+    {
+        public static byte Add(byte a, byte b) => unchecked((byte)(a + b));
+        public static void AddRow(byte* d, byte* s, int n) => AddEach<byte, ByteAdd>(d, s, n);
+    }
 
     /// <summary>bf16 + bf16 computed in float32 and rounded to nearest even, as PyTorch's CPU kernel does per addition.</summary>
-    private readonly struct BFloat16Add : IAccumulate<ushort>
+    private readonly unsafe struct BFloat16Add : IAccumulate<ushort>
     {
         public static ushort Add(ushort a, ushort b) => BFloat16.FromFloat(BFloat16.ToFloat(a) + BFloat16.ToFloat(b));
+        public static void AddRow(ushort* d, ushort* s, int n) => AddEach<ushort, BFloat16Add>(d, s, n);
     }
 
-    private readonly struct HalfAdd : IAccumulate<Half>
+    private readonly unsafe struct HalfAdd : IAccumulate<Half>
     {
         public static Half Add(Half a, Half b) => (Half)((float)a + (float)b);
+        public static void AddRow(Half* d, Half* s, int n) => AddEach<Half, HalfAdd>(d, s, n);
     }
 }
