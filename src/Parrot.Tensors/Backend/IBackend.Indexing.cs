@@ -46,9 +46,8 @@ public partial interface IBackend
     /// stride 0 on broadcast dims; in Qwen2 attention x is [batch, heads, seq, head_dim] and the
     /// tables are [seq, head_dim] or [batch, 1, seq, head_dim] expanded to it). x and y: F32, F64, BF16
     /// or F16, one dtype; cos and sin: any float dtype. Computed in float32 (float64 for F64), each
-    /// product rounded before the sum as PyTorch does, so F32 results equal Hugging Face's bit for bit given the
-    /// same tables;
-    /// 16-bit results are rounded once to nearest even. y may be x itself (in place).
+    /// product rounded before the sum as PyTorch does, so F32 results equal Hugging Face's bit for bit
+    /// given the same tables; 16-bit results are rounded once to nearest even. y may be x itself (in place).
     /// </summary>
     void Rope(Tensor x, Tensor cos, Tensor sin, Tensor y);
 }
