@@ -65,29 +65,28 @@ public abstract class Storage
     }
 }
 
-/// <summary>Host memory from the native allocator, 64-byte aligned for Vector512 loads.</summary>
+/// <summary>Host memory from <see cref="Cpu.CpuAllocator"/>, 64-byte aligned for Vector512 loads.</summary>
 public sealed class NativeStorage : Storage
 {
-    private NativeStorage(nint p, long bytes) : base(p, bytes, Device.Cpu) { }
+    private readonly long _classBytes;
+
+    private NativeStorage(nint p, long bytes, long classBytes) : base(p, bytes, Device.Cpu) => _classBytes = classBytes;
 
     /// <summary>Allocates <paramref name="bytes"/> bytes, zeroed when <paramref name="zero"/> is set.</summary>
     public static unsafe NativeStorage Allocate(long bytes, bool zero = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
-        nuint n = (nuint)Math.Max(bytes, 1);
-        void* p;
-        try { p = NativeMemory.AlignedAlloc(n, 64); }
-        catch (OutOfMemoryException) { throw new OutOfMemoryException($"cannot allocate {bytes} bytes of host memory for a tensor"); }
-        if (zero) NativeMemory.Clear(p, n);
+        nint p = Cpu.CpuAllocator.Allocate(bytes, out long classBytes);
+        if (zero) NativeMemory.Clear((void*)p, (nuint)Math.Max(bytes, 1));
         MemoryStats.OnAllocate(DeviceKind.Cpu, bytes);
-        return new NativeStorage((nint)p, bytes);
+        return new NativeStorage(p, bytes, classBytes);
     }
 
     /// <inheritdoc/>
-    protected override unsafe void Free(nint pointer)
+    protected override void Free(nint pointer)
     {
         if (pointer == 0) return;
-        NativeMemory.AlignedFree((void*)pointer);
+        Cpu.CpuAllocator.Free(pointer, _classBytes);
         MemoryStats.OnFree(DeviceKind.Cpu, Bytes);
     }
 }
