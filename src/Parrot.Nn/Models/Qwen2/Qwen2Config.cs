@@ -1,0 +1,43 @@
+namespace Parrot.Nn.Models.Qwen2;
+
+/// <summary>The Qwen2 (and Qwen1.5) decoder's hyper-parameters, named as in Hugging Face's config.json.</summary>
+public sealed record Qwen2Config
+{
+    /// <summary>vocab_size</summary>
+    public int VocabSize { get; init; } = 151936;
+    /// <summary>hidden_size</summary>
+    public int HiddenSize { get; init; } = 4096;
+    /// <summary>intermediate_size</summary>
+    public int IntermediateSize { get; init; } = 11008;
+    /// <summary>num_hidden_layers</summary>
+    public int NumHiddenLayers { get; init; } = 32;
+    /// <summary>num_attention_heads</summary>
+    public int NumAttentionHeads { get; init; } = 32;
+    /// <summary>num_key_value_heads (equal to the heads for multi-head attention)</summary>
+    public int NumKeyValueHeads { get; init; } = 32;
+    /// <summary>rope_theta</summary>
+    public double RopeTheta { get; init; } = 1e6;
+    /// <summary>rms_norm_eps</summary>
+    public double RmsNormEps { get; init; } = 1e-6;
+    /// <summary>max_position_embeddings</summary>
+    public int MaxPositionEmbeddings { get; init; } = 32768;
+    /// <summary>tie_word_embeddings: lm_head shares the embedding table.</summary>
+    public bool TieWordEmbeddings { get; init; }
+    /// <summary>initializer_range, the std of fresh weights.</summary>
+    public double InitializerRange { get; init; } = 0.02;
+
+    /// <summary>Width of one attention head.</summary>
+    public int HeadDim => HiddenSize / NumAttentionHeads;
+
+    /// <summary>Throws when the sizes do not fit together.</summary>
+    public void Validate()
+    {
+        if (VocabSize <= 0 || HiddenSize <= 0 || IntermediateSize <= 0 || NumHiddenLayers <= 0 || NumAttentionHeads <= 0 || NumKeyValueHeads <= 0)
+            throw new ArgumentException("Qwen2Config: sizes must be positive");
+        if (HiddenSize % NumAttentionHeads != 0) throw new ArgumentException($"Qwen2Config: hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
+        if (NumAttentionHeads % NumKeyValueHeads != 0) throw new ArgumentException($"Qwen2Config: num_attention_heads {NumAttentionHeads} is not a multiple of num_key_value_heads {NumKeyValueHeads}");
+        if (HeadDim % 2 != 0) throw new ArgumentException($"Qwen2Config: head dim {HeadDim} must be even for rotary embeddings");
+        if (!(RopeTheta > 1)) throw new ArgumentException($"Qwen2Config: rope_theta {RopeTheta} must be > 1");
+        if (!(RmsNormEps > 0)) throw new ArgumentException($"Qwen2Config: rms_norm_eps {RmsNormEps} must be > 0");
+    }
+}

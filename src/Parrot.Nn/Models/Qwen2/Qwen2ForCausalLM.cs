@@ -1,0 +1,137 @@
+using Parrot.Autograd;
+using Parrot.Nn.Layers;
+using Parrot.Tensors;
+
+namespace Parrot.Nn.Models.Qwen2;
+
+/// <summary>
+/// The Qwen2 decoder with its language-model head, parameter names as Hugging Face's Qwen2ForCausalLM
+/// (model.embed_tokens, model.layers.N.…, model.norm, lm_head).
+/// </summary>
+public sealed class Qwen2ForCausalLM : Module
+{
+    private readonly Qwen2Model _model;
+    private readonly Linear? _lmHead;
+
+    /// <summary>The configuration.</summary>
+    public Qwen2Config Config { get; }
+
+    /// <summary>The decoder stack (named "model").</summary>
+    public Qwen2Model Model => _model;
+
+    /// <summary>Whether decoder layers recompute their activations in backward (saves memory in training).</summary>
+    public bool GradientCheckpointing { get => _model.GradientCheckpointing; set => _model.GradientCheckpointing = value; }
+
+    /// <summary>Creates a freshly initialised model (N(0, initializer_range²) weights, as HF's _init_weights).</summary>
+    public Qwen2ForCausalLM(Qwen2Config config, ulong seed = 0, DType dtype = DType.F32)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        _model = AddModule("model", new Qwen2Model(config, Init.SeedFor(seed, "model"), dtype));
+        if (!config.TieWordEmbeddings)
+            _lmHead = AddModule("lm_head", new Linear(config.HiddenSize, config.VocabSize, bias: false, Init.SeedFor(seed, "lm_head"), dtype));
+        ReinitialiseNormal(seed);
+    }
+
+    private void ReinitialiseNormal(ulong seed)
+    {
+        // HF Qwen2 initialises every Linear/Embedding weight N(0, std²) and zeroes biases; norms stay 1.
+        foreach (var (name, p) in NamedParameters())
+        {
+            if (name.EndsWith("layernorm.weight", StringComparison.Ordinal) || name == "model.norm.weight") continue;
+            using var fresh = name.EndsWith(".bias", StringComparison.Ordinal)
+                ? Tensor.Zeros(p.Shape, p.DType)
+                : Init.Normal(p.Shape.ToArray(), Config.InitializerRange, Init.SeedFor(seed, name), p.DType);
+            p.Value.CopyFrom(fresh);
+        }
+    }
+
+    /// <summary>
+    /// Logits [B, T, vocab] for token ids [B, T]. <paramref name="attentionMask"/> [B, S] (1 = real token,
+    /// 0 = padding; S = past + T) masks padded keys; <paramref name="positions"/> [T] or [B, T] default to
+    /// past..past+T−1; <paramref name="cache"/> enables incremental decoding.
+    /// </summary>
+    public Variable Forward(Tensor ids, Tensor? attentionMask = null, Tensor? positions = null, KvCache? cache = null)
+    {
+        var h = _model.Forward(_model.EmbedTokens.Forward(ids), attentionMask, positions, cache);
+        return LmHead(h);
+    }
+
+    /// <summary>Logits for hidden states: lm_head, or the embedding table when tied.</summary>
+    public Variable LmHead(Variable hidden) => _lmHead is not null ? _lmHead.Forward(hidden) : hidden.MatMul(_model.EmbedTokens.Weight.Transpose());
+}
+
+/// <summary>The decoder stack without the head: embed_tokens, layers, norm.</summary>
+public sealed class Qwen2Model : Module
+{
+    private readonly Qwen2DecoderLayer[] _layers;
+    private readonly Qwen2Config _config;
+
+    /// <summary>embed_tokens.</summary>
+    public Embedding EmbedTokens { get; }
+    /// <summary>The final norm.</summary>
+    public RmsNorm Norm { get; }
+    /// <summary>The layers.</summary>
+    public IReadOnlyList<Qwen2DecoderLayer> Layers => _layers;
+    /// <summary>Recompute layer activations in backward.</summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>Creates the stack.</summary>
+    public Qwen2Model(Qwen2Config c, ulong seed, DType dtype)
+    {
+        _config = c;
+        EmbedTokens = AddModule("embed_tokens", new Embedding(c.VocabSize, c.HiddenSize, Init.SeedFor(seed, "embed_tokens"), c.InitializerRange, dtype));
+        var list = AddModule("layers", new ModuleList());
+        _layers = new Qwen2DecoderLayer[c.NumHiddenLayers];
+        for (int i = 0; i < _layers.Length; i++) _layers[i] = list.Add(new Qwen2DecoderLayer(c, Init.SeedFor(seed, $"layers.{i}"), dtype));
+        Norm = AddModule("norm", new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype));
+    }
+
+    /// <summary>Runs the layers over input embeddings [B, T, hidden] and applies the final norm.</summary>
+    public Variable Forward(Variable inputsEmbeds, Tensor? attentionMask = null, Tensor? positions = null, KvCache? cache = null)
+    {
+        if (inputsEmbeds.Rank != 3) throw new ArgumentException($"Qwen2Model: inputs {inputsEmbeds.Value.ShapeString()} must be [batch, seq, hidden]");
+        int b = inputsEmbeds.Shape[0], t = inputsEmbeds.Shape[1];
+        int past = cache?.Length(0) ?? 0;
+        using var scope = TensorScope.Begin();
+        var rope = positions is null
+            ? Tensor.RopeTables(past, t, _config.HeadDim, _config.RopeTheta, inputsEmbeds.Value.Device)
+            : RopeFor(positions, b, t, inputsEmbeds.Value.Device);
+        var cos = rope.Cos.To(inputsEmbeds.DType.IsHalfStorage() ? DType.F32 : inputsEmbeds.DType);
+        var sin = rope.Sin.To(cos.DType);
+        Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, past + t, inputsEmbeds.DType);
+        var h = inputsEmbeds;
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            var layer = _layers[i];
+            int index = i;
+            h = GradientCheckpointing && cache is null && !Graph.IsGradDisabled
+                ? Checkpoint.Run(v => layer.Forward(v[0], (cos, sin), mask, null, index), h)
+                : layer.Forward(h, (cos, sin), mask, cache, i);
+        }
+        return Norm.Forward(h);
+    }
+
+    private (Tensor Cos, Tensor Sin) RopeFor(Tensor positions, int b, int t, Device device)
+    {
+        if (positions.Rank == 1 && positions.Dim(0) == t) return Tensor.RopeTables(positions, _config.HeadDim, _config.RopeTheta, device);
+        if (positions.Rank == 2 && positions.Dim(0) == b && positions.Dim(1) == t)
+        {
+            var (c, s) = Tensor.RopeTables(positions, _config.HeadDim, _config.RopeTheta, device); // [B, T, D]
+            return (c.Unsqueeze(1), s.Unsqueeze(1));
+        }
+        throw new ArgumentException($"Qwen2Model: positions {positions.ShapeString()} must be [{t}] or [{b}, {t}]");
+    }
+
+    /// <summary>Additive [B, 1, 1, S] mask: 0 on real keys, −∞ on padding.</summary>
+    private static Tensor PaddingMask(Tensor attentionMask, int b, int s, DType dtype)
+    {
+        if (attentionMask.Rank != 2 || attentionMask.Dim(0) != b || attentionMask.Dim(1) != s)
+            throw new ArgumentException($"Qwen2Model: attention mask {attentionMask.ShapeString()} must be [{b}, {s}] (batch, past + new tokens)");
+        var keep = attentionMask.Ne(Tensor.Scalar(0, attentionMask.DType));
+        var zero = Tensor.Scalar(0, dtype);
+        var ninf = Tensor.Scalar(double.NegativeInfinity, dtype);
+        return Tensor.Where(keep, zero, ninf).Reshape(b, 1, 1, s);
+    }
+}
