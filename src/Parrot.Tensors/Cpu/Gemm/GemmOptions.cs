@@ -1,0 +1,19 @@
+using System.Runtime.Intrinsics;
+
+namespace Parrot.Tensors.Cpu.Gemm;
+
+/// <summary>
+/// Switches of the CPU matrix product, for tests and benchmarks. The defaults pick the fastest path
+/// the processor supports; nothing here needs setting in normal use.
+/// </summary>
+public static class GemmOptions
+{
+    /// <summary>
+    /// When set, the float32 product uses its Vector256 kernels even where Vector512 is accelerated,
+    /// so that the path taken by machines without AVX-512 can be tested and measured on one that has it.
+    /// </summary>
+    public static bool ForceVector256 { get; set; }
+
+    /// <summary>True when the Vector512 kernels run.</summary>
+    internal static bool UseVector512 => Vector512.IsHardwareAccelerated && !ForceVector256;
+}
