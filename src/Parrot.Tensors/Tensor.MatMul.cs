@@ -119,8 +119,11 @@ public sealed partial class Tensor
             .Permute(0, 2, 4, 1, 3, 5)                 // [B, Hp, Wp, C_in, P, Q]
             .Reshape(batch * hp * wp, cin * ph * pw);  // the one copy: a row per patch
         var kernels = weight.Reshape(cout, cin * ph * pw).Transpose(0, 1); // [C_in·P·Q, C_out], read in place
-        var y = MatMul(x, kernels);
-        if (bias is not null) y = y + bias;
+        // Half-precision results are rounded once, after the bias, as a convolution accumulating in float32 does.
+        bool half = input.DType.IsHalfStorage();
+        var y = MatMul(x, kernels, half ? DType.F32 : null);
+        if (bias is not null) y = y + (half ? bias.To(DType.F32) : bias);
+        if (half) y = y.To(input.DType);
         var result = y.ViewAs(batch, hp, wp, cout).Permute(0, 3, 1, 2);
         return scope.Keep(result);
     }

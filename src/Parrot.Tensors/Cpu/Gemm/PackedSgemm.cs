@@ -50,7 +50,7 @@ internal static unsafe class PackedSgemm
     }
 
     /// <summary>
-    /// Rows packed in advance for <see cref="RunColumns"/>: for each k block p, <paramref name="paddedRows"/>
+    /// Rows packed in advance for <see cref="RunColumns"/>: for each k block p, <c>PaddedRows</c>
     /// rows of <see cref="KC"/> floats starting at <c>Data + p·paddedRows·KC</c> (the per-block layout of
     /// <see cref="Packing.PackA"/>, stacked).
     /// </summary>

@@ -65,9 +65,6 @@ internal static unsafe class Sgemm
         }
     }
 
-    /// <summary>Bytes of A packed ahead and shared by the threads at a time (larger A goes in chunks of rows).</summary>
-    private const long SharedRowsBytes = 32L << 20;
-
     /// <summary>Column ranges handed out per thread: several, so a thread slowed by the machine's other load
     /// just takes fewer of them.</summary>
     private const int ColumnRangesPerWorker = 6;
@@ -85,7 +82,7 @@ internal static unsafe class Sgemm
         int nr = TKernel.NR, mr = PackedSgemm.MR, kc = PackedSgemm.KC, mcBlock = PackedSgemm.MC;
         long kBlocks = (k + kc - 1) / kc;
         long bytesPerRow = kBlocks * kc * sizeof(float);
-        int chunkRows = (int)Math.Max(mcBlock, SharedRowsBytes / bytesPerRow / mcBlock * mcBlock);
+        int chunkRows = (int)Math.Max(mcBlock, GemmOptions.SharedRowsBytes / bytesPerRow / mcBlock * mcBlock);
         chunkRows = Math.Min(chunkRows, (m + mr - 1) / mr * mr);
 
         int columnTiles = (n + nr - 1) / nr;
