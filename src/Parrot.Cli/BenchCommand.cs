@@ -8,6 +8,7 @@ internal static class BenchCommand
     public static Command Create()
     {
         var bench = new Command("bench", "Measure kernel speed (GFLOP/s, GB/s) and compare with a peer");
+        bench.Subcommands.Add(GemmBench.Create());
         return bench;
     }
 }

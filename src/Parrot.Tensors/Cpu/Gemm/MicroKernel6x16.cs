@@ -1,0 +1,66 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Parrot.Tensors.Cpu.Gemm;
+
+/// <summary>
+/// The Vector256 micro-kernel for machines without AVX-512: a 6 × 16 tile in 12 ymm accumulators, two B vectors
+/// and one broadcast per row, 15 of the 16 ymm registers. Same packed layouts as the AVX-512 kernel (A slivers
+/// of 6 rows, B micro-panels of 16 columns).
+/// </summary>
+internal readonly unsafe struct MicroKernel6x16 : IMicroKernel
+{
+    /// <inheritdoc/>
+    public static int NR => 16;
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Run(float* a, float* b, int kc, float* c, long ldc, bool accumulate)
+    {
+        const int S = PackedSgemm.KC;
+        float* c0 = c, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
+        Vector256<float> c00 = default, c01 = default;
+        Vector256<float> c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default;
+        Vector256<float> c40 = default, c41 = default;
+        Vector256<float> c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            Vector256<float> b0 = Vector256.Load(b), b1 = Vector256.Load(b + 8);
+            Vector256<float> x;
+            x = Vector256.Create(a[0]);
+            c00 = Vector256.MultiplyAddEstimate(x, b0, c00); c01 = Vector256.MultiplyAddEstimate(x, b1, c01);
+            x = Vector256.Create(a[S]);
+            c10 = Vector256.MultiplyAddEstimate(x, b0, c10); c11 = Vector256.MultiplyAddEstimate(x, b1, c11);
+            x = Vector256.Create(a[2 * S]);
+            c20 = Vector256.MultiplyAddEstimate(x, b0, c20); c21 = Vector256.MultiplyAddEstimate(x, b1, c21);
+            x = Vector256.Create(a[3 * S]);
+            c30 = Vector256.MultiplyAddEstimate(x, b0, c30); c31 = Vector256.MultiplyAddEstimate(x, b1, c31);
+            x = Vector256.Create(a[4 * S]);
+            c40 = Vector256.MultiplyAddEstimate(x, b0, c40); c41 = Vector256.MultiplyAddEstimate(x, b1, c41);
+            x = Vector256.Create(a[5 * S]);
+            c50 = Vector256.MultiplyAddEstimate(x, b0, c50); c51 = Vector256.MultiplyAddEstimate(x, b1, c51);
+            a++;
+            b += 16;
+        }
+        StoreRow(c0, c00, c01, accumulate);
+        StoreRow(c1, c10, c11, accumulate);
+        StoreRow(c2, c20, c21, accumulate);
+        StoreRow(c3, c30, c31, accumulate);
+        StoreRow(c4, c40, c41, accumulate);
+        StoreRow(c5, c50, c51, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* c, Vector256<float> v0, Vector256<float> v1, bool accumulate)
+    {
+        if (accumulate)
+        {
+            v0 += Vector256.Load(c);
+            v1 += Vector256.Load(c + 8);
+        }
+        v0.Store(c);
+        v1.Store(c + 8);
+    }
+}

@@ -1,0 +1,191 @@
+using System.Runtime.InteropServices;
+
+namespace Parrot.Tensors.Cpu.Gemm;
+
+/// <summary>
+/// The float32-accumulating matrix product C = A · B for float32, bf16 and float16 operands (any strides)
+/// into a float32 C with unit column stride. Chooses the path (skinny or packed, Vector512 or Vector256)
+/// and splits C between threads: each thread gets its own columns (or rows) and its own pack buffers, so the
+/// threads never wait on each other. Every element of C is summed over k in the same order whatever the
+/// thread count, so results do not depend on it.
+/// </summary>
+internal static unsafe class Sgemm
+{
+    /// <summary>Below this many multiply-adds (m·n·k) one thread does the whole product: handing work to another costs microseconds.</summary>
+    private const long ParallelMinWork = 1L << 20;
+
+    /// <summary>C[m × n] (row stride <paramref name="ldc"/>) = A[m × k] · B[k × n], on up to <paramref name="workers"/> threads.</summary>
+    public static void Multiply(in MatrixView a, in MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
+    {
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            for (int i = 0; i < m; i++) NativeMemory.Clear(c + i * ldc, (nuint)n * sizeof(float));
+            return;
+        }
+        if ((long)m * n * k < ParallelMinWork) workers = 1;
+        if (GemmOptions.UseVector512)
+        {
+            if (m <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(b))
+                Skinny(a, b, c, ldc, m, n, k, workers);
+            else if (n <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(a.Transposed))
+                SkinnyTransposed(a, b, c, ldc, m, n, k, workers);
+            else
+                Packed<MicroKernel6x64>(a, b, c, ldc, m, n, k, workers);
+        }
+        else
+        {
+            Packed<MicroKernel6x16>(a, b, c, ldc, m, n, k, workers);
+        }
+    }
+
+    private static void Packed<TKernel>(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
+        where TKernel : struct, IMicroKernel
+    {
+        int nr = TKernel.NR, mr = PackedSgemm.MR;
+        int columnTiles = (n + nr - 1) / nr;
+        if (workers <= 1)
+        {
+            RunPacked<TKernel>(a, b, c, ldc, m, n, k);
+        }
+        else if (columnTiles >= 2 * workers)
+        {
+            SharedRowsDynamicColumns<TKernel>(a, b, c, ldc, m, n, k, workers);
+        }
+        else
+        {
+            // Too few columns to share out: split the rows evenly, each thread packing its own blocks.
+            int units = (m + mr - 1) / mr;
+            int parts = Math.Min(workers, units);
+            CpuParallel.For(parts, w =>
+            {
+                int i0 = (int)((long)units * w / parts) * mr, i1 = Math.Min(m, (int)((long)units * (w + 1) / parts) * mr);
+                if (i1 > i0) RunPacked<TKernel>(a.From(i0, 0), b, c + i0 * ldc, ldc, i1 - i0, n, k);
+            });
+        }
+    }
+
+    /// <summary>Column ranges handed out per thread: several, so a thread slowed by the machine's other load
+    /// just takes fewer of them.</summary>
+    private const int ColumnRangesPerWorker = 6;
+
+    /// <summary>
+    /// The multi-threaded schedule. The threads first pack A together (each a share of its blocks) into one
+    /// shared buffer; then C is cut into column ranges that the threads take from a counter until none are
+    /// left, each packing its range of B into its own buffer. Every element of A and B is packed once, as on
+    /// one thread, and no thread waits for another except at the two joins; on this shared machine, where one
+    /// core is sometimes slowed by other work, a fixed half-and-half split would leave the faster core idle.
+    /// </summary>
+    private static void SharedRowsDynamicColumns<TKernel>(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
+        where TKernel : struct, IMicroKernel
+    {
+        int nr = TKernel.NR, mr = PackedSgemm.MR, kc = PackedSgemm.KC, mcBlock = PackedSgemm.MC;
+        long kBlocks = (k + kc - 1) / kc;
+        long bytesPerRow = kBlocks * kc * sizeof(float);
+        int chunkRows = (int)Math.Max(mcBlock, GemmOptions.SharedRowsBytes / bytesPerRow / mcBlock * mcBlock);
+        chunkRows = Math.Min(chunkRows, (m + mr - 1) / mr * mr);
+
+        int columnTiles = (n + nr - 1) / nr;
+        int rangeTiles = Math.Clamp(columnTiles / (ColumnRangesPerWorker * workers), 1, PackedSgemm.NC / nr);
+        int ranges = (columnTiles + rangeTiles - 1) / rangeTiles;
+        int rangeColumns = rangeTiles * nr;
+
+        var owner = GemmWorkspace.Rent();
+        try
+        {
+            float* shared = owner.Scratch(chunkRows * bytesPerRow / sizeof(float));
+            for (int i0 = 0; i0 < m; i0 += chunkRows)
+            {
+                int rows = Math.Min(chunkRows, m - i0);
+                var packed = new PackedSgemm.PackedRows((nint)shared, (rows + mr - 1) / mr * mr);
+                int rowStart = i0;
+                int packParts = Math.Min(workers, (int)(kBlocks * ((rows + mcBlock - 1) / mcBlock)));
+                CpuParallel.For(packParts, w => PackedSgemm.PackRows(a, rowStart, rows, k, shared, w, packParts));
+
+                int next = -1;
+                float* cRows = c + i0 * ldc;
+                CpuParallel.For(Math.Min(workers, ranges), _ =>
+                {
+                    var ws = GemmWorkspace.Rent();
+                    try
+                    {
+                        int r;
+                        while ((r = Interlocked.Increment(ref next)) < ranges)
+                        {
+                            int j0 = r * rangeColumns;
+                            PackedSgemm.RunColumns<TKernel>(packed, b, cRows, ldc, rows, j0, Math.Min(rangeColumns, n - j0), k, ws);
+                        }
+                    }
+                    finally { GemmWorkspace.Return(ws); }
+                });
+            }
+        }
+        finally { GemmWorkspace.Return(owner); }
+    }
+
+    private static void RunPacked<TKernel>(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k)
+        where TKernel : struct, IMicroKernel
+    {
+        var ws = GemmWorkspace.Rent();
+        try { PackedSgemm.Run<TKernel>(a, b, c, ldc, m, n, k, ws); }
+        finally { GemmWorkspace.Return(ws); }
+    }
+
+    private static void Skinny(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
+    {
+        var ws = GemmWorkspace.Rent();
+        try
+        {
+            float* af = ws.Scratch((long)m * k);
+            ToContiguous(a, m, k, af);
+            SkinnyColumns(af, k, b, c, ldc, m, n, k, workers);
+        }
+        finally { GemmWorkspace.Return(ws); }
+    }
+
+    /// <summary>
+    /// Few columns, many rows (e.g. a matrix times a vector): computes Cᵀ = Bᵀ · Aᵀ with the skinny kernels
+    /// into scratch, then transposes it into C.
+    /// </summary>
+    private static void SkinnyTransposed(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
+    {
+        var ws = GemmWorkspace.Rent();
+        try
+        {
+            float* bt = ws.Scratch((long)n * k + (long)n * m);
+            float* ct = bt + (long)n * k;
+            ToContiguous(b.Transposed, n, k, bt);
+            SkinnyColumns(bt, k, a.Transposed, ct, m, n, m, k, workers);
+            for (int i = 0; i < m; i++)
+            {
+                float* row = c + i * ldc;
+                for (int j = 0; j < n; j++) row[j] = ct[(long)j * m + i];
+            }
+        }
+        finally { GemmWorkspace.Return(ws); }
+    }
+
+    /// <summary>Runs the skinny kernels over the columns of C, split between threads in whole 64-column tiles.</summary>
+    private static void SkinnyColumns(float* a, long lda, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
+    {
+        int unit = SkinnySgemm.ColumnUnit;
+        int units = (n + unit - 1) / unit;
+        int parts = Math.Min(workers, units);
+        if (parts <= 1)
+        {
+            SkinnySgemm.Run(a, lda, b, c, ldc, m, k, 0, n);
+            return;
+        }
+        CpuParallel.For(parts, w =>
+        {
+            int j0 = (int)((long)units * w / parts) * unit, j1 = Math.Min(n, (int)((long)units * (w + 1) / parts) * unit);
+            if (j1 > j0) SkinnySgemm.Run(a, lda, b, c, ldc, m, k, j0, j1);
+        });
+    }
+
+    /// <summary>Copies a rows × cols matrix of any float dtype and strides into contiguous float32.</summary>
+    private static void ToContiguous(in MatrixView x, int rows, int cols, float* dst)
+    {
+        for (int i = 0; i < rows; i++) RowIO.Load(x.At(i, 0), x.DType, x.ColStride, cols, dst + (long)i * cols);
+    }
+}
