@@ -118,3 +118,17 @@ public class EngineTests
         Assert.That(w1.Grad!.ToArray<double>(), Is.Not.Null);
     }
 }
+
+public class GradCheckSelfTests
+{
+    [Test]
+    public void GradCheckRejectsAWrongRule()
+    {
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Normal([4], 1, dtype: DType.F64);
+        // A deliberately wrong derivative for sin (says cos·1.01): the checker must notice.
+        Func<Variable[], Variable> wrong = v => Graph.Record("BadSin", v[0].Value.Sin(), [v[0]], (n, g) => [g * n.Saved(0).Cos() * 1.01], v[0].Value);
+        Assert.Throws<GradCheckException>(() => GradCheck.Check(wrong, [x]));
+        Assert.DoesNotThrow(() => GradCheck.Check(v => v[0].Sin(), [x]));
+    }
+}
