@@ -38,25 +38,27 @@ public sealed partial class CpuBackend
         });
     }
 
-    // Mirrors torch.optim.AdamW's single-tensor path op by op; scalars are rounded to the tensor's type
-    // where PyTorch's kernels do (a float32 tensor op with a Python scalar computes in float32).
+    // Mirrors torch.optim.AdamW's single-tensor path op by op, with the operand grouping of PyTorch's CPU
+    // addcmul/addcdiv kernels (found by matching a float64 run bit for bit); scalars are rounded to the
+    // tensor's type where PyTorch's kernels do (a float32 tensor op with a Python scalar computes in float32).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Update<T>(T* p, T* g, T* m, T* v, int n, AdamWStep s, double decay, double stepSize, double bc2Sqrt)
         where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
-        T dec = T.CreateTruncating(decay), w1 = T.CreateTruncating(1 - s.Beta1), b2 = T.CreateTruncating(s.Beta2),
+        T dec = T.CreateTruncating(decay), b1 = T.CreateTruncating(s.Beta1), w1 = T.CreateTruncating(1 - s.Beta1), b2 = T.CreateTruncating(s.Beta2),
             w2 = T.CreateTruncating(1 - s.Beta2), ss = T.CreateTruncating(-stepSize), bc = T.CreateTruncating(bc2Sqrt),
-            eps = T.CreateTruncating(s.Epsilon), half = T.CreateTruncating(0.5);
+            eps = T.CreateTruncating(s.Epsilon);
         bool decayOn = s.WeightDecay != 0;
         for (int i = 0; i < n; i++)
         {
             T pi = p[i], gi = g[i], mi = m[i];
             if (decayOn) pi *= dec;
-            // torch.lerp: start + w·(end − start) for w < 0.5, else end − (end − start)·(1 − w)
-            mi = w1 < half ? mi + w1 * (gi - mi) : gi - (gi - mi) * (T.One - w1);
-            T vi = v[i] * b2 + w2 * gi * gi;          // addcmul: self + value·t1·t2
+            // exp_avg.mul_(β1).add_(g, alpha=1−β1), PyTorch 1.13's form (the oracle installed here; PyTorch ≥ 2
+            // writes it as lerp_, which can differ in the last bit).
+            mi = mi * b1 + w1 * gi;
+            T vi = v[i] * b2 + w2 * (gi * gi);        // addcmul: self + value·(t1·t2)
             T denom = T.Sqrt(vi) / bc + eps;
-            p[i] = pi + ss * mi / denom;              // addcdiv: self + value·t1/t2
+            p[i] = pi + ss * (mi / denom);            // addcdiv: self + value·(t1/t2)
             m[i] = mi;
             v[i] = vi;
         }

@@ -1,0 +1,99 @@
+using System.Text.Json;
+using Parrot.Autograd;
+using Parrot.Nn.Optim;
+using Parrot.Tensors;
+using Parrot.Tensors.Formats;
+
+namespace Parrot.Nn.Tests;
+
+public class OptimizerTests
+{
+    [Test]
+    public void AdamWMatchesPyTorchBitForBitInFloat64()
+    {
+        using var scope = TensorScope.Begin();
+        var cfg = JsonDocument.Parse(File.ReadAllText(FixturePaths.Get("adamw", "config.json"))).RootElement;
+        int steps = cfg.GetProperty("steps").GetInt32(), count = cfg.GetProperty("params").GetInt32();
+        var ps = Enumerable.Range(0, count).Select(i => new Variable(Npy.Read(FixturePaths.Get("adamw", $"param{i}_init.npy")), true)).ToArray();
+        using var opt = new AdamW(ps, cfg.GetProperty("lr").GetDouble(), cfg.GetProperty("beta1").GetDouble(), cfg.GetProperty("beta2").GetDouble(),
+            cfg.GetProperty("eps").GetDouble(), cfg.GetProperty("weight_decay").GetDouble());
+        for (int s = 0; s < steps; s++)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                ps[i].ZeroGrad();
+                using var g = Npy.Read(FixturePaths.Get("adamw", $"param{i}_grad{s}.npy"));
+                var acc = (ps[i] * new Variable(g)).Sum(); // d/dp Σ p·g = g
+                acc.Backward();
+            }
+            opt.Step();
+            for (int i = 0; i < count; i++)
+            {
+                using var expected = Npy.Read(FixturePaths.Get("adamw", $"param{i}_after{s}.npy"));
+                Assert.That(ps[i].Value.ToArray<double>(), Is.EqualTo(expected.ToArray<double>()), $"param {i} after step {s}");
+            }
+        }
+    }
+
+    [Test]
+    public void SgdWithMomentumFollowsPyTorchsForm()
+    {
+        using var scope = TensorScope.Begin();
+        var p = new Variable(Tensor.FromArray(new double[] { 1, -2 }), true);
+        using var opt = new Sgd([p], learningRate: 0.1, momentum: 0.9);
+        double[] grads = [0.5, 1.0];
+        double b0 = 0, b1 = 0, p0 = 1, p1 = -2;
+        for (int step = 0; step < 3; step++)
+        {
+            p.ZeroGrad();
+            (p * new Variable(Tensor.FromArray(grads))).Sum().Backward();
+            opt.Step();
+            b0 = step == 0 ? grads[0] : 0.9 * b0 + grads[0];
+            b1 = step == 0 ? grads[1] : 0.9 * b1 + grads[1];
+            p0 -= 0.1 * b0; p1 -= 0.1 * b1;
+            var v = p.Value.ToArray<double>();
+            Assert.That(v[0], Is.EqualTo(p0).Within(1e-15));
+            Assert.That(v[1], Is.EqualTo(p1).Within(1e-15));
+        }
+    }
+
+    [Test]
+    public void SchedulesFollowHuggingFace()
+    {
+        var cos = WarmupCosineSchedule.WithWarmupRatio(1e-3, totalSteps: 100, warmupRatio: 0.03);
+        Assert.That(cos.At(0), Is.EqualTo(0));
+        Assert.That(cos.At(1), Is.EqualTo(1e-3 / 3).Within(1e-18));
+        Assert.That(cos.At(3), Is.EqualTo(1e-3).Within(1e-18));
+        Assert.That(cos.At(3 + 97 / 2.0 > 51 ? 51 : 51), Is.EqualTo(1e-3 * 0.5 * (1 + Math.Cos(Math.PI * 48.0 / 97))).Within(1e-18));
+        Assert.That(cos.At(100), Is.EqualTo(0).Within(1e-18));
+        var c = new ConstantSchedule(0.5, warmupSteps: 4);
+        Assert.That(new[] { c.At(0), c.At(2), c.At(4), c.At(100) }, Is.EqualTo(new[] { 0, 0.25, 0.5, 0.5 }));
+    }
+
+    [Test]
+    public void ClipGradNormScalesLikePyTorch()
+    {
+        using var scope = TensorScope.Begin();
+        var a = new Variable(Tensor.FromArray(new float[] { 1, 1 }), true);
+        var b = new Variable(Tensor.FromArray(new float[] { 1 }), true);
+        (a * new Variable(Tensor.FromArray(new float[] { 3, 0 }))).Sum().Backward();
+        (b * new Variable(Tensor.FromArray(new float[] { 4 }))).Sum().Backward();
+        double norm = GradClip.ClipGradNorm([a, b], maxNorm: 1.0);
+        Assert.That(norm, Is.EqualTo(5).Within(1e-6));
+        double coef = 1.0 / (5 + 1e-6);
+        Assert.That(a.Grad!.ToArray<float>()[0], Is.EqualTo((float)(3 * coef)).Within(1e-7));
+        Assert.That(b.Grad!.ToArray<float>()[0], Is.EqualTo((float)(4 * coef)).Within(1e-7));
+        Assert.That(GradClip.ClipGradNorm([a, b], maxNorm: 10), Is.EqualTo(1).Within(1e-5)); // under the limit: unchanged
+    }
+
+    [Test]
+    public void OptimizersValidateTheirArguments()
+    {
+        using var scope = TensorScope.Begin();
+        var p = new Variable(Tensor.Zeros([2]), true);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AdamW([p], beta1: 1.0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AdamW([p], learningRate: -1));
+        Assert.Throws<ArgumentException>(() => new AdamW([]));
+        Assert.Throws<ArgumentException>(() => new AdamW([new Variable(Tensor.Zeros([2], DType.BF16), true)]));
+    }
+}
