@@ -94,7 +94,8 @@ public sealed class Qwen2Model : Module
         if (inputsEmbeds.Rank != 3) throw new ArgumentException($"Qwen2Model: inputs {inputsEmbeds.Value.ShapeString()} must be [batch, seq, hidden]");
         int b = inputsEmbeds.Shape[0], t = inputsEmbeds.Shape[1];
         int past = cache?.Length(0) ?? 0;
-        using var scope = TensorScope.Begin();
+        // No scope here: the graph saves views of these tables and activations, so they belong to the
+        // caller's scope (a training step's), which ends after backward.
         var rope = positions is null
             ? Tensor.RopeTables(past, t, _config.HeadDim, _config.RopeTheta, inputsEmbeds.Value.Device)
             : RopeFor(positions, b, t, inputsEmbeds.Value.Device);
