@@ -26,6 +26,9 @@ public sealed record Qwen2Config
     /// <summary>initializer_range, the std of fresh weights.</summary>
     public double InitializerRange { get; init; } = 0.02;
 
+    /// <summary>eos_token_id: ids that end generation (may be empty).</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HiddenSize / NumAttentionHeads;
 

@@ -1,0 +1,116 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Parrot.Nn.Models.Qwen2;
+
+/// <summary>Reading and writing the Hugging Face config.json of Qwen2 / Qwen1.5 (and Parrot's parrot_qwen2) models.</summary>
+public static class Qwen2ConfigJson
+{
+    private static readonly string[] KnownModelTypes = ["qwen2", "parrot_qwen2"];
+
+    /// <summary>Reads a config.json file; errors name the file and the key.</summary>
+    public static Qwen2Config Load(string path)
+    {
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InvalidDataException($"{path}: cannot read the model config: {e.Message}", e); }
+        return Parse(text, path);
+    }
+
+    /// <summary>Parses config.json text; <paramref name="source"/> names it in errors.</summary>
+    public static Qwen2Config Parse(string json, string source)
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(json); }
+        catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON: {e.Message}", e); }
+        if (root is not JsonObject o) throw new InvalidDataException($"{source}: the config must be a JSON object");
+        string? type = o["model_type"]?.GetValueKind() == JsonValueKind.String ? o["model_type"]!.GetValue<string>() : null;
+        if (type is null || !KnownModelTypes.Contains(type))
+            throw new InvalidDataException($"{source}: model_type '{type ?? "(missing)"}' is not a Qwen2 decoder (expected one of {string.Join(", ", KnownModelTypes)})");
+        int heads = Int(o, "num_attention_heads", source, null);
+        var c = new Qwen2Config
+        {
+            VocabSize = Int(o, "vocab_size", source, null),
+            HiddenSize = Int(o, "hidden_size", source, null),
+            IntermediateSize = Int(o, "intermediate_size", source, null),
+            NumHiddenLayers = Int(o, "num_hidden_layers", source, null),
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = Int(o, "num_key_value_heads", source, heads),
+            RopeTheta = Double(o, "rope_theta", source, 10000.0),
+            RmsNormEps = Double(o, "rms_norm_eps", source, 1e-6),
+            MaxPositionEmbeddings = Int(o, "max_position_embeddings", source, 32768),
+            TieWordEmbeddings = Bool(o, "tie_word_embeddings", source, false),
+            InitializerRange = Double(o, "initializer_range", source, 0.02),
+            EosTokenIds = Ids(o, "eos_token_id", source),
+        };
+        try { c.Validate(); }
+        catch (ArgumentException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
+        return c;
+    }
+
+    /// <summary>config.json text for <paramref name="c"/> (model_type qwen2 plus any extra keys given).</summary>
+    public static string ToJson(Qwen2Config c, IReadOnlyDictionary<string, JsonNode?>? extra = null)
+    {
+        var o = new JsonObject
+        {
+            ["architectures"] = new JsonArray("Qwen2ForCausalLM"),
+            ["model_type"] = "qwen2",
+            ["vocab_size"] = c.VocabSize,
+            ["hidden_size"] = c.HiddenSize,
+            ["intermediate_size"] = c.IntermediateSize,
+            ["num_hidden_layers"] = c.NumHiddenLayers,
+            ["num_attention_heads"] = c.NumAttentionHeads,
+            ["num_key_value_heads"] = c.NumKeyValueHeads,
+            ["rope_theta"] = c.RopeTheta,
+            ["rms_norm_eps"] = c.RmsNormEps,
+            ["max_position_embeddings"] = c.MaxPositionEmbeddings,
+            ["tie_word_embeddings"] = c.TieWordEmbeddings,
+            ["initializer_range"] = c.InitializerRange,
+            ["hidden_act"] = "silu",
+        };
+        if (c.EosTokenIds.Count == 1) o["eos_token_id"] = c.EosTokenIds[0];
+        else if (c.EosTokenIds.Count > 1) o["eos_token_id"] = new JsonArray(c.EosTokenIds.Select(i => (JsonNode?)i).ToArray());
+        if (extra is not null) foreach (var (k, v) in extra) o[k] = v?.DeepClone();
+        return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    private static JsonNode? Get(JsonObject o, string key) => o.TryGetPropertyValue(key, out var v) ? v : null;
+
+    private static int Int(JsonObject o, string key, string source, int? fallback)
+    {
+        var v = Get(o, key);
+        if (v is null) return fallback ?? throw new InvalidDataException($"{source}: missing '{key}'");
+        if (v.GetValueKind() != JsonValueKind.Number || !v.AsValue().TryGetValue(out long l) || l < int.MinValue || l > int.MaxValue)
+            throw new InvalidDataException($"{source}: '{key}' must be an integer, got {v.ToJsonString()}");
+        return (int)l;
+    }
+
+    private static double Double(JsonObject o, string key, string source, double fallback)
+    {
+        var v = Get(o, key);
+        if (v is null) return fallback;
+        if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{source}: '{key}' must be a number, got {v.ToJsonString()}");
+        return v.GetValue<double>();
+    }
+
+    private static bool Bool(JsonObject o, string key, string source, bool fallback)
+    {
+        var v = Get(o, key);
+        if (v is null) return fallback;
+        return v.GetValueKind() switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new InvalidDataException($"{source}: '{key}' must be true or false, got {v.ToJsonString()}"),
+        };
+    }
+
+    private static IReadOnlyList<int> Ids(JsonObject o, string key, string source)
+    {
+        var v = Get(o, key);
+        if (v is null) return [];
+        if (v is JsonArray a) return a.Select((x, i) => x is not null && x.GetValueKind() == JsonValueKind.Number ? x.GetValue<int>() : throw new InvalidDataException($"{source}: '{key}'[{i}] must be an integer")).ToArray();
+        if (v.GetValueKind() == JsonValueKind.Number) return [v.GetValue<int>()];
+        throw new InvalidDataException($"{source}: '{key}' must be an integer or a list of integers");
+    }
+}
