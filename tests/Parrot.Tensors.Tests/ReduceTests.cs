@@ -109,13 +109,19 @@ public class ReduceTests
     public void ColumnStrategyShapesIncludingSplitReductions()
     {
         using var scope = TensorScope.Begin();
-        // Sum over axis 0 keeps the contiguous dim: outputs accumulate whole rows (column blocks of 1024, one ragged).
-        Check(Tensor.Normal([300, 2500], seed: 7), ReduceOp.Sum, [0], false, "sum axis 0 of [300, 2500]");
-        Check(Tensor.Normal([300, 2500], seed: 7), ReduceOp.Max, [0], true, "max axis 0 of [300, 2500]");
+        // Sum over axis 0 keeps the contiguous dim: outputs accumulate whole rows, four at a time (301 rows
+        // leave a remainder), in column blocks of 4096 (5000 columns leave a ragged second block).
+        Check(Tensor.Normal([301, 2500], seed: 7), ReduceOp.Sum, [0], false, "sum axis 0 of [301, 2500]");
+        Check(Tensor.Normal([301, 2500], seed: 7), ReduceOp.Max, [0], true, "max axis 0 of [301, 2500]");
+        Check(Tensor.Uniform([301, 2500], seed: 7, low: 0.9, high: 1.1), ReduceOp.Prod, [0], false, "prod axis 0 of [301, 2500]");
+        Check(Tensor.Normal([41, 5000], seed: 17), ReduceOp.Sum, [0], false, "sum axis 0 of [41, 5000]");
+        Check(Tensor.Normal([41, 5000], seed: 17, dtype: DType.BF16), ReduceOp.Min, [0], false, "min axis 0 of bf16 [41, 5000]");
+        Check(Tensor.Normal([41, 5000], seed: 17, std: 1000).To(DType.I64), ReduceOp.Max, [0], false, "max axis 0 of i64 [41, 5000]");
+        Check(Tensor.Normal([41, 5000], seed: 17, std: 1000).To(DType.I64), ReduceOp.Sum, [0], false, "sum axis 0 of i64 [41, 5000]");
         // Few outputs and a long reduction: the reduced range is split between the cores.
-        Check(Tensor.Normal([20000, 16], seed: 8), ReduceOp.Sum, [0], false, "sum axis 0 of [20000, 16]");
-        Check(Tensor.Normal([20000, 16], seed: 8), ReduceOp.Min, [0], false, "min axis 0 of [20000, 16]");
-        Check(Tensor.Normal([20000, 16], seed: 8, dtype: DType.F64), ReduceOp.Mean, [0], false, "mean axis 0 of f64 [20000, 16]");
+        Check(Tensor.Normal([20001, 16], seed: 8), ReduceOp.Sum, [0], false, "sum axis 0 of [20001, 16]");
+        Check(Tensor.Normal([20001, 16], seed: 8), ReduceOp.Min, [0], false, "min axis 0 of [20001, 16]");
+        Check(Tensor.Normal([20001, 16], seed: 8, dtype: DType.F64), ReduceOp.Mean, [0], false, "mean axis 0 of f64 [20001, 16]");
         // Very short reduced runs with many outputs (pairs) go through strided column loads.
         Check(Tensor.Normal([40000, 3], seed: 9), ReduceOp.Sum, [1], false, "sum of triples");
         Check(Tensor.Normal([40000, 3], seed: 9, dtype: DType.BF16), ReduceOp.Max, [1], false, "max of bf16 triples");
