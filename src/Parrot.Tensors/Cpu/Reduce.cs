@@ -15,7 +15,7 @@ public sealed partial class CpuBackend
         {
             if (op is ReduceOp.Max or ReduceOp.Min)
                 throw new ArgumentException($"{op}: cannot reduce an empty set of values (axes [{string.Join(", ", axes)}] of {x.ShapeString()}): the operation has no identity");
-            Fill(y, op switch { ReduceOp.Sum => 0, ReduceOp.Prod => 1, _ => double.NaN });
+            Fill(y, op switch { ReduceOp.Prod => 1, ReduceOp.Mean => double.NaN, _ => 0 });
             return;
         }
         switch (ComputeTypeOf(x.DType))
@@ -264,9 +264,9 @@ public sealed partial class CpuBackend
             T* scratch = RowIO.Scratch<T>(0);
             bool direct = _direct && colStride == 1;
             // Four input rows are combined in registers before touching the accumulators: a quarter of the
-            // accumulator traffic (and of the float32 -> float64 widenings). Not for Prod, whose float32
-            // partial product of four values could overflow where the float64 one does not.
-            bool four = direct && op != ReduceOp.Prod;
+            // accumulator traffic (and of the float32 -> float64 widenings). Not for Prod and SumOfSquares,
+            // whose float32 partial products could overflow where the float64 ones do not.
+            bool four = direct && op is not (ReduceOp.Prod or ReduceOp.SumOfSquares);
             for (long pos = a; pos < b;)
             {
                 int n = (int)Math.Min(run - col, b - pos);
@@ -334,7 +334,7 @@ public sealed partial class CpuBackend
         };
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private TAcc Combine(TAcc a, TAcc b) => op switch
+        private TAcc Combine(TAcc a, TAcc b) => op switch // merges partial results, so SumOfSquares adds
         {
             ReduceOp.Prod => unchecked(a * b),
             ReduceOp.Max => TAcc.Max(a, b), // NaN-propagating for double
@@ -353,6 +353,7 @@ public sealed partial class CpuBackend
                     ReduceOp.Max => ReduceMath.Extreme(q, n, max: true),
                     ReduceOp.Min => ReduceMath.Extreme(q, n, max: false),
                     ReduceOp.Prod => ReduceMath.Product(q, n),
+                    ReduceOp.SumOfSquares => ReduceMath.SumOfSquares(q, n),
                     _ => ReduceMath.Sum(q, n),
                 };
                 return TAcc.CreateTruncating(r);
@@ -362,6 +363,9 @@ public sealed partial class CpuBackend
                 ReduceOp.Max => double.CreateTruncating(ReduceMath.Extreme(p, n, max: true)),
                 ReduceOp.Min => double.CreateTruncating(ReduceMath.Extreme(p, n, max: false)),
                 ReduceOp.Prod => ReduceMath.Product(p, n),
+                ReduceOp.SumOfSquares => typeof(T) == typeof(float)
+                    ? ReduceMath.SumSquaredDeviations((float*)p, n, 0f)
+                    : ReduceMath.SumSquaredDeviations((double*)p, n, 0.0),
                 _ => typeof(T) == typeof(float) ? ReduceMath.Sum((float*)p, n) : ReduceMath.Sum((double*)p, n),
             };
             return TAcc.CreateTruncating(v);
@@ -386,22 +390,36 @@ public sealed partial class CpuBackend
                 case ReduceOp.Prod: ColumnAccumulator.Run<T, TAcc, MulOp>(src, acc, n); break;
                 case ReduceOp.Max: ColumnAccumulator.Run<T, TAcc, MaxOp>(src, acc, n); break;
                 case ReduceOp.Min: ColumnAccumulator.Run<T, TAcc, MinOp>(src, acc, n); break;
+                case ReduceOp.SumOfSquares: ColumnAccumulator.Run<T, TAcc, SquareAddOp>(src, acc, n); break;
                 default: ColumnAccumulator.Run<T, TAcc, AddOp>(src, acc, n); break;
             }
         }
     }
 
-    /// <summary>An associative operation on scalars and on Vector512 lanes.</summary>
+    /// <summary>
+    /// An associative operation on scalars and on Vector512 lanes, applied as acc = Apply(acc, Lift(x)):
+    /// Lift maps an input value (already widened to the accumulator type) before it joins.
+    /// </summary>
     private interface IAccumulateOp
     {
         static abstract Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV>;
         static abstract TS Apply<TS>(TS a, TS b) where TS : INumber<TS>;
+        static virtual Vector512<TV> Lift<TV>(Vector512<TV> x) where TV : unmanaged, INumber<TV> => x;
+        static virtual TS Lift<TS>(TS x) where TS : INumber<TS> => x;
     }
 
     private readonly struct AddOp : IAccumulateOp
     {
         public static Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV> => a + b;
         public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => unchecked(a + b);
+    }
+
+    private readonly struct SquareAddOp : IAccumulateOp
+    {
+        public static Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV> => a + b;
+        public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => unchecked(a + b);
+        public static Vector512<TV> Lift<TV>(Vector512<TV> x) where TV : unmanaged, INumber<TV> => x * x;
+        public static TS Lift<TS>(TS x) where TS : INumber<TS> => unchecked(x * x);
     }
 
     private readonly struct MulOp : IAccumulateOp
@@ -422,7 +440,7 @@ public sealed partial class CpuBackend
         public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => TS.Min(a, b);
     }
 
-    /// <summary>acc[j] = op(acc[j], src[j]); float sources are widened into float64 accumulators.</summary>
+    /// <summary>acc[j] = op(acc[j], lift(src[j])); float sources are widened into float64 accumulators first.</summary>
     private static unsafe class ColumnAccumulator
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -439,18 +457,18 @@ public sealed partial class CpuBackend
                     for (; j + 16 <= n; j += 16)
                     {
                         var (lo, hi) = Vector512.Widen(Vector512.Load(s + j));
-                        TOp.Apply(Vector512.Load(a + j), lo).Store(a + j);
-                        TOp.Apply(Vector512.Load(a + j + 8), hi).Store(a + j + 8);
+                        TOp.Apply(Vector512.Load(a + j), TOp.Lift(lo)).Store(a + j);
+                        TOp.Apply(Vector512.Load(a + j + 8), TOp.Lift(hi)).Store(a + j + 8);
                     }
                 }
                 else if (typeof(T) == typeof(TAcc))
                 {
                     TAcc* s = (TAcc*)src;
                     int w = Vector512<TAcc>.Count;
-                    for (; j + w <= n; j += w) TOp.Apply(Vector512.Load(acc + j), Vector512.Load(s + j)).Store(acc + j);
+                    for (; j + w <= n; j += w) TOp.Apply(Vector512.Load(acc + j), TOp.Lift(Vector512.Load(s + j))).Store(acc + j);
                 }
             }
-            for (; j < n; j++) acc[j] = TOp.Apply(acc[j], TAcc.CreateTruncating(src[j]));
+            for (; j < n; j++) acc[j] = TOp.Apply(acc[j], TOp.Lift(TAcc.CreateTruncating(src[j])));
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
