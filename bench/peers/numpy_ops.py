@@ -3,7 +3,10 @@
 numpy has no erf, so the peer of our exact (erf) GELU is numpy's nearest equivalent, the tanh form; the
 row `gelu-erf` therefore compares our erf GELU with numpy's tanh GELU (numpy's cheapest honest GELU),
 and `gelu-tanh` compares like with like. numpy computes silu and softmax as the usual multi-pass
-expressions, each allocating temporaries, as numpy users write them.
+expressions, each allocating temporaries, as numpy users write them. numpy allocates every result fresh
+(huge-page advised, but faulted in on first touch each call), while ParrotNative reuses freed blocks from
+its caching allocator: part of the elementwise ratios is that allocator, which is the engine's real
+behaviour in a loop. Reductions allocate nothing sizeable on either side.
 """
 import json
 import sys

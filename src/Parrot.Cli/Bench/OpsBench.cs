@@ -11,7 +11,10 @@ namespace Parrot.Cli;
 /// <summary>
 /// `parrot bench ops`: throughput of the memory-bound ops (elementwise, reductions, softmax) on 16M float32
 /// elements, the median of several timed repeats after warm-up. Each op allocates its result, as user code
-/// does (numpy's peer does the same). bench/ops-vs-numpy.sh runs numpy on the same ops and prints ratios.
+/// does; ours comes from the engine's caching allocator (a freed block of the same size class is reused, as
+/// in a training loop), numpy's from fresh memory each call, so numpy also pays first-touch page faults on
+/// its outputs (reductions allocate nothing sizeable). bench/ops-vs-numpy.sh runs numpy on the same ops
+/// and prints ratios.
 /// </summary>
 internal static class OpsBench
 {
