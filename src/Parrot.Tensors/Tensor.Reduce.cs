@@ -39,11 +39,16 @@ public sealed partial class Tensor
     /// <summary>Product over one axis.</summary>
     public Tensor Prod(int axis, bool keepDim) => Reduce(ReduceOp.Prod, [axis], keepDim);
 
+    /// <summary>Σx² over <paramref name="axes"/> (none: all): squared L2 norms. Floats keep their dtype; integers and Bool give I64.</summary>
+    public Tensor SumOfSquares(params int[] axes) => Reduce(ReduceOp.SumOfSquares, axes, keepDim: false);
+    /// <summary>Σx² over <paramref name="axes"/> (empty: all), keeping reduced axes when <paramref name="keepDim"/>.</summary>
+    public Tensor SumOfSquares(int[] axes, bool keepDim) => Reduce(ReduceOp.SumOfSquares, axes, keepDim);
+
     /// <summary>
     /// Reduces over <paramref name="axes"/> (negative counts from the end; empty: every axis). The result
     /// drops the reduced axes, or keeps them with size 1 when <paramref name="keepDim"/>. Result dtype:
-    /// floats keep theirs (BF16/F16 are accumulated in float32/float64 and rounded once); Sum and Prod of
-    /// integers or Bool give I64; Max and Min keep the dtype; Mean of a non-float dtype throws.
+    /// floats keep theirs (BF16/F16 are accumulated in float32/float64 and rounded once); Sum, Prod and
+    /// SumOfSquares of integers or Bool give I64; Max and Min keep the dtype; Mean of a non-float dtype throws.
     /// </summary>
     public Tensor Reduce(ReduceOp op, int[] axes, bool keepDim)
     {
@@ -54,7 +59,7 @@ public sealed partial class Tensor
         DType outType = op switch
         {
             ReduceOp.Mean when !DType.IsFloat() => throw new ArgumentException($"Mean: input {ShapeString()} is {DType.Name()}; the mean is defined for float dtypes only (convert with To(DType.F32) first), as in PyTorch"),
-            ReduceOp.Sum or ReduceOp.Prod when !DType.IsFloat() => DType.I64,
+            ReduceOp.Sum or ReduceOp.Prod or ReduceOp.SumOfSquares when !DType.IsFloat() => DType.I64,
             _ => DType,
         };
         var keepShape = (int[])_shape.Clone();
@@ -123,7 +128,7 @@ public sealed partial class Tensor
     /// <summary>
     /// Variance over <paramref name="axes"/> (empty: all) with PyTorch's correction: Σ(x - mean)² / max(0, N - correction)
     /// (1: the unbiased sample variance; 0: the population variance; N - correction ≤ 0 gives inf or NaN, as PyTorch).
-    /// Two passes (mean, then squared deviations), BF16/F16 computed in float32. Float dtypes only.
+    /// Two passes (mean, then squared deviations from it), BF16/F16 computed in float32. Float dtypes only.
     /// </summary>
     public Tensor Variance(int[] axes, int correction = 1, bool keepDim = false)
     {
@@ -137,8 +142,7 @@ public sealed partial class Tensor
         var x = DType.IsHalfStorage() ? To(DType.F32) : this;
         var mean = x.Mean(axes, keepDim: true);
         var deviation = x - mean;
-        var squares = deviation.Square();
-        var sum = squares.Sum(axes, keepDim);
+        var sum = deviation.SumOfSquares(axes, keepDim);
         var variance = sum / Math.Max(0, count - correction);
         return scope.Keep(variance.DType == DType ? variance : variance.To(DType));
     }

@@ -1,18 +1,19 @@
 namespace Parrot.Tensors.Tests;
 
 /// <summary>
-/// Sum, Mean, Max, Min, Prod, ArgMax/ArgMin and Variance against float64 loops. Tolerances: F32 sums and means
+/// Sum, Mean, Max, Min, Prod, SumOfSquares, ArgMax/ArgMin and Variance against float64 loops. Tolerances: F32 sums and means
 /// within 1e-6·Σ|x| of the float64 value (measured: ~1e-8), F64 within 1e-13·Σ|x|, BF16 within one bf16 rounding
 /// of the result (2^-8 relative) plus 1e-6·Σ|x|; Max/Min/ArgMax/ArgMin and integer sums exact.
 /// </summary>
 public class ReduceTests
 {
-    private static readonly ReduceOp[] Ops = [ReduceOp.Sum, ReduceOp.Mean, ReduceOp.Max, ReduceOp.Min, ReduceOp.Prod];
+    private static readonly ReduceOp[] Ops = [ReduceOp.Sum, ReduceOp.Mean, ReduceOp.Max, ReduceOp.Min, ReduceOp.Prod, ReduceOp.SumOfSquares];
 
     private static (double Seed, Func<double, double, double> Combine) Reference(ReduceOp op) => op switch
     {
         ReduceOp.Sum or ReduceOp.Mean => (0, (a, b) => a + b),
         ReduceOp.Prod => (1, (a, b) => a * b),
+        ReduceOp.SumOfSquares => (0, (a, b) => a + b * b),
         ReduceOp.Max => (double.NegativeInfinity, ReduceRef.Max),
         _ => (double.PositiveInfinity, ReduceRef.Min),
     };
@@ -37,7 +38,7 @@ public class ReduceTests
         {
             DType.F64 => i => 1e-13 * (abs[i] + Math.Abs(values[i])),
             DType.BF16 => i => Math.Abs(values[i]) / 256 + 1e-6 * abs[i],
-            DType.F32 when op == ReduceOp.Prod => i => 1e-6 * Math.Abs(values[i]),
+            DType.F32 when op is ReduceOp.Prod or ReduceOp.SumOfSquares => i => 1e-6 * Math.Abs(values[i]),
             DType.F32 => i => 1e-6 * abs[i] + 1e-7 * Math.Abs(values[i]),
             _ => _ => 0,
         };
@@ -57,10 +58,14 @@ public class ReduceTests
     }
 
     [Test]
-    public void RowLengthsThatAreNotMultiplesOfTheVectorWidth([Values(1, 7, 17, 33, 1000, 4097)] int n)
+    public void RowLengthsThatAreNotMultiplesOfTheVectorWidth([Values(1, 7, 17, 33, 1000, 4097)] int n,
+        [Values(DType.F32, DType.F64, DType.I64)] DType dtype)
     {
-        using var x = Tensor.Normal([3, n], seed: (ulong)n);
-        foreach (var op in Ops.Where(o => o != ReduceOp.Prod))
+        using var scope = TensorScope.Begin();
+        var x = dtype == DType.I64
+            ? Tensor.Normal([3, n], seed: (ulong)n, std: 3e5).To(DType.I64) // sums of squares stay below 2^53, exact in the float64 reference
+            : Tensor.Normal([3, n], seed: (ulong)n, dtype: dtype);
+        foreach (var op in Ops.Where(o => o != ReduceOp.Prod && (dtype != DType.I64 || o != ReduceOp.Mean)))
         {
             Check(x, op, [1], false, $"{op} rows of {n}");
             Check(x, op, [0], false, $"{op} columns of {n}");
@@ -105,13 +110,21 @@ public class ReduceTests
     public void ColumnStrategyShapesIncludingSplitReductions()
     {
         using var scope = TensorScope.Begin();
-        // Sum over axis 0 keeps the contiguous dim: outputs accumulate whole rows (column blocks of 1024, one ragged).
-        Check(Tensor.Normal([300, 2500], seed: 7), ReduceOp.Sum, [0], false, "sum axis 0 of [300, 2500]");
-        Check(Tensor.Normal([300, 2500], seed: 7), ReduceOp.Max, [0], true, "max axis 0 of [300, 2500]");
+        // Sum over axis 0 keeps the contiguous dim: outputs accumulate whole rows, four at a time (301 rows
+        // leave a remainder), in column blocks of 4096 (5000 columns leave a ragged second block).
+        Check(Tensor.Normal([301, 2500], seed: 7), ReduceOp.Sum, [0], false, "sum axis 0 of [301, 2500]");
+        Check(Tensor.Normal([301, 2500], seed: 7), ReduceOp.Max, [0], true, "max axis 0 of [301, 2500]");
+        Check(Tensor.Uniform([301, 2500], seed: 7, low: 0.9, high: 1.1), ReduceOp.Prod, [0], false, "prod axis 0 of [301, 2500]");
+        Check(Tensor.Normal([41, 5000], seed: 17), ReduceOp.Sum, [0], false, "sum axis 0 of [41, 5000]");
+        Check(Tensor.Normal([41, 5000], seed: 17, dtype: DType.BF16), ReduceOp.Min, [0], false, "min axis 0 of bf16 [41, 5000]");
+        Check(Tensor.Normal([41, 5000], seed: 17, std: 1000).To(DType.I64), ReduceOp.Max, [0], false, "max axis 0 of i64 [41, 5000]");
+        Check(Tensor.Normal([41, 5000], seed: 17, std: 1000).To(DType.I64), ReduceOp.Sum, [0], false, "sum axis 0 of i64 [41, 5000]");
         // Few outputs and a long reduction: the reduced range is split between the cores.
-        Check(Tensor.Normal([20000, 16], seed: 8), ReduceOp.Sum, [0], false, "sum axis 0 of [20000, 16]");
-        Check(Tensor.Normal([20000, 16], seed: 8), ReduceOp.Min, [0], false, "min axis 0 of [20000, 16]");
-        Check(Tensor.Normal([20000, 16], seed: 8, dtype: DType.F64), ReduceOp.Mean, [0], false, "mean axis 0 of f64 [20000, 16]");
+        Check(Tensor.Normal([20001, 16], seed: 8), ReduceOp.Sum, [0], false, "sum axis 0 of [20001, 16]");
+        Check(Tensor.Normal([20001, 16], seed: 8), ReduceOp.Min, [0], false, "min axis 0 of [20001, 16]");
+        Check(Tensor.Normal([20001, 16], seed: 8), ReduceOp.SumOfSquares, [0], false, "sum of squares axis 0 of [20001, 16]");
+        Check(Tensor.Normal([301, 2500], seed: 7, dtype: DType.F64), ReduceOp.SumOfSquares, [0], false, "sum of squares axis 0 of f64 [301, 2500]");
+        Check(Tensor.Normal([20001, 16], seed: 8, dtype: DType.F64), ReduceOp.Mean, [0], false, "mean axis 0 of f64 [20001, 16]");
         // Very short reduced runs with many outputs (pairs) go through strided column loads.
         Check(Tensor.Normal([40000, 3], seed: 9), ReduceOp.Sum, [1], false, "sum of triples");
         Check(Tensor.Normal([40000, 3], seed: 9, dtype: DType.BF16), ReduceOp.Max, [1], false, "max of bf16 triples");
@@ -188,6 +201,7 @@ public class ReduceTests
         Assert.That(ints.Max(0).ToArray<int>(), Is.EqualTo(new[] { 5, 9, 11, 2 }));
         Assert.That(ints.Min().ToArray<int>(), Is.EqualTo(new[] { -7 }));
         Assert.That(ints.Prod(0).ToArray<long>(), Is.EqualTo(new long[] { 3 * 2 * 5, -7 * 9 * 1, 11 * -4 * 8, 2 * 0 * -6 }));
+        Assert.That(ints.SumOfSquares(0).ToArray<long>(), Is.EqualTo(new long[] { 9 + 4 + 25, 49 + 81 + 1, 121 + 16 + 64, 4 + 0 + 36 }));
         var flags = Tensor.FromArray(new[] { true, false, true, true, false, true }, 2, 3);
         var count = flags.Sum(1);
         Assert.That(count.DType, Is.EqualTo(DType.I64));
@@ -211,6 +225,7 @@ public class ReduceTests
         var x = Tensor.Zeros([3, 0, 4]);
         Assert.That(x.Sum(1).ToDoubleArray(), Is.EqualTo(new double[12]));
         Assert.That(x.Prod(1).ToDoubleArray(), Is.All.EqualTo(1.0));
+        Assert.That(x.SumOfSquares(1).ToDoubleArray(), Is.EqualTo(new double[12]));
         Assert.That(x.Mean(1).ToDoubleArray(), Is.All.NaN);
         Assert.That(x.Sum().Item(), Is.EqualTo(0));
         var ex = Assert.Throws<ArgumentException>(() => x.Max(1));

@@ -6,10 +6,10 @@ public partial interface IBackend
     /// y = op over <paramref name="axes"/> of x. y has x's rank with size 1 on every reduced axis (the
     /// keep-dim shape) and any strides. <paramref name="axes"/> are distinct and in 0..rank-1; an empty list
     /// reduces nothing (y = x, cast). x may have any strides and dtype; y's dtype is what the caller wants
-    /// the result stored as: x's dtype for floats, I64 for Sum/Prod of integers and Bool.
+    /// the result stored as: x's dtype for floats, I64 for Sum/Prod/SumOfSquares of integers and Bool.
     /// Floats accumulate Sum/Mean/Prod in float64 (F32/BF16/F16 are summed in float32 over short blocks
     /// first), integers in wrapping int64; Max and Min propagate NaN. An empty reduced set gives 0 for
-    /// Sum, 1 for Prod, NaN for Mean; Max and Min of an empty set throw <see cref="ArgumentException"/>.
+    /// Sum and SumOfSquares, 1 for Prod, NaN for Mean; Max and Min of an empty set throw <see cref="ArgumentException"/>.
     /// </summary>
     void Reduce(ReduceOp op, Tensor x, int[] axes, Tensor y);
 
@@ -43,6 +43,8 @@ public enum ReduceOp
     Min,
     /// <summary>Πx (1 over an empty set).</summary>
     Prod,
+    /// <summary>Σx² (0 over an empty set): L2 norms, gradient clipping, variance.</summary>
+    SumOfSquares,
 }
 
 /// <summary>Index-returning reductions for <see cref="IBackend.ArgReduce"/>.</summary>

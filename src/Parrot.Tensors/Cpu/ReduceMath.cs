@@ -328,6 +328,14 @@ internal static unsafe class ReduceMath
         return total;
     }
 
+    /// <summary>Σp[i]² with wrapping int64 arithmetic.</summary>
+    public static long SumOfSquares(long* p, long n)
+    {
+        long total = 0;
+        for (long i = 0; i < n; i++) total = unchecked(total + p[i] * p[i]);
+        return total;
+    }
+
     /// <summary>Π p[i] with wrapping int64 arithmetic.</summary>
     public static long Product(long* p, long n)
     {
