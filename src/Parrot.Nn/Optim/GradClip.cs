@@ -29,15 +29,14 @@ public static class GradClip
         return total;
     }
 
-    /// <summary>√(Σ‖g‖²) over the tensors, accumulated in float64.</summary>
+    /// <summary>√(Σ‖g‖²) over the tensors; each tensor's sum of squares is one fused pass, the total is added in float64.</summary>
     public static double TotalNorm(IEnumerable<Tensor> tensors)
     {
         double sum = 0;
         foreach (var g in tensors)
         {
-            using var scope = TensorScope.Begin();
-            var g64 = g.DType == DType.F64 ? g : g.To(DType.F64);
-            sum += (g64 * g64).Sum().Item();
+            using var ss = g.SumOfSquares();
+            sum += ss.Item();
         }
         return Math.Sqrt(sum);
     }
