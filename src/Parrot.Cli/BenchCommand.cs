@@ -9,6 +9,7 @@ internal static class BenchCommand
     {
         var bench = new Command("bench", "Measure kernel speed (GFLOP/s, GB/s) and compare with a peer");
         bench.Subcommands.Add(GemmBench.Create());
+        bench.Subcommands.Add(TrainBench.Create());
         bench.Subcommands.Add(OpsBench.Create());
         return bench;
     }
