@@ -13,7 +13,7 @@ public sealed partial class Variable
     private bool _requiresGrad;
 
     /// <summary>The value.</summary>
-    public Tensor Value { get; }
+    public Tensor Value { get; private set; }
 
     /// <summary>The accumulated gradient of a leaf (null until a backward pass reaches it, or after <see cref="ZeroGrad"/>).</summary>
     public Tensor? Grad { get; private set; }
@@ -64,6 +64,19 @@ public sealed partial class Variable
 
     /// <summary>dtype of the value.</summary>
     public DType DType => Value.DType;
+
+    /// <summary>
+    /// Gives a leaf a new value (PyTorch's <c>param.data = ...</c>): a cast to another dtype, a move to
+    /// another device. The gradient is dropped; the caller owns the old value.
+    /// </summary>
+    public void ReplaceValue(Tensor value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (!IsLeaf) throw new InvalidOperationException($"ReplaceValue: {Describe()} is not a leaf");
+        if (_requiresGrad && !value.DType.IsFloat()) throw new ArgumentException($"ReplaceValue: {Describe()} requires gradients but the new value is {value.DType.Name()}");
+        ZeroGrad();
+        Value = value;
+    }
 
     /// <summary>A leaf sharing this value (a view), cut from the graph.</summary>
     public Variable Detach() => new(Value.Alias());

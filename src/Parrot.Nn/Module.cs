@@ -153,6 +153,22 @@ public abstract class Module : IDisposable
         static string Preview(List<string> xs) => string.Join(", ", xs.Take(20)) + (xs.Count > 20 ? $", ... ({xs.Count - 20} more)" : "");
     }
 
+    /// <summary>
+    /// Converts every floating-point parameter of this module and its descendants to <paramref name="dtype"/>
+    /// (e.g. BF16 for mixed-precision training or inference); gradients are dropped.
+    /// </summary>
+    public void CastParameters(DType dtype)
+    {
+        if (!dtype.IsFloat()) throw new ArgumentException($"CastParameters: {dtype.Name()} is not a float type");
+        foreach (var p in Parameters())
+        {
+            if (p.DType == dtype || !p.DType.IsFloat()) continue;
+            var old = p.Value;
+            p.ReplaceValue(TensorScope.Detach(old.To(dtype)));
+            old.Dispose();
+        }
+    }
+
     /// <summary>Frees parameters and buffers of this module and its descendants.</summary>
     public virtual void Dispose()
     {

@@ -1,0 +1,63 @@
+using Parrot.Autograd;
+using Parrot.Tensors;
+
+namespace Parrot.Nn.Optim;
+
+/// <summary>
+/// AdamW for a model whose weights and activations are bf16 (or f16): each such parameter has a float32
+/// master copy with float32 moments; the update runs on the master (the bf16 gradient is widened inside
+/// the fused kernel) and the parameter receives the master rounded to nearest even. Float32/float64
+/// parameters are updated directly. This is the recipe of bf16 training with fp32 master weights.
+/// </summary>
+public sealed class MixedPrecisionAdamW : Optimizer
+{
+    private readonly Dictionary<Variable, (Tensor Master, Tensor M, Tensor V)> _state = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>β1.</summary>
+    public double Beta1 { get; }
+    /// <summary>β2.</summary>
+    public double Beta2 { get; }
+    /// <summary>ε.</summary>
+    public double Epsilon { get; }
+    /// <summary>Decoupled weight decay.</summary>
+    public double WeightDecay { get; set; }
+
+    /// <summary>Creates the optimizer; master copies are taken from the current parameter values.</summary>
+    public MixedPrecisionAdamW(IEnumerable<Variable> parameters, double learningRate = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8, double weightDecay = 0)
+        : base(parameters, learningRate)
+    {
+        if (beta1 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta1), beta1, "β1 must be in [0, 1)");
+        if (beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta2), beta2, "β2 must be in [0, 1)");
+        Beta1 = beta1; Beta2 = beta2; Epsilon = epsilon; WeightDecay = weightDecay;
+        foreach (var p in Parameters)
+        {
+            var w = p.Value;
+            var masterType = w.DType == DType.F64 ? DType.F64 : DType.F32;
+            var master = w.DType == masterType ? null : TensorScope.Detach(w.To(masterType));
+            _state[p] = (master ?? w, TensorScope.Detach(Tensor.Zeros(w.Shape, masterType, w.Device)), TensorScope.Detach(Tensor.Zeros(w.Shape, masterType, w.Device)));
+        }
+    }
+
+    /// <summary>The float32 master copy of a parameter (the parameter itself when it is float32/float64).</summary>
+    public Tensor Master(Variable parameter) => _state[parameter].Master;
+
+    /// <inheritdoc/>
+    protected override void Update(Variable parameter, Tensor grad)
+    {
+        var (master, m, v) = _state[parameter];
+        var g = grad.IsContiguous ? grad : grad.Contiguous();
+        master.Backend.AdamW(master, g, m, v, new AdamWStep(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, StepCount));
+        if (!ReferenceEquals(master, parameter.Value)) parameter.Value.CopyFrom(master);
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose()
+    {
+        foreach (var (p, (master, m, v)) in _state)
+        {
+            if (!ReferenceEquals(master, p.Value)) master.Dispose();
+            m.Dispose(); v.Dispose();
+        }
+        _state.Clear();
+    }
+}
