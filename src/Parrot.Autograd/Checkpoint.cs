@@ -15,7 +15,10 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(block);
         ArgumentNullException.ThrowIfNull(inputs);
         Tensor output;
-        using (Graph.NoGrad()) output = block(inputs).Value;
+        // The block's temporaries die here; only its output survives, which is the point of checkpointing.
+        using (var scope = TensorScope.Begin())
+        using (Graph.NoGrad())
+            output = scope.Keep(block(inputs).Value);
         if (Graph.IsGradDisabled) return new Variable(output);
         // Parameters used inside the block are leaves reached only through the recomputation, so the
         // node is recorded even when no explicit input needs a gradient.
