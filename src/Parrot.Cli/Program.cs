@@ -4,4 +4,5 @@ using Parrot.Cli;
 var root = new RootCommand("parrot — ParrotNative: a C# tensor engine and the Parrot multilingual multimodal LLM");
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(LmDemoCommand.Create());
+root.Subcommands.Add(TrainLmCommand.Create());
 return root.Parse(args).Invoke();

@@ -22,8 +22,11 @@ public sealed class Qwen2ForCausalLM : Module
     /// <summary>Whether decoder layers recompute their activations in backward (saves memory in training).</summary>
     public bool GradientCheckpointing { get => _model.GradientCheckpointing; set => _model.GradientCheckpointing = value; }
 
-    /// <summary>Creates a freshly initialised model (N(0, initializer_range²) weights, as HF's _init_weights).</summary>
-    public Qwen2ForCausalLM(Qwen2Config config, ulong seed = 0, DType dtype = DType.F32)
+    /// <summary>
+    /// Creates a freshly initialised model (N(0, initializer_range²) weights, as HF's _init_weights), or, with
+    /// <paramref name="initialize"/> false, one whose weights are placeholders about to be replaced by a checkpoint.
+    /// </summary>
+    public Qwen2ForCausalLM(Qwen2Config config, ulong seed = 0, DType dtype = DType.F32, bool initialize = true)
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
@@ -31,7 +34,7 @@ public sealed class Qwen2ForCausalLM : Module
         _model = AddModule("model", new Qwen2Model(config, Init.SeedFor(seed, "model"), dtype));
         if (!config.TieWordEmbeddings)
             _lmHead = AddModule("lm_head", new Linear(config.HiddenSize, config.VocabSize, bias: false, Init.SeedFor(seed, "lm_head"), dtype));
-        ReinitialiseNormal(seed);
+        if (initialize) ReinitialiseNormal(seed);
     }
 
     private void ReinitialiseNormal(ulong seed)

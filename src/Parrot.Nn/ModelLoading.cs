@@ -1,0 +1,73 @@
+using Parrot.Tensors;
+using Parrot.Tensors.Formats;
+
+namespace Parrot.Nn;
+
+/// <summary>
+/// Filling a module from a checkpoint by walking names (the candle way): every parameter and persistent
+/// buffer is looked up under <c>prefix + its name</c>, loaded lazily (zero-copy when the checkpoint's dtype
+/// is the wanted one) and swapped in; every missing, unexpected or mis-shaped tensor is reported together.
+/// </summary>
+public static class ModelLoading
+{
+    /// <summary>
+    /// Loads <paramref name="module"/>'s parameters from <paramref name="checkpoint"/>, converting to
+    /// <paramref name="dtype"/> (null: keep each parameter's current dtype). Names in the checkpoint that
+    /// start with <paramref name="prefix"/> but match nothing are "unexpected" unless
+    /// <paramref name="ignoreUnexpected"/> says otherwise; names outside the prefix are not this module's concern.
+    /// </summary>
+    public static LoadReport Load(Module module, Checkpoint checkpoint, string prefix = "", DType? dtype = null,
+        Func<string, bool>? ignoreUnexpected = null, bool strict = true, IEnumerable<string>? optional = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        var optionalSet = new HashSet<string>(optional ?? [], StringComparer.Ordinal);
+        var parameters = module.NamedParameters().ToList();
+        var wanted = parameters.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var missing = new List<string>();
+        var mismatched = new List<string>();
+        foreach (var (name, p) in parameters)
+        {
+            string key = prefix + name;
+            if (!checkpoint.TryGetInfo(key, out var info))
+            {
+                if (!optionalSet.Contains(name)) missing.Add(key);
+                continue;
+            }
+            if (!info.Shape.SequenceEqual(p.Shape.ToArray()))
+                mismatched.Add($"{key}: checkpoint [{string.Join(", ", info.Shape)}], model {p.Value.ShapeString()}");
+        }
+        var unexpected = checkpoint.Names
+            .Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && !wanted.Contains(n[prefix.Length..]) && !(ignoreUnexpected?.Invoke(n) ?? false))
+            .OrderBy(n => n, StringComparer.Ordinal).ToList();
+        if (mismatched.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
+        {
+            var parts = new List<string>();
+            if (missing.Count > 0) parts.Add($"missing {missing.Count}: {Preview(missing)}");
+            if (unexpected.Count > 0) parts.Add($"unexpected {unexpected.Count}: {Preview(unexpected)}");
+            if (mismatched.Count > 0) parts.Add($"shape mismatch {mismatched.Count}: {Preview(mismatched)}");
+            throw new StateDictException($"loading {module.GetType().Name} from {string.Join(", ", checkpoint.Files)}: " + string.Join("; ", parts), missing, unexpected, mismatched);
+        }
+        foreach (var (name, p) in parameters)
+        {
+            string key = prefix + name;
+            if (!checkpoint.Contains(key)) continue;
+            var loaded = TensorScope.Detach(checkpoint.Load(key, dtype ?? p.DType));
+            var old = p.Value;
+            p.ReplaceValue(loaded);
+            old.Dispose();
+        }
+        return new LoadReport(missing, unexpected);
+
+        static string Preview(List<string> xs) => string.Join(", ", xs.Take(20)) + (xs.Count > 20 ? $", ... ({xs.Count - 20} more)" : "");
+    }
+
+    /// <summary>Writes the module's parameters (under <paramref name="prefix"/>) as a safetensors checkpoint in <paramref name="directory"/>, atomically.</summary>
+    public static IReadOnlyList<string> Save(Module module, string directory, string prefix = "", DType? dtype = null, long maxShardBytes = Checkpoint.DefaultMaxShardBytes)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        using var scope = TensorScope.Begin();
+        var tensors = module.NamedParameters().Select(p => new KeyValuePair<string, Tensor>(prefix + p.Name, dtype is { } d && d != p.Parameter.DType ? p.Parameter.Value.To(d) : p.Parameter.Value));
+        return Checkpoint.Save(directory, tensors.ToList(), maxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+}

@@ -1,0 +1,50 @@
+using Parrot.Tensors;
+using Parrot.Tensors.Formats;
+
+namespace Parrot.Nn.Models.Qwen2;
+
+/// <summary>Opening and writing Hugging Face Qwen2 / Qwen1.5 model directories (config.json + safetensors).</summary>
+public static class Qwen2Loader
+{
+    /// <summary>
+    /// Loads the model in <paramref name="directory"/> (config.json and model.safetensors or shards with their
+    /// index), in <paramref name="dtype"/> (null: the checkpoint's own dtype of the embedding table, so a bf16
+    /// checkpoint computes in bf16 unless float32 is asked for). Old checkpoints' rotary inv_freq buffers are ignored.
+    /// </summary>
+    public static Qwen2ForCausalLM Load(string directory, DType? dtype = null, string prefix = "")
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
+        var config = Qwen2ConfigJson.Load(Path.Combine(directory, "config.json"));
+        using var checkpoint = Checkpoint.Open(directory);
+        var embedKey = prefix + "model.embed_tokens.weight";
+        if (!checkpoint.TryGetInfo(embedKey, out var embed))
+            throw new InvalidDataException($"{directory}: the checkpoint has no '{embedKey}'");
+        var target = dtype ?? embed.DType;
+        Qwen2ForCausalLM model;
+        using (Init.Deferred()) model = new Qwen2ForCausalLM(config, seed: 0, target, initialize: false);
+        try
+        {
+            ModelLoading.Load(model, checkpoint, prefix, target,
+                ignoreUnexpected: n => n.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) || (prefix.Length > 0 && !n.StartsWith(prefix + "model.layers.", StringComparison.Ordinal) && !n.StartsWith(prefix + "model.embed_tokens", StringComparison.Ordinal) && !n.StartsWith(prefix + "model.norm", StringComparison.Ordinal) && n != prefix + "lm_head.weight"));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return model;
+    }
+
+    /// <summary>Writes config.json and the weights to <paramref name="directory"/> (each file atomically).</summary>
+    public static void Save(Qwen2ForCausalLM model, string directory, DType? dtype = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Directory.CreateDirectory(directory);
+        ModelLoading.Save(model, directory, dtype: dtype);
+        var path = Path.Combine(directory, "config.json");
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, Qwen2ConfigJson.ToJson(model.Config));
+        File.Move(tmp, path, overwrite: true);
+    }
+}
