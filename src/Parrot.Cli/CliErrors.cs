@@ -12,7 +12,7 @@ internal static class CliErrors
         catch (CliException e) { Console.Error.WriteLine($"parrot {command}: {e.Message}"); return 2; }
         catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or IOException
                                   or UnauthorizedAccessException or ArgumentException or FormatException or InvalidOperationException
-                                  or NotSupportedException or OutOfMemoryException or Parrot.Nn.StateDictException)
+                                  or NotSupportedException or OutOfMemoryException or global::Parrot.Nn.StateDictException)
         {
             Console.Error.WriteLine($"parrot {command}: {e.Message}");
             return 1;

@@ -34,8 +34,8 @@ public static class ModelLoading
                 if (!optionalSet.Contains(name)) missing.Add(key);
                 continue;
             }
-            if (!info.Shape.SequenceEqual(p.Shape.ToArray()))
-                mismatched.Add($"{key}: checkpoint [{string.Join(", ", info.Shape)}], model {p.Value.ShapeString()}");
+            if (!info.Shape.SequenceEqual(p.Shape))
+                mismatched.Add($"{key}: checkpoint {Tensor.FormatShape(info.Shape)}, model {p.Value.ShapeString()}");
         }
         var unexpected = checkpoint.Names
             .Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && !wanted.Contains(n[prefix.Length..]) && !(ignoreUnexpected?.Invoke(n) ?? false))

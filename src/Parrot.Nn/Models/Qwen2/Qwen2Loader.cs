@@ -20,7 +20,7 @@ public static class Qwen2Loader
         var embedKey = prefix + "model.embed_tokens.weight";
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
             throw new InvalidDataException($"{directory}: the checkpoint has no '{embedKey}'");
-        var target = dtype ?? embed.DType;
+        var target = dtype ?? embed.DType ?? throw new InvalidDataException($"{directory}: '{embedKey}' has the unsupported dtype {embed.FormatDType}");
         Qwen2ForCausalLM model;
         using (Init.Deferred()) model = new Qwen2ForCausalLM(config, seed: 0, target, initialize: false);
         try
