@@ -63,6 +63,13 @@ def variant(name, dtype, tie, heads, kv_heads, seed):
     np.save(os.path.join(out, "mask.npy"), mask.numpy().astype(np.int64))
     np.save(os.path.join(out, "logits.npy"), logits.numpy().astype(np.float32))
     np.save(os.path.join(out, "hidden.npy"), hidden.numpy().astype(np.float32))
+    # Greedy continuation of row 0 by full recomputation, 8 tokens (eos ignored): the golden for `parrot generate`.
+    seq = ids[:1]
+    with torch.no_grad():
+        for _ in range(8):
+            lg, _ = ref.forward(p32, cfg, seq)
+            seq = torch.cat([seq, lg[:, -1].argmax(-1, keepdim=True)], dim=1)
+    np.save(os.path.join(out, "greedy.npy"), seq[0, ids.shape[1]:].numpy().astype(np.int64))
     if dtype == torch.bfloat16:
         with torch.no_grad():
             lb, _ = ref.forward(params, cfg, ids[:1])  # bf16 compute, one row without padding

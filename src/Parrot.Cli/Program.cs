@@ -5,4 +5,6 @@ var root = new RootCommand("parrot — ParrotNative: a C# tensor engine and the 
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(LmDemoCommand.Create());
 root.Subcommands.Add(TrainLmCommand.Create());
+root.Subcommands.Add(ForwardCommand.Create());
+root.Subcommands.Add(GenerateCommand.Create());
 return root.Parse(args).Invoke();
