@@ -5,9 +5,9 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// <summary>
 /// The float32-accumulating matrix product C = A · B for float32, bf16 and float16 operands (any strides)
 /// into a float32 C with unit column stride. Chooses the path (skinny or packed, Vector512 or Vector256)
-/// and splits C between threads: each thread gets its own columns (or rows) and its own pack buffers, so the
-/// threads never wait on each other. Every element of C is summed over k in the same order whatever the
-/// thread count, so results do not depend on it.
+/// and splits C between threads by columns (or rows), each thread writing its own part of C with its own
+/// pack buffers, so threads never wait on each other inside the loop nest. Every element of C is summed
+/// over k in the same order whatever the thread count, so results do not depend on it.
 /// </summary>
 internal static unsafe class Sgemm
 {
