@@ -3,14 +3,16 @@
 # alternating shape by shape for --rounds rounds, then a table with both GFLOP/s (median over rounds) and the ratio
 # ours/numpy per shape. Both sides use the same thread count (default 2).
 #
-#   bench/gemm-vs-numpy.sh [--sizes S] [--threads T] [--repeat R] [--dtype f32|bf16] [--rounds N]
+#   bench/gemm-vs-numpy.sh [--sizes S] [--threads T] [--repeat R] [--dtype f32|bf16] [--rounds N] [--bt]
+#
+# --bt gives B as the transpose of a row-major [N, K] matrix on both sides (x · Wᵀ, a linear layer).
 #
 # numpy has no bfloat16 matmul: with --dtype bf16 our bf16 product is compared with numpy's float32 one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sizes="1024,2048,4096,1x896x4864,1x4864x896,1x896x896,1x4864x4864,16x896x4864,16x4864x896,16x896x896,16x4864x4864"
-threads=2; repeat=7; dtype=f32; rounds=3
+threads=2; repeat=7; dtype=f32; rounds=3; bt=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) sizes="$2"; shift 2 ;;
@@ -18,7 +20,8 @@ while [ $# -gt 0 ]; do
     --repeat) repeat="$2"; shift 2 ;;
     --dtype) dtype="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --bt) bt="--bt"; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "gemm-vs-numpy.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -42,17 +45,17 @@ IFS=',' read -r -a shape_list <<< "$sizes"
 for r in $(seq 1 "$rounds"); do
   for shape in "${shape_list[@]}"; do
     echo "round $r/$rounds, $shape: parrot, numpy" >&2
-    "$parrot" bench gemm --sizes "$shape" --threads "$threads" --repeat "$repeat" --dtype "$dtype" --json >> "$out/ours.$r.jsonl"
+    "$parrot" bench gemm --sizes "$shape" --threads "$threads" --repeat "$repeat" --dtype "$dtype" $bt --json >> "$out/ours.$r.jsonl"
     # OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are unset for this command only, so OpenBLAS detects the CPU and
     # picks its AVX-512 kernels.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" \
-      "$python" bench/peers/numpy_gemm.py --sizes "$shape" --repeat "$repeat" --json >> "$out/numpy.$r.jsonl"
+      "$python" bench/peers/numpy_gemm.py --sizes "$shape" --repeat "$repeat" $bt --json >> "$out/numpy.$r.jsonl"
   done
 done
 
-"$python" - "$out" "$rounds" "$dtype" "$threads" <<'PY'
+"$python" - "$out" "$rounds" "$dtype" "$threads" "$bt" <<'PY'
 import json, statistics, sys
-out, rounds, dtype, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out, rounds, dtype, threads, bt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 def load(side):
     table = {}
     for r in range(1, rounds + 1):
@@ -61,7 +64,7 @@ def load(side):
                 table.setdefault(row["shape"], []).append(row["gflops"])
     return table
 ours, peer = load("ours"), load("numpy")
-print(f"GEMM, {threads} threads, ours {dtype} vs numpy/OpenBLAS float32: GFLOP/s median of {rounds} round(s);")
+print(f"GEMM{' with B transposed' if bt else ''}, {threads} threads, ours {dtype} vs numpy/OpenBLAS float32: GFLOP/s median of {rounds} round(s);")
 print("ratio = median over rounds of ours/numpy measured back to back")
 print(f"{'shape (M×K·K×N)':<22} {'ours':>9} {'numpy':>9} {'ratio':>7}   per-round ratios")
 for shape, g in ours.items():

@@ -44,10 +44,10 @@ def loaded_blas():
     return sorted(libs)
 
 
-def measure(m, k, n, repeat):
+def measure(m, k, n, repeat, transposed_b):
     rng = np.random.default_rng(1)
     a = rng.standard_normal((m, k), dtype=np.float32)
-    b = rng.standard_normal((k, n), dtype=np.float32)
+    b = rng.standard_normal((n, k), dtype=np.float32).T if transposed_b else rng.standard_normal((k, n), dtype=np.float32)
     c = np.empty((m, n), dtype=np.float32)
     start, calls = time.perf_counter(), 0
     while True:
@@ -72,6 +72,7 @@ def main():
     ap.add_argument("--sizes", default=DEFAULT_SIZES)
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--bt", action="store_true", help="B as the transpose of a row-major [N, K] matrix")
     args = ap.parse_args()
 
     libs = loaded_blas()
@@ -85,7 +86,7 @@ def main():
         print(f"numpy {np.__version__} matmul, float32, BLAS: {', '.join(libs)}")
         print(f"{'shape (M×K·K×N)':<22} {'GFLOP/s':>9} {'ms':>10}")
     for m, k, n in parse_sizes(args.sizes):
-        seconds = measure(m, k, n, args.repeat)
+        seconds = measure(m, k, n, args.repeat, args.bt)
         gflops = 2.0 * m * n * k / seconds / 1e9
         results.append({"shape": f"{m}x{k}x{n}", "m": m, "k": k, "n": n, "dtype": "f32",
                         "gflops": round(gflops, 2), "ms": round(seconds * 1e3, 4)})

@@ -49,6 +49,10 @@ internal static class GemmBench
         dtype.AcceptOnlyFromAmong("f32", "bf16");
         var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of a table" };
         var vector256 = new Option<bool>("--vector256") { Description = "Use the Vector256 kernels even where AVX-512 is available" };
+        var transposedB = new Option<bool>("--bt")
+        {
+            Description = "Give B as the transpose of a row-major [N, K] matrix (x · Wᵀ, as a linear layer with [out, in] weights)",
+        };
 
         var command = new Command("gemm", "GFLOP/s of the CPU matrix product (median of repeats, after warm-up)");
         command.Options.Add(sizes);
@@ -57,6 +61,7 @@ internal static class GemmBench
         command.Options.Add(dtype);
         command.Options.Add(json);
         command.Options.Add(vector256);
+        command.Options.Add(transposedB);
         command.SetAction(parse =>
         {
             List<(int M, int K, int N)> shapes;
@@ -73,12 +78,12 @@ internal static class GemmBench
                 return 2;
             }
             var type = parse.GetValue(dtype) == "bf16" ? DType.BF16 : DType.F32;
-            return Run(shapes, t, r, type, parse.GetValue(json), parse.GetValue(vector256));
+            return Run(shapes, t, r, type, parse.GetValue(json), parse.GetValue(vector256), parse.GetValue(transposedB));
         });
         return command;
     }
 
-    private static int Run(List<(int M, int K, int N)> shapes, int threads, int repeat, DType dtype, bool json, bool vector256)
+    private static int Run(List<(int M, int K, int N)> shapes, int threads, int repeat, DType dtype, bool json, bool vector256, bool transposedB)
     {
         int savedWorkers = CpuParallel.Workers;
         bool savedForce = GemmOptions.ForceVector256;
@@ -89,12 +94,12 @@ internal static class GemmBench
         {
             if (!json)
             {
-                Console.WriteLine($"parrot bench gemm: {DTypeLabel(dtype)}, {threads} thread(s), median of {repeat}, {(GemmOptions.ForceVector256 || !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector256" : "Vector512")} kernels");
+                Console.WriteLine($"parrot bench gemm: {DTypeLabel(dtype)}, {threads} thread(s), median of {repeat}, {(GemmOptions.ForceVector256 || !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector256" : "Vector512")} kernels{(transposedB ? ", B transposed" : "")}");
                 Console.WriteLine($"{"shape (M×K·K×N)",-22} {"GFLOP/s",9} {"ms",10}");
             }
             foreach (var (m, k, n) in shapes)
             {
-                double seconds = Measure(m, k, n, dtype, repeat);
+                double seconds = Measure(m, k, n, dtype, repeat, transposedB);
                 double gflops = 2.0 * m * n * k / seconds / 1e9;
                 var res = new GemmResult($"{m}x{k}x{n}", m, k, n, DTypeLabel(dtype), threads, Math.Round(gflops, 2), Math.Round(seconds * 1e3, 4));
                 results.Add(res);
@@ -112,11 +117,11 @@ internal static class GemmBench
     }
 
     /// <summary>Median seconds per product for one shape.</summary>
-    private static double Measure(int m, int k, int n, DType dtype, int repeat)
+    private static double Measure(int m, int k, int n, DType dtype, int repeat, bool transposedB)
     {
         using var scope = TensorScope.Begin();
         var a = Tensor.Normal([m, k], seed: 1, dtype: dtype);
-        var b = Tensor.Normal([k, n], seed: 2, dtype: dtype);
+        var b = transposedB ? Tensor.Normal([n, k], seed: 2, dtype: dtype).Transpose(0, 1) : Tensor.Normal([k, n], seed: 2, dtype: dtype);
         var c = Tensor.Empty([m, n], DType.F32);
         var backend = a.Backend;
 

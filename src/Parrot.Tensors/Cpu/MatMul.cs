@@ -36,7 +36,7 @@ public sealed partial class CpuBackend
         nint aBase = a.Storage.Pointer, bBase = b.Storage.Pointer, cBase = c.DataPointer;
         int aSize = a.ElementSize, bSize = b.ElementSize, cSize = c.ElementSize;
 
-        if (batch > 1 && TryFoldBatchIntoRows(a, b, c, out long foldedRowStride))
+        if (batch > 1 && batch * m <= int.MaxValue && TryFoldBatchIntoRows(a, b, c, out long foldedRowStride))
         {
             // One shared B (a linear layer over a batch of sequences): the batch is just more rows of A.
             Product(new MatrixView(a.DataPointer, a.DType, foldedRowStride, aCol),

@@ -13,6 +13,9 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// </summary>
 internal unsafe interface IFloatSource
 {
+    /// <summary>Bytes per stored element.</summary>
+    static abstract int ElementSize { get; }
+
     /// <summary>Element <paramref name="index"/> of the array at <paramref name="p"/>, as float32.</summary>
     static abstract float Read(nint p, long index);
 
@@ -29,6 +32,8 @@ internal unsafe interface IFloatSource
 /// <summary>float32 storage.</summary>
 internal readonly unsafe struct F32Source : IFloatSource
 {
+    public static int ElementSize => 4;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Read(nint p, long index) => ((float*)p)[index];
 
@@ -45,6 +50,8 @@ internal readonly unsafe struct F32Source : IFloatSource
 /// <summary>bfloat16 storage: the upper half of a float32, so widening is a zero-extend and a shift.</summary>
 internal readonly unsafe struct BF16Source : IFloatSource
 {
+    public static int ElementSize => 2;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Read(nint p, long index) => BFloat16.ToFloat(((ushort*)p)[index]);
 
@@ -70,6 +77,8 @@ internal readonly unsafe struct BF16Source : IFloatSource
 /// <summary>IEEE binary16 storage. Only packing reads it (the skinny paths convert it up front).</summary>
 internal readonly unsafe struct F16Source : IFloatSource
 {
+    public static int ElementSize => 2;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Read(nint p, long index) => (float)((Half*)p)[index];
 

@@ -5,9 +5,9 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// <summary>
 /// The float32-accumulating matrix product C = A · B for float32, bf16 and float16 operands (any strides)
 /// into a float32 C with unit column stride. Chooses the path (skinny or packed, Vector512 or Vector256)
-/// and splits C between threads: each thread gets its own columns (or rows) and its own pack buffers, so the
-/// threads never wait on each other. Every element of C is summed over k in the same order whatever the
-/// thread count, so results do not depend on it.
+/// and splits C between threads by columns (or rows), each thread writing its own part of C with its own
+/// pack buffers, so threads never wait on each other inside the loop nest. Every element of C is summed
+/// over k in the same order whatever the thread count, so results do not depend on it.
 /// </summary>
 internal static unsafe class Sgemm
 {
@@ -165,21 +165,32 @@ internal static unsafe class Sgemm
         finally { GemmWorkspace.Return(ws); }
     }
 
-    /// <summary>Runs the skinny kernels over the columns of C, split between threads in whole 64-column tiles.</summary>
+    /// <summary>
+    /// Runs the skinny kernels over the columns of C. With several threads the columns go out in chunks of
+    /// whole 128-column tiles from a shared counter, so a thread slowed by other work on the machine takes
+    /// fewer chunks instead of holding everyone up.
+    /// </summary>
     private static void SkinnyColumns(float* a, long lda, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
     {
-        int unit = SkinnySgemm.ColumnUnit;
-        int units = (n + unit - 1) / unit;
-        int parts = Math.Min(workers, units);
+        const int chunkColumns = 2 * SkinnySgemm.ColumnUnit;
+        int chunks = (n + chunkColumns - 1) / chunkColumns;
+        int parts = Math.Min(workers, chunks);
         if (parts <= 1)
         {
             SkinnySgemm.Run(a, lda, b, c, ldc, m, k, 0, n);
             return;
         }
-        CpuParallel.For(parts, w =>
+        // Hand out a few chunks at a time: enough per grab to keep the counter cheap, several grabs per thread.
+        int perGrab = Math.Max(1, chunks / (4 * parts));
+        int next = 0;
+        CpuParallel.For(parts, _ =>
         {
-            int j0 = (int)((long)units * w / parts) * unit, j1 = Math.Min(n, (int)((long)units * (w + 1) / parts) * unit);
-            if (j1 > j0) SkinnySgemm.Run(a, lda, b, c, ldc, m, k, j0, j1);
+            int first;
+            while ((first = Interlocked.Add(ref next, perGrab) - perGrab) < chunks)
+            {
+                int j0 = first * chunkColumns, j1 = Math.Min(n, (first + perGrab) * chunkColumns);
+                SkinnySgemm.Run(a, lda, b, c, ldc, m, k, j0, j1);
+            }
         });
     }
 

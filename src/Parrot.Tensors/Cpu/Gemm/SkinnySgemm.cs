@@ -185,8 +185,36 @@ internal static unsafe class SkinnySgemm
     {
         long ldbt = b.ColStride; // B's columns are contiguous rows of Bᵀ
         int j = n0;
+        if (m == 1)
+            for (; j + 8 <= n1; j += 8) DotRow1x8<TB>(a, b.At(0, j), ldbt, c + j, k);
         for (; j + 4 <= n1; j += 4) DotColumns<TB, Four>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
         for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
+    }
+
+    /// <summary>
+    /// One row of A dotted with 8 columns of B: 8 independent accumulators (enough to cover the FMA latency)
+    /// and 8 streams of B in flight, which a single row needs to keep memory busy.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotRow1x8<TB>(float* a, nint bt, long ldbt, float* c, int k) where TB : struct, IFloatSource
+    {
+        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+        long l2 = 2 * ldbt, l3 = 3 * ldbt, l4 = 4 * ldbt, l5 = 5 * ldbt, l6 = 6 * ldbt, l7 = 7 * ldbt;
+        int p = 0;
+        for (; p + 16 <= k; p += 16)
+        {
+            var x = Vector512.Load(a + p);
+            s0 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, p), s0);
+            s1 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, ldbt + p), s1);
+            s2 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l2 + p), s2);
+            s3 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l3 + p), s3);
+            s4 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l4 + p), s4);
+            s5 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l5 + p), s5);
+            s6 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l6 + p), s6);
+            s7 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l7 + p), s7);
+        }
+        FinishRow<TB>(a, bt, ldbt, c, 4, p, k, s0, s1, s2, s3);
+        FinishRow<TB>(a, bt + (nint)(l4 * TB.ElementSize), ldbt, c + 4, 4, p, k, s4, s5, s6, s7);
     }
 
     private static void DotColumns<TB, TC>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int m, int k)
