@@ -262,14 +262,32 @@ def main():
     # The resampler alone, every PIL filter, shrinking and enlarging on each axis independently.
     resizes = []
     src = decoded("landscape.png", False)  # 61 x 37
-    for filt_name, filt in (("bicubic", 3), ("bilinear", 2), ("box", 4), ("hamming", 5), ("lanczos", 1)):
+    for filt_name, filt in (("bicubic", 3), ("bilinear", 2), ("box", 4), ("hamming", 5), ("lanczos", 1), ("nearest", 0)):
         for (w, h) in ((23, 50), (122, 11), (61, 20), (17, 37), (7, 5), (130, 90)):
             name = f"resize_{filt_name}_{w}x{h}.npy"
             np.save(os.path.join(OUT, name), np.array(src.resize((w, h), resample=filt, reducing_gap=None)))
             resizes.append({"source": "landscape_png.rgb.npy", "filter": filt, "width": w, "height": h, "expected": name})
 
+    # Parrot's expand2square alone, on PIL's own image type.
+    squares = []
+    for f in ("landscape.png", "portrait.png", "tiny.png", "square.png"):
+        out = expand2square(decoded(f, False), tuple(int(m * 255) for m in CLIP_MEAN))
+        name = f"{f.replace('.', '_')}.square.npy"
+        np.save(os.path.join(OUT, name), np.array(out))
+        squares.append({"image": f, "expected": name})
+
+    # The resize size rule, on sizes that stress the truncation of int(s * long / short).
+    rng = np.random.default_rng(99)
+    rule = []
+    sizes = [(500, 333), (333, 500), (336, 336), (1, 1000), (1000, 1), (7, 5), (640, 480), (4032, 3024), (3, 10007)]
+    sizes += [(int(a), int(b)) for a, b in rng.integers(1, 5000, size=(40, 2))]
+    for s_edge in (336, 224, 32, 20):
+        for w, h in sizes:
+            ow, oh = hf_output_size(w, h, {"shortest_edge": s_edge})
+            rule.append([w, h, s_edge, ow, oh])
+
     manifest = {"pillow": Image.__version__, "numpy": np.__version__, "images": images, "preprocess": manifest_cases,
-                "resize": resizes}
+                "resize": resizes, "expand2square": squares, "size_rule": rule}
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))

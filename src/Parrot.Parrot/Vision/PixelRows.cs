@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("Parrot.Parrot.Tests")]
+
 namespace Parrot.Parrot.Vision;
 
 /// <summary>
