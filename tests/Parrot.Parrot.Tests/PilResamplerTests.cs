@@ -42,8 +42,10 @@ public class PilResamplerTests
         foreach (var (w, h) in new[] { (336, 336), (13, 7), (500, 20) })
         {
             var r = PilResampler.Resize(flat, w, h, filter);
+            int wrong = 0;
             for (int i = 0; i < r.Pixels.Length; i += 3)
-                Assert.That((r.Pixels[i], r.Pixels[i + 1], r.Pixels[i + 2]), Is.EqualTo(((byte)122, (byte)116, (byte)104)), $"{filter} {w}x{h}");
+                if (r.Pixels[i] != 122 || r.Pixels[i + 1] != 116 || r.Pixels[i + 2] != 104) wrong++;
+            Assert.That(wrong, Is.Zero, $"{filter} {w}x{h}: pixels that changed colour");
         }
     }
 

@@ -43,7 +43,7 @@ internal static class TestPng
     public static byte[] Zlib(byte[] data)
     {
         using var output = new MemoryStream();
-        using (var z = new ZLibStream(output, CompressionLevel.SmallestSize, leaveOpen: true)) z.Write(data);
+        using (var z = new ZLibStream(output, CompressionLevel.Fastest, leaveOpen: true)) z.Write(data);
         return output.ToArray();
     }
 
