@@ -66,7 +66,7 @@ public sealed class Qwen2ForCausalLM : Module
 }
 
 /// <summary>The decoder stack without the head: embed_tokens, layers, norm.</summary>
-public sealed class Qwen2Model : Module
+public class Qwen2Model : Module
 {
     private readonly Qwen2DecoderLayer[] _layers;
     private readonly Qwen2Config _config;

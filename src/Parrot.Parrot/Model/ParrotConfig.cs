@@ -1,0 +1,133 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Parrot.Nn.Models.Qwen2;
+
+namespace Parrot.Parrot.Model;
+
+/// <summary>
+/// A Parrot checkpoint's config.json: the Qwen2 decoder's keys plus the multimodal ones the released
+/// checkpoints carry (model_type parrot_qwen2; PARROT.md "Checkpoint names").
+/// </summary>
+public sealed record ParrotConfig
+{
+    /// <summary>The decoder.</summary>
+    public required Qwen2Config Text { get; init; }
+    /// <summary>mm_hidden_size: width of the vision features (1024 for CLIP ViT-L).</summary>
+    public int MmHiddenSize { get; init; } = 1024;
+    /// <summary>mm_projector_type (only mlp2x_gelu is defined by Parrot).</summary>
+    public string MmProjectorType { get; init; } = "mlp2x_gelu";
+    /// <summary>mm_vision_select_layer: which hidden state of the tower (−2 = second-to-last layer).</summary>
+    public int MmVisionSelectLayer { get; init; } = -2;
+    /// <summary>mm_vision_select_feature: cls_patch keeps the CLS token (Parrot's MoE needs it).</summary>
+    public string MmVisionSelectFeature { get; init; } = "cls_patch";
+    /// <summary>image_aspect_ratio: "pad" pads images to a square before CLIP preprocessing.</summary>
+    public string ImageAspectRatio { get; init; } = "pad";
+    /// <summary>num_experts.</summary>
+    public int NumExperts { get; init; } = 6;
+    /// <summary>moe_intermediate_size: width of each expert.</summary>
+    public int MoeIntermediateSize { get; init; } = 4096;
+    /// <summary>moe_weight: α of the residual.</summary>
+    public double MoeWeight { get; init; } = 0.1;
+    /// <summary>use_moe: false in stage 1 (the MoE is bypassed).</summary>
+    public bool UseMoe { get; init; } = true;
+    /// <summary>use_moe_residual.</summary>
+    public bool UseMoeResidual { get; init; } = true;
+    /// <summary>mm_vision_tower: where the CLIP vision config (and weights) live; relative to the model directory or absolute.</summary>
+    public string? MmVisionTower { get; init; }
+
+    /// <summary>Reads config.json; errors name the file and key.</summary>
+    public static ParrotConfig Load(string path)
+    {
+        string json;
+        try { json = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InvalidDataException($"{path}: cannot read the model config: {e.Message}", e); }
+        return Parse(json, path);
+    }
+
+    /// <summary>Parses config.json text.</summary>
+    public static ParrotConfig Parse(string json, string source)
+    {
+        var text = Qwen2ConfigJson.Parse(json, source);
+        var o = (JsonObject)JsonNode.Parse(json)!;
+        var c = new ParrotConfig
+        {
+            Text = text,
+            MmHiddenSize = Int(o, "mm_hidden_size", source, 1024),
+            MmProjectorType = Str(o, "mm_projector_type", source, "mlp2x_gelu")!,
+            MmVisionSelectLayer = Int(o, "mm_vision_select_layer", source, -2),
+            MmVisionSelectFeature = Str(o, "mm_vision_select_feature", source, "cls_patch")!,
+            ImageAspectRatio = Str(o, "image_aspect_ratio", source, "pad")!,
+            NumExperts = Int(o, "num_experts", source, 6),
+            MoeIntermediateSize = Int(o, "moe_intermediate_size", source, 4096),
+            MoeWeight = Dbl(o, "moe_weight", source, 0.1),
+            UseMoe = Bool(o, "use_moe", source, true),
+            UseMoeResidual = Bool(o, "use_moe_residual", source, true),
+            MmVisionTower = Str(o, "mm_vision_tower", source, null),
+        };
+        if (c.MmProjectorType != "mlp2x_gelu") throw new InvalidDataException($"{source}: mm_projector_type '{c.MmProjectorType}' is not supported (Parrot uses mlp2x_gelu)");
+        if (c.MmVisionSelectFeature is not ("cls_patch" or "patch")) throw new InvalidDataException($"{source}: mm_vision_select_feature '{c.MmVisionSelectFeature}' must be cls_patch or patch");
+        if (c.UseMoe && c.MmVisionSelectFeature != "cls_patch") throw new InvalidDataException($"{source}: the MoE needs the CLS token: mm_vision_select_feature must be cls_patch when use_moe is true");
+        if (c.MmHiddenSize <= 0 || c.NumExperts <= 0 || c.MoeIntermediateSize <= 0) throw new InvalidDataException($"{source}: mm_hidden_size, num_experts and moe_intermediate_size must be positive");
+        return c;
+    }
+
+    /// <summary>config.json text (model_type parrot_qwen2) for this configuration.</summary>
+    public string ToJson()
+    {
+        var extra = new Dictionary<string, JsonNode?>
+        {
+            ["model_type"] = "parrot_qwen2",
+            ["architectures"] = new JsonArray("ParrotQwen2ForCausalLM"),
+            ["mm_hidden_size"] = MmHiddenSize,
+            ["mm_projector_type"] = MmProjectorType,
+            ["mm_vision_select_layer"] = MmVisionSelectLayer,
+            ["mm_vision_select_feature"] = MmVisionSelectFeature,
+            ["image_aspect_ratio"] = ImageAspectRatio,
+            ["num_experts"] = NumExperts,
+            ["moe_intermediate_size"] = MoeIntermediateSize,
+            ["moe_weight"] = MoeWeight,
+            ["use_moe"] = UseMoe,
+            ["use_moe_residual"] = UseMoeResidual,
+        };
+        if (MmVisionTower is not null) extra["mm_vision_tower"] = MmVisionTower;
+        return Qwen2ConfigJson.ToJson(Text, extra);
+    }
+
+    private static JsonNode? Get(JsonObject o, string k) => o.TryGetPropertyValue(k, out var v) ? v : null;
+
+    private static int Int(JsonObject o, string k, string src, int d)
+    {
+        var v = Get(o, k);
+        if (v is null) return d;
+        if (v.GetValueKind() != JsonValueKind.Number || !v.AsValue().TryGetValue(out int i)) throw new InvalidDataException($"{src}: '{k}' must be an integer, got {v.ToJsonString()}");
+        return i;
+    }
+
+    private static double Dbl(JsonObject o, string k, string src, double d)
+    {
+        var v = Get(o, k);
+        if (v is null) return d;
+        if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{src}: '{k}' must be a number, got {v.ToJsonString()}");
+        return v.GetValue<double>();
+    }
+
+    private static bool Bool(JsonObject o, string k, string src, bool d)
+    {
+        var v = Get(o, k);
+        if (v is null) return d;
+        return v.GetValueKind() switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new InvalidDataException($"{src}: '{k}' must be true or false, got {v.ToJsonString()}"),
+        };
+    }
+
+    private static string? Str(JsonObject o, string k, string src, string? d)
+    {
+        var v = Get(o, k);
+        if (v is null || v.GetValueKind() == JsonValueKind.Null) return d;
+        if (v.GetValueKind() != JsonValueKind.String) throw new InvalidDataException($"{src}: '{k}' must be a string, got {v.ToJsonString()}");
+        return v.GetValue<string>();
+    }
+}
