@@ -86,6 +86,9 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Number of tensors.</summary>
     public int Count => Names.Count;
 
+    /// <summary>The reader of each file, in <see cref="Files"/> order.</summary>
+    internal IReadOnlyList<SafetensorsFile> Readers => _shards;
+
     /// <summary>
     /// The <c>__metadata__</c> of the (first) file; <see cref="Save"/> writes the same metadata into every
     /// shard. Empty when there is none.
