@@ -294,7 +294,7 @@ public class SafetensorsFuzzTests
         Directory.CreateDirectory(folder);
         foreach (var file in Directory.GetFiles(F.PathOf("sharded"))) File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
         File.Copy(F.PathOf("mixed.safetensors"), Path.Combine(_temp, "outside.safetensors"));
-        string index = Path.Combine(folder, Checkpoint.IndexFileName);
+        string index = Path.Combine(folder, SafetensorsCheckpoint.IndexFileName);
         string original = File.ReadAllText(index);
         string[] shardNames = ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors",
             "../outside.safetensors", "/etc/passwd", ".", "sub/", "", "model-00004-of-00003.safetensors", "./model-00001-of-00003.safetensors"];
@@ -309,7 +309,7 @@ public class SafetensorsFuzzTests
             File.WriteAllText(index, text);
             try
             {
-                using var ckpt = Checkpoint.Open(folder);
+                using var ckpt = SafetensorsCheckpoint.Open(folder);
                 opened++;
                 foreach (var name in ckpt.Names)
                 {
@@ -324,7 +324,7 @@ public class SafetensorsFuzzTests
             }
             catch (Exception e) when (e is not AssertionException)
             {
-                Assert.Fail($"trial {trial}: {e.GetType().Name} escaped Checkpoint.Open for index {text}: {e}");
+                Assert.Fail($"trial {trial}: {e.GetType().Name} escaped SafetensorsCheckpoint.Open for index {text}: {e}");
             }
         }
         TestContext.Out.WriteLine($"index fuzz: {Trials} indexes in {clock.ElapsedMilliseconds} ms: {opened} opened, {refused} refused");

@@ -11,7 +11,7 @@ namespace Parrot.Tensors.Tests;
 /// JSON, paths that must stay inside the folder, disagreements between index and shards), and the sharded
 /// writer, which must reproduce the fixture byte for byte and clean up after earlier saves.
 /// </summary>
-public class CheckpointTests
+public class SafetensorsCheckpointTests
 {
     private string _temp = "";
 
@@ -47,9 +47,9 @@ public class CheckpointTests
     [Test]
     public void ReadsTheShardedFixtureByName()
     {
-        using var ckpt = Checkpoint.Open(ShardedFolder);
+        using var ckpt = SafetensorsCheckpoint.Open(ShardedFolder);
         Assert.That(ckpt.IsSharded, Is.True);
-        Assert.That(ckpt.IndexPath, Is.EqualTo(Path.Combine(ShardedFolder, Checkpoint.IndexFileName)));
+        Assert.That(ckpt.IndexPath, Is.EqualTo(Path.Combine(ShardedFolder, SafetensorsCheckpoint.IndexFileName)));
         Assert.That(ckpt.Files.Select(Path.GetFileName), Is.EquivalentTo(new[] { "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors" }));
         Assert.That(ckpt.IndexMetadata["total_size"], Is.EqualTo("304"));
         Assert.That(ckpt.Metadata["format"], Is.EqualTo("pt"));
@@ -68,14 +68,14 @@ public class CheckpointTests
         Assert.That(ckpt.Contains("lm_head.weight"), Is.True);
         Assert.That(ckpt.TryGetInfo("lm_head.bias", out _), Is.False);
         var missing = Assert.Throws<KeyNotFoundException>(() => ckpt.Load("lm_head.bias"));
-        Assert.That(missing!.Message, Does.Contain("'lm_head.bias'").And.Contain(Checkpoint.IndexFileName));
+        Assert.That(missing!.Message, Does.Contain("'lm_head.bias'").And.Contain(SafetensorsCheckpoint.IndexFileName));
     }
 
     [Test]
     public void ShardsAreMappedOnlyWhenATensorIsLoaded()
     {
         string folder = CopyOfSharded();
-        using var ckpt = Checkpoint.Open(folder);
+        using var ckpt = SafetensorsCheckpoint.Open(folder);
         var shards = ckpt.Readers;
         Assert.That(shards.Count(s => s.IsMapped), Is.EqualTo(0), "opening reads headers only");
         using (var t = ckpt.Load("lm_head.weight")) { }
@@ -88,8 +88,8 @@ public class CheckpointTests
     {
         string folder = Path.Combine(_temp, "single");
         Directory.CreateDirectory(folder);
-        File.Copy(F.PathOf("mixed.safetensors"), Path.Combine(folder, Checkpoint.SingleFileName));
-        using (var dir = Checkpoint.Open(folder))
+        File.Copy(F.PathOf("mixed.safetensors"), Path.Combine(folder, SafetensorsCheckpoint.SingleFileName));
+        using (var dir = SafetensorsCheckpoint.Open(folder))
         {
             Assert.That(dir.IsSharded, Is.False);
             Assert.That(dir.Names, Has.Count.EqualTo(11));
@@ -98,20 +98,20 @@ public class CheckpointTests
             using var ids = dir.Load("ids", DType.F64);
             Assert.That(ids.ToDoubleArray()[0], Is.EqualTo(-6e9));
         }
-        using (var file = Checkpoint.Open(F.PathOf("unaligned.safetensors"))) Assert.That(file.Count, Is.EqualTo(5));
-        using (var index = Checkpoint.Open(Path.Combine(ShardedFolder, Checkpoint.IndexFileName))) Assert.That(index.Count, Is.EqualTo(7));
+        using (var file = SafetensorsCheckpoint.Open(F.PathOf("unaligned.safetensors"))) Assert.That(file.Count, Is.EqualTo(5));
+        using (var index = SafetensorsCheckpoint.Open(Path.Combine(ShardedFolder, SafetensorsCheckpoint.IndexFileName))) Assert.That(index.Count, Is.EqualTo(7));
 
         // Both present: transformers takes model.safetensors, and so do we.
         string both = CopyOfSharded();
-        File.Copy(F.PathOf("mixed.safetensors"), Path.Combine(both, Checkpoint.SingleFileName));
-        Assert.That(Checkpoint.Locate(both), Is.EqualTo(Path.Combine(both, Checkpoint.SingleFileName)));
+        File.Copy(F.PathOf("mixed.safetensors"), Path.Combine(both, SafetensorsCheckpoint.SingleFileName));
+        Assert.That(SafetensorsCheckpoint.Locate(both), Is.EqualTo(Path.Combine(both, SafetensorsCheckpoint.SingleFileName)));
 
         string empty = Path.Combine(_temp, "empty");
         Directory.CreateDirectory(empty);
         File.WriteAllBytes(Path.Combine(empty, "adapter_model.safetensors"), []);
-        var none = Assert.Throws<FileNotFoundException>(() => Checkpoint.Open(empty));
-        Assert.That(none!.Message, Does.Contain(Checkpoint.SingleFileName).And.Contain(Checkpoint.IndexFileName).And.Contain("adapter_model.safetensors"));
-        Assert.Throws<FileNotFoundException>(() => Checkpoint.Open(Path.Combine(_temp, "nowhere")));
+        var none = Assert.Throws<FileNotFoundException>(() => SafetensorsCheckpoint.Open(empty));
+        Assert.That(none!.Message, Does.Contain(SafetensorsCheckpoint.SingleFileName).And.Contain(SafetensorsCheckpoint.IndexFileName).And.Contain("adapter_model.safetensors"));
+        Assert.Throws<FileNotFoundException>(() => SafetensorsCheckpoint.Open(Path.Combine(_temp, "nowhere")));
     }
 
     [Test]
@@ -128,7 +128,7 @@ public class CheckpointTests
             File.Copy(file, blob);
             File.CreateSymbolicLink(Path.Combine(snapshot, Path.GetFileName(file)), blob);
         }
-        using var ckpt = Checkpoint.Open(snapshot);
+        using var ckpt = SafetensorsCheckpoint.Open(snapshot);
         using var t = ckpt.Load("model.norm.weight");
         Assert.That(t.ToFloatArray(), Is.EqualTo(new[] { 0.5f, 1f, 1.5f, 2f }));
     }
@@ -168,13 +168,13 @@ public class CheckpointTests
     public void RefusesBadIndexes(Func<string, string> edit, string fragment, string? tensor)
     {
         string folder = CopyOfSharded();
-        string index = Path.Combine(folder, Checkpoint.IndexFileName);
+        string index = Path.Combine(folder, SafetensorsCheckpoint.IndexFileName);
         string original = File.ReadAllText(index);
         string edited = edit(original);
         Assert.That(edited, Is.Not.EqualTo(original), "the edit applies");
         File.WriteAllText(index, edited);
         File.WriteAllBytes(Path.Combine(_temp, "outside.safetensors"), File.ReadAllBytes(Path.Combine(folder, "model-00001-of-00003.safetensors")));
-        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Open(folder).Dispose());
+        var e = Assert.Throws<InvalidDataException>(() => SafetensorsCheckpoint.Open(folder).Dispose());
         Assert.That(e!.Message, Does.StartWith(index + ": ").And.Contain(fragment));
         if (tensor is not null) Assert.That(e.Message, Does.Contain($"tensor '{tensor}'"));
     }
@@ -187,9 +187,9 @@ public class CheckpointTests
         using var x = Tensor.Zeros([2]);
         Safetensors.Save(Path.Combine(folder, "a.safetensors"), [new("x", x), new("y", x)]);
         Safetensors.Save(Path.Combine(folder, "b.safetensors"), [new("y", x), new("z", x)]);
-        File.WriteAllText(Path.Combine(folder, Checkpoint.IndexFileName),
+        File.WriteAllText(Path.Combine(folder, SafetensorsCheckpoint.IndexFileName),
             "{\"weight_map\": {\"x\": \"a.safetensors\", \"y\": \"a.safetensors\", \"z\": \"b.safetensors\"}}");
-        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Open(folder).Dispose());
+        var e = Assert.Throws<InvalidDataException>(() => SafetensorsCheckpoint.Open(folder).Dispose());
         Assert.That(e!.Message, Does.Contain("tensor 'y'").And.Contain("\"b.safetensors\" holds it too").And.Contain("a.safetensors"));
     }
 
@@ -200,7 +200,7 @@ public class CheckpointTests
         string shard = Path.Combine(folder, "model-00002-of-00003.safetensors");
         var bytes = File.ReadAllBytes(shard);
         File.WriteAllBytes(shard, bytes[..^4]);
-        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Open(folder).Dispose());
+        var e = Assert.Throws<InvalidDataException>(() => SafetensorsCheckpoint.Open(folder).Dispose());
         Assert.That(e!.Message, Does.StartWith(shard + ": "));
     }
 
@@ -212,12 +212,12 @@ public class CheckpointTests
         var sharded = F.Manifest.GetProperty("sharded");
         long maxShard = sharded.GetProperty("max_shard_bytes").GetInt64();
         var order = sharded.GetProperty("save_order").EnumerateArray().Select(e => e.GetString()!).ToArray();
-        using var source = Checkpoint.Open(ShardedFolder);
+        using var source = SafetensorsCheckpoint.Open(ShardedFolder);
         var tensors = order.Select(n => new KeyValuePair<string, Tensor>(n, source.Load(n))).ToList();
         try
         {
             string folder = Path.Combine(_temp, "saved");
-            var written = Checkpoint.Save(folder, tensors, maxShard);
+            var written = SafetensorsCheckpoint.Save(folder, tensors, maxShard);
             Assert.That(written.Select(Path.GetFileName), Is.EqualTo(Directory.GetFiles(ShardedFolder).Select(Path.GetFileName).Order(StringComparer.Ordinal)));
             foreach (var file in Directory.GetFiles(ShardedFolder))
                 Assert.That(File.ReadAllBytes(Path.Combine(folder, Path.GetFileName(file))), Is.EqualTo(File.ReadAllBytes(file)), Path.GetFileName(file));
@@ -242,26 +242,26 @@ public class CheckpointTests
         Directory.CreateDirectory(folder);
         File.WriteAllText(stray, "{}");
 
-        var sharded = Checkpoint.Save(folder, tensors, maxShardBytes: 800, metadata);
+        var sharded = SafetensorsCheckpoint.Save(folder, tensors, maxShardBytes: 800, metadata);
         Assert.That(sharded, Has.Count.EqualTo(4), "3 shards (a 256-byte bf16 and a 512-byte float tensor each, 800-byte limit) and the index");
         AssertReadsBack(folder, tensors, metadata, sharded: true);
 
-        var single = Checkpoint.Save(folder, tensors, metadata: metadata);
-        Assert.That(single, Is.EqualTo(new[] { Path.Combine(folder, Checkpoint.SingleFileName) }));
-        Assert.That(Directory.GetFiles(folder).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { "config.json", Checkpoint.SingleFileName }),
+        var single = SafetensorsCheckpoint.Save(folder, tensors, metadata: metadata);
+        Assert.That(single, Is.EqualTo(new[] { Path.Combine(folder, SafetensorsCheckpoint.SingleFileName) }));
+        Assert.That(Directory.GetFiles(folder).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { "config.json", SafetensorsCheckpoint.SingleFileName }),
             "the shards and index of the earlier save are gone, other files stay");
         AssertReadsBack(folder, tensors, metadata, sharded: false);
 
-        var again = Checkpoint.Save(folder, tensors, maxShardBytes: 2000);
+        var again = SafetensorsCheckpoint.Save(folder, tensors, maxShardBytes: 2000);
         Assert.That(again, Has.Count.EqualTo(3), "5 tensors of 1792 bytes, the last alone, and the index");
-        Assert.That(File.Exists(Path.Combine(folder, Checkpoint.SingleFileName)), Is.False, "a stale single file would shadow the index");
+        Assert.That(File.Exists(Path.Combine(folder, SafetensorsCheckpoint.SingleFileName)), Is.False, "a stale single file would shadow the index");
         AssertReadsBack(folder, tensors, null, sharded: true);
         Assert.That(Directory.GetFiles(folder), Has.Length.EqualTo(4));
     }
 
     private static void AssertReadsBack(string folder, List<KeyValuePair<string, Tensor>> tensors, Dictionary<string, string>? metadata, bool sharded)
     {
-        using var ckpt = Checkpoint.Open(folder);
+        using var ckpt = SafetensorsCheckpoint.Open(folder);
         Assert.That(ckpt.IsSharded, Is.EqualTo(sharded));
         Assert.That(ckpt.Metadata["format"], Is.EqualTo("pt"), "transformers needs it");
         if (metadata is not null) Assert.That(ckpt.Metadata["step"], Is.EqualTo("100"));
@@ -281,8 +281,8 @@ public class CheckpointTests
         using var x = Tensor.Zeros([2]);
         string folder = Path.Combine(_temp, "py");
         var tensors = new List<KeyValuePair<string, Tensor>> { new("b", x), new("a\"é😀", x), new("\ue000", x), new("\U0001F600", x) };
-        Checkpoint.Save(folder, tensors, maxShardBytes: 8, new Dictionary<string, string> { ["note"] = "tab\t" });
-        string index = File.ReadAllText(Path.Combine(folder, Checkpoint.IndexFileName), Encoding.ASCII);
+        SafetensorsCheckpoint.Save(folder, tensors, maxShardBytes: 8, new Dictionary<string, string> { ["note"] = "tab\t" });
+        string index = File.ReadAllText(Path.Combine(folder, SafetensorsCheckpoint.IndexFileName), Encoding.ASCII);
         // What json.dumps(index, indent=2, sort_keys=True) + "\n" prints: keys by code point, so U+E000
         // sorts before U+1F600 although its UTF-16 form sorts after; non-ASCII escaped.
         Assert.That(index, Is.EqualTo(
@@ -291,7 +291,7 @@ public class CheckpointTests
             "    \"b\": \"model-00001-of-00004.safetensors\",\n" +
             "    \"\\ue000\": \"model-00003-of-00004.safetensors\",\n" +
             "    \"\\ud83d\\ude00\": \"model-00004-of-00004.safetensors\"\n  }\n}\n"));
-        using var ckpt = Checkpoint.Open(folder);
+        using var ckpt = SafetensorsCheckpoint.Open(folder);
         Assert.That(ckpt.Names, Is.EquivalentTo(tensors.Select(t => t.Key)));
         Assert.That(ckpt.IndexMetadata["note"], Is.EqualTo("tab\t"));
     }
@@ -301,10 +301,10 @@ public class CheckpointTests
     {
         using var x = Tensor.Zeros([2]);
         string folder = Path.Combine(_temp, "bad");
-        Assert.Throws<ArgumentException>(() => Checkpoint.Save(folder, [new("x", x)], maxShardBytes: 0));
-        Assert.Throws<ArgumentException>(() => Checkpoint.Save(folder, [new("x", x)], metadata: new Dictionary<string, string> { ["total_size"] = "1" }));
-        Assert.Throws<ArgumentException>(() => Checkpoint.Save(folder, [new("x", x), new("x", x)], maxShardBytes: 4));
-        Assert.Throws<ArgumentException>(() => Checkpoint.Save(folder, [new("x", x), new("y", x)], maxShardBytes: 4, new Dictionary<string, string> { ["k"] = "\udfff" }));
+        Assert.Throws<ArgumentException>(() => SafetensorsCheckpoint.Save(folder, [new("x", x)], maxShardBytes: 0));
+        Assert.Throws<ArgumentException>(() => SafetensorsCheckpoint.Save(folder, [new("x", x)], metadata: new Dictionary<string, string> { ["total_size"] = "1" }));
+        Assert.Throws<ArgumentException>(() => SafetensorsCheckpoint.Save(folder, [new("x", x), new("x", x)], maxShardBytes: 4));
+        Assert.Throws<ArgumentException>(() => SafetensorsCheckpoint.Save(folder, [new("x", x), new("y", x)], maxShardBytes: 4, new Dictionary<string, string> { ["k"] = "\udfff" }));
         Assert.That(Directory.Exists(folder), Is.False);
     }
 
@@ -314,10 +314,10 @@ public class CheckpointTests
         using var a = Tensor.Full([4], 1);
         using var b = Tensor.Full([4], 2);
         string folder = Path.Combine(_temp, "same");
-        Checkpoint.Save(folder, [new("a", a), new("b", b)], maxShardBytes: 16);
+        SafetensorsCheckpoint.Save(folder, [new("a", a), new("b", b)], maxShardBytes: 16);
         using var a2 = Tensor.Full([4], 3);
-        Checkpoint.Save(folder, [new("a", a2), new("b", b)], maxShardBytes: 16);
-        using var ckpt = Checkpoint.Open(folder);
+        SafetensorsCheckpoint.Save(folder, [new("a", a2), new("b", b)], maxShardBytes: 16);
+        using var ckpt = SafetensorsCheckpoint.Open(folder);
         using var back = ckpt.Load("a");
         Assert.That(back.ToFloatArray(), Is.All.EqualTo(3f));
         Assert.That(Directory.GetFiles(folder), Has.Length.EqualTo(3));
