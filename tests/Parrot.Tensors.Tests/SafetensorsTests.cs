@@ -209,6 +209,30 @@ public class SafetensorsTests
     }
 
     [Test]
+    public void PastTheMappingBudgetLoadsCopy()
+    {
+        using var scope = TensorScope.Begin();
+        var tensors = Enumerable.Range(0, 30).Select(i => new KeyValuePair<string, Tensor>($"t{i:D2}", Tensor.Full([3], i, DType.F32))).ToList();
+        string path = Temp("many.safetensors");
+        Safetensors.Save(path, tensors);
+        long saved = MappedStorage.MaxLiveViews;
+        MappedStorage.MaxLiveViews = MappedStorage.LiveCount + 10;
+        try
+        {
+            using var file = SafetensorsFile.Open(path);
+            var loaded = file.Names.Select(n => file.Load(n)).ToList();
+            Assert.That(loaded.Count(t => t.Storage is MappedStorage), Is.EqualTo(10));
+            Assert.That(loaded.Count(t => t.Storage is NativeStorage), Is.EqualTo(20));
+            for (int i = 0; i < loaded.Count; i++) Assert.That(loaded[i].ToFloatArray(), Is.All.EqualTo((float)i));
+        }
+        finally
+        {
+            MappedStorage.MaxLiveViews = saved;
+        }
+        Assert.That(saved, Is.GreaterThanOrEqualTo(256).And.LessThan(1 << 24), "a quarter of vm.max_map_count");
+    }
+
+    [Test]
     public void WritingIntoALoadedTensorNeverChangesTheFile()
     {
         string path = Temp("cow.safetensors");

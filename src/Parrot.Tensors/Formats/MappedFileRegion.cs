@@ -13,11 +13,13 @@ namespace Parrot.Tensors.Formats;
 /// </summary>
 internal sealed unsafe class MappedFileRegion
 {
+    private readonly FileStream _stream;
     private readonly MemoryMappedFile _file;
     private int _refs = 1;
 
-    private MappedFileRegion(MemoryMappedFile file, long length, string path)
+    private MappedFileRegion(FileStream stream, MemoryMappedFile file, long length, string path)
     {
+        _stream = stream;
         _file = file;
         Length = length;
         Path = path;
@@ -36,9 +38,25 @@ internal sealed unsafe class MappedFileRegion
     public static MappedFileRegion Open(FileStream stream, string path)
     {
         long length = stream.Length;
+        // The stream stays ours (leaveOpen) so that ReadInto can copy without mapping.
         var file = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.CopyOnWrite,
-            HandleInheritability.None, leaveOpen: false);
-        return new MappedFileRegion(file, length, path);
+            HandleInheritability.None, leaveOpen: true);
+        return new MappedFileRegion(stream, file, length, path);
+    }
+
+    /// <summary>
+    /// Copies <paramref name="bytes"/> bytes at <paramref name="offset"/> to <paramref name="destination"/>
+    /// with plain reads: for tensors that must be copied anyway, this skips mapping a view.
+    /// </summary>
+    public void ReadInto(long offset, byte* destination, long bytes)
+    {
+        for (long done = 0; done < bytes;)
+        {
+            int chunk = (int)Math.Min(bytes - done, 1 << 30);
+            int got = RandomAccess.Read(_stream.SafeFileHandle, new Span<byte>(destination + done, chunk), offset + done);
+            if (got <= 0) throw SafetensorsErrors.Bad(Path, null, "the file ended early while a tensor was being read (was it truncated meanwhile?)");
+            done += got;
+        }
     }
 
     /// <summary>
@@ -85,6 +103,10 @@ internal sealed unsafe class MappedFileRegion
     /// <summary>Drops a user; the last one closes the file (views already made stay valid until unmapped).</summary>
     public void Release()
     {
-        if (Interlocked.Decrement(ref _refs) == 0) _file.Dispose();
+        if (Interlocked.Decrement(ref _refs) == 0)
+        {
+            _file.Dispose();
+            _stream.Dispose();
+        }
     }
 }

@@ -37,6 +37,26 @@ public sealed class MappedStorage : Storage
     /// <summary>Number of live storages over mapped files: the number a leak test watches.</summary>
     public static long LiveCount => Interlocked.Read(ref _live);
 
+    /// <summary>
+    /// Most views kept mapped at once; past it, loads copy instead. Each view is one kernel mapping, Linux
+    /// allows a process about 65,000 (vm.max_map_count), and the runtime itself dies when it cannot map
+    /// memory for the JIT, so we stay at a quarter of the limit. (Settable for tests.)
+    /// </summary>
+    internal static long MaxLiveViews { get; set; } = DefaultMaxLiveViews();
+
+    private static long DefaultMaxLiveViews()
+    {
+        const string limit = "/proc/sys/vm/max_map_count";
+        try
+        {
+            if (OperatingSystem.IsLinux() && File.Exists(limit) && long.TryParse(File.ReadAllText(limit).Trim(), out long max))
+                return Math.Max(256, max / 4);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return 65536;
+    }
+
     /// <inheritdoc/>
     protected override void Free(nint pointer)
     {

@@ -4,7 +4,7 @@ namespace Parrot.Tensors.Formats;
 /// Hugging Face's safetensors format: 8 bytes of little-endian header length, a JSON header naming each
 /// tensor's dtype, shape and byte range (plus optional string metadata under <c>__metadata__</c>), then
 /// the raw little-endian tensor bytes. Reading is lazy and zero-copy through <see cref="SafetensorsFile"/>;
-/// a model directory with one file or with shards and an index is read through <see cref="Checkpoint"/>.
+/// a model directory with one file or with shards and an index is read through <see cref="SafetensorsCheckpoint"/>.
 /// Writing produces byte-for-byte what the reference implementation writes (see <see cref="Save"/>).
 /// </summary>
 public static class Safetensors

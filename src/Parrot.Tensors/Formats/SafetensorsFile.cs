@@ -15,8 +15,10 @@ namespace Parrot.Tensors.Formats;
 /// this way. A misaligned tensor is copied into ordinary memory instead, so that no kernel ever sees a
 /// misaligned element (harmless for scalar code on x64, but not something our SIMD and CUDA paths
 /// should have to think about); so is a BOOL tensor holding bytes other than 0 and 1 (normalised to 1, as
-/// our Bool dtype requires). Loading with another dtype converts (a bf16 checkpoint into float32 compute,
-/// say).</para>
+/// our Bool dtype requires). Each view is one kernel mapping, and a process may only have so many (about
+/// 65,000 on Linux): past a quarter of that limit, loads copy instead of mapping (see
+/// <see cref="MappedStorage"/>). Loading with another dtype converts (a bf16 checkpoint into float32
+/// compute, say).</para>
 /// <para>Tensors outlive the reader: disposing it only drops its own hold on the mapping, which goes when
 /// the last tensor over it is disposed. As with every memory-mapped reader, truncating the file in place
 /// while tensors view it is undefined (the operating system raises a bus error); replacing it through a
@@ -135,31 +137,32 @@ public sealed class SafetensorsFile : IDisposable
         }
 
         var region = AcquireRegion();
-        Tensor raw;
+        Tensor? raw = null;
         try
         {
             long bytes = info.ByteLength;
-            byte* p = MappedFileRegion.MapView(region, info.FileOffset, bytes, out var view);
             bool aligned = info.FileOffset % stored.SizeOf() == 0;  // views start on page boundaries
-            if (aligned && (stored != DType.Bool || IsZeroOrOne(p, bytes)))
+            if (aligned && TryMap(region, info, out var view, out byte* p))
             {
-                var storage = new MappedStorage(region, view, (nint)p, bytes);  // takes over the view and our reference
-                region = null;
-                raw = new Tensor(storage, shape, Tensor.ContiguousStrides(shape), 0, stored, retain: false);
+                if (stored != DType.Bool || IsZeroOrOne(p, bytes))
+                {
+                    var storage = new MappedStorage(region, view, (nint)p, bytes);  // takes over the view and our reference
+                    region = null;
+                    raw = new Tensor(storage, shape, Tensor.ContiguousStrides(shape), 0, stored, retain: false);
+                }
+                else MappedFileRegion.Unmap(view);
             }
-            else
+            if (raw is null)
             {
-                try
-                {
-                    raw = Tensor.Empty(shape, stored);
-                    Buffer.MemoryCopy(p, (void*)raw.DataPointer, bytes, bytes);
-                    if (stored == DType.Bool) NormalizeBools((byte*)raw.DataPointer, bytes);
-                }
-                finally
-                {
-                    MappedFileRegion.Unmap(view);
-                }
+                raw = Tensor.Empty(shape, stored);
+                region!.ReadInto(info.FileOffset, (byte*)raw.DataPointer, bytes);
+                if (stored == DType.Bool) NormalizeBools((byte*)raw.DataPointer, bytes);
             }
+        }
+        catch
+        {
+            raw?.Dispose();
+            throw;
         }
         finally
         {
@@ -200,6 +203,26 @@ public sealed class SafetensorsFile : IDisposable
             }
             if (!_region.TryRetain()) throw new ObjectDisposedException(nameof(SafetensorsFile));
             return _region;
+        }
+    }
+
+    /// <summary>
+    /// Maps the tensor's bytes, or returns false when <see cref="MappedStorage.MaxLiveViews"/> views are
+    /// already mapped or the system refuses another mapping: the tensor is then read into memory instead.
+    /// </summary>
+    private static unsafe bool TryMap(MappedFileRegion region, SafetensorsTensorInfo info, out System.IO.MemoryMappedFiles.MemoryMappedViewAccessor view, out byte* p)
+    {
+        view = null!;
+        p = null;
+        if (MappedStorage.LiveCount >= MappedStorage.MaxLiveViews) return false;
+        try
+        {
+            p = MappedFileRegion.MapView(region, info.FileOffset, info.ByteLength, out view);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Text;
 
 namespace Parrot.Tensors.Formats;
@@ -94,9 +95,10 @@ internal static class SafetensorsWriter
             for (int i = 0; i < shape.Length; i++)
             {
                 if (i > 0) sb.Append(',');
-                sb.Append(shape[i]);
+                sb.Append(shape[i].ToString(CultureInfo.InvariantCulture));
             }
-            sb.Append("],\"data_offsets\":[").Append(offset).Append(',').Append(offset + item.Bytes).Append("]}");
+            sb.Append("],\"data_offsets\":[").Append(offset.ToString(CultureInfo.InvariantCulture)).Append(',')
+              .Append((offset + item.Bytes).ToString(CultureInfo.InvariantCulture)).Append("]}");
             Put(json, sb.ToString());
             offset += item.Bytes;
         }

@@ -12,7 +12,7 @@ namespace Parrot.Tensors.Formats;
 /// headers are read: a shard is memory-mapped when its first tensor is loaded, and tensors load one by
 /// one, zero-copy where possible (<see cref="SafetensorsFile.Load"/>).</para>
 /// </summary>
-public sealed class Checkpoint : IDisposable
+public sealed class SafetensorsCheckpoint : IDisposable
 {
     /// <summary>The file name of a single-file checkpoint.</summary>
     public const string SingleFileName = "model.safetensors";
@@ -26,7 +26,7 @@ public sealed class Checkpoint : IDisposable
     private readonly SafetensorsFile[] _shards;
     private readonly Dictionary<string, SafetensorsFile> _shardOf;
 
-    private Checkpoint(string? indexPath, SafetensorsFile[] shards, Dictionary<string, SafetensorsFile> shardOf, IReadOnlyList<string> names,
+    private SafetensorsCheckpoint(string? indexPath, SafetensorsFile[] shards, Dictionary<string, SafetensorsFile> shardOf, IReadOnlyList<string> names,
         IReadOnlyDictionary<string, string> indexMetadata)
     {
         IndexPath = indexPath;
@@ -44,11 +44,11 @@ public sealed class Checkpoint : IDisposable
     /// </summary>
     /// <exception cref="FileNotFoundException">The path, or the checkpoint in the directory, does not exist.</exception>
     /// <exception cref="InvalidDataException">The index or a shard is malformed or they disagree; the message names the file and the tensor.</exception>
-    public static Checkpoint Open(string path)
+    public static SafetensorsCheckpoint Open(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
         string file = Directory.Exists(path) ? Locate(path) : path;
-        if (!File.Exists(file)) throw new FileNotFoundException($"Checkpoint.Open: no file or directory '{path}'", path);
+        if (!File.Exists(file)) throw new FileNotFoundException($"SafetensorsCheckpoint.Open: no file or directory '{path}'", path);
         return file.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? OpenSharded(file) : OpenSingle(file);
     }
 
@@ -85,6 +85,9 @@ public sealed class Checkpoint : IDisposable
 
     /// <summary>Number of tensors.</summary>
     public int Count => Names.Count;
+
+    /// <summary>The reader of each file, in <see cref="Files"/> order.</summary>
+    internal IReadOnlyList<SafetensorsFile> Readers => _shards;
 
     /// <summary>
     /// The <c>__metadata__</c> of the (first) file; <see cref="Save"/> writes the same metadata into every
@@ -143,7 +146,7 @@ public sealed class Checkpoint : IDisposable
     /// <exception cref="ArgumentException">A name is null, repeated or reserved; a tensor is null; <paramref name="maxShardBytes"/> is not positive; a metadata key is "total_size".</exception>
     public static IReadOnlyList<string> Save(string directory, IEnumerable<KeyValuePair<string, Tensor>> tensors,
         long maxShardBytes = DefaultMaxShardBytes, IReadOnlyDictionary<string, string>? metadata = null) =>
-        CheckpointWriter.Save(directory, tensors, maxShardBytes, metadata);
+        SafetensorsCheckpointWriter.Save(directory, tensors, maxShardBytes, metadata);
 
     /// <summary>Releases every shard's hold on its file; tensors already loaded stay valid. Safe to call twice.</summary>
     public void Dispose()
@@ -160,16 +163,16 @@ public sealed class Checkpoint : IDisposable
         throw new KeyNotFoundException($"{where}: no tensor named '{FormatText.Printable(name)}' (the checkpoint has {Count} tensors{(Count > 0 ? ", e.g. " + string.Join(", ", sample) : "")})");
     }
 
-    private static Checkpoint OpenSingle(string file)
+    private static SafetensorsCheckpoint OpenSingle(string file)
     {
         var shard = SafetensorsFile.Open(file);
         var shardOf = shard.Names.ToDictionary(n => n, _ => shard, StringComparer.Ordinal);
-        return new Checkpoint(null, [shard], shardOf, shard.Names, ReadOnlyDictionary<string, string>.Empty);
+        return new SafetensorsCheckpoint(null, [shard], shardOf, shard.Names, ReadOnlyDictionary<string, string>.Empty);
     }
 
-    private static Checkpoint OpenSharded(string indexPath)
+    private static SafetensorsCheckpoint OpenSharded(string indexPath)
     {
-        var index = CheckpointIndex.Read(indexPath);
+        var index = SafetensorsIndex.Read(indexPath);
         var shards = new List<SafetensorsFile>();
         try
         {
@@ -199,7 +202,7 @@ public sealed class Checkpoint : IDisposable
                 }
             }
             var names = new ReadOnlyCollection<string>(index.WeightMap.Select(kv => kv.Key).ToArray());
-            return new Checkpoint(indexPath, shards.ToArray(), shardOf, names, index.Metadata);
+            return new SafetensorsCheckpoint(indexPath, shards.ToArray(), shardOf, names, index.Metadata);
         }
         catch
         {

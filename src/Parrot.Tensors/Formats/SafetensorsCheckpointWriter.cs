@@ -2,10 +2,10 @@ using System.Text.RegularExpressions;
 
 namespace Parrot.Tensors.Formats;
 
-/// <summary>Writes a model directory's weights, sharded like transformers' <c>save_pretrained</c> (see <see cref="Checkpoint.Save"/>).</summary>
-internal static partial class CheckpointWriter
+/// <summary>Writes a model directory's weights, sharded like transformers' <c>save_pretrained</c> (see <see cref="SafetensorsCheckpoint.Save"/>).</summary>
+internal static partial class SafetensorsCheckpointWriter
 {
-    private const string Op = "Checkpoint.Save";
+    private const string Op = "SafetensorsCheckpoint.Save";
 
     [GeneratedRegex(@"^model-\d{5}-of-\d{5}\.safetensors$")]
     private static partial Regex ShardName();
@@ -23,8 +23,8 @@ internal static partial class CheckpointWriter
         // Every header is built (and so every name and metadata entry checked) before any file is touched.
         var headers = groups.Select(g => SafetensorsWriter.BuildHeader(g, shardMetadata, Op)).ToList();
         Directory.CreateDirectory(directory);
-        string single = Path.Combine(directory, Checkpoint.SingleFileName);
-        string index = Path.Combine(directory, Checkpoint.IndexFileName);
+        string single = Path.Combine(directory, SafetensorsCheckpoint.SingleFileName);
+        string index = Path.Combine(directory, SafetensorsCheckpoint.IndexFileName);
 
         if (groups.Count == 1)
         {
@@ -62,7 +62,7 @@ internal static partial class CheckpointWriter
         var weightMap = new List<KeyValuePair<string, string>>();
         for (int i = 0; i < groups.Count; i++)
             foreach (var item in groups[i]) weightMap.Add(new(item.Name, Path.GetFileName(paths[i])));
-        byte[] json = CheckpointIndex.Build(total, metadata, weightMap);
+        byte[] json = SafetensorsIndex.Build(total, metadata, weightMap);
         AtomicFile.Write(index, file => file.Write(json));
         RemoveStale(directory, keep: [.. paths, index]);
         return [.. paths, index];
@@ -105,7 +105,7 @@ internal static partial class CheckpointWriter
         foreach (var file in Directory.EnumerateFiles(directory))
         {
             string name = Path.GetFileName(file);
-            bool ours = name == Checkpoint.SingleFileName || name == Checkpoint.IndexFileName || ShardName().IsMatch(name);
+            bool ours = name == SafetensorsCheckpoint.SingleFileName || name == SafetensorsCheckpoint.IndexFileName || ShardName().IsMatch(name);
             if (ours && !kept.Contains(Path.GetFullPath(file))) AtomicFile.TryDelete(file);
         }
     }

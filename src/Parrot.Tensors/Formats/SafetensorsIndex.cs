@@ -15,12 +15,12 @@ namespace Parrot.Tensors.Formats;
 /// <para>Writing produces what Python's <c>json.dumps(index, indent=2, sort_keys=True)</c> followed by a
 /// newline produces, as transformers writes it.</para>
 /// </summary>
-internal sealed class CheckpointIndex
+internal sealed class SafetensorsIndex
 {
     /// <summary>Largest index accepted: real ones are a few MB at most.</summary>
     public const long MaxIndexBytes = 100_000_000;
 
-    private CheckpointIndex(Dictionary<string, string> metadata, List<KeyValuePair<string, string>> weightMap, List<string> shardFiles, List<string> shardPaths)
+    private SafetensorsIndex(Dictionary<string, string> metadata, List<KeyValuePair<string, string>> weightMap, List<string> shardFiles, List<string> shardPaths)
     {
         Metadata = metadata;
         WeightMap = weightMap;
@@ -41,7 +41,7 @@ internal sealed class CheckpointIndex
     public IReadOnlyList<string> ShardPaths { get; }
 
     /// <summary>Reads and validates the index at <paramref name="path"/>.</summary>
-    public static CheckpointIndex Read(string path)
+    public static SafetensorsIndex Read(string path)
     {
         byte[] json;
         using (var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16))
@@ -78,7 +78,7 @@ internal sealed class CheckpointIndex
             files.Add(shard);
             paths.Add(ResolveShard(path, folder, name, shard));
         }
-        return new CheckpointIndex(metadata, weightMap, files, paths);
+        return new SafetensorsIndex(metadata, weightMap, files, paths);
     }
 
     private static (Dictionary<string, string>, List<KeyValuePair<string, string>>) ParseRoot(ref Utf8JsonReader r, string path)
