@@ -16,7 +16,7 @@ public static class ModelLoading
     /// start with <paramref name="prefix"/> but match nothing are "unexpected" unless
     /// <paramref name="ignoreUnexpected"/> says otherwise; names outside the prefix are not this module's concern.
     /// </summary>
-    public static LoadReport Load(Module module, Checkpoint checkpoint, string prefix = "", DType? dtype = null,
+    public static LoadReport Load(Module module, SafetensorsCheckpoint checkpoint, string prefix = "", DType? dtype = null,
         Func<string, bool>? ignoreUnexpected = null, bool strict = true, IEnumerable<string>? optional = null)
     {
         ArgumentNullException.ThrowIfNull(module);
@@ -63,11 +63,11 @@ public static class ModelLoading
     }
 
     /// <summary>Writes the module's parameters (under <paramref name="prefix"/>) as a safetensors checkpoint in <paramref name="directory"/>, atomically.</summary>
-    public static IReadOnlyList<string> Save(Module module, string directory, string prefix = "", DType? dtype = null, long maxShardBytes = Checkpoint.DefaultMaxShardBytes)
+    public static IReadOnlyList<string> Save(Module module, string directory, string prefix = "", DType? dtype = null, long maxShardBytes = SafetensorsCheckpoint.DefaultMaxShardBytes)
     {
         ArgumentNullException.ThrowIfNull(module);
         using var scope = TensorScope.Begin();
         var tensors = module.NamedParameters().Select(p => new KeyValuePair<string, Tensor>(prefix + p.Name, dtype is { } d && d != p.Parameter.DType ? p.Parameter.Value.To(d) : p.Parameter.Value));
-        return Checkpoint.Save(directory, tensors.ToList(), maxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
+        return SafetensorsCheckpoint.Save(directory, tensors.ToList(), maxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
     }
 }

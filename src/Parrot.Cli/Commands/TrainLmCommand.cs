@@ -71,7 +71,7 @@ internal static class TrainLmCommand
     /// <summary>The dtype the checkpoint stores its embedding table in (the trained model is written back in it).</summary>
     private static DType PeekDType(string dir)
     {
-        using var ck = global::Parrot.Tensors.Formats.Checkpoint.Open(dir);
+        using var ck = global::Parrot.Tensors.Formats.SafetensorsCheckpoint.Open(dir);
         return ck.TryGetInfo("model.embed_tokens.weight", out var info) && info.DType is DType d ? d : DType.F32;
     }
 

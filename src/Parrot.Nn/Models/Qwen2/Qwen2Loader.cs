@@ -16,7 +16,7 @@ public static class Qwen2Loader
         ArgumentNullException.ThrowIfNull(directory);
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
         var config = Qwen2ConfigJson.Load(Path.Combine(directory, "config.json"));
-        using var checkpoint = Checkpoint.Open(directory);
+        using var checkpoint = SafetensorsCheckpoint.Open(directory);
         var embedKey = prefix + "model.embed_tokens.weight";
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
             throw new InvalidDataException($"{directory}: the checkpoint has no '{embedKey}'");
