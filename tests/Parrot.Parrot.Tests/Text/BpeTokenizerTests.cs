@@ -116,6 +116,18 @@ public class BpeTokenizerTests
     }
 
     [Test]
+    public void ConcurrentEncodingGivesTheSameIds()
+    {
+        // A fresh tokenizer, so that the threads fill its word cache together.
+        var fresh = BpeTokenizer.Load(QwenTokenizerPath);
+        var texts = ReadJsonLines("tokenizer-corpus.jsonl").Select(e => e.GetProperty("text").GetString()!).ToArray();
+        var expected = texts.Select(t => Qwen.Encode(t)).ToArray();
+        var actual = new int[texts.Length * 4][];
+        Parallel.For(0, actual.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => actual[i] = fresh.Encode(texts[i % texts.Length]));
+        for (int i = 0; i < actual.Length; i++) Assert.That(actual[i], Is.EqualTo(expected[i % texts.Length]));
+    }
+
+    [Test]
     public void MergesApplyByRankThenLeftmost()
     {
         var t = Build(TinyJson([("b", "c"), ("a", "b")]));

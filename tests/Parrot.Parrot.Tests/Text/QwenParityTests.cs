@@ -51,10 +51,18 @@ public class QwenParityTests
         Assert.That(failures, Is.Empty, string.Join("\n", failures.Take(20)));
     }
 
+    /// <summary>
+    /// SHA-256 of the reference's ids for <c>MultilingualText(1 &lt;&lt; 20, seed: 11)</c>, joined by commas
+    /// (412,262 ids). To re-record after a corpus change: run this test with PARROT_DUMP_TOKENIZER_TEXT=FILE,
+    /// then <c>node tools/make_tokenizer_golden.mjs /tmp/qwen-tok --hash FILE</c>.
+    /// </summary>
+    private const string ReferenceIdsSha256 = "f12047ea7c987efcbfdb7b8c027ed7f9f2b0f5f7edb032ea011ee388ccbccba4";
+
     [Test]
     public void OneMegabyteOfMultilingualTextIsFastAndRoundTrips()
     {
         string text = MultilingualText(1 << 20, seed: 11);
+        if (Environment.GetEnvironmentVariable("PARROT_DUMP_TOKENIZER_TEXT") is { Length: > 0 } dump) File.WriteAllText(dump, text);
         Qwen.Encode(MultilingualText(20_000, seed: 3)); // JIT warm-up on different text
 
         var process = Process.GetCurrentProcess();
@@ -71,6 +79,8 @@ public class QwenParityTests
         TestContext.Out.WriteLine($"1 MiB ({text.Length} chars, {ids.Length} tokens): encode {encodeSeconds * 1000:F0} ms " +
                                   $"({1 / encodeSeconds:F1} MiB/s; {encodeCpuSeconds * 1000:F0} ms of CPU), decode {decodeSeconds * 1000:F0} ms");
         Assert.That(decoded, Is.EqualTo(Nfc.Normalize(text)));
+        string hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.ASCII.GetBytes(string.Join(",", ids))));
+        Assert.That(hash, Is.EqualTo(ReferenceIdsSha256), "the ids differ from the reference's on the 1 MiB text");
         // The target is well under a second; the bound is loose for a loaded 2-core machine.
         Assert.That(encodeSeconds, Is.LessThan(5.0));
     }
