@@ -45,11 +45,11 @@ internal sealed class AddedTokenMatcher
             if (token.SingleWord && ((start > 0 && IsWordChar(text, start - 1, before: true))
                                      || (stop < text.Length && IsWordChar(text, stop, before: false))))
                 continue;
+            // Whitespace already swallowed by the previous match's rstrip stays with it.
             if (token.LStrip)
                 while (start > offset && char.IsWhiteSpace(text[start - 1])) start--;
             if (token.RStrip)
                 while (stop < text.Length && char.IsWhiteSpace(text[stop])) stop++;
-            if (start < offset) continue; // only possible with tokens that begin with whitespace
             if (start > offset) segments.Add(new Segment(offset, start, null));
             segments.Add(new Segment(start, stop, token));
             offset = scan = stop;

@@ -23,6 +23,8 @@ public sealed class BpeTokenizer
     private readonly string?[] _tokenOfId;
     private readonly bool[] _isSpecial;
 
+    private const long MaxJsonBytes = 1L << 30;
+
     private BpeTokenizer(TokenizerDefinition def, string source)
     {
         _vocab = def.Vocab;
@@ -64,10 +66,17 @@ public sealed class BpeTokenizer
             {
                 using var gz = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
                 using var plain = new MemoryStream();
-                gz.CopyTo(plain);
+                var buffer = new byte[1 << 16];
+                for (int n; (n = gz.Read(buffer)) > 0;)
+                {
+                    // Real tokenizer files are tens of MB: anything near this is a decompression bomb.
+                    if (plain.Length + n > MaxJsonBytes)
+                        throw new InvalidDataException($"{path}: decompresses to more than {MaxJsonBytes >> 20} MiB");
+                    plain.Write(buffer, 0, n);
+                }
                 bytes = plain.ToArray();
             }
-            catch (InvalidDataException e)
+            catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
             {
                 throw new InvalidDataException($"{path}: corrupt gzip data ({e.Message})", e);
             }
