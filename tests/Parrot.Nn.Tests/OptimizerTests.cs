@@ -97,3 +97,30 @@ public class OptimizerTests
         Assert.Throws<ArgumentException>(() => new AdamW([new Variable(Tensor.Zeros([2], DType.BF16), true)]));
     }
 }
+
+public class GradientAccumulationTests
+{
+    [Test]
+    public void AccumulatingMicroBatchesEqualsOneBigBatch()
+    {
+        var (big, _, ids, _) = TinyLmTests.LoadFixture();
+        var (small, _, _, _) = TinyLmTests.LoadFixture();
+        using var _1 = big; using var _2 = small; using var _3 = ids;
+        using var scope = TensorScope.Begin();
+        var batch = ids.Narrow(0, 0, 4);
+        // One batch of 4 sequences: mean over its 4·15 predictions.
+        Losses.NextTokenCrossEntropy(big.Forward(batch), batch).Backward();
+        // Two micro-batches of 2, each loss scaled by its share of the predictions, gradients summed by backward.
+        for (int m = 0; m < 2; m++)
+        {
+            var micro = batch.Narrow(0, 2 * m, 2);
+            (Losses.NextTokenCrossEntropy(small.Forward(micro), micro) * 0.5).Backward();
+        }
+        foreach (var ((name, a), (_, b)) in big.NamedParameters().Zip(small.NamedParameters()))
+        {
+            var ga = a.Grad!.ToDoubleArray(); var gb = b.Grad!.ToDoubleArray();
+            double scale = ga.Max(Math.Abs) + 1e-12;
+            for (int i = 0; i < ga.Length; i++) Assert.That(Math.Abs(ga[i] - gb[i]) / scale, Is.LessThan(1e-5), $"{name}[{i}]");
+        }
+    }
+}
