@@ -52,11 +52,30 @@ internal static unsafe class Packing
         }
         else
         {
-            // Rows are strided (a transposed operand, typically): walk k in the outer loop so that the MR
-            // elements read for one k sit next to each other in memory when the row stride is 1.
+            // Rows are strided (a transposed operand, typically). With unit row stride, 16 × 16 blocks are
+            // transposed in registers; the rest walks k in the outer loop so that the MR elements read for
+            // one k sit next to each other in memory when the row stride is 1.
             nint origin = a.At(i0, p0);
             long rs = a.RowStride, cs = a.ColStride;
-            for (int i = 0; i < mc; i += MR)
+            int done = 0;
+            if (rs == 1 && GemmOptions.UseVector512)
+            {
+                var block = stackalloc Vector512<float>[16];
+                int kFull = kc / 16 * 16;
+                for (; done + 16 <= mc; done += 16)
+                {
+                    nint rows = origin + (nint)(done * size);
+                    for (int k = 0; k < kFull; k += 16)
+                    {
+                        for (int t = 0; t < 16; t++) block[t] = TSrc.Load512(rows + (nint)((k + t) * cs * size), 0);
+                        Transpose16.InPlace(block);
+                        for (int t = 0; t < 16; t++) block[t].Store(dst + (long)(done + t) * S + k);
+                    }
+                    for (int k = kFull; k < kc; k++)
+                        for (int t = 0; t < 16; t++) dst[(long)(done + t) * S + k] = TSrc.Read(rows, t + k * cs);
+                }
+            }
+            for (int i = done; i < mc; i += MR)
             {
                 int rows = Math.Min(MR, mc - i);
                 float* d = dst + (long)i * S;
