@@ -26,4 +26,13 @@ public static class GemmOptions
     /// 32 MiB keeps the shared block within reach of L3 while covering 4096 × 2048 float32 at once.
     /// </summary>
     internal static long SharedRowsBytes { get; set; } = 32L << 20;
+
+    /// <summary>
+    /// Column ranges of C per thread in the multi-threaded packed product: several, so that a thread slowed by
+    /// other work on the machine simply takes fewer. 1 gives each thread one fixed block of columns.
+    /// </summary>
+    internal static int ColumnRangesPerWorker { get; set; } = 6;
+
+    /// <summary>Fewest micro-panels (of 64 columns) in a column range: each reuses the packed A block from L2 that many times.</summary>
+    internal static int MinRangeTiles { get; set; } = 1;
 }

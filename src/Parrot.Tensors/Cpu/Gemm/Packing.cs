@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Parrot.Tensors.Cpu.Gemm;
 
@@ -51,11 +52,30 @@ internal static unsafe class Packing
         }
         else
         {
-            // Rows are strided (a transposed operand, typically): walk k in the outer loop so that the MR
-            // elements read for one k sit next to each other in memory when the row stride is 1.
+            // Rows are strided (a transposed operand, typically). With unit row stride, 16 × 16 blocks are
+            // transposed in registers; the rest walks k in the outer loop so that the MR elements read for
+            // one k sit next to each other in memory when the row stride is 1.
             nint origin = a.At(i0, p0);
             long rs = a.RowStride, cs = a.ColStride;
-            for (int i = 0; i < mc; i += MR)
+            int done = 0;
+            if (rs == 1 && GemmOptions.UseVector512)
+            {
+                var block = stackalloc Vector512<float>[16];
+                int kFull = kc / 16 * 16;
+                for (; done + 16 <= mc; done += 16)
+                {
+                    nint rows = origin + (nint)(done * size);
+                    for (int k = 0; k < kFull; k += 16)
+                    {
+                        for (int t = 0; t < 16; t++) block[t] = TSrc.Load512(rows + (nint)((k + t) * cs * size), 0);
+                        Transpose16.InPlace(block);
+                        for (int t = 0; t < 16; t++) block[t].Store(dst + (long)(done + t) * S + k);
+                    }
+                    for (int k = kFull; k < kc; k++)
+                        for (int t = 0; t < 16; t++) dst[(long)(done + t) * S + k] = TSrc.Read(rows, t + k * cs);
+                }
+            }
+            for (int i = done; i < mc; i += MR)
             {
                 int rows = Math.Min(MR, mc - i);
                 float* d = dst + (long)i * S;
@@ -89,10 +109,16 @@ internal static unsafe class Packing
                     if (w < nr) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
                 }
             }
+            else if (rs == 1 && GemmOptions.UseVector512)
+            {
+                // Columns are contiguous (a transposed operand, e.g. Wᵀ of a linear layer): 16 × 16 blocks
+                // are loaded column by column and transposed in registers into panel rows.
+                PackColumnMajor16<TSrc>(src, cs * size, kc, w, nr, panel);
+            }
             else
             {
-                // Columns are strided (for a transposed operand each column is contiguous): read down each
-                // column and scatter it into the panel; the panel (kc·nr floats) stays in cache meanwhile.
+                // Columns are strided: read down each column and scatter it into the panel; the panel
+                // (kc·nr floats) stays in cache meanwhile.
                 for (int j = 0; j < w; j++)
                 {
                     nint col = src + (nint)(j * cs * size);
@@ -103,5 +129,37 @@ internal static unsafe class Packing
                     for (int k = 0; k < kc; k++) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
             }
         }
+    }
+
+    /// <summary>
+    /// One micro-panel from a column-major block: column j of the block starts at <paramref name="src"/> +
+    /// j·<paramref name="columnBytes"/> and is contiguous along k. Whole 16 × 16 blocks go through
+    /// <see cref="Transpose16"/>; the k tail and the last columns (fewer than 16) are copied element by element.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackColumnMajor16<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
+    {
+        var block = stackalloc Vector512<float>[16];
+        int j = 0;
+        for (; j + 16 <= w; j += 16)
+        {
+            nint first = src + (nint)(j * columnBytes);
+            int k = 0;
+            for (; k + 16 <= kc; k += 16)
+            {
+                for (int t = 0; t < 16; t++) block[t] = TSrc.Load512(first + (nint)(t * columnBytes), k);
+                Transpose16.InPlace(block);
+                for (int t = 0; t < 16; t++) block[t].Store(panel + (long)(k + t) * nr + j);
+            }
+            for (; k < kc; k++)
+                for (int t = 0; t < 16; t++) panel[(long)k * nr + j + t] = TSrc.Read(first + (nint)(t * columnBytes), k);
+        }
+        for (; j < w; j++)
+        {
+            nint col = src + (nint)(j * columnBytes);
+            for (int k = 0; k < kc; k++) panel[(long)k * nr + j] = TSrc.Read(col, k);
+        }
+        if (w < nr)
+            for (int k = 0; k < kc; k++) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
     }
 }

@@ -48,9 +48,19 @@ internal static unsafe class Sgemm
         {
             RunPacked<TKernel>(a, b, c, ldc, m, n, k);
         }
-        else if (columnTiles >= 2 * workers)
+        else if (columnTiles >= 2 * workers && GemmOptions.ColumnRangesPerWorker > 1)
         {
             SharedRowsDynamicColumns<TKernel>(a, b, c, ldc, m, n, k, workers);
+        }
+        else if (columnTiles >= workers)
+        {
+            // One block of columns per thread, each thread packing its own A and B.
+            int parts = workers;
+            CpuParallel.For(parts, w =>
+            {
+                int j0 = (int)((long)columnTiles * w / parts) * nr, j1 = Math.Min(n, (int)((long)columnTiles * (w + 1) / parts) * nr);
+                if (j1 > j0) RunPacked<TKernel>(a, b.From(0, j0), c + j0, ldc, m, j1 - j0, k);
+            });
         }
         else
         {
@@ -64,10 +74,6 @@ internal static unsafe class Sgemm
             });
         }
     }
-
-    /// <summary>Column ranges handed out per thread: several, so a thread slowed by the machine's other load
-    /// just takes fewer of them.</summary>
-    private const int ColumnRangesPerWorker = 6;
 
     /// <summary>
     /// The multi-threaded schedule. The threads first pack A together (each a share of its blocks) into one
@@ -86,7 +92,7 @@ internal static unsafe class Sgemm
         chunkRows = Math.Min(chunkRows, (m + mr - 1) / mr * mr);
 
         int columnTiles = (n + nr - 1) / nr;
-        int rangeTiles = Math.Clamp(columnTiles / (ColumnRangesPerWorker * workers), 1, PackedSgemm.NC / nr);
+        int rangeTiles = Math.Clamp(columnTiles / (GemmOptions.ColumnRangesPerWorker * workers), GemmOptions.MinRangeTiles, PackedSgemm.NC / nr);
         int ranges = (columnTiles + rangeTiles - 1) / rangeTiles;
         int rangeColumns = rangeTiles * nr;
 
