@@ -3,7 +3,7 @@ using Parrot.Nn.Layers;
 using Parrot.Nn.Models.Clip;
 using Parrot.Tensors;
 using Parrot.Tensors.Formats;
-using Checkpoint = Parrot.Tensors.Formats.Checkpoint;
+using Checkpoint = Parrot.Tensors.Formats.SafetensorsCheckpoint;
 
 namespace Parrot.Nn.Tests;
 

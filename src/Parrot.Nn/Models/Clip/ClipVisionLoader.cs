@@ -33,7 +33,7 @@ public static class ClipVisionLoader
         ArgumentNullException.ThrowIfNull(directory);
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
         config ??= ClipVisionConfigJson.Load(Path.Combine(directory, "config.json"));
-        using var checkpoint = Checkpoint.Open(directory);
+        using var checkpoint = SafetensorsCheckpoint.Open(directory);
         prefix ??= FindPrefix(checkpoint, directory);
         var anchorKey = prefix + Anchor;
         if (!checkpoint.TryGetInfo(anchorKey, out var anchor))
@@ -57,7 +57,7 @@ public static class ClipVisionLoader
     }
 
     /// <summary>"" when the names are a CLIP checkpoint's, else the one prefix before <c>vision_model.embeddings.class_embedding</c>.</summary>
-    private static string FindPrefix(Checkpoint checkpoint, string directory)
+    private static string FindPrefix(SafetensorsCheckpoint checkpoint, string directory)
     {
         if (checkpoint.Contains(Anchor)) return "";
         var found = checkpoint.Names.Where(n => n.EndsWith("." + Anchor, StringComparison.Ordinal))
