@@ -5,7 +5,9 @@ using SixLabors.ImageSharp.Formats.Gif;
 using SixLabors.ImageSharp.Formats.Jpeg;
 using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.Formats.Webp;
+using Parrot.Parrot.Vision.Jpeg;
 using SixLabors.ImageSharp.Metadata;
+using SixLabors.ImageSharp.Metadata.Profiles.Exif;
 using SixLabors.ImageSharp.PixelFormats;
 using SixLabors.ImageSharp.Processing;
 
@@ -180,10 +182,42 @@ public static class ImageLoader
             throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
                 $"{info.Width}x{info.Height} = {pixels} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
 
+        if (format is JpegFormat && TryDecodeJpegExactly(data, info, limits) is { } jpeg) return jpeg;
+
         bool sixteenBit = format is PngFormat && info.Metadata.GetPngMetadata().BitDepth == PngBitDepth.Bit16;
         return sixteenBit
             ? ToRgbImage(Image.Load<Rgba64>(Decoders, data), limits, static (in Rgba64 p) => ((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8)), default)
             : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), transparency);
+    }
+
+    /// <summary>Our libjpeg-turbo-exact decoder (<see cref="ExactJpegDecoder"/>), or null for the files it leaves to
+    /// ImageSharp (CMYK, arithmetic coding, 12-bit, or data it finds inconsistent).</summary>
+    private static RgbImage? TryDecodeJpegExactly(byte[] data, IImageInfo info, ImageLimits limits)
+    {
+        RgbImage image;
+        try
+        {
+            image = ExactJpegDecoder.Decode(data);
+        }
+        catch (JpegFallbackException)
+        {
+            return null;
+        }
+        if (image.Width != info.Width || image.Height != info.Height) return null;
+        return limits.ApplyExifOrientation ? Orient(image, info.Metadata) : image;
+    }
+
+    /// <summary>Applies the EXIF orientation of <paramref name="metadata"/> with ImageSharp's AutoOrient.</summary>
+    private static RgbImage Orient(RgbImage image, ImageMetadata metadata)
+    {
+        var orientation = metadata.ExifProfile?.GetValue(ExifTag.Orientation);
+        if (orientation == null || orientation.Value is 0 or 1) return image;
+        using var oriented = Image.LoadPixelData<Rgb24>(Decoders, image.Pixels, image.Width, image.Height);
+        oriented.Metadata.ExifProfile = metadata.ExifProfile!.DeepClone();
+        oriented.Mutate(x => x.AutoOrient());
+        var pixels = new byte[(long)oriented.Width * oriented.Height * 3];
+        oriented.CopyPixelDataTo(pixels);
+        return new RgbImage(oriented.Width, oriented.Height, pixels);
     }
 
     private delegate (byte R, byte G, byte B) ToRgb<TPixel>(in TPixel pixel);
