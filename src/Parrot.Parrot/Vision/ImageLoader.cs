@@ -141,6 +141,11 @@ public static class ImageLoader
         {
             throw;
         }
+        catch (Exception e) when (e is NotSupportedException || e.Message.Contains("not supported", StringComparison.OrdinalIgnoreCase))
+        {
+            // A valid file using a feature the decoder lacks (arithmetic-coded JPEG, for one).
+            throw new ImageLoadException(name, ImageLoadFailure.UnsupportedFormat, $"unsupported image feature: {e.Message}", e);
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // The decoder's own complaint (ImageSharp throws InvalidImageContentException for bad data, but a
@@ -199,8 +204,9 @@ public static class ImageLoader
         {
             image = ExactJpegDecoder.Decode(data);
         }
-        catch (JpegFallbackException)
+        catch (Exception e) when (e is JpegFallbackException or IndexOutOfRangeException or ArgumentException)
         {
+            // Unsupported coding, or data our decoder finds inconsistent: ImageSharp, more lenient, decides.
             return null;
         }
         if (image.Width != info.Width || image.Height != info.Height) return null;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace Parrot.Parrot.Vision.Jpeg;
 
@@ -171,6 +172,7 @@ internal sealed class ExactJpegDecoder
     }
 
     /// <summary>Decodes one scan; returns the position of the marker that follows its entropy-coded data.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int ReadScan(ReadOnlySpan<byte> d, ReadOnlySpan<byte> b, int p)
     {
         if (!frameSeen) throw new JpegFallbackException("scan before frame");
@@ -228,6 +230,7 @@ internal sealed class ExactJpegDecoder
         return after;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void DecodeBlock(ref JpegBitReader bits, Component c, int block, int ss, int se, int ah, int al)
     {
         var coef = c.Coefficients.AsSpan(block * 64, 64);
@@ -269,6 +272,7 @@ internal sealed class ExactJpegDecoder
         else DecodeAcRefine(ref bits, acTable, coef, ss, se, al);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void DecodeAcFirst(ref JpegBitReader bits, JpegHuffmanTable table, Span<short> coef, int ss, int se, int al)
     {
         if (eobRun > 0) { eobRun--; return; }
@@ -293,6 +297,7 @@ internal sealed class ExactJpegDecoder
 
     /// <summary>Successive-approximation refinement of AC coefficients (T.81 G.1.2.3): one correction bit per
     /// already-nonzero coefficient in the band, new coefficients of magnitude 1 placed after runs of zeros.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void DecodeAcRefine(ref JpegBitReader bits, JpegHuffmanTable table, Span<short> coef, int ss, int se, int al)
     {
         int p1 = 1 << al, m1 = -1 * (1 << al);
@@ -397,6 +402,7 @@ internal sealed class ExactJpegDecoder
 
     private static class JpegUpsampler
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static byte[] Upsample(byte[] plane, int stride, Component c, int width, int height, int maxH, int maxV)
         {
             int hx = maxH / c.H, vy = maxV / c.V;
@@ -421,6 +427,7 @@ internal sealed class ExactJpegDecoder
             return output;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void H2V1(byte[] plane, int stride, byte[] output, int width, int height, int dw)
         {
             for (int y = 0; y < height; y++)
@@ -438,6 +445,7 @@ internal sealed class ExactJpegDecoder
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void H1V2(byte[] plane, int stride, byte[] output, int width, int height, int dh)
         {
             for (int y = 0; y < height; y++)
@@ -452,6 +460,7 @@ internal sealed class ExactJpegDecoder
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void H2V2(byte[] plane, int stride, byte[] output, int width, int height, int dw, int dh)
         {
             var sums = new int[dw];
@@ -496,6 +505,7 @@ internal sealed class ExactJpegDecoder
 
         private static byte Clamp(int v) => (byte)(v < 0 ? 0 : v > 255 ? 255 : v);
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Convert(byte[] y, byte[] cb, byte[] cr, byte[] rgb, int width, int height, bool isRgb)
         {
             long n = (long)width * height;
