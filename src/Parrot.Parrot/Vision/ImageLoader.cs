@@ -24,8 +24,10 @@ namespace Parrot.Parrot.Vision;
 /// <item>the EXIF orientation is applied when <see cref="ImageLimits.ApplyExifOrientation"/> is set (the default;
 /// PIL's open ignores it, see there).</item>
 /// </list>
-/// Lossless formats decode to PIL's bytes exactly; JPEG and lossy WebP differ by a few levels, since
-/// ImageSharp's decoders are not libjpeg-turbo's and libwebp's (the tests state the measured difference).
+/// PNG, GIF, BMP and WebP decode to PIL's bytes exactly with ImageSharp; JPEG goes through our own decoder
+/// (<see cref="ExactJpegDecoder"/>), which reproduces libjpeg-turbo (PIL's library) bit for bit, because
+/// ImageSharp's JPEG decoder upsamples chroma differently (tens of levels at colour edges). CMYK JPEGs fall
+/// back to ImageSharp (within a level of PIL); arithmetic-coded JPEGs and animated WebPs are unsupported.
 /// <para>Before any pixel is decoded, the encoded size is checked against <see cref="ImageLimits.MaxEncodedBytes"/>,
 /// the container walked for truncation and the header's width × height against <see cref="ImageLimits.MaxPixels"/>.
 /// Every failure is an <see cref="ImageLoadException"/> naming the source and the problem.</para>

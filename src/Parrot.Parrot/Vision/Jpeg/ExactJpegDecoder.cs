@@ -372,21 +372,25 @@ internal sealed class ExactJpegDecoder
             c.Coefficients = [];
         }
         var pixels = new byte[(long)width * height * 3];
-        if (components.Length == 1)
+        bool rgb = components.Length == 3 && IsRgb();
+        // Row bands in parallel: each output row brings every component to full size (as libjpeg's upsampler
+        // does, see JpegUpsampler) and converts it, so no full-size intermediate planes are needed.
+        int bands = Math.Min(height, Environment.ProcessorCount * 4);
+        Parallel.For(0, bands, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, band =>
         {
-            for (int y = 0; y < height; y++)
+            var rows = new byte[components.Length][];
+            for (int i = 0; i < rows.Length; i++) rows[i] = new byte[width];
+            var sums = new int[width];
+            int begin = (int)((long)height * band / bands), end = (int)((long)height * (band + 1) / bands);
+            for (int y = begin; y < end; y++)
             {
-                var src = planes[0].AsSpan(y * strides[0], width);
-                var dst = pixels.AsSpan(y * width * 3, width * 3);
-                for (int x = 0; x < width; x++) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = src[x];
+                for (int i = 0; i < components.Length; i++)
+                    JpegUpsampler.Row(planes[i], strides[i], components[i], maxH, maxV, y, rows[i], sums);
+                var output = pixels.AsSpan(y * width * 3, width * 3);
+                if (components.Length == 1) JpegColor.Gray(rows[0], output);
+                else JpegColor.Convert(rows[0], rows[1], rows[2], output, rgb);
             }
-            return new RgbImage(width, height, pixels);
-        }
-        // Each component brought to full size as libjpeg's upsampler does, then converted row by row.
-        var full = new byte[3][];
-        for (int i = 0; i < 3; i++) full[i] = JpegUpsampler.Upsample(planes[i], strides[i], components[i], width, height, maxH, maxV);
-        bool rgb = IsRgb();
-        JpegColor.Convert(full[0], full[1], full[2], pixels, width, height, rgb);
+        });
         return new RgbImage(width, height, pixels);
     }
 
@@ -398,88 +402,63 @@ internal sealed class ExactJpegDecoder
         return components[0].Id == 'R' && components[1].Id == 'G' && components[2].Id == 'B';
     }
 
-    internal readonly record struct Sampling(int H, int V, int DownsampledWidth, int DownsampledHeight);
-
+    /// <summary>
+    /// libjpeg-turbo's upsampling (jdsample.c with do_fancy_upsampling, PIL's setting), one output row at a time.
+    /// 2:1 horizontally (chroma wider than 2 samples) and 2:1 vertically use the triangle filter: 3/4 of the
+    /// nearer sample and 1/4 of the further, with libjpeg's alternating rounding biases; at the image edges the
+    /// missing neighbour is the edge sample itself (libjpeg replicates the first and last rows and columns).
+    /// Other integral ratios, and 2:1 of a chroma only 1–2 samples wide, repeat samples.
+    /// </summary>
     private static class JpegUpsampler
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static byte[] Upsample(byte[] plane, int stride, Component c, int width, int height, int maxH, int maxV)
+        public static void Row(byte[] plane, int stride, Component c, int maxH, int maxV, int y, byte[] output, int[] sums)
         {
-            int hx = maxH / c.H, vy = maxV / c.V;
-            var output = new byte[(long)width * height];
+            int hx = maxH / c.H, vy = maxV / c.V, width = output.Length;
             int dw = c.DownsampledWidth, dh = c.DownsampledHeight;
-            if (hx == 1 && vy == 1)
-            {
-                for (int y = 0; y < height; y++) plane.AsSpan(y * stride, width).CopyTo(output.AsSpan(y * width));
-                return output;
-            }
-            bool fancyH = hx == 2 && dw > 2, fancyV = vy == 2;
-            if (hx == 2 && vy == 1 && fancyH) { H2V1(plane, stride, output, width, height, dw); return output; }
-            if (hx == 1 && vy == 2 && fancyV) { H1V2(plane, stride, output, width, height, dh); return output; }
-            if (hx == 2 && vy == 2 && fancyH) { H2V2(plane, stride, output, width, height, dw, dh); return output; }
-            // Plain replication (libjpeg's h2v1/h2v2 non-fancy and int_upsample).
-            for (int y = 0; y < height; y++)
-            {
-                var src = plane.AsSpan((y / vy) * stride);
-                var dst = output.AsSpan(y * width, width);
-                for (int x = 0; x < width; x++) dst[x] = src[x / hx];
-            }
-            return output;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void H2V1(byte[] plane, int stride, byte[] output, int width, int height, int dw)
-        {
-            for (int y = 0; y < height; y++)
-            {
-                var src = plane.AsSpan(y * stride, dw);
-                var dst = output.AsSpan(y * width, width);
-                for (int x = 0; x < width; x++)
-                {
-                    int i = x >> 1;
-                    int near = src[i] * 3;
-                    dst[x] = (x & 1) == 0
-                        ? (byte)((near + src[Math.Max(i - 1, 0)] + 1) >> 2)
-                        : (byte)((near + src[Math.Min(i + 1, dw - 1)] + 2) >> 2);
-                }
-            }
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void H1V2(byte[] plane, int stride, byte[] output, int width, int height, int dh)
-        {
-            for (int y = 0; y < height; y++)
-            {
-                int i = y >> 1;
-                bool upper = (y & 1) == 0;
-                var near = plane.AsSpan(i * stride);
-                var far = plane.AsSpan((upper ? Math.Max(i - 1, 0) : Math.Min(i + 1, dh - 1)) * stride);
-                int bias = upper ? 1 : 2;
-                var dst = output.AsSpan(y * width, width);
-                for (int x = 0; x < width; x++) dst[x] = (byte)((near[x] * 3 + far[x] + bias) >> 2);
-            }
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void H2V2(byte[] plane, int stride, byte[] output, int width, int height, int dw, int dh)
-        {
-            var sums = new int[dw];
-            for (int y = 0; y < height; y++)
+            if (vy == 2)
             {
                 int i = y >> 1;
                 bool upper = (y & 1) == 0;
                 var near = plane.AsSpan(i * stride, dw);
                 var far = plane.AsSpan((upper ? Math.Max(i - 1, 0) : Math.Min(i + 1, dh - 1)) * stride, dw);
-                for (int j = 0; j < dw; j++) sums[j] = near[j] * 3 + far[j];
-                var dst = output.AsSpan(y * width, width);
-                for (int x = 0; x < width; x++)
+                if (hx == 1)
                 {
-                    int j = x >> 1;
-                    dst[x] = (x & 1) == 0
-                        ? (byte)((sums[j] * 3 + sums[Math.Max(j - 1, 0)] + 8) >> 4)
-                        : (byte)((sums[j] * 3 + sums[Math.Min(j + 1, dw - 1)] + 7) >> 4);
+                    int bias = upper ? 1 : 2;
+                    for (int x = 0; x < width; x++) output[x] = (byte)((near[x] * 3 + far[x] + bias) >> 2);
+                    return;
+                }
+                if (hx == 2 && dw > 2)
+                {
+                    for (int j = 0; j < dw; j++) sums[j] = near[j] * 3 + far[j];
+                    output[0] = (byte)((sums[0] * 4 + 8) >> 4);
+                    for (int x = 1; x < width; x++)
+                    {
+                        int j = x >> 1;
+                        output[x] = (x & 1) == 0
+                            ? (byte)((sums[j] * 3 + sums[j - 1] + 8) >> 4)
+                            : (byte)((sums[j] * 3 + (j + 1 < dw ? sums[j + 1] : sums[j]) + 7) >> 4);
+                    }
+                    return;
                 }
             }
+            else if (vy == 1 && hx == 2 && dw > 2)
+            {
+                var src = plane.AsSpan(y * stride, dw);
+                output[0] = src[0];
+                for (int x = 1; x < width; x++)
+                {
+                    int j = x >> 1;
+                    int near3 = src[j] * 3;
+                    output[x] = (x & 1) == 0
+                        ? (byte)((near3 + src[j - 1] + 1) >> 2)
+                        : (byte)((near3 + (j + 1 < dw ? src[j + 1] : src[j]) + 2) >> 2);
+                }
+                return;
+            }
+            var row = plane.AsSpan((y / vy) * stride);
+            if (hx == 1) { row[..width].CopyTo(output); return; }
+            for (int x = 0; x < width; x++) output[x] = row[x / hx];
         }
     }
 
@@ -506,20 +485,25 @@ internal sealed class ExactJpegDecoder
         private static byte Clamp(int v) => (byte)(v < 0 ? 0 : v > 255 ? 255 : v);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void Convert(byte[] y, byte[] cb, byte[] cr, byte[] rgb, int width, int height, bool isRgb)
+        public static void Gray(byte[] y, Span<byte> rgb)
         {
-            long n = (long)width * height;
+            for (int x = 0; x < y.Length; x++) rgb[3 * x] = rgb[3 * x + 1] = rgb[3 * x + 2] = y[x];
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Convert(byte[] y, byte[] cb, byte[] cr, Span<byte> rgb, bool isRgb)
+        {
             if (isRgb)
             {
-                for (long i = 0; i < n; i++) { rgb[3 * i] = y[i]; rgb[3 * i + 1] = cb[i]; rgb[3 * i + 2] = cr[i]; }
+                for (int x = 0; x < y.Length; x++) { rgb[3 * x] = y[x]; rgb[3 * x + 1] = cb[x]; rgb[3 * x + 2] = cr[x]; }
                 return;
             }
-            for (long i = 0; i < n; i++)
+            for (int x = 0; x < y.Length; x++)
             {
-                int l = y[i], b = cb[i], r = cr[i];
-                rgb[3 * i] = Clamp(l + CrR[r]);
-                rgb[3 * i + 1] = Clamp(l + (int)((CbG[b] + CrG[r]) >> ScaleBits));
-                rgb[3 * i + 2] = Clamp(l + CbB[b]);
+                int l = y[x], b = cb[x], r = cr[x];
+                rgb[3 * x] = Clamp(l + CrR[r]);
+                rgb[3 * x + 1] = Clamp(l + (int)((CbG[b] + CrG[r]) >> ScaleBits));
+                rgb[3 * x + 2] = Clamp(l + CbB[b]);
             }
         }
     }
