@@ -182,6 +182,8 @@ def main():
     add("exact336.png", encode(rgb(336, 336, 7, noise=6, smooth=True), "PNG"), True, note="already 336x336",
         keep_decoded=False)
     add("orient6.png", encode(rgb(40, 24, 8), "PNG", exif=exif_bytes(6)), True, oriented=True)
+    for o in (1, 2, 3, 4, 5, 7, 8):
+        add(f"orient{o}.png", encode(rgb(12, 7, 50 + o), "PNG", exif=exif_bytes(o)), True, oriented=True)
     add("orient6.jpg", encode(rgb(40, 24, 8), "JPEG", quality=92, exif=exif_bytes(6)), True, oriented=True)
     add("orient3.jpg", encode(rgb(26, 18, 9), "JPEG", quality=92, exif=exif_bytes(3)), True, oriented=True)
 
@@ -196,6 +198,14 @@ def main():
     add("palette.gif", encode(rgb(30, 20, 13).quantize(colors=64), "GIF"), True)
     gif_t = rgb(30, 20, 14).quantize(colors=32)
     add("transparent.gif", encode(gif_t, "GIF", transparency=5), True, note="transparent index: PIL keeps the palette colour")
+    # First frame smaller than the logical screen, at an offset: PIL fills the rest with palette entry 0, or
+    # with the transparent index when there is one.
+    for name, extra in (("offset.gif", {}), ("offset_transparent.gif", {"transparency": 7})):
+        data = bytearray(encode(rgb(30, 20, 40 + len(extra)).quantize(colors=32), "GIF", **extra))
+        data[6:10] = (36).to_bytes(2, "little") + (26).to_bytes(2, "little")
+        d = data.index(0x2C, 13 + 3 * 32)
+        data[d + 1:d + 5] = (3).to_bytes(2, "little") + (2).to_bytes(2, "little")
+        add(name, bytes(data), True, note="frame 30x20 at (3, 2) on a 36x26 screen")
     frames = [rgb(24, 16, 15).quantize(colors=32), rgb(24, 16, 16).quantize(colors=32)]
     add("animated.gif", encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0), True)
     add("gray.jpg", encode(Image.fromarray(synth(35, 26, 17)[..., 0], "L"), "JPEG", quality=90), True)

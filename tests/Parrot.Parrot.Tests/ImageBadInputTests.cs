@@ -268,6 +268,41 @@ public class ImageBadInputTests
     }
 
     [Test]
+    public void DamagedJpegEntropyDataNeverEscapes()
+    {
+        // Mutations inside the compressed scans only (headers intact), the input our own decoder sees most:
+        // each load either succeeds at the declared size or throws ImageLoadException, quickly.
+        var random = new Random(77);
+        var seeds = new[] { "color.jpg", "progressive.jpg", "restart.jpg", "restart_progressive.jpg", "transposed440.jpg", "gray_progressive.jpg" }
+            .Select(f => (File: f, Data: Fixture(f))).ToArray();
+        var watch = Stopwatch.StartNew();
+        int loaded = 0, rejected = 0;
+        for (int round = 0; round < 600; round++)
+        {
+            var (file, seed) = seeds[round % seeds.Length];
+            var data = (byte[])seed.Clone();
+            int scan = data.AsSpan().IndexOf([(byte)0xFF, (byte)0xDA]) + 20;
+            for (int k = 0; k < 1 + random.Next(6); k++)
+                data[scan + random.Next(data.Length - scan - 2)] = (byte)random.Next(256);
+            try
+            {
+                var image = ImageLoader.Load(data, name: file);
+                var info = VisionFixtures.Image(file);
+                Assert.That((image.Width, image.Height), Is.EqualTo((info.Width, info.Height)));
+                loaded++;
+            }
+            catch (ImageLoadException e)
+            {
+                Assert.That(e.Message, Does.StartWith(file + ": "));
+                rejected++;
+            }
+        }
+        TestContext.Out.WriteLine($"jpeg entropy fuzz: {loaded} loaded, {rejected} rejected in {watch.Elapsed.TotalSeconds:F1} s");
+        Assert.That(loaded, Is.GreaterThan(0));
+        Assert.That(watch.Elapsed.TotalSeconds, Is.LessThan(60));
+    }
+
+    [Test]
     public void LimitsAreValidated()
     {
         Assert.That(() => ImageLoader.Load([1, 2, 3], new ImageLimits { MaxPixels = 0 }), Throws.TypeOf<ArgumentOutOfRangeException>().With.Message.Contains("MaxPixels"));

@@ -114,12 +114,20 @@ internal static class ImageIntegrity
 
     // ---- GIF -----------------------------------------------------------------------------------------
 
-    /// <summary>The first frame's transparent colour, when it has one: PIL's <c>convert('RGB')</c> shows the
-    /// palette entry of the transparent index there, while ImageSharp leaves those pixels transparent black.</summary>
-    public readonly record struct GifTransparency(bool Present, byte R, byte G, byte B);
+    /// <summary>
+    /// The colour PIL shows where ImageSharp leaves a GIF's first frame empty (transparent black): PIL's
+    /// <c>convert('RGB')</c> shows the palette entry of the transparent index on transparent pixels and, where the
+    /// frame does not cover the screen, that entry too when there is a transparent index, else entry 0.
+    /// </summary>
+    public readonly record struct GifBackfill(bool Present, byte R, byte G, byte B, bool Transparent, int Left, int Top, int Width, int Height)
+    {
+        /// <summary>Whether pixel (x, y) of the decoded screen takes the backfill colour, given its alpha.</summary>
+        public bool Applies(int x, int y, byte alpha) =>
+            x < Left || y < Top || x >= Left + Width || y >= Top + Height || (Transparent && alpha == 0);
+    }
 
     /// <summary>Walks the blocks up to the end of the first image's data (the frame the loader decodes).</summary>
-    public static GifTransparency CheckGif(ReadOnlySpan<byte> d)
+    public static GifBackfill CheckGif(ReadOnlySpan<byte> d)
     {
         if (d.Length < 13 || !(d[..6].SequenceEqual("GIF87a"u8) || d[..6].SequenceEqual("GIF89a"u8)))
             throw Corrupt("not a GIF stream (bad signature)");
@@ -152,6 +160,8 @@ internal static class ImageIntegrity
             if (block == 0x2C)
             {
                 if (p + 9 > d.Length) throw Truncated("the GIF data ends inside the image descriptor");
+                int left = BinaryPrimitives.ReadUInt16LittleEndian(d[p..]);
+                int top = BinaryPrimitives.ReadUInt16LittleEndian(d[(p + 2)..]);
                 int width = BinaryPrimitives.ReadUInt16LittleEndian(d[(p + 4)..]);
                 int height = BinaryPrimitives.ReadUInt16LittleEndian(d[(p + 6)..]);
                 if (width == 0 || height == 0) throw Corrupt($"the first GIF frame has a zero size ({width}x{height})");
@@ -167,9 +177,9 @@ internal static class ImageIntegrity
                 }
                 if (p >= d.Length) throw Truncated("the GIF data ends before the first image's pixel data");
                 p = SkipSubBlocks(d, p + 1, "the first image's pixel data"); // after the LZW minimum code size
-                if (transparentIndex < 0 || 3 * transparentIndex + 3 > table.Length) return default;
-                int t = 3 * transparentIndex;
-                return new GifTransparency(true, table[t], table[t + 1], table[t + 2]);
+                int t = 3 * Math.Max(transparentIndex, 0);
+                if (t + 3 > table.Length) return default;
+                return new GifBackfill(true, table[t], table[t + 1], table[t + 2], transparentIndex >= 0, left, top, width, height);
             }
             if (block == 0x3B) throw Corrupt("the GIF has no image (trailer before any frame)");
             throw Corrupt($"unknown GIF block 0x{block:X2} at byte {p - 1}");

@@ -167,12 +167,12 @@ public static class ImageLoader
             throw new ImageLoadException(name, ImageLoadFailure.NotAnImage, $"not a JPEG, PNG, GIF, WebP or BMP image (starts with {Hex(data)})");
         }
 
-        var transparency = default(ImageIntegrity.GifTransparency);
+        var backfill = default(ImageIntegrity.GifBackfill);
         switch (format)
         {
             case JpegFormat: ImageIntegrity.CheckJpeg(data); break;
             case PngFormat: data = ImageIntegrity.CheckAndStripPng(data); break;
-            case GifFormat: transparency = ImageIntegrity.CheckGif(data); break;
+            case GifFormat: backfill = ImageIntegrity.CheckGif(data); break;
             case BmpFormat: ImageIntegrity.CheckBmp(data); break;
             case WebpFormat:
                 if (ImageIntegrity.CheckWebp(data))
@@ -194,7 +194,7 @@ public static class ImageLoader
         bool sixteenBit = format is PngFormat && info.Metadata.GetPngMetadata().BitDepth == PngBitDepth.Bit16;
         return sixteenBit
             ? ToRgbImage(Image.Load<Rgba64>(Decoders, data), limits, static (in Rgba64 p) => ((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8)), default)
-            : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), transparency);
+            : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), backfill);
     }
 
     /// <summary>Our libjpeg-turbo-exact decoder (<see cref="ExactJpegDecoder"/>), or null for the files it leaves to
@@ -204,7 +204,7 @@ public static class ImageLoader
         RgbImage image;
         try
         {
-            image = ExactJpegDecoder.Decode(data);
+            image = ExactJpegDecoder.Decode(data, limits.MaxPixels);
         }
         catch (Exception e) when (e is JpegFallbackException or IndexOutOfRangeException or ArgumentException)
         {
@@ -230,20 +230,23 @@ public static class ImageLoader
 
     private delegate (byte R, byte G, byte B) ToRgb<TPixel>(in TPixel pixel);
 
-    private static RgbImage ToRgbImage<TPixel>(Image<TPixel> image, ImageLimits limits, ToRgb<TPixel> toRgb, ImageIntegrity.GifTransparency transparency)
+    private static RgbImage ToRgbImage<TPixel>(Image<TPixel> image, ImageLimits limits, ToRgb<TPixel> toRgb, ImageIntegrity.GifBackfill backfill)
         where TPixel : unmanaged, IPixel<TPixel>
     {
         using (image)
         {
-            if (transparency.Present && image is Image<Rgba32> rgba)
+            if (backfill.Present && image is Image<Rgba32> rgba)
             {
-                // ImageSharp leaves a GIF's transparent pixels as (0, 0, 0, 0); PIL shows the palette colour.
-                var fill = new Rgba32(transparency.R, transparency.G, transparency.B, 0);
+                // ImageSharp leaves a GIF's transparent pixels, and the screen outside the first frame, black; PIL shows a palette colour.
+                var fill = new Rgba32(backfill.R, backfill.G, backfill.B, 0);
                 rgba.ProcessPixelRows(rows =>
                 {
                     for (int y = 0; y < rows.Height; y++)
-                        foreach (ref var p in rows.GetRowSpan(y))
-                            if (p.A == 0) p = fill;
+                    {
+                        var row = rows.GetRowSpan(y);
+                        for (int x = 0; x < row.Length; x++)
+                            if (backfill.Applies(x, y, row[x].A)) row[x] = fill;
+                    }
                 });
             }
             if (limits.ApplyExifOrientation) image.Mutate(x => x.AutoOrient());

@@ -43,8 +43,11 @@ internal sealed class ExactJpegDecoder
     private bool progressive, frameSeen, sawJfif, sawAdobe;
     private int adobeTransform = -1;
 
-    /// <summary>Decodes <paramref name="data"/>; pixel count already checked against the limits by the caller.</summary>
-    public static RgbImage Decode(ReadOnlySpan<byte> data) => new ExactJpegDecoder().Run(data);
+    private long maxPixels = long.MaxValue;
+
+    /// <summary>Decodes <paramref name="data"/>, refusing (before allocating) a frame of more than
+    /// <paramref name="maxPixels"/> pixels.</summary>
+    public static RgbImage Decode(ReadOnlySpan<byte> data, long maxPixels) => new ExactJpegDecoder { maxPixels = maxPixels }.Run(data);
 
     private RgbImage Run(ReadOnlySpan<byte> d)
     {
@@ -141,6 +144,7 @@ internal sealed class ExactJpegDecoder
         width = BinaryPrimitives.ReadUInt16BigEndian(b[3..]);
         int n = b[5];
         if (width == 0 || height == 0) throw new JpegFallbackException("zero size or DNL height");
+        if ((long)width * height > maxPixels) throw new JpegFallbackException("frame larger than the pixel limit");
         if (n is not (1 or 3)) throw new JpegFallbackException($"{n} components");
         if (b.Length < 6 + 3 * n) throw new JpegFallbackException("short SOF");
         components = new Component[n];
