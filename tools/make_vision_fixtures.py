@@ -242,6 +242,9 @@ def main():
     add("alpha.webp", encode(Image.fromarray(np.dstack([rgba, alpha]), "RGBA"), "WEBP", lossless=True, exact=True), True)
     wframes = [rgb(24, 16, 23), rgb(24, 16, 24)]
     add("animated.webp", encode(wframes[0], "WEBP", save_all=True, append_images=wframes[1:], lossless=True, duration=100), True)
+    aframes = [Image.fromarray(np.dstack([synth(33, 21, 60), alpha]), "RGBA"), Image.fromarray(np.dstack([synth(33, 21, 61), alpha]), "RGBA")]
+    add("animated_lossy_alpha.webp", encode(aframes[0], "WEBP", save_all=True, append_images=aframes[1:], quality=80, duration=100), True,
+        note="first frame VP8 + ALPH")
     add("image.bmp", encode(rgb(27, 19, 25), "BMP"), True, note="rows padded to 4 bytes")
     add("palette.bmp", encode(rgb(27, 19, 26).quantize(colors=16), "BMP"), True)
 
@@ -274,7 +277,7 @@ def main():
     small = ["landscape.png", "portrait.png", "square.png", "tiny.png", "exact32.png", "rgba.png", "gray_alpha.png",
              "gray.png", "palette.png", "palette.gif", "transparent.gif", "animated.gif", "gray.jpg", "color.jpg",
              "color444.jpg", "progressive.jpg", "q50_422.jpg", "narrow420.jpg", "restart_progressive.jpg",
-             "transposed440.jpg", "lossless.webp", "lossy.webp", "alpha.webp", "animated.webp",
+             "transposed440.jpg", "lossless.webp", "lossy.webp", "alpha.webp", "animated.webp", "animated_lossy_alpha.webp",
              "image.bmp", "palette.bmp"]
     for f in small:
         for pad in (False, True):

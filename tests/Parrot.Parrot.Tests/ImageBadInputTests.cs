@@ -35,6 +35,8 @@ public class ImageBadInputTests
     [TestCase("lossless.webp")]
     [TestCase("lossy.webp")]
     [TestCase("alpha.webp")]
+    [TestCase("animated.webp")]
+    [TestCase("animated_lossy_alpha.webp")]
     [TestCase("image.bmp")]
     [TestCase("palette.bmp")]
     public void TruncatedFilesAreRejectedNotHalfDecoded(string file)

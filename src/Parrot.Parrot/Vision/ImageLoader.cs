@@ -175,8 +175,7 @@ public static class ImageLoader
             case GifFormat: backfill = ImageIntegrity.CheckGif(data); break;
             case BmpFormat: ImageIntegrity.CheckBmp(data); break;
             case WebpFormat:
-                if (ImageIntegrity.CheckWebp(data))
-                    throw new ImageLoadException(name, ImageLoadFailure.UnsupportedFormat, "animated WebP is not supported (the decoder reads still WebP only)");
+                if (ImageIntegrity.CheckWebp(data)) return DecodeAnimatedWebp(data, name, limits);
                 break;
         }
 
@@ -195,6 +194,36 @@ public static class ImageLoader
         return sixteenBit
             ? ToRgbImage(Image.Load<Rgba64>(Decoders, data), limits, static (in Rgba64 p) => ((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8)), default)
             : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), backfill);
+    }
+
+    /// <summary>The first frame of an animated WebP on its canvas (see <see cref="AnimatedWebp"/>).</summary>
+    private static RgbImage DecodeAnimatedWebp(byte[] data, string name, ImageLimits limits)
+    {
+        var frame = AnimatedWebp.Extract(data);
+        long pixels = (long)frame.CanvasWidth * frame.CanvasHeight;
+        if (pixels > limits.MaxPixels)
+            throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
+                $"{frame.CanvasWidth}x{frame.CanvasHeight} = {pixels} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
+        using var decoded = Image.Load<Rgba32>(Decoders, frame.StillWebp);
+        if (decoded.Width != frame.Width || decoded.Height != frame.Height)
+            throw new ImageLoadException(name, ImageLoadFailure.Corrupt, $"the first WebP frame decodes to {decoded.Width}x{decoded.Height}, not the declared {frame.Width}x{frame.Height}");
+        var canvas = new byte[pixels * 3];
+        int canvasRow = frame.CanvasWidth * 3;
+        decoded.ProcessPixelRows(rows =>
+        {
+            for (int y = 0; y < rows.Height; y++)
+            {
+                var row = rows.GetRowSpan(y);
+                var output = canvas.AsSpan((frame.Y + y) * canvasRow + frame.X * 3, frame.Width * 3);
+                for (int x = 0; x < row.Length; x++)
+                {
+                    output[3 * x] = row[x].R;
+                    output[3 * x + 1] = row[x].G;
+                    output[3 * x + 2] = row[x].B;
+                }
+            }
+        });
+        return new RgbImage(frame.CanvasWidth, frame.CanvasHeight, canvas);
     }
 
     /// <summary>Our libjpeg-turbo-exact decoder (<see cref="ExactJpegDecoder"/>), or null for the files it leaves to

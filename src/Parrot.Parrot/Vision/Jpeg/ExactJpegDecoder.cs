@@ -230,8 +230,8 @@ internal sealed class ExactJpegDecoder
             }
             if (restartInterval > 0) untilRestart--;
         }
-        int after = bits.Marker != 0 ? bits.Position : bits.Position;
-        return after;
+        // At the marker that ended the data, or past the last bytes read: the segment parser finds the marker.
+        return bits.Position;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
