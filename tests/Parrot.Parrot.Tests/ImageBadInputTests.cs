@@ -103,6 +103,14 @@ public class ImageBadInputTests
         Assert.That(e.Message, Does.Contain("100000x100000").And.Contain("MaxPixels"));
         Assert.That(allocated, Is.LessThan(16 << 20), "nothing close to the pixel buffer was allocated");
 
+        // A small WebP whose lossless bitstream header claims 16384 x 16384 (the decoder would size its buffers by it).
+        var webp = Fixture("lossless.webp");
+        Assert.That(System.Text.Encoding.ASCII.GetString(webp, 12, 4), Is.EqualTo("VP8L"));
+        uint bits = BinaryPrimitives.ReadUInt32LittleEndian(webp.AsSpan(21));
+        BinaryPrimitives.WriteUInt32LittleEndian(webp.AsSpan(21), (bits & ~0x0FFFFFFFu) | 0x0FFFFFFFu);
+        var lying = Fails(webp, "lying.webp");
+        Assert.That(lying.Failure, Is.EqualTo(ImageLoadFailure.TooManyPixels), lying.Message);
+
         // Same with a real but larger-than-allowed image and a tight limit.
         var small = Fails(Fixture("landscape.png"), "landscape.png", new ImageLimits { MaxPixels = 61 * 37 - 1 });
         Assert.That(small.Failure, Is.EqualTo(ImageLoadFailure.TooManyPixels));
@@ -113,6 +121,8 @@ public class ImageBadInputTests
     [TestCase("palette.gif")]
     [TestCase("image.bmp")]
     [TestCase("lossless.webp")]
+    [TestCase("animated.webp")]
+    [TestCase("offset.gif")]
     public void PixelLimitAppliesToEveryFormat(string file)
     {
         var e = Fails(Fixture(file), file, new ImageLimits { MaxPixels = 100 });

@@ -199,29 +199,61 @@ internal static class ImageIntegrity
 
     // ---- WebP ----------------------------------------------------------------------------------------
 
-    /// <summary>Checks the RIFF container: the declared size is present and every chunk fits in it.
-    /// Returns whether the file is animated (ImageSharp 2.1 cannot decode animation).</summary>
-    public static bool CheckWebp(ReadOnlySpan<byte> d)
+    /// <summary>Checks the RIFF container: the declared size is present and every chunk fits in it. Returns
+    /// whether the file is animated, and in <paramref name="largestPixels"/> the largest width × height declared
+    /// anywhere (canvas, or a VP8/VP8L bitstream header, which the decoder sizes its buffers by).</summary>
+    public static bool CheckWebp(ReadOnlySpan<byte> d, out long largestPixels)
     {
         if (d.Length < 12 || !d[..4].SequenceEqual("RIFF"u8) || !d.Slice(8, 4).SequenceEqual("WEBP"u8))
             throw Corrupt("not a WebP stream (no RIFF/WEBP header)");
         long riffEnd = 8L + BinaryPrimitives.ReadUInt32LittleEndian(d[4..]);
         if (riffEnd > d.Length) throw Truncated($"the RIFF header declares {riffEnd} bytes but there are {d.Length}");
-        long p = 12;
         bool animated = false, image = false;
-        while (p + 8 <= riffEnd)
-        {
-            var fourcc = d.Slice((int)p, 4);
-            long size = BinaryPrimitives.ReadUInt32LittleEndian(d[(int)(p + 4)..]);
-            long end = p + 8 + size;
-            if (end > riffEnd) throw Truncated($"WebP chunk {System.Text.Encoding.ASCII.GetString(fourcc)} declares {size} bytes but the data ends first");
-            if (fourcc.SequenceEqual("ANIM"u8) || fourcc.SequenceEqual("ANMF"u8)) animated = true;
-            if (fourcc.SequenceEqual("VP8 "u8) || fourcc.SequenceEqual("VP8L"u8) || fourcc.SequenceEqual("ANMF"u8)) image = true;
-            p = end + (size & 1); // chunks are padded to an even length
-        }
+        largestPixels = 0;
+        WalkWebpChunks(d, 12, riffEnd, ref animated, ref image, ref largestPixels, depth: 0);
         if (!image) throw Corrupt("the WebP has no image chunk (VP8, VP8L or ANMF)");
         return animated;
     }
+
+    private static void WalkWebpChunks(ReadOnlySpan<byte> d, long p, long end, ref bool animated, ref bool image, ref long largest, int depth)
+    {
+        while (p + 8 <= end)
+        {
+            var fourcc = d.Slice((int)p, 4);
+            long size = BinaryPrimitives.ReadUInt32LittleEndian(d[(int)(p + 4)..]);
+            long chunkEnd = p + 8 + size;
+            if (chunkEnd > end) throw Truncated($"WebP chunk {System.Text.Encoding.ASCII.GetString(fourcc)} declares {size} bytes but the data ends first");
+            var body = d.Slice((int)p + 8, (int)size);
+            if (fourcc.SequenceEqual("VP8X"u8) && body.Length >= 10)
+                largest = Math.Max(largest, (long)(Read24(body[4..]) + 1) * (Read24(body[7..]) + 1));
+            else if (fourcc.SequenceEqual("VP8 "u8))
+            {
+                image = true;
+                // Frame tag (3 bytes), start code 9D 01 2A, then 14-bit width and height.
+                if (body.Length >= 10)
+                    largest = Math.Max(largest, (long)(BinaryPrimitives.ReadUInt16LittleEndian(body[6..]) & 0x3FFF) * (BinaryPrimitives.ReadUInt16LittleEndian(body[8..]) & 0x3FFF));
+            }
+            else if (fourcc.SequenceEqual("VP8L"u8))
+            {
+                image = true;
+                // Signature 0x2F, then width − 1 and height − 1 in 14 bits each.
+                if (body.Length >= 5)
+                {
+                    uint bits = BinaryPrimitives.ReadUInt32LittleEndian(body[1..]);
+                    largest = Math.Max(largest, (long)((bits & 0x3FFF) + 1) * (((bits >> 14) & 0x3FFF) + 1));
+                }
+            }
+            else if (fourcc.SequenceEqual("ANIM"u8)) animated = true;
+            else if (fourcc.SequenceEqual("ANMF"u8))
+            {
+                animated = image = true;
+                if (depth == 0 && size >= 16) WalkWebpChunks(d, p + 8 + 16, chunkEnd, ref animated, ref image, ref largest, depth + 1);
+            }
+            p = chunkEnd + (size & 1); // chunks are padded to an even length
+        }
+    }
+
+    private static int Read24(ReadOnlySpan<byte> b) => b[0] | b[1] << 8 | b[2] << 16;
 
     // ---- BMP -----------------------------------------------------------------------------------------
 

@@ -172,10 +172,17 @@ public static class ImageLoader
         {
             case JpegFormat: ImageIntegrity.CheckJpeg(data); break;
             case PngFormat: data = ImageIntegrity.CheckAndStripPng(data); break;
-            case GifFormat: backfill = ImageIntegrity.CheckGif(data); break;
+            case GifFormat:
+                backfill = ImageIntegrity.CheckGif(data);
+                CheckPixels(name, "first GIF frame", backfill.Width, backfill.Height, limits);
+                break;
             case BmpFormat: ImageIntegrity.CheckBmp(data); break;
             case WebpFormat:
-                if (ImageIntegrity.CheckWebp(data)) return DecodeAnimatedWebp(data, name, limits);
+                bool animated = ImageIntegrity.CheckWebp(data, out long declared);
+                if (declared > limits.MaxPixels)
+                    throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
+                        $"a WebP image chunk declares {declared} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
+                if (animated) return DecodeAnimatedWebp(data, name, limits);
                 break;
         }
 
@@ -183,10 +190,7 @@ public static class ImageLoader
         if (info == null) throw new ImageLoadException(name, ImageLoadFailure.NotAnImage, $"the {format.Name} header could not be read");
         if (info.Width <= 0 || info.Height <= 0)
             throw new ImageLoadException(name, ImageLoadFailure.Corrupt, $"the {format.Name} header declares a size of {info.Width}x{info.Height}");
-        long pixels = (long)info.Width * info.Height;
-        if (pixels > limits.MaxPixels)
-            throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
-                $"{info.Width}x{info.Height} = {pixels} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
+        CheckPixels(name, "image", info.Width, info.Height, limits);
 
         if (format is JpegFormat && TryDecodeJpegExactly(data, info, limits) is { } jpeg) return jpeg;
 
@@ -196,14 +200,20 @@ public static class ImageLoader
             : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), backfill);
     }
 
+    private static void CheckPixels(string name, string what, int width, int height, ImageLimits limits)
+    {
+        long pixels = (long)width * height;
+        if (pixels > limits.MaxPixels)
+            throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
+                $"{what} {width}x{height} = {pixels} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
+    }
+
     /// <summary>The first frame of an animated WebP on its canvas (see <see cref="AnimatedWebp"/>).</summary>
     private static RgbImage DecodeAnimatedWebp(byte[] data, string name, ImageLimits limits)
     {
         var frame = AnimatedWebp.Extract(data);
+        CheckPixels(name, "WebP canvas", frame.CanvasWidth, frame.CanvasHeight, limits);
         long pixels = (long)frame.CanvasWidth * frame.CanvasHeight;
-        if (pixels > limits.MaxPixels)
-            throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
-                $"{frame.CanvasWidth}x{frame.CanvasHeight} = {pixels} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
         using var decoded = Image.Load<Rgba32>(Decoders, frame.StillWebp);
         if (decoded.Width != frame.Width || decoded.Height != frame.Height)
             throw new ImageLoadException(name, ImageLoadFailure.Corrupt, $"the first WebP frame decodes to {decoded.Width}x{decoded.Height}, not the declared {frame.Width}x{frame.Height}");
