@@ -2,8 +2,9 @@
 """Writes the image fixtures that VisionTests read: small source images in every supported format,
 what PIL decodes them to, and what the reference preprocessing pipeline makes of them.
 
-Run by hand with /usr/bin/python3 (Pillow 9.4, numpy); CI never runs it, the committed files are
-what the tests read. Hugging Face transformers is not installable here, so the reference pipeline is
+Run by hand with /usr/bin/python3 (Pillow 9.4 on libjpeg-turbo 2.1.5, numpy) and jpegtran on the PATH
+(Debian's libjpeg-turbo-progs, for restart markers, 4:4:0 and arithmetic coding, which Pillow 9.4 cannot
+write); CI never runs it, the committed files are what the tests read. Hugging Face transformers is not installable here, so the reference pipeline is
 written out below from its documented behaviour (transformers 4.39, CLIPImageProcessor), step by step:
 
   PIL Image.open(path) [-> ImageOps.exif_transpose] -> .convert('RGB')
