@@ -2,8 +2,9 @@
 """Writes the image fixtures that VisionTests read: small source images in every supported format,
 what PIL decodes them to, and what the reference preprocessing pipeline makes of them.
 
-Run by hand with /usr/bin/python3 (Pillow 9.4, numpy); CI never runs it, the committed files are
-what the tests read. Hugging Face transformers is not installable here, so the reference pipeline is
+Run by hand with /usr/bin/python3 (Pillow 9.4 on libjpeg-turbo 2.1.5, numpy) and jpegtran on the PATH
+(Debian's libjpeg-turbo-progs, for restart markers, 4:4:0 and arithmetic coding, which Pillow 9.4 cannot
+write); CI never runs it, the committed files are what the tests read. Hugging Face transformers is not installable here, so the reference pipeline is
 written out below from its documented behaviour (transformers 4.39, CLIPImageProcessor), step by step:
 
   PIL Image.open(path) [-> ImageOps.exif_transpose] -> .convert('RGB')
@@ -22,6 +23,8 @@ import io
 import json
 import math
 import os
+import shutil
+import subprocess
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -180,8 +183,10 @@ def main():
     add("exact336.png", encode(rgb(336, 336, 7, noise=6, smooth=True), "PNG"), True, note="already 336x336",
         keep_decoded=False)
     add("orient6.png", encode(rgb(40, 24, 8), "PNG", exif=exif_bytes(6)), True, oriented=True)
-    add("orient6.jpg", encode(rgb(40, 24, 8), "JPEG", quality=92, exif=exif_bytes(6)), False, oriented=True)
-    add("orient3.jpg", encode(rgb(26, 18, 9), "JPEG", quality=92, exif=exif_bytes(3)), False, oriented=True)
+    for o in (1, 2, 3, 4, 5, 7, 8):
+        add(f"orient{o}.png", encode(rgb(12, 7, 50 + o), "PNG", exif=exif_bytes(o)), True, oriented=True)
+    add("orient6.jpg", encode(rgb(40, 24, 8), "JPEG", quality=92, exif=exif_bytes(6)), True, oriented=True)
+    add("orient3.jpg", encode(rgb(26, 18, 9), "JPEG", quality=92, exif=exif_bytes(3)), True, oriented=True)
 
     rgba = synth(33, 21, 10)
     alpha = np.tile(np.linspace(0, 255, 33).astype(np.uint8), (21, 1))
@@ -194,17 +199,53 @@ def main():
     add("palette.gif", encode(rgb(30, 20, 13).quantize(colors=64), "GIF"), True)
     gif_t = rgb(30, 20, 14).quantize(colors=32)
     add("transparent.gif", encode(gif_t, "GIF", transparency=5), True, note="transparent index: PIL keeps the palette colour")
+    # First frame smaller than the logical screen, at an offset: PIL fills the rest with palette entry 0, or
+    # with the transparent index when there is one.
+    for name, extra in (("offset.gif", {}), ("offset_transparent.gif", {"transparency": 7})):
+        data = bytearray(encode(rgb(30, 20, 40 + len(extra)).quantize(colors=32), "GIF", **extra))
+        data[6:10] = (36).to_bytes(2, "little") + (26).to_bytes(2, "little")
+        d = data.index(0x2C, 13 + 3 * 32)
+        data[d + 1:d + 5] = (3).to_bytes(2, "little") + (2).to_bytes(2, "little")
+        add(name, bytes(data), True, note="frame 30x20 at (3, 2) on a 36x26 screen")
     frames = [rgb(24, 16, 15).quantize(colors=32), rgb(24, 16, 16).quantize(colors=32)]
     add("animated.gif", encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0), True)
-    add("gray.jpg", encode(Image.fromarray(synth(35, 26, 17)[..., 0], "L"), "JPEG", quality=90), False)
-    add("color.jpg", encode(rgb(44, 30, 18), "JPEG", quality=90), False, note="4:2:0 chroma")
-    add("color444.jpg", encode(rgb(44, 30, 19), "JPEG", quality=90, subsampling=0), False)
-    add("progressive.jpg", encode(rgb(41, 27, 20), "JPEG", quality=85, progressive=True), False)
+    add("gray.jpg", encode(Image.fromarray(synth(35, 26, 17)[..., 0], "L"), "JPEG", quality=90), True)
+    add("color.jpg", encode(rgb(44, 30, 18), "JPEG", quality=90), True, note="4:2:0 chroma")
+    add("color444.jpg", encode(rgb(44, 30, 19), "JPEG", quality=90, subsampling=0), True)
+    add("progressive.jpg", encode(rgb(41, 27, 20), "JPEG", quality=85, progressive=True), True)
+    # More JPEG structure for the exact decoder: 4:2:2, chroma two samples wide (libjpeg then replicates
+    # instead of interpolating), 1x1, optimised Huffman tables at quality 100, progressive grey.
+    add("q50_422.jpg", encode(rgb(37, 23, 30), "JPEG", quality=50, subsampling=1), True)
+    add("narrow420.jpg", encode(rgb(3, 7, 31), "JPEG", quality=90), True, note="chroma 2 samples wide")
+    add("one.jpg", encode(rgb(1, 1, 32), "JPEG", quality=90), True)
+    add("q100_optimized.jpg", encode(rgb(45, 33, 33), "JPEG", quality=100, optimize=True), True)
+    add("gray_progressive.jpg", encode(Image.fromarray(synth(29, 19, 34)[..., 2], "L"), "JPEG", quality=80, progressive=True), True)
+    cmyk = Image.fromarray(synth(22, 14, 35), "RGB").convert("CMYK")
+    add("cmyk.jpg", encode(cmyk, "JPEG", quality=90), False, note="Adobe CMYK: decoded by ImageSharp, not exact")
+    # Restart markers, 4:4:0 and arithmetic coding need jpegtran (Debian's libjpeg-turbo-progs, the same
+    # libjpeg-turbo 2.1.5 as PIL's): Pillow 9.4 writes none of them.
+    jpegtran = shutil.which("jpegtran")
+    if jpegtran is None:
+        raise SystemExit("jpegtran not found: apt-get install libjpeg-turbo-progs")
+
+    def transcode(name, source, *args, exact=True, note=""):
+        out = subprocess.run([jpegtran, *args], input=source, capture_output=True, check=True).stdout
+        add(name, out, exact, note=note)
+
+    base420 = encode(rgb(50, 35, 36), "JPEG", quality=85)
+    transcode("restart.jpg", base420, "-restart", "3B", note="restart interval of 3 MCUs")
+    transcode("restart_progressive.jpg", base420, "-progressive", "-restart", "2B")
+    transcode("transposed440.jpg", encode(rgb(35, 50, 37), "JPEG", quality=85, subsampling=1), "-transpose",
+              note="4:4:0 chroma from transposing 4:2:2")
+    transcode("arithmetic.jpg", base420, "-arithmetic", exact=False, note="arithmetic coding: ImageSharp's decoder")
     add("lossless.webp", encode(rgb(31, 23, 21), "WEBP", lossless=True), True)
-    add("lossy.webp", encode(rgb(31, 23, 22), "WEBP", quality=80), False)
+    add("lossy.webp", encode(rgb(31, 23, 22), "WEBP", quality=80), True)
     add("alpha.webp", encode(Image.fromarray(np.dstack([rgba, alpha]), "RGBA"), "WEBP", lossless=True, exact=True), True)
     wframes = [rgb(24, 16, 23), rgb(24, 16, 24)]
     add("animated.webp", encode(wframes[0], "WEBP", save_all=True, append_images=wframes[1:], lossless=True, duration=100), True)
+    aframes = [Image.fromarray(np.dstack([synth(33, 21, 60), alpha]), "RGBA"), Image.fromarray(np.dstack([synth(33, 21, 61), alpha]), "RGBA")]
+    add("animated_lossy_alpha.webp", encode(aframes[0], "WEBP", save_all=True, append_images=aframes[1:], quality=80, duration=100), True,
+        note="first frame VP8 + ALPH")
     add("image.bmp", encode(rgb(27, 19, 25), "BMP"), True, note="rows padded to 4 bytes")
     add("palette.bmp", encode(rgb(27, 19, 26).quantize(colors=16), "BMP"), True)
 
@@ -236,7 +277,8 @@ def main():
     cases = []
     small = ["landscape.png", "portrait.png", "square.png", "tiny.png", "exact32.png", "rgba.png", "gray_alpha.png",
              "gray.png", "palette.png", "palette.gif", "transparent.gif", "animated.gif", "gray.jpg", "color.jpg",
-             "color444.jpg", "progressive.jpg", "lossless.webp", "lossy.webp", "alpha.webp", "animated.webp",
+             "color444.jpg", "progressive.jpg", "q50_422.jpg", "narrow420.jpg", "restart_progressive.jpg",
+             "transposed440.jpg", "lossless.webp", "lossy.webp", "alpha.webp", "animated.webp", "animated_lossy_alpha.webp",
              "image.bmp", "palette.bmp"]
     for f in small:
         for pad in (False, True):

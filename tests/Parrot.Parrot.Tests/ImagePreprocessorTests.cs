@@ -96,6 +96,19 @@ public class ImagePreprocessorTests
     }
 
     [Test]
+    public void MeanColorImageIsTheReferenceSubstituteForBadImages()
+    {
+        var pre = new ImagePreprocessor();
+        var blank = pre.MeanColorImage();
+        Assert.That((blank.Width, blank.Height, blank[100, 200]), Is.EqualTo((336, 336, ((byte)122, (byte)116, (byte)104))));
+        using var t = pre.Process(blank, padToSquare: true);
+        var v = t.ToArray<float>();
+        float red = ((float)(122 * (1.0 / 255)) - 0.48145466f) / 0.26862954f;
+        Assert.That(v[0], Is.EqualTo(red));
+        Assert.That(v[336 * 336 - 1], Is.EqualTo(red));
+    }
+
+    [Test]
     public void PadColorIsTruncatedMeanTimes255()
     {
         Assert.That(ImagePreprocessor.FillColor(PreprocessorConfig.ClipMean), Is.EqualTo(((byte)122, (byte)116, (byte)104)));

@@ -75,7 +75,7 @@ public class PilResamplerTests
     [Test]
     public void LargeDownscaleTakesMilliseconds()
     {
-        // A 12-megapixel photo to CLIP's 448x336: two cores, well under a second.
+        // A 12-megapixel photo to CLIP's 448x336: about PIL's time (~0.1 s here); the bound leaves room for a busy machine.
         var pixels = new byte[4032 * 3024 * 3];
         new Random(5).NextBytes(pixels);
         var photo = new RgbImage(4032, 3024, pixels);
@@ -85,6 +85,6 @@ public class PilResamplerTests
         watch.Stop();
         TestContext.Out.WriteLine($"4032x3024 -> 448x336 bicubic: {watch.Elapsed.TotalMilliseconds:F1} ms");
         Assert.That(small.Width, Is.EqualTo(448));
-        Assert.That(watch.Elapsed.TotalSeconds, Is.LessThan(2.0));
+        Assert.That(watch.Elapsed.TotalSeconds, Is.LessThan(5.0));
     }
 }

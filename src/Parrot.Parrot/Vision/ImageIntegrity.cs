@@ -114,12 +114,20 @@ internal static class ImageIntegrity
 
     // ---- GIF -----------------------------------------------------------------------------------------
 
-    /// <summary>The first frame's transparent colour, when it has one: PIL's <c>convert('RGB')</c> shows the
-    /// palette entry of the transparent index there, while ImageSharp leaves those pixels transparent black.</summary>
-    public readonly record struct GifTransparency(bool Present, byte R, byte G, byte B);
+    /// <summary>
+    /// The colour PIL shows where ImageSharp leaves a GIF's first frame empty (transparent black): PIL's
+    /// <c>convert('RGB')</c> shows the palette entry of the transparent index on transparent pixels and, where the
+    /// frame does not cover the screen, that entry too when there is a transparent index, else entry 0.
+    /// </summary>
+    public readonly record struct GifBackfill(bool Present, byte R, byte G, byte B, bool Transparent, int Left, int Top, int Width, int Height)
+    {
+        /// <summary>Whether pixel (x, y) of the decoded screen takes the backfill colour, given its alpha.</summary>
+        public bool Applies(int x, int y, byte alpha) =>
+            x < Left || y < Top || x >= Left + Width || y >= Top + Height || (Transparent && alpha == 0);
+    }
 
     /// <summary>Walks the blocks up to the end of the first image's data (the frame the loader decodes).</summary>
-    public static GifTransparency CheckGif(ReadOnlySpan<byte> d)
+    public static GifBackfill CheckGif(ReadOnlySpan<byte> d)
     {
         if (d.Length < 13 || !(d[..6].SequenceEqual("GIF87a"u8) || d[..6].SequenceEqual("GIF89a"u8)))
             throw Corrupt("not a GIF stream (bad signature)");
@@ -152,6 +160,8 @@ internal static class ImageIntegrity
             if (block == 0x2C)
             {
                 if (p + 9 > d.Length) throw Truncated("the GIF data ends inside the image descriptor");
+                int left = BinaryPrimitives.ReadUInt16LittleEndian(d[p..]);
+                int top = BinaryPrimitives.ReadUInt16LittleEndian(d[(p + 2)..]);
                 int width = BinaryPrimitives.ReadUInt16LittleEndian(d[(p + 4)..]);
                 int height = BinaryPrimitives.ReadUInt16LittleEndian(d[(p + 6)..]);
                 if (width == 0 || height == 0) throw Corrupt($"the first GIF frame has a zero size ({width}x{height})");
@@ -167,9 +177,9 @@ internal static class ImageIntegrity
                 }
                 if (p >= d.Length) throw Truncated("the GIF data ends before the first image's pixel data");
                 p = SkipSubBlocks(d, p + 1, "the first image's pixel data"); // after the LZW minimum code size
-                if (transparentIndex < 0 || 3 * transparentIndex + 3 > table.Length) return default;
-                int t = 3 * transparentIndex;
-                return new GifTransparency(true, table[t], table[t + 1], table[t + 2]);
+                int t = 3 * Math.Max(transparentIndex, 0);
+                if (t + 3 > table.Length) return default;
+                return new GifBackfill(true, table[t], table[t + 1], table[t + 2], transparentIndex >= 0, left, top, width, height);
             }
             if (block == 0x3B) throw Corrupt("the GIF has no image (trailer before any frame)");
             throw Corrupt($"unknown GIF block 0x{block:X2} at byte {p - 1}");
@@ -189,29 +199,61 @@ internal static class ImageIntegrity
 
     // ---- WebP ----------------------------------------------------------------------------------------
 
-    /// <summary>Checks the RIFF container: the declared size is present and every chunk fits in it.
-    /// Returns whether the file is animated (ImageSharp 2.1 cannot decode animation).</summary>
-    public static bool CheckWebp(ReadOnlySpan<byte> d)
+    /// <summary>Checks the RIFF container: the declared size is present and every chunk fits in it. Returns
+    /// whether the file is animated, and in <paramref name="largestPixels"/> the largest width × height declared
+    /// anywhere (canvas, or a VP8/VP8L bitstream header, which the decoder sizes its buffers by).</summary>
+    public static bool CheckWebp(ReadOnlySpan<byte> d, out long largestPixels)
     {
         if (d.Length < 12 || !d[..4].SequenceEqual("RIFF"u8) || !d.Slice(8, 4).SequenceEqual("WEBP"u8))
             throw Corrupt("not a WebP stream (no RIFF/WEBP header)");
         long riffEnd = 8L + BinaryPrimitives.ReadUInt32LittleEndian(d[4..]);
         if (riffEnd > d.Length) throw Truncated($"the RIFF header declares {riffEnd} bytes but there are {d.Length}");
-        long p = 12;
         bool animated = false, image = false;
-        while (p + 8 <= riffEnd)
-        {
-            var fourcc = d.Slice((int)p, 4);
-            long size = BinaryPrimitives.ReadUInt32LittleEndian(d[(int)(p + 4)..]);
-            long end = p + 8 + size;
-            if (end > riffEnd) throw Truncated($"WebP chunk {System.Text.Encoding.ASCII.GetString(fourcc)} declares {size} bytes but the data ends first");
-            if (fourcc.SequenceEqual("ANIM"u8) || fourcc.SequenceEqual("ANMF"u8)) animated = true;
-            if (fourcc.SequenceEqual("VP8 "u8) || fourcc.SequenceEqual("VP8L"u8) || fourcc.SequenceEqual("ANMF"u8)) image = true;
-            p = end + (size & 1); // chunks are padded to an even length
-        }
+        largestPixels = 0;
+        WalkWebpChunks(d, 12, riffEnd, ref animated, ref image, ref largestPixels, depth: 0);
         if (!image) throw Corrupt("the WebP has no image chunk (VP8, VP8L or ANMF)");
         return animated;
     }
+
+    private static void WalkWebpChunks(ReadOnlySpan<byte> d, long p, long end, ref bool animated, ref bool image, ref long largest, int depth)
+    {
+        while (p + 8 <= end)
+        {
+            var fourcc = d.Slice((int)p, 4);
+            long size = BinaryPrimitives.ReadUInt32LittleEndian(d[(int)(p + 4)..]);
+            long chunkEnd = p + 8 + size;
+            if (chunkEnd > end) throw Truncated($"WebP chunk {System.Text.Encoding.ASCII.GetString(fourcc)} declares {size} bytes but the data ends first");
+            var body = d.Slice((int)p + 8, (int)size);
+            if (fourcc.SequenceEqual("VP8X"u8) && body.Length >= 10)
+                largest = Math.Max(largest, (long)(Read24(body[4..]) + 1) * (Read24(body[7..]) + 1));
+            else if (fourcc.SequenceEqual("VP8 "u8))
+            {
+                image = true;
+                // Frame tag (3 bytes), start code 9D 01 2A, then 14-bit width and height.
+                if (body.Length >= 10)
+                    largest = Math.Max(largest, (long)(BinaryPrimitives.ReadUInt16LittleEndian(body[6..]) & 0x3FFF) * (BinaryPrimitives.ReadUInt16LittleEndian(body[8..]) & 0x3FFF));
+            }
+            else if (fourcc.SequenceEqual("VP8L"u8))
+            {
+                image = true;
+                // Signature 0x2F, then width − 1 and height − 1 in 14 bits each.
+                if (body.Length >= 5)
+                {
+                    uint bits = BinaryPrimitives.ReadUInt32LittleEndian(body[1..]);
+                    largest = Math.Max(largest, (long)((bits & 0x3FFF) + 1) * (((bits >> 14) & 0x3FFF) + 1));
+                }
+            }
+            else if (fourcc.SequenceEqual("ANIM"u8)) animated = true;
+            else if (fourcc.SequenceEqual("ANMF"u8))
+            {
+                animated = image = true;
+                if (depth == 0 && size >= 16) WalkWebpChunks(d, p + 8 + 16, chunkEnd, ref animated, ref image, ref largest, depth + 1);
+            }
+            p = chunkEnd + (size & 1); // chunks are padded to an even length
+        }
+    }
+
+    private static int Read24(ReadOnlySpan<byte> b) => b[0] | b[1] << 8 | b[2] << 16;
 
     // ---- BMP -----------------------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ public sealed record ImageLimits
     /// <summary>Largest encoded image accepted, in bytes (default 64 MiB).</summary>
     public long MaxEncodedBytes { get; init; } = 64L << 20;
 
-    /// <summary>Largest decoded image accepted, width × height (default 100 million); for an animated WebP,
-    /// width × height × frames, since the decoder expands every frame. At most <see cref="PixelCountCeiling"/>.</summary>
+    /// <summary>Largest decoded image accepted, width × height (default 100 million), checked against every size
+    /// the file declares (JPEG frame, PNG header, GIF screen and first frame, WebP canvas and bitstreams) before
+    /// decoding. At most <see cref="PixelCountCeiling"/>.</summary>
     public long MaxPixels { get; init; } = 100_000_000;
 
     /// <summary>Rotate or flip the image as its EXIF Orientation tag says (default true), as a photo viewer

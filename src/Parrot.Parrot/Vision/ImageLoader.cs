@@ -5,7 +5,9 @@ using SixLabors.ImageSharp.Formats.Gif;
 using SixLabors.ImageSharp.Formats.Jpeg;
 using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.Formats.Webp;
+using Parrot.Parrot.Vision.Jpeg;
 using SixLabors.ImageSharp.Metadata;
+using SixLabors.ImageSharp.Metadata.Profiles.Exif;
 using SixLabors.ImageSharp.PixelFormats;
 using SixLabors.ImageSharp.Processing;
 
@@ -22,8 +24,10 @@ namespace Parrot.Parrot.Vision;
 /// <item>the EXIF orientation is applied when <see cref="ImageLimits.ApplyExifOrientation"/> is set (the default;
 /// PIL's open ignores it, see there).</item>
 /// </list>
-/// Lossless formats decode to PIL's bytes exactly; JPEG and lossy WebP differ by a few levels, since
-/// ImageSharp's decoders are not libjpeg-turbo's and libwebp's (the tests state the measured difference).
+/// PNG, GIF, BMP and WebP decode to PIL's bytes exactly with ImageSharp; JPEG goes through our own decoder
+/// (<see cref="ExactJpegDecoder"/>), which reproduces libjpeg-turbo (PIL's library) bit for bit, because
+/// ImageSharp's JPEG decoder upsamples chroma differently (tens of levels at colour edges). CMYK JPEGs fall
+/// back to ImageSharp (within a level of PIL); arithmetic-coded JPEGs and animated WebPs are unsupported.
 /// <para>Before any pixel is decoded, the encoded size is checked against <see cref="ImageLimits.MaxEncodedBytes"/>,
 /// the container walked for truncation and the header's width × height against <see cref="ImageLimits.MaxPixels"/>.
 /// Every failure is an <see cref="ImageLoadException"/> naming the source and the problem.</para>
@@ -139,6 +143,11 @@ public static class ImageLoader
         {
             throw;
         }
+        catch (Exception e) when (e is NotSupportedException || e.Message.Contains("not supported", StringComparison.OrdinalIgnoreCase))
+        {
+            // A valid file using a feature the decoder lacks (arithmetic-coded JPEG, for one).
+            throw new ImageLoadException(name, ImageLoadFailure.UnsupportedFormat, $"unsupported image feature: {e.Message}", e);
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // The decoder's own complaint (ImageSharp throws InvalidImageContentException for bad data, but a
@@ -158,16 +167,22 @@ public static class ImageLoader
             throw new ImageLoadException(name, ImageLoadFailure.NotAnImage, $"not a JPEG, PNG, GIF, WebP or BMP image (starts with {Hex(data)})");
         }
 
-        var transparency = default(ImageIntegrity.GifTransparency);
+        var backfill = default(ImageIntegrity.GifBackfill);
         switch (format)
         {
             case JpegFormat: ImageIntegrity.CheckJpeg(data); break;
             case PngFormat: data = ImageIntegrity.CheckAndStripPng(data); break;
-            case GifFormat: transparency = ImageIntegrity.CheckGif(data); break;
+            case GifFormat:
+                backfill = ImageIntegrity.CheckGif(data);
+                CheckPixels(name, "first GIF frame", backfill.Width, backfill.Height, limits);
+                break;
             case BmpFormat: ImageIntegrity.CheckBmp(data); break;
             case WebpFormat:
-                if (ImageIntegrity.CheckWebp(data))
-                    throw new ImageLoadException(name, ImageLoadFailure.UnsupportedFormat, "animated WebP is not supported (the decoder reads still WebP only)");
+                bool animated = ImageIntegrity.CheckWebp(data, out long declared);
+                if (declared > limits.MaxPixels)
+                    throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
+                        $"a WebP image chunk declares {declared} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
+                if (animated) return DecodeAnimatedWebp(data, name, limits);
                 break;
         }
 
@@ -175,33 +190,102 @@ public static class ImageLoader
         if (info == null) throw new ImageLoadException(name, ImageLoadFailure.NotAnImage, $"the {format.Name} header could not be read");
         if (info.Width <= 0 || info.Height <= 0)
             throw new ImageLoadException(name, ImageLoadFailure.Corrupt, $"the {format.Name} header declares a size of {info.Width}x{info.Height}");
-        long pixels = (long)info.Width * info.Height;
-        if (pixels > limits.MaxPixels)
-            throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
-                $"{info.Width}x{info.Height} = {pixels} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
+        CheckPixels(name, "image", info.Width, info.Height, limits);
+
+        if (format is JpegFormat && TryDecodeJpegExactly(data, info, limits) is { } jpeg) return jpeg;
 
         bool sixteenBit = format is PngFormat && info.Metadata.GetPngMetadata().BitDepth == PngBitDepth.Bit16;
         return sixteenBit
             ? ToRgbImage(Image.Load<Rgba64>(Decoders, data), limits, static (in Rgba64 p) => ((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8)), default)
-            : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), transparency);
+            : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), backfill);
+    }
+
+    private static void CheckPixels(string name, string what, int width, int height, ImageLimits limits)
+    {
+        long pixels = (long)width * height;
+        if (pixels > limits.MaxPixels)
+            throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
+                $"{what} {width}x{height} = {pixels} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
+    }
+
+    /// <summary>The first frame of an animated WebP on its canvas (see <see cref="AnimatedWebp"/>).</summary>
+    private static RgbImage DecodeAnimatedWebp(byte[] data, string name, ImageLimits limits)
+    {
+        var frame = AnimatedWebp.Extract(data);
+        CheckPixels(name, "WebP canvas", frame.CanvasWidth, frame.CanvasHeight, limits);
+        long pixels = (long)frame.CanvasWidth * frame.CanvasHeight;
+        using var decoded = Image.Load<Rgba32>(Decoders, frame.StillWebp);
+        if (decoded.Width != frame.Width || decoded.Height != frame.Height)
+            throw new ImageLoadException(name, ImageLoadFailure.Corrupt, $"the first WebP frame decodes to {decoded.Width}x{decoded.Height}, not the declared {frame.Width}x{frame.Height}");
+        var canvas = new byte[pixels * 3];
+        int canvasRow = frame.CanvasWidth * 3;
+        decoded.ProcessPixelRows(rows =>
+        {
+            for (int y = 0; y < rows.Height; y++)
+            {
+                var row = rows.GetRowSpan(y);
+                var output = canvas.AsSpan((frame.Y + y) * canvasRow + frame.X * 3, frame.Width * 3);
+                for (int x = 0; x < row.Length; x++)
+                {
+                    output[3 * x] = row[x].R;
+                    output[3 * x + 1] = row[x].G;
+                    output[3 * x + 2] = row[x].B;
+                }
+            }
+        });
+        return new RgbImage(frame.CanvasWidth, frame.CanvasHeight, canvas);
+    }
+
+    /// <summary>Our libjpeg-turbo-exact decoder (<see cref="ExactJpegDecoder"/>), or null for the files it leaves to
+    /// ImageSharp (CMYK, arithmetic coding, 12-bit, or data it finds inconsistent).</summary>
+    private static RgbImage? TryDecodeJpegExactly(byte[] data, IImageInfo info, ImageLimits limits)
+    {
+        RgbImage image;
+        try
+        {
+            image = ExactJpegDecoder.Decode(data, limits.MaxPixels);
+        }
+        catch (Exception e) when (e is JpegFallbackException or IndexOutOfRangeException or ArgumentException)
+        {
+            // Unsupported coding, or data our decoder finds inconsistent: ImageSharp, more lenient, decides.
+            return null;
+        }
+        if (image.Width != info.Width || image.Height != info.Height) return null;
+        return limits.ApplyExifOrientation ? Orient(image, info.Metadata) : image;
+    }
+
+    /// <summary>Applies the EXIF orientation of <paramref name="metadata"/> with ImageSharp's AutoOrient.</summary>
+    private static RgbImage Orient(RgbImage image, ImageMetadata metadata)
+    {
+        var orientation = metadata.ExifProfile?.GetValue(ExifTag.Orientation);
+        if (orientation == null || orientation.Value is 0 or 1) return image;
+        using var oriented = Image.LoadPixelData<Rgb24>(Decoders, image.Pixels, image.Width, image.Height);
+        oriented.Metadata.ExifProfile = metadata.ExifProfile!.DeepClone();
+        oriented.Mutate(x => x.AutoOrient());
+        var pixels = new byte[(long)oriented.Width * oriented.Height * 3];
+        oriented.CopyPixelDataTo(pixels);
+        return new RgbImage(oriented.Width, oriented.Height, pixels);
     }
 
     private delegate (byte R, byte G, byte B) ToRgb<TPixel>(in TPixel pixel);
 
-    private static RgbImage ToRgbImage<TPixel>(Image<TPixel> image, ImageLimits limits, ToRgb<TPixel> toRgb, ImageIntegrity.GifTransparency transparency)
+    private static RgbImage ToRgbImage<TPixel>(Image<TPixel> image, ImageLimits limits, ToRgb<TPixel> toRgb, ImageIntegrity.GifBackfill backfill)
         where TPixel : unmanaged, IPixel<TPixel>
     {
         using (image)
         {
-            if (transparency.Present && image is Image<Rgba32> rgba)
+            if (backfill.Present && image is Image<Rgba32> rgba)
             {
-                // ImageSharp leaves a GIF's transparent pixels as (0, 0, 0, 0); PIL shows the palette colour.
-                var fill = new Rgba32(transparency.R, transparency.G, transparency.B, 0);
+                // ImageSharp leaves a GIF's transparent pixels, and the screen outside the first frame, black; PIL shows a palette colour.
+                var fill = new Rgba32(backfill.R, backfill.G, backfill.B, 0);
                 rgba.ProcessPixelRows(rows =>
                 {
                     for (int y = 0; y < rows.Height; y++)
-                        foreach (ref var p in rows.GetRowSpan(y))
-                            if (p.A == 0) p = fill;
+                    {
+                        var row = rows.GetRowSpan(y);
+                        for (int x = 0; x < row.Length; x++)
+                            if (backfill.Applies(x, y, row[x].A)) row[x] = fill;
+                    }
                 });
             }
             if (limits.ApplyExifOrientation) image.Mutate(x => x.AutoOrient());

@@ -117,6 +117,12 @@ public sealed class ImagePreprocessor
         return new RgbImage(rows.Width, rows.Height, pixels);
     }
 
+    /// <summary>
+    /// What the reference training code substitutes for an image it cannot read: a crop-sized image of the
+    /// <see cref="PadColor"/> (its <c>Image.new('RGB', crop_size, int(mean × 255))</c>), to be processed like any other.
+    /// </summary>
+    public RgbImage MeanColorImage() => RgbImage.Filled(Config.CropWidth, Config.CropHeight, PadColor);
+
     /// <summary>int(mean × 255) per channel, as Parrot computes its fill (truncation, clamped to a byte).</summary>
     public static (byte R, byte G, byte B) FillColor(IReadOnlyList<double> mean)
     {

@@ -1,6 +1,8 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Parrot.Parrot.Vision;
 
@@ -93,15 +95,32 @@ public static class PilResampler
     private static void HorizontalRow(ReadOnlySpan<byte> input, Span<byte> output, ResampleWeights weights)
     {
         int taps = weights.Taps;
+        int inWidth = input.Length / 3;
         ref byte src = ref MemoryMarshal.GetReference(input);
         ref int w = ref MemoryMarshal.GetArrayDataReference(weights.Weights);
         int[] firstOf = weights.First, countOf = weights.Count;
         for (int o = 0; o < firstOf.Length; o++)
         {
-            int s0 = ResampleWeights.Half, s1 = s0, s2 = s0;
             ref byte p = ref Unsafe.Add(ref src, firstOf[o] * 3);
             ref int k = ref Unsafe.Add(ref w, o * taps);
             int n = countOf[o];
+            // One pixel per step: its 3 bytes and the next pixel's first byte widened to 4 int lanes, the
+            // fourth lane ignored. Reading that extra byte needs a pixel after the last tap.
+            if (Sse41.IsSupported && firstOf[o] + n < inWidth)
+            {
+                var sum = Vector128.Create(ResampleWeights.Half);
+                for (int j = 0; j < n; j++)
+                {
+                    var pixel = Sse41.ConvertToVector128Int32(Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref p, 3 * j))).AsByte());
+                    sum += pixel * Vector128.Create(Unsafe.Add(ref k, j));
+                }
+                var clipped = Vector128.Min(Vector128.Max(Vector128.ShiftRightArithmetic(sum, ResampleWeights.PrecisionBits), Vector128<int>.Zero), Vector128.Create(255));
+                output[3 * o] = (byte)clipped.GetElement(0);
+                output[3 * o + 1] = (byte)clipped.GetElement(1);
+                output[3 * o + 2] = (byte)clipped.GetElement(2);
+                continue;
+            }
+            int s0 = ResampleWeights.Half, s1 = s0, s2 = s0;
             for (int j = 0; j < n; j++)
             {
                 int c = Unsafe.Add(ref k, j);
