@@ -9,9 +9,21 @@ public static class Functional
     /// <summary>
     /// softmax(q·kᵀ·scale + mask)·v for q [B, H, T, D], k and v [B, Hkv, S, D] (Hkv divides H: grouped-query
     /// heads share keys/values). <paramref name="causal"/>: query i (absolute position queryOffset + i) sees
-    /// keys 0..queryOffset+i. <paramref name="mask"/>: additive, broadcastable to [B, H, T, S].
+    /// keys 0..queryOffset+i. <paramref name="mask"/>: additive, broadcastable to [B, H, T, S]. The fused op
+    /// (<see cref="Variable.ScaledDotProductAttention"/>): no scores stored, no copies of shared kv heads.
     /// </summary>
     public static Variable ScaledDotProductAttention(Variable q, Variable k, Variable v, bool causal, Tensor? mask = null, int queryOffset = 0, double? scale = null)
+    {
+        if (q.Rank != 4 || k.Rank != 4 || v.Rank != 4)
+            throw new ArgumentException($"ScaledDotProductAttention: q {q.Value.ShapeString()}, k {k.Value.ShapeString()}, v {v.Value.ShapeString()} must be [B, heads, seq, dim]");
+        return Variable.ScaledDotProductAttention(q, k, v, mask, causal, queryOffset, scale);
+    }
+
+    /// <summary>
+    /// The same attention composed from primitive ops (kv heads expanded, scores materialised, mask added,
+    /// softmax, product): the reference the fused op is tested against.
+    /// </summary>
+    public static Variable ScaledDotProductAttentionComposite(Variable q, Variable k, Variable v, bool causal, Tensor? mask = null, int queryOffset = 0, double? scale = null)
     {
         if (q.Rank != 4 || k.Rank != 4 || v.Rank != 4)
             throw new ArgumentException($"ScaledDotProductAttention: q {q.Value.ShapeString()}, k {k.Value.ShapeString()}, v {v.Value.ShapeString()} must be [B, heads, seq, dim]");

@@ -1,0 +1,112 @@
+"""PyTorch peer of `parrot bench decoder`: the same Qwen2-0.5B-shaped decoder (tools/qwen2_reference.py for the
+weights and the full forward), float32 on the CPU, no gradients.
+
+- prefill: ref.forward over T tokens (logits of every position, as Hugging Face computes them), median of
+  REPEATS runs after a warm-up;
+- decode: a forward with a KV cache (below, written plainly after Hugging Face's Qwen2 with its DynamicCache:
+  keys/values concatenated per layer, grouped heads repeated, causal mask offset by the cached length), one
+  token at a time after a PROMPT-token prefill; the median over DECODE steps after one untimed step.
+
+Usage: torch_decoder.py LAYERS PREFILL_LENGTHS(comma-separated) PROMPT DECODE REPEATS THREADS
+prints JSON {"prefill_ms": {"128": ...}, "decode_ms": ...}
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+import qwen2_reference as ref  # noqa: E402
+
+
+def config(layers):
+    return {"vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": layers,
+            "num_attention_heads": 14, "num_key_value_heads": 2, "rope_theta": 1e6, "rms_norm_eps": 1e-6,
+            "initializer_range": 0.02, "tie_word_embeddings": False}
+
+
+def forward_cached(p, cfg, ids, cache):
+    """ids [B, T] -> logits [B, T, V]; cache is a list (one (k, v) per layer, None at first) extended in place."""
+    h_dim, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = h_dim // nh
+    eps = cfg["rms_norm_eps"]
+    b, t = ids.shape
+    past = 0 if cache[0] is None else cache[0][0].shape[2]
+    x = p["model.embed_tokens.weight"][ids]
+    cos, sin = ref.rope_tables(torch.arange(past, past + t), hd, cfg["rope_theta"], x.dtype)
+    # Query i (absolute position past + i) sees keys 0..past + i.
+    mask = torch.full((t, past + t), float("-inf")).triu(past + 1)
+    for i in range(cfg["num_hidden_layers"]):
+        pre = f"model.layers.{i}."
+        r = x
+        h = ref.rms_norm(x, p[pre + "input_layernorm.weight"], eps)
+        q = h @ p[pre + "self_attn.q_proj.weight"].T + p[pre + "self_attn.q_proj.bias"]
+        k = h @ p[pre + "self_attn.k_proj.weight"].T + p[pre + "self_attn.k_proj.bias"]
+        v = h @ p[pre + "self_attn.v_proj.weight"].T + p[pre + "self_attn.v_proj.bias"]
+        q = q.view(b, t, nh, hd).transpose(1, 2)
+        k = k.view(b, t, nkv, hd).transpose(1, 2)
+        v = v.view(b, t, nkv, hd).transpose(1, 2)
+        q = q * cos + ref.rotate_half(q) * sin
+        k = k * cos + ref.rotate_half(k) * sin
+        if cache[i] is not None:
+            k = torch.cat((cache[i][0], k), dim=2)
+            v = torch.cat((cache[i][1], v), dim=2)
+        cache[i] = (k, v)
+        rep = nh // nkv
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd) + mask
+        attn = torch.softmax(scores.float(), dim=-1).to(x.dtype)
+        o = (attn @ v).transpose(1, 2).reshape(b, t, nh * hd)
+        x = r + o @ p[pre + "self_attn.o_proj.weight"].T
+        r = x
+        h = ref.rms_norm(x, p[pre + "post_attention_layernorm.weight"], eps)
+        gate = h @ p[pre + "mlp.gate_proj.weight"].T
+        up = h @ p[pre + "mlp.up_proj.weight"].T
+        x = r + (torch.nn.functional.silu(gate) * up) @ p[pre + "mlp.down_proj.weight"].T
+    x = ref.rms_norm(x, p["model.norm.weight"], eps)
+    return x @ p["lm_head.weight"].T
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def main():
+    layers, lengths, prompt, decode, repeats, threads = sys.argv[1:7]
+    layers, prompt, decode, repeats, threads = int(layers), int(prompt), int(decode), int(repeats), int(threads)
+    lengths = [int(s) for s in lengths.split(",") if s]
+    torch.set_num_threads(threads)
+    cfg = config(layers)
+    params = ref.init_params(cfg, seed=1)
+    g = torch.Generator().manual_seed(7)
+    result = {"torch": torch.__version__, "threads": threads, "prefill_ms": {}}
+    with torch.no_grad():
+        for t in lengths:
+            ids = torch.randint(0, cfg["vocab_size"], (1, t), generator=g)
+            ref.forward(params, cfg, ids)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                ref.forward(params, cfg, ids)
+                times.append(1000 * (time.perf_counter() - t0))
+            result["prefill_ms"][str(t)] = median(times)
+        cache = [None] * layers
+        forward_cached(params, cfg, torch.randint(0, cfg["vocab_size"], (1, prompt), generator=g), cache)
+        times = []
+        for step in range(decode + 1):
+            ids = torch.randint(0, cfg["vocab_size"], (1, 1), generator=g)
+            t0 = time.perf_counter()
+            forward_cached(params, cfg, ids, cache)
+            if step > 0:
+                times.append(1000 * (time.perf_counter() - t0))
+        result["decode_ms"] = median(times)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
