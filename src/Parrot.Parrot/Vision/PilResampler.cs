@@ -41,6 +41,8 @@ public static class PilResampler
         // Rows the vertical pass reads: from the first output's first input to the last output's last input.
         int firstRow = vertical.First[0];
         int lastRow = vertical.First[height - 1] + vertical.Count[height - 1];
+        if (!needHorizontal && source is ImageRows stored)
+            return Vertical(stored.Image, 0, vertical, height); // read the stored rows in place
         RgbImage rows = needHorizontal
             ? Horizontal(source, firstRow, lastRow, ResampleWeights.Compute(source.Width, width, filter))
             : CopyRows(source, firstRow, lastRow);

@@ -26,6 +26,8 @@ internal abstract class PixelRows
 /// <summary>The rows of a stored image.</summary>
 internal sealed class ImageRows(RgbImage image) : PixelRows
 {
+    public RgbImage Image => image;
+
     public override int Width => image.Width;
 
     public override int Height => image.Height;

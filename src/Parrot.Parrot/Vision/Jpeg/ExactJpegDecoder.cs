@@ -24,21 +24,10 @@ internal sealed class ExactJpegDecoder
         54, 47, 55, 62, 63,
     ];
 
-    private sealed class Component
-    {
-        public int Id, H, V, QuantTable;
-        public int BlocksPerLine, BlocksPerColumn;       // blocks covering the component's own samples
-        public int PaddedBlocksPerLine, PaddedBlocksPerColumn; // blocks covering whole MCUs
-        public int DownsampledWidth, DownsampledHeight;
-        public short[] Coefficients = [];
-        public int DcPredictor;
-        public int DcTable, AcTable;
-    }
-
     private readonly ushort[][] quant = new ushort[4][];
     private readonly JpegHuffmanTable?[] dcTables = new JpegHuffmanTable?[4];
     private readonly JpegHuffmanTable?[] acTables = new JpegHuffmanTable?[4];
-    private Component[] components = [];
+    private JpegComponent[] components = [];
     private int width, height, maxH, maxV, mcusPerLine, mcusPerColumn, restartInterval, eobRun;
     private bool progressive, frameSeen, sawJfif, sawAdobe;
     private int adobeTransform = -1;
@@ -147,12 +136,12 @@ internal sealed class ExactJpegDecoder
         if ((long)width * height > maxPixels) throw new JpegFallbackException("frame larger than the pixel limit");
         if (n is not (1 or 3)) throw new JpegFallbackException($"{n} components");
         if (b.Length < 6 + 3 * n) throw new JpegFallbackException("short SOF");
-        components = new Component[n];
+        components = new JpegComponent[n];
         for (int i = 0; i < n; i++)
         {
             int h = b[7 + 3 * i] >> 4, v = b[7 + 3 * i] & 15, q = b[8 + 3 * i];
             if (h is < 1 or > 4 || v is < 1 or > 4 || q > 3) throw new JpegFallbackException("bad sampling factors");
-            components[i] = new Component { Id = b[6 + 3 * i], H = h, V = v, QuantTable = q };
+            components[i] = new JpegComponent { Id = b[6 + 3 * i], H = h, V = v, QuantTable = q };
         }
         maxH = components.Max(c => c.H);
         maxV = components.Max(c => c.V);
@@ -182,7 +171,7 @@ internal sealed class ExactJpegDecoder
         if (!frameSeen) throw new JpegFallbackException("scan before frame");
         int n = b[0];
         if (n < 1 || n > 4 || b.Length < 1 + 2 * n + 3) throw new JpegFallbackException("bad SOS");
-        var scan = new Component[n];
+        var scan = new JpegComponent[n];
         for (int i = 0; i < n; i++)
         {
             int id = b[1 + 2 * i];
@@ -235,7 +224,7 @@ internal sealed class ExactJpegDecoder
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DecodeBlock(ref JpegBitReader bits, Component c, int block, int ss, int se, int ah, int al)
+    private void DecodeBlock(ref JpegBitReader bits, JpegComponent c, int block, int ss, int se, int ah, int al)
     {
         var coef = c.Coefficients.AsSpan(block * 64, 64);
         if (!progressive)
@@ -404,111 +393,5 @@ internal sealed class ExactJpegDecoder
         if (sawJfif) return false;
         if (sawAdobe) return adobeTransform == 0;
         return components[0].Id == 'R' && components[1].Id == 'G' && components[2].Id == 'B';
-    }
-
-    /// <summary>
-    /// libjpeg-turbo's upsampling (jdsample.c with do_fancy_upsampling, PIL's setting), one output row at a time.
-    /// 2:1 horizontally (chroma wider than 2 samples) and 2:1 vertically use the triangle filter: 3/4 of the
-    /// nearer sample and 1/4 of the further, with libjpeg's alternating rounding biases; at the image edges the
-    /// missing neighbour is the edge sample itself (libjpeg replicates the first and last rows and columns).
-    /// Other integral ratios, and 2:1 of a chroma only 1–2 samples wide, repeat samples.
-    /// </summary>
-    private static class JpegUpsampler
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void Row(byte[] plane, int stride, Component c, int maxH, int maxV, int y, byte[] output, int[] sums)
-        {
-            int hx = maxH / c.H, vy = maxV / c.V, width = output.Length;
-            int dw = c.DownsampledWidth, dh = c.DownsampledHeight;
-            if (vy == 2)
-            {
-                int i = y >> 1;
-                bool upper = (y & 1) == 0;
-                var near = plane.AsSpan(i * stride, dw);
-                var far = plane.AsSpan((upper ? Math.Max(i - 1, 0) : Math.Min(i + 1, dh - 1)) * stride, dw);
-                if (hx == 1)
-                {
-                    int bias = upper ? 1 : 2;
-                    for (int x = 0; x < width; x++) output[x] = (byte)((near[x] * 3 + far[x] + bias) >> 2);
-                    return;
-                }
-                if (hx == 2 && dw > 2)
-                {
-                    for (int j = 0; j < dw; j++) sums[j] = near[j] * 3 + far[j];
-                    output[0] = (byte)((sums[0] * 4 + 8) >> 4);
-                    for (int x = 1; x < width; x++)
-                    {
-                        int j = x >> 1;
-                        output[x] = (x & 1) == 0
-                            ? (byte)((sums[j] * 3 + sums[j - 1] + 8) >> 4)
-                            : (byte)((sums[j] * 3 + (j + 1 < dw ? sums[j + 1] : sums[j]) + 7) >> 4);
-                    }
-                    return;
-                }
-            }
-            else if (vy == 1 && hx == 2 && dw > 2)
-            {
-                var src = plane.AsSpan(y * stride, dw);
-                output[0] = src[0];
-                for (int x = 1; x < width; x++)
-                {
-                    int j = x >> 1;
-                    int near3 = src[j] * 3;
-                    output[x] = (x & 1) == 0
-                        ? (byte)((near3 + src[j - 1] + 1) >> 2)
-                        : (byte)((near3 + (j + 1 < dw ? src[j + 1] : src[j]) + 2) >> 2);
-                }
-                return;
-            }
-            var row = plane.AsSpan((y / vy) * stride);
-            if (hx == 1) { row[..width].CopyTo(output); return; }
-            for (int x = 0; x < width; x++) output[x] = row[x / hx];
-        }
-    }
-
-    private static class JpegColor
-    {
-        private const int ScaleBits = 16;
-        private const long OneHalf = 1L << (ScaleBits - 1);
-        private static readonly int[] CrR = new int[256], CbB = new int[256];
-        private static readonly long[] CrG = new long[256], CbG = new long[256];
-
-        static JpegColor()
-        {
-            static long Fix(double x) => (long)(x * (1L << ScaleBits) + 0.5);
-            for (int i = 0; i < 256; i++)
-            {
-                long x = i - 128;
-                CrR[i] = (int)((Fix(1.40200) * x + OneHalf) >> ScaleBits);
-                CbB[i] = (int)((Fix(1.77200) * x + OneHalf) >> ScaleBits);
-                CrG[i] = -Fix(0.71414) * x;
-                CbG[i] = -Fix(0.34414) * x + OneHalf;
-            }
-        }
-
-        private static byte Clamp(int v) => (byte)(v < 0 ? 0 : v > 255 ? 255 : v);
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void Gray(byte[] y, Span<byte> rgb)
-        {
-            for (int x = 0; x < y.Length; x++) rgb[3 * x] = rgb[3 * x + 1] = rgb[3 * x + 2] = y[x];
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void Convert(byte[] y, byte[] cb, byte[] cr, Span<byte> rgb, bool isRgb)
-        {
-            if (isRgb)
-            {
-                for (int x = 0; x < y.Length; x++) { rgb[3 * x] = y[x]; rgb[3 * x + 1] = cb[x]; rgb[3 * x + 2] = cr[x]; }
-                return;
-            }
-            for (int x = 0; x < y.Length; x++)
-            {
-                int l = y[x], b = cb[x], r = cr[x];
-                rgb[3 * x] = Clamp(l + CrR[r]);
-                rgb[3 * x + 1] = Clamp(l + (int)((CbG[b] + CrG[r]) >> ScaleBits));
-                rgb[3 * x + 2] = Clamp(l + CbB[b]);
-            }
-        }
     }
 }
