@@ -57,21 +57,21 @@ internal static unsafe class PackedSgemm
     public readonly record struct PackedRows(nint Data, int PaddedRows);
 
     /// <summary>
-    /// Packs rows [i0, i0+rows) of A, every k block, into <paramref name="dst"/> laid out as <see cref="PackedRows"/>;
-    /// only the (k block, MC rows) pieces numbered <paramref name="part"/> mod <paramref name="parts"/> are done,
-    /// so that threads can share the work.
+    /// Packs rows [i0, i0+rows) of A, every k block, into <paramref name="dst"/> laid out as <see cref="PackedRows"/>.
+    /// The pieces (one k block × <see cref="MC"/> rows each) are claimed from <paramref name="nextPiece"/>, so
+    /// several threads can share the work and a slow one simply packs fewer.
     /// </summary>
-    public static void PackRows(in MatrixView a, int i0, int rows, int k, float* dst, int part, int parts)
+    public static void PackRows(in MatrixView a, int i0, int rows, int k, float* dst, ref int nextPiece)
     {
         int paddedRows = (rows + MR - 1) / MR * MR;
-        int piece = 0;
-        for (int pc = 0; pc < k; pc += KC)
+        int rowBlocks = (rows + MC - 1) / MC;
+        int pieces = (k + KC - 1) / KC * rowBlocks;
+        int piece;
+        while ((piece = Interlocked.Increment(ref nextPiece) - 1) < pieces)
         {
-            int kc = Math.Min(KC, k - pc);
+            int pc = piece / rowBlocks * KC, ic = piece % rowBlocks * MC;
             float* block = dst + (long)(pc / KC) * paddedRows * KC;
-            for (int ic = 0; ic < rows; ic += MC, piece++)
-                if (piece % parts == part)
-                    Packing.PackA(a, i0 + ic, pc, Math.Min(MC, rows - ic), kc, block + (long)ic * KC);
+            Packing.PackA(a, i0 + ic, pc, Math.Min(MC, rows - ic), Math.Min(KC, k - pc), block + (long)ic * KC);
         }
     }
 

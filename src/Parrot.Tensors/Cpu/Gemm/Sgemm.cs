@@ -76,9 +76,9 @@ internal static unsafe class Sgemm
     }
 
     /// <summary>
-    /// The multi-threaded schedule. The threads first pack A together (each a share of its blocks) into one
-    /// shared buffer; then C is cut into column ranges that the threads take from a counter until none are
-    /// left, each packing its range of B into its own buffer. Every element of A and B is packed once, as on
+    /// The multi-threaded schedule. The threads first pack A together (claiming blocks from a counter) into
+    /// one shared buffer; then C is cut into column ranges that the threads take from a counter until none
+    /// are left, each packing its range of B into its own buffer. Every element of A and B is packed once, as on
     /// one thread, and no thread waits for another except at the two joins; on this shared machine, where one
     /// core is sometimes slowed by other work, a fixed half-and-half split would leave the faster core idle.
     /// </summary>
@@ -106,7 +106,8 @@ internal static unsafe class Sgemm
                 var packed = new PackedSgemm.PackedRows((nint)shared, (rows + mr - 1) / mr * mr);
                 int rowStart = i0;
                 int packParts = Math.Min(workers, (int)(kBlocks * ((rows + mcBlock - 1) / mcBlock)));
-                CpuParallel.For(packParts, w => PackedSgemm.PackRows(a, rowStart, rows, k, shared, w, packParts));
+                int nextPiece = 0;
+                CpuParallel.For(packParts, _ => PackedSgemm.PackRows(a, rowStart, rows, k, shared, ref nextPiece));
 
                 int next = -1;
                 float* cRows = c + i0 * ldc;
