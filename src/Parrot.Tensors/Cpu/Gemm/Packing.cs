@@ -89,6 +89,10 @@ internal static unsafe class Packing
                     if (w < nr) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
                 }
             }
+            else if (rs == 1 && TransposedPacking.CanPack(nr))
+            {
+                TransposedPacking.Pack<TSrc>(src, cs, kc, w, nr, panel);
+            }
             else
             {
                 // Columns are strided (for a transposed operand each column is contiguous): read down each
