@@ -7,4 +7,5 @@ root.Subcommands.Add(LmDemoCommand.Create());
 root.Subcommands.Add(TrainLmCommand.Create());
 root.Subcommands.Add(ForwardCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(VisionCommand.Create());
 return root.Parse(args).Invoke();
