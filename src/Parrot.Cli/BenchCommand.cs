@@ -11,6 +11,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(GemmBench.Create());
         bench.Subcommands.Add(TrainBench.Create());
         bench.Subcommands.Add(OpsBench.Create());
+        bench.Subcommands.Add(VitBench.Create());
         return bench;
     }
 }

@@ -27,6 +27,8 @@ internal static class VisionCommand
         {
             string dir = p.GetValue(model)!;
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
+            string outFolder = Path.GetDirectoryName(Path.GetFullPath(p.GetValue(output)!))!;
+            if (!Directory.Exists(outFolder)) throw new CliException($"--out: the folder {outFolder} does not exist");
             var towerConfig = p.GetValue(config) is { } path ? ClipVisionConfigJson.Load(path) : null;
             using var tower = ClipVisionLoader.Load(dir, DType.F32, config: towerConfig);
             int index = tower.HiddenStateIndex(LayerIn(tower, p.GetValue(layer)));
