@@ -43,7 +43,7 @@ internal static class VitBench
             double fullMs = Median(n, () => { using var s = TensorScope.Begin(); _ = model.Forward(pixels); });
             var ops = p.GetValue(profile) ? VitLayerProfile.Run(model, pixels, n) : null;
             if (p.GetValue(json))
-                Console.WriteLine(JsonSerializer.Serialize(new { ms_select = selectMs, ms_full = fullMs, layers = config.NumHiddenLayers, tokens = config.NumPositions, ops }));
+                Console.WriteLine(JsonSerializer.Serialize(new { ms_select = selectMs, ms_full = fullMs, layers = config.NumHiddenLayers, tokens = config.NumPositions, ops = ops?.Select(o => new object[] { o.Op, o.Ms }) }));
             else
             {
                 Console.WriteLine($"CLIP tower {config.NumHiddenLayers} layers × {config.NumPositions} tokens × {h}, float32, batch 1, {CpuParallel.Workers} threads ({model.ParameterCount():N0} parameters)");
