@@ -12,6 +12,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(TrainBench.Create());
         bench.Subcommands.Add(OpsBench.Create());
         bench.Subcommands.Add(DecoderBench.Create());
+        bench.Subcommands.Add(VitBench.Create());
         return bench;
     }
 }

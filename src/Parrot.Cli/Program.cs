@@ -9,4 +9,5 @@ root.Subcommands.Add(ForwardCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(MakeWorldCommand.Create());
+root.Subcommands.Add(VisionCommand.Create());
 return root.Parse(args).Invoke();
