@@ -8,4 +8,5 @@ root.Subcommands.Add(TrainLmCommand.Create());
 root.Subcommands.Add(ForwardCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(TrainTokenizerCommand.Create());
 return root.Parse(args).Invoke();
