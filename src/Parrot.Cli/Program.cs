@@ -10,4 +10,5 @@ root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(MakeWorldCommand.Create());
 root.Subcommands.Add(VisionCommand.Create());
+root.Subcommands.Add(TrainTokenizerCommand.Create());
 return root.Parse(args).Invoke();

@@ -1,0 +1,58 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Parrot.Parrot.Text;
+
+namespace Parrot.Cli;
+
+/// <summary>
+/// `parrot train-tokenizer --input FILE[,FILE...] --vocab-size N --out tokenizer.json
+/// [--special TOKEN,TOKEN,...] [--min-frequency F]`: learns a byte-level BPE vocabulary from UTF-8 text
+/// files and writes a Qwen2-style tokenizer.json that `parrot tokenize` and the models read.
+/// </summary>
+internal static class TrainTokenizerCommand
+{
+    public static Command Create()
+    {
+        var input = new Option<string>("--input") { Description = "UTF-8 text file(s) to learn from, separated by commas", Required = true };
+        var vocabSize = new Option<int>("--vocab-size") { Description = "Token ids in all: 256 byte symbols + merges + special tokens", Required = true };
+        var output = new Option<string>("--out") { Description = "The tokenizer.json to write (atomically)", Required = true };
+        var special = new Option<string>("--special")
+        {
+            Description = "Special tokens, separated by commas; their ids follow the learned vocabulary",
+            DefaultValueFactory = _ => string.Join(',', BpeTrainerOptions.DefaultSpecialTokens),
+        };
+        var minFrequency = new Option<int>("--min-frequency")
+        {
+            Description = "Never merge a pair seen fewer times than this (training may stop below --vocab-size)",
+            DefaultValueFactory = _ => 2,
+        };
+        var cmd = new Command("train-tokenizer", "Learn a byte-level BPE tokenizer (Qwen2 layout) from text files");
+        foreach (var o in new Option[] { input, vocabSize, output, special, minFrequency }) cmd.Options.Add(o);
+        cmd.SetAction(p => CliErrors.Run("train-tokenizer", () =>
+        {
+            var files = p.GetValue(input)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            if (files.Length == 0) throw new CliException("--input names no file");
+            foreach (string f in files)
+                if (!File.Exists(f)) throw new CliException($"input file {f} does not exist");
+            var specials = p.GetValue(special)!.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var clock = Stopwatch.StartNew();
+            var trainer = new BpeTrainer(new BpeTrainerOptions
+            {
+                VocabSize = p.GetValue(vocabSize),
+                SpecialTokens = specials,
+                MinPairFrequency = p.GetValue(minFrequency),
+            });
+            foreach (string f in files) trainer.AddFile(f);
+            var result = trainer.Train();
+            string outPath = p.GetValue(output)!;
+            result.Save(outPath);
+            Console.WriteLine($"read {result.Characters:N0} characters: {result.Words:N0} words, {result.DistinctWords:N0} distinct");
+            Console.WriteLine($"learned {result.Merges.Count:N0} merges in {result.MergeTime.TotalSeconds:F2} s ({clock.Elapsed.TotalSeconds:F2} s in all)");
+            if (result.IdCount < result.RequestedVocabSize)
+                Console.WriteLine($"note: the corpus has no more pairs seen {p.GetValue(minFrequency)} times; the vocabulary has {result.IdCount} ids, not {result.RequestedVocabSize}");
+            Console.WriteLine($"wrote {outPath}: {result.IdCount} ids (256 bytes + {result.Tokens.Count - 256} merged tokens + {result.SpecialTokens.Count} special)");
+            return 0;
+        }));
+        return cmd;
+    }
+}
