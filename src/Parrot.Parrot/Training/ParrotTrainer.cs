@@ -130,7 +130,8 @@ public sealed class ParrotTrainer : IDisposable
             double value = sum.Value.Item();
             if (!double.IsFinite(value))
                 throw new ParrotTrainingException($"step {stepNo}: the loss is {value} in micro-batch {micro + 1} (samples {string.Join(", ", examples.Select(e => e.Id))}); stopping, the last checkpoint is left as it was");
-            sum.Backward();
+            // A text-only micro-batch in stage 1 reaches no trainable parameter: its tokens count in the mean but give no gradient.
+            if (sum.RequiresGrad) sum.Backward();
             lossSum += value;
             tokens += real;
             for (int b = 0; b < examples.Count; b++)
