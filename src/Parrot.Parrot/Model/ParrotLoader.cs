@@ -47,10 +47,10 @@ public static class ParrotLoader
     }
 
     /// <summary>
-    /// Writes config.json (use_moe as <paramref name="useMoe"/> says, else the config's) and the weights
-    /// without any vision tower to <paramref name="directory"/>, each file atomically.
+    /// Writes config.json (<paramref name="config"/>, else the model's) and the weights without any vision
+    /// tower to <paramref name="directory"/>, each file atomically.
     /// </summary>
-    public static void Save(ParrotForCausalLM model, string directory, DType? dtype = null, bool? useMoe = null)
+    public static void Save(ParrotForCausalLM model, string directory, DType? dtype = null, ParrotConfig? config = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(directory);
@@ -63,7 +63,7 @@ public static class ParrotLoader
                 .ToList();
             SafetensorsCheckpoint.Save(directory, tensors, SafetensorsCheckpoint.DefaultMaxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
         }
-        var config = useMoe is bool u ? model.Config with { UseMoe = u } : model.Config;
+        config ??= model.Config;
         var path = Path.Combine(directory, "config.json");
         var tmp = path + ".tmp";
         File.WriteAllText(tmp, config.ToJson());

@@ -42,7 +42,7 @@ public static class ParrotCheckpoint
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
         Directory.CreateDirectory(tmp);
 
-        ParrotLoader.Save(model, tmp, useMoe: options.Stage == 2);
+        ParrotLoader.Save(model, tmp, config: model.Config with { UseMoe = options.Stage == 2 });
         using (var scope = TensorScope.Begin())
         {
             var tensors = new List<KeyValuePair<string, Tensor>>();
