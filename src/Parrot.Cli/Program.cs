@@ -5,6 +5,7 @@ var root = new RootCommand("parrot — ParrotNative: a C# tensor engine and the 
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(LmDemoCommand.Create());
 root.Subcommands.Add(TrainLmCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(ForwardCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());

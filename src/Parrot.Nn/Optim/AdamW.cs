@@ -52,6 +52,21 @@ public sealed class AdamW : Optimizer
     /// <summary>The first and second moments of a parameter (null before its first update).</summary>
     public (Tensor M, Tensor V)? State(Variable parameter) => _state.TryGetValue(parameter, out var s) ? s : null;
 
+    /// <summary>Restores a parameter's moments (copies of <paramref name="m"/> and <paramref name="v"/>) when resuming a run.</summary>
+    public void SetState(Variable parameter, Tensor m, Tensor v)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        var w = parameter.Value;
+        if (!m.Shape.SequenceEqual(w.Shape) || !v.Shape.SequenceEqual(w.Shape))
+            throw new ArgumentException($"AdamW.SetState: moments {m.ShapeString()}/{v.ShapeString()} do not fit {parameter.Describe()}");
+        if (_state.Remove(parameter, out var old)) { old.M.Dispose(); old.V.Dispose(); }
+        var ownM = TensorScope.Detach(Tensor.Zeros(w.Shape, w.DType, w.Device));
+        var ownV = TensorScope.Detach(Tensor.Zeros(w.Shape, w.DType, w.Device));
+        ownM.CopyFrom(m);
+        ownV.CopyFrom(v);
+        _state[parameter] = (ownM, ownV);
+    }
+
     /// <inheritdoc/>
     public override void Dispose()
     {

@@ -41,6 +41,20 @@ public sealed class MixedPrecisionAdamW : Optimizer
     /// <summary>The float32 master copy of a parameter (the parameter itself when it is float32/float64).</summary>
     public Tensor Master(Variable parameter) => _state[parameter].Master;
 
+    /// <summary>The first and second moments of a parameter.</summary>
+    public (Tensor M, Tensor V) Moments(Variable parameter) => (_state[parameter].M, _state[parameter].V);
+
+    /// <summary>Restores a parameter's master copy and moments (copied in) when resuming a run; the parameter gets the rounded master.</summary>
+    public void SetState(Variable parameter, Tensor master, Tensor m, Tensor v)
+    {
+        ArgumentNullException.ThrowIfNull(parameter);
+        var (ownMaster, ownM, ownV) = _state[parameter];
+        ownMaster.CopyFrom(master);
+        ownM.CopyFrom(m);
+        ownV.CopyFrom(v);
+        if (!ReferenceEquals(ownMaster, parameter.Value)) parameter.Value.CopyFrom(ownMaster);
+    }
+
     /// <inheritdoc/>
     protected override void Update(Variable parameter, Tensor grad)
     {

@@ -16,8 +16,8 @@ public abstract class Optimizer : IDisposable
     /// <summary>The learning rate of the next step (schedules set it before each step).</summary>
     public double LearningRate { get; set; }
 
-    /// <summary>Number of steps taken.</summary>
-    public long StepCount { get; protected set; }
+    /// <summary>Number of steps taken (set when a run resumes from a checkpoint: bias correction depends on it).</summary>
+    public long StepCount { get; set; }
 
     /// <summary>Creates an optimizer over <paramref name="parameters"/>.</summary>
     protected Optimizer(IEnumerable<Variable> parameters, double learningRate)

@@ -1,0 +1,188 @@
+using System.Text.Json;
+using Parrot.Parrot.Model;
+using Parrot.Parrot.Text;
+
+namespace Parrot.Parrot.Data;
+
+/// <summary>One tokenised LLaVA sample.</summary>
+/// <param name="Id">The sample's id (its position in the file when it has none).</param>
+/// <param name="ImagePath">The image file resolved against the images directory, or null for text-only samples.</param>
+/// <param name="Language">The language (from a "language" field, else the id's prefix such as <c>zh_…</c>), or null.</param>
+/// <param name="Ids">ChatML ids with <see cref="ParrotSample.ImageToken"/> where the image goes.</param>
+/// <param name="Labels">Targets per id (−100 outside assistant answers).</param>
+public sealed record LlavaExample(string Id, string? ImagePath, string? Language, int[] Ids, int[] Labels);
+
+/// <summary>A sample that was skipped, and why.</summary>
+public sealed record LlavaProblem(string File, string SampleId, string Message)
+{
+    /// <inheritdoc/>
+    public override string ToString() => $"{File}: sample '{SampleId}': {Message}";
+}
+
+/// <summary>Bad LLaVA data: the message names the file and the sample.</summary>
+public sealed class LlavaDataException(string message) : IOException(message);
+
+/// <summary>How <see cref="LlavaDataset.Load"/> reads and checks the data.</summary>
+public sealed record LlavaOptions
+{
+    /// <summary>Longest allowed sequence after the image placeholder becomes its visual tokens (the paper's 2048).</summary>
+    public int MaxLength { get; init; } = 2048;
+    /// <summary>Visual tokens one image adds (1+N with CLS kept: 577 for CLIP-L/14 at 336).</summary>
+    public int ImageTokens { get; init; } = 577;
+    /// <summary>Report and drop bad samples instead of stopping at the first.</summary>
+    public bool SkipBad { get; init; }
+}
+
+/// <summary>
+/// A LLaVA-format data set: a JSON array (or JSON lines, one object per line, for <c>.jsonl</c> files) of
+/// <c>{"id", "image"?, "language"?, "conversations": [{"from": "human"|"gpt"|"system", "value"}]}</c>,
+/// tokenised with ChatML. Every sample is checked when loading: malformed JSON (with its line and byte),
+/// missing or empty conversations, unknown roles, a conversation without an answer to learn, a missing
+/// image file, and a sequence longer than the maximum once the image's visual tokens are counted.
+/// </summary>
+public sealed class LlavaDataset
+{
+    /// <summary>Language codes recognised as id prefixes (MMMB's; <c>cn</c> is its name for Chinese).</summary>
+    public static IReadOnlySet<string> KnownLanguages { get; } = new HashSet<string>(StringComparer.Ordinal) { "en", "zh", "cn", "pt", "ar", "tr", "ru" };
+
+    /// <summary>The good samples in file order.</summary>
+    public IReadOnlyList<LlavaExample> Examples { get; }
+    /// <summary>The samples skipped (only with <see cref="LlavaOptions.SkipBad"/>).</summary>
+    public IReadOnlyList<LlavaProblem> Skipped { get; }
+    /// <summary>The data file.</summary>
+    public string File { get; }
+
+    private LlavaDataset(string file, List<LlavaExample> examples, List<LlavaProblem> skipped)
+    {
+        File = file; Examples = examples; Skipped = skipped;
+    }
+
+    /// <summary>Reads <paramref name="path"/>, resolving image paths against <paramref name="imagesDir"/> (the JSON's folder when null).</summary>
+    /// <exception cref="LlavaDataException">Bad data (the first problem, or malformed JSON even when skipping).</exception>
+    public static LlavaDataset Load(string path, string? imagesDir, ChatMl chat, LlavaOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(chat);
+        options ??= new LlavaOptions();
+        if (options.MaxLength < 2) throw new ArgumentOutOfRangeException(nameof(options), options.MaxLength, "LlavaDataset: the maximum length must be at least 2");
+        if (!System.IO.File.Exists(path)) throw new LlavaDataException($"{path}: data file not found");
+        imagesDir ??= Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var examples = new List<LlavaExample>();
+        var skipped = new List<LlavaProblem>();
+        int index = 0;
+        foreach (var (element, lineHint) in ReadRecords(path))
+        {
+            string id = SampleId(element, index++);
+            try
+            {
+                examples.Add(Parse(element, id, imagesDir, chat, options));
+            }
+            catch (LlavaDataException e)
+            {
+                var problem = new LlavaProblem(path, id, e.Message + lineHint);
+                if (!options.SkipBad) throw new LlavaDataException(problem.ToString());
+                skipped.Add(problem);
+            }
+        }
+        if (examples.Count == 0) throw new LlavaDataException($"{path}: no usable samples" + (skipped.Count > 0 ? $" ({skipped.Count} skipped as bad)" : ""));
+        return new LlavaDataset(path, examples, skipped);
+    }
+
+    /// <summary>The language of a sample: its "language" field, else an id prefix before '_', '-' or '/' that is a known code.</summary>
+    public static string? DetectLanguage(string id, string? languageField)
+    {
+        if (!string.IsNullOrWhiteSpace(languageField)) return languageField.Trim().ToLowerInvariant();
+        int cut = id.IndexOfAny(['_', '-', '/']);
+        if (cut <= 0) return null;
+        var prefix = id[..cut].ToLowerInvariant();
+        return KnownLanguages.Contains(prefix) ? prefix : null;
+    }
+
+    private static IEnumerable<(JsonElement Element, string LineHint)> ReadRecords(string path)
+    {
+        if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
+        {
+            int lineNo = 0;
+            foreach (var line in System.IO.File.ReadLines(path))
+            {
+                lineNo++;
+                if (line.Trim().Length == 0) continue;
+                JsonElement e;
+                try { e = JsonDocument.Parse(line).RootElement.Clone(); }
+                catch (JsonException ex) { throw new LlavaDataException($"{path}: malformed JSON on line {lineNo}, byte {(ex.BytePositionInLine ?? 0) + 1}: {ex.Message}"); }
+                yield return (e, $" (line {lineNo})");
+            }
+            yield break;
+        }
+        JsonElement root;
+        try
+        {
+            using var doc = JsonDocument.Parse(System.IO.File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = false });
+            root = doc.RootElement.Clone();
+        }
+        catch (JsonException ex)
+        {
+            throw new LlavaDataException($"{path}: malformed JSON at line {(ex.LineNumber ?? 0) + 1}, byte {(ex.BytePositionInLine ?? 0) + 1}: {ex.Message}");
+        }
+        if (root.ValueKind != JsonValueKind.Array) throw new LlavaDataException($"{path}: expected a JSON array of samples, found {root.ValueKind}");
+        foreach (var e in root.EnumerateArray()) yield return (e, "");
+    }
+
+    private static string SampleId(JsonElement e, int index) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty("id", out var id) && id.ValueKind is JsonValueKind.String or JsonValueKind.Number
+            ? id.ToString() : $"#{index}";
+
+    private static LlavaExample Parse(JsonElement e, string id, string imagesDir, ChatMl chat, LlavaOptions options)
+    {
+        if (e.ValueKind != JsonValueKind.Object) throw new LlavaDataException($"expected an object, found {e.ValueKind}");
+        if (!e.TryGetProperty("conversations", out var conv) || conv.ValueKind == JsonValueKind.Null)
+            throw new LlavaDataException("has no \"conversations\"");
+        if (conv.ValueKind != JsonValueKind.Array) throw new LlavaDataException($"\"conversations\" must be an array, found {conv.ValueKind}");
+        if (conv.GetArrayLength() == 0) throw new LlavaDataException("has an empty conversation");
+
+        string? image = null;
+        if (e.TryGetProperty("image", out var img) && img.ValueKind != JsonValueKind.Null)
+        {
+            if (img.ValueKind != JsonValueKind.String || img.GetString()!.Length == 0) throw new LlavaDataException("\"image\" must be a non-empty relative path");
+            image = Path.GetFullPath(Path.Combine(imagesDir, img.GetString()!));
+            if (!System.IO.File.Exists(image)) throw new LlavaDataException($"image file not found: {image}");
+        }
+        string? languageField = e.TryGetProperty("language", out var lang) && lang.ValueKind == JsonValueKind.String ? lang.GetString() : null;
+
+        var turns = new List<ChatTurn>();
+        bool imagePlaced = false;
+        int t = 0;
+        foreach (var turn in conv.EnumerateArray())
+        {
+            t++;
+            if (turn.ValueKind != JsonValueKind.Object) throw new LlavaDataException($"turn {t} is not an object");
+            if (!turn.TryGetProperty("from", out var from) || from.ValueKind != JsonValueKind.String) throw new LlavaDataException($"turn {t} has no \"from\"");
+            if (!turn.TryGetProperty("value", out var value) || value.ValueKind != JsonValueKind.String) throw new LlavaDataException($"turn {t} has no string \"value\"");
+            var role = from.GetString() switch
+            {
+                "human" or "user" => ChatRole.User,
+                "gpt" or "assistant" => ChatRole.Assistant,
+                "system" => ChatRole.System,
+                var other => throw new LlavaDataException($"turn {t} has the unknown role \"{other}\" (expected human, gpt or system)"),
+            };
+            var text = value.GetString()!;
+            // The image goes to the turn that names it, else to the first user turn (LLaVA's data carries it there).
+            bool carries = image is not null && !imagePlaced && role == ChatRole.User;
+            if (carries) imagePlaced = true;
+            else if (text.Contains(ChatMl.ImagePlaceholder, StringComparison.Ordinal))
+            {
+                if (image is null) throw new LlavaDataException($"turn {t} has an {ChatMl.ImagePlaceholder} placeholder but the sample has no image");
+                text = text.Replace(ChatMl.ImagePlaceholder, "", StringComparison.Ordinal);
+            }
+            turns.Add(new ChatTurn(role, text, carries));
+        }
+        if (image is not null && !imagePlaced) throw new LlavaDataException("has an image but no human turn to carry it");
+        if (!turns.Any(x => x.Role == ChatRole.Assistant)) throw new LlavaDataException("has no gpt turn: nothing to learn");
+
+        var enc = chat.FormatForTraining(turns);
+        int length = enc.Ids.Length + (image is not null ? options.ImageTokens - 1 : 0);
+        if (length > options.MaxLength)
+            throw new LlavaDataException($"is {length} tokens long{(image is not null ? $" with its {options.ImageTokens} visual tokens" : "")}, over the maximum length {options.MaxLength}");
+        return new LlavaExample(id, image, DetectLanguage(id, languageField), enc.Ids, enc.Labels);
+    }
+}

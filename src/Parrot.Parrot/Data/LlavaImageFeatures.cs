@@ -1,0 +1,101 @@
+using System.Security.Cryptography;
+using System.Text;
+using Parrot.Parrot.Vision;
+using Parrot.Tensors;
+using Parrot.Tensors.Formats;
+
+namespace Parrot.Parrot.Data;
+
+/// <summary>
+/// Vision features per image file, computed once: the tower is frozen in both training stages, so each
+/// distinct image goes through it a single time and its features [1+N, C] are kept in memory, and with a
+/// cache directory also on disk as .npy named by a hash of the image's full path (a later run, or a resumed
+/// one, reads them back instead of running the tower).
+/// </summary>
+public sealed class LlavaImageFeatures : IDisposable
+{
+    private readonly Func<Tensor, Tensor> _tower;
+    private readonly ImagePreprocessor _preprocessor;
+    private readonly bool _padToSquare;
+    private readonly string? _cacheDir;
+    private readonly Dictionary<string, Tensor> _memory = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// <paramref name="tower"/> maps pixels [B, 3, S, S] to features [B, 1+N, C] (e.g. <c>ParrotVision.Features</c>);
+    /// <paramref name="padToSquare"/> is image_aspect_ratio "pad".
+    /// </summary>
+    public LlavaImageFeatures(Func<Tensor, Tensor> tower, ImagePreprocessor preprocessor, bool padToSquare = true, string? cacheDir = null)
+    {
+        ArgumentNullException.ThrowIfNull(tower);
+        ArgumentNullException.ThrowIfNull(preprocessor);
+        _tower = tower; _preprocessor = preprocessor; _padToSquare = padToSquare; _cacheDir = cacheDir;
+        if (cacheDir is not null) Directory.CreateDirectory(cacheDir);
+    }
+
+    /// <summary>How many times the tower ran (images not found in either cache).</summary>
+    public int TowerCalls { get; private set; }
+
+    /// <summary>Features [images, 1+N, C] for <paramref name="imagePaths"/> in order; <paramref name="sampleIds"/> name the samples in errors.</summary>
+    /// <exception cref="LlavaDataException">An image cannot be read or gives features of another shape than the others.</exception>
+    public Tensor Batch(IReadOnlyList<string> imagePaths, IReadOnlyList<string> sampleIds)
+    {
+        ArgumentNullException.ThrowIfNull(imagePaths);
+        var rows = new Tensor[imagePaths.Count];
+        for (int i = 0; i < rows.Length; i++) rows[i] = Get(imagePaths[i], sampleIds[i]);
+        for (int i = 1; i < rows.Length; i++)
+            if (!rows[i].Shape.SequenceEqual(rows[0].Shape))
+                throw new LlavaDataException($"{imagePaths[i]} (sample '{sampleIds[i]}'): features {rows[i].ShapeString()} differ from {rows[0].ShapeString()} of {imagePaths[0]}");
+        return Tensor.Stack(0, rows);
+    }
+
+    /// <summary>The features [1+N, C] of one image (owned by this cache: do not dispose).</summary>
+    public Tensor Get(string imagePath, string sampleId)
+    {
+        ArgumentNullException.ThrowIfNull(imagePath);
+        if (_memory.TryGetValue(imagePath, out var cached)) return cached;
+        string? file = _cacheDir is null ? null : Path.Combine(_cacheDir, Key(imagePath) + ".npy");
+        Tensor features;
+        if (file is not null && File.Exists(file))
+            features = TensorScope.Detach(Npy.Read(file));
+        else
+        {
+            features = TensorScope.Detach(Compute(imagePath, sampleId));
+            if (file is not null)
+            {
+                var tmp = file + ".tmp";
+                Npy.Write(tmp, features);
+                File.Move(tmp, file, overwrite: true);
+            }
+        }
+        _memory[imagePath] = features;
+        return features;
+    }
+
+    private Tensor Compute(string imagePath, string sampleId)
+    {
+        using var scope = TensorScope.Begin();
+        RgbImage image;
+        try { image = ImageLoader.Load(imagePath); }
+        catch (Exception e) when (e is ImageLoadException or IOException or UnauthorizedAccessException)
+        {
+            throw new LlavaDataException($"{imagePath} (sample '{sampleId}'): cannot read the image: {e.Message}");
+        }
+        var pixels = _preprocessor.Process(image, _padToSquare);
+        var batch = pixels.Unsqueeze(0);
+        TowerCalls++;
+        var output = _tower(batch);
+        if (output.Rank != 3 || output.Dim(0) != 1)
+            throw new InvalidOperationException($"LlavaImageFeatures: the tower returned {output.ShapeString()} for one image; expected [1, tokens, channels]");
+        return scope.Keep(output.Select(0, 0).Contiguous().Clone());
+    }
+
+    private static string Key(string imagePath) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(imagePath))))[..32];
+
+    /// <summary>Frees the cached features.</summary>
+    public void Dispose()
+    {
+        foreach (var t in _memory.Values) t.Dispose();
+        _memory.Clear();
+    }
+}

@@ -1,0 +1,133 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Parrot.Autograd;
+using Parrot.Nn.Optim;
+using Parrot.Parrot.Model;
+using Parrot.Tensors;
+using Parrot.Tensors.Formats;
+
+namespace Parrot.Parrot.Training;
+
+/// <summary>Where a run stands: steps done, the run's length, and the data order's epoch and offset.</summary>
+internal sealed record ParrotTrainerPosition(int Step, int TotalSteps, int Epoch, int Offset, int DataCount);
+
+/// <summary>
+/// A training checkpoint directory <c>checkpoint-{step}</c>: the model (config.json + model.safetensors,
+/// no vision tower), <c>optimizer.safetensors</c> (AdamW moments <c>m/{name}</c>, <c>v/{name}</c> and, in
+/// bf16, the float32 masters <c>master/{name}</c>) and <c>trainer_state.json</c> (stage, step, optimizer
+/// step count, epoch and offset of the data order, seed). It is written into a temporary directory and
+/// renamed into place, so a run killed while saving leaves the previous checkpoint as the latest.
+/// </summary>
+public static class ParrotCheckpoint
+{
+    private const string StateFile = "trainer_state.json", OptimizerFile = "optimizer.safetensors", Prefix = "checkpoint-";
+
+    /// <summary>The checkpoint with the highest step under <paramref name="outputDir"/>, or null.</summary>
+    public static string? Latest(string outputDir)
+    {
+        if (!Directory.Exists(outputDir)) return null;
+        return Directory.GetDirectories(outputDir, Prefix + "*")
+            .Select(d => (Dir: d, Ok: int.TryParse(Path.GetFileName(d)[Prefix.Length..], NumberStyles.None, CultureInfo.InvariantCulture, out int s), Step: s))
+            .Where(x => x.Ok && File.Exists(Path.Combine(x.Dir, StateFile)))
+            .OrderByDescending(x => x.Step).Select(x => x.Dir).FirstOrDefault();
+    }
+
+    internal static string Write(string outputDir, int step, ParrotForCausalLM model, ParrotTrainingOptions options,
+        IReadOnlyList<(string Name, Variable Parameter)> trainable, Optimizer optimizer, ParrotTrainerPosition position)
+    {
+        Directory.CreateDirectory(outputDir);
+        var final = Path.Combine(outputDir, Prefix + step.ToString(CultureInfo.InvariantCulture));
+        var tmp = Path.Combine(outputDir, $".{Prefix}{step}.tmp-{Environment.ProcessId}");
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+        Directory.CreateDirectory(tmp);
+
+        ParrotLoader.Save(model, tmp, config: model.Config with { UseMoe = options.Stage == 2 });
+        using (var scope = TensorScope.Begin())
+        {
+            var tensors = new List<KeyValuePair<string, Tensor>>();
+            foreach (var (name, p) in trainable)
+            {
+                switch (optimizer)
+                {
+                    case AdamW a when a.State(p) is var (m, v):
+                        tensors.Add(new("m/" + name, m)); tensors.Add(new("v/" + name, v));
+                        break;
+                    case MixedPrecisionAdamW mp:
+                        var (mm, vv) = mp.Moments(p);
+                        tensors.Add(new("m/" + name, mm)); tensors.Add(new("v/" + name, vv));
+                        tensors.Add(new("master/" + name, mp.Master(p)));
+                        break;
+                }
+            }
+            Safetensors.Save(Path.Combine(tmp, OptimizerFile), tensors);
+        }
+        var state = new JsonObject
+        {
+            ["stage"] = options.Stage,
+            ["step"] = position.Step,
+            ["total_steps"] = position.TotalSteps,
+            ["optimizer_steps"] = optimizer.StepCount,
+            ["epoch"] = position.Epoch,
+            ["offset"] = position.Offset,
+            ["data_count"] = position.DataCount,
+            ["seed"] = options.Seed,
+            ["bf16"] = options.Bf16,
+            ["learning_rate"] = options.LearningRate,
+            ["global_batch"] = options.GlobalBatch,
+        };
+        File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+        Directory.Move(tmp, final);
+        return final;
+    }
+
+    internal static ParrotTrainerPosition Read(string dir, ParrotForCausalLM model, ParrotTrainingOptions options,
+        IReadOnlyList<(string Name, Variable Parameter)> trainable, Optimizer optimizer)
+    {
+        var statePath = Path.Combine(dir, StateFile);
+        if (!File.Exists(statePath)) throw new InvalidDataException($"{dir}: not a training checkpoint (no {StateFile})");
+        JsonNode s;
+        try { s = JsonNode.Parse(File.ReadAllText(statePath)) ?? throw new InvalidDataException($"{statePath}: empty"); }
+        catch (JsonException e) { throw new InvalidDataException($"{statePath}: malformed JSON: {e.Message}", e); }
+        int Int(string key) => s[key]?.GetValue<int>() ?? throw new InvalidDataException($"{statePath}: no '{key}'");
+        if (Int("stage") != options.Stage) throw new InvalidDataException($"{dir}: the checkpoint is from stage {Int("stage")}, this run is stage {options.Stage}");
+        if ((s["seed"]?.GetValue<ulong>() ?? 0) != options.Seed) throw new InvalidDataException($"{dir}: the checkpoint used seed {s["seed"]}, this run {options.Seed}: the data order would differ");
+        if ((s["bf16"]?.GetValue<bool>() ?? false) != options.Bf16) throw new InvalidDataException($"{dir}: the checkpoint was trained with bf16={s["bf16"]}, this run bf16={options.Bf16}");
+
+        // Copy into the live tensors (not replace them): the optimizer holds float32 parameters as its masters.
+        using (var ck = SafetensorsCheckpoint.Open(dir))
+        using (var scope = TensorScope.Begin())
+        {
+            foreach (var (name, p) in model.NamedParameters())
+            {
+                if (name.StartsWith("model.vision_tower.", StringComparison.Ordinal)) continue;
+                if (!ck.TryGetInfo(name, out var info)) throw new InvalidDataException($"{dir}: the checkpoint has no '{name}'");
+                if (!info.Shape.SequenceEqual(p.Shape)) throw new InvalidDataException($"{dir}: '{name}' is {Tensor.FormatShape(info.Shape)} in the checkpoint, {p.Value.ShapeString()} in the model");
+                p.Value.CopyFrom(ck.Load(name, p.DType));
+            }
+        }
+        var optPath = Path.Combine(dir, OptimizerFile);
+        if (!File.Exists(optPath)) throw new InvalidDataException($"{dir}: no {OptimizerFile}");
+        using (var scope = TensorScope.Begin())
+        {
+            var saved = Safetensors.LoadAll(optPath);
+            foreach (var (name, p) in trainable)
+            {
+                bool hasM = saved.TryGetValue("m/" + name, out var m), hasV = saved.TryGetValue("v/" + name, out var v);
+                if (!hasM || !hasV) continue; // never updated (no gradient reached it yet)
+                switch (optimizer)
+                {
+                    case AdamW a: a.SetState(p, m!, v!); break;
+                    case MixedPrecisionAdamW mp:
+                        if (!saved.TryGetValue("master/" + name, out var master)) throw new InvalidDataException($"{optPath}: no master weights for '{name}'");
+                        mp.SetState(p, master, m!, v!);
+                        break;
+                }
+            }
+            foreach (var t in saved.Values) t.Dispose();
+        }
+        optimizer.StepCount = s["optimizer_steps"]?.GetValue<long>() ?? throw new InvalidDataException($"{statePath}: no 'optimizer_steps'");
+        return new ParrotTrainerPosition(Int("step"), Int("total_steps"), Int("epoch"), Int("offset"), Int("data_count"));
+    }
+}

@@ -1,0 +1,185 @@
+using System.Text.Json.Nodes;
+using Parrot.Parrot.Data;
+using Parrot.Parrot.Model;
+using Parrot.Parrot.Text;
+using Parrot.Tensors;
+using static Parrot.Parrot.Tests.Training.TrainingFixtures;
+
+namespace Parrot.Parrot.Tests.Training;
+
+public class LlavaDatasetTests
+{
+    private static string WriteJson(string dir, JsonArray samples, string name = "data.json")
+    {
+        var path = Path.Combine(dir, name);
+        File.WriteAllText(path, samples.ToJsonString());
+        return path;
+    }
+
+    private static JsonObject Sample(string id, string? image, params (string From, string Value)[] turns)
+    {
+        var o = new JsonObject { ["id"] = id };
+        if (image is not null) o["image"] = image;
+        var conv = new JsonArray();
+        foreach (var (f, v) in turns) conv.Add(new JsonObject { ["from"] = f, ["value"] = v });
+        o["conversations"] = conv;
+        return o;
+    }
+
+    [Test]
+    public void TokenisesWithChatMlAndResolvesImages()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir);
+        var ds = LlavaDataset.Load(json, images, Chat, DataOptions());
+        Assert.That(ds.Examples, Has.Count.EqualTo(8));
+        Assert.That(ds.Skipped, Is.Empty);
+
+        var first = ds.Examples[0];
+        Assert.That(first.Id, Is.EqualTo("en_0"));
+        Assert.That(first.Language, Is.EqualTo("en"));
+        Assert.That(first.ImagePath, Is.EqualTo(Path.GetFullPath(Path.Combine(images, "red.png"))));
+        var expected = Chat.FormatForTraining([new ChatTurn(ChatRole.User, "What colour is this?", HasImage: true), new ChatTurn(ChatRole.Assistant, "red")]);
+        Assert.That(first.Ids, Is.EqualTo(expected.Ids));
+        Assert.That(first.Labels, Is.EqualTo(expected.Labels));
+        Assert.That(first.Ids.Count(i => i == ParrotSample.ImageToken), Is.EqualTo(1));
+        // Supervised: "red" + <|im_end|> (last turn: no trailing newline).
+        Assert.That(first.Labels.Where(l => l != ParrotSample.IgnoreIndex), Is.EqualTo("red"u8.ToArray().Select(b => (int)b).Append(258)));
+
+        var textOnly = ds.Examples[3];
+        Assert.That(textOnly.ImagePath, Is.Null);
+        Assert.That(textOnly.Ids, Does.Not.Contain(ParrotSample.ImageToken));
+        Assert.That(ds.Examples[1].Language, Is.EqualTo("zh"));
+    }
+
+    [Test]
+    public void LanguageComesFromTheFieldOrTheIdPrefix()
+    {
+        Assert.That(LlavaDataset.DetectLanguage("ar_17", null), Is.EqualTo("ar"));
+        Assert.That(LlavaDataset.DetectLanguage("ru-3", null), Is.EqualTo("ru"));
+        Assert.That(LlavaDataset.DetectLanguage("cn/abc", null), Is.EqualTo("cn"));
+        Assert.That(LlavaDataset.DetectLanguage("000123", null), Is.Null);
+        Assert.That(LlavaDataset.DetectLanguage("coco_5", null), Is.Null);
+        Assert.That(LlavaDataset.DetectLanguage("coco_5", "TR"), Is.EqualTo("tr"));
+    }
+
+    [Test]
+    public void JsonLinesAreReadToo()
+    {
+        var dir = TempDir();
+        var path = Path.Combine(dir, "d.jsonl");
+        File.WriteAllText(path, Sample("a", null, ("human", "hi"), ("gpt", "yo")).ToJsonString() + "\n\n" + Sample("b", null, ("human", "x"), ("gpt", "y")).ToJsonString() + "\n");
+        var ds = LlavaDataset.Load(path, dir, Chat, DataOptions());
+        Assert.That(ds.Examples.Select(e => e.Id), Is.EqualTo(new[] { "a", "b" }));
+    }
+
+    private static IEnumerable<TestCaseData> BadSamples()
+    {
+        yield return new TestCaseData(Sample("s1", null), "empty conversation").SetName("Empty conversation");
+        yield return new TestCaseData(new JsonObject { ["id"] = "s1" }, "no \"conversations\"").SetName("Missing conversations");
+        yield return new TestCaseData(Sample("s1", null, ("human", "hi"), ("robot", "beep")), "unknown role \"robot\"").SetName("Unknown role");
+        yield return new TestCaseData(Sample("s1", "nope.png", ("human", "<image>\nhi"), ("gpt", "x")), "image file not found").SetName("Missing image");
+        yield return new TestCaseData(Sample("s1", null, ("human", "hi")), "no gpt turn").SetName("No answer");
+        yield return new TestCaseData(Sample("s1", null, ("human", new string('a', 300)), ("gpt", "x")), "over the maximum length 200").SetName("Too long");
+        yield return new TestCaseData(Sample("s1", null, ("human", "<image>\nhi"), ("gpt", "x")), "placeholder but the sample has no image").SetName("Placeholder without image");
+    }
+
+    [TestCaseSource(nameof(BadSamples))]
+    public void BadSamplesNameTheFileAndTheSample(JsonObject bad, string reason)
+    {
+        var dir = TempDir();
+        var path = WriteJson(dir, [Sample("good", null, ("human", "hi"), ("gpt", "yo")), bad]);
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions(maxLength: 200)));
+        Assert.That(e!.Message, Does.Contain(path).And.Contain("'s1'").And.Contain(reason));
+
+        var skipping = LlavaDataset.Load(path, dir, Chat, DataOptions(skipBad: true, maxLength: 200));
+        Assert.That(skipping.Examples.Select(x => x.Id), Is.EqualTo(new[] { "good" }));
+        Assert.That(skipping.Skipped, Has.Count.EqualTo(1));
+        Assert.That(skipping.Skipped[0].SampleId, Is.EqualTo("s1"));
+        Assert.That(skipping.Skipped[0].ToString(), Does.Contain(reason));
+    }
+
+    [Test]
+    public void TheLengthLimitCountsTheVisualTokens()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir, samples: 1);
+        int textLength = LlavaDataset.Load(json, images, Chat, DataOptions()).Examples[0].Ids.Length;
+        int withImage = textLength - 1 + ImageTokens;
+        Assert.DoesNotThrow(() => LlavaDataset.Load(json, images, Chat, DataOptions(maxLength: withImage)));
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(json, images, Chat, DataOptions(maxLength: withImage - 1)));
+        Assert.That(e!.Message, Does.Contain($"{withImage} tokens long"));
+    }
+
+    [Test]
+    public void MalformedJsonIsReportedWithItsPosition()
+    {
+        var dir = TempDir();
+        var path = Path.Combine(dir, "broken.json");
+        File.WriteAllText(path, "[\n  {\"id\": \"a\",\n   \"conversations\": [}\n]");
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions(skipBad: true)));
+        Assert.That(e!.Message, Does.Contain(path).And.Contain("malformed JSON at line 3"));
+
+        var lines = Path.Combine(dir, "broken.jsonl");
+        File.WriteAllText(lines, Sample("a", null, ("human", "hi"), ("gpt", "yo")).ToJsonString() + "\n{\"id\": \"b\", oops}\n");
+        e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(lines, dir, Chat, DataOptions()));
+        Assert.That(e!.Message, Does.Contain("malformed JSON on line 2"));
+
+        Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(Path.Combine(dir, "absent.json"), dir, Chat));
+        var obj = Path.Combine(dir, "obj.json");
+        File.WriteAllText(obj, "{}");
+        Assert.That(Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(obj, dir, Chat))!.Message, Does.Contain("expected a JSON array"));
+    }
+
+    [Test]
+    public void AllBadIsAnErrorEvenWhenSkipping()
+    {
+        var dir = TempDir();
+        var path = WriteJson(dir, [Sample("x", null)]);
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions(skipBad: true)));
+        Assert.That(e!.Message, Does.Contain("no usable samples"));
+    }
+
+    [Test]
+    public void FeaturesAreComputedOncePerImageAndCachedOnDisk()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir);
+        var ds = LlavaDataset.Load(json, images, Chat, DataOptions());
+        var cache = Path.Combine(dir, "features");
+        var withImages = ds.Examples.Where(e => e.ImagePath is not null).ToList();
+        float[] first;
+        using (var f = new LlavaImageFeatures(ToyTower, Preprocessor, padToSquare: true, cacheDir: cache))
+        {
+            using var batch = f.Batch(withImages.Select(e => e.ImagePath!).ToList(), withImages.Select(e => e.Id).ToList());
+            Assert.That(batch.Shape.ToArray(), Is.EqualTo(new[] { withImages.Count, ImageTokens, Channels }));
+            Assert.That(f.TowerCalls, Is.EqualTo(3));
+            using var again = f.Batch(withImages.Select(e => e.ImagePath!).ToList(), withImages.Select(e => e.Id).ToList());
+            Assert.That(f.TowerCalls, Is.EqualTo(3));
+            first = batch.ToFloatArray();
+
+            // Equal to running the tower on the preprocessed image directly.
+            using var scope = TensorScope.Begin();
+            var px = Preprocessor.Process(global::Parrot.Parrot.Vision.ImageLoader.Load(withImages[0].ImagePath!), true).Unsqueeze(0);
+            Assert.That(ToyTower(px).ToFloatArray(), Is.EqualTo(first.Take(ImageTokens * Channels)));
+        }
+        Assert.That(Directory.GetFiles(cache, "*.npy"), Has.Length.EqualTo(3));
+        using (var f = new LlavaImageFeatures(_ => throw new AssertionException("the tower must not run"), Preprocessor, cacheDir: cache))
+        {
+            using var batch = f.Batch(withImages.Select(e => e.ImagePath!).ToList(), withImages.Select(e => e.Id).ToList());
+            Assert.That(batch.ToFloatArray(), Is.EqualTo(first));
+            Assert.That(f.TowerCalls, Is.Zero);
+        }
+    }
+
+    [Test]
+    public void AnUnreadableImageNamesTheSample()
+    {
+        var dir = TempDir();
+        var bad = Path.Combine(dir, "bad.png");
+        File.WriteAllText(bad, "not a png");
+        using var f = new LlavaImageFeatures(ToyTower, Preprocessor);
+        var e = Assert.Throws<LlavaDataException>(() => f.Get(bad, "en_9"));
+        Assert.That(e!.Message, Does.Contain(bad).And.Contain("'en_9'"));
+    }
+}
