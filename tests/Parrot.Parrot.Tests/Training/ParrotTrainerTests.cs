@@ -102,6 +102,22 @@ public class ParrotTrainerTests
     }
 
     [Test]
+    public void ActivationCheckpointingGivesTheSameTraining()
+    {
+        var (data, _) = Data();
+        var losses = new List<double[]>();
+        foreach (bool checkpointing in new[] { false, true })
+        {
+            using var model = new ParrotForCausalLM(Config(), seed: 5);
+            using var features = new LlavaImageFeatures(ToyTower, Preprocessor);
+            using var trainer = new ParrotTrainer(model, data, features, Options(2, global: 4, micro: 2, steps: 2) with { WarmupRatio = 0, GradientCheckpointing = checkpointing });
+            Assert.That(model.Model.GradientCheckpointing, Is.EqualTo(checkpointing));
+            losses.Add(trainer.Train().Select(r => r.Loss).ToArray());
+        }
+        Assert.That(losses[1], Is.EqualTo(losses[0]).Within(1e-6));
+    }
+
+    [Test]
     public void TheLossIsTheMeanOverSupervisedTokensOfTheGlobalBatch()
     {
         var (data, _) = Data(samples: 4);
