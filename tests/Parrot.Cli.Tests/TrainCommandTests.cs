@@ -121,23 +121,36 @@ public class TrainCommandTests
     }
 
     [Test]
-    public void ResumeContinuesFromTheLatestCheckpointWithTheSameLosses()
+    public void ARunKilledMidStepResumesToTheSameLosses()
     {
         var (root, model, data, images) = Prepare();
-        var straight = Path.Combine(root, "straight");
-        var args = new[] { "--stage", "2", "--batch", "2", "--micro-batch", "1", "--lr", "0.001", "--steps", "4", "--save-every", "2" };
-        var full = Train(model, data, images, straight, args);
-        Assert.That(full, Has.Length.EqualTo(4));
+        var args = new[] { "--stage", "2", "--batch", "2", "--micro-batch", "1", "--lr", "0.001", "--steps", "12", "--save-every", "3" };
+        var full = Train(model, data, images, Path.Combine(root, "straight"), args);
 
-        // As if killed after step 2: only the first checkpoint and the log so far exist.
-        var resumed = Path.Combine(root, "resumed");
-        Directory.CreateDirectory(resumed);
-        var ck = Path.Combine(straight, "checkpoint-2");
-        Directory.CreateDirectory(Path.Combine(resumed, "checkpoint-2"));
-        foreach (var f in Directory.GetFiles(ck)) File.Copy(f, Path.Combine(resumed, "checkpoint-2", Path.GetFileName(f)));
-        File.WriteAllLines(Path.Combine(resumed, "train_log.jsonl"), full.Take(2));
-        var log = Train(model, data, images, resumed, [.. args, "--resume"]);
-        Assert.That(log.Select(Loss), Is.EqualTo(full.Select(Loss)), "bit for bit");
+        var killed = Path.Combine(root, "killed");
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll"), "train", "--model", model, "--data", data, "--images", images, "--out", killed }.Concat(args))
+            psi.ArgumentList.Add(a);
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            p.OutputDataReceived += (_, _) => { };
+            p.ErrorDataReceived += (_, _) => { };
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            while (!Directory.Exists(Path.Combine(killed, "checkpoint-3")) && !p.HasExited && sw.Elapsed.TotalSeconds < 120) Thread.Sleep(5);
+            if (!p.HasExited) p.Kill(); // SIGKILL: no chance to clean up
+            p.WaitForExit();
+        }
+        var latest = global::Parrot.Parrot.Training.ParrotCheckpoint.Latest(killed);
+        Assert.That(latest, Is.Not.Null);
+        int at = int.Parse(Path.GetFileName(latest!)["checkpoint-".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        TestContext.Out.WriteLine($"killed after checkpoint {at}");
+        if (at == 12) Assert.Inconclusive("the run finished before it could be killed");
+
+        var log = Train(model, data, images, killed, [.. args, "--resume"]);
+        Assert.That(log.Select(Loss), Is.EqualTo(full.Select(Loss)), $"killed after checkpoint {at}: bit for bit");
+        Assert.That(File.Exists(Path.Combine(killed, "loss.png")), Is.True);
     }
 
     [Test]

@@ -96,6 +96,9 @@ internal static class TrainCommand
             var logPath = p.GetValue(log) ?? Path.Combine(output, "train_log.jsonl");
             var logDir = Path.GetDirectoryName(Path.GetFullPath(logPath));
             if (logDir is not null) Directory.CreateDirectory(logDir);
+            // A run killed after its last checkpoint logged steps that the resumed run repeats: keep only what the checkpoint covers.
+            if (resuming && File.Exists(logPath))
+                File.WriteAllLines(logPath, File.ReadAllLines(logPath).Where(l => l.Length > 0 && StepOf(l) <= trainer.Step));
             using var writer = new StreamWriter(logPath, append: resuming);
             var clock = Stopwatch.StartNew();
             int firstStep = trainer.Step;
@@ -121,9 +124,34 @@ internal static class TrainCommand
                 var src = Path.Combine(modelDir, name);
                 if (File.Exists(src) && Path.GetFullPath(modelDir) != Path.GetFullPath(output)) File.Copy(src, Path.Combine(output, name), overwrite: true);
             }
+            writer.Close();
+            PlotCurves(logPath, Path.Combine(output, "loss.png"), st);
             Console.WriteLine($"wrote {output} (stage {st}, {trainer.Step} steps)");
             return 0;
         }));
         return cmd;
+    }
+
+    private static int StepOf(string line)
+    {
+        try { return System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("step").GetInt32(); }
+        catch (Exception e) when (e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or FormatException) { return int.MaxValue; }
+    }
+
+    /// <summary>The loss curve, overall and per language, from the log.</summary>
+    private static void PlotCurves(string logPath, string pngPath, int stage)
+    {
+        var rows = File.ReadAllLines(logPath).Where(l => l.Length > 0).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        var series = new List<(string, double[], double[])>
+        {
+            ("all", rows.Select(r => (double)r.GetProperty("step").GetInt32()).ToArray(), rows.Select(r => r.GetProperty("loss").GetDouble()).ToArray()),
+        };
+        var langs = rows.SelectMany(r => r.EnumerateObject().Select(p => p.Name)).Where(n => n.StartsWith("loss_", StringComparison.Ordinal)).Distinct().Order(StringComparer.Ordinal);
+        foreach (var key in langs)
+        {
+            var having = rows.Where(r => r.TryGetProperty(key, out _)).ToList();
+            series.Add((key[5..], having.Select(r => (double)r.GetProperty("step").GetInt32()).ToArray(), having.Select(r => r.GetProperty(key).GetDouble()).ToArray()));
+        }
+        LossPlot.Save(pngPath, $"Parrot stage {stage}", series.ToArray());
     }
 }
