@@ -31,14 +31,22 @@ internal sealed class BpeMergeLearner
     private readonly int[] _visitedAt;
 
     private readonly Dictionary<long, int> _slotOfPair = new();
-    private readonly List<long> _pairOfSlot = new();
-    private readonly List<long> _countOfSlot = new();
-    private readonly List<List<int>> _wordsOfSlot = new();
+    // Per pair slot, in flat arrays (grown by doubling): the hot loop touches these for every merged position.
+    private int _slotCount;
+    private long[] _pairOfSlot = new long[1024];
+    private long[] _countOfSlot = new long[1024];
+    // The words of each pair, as singly linked lists in one pool (millions of small lists as objects
+    // would keep the garbage collector busy): the head node per slot, and per node a word and the next node.
+    private int[] _headOfSlot = new int[1024];
+    private int[] _wordOfNode = new int[1 << 16];
+    private int[] _nextOfNode = new int[1 << 16];
+    private int _nodeCount;
+    private int _freeNode = -1;
     private readonly PriorityQueue<int, (long Count, long Pair)> _queue = new(HighestCountThenSmallestPair.Instance);
 
     // Slots whose count rose during the current merge, to be queued when it is done.
     private readonly List<int> _grown = new();
-    private int[] _grownAt = new int[1024];
+    private int[] _grownAt = new int[1024]; // per slot: 1 + the step that last noted it in _grown
     private int _step;
 
     /// <param name="tokens">The base vocabulary in id order; learned tokens are appended.</param>
@@ -76,7 +84,7 @@ internal sealed class BpeMergeLearner
             int[] s = _words[w];
             for (int i = 0; i + 1 < s.Length; i++) AddToPair(s[i], s[i + 1], _wordCounts[w], w);
         }
-        for (int slot = 0; slot < _countOfSlot.Count; slot++)
+        for (int slot = 0; slot < _slotCount; slot++)
             _queue.Enqueue(slot, (_countOfSlot[slot], _pairOfSlot[slot]));
         _grown.Clear();
     }
@@ -114,16 +122,20 @@ internal sealed class BpeMergeLearner
     private void ApplyMerge(int slot, int left, int right, int merged)
     {
         _step++;
-        var words = _wordsOfSlot[slot];
         // The list may name a word twice or name words that lost the pair since: both are harmless.
-        foreach (int w in words)
+        // Its nodes go back to the pool as they are read (merging never adds to this pair's own list).
+        int node = _headOfSlot[slot];
+        _headOfSlot[slot] = -1;
+        while (node >= 0)
         {
+            int w = _wordOfNode[node], next = _nextOfNode[node];
+            _nextOfNode[node] = _freeNode;
+            _freeNode = node;
+            node = next;
             if (_visitedAt[w] == _step) continue;
             _visitedAt[w] = _step;
             MergeInWord(w, left, right, merged);
         }
-        words.Clear();
-        words.TrimExcess();
         foreach (int grown in _grown)
             if (_countOfSlot[grown] > 0) _queue.Enqueue(grown, (_countOfSlot[grown], _pairOfSlot[grown]));
         _grown.Clear();
@@ -166,22 +178,53 @@ internal sealed class BpeMergeLearner
         ref int slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_slotOfPair, pair, out bool exists);
         if (!exists)
         {
-            slot = _countOfSlot.Count;
-            _pairOfSlot.Add(pair);
-            _countOfSlot.Add(0);
-            _wordsOfSlot.Add(new List<int>(2));
+            slot = NewSlot(pair);
         }
         int s = slot;
         _countOfSlot[s] += delta;
         if (delta <= 0) return;
-        var words = _wordsOfSlot[s];
-        if (words.Count == 0 || words[^1] != word) words.Add(word);
-        if (s >= _grownAt.Length) Array.Resize(ref _grownAt, Math.Max(s + 1, 2 * _grownAt.Length));
+        int head = _headOfSlot[s];
+        if (head < 0 || _wordOfNode[head] != word) _headOfSlot[s] = NewNode(word, head);
         if (_grownAt[s] != _step + 1)
         {
             _grownAt[s] = _step + 1; // + 1: step 0 (the initial count) must not look like "already noted"
             _grown.Add(s);
         }
+    }
+
+    private int NewSlot(long pair)
+    {
+        if (_slotCount == _pairOfSlot.Length)
+        {
+            int size = 2 * _slotCount;
+            Array.Resize(ref _pairOfSlot, size);
+            Array.Resize(ref _countOfSlot, size);
+            Array.Resize(ref _headOfSlot, size);
+            Array.Resize(ref _grownAt, size);
+        }
+        int slot = _slotCount++;
+        _pairOfSlot[slot] = pair;
+        _countOfSlot[slot] = 0;
+        _headOfSlot[slot] = -1;
+        return slot;
+    }
+
+    private int NewNode(int word, int next)
+    {
+        int node = _freeNode;
+        if (node >= 0) _freeNode = _nextOfNode[node];
+        else
+        {
+            if (_nodeCount == _wordOfNode.Length)
+            {
+                Array.Resize(ref _wordOfNode, 2 * _nodeCount);
+                Array.Resize(ref _nextOfNode, 2 * _nodeCount);
+            }
+            node = _nodeCount++;
+        }
+        _wordOfNode[node] = word;
+        _nextOfNode[node] = next;
+        return node;
     }
 
     private sealed class HighestCountThenSmallestPair : IComparer<(long Count, long Pair)>

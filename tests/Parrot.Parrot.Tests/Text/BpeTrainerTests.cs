@@ -116,8 +116,25 @@ public class BpeTrainerTests
             var result = Train(text, vocabSize: 256 + 3 + 400, minPairFrequency: minFrequency);
             var expected = NaiveTrain(text, maxTokens: 256 + 400, minFrequency);
             Assert.That(result.Merges, Is.EqualTo(expected), $"min frequency {minFrequency}");
-            Assert.That(result.Tokens.Count, Is.EqualTo(256 + expected.Select(m => m.Item1 + m.Item2).Distinct().Count()));
+            int distinct = expected.Select(m => m.Item1 + m.Item2).Distinct().Count();
+            Assert.That(result.Tokens.Count, Is.EqualTo(256 + distinct));
         }
+    }
+
+    [Test]
+    public void AMergeThatRebuildsAnExistingTokenKeepsItsId()
+    {
+        // Seeded with "ab" already in the vocabulary (as when "a"+"bc" follows "ab"+"c"), merging (a, b)
+        // takes id 256 again and the vocabulary only grows with (ab, ab).
+        var tokens = Enumerable.Range(0, 256).Select(b => TokenizerFixtures.ByteChar(b)).Order().Select(c => c.ToString()).ToList();
+        tokens.Add("ab");
+        var idOfByte = new int[256];
+        for (int b = 0; b < 256; b++) idOfByte[b] = tokens.IndexOf(TokenizerFixtures.ByteChar(b).ToString());
+        var learner = new BpeMergeLearner(tokens, idOfByte, [new("ab", 5), new("abab", 3)]);
+        learner.Run(vocabularySize: 260, minPairFrequency: 1);
+        int a = tokens.IndexOf("a"), b2 = tokens.IndexOf("b");
+        Assert.That(learner.Merges, Is.EqualTo(new[] { (a, b2), (256, 256) }));
+        Assert.That(tokens.Skip(256), Is.EqualTo(new[] { "ab", "abab" }));
     }
 
     /// <summary>
