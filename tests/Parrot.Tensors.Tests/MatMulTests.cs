@@ -364,20 +364,6 @@ public class MatMulTests
     }
 
     [Test]
-    public void SharedPackedRowsInChunks()
-    {
-        long saved = GemmOptions.SharedRowsBytes;
-        GemmOptions.SharedRowsBytes = 1; // one MC block of rows per chunk
-        try
-        {
-            using var scope = TensorScope.Begin();
-            CheckProduct(Random([500, 700], 125), Random([700, 300], 126));
-            CheckProduct(Random([300, 100], 127).Transpose(0, 1), Random([300, 520], 128));
-        }
-        finally { GemmOptions.SharedRowsBytes = saved; }
-    }
-
-    [Test]
     public void BatchSpreadOverThreadsMatchesReference()
     {
         using var scope = TensorScope.Begin();
