@@ -27,19 +27,22 @@ public class MatMulTests
         for (long t = 0; t < count; t++)
         {
             long ia = BatchIndex(t, batch, aShape[..^2]), ib = BatchIndex(t, batch, bShape[..^2]);
+            // i-p-j order, so that B is read along its rows.
             for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
+            {
+                long row = (t * m + i) * n;
+                for (int p = 0; p < k; p++)
                 {
-                    double sum = 0, abs = 0;
-                    for (int p = 0; p < k; p++)
+                    double x = a[(ia * m + i) * k + p];
+                    long bRow = (ib * k + p) * n;
+                    for (int j = 0; j < n; j++)
                     {
-                        double x = a[(ia * m + i) * k + p] * b[(ib * k + p) * n + j];
-                        sum += x;
-                        abs += Math.Abs(x);
+                        double y = x * b[bRow + j];
+                        c[row + j] += y;
+                        s[row + j] += Math.Abs(y);
                     }
-                    c[(t * m + i) * n + j] = sum;
-                    s[(t * m + i) * n + j] = abs;
                 }
+            }
         }
         return (c, s, [.. batch, m, n]);
     }
@@ -119,7 +122,7 @@ public class MatMulTests
     [TestCase(16, 33, 129)]
     [TestCase(17, 513, 200)]
     [TestCase(6, 64, 64)]
-    [TestCase(150, 600, 2100)]
+    [TestCase(150, 600, 1100)]
     [TestCase(257, 513, 385)]
     public void Float32MatchesFloat64Reference(int m, int k, int n)
     {
@@ -259,7 +262,7 @@ public class MatMulTests
     // ---- dtypes ----
 
     [TestCase(1, 300, 200)]
-    [TestCase(1, 896, 4864)]
+    [TestCase(1, 896, 1100)]
     [TestCase(5, 130, 70)]
     [TestCase(16, 200, 300)]
     [TestCase(97, 600, 130)]
@@ -358,20 +361,6 @@ public class MatMulTests
             Assert.That(three, Is.EqualTo(one));
         }
         finally { CpuParallel.Workers = saved; }
-    }
-
-    [Test]
-    public void SharedPackedRowsInChunks()
-    {
-        long saved = GemmOptions.SharedRowsBytes;
-        GemmOptions.SharedRowsBytes = 1; // one MC block of rows per chunk
-        try
-        {
-            using var scope = TensorScope.Begin();
-            CheckProduct(Random([500, 700], 125), Random([700, 300], 126));
-            CheckProduct(Random([300, 100], 127).Transpose(0, 1), Random([300, 520], 128));
-        }
-        finally { GemmOptions.SharedRowsBytes = saved; }
     }
 
     [Test]

@@ -165,7 +165,7 @@ internal static class GemmBench
 }
 
 /// <summary>One measured shape, as `--json` prints it.</summary>
-internal sealed record GemmResult(string Shape, int M, int K, int N, string DType, int Threads, double Gflops, double Ms);
+internal sealed record GemmResult(string Shape, int M, int K, int N, string Dtype, int Threads, double Gflops, double Ms);
 
 [System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower)]
 [System.Text.Json.Serialization.JsonSerializable(typeof(List<GemmResult>))]

@@ -49,52 +49,6 @@ internal static unsafe class PackedSgemm
         }
     }
 
-    /// <summary>
-    /// Rows packed in advance for <see cref="RunColumns"/>: for each k block p, <c>PaddedRows</c>
-    /// rows of <see cref="KC"/> floats starting at <c>Data + p·paddedRows·KC</c> (the per-block layout of
-    /// <see cref="Packing.PackA"/>, stacked).
-    /// </summary>
-    public readonly record struct PackedRows(nint Data, int PaddedRows);
-
-    /// <summary>
-    /// Packs rows [i0, i0+rows) of A, every k block, into <paramref name="dst"/> laid out as <see cref="PackedRows"/>.
-    /// The pieces (one k block × <see cref="MC"/> rows each) are claimed from <paramref name="nextPiece"/>, so
-    /// several threads can share the work and a slow one simply packs fewer.
-    /// </summary>
-    public static void PackRows(in MatrixView a, int i0, int rows, int k, float* dst, ref int nextPiece)
-    {
-        int paddedRows = (rows + MR - 1) / MR * MR;
-        int rowBlocks = (rows + MC - 1) / MC;
-        int pieces = (k + KC - 1) / KC * rowBlocks;
-        int piece;
-        while ((piece = Interlocked.Increment(ref nextPiece) - 1) < pieces)
-        {
-            int pc = piece / rowBlocks * KC, ic = piece % rowBlocks * MC;
-            float* block = dst + (long)(pc / KC) * paddedRows * KC;
-            Packing.PackA(a, i0 + ic, pc, Math.Min(MC, rows - ic), Math.Min(KC, k - pc), block + (long)ic * KC);
-        }
-    }
-
-    /// <summary>
-    /// C[0..m, j0..j0+nc) = A · B[:, j0..j0+nc) from rows of A packed in advance (shared by the threads, read only),
-    /// packing this column range of B into the workspace. Each column of B is packed by exactly one call, so
-    /// splitting C into column ranges duplicates no packing.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RunColumns<TKernel>(PackedRows a, in MatrixView b, float* c, long ldc, int m, int j0, int nc, int k, GemmWorkspace ws)
-        where TKernel : struct, IMicroKernel
-    {
-        float* packB = ws.PackB;
-        for (int pc = 0; pc < k; pc += KC)
-        {
-            int kc = Math.Min(KC, k - pc);
-            Packing.PackB(b, pc, j0, kc, nc, TKernel.NR, packB);
-            float* block = (float*)a.Data + (long)(pc / KC) * a.PaddedRows * KC;
-            for (int ic = 0; ic < m; ic += MC)
-                Block<TKernel>(block + (long)ic * KC, packB, c + ic * ldc + j0, ldc, Math.Min(MC, m - ic), nc, kc, pc > 0);
-        }
-    }
-
     /// <summary>C block [mc × nc] (+)= packed A block · packed B panel: micro-panels outside, slivers inside.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Block<TKernel>(float* packA, float* packB, float* c, long ldc, int mc, int nc, int kc, bool accumulate)

@@ -48,13 +48,12 @@ internal static unsafe class Sgemm
         {
             RunPacked<TKernel>(a, b, c, ldc, m, n, k);
         }
-        else if (columnTiles >= 2 * workers && GemmOptions.ColumnRangesPerWorker > 1)
-        {
-            SharedRowsDynamicColumns<TKernel>(a, b, c, ldc, m, n, k, workers);
-        }
         else if (columnTiles >= workers)
         {
-            // One block of columns per thread, each thread packing its own A and B.
+            // One block of columns per thread, each thread packing its own A and B: no shared buffers and no
+            // waiting inside the loop nest. (A schedule that packed A once for all threads and handed out
+            // narrower column ranges from a counter measured 3–7% slower here: each range re-streams the
+            // shared A from L3, where a thread's own A block stays in L2 across all its columns.)
             int parts = workers;
             CpuParallel.For(parts, w =>
             {
@@ -73,61 +72,6 @@ internal static unsafe class Sgemm
                 if (i1 > i0) RunPacked<TKernel>(a.From(i0, 0), b, c + i0 * ldc, ldc, i1 - i0, n, k);
             });
         }
-    }
-
-    /// <summary>
-    /// The multi-threaded schedule. The threads first pack A together (claiming blocks from a counter) into
-    /// one shared buffer; then C is cut into column ranges that the threads take from a counter until none
-    /// are left, each packing its range of B into its own buffer. Every element of A and B is packed once, as on
-    /// one thread, and no thread waits for another except at the two joins; on this shared machine, where one
-    /// core is sometimes slowed by other work, a fixed half-and-half split would leave the faster core idle.
-    /// </summary>
-    private static void SharedRowsDynamicColumns<TKernel>(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
-        where TKernel : struct, IMicroKernel
-    {
-        int nr = TKernel.NR, mr = PackedSgemm.MR, kc = PackedSgemm.KC, mcBlock = PackedSgemm.MC;
-        long kBlocks = (k + kc - 1) / kc;
-        long bytesPerRow = kBlocks * kc * sizeof(float);
-        int chunkRows = (int)Math.Max(mcBlock, GemmOptions.SharedRowsBytes / bytesPerRow / mcBlock * mcBlock);
-        chunkRows = Math.Min(chunkRows, (m + mr - 1) / mr * mr);
-
-        int columnTiles = (n + nr - 1) / nr;
-        int rangeTiles = Math.Clamp(columnTiles / (GemmOptions.ColumnRangesPerWorker * workers), GemmOptions.MinRangeTiles, PackedSgemm.NC / nr);
-        int ranges = (columnTiles + rangeTiles - 1) / rangeTiles;
-        int rangeColumns = rangeTiles * nr;
-
-        var owner = GemmWorkspace.Rent();
-        try
-        {
-            float* shared = owner.Scratch(chunkRows * bytesPerRow / sizeof(float));
-            for (int i0 = 0; i0 < m; i0 += chunkRows)
-            {
-                int rows = Math.Min(chunkRows, m - i0);
-                var packed = new PackedSgemm.PackedRows((nint)shared, (rows + mr - 1) / mr * mr);
-                int rowStart = i0;
-                int packParts = Math.Min(workers, (int)(kBlocks * ((rows + mcBlock - 1) / mcBlock)));
-                int nextPiece = 0;
-                CpuParallel.For(packParts, _ => PackedSgemm.PackRows(a, rowStart, rows, k, shared, ref nextPiece));
-
-                int next = -1;
-                float* cRows = c + i0 * ldc;
-                CpuParallel.For(Math.Min(workers, ranges), _ =>
-                {
-                    var ws = GemmWorkspace.Rent();
-                    try
-                    {
-                        int r;
-                        while ((r = Interlocked.Increment(ref next)) < ranges)
-                        {
-                            int j0 = r * rangeColumns;
-                            PackedSgemm.RunColumns<TKernel>(packed, b, cRows, ldc, rows, j0, Math.Min(rangeColumns, n - j0), k, ws);
-                        }
-                    }
-                    finally { GemmWorkspace.Return(ws); }
-                });
-            }
-        }
-        finally { GemmWorkspace.Return(owner); }
     }
 
     private static void RunPacked<TKernel>(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k)
