@@ -44,6 +44,31 @@ VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "n
 PARROT_PREFIX = "model.vision_tower.vision_tower."
 
 
+def self_check():
+    """The reference's encoder layers against PyTorch's own nn.TransformerEncoderLayer (pre-LN, same weights)."""
+    cfg = {"model_type": "clip_vision_model", **VISION}
+    w = ref.init_params(cfg, 5)
+    c = ref.vision_config(cfg)
+    pixels = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        states, _ = ref.forward(w, cfg, pixels)
+        x = states[0]
+        for i in range(c["num_hidden_layers"]):
+            p = f"vision_model.encoder.layers.{i}."
+            layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation=ref.activation("quick_gelu"),
+                                                     batch_first=True, norm_first=True, layer_norm_eps=1e-5).eval()
+            layer.self_attn.in_proj_weight.copy_(torch.cat([w[p + f"self_attn.{n}_proj.weight"] for n in "qkv"]))
+            layer.self_attn.in_proj_bias.copy_(torch.cat([w[p + f"self_attn.{n}_proj.bias"] for n in "qkv"]))
+            for dst, src in ((layer.self_attn.out_proj, "self_attn.out_proj"), (layer.linear1, "mlp.fc1"), (layer.linear2, "mlp.fc2"),
+                             (layer.norm1, "layer_norm1"), (layer.norm2, "layer_norm2")):
+                dst.weight.copy_(w[p + src + ".weight"])
+                dst.bias.copy_(w[p + src + ".bias"])
+            x = layer(x)
+            err = ((x - states[i + 1]).norm() / x.norm()).item()
+            assert err < 1e-5, f"reference layer {i} differs from nn.TransformerEncoderLayer: {err}"
+    print("reference agrees with nn.TransformerEncoderLayer")
+
+
 def goldens(out, weights, cfg, seed):
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randn(2, 3, 28, 28, generator=g)
@@ -126,6 +151,7 @@ def end_to_end(weights, cfg):
 
 
 if __name__ == "__main__":
+    self_check()
     w, cfg = standalone()
     full_clip()
     parrot()

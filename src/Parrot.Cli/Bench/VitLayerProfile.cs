@@ -33,7 +33,7 @@ internal static class VitLayerProfile
             return kept!;
         }
 
-        var x = Time("embeddings+pre_layrnorm", () => tower.Embed(pixels));
+        var x = Time("embeddings÷layers", () => tower.Embed(pixels));
         result[^1] = (result[^1].Item1, result[^1].Item2 / model.Config.NumHiddenLayers); // once per forward: shown per layer
         var h = Time("layer_norm1", () => layer.LayerNorm1.Forward(x));
         var q = Time("q_proj", () => attn.QProj.Forward(h));
