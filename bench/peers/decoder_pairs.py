@@ -51,6 +51,8 @@ def main():
     parrot, layers, rounds, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     baseline = sys.argv[6] if len(sys.argv) > 6 else None
     torch_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    # torch.set_num_threads does not reach OpenBLAS's own thread pool.
+    torch_env["OPENBLAS_NUM_THREADS"] = str(threads)
     ours_argv = ["--serve", "--layers", str(layers), "--threads", str(threads)]
     engines = [Engine("parrot", [parrot, "bench", "decoder"] + ours_argv)]
     if baseline:
@@ -61,6 +63,7 @@ def main():
     tasks = [("prefill 128", "prefill 128"), ("prefill 512", "prefill 512"), ("decode", f"decode 128 {steps}")]
     last_tasks = ["prefill_last 128", "prefill_last 512"]
     times = {e.name: {t: [] for t, _ in tasks} for e in engines}
+    cpu = {e.name: {t: [] for t, _ in tasks} for e in engines}
     for e in engines[:-1]:
         for t in last_tasks:
             times[e.name][t] = []
@@ -82,9 +85,11 @@ def main():
         for name, cmd in tasks:
             got = {}
             for e in order:
-                a = e.ask(cmd)["ms"]
+                answer = e.ask(cmd)
+                a = answer["ms"]
                 got[e.name] = statistics.median(a) if isinstance(a, list) else a
                 times[e.name][name].append(got[e.name])
+                cpu[e.name][name].append(answer["cpu_ms"] / (len(a) if isinstance(a, list) else 1))
             for e in engines[:-1]:
                 ratios[e.name][name].append(got["pytorch"] / got[e.name])
         for e in engines[:-1]:
@@ -117,6 +122,8 @@ def main():
           + ", ".join(f"{n} {med(times[n]['decode']) / bound:.2f}x" for n in names))
     print("ratio = PyTorch time / ours, median over the pairs (> 1: we are faster); the last-logits rows compare with"
           " PyTorch's all-logits medians")
+    print("process CPU time (all threads; includes any spin-waiting): "
+          + "; ".join(f"{name}: " + ", ".join(f"{n} {med(cpu[n][name]):.1f}ms" for n in names) for name, _ in tasks))
 
 
 if __name__ == "__main__":

@@ -93,23 +93,25 @@ class Session:
     def prefill(self, t):
         ids = self.ids(t)
         with torch.no_grad():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             ref.forward(self.params, self.cfg, ids)
-            return 1000 * (time.perf_counter() - t0)
+            return 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
 
     def decode(self, prompt, steps):
-        """ms of each of STEPS steps after an untimed PROMPT-token prefill and one untimed step."""
+        """ms of each of STEPS steps after an untimed PROMPT-token prefill and one untimed step, and their CPU time."""
         cache = [None] * self.cfg["num_hidden_layers"]
         times = []
         with torch.no_grad():
             forward_cached(self.params, self.cfg, self.ids(prompt), cache)
             for step in range(-1, steps):
+                if step == 0:
+                    c0 = time.process_time()
                 ids = self.ids(1)
                 t0 = time.perf_counter()
                 forward_cached(self.params, self.cfg, ids, cache)
                 if step >= 0:
                     times.append(1000 * (time.perf_counter() - t0))
-        return times
+        return times, 1000 * (time.process_time() - c0)
 
 
 def serve(layers, threads):
@@ -122,9 +124,11 @@ def serve(layers, threads):
         if not w:
             continue
         if w[0] == "prefill":
-            answer = {"ms": session.prefill(int(w[1]))}
+            ms, cpu = session.prefill(int(w[1]))
+            answer = {"ms": ms, "cpu_ms": cpu}
         elif w[0] == "decode":
-            answer = {"ms": session.decode(int(w[1]), int(w[2]))}
+            ms, cpu = session.decode(int(w[1]), int(w[2]))
+            answer = {"ms": ms, "cpu_ms": cpu}
         elif w[0] == "quit":
             print(json.dumps({"bye": True}), flush=True)
             return
@@ -145,8 +149,8 @@ def main():
     result = {"torch": torch.__version__, "threads": threads, "prefill_ms": {}}
     for t in lengths:
         session.prefill(t)
-        result["prefill_ms"][str(t)] = median([session.prefill(t) for _ in range(repeats)])
-    result["decode_ms"] = median(session.decode(prompt, decode))
+        result["prefill_ms"][str(t)] = median([session.prefill(t)[0] for _ in range(repeats)])
+    result["decode_ms"] = median(session.decode(prompt, decode)[0])
     print(json.dumps(result))
 
 

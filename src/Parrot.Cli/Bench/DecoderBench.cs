@@ -77,14 +77,14 @@ internal static class DecoderBench
         foreach (int t in lengths)
         {
             // One warm-up each, then the median of the repeats.
-            double all = DecoderSession.Median(Enumerable.Range(0, repeats + 1).Select(_ => session.Prefill(t, lastOnly: false)).Skip(1));
-            double last = DecoderSession.Median(Enumerable.Range(0, repeats + 1).Select(_ => session.Prefill(t, lastOnly: true)).Skip(1));
+            double all = DecoderSession.Median(Enumerable.Range(0, repeats + 1).Select(_ => session.Prefill(t, lastOnly: false).Wall).Skip(1));
+            double last = DecoderSession.Median(Enumerable.Range(0, repeats + 1).Select(_ => session.Prefill(t, lastOnly: true).Wall).Skip(1));
             prefillAll[t.ToString(CultureInfo.InvariantCulture)] = all;
             prefillLast[t.ToString(CultureInfo.InvariantCulture)] = last;
             log.WriteLine($"prefill {t,4} tokens: {all,8:F1} ms (all logits)  {last,8:F1} ms (last position's logits)");
         }
 
-        double decodeMs = DecoderSession.Median(session.Decode(promptLength, decodeSteps));
+        double decodeMs = DecoderSession.Median(session.Decode(promptLength, decodeSteps).Wall);
         log.WriteLine($"decode after {promptLength} tokens: {decodeMs:F1} ms/token (median of {decodeSteps}; {decodeMs / boundMs:F2}× the bandwidth bound)");
 
         if (profileLog is not null)
@@ -94,6 +94,10 @@ internal static class DecoderBench
         }
         return new Result(layers, session.Parameters, weightBytes, copyGbs, boundMs, prefillAll, prefillLast, decodeMs, decodeSteps);
     }
+
+    private static object Timing((double Wall, double Cpu) t) => new { ms = t.Wall, cpu_ms = t.Cpu };
+
+    private static object Timing((double[] Wall, double Cpu) t) => new { ms = t.Wall, cpu_ms = t.Cpu };
 
     /// <summary>The stdin/stdout loop of <c>--serve</c>; a bad line gets an error answer, not an exit.</summary>
     private static int Serve(int layers)
@@ -112,9 +116,9 @@ internal static class DecoderBench
             {
                 answer = w[0] switch
                 {
-                    "prefill" => new { ms = session.Prefill(Arg(1), lastOnly: false) },
-                    "prefill_last" => new { ms = session.Prefill(Arg(1), lastOnly: true) },
-                    "decode" => (object)new { ms = session.Decode(Arg(1), Arg(2)) },
+                    "prefill" => Timing(session.Prefill(Arg(1), lastOnly: false)),
+                    "prefill_last" => Timing(session.Prefill(Arg(1), lastOnly: true)),
+                    "decode" => Timing(session.Decode(Arg(1), Arg(2))),
                     "bandwidth" => new { gbs = DecoderSession.CopyBandwidth() },
                     "quit" => new { bye = true },
                     _ => throw new FormatException($"unknown command '{w[0]}'"),

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Parrot.Autograd;
 using Parrot.Nn;
 using Parrot.Nn.Layers;
@@ -48,10 +49,14 @@ internal sealed class DecoderSession : IDisposable
     /// <summary><paramref name="n"/> random token ids.</summary>
     public long[] Ids(int n) => Enumerable.Range(0, n).Select(_ => (long)_rng.Next(_model.Config.VocabSize)).ToArray();
 
-    /// <summary>Milliseconds of one prefill of <paramref name="t"/> random tokens: logits of every position, or of the last only.</summary>
-    public double Prefill(int t, bool lastOnly)
+    /// <summary>
+    /// Milliseconds (wall, and CPU time of the process) of one prefill of <paramref name="t"/> random tokens:
+    /// logits of every position, or of the last only.
+    /// </summary>
+    public (double Wall, double Cpu) Prefill(int t, bool lastOnly)
     {
         var ids = Ids(t);
+        double c0 = ProcessCpuMs();
         var t0 = Stopwatch.GetTimestamp();
         using (var scope = TensorScope.Begin())
         {
@@ -62,26 +67,29 @@ internal sealed class DecoderSession : IDisposable
             }
             else _ = _model.Forward(Tensor.FromArray(ids, 1, t));
         }
-        return Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        return (Stopwatch.GetElapsedTime(t0).TotalMilliseconds, ProcessCpuMs() - c0);
     }
 
     /// <summary>
     /// Milliseconds of each of <paramref name="steps"/> decode steps (one token, logits of the whole vocabulary)
-    /// with the KV cache after an untimed prefill of <paramref name="prompt"/> tokens and one untimed step.
+    /// with the KV cache after an untimed prefill of <paramref name="prompt"/> tokens and one untimed step, and
+    /// the process CPU time of all the timed steps.
     /// </summary>
-    public double[] Decode(int prompt, int steps)
+    public (double[] Wall, double Cpu) Decode(int prompt, int steps)
     {
         using var cache = new KvCache(_model.Config.NumHiddenLayers, prompt + steps + 1);
         using (var scope = TensorScope.Begin()) _ = _model.Forward(Tensor.FromArray(Ids(prompt), 1, prompt), cache: cache);
         var times = new double[steps];
+        double cpu = 0;
         for (int step = -1; step < steps; step++)
         {
+            if (step == 0) cpu = ProcessCpuMs();
             var next = Ids(1);
             var t0 = Stopwatch.GetTimestamp();
             using (var scope = TensorScope.Begin()) _ = _model.Forward(Tensor.FromArray(next, 1, 1), cache: cache);
             if (step >= 0) times[step] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
-        return times;
+        return (times, ProcessCpuMs() - cpu);
     }
 
     /// <summary>
@@ -101,6 +109,19 @@ internal sealed class DecoderSession : IDisposable
             best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
         }
         return 2.0 * n * sizeof(float) / best / 1e9;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct TimeSpec { public long Seconds, Nanoseconds; }
+
+    [DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out TimeSpec t);
+
+    /// <summary>CPU time of the whole process in ms (CLOCK_PROCESS_CPUTIME_ID), or 0 where that clock is not available.</summary>
+    public static double ProcessCpuMs()
+    {
+        if (!OperatingSystem.IsLinux()) return 0;
+        return ClockGetTime(2, out var t) == 0 ? t.Seconds * 1e3 + t.Nanoseconds / 1e6 : 0;
     }
 
     public static double Median(IEnumerable<double> values)

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using Parrot.Autograd;
 using Parrot.Nn;
 using Parrot.Nn.Layers;
@@ -26,9 +25,9 @@ internal static class LayerProfile
         public T Time<T>(string part, Func<T> body)
         {
             var t0 = Stopwatch.GetTimestamp();
-            double c0 = ProcessCpuMs();
+            double c0 = DecoderSession.ProcessCpuMs();
             var r = body();
-            double ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds, cpu = ProcessCpuMs() - c0;
+            double ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds, cpu = DecoderSession.ProcessCpuMs() - c0;
             if (!_ms.ContainsKey(part)) { _ms[part] = (0, 0); _order.Add(part); }
             _ms[part] = (_ms[part].Wall + ms, _ms[part].Cpu + cpu);
             return r;
@@ -44,19 +43,6 @@ internal static class LayerProfile
                 log.WriteLine($"  {p,-26} {ms,9:F2} ms  {100 * ms / total,5:F1}%   cpu {cpu,9:F2} ms  {100 * cpu / totalCpu,5:F1}%");
             }
         }
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct TimeSpec { public long Seconds, Nanoseconds; }
-
-    [DllImport("libc", EntryPoint = "clock_gettime")]
-    private static extern int ClockGetTime(int clock, out TimeSpec t);
-
-    /// <summary>CPU time of the whole process (CLOCK_PROCESS_CPUTIME_ID), or 0 where that clock is not available.</summary>
-    private static double ProcessCpuMs()
-    {
-        if (!OperatingSystem.IsLinux()) return 0;
-        return ClockGetTime(2, out var t) == 0 ? t.Seconds * 1e3 + t.Nanoseconds / 1e6 : 0;
     }
 
     /// <summary>Prints the parts of a prefill of <paramref name="ids"/> (all logits), averaged over 3 runs after a warm-up.</summary>

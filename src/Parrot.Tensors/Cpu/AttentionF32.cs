@@ -77,6 +77,25 @@ internal static unsafe class AttentionF32
     /// <summary>Keys of one group transposed into kt [D, sPad], values into vs [sPad, dvPad] (padding zeroed).</summary>
     private static void PackGroup(AttentionProblem p, int b, int hk, float* kt, int sPad, int dvPad)
     {
+        // Keys with contiguous rows (a KV cache, a projection's output) are transposed 16 × 16 in registers, as
+        // the GEMM packs x · Wᵀ; anything else goes element by element.
+        if (p.K.S3 == 1 && TransposedPacking.CanPack(sPad) && p.K.DType is DType.F32 or DType.BF16)
+        {
+            if (p.K.DType == DType.F32) TransposedPacking.Pack<F32Source>(p.K.At(b, hk, 0), p.K.S2, p.D, p.S, sPad, kt);
+            else TransposedPacking.Pack<BF16Source>(p.K.At(b, hk, 0), p.K.S2, p.D, p.S, sPad, kt);
+        }
+        else PackKeysElementwise(p, b, hk, kt, sPad);
+        float* vs = kt + (long)p.D * sPad;
+        for (int j = 0; j < p.S; j++)
+        {
+            float* dst = vs + (long)j * dvPad;
+            RowIO.Load(p.V.At(b, hk, j), p.V.DType, p.V.S3, p.Dv, dst);
+            new Span<float>(dst + p.Dv, dvPad - p.Dv).Clear();
+        }
+    }
+
+    private static void PackKeysElementwise(AttentionProblem p, int b, int hk, float* kt, int sPad)
+    {
         using var rowBuffer = new NativeBuffer((long)Math.Max(p.D, 1) * sizeof(float));
         float* row = rowBuffer.As<float>();
         for (int j = 0; j < p.S; j++)
@@ -85,13 +104,6 @@ internal static unsafe class AttentionF32
             for (int d = 0; d < p.D; d++) kt[(long)d * sPad + j] = row[d];
         }
         for (int d = 0; d < p.D; d++) new Span<float>(kt + (long)d * sPad + p.S, sPad - p.S).Clear();
-        float* vs = kt + (long)p.D * sPad;
-        for (int j = 0; j < p.S; j++)
-        {
-            float* dst = vs + (long)j * dvPad;
-            RowIO.Load(p.V.At(b, hk, j), p.V.DType, p.V.S3, p.Dv, dst);
-            new Span<float>(dst + p.Dv, dvPad - p.Dv).Clear();
-        }
     }
 
     /// <summary>One worker's buffers for an item of up to <c>rows</c> rows.</summary>
