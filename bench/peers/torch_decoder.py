@@ -8,7 +8,10 @@ weights and the full forward), float32 on the CPU, no gradients.
   token at a time after a PROMPT-token prefill; the median over DECODE steps after one untimed step.
 
 Usage: torch_decoder.py LAYERS PREFILL_LENGTHS(comma-separated) PROMPT DECODE REPEATS THREADS
-prints JSON {"prefill_ms": {"128": ...}, "decode_ms": ...}
+         prints JSON {"prefill_ms": {"128": ...}, "decode_ms": ...}
+       torch_decoder.py --serve LAYERS THREADS
+         answers stdin commands one JSON line each (prefill T | decode PROMPT STEPS | quit), as
+         `parrot bench decoder --serve` does, for bench/decoder-vs-torch.sh's paired measurements
 """
 import json
 import math
@@ -76,35 +79,78 @@ def median(values):
     return values[len(values) // 2]
 
 
+class Session:
+    """The model and the single measurements: one prefill (all logits, as ref.forward computes), a run of decode steps."""
+
+    def __init__(self, layers):
+        self.cfg = config(layers)
+        self.params = ref.init_params(self.cfg, seed=1)
+        self.g = torch.Generator().manual_seed(7)
+
+    def ids(self, n):
+        return torch.randint(0, self.cfg["vocab_size"], (1, n), generator=self.g)
+
+    def prefill(self, t):
+        ids = self.ids(t)
+        with torch.no_grad():
+            c0, t0 = time.process_time(), time.perf_counter()
+            ref.forward(self.params, self.cfg, ids)
+            return 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
+
+    def decode(self, prompt, steps):
+        """ms of each of STEPS steps after an untimed PROMPT-token prefill and one untimed step, and their CPU time."""
+        cache = [None] * self.cfg["num_hidden_layers"]
+        times = []
+        with torch.no_grad():
+            forward_cached(self.params, self.cfg, self.ids(prompt), cache)
+            for step in range(-1, steps):
+                if step == 0:
+                    c0 = time.process_time()
+                ids = self.ids(1)
+                t0 = time.perf_counter()
+                forward_cached(self.params, self.cfg, ids, cache)
+                if step >= 0:
+                    times.append(1000 * (time.perf_counter() - t0))
+        return times, 1000 * (time.process_time() - c0)
+
+
+def serve(layers, threads):
+    """One JSON answer per stdin line: prefill T | decode PROMPT STEPS | quit (the protocol of `parrot bench decoder --serve`)."""
+    torch.set_num_threads(threads)
+    session = Session(layers)
+    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": threads}), flush=True)
+    for line in sys.stdin:
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "prefill":
+            ms, cpu = session.prefill(int(w[1]))
+            answer = {"ms": ms, "cpu_ms": cpu}
+        elif w[0] == "decode":
+            ms, cpu = session.decode(int(w[1]), int(w[2]))
+            answer = {"ms": ms, "cpu_ms": cpu}
+        elif w[0] == "quit":
+            print(json.dumps({"bye": True}), flush=True)
+            return
+        else:
+            answer = {"error": f"unknown command {w[0]!r}"}
+        print(json.dumps(answer), flush=True)
+
+
 def main():
+    if sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), int(sys.argv[3]))
+        return
     layers, lengths, prompt, decode, repeats, threads = sys.argv[1:7]
     layers, prompt, decode, repeats, threads = int(layers), int(prompt), int(decode), int(repeats), int(threads)
     lengths = [int(s) for s in lengths.split(",") if s]
     torch.set_num_threads(threads)
-    cfg = config(layers)
-    params = ref.init_params(cfg, seed=1)
-    g = torch.Generator().manual_seed(7)
+    session = Session(layers)
     result = {"torch": torch.__version__, "threads": threads, "prefill_ms": {}}
-    with torch.no_grad():
-        for t in lengths:
-            ids = torch.randint(0, cfg["vocab_size"], (1, t), generator=g)
-            ref.forward(params, cfg, ids)
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                ref.forward(params, cfg, ids)
-                times.append(1000 * (time.perf_counter() - t0))
-            result["prefill_ms"][str(t)] = median(times)
-        cache = [None] * layers
-        forward_cached(params, cfg, torch.randint(0, cfg["vocab_size"], (1, prompt), generator=g), cache)
-        times = []
-        for step in range(decode + 1):
-            ids = torch.randint(0, cfg["vocab_size"], (1, 1), generator=g)
-            t0 = time.perf_counter()
-            forward_cached(params, cfg, ids, cache)
-            if step > 0:
-                times.append(1000 * (time.perf_counter() - t0))
-        result["decode_ms"] = median(times)
+    for t in lengths:
+        session.prefill(t)
+        result["prefill_ms"][str(t)] = median([session.prefill(t)[0] for _ in range(repeats)])
+    result["decode_ms"] = median(session.decode(prompt, decode)[0])
     print(json.dumps(result))
 
 

@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Parrot.Tensors.Cpu.Gemm;
@@ -44,8 +43,16 @@ internal static unsafe class AttentionF32
         long work = p.Rows * p.S * (p.D + p.Dv) / (p.Causal ? 2 : 1);
         int workers = work >= ParallelMinWork ? CpuParallel.Workers : 1;
 
-        using var packed = new NativeBuffer((kFloats + vFloats) * groups * sizeof(float));
-        float* packedBase = packed.As<float>();
+        // From the tensor allocator's cache: a fresh native block of this size would be faulted in page by page on
+        // every call.
+        nint packed = CpuAllocator.Allocate((kFloats + vFloats) * groups * sizeof(float), out long packedBytes);
+        try { RunPacked(p, (float*)packed, kFloats, vFloats, sPad, dvPad, workers); }
+        finally { CpuAllocator.Free(packed, packedBytes); }
+    }
+
+    private static void RunPacked(AttentionProblem p, float* packedBase, long kFloats, long vFloats, int sPad, int dvPad, int workers)
+    {
+        int groups = p.B * p.KvHeads, rep = p.Group;
         CpuParallel.For(Math.Min(workers, groups), w =>
         {
             int parts = Math.Min(workers, groups);
@@ -77,6 +84,25 @@ internal static unsafe class AttentionF32
     /// <summary>Keys of one group transposed into kt [D, sPad], values into vs [sPad, dvPad] (padding zeroed).</summary>
     private static void PackGroup(AttentionProblem p, int b, int hk, float* kt, int sPad, int dvPad)
     {
+        // Keys with contiguous rows (a KV cache, a projection's output) are transposed 16 × 16 in registers, as
+        // the GEMM packs x · Wᵀ; anything else goes element by element.
+        if (p.K.S3 == 1 && TransposedPacking.CanPack(sPad) && p.K.DType is DType.F32 or DType.BF16)
+        {
+            if (p.K.DType == DType.F32) TransposedPacking.Pack<F32Source>(p.K.At(b, hk, 0), p.K.S2, p.D, p.S, sPad, kt);
+            else TransposedPacking.Pack<BF16Source>(p.K.At(b, hk, 0), p.K.S2, p.D, p.S, sPad, kt);
+        }
+        else PackKeysElementwise(p, b, hk, kt, sPad);
+        float* vs = kt + (long)p.D * sPad;
+        for (int j = 0; j < p.S; j++)
+        {
+            float* dst = vs + (long)j * dvPad;
+            RowIO.Load(p.V.At(b, hk, j), p.V.DType, p.V.S3, p.Dv, dst);
+            new Span<float>(dst + p.Dv, dvPad - p.Dv).Clear();
+        }
+    }
+
+    private static void PackKeysElementwise(AttentionProblem p, int b, int hk, float* kt, int sPad)
+    {
         using var rowBuffer = new NativeBuffer((long)Math.Max(p.D, 1) * sizeof(float));
         float* row = rowBuffer.As<float>();
         for (int j = 0; j < p.S; j++)
@@ -85,13 +111,6 @@ internal static unsafe class AttentionF32
             for (int d = 0; d < p.D; d++) kt[(long)d * sPad + j] = row[d];
         }
         for (int d = 0; d < p.D; d++) new Span<float>(kt + (long)d * sPad + p.S, sPad - p.S).Clear();
-        float* vs = kt + (long)p.D * sPad;
-        for (int j = 0; j < p.S; j++)
-        {
-            float* dst = vs + (long)j * dvPad;
-            RowIO.Load(p.V.At(b, hk, j), p.V.DType, p.V.S3, p.Dv, dst);
-            new Span<float>(dst + p.Dv, dvPad - p.Dv).Clear();
-        }
     }
 
     /// <summary>One worker's buffers for an item of up to <c>rows</c> rows.</summary>
@@ -126,7 +145,7 @@ internal static unsafe class AttentionF32
             int h = hk * rep + r / tq, i = t0 + r % tq;
             float* qr = x.Q + (long)r * d;
             RowIO.Load(p.Q.At(b, h, i), p.Q.DType, p.Q.S3, d, qr);
-            TensorPrimitives.Multiply(new ReadOnlySpan<float>(qr, d), scale, new Span<float>(qr, d));
+            Scale(qr, d, scale);
             x.Max[r] = float.NegativeInfinity;
             x.Sum[r] = 0;
         }
@@ -145,11 +164,11 @@ internal static unsafe class AttentionF32
                 if (p.Mask is { } mask && visible > 0)
                 {
                     RowIO.Load(mask.At(b, h, i) + (nint)(j0 * mask.S3 * mask.DType.SizeOf()), mask.DType, mask.S3, visible, x.Mask);
-                    TensorPrimitives.Add(new ReadOnlySpan<float>(pr, visible), new ReadOnlySpan<float>(x.Mask, visible), new Span<float>(pr, visible));
+                    AddTo(pr, x.Mask, visible);
                 }
                 new Span<float>(pr + visible, KeyBlock - visible).Fill(float.NegativeInfinity);
                 float alpha = OnlineSoftmax(pr, ref x.Max[r], ref x.Sum[r]);
-                if (alpha != 1f) TensorPrimitives.Multiply(new ReadOnlySpan<float>(x.O + (long)r * dvPad, dvPad), alpha, new Span<float>(x.O + (long)r * dvPad, dvPad));
+                if (alpha != 1f) Scale(x.O + (long)r * dvPad, dvPad, alpha);
             }
             AddValues(x.P, vs + (long)j0 * dvPad, dvPad, n, rows, x.O);
         }
@@ -161,7 +180,7 @@ internal static unsafe class AttentionF32
             float l = x.Sum[r];
             // No visible key: l = 0 and the row is NaN, as the composite softmax of an all −∞ row.
             float inv = l > 0 ? 1f / l : float.NaN;
-            TensorPrimitives.Multiply(new ReadOnlySpan<float>(or, p.Dv), inv, new Span<float>(or, p.Dv));
+            Scale(or, p.Dv, inv);
             RowIO.Store(or, p.Output.At(b, h, i), p.Output.DType, p.Output.S3, p.Dv);
             if (p.LogSumExp is { } lse)
                 *(float*)lse.At(b, h, i) = l > 0 ? x.Max[r] + MathF.Log(l) : (float.IsNaN(l) ? float.NaN : float.NegativeInfinity);
@@ -185,12 +204,63 @@ internal static unsafe class AttentionF32
             return 1f;
         }
         var shift = Vector512.Create(mNew);
-        s0 = Vector512.Exp(s0 - shift); s1 = Vector512.Exp(s1 - shift); s2 = Vector512.Exp(s2 - shift); s3 = Vector512.Exp(s3 - shift);
+        s0 = ExpNonPositive(s0 - shift); s1 = ExpNonPositive(s1 - shift); s2 = ExpNonPositive(s2 - shift); s3 = ExpNonPositive(s3 - shift);
         s0.Store(s); s1.Store(s + 16); s2.Store(s + 32); s3.Store(s + 48);
         float alpha = m == mNew ? 1f : MathF.Exp(m - mNew);
         l = l * alpha + Vector512.Sum((s0 + s1) + (s2 + s3));
         m = mNew;
         return alpha;
+    }
+
+    /// <summary>
+    /// e^x for x ≤ 0 (scores minus their running max), to about one float32 ulp: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
+    /// e^r by the classic degree-7 minimax polynomial (Cephes' expf), times 2^n put into the exponent bits. Below
+    /// −87.3 the result would be subnormal and is flushed to 0 (e^−∞ = 0); NaN stays NaN. Written here rather than
+    /// calling Vector512.Exp so that it is compiled, optimised, into the kernel: the library's exp is a separate
+    /// call that tiered compilation starts unoptimised (measured: the softmax step of the first attention calls of
+    /// a process took 3–4× longer than later ones).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> ExpNonPositive(Vector512<float> x)
+    {
+        var min = Vector512.Create(-87.33f);
+        var underflow = Vector512.LessThan(x, min);
+        var t = Vector512.ConditionalSelect(underflow, min, x);
+        // Rounding to the nearest integer by adding and subtracting 1.5·2^23; the sum's low mantissa bits are n.
+        var magic = Vector512.Create(12582912f);
+        var shifted = Vector512.FusedMultiplyAdd(t, Vector512.Create(1.44269504f), magic);
+        var n = shifted - magic;
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), t);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r);
+        var p = Vector512.Create(1.9875691500e-4f);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.3981999507e-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073e-3f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894e-2f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459e-1f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
+        p = Vector512.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
+        // n ∈ [−126, 0] here, so 2^n is a normal float: its bits are (n + 127) << 23.
+        var scale = ((shifted.AsInt32() - magic.AsInt32() + Vector512.Create(127)) << 23).AsSingle();
+        return Vector512.ConditionalSelect(underflow, Vector512<float>.Zero, p * scale);
+    }
+
+    /// <summary>x[i] *= a, i &lt; n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scale(float* x, int n, float a)
+    {
+        var va = Vector512.Create(a);
+        int i = 0;
+        for (; i + Lanes <= n; i += Lanes) (Vector512.Load(x + i) * va).Store(x + i);
+        for (; i < n; i++) x[i] *= a;
+    }
+
+    /// <summary>x[i] += y[i], i &lt; n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddTo(float* x, float* y, int n)
+    {
+        int i = 0;
+        for (; i + Lanes <= n; i += Lanes) (Vector512.Load(x + i) + Vector512.Load(y + i)).Store(x + i);
+        for (; i < n; i++) x[i] += y[i];
     }
 
     /// <summary>

@@ -110,6 +110,15 @@ public class Qwen2Model : Module
         {
             var layer = _layers[i];
             int index = i;
+            if (Graph.IsGradDisabled)
+            {
+                // Inference saves nothing for backward, so a layer's temporaries go when it is done: kept to the
+                // end of the caller's scope, a 512-token prefill of Qwen2-0.5B held ~1.5 GB of them, overflowed the
+                // allocator's cache and faulted fresh pages in on every call.
+                using var layerScope = TensorScope.Begin();
+                h = new Variable(layerScope.Keep(layer.Forward(h, (cos, sin), mask, cache, i).Value));
+                continue;
+            }
             h = GradientCheckpointing && cache is null && !Graph.IsGradDisabled
                 ? Checkpoint.Run(v => layer.Forward(v[0], (cos, sin), mask, null, index), h)
                 : layer.Forward(h, (cos, sin), mask, cache, i);

@@ -23,7 +23,9 @@ internal static unsafe class Sgemm
             for (int i = 0; i < m; i++) NativeMemory.Clear(c + i * ldc, (nuint)n * sizeof(float));
             return;
         }
-        if ((long)m * n * k < ParallelMinWork) workers = 1;
+        // The skinny paths are bound by reading the large operand, not by arithmetic, and decide for themselves
+        // (SkinnyColumns) when a second thread pays off.
+        int packedWorkers = (long)m * n * k < ParallelMinWork ? 1 : workers;
         if (GemmOptions.UseVector512)
         {
             if (m <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(b))
@@ -31,11 +33,11 @@ internal static unsafe class Sgemm
             else if (n <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(a.Transposed))
                 SkinnyTransposed(a, b, c, ldc, m, n, k, workers);
             else
-                Packed<MicroKernel6x64>(a, b, c, ldc, m, n, k, workers);
+                Packed<MicroKernel6x64>(a, b, c, ldc, m, n, k, packedWorkers);
         }
         else
         {
-            Packed<MicroKernel6x16>(a, b, c, ldc, m, n, k, workers);
+            Packed<MicroKernel6x16>(a, b, c, ldc, m, n, k, packedWorkers);
         }
     }
 
@@ -116,30 +118,41 @@ internal static unsafe class Sgemm
         finally { GemmWorkspace.Return(ws); }
     }
 
+    /// <summary>Below this many bytes of B a skinny product stays on one thread: ~20 µs of reading, about twice what starting a second thread costs.</summary>
+    private const long SkinnyParallelMinBytes = 512 << 10;
+
+    /// <summary>Bytes of B per grab from the shared column counter (~20 µs of reading on one core).</summary>
+    private const long SkinnyGrabBytes = 512 << 10;
+
     /// <summary>
-    /// Runs the skinny kernels over the columns of C. With several threads the columns go out in chunks of
-    /// whole 128-column tiles from a shared counter, so a thread slowed by other work on the machine takes
-    /// fewer chunks instead of holding everyone up.
+    /// Runs the skinny kernels over the columns of C. With several threads the columns go out in grabs from a
+    /// shared counter, so a thread slowed by other work on the machine takes fewer grabs instead of holding
+    /// everyone up. A grab is about <see cref="SkinnyGrabBytes"/> of B and at most 1/8 of a thread's share, so
+    /// the threads finish within a few microseconds of each other (decoding makes ~150 such products per token,
+    /// most of them 3–17 MB, where coarser grabs left one core idle at the end of each). Grabs are whole kernel
+    /// tiles: 8 columns for a column-major B (dot products, x · Wᵀ), 128 for a row-major one.
     /// </summary>
     private static void SkinnyColumns(float* a, long lda, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
     {
-        const int chunkColumns = 2 * SkinnySgemm.ColumnUnit;
-        int chunks = (n + chunkColumns - 1) / chunkColumns;
-        int parts = Math.Min(workers, chunks);
+        int unit = b.ColStride == 1 ? 2 * SkinnySgemm.ColumnUnit : 8;
+        long columnBytes = (long)k * b.DType.SizeOf();
+        if ((long)n * columnBytes < SkinnyParallelMinBytes) workers = 1;
+        long grab = Math.Min(SkinnyGrabBytes / columnBytes, (long)n / (8 * Math.Max(workers, 1)));
+        int grabColumns = (int)Math.Max(unit, grab / unit * unit);
+        int grabs = (int)(((long)n + grabColumns - 1) / grabColumns);
+        int parts = Math.Min(workers, grabs);
         if (parts <= 1)
         {
             SkinnySgemm.Run(a, lda, b, c, ldc, m, k, 0, n);
             return;
         }
-        // Hand out a few chunks at a time: enough per grab to keep the counter cheap, several grabs per thread.
-        int perGrab = Math.Max(1, chunks / (4 * parts));
-        int next = 0;
+        int next = -1;
         CpuParallel.For(parts, _ =>
         {
-            int first;
-            while ((first = Interlocked.Add(ref next, perGrab) - perGrab) < chunks)
+            int g;
+            while ((g = Interlocked.Increment(ref next)) < grabs)
             {
-                int j0 = first * chunkColumns, j1 = Math.Min(n, (first + perGrab) * chunkColumns);
+                int j0 = g * grabColumns, j1 = (int)Math.Min(n, (long)j0 + grabColumns);
                 SkinnySgemm.Run(a, lda, b, c, ldc, m, k, j0, j1);
             }
         });

@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Parrot.Autograd;
+using Parrot.Nn;
+using Parrot.Nn.Layers;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Tensors;
+
+namespace Parrot.Cli;
+
+/// <summary>
+/// A Qwen2-0.5B-shaped model with random weights and the single measurements `parrot bench decoder` is made of:
+/// one prefill, a run of decode steps, the copy bandwidth. Inference only (no gradients recorded).
+/// </summary>
+internal sealed class DecoderSession : IDisposable
+{
+    private readonly Qwen2ForCausalLM _model;
+    private readonly Random _rng = new(7);
+    private readonly IDisposable _noGrad = Graph.NoGrad();
+
+    /// <summary>The Qwen2-0.5B shape with <paramref name="layers"/> layers.</summary>
+    public static Qwen2Config Config(int layers) => new()
+    {
+        VocabSize = 151936, HiddenSize = 896, IntermediateSize = 4864, NumHiddenLayers = layers,
+        NumAttentionHeads = 14, NumKeyValueHeads = 2, RopeTheta = 1e6, RmsNormEps = 1e-6, TieWordEmbeddings = false,
+    };
+
+    public DecoderSession(int layers)
+    {
+        var cfg = Config(layers);
+        // Uniform weights of the initializer's standard deviation (norm scales stay 1): drawing 600M normal
+        // samples would take longer than the benchmark, and the values do not change the speed.
+        using (Init.Deferred()) _model = new Qwen2ForCausalLM(cfg, seed: 1, initialize: false);
+        double bound = cfg.InitializerRange * Math.Sqrt(3);
+        ulong seed = 1;
+        foreach (var (name, p) in _model.NamedParameters())
+            if (!name.EndsWith("norm.weight", StringComparison.Ordinal))
+                p.Value.Backend.Random(p.Value, RandomKind.Uniform, seed++, -bound, bound);
+    }
+
+    public Qwen2ForCausalLM Model => _model;
+
+    public long Parameters => _model.ParameterCount();
+
+    /// <summary>Bytes a decode step reads: every weight except the embedding table (of which it reads one row).</summary>
+    public long DecodeWeightBytes => _model.NamedParameters().Where(np => np.Name != "model.embed_tokens.weight")
+        .Sum(np => np.Parameter.Value.Count * np.Parameter.Value.ElementSize);
+
+    /// <summary><paramref name="n"/> random token ids.</summary>
+    public long[] Ids(int n) => Enumerable.Range(0, n).Select(_ => (long)_rng.Next(_model.Config.VocabSize)).ToArray();
+
+    /// <summary>
+    /// Milliseconds (wall, and CPU time of the process) of one prefill of <paramref name="t"/> random tokens:
+    /// logits of every position, or of the last only.
+    /// </summary>
+    public (double Wall, double Cpu) Prefill(int t, bool lastOnly)
+    {
+        var ids = Ids(t);
+        double c0 = ProcessCpuMs();
+        var t0 = Stopwatch.GetTimestamp();
+        using (var scope = TensorScope.Begin())
+        {
+            if (lastOnly)
+            {
+                var h = _model.Model.Forward(_model.Model.EmbedTokens.Forward(Tensor.FromArray(ids, 1, t)));
+                _ = _model.LmHead(h.Value.Narrow(1, t - 1, 1));
+            }
+            else _ = _model.Forward(Tensor.FromArray(ids, 1, t));
+        }
+        return (Stopwatch.GetElapsedTime(t0).TotalMilliseconds, ProcessCpuMs() - c0);
+    }
+
+    /// <summary>
+    /// Milliseconds of each of <paramref name="steps"/> decode steps (one token, logits of the whole vocabulary)
+    /// with the KV cache after an untimed prefill of <paramref name="prompt"/> tokens and one untimed step, and
+    /// the process CPU time of all the timed steps.
+    /// </summary>
+    public (double[] Wall, double Cpu) Decode(int prompt, int steps)
+    {
+        using var cache = new KvCache(_model.Config.NumHiddenLayers, prompt + steps + 1);
+        using (var scope = TensorScope.Begin()) _ = _model.Forward(Tensor.FromArray(Ids(prompt), 1, prompt), cache: cache);
+        var times = new double[steps];
+        double cpu = 0;
+        for (int step = -1; step < steps; step++)
+        {
+            if (step == 0) cpu = ProcessCpuMs();
+            var next = Ids(1);
+            var t0 = Stopwatch.GetTimestamp();
+            using (var scope = TensorScope.Begin()) _ = _model.Forward(Tensor.FromArray(next, 1, 1), cache: cache);
+            if (step >= 0) times[step] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        }
+        return (times, ProcessCpuMs() - cpu);
+    }
+
+    /// <summary>
+    /// GB/s of a contiguous float32 copy of 256 MiB on the configured threads (the engine's copy: one memcpy per
+    /// thread), counting bytes read plus bytes written as STREAM does; the best of several.
+    /// </summary>
+    public static double CopyBandwidth()
+    {
+        const int n = 64 << 20;
+        using var src = Tensor.Full([n], 1.0);
+        using var dst = Tensor.Zeros([n]);
+        double best = double.MaxValue;
+        for (int i = 0; i < 8; i++)
+        {
+            var t0 = Stopwatch.GetTimestamp();
+            dst.CopyFrom(src);
+            best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        return 2.0 * n * sizeof(float) / best / 1e9;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct TimeSpec { public long Seconds, Nanoseconds; }
+
+    [DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out TimeSpec t);
+
+    /// <summary>CPU time of the whole process in ms (CLOCK_PROCESS_CPUTIME_ID), or 0 where that clock is not available.</summary>
+    public static double ProcessCpuMs()
+    {
+        if (!OperatingSystem.IsLinux()) return 0;
+        return ClockGetTime(2, out var t) == 0 ? t.Seconds * 1e3 + t.Nanoseconds / 1e6 : 0;
+    }
+
+    public static double Median(IEnumerable<double> values)
+    {
+        var v = values.OrderBy(x => x).ToArray();
+        return v[v.Length / 2];
+    }
+
+    public void Dispose()
+    {
+        _noGrad.Dispose();
+        _model.Dispose();
+    }
+}
