@@ -86,10 +86,11 @@ internal static unsafe class AttentionF32
     {
         // Keys with contiguous rows (a KV cache, a projection's output) are transposed 16 × 16 in registers, as
         // the GEMM packs x · Wᵀ; anything else goes element by element.
-        if (p.K.S3 == 1 && TransposedPacking.CanPack(sPad) && p.K.DType is DType.F32 or DType.BF16)
+        if (p.K.S3 == 1 && GemmOptions.UseVector512 && p.K.DType is DType.F32 or DType.BF16)
         {
-            if (p.K.DType == DType.F32) TransposedPacking.Pack<F32Source>(p.K.At(b, hk, 0), p.K.S2, p.D, p.S, sPad, kt);
-            else TransposedPacking.Pack<BF16Source>(p.K.At(b, hk, 0), p.K.S2, p.D, p.S, sPad, kt);
+            long columnBytes = p.K.S2 * p.K.DType.SizeOf();
+            if (p.K.DType == DType.F32) Packing.PackColumnMajor16<F32Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
+            else Packing.PackColumnMajor16<BF16Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
         }
         else PackKeysElementwise(p, b, hk, kt, sPad);
         float* vs = kt + (long)p.D * sPad;

@@ -137,7 +137,7 @@ internal static unsafe class Packing
     /// <see cref="Transpose16"/>; the k tail and the last columns (fewer than 16) are copied element by element.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackColumnMajor16<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
+    public static void PackColumnMajor16<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
     {
         var block = stackalloc Vector512<float>[16];
         int j = 0;
