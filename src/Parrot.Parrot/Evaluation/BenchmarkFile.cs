@@ -166,7 +166,7 @@ public sealed class BenchmarkFile
             rows.Add(new BenchmarkRow(rowNumber, indexText, index, new MultipleChoiceQuestion(f[iQuestion], hint, options, lang), answerText[0],
                 category, l2, group, image, prediction, f));
         }
-        return new BenchmarkFile(name, lang, table.Columns, iGroup >= 0, rows, problems);
+        return new BenchmarkFile(name, lang, table.Columns, iGroup >= 0, rows, problems.OrderBy(p => p.Row).ToList());
     }
 
     /// <summary>The rows of the first <paramref name="units"/> scored units under <paramref name="protocol"/>, in file order.</summary>
