@@ -85,14 +85,23 @@ public sealed class ParrotAnswerGenerator : IAnswerGenerator, IDisposable
     /// <inheritdoc/>
     public string Answer(AnswerRequest request)
     {
+        var (_, generated) = Generate(request);
+        // Ids beyond the tokenizer's (a vocabulary padded for speed) decode to nothing, as in Hugging Face.
+        var known = generated.Where(id => _tokenizer.IdToToken(id) is not null).ToArray();
+        return PythonStrip(_tokenizer.Decode(known, skipSpecialTokens: true));
+    }
+
+    /// <summary>The prompt ids (image placeholder <see cref="ChatMl.ImageTokenIndex"/>) and the generated ids, the stop id left out.</summary>
+    internal (int[] Prompt, List<int> Generated) Generate(AnswerRequest request)
+    {
         ArgumentNullException.ThrowIfNull(request);
         if (request.MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(request), "max new tokens must be ≥ 0");
-        if (request.MaxNewTokens == 0) return "";
         bool withImage = request.Image is not null;
         if (withImage && _features is null)
             throw new InvalidOperationException("the question has an image but no vision tower is loaded");
         var ids = _chat.BuildPrompt([new ChatTurn(ChatRole.User, withImage ? ChatMl.ImagePlaceholder + "\n" + request.Prompt : request.Prompt)]);
         var generated = new List<int>();
+        if (request.MaxNewTokens == 0) return (ids, generated);
         using (var scope = TensorScope.Begin())
         {
             Tensor? features = null;
@@ -116,9 +125,7 @@ public sealed class ParrotAnswerGenerator : IAnswerGenerator, IDisposable
                 next = ArgMax(_model.DecodeStep(next, cache));
             }
         }
-        // Ids beyond the tokenizer's (a vocabulary padded for speed) decode to nothing, as in Hugging Face.
-        var known = generated.Where(id => _tokenizer.IdToToken(id) is not null).ToArray();
-        return PythonStrip(_tokenizer.Decode(known, skipSpecialTokens: true));
+        return (ids, generated);
     }
 
     private static int ArgMax(Tensor logits)
