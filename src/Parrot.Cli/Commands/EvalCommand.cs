@@ -64,8 +64,7 @@ internal static class EvalCommand
             }
             var twice = benchmarks.GroupBy(b => b.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
             if (twice is not null) throw new CliException($"--data: two files are named {twice.Key}; datasets are told apart by file name");
-            foreach (var b in benchmarks)
-                foreach (var problem in b.Problems) Console.Error.WriteLine($"{b.Name}: {problem} — skipped");
+            foreach (var b in benchmarks) PrintProblems(b.Name, b.Problems);
 
             Directory.CreateDirectory(output);
             string? visionDir = p.GetValue(vision);
@@ -95,8 +94,17 @@ internal static class EvalCommand
 
     private static void ReportProblems(IEnumerable<DatasetResult> results)
     {
-        foreach (var r in results)
-            foreach (var problem in r.Problems) Console.Error.WriteLine($"{r.File.Name}: {problem} — skipped");
+        foreach (var r in results) PrintProblems(r.File.Name, r.Problems);
+    }
+
+    /// <summary>The most skipped rows printed per dataset; summary.md lists them all.</summary>
+    private const int ProblemsPrinted = 20;
+
+    private static void PrintProblems(string dataset, IReadOnlyList<SkippedRow> problems)
+    {
+        foreach (var problem in problems.Take(ProblemsPrinted)) Console.Error.WriteLine($"{dataset}: {problem} — skipped");
+        if (problems.Count > ProblemsPrinted)
+            Console.Error.WriteLine($"{dataset}: … and {problems.Count - ProblemsPrinted} more rows skipped (all are listed in summary.md)");
     }
 
     private static void Finish(string output, IReadOnlyList<DatasetResult> results)
@@ -125,10 +133,11 @@ internal static class EvalCommand
         private readonly bool _terminal = !Console.IsErrorRedirected;
         private readonly Stopwatch _clock = new();
         private TimeSpan _lastLine;
+        private int _problems;
 
         public void Report(EvaluationProgress p)
         {
-            if (p.Problem is not null)
+            if (p.Problem is not null && ++_problems <= ProblemsPrinted)
             {
                 if (_terminal) Console.Error.WriteLine();
                 Console.Error.WriteLine($"{p.Dataset}: {p.Problem} — skipped");
@@ -137,6 +146,7 @@ internal static class EvalCommand
             {
                 _clock.Restart();
                 _lastLine = TimeSpan.Zero;
+                _problems = 0;
                 Console.Error.WriteLine($"{p.Dataset}: {p.Total} questions");
                 return;
             }
