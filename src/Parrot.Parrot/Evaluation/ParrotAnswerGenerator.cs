@@ -82,6 +82,9 @@ public sealed class ParrotAnswerGenerator : IAnswerGenerator, IDisposable
     /// <summary>The loaded model.</summary>
     public ParrotForCausalLM Model => _model;
 
+    /// <summary>Whether a vision tower is loaded (without one only text-only questions can be answered).</summary>
+    public bool HasVisionTower => _features is not null;
+
     /// <inheritdoc/>
     public string Answer(AnswerRequest request)
     {
