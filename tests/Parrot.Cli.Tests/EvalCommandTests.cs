@@ -177,4 +177,42 @@ public class EvalCommandTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));
     }
+    [Test]
+    public void AKilledRunResumesWhereItStoppedAndEndsLikeAStraightRun()
+    {
+        var (root, model, bench) = Prepare();
+        string[] data = ["--data", Path.Combine(bench, "mmmb_pt.tsv"), Path.Combine(bench, "mmmb_ru.tsv")];
+        var straight = Path.Combine(root, "straight");
+        var (code, _, stderr) = Eval(["--model", model, .. data, "--out", straight, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+
+        var killed = Path.Combine(root, "killed");
+        var journal = Path.Combine(killed, "predictions.partial.jsonl");
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        string[] command = [Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll"), "eval", "--model", model, .. data, "--out", killed, "--max-new-tokens", "2"];
+        foreach (var a in command) psi.ArgumentList.Add(a);
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            p.OutputDataReceived += (_, _) => { };
+            p.ErrorDataReceived += (_, _) => { };
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            static int Lines(string path) { try { return File.Exists(path) ? File.ReadAllLines(path).Length : 0; } catch (IOException) { return 0; } }
+            while (Lines(journal) < 3 && !p.HasExited && sw.Elapsed.TotalSeconds < 120) Thread.Sleep(2);
+            if (!p.HasExited) p.Kill(); // SIGKILL: no chance to clean up
+            p.WaitForExit();
+        }
+        Assert.That(File.Exists(Path.Combine(killed, "predictions.tsv")), Is.False, "killed before the end");
+        int answered = File.ReadAllLines(journal).Length - 1;
+        TestContext.Out.WriteLine($"killed after {answered} answers");
+        if (answered >= 14) Assert.Inconclusive("the run finished before it could be killed");
+
+        (code, var stdout, stderr) = Eval(["--model", model, .. data, "--out", killed, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain($"resuming: {answered} answers"));
+        Assert.That(File.ReadAllLines(journal), Has.Length.EqualTo(1 + 14), "each question answered once");
+        Assert.That(File.ReadAllBytes(Path.Combine(killed, "predictions.tsv")), Is.EqualTo(File.ReadAllBytes(Path.Combine(straight, "predictions.tsv"))));
+        Assert.That(File.ReadAllText(Path.Combine(killed, "summary.json")), Is.EqualTo(File.ReadAllText(Path.Combine(straight, "summary.json"))));
+    }
 }
