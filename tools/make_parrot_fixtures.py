@@ -150,7 +150,7 @@ def main():
 
     # f32, the tower in its own folder.
     cfg = parrot_config(torch.float32, 2, -2)
-    params = {**qwen.init_params(cfg, 47), **multimodal_params(cfg, 43, torch.float32)}
+    params = {**qwen.init_params(cfg, 48), **multimodal_params(cfg, 43, torch.float32)}
     folder = os.path.join(root, "f32-separate")
     os.makedirs(folder, exist_ok=True)
     write_config(folder, "config.json", cfg)

@@ -73,9 +73,9 @@ def moe(p, cfg, x, text):
     return y, w
 
 
-def forward(p, tower, cfg, vision_cfg, ids, pixels=None):
-    """ids: list of ints with at most one -200; pixels [1, 3, S, S] when it has one.
-    Returns (logits [T', vocab], routing weights [E] or None)."""
+def forward(p, tower, cfg, vision_cfg, ids, pixels=None, steer=None):
+    """ids: list of ints with at most one -200; pixels [1, 3, S, S] when it has one; steer: the ids whose
+    embeddings steer the MoE (default: every text id of ids). Returns (logits [T', vocab], routing weights [E] or None)."""
     embed = p["model.embed_tokens.weight"]
     places = [i for i, t in enumerate(ids) if t == IMAGE_TOKEN]
     assert len(places) <= 1, "one image per prompt"
@@ -83,7 +83,7 @@ def forward(p, tower, cfg, vision_cfg, ids, pixels=None):
         logits, _ = qwen.forward_embeds(p, cfg, embed[torch.tensor(ids)][None])
         return logits[0], None
     pos = places[0]
-    text = embed[torch.tensor([t for t in ids if t != IMAGE_TOKEN])]
+    text = embed[torch.tensor([t for t in (ids if steer is None else steer) if t != IMAGE_TOKEN])]
     f = vision_features(tower, vision_cfg, pixels, cfg["mm_vision_select_layer"], cfg["mm_vision_select_feature"])[0]
     x = projector(p, f)
     w = None
@@ -96,10 +96,12 @@ def forward(p, tower, cfg, vision_cfg, ids, pixels=None):
 
 
 def greedy(p, tower, cfg, vision_cfg, ids, pixels, steps):
-    """Greedy continuation by full recomputation (no cache); also the smallest top-1/top-2 logit margin seen."""
+    """Greedy continuation by full recomputation (no cache); also the smallest top-1/top-2 logit margin seen.
+    As in the reference's cached generation, the visual tokens are made once from the prompt: the MoE stays
+    steered by the prompt's text, not by the tokens generated after it."""
     seq, margin = list(ids), float("inf")
     for _ in range(steps):
-        logits, _ = forward(p, tower, cfg, vision_cfg, seq, pixels)
+        logits, _ = forward(p, tower, cfg, vision_cfg, seq, pixels, steer=ids)
         top = torch.topk(logits[-1], 2).values
         margin = min(margin, (top[0] - top[1]).item())
         seq.append(int(logits[-1].argmax()))
