@@ -359,5 +359,14 @@ public class ParrotModelDirectoryTests
             Assert.That(b.Info(n).DType, Is.EqualTo(DType.BF16), n);
             Assert.That(b.Load(n).ToFloatArray(), Is.EqualTo(a.Load(n).ToFloatArray()), n);
         }
+
+        // The other layout in bf16: the tower in its own folder (relative mm_vision_tower), still the reference's logits.
+        string separate = Temp();
+        m.Save(separate, visionWeightsInCheckpoint: false);
+        using (var tower = SafetensorsCheckpoint.Open(Path.Combine(separate, ParrotModelDirectory.SavedTowerFolder)))
+            Assert.That(tower.Names.All(n => n.StartsWith("vision_model.", StringComparison.Ordinal) && tower.Info(n).DType == DType.BF16), Is.True);
+        using var back = ParrotModelDirectory.Load(separate, DType.F32);
+        Assert.That(back.VisionWeightsInCheckpoint, Is.False);
+        Assert.That(RelL2(Logits(back, Prompt(), Image()), Npy32(Path.Combine(Fixture("bf16-bundled"), "logits.npy"))), Is.LessThan(1e-4));
     }
 }
