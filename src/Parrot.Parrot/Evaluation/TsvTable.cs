@@ -1,4 +1,5 @@
 using System.Text;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Evaluation;
 
@@ -90,9 +91,7 @@ public sealed class TsvTable
         var sb = new StringBuilder();
         sb.AppendJoin('\t', columns.Select(Quote)).Append('\n');
         foreach (var r in rows) sb.AppendJoin('\t', r.Select(Quote)).Append('\n');
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, sb.ToString(), new UTF8Encoding(false));
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.WriteAllText(path, sb.ToString());
 
         static string Quote(string s) => "\"" + s.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
     }

@@ -50,34 +50,6 @@ public sealed class ClipImageEncoder : IImageEncoder
     /// <summary>Whether images are padded to a square first.</summary>
     public bool PadToSquare { get; }
 
-    /// <summary>
-    /// Loads the CLIP tower in <paramref name="visionDirectory"/> (a CLIPVisionModel or CLIPModel directory)
-    /// for a model with <paramref name="config"/>: its preprocessor_config.json when present, else CLIP's
-    /// preprocessing at the tower's own image size.
-    /// </summary>
-    public static ClipImageEncoder FromDirectory(string visionDirectory, ParrotConfig config, DType dtype = DType.F32)
-    {
-        ArgumentNullException.ThrowIfNull(visionDirectory);
-        ArgumentNullException.ThrowIfNull(config);
-        var tower = ClipVisionLoader.Load(visionDirectory, dtype);
-        try
-        {
-            if (tower.Config.HiddenSize != config.MmHiddenSize)
-                throw new InvalidDataException($"{visionDirectory}: the vision tower's width {tower.Config.HiddenSize} differs from the model's mm_hidden_size {config.MmHiddenSize}");
-            int s = tower.Config.ImageSize;
-            var file = Path.Combine(visionDirectory, "preprocessor_config.json");
-            var pre = File.Exists(file)
-                ? new ImagePreprocessor(PreprocessorConfig.Load(file))
-                : new ImagePreprocessor(PreprocessorConfig.Clip336 with { ShortestEdge = s, CropHeight = s, CropWidth = s });
-            return new ClipImageEncoder(tower, pre, config.MmVisionSelectLayer, config.ImageAspectRatio == "pad");
-        }
-        catch
-        {
-            tower.Dispose();
-            throw;
-        }
-    }
-
     /// <inheritdoc/>
     public Tensor Encode(RgbImage image)
     {

@@ -18,10 +18,15 @@ public sealed record ParrotModelOptions
     public DType DType { get; init; } = DType.F32;
 
     /// <summary>
-    /// Supplies the image encoder of a Parrot model, given the model directory and the loaded model; null
-    /// (or a factory returning null) falls back to the CLIP tower directory named by config.json's
-    /// mm_vision_tower (relative to the model directory or absolute), when it exists. Without an encoder the
-    /// model answers text-only questions and rejects images.
+    /// The CLIP vision tower folder of a Parrot model, overriding config.json's mm_vision_tower (absolute or
+    /// relative to the current directory). Null: mm_vision_tower, relative to the model directory or absolute;
+    /// when that folder does not exist the model answers text-only questions and rejects images.
+    /// </summary>
+    public string? VisionTower { get; init; }
+
+    /// <summary>
+    /// Supplies the image encoder of a Parrot model, given the model directory and the loaded model, instead
+    /// of the directory's own tower (which is then not loaded); a factory returning null leaves the model text-only.
     /// </summary>
     public Func<string, ParrotForCausalLM, IImageEncoder?>? ImageEncoder { get; init; }
 }
@@ -109,19 +114,23 @@ public sealed class ParrotModel : IDisposable
 
         if (modelType == "parrot_qwen2")
         {
-            var model = ParrotLoader.Load(directory, options.DType);
+            // The released layout (tower in the checkpoint or in the mm_vision_tower folder) is ParrotModelDirectory's;
+            // without a tower folder the model still answers text.
+            bool vision = options.ImageEncoder is null && (options.VisionTower is not null || TowerFolderExists(directory, configPath));
+            var loaded = ParrotModelDirectory.Load(directory, options.DType, options.VisionTower, loadVision: vision);
             IImageEncoder? encoder = null;
             try
             {
+                var model = loaded.Model;
                 foreach (var id in model.Config.Text.EosTokenIds) eos.Add(id);
                 CheckVocabulary(directory, tokenizer, model.Config.Text.VocabSize, eos);
-                encoder = options.ImageEncoder?.Invoke(directory, model) ?? DefaultEncoder(directory, model.Config, options.DType);
-                return new ParrotModel(directory, model, Generator.Wrap(model), tokenizer, eos, encoder, multimodal: true);
+                encoder = options.ImageEncoder?.Invoke(directory, model) ?? (loaded.VisionTower is null ? null : new DirectoryImageEncoder(loaded));
+                return new ParrotModel(directory, loaded, Generator.Wrap(model), tokenizer, eos, encoder, multimodal: true);
             }
             catch
             {
                 encoder?.Dispose();
-                model.Dispose();
+                loaded.Dispose();
                 throw;
             }
         }
@@ -380,11 +389,24 @@ public sealed class ParrotModel : IDisposable
             if ((uint)id >= (uint)vocab) throw new InvalidDataException($"{directory}: end-of-sequence id {id} is outside the vocabulary [0, {vocab})");
     }
 
-    private static IImageEncoder? DefaultEncoder(string directory, ParrotConfig config, DType dtype)
+    /// <summary>Whether config.json names an mm_vision_tower folder that exists (relative to the model directory or absolute).</summary>
+    private static bool TowerFolderExists(string directory, string configPath)
     {
-        if (config.MmVisionTower is not { Length: > 0 } tower) return null;
-        var path = Path.IsPathRooted(tower) ? tower : Path.Combine(directory, tower);
-        if (!System.IO.Directory.Exists(path)) return null;
-        return ClipImageEncoder.FromDirectory(path, config, dtype);
+        var tower = ParrotConfig.Load(configPath).MmVisionTower;
+        if (tower is not { Length: > 0 }) return false;
+        return System.IO.Directory.Exists(Path.IsPathRooted(tower) ? tower : Path.Combine(directory, tower));
+    }
+
+    /// <summary>The features of a loaded model directory's own tower.</summary>
+    private sealed class DirectoryImageEncoder(ParrotModelDirectory directory) : IImageEncoder
+    {
+        public Tensor Encode(RgbImage image)
+        {
+            using var scope = TensorScope.Begin();
+            var features = directory.ImageFeatures(image); // [1, 1+N, C]
+            return scope.Keep(features.Select(0, 0).Contiguous());
+        }
+
+        public void Dispose() { } // the tower goes with the model directory
     }
 }

@@ -32,6 +32,12 @@ public class ParrotModelApiTests
 
     private static readonly GenerationOptions Short = new() { MaxNewTokens = 12 };
 
+    /// <summary>The tiny tower by hand: CLIP preprocessing at 28×28, padded to a square, layer −2.</summary>
+    private static ClipImageEncoder TowerEncoder(ParrotConfig config) => new(
+        global::Parrot.Nn.Models.Clip.ClipVisionLoader.Load(Path.Combine(ParrotDir, "vision")),
+        new ImagePreprocessor(PreprocessorConfig.Clip336 with { ShortestEdge = 28, CropHeight = 28, CropWidth = 28 }),
+        config.MmVisionSelectLayer, padToSquare: true);
+
     [Test]
     public void AskAboutAnImageEqualsTheGeneratorOnTheChatMlPromptAndTheTowerFeatures()
     {
@@ -41,7 +47,7 @@ public class ParrotModelApiTests
 
         // The same thing assembled by hand from the parts.
         using var lm = ParrotLoader.Load(ParrotDir);
-        using var encoder = ClipImageEncoder.FromDirectory(Path.Combine(ParrotDir, "vision"), lm.Config);
+        using var encoder = TowerEncoder(lm.Config);
         using var features = encoder.Encode(ImageLoader.Load(Red));
         Assert.That(features.Shape.ToArray(), Is.EqualTo(new[] { 17, 32 }));
         var tokenizer = BpeTokenizer.Load(Path.Combine(ParrotDir, "tokenizer.json"));
@@ -205,7 +211,7 @@ public class ParrotModelApiTests
         // The seam: a supplied encoder is used.
         using var custom = ParrotModel.Load(noTower, new ParrotModelOptions
         {
-            ImageEncoder = (d, m) => ClipImageEncoder.FromDirectory(Path.Combine(ParrotDir, "vision"), m.Config),
+            ImageEncoder = (d, m) => TowerEncoder(m.Config),
         });
         Assert.That(custom.SupportsImages, Is.True);
         Assert.That(custom.Ask("What?", Red, Short), Is.Not.Empty);
