@@ -1,5 +1,6 @@
 using System.Text;
 using Parrot.Parrot.Data.World;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Evaluation;
 
