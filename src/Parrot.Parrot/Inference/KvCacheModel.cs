@@ -11,7 +11,7 @@ namespace Parrot.Parrot.Inference;
 /// step, in one cache whose rows are left-padded to the longest prompt: padded keys are masked out and each
 /// row's rotary positions continue from its own length, so every row computes what it would alone.
 /// </summary>
-internal sealed class KvCacheModel : IAutoregressiveModel
+internal sealed partial class KvCacheModel : IAutoregressiveModel
 {
     private readonly Qwen2Model _stack;
     private readonly Func<Variable, Variable> _head;

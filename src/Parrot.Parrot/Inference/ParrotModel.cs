@@ -53,7 +53,7 @@ public sealed record ParrotQuestion(string Text, RgbImage? Image = null);
 /// <see cref="Dispose"/> waits for nothing: it frees the model at once when idle, else when the running
 /// call ends, and later calls throw <see cref="ObjectDisposedException"/>.</para>
 /// </summary>
-public sealed class ParrotModel : IDisposable
+public sealed partial class ParrotModel : IDisposable
 {
     private readonly IDisposable _model;
     private readonly IImageEncoder? _encoder;

@@ -1,0 +1,186 @@
+using Parrot.Nn.Layers;
+using Parrot.Parrot.Text;
+using Parrot.Parrot.Vision;
+
+namespace Parrot.Parrot.Inference;
+
+/// <summary>A prompt does not fit the model's context with the tokens asked for.</summary>
+public sealed class PromptTooLongException : ArgumentException
+{
+    /// <summary>Creates the exception.</summary>
+    public PromptTooLongException(string message) : base(message) { }
+}
+
+/// <summary>What one step produced for one sequence of a <see cref="ContinuousBatch"/>.</summary>
+/// <param name="Sequence">The sequence.</param>
+/// <param name="Token">The id generated.</param>
+/// <param name="Text">New answer text: whole characters only, never any part of a stop string (often empty).</param>
+/// <param name="Finished">Set on the sequence's last event: why it ended.</param>
+public sealed record BatchEvent(BatchSequence Sequence, int Token, string Text, FinishReason? Finished);
+
+/// <summary>One answer being generated in a <see cref="ContinuousBatch"/>, with its own KV cache.</summary>
+public sealed class BatchSequence
+{
+    internal BatchSequence(GenerationOptions options, TokenSampler sampler, StopTextFilter filter, KvCache cache, int promptTokens, float[] logits)
+    {
+        Options = options; Sampler = sampler; Filter = filter; Cache = cache; PromptTokens = promptTokens; Logits = logits;
+    }
+
+    /// <summary>How it is generated.</summary>
+    public GenerationOptions Options { get; }
+
+    /// <summary>Positions of the prompt, an image's visual tokens included.</summary>
+    public int PromptTokens { get; }
+
+    /// <summary>Tokens generated so far.</summary>
+    public int GeneratedTokens { get; internal set; }
+
+    /// <summary>Why it ended; null while it is going.</summary>
+    public FinishReason? Finished { get; internal set; }
+
+    /// <summary>Whether it left the batch (finished or removed); its cache is freed then.</summary>
+    public bool Left { get; internal set; }
+
+    internal TokenSampler Sampler { get; }
+    internal StopTextFilter Filter { get; }
+    internal KvCache? Cache { get; set; }
+    internal float[]? Logits { get; set; }
+    internal int Pending { get; set; } = -1;
+}
+
+/// <summary>
+/// Continuous batching over a <see cref="ParrotModel"/>: sequences join at token boundaries (their prompt is
+/// prefilled alone into a KV cache of their own), every <see cref="Step"/> generates one token for each
+/// sequence in the batch (one batched pass of the model), and a sequence leaves as soon as it is finished or
+/// removed, freeing its cache. A sequence generates what it would alone (greedy: the same tokens), whatever
+/// joins or leaves around it. Not thread-safe: one thread drives a batch; each call holds the model's turn
+/// (see <see cref="ParrotModel"/>), so other callers of the model interleave between calls.
+/// </summary>
+public sealed class ContinuousBatch : IDisposable
+{
+    private readonly ParrotModel _owner;
+    private readonly KvCacheModel _lm;
+    private readonly double _ropeTheta;
+    private readonly IReadOnlySet<int> _eos;
+    private readonly BpeTokenizer _tokenizer;
+    private readonly List<BatchSequence> _active = new();
+
+    internal ContinuousBatch(ParrotModel owner, KvCacheModel lm, double ropeTheta, int contextLength, IReadOnlySet<int> eos, BpeTokenizer tokenizer)
+    {
+        _owner = owner; _lm = lm; _ropeTheta = ropeTheta; ContextLength = contextLength; _eos = eos; _tokenizer = tokenizer;
+    }
+
+    /// <summary>Most positions (prompt and answer) a sequence may have: the model's max_position_embeddings.</summary>
+    public int ContextLength { get; }
+
+    /// <summary>Sequences in the batch.</summary>
+    public int Count => _active.Count;
+
+    /// <summary>
+    /// Adds a sequence continuing <paramref name="conversation"/> (with <paramref name="image"/> on the turn
+    /// that carries it): its prompt is encoded and prefilled now. <paramref name="maxNewTokens"/> null: as
+    /// many as the context leaves (<see cref="GenerationOptions.MaxNewTokens"/> is ignored).
+    /// </summary>
+    /// <exception cref="PromptTooLongException">The prompt with the answer would not fit the context.</exception>
+    /// <exception cref="ArgumentException">A bad conversation or option, or an image the model cannot take.</exception>
+    public BatchSequence Join(IReadOnlyList<ChatTurn> conversation, RgbImage? image, GenerationOptions options, int? maxNewTokens)
+    {
+        ArgumentNullException.ThrowIfNull(conversation);
+        ArgumentNullException.ThrowIfNull(options);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _owner.EnterTurn();
+        var features = new List<Tensors.Tensor>();
+        try
+        {
+            var prompt = _owner.BuildPrompt(conversation, image, features);
+            int chosen = 0;
+            var logits = _lm.PrefillRow(prompt, length =>
+            {
+                int room = ContextLength - length;
+                if (room < 1 || maxNewTokens is int m && m > room)
+                    throw new PromptTooLongException($"this model's maximum context length is {ContextLength} tokens; the prompt has {length} tokens"
+                        + (maxNewTokens is int mm ? $" and {mm} more were asked for" : ", which leaves no room for an answer"));
+                chosen = maxNewTokens ?? room;
+                return chosen;
+            }, out var cache, out int length);
+            var opts = options with { MaxNewTokens = chosen };
+            opts.Validate();
+            var seq = new BatchSequence(opts, new TokenSampler(opts, _lm.VocabSize, prompt.Ids), new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, logits);
+            _active.Add(seq);
+            return seq;
+        }
+        finally
+        {
+            foreach (var f in features) f.Dispose();
+            _owner.ExitTurn();
+        }
+    }
+
+    /// <summary>
+    /// Generates one token for every sequence in the batch (one batched model pass for those that need it);
+    /// returns their events; finished sequences leave the batch. Empty when the batch is.
+    /// </summary>
+    public IReadOnlyList<BatchEvent> Step()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_active.Count == 0) return [];
+        _owner.EnterTurn();
+        try
+        {
+            var stepping = _active.Where(s => s.Pending >= 0).ToList();
+            if (stepping.Count > 0)
+            {
+                var logits = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray(), _ropeTheta);
+                for (int i = 0; i < stepping.Count; i++) { stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
+            }
+            var events = new List<BatchEvent>(_active.Count);
+            foreach (var s in _active.ToList())
+            {
+                int id = s.Sampler.Next(s.Logits!);
+                s.Logits = null;
+                s.GeneratedTokens++;
+                FinishReason? finished = null;
+                string piece = "";
+                if (!s.Options.IgnoreEos && _eos.Contains(id)) finished = FinishReason.EndOfSequence;
+                else
+                {
+                    piece = s.Filter.Push(id);
+                    if (s.Filter.Stopped) finished = FinishReason.StopString;
+                }
+                if (finished is null && s.GeneratedTokens >= s.Options.MaxNewTokens) finished = FinishReason.MaxTokens;
+                if (finished is not null)
+                {
+                    piece += s.Filter.Finish();
+                    s.Finished = finished;
+                    Remove(s);
+                }
+                else s.Pending = id;
+                events.Add(new BatchEvent(s, id, piece, finished));
+            }
+            return events;
+        }
+        finally { _owner.ExitTurn(); }
+    }
+
+    /// <summary>Takes <paramref name="sequence"/> out of the batch (a cancelled request) and frees its cache; nothing if it already left.</summary>
+    public void Remove(BatchSequence sequence)
+    {
+        ArgumentNullException.ThrowIfNull(sequence);
+        if (sequence.Left) return;
+        sequence.Left = true;
+        _active.Remove(sequence);
+        sequence.Cache?.Dispose();
+        sequence.Cache = null;
+        sequence.Logits = null;
+    }
+
+    private bool _disposed;
+
+    /// <summary>Frees every sequence's cache.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        foreach (var s in _active.ToList()) Remove(s);
+        _disposed = true;
+    }
+}
