@@ -1,0 +1,48 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Parrot.Cli.Tests.Serve;
+
+/// <summary>The `parrot serve` command as a user runs it.</summary>
+public class ServeCommandTests
+{
+    [Test]
+    public void CudaWithoutABackendIsAClearError()
+    {
+        var (code, _, stderr) = CliRunner.Run(null, "serve", "--model", ServeTestHost.ModelDir, "--device", "cuda");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("CUDA backend not available"));
+        var (code2, _, stderr2) = CliRunner.Run(null, "serve", "--model", ServeTestHost.ModelDir, "--device", "tpu");
+        Assert.That(code2, Is.EqualTo(2));
+        Assert.That(stderr2, Does.Contain("--device"));
+        var (code3, _, stderr3) = CliRunner.Run(null, "serve", "--model", Path.Combine(ServeTestHost.Root, "missing"));
+        Assert.That(code3, Is.EqualTo(2));
+        Assert.That(stderr3, Does.Contain("--model"));
+    }
+
+    [Test]
+    public async Task ServesOnLoopbackUntilStopped()
+    {
+        var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { dll, "serve", "--model", ServeTestHost.ModelDir, "--port", "0", "--max-batch", "2", "--max-queue", "4" }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        try
+        {
+            string? line = await p.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.That(line, Does.StartWith("parrot serve: listening on http://127.0.0.1:"), line + p.StandardError.ReadToEnd());
+            var url = new Uri(line!.Split(' ')[4]);
+            string? ready = await p.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.That(ready, Does.Contain("ready"));
+            using var client = new HttpClient { BaseAddress = url };
+            Assert.That(JsonDocument.Parse(await client.GetStringAsync("/health")).RootElement.GetProperty("status").GetString(), Is.EqualTo("ok"));
+            var (status, body) = await ServeTestHost.PostAsync(client, ServeTestHost.Request("hello", maxTokens: 3));
+            Assert.That(status, Is.EqualTo(200), body.ToString());
+        }
+        finally
+        {
+            if (!p.HasExited) p.Kill(true);
+            p.WaitForExit(10_000);
+        }
+    }
+}
