@@ -168,15 +168,17 @@ public class ServeBadInputTests
         }
     }
 
+    private static double Num(JsonNode v) => double.Parse(v.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>Whether <paramref name="value"/> is invalid for <paramref name="field"/> (so the case is malformed).</summary>
     private static bool IsWrong(string field, JsonNode? value) => field switch
     {
         "messages" => true, // null, scalars, empty or malformed arrays, objects
-        "max_tokens" => value is null ? false : !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && value.GetValue<double>() is >= 1 and <= 5 && value.GetValue<double>() % 1 == 0),
-        "temperature" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && value.GetValue<double>() is >= 0 and <= 2),
-        "top_p" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && value.GetValue<double>() is > 0 and <= 1),
-        "top_k" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && value.GetValue<double>() is >= -1 and < int.MaxValue && value.GetValue<double>() % 1 == 0),
-        "seed" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && value.GetValue<double>() % 1 == 0 && Math.Abs(value.GetValue<double>()) < 9e18),
+        "max_tokens" => value is null ? false : !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && Num(value) is >= 1 and <= 5 && Num(value) % 1 == 0),
+        "temperature" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && Num(value) is >= 0 and <= 2),
+        "top_p" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && Num(value) is > 0 and <= 1),
+        "top_k" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && Num(value) is >= -1 and < int.MaxValue && Num(value) % 1 == 0),
+        "seed" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && Num(value) % 1 == 0 && Math.Abs(Num(value)) < 9e18),
         "stream" => value is not null && value.GetValueKind() is not (System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False),
         "stop" => value switch
         {
@@ -184,7 +186,7 @@ public class ServeBadInputTests
             JsonArray a => a.Count > 4 || a.Any(x => x is null || x.GetValueKind() != System.Text.Json.JsonValueKind.String || x.GetValue<string>() == ""),
             _ => value.GetValueKind() != System.Text.Json.JsonValueKind.String || value.GetValue<string>() == "",
         },
-        "n" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && value.GetValue<double>() == 1),
+        "n" => value is not null && !(value.GetValueKind() == System.Text.Json.JsonValueKind.Number && Num(value) == 1),
         _ => false,
     };
 }

@@ -49,9 +49,9 @@ public class ServeConcurrencyTests
     [Test]
     public async Task AFullQueueAnswers429WithRetryAfter()
     {
-        await using var server = await StartAsync(o => o with { MaxBatch = 1, MaxQueue = 1, IgnoreEos = true });
+        await using var server = await StartAsync(o => o with { ModelDirectory = LongModelDir, MaxBatch = 1, MaxQueue = 1, IgnoreEos = true });
         using var client = Client(server);
-        var longOne = Request("keep going", maxTokens: 900, stream: true).ToJsonString();
+        var longOne = Request("keep going", maxTokens: 150_000, stream: true).ToJsonString();
         using var first = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(longOne) }, HttpCompletionOption.ResponseHeadersRead);
         Assert.That((int)first.StatusCode, Is.EqualTo(200));
         // The batch is full; one request may wait; the next is refused.
@@ -72,9 +72,9 @@ public class ServeConcurrencyTests
     [Test]
     public async Task ADisconnectedClientCancelsItsGenerationAndFreesItsPlace()
     {
-        await using var server = await StartAsync(o => o with { MaxBatch = 4, IgnoreEos = true });
+        await using var server = await StartAsync(o => o with { ModelDirectory = LongModelDir, MaxBatch = 4, IgnoreEos = true });
         using var client = Client(server);
-        using (var response = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(Request("endless", maxTokens: 900, stream: true).ToJsonString()) }, HttpCompletionOption.ResponseHeadersRead))
+        using (var response = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(Request("endless", maxTokens: 150_000, stream: true).ToJsonString()) }, HttpCompletionOption.ResponseHeadersRead))
         {
             var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
             for (int i = 0; i < 3; i++) await reader.ReadLineAsync();
@@ -82,7 +82,7 @@ public class ServeConcurrencyTests
         }
         await WaitUntil(() => server.Metrics.Cancelled == 1 && server.Metrics.BatchSize == 0);
         long generated = server.Metrics.GeneratedTokens;
-        Assert.That(generated, Is.LessThan(900), "generation stopped early");
+        Assert.That(generated, Is.LessThan(150_000), "generation stopped early");
         await Task.Delay(200);
         Assert.That(server.Metrics.GeneratedTokens, Is.EqualTo(generated), "nothing more is generated for it");
         Assert.That((await PostAsync(client, Request("next", maxTokens: 2))).Status, Is.EqualTo(200));
@@ -91,9 +91,9 @@ public class ServeConcurrencyTests
     [Test]
     public async Task ARequestPastItsDeadlineGetsATimeoutError()
     {
-        await using var server = await StartAsync(o => o with { IgnoreEos = true, Deadline = TimeSpan.FromMilliseconds(300) });
+        await using var server = await StartAsync(o => o with { ModelDirectory = LongModelDir, IgnoreEos = true, Deadline = TimeSpan.FromMilliseconds(300) });
         using var client = Client(server);
-        var (status, body) = await PostAsync(client, Request("slow", maxTokens: 950));
+        var (status, body) = await PostAsync(client, Request("slow", maxTokens: 150_000));
         Assert.That(status, Is.EqualTo(504));
         Assert.That(AssertError(body).GetProperty("code").GetString(), Is.EqualTo("deadline_exceeded"));
         await WaitUntil(() => server.Metrics.BatchSize == 0);

@@ -34,6 +34,49 @@ internal static class ServeTestHost
     }
 
     public static string ModelDir => Path.Combine(Root, "tiny-parrot");
+
+    /// <summary>
+    /// The same model with a 200k-position context, for answers long enough (the tiny model decodes
+    /// thousands of tokens a second) that a test can disconnect, queue or time out while one runs.
+    /// </summary>
+    public static string LongModelDir
+    {
+        get
+        {
+            lock (Lock)
+            {
+                var dir = Path.Combine(Root, "long-parrot");
+                if (!Directory.Exists(dir))
+                {
+                    var tmp = dir + ".tmp";
+                    CopyDirectory(ModelDir, tmp);
+                    var config = JsonNode.Parse(File.ReadAllText(Path.Combine(tmp, "config.json")))!;
+                    config["max_position_embeddings"] = 200_000;
+                    File.WriteAllText(Path.Combine(tmp, "config.json"), config.ToJsonString());
+                    Directory.Move(tmp, dir);
+                }
+                return dir;
+            }
+        }
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
+    }
+
+    /// <summary>Deletes the shared directory (end of the run).</summary>
+    public static void Clean()
+    {
+        lock (Lock)
+        {
+            if (_root is null) return;
+            try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+            _root = null;
+        }
+    }
     public static string RedPng => Path.Combine(Root, "red.png");
     public static string BluePng => Path.Combine(Root, "blue.png");
 
@@ -101,4 +144,12 @@ internal static class ServeTestHost
         Assert.That(error.TryGetProperty("code", out var c) && c.ValueKind is JsonValueKind.String or JsonValueKind.Null, Is.True, "error.code");
         return error;
     }
+}
+
+/// <summary>Removes the tiny models when the serve tests are done.</summary>
+[SetUpFixture]
+public class ServeTestsCleanup
+{
+    [OneTimeTearDown]
+    public void Clean() => ServeTestHost.Clean();
 }
