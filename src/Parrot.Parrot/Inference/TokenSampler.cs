@@ -12,6 +12,7 @@ internal sealed class TokenSampler
     private ulong _state;
     private double[] _work = [];
     private int[] _order = [];
+    private double[] _keys = [];
 
     public TokenSampler(GenerationOptions options, int vocab, IEnumerable<int> prompt)
     {
@@ -58,9 +59,10 @@ internal sealed class TokenSampler
         if (_options.TopK > 0 && _options.TopK < v)
         {
             // The k-th largest value; everything below it goes (ties at the boundary stay, as in Hugging Face).
-            var copy = (double[])l.Clone();
-            Array.Sort(copy);
-            double threshold = copy[v - _options.TopK];
+            if (_keys.Length != v) _keys = new double[v];
+            l.CopyTo(_keys, 0);
+            Array.Sort(_keys);
+            double threshold = _keys[v - _options.TopK];
             for (int i = 0; i < v; i++) if (l[i] < threshold) l[i] = double.NegativeInfinity;
         }
 
@@ -73,11 +75,12 @@ internal sealed class TokenSampler
 
         if (_options.TopP < 1)
         {
-            // Most likely first (lowest id first among equals); keep the shortest prefix reaching top-p, at least one.
+            // Most likely first (sorting negated probabilities with their ids; the order among exactly equal
+            // probabilities is the sort's, which is deterministic); keep the shortest prefix reaching top-p, at least one.
             if (_order.Length != v) _order = new int[v];
-            for (int i = 0; i < v; i++) _order[i] = i;
-            var probs = l;
-            Array.Sort(_order, (a, b) => probs[b].CompareTo(probs[a]) is var c && c != 0 ? c : a.CompareTo(b));
+            if (_keys.Length != v) _keys = new double[v];
+            for (int i = 0; i < v; i++) { _order[i] = i; _keys[i] = -l[i]; }
+            Array.Sort(_keys, _order);
             double cumulative = 0;
             int keep = 0;
             while (keep < v)
