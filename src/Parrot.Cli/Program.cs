@@ -8,6 +8,7 @@ root.Subcommands.Add(TrainLmCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(ForwardCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(MakeWorldCommand.Create());
 root.Subcommands.Add(VisionCommand.Create());
