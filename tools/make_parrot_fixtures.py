@@ -11,7 +11,8 @@ an independent plain-PyTorch implementation, in float32 on the (possibly bf16-ro
   CLIP mean/std, bicubic; model.safetensors with tower A under vision_model.);
 - f32-separate/: float32, the Parrot weights without the tower (taken from ../tower), select layer -2,
   cls_patch, MoE on; logits.npy [T', vocab] for prompt.npy with image.png, logits_text.npy for the prompt
-  without its placeholder, logits_image_first.npy for [-200] + that text, routing.npy [E], greedy.npy (8 tokens, eos ignored, by full recomputation);
+  without its placeholder, logits_image_first.npy for [-200] + that text, logits_patch_nomoe.npy with use_moe
+  false and mm_vision_select_feature "patch" (stage 1, CLS dropped), routing.npy [E], greedy.npy (8 tokens, eos ignored, by full recomputation);
 - bf16-bundled/: bf16, two shards with model.safetensors.index.json, a different tower B inside the checkpoint
   under model.vision_tower.vision_tower. (so it must win over ../tower's weights; ../tower gives the config),
   select layer 1 (positive index), GQA; logits.npy and greedy.npy likewise.
@@ -131,7 +132,11 @@ def goldens(folder, params, tower, cfg, pixels, text_only):
             lt, _ = ref.forward(p32, t32, cfg, VISION, text_ids)
             # The image first: a token list that starts with a negative id (the CLI needs --tokens=...).
             lf, _ = ref.forward(p32, t32, cfg, VISION, [ref.IMAGE_TOKEN] + text_ids, pixels)
+            # Stage 1 (use_moe false: MoE bypassed) with mm_vision_select_feature "patch" (CLS dropped: 16 visual tokens).
+            lp, _ = ref.forward(p32, t32, {**cfg, "use_moe": False, "mm_vision_select_feature": "patch"}, VISION, PROMPT, pixels)
+            assert lp.shape[0] == len(PROMPT) - 1 + tokens * tokens
         np.save(os.path.join(folder, "logits_text.npy"), lt.numpy().astype(np.float32))
+        np.save(os.path.join(folder, "logits_patch_nomoe.npy"), lp.numpy().astype(np.float32))
         np.save(os.path.join(folder, "logits_image_first.npy"), lf.numpy().astype(np.float32))
     print(f"{os.path.basename(folder)}: logits {tuple(logits.shape)}, routing {w.numpy().round(3)}, greedy {seq}, margin {margin:.4f}")
 

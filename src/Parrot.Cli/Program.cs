@@ -14,5 +14,6 @@ root.Subcommands.Add(MakeWorldCommand.Create());
 root.Subcommands.Add(VisionCommand.Create());
 root.Subcommands.Add(TrainTokenizerCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(PretrainVisionCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 return root.Parse(args).Invoke();

@@ -139,6 +139,20 @@ public class ParrotModelDirectoryTests
         Assert.That(errBf16, Is.LessThan(5e-2));
     }
 
+    [Test]
+    public void StageOneWithPatchFeaturesDropsTheClsTokenAndBypassesTheMoe()
+    {
+        string dir = Copy("f32-separate", c => { c["use_moe"] = false; c["mm_vision_select_feature"] = "patch"; });
+        using var m = ParrotModelDirectory.Load(dir);
+        Assert.That(m.ImageTokens, Is.EqualTo(16));
+        var ids = Prompt();
+        using var logits = m.Logits(ids, Image());
+        Assert.That(logits.Dim(0), Is.EqualTo(ids.Length - 1 + 16));
+        Assert.That(RelL2(logits.ToFloatArray(), Npy32(Path.Combine(Fixture("f32-separate"), "logits_patch_nomoe.npy"))), Is.LessThan(1e-4));
+        var last = logits.ToFloatArray().Skip((logits.Dim(0) - 1) * 64).ToArray();
+        Assert.That(m.Generate(ids, Image(), 1, [63])[0], Is.EqualTo(Array.IndexOf(last, last.Max())));
+    }
+
     [TestCase("f32-separate")]
     [TestCase("bf16-bundled")]
     public void AnAbsoluteTowerPathAndTheOverrideWork(string name)

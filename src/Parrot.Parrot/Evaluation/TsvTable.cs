@@ -1,5 +1,4 @@
 using System.Text;
-using Parrot.Parrot.Data.World;
 using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Evaluation;

@@ -49,7 +49,8 @@ public sealed record ParrotQuestion(string Text, RgbImage? Image = null);
 /// is greedy with at most 512 new tokens and stops at <c>&lt;|im_end|&gt;</c>, <c>&lt;|endoftext|&gt;</c> and
 /// the model's eos ids (config.json and generation_config.json).
 /// <para>Thread safety: every method may be called from any thread; calls that generate run one at a time
-/// (later callers wait), a stream holding its turn from its first item until it is finished or disposed.
+/// (later callers wait), a stream holding its turn from its first item until it is finished or disposed —
+/// so code inside a stream's loop must not call the model again on the same thread (it would wait for itself).
 /// <see cref="Dispose"/> waits for nothing: it frees the model at once when idle, else when the running
 /// call ends, and later calls throw <see cref="ObjectDisposedException"/>.</para>
 /// </summary>

@@ -214,6 +214,31 @@ public class GenerationTests
     }
 
     [Test]
+    public void TopPAndTopKKeepExactlyTheBruteForceSetsOnALargeVocabulary()
+    {
+        // 5000 tokens: a few likely ones over a long flat tail, so the nucleus is small but not trivial.
+        var rnd = new Random(5);
+        var logits = Enumerable.Range(0, 5000).Select(i => (float)(i % 997 == 3 ? 6 + rnd.NextDouble() * 2 : rnd.NextDouble())).ToArray();
+        var probs = logits.Select(x => Math.Exp(x)).ToArray();
+        double z = probs.Sum();
+        var order = Enumerable.Range(0, probs.Length).OrderByDescending(i => probs[i]).ToArray();
+        foreach (var topP in new[] { 0.3, 0.6, 0.95 })
+        {
+            var nucleus = new HashSet<int>();
+            double mass = 0;
+            foreach (var i in order) { nucleus.Add(i); mass += probs[i] / z; if (mass >= topP) break; }
+            var g = new Generator(new FixedLogitsModel(logits), endOfSequenceIds: []);
+            var drawn = g.Generate(new GenerationPrompt([0]), new GenerationOptions { MaxNewTokens = 3000, Temperature = 1, TopP = topP, Seed = 9 }).Tokens.ToHashSet();
+            Assert.That(drawn.IsSubsetOf(nucleus), $"top-p {topP}: drew outside the nucleus");
+            if (nucleus.Count <= 6) Assert.That(drawn, Is.EquivalentTo(nucleus), $"top-p {topP}");
+        }
+        var top7 = order.Take(7).ToHashSet();
+        var k = new Generator(new FixedLogitsModel(logits), endOfSequenceIds: []);
+        var fromK = k.Generate(new GenerationPrompt([0]), new GenerationOptions { MaxNewTokens = 3000, Temperature = 3, TopK = 7, Seed = 10 }).Tokens.ToHashSet();
+        Assert.That(fromK, Is.EquivalentTo(top7));
+    }
+
+    [Test]
     public void RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOfSeenTokens()
     {
         // Token 0 (in the prompt) 2.0, token 1 1.5, token 2 -0.1 (seen), token 3 -0.3.

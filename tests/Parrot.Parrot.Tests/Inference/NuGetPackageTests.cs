@@ -38,7 +38,10 @@ public class NuGetPackageTests
         return block[(code + "```csharp\n".Length)..close];
     }
 
-    private static (int Code, string Stdout, string Stderr) Run(string workingDir, string file, params string[] args)
+    private static (int Code, string Stdout, string Stderr) Run(string workingDir, string file, params string[] args) => Run(workingDir, true, file, args);
+
+    /// <param name="isolated">Without NUGET_PACKAGES, which would override the nuget.config's global folder.</param>
+    private static (int Code, string Stdout, string Stderr) Run(string workingDir, bool isolated, string file, params string[] args)
     {
         var psi = new ProcessStartInfo(file) { WorkingDirectory = workingDir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -47,7 +50,7 @@ public class NuGetPackageTests
         psi.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
         // The test host's MSBuild settings must not leak into the child builds.
         foreach (var key in new[] { "MSBuildSDKsPath", "MSBuildExtensionsPath", "MSBUILD_EXE_PATH", "DOTNET_HOST_PATH" }) psi.Environment.Remove(key);
-        psi.Environment["NUGET_PACKAGES"] = null;
+        if (isolated) psi.Environment.Remove("NUGET_PACKAGES");
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -57,7 +60,7 @@ public class NuGetPackageTests
 
     private static string MachinePackageFolder(string workingDir)
     {
-        var (code, stdout, stderr) = Run(workingDir, "dotnet", "nuget", "locals", "global-packages", "--list");
+        var (code, stdout, stderr) = Run(workingDir, false, "dotnet", "nuget", "locals", "global-packages", "--list");
         Assert.That(code, Is.EqualTo(0), stderr);
         var line = stdout.Split('\n').Select(l => l.Trim()).First(l => l.StartsWith("global-packages:", StringComparison.Ordinal));
         return line["global-packages:".Length..].Trim();
