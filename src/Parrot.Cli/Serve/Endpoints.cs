@@ -71,10 +71,18 @@ internal sealed class Endpoints(ParrotServer server)
         ctx.Response.Headers["X-Accel-Buffering"] = "no";
         var abort = ctx.RequestAborted;
         await Send(ctx, OpenAiJson.Chunk(id, created, server.ModelId, "assistant", "", null), abort).ConfigureAwait(false);
-        await foreach (var e in job.Events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+        var reader = job.Events.Reader;
+        var pending = new StringBuilder();
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
         {
-            if (e.Text.Length > 0) await Send(ctx, OpenAiJson.Chunk(id, created, server.ModelId, null, e.Text, null), abort).ConfigureAwait(false);
-            if (e.FinishReason is not null) finish = e.FinishReason;
+            // Tokens that arrived while the last chunk was being sent go out together, in one chunk and one flush.
+            while (reader.TryRead(out var e))
+            {
+                pending.Append(e.Text);
+                if (e.FinishReason is not null) finish = e.FinishReason;
+            }
+            if (pending.Length > 0) await Send(ctx, OpenAiJson.Chunk(id, created, server.ModelId, null, pending.ToString(), null), abort).ConfigureAwait(false);
+            pending.Clear();
         }
         if (finish is null)
         {
