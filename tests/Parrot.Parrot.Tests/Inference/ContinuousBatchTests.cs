@@ -1,0 +1,116 @@
+using Parrot.Parrot.Inference;
+using Parrot.Parrot.Text;
+using Parrot.Parrot.Vision;
+using Parrot.Tests.Shared;
+
+namespace Parrot.Parrot.Tests.Inference;
+
+/// <summary>Continuous batching: sequences joining and leaving at token boundaries give what each gives alone.</summary>
+public class ContinuousBatchTests
+{
+    private static string _root = "";
+
+    [OneTimeSetUp]
+    public void MakeModel()
+    {
+        _root = TinyModels.TempDir("parrot-batch-tests");
+        TinyModels.WriteParrot(Path.Combine(_root, "parrot"));
+        TinyModels.WritePng(Path.Combine(_root, "red.png"), 230, 20, 20);
+    }
+
+    [OneTimeTearDown]
+    public void Clean()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
+
+    [Test]
+    public void SequencesJoiningAtDifferentStepsGenerateWhatTheyWouldAlone()
+    {
+        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        var red = ImageLoader.Load(Path.Combine(_root, "red.png"));
+        var greedy = new GenerationOptions { IgnoreEos = true };
+        var sampled = new GenerationOptions { Temperature = 0.9, TopP = 0.95, TopK = 40, Seed = 77, IgnoreEos = true };
+        var cases = new (ChatTurn[] Conversation, RgbImage? Image, GenerationOptions Options, int Max, int JoinAt)[]
+        {
+            (Ask("first question"), null, greedy, 20, 0),
+            (Ask("what colour is it?", image: true), red, greedy, 9, 2),
+            (Ask("a sampled answer, please"), null, sampled, 15, 3),
+            (Ask("late"), null, greedy, 6, 8),
+        };
+        var expected = cases.Select(c => model.Generate(c.Conversation, c.Image, c.Options with { MaxNewTokens = c.Max })).ToArray();
+
+        using var batch = model.StartContinuousBatch();
+        var sequences = new BatchSequence?[cases.Length];
+        var tokens = cases.Select(_ => new List<int>()).ToArray();
+        var text = cases.Select(_ => new System.Text.StringBuilder()).ToArray();
+        int largest = 0;
+        for (int step = 0; step < 100 && (step <= cases.Max(c => c.JoinAt) || batch.Count > 0); step++)
+        {
+            for (int i = 0; i < cases.Length; i++)
+                if (cases[i].JoinAt == step) sequences[i] = batch.Join(cases[i].Conversation, cases[i].Image, cases[i].Options, cases[i].Max);
+            largest = Math.Max(largest, batch.Count);
+            foreach (var e in batch.Step())
+            {
+                int i = Array.IndexOf(sequences, e.Sequence);
+                tokens[i].Add(e.Token);
+                text[i].Append(e.Text);
+                if (e.Finished is not null) Assert.That(e.Finished, Is.EqualTo(FinishReason.MaxTokens));
+            }
+        }
+        Assert.That(largest, Is.EqualTo(4), "all four were in the batch at once");
+        for (int i = 0; i < cases.Length; i++)
+        {
+            Assert.That(tokens[i], Is.EqualTo(expected[i].Tokens), $"sequence {i}");
+            Assert.That(text[i].ToString(), Is.EqualTo(expected[i].Text), $"sequence {i}");
+            Assert.That(sequences[i]!.Left, Is.True);
+        }
+        // The tiny tower: 28×28 images in 7×7 patches, 16 patch tokens (+ CLS unless the feature is "patch").
+        var config = global::Parrot.Parrot.Model.ParrotConfig.Load(Path.Combine(_root, "parrot", "config.json"));
+        int visual = 16 + (config.MmVisionSelectFeature == "patch" ? 0 : 1);
+        Assert.That(sequences[1]!.PromptTokens, Is.EqualTo(model.Chat.BuildPrompt(cases[1].Conversation).Length - 1 + visual));
+    }
+
+    [Test]
+    public void RemovedSequencesLeaveAndTheOthersGoOn()
+    {
+        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        var options = new GenerationOptions { IgnoreEos = true };
+        var alone = model.Generate(Ask("keep me"), null, options with { MaxNewTokens = 10 });
+        using var batch = model.StartContinuousBatch();
+        var keep = batch.Join(Ask("keep me"), null, options, 10);
+        var drop = batch.Join(Ask("drop me"), null, options, 50);
+        var got = new List<int>();
+        for (int step = 0; step < 10; step++)
+        {
+            if (step == 3)
+            {
+                batch.Remove(drop);
+                Assert.That((drop.Left, batch.Count), Is.EqualTo((true, 1)));
+            }
+            foreach (var e in batch.Step())
+            {
+                Assert.That(e.Sequence, step < 3 ? Is.AnyOf(keep, drop) : Is.SameAs(keep));
+                if (e.Sequence == keep) got.Add(e.Token);
+            }
+        }
+        Assert.That(got, Is.EqualTo(alone.Tokens));
+        Assert.That(batch.Count, Is.Zero);
+        Assert.That(batch.Step(), Is.Empty);
+    }
+
+    [Test]
+    public void APromptThatDoesNotFitTheContextIsRefusedBeforeItRuns()
+    {
+        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        using var batch = model.StartContinuousBatch();
+        Assert.That(batch.ContextLength, Is.EqualTo(1024));
+        Assert.Throws<PromptTooLongException>(() => batch.Join(Ask(new string('x', 1100)), null, new GenerationOptions(), null));
+        Assert.Throws<PromptTooLongException>(() => batch.Join(Ask("short"), null, new GenerationOptions(), 1020));
+        var fits = batch.Join(Ask("short"), null, new GenerationOptions(), null);
+        Assert.That(fits.Options.MaxNewTokens, Is.EqualTo(1024 - fits.PromptTokens), "null: as many as the context leaves");
+        Assert.That(batch.Count, Is.EqualTo(1));
+    }
+}
