@@ -25,7 +25,15 @@ internal static class ChatRequestParser
         {
             throw ApiException.BadRequest($"the request body is not valid JSON: {e.Message}", code: "invalid_json");
         }
-        using (doc) return Parse(doc.RootElement, limits);
+        using (doc)
+        {
+            try { return Parse(doc.RootElement, limits); }
+            catch (InvalidOperationException e)
+            {
+                // JSON that parses but cannot be read as text (a lone surrogate escape such as "\ud800").
+                throw ApiException.BadRequest($"the request body has a value that cannot be read: {e.Message}", code: "invalid_json");
+            }
+        }
     }
 
     private static ChatRequest Parse(JsonElement root, ServeOptions limits)

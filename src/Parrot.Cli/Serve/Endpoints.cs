@@ -25,6 +25,12 @@ internal sealed class Endpoints(ParrotServer server)
         {
             status = 499; // the client went away
         }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"parrot serve: internal error: {e}");
+            status = 500;
+            await Error(ctx, new ApiException(500, "internal server error", "server_error")).ConfigureAwait(false);
+        }
         server.Metrics.Response(status);
     }
 

@@ -43,6 +43,7 @@ public class ServeBadInputTests
         yield return Case("EmptyBody", "", 400, null, "invalid_json");
         yield return Case("ArrayBody", "[1,2]", 400, null);
         yield return Case("DeepNesting", new string('[', 5000) + new string(']', 5000), 400, null, "invalid_json");
+        yield return Case("LoneSurrogate", "{\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800\"}],\"max_tokens\":2}", 400, null, "invalid_json");
         yield return Case("MissingMessages", "{\"model\":\"m\"}", 400, "messages");
         yield return Case("EmptyMessages", Valid(r => r["messages"] = new JsonArray()), 400, "messages");
         yield return Case("MessagesNotArray", Valid(r => r["messages"] = "hi"), 400, "messages");
