@@ -157,7 +157,7 @@ internal sealed class Endpoints(ParrotServer server)
 
     public async Task Get(HttpContext ctx, Func<(int, byte[])> body)
     {
-        if (!HttpMethods.IsGet(ctx.Request.Method) && !HttpMethods.IsHead(ctx.Request.Method))
+        if (!HttpMethods.IsGet(ctx.Request.Method))
         {
             await Error(ctx, new ApiException(405, $"{ctx.Request.Method} is not allowed here; use GET", code: "method_not_allowed")).ConfigureAwait(false);
             return;
