@@ -24,13 +24,14 @@ internal sealed class Job : IDisposable
         Request = request;
         _deadline = new CancellationTokenSource(deadline);
         _linked = CancellationTokenSource.CreateLinkedTokenSource(clientGone, _deadline.Token);
+        Stop = _linked.Token; // kept: the scheduler may look at it after the handler disposed the job
     }
 
     public ChatRequest Request { get; }
     public Stopwatch Clock { get; } = Stopwatch.StartNew();
 
     /// <summary>Cancelled when the client disconnects or the deadline passes.</summary>
-    public CancellationToken Stop => _linked.Token;
+    public CancellationToken Stop { get; }
     public bool DeadlinePassed => _deadline.IsCancellationRequested;
 
     /// <summary>Completes with the prompt's token count once the prompt is prefilled, or fails with an <see cref="ApiException"/>.</summary>
@@ -42,8 +43,10 @@ internal sealed class Job : IDisposable
     public JobEnd End;
     internal LinkedListNode<Job>? Node;
 
+    /// <summary>The handler is done with the job: if it is still queued or decoding, it is cancelled (the scheduler drops it).</summary>
     public void Dispose()
     {
+        try { _linked.Cancel(); } catch (AggregateException) { }
         _linked.Dispose();
         _deadline.Dispose();
     }
@@ -141,6 +144,27 @@ internal sealed class Scheduler : IDisposable
                 }
                 _metrics.QueueLength = _queue.Count;
             }
+            try { Iterate(joining); }
+            catch (Exception e)
+            {
+                // Never let the scheduler thread die: fail what is in the batch and go on.
+                Console.Error.WriteLine($"parrot serve: scheduler error: {e}");
+                foreach (var (seq, job) in _active.ToList())
+                {
+                    _batch.Remove(seq);
+                    job.End = JobEnd.Failed;
+                    job.Events.Writer.TryComplete(new ApiException(500, $"generation failed: {e.Message}", "server_error"));
+                }
+                _active.Clear();
+            }
+        }
+        foreach (var (seq, job) in _active) { _batch.Remove(seq); Finish(job, JobEnd.Cancelled); }
+        _active.Clear();
+    }
+
+    private void Iterate(List<Job> joining)
+    {
+        {
             foreach (var job in joining) Join(job);
             foreach (var (seq, job) in _active.ToList())
                 if (job.Stop.IsCancellationRequested)
@@ -150,7 +174,7 @@ internal sealed class Scheduler : IDisposable
                     Finish(job, job.DeadlinePassed ? JobEnd.Deadline : JobEnd.Cancelled);
                 }
             _metrics.BatchSize = _active.Count;
-            if (_active.Count == 0) continue;
+            if (_active.Count == 0) return;
             LargestBatch = Math.Max(LargestBatch, _active.Count);
             IReadOnlyList<BatchEvent> events;
             try { events = _batch.Step(); }
@@ -164,7 +188,7 @@ internal sealed class Scheduler : IDisposable
                     job.Events.Writer.TryComplete(new ApiException(500, $"generation failed: {e.Message}", "server_error"));
                 }
                 _active.Clear();
-                continue;
+                return;
             }
             _metrics.Step(events.Count);
             foreach (var e in events)
@@ -181,8 +205,6 @@ internal sealed class Scheduler : IDisposable
             }
             _metrics.BatchSize = _active.Count;
         }
-        foreach (var (seq, job) in _active) { _batch.Remove(seq); Finish(job, JobEnd.Cancelled); }
-        _active.Clear();
     }
 
     private void Join(Job job)

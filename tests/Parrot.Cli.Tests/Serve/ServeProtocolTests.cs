@@ -95,7 +95,8 @@ public class ServeProtocolTests
             .Select(d => d.TryGetProperty("content", out var t) ? t.GetString() : ""));
         Assert.That(text, Is.EqualTo(Expected("Stream me a story", null, 14)));
         Assert.That(chunks.SkipLast(2).Skip(1).All(c => c.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind == JsonValueKind.Null), Is.True);
-        Assert.That(chunks.Count, Is.GreaterThan(4), "the answer arrives in several deltas");
+        // Role chunk, at least one content delta (tokens that queue up while a chunk is sent share the next one), finish, usage.
+        Assert.That(chunks.Count, Is.GreaterThanOrEqualTo(4));
         Assert.That(usageChunk.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), Is.EqualTo(PromptTokens("Stream me a story", false)));
     }
 
