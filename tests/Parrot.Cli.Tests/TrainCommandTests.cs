@@ -61,7 +61,7 @@ public class TrainCommandTests
     }
 
     /// <summary>A byte-level BPE tokenizer.json without merges: bytes are ids 0–255, then the three ChatML specials.</summary>
-    private static string TinyTokenizerJson()
+    internal static string TinyTokenizerJson()
     {
         var vocab = new JsonObject();
         int n = 0;

@@ -24,7 +24,7 @@ internal sealed record DemoSettings
     /// <summary>Samples per forward pass.</summary>
     public int MicroBatch { get; init; } = 16;
     /// <summary>Longest training sequence, visual tokens included.</summary>
-    public int MaxLength { get; init; } = 512;
+    public int MaxLength { get; init; } = 2048;
     /// <summary>Width of each MoE expert (null: the LM's hidden size, the ratio of Parrot-7B's 4096/4096).</summary>
     public int? MoeIntermediateSize { get; init; }
     /// <summary>Most tokens generated per benchmark answer.</summary>
