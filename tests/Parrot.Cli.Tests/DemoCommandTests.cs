@@ -96,7 +96,7 @@ public class DemoCommandTests
             Assert.That(routing.Sum(), Is.EqualTo(1).Within(1e-5), $"router probabilities of {lang}");
         }
         Assert.That(json["baseline"]!["routing"], Is.Null, "the baseline has no MoE");
-        Assert.That(json["stages"]!.AsArray().Select(s => s!["name"]!.GetValue<string>()), Has.Count.EqualTo(3));
+        Assert.That(json["stages"]!.AsArray().Select(s => s!["name"]!.GetValue<string>()).ToList(), Has.Count.EqualTo(3));
         Assert.That(json["examples"]!.AsArray(), Has.Count.EqualTo(6));
 
         var parrotConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(report, "models", "parrot", "config.json")))!;

@@ -125,6 +125,7 @@ internal static class DemoReport
                 ["stage2"] = new JsonObject(r.World.Stage2PerLanguage.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             },
             ["seconds"] = new JsonObject(r.Seconds.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 2)))),
+            ["cpu_seconds"] = new JsonObject(r.CpuSeconds.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 2)))),
             ["examples"] = examples,
         };
     }
@@ -197,9 +198,11 @@ internal static class DemoReport
         }
         L("## Time");
         L();
-        L("| phase | seconds |");
-        L("|---|---:|");
-        foreach (var (k, v) in r.Seconds) L(string.Create(Inv, $"| {k} | {v:F1} |"));
+        L("Wall-clock and CPU seconds per phase (on a shared machine the wall clock grows with the load; CPU time does not):");
+        L();
+        L("| phase | wall s | CPU s |");
+        L("|---|---:|---:|");
+        foreach (var (k, v) in r.Seconds) L(string.Create(Inv, $"| {k} | {v:F1} | {r.CpuSeconds.GetValueOrDefault(k):F1} |"));
         L();
         L("The trained models are in `models/` (stage1, parrot, baseline: Parrot model folders that `parrot generate` reads; the vision tower is the one named in their config.json).");
         return sb.ToString();

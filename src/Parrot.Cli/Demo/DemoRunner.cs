@@ -20,7 +20,7 @@ internal sealed record DemoStage(string Name, IReadOnlyList<ParrotStepMetrics> S
 internal sealed record DemoResult(
     DemoSettings Settings, DemoAssets Assets, WorldSummary World, ParrotConfig Config, long LmParameters, long ParrotParameters,
     long BaselineParameters, IReadOnlyList<DemoStage> Stages, BenchmarkScores Parrot, BenchmarkScores Baseline,
-    IReadOnlyDictionary<string, double> Seconds);
+    IReadOnlyDictionary<string, double> Seconds, IReadOnlyDictionary<string, double> CpuSeconds);
 
 /// <summary>
 /// `parrot demo`: generates the synthetic world, trains stage 1 (projector, MoE bypassed) from the tiny
@@ -32,14 +32,19 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
 {
     private readonly Stopwatch _clock = new();
     private readonly Dictionary<string, double> _seconds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, double> _cpuSeconds = new(StringComparer.Ordinal);
+
+    private static double CpuNow() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
 
     private void Say(string message) => log.WriteLine($"[{_clock.Elapsed:mm\\:ss}] {message}");
 
     private T Timed<T>(string phase, Func<T> body)
     {
         var sw = Stopwatch.StartNew();
+        double cpu = CpuNow();
         var result = body();
         _seconds[phase] = sw.Elapsed.TotalSeconds;
+        _cpuSeconds[phase] = CpuNow() - cpu;
         return result;
     }
 
@@ -47,6 +52,7 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
     public DemoResult Run()
     {
         _clock.Start();
+        double cpuStart = CpuNow();
         Directory.CreateDirectory(outDir);
         string worldDir = Path.Combine(outDir, "world"), modelsDir = Path.Combine(outDir, "models");
 
@@ -101,7 +107,8 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
             if (useMoe) parrot = scores; else baseline = scores;
         }
         _seconds["total"] = _clock.Elapsed.TotalSeconds;
-        return new DemoResult(settings, assets, world, config, lmParams, parrotParams, baselineParams, stages, parrot!, baseline!, _seconds);
+        _cpuSeconds["total"] = CpuNow() - cpuStart;
+        return new DemoResult(settings, assets, world, config, lmParams, parrotParams, baselineParams, stages, parrot!, baseline!, _seconds, _cpuSeconds);
     }
 
     /// <summary>Stage options: the paper's recipe with the demo's batch sizes and learning rates.</summary>
