@@ -13,4 +13,5 @@ root.Subcommands.Add(MakeWorldCommand.Create());
 root.Subcommands.Add(VisionCommand.Create());
 root.Subcommands.Add(TrainTokenizerCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(PretrainVisionCommand.Create());
 return root.Parse(args).Invoke();

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using Parrot.Nn.Models.Qwen2;
+using System.Text.Json.Nodes;
 using Parrot.Parrot.Data;
+using Parrot.Parrot.Text;
 using Parrot.Parrot.Training;
 using Parrot.Tensors;
 
@@ -10,25 +12,36 @@ namespace Parrot.Cli;
 /// `parrot train-lm --model DIR --tokens FILE.jsonl --steps N --batch B --lr LR [--weight-decay WD]
 /// [--warmup-steps W] [--max-grad-norm G] [--seed S] [--shuffle] --log FILE.jsonl [--out DIR]`:
 /// fine-tunes a Qwen2 checkpoint directory as a causal LM (the contract of the [autograd] issue).
+/// Pre-training additions: <c>--init CONFIG.json</c> starts from fresh weights (drawn with --seed) instead of
+/// --model; <c>--text FILE.jsonl --seq-len N</c> reads documents <c>{"text": ...}</c> instead of --tokens
+/// (tokenized with --tokenizer or the model's tokenizer.json, each ended by &lt;|endoftext|&gt;, cut into
+/// windows); <c>--valid-windows N</c> holds out the last windows; <c>--schedule cosine</c>; <c>--out-dtype</c>.
 /// </summary>
 internal static class TrainLmCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Qwen2/Qwen1.5 model directory (config.json + safetensors)", Required = true };
-        var tokens = new Option<string>("--tokens") { Description = "JSON lines {\"ids\": [...]}, all of one length", Required = true };
+        var model = new Option<string?>("--model") { Description = "Qwen2/Qwen1.5 model directory (config.json + safetensors); or give --init" };
+        var init = new Option<string?>("--init") { Description = "Start from fresh weights (seeded by --seed) of this Qwen2 config.json instead of --model; vocab_size may be left out (the tokenizer's size) and eos_token_id defaults to <|im_end|>, <|endoftext|>" };
+        var tokens = new Option<string?>("--tokens") { Description = "JSON lines {\"ids\": [...]}, all of one length; or give --text" };
+        var text = new Option<string?>("--text") { Description = "JSON lines {\"text\": ...} (e.g. a world's text/lm.jsonl): tokenized, each document followed by <|endoftext|>, concatenated and cut into --seq-len windows" };
+        var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per window with --text" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json for --text (default: --model's); written to --out" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps", Required = true };
         var batch = new Option<int>("--batch") { Description = "Sequences per step", Required = true };
         var lr = new Option<double>("--lr") { Description = "Learning rate (constant after the warm-up)", Required = true };
         var wd = new Option<double>("--weight-decay") { Description = "Decoupled weight decay on every parameter", DefaultValueFactory = _ => 0 };
         var warmup = new Option<int>("--warmup-steps") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 0 };
         var clip = new Option<double?>("--max-grad-norm") { Description = "Clip the global gradient norm (default: no clipping)" };
-        var seed = new Option<ulong>("--seed") { Description = "Seed of the shuffle", DefaultValueFactory = _ => 0UL };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the shuffle (and of the fresh weights with --init)", DefaultValueFactory = _ => 0UL };
         var shuffle = new Option<bool>("--shuffle") { Description = "Visit sequences in a seeded random order instead of file order" };
+        var schedule = new Option<string>("--schedule") { Description = "constant (after the warm-up) or cosine (decay to 0 after the warm-up)", DefaultValueFactory = _ => "constant" };
+        var valid = new Option<int>("--valid-windows") { Description = "Hold out the last N sequences; their mean loss is printed before and after training", DefaultValueFactory = _ => 0 };
         var log = new Option<string>("--log") { Description = "JSON lines written per step: step, loss, lr, grad_norm", Required = true };
-        var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint here, in the format it was read" };
-        var cmd = new Command("train-lm", "Fine-tune a Qwen2 checkpoint as a causal language model on token sequences (float32, AdamW)");
-        foreach (var o in new Option[] { model, tokens, steps, batch, lr, wd, warmup, clip, seed, shuffle, log, outDir }) cmd.Options.Add(o);
+        var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint here, in the format it was read (float32 with --init), with the tokenizer and loss.png" };
+        var outDtype = new Option<string?>("--out-dtype") { Description = "f32 or bf16: the dtype of the written weights (default: the one read)" };
+        var cmd = new Command("train-lm", "Train a Qwen2 causal language model on token sequences or text (float32, AdamW): fine-tune a checkpoint, or pre-train from --init");
+        foreach (var o in new Option[] { model, init, tokens, text, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train-lm", () =>
         {
             int n = p.GetValue(steps), b = p.GetValue(batch);
@@ -38,34 +51,104 @@ internal static class TrainLmCommand
             if (!(rate >= 0) || double.IsInfinity(rate)) throw new CliException($"--lr must be a non-negative number, got {rate}");
             if (p.GetValue(warmup) < 0) throw new CliException("--warmup-steps must be ≥ 0");
             if (p.GetValue(clip) is double g && !(g > 0)) throw new CliException("--max-grad-norm must be positive");
-            string dir = p.GetValue(model)!;
-            var sourceDType = PeekDType(dir);
-            using var m = Qwen2Loader.Load(dir, DType.F32);
-            var seqs = TokenSequences.Read(p.GetValue(tokens)!, m.Config.VocabSize);
+            string? dir = p.GetValue(model), initPath = p.GetValue(init), tokensPath = p.GetValue(tokens), textPath = p.GetValue(text);
+            if ((dir is null) == (initPath is null)) throw new CliException("give either --model DIR (a checkpoint to train) or --init CONFIG.json (fresh weights)");
+            if ((tokensPath is null) == (textPath is null)) throw new CliException("give either --tokens FILE.jsonl (token ids) or --text FILE.jsonl (documents)");
+            if (textPath is not null && p.GetValue(seqLen) is not int) throw new CliException("--text needs --seq-len N (tokens per window)");
+            if (p.GetValue(seqLen) is int sl && (sl < 2 || textPath is null)) throw new CliException(textPath is null ? "--seq-len goes with --text" : "--seq-len must be at least 2");
+            string sched = p.GetValue(schedule)!;
+            if (sched is not ("constant" or "cosine")) throw new CliException($"--schedule must be constant or cosine, got '{sched}'");
+            int validCount = p.GetValue(valid);
+            if (validCount < 0) throw new CliException("--valid-windows must be ≥ 0");
+            DType? writeDType = p.GetValue(outDtype) switch
+            {
+                null => null,
+                "f32" or "float32" => DType.F32,
+                "bf16" or "bfloat16" => DType.BF16,
+                var other => throw new CliException($"--out-dtype must be f32 or bf16, got '{other}'"),
+            };
+
+            string? tokenizerPath = p.GetValue(tokenizer) ?? (dir is not null && File.Exists(Path.Combine(dir, "tokenizer.json")) ? Path.Combine(dir, "tokenizer.json") : null);
+            if (tokenizerPath is not null && !File.Exists(tokenizerPath)) throw new CliException($"--tokenizer {tokenizerPath}: file not found");
+            BpeTokenizer? tok = tokenizerPath is null ? null : BpeTokenizer.Load(tokenizerPath);
+            if (textPath is not null && tok is null) throw new CliException("--text needs a tokenizer: give --tokenizer FILE (or a --model with tokenizer.json)");
+
+            var sourceDType = dir is null ? DType.F32 : PeekDType(dir);
+            using var m = dir is not null ? Qwen2Loader.Load(dir, DType.F32) : new Qwen2ForCausalLM(FreshConfig(initPath!, tok), p.GetValue(seed));
+            if (tok is not null && tok.IdCount > m.Config.VocabSize)
+                throw new CliException($"the tokenizer has {tok.IdCount} ids but the model's vocab_size is {m.Config.VocabSize}");
+            List<int[]> seqs;
+            if (textPath is not null)
+            {
+                seqs = TextWindows.Read(textPath, tok!, p.GetValue(seqLen)!.Value, out int docs);
+                Console.WriteLine($"{textPath}: {docs} documents → {seqs.Count} windows of {seqs[0].Length} tokens");
+            }
+            else seqs = TokenSequences.Read(tokensPath!, m.Config.VocabSize);
+            List<int[]> held = [];
+            if (validCount > 0)
+            {
+                if (validCount >= seqs.Count) throw new CliException($"--valid-windows {validCount} leaves nothing to train on ({seqs.Count} sequences)");
+                held = seqs.GetRange(seqs.Count - validCount, validCount);
+                seqs = seqs.GetRange(0, seqs.Count - validCount);
+            }
+            if (initPath is not null) Console.WriteLine($"fresh model: {m.ParameterCount():N0} parameters (vocab {m.Config.VocabSize}, width {m.Config.HiddenSize}, {m.Config.NumHiddenLayers} layers, {m.Config.NumAttentionHeads} heads, {m.Config.NumKeyValueHeads} kv heads)");
+            if (held.Count > 0) Console.WriteLine($"validation loss before training: {CausalLmTrainer.Evaluate(m, held, b):F4} ({held.Count} held-out sequences)");
             var logPath = p.GetValue(log)!;
             var logDir = Path.GetDirectoryName(Path.GetFullPath(logPath));
             if (logDir is not null) Directory.CreateDirectory(logDir);
-            using var writer = new StreamWriter(logPath, append: false);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var trainer = new CausalLmTrainer(m, new CausalLmOptions
             {
                 Steps = n, Batch = b, LearningRate = rate, WeightDecay = p.GetValue(wd), WarmupSteps = p.GetValue(warmup),
-                MaxGradNorm = p.GetValue(clip), Seed = p.GetValue(seed), Shuffle = p.GetValue(shuffle),
+                MaxGradNorm = p.GetValue(clip), Seed = p.GetValue(seed), Shuffle = p.GetValue(shuffle), Cosine = sched == "cosine",
             });
-            trainer.Train(seqs, r =>
+            List<StepRecord> records;
+            using (var writer = new StreamWriter(logPath, append: false))
             {
-                writer.WriteLine(CausalLmTrainer.LogLine(r));
-                writer.Flush();
-                Console.WriteLine($"step {r.Step}: loss {r.Loss:F4}  lr {r.LearningRate:G4}  grad_norm {r.GradNorm:F4}  ({r.Seconds * 1000:F0} ms)");
-            });
+                records = trainer.Train(seqs, r =>
+                {
+                    writer.WriteLine(CausalLmTrainer.LogLine(r));
+                    writer.Flush();
+                    Console.WriteLine($"step {r.Step}: loss {r.Loss:F4}  lr {r.LearningRate:G4}  grad_norm {r.GradNorm:F4}  ({r.Seconds * 1000:F0} ms)");
+                });
+            }
+            Console.WriteLine($"trained {n} steps in {clock.Elapsed.TotalSeconds:F1} s");
+            if (held.Count > 0) Console.WriteLine($"validation loss after training: {CausalLmTrainer.Evaluate(m, held, b):F4}");
             if (p.GetValue(outDir) is string o)
             {
-                Qwen2Loader.Save(m, o, sourceDType);
-                CopyTokenizerFiles(dir, o);
+                Qwen2Loader.Save(m, o, writeDType ?? sourceDType);
+                if (dir is not null) CopyTokenizerFiles(dir, o);
+                if (tokenizerPath is not null && Path.GetFullPath(tokenizerPath) != Path.GetFullPath(Path.Combine(o, "tokenizer.json")))
+                    File.Copy(tokenizerPath, Path.Combine(o, "tokenizer.json"), overwrite: true);
+                LossPlot.Save(Path.Combine(o, "loss.png"), "train-lm", ("train", records.Select(r => (double)r.Step).ToArray(), records.Select(r => r.Loss).ToArray()));
                 Console.WriteLine($"wrote {o}");
             }
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// The Qwen2 config of a fresh model: <paramref name="path"/>, with vocab_size taken from the tokenizer when
+    /// left out, and eos_token_id from its &lt;|im_end|&gt; and &lt;|endoftext|&gt; when left out.
+    /// </summary>
+    private static Qwen2Config FreshConfig(string path, BpeTokenizer? tokenizer)
+    {
+        string json;
+        try { json = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new CliException($"--init {path}: cannot read: {e.Message}"); }
+        JsonObject o;
+        try { o = JsonNode.Parse(json) as JsonObject ?? throw new CliException($"--init {path}: the config must be a JSON object"); }
+        catch (System.Text.Json.JsonException e) { throw new CliException($"--init {path}: not valid JSON: {e.Message}"); }
+        o["model_type"] ??= "qwen2";
+        if (!o.ContainsKey("vocab_size"))
+            o["vocab_size"] = tokenizer?.IdCount ?? throw new CliException($"--init {path}: no vocab_size, and no tokenizer to take it from");
+        if (!o.ContainsKey("eos_token_id") && tokenizer is not null)
+        {
+            var eos = new[] { "<|im_end|>", "<|endoftext|>" }.Select(tokenizer.TokenToId).OfType<int>().ToArray();
+            if (eos.Length > 0) o["eos_token_id"] = new JsonArray(eos.Select(i => (JsonNode?)i).ToArray());
+        }
+        return Qwen2ConfigJson.Parse(o.ToJsonString(), path);
     }
 
     /// <summary>The dtype the checkpoint stores its embedding table in (the trained model is written back in it).</summary>

@@ -6,7 +6,7 @@ namespace Parrot.Cli;
 
 /// <summary>
 /// `parrot train-tokenizer --input FILE[,FILE...] --vocab-size N --out tokenizer.json
-/// [--special TOKEN,TOKEN,...] [--min-frequency F]`: learns a byte-level BPE vocabulary from UTF-8 text
+/// [--special TOKEN,TOKEN,...] [--min-frequency F] [--jsonl-field NAME]`: learns a byte-level BPE vocabulary from UTF-8 text
 /// files and writes a Qwen2-style tokenizer.json that `parrot tokenize` and the models read.
 /// </summary>
 internal static class TrainTokenizerCommand
@@ -26,8 +26,12 @@ internal static class TrainTokenizerCommand
             Description = "Never merge a pair seen fewer times than this (training may stop below --vocab-size)",
             DefaultValueFactory = _ => 2,
         };
+        var field = new Option<string?>("--jsonl-field")
+        {
+            Description = "Read the inputs as JSON lines and learn from this string field of each line (e.g. text, for a world's text/lm.jsonl)",
+        };
         var cmd = new Command("train-tokenizer", "Learn a byte-level BPE tokenizer (Qwen2 layout) from text files");
-        foreach (var o in new Option[] { input, vocabSize, output, special, minFrequency }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { input, vocabSize, output, special, minFrequency, field }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train-tokenizer", () =>
         {
             var files = p.GetValue(input)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
@@ -42,7 +46,10 @@ internal static class TrainTokenizerCommand
                 SpecialTokens = specials,
                 MinPairFrequency = p.GetValue(minFrequency),
             });
-            foreach (string f in files) trainer.AddFile(f);
+            if (p.GetValue(field) is string name)
+                foreach (string f in files) AddJsonLines(trainer, f, name);
+            else
+                foreach (string f in files) trainer.AddFile(f);
             var result = trainer.Train();
             string outPath = p.GetValue(output)!;
             result.Save(outPath);
@@ -54,5 +61,25 @@ internal static class TrainTokenizerCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>Adds the <paramref name="field"/> string of every non-empty line of <paramref name="path"/>, one document each.</summary>
+    private static void AddJsonLines(BpeTrainer trainer, string path, string field)
+    {
+        int lineNo = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            lineNo++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(line);
+                if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object || !doc.RootElement.TryGetProperty(field, out var v)
+                    || v.ValueKind != System.Text.Json.JsonValueKind.String)
+                    throw new CliException($"{path}:{lineNo}: expected a JSON object with a string \"{field}\"");
+                trainer.AddText(v.GetString()!);
+            }
+            catch (System.Text.Json.JsonException e) { throw new CliException($"{path}:{lineNo}: not valid JSON ({e.Message})"); }
+        }
     }
 }

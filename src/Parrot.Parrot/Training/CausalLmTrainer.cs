@@ -26,6 +26,8 @@ public sealed record CausalLmOptions
     public ulong Seed { get; init; }
     /// <summary>Visit sequences in a seeded random order (each pass a new permutation) instead of file order.</summary>
     public bool Shuffle { get; init; }
+    /// <summary>After the warm-up, decay the rate to 0 along a cosine over the remaining steps (HF's cosine schedule) instead of keeping it constant.</summary>
+    public bool Cosine { get; init; }
 }
 
 /// <summary>What one training step did.</summary>
@@ -50,7 +52,9 @@ public sealed class CausalLmTrainer(Qwen2ForCausalLM model, CausalLmOptions opti
             if (sequences[i].Length != len) throw new ArgumentException($"train-lm: sequence {i + 1} has {sequences[i].Length} tokens, the first has {len}: all must be equal");
 
         var order = new Order(sequences.Count, options.Shuffle, options.Seed);
-        var schedule = new ConstantSchedule(options.LearningRate, options.WarmupSteps);
+        LrSchedule schedule = options.Cosine
+            ? new WarmupCosineSchedule(options.LearningRate, options.Steps, Math.Min(options.WarmupSteps, options.Steps))
+            : new ConstantSchedule(options.LearningRate, options.WarmupSteps);
         using var opt = new AdamW(model.TrainableParameters(), options.LearningRate, weightDecay: options.WeightDecay);
         var records = new List<StepRecord>();
         var batch = new long[options.Batch * len];
