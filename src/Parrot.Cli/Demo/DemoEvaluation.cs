@@ -8,9 +8,11 @@ namespace Parrot.Cli.Demo;
 /// <param name="Counts">Questions per language.</param>
 /// <param name="Routing">Mean router probabilities per expert and language (null without the MoE).</param>
 /// <param name="Responses">Every answer, per language, in file order.</param>
+/// <param name="PerCategory">Per language, the accuracy of each question category.</param>
 internal sealed record BenchmarkScores(
     IReadOnlyDictionary<string, double> Accuracy, IReadOnlyDictionary<string, int> Counts,
-    RoutingDistribution? Routing, IReadOnlyDictionary<string, IReadOnlyList<McqResponse>> Responses);
+    RoutingDistribution? Routing, IReadOnlyDictionary<string, IReadOnlyList<McqResponse>> Responses,
+    IReadOnlyDictionary<string, Dictionary<string, double>> PerCategory);
 
 /// <summary>
 /// The demo's evaluation, behind one function (<see cref="Evaluate"/>) so that the full `parrot eval` harness
@@ -44,18 +46,20 @@ internal sealed class DemoEvaluation(string benchmarkDir, SimpleMcqEvaluator eva
         var accuracy = new Dictionary<string, double>(StringComparer.Ordinal);
         var counts = new Dictionary<string, int>(StringComparer.Ordinal);
         var responses = new Dictionary<string, IReadOnlyList<McqResponse>>(StringComparer.Ordinal);
+        var perCategory = new Dictionary<string, Dictionary<string, double>>(StringComparer.Ordinal);
         RoutingDistribution? routing = model.MoeEnabled ? new RoutingDistribution(model.Config.NumExperts) : null;
         foreach (var (language, _) in Languages)
         {
             var answers = Items(language).Select(item => evaluator.Answer(model, item)).ToList();
             foreach (var a in answers)
                 if (a.Routing is not null) routing?.Add(language, a.Routing);
-            var (overall, count, _) = Scoring.Accuracy(answers.Select(a => new ScoredItem(a.Item.Index, null, a.Item.Category, a.Hit)), ScoringProtocol.Vanilla);
+            var (overall, count, categories) = Scoring.Accuracy(answers.Select(a => new ScoredItem(a.Item.Index, null, a.Item.Category, a.Hit)), ScoringProtocol.Vanilla);
             accuracy[language] = overall;
             counts[language] = count;
             responses[language] = answers;
+            perCategory[language] = categories;
             progress?.Invoke(language, overall);
         }
-        return new BenchmarkScores(accuracy, counts, routing, responses);
+        return new BenchmarkScores(accuracy, counts, routing, responses, perCategory);
     }
 }

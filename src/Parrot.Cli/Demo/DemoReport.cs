@@ -90,6 +90,8 @@ internal static class DemoReport
             ["english_gap"] = Gap(s),
             ["unanswered"] = new JsonObject(Langs.Select(l => KeyValuePair.Create(l, (JsonNode?)s.Responses[l].Count(a => a.Predicted == AnswerExtraction.None)))),
         };
+        o["per_category"] = new JsonObject(Langs.Select(l => KeyValuePair.Create(l, (JsonNode?)new JsonObject(
+            s.PerCategory[l].OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))))));
         if (s.Routing is { } routing)
             o["routing"] = new JsonObject(Langs.Select(l => KeyValuePair.Create(l, (JsonNode?)new JsonArray(routing.Mean(l).Select(v => (JsonNode?)v).ToArray()))));
         return o;
@@ -161,6 +163,18 @@ internal static class DemoReport
         L(string.Create(Inv, $"Percent of {n} questions per language. {Verdict(r)} With {n} questions a single language's accuracy has a standard error of up to {se * 100:F1} points, so differences of a few points are within noise."));
         L();
         L($"![accuracy per language]({AccuracyPng})");
+        L();
+        L("Accuracy per question category, English and the mean of the other five languages:");
+        L();
+        L("| category | Parrot en | Parrot non-English | baseline en | baseline non-English | chance |");
+        L("|---|---:|---:|---:|---:|---:|");
+        foreach (var cat in r.Parrot.PerCategory["en"].Keys.Order(StringComparer.Ordinal))
+        {
+            double Cat(BenchmarkScores s, string l) => s.PerCategory[l].GetValueOrDefault(cat);
+            double NonEn(BenchmarkScores s) => Langs.Where(l => l != "en").Average(l => Cat(s, l));
+            double chance = r.Parrot.Responses["en"].Where(a => a.Item.Category == cat).Average(a => 1.0 / a.Item.Question.Options.Count);
+            L($"| {cat} | {Pct(Cat(r.Parrot, "en"))} | {Pct(NonEn(r.Parrot))} | {Pct(Cat(r.Baseline, "en"))} | {Pct(NonEn(r.Baseline))} | {Pct(chance)} |");
+        }
         L();
         L("## Training loss");
         L();

@@ -56,10 +56,6 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         Directory.CreateDirectory(outDir);
         string worldDir = Path.Combine(outDir, "world"), modelsDir = Path.Combine(outDir, "models");
 
-        Say($"generating the synthetic world in {worldDir} (seed {settings.Seed})");
-        var world = Timed("world", () => WorldGenerator.Generate(worldDir, settings.World));
-        Say($"world: {world.Stage1} English captions, {world.Stage2PerLanguage.Values.Sum()} instructions ({string.Join(" ", world.Stage2PerLanguage.Select(kv => $"{kv.Key} {kv.Value}"))}), {world.BenchmarkItems} benchmark items × 6 languages ({world.Seconds:F1} s)");
-
         var tokenizer = BpeTokenizer.Load(Path.Combine(assets.Lm, "tokenizer.json"));
         var chat = new ChatMl(tokenizer);
         var lmConfig = Qwen2ConfigJson.Load(Path.Combine(assets.Lm, "config.json"));
@@ -68,9 +64,15 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         using var tower = ClipVisionLoader.Load(assets.Vision, DType.F32);
         var config = new ParrotConfig
         {
-            Text = lmConfig, MmHiddenSize = tower.Config.HiddenSize, NumExperts = 6,
+            Text = lmConfig, MmHiddenSize = tower.Config.HiddenSize, NumExperts = 6, MmVisionSelectLayer = settings.VisionSelectLayer,
             MoeIntermediateSize = settings.MoeIntermediateSize ?? lmConfig.HiddenSize, UseMoe = false, MmVisionTower = assets.Vision,
         };
+        // The world is drawn at the tower's input size, as the tower was pre-trained on it.
+        var worldOptions = settings.World with { ImageSize = Math.Clamp(tower.Config.ImageSize, 32, 1024) };
+        Say($"generating the synthetic world in {worldDir} (seed {settings.Seed}, {worldOptions.ImageSize} px)");
+        var world = Timed("world", () => WorldGenerator.Generate(worldDir, worldOptions));
+        Say($"world: {world.Stage1} English captions, {world.Stage2PerLanguage.Values.Sum()} instructions ({string.Join(" ", world.Stage2PerLanguage.Select(kv => $"{kv.Key} {kv.Value}"))}), {world.BenchmarkItems} benchmark items × 6 languages ({world.Seconds:F1} s)");
+
         var towerFeatures = ParrotVision.Features(tower, config.MmVisionSelectLayer);
         var preprocessor = ImagePreprocessor.FromDirectory(assets.Vision);
         using var features = new LlavaImageFeatures(towerFeatures, preprocessor, padToSquare: config.ImageAspectRatio == "pad");
@@ -117,6 +119,7 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         GlobalBatch = stage == 1 ? settings.Stage1Batch : settings.Stage2Batch,
         MicroBatch = Math.Min(settings.MicroBatch, stage == 1 ? settings.Stage1Batch : settings.Stage2Batch),
         LearningRate = stage == 1 ? settings.Stage1Lr : settings.Stage2Lr,
+        Epochs = stage == 1 ? settings.Stage1Epochs : settings.Stage2Epochs,
         MaxLength = settings.MaxLength,
         Seed = settings.Seed,
         UseMoe = useMoe,

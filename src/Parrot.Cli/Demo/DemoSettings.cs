@@ -21,12 +21,21 @@ internal sealed record DemoSettings
     public int Stage2Batch { get; init; } = 32;
     /// <summary>Stage-2 peak learning rate (projector + MoE + LLM).</summary>
     public double Stage2Lr { get; init; } = 1e-3;
+    /// <summary>Passes over the stage-1 data.</summary>
+    public int Stage1Epochs { get; init; } = 1;
+    /// <summary>Passes over the stage-2 data.</summary>
+    public int Stage2Epochs { get; init; } = 1;
     /// <summary>Samples per forward pass.</summary>
     public int MicroBatch { get; init; } = 16;
     /// <summary>Longest training sequence, visual tokens included.</summary>
     public int MaxLength { get; init; } = 2048;
     /// <summary>Width of each MoE expert (null: the LM's hidden size, the ratio of Parrot-7B's 4096/4096).</summary>
     public int? MoeIntermediateSize { get; init; }
+    /// <summary>
+    /// Which hidden state of the vision tower feeds the projector: the last (−1), because the tiny tower's
+    /// pre-training heads read its last layer (Parrot's CLIP ViT-L uses −2).
+    /// </summary>
+    public int VisionSelectLayer { get; init; } = -1;
     /// <summary>Most tokens generated per benchmark answer.</summary>
     public int MaxNewTokens { get; init; } = 8;
     /// <summary>Seed of the world, the fresh weights and the data order.</summary>
