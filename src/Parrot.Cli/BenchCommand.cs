@@ -13,6 +13,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(OpsBench.Create());
         bench.Subcommands.Add(DecoderBench.Create());
         bench.Subcommands.Add(VitBench.Create());
+        bench.Subcommands.Add(TinyAssetsBench.Create());
         return bench;
     }
 }

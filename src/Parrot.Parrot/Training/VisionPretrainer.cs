@@ -126,7 +126,9 @@ public sealed class VisionPretrainer : IDisposable
         _preprocessor = new ImagePreprocessor(PreprocessorConfig.Parse(ClipTowerFolder.PreprocessorJson(options.Tower.ImageSize)));
         int s = options.Tower.ImageSize, p = options.Tower.PatchSize;
         var examples = new Example[labels.Count];
-        Parallel.For(0, labels.Count, i =>
+        try
+        {
+            Parallel.For(0, labels.Count, i =>
         {
             var l = labels[i];
             var file = System.IO.Path.Combine(worldDir, l.Image);
@@ -138,6 +140,12 @@ public sealed class VisionPretrainer : IDisposable
             }
             examples[i] = new Example(file, image, VisionTargets.Cls(l.Scene), VisionTargets.Patches(l.Scene, s, p));
         });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.OfType<InvalidDataException>().Any())
+        {
+            // One bad image is reported, the same one whichever thread met it first.
+            throw e.InnerExceptions.OfType<InvalidDataException>().OrderBy(x => x.Message, StringComparer.Ordinal).First();
+        }
         _train.AddRange(examples[..^options.ValidImages]);
         _valid.AddRange(examples[^options.ValidImages..]);
         Tower = new ClipVisionModel(options.Tower, Init.SeedFor(options.Seed, "tower"));
