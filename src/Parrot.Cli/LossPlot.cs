@@ -18,7 +18,7 @@ internal static class LossPlot
         plt.Title(title);
         plt.XLabel("step");
         plt.YLabel("loss (nats/token)");
-        plt.ShowLegend();
+        plt.ShowLegend(Alignment.UpperRight); // losses fall: the upper right is where the curves are not
         var tmp = path + ".tmp.png";
         plt.SavePng(tmp, 800, 500);
         File.Move(tmp, path, overwrite: true);

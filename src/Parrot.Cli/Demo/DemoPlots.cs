@@ -30,7 +30,7 @@ internal static class DemoPlots
         if (yMax is double top) plt.Axes.SetLimitsY(0, top);
         plt.Title(title);
         plt.YLabel(yLabel);
-        plt.ShowLegend();
+        plt.ShowLegend(Alignment.UpperRight);
         var tmp = path + ".tmp.png";
         plt.SavePng(tmp, 900, 500);
         File.Move(tmp, path, overwrite: true);

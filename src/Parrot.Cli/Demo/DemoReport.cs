@@ -35,7 +35,8 @@ internal static class DemoReport
             [("Parrot (MoE)", Langs.Select(l => r.Parrot.Accuracy[l]).ToArray()), ("baseline (no MoE)", Langs.Select(l => r.Baseline.Accuracy[l]).ToArray())], yMax: 1.0);
         var routing = r.Parrot.Routing!;
         DemoPlots.GroupedBars(Path.Combine(dir, RoutingPng), "Parrot: mean router probability per expert, benchmark questions of each language", "mean routing probability", Langs,
-            Enumerable.Range(0, routing.Experts).Select(e => ($"expert {e}", Langs.Select(l => routing.Mean(l)[e]).ToArray())).ToList());
+            Enumerable.Range(0, routing.Experts).Select(e => ($"expert {e}", Langs.Select(l => routing.Mean(l)[e]).ToArray())).ToList(),
+            yMax: Math.Min(1.0, Langs.Max(l => routing.Mean(l).Max()) * 1.4)); // head room for the legend
         WriteAtomically(Path.Combine(dir, Json), ResultsJson(r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         WriteAtomically(Path.Combine(dir, Markdown), MarkdownText(r));
     }
