@@ -79,13 +79,15 @@ public class DemoCommandTests
         foreach (var png in new[] { "loss_curves.png", "accuracy.png", "routing.png" }) Assert.That(md, Does.Contain($"({png})"));
 
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(report, "results.json")))!;
-        foreach (var model in new[] { "parrot", "baseline" })
+        foreach (var model in new[] { "parrot", "baseline", "parrot_images_swapped", "baseline_images_swapped" })
             foreach (var lang in Languages)
             {
                 double acc = json[model]!["accuracy"]![lang]!.GetValue<double>();
                 Assert.That(acc, Is.InRange(0.0, 1.0), $"{model} {lang}");
                 Assert.That(json[model]!["questions"]![lang]!.GetValue<int>(), Is.EqualTo(7), "one benchmark item per category");
             }
+        foreach (var model in new[] { "parrot", "baseline" })
+            Assert.That(json["answers_changed_by_image_swap"]![model]!.GetValue<double>(), Is.InRange(0.0, 1.0));
         bool narrows = json["moe_narrows_gap"]!.GetValue<bool>();
         double gp = json["parrot"]!["english_gap"]!.GetValue<double>(), gb = json["baseline"]!["english_gap"]!.GetValue<double>();
         Assert.That(narrows, Is.EqualTo(gp < gb));

@@ -39,8 +39,12 @@ internal sealed class DemoEvaluation(string benchmarkDir, SimpleMcqEvaluator eva
         return items;
     }
 
-    /// <summary>Asks <paramref name="model"/> every question; <paramref name="progress"/> hears after each language.</summary>
-    public BenchmarkScores Evaluate(ParrotForCausalLM model, Action<string, double>? progress = null)
+    /// <summary>
+    /// Asks <paramref name="model"/> every question; <paramref name="progress"/> hears after each language. With
+    /// <paramref name="swapImages"/> question i is shown the image of question i + n/2 instead of its own (an
+    /// ablation: a model that reads the image falls towards chance, one that ignores it keeps its score).
+    /// </summary>
+    public BenchmarkScores Evaluate(ParrotForCausalLM model, Action<string, double>? progress = null, bool swapImages = false)
     {
         model.Eval();
         var accuracy = new Dictionary<string, double>(StringComparer.Ordinal);
@@ -50,7 +54,9 @@ internal sealed class DemoEvaluation(string benchmarkDir, SimpleMcqEvaluator eva
         RoutingDistribution? routing = model.MoeEnabled ? new RoutingDistribution(model.Config.NumExperts) : null;
         foreach (var (language, _) in Languages)
         {
-            var answers = Items(language).Select(item => evaluator.Answer(model, item)).ToList();
+            var items = Items(language);
+            if (swapImages) items = items.Select((item, i) => item with { ImageBase64 = items[(i + items.Count / 2) % items.Count].ImageBase64 }).ToList();
+            var answers = items.Select(item => evaluator.Answer(model, item)).ToList();
             foreach (var a in answers)
                 if (a.Routing is not null) routing?.Add(language, a.Routing);
             var (overall, count, categories) = Scoring.Accuracy(answers.Select(a => new ScoredItem(a.Item.Index, null, a.Item.Category, a.Hit)), ScoringProtocol.Vanilla);

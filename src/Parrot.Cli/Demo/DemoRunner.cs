@@ -20,6 +20,7 @@ internal sealed record DemoStage(string Name, IReadOnlyList<ParrotStepMetrics> S
 internal sealed record DemoResult(
     DemoSettings Settings, DemoAssets Assets, WorldSummary World, ParrotConfig Config, long LmParameters, long ParrotParameters,
     long BaselineParameters, IReadOnlyList<DemoStage> Stages, BenchmarkScores Parrot, BenchmarkScores Baseline,
+    BenchmarkScores ParrotSwapped, BenchmarkScores BaselineSwapped,
     IReadOnlyDictionary<string, double> Seconds, IReadOnlyDictionary<string, double> CpuSeconds);
 
 /// <summary>
@@ -94,7 +95,7 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         var stage2Data = LlavaDataset.Load(Path.Combine(worldDir, "stage2.json"), worldDir, chat, dataOptions);
         using var evaluator = new SimpleMcqEvaluator(tokenizer, towerFeatures, preprocessor, config.ImageAspectRatio == "pad", settings.MaxNewTokens);
         var evaluation = new DemoEvaluation(Path.Combine(worldDir, "benchmark"), evaluator);
-        BenchmarkScores? parrot = null, baseline = null;
+        BenchmarkScores? parrot = null, baseline = null, parrotSwapped = null, baselineSwapped = null;
         foreach (bool useMoe in new[] { true, false })
         {
             string name = useMoe ? "parrot" : "baseline", label = useMoe ? "Parrot (MoE)" : "baseline (no MoE)";
@@ -106,11 +107,26 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
             if (useMoe) parrotParams = trained; else baselineParams = trained;
             Say($"evaluating {label} on the benchmark");
             var scores = Timed($"eval_{name}", () => evaluation.Evaluate(model, (lang, acc) => Say($"  {label} {lang}: {acc:P1}")));
-            if (useMoe) parrot = scores; else baseline = scores;
+            var ablation = Timed($"eval_{name}_swapped_images", () => evaluation.Evaluate(model, swapImages: true));
+            Say($"  {label} with every question shown another question's image: {Langs(ablation)}; answers changed: {Changed(scores, ablation):P1}");
+            if (useMoe) { parrot = scores; parrotSwapped = ablation; }
+            else { baseline = scores; baselineSwapped = ablation; }
         }
         _seconds["total"] = _clock.Elapsed.TotalSeconds;
         _cpuSeconds["total"] = CpuNow() - cpuStart;
-        return new DemoResult(settings, assets, world, config, lmParams, parrotParams, baselineParams, stages, parrot!, baseline!, _seconds, _cpuSeconds);
+        return new DemoResult(settings, assets, world, config, lmParams, parrotParams, baselineParams, stages, parrot!, baseline!, parrotSwapped!, baselineSwapped!, _seconds, _cpuSeconds);
+    }
+
+    private static string Langs(BenchmarkScores s) => string.Join(" ", s.Accuracy.Select(kv => $"{kv.Key} {kv.Value:P1}"));
+
+    /// <summary>The fraction of questions whose extracted answer differs between two evaluations of the same items.</summary>
+    internal static double Changed(BenchmarkScores a, BenchmarkScores b)
+    {
+        int changed = 0, total = 0;
+        foreach (var (lang, answers) in a.Responses)
+            for (int i = 0; i < answers.Count; i++, total++)
+                if (answers[i].Predicted != b.Responses[lang][i].Predicted) changed++;
+        return total == 0 ? 0 : changed / (double)total;
     }
 
     /// <summary>Stage options: the paper's recipe with the demo's batch sizes and learning rates.</summary>
