@@ -58,12 +58,24 @@ internal static class DemoReport
         }
     }
 
-    /// <summary>Whether the MoE narrows the English/non-English gap, in one sentence with the numbers.</summary>
+    /// <summary>
+    /// Whether the MoE narrows the English/non-English gap, with the numbers, whether the difference is beyond
+    /// noise (two standard errors of the difference of two gaps, each model's accuracies taken as independent
+    /// binomials at worst-case p = 0.5), and whether the models read the image at all (the image-swap ablation).
+    /// </summary>
     public static string Verdict(DemoResult r)
     {
         double gp = Gap(r.Parrot), gb = Gap(r.Baseline);
         string how = gp < gb ? "narrows" : gp > gb ? "widens" : "does not change";
-        return string.Create(Inv, $"English minus non-English accuracy: Parrot {gp * 100:F1} points, baseline {gb * 100:F1} points — at this scale the MoE {how} the gap{(gp != gb ? $" by {Math.Abs(gb - gp) * 100:F1} points" : "")}.");
+        int n = r.Parrot.Counts["en"];
+        // Var(gap) = Var(en) + Var(mean of 5) = 0.25/n · (1 + 1/5) per model; the difference of two models doubles it.
+        double se = Math.Sqrt(2 * 1.2 * 0.25 / n);
+        string noise = Math.Abs(gb - gp) < 2 * se ? $"within noise (two standard errors of the difference are {2 * se * 100:F1} points)" : $"beyond two standard errors ({2 * se * 100:F1} points)";
+        double cp = DemoRunner.Changed(r.Parrot, r.ParrotSwapped), cb = DemoRunner.Changed(r.Baseline, r.BaselineSwapped);
+        string image = cp < 0.05 && cb < 0.05
+            ? $" Showing each question another item's image changes only {cp * 100:F1}% (Parrot) and {cb * 100:F1}% (baseline) of the answers: both models answer from the question text alone, so at this scale the comparison says nothing about what the MoE does with visual tokens."
+            : $" Showing each question another item's image changes {cp * 100:F1}% (Parrot) and {cb * 100:F1}% (baseline) of the answers.";
+        return string.Create(Inv, $"English minus non-English accuracy: Parrot {gp * 100:F1} points, baseline {gb * 100:F1} points — the MoE {how} the gap{(gp != gb ? $" by {Math.Abs(gb - gp) * 100:F1} points" : "")}, {noise}.{image}");
     }
 
     /// <summary>One question per language: item k of language k, with Parrot's and the baseline's answers.</summary>
@@ -166,7 +178,7 @@ internal static class DemoReport
         L();
         int n = r.Parrot.Counts["en"];
         double se = Math.Sqrt(0.25 / n);
-        L(string.Create(Inv, $"Percent of {n} questions per language. {Verdict(r)} With {n} questions a single language's accuracy has a standard error of up to {se * 100:F1} points, so differences of a few points are within noise."));
+        L(string.Create(Inv, $"Percent of {n} questions per language (one language's accuracy has a standard error of up to {se * 100:F1} points). {Verdict(r)}"));
         L();
         L(string.Create(Inv, $"*Images swapped* is an ablation: every question is shown another benchmark item's image. A model that reads the image drops towards chance there; one that answers from the text alone keeps its score. Answers that change when the image changes: Parrot {DemoRunner.Changed(r.Parrot, r.ParrotSwapped) * 100:F1}%, baseline {DemoRunner.Changed(r.Baseline, r.BaselineSwapped) * 100:F1}%."));
         L();
@@ -201,6 +213,11 @@ internal static class DemoReport
         L("|---|" + string.Concat(Enumerable.Repeat("---:|", routing.Experts + 1)));
         foreach (var l in Langs)
             L($"| {l} | " + string.Join(" | ", routing.Mean(l).Select(v => v.ToString("F3", Inv))) + $" | {routing.TopExpert(l)} |");
+        L();
+        double uniform = 1.0 / routing.Experts, spread = Langs.Max(l => routing.Mean(l).Max(v => Math.Abs(v - uniform)));
+        L(spread < 0.02
+            ? string.Create(Inv, $"The router stays close to uniform (1/{routing.Experts} = {uniform:F3}; no mean differs from it by more than {spread:F3}): at this scale it has not learned language-specific experts.")
+            : string.Create(Inv, $"Top expert per language: {string.Join(", ", Langs.Select(l => $"{l} → {routing.TopExpert(l)}"))} (largest deviation from the uniform {uniform:F3}: {spread:F3})."));
         L();
         L($"![routing per language]({RoutingPng})");
         L();
