@@ -51,6 +51,12 @@ public class PretrainCommandsTests
         using var ck = SafetensorsCheckpoint.Open(outDir);
         Assert.That(ck.Names.All(n => n.StartsWith("vision_model.", StringComparison.Ordinal)), Is.True);
 
+        // Seeded: a second run writes the same weights, byte for byte.
+        var again = Path.Combine(dir, "vision-again");
+        r = CliRunner.Run(null, "pretrain-vision", "--world", world, "--out", again, "--config", config, "--steps", "6", "--batch", "8", "--valid", "8", "--eval-every", "3");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(File.ReadAllBytes(Path.Combine(again, "model.safetensors")), Is.EqualTo(File.ReadAllBytes(Path.Combine(outDir, "model.safetensors"))));
+
         var bad = CliRunner.Run(null, "pretrain-vision", "--world", Path.Combine(dir, "nope"), "--out", outDir);
         Assert.That(bad.ExitCode, Is.Not.EqualTo(0));
         Assert.That(bad.Stderr, Does.Contain("nope"));

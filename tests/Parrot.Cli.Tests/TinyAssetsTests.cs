@@ -80,18 +80,22 @@ public class TinyAssetsTests
 
         // Held-out text of the same generator (a seed the assets were not made from), in all six languages:
         // the LM predicts it far better than the uniform guess ln(vocab).
-        var world = WorldBuilder.Build(new WorldOptions { Seed = 987_654, Stage1Count = 0, Stage2Count = 0, BenchmarkCount = 0, TextScenes = 4 });
+        var world = WorldBuilder.Build(new WorldOptions { Seed = 987_654, Stage1Count = 0, Stage2Count = 0, BenchmarkCount = 0, TextScenes = 12 });
         Assert.That(world.Text.Select(d => d.Language).Distinct().Count(), Is.EqualTo(6));
-        var windows = new List<int[]>();
+        var windows = new Dictionary<string, List<int[]>>();
         foreach (var d in world.Text)
         {
             var ids = tok.Encode(d.Text, parseSpecialTokens: false);
             Assert.That(tok.Decode(ids), Is.EqualTo(d.Text), d.Id);
-            if (ids.Length >= 24) windows.Add(ids[..24]);
+            if (ids.Length >= 24) (windows.TryGetValue(d.Language, out var w) ? w : windows[d.Language] = []).Add(ids[..24]);
         }
-        double loss = CausalLmTrainer.Evaluate(lm, windows, 8);
-        TestContext.Progress.WriteLine($"tiny LM on held-out world text: {loss:F3} nats/token (uniform {Math.Log(tok.IdCount):F3})");
+        Assert.That(windows.Keys, Has.Count.EqualTo(6));
+        var losses = windows.ToDictionary(kv => kv.Key, kv => CausalLmTrainer.Evaluate(lm, kv.Value, 8));
+        double loss = CausalLmTrainer.Evaluate(lm, windows.Values.SelectMany(w => w).ToList(), 8);
+        TestContext.Progress.WriteLine($"tiny LM on held-out world text: {loss:F3} nats/token (uniform {Math.Log(tok.IdCount):F3}); "
+            + string.Join(", ", losses.Select(kv => $"{kv.Key} {kv.Value:F3}")));
         Assert.That(loss, Is.LessThan(2.0));
+        foreach (var (language, l) in losses) Assert.That(l, Is.LessThan(2.5), language);
     }
 
     [Test]

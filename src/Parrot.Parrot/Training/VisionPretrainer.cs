@@ -129,21 +129,21 @@ public sealed class VisionPretrainer : IDisposable
         try
         {
             Parallel.For(0, labels.Count, i =>
-        {
-            var l = labels[i];
-            var file = System.IO.Path.Combine(worldDir, l.Image);
-            RgbImage image;
-            try { image = ImageLoader.Load(file); }
-            catch (Exception e) when (e is ImageLoadException or IOException or UnauthorizedAccessException)
             {
-                throw new InvalidDataException($"{file} (labels.json entry {i}): cannot read the image: {e.Message}", e);
-            }
-            examples[i] = new Example(file, image, VisionTargets.Cls(l.Scene), VisionTargets.Patches(l.Scene, s, p));
-        });
+                var l = labels[i];
+                var file = System.IO.Path.Combine(worldDir, l.Image);
+                RgbImage image;
+                try { image = ImageLoader.Load(file); }
+                catch (Exception e) when (e is ImageLoadException or IOException or UnauthorizedAccessException)
+                {
+                    throw new InvalidDataException($"{file} (labels.json entry {i}): cannot read the image: {e.Message}", e);
+                }
+                examples[i] = new Example(file, image, VisionTargets.Cls(l.Scene), VisionTargets.Patches(l.Scene, s, p));
+            });
         }
         catch (AggregateException e) when (e.InnerExceptions.OfType<InvalidDataException>().Any())
         {
-            // One bad image is reported, the same one whichever thread met it first.
+            // Parallel.For wraps what the loader threw: report the image problem itself.
             throw e.InnerExceptions.OfType<InvalidDataException>().OrderBy(x => x.Message, StringComparer.Ordinal).First();
         }
         _train.AddRange(examples[..^options.ValidImages]);
