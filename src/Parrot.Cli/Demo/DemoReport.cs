@@ -243,7 +243,7 @@ internal static class DemoReport
         L("|---|---:|---:|");
         foreach (var (k, v) in r.Seconds) L(string.Create(Inv, $"| {k} | {v:F1} | {r.CpuSeconds.GetValueOrDefault(k):F1} |"));
         L();
-        L("The trained models are in `models/` (stage1, parrot, baseline: Parrot model folders that `parrot generate` reads; the vision tower is the one named in their config.json).");
+        L("The trained models are in `models/` (stage1, parrot, baseline): Parrot model folders (config.json with the released keys, model.safetensors, tokenizer.json) that `ParrotLoader.Load` and `parrot train --model` read; their vision tower is the folder named by mm_vision_tower.");
         return sb.ToString();
     }
 
