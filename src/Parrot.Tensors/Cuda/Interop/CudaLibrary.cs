@@ -10,7 +10,7 @@ namespace Parrot.Tensors.Cuda.Interop;
 /// <c>CUDA_HOME</c> (and their lib64 / lib / targets folders), the loader's own search (ldconfig,
 /// LD_LIBRARY_PATH), the usual install folders, and the <c>nvidia/*/lib</c> folders of a pip-installed CUDA
 /// (as found next to PyTorch). A library that is not found stays unresolved: the first call then throws
-/// <see cref="DllNotFoundException"/>, which <c>CudaBackend</c> turns into "no CUDA device".
+/// <see cref="DllNotFoundException"/>, which <see cref="CudaBackend"/> turns into "no CUDA device".
 /// </summary>
 internal static class CudaLibrary
 {
