@@ -12,4 +12,5 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(MakeWorldCommand.Create());
 root.Subcommands.Add(VisionCommand.Create());
 root.Subcommands.Add(TrainTokenizerCommand.Create());
+root.Subcommands.Add(SelfTestCommand.Create());
 return root.Parse(args).Invoke();
