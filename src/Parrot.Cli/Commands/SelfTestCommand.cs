@@ -19,18 +19,21 @@ internal static class SelfTestCommand
         var output = new Option<string?>("--out") { Description = "Also write the results as JSON to this file" };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random inputs", DefaultValueFactory = _ => 1 };
         var op = new Option<string?>("--op") { Description = "Only the ops whose name contains this text" };
+        var bench = new Option<string?>("--bench") { Description = "On a GPU, also time bf16 GEMM, a device copy and attention and write the figures as JSON to this file" };
         var command = new Command("selftest", "Check every op of a device's backend against the CPU reference");
         command.Options.Add(device);
         command.Options.Add(output);
         command.Options.Add(seed);
         command.Options.Add(op);
-        command.SetAction(p => CliErrors.Run("selftest", () => Run(p.GetValue(device)!, p.GetValue(output), p.GetValue(seed), p.GetValue(op))));
+        command.Options.Add(bench);
+        command.SetAction(p => CliErrors.Run("selftest", () => Run(p.GetValue(device)!, p.GetValue(output), p.GetValue(seed), p.GetValue(op), p.GetValue(bench))));
         return command;
     }
 
-    private static int Run(string deviceText, string? output, ulong seed, string? filter)
+    private static int Run(string deviceText, string? output, ulong seed, string? filter, string? benchOut)
     {
         var device = Device.Parse(deviceText);
+        if (benchOut is not null && device.Kind != DeviceKind.Cuda) throw new CliException("--bench needs a GPU device (--device cuda)");
         string description = "CPU backend (SIMD C#)";
         if (device.Kind == DeviceKind.Cuda)
         {
@@ -49,6 +52,13 @@ internal static class SelfTestCommand
             var dir = Path.GetDirectoryName(Path.GetFullPath(output));
             if (dir is not null) Directory.CreateDirectory(dir);
             LmDemoCommand.WriteAtomically(output, SelfTestRunner.Json(device, description, seed, rows));
+        }
+        if (benchOut is not null && Backends.For(device) is CudaBackend gpu)
+        {
+            var results = DeviceBench.Run(gpu, device, Console.Out);
+            var dir = Path.GetDirectoryName(Path.GetFullPath(benchOut));
+            if (dir is not null) Directory.CreateDirectory(dir);
+            LmDemoCommand.WriteAtomically(benchOut, DeviceBench.Json(description, results));
         }
         return failed > 0 ? 1 : 0;
     }
