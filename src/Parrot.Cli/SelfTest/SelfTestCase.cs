@@ -5,9 +5,10 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// One op checked by `parrot selftest`: seeded inputs (float inputs in the case's dtype, integer inputs as they
 /// are), the op written against the <see cref="Tensor"/> API (so it runs on whatever device its inputs live on),
-/// and whether its result must match exactly (integer and Bool results).
+/// whether its result must match exactly (integer and Bool results), and a tolerance of its own where the result
+/// is stored in a narrower type than the case's dtype.
 /// </summary>
-internal sealed record SelfTestCase(string Name, Func<Random, DType, Tensor[]> Inputs, Func<Tensor[], Tensor> Run, bool Exact = false)
+internal sealed record SelfTestCase(string Name, Func<Random, DType, Tensor[]> Inputs, Func<Tensor[], Tensor> Run, bool Exact = false, double? Tolerance = null)
 {
     /// <summary>Normal(0, 1) values of <paramref name="shape"/>, rounded to <paramref name="dtype"/>.</summary>
     internal static Tensor Normal(Random rng, DType dtype, params int[] shape)

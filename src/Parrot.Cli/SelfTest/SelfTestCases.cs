@@ -95,6 +95,8 @@ internal static class SelfTestCases
             return p;
         }));
 
+        c.AddRange(SelfTestFusedCases.All());
+
         // Attention (composite reference when the fused kernel is absent).
         c.Add(new("attention (causal, GQA)", (r, t) => [Normal(r, t, 1, 4, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 2, 32, 64)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));

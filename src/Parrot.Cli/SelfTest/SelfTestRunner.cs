@@ -39,7 +39,7 @@ internal static class SelfTestRunner
 
     private static Row RunOne(SelfTestCase c, DType dtype, Device device, ulong seed)
     {
-        double tol = c.Exact ? 0 : dtype == DType.F32 ? F32Tolerance : Bf16Tolerance;
+        double tol = c.Exact ? 0 : c.Tolerance ?? (dtype == DType.F32 ? F32Tolerance : Bf16Tolerance);
         string dn = dtype.Name();
         var rng = new Random(unchecked((int)seed * 31 + StableHash(c.Name) * 7 + (int)dtype));
         var inputs = c.Inputs(rng, dtype);

@@ -45,7 +45,9 @@ public sealed partial class CudaBackend
     }
 
     /// <inheritdoc/>
-    public unsafe void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow)
+    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow) => CrossEntropyCore(logits, targets, ignoreIndex, lossPerRow, null);
+
+    private void CrossEntropyCore(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp)
     {
         long rows = logits.Shape[0], n = logits.Shape[1];
         if (rows == 0) return;
@@ -63,7 +65,7 @@ public sealed partial class CudaBackend
             }
         }
         using var a = new KernelArgs().Add(rows).Add(n).Ptr(logits).Add(Code(logits.DType)).Add(logits.Strides[0]).Add(logits.Strides[1])
-            .Ptr(targets).Add(targets.Strides[0]).Add((long)ignoreIndex).Ptr(lossPerRow).Add(Code(lossPerRow.DType)).Add(lossPerRow.Strides[0]).Add(0UL);
+            .Ptr(targets).Add(targets.Strides[0]).Add((long)ignoreIndex).Ptr(lossPerRow).Add(Code(lossPerRow.DType)).Add(lossPerRow.Strides[0]).Ptr(logSumExp);
         _kernels.Launch("cross_entropy.cu", "cross_entropy_forward", CudaKernels.RowGrid(rows), RowBlock(n), a);
     }
 }

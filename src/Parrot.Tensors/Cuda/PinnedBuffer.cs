@@ -35,6 +35,7 @@ internal sealed unsafe class PinnedBuffer
     /// <summary>Copies host memory to the device through the buffer and waits (the source may be reused at once).</summary>
     internal void ToDevice(nint src, ulong dst, long bytes)
     {
+        _context.MakeCurrent();
         var (buf, cap) = Get(bytes);
         for (long done = 0; done < bytes; done += cap)
         {
@@ -48,6 +49,7 @@ internal sealed unsafe class PinnedBuffer
     /// <summary>Copies device memory to the host through the buffer, after all queued work (a synchronisation point).</summary>
     internal void ToHost(ulong src, nint dst, long bytes)
     {
+        _context.MakeCurrent();
         var (buf, cap) = Get(bytes);
         for (long done = 0; done < bytes; done += cap)
         {
