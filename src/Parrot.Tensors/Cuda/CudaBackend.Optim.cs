@@ -22,7 +22,36 @@ public sealed partial class CudaBackend
         _kernels.Launch("adamw.cu", "adamw", _kernels.GridFor(n), 256, a);
     }
 
-    /// <summary>Not written yet: the fused flash-attention kernel (forward and backward) is issue #7's next step.</summary>
-    public void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp) =>
-        throw Missing("Attention", "fused scaled-dot-product attention");
+    /// <summary>Element strides of the attention operands, as the kernel's AttnStrides struct.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private unsafe struct AttnStrides
+    {
+        internal fixed long Q[4], K[4], V[4], O[4], M[4], L[3];
+    }
+
+    /// <summary>
+    /// Fused attention forward (native/attention.cu): one warp per query row with an online softmax, any strides,
+    /// grouped-query heads, causal and additive masks, head dims up to 256. A first, simple kernel: correct,
+    /// not yet fast (the tiled tensor-core kernel and its backward are the next step).
+    /// </summary>
+    public unsafe void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        if (D > 256 || Dv > 256) throw Missing("Attention", $"head dims above 256 (q {D}, v {Dv})");
+        long rows = (long)B * H * T;
+        if (rows == 0 || Dv == 0) return;
+        var st = new AttnStrides();
+        for (int i = 0; i < 4; i++)
+        {
+            st.Q[i] = q.Strides[i]; st.K[i] = k.Strides[i]; st.V[i] = v.Strides[i]; st.O[i] = output.Strides[i];
+            st.M[i] = mask is null ? 0 : mask.Strides[i];
+        }
+        for (int i = 0; i < 3; i++) st.L[i] = logSumExp is null ? 0 : logSumExp.Strides[i];
+        using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
+            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale);
+        const int warpsPerBlock = 4;
+        uint grid = (uint)Math.Clamp((rows + warpsPerBlock - 1) / warpsPerBlock, 1, (long)_context.MultiprocessorCount * 64);
+        _kernels.Launch("attention.cu", "attention_forward", grid, 32 * warpsPerBlock, a);
+    }
 }
