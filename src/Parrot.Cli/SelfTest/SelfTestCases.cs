@@ -8,7 +8,18 @@ internal static class SelfTestCases
 {
     internal static IReadOnlyList<SelfTestCase> All { get; } = Build();
 
-    private static Tensor Unary(Tensor[] x, Func<Tensor, Tensor> f) => f(x[0]);
+    /// <summary>An additive [2, 1, 1, 32] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
+    private static Tensor PaddingMask(Random r, DType t)
+    {
+        var m = new float[2 * 32];
+        for (int b = 0; b < 2; b++)
+        {
+            int hidden = r.Next(1, 6);
+            for (int j = 32 - hidden; j < 32; j++) m[b * 32 + j] = float.NegativeInfinity;
+        }
+        using var f = Tensor.FromArray(m, 2, 1, 1, 32);
+        return f.To(t);
+    }
 
     private static List<SelfTestCase> Build()
     {
@@ -100,6 +111,10 @@ internal static class SelfTestCases
         // Attention (composite reference when the fused kernel is absent).
         c.Add(new("attention (causal, GQA)", (r, t) => [Normal(r, t, 1, 4, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 2, 32, 64)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
+        c.Add(new("attention (mask, kv-cache offset)", (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 4, 32, 80), Normal(r, t, 2, 4, 32, 80), PaddingMask(r, t)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 24)));
+        c.Add(new("attention log-sum-exp", (r, t) => [Normal(r, t, 1, 4, 16, 128), Normal(r, t, 1, 1, 16, 128), Normal(r, t, 1, 1, 16, 128)],
+            x => { using var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true); return lse; }));
         return c;
     }
 }

@@ -108,10 +108,10 @@ internal static class SelfTestRunner
         return h;
     }
 
-    internal static string Header => $"{"op",-30} {"dtype",-9} {"err vs f64",11} {"err vs cpu",11} {"tolerance",10}  status";
+    internal static string Header => $"{"op",-34} {"dtype",-9} {"err vs f64",11} {"err vs cpu",11} {"tolerance",10}  status";
 
     internal static string Format(Row r) =>
-        string.Create(CultureInfo.InvariantCulture, $"{r.Op,-30} {r.DType,-9} {Num(r.ErrorVsF64),11} {Num(r.ErrorVsCpu),11} {Num(r.Tolerance),10}  {r.Status}{(r.Message.Length > 0 ? "  " + Short(r.Message) : "")}");
+        string.Create(CultureInfo.InvariantCulture, $"{r.Op,-34} {r.DType,-9} {Num(r.ErrorVsF64),11} {Num(r.ErrorVsCpu),11} {Num(r.Tolerance),10}  {r.Status}{(r.Message.Length > 0 ? "  " + Short(r.Message) : "")}");
 
     private static string Num(double v) => double.IsNaN(v) ? "-" : v.ToString("0.00E+00", CultureInfo.InvariantCulture);
 
