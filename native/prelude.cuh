@@ -29,6 +29,12 @@ struct Layout
 // Element offsets of the first `count` operands for C-order position `flat`.
 __device__ __forceinline__ void offsets(const Layout& L, i64 flat, int count, i64* off)
 {
+    if (L.rank == 1)
+    {
+        // Most layouts merge to one dim: no 64-bit division (which the GPU emulates in software).
+        for (int k = 0; k < MAX_OPERANDS; k++) off[k] = k < count ? flat * L.stride[k][0] : 0;
+        return;
+    }
     for (int k = 0; k < MAX_OPERANDS; k++) off[k] = 0;
     for (int d = (int)L.rank - 1; d >= 0; d--)
     {

@@ -48,52 +48,99 @@ internal sealed unsafe class CublasLtGemm
         EnsureHandles();
         _context.MakeCurrent();
         bool f64 = dataType == Cublas.R64F;
+        var key = new PlanKey(dataType, outType, a with { Ptr = 0 }, b with { Ptr = 0 }, m, n, k, ldd, strideD, batch, bias != 0, gelu);
+        if (!_plans.TryGetValue(key, out var plan))
+        {
+            plan = CreatePlan(key);
+            if (_plans.Count >= 512) { foreach (var p in _plans.Values) p.Dispose(); _plans.Clear(); }
+            _plans[key] = plan;
+        }
+        if (plan.Desc == 0)
+        {
+            Legacy(dataType, outType, a, b, d, m, n, k, ldd, strideD, batch);
+            return;
+        }
+        if (bias != 0)
+            CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescBiasPointer, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+        double one = 1, zero = 0;
+        float onef = 1, zerof = 0;
+        void* alpha = f64 ? &one : &onef, beta = f64 ? &zero : &zerof;
+        var algo = plan.Algo;
+        CublasLt.Check(CublasLt.cublasLtMatmul(_lt, plan.Desc, alpha, a.Ptr, plan.A, b.Ptr, plan.B, beta, d, plan.D, d, plan.D, algo.Algo,
+            _workspace, (nuint)WorkspaceBytes, _context.Stream), "cublasLtMatmul");
+    }
+
+    /// <summary>What decides a cuBLASLt plan: types, operand layouts (pointers zeroed), sizes, batch, epilogue.</summary>
+    private readonly record struct PlanKey(int DataType, int OutType, Operand A, Operand B, long M, long N, long K, long Ldd, long StrideD, int Batch, bool Bias, bool Gelu);
+
+    /// <summary>Descriptors and the chosen algorithm for one <see cref="PlanKey"/>; Desc = 0 means "use legacy cuBLAS".</summary>
+    private sealed class Plan : IDisposable
+    {
+        internal nint Desc, A, B, D;
+        internal CublasLt.HeuristicResult Algo;
+
+        public void Dispose()
+        {
+            if (D != 0) CublasLt.cublasLtMatrixLayoutDestroy(D);
+            if (B != 0) CublasLt.cublasLtMatrixLayoutDestroy(B);
+            if (A != 0) CublasLt.cublasLtMatrixLayoutDestroy(A);
+            if (Desc != 0) CublasLt.cublasLtMatmulDescDestroy(Desc);
+            Desc = A = B = D = 0;
+        }
+    }
+
+    private readonly Dictionary<PlanKey, Plan> _plans = new();
+
+    private Plan CreatePlan(PlanKey key)
+    {
+        bool f64 = key.DataType == Cublas.R64F;
         int compute = f64 ? Cublas.Compute64F : Cublas.Compute32F, scaleType = f64 ? Cublas.R64F : Cublas.R32F;
-        nint desc = 0, la = 0, lb = 0, ld = 0, pref = 0;
+        var plan = new Plan();
+        nint pref = 0;
         try
         {
-            CublasLt.Check(CublasLt.cublasLtMatmulDescCreate(out desc, compute, scaleType), "cublasLtMatmulDescCreate");
-            int ta = a.Op, tb = b.Op;
-            CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescTransA, &ta, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)");
-            CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescTransB, &tb, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSB)");
-            uint epilogue = bias != 0 ? (gelu ? CublasLt.EpilogueGeluBias : CublasLt.EpilogueBias) : (gelu ? CublasLt.EpilogueGelu : CublasLt.EpilogueDefault);
+            CublasLt.Check(CublasLt.cublasLtMatmulDescCreate(out plan.Desc, compute, scaleType), "cublasLtMatmulDescCreate");
+            int ta = key.A.Op, tb = key.B.Op;
+            CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescTransA, &ta, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSA)");
+            CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescTransB, &tb, sizeof(int)), "cublasLtMatmulDescSetAttribute(TRANSB)");
+            uint epilogue = key.Bias ? (key.Gelu ? CublasLt.EpilogueGeluBias : CublasLt.EpilogueBias) : (key.Gelu ? CublasLt.EpilogueGelu : CublasLt.EpilogueDefault);
             if (epilogue != CublasLt.EpilogueDefault)
             {
-                CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescEpilogue, &epilogue, sizeof(uint)), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
-                if (bias != 0)
+                CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescEpilogue, &epilogue, sizeof(uint)), "cublasLtMatmulDescSetAttribute(EPILOGUE)");
+                if (key.Bias)
                 {
-                    CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescBiasPointer, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
-                    int bt = outType;
-                    CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(desc, CublasLt.DescBiasDataType, &bt, sizeof(int)), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+                    int bt = key.OutType;
+                    CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescBiasDataType, &bt, sizeof(int)), "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+                    // A placeholder pointer with the alignment real ones have, so the heuristic can choose.
+                    ulong aligned = _workspace;
+                    CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescBiasPointer, &aligned, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
                 }
             }
-            la = Layout(dataType, a, batch);
-            lb = Layout(dataType, b, batch);
-            ld = Layout(outType, new Operand(d, Cublas.OpN, m, n, ldd, strideD), batch);
+            plan.A = Layout(key.DataType, key.A, key.Batch);
+            plan.B = Layout(key.DataType, key.B, key.Batch);
+            plan.D = Layout(key.OutType, new Operand(0, Cublas.OpN, key.M, key.N, key.Ldd, key.StrideD), key.Batch);
             CublasLt.Check(CublasLt.cublasLtMatmulPreferenceCreate(out pref), "cublasLtMatmulPreferenceCreate");
             ulong ws = WorkspaceBytes;
             CublasLt.Check(CublasLt.cublasLtMatmulPreferenceSetAttribute(pref, CublasLt.PrefMaxWorkspaceBytes, &ws, sizeof(ulong)), "cublasLtMatmulPreferenceSetAttribute");
-            CublasLt.HeuristicResult heuristic;
-            int rc = CublasLt.cublasLtMatmulAlgoGetHeuristic(_lt, desc, la, lb, ld, ld, pref, 1, &heuristic, out int found);
+            CublasLt.HeuristicResult h;
+            int rc = CublasLt.cublasLtMatmulAlgoGetHeuristic(_lt, plan.Desc, plan.A, plan.B, plan.D, plan.D, pref, 1, &h, out int found);
             if (rc != 0 || found == 0)
             {
-                if (bias != 0 || gelu) throw new NotSupportedException($"MatMul on CUDA: cuBLASLt has no algorithm for this shape with a fused epilogue ({Cublas.StatusName(rc)})");
-                Legacy(dataType, outType, a, b, d, m, n, k, ldd, strideD, batch);
-                return;
+                if (key.Bias || key.Gelu) throw new NotSupportedException($"MatMul on CUDA: cuBLASLt has no algorithm for this shape with a fused epilogue ({Cublas.StatusName(rc)})");
+                plan.Dispose(); // Desc = 0: legacy cuBLAS
+                return plan;
             }
-            double one = 1, zero = 0;
-            float onef = 1, zerof = 0;
-            void* alpha = f64 ? &one : &onef, beta = f64 ? &zero : &zerof;
-            CublasLt.Check(CublasLt.cublasLtMatmul(_lt, desc, alpha, a.Ptr, la, b.Ptr, lb, beta, d, ld, d, ld, heuristic.Algo,
-                _workspace, (nuint)WorkspaceBytes, _context.Stream), "cublasLtMatmul");
+            plan.Algo = h;
+            return plan;
+        }
+        catch
+        {
+            plan.Dispose();
+            throw;
         }
         finally
         {
             if (pref != 0) CublasLt.cublasLtMatmulPreferenceDestroy(pref);
-            if (ld != 0) CublasLt.cublasLtMatrixLayoutDestroy(ld);
-            if (lb != 0) CublasLt.cublasLtMatrixLayoutDestroy(lb);
-            if (la != 0) CublasLt.cublasLtMatrixLayoutDestroy(la);
-            if (desc != 0) CublasLt.cublasLtMatmulDescDestroy(desc);
         }
     }
 
