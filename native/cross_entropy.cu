@@ -22,7 +22,8 @@ __device__ T row_lse(const void* x, int dt, i64 base, i64 col, i64 n, T* shared)
     {
         T v = load<T>(x, dt, base + j * col);
         if (v > m) { s = s * exp(m - v) + 1; m = v; }
-        else s += exp(v - m);
+        else if (v != v) s = v;                 // NaN poisons the row
+        else if (m != -(T)__int_as_float(0x7f800000)) s += exp(v - m); // while all seen are −∞, they add nothing
     }
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (int o = 16; o > 0; o >>= 1)
