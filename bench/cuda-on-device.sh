@@ -26,7 +26,8 @@ timeout 300 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$O
 rc=${PIPESTATUS[0]}; echo "selftest exit $rc after $(( $(date +%s) - start )) s"; [ "$rc" -ne 0 ] && status=1
 
 echo "== PyTorch peer"
-timeout 180 python3 bench/torch_peer.py --out "$OUT/bench-torch.json" 2>&1 | tee "$OUT/torch.log" || status=1
+timeout 180 python3 bench/torch_peer.py --out "$OUT/bench-torch.json" 2>&1 | tee "$OUT/torch.log"
+[ "${PIPESTATUS[0]}" -ne 0 ] && status=1
 
 if [ "${BUILD_FATBIN:-0}" = 1 ] && command -v nvcc >/dev/null; then
   echo "== nvcc fatbins (native/CMakeLists.txt)"

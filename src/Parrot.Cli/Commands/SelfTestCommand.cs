@@ -55,7 +55,9 @@ internal static class SelfTestCommand
         }
         if (benchOut is not null && Backends.For(device) is CudaBackend gpu)
         {
-            var results = DeviceBench.Run(gpu, device, Console.Out);
+            List<DeviceBench.Result> results;
+            try { results = DeviceBench.Run(gpu, device, Console.Out); }
+            catch (CudaException e) { throw new CliException($"benchmarks stopped: {e.Message}"); }
             var dir = Path.GetDirectoryName(Path.GetFullPath(benchOut));
             if (dir is not null) Directory.CreateDirectory(dir);
             LmDemoCommand.WriteAtomically(benchOut, DeviceBench.Json(description, results));
