@@ -39,42 +39,53 @@ public sealed partial class CudaBackend
             Copy(tmp, c);
             return;
         }
-        if (!TryOperand(b, out var bop) | !TryOperand(a, out var aop))
+        var calls = PlanMatMul(a, b, c);
+        if (calls is null)
         {
             using var ac = a.Contiguous();
             using var bc = b.Contiguous();
             MatMulEpilogue(ac, bc, c, bias, gelu);
             return;
         }
-        // The batch dims of the three operands merged as far as they go; all but the last merged dim are looped.
-        var batchShape = c.Shape[..(r - 2)].ToArray();
-        var L = KernelLayout.Create("MatMul", batchShape, c.Strides[..(r - 2)].ToArray(), a.Strides[..(r - 2)].ToArray(), b.Strides[..(r - 2)].ToArray());
-        int rank = (int)L.Rank;
-        long inner = 1, outer = 1;
-        long sc = 0, sa = 0, sb = 0;
-        unsafe
-        {
-            if (rank > 0) { inner = L.Size[rank - 1]; sc = L.Stride[rank - 1]; sa = L.Stride[KernelLayout.MaxRank + rank - 1]; sb = L.Stride[2 * KernelLayout.MaxRank + rank - 1]; }
-            for (int d = 0; d < rank - 1; d++) outer *= L.Size[d];
-        }
         int dt = LibType(inT), ot = LibType(c.DType);
-        long es = inT.SizeOf(), cs = c.DType.SizeOf();
+        foreach (var g in calls)
+            Gemm.Run(dt, ot, g.A, g.B, g.D, g.M, g.N, g.K, g.Ldd, g.StrideD, g.Batch, bias is null ? 0 : (ulong)bias.DataPointer, gelu);
+    }
+
+    /// <summary>One column-major cuBLAS product: D (M×N, leading dim Ldd) = op(A)·op(B) over Batch strided matrices.</summary>
+    internal readonly record struct GemmCall(CublasLtGemm.Operand A, CublasLtGemm.Operand B, ulong D, long M, long N, long K, long Ldd, long StrideD, int Batch);
+
+    /// <summary>
+    /// The cuBLAS calls computing row-major c = a·b in place (cᵀ = bᵀ·aᵀ): one per combination of the batch dims
+    /// that do not merge into a single strided batch. Null when a or b has strides cuBLAS cannot read (neither
+    /// rows nor columns contiguous): the caller copies them first. Pure host logic, tested on the CPU.
+    /// </summary>
+    internal static unsafe List<GemmCall>? PlanMatMul(Tensor a, Tensor b, Tensor c)
+    {
+        int r = c.Rank;
+        int M = c.Shape[r - 2], N = c.Shape[r - 1], K = a.Shape[r - 1];
+        if (!TryOperand(b, out var bop) | !TryOperand(a, out var aop)) return null;
+        // The batch dims of the three operands merged as far as they go; all but the last merged dim are looped.
+        var L = KernelLayout.Create("MatMul", c.Shape[..(r - 2)], c.Strides[..(r - 2)].ToArray(), a.Strides[..(r - 2)].ToArray(), b.Strides[..(r - 2)].ToArray());
+        int rank = (int)L.Rank;
+        long inner = 1, outer = 1, sc = 0, sa = 0, sb = 0;
+        if (rank > 0) { inner = L.Size[rank - 1]; sc = L.Stride[rank - 1]; sa = L.Stride[KernelLayout.MaxRank + rank - 1]; sb = L.Stride[2 * KernelLayout.MaxRank + rank - 1]; }
+        for (int d = 0; d < rank - 1; d++) outer *= L.Size[d];
+        long es = a.DType.SizeOf(), cs = c.DType.SizeOf();
+        var calls = new List<GemmCall>();
         for (long o = 0; o < outer; o++)
         {
             long offC = 0, offA = 0, offB = 0, rest = o;
-            unsafe
+            for (int d = rank - 2; d >= 0; d--)
             {
-                for (int d = rank - 2; d >= 0; d--)
-                {
-                    long i = rest % L.Size[d]; rest /= L.Size[d];
-                    offC += i * L.Stride[d]; offA += i * L.Stride[KernelLayout.MaxRank + d]; offB += i * L.Stride[2 * KernelLayout.MaxRank + d];
-                }
+                long i = rest % L.Size[d]; rest /= L.Size[d];
+                offC += i * L.Stride[d]; offA += i * L.Stride[KernelLayout.MaxRank + d]; offB += i * L.Stride[2 * KernelLayout.MaxRank + d];
             }
             var bo = bop with { Ptr = bop.Ptr + (ulong)(offB * es), BatchStride = sb };
             var ao = aop with { Ptr = aop.Ptr + (ulong)(offA * es), BatchStride = sa };
-            Gemm.Run(dt, ot, bo, ao, (ulong)c.DataPointer + (ulong)(offC * cs), N, M, K, N, sc, checked((int)inner),
-                     bias is null ? 0 : (ulong)bias.DataPointer, gelu);
+            calls.Add(new GemmCall(bo, ao, (ulong)c.DataPointer + (ulong)(offC * cs), N, M, K, N, sc, checked((int)inner)));
         }
+        return calls;
     }
 
     /// <summary>
