@@ -33,3 +33,55 @@ extern "C" __global__ void adamw(i64 n, void* p, const void* g, int gdt, void* m
         }
     }
 }
+
+// Multi-tensor AdamW: up to ADAMW_TABLE tensors per launch, blockIdx.y picks the tensor, blocks stride over
+// its elements. Same arithmetic as `adamw`; the table travels by value in the kernel parameters.
+#define ADAMW_TABLE 64
+
+struct AdamWEntry
+{
+    void* p;
+    const void* g;
+    void* m;
+    void* v;
+    u16* bf16_out;
+    i64 n;
+    int gdt, pdt;
+};
+
+struct AdamWTable
+{
+    AdamWEntry e[ADAMW_TABLE];
+};
+
+extern "C" __global__ void adamw_multi(AdamWTable table, int count, double decay, double beta1, double beta2, double eps,
+                                       double step_size, double bc2_sqrt)
+{
+    if ((int)blockIdx.y >= count) return;
+    const AdamWEntry& t = table.e[blockIdx.y];
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < t.n; i += (i64)blockDim.x * gridDim.x)
+    {
+        if (t.pdt == DT_F64)
+        {
+            double* pp = (double*)t.p; double* mp = (double*)t.m; double* vp = (double*)t.v;
+            double gr = load<double>(t.g, t.gdt, i);
+            double w = pp[i] * decay;
+            double mi = beta1 * mp[i] + (1 - beta1) * gr;
+            double vi = beta2 * vp[i] + (1 - beta2) * gr * gr;
+            w -= step_size * mi / (sqrt(vi) / bc2_sqrt + eps);
+            pp[i] = w; mp[i] = mi; vp[i] = vi;
+            if (t.bf16_out) t.bf16_out[i] = f32_to_bf16((float)w);
+        }
+        else
+        {
+            float* pp = (float*)t.p; float* mp = (float*)t.m; float* vp = (float*)t.v;
+            float gr = load<float>(t.g, t.gdt, i);
+            float w = pp[i] * (float)decay;
+            float mi = (float)beta1 * mp[i] + (float)(1 - beta1) * gr;
+            float vi = (float)beta2 * vp[i] + (float)(1 - beta2) * gr * gr;
+            w -= (float)step_size * mi / (sqrtf(vi) / (float)bc2_sqrt + (float)eps);
+            pp[i] = w; mp[i] = mi; vp[i] = vi;
+            if (t.bf16_out) t.bf16_out[i] = f32_to_bf16(w);
+        }
+    }
+}

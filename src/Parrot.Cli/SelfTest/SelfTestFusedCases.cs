@@ -124,7 +124,30 @@ internal static class SelfTestFusedCases
             if (p.DType == DType.F64) return p; // the float64 reference keeps full precision
             using (p) return p.To(DType.BF16);
         }, Tolerance: SelfTestRunner.Bf16Tolerance); // the result is the bf16 copy, whatever the gradients' dtype
+        yield return MultiTensorAdamW();
     }
+
+    /// <summary>Two AdamW steps over three parameters of different sizes: one fused multi-tensor launch per step on a GPU.</summary>
+    internal static SelfTestCase MultiTensorAdamW() => new("adamw multi-tensor (3 params)",
+        (r, t) => [Normal(r, DType.F32, 300), Normal(r, t, 300), Normal(r, DType.F32, 5000), Normal(r, t, 5000), Normal(r, DType.F32, 17), Normal(r, t, 17)], x =>
+        {
+            var ps = new[] { x[0].Clone(), x[2].Clone(), x[4].Clone() };
+            var grads = new[] { x[1], x[3], x[5] };
+            var ms = ps.Select(p => Tensor.Zeros(p.Shape, p.DType, p.Device)).ToArray();
+            var vs = ps.Select(p => Tensor.Zeros(p.Shape, p.DType, p.Device)).ToArray();
+            for (int step = 1; step <= 2; step++)
+            {
+                var s = new AdamWStep(1e-2, 0.9, 0.95, 1e-8, 0.05, step);
+                if (Fused(ps[0], out var cuda))
+                    cuda!.AdamWMulti(Enumerable.Range(0, 3).Select(i => new CudaBackend.AdamWTensor(ps[i], grads[i], ms[i], vs[i])).ToList(), s);
+                else
+                    for (int i = 0; i < 3; i++) ps[i].Backend.AdamW(ps[i], grads[i], ms[i], vs[i], s);
+            }
+            foreach (var t in ms.Concat(vs)) t.Dispose();
+            var y = Tensor.Concat(0, ps);
+            foreach (var p in ps) p.Dispose();
+            return y;
+        });
 
     private static Tensor[] RowInputs(Random r, DType t) => [Normal(r, t, 40, 384), Normal(r, t, 384), Normal(r, t, 40, 384)];
 

@@ -22,6 +22,55 @@ public sealed partial class CudaBackend
         _kernels.Launch("adamw.cu", "adamw", _kernels.GridFor(n), 256, a);
     }
 
+    /// <summary>One parameter for <see cref="AdamWMulti"/>: master weights, gradient, moments, optional bf16 copy.</summary>
+    public readonly record struct AdamWTensor(Tensor Param, Tensor Grad, Tensor M, Tensor V, Tensor? Bf16Weights = null);
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct AdamWEntry
+    {
+        internal ulong P, G, M, V, Bf16;
+        internal long N;
+        internal int GDType, PDType;
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(64)]
+    private struct AdamWTable { private AdamWEntry _first; }
+
+    /// <summary>
+    /// One AdamW step over many parameters in few launches (64 tensors each), the update of
+    /// <see cref="AdamW(Tensor, Tensor, Tensor, Tensor, AdamWStep, Tensor?)"/> for every entry. All entries share the
+    /// step's scalars; each tensor is contiguous, as for the single-tensor form.
+    /// </summary>
+    public void AdamWMulti(IReadOnlyList<AdamWTensor> tensors, AdamWStep s)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        double decay = 1 - s.LearningRate * s.WeightDecay;
+        double bc1 = 1 - Math.Pow(s.Beta1, s.Step), bc2 = 1 - Math.Pow(s.Beta2, s.Step);
+        for (int start = 0; start < tensors.Count; start += 64)
+        {
+            var table = new AdamWTable();
+            int count = Math.Min(64, tensors.Count - start);
+            long largest = 0;
+            for (int i = 0; i < count; i++)
+            {
+                var t = tensors[start + i];
+                if (t.Bf16Weights is { } w && (w.DType != DType.BF16 || w.Count != t.Param.Count || !w.IsContiguous))
+                    throw new ArgumentException($"AdamWMulti: entry {start + i}: the bf16 copy must be a contiguous BF16 tensor of {t.Param.Count} elements");
+                table[i] = new AdamWEntry
+                {
+                    P = (ulong)t.Param.DataPointer, G = (ulong)t.Grad.DataPointer, M = (ulong)t.M.DataPointer, V = (ulong)t.V.DataPointer,
+                    Bf16 = t.Bf16Weights is null ? 0 : (ulong)t.Bf16Weights.DataPointer, N = t.Param.Count,
+                    GDType = Code(t.Grad.DType), PDType = Code(t.Param.DType),
+                };
+                largest = Math.Max(largest, t.Param.Count);
+            }
+            if (largest == 0) continue;
+            using var a = new KernelArgs().Add(table).Add(count).Add(decay).Add(s.Beta1).Add(s.Beta2).Add(s.Epsilon).Add(s.LearningRate / bc1).Add(Math.Sqrt(bc2));
+            uint blocks = (uint)Math.Clamp((largest + 255) / 256, 1, Math.Max(1, _context.MultiprocessorCount * 8 / count + 1));
+            _kernels.Launch("adamw.cu", "adamw_multi", blocks, 256, a, gridY: (uint)count);
+        }
+    }
+
     /// <summary>Element strides of the attention operands, as the kernel's AttnStrides struct.</summary>
     [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
     private unsafe struct AttnStrides

@@ -43,13 +43,13 @@ internal sealed unsafe class CudaKernels
     internal static uint RowGrid(long rows) => (uint)Math.Clamp(rows, 1, 1 << 20);
 
     /// <summary>Launches <paramref name="name"/> of <paramref name="file"/>; <paramref name="args"/> holds the parameters in order.</summary>
-    internal void Launch(string file, string name, uint grid, uint block, KernelArgs args, uint sharedBytes = 0)
+    internal void Launch(string file, string name, uint grid, uint block, KernelArgs args, uint sharedBytes = 0, uint gridY = 1)
     {
         nint f = Function(file, name);
         _context.MakeCurrent();
         void** ptrs = stackalloc void*[args.Count];
         args.Fill(ptrs);
-        Driver.Check(Driver.cuLaunchKernel(f, grid, 1, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null), $"cuLaunchKernel({name})");
+        Driver.Check(Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null), $"cuLaunchKernel({name})");
     }
 }
 
