@@ -112,6 +112,38 @@ int main()
         CHECK(fabs(p[i] - w) < 1e-6, "adamw %d %g %g", i, p[i], w);
         CHECK(pb[i] == f32_to_bf16(p[i]), "adamw bf16 copy");
     }
+    // gather axis 1: y[r, k] = x[r, gidx[r, k]]
+    { long long gi[4] = {1, 3, 0, 0}; float gy[4]; i64 gs[2] = {2, 2}; i64 gst[3][8] = {{2, 1}, {4, 0}, {2, 1}};
+      Layout LG = make(2, gs, 3, gst);
+      launch(1, 32, [&] { idx_ns::gather(LG, 4, gy, x, 1, gi, DT_I64, DT_F32); });
+      for (int r = 0; r < 2; r++) for (int k = 0; k < 2; k++) CHECK(gy[r * 2 + k] == x[r * 4 + gi[r * 2 + k]], "gather"); }
+    // embedding backward: dw[ids[t]] += dy[t]
+    { float dw[3 * 2] = {0}; int ids[3] = {2, 0, 2}; float dyv[6] = {1, 2, 3, 4, 5, 6};
+      launch(2, 32, [&] { idx_ns::embedding_backward(3, 2, dw, ids, DT_I32, dyv, DT_F32); });
+      CHECK(dw[0] == 3 && dw[1] == 4 && dw[4] == 6 && dw[5] == 8 && dw[2] == 0, "embedding backward"); }
+    // swiglu forward and backward
+    { float gg[3] = {-1, 0.5f, 2}, uu[3] = {3, -2, 0.25f}, dyv[3] = {1, -1, 0.5f}, yy[3], dg[3], du[3];
+      launch(1, 32, [&] { swiglu_forward(3, yy, gg, uu, DT_F32); });
+      launch(1, 32, [&] { swiglu_backward(3, dg, du, dyv, gg, uu, DT_F32); });
+      for (int i = 0; i < 3; i++)
+      { double sg = 1 / (1 + exp(-(double)gg[i]));
+        CHECK(fabs(yy[i] - gg[i] * sg * uu[i]) < 1e-6, "swiglu");
+        CHECK(fabs(du[i] - dyv[i] * gg[i] * sg) < 1e-6, "swiglu dup");
+        // d/dg silu(g) = s + g s (1 - s)
+        CHECK(fabs(dg[i] - dyv[i] * uu[i] * (sg + gg[i] * sg * (1 - sg))) < 1e-6, "swiglu dgate"); } }
+    // multi-tensor adamw: two tensors, the second with a bf16 gradient, equal to the single-tensor kernel
+    { float p1[3] = {1, -2, 0.5f}, g1[3] = {0.1f, -0.3f, 2}, m1[3] = {}, v1[3] = {};
+      float p2[2] = {3, 4}, m2[2] = {}, v2[2] = {}; u16 g2[2] = {f32_to_bf16(0.5f), f32_to_bf16(-1)};
+      float q1[3] = {1, -2, 0.5f}, qm[3] = {}, qv[3] = {};
+      adam_ns::AdamWTable tb{};
+      tb.e[0] = {p1, g1, m1, v1, nullptr, 3, DT_F32, DT_F32};
+      tb.e[1] = {p2, g2, m2, v2, nullptr, 2, DT_BF16, DT_F32};
+      gridDim.y = 2;
+      for (unsigned yb = 0; yb < 2; yb++) { blockIdx.y = yb; launch(1, 32, [&] { adam_ns::adamw_multi(tb, 2, 0.999, 0.9, 0.95, 1e-8, 0.1, sqrt(0.05)); }); }
+      blockIdx.y = 0;
+      launch(1, 32, [&] { adam_ns::adamw(3, q1, g1, DT_F32, qm, qv, DT_F32, 0.999, 0.9, 0.95, 1e-8, 0.1, sqrt(0.05), nullptr); });
+      for (int i = 0; i < 3; i++) CHECK(p1[i] == q1[i], "multi == single");
+      CHECK(p2[0] != 3 && p2[1] != 4 && v2[1] > 0, "second tensor updated"); }
     printf("%s (%d failures)\n", fails ? "FAILED" : "all passed", fails);
     return fails != 0;
 }

@@ -76,6 +76,24 @@ int main()
       std::vector<float> dl(R * N), dloss(R, 0.25f);
       launch(R, 64, [&] { ce::cross_entropy_backward(R, N, dl.data(), x.data(), DT_F32, t, -100, lse.data(), dloss.data()); });
       for (int r = 0; r < R; r++) for (int j = 0; j < N; j++) { double want = t[r] == -100 ? 0 : (exp(x[r * N + j] - lse[r]) - (j == t[r])) * 0.25; CHECK(fabs(dl[r * N + j] - want) < 1e-6, "ce bwd"); } }
+    // layer norm backward and softmax backward against their formulas
+    { std::vector<float> w(N), y(R * N), dy(R * N), dx(R * N), mean(R), rs(R), dw(N, 0), db(N, 0);
+      for (auto& a : w) a = 1 + 0.1f * nd(rng); for (auto& a : dy) a = nd(rng);
+      Layout L = L1(R, 2, N, N);
+      launch(R, 64, [&] { nm::layer_norm(L, R, N, y.data(), 1, x.data(), 1, DT_F32, w.data(), nullptr, DT_F32, 1, 0, 1e-5, mean.data(), rs.data()); });
+      launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean.data(), rs.data(), dw.data(), db.data()); });
+      std::vector<double> dbw(N, 0);
+      for (int r = 0; r < R; r++)
+      { double mu = mean[r], rr = rs[r], sg = 0, sgx = 0;
+        for (int j = 0; j < N; j++) { double xh = (x[r * N + j] - mu) * rr, g = dy[r * N + j] * w[j]; sg += g; sgx += g * xh; dbw[j] += dy[r * N + j]; }
+        sg /= N; sgx /= N;
+        for (int j = 0; j < N; j++) { double xh = (x[r * N + j] - mu) * rr, g = dy[r * N + j] * w[j]; CHECK(fabs(dx[r * N + j] - rr * (g - sg - xh * sgx)) < 1e-4, "ln dx"); } }
+      for (int j = 0; j < N; j++) CHECK(fabs(db[j] - dbw[j]) < 1e-4, "ln db");
+      std::vector<float> p(R * N), dxs(R * N);
+      launch(R, 64, [&] { sm::softmax(L, R, N, p.data(), 1, x.data(), 1, DT_F32, 0); });
+      launch(R, 64, [&] { sm::softmax_backward(R, N, dxs.data(), dy.data(), p.data(), DT_F32, 0); });
+      for (int r = 0; r < R; r++) { double dot = 0; for (int j = 0; j < N; j++) dot += dy[r * N + j] * p[r * N + j];
+        for (int j = 0; j < N; j++) CHECK(fabs(dxs[r * N + j] - p[r * N + j] * (dy[r * N + j] - dot)) < 1e-6, "softmax bwd"); } }
     // attention: B1 H2 Hkv1 T5 S7 D40, causal with query offset 2, one warp per block
     { const int H = 2, T = 5, S = 7, D = 40; std::vector<float> q(H * T * D), k(S * D), v(S * D), o(H * T * D), lse(H * T);
       for (auto& a : q) a = nd(rng); for (auto& a : k) a = nd(rng); for (auto& a : v) a = nd(rng);
