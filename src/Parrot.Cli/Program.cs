@@ -15,4 +15,5 @@ root.Subcommands.Add(VisionCommand.Create());
 root.Subcommands.Add(TrainTokenizerCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(PretrainVisionCommand.Create());
+root.Subcommands.Add(SelfTestCommand.Create());
 return root.Parse(args).Invoke();
