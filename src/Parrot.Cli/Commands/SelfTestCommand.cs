@@ -51,7 +51,7 @@ internal static class SelfTestCommand
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(output));
             if (dir is not null) Directory.CreateDirectory(dir);
-            LmDemoCommand.WriteAtomically(output, SelfTestRunner.Json(device, description, seed, rows));
+            global::Parrot.Tensors.Formats.AtomicFile.WriteAllText(output, SelfTestRunner.Json(device, description, seed, rows));
         }
         if (benchOut is not null && Backends.For(device) is CudaBackend gpu)
         {
@@ -60,7 +60,7 @@ internal static class SelfTestCommand
             catch (CudaException e) { throw new CliException($"benchmarks stopped: {e.Message}"); }
             var dir = Path.GetDirectoryName(Path.GetFullPath(benchOut));
             if (dir is not null) Directory.CreateDirectory(dir);
-            LmDemoCommand.WriteAtomically(benchOut, DeviceBench.Json(description, results));
+            global::Parrot.Tensors.Formats.AtomicFile.WriteAllText(benchOut, DeviceBench.Json(description, results));
         }
         return failed > 0 ? 1 : 0;
     }
