@@ -65,11 +65,16 @@ def init_params(cfg, seed, dtype=torch.float32):
 
 def forward(p, cfg, ids, attention_mask=None):
     """ids [B, T] int64 -> logits [B, T, V] (and the final hidden states)."""
+    return forward_embeds(p, cfg, p["model.embed_tokens.weight"][ids], attention_mask)
+
+
+def forward_embeds(p, cfg, x, attention_mask=None):
+    """Input embeddings [B, T, H] (e.g. text embeddings with visual tokens spliced in) -> logits [B, T, V]
+    (and the final hidden states)."""
     h_dim, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = h_dim // nh
     eps = cfg["rms_norm_eps"]
-    b, t = ids.shape
-    x = p["model.embed_tokens.weight"][ids]
+    b, t = x.shape[:2]
     dtype = x.dtype
     cos, sin = rope_tables(torch.arange(t), hd, cfg["rope_theta"], dtype)
     mask = torch.full((t, t), float("-inf")).triu(1)

@@ -19,8 +19,7 @@ internal static class LossPlot
         plt.XLabel("step");
         plt.YLabel("loss (nats/token)");
         plt.ShowLegend(Alignment.UpperRight); // losses fall: the upper right is where the curves are not
-        var tmp = path + ".tmp.png";
-        plt.SavePng(tmp, 800, 500);
-        File.Move(tmp, path, overwrite: true);
+        using var image = plt.GetImage(800, 500);
+        global::Parrot.Tensors.Formats.AtomicFile.WriteAllBytes(path, image.GetImageBytes(ImageFormat.Png, 100));
     }
 }

@@ -1,33 +1,45 @@
 using System.CommandLine;
 using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot.Model;
 using Parrot.Parrot.Inference;
 using Parrot.Tensors;
 
 namespace Parrot.Cli;
 
 /// <summary>
-/// `parrot generate --model DIR --tokens 1,2,3 --max-new-tokens N [--ignore-eos]`: greedy decoding with the
-/// KV cache; prints the new ids comma-separated on one line.
+/// `parrot generate --model DIR --tokens 1,2,3 --max-new-tokens N [--ignore-eos] [--image FILE] [--vision DIR]`:
+/// greedy decoding with the KV cache; prints the new ids comma-separated on one line. A Parrot model directory
+/// takes an image whose visual tokens replace the placeholder -200 in the prompt.
 /// </summary>
 internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Qwen2/Qwen1.5 model directory", Required = true };
-        var tokens = new Option<string>("--tokens") { Description = "Comma-separated prompt token ids (use --tokens=... when the list starts with '-')", Required = true };
+        var model = new Option<string>("--model") { Description = "Qwen2/Qwen1.5 model directory, or a Parrot model directory (model_type parrot_qwen2)", Required = true };
+        var tokens = new Option<string>("--tokens") { Description = $"Comma-separated prompt token ids; {ParrotSample.ImageToken} marks where the --image goes (use --tokens=... when the list starts with '-')", Required = true };
         var max = new Option<int>("--max-new-tokens") { Description = "Most tokens to generate", Required = true };
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Generate exactly --max-new-tokens tokens, ignoring end-of-sequence ids" };
-        var cmd = new Command("generate", "Greedy decoding with the KV cache; prints the new token ids");
-        cmd.Options.Add(model); cmd.Options.Add(tokens); cmd.Options.Add(max); cmd.Options.Add(ignoreEos);
+        var image = ParrotInputs.ImageOption();
+        var vision = ParrotInputs.VisionOption();
+        var cmd = new Command("generate", $"Greedy decoding with the KV cache; prints the new token ids. With a Parrot model and --image, the image's visual tokens replace {ParrotSample.ImageToken} in the prompt");
+        foreach (var o in new Option[] { model, tokens, max, ignoreEos, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("generate", () =>
         {
             var ids = TokenIds.Parse(p.GetValue(tokens)!);
             int n = p.GetValue(max);
             if (n < 0) throw new CliException($"--max-new-tokens must be ≥ 0, got {n}");
             string dir = p.GetValue(model)!;
-            using var m = Qwen2Loader.Load(dir, DType.F32);
-            var eos = EndOfSequenceIds(dir, m.Config);
-            var output = GreedyDecoder.Generate(m, ids, n, eos, p.GetValue(ignoreEos));
+            List<int> output;
+            if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision)) is { } opened)
+            {
+                using var parrot = opened.Model;
+                output = parrot.Generate(ids, opened.Image, n, EndOfSequenceIds(dir, parrot.Model.Config.Text), p.GetValue(ignoreEos));
+            }
+            else
+            {
+                using var m = Qwen2Loader.Load(dir, DType.F32);
+                output = GreedyDecoder.Generate(m, ids, n, EndOfSequenceIds(dir, m.Config), p.GetValue(ignoreEos));
+            }
             Console.WriteLine(string.Join(",", output));
             return 0;
         }));

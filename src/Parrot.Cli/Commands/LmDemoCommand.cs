@@ -6,6 +6,7 @@ using Parrot.Nn.Models.Qwen2;
 using Parrot.Parrot.Data;
 using Parrot.Parrot.Training;
 using Parrot.Tensors;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Cli;
 
@@ -71,7 +72,7 @@ internal static class LmDemoCommand
         });
         double seconds = sw.Elapsed.TotalSeconds;
         long memEnd = MemoryStats.CpuBytesInUse;
-        WriteAtomically(Path.Combine(outDir, "train.jsonl"), log.ToString());
+        AtomicFile.WriteAllText(Path.Combine(outDir, "train.jsonl"), log.ToString());
         var csv = new StringBuilder("step,train_loss,valid_loss\n");
         int vi = 0;
         foreach (var r in records)
@@ -79,7 +80,7 @@ internal static class LmDemoCommand
             string v = vi < validSteps.Count && validSteps[vi] == r.Step ? validLoss[vi++].ToString("R", CultureInfo.InvariantCulture) : "";
             csv.Append(CultureInfo.InvariantCulture, $"{r.Step},{r.Loss.ToString("R", CultureInfo.InvariantCulture)},{v}\n");
         }
-        WriteAtomically(Path.Combine(outDir, "loss.csv"), csv.ToString());
+        AtomicFile.WriteAllText(Path.Combine(outDir, "loss.csv"), csv.ToString());
         LossPlot.Save(Path.Combine(outDir, "loss.png"), "lm-demo: multilingual byte-level Qwen2",
             ("train", records.Select(r => (double)r.Step).ToArray(), records.Select(r => r.Loss).ToArray()),
             ("validation", validSteps.ToArray(), validLoss.ToArray()));
@@ -87,12 +88,5 @@ internal static class LmDemoCommand
         Console.WriteLine($"final validation loss {validLoss[^1]:F3} nats/token after {steps} steps in {seconds:F0} s ({tokPerSec:F0} tokens/s); tensor memory in use at step 10: {memAt10 / 1e6:F1} MB, at the end: {memEnd / 1e6:F1} MB");
         Console.WriteLine($"wrote {Path.Combine(outDir, "train.jsonl")}, loss.csv, loss.png");
         return 0;
-    }
-
-    internal static void WriteAtomically(string path, string text)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
     }
 }

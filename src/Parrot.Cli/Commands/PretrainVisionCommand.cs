@@ -72,7 +72,7 @@ internal static class PretrainVisionCommand
             }
             double seconds = clock.Elapsed.TotalSeconds;
             ClipTowerFolder.Save(trainer.Tower, output, p.GetValue(bf16) ? DType.BF16 : DType.F32);
-            LmDemoCommand.WriteAtomically(Path.Combine(output, "pretrain_summary.json"),
+            global::Parrot.Tensors.Formats.AtomicFile.WriteAllText(Path.Combine(output, "pretrain_summary.json"),
                 VisionPretrainer.Summary(options, last!, seconds, trainer.TowerParameters, trainer.TrainCount, trainer.ValidCount));
             PlotCurves(logPath, Path.Combine(output, "loss.png"));
             Console.WriteLine($"wrote {output} ({seconds:F0} s; {seconds - train:F0} s training)");

@@ -51,6 +51,13 @@ public sealed class KvCache : IDisposable
         return (kc.Narrow(2, 0, past + t), vc.Narrow(2, 0, past + t));
     }
 
+    /// <summary>
+    /// Views [B, kvHeads, Length(layer), headDim] of the keys and values stored for <paramref name="layer"/>
+    /// (valid until the next append; dispose them); null while nothing is stored.
+    /// </summary>
+    public (Tensor K, Tensor V)? Stored(int layer) =>
+        _k[layer] is { } k && _length[layer] > 0 ? (k.Narrow(2, 0, _length[layer]), _v[layer]!.Narrow(2, 0, _length[layer])) : null;
+
     /// <summary>Forgets every stored position (keeps the memory).</summary>
     public void Clear() => Array.Clear(_length);
 

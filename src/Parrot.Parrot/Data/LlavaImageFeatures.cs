@@ -60,12 +60,7 @@ public sealed class LlavaImageFeatures : IDisposable
         else
         {
             features = TensorScope.Detach(Compute(imagePath, sampleId));
-            if (file is not null)
-            {
-                var tmp = file + ".tmp";
-                Npy.Write(tmp, features);
-                File.Move(tmp, file, overwrite: true);
-            }
+            if (file is not null) Npy.Write(file, features); // atomic
         }
         _memory[imagePath] = features;
         return features;

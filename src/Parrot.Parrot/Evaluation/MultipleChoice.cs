@@ -16,6 +16,18 @@ public static class BenchmarkLanguages
         ["tr"] = "Verilen seçeneklerden doğrudan seçeneğin harfi ile cevap verin.",
     };
 
+    /// <summary>
+    /// The benchmark language code for <paramref name="code"/> (en, zh — also cn, as MMMB's file names write
+    /// Chinese —, pt, ar, tr, ru; any case), or null when it is none of them.
+    /// </summary>
+    public static string? Normalize(string? code)
+    {
+        if (code is null) return null;
+        var c = code.Trim().ToLowerInvariant();
+        if (c == "cn") c = "zh";
+        return Instructions.ContainsKey(c) ? c : null;
+    }
+
     /// <summary>The language of a benchmark file from its name (…_en, …_cn or …_zh, …_pt, …_ar, …_tr, …_ru), or null.</summary>
     public static string? FromFileName(string path)
     {
@@ -58,10 +70,22 @@ public static class AnswerExtraction
     /// <summary>The letter meaning "could not be extracted".</summary>
     public const char None = 'Z';
 
-    /// <summary>See <see cref="MultipleChoiceQuestion.Extract"/>.</summary>
+    /// <summary>VLMEvalKit's refusals: an answer containing one of these is 'Z' whatever else it says.</summary>
+    public static readonly IReadOnlyList<string> Refusals =
+    [
+        "Sorry, I can't help with images of people yet.",
+        "I can't process this file.",
+        "I'm sorry, but without the image provided",
+        "Cannot determine the answer",
+    ];
+
+    /// <summary>See <see cref="MultipleChoiceQuestion.Extract"/>; a VLMEvalKit refusal phrase (<see cref="Refusals"/>) gives 'Z'.</summary>
     public static char Extract(string answer, IReadOnlyList<(char Letter, string Text)> options)
     {
         ArgumentNullException.ThrowIfNull(answer);
+        ArgumentNullException.ThrowIfNull(options);
+        foreach (var refusal in Refusals)
+            if (answer.Contains(refusal, StringComparison.Ordinal)) return None;
         var cleaned = new StringBuilder(answer.Length);
         foreach (var ch in answer) cleaned.Append(char.IsPunctuation(ch) || char.IsSymbol(ch) ? ' ' : ch);
         var tokens = cleaned.ToString().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);

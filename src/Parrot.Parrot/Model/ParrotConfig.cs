@@ -68,6 +68,12 @@ public sealed record ParrotConfig
         if (c.MmVisionSelectFeature is not ("cls_patch" or "patch")) throw new InvalidDataException($"{source}: mm_vision_select_feature '{c.MmVisionSelectFeature}' must be cls_patch or patch");
         if (c.UseMoe && c.MmVisionSelectFeature != "cls_patch") throw new InvalidDataException($"{source}: the MoE needs the CLS token: mm_vision_select_feature must be cls_patch when use_moe is true");
         if (c.MmHiddenSize <= 0 || c.NumExperts <= 0 || c.MoeIntermediateSize <= 0) throw new InvalidDataException($"{source}: mm_hidden_size, num_experts and moe_intermediate_size must be positive");
+        // Keys the released config carries that we do not store: they must describe this architecture.
+        int moeHidden = Int(o, "moe_hidden_size", source, text.HiddenSize);
+        if (moeHidden != text.HiddenSize) throw new InvalidDataException($"{source}: moe_hidden_size {moeHidden} must equal hidden_size {text.HiddenSize} (the MoE works on the LLM's width)");
+        var merge = Str(o, "mm_patch_merge_type", source, "flat");
+        if (merge != "flat") throw new InvalidDataException($"{source}: mm_patch_merge_type '{merge}' is not supported (Parrot uses flat)");
+        if (c.ImageAspectRatio.StartsWith("anyres", StringComparison.Ordinal)) throw new InvalidDataException($"{source}: image_aspect_ratio '{c.ImageAspectRatio}' is not supported (Parrot uses pad)");
         return c;
     }
 
@@ -88,6 +94,12 @@ public sealed record ParrotConfig
             ["moe_weight"] = MoeWeight,
             ["use_moe"] = UseMoe,
             ["use_moe_residual"] = UseMoeResidual,
+            // Written as the released checkpoints (and the reference code, which builds the MoE only when
+            // moe_hidden_size is present) have them.
+            ["moe_hidden_size"] = Text.HiddenSize,
+            ["moe_top_k"] = NumExperts,
+            ["mm_patch_merge_type"] = "flat",
+            ["use_mm_proj"] = true,
         };
         if (MmVisionTower is not null) extra["mm_vision_tower"] = MmVisionTower;
         return Qwen2ConfigJson.ToJson(Text, extra);

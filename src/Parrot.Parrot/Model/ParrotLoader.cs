@@ -1,13 +1,15 @@
 using Parrot.Nn;
+using Parrot.Nn.Models.Clip;
 using Parrot.Tensors;
 using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Model;
 
 /// <summary>
-/// Opening and writing Parrot model directories (config.json + safetensors) without the vision tower: the
-/// tower is frozen and reaches the model as precomputed features, so its tensors in a released checkpoint
-/// are skipped on load and never written.
+/// Opening and writing the language side of Parrot model directories (config.json + safetensors): the
+/// Qwen2 decoder, mm_projector and moe_model under the released names. The vision tower's tensors
+/// (<c>model.vision_tower.vision_tower.vision_model.…</c>) are left to <see cref="ClipVisionLoader"/>; see
+/// <see cref="ParrotModelDirectory"/> for a whole model directory, tower included.
 /// </summary>
 public static class ParrotLoader
 {
@@ -15,11 +17,15 @@ public static class ParrotLoader
 
     /// <summary>
     /// Loads the model in <paramref name="directory"/> in <paramref name="dtype"/> (null: the dtype of the
-    /// checkpoint's embedding table). A checkpoint without mm_projector or moe_model tensors (a plain Qwen2
-    /// LM with Parrot's keys added to its config, the start of stage 1) keeps those freshly initialised from
-    /// <paramref name="seed"/>; every other missing, unexpected or mis-shaped tensor is an error.
+    /// checkpoint's embedding table); any vision tower tensors in the checkpoint are skipped.
+    /// Without <paramref name="requireMultimodal"/>, a checkpoint without mm_projector or moe_model tensors (a
+    /// plain Qwen2 LM with Parrot's keys added to its config, the start of stage 1) keeps those freshly
+    /// initialised from <paramref name="seed"/>. With it (a trained Parrot model), the projector must be there,
+    /// and the MoE too when the config's use_moe is true; tensors under <c>model.vision_tower.</c> that are not
+    /// the tower's (<c>model.vision_tower.vision_tower.vision_model.…</c>) are unexpected. Every other missing,
+    /// unexpected or mis-shaped tensor is an error naming the checkpoint files.
     /// </summary>
-    public static ParrotForCausalLM Load(string directory, DType? dtype = null, ulong seed = 0)
+    public static ParrotForCausalLM Load(string directory, DType? dtype = null, ulong seed = 0, bool requireMultimodal = false)
     {
         ArgumentNullException.ThrowIfNull(directory);
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
@@ -27,15 +33,18 @@ public static class ParrotLoader
         using var checkpoint = SafetensorsCheckpoint.Open(directory);
         const string embedKey = "model.embed_tokens.weight";
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
-            throw new InvalidDataException($"{directory}: the checkpoint has no '{embedKey}'");
+            throw new InvalidDataException($"{directory}: the checkpoint ({string.Join(", ", checkpoint.Files.Select(Path.GetFileName))}) has no '{embedKey}'");
         var target = dtype ?? embed.DType ?? throw new InvalidDataException($"{directory}: '{embedKey}' has the unsupported dtype {embed.FormatDType}");
-        var model = new ParrotForCausalLM(config, seed, target);
+        var model = new ParrotForCausalLM(config, seed, target); // initialised: optional parts may stay fresh
         try
         {
             var optional = model.NamedParameters().Select(p => p.Name)
-                .Where(n => n.StartsWith("model.mm_projector.", StringComparison.Ordinal) || n.StartsWith("model.moe_model.", StringComparison.Ordinal));
+                .Where(n => requireMultimodal
+                    ? !config.UseMoe && n.StartsWith("model.moe_model.", StringComparison.Ordinal)
+                    : n.StartsWith("model.mm_projector.", StringComparison.Ordinal) || n.StartsWith("model.moe_model.", StringComparison.Ordinal));
+            string tower = requireMultimodal ? ClipVisionLoader.ParrotPrefix + "vision_model." : TowerPrefix;
             ModelLoading.Load(model, checkpoint, "", target,
-                ignoreUnexpected: n => n.StartsWith(TowerPrefix, StringComparison.Ordinal) || n.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal),
+                ignoreUnexpected: n => n.StartsWith(tower, StringComparison.Ordinal) || n.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal),
                 optional: optional);
         }
         catch
@@ -47,26 +56,25 @@ public static class ParrotLoader
     }
 
     /// <summary>
-    /// Writes config.json (<paramref name="config"/>, else the model's) and the weights without any vision
-    /// tower to <paramref name="directory"/>, each file atomically.
+    /// Writes config.json (<paramref name="config"/>, else the model's) and the weights with the released names
+    /// to <paramref name="directory"/>, each file atomically; with <paramref name="visionTower"/> its weights go
+    /// into the same checkpoint under <c>model.vision_tower.vision_tower.</c>, as in the released checkpoints.
     /// </summary>
-    public static void Save(ParrotForCausalLM model, string directory, DType? dtype = null, ParrotConfig? config = null)
+    public static void Save(ParrotForCausalLM model, string directory, DType? dtype = null, ParrotConfig? config = null, ClipVisionModel? visionTower = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(directory);
         Directory.CreateDirectory(directory);
         using (var scope = TensorScope.Begin())
         {
-            var tensors = model.NamedParameters()
-                .Where(p => !p.Name.StartsWith(TowerPrefix, StringComparison.Ordinal))
+            var named = model.NamedParameters().Where(p => !p.Name.StartsWith(TowerPrefix, StringComparison.Ordinal)).ToList();
+            if (visionTower is not null)
+                named.AddRange(visionTower.NamedParameters().Select(p => (ClipVisionLoader.ParrotPrefix + p.Name, p.Parameter)));
+            var tensors = named
                 .Select(p => new KeyValuePair<string, Tensor>(p.Name, dtype is { } d && d != p.Parameter.DType ? p.Parameter.Value.To(d) : p.Parameter.Value))
                 .ToList();
             SafetensorsCheckpoint.Save(directory, tensors, SafetensorsCheckpoint.DefaultMaxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
         }
-        config ??= model.Config;
-        var path = Path.Combine(directory, "config.json");
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, config.ToJson());
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), (config ?? model.Config).ToJson());
     }
 }

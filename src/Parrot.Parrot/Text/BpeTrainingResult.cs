@@ -143,20 +143,8 @@ public sealed class BpeTrainingResult
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new IOException($"BpeTrainer: {path} is a directory; give the path of the tokenizer.json to write");
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = full + $".{Environment.ProcessId}.tmp";
-        try
-        {
-            using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                file.Write(ToJson());
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        var json = ToJson();
+        global::Parrot.Tensors.Formats.AtomicFile.Write(full, file => file.Write(json));
     }
 
     /// <summary>The tokenizer this vocabulary defines, read back from its JSON.</summary>

@@ -5,6 +5,7 @@ using Parrot.Nn.Models.Clip;
 using Parrot.Parrot.Data.World;
 using Parrot.Parrot.Vision;
 using Parrot.Tensors;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Training;
 

@@ -42,9 +42,6 @@ public static class Qwen2Loader
         ArgumentNullException.ThrowIfNull(model);
         Directory.CreateDirectory(directory);
         ModelLoading.Save(model, directory, dtype: dtype);
-        var path = Path.Combine(directory, "config.json");
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, Qwen2ConfigJson.ToJson(model.Config));
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), Qwen2ConfigJson.ToJson(model.Config));
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Data.World;
 

@@ -1,0 +1,174 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Parrot.Parrot.Evaluation;
+
+namespace Parrot.Cli;
+
+/// <summary>
+/// `parrot eval --model DIR --data FILE.tsv [FILE.tsv ...] --out DIR [--max-new-tokens N] [--limit N] [--lang L]
+/// [--protocol P] [--vision DIR]`: runs a Parrot model over VLMEvalKit benchmark TSVs (MMMB, multilingual MMBench)
+/// with the paper's prompt, greedy decoding and rule-based answer extraction, and writes OUT/predictions.tsv,
+/// OUT/summary.json and OUT/summary.md; answers are journaled in OUT/predictions.partial.jsonl so a killed run
+/// resumes. `parrot eval --score PREDICTIONS.tsv --out DIR` re-scores an existing predictions file without a model.
+/// </summary>
+internal static class EvalCommand
+{
+    /// <summary>The journal of answers given so far, in the output folder.</summary>
+    public const string JournalName = "predictions.partial.jsonl";
+
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Parrot model directory (config.json, safetensors, tokenizer.json; the vision tower from mm_vision_tower or --vision)" };
+        var data = new Option<string[]>("--data") { Description = "Benchmark TSV files (VLMEvalKit format); the language comes from the name (_en, _cn/_zh, _pt, _ar, _tr, _ru) or --lang", AllowMultipleArgumentsPerToken = true };
+        var outDir = new Option<string>("--out") { Description = "Output folder: predictions.tsv, summary.json, summary.md (and the partial results of a run)", Required = true };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens generated per answer", DefaultValueFactory = _ => 512 };
+        var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N scored units (questions, circular groups or groups) of each file" };
+        var lang = new Option<string?>("--lang") { Description = "Language of every input (en, zh or cn, pt, ar, tr, ru), instead of the file names'" };
+        var protocol = new Option<string?>("--protocol") { Description = "Scoring protocol for every input: vanilla, circular or grouped (default: circular for names containing 'mmbench', grouped with a 'group' column, else vanilla)" };
+        var score = new Option<string?>("--score") { Description = "Re-score this predictions TSV (benchmark columns plus 'prediction') without a model" };
+        var vision = new Option<string?>("--vision") { Description = "CLIP vision tower directory (default: the model config's mm_vision_tower, relative to --model)" };
+        var cmd = new Command("eval", "Evaluate a Parrot model on MMMB / multilingual MMBench TSVs, or re-score a predictions file");
+        foreach (var o in new Option[] { model, data, outDir, maxNew, limit, lang, protocol, score, vision }) cmd.Options.Add(o);
+        cmd.SetAction(p => CliErrors.Run("eval", () =>
+        {
+            string output = p.GetValue(outDir)!;
+            ScoringProtocol? proto = p.GetValue(protocol) is { } name ? ParseProtocol(name) : null;
+            string? language = p.GetValue(lang);
+            if (language is not null && BenchmarkLanguages.Normalize(language) is null)
+                throw new CliException($"--lang: unknown language '{language}' (known: en, zh or cn, pt, ar, tr, ru)");
+            var files = p.GetValue(data) ?? [];
+
+            if (p.GetValue(score) is { } predictions)
+            {
+                if (p.GetValue(model) is not null || files.Length > 0) throw new CliException("--score re-scores a predictions file: give it without --model and --data");
+                if (!File.Exists(predictions)) throw new CliException($"--score: {predictions}: no such file");
+                var table = TsvTable.Read(predictions, skipMalformedRows: true);
+                var scored = Evaluator.ScorePredictions(table, Path.GetFileName(predictions), language, proto);
+                ReportProblems(scored);
+                Finish(output, scored);
+                return 0;
+            }
+
+            string modelDir = p.GetValue(model) ?? throw new CliException("give --model DIR and --data FILE.tsv ... (or --score PREDICTIONS.tsv)");
+            if (files.Length == 0) throw new CliException("--data: give at least one benchmark TSV file");
+            int maxNewTokens = p.GetValue(maxNew);
+            if (maxNewTokens < 1) throw new CliException($"--max-new-tokens must be ≥ 1, got {maxNewTokens}");
+            int? lim = p.GetValue(limit);
+            if (lim is < 1) throw new CliException($"--limit must be ≥ 1, got {lim}");
+            var benchmarks = new List<BenchmarkFile>();
+            foreach (var f in files)
+            {
+                if (!File.Exists(f)) throw new CliException($"--data: {f}: no such file");
+                benchmarks.Add(BenchmarkFile.Load(f, language));
+            }
+            var twice = benchmarks.GroupBy(b => b.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+            if (twice is not null) throw new CliException($"--data: two files are named {twice.Key}; datasets are told apart by file name");
+            foreach (var b in benchmarks) PrintProblems(b.Name, b.Problems);
+
+            Directory.CreateDirectory(output);
+            string? visionDir = p.GetValue(vision);
+            var run = new Dictionary<string, string>
+            {
+                ["model"] = Path.GetFullPath(modelDir),
+                ["vision"] = visionDir is null ? "" : Path.GetFullPath(visionDir),
+                ["max_new_tokens"] = maxNewTokens.ToString(CultureInfo.InvariantCulture),
+                ["lang"] = language is null ? "" : BenchmarkLanguages.Normalize(language)!,
+            };
+            using var journal = PredictionJournal.Open(Path.Combine(output, JournalName), run);
+            if (journal.Recovered > 0) Console.WriteLine($"resuming: {journal.Recovered} answers from {journal.Path}");
+            using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir);
+            if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
+                throw new CliException($"{modelDir}/config.json names no mm_vision_tower and the questions have images: give the CLIP tower with --vision DIR");
+            var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
+            var results = Evaluator.Run(benchmarks, generator, options, journal, new ProgressView().Report);
+            Finish(output, results);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static ScoringProtocol ParseProtocol(string name)
+    {
+        try { return Scoring.Parse(name); }
+        catch (ArgumentException e) { throw new CliException("--protocol: " + e.Message); }
+    }
+
+    private static void ReportProblems(IEnumerable<DatasetResult> results)
+    {
+        foreach (var r in results) PrintProblems(r.File.Name, r.Problems);
+    }
+
+    /// <summary>The most skipped rows printed per dataset; summary.md lists them all.</summary>
+    private const int ProblemsPrinted = 20;
+
+    private static void PrintProblems(string dataset, IReadOnlyList<SkippedRow> problems)
+    {
+        foreach (var problem in problems.Take(ProblemsPrinted)) Console.Error.WriteLine($"{dataset}: {problem} — skipped");
+        if (problems.Count > ProblemsPrinted)
+            Console.Error.WriteLine($"{dataset}: … and {problems.Count - ProblemsPrinted} more rows skipped (all are listed in summary.md)");
+    }
+
+    private static void Finish(string output, IReadOnlyList<DatasetResult> results)
+    {
+        EvaluationReport.Write(output, results);
+        var inv = CultureInfo.InvariantCulture;
+        foreach (var r in results)
+        {
+            Console.WriteLine(string.Create(inv, $"{r.File.Name} ({r.File.Language}, {Scoring.Name(r.Protocol)}): {100 * r.Score.Overall:F2}% of {r.Score.Count} units; "
+                + $"{r.Unmatched.Count} of {r.Rows.Count} answers unmatched; {r.Problems.Count} rows skipped; language fidelity {r.Fidelity}"));
+            foreach (var u in r.Unmatched.Take(3))
+                Console.WriteLine($"  unmatched, index {u.Row.IndexText}: {Shorten(u.Prediction)}");
+        }
+        Console.WriteLine($"wrote {Path.Combine(output, "predictions.tsv")}, summary.json and summary.md");
+    }
+
+    private static string Shorten(string s)
+    {
+        s = s.Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal);
+        return s.Length <= 100 ? $"\"{s}\"" : $"\"{s[..100]}…\"";
+    }
+
+    /// <summary>A progress bar on a terminal; plain lines (every 10 s and at the end of each file) otherwise.</summary>
+    private sealed class ProgressView
+    {
+        private readonly bool _terminal = !Console.IsErrorRedirected;
+        private readonly Stopwatch _clock = new();
+        private TimeSpan _lastLine;
+        private int _problems;
+
+        public void Report(EvaluationProgress p)
+        {
+            if (p.Problem is not null && ++_problems <= ProblemsPrinted)
+            {
+                if (_terminal) Console.Error.WriteLine();
+                Console.Error.WriteLine($"{p.Dataset}: {p.Problem} — skipped");
+            }
+            if (p.Done == 0)
+            {
+                _clock.Restart();
+                _lastLine = TimeSpan.Zero;
+                _problems = 0;
+                Console.Error.WriteLine($"{p.Dataset}: {p.Total} questions");
+                return;
+            }
+            int generated = p.Done - p.Recovered;
+            double rate = generated > 0 ? generated / Math.Max(_clock.Elapsed.TotalSeconds, 1e-9) : 0;
+            string eta = rate > 0 ? TimeSpan.FromSeconds(Math.Round((p.Total - p.Done) / rate)).ToString("g", CultureInfo.InvariantCulture) : "?";
+            string text = string.Create(CultureInfo.InvariantCulture, $"{p.Done}/{p.Total} ({p.Recovered} resumed) {rate:F2} q/s ETA {eta}");
+            bool last = p.Done == p.Total;
+            if (_terminal)
+            {
+                const int width = 30;
+                int filled = (int)((long)width * p.Done / Math.Max(p.Total, 1));
+                Console.Error.Write($"\r{p.Dataset} [{new string('#', filled)}{new string('.', width - filled)}] {text}   ");
+                if (last) Console.Error.WriteLine();
+            }
+            else if (last || _clock.Elapsed - _lastLine >= TimeSpan.FromSeconds(10))
+            {
+                _lastLine = _clock.Elapsed;
+                Console.Error.WriteLine($"{p.Dataset}: {text}");
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using Parrot.Parrot.Model;
+using Parrot.Parrot.Vision;
+using Parrot.Tensors;
+
+namespace Parrot.Cli;
+
+/// <summary>
+/// The image inputs `forward` and `generate` share: `--image FILE` for Parrot model directories, the image
+/// placeholder -200 in `--tokens`, and `--vision DIR` overriding the config's mm_vision_tower.
+/// </summary>
+internal static class ParrotInputs
+{
+    public static Option<string?> ImageOption() => new("--image")
+    {
+        Description = $"Image file (JPEG, PNG, WebP, GIF, BMP) for a Parrot model directory; its visual tokens replace the placeholder {ParrotSample.ImageToken} in --tokens",
+    };
+
+    public static Option<string?> VisionOption() => new("--vision")
+    {
+        Description = "CLIP vision tower folder, overriding the config's mm_vision_tower (Parrot model directories)",
+    };
+
+    /// <summary>
+    /// Checks the image arguments against the model directory and the ids, and for a Parrot directory loads it
+    /// (float32, the tower only when an image is given) and the image; null for a text-only Qwen2 directory.
+    /// </summary>
+    public static (ParrotModelDirectory Model, RgbImage? Image)? Open(string dir, int[] ids, string? imagePath, string? vision)
+    {
+        int places = ids.Count(i => i == ParrotSample.ImageToken);
+        if (!ParrotModelDirectory.IsParrotDirectory(dir))
+        {
+            if (imagePath is not null)
+                throw new CliException($"--image: {dir} is not a Parrot model directory (its config.json does not say model_type parrot_qwen2): a text-only Qwen2 model takes no images");
+            if (vision is not null)
+                throw new CliException($"--vision: {dir} is not a Parrot model directory (model_type parrot_qwen2): a text-only Qwen2 model has no vision tower");
+            if (places > 0)
+                throw new CliException($"--tokens: {ParrotSample.ImageToken} is the image placeholder, but {dir} is a text-only Qwen2 model (not model_type parrot_qwen2)");
+            return null;
+        }
+        if (places > 1) throw new CliException($"--tokens: the image placeholder {ParrotSample.ImageToken} appears {places} times; one image per prompt is supported");
+        if (places == 1 && imagePath is null) throw new CliException($"--tokens has the image placeholder {ParrotSample.ImageToken} but no --image was given");
+        if (places == 0 && imagePath is not null)
+            throw new CliException($"--image was given but --tokens has no image placeholder {ParrotSample.ImageToken}: put {ParrotSample.ImageToken} where the image goes (write --tokens=... when the list starts with it)");
+        if (vision is not null && !Directory.Exists(vision)) throw new CliException($"--vision: {vision} is not a directory");
+        RgbImage? image = null;
+        if (imagePath is not null)
+        {
+            try { image = ImageLoader.Load(imagePath); }
+            catch (ImageLoadException e) { throw new CliException($"--image: {e.Message}"); }
+        }
+        var model = ParrotModelDirectory.Load(dir, DType.F32, vision, loadVision: image is not null);
+        try
+        {
+            int vocab = model.Model.Config.Text.VocabSize;
+            foreach (var id in ids)
+                if (id != ParrotSample.ImageToken && (id < 0 || id >= vocab))
+                    throw new CliException($"--tokens: id {id} is outside the vocabulary [0, {vocab})");
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return (model, image);
+    }
+}

@@ -1,0 +1,173 @@
+using Parrot.Parrot.Vision;
+
+namespace Parrot.Parrot.Evaluation;
+
+/// <summary>A question with the model's answer.</summary>
+/// <param name="Row">The question.</param>
+/// <param name="Prediction">The raw generated text.</param>
+/// <param name="Extracted">The option letter extracted from it, or <see cref="AnswerExtraction.None"/> ('Z').</param>
+/// <param name="Hit">Whether <paramref name="Extracted"/> is the right letter.</param>
+public sealed record PredictedRow(BenchmarkRow Row, string Prediction, char Extracted, bool Hit);
+
+/// <summary>One dataset's answers and scores.</summary>
+public sealed class DatasetResult
+{
+    /// <summary>The dataset.</summary>
+    public BenchmarkFile File { get; }
+    /// <summary>The protocol it was scored with.</summary>
+    public ScoringProtocol Protocol { get; }
+    /// <summary>The answered questions, in file order.</summary>
+    public IReadOnlyList<PredictedRow> Rows { get; }
+    /// <summary>Accuracy overall, per category and per l2-category.</summary>
+    public ScoreReport Score { get; }
+    /// <summary>The language-fidelity count of the answers.</summary>
+    public LanguageFidelity Fidelity { get; }
+    /// <summary>Rows left out: unreadable in the file, or whose image could not be decoded.</summary>
+    public IReadOnlyList<SkippedRow> Problems { get; }
+    /// <summary>Answers no option could be extracted from ('Z').</summary>
+    public IReadOnlyList<PredictedRow> Unmatched { get; }
+
+    private DatasetResult(BenchmarkFile file, ScoringProtocol protocol, List<PredictedRow> rows, List<SkippedRow> problems)
+    {
+        File = file; Protocol = protocol; Rows = rows; Problems = problems;
+        Score = Scoring.Score(rows.Select(r => new ScoredItem(r.Row.Index, r.Row.Group, r.Row.Category, r.Hit, r.Row.L2Category)), protocol);
+        Fidelity = LanguageFidelity.Of(rows.Select(r => (r.Prediction, r.Row.Question.Options.Select(o => o.Letter), r.Row.Question.Language)));
+        Unmatched = rows.Where(r => r.Extracted == AnswerExtraction.None).ToList();
+    }
+
+    /// <summary>Extracts and scores <paramref name="answers"/> (rows of <paramref name="file"/> with their generated text).</summary>
+    public static DatasetResult Create(BenchmarkFile file, ScoringProtocol protocol, IEnumerable<(BenchmarkRow Row, string Prediction)> answers, IEnumerable<SkippedRow>? moreProblems = null)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentNullException.ThrowIfNull(answers);
+        var rows = answers.Select(a =>
+        {
+            char x = a.Row.Question.Extract(a.Prediction);
+            return new PredictedRow(a.Row, a.Prediction, x, x == a.Row.Answer);
+        }).ToList();
+        var problems = file.Problems.Concat(moreProblems ?? []).OrderBy(p => p.Row).ToList();
+        return new DatasetResult(file, protocol, rows, problems);
+    }
+}
+
+/// <summary>Settings of an evaluation run.</summary>
+public sealed record EvaluationOptions
+{
+    /// <summary>The most tokens generated per answer (PARROT.md: 512).</summary>
+    public int MaxNewTokens { get; init; } = 512;
+    /// <summary>Evaluate only the first N scored units (questions, circular groups or groups) of each file; null: all.</summary>
+    public int? Limit { get; init; }
+    /// <summary>The protocol for every file; null: each file's own (<see cref="BenchmarkFile.DefaultProtocol"/>).</summary>
+    public ScoringProtocol? Protocol { get; init; }
+}
+
+/// <summary>Where a run is: reported after each question (and once when a file starts).</summary>
+/// <param name="Dataset">The file being evaluated.</param>
+/// <param name="Done">Questions of the file answered so far (recovered ones included).</param>
+/// <param name="Total">Questions of the file to answer.</param>
+/// <param name="Recovered">Of <paramref name="Done"/>, answers taken from the partial results of an earlier run.</param>
+/// <param name="Problem">A row left out just now (its image could not be decoded), or null.</param>
+public sealed record EvaluationProgress(string Dataset, int Done, int Total, int Recovered, SkippedRow? Problem = null);
+
+/// <summary>
+/// The benchmark harness (PARROT.md "Benchmarks"): each question's prompt goes to the model, the answer's
+/// option is extracted by rule, and each file is scored with its protocol.
+/// </summary>
+public static class Evaluator
+{
+    /// <summary>
+    /// Asks <paramref name="generator"/> every question of <paramref name="files"/> (one at a time, in file order)
+    /// and scores the answers. With a <paramref name="journal"/>, answers it already holds are reused and new
+    /// ones recorded as they come, so a killed run resumes where it stopped. A row whose image is not valid
+    /// base64 or cannot be decoded is reported and left out.
+    /// </summary>
+    public static List<DatasetResult> Run(IReadOnlyList<BenchmarkFile> files, IAnswerGenerator generator, EvaluationOptions? options = null,
+        PredictionJournal? journal = null, Action<EvaluationProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        ArgumentNullException.ThrowIfNull(generator);
+        options ??= new EvaluationOptions();
+        if (options.MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "max new tokens must be ≥ 0");
+        var duplicate = files.GroupBy(f => f.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new ArgumentException($"two input files are named {duplicate.Key}: datasets are told apart by file name");
+        var results = new List<DatasetResult>(files.Count);
+        foreach (var file in files)
+        {
+            var protocol = options.Protocol ?? file.DefaultProtocol;
+            var rows = options.Limit is int limit ? file.FirstUnits(limit, protocol) : file.Rows;
+            var answers = new List<(BenchmarkRow, string)>(rows.Count);
+            var problems = new List<SkippedRow>();
+            int recovered = 0;
+            progress?.Invoke(new EvaluationProgress(file.Name, 0, rows.Count, 0));
+            for (int k = 0; k < rows.Count; k++)
+            {
+                var row = rows[k];
+                SkippedRow? problem = null;
+                if (journal is not null && journal.TryGet(file.Name, row.IndexText, out var known))
+                {
+                    answers.Add((row, known));
+                    recovered++;
+                }
+                else
+                {
+                    byte[]? image = null;
+                    if (row.Image is not null)
+                    {
+                        image = Base64(row.Image);
+                        if (image is null) problem = new SkippedRow(row.Row, row.IndexText, "the image is not valid base64");
+                    }
+                    if (problem is null)
+                    {
+                        try
+                        {
+                            var text = generator.Answer(new AnswerRequest(image, row.Question.Prompt(), file.Language, options.MaxNewTokens));
+                            journal?.Append(file.Name, row.IndexText, text);
+                            answers.Add((row, text));
+                        }
+                        catch (ImageLoadException e) { problem = new SkippedRow(row.Row, row.IndexText, $"the image cannot be decoded: {e.Message}"); }
+                    }
+                    if (problem is not null) problems.Add(problem);
+                }
+                progress?.Invoke(new EvaluationProgress(file.Name, k + 1, rows.Count, recovered, problem));
+            }
+            results.Add(DatasetResult.Create(file, protocol, answers, problems));
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// Scores an existing predictions table (a benchmark's columns plus <c>prediction</c>, as VLMEvalKit and
+    /// <c>parrot eval</c> write them) without a model. Rows are split into datasets by a <c>dataset</c> column
+    /// when there is one, else the whole table is the dataset <paramref name="name"/>; each dataset's language
+    /// is <paramref name="language"/> when given, else its name's, else its <c>lang</c> column's; its protocol
+    /// <paramref name="protocol"/> when given, else its own.
+    /// </summary>
+    public static List<DatasetResult> ScorePredictions(TsvTable table, string name, string? language = null, ScoringProtocol? protocol = null)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        if (table.IndexOf("prediction") < 0) throw new InvalidDataException($"{name}: no 'prediction' column (columns: {string.Join(", ", table.Columns)})");
+        int iDataset = table.IndexOf("dataset");
+        if (iDataset < 0)
+        {
+            var whole = BenchmarkFile.FromTable(table, name, language, requireImages: false, source: name);
+            return [DatasetResult.Create(whole, protocol ?? whole.DefaultProtocol, whole.Rows.Select(r => (r, r.Prediction ?? "")))];
+        }
+        var numbers = BenchmarkFile.RowNumbers(table);
+        var results = new List<DatasetResult>();
+        foreach (var g in Enumerable.Range(0, table.Rows.Count).GroupBy(k => table.Rows[k][iDataset].Length > 0 ? table.Rows[k][iDataset] : name, StringComparer.Ordinal))
+        {
+            var part = new TsvTable(table.Columns, g.Select(k => table.Rows[k]));
+            var file = BenchmarkFile.FromTable(part, g.Key, language, false, $"{name} (dataset {g.Key})", g.Select(k => numbers[k]).ToArray());
+            // Rows the table parser left out have no dataset to go to: they are reported with the first.
+            results.Add(DatasetResult.Create(file, protocol ?? file.DefaultProtocol, file.Rows.Select(r => (r, r.Prediction ?? "")),
+                results.Count == 0 ? table.Skipped : null));
+        }
+        return results;
+    }
+
+    private static byte[]? Base64(string s)
+    {
+        var buffer = new byte[s.Length * 3 / 4 + 3];
+        return Convert.TryFromBase64String(s, buffer, out int n) ? buffer[..n] : null;
+    }
+}

@@ -1,0 +1,57 @@
+using Parrot.Tensors;
+
+namespace Parrot.Parrot.Inference;
+
+/// <summary>One prompt to continue.</summary>
+/// <param name="Ids">Token ids; <see cref="Text.ChatMl.ImageTokenIndex"/> (−200) marks where the image's visual tokens go.</param>
+/// <param name="ImageFeatures">The image's vision features [1+N, C] (the selected CLIP layer) when <paramref name="Ids"/>
+/// has an image marker; null for text-only prompts. Owned by the caller.</param>
+public sealed record GenerationPrompt(int[] Ids, Tensor? ImageFeatures = null);
+
+/// <summary>Why generation of one answer ended.</summary>
+public enum FinishReason
+{
+    /// <summary>An end-of-sequence token (such as <c>&lt;|im_end|&gt;</c>) was generated.</summary>
+    EndOfSequence,
+    /// <summary>The answer reached one of the stop strings.</summary>
+    StopString,
+    /// <summary>The maximum number of new tokens was generated.</summary>
+    MaxTokens,
+}
+
+/// <summary>One generated answer.</summary>
+/// <param name="Tokens">The generated ids, including the end-of-sequence id or the token that completed a stop string, when that ended it.</param>
+/// <param name="Text">The answer's text: special tokens skipped, cut before a stop string ("" without a tokenizer).</param>
+/// <param name="Reason">Why it ended.</param>
+public sealed record GenerationResult(int[] Tokens, string Text, FinishReason Reason);
+
+/// <summary>What one step of streaming generation produced for one prompt of the batch.</summary>
+/// <param name="Row">Which prompt (its index in the batch).</param>
+/// <param name="Token">The id generated at this step; null on the final event of a row that ended by the maximum length.</param>
+/// <param name="Text">New answer text: whole characters only, never any part of a stop string (often empty).</param>
+/// <param name="Finished">Set on the row's last event: why it ended.</param>
+public sealed record GenerationEvent(int Row, int? Token, string Text, FinishReason? Finished);
+
+/// <summary>
+/// A causal language model as the <see cref="Generator"/> drives it: a batch of prompts is run once, then
+/// one token per prompt at a time. <c>Generator.Wrap</c> of a Qwen2 or a
+/// Parrot model gives one over the KV cache; tests may script their own.
+/// </summary>
+public interface IAutoregressiveModel
+{
+    /// <summary>Number of logits per position.</summary>
+    int VocabSize { get; }
+
+    /// <summary>Starts decoding <paramref name="prompts"/>, leaving room for <paramref name="maxNewTokens"/> more tokens each.</summary>
+    IDecodingSession Start(IReadOnlyList<GenerationPrompt> prompts, int maxNewTokens);
+}
+
+/// <summary>The state of one batch being decoded (the KV cache); dispose it when done.</summary>
+public interface IDecodingSession : IDisposable
+{
+    /// <summary>Runs the prompts; returns, per prompt, the logits [vocab] of the token after it. Called once, first.</summary>
+    float[][] Prefill();
+
+    /// <summary>Appends one token per prompt; returns, per prompt, the logits [vocab] of the token after it.</summary>
+    float[][] Step(int[] tokens);
+}

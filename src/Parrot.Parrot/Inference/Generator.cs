@@ -1,0 +1,166 @@
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot.Model;
+using Parrot.Parrot.Text;
+using Parrot.Tensors;
+
+namespace Parrot.Parrot.Inference;
+
+/// <summary>
+/// Incremental text generation with the KV cache: the prompts are run once (prefill), then one token per
+/// prompt at a time, greedy or sampled (<see cref="GenerationOptions"/>), until an end-of-sequence id, a
+/// stop string or the maximum length. Several prompts of different lengths generate together as one batch
+/// and give what each would give alone. With a tokenizer the answers are also decoded and streamed as text
+/// that never splits a character. A generator holds no state between calls; the model must not be used by
+/// two calls at once (the <see cref="ParrotModel"/> API serialises its callers).
+/// </summary>
+public sealed class Generator
+{
+    private readonly HashSet<int> _eos;
+
+    /// <summary>
+    /// A generator over <paramref name="model"/>. <paramref name="endOfSequenceIds"/>: ids that end an
+    /// answer; null: the tokenizer's <c>&lt;|im_end|&gt;</c> and <c>&lt;|endoftext|&gt;</c> when it has them.
+    /// Without a <paramref name="tokenizer"/> results carry ids only and stop strings cannot be used.
+    /// </summary>
+    public Generator(IAutoregressiveModel model, BpeTokenizer? tokenizer = null, IEnumerable<int>? endOfSequenceIds = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Model = model;
+        Tokenizer = tokenizer;
+        _eos = endOfSequenceIds is not null ? new HashSet<int>(endOfSequenceIds) : DefaultEndOfSequenceIds(tokenizer);
+    }
+
+    /// <summary>The model.</summary>
+    public IAutoregressiveModel Model { get; }
+
+    /// <summary>The tokenizer that decodes answers, if any.</summary>
+    public BpeTokenizer? Tokenizer { get; }
+
+    /// <summary>The ids that end an answer.</summary>
+    public IReadOnlySet<int> EndOfSequenceIds => _eos;
+
+    /// <summary><c>&lt;|im_end|&gt;</c> and <c>&lt;|endoftext|&gt;</c> of <paramref name="tokenizer"/>, those it has.</summary>
+    public static HashSet<int> DefaultEndOfSequenceIds(BpeTokenizer? tokenizer)
+    {
+        var set = new HashSet<int>();
+        if (tokenizer is null) return set;
+        foreach (var t in new[] { "<|im_end|>", "<|endoftext|>" })
+            if (tokenizer.TokenToId(t) is int id) set.Add(id);
+        return set;
+    }
+
+    /// <summary>A plain Qwen2 language model over the KV cache (prompts must be text only).</summary>
+    public static IAutoregressiveModel Wrap(Qwen2ForCausalLM model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        int vocab = model.Config.VocabSize;
+        return new KvCacheModel(model.Model, model.LmHead, p =>
+        {
+            if (p.ImageFeatures is not null || p.Ids.Contains(ChatMl.ImageTokenIndex))
+                throw new ArgumentException("generate: this is a text-only Qwen2 model; it cannot take an image");
+            foreach (var id in p.Ids)
+                if ((uint)id >= (uint)vocab) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {vocab})");
+            var ids = Tensor.FromArray(p.Ids.Select(i => (long)i).ToArray(), 1, p.Ids.Length);
+            return model.Model.EmbedTokens.Forward(ids);
+        }, vocab);
+    }
+
+    /// <summary>A Parrot model over the KV cache: an image's features are projected, routed by the MoE and spliced in at the marker.</summary>
+    public static IAutoregressiveModel Wrap(ParrotForCausalLM model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return new KvCacheModel(model.Model, model.LmHead, p =>
+        {
+            bool marker = p.Ids.Contains(ChatMl.ImageTokenIndex);
+            if (marker != (p.ImageFeatures is not null))
+                throw new ArgumentException(marker ? "generate: the prompt has an image marker but no image features" : "generate: image features were given but the prompt has no image marker");
+            var features = p.ImageFeatures?.Unsqueeze(0);
+            return model.Assemble([new ParrotSample(p.Ids, null, features is null ? -1 : 0)], features, int.MaxValue).Embeds;
+        }, model.Config.Text.VocabSize);
+    }
+
+    /// <summary>Generates the answer to one prompt.</summary>
+    public GenerationResult Generate(GenerationPrompt prompt, GenerationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return Generate([prompt], options)[0];
+    }
+
+    /// <summary>Generates answers to several prompts at once (one batch); result i answers prompt i.</summary>
+    public IReadOnlyList<GenerationResult> Generate(IReadOnlyList<GenerationPrompt> prompts, GenerationOptions? options = null)
+    {
+        var results = new GenerationResult[prompts?.Count ?? 0];
+        var tokens = new List<int>[results.Length];
+        var text = new System.Text.StringBuilder[results.Length];
+        for (int i = 0; i < results.Length; i++) { tokens[i] = new(); text[i] = new(); }
+        foreach (var e in Stream(prompts!, options))
+        {
+            if (e.Token is int t) tokens[e.Row].Add(t);
+            text[e.Row].Append(e.Text);
+            if (e.Finished is FinishReason reason) results[e.Row] = new GenerationResult(tokens[e.Row].ToArray(), text[e.Row].ToString(), reason);
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// Generates answers to <paramref name="prompts"/> step by step: each step yields one event per prompt
+    /// still going (its new token and the text it releases), and a prompt's last event says why it ended.
+    /// Nothing is computed until enumeration starts; stopping the enumeration early frees the cache.
+    /// </summary>
+    public IEnumerable<GenerationEvent> Stream(IReadOnlyList<GenerationPrompt> prompts, GenerationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        options ??= new GenerationOptions();
+        options.Validate();
+        if (prompts.Count == 0) throw new ArgumentException("generate: no prompts");
+        foreach (var p in prompts)
+        {
+            if (p?.Ids is null) throw new ArgumentException("generate: a prompt or its ids are null");
+            if (p.Ids.Length == 0) throw new ArgumentException("generate: a prompt is empty");
+        }
+        if (options.StopStrings.Count > 0 && Tokenizer is null) throw new ArgumentException("generate: stop strings need a tokenizer");
+        return Run(prompts, options);
+    }
+
+    private IEnumerable<GenerationEvent> Run(IReadOnlyList<GenerationPrompt> prompts, GenerationOptions options)
+    {
+        int b = prompts.Count, vocab = Model.VocabSize;
+        var samplers = prompts.Select(p => new TokenSampler(options, vocab, p.Ids)).ToArray();
+        var filters = prompts.Select(_ => Tokenizer is null ? null : new StopTextFilter(Tokenizer, options.StopStrings)).ToArray();
+        var done = new bool[b];
+        var last = new int[b];
+        if (options.MaxNewTokens == 0)
+        {
+            for (int r = 0; r < b; r++) yield return new GenerationEvent(r, null, "", FinishReason.MaxTokens);
+            yield break;
+        }
+        using var session = Model.Start(prompts, options.MaxNewTokens);
+        var logits = session.Prefill();
+        for (int step = 0; ; step++)
+        {
+            for (int r = 0; r < b; r++)
+            {
+                if (done[r]) continue;
+                int id = samplers[r].Next(logits[r]);
+                last[r] = id;
+                FinishReason? finished = null;
+                string piece = "";
+                if (!options.IgnoreEos && _eos.Contains(id)) finished = FinishReason.EndOfSequence;
+                else if (filters[r] is { } f)
+                {
+                    piece = f.Push(id);
+                    if (f.Stopped) finished = FinishReason.StopString;
+                }
+                if (finished is null && step + 1 == options.MaxNewTokens) finished = FinishReason.MaxTokens;
+                if (finished is not null)
+                {
+                    done[r] = true;
+                    if (filters[r] is { } f2) piece += f2.Finish();
+                }
+                yield return new GenerationEvent(r, id, piece, finished);
+            }
+            if (done.All(d => d)) yield break;
+            logits = session.Step(last);
+        }
+    }
+}

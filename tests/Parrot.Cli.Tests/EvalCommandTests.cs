@@ -1,0 +1,218 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Parrot.Nn;
+using Parrot.Nn.Models.Clip;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot.Evaluation;
+using Parrot.Parrot.Model;
+
+namespace Parrot.Cli.Tests;
+
+public class EvalCommandTests
+{
+    /// <summary>A small synthetic world (7 benchmark items per language), a tiny CLIP tower and a tiny random Parrot with a byte-level tokenizer.</summary>
+    private static (string Root, string Model, string Bench) Prepare()
+    {
+        var root = CliRunner.TempDir();
+        var world = Path.Combine(root, "world");
+        var (code, stdout, stderr) = CliRunner.Run(null, "make-world", "--out", world, "--size", "32", "--stage1", "0", "--stage2", "0", "--bench", "7", "--text", "0");
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+
+        var tower = Path.Combine(root, "tower");
+        Directory.CreateDirectory(tower);
+        File.WriteAllText(Path.Combine(tower, "config.json"), new JsonObject
+        {
+            ["model_type"] = "clip_vision_model", ["hidden_size"] = 12, ["intermediate_size"] = 24, ["num_hidden_layers"] = 2,
+            ["num_attention_heads"] = 2, ["num_channels"] = 3, ["image_size"] = 16, ["patch_size"] = 8, ["hidden_act"] = "gelu", ["layer_norm_eps"] = 1e-5,
+        }.ToJsonString());
+        File.WriteAllText(Path.Combine(tower, "preprocessor_config.json"), "{\"size\": {\"shortest_edge\": 16}, \"crop_size\": {\"height\": 16, \"width\": 16}}");
+        var clip = new ClipVisionConfig { HiddenSize = 12, IntermediateSize = 24, NumHiddenLayers = 2, NumAttentionHeads = 2, ImageSize = 16, PatchSize = 8, HiddenAct = "gelu" };
+        using (var clipModel = new ClipVisionModel(clip, seed: 1)) ModelLoading.Save(clipModel, tower);
+
+        var model = Path.Combine(root, "model");
+        var config = new ParrotConfig
+        {
+            Text = new Qwen2Config { VocabSize = 259, HiddenSize = 16, IntermediateSize = 24, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 10000, MaxPositionEmbeddings = 1024 },
+            MmHiddenSize = 12, NumExperts = 6, MoeIntermediateSize = 20, UseMoe = true, MmVisionTower = "../tower",
+        };
+        using (var m = new ParrotForCausalLM(config, seed: 3))
+        {
+            // Steer the random model to always say "A" first: every token embedding gets a large first component,
+            // which dominates the residual stream, and only the lm_head row of byte 'A' reads it.
+            var weights = m.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.Value);
+            var embed = weights["model.embed_tokens.weight"].AsSpan<float>();
+            for (int t = 0; t < 259; t++) embed[t * 16] = 50;
+            var head = weights["lm_head.weight"].AsSpan<float>();
+            head['A' * 16] = 10;
+            ParrotLoader.Save(m, model);
+        }
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), TrainCommandTests.TinyTokenizerJson());
+        return (root, model, Path.Combine(world, "benchmark"));
+    }
+
+    private static (int Code, string Stdout, string Stderr) Eval(params string[] args)
+    {
+        var r = CliRunner.Run(null, ["eval", .. args]);
+        TestContext.Out.WriteLine($"parrot eval {string.Join(' ', args)} → {r.ExitCode}\n{r.Stdout}\n{r.Stderr}");
+        return r;
+    }
+
+    [Test]
+    public void EvaluatesTheWorldBenchmarkWritesConsistentFilesResumesAndRescores()
+    {
+        var (root, model, bench) = Prepare();
+        // A third file: the Russian benchmark with a malformed row appended.
+        var bad = Path.Combine(root, "bad_ru.tsv");
+        File.WriteAllText(bad, File.ReadAllText(Path.Combine(bench, "mmmb_ru.tsv")) + "7\tonly two fields\n");
+        var output = Path.Combine(root, "eval");
+        string[] args = ["--model", model, "--data", Path.Combine(bench, "mmmb_en.tsv"), Path.Combine(bench, "mmmb_cn.tsv"), bad, "--out", output, "--max-new-tokens", "1"];
+        var (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(stderr, Does.Contain("bad_ru.tsv: row 8 (index 7): has 2 fields but the header has 11 — skipped"));
+        Assert.That(stderr, Does.Contain("mmmb_cn.tsv: 7/7"), "plain progress lines when stderr is not a terminal");
+
+        var predictionsPath = Path.Combine(output, "predictions.tsv");
+        var table = TsvTable.Read(predictionsPath);
+        Assert.That(table.Columns, Is.EqualTo(new[] { "index", "question", "A", "B", "C", "D", "answer", "category", "l2-category", "split", "dataset", "lang", "prediction", "extracted", "hit" }));
+        Assert.That(table.Rows, Has.Count.EqualTo(21));
+        string Get(string[] row, string column) => row[table.IndexOf(column)];
+        foreach (var row in table.Rows)
+        {
+            var options = "ABCD".Where(l => Get(row, l.ToString()).Length > 0).Select(l => (l, Get(row, l.ToString()))).ToList();
+            var extracted = Get(row, "extracted");
+            Assert.That(extracted, Is.EqualTo(AnswerExtraction.Extract(Get(row, "prediction"), options).ToString()), "extracted by rule from the raw prediction");
+            Assert.That(Get(row, "hit"), Is.EqualTo(extracted == Get(row, "answer") ? "1" : "0"));
+        }
+        Assert.That(table.Rows.Count(r => Get(r, "hit") == "1"), Is.InRange(1, 20), "some answers right, some wrong");
+        Assert.That(table.Rows.Select(r => (Get(r, "dataset"), Get(r, "lang"))).Distinct(),
+            Is.EqualTo(new[] { ("mmmb_en.tsv", "en"), ("mmmb_cn.tsv", "zh"), ("bad_ru.tsv", "ru") }));
+
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "summary.json")));
+        var datasets = summary.RootElement.GetProperty("datasets");
+        Assert.That(datasets.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "mmmb_en.tsv", "mmmb_cn.tsv", "bad_ru.tsv" }));
+        foreach (var d in datasets.EnumerateObject())
+        {
+            var rows = table.Rows.Where(r => Get(r, "dataset") == d.Name).ToList();
+            double Mean(IEnumerable<string[]> rs) => rs.Average(r => Get(r, "hit") == "1" ? 1.0 : 0.0);
+            Assert.That(d.Value.GetProperty("protocol").GetString(), Is.EqualTo("vanilla"));
+            Assert.That(d.Value.GetProperty("n").GetInt32(), Is.EqualTo(7));
+            Assert.That(d.Value.GetProperty("overall").GetDouble(), Is.EqualTo(Mean(rows)).Within(1e-12));
+            // The steered model answers "A": its accuracy is the share of questions whose answer is A.
+            Assert.That(rows.Select(r => Get(r, "prediction")), Has.All.EqualTo("A"));
+            Assert.That(d.Value.GetProperty("overall").GetDouble(), Is.EqualTo(rows.Count(r => Get(r, "answer") == "A") / 7.0).Within(1e-12));
+            foreach (var key in new[] { "category", "l2-category" })
+            {
+                var expected = rows.GroupBy(r => Get(r, key)).ToDictionary(g => g.Key, Mean);
+                var actual = d.Value.GetProperty(key).EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+                Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
+                foreach (var (k, v) in expected) Assert.That(actual[k], Is.EqualTo(v).Within(1e-12), $"{d.Name} {key} {k}");
+            }
+            Assert.That(d.Value.GetProperty("unmatched").GetInt32(), Is.EqualTo(rows.Count(r => Get(r, "extracted") == "Z")));
+            Assert.That(d.Value.GetProperty("skipped_rows").GetInt32(), Is.EqualTo(d.Name == "bad_ru.tsv" ? 1 : 0));
+            Assert.That(d.Value.GetProperty("language_fidelity").GetProperty("free_form").GetInt32(), Is.InRange(0, 7));
+        }
+        var md = File.ReadAllText(Path.Combine(output, "summary.md"));
+        Assert.That(md, Does.Contain("| mmmb_cn.tsv | zh | vanilla | 7 |").And.Contain("## Accuracy per category (%)").And.Contain("## Skipped rows"));
+
+        // The same command again takes every answer from the journal and writes the same predictions.
+        var before = File.ReadAllBytes(predictionsPath);
+        (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("resuming: 21 answers"));
+        Assert.That(File.ReadAllBytes(predictionsPath), Is.EqualTo(before));
+
+        // Re-scoring the predictions without a model gives the same scores.
+        var rescored = Path.Combine(root, "rescored");
+        (code, stdout, stderr) = Eval("--score", predictionsPath, "--out", rescored);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        using var again = JsonDocument.Parse(File.ReadAllText(Path.Combine(rescored, "summary.json")));
+        foreach (var d in datasets.EnumerateObject())
+        {
+            var e = again.RootElement.GetProperty("datasets").GetProperty(d.Name);
+            foreach (var key in new[] { "lang", "protocol", "n", "overall", "category", "l2-category", "unmatched", "language_fidelity" })
+                Assert.That(e.GetProperty(key).GetRawText(), Is.EqualTo(d.Value.GetProperty(key).GetRawText()), $"{d.Name} {key}");
+        }
+        Assert.That(File.ReadAllBytes(Path.Combine(rescored, "predictions.tsv")), Is.EqualTo(before));
+
+        // --protocol overrides; grouped without a group column scores each question alone.
+        (code, _, stderr) = Eval("--score", predictionsPath, "--out", Path.Combine(root, "grouped"), "--protocol", "grouped");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        using var grouped = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "grouped", "summary.json")));
+        Assert.That(grouped.RootElement.GetProperty("datasets").GetProperty("mmmb_en.tsv").GetProperty("protocol").GetString(), Is.EqualTo("grouped"));
+    }
+
+    [Test]
+    public void ALimitedRunIsContinuedByTheFullRunAndBadArgumentsAreClearErrors()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        string[] data = ["--data", Path.Combine(bench, "mmmb_ar.tsv"), Path.Combine(bench, "mmmb_tr.tsv")];
+        var (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "2", "--limit", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var limited = TsvTable.Read(Path.Combine(output, "predictions.tsv"));
+        Assert.That(limited.Rows, Has.Count.EqualTo(4));
+
+        (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("resuming: 4 answers"));
+        var full = TsvTable.Read(Path.Combine(output, "predictions.tsv"));
+        Assert.That(full.Rows, Has.Count.EqualTo(14));
+        int p = full.IndexOf("prediction");
+        var byKey = full.Rows.ToDictionary(r => (r[full.IndexOf("dataset")], r[0]), r => r[p]);
+        foreach (var r in limited.Rows) Assert.That(byKey[(r[limited.IndexOf("dataset")], r[0])], Is.EqualTo(r[p]));
+
+        (code, _, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "5"]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("max_new_tokens").And.Contain("another run"));
+        (code, _, stderr) = Eval("--out", output);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--model"));
+        (code, _, stderr) = Eval(["--model", model, .. data, "--out", output, "--protocol", "round-robin"]);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("unknown protocol"));
+        (code, _, stderr) = Eval("--score", Path.Combine(output, "predictions.tsv"), "--model", model, "--out", output);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("without --model"));
+        (code, _, stderr) = Eval(["--model", model, "--data", Path.Combine(root, "missing_en.tsv"), "--out", output]);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));
+    }
+    [Test]
+    public void AKilledRunResumesWhereItStoppedAndEndsLikeAStraightRun()
+    {
+        var (root, model, bench) = Prepare();
+        string[] data = ["--data", Path.Combine(bench, "mmmb_pt.tsv"), Path.Combine(bench, "mmmb_ru.tsv")];
+        var straight = Path.Combine(root, "straight");
+        var (code, _, stderr) = Eval(["--model", model, .. data, "--out", straight, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+
+        var killed = Path.Combine(root, "killed");
+        var journal = Path.Combine(killed, "predictions.partial.jsonl");
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        string[] command = [Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll"), "eval", "--model", model, .. data, "--out", killed, "--max-new-tokens", "2"];
+        foreach (var a in command) psi.ArgumentList.Add(a);
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            p.OutputDataReceived += (_, _) => { };
+            p.ErrorDataReceived += (_, _) => { };
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            static int Lines(string path) { try { return File.Exists(path) ? File.ReadAllLines(path).Length : 0; } catch (IOException) { return 0; } }
+            while (Lines(journal) < 3 && !p.HasExited && sw.Elapsed.TotalSeconds < 120) Thread.Sleep(2);
+            if (!p.HasExited) p.Kill(); // SIGKILL: no chance to clean up
+            p.WaitForExit();
+        }
+        Assert.That(File.Exists(Path.Combine(killed, "predictions.tsv")), Is.False, "killed before the end");
+        int answered = File.ReadAllLines(journal).Length - 1;
+        TestContext.Out.WriteLine($"killed after {answered} answers");
+        if (answered >= 14) Assert.Inconclusive("the run finished before it could be killed");
+
+        (code, var stdout, stderr) = Eval(["--model", model, .. data, "--out", killed, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain($"resuming: {answered} answers"));
+        Assert.That(File.ReadAllLines(journal), Has.Length.EqualTo(1 + 14), "each question answered once");
+        Assert.That(File.ReadAllBytes(Path.Combine(killed, "predictions.tsv")), Is.EqualTo(File.ReadAllBytes(Path.Combine(straight, "predictions.tsv"))));
+        Assert.That(File.ReadAllText(Path.Combine(killed, "summary.json")), Is.EqualTo(File.ReadAllText(Path.Combine(straight, "summary.json"))));
+    }
+}
