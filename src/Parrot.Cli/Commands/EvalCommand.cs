@@ -79,7 +79,7 @@ internal static class EvalCommand
             if (journal.Recovered > 0) Console.WriteLine($"resuming: {journal.Recovered} answers from {journal.Path}");
             using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir);
             if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
-                throw new CliException($"{modelDir}/config.json names no mm_vision_tower and the questions have images: give the CLIP tower with --vision DIR");
+                throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
             var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
             var results = Evaluator.Run(benchmarks, generator, options, journal, new ProgressView().Report);
             Finish(output, results);

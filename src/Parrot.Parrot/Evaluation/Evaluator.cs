@@ -5,7 +5,7 @@ namespace Parrot.Parrot.Evaluation;
 /// <summary>A question with the model's answer.</summary>
 /// <param name="Row">The question.</param>
 /// <param name="Prediction">The raw generated text.</param>
-/// <param name="Extracted">The option letter extracted from it, or <see cref="AnswerExtraction.None"/> ('Z').</param>
+/// <param name="Extracted">The option letter extracted from it (<see cref="MultipleChoiceQuestion.Extract"/>: Parrot's cleanup, then the matching rules), or <see cref="AnswerExtraction.None"/> ('Z').</param>
 /// <param name="Hit">Whether <paramref name="Extracted"/> is the right letter.</param>
 public sealed record PredictedRow(BenchmarkRow Row, string Prediction, char Extracted, bool Hit);
 
@@ -59,6 +59,11 @@ public sealed record EvaluationOptions
     public int? Limit { get; init; }
     /// <summary>The protocol for every file; null: each file's own (<see cref="BenchmarkFile.DefaultProtocol"/>).</summary>
     public ScoringProtocol? Protocol { get; init; }
+    /// <summary>
+    /// Questions asked at once of an <see cref="IBatchAnswerGenerator"/> (greedy answers are the same as one by
+    /// one; a killed run loses at most one batch). 1 asks one at a time; other generators are always asked one at a time.
+    /// </summary>
+    public int BatchSize { get; init; } = 8;
 }
 
 /// <summary>Where a run is: reported after each question (and once when a file starts).</summary>
@@ -76,7 +81,8 @@ public sealed record EvaluationProgress(string Dataset, int Done, int Total, int
 public static class Evaluator
 {
     /// <summary>
-    /// Asks <paramref name="generator"/> every question of <paramref name="files"/> (one at a time, in file order)
+    /// Asks <paramref name="generator"/> every question of <paramref name="files"/> (in file order; one at a
+    /// time, or in batches of <see cref="EvaluationOptions.BatchSize"/> for an <see cref="IBatchAnswerGenerator"/>)
     /// and scores the answers. With a <paramref name="journal"/>, answers it already holds are reused and new
     /// ones recorded as they come, so a killed run resumes where it stopped. A row whose image is not valid
     /// base64 or cannot be decoded is reported and left out.
@@ -90,47 +96,85 @@ public static class Evaluator
         if (options.MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "max new tokens must be ≥ 0");
         var duplicate = files.GroupBy(f => f.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"two input files are named {duplicate.Key}: datasets are told apart by file name");
+        if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be ≥ 1");
+        var batch = generator as IBatchAnswerGenerator;
+        int batchSize = batch is null ? 1 : options.BatchSize;
         var results = new List<DatasetResult>(files.Count);
         foreach (var file in files)
         {
             var protocol = options.Protocol ?? file.DefaultProtocol;
             var rows = options.Limit is int limit ? file.FirstUnits(limit, protocol) : file.Rows;
-            var answers = new List<(BenchmarkRow, string)>(rows.Count);
+            var answers = new (BenchmarkRow Row, string Text)?[rows.Count];
             var problems = new List<SkippedRow>();
-            int recovered = 0;
+            int recovered = 0, done = 0;
             progress?.Invoke(new EvaluationProgress(file.Name, 0, rows.Count, 0));
+            var pending = new List<(int K, AnswerRequest Request)>();
+            void Report(SkippedRow? problem) => progress?.Invoke(new EvaluationProgress(file.Name, ++done, rows.Count, recovered, problem));
+            void Record(int k, string text)
+            {
+                journal?.Append(file.Name, rows[k].IndexText, text);
+                answers[k] = (rows[k], text);
+            }
+            // Asks the pending questions (a batch when the generator takes batches), in order.
+            void Flush()
+            {
+                if (pending.Count == 0) return;
+                if (pending.Count > 1 && batch is not null)
+                {
+                    IReadOnlyList<string>? texts = null;
+                    try { texts = batch.Answer(pending.Select(p => p.Request).ToList()); }
+                    catch (ImageLoadException) { } // find the bad image: one by one below
+                    if (texts is not null)
+                    {
+                        if (texts.Count != pending.Count) throw new InvalidOperationException($"the generator gave {texts.Count} answers to {pending.Count} questions");
+                        for (int i = 0; i < pending.Count; i++)
+                        {
+                            Record(pending[i].K, texts[i]);
+                            Report(null);
+                        }
+                        pending.Clear();
+                        return;
+                    }
+                }
+                foreach (var (k, request) in pending)
+                {
+                    SkippedRow? problem = null;
+                    try { Record(k, generator.Answer(request)); }
+                    catch (ImageLoadException e) { problem = new SkippedRow(rows[k].Row, rows[k].IndexText, $"the image cannot be decoded: {e.Message}"); }
+                    if (problem is not null) problems.Add(problem);
+                    Report(problem);
+                }
+                pending.Clear();
+            }
             for (int k = 0; k < rows.Count; k++)
             {
                 var row = rows[k];
-                SkippedRow? problem = null;
                 if (journal is not null && journal.TryGet(file.Name, row.IndexText, out var known))
                 {
-                    answers.Add((row, known));
+                    Flush();
+                    answers[k] = (row, known);
                     recovered++;
+                    Report(null);
+                    continue;
                 }
-                else
+                byte[]? image = null;
+                if (row.Image is not null)
                 {
-                    byte[]? image = null;
-                    if (row.Image is not null)
+                    image = Base64(row.Image);
+                    if (image is null)
                     {
-                        image = Base64(row.Image);
-                        if (image is null) problem = new SkippedRow(row.Row, row.IndexText, "the image is not valid base64");
+                        Flush();
+                        var problem = new SkippedRow(row.Row, row.IndexText, "the image is not valid base64");
+                        problems.Add(problem);
+                        Report(problem);
+                        continue;
                     }
-                    if (problem is null)
-                    {
-                        try
-                        {
-                            var text = generator.Answer(new AnswerRequest(image, row.Question.Prompt(), file.Language, options.MaxNewTokens));
-                            journal?.Append(file.Name, row.IndexText, text);
-                            answers.Add((row, text));
-                        }
-                        catch (ImageLoadException e) { problem = new SkippedRow(row.Row, row.IndexText, $"the image cannot be decoded: {e.Message}"); }
-                    }
-                    if (problem is not null) problems.Add(problem);
                 }
-                progress?.Invoke(new EvaluationProgress(file.Name, k + 1, rows.Count, recovered, problem));
+                pending.Add((k, new AnswerRequest(image, row.Question.Prompt(), file.Language, options.MaxNewTokens)));
+                if (pending.Count >= batchSize) Flush();
             }
-            results.Add(DatasetResult.Create(file, protocol, answers, problems));
+            Flush();
+            results.Add(DatasetResult.Create(file, protocol, answers.Where(a => a is not null).Select(a => a!.Value), problems));
         }
         return results;
     }

@@ -18,3 +18,15 @@ public interface IAnswerGenerator
     /// <exception cref="Vision.ImageLoadException">The image cannot be decoded (the harness reports the row and goes on).</exception>
     string Answer(AnswerRequest request);
 }
+
+/// <summary>
+/// An <see cref="IAnswerGenerator"/> that can also answer several questions as one batch, each answer
+/// exactly what <see cref="IAnswerGenerator.Answer"/> gives for it alone; the harness then asks up to
+/// <see cref="EvaluationOptions.BatchSize"/> questions at a time.
+/// </summary>
+public interface IBatchAnswerGenerator : IAnswerGenerator
+{
+    /// <summary>Answer i is the answer to request i.</summary>
+    /// <exception cref="Vision.ImageLoadException">An image cannot be decoded (the harness then asks the batch's questions one by one).</exception>
+    IReadOnlyList<string> Answer(IReadOnlyList<AnswerRequest> requests);
+}

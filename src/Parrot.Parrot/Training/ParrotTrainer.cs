@@ -11,7 +11,7 @@ namespace Parrot.Parrot.Training;
 /// <summary>
 /// Parrot's two training stages over LLaVA data with cached vision features.
 /// Stage 1 trains mm_projector only with the MoE bypassed; stage 2 re-initialises moe_model and trains
-/// everything but the vision tower. A step takes the next global batch of the seeded epoch order, runs it
+/// everything but the vision tower (or, with UseMoe off, trains stage 2 with the MoE bypassed: the LLaVA-style baseline). A step takes the next global batch of the seeded epoch order, runs it
 /// as micro-batches and accumulates gradients: each micro-batch back-propagates the SUM of its token losses
 /// and the accumulated gradient is divided by the number of supervised tokens of the whole global batch, so
 /// the step's loss and gradient are the mean over every supervised token of the global batch, the same as
@@ -55,7 +55,7 @@ public sealed class ParrotTrainer : IDisposable
         if (options.Bf16) model.CastParameters(DType.BF16);
         model.Model.GradientCheckpointing = options.GradientCheckpointing;
         model.Train();
-        if (options.Stage == 1) model.MoeEnabled = false;
+        if (options.Stage == 1 || !options.UseMoe) model.MoeEnabled = false;
         else
         {
             model.MoeEnabled = true;
@@ -67,6 +67,7 @@ public sealed class ParrotTrainer : IDisposable
         {
             model.Unfreeze();
             model.Freeze("model.vision_tower.");
+            if (!options.UseMoe) model.Freeze("model.moe_model.");
         }
         _trainable = model.NamedParameters().Where(p => p.Parameter.RequiresGrad).ToList();
 

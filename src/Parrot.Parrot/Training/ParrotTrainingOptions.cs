@@ -37,6 +37,8 @@ public sealed record ParrotTrainingOptions
     public ulong Seed { get; init; } = 42;
     /// <summary>Write a checkpoint every this many steps (0: only at the end).</summary>
     public int SaveEvery { get; init; }
+    /// <summary>Stage 2 with the language-routing MoE (Parrot); false trains stage 2 with the MoE bypassed and frozen (the LLaVA-style baseline).</summary>
+    public bool UseMoe { get; init; } = true;
 
     /// <summary>The paper's recipe for <paramref name="stage"/>: stage 1 lr 1e-3, global batch 256; stage 2 lr 2e-5, global batch 128.</summary>
     public static ParrotTrainingOptions Parrot7b(int stage) => stage switch

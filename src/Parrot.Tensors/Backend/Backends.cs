@@ -16,7 +16,8 @@ public static class Backends
         lock (Gate)
         {
             if (Instances.TryGetValue(device, out var b)) return b;
-            if (!Factories.TryGetValue(device.Kind, out var f))
+            if (!Factories.TryGetValue(device.Kind, out var f) && device.Kind == DeviceKind.Cuda) f = Cuda.CudaBackend.Create;
+            if (f is null)
                 throw new NotSupportedException($"no backend for device {device}: the {device.Kind} backend is not available in this build or on this machine");
             b = f(device.Index);
             Instances[device] = b;

@@ -21,6 +21,24 @@ internal sealed class ScriptedGenerator(Func<AnswerRequest, string> script) : IA
     public static string QuestionOf(string prompt) => prompt.Split('\n').TakeWhile(l => !l.StartsWith("A. ", StringComparison.Ordinal)).Last();
 }
 
+/// <summary>A scripted model that also takes batches, recording each call's questions.</summary>
+internal sealed class ScriptedBatchGenerator(Func<AnswerRequest, string> script) : IBatchAnswerGenerator
+{
+    public List<string[]> Calls { get; } = [];
+
+    public string Answer(AnswerRequest request)
+    {
+        Calls.Add([ScriptedGenerator.QuestionOf(request.Prompt)]);
+        return script(request);
+    }
+
+    public IReadOnlyList<string> Answer(IReadOnlyList<AnswerRequest> requests)
+    {
+        Calls.Add(requests.Select(r => ScriptedGenerator.QuestionOf(r.Prompt)).ToArray());
+        return requests.Select(script).ToList(); // one bad image fails the whole batch, as ParrotAnswerGenerator does
+    }
+}
+
 public class HarnessTests
 {
     private string _dir = "";
@@ -215,8 +233,9 @@ public class HarnessTests
         Assert.That(lines[1], Is.EqualTo("\"1\"\t\"Which \"\"one\"\"?\"\t\"a\ttab\"\t\"b\"\t\"\"\t\"A\"\t\"color\"\t\"attribute\"\t\"mmmb_en.tsv\"\t\"en\"\t\"A\t(with a tab)\"\t\"A\"\t\"1\""));
         var table = TsvTable.Read(Path.Combine(_dir, "predictions.tsv"));
         Assert.That(table.Rows.Select(r => r[table.IndexOf("prediction")]), Is.EqualTo(tricky));
-        Assert.That(table.Rows.Select(r => r[table.IndexOf("extracted")]), Is.EqualTo(new[] { "A", "C", "Z" }));
-        Assert.That(table.Rows.Select(r => r[table.IndexOf("hit")]), Is.EqualTo(new[] { "1", "1", "0" }));
+        // Row 2 is English, so Parrot's cleanup runs first: "I" followed by the apostrophe becomes the answer "I" — no option.
+        Assert.That(table.Rows.Select(r => r[table.IndexOf("extracted")]), Is.EqualTo(new[] { "A", "Z", "Z" }));
+        Assert.That(table.Rows.Select(r => r[table.IndexOf("hit")]), Is.EqualTo(new[] { "1", "0", "0" }));
 
         var rescored = Evaluator.ScorePredictions(table, "predictions.tsv");
         Assert.That(rescored, Has.Count.EqualTo(1));
@@ -293,5 +312,31 @@ public class HarnessTests
             "row 2 (index 2): the image cannot be decoded: " + new ImageLoadException("the question's image", ImageLoadFailure.Corrupt, "bad PNG").Message,
         }));
         Assert.That(result.Score.Overall, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void BatchesSkipJournaledAndBadRowsAndFallBackToOneByOneOnAnUndecodableImage()
+    {
+        var rows = Enumerable.Range(1, 9).Select(i => new[] { i.ToString(), i == 4 ? new string('@', 80) : B64(i), $"Q{i}", "yes", "no", "", "A", "c", "l" }).ToList();
+        var file = BenchmarkFile.Load(WriteTsv("mmmb_en.tsv", Small, rows));
+        string Script(AnswerRequest r) => ScriptedGenerator.QuestionOf(r.Prompt) == "Q8"
+            ? throw new ImageLoadException("the question's image", ImageLoadFailure.Corrupt, "bad PNG") : "A";
+        var journalPath = Path.Combine(_dir, "partial.jsonl");
+        var run = new Dictionary<string, string> { ["model"] = "m" };
+        using (var journal = PredictionJournal.Open(journalPath, run)) journal.Append("mmmb_en.tsv", "6", "B");
+
+        var model = new ScriptedBatchGenerator(Script);
+        var progress = new List<EvaluationProgress>();
+        DatasetResult result;
+        using (var journal = PredictionJournal.Open(journalPath, run))
+            result = Evaluator.Run([file], model, new EvaluationOptions { BatchSize = 2 }, journal, progress.Add)[0];
+        // Q1 Q2 | Q3 (flushed by the bad base64 of row 4) | Q5 (flushed by the journaled row 6) | Q7 Q8 fails → Q7, Q8 alone | Q9.
+        Assert.That(model.Calls, Is.EqualTo(new[] { new[] { "Q1", "Q2" }, ["Q3"], ["Q5"], ["Q7", "Q8"], ["Q7"], ["Q8"], ["Q9"] }));
+        Assert.That(result.Rows.Select(r => (r.Row.Index, r.Prediction)), Is.EqualTo(new[] { (1L, "A"), (2L, "A"), (3L, "A"), (5L, "A"), (6L, "B"), (7L, "A"), (9L, "A") }));
+        Assert.That(result.Problems.Select(p => p.Row), Is.EqualTo(new[] { 4, 8 }));
+        Assert.That(progress.Select(p => p.Done), Is.EqualTo(Enumerable.Range(0, 10)), "one report per row, in order");
+        Assert.That(progress[^1], Is.EqualTo(new EvaluationProgress("mmmb_en.tsv", 9, 9, 1)));
+        Assert.That(File.ReadAllLines(journalPath), Has.Length.EqualTo(1 + 7), "header, then every answer once");
+        Assert.That(() => Evaluator.Run([file], model, new EvaluationOptions { BatchSize = 0 }), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 }

@@ -33,6 +33,43 @@ public class ParrotAnswerGeneratorTests
     }
 
     [Test]
+    public void LoadsTextOnlyQwen2AndBf16ModelsAsParrotModelDoes()
+    {
+        var root = global::Parrot.Tests.Shared.TinyModels.TempDir("parrot-eval-tests");
+        try
+        {
+            var qwen = global::Parrot.Tests.Shared.TinyModels.WriteQwen2(Path.Combine(root, "qwen2"));
+            var request = new AnswerRequest(null, "Q?\nA. red\nB. blue\nAnswer with the option's letter from the given choices directly.", "en", 6);
+            using (var generator = ParrotAnswerGenerator.Load(qwen))
+            using (var api = global::Parrot.Parrot.ParrotModel.Load(qwen))
+            {
+                Assert.That(generator.HasVisionTower, Is.False);
+                var expected = api.Ask(request.Prompt, (RgbImage?)null, new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = 6 });
+                Assert.That(generator.Answer(request), Is.EqualTo(expected.Trim(' ', '\t', '\n', '\r', '\v', '\f')));
+                Assert.That(() => generator.Answer(request with { Image = [1, 2, 3] }), Throws.InvalidOperationException.With.Message.Contain("no vision tower"));
+            }
+
+            // A bf16 checkpoint is widened to float32 on load: the same answers as its float32 copy (bf16 values are exact in float32).
+            var parrot = global::Parrot.Tests.Shared.TinyModels.WriteParrot(Path.Combine(root, "parrot"));
+            var bf16 = Path.Combine(root, "parrot-bf16");
+            using (var m = ParrotLoader.Load(parrot, DType.F32)) ParrotLoader.Save(m, bf16, DType.BF16);
+            File.Copy(Path.Combine(parrot, "tokenizer.json"), Path.Combine(bf16, "tokenizer.json"));
+            var f32 = Path.Combine(root, "parrot-f32");
+            using (var m = ParrotLoader.Load(bf16, DType.F32)) ParrotLoader.Save(m, f32, DType.F32);
+            File.Copy(Path.Combine(parrot, "tokenizer.json"), Path.Combine(f32, "tokenizer.json"));
+            var png = global::Parrot.Tests.Shared.TinyModels.WritePng(Path.Combine(root, "q.png"), 200, 30, 40);
+            var vision = Path.Combine(parrot, "vision");
+            var withImage = request with { Image = File.ReadAllBytes(png), MaxNewTokens = 8 };
+            using var a = ParrotAnswerGenerator.Load(bf16, vision);
+            using var b = ParrotAnswerGenerator.Load(f32, vision);
+            Assert.That(a.HasVisionTower, Is.True);
+            Assert.That(a.Generate([withImage])[0].Tokens, Is.EqualTo(b.Generate([withImage])[0].Tokens));
+            Assert.That(a.Generate([withImage])[0].Tokens, Is.Not.Empty);
+        }
+        finally { Directory.Delete(root, true); }
+    }
+
+    [Test]
     public void AnswersWithTheEvaluationPromptAndGreedyTokensEqualToRecomputation()
     {
         var root = TrainingFixtures.TempDir();
@@ -43,7 +80,10 @@ public class ParrotAnswerGeneratorTests
         var request = new AnswerRequest(File.ReadAllBytes(png), prompt, "en", 12);
 
         using var generator = ParrotAnswerGenerator.Load(modelDir);
-        var (ids, generated) = generator.Generate(request);
+        var ids = generator.PromptIds(request);
+        var result = generator.Generate([request])[0];
+        var generated = result.Tokens.ToList();
+        if (result.Reason == global::Parrot.Parrot.Inference.FinishReason.EndOfSequence) generated.RemoveAt(generated.Count - 1);
 
         // The prompt: ChatML with the default system turn and "<image>\n" before the question (byte-level ids).
         var tokenizer = TokenizerFixtures.Build(TrainingFixtures.TokenizerJson());
@@ -74,13 +114,25 @@ public class ParrotAnswerGeneratorTests
         }
         Assert.That(generated, Is.EqualTo(reference));
         Assert.That(generated, Has.Count.GreaterThan(0));
-        Assert.That(generator.Answer(request), Is.EqualTo(ParrotAnswerGenerator.PythonStrip(tokenizer.Decode(reference.ToArray(), skipSpecialTokens: true))));
+        // Special tokens skipped, then Python's strip(string.whitespace): ASCII whitespace only.
+        string expectedText = tokenizer.Decode(reference.ToArray(), skipSpecialTokens: true).Trim(' ', '\t', '\n', '\r', '\v', '\f');
+        Assert.That(generator.Answer(request), Is.EqualTo(expectedText));
 
         // Without an image the prompt has no placeholder; the token limit holds.
-        var (textIds, textOut) = generator.Generate(request with { Image = null, MaxNewTokens = 3 });
-        Assert.That(textIds, Does.Not.Contain(ParrotSample.ImageToken));
-        Assert.That(textOut, Has.Count.LessThanOrEqualTo(3));
+        var textOnly = request with { Image = null, MaxNewTokens = 3 };
+        Assert.That(generator.PromptIds(textOnly), Does.Not.Contain(ParrotSample.ImageToken));
+        Assert.That(generator.Generate([textOnly])[0].Tokens, Has.Length.LessThanOrEqualTo(3));
         Assert.That(() => generator.Answer(request with { Image = [1, 2, 3] }), Throws.InstanceOf<ImageLoadException>());
+
+        // A batch (images, no image, different prompt lengths) answers exactly as one by one.
+        var png2 = Path.Combine(root, "q2.png");
+        TrainingFixtures.WritePng(png2, 10, 220, 90);
+        var batch = new[]
+        {
+            request, request with { Image = null }, request with { Image = File.ReadAllBytes(png2), Prompt = "Which?\nA. x\nB. y\nC. z\n" + BenchmarkLanguages.Instructions["ru"] },
+            request with { Image = null, Prompt = "Hi" },
+        };
+        Assert.That(generator.Answer(batch), Is.EqualTo(batch.Select(generator.Answer).ToList()));
         Directory.Delete(root, true);
     }
 }

@@ -1,0 +1,80 @@
+"""PyTorch's figures for the same benchmarks `parrot selftest --bench` measures, on the same GPU, timed the
+same way (CUDA events, median of 10 after 3 warm-ups). Run by bench/cuda-on-device.sh; PyTorch is a peer
+here, not a dependency of ParrotNative."""
+import argparse
+import json
+
+import torch
+
+
+def median_ms(fn, warmup=3, repeats=10):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    results = []
+
+    def add(name, shape, ms, rate, unit, note=""):
+        results.append(dict(name=name, shape=shape, ms=round(ms, 4), rate=round(rate, 2), unit=unit, note=note))
+        print(f"torch {name:<22} {shape:<28} {ms:10.3f} ms {rate:10.1f} {unit} {note}", flush=True)
+
+    n = 256 << 20
+    src = torch.full((n,), 1.25, device=dev)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src))
+    add("copy d2d", "1 GiB f32", ms, 2.0 * n * 4 / (ms * 1e-3) / 1e9, "GB/s", "read + write")
+    del src, dst
+
+    for size in (4096, 8192):
+        g = torch.Generator(device=dev).manual_seed(size)
+        a = torch.randn(size, size, device=dev, generator=g).bfloat16()
+        b = torch.randn(size, size, device=dev, generator=g).bfloat16()
+        c = torch.empty(size, size, device=dev, dtype=torch.bfloat16)
+        ms = median_ms(lambda: torch.matmul(a, b, out=c))
+        add("gemm bf16", f"{size}x{size}x{size}", ms, 2.0 * size ** 3 / (ms * 1e-3) / 1e12, "TFLOP/s", "torch.matmul")
+        del a, b, c
+
+    B, H, T, D = 4, 16, 2048, 128
+    q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    flops = 4.0 * B * H * T * T * D / 2
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        ctx = lambda: sdpa_kernel(SDPBackend.FLASH_ATTENTION)
+    except ImportError:  # older PyTorch
+        import contextlib
+        ctx = contextlib.nullcontext
+    with ctx():
+        with torch.no_grad():
+            ms = median_ms(lambda: sdpa(q, k, v, is_causal=True))
+        add("attention fwd causal", f"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash SDPA")
+        do = torch.randn_like(q)
+
+        def fwd_bwd():
+            o = sdpa(q, k, v, is_causal=True)
+            o.backward(do)
+        ms = median_ms(fwd_bwd)
+        add("attention fwd+bwd", f"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash SDPA (fwd+bwd = 3.5x fwd flops)")
+
+    with open(args.out, "w") as f:
+        json.dump(dict(engine="torch " + torch.__version__, device=torch.cuda.get_device_name(), results=results), f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+// index_select, gather and scatter-add over strided tensors, plus the embedding backward.
+// `L` lays out the iterated shape with operands 0..2; the caller gives the data operand stride 0 on `axis`
+// and passes that axis' real stride separately, so an index value selects along it. Indices are I32 or I64.
+#include "prelude.cuh"
+
+__device__ __forceinline__ i64 load_index(const void* p, int idt, i64 i)
+{
+    return idt == DT_I32 ? (i64)((const int*)p)[i] : ((const i64*)p)[i];
+}
+
+// y[p] = x[p with coordinate axis replaced by index[p_axis]]; operands: y, x (stride 0 on axis), index (stride on axis only).
+extern "C" __global__ void index_select(Layout L, i64 n, void* y, const void* x, i64 xaxis, const void* index, int idt, int dt)
+{
+    int size = elem_size(dt);
+    GRID_STRIDE_LOOP(i, n)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(L, i, 3, o);
+        copy_bits(y, o[0], x, o[1] + load_index(index, idt, o[2]) * xaxis, size);
+    }
+}
+
+// y[p] = x[p with coordinate axis replaced by index[p]]; operands: y, x (stride 0 on axis), index.
+extern "C" __global__ void gather(Layout L, i64 n, void* y, const void* x, i64 xaxis, const void* index, int idt, int dt)
+{
+    int size = elem_size(dt);
+    GRID_STRIDE_LOOP(i, n)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(L, i, 3, o);
+        copy_bits(y, o[0], x, o[1] + load_index(index, idt, o[2]) * xaxis, size);
+    }
+}
+
+// 16-bit float add on a 32-bit compare-and-swap loop (bf16 or f16, rounded to nearest even per addition).
+__device__ void atomic_add_half(u16* p, float v, int dt)
+{
+    unsigned* word = (unsigned*)((size_t)p & ~(size_t)3);
+    unsigned shift = ((size_t)p & 2) ? 16 : 0;
+    unsigned old = *word, assumed;
+    do
+    {
+        assumed = old;
+        u16 h = (u16)((assumed >> shift) & 0xffffu);
+        float f = (dt == DT_BF16 ? bf16_to_f32(h) : f16_to_f32(h)) + v;
+        u16 r = dt == DT_BF16 ? f32_to_bf16(f) : f32_to_f16(f);
+        unsigned next = (assumed & ~(0xffffu << shift)) | ((unsigned)r << shift);
+        old = atomicCAS(word, assumed, next);
+    } while (old != assumed);
+}
+
+__device__ void atomic_add_u8(unsigned char* p, unsigned v)
+{
+    unsigned* word = (unsigned*)((size_t)p & ~(size_t)3);
+    unsigned shift = ((unsigned)((size_t)p & 3)) * 8;
+    unsigned old = *word, assumed;
+    do
+    {
+        assumed = old;
+        unsigned b = ((assumed >> shift) + v) & 0xffu;
+        old = atomicCAS(word, assumed, (assumed & ~(0xffu << shift)) | (b << shift));
+    } while (old != assumed);
+}
+
+__device__ __forceinline__ void atomic_add_any(void* dst, i64 i, const void* src, i64 j, int dt)
+{
+    switch (dt)
+    {
+        case DT_F32: atomicAdd((float*)dst + i, ((const float*)src)[j]); break;
+        case DT_F64: atomicAdd((double*)dst + i, ((const double*)src)[j]); break;
+        case DT_BF16: case DT_F16: atomic_add_half((u16*)dst + i, load<float>(src, dt, j), dt); break;
+        case DT_I32: atomicAdd((int*)dst + i, ((const int*)src)[j]); break;
+        case DT_I64: atomicAdd((unsigned long long*)dst + i, (unsigned long long)((const i64*)src)[j]); break;
+        default: atomic_add_u8((unsigned char*)dst + i, ((const unsigned char*)src)[j]); break;
+    }
+}
+
+// dst[p with coordinate axis replaced by index[p]] += src[p]; operands: dst (stride 0 on axis), src, index.
+// Contributions to one element arrive in no fixed order (atomics): float sums may differ in the last bits.
+extern "C" __global__ void scatter_add(Layout L, i64 n, void* dst, i64 daxis, const void* src, const void* index, int idt, int dt)
+{
+    GRID_STRIDE_LOOP(i, n)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(L, i, 3, o);
+        atomic_add_any(dst, o[0] + load_index(index, idt, o[2]) * daxis, src, o[1], dt);
+    }
+}
+
+// Embedding backward: dw[ids[t], :] += dy[t, :] into a float32 [vocab, dim] accumulator; dy contiguous [tokens, dim].
+extern "C" __global__ void embedding_backward(i64 tokens, i64 dim, float* dw, const void* ids, int idt, const void* dy, int dt)
+{
+    for (i64 t = blockIdx.x; t < tokens; t += gridDim.x)
+    {
+        i64 row = load_index(ids, idt, t);
+        for (i64 j = threadIdx.x; j < dim; j += blockDim.x) atomicAdd(dw + row * dim + j, load<float>(dy, dt, t * dim + j));
+    }
+}

@@ -1,0 +1,133 @@
+// RMSNorm (Hugging Face Qwen2RMSNorm semantics) and LayerNorm over the last axis, forward and backward,
+// one block per row. `rows` lays out the leading dims (operands: y, x); xcol, ycol, wcol are last-axis strides.
+// Optional per-row statistics (rstd, mean; float32, contiguous) are saved for the backward kernels.
+#include "prelude.cuh"
+
+extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y, int ydt, i64 ycol,
+                                    const void* x, int xdt, i64 xcol, const void* w, int wdt, i64 wcol, float eps, float* rstd_out)
+{
+    __shared__ double shared[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(rows_layout, row, 2, o);
+        if (xdt == DT_F64)
+        {
+            double s = 0;
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x) { double v = load<double>(x, xdt, o[1] + j * xcol); s += v * v; }
+            s = block_sum_d(s, shared);
+            double r = 1.0 / sqrt(s / (double)n + (double)eps);
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+                store<double>(y, ydt, o[0] + j * ycol, load<double>(w, wdt, j * wcol) * (load<double>(x, xdt, o[1] + j * xcol) * r));
+            if (rstd_out && threadIdx.x == 0) rstd_out[row] = (float)r;
+        }
+        else
+        {
+            float s = 0;
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x) { float v = load<float>(x, xdt, o[1] + j * xcol); s += v * v; }
+            s = block_sum(s, (float*)shared);
+            float r = 1.0f / sqrtf(s / (float)n + eps);
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+            {
+                float h = load<float>(x, xdt, o[1] + j * xcol) * r;
+                // HF rounds the normalised value to the input dtype before the weight multiplies it.
+                if (xdt == DT_BF16) h = bf16_to_f32(f32_to_bf16(h));
+                else if (xdt == DT_F16) h = f16_to_f32(f32_to_f16(h));
+                store<float>(y, ydt, o[0] + j * ycol, load<float>(w, wdt, j * wcol) * h);
+            }
+            if (rstd_out && threadIdx.x == 0) rstd_out[row] = r;
+        }
+        __syncthreads();
+    }
+}
+
+// dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/n; dw += Σ_rows dy⊙x·r (float32 atomics). Contiguous [rows, n] tensors.
+extern "C" __global__ void rms_norm_backward(i64 rows, i64 n, void* dx, const void* dy, const void* x, int dt,
+                                             const void* w, int wdt, const float* rstd, float* dw)
+{
+    __shared__ float shared[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    {
+        i64 base = row * n;
+        float r = rstd[row], dot = 0;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+            dot += load<float>(w, wdt, j) * load<float>(dy, dt, base + j) * load<float>(x, dt, base + j);
+        dot = block_sum(dot, shared);
+        float c = r * r * r * dot / (float)n;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+        {
+            float g = load<float>(dy, dt, base + j), xv = load<float>(x, dt, base + j);
+            store<float>(dx, dt, base + j, r * load<float>(w, wdt, j) * g - xv * c);
+            if (dw) atomicAdd(dw + j, g * xv * r);
+        }
+        __syncthreads();
+    }
+}
+
+// y = (x − mean)/√(var + eps)·w + b with the biased variance; statistics in float64. w, b may be null.
+extern "C" __global__ void layer_norm(Layout rows_layout, i64 rows, i64 n, void* y, i64 ycol, const void* x, i64 xcol, int dt,
+                                      const void* w, const void* b, int wdt, i64 wcol, i64 bcol, double eps, float* mean_out, float* rstd_out)
+{
+    __shared__ double shared[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(rows_layout, row, 2, o);
+        double s = 0;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x) s += load<double>(x, dt, o[1] + j * xcol);
+        double mean = block_sum_d(s, shared) / (double)n;
+        double q = 0;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x) { double d = load<double>(x, dt, o[1] + j * xcol) - mean; q += d * d; }
+        double var = block_sum_d(q, shared) / (double)n;
+        double r = 1.0 / sqrt(var + eps);
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+        {
+            if (dt == DT_F64)
+            {
+                double h = (load<double>(x, dt, o[1] + j * xcol) - mean) * r;
+                if (w) h *= load<double>(w, wdt, j * wcol);
+                if (b) h += load<double>(b, wdt, j * bcol);
+                store<double>(y, dt, o[0] + j * ycol, h);
+            }
+            else
+            {
+                float h = (load<float>(x, dt, o[1] + j * xcol) - (float)mean) * (float)r;
+                if (w) h *= load<float>(w, wdt, j * wcol);
+                if (b) h += load<float>(b, wdt, j * bcol);
+                store<float>(y, dt, o[0] + j * ycol, h);
+            }
+        }
+        if (threadIdx.x == 0) { if (mean_out) mean_out[row] = (float)mean; if (rstd_out) rstd_out[row] = (float)r; }
+        __syncthreads();
+    }
+}
+
+// x̂ = (x − mean)·r, g = dy⊙w; dx = r·(g − mean(g) − x̂·mean(g⊙x̂)); dw += Σ dy⊙x̂, db += Σ dy (float32 atomics).
+extern "C" __global__ void layer_norm_backward(i64 rows, i64 n, void* dx, const void* dy, const void* x, int dt, const void* w, int wdt,
+                                               const float* mean, const float* rstd, float* dw, float* db)
+{
+    __shared__ float shared[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    {
+        i64 base = row * n;
+        float mu = mean[row], r = rstd[row], sg = 0, sgx = 0;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+        {
+            float xh = (load<float>(x, dt, base + j) - mu) * r;
+            float g = load<float>(dy, dt, base + j) * (w ? load<float>(w, wdt, j) : 1.0f);
+            sg += g; sgx += g * xh;
+        }
+        sg = block_sum(sg, shared) / (float)n;
+        sgx = block_sum(sgx, shared) / (float)n;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+        {
+            float d = load<float>(dy, dt, base + j);
+            float xh = (load<float>(x, dt, base + j) - mu) * r;
+            float g = d * (w ? load<float>(w, wdt, j) : 1.0f);
+            store<float>(dx, dt, base + j, r * (g - sg - xh * sgx));
+            if (dw) atomicAdd(dw + j, d * xh);
+            if (db) atomicAdd(db + j, d);
+        }
+        __syncthreads();
+    }
+}

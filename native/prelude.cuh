@@ -1,0 +1,175 @@
+// Shared by every kernel file (given to NVRTC as an in-memory header, to nvcc by include path).
+// Header-free: no CUDA headers; bf16 and f16 travel as 16-bit integers with our own conversions.
+#pragma once
+
+typedef unsigned short u16;
+typedef long long i64;
+
+// Element types, numbered as Parrot.Tensors.DType.
+#define DT_F32 0
+#define DT_F64 1
+#define DT_BF16 2
+#define DT_F16 3
+#define DT_I32 4
+#define DT_I64 5
+#define DT_U8 6
+#define DT_BOOL 7
+
+#define MAX_RANK 8
+#define MAX_OPERANDS 4
+
+// Shape of an iteration space and each operand's strides (in elements) over it; operand 0 is the output.
+struct Layout
+{
+    i64 rank;
+    i64 size[MAX_RANK];
+    i64 stride[MAX_OPERANDS][MAX_RANK];
+};
+
+// Element offsets of the first `count` operands for C-order position `flat`.
+__device__ __forceinline__ void offsets(const Layout& L, i64 flat, int count, i64* off)
+{
+    if (L.rank == 1)
+    {
+        // Most layouts merge to one dim: no 64-bit division (which the GPU emulates in software).
+        for (int k = 0; k < MAX_OPERANDS; k++) off[k] = k < count ? flat * L.stride[k][0] : 0;
+        return;
+    }
+    for (int k = 0; k < MAX_OPERANDS; k++) off[k] = 0;
+    for (int d = (int)L.rank - 1; d >= 0; d--)
+    {
+        i64 s = L.size[d];
+        i64 c = flat % s;
+        flat /= s;
+        for (int k = 0; k < count; k++) off[k] += c * L.stride[k][d];
+    }
+}
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((unsigned)h) << 16); }
+
+// Round to nearest even; NaN stays NaN (quiet bit set), infinities stay infinite.
+__device__ __forceinline__ u16 f32_to_bf16(float f)
+{
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (u16)(u >> 16);
+}
+
+__device__ __forceinline__ float f16_to_f32(u16 h)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ u16 f32_to_f16(float f)
+{
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// Load element i of a tensor of element type dt as T (float, double or i64).
+template <typename T>
+__device__ __forceinline__ T load(const void* p, int dt, i64 i)
+{
+    switch (dt)
+    {
+        case DT_F32: return (T)((const float*)p)[i];
+        case DT_F64: return (T)((const double*)p)[i];
+        case DT_BF16: return (T)bf16_to_f32(((const u16*)p)[i]);
+        case DT_F16: return (T)f16_to_f32(((const u16*)p)[i]);
+        case DT_I32: return (T)((const int*)p)[i];
+        case DT_I64: return (T)((const i64*)p)[i];
+        default: return (T)((const unsigned char*)p)[i];
+    }
+}
+
+// Store v as element i of a tensor of element type dt (16-bit floats rounded to nearest even).
+template <typename T>
+__device__ __forceinline__ void store(void* p, int dt, i64 i, T v)
+{
+    switch (dt)
+    {
+        case DT_F32: ((float*)p)[i] = (float)v; break;
+        case DT_F64: ((double*)p)[i] = (double)v; break;
+        case DT_BF16: ((u16*)p)[i] = f32_to_bf16((float)v); break;
+        case DT_F16: ((u16*)p)[i] = f32_to_f16((float)v); break;
+        case DT_I32: ((int*)p)[i] = (int)v; break;
+        case DT_I64: ((i64*)p)[i] = (i64)v; break;
+        case DT_BOOL: ((unsigned char*)p)[i] = v != (T)0 ? 1 : 0; break;
+        default: ((unsigned char*)p)[i] = (unsigned char)v; break;
+    }
+}
+
+__device__ __forceinline__ int elem_size(int dt)
+{
+    return dt == DT_F64 || dt == DT_I64 ? 8 : dt == DT_F32 || dt == DT_I32 ? 4 : dt == DT_BF16 || dt == DT_F16 ? 2 : 1;
+}
+
+// Copies element bits (every dtype) from src[si] to dst[di].
+__device__ __forceinline__ void copy_bits(void* dst, i64 di, const void* src, i64 si, int size)
+{
+    switch (size)
+    {
+        case 8: ((i64*)dst)[di] = ((const i64*)src)[si]; break;
+        case 4: ((int*)dst)[di] = ((const int*)src)[si]; break;
+        case 2: ((u16*)dst)[di] = ((const u16*)src)[si]; break;
+        default: ((unsigned char*)dst)[di] = ((const unsigned char*)src)[si]; break;
+    }
+}
+
+#define GRID_STRIDE_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
+
+// Block-wide reductions over blockDim.x threads (a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float block_sum(float v, float* shared32)
+{
+    v = warp_sum(v);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0) shared32[warp] = v;
+    __syncthreads();
+    v = lane < warps ? shared32[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ __forceinline__ float block_max(float v, float* shared32)
+{
+    v = warp_max(v);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0) shared32[warp] = v;
+    __syncthreads();
+    v = lane < warps ? shared32[lane] : -__int_as_float(0x7f800000);
+    return warp_max(v);
+}
+
+__device__ __forceinline__ double warp_sum_d(double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ double block_sum_d(double v, double* shared32)
+{
+    v = warp_sum_d(v);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0) shared32[warp] = v;
+    __syncthreads();
+    v = lane < warps ? shared32[lane] : 0.0;
+    return warp_sum_d(v);
+}

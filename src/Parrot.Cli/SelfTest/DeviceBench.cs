@@ -1,0 +1,88 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Parrot.Tensors;
+using Parrot.Tensors.Cuda;
+
+namespace Parrot.Cli.SelfTest;
+
+/// <summary>
+/// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
+/// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, and
+/// attention forward at sequence 2048, head dim 128 (reported as not implemented until the fused kernel lands).
+/// </summary>
+internal static class DeviceBench
+{
+    internal sealed record Result(string Name, string Shape, double Milliseconds, double Rate, string Unit, string Note);
+
+    internal static List<Result> Run(CudaBackend cuda, Device device, TextWriter log)
+    {
+        var results = new List<Result>();
+        void Add(Result r)
+        {
+            results.Add(r);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench {r.Name,-22} {r.Shape,-28} {r.Milliseconds,10:F3} ms {r.Rate,10:F1} {r.Unit} {r.Note}"));
+        }
+
+        {
+            long n = 256L << 20; // 1 GiB of float32
+            using var src = Tensor.Zeros([(int)n], DType.F32, device);
+            using var dst = Tensor.Empty([(int)n], DType.F32, device);
+            src.Fill(1.25);
+            double ms = cuda.MedianMilliseconds(() => cuda.Copy(src, dst));
+            Add(new("copy d2d", "1 GiB f32", ms, 2.0 * n * 4 / (ms * 1e-3) / 1e9, "GB/s", "read + write"));
+        }
+        foreach (int n in new[] { 4096, 8192 })
+        {
+            using var a = Tensor.Normal([n, n], 1, 0, 1, DType.BF16, device);
+            using var b = Tensor.Normal([n, n], 2, 0, 1, DType.BF16, device);
+            using var c = Tensor.Empty([n, n], DType.BF16, device);
+            double ms = cuda.MedianMilliseconds(() => cuda.MatMul(a, b, c));
+            Add(new("gemm bf16", $"{n}x{n}x{n}", ms, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12, "TFLOP/s", "cuBLASLt, fp32 accumulate"));
+        }
+        {
+            const int B = 4, H = 16, T = 2048, D = 128;
+            using var q = Tensor.Normal([B, H, T, D], 3, 0, 1, DType.BF16, device);
+            using var k = Tensor.Normal([B, H, T, D], 4, 0, 1, DType.BF16, device);
+            using var v = Tensor.Normal([B, H, T, D], 5, 0, 1, DType.BF16, device);
+            using var o = Tensor.Empty([B, H, T, D], DType.BF16, device);
+            double flops = 4.0 * B * H * (double)T * T * D / 2; // causal: half of the two products
+            try
+            {
+                double ms = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
+                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", ""));
+            }
+            catch (NotSupportedException e)
+            {
+                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", double.NaN, double.NaN, "TFLOP/s", "not implemented: " + e.Message.Split('\n')[0]));
+            }
+        }
+        return results;
+    }
+
+    internal static string Json(string description, List<Result> results)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteString("engine", "parrot");
+            w.WriteString("device", description);
+            w.WriteStartArray("results");
+            foreach (var r in results)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", r.Name);
+                w.WriteString("shape", r.Shape);
+                if (double.IsNaN(r.Milliseconds)) w.WriteNull("ms"); else w.WriteNumber("ms", Math.Round(r.Milliseconds, 4));
+                if (double.IsNaN(r.Rate)) w.WriteNull("rate"); else w.WriteNumber("rate", Math.Round(r.Rate, 2));
+                w.WriteString("unit", r.Unit);
+                w.WriteString("note", r.Note);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+}

@@ -1,0 +1,36 @@
+using Parrot.Tensors;
+
+namespace Parrot.Cli.SelfTest;
+
+/// <summary>
+/// One op checked by `parrot selftest`: seeded inputs (float inputs in the case's dtype, integer inputs as they
+/// are), the op written against the <see cref="Tensor"/> API (so it runs on whatever device its inputs live on),
+/// whether its result must match exactly (integer and Bool results), and a tolerance of its own where the result
+/// is stored in a narrower type than the case's dtype.
+/// </summary>
+internal sealed record SelfTestCase(string Name, Func<Random, DType, Tensor[]> Inputs, Func<Tensor[], Tensor> Run, bool Exact = false, double? Tolerance = null)
+{
+    /// <summary>Normal(0, 1) values of <paramref name="shape"/>, rounded to <paramref name="dtype"/>.</summary>
+    internal static Tensor Normal(Random rng, DType dtype, params int[] shape)
+    {
+        using var f = Tensor.Normal(shape, (ulong)rng.NextInt64(), 0, 1);
+        return f.To(dtype);
+    }
+
+    /// <summary>Positive values in [lo, hi), rounded to <paramref name="dtype"/>.</summary>
+    internal static Tensor Positive(Random rng, DType dtype, double lo, double hi, params int[] shape)
+    {
+        using var f = Tensor.Uniform(shape, (ulong)rng.NextInt64(), lo, hi);
+        return f.To(dtype);
+    }
+
+    /// <summary>Int64 values in [0, max) of <paramref name="shape"/>.</summary>
+    internal static Tensor Indices(Random rng, int max, params int[] shape)
+    {
+        long n = 1;
+        foreach (var d in shape) n *= d;
+        var v = new long[n];
+        for (long i = 0; i < n; i++) v[i] = rng.Next(max);
+        return Tensor.FromArray(v, shape);
+    }
+}

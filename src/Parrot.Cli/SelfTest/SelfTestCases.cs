@@ -1,0 +1,121 @@
+using Parrot.Tensors;
+using static Parrot.Cli.SelfTest.SelfTestCase;
+
+namespace Parrot.Cli.SelfTest;
+
+/// <summary>The ops `parrot selftest` checks, on small shapes chosen to cover broadcasting, strides and row ops.</summary>
+internal static class SelfTestCases
+{
+    internal static IReadOnlyList<SelfTestCase> All { get; } = Build();
+
+    /// <summary>An additive [2, 1, 1, 32] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
+    private static Tensor PaddingMask(Random r, DType t)
+    {
+        var m = new float[2 * 32];
+        for (int b = 0; b < 2; b++)
+        {
+            int hidden = r.Next(1, 6);
+            for (int j = 32 - hidden; j < 32; j++) m[b * 32 + j] = float.NegativeInfinity;
+        }
+        using var f = Tensor.FromArray(m, 2, 1, 1, 32);
+        return f.To(t);
+    }
+
+    private static List<SelfTestCase> Build()
+    {
+        var c = new List<SelfTestCase>();
+        Tensor[] One(Random r, DType t) => [Normal(r, t, 48, 80)];
+        Tensor[] Pos(Random r, DType t) => [Positive(r, t, 0.1, 4, 48, 80)];
+        Tensor[] Two(Random r, DType t) => [Normal(r, t, 48, 80), Normal(r, t, 80)];
+
+        // Elementwise: copies, casts, unary maps, broadcasting and strided binary ops, where, comparisons.
+        c.Add(new("copy (transposed view)", One, x => x[0].Transpose(0, 1).Contiguous()));
+        c.Add(new("cast to bf16 and back", One, x => { using var h = x[0].To(DType.BF16); return h.To(x[0].DType); }));
+        c.Add(new("cast to f32", One, x => x[0].To(DType.F32)));
+        c.Add(new("fill", One, x => { var y = x[0].Clone(); y.Fill(0.375); return y; }));
+        foreach (var (name, op) in new (string, UnaryOp)[]
+        {
+            ("neg", UnaryOp.Neg), ("abs", UnaryOp.Abs), ("exp", UnaryOp.Exp), ("tanh", UnaryOp.Tanh), ("sigmoid", UnaryOp.Sigmoid),
+            ("silu", UnaryOp.Silu), ("gelu (erf)", UnaryOp.GeluErf), ("gelu (tanh)", UnaryOp.GeluTanh), ("quick gelu", UnaryOp.QuickGelu),
+            ("relu", UnaryOp.Relu), ("sin", UnaryOp.Sin), ("cos", UnaryOp.Cos), ("square", UnaryOp.Square), ("erf", UnaryOp.Erf),
+        })
+            c.Add(new(name, One, x => x[0].Map(op)));
+        foreach (var (name, op) in new (string, UnaryOp)[] { ("log", UnaryOp.Log), ("sqrt", UnaryOp.Sqrt), ("rsqrt", UnaryOp.Rsqrt), ("reciprocal", UnaryOp.Reciprocal) })
+            c.Add(new(name, Pos, x => x[0].Map(op)));
+        c.Add(new("add (broadcast row)", Two, x => x[0] + x[1]));
+        c.Add(new("sub (broadcast, transposed)", (r, t) => [Normal(r, t, 80, 48), Normal(r, t, 80, 1)], x => { using var tr = x[0].Transpose(0, 1); using var b = x[1].Transpose(0, 1); return tr - b; }));
+        c.Add(new("mul (broadcast row)", Two, x => x[0] * x[1]));
+        c.Add(new("div", (r, t) => [Normal(r, t, 48, 80), Positive(r, t, 0.5, 2, 48, 80)], x => x[0] / x[1]));
+        c.Add(new("pow", (r, t) => [Positive(r, t, 0.1, 3, 48, 80), Normal(r, t, 48, 80)], x => x[0].Pow(x[1])));
+        c.Add(new("maximum", Two, x => x[0].Maximum(x[1])));
+        c.Add(new("minimum", Two, x => x[0].Minimum(x[1])));
+        c.Add(new("greater than (bool)", Two, x => x[0].Gt(x[1]), Exact: true));
+        c.Add(new("where", (r, t) => [Normal(r, t, 48, 80), Normal(r, t, 48, 80), Normal(r, t, 80)],
+            x => { using var zero = Tensor.Zeros([1], x[0].DType, x[0].Device); using var m = x[0].Gt(zero); return Tensor.Where(m, x[1], x[2]); }));
+
+        // Reductions.
+        c.Add(new("sum (last axis)", One, x => x[0].Sum(-1)));
+        c.Add(new("sum (first axis)", One, x => x[0].Sum(0)));
+        c.Add(new("mean (all)", One, x => x[0].Mean([0, 1], false)));
+        c.Add(new("max (last axis)", One, x => x[0].Max(-1)));
+        c.Add(new("min (first axis)", One, x => x[0].Min(0)));
+        c.Add(new("sum of squares", One, x => x[0].SumOfSquares(-1)));
+        c.Add(new("argmax (last axis)", One, x => x[0].ArgMax(-1), Exact: true));
+        c.Add(new("argmin (first axis)", One, x => x[0].ArgMin(0), Exact: true));
+        c.Add(new("top-k values", One, x => { var (v, i) = x[0].TopK(5); i.Dispose(); return v; }));
+
+        // Row ops.
+        c.Add(new("softmax", (r, t) => [Normal(r, t, 32, 1000)], x => x[0].Softmax(-1)));
+        c.Add(new("log-softmax", (r, t) => [Normal(r, t, 32, 1000)], x => x[0].LogSoftmax(-1)));
+        c.Add(new("softmax (strided rows)", (r, t) => [Normal(r, t, 96, 40)], x => { using var tr = x[0].Transpose(0, 1); return tr.Softmax(-1); }));
+        c.Add(new("layer norm", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 384), Normal(r, t, 384)], x => x[0].LayerNorm(x[1], x[2])));
+        c.Add(new("rms norm", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 384)], x => x[0].RmsNorm(x[1])));
+        c.Add(new("rope", (r, t) => [Normal(r, t, 2, 4, 24, 64)], x =>
+        {
+            var (cos, sin) = Tensor.RopeTables(0, 24, 64, 10000.0, x[0].Device);
+            using (cos) using (sin)
+            {
+                using var c2 = cos.To(x[0].DType);
+                using var s2 = sin.To(x[0].DType);
+                return x[0].ApplyRope(c2, s2);
+            }
+        }));
+        c.Add(new("cross-entropy (mean)", (r, t) => [Normal(r, t, 64, 3000), Indices(r, 3000, 64)], x => Tensor.CrossEntropy(x[0], x[1])));
+
+        // Indexing.
+        c.Add(new("embedding", (r, t) => [Normal(r, t, 500, 64), Indices(r, 500, 4, 33)], x => Tensor.Embedding(x[0], x[1])));
+        c.Add(new("index select (axis 1)", (r, t) => [Normal(r, t, 30, 70), Indices(r, 70, 25)], x => x[0].IndexSelect(1, x[1])));
+        c.Add(new("gather (axis 1)", (r, t) => [Normal(r, t, 30, 70), Indices(r, 70, 30, 20)], x => x[0].Gather(1, x[1])));
+        c.Add(new("scatter-add (axis 0)", (r, t) => [Normal(r, t, 50, 16), Indices(r, 50, 200, 16), Normal(r, t, 200, 16)],
+            x => x[0].ScatterAdd(0, x[1], x[2])));
+
+        // Matrix products.
+        c.Add(new("matmul 2-D", (r, t) => [Normal(r, t, 96, 128), Normal(r, t, 128, 80)], x => Tensor.MatMul(x[0], x[1])));
+        c.Add(new("matmul batched", (r, t) => [Normal(r, t, 3, 40, 64), Normal(r, t, 3, 64, 72)], x => Tensor.MatMul(x[0], x[1])));
+        c.Add(new("matmul broadcast b", (r, t) => [Normal(r, t, 3, 40, 64), Normal(r, t, 64, 72)], x => Tensor.MatMul(x[0], x[1])));
+        c.Add(new("matmul transposed b (x·wᵀ)", (r, t) => [Normal(r, t, 50, 64), Normal(r, t, 96, 64)], x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }));
+        c.Add(new("matmul to float32", (r, t) => [Normal(r, t, 96, 128), Normal(r, t, 128, 80)], x => Tensor.MatMul(x[0], x[1], x[0].DType == DType.F64 ? null : DType.F32)));
+
+        // Optimiser: three AdamW steps on float32 master weights with gradients in the case's dtype.
+        c.Add(new("adamw (3 steps)", (r, t) => [Normal(r, DType.F32, 4000), Normal(r, t, 4000)], x =>
+        {
+            var p = x[0].Clone();
+            using var m = Tensor.Zeros(p.Shape, p.DType, p.Device);
+            using var v = Tensor.Zeros(p.Shape, p.DType, p.Device);
+            for (int s = 1; s <= 3; s++) p.Backend.AdamW(p, x[1], m, v, new AdamWStep(1e-2, 0.9, 0.999, 1e-8, 0.1, s));
+            return p;
+        }));
+
+        c.AddRange(SelfTestFusedCases.All());
+        c.AddRange(SelfTestModelCases.All());
+
+        // Attention (composite reference when the fused kernel is absent).
+        c.Add(new("attention (causal, GQA)", (r, t) => [Normal(r, t, 1, 4, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 2, 32, 64)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
+        c.Add(new("attention (mask, kv-cache offset)", (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 4, 32, 80), Normal(r, t, 2, 4, 32, 80), PaddingMask(r, t)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 24)));
+        c.Add(new("attention log-sum-exp", (r, t) => [Normal(r, t, 1, 4, 16, 128), Normal(r, t, 1, 1, 16, 128), Normal(r, t, 1, 1, 16, 128)],
+            x => { using var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true); return lse; }));
+        return c;
+    }
+}

@@ -1,0 +1,71 @@
+namespace Parrot.Tensors.Cuda;
+
+public sealed partial class CudaBackend
+{
+    /// <summary>Threads per block for one-block-per-row kernels over rows of length <paramref name="n"/>.</summary>
+    private static uint RowBlock(long n) => n >= 2048 ? 512u : n >= 512 ? 256u : n >= 128 ? 128u : 64u;
+
+    /// <inheritdoc/>
+    public void Softmax(Tensor x, Tensor y, bool log)
+    {
+        int last = x.Rank - 1;
+        if (x.Count == 0) return;
+        if (last < 0) throw Missing("Softmax", "a rank-0 tensor");
+        var (L, rows) = RowsLayout("Softmax", x, y, last);
+        long n = x.Shape[last];
+        using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType)).Add(log ? 1 : 0);
+        _kernels.Launch("softmax.cu", "softmax", CudaKernels.RowGrid(rows), RowBlock(n), a);
+    }
+
+    /// <inheritdoc/>
+    public void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, double eps, Tensor y)
+    {
+        int last = x.Rank - 1;
+        if (x.Count == 0) return;
+        var (L, rows) = RowsLayout("LayerNorm", x, y, last);
+        long n = x.Shape[last];
+        DType wdt = weight?.DType ?? bias?.DType ?? DType.F32;
+        if (weight is not null && bias is not null && weight.DType != bias.DType)
+            throw Missing("LayerNorm", $"weight {weight.DType.Name()} with bias {bias.DType.Name()} of another dtype");
+        using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType))
+            .Ptr(weight).Ptr(bias).Add(Code(wdt)).Add(weight?.Strides[0] ?? 0L).Add(bias?.Strides[0] ?? 0L).Add(eps).Add(0UL).Add(0UL);
+        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+    }
+
+    /// <inheritdoc/>
+    public void RmsNorm(Tensor x, Tensor weight, double eps, Tensor y)
+    {
+        int last = x.Rank - 1;
+        if (x.Count == 0) return;
+        var (L, rows) = RowsLayout("RmsNorm", x, y, last);
+        long n = x.Shape[last];
+        using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(Code(y.DType)).Add(y.Strides[last])
+            .Ptr(x).Add(Code(x.DType)).Add(x.Strides[last]).Ptr(weight).Add(Code(weight.DType)).Add(weight.Strides[0]).Add((float)eps).Add(0UL);
+        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+    }
+
+    /// <inheritdoc/>
+    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow) => CrossEntropyCore(logits, targets, ignoreIndex, lossPerRow, null);
+
+    private void CrossEntropyCore(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp)
+    {
+        long rows = logits.Shape[0], n = logits.Shape[1];
+        if (rows == 0) return;
+        // Validate every target before anything is written (one small kernel and a read of one number).
+        using (var flag = Tensor.Full([1], rows, DType.I64, Device))
+        {
+            using (var c = new KernelArgs().Add(rows).Ptr(targets).Add(targets.Strides[0]).Add(n).Add((long)ignoreIndex).Ptr(flag))
+                _kernels.Launch("cross_entropy.cu", "cross_entropy_check", _kernels.GridFor(rows), 256, c);
+            long bad = flag.ToLongArray()[0];
+            if (bad < rows)
+            {
+                using var row = targets.Narrow(0, (int)bad, 1);
+                long value = row.ToLongArray()[0];
+                throw new ArgumentOutOfRangeException(nameof(targets), $"CrossEntropy: target {value} in row {bad} is outside 0..{n - 1} and is not the ignore index {ignoreIndex}");
+            }
+        }
+        using var a = new KernelArgs().Add(rows).Add(n).Ptr(logits).Add(Code(logits.DType)).Add(logits.Strides[0]).Add(logits.Strides[1])
+            .Ptr(targets).Add(targets.Strides[0]).Add((long)ignoreIndex).Ptr(lossPerRow).Add(Code(lossPerRow.DType)).Add(lossPerRow.Strides[0]).Ptr(logSumExp);
+        _kernels.Launch("cross_entropy.cu", "cross_entropy_forward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+    }
+}

@@ -1,0 +1,106 @@
+namespace Parrot.Tensors.Cuda;
+
+public sealed partial class CudaBackend
+{
+    /// <inheritdoc/>
+    public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep s) => AdamW(param, grad, m, v, s, null);
+
+    /// <summary>
+    /// AdamW as <see cref="IBackend.AdamW"/>, and when <paramref name="bf16Weights"/> is given (contiguous, param's
+    /// shape, BF16) the updated float32 master weights are also written there rounded to bf16, in the same pass.
+    /// </summary>
+    public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep s, Tensor? bf16Weights)
+    {
+        long n = param.Count;
+        if (n == 0) return;
+        if (bf16Weights is not null && (bf16Weights.DType != DType.BF16 || bf16Weights.Count != n || !bf16Weights.IsContiguous))
+            throw new ArgumentException($"AdamW: the bf16 copy must be a contiguous BF16 tensor of {n} elements, got {bf16Weights.DType.Name()} {bf16Weights.ShapeString()}");
+        double decay = 1 - s.LearningRate * s.WeightDecay;
+        double bc1 = 1 - Math.Pow(s.Beta1, s.Step), bc2 = 1 - Math.Pow(s.Beta2, s.Step);
+        using var a = new KernelArgs().Add(n).Ptr(param).Ptr(grad).Add(Code(grad.DType)).Ptr(m).Ptr(v).Add(Code(param.DType))
+            .Add(decay).Add(s.Beta1).Add(s.Beta2).Add(s.Epsilon).Add(s.LearningRate / bc1).Add(Math.Sqrt(bc2)).Ptr(bf16Weights);
+        _kernels.Launch("adamw.cu", "adamw", _kernels.GridFor(n), 256, a);
+    }
+
+    /// <summary>One parameter for <see cref="AdamWMulti"/>: master weights, gradient, moments, optional bf16 copy.</summary>
+    public readonly record struct AdamWTensor(Tensor Param, Tensor Grad, Tensor M, Tensor V, Tensor? Bf16Weights = null);
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct AdamWEntry
+    {
+        internal ulong P, G, M, V, Bf16;
+        internal long N;
+        internal int GDType, PDType;
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(64)]
+    private struct AdamWTable { private AdamWEntry _first; }
+
+    /// <summary>
+    /// One AdamW step over many parameters in few launches (64 tensors each), the update of
+    /// <see cref="AdamW(Tensor, Tensor, Tensor, Tensor, AdamWStep, Tensor?)"/> for every entry. All entries share the
+    /// step's scalars; each tensor is contiguous, as for the single-tensor form.
+    /// </summary>
+    public void AdamWMulti(IReadOnlyList<AdamWTensor> tensors, AdamWStep s)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        double decay = 1 - s.LearningRate * s.WeightDecay;
+        double bc1 = 1 - Math.Pow(s.Beta1, s.Step), bc2 = 1 - Math.Pow(s.Beta2, s.Step);
+        for (int start = 0; start < tensors.Count; start += 64)
+        {
+            var table = new AdamWTable();
+            int count = Math.Min(64, tensors.Count - start);
+            long largest = 0;
+            for (int i = 0; i < count; i++)
+            {
+                var t = tensors[start + i];
+                if (t.Bf16Weights is { } w && (w.DType != DType.BF16 || w.Count != t.Param.Count || !w.IsContiguous))
+                    throw new ArgumentException($"AdamWMulti: entry {start + i}: the bf16 copy must be a contiguous BF16 tensor of {t.Param.Count} elements");
+                table[i] = new AdamWEntry
+                {
+                    P = (ulong)t.Param.DataPointer, G = (ulong)t.Grad.DataPointer, M = (ulong)t.M.DataPointer, V = (ulong)t.V.DataPointer,
+                    Bf16 = t.Bf16Weights is null ? 0 : (ulong)t.Bf16Weights.DataPointer, N = t.Param.Count,
+                    GDType = Code(t.Grad.DType), PDType = Code(t.Param.DType),
+                };
+                largest = Math.Max(largest, t.Param.Count);
+            }
+            if (largest == 0) continue;
+            using var a = new KernelArgs().Add(table).Add(count).Add(decay).Add(s.Beta1).Add(s.Beta2).Add(s.Epsilon).Add(s.LearningRate / bc1).Add(Math.Sqrt(bc2));
+            uint blocks = (uint)Math.Clamp((largest + 255) / 256, 1, Math.Max(1, _context.MultiprocessorCount * 8 / count + 1));
+            _kernels.Launch("adamw.cu", "adamw_multi", blocks, 256, a, gridY: (uint)count);
+        }
+    }
+
+    /// <summary>Element strides of the attention operands, as the kernel's AttnStrides struct.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private unsafe struct AttnStrides
+    {
+        internal fixed long Q[4], K[4], V[4], O[4], M[4], L[3];
+    }
+
+    /// <summary>
+    /// Fused attention forward (native/attention.cu): one warp per query row with an online softmax, any strides,
+    /// grouped-query heads, causal and additive masks, head dims up to 256. A first, simple kernel: correct,
+    /// not yet fast (the tiled tensor-core kernel and its backward are the next step).
+    /// </summary>
+    public unsafe void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        if (D > 256 || Dv > 256) throw Missing("Attention", $"head dims above 256 (q {D}, v {Dv})");
+        long rows = (long)B * H * T;
+        if (rows == 0 || Dv == 0) return;
+        var st = new AttnStrides();
+        for (int i = 0; i < 4; i++)
+        {
+            st.Q[i] = q.Strides[i]; st.K[i] = k.Strides[i]; st.V[i] = v.Strides[i]; st.O[i] = output.Strides[i];
+            st.M[i] = mask is null ? 0 : mask.Strides[i];
+        }
+        for (int i = 0; i < 3; i++) st.L[i] = logSumExp is null ? 0 : logSumExp.Strides[i];
+        using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
+            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale);
+        const int warpsPerBlock = 4;
+        uint grid = (uint)Math.Clamp((rows + warpsPerBlock - 1) / warpsPerBlock, 1, (long)_context.MultiprocessorCount * 64);
+        _kernels.Launch("attention.cu", "attention_forward", grid, 32 * warpsPerBlock, a);
+    }
+}

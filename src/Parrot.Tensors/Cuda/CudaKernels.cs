@@ -1,0 +1,88 @@
+using System.Runtime.InteropServices;
+using Parrot.Tensors.Cuda.Interop;
+
+namespace Parrot.Tensors.Cuda;
+
+/// <summary>
+/// Loads the modules of native/*.cu on first use (through <see cref="KernelCache"/>: NVRTC or a fatbin) and
+/// launches their kernels on the context's stream. A launch error is reported naming the kernel.
+/// </summary>
+internal sealed unsafe class CudaKernels
+{
+    private readonly CudaContext _context;
+    private readonly Dictionary<string, nint> _modules = new();
+    private readonly Dictionary<(string, string), nint> _functions = new();
+    private readonly Lock _gate = new();
+
+    internal CudaKernels(CudaContext context) => _context = context;
+
+    /// <summary>The kernel <paramref name="name"/> of file <paramref name="file"/> ("softmax.cu").</summary>
+    internal nint Function(string file, string name)
+    {
+        lock (_gate)
+        {
+            if (_functions.TryGetValue((file, name), out nint f)) return f;
+            _context.MakeCurrent();
+            if (!_modules.TryGetValue(file, out nint module))
+            {
+                byte[] image = KernelCache.Image(file, _context.Major, _context.Minor);
+                fixed (byte* p = image) Driver.Check(Driver.cuModuleLoadData(out module, p), $"cuModuleLoadData({file})");
+                _modules[file] = module;
+            }
+            Driver.Check(Driver.cuModuleGetFunction(out f, module, name), $"cuModuleGetFunction({file}: {name})");
+            _functions[(file, name)] = f;
+            return f;
+        }
+    }
+
+    /// <summary>Blocks for a grid-stride loop over <paramref name="n"/> elements of 256-thread blocks.</summary>
+    internal uint GridFor(long n, int block = 256) =>
+        (uint)Math.Clamp((n + block - 1) / block, 1, (long)_context.MultiprocessorCount * 32);
+
+    /// <summary>Blocks for one-block-per-row kernels (they loop when rows exceed the grid).</summary>
+    internal static uint RowGrid(long rows) => (uint)Math.Clamp(rows, 1, 1 << 20);
+
+    /// <summary>Launches <paramref name="name"/> of <paramref name="file"/>; <paramref name="args"/> holds the parameters in order.</summary>
+    internal void Launch(string file, string name, uint grid, uint block, KernelArgs args, uint sharedBytes = 0, uint gridY = 1)
+    {
+        nint f = Function(file, name);
+        _context.MakeCurrent();
+        void** ptrs = stackalloc void*[args.Count];
+        args.Fill(ptrs);
+        Driver.Check(Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null), $"cuLaunchKernel({name})");
+    }
+}
+
+/// <summary>Kernel parameters packed by value into one native buffer, in launch order.</summary>
+internal sealed unsafe class KernelArgs : IDisposable
+{
+    private const int Capacity = 4096;
+    private readonly byte* _buffer = (byte*)NativeMemory.AlignedAlloc(Capacity, 16);
+    private readonly List<int> _offsets = new();
+    private int _used;
+
+    internal int Count => _offsets.Count;
+
+    /// <summary>Appends a parameter, aligned to its natural alignment (at most 8 bytes).</summary>
+    internal KernelArgs Add<T>(T value) where T : unmanaged
+    {
+        int align = Math.Min(sizeof(T), 8);
+        if (align is not (1 or 2 or 4 or 8)) align = 8;
+        _used = (_used + align - 1) / align * align;
+        if (_used + sizeof(T) > Capacity) throw new InvalidOperationException("kernel parameters exceed 4 KiB");
+        *(T*)(_buffer + _used) = value;
+        _offsets.Add(_used);
+        _used += sizeof(T);
+        return this;
+    }
+
+    /// <summary>Appends a device pointer (a tensor's first element).</summary>
+    internal KernelArgs Ptr(Tensor? t) => Add(t is null ? 0UL : (ulong)t.DataPointer);
+
+    internal void Fill(void** ptrs)
+    {
+        for (int i = 0; i < _offsets.Count; i++) ptrs[i] = _buffer + _offsets[i];
+    }
+
+    public void Dispose() => NativeMemory.AlignedFree(_buffer);
+}

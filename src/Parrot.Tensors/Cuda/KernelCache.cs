@@ -1,0 +1,74 @@
+using Parrot.Tensors.Formats;
+
+namespace Parrot.Tensors.Cuda;
+
+/// <summary>
+/// Compiled kernel images on disk, keyed by the source hash (source, headers, options, NVRTC version) and the
+/// target architecture, so NVRTC runs once per machine and kernel version. The folder is
+/// <c>PARROT_KERNEL_CACHE</c>, else <c>$XDG_CACHE_HOME/parrot/kernels</c>, else <c>~/.cache/parrot/kernels</c>.
+/// When <c>PARROT_CUDA_FATBIN_DIR</c> names a folder holding <c>NAME.fatbin</c> (built by native/CMakeLists.txt),
+/// that image is used instead and NVRTC is not needed.
+/// </summary>
+internal static class KernelCache
+{
+    /// <summary>The cache folder (created on first write).</summary>
+    internal static string Folder
+    {
+        get
+        {
+            var own = Environment.GetEnvironmentVariable("PARROT_KERNEL_CACHE");
+            if (!string.IsNullOrWhiteSpace(own)) return own;
+            var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+            var root = !string.IsNullOrWhiteSpace(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            return Path.Combine(root, "parrot", "kernels");
+        }
+    }
+
+    /// <summary>
+    /// The target for a device of compute capability <paramref name="major"/>.<paramref name="minor"/>: a CUBIN
+    /// ("sm_90") when this NVRTC knows the real architecture, else PTX for the newest virtual one it knows at
+    /// or below the device ("compute_86"), which the driver compiles when loading.
+    /// </summary>
+    internal static string TargetFor(int major, int minor, int[] supported)
+    {
+        int want = major * 10 + minor;
+        if (supported.Contains(want)) return $"sm_{want}";
+        var below = supported.Where(a => a <= want).ToArray();
+        if (below.Length == 0) throw new CudaException($"NVRTC supports architectures {string.Join(", ", supported)}, none at or below the device's sm_{want}", 0);
+        return $"compute_{below.Max()}";
+    }
+
+    /// <summary>The image of kernel file <paramref name="file"/> for the device: from the fatbin folder, the disk cache, or a fresh NVRTC compile.</summary>
+    internal static byte[] Image(string file, int major, int minor)
+    {
+        var name = Path.GetFileNameWithoutExtension(file);
+        var fatbinDir = Environment.GetEnvironmentVariable("PARROT_CUDA_FATBIN_DIR");
+        if (!string.IsNullOrWhiteSpace(fatbinDir))
+        {
+            var fatbin = Path.Combine(fatbinDir, name + ".fatbin");
+            if (File.Exists(fatbin)) return File.ReadAllBytes(fatbin);
+        }
+        var (vMajor, vMinor) = NvrtcCompiler.Version;
+        string target = TargetFor(major, minor, NvrtcCompiler.SupportedArchs());
+        string source = KernelSources.Read(file);
+        string hash = KernelSources.Hash(source, [.. NvrtcCompiler.BaseOptions, target, $"nvrtc {vMajor}.{vMinor}"]);
+        bool cubin = target.StartsWith("sm_", StringComparison.Ordinal);
+        var path = Path.Combine(Folder, $"{name}-{hash}-{target}.{(cubin ? "cubin" : "ptx")}");
+        if (File.Exists(path))
+        {
+            try { return File.ReadAllBytes(path); }
+            catch (IOException) { /* unreadable: compile again below */ }
+        }
+        var result = NvrtcCompiler.Compile(file, source, KernelSources.Headers, target);
+        try
+        {
+            Directory.CreateDirectory(Folder);
+            AtomicFile.Write(path, s => s.Write(result.Image));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A read-only home folder only costs a compile per process.
+        }
+        return result.Image;
+    }
+}

@@ -1,0 +1,80 @@
+using Parrot.Tensors.Cuda;
+using Parrot.Tensors.Cuda.Interop;
+
+namespace Parrot.Tensors.Tests;
+
+/// <summary>
+/// Every kernel file of native/ compiles with NVRTC for Ampere and Hopper without errors or warnings. Needs
+/// libnvrtc (Debian's libnvrtc11.2 here and in CI, see .ci/run); no GPU is needed to compile.
+/// </summary>
+public class CudaKernelCompileTests
+{
+    private static IEnumerable<TestCaseData> Cases()
+    {
+        foreach (var file in KernelSources.Files)
+            foreach (var arch in new[] { "compute_80", "compute_90" })
+                yield return new TestCaseData(file, arch).SetName($"Compiles({file}, {arch})");
+    }
+
+    [Test]
+    public void EveryOpFamilyHasAKernelFile()
+    {
+        Assert.That(KernelSources.Files, Is.SupersetOf(new[]
+        {
+            "adamw.cu", "attention.cu", "cross_entropy.cu", "elementwise.cu", "indexing.cu", "norms.cu", "reduce.cu", "rope.cu", "softmax.cu",
+        }));
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void Compiles(string file, string arch)
+    {
+        if (!NvrtcCompiler.IsAvailable(out var why)) Assert.Ignore($"NVRTC is not installed, so kernels cannot be compiled here: {why}");
+        var result = NvrtcCompiler.Compile(file, KernelSources.Read(file), KernelSources.Headers, arch);
+        Assert.That(result.Log, Does.Not.Contain("warning").IgnoreCase, $"{file} for {arch} compiled with warnings:\n{result.Log}");
+        string ptx = System.Text.Encoding.ASCII.GetString(result.Image);
+        Assert.That(ptx, Does.Contain($".target sm_{arch[^2..]}"), "PTX for the requested architecture");
+        // Every extern "C" __global__ kernel of the file is in the PTX under its own (unmangled) name.
+        foreach (var kernel in KernelNames(KernelSources.Read(file)))
+            Assert.That(ptx, Does.Contain($".entry {kernel}("), $"{file}: kernel {kernel} missing from the PTX");
+    }
+
+    [Test]
+    public void ACompileErrorNamesTheFileAndShowsTheLog()
+    {
+        if (!NvrtcCompiler.IsAvailable(out var why)) Assert.Ignore($"NVRTC is not installed: {why}");
+        var e = Assert.Throws<CudaException>(() => NvrtcCompiler.Compile("broken.cu", "extern \"C\" __global__ void k() { undefined_thing(); }",
+            new Dictionary<string, string>(), "compute_80"));
+        Assert.That(e!.Message, Does.Contain("broken.cu").And.Contain("undefined_thing").And.Contain("NVRTC_ERROR_COMPILATION"));
+    }
+
+    [Test]
+    public void TargetIsACubinWhenNvrtcKnowsTheDeviceElsePtxForTheNewestOlderArch()
+    {
+        Assert.That(KernelCache.TargetFor(9, 0, [75, 80, 86, 89, 90]), Is.EqualTo("sm_90"));
+        Assert.That(KernelCache.TargetFor(10, 0, [75, 80, 86, 89, 90]), Is.EqualTo("compute_90"));
+        Assert.That(KernelCache.TargetFor(8, 7, [75, 80, 86, 90]), Is.EqualTo("compute_86"));
+        Assert.Throws<CudaException>(() => KernelCache.TargetFor(7, 0, [75, 80]));
+    }
+
+    [Test]
+    public void TheResolverSearchesPipAndCudaPathFolders()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "parrot-cuda-path-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(Path.Combine(dir, "lib64"));
+        var old = Environment.GetEnvironmentVariable("PARROT_CUDA_PATH");
+        try
+        {
+            Environment.SetEnvironmentVariable("PARROT_CUDA_PATH", dir);
+            Assert.That(CudaLibrary.SearchFolders().Take(2), Is.EqualTo(new[] { dir, Path.Combine(dir, "lib64") }));
+            Assert.That(CudaLibrary.FileNames(CudaLibrary.Cublas), Is.EqualTo(new[] { "libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so" }));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("PARROT_CUDA_PATH", old);
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private static IEnumerable<string> KernelNames(string source) =>
+        System.Text.RegularExpressions.Regex.Matches(source, @"extern ""C"" __global__ void (\w+)\(").Select(m => m.Groups[1].Value);
+}

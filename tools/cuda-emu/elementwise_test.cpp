@@ -1,0 +1,149 @@
+#include "emu_serial.h"
+#include "elementwise.cu"
+#undef GRID_STRIDE_LOOP
+#define GRID_STRIDE_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
+namespace rope_ns {
+#include "rope.cu"
+}
+namespace idx_ns {
+#include "indexing.cu"
+}
+namespace adam_ns {
+#include "adamw.cu"
+}
+int fails = 0;
+#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+Layout make(int rank, const i64* size, int ops, const i64 strides[][8]) { Layout L{}; L.rank = rank; for (int d = 0; d < rank; d++) { L.size[d] = size[d]; for (int k = 0; k < ops; k++) L.stride[k][d] = strides[k][d]; } return L; }
+int main()
+{
+    // bf16 rounding
+    CHECK(f32_to_bf16(1.0f) == 0x3F80, "1.0");
+    CHECK(f32_to_bf16(1.00390625f) == 0x3F80, "tie to even down %x", f32_to_bf16(1.00390625f));
+    CHECK(f32_to_bf16(1.01171875f) == 0x3F82, "tie to even up %x", f32_to_bf16(1.01171875f));
+    CHECK(f32_to_bf16(1.005f) == 0x3F81, "above tie");
+    CHECK(f32_to_bf16(-2.0f) == 0xC000, "-2");
+    CHECK(f32_to_bf16(INFINITY) == 0x7F80, "inf");
+    CHECK(f32_to_bf16(3.4028235e38f) == 0x7F80, "max rounds to inf");
+    CHECK((f32_to_bf16(NAN) & 0x7F80) == 0x7F80 && (f32_to_bf16(NAN) & 0x7F), "nan");
+    CHECK(bf16_to_f32(0x3F82) == 1.015625f, "back");
+    // binary add with a broadcast row b[4] over y[3,4], a transposed ([4,3] storage)
+    float a[12], b[4], y[12];
+    for (int i = 0; i < 12; i++) a[i] = i * 0.5f;
+    for (int j = 0; j < 4; j++) b[j] = 100.0f * j;
+    i64 size[2] = {3, 4}; i64 st[3][8] = {{4, 1}, {1, 3}, {0, 1}};
+    Layout L = make(2, size, 3, st);
+    launch(2, 4, [&] { binary(L, 12, B_ADD, y, DT_F32, a, b, DT_F32); });
+    for (int i = 0; i < 3; i++) for (int j = 0; j < 4; j++) CHECK(y[i * 4 + j] == a[j * 3 + i] + b[j], "add %d %d", i, j);
+    // comparisons to bool, max with NaN
+    unsigned char yb[12];
+    launch(1, 8, [&] { binary(L, 12, B_GT, yb, DT_BOOL, a, b, DT_F32); });
+    for (int i = 0; i < 3; i++) for (int j = 0; j < 4; j++) CHECK(yb[i * 4 + j] == (a[j * 3 + i] > b[j]), "gt");
+    // copy_cast f32 -> bf16 transposed, and bf16 -> f64
+    u16 h[12]; double d[12];
+    i64 st2[2][8] = {{4, 1}, {1, 3}};
+    Layout L2 = make(2, size, 2, st2);
+    launch(3, 2, [&] { copy_cast(L2, 12, h, DT_BF16, a, DT_F32); });
+    for (int i = 0; i < 3; i++) for (int j = 0; j < 4; j++) CHECK(h[i * 4 + j] == f32_to_bf16(a[j * 3 + i]), "cast");
+    i64 s1[1] = {12}; i64 st3[2][8] = {{1}, {1}};
+    Layout L3 = make(1, s1, 2, st3);
+    launch(1, 32, [&] { copy_cast(L3, 12, d, DT_F64, h, DT_BF16); });
+    for (int i = 0; i < 12; i++) CHECK(d[i] == bf16_to_f32(h[i]), "bf16->f64");
+    long long iv[12];
+    launch(1, 32, [&] { copy_cast(L3, 12, iv, DT_I64, a, DT_F32); });
+    for (int i = 0; i < 12; i++) CHECK(iv[i] == (long long)a[i], "f32->i64");
+    // fill ints and floats
+    int fi[12];
+    launch(1, 32, [&] { fill(L3, 12, fi, DT_I32, 7.0, 7); });
+    CHECK(fi[11] == 7, "fill int");
+    // unary silu, gelu on f32 and integer abs
+    float u[12];
+    launch(1, 32, [&] { unary(L3, 12, U_SILU, u, a, DT_F32); });
+    for (int i = 0; i < 12; i++) CHECK(fabsf(u[i] - a[i] / (1 + expf(-a[i]))) < 1e-6f, "silu");
+    long long ni[3] = {-3, 4, -5}, no[3]; i64 s3[1] = {3};
+    Layout L4 = make(1, s3, 2, st3);
+    launch(1, 32, [&] { unary(L4, 3, U_ABS, no, ni, DT_I64); });
+    CHECK(no[0] == 3 && no[2] == 5, "abs int");
+    // where
+    unsigned char cnd[12]; for (int i = 0; i < 12; i++) cnd[i] = i % 2;
+    float wy[12]; i64 st4[4][8] = {{1}, {1}, {1}, {1}};
+    Layout L5 = make(1, s1, 4, st4);
+    launch(1, 32, [&] { where_select(L5, 12, wy, cnd, a, u, DT_F32); });
+    for (int i = 0; i < 12; i++) CHECK(wy[i] == (i % 2 ? a[i] : u[i]), "where");
+    // rope: x [2, 4] (two rows, D = 4), tables [2, 4]
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, c[8], s[8], ry[8];
+    for (int i = 0; i < 8; i++) { c[i] = cosf(0.3f * i); s[i] = sinf(0.3f * i); }
+    i64 rs[2] = {2, 2}; i64 rst[4][8] = {{4, 1}, {4, 1}, {4, 1}, {4, 1}};
+    Layout LR = make(2, rs, 4, rst);
+    launch(1, 32, [&] { rope_ns::rope(LR, 4, 2, ry, 1, x, 1, c, s, DT_F32, 1, 1, DT_F32); });
+    for (int r = 0; r < 2; r++) for (int dd = 0; dd < 2; dd++)
+    {
+        int i = r * 4 + dd, j = i + 2;
+        CHECK(ry[i] == x[i] * c[i] - x[j] * s[i], "rope lo %d", i);
+        CHECK(ry[j] == x[j] * c[j] + x[i] * s[j], "rope hi %d", j);
+    }
+    // index_select axis 1 of x [2, 4] with index [3] = {3, 0, 3}
+    long long ix[3] = {3, 0, 3}; float sel[6];
+    i64 ss[2] = {2, 3}; i64 sst[3][8] = {{3, 1}, {4, 0}, {0, 1}};
+    Layout LS = make(2, ss, 3, sst);
+    launch(1, 32, [&] { idx_ns::index_select(LS, 6, sel, x, 1, ix, DT_I64, DT_F32); });
+    for (int r = 0; r < 2; r++) for (int k = 0; k < 3; k++) CHECK(sel[r * 3 + k] == x[r * 4 + ix[k]], "index_select");
+    // scatter_add axis 0: dst [3] += src [5] at idx
+    float dst[3] = {0, 0, 0}, src[5] = {1, 2, 3, 4, 5}; int sidx[5] = {2, 0, 2, 1, 2};
+    i64 s5[1] = {5}; i64 sst5[3][8] = {{0}, {1}, {1}};
+    Layout LSA = make(1, s5, 3, sst5);
+    launch(1, 32, [&] { idx_ns::scatter_add(LSA, 5, dst, 1, src, sidx, DT_I32, DT_F32); });
+    CHECK(dst[0] == 2 && dst[1] == 4 && dst[2] == 9, "scatter_add %g %g %g", dst[0], dst[1], dst[2]);
+    // bf16 scatter-add through the CAS path
+    u16 hd[4] = {f32_to_bf16(1), f32_to_bf16(2), f32_to_bf16(3), f32_to_bf16(4)}; u16 hs[2] = {f32_to_bf16(0.5f), f32_to_bf16(0.25f)}; long long hidx[2] = {1, 3};
+    i64 s2b[1] = {2}; i64 st2b[3][8] = {{0}, {1}, {1}};
+    Layout LHB = make(1, s2b, 3, st2b);
+    launch(1, 32, [&] { idx_ns::scatter_add(LHB, 2, hd, 1, hs, hidx, DT_I64, DT_BF16); });
+    CHECK(bf16_to_f32(hd[0]) == 1 && bf16_to_f32(hd[1]) == 2.5f && bf16_to_f32(hd[2]) == 3 && bf16_to_f32(hd[3]) == 4.25f, "bf16 scatter");
+    // adamw vs the formula (float32 master)
+    float p[3] = {1, -2, 0.5f}, g[3] = {0.1f, -0.3f, 2}, m[3] = {0, 0, 0}, v[3] = {0, 0, 0}; u16 pb[3];
+    double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
+    double bc1 = 1 - b1, bc2 = 1 - b2;
+    launch(1, 32, [&] { adam_ns::adamw(3, p, g, DT_F32, m, v, DT_F32, 1 - lr * wd, b1, b2, eps, lr / bc1, sqrt(bc2), pb); });
+    float p0[3] = {1, -2, 0.5f};
+    for (int i = 0; i < 3; i++)
+    {
+        double w = p0[i] * (1 - lr * wd), mi = (1 - b1) * g[i], vi = (1 - b2) * g[i] * g[i];
+        w -= lr / bc1 * mi / (sqrt(vi) / sqrt(bc2) + eps);
+        CHECK(fabs(p[i] - w) < 1e-6, "adamw %d %g %g", i, p[i], w);
+        CHECK(pb[i] == f32_to_bf16(p[i]), "adamw bf16 copy");
+    }
+    // gather axis 1: y[r, k] = x[r, gidx[r, k]]
+    { long long gi[4] = {1, 3, 0, 0}; float gy[4]; i64 gs[2] = {2, 2}; i64 gst[3][8] = {{2, 1}, {4, 0}, {2, 1}};
+      Layout LG = make(2, gs, 3, gst);
+      launch(1, 32, [&] { idx_ns::gather(LG, 4, gy, x, 1, gi, DT_I64, DT_F32); });
+      for (int r = 0; r < 2; r++) for (int k = 0; k < 2; k++) CHECK(gy[r * 2 + k] == x[r * 4 + gi[r * 2 + k]], "gather"); }
+    // embedding backward: dw[ids[t]] += dy[t]
+    { float dw[3 * 2] = {0}; int ids[3] = {2, 0, 2}; float dyv[6] = {1, 2, 3, 4, 5, 6};
+      launch(2, 32, [&] { idx_ns::embedding_backward(3, 2, dw, ids, DT_I32, dyv, DT_F32); });
+      CHECK(dw[0] == 3 && dw[1] == 4 && dw[4] == 6 && dw[5] == 8 && dw[2] == 0, "embedding backward"); }
+    // swiglu forward and backward
+    { float gg[3] = {-1, 0.5f, 2}, uu[3] = {3, -2, 0.25f}, dyv[3] = {1, -1, 0.5f}, yy[3], dg[3], du[3];
+      launch(1, 32, [&] { swiglu_forward(3, yy, gg, uu, DT_F32); });
+      launch(1, 32, [&] { swiglu_backward(3, dg, du, dyv, gg, uu, DT_F32); });
+      for (int i = 0; i < 3; i++)
+      { double sg = 1 / (1 + exp(-(double)gg[i]));
+        CHECK(fabs(yy[i] - gg[i] * sg * uu[i]) < 1e-6, "swiglu");
+        CHECK(fabs(du[i] - dyv[i] * gg[i] * sg) < 1e-6, "swiglu dup");
+        // d/dg silu(g) = s + g s (1 - s)
+        CHECK(fabs(dg[i] - dyv[i] * uu[i] * (sg + gg[i] * sg * (1 - sg))) < 1e-6, "swiglu dgate"); } }
+    // multi-tensor adamw: two tensors, the second with a bf16 gradient, equal to the single-tensor kernel
+    { float p1[3] = {1, -2, 0.5f}, g1[3] = {0.1f, -0.3f, 2}, m1[3] = {}, v1[3] = {};
+      float p2[2] = {3, 4}, m2[2] = {}, v2[2] = {}; u16 g2[2] = {f32_to_bf16(0.5f), f32_to_bf16(-1)};
+      float q1[3] = {1, -2, 0.5f}, qm[3] = {}, qv[3] = {};
+      adam_ns::AdamWTable tb{};
+      tb.e[0] = {p1, g1, m1, v1, nullptr, 3, DT_F32, DT_F32};
+      tb.e[1] = {p2, g2, m2, v2, nullptr, 2, DT_BF16, DT_F32};
+      gridDim.y = 2;
+      for (unsigned yb = 0; yb < 2; yb++) { blockIdx.y = yb; launch(1, 32, [&] { adam_ns::adamw_multi(tb, 2, 0.999, 0.9, 0.95, 1e-8, 0.1, sqrt(0.05)); }); }
+      blockIdx.y = 0;
+      launch(1, 32, [&] { adam_ns::adamw(3, q1, g1, DT_F32, qm, qv, DT_F32, 0.999, 0.9, 0.95, 1e-8, 0.1, sqrt(0.05), nullptr); });
+      for (int i = 0; i < 3; i++) CHECK(p1[i] == q1[i], "multi == single");
+      CHECK(p2[0] != 3 && p2[1] != 4 && v2[1] > 0, "second tensor updated"); }
+    printf("%s (%d failures)\n", fails ? "FAILED" : "all passed", fails);
+    return fails != 0;
+}

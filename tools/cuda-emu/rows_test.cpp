@@ -1,0 +1,111 @@
+#include "emu_threads.h"
+#include "prelude.cuh"
+namespace red { 
+#define reduce reduce_k
+#include "reduce.cu"
+#undef reduce
+}
+namespace sm {
+#include "softmax.cu"
+}
+namespace nm {
+#include "norms.cu"
+}
+namespace ce {
+#include "cross_entropy.cu"
+}
+namespace at {
+#include "attention.cu"
+}
+#include <random>
+int fails = 0;
+#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+static Layout L1(i64 n, int ops, i64 s0, i64 s1 = 0) { Layout L{}; L.rank = 1; L.size[0] = n; L.stride[0][0] = s0; if (ops > 1) L.stride[1][0] = s1; return L; }
+int main()
+{
+    std::mt19937 rng(1); std::normal_distribution<float> nd;
+    const int R = 5, N = 300;
+    std::vector<float> x(R * N); for (auto& v : x) v = nd(rng);
+    // reduce sum / max / mean over the last axis, one output per row
+    for (int op : {0, 1, 2, 3, 5})
+    {
+        std::vector<float> y(R, -1);
+        Layout outer = L1(R, 2, 1, N), inner = L1(N, 1, 1);
+        launch(R, 64, [&] { red::reduce_k(outer, R, inner, N, op, y.data(), DT_F32, x.data(), DT_F32); });
+        for (int r = 0; r < R; r++)
+        {
+            double s = 0, mx = -1e30, mn = 1e30; for (int j = 0; j < N; j++) { double v = x[r * N + j]; s += op == 5 ? v * v : v; mx = std::max(mx, v); mn = std::min(mn, v); }
+            double want = op == 0 || op == 5 ? s : op == 1 ? s / N : op == 2 ? mx : mn;
+            CHECK(fabs(y[r] - want) < 1e-4 * (1 + fabs(want)), "reduce op %d row %d: %g vs %g", op, r, y[r], want);
+        }
+    }
+    // argmax
+    { std::vector<long long> y(R); Layout L = L1(R, 2, 1, N);
+      launch(R, 64, [&] { red::arg_reduce(L, R, N, 1, 1, y.data(), x.data(), DT_F32); });
+      for (int r = 0; r < R; r++) { int b = 0; for (int j = 1; j < N; j++) if (x[r * N + j] > x[r * N + b]) b = j; CHECK(y[r] == b, "argmax row %d: %lld vs %d", r, y[r], b); } }
+    // softmax and log-softmax
+    for (int lg : {0, 1})
+    { std::vector<float> y(R * N); Layout L = L1(R, 2, N, N);
+      launch(R, 64, [&] { sm::softmax(L, R, N, y.data(), 1, x.data(), 1, DT_F32, lg); });
+      for (int r = 0; r < R; r++) { double m = -1e30, s = 0; for (int j = 0; j < N; j++) m = std::max(m, (double)x[r * N + j]); for (int j = 0; j < N; j++) s += exp(x[r * N + j] - m);
+        for (int j = 0; j < N; j++) { double p = exp(x[r * N + j] - m) / s; double want = lg ? log(p) : p; CHECK(fabs(y[r * N + j] - want) < 1e-5 * (1 + fabs(want)), "softmax %d", lg); } } }
+    // rms norm + backward, layer norm
+    { std::vector<float> w(N), y(R * N), rstd(R), dx(R * N), dy(R * N), dw(N, 0); for (auto& v : w) v = 1 + 0.1f * nd(rng); for (auto& v : dy) v = nd(rng);
+      Layout L = L1(R, 2, N, N);
+      launch(R, 64, [&] { nm::rms_norm(L, R, N, y.data(), DT_F32, 1, x.data(), DT_F32, 1, w.data(), DT_F32, 1, 1e-6f, rstd.data()); });
+      for (int r = 0; r < R; r++) { double s = 0; for (int j = 0; j < N; j++) s += x[r * N + j] * x[r * N + j]; double rr = 1 / sqrt(s / N + 1e-6);
+        CHECK(fabs(rstd[r] - rr) < 1e-5 * rr, "rstd"); for (int j = 0; j < N; j++) CHECK(fabs(y[r * N + j] - w[j] * x[r * N + j] * rr) < 1e-5, "rms y"); }
+      launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, rstd.data(), dw.data()); });
+      for (int r = 0; r < R; r++) { double rr = rstd[r], dot = 0; for (int j = 0; j < N; j++) dot += w[j] * dy[r * N + j] * x[r * N + j];
+        for (int j = 0; j < N; j++) { double want = rr * w[j] * dy[r * N + j] - x[r * N + j] * rr * rr * rr * dot / N; CHECK(fabs(dx[r * N + j] - want) < 1e-4, "rms dx"); } }
+      std::vector<float> mean(R), rs(R);
+      launch(R, 64, [&] { nm::layer_norm(L, R, N, y.data(), 1, x.data(), 1, DT_F32, w.data(), nullptr, DT_F32, 1, 0, 1e-5, mean.data(), rs.data()); });
+      for (int r = 0; r < R; r++) { double mu = 0; for (int j = 0; j < N; j++) mu += x[r * N + j]; mu /= N; double var = 0; for (int j = 0; j < N; j++) var += (x[r * N + j] - mu) * (x[r * N + j] - mu); var /= N;
+        for (int j = 0; j < N; j++) CHECK(fabs(y[r * N + j] - (x[r * N + j] - mu) / sqrt(var + 1e-5) * w[j]) < 1e-4, "layer norm"); } }
+    // cross-entropy with an ignored row
+    { long long t[R] = {3, -100, 299, 0, 17}; std::vector<float> loss(R), lse(R);
+      unsigned long long bad = R;
+      launch(1, 64, [&] { ce::cross_entropy_check(R, t, 1, N, -100, &bad); });
+      CHECK(bad == R, "check");
+      long long tb[R] = {3, -100, 300, 0, -5}; bad = R;
+      launch(1, 64, [&] { ce::cross_entropy_check(R, tb, 1, N, -100, &bad); });
+      CHECK(bad == 2, "first bad row %llu", bad);
+      launch(R, 64, [&] { ce::cross_entropy_forward(R, N, x.data(), DT_F32, N, 1, t, 1, -100, loss.data(), DT_F32, 1, lse.data()); });
+      for (int r = 0; r < R; r++) { double m = -1e30, s = 0; for (int j = 0; j < N; j++) m = std::max(m, (double)x[r * N + j]); for (int j = 0; j < N; j++) s += exp(x[r * N + j] - m);
+        double l = m + log(s); CHECK(fabs(lse[r] - l) < 1e-5 * fabs(l), "lse"); double want = t[r] == -100 ? 0 : l - x[r * N + t[r]]; CHECK(fabs(loss[r] - want) < 1e-5, "loss row %d %g %g", r, loss[r], want); }
+      std::vector<float> dl(R * N), dloss(R, 0.25f);
+      launch(R, 64, [&] { ce::cross_entropy_backward(R, N, dl.data(), x.data(), DT_F32, t, -100, lse.data(), dloss.data()); });
+      for (int r = 0; r < R; r++) for (int j = 0; j < N; j++) { double want = t[r] == -100 ? 0 : (exp(x[r * N + j] - lse[r]) - (j == t[r])) * 0.25; CHECK(fabs(dl[r * N + j] - want) < 1e-6, "ce bwd"); } }
+    // layer norm backward and softmax backward against their formulas
+    { std::vector<float> w(N), y(R * N), dy(R * N), dx(R * N), mean(R), rs(R), dw(N, 0), db(N, 0);
+      for (auto& a : w) a = 1 + 0.1f * nd(rng); for (auto& a : dy) a = nd(rng);
+      Layout L = L1(R, 2, N, N);
+      launch(R, 64, [&] { nm::layer_norm(L, R, N, y.data(), 1, x.data(), 1, DT_F32, w.data(), nullptr, DT_F32, 1, 0, 1e-5, mean.data(), rs.data()); });
+      launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean.data(), rs.data(), dw.data(), db.data()); });
+      std::vector<double> dbw(N, 0);
+      for (int r = 0; r < R; r++)
+      { double mu = mean[r], rr = rs[r], sg = 0, sgx = 0;
+        for (int j = 0; j < N; j++) { double xh = (x[r * N + j] - mu) * rr, g = dy[r * N + j] * w[j]; sg += g; sgx += g * xh; dbw[j] += dy[r * N + j]; }
+        sg /= N; sgx /= N;
+        for (int j = 0; j < N; j++) { double xh = (x[r * N + j] - mu) * rr, g = dy[r * N + j] * w[j]; CHECK(fabs(dx[r * N + j] - rr * (g - sg - xh * sgx)) < 1e-4, "ln dx"); } }
+      for (int j = 0; j < N; j++) CHECK(fabs(db[j] - dbw[j]) < 1e-4, "ln db");
+      std::vector<float> p(R * N), dxs(R * N);
+      launch(R, 64, [&] { sm::softmax(L, R, N, p.data(), 1, x.data(), 1, DT_F32, 0); });
+      launch(R, 64, [&] { sm::softmax_backward(R, N, dxs.data(), dy.data(), p.data(), DT_F32, 0); });
+      for (int r = 0; r < R; r++) { double dot = 0; for (int j = 0; j < N; j++) dot += dy[r * N + j] * p[r * N + j];
+        for (int j = 0; j < N; j++) CHECK(fabs(dxs[r * N + j] - p[r * N + j] * (dy[r * N + j] - dot)) < 1e-6, "softmax bwd"); } }
+    // attention: B1 H2 Hkv1 T5 S7 D40, causal with query offset 2, one warp per block
+    { const int H = 2, T = 5, S = 7, D = 40; std::vector<float> q(H * T * D), k(S * D), v(S * D), o(H * T * D), lse(H * T);
+      for (auto& a : q) a = nd(rng); for (auto& a : k) a = nd(rng); for (auto& a : v) a = nd(rng);
+      at::AttnStrides st{}; i64 qs[4] = {H * T * D, T * D, D, 1}, ks[4] = {S * D, S * D, D, 1}, ls[3] = {H * T, T, 1};
+      for (int i = 0; i < 4; i++) { st.q[i] = qs[i]; st.o[i] = qs[i]; st.k[i] = ks[i]; st.v[i] = ks[i]; } for (int i = 0; i < 3; i++) st.l[i] = ls[i];
+      launch(3, 32, [&] { at::attention_forward(q.data(), k.data(), v.data(), o.data(), DT_F32, nullptr, DT_F32, lse.data(), DT_F32, st, 1, H, 1, T, S, D, D, 1, 2, 1 / sqrt((double)D)); });
+      for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
+      { int last = std::min(2 + t, S - 1); std::vector<double> sc(last + 1); double m = -1e30;
+        for (int j = 0; j <= last; j++) { double s = 0; for (int d = 0; d < D; d++) s += q[(h * T + t) * D + d] * k[j * D + d]; sc[j] = s / sqrt((double)D); m = std::max(m, sc[j]); }
+        double z = 0; for (int j = 0; j <= last; j++) z += exp(sc[j] - m);
+        CHECK(fabs(lse[h * T + t] - (m + log(z))) < 1e-4, "att lse");
+        for (int d = 0; d < D; d++) { double want = 0; for (int j = 0; j <= last; j++) want += exp(sc[j] - m) / z * v[j * D + d]; CHECK(fabs(o[(h * T + t) * D + d] - want) < 1e-5, "att o h%d t%d d%d %g %g", h, t, d, o[(h * T + t) * D + d], want); } } }
+    printf("%s (%d failures)\n", fails ? "FAILED" : "all passed", fails);
+    return fails != 0;
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the kernels of native/*.cu on the CPU, compiled by g++ with a small CUDA emulation, against plain C++
+# references: a check of the kernels' logic (indexing, dtypes, bf16 rounding, reductions, online softmax)
+# that needs no GPU. emu_serial.h runs sync-free kernels thread by thread; emu_threads.h runs each block's
+# threads as OS threads with real barriers, and warp shuffles through shared slots. By hand, not in CI.
+# The f16 conversions (inline PTX) are not emulated. Usage: tools/cuda-emu/run.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+out=$(mktemp -d)
+g++ -std=c++20 -O1 -w -I ../../native -o "$out/elementwise" elementwise_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/rows" rows_test.cpp
+echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
+echo -n "reduce, softmax, norms, cross-entropy, attention: "; "$out/rows"
+rm -rf "$out"
