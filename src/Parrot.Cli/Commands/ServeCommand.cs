@@ -42,7 +42,7 @@ internal static class ServeCommand
         {
             case "cpu": return;
             case "cuda":
-                throw new CliException("--device cuda: CUDA backend not available: this build of parrot has only the CPU backend (use --device cpu)");
+                throw new CliException("--device cuda: CUDA backend not available to parrot serve: ParrotModel loads models on the CPU only for now (use --device cpu)");
             default:
                 throw new CliException($"--device: '{device}' is not a device; expected cpu or cuda");
         }
