@@ -44,6 +44,17 @@ using (Graph.NoGrad())
     var proj = model.Model.Projector.Forward(new Variable(f)).Value;
     var emb = model.Model.EmbedTokens.Weight.Value;
     Console.WriteLine($"projected rms {Rms(proj):F4}  text-embedding rms {Rms(emb):F4}; proj img0-img1 rms diff {Rms(proj.Select(0,0)-proj.Select(0,1)):F4}");
+    if (Environment.GetEnvironmentVariable("PADCHECK") == "1") {
+      int longest = Enumerable.Range(0, n).OrderByDescending(i => ex[i].Ids.Length).First();
+      double[] Loss0(List<ParrotSample> ss) { var o = model.Forward(ss, f); int len = o.Labels.Dim(1);
+        var sh = o.Logits.Narrow(1, 0, len - 1).Reshape(-1, o.Logits.Shape[^1]); var tg = o.Labels.Narrow(1, 1, len - 1).Contiguous().Reshape(-1);
+        var l = Variable.CrossEntropy(sh, tg, -100, LossReduction.None).Value.ToDoubleArray(); var t = tg.ToLongArray();
+        return Enumerable.Range(0, len - 1).Where(k => t[k] != -100).Select(k => l[k]).ToArray(); }
+      int shortest = Enumerable.Range(0, n).OrderBy(i => ex[i].Ids.Length).First();
+      var alone = Loss0([new ParrotSample(ex[shortest].Ids, ex[shortest].Labels, shortest)]);
+      var inb = Loss0([new ParrotSample(ex[shortest].Ids, ex[shortest].Labels, shortest), new ParrotSample(ex[longest].Ids, ex[longest].Labels, longest)]);
+      Console.WriteLine($"pad check: shortest {ex[shortest].Ids.Length} longest {ex[longest].Ids.Length} ids; max |alone - in padded batch| = {alone.Zip(inb).Max(p => Math.Abs(p.First - p.Second)):E2}");
+    }
     if (Environment.GetEnvironmentVariable("TOKENS") == "1") {
       var per = new List<double[]>(); long[] tgt = null;
       foreach (int shift in new[] { 0, 1, 2 }) {
