@@ -26,7 +26,7 @@ if (mode == "train") {
   model.Model.Projector.LoadStateDict(freshP.StateDict());
   int steps = int.Parse(Environment.GetEnvironmentVariable("STEPS") ?? "40");
   double lr = double.Parse(Environment.GetEnvironmentVariable("LR") ?? "1e-3");
-  var sub = data;
+  var sub = Environment.GetEnvironmentVariable("TRAINJSON") is string tj ? LlavaDataset.Load(Path.Combine(world, tj), world, chat, new LlavaOptions { MaxLength = 2048, ImageTokens = 10 }) : data;
   var opt = new Parrot.Parrot.Training.ParrotTrainingOptions { Stage = int.Parse(Environment.GetEnvironmentVariable("STAGE") ?? "1"), UseMoe = false, LearningRate = lr, GlobalBatch = 16, MicroBatch = 16, Steps = steps, Seed = 1 };
   using var tr = new Parrot.Parrot.Training.ParrotTrainer(model, sub, feats, opt);
   var sw = System.Diagnostics.Stopwatch.StartNew();

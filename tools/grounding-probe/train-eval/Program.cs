@@ -6,7 +6,7 @@ using Parrot.Parrot.Text;
 using Parrot.Parrot.Training;
 using Parrot.Parrot.Vision;
 using Parrot.Tensors;
-// args: variant (stage2 | s2x2 | s1x4 | lmcap); trains from $DEMO_OUT/models/stage1, evaluates en (+ zh) and swapped images
+// args: variant (stage2 | s2x2 | s1x4 | lmcap | lmcap2); trains from $DEMO_OUT/models/stage1, evaluates en (+ zh) and swapped images
 string variant = args[0], root = Environment.GetEnvironmentVariable("DEMO_OUT") ?? "demo-out", assets = Environment.GetEnvironmentVariable("ASSETS") ?? "assets/tiny";
 var world = Path.Combine(root, "world");
 var tok = BpeTokenizer.Load(Path.Combine(assets, "lm/tokenizer.json"));
@@ -27,7 +27,8 @@ void Train(LlavaDataset d, int stage, int epochs, double lr, string name)
     using var tr = new ParrotTrainer(model, d, feats, o);
     tr.Train(m => { if (m.Step % 25 == 0 || m.Step == m.TotalSteps) Console.WriteLine($"{name} step {m.Step}/{m.TotalSteps} loss {m.Loss:F3} {sw.Elapsed.TotalSeconds:F0}s"); });
 }
-if (variant == "lmcap") { Train(s1, 2, 1, 1e-3, "stage1+LM"); Train(s2, 2, 1, 1e-3, "stage2"); }
+if (variant == "lmcap2") { Train(s1, 2, 2, 2e-3, "stage1+LM x2"); Train(s2, 2, 1, 1e-3, "stage2"); }
+else if (variant == "lmcap") { Train(s1, 2, 1, 1e-3, "stage1+LM"); Train(s2, 2, 1, 1e-3, "stage2"); }
 else if (variant == "s1x4") { Train(s1, 1, 4, 1e-3, "stage1x4"); Train(s2, 2, 1, 1e-3, "stage2"); }
 else if (variant == "s2x2") Train(s2, 2, 2, 1e-3, "stage2x2");
 else Train(s2, 2, 1, 1e-3, "stage2");
