@@ -131,6 +131,18 @@ internal sealed class Endpoints(ParrotServer server)
     /// <summary>The body, at most --max-body bytes (413 beyond).</summary>
     private async Task<ReadOnlyMemory<byte>> ReadBody(HttpContext ctx)
     {
+        try { return await ReadBodyWithinLimit(ctx).ConfigureAwait(false); }
+        catch (ApiException)
+        {
+            // The rest of the body stays unread, so Kestrel will drop the connection after the error response:
+            // say so, or a client that pools connections sends its next request on a socket about to close.
+            ctx.Response.Headers.Connection = "close";
+            throw;
+        }
+    }
+
+    private async Task<ReadOnlyMemory<byte>> ReadBodyWithinLimit(HttpContext ctx)
+    {
         long limit = server.Options.MaxBodyBytes;
         if (ctx.Request.ContentLength is long declared && declared > limit) throw TooLarge(limit);
         var buffer = new MemoryStream();
