@@ -58,6 +58,7 @@ internal sealed class ParrotServer : IAsyncDisposable
         app.Map("/v1/models", ctx => endpoints.Get(ctx, () => (200, OpenAiJson.Models(server.ModelId, server.Created))));
         app.Map("/health", endpoints.Health);
         app.Map("/metrics", endpoints.Metrics);
+        app.MapGet("/", WebUi.WebUiPage.Serve);
         app.MapFallback(ctx => Endpoints.Error(ctx, new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}", code: "not_found")));
         try { await app.StartAsync().ConfigureAwait(false); }
         catch (IOException e) { await app.DisposeAsync().ConfigureAwait(false); throw new CliException($"cannot listen on {options.Host}:{options.Port}: {e.Message}"); }
