@@ -212,7 +212,7 @@ internal sealed class CdpPage : IAsyncDisposable
     /// <summary>Focuses the element and replaces its value by typing <paramref name="text"/> (real input events).</summary>
     public async Task FillAsync(string selector, string text)
     {
-        await EvalAsync($"(() => {{ const e = document.querySelector({Js(selector)}); e.focus(); e.select(); }})()");
+        await EvalAsync($"(() => {{ const e = document.querySelector({Js(selector)}); e.focus(); if (e.type === 'number') e.value = ''; else e.select(); }})()");
         if (text.Length == 0) await PressAsync("Delete", "Delete", 46);
         else await SendAsync("Input.insertText", new JsonObject { ["text"] = text });
     }

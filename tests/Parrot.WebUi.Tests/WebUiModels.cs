@@ -13,16 +13,23 @@ namespace Parrot.WebUi.Tests;
 internal static class WebUiModels
 {
     /// <summary>
-    /// The tiny random Parrot of the inference tests (byte-level tokenizer, 28-px CLIP tower), with a
-    /// 200k-position context so that an answer can run long enough to be stopped midway.
+    /// The tiny random Parrot of the inference tests (byte-level tokenizer, 28-px CLIP tower) made to talk
+    /// until stopped: a 200k-position context, and the lm_head rows of the end tokens zeroed, so that their
+    /// logit is 0 while the largest of the 257 others is far above it — greedy answers never end by themselves.
     /// </summary>
-    public static string WriteRandomParrot(string dir)
+    public static string WriteEndlessParrot(string dir)
     {
         TinyModels.WriteParrot(dir);
         var path = Path.Combine(dir, "config.json");
         var config = JsonNode.Parse(File.ReadAllText(path))!;
         config["max_position_embeddings"] = 200_000;
         AtomicFile.WriteAllText(path, config.ToJsonString());
+        using (var model = ParrotLoader.Load(dir, DType.F32))
+        {
+            var head = model.NamedParameters().Single(p => p.Name == "lm_head.weight").Parameter.Value;
+            foreach (int id in new[] { TinyModels.EndOfText, TinyModels.ImEnd }) head.Narrow(0, id, 1).Fill(0);
+            ParrotLoader.Save(model, dir);
+        }
         return dir;
     }
 
