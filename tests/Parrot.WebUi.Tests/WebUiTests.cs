@@ -88,7 +88,7 @@ public class WebUiTests
         Assert.That(html, Does.Not.Contain("<script src").And.Not.Contain("<link"));
 
         await _page.NavigateAsync(_main.Address.ToString());
-        await _page.WaitForAsync("document.getElementById('health').textContent === 'ready'", what: "the health line to say ready");
+        await _page.WaitForAsync("document.getElementById('health').textContent === 'ready' && document.getElementById('model').textContent !== ''", what: "the health line to say ready");
         Assert.That(await _page.TextAsync("document.getElementById('model').textContent"), Is.EqualTo("model: tiny-parrot"));
         var examples = await _page.EvalAsync("[...document.querySelectorAll('#examples button')].map(b => ({ lang: b.lang, dir: getComputedStyle(b).direction, text: b.textContent }))");
         Assert.That(examples.EnumerateArray().Select(e => e.GetProperty("lang").GetString()), Is.EqualTo(new[] { "en", "zh", "pt", "ar", "tr", "ru" }));
@@ -98,6 +98,8 @@ public class WebUiTests
         var unnamed = await _page.EvalAsync(
             "[...document.querySelectorAll('button, textarea, input:not([type=file])')].filter(e => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim())).map(e => e.id)");
         Assert.That(unnamed.GetArrayLength(), Is.EqualTo(0), unnamed.ToString());
+        // The welcome screen with the examples, for a look (test output only).
+        File.WriteAllBytes(Path.Combine(TestContext.CurrentContext.WorkDirectory, "webui-welcome.png"), await _page.ScreenshotAsync());
     }
 
     [Test, Order(2)]
