@@ -42,11 +42,19 @@ public class WebUiTests
         var browser = Chromium.LaunchAsync(exe, Width, Height);
         var endless = Task.Run(() => ServeProcess.StartAsync(WebUiModels.WriteEndlessParrot(Path.Combine(_root, "endless")), "--max-batch", "1", "--max-queue", "0"));
         var main = Task.Run(() => ServeProcess.StartAsync(WebUiModels.WriteAssetsParrot(Path.Combine(_root, "tiny-parrot")) ?? WebUiModels.WriteEndlessParrot(Path.Combine(_root, "tiny-parrot"))));
-        _shapesPng = WriteShapes(Path.Combine(_root, "shapes.png"));
-        _hugePng = WriteHuge(Path.Combine(_root, "huge.png"));
-        _browser = await browser;
-        _endless = await endless;
-        _main = await main;
+        try
+        {
+            _shapesPng = WriteShapes(Path.Combine(_root, "shapes.png"));
+            _hugePng = WriteHuge(Path.Combine(_root, "huge.png"));
+            await Task.WhenAll(browser, endless, main);
+        }
+        finally
+        {
+            // What did start is stopped by Stop() even when something else failed.
+            if (browser.IsCompletedSuccessfully) _browser = browser.Result;
+            if (endless.IsCompletedSuccessfully) _endless = endless.Result;
+            if (main.IsCompletedSuccessfully) _main = main.Result;
+        }
         _page = await _browser.NewPageAsync();
         await _page.SetViewportAsync(Width, Height);
         _http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
@@ -168,9 +176,40 @@ public class WebUiTests
         Assert.That(await AnswerAsync(0), Is.EqualTo(await ReferenceAsync(_main, new JsonArray(UserWithImage(Arabic, sample)), 24)));
     }
 
+    [Test, Order(5)]
+    public async Task ADroppedOrPastedImageIsAttachedWithItsThumbnail()
+    {
+        await OpenAsync(_main, temperature: 0, maxTokens: 4);
+        // A real drop of a file from outside the browser, on the conversation area.
+        foreach (var type in new[] { "dragEnter", "dragOver", "drop" })
+            await _page.SendAsync("Input.dispatchDragEvent", new JsonObject
+            {
+                ["type"] = type, ["x"] = Width / 2, ["y"] = Height / 2, ["modifiers"] = 0,
+                ["data"] = new JsonObject { ["items"] = new JsonArray(), ["files"] = new JsonArray(Path.GetFullPath(_shapesPng)), ["dragOperationsMask"] = 1 },
+            });
+        await _page.WaitForAsync("!document.getElementById('attachment').hidden && document.getElementById('thumb').naturalWidth === 96", what: "the dropped image's thumbnail");
+        Assert.That(await _page.TextAsync("document.getElementById('attachment-name').textContent"), Is.EqualTo("shapes.png"));
+        Assert.That(await _page.TextAsync("document.getElementById('thumb').src"), Is.EqualTo("data:image/png;base64," + Convert.ToBase64String(File.ReadAllBytes(_shapesPng))));
+        await _page.ClickAsync("#remove-image");
+
+        // A paste event carrying an image file (as a screenshot tool's clipboard does) into the message box.
+        string b64 = Convert.ToBase64String(File.ReadAllBytes(_shapesPng));
+        await _page.EvalAsync($$"""
+            (() => {
+              const bytes = Uint8Array.from(atob("{{b64}}"), c => c.charCodeAt(0));
+              const dt = new DataTransfer();
+              dt.items.add(new File([bytes], "image.png", { type: "image/png" }));
+              document.getElementById('prompt').dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+            })()
+            """);
+        await _page.WaitForAsync("!document.getElementById('attachment').hidden && document.getElementById('thumb').naturalWidth === 96", what: "the pasted image's thumbnail");
+        Assert.That(await _page.TextAsync("document.getElementById('thumb').src"), Is.EqualTo("data:image/png;base64," + b64));
+        Assert.That(await _page.TextAsync("document.getElementById('prompt').value"), Is.Empty, "the paste put no text in the box");
+    }
+
     // ---------------------------------------------------------------- stop, busy, errors
 
-    [Test, Order(5)]
+    [Test, Order(6)]
     public async Task StopEndsTheAnswerMidwayAndTheServerCancelsItsGeneration()
     {
         await OpenAsync(_endless, temperature: 0, maxTokens: 100_000);
@@ -203,7 +242,7 @@ public class WebUiTests
         Assert.That(await _page.TextAsync("document.querySelectorAll('.msg.assistant')[1].querySelector('.note').textContent"), Is.EqualTo("Stopped at the max-tokens limit."));
     }
 
-    [Test, Order(6)]
+    [Test, Order(7)]
     public async Task ABusyServerIsShownAs429AndTheQuestionCanBeSentAgain()
     {
         await OpenAsync(_endless, temperature: 0, maxTokens: 6);
@@ -234,7 +273,7 @@ public class WebUiTests
             "the refused question left no trace in the history");
     }
 
-    [Test, Order(7)]
+    [Test, Order(8)]
     public async Task AnOversizedImageShowsTheServersErrorAndThePageStaysUsable()
     {
         await OpenAsync(_endless, temperature: 0, maxTokens: 4);
@@ -263,7 +302,7 @@ public class WebUiTests
         Assert.That((await _page.EvalAsync("document.getElementById('welcome').hidden")).GetBoolean(), Is.False);
     }
 
-    [Test, Order(8)]
+    [Test, Order(9)]
     public async Task AServerThatIsGoneIsShown()
     {
         await OpenAsync(_endless, temperature: 0, maxTokens: 4);
