@@ -240,6 +240,21 @@ public class WebUiTests
         await _page.PressEnterAsync();
         await WaitIdleAsync(assistants: 2);
         Assert.That(await _page.TextAsync("document.querySelectorAll('.msg.assistant')[1].querySelector('.note').textContent"), Is.EqualTo("Stopped at the max-tokens limit."));
+
+        // New chat in the middle of an answer stops it and forgets everything: the next question is asked alone.
+        await SettingsAsync(0, 100_000);
+        await _page.FillAsync("#prompt", "Another long one.");
+        await _page.PressEnterAsync();
+        await _page.WaitForAsync("document.querySelector('.msg.assistant.streaming .text')?.textContent.length >= 10", what: "the third answer to stream in");
+        await _page.ClickAsync("#new-chat");
+        await _page.WaitForAsync("document.getElementById('stop').hidden", what: "the request to end");
+        Assert.That((await _page.EvalAsync("document.querySelectorAll('.msg').length")).GetInt32(), Is.EqualTo(0));
+        await WaitForMetricAsync(_endless, "parrot_batch_size", 0);
+        await SettingsAsync(0, 6);
+        await _page.FillAsync("#prompt", "Fresh start.");
+        await _page.PressEnterAsync();
+        await WaitIdleAsync(assistants: 1);
+        Assert.That(await AnswerAsync(0), Is.EqualTo(await ReferenceAsync(_endless, new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Fresh start." }), 6)));
     }
 
     [Test, Order(7)]
@@ -396,6 +411,7 @@ public class WebUiTests
     private async Task ScreenshotsAsync()
     {
         var outDir = WebUiModels.RepositoryRoot() is { } repo ? Path.Combine(repo, "docs") : TestContext.CurrentContext.WorkDirectory;
+        await _page.EvalAsync("document.activeElement?.blur()"); // no blinking caret: the same page gives the same file
         var backgrounds = new Dictionary<string, string>();
         foreach (var scheme in new[] { "light", "dark" })
         {
