@@ -304,6 +304,11 @@ public class WebUiTests
         var error = JsonDocument.Parse(await direct.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
         Assert.That(error.GetProperty("code").GetString(), Is.EqualTo("image_too_large"));
         Assert.That(await _page.TextAsync("document.querySelector('.msg.error').textContent"), Is.EqualTo("Error 400: " + error.GetProperty("message").GetString()));
+        foreach (var scheme in new[] { "dark", "light" })
+        {
+            await _page.EmulateColorSchemeAsync(scheme);
+            await AssertContrastAsync(scheme, ".msg.error .text");
+        }
 
         // The image comes back to the composer; without it the question is answered.
         Assert.That((await _page.EvalAsync("document.getElementById('attachment').hidden")).GetBoolean(), Is.False);
@@ -417,6 +422,8 @@ public class WebUiTests
         {
             await _page.EmulateColorSchemeAsync(scheme);
             backgrounds[scheme] = await _page.TextAsync("getComputedStyle(document.body).backgroundColor");
+            await AssertContrastAsync(scheme, "h1", "#model", "#health", "#new-chat", "#attach", "#send", ".hint-line",
+                ".msg.user .text", ".msg.assistant .text", ".msg.assistant + .msg.user .text");
             var png = await _page.ScreenshotAsync();
             using (var image = Image.Load<Rgb24>(png)) Assert.That((image.Width, image.Height), Is.EqualTo((Width, Height)));
             AtomicFile.WriteAllBytes(Path.Combine(outDir, $"webui-{scheme}.png"), png);
@@ -424,6 +431,49 @@ public class WebUiTests
         await _page.EmulateColorSchemeAsync("light");
         Assert.That(backgrounds["light"], Is.EqualTo("rgb(255, 255, 255)"));
         Assert.That(backgrounds["dark"], Is.EqualTo("rgb(21, 24, 28)"), "prefers-color-scheme: dark switches the theme");
+    }
+
+    /// <summary>
+    /// WCAG 2 contrast of each element's text colour against the first opaque background behind it: at least
+    /// 4.5:1 (AA for normal text), computed here from the colours the browser resolved.
+    /// </summary>
+    private async Task AssertContrastAsync(string scheme, params string[] selectors)
+    {
+        var pairs = await _page.EvalAsync($$"""
+            {{JsonSerializer.Serialize(selectors)}}.map(sel => {
+              const e = document.querySelector(sel);
+              if (!e) return [sel, null, null];
+              let b = e, bg = 'rgba(0, 0, 0, 0)';
+              while (b && (bg = getComputedStyle(b).backgroundColor).startsWith('rgba') && bg.endsWith(', 0)')) b = b.parentElement;
+              return [sel, getComputedStyle(e).color, bg];
+            })
+            """);
+        foreach (var p in pairs.EnumerateArray())
+        {
+            string sel = p[0].GetString()!;
+            Assert.That(p[1].ValueKind, Is.EqualTo(JsonValueKind.String), $"{sel} is on the page");
+            double ratio = Contrast(Rgb(p[1].GetString()!), Rgb(p[2].GetString()!));
+            Assert.That(ratio, Is.GreaterThanOrEqualTo(4.5), $"{scheme}: contrast of {sel} ({p[1]} on {p[2]})");
+        }
+    }
+
+    private static double[] Rgb(string css)
+    {
+        var m = Regex.Match(css, @"rgba?\((\d+), (\d+), (\d+)(, ([\d.]+))?\)");
+        Assert.That(m.Success, Is.True, css);
+        Assert.That(m.Groups[5].Success ? double.Parse(m.Groups[5].Value, CultureInfo.InvariantCulture) : 1.0, Is.EqualTo(1.0), $"{css} is opaque");
+        return [.. Enumerable.Range(1, 3).Select(i => double.Parse(m.Groups[i].Value, CultureInfo.InvariantCulture) / 255)];
+    }
+
+    private static double Contrast(double[] a, double[] b)
+    {
+        static double Luminance(double[] c)
+        {
+            static double Linear(double v) => v <= 0.04045 ? v / 12.92 : Math.Pow((v + 0.055) / 1.055, 2.4);
+            return 0.2126 * Linear(c[0]) + 0.7152 * Linear(c[1]) + 0.0722 * Linear(c[2]);
+        }
+        double la = Luminance(a), lb = Luminance(b);
+        return (Math.Max(la, lb) + 0.05) / (Math.Min(la, lb) + 0.05);
     }
 
     /// <summary>A picture like the demo world's (96 px, the tower's size): a red circle, a blue square and a green triangle on white.</summary>
