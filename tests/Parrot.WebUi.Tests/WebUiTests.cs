@@ -111,9 +111,12 @@ public class WebUiTests
     }
 
     [Test, Order(2)]
-    public async Task ShiftEnterStartsANewLineAndEnterSends()
+    public async Task ShiftEnterStartsANewLineAndEnterSendsWithTheSettings()
     {
-        await OpenAsync(_main, temperature: 0, maxTokens: 8);
+        await _page.NavigateAsync(_main.Address.ToString());
+        await SettingsAsync(temperature: 0, maxTokens: 8, topP: 0.5);
+        // The test watches what the page posts (the page's own fetch, wrapped).
+        await _page.EvalAsync("window.__posted = []; const f = window.fetch; window.fetch = (u, o) => { if (o?.body) __posted.push(o.body); return f(u, o); }");
         await _page.EvalAsync("document.getElementById('prompt').focus()");
         await _page.TypeAsync("first line");
         await _page.PressEnterAsync(shift: true);
@@ -124,6 +127,12 @@ public class WebUiTests
         await WaitIdleAsync(assistants: 1);
         Assert.That(await _page.TextAsync("document.querySelector('.msg.user .text').textContent"), Is.EqualTo("first line\nsecond line"));
         Assert.That(await _page.TextAsync("document.getElementById('prompt').value"), Is.Empty);
+        var posted = JsonDocument.Parse(await _page.TextAsync("__posted.length === 1 ? __posted[0] : ''")).RootElement;
+        Assert.That(posted.GetProperty("stream").GetBoolean(), Is.True);
+        Assert.That(posted.GetProperty("temperature").GetDouble(), Is.EqualTo(0));
+        Assert.That(posted.GetProperty("top_p").GetDouble(), Is.EqualTo(0.5));
+        Assert.That(posted.GetProperty("max_tokens").GetInt32(), Is.EqualTo(8));
+        Assert.That(posted.GetProperty("messages").ToString(), Is.EqualTo("""[{"role":"user","content":"first line\nsecond line"}]"""));
     }
 
     // ---------------------------------------------------------------- answers
@@ -343,10 +352,11 @@ public class WebUiTests
         await SettingsAsync(temperature, maxTokens);
     }
 
-    private async Task SettingsAsync(double temperature, int maxTokens)
+    private async Task SettingsAsync(double temperature, int maxTokens, double topP = 0.95)
     {
         if ((await _page.EvalAsync("document.getElementById('settings').hidden")).GetBoolean()) await _page.ClickAsync("#settings-toggle");
         await _page.FillAsync("#temperature", temperature.ToString(CultureInfo.InvariantCulture));
+        await _page.FillAsync("#top-p", topP.ToString(CultureInfo.InvariantCulture));
         await _page.FillAsync("#max-tokens", maxTokens.ToString(CultureInfo.InvariantCulture));
         await _page.ClickAsync("#settings-toggle");
         Assert.That((await _page.EvalAsync("document.getElementById('settings').hidden")).GetBoolean(), Is.True);
