@@ -111,10 +111,10 @@ public sealed class MpiProcessGroup : ProcessGroup
         _ => throw new NotSupportedException($"{op}: MPI reduces F32, F64, I32 and I64 tensors, not {t.Name()}"),
     };
 
-    private static nint OpOf(ReduceOp op) => op switch
+    private static nint OpOf(CollectiveOp op) => op switch
     {
-        ReduceOp.Sum or ReduceOp.Average => Mpi.Handle("ompi_mpi_op_sum"),
-        ReduceOp.Max => Mpi.Handle("ompi_mpi_op_max"),
+        CollectiveOp.Sum or CollectiveOp.Average => Mpi.Handle("ompi_mpi_op_sum"),
+        CollectiveOp.Max => Mpi.Handle("ompi_mpi_op_max"),
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown reduction"),
     };
 
@@ -122,21 +122,21 @@ public sealed class MpiProcessGroup : ProcessGroup
         : throw new NotSupportedException($"{op}: {count} elements exceed MPI's int count; split the tensor");
 
     /// <inheritdoc/>
-    public override PendingCollective StartAllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
+    public override PendingCollective StartAllReduce(Tensor tensor, CollectiveOp op = CollectiveOp.Sum)
     {
         CheckTensor(tensor, "AllReduce");
         Mpi.Check(Mpi.MPI_Iallreduce(Mpi.InPlace, tensor.DataPointer, CountOf(tensor.Count, "AllReduce"), TypeOf(tensor.DType, "AllReduce"), OpOf(op), _comm, out nint request), "MPI_Iallreduce");
-        return new Pending(this, request, $"AllReduce of {tensor.Count} {tensor.DType.Name()}", op == ReduceOp.Average ? tensor : null, tensor);
+        return new Pending(this, request, $"AllReduce of {tensor.Count} {tensor.DType.Name()}", op == CollectiveOp.Average ? tensor : null, tensor);
     }
 
     /// <inheritdoc/>
-    public override PendingCollective StartReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    public override PendingCollective StartReduceScatter(Tensor input, Tensor output, CollectiveOp op = CollectiveOp.Sum)
     {
         CheckTensor(input, "ReduceScatter", "input");
         CheckTensor(output, "ReduceScatter", "output");
         CheckParts(output, input, "ReduceScatter");
         Mpi.Check(Mpi.MPI_Ireduce_scatter_block(input.DataPointer, output.DataPointer, CountOf(output.Count, "ReduceScatter"), TypeOf(input.DType, "ReduceScatter"), OpOf(op), _comm, out nint request), "MPI_Ireduce_scatter_block");
-        return new Pending(this, request, $"ReduceScatter of {input.Count} {input.DType.Name()}", op == ReduceOp.Average ? output : null, input, output);
+        return new Pending(this, request, $"ReduceScatter of {input.Count} {input.DType.Name()}", op == CollectiveOp.Average ? output : null, input, output);
     }
 
     /// <inheritdoc/>

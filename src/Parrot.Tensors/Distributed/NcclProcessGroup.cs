@@ -70,11 +70,11 @@ public sealed class NcclProcessGroup : ProcessGroup
         _ => throw new NotSupportedException($"NCCL has no type for {t.Name()}"),
     };
 
-    private static int OpOf(ReduceOp op) => op switch
+    private static int OpOf(CollectiveOp op) => op switch
     {
-        ReduceOp.Sum => Nccl.Sum,
-        ReduceOp.Average => Nccl.Avg,
-        ReduceOp.Max => Nccl.Max,
+        CollectiveOp.Sum => Nccl.Sum,
+        CollectiveOp.Average => Nccl.Avg,
+        CollectiveOp.Max => Nccl.Max,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown reduction"),
     };
 
@@ -86,7 +86,7 @@ public sealed class NcclProcessGroup : ProcessGroup
     }
 
     /// <inheritdoc/>
-    public override PendingCollective StartAllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
+    public override PendingCollective StartAllReduce(Tensor tensor, CollectiveOp op = CollectiveOp.Sum)
     {
         CheckTensor(tensor, "AllReduce");
         ulong p = (ulong)tensor.DataPointer;
@@ -95,7 +95,7 @@ public sealed class NcclProcessGroup : ProcessGroup
     }
 
     /// <inheritdoc/>
-    public override PendingCollective StartReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    public override PendingCollective StartReduceScatter(Tensor input, Tensor output, CollectiveOp op = CollectiveOp.Sum)
     {
         CheckTensor(input, "ReduceScatter", "input");
         CheckTensor(output, "ReduceScatter", "output");

@@ -35,13 +35,13 @@ public abstract class ProcessGroup : IDisposable
     public bool IsBroken { get; protected set; }
 
     /// <summary>Starts an in-place reduction of <paramref name="tensor"/> over all ranks.</summary>
-    public abstract PendingCollective StartAllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum);
+    public abstract PendingCollective StartAllReduce(Tensor tensor, CollectiveOp op = CollectiveOp.Sum);
 
     /// <summary>
     /// Starts a reduce-scatter: <paramref name="input"/> (WorldSize·n elements, the same on every rank in layout) is
     /// reduced over ranks and rank r receives elements [r·n, (r+1)·n) in <paramref name="output"/> (n elements).
     /// </summary>
-    public abstract PendingCollective StartReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum);
+    public abstract PendingCollective StartReduceScatter(Tensor input, Tensor output, CollectiveOp op = CollectiveOp.Sum);
 
     /// <summary>Starts an all-gather: rank r's <paramref name="input"/> (n elements) lands at [r·n, (r+1)·n) of every rank's <paramref name="output"/>.</summary>
     public abstract PendingCollective StartAllGather(Tensor input, Tensor output);
@@ -53,10 +53,10 @@ public abstract class ProcessGroup : IDisposable
     public abstract void Barrier();
 
     /// <summary>In-place reduction of <paramref name="tensor"/> over all ranks.</summary>
-    public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) => StartAllReduce(tensor, op).Wait();
+    public void AllReduce(Tensor tensor, CollectiveOp op = CollectiveOp.Sum) => StartAllReduce(tensor, op).Wait();
 
     /// <summary>Reduce-scatter (see <see cref="StartReduceScatter"/>).</summary>
-    public void ReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum) => StartReduceScatter(input, output, op).Wait();
+    public void ReduceScatter(Tensor input, Tensor output, CollectiveOp op = CollectiveOp.Sum) => StartReduceScatter(input, output, op).Wait();
 
     /// <summary>All-gather (see <see cref="StartAllGather"/>).</summary>
     public void AllGather(Tensor input, Tensor output) => StartAllGather(input, output).Wait();
@@ -65,7 +65,7 @@ public abstract class ProcessGroup : IDisposable
     public void Broadcast(Tensor tensor, int root = 0) => StartBroadcast(tensor, root).Wait();
 
     /// <summary>Reduces one float64 number over ranks (losses, token counts, squared norms).</summary>
-    public double AllReduce(double value, ReduceOp op = ReduceOp.Sum)
+    public double AllReduce(double value, CollectiveOp op = CollectiveOp.Sum)
     {
         if (WorldSize == 1) return value;
         using var t = Tensor.FromArray([value], 1);

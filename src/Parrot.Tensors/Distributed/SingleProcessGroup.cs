@@ -19,14 +19,14 @@ public sealed class SingleProcessGroup(Device device) : ProcessGroup
     public override Device Device { get; } = device;
 
     /// <inheritdoc/>
-    public override PendingCollective StartAllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
+    public override PendingCollective StartAllReduce(Tensor tensor, CollectiveOp op = CollectiveOp.Sum)
     {
         CheckTensor(tensor, "AllReduce");
         return PendingCollective.Done;
     }
 
     /// <inheritdoc/>
-    public override PendingCollective StartReduceScatter(Tensor input, Tensor output, ReduceOp op = ReduceOp.Sum)
+    public override PendingCollective StartReduceScatter(Tensor input, Tensor output, CollectiveOp op = CollectiveOp.Sum)
     {
         CheckTensor(input, "ReduceScatter", "input");
         CheckTensor(output, "ReduceScatter", "output");

@@ -1,7 +1,7 @@
 namespace Parrot.Tensors.Distributed;
 
 /// <summary>How a reducing collective combines the ranks' tensors, element by element.</summary>
-public enum ReduceOp
+public enum CollectiveOp
 {
     /// <summary>The sum over ranks.</summary>
     Sum,
