@@ -17,16 +17,20 @@ internal static class DistCheckCommand
     {
         var device = new Option<string>("--device") { Description = "cpu (MPI) or cuda (NCCL, the GPU of the local rank)", DefaultValueFactory = _ => "cpu" };
         var mib = new Option<int>("--mib") { Description = "All-reduce size for the bandwidth figure, MiB (0: skip)", DefaultValueFactory = _ => 16 };
+        var backend = new Option<string>("--backend") { Description = "auto (the launcher's group: MPI on the CPU, NCCL on GPUs, nothing for one process) or nccl (NCCL even for one rank)", DefaultValueFactory = _ => "auto" };
         var iters = new Option<int>("--iters") { Description = "Timed all-reduces (median reported)", DefaultValueFactory = _ => 5 };
         var cmd = new Command("dist-check", "Check the process group's collectives against float64 references and measure all-reduce bandwidth (run under mpirun/torchrun)");
-        foreach (var o in new Option[] { device, mib, iters }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { device, backend, mib, iters }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("dist-check", () =>
         {
             var d = Device.Parse(p.GetValue(device)!);
             if (d.Kind == DeviceKind.Cuda) d = new Device(DeviceKind.Cuda, DistributedLaunch.Detect().LocalRank);
             int size = p.GetValue(mib), k = p.GetValue(iters);
             if (size < 0 || k <= 0) throw new CliException("--mib must be ≥ 0 and --iters positive");
-            using var group = DistributedLaunch.CreateGroup(d);
+            string which = p.GetValue(backend)!;
+            if (which is not ("auto" or "nccl")) throw new CliException($"--backend must be auto or nccl, got '{which}'");
+            if (which == "nccl" && d.Kind != DeviceKind.Cuda) throw new CliException("--backend nccl needs --device cuda");
+            using var group = which == "nccl" ? NcclProcessGroup.Create(DistributedLaunch.Detect(), d) : DistributedLaunch.CreateGroup(d);
             int code = 0;
             try { code = Check(group, size, k); }
             catch (DistributedException) when (group is MpiProcessGroup && group.WorldSize > 1) { code = 1; throw; }
@@ -86,7 +90,7 @@ internal static class DistCheckCommand
         g.Barrier();
         if (g.IsMain) Console.WriteLine($"scalar AllReduce        {(scalar == n * (n + 1) / 2.0 ? "ok" : "WRONG")}; Barrier ok");
 
-        if (mib > 0 && n > 1)
+        if (mib > 0 && (n > 1 || g is NcclProcessGroup))
         {
             int count = mib * (1 << 20) / 4;
             using var big = Tensor.Zeros([count], DType.F32, g.Device);
@@ -101,8 +105,8 @@ internal static class DistCheckCommand
             }
             Array.Sort(times);
             double median = times[iters / 2], bytes = count * 4.0;
-            double algBw = bytes / median / 1e9, busBw = algBw * (n > 1 ? 2.0 * (n - 1) / n : 1);
-            if (g.IsMain) Console.WriteLine($"AllReduce {mib} MiB f32: median {median * 1e3:F2} ms over {iters}, algbw {algBw:F2} GB/s, busbw {busBw:F2} GB/s");
+            double algBw = bytes / median / 1e9, busBw = algBw * 2.0 * (n - 1) / n;
+            if (g.IsMain) Console.WriteLine($"AllReduce {mib} MiB f32 on {n} rank(s): median {median * 1e3:F2} ms over {iters}, algbw {algBw:F2} GB/s, busbw {busBw:F2} GB/s");
         }
         if (failures.Count > 0)
         {

@@ -51,7 +51,8 @@ public sealed class NcclProcessGroup : ProcessGroup
         var bytes = MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref id, 1));
         if (launch.Rank == 0) Nccl.Check(Nccl.ncclGetUniqueId(out id), "ncclGetUniqueId");
         var timeout = DefaultTimeout();
-        if (launch.Launcher is "mpirun" or "slurm") MpiProcessGroup.World.BroadcastBytes(bytes, 0);
+        if (launch.WorldSize == 1) { } // nothing to share
+        else if (launch.Launcher is "mpirun" or "slurm") MpiProcessGroup.World.BroadcastBytes(bytes, 0);
         else TcpRendezvous.Share(bytes, launch, timeout);
         context.MakeCurrent();
         Nccl.Check(Nccl.ncclCommInitRank(out nint comm, launch.WorldSize, id, launch.Rank), $"ncclCommInitRank(rank {launch.Rank} of {launch.WorldSize})");
