@@ -58,7 +58,8 @@ public class DataParallelTests
             double n2 = dp.ReduceGradients(1.0, 2.0);
             dp.Step();
 
-            Assert.That(n2, Is.EqualTo(n1).Within(1e-12 * n1), $"step {step + 1}: norm");
+            // ZeRO-2 adds float32 sums of squares per bucket piece instead of per tensor.
+            Assert.That(n2, Is.EqualTo(n1).Within((zero == 2 ? 1e-6 : 1e-12) * n1), $"step {step + 1}: norm");
             Assert.That(n1, Is.GreaterThan(2.0), "clipping is active");
             var (x, y) = (Values(plain), Values(shared));
             // ZeRO-2 sums the squared norm per bucket piece (another grouping), so the clipping factor may differ in the last bits.
@@ -106,11 +107,18 @@ public class DataParallelTests
             Assert.That(gv.ToFloatArray(), Is.EqualTo(v.ToFloatArray()), $"v of parameter {i}");
         }
 
-        // A fresh run (another sharding of the same parameters) takes its pieces of the state and continues identically.
+        // A fresh run (another sharding of the same parameters) reads the whole state, as from a checkpoint saved by
+        // name, takes its pieces of it and continues identically.
         var resumed = Parameters(99);
         for (int i = 0; i < resumed.Count; i++) resumed[i].Value.CopyFrom(shared[i].Value);
+        using var loaded = new AdamW(resumed, 0.02) { StepCount = full.StepCount };
+        for (int i = 0; i < resumed.Count; i++)
+        {
+            var (m, v) = full.State(shared[i])!.Value;
+            loaded.SetState(resumed[i], m, v);
+        }
         using var again = new DataParallel(new SingleProcessGroup(), resumed, zero, ps => new AdamW(ps, 0.02), bucketElements: 4);
-        again.ScatterOptimizer(full);
+        again.ScatterOptimizer(loaded);
         adam.ZeroGrad(); Backward(plain, 3); adam.Step();
         again.ZeroGrad(); Backward(resumed, 3); again.ReduceGradients(1.0); again.Step();
         var (x, y) = (Values(plain), Values(resumed));
