@@ -18,9 +18,11 @@ internal static class DistCheckCommand
         var device = new Option<string>("--device") { Description = "cpu (MPI) or cuda (NCCL, the GPU of the local rank)", DefaultValueFactory = _ => "cpu" };
         var mib = new Option<int>("--mib") { Description = "All-reduce size for the bandwidth figure, MiB (0: skip)", DefaultValueFactory = _ => 16 };
         var backend = new Option<string>("--backend") { Description = "auto (the launcher's group: MPI on the CPU, NCCL on GPUs, nothing for one process) or nccl (NCCL even for one rank)", DefaultValueFactory = _ => "auto" };
+        var stallRank = new Option<int?>("--stall-rank") { Description = "Make this rank stall (sleep) before the collectives: checks that the others stop with a timeout error (PARROT_DIST_TIMEOUT) instead of hanging" };
+        var stallSeconds = new Option<double>("--stall-seconds") { Description = "How long --stall-rank sleeps", DefaultValueFactory = _ => 60 };
         var iters = new Option<int>("--iters") { Description = "Timed all-reduces (median reported)", DefaultValueFactory = _ => 5 };
         var cmd = new Command("dist-check", "Check the process group's collectives against float64 references and measure all-reduce bandwidth (run under mpirun/torchrun)");
-        foreach (var o in new Option[] { device, backend, mib, iters }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { device, backend, mib, iters, stallRank, stallSeconds }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("dist-check", () =>
         {
             var d = Device.Parse(p.GetValue(device)!);
@@ -31,10 +33,8 @@ internal static class DistCheckCommand
             if (which is not ("auto" or "nccl")) throw new CliException($"--backend must be auto or nccl, got '{which}'");
             if (which == "nccl" && d.Kind != DeviceKind.Cuda) throw new CliException("--backend nccl needs --device cuda");
             using var group = which == "nccl" ? NcclProcessGroup.Create(DistributedLaunch.Detect(), d) : DistributedLaunch.CreateGroup(d);
-            int code = 0;
-            try { code = Check(group, size, k); }
-            catch (DistributedException) when (group is MpiProcessGroup && group.WorldSize > 1) { code = 1; throw; }
-            return code;
+            if (p.GetValue(stallRank) == group.Rank) Thread.Sleep(TimeSpan.FromSeconds(p.GetValue(stallSeconds)));
+            return DistributedCli.Guard(group, "dist-check", () => Check(group, size, k));
         }));
         return cmd;
     }
