@@ -28,6 +28,9 @@ public sealed class DataParallel : IDisposable
     private readonly List<Piece> _pieces = [];
     private readonly Func<IReadOnlyList<Variable>, Optimizer> _createOptimizer;
     private readonly DType _commType;
+    private readonly Dictionary<Variable, List<int>> _bucketsOf = new(ReferenceEqualityComparer.Instance);
+    private int[] _waiting = [];
+    private PendingCollective?[] _inFlight = [];
 
     /// <summary>The process group.</summary>
     public ProcessGroup Group { get; }
@@ -39,6 +42,8 @@ public sealed class DataParallel : IDisposable
     public Optimizer Optimizer { get; }
     /// <summary>Number of gradient buckets.</summary>
     public int BucketCount => _buckets.Count;
+    /// <summary>Buckets whose reduction the last <see cref="Backward"/> started before backward had finished.</summary>
+    public int BucketsStartedInBackward { get; private set; }
 
     /// <summary>
     /// Bucket size in elements: <c>PARROT_DIST_BUCKET_MB</c> MiB of float32 when set, else 25 MiB (PyTorch DDP's default).
@@ -87,6 +92,14 @@ public sealed class DataParallel : IDisposable
             }
         }
         if (filled > 0) _buckets.Add(new Bucket(current, filled, n, _commType, zeroStage == 2));
+        for (int b = 0; b < _buckets.Count; b++)
+            foreach (var s in _buckets[b].Segments)
+            {
+                if (!_bucketsOf.TryGetValue(s.Parameter, out var list)) _bucketsOf[s.Parameter] = list = [];
+                if (!list.Contains(b)) list.Add(b);
+            }
+        _waiting = new int[_buckets.Count];
+        _inFlight = new PendingCollective?[_buckets.Count];
 
         if (zeroStage == 0) Optimizer = createOptimizer(parameters);
         else
@@ -138,6 +151,52 @@ public sealed class DataParallel : IDisposable
     }
 
     /// <summary>
+    /// Back-propagates <paramref name="loss"/>, the step's last micro-batch (earlier micro-batches call
+    /// <c>loss.Backward()</c> and communicate nothing), and starts each bucket's reduction as soon as backward has
+    /// finished every gradient in it, so communication runs while backward computes the rest;
+    /// <see cref="ReduceGradients"/> then starts what is left and waits. A world of one with ZeRO 0 is plain backward.
+    /// </summary>
+    public void Backward(Variable loss)
+    {
+        ArgumentNullException.ThrowIfNull(loss);
+        BucketsStartedInBackward = 0;
+        if (Group.WorldSize == 1 && ZeroStage == 0)
+        {
+            loss.Backward();
+            return;
+        }
+        for (int b = 0; b < _buckets.Count; b++)
+        {
+            if (_inFlight[b] is not null) throw new InvalidOperationException("DataParallel.Backward: the previous step's reductions were not completed (call ReduceGradients)");
+            _waiting[b] = 0;
+        }
+        foreach (var list in _bucketsOf.Values) foreach (int b in list) _waiting[b]++;
+        Graph.Backward(loss, null, OnLeafGradient);
+    }
+
+    private void OnLeafGradient(Variable leaf)
+    {
+        if (!_bucketsOf.TryGetValue(leaf, out var list)) return;
+        foreach (int b in list)
+            if (--_waiting[b] == 0)
+            {
+                StartBucket(b);
+                BucketsStartedInBackward++;
+            }
+        // MPI progresses non-blocking collectives inside its calls: poll the ones in flight.
+        foreach (var p in _inFlight) p?.Test();
+    }
+
+    private void StartBucket(int b)
+    {
+        using var ng = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        var bucket = _buckets[b];
+        bucket.Pack(s => s.Parameter.Grad);
+        _inFlight[b] = ZeroStage == 2 ? Group.StartReduceScatter(bucket.Flat, bucket.OwnGrad!) : Group.StartAllReduce(bucket.Flat);
+    }
+
+    /// <summary>
     /// Sums the gradients over ranks and multiplies them by <paramref name="scale"/> (1/WorldSize when each rank's
     /// loss is a mean over an equal share; 1/(global count) when each rank back-propagated a sum), then clips the
     /// global norm to <paramref name="maxNorm"/> as <see cref="GradClip.ClipGradNorm"/> does. Returns the norm before
@@ -161,14 +220,13 @@ public sealed class DataParallel : IDisposable
             return GradClip.ClipGradNorm(Parameters, maxNorm);
         }
 
-        var pending = new List<PendingCollective>(_buckets.Count);
-        foreach (var b in _buckets)
+        for (int b = 0; b < _buckets.Count; b++)
+            if (_inFlight[b] is null) StartBucket(b);
+        for (int b = 0; b < _buckets.Count; b++)
         {
-            using var scope = TensorScope.Begin();
-            b.Pack(s => s.Parameter.Grad);
-            pending.Add(ZeroStage == 2 ? Group.StartReduceScatter(b.Flat, b.OwnGrad!) : Group.StartAllReduce(b.Flat));
+            _inFlight[b]!.Wait();
+            _inFlight[b] = null;
         }
-        PendingCollective.WaitAll(pending);
 
         if (ZeroStage < 2)
         {

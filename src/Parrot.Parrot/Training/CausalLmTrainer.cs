@@ -101,7 +101,7 @@ public sealed class CausalLmTrainer(Qwen2ForCausalLM model, CausalLmOptions opti
                 var l = Losses.NextTokenCrossEntropy(model.Forward(ids), ids);
                 loss = l.Value.Item();
                 dp.ZeroGrad();
-                l.Backward();
+                dp.Backward(l);
                 // Each rank's loss is the mean over an equal share of the batch: the batch mean is the mean of the means.
                 norm = dp.ReduceGradients(1.0 / ranks, options.MaxGradNorm ?? double.PositiveInfinity);
                 if (ranks > 1) loss = group.AllReduce(loss) / ranks;

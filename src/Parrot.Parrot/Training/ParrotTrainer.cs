@@ -165,7 +165,12 @@ public sealed class ParrotTrainer : IDisposable
             if (!double.IsFinite(value))
                 throw new ParrotTrainingException($"step {stepNo}: the loss is {value} in micro-batch {micro + 1} (samples {string.Join(", ", examples.Select(e => e.Id))}); stopping, the last checkpoint is left as it was");
             // A text-only micro-batch in stage 1 reaches no trainable parameter: its tokens count in the mean but give no gradient.
-            if (sum.RequiresGrad) sum.Backward();
+            // The last micro-batch's backward starts reducing gradient buckets as they are finished.
+            if (sum.RequiresGrad)
+            {
+                if (start + _options.MicroBatch >= batch.Length) _dp.Backward(sum);
+                else sum.Backward();
+            }
             lossSum += value;
             tokens += real;
             for (int b = 0; b < examples.Count; b++)
