@@ -106,7 +106,8 @@ internal static class DistCheckCommand
             Array.Sort(times);
             double median = times[iters / 2], bytes = count * 4.0;
             double algBw = bytes / median / 1e9, busBw = algBw * 2.0 * (n - 1) / n;
-            if (g.IsMain) Console.WriteLine($"AllReduce {mib} MiB f32 on {n} rank(s): median {median * 1e3:F2} ms over {iters}, algbw {algBw:F2} GB/s, busbw {busBw:F2} GB/s");
+            if (g.IsMain) Console.WriteLine($"AllReduce {mib} MiB f32 on {n} rank(s): median {median * 1e3:F2} ms over {iters}" +
+                                            (n > 1 ? $", algbw {algBw:F2} GB/s, busbw {busBw:F2} GB/s" : " (one rank: nothing travels, no bandwidth to report)"));
         }
         if (failures.Count > 0)
         {
