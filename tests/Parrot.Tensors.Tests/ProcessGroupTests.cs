@@ -95,6 +95,40 @@ public class ProcessGroupTests
     }
 
     [Test]
+    public void TheTorchrunStyleRendezvousHandsRankZerosBytesToEveryRank()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var saved = (Environment.GetEnvironmentVariable("MASTER_ADDR"), Environment.GetEnvironmentVariable("MASTER_PORT"));
+        try
+        {
+            Environment.SetEnvironmentVariable("MASTER_ADDR", "127.0.0.1");
+            Environment.SetEnvironmentVariable("MASTER_PORT", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            var buffers = Enumerable.Range(0, 3).Select(r => r == 0 ? Enumerable.Range(0, 128).Select(i => (byte)(i * 7 + 1)).ToArray() : new byte[128]).ToArray();
+            // The other ranks start first and retry until rank 0 listens, as they do when launched together.
+            var ranks = Enumerable.Range(0, 3).Reverse().Select(r => Task.Run(() =>
+            {
+                if (r == 0) Thread.Sleep(300);
+                TcpRendezvous.Share(buffers[r], new LaunchInfo("env", r, 3, r), TimeSpan.FromSeconds(20));
+            })).ToArray();
+            Assert.That(Task.WaitAll(ranks, TimeSpan.FromSeconds(30)), Is.True);
+            Assert.That(buffers[1], Is.EqualTo(buffers[0]));
+            Assert.That(buffers[2], Is.EqualTo(buffers[0]));
+
+            // Rank 0 never comes: the others stop at the timeout with a clear error.
+            var e = Assert.Throws<CollectiveTimeoutException>(() => TcpRendezvous.Share(new byte[128], new LaunchInfo("env", 1, 2, 1), TimeSpan.FromSeconds(1)));
+            Assert.That(e!.Message, Does.Contain($"could not reach rank 0 at 127.0.0.1:{port}"));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("MASTER_ADDR", saved.Item1);
+            Environment.SetEnvironmentVariable("MASTER_PORT", saved.Item2);
+        }
+    }
+
+    [Test]
     public void TheTimeoutComesFromTheEnvironment()
     {
         var saved = Environment.GetEnvironmentVariable("PARROT_DIST_TIMEOUT");
