@@ -133,6 +133,32 @@ public class DistributedTrainingTests
     }
 
     [Test]
+    public void ARankThatDiesEndsTheJob()
+    {
+        var psi = MpiStart(2, ["dist-check", "--mib", "0", "--stall-rank", "1", "--stall-seconds", "100"]);
+        psi.Environment["PARROT_DIST_TIMEOUT"] = "100"; // the death, not the timeout, must end it
+        var clock = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        string? line;
+        int pid = 0;
+        while ((line = p.StandardError.ReadLine()) is not null)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(line, @"^rank 1 \(pid (\d+)\) stalls");
+            if (m.Success) { pid = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture); break; }
+        }
+        Assert.That(pid, Is.GreaterThan(0), "rank 1 never reported its pid");
+        using (var rank1 = Process.GetProcessById(pid)) rank1.Kill(); // SIGKILL: no goodbye to MPI
+        var stderr = p.StandardError.ReadToEndAsync();
+        bool ended = p.WaitForExit(60_000);
+        if (!ended) p.Kill(true);
+        Assert.That(ended, Is.True, "rank 0 was left waiting for a dead peer");
+        TestContext.Out.WriteLine($"job ended {clock.Elapsed.TotalSeconds:F1} s after the start; mpirun said: {stderr.Result.Trim()}");
+        Assert.That(p.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(clock.Elapsed.TotalSeconds, Is.LessThan(60));
+    }
+
+    [Test]
     public void TrainLmOnTwoRanksEqualsOneProcessWithTheGlobalBatch()
     {
         var (dir, config, tokens) = TinyLm();

@@ -33,7 +33,12 @@ internal static class DistCheckCommand
             if (which is not ("auto" or "nccl")) throw new CliException($"--backend must be auto or nccl, got '{which}'");
             if (which == "nccl" && d.Kind != DeviceKind.Cuda) throw new CliException("--backend nccl needs --device cuda");
             using var group = which == "nccl" ? NcclProcessGroup.Create(DistributedLaunch.Detect(), d) : DistributedLaunch.CreateGroup(d);
-            if (p.GetValue(stallRank) == group.Rank) Thread.Sleep(TimeSpan.FromSeconds(p.GetValue(stallSeconds)));
+            if (p.GetValue(stallRank) == group.Rank)
+            {
+                Console.Error.WriteLine($"rank {group.Rank} (pid {Environment.ProcessId}) stalls for {p.GetValue(stallSeconds):G4} s");
+                Console.Error.Flush();
+                Thread.Sleep(TimeSpan.FromSeconds(p.GetValue(stallSeconds)));
+            }
             return DistributedCli.Guard(group, "dist-check", () => Check(group, size, k));
         }));
         return cmd;
