@@ -38,7 +38,15 @@ public static class Graph
     }
 
     /// <summary>Runs backward from <paramref name="root"/>; see <see cref="Variable.Backward"/>.</summary>
-    public static void Backward(Variable root, Tensor? seed)
+    public static void Backward(Variable root, Tensor? seed) => Backward(root, seed, null);
+
+    /// <summary>
+    /// Runs backward from <paramref name="root"/>, calling <paramref name="onLeafGradient"/> with each leaf as soon as
+    /// this pass has added its last contribution to the leaf's gradient (data-parallel training starts reducing a
+    /// bucket of gradients while backward computes the rest). Leaves reached only inside checkpointed segments
+    /// (activation checkpointing runs its own backward) are not reported.
+    /// </summary>
+    public static void Backward(Variable root, Tensor? seed, Action<Variable>? onLeafGradient)
     {
         ArgumentNullException.ThrowIfNull(root);
         if (!root.RequiresGrad) throw new InvalidOperationException($"Backward: {root.Describe()} does not require a gradient (no input of its graph does)");
@@ -68,7 +76,11 @@ public static class Graph
                 {
                     if (v.IsLeaf)
                     {
-                        if (v.RequiresGrad) v.AccumulateGrad(g);
+                        if (v.RequiresGrad)
+                        {
+                            v.AccumulateGrad(g);
+                            onLeafGradient?.Invoke(v);
+                        }
                         continue;
                     }
                     var node = v.GradFn!;

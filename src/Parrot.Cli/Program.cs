@@ -18,4 +18,5 @@ root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(PretrainVisionCommand.Create());
 root.Subcommands.Add(SelfTestCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(DistCheckCommand.Create());
 return root.Parse(args).Invoke();

@@ -12,7 +12,7 @@ namespace Parrot.Cli.Tests;
 public class TrainCommandTests
 {
     /// <summary>A tiny CLIP tower, a tiny Parrot with a byte-level ChatML tokenizer, three PNGs and 8 LLaVA samples in en/zh/pt.</summary>
-    private static (string Root, string Model, string Data, string Images) Prepare(Action<JsonArray>? edit = null)
+    internal static (string Root, string Model, string Data, string Images) Prepare(Action<JsonArray>? edit = null)
     {
         var root = CliRunner.TempDir();
         var tower = Path.Combine(root, "tower");

@@ -41,8 +41,9 @@ internal static class TrainCommand
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Activation checkpointing (recompute decoder layers in backward)" };
         var featureCache = new Option<string?>("--feature-cache") { Description = "Folder of cached vision features (default: OUT/features)" };
         var log = new Option<string?>("--log") { Description = "JSON lines per step (default: OUT/train_log.jsonl)" };
+        var zero = DistributedCli.ZeroOption();
         var cmd = new Command("train", "Train one Parrot stage on LLaVA-format data");
-        foreach (var o in new Option[] { stage, model, data, images, outDir, vision, recipe, steps, batch, micro, lr, maxLength, seed, saveEvery, resume, skipBad, bf16, checkpointing, featureCache, log })
+        foreach (var o in new Option[] { stage, model, data, images, outDir, vision, recipe, steps, batch, micro, lr, maxLength, seed, saveEvery, resume, skipBad, bf16, checkpointing, featureCache, log, zero })
             cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train", () =>
         {
@@ -61,10 +62,19 @@ internal static class TrainCommand
                 SaveEvery = p.GetValue(saveEvery),
                 Bf16 = p.GetValue(bf16),
                 GradientCheckpointing = p.GetValue(checkpointing),
+                ZeroStage = p.GetValue(zero),
             };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new CliException(e.Message); }
 
+            // Under mpirun every rank runs this command on its share of each global batch; rank 0 alone prints and writes.
+            using var group = DistributedCli.Join(p.GetValue(zero));
+            if (options.GlobalBatch % group.WorldSize != 0) throw new CliException($"--batch {options.GlobalBatch} is the global batch and must be a multiple of the {group.WorldSize} ranks");
+            return DistributedCli.Guard(group, "train", () => TrainOn(group));
+            int TrainOn(global::Parrot.Tensors.Distributed.ProcessGroup group)
+            {
+            bool main = group.IsMain;
+            var console = main ? Console.Out : TextWriter.Null;
             string modelDir = p.GetValue(model)!, output = p.GetValue(outDir)!;
             var tokenizerPath = Path.Combine(modelDir, "tokenizer.json");
             if (!File.Exists(tokenizerPath)) throw new CliException($"{modelDir}: no tokenizer.json next to the model");
@@ -81,25 +91,26 @@ internal static class TrainCommand
 
             var dataset = LlavaDataset.Load(p.GetValue(data)!, p.GetValue(images)!, chat,
                 new LlavaOptions { MaxLength = options.MaxLength, ImageTokens = imageTokens, SkipBad = p.GetValue(skipBad) });
-            foreach (var problem in dataset.Skipped) Console.Error.WriteLine($"skipped: {problem}");
-            Console.WriteLine($"{dataset.Examples.Count} samples ({dataset.Skipped.Count} skipped), stage {st}, global batch {options.GlobalBatch} in micro-batches of {options.MicroBatch}, lr {options.LearningRate:G4}");
+            if (main) foreach (var problem in dataset.Skipped) Console.Error.WriteLine($"skipped: {problem}");
+            console.WriteLine($"{dataset.Examples.Count} samples ({dataset.Skipped.Count} skipped), stage {st}, global batch {options.GlobalBatch} in micro-batches of {options.MicroBatch}, lr {options.LearningRate:G4}");
 
             Directory.CreateDirectory(output);
-            using var trainer = new ParrotTrainer(m, dataset, features, options) { OutputDir = output };
+            using var trainer = new ParrotTrainer(m, dataset, features, options, group) { OutputDir = output };
+            if (group.WorldSize > 1) console.WriteLine($"data parallel: {group.WorldSize} ranks ({group.Backend}), {options.GlobalBatch / group.WorldSize} samples per rank per step, ZeRO-{options.ZeroStage}");
             bool resuming = p.GetValue(resume);
             if (resuming)
             {
                 var latest = ParrotCheckpoint.Latest(output) ?? throw new CliException($"--resume: no checkpoint-N folder in {output}");
                 trainer.Resume(latest);
-                Console.WriteLine($"resumed from {latest} at step {trainer.Step}/{trainer.TotalSteps}");
+                console.WriteLine($"resumed from {latest} at step {trainer.Step}/{trainer.TotalSteps}");
             }
             var logPath = p.GetValue(log) ?? Path.Combine(output, "train_log.jsonl");
             var logDir = Path.GetDirectoryName(Path.GetFullPath(logPath));
-            if (logDir is not null) Directory.CreateDirectory(logDir);
+            if (logDir is not null && main) Directory.CreateDirectory(logDir);
             // A run killed after its last checkpoint logged steps that the resumed run repeats: keep only what the checkpoint covers.
-            if (resuming && File.Exists(logPath))
+            if (main && resuming && File.Exists(logPath))
                 File.WriteAllLines(logPath, File.ReadAllLines(logPath).Where(l => l.Length > 0 && StepOf(l) <= trainer.Step));
-            using var writer = new StreamWriter(logPath, append: resuming);
+            using var writer = main ? new StreamWriter(logPath, append: resuming) : StreamWriter.Null;
             var clock = Stopwatch.StartNew();
             int firstStep = trainer.Step;
             try
@@ -110,14 +121,16 @@ internal static class TrainCommand
                     writer.Flush();
                     double eta = clock.Elapsed.TotalSeconds / (r.Step - firstStep) * (r.TotalSteps - r.Step);
                     var langs = string.Join(" ", r.LanguageLoss.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value:F3}"));
-                    Console.WriteLine($"step {r.Step}/{r.TotalSteps}: loss {r.Loss:F4}  lr {r.LearningRate:G4}  grad_norm {r.GradNorm:F3}  {r.TokensPerSecond:F0} tok/s  ETA {TimeSpan.FromSeconds(Math.Round(eta)):g}" + (langs.Length > 0 ? $"  [{langs}]" : ""));
+                    if (r.Step == firstStep + 1 && group.WorldSize > 1) console.WriteLine($"memory per rank (ZeRO-{options.ZeroStage}): {trainer.Memory()}");
+                    console.WriteLine($"step {r.Step}/{r.TotalSteps}: loss {r.Loss:F4}  lr {r.LearningRate:G4}  grad_norm {r.GradNorm:F3}  {r.TokensPerSecond:F0} tok/s  ETA {TimeSpan.FromSeconds(Math.Round(eta)):g}" + (langs.Length > 0 ? $"  [{langs}]" : ""));
                 });
             }
-            catch (ParrotTrainingException e)
+            catch (ParrotTrainingException e) when (group.WorldSize == 1)
             {
                 Console.Error.WriteLine($"parrot train: {e.Message}");
                 return 3;
             }
+            if (!main) return 0;
             ParrotLoader.Save(m, output, config: m.Config with { UseMoe = st == 2, MmVisionTower = Path.GetFullPath(visionDir) });
             foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
             {
@@ -128,6 +141,7 @@ internal static class TrainCommand
             PlotCurves(logPath, Path.Combine(output, "loss.png"), st);
             Console.WriteLine($"wrote {output} (stage {st}, {trainer.Step} steps)");
             return 0;
+            }
         }));
         return cmd;
     }

@@ -40,8 +40,9 @@ internal static class TrainLmCommand
         var log = new Option<string>("--log") { Description = "JSON lines written per step: step, loss, lr, grad_norm", Required = true };
         var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint here, in the format it was read (float32 with --init), with the tokenizer and loss.png" };
         var outDtype = new Option<string?>("--out-dtype") { Description = "f32 or bf16: the dtype of the written weights (default: the one read)" };
+        var zero = DistributedCli.ZeroOption();
         var cmd = new Command("train-lm", "Train a Qwen2 causal language model on token sequences or text (float32, AdamW): fine-tune a checkpoint, or pre-train from --init");
-        foreach (var o in new Option[] { model, init, tokens, text, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, init, tokens, text, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype, zero }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train-lm", () =>
         {
             int n = p.GetValue(steps), b = p.GetValue(batch);
@@ -73,6 +74,14 @@ internal static class TrainLmCommand
             BpeTokenizer? tok = tokenizerPath is null ? null : BpeTokenizer.Load(tokenizerPath);
             if (textPath is not null && tok is null) throw new CliException("--text needs a tokenizer: give --tokenizer FILE (or a --model with tokenizer.json)");
 
+            // Under mpirun every rank runs this command; rank r trains on its B/N rows of each step, rank 0 alone prints and writes.
+            using var group = DistributedCli.Join(p.GetValue(zero));
+            if (b % group.WorldSize != 0) throw new CliException($"--batch {b} is the global batch and must be a multiple of the {group.WorldSize} ranks");
+            return DistributedCli.Guard(group, "train-lm", () => TrainOn(group));
+            int TrainOn(global::Parrot.Tensors.Distributed.ProcessGroup group)
+            {
+            bool main = group.IsMain;
+            var console = main ? Console.Out : TextWriter.Null;
             var sourceDType = dir is null ? DType.F32 : PeekDType(dir);
             using var m = dir is not null ? Qwen2Loader.Load(dir, DType.F32) : new Qwen2ForCausalLM(FreshConfig(initPath!, tok), p.GetValue(seed));
             if (tok is not null && tok.IdCount > m.Config.VocabSize)
@@ -81,7 +90,7 @@ internal static class TrainLmCommand
             if (textPath is not null)
             {
                 seqs = TextWindows.Read(textPath, tok!, p.GetValue(seqLen)!.Value, out int docs);
-                Console.WriteLine($"{textPath}: {docs} documents → {seqs.Count} windows of {seqs[0].Length} tokens");
+                console.WriteLine($"{textPath}: {docs} documents → {seqs.Count} windows of {seqs[0].Length} tokens");
             }
             else seqs = TokenSequences.Read(tokensPath!, m.Config.VocabSize);
             List<int[]> held = [];
@@ -91,30 +100,33 @@ internal static class TrainLmCommand
                 held = seqs.GetRange(seqs.Count - validCount, validCount);
                 seqs = seqs.GetRange(0, seqs.Count - validCount);
             }
-            if (initPath is not null) Console.WriteLine($"fresh model: {m.ParameterCount():N0} parameters (vocab {m.Config.VocabSize}, width {m.Config.HiddenSize}, {m.Config.NumHiddenLayers} layers, {m.Config.NumAttentionHeads} heads, {m.Config.NumKeyValueHeads} kv heads)");
-            if (held.Count > 0) Console.WriteLine($"validation loss before training: {CausalLmTrainer.Evaluate(m, held, b):F4} ({held.Count} held-out sequences)");
+            if (initPath is not null) console.WriteLine($"fresh model: {m.ParameterCount():N0} parameters (vocab {m.Config.VocabSize}, width {m.Config.HiddenSize}, {m.Config.NumHiddenLayers} layers, {m.Config.NumAttentionHeads} heads, {m.Config.NumKeyValueHeads} kv heads)");
+            if (held.Count > 0 && main) console.WriteLine($"validation loss before training: {CausalLmTrainer.Evaluate(m, held, b):F4} ({held.Count} held-out sequences)");
             var logPath = p.GetValue(log)!;
             var logDir = Path.GetDirectoryName(Path.GetFullPath(logPath));
-            if (logDir is not null) Directory.CreateDirectory(logDir);
+            if (logDir is not null && main) Directory.CreateDirectory(logDir);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var trainer = new CausalLmTrainer(m, new CausalLmOptions
             {
                 Steps = n, Batch = b, LearningRate = rate, WeightDecay = p.GetValue(wd), WarmupSteps = p.GetValue(warmup),
                 MaxGradNorm = p.GetValue(clip), Seed = p.GetValue(seed), Shuffle = p.GetValue(shuffle), Cosine = sched == "cosine",
-            });
+                ZeroStage = p.GetValue(zero),
+            }) { Group = group };
+            if (group.WorldSize > 1) console.WriteLine($"data parallel: {group.WorldSize} ranks ({group.Backend}), {b / group.WorldSize} sequences per rank per step, ZeRO-{p.GetValue(zero)}");
             List<StepRecord> records;
-            using (var writer = new StreamWriter(logPath, append: false))
+            using (var writer = main ? new StreamWriter(logPath, append: false) : StreamWriter.Null)
             {
                 records = trainer.Train(seqs, r =>
                 {
                     writer.WriteLine(CausalLmTrainer.LogLine(r));
                     writer.Flush();
-                    Console.WriteLine($"step {r.Step}: loss {r.Loss:F4}  lr {r.LearningRate:G4}  grad_norm {r.GradNorm:F4}  ({r.Seconds * 1000:F0} ms)");
+                    console.WriteLine($"step {r.Step}: loss {r.Loss:F4}  lr {r.LearningRate:G4}  grad_norm {r.GradNorm:F4}  ({r.Seconds * 1000:F0} ms)");
+                    if (r.Step == 1 && group.WorldSize > 1 && trainer.Memory is { } mem) console.WriteLine($"memory per rank (ZeRO-{p.GetValue(zero)}): {mem}");
                 });
             }
-            Console.WriteLine($"trained {n} steps in {clock.Elapsed.TotalSeconds:F1} s");
-            if (held.Count > 0) Console.WriteLine($"validation loss after training: {CausalLmTrainer.Evaluate(m, held, b):F4}");
-            if (p.GetValue(outDir) is string o)
+            console.WriteLine($"trained {n} steps in {clock.Elapsed.TotalSeconds:F1} s");
+            if (held.Count > 0 && main) console.WriteLine($"validation loss after training: {CausalLmTrainer.Evaluate(m, held, b):F4}");
+            if (main && p.GetValue(outDir) is string o)
             {
                 Qwen2Loader.Save(m, o, writeDType ?? sourceDType);
                 if (dir is not null) CopyTokenizerFiles(dir, o);
@@ -124,6 +136,7 @@ internal static class TrainLmCommand
                 Console.WriteLine($"wrote {o}");
             }
             return 0;
+            }
         }));
         return cmd;
     }

@@ -15,16 +15,22 @@ namespace Parrot.Parrot.Training;
 public sealed record ParrotStepMetrics(int Step, int TotalSteps, double Loss, double LearningRate, double GradNorm, long Tokens,
     long SupervisedTokens, double Seconds, IReadOnlyDictionary<string, double> LanguageLoss)
 {
+    /// <summary>Ranks that trained the step (1 without a launcher).</summary>
+    public int WorldSize { get; init; } = 1;
+    /// <summary>ZeRO stage of the step.</summary>
+    public int Zero { get; init; }
+
     /// <summary>Tokens per second.</summary>
     public double TokensPerSecond => Seconds > 0 ? Tokens / Seconds : 0;
 
-    /// <summary>One JSON line: step, loss, lr, grad_norm, tokens, tokens_per_s, seconds, and loss_{lang} per language.</summary>
+    /// <summary>One JSON line: step, loss, lr, grad_norm, tokens, tokens_per_s, seconds, world_size, zero, and loss_{lang} per language.</summary>
     public string ToJson()
     {
         var d = new Dictionary<string, object>
         {
             ["step"] = Step, ["loss"] = Loss, ["lr"] = LearningRate, ["grad_norm"] = GradNorm,
             ["tokens"] = Tokens, ["supervised_tokens"] = SupervisedTokens, ["tokens_per_s"] = TokensPerSecond, ["seconds"] = Seconds,
+            ["world_size"] = WorldSize, ["zero"] = Zero,
         };
         foreach (var (lang, loss) in LanguageLoss.OrderBy(kv => kv.Key, StringComparer.Ordinal)) d["loss_" + lang] = loss;
         return JsonSerializer.Serialize(d);

@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using Parrot.Autograd;
 using Parrot.Nn;
+using Parrot.Nn.Distributed;
 using Parrot.Nn.Optim;
 using Parrot.Parrot.Data;
 using Parrot.Parrot.Model;
 using Parrot.Tensors;
+using Parrot.Tensors.Distributed;
 
 namespace Parrot.Parrot.Training;
 
@@ -17,6 +19,11 @@ namespace Parrot.Parrot.Training;
 /// the step's loss and gradient are the mean over every supervised token of the global batch, the same as
 /// one big batch gives (not the mean of micro-batch means, which would weight a token of a short
 /// micro-batch more). Then clipping, the warm-up/cosine rate and AdamW (MixedPrecisionAdamW in bf16).
+/// Under data parallelism (a <see cref="ProcessGroup"/> of N ranks) every rank draws the same global batch and
+/// rank r runs the contiguous share [r·B/N, (r+1)·B/N) of it in micro-batches; token-loss sums, supervised-token
+/// counts and the summed gradients are reduced over ranks once per step (<see cref="DataParallel"/>, ZeRO 0/1/2),
+/// so the step is the single-process step up to float32 rounding. Rank 0 alone writes checkpoints; every rank
+/// resumes from them.
 /// </summary>
 public sealed class ParrotTrainer : IDisposable
 {
@@ -26,6 +33,9 @@ public sealed class ParrotTrainer : IDisposable
     private readonly ParrotTrainingOptions _options;
     private readonly List<(string Name, Variable Parameter)> _trainable;
     private readonly Optimizer _optimizer;
+    private readonly DataParallel _dp;
+    private readonly ProcessGroup _group;
+    private readonly string[] _languages;
     private readonly LrSchedule _schedule;
     private readonly ParrotDataOrder _order;
 
@@ -44,6 +54,13 @@ public sealed class ParrotTrainer : IDisposable
     /// freezes what the stage does not train and creates the optimizer over the rest.
     /// </summary>
     public ParrotTrainer(ParrotForCausalLM model, LlavaDataset data, LlavaImageFeatures features, ParrotTrainingOptions options)
+        : this(model, data, features, options, null) { }
+
+    /// <summary>
+    /// As the other constructor, training data-parallel over <paramref name="group"/> (null: this process alone) with
+    /// <see cref="ParrotTrainingOptions.ZeroStage"/>; every rank must construct it with the same model and data.
+    /// </summary>
+    public ParrotTrainer(ParrotForCausalLM model, LlavaDataset data, LlavaImageFeatures features, ParrotTrainingOptions options, ProcessGroup? group)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -74,11 +91,25 @@ public sealed class ParrotTrainer : IDisposable
         int perEpoch = (data.Examples.Count + options.GlobalBatch - 1) / options.GlobalBatch;
         TotalSteps = options.Steps ?? options.Epochs * perEpoch;
         _schedule = WarmupCosineSchedule.WithWarmupRatio(options.LearningRate, TotalSteps, options.WarmupRatio);
-        _optimizer = options.Bf16
-            ? new MixedPrecisionAdamW(_trainable.Select(p => p.Parameter), options.LearningRate, weightDecay: options.WeightDecay)
-            : new AdamW(_trainable.Select(p => p.Parameter), options.LearningRate, weightDecay: options.WeightDecay);
+        _group = group ?? new SingleProcessGroup();
+        if (options.GlobalBatch % _group.WorldSize != 0)
+            throw new ArgumentException($"Parrot training: the global batch {options.GlobalBatch} must be a multiple of the {_group.WorldSize} ranks");
+        _dp = new DataParallel(_group, _trainable.Select(p => p.Parameter).ToList(), options.ZeroStage, CreateOptimizer);
+        _dp.BroadcastParameters();
+        _optimizer = _dp.Optimizer;
+        _languages = data.Examples.Select(e => e.Language).OfType<string>().Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
         _order = new ParrotDataOrder(data.Examples.Count, options.Seed);
     }
+
+    private Optimizer CreateOptimizer(IReadOnlyList<Variable> parameters) => _options.Bf16
+        ? new MixedPrecisionAdamW(parameters, _options.LearningRate, weightDecay: _options.WeightDecay)
+        : new AdamW(parameters, _options.LearningRate, weightDecay: _options.WeightDecay);
+
+    /// <summary>The ranks training together (a group of one without a launcher).</summary>
+    public ProcessGroup Group => _group;
+
+    /// <summary>What this rank holds in memory for the training (parameters, gradients, optimizer state, buffers).</summary>
+    public DataParallelMemory Memory() => _dp.Memory();
 
     /// <summary>Replaces moe_model's weights with a fresh initialisation (stage 2 starts its MoE from scratch).</summary>
     public static void ReinitializeMoe(ParrotForCausalLM model, ulong seed)
@@ -117,7 +148,9 @@ public sealed class ParrotTrainer : IDisposable
         var sw = Stopwatch.StartNew();
         int stepNo = Step + 1;
         var batch = _order.NextBatch(_options.GlobalBatch);
-        _optimizer.ZeroGrad();
+        int ranks = _group.WorldSize;
+        if (ranks > 1) batch = batch[(_group.Rank * batch.Length / ranks)..((_group.Rank + 1) * batch.Length / ranks)];
+        _dp.ZeroGrad();
         double lossSum = 0;
         long supervised = 0, tokens = 0;
         var langSum = new Dictionary<string, double>(StringComparer.Ordinal);
@@ -132,7 +165,12 @@ public sealed class ParrotTrainer : IDisposable
             if (!double.IsFinite(value))
                 throw new ParrotTrainingException($"step {stepNo}: the loss is {value} in micro-batch {micro + 1} (samples {string.Join(", ", examples.Select(e => e.Id))}); stopping, the last checkpoint is left as it was");
             // A text-only micro-batch in stage 1 reaches no trainable parameter: its tokens count in the mean but give no gradient.
-            if (sum.RequiresGrad) sum.Backward();
+            // The last micro-batch's backward starts reducing gradient buckets as they are finished.
+            if (sum.RequiresGrad)
+            {
+                if (start + _options.MicroBatch >= batch.Length) _dp.Backward(sum);
+                else sum.Backward();
+            }
             lossSum += value;
             tokens += real;
             for (int b = 0; b < examples.Count; b++)
@@ -145,16 +183,32 @@ public sealed class ParrotTrainer : IDisposable
                 }
             }
         }
+        if (ranks > 1)
+        {
+            // One reduction of the step's statistics: loss sum, counts, then per-language sums and counts.
+            var stats = new double[3 + 2 * _languages.Length];
+            stats[0] = lossSum; stats[1] = supervised; stats[2] = tokens;
+            for (int i = 0; i < _languages.Length; i++)
+            {
+                stats[3 + 2 * i] = langSum.GetValueOrDefault(_languages[i]);
+                stats[4 + 2 * i] = langCount.GetValueOrDefault(_languages[i]);
+            }
+            using (var t = Tensor.FromArray(stats, stats.Length)) { _group.AllReduce(t); stats = t.ToDoubleArray(); }
+            lossSum = stats[0]; supervised = (long)stats[1]; tokens = (long)stats[2];
+            langSum.Clear(); langCount.Clear();
+            for (int i = 0; i < _languages.Length; i++)
+                if (stats[4 + 2 * i] > 0) { langSum[_languages[i]] = stats[3 + 2 * i]; langCount[_languages[i]] = (long)stats[4 + 2 * i]; }
+        }
         if (supervised == 0) throw new ParrotTrainingException($"step {stepNo}: the batch has no supervised token (every label is ignored)");
-        ScaleGradients(1.0 / supervised);
-        double norm = GradClip.ClipGradNorm(_trainable.Select(p => p.Parameter), _options.MaxGradNorm);
+        double norm = _dp.ReduceGradients(1.0 / supervised, _options.MaxGradNorm);
         if (!double.IsFinite(norm))
             throw new ParrotTrainingException($"step {stepNo}: the gradient norm is {norm}; stopping, the last checkpoint is left as it was");
         _schedule.Apply(_optimizer, Step);
-        _optimizer.Step();
+        _dp.Step();
         Step = stepNo;
         var langLoss = langSum.ToDictionary(kv => kv.Key, kv => kv.Value / langCount[kv.Key], StringComparer.Ordinal);
-        return new ParrotStepMetrics(stepNo, TotalSteps, lossSum / supervised, _optimizer.LearningRate, norm, tokens, supervised, sw.Elapsed.TotalSeconds, langLoss);
+        return new ParrotStepMetrics(stepNo, TotalSteps, lossSum / supervised, _optimizer.LearningRate, norm, tokens, supervised, sw.Elapsed.TotalSeconds, langLoss)
+        { WorldSize = ranks, Zero = _options.ZeroStage };
     }
 
     /// <summary>
@@ -200,25 +254,39 @@ public sealed class ParrotTrainer : IDisposable
         return (perToken.Sum(), rowSums, rowCounts, real);
     }
 
-    private void ScaleGradients(double factor)
+    /// <summary>
+    /// Writes a checkpoint of the current state under <paramref name="outputDir"/>; returns its directory. Under data
+    /// parallelism every rank calls it (ZeRO 1/2 gather the optimizer state), rank 0 alone writes, and all wait for it.
+    /// </summary>
+    public string SaveCheckpoint(string outputDir)
     {
-        using var scope = TensorScope.Begin();
-        foreach (var (_, p) in _trainable)
-            if (p.Grad is Tensor g)
-            {
-                var scaled = g * factor;
-                g.CopyFrom(scaled);
-            }
+        var optimizer = _dp.GatherOptimizer();
+        string dir = Path.Combine(outputDir, "checkpoint-" + Step.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
+        {
+            if (_group.IsMain)
+                dir = ParrotCheckpoint.Write(outputDir, Step, _model, _options, _trainable, optimizer, new ParrotTrainerPosition(Step, TotalSteps, _order.Epoch, _order.Offset, _data.Examples.Count));
+        }
+        finally
+        {
+            if (!ReferenceEquals(optimizer, _optimizer)) optimizer.Dispose();
+        }
+        _group.Barrier();
+        return dir;
     }
-
-    /// <summary>Writes a checkpoint of the current state under <paramref name="outputDir"/>; returns its directory.</summary>
-    public string SaveCheckpoint(string outputDir) =>
-        ParrotCheckpoint.Write(outputDir, Step, _model, _options, _trainable, _optimizer, new ParrotTrainerPosition(Step, TotalSteps, _order.Epoch, _order.Offset, _data.Examples.Count));
 
     /// <summary>Restores the weights, optimizer moments (and masters), step, schedule position and data order of a checkpoint.</summary>
     public void Resume(string checkpointDir)
     {
-        var position = ParrotCheckpoint.Read(checkpointDir, _model, _options, _trainable, _optimizer);
+        ParrotTrainerPosition position;
+        if (_dp.ZeroStage == 0) position = ParrotCheckpoint.Read(checkpointDir, _model, _options, _trainable, _optimizer);
+        else
+        {
+            // Every rank reads the whole state and keeps its own pieces of it.
+            using var full = CreateOptimizer(_trainable.Select(p => p.Parameter).ToList());
+            position = ParrotCheckpoint.Read(checkpointDir, _model, _options, _trainable, full);
+            _dp.ScatterOptimizer(full);
+        }
         if (position.DataCount != _data.Examples.Count)
             throw new InvalidDataException($"{checkpointDir}: the checkpoint was trained on {position.DataCount} samples, the data now has {_data.Examples.Count}: resuming would visit a different order");
         if (position.TotalSteps != TotalSteps)
@@ -228,6 +296,6 @@ public sealed class ParrotTrainer : IDisposable
         _order.Offset = position.Offset;
     }
 
-    /// <summary>Frees the optimizer state.</summary>
-    public void Dispose() => _optimizer.Dispose();
+    /// <summary>Frees the optimizer state and the communication buffers.</summary>
+    public void Dispose() => _dp.Dispose();
 }

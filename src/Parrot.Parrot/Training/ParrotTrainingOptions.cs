@@ -39,6 +39,8 @@ public sealed record ParrotTrainingOptions
     public int SaveEvery { get; init; }
     /// <summary>Stage 2 with the language-routing MoE (Parrot); false trains stage 2 with the MoE bypassed and frozen (the LLaVA-style baseline).</summary>
     public bool UseMoe { get; init; } = true;
+    /// <summary>ZeRO stage under data parallelism: 0 (plain), 1 (optimizer state sharded), 2 (and gradients).</summary>
+    public int ZeroStage { get; init; }
 
     /// <summary>The paper's recipe for <paramref name="stage"/>: stage 1 lr 1e-3, global batch 256; stage 2 lr 2e-5, global batch 128.</summary>
     public static ParrotTrainingOptions Parrot7b(int stage) => stage switch
@@ -68,6 +70,7 @@ public sealed record ParrotTrainingOptions
         if (!(WarmupRatio is >= 0 and <= 1)) throw new ArgumentException($"Parrot training: warm-up ratio must be in [0, 1], got {WarmupRatio}");
         if (!(MaxGradNorm > 0)) throw new ArgumentException($"Parrot training: max grad norm must be positive, got {MaxGradNorm}");
         if (MaxLength < 2) throw new ArgumentException($"Parrot training: max length must be at least 2, got {MaxLength}");
+        if (ZeroStage is < 0 or > 2) throw new ArgumentException($"Parrot training: ZeRO stage must be 0, 1 or 2, got {ZeroStage}");
         if (SaveEvery < 0) throw new ArgumentException($"Parrot training: save-every must be ≥ 0, got {SaveEvery}");
     }
 }

@@ -57,6 +57,9 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer
     /// <inheritdoc/>
     public Device Device { get; }
 
+    /// <summary>The GPU's context and stream (the NCCL process group queues its collectives on the same stream).</summary>
+    internal CudaContext Context => _context;
+
     /// <summary>The GPU: name, architecture, memory, driver version, and where NVRTC and cuBLASLt were found.</summary>
     public string Description =>
         $"{_context}; nvrtc: {CudaLibrary.LoadedFrom(CudaLibrary.Nvrtc) ?? "not loaded yet"}; cublasLt: {CudaLibrary.LoadedFrom(CudaLibrary.CublasLt) ?? "not loaded yet"}";

@@ -20,6 +20,8 @@ internal static class CudaLibrary
     internal const string CublasLt = "parrot-cublasLt";
     internal const string Cudnn = "parrot-cudnn";
     internal const string Nccl = "parrot-nccl";
+    /// <summary>Open MPI's libmpi (not NVIDIA's, but found the same way: the CPU collectives and NCCL's bootstrap).</summary>
+    internal const string Mpi = "parrot-mpi";
 
     private static readonly Lock Gate = new();
     private static readonly Dictionary<string, (nint Handle, string Where)> Loaded = new();
@@ -34,6 +36,7 @@ internal static class CudaLibrary
         CublasLt => ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"],
         Cudnn => ["libcudnn.so.9", "libcudnn.so.8", "libcudnn.so"],
         Nccl => ["libnccl.so.2", "libnccl.so"],
+        Mpi => ["libmpi.so.40", "libmpi.so"],
         _ => [library],
     };
 

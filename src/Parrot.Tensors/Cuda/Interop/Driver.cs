@@ -14,6 +14,7 @@ internal static unsafe partial class Driver
     internal const int Success = 0;
     internal const int ErrorOutOfMemory = 2;
     internal const int ErrorNoDevice = 100;
+    internal const int ErrorNotReady = 600;
 
     // CUdevice_attribute values used by the backend.
     internal const int AttrMaxThreadsPerBlock = 1;
@@ -45,6 +46,8 @@ internal static unsafe partial class Driver
     [LibraryImport(CudaLibrary.Cuda)] internal static partial int cuStreamCreate(out nint stream, uint flags);
     [LibraryImport(CudaLibrary.Cuda, EntryPoint = "cuStreamDestroy_v2")] internal static partial int cuStreamDestroy(nint stream);
     [LibraryImport(CudaLibrary.Cuda)] internal static partial int cuStreamSynchronize(nint stream);
+    /// <summary>CUDA_SUCCESS when all work on the stream is done, <see cref="ErrorNotReady"/> while some is pending.</summary>
+    [LibraryImport(CudaLibrary.Cuda)] internal static partial int cuStreamQuery(nint stream);
 
     [LibraryImport(CudaLibrary.Cuda)] internal static partial int cuEventCreate(out nint evt, uint flags);
     [LibraryImport(CudaLibrary.Cuda, EntryPoint = "cuEventDestroy_v2")] internal static partial int cuEventDestroy(nint evt);

@@ -12,12 +12,17 @@ internal static unsafe partial class Nccl
     static Nccl() => CudaLibrary.EnsureResolver();
 
     // ncclDataType_t.
+    internal const int Uint8 = 1;
+    internal const int Int32 = 2;
+    internal const int Int64 = 4;
+    internal const int Float16 = 6;
     internal const int Float32 = 7;
     internal const int Float64 = 8;
     internal const int BFloat16 = 9;
 
     // ncclRedOp_t.
     internal const int Sum = 0;
+    internal const int Max = 2;
     internal const int Avg = 4;
 
     /// <summary>ncclUniqueId: 128 opaque bytes, passed by value.</summary>
@@ -34,6 +39,12 @@ internal static unsafe partial class Nccl
     internal static partial int ncclAllReduce(ulong send, ulong receive, nuint count, int dataType, int op, nint comm, nint stream);
     [LibraryImport(CudaLibrary.Nccl)]
     internal static partial int ncclBroadcast(ulong send, ulong receive, nuint count, int dataType, int root, nint comm, nint stream);
+    [LibraryImport(CudaLibrary.Nccl)]
+    internal static partial int ncclReduceScatter(ulong send, ulong receive, nuint receiveCount, int dataType, int op, nint comm, nint stream);
+    [LibraryImport(CudaLibrary.Nccl)]
+    internal static partial int ncclAllGather(ulong send, ulong receive, nuint sendCount, int dataType, nint comm, nint stream);
+    [LibraryImport(CudaLibrary.Nccl)] internal static partial int ncclCommGetAsyncError(nint comm, out int asyncError);
+    [LibraryImport(CudaLibrary.Nccl)] internal static partial int ncclCommAbort(nint comm);
     [LibraryImport(CudaLibrary.Nccl)] internal static partial byte* ncclGetErrorString(int result);
 
     /// <summary>Throws <see cref="CudaException"/> naming <paramref name="call"/> unless <paramref name="result"/> is ncclSuccess.</summary>
