@@ -42,17 +42,23 @@ extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y
 }
 
 // dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/n; dw += Σ_rows dy⊙x·r (float32 atomics). Contiguous [rows, n] tensors.
+// rstd null: each row's r = 1/√(Σx²/n + eps) is recomputed as the forward computes it.
 extern "C" __global__ void rms_norm_backward(i64 rows, i64 n, void* dx, const void* dy, const void* x, int dt,
-                                             const void* w, int wdt, const float* rstd, float* dw)
+                                             const void* w, int wdt, const float* rstd, float eps, float* dw)
 {
     __shared__ float shared[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
         i64 base = row * n;
-        float r = rstd[row], dot = 0;
+        float dot = 0, ss = 0;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x)
-            dot += load<float>(w, wdt, j) * load<float>(dy, dt, base + j) * load<float>(x, dt, base + j);
+        {
+            float xv = load<float>(x, dt, base + j);
+            dot += load<float>(w, wdt, j) * load<float>(dy, dt, base + j) * xv;
+            ss += xv * xv;
+        }
         dot = block_sum(dot, shared);
+        float r = rstd ? rstd[row] : 1.0f / sqrtf(block_sum(ss, shared) / (float)n + eps);
         float c = r * r * r * dot / (float)n;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x)
         {
@@ -103,14 +109,27 @@ extern "C" __global__ void layer_norm(Layout rows_layout, i64 rows, i64 n, void*
 }
 
 // x̂ = (x − mean)·r, g = dy⊙w; dx = r·(g − mean(g) − x̂·mean(g⊙x̂)); dw += Σ dy⊙x̂, db += Σ dy (float32 atomics).
+// mean and rstd null: the statistics are recomputed in float64 as the forward computes them.
 extern "C" __global__ void layer_norm_backward(i64 rows, i64 n, void* dx, const void* dy, const void* x, int dt, const void* w, int wdt,
-                                               const float* mean, const float* rstd, float* dw, float* db)
+                                               const float* mean, const float* rstd, double eps, float* dw, float* db)
 {
-    __shared__ float shared[32];
+    __shared__ double shared_d[32];
+    float* shared = (float*)shared_d;
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
         i64 base = row * n;
-        float mu = mean[row], r = rstd[row], sg = 0, sgx = 0;
+        float mu, r;
+        if (mean && rstd) { mu = mean[row]; r = rstd[row]; }
+        else
+        {
+            double s = 0;
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x) s += load<double>(x, dt, base + j);
+            double m = block_sum_d(s, shared_d) / (double)n, q = 0;
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x) { double d = load<double>(x, dt, base + j) - m; q += d * d; }
+            q = block_sum_d(q, shared_d) / (double)n;
+            mu = (float)m; r = (float)(1.0 / sqrt(q + eps));
+        }
+        float sg = 0, sgx = 0;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x)
         {
             float xh = (load<float>(x, dt, base + j) - mu) * r;
