@@ -73,14 +73,18 @@ public sealed partial class CpuBackend
             T* u = stackalloc T[SwiGluBlock];
             T* s = stackalloc T[SwiGluBlock];
             int size = _dt.SizeOf();
+            bool natural = _dt == (typeof(T) == typeof(float) ? DType.F32 : DType.F64);
             for (int i = 0; i < n; i += SwiGluBlock)
             {
                 int m = Math.Min(SwiGluBlock, n - i);
-                RowIO.Load(_g + (nint)((off[1] + i * st[1]) * size), _dt, st[1], m, g);
-                RowIO.Load(_u + (nint)((off[2] + i * st[2]) * size), _dt, st[2], m, u);
-                SiluRounded(g, s, m, _dt);
-                TensorPrimitives.Multiply(new ReadOnlySpan<T>(s, m), new ReadOnlySpan<T>(u, m), new Span<T>(s, m));
-                RowIO.Store(s, _y + (nint)((off[0] + i * st[0]) * size), _dt, st[0], m);
+                nint ga = _g + (nint)((off[1] + i * st[1]) * size), ua = _u + (nint)((off[2] + i * st[2]) * size), ya = _y + (nint)((off[0] + i * st[0]) * size);
+                // Operands already in T and contiguous are read and written in place.
+                T* gp = natural && st[1] == 1 ? (T*)ga : g, upp = natural && st[2] == 1 ? (T*)ua : u, yp = natural && st[0] == 1 ? (T*)ya : s;
+                if (gp == g) RowIO.Load(ga, _dt, st[1], m, g);
+                if (upp == u) RowIO.Load(ua, _dt, st[2], m, u);
+                SiluRounded(gp, s, m, _dt);
+                TensorPrimitives.Multiply(new ReadOnlySpan<T>(s, m), new ReadOnlySpan<T>(upp, m), new Span<T>(yp, m));
+                if (yp == s) RowIO.Store(s, ya, _dt, st[0], m);
             }
         }
     }
@@ -100,15 +104,21 @@ public sealed partial class CpuBackend
             T* s = stackalloc T[SwiGluBlock];
             T* t = stackalloc T[SwiGluBlock];
             int size = _dt.SizeOf(), dySize = _dyt.SizeOf();
+            DType nat = typeof(T) == typeof(float) ? DType.F32 : DType.F64;
+            bool natural = _dt == nat;
             for (int i = 0; i < n; i += SwiGluBlock)
             {
                 int m = Math.Min(SwiGluBlock, n - i);
-                RowIO.Load(_dy + (nint)((off[2] + i * st[2]) * dySize), _dyt, st[2], m, d);
-                RowIO.Load(_g + (nint)((off[3] + i * st[3]) * size), _dt, st[3], m, g);
-                RowIO.Load(_u + (nint)((off[4] + i * st[4]) * size), _dt, st[4], m, u);
-                Step(d, g, u, s, t, m);
-                RowIO.Store(t, _dg + (nint)((off[0] + i * st[0]) * size), _dt, st[0], m);
-                RowIO.Store(s, _du + (nint)((off[1] + i * st[1]) * size), _dt, st[1], m);
+                nint dya = _dy + (nint)((off[2] + i * st[2]) * dySize), ga = _g + (nint)((off[3] + i * st[3]) * size), ua = _u + (nint)((off[4] + i * st[4]) * size);
+                nint dga = _dg + (nint)((off[0] + i * st[0]) * size), dua = _du + (nint)((off[1] + i * st[1]) * size);
+                T* dp = _dyt == nat && st[2] == 1 ? (T*)dya : d, gp = natural && st[3] == 1 ? (T*)ga : g, upp = natural && st[4] == 1 ? (T*)ua : u;
+                T* dgp = natural && st[0] == 1 ? (T*)dga : t, dupp = natural && st[1] == 1 ? (T*)dua : s;
+                if (dp == d) RowIO.Load(dya, _dyt, st[2], m, d);
+                if (gp == g) RowIO.Load(ga, _dt, st[3], m, g);
+                if (upp == u) RowIO.Load(ua, _dt, st[4], m, u);
+                Step(dp, gp, upp, dupp, dgp, m);
+                if (dgp == t) RowIO.Store(t, dga, _dt, st[0], m);
+                if (dupp == s) RowIO.Store(s, dua, _dt, st[1], m);
             }
         }
 
