@@ -42,10 +42,12 @@ internal static class TrainCommand
         var featureCache = new Option<string?>("--feature-cache") { Description = "Folder of cached vision features (default: OUT/features)" };
         var log = new Option<string?>("--log") { Description = "JSON lines per step (default: OUT/train_log.jsonl)" };
         var cmd = new Command("train", "Train one Parrot stage on LLaVA-format data");
-        foreach (var o in new Option[] { stage, model, data, images, outDir, vision, recipe, steps, batch, micro, lr, maxLength, seed, saveEvery, resume, skipBad, bf16, checkpointing, featureCache, log })
+        var device = DeviceOption.Create();
+        foreach (var o in new Option[] { device, stage, model, data, images, outDir, vision, recipe, steps, batch, micro, lr, maxLength, seed, saveEvery, resume, skipBad, bf16, checkpointing, featureCache, log })
             cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train", () =>
         {
+            DeviceOption.Resolve(p.GetValue(device), "train");
             int st = p.GetValue(stage);
             if (st is not (1 or 2)) throw new CliException($"--stage must be 1 or 2, got {st}");
             var options = ParrotTrainingOptions.Recipe(p.GetValue(recipe)!, st);
