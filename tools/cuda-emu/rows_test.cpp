@@ -59,14 +59,24 @@ int main()
       launch(R, 64, [&] { nm::rms_norm(L, R, N, y.data(), DT_F32, 1, x.data(), DT_F32, 1, w.data(), DT_F32, 1, 1e-6f, rstd.data()); });
       for (int r = 0; r < R; r++) { double s = 0; for (int j = 0; j < N; j++) s += x[r * N + j] * x[r * N + j]; double rr = 1 / sqrt(s / N + 1e-6);
         CHECK(fabs(rstd[r] - rr) < 1e-5 * rr, "rstd"); for (int j = 0; j < N; j++) CHECK(fabs(y[r * N + j] - w[j] * x[r * N + j] * rr) < 1e-5, "rms y"); }
-      launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, rstd.data(), 0.0f, dw.data()); });
-      // without saved statistics the kernel recomputes 1/rms from x and eps: the same dx and dw
-      std::vector<float> dx2(R * N), dw2(N, 0);
-      launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx2.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, nullptr, 1e-6f, dw2.data()); });
-      for (int i = 0; i < R * N; i++) CHECK(fabs(dx2[i] - dx[i]) < 1e-6 * (1 + fabs(dx[i])), "rms dx recomputed %d: %g vs %g", i, dx2[i], dx[i]);
-      for (int j = 0; j < N; j++) CHECK(fabs(dw2[j] - dw[j]) < 1e-5 * (1 + fabs(dw[j])), "rms dw recomputed %d", j);
+      launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, rstd.data(), 0, 0.0f); });
+      // the weight gradient: chunks of rows summed in order, then the chunks in order (no atomics)
+      auto weight_grad = [&](const float* mu, const float* rs_, float* dw_, float* db_)
+      { const i64 C = 3; std::vector<float> pw(C * N), pb(C * N);
+        for (unsigned yb = 0; yb < C; yb++)
+          launch((N + 63) / 64, 64, [&] { blockIdx.y = yb; nm::norm_weight_grad_partial(R, N, C, dy.data(), x.data(), DT_F32, mu, rs_, dw_ ? pw.data() : nullptr, db_ ? pb.data() : nullptr); });
+        launch(2, 64, [&] { nm::norm_weight_grad_reduce(N, C, dw_ ? pw.data() : nullptr, dw_, db_ ? pb.data() : nullptr, db_); }); };
+      weight_grad(nullptr, rstd.data(), dw.data(), nullptr);
       for (int r = 0; r < R; r++) { double rr = rstd[r], dot = 0; for (int j = 0; j < N; j++) dot += w[j] * dy[r * N + j] * x[r * N + j];
         for (int j = 0; j < N; j++) { double want = rr * w[j] * dy[r * N + j] - x[r * N + j] * rr * rr * rr * dot / N; CHECK(fabs(dx[r * N + j] - want) < 1e-4, "rms dx"); } }
+      for (int j = 0; j < N; j++) { double want = 0; for (int r = 0; r < R; r++) want += dy[r * N + j] * x[r * N + j] * (double)rstd[r]; CHECK(fabs(dw[j] - want) < 1e-5 * (1 + fabs(want)), "rms dw %d: %g vs %g", j, dw[j], want); }
+      // recomputed statistics (stored into a scratch vector): the same dx, rstd and dw
+      { std::vector<float> dx2(R * N), dw2(N, 0), rstd2(R);
+        launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx2.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, rstd2.data(), 1, 1e-6f); });
+        weight_grad(nullptr, rstd2.data(), dw2.data(), nullptr);
+        for (int r = 0; r < R; r++) CHECK(fabs(rstd2[r] - rstd[r]) < 1e-6 * rstd[r], "rstd recomputed");
+        for (int i = 0; i < R * N; i++) CHECK(fabs(dx2[i] - dx[i]) < 1e-6 * (1 + fabs(dx[i])), "rms dx recomputed %d: %g vs %g", i, dx2[i], dx[i]);
+        for (int j = 0; j < N; j++) CHECK(fabs(dw2[j] - dw[j]) < 1e-5 * (1 + fabs(dw[j])), "rms dw recomputed %d", j); }
       std::vector<float> mean(R), rs(R);
       launch(R, 64, [&] { nm::layer_norm(L, R, N, y.data(), 1, x.data(), 1, DT_F32, w.data(), nullptr, DT_F32, 1, 0, 1e-5, mean.data(), rs.data()); });
       for (int r = 0; r < R; r++) { double mu = 0; for (int j = 0; j < N; j++) mu += x[r * N + j]; mu /= N; double var = 0; for (int j = 0; j < N; j++) var += (x[r * N + j] - mu) * (x[r * N + j] - mu); var /= N;
@@ -90,11 +100,15 @@ int main()
       for (auto& a : w) a = 1 + 0.1f * nd(rng); for (auto& a : dy) a = nd(rng);
       Layout L = L1(R, 2, N, N);
       launch(R, 64, [&] { nm::layer_norm(L, R, N, y.data(), 1, x.data(), 1, DT_F32, w.data(), nullptr, DT_F32, 1, 0, 1e-5, mean.data(), rs.data()); });
-      launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean.data(), rs.data(), 0.0, dw.data(), db.data()); });
-      { std::vector<float> dx2(R * N), dw2(N, 0), db2(N, 0);
-        launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx2.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, nullptr, nullptr, 1e-5, dw2.data(), db2.data()); });
-        for (int i = 0; i < R * N; i++) CHECK(fabs(dx2[i] - dx[i]) < 1e-6 * (1 + fabs(dx[i])), "ln dx recomputed %d: %g vs %g", i, dx2[i], dx[i]);
-        for (int j = 0; j < N; j++) CHECK(fabs(dw2[j] - dw[j]) < 1e-5 * (1 + fabs(dw[j])) && db2[j] == db[j], "ln dw/db recomputed %d", j); }
+      launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean.data(), rs.data(), 0, 0.0); });
+      { const i64 C = 2; std::vector<float> pw(C * N), pb(C * N);
+        for (unsigned yb = 0; yb < C; yb++)
+          launch((N + 63) / 64, 64, [&] { blockIdx.y = yb; nm::norm_weight_grad_partial(R, N, C, dy.data(), x.data(), DT_F32, mean.data(), rs.data(), pw.data(), pb.data()); });
+        launch(1, 64, [&] { nm::norm_weight_grad_reduce(N, C, pw.data(), dw.data(), pb.data(), db.data()); }); }
+      { std::vector<float> dx2(R * N), mean2(R), rs2(R);
+        launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx2.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean2.data(), rs2.data(), 1, 1e-5); });
+        for (int r = 0; r < R; r++) CHECK(fabs(mean2[r] - mean[r]) < 1e-6 && fabs(rs2[r] - rs[r]) < 1e-6 * rs[r], "ln stats recomputed");
+        for (int i = 0; i < R * N; i++) CHECK(fabs(dx2[i] - dx[i]) < 1e-6 * (1 + fabs(dx[i])), "ln dx recomputed %d: %g vs %g", i, dx2[i], dx[i]); }
       std::vector<double> dbw(N, 0);
       for (int r = 0; r < R; r++)
       { double mu = mean[r], rr = rs[r], sg = 0, sgx = 0;
@@ -102,6 +116,7 @@ int main()
         sg /= N; sgx /= N;
         for (int j = 0; j < N; j++) { double xh = (x[r * N + j] - mu) * rr, g = dy[r * N + j] * w[j]; CHECK(fabs(dx[r * N + j] - rr * (g - sg - xh * sgx)) < 1e-4, "ln dx"); } }
       for (int j = 0; j < N; j++) CHECK(fabs(db[j] - dbw[j]) < 1e-4, "ln db");
+      for (int j = 0; j < N; j++) { double want = 0; for (int r = 0; r < R; r++) want += dy[r * N + j] * (x[r * N + j] - mean[r]) * (double)rs[r]; CHECK(fabs(dw[j] - want) < 1e-4 * (1 + fabs(want)), "ln dw %d", j); }
       std::vector<float> p(R * N), dxs(R * N);
       launch(R, 64, [&] { sm::softmax(L, R, N, p.data(), 1, x.data(), 1, DT_F32, 0); });
       launch(R, 64, [&] { sm::softmax_backward(R, N, dxs.data(), dy.data(), p.data(), DT_F32, 0); });

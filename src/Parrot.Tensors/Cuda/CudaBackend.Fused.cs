@@ -33,20 +33,14 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// RMSNorm backward: <paramref name="dx"/> (x's dtype, contiguous) from dy, and when given, the weight
-    /// gradient added into <paramref name="dweight"/> (float32 [n]); <paramref name="rstd"/> from the forward.
+    /// RMSNorm backward: <paramref name="dx"/> (x's dtype) from dy, and when given, the weight gradient added into
+    /// <paramref name="dweight"/> (float32 [n]); <paramref name="rstd"/> from the forward.
     /// </summary>
     public void RmsNormBackward(Tensor x, Tensor weight, Tensor dy, Tensor rstd, Tensor dx, Tensor? dweight)
     {
-        var (rows, n) = RowsOf(x);
-        RequireF32(dweight, n, "RmsNormBackward", "dweight");
-        if (!dx.IsContiguous || dx.DType != x.DType) throw new ArgumentException("RmsNormBackward: dx must be contiguous with x's dtype");
-        if (rows == 0) return;
-        using var xc = Dense(x);
-        using var dyc = dy.DType == x.DType ? Dense(dy) : dy.To(x.DType);
-        using var wc = Dense(weight);
-        using var a = new KernelArgs().Add(rows).Add(n).Ptr(dx).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(wc).Add(Code(weight.DType)).Ptr(rstd).Add(0f).Ptr(dweight);
-        _kernels.Launch("norms.cu", "rms_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        RequireF32(rstd, RowsOf(x).Rows, "RmsNormBackward", "rstd");
+        RequireF32(dweight, RowsOf(x).N, "RmsNormBackward", "dweight");
+        NormBackward(false, x, weight, 0, dy, null, rstd, dx, dweight, null);
     }
 
     /// <summary>LayerNorm forward as <see cref="IBackend.LayerNorm"/>, also saving each row's mean and 1/std.</summary>
@@ -64,53 +58,63 @@ public sealed partial class CudaBackend
         _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
     }
 
-    /// <summary>LayerNorm backward: dx (contiguous, x's dtype); dweight and dbias (float32 [n]) accumulate when given.</summary>
+    /// <summary>LayerNorm backward from the forward's statistics: dx (x's dtype); dweight and dbias (float32 [n]) accumulate when given.</summary>
     public void LayerNormBackward(Tensor x, Tensor? weight, Tensor dy, Tensor mean, Tensor rstd, Tensor dx, Tensor? dweight, Tensor? dbias)
     {
         var (rows, n) = RowsOf(x);
+        RequireF32(mean, rows, "LayerNormBackward", "mean");
+        RequireF32(rstd, rows, "LayerNormBackward", "rstd");
         RequireF32(dweight, n, "LayerNormBackward", "dweight");
         RequireF32(dbias, n, "LayerNormBackward", "dbias");
-        if (!dx.IsContiguous || dx.DType != x.DType) throw new ArgumentException("LayerNormBackward: dx must be contiguous with x's dtype");
-        if (rows == 0) return;
-        using var xc = Dense(x);
-        using var dyc = dy.DType == x.DType ? Dense(dy) : dy.To(x.DType);
-        using var wc = weight is null ? null : Dense(weight);
-        using var a = new KernelArgs().Add(rows).Add(n).Ptr(dx).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(wc).Add(Code(weight?.DType ?? DType.F32))
-            .Ptr(mean).Ptr(rstd).Add(0.0).Ptr(dweight).Ptr(dbias);
-        _kernels.Launch("norms.cu", "layer_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        NormBackward(true, x, weight, 0, dy, mean, rstd, dx, dweight, dbias);
     }
 
     /// <inheritdoc/>
-    public void RmsNormBackward(Tensor x, Tensor weight, double eps, Tensor dy, Tensor dx, Tensor? dweight)
-    {
-        var (rows, n) = RowsOf(x);
-        if (rows == 0 || n == 0) return;
-        IntoDense(dx, d => Accumulate(dweight, dw =>
-        {
-            using var xc = Dense(x);
-            using var dyc = dy.DType == x.DType ? Dense(dy) : dy.To(x.DType);
-            using var wc = Dense(weight);
-            // rstd = null: the kernel recomputes each row's 1/rms with the forward's formula.
-            using var a = new KernelArgs().Add(rows).Add(n).Ptr(d).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(wc).Add(Code(weight.DType)).Ptr(null).Add((float)eps).Ptr(dw);
-            _kernels.Launch("norms.cu", "rms_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
-        }));
-    }
+    public void RmsNormBackward(Tensor x, Tensor weight, double eps, Tensor dy, Tensor dx, Tensor? dweight) =>
+        NormBackward(false, x, weight, eps, dy, null, null, dx, dweight, null);
 
     /// <inheritdoc/>
-    public void LayerNormBackward(Tensor x, Tensor? weight, double eps, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias)
+    public void LayerNormBackward(Tensor x, Tensor? weight, double eps, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias) =>
+        NormBackward(true, x, weight, eps, dy, null, null, dx, dweight, dbias);
+
+    /// <summary>
+    /// Both norm backwards: one block per row for dx (the statistics recomputed into scratch vectors when none are
+    /// given), then the weight and bias gradients without atomics: fixed chunks of rows summed in order into
+    /// partial vectors, and the partials summed in order (bit-reproducible).
+    /// </summary>
+    private void NormBackward(bool layer, Tensor x, Tensor? weight, double eps, Tensor dy, Tensor? mean, Tensor? rstd, Tensor dx, Tensor? dweight, Tensor? dbias)
     {
         var (rows, n) = RowsOf(x);
         if (rows == 0 || n == 0) return;
-        IntoDense(dx, d => Accumulate(dweight, dw => Accumulate(dbias, db =>
+        bool recompute = rstd is null;
+        using var rs = recompute ? Tensor.Empty([(int)rows], DType.F32, Device) : null;
+        using var ms = recompute && layer ? Tensor.Empty([(int)rows], DType.F32, Device) : null;
+        var rstdT = rstd ?? rs!;
+        var meanT = layer ? mean ?? ms : null;
+        IntoDense(dx, d =>
         {
             using var xc = Dense(x);
             using var dyc = dy.DType == x.DType ? Dense(dy) : dy.To(x.DType);
             using var wc = weight is null ? null : Dense(weight);
-            // mean = rstd = null: the kernel recomputes the statistics as the forward does (float64).
-            using var a = new KernelArgs().Add(rows).Add(n).Ptr(d).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(wc).Add(Code(weight?.DType ?? DType.F32))
-                .Ptr(null).Ptr(null).Add(eps).Ptr(dw).Ptr(db);
-            _kernels.Launch("norms.cu", "layer_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
-        })));
+            var a = new KernelArgs().Add(rows).Add(n).Ptr(d).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(wc).Add(Code(weight?.DType ?? DType.F32));
+            using (a)
+            {
+                if (layer) a.Ptr(meanT).Ptr(rstdT).Add(recompute ? 1 : 0).Add(eps);
+                else a.Ptr(rstdT).Add(recompute ? 1 : 0).Add((float)eps);
+                _kernels.Launch("norms.cu", layer ? "layer_norm_backward" : "rms_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+            }
+            if (dweight is null && dbias is null) return;
+            Accumulate(dweight, dw => Accumulate(dbias, db =>
+            {
+                long chunks = Math.Min(rows, 64);
+                using var pw = dw is null ? null : Tensor.Empty([(int)(chunks * n)], DType.F32, Device);
+                using var pb = db is null ? null : Tensor.Empty([(int)(chunks * n)], DType.F32, Device);
+                using (var p = new KernelArgs().Add(rows).Add(n).Add(chunks).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(meanT).Ptr(rstdT).Ptr(pw).Ptr(pb))
+                    _kernels.Launch("norms.cu", "norm_weight_grad_partial", (uint)((n + 255) / 256), 256, p, gridY: (uint)chunks);
+                using (var r = new KernelArgs().Add(n).Add(chunks).Ptr(pw).Ptr(dw).Ptr(pb).Ptr(db))
+                    _kernels.Launch("norms.cu", "norm_weight_grad_reduce", _kernels.GridFor(n), 256, r);
+            }));
+        });
     }
 
     /// <inheritdoc/>
