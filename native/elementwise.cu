@@ -232,7 +232,11 @@ extern "C" __global__ void swiglu_forward(i64 n, void* y, const void* gate, cons
     GRID_STRIDE_LOOP(i, n)
     {
         float g = load<float>(gate, dt, i), u = load<float>(up, dt, i);
-        store<float>(y, dt, i, g / (1.0f + expf(-g)) * u);
+        float silu = g / (1.0f + expf(-g));
+        // PyTorch's eager act_fn(gate) * up rounds the activation to the dtype before the product.
+        if (dt == DT_BF16) silu = bf16_to_f32(f32_to_bf16(silu));
+        else if (dt == DT_F16) silu = f16_to_f32(f32_to_f16(silu));
+        store<float>(y, dt, i, silu * u);
     }
 }
 

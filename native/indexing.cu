@@ -87,12 +87,91 @@ extern "C" __global__ void scatter_add(Layout L, i64 n, void* dst, i64 daxis, co
     }
 }
 
-// Embedding backward: dw[ids[t], :] += dy[t, :] into a float32 [vocab, dim] accumulator; dy contiguous [tokens, dim].
-extern "C" __global__ void embedding_backward(i64 tokens, i64 dim, float* dw, const void* ids, int idt, const void* dy, int dt)
+// Embedding backward, deterministic and without float atomics (the contract sums each row's tokens in ascending
+// order): a counting sort of the token positions by id, then one block per vocabulary row.
+//   embedding_count:      counts[id + 1] += 1 (integer atomics: exact whatever the order)
+//   embedding_row_starts: inclusive scan in one block; counts[v] = first slot of row v, counts[v + 1] = its end
+//   embedding_place:      order[slot] = t, slots taken with atomics, so in no fixed order within a row
+//   embedding_sort_rows:  each row's positions sorted ascending by rank (all distinct), into `sorted`
+//   embedding_backward:   dw[v, j] += Σ dy[t, j] over the row's positions in ascending order, summed in float32
+//                         (float64 for an F64 dw), rounded once when added.
+extern "C" __global__ void embedding_count(i64 tokens, i64 vocab, const i64* ids, unsigned long long* counts)
 {
-    for (i64 t = blockIdx.x; t < tokens; t += gridDim.x)
+    GRID_STRIDE_LOOP(t, tokens)
     {
-        i64 row = load_index(ids, idt, t);
-        for (i64 j = threadIdx.x; j < dim; j += blockDim.x) atomicAdd(dw + row * dim + j, load<float>(dy, dt, t * dim + j));
+        i64 v = ids[t];
+        if (v >= 0 && v < vocab) atomicAdd(counts + v + 1, 1ULL);
+    }
+}
+
+// One block (blockDim a power of two ≤ 1024); counts has vocab + 1 entries, cursor receives a copy of the starts.
+extern "C" __global__ void embedding_row_starts(i64 vocab, i64* counts, i64* cursor)
+{
+    __shared__ i64 part[1024];
+    i64 carry = 0;
+    for (i64 base = 0; base <= vocab; base += blockDim.x)
+    {
+        i64 i = base + threadIdx.x;
+        part[threadIdx.x] = i <= vocab ? counts[i] : 0;
+        __syncthreads();
+        for (unsigned off = 1; off < blockDim.x; off <<= 1) // Hillis–Steele inclusive scan
+        {
+            i64 add = threadIdx.x >= off ? part[threadIdx.x - off] : 0;
+            __syncthreads();
+            part[threadIdx.x] += add;
+            __syncthreads();
+        }
+        if (i <= vocab) { i64 v = part[threadIdx.x] + carry; counts[i] = v; cursor[i] = v; }
+        carry += part[blockDim.x - 1];
+        __syncthreads();
+    }
+}
+
+extern "C" __global__ void embedding_place(i64 tokens, i64 vocab, const i64* ids, unsigned long long* cursor, i64* order)
+{
+    GRID_STRIDE_LOOP(t, tokens)
+    {
+        i64 v = ids[t];
+        if (v >= 0 && v < vocab) order[atomicAdd(cursor + v, 1ULL)] = t;
+    }
+}
+
+// One block per row: a position's rank among its row's positions is its place (O(len²/threads) per row).
+extern "C" __global__ void embedding_sort_rows(i64 vocab, const i64* starts, const i64* order, i64* sorted)
+{
+    for (i64 v = blockIdx.x; v < vocab; v += gridDim.x)
+    {
+        i64 s = starts[v], e = starts[v + 1];
+        for (i64 i = s + threadIdx.x; i < e; i += blockDim.x)
+        {
+            i64 t = order[i], rank = 0;
+            for (i64 k = s; k < e; k++) rank += order[k] < t;
+            sorted[s + rank] = t;
+        }
+    }
+}
+
+extern "C" __global__ void embedding_backward(i64 vocab, i64 dim, void* dw, int wdt, const i64* starts, const i64* sorted,
+                                              const void* dy, int dt, i64 dyrow, i64 dycol)
+{
+    for (i64 v = blockIdx.x; v < vocab; v += gridDim.x)
+    {
+        i64 s = starts[v], e = starts[v + 1];
+        if (s == e) continue;
+        for (i64 j = threadIdx.x; j < dim; j += blockDim.x)
+        {
+            if (wdt == DT_F64)
+            {
+                double acc = 0;
+                for (i64 k = s; k < e; k++) acc += load<double>(dy, dt, sorted[k] * dyrow + j * dycol);
+                store<double>(dw, wdt, v * dim + j, load<double>(dw, wdt, v * dim + j) + acc);
+            }
+            else
+            {
+                float acc = 0;
+                for (i64 k = s; k < e; k++) acc += load<float>(dy, dt, sorted[k] * dyrow + j * dycol);
+                store<float>(dw, wdt, v * dim + j, load<float>(dw, wdt, v * dim + j) + acc);
+            }
+        }
     }
 }

@@ -41,26 +41,69 @@ extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y
     }
 }
 
-// dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/n; dw += Σ_rows dy⊙x·r (float32 atomics). Contiguous [rows, n] tensors.
+// dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/n. Contiguous [rows, n] tensors. With recompute, each row's r = 1/√(Σx²/n + eps)
+// is computed as the forward computes it and stored into rstd (then a scratch [rows]); else rstd holds the forward's.
+// The weight gradient is left to norm_weight_grad_partial/reduce (deterministic, no atomics).
 extern "C" __global__ void rms_norm_backward(i64 rows, i64 n, void* dx, const void* dy, const void* x, int dt,
-                                             const void* w, int wdt, const float* rstd, float* dw)
+                                             const void* w, int wdt, float* rstd, int recompute, float eps)
 {
     __shared__ float shared[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
         i64 base = row * n;
-        float r = rstd[row], dot = 0;
+        float dot = 0, ss = 0;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x)
-            dot += load<float>(w, wdt, j) * load<float>(dy, dt, base + j) * load<float>(x, dt, base + j);
+        {
+            float xv = load<float>(x, dt, base + j);
+            dot += load<float>(w, wdt, j) * load<float>(dy, dt, base + j) * xv;
+            ss += xv * xv;
+        }
         dot = block_sum(dot, shared);
+        float r;
+        if (recompute)
+        {
+            r = 1.0f / sqrtf(block_sum(ss, shared) / (float)n + eps);
+            if (threadIdx.x == 0) rstd[row] = r;
+        }
+        else r = rstd[row];
         float c = r * r * r * dot / (float)n;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x)
         {
             float g = load<float>(dy, dt, base + j), xv = load<float>(x, dt, base + j);
             store<float>(dx, dt, base + j, r * load<float>(w, wdt, j) * g - xv * c);
-            if (dw) atomicAdd(dw + j, g * xv * r);
         }
         __syncthreads();
+    }
+}
+
+// Weight (and bias) gradients of the norms without atomics: grid (column blocks, chunks); chunk c sums its fixed
+// range of rows in ascending order, x̂ = (x − mean)·r (mean null for RMSNorm): pw[c, j] = Σ dy⊙x̂, pb[c, j] = Σ dy.
+extern "C" __global__ void norm_weight_grad_partial(i64 rows, i64 n, i64 chunks, const void* dy, const void* x, int dt,
+                                                    const float* mean, const float* rstd, float* pw, float* pb)
+{
+    i64 j = (i64)blockIdx.x * blockDim.x + threadIdx.x, c = blockIdx.y;
+    if (j >= n) return;
+    i64 r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
+    float sw = 0, sb = 0;
+    for (i64 r = r0; r < r1; r++)
+    {
+        float g = load<float>(dy, dt, r * n + j), xh = (load<float>(x, dt, r * n + j) - (mean ? mean[r] : 0.0f)) * rstd[r];
+        sw += g * xh;
+        sb += g;
+    }
+    if (pw) pw[c * n + j] = sw;
+    if (pb) pb[c * n + j] = sb;
+}
+
+// dw[j] += Σ_c pw[c, j] and db[j] += Σ_c pb[c, j], chunks in ascending order.
+extern "C" __global__ void norm_weight_grad_reduce(i64 n, i64 chunks, const float* pw, float* dw, const float* pb, float* db)
+{
+    GRID_STRIDE_LOOP(j, n)
+    {
+        float sw = 0, sb = 0;
+        for (i64 c = 0; c < chunks; c++) { if (pw) sw += pw[c * n + j]; if (pb) sb += pb[c * n + j]; }
+        if (dw) dw[j] += sw;
+        if (db) db[j] += sb;
     }
 }
 
@@ -102,15 +145,30 @@ extern "C" __global__ void layer_norm(Layout rows_layout, i64 rows, i64 n, void*
     }
 }
 
-// x̂ = (x − mean)·r, g = dy⊙w; dx = r·(g − mean(g) − x̂·mean(g⊙x̂)); dw += Σ dy⊙x̂, db += Σ dy (float32 atomics).
+// x̂ = (x − mean)·r, g = dy⊙w; dx = r·(g − mean(g) − x̂·mean(g⊙x̂)). With recompute, the statistics are computed in
+// float64 as the forward computes them and stored into mean and rstd (scratch [rows]); else they hold the forward's.
+// Weight and bias gradients: norm_weight_grad_partial/reduce.
 extern "C" __global__ void layer_norm_backward(i64 rows, i64 n, void* dx, const void* dy, const void* x, int dt, const void* w, int wdt,
-                                               const float* mean, const float* rstd, float* dw, float* db)
+                                               float* mean, float* rstd, int recompute, double eps)
 {
-    __shared__ float shared[32];
+    __shared__ double shared_d[32];
+    float* shared = (float*)shared_d;
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
         i64 base = row * n;
-        float mu = mean[row], r = rstd[row], sg = 0, sgx = 0;
+        float mu, r;
+        if (!recompute) { mu = mean[row]; r = rstd[row]; }
+        else
+        {
+            double s = 0;
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x) s += load<double>(x, dt, base + j);
+            double m = block_sum_d(s, shared_d) / (double)n, q = 0;
+            for (i64 j = threadIdx.x; j < n; j += blockDim.x) { double d = load<double>(x, dt, base + j) - m; q += d * d; }
+            q = block_sum_d(q, shared_d) / (double)n;
+            mu = (float)m; r = (float)(1.0 / sqrt(q + eps));
+            if (threadIdx.x == 0) { mean[row] = mu; rstd[row] = r; }
+        }
+        float sg = 0, sgx = 0;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x)
         {
             float xh = (load<float>(x, dt, base + j) - mu) * r;
@@ -125,8 +183,6 @@ extern "C" __global__ void layer_norm_backward(i64 rows, i64 n, void* dx, const 
             float xh = (load<float>(x, dt, base + j) - mu) * r;
             float g = d * (w ? load<float>(w, wdt, j) : 1.0f);
             store<float>(dx, dt, base + j, r * (g - sg - xh * sgx));
-            if (dw) atomicAdd(dw + j, d * xh);
-            if (db) atomicAdd(db + j, d);
         }
         __syncthreads();
     }

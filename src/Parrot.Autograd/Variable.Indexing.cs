@@ -9,15 +9,9 @@ public sealed partial class Variable
     {
         ArgumentNullException.ThrowIfNull(weight);
         var y = Tensor.Embedding(weight.Value, ids);
+        // One fused, deterministic backend pass: each used row sums its tokens' gradients in ascending order.
         return Graph.Record("Embedding", y, [weight], (n, g) =>
-        {
-            var idx = n.Saved(0).Reshape(-1).To(DType.I64);
-            int dim = n.Inputs[0].Shape[1];
-            var rows = g.Reshape(-1, dim);
-            var index = idx.Unsqueeze(1).Expand(idx.Dim(0), dim);
-            var zeros = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device);
-            return [zeros.ScatterAdd(0, index, rows)];
-        }, ids);
+            [Tensor.EmbeddingBackward(n.Saved(0), g, n.Inputs[0].Shape[0], n.Inputs[0].DType)], ids);
     }
 
     /// <summary>Entries along <paramref name="axis"/> at the positions of the 1-D <paramref name="index"/>.</summary>

@@ -4,32 +4,23 @@ namespace Parrot.Autograd;
 
 public sealed partial class Variable
 {
-    /// <summary>softmax along <paramref name="axis"/>: dx = y ⊙ (g − Σ g⊙y).</summary>
+    /// <summary>softmax along <paramref name="axis"/>: dx = y ⊙ (g − Σ g⊙y), one fused backend pass.</summary>
     public Variable Softmax(int axis = -1)
     {
         var y = Value.Softmax(axis);
-        return Graph.Record("Softmax", y, [this], (n, g) =>
-        {
-            var yv = n.Saved(0);
-            var dot = (g * yv).Sum([axis], keepDim: true);
-            return [yv * (g - dot)];
-        }, y);
+        return Graph.Record("Softmax", y, [this], (n, g) => [n.Saved(0).SoftmaxBackward(g, axis, log: false)], y);
     }
 
-    /// <summary>log-softmax along <paramref name="axis"/>: dx = g − softmax ⊙ Σ g.</summary>
+    /// <summary>log-softmax along <paramref name="axis"/>: dx = g − softmax ⊙ Σ g, one fused backend pass.</summary>
     public Variable LogSoftmax(int axis = -1)
     {
         var y = Value.LogSoftmax(axis);
-        return Graph.Record("LogSoftmax", y, [this], (n, g) =>
-        {
-            var sum = g.Sum([axis], keepDim: true);
-            return [g - n.Saved(0).Exp() * sum];
-        }, y);
+        return Graph.Record("LogSoftmax", y, [this], (n, g) => [n.Saved(0).SoftmaxBackward(g, axis, log: true)], y);
     }
 
     /// <summary>
-    /// Layer normalisation over the last dim (biased variance) with optional scale and shift. Backward
-    /// recomputes the statistics in float32 (float64 for F64) from the saved input.
+    /// Layer normalisation over the last dim (biased variance) with optional scale and shift. Backward is one
+    /// fused backend pass that recomputes the statistics from the saved input (float32, float64 for F64).
     /// </summary>
     public Variable LayerNorm(Variable? weight, Variable? bias, double eps = 1e-5)
     {
@@ -40,78 +31,63 @@ public sealed partial class Variable
         int wi = weight is null ? -1 : 1, bi = bias is null ? -1 : (weight is null ? 1 : 2);
         return Graph.Record("LayerNorm", y, inputs.ToArray(), (n, g) =>
         {
-            var x = n.Saved(0);
-            var ct = x.DType == DType.F64 ? DType.F64 : DType.F32;
-            var xf = x.To(ct); var gf = g.To(ct);
-            var mu = xf.Mean([-1], keepDim: true);
-            var xc = xf - mu;
-            var rstd = ((xc * xc).Mean([-1], keepDim: true) + eps).Rsqrt();
-            var xhat = xc * rstd;
-            var dxhat = wi >= 0 ? gf * n.Saved(1).To(ct) : gf;
+            var (dx, dw, db) = Tensor.LayerNormBackward(n.Saved(0), wi >= 0 ? n.Saved(1) : null, eps, g,
+                wi >= 0 && n.NeedsGrad(wi), bi >= 0 && n.NeedsGrad(bi));
             var grads = new Tensor?[n.Inputs.Count];
-            if (n.NeedsGrad(0))
-            {
-                var m1 = dxhat.Mean([-1], keepDim: true);
-                var m2 = (dxhat * xhat).Mean([-1], keepDim: true);
-                grads[0] = (rstd * (dxhat - m1 - xhat * m2)).To(x.DType);
-            }
-            var lead = Enumerable.Range(0, g.Rank - 1).ToArray();
-            if (wi >= 0 && n.NeedsGrad(wi)) grads[wi] = (gf * xhat).Sum(lead).To(n.Inputs[wi].DType);
-            if (bi >= 0 && n.NeedsGrad(bi)) grads[bi] = gf.Sum(lead).To(n.Inputs[bi].DType);
+            grads[0] = n.NeedsGrad(0) ? dx : null;
+            if (dw is not null) grads[wi] = dw.To(n.Inputs[wi].DType);
+            if (db is not null) grads[bi] = db.To(n.Inputs[bi].DType);
             return grads;
         }, weight is null ? [Value] : [Value, weight.Value]);
     }
 
-    /// <summary>RMS normalisation over the last dim times a learned scale (Qwen2RMSNorm).</summary>
+    /// <summary>RMS normalisation over the last dim times a learned scale (Qwen2RMSNorm); backward is one fused backend pass.</summary>
     public Variable RmsNorm(Variable weight, double eps = 1e-6)
     {
         ArgumentNullException.ThrowIfNull(weight);
         var y = Value.RmsNorm(weight.Value, eps);
         return Graph.Record("RmsNorm", y, [this, weight], (n, g) =>
         {
-            var x = n.Saved(0);
-            var ct = x.DType == DType.F64 ? DType.F64 : DType.F32;
-            var xf = x.To(ct); var gf = g.To(ct);
-            var r = ((xf * xf).Mean([-1], keepDim: true) + eps).Rsqrt();
-            var xhat = xf * r;
-            var grads = new Tensor?[2];
-            if (n.NeedsGrad(0))
-            {
-                var gw = gf * n.Saved(1).To(ct);
-                var m = (gw * xhat).Mean([-1], keepDim: true);
-                grads[0] = (r * (gw - xhat * m)).To(x.DType);
-            }
-            if (n.NeedsGrad(1)) grads[1] = (gf * xhat).Sum(Enumerable.Range(0, g.Rank - 1).ToArray()).To(n.Inputs[1].DType);
-            return grads;
+            var (dx, dw) = Tensor.RmsNormBackward(n.Saved(0), n.Saved(1), eps, g, n.NeedsGrad(1));
+            return [n.NeedsGrad(0) ? dx : null, dw?.To(n.Inputs[1].DType)];
         }, Value, weight.Value);
     }
 
     /// <summary>
     /// Cross-entropy of <paramref name="logits"/> [N, C] against class ids <paramref name="targets"/> [N]
-    /// (rows whose target is <paramref name="ignoreIndex"/> contribute nothing). Fused: the gradient is
-    /// (softmax − one-hot) scaled per row, computed from the saved logits.
+    /// (rows whose target is <paramref name="ignoreIndex"/> contribute nothing). Fused: the forward saves each
+    /// row's log-sum-exp and the backward computes (softmax − one-hot) scaled per row in one pass, without
+    /// materialising the probabilities.
     /// </summary>
     public static Variable CrossEntropy(Variable logits, Tensor targets, int ignoreIndex = -100, LossReduction reduction = LossReduction.Mean)
     {
         ArgumentNullException.ThrowIfNull(logits);
-        var loss = Tensor.CrossEntropy(logits.Value, targets, ignoreIndex, reduction);
-        return Graph.Record("CrossEntropy", loss, [logits], (n, g) =>
+        var (loss, lse) = Tensor.CrossEntropyWithLogSumExp(logits.Value, targets, ignoreIndex, reduction);
+        try
         {
-            var z = n.Saved(0);
-            var t = n.Saved(1).To(DType.I64);
-            var ct = z.DType == DType.F64 ? DType.F64 : DType.F32;
-            var p = z.To(ct).Softmax(-1);
-            var valid = t.Ne(Tensor.Scalar(ignoreIndex, DType.I64)).To(ct).Unsqueeze(1);          // [N, 1]
-            var safeT = Tensor.Where(t.Ne(Tensor.Scalar(ignoreIndex, DType.I64)), t, Tensor.Scalar(0, DType.I64)).Unsqueeze(1);
-            var oneHot = Tensor.Zeros(p.Shape, ct).ScatterAdd(1, safeT, valid);
-            var scale = reduction switch
-            {
-                LossReduction.Mean => g.To(ct) / valid.Sum(),
-                LossReduction.Sum => g.To(ct),
-                _ => g.To(ct).Unsqueeze(1),
-            };
-            return [((p * valid - oneHot) * scale).To(z.DType)];
-        }, logits.Value, targets);
+            return Graph.Record("CrossEntropy", loss, [logits], (n, g) =>
+                [Tensor.CrossEntropyBackward(n.Saved(0), n.Saved(1), ignoreIndex, reduction, n.Saved(2), g)], logits.Value, targets, lse);
+        }
+        finally
+        {
+            lse.Dispose(); // the graph holds its own reference when it saves it
+        }
+    }
+
+    /// <summary>
+    /// SwiGLU, silu(<paramref name="gate"/>) ⊙ <paramref name="up"/> (the Qwen2/LLaMA MLP activation), in one
+    /// fused pass forward and backward. Same values as gate.Silu() * up, bit for bit.
+    /// </summary>
+    public static Variable SwiGlu(Variable gate, Variable up)
+    {
+        ArgumentNullException.ThrowIfNull(gate);
+        ArgumentNullException.ThrowIfNull(up);
+        var y = Tensor.SwiGlu(gate.Value, up.Value);
+        return Graph.Record("SwiGlu", y, [gate, up], (n, g) =>
+        {
+            var (dg, du) = Tensor.SwiGluBackward(g, n.Saved(0), n.Saved(1));
+            return [n.NeedsGrad(0) ? dg : null, n.NeedsGrad(1) ? du : null];
+        }, gate.Value, up.Value);
     }
 
     /// <summary>Matrix product with torch.matmul semantics (1-D operands, broadcast batch dims).</summary>

@@ -169,6 +169,36 @@ public abstract class Module : IDisposable
         }
     }
 
+    /// <summary>
+    /// Moves every parameter and buffer of this module and its descendants to <paramref name="device"/> (copies;
+    /// the old tensors are freed, gradients dropped); tensors already there stay. The device's backend is created
+    /// first, so an unusable device (no CUDA driver or GPU, a bad ordinal) throws before anything moves: a
+    /// <see cref="NotSupportedException"/> whose message says why. Returns this module.
+    /// </summary>
+    public Module To(Device device)
+    {
+        _ = Backends.For(device);
+        foreach (var p in Parameters())
+        {
+            if (p.Value.Device == device) continue;
+            var old = p.Value;
+            p.ReplaceValue(TensorScope.Detach(old.To(device)));
+            old.Dispose();
+        }
+        foreach (var (_, m) in NamedModules())
+            for (int i = 0; i < m._buffers.Count; i++)
+            {
+                var (name, b, persistent) = m._buffers[i];
+                if (b.Device == device) continue;
+                m._buffers[i] = (name, TensorScope.Detach(b.To(device)), persistent);
+                b.Dispose();
+            }
+        return this;
+    }
+
+    /// <summary>The device of the first parameter (the CPU for a module without parameters).</summary>
+    public Device Device => Parameters().Select(p => p.Value.Device).FirstOrDefault(Device.Cpu);
+
     /// <summary>Frees parameters and buffers of this module and its descendants.</summary>
     public virtual void Dispose()
     {

@@ -94,6 +94,12 @@ public sealed partial class Tensor
     /// </summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex = -100, LossReduction reduction = LossReduction.Mean)
     {
+        Tensor? lse = null;
+        return CrossEntropyCore(logits, targets, ignoreIndex, reduction, saveLogSumExp: false, ref lse);
+    }
+
+    private static Tensor CrossEntropyCore(Tensor logits, Tensor targets, int ignoreIndex, LossReduction reduction, bool saveLogSumExp, ref Tensor? logSumExp)
+    {
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(targets);
         logits.EnsureAlive("CrossEntropy");
@@ -112,7 +118,9 @@ public sealed partial class Tensor
         var flatLogits = logits.Reshape(rows, classes);
         var flatTargets = targets.DType == DType.I64 ? targets.Reshape(rows) : targets.To(DType.I64).Reshape(rows);
         var perRow = Empty([rows], lossType, logits.Device);
-        logits.Backend.CrossEntropy(flatLogits, flatTargets, ignoreIndex, perRow);
+        var lse = saveLogSumExp ? Empty([rows], lossType, logits.Device) : null;
+        logits.Backend.CrossEntropy(flatLogits, flatTargets, ignoreIndex, perRow, lse);
+        if (lse is not null) logSumExp = scope.Keep(lse);
         switch (reduction)
         {
             case LossReduction.None: return scope.Keep(perRow.Reshape(targets._shape));

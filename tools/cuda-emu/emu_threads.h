@@ -38,6 +38,7 @@ template <typename T> T __shfl_xor_sync(unsigned, T v, int o) { return shfl_from
 template <typename T> T __shfl_down_sync(unsigned, T v, int s) { int lane = threadIdx.x & 31; return shfl_from(v, lane + s < 32 ? (int)threadIdx.x + s : (int)threadIdx.x); }
 template <typename T, typename U> T atomicAdd(T* p, U v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); T o = *p; *p = (T)(*p + v); return o; }
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); auto o = *p; if (v < o) *p = v; return o; }
+inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); unsigned o = *p; if (o == c) *p = v; return o; }
 using std::exp; using std::log; using std::sqrt; using std::pow; using std::fabs;
 template <typename F> void launch(unsigned grid, unsigned block, F f)
 {

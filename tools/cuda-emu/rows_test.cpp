@@ -17,6 +17,10 @@ namespace ce {
 namespace at {
 #include "attention.cu"
 }
+namespace ix {
+#include "indexing.cu"
+}
+#include <algorithm>
 #include <random>
 int fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
@@ -55,9 +59,24 @@ int main()
       launch(R, 64, [&] { nm::rms_norm(L, R, N, y.data(), DT_F32, 1, x.data(), DT_F32, 1, w.data(), DT_F32, 1, 1e-6f, rstd.data()); });
       for (int r = 0; r < R; r++) { double s = 0; for (int j = 0; j < N; j++) s += x[r * N + j] * x[r * N + j]; double rr = 1 / sqrt(s / N + 1e-6);
         CHECK(fabs(rstd[r] - rr) < 1e-5 * rr, "rstd"); for (int j = 0; j < N; j++) CHECK(fabs(y[r * N + j] - w[j] * x[r * N + j] * rr) < 1e-5, "rms y"); }
-      launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, rstd.data(), dw.data()); });
+      launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, rstd.data(), 0, 0.0f); });
+      // the weight gradient: chunks of rows summed in order, then the chunks in order (no atomics)
+      auto weight_grad = [&](const float* mu, const float* rs_, float* dw_, float* db_)
+      { const i64 C = 3; std::vector<float> pw(C * N), pb(C * N);
+        for (unsigned yb = 0; yb < C; yb++)
+          launch((N + 63) / 64, 64, [&] { blockIdx.y = yb; nm::norm_weight_grad_partial(R, N, C, dy.data(), x.data(), DT_F32, mu, rs_, dw_ ? pw.data() : nullptr, db_ ? pb.data() : nullptr); });
+        launch(2, 64, [&] { nm::norm_weight_grad_reduce(N, C, dw_ ? pw.data() : nullptr, dw_, db_ ? pb.data() : nullptr, db_); }); };
+      weight_grad(nullptr, rstd.data(), dw.data(), nullptr);
       for (int r = 0; r < R; r++) { double rr = rstd[r], dot = 0; for (int j = 0; j < N; j++) dot += w[j] * dy[r * N + j] * x[r * N + j];
         for (int j = 0; j < N; j++) { double want = rr * w[j] * dy[r * N + j] - x[r * N + j] * rr * rr * rr * dot / N; CHECK(fabs(dx[r * N + j] - want) < 1e-4, "rms dx"); } }
+      for (int j = 0; j < N; j++) { double want = 0; for (int r = 0; r < R; r++) want += dy[r * N + j] * x[r * N + j] * (double)rstd[r]; CHECK(fabs(dw[j] - want) < 1e-5 * (1 + fabs(want)), "rms dw %d: %g vs %g", j, dw[j], want); }
+      // recomputed statistics (stored into a scratch vector): the same dx, rstd and dw
+      { std::vector<float> dx2(R * N), dw2(N, 0), rstd2(R);
+        launch(R, 64, [&] { nm::rms_norm_backward(R, N, dx2.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, rstd2.data(), 1, 1e-6f); });
+        weight_grad(nullptr, rstd2.data(), dw2.data(), nullptr);
+        for (int r = 0; r < R; r++) CHECK(fabs(rstd2[r] - rstd[r]) < 1e-6 * rstd[r], "rstd recomputed");
+        for (int i = 0; i < R * N; i++) CHECK(fabs(dx2[i] - dx[i]) < 1e-6 * (1 + fabs(dx[i])), "rms dx recomputed %d: %g vs %g", i, dx2[i], dx[i]);
+        for (int j = 0; j < N; j++) CHECK(fabs(dw2[j] - dw[j]) < 1e-5 * (1 + fabs(dw[j])), "rms dw recomputed %d", j); }
       std::vector<float> mean(R), rs(R);
       launch(R, 64, [&] { nm::layer_norm(L, R, N, y.data(), 1, x.data(), 1, DT_F32, w.data(), nullptr, DT_F32, 1, 0, 1e-5, mean.data(), rs.data()); });
       for (int r = 0; r < R; r++) { double mu = 0; for (int j = 0; j < N; j++) mu += x[r * N + j]; mu /= N; double var = 0; for (int j = 0; j < N; j++) var += (x[r * N + j] - mu) * (x[r * N + j] - mu); var /= N;
@@ -81,7 +100,15 @@ int main()
       for (auto& a : w) a = 1 + 0.1f * nd(rng); for (auto& a : dy) a = nd(rng);
       Layout L = L1(R, 2, N, N);
       launch(R, 64, [&] { nm::layer_norm(L, R, N, y.data(), 1, x.data(), 1, DT_F32, w.data(), nullptr, DT_F32, 1, 0, 1e-5, mean.data(), rs.data()); });
-      launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean.data(), rs.data(), dw.data(), db.data()); });
+      launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean.data(), rs.data(), 0, 0.0); });
+      { const i64 C = 2; std::vector<float> pw(C * N), pb(C * N);
+        for (unsigned yb = 0; yb < C; yb++)
+          launch((N + 63) / 64, 64, [&] { blockIdx.y = yb; nm::norm_weight_grad_partial(R, N, C, dy.data(), x.data(), DT_F32, mean.data(), rs.data(), pw.data(), pb.data()); });
+        launch(1, 64, [&] { nm::norm_weight_grad_reduce(N, C, pw.data(), dw.data(), pb.data(), db.data()); }); }
+      { std::vector<float> dx2(R * N), mean2(R), rs2(R);
+        launch(R, 64, [&] { nm::layer_norm_backward(R, N, dx2.data(), dy.data(), x.data(), DT_F32, w.data(), DT_F32, mean2.data(), rs2.data(), 1, 1e-5); });
+        for (int r = 0; r < R; r++) CHECK(fabs(mean2[r] - mean[r]) < 1e-6 && fabs(rs2[r] - rs[r]) < 1e-6 * rs[r], "ln stats recomputed");
+        for (int i = 0; i < R * N; i++) CHECK(fabs(dx2[i] - dx[i]) < 1e-6 * (1 + fabs(dx[i])), "ln dx recomputed %d: %g vs %g", i, dx2[i], dx[i]); }
       std::vector<double> dbw(N, 0);
       for (int r = 0; r < R; r++)
       { double mu = mean[r], rr = rs[r], sg = 0, sgx = 0;
@@ -89,6 +116,7 @@ int main()
         sg /= N; sgx /= N;
         for (int j = 0; j < N; j++) { double xh = (x[r * N + j] - mu) * rr, g = dy[r * N + j] * w[j]; CHECK(fabs(dx[r * N + j] - rr * (g - sg - xh * sgx)) < 1e-4, "ln dx"); } }
       for (int j = 0; j < N; j++) CHECK(fabs(db[j] - dbw[j]) < 1e-4, "ln db");
+      for (int j = 0; j < N; j++) { double want = 0; for (int r = 0; r < R; r++) want += dy[r * N + j] * (x[r * N + j] - mean[r]) * (double)rs[r]; CHECK(fabs(dw[j] - want) < 1e-4 * (1 + fabs(want)), "ln dw %d", j); }
       std::vector<float> p(R * N), dxs(R * N);
       launch(R, 64, [&] { sm::softmax(L, R, N, p.data(), 1, x.data(), 1, DT_F32, 0); });
       launch(R, 64, [&] { sm::softmax_backward(R, N, dxs.data(), dy.data(), p.data(), DT_F32, 0); });
@@ -106,6 +134,37 @@ int main()
         double z = 0; for (int j = 0; j <= last; j++) z += exp(sc[j] - m);
         CHECK(fabs(lse[h * T + t] - (m + log(z))) < 1e-4, "att lse");
         for (int d = 0; d < D; d++) { double want = 0; for (int j = 0; j <= last; j++) want += exp(sc[j] - m) / z * v[j * D + d]; CHECK(fabs(o[(h * T + t) * D + d] - want) < 1e-5, "att o h%d t%d d%d %g %g", h, t, d, o[(h * T + t) * D + d], want); } } }
+    // embedding backward: counting sort (count, scan, place, per-row sort), then one block per row; the sums
+    // must equal, bit for bit, a float sum over each row's tokens in ascending order (float32 and bf16 dy,
+    // float32, float64 and bf16 dw), whatever order the placement's atomics took.
+    { const int T = 300, V = 37, D = 70; std::vector<long long> ids(T);
+      std::uniform_int_distribution<int> pick(0, V - 1);
+      for (int t = 0; t < T; t++) ids[t] = t % 3 == 0 ? 5 : (t % 7 == 0 ? V - 1 : pick(rng)); // one heavy row, the last row, the rest spread
+      std::vector<float> dy(T * D); for (auto& a : dy) a = nd(rng);
+      std::vector<u16> dyh(T * D); for (int i = 0; i < T * D; i++) dyh[i] = f32_to_bf16(dy[i]);
+      std::vector<long long> counts(V + 1, 0), cursor(V + 1), order(T), sorted(T);
+      launch(4, 32, [&] { ix::embedding_count(T, V, ids.data(), (unsigned long long*)counts.data()); });
+      launch(1, 64, [&] { ix::embedding_row_starts(V, counts.data(), cursor.data()); });
+      { long long c = 0; for (int v = 0; v < V; v++) { CHECK(counts[v] == c, "row start %d: %lld vs %lld", v, counts[v], c); c += std::count(ids.begin(), ids.end(), v); } CHECK(counts[V] == T, "end"); }
+      launch(4, 32, [&] { ix::embedding_place(T, V, ids.data(), (unsigned long long*)cursor.data(), order.data()); });
+      launch(8, 16, [&] { ix::embedding_sort_rows(V, counts.data(), order.data(), sorted.data()); });
+      for (int v = 0; v < V; v++) for (long long k = counts[v]; k < counts[v + 1]; k++)
+      { CHECK(ids[sorted[k]] == v, "sorted row"); if (k > counts[v]) CHECK(sorted[k] > sorted[k - 1], "ascending"); }
+      for (int variant = 0; variant < 4; variant++) // 0: f32 dy, f32 dw; 1: bf16 dy, f32 dw; 2: f32 dy, f64 dw; 3: f32 dy, bf16 dw
+      { std::vector<float> w32(V * D); std::vector<double> w64(V * D); std::vector<u16> w16(V * D);
+        for (int i = 0; i < V * D; i++) { w32[i] = 0.25f * (i % 5); w64[i] = w32[i]; w16[i] = f32_to_bf16(w32[i]); }
+        void* dw = variant == 2 ? (void*)w64.data() : variant == 3 ? (void*)w16.data() : (void*)w32.data();
+        int wdt = variant == 2 ? DT_F64 : variant == 3 ? DT_BF16 : DT_F32;
+        const void* dyp = variant == 1 ? (const void*)dyh.data() : (const void*)dy.data();
+        launch(8, 32, [&] { ix::embedding_backward(V, D, dw, wdt, counts.data(), sorted.data(), dyp, variant == 1 ? DT_BF16 : DT_F32, D, 1); });
+        for (int v = 0; v < V; v++) for (int j = 0; j < D; j++)
+        { float a = 0; double ad = 0;
+          for (int t = 0; t < T; t++) if (ids[t] == v) { float g = variant == 1 ? bf16_to_f32(dyh[t * D + j]) : dy[t * D + j]; a += g; ad += g; }
+          float base = 0.25f * ((v * D + j) % 5);
+          bool ok = variant == 2 ? w64[v * D + j] == (double)base + ad
+                  : variant == 3 ? w16[v * D + j] == f32_to_bf16(bf16_to_f32(f32_to_bf16(base)) + a)
+                  : w32[v * D + j] == base + a;
+          CHECK(ok, "embedding backward variant %d row %d col %d", variant, v, j); } } }
     printf("%s (%d failures)\n", fails ? "FAILED" : "all passed", fails);
     return fails != 0;
 }

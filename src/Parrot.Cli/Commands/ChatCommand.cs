@@ -28,9 +28,11 @@ internal static class ChatCommand
         var penalty = new Option<double>("--repetition-penalty") { Description = "Penalty on tokens already seen (1 = off)", DefaultValueFactory = _ => 1 };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed (same seed, same answer)", DefaultValueFactory = _ => 0 };
         var cmd = new Command("chat", "Chat with a Parrot or Qwen2 model in the terminal (streamed answers), or answer one --prompt and exit");
-        foreach (var o in new Option[] { model, image, prompt, system, maxNew, temperature, topP, topK, penalty, seed }) cmd.Options.Add(o);
+        var device = DeviceOption.Create();
+        foreach (var o in new Option[] { device, model, image, prompt, system, maxNew, temperature, topP, topK, penalty, seed }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("chat", () =>
         {
+            DeviceOption.Resolve(p.GetValue(device), "chat");
             var options = new GenerationOptions
             {
                 MaxNewTokens = p.GetValue(maxNew),

@@ -29,9 +29,11 @@ internal static class EvalCommand
         var score = new Option<string?>("--score") { Description = "Re-score this predictions TSV (benchmark columns plus 'prediction') without a model" };
         var vision = new Option<string?>("--vision") { Description = "CLIP vision tower directory (default: the model config's mm_vision_tower, relative to --model)" };
         var cmd = new Command("eval", "Evaluate a Parrot model on MMMB / multilingual MMBench TSVs, or re-score a predictions file");
-        foreach (var o in new Option[] { model, data, outDir, maxNew, limit, lang, protocol, score, vision }) cmd.Options.Add(o);
+        var device = DeviceOption.Create();
+        foreach (var o in new Option[] { device, model, data, outDir, maxNew, limit, lang, protocol, score, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("eval", () =>
         {
+            DeviceOption.Resolve(p.GetValue(device), "eval");
             string output = p.GetValue(outDir)!;
             ScoringProtocol? proto = p.GetValue(protocol) is { } name ? ParseProtocol(name) : null;
             string? language = p.GetValue(lang);

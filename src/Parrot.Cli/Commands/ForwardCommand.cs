@@ -26,9 +26,11 @@ internal static class ForwardCommand
             $"For a Parrot model with --image, the placeholder {ParrotSample.ImageToken} is replaced by the image's visual tokens (1 + N with the CLS token for " +
             "mm_vision_select_feature cls_patch, N = (image_size / patch_size)^2 patches: 577 for CLIP ViT-L/14-336), so T' = T - 1 + 1 + N " +
             "(T - 1 + N for mm_vision_select_feature patch), one row per position of the spliced sequence.");
-        foreach (var o in new Option[] { model, tokens, output, image, vision }) cmd.Options.Add(o);
+        var device = DeviceOption.Create();
+        foreach (var o in new Option[] { device, model, tokens, output, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("forward", () =>
         {
+            DeviceOption.Resolve(p.GetValue(device), "forward");
             var ids = TokenIds.Parse(p.GetValue(tokens)!);
             string dir = p.GetValue(model)!;
             if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision)) is { } opened)

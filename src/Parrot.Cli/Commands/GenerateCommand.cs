@@ -22,9 +22,11 @@ internal static class GenerateCommand
         var image = ParrotInputs.ImageOption();
         var vision = ParrotInputs.VisionOption();
         var cmd = new Command("generate", $"Greedy decoding with the KV cache; prints the new token ids. With a Parrot model and --image, the image's visual tokens replace {ParrotSample.ImageToken} in the prompt");
-        foreach (var o in new Option[] { model, tokens, max, ignoreEos, image, vision }) cmd.Options.Add(o);
+        var device = DeviceOption.Create();
+        foreach (var o in new Option[] { device, model, tokens, max, ignoreEos, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("generate", () =>
         {
+            DeviceOption.Resolve(p.GetValue(device), "generate");
             var ids = TokenIds.Parse(p.GetValue(tokens)!);
             int n = p.GetValue(max);
             if (n < 0) throw new CliException($"--max-new-tokens must be ≥ 0, got {n}");

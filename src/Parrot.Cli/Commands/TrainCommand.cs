@@ -43,10 +43,12 @@ internal static class TrainCommand
         var log = new Option<string?>("--log") { Description = "JSON lines per step (default: OUT/train_log.jsonl)" };
         var zero = DistributedCli.ZeroOption();
         var cmd = new Command("train", "Train one Parrot stage on LLaVA-format data");
-        foreach (var o in new Option[] { stage, model, data, images, outDir, vision, recipe, steps, batch, micro, lr, maxLength, seed, saveEvery, resume, skipBad, bf16, checkpointing, featureCache, log, zero })
+        var device = DeviceOption.Create();
+        foreach (var o in new Option[] { device, stage, model, data, images, outDir, vision, recipe, steps, batch, micro, lr, maxLength, seed, saveEvery, resume, skipBad, bf16, checkpointing, featureCache, log, zero })
             cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train", () =>
         {
+            DeviceOption.Resolve(p.GetValue(device), "train");
             int st = p.GetValue(stage);
             if (st is not (1 or 2)) throw new CliException($"--stage must be 1 or 2, got {st}");
             var options = ParrotTrainingOptions.Recipe(p.GetValue(recipe)!, st);

@@ -22,9 +22,11 @@ internal static class VisionCommand
         var output = new Option<string>("--out") { Description = "Where to write the float32 hidden states [1 + N, C] as .npy", Required = true };
         var config = new Option<string?>("--config") { Description = "The tower's CLIP config.json, when the model directory's own config is not one (a Parrot checkpoint)" };
         var cmd = new Command("vision", "Run a CLIP vision tower over one image and write one layer's hidden states (.npy, float32 [1 + N, C])");
-        foreach (var o in new Option[] { model, image, layer, pad, output, config }) cmd.Options.Add(o);
+        var device = DeviceOption.Create();
+        foreach (var o in new Option[] { device, model, image, layer, pad, output, config }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("vision", () =>
         {
+            DeviceOption.Resolve(p.GetValue(device), "vision");
             string dir = p.GetValue(model)!;
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
             string outFolder = Path.GetDirectoryName(Path.GetFullPath(p.GetValue(output)!))!;

@@ -125,6 +125,24 @@ internal static class SelfTestFusedCases
             using (p) return p.To(DType.BF16);
         }, Tolerance: SelfTestRunner.Bf16Tolerance); // the result is the bf16 copy, whatever the gradients' dtype
         yield return MultiTensorAdamW();
+        // The training ops of the backend contract (what the autograd rules call): statistics recomputed, the
+        // weight gradients summed without atomics.
+        yield return new("rms norm bwd, contract (dx)", RowInputs, x => Tensor.RmsNormBackward(x[0], x[1], Eps, x[2], false).Dx);
+        yield return new("rms norm bwd, contract (dweight)", RowInputs, x =>
+        {
+            var (dx, dw) = Tensor.RmsNormBackward(x[0], x[1], Eps, x[2], true);
+            dx.Dispose();
+            return dw!;
+        });
+        yield return new("layer norm bwd, contract (dx)", RowInputs, x => Tensor.LayerNormBackward(x[0], x[1], 1e-5, x[2], false, false).Dx);
+        yield return new("layer norm bwd, contract (dw, db)", RowInputs, x =>
+        {
+            var (dx, dw, db) = Tensor.LayerNormBackward(x[0], x[1], 1e-5, x[2], true, true);
+            dx.Dispose();
+            using (dw) using (db) return Tensor.Concat(0, dw!, db!);
+        });
+        yield return new("embedding bwd, contract", (r, t) => [Indices(r, 500, 4, 33), Normal(r, t, 4, 33, 64)], x =>
+            Tensor.EmbeddingBackward(x[0], x[1], 500, x[1].DType));
     }
 
     /// <summary>Two AdamW steps over three parameters of different sizes: one fused multi-tensor launch per step on a GPU.</summary>

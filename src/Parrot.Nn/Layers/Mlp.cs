@@ -22,7 +22,7 @@ public sealed class GatedSiluMlp : Module
     }
 
     /// <summary>Applies the MLP to x [..., hidden].</summary>
-    public Variable Forward(Variable x) => DownProj.Forward(GateProj.Forward(x).Silu() * UpProj.Forward(x));
+    public Variable Forward(Variable x) => DownProj.Forward(Variable.SwiGlu(GateProj.Forward(x), UpProj.Forward(x)));
 }
 
 /// <summary>Activation of a <see cref="GeluMlp"/>.</summary>

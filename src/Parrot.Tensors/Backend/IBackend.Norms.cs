@@ -31,6 +31,8 @@ public partial interface IBackend
     /// whose target equals <paramref name="ignoreIndex"/>. logits is [N, C] of a float dtype, targets [N] I64,
     /// lossPerRow [N] F32 or F64; any strides. A target outside 0..C-1 that is not the ignore index throws
     /// <see cref="ArgumentOutOfRangeException"/> naming the row and the value, before anything is written.
+    /// When <paramref name="logSumExp"/> ([N] F32 or F64) is given, each row's logsumexp is saved there for
+    /// <see cref="CrossEntropyBackward"/> (ignored rows included).
     /// </summary>
-    void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow);
+    void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp);
 }

@@ -1,9 +1,11 @@
 namespace Parrot.Tensors.Cuda;
 
 /// <summary>
-/// Fused training kernels beyond <see cref="IBackend"/>: the backward passes of the row ops, SwiGLU, the
-/// embedding gradient, and the forward passes that save what those need (per-row statistics, log-sum-exp).
-/// Row tensors are [rows, n] and made contiguous when they are not; statistics are float32 [rows].
+/// The fused training kernels: the <see cref="IBackend"/> training ops (IBackend.Training.cs: the backward passes
+/// of the row ops, SwiGLU, the embedding gradient), and beyond the contract the forward passes that save per-row
+/// statistics and backward passes that take them. Row tensors are [rows, n] and made contiguous when they are
+/// not; statistics are float32 [rows]. Outputs that are not contiguous, and float64 accumulators, go through a
+/// contiguous float32 stand-in.
 /// </summary>
 public sealed partial class CudaBackend
 {
@@ -31,19 +33,14 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// RMSNorm backward: <paramref name="dx"/> (x's dtype, contiguous) from dy, and when given, the weight
-    /// gradient added into <paramref name="dweight"/> (float32 [n]); <paramref name="rstd"/> from the forward.
+    /// RMSNorm backward: <paramref name="dx"/> (x's dtype) from dy, and when given, the weight gradient added into
+    /// <paramref name="dweight"/> (float32 [n]); <paramref name="rstd"/> from the forward.
     /// </summary>
     public void RmsNormBackward(Tensor x, Tensor weight, Tensor dy, Tensor rstd, Tensor dx, Tensor? dweight)
     {
-        var (rows, n) = RowsOf(x);
-        RequireF32(dweight, n, "RmsNormBackward", "dweight");
-        if (!dx.IsContiguous || dx.DType != x.DType) throw new ArgumentException("RmsNormBackward: dx must be contiguous with x's dtype");
-        if (rows == 0) return;
-        using var xc = Dense(x);
-        using var dyc = dy.DType == x.DType ? Dense(dy) : dy.To(x.DType);
-        using var a = new KernelArgs().Add(rows).Add(n).Ptr(dx).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(weight).Add(Code(weight.DType)).Ptr(rstd).Ptr(dweight);
-        _kernels.Launch("norms.cu", "rms_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        RequireF32(rstd, RowsOf(x).Rows, "RmsNormBackward", "rstd");
+        RequireF32(dweight, RowsOf(x).N, "RmsNormBackward", "dweight");
+        NormBackward(false, x, weight, 0, dy, null, rstd, dx, dweight, null);
     }
 
     /// <summary>LayerNorm forward as <see cref="IBackend.LayerNorm"/>, also saving each row's mean and 1/std.</summary>
@@ -61,90 +58,169 @@ public sealed partial class CudaBackend
         _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
     }
 
-    /// <summary>LayerNorm backward: dx (contiguous, x's dtype); dweight and dbias (float32 [n]) accumulate when given.</summary>
+    /// <summary>LayerNorm backward from the forward's statistics: dx (x's dtype); dweight and dbias (float32 [n]) accumulate when given.</summary>
     public void LayerNormBackward(Tensor x, Tensor? weight, Tensor dy, Tensor mean, Tensor rstd, Tensor dx, Tensor? dweight, Tensor? dbias)
     {
         var (rows, n) = RowsOf(x);
+        RequireF32(mean, rows, "LayerNormBackward", "mean");
+        RequireF32(rstd, rows, "LayerNormBackward", "rstd");
         RequireF32(dweight, n, "LayerNormBackward", "dweight");
         RequireF32(dbias, n, "LayerNormBackward", "dbias");
-        if (!dx.IsContiguous || dx.DType != x.DType) throw new ArgumentException("LayerNormBackward: dx must be contiguous with x's dtype");
-        if (rows == 0) return;
-        using var xc = Dense(x);
-        using var dyc = dy.DType == x.DType ? Dense(dy) : dy.To(x.DType);
-        using var a = new KernelArgs().Add(rows).Add(n).Ptr(dx).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(weight).Add(Code(weight?.DType ?? DType.F32))
-            .Ptr(mean).Ptr(rstd).Ptr(dweight).Ptr(dbias);
-        _kernels.Launch("norms.cu", "layer_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        NormBackward(true, x, weight, 0, dy, mean, rstd, dx, dweight, dbias);
     }
 
-    /// <summary>Softmax backward from the forward's output y: dx = y⊙(dy − Σdy⊙y), or for log-softmax dx = dy − exp(y)·Σdy.</summary>
+    /// <inheritdoc/>
+    public void RmsNormBackward(Tensor x, Tensor weight, double eps, Tensor dy, Tensor dx, Tensor? dweight) =>
+        NormBackward(false, x, weight, eps, dy, null, null, dx, dweight, null);
+
+    /// <inheritdoc/>
+    public void LayerNormBackward(Tensor x, Tensor? weight, double eps, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias) =>
+        NormBackward(true, x, weight, eps, dy, null, null, dx, dweight, dbias);
+
+    /// <summary>
+    /// Both norm backwards: one block per row for dx (the statistics recomputed into scratch vectors when none are
+    /// given), then the weight and bias gradients without atomics: fixed chunks of rows summed in order into
+    /// partial vectors, and the partials summed in order (bit-reproducible).
+    /// </summary>
+    private void NormBackward(bool layer, Tensor x, Tensor? weight, double eps, Tensor dy, Tensor? mean, Tensor? rstd, Tensor dx, Tensor? dweight, Tensor? dbias)
+    {
+        var (rows, n) = RowsOf(x);
+        if (rows == 0 || n == 0) return;
+        bool recompute = rstd is null;
+        using var rs = recompute ? Tensor.Empty([(int)rows], DType.F32, Device) : null;
+        using var ms = recompute && layer ? Tensor.Empty([(int)rows], DType.F32, Device) : null;
+        var rstdT = rstd ?? rs!;
+        var meanT = layer ? mean ?? ms : null;
+        IntoDense(dx, d =>
+        {
+            using var xc = Dense(x);
+            using var dyc = dy.DType == x.DType ? Dense(dy) : dy.To(x.DType);
+            using var wc = weight is null ? null : Dense(weight);
+            var a = new KernelArgs().Add(rows).Add(n).Ptr(d).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(wc).Add(Code(weight?.DType ?? DType.F32));
+            using (a)
+            {
+                if (layer) a.Ptr(meanT).Ptr(rstdT).Add(recompute ? 1 : 0).Add(eps);
+                else a.Ptr(rstdT).Add(recompute ? 1 : 0).Add((float)eps);
+                _kernels.Launch("norms.cu", layer ? "layer_norm_backward" : "rms_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+            }
+            if (dweight is null && dbias is null) return;
+            Accumulate(dweight, dw => Accumulate(dbias, db =>
+            {
+                long chunks = Math.Min(rows, 64);
+                using var pw = dw is null ? null : Tensor.Empty([(int)(chunks * n)], DType.F32, Device);
+                using var pb = db is null ? null : Tensor.Empty([(int)(chunks * n)], DType.F32, Device);
+                using (var p = new KernelArgs().Add(rows).Add(n).Add(chunks).Ptr(dyc).Ptr(xc).Add(Code(x.DType)).Ptr(meanT).Ptr(rstdT).Ptr(pw).Ptr(pb))
+                    _kernels.Launch("norms.cu", "norm_weight_grad_partial", (uint)((n + 255) / 256), 256, p, gridY: (uint)chunks);
+                using (var r = new KernelArgs().Add(n).Add(chunks).Ptr(pw).Ptr(dw).Ptr(pb).Ptr(db))
+                    _kernels.Launch("norms.cu", "norm_weight_grad_reduce", _kernels.GridFor(n), 256, r);
+            }));
+        });
+    }
+
+    /// <inheritdoc/>
     public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log)
     {
         var (rows, n) = RowsOf(y);
-        if (!dx.IsContiguous || dx.DType != y.DType) throw new ArgumentException("SoftmaxBackward: dx must be contiguous with y's dtype");
-        if (rows == 0) return;
-        using var yc = Dense(y);
-        using var dyc = dy.DType == y.DType ? Dense(dy) : dy.To(y.DType);
-        using var a = new KernelArgs().Add(rows).Add(n).Ptr(dx).Ptr(dyc).Ptr(yc).Add(Code(y.DType)).Add(log ? 1 : 0);
-        _kernels.Launch("softmax.cu", "softmax_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        if (rows == 0 || n == 0) return;
+        IntoDense(dx, d =>
+        {
+            using var yc = Dense(y);
+            using var dyc = dy.DType == y.DType ? Dense(dy) : dy.To(y.DType);
+            using var a = new KernelArgs().Add(rows).Add(n).Ptr(d).Ptr(dyc).Ptr(yc).Add(Code(y.DType)).Add(log ? 1 : 0);
+            _kernels.Launch("softmax.cu", "softmax_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        });
     }
 
-    /// <summary>Cross-entropy forward as <see cref="IBackend.CrossEntropy"/>, also saving each row's log-sum-exp (float32 [rows]).</summary>
-    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor logSumExp)
-    {
-        long rows = logits.Shape[0];
-        RequireF32(logSumExp, rows, "CrossEntropy", "logSumExp");
-        CrossEntropyCore(logits, targets, ignoreIndex, lossPerRow, logSumExp);
-    }
-
-    /// <summary>
-    /// Cross-entropy backward without materialising the probabilities: dlogits = (softmax − onehot)·dloss[row],
-    /// 0 on ignored rows. dloss is float32 [rows] (already divided by the count for a mean); dlogits contiguous.
-    /// </summary>
+    /// <inheritdoc/>
     public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor logSumExp, Tensor dloss, Tensor dlogits)
     {
         long rows = logits.Shape[0], n = logits.Shape[1];
-        RequireF32(logSumExp, rows, "CrossEntropyBackward", "logSumExp");
-        RequireF32(dloss, rows, "CrossEntropyBackward", "dloss");
-        if (!dlogits.IsContiguous || dlogits.DType != logits.DType) throw new ArgumentException("CrossEntropyBackward: dlogits must be contiguous with the logits' dtype");
-        if (rows == 0) return;
-        using var lc = Dense(logits);
-        using var tc = targets.DType == DType.I64 ? Dense(targets) : targets.To(DType.I64);
-        using var a = new KernelArgs().Add(rows).Add(n).Ptr(dlogits).Ptr(lc).Add(Code(logits.DType)).Ptr(tc).Add((long)ignoreIndex).Ptr(logSumExp).Ptr(dloss);
-        _kernels.Launch("cross_entropy.cu", "cross_entropy_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        if (rows == 0 || n == 0) return;
+        IntoDense(dlogits, d =>
+        {
+            using var lc = Dense(logits);
+            using var tc = targets.DType == DType.I64 ? Dense(targets) : targets.To(DType.I64);
+            using var lse = logSumExp.DType == DType.F32 ? Dense(logSumExp) : logSumExp.To(DType.F32);
+            using var g = dloss.DType == DType.F32 ? Dense(dloss) : dloss.To(DType.F32);
+            using var a = new KernelArgs().Add(rows).Add(n).Ptr(d).Ptr(lc).Add(Code(logits.DType)).Ptr(tc).Add((long)ignoreIndex).Ptr(lse).Ptr(g);
+            _kernels.Launch("cross_entropy.cu", "cross_entropy_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        });
     }
 
-    /// <summary>Embedding backward: dweight[ids[t], :] += dy[t, :] into a float32 [vocab, dim] accumulator.</summary>
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Deterministic, without atomics: the ids are sorted by row on the device (a stable counting sort:
+    /// histogram, prefix sum, ordered placement), then one block owns each used row and sums its tokens in
+    /// ascending order in float32 (float64 for F64), adding the total to the row once.
+    /// </remarks>
     public void EmbeddingBackward(Tensor ids, Tensor dy, Tensor dweight)
     {
-        long tokens = ids.Count, dim = dweight.Shape[^1];
-        RequireF32(dweight, dweight.Count, "EmbeddingBackward", "dweight");
-        if (tokens == 0) return;
-        using var ic = Dense(ids);
-        using var dyc = Dense(dy);
-        using var a = new KernelArgs().Add(tokens).Add(dim).Ptr(dweight).Ptr(ic).Add(Code(ids.DType)).Ptr(dyc).Add(Code(dy.DType));
-        _kernels.Launch("indexing.cu", "embedding_backward", CudaKernels.RowGrid(tokens), RowBlock(dim), a);
+        long tokens = ids.Count, vocab = dweight.Shape[0], dim = dweight.Shape[^1];
+        if (!dweight.IsContiguous || dweight.Rank != 2) throw new ArgumentException($"EmbeddingBackward: dweight must be a contiguous matrix [V, D], got {dweight.ShapeString()}");
+        if (tokens == 0 || dim == 0) return;
+        using var ic = ids.DType == DType.I64 ? Dense(ids) : ids.To(DType.I64);
+        using var dyc = dy.Alias();
+        using var counts = Tensor.Zeros([(int)vocab + 1], DType.I64, Device);  // counts, then row starts
+        using var cursor = Tensor.Empty([(int)vocab + 1], DType.I64, Device);
+        using var order = Tensor.Empty([(int)tokens], DType.I64, Device);
+        using var sorted = Tensor.Empty([(int)tokens], DType.I64, Device);
+        using (var h = new KernelArgs().Add(tokens).Add(vocab).Ptr(ic).Ptr(counts))
+            _kernels.Launch("indexing.cu", "embedding_count", _kernels.GridFor(tokens), 256, h);
+        using (var s = new KernelArgs().Add(vocab).Ptr(counts).Ptr(cursor))
+            _kernels.Launch("indexing.cu", "embedding_row_starts", 1, 1024, s);
+        using (var o = new KernelArgs().Add(tokens).Add(vocab).Ptr(ic).Ptr(cursor).Ptr(order))
+            _kernels.Launch("indexing.cu", "embedding_place", _kernels.GridFor(tokens), 256, o);
+        using (var r = new KernelArgs().Add(vocab).Ptr(counts).Ptr(order).Ptr(sorted))
+            _kernels.Launch("indexing.cu", "embedding_sort_rows", CudaKernels.RowGrid(vocab), 128, r);
+        using var a = new KernelArgs().Add(vocab).Add(dim).Ptr(dweight).Add(Code(dweight.DType)).Ptr(counts).Ptr(sorted).Ptr(dyc).Add(Code(dy.DType)).Add(dy.Strides[0]).Add(dy.Strides[1]);
+        _kernels.Launch("indexing.cu", "embedding_backward", CudaKernels.RowGrid(vocab), RowBlock(dim), a);
     }
 
-    /// <summary>SwiGLU forward y = silu(gate)⊙up (one dtype, contiguous outputs).</summary>
+    /// <inheritdoc/>
     public void SwiGlu(Tensor gate, Tensor up, Tensor y)
     {
         long n = y.Count;
         if (n == 0) return;
-        using var g = Dense(gate);
-        using var u = Dense(up);
-        using var a = new KernelArgs().Add(n).Ptr(y).Ptr(g).Ptr(u).Add(Code(y.DType));
-        _kernels.Launch("elementwise.cu", "swiglu_forward", _kernels.GridFor(n), 256, a);
+        IntoDense(y, d =>
+        {
+            using var g = Dense(gate);
+            using var u = Dense(up);
+            using var a = new KernelArgs().Add(n).Ptr(d).Ptr(g).Ptr(u).Add(Code(y.DType));
+            _kernels.Launch("elementwise.cu", "swiglu_forward", _kernels.GridFor(n), 256, a);
+        });
     }
 
-    /// <summary>SwiGLU backward: dgate = dy⊙up⊙σ(g)(1 + g(1 − σ(g))), dup = dy⊙silu(g).</summary>
+    /// <inheritdoc/>
     public void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dgate, Tensor dup)
     {
         long n = dy.Count;
         if (n == 0) return;
-        using var d = Dense(dy);
-        using var g = Dense(gate);
-        using var u = Dense(up);
-        using var a = new KernelArgs().Add(n).Ptr(dgate).Ptr(dup).Ptr(d).Ptr(g).Ptr(u).Add(Code(gate.DType));
-        _kernels.Launch("elementwise.cu", "swiglu_backward", _kernels.GridFor(n), 256, a);
+        IntoDense(dgate, dg => IntoDense(dup, du =>
+        {
+            using var d = dy.DType == gate.DType ? Dense(dy) : dy.To(gate.DType);
+            using var g = Dense(gate);
+            using var u = Dense(up);
+            using var a = new KernelArgs().Add(n).Ptr(dg).Ptr(du).Ptr(d).Ptr(g).Ptr(u).Add(Code(gate.DType));
+            _kernels.Launch("elementwise.cu", "swiglu_backward", _kernels.GridFor(n), 256, a);
+        }));
+    }
+
+    /// <summary>Runs <paramref name="body"/> on <paramref name="dst"/>, or on a contiguous stand-in copied into it afterwards.</summary>
+    private void IntoDense(Tensor dst, Action<Tensor> body)
+    {
+        if (dst.IsContiguous) { body(dst); return; }
+        using var tmp = Tensor.Empty(dst.Shape, dst.DType, Device);
+        body(tmp);
+        Copy(tmp, dst);
+    }
+
+    /// <summary>Runs <paramref name="body"/> with a float32 accumulator: <paramref name="acc"/> itself, or a zeroed stand-in added to it afterwards.</summary>
+    private void Accumulate(Tensor? acc, Action<Tensor?> body)
+    {
+        if (acc is null || (acc.DType == DType.F32 && acc.IsContiguous)) { body(acc); return; }
+        using var tmp = Tensor.Zeros(acc.Shape, DType.F32, Device);
+        body(tmp);
+        using var wide = tmp.To(acc.DType);
+        Binary(BinaryOp.Add, acc, wide, acc);
     }
 }

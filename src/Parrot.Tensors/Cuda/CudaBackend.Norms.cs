@@ -45,7 +45,18 @@ public sealed partial class CudaBackend
     }
 
     /// <inheritdoc/>
-    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow) => CrossEntropyCore(logits, targets, ignoreIndex, lossPerRow, null);
+    public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp)
+    {
+        // The kernel saves a float32 log-sum-exp into a contiguous vector; anything else goes through one.
+        if (logSumExp is not null && (logSumExp.DType != DType.F32 || !logSumExp.IsContiguous))
+        {
+            using var lse = Tensor.Empty(logSumExp.Shape, DType.F32, Device);
+            CrossEntropyCore(logits, targets, ignoreIndex, lossPerRow, lse);
+            Copy(lse, logSumExp);
+            return;
+        }
+        CrossEntropyCore(logits, targets, ignoreIndex, lossPerRow, logSumExp);
+    }
 
     private void CrossEntropyCore(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp)
     {
