@@ -9,6 +9,8 @@ cd "$(dirname "$0")"
 out=$(mktemp -d)
 g++ -std=c++20 -O1 -w -I ../../native -o "$out/elementwise" elementwise_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/rows" rows_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash" flash_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, softmax, norms, cross-entropy, attention: "; "$out/rows"
+echo "flash attention forward (tiled):"; "$out/flash"
 rm -rf "$out"

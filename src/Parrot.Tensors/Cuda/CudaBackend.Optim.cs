@@ -79,9 +79,10 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Fused attention forward (native/attention.cu): one warp per query row with an online softmax, any strides,
-    /// grouped-query heads, causal and additive masks, head dims up to 256. A first, simple kernel: correct,
-    /// not yet fast (the tiled tensor-core kernel and its backward are the next step).
+    /// Fused attention forward (native/attention.cu), any strides, grouped-query heads, causal (with a query offset)
+    /// and additive masks. f32 and bf16 with head dims up to 128 run the tiled flash kernel (a block per batch, head
+    /// and 64 query rows, K/V tiles through shared memory, FMA math); other dtypes and head dims up to 256 the
+    /// simple kernel (one warp per query row). Tensor-core math and the fused backward are still to do.
     /// </summary>
     public unsafe void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
     {
@@ -99,8 +100,20 @@ public sealed partial class CudaBackend
         using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale);
+        if (UsesFlashAttention(q.DType, D, Dv))
+        {
+            const int tileRows = 64, threads = 256; // FA_BM and FA_THREADS of attention.cu
+            long blocks = (long)B * H * ((T + tileRows - 1) / tileRows);
+            if (blocks > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} query tiles ({blocks})");
+            _kernels.Launch("attention.cu", "attention_flash_forward", (uint)blocks, threads, a);
+            return;
+        }
         const int warpsPerBlock = 4;
         uint grid = (uint)Math.Clamp((rows + warpsPerBlock - 1) / warpsPerBlock, 1, (long)_context.MultiprocessorCount * 64);
         _kernels.Launch("attention.cu", "attention_forward", grid, 32 * warpsPerBlock, a);
     }
+
+    /// <summary>Whether <see cref="Attention"/> runs the tiled flash kernel (attention_flash_forward) for these operands.</summary>
+    internal static bool UsesFlashAttention(DType dtype, int headDim, int valueDim) =>
+        (dtype == DType.F32 || dtype == DType.BF16) && headDim <= 128 && valueDim <= 128;
 }
