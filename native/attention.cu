@@ -220,3 +220,256 @@ extern "C" __global__ void attention_flash_forward(const void* q, const void* k,
         else flash_forward_tile<DT_F32, 128>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, ks, vs);
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Flash-attention backward (FMA math, deterministic: no atomics), from the forward's saved log-sum-exp, in two
+// kernels with the forward's thread layout (four threads per row, 256 threads, 64 rows per block):
+//  attention_flash_backward_dq: a block per (batch, head, 64 query rows); computes delta_t = dO_t·O_t (stored for
+//    the second kernel), walks the key tiles recomputing p = exp(s·scale + mask − lse) and dp = dO·v, and
+//    accumulates dQ = scale · Σ_j p (dp − delta) k_j in registers.
+//  attention_flash_backward_dkdv: a block per (batch, kv head, 64 keys); walks the query heads of the group and
+//    their query tiles (Q, dO, lse and delta staged through shared memory) and accumulates
+//    dV = Σ_t p dO_t and dK = scale · Σ_t p (dp − delta_t) q_t in registers.
+// Not yet wired into the backend (the attention backward is a composite in Parrot.Autograd today).
+struct FaBwdStrides
+{
+    AttnStrides a; // q, k, v, o, mask, lse (delta has the lse's layout)
+    i64 dout[4], dq[4], dk[4], dv[4];
+};
+
+template <int DT, int DMAX>
+__device__ void flash_backward_dq_tile(const void* q, const void* k, const void* v, const void* o, const void* dout, void* dq,
+                                       const void* mask, int mdt, const float* lse, float* delta, const FaBwdStrides& bs,
+                                       i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset,
+                                       float scale, FaChunk* ks, FaChunk* vs)
+{
+    constexpr int E = DMAX / 16;
+    const AttnStrides& st = bs.a;
+    const float ninf = -__int_as_float(0x7f800000);
+    int tid = threadIdx.x, r = tid >> 2, g = tid & 3;
+    i64 BH = B * H, tiles = (T + FA_BM - 1) / FA_BM;
+    i64 bh = (i64)blockIdx.x % BH, tile = tiles - 1 - (i64)blockIdx.x / BH;
+    i64 b = bh / H, h = bh % H, hk = h / (H / Hkv);
+    i64 t = tile * FA_BM + r;
+    bool live = t < T;
+    float qr[4 * E], dor[4 * E], acc[4 * E];
+    float dl = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; e++)
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+        {
+            i64 d = 16 * e + 4 * g + c;
+            qr[4 * e + c] = live && d < D ? load<float>(q, DT, b * st.q[0] + h * st.q[1] + t * st.q[2] + d * st.q[3]) : 0.0f;
+            dor[4 * e + c] = live && d < Dv ? load<float>(dout, DT, b * bs.dout[0] + h * bs.dout[1] + t * bs.dout[2] + d * bs.dout[3]) : 0.0f;
+            if (live && d < Dv) dl += dor[4 * e + c] * load<float>(o, DT, b * st.o[0] + h * st.o[1] + t * st.o[2] + d * st.o[3]);
+            acc[4 * e + c] = 0.0f;
+        }
+    dl += __shfl_xor_sync(0xffffffffu, dl, 1);
+    dl += __shfl_xor_sync(0xffffffffu, dl, 2);
+    const i64 li = b * st.l[0] + h * st.l[1] + t * st.l[2];
+    float lt = live ? lse[li] : ninf;
+    if (live && g == 0 && delta) delta[li] = dl;
+    i64 last = causal ? query_offset + t : S - 1;
+    i64 kend = S;
+    if (causal)
+    {
+        i64 tmax = tile * FA_BM + FA_BM - 1;
+        if (tmax > T - 1) tmax = T - 1;
+        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
+    }
+    const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
+    const i64 mbase = b * st.m[0] + h * st.m[1] + t * st.m[2];
+    float* kf = (float*)ks;
+    float* vf = (float*)vs;
+    for (i64 j0 = 0; j0 < kend; j0 += FA_BN)
+    {
+        __syncthreads();
+        for (int i = tid; i < FA_BN * DMAX; i += FA_THREADS)
+        {
+            int jj = i / DMAX, d = i % DMAX;
+            i64 j = j0 + jj;
+            kf[jj * DMAX + d] = j < S && d < D ? load<float>(k, DT, kbase + j * st.k[2] + d * st.k[3]) : 0.0f;
+            vf[jj * DMAX + d] = j < S && d < Dv ? load<float>(v, DT, vbase + j * st.v[2] + d * st.v[3]) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int jj = 0; jj < FA_BN; jj++)
+        {
+            float sp = 0.0f, dp = 0.0f;
+#pragma unroll
+            for (int e = 0; e < E; e++)
+            {
+                FaChunk kc = ks[jj * (DMAX / 4) + 4 * e + g], vc = vs[jj * (DMAX / 4) + 4 * e + g];
+                sp += qr[4 * e] * kc.x + qr[4 * e + 1] * kc.y + qr[4 * e + 2] * kc.z + qr[4 * e + 3] * kc.w;
+                dp += dor[4 * e] * vc.x + dor[4 * e + 1] * vc.y + dor[4 * e + 2] * vc.z + dor[4 * e + 3] * vc.w;
+            }
+            sp += __shfl_xor_sync(0xffffffffu, sp, 1);
+            sp += __shfl_xor_sync(0xffffffffu, sp, 2);
+            dp += __shfl_xor_sync(0xffffffffu, dp, 1);
+            dp += __shfl_xor_sync(0xffffffffu, dp, 2);
+            i64 j = j0 + jj;
+            if (!(live && j < S && j <= last) || lt == ninf) continue;
+            float s = sp * scale;
+            if (mask) s += load<float>(mask, mdt, mbase + j * st.m[3]);
+            float ds = exp(s - lt) * (dp - dl);
+#pragma unroll
+            for (int e = 0; e < E; e++)
+            {
+                FaChunk kc = ks[jj * (DMAX / 4) + 4 * e + g];
+                acc[4 * e] += ds * kc.x;
+                acc[4 * e + 1] += ds * kc.y;
+                acc[4 * e + 2] += ds * kc.z;
+                acc[4 * e + 3] += ds * kc.w;
+            }
+        }
+    }
+    if (!live) return;
+#pragma unroll
+    for (int e = 0; e < E; e++)
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+        {
+            i64 d = 16 * e + 4 * g + c;
+            if (d < D) store<float>(dq, DT, b * bs.dq[0] + h * bs.dq[1] + t * bs.dq[2] + d * bs.dq[3], acc[4 * e + c] * scale);
+        }
+}
+
+template <int DT, int DMAX>
+__device__ void flash_backward_dkdv_tile(const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv,
+                                         const void* mask, int mdt, const float* lse, const float* delta, const FaBwdStrides& bs,
+                                         i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset,
+                                         float scale, FaChunk* qs, FaChunk* ds_, float* ls, float* dls)
+{
+    constexpr int E = DMAX / 16;
+    const AttnStrides& st = bs.a;
+    const float ninf = -__int_as_float(0x7f800000);
+    int tid = threadIdx.x, r = tid >> 2, g = tid & 3;
+    i64 BH = B * Hkv, tiles = (S + FA_BM - 1) / FA_BM;
+    i64 bh = (i64)blockIdx.x % BH, tile = (i64)blockIdx.x / BH;
+    i64 b = bh / Hkv, hk = bh % Hkv, G = H / Hkv;
+    i64 j = tile * FA_BM + r;
+    bool live = j < S;
+    float kr[4 * E], vr[4 * E], dka[4 * E], dva[4 * E];
+#pragma unroll
+    for (int e = 0; e < E; e++)
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+        {
+            i64 d = 16 * e + 4 * g + c;
+            kr[4 * e + c] = live && d < D ? load<float>(k, DT, b * st.k[0] + hk * st.k[1] + j * st.k[2] + d * st.k[3]) : 0.0f;
+            vr[4 * e + c] = live && d < Dv ? load<float>(v, DT, b * st.v[0] + hk * st.v[1] + j * st.v[2] + d * st.v[3]) : 0.0f;
+            dka[4 * e + c] = 0.0f;
+            dva[4 * e + c] = 0.0f;
+        }
+    // Queries that see any key of this tile: t >= tile start − query_offset when causal.
+    i64 tstart = 0;
+    if (causal && tile * FA_BM - query_offset > 0) tstart = tile * FA_BM - query_offset;
+    float* qf = (float*)qs;
+    float* df = (float*)ds_;
+    for (i64 h = hk * G; h < hk * G + G; h++)
+        for (i64 t0 = tstart; t0 < T; t0 += FA_BN)
+        {
+            __syncthreads();
+            for (int i = tid; i < FA_BN * DMAX; i += FA_THREADS)
+            {
+                int tt = i / DMAX, d = i % DMAX;
+                i64 t = t0 + tt;
+                qf[tt * DMAX + d] = t < T && d < D ? load<float>(q, DT, b * st.q[0] + h * st.q[1] + t * st.q[2] + d * st.q[3]) : 0.0f;
+                df[tt * DMAX + d] = t < T && d < Dv ? load<float>(dout, DT, b * bs.dout[0] + h * bs.dout[1] + t * bs.dout[2] + d * bs.dout[3]) : 0.0f;
+            }
+            if (tid < FA_BN)
+            {
+                i64 t = t0 + tid, li = b * st.l[0] + h * st.l[1] + t * st.l[2];
+                ls[tid] = t < T ? lse[li] : ninf;
+                dls[tid] = t < T ? delta[li] : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll 4
+            for (int tt = 0; tt < FA_BN; tt++)
+            {
+                float sp = 0.0f, dp = 0.0f;
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                {
+                    FaChunk qc = qs[tt * (DMAX / 4) + 4 * e + g], dc = ds_[tt * (DMAX / 4) + 4 * e + g];
+                    sp += kr[4 * e] * qc.x + kr[4 * e + 1] * qc.y + kr[4 * e + 2] * qc.z + kr[4 * e + 3] * qc.w;
+                    dp += vr[4 * e] * dc.x + vr[4 * e + 1] * dc.y + vr[4 * e + 2] * dc.z + vr[4 * e + 3] * dc.w;
+                }
+                sp += __shfl_xor_sync(0xffffffffu, sp, 1);
+                sp += __shfl_xor_sync(0xffffffffu, sp, 2);
+                dp += __shfl_xor_sync(0xffffffffu, dp, 1);
+                dp += __shfl_xor_sync(0xffffffffu, dp, 2);
+                i64 t = t0 + tt;
+                float lt = ls[tt];
+                if (!live || t >= T || (causal && j > query_offset + t) || lt == ninf) continue;
+                float s = sp * scale;
+                if (mask) s += load<float>(mask, mdt, b * st.m[0] + h * st.m[1] + t * st.m[2] + j * st.m[3]);
+                float p = exp(s - lt), dsc = p * (dp - dls[tt]);
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                {
+                    FaChunk qc = qs[tt * (DMAX / 4) + 4 * e + g], dc = ds_[tt * (DMAX / 4) + 4 * e + g];
+                    dva[4 * e] += p * dc.x;
+                    dva[4 * e + 1] += p * dc.y;
+                    dva[4 * e + 2] += p * dc.z;
+                    dva[4 * e + 3] += p * dc.w;
+                    dka[4 * e] += dsc * qc.x;
+                    dka[4 * e + 1] += dsc * qc.y;
+                    dka[4 * e + 2] += dsc * qc.z;
+                    dka[4 * e + 3] += dsc * qc.w;
+                }
+            }
+        }
+    if (!live) return;
+#pragma unroll
+    for (int e = 0; e < E; e++)
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+        {
+            i64 d = 16 * e + 4 * g + c;
+            if (d < D) store<float>(dk, DT, b * bs.dk[0] + hk * bs.dk[1] + j * bs.dk[2] + d * bs.dk[3], dka[4 * e + c] * scale);
+            if (d < Dv) store<float>(dv, DT, b * bs.dv[0] + hk * bs.dv[1] + j * bs.dv[2] + d * bs.dv[3], dva[4 * e + c]);
+        }
+}
+
+// Grid: B·H·ceil(T / FA_BM) blocks of FA_THREADS threads; lse and delta float32 in the lse's layout (delta written).
+extern "C" __global__ void attention_flash_backward_dq(const void* q, const void* k, const void* v, const void* o, const void* dout, void* dq, int dt,
+                                                       const void* mask, int mdt, const float* lse, float* delta, FaBwdStrides bs,
+                                                       i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset, double scale)
+{
+    __shared__ FaChunk ks[FA_BN * FA_DMAX / 4], vs[FA_BN * FA_DMAX / 4];
+    bool small = D <= 64 && Dv <= 64;
+    float sc = (float)scale;
+    if (dt == DT_BF16)
+    {
+        if (small) flash_backward_dq_tile<DT_BF16, 64>(q, k, v, o, dout, dq, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, ks, vs);
+        else flash_backward_dq_tile<DT_BF16, 128>(q, k, v, o, dout, dq, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, ks, vs);
+    }
+    else
+    {
+        if (small) flash_backward_dq_tile<DT_F32, 64>(q, k, v, o, dout, dq, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, ks, vs);
+        else flash_backward_dq_tile<DT_F32, 128>(q, k, v, o, dout, dq, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, ks, vs);
+    }
+}
+
+// Grid: B·Hkv·ceil(S / FA_BM) blocks of FA_THREADS threads; run after attention_flash_backward_dq (reads its delta).
+extern "C" __global__ void attention_flash_backward_dkdv(const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, int dt,
+                                                         const void* mask, int mdt, const float* lse, const float* delta, FaBwdStrides bs,
+                                                         i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset, double scale)
+{
+    __shared__ FaChunk qs[FA_BN * FA_DMAX / 4], ds_[FA_BN * FA_DMAX / 4];
+    __shared__ float ls[FA_BN], dls[FA_BN];
+    bool small = D <= 64 && Dv <= 64;
+    float sc = (float)scale;
+    if (dt == DT_BF16)
+    {
+        if (small) flash_backward_dkdv_tile<DT_BF16, 64>(q, k, v, dout, dk, dv, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, qs, ds_, ls, dls);
+        else flash_backward_dkdv_tile<DT_BF16, 128>(q, k, v, dout, dk, dv, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, qs, ds_, ls, dls);
+    }
+    else
+    {
+        if (small) flash_backward_dkdv_tile<DT_F32, 64>(q, k, v, dout, dk, dv, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, qs, ds_, ls, dls);
+        else flash_backward_dkdv_tile<DT_F32, 128>(q, k, v, dout, dk, dv, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, qs, ds_, ls, dls);
+    }
+}
