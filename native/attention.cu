@@ -345,7 +345,7 @@ __device__ void flash_backward_dkdv_tile(const void* q, const void* k, const voi
     const AttnStrides& st = bs.a;
     const float ninf = -__int_as_float(0x7f800000);
     int tid = threadIdx.x, r = tid >> 2, g = tid & 3;
-    i64 BH = B * Hkv, tiles = (S + FA_BM - 1) / FA_BM;
+    i64 BH = B * Hkv; // key tiles in order: with a causal mask the first ones see the most queries
     i64 bh = (i64)blockIdx.x % BH, tile = (i64)blockIdx.x / BH;
     i64 b = bh / Hkv, hk = bh % Hkv, G = H / Hkv;
     i64 j = tile * FA_BM + r;
