@@ -167,14 +167,14 @@ __device__ void flash_forward_tile(const void* q, const void* k, const void* v, 
             mt = fmaxf(mt, sc);
         }
         if (mt == ninf) continue; // nothing visible to this row yet
-        float corr = exp(m - mt); // m = -inf: 0
+        float corr = expf(m - mt); // m = -inf: 0
         l *= corr;
 #pragma unroll
         for (int i = 0; i < 4 * E; i++) acc[i] *= corr;
 #pragma unroll
         for (int jj = 0; jj < FA_BN; jj++)
         {
-            float p = exp(s[jj] - mt); // hidden keys: exp(-inf) = 0
+            float p = expf(s[jj] - mt); // hidden keys: expf(-inf) = 0
             l += p;
 #pragma unroll
             for (int e = 0; e < E; e++)
@@ -198,7 +198,7 @@ __device__ void flash_forward_tile(const void* q, const void* k, const void* v, 
             i64 d = 16 * e + 4 * g + c;
             if (d < Dv) store<float>(o, DT, obase + d * st.o[3], acc[4 * e + c] / l); // l = 0: NaN, as the composite
         }
-    if (lse && g == 0) store<float>(lse, ldt, b * st.l[0] + h * st.l[1] + t * st.l[2], l > 0.0f ? m + log(l) : ninf);
+    if (lse && g == 0) store<float>(lse, ldt, b * st.l[0] + h * st.l[1] + t * st.l[2], l > 0.0f ? m + logf(l) : ninf);
 }
 
 // Grid: B·H·ceil(T / FA_BM) blocks of FA_THREADS threads. dt: DT_F32 or DT_BF16; max(D, Dv) <= FA_DMAX.
@@ -312,7 +312,7 @@ __device__ void flash_backward_dq_tile(const void* q, const void* k, const void*
             if (!(live && j < S && j <= last) || lt == ninf) continue;
             float s = sp * scale;
             if (mask) s += load<float>(mask, mdt, mbase + j * st.m[3]);
-            float ds = exp(s - lt) * (dp - dl);
+            float ds = expf(s - lt) * (dp - dl);
 #pragma unroll
             for (int e = 0; e < E; e++)
             {
@@ -405,7 +405,7 @@ __device__ void flash_backward_dkdv_tile(const void* q, const void* k, const voi
                 if (!live || t >= T || (causal && j > query_offset + t) || lt == ninf) continue;
                 float s = sp * scale;
                 if (mask) s += load<float>(mask, mdt, b * st.m[0] + h * st.m[1] + t * st.m[2] + j * st.m[3]);
-                float p = exp(s - lt), dsc = p * (dp - dls[tt]);
+                float p = expf(s - lt), dsc = p * (dp - dls[tt]);
 #pragma unroll
                 for (int e = 0; e < E; e++)
                 {
