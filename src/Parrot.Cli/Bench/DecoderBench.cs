@@ -180,6 +180,6 @@ internal static class DecoderBench
         return 0;
     }
 
-    private static object GenerateAnswer((double Ttft, double[] Steps, double DecodeCpu, int[] Tokens) r) =>
-        new { ttft_ms = r.Ttft, ms = r.Steps, cpu_ms = r.DecodeCpu, tokens = r.Tokens };
+    private static object GenerateAnswer((double Ttft, double TtftCpu, double[] Steps, double DecodeCpu, int[] Tokens) r) =>
+        new { ttft_ms = r.Ttft, ttft_cpu_ms = r.TtftCpu, ms = r.Steps, cpu_ms = r.DecodeCpu, tokens = r.Tokens };
 }

@@ -74,9 +74,9 @@ internal sealed class GenerateSession : IDisposable
     /// <summary>
     /// Greedy generation of 1 + <paramref name="steps"/> tokens (end-of-sequence ignored) after a prompt of
     /// <paramref name="length"/> text tokens (and the image): ms to the first token, ms of each further token,
-    /// process CPU ms of the decode steps, and the tokens.
+    /// process CPU ms of the first token and of the decode steps, and the tokens.
     /// </summary>
-    public (double Ttft, double[] Steps, double DecodeCpu, int[] Tokens) Generate(int length, int steps, bool image)
+    public (double Ttft, double TtftCpu, double[] Steps, double DecodeCpu, int[] Tokens) Generate(int length, int steps, bool image)
     {
         if (image && _tower is null) throw new FormatException("this model takes no images (a Qwen2 LM, or no vision tower)");
         var ids = PromptIds(length, image);
@@ -85,7 +85,8 @@ internal sealed class GenerateSession : IDisposable
         var options = new GenerationOptions { MaxNewTokens = steps + 1, IgnoreEos = true };
         var tokens = new List<int>(steps + 1);
         var times = new double[steps];
-        double ttft = 0, cpu = 0;
+        double ttft = 0, ttftCpu = 0, cpu = 0;
+        double c0 = DecoderSession.ProcessCpuMs();
         var t0 = Stopwatch.GetTimestamp();
         Tensor? features = null;
         try
@@ -100,6 +101,7 @@ internal sealed class GenerateSession : IDisposable
                 {
                     ttft = Stopwatch.GetElapsedTime(t0, now).TotalMilliseconds;
                     cpu = DecoderSession.ProcessCpuMs();
+                    ttftCpu = cpu - c0;
                 }
                 else times[tokens.Count - 2] = Stopwatch.GetElapsedTime(last, now).TotalMilliseconds;
                 last = now;
@@ -107,7 +109,7 @@ internal sealed class GenerateSession : IDisposable
             cpu = DecoderSession.ProcessCpuMs() - cpu;
         }
         finally { features?.Dispose(); }
-        return (ttft, times, cpu, tokens.ToArray());
+        return (ttft, ttftCpu, times, cpu, tokens.ToArray());
     }
 
     /// <summary>The image's features [1+N, C] (the selected tower layer).</summary>
