@@ -33,8 +33,10 @@ def main():
     ratio_step = {k: [] for k in kinds}
     same = {k: True for k in kinds}
     loads = []
-    for e in engines:  # warm-up: 20 short runs, enough for .NET's tiered JIT to have optimised the hot methods
-        for _ in range(20):
+    # Warm-up: 60 short runs, so that .NET's tiered JIT has optimised even the methods called once per generation
+    # (tier-up after 30 calls); a server reaches that state after its first few dozen requests.
+    for e in engines:
+        for _ in range(60):
             for k in kinds:
                 e.ask(f"{k} {prompt} 4")
     for r in range(rounds):
