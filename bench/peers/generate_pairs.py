@@ -33,10 +33,12 @@ def main():
     ratio_step = {k: [] for k in kinds}
     same = {k: True for k in kinds}
     loads = []
-    # Warm-up: 60 short runs, so that .NET's tiered JIT has optimised even the methods called once per generation
-    # (tier-up after 30 calls); a server reaches that state after its first few dozen requests.
+    # Warm-up: 150 short runs per prompt kind. .NET's tiered JIT (quick JIT, then PGO-instrumented, then optimised
+    # code) reaches steady speed only after ~100 generations in a fresh process (CPU ms of a 64-token prefill and
+    # 4 decoded tokens: 230 for the first, ~15 for the next few, ~8 at 20-30, ~3 from ~100 on); a server or an
+    # evaluation run is in that state after its first hundred requests.
     for e in engines:
-        for _ in range(60):
+        for _ in range(150):
             for k in kinds:
                 e.ask(f"{k} {prompt} 4")
     for r in range(rounds):
