@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Parrot.Parrot.Evaluation;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Cli.Demo;
 
@@ -40,8 +41,8 @@ internal static class DemoReport
         DemoPlots.GroupedBars(Path.Combine(dir, RoutingPng), "Parrot: mean router probability per expert, benchmark questions of each language", "mean routing probability", Langs,
             Enumerable.Range(0, routing.Experts).Select(e => ($"expert {e}", Langs.Select(l => routing.Mean(l)[e]).ToArray())).ToList(),
             yMax: Math.Min(1.0, Langs.Max(l => routing.Mean(l).Max()) * 1.4)); // head room for the legend
-        WriteAtomically(Path.Combine(dir, Json), ResultsJson(r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        WriteAtomically(Path.Combine(dir, Markdown), MarkdownText(r));
+        AtomicFile.WriteAllText(Path.Combine(dir, Json), ResultsJson(r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(dir, Markdown), MarkdownText(r));
     }
 
     /// <summary>Prints the accuracy table and one answered question per language.</summary>
@@ -248,12 +249,5 @@ internal static class DemoReport
         L();
         L("The trained models are in `models/` (stage1, parrot, baseline): Parrot model folders (config.json with the released keys, model.safetensors, tokenizer.json) that `ParrotLoader.Load` and `parrot train --model` read; their vision tower is the folder named by mm_vision_tower.");
         return sb.ToString();
-    }
-
-    private static void WriteAtomically(string path, string text)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, text, new UTF8Encoding(false));
-        File.Move(tmp, path, overwrite: true);
     }
 }
