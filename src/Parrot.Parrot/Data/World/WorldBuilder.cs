@@ -109,14 +109,15 @@ public static class WorldBuilder
     /// A ChatML text document (<see cref="WorldTextFormat.ChatMl"/>): the scene's description in
     /// <paramref name="language"/> opens the first user turn, where a multimodal prompt has its image; the turn
     /// asks, a third of the time, for a brief English caption (the stage-1 prompts and captions, so describing
-    /// a scene given in any language is learnt as a task), otherwise a question; then zero or one more question.
+    /// a scene given in any language is learnt as a task), otherwise a question; then up to two more questions.
     /// </summary>
     private static string ChatDocument(Scene scene, WorldLanguage language, WorldLanguage english, WorldRandom rng, double choiceFraction)
     {
         string description = language.Caption(scene, rng.Next(1 << 16));
         var turns = new List<ChatTurn>();
         bool caption = rng.Chance(1.0 / 3);
-        int questions = caption ? rng.Next(2) : 1 + rng.Next(2);
+        // Several questions per description: the answers are what the model must learn to read off the scene.
+        int questions = caption ? rng.Next(3) : 1 + rng.Next(3);
         if (caption)
         {
             turns.Add(new ChatTurn(ChatRole.User, description + "\n" + rng.Pick(CaptionPrompts)));

@@ -8,7 +8,7 @@ public enum WorldTextFormat
     /// <summary>
     /// Qwen ChatML conversations (default system turn): the user turn gives the scene's description where an
     /// image would stand, then asks a question or, in about a third of the documents, for a short English
-    /// caption (the stage-1 task); the assistant answers; sometimes one more question follows. This is the
+    /// caption (the stage-1 task); the assistant answers; up to two more questions may follow. This is the
     /// format the multimodal model is later prompted in, with the visual tokens in the description's place.
     /// </summary>
     ChatMl,
