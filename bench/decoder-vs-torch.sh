@@ -7,13 +7,18 @@
 # first (bench/peers/decoder_pairs.py): prints the medians, the median per-pair ratios (PyTorch time / ours,
 # > 1 means we are faster) and decode against its memory-bandwidth bound (weight bytes / copy bandwidth).
 #   bench/decoder-vs-torch.sh [--layers L] [--rounds R] [--decode N] [--baseline PATH_TO_OTHER_PARROT]
+# With --model DIR (a Qwen2 LM such as assets/tiny/lm, or a Parrot model such as demo-out/models/parrot with its
+# tower): greedy generation from that directory in both engines instead (bench/peers/generate_pairs.py): time to
+# first token and ms per decoded token with the KV cache, same weights, prompt and pixels on both sides.
+#   bench/decoder-vs-torch.sh --model DIR [--vision DIR] [--rounds R] [--prompt T] [--decode N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-layers=24; rounds=5; decode=16; threads=2; baseline=""
+layers=24; rounds=5; decode=16; threads=2; baseline=""; model=""; vision=""; prompt=64
 while [ $# -gt 0 ]; do
   case "$1" in
     --layers) layers="$2"; shift 2 ;; --rounds) rounds="$2"; shift 2 ;; --decode) decode="$2"; shift 2 ;;
-    --baseline) baseline="$2"; shift 2 ;;
+    --baseline) baseline="$2"; shift 2 ;; --model) model="$2"; shift 2 ;; --vision) vision="$2"; shift 2 ;;
+    --prompt) prompt="$2"; shift 2 ;;
     *) echo "decoder-vs-torch.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -22,4 +27,7 @@ if ! /usr/bin/python3 -c 'import torch' 2>/dev/null || ! [ -e /usr/lib/x86_64-li
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch libopenblas0-pthread >&2
 fi
 dotnet build src/Parrot.Cli -c Release -v quiet -nologo >&2
+if [ -n "$model" ]; then
+  exec /usr/bin/python3 bench/peers/generate_pairs.py "$PWD/src/Parrot.Cli/bin/Release/net10.0/parrot" "$model" "$rounds" "$prompt" "$decode" "$threads" $vision
+fi
 /usr/bin/python3 bench/peers/decoder_pairs.py "$PWD/src/Parrot.Cli/bin/Release/net10.0/parrot" "$layers" "$rounds" "$decode" "$threads" $baseline

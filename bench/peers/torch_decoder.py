@@ -31,14 +31,19 @@ def config(layers):
             "initializer_range": 0.02, "tie_word_embeddings": False}
 
 
-def forward_cached(p, cfg, ids, cache):
+def forward_cached(p, cfg, ids, cache, last_only=False):
     """ids [B, T] -> logits [B, T, V]; cache is a list (one (k, v) per layer, None at first) extended in place."""
+    return forward_cached_embeds(p, cfg, p["model.embed_tokens.weight"][ids], cache, last_only)
+
+
+def forward_cached_embeds(p, cfg, x, cache, last_only=False):
+    """Input embeddings [B, T, H] -> logits [B, T, V] (of the last position only, [B, 1, V], with last_only);
+    cache as in forward_cached. A tied model's head is its embedding table."""
     h_dim, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = h_dim // nh
     eps = cfg["rms_norm_eps"]
-    b, t = ids.shape
+    b, t = x.shape[:2]
     past = 0 if cache[0] is None else cache[0][0].shape[2]
-    x = p["model.embed_tokens.weight"][ids]
     cos, sin = ref.rope_tables(torch.arange(past, past + t), hd, cfg["rope_theta"], x.dtype)
     # Query i (absolute position past + i) sees keys 0..past + i.
     mask = torch.full((t, past + t), float("-inf")).triu(past + 1)
@@ -70,8 +75,10 @@ def forward_cached(p, cfg, ids, cache):
         gate = h @ p[pre + "mlp.gate_proj.weight"].T
         up = h @ p[pre + "mlp.up_proj.weight"].T
         x = r + (torch.nn.functional.silu(gate) * up) @ p[pre + "mlp.down_proj.weight"].T
+    if last_only:
+        x = x[:, -1:]
     x = ref.rms_norm(x, p["model.norm.weight"], eps)
-    return x @ p["lm_head.weight"].T
+    return x @ p.get("lm_head.weight", p["model.embed_tokens.weight"]).T
 
 
 def median(values):

@@ -21,12 +21,18 @@ public sealed partial class Variable
         int a = Tensor.NormalizeAxis(axis, Rank, "IndexSelect");
         return Graph.Record("IndexSelect", y, [this], (n, g) =>
         {
-            // Expand the 1-D index along every other dim of the gradient, then scatter-add it back.
-            var shape = Enumerable.Repeat(1, g.Rank).ToArray();
-            shape[a] = g.Dim(a);
-            var full = n.Saved(0).To(DType.I64).Reshape(shape).Expand(g.Shape.ToArray());
-            var zeros = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device);
-            return [zeros.ScatterAdd(a, full, g)];
+            // The picked slices add back with the embedding gradient (axis moved to the front): one fused pass,
+            // deterministic on every backend, each slice summed in ascending order in float32 and rounded once.
+            var gt = a == 0 ? g : g.Transpose(0, a);
+            var shape = gt.Shape.ToArray();
+            shape[0] = n.Inputs[0].Shape[a];
+            int rest = 1;
+            for (int d = 1; d < shape.Length; d++) rest *= shape[d];
+            using var rows = gt.Reshape(gt.Dim(0), rest);
+            using var dw = Tensor.EmbeddingBackward(n.Saved(0), rows, shape[0], n.Inputs[0].DType);
+            var r = dw.Reshape(shape);
+            if (a == 0) return [r];
+            using (r) return [r.Transpose(0, a).Contiguous()];
         }, index);
     }
 

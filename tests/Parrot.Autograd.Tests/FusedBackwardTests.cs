@@ -58,6 +58,15 @@ public class FusedBackwardTests
     [Test]
     public void RmsNormOnAStridedInputGradCheck() => Check(v => v[0].Transpose(0, 1).RmsNorm(v[1]), R(11, 6, 3), R(12, 6));
 
+    [TestCase(0)]
+    [TestCase(1)]
+    [TestCase(2)]
+    public void IndexSelectWithRepeatsGradCheck(int axis)
+    {
+        var idx = TensorScope.Detach(Tensor.FromArray(new long[] { 2, 0, 2, 2 }, 4));
+        Check(v => v[0].IndexSelect(axis, idx).Square(), R(15, 3, 4, 3));
+    }
+
     [Test]
     public void SoftmaxAlongTheFirstAxisGradCheck() => Check(v => v[0].Softmax(0), R(13, 4, 3));
 
@@ -217,6 +226,21 @@ public class FusedBackwardTests
         Variable.Embedding(wv, ids).Backward(g);
         Close(wv.Grad!, Previous.Embedding(ids, g64, 12), dt, "dweight");
         Assert.That(wv.Grad!.DType, Is.EqualTo(dt));
+    }
+
+    [TestCaseSource(nameof(Types))]
+    public void IndexSelectRuleMatchesThePreviousComposite(DType dt)
+    {
+        using var scope = TensorScope.Begin();
+        var (x, _) = In(35, dt, 5, 6, 7);
+        var index = Tensor.FromArray(new int[] { 4, 1, 4, 0, 4 }, 5);
+        var (g, g64) = In(36, dt, 5, 5, 7);
+        var xv = new Variable(x, true);
+        xv.IndexSelect(1, index).Backward(g);
+        // Previously: zeros.ScatterAdd(axis, index expanded to the gradient's shape, g).
+        var full = index.To(DType.I64).Reshape(1, 5, 1).Expand(5, 5, 7);
+        Close(xv.Grad!, Tensor.Zeros([5, 6, 7], DType.F64).ScatterAdd(1, full, g64), dt, "dx");
+        Assert.That(xv.Grad!.DType, Is.EqualTo(dt));
     }
 
     [TestCaseSource(nameof(Types))]

@@ -101,6 +101,35 @@ public class DemoCommandTests
         Assert.That(json["stages"]!.AsArray().Select(s => s!["name"]!.GetValue<string>()).ToList(), Has.Count.EqualTo(3));
         Assert.That(json["examples"]!.AsArray(), Has.Count.EqualTo(6));
 
+        // The benchmark went through the `parrot eval` harness: its files per model, scores equal to the report's,
+        // and `parrot eval --score` of the predictions gives them again.
+        string[] files = ["mmmb_en.tsv", "mmmb_cn.tsv", "mmmb_pt.tsv", "mmmb_ar.tsv", "mmmb_tr.tsv", "mmmb_ru.tsv"];
+        foreach (var model in new[] { "parrot", "baseline", "parrot_images_swapped", "baseline_images_swapped" })
+        {
+            var evalDir = Path.Combine(report, "eval", model);
+            var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(evalDir, "summary.json")))!;
+            for (int k = 0; k < files.Length; k++)
+            {
+                var d = summary["datasets"]![files[k]]!;
+                Assert.That(d["protocol"]!.GetValue<string>(), Is.EqualTo("vanilla"));
+                Assert.That(d["n"]!.GetValue<int>(), Is.EqualTo(7));
+                Assert.That(d["overall"]!.GetValue<double>(), Is.EqualTo(json[model]!["accuracy"]![Languages[k]]!.GetValue<double>()).Within(1e-12), $"{model} {files[k]}");
+            }
+            Assert.That(File.ReadAllText(Path.Combine(evalDir, "summary.md")), Does.Contain("mmmb_ru.tsv"));
+            if (model.EndsWith("swapped", StringComparison.Ordinal)) continue;
+            var rescored = Path.Combine(root, "rescored-" + model);
+            var (rc, rout, rerr) = CliRunner.Run(null, "eval", "--score", Path.Combine(evalDir, "predictions.tsv"), "--out", rescored);
+            Assert.That(rc, Is.EqualTo(0), rerr + rout);
+            var again = JsonNode.Parse(File.ReadAllText(Path.Combine(rescored, "summary.json")))!;
+            foreach (var f in files)
+                Assert.That(again["datasets"]![f]!["overall"]!.GetValue<double>(), Is.EqualTo(summary["datasets"]![f]!["overall"]!.GetValue<double>()), $"re-scored {model} {f}");
+        }
+        foreach (var lang in Languages)
+        {
+            var example = json["examples"]!.AsArray().Single(e => e!["language"]!.GetValue<string>() == lang)!;
+            Assert.That(md, Does.Contain($"- Parrot: `{example["parrot_response"]!.GetValue<string>()}` → {example["parrot_choice"]!.GetValue<string>()}"));
+        }
+
         var parrotConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(report, "models", "parrot", "config.json")))!;
         var baselineConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(report, "models", "baseline", "config.json")))!;
         Assert.That(parrotConfig["use_moe"]!.GetValue<bool>(), Is.True);

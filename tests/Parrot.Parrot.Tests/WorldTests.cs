@@ -668,6 +668,42 @@ public class WorldTests
     }
 
     [Test]
+    public void ChatMlTextDocumentsAreConversationsAboutTheirScene()
+    {
+        var plain = WorldBuilder.Build(Small with { Stage1Count = 0, Stage2Count = 0, BenchmarkCount = 0 });
+        var chat = WorldBuilder.Build(Small with { Stage1Count = 0, Stage2Count = 0, BenchmarkCount = 0, TextFormat = WorldTextFormat.ChatMl });
+        Assert.That(chat.Text.Select(d => (d.Id, d.Language)), Is.EqualTo(plain.Text.Select(d => (d.Id, d.Language))));
+        var turn = new Regex(@"<\|im_start\|>(system|user|assistant)\n(.*?)<\|im_end\|>(\n|$)", RegexOptions.Singleline);
+        int captionTasks = 0;
+        foreach (var doc in chat.Text)
+        {
+            var turns = turn.Matches(doc.Text).Select(m => (Role: m.Groups[1].Value, Text: m.Groups[2].Value)).ToList();
+            Assert.That(string.Concat(turn.Matches(doc.Text).Select(m => m.Value)), Is.EqualTo(doc.Text), doc.Id);
+            Assert.That(turns[0], Is.EqualTo(("system", "You are a helpful assistant.")), doc.Id);
+            Assert.That(turns.Count, Is.InRange(3, 7).And.Matches<int>(n => n % 2 == 1), doc.Id);
+            for (int t = 1; t < turns.Count; t++) Assert.That(turns[t].Role, Is.EqualTo(t % 2 == 1 ? "user" : "assistant"), doc.Id);
+            // The first user turn opens with a description of the scene in the document's language, where an image would be.
+            var lines = turns[1].Text.Split('\n');
+            Assert.That(lines.Length, Is.GreaterThanOrEqualTo(2), doc.Id);
+            var plainDoc = plain.Text.Single(d => d.Id == doc.Id);
+            if (doc.Language is "zh" or "ar" or "ru")
+                Assert.That(lines[0].Any(c => c > 0x2FF), Is.True, $"{doc.Id}: the description is in its own script");
+            if (WorldBuilder.CaptionPrompts.Contains(lines[^1]))
+            {
+                captionTasks++;
+                Assert.That(lines, Has.Length.EqualTo(2), doc.Id);
+                Assert.That(turns[2].Text.All(c => c < 0x80), Is.True, $"{doc.Id}: the caption asked for is English");
+                Assert.That(turns[2].Text, Does.EndWith("."), doc.Id);
+            }
+            // Each answer is a letter or a short phrase.
+            for (int t = 2; t < turns.Count; t += 2)
+                Assert.That(turns[t].Text, Is.Not.Empty.And.Not.Contains("\n"), doc.Id);
+            Assert.That(plainDoc.Text, Is.Not.EqualTo(doc.Text));
+        }
+        Assert.That(captionTasks / (double)chat.Text.Count, Is.InRange(0.2, 0.47), "about a third of the documents ask for a caption");
+    }
+
+    [Test]
     public void BadOptionsAreRejectedWithTheirName()
     {
         var bad = new (WorldOptions Options, string Word)[]

@@ -30,6 +30,32 @@ public class MemoryTests
         Assert.That(MemoryStats.CpuBytesInUse, Is.EqualTo(before));
     }
 
+    /// <summary>Minor page faults of the process so far (/proc/self/stat field 10).</summary>
+    private static long MinorFaults() => long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7]);
+
+    [Test]
+    public void FreedSmallTensorsAreKeptByTheHeapNotFaultedInAgain()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Ignore("counts Linux page faults");
+        // A small model's run: 64 activations of 32 KiB (malloc-sized blocks), all freed at the end. glibc's
+        // default gave the 2 MiB back when they were freed and faulted it in again on the next run (512 faults).
+        static void Run()
+        {
+            using var scope = TensorScope.Begin();
+            for (int k = 0; k < 64; k++) _ = Tensor.Full([64, 128], k);
+        }
+        Run();
+        Run();
+        SettleFinalizers();
+        long before = MinorFaults();
+        for (int i = 0; i < 10; i++) Run();
+        long faults = MinorFaults() - before;
+        // Measured here: 4,500–5,000 without the fix (glibc raises its threshold by itself later, once it has freed a
+        // large mapping — which is why the first runs are the ones that show it), 260–310 with it (other allocations
+        // of the process; bursts of other threads reach ~700).
+        Assert.That(faults, Is.LessThan(2000), $"{faults} page faults in 10 runs that reuse 2 MiB of freed memory");
+    }
+
     [Test]
     public void StorageLivesUntilTheLastViewIsDisposed()
     {

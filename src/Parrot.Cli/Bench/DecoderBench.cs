@@ -35,9 +35,11 @@ internal static class DecoderBench
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => 2, Description = "Threads" };
         var profile = new Option<bool>("--profile") { Description = "Also time each part of a layer (prefill of the first length, and decode)" };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
-        var serve = new Option<bool>("--serve") { Description = "Read commands from stdin, one JSON answer per line: prefill T | prefill_last T | decode PROMPT STEPS | bandwidth | quit" };
+        var serve = new Option<bool>("--serve") { Description = "Read commands from stdin, one JSON answer per line: prefill T | prefill_last T | decode PROMPT STEPS | bandwidth | quit (with --model: generate T STEPS | generate_image T STEPS | quit)" };
+        var model = new Option<string?>("--model") { Description = "Instead of the random Qwen2-0.5B shape: a model directory (Qwen2, or Parrot with its tower), timed through the generator: time to first token and ms per decoded token, greedy" };
+        var vision = new Option<string?>("--vision") { Description = "With --model: the Parrot model's CLIP tower (default: its mm_vision_tower)" };
         var cmd = new Command("decoder", "Prefill and KV-cache decode speed of a Qwen2-0.5B-shaped decoder, with the memory-bandwidth bound of decode");
-        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             int[] lengths;
@@ -50,6 +52,7 @@ internal static class DecoderBench
                 return 2;
             }
             CpuParallel.Workers = Math.Max(1, p.GetValue(threads));
+            if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));
             if (p.GetValue(serve)) return Serve(nLayers);
             bool asJson = p.GetValue(json);
             var log = asJson ? TextWriter.Null : Console.Out;
@@ -130,4 +133,53 @@ internal static class DecoderBench
         }
         return 0;
     }
+
+    /// <summary>
+    /// <c>--model</c>: time to first token and ms per decoded token of a model directory through the generator;
+    /// with <paramref name="serve"/> one JSON answer per stdin line (generate T STEPS | generate_image T STEPS | quit),
+    /// else <paramref name="repeats"/> runs of each prompt kind, medians printed.
+    /// </summary>
+    private static int ModelBench(string dir, string? vision, bool serve, int promptLength, int steps, int repeats)
+    {
+        var sw = Stopwatch.StartNew();
+        using var session = GenerateSession.Load(dir, vision);
+        if (serve)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new { ready = true, kind = session.Kind, parameters = session.Parameters, images = session.HasImages }));
+            string? line;
+            while ((line = Console.ReadLine()) is not null)
+            {
+                var w = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (w.Length == 0) continue;
+                int Arg(int i) => i < w.Length && int.TryParse(w[i], NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0 ? v
+                    : throw new FormatException($"'{line}': argument {i} must be a positive integer");
+                object answer;
+                try
+                {
+                    answer = w[0] switch
+                    {
+                        "generate" or "generate_image" => GenerateAnswer(session.Generate(Arg(1), Arg(2), w[0] == "generate_image")),
+                        "quit" => new { bye = true },
+                        _ => throw new FormatException($"unknown command '{w[0]}'"),
+                    };
+                }
+                catch (FormatException e) { answer = new { error = e.Message }; }
+                Console.WriteLine(JsonSerializer.Serialize(answer));
+                if (w[0] == "quit") break;
+            }
+            return 0;
+        }
+        Console.WriteLine($"{dir}: {session.Kind}, {session.Parameters:N0} parameters, float32, {CpuParallel.Workers} threads (loaded in {sw.Elapsed.TotalSeconds:F1} s); greedy, KV cache");
+        foreach (bool image in session.HasImages ? new[] { false, true } : [false])
+        {
+            session.Generate(promptLength, 2, image); // warm-up
+            var runs = Enumerable.Range(0, repeats).Select(_ => session.Generate(promptLength, steps, image)).ToList();
+            double ttft = DecoderSession.Median(runs.Select(r => r.Ttft)), step = DecoderSession.Median(runs.SelectMany(r => r.Steps));
+            Console.WriteLine($"{promptLength} text tokens{(image ? " + image" : "")}: time to first token {ttft:F2} ms, decode {step:F3} ms/token = {1000 / step:F0} tokens/s (medians of {repeats} runs of {steps} steps)");
+        }
+        return 0;
+    }
+
+    private static object GenerateAnswer((double Ttft, double TtftCpu, double[] Steps, double DecodeCpu, int[] Tokens) r) =>
+        new { ttft_ms = r.Ttft, ttft_cpu_ms = r.TtftCpu, ms = r.Steps, cpu_ms = r.DecodeCpu, tokens = r.Tokens };
 }

@@ -21,17 +21,20 @@ internal static class MakeWorldCommand
         var stage2 = new Option<int>("--stage2") { Description = "Stage-2 instruction samples, all languages together", DefaultValueFactory = _ => defaults.Stage2Count };
         var bench = new Option<int>("--bench") { Description = "Benchmark items per language (a multiple of 7 balances the categories)", DefaultValueFactory = _ => defaults.BenchmarkCount };
         var text = new Option<int>("--text") { Description = "Scenes in the LM text (one document per scene and language)", DefaultValueFactory = _ => defaults.TextScenes };
+        var textFormat = new Option<string>("--text-format") { Description = "LM text documents: plain (description, then questions and answers) or chatml (ChatML conversations with the description where the image goes)", DefaultValueFactory = _ => "plain" };
+        textFormat.AcceptOnlyFromAmong("plain", "chatml");
         var ratios = new Option<string>("--ratios") { Description = "Stage-2 language weights en,zh,pt,ar,tr,ru", DefaultValueFactory = _ => string.Join(",", defaults.LanguageWeights) };
         var mc = new Option<double>("--mc-fraction") { Description = "Fraction of stage-2 turns asked as multiple choice", DefaultValueFactory = _ => defaults.MultipleChoiceFraction };
         var turns = new Option<int>("--max-turns") { Description = "Most question-answer turns per stage-2 sample", DefaultValueFactory = _ => defaults.MaxTurns };
         var cmd = new Command("make-world", "Generate the seeded synthetic multilingual world: images, stage-1/2 LLaVA JSON, six-language benchmark TSVs, LM text");
-        foreach (var o in new Option[] { outDir, seed, size, stage1, stage2, bench, text, ratios, mc, turns }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { outDir, seed, size, stage1, stage2, bench, text, textFormat, ratios, mc, turns }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("make-world", () =>
         {
             var options = new WorldOptions
             {
                 Seed = p.GetValue(seed), ImageSize = p.GetValue(size), Stage1Count = p.GetValue(stage1), Stage2Count = p.GetValue(stage2),
-                BenchmarkCount = p.GetValue(bench), TextScenes = p.GetValue(text), LanguageWeights = ParseRatios(p.GetValue(ratios)!),
+                BenchmarkCount = p.GetValue(bench), TextScenes = p.GetValue(text),
+                TextFormat = p.GetValue(textFormat) == "chatml" ? WorldTextFormat.ChatMl : WorldTextFormat.Plain, LanguageWeights = ParseRatios(p.GetValue(ratios)!),
                 MultipleChoiceFraction = p.GetValue(mc), MaxTurns = p.GetValue(turns),
             };
             var summary = WorldGenerator.Generate(p.GetValue(outDir)!, options);

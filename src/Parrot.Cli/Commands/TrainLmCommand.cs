@@ -25,6 +25,7 @@ internal static class TrainLmCommand
         var init = new Option<string?>("--init") { Description = "Start from fresh weights (seeded by --seed) of this Qwen2 config.json instead of --model; vocab_size may be left out (the tokenizer's size) and eos_token_id defaults to <|im_end|>, <|endoftext|>" };
         var tokens = new Option<string?>("--tokens") { Description = "JSON lines {\"ids\": [...]}, all of one length; or give --text" };
         var text = new Option<string?>("--text") { Description = "JSON lines {\"text\": ...} (e.g. a world's text/lm.jsonl): tokenized, each document followed by <|endoftext|>, concatenated and cut into --seq-len windows" };
+        var specials = new Option<bool>("--special-tokens") { Description = "With --text: special tokens written in the text (<|im_start|>, <|im_end|>, …) are their control ids, as ChatML documents (make-world --text-format chatml) need; by default text is text" };
         var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per window with --text" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json for --text (default: --model's); written to --out" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps", Required = true };
@@ -42,7 +43,7 @@ internal static class TrainLmCommand
         var outDtype = new Option<string?>("--out-dtype") { Description = "f32 or bf16: the dtype of the written weights (default: the one read)" };
         var zero = DistributedCli.ZeroOption();
         var cmd = new Command("train-lm", "Train a Qwen2 causal language model on token sequences or text (float32, AdamW): fine-tune a checkpoint, or pre-train from --init");
-        foreach (var o in new Option[] { model, init, tokens, text, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype, zero }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, init, tokens, text, specials, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype, zero }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train-lm", () =>
         {
             int n = p.GetValue(steps), b = p.GetValue(batch);
@@ -89,7 +90,7 @@ internal static class TrainLmCommand
             List<int[]> seqs;
             if (textPath is not null)
             {
-                seqs = TextWindows.Read(textPath, tok!, p.GetValue(seqLen)!.Value, out int docs);
+                seqs = TextWindows.Read(textPath, tok!, p.GetValue(seqLen)!.Value, out int docs, p.GetValue(specials));
                 console.WriteLine($"{textPath}: {docs} documents → {seqs.Count} windows of {seqs[0].Length} tokens");
             }
             else seqs = TokenSequences.Read(tokensPath!, m.Config.VocabSize);

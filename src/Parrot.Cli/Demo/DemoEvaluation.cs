@@ -1,5 +1,4 @@
 using Parrot.Parrot.Evaluation;
-using Parrot.Parrot.Model;
 
 namespace Parrot.Cli.Demo;
 
@@ -11,61 +10,78 @@ namespace Parrot.Cli.Demo;
 /// <param name="PerCategory">Per language, the accuracy of each question category.</param>
 internal sealed record BenchmarkScores(
     IReadOnlyDictionary<string, double> Accuracy, IReadOnlyDictionary<string, int> Counts,
-    RoutingDistribution? Routing, IReadOnlyDictionary<string, IReadOnlyList<McqResponse>> Responses,
-    IReadOnlyDictionary<string, Dictionary<string, double>> PerCategory);
+    RoutingDistribution? Routing, IReadOnlyDictionary<string, IReadOnlyList<PredictedRow>> Responses,
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> PerCategory);
 
 /// <summary>
-/// The demo's evaluation, behind one function (<see cref="Evaluate"/>) so that the full `parrot eval` harness
-/// can replace it: every world benchmark file (benchmark/mmmb_{en,cn,pt,ar,tr,ru}.tsv) is asked with the
-/// PARROT.md prompt, answered greedily, the letter extracted by rule and scored as vanilla MCQ accuracy.
+/// The demo's evaluation: the `parrot eval` harness (<see cref="Evaluator"/> with <see cref="ParrotAnswerGenerator"/>)
+/// run on a saved model directory over every world benchmark file (benchmark/mmmb_{en,cn,pt,ar,tr,ru}.tsv): the
+/// PARROT.md prompt with the image, greedy decoding, rule-based extraction, each file scored with its protocol
+/// (vanilla for the world's files), predictions.tsv / summary.json / summary.md written per model under
+/// <paramref name="reportDir"/>. The harness also captures the MoE routing per language (Figure 7c) and runs the
+/// swapped-image ablation.
 /// </summary>
-internal sealed class DemoEvaluation(string benchmarkDir, SimpleMcqEvaluator evaluator)
+/// <param name="benchmarkDir">The world's benchmark folder.</param>
+/// <param name="visionDir">The CLIP tower the models were trained with.</param>
+/// <param name="reportDir">Where each evaluation's predictions and summaries go (one folder per model and variant).</param>
+/// <param name="maxNewTokens">Most tokens generated per answer.</param>
+internal sealed class DemoEvaluation(string benchmarkDir, string visionDir, string reportDir, int maxNewTokens)
 {
     /// <summary>The languages in the order of the paper's tables, with the world's file codes.</summary>
     public static readonly (string Language, string FileCode)[] Languages = [("en", "en"), ("zh", "cn"), ("pt", "pt"), ("ar", "ar"), ("tr", "tr"), ("ru", "ru")];
 
-    private readonly Dictionary<string, List<McqItem>> _items = new(StringComparer.Ordinal);
-
-    /// <summary>The questions of one language (read once).</summary>
-    public IReadOnlyList<McqItem> Items(string language)
-    {
-        if (_items.TryGetValue(language, out var items)) return items;
-        var code = Languages.First(l => l.Language == language).FileCode;
-        var path = Path.Combine(benchmarkDir, $"mmmb_{code}.tsv");
-        if (!File.Exists(path)) throw new CliException($"{path}: benchmark file missing");
-        items = McqItems.Load(path, language);
-        if (items.Count == 0) throw new CliException($"{path}: the benchmark has no questions");
-        _items[language] = items;
-        return items;
-    }
+    private readonly Dictionary<string, BenchmarkFile> _files = new(StringComparer.Ordinal);
 
     /// <summary>
-    /// Asks <paramref name="model"/> every question; <paramref name="progress"/> hears after each language. With
-    /// <paramref name="swapImages"/> question i is shown the image of question i + n/2 instead of its own (an
-    /// ablation: a model that reads the image falls towards chance, one that ignores it keeps its score).
+    /// The benchmark file of one language (read once). Unlike `parrot eval`, which skips and reports malformed rows,
+    /// the demo's own benchmark must be whole: the first malformed row is an error naming the file, the row and its index.
     /// </summary>
-    public BenchmarkScores Evaluate(ParrotForCausalLM model, Action<string, double>? progress = null, bool swapImages = false)
+    public BenchmarkFile File(string language)
     {
-        model.Eval();
+        if (_files.TryGetValue(language, out var file)) return file;
+        var code = Languages.First(l => l.Language == language).FileCode;
+        var path = Path.Combine(benchmarkDir, $"mmmb_{code}.tsv");
+        if (!System.IO.File.Exists(path)) throw new CliException($"{path}: benchmark file missing");
+        try { file = BenchmarkFile.Load(path, language); }
+        catch (InvalidDataException e) { throw new CliException(e.Message); }
+        if (file.Problems.Count > 0) throw new CliException($"{path}: {file.Problems[0]}");
+        if (file.Rows.Count == 0) throw new CliException($"{path}: the benchmark has no questions");
+        _files[language] = file;
+        return file;
+    }
+
+    /// <summary>The folder an evaluation's predictions and summaries go to.</summary>
+    public string OutputFolder(string name, bool swapImages) => Path.Combine(reportDir, swapImages ? name + "_images_swapped" : name);
+
+    /// <summary>
+    /// Asks the model saved in <paramref name="modelDir"/> every question (as `parrot eval --model DIR --vision
+    /// TOWER` does) and writes the results to <see cref="OutputFolder"/>; <paramref name="progress"/> hears after
+    /// each language. With <paramref name="swapImages"/> question i is shown the image of question i + n/2 instead
+    /// of its own (<see cref="EvaluationOptions.SwapImages"/>).
+    /// </summary>
+    public BenchmarkScores Evaluate(string modelDir, string name, Action<string, double>? progress = null, bool swapImages = false)
+    {
+        using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: true);
+        if (!generator.HasVisionTower) throw new CliException($"{modelDir}: no vision tower loaded from {visionDir}");
+        var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, SwapImages = swapImages };
         var accuracy = new Dictionary<string, double>(StringComparer.Ordinal);
         var counts = new Dictionary<string, int>(StringComparer.Ordinal);
-        var responses = new Dictionary<string, IReadOnlyList<McqResponse>>(StringComparer.Ordinal);
-        var perCategory = new Dictionary<string, Dictionary<string, double>>(StringComparer.Ordinal);
-        RoutingDistribution? routing = model.MoeEnabled ? new RoutingDistribution(model.Config.NumExperts) : null;
+        var responses = new Dictionary<string, IReadOnlyList<PredictedRow>>(StringComparer.Ordinal);
+        var perCategory = new Dictionary<string, IReadOnlyDictionary<string, double>>(StringComparer.Ordinal);
+        var results = new List<DatasetResult>();
         foreach (var (language, _) in Languages)
         {
-            var items = Items(language);
-            if (swapImages) items = items.Select((item, i) => item with { ImageBase64 = items[(i + items.Count / 2) % items.Count].ImageBase64 }).ToList();
-            var answers = items.Select(item => evaluator.Answer(model, item)).ToList();
-            foreach (var a in answers)
-                if (a.Routing is not null) routing?.Add(language, a.Routing);
-            var (overall, count, categories) = Scoring.Accuracy(answers.Select(a => new ScoredItem(a.Item.Index, null, a.Item.Category, a.Hit)), ScoringProtocol.Vanilla);
-            accuracy[language] = overall;
-            counts[language] = count;
-            responses[language] = answers;
-            perCategory[language] = categories;
-            progress?.Invoke(language, overall);
+            var file = File(language);
+            var result = Evaluator.Run([file], generator, options)[0];
+            if (result.Problems.Count > 0) throw new CliException($"{file.Name}: {result.Problems[0]}");
+            results.Add(result);
+            accuracy[language] = result.Score.Overall;
+            counts[language] = result.Score.Count;
+            responses[language] = result.Rows;
+            perCategory[language] = result.Score.PerCategory;
+            progress?.Invoke(language, result.Score.Overall);
         }
-        return new BenchmarkScores(accuracy, counts, routing, responses, perCategory);
+        EvaluationReport.Write(OutputFolder(name, swapImages), results);
+        return new BenchmarkScores(accuracy, counts, generator.Routing, responses, perCategory);
     }
 }

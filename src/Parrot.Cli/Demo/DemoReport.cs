@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Parrot.Parrot.Evaluation;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Cli.Demo;
 
@@ -14,6 +15,9 @@ internal static class DemoReport
 {
     /// <summary>The file names written into the report folder.</summary>
     public const string Markdown = "report.md", Json = "results.json", LossPng = "loss_curves.png", AccuracyPng = "accuracy.png", RoutingPng = "routing.png";
+
+    /// <summary>The folder (in the report folder) holding each evaluation's predictions.tsv, summary.json and summary.md, as `parrot eval` writes them.</summary>
+    public const string EvalFolder = "eval";
 
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
@@ -37,8 +41,8 @@ internal static class DemoReport
         DemoPlots.GroupedBars(Path.Combine(dir, RoutingPng), "Parrot: mean router probability per expert, benchmark questions of each language", "mean routing probability", Langs,
             Enumerable.Range(0, routing.Experts).Select(e => ($"expert {e}", Langs.Select(l => routing.Mean(l)[e]).ToArray())).ToList(),
             yMax: Math.Min(1.0, Langs.Max(l => routing.Mean(l).Max()) * 1.4)); // head room for the legend
-        WriteAtomically(Path.Combine(dir, Json), ResultsJson(r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        WriteAtomically(Path.Combine(dir, Markdown), MarkdownText(r));
+        AtomicFile.WriteAllText(Path.Combine(dir, Json), ResultsJson(r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(dir, Markdown), MarkdownText(r));
     }
 
     /// <summary>Prints the accuracy table and one answered question per language.</summary>
@@ -53,8 +57,8 @@ internal static class DemoReport
         o.WriteLine();
         foreach (var (lang, p, b) in Examples(r))
         {
-            o.WriteLine($"[{lang}] {p.Item.Question.Question}  ({string.Join("  ", p.Item.Question.Options.Select(x => $"{x.Letter}. {x.Text}"))})  correct: {p.Item.Answer}");
-            o.WriteLine($"      Parrot: \"{p.Response}\" → {p.Predicted} {(p.Hit ? "right" : "wrong")};  baseline: \"{b.Response}\" → {b.Predicted} {(b.Hit ? "right" : "wrong")}");
+            o.WriteLine($"[{lang}] {p.Row.Question.Question}  ({string.Join("  ", p.Row.Question.Options.Select(x => $"{x.Letter}. {x.Text}"))})  correct: {p.Row.Answer}");
+            o.WriteLine($"      Parrot: \"{p.Prediction}\" → {p.Extracted} {(p.Hit ? "right" : "wrong")};  baseline: \"{b.Prediction}\" → {b.Extracted} {(b.Hit ? "right" : "wrong")}");
         }
     }
 
@@ -79,7 +83,7 @@ internal static class DemoReport
     }
 
     /// <summary>One question per language: item k of language k, with Parrot's and the baseline's answers.</summary>
-    private static IEnumerable<(string Lang, McqResponse Parrot, McqResponse Baseline)> Examples(DemoResult r)
+    private static IEnumerable<(string Lang, PredictedRow Parrot, PredictedRow Baseline)> Examples(DemoResult r)
     {
         for (int k = 0; k < Langs.Length; k++)
         {
@@ -91,7 +95,7 @@ internal static class DemoReport
     }
 
     /// <summary>Expected accuracy of guessing: the mean of 1/options over the questions.</summary>
-    private static double Chance(BenchmarkScores s, string lang) => s.Responses[lang].Average(a => 1.0 / a.Item.Question.Options.Count);
+    private static double Chance(BenchmarkScores s, string lang) => s.Responses[lang].Average(a => 1.0 / a.Row.Question.Options.Count);
 
     private static JsonObject Scores(BenchmarkScores s)
     {
@@ -101,7 +105,7 @@ internal static class DemoReport
             ["questions"] = new JsonObject(Langs.Select(l => KeyValuePair.Create(l, (JsonNode?)s.Counts[l]))),
             ["non_english_mean"] = NonEnglishMean(s),
             ["english_gap"] = Gap(s),
-            ["unanswered"] = new JsonObject(Langs.Select(l => KeyValuePair.Create(l, (JsonNode?)s.Responses[l].Count(a => a.Predicted == AnswerExtraction.None)))),
+            ["unanswered"] = new JsonObject(Langs.Select(l => KeyValuePair.Create(l, (JsonNode?)s.Responses[l].Count(a => a.Extracted == AnswerExtraction.None)))),
         };
         o["per_category"] = new JsonObject(Langs.Select(l => KeyValuePair.Create(l, (JsonNode?)new JsonObject(
             s.PerCategory[l].OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))))));
@@ -116,9 +120,9 @@ internal static class DemoReport
         foreach (var (lang, p, b) in Examples(r))
             examples.Add(new JsonObject
             {
-                ["language"] = lang, ["index"] = p.Item.Index, ["prompt"] = p.Item.Question.Prompt(), ["answer"] = p.Item.Answer.ToString(),
-                ["parrot_response"] = p.Response, ["parrot_choice"] = p.Predicted.ToString(),
-                ["baseline_response"] = b.Response, ["baseline_choice"] = b.Predicted.ToString(),
+                ["language"] = lang, ["index"] = p.Row.Index, ["prompt"] = p.Row.Question.Prompt(), ["answer"] = p.Row.Answer.ToString(),
+                ["parrot_response"] = p.Prediction, ["parrot_choice"] = p.Extracted.ToString(),
+                ["baseline_response"] = b.Prediction, ["baseline_choice"] = b.Extracted.ToString(),
             });
         return new JsonObject
         {
@@ -164,7 +168,7 @@ internal static class DemoReport
         L(string.Create(Inv, $"- **Starting weights** (`{r.Assets.Root}`): a CLIP vision tower (width {c.MmHiddenSize}, features of layer {c.MmVisionSelectLayer}, CLS kept) and a Qwen2 LM ({c.Text.NumHiddenLayers} layers, width {c.Text.HiddenSize}, vocabulary {c.Text.VocabSize}, {r.LmParameters:N0} parameters)."));
         L(string.Create(Inv, $"- **Stage 1** (both models share it): the `mlp2x_gelu` projector alone, MoE bypassed, global batch {r.Settings.Stage1Batch}, lr {r.Settings.Stage1Lr:G3}, one epoch."));
         L(string.Create(Inv, $"- **Stage 2, Parrot**: projector + a fresh language-routing MoE ({c.NumExperts} experts of width {c.MoeIntermediateSize}, α = {c.MoeWeight}) + the whole LLM, {r.ParrotParameters:N0} parameters; **stage 2, baseline** (LLaVA-style): the same recipe, data and seed with the MoE bypassed, {r.BaselineParameters:N0} parameters. Global batch {r.Settings.Stage2Batch}, lr {r.Settings.Stage2Lr:G3}, one epoch, AdamW without weight decay, cosine with 3% warm-up, clipping at 1.0."));
-        L("- **Evaluation**: the PARROT.md multiple-choice prompt with the image, greedy decoding until `<|im_end|>`, the option letter extracted by rule (a letter standing alone, else a unique option text); accuracy per language.");
+        L(string.Create(Inv, $"- **Evaluation**: the `parrot eval` harness on each saved model (`parrot eval --model models/NAME --vision {r.Assets.Vision} --max-new-tokens {r.Settings.MaxNewTokens}` gives the same answers): the PARROT.md multiple-choice prompt with the image, greedy decoding until `<|im_end|>`, the option letter extracted by VLMEvalKit's rules, each file scored with its protocol (vanilla here); accuracy per language. Per-question predictions and summaries: `{EvalFolder}/parrot/`, `{EvalFolder}/baseline/` and the image-swap ablations `{EvalFolder}/*_images_swapped/` (predictions.tsv, summary.json, summary.md)."));
         L();
         L("## Accuracy per language");
         L();
@@ -192,7 +196,7 @@ internal static class DemoReport
         {
             double Cat(BenchmarkScores s, string l) => s.PerCategory[l].GetValueOrDefault(cat);
             double NonEn(BenchmarkScores s) => Langs.Where(l => l != "en").Average(l => Cat(s, l));
-            double chance = r.Parrot.Responses["en"].Where(a => a.Item.Category == cat).Average(a => 1.0 / a.Item.Question.Options.Count);
+            double chance = r.Parrot.Responses["en"].Where(a => a.Row.Category == cat).Average(a => 1.0 / a.Row.Question.Options.Count);
             L($"| {cat} | {Pct(Cat(r.Parrot, "en"))} | {Pct(NonEn(r.Parrot))} | {Pct(Cat(r.Baseline, "en"))} | {Pct(NonEn(r.Baseline))} | {Pct(chance)} |");
         }
         L();
@@ -225,14 +229,14 @@ internal static class DemoReport
         L();
         foreach (var (lang, p, b) in Examples(r))
         {
-            L($"**{lang}** (item {p.Item.Index}, {p.Item.Question.Options.Count} options, correct: {p.Item.Answer})");
+            L($"**{lang}** (item {p.Row.Index}, {p.Row.Question.Options.Count} options, correct: {p.Row.Answer})");
             L();
             L("```");
-            L(p.Item.Question.Prompt());
+            L(p.Row.Question.Prompt());
             L("```");
             L();
-            L($"- Parrot: `{p.Response}` → {p.Predicted} ({(p.Hit ? "right" : "wrong")})");
-            L($"- baseline: `{b.Response}` → {b.Predicted} ({(b.Hit ? "right" : "wrong")})");
+            L($"- Parrot: `{p.Prediction}` → {p.Extracted} ({(p.Hit ? "right" : "wrong")})");
+            L($"- baseline: `{b.Prediction}` → {b.Extracted} ({(b.Hit ? "right" : "wrong")})");
             L();
         }
         L("## Time");
@@ -245,12 +249,5 @@ internal static class DemoReport
         L();
         L("The trained models are in `models/` (stage1, parrot, baseline): Parrot model folders (config.json with the released keys, model.safetensors, tokenizer.json) that `ParrotLoader.Load` and `parrot train --model` read; their vision tower is the folder named by mm_vision_tower.");
         return sb.ToString();
-    }
-
-    private static void WriteAtomically(string path, string text)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, text, new UTF8Encoding(false));
-        File.Move(tmp, path, overwrite: true);
     }
 }

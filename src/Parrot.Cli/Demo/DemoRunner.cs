@@ -93,8 +93,7 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         }
 
         var stage2Data = LlavaDataset.Load(Path.Combine(worldDir, "stage2.json"), worldDir, chat, dataOptions);
-        using var evaluator = new SimpleMcqEvaluator(tokenizer, towerFeatures, preprocessor, config.ImageAspectRatio == "pad", settings.MaxNewTokens);
-        var evaluation = new DemoEvaluation(Path.Combine(worldDir, "benchmark"), evaluator);
+        var evaluation = new DemoEvaluation(Path.Combine(worldDir, "benchmark"), assets.Vision, Path.Combine(outDir, DemoReport.EvalFolder), settings.MaxNewTokens);
         BenchmarkScores? parrot = null, baseline = null, parrotSwapped = null, baselineSwapped = null;
         foreach (bool useMoe in new[] { true, false })
         {
@@ -106,8 +105,8 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
             long trained = model.NamedParameters().Where(p => useMoe || !p.Name.StartsWith("model.moe_model.", StringComparison.Ordinal)).Sum(p => p.Parameter.Value.Count);
             if (useMoe) parrotParams = trained; else baselineParams = trained;
             Say($"evaluating {label} on the benchmark");
-            var scores = Timed($"eval_{name}", () => evaluation.Evaluate(model, (lang, acc) => Say($"  {label} {lang}: {acc:P1}")));
-            var ablation = Timed($"eval_{name}_swapped_images", () => evaluation.Evaluate(model, swapImages: true));
+            var scores = Timed($"eval_{name}", () => evaluation.Evaluate(Path.Combine(modelsDir, name), name, (lang, acc) => Say($"  {label} {lang}: {acc:P1}")));
+            var ablation = Timed($"eval_{name}_swapped_images", () => evaluation.Evaluate(Path.Combine(modelsDir, name), name, swapImages: true));
             Say($"  {label} with every question shown another question's image: {Langs(ablation)}; answers changed: {Changed(scores, ablation):P1}");
             if (useMoe) { parrot = scores; parrotSwapped = ablation; }
             else { baseline = scores; baselineSwapped = ablation; }
@@ -125,7 +124,7 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         int changed = 0, total = 0;
         foreach (var (lang, answers) in a.Responses)
             for (int i = 0; i < answers.Count; i++, total++)
-                if (answers[i].Predicted != b.Responses[lang][i].Predicted) changed++;
+                if (answers[i].Extracted != b.Responses[lang][i].Extracted) changed++;
         return total == 0 ? 0 : changed / (double)total;
     }
 

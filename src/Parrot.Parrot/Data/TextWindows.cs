@@ -16,7 +16,13 @@ public static class TextWindows
 
     /// <summary>Windows of <paramref name="length"/> ids from the documents of <paramref name="path"/>.</summary>
     /// <exception cref="InvalidDataException">A line is not a JSON object with a string "text" (file and line named), the tokenizer has no <see cref="EndOfText"/>, or the text gives no full window.</exception>
-    public static List<int[]> Read(string path, BpeTokenizer tokenizer, int length, out int documents)
+    /// <param name="path">The JSON-lines file.</param>
+    /// <param name="tokenizer">The tokenizer.</param>
+    /// <param name="length">Tokens per window.</param>
+    /// <param name="documents">Documents read.</param>
+    /// <param name="parseSpecialTokens">Whether special tokens written in the text (<c>&lt;|im_start|&gt;</c>, …) become
+    /// their control ids, as ChatML-formatted documents need; off by default: text is text.</param>
+    public static List<int[]> Read(string path, BpeTokenizer tokenizer, int length, out int documents, bool parseSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -39,8 +45,8 @@ public static class TextWindows
                 text = t.GetString()!;
             }
             catch (JsonException e) { throw new InvalidDataException($"{path}:{lineNo}: not valid JSON ({e.Message})", e); }
-            // Text is text: a "<|im_end|>" written inside a document is not a control token.
-            tokenizer.Encode(text, stream, parseSpecialTokens: false);
+            // Unless asked, text is text: a "<|im_end|>" written inside a document is not a control token.
+            tokenizer.Encode(text, stream, parseSpecialTokens);
             stream.Add(eot);
             documents++;
         }

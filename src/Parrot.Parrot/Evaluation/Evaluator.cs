@@ -64,6 +64,12 @@ public sealed record EvaluationOptions
     /// one; a killed run loses at most one batch). 1 asks one at a time; other generators are always asked one at a time.
     /// </summary>
     public int BatchSize { get; init; } = 8;
+    /// <summary>
+    /// An ablation, not a benchmark result: question k of the n evaluated in each file is shown the image of
+    /// question (k + n/2) mod n instead of its own. A model that reads the image falls towards chance; one that
+    /// answers from the text alone keeps its score. Not allowed with a journal (its answers are keyed by question).
+    /// </summary>
+    public bool SwapImages { get; init; }
 }
 
 /// <summary>Where a run is: reported after each question (and once when a file starts).</summary>
@@ -97,6 +103,7 @@ public static class Evaluator
         var duplicate = files.GroupBy(f => f.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"two input files are named {duplicate.Key}: datasets are told apart by file name");
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be ≥ 1");
+        if (options.SwapImages && journal is not null) throw new ArgumentException("an image-swap ablation cannot use a journal: its answers are not the questions' answers");
         var batch = generator as IBatchAnswerGenerator;
         int batchSize = batch is null ? 1 : options.BatchSize;
         var results = new List<DatasetResult>(files.Count);
@@ -158,9 +165,10 @@ public static class Evaluator
                     continue;
                 }
                 byte[]? image = null;
-                if (row.Image is not null)
+                var base64 = options.SwapImages ? rows[(k + rows.Count / 2) % rows.Count].Image : row.Image;
+                if (base64 is not null)
                 {
-                    image = Base64(row.Image);
+                    image = Base64(base64);
                     if (image is null)
                     {
                         Flush();

@@ -20,21 +20,37 @@ namespace Parrot.Parrot.Evaluation;
 public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IDisposable
 {
     private readonly ParrotModel _model;
+    private readonly List<double[]>? _routed;
 
     /// <summary>Wraps an open <paramref name="model"/> (disposed with this generator).</summary>
-    public ParrotAnswerGenerator(ParrotModel model)
+    public ParrotAnswerGenerator(ParrotModel model) : this(model, null) { }
+
+    private ParrotAnswerGenerator(ParrotModel model, List<double[]>? routed)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
+        _routed = routed;
     }
 
     /// <summary>
     /// Opens <paramref name="modelDirectory"/> with <see cref="ParrotModel.Load"/>; the vision tower comes from
     /// <paramref name="visionDirectory"/> when given, else from config.json's mm_vision_tower (relative to the
-    /// model directory). Without a tower the model answers text-only questions only.
+    /// model directory). Without a tower the model answers text-only questions only. With
+    /// <paramref name="captureRouting"/> the MoE's routing weights of every question with an image are summed
+    /// per question language into <see cref="Routing"/>.
     /// </summary>
-    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory = null) =>
-        new(ParrotModel.Load(modelDirectory, new ParrotModelOptions { VisionTower = visionDirectory }));
+    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory = null, bool captureRouting = false)
+    {
+        List<double[]>? routed = captureRouting ? [] : null;
+        return new(ParrotModel.Load(modelDirectory, new ParrotModelOptions { VisionTower = visionDirectory, OnRouting = routed is null ? null : routed.Add }), routed);
+    }
+
+    /// <summary>
+    /// The MoE routing weights of the questions answered so far, per language (the paper's Figure 7c), when
+    /// the generator was loaded with routing capture; null until a question with an image has been routed
+    /// (always null for a model whose MoE is off).
+    /// </summary>
+    public RoutingDistribution? Routing { get; private set; }
 
     /// <summary>The loaded model.</summary>
     public ParrotModel Model => _model;
@@ -68,7 +84,18 @@ public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IDisposable
             conversations.Add(Conversation(request));
             images.Add(image);
         }
-        return _model.Generate(conversations, images, new GenerationOptions { MaxNewTokens = maxNew });
+        _routed?.Clear();
+        var results = _model.Generate(conversations, images, new GenerationOptions { MaxNewTokens = maxNew });
+        if (_routed is { Count: > 0 })
+        {
+            // One routing per question with an image, in request order (the model runs the prompts in order).
+            var routedLanguages = requests.Where(r => r.Image is not null).Select(r => r.Language).ToList();
+            if (routedLanguages.Count != _routed.Count)
+                throw new InvalidOperationException($"routing capture: {_routed.Count} routings for {routedLanguages.Count} questions with an image");
+            for (int i = 0; i < _routed.Count; i++) (Routing ??= new RoutingDistribution(_routed[i].Length)).Add(routedLanguages[i], _routed[i]);
+            _routed.Clear();
+        }
+        return results;
     }
 
     /// <summary>The reference's query: <c>&lt;image&gt;\n</c> + prompt (the placeholder is a literal in the text, not re-placed), one user turn.</summary>

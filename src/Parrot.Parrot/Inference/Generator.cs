@@ -66,7 +66,14 @@ public sealed class Generator
     }
 
     /// <summary>A Parrot model over the KV cache: an image's features are projected, routed by the MoE and spliced in at the marker.</summary>
-    public static IAutoregressiveModel Wrap(ParrotForCausalLM model)
+    public static IAutoregressiveModel Wrap(ParrotForCausalLM model) => Wrap(model, null);
+
+    /// <summary>
+    /// As <see cref="Wrap(ParrotForCausalLM)"/>; <paramref name="onRouting"/> hears the MoE's routing weights
+    /// (softmax over the experts) of every prompt with an image as it is prefilled, in the order the prompts
+    /// were given (not called for text-only prompts or while the MoE is off).
+    /// </summary>
+    public static IAutoregressiveModel Wrap(ParrotForCausalLM model, Action<double[]>? onRouting)
     {
         ArgumentNullException.ThrowIfNull(model);
         return new KvCacheModel(model.Model, model.LmHead, p =>
@@ -75,7 +82,9 @@ public sealed class Generator
             if (marker != (p.ImageFeatures is not null))
                 throw new ArgumentException(marker ? "generate: the prompt has an image marker but no image features" : "generate: image features were given but the prompt has no image marker");
             var features = p.ImageFeatures?.Unsqueeze(0);
-            return model.Assemble([new ParrotSample(p.Ids, null, features is null ? -1 : 0)], features, int.MaxValue).Embeds;
+            var (embeds, _, _, routing) = model.Assemble([new ParrotSample(p.Ids, null, features is null ? -1 : 0)], features, int.MaxValue);
+            if (onRouting is not null && routing[0] is { } weights) onRouting(weights.Value.ToDoubleArray());
+            return embeds;
         }, model.Config.Text.VocabSize);
     }
 

@@ -29,6 +29,13 @@ public sealed record ParrotModelOptions
     /// of the directory's own tower (which is then not loaded); a factory returning null leaves the model text-only.
     /// </summary>
     public Func<string, ParrotForCausalLM, IImageEncoder?>? ImageEncoder { get; init; }
+
+    /// <summary>
+    /// Hears, for a Parrot model whose MoE is on, the router's weights (a softmax over the experts) of every
+    /// prompt with an image as the prompt is run, in the order the prompts of a call were given — what the
+    /// paper's Figure 7c averages per language. Null: not observed.
+    /// </summary>
+    public Action<double[]>? OnRouting { get; init; }
 }
 
 /// <summary>One question of a batch: text in any language and an optional image.</summary>
@@ -126,7 +133,7 @@ public sealed partial class ParrotModel : IDisposable
                 foreach (var id in model.Config.Text.EosTokenIds) eos.Add(id);
                 CheckVocabulary(directory, tokenizer, model.Config.Text.VocabSize, eos);
                 encoder = options.ImageEncoder?.Invoke(directory, model) ?? (loaded.VisionTower is null ? null : new DirectoryImageEncoder(loaded));
-                return new ParrotModel(directory, loaded, Generator.Wrap(model), tokenizer, eos, encoder, multimodal: true);
+                return new ParrotModel(directory, loaded, Generator.Wrap(model, options.OnRouting), tokenizer, eos, encoder, multimodal: true);
             }
             catch
             {

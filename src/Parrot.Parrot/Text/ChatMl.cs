@@ -110,6 +110,30 @@ public sealed class ChatMl
         return new ChatEncoding(prompt.ToString(), ids.ToArray(), labels.ToArray());
     }
 
+    /// <summary>
+    /// The ChatML text of a whole conversation, exactly the <see cref="ChatEncoding.Prompt"/> that
+    /// <see cref="Format"/> gives for training (default system turn added, every turn closed), without a
+    /// tokenizer: used to write ChatML-formatted text documents for language-model pre-training.
+    /// </summary>
+    public static string Render(IReadOnlyList<ChatTurn> conversation)
+    {
+        ArgumentNullException.ThrowIfNull(conversation);
+        var turns = new List<(ChatRole Role, string Text)>(conversation.Count + 1);
+        foreach (var turn in conversation)
+        {
+            if (turn?.Text is null) throw new ArgumentException("ChatMl.Render: a turn or its text is null", nameof(conversation));
+            turns.Add((turn.Role, turn.HasImage ? PlaceImageFirst(turn.Text) : turn.Text));
+        }
+        if (turns.Count == 0 || turns[0].Role != ChatRole.System) turns.Insert(0, (ChatRole.System, DefaultSystemText));
+        var text = new StringBuilder();
+        for (int i = 0; i < turns.Count; i++)
+        {
+            text.Append(Header(turns[i].Role)).Append(turns[i].Text).Append(ImEnd);
+            if (i < turns.Count - 1) text.Append('\n');
+        }
+        return text.ToString();
+    }
+
     /// <summary>Ids and labels of a whole training conversation (every turn closed by <c>&lt;|im_end|&gt;</c>).</summary>
     public ChatEncoding FormatForTraining(IReadOnlyList<ChatTurn> conversation) => Format(conversation);
 

@@ -160,6 +160,44 @@ public class HarnessTests
     }
 
     [Test]
+    public void SwapImagesShowsEachQuestionTheImageHalfTheFileAwayAndKeepsEverythingElse()
+    {
+        // Five questions, one with a reference to another row's image: question k sees the image of question (k + 2) mod 5.
+        var path = WriteTsv("mmmb_tr.tsv", Small,
+        [
+            ["10", B64(0), "Q0", "a", "b", "", "A", "color", ""],
+            ["11", B64(1), "Q1", "a", "b", "", "B", "color", ""],
+            ["12", "10", "Q2", "a", "b", "", "A", "count", ""],
+            ["13", B64(3), "Q3", "a", "b", "", "B", "count", ""],
+            ["14", B64(4), "Q4", "a", "b", "", "A", "count", ""],
+        ]);
+        var file = BenchmarkFile.Load(path);
+        // The scripted model answers A exactly when it is shown image 0 (rows 10 and 12 hold it).
+        string Script(AnswerRequest r) => r.Image!.SequenceEqual(Image(0)) ? "A" : "B";
+        var own = new ScriptedGenerator(Script);
+        var swapped = new ScriptedGenerator(Script);
+        var a = Evaluator.Run([file], own)[0];
+        var b = Evaluator.Run([file], swapped, new EvaluationOptions { SwapImages = true, MaxNewTokens = 3 })[0];
+        int[] shownOwn = [0, 1, 0, 3, 4];
+        Assert.That(own.Requests.Select(r => r.Image), Is.EqualTo(shownOwn.Select(Image)));
+        Assert.That(swapped.Requests.Select(r => r.Image), Is.EqualTo(Enumerable.Range(0, 5).Select(k => Image(shownOwn[(k + 2) % 5]))));
+        Assert.That(swapped.Requests.Select(r => r.Prompt), Is.EqualTo(own.Requests.Select(r => r.Prompt)), "only the image changes");
+        Assert.That(swapped.Requests.All(r => r.MaxNewTokens == 3 && r.Language == "tr"), Is.True);
+        Assert.That(a.Rows.Select(r => r.Extracted), Is.EqualTo("ABABB".ToCharArray()));
+        Assert.That(a.Score.Overall, Is.EqualTo(0.8));
+        Assert.That(b.Rows.Select(r => r.Extracted), Is.EqualTo("ABBAB".ToCharArray()));
+        Assert.That(b.Rows.Select(r => r.Row.Index), Is.EqualTo(a.Rows.Select(r => r.Row.Index)), "scored against each question's own answer");
+        Assert.That(b.Score.Overall, Is.EqualTo(0.4));
+        // With --limit the swap stays within the questions evaluated: 3 questions, question k sees image (k + 1) mod 3.
+        var limited = new ScriptedGenerator(Script);
+        Evaluator.Run([file], limited, new EvaluationOptions { SwapImages = true, Limit = 3 });
+        Assert.That(limited.Requests.Select(r => r.Image), Is.EqualTo(new[] { 1, 0, 0 }.Select(Image)));
+
+        using var journal = PredictionJournal.Open(Path.Combine(_dir, "j.jsonl"), new Dictionary<string, string>());
+        Assert.That(() => Evaluator.Run([file], own, new EvaluationOptions { SwapImages = true }, journal), Throws.ArgumentException.With.Message.Contain("journal"));
+    }
+
+    [Test]
     public void CircularProtocolNeedsEveryRotatedCopyRightAndProtocolCanBeOverridden()
     {
         // Question 1 in three rotations (right answer: "cat" moves A → B → C), question 2 in two.

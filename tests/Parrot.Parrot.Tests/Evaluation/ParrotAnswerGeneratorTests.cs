@@ -135,4 +135,83 @@ public class ParrotAnswerGeneratorTests
         Assert.That(generator.Answer(batch), Is.EqualTo(batch.Select(generator.Answer).ToList()));
         Directory.Delete(root, true);
     }
+
+    [Test]
+    public void CapturedRoutingIsTheMoeOfEachPromptPerLanguageInBatchesAsOneByOne()
+    {
+        var root = TrainingFixtures.TempDir();
+        var modelDir = WriteModel(root);
+        var png1 = Path.Combine(root, "q1.png");
+        var png2 = Path.Combine(root, "q2.png");
+        TrainingFixtures.WritePng(png1, 200, 30, 40);
+        TrainingFixtures.WritePng(png2, 10, 220, 90);
+        var requests = new[]
+        {
+            new AnswerRequest(File.ReadAllBytes(png1), "What colour?\nA. red\nB. blue\n" + BenchmarkLanguages.Instructions["en"], "en", 3),
+            new AnswerRequest(null, "Hi", "en", 3),
+            new AnswerRequest(File.ReadAllBytes(png2), "Какой цвет?\nA. красный\nB. синий\nC. зелёный\n" + BenchmarkLanguages.Instructions["ru"], "ru", 3),
+            new AnswerRequest(File.ReadAllBytes(png2), "What shape?\nA. circle\nB. square\n" + BenchmarkLanguages.Instructions["en"], "en", 3),
+        };
+
+        using var batched = ParrotAnswerGenerator.Load(modelDir, captureRouting: true);
+        Assert.That(batched.Routing, Is.Null, "nothing routed yet");
+        var batchAnswers = batched.Answer(requests);
+        using var single = ParrotAnswerGenerator.Load(modelDir, captureRouting: true);
+        Assert.That(requests.Select(single.Answer).ToList(), Is.EqualTo(batchAnswers), "capturing changes no answer");
+        using (var plain = ParrotAnswerGenerator.Load(modelDir))
+        {
+            Assert.That(plain.Answer(requests), Is.EqualTo(batchAnswers));
+            Assert.That(plain.Routing, Is.Null, "no capture unless asked");
+        }
+
+        // Independent reference in float64: w = softmax(G · (softmax(cls · Tᵀ / √H) · T)), cls the projected CLS
+        // token of the image's features, T the embeddings of the prompt's text tokens (the image marker left out).
+        using var model = ParrotLoader.Load(modelDir, DType.F32);
+        using var tower = ClipVisionLoader.Load(Path.Combine(root, "tower"), DType.F32);
+        var pre = ImagePreprocessor.FromDirectory(Path.Combine(root, "tower"));
+        double[] Reference(AnswerRequest r)
+        {
+            using var ng = Graph.NoGrad();
+            using var scope = TensorScope.Begin();
+            var pixels = pre.Process(ImageLoader.Load(r.Image!), padToSquare: true).Unsqueeze(0);
+            var features = tower.HiddenState(new Variable(pixels), tower.HiddenStateIndex(model.Config.MmVisionSelectLayer)).Value;
+            var cls = model.Model.Projector.Forward(new Variable(features)).Value.Select(0, 0).Select(0, 0).ToDoubleArray();
+            int h = cls.Length;
+            var table = model.Model.EmbedTokens.Weight.Value;
+            var text = batched.PromptIds(r).Where(t => t != ParrotSample.ImageToken).Select(t => table.Select(0, t).ToDoubleArray()).ToArray();
+            var a = Softmax(text.Select(row => row.Zip(cls, (x, y) => x * y).Sum() / Math.Sqrt(h)).ToArray());
+            var g = Enumerable.Range(0, h).Select(j => Enumerable.Range(0, text.Length).Sum(i => a[i] * text[i][j])).ToArray();
+            var gate = model.Model.Moe.Gate.Weight.Value;
+            return Softmax(Enumerable.Range(0, gate.Dim(0)).Select(e => gate.Select(0, e).ToDoubleArray().Zip(g, (x, y) => x * y).Sum()).ToArray());
+        }
+        static double[] Softmax(double[] z)
+        {
+            double m = z.Max();
+            var e = z.Select(v => Math.Exp(v - m)).ToArray();
+            return e.Select(v => v / e.Sum()).ToArray();
+        }
+        var en = new[] { Reference(requests[0]), Reference(requests[3]) };
+        var expectedEn = Enumerable.Range(0, en[0].Length).Select(k => (en[0][k] + en[1][k]) / 2).ToArray();
+        var expectedRu = Reference(requests[2]);
+        Assert.That(expectedEn.Max() - expectedEn.Min(), Is.GreaterThan(1e-4), "the reference routing is not uniform");
+        foreach (var g in new[] { batched, single })
+        {
+            var routing = g.Routing!;
+            Assert.That(routing, Is.Not.Null);
+            Assert.That(routing.Languages, Is.EqualTo(new[] { "en", "ru" }));
+            Assert.That(routing.Count("en"), Is.EqualTo(2), "the text-only question is not routed");
+            Assert.That(routing.Count("ru"), Is.EqualTo(1));
+            Assert.That(routing.Mean("en"), Is.EqualTo(expectedEn).Within(1e-5));
+            Assert.That(routing.Mean("ru"), Is.EqualTo(expectedRu).Within(1e-5));
+        }
+
+        // With the MoE off (the baseline) nothing is routed.
+        var baselineDir = Path.Combine(root, "baseline");
+        ParrotLoader.Save(model, baselineDir, config: model.Config with { UseMoe = false });
+        File.Copy(Path.Combine(modelDir, "tokenizer.json"), Path.Combine(baselineDir, "tokenizer.json"));
+        using var baseline = ParrotAnswerGenerator.Load(baselineDir, Path.Combine(root, "tower"), captureRouting: true);
+        baseline.Answer(requests);
+        Assert.That(baseline.Routing, Is.Null);
+        Directory.Delete(root, true);
+    }
 }

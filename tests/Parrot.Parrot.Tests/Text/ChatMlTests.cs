@@ -33,6 +33,21 @@ public class ChatMlTests
     }
 
     [Test]
+    public void RenderWritesTheTextFormatGives()
+    {
+        ChatTurn[][] conversations =
+        [
+            [new(ChatRole.User, "A red circle.\nWhat colour is the circle?"), new(ChatRole.Assistant, "Red")],
+            [new(ChatRole.System, "Be brief."), new(ChatRole.User, "Hi"), new(ChatRole.Assistant, "Hello"), new(ChatRole.User, "Again"), new(ChatRole.Assistant, "Hello")],
+            [new(ChatRole.User, " Describe <image> it. ", HasImage: true), new(ChatRole.Assistant, "A square.")],
+        ];
+        foreach (var c in conversations)
+            Assert.That(ChatMl.Render(c), Is.EqualTo(Chat.Format(c).Prompt));
+        Assert.That(ChatMl.Render(conversations[0]), Is.EqualTo(
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nA red circle.\nWhat colour is the circle?<|im_end|>\n<|im_start|>assistant\nRed<|im_end|>"));
+    }
+
+    [Test]
     public void QwenConstants()
     {
         Assert.That(Chat.AssistantHeaderLength, Is.EqualTo(3));

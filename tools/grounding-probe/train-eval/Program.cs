@@ -34,15 +34,17 @@ else if (variant == "s2x2") Train(s2, 2, 2, 1e-3, "stage2x2");
 else Train(s2, 2, 1, 1e-3, "stage2");
 double cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - cpu0;
 Console.WriteLine($"train wall {sw.Elapsed.TotalSeconds:F0}s cpu {cpu:F0}s");
-using var ev = new SimpleMcqEvaluator(tok, tf, pre, true, 8);
-model.Eval();
+// Evaluated with the `parrot eval` harness on the saved model (as the demo does).
+var probeDir = Path.Combine(root, "models", $"probe-{variant}");
+ParrotLoader.Save(model, probeDir, config: model.Config);
+File.Copy(Path.Combine(assets, "lm/tokenizer.json"), Path.Combine(probeDir, "tokenizer.json"), overwrite: true);
+using var ev = ParrotAnswerGenerator.Load(probeDir, Path.Combine(assets, "vision"));
 foreach (var (lang, code) in new[] { ("en", "en"), ("zh", "cn"), ("ar", "ar") })
 {
-    var items = McqItems.Load(Path.Combine(world, $"benchmark/mmmb_{code}.tsv"), lang);
-    var swapped = items.Select((it, i) => it with { ImageBase64 = items[(i + items.Count / 2) % items.Count].ImageBase64 }).ToList();
-    var a = items.Select(it => ev.Answer(model, it)).ToList();
-    var b = swapped.Select(it => ev.Answer(model, it)).ToList();
-    int changed = a.Zip(b).Count(p => p.First.Predicted != p.Second.Predicted);
+    var file = BenchmarkFile.Load(Path.Combine(world, $"benchmark/mmmb_{code}.tsv"), lang);
+    var a = Evaluator.Run([file], ev, new EvaluationOptions { MaxNewTokens = 8 })[0].Rows;
+    var b = Evaluator.Run([file], ev, new EvaluationOptions { MaxNewTokens = 8, SwapImages = true })[0].Rows;
+    int changed = a.Zip(b).Count(p => p.First.Extracted != p.Second.Extracted);
     Console.WriteLine($"{variant} {lang}: acc {a.Count(x => x.Hit) * 100.0 / a.Count:F1}%  swapped {b.Count(x => x.Hit) * 100.0 / b.Count:F1}%  changed {changed * 100.0 / a.Count:F1}%");
 }
 Console.WriteLine($"total wall {sw.Elapsed.TotalSeconds:F0}s");

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Parrot.Parrot.Text;
 
 namespace Parrot.Parrot.Data.World;
 
@@ -63,9 +64,15 @@ public static class WorldBuilder
             {
                 var language = WorldLanguage.All[l];
                 var rng = WorldRandom.For(seed, WorldStream.TextDialogue, i, l);
+                string id = $"text-{i.ToString("D6", CultureInfo.InvariantCulture)}-{language.Code}";
+                if (options.TextFormat == WorldTextFormat.ChatMl)
+                {
+                    text.Add(new TextDocument(id, language.Code, ChatDocument(scene, language, english, rng, options.MultipleChoiceFraction)));
+                    continue;
+                }
                 var lines = new List<string> { language.Caption(scene, rng.Next(1 << 16)) };
                 foreach (var turn in Dialogue(scene, language, rng, 1 + rng.Next(2), options.MultipleChoiceFraction)) lines.Add(turn.Value);
-                text.Add(new TextDocument($"text-{i.ToString("D6", CultureInfo.InvariantCulture)}-{language.Code}", language.Code, string.Join("\n", lines)));
+                text.Add(new TextDocument(id, language.Code, string.Join("\n", lines)));
             }
         }
         return new WorldData(options, images, stage1, stage2, benchmark, text);
@@ -96,6 +103,33 @@ public static class WorldBuilder
         for (int l = 0; l < counts.Length; l++) order.AddRange(Enumerable.Repeat(WorldLanguage.All[l], counts[l]));
         WorldRandom.For(options.Seed, WorldStream.Stage2Languages, 0).Shuffle(order);
         return order.ToArray();
+    }
+
+    /// <summary>
+    /// A ChatML text document (<see cref="WorldTextFormat.ChatMl"/>): the scene's description in
+    /// <paramref name="language"/> opens the first user turn, where a multimodal prompt has its image; the turn
+    /// asks, a third of the time, for a brief English caption (the stage-1 prompts and captions, so describing
+    /// a scene given in any language is learnt as a task), otherwise a question; then up to two more questions.
+    /// </summary>
+    private static string ChatDocument(Scene scene, WorldLanguage language, WorldLanguage english, WorldRandom rng, double choiceFraction)
+    {
+        string description = language.Caption(scene, rng.Next(1 << 16));
+        var turns = new List<ChatTurn>();
+        bool caption = rng.Chance(1.0 / 3);
+        // Several questions per description: the answers are what the model must learn to read off the scene.
+        int questions = caption ? rng.Next(3) : 1 + rng.Next(3);
+        if (caption)
+        {
+            turns.Add(new ChatTurn(ChatRole.User, description + "\n" + rng.Pick(CaptionPrompts)));
+            turns.Add(new ChatTurn(ChatRole.Assistant, english.Caption(scene, rng.Next(1 << 16))));
+        }
+        var dialogue = questions == 0 ? [] : Dialogue(scene, language, rng, questions, choiceFraction);
+        for (int t = 0; t < dialogue.Count; t++)
+        {
+            string said = t == 0 && !caption ? description + "\n" + dialogue[t].Value : dialogue[t].Value;
+            turns.Add(new ChatTurn(t % 2 == 0 ? ChatRole.User : ChatRole.Assistant, said));
+        }
+        return ChatMl.Render(turns);
     }
 
     /// <summary>Question–answer turns about the scene, each about a different category, open or multiple choice.</summary>

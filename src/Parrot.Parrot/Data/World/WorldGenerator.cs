@@ -249,6 +249,7 @@ public static class WorldGenerator
         w.WriteNumber("stage2", o.Stage2Count);
         w.WriteNumber("benchmark", o.BenchmarkCount);
         w.WriteNumber("text_scenes", o.TextScenes);
+        w.WriteString("text_format", o.TextFormat == WorldTextFormat.ChatMl ? "chatml" : "plain");
         w.WriteStartObject("language_weights");
         for (int l = 0; l < WorldLanguage.All.Count; l++) w.WriteNumber(WorldLanguage.All[l].Code, o.LanguageWeights[l]);
         w.WriteEndObject();

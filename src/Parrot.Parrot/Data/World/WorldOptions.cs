@@ -1,5 +1,19 @@
 namespace Parrot.Parrot.Data.World;
 
+/// <summary>How the world's language-model text documents are written.</summary>
+public enum WorldTextFormat
+{
+    /// <summary>The scene's description, then questions and answers, one per line.</summary>
+    Plain,
+    /// <summary>
+    /// Qwen ChatML conversations (default system turn): the user turn gives the scene's description where an
+    /// image would stand, then asks a question or, in about a third of the documents, for a short English
+    /// caption (the stage-1 task); the assistant answers; up to two more questions may follow. This is the
+    /// format the multimodal model is later prompted in, with the visual tokens in the description's place.
+    /// </summary>
+    ChatMl,
+}
+
 /// <summary>What a synthetic world contains. Every value has a default sized for the CPU demo.</summary>
 public sealed record WorldOptions
 {
@@ -20,6 +34,9 @@ public sealed record WorldOptions
 
     /// <summary>Scenes described in the language-model text; each gives one document per language.</summary>
     public int TextScenes { get; init; } = 1000;
+
+    /// <summary>How the language-model text documents are written (<see cref="WorldTextFormat"/>).</summary>
+    public WorldTextFormat TextFormat { get; init; } = WorldTextFormat.Plain;
 
     /// <summary>
     /// Relative share of each language in the stage-2 data, in the order of <see cref="WorldLanguage.All"/>
@@ -48,6 +65,7 @@ public sealed record WorldOptions
             throw new ArgumentException($"WorldOptions: give {WorldLanguage.All.Count} language weights (en, zh, pt, ar, tr, ru), got {LanguageWeights?.Count ?? 0}");
         if (LanguageWeights.Any(w => !(w >= 0) || double.IsInfinity(w)) || !(LanguageWeights.Sum() > 0))
             throw new ArgumentException($"WorldOptions: language weights must be finite, ≥ 0 and not all zero, got [{string.Join(", ", LanguageWeights)}]");
+        if (!Enum.IsDefined(TextFormat)) throw new ArgumentException($"WorldOptions: unknown text format {(int)TextFormat}");
         if (!(MultipleChoiceFraction >= 0 && MultipleChoiceFraction <= 1))
             throw new ArgumentException($"WorldOptions: the multiple-choice fraction must be in [0, 1], got {MultipleChoiceFraction}");
         if (MaxTurns < 1 || MaxTurns > QuestionCatalog.Categories.Length)
