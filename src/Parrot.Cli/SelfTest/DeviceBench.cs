@@ -9,7 +9,8 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, and
-/// attention forward at sequence 2048, head dim 128 (reported as not implemented until the fused kernel lands).
+/// attention forward, and forward + backward, at sequence 2048, head dim 128, bf16 (reported as not implemented where a
+/// kernel is missing).
 /// </summary>
 internal static class DeviceBench
 {
@@ -55,6 +56,24 @@ internal static class DeviceBench
             catch (NotSupportedException e)
             {
                 Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", double.NaN, double.NaN, "TFLOP/s", "not implemented: " + e.Message.Split('\n')[0]));
+            }
+            using var dO = Tensor.Normal([B, H, T, D], 6, 0, 1, DType.BF16, device);
+            using var lse = Tensor.Empty([B, H, T], DType.F32, device);
+            using var dq = Tensor.Empty([B, H, T, D], DType.BF16, device);
+            using var dk = Tensor.Empty([B, H, T, D], DType.BF16, device);
+            using var dv = Tensor.Empty([B, H, T, D], DType.BF16, device);
+            try
+            {
+                double ms = cuda.MedianMilliseconds(() =>
+                {
+                    cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, lse);
+                    cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, 1 / Math.Sqrt(D), dq, dk, dv);
+                });
+                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash kernels (fwd+bwd = 3.5x fwd flops)"));
+            }
+            catch (NotSupportedException e)
+            {
+                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", double.NaN, double.NaN, "TFLOP/s", "not implemented: " + e.Message.Split('\n')[0]));
             }
         }
         return results;

@@ -21,6 +21,19 @@ internal static class SelfTestCases
         return f.To(t);
     }
 
+    /// <summary>
+    /// Causal attention forward of x[0..2] (q, k, v) with its log-sum-exp, then the backward with x[3] as the output
+    /// gradient: dq, dk and dv flattened into one vector.
+    /// </summary>
+    private static Tensor AttentionGrads(Tensor[] x, Tensor? mask, int offset)
+    {
+        using var scope = TensorScope.Begin();
+        var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, mask, causal: true, queryOffset: offset);
+        double scale = 1 / Math.Sqrt(x[0].Shape[3]);
+        var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(x[0], x[1], x[2], o, lse, x[3], mask, true, offset, scale);
+        return scope.Keep(Tensor.Concat(0, dq!.Reshape((int)dq.Count), dk!.Reshape((int)dk.Count), dv!.Reshape((int)dv.Count)));
+    }
+
     private static List<SelfTestCase> Build()
     {
         var c = new List<SelfTestCase>();
@@ -116,6 +129,12 @@ internal static class SelfTestCases
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 24)));
         c.Add(new("attention log-sum-exp", (r, t) => [Normal(r, t, 1, 4, 16, 128), Normal(r, t, 1, 1, 16, 128), Normal(r, t, 1, 1, 16, 128)],
             x => { using var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true); return lse; }));
+        c.Add(new("attention backward (causal, GQA)",
+            (r, t) => [Normal(r, t, 1, 4, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 4, 32, 64)],
+            x => AttentionGrads(x, null, 0)));
+        c.Add(new("attention backward (mask, offset)",
+            (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 4, 8, 80), PaddingMask(r, t)],
+            x => AttentionGrads(x, x[4], 24)));
         return c;
     }
 }

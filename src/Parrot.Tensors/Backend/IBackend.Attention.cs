@@ -22,4 +22,21 @@ public partial interface IBackend
     /// composite softmax does.
     /// </summary>
     void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp);
+
+    /// <summary>
+    /// Backward of <see cref="Attention"/> (FlashAttention's): from q, k, v, the forward's output
+    /// <paramref name="o"/> and log-sum-exp, and the output gradient <paramref name="dO"/>, the probabilities are
+    /// recomputed as P = exp(s − L) and dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ o)),
+    /// dQ = dS·K·scale, dK = dSᵀ·Q·scale, dK and dV summed over the query heads that share a kv head.
+    /// <list type="bullet">
+    /// <item>q, k, v, <paramref name="mask"/>, <paramref name="causal"/>, <paramref name="queryOffset"/> and
+    /// <paramref name="scale"/> as the forward call; o and dO [B, H, T, Dv], any strides (dO of any float dtype);
+    /// <paramref name="logSumExp"/> [B, H, T] as the forward wrote it (F32, F64 for F64 inputs).</item>
+    /// <item><paramref name="dq"/> [B, H, T, D], <paramref name="dk"/> [B, Hkv, S, D], <paramref name="dv"/>
+    /// [B, Hkv, S, Dv]: null, or written (not accumulated) in the dtype of q, any strides.</item>
+    /// </list>
+    /// Computed in float32 (float64 for F64) and rounded once.
+    /// </summary>
+    void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale,
+        Tensor? dq, Tensor? dk, Tensor? dv);
 }

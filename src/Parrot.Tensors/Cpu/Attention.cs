@@ -10,6 +10,11 @@ public sealed partial class CpuBackend
         if (q.DType == DType.F64) AttentionF64.Run(problem);
         else AttentionF32.Run(problem);
     }
+
+    /// <inheritdoc/>
+    public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale,
+        Tensor? dq, Tensor? dk, Tensor? dv) =>
+        Tensor.AttentionBackwardComposite(q, k, v, o, dO, logSumExp, mask, causal, queryOffset, scale, dq, dk, dv);
 }
 
 /// <summary>

@@ -82,7 +82,7 @@ public sealed partial class CudaBackend
     /// Fused attention forward (native/attention.cu), any strides, grouped-query heads, causal (with a query offset)
     /// and additive masks. f32 and bf16 with head dims up to 128 run the tiled flash kernel (a block per batch, head
     /// and 64 query rows, K/V tiles through shared memory, FMA math); other dtypes and head dims up to 256 the
-    /// simple kernel (one warp per query row). Tensor-core math and the fused backward are still to do.
+    /// simple kernel (one warp per query row). Tensor-core math is still to do; the backward is <see cref="AttentionBackward"/>.
     /// </summary>
     public unsafe void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
     {
@@ -111,6 +111,74 @@ public sealed partial class CudaBackend
         const int warpsPerBlock = 4;
         uint grid = (uint)Math.Clamp((rows + warpsPerBlock - 1) / warpsPerBlock, 1, (long)_context.MultiprocessorCount * 64);
         _kernels.Launch("attention.cu", "attention_forward", grid, 32 * warpsPerBlock, a);
+    }
+
+    /// <summary>Element strides of the attention backward's operands, as the kernel's FaBwdStrides struct.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private unsafe struct FaBwdStrides
+    {
+        internal AttnStrides A;
+        internal fixed long DOut[4], Dq[4], Dk[4], Dv[4];
+    }
+
+    /// <summary>
+    /// Fused attention backward (native/attention.cu). f32 and bf16 with head dims up to 128 and a float32
+    /// log-sum-exp run the flash kernels: attention_flash_backward_dq (a block per batch, head and 64 query rows;
+    /// writes dQ and delta = rowsum(dO ⊙ o)), then attention_flash_backward_dkdv (a block per batch, kv head and
+    /// 64 keys, summing over the group's query heads). dO in another dtype is first rounded to q's. Other operands
+    /// take the composite path (<see cref="Tensor.AttentionBackwardComposite"/>: matmuls, T × S scores).
+    /// </summary>
+    public unsafe void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale,
+        Tensor? dq, Tensor? dk, Tensor? dv)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        if (!UsesFlashAttention(q.DType, D, Dv) || logSumExp.DType != DType.F32)
+        {
+            Tensor.AttentionBackwardComposite(q, k, v, o, dO, logSumExp, mask, causal, queryOffset, scale, dq, dk, dv);
+            return;
+        }
+        if (dq is null && dk is null && dv is null) return;
+        const int tileRows = 64, threads = 256; // FA_BM and FA_THREADS of attention.cu
+        long qBlocks = (long)B * H * ((T + tileRows - 1) / tileRows), kBlocks = (long)B * Hkv * ((S + tileRows - 1) / tileRows);
+        if (qBlocks > int.MaxValue || kBlocks > int.MaxValue) throw Missing("AttentionBackward", $"more than {int.MaxValue} tiles ({qBlocks}, {kBlocks})");
+        // The dq kernel always writes dq and delta (the dk/dv kernel reads delta), so a dq nobody asked for gets scratch;
+        // likewise dk and dv are written together. delta shares the log-sum-exp's layout: both contiguous [B, H, T].
+        using var g = dO.DType == q.DType ? null : dO.To(q.DType);
+        using var lse = logSumExp.IsContiguous ? null : logSumExp.Contiguous();
+        using var delta = Tensor.Empty([B, H, T], DType.F32, Device);
+        using var dqScratch = dq is null ? Tensor.Empty([B, H, T, D], q.DType, Device) : null;
+        bool kv = dk is not null || dv is not null;
+        using var dkScratch = kv && dk is null ? Tensor.Empty([B, Hkv, S, D], q.DType, Device) : null;
+        using var dvScratch = kv && dv is null ? Tensor.Empty([B, Hkv, S, Dv], q.DType, Device) : null;
+        var gg = g ?? dO;
+        var l = lse ?? logSumExp;
+        var dqt = dq ?? dqScratch!;
+        var dkt = dk ?? dkScratch;
+        var dvt = dv ?? dvScratch;
+        if (B * (long)H * T == 0)
+        {
+            dk?.Fill(0); // no query: no gradient reaches the keys and values
+            dv?.Fill(0);
+            return;
+        }
+        var st = new FaBwdStrides();
+        for (int i = 0; i < 4; i++)
+        {
+            st.A.Q[i] = q.Strides[i]; st.A.K[i] = k.Strides[i]; st.A.V[i] = v.Strides[i]; st.A.O[i] = o.Strides[i];
+            st.A.M[i] = mask is null ? 0 : mask.Strides[i];
+            st.DOut[i] = gg.Strides[i]; st.Dq[i] = dqt.Strides[i];
+            st.Dk[i] = dkt is null ? 0 : dkt.Strides[i]; st.Dv[i] = dvt is null ? 0 : dvt.Strides[i];
+        }
+        for (int i = 0; i < 3; i++) st.A.L[i] = l.Strides[i];
+        using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(o).Ptr(gg).Ptr(dqt).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
+            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
+            _kernels.Launch("attention.cu", "attention_flash_backward_dq", (uint)qBlocks, threads, a);
+        if (!kv || S == 0) return;
+        using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(gg).Ptr(dkt).Ptr(dvt).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
+            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
+            _kernels.Launch("attention.cu", "attention_flash_backward_dkdv", (uint)kBlocks, threads, a);
     }
 
     /// <summary>Whether <see cref="Attention"/> runs the tiled flash kernel (attention_flash_forward) for these operands.</summary>
