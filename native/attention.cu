@@ -230,7 +230,7 @@ extern "C" __global__ void attention_flash_forward(const void* q, const void* k,
 //  attention_flash_backward_dkdv: a block per (batch, kv head, 64 keys); walks the query heads of the group and
 //    their query tiles (Q, dO, lse and delta staged through shared memory) and accumulates
 //    dV = Σ_t p dO_t and dK = scale · Σ_t p (dp − delta_t) q_t in registers.
-// Not yet wired into the backend (the attention backward is a composite in Parrot.Autograd today).
+// Launched by CudaBackend.AttentionBackward (IBackend.AttentionBackward, which the autograd attention rule calls).
 struct FaBwdStrides
 {
     AttnStrides a; // q, k, v, o, mask, lse (delta has the lse's layout)
