@@ -107,30 +107,14 @@ internal static class DecoderBench
     {
         using var session = new DecoderSession(layers);
         Console.WriteLine(JsonSerializer.Serialize(new { ready = true, layers, parameters = session.Parameters, weight_bytes = session.DecodeWeightBytes }));
-        string? line;
-        while ((line = Console.ReadLine()) is not null)
+        ServeLoop((command, arg) => command switch
         {
-            var w = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (w.Length == 0) continue;
-            int Arg(int i) => i < w.Length && int.TryParse(w[i], NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0 ? v
-                : throw new FormatException($"'{line}': argument {i} must be a positive integer");
-            object answer;
-            try
-            {
-                answer = w[0] switch
-                {
-                    "prefill" => Timing(session.Prefill(Arg(1), lastOnly: false)),
-                    "prefill_last" => Timing(session.Prefill(Arg(1), lastOnly: true)),
-                    "decode" => Timing(session.Decode(Arg(1), Arg(2))),
-                    "bandwidth" => new { gbs = DecoderSession.CopyBandwidth() },
-                    "quit" => new { bye = true },
-                    _ => throw new FormatException($"unknown command '{w[0]}'"),
-                };
-            }
-            catch (FormatException e) { answer = new { error = e.Message }; }
-            Console.WriteLine(JsonSerializer.Serialize(answer));
-            if (w[0] == "quit") break;
-        }
+            "prefill" => Timing(session.Prefill(arg(1), lastOnly: false)),
+            "prefill_last" => Timing(session.Prefill(arg(1), lastOnly: true)),
+            "decode" => Timing(session.Decode(arg(1), arg(2))),
+            "bandwidth" => new { gbs = DecoderSession.CopyBandwidth() },
+            _ => throw new FormatException($"unknown command '{command}'"),
+        });
         return 0;
     }
 
@@ -146,27 +130,11 @@ internal static class DecoderBench
         if (serve)
         {
             Console.WriteLine(JsonSerializer.Serialize(new { ready = true, kind = session.Kind, parameters = session.Parameters, images = session.HasImages }));
-            string? line;
-            while ((line = Console.ReadLine()) is not null)
+            ServeLoop((command, arg) => command switch
             {
-                var w = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                if (w.Length == 0) continue;
-                int Arg(int i) => i < w.Length && int.TryParse(w[i], NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0 ? v
-                    : throw new FormatException($"'{line}': argument {i} must be a positive integer");
-                object answer;
-                try
-                {
-                    answer = w[0] switch
-                    {
-                        "generate" or "generate_image" => GenerateAnswer(session.Generate(Arg(1), Arg(2), w[0] == "generate_image")),
-                        "quit" => new { bye = true },
-                        _ => throw new FormatException($"unknown command '{w[0]}'"),
-                    };
-                }
-                catch (FormatException e) { answer = new { error = e.Message }; }
-                Console.WriteLine(JsonSerializer.Serialize(answer));
-                if (w[0] == "quit") break;
-            }
+                "generate" or "generate_image" => GenerateAnswer(session.Generate(arg(1), arg(2), command == "generate_image")),
+                _ => throw new FormatException($"unknown command '{command}'"),
+            });
             return 0;
         }
         Console.WriteLine($"{dir}: {session.Kind}, {session.Parameters:N0} parameters, float32, {CpuParallel.Workers} threads (loaded in {sw.Elapsed.TotalSeconds:F1} s); greedy, KV cache");
@@ -178,6 +146,32 @@ internal static class DecoderBench
             Console.WriteLine($"{promptLength} text tokens{(image ? " + image" : "")}: time to first token {ttft:F2} ms, decode {step:F3} ms/token = {1000 / step:F0} tokens/s (medians of {repeats} runs of {steps} steps)");
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The stdin/stdout protocol of <c>--serve</c>: one command per line, one JSON answer per line; "quit" ends it;
+    /// <paramref name="answer"/> gets the command word and a reader of its positive integer arguments, and a
+    /// <see cref="FormatException"/> (bad command or argument) becomes an error answer, not an exit.
+    /// </summary>
+    private static void ServeLoop(Func<string, Func<int, int>, object> answer)
+    {
+        string? line;
+        while ((line = Console.ReadLine()) is not null)
+        {
+            var w = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (w.Length == 0) continue;
+            if (w[0] == "quit")
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new { bye = true }));
+                break;
+            }
+            int Arg(int i) => i < w.Length && int.TryParse(w[i], NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0 ? v
+                : throw new FormatException($"'{line}': argument {i} must be a positive integer");
+            object reply;
+            try { reply = answer(w[0], Arg); }
+            catch (FormatException e) { reply = new { error = e.Message }; }
+            Console.WriteLine(JsonSerializer.Serialize(reply));
+        }
     }
 
     private static object GenerateAnswer((double Ttft, double TtftCpu, double[] Steps, double DecodeCpu, int[] Tokens) r) =>

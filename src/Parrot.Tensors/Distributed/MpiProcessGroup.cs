@@ -203,22 +203,11 @@ public sealed class MpiProcessGroup : ProcessGroup
             return true;
         }
 
-        public override void Wait()
+        public override void Wait() => PollUntilDone(group, what, "the job is aborted, the last checkpoint is intact", polls =>
         {
-            var clock = Stopwatch.StartNew();
-            int polls = 0;
-            while (!Test())
-            {
-                if (clock.Elapsed > group.Timeout)
-                {
-                    group.IsBroken = true;
-                    throw new CollectiveTimeoutException($"{what} on {group} did not complete within {group.Timeout.TotalSeconds:G4} s: " +
-                        "a peer rank died or hangs (the limit is PARROT_DIST_TIMEOUT seconds); the job is aborted, the last checkpoint is intact");
-                }
-                // Spin briefly (collectives of small buckets finish in microseconds), then sleep so a waiting rank
-                // does not take the core a computing rank on the same machine needs.
-                if (++polls < 200) Thread.Yield(); else Thread.Sleep(1);
-            }
-        }
+            // Spin briefly (collectives of small buckets finish in microseconds), then sleep so a waiting rank
+            // does not take the core a computing rank on the same machine needs.
+            if (polls < 200) Thread.Yield(); else Thread.Sleep(1);
+        });
     }
 }

@@ -172,20 +172,6 @@ public sealed class NcclProcessGroup : ProcessGroup
             return true;
         }
 
-        public override void Wait()
-        {
-            var clock = Stopwatch.StartNew();
-            int polls = 0;
-            while (!Test())
-            {
-                if (clock.Elapsed > group.Timeout)
-                {
-                    group.IsBroken = true;
-                    throw new CollectiveTimeoutException($"{what} on {group} did not complete within {group.Timeout.TotalSeconds:G4} s: " +
-                        "a peer rank died or hangs (the limit is PARROT_DIST_TIMEOUT seconds); the communicator is aborted");
-                }
-                if (++polls < 1000) Thread.SpinWait(20); else Thread.Sleep(1);
-            }
-        }
+        public override void Wait() => PollUntilDone(group, what, "the communicator is aborted", polls => { if (polls < 1000) Thread.SpinWait(20); else Thread.Sleep(1); });
     }
 }

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Parrot.Tensors.Distributed;
 
 /// <summary>
@@ -21,6 +23,27 @@ public abstract class PendingCollective
     {
         ArgumentNullException.ThrowIfNull(pending);
         foreach (var p in pending) p.Wait();
+    }
+
+    /// <summary>
+    /// Polls <see cref="Test"/> until it is true; past <paramref name="group"/>'s timeout the group is marked broken
+    /// and a <see cref="CollectiveTimeoutException"/> names <paramref name="what"/> and <paramref name="consequence"/>.
+    /// <paramref name="pause"/> gets the poll count and spins or sleeps between polls (each backend's own pacing).
+    /// </summary>
+    protected void PollUntilDone(ProcessGroup group, string what, string consequence, Action<int> pause)
+    {
+        var clock = Stopwatch.StartNew();
+        int polls = 0;
+        while (!Test())
+        {
+            if (clock.Elapsed > group.Timeout)
+            {
+                group.IsBroken = true;
+                throw new CollectiveTimeoutException($"{what} on {group} did not complete within {group.Timeout.TotalSeconds:G4} s: " +
+                    $"a peer rank died or hangs (the limit is PARROT_DIST_TIMEOUT seconds); {consequence}");
+            }
+            pause(++polls);
+        }
     }
 
     private sealed class Completed : PendingCollective

@@ -32,7 +32,7 @@ public abstract class ProcessGroup : IDisposable
     public TimeSpan Timeout { get; set; } = DefaultTimeout();
 
     /// <summary>True once a collective timed out or failed: the job cannot continue.</summary>
-    public bool IsBroken { get; protected set; }
+    public bool IsBroken { get; protected internal set; }
 
     /// <summary>Starts an in-place reduction of <paramref name="tensor"/> over all ranks.</summary>
     public abstract PendingCollective StartAllReduce(Tensor tensor, CollectiveOp op = CollectiveOp.Sum);
