@@ -98,6 +98,53 @@ struct alignas(16) FaChunk
     float x, y, z, w;
 };
 
+// Loads a row into registers as this thread's share of it (thread g of the row owns dims 16e + 4g .. 16e + 4g + 3,
+// e < E): x[4e + c] = px[xbase + d·xs] · scale for d = 16e + 4g + c, zero past the row's xn dims and for a row that
+// is not live; with PAIR, a second row into y alike (element by element with the first, unscaled).
+template <int DT, int E, bool PAIR>
+__device__ __forceinline__ void flash_load_rows(bool live, int g, float scale, float* x, const void* px, i64 xbase, i64 xs, i64 xn,
+                                                float* y = nullptr, const void* py = nullptr, i64 ybase = 0, i64 ys = 0, i64 yn = 0)
+{
+#pragma unroll
+    for (int e = 0; e < E; e++)
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+        {
+            i64 d = 16 * e + 4 * g + c;
+            x[4 * e + c] = live && d < xn ? load<float>(px, DT, xbase + d * xs) * scale : 0.0f;
+            if (PAIR) y[4 * e + c] = live && d < yn ? load<float>(py, DT, ybase + d * ys) : 0.0f;
+        }
+}
+
+// Stages rows r0 .. r0 + FA_BN - 1 of two tensors into shared memory as float32 rows of DMAX dims (all the block's
+// threads take part; the caller synchronises): af[(r - r0)·DMAX + d] = a[abase + r·as[2] + d·as[3]], zero for rows
+// r >= rows and dims d >= ad; likewise b into bf (as, bs: the tensors' [B, H, rows, dims] strides).
+template <int DT, int DMAX>
+__device__ __forceinline__ void flash_stage_tiles(float* af, const void* a, i64 abase, const i64* as, i64 ad,
+                                                  float* bf, const void* b, i64 bbase, const i64* bs, i64 bd, i64 r0, i64 rows)
+{
+    for (int i = threadIdx.x; i < FA_BN * DMAX; i += FA_THREADS)
+    {
+        int rr = i / DMAX, d = i % DMAX;
+        i64 r = r0 + rr;
+        af[rr * DMAX + d] = r < rows && d < ad ? load<float>(a, DT, abase + r * as[2] + d * as[3]) : 0.0f;
+        bf[rr * DMAX + d] = r < rows && d < bd ? load<float>(b, DT, bbase + r * bs[2] + d * bs[3]) : 0.0f;
+    }
+}
+
+// The keys any query row of a tile of FA_BM rows (from row tile·FA_BM) sees: [0, the returned end).
+__device__ __forceinline__ i64 flash_key_end(int causal, i64 tile, i64 T, i64 S, i64 query_offset)
+{
+    i64 kend = S;
+    if (causal)
+    {
+        i64 tmax = tile * FA_BM + FA_BM - 1;
+        if (tmax > T - 1) tmax = T - 1;
+        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
+    }
+    return kend;
+}
+
 template <int DT, int DMAX>
 __device__ void flash_forward_tile(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                                    const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal,
@@ -112,24 +159,12 @@ __device__ void flash_forward_tile(const void* q, const void* k, const void* v, 
     i64 t = tile * FA_BM + r;
     bool live = t < T;
     float qr[4 * E], acc[4 * E];
+    flash_load_rows<DT, E, false>(live, g, scale, qr, q, b * st.q[0] + h * st.q[1] + t * st.q[2], st.q[3], D);
 #pragma unroll
-    for (int e = 0; e < E; e++)
-#pragma unroll
-        for (int c = 0; c < 4; c++)
-        {
-            i64 d = 16 * e + 4 * g + c;
-            qr[4 * e + c] = live && d < D ? load<float>(q, DT, b * st.q[0] + h * st.q[1] + t * st.q[2] + d * st.q[3]) * scale : 0.0f;
-            acc[4 * e + c] = 0.0f;
-        }
+    for (int i = 0; i < 4 * E; i++) acc[i] = 0.0f;
     float m = ninf, l = 0.0f;
-    i64 last = causal ? query_offset + t : S - 1; // the last key this row sees
-    i64 kend = S;                                 // keys any row of the tile sees: [0, kend)
-    if (causal)
-    {
-        i64 tmax = tile * FA_BM + FA_BM - 1;
-        if (tmax > T - 1) tmax = T - 1;
-        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
-    }
+    i64 last = causal ? query_offset + t : S - 1;                // the last key this row sees
+    i64 kend = flash_key_end(causal, tile, T, S, query_offset); // keys any row of the tile sees: [0, kend)
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
     const i64 mbase = b * st.m[0] + h * st.m[1] + t * st.m[2];
     float* kf = (float*)ks;
@@ -137,13 +172,7 @@ __device__ void flash_forward_tile(const void* q, const void* k, const void* v, 
     for (i64 j0 = 0; j0 < kend; j0 += FA_BN)
     {
         __syncthreads(); // the previous tile is no longer read
-        for (int i = tid; i < FA_BN * DMAX; i += FA_THREADS)
-        {
-            int jj = i / DMAX, d = i % DMAX;
-            i64 j = j0 + jj;
-            kf[jj * DMAX + d] = j < S && d < D ? load<float>(k, DT, kbase + j * st.k[2] + d * st.k[3]) : 0.0f;
-            vf[jj * DMAX + d] = j < S && d < Dv ? load<float>(v, DT, vbase + j * st.v[2] + d * st.v[3]) : 0.0f;
-        }
+        flash_stage_tiles<DT, DMAX>(kf, k, kbase, st.k, D, vf, v, vbase, st.v, Dv, j0, S);
         __syncthreads();
         float s[FA_BN];
         float mt = m;
@@ -253,15 +282,15 @@ __device__ void flash_backward_dq_tile(const void* q, const void* k, const void*
     i64 t = tile * FA_BM + r;
     bool live = t < T;
     float qr[4 * E], dor[4 * E], acc[4 * E];
-    float dl = 0.0f;
+    flash_load_rows<DT, E, true>(live, g, 1.0f, qr, q, b * st.q[0] + h * st.q[1] + t * st.q[2], st.q[3], D,
+                                 dor, dout, b * bs.dout[0] + h * bs.dout[1] + t * bs.dout[2], bs.dout[3], Dv);
+    float dl = 0.0f; // delta_t = dO_t·O_t, this thread's dims, then the row's
 #pragma unroll
     for (int e = 0; e < E; e++)
 #pragma unroll
         for (int c = 0; c < 4; c++)
         {
             i64 d = 16 * e + 4 * g + c;
-            qr[4 * e + c] = live && d < D ? load<float>(q, DT, b * st.q[0] + h * st.q[1] + t * st.q[2] + d * st.q[3]) : 0.0f;
-            dor[4 * e + c] = live && d < Dv ? load<float>(dout, DT, b * bs.dout[0] + h * bs.dout[1] + t * bs.dout[2] + d * bs.dout[3]) : 0.0f;
             if (live && d < Dv) dl += dor[4 * e + c] * load<float>(o, DT, b * st.o[0] + h * st.o[1] + t * st.o[2] + d * st.o[3]);
             acc[4 * e + c] = 0.0f;
         }
@@ -271,13 +300,7 @@ __device__ void flash_backward_dq_tile(const void* q, const void* k, const void*
     float lt = live ? lse[li] : ninf;
     if (live && g == 0 && delta) delta[li] = dl;
     i64 last = causal ? query_offset + t : S - 1;
-    i64 kend = S;
-    if (causal)
-    {
-        i64 tmax = tile * FA_BM + FA_BM - 1;
-        if (tmax > T - 1) tmax = T - 1;
-        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
-    }
+    i64 kend = flash_key_end(causal, tile, T, S, query_offset);
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
     const i64 mbase = b * st.m[0] + h * st.m[1] + t * st.m[2];
     float* kf = (float*)ks;
@@ -285,13 +308,7 @@ __device__ void flash_backward_dq_tile(const void* q, const void* k, const void*
     for (i64 j0 = 0; j0 < kend; j0 += FA_BN)
     {
         __syncthreads();
-        for (int i = tid; i < FA_BN * DMAX; i += FA_THREADS)
-        {
-            int jj = i / DMAX, d = i % DMAX;
-            i64 j = j0 + jj;
-            kf[jj * DMAX + d] = j < S && d < D ? load<float>(k, DT, kbase + j * st.k[2] + d * st.k[3]) : 0.0f;
-            vf[jj * DMAX + d] = j < S && d < Dv ? load<float>(v, DT, vbase + j * st.v[2] + d * st.v[3]) : 0.0f;
-        }
+        flash_stage_tiles<DT, DMAX>(kf, k, kbase, st.k, D, vf, v, vbase, st.v, Dv, j0, S);
         __syncthreads();
 #pragma unroll 4
         for (int jj = 0; jj < FA_BN; jj++)
@@ -351,17 +368,10 @@ __device__ void flash_backward_dkdv_tile(const void* q, const void* k, const voi
     i64 j = tile * FA_BM + r;
     bool live = j < S;
     float kr[4 * E], vr[4 * E], dka[4 * E], dva[4 * E];
+    flash_load_rows<DT, E, true>(live, g, 1.0f, kr, k, b * st.k[0] + hk * st.k[1] + j * st.k[2], st.k[3], D,
+                                 vr, v, b * st.v[0] + hk * st.v[1] + j * st.v[2], st.v[3], Dv);
 #pragma unroll
-    for (int e = 0; e < E; e++)
-#pragma unroll
-        for (int c = 0; c < 4; c++)
-        {
-            i64 d = 16 * e + 4 * g + c;
-            kr[4 * e + c] = live && d < D ? load<float>(k, DT, b * st.k[0] + hk * st.k[1] + j * st.k[2] + d * st.k[3]) : 0.0f;
-            vr[4 * e + c] = live && d < Dv ? load<float>(v, DT, b * st.v[0] + hk * st.v[1] + j * st.v[2] + d * st.v[3]) : 0.0f;
-            dka[4 * e + c] = 0.0f;
-            dva[4 * e + c] = 0.0f;
-        }
+    for (int i = 0; i < 4 * E; i++) dka[i] = dva[i] = 0.0f;
     // Queries that see any key of this tile: t >= tile start − query_offset when causal.
     i64 tstart = 0;
     if (causal && tile * FA_BM - query_offset > 0) tstart = tile * FA_BM - query_offset;
@@ -371,13 +381,7 @@ __device__ void flash_backward_dkdv_tile(const void* q, const void* k, const voi
         for (i64 t0 = tstart; t0 < T; t0 += FA_BN)
         {
             __syncthreads();
-            for (int i = tid; i < FA_BN * DMAX; i += FA_THREADS)
-            {
-                int tt = i / DMAX, d = i % DMAX;
-                i64 t = t0 + tt;
-                qf[tt * DMAX + d] = t < T && d < D ? load<float>(q, DT, b * st.q[0] + h * st.q[1] + t * st.q[2] + d * st.q[3]) : 0.0f;
-                df[tt * DMAX + d] = t < T && d < Dv ? load<float>(dout, DT, b * bs.dout[0] + h * bs.dout[1] + t * bs.dout[2] + d * bs.dout[3]) : 0.0f;
-            }
+            flash_stage_tiles<DT, DMAX>(qf, q, b * st.q[0] + h * st.q[1], st.q, D, df, dout, b * bs.dout[0] + h * bs.dout[1], bs.dout, Dv, t0, T);
             if (tid < FA_BN)
             {
                 i64 t = t0 + tid, li = b * st.l[0] + h * st.l[1] + t * st.l[2];
