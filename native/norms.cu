@@ -15,7 +15,7 @@ extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y
         {
             double s = 0;
             for (i64 j = threadIdx.x; j < n; j += blockDim.x) { double v = load<double>(x, xdt, o[1] + j * xcol); s += v * v; }
-            s = block_sum_d(s, shared);
+            s = block_sum(s, shared);
             double r = 1.0 / sqrt(s / (double)n + (double)eps);
             for (i64 j = threadIdx.x; j < n; j += blockDim.x)
                 store<double>(y, ydt, o[0] + j * ycol, load<double>(w, wdt, j * wcol) * (load<double>(x, xdt, o[1] + j * xcol) * r));
@@ -118,10 +118,10 @@ extern "C" __global__ void layer_norm(Layout rows_layout, i64 rows, i64 n, void*
         offsets(rows_layout, row, 2, o);
         double s = 0;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x) s += load<double>(x, dt, o[1] + j * xcol);
-        double mean = block_sum_d(s, shared) / (double)n;
+        double mean = block_sum(s, shared) / (double)n;
         double q = 0;
         for (i64 j = threadIdx.x; j < n; j += blockDim.x) { double d = load<double>(x, dt, o[1] + j * xcol) - mean; q += d * d; }
-        double var = block_sum_d(q, shared) / (double)n;
+        double var = block_sum(q, shared) / (double)n;
         double r = 1.0 / sqrt(var + eps);
         for (i64 j = threadIdx.x; j < n; j += blockDim.x)
         {
@@ -162,9 +162,9 @@ extern "C" __global__ void layer_norm_backward(i64 rows, i64 n, void* dx, const 
         {
             double s = 0;
             for (i64 j = threadIdx.x; j < n; j += blockDim.x) s += load<double>(x, dt, base + j);
-            double m = block_sum_d(s, shared_d) / (double)n, q = 0;
+            double m = block_sum(s, shared_d) / (double)n, q = 0;
             for (i64 j = threadIdx.x; j < n; j += blockDim.x) { double d = load<double>(x, dt, base + j) - m; q += d * d; }
-            q = block_sum_d(q, shared_d) / (double)n;
+            q = block_sum(q, shared_d) / (double)n;
             mu = (float)m; r = (float)(1.0 / sqrt(q + eps));
             if (threadIdx.x == 0) { mean[row] = mu; rstd[row] = r; }
         }

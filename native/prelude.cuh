@@ -123,53 +123,40 @@ __device__ __forceinline__ void copy_bits(void* dst, i64 di, const void* src, i6
 #define GRID_STRIDE_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
 
 // Block-wide reductions over blockDim.x threads (a multiple of 32, at most 1024); every thread gets the result.
-__device__ __forceinline__ float warp_sum(float v)
+// Op combines two partial results: each warp reduces by butterfly shuffles, lane 0 of each warp leaves its result
+// in shared32 (32 slots), then every warp reduces the slots (identity for the slots of missing warps).
+struct SumOp
 {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    template <typename T>
+    __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+
+struct MaxOp
+{
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <typename Op, typename T>
+__device__ __forceinline__ T warp_reduce(T v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v)
+template <typename Op, typename T>
+__device__ __forceinline__ T block_reduce(T v, T* shared32, T identity)
 {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ __forceinline__ float block_sum(float v, float* shared32)
-{
-    v = warp_sum(v);
+    v = warp_reduce<Op>(v);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
     __syncthreads();
     if (lane == 0) shared32[warp] = v;
     __syncthreads();
-    v = lane < warps ? shared32[lane] : 0.0f;
-    return warp_sum(v);
+    v = lane < warps ? shared32[lane] : identity;
+    return warp_reduce<Op>(v);
 }
 
-__device__ __forceinline__ float block_max(float v, float* shared32)
-{
-    v = warp_max(v);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-    __syncthreads();
-    if (lane == 0) shared32[warp] = v;
-    __syncthreads();
-    v = lane < warps ? shared32[lane] : -__int_as_float(0x7f800000);
-    return warp_max(v);
-}
+// Sum over the block, float or double (shared32 of the same type).
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* shared32) { return block_reduce<SumOp>(v, shared32, (T)0); }
 
-__device__ __forceinline__ double warp_sum_d(double v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ double block_sum_d(double v, double* shared32)
-{
-    v = warp_sum_d(v);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-    __syncthreads();
-    if (lane == 0) shared32[warp] = v;
-    __syncthreads();
-    v = lane < warps ? shared32[lane] : 0.0;
-    return warp_sum_d(v);
-}
+__device__ __forceinline__ float block_max(float v, float* shared32) { return block_reduce<MaxOp>(v, shared32, -__int_as_float(0x7f800000)); }
