@@ -1,19 +1,6 @@
 // CPU emulation of the CUDA built-ins the sync-free kernels use (see run.sh). Not a CUDA implementation.
-#include <cmath>
-#include <cstring>
-#include <cstdint>
-#include <cstdio>
-struct dim3_ { unsigned x = 0, y = 0, z = 0; };
+#include "emu_common.h"
 static dim3_ threadIdx, blockIdx, blockDim, gridDim;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __shared__ static
-#define asm(...) (void)0
-inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
-inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
-inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
-inline double __longlong_as_double(long long u) { double f; memcpy(&f, &u, 8); return f; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
@@ -27,7 +14,7 @@ inline int __syncthreads_or(int v) { return v; }
 template <typename T, typename U> T atomicAdd(T* p, U v) { T o = *p; *p = (T)(*p + v); return o; }
 inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) { unsigned o = *p; if (o == c) *p = v; return o; }
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { auto o = *p; if (v < o) *p = v; return o; }
-using std::exp; using std::log; using std::sqrt; using std::pow; using std::fabs; using std::tanh; using std::erf; using std::sin; using std::cos;
+using std::tanh; using std::erf; using std::sin; using std::cos;
 template <typename F> void launch(unsigned grid, unsigned block, F f)
 {
     gridDim.x = grid; blockDim.x = block;

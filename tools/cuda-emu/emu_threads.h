@@ -1,25 +1,12 @@
 // CPU emulation of the CUDA built-ins the block kernels use: block threads as OS threads, barriers, warp shuffles (see run.sh).
-#include <cmath>
-#include <cstring>
-#include <cstdint>
-#include <cstdio>
+#include "emu_common.h"
 #include <thread>
 #include <barrier>
 #include <vector>
 #include <functional>
 #include <mutex>
-struct dim3_ { unsigned x = 0, y = 0, z = 0; };
 static thread_local dim3_ threadIdx, blockIdx;
 static dim3_ blockDim, gridDim;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __shared__ static
-#define asm(...) (void)0
-inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
-inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
-inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
-inline double __longlong_as_double(long long u) { double f; memcpy(&f, &u, 8); return f; }
 static std::barrier<>* g_bar;
 static unsigned long long g_slots[1024];
 static int g_or;
@@ -39,7 +26,6 @@ template <typename T> T __shfl_down_sync(unsigned, T v, int s) { int lane = thre
 template <typename T, typename U> T atomicAdd(T* p, U v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); T o = *p; *p = (T)(*p + v); return o; }
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); auto o = *p; if (v < o) *p = v; return o; }
 inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); unsigned o = *p; if (o == c) *p = v; return o; }
-using std::exp; using std::log; using std::sqrt; using std::pow; using std::fabs;
 template <typename F> void launch(unsigned grid, unsigned block, F f)
 {
     gridDim.x = grid; blockDim.x = block;

@@ -2,7 +2,8 @@
 # Runs the kernels of native/*.cu on the CPU, compiled by g++ with a small CUDA emulation, against plain C++
 # references: a check of the kernels' logic (indexing, dtypes, bf16 rounding, reductions, online softmax)
 # that needs no GPU. emu_serial.h runs sync-free kernels thread by thread; emu_threads.h runs each block's
-# threads as OS threads with real barriers, and warp shuffles through shared slots. By hand, not in CI.
+# threads as OS threads with real barriers, and warp shuffles through shared slots (both build on emu_common.h).
+# By hand, not in CI.
 # The f16 conversions (inline PTX) are not emulated. Usage: tools/cuda-emu/run.sh
 set -euo pipefail
 cd "$(dirname "$0")"
