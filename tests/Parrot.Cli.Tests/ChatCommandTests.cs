@@ -5,30 +5,8 @@ using Parrot.Tests.Shared;
 
 namespace Parrot.Cli.Tests;
 
-public class ChatCommandTests
+public class ChatCommandTests() : TinyModelSetFixture("parrot-cli-chat-tests")
 {
-    private static string _root = "";
-    private static string ParrotDir => Path.Combine(_root, "parrot");
-    private static string QwenDir => Path.Combine(_root, "qwen2");
-    private static string Red => Path.Combine(_root, "red.png");
-    private static string Blue => Path.Combine(_root, "blue.png");
-
-    [OneTimeSetUp]
-    public void MakeModels()
-    {
-        _root = TinyModels.TempDir("parrot-cli-chat-tests");
-        TinyModels.WriteParrot(ParrotDir);
-        TinyModels.WriteQwen2(QwenDir);
-        TinyModels.WritePng(Red, 230, 20, 20);
-        TinyModels.WritePng(Blue, 20, 20, 230, width: 20, height: 34);
-    }
-
-    [OneTimeTearDown]
-    public void Clean()
-    {
-        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
-    }
-
     private static readonly GenerationOptions Short = new() { MaxNewTokens = 12 };
 
     [Test]
@@ -70,7 +48,7 @@ public class ChatCommandTests
             a4 = chat.Send("Hello!", (string?)null, Short);
         }
         Assert.That(a4, Is.EqualTo(a1));
-        string script = string.Join("\n", "Hello!", "/image " + Red, "What is this?", "", "/nonsense", "/image " + Path.Combine(_root, "missing.png"),
+        string script = string.Join("\n", "Hello!", "/image " + Red, "What is this?", "", "/nonsense", "/image " + Path.Combine(Root, "missing.png"),
             $"/image \"{Blue}\"", "E esta?", "/reset", "Hello!", "/exit", "never read") + "\n";
         var (code, stdout, stderr) = CliRunner.Run(script, "chat", "--model", ParrotDir, "--max-new-tokens", "12");
         Assert.That(code, Is.EqualTo(0), stderr);
@@ -97,7 +75,7 @@ public class ChatCommandTests
     [Test]
     public void BadInputsAreClearErrors()
     {
-        var (code, _, stderr) = CliRunner.Run(null, "chat", "--model", ParrotDir, "--image", Path.Combine(_root, "nope.png"), "--prompt", "x");
+        var (code, _, stderr) = CliRunner.Run(null, "chat", "--model", ParrotDir, "--image", Path.Combine(Root, "nope.png"), "--prompt", "x");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("--image").And.Contain("nope.png"));
 
@@ -109,7 +87,7 @@ public class ChatCommandTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("text-only"));
 
-        (code, _, stderr) = CliRunner.Run(null, "chat", "--model", Path.Combine(_root, "none"), "--prompt", "x");
+        (code, _, stderr) = CliRunner.Run(null, "chat", "--model", Path.Combine(Root, "none"), "--prompt", "x");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("not a directory"));
     }

@@ -1,7 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
-using Parrot.Nn;
-using Parrot.Nn.Models.Clip;
 using Parrot.Nn.Models.Qwen2;
 using Parrot.Parrot.Evaluation;
 using Parrot.Parrot.Model;
@@ -18,16 +15,7 @@ public class EvalCommandTests
         var (code, stdout, stderr) = CliRunner.Run(null, "make-world", "--out", world, "--size", "32", "--stage1", "0", "--stage2", "0", "--bench", "7", "--text", "0");
         Assert.That(code, Is.EqualTo(0), stderr + stdout);
 
-        var tower = Path.Combine(root, "tower");
-        Directory.CreateDirectory(tower);
-        File.WriteAllText(Path.Combine(tower, "config.json"), new JsonObject
-        {
-            ["model_type"] = "clip_vision_model", ["hidden_size"] = 12, ["intermediate_size"] = 24, ["num_hidden_layers"] = 2,
-            ["num_attention_heads"] = 2, ["num_channels"] = 3, ["image_size"] = 16, ["patch_size"] = 8, ["hidden_act"] = "gelu", ["layer_norm_eps"] = 1e-5,
-        }.ToJsonString());
-        File.WriteAllText(Path.Combine(tower, "preprocessor_config.json"), "{\"size\": {\"shortest_edge\": 16}, \"crop_size\": {\"height\": 16, \"width\": 16}}");
-        var clip = new ClipVisionConfig { HiddenSize = 12, IntermediateSize = 24, NumHiddenLayers = 2, NumAttentionHeads = 2, ImageSize = 16, PatchSize = 8, HiddenAct = "gelu" };
-        using (var clipModel = new ClipVisionModel(clip, seed: 1)) ModelLoading.Save(clipModel, tower);
+        global::Parrot.Tests.Shared.TinyModels.WriteSmallTower(Path.Combine(root, "tower"));
 
         var model = Path.Combine(root, "model");
         var config = new ParrotConfig

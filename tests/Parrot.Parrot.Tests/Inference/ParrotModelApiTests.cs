@@ -6,34 +6,12 @@ using Parrot.Tests.Shared;
 
 namespace Parrot.Parrot.Tests.Inference;
 
-public class ParrotModelApiTests
+public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests")
 {
-    private static string _root = "";
-    private static string ParrotDir => Path.Combine(_root, "parrot");
-    private static string QwenDir => Path.Combine(_root, "qwen2");
-    private static string Red => Path.Combine(_root, "red.png");
-    private static string Blue => Path.Combine(_root, "blue.png");
-
-    [OneTimeSetUp]
-    public void MakeModels()
-    {
-        _root = TinyModels.TempDir();
-        TinyModels.WriteParrot(ParrotDir);
-        TinyModels.WriteQwen2(QwenDir);
-        TinyModels.WritePng(Red, 230, 20, 20);
-        TinyModels.WritePng(Blue, 20, 20, 230, width: 20, height: 34);
-    }
-
-    [OneTimeTearDown]
-    public void Clean()
-    {
-        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
-    }
-
     private static readonly GenerationOptions Short = new() { MaxNewTokens = 12 };
 
     /// <summary>The tiny tower by hand: CLIP preprocessing at 28×28, padded to a square, layer −2.</summary>
-    private static ClipImageEncoder TowerEncoder(ParrotConfig config) => new(
+    private ClipImageEncoder TowerEncoder(ParrotConfig config) => new(
         global::Parrot.Nn.Models.Clip.ClipVisionLoader.Load(Path.Combine(ParrotDir, "vision")),
         new ImagePreprocessor(PreprocessorConfig.Clip336 with { ShortestEdge = 28, CropHeight = 28, CropWidth = 28 }),
         config.MmVisionSelectLayer, padToSquare: true);
@@ -165,7 +143,7 @@ public class ParrotModelApiTests
     [Test]
     public void StopStringsAndEosFromGenerationConfig()
     {
-        var dir = Path.Combine(_root, "qwen-gen");
+        var dir = Path.Combine(Root, "qwen-gen");
         TinyModels.WriteQwen2(dir, seed: 1);
         string free;
         int[] tokens;
@@ -194,14 +172,14 @@ public class ParrotModelApiTests
     [Test]
     public void LoadingErrorsNameTheProblem()
     {
-        Assert.Throws<DirectoryNotFoundException>(() => ParrotModel.Load(Path.Combine(_root, "nope")));
-        var dir = Path.Combine(_root, "no-tokenizer");
+        Assert.Throws<DirectoryNotFoundException>(() => ParrotModel.Load(Path.Combine(Root, "nope")));
+        var dir = Path.Combine(Root, "no-tokenizer");
         TinyModels.WriteQwen2(dir);
         File.Delete(Path.Combine(dir, "tokenizer.json"));
         Assert.That(Assert.Throws<InvalidDataException>(() => ParrotModel.Load(dir))!.Message, Does.Contain("tokenizer.json"));
 
         // A Parrot without a tower answers text but says why it cannot take images.
-        var noTower = Path.Combine(_root, "no-tower");
+        var noTower = Path.Combine(Root, "no-tower");
         TinyModels.WriteParrot(noTower, withTower: false);
         using var model = ParrotModel.Load(noTower);
         Assert.That(model.SupportsImages, Is.False);

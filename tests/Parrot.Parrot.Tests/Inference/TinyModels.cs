@@ -77,6 +77,24 @@ internal static class TinyModels
         }.ToJsonString());
     }
 
+    /// <summary>
+    /// Writes the small CLIP tower beside the evaluation and training test models (16×16 images, patch 8, hidden
+    /// 12, two layers, gelu, seed 1) with its preprocessor_config.json into <paramref name="dir"/>.
+    /// </summary>
+    public static string WriteSmallTower(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject
+        {
+            ["model_type"] = "clip_vision_model", ["hidden_size"] = 12, ["intermediate_size"] = 24, ["num_hidden_layers"] = 2,
+            ["num_attention_heads"] = 2, ["num_channels"] = 3, ["image_size"] = 16, ["patch_size"] = 8, ["hidden_act"] = "gelu", ["layer_norm_eps"] = 1e-5,
+        }.ToJsonString());
+        File.WriteAllText(Path.Combine(dir, "preprocessor_config.json"), "{\"size\": {\"shortest_edge\": 16}, \"crop_size\": {\"height\": 16, \"width\": 16}}");
+        var clip = new ClipVisionConfig { HiddenSize = 12, IntermediateSize = 24, NumHiddenLayers = 2, NumAttentionHeads = 2, ImageSize = 16, PatchSize = 8, HiddenAct = "gelu" };
+        using (var clipModel = new ClipVisionModel(clip, seed: 1)) ModelLoading.Save(clipModel, dir);
+        return dir;
+    }
+
     /// <summary>A PNG with a coloured square on a gradient.</summary>
     public static string WritePng(string path, byte r, byte g, byte b, int width = 30, int height = 24)
     {
@@ -131,5 +149,51 @@ internal static class TinyModels
         int n = 0;
         for (int x = 0; x < b; x++) if (!Printable(x)) n++;
         return (char)(256 + n);
+    }
+}
+
+/// <summary>
+/// Base of the test classes that share one model set, made once per class in a fresh temporary folder (deleted
+/// after the class): a tiny Parrot with its tower (<see cref="ParrotDir"/>), a text-only Qwen2
+/// (<see cref="QwenDir"/>) and two PNGs, <see cref="Red"/> (30×24) and <see cref="Blue"/> (20×34).
+/// </summary>
+public abstract class TinyModelSetFixture
+{
+    private readonly string _tempName;
+
+    /// <summary><paramref name="tempName"/>: the folder under the system's temporary folder that holds the set's folder.</summary>
+    protected TinyModelSetFixture(string tempName) => _tempName = tempName;
+
+    /// <summary>The set's folder.</summary>
+    protected string Root { get; private set; } = "";
+
+    /// <summary>The Parrot model directory (vision/ holds its tower).</summary>
+    protected string ParrotDir => Path.Combine(Root, "parrot");
+
+    /// <summary>The Qwen2 model directory.</summary>
+    protected string QwenDir => Path.Combine(Root, "qwen2");
+
+    /// <summary>A red square on a gradient.</summary>
+    protected string Red => Path.Combine(Root, "red.png");
+
+    /// <summary>A blue square on a gradient, another size.</summary>
+    protected string Blue => Path.Combine(Root, "blue.png");
+
+    /// <summary>Writes the set.</summary>
+    [OneTimeSetUp]
+    public void MakeModels()
+    {
+        Root = TinyModels.TempDir(_tempName);
+        TinyModels.WriteParrot(ParrotDir);
+        TinyModels.WriteQwen2(QwenDir);
+        TinyModels.WritePng(Red, 230, 20, 20);
+        TinyModels.WritePng(Blue, 20, 20, 230, width: 20, height: 34);
+    }
+
+    /// <summary>Deletes the set.</summary>
+    [OneTimeTearDown]
+    public void Clean()
+    {
+        try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
     }
 }
