@@ -139,18 +139,9 @@ public sealed class ContinuousBatch : IDisposable
                 int id = s.Sampler.Next(s.Logits!);
                 s.Logits = null;
                 s.GeneratedTokens++;
-                FinishReason? finished = null;
-                string piece = "";
-                if (!s.Options.IgnoreEos && _eos.Contains(id)) finished = FinishReason.EndOfSequence;
-                else
-                {
-                    piece = s.Filter.Push(id);
-                    if (s.Filter.Stopped) finished = FinishReason.StopString;
-                }
-                if (finished is null && s.GeneratedTokens >= s.Options.MaxNewTokens) finished = FinishReason.MaxTokens;
+                var (piece, finished) = Generator.AfterToken(id, s.Filter, _eos, s.Options, s.GeneratedTokens);
                 if (finished is not null)
                 {
-                    piece += s.Filter.Finish();
                     s.Finished = finished;
                     Remove(s);
                 }

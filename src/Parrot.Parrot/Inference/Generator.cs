@@ -131,6 +131,27 @@ public sealed class Generator
         return Run(prompts, options);
     }
 
+    /// <summary>
+    /// What a new token <paramref name="id"/> (the <paramref name="generated"/>-th of its answer) does, in both
+    /// decoders (this one and <see cref="ContinuousBatch"/>): an end-of-sequence id ends the answer (unless
+    /// ignored); else the stop filter, if any, takes it and releases text or stops; else the answer ends at the
+    /// maximum length. An answer that ends releases the filter's held-back text too.
+    /// </summary>
+    internal static (string Piece, FinishReason? Finished) AfterToken(int id, StopTextFilter? filter, IReadOnlySet<int> eos, GenerationOptions options, int generated)
+    {
+        FinishReason? finished = null;
+        string piece = "";
+        if (!options.IgnoreEos && eos.Contains(id)) finished = FinishReason.EndOfSequence;
+        else if (filter is not null)
+        {
+            piece = filter.Push(id);
+            if (filter.Stopped) finished = FinishReason.StopString;
+        }
+        if (finished is null && generated >= options.MaxNewTokens) finished = FinishReason.MaxTokens;
+        if (finished is not null && filter is not null) piece += filter.Finish();
+        return (piece, finished);
+    }
+
     private IEnumerable<GenerationEvent> Run(IReadOnlyList<GenerationPrompt> prompts, GenerationOptions options)
     {
         int b = prompts.Count, vocab = Model.VocabSize;
@@ -152,20 +173,8 @@ public sealed class Generator
                 if (done[r]) continue;
                 int id = samplers[r].Next(logits[r]);
                 last[r] = id;
-                FinishReason? finished = null;
-                string piece = "";
-                if (!options.IgnoreEos && _eos.Contains(id)) finished = FinishReason.EndOfSequence;
-                else if (filters[r] is { } f)
-                {
-                    piece = f.Push(id);
-                    if (f.Stopped) finished = FinishReason.StopString;
-                }
-                if (finished is null && step + 1 == options.MaxNewTokens) finished = FinishReason.MaxTokens;
-                if (finished is not null)
-                {
-                    done[r] = true;
-                    if (filters[r] is { } f2) piece += f2.Finish();
-                }
+                var (piece, finished) = AfterToken(id, filters[r], _eos, options, step + 1);
+                if (finished is not null) done[r] = true;
                 yield return new GenerationEvent(r, id, piece, finished);
             }
             if (done.All(d => d)) yield break;
