@@ -17,19 +17,21 @@ var pre = ImagePreprocessor.FromDirectory(Path.Combine(assets, "vision"));
 using var feats = new LlavaImageFeatures(tf, pre, padToSquare: true);
 var opts = new LlavaOptions { MaxLength = 2048, ImageTokens = 10 };
 var s1 = LlavaDataset.Load(Path.Combine(world, "stage1.json"), world, chat, opts);
-var s2 = LlavaDataset.Load(Path.Combine(world, "stage2.json"), world, chat, opts);
+string s2World = Environment.GetEnvironmentVariable("STAGE2_WORLD") ?? world;
+var s2 = LlavaDataset.Load(Path.Combine(s2World, "stage2.json"), s2World, chat, opts);
 using var model = ParrotLoader.Load(Path.Combine(root, "models/stage1"), DType.F32);
 var sw = System.Diagnostics.Stopwatch.StartNew();
 double cpu0 = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
-void Train(LlavaDataset d, int stage, int epochs, double lr, string name)
+void Train(LlavaDataset d, int stage, int epochs, double lr, string name, int? steps = null)
 {
-    var o = new ParrotTrainingOptions { Stage = stage, UseMoe = false, LearningRate = lr, GlobalBatch = 32, MicroBatch = 16, Epochs = epochs, Seed = 42 };
+    var o = new ParrotTrainingOptions { Stage = stage, UseMoe = false, LearningRate = lr, GlobalBatch = 32, MicroBatch = 16, Epochs = epochs, Seed = 42, Steps = steps };
     using var tr = new ParrotTrainer(model, d, feats, o);
     tr.Train(m => { if (m.Step % 25 == 0 || m.Step == m.TotalSteps) Console.WriteLine($"{name} step {m.Step}/{m.TotalSteps} loss {m.Loss:F3} {sw.Elapsed.TotalSeconds:F0}s"); });
 }
 if (variant == "lmcap2") { Train(s1, 2, 2, 2e-3, "stage1+LM x2"); Train(s2, 2, 1, 1e-3, "stage2"); }
 else if (variant == "lmcap") { Train(s1, 2, 1, 1e-3, "stage1+LM"); Train(s2, 2, 1, 1e-3, "stage2"); }
 else if (variant == "s1x4") { Train(s1, 1, 4, 1e-3, "stage1x4"); Train(s2, 2, 1, 1e-3, "stage2"); }
+else if (variant == "long") Train(s2, 2, 1, double.Parse(Environment.GetEnvironmentVariable("LR") ?? "1e-3"), "stage2-long", int.Parse(Environment.GetEnvironmentVariable("STEPS") ?? "1000"));
 else if (variant == "s2x2") Train(s2, 2, 2, 1e-3, "stage2x2");
 else Train(s2, 2, 1, 1e-3, "stage2");
 double cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - cpu0;
