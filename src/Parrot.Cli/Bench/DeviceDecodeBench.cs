@@ -49,7 +49,9 @@ internal static class DeviceDecodeBench
     {
         var cfg = Shape(shapeName);
         var sw = Stopwatch.StartNew();
-        using var model = new Qwen2ForCausalLM(cfg, 0, dtype, initialize: false);
+        Qwen2ForCausalLM created;
+        using (global::Parrot.Nn.Init.Deferred()) created = new Qwen2ForCausalLM(cfg, 0, dtype, initialize: false); // no host random numbers
+        using var model = created;
         model.To(device);
         int i = 0;
         foreach (var p in model.Parameters())

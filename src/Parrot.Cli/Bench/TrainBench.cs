@@ -28,7 +28,7 @@ internal static class TrainBench
 
     public static Command Create()
     {
-        var shape = new Option<string?>("--shape") { Description = "qwen2-0.5b (hidden 896, 24 layers, 14/2 heads, MLP 4864, vocab 151936, tied): overrides --hidden/--layers/--vocab" };
+        var shape = new Option<string?>("--shape") { Description = "qwen2-0.5b (hidden 896, 24 layers, 14/2 heads, MLP 4864, vocab 151936, tied), qwen2-7b or tiny (the peer's shapes): overrides --hidden/--layers/--vocab" };
         var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 128, Description = "Model width" };
         var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 4, Description = "Decoder layers" };
         var vocab = new Option<int>("--vocab") { DefaultValueFactory = _ => 257, Description = "Vocabulary size" };
@@ -56,8 +56,7 @@ internal static class TrainBench
                     VocabSize = p.GetValue(vocab), HiddenSize = h, IntermediateSize = h * 11 / 4 / 8 * 8, NumHiddenLayers = p.GetValue(layers),
                     NumAttentionHeads = Math.Max(1, h / 32), NumKeyValueHeads = Math.Max(1, h / 64), RopeTheta = 10000,
                 },
-                "qwen2-0.5b" => Qwen05b,
-                var o => throw new CliException($"--shape must be qwen2-0.5b, got '{o}'"),
+                var o => DeviceDecodeBench.Shape(o),
             };
             int b = p.GetValue(batch), t = p.GetValue(seq), n = p.GetValue(steps);
             if (b < 1 || t < 2 || n < 1) throw new CliException("--batch and --steps must be positive and --seq at least 2");
