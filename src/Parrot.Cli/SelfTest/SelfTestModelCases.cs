@@ -56,7 +56,9 @@ internal static class SelfTestModelCases
         ps.Add(Indices(r, TinyLm.VocabSize, B, T));
         var mask = new long[B * T];
         for (int i = 0; i < mask.Length; i++) mask[i] = i >= B * T - 5 ? 0 : 1; // the second row's last 5 positions are padding
+        var ids = ps[^1].ToLongArray();
         ps.Add(Tensor.FromArray(mask, B, T));
+        ps.Add(Tensor.FromArray(ids.Select((id, i) => mask[i] == 0 ? Losses.IgnoreIndex : id).ToArray(), B, T)); // labels: none on padding
         return [.. ps];
     }
 
@@ -64,9 +66,7 @@ internal static class SelfTestModelCases
     {
         using var scope = TensorScope.Begin();
         using var m = Load(new Qwen2ForCausalLM(TinyLm, dtype: p[0].DType, initialize: false), p);
-        Tensor ids = p[^2], mask = p[^1];
-        using var ignore = Tensor.Full([], Losses.IgnoreIndex, DType.I64, ids.Device);
-        var labels = Tensor.Where(mask.Eq(Tensor.Zeros([], DType.I64, ids.Device)), ignore, ids);
+        Tensor ids = p[^3], mask = p[^2], labels = p[^1];
         var logits = m.Forward(ids, mask);
         var loss = Losses.NextTokenCrossEntropy(logits, labels);
         loss.Backward();
