@@ -166,7 +166,7 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(b);
         cond.EnsureAlive("Where"); a.EnsureAlive("Where"); b.EnsureAlive("Where");
         if (cond.DType != DType.Bool) throw new ArgumentException($"Where: the condition must be bool, got {cond.DType.Name()} {cond.ShapeString()}");
-        if (a.Device != b.Device || a.Device != cond.Device) throw new ArgumentException("Where: operands are on different devices");
+        if (a.Device != b.Device || a.Device != cond.Device) throw new ArgumentException($"Where: operands are on different devices (cond on {cond.Device}, a on {a.Device}, b on {b.Device})");
         var shape = BroadcastShapes(BroadcastShapes(cond._shape, a._shape, "Where"), b._shape, "Where");
         var ct = DTypeInfo.Promote(a.DType, b.DType);
         using var scope = TensorScope.Begin();
