@@ -48,6 +48,23 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void GenerateOnTheDevicePrintsTheCpusTokens()
+    {
+        string Run(string device)
+        {
+            var outp = new StringWriter();
+            var old = Console.Out;
+            Console.SetOut(outp);
+            try { Invoke(GenerateCommand.Create(), "--model", Model, "--tokens=3,4,5", "--max-new-tokens", "6", "--ignore-eos", "--device", device); }
+            finally { Console.SetOut(old); }
+            return outp.ToString();
+        }
+        var cpu = Run("cpu");
+        Assert.That(cpu.Split(',').Length, Is.EqualTo(6 + 3).Or.EqualTo(6), cpu);
+        Assert.That(Run(Dev), Is.EqualTo(cpu));
+    }
+
+    [Test]
     public void TrainLmOnTheDeviceLogsTheCpusLosses()
     {
         string dir = CliRunner.TempDir();
