@@ -6,7 +6,7 @@ through scaled_dot_product_attention, SwiGLU MLP), no compilation, no fused opti
           bf16 weights with float32 masters and moments: the same arithmetic in the products). Median ms/step after 3
           warm-up steps, the loss read after the update (one host sync per step, as ours), tokens/s, and TFLOP/s by the
           same formula: 6·(matmul weights) + 12·layers·hidden·seq per token.
-  decode: bfloat16 weights (constant per tensor, as ours), batch 1, a preallocated KV cache, greedy argmax read with
+  decode: bfloat16 random N(0, 0.02²) weights (norms 1), batch 1, a preallocated KV cache, greedy argmax read with
           .item() per token; median ms/token; weight bytes over the measured copy bandwidth (1 GiB d2d, read + written).
 
 Usage: torch_model_peer.py train SHAPE BATCH SEQ STEPS | decode SHAPE PROMPT TOKENS   (SHAPE: qwen2-0.5b, qwen2-7b, tiny)
@@ -179,8 +179,11 @@ def decode(shape, prompt, tokens):
         model = model.to_empty(device=dev).to(dtype)
     except (TypeError, AttributeError):
         model = Qwen2(c).to(dev).to(dtype)
-    for i, p in enumerate(model.parameters()):
-        p.fill_(1.0 if p.dim() == 1 else 0.002 * (1 + i % 7) * (1 if i % 2 else -1))
+    for name, p in model.named_parameters():
+        if name.endswith("n1") or name.endswith("n2") or name == "norm":
+            p.fill_(1.0)
+        else:
+            p.normal_(0, 0.02)
     params = sum(p.numel() for p in model.parameters())
     weight_bytes = (params - c["vocab"] * c["hidden"] + c["hidden"]) * 2
     gbs = copy_bandwidth()

@@ -15,8 +15,8 @@ namespace Parrot.Cli;
 /// own path: masks, RoPE tables and the cache on the device, the argmax on the device, one number read back per token).
 /// Every weight is read once per token, so the floor is the weight bytes (the embedding table excepted: one row is read)
 /// over the device's copy bandwidth, measured in the same run (bytes read + written per second, as PyTorch's peer in
-/// bench/torch_model_peer.py measures it). Weights are constant per tensor (filled on the device): decode time does not
-/// depend on their values, and 15 GB of random numbers drawn on the host would cost more than the whole measurement.
+/// bench/torch_model_peer.py measures it). Weights are random N(0, 0.02²) bf16 values tiled from one 16 Mi block (drawing
+/// 7.6 billion numbers on the host would cost more than the whole measurement); norm weights are 1.
 /// </summary>
 internal static class DeviceDecodeBench
 {
@@ -53,12 +53,26 @@ internal static class DeviceDecodeBench
         using (global::Parrot.Nn.Init.Deferred()) created = new Qwen2ForCausalLM(cfg, 0, dtype, initialize: false); // no host random numbers
         using var model = created;
         model.To(device);
-        int i = 0;
-        foreach (var p in model.Parameters())
+        // Random weights without drawing 15 GB of numbers on the host: one block of N(0, 0.02²) bf16 values (16 Mi,
+        // drawn once and copied in), tiled over every matrix from an offset of its own; norm weights 1.
+        const int blockLength = 1 << 24;
+        using (var block = Tensor.Normal([blockLength], 7, 0, 0.02, dtype, device))
         {
-            // Norms (and biases) 1, matrices a small value of their own (no NaN, no overflow through 28 layers).
-            bool norm = p.Value.Rank == 1;
-            p.Value.Fill(norm ? 1.0 : 0.002 * (1 + i++ % 7) * (i % 2 == 0 ? 1 : -1));
+            int i = 0;
+            foreach (var (name, p) in model.NamedParameters())
+            {
+                i++;
+                if (name.EndsWith("norm.weight", StringComparison.Ordinal)) { p.Value.Fill(1.0); continue; }
+                using var flat = p.Value.Reshape(-1);
+                for (long off = 0; off < flat.Count; off += blockLength)
+                {
+                    int len = (int)Math.Min(blockLength, flat.Count - off);
+                    int start = (int)((i * 1_000_003L) % (blockLength - len + 1));
+                    using var dst = flat.Narrow(0, checked((int)off), len);
+                    using var src = block.Narrow(0, start, len);
+                    dst.CopyFrom(src);
+                }
+            }
         }
         long parameters = model.ParameterCount();
         long weightBytes = (parameters - (long)cfg.VocabSize * cfg.HiddenSize + cfg.HiddenSize) * dtype.SizeOf();
