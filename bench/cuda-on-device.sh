@@ -130,7 +130,7 @@ timeout 150 "$BIN" bench train --device "$DEV" "${TRAIN[@]}" --dtype bf16 --peak
 echo "parrot: exit $?"
 timeout 120 "$PY" bench/torch_model_peer.py train "${PEER_TRAIN[@]}" > "$M/train-torch.json" 2> "$M/train-torch.log"
 echo "torch: exit $?"
-echo "== 3e. batch-1 decode, ${DEC[*]}, bf16 synthetic weights, on $DEV; PyTorch on the same shape"
+echo "== 3e. batch-1 decode, ${DEC[*]}, bf16 random weights, on $DEV; PyTorch on the same shape"
 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --json > "$M/decode-parrot.json" 2> "$M/decode-parrot.log"
 echo "parrot: exit $?"
 timeout 120 "$PY" bench/torch_model_peer.py decode "${PEER_DEC[@]}" > "$M/decode-torch.json" 2> "$M/decode-torch.log"
