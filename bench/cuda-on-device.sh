@@ -10,7 +10,7 @@
 #      c. the CUDA allocator's bytes in use after step 1 and step 200 of a training run (flat = no leak),
 #      d. a Qwen2-0.5B-shaped bf16 training step: tokens/s and MFU against $PEAK_TFLOPS (H100 SXM / H200 bf16 dense:
 #         989) next to PyTorch eager on the same shape (bench/torch_model_peer.py),
-#      e. batch-1 decode of a Qwen2-7B-shaped model with synthetic bf16 weights: ms/token and the fraction of the
+#      e. batch-1 decode of a Qwen2-7B-shaped model with random bf16 weights: ms/token and the fraction of the
 #         HBM roofline (weight bytes / measured copy bandwidth), next to PyTorch.
 # Everything lands under $OUT (the device tool's folder; ./out elsewhere). Budget: well under 8 minutes.
 # Optional: BUILD_FATBIN=1 also builds native/*.cu with nvcc (native/CMakeLists.txt) and reruns the selftest
