@@ -4,9 +4,19 @@
 #   1. `parrot selftest --device cuda`: every backend op against the CPU backend and the float64 reference,
 #   2. its device benchmarks (bf16 GEMM 4096³/8192³, device copy, attention),
 # then PyTorch's figures for the same benchmarks on the same GPU, and a side-by-side table.
+#   3. the models on the device (issue #7's proof of the models; each step under its own time limit):
+#      a. tiny Qwen2 and tiny CLIP forward+backward through the models, device against the CPU (selftest cases),
+#      b. a 20-step `train-lm` (tiny config, fixed seed, generated text) on the device and on the CPU, losses compared,
+#      c. the CUDA allocator's bytes in use after step 1 and step 200 of a training run (flat = no leak),
+#      d. a Qwen2-0.5B-shaped bf16 training step: tokens/s and MFU against $PEAK_TFLOPS (H100 SXM / H200 bf16 dense:
+#         989) next to PyTorch eager on the same shape (bench/torch_model_peer.py),
+#      e. batch-1 decode of a Qwen2-7B-shaped model with random bf16 weights: ms/token and the fraction of the
+#         HBM roofline (weight bytes / measured copy bandwidth), next to PyTorch.
 # Everything lands under $OUT (the device tool's folder; ./out elsewhere). Budget: well under 8 minutes.
 # Optional: BUILD_FATBIN=1 also builds native/*.cu with nvcc (native/CMakeLists.txt) and reruns the selftest
 # on those fatbins instead of NVRTC's output.
+# Checking the script without a GPU (what a session without one runs, in a minute or two):
+#   PARROT_DEVICE=cpu SMALL=1 ONLY_MODELS=1 PARROT_BIN=src/Parrot.Cli/bin/Release/net10.0/parrot bash bench/cuda-on-device.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/out}"
@@ -14,12 +24,17 @@ mkdir -p "$OUT"
 BIN="${PARROT_BIN:-publish/parrot}"
 export PARROT_KERNEL_CACHE="${PARROT_KERNEL_CACHE:-/tmp/parrot-kernels}"
 status=0
+DEV="${PARROT_DEVICE:-cuda}"
+PEAK="${PEAK_TFLOPS:-989}"
+SMALL="${SMALL:-0}"
+PY="${PYTHON:-python3}"
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv; nvcc --version 2>/dev/null | tail -1; \
   python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' 2>/dev/null; } | tee "$OUT/machine.txt"
 
 if [ ! -x "$BIN" ]; then echo "missing $BIN: publish it first (README, Publishing) and carry publish/"; exit 2; fi
 
+if [ "${ONLY_MODELS:-0}" != 1 ]; then
 echo "== parrot selftest --device cuda"
 start=$(date +%s)
 timeout 300 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$OUT/bench-parrot.json" 2>&1 | tee "$OUT/selftest.log"
@@ -54,5 +69,87 @@ for r in ours["results"]:
 for k, p in t.items():
     if not any((r["name"], r["shape"]) == k for r in ours["results"]):
         print(f"{p['name']:<22} {p['shape']:<26} {'n/a':>12} {p['rate']:>12} {'-':>7}")
+PY
+fi
+
+# ---------------------------------------------------------------- 3. the models on the device
+M="$OUT/models"; mkdir -p "$M"
+echo "== 3a. tiny Qwen2 and tiny CLIP forward+backward through the models: $DEV against the CPU"
+timeout 60 "$BIN" selftest --device "$DEV" --op "(model)" --out "$M/selftest-models.json" 2>&1 | tee "$M/selftest-models.log"
+[ "${PIPESTATUS[0]}" -ne 0 ] && status=1
+
+echo "== 3b. train-lm, 20 steps, tiny config, fixed seed, generated text: $DEV against cpu"
+"$PY" - "$M" <<'PY'
+import json, random, sys
+r = random.Random(7)
+words = "the a parrot flies over red green blue river city market speaks sings quickly slowly and then small large old new".split()
+with open(sys.argv[1] + "/text.jsonl", "w") as f:
+    for _ in range(300):
+        f.write(json.dumps({"text": " ".join(r.choice(words) for _ in range(r.randint(20, 60))) + "."}) + "\n")
+json.dump({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "rope_theta": 10000.0, "max_position_embeddings": 512, "tie_word_embeddings": False}, open(sys.argv[1] + "/init.json", "w"))
+PY
+for d in cpu "$DEV"; do
+  timeout 90 "$BIN" train-lm --init "$M/init.json" --text "$M/text.jsonl" --tokenizer assets/tiny/lm/tokenizer.json --seq-len 32 \
+    --steps 20 --batch 8 --lr 3e-3 --seed 1 --log "$M/train-lm-${d//:/_}.jsonl" --device "$d" > "$M/train-lm-${d//:/_}.log" 2>&1
+  echo "train-lm --device $d: exit $? ($(tail -1 "$M/train-lm-${d//:/_}.log"))"
+done
+"$PY" - "$M/train-lm-cpu.jsonl" "$M/train-lm-${DEV//:/_}.jsonl" <<'PY' | tee "$M/train-lm-compare.txt" || status=1
+import json, sys
+def losses(p):
+    try: return [json.loads(l)["loss"] for l in open(p) if l.strip()]
+    except Exception as e: print(f"cannot read {p}: {e}"); return []
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+# float32 on both sides (cuBLASLt without TF32); the kernels add in other orders than the CPU, and 20 AdamW steps amplify that.
+tol = 2e-3
+if len(a) != 20 or len(b) != 20: print(f"train-lm: {len(a)} cpu and {len(b)} device losses, expected 20 each: FAIL"); sys.exit(1)
+d = max(abs(x - y) for x, y in zip(a, b))
+print("step   cpu loss    device loss   |diff|")
+for i, (x, y) in enumerate(zip(a, b), 1): print(f"{i:4d} {x:11.6f} {y:13.6f} {abs(x - y):9.2e}")
+print(f"train-lm 20 steps: max |loss diff| {d:.3e} (tolerance {tol:g}, float32; loss {a[0]:.4f} -> {a[-1]:.4f}): {'PASS' if d <= tol else 'FAIL'}")
+sys.exit(0 if d <= tol else 1)
+PY
+
+echo "== 3c. memory in use over 200 training steps on $DEV (the allocator's statistics)"
+timeout 90 "$BIN" bench train --device "$DEV" --hidden 128 --layers 2 --batch 8 --seq 64 --steps 197 --json > "$M/memory.json" 2> "$M/memory.log"
+echo "bench train (200 steps): exit $?"
+"$PY" - "$M/memory.json" <<'PY' || status=1
+import json, sys
+try: r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+except Exception as e: print(f"cannot read {sys.argv[1]}: {e}"); sys.exit(1)
+first, last = r["mem_first"], r["mem_last"]
+ok = last <= first + (1 << 20)
+print(f"bytes in use ({r['memory_source']}): after step 1 {first:,}, after step 200 {last:,}, peak {r['peak_bytes']:,}: {'flat' if ok else 'GROWING'}")
+sys.exit(0 if ok else 1)
+PY
+
+if [ "$SMALL" = 1 ]; then TRAIN=(--shape tiny --batch 2 --seq 32 --steps 3); PEER_TRAIN=(tiny 2 32 3); DEC=(--shape tiny --prompt 16 --decode 8); PEER_DEC=(tiny 16 8)
+else TRAIN=(--shape qwen2-0.5b --batch 8 --seq 512 --steps 10); PEER_TRAIN=(qwen2-0.5b 8 512 10); DEC=(--shape qwen2-7b --prompt 128 --decode 32); PEER_DEC=(qwen2-7b 128 32); fi
+echo "== 3d. training step, ${TRAIN[*]}, bf16, on $DEV; PyTorch eager on the same shape"
+timeout 150 "$BIN" bench train --device "$DEV" "${TRAIN[@]}" --dtype bf16 --peak-tflops "$PEAK" --json > "$M/train-parrot.json" 2> "$M/train-parrot.log"
+echo "parrot: exit $?"
+timeout 120 "$PY" bench/torch_model_peer.py train "${PEER_TRAIN[@]}" > "$M/train-torch.json" 2> "$M/train-torch.log"
+echo "torch: exit $?"
+echo "== 3e. batch-1 decode, ${DEC[*]}, bf16 random weights, on $DEV; PyTorch on the same shape"
+timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --json > "$M/decode-parrot.json" 2> "$M/decode-parrot.log"
+echo "parrot: exit $?"
+timeout 120 "$PY" bench/torch_model_peer.py decode "${PEER_DEC[@]}" > "$M/decode-torch.json" 2> "$M/decode-torch.log"
+echo "torch: exit $?"
+"$PY" - "$M" "$PEAK" <<'PY' | tee "$M/summary.txt"
+import json, sys
+m, peak = sys.argv[1], float(sys.argv[2])
+def load(name):
+    try: return json.loads(open(f"{m}/{name}").read().strip().splitlines()[-1])
+    except Exception as e: print(f"{name}: no result ({e}); see {name.replace('.json', '.log')}"); return None
+tp, tt, dp, dt = load("train-parrot.json"), load("train-torch.json"), load("decode-parrot.json"), load("decode-torch.json")
+if tp:
+    line = f"train step {tp['parameters']:,} params, batch {tp['batch']}x{tp['seq']}, bf16: parrot {tp['ms_per_step']:.1f} ms/step, {tp['tokens_per_second']:,.0f} tokens/s, {tp['tflops']:.1f} TFLOP/s = MFU {tp['tflops'] / peak:.1%} (peak {peak:g})"
+    if tt: line += f"; torch {tt['ms_per_step']:.1f} ms/step, {tt['tokens_per_second']:,.0f} tokens/s, MFU {tt['tflops'] / peak:.1%}; parrot/torch tokens/s {tp['tokens_per_second'] / tt['tokens_per_second']:.2f}"
+    print(line)
+    print(f"  losses: parrot {tp['first_loss']:.4f} -> {tp['last_loss']:.4f}" + (f", torch {tt['first_loss']:.4f} -> {tt['last_loss']:.4f}" if tt else ""))
+if dp:
+    line = f"decode {dp['shape']} batch 1, bf16, {dp['weight_bytes'] / 1e9:.2f} GB of weights: parrot {dp['ms_per_token']:.2f} ms/token = {dp['roofline_fraction']:.1%} of the roofline ({dp['bound_ms']:.2f} ms at {dp['copy_gigabytes_per_second']:.0f} GB/s)"
+    if dt: line += f"; torch {dt['ms_per_token']:.2f} ms/token = {dt['roofline_fraction']:.1%}; parrot/torch speed {dt['ms_per_token'] / dp['ms_per_token']:.2f}"
+    print(line)
 PY
 exit $status

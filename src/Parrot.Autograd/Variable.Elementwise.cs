@@ -22,7 +22,7 @@ public sealed partial class Variable
     public Variable Abs() => Unary(UnaryOp.Abs, (n, g) =>
     {
         var x = n.Saved(0);
-        var zero = Tensor.Scalar(0, x.DType);
+        var zero = Tensor.Scalar(0, x.DType, x.Device);
         return g * (x.Gt(zero).To(g.DType) - x.Lt(zero).To(g.DType));
     }, false);
 
@@ -79,7 +79,7 @@ public sealed partial class Variable
     }, false);
 
     /// <summary>max(x, 0)</summary>
-    public Variable Relu() => Unary(UnaryOp.Relu, (n, g) => { var x = n.Saved(0); return g * x.Gt(Tensor.Scalar(0, x.DType)).To(g.DType); }, false);
+    public Variable Relu() => Unary(UnaryOp.Relu, (n, g) => { var x = n.Saved(0); return g * x.Gt(Tensor.Scalar(0, x.DType, x.Device)).To(g.DType); }, false);
 
     /// <summary>sin x</summary>
     public Variable Sin() => Unary(UnaryOp.Sin, (n, g) => g * n.Saved(0).Cos(), false);
@@ -191,5 +191,13 @@ public sealed partial class Variable
     {
         var from = Value.DType;
         return Graph.Record("To", Value.To(dtype), [this], (_, g) => [g.To(from)]);
+    }
+
+    /// <summary>This variable on <paramref name="device"/> (itself when already there); the gradient is copied back.</summary>
+    public Variable To(Device device)
+    {
+        var from = Value.Device;
+        if (from == device) return this;
+        return Graph.Record("ToDevice", Value.To(device), [this], (_, g) => [g.To(from)]);
     }
 }

@@ -9,7 +9,10 @@ public static class Losses
     /// <summary>The label that marks positions without a loss (PyTorch's and Hugging Face's −100).</summary>
     public const int IgnoreIndex = -100;
 
-    /// <summary>Cross-entropy of logits [..., V] against ids [...] (ignored ids contribute nothing; mean over the rest).</summary>
+    /// <summary>
+    /// Cross-entropy of logits [..., V] against ids [...] (ignored ids contribute nothing; mean over the rest). Targets on
+    /// another device than the logits (e.g. labels made on the host) are copied to the logits' device.
+    /// </summary>
     public static Variable CrossEntropy(Variable logits, Tensor targets, int ignoreIndex = IgnoreIndex, LossReduction reduction = LossReduction.Mean)
     {
         ArgumentNullException.ThrowIfNull(logits);
@@ -17,7 +20,9 @@ public static class Losses
         int v = logits.Shape[^1];
         if (!logits.Shape[..^1].SequenceEqual(targets.Shape))
             throw new ArgumentException($"CrossEntropy: logits {logits.Value.ShapeString()} and targets {targets.ShapeString()} disagree");
-        using var flatT = targets.Reshape(-1);
+        // Labels made on the host go to the logits' device (a copy); the loss stays there until read.
+        using var onDevice = targets.Device == logits.Value.Device ? null : targets.To(logits.Value.Device);
+        using var flatT = (onDevice ?? targets).Reshape(-1);
         return Variable.CrossEntropy(logits.Reshape(-1, v), flatT, ignoreIndex, reduction);
     }
 

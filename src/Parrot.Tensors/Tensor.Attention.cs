@@ -56,7 +56,7 @@ public sealed partial class Tensor
         if (!q.DType.IsFloat() || k.DType != q.DType || v.DType != q.DType)
             throw new ArgumentException($"{op}: q, k and v must share one float dtype; got {q.DType.Name()}, {k.DType.Name()}, {v.DType.Name()}");
         if (k.Device != q.Device || v.Device != q.Device || (mask is not null && mask.Device != q.Device))
-            throw new ArgumentException($"{op}: operands are on different devices ({shapes})");
+            throw new ArgumentException($"{op}: operands are on different devices (q {q.Device}, k {k.Device}, v {v.Device}{(mask is null ? "" : $", mask {mask.Device}")}; {shapes})");
         if (queryOffset < 0)
             throw new ArgumentOutOfRangeException(nameof(queryOffset), $"{op}: the query offset {queryOffset} must not be negative");
         double sc = scale ?? (d > 0 ? 1 / Math.Sqrt(d) : 1);

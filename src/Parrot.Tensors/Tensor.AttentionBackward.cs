@@ -46,8 +46,8 @@ public sealed partial class Tensor
         if (!q.DType.IsFloat() || k.DType != q.DType || v.DType != q.DType || o.DType != q.DType || !dO.DType.IsFloat() || logSumExp.DType != lseType)
             throw new ArgumentException($"{op}: q, k, v and o must share one float dtype and the log-sum-exp be {lseType.Name()}; got {q.DType.Name()}, {k.DType.Name()}, {v.DType.Name()}, {o.DType.Name()}, {logSumExp.DType.Name()}");
         foreach (var x in new[] { k, v, o, logSumExp, dO })
-            if (x.Device != q.Device) throw new ArgumentException($"{op}: operands are on different devices");
-        if (mask is not null && mask.Device != q.Device) throw new ArgumentException($"{op}: operands are on different devices");
+            if (x.Device != q.Device) throw new ArgumentException($"{op}: operands are on different devices (q on {q.Device}, {x.ShapeString()} on {x.Device})");
+        if (mask is not null && mask.Device != q.Device) throw new ArgumentException($"{op}: operands are on different devices (q on {q.Device}, the mask on {mask.Device})");
         if (queryOffset < 0)
             throw new ArgumentOutOfRangeException(nameof(queryOffset), $"{op}: the query offset {queryOffset} must not be negative");
 

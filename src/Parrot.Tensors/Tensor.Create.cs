@@ -65,6 +65,17 @@ public sealed partial class Tensor
         return FromSpan<T>(data, shape.Length == 0 ? [data.Length] : shape);
     }
 
+    /// <summary>
+    /// A tensor on <paramref name="device"/> holding a copy of <paramref name="data"/> with the given shape (default: 1-D):
+    /// how models put host-made inputs (token ids, labels, masks) next to their parameters.
+    /// </summary>
+    public static Tensor FromArray<T>(T[] data, Device device, params int[] shape) where T : unmanaged
+    {
+        var host = FromArray(data, shape);
+        if (device == Device.Cpu) return host;
+        using (host) return host.To(device);
+    }
+
     /// <summary>A CPU tensor holding a copy of <paramref name="data"/> with the given shape.</summary>
     public static unsafe Tensor FromSpan<T>(ReadOnlySpan<T> data, ReadOnlySpan<int> shape) where T : unmanaged
     {

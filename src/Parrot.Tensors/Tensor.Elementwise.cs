@@ -166,7 +166,7 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(b);
         cond.EnsureAlive("Where"); a.EnsureAlive("Where"); b.EnsureAlive("Where");
         if (cond.DType != DType.Bool) throw new ArgumentException($"Where: the condition must be bool, got {cond.DType.Name()} {cond.ShapeString()}");
-        if (a.Device != b.Device || a.Device != cond.Device) throw new ArgumentException("Where: operands are on different devices");
+        if (a.Device != b.Device || a.Device != cond.Device) throw new ArgumentException($"Where: operands are on different devices (cond on {cond.Device}, a on {a.Device}, b on {b.Device})");
         var shape = BroadcastShapes(BroadcastShapes(cond._shape, a._shape, "Where"), b._shape, "Where");
         var ct = DTypeInfo.Promote(a.DType, b.DType);
         using var scope = TensorScope.Begin();
@@ -201,12 +201,21 @@ public sealed partial class Tensor
         return y;
     }
 
-    /// <summary>Copies <paramref name="src"/> into this tensor in place (broadcasting src, converting its dtype).</summary>
+    /// <summary>
+    /// Copies <paramref name="src"/> into this tensor in place (broadcasting src, converting its dtype). A source on
+    /// another device is first copied to this tensor's device (as PyTorch's copy_): how a checkpoint read on the host
+    /// fills parameters that live on a GPU.
+    /// </summary>
     public void CopyFrom(Tensor src)
     {
         ArgumentNullException.ThrowIfNull(src);
         EnsureAlive("CopyFrom"); src.EnsureAlive("CopyFrom");
-        if (src.Device != Device) throw new ArgumentException($"CopyFrom: source on {src.Device}, destination on {Device}");
+        if (src.Device != Device)
+        {
+            using var moved = src.To(Device);
+            CopyFrom(moved);
+            return;
+        }
         var shape = BroadcastShapes(_shape, src._shape, "CopyFrom");
         if (!shape.AsSpan().SequenceEqual(_shape))
             throw new ArgumentException($"CopyFrom: source {src.ShapeString()} does not broadcast to destination {ShapeString()}");

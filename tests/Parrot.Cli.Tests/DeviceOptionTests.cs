@@ -2,7 +2,7 @@ using Parrot.Tensors;
 
 namespace Parrot.Cli.Tests;
 
-/// <summary>`--device` of the model commands: the CPU gives what the default gives; CUDA says why it cannot be used.</summary>
+/// <summary>`--device` of the model commands: the CPU gives what the default gives; CUDA says why it cannot be used where there is none.</summary>
 public class DeviceOptionTests
 {
     private static string Model => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "qwen2", "f32-gqa-untied");
@@ -44,6 +44,10 @@ public class DeviceOptionTests
         yield return new TestCaseData((object)new[] { "chat", "--model", "M", "--prompt", "hi" }).SetArgDisplayNames("chat");
         yield return new TestCaseData((object)new[] { "eval", "--model", "M", "--data", "D.tsv", "--out", Path.Combine(tmp, "never-eval") }).SetArgDisplayNames("eval");
         yield return new TestCaseData((object)new[] { "train", "--stage", "1", "--model", "M", "--data", "D.json", "--images", "I", "--out", Path.Combine(tmp, "never-train") }).SetArgDisplayNames("train");
+        yield return new TestCaseData((object)new[] { "train-lm", "--model", "M", "--tokens", "T.jsonl", "--steps", "1", "--batch", "1", "--lr", "0.1", "--log", Path.Combine(tmp, "never.jsonl") }).SetArgDisplayNames("train-lm");
+        yield return new TestCaseData((object)new[] { "serve", "--model", Path.Combine(tmp, "no-such-model-dir") }).SetArgDisplayNames("serve");
+        yield return new TestCaseData((object)new[] { "bench", "train", "--steps", "1", "--hidden", "32", "--layers", "1" }).SetArgDisplayNames("bench train");
+        yield return new TestCaseData((object)new[] { "bench", "decoder", "--shape", "tiny" }).SetArgDisplayNames("bench decoder");
     }
 
     [TestCaseSource(nameof(Commands))]
@@ -51,9 +55,15 @@ public class DeviceOptionTests
     {
         // The device is checked before the model is opened: the placeholder paths are never read.
         var r = CliRunner.Run(null, [.. args, "--device", "cuda:0"]);
+        if (CudaUsable())
+        {
+            // With a GPU the command goes on to its model (the placeholders then fail, or a bench runs): the device is not the problem.
+            Assert.That(r.Stderr, Does.Not.Contain("no CUDA device"));
+            return;
+        }
         Assert.That(r.ExitCode, Is.Not.EqualTo(0));
         Assert.That(r.Stderr, Does.Contain("--device cuda:0"));
-        Assert.That(r.Stderr, Does.Contain(CudaUsable() ? "runs models on the CPU only" : "no CUDA device: "));
+        Assert.That(r.Stderr, Does.Contain("no CUDA device: "));
     }
 
     [Test]

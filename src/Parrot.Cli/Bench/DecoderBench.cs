@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Parrot.Tensors;
 using Parrot.Tensors.Cpu;
 
 // In the root namespace (not Parrot.Cli.Bench), like GemmBench, so BenchCommand registers it with one line.
@@ -38,8 +39,11 @@ internal static class DecoderBench
         var serve = new Option<bool>("--serve") { Description = "Read commands from stdin, one JSON answer per line: prefill T | prefill_last T | decode PROMPT STEPS | bandwidth | quit (with --model: generate T STEPS | generate_image T STEPS | quit)" };
         var model = new Option<string?>("--model") { Description = "Instead of the random Qwen2-0.5B shape: a model directory (Qwen2, or Parrot with its tower), timed through the generator: time to first token and ms per decoded token, greedy" };
         var vision = new Option<string?>("--vision") { Description = "With --model: the Parrot model's CLIP tower (default: its mm_vision_tower)" };
+        var device = DeviceOption.Create();
+        var shape = new Option<string?>("--shape") { Description = "qwen2-7b, qwen2-0.5b or tiny: batch-1 greedy decode of that shape with synthetic weights through Qwen2ForCausalLM on --device (with --dtype), against the copy-bandwidth roofline" };
+        var dtype = new Option<string>("--dtype") { DefaultValueFactory = _ => "bf16", Description = "With --shape: f32 or bf16" };
         var cmd = new Command("decoder", "Prefill and KV-cache decode speed of a Qwen2-0.5B-shaped decoder, with the memory-bandwidth bound of decode");
-        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             int[] lengths;
@@ -52,6 +56,15 @@ internal static class DecoderBench
                 return 2;
             }
             CpuParallel.Workers = Math.Max(1, p.GetValue(threads));
+            if (p.GetValue(shape) is { } shapeName || p.GetValue(device) is not (null or "cpu"))
+                return CliErrors.Run("bench decoder", () =>
+                {
+                    var dev = DeviceOption.Resolve(p.GetValue(device), "bench decoder");
+                    var dt = p.GetValue(dtype) switch { "f32" => DType.F32, "bf16" => DType.BF16, var o => throw new CliException($"--dtype must be f32 or bf16, got '{o}'") };
+                    var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out);
+                    Console.WriteLine(p.GetValue(json) ? DeviceDecodeBench.Json(r) : DeviceDecodeBench.Describe(r));
+                    return 0;
+                });
             if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));
             if (p.GetValue(serve)) return Serve(nLayers);
             bool asJson = p.GetValue(json);

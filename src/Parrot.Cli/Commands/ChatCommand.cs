@@ -32,7 +32,7 @@ internal static class ChatCommand
         foreach (var o in new Option[] { device, model, image, prompt, system, maxNew, temperature, topP, topK, penalty, seed }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("chat", () =>
         {
-            DeviceOption.Resolve(p.GetValue(device), "chat");
+            var dev = DeviceOption.Resolve(p.GetValue(device), "chat");
             var options = new GenerationOptions
             {
                 MaxNewTokens = p.GetValue(maxNew),
@@ -48,7 +48,7 @@ internal static class ChatCommand
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
             RgbImage? first = p.GetValue(image) is { } path ? LoadImage(path, "--image") : null;
 
-            using var m = ParrotModel.Load(dir);
+            using var m = ParrotModel.Load(dir, new ParrotModelOptions { Device = dev });
             if (first is not null && !m.SupportsImages)
                 throw new CliException(m.IsMultimodal ? $"--image: {dir} has no vision tower (config.json's mm_vision_tower names no directory here)" : $"--image: {dir} is a text-only Qwen2 model");
             var chat = m.StartChat(p.GetValue(system));

@@ -4,18 +4,17 @@ using Parrot.Tensors;
 namespace Parrot.Cli;
 
 /// <summary>
-/// `--device cpu|cuda|cuda:N` of the model commands (forward, generate, vision, chat, eval, train). The CPU runs as
-/// before. A CUDA device is checked first, so a machine without one gets "no CUDA device: why" (no driver, no GPU,
-/// a bad ordinal); where a GPU is usable the commands still refuse it, naming what is missing: the models create
-/// their inputs, masks, RoPE tables and KV caches on the CPU (docs/cuda.md, "Not done yet"), while
-/// <c>Module.To(device)</c> can already move their parameters.
+/// `--device cpu|cuda|cuda:N` of the model commands (forward, generate, vision, chat, eval, train, train-lm). The CPU
+/// is the default. A CUDA device is checked before any model is opened, so a machine without one gets "no CUDA device:
+/// why" (no driver, no GPU, a bad ordinal); with one, the command loads the weights on the host, moves the model there
+/// (<c>Module.To</c>), and the model makes its inputs, masks, RoPE tables and KV caches on that device.
 /// </summary>
 internal static class DeviceOption
 {
     /// <summary>The option, "cpu" by default.</summary>
-    public static Option<string> Create() => new("--device") { Description = "cpu, cuda or cuda:N (the model commands run on the CPU for now)", DefaultValueFactory = _ => "cpu" };
+    public static Option<string> Create() => new("--device") { Description = "cpu, cuda or cuda:N: where the model computes", DefaultValueFactory = _ => "cpu" };
 
-    /// <summary>The device to run <paramref name="command"/> on: the CPU, or a <see cref="CliException"/> that says why not.</summary>
+    /// <summary>The device to run <paramref name="command"/> on, or a <see cref="CliException"/> that says why it cannot be used.</summary>
     public static Device Resolve(string? text, string command)
     {
         Device device;
@@ -24,7 +23,6 @@ internal static class DeviceOption
         if (device.Kind == DeviceKind.Cpu) return device;
         try { _ = Backends.For(device); }
         catch (NotSupportedException e) { throw new CliException($"--device {text}: {e.Message}"); }
-        throw new CliException($"--device {text}: {device} is usable, but parrot {command} runs models on the CPU only for now " +
-                               "(inputs, masks, RoPE tables and KV caches are created on the CPU; see docs/cuda.md); use --device cpu");
+        return device;
     }
 }

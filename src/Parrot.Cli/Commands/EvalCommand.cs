@@ -33,7 +33,7 @@ internal static class EvalCommand
         foreach (var o in new Option[] { device, model, data, outDir, maxNew, limit, lang, protocol, score, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("eval", () =>
         {
-            DeviceOption.Resolve(p.GetValue(device), "eval");
+            var dev = DeviceOption.Resolve(p.GetValue(device), "eval");
             string output = p.GetValue(outDir)!;
             ScoringProtocol? proto = p.GetValue(protocol) is { } name ? ParseProtocol(name) : null;
             string? language = p.GetValue(lang);
@@ -79,7 +79,7 @@ internal static class EvalCommand
             };
             using var journal = PredictionJournal.Open(Path.Combine(output, JournalName), run);
             if (journal.Recovered > 0) Console.WriteLine($"resuming: {journal.Recovered} answers from {journal.Path}");
-            using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir);
+            using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
             if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
                 throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
             var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };

@@ -30,22 +30,23 @@ internal static class ForwardCommand
         foreach (var o in new Option[] { device, model, tokens, output, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("forward", () =>
         {
-            DeviceOption.Resolve(p.GetValue(device), "forward");
+            var dev = DeviceOption.Resolve(p.GetValue(device), "forward");
             var ids = TokenIds.Parse(p.GetValue(tokens)!);
             string dir = p.GetValue(model)!;
             if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision)) is { } opened)
             {
-                using var parrot = opened.Model;
+                using var parrot = opened.Model.To(dev);
                 using var parrotLogits = parrot.Logits(ids, opened.Image);
                 Npy.Write(p.GetValue(output)!, parrotLogits);
                 return 0;
             }
             using var m = Qwen2Loader.Load(dir, DType.F32);
+            m.To(dev);
             foreach (var id in ids)
                 if (id < 0 || id >= m.Config.VocabSize) throw new CliException($"--tokens: id {id} is outside the vocabulary [0, {m.Config.VocabSize})");
             using var scope = TensorScope.Begin();
             using var ng = Graph.NoGrad();
-            var x = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), 1, ids.Length);
+            var x = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), dev, 1, ids.Length);
             var logits = m.Forward(x).Value.Reshape(ids.Length, m.Config.VocabSize);
             Npy.Write(p.GetValue(output)!, logits);
             return 0;

@@ -26,7 +26,7 @@ internal static class GenerateCommand
         foreach (var o in new Option[] { device, model, tokens, max, ignoreEos, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("generate", () =>
         {
-            DeviceOption.Resolve(p.GetValue(device), "generate");
+            var dev = DeviceOption.Resolve(p.GetValue(device), "generate");
             var ids = TokenIds.Parse(p.GetValue(tokens)!);
             int n = p.GetValue(max);
             if (n < 0) throw new CliException($"--max-new-tokens must be ≥ 0, got {n}");
@@ -34,12 +34,13 @@ internal static class GenerateCommand
             List<int> output;
             if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision)) is { } opened)
             {
-                using var parrot = opened.Model;
+                using var parrot = opened.Model.To(dev);
                 output = parrot.Generate(ids, opened.Image, n, EndOfSequenceIds(dir, parrot.Model.Config.Text), p.GetValue(ignoreEos));
             }
             else
             {
                 using var m = Qwen2Loader.Load(dir, DType.F32);
+                m.To(dev);
                 output = GreedyDecoder.Generate(m, ids, n, EndOfSequenceIds(dir, m.Config), p.GetValue(ignoreEos));
             }
             Console.WriteLine(string.Join(",", output));

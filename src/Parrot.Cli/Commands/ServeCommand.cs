@@ -1,10 +1,11 @@
 using System.CommandLine;
 using Parrot.Cli.Serve;
+using Parrot.Parrot;
 
 namespace Parrot.Cli;
 
 /// <summary>
-/// `parrot serve --model DIR [--host 127.0.0.1] [--port 8080] [--device cpu|cuda] [--max-batch N] [--max-queue N]`:
+/// `parrot serve --model DIR [--host 127.0.0.1] [--port 8080] [--device cpu|cuda|cuda:N] [--max-batch N] [--max-queue N]`:
 /// an OpenAI-compatible HTTP server (chat completions with images and streaming, /v1/models, /health,
 /// /metrics) with continuous batching. Binds to loopback by default; runs until Ctrl+C.
 /// </summary>
@@ -15,7 +16,7 @@ internal static class ServeCommand
         var model = new Option<string>("--model") { Description = "Parrot or Qwen2 model directory (config.json, safetensors, tokenizer.json)", Required = true };
         var host = new Option<string>("--host") { Description = "Address to listen on (an IP address or localhost)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0: any free port)", DefaultValueFactory = _ => 8080 };
-        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var device = DeviceOption.Create();
         var maxBatch = new Option<int>("--max-batch") { Description = "Most requests decoded together (continuous batching)", DefaultValueFactory = _ => 8 };
         var maxQueue = new Option<int>("--max-queue") { Description = "Most requests waiting for a place in the batch; more get 429", DefaultValueFactory = _ => 64 };
         var cmd = new Command("serve", "Serve a model over HTTP with the OpenAI chat-completions protocol (images, streaming, continuous batching)");
@@ -23,7 +24,7 @@ internal static class ServeCommand
         cmd.SetAction(p => CliErrors.Run("serve", () =>
         {
             string dir = p.GetValue(model)!;
-            CheckDevice(p.GetValue(device)!);
+            var dev = DeviceOption.Resolve(p.GetValue(device), "serve");
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
             var options = new ServeOptions
             {
@@ -31,29 +32,18 @@ internal static class ServeCommand
                 MaxBatch = p.GetValue(maxBatch), MaxQueue = p.GetValue(maxQueue),
             };
             options.Validate();
-            return Run(options).GetAwaiter().GetResult();
+            return Run(options, dev).GetAwaiter().GetResult();
         }));
         return cmd;
     }
 
-    internal static void CheckDevice(string device)
-    {
-        switch (device)
-        {
-            case "cpu": return;
-            case "cuda":
-                throw new CliException("--device cuda: CUDA backend not available to parrot serve: ParrotModel loads models on the CPU only for now (use --device cpu)");
-            default:
-                throw new CliException($"--device: '{device}' is not a device; expected cpu or cuda");
-        }
-    }
 
-    private static async Task<int> Run(ServeOptions options)
+    private static async Task<int> Run(ServeOptions options, global::Parrot.Tensors.Device device)
     {
         await using var server = await ParrotServer.StartAsync(options).ConfigureAwait(false);
         Console.Out.WriteLine($"parrot serve: listening on {server.Address} (loading {options.ModelDirectory}…)");
         Console.Out.Flush();
-        server.LoadModel();
+        server.LoadModel(new ParrotModelOptions { Device = device });
         var m = server.Model!;
         Console.Out.WriteLine($"parrot serve: model '{server.ModelId}' loaded ({(m.IsMultimodal ? m.SupportsImages ? "Parrot, images" : "Parrot, text only" : "Qwen2, text only")}, context {m.ContextLength}); ready");
         Console.Out.Flush();

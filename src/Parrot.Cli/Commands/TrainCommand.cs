@@ -48,7 +48,7 @@ internal static class TrainCommand
             cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train", () =>
         {
-            DeviceOption.Resolve(p.GetValue(device), "train");
+            var dev = DeviceOption.Resolve(p.GetValue(device), "train");
             int st = p.GetValue(stage);
             if (st is not (1 or 2)) throw new CliException($"--stage must be 1 or 2, got {st}");
             var options = ParrotTrainingOptions.Recipe(p.GetValue(recipe)!, st);
@@ -82,10 +82,12 @@ internal static class TrainCommand
             if (!File.Exists(tokenizerPath)) throw new CliException($"{modelDir}: no tokenizer.json next to the model");
             var chat = new ChatMl(BpeTokenizer.Load(tokenizerPath));
             using var m = ParrotLoader.Load(modelDir, DType.F32);
+            m.To(dev);
 
             string visionDir = p.GetValue(vision) ?? (m.Config.MmVisionTower is string t ? Path.Combine(modelDir, t)
                 : throw new CliException($"{modelDir}/config.json names no mm_vision_tower: give the CLIP tower with --vision DIR"));
             using var tower = ClipVisionLoader.Load(visionDir, DType.F32);
+            tower.To(dev);
             int imageTokens = m.Config.MmVisionSelectFeature == "patch" ? tower.Config.NumPatches : tower.Config.NumPositions;
             var preprocessor = ImagePreprocessor.FromDirectory(visionDir);
             using var features = new LlavaImageFeatures(ParrotVision.Features(tower, m.Config.MmVisionSelectLayer), preprocessor,

@@ -42,10 +42,12 @@ internal static class TrainLmCommand
         var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint here, in the format it was read (float32 with --init), with the tokenizer and loss.png" };
         var outDtype = new Option<string?>("--out-dtype") { Description = "f32 or bf16: the dtype of the written weights (default: the one read)" };
         var zero = DistributedCli.ZeroOption();
+        var device = DeviceOption.Create();
         var cmd = new Command("train-lm", "Train a Qwen2 causal language model on token sequences or text (float32, AdamW): fine-tune a checkpoint, or pre-train from --init");
-        foreach (var o in new Option[] { model, init, tokens, text, specials, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype, zero }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, init, tokens, text, specials, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype, zero, device }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train-lm", () =>
         {
+            var dev = DeviceOption.Resolve(p.GetValue(device), "train-lm");
             int n = p.GetValue(steps), b = p.GetValue(batch);
             double rate = p.GetValue(lr);
             if (n <= 0) throw new CliException($"--steps must be positive, got {n}");
@@ -85,6 +87,7 @@ internal static class TrainLmCommand
             var console = main ? Console.Out : TextWriter.Null;
             var sourceDType = dir is null ? DType.F32 : PeekDType(dir);
             using var m = dir is not null ? Qwen2Loader.Load(dir, DType.F32) : new Qwen2ForCausalLM(FreshConfig(initPath!, tok), p.GetValue(seed));
+            m.To(dev);
             if (tok is not null && tok.IdCount > m.Config.VocabSize)
                 throw new CliException($"the tokenizer has {tok.IdCount} ids but the model's vocab_size is {m.Config.VocabSize}");
             List<int[]> seqs;

@@ -26,13 +26,14 @@ internal static class VisionCommand
         foreach (var o in new Option[] { device, model, image, layer, pad, output, config }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("vision", () =>
         {
-            DeviceOption.Resolve(p.GetValue(device), "vision");
+            var dev = DeviceOption.Resolve(p.GetValue(device), "vision");
             string dir = p.GetValue(model)!;
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
             string outFolder = Path.GetDirectoryName(Path.GetFullPath(p.GetValue(output)!))!;
             if (!Directory.Exists(outFolder)) throw new CliException($"--out: the folder {outFolder} does not exist");
             var towerConfig = p.GetValue(config) is { } path ? ClipVisionConfigJson.Load(path) : null;
             using var tower = ClipVisionLoader.Load(dir, DType.F32, config: towerConfig);
+            tower.To(dev); // the pixels are made on the host and copied there by the embeddings
             int index = tower.HiddenStateIndex(LayerIn(tower, p.GetValue(layer)));
             if (tower.Config.NumChannels != 3) throw new CliException($"the tower takes {tower.Config.NumChannels}-channel images; images are RGB");
             var preprocessor = new ImagePreprocessor(PreprocessorFor(dir, tower.Config));

@@ -1,4 +1,7 @@
 using Parrot.Autograd;
+using Parrot.Nn;
+using Parrot.Nn.Models.Clip;
+using Parrot.Nn.Models.Qwen2;
 using Parrot.Tensors;
 using static Parrot.Cli.SelfTest.SelfTestCase;
 
@@ -16,6 +19,76 @@ internal static class SelfTestModelCases
     internal static IEnumerable<SelfTestCase> All()
     {
         yield return new("decoder layer fwd+bwd (autograd)", Inputs, Run);
+        yield return new("tiny Qwen2 fwd+bwd (model)", LmInputs, LmRun);
+        yield return new("tiny CLIP fwd+bwd (model)", ClipInputs, ClipRun);
+    }
+
+    // ---- whole models: Module.To(device), then the model makes its masks, RoPE tables and targets there ----
+
+    private static readonly Qwen2Config TinyLm = new()
+    {
+        VocabSize = 96, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 10000,
+    };
+
+    private static readonly ClipVisionConfig TinyClip = new() { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, ImageSize = 28, PatchSize = 7 };
+
+    /// <summary>The parameters of a freshly initialised <paramref name="model"/> (in its order) in <paramref name="t"/>; disposes the model.</summary>
+    private static List<Tensor> ParametersOf(Module model, DType t)
+    {
+        using (model) return model.Parameters().Select(v => v.Value.To(t)).ToList();
+    }
+
+    /// <summary>A model of <paramref name="p"/>[0]'s dtype on its device, holding the parameters p[0..count).</summary>
+    private static T Load<T>(T model, Tensor[] p) where T : Module
+    {
+        model.To(p[0].Device);
+        int i = 0;
+        foreach (var v in model.Parameters()) v.Value.CopyFrom(p[i++]);
+        return model;
+    }
+
+    /// <summary>Everything flattened into one float64 vector (the runner compares it as a whole).</summary>
+    private static Tensor Flat(IEnumerable<Tensor> parts) => Tensor.Concat(0, parts.Select(t => t.To(DType.F64).Reshape(-1)).ToArray());
+
+    private static Tensor[] LmInputs(Random r, DType t)
+    {
+        var ps = ParametersOf(new Qwen2ForCausalLM(TinyLm, (ulong)r.NextInt64()), t);
+        ps.Add(Indices(r, TinyLm.VocabSize, B, T));
+        var mask = new long[B * T];
+        for (int i = 0; i < mask.Length; i++) mask[i] = i >= B * T - 5 ? 0 : 1; // the second row's last 5 positions are padding
+        var ids = ps[^1].ToLongArray();
+        ps.Add(Tensor.FromArray(mask, B, T));
+        ps.Add(Tensor.FromArray(ids.Select((id, i) => mask[i] == 0 ? Losses.IgnoreIndex : id).ToArray(), B, T)); // labels: none on padding
+        return [.. ps];
+    }
+
+    private static Tensor LmRun(Tensor[] p)
+    {
+        using var scope = TensorScope.Begin();
+        using var m = Load(new Qwen2ForCausalLM(TinyLm, dtype: p[0].DType, initialize: false), p);
+        Tensor ids = p[^3], mask = p[^2], labels = p[^1];
+        var logits = m.Forward(ids, mask);
+        var loss = Losses.NextTokenCrossEntropy(logits, labels);
+        loss.Backward();
+        return scope.Keep(Flat([logits.Value, loss.Value, .. m.Parameters().Select(v => v.Grad!)]));
+    }
+
+    private static Tensor[] ClipInputs(Random r, DType t)
+    {
+        var ps = ParametersOf(new ClipVisionModel(TinyClip, (ulong)r.NextInt64()), t);
+        ps.Add(Normal(r, t, B, 3, TinyClip.ImageSize, TinyClip.ImageSize));
+        return [.. ps];
+    }
+
+    private static Tensor ClipRun(Tensor[] p)
+    {
+        using var scope = TensorScope.Begin();
+        using var m = Load(new ClipVisionModel(TinyClip, dtype: p[0].DType, initialize: false), p);
+        var pixels = new Variable(p[^1], requiresGrad: true);
+        var o = m.Forward(pixels);
+        var loss = (o.LastHiddenState * o.LastHiddenState).Mean() + o.PoolerOutput.Sum() * 0.01 + o.HiddenStates[1].Mean();
+        loss.Backward();
+        return scope.Keep(Flat([o.LastHiddenState.Value, o.PoolerOutput.Value, pixels.Grad!, .. m.Parameters().Select(v => v.Grad!)]));
     }
 
     private static Tensor[] Inputs(Random r, DType t)

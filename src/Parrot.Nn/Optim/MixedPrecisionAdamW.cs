@@ -60,8 +60,15 @@ public sealed class MixedPrecisionAdamW : Optimizer
     {
         var (master, m, v) = _state[parameter];
         var g = grad.IsContiguous ? grad : grad.Contiguous();
-        master.Backend.AdamW(master, g, m, v, new AdamWStep(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, StepCount));
-        if (!ReferenceEquals(master, parameter.Value)) parameter.Value.CopyFrom(master);
+        var step = new AdamWStep(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, StepCount);
+        var w = parameter.Value;
+        if (!ReferenceEquals(master, w) && w.DType == DType.BF16 && w.IsContiguous && master.Backend is Parrot.Tensors.Cuda.CudaBackend cuda)
+        {
+            cuda.AdamW(master, g, m, v, step, w); // the rounded bf16 weights written in the same pass (round to nearest even, as CopyFrom)
+            return;
+        }
+        master.Backend.AdamW(master, g, m, v, step);
+        if (!ReferenceEquals(master, w)) w.CopyFrom(master);
     }
 
     /// <inheritdoc/>

@@ -38,7 +38,13 @@ public abstract class Optimizer : IDisposable
         using var noGrad = Graph.NoGrad();
         using var scope = TensorScope.Begin();
         foreach (var p in Parameters)
-            if (p.Grad is not null) Update(p, p.Grad);
+        {
+            if (p.Grad is not { } g) continue;
+            // The update kernels get raw pointers: a gradient on another device than its weight is refused here, by name.
+            if (g.Device != p.Value.Device)
+                throw new InvalidOperationException($"{GetType().Name}: parameter {p.Value.ShapeString()} is on {p.Value.Device} but its gradient is on {g.Device}");
+            Update(p, g);
+        }
     }
 
     /// <summary>Updates one parameter in place.</summary>

@@ -48,7 +48,7 @@ public sealed class LlavaImageFeatures : IDisposable
         return Tensor.Stack(0, rows);
     }
 
-    /// <summary>The features [1+N, C] of one image (owned by this cache: do not dispose).</summary>
+    /// <summary>The features [1+N, C] of one image, on the host (owned by this cache: do not dispose).</summary>
     public Tensor Get(string imagePath, string sampleId)
     {
         ArgumentNullException.ThrowIfNull(imagePath);
@@ -60,6 +60,13 @@ public sealed class LlavaImageFeatures : IDisposable
         else
         {
             features = TensorScope.Detach(Compute(imagePath, sampleId));
+            if (features.Device != Device.Cpu)
+            {
+                // Kept on the host, like the ones read from the disk cache: the model copies each batch to its device.
+                var host = TensorScope.Detach(features.To(Device.Cpu));
+                features.Dispose();
+                features = host;
+            }
             if (file is not null) Npy.Write(file, features); // atomic
         }
         _memory[imagePath] = features;

@@ -1,6 +1,7 @@
 using Parrot.Parrot.Inference;
 using Parrot.Parrot.Text;
 using Parrot.Parrot.Vision;
+using Parrot.Tensors;
 
 namespace Parrot.Parrot.Evaluation;
 
@@ -39,10 +40,14 @@ public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IDisposable
     /// <paramref name="captureRouting"/> the MoE's routing weights of every question with an image are summed
     /// per question language into <see cref="Routing"/>.
     /// </summary>
-    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory = null, bool captureRouting = false)
+    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory = null, bool captureRouting = false) =>
+        Load(modelDirectory, visionDirectory, captureRouting, Device.Cpu);
+
+    /// <summary>As <see cref="Load(string, string?, bool)"/>, the model computing on <paramref name="device"/>.</summary>
+    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory, bool captureRouting, Device device)
     {
         List<double[]>? routed = captureRouting ? [] : null;
-        return new(ParrotModel.Load(modelDirectory, new ParrotModelOptions { VisionTower = visionDirectory, OnRouting = routed is null ? null : routed.Add }), routed);
+        return new(ParrotModel.Load(modelDirectory, new ParrotModelOptions { VisionTower = visionDirectory, OnRouting = routed is null ? null : routed.Add, Device = device }), routed);
     }
 
     /// <summary>

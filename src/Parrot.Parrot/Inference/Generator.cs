@@ -60,7 +60,7 @@ public sealed class Generator
                 throw new ArgumentException("generate: this is a text-only Qwen2 model; it cannot take an image");
             foreach (var id in p.Ids)
                 if ((uint)id >= (uint)vocab) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {vocab})");
-            var ids = Tensor.FromArray(p.Ids.Select(i => (long)i).ToArray(), 1, p.Ids.Length);
+            var ids = Tensor.FromArray(p.Ids.Select(i => (long)i).ToArray(), model.Model.EmbedTokens.Weight.Value.Device, 1, p.Ids.Length);
             return model.Model.EmbedTokens.Forward(ids);
         }, vocab);
     }

@@ -57,7 +57,7 @@ internal sealed partial class KvCacheModel
             if ((uint)id >= (uint)VocabSize) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {VocabSize})");
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
-        var h = _stack.EmbedTokens.Forward(Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), b, 1));
+        var h = _stack.EmbedTokens.Forward(Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), _stack.EmbedTokens.Weight.Value.Device, b, 1));
         var attn0 = _stack.Layers[0].SelfAttn;
         var positions = new long[b];
         for (int r = 0; r < b; r++) positions[r] = caches[r].Length(0);

@@ -130,7 +130,8 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
                 if ((uint)id >= (uint)_m.VocabSize) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {_m.VocabSize})");
             using var ng = Graph.NoGrad();
             using var scope = TensorScope.Begin();
-            var ids = Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), b, 1);
+            var device = _m._stack.EmbedTokens.Weight.Value.Device;
+            var ids = Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), device, b, 1);
             Tensor? mask = null, positions = null;
             if (_padded)
             {
@@ -142,8 +143,8 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
                     for (int j = _pad[r]; j < s; j++) m[r * s + j] = 1;
                     pos[r] = past - _pad[r];
                 }
-                mask = Tensor.FromArray(m, b, s);
-                positions = Tensor.FromArray(pos, b, 1);
+                mask = Tensor.FromArray(m, device, b, s);
+                positions = Tensor.FromArray(pos, b, 1); // read on the host: the RoPE tables are built there and copied
             }
             var hidden = _m._stack.Forward(_m._stack.EmbedTokens.Forward(ids), mask, positions, cache);
             var flat = _m._head(hidden).Value.ToFloatArray();

@@ -18,6 +18,13 @@ public sealed record ParrotModelOptions
     public DType DType { get; init; } = DType.F32;
 
     /// <summary>
+    /// Where the model computes: the CPU by default, or a GPU (<c>Device.Parse("cuda:0")</c>). The weights are read on the
+    /// host and moved there once; prompts, masks, RoPE tables, KV caches and image features are then made on that device,
+    /// and only the logits of the chosen positions come back to the host for sampling.
+    /// </summary>
+    public Device Device { get; init; } = Device.Cpu;
+
+    /// <summary>
     /// The CLIP vision tower folder of a Parrot model, overriding config.json's mm_vision_tower (absolute or
     /// relative to the current directory). Null: mm_vision_tower, relative to the model directory or absolute;
     /// when that folder does not exist the model answers text-only questions and rejects images.
@@ -129,6 +136,7 @@ public sealed partial class ParrotModel : IDisposable
             IImageEncoder? encoder = null;
             try
             {
+                loaded.To(options.Device);
                 var model = loaded.Model;
                 foreach (var id in model.Config.Text.EosTokenIds) eos.Add(id);
                 CheckVocabulary(directory, tokenizer, model.Config.Text.VocabSize, eos);
@@ -145,6 +153,7 @@ public sealed partial class ParrotModel : IDisposable
         var lm = Qwen2Loader.Load(directory, options.DType);
         try
         {
+            lm.To(options.Device);
             foreach (var id in lm.Config.EosTokenIds) eos.Add(id);
             CheckVocabulary(directory, tokenizer, lm.Config.VocabSize, eos);
             return new ParrotModel(directory, lm, Generator.Wrap(lm), tokenizer, eos, null, multimodal: false);

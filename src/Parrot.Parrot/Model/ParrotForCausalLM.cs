@@ -50,20 +50,26 @@ public sealed class ParrotForCausalLM : Module
     /// <summary>
     /// The spliced input embeddings of a batch: text embeddings with each sample's image placeholder replaced
     /// by its (MoE-routed) projected visual tokens, truncated to <paramref name="maxLength"/>, right-padded.
-    /// <paramref name="imageFeatures"/>: [images, 1+N, C] vision features, indexed by the samples' ImageIndex.
+    /// <paramref name="imageFeatures"/>: [images, 1+N, C] vision features, indexed by the samples' ImageIndex
+    /// (copied to the model's device when elsewhere). Everything returned lives on the device of the parameters.
     /// </summary>
-    public (Variable Embeds, Tensor Labels, Tensor Mask, Variable?[] Routing) Assemble(IReadOnlyList<ParrotSample> samples, Tensor? imageFeatures, int maxLength = 2048)
+    public (Variable Embeds, Tensor Labels, Tensor Mask, Variable?[] Routing) Assemble(IReadOnlyList<ParrotSample> samples, Tensor? imageFeatures, int maxLength = 2048) =>
+        Assemble(samples, imageFeatures, maxLength, out _);
+
+    private (Variable Embeds, Tensor Labels, Tensor Mask, Variable?[] Routing) Assemble(IReadOnlyList<ParrotSample> samples, Tensor? imageFeatures, int maxLength, out bool anyPadding)
     {
         ArgumentNullException.ThrowIfNull(samples);
         if (samples.Count == 0) throw new ArgumentException("Parrot: empty batch");
         int h = Config.Text.HiddenSize, vocab = Config.Text.VocabSize;
+        var device = Model.EmbedTokens.Weight.Value.Device;
         Variable? projected = null;
         if (imageFeatures is not null)
         {
             if (imageFeatures.Rank != 3 || imageFeatures.Dim(2) != Config.MmHiddenSize)
                 throw new ArgumentException($"Parrot: image features {imageFeatures.ShapeString()} must be [images, tokens, {Config.MmHiddenSize}]");
             var feats = Config.MmVisionSelectFeature == "patch" ? imageFeatures.Narrow(1, 1, imageFeatures.Dim(1) - 1) : imageFeatures;
-            projected = Model.Projector.Forward(new Variable(feats.DType == Model.EmbedTokens.Weight.DType ? feats : feats.To(Model.EmbedTokens.Weight.DType)));
+            var wdt = Model.EmbedTokens.Weight.DType;
+            projected = Model.Projector.Forward(new Variable(feats.DType == wdt && feats.Device == device ? feats : feats.To(wdt, device)));
         }
 
         // Embed every sample's text at once (placeholders looked up as id 0 and cut out below).
@@ -81,7 +87,7 @@ public sealed class ParrotForCausalLM : Module
                 flat[b * lids + t] = id;
             }
         }
-        var text = Variable.Embedding(Model.EmbedTokens.Weight, Tensor.FromArray(flat, samples.Count, lids)); // [B, Lids, H]
+        var text = Variable.Embedding(Model.EmbedTokens.Weight, Tensor.FromArray(flat, device, samples.Count, lids)); // [B, Lids, H]
 
         var rows = new Variable[samples.Count];
         var rowLabels = new List<int>[samples.Count];
@@ -107,7 +113,7 @@ public sealed class ParrotForCausalLM : Module
             {
                 // The MoE is steered by the prompt: every text token without a loss, placeholder excluded.
                 var steer = Enumerable.Range(0, s.Ids.Length).Where(t => t != pos && labels[t] == ParrotSample.IgnoreIndex).Select(t => (long)t).ToArray();
-                var tEmb = e.IndexSelect(0, Tensor.FromArray(steer));
+                var tEmb = e.IndexSelect(0, Tensor.FromArray(steer, device));
                 (x, var w) = Model.Moe.Forward(x, tEmb);
                 routing[b] = w;
             }
@@ -126,12 +132,14 @@ public sealed class ParrotForCausalLM : Module
         var labelArr = new long[samples.Count * len];
         var maskArr = new long[samples.Count * len];
         var padded = new Variable[samples.Count];
+        anyPadding = false;
         for (int b = 0; b < samples.Count; b++)
         {
             var r = rows[b];
             int n = Math.Min(r.Shape[0], len);
             if (n < r.Shape[0]) r = r.Narrow(0, 0, n);
-            if (n < len) r = Variable.Concat(0, r, new Variable(Tensor.Zeros([len - n, h], r.DType)));
+            anyPadding |= n < len;
+            if (n < len) r = Variable.Concat(0, r, new Variable(Tensor.Zeros([len - n, h], r.DType, device)));
             padded[b] = r;
             for (int t = 0; t < len; t++)
             {
@@ -139,14 +147,13 @@ public sealed class ParrotForCausalLM : Module
                 maskArr[b * len + t] = t < n ? 1 : 0;
             }
         }
-        return (Variable.Stack(0, padded), Tensor.FromArray(labelArr, samples.Count, len), Tensor.FromArray(maskArr, samples.Count, len), routing);
+        return (Variable.Stack(0, padded), Tensor.FromArray(labelArr, device, samples.Count, len), Tensor.FromArray(maskArr, device, samples.Count, len), routing);
     }
 
     /// <summary>The full forward pass over a batch (training or scoring).</summary>
     public ParrotOutput Forward(IReadOnlyList<ParrotSample> samples, Tensor? imageFeatures, int maxLength = 2048)
     {
-        var (embeds, labels, mask, routing) = Assemble(samples, imageFeatures, maxLength);
-        bool padded = mask.ToLongArray().Any(m => m == 0);
+        var (embeds, labels, mask, routing) = Assemble(samples, imageFeatures, maxLength, out bool padded);
         var hidden = Model.Forward(embeds, padded ? mask : null);
         return new ParrotOutput(LmHead(hidden), labels, mask, routing);
     }
@@ -165,7 +172,7 @@ public sealed class ParrotForCausalLM : Module
     public Tensor DecodeStep(int token, KvCache cache)
     {
         using var ng = Graph.NoGrad();
-        var e = Model.EmbedTokens.Forward(Tensor.FromArray(new long[] { token }, 1, 1));
+        var e = Model.EmbedTokens.Forward(Tensor.FromArray(new long[] { token }, Model.EmbedTokens.Weight.Value.Device, 1, 1));
         return LmHead(Model.Forward(e, cache: cache)).Value.Reshape(-1);
     }
 }

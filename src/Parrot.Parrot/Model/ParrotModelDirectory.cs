@@ -163,6 +163,17 @@ public sealed class ParrotModelDirectory : IDisposable
         ParrotVision.Attach(Model, VisionTower);
     }
 
+    /// <summary>
+    /// Moves the language model and the vision tower to <paramref name="device"/> (<see cref="Module.To(Device)"/>); the
+    /// forward passes then run there. Returns this directory.
+    /// </summary>
+    public ParrotModelDirectory To(Device device)
+    {
+        Model.To(device);
+        VisionTower?.To(device);
+        return this;
+    }
+
     /// <summary>The pixel values [1, 3, S, S] (float32) of <paramref name="image"/>: padded to a square when image_aspect_ratio is pad, then CLIP-preprocessed.</summary>
     public Tensor Pixels(RgbImage image)
     {
@@ -181,7 +192,7 @@ public sealed class ParrotModelDirectory : IDisposable
     }
 
     /// <summary>
-    /// The logits [T', vocab] (float32) of a prompt: <paramref name="ids"/> with at most one image placeholder
+    /// The logits [T', vocab] (float32, on the host) of a prompt: <paramref name="ids"/> with at most one image placeholder
     /// (<see cref="ParrotSample.ImageToken"/>, −200), which <paramref name="image"/>'s <see cref="ImageTokens"/>
     /// visual tokens replace (routed by the MoE steered by the prompt's text), so T' = T − 1 + <see cref="ImageTokens"/>
     /// with an image and T without.
@@ -195,7 +206,7 @@ public sealed class ParrotModelDirectory : IDisposable
         var features = image is null ? null : ImageFeatures(image);
         var logits = Model.Forward([sample], features, int.MaxValue).Logits.Value;
         var result = logits.Reshape(logits.Dim(1), logits.Dim(2));
-        return scope.Keep(result.DType == DType.F32 ? result.Contiguous() : result.To(DType.F32));
+        return scope.Keep(result.DType == DType.F32 && result.Device == Device.Cpu ? result.Contiguous() : result.To(DType.F32, Device.Cpu));
     }
 
     /// <summary>Greedy decoding with the KV cache after the prompt (as <see cref="Logits"/>); stops after an id of <paramref name="eosIds"/> unless <paramref name="ignoreEos"/>.</summary>

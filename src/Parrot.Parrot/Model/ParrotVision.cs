@@ -19,7 +19,8 @@ public static class ParrotVision
         {
             using var noGrad = Graph.NoGrad();
             using var scope = TensorScope.Begin();
-            var x = pixels.DType == tower.VisionModel.Embeddings.PatchEmbedding.Weight.DType ? pixels : pixels.To(tower.VisionModel.Embeddings.PatchEmbedding.Weight.DType);
+            var w = tower.VisionModel.Embeddings.PatchEmbedding.Weight;
+            var x = pixels.DType == w.DType && pixels.Device == w.Value.Device ? pixels : pixels.To(w.DType, w.Value.Device);
             return scope.Keep(tower.HiddenState(new Variable(x), selectLayer).Value.Contiguous());
         };
     }

@@ -85,6 +85,7 @@ public sealed class CausalLmTrainer(Qwen2ForCausalLM model, CausalLmOptions opti
         var opt = dp.Optimizer;
         var records = new List<StepRecord>();
         var batch = new long[local * len];
+        var device = model.Model.EmbedTokens.Weight.Value.Device;
         for (int step = 0; step < options.Steps; step++)
         {
             var sw = Stopwatch.StartNew();
@@ -97,7 +98,7 @@ public sealed class CausalLmTrainer(Qwen2ForCausalLM model, CausalLmOptions opti
             double loss, norm;
             using (var scope = TensorScope.Begin())
             {
-                var ids = Tensor.FromArray(batch, local, len);
+                var ids = Tensor.FromArray(batch, device, local, len); // the model's device; the loss is read back explicitly
                 var l = Losses.NextTokenCrossEntropy(model.Forward(ids), ids);
                 loss = l.Value.Item();
                 dp.ZeroGrad();
@@ -127,7 +128,7 @@ public sealed class CausalLmTrainer(Qwen2ForCausalLM model, CausalLmOptions opti
             int n = Math.Min(batch, sequences.Count - start), len = sequences[start].Length;
             var flat = new long[n * len];
             for (int b = 0; b < n; b++) for (int t = 0; t < len; t++) flat[b * len + t] = sequences[start + b][t];
-            var ids = Tensor.FromArray(flat, n, len);
+            var ids = Tensor.FromArray(flat, model.Model.EmbedTokens.Weight.Value.Device, n, len);
             var l = Losses.NextTokenCrossEntropy(model.Forward(ids), ids);
             sum += l.Value.Item() * n * (len - 1);
             count += n * (len - 1);

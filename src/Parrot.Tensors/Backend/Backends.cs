@@ -1,4 +1,9 @@
+using System.Runtime.CompilerServices;
 using Parrot.Tensors.Cpu;
+
+[assembly: InternalsVisibleTo("Parrot.Nn.Tests")]
+[assembly: InternalsVisibleTo("Parrot.Parrot.Tests")]
+[assembly: InternalsVisibleTo("Parrot.Cli.Tests")]
 
 namespace Parrot.Tensors;
 
@@ -23,6 +28,15 @@ public static class Backends
             Instances[device] = b;
             return b;
         }
+    }
+
+    /// <summary>
+    /// Tests only (tests/Shared/TestDevice.cs): binds one device identity to a backend instance, e.g. a backend that
+    /// computes with the CPU kernels but owns its own memory, so a model moved there fails on any tensor left behind.
+    /// </summary>
+    internal static void RegisterInstance(Device device, IBackend backend)
+    {
+        lock (Gate) Instances[device] = backend;
     }
 
     /// <summary>Registers the factory of a non-CPU backend.</summary>

@@ -30,7 +30,7 @@ public sealed class ClipVisionEmbeddings : Module
         PositionEmbedding = AddModule("position_embedding", new Embedding(config.NumPositions, c, Init.SeedFor(seed, "position_embedding"), 0.02, dtype));
     }
 
-    /// <summary>Pixels [B, channels, S, S] → tokens [B, 1 + N, C] (pixels are converted to the weights' dtype, as HF does).</summary>
+    /// <summary>Pixels [B, channels, S, S] → tokens [B, 1 + N, C] (pixels are converted to the weights' dtype, as HF does, and copied to their device).</summary>
     public Variable Forward(Variable pixels)
     {
         ArgumentNullException.ThrowIfNull(pixels);
@@ -39,6 +39,7 @@ public sealed class ClipVisionEmbeddings : Module
             throw new ArgumentException($"ClipVisionEmbeddings: pixel values {pixels.Value.ShapeString()} must be [batch, {_config.NumChannels}, {s}, {s}]");
         int b = pixels.Shape[0], c = _config.HiddenSize;
         var weight = PatchEmbedding.Weight;
+        if (pixels.Value.Device != weight.Value.Device) pixels = pixels.To(weight.Value.Device); // pixels made on the host
         if (pixels.DType != weight.DType) pixels = pixels.To(weight.DType);
         var patches = PatchEmbedding.Forward(pixels);                          // [B, C, S/P, S/P]
         var tokens = patches.Reshape(b, c, _config.NumPatches).Transpose(1, 2); // [B, N, C]

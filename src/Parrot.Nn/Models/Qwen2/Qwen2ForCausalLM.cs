@@ -55,10 +55,17 @@ public sealed class Qwen2ForCausalLM : Module
     /// 0 = padding; S = past + T) masks padded keys; <paramref name="positions"/> [T] or [B, T] default to
     /// past..past+T−1; <paramref name="cache"/> enables incremental decoding.
     /// </summary>
+    /// <remarks>
+    /// Runs on the device of the parameters (<see cref="Module.To(Device)"/>): ids made on the host are copied there;
+    /// the mask, RoPE tables and KV cache are created there.
+    /// </remarks>
     public Variable Forward(Tensor ids, Tensor? attentionMask = null, Tensor? positions = null, KvCache? cache = null)
     {
-        var h = _model.Forward(_model.EmbedTokens.Forward(ids), attentionMask, positions, cache);
-        return LmHead(h);
+        ArgumentNullException.ThrowIfNull(ids);
+        var device = _model.EmbedTokens.Weight.Value.Device;
+        if (ids.Device == device) return LmHead(_model.Forward(_model.EmbedTokens.Forward(ids), attentionMask, positions, cache));
+        using var onDevice = ids.To(device);
+        return LmHead(_model.Forward(_model.EmbedTokens.Forward(onDevice), attentionMask, positions, cache));
     }
 
     /// <summary>Logits for hidden states: lm_head, or the embedding table when tied.</summary>
@@ -104,7 +111,7 @@ public class Qwen2Model : Module
             : RopeFor(positions, b, t, inputsEmbeds.Value.Device);
         var cos = rope.Cos.To(inputsEmbeds.DType.IsHalfStorage() ? DType.F32 : inputsEmbeds.DType);
         var sin = rope.Sin.To(cos.DType);
-        Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, past + t, inputsEmbeds.DType);
+        Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, past + t, inputsEmbeds.DType, inputsEmbeds.Value.Device);
         var h = inputsEmbeds;
         for (int i = 0; i < _layers.Length; i++)
         {
@@ -137,14 +144,15 @@ public class Qwen2Model : Module
         throw new ArgumentException($"Qwen2Model: positions {positions.ShapeString()} must be [{t}] or [{b}, {t}]");
     }
 
-    /// <summary>Additive [B, 1, 1, S] mask: 0 on real keys, −∞ on padding.</summary>
-    private static Tensor PaddingMask(Tensor attentionMask, int b, int s, DType dtype)
+    /// <summary>Additive [B, 1, 1, S] mask on <paramref name="device"/> (the activations'): 0 on real keys, −∞ on padding.</summary>
+    private static Tensor PaddingMask(Tensor attentionMask, int b, int s, DType dtype, Device device)
     {
         if (attentionMask.Rank != 2 || attentionMask.Dim(0) != b || attentionMask.Dim(1) != s)
             throw new ArgumentException($"Qwen2Model: attention mask {attentionMask.ShapeString()} must be [{b}, {s}] (batch, past + new tokens)");
-        var keep = attentionMask.Ne(Tensor.Scalar(0, attentionMask.DType));
-        var zero = Tensor.Scalar(0, dtype);
-        var ninf = Tensor.Scalar(double.NegativeInfinity, dtype);
+        var m = attentionMask.Device == device ? attentionMask : attentionMask.To(device);
+        var keep = m.Ne(Tensor.Scalar(0, m.DType, device));
+        var zero = Tensor.Scalar(0, dtype, device);
+        var ninf = Tensor.Scalar(double.NegativeInfinity, dtype, device);
         return Tensor.Where(keep, zero, ninf).Reshape(b, 1, 1, s);
     }
 }

@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Parrot.Autograd;
+using Parrot.Nn.Layers;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Tensors;
+using Parrot.Tensors.Cuda;
+
+namespace Parrot.Cli;
+
+/// <summary>
+/// `parrot bench decoder --shape qwen2-7b --dtype bf16 --device cuda`: batch-1 greedy decode of a Qwen2 model with
+/// synthetic weights on any device, through <see cref="Qwen2ForCausalLM"/> and its <see cref="KvCache"/> (the model's
+/// own path: masks, RoPE tables and the cache on the device, the argmax on the device, one number read back per token).
+/// Every weight is read once per token, so the floor is the weight bytes (the embedding table excepted: one row is read)
+/// over the device's copy bandwidth, measured in the same run (bytes read + written per second, as PyTorch's peer in
+/// bench/torch_model_peer.py measures it). Weights are random N(0, 0.02²) bf16 values tiled from one 16 Mi block (drawing
+/// 7.6 billion numbers on the host would cost more than the whole measurement); norm weights are 1.
+/// </summary>
+internal static class DeviceDecodeBench
+{
+    /// <summary>What a run measured.</summary>
+    internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
+        double PrefillMs, double MsPerToken, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated);
+
+    /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
+    internal static readonly Qwen2Config Qwen7b = new()
+    {
+        VocabSize = 152064, HiddenSize = 3584, IntermediateSize = 18944, NumHiddenLayers = 28, NumAttentionHeads = 28, NumKeyValueHeads = 4,
+        RopeTheta = 1e6, TieWordEmbeddings = false,
+    };
+
+    /// <summary>A small shape of the same build for runs on the CPU (the script's logic).</summary>
+    internal static readonly Qwen2Config Tiny = new()
+    {
+        VocabSize = 512, HiddenSize = 128, IntermediateSize = 352, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 1e6,
+    };
+
+    internal static Qwen2Config Shape(string name) => name switch
+    {
+        "qwen2-7b" => Qwen7b,
+        "qwen2-0.5b" => TrainBench.Qwen05b,
+        "tiny" => Tiny,
+        _ => throw new CliException($"--shape must be qwen2-7b, qwen2-0.5b or tiny, got '{name}'"),
+    };
+
+    internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log)
+    {
+        var cfg = Shape(shapeName);
+        var sw = Stopwatch.StartNew();
+        Qwen2ForCausalLM created;
+        using (global::Parrot.Nn.Init.Deferred()) created = new Qwen2ForCausalLM(cfg, 0, dtype, initialize: false); // no host random numbers
+        using var model = created;
+        model.To(device);
+        // Random weights without drawing 15 GB of numbers on the host: one block of N(0, 0.02²) bf16 values (16 Mi,
+        // drawn once and copied in), tiled over every matrix from an offset of its own; norm weights 1.
+        const int blockLength = 1 << 24;
+        using (var block = Tensor.Normal([blockLength], 7, 0, 0.02, dtype, device))
+        {
+            int i = 0;
+            foreach (var (name, p) in model.NamedParameters())
+            {
+                i++;
+                if (name.EndsWith("norm.weight", StringComparison.Ordinal)) { p.Value.Fill(1.0); continue; }
+                using var flat = p.Value.Reshape(-1);
+                for (long off = 0; off < flat.Count; off += blockLength)
+                {
+                    int len = (int)Math.Min(blockLength, flat.Count - off);
+                    int start = (int)((i * 1_000_003L) % (blockLength - len + 1));
+                    using var dst = flat.Narrow(0, checked((int)off), len);
+                    using var src = block.Narrow(0, start, len);
+                    dst.CopyFrom(src);
+                }
+            }
+        }
+        long parameters = model.ParameterCount();
+        long weightBytes = (parameters - (long)cfg.VocabSize * cfg.HiddenSize + cfg.HiddenSize) * dtype.SizeOf();
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{shapeName}: {parameters:N0} parameters, {dtype.Name()} on {device} (ready in {sw.Elapsed.TotalSeconds:F1} s); a token reads {weightBytes / 1e9:F3} GB"));
+
+        double copyGbs = CopyBandwidth(device);
+        double boundMs = weightBytes / (copyGbs * 1e6);
+        using var ng = Graph.NoGrad();
+        using var cache = new KvCache(cfg.NumHiddenLayers, prompt + tokens + 4);
+        var rng = new Random(1);
+        var ids = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(cfg.VocabSize)).ToArray();
+        long next;
+        sw.Restart();
+        using (var scope = TensorScope.Begin())
+        {
+            var logits = model.Forward(Tensor.FromArray(ids, device, 1, prompt), cache: cache).Value;
+            next = (long)logits.Narrow(1, prompt - 1, 1).ArgMax(-1).Item();
+        }
+        double prefillMs = sw.Elapsed.TotalMilliseconds;
+        var times = new List<double>();
+        var generated = new List<int>();
+        for (int s = 0; s < tokens; s++)
+        {
+            sw.Restart();
+            using var scope = TensorScope.Begin();
+            var logits = model.Forward(Tensor.FromArray(new[] { next }, device, 1, 1), cache: cache).Value;
+            next = (long)logits.ArgMax(-1).Item(); // greedy; the one host read of the step
+            times.Add(sw.Elapsed.TotalMilliseconds);
+            generated.Add((int)next);
+        }
+        var steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ToArray(); // the first steps warm kernels and plans
+        double ms = steady[steady.Length / 2];
+        return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, copyGbs, boundMs, boundMs / ms, [.. generated]);
+    }
+
+    /// <summary>Copy bandwidth of <paramref name="device"/> in GB/s (read + write): 1 GiB device-to-device on a GPU (CUDA events), 256 MiB on the CPU.</summary>
+    internal static double CopyBandwidth(Device device)
+    {
+        if (device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend cuda)
+        {
+            const int n = 256 << 20;
+            using var src = Tensor.Full([n], 1.25, DType.F32, device);
+            using var dst = Tensor.Empty([n], DType.F32, device);
+            double ms = cuda.MedianMilliseconds(() => cuda.Copy(src, dst));
+            return 2.0 * n * 4 / (ms * 1e-3) / 1e9;
+        }
+        {
+            const int n = 64 << 20;
+            using var src = Tensor.Full([n], 1.25, DType.F32, device);
+            using var dst = Tensor.Empty([n], DType.F32, device);
+            var best = double.MaxValue;
+            for (int r = 0; r < 4; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                dst.CopyFrom(src);
+                best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
+            }
+            return 2.0 * n * 4 / (best * 1e-3) / 1e9;
+        }
+    }
+
+    internal static string Json(Result r) => JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
+
+    internal static string Describe(Result r) => string.Create(CultureInfo.InvariantCulture,
+        $"{r.Shape} {r.DType} on {r.Device}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}); " +
+        $"copy bandwidth {r.CopyGigabytesPerSecond:F0} GB/s → bound {r.BoundMs:F2} ms/token = {r.RooflineFraction:P1} of the roofline");
+}

@@ -1,0 +1,106 @@
+using System.Text.Json;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
+
+namespace Parrot.Cli.Tests;
+
+/// <summary>
+/// The model commands and benches with `--device` naming a device that is not the CPU, in process, on the test device
+/// (the CPU kernels behind a check that every operand lives on that device, registered as cuda:9): what they write
+/// equals the CPU run, so every tensor they make follows the model (one left on the host would throw).
+/// </summary>
+[NonParallelizable]
+public class DeviceCommandsTests
+{
+    private static string Dev => TestDevice.Get().ToString();
+    private static string Model => Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "qwen2", "f32-gqa-untied");
+
+    private static int Invoke(System.CommandLine.Command cmd, params string[] args)
+    {
+        var err = new StringWriter();
+        var old = Console.Error;
+        Console.SetError(err);
+        try
+        {
+            int code = cmd.Parse(args).Invoke();
+            Assert.That(code, Is.Zero, err.ToString());
+            return code;
+        }
+        finally { Console.SetError(old); }
+    }
+
+    [Test]
+    public void TheTestDeviceIsAcceptedByTheOption()
+    {
+        Assert.That(DeviceOption.Resolve(Dev, "forward"), Is.EqualTo(TestDevice.Get()));
+        Assert.That(DeviceOption.Resolve("cpu", "forward"), Is.EqualTo(Device.Cpu));
+    }
+
+    [Test]
+    public void ForwardOnTheDeviceWritesTheCpusLogits()
+    {
+        string dir = CliRunner.TempDir(), a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");
+        Invoke(ForwardCommand.Create(), "--model", Model, "--tokens", "1,5,9,2", "--out", a, "--device", "cpu");
+        long ops = TestDevice.Backend.Ops;
+        Invoke(ForwardCommand.Create(), "--model", Model, "--tokens", "1,5,9,2", "--out", b, "--device", Dev);
+        Assert.That(TestDevice.Backend.Ops, Is.GreaterThan(ops));
+        Assert.That(File.ReadAllBytes(b), Is.EqualTo(File.ReadAllBytes(a)));
+    }
+
+    [Test]
+    public void GenerateOnTheDevicePrintsTheCpusTokens()
+    {
+        string Run(string device)
+        {
+            var outp = new StringWriter();
+            var old = Console.Out;
+            Console.SetOut(outp);
+            try { Invoke(GenerateCommand.Create(), "--model", Model, "--tokens=3,4,5", "--max-new-tokens", "6", "--ignore-eos", "--device", device); }
+            finally { Console.SetOut(old); }
+            return outp.ToString();
+        }
+        var cpu = Run("cpu");
+        Assert.That(cpu.Split(',').Length, Is.EqualTo(6 + 3).Or.EqualTo(6), cpu);
+        Assert.That(Run(Dev), Is.EqualTo(cpu));
+    }
+
+    [Test]
+    public void TrainLmOnTheDeviceLogsTheCpusLosses()
+    {
+        string dir = CliRunner.TempDir();
+        var rng = new Random(4);
+        File.WriteAllLines(Path.Combine(dir, "tokens.jsonl"), Enumerable.Range(0, 6).Select(_ => JsonSerializer.Serialize(new { ids = Enumerable.Range(0, 10).Select(_ => rng.Next(40)).ToArray() })));
+        File.WriteAllText(Path.Combine(dir, "init.json"), """{"vocab_size": 40, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 10000.0}""");
+        string[] Losses(string device)
+        {
+            var log = Path.Combine(dir, $"log-{device.Replace(':', '_')}.jsonl");
+            Invoke(TrainLmCommand.Create(), "--init", Path.Combine(dir, "init.json"), "--tokens", Path.Combine(dir, "tokens.jsonl"), "--steps", "4", "--batch", "2",
+                "--lr", "0.003", "--max-grad-norm", "1", "--seed", "3", "--log", log, "--device", device, "--out", Path.Combine(dir, "out-" + device.Replace(':', '_')));
+            return File.ReadAllLines(log);
+        }
+        var cpu = Losses("cpu");
+        var dev = Losses(Dev);
+        Assert.That(cpu, Has.Length.EqualTo(4));
+        Assert.That(dev, Is.EqualTo(cpu));
+        Assert.That(File.ReadAllBytes(Path.Combine(dir, "out-" + Dev.Replace(':', '_'), "model.safetensors")),
+            Is.EqualTo(File.ReadAllBytes(Path.Combine(dir, "out-cpu", "model.safetensors"))), "the checkpoint written from the device");
+    }
+
+    [Test]
+    public void TheBenchesRunOnTheDeviceAndComputeWhatTheCpuComputes()
+    {
+        var cfg = DeviceDecodeBench.Shape("tiny");
+        var a = TrainBench.Run(cfg, DType.BF16, Device.Cpu, 2, 16, 3, checkpointing: false, peakTflops: 100);
+        var b = TrainBench.Run(cfg, DType.BF16, TestDevice.Get(), 2, 16, 3, checkpointing: false, peakTflops: 100);
+        Assert.That((b.FirstLoss, b.LastLoss), Is.EqualTo((a.FirstLoss, a.LastLoss)));
+        Assert.That(b.Device, Is.EqualTo(Dev));
+        Assert.That(b.Mfu, Is.EqualTo(b.Tflops / 100).Within(1e-12));
+        // FLOPs per token by PaLM's formula for the untied tiny shape: 6·(parameters − embedding) + 12·layers·hidden·seq.
+        Assert.That(b.FlopsPerToken, Is.EqualTo(6.0 * (b.Parameters - 512L * 128) + 12.0 * 2 * 128 * 16));
+        var da = DeviceDecodeBench.Run("tiny", DType.BF16, Device.Cpu, 12, 6, TextWriter.Null);
+        var db = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null);
+        Assert.That(db.Generated, Is.EqualTo(da.Generated));
+        Assert.That(db.WeightBytes, Is.EqualTo((db.Parameters - 512L * 128 + 128) * 2));
+        Assert.That(db.RooflineFraction, Is.EqualTo(db.BoundMs / db.MsPerToken).Within(1e-12));
+    }
+}

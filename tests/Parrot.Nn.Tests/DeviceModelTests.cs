@@ -1,0 +1,158 @@
+using Parrot.Autograd;
+using Parrot.Nn.Layers;
+using Parrot.Nn.Models.Clip;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Nn.Optim;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
+
+namespace Parrot.Nn.Tests;
+
+/// <summary>
+/// The models on a device that is not the CPU (the test device: the CPU kernels behind a check that every operand
+/// lives on that device): moved with Module.To, they create their masks, RoPE tables, KV caches and targets there, so
+/// forward, KV-cache decoding and training run with every tensor on the device and give exactly the CPU's numbers.
+/// </summary>
+public class DeviceModelTests
+{
+    private static readonly Qwen2Config Tiny = new()
+    {
+        VocabSize = 50, HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2,
+        RopeTheta = 10000, RmsNormEps = 1e-6,
+    };
+
+    private static Device Dev => TestDevice.Get();
+
+    [Test]
+    public void AnOpOverTwoDevicesNamesBoth()
+    {
+        using var a = Tensor.Ones([3], DType.F32, Dev);
+        using var b = Tensor.Ones([3]);
+        var ex = Assert.Throws<ArgumentException>(() => { using var _ = a + b; });
+        Assert.That(ex!.Message, Does.Contain(Dev.ToString()).And.Contain("cpu"));
+        ex = Assert.Throws<ArgumentException>(() => { using var _ = a.MatMul(b.Reshape(3, 1)); });
+        Assert.That(ex!.Message, Does.Contain(Dev.ToString()).And.Contain("cpu"));
+        // Below the Tensor layer, the device's backend itself refuses a host operand.
+        using var y = Tensor.Empty([3], DType.F32, Dev);
+        var inner = Assert.Throws<InvalidOperationException>(() => TestDevice.Backend.Binary(BinaryOp.Add, a, b, y));
+        Assert.That(inner!.Message, Does.Contain("is on cpu").And.Contain(Dev.ToString()));
+        // Copies in and out are explicit and exact.
+        using var h = Tensor.FromArray(new[] { 1f, 2.5f, -3f });
+        using var d = h.To(Dev);
+        Assert.That(d.Device, Is.EqualTo(Dev));
+        Assert.That(d.ToFloatArray(), Is.EqualTo(new[] { 1f, 2.5f, -3f }));
+    }
+
+    private static (Qwen2ForCausalLM Cpu, Qwen2ForCausalLM Dev) Pair(DType dtype = DType.F32)
+    {
+        var cpu = new Qwen2ForCausalLM(Tiny, seed: 11, dtype);
+        var dev = new Qwen2ForCausalLM(Tiny, seed: 11, dtype);
+        dev.To(Dev);
+        Assert.That(dev.Parameters().All(p => p.Value.Device == Dev), Is.True);
+        return (cpu, dev);
+    }
+
+    [TestCase(DType.F32)]
+    [TestCase(DType.BF16)]
+    public void Qwen2ForwardWithPaddingAndPositionsEqualsTheCpu(DType dtype)
+    {
+        var (cpu, dev) = Pair(dtype);
+        using var _ = cpu; using var __ = dev;
+        using var scope = TensorScope.Begin();
+        using var ng = Graph.NoGrad();
+        var ids = Tensor.FromArray(new long[] { 1, 7, 9, 3, 4, 0, 2, 8, 5, 6 }, 2, 5);
+        var mask = Tensor.FromArray(new long[] { 1, 1, 1, 1, 1, 0, 1, 1, 1, 1 }, 2, 5);
+        var pos = Tensor.FromArray(new long[] { 0, 1, 2, 3, 4, 0, 0, 1, 2, 3 }, 2, 5);
+        var a = cpu.Forward(ids, mask, pos).Value;
+        // Host-made ids, mask and positions: the model copies what it needs; everything it creates is on the device.
+        var b = dev.Forward(ids, mask, pos).Value;
+        Assert.That(b.Device, Is.EqualTo(Dev));
+        Assert.That(b.ToFloatArray(), Is.EqualTo(a.ToFloatArray()));
+    }
+
+    [Test]
+    public void KvCacheDecodingOnTheDeviceEqualsTheCpu()
+    {
+        var (cpu, dev) = Pair();
+        using var _ = cpu; using var __ = dev;
+        using var ng = Graph.NoGrad();
+        float[][] Run(Qwen2ForCausalLM m)
+        {
+            using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
+            var outs = new List<float[]>();
+            using (var s = TensorScope.Begin())
+                outs.Add(m.Forward(Tensor.FromArray(new long[] { 3, 14, 15, 9 }, m.Device, 1, 4), cache: cache).Value.ToFloatArray());
+            foreach (var t in new long[] { 2, 6, 5 })
+            {
+                using var s = TensorScope.Begin();
+                var logits = m.Forward(Tensor.FromArray(new[] { t }, m.Device, 1, 1), cache: cache).Value;
+                Assert.That(logits.Device, Is.EqualTo(m.Device));
+                outs.Add(logits.ToFloatArray());
+            }
+            Assert.That(cache.Stored(0)!.Value.K.Device, Is.EqualTo(m.Device), "the cache lives with the model");
+            return outs.ToArray();
+        }
+        var a = Run(cpu);
+        var b = Run(dev);
+        for (int i = 0; i < a.Length; i++) Assert.That(b[i], Is.EqualTo(a[i]), $"call {i}");
+    }
+
+    [Test]
+    public void ThreeTrainingStepsOnTheDeviceEqualTheCpu()
+    {
+        var (cpu, dev) = Pair();
+        using var _ = cpu; using var __ = dev;
+        dev.GradientCheckpointing = true; // the recomputation runs on the device too (and must not change a number)
+        cpu.GradientCheckpointing = true;
+        double[] Train(Qwen2ForCausalLM m)
+        {
+            using var opt = new AdamW(m.Parameters(), 3e-3, weightDecay: 0.01);
+            var losses = new List<double>();
+            for (int step = 0; step < 3; step++)
+            {
+                using var scope = TensorScope.Begin();
+                var ids = Tensor.FromArray(Enumerable.Range(0, 12).Select(i => (long)((i * 7 + step * 3) % Tiny.VocabSize)).ToArray(), m.Device, 2, 6);
+                var loss = Losses.NextTokenCrossEntropy(m.Forward(ids), ids);
+                Assert.That(loss.Value.Device, Is.EqualTo(m.Device));
+                losses.Add(loss.Value.Item()); // an explicit host read
+                opt.ZeroGrad();
+                loss.Backward();
+                GradClip.ClipGradNorm(m.Parameters(), 1.0);
+                Assert.That(m.Parameters().All(p => p.Grad!.Device == m.Device), Is.True, "gradients stay on the device");
+                opt.Step();
+            }
+            return losses.ToArray();
+        }
+        long ops = TestDevice.Backend.Ops;
+        var a = Train(cpu);
+        var b = Train(dev);
+        Assert.That(b, Is.EqualTo(a));
+        Assert.That(TestDevice.Backend.Ops - ops, Is.GreaterThan(100), "the device computed the steps");
+        foreach (var ((name, p), (_, q)) in cpu.NamedParameters().Zip(dev.NamedParameters()))
+            Assert.That(q.Value.ToFloatArray(), Is.EqualTo(p.Value.ToFloatArray()), name);
+    }
+
+    [Test]
+    public void ClipForwardAndBackwardOnTheDeviceEqualTheCpu()
+    {
+        var config = new ClipVisionConfig { HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 2, NumAttentionHeads = 2, ImageSize = 14, PatchSize = 7 };
+        using var cpu = new ClipVisionModel(config, seed: 5);
+        using var dev = new ClipVisionModel(config, seed: 5);
+        dev.To(Dev);
+        (float[] Out, float[][] Grads) Run(ClipVisionModel m)
+        {
+            using var scope = TensorScope.Begin();
+            var pixels = Tensor.Uniform([2, 3, 14, 14], 9, -1, 1); // made on the host, as the image loader makes them
+            var o = m.Forward(new Variable(pixels));
+            var loss = (o.PoolerOutput * o.PoolerOutput).Sum() + o.HiddenStates[1].Mean();
+            Assert.That(loss.Value.Device, Is.EqualTo(m.Device));
+            foreach (var p in m.Parameters()) p.ZeroGrad();
+            loss.Backward();
+            return (o.LastHiddenState.Value.ToFloatArray(), m.Parameters().Select(p => p.Grad!.ToFloatArray()).ToArray());
+        }
+        var a = Run(cpu);
+        var b = Run(dev);
+        Assert.That(b.Out, Is.EqualTo(a.Out));
+        for (int i = 0; i < a.Grads.Length; i++) Assert.That(b.Grads[i], Is.EqualTo(a.Grads[i]), $"gradient {i}");
+    }
+}

@@ -1,0 +1,143 @@
+using Parrot.Autograd;
+using Parrot.Nn.Layers;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot.Data;
+using Parrot.Parrot.Inference;
+using Parrot.Parrot.Model;
+using Parrot.Parrot.Training;
+using Parrot.Parrot.Text;
+using Parrot.Parrot.Vision;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
+using static Parrot.Parrot.Tests.Training.TrainingFixtures;
+
+namespace Parrot.Parrot.Tests;
+
+/// <summary>
+/// Parrot on a device that is not the CPU (the test device: the CPU kernels behind a check that every operand is on
+/// that device): the assembled embeddings, MoE routing, projector, CLIP tower, KV-cache generation (alone, padded
+/// batch, continuous batch) and both trainers run there and give exactly the CPU's numbers.
+/// </summary>
+public class DeviceTests
+{
+    private static Device Dev => TestDevice.Get();
+    private static string _root = "";
+
+    [OneTimeSetUp]
+    public void MakeModel()
+    {
+        _root = TinyModels.TempDir("parrot-device-tests");
+        TinyModels.WriteParrot(Path.Combine(_root, "parrot"));
+        TinyModels.WritePng(Path.Combine(_root, "red.png"), 230, 20, 20);
+    }
+
+    [OneTimeTearDown]
+    public void Clean()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
+
+    [Test]
+    public void GenerationOnTheDeviceEqualsTheCpu()
+    {
+        using var cpu = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        using var dev = ParrotModel.Load(Path.Combine(_root, "parrot"), new ParrotModelOptions { Device = Dev });
+        var red = ImageLoader.Load(Path.Combine(_root, "red.png"));
+        var sampled = new GenerationOptions { Temperature = 0.9, TopP = 0.95, TopK = 40, Seed = 5, IgnoreEos = true, MaxNewTokens = 7 };
+        long ops = TestDevice.Backend.Ops;
+        // One prompt with an image (tower, projector, MoE on the device), then a padded batch of three.
+        Assert.That(dev.Generate(Ask("what colour?", image: true), red, sampled).Tokens, Is.EqualTo(cpu.Generate(Ask("what colour?", image: true), red, sampled).Tokens));
+        var conversations = new[] { Ask("hi"), Ask("a much longer question here", image: true), Ask("mid length") };
+        var images = new RgbImage?[] { null, red, null };
+        var a = cpu.Generate(conversations, images, sampled);
+        var b = dev.Generate(conversations, images, sampled);
+        for (int i = 0; i < a.Count; i++) Assert.That(b[i].Tokens, Is.EqualTo(a[i].Tokens), $"batch row {i}");
+        // Continuous batching: per-row caches, rows joining later.
+        List<int>[] Continuous(ParrotModel m)
+        {
+            using var batch = m.StartContinuousBatch();
+            var seqs = new List<BatchSequence>();
+            var got = new[] { new List<int>(), new List<int>() };
+            for (int step = 0; step < 8; step++)
+            {
+                if (step == 0) seqs.Add(batch.Join(Ask("first"), null, sampled, 6));
+                if (step == 2) seqs.Add(batch.Join(Ask("second", image: true), red, sampled, 4));
+                foreach (var e in batch.Step()) got[seqs.IndexOf(e.Sequence)].Add(e.Token);
+            }
+            return got;
+        }
+        var ca = Continuous(cpu);
+        var cb = Continuous(dev);
+        Assert.That(cb[0], Is.EqualTo(ca[0]));
+        Assert.That(cb[1], Is.EqualTo(ca[1]));
+        Assert.That(ca[1], Has.Count.EqualTo(4));
+        Assert.That(TestDevice.Backend.Ops - ops, Is.GreaterThan(500), "the device computed the answers");
+    }
+
+    [Test]
+    public void PrefillAndDecodeStepsOnTheDeviceEqualTheCpu()
+    {
+        using var cpu = new ParrotForCausalLM(Config(), seed: 4);
+        using var dev = new ParrotForCausalLM(Config(), seed: 4);
+        dev.To(Dev);
+        using var ng = Graph.NoGrad();
+        float[][] Run(ParrotForCausalLM m)
+        {
+            using var scope = TensorScope.Begin();
+            using var cache = new KvCache(m.Config.Text.NumHiddenLayers, 64);
+            var features = Tensor.Uniform([1, ImageTokens, Channels], 3, -1, 1); // host features, as the feature cache gives them
+            var sample = new ParrotSample([1, 2, ParrotSample.ImageToken, 3, 4, 5], null, 0);
+            var outs = new List<float[]> { m.Prefill(sample, features, cache).ToFloatArray() };
+            foreach (var t in new[] { 7, 8, 9 }) outs.Add(m.DecodeStep(t, cache).ToFloatArray());
+            return outs.ToArray();
+        }
+        var a = Run(cpu);
+        var b = Run(dev);
+        for (int i = 0; i < a.Length; i++) Assert.That(b[i], Is.EqualTo(a[i]), $"call {i}");
+    }
+
+    [Test]
+    public void ParrotTrainingStepsOnTheDeviceEqualTheCpu()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir, 8);
+        var data = LlavaDataset.Load(json, images, Chat, DataOptions());
+        var options = ParrotTrainingOptions.Parrot7b(2) with { GlobalBatch = 4, MicroBatch = 2, Steps = 2, LearningRate = 1e-3, WarmupRatio = 0 };
+        (double[] Losses, double[] Norms, float[][] Weights) Train(Device device)
+        {
+            using var model = new ParrotForCausalLM(Config(), seed: 3);
+            model.To(device);
+            using var features = new LlavaImageFeatures(ToyTower, Preprocessor);
+            using var trainer = new ParrotTrainer(model, data, features, options);
+            var records = trainer.Train();
+            Assert.That(model.Parameters().All(p => p.Value.Device == device), Is.True);
+            return (records.Select(r => r.Loss).ToArray(), records.Select(r => r.GradNorm).ToArray(), model.Parameters().Select(p => p.Value.ToFloatArray()).ToArray());
+        }
+        var a = Train(Device.Cpu);
+        var b = Train(Dev);
+        Assert.That(b.Losses, Is.EqualTo(a.Losses));
+        Assert.That(b.Norms, Is.EqualTo(a.Norms));
+        for (int i = 0; i < a.Weights.Length; i++) Assert.That(b.Weights[i], Is.EqualTo(a.Weights[i]), $"parameter {i}");
+    }
+
+    [Test]
+    public void CausalLmTrainingOnTheDeviceEqualsTheCpu()
+    {
+        var rng = new Random(3);
+        var sequences = Enumerable.Range(0, 6).Select(_ => Enumerable.Range(0, 9).Select(_ => rng.Next(TinyModels.Vocab)).ToArray()).ToList();
+        var options = new CausalLmOptions { Steps = 3, Batch = 2, LearningRate = 3e-3, MaxGradNorm = 1.0, WarmupSteps = 1 };
+        List<StepRecord> Train(Device device)
+        {
+            using var model = new Qwen2ForCausalLM(TinyModels.TextConfig(0.02), seed: 9);
+            model.To(device);
+            var records = new CausalLmTrainer(model, options).Train(sequences);
+            Assert.That(CausalLmTrainer.Evaluate(model, sequences, 4), Is.LessThan(records[0].Loss));
+            return records;
+        }
+        var a = Train(Device.Cpu);
+        var b = Train(Dev);
+        Assert.That(b.Select(r => (r.Loss, r.GradNorm)), Is.EqualTo(a.Select(r => (r.Loss, r.GradNorm))));
+    }
+}
