@@ -4,7 +4,7 @@ namespace Parrot.Tensors.Tests;
 
 /// <summary>
 /// The decode path of a linear layer, x [1, K] · Wᵀ with W [N, K] row-major (a column-major B, one row of A: the
-/// one-row dot kernel of the skinny GEMM), against a float64 loop written here, and the helper team that runs
+/// dot kernels of the skinny GEMM, split over threads in grabs), against a float64 loop written here, and the helper team that runs
 /// it on several threads (<see cref="CpuTeam"/>). Tolerance per element: 8·√K·2⁻²⁴·Σ|x·w| (float32 accumulation).
 /// </summary>
 public class DecodeProductTests
@@ -39,7 +39,7 @@ public class DecodeProductTests
         finally { CpuParallel.Workers = saved; }
     }
 
-    // Qwen2-0.5B's decode shapes (q, k/v, o, gate/up, down) and k tails that are not whole 64- or 16-wide steps.
+    // Qwen2-0.5B's decode shapes (q, k/v, o, gate/up, down), k tails that are not whole 16-wide steps, and column counts that are not whole 8-column tiles.
     [TestCase(896, 896)]
     [TestCase(896, 128)]
     [TestCase(896, 4864)]

@@ -119,12 +119,11 @@ internal static unsafe class Sgemm
     }
 
     /// <summary>
-    /// Below this many bytes of B a skinny product stays on one thread (~5 µs of reading). The helpers of
-    /// <see cref="CpuTeam"/> are spinning between the products of a decode step, so handing them work costs about a
-    /// microsecond; with the thread pool it cost several, and the limit was 512 KiB, which left the k/v projections
-    /// of Qwen2-0.5B (448 KiB each) on one core.
+    /// Below this many bytes of B a skinny product stays on one thread: ~10 µs of reading. (128 KiB, which splits
+    /// the 448 KiB k/v projections of Qwen2-0.5B over both cores, measured no faster in decoding, even with the
+    /// helpers of <see cref="CpuTeam"/> spinning.)
     /// </summary>
-    private const long SkinnyParallelMinBytes = 128 << 10;
+    private const long SkinnyParallelMinBytes = 512 << 10;
 
     /// <summary>Bytes of B per grab from the shared column counter (~20 µs of reading on one core).</summary>
     private const long SkinnyGrabBytes = 512 << 10;
