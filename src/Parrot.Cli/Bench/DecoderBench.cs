@@ -14,7 +14,8 @@ namespace Parrot.Cli;
 /// (batch 1; logits of every position, as Hugging Face computes them, and of the last position only, which is
 /// all generation needs), and per-token decode with the KV cache after a 128-token prompt (median over the
 /// decoded tokens). Decoding one token reads every weight once, so its floor is the weight bytes over the
-/// memory bandwidth, measured in the same run as a 2-thread copy of a buffer far larger than the caches.
+/// memory bandwidth, measured in the same run as a 2-thread copy of a buffer far larger than the caches (the
+/// issue's target) and, for information, as a 2-thread read stream of 2 GiB.
 /// <c>--profile</c> times the parts of a layer separately. <c>--serve</c> keeps the model and answers one
 /// measurement per line read from stdin, so that bench/decoder-vs-torch.sh can pair each of our measurements
 /// with PyTorch's taken seconds apart (this machine is shared, and its load changes by the minute).
@@ -24,7 +25,8 @@ internal static class DecoderBench
     /// <summary>What one run measured; times in milliseconds (medians).</summary>
     internal sealed record Result(
         int Layers, long Parameters, long DecodeWeightBytes, double CopyGigabytesPerSecond, double DecodeBoundMs,
-        Dictionary<string, double> PrefillMs, Dictionary<string, double> PrefillLastMs, double DecodeMs, int DecodeTokens);
+        Dictionary<string, double> PrefillMs, Dictionary<string, double> PrefillLastMs, double DecodeMs, int DecodeTokens,
+        double ReadGigabytesPerSecond, double DecodeReadBoundMs);
 
     public static Command Create()
     {
@@ -84,9 +86,13 @@ internal static class DecoderBench
         long weightBytes = session.DecodeWeightBytes;
         log.WriteLine($"Qwen2-0.5B shape, {layers} layers, {session.Parameters:N0} parameters, float32, {CpuParallel.Workers} threads (built in {sw.Elapsed.TotalSeconds:F1} s)");
 
-        double copyGbs = DecoderSession.CopyBandwidth();
-        double boundMs = weightBytes / (copyGbs * 1e6);
-        log.WriteLine($"copy bandwidth {copyGbs:F1} GB/s (bytes read + written); decode reads {weightBytes / 1e9:F3} GB of weights: bound {boundMs:F1} ms/token");
+        // The target (issue #4) is stated against the copy figure; the read stream is printed beside it because a
+        // decode step is a read stream, and the two differ on this machine.
+        double copyGbs = DecoderSession.CopyBandwidth(), readGbs = DecoderSession.ReadBandwidth();
+        double boundMs = weightBytes / (copyGbs * 1e6), readBoundMs = weightBytes / (readGbs * 1e6);
+        log.WriteLine($"decode reads {weightBytes / 1e9:F3} GB of weights");
+        log.WriteLine($"  copy bandwidth {copyGbs:F1} GB/s (bytes read + written, {CpuParallel.Workers} threads): bound {boundMs:F1} ms/token  <- the target's bound");
+        log.WriteLine($"  read bandwidth {readGbs:F1} GB/s (sum of a 2 GiB array, {CpuParallel.Workers} threads): bound {readBoundMs:F1} ms/token  (for information)");
 
         var prefillAll = new Dictionary<string, double>();
         var prefillLast = new Dictionary<string, double>();
@@ -101,14 +107,15 @@ internal static class DecoderBench
         }
 
         double decodeMs = DecoderSession.Median(session.Decode(promptLength, decodeSteps).Wall);
-        log.WriteLine($"decode after {promptLength} tokens: {decodeMs:F1} ms/token (median of {decodeSteps}; {decodeMs / boundMs:F2}× the bandwidth bound)");
+        log.WriteLine($"decode after {promptLength} tokens: {decodeMs:F1} ms/token (median of {decodeSteps}; {decodeMs / boundMs:F2}× the copy-bandwidth bound, "
+            + $"{decodeMs / readBoundMs:F2}× the read-bandwidth bound; weights streamed at {weightBytes / (decodeMs * 1e6):F1} GB/s)");
 
         if (profileLog is not null)
         {
             LayerProfile.Prefill(session.Model, session.Ids(lengths[0]), profileLog);
             LayerProfile.Decode(session.Model, session.Ids(promptLength), session.Ids(decodeSteps), profileLog);
         }
-        return new Result(layers, session.Parameters, weightBytes, copyGbs, boundMs, prefillAll, prefillLast, decodeMs, decodeSteps);
+        return new Result(layers, session.Parameters, weightBytes, copyGbs, boundMs, prefillAll, prefillLast, decodeMs, decodeSteps, readGbs, readBoundMs);
     }
 
     private static object Timing((double Wall, double Cpu) t) => new { ms = t.Wall, cpu_ms = t.Cpu };
@@ -125,7 +132,7 @@ internal static class DecoderBench
             "prefill" => Timing(session.Prefill(arg(1), lastOnly: false)),
             "prefill_last" => Timing(session.Prefill(arg(1), lastOnly: true)),
             "decode" => Timing(session.Decode(arg(1), arg(2))),
-            "bandwidth" => new { gbs = DecoderSession.CopyBandwidth() },
+            "bandwidth" => new { gbs = DecoderSession.CopyBandwidth(), read_gbs = DecoderSession.ReadBandwidth() },
             _ => throw new FormatException($"unknown command '{command}'"),
         });
         return 0;

@@ -1,0 +1,141 @@
+using Parrot.Tensors.Cpu;
+
+namespace Parrot.Tensors.Tests;
+
+/// <summary>
+/// The decode path of a linear layer, x [1, K] · Wᵀ with W [N, K] row-major (a column-major B, one row of A: the
+/// dot kernels of the skinny GEMM, split over threads in grabs), against a float64 loop written here, and the helper team that runs
+/// it on several threads (<see cref="CpuTeam"/>). Tolerance per element: 8·√K·2⁻²⁴·Σ|x·w| (float32 accumulation).
+/// </summary>
+public class DecodeProductTests
+{
+    private static void CheckRowTimesTransposed(int k, int n, DType wType, int threads)
+    {
+        int saved = CpuParallel.Workers;
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Normal([1, k], 11);
+        var w = Tensor.Normal([n, k], 12, dtype: wType);
+        var xv = x.ToDoubleArray();
+        var wv = w.ToDoubleArray(); // bf16 weights as the values they hold
+        try
+        {
+            CpuParallel.Workers = threads;
+            var c = (wType == DType.F32 ? Tensor.MatMul(x, w.Transpose(0, 1)) : Tensor.MatMul(x.To(wType), w.Transpose(0, 1), DType.F32)).ToDoubleArray();
+            Assert.That(c, Has.Length.EqualTo(n));
+            var xr = wType == DType.F32 ? xv : x.To(wType).ToDoubleArray();
+            double tol = 8 * Math.Sqrt(k) * Math.Pow(2, -24);
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0, abs = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    double y = xr[p] * wv[(long)j * k + p];
+                    sum += y;
+                    abs += Math.Abs(y);
+                }
+                Assert.That(Math.Abs(c[j] - sum), Is.LessThanOrEqualTo(tol * abs + 1e-30), $"column {j} of {n}, k {k}, {wType}, {threads} threads");
+            }
+        }
+        finally { CpuParallel.Workers = saved; }
+    }
+
+    // Qwen2-0.5B's decode shapes (q, k/v, o, gate/up, down), k tails that are not whole 16-wide steps, and column counts that are not whole 8-column tiles.
+    [TestCase(896, 896)]
+    [TestCase(896, 128)]
+    [TestCase(896, 4864)]
+    [TestCase(4864, 896)]
+    [TestCase(1000, 37)]
+    [TestCase(71, 300)]
+    [TestCase(15, 9)]
+    public void OneRowTimesTransposedWeightMatchesFloat64(int k, int n)
+    {
+        CheckRowTimesTransposed(k, n, DType.F32, 1);
+        CheckRowTimesTransposed(k, n, DType.F32, 2);
+    }
+
+    [TestCase(896, 1152)]
+    [TestCase(100, 70)]
+    public void Bf16WeightsMatchFloat64(int k, int n) => CheckRowTimesTransposed(k, n, DType.BF16, 2);
+
+    [TestCase(896, 4864)]
+    [TestCase(896, 128)]
+    public void DecodeProductDoesNotDependOnThreadCount(int k, int n)
+    {
+        int saved = CpuParallel.Workers;
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Normal([1, k], 21);
+        var wt = Tensor.Normal([n, k], 22).Transpose(0, 1);
+        try
+        {
+            CpuParallel.Workers = 1;
+            var one = Tensor.MatMul(x, wt).ToFloatArray();
+            CpuParallel.Workers = 2;
+            var two = Tensor.MatMul(x, wt).ToFloatArray();
+            CpuParallel.Workers = 3;
+            var three = Tensor.MatMul(x, wt).ToFloatArray();
+            Assert.That(two, Is.EqualTo(one));
+            Assert.That(three, Is.EqualTo(one));
+        }
+        finally { CpuParallel.Workers = saved; }
+    }
+
+    /// <summary>Runs <paramref name="regions"/> back-to-back team regions of <paramref name="items"/> grabs each; returns how often each grab ran.</summary>
+    private static int[] RunRegions(int threads, int regions, int items)
+    {
+        var counts = new int[regions * items];
+        for (int r = 0; r < regions; r++)
+        {
+            int next = -1, region = r;
+            CpuTeam.Run(threads, () =>
+            {
+                int g;
+                while ((g = Interlocked.Increment(ref next)) < items) Interlocked.Increment(ref counts[region * items + g]);
+            });
+        }
+        return counts;
+    }
+
+    [TestCase(2)]
+    [TestCase(3)]
+    public void EveryGrabRunsExactlyOnceOverManyRegions(int threads)
+    {
+        var counts = RunRegions(threads, 3000, 7);
+        Assert.That(counts, Is.All.EqualTo(1));
+    }
+
+    [Test]
+    public void RegionsFromSeveralThreadsAtOnceAndNestedRegionsComplete()
+    {
+        var results = new int[4][];
+        var workers = Enumerable.Range(0, 4).Select(i => new Thread(() => results[i] = RunRegions(2, 500, 5))).ToArray();
+        foreach (var t in workers) t.Start();
+        foreach (var t in workers) t.Join();
+        foreach (var r in results) Assert.That(r, Is.All.EqualTo(1));
+
+        // A region inside a region (the helpers are busy): runs as well, every grab once.
+        var inner = new int[3 * 4];
+        int outerNext = -1;
+        CpuTeam.Run(2, () =>
+        {
+            int g;
+            while ((g = Interlocked.Increment(ref outerNext)) < 3)
+            {
+                int next = -1, o = g;
+                CpuTeam.Run(2, () =>
+                {
+                    int h;
+                    while ((h = Interlocked.Increment(ref next)) < 4) Interlocked.Increment(ref inner[o * 4 + h]);
+                });
+            }
+        });
+        Assert.That(inner, Is.All.EqualTo(1));
+    }
+
+    [Test]
+    public void AnExceptionInTheBodyReachesTheCaller()
+    {
+        Assert.Throws<InvalidOperationException>(() => CpuTeam.Run(2, () => throw new InvalidOperationException("boom")));
+        // The team still works afterwards.
+        Assert.That(RunRegions(2, 100, 3), Is.All.EqualTo(1));
+    }
+}
