@@ -4,8 +4,7 @@ namespace Parrot.Tensors.Tests;
 
 /// <summary>
 /// The decode path of a linear layer, x [1, K] · Wᵀ with W [N, K] row-major (a column-major B, one row of A: the
-/// dot kernels of the skinny GEMM, split over threads in grabs), against a float64 loop written here, and the helper team that runs
-/// it on several threads (<see cref="CpuTeam"/>). Tolerance per element: 8·√K·2⁻²⁴·Σ|x·w| (float32 accumulation).
+/// dot kernels of the skinny GEMM, split over threads in grabs), against a float64 loop written here. Tolerance per element: 8·√K·2⁻²⁴·Σ|x·w| (float32 accumulation).
 /// </summary>
 public class DecodeProductTests
 {
@@ -77,65 +76,5 @@ public class DecodeProductTests
             Assert.That(three, Is.EqualTo(one));
         }
         finally { CpuParallel.Workers = saved; }
-    }
-
-    /// <summary>Runs <paramref name="regions"/> back-to-back team regions of <paramref name="items"/> grabs each; returns how often each grab ran.</summary>
-    private static int[] RunRegions(int threads, int regions, int items)
-    {
-        var counts = new int[regions * items];
-        for (int r = 0; r < regions; r++)
-        {
-            int next = -1, region = r;
-            CpuTeam.Run(threads, () =>
-            {
-                int g;
-                while ((g = Interlocked.Increment(ref next)) < items) Interlocked.Increment(ref counts[region * items + g]);
-            });
-        }
-        return counts;
-    }
-
-    [TestCase(2)]
-    [TestCase(3)]
-    public void EveryGrabRunsExactlyOnceOverManyRegions(int threads)
-    {
-        var counts = RunRegions(threads, 3000, 7);
-        Assert.That(counts, Is.All.EqualTo(1));
-    }
-
-    [Test]
-    public void RegionsFromSeveralThreadsAtOnceAndNestedRegionsComplete()
-    {
-        var results = new int[4][];
-        var workers = Enumerable.Range(0, 4).Select(i => new Thread(() => results[i] = RunRegions(2, 500, 5))).ToArray();
-        foreach (var t in workers) t.Start();
-        foreach (var t in workers) t.Join();
-        foreach (var r in results) Assert.That(r, Is.All.EqualTo(1));
-
-        // A region inside a region (the helpers are busy): runs as well, every grab once.
-        var inner = new int[3 * 4];
-        int outerNext = -1;
-        CpuTeam.Run(2, () =>
-        {
-            int g;
-            while ((g = Interlocked.Increment(ref outerNext)) < 3)
-            {
-                int next = -1, o = g;
-                CpuTeam.Run(2, () =>
-                {
-                    int h;
-                    while ((h = Interlocked.Increment(ref next)) < 4) Interlocked.Increment(ref inner[o * 4 + h]);
-                });
-            }
-        });
-        Assert.That(inner, Is.All.EqualTo(1));
-    }
-
-    [Test]
-    public void AnExceptionInTheBodyReachesTheCaller()
-    {
-        Assert.Throws<InvalidOperationException>(() => CpuTeam.Run(2, () => throw new InvalidOperationException("boom")));
-        // The team still works afterwards.
-        Assert.That(RunRegions(2, 100, 3), Is.All.EqualTo(1));
     }
 }

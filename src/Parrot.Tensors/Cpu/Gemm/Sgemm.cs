@@ -118,11 +118,7 @@ internal static unsafe class Sgemm
         finally { GemmWorkspace.Return(ws); }
     }
 
-    /// <summary>
-    /// Below this many bytes of B a skinny product stays on one thread: ~10 µs of reading. (128 KiB, which splits
-    /// the 448 KiB k/v projections of Qwen2-0.5B over both cores, measured no faster in decoding, even with the
-    /// helpers of <see cref="CpuTeam"/> spinning.)
-    /// </summary>
+    /// <summary>Below this many bytes of B a skinny product stays on one thread: ~20 µs of reading, about twice what starting a second thread costs.</summary>
     private const long SkinnyParallelMinBytes = 512 << 10;
 
     /// <summary>Bytes of B per grab from the shared column counter (~20 µs of reading on one core).</summary>
@@ -130,8 +126,8 @@ internal static unsafe class Sgemm
 
     /// <summary>
     /// Runs the skinny kernels over the columns of C. With several threads the columns go out in grabs from a
-    /// shared counter (on the low-latency <see cref="CpuTeam"/>), so a thread slowed by other work on the machine
-    /// takes fewer grabs instead of holding everyone up, and a helper that is late to start takes none. A grab is about <see cref="SkinnyGrabBytes"/> of B and at most 1/8 of a thread's share, so
+    /// shared counter, so a thread slowed by other work on the machine takes fewer grabs instead of holding
+    /// everyone up. A grab is about <see cref="SkinnyGrabBytes"/> of B and at most 1/8 of a thread's share, so
     /// the threads finish within a few microseconds of each other (decoding makes ~150 such products per token,
     /// most of them 3–17 MB, where coarser grabs left one core idle at the end of each). Grabs are whole kernel
     /// tiles: 8 columns for a column-major B (dot products, x · Wᵀ), 128 for a row-major one.
@@ -151,7 +147,7 @@ internal static unsafe class Sgemm
             return;
         }
         int next = -1;
-        CpuTeam.Run(parts, () =>
+        CpuParallel.For(parts, _ =>
         {
             int g;
             while ((g = Interlocked.Increment(ref next)) < grabs)
