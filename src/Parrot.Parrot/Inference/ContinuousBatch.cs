@@ -82,12 +82,14 @@ public sealed class ContinuousBatch : IDisposable
     /// many as the context leaves (<see cref="GenerationOptions.MaxNewTokens"/> is ignored).
     /// </summary>
     /// <exception cref="PromptTooLongException">The prompt with the answer would not fit the context.</exception>
-    /// <exception cref="ArgumentException">A bad conversation or option, or an image the model cannot take.</exception>
+    /// <exception cref="ArgumentException">A bad conversation or option (<paramref name="maxNewTokens"/> below 1), or an image the model cannot take.</exception>
     public BatchSequence Join(IReadOnlyList<ChatTurn> conversation, RgbImage? image, GenerationOptions options, int? maxNewTokens)
     {
         ArgumentNullException.ThrowIfNull(conversation);
         ArgumentNullException.ThrowIfNull(options);
         ObjectDisposedException.ThrowIf(_disposed, this);
+        // A sequence in the batch always produces its next token at the next Step, so it must be allowed one.
+        if (maxNewTokens is < 1) throw new ArgumentException($"continuous batch: max new tokens must be at least 1 (or null: as many as the context leaves), got {maxNewTokens}", nameof(maxNewTokens));
         _owner.EnterTurn();
         var features = new List<Tensors.Tensor>();
         try

@@ -113,4 +113,15 @@ public class ContinuousBatchTests
         Assert.That(fits.Options.MaxNewTokens, Is.EqualTo(1024 - fits.PromptTokens), "null: as many as the context leaves");
         Assert.That(batch.Count, Is.EqualTo(1));
     }
+
+    [Test]
+    public void ZeroNewTokensIsRefusedAndLeavesTheBatchEmpty()
+    {
+        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        using var batch = model.StartContinuousBatch();
+        var e = Assert.Throws<ArgumentException>(() => batch.Join(Ask("short"), null, new GenerationOptions(), 0));
+        Assert.That(e!.Message, Does.Contain("at least 1"));
+        Assert.That(batch.Count, Is.EqualTo(0));
+        Assert.That(batch.Step(), Is.Empty);
+    }
 }
