@@ -9,38 +9,12 @@ the median per-round ratio baseline / new, and the 1-minute load average.
 
 Usage: decode_bound_pairs.py PARROT_BINARY ROUNDS DECODE_STEPS THREADS [BASELINE_PARROT_BINARY]
 """
-import json
 import os
 import statistics
-import subprocess
 import sys
 
 
-class Engine:
-    def __init__(self, name, argv):
-        self.name = name
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.info = self.read()
-
-    def read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"decode_bound_pairs.py: {self.name} exited (code {self.proc.wait()})")
-        return json.loads(line)
-
-    def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        answer = self.read()
-        if "error" in answer:
-            raise SystemExit(f"decode_bound_pairs.py: {self.name}: {answer['error']}")
-        return answer
-
-    def close(self):
-        try:
-            self.ask("quit")
-        finally:
-            self.proc.wait()
+from serve_engine import Engine
 
 
 def main():

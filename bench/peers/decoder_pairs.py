@@ -10,41 +10,15 @@ run as a third engine in the same pairs (--baseline), to show before/after under
 
 Usage: decoder_pairs.py PARROT_BINARY LAYERS ROUNDS DECODE_STEPS THREADS [BASELINE_PARROT_BINARY]
 """
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class Engine:
-    def __init__(self, name, argv, env=None):
-        self.name = name
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
-        self.info = self.read()
-
-    def read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"decoder_pairs.py: {self.name} exited (code {self.proc.wait()})")
-        return json.loads(line)
-
-    def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        answer = self.read()
-        if "error" in answer:
-            raise SystemExit(f"decoder_pairs.py: {self.name}: {answer['error']}")
-        return answer
-
-    def close(self):
-        try:
-            self.ask("quit")
-        finally:
-            self.proc.wait()
+from serve_engine import Engine
 
 
 def main():
