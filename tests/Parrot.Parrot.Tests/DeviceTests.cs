@@ -18,33 +18,17 @@ namespace Parrot.Parrot.Tests;
 /// that device): the assembled embeddings, MoE routing, projector, CLIP tower, KV-cache generation (alone, padded
 /// batch, continuous batch) and both trainers run there and give exactly the CPU's numbers.
 /// </summary>
-public class DeviceTests
+public class DeviceTests() : TinyModelSetFixture("parrot-device-tests")
 {
     private static Device Dev => TestDevice.Get();
-    private static string _root = "";
-
-    [OneTimeSetUp]
-    public void MakeModel()
-    {
-        _root = TinyModels.TempDir("parrot-device-tests");
-        TinyModels.WriteParrot(Path.Combine(_root, "parrot"));
-        TinyModels.WritePng(Path.Combine(_root, "red.png"), 230, 20, 20);
-    }
-
-    [OneTimeTearDown]
-    public void Clean()
-    {
-        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
-    }
-
     private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
 
     [Test]
     public void GenerationOnTheDeviceEqualsTheCpu()
     {
-        using var cpu = ParrotModel.Load(Path.Combine(_root, "parrot"));
-        using var dev = ParrotModel.Load(Path.Combine(_root, "parrot"), new ParrotModelOptions { Device = Dev });
-        var red = ImageLoader.Load(Path.Combine(_root, "red.png"));
+        using var cpu = ParrotModel.Load(ParrotDir);
+        using var dev = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = Dev });
+        var red = ImageLoader.Load(Red);
         var sampled = new GenerationOptions { Temperature = 0.9, TopP = 0.95, TopK = 40, Seed = 5, IgnoreEos = true, MaxNewTokens = 7 };
         long ops = TestDevice.Backend.Ops;
         // One prompt with an image (tower, projector, MoE on the device), then a padded batch of three.

@@ -6,31 +6,15 @@ using Parrot.Tests.Shared;
 namespace Parrot.Parrot.Tests.Inference;
 
 /// <summary>Continuous batching: sequences joining and leaving at token boundaries give what each gives alone.</summary>
-public class ContinuousBatchTests
+public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
 {
-    private static string _root = "";
-
-    [OneTimeSetUp]
-    public void MakeModel()
-    {
-        _root = TinyModels.TempDir("parrot-batch-tests");
-        TinyModels.WriteParrot(Path.Combine(_root, "parrot"));
-        TinyModels.WritePng(Path.Combine(_root, "red.png"), 230, 20, 20);
-    }
-
-    [OneTimeTearDown]
-    public void Clean()
-    {
-        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
-    }
-
     private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
 
     [Test]
     public void SequencesJoiningAtDifferentStepsGenerateWhatTheyWouldAlone()
     {
-        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
-        var red = ImageLoader.Load(Path.Combine(_root, "red.png"));
+        using var model = ParrotModel.Load(ParrotDir);
+        var red = ImageLoader.Load(Red);
         var greedy = new GenerationOptions { IgnoreEos = true };
         var sampled = new GenerationOptions { Temperature = 0.9, TopP = 0.95, TopK = 40, Seed = 77, IgnoreEos = true };
         var cases = new (ChatTurn[] Conversation, RgbImage? Image, GenerationOptions Options, int Max, int JoinAt)[]
@@ -68,7 +52,7 @@ public class ContinuousBatchTests
             Assert.That(sequences[i]!.Left, Is.True);
         }
         // The tiny tower: 28×28 images in 7×7 patches, 16 patch tokens (+ CLS unless the feature is "patch").
-        var config = global::Parrot.Parrot.Model.ParrotConfig.Load(Path.Combine(_root, "parrot", "config.json"));
+        var config = global::Parrot.Parrot.Model.ParrotConfig.Load(Path.Combine(ParrotDir, "config.json"));
         int visual = 16 + (config.MmVisionSelectFeature == "patch" ? 0 : 1);
         Assert.That(sequences[1]!.PromptTokens, Is.EqualTo(model.Chat.BuildPrompt(cases[1].Conversation).Length - 1 + visual));
     }
@@ -76,7 +60,7 @@ public class ContinuousBatchTests
     [Test]
     public void RemovedSequencesLeaveAndTheOthersGoOn()
     {
-        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        using var model = ParrotModel.Load(ParrotDir);
         var options = new GenerationOptions { IgnoreEos = true };
         var alone = model.Generate(Ask("keep me"), null, options with { MaxNewTokens = 10 });
         using var batch = model.StartContinuousBatch();
@@ -104,7 +88,7 @@ public class ContinuousBatchTests
     [Test]
     public void APromptThatDoesNotFitTheContextIsRefusedBeforeItRuns()
     {
-        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        using var model = ParrotModel.Load(ParrotDir);
         using var batch = model.StartContinuousBatch();
         Assert.That(batch.ContextLength, Is.EqualTo(1024));
         Assert.Throws<PromptTooLongException>(() => batch.Join(Ask(new string('x', 1100)), null, new GenerationOptions(), null));
@@ -117,7 +101,7 @@ public class ContinuousBatchTests
     [Test]
     public void ZeroNewTokensIsRefusedAndLeavesTheBatchEmpty()
     {
-        using var model = ParrotModel.Load(Path.Combine(_root, "parrot"));
+        using var model = ParrotModel.Load(ParrotDir);
         using var batch = model.StartContinuousBatch();
         var e = Assert.Throws<ArgumentException>(() => batch.Join(Ask("short"), null, new GenerationOptions(), 0));
         Assert.That(e!.Message, Does.Contain("at least 1"));
