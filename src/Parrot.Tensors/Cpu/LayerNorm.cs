@@ -39,6 +39,24 @@ public sealed partial class CpuBackend
         return buffer;
     }
 
+    /// <summary>
+    /// A row's mean and sum of squared deviations from it, two passes summed in float64 (a float32 row with the float32
+    /// kernels): the statistics of the LayerNorm forward, recomputed identically by its backward.
+    /// </summary>
+    private static unsafe (double Mean, double SumSquares) LayerNormStatistics<T>(T* x, int n) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+        {
+            double mean = ReduceMath.Sum((float*)x, n) / n;
+            return (mean, ReduceMath.SumSquaredDeviations((float*)x, n, (float)mean));
+        }
+        else
+        {
+            double mean = ReduceMath.Sum((double*)x, n) / n;
+            return (mean, ReduceMath.SumSquaredDeviations((double*)x, n, mean));
+        }
+    }
+
     /// <summary>Two-pass statistics (mean, then squared deviations) in float64, then one normalising pass.</summary>
     private sealed unsafe class LayerNormRows<T>(Tensor x, Tensor? weight, Tensor? bias, double eps, Tensor y, RowSet rows, DType natural)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -74,17 +92,7 @@ public sealed partial class CpuBackend
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Row(T* x, T* y, T* w, T* b, int n, double eps)
         {
-            double mean, sq;
-            if (typeof(T) == typeof(float))
-            {
-                mean = ReduceMath.Sum((float*)x, n) / n;
-                sq = ReduceMath.SumSquaredDeviations((float*)x, n, (float)mean);
-            }
-            else
-            {
-                mean = ReduceMath.Sum((double*)x, n) / n;
-                sq = ReduceMath.SumSquaredDeviations((double*)x, n, mean);
-            }
+            var (mean, sq) = LayerNormStatistics(x, n);
             T m = T.CreateTruncating(mean), rstd = T.CreateTruncating(1.0 / Math.Sqrt(sq / n + eps));
             int i = 0;
             if (Vector512.IsHardwareAccelerated)

@@ -141,17 +141,7 @@ public sealed partial class CpuBackend
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void LayerRow(T* x, T* dy, T* w, T* dx, T* g, T* xh, T* accW, T* accB, int n, double eps)
         {
-            double mean, sq;
-            if (typeof(T) == typeof(float))
-            {
-                mean = ReduceMath.Sum((float*)x, n) / n;
-                sq = ReduceMath.SumSquaredDeviations((float*)x, n, (float)mean);
-            }
-            else
-            {
-                mean = ReduceMath.Sum((double*)x, n) / n;
-                sq = ReduceMath.SumSquaredDeviations((double*)x, n, mean);
-            }
+            var (mean, sq) = LayerNormStatistics(x, n);
             T m = T.CreateTruncating(mean), r = T.CreateTruncating(1.0 / Math.Sqrt(sq / n + eps)), nn = T.CreateTruncating(n);
             var xs = new ReadOnlySpan<T>(x, n);
             var dys = new ReadOnlySpan<T>(dy, n);
