@@ -98,6 +98,61 @@ public class DeviceModelTests
     }
 
     [Test]
+    public void DecodeStepsCopyOnlyTheirInputsToTheDevice()
+    {
+        // The RoPE tables are cached on the device: after the prefill, a decode step copies its token ids (and, for a
+        // padded batch, its mask) from the host, never cos/sin; the logits still equal the CPU's.
+        var (cpu, dev) = Pair();
+        using var _ = cpu; using var __ = dev;
+        using var ng = Graph.NoGrad();
+        float[][] Run(Qwen2ForCausalLM m, List<long> copies)
+        {
+            var outs = new List<float[]>();
+            using var cache = new KvCache(Tiny.NumHiddenLayers, 80);
+            using var padded = new KvCache(Tiny.NumHiddenLayers, 80);
+            using (var s = TensorScope.Begin())
+            {
+                outs.Add(m.Forward(Tensor.FromArray(new long[] { 3, 14, 15, 9 }, 1, 4), cache: cache).Value.ToFloatArray());
+                // Two rows, the second left-padded by two: per-row positions from the host.
+                var ids = Tensor.FromArray(new long[] { 1, 2, 3, 4, 0, 0, 5, 6 }, 2, 4);
+                var mask = Tensor.FromArray(new long[] { 1, 1, 1, 1, 0, 0, 1, 1 }, 2, 4);
+                var pos = Tensor.FromArray(new long[] { 0, 1, 2, 3, 0, 0, 0, 1 }, 2, 4);
+                outs.Add(m.Forward(ids, mask, pos, padded).Value.ToFloatArray());
+            }
+            // Enough steps to pass the first table's capacity (64 positions), so growth is exercised too.
+            for (int step = 0; step < 70; step++)
+            {
+                using var s = TensorScope.Begin();
+                long before = TestDevice.Backend.HostToDevice;
+                outs.Add(m.Forward(Tensor.FromArray(new long[] { (step * 7) % Tiny.VocabSize }, 1, 1), cache: cache).Value.ToFloatArray());
+                copies.Add(TestDevice.Backend.HostToDevice - before);
+                if (step >= 8) continue;
+                int past = padded.Length(0);
+                var mask = Tensor.FromArray(Enumerable.Range(0, 2 * (past + 1)).Select(i => i % (past + 1) is 0 or 1 && i > past ? 0L : 1L).ToArray(), 2, past + 1);
+                var pos = Tensor.FromArray(new long[] { past, past - 2 }, 2, 1);
+                before = TestDevice.Backend.HostToDevice;
+                outs.Add(m.Forward(Tensor.FromArray(new long[] { 4, 8 }, 2, 1), mask, pos, padded).Value.ToFloatArray());
+                copies.Add(TestDevice.Backend.HostToDevice - before);
+            }
+            return outs.ToArray();
+        }
+        var a = Run(cpu, []);
+        var copies = new List<long>();
+        var b = Run(dev, copies);
+        for (int i = 0; i < a.Length; i++) Assert.That(b[i], Is.EqualTo(a[i]), $"call {i}");
+        // Single-row steps copy their id; padded steps their ids and mask; the one exception is the step whose
+        // position (64) outgrows the first table, which rebuilds it once (cos and sin).
+        var expected = new List<long>();
+        for (int step = 0; step < 70; step++)
+        {
+            expected.Add(step == 60 ? 3 : 1);
+            if (step < 8) expected.Add(2);
+        }
+        Assert.That(copies, Is.EqualTo(expected));
+        Assert.That(dev.Model.Rotary.Capacity(Dev, DType.F32), Is.EqualTo(128));
+    }
+
+    [Test]
     public void ThreeTrainingStepsOnTheDeviceEqualTheCpu()
     {
         var (cpu, dev) = Pair();

@@ -39,7 +39,7 @@ public class DeviceTests() : TinyModelSetFixture("parrot-device-tests")
         var b = dev.Generate(conversations, images, sampled);
         for (int i = 0; i < a.Count; i++) Assert.That(b[i].Tokens, Is.EqualTo(a[i].Tokens), $"batch row {i}");
         // Continuous batching: per-row caches, rows joining later.
-        List<int>[] Continuous(ParrotModel m)
+        List<int>[] Continuous(ParrotModel m, List<long> copies)
         {
             using var batch = m.StartContinuousBatch();
             var seqs = new List<BatchSequence>();
@@ -48,12 +48,19 @@ public class DeviceTests() : TinyModelSetFixture("parrot-device-tests")
             {
                 if (step == 0) seqs.Add(batch.Join(Ask("first"), null, sampled, 6));
                 if (step == 2) seqs.Add(batch.Join(Ask("second", image: true), red, sampled, 4));
-                foreach (var e in batch.Step()) got[seqs.IndexOf(e.Sequence)].Add(e.Token);
+                long before = TestDevice.Backend.HostToDevice;
+                var events = batch.Step();
+                foreach (var e in events) got[seqs.IndexOf(e.Sequence)].Add(e.Token);
+                if (step > 2 && events.Count > 0) copies.Add(TestDevice.Backend.HostToDevice - before);
             }
             return got;
         }
-        var ca = Continuous(cpu);
-        var cb = Continuous(dev);
+        var ca = Continuous(cpu, []);
+        var stepCopies = new List<long>();
+        var cb = Continuous(dev, stepCopies);
+        // A decode step over the rows copies their token ids to the device, nothing else (RoPE rows are views of the
+        // model's cached tables there).
+        Assert.That(stepCopies, Has.Count.EqualTo(3).And.All.EqualTo(1));
         Assert.That(cb[0], Is.EqualTo(ca[0]));
         Assert.That(cb[1], Is.EqualTo(ca[1]));
         Assert.That(ca[1], Has.Count.EqualTo(4));

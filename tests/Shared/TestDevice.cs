@@ -52,7 +52,7 @@ internal sealed unsafe class HostDeviceStorage : Storage
 internal sealed class HostDeviceBackend(Device device) : IBackend, IDeviceTransfer
 {
     private static readonly CpuBackend Cpu = CpuBackend.Instance;
-    private long _ops, _transfers, _allocated;
+    private long _ops, _transfers, _toDevice, _allocated;
 
     public Device Device { get; } = device;
 
@@ -60,6 +60,8 @@ internal sealed class HostDeviceBackend(Device device) : IBackend, IDeviceTransf
     public long Ops => Interlocked.Read(ref _ops);
     /// <summary>Host↔device copies.</summary>
     public long Transfers => Interlocked.Read(ref _transfers);
+    /// <summary>Host→device copies (the ones a decode step should keep to its new token ids).</summary>
+    public long HostToDevice => Interlocked.Read(ref _toDevice);
     /// <summary>Bytes allocated here so far.</summary>
     public long AllocatedBytes => Interlocked.Read(ref _allocated);
 
@@ -84,6 +86,7 @@ internal sealed class HostDeviceBackend(Device device) : IBackend, IDeviceTransf
         if (src.Device != Device && dst.Device != Device)
             throw new InvalidOperationException($"Transfer: neither {src.Device} nor {dst.Device} is {Device}");
         Interlocked.Increment(ref _transfers);
+        if (dst.Device == Device && src.Device != Device) Interlocked.Increment(ref _toDevice);
         long bytes = src.Count * src.ElementSize;
         Buffer.MemoryCopy((void*)src.DataPointer, (void*)dst.DataPointer, bytes, bytes);
     }

@@ -60,14 +60,13 @@ public sealed class ContinuousBatch : IDisposable
 {
     private readonly ParrotModel _owner;
     private readonly KvCacheModel _lm;
-    private readonly double _ropeTheta;
     private readonly IReadOnlySet<int> _eos;
     private readonly BpeTokenizer _tokenizer;
     private readonly List<BatchSequence> _active = new();
 
-    internal ContinuousBatch(ParrotModel owner, KvCacheModel lm, double ropeTheta, int contextLength, IReadOnlySet<int> eos, BpeTokenizer tokenizer)
+    internal ContinuousBatch(ParrotModel owner, KvCacheModel lm, int contextLength, IReadOnlySet<int> eos, BpeTokenizer tokenizer)
     {
-        _owner = owner; _lm = lm; _ropeTheta = ropeTheta; ContextLength = contextLength; _eos = eos; _tokenizer = tokenizer;
+        _owner = owner; _lm = lm; ContextLength = contextLength; _eos = eos; _tokenizer = tokenizer;
     }
 
     /// <summary>Most positions (prompt and answer) a sequence may have: the model's max_position_embeddings.</summary>
@@ -132,7 +131,7 @@ public sealed class ContinuousBatch : IDisposable
             var stepping = _active.Where(s => s.Pending >= 0).ToList();
             if (stepping.Count > 0)
             {
-                var logits = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray(), _ropeTheta);
+                var logits = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray());
                 for (int i = 0; i < stepping.Count; i++) { stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
             }
             var events = new List<BatchEvent>(_active.Count);

@@ -49,7 +49,7 @@ internal sealed partial class KvCacheModel
     /// Appends <paramref name="tokens"/>[r] to the sequence in <paramref name="caches"/>[r], all rows in one
     /// pass; returns, per row, the logits [vocab] of the token after it.
     /// </summary>
-    internal float[][] StepRows(IReadOnlyList<KvCache> caches, int[] tokens, double ropeTheta)
+    internal float[][] StepRows(IReadOnlyList<KvCache> caches, int[] tokens)
     {
         int b = tokens.Length;
         if (caches.Count != b || b == 0) throw new ArgumentException($"generate: {tokens.Length} tokens for {caches.Count} sequences");
@@ -58,13 +58,13 @@ internal sealed partial class KvCacheModel
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
         var h = _stack.EmbedTokens.Forward(Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), _stack.EmbedTokens.Weight.Value.Device, b, 1));
-        var attn0 = _stack.Layers[0].SelfAttn;
         var positions = new long[b];
         for (int r = 0; r < b; r++) positions[r] = caches[r].Length(0);
-        var (c, s) = Tensor.RopeTables(Tensor.FromArray(positions, b, 1), attn0.HeadDim, ropeTheta, h.Value.Device); // [B, 1, D]
+        // Rows of the model's cached tables, joined on the device: no host→device copy for RoPE.
         var ropeType = h.DType.IsHalfStorage() ? DType.F32 : h.DType;
-        var cos = c.Unsqueeze(1).To(ropeType);
-        var sin = s.Unsqueeze(1).To(ropeType);
+        var (c, s) = _stack.Rotary.At(Tensor.FromArray(positions, b, 1), h.Value.Device, ropeType); // [B, 1, D]
+        var cos = c.Unsqueeze(1);
+        var sin = s.Unsqueeze(1);
         for (int i = 0; i < LayerCount; i++)
         {
             using var layerScope = TensorScope.Begin();

@@ -144,7 +144,7 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
                     pos[r] = past - _pad[r];
                 }
                 mask = Tensor.FromArray(m, device, b, s);
-                positions = Tensor.FromArray(pos, b, 1); // read on the host: the RoPE tables are built there and copied
+                positions = Tensor.FromArray(pos, b, 1); // on the host: they pick rows of the model's RoPE tables on the device, no copy
             }
             var hidden = _m._stack.Forward(_m._stack.EmbedTokens.Forward(ids), mask, positions, cache);
             var flat = _m._head(hidden).Value.ToFloatArray();

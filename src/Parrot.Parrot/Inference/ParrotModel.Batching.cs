@@ -25,7 +25,7 @@ public sealed partial class ParrotModel
     {
         ThrowIfDisposed();
         var lm = _generator.Model as KvCacheModel ?? throw new InvalidOperationException("ParrotModel: continuous batching needs the KV-cache model");
-        return new ContinuousBatch(this, lm, TextConfig.RopeTheta, ContextLength, EndOfSequenceIds, Tokenizer);
+        return new ContinuousBatch(this, lm, ContextLength, EndOfSequenceIds, Tokenizer);
     }
 
     internal void EnterTurn() => Enter();

@@ -86,6 +86,8 @@ public class Qwen2Model : Module
     public IReadOnlyList<Qwen2DecoderLayer> Layers => _layers;
     /// <summary>Recompute layer activations in backward.</summary>
     public bool GradientCheckpointing { get; set; }
+    /// <summary>The RoPE cos/sin tables, cached per device and dtype (see <see cref="RotaryTables"/>).</summary>
+    public RotaryTables Rotary { get; }
 
     /// <summary>Creates the stack.</summary>
     public Qwen2Model(Qwen2Config c, ulong seed, DType dtype)
@@ -96,6 +98,14 @@ public class Qwen2Model : Module
         _layers = new Qwen2DecoderLayer[c.NumHiddenLayers];
         for (int i = 0; i < _layers.Length; i++) _layers[i] = list.Add(new Qwen2DecoderLayer(c, Init.SeedFor(seed, $"layers.{i}"), dtype));
         Norm = AddModule("norm", new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype));
+        Rotary = new RotaryTables(c.HeadDim, c.RopeTheta);
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose()
+    {
+        Rotary.Dispose();
+        base.Dispose();
     }
 
     /// <summary>Runs the layers over input embeddings [B, T, hidden] and applies the final norm.</summary>
@@ -106,11 +116,13 @@ public class Qwen2Model : Module
         int past = cache?.Length(0) ?? 0;
         // No scope here: the graph saves views of these tables and activations, so they belong to the
         // caller's scope (a training step's), which ends after backward.
-        var rope = positions is null
-            ? Tensor.RopeTables(past, t, _config.HeadDim, _config.RopeTheta, inputsEmbeds.Value.Device)
-            : RopeFor(positions, b, t, inputsEmbeds.Value.Device);
-        var cos = rope.Cos.To(inputsEmbeds.DType.IsHalfStorage() ? DType.F32 : inputsEmbeds.DType);
-        var sin = rope.Sin.To(cos.DType);
+        // The tables come from the model's cache on this device: views of rows copied there once, not a
+        // host build and copy per call (the graph's saved views keep their storage alive).
+        var device = inputsEmbeds.Value.Device;
+        var ropeType = inputsEmbeds.DType.IsHalfStorage() ? DType.F32 : inputsEmbeds.DType;
+        var (cos, sin) = positions is null
+            ? Rotary.Range(past, t, device, ropeType)
+            : RopeFor(positions, b, t, device, ropeType);
         Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, past + t, inputsEmbeds.DType, inputsEmbeds.Value.Device);
         var h = inputsEmbeds;
         for (int i = 0; i < _layers.Length; i++)
@@ -133,12 +145,12 @@ public class Qwen2Model : Module
         return Norm.Forward(h);
     }
 
-    private (Tensor Cos, Tensor Sin) RopeFor(Tensor positions, int b, int t, Device device)
+    private (Tensor Cos, Tensor Sin) RopeFor(Tensor positions, int b, int t, Device device, DType dtype)
     {
-        if (positions.Rank == 1 && positions.Dim(0) == t) return Tensor.RopeTables(positions, _config.HeadDim, _config.RopeTheta, device);
+        if (positions.Rank == 1 && positions.Dim(0) == t) return Rotary.At(positions, device, dtype);
         if (positions.Rank == 2 && positions.Dim(0) == b && positions.Dim(1) == t)
         {
-            var (c, s) = Tensor.RopeTables(positions, _config.HeadDim, _config.RopeTheta, device); // [B, T, D]
+            var (c, s) = Rotary.At(positions, device, dtype); // [B, T, D]
             return (c.Unsqueeze(1), s.Unsqueeze(1));
         }
         throw new ArgumentException($"Qwen2Model: positions {positions.ShapeString()} must be [{t}] or [{b}, {t}]");
