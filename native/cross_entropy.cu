@@ -1,17 +1,10 @@
 // Fused cross-entropy over the vocabulary, one block per row, never materialising the probabilities:
 // forward loss = logsumexp(row) − row[target] (0 for ignored rows) and the row's log-sum-exp for backward;
 // backward dlogits = (exp(x − lse) − [j = target]) · dloss[row]. float32 math (float64 for f64 logits).
+// The targets are checked by the deferred index check (indexing.cu's index_check), not here: a target outside
+// [0, n) that is not the ignore index gives its row a NaN loss (and no out-of-bounds read) until that check's
+// error is thrown at the host's next read.
 #include "prelude.cuh"
-
-// First row whose target is neither in [0, classes) nor the ignore index, or rows when all are valid.
-extern "C" __global__ void cross_entropy_check(i64 rows, const i64* targets, i64 tstride, i64 classes, i64 ignore, unsigned long long* first_bad)
-{
-    GRID_STRIDE_LOOP(i, rows)
-    {
-        i64 t = targets[i * tstride];
-        if (t != ignore && (t < 0 || t >= classes)) atomicMin(first_bad, (unsigned long long)i);
-    }
-}
 
 template <typename T>
 __device__ T row_lse(const void* x, int dt, i64 base, i64 col, i64 n, T* shared)
@@ -51,16 +44,19 @@ extern "C" __global__ void cross_entropy_forward(i64 rows, i64 n, const void* lo
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
         i64 base = row * rstride, t = targets[row * tstride];
+        bool bad = t != ignore && (t < 0 || t >= n);
         if (dt == DT_F64)
         {
             double lse = row_lse<double>(logits, dt, base, col, n, shared);
-            if (threadIdx.x == 0) store<double>(loss, ldt, row * lstride, t == ignore ? 0.0 : lse - load<double>(logits, dt, base + t * col));
+            if (threadIdx.x == 0)
+                store<double>(loss, ldt, row * lstride, t == ignore ? 0.0 : bad ? __longlong_as_double(0x7ff8000000000000LL) : lse - load<double>(logits, dt, base + t * col));
             if (threadIdx.x == 0 && lse_out) lse_out[row] = (float)lse;
         }
         else
         {
             float lse = row_lse<float>(logits, dt, base, col, n, (float*)shared);
-            if (threadIdx.x == 0) store<float>(loss, ldt, row * lstride, t == ignore ? 0.0f : lse - load<float>(logits, dt, base + t * col));
+            if (threadIdx.x == 0)
+                store<float>(loss, ldt, row * lstride, t == ignore ? 0.0f : bad ? __int_as_float(0x7fc00000) : lse - load<float>(logits, dt, base + t * col));
             if (threadIdx.x == 0 && lse_out) lse_out[row] = lse;
         }
     }

@@ -1,6 +1,8 @@
-// index_select, gather and scatter-add over strided tensors, plus the embedding backward.
+// index_select, gather and scatter-add over strided tensors, the deferred index check, and the embedding backward.
 // `L` lays out the iterated shape with operands 0..2; the caller gives the data operand stride 0 on `axis`
-// and passes that axis' real stride separately, so an index value selects along it. Indices are I32 or I64.
+// and passes that axis' real stride and size separately, so an index value selects along it. Indices are I32 or I64.
+// The indices are not validated on the host first (that would be a host wait per op): index_check records bad ones
+// for the host to report at its next read, and the other kernels stay in bounds whatever an index holds.
 #include "prelude.cuh"
 
 __device__ __forceinline__ i64 load_index(const void* p, int idt, i64 i)
@@ -8,27 +10,60 @@ __device__ __forceinline__ i64 load_index(const void* p, int idt, i64 i)
     return idt == DT_I32 ? (i64)((const int*)p)[i] : ((const i64*)p)[i];
 }
 
+__device__ __forceinline__ bool index_ok(i64 v, i64 size) { return (unsigned long long)v < (unsigned long long)size; }
+
+// The deferred check: slot[0] = min(slot[0], C-order position of each element outside [0, size) that is not the
+// ignore value); operand 0 of L is the index. slot[0] starts at 2^62 ("none"), so the smallest bad position wins.
+extern "C" __global__ void index_check(Layout L, i64 n, const void* index, int idt, i64 size, int has_ignore, i64 ignore,
+                                       unsigned long long* slot)
+{
+    GRID_STRIDE_LOOP(i, n)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(L, i, 1, o);
+        i64 v = load_index(index, idt, o[0]);
+        if (!index_ok(v, size) && !(has_ignore && v == ignore)) atomicMin(slot, (unsigned long long)i);
+    }
+}
+
+// Queued after index_check: slot[1] = the value at the first bad position, so the error can name it.
+extern "C" __global__ void index_check_value(Layout L, const void* index, int idt, unsigned long long* slot)
+{
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    unsigned long long p = slot[0];
+    if (p >= (1ULL << 62)) return;
+    i64 o[MAX_OPERANDS];
+    offsets(L, (i64)p, 1, o);
+    slot[1] = (unsigned long long)load_index(index, idt, o[0]);
+}
+
 // y[p] = x[p with coordinate axis replaced by index[p_axis]]; operands: y, x (stride 0 on axis), index (stride on axis only).
-extern "C" __global__ void index_select(Layout L, i64 n, void* y, const void* x, i64 xaxis, const void* index, int idt, int dt)
+// An index outside [0, xsize) gives 0.
+extern "C" __global__ void index_select(Layout L, i64 n, void* y, const void* x, i64 xaxis, i64 xsize, const void* index, int idt, int dt)
 {
     int size = elem_size(dt);
     GRID_STRIDE_LOOP(i, n)
     {
         i64 o[MAX_OPERANDS];
         offsets(L, i, 3, o);
-        copy_bits(y, o[0], x, o[1] + load_index(index, idt, o[2]) * xaxis, size);
+        i64 v = load_index(index, idt, o[2]);
+        if (index_ok(v, xsize)) copy_bits(y, o[0], x, o[1] + v * xaxis, size);
+        else store<float>(y, dt, o[0], 0.0f);
     }
 }
 
 // y[p] = x[p with coordinate axis replaced by index[p]]; operands: y, x (stride 0 on axis), index.
-extern "C" __global__ void gather(Layout L, i64 n, void* y, const void* x, i64 xaxis, const void* index, int idt, int dt)
+// An index outside [0, xsize) gives 0.
+extern "C" __global__ void gather(Layout L, i64 n, void* y, const void* x, i64 xaxis, i64 xsize, const void* index, int idt, int dt)
 {
     int size = elem_size(dt);
     GRID_STRIDE_LOOP(i, n)
     {
         i64 o[MAX_OPERANDS];
         offsets(L, i, 3, o);
-        copy_bits(y, o[0], x, o[1] + load_index(index, idt, o[2]) * xaxis, size);
+        i64 v = load_index(index, idt, o[2]);
+        if (index_ok(v, xsize)) copy_bits(y, o[0], x, o[1] + v * xaxis, size);
+        else store<float>(y, dt, o[0], 0.0f);
     }
 }
 
@@ -77,13 +112,15 @@ __device__ __forceinline__ void atomic_add_any(void* dst, i64 i, const void* src
 
 // dst[p with coordinate axis replaced by index[p]] += src[p]; operands: dst (stride 0 on axis), src, index.
 // Contributions to one element arrive in no fixed order (atomics): float sums may differ in the last bits.
-extern "C" __global__ void scatter_add(Layout L, i64 n, void* dst, i64 daxis, const void* src, const void* index, int idt, int dt)
+// An index outside [0, dsize) adds nothing.
+extern "C" __global__ void scatter_add(Layout L, i64 n, void* dst, i64 daxis, i64 dsize, const void* src, const void* index, int idt, int dt)
 {
     GRID_STRIDE_LOOP(i, n)
     {
         i64 o[MAX_OPERANDS];
         offsets(L, i, 3, o);
-        atomic_add_any(dst, o[0] + load_index(index, idt, o[2]) * daxis, src, o[1], dt);
+        i64 v = load_index(index, idt, o[2]);
+        if (index_ok(v, dsize)) atomic_add_any(dst, o[0] + v * daxis, src, o[1], dt);
     }
 }
 

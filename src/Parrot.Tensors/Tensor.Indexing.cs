@@ -154,11 +154,20 @@ public sealed partial class Tensor
     /// <summary>
     /// Checks every value of an I64/I32 index tensor lies in [0, size), before any kernel runs;
     /// throws <see cref="ArgumentOutOfRangeException"/> with the message <paramref name="describe"/>
-    /// builds from the first bad value and its position. Device indices are checked on a host copy.
+    /// builds from the first bad value and its position. On a device whose backend checks indices there
+    /// (<see cref="IDeferredIndexChecks"/>: CUDA) the check is queued instead of read back, and the same
+    /// error is thrown at the first read of a value after the op (see <see cref="DeferredIndexChecks"/>);
+    /// other devices' indices are checked on a host copy.
     /// </summary>
     private static unsafe void ValidateIndices(Tensor index, int size, string op, Func<long, string, string> describe)
     {
         if (index.Count == 0) return;
+        if (index.Device.Kind != DeviceKind.Cpu && index.Backend is IDeferredIndexChecks deferred)
+        {
+            var indexShape = index._shape;
+            deferred.IndexChecks.Record(index, size, null, (value, flat) => describe(value, DeferredIndexChecks.Position(flat, indexShape)));
+            return;
+        }
         using var host = index.Device.Kind == DeviceKind.Cpu ? index.Alias() : index.To(Device.Cpu);
         int rank = host.Rank;
         var shape = host._shape;

@@ -119,6 +119,11 @@ public sealed partial class Tensor
         var flatTargets = targets.DType == DType.I64 ? targets.Reshape(rows) : targets.To(DType.I64).Reshape(rows);
         var perRow = Empty([rows], lossType, logits.Device);
         var lse = saveLogSumExp ? Empty([rows], lossType, logits.Device) : null;
+        // The CPU kernel checks the targets as it goes (an immediate exception); a device that checks indices on
+        // itself is handed them instead of reading them back, and throws the same error at the next read of a value.
+        if (logits.Device.Kind != DeviceKind.Cpu && logits.Backend is IDeferredIndexChecks deferred)
+            deferred.IndexChecks.Record(flatTargets, classes, ignoreIndex, (value, row) =>
+                $"CrossEntropy: target {value} at row {row} is out of range for {classes} classes (ignore index {ignoreIndex})");
         logits.Backend.CrossEntropy(flatLogits, flatTargets, ignoreIndex, perRow, lse);
         if (lse is not null) logSumExp = scope.Keep(lse);
         switch (reduction)

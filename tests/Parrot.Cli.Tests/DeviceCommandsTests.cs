@@ -37,6 +37,16 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsBadIndexCaseRunsTheDeferredChecksOnTheDevice()
+    {
+        // The test device checks indices on the device as CUDA does (the error at the next read): the selftest case
+        // that GPU runs use to prove it passes here, in both dtypes.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "bad id and target", TextWriter.Null);
+        Assert.That(rows, Has.Count.EqualTo(2));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void ForwardOnTheDeviceWritesTheCpusLogits()
     {
         string dir = CliRunner.TempDir(), a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");

@@ -188,6 +188,90 @@ public class DeviceModelTests
     }
 
     [Test]
+    public void ATrainingStepWaitsForTheDeviceOnlyWhereAValueIsRead()
+    {
+        // The embedding's id check and the cross-entropy's target check are queued on the device, not read back: up to
+        // the loss read, and from there to the end of the optimizer step, nothing comes back to the host.
+        var (cpu, dev) = Pair();
+        using var _ = cpu; using var __ = dev;
+        using var opt = new AdamW(dev.Parameters(), 3e-3, weightDecay: 0.01);
+        var host = TestDevice.Backend;
+        for (int step = 0; step < 2; step++)
+        {
+            using var scope = TensorScope.Begin();
+            var ids = Tensor.FromArray(Enumerable.Range(0, 12).Select(i => (long)((i * 5 + step) % Tiny.VocabSize)).ToArray(), Dev, 2, 6);
+            long before = host.DeviceToHost;
+            var loss = Losses.NextTokenCrossEntropy(dev.Forward(ids), ids);
+            Assert.That(host.DeviceToHost - before, Is.Zero, "no read-back before the loss is read");
+            Assert.That(host.IndexChecks.Pending, Is.EqualTo(2), "the id and target checks wait on the device");
+            Assert.That(double.IsFinite(loss.Value.Item()), Is.True);
+            Assert.That(host.IndexChecks.Pending, Is.Zero, "the read verified them");
+            before = host.DeviceToHost;
+            opt.ZeroGrad();
+            loss.Backward();
+            opt.Step();
+            Assert.That(host.DeviceToHost - before, Is.Zero, "backward and the optimizer step read nothing back");
+        }
+    }
+
+    [Test]
+    public void ABadIdOrTargetOnTheDeviceIsReportedAtTheNextRead()
+    {
+        var (cpu, dev) = Pair();
+        using var _ = cpu; using var __ = dev;
+        using var scope = TensorScope.Begin();
+        var good = Enumerable.Range(0, 12).Select(i => (long)(i % Tiny.VocabSize)).ToArray();
+        var badIds = (long[])good.Clone();
+        badIds[9] = 77; // row 1, position 3 of [2, 6]
+        // On the CPU: the immediate exception, as before.
+        var cpuError = Assert.Throws<ArgumentOutOfRangeException>(() => cpu.Forward(Tensor.FromArray(badIds, 2, 6)));
+        Assert.That(cpuError!.Message, Does.Contain("id 77 at position [1, 3]").And.Contain("vocabulary of 50"));
+        // On the device: the forward is queued without a wait; the first read throws the same words.
+        var ids = Tensor.FromArray(badIds, Dev, 2, 6);
+        var logits = dev.Forward(ids);
+        var loss = Losses.NextTokenCrossEntropy(logits, Tensor.FromArray(good, Dev, 2, 6));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => loss.Value.Item());
+        Assert.That(e!.Message, Does.Contain("Embedding: id 77 at position [1, 3] of the ids [2, 6]").And.Contain("vocabulary of 50 rows").And.Contain("cuda:9"));
+        Assert.That(TestDevice.Backend.IndexChecks.Pending, Is.Zero);
+        // A bad target: the same message as the CPU's cross-entropy.
+        var labels = (long[])good.Clone();
+        labels[4] = 99;
+        var ok = dev.Forward(Tensor.FromArray(good, Dev, 2, 6));
+        var cpuTarget = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            Tensor.CrossEntropy(Tensor.Zeros([12, 50]), Tensor.FromArray(labels, 12)));
+        var targetLoss = Tensor.CrossEntropy(ok.Value.Reshape(12, 50), Tensor.FromArray(labels, Dev, 12));
+        var te = Assert.Throws<ArgumentOutOfRangeException>(() => targetLoss.Item());
+        Assert.That(te!.Message, Does.Contain("CrossEntropy: target 99 at row 4 is out of range for 50 classes (ignore index -100)"));
+        Assert.That(cpuTarget!.Message, Does.Contain("CrossEntropy: target 99 at row 4 is out of range for 50 classes (ignore index -100)"));
+        // Both bad: the first in program order is named. Afterwards the device works as before.
+        var both = Tensor.CrossEntropy(dev.Forward(Tensor.FromArray(badIds, Dev, 2, 6)).Value.Reshape(12, 50), Tensor.FromArray(labels, Dev, 12));
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => both.ToFloatArray())!.Message, Does.Contain("id 77"));
+        var fine = Tensor.CrossEntropy(ok.Value.Reshape(12, 50), Tensor.FromArray(good, Dev, 12));
+        Assert.That(fine.Item(), Is.EqualTo(Tensor.CrossEntropy(cpu.Forward(Tensor.FromArray(good, 2, 6)).Value.Reshape(12, 50), Tensor.FromArray(good, 12)).Item()));
+    }
+
+    [Test]
+    public void UnreadChecksAreVerifiedBeforeTheyPileUp()
+    {
+        // Without any read, the 65th check first verifies the 64 before it (one wait per 64 unread checks), so a bad
+        // index among them is reported there and no more than 64 verdicts ever wait.
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Ones([4, 3], DType.F32, Dev);
+        var good = Tensor.FromArray(new long[] { 0, 3 }, Dev, 2);
+        var bad = Tensor.FromArray(new long[] { 1, 4 }, Dev, 2);
+        var checks = TestDevice.Backend.IndexChecks;
+        for (int i = 0; i < DeferredIndexChecks.Capacity - 1; i++) x.IndexSelect(0, good);
+        x.IndexSelect(0, bad);
+        Assert.That(checks.Pending, Is.EqualTo(DeferredIndexChecks.Capacity));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => x.IndexSelect(0, good));
+        Assert.That(e!.Message, Does.Contain("IndexSelect: index 4 at position [1] is out of range for dimension 0 of size 4"));
+        Assert.That(checks.Pending, Is.Zero);
+        for (int i = 0; i < DeferredIndexChecks.Capacity + 3; i++) x.IndexSelect(0, good);
+        Assert.That(checks.Pending, Is.EqualTo(3), "the 65th verified the 64 before it; it and two more wait");
+        Assert.That(x.IndexSelect(0, good).ToFloatArray(), Is.EqualTo(new float[6] { 1, 1, 1, 1, 1, 1 }));
+    }
+
+    [Test]
     public void ClipForwardAndBackwardOnTheDeviceEqualTheCpu()
     {
         var config = new ClipVisionConfig { HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 2, NumAttentionHeads = 2, ImageSize = 14, PatchSize = 7 };

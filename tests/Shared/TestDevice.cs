@@ -48,13 +48,30 @@ internal sealed unsafe class HostDeviceStorage : Storage
     }
 }
 
-/// <summary>The CPU kernels behind a device check on every tensor argument.</summary>
-internal sealed class HostDeviceBackend(Device device) : IBackend, IDeviceTransfer
+/// <summary>
+/// The CPU kernels behind a device check on every tensor argument. Like the CUDA backend it checks indices on the
+/// device (<see cref="IDeferredIndexChecks"/>): the Tensor front-ends queue the check instead of reading the indices
+/// back, and the error comes at the next device→host copy; meanwhile its index ops are memory-safe for any index
+/// (a bad index reads row 0 here, where the GPU kernels give 0 or NaN: either way the error is thrown before the
+/// value is read).
+/// </summary>
+internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIndexChecks
 {
     private static readonly CpuBackend Cpu = CpuBackend.Instance;
-    private long _ops, _transfers, _toDevice, _allocated;
+    private long _ops, _transfers, _toDevice, _toHost, _allocated;
 
-    public Device Device { get; } = device;
+    public HostDeviceBackend(Device device)
+    {
+        Device = device;
+        IndexChecks = new DeferredIndexChecks(this, device);
+    }
+
+    public Device Device { get; }
+
+    public DeferredIndexChecks IndexChecks { get; }
+
+    /// <summary>Device→host copies: each is a host wait on a GPU (reading a value back).</summary>
+    public long DeviceToHost => Interlocked.Read(ref _toHost);
 
     /// <summary>Ops computed here.</summary>
     public long Ops => Interlocked.Read(ref _ops);
@@ -87,9 +104,59 @@ internal sealed class HostDeviceBackend(Device device) : IBackend, IDeviceTransf
             throw new InvalidOperationException($"Transfer: neither {src.Device} nor {dst.Device} is {Device}");
         Interlocked.Increment(ref _transfers);
         if (dst.Device == Device && src.Device != Device) Interlocked.Increment(ref _toDevice);
+        if (src.Device == Device && dst.Device != Device) Interlocked.Increment(ref _toHost);
         long bytes = src.Count * src.ElementSize;
         Buffer.MemoryCopy((void*)src.DataPointer, (void*)dst.DataPointer, bytes, bytes);
+        if (dst.Device != Device) IndexChecks.Verify(); // as the CUDA backend: a value read back first meets the verdicts
     }
+
+    public unsafe void CheckIndices(Tensor index, long size, long? ignore, Tensor slots, int slot)
+    {
+        On("CheckIndices", index, slots);
+        var at = (long*)slots.DataPointer + 2 * slot;
+        long flat = 0;
+        foreach (var v in Values(index))
+        {
+            if ((ulong)v >= (ulong)size && v != ignore && flat < at[0]) { at[0] = flat; at[1] = v; }
+            flat++;
+        }
+    }
+
+    /// <summary>The index values in C order, read in place (this device's memory is host memory).</summary>
+    private static unsafe List<long> Values(Tensor index)
+    {
+        var values = new List<long>((int)index.Count);
+        if (index.Count == 0) return values;
+        var shape = index.Shape.ToArray();
+        var strides = index.Strides.ToArray();
+        var pos = new int[shape.Length];
+        for (long i = 0; i < index.Count; i++)
+        {
+            long off = 0;
+            for (int d = 0; d < shape.Length; d++) off += pos[d] * strides[d];
+            values.Add(index.DType == DType.I64 ? ((long*)index.DataPointer)[off] : ((int*)index.DataPointer)[off]);
+            for (int d = shape.Length - 1; d >= 0 && ++pos[d] == shape[d]; d--) pos[d] = 0;
+        }
+        return values;
+    }
+
+    /// <summary>
+    /// <paramref name="index"/> itself when every value is in [0, size) or <paramref name="keep"/>; else a copy (on this
+    /// device, contiguous) with the bad values replaced by <paramref name="replacement"/> and their C-order positions.
+    /// </summary>
+    private Tensor Safe(Tensor index, long size, long? keep, long replacement, out List<int> bad)
+    {
+        bad = [];
+        var values = Values(index);
+        for (int i = 0; i < values.Count; i++)
+            if ((ulong)values[i] >= (ulong)size && values[i] != keep) { bad.Add(i); values[i] = replacement; }
+        if (bad.Count == 0) return index;
+        var copy = Tensor.Empty(index.Shape.ToArray(), DType.I64, Device);
+        for (int i = 0; i < values.Count; i++) unsafe { ((long*)copy.DataPointer)[i] = values[i]; }
+        return copy;
+    }
+
+    private Tensor Safe(Tensor index, long size) => Safe(index, size, null, 0, out _);
 
     public void Copy(Tensor src, Tensor dst) { On("Copy", src, dst); Cpu.Copy(src, dst); }
     public void Fill(Tensor dst, double value) { On("Fill", dst); Cpu.Fill(dst, value); }
@@ -101,16 +168,21 @@ internal sealed class HostDeviceBackend(Device device) : IBackend, IDeviceTransf
     { On("Attention", q, k, v, mask, output, logSumExp); Cpu.Attention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp); }
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale, Tensor? dq, Tensor? dk, Tensor? dv)
     { On("AttentionBackward", q, k, v, o, dO, logSumExp, mask, dq, dk, dv); Cpu.AttentionBackward(q, k, v, o, dO, logSumExp, mask, causal, queryOffset, scale, dq, dk, dv); }
-    public void IndexSelect(Tensor x, int axis, Tensor index, Tensor y) { On("IndexSelect", x, index, y); Cpu.IndexSelect(x, axis, index, y); }
-    public void Gather(Tensor x, int axis, Tensor index, Tensor y) { On("Gather", x, index, y); Cpu.Gather(x, axis, index, y); }
-    public void ScatterAdd(Tensor dst, int axis, Tensor index, Tensor src) { On("ScatterAdd", dst, index, src); Cpu.ScatterAdd(dst, axis, index, src); }
+    public void IndexSelect(Tensor x, int axis, Tensor index, Tensor y) { On("IndexSelect", x, index, y); Cpu.IndexSelect(x, axis, Safe(index, x.Shape[axis]), y); }
+    public void Gather(Tensor x, int axis, Tensor index, Tensor y) { On("Gather", x, index, y); Cpu.Gather(x, axis, Safe(index, x.Shape[axis]), y); }
+    public void ScatterAdd(Tensor dst, int axis, Tensor index, Tensor src) { On("ScatterAdd", dst, index, src); Cpu.ScatterAdd(dst, axis, Safe(index, dst.Shape[axis]), src); }
     public void Rope(Tensor x, Tensor cos, Tensor sin, Tensor y) { On("Rope", x, cos, sin, y); Cpu.Rope(x, cos, sin, y); }
     public void MatMul(Tensor a, Tensor b, Tensor c) { On("MatMul", a, b, c); Cpu.MatMul(a, b, c); }
     public void Softmax(Tensor x, Tensor y, bool log) { On("Softmax", x, y); Cpu.Softmax(x, y, log); }
     public void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, double eps, Tensor y) { On("LayerNorm", x, weight, bias, y); Cpu.LayerNorm(x, weight, bias, eps, y); }
     public void RmsNorm(Tensor x, Tensor weight, double eps, Tensor y) { On("RmsNorm", x, weight, y); Cpu.RmsNorm(x, weight, eps, y); }
     public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp)
-    { On("CrossEntropy", logits, targets, lossPerRow, logSumExp); Cpu.CrossEntropy(logits, targets, ignoreIndex, lossPerRow, logSumExp); }
+    {
+        On("CrossEntropy", logits, targets, lossPerRow, logSumExp);
+        // As the GPU kernel: a bad target's row gets NaN instead of an exception (the deferred check reports it).
+        Cpu.CrossEntropy(logits, Safe(targets, logits.Shape[1], ignoreIndex, ignoreIndex, out var bad), ignoreIndex, lossPerRow, logSumExp);
+        foreach (var row in bad) { using var r = lossPerRow.Narrow(0, row, 1); Cpu.Fill(r, double.NaN); }
+    }
     public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep step) { On("AdamW", param, grad, m, v); Cpu.AdamW(param, grad, m, v, step); }
     public void Reduce(ReduceOp op, Tensor x, int[] axes, Tensor y) { On($"Reduce {op}", x, y); Cpu.Reduce(op, x, axes, y); }
     public void ArgReduce(ArgReduceOp op, Tensor x, int axis, Tensor y) { On($"ArgReduce {op}", x, y); Cpu.ArgReduce(op, x, axis, y); }
@@ -121,8 +193,8 @@ internal sealed class HostDeviceBackend(Device device) : IBackend, IDeviceTransf
     { On("LayerNormBackward", x, weight, dy, dx, dweight, dbias); Cpu.LayerNormBackward(x, weight, eps, dy, dx, dweight, dbias); }
     public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log) { On("SoftmaxBackward", y, dy, dx); Cpu.SoftmaxBackward(y, dy, dx, log); }
     public void CrossEntropyBackward(Tensor logits, Tensor targets, int ignoreIndex, Tensor logSumExp, Tensor dloss, Tensor dlogits)
-    { On("CrossEntropyBackward", logits, targets, logSumExp, dloss, dlogits); Cpu.CrossEntropyBackward(logits, targets, ignoreIndex, logSumExp, dloss, dlogits); }
-    public void EmbeddingBackward(Tensor ids, Tensor dy, Tensor dweight) { On("EmbeddingBackward", ids, dy, dweight); Cpu.EmbeddingBackward(ids, dy, dweight); }
+    { On("CrossEntropyBackward", logits, targets, logSumExp, dloss, dlogits); Cpu.CrossEntropyBackward(logits, Safe(targets, logits.Shape[1], ignoreIndex, ignoreIndex, out _), ignoreIndex, logSumExp, dloss, dlogits); }
+    public void EmbeddingBackward(Tensor ids, Tensor dy, Tensor dweight) { On("EmbeddingBackward", ids, dy, dweight); Cpu.EmbeddingBackward(Safe(ids, dweight.Shape[0]), dy, dweight); }
     public void SwiGlu(Tensor gate, Tensor up, Tensor y) { On("SwiGlu", gate, up, y); Cpu.SwiGlu(gate, up, y); }
     public void SwiGluBackward(Tensor dy, Tensor gate, Tensor up, Tensor dgate, Tensor dup) { On("SwiGluBackward", dy, gate, up, dgate, dup); Cpu.SwiGluBackward(dy, gate, up, dgate, dup); }
 }

@@ -85,19 +85,42 @@ int main()
     long long ix[3] = {3, 0, 3}; float sel[6];
     i64 ss[2] = {2, 3}; i64 sst[3][8] = {{3, 1}, {4, 0}, {0, 1}};
     Layout LS = make(2, ss, 3, sst);
-    launch(1, 32, [&] { idx_ns::index_select(LS, 6, sel, x, 1, ix, DT_I64, DT_F32); });
+    launch(1, 32, [&] { idx_ns::index_select(LS, 6, sel, x, 1, 4, ix, DT_I64, DT_F32); });
     for (int r = 0; r < 2; r++) for (int k = 0; k < 3; k++) CHECK(sel[r * 3 + k] == x[r * 4 + ix[k]], "index_select");
+    // an index out of range reads nothing and gives 0; the deferred check finds its first position and value
+    { long long bx[3] = {3, 4, -1}; float bsel[6];
+      launch(1, 32, [&] { idx_ns::index_select(LS, 6, bsel, x, 1, 4, bx, DT_I64, DT_F32); });
+      for (int r = 0; r < 2; r++) CHECK(bsel[r * 3] == x[r * 4 + 3] && bsel[r * 3 + 1] == 0 && bsel[r * 3 + 2] == 0, "index_select out of range");
+      // index [2, 3] with strides {1, 2} (a transposed view of {5, 7, 1, 9, -100, 2}): C-order values 5, 1, -100, 7, 9, 2
+      long long tv[6] = {5, 7, 1, 9, -100, 2}; i64 ts[2] = {2, 3}; i64 tst[1][8] = {{1, 2}};
+      Layout LT = make(2, ts, 1, tst);
+      unsigned long long slot[2] = {1ULL << 62, 0};
+      launch(1, 32, [&] { idx_ns::index_check(LT, 6, tv, DT_I64, 6, 0, 0, slot); });
+      launch(1, 1, [&] { idx_ns::index_check_value(LT, tv, DT_I64, slot); });
+      CHECK(slot[0] == 2 && (long long)slot[1] == -100, "index_check first bad %llu value %lld", slot[0], (long long)slot[1]);
+      unsigned long long ok[2] = {1ULL << 62, 0};
+      launch(1, 32, [&] { idx_ns::index_check(LT, 6, tv, DT_I64, 6, 1, -100, ok); });
+      launch(1, 1, [&] { idx_ns::index_check_value(LT, tv, DT_I64, ok); });
+      CHECK(ok[0] == 3 && ok[1] == 7, "index_check with ignore: position %llu value %llu", ok[0], ok[1]);
+      int iv[3] = {0, 2, 1}; i64 s3i[1] = {3}; i64 st3i[1][8] = {{1}}; unsigned long long none[2] = {1ULL << 62, 0};
+      Layout L3I = make(1, s3i, 1, st3i);
+      launch(1, 32, [&] { idx_ns::index_check(L3I, 3, iv, DT_I32, 3, 0, 0, none); });
+      launch(1, 1, [&] { idx_ns::index_check_value(L3I, iv, DT_I32, none); });
+      CHECK(none[0] == 1ULL << 62 && none[1] == 0, "index_check all in range"); }
     // scatter_add axis 0: dst [3] += src [5] at idx
     float dst[3] = {0, 0, 0}, src[5] = {1, 2, 3, 4, 5}; int sidx[5] = {2, 0, 2, 1, 2};
     i64 s5[1] = {5}; i64 sst5[3][8] = {{0}, {1}, {1}};
     Layout LSA = make(1, s5, 3, sst5);
-    launch(1, 32, [&] { idx_ns::scatter_add(LSA, 5, dst, 1, src, sidx, DT_I32, DT_F32); });
+    launch(1, 32, [&] { idx_ns::scatter_add(LSA, 5, dst, 1, 3, src, sidx, DT_I32, DT_F32); });
     CHECK(dst[0] == 2 && dst[1] == 4 && dst[2] == 9, "scatter_add %g %g %g", dst[0], dst[1], dst[2]);
+    { float bdst[3] = {0, 0, 0}; int bidx[5] = {2, 3, -1, 1, 2};
+      launch(1, 32, [&] { idx_ns::scatter_add(LSA, 5, bdst, 1, 3, src, bidx, DT_I32, DT_F32); });
+      CHECK(bdst[0] == 0 && bdst[1] == 4 && bdst[2] == 6, "scatter_add skips indices out of range"); }
     // bf16 scatter-add through the CAS path
     u16 hd[4] = {f32_to_bf16(1), f32_to_bf16(2), f32_to_bf16(3), f32_to_bf16(4)}; u16 hs[2] = {f32_to_bf16(0.5f), f32_to_bf16(0.25f)}; long long hidx[2] = {1, 3};
     i64 s2b[1] = {2}; i64 st2b[3][8] = {{0}, {1}, {1}};
     Layout LHB = make(1, s2b, 3, st2b);
-    launch(1, 32, [&] { idx_ns::scatter_add(LHB, 2, hd, 1, hs, hidx, DT_I64, DT_BF16); });
+    launch(1, 32, [&] { idx_ns::scatter_add(LHB, 2, hd, 1, 4, hs, hidx, DT_I64, DT_BF16); });
     CHECK(bf16_to_f32(hd[0]) == 1 && bf16_to_f32(hd[1]) == 2.5f && bf16_to_f32(hd[2]) == 3 && bf16_to_f32(hd[3]) == 4.25f, "bf16 scatter");
     // adamw vs the formula (float32 master)
     float p[3] = {1, -2, 0.5f}, g[3] = {0.1f, -0.3f, 2}, m[3] = {0, 0, 0}, v[3] = {0, 0, 0}; u16 pb[3];
@@ -115,7 +138,7 @@ int main()
     // gather axis 1: y[r, k] = x[r, gidx[r, k]]
     { long long gi[4] = {1, 3, 0, 0}; float gy[4]; i64 gs[2] = {2, 2}; i64 gst[3][8] = {{2, 1}, {4, 0}, {2, 1}};
       Layout LG = make(2, gs, 3, gst);
-      launch(1, 32, [&] { idx_ns::gather(LG, 4, gy, x, 1, gi, DT_I64, DT_F32); });
+      launch(1, 32, [&] { idx_ns::gather(LG, 4, gy, x, 1, 4, gi, DT_I64, DT_F32); });
       for (int r = 0; r < 2; r++) for (int k = 0; k < 2; k++) CHECK(gy[r * 2 + k] == x[r * 4 + gi[r * 2 + k]], "gather"); }
     // swiglu forward and backward
     { float gg[3] = {-1, 0.5f, 2}, uu[3] = {3, -2, 0.25f}, dyv[3] = {1, -1, 0.5f}, yy[3], dg[3], du[3];

@@ -101,6 +101,10 @@ internal static class SelfTestCases
         c.Add(new("gather (axis 1)", (r, t) => [Normal(r, t, 30, 70), Indices(r, 70, 30, 20)], x => x[0].Gather(1, x[1])));
         c.Add(new("scatter-add (axis 0)", (r, t) => [Normal(r, t, 50, 16), Indices(r, 50, 200, 16), Normal(r, t, 200, 16)],
             x => x[0].ScatterAdd(0, x[1], x[2])));
+        // A bad id and a bad target raise a clear error naming them (the CPU at the op; CUDA, whose checks run on the
+        // device without a host wait, at the next read), nothing faults, and the device computes on afterwards.
+        c.Add(new("bad id and target raise (named)", (r, t) => [Normal(r, t, 500, 64), BadAt(Indices(r, 500, 4, 33), 70, 500), BadAt(Indices(r, 500, 132), 9, -7)],
+            x => RaisesNamed(x), Exact: true));
 
         // Matrix products.
         c.Add(new("matmul 2-D", (r, t) => [Normal(r, t, 96, 128), Normal(r, t, 128, 80)], x => Tensor.MatMul(x[0], x[1])));
@@ -136,5 +140,43 @@ internal static class SelfTestCases
             (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 4, 8, 80), PaddingMask(r, t)],
             x => AttentionGrads(x, x[4], 24)));
         return c;
+    }
+
+    private static Tensor BadAt(Tensor index, int flat, long value)
+    {
+        var v = index.ToLongArray();
+        v[flat] = value;
+        var shape = index.Shape.ToArray();
+        index.Dispose();
+        return Tensor.FromArray(v, shape);
+    }
+
+    /// <summary>
+    /// [1, 1, 1] when the bad id is named at its position, the bad target at its row, and a read afterwards is clean;
+    /// throws (a FAIL row saying what went wrong) otherwise, so the case cannot pass by all devices agreeing on less.
+    /// </summary>
+    private static Tensor RaisesNamed(Tensor[] x)
+    {
+        static double Named(Func<Tensor> run, string words)
+        {
+            try { using var y = run(); _ = y.ToDoubleArray(); }
+            catch (ArgumentOutOfRangeException e)
+            {
+                if (e.Message.Contains(words, StringComparison.Ordinal)) return 1;
+                throw new InvalidOperationException($"the error does not say \"{words}\": {e.Message}");
+            }
+            throw new InvalidOperationException($"no error was raised where one should say \"{words}\"");
+        }
+        double id = Named(() => Tensor.Embedding(x[0], x[1]), "id 500 at position [2, 4]");
+        double target = Named(() =>
+        {
+            using var scope = TensorScope.Begin();
+            var h = Tensor.Embedding(x[0], x[1].Narrow(0, 0, 2).Reshape(66)); // rows 0–1 of the ids: all valid
+            var logits = Tensor.MatMul(h, x[0].Transpose(0, 1));             // [66, 500]
+            return scope.Keep(Tensor.CrossEntropy(logits, x[2].Narrow(0, 0, 66)));
+        }, "target -7 at row 9");
+        using var fine = Tensor.Embedding(x[0], x[2].Narrow(0, 10, 4));
+        double after = fine.ToDoubleArray().Length == 4 * 64 ? 1 : 0;
+        return Tensor.FromArray([id, target, after]);
     }
 }

@@ -2,7 +2,24 @@ namespace Parrot.Tensors.Cuda;
 
 public sealed partial class CudaBackend
 {
+    /// <summary>
+    /// The deferred index check (see <see cref="DeferredIndexChecks"/>): one kernel takes the minimum bad position into the
+    /// slot with an atomic, a one-thread kernel after it (stream order) fetches the value there. No host wait.
+    /// </summary>
+    void IDeferredIndexChecks.CheckIndices(Tensor index, long size, long? ignore, Tensor slots, int slot)
+    {
+        long n = index.Count;
+        if (n == 0) return;
+        var L = KernelLayout.Create("IndexCheck", index.Shape, index.Strides.ToArray());
+        using var at = slots.Narrow(0, slot, 1);
+        using (var a = new KernelArgs().Add(L).Add(n).Ptr(index).Add(Code(index.DType)).Add(size).Add(ignore is null ? 0 : 1).Add(ignore ?? 0L).Ptr(at))
+            _kernels.Launch("indexing.cu", "index_check", _kernels.GridFor(n), 256, a);
+        using (var v = new KernelArgs().Add(L).Ptr(index).Add(Code(index.DType)).Ptr(at))
+            _kernels.Launch("indexing.cu", "index_check_value", 1, 32, v);
+    }
+
     /// <inheritdoc/>
+    /// <remarks>An index out of range (a deferred check reports it) gives a zero element and reads nothing.</remarks>
     public void IndexSelect(Tensor x, int axis, Tensor index, Tensor y)
     {
         long n = y.Count;
@@ -10,29 +27,33 @@ public sealed partial class CudaBackend
         var xs = x.Strides.ToArray(); xs[axis] = 0;
         var idx = new long[y.Rank]; idx[axis] = index.Strides[0];
         var L = KernelLayout.Create("IndexSelect", y.Shape, y.Strides.ToArray(), xs, idx);
-        using var a = new KernelArgs().Add(L).Add(n).Ptr(y).Ptr(x).Add(x.Strides[axis]).Ptr(index).Add(Code(index.DType)).Add(Code(x.DType));
+        using var a = new KernelArgs().Add(L).Add(n).Ptr(y).Ptr(x).Add(x.Strides[axis]).Add((long)x.Shape[axis]).Ptr(index).Add(Code(index.DType)).Add(Code(x.DType));
         _kernels.Launch("indexing.cu", "index_select", _kernels.GridFor(n), 256, a);
     }
 
     /// <inheritdoc/>
+    /// <remarks>An index out of range (a deferred check reports it) gives a zero element and reads nothing.</remarks>
     public void Gather(Tensor x, int axis, Tensor index, Tensor y)
     {
         long n = y.Count;
         if (n == 0) return;
         var xs = x.Strides.ToArray(); xs[axis] = 0;
         var L = KernelLayout.Create("Gather", index.Shape, y.Strides.ToArray(), xs, index.Strides.ToArray());
-        using var a = new KernelArgs().Add(L).Add(n).Ptr(y).Ptr(x).Add(x.Strides[axis]).Ptr(index).Add(Code(index.DType)).Add(Code(x.DType));
+        using var a = new KernelArgs().Add(L).Add(n).Ptr(y).Ptr(x).Add(x.Strides[axis]).Add((long)x.Shape[axis]).Ptr(index).Add(Code(index.DType)).Add(Code(x.DType));
         _kernels.Launch("indexing.cu", "gather", _kernels.GridFor(n), 256, a);
     }
 
-    /// <summary>Scatter-add with atomics: contributions to one element are summed in no fixed order (float results may differ from the CPU's in the last bits).</summary>
+    /// <summary>
+    /// Scatter-add with atomics: contributions to one element are summed in no fixed order (float results may differ
+    /// from the CPU's in the last bits). An index out of range (a deferred check reports it) adds nothing.
+    /// </summary>
     public void ScatterAdd(Tensor dst, int axis, Tensor index, Tensor src)
     {
         long n = index.Count;
         if (n == 0) return;
         var ds = dst.Strides.ToArray(); ds[axis] = 0;
         var L = KernelLayout.Create("ScatterAdd", index.Shape, ds, src.Strides.ToArray(), index.Strides.ToArray());
-        using var a = new KernelArgs().Add(L).Add(n).Ptr(dst).Add(dst.Strides[axis]).Ptr(src).Ptr(index).Add(Code(index.DType)).Add(Code(dst.DType));
+        using var a = new KernelArgs().Add(L).Add(n).Ptr(dst).Add(dst.Strides[axis]).Add((long)dst.Shape[axis]).Ptr(src).Ptr(index).Add(Code(index.DType)).Add(Code(dst.DType));
         _kernels.Launch("indexing.cu", "scatter_add", _kernels.GridFor(n), 256, a);
     }
 

@@ -8,7 +8,7 @@ namespace Parrot.Tensors.Cuda;
 /// naming the op. <see cref="Backends.For"/> creates it for <c>cuda</c> / <c>cuda:N</c> devices; on a machine
 /// without a usable GPU that throws <see cref="CudaUnavailableException"/> ("no CUDA device: why").
 /// </summary>
-public sealed partial class CudaBackend : IBackend, IDeviceTransfer
+public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIndexChecks
 {
     private readonly CudaContext _context;
     private readonly CudaAllocator _allocator;
@@ -23,7 +23,12 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer
         _kernels = new CudaKernels(context);
         _pinned = new PinnedBuffer(context);
         Device = new Device(DeviceKind.Cuda, context.Ordinal);
+        _indexChecks = new DeferredIndexChecks(this, Device);
     }
+
+    private readonly DeferredIndexChecks _indexChecks;
+
+    DeferredIndexChecks IDeferredIndexChecks.IndexChecks => _indexChecks;
 
     /// <summary>Opens GPU <paramref name="ordinal"/>; throws <see cref="CudaUnavailableException"/> saying why when it cannot.</summary>
     public static CudaBackend Create(int ordinal)
@@ -79,8 +84,12 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer
     /// <summary>Returns every cached block to the driver.</summary>
     public void EmptyCache() => _allocator.EmptyCache();
 
-    /// <summary>Waits until all queued work has finished (a kernel fault surfaces here).</summary>
-    public void Synchronize() => _context.Synchronize();
+    /// <summary>Waits until all queued work has finished (a kernel fault surfaces here, and a bad index a deferred check found).</summary>
+    public void Synchronize()
+    {
+        _context.Synchronize();
+        _indexChecks.Verify();
+    }
 
     /// <inheritdoc/>
     public Storage Allocate(long bytes, bool zero)
@@ -111,6 +120,9 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer
             }
             else throw new NotSupportedException("Transfer: both tensors are on the host");
         }
+        // A value reaches the host: first the verdicts of the index checks queued since the last read (a few bytes;
+        // the copy above already waited for the stream), so nothing computed from a bad index is returned silently.
+        if (dst.Device.Kind == DeviceKind.Cpu) _indexChecks.Verify();
     }
 
     /// <inheritdoc/>
