@@ -97,6 +97,38 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void PretrainVisionOnTheDeviceLogsTheCpusLossesAndWritesItsTower()
+    {
+        string dir = CliRunner.TempDir(), world = Path.Combine(dir, "world");
+        Invoke(MakeWorldCommand.Create(), "--out", world, "--seed", "3", "--size", "48", "--stage1", "20", "--stage2", "0", "--bench", "0", "--text", "0");
+        var config = Path.Combine(dir, "tower.json");
+        File.WriteAllText(config, """{"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 48, "patch_size": 16}""");
+        (string[] Log, byte[] Weights) Run(string device)
+        {
+            var o = Path.Combine(dir, "vision-" + device.Replace(':', '_'));
+            var old = Console.Out;
+            Console.SetOut(TextWriter.Null);
+            try
+            {
+                Invoke(PretrainVisionCommand.Create(), "--world", world, "--out", o, "--config", config, "--steps", "3", "--batch", "4", "--valid", "4",
+                    "--eval-every", "2", "--device", device);
+            }
+            finally { Console.SetOut(old); }
+            // Throughput differs between runs; everything else (losses, norms, held-out accuracies) must not.
+            var log = File.ReadAllLines(Path.Combine(o, "train_log.jsonl"))
+                .Select(l => System.Text.RegularExpressions.Regex.Replace(l, "\"images_per_s\":[^,}]*", "")).ToArray();
+            return (log, File.ReadAllBytes(Path.Combine(o, "model.safetensors")));
+        }
+        var cpu = Run("cpu");
+        long ops = TestDevice.Backend.Ops;
+        var dev = Run(Dev);
+        Assert.That(TestDevice.Backend.Ops - ops, Is.GreaterThan(100), "the device trained the tower");
+        Assert.That(cpu.Log, Has.Length.EqualTo(3));
+        Assert.That(dev.Log, Is.EqualTo(cpu.Log));
+        Assert.That(dev.Weights, Is.EqualTo(cpu.Weights), "the tower written from the device");
+    }
+
+    [Test]
     public void TheBenchesRunOnTheDeviceAndComputeWhatTheCpuComputes()
     {
         var cfg = DeviceDecodeBench.Shape("tiny");

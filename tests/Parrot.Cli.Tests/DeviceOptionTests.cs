@@ -45,6 +45,7 @@ public class DeviceOptionTests
         yield return new TestCaseData((object)new[] { "eval", "--model", "M", "--data", "D.tsv", "--out", Path.Combine(tmp, "never-eval") }).SetArgDisplayNames("eval");
         yield return new TestCaseData((object)new[] { "train", "--stage", "1", "--model", "M", "--data", "D.json", "--images", "I", "--out", Path.Combine(tmp, "never-train") }).SetArgDisplayNames("train");
         yield return new TestCaseData((object)new[] { "train-lm", "--model", "M", "--tokens", "T.jsonl", "--steps", "1", "--batch", "1", "--lr", "0.1", "--log", Path.Combine(tmp, "never.jsonl") }).SetArgDisplayNames("train-lm");
+        yield return new TestCaseData((object)new[] { "pretrain-vision", "--world", Path.Combine(tmp, "no-such-world"), "--out", Path.Combine(tmp, "never-vision") }).SetArgDisplayNames("pretrain-vision");
         yield return new TestCaseData((object)new[] { "serve", "--model", Path.Combine(tmp, "no-such-model-dir") }).SetArgDisplayNames("serve");
         yield return new TestCaseData((object)new[] { "bench", "train", "--steps", "1", "--hidden", "32", "--layers", "1" }).SetArgDisplayNames("bench train");
         yield return new TestCaseData((object)new[] { "bench", "decoder", "--shape", "tiny" }).SetArgDisplayNames("bench decoder");

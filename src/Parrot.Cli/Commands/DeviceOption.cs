@@ -4,7 +4,7 @@ using Parrot.Tensors;
 namespace Parrot.Cli;
 
 /// <summary>
-/// `--device cpu|cuda|cuda:N` of the model commands (forward, generate, vision, chat, eval, train, train-lm). The CPU
+/// `--device cpu|cuda|cuda:N` of the model commands (forward, generate, vision, chat, eval, train, train-lm, pretrain-vision, serve, and the benches). The CPU
 /// is the default. A CUDA device is checked before any model is opened, so a machine without one gets "no CUDA device:
 /// why" (no driver, no GPU, a bad ordinal); with one, the command loads the weights on the host, moves the model there
 /// (<c>Module.To</c>), and the model makes its inputs, masks, RoPE tables and KV caches on that device.

@@ -8,7 +8,7 @@ namespace Parrot.Cli;
 
 /// <summary>
 /// `parrot pretrain-vision --world DIR --out DIR [--steps N] [--config FILE] [--batch B] [--lr LR] [--seed S]
-/// [--valid N] [--eval-every N] [--save-every N] [--bf16-weights] [--log FILE]`: trains a fresh CLIP vision tower on
+/// [--valid N] [--eval-every N] [--save-every N] [--bf16-weights] [--log FILE] [--device cpu|cuda|cuda:N]`: trains a fresh CLIP vision tower on
 /// a world's images with the labels the generator gives (scene attributes on the class token, the object under
 /// each patch on the patch tokens) and writes it as a CLIPVisionModel folder (config.json,
 /// preprocessor_config.json, model.safetensors) that a Parrot mm_vision_tower can point at.
@@ -30,17 +30,19 @@ internal static class PretrainVisionCommand
         var saveEvery = new Option<int>("--save-every") { Description = "Also write OUT/checkpoint-N every N steps", DefaultValueFactory = _ => 0 };
         var bf16 = new Option<bool>("--bf16-weights") { Description = "Write the weights as bf16 (training is float32)" };
         var log = new Option<string?>("--log") { Description = "JSON lines per step (default: OUT/train_log.jsonl)" };
+        var device = DeviceOption.Create();
         var cmd = new Command("pretrain-vision", "Pre-train a tiny CLIP vision tower on a synthetic world's images and labels");
-        foreach (var o in new Option[] { world, outDir, steps, config, batch, lr, seed, valid, evalEvery, saveEvery, bf16, log }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { world, outDir, steps, config, batch, lr, seed, valid, evalEvery, saveEvery, bf16, log, device }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("pretrain-vision", () =>
         {
+            var dev = DeviceOption.Resolve(p.GetValue(device), "pretrain-vision");
             string worldDir = p.GetValue(world)!, output = p.GetValue(outDir)!;
             if (!Directory.Exists(worldDir)) throw new CliException($"--world {worldDir}: directory not found");
             var tower = p.GetValue(config) is string cfg ? ClipVisionConfigJson.Load(cfg) : VisionPretrainingOptions.Tiny;
             var options = new VisionPretrainingOptions
             {
                 Tower = tower, Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed),
-                ValidImages = p.GetValue(valid), EvalEvery = p.GetValue(evalEvery), SaveEvery = p.GetValue(saveEvery),
+                ValidImages = p.GetValue(valid), EvalEvery = p.GetValue(evalEvery), SaveEvery = p.GetValue(saveEvery), Device = dev,
             };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new CliException(e.Message); }

@@ -46,6 +46,9 @@ public sealed record VisionPretrainingOptions
     public int EvalEvery { get; init; } = 100;
     /// <summary>Write OUT/checkpoint-N (the tower folder) every N steps; 0: only the final tower.</summary>
     public int SaveEvery { get; init; }
+    /// <summary>Where the tower and heads compute (the weights are made on the host with the seed, then moved, so
+    /// every device starts from the same numbers); images are preprocessed on the host and copied in.</summary>
+    public Device Device { get; init; } = Device.Cpu;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad value.</summary>
     public void Validate()
@@ -150,6 +153,8 @@ public sealed class VisionPretrainer : IDisposable
         _valid.AddRange(examples[^options.ValidImages..]);
         Tower = new ClipVisionModel(options.Tower, Init.SeedFor(options.Seed, "tower"));
         _heads = new VisionHeads(options.Tower.HiddenSize, Init.SeedFor(options.Seed, "heads"));
+        Tower.To(options.Device);
+        _heads.To(options.Device);
     }
 
     /// <summary>The tower being trained.</summary>
@@ -245,8 +250,9 @@ public sealed class VisionPretrainer : IDisposable
         var clsLogits = _heads.Cls.Forward(output.PoolerOutput);                                                        // [B, ΣK]
         var patchLogits = _heads.Patch.Forward(_heads.PatchNorm.Forward(output.LastHiddenState.Narrow(1, 1, n)))       // [B, N, ΣK']
             .Reshape(b * n, VisionTargets.PatchHeads.Sum());
-        var clsT = Tensor.FromArray(batch.SelectMany(e => e.Cls).ToArray(), b, VisionTargets.ClsHeads.Length);
-        var patchT = Tensor.FromArray(batch.SelectMany(e => e.Patches).ToArray(), b * n, 3);
+        // Targets on the model's device (one copy each); the tower copies the host-made pixels there itself.
+        var clsT = Tensor.FromArray(batch.SelectMany(e => e.Cls).ToArray(), _options.Device, b, VisionTargets.ClsHeads.Length);
+        var patchT = Tensor.FromArray(batch.SelectMany(e => e.Patches).ToArray(), _options.Device, b * n, 3);
         var clsPred = new Tensor[VisionTargets.ClsHeads.Length];
         var patchPred = new Tensor[3];
         Variable? clsLoss = null, patchLoss = null;
