@@ -47,6 +47,22 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void UnderALauncherEachRankResolvesItsOwnGpu()
+    {
+        // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU
+        // short is an error naming both counts, before any GPU is opened.
+        var device = TestDevice.Get();
+        var launch = new global::Parrot.Tensors.Distributed.LaunchInfo("mpirun", 3, 4, 1, 2);
+        Assert.That(DistributedCli.ResolveDevice("cuda:8", "train-lm", () => launch, () => 10), Is.EqualTo(device));
+        Assert.That(DistributedCli.ResolveDevice("cpu", "train-lm", () => launch, () => throw new InvalidOperationException("no GPU count for the CPU")), Is.EqualTo(Device.Cpu));
+        var e = Assert.Throws<CliException>(() => DistributedCli.ResolveDevice("cuda:8", "train-lm", () => launch, () => 9));
+        Assert.That(e!.Message, Does.Contain("--device cuda:8 (rank 3 of 4)").And.Contain("2 ranks on this machine need 2 CUDA devices (one each, cuda:8..cuda:9), but it has 9"));
+        // Alone (no launcher), the device is the one asked for.
+        var alone = new global::Parrot.Tensors.Distributed.LaunchInfo("none", 0, 1, 0);
+        Assert.That(DistributedCli.ResolveDevice(Dev, "train-lm", () => alone, () => throw new InvalidOperationException("not needed")), Is.EqualTo(TestDevice.Get()));
+    }
+
+    [Test]
     public void ForwardOnTheDeviceWritesTheCpusLogits()
     {
         string dir = CliRunner.TempDir(), a = Path.Combine(dir, "a.npy"), b = Path.Combine(dir, "b.npy");

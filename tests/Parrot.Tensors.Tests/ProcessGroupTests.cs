@@ -10,7 +10,8 @@ namespace Parrot.Tensors.Tests;
 public class ProcessGroupTests
 {
     private static readonly string[] Variables =
-        ["OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"];
+        ["OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+         "OMPI_COMM_WORLD_LOCAL_SIZE", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"];
 
     private static T WithEnvironment<T>(Dictionary<string, string> values, Func<T> body)
     {
@@ -39,6 +40,51 @@ public class ProcessGroupTests
         // mpirun wins over variables a batch system left behind.
         Assert.That(WithEnvironment(new() { ["OMPI_COMM_WORLD_RANK"] = "0", ["OMPI_COMM_WORLD_SIZE"] = "2", ["SLURM_PROCID"] = "0", ["SLURM_NTASKS"] = "8" }, DistributedLaunch.Detect).Launcher,
             Is.EqualTo("mpirun"));
+    }
+
+    [Test]
+    public void TheRanksOnThisMachineAreReadWhereTheLauncherSaysThem()
+    {
+        Assert.That(WithEnvironment(new() { ["OMPI_COMM_WORLD_RANK"] = "3", ["OMPI_COMM_WORLD_SIZE"] = "4", ["OMPI_COMM_WORLD_LOCAL_RANK"] = "1", ["OMPI_COMM_WORLD_LOCAL_SIZE"] = "2" }, DistributedLaunch.Detect),
+            Is.EqualTo(new LaunchInfo("mpirun", 3, 4, 1, 2)));
+        Assert.That(WithEnvironment(new() { ["RANK"] = "5", ["WORLD_SIZE"] = "8", ["LOCAL_RANK"] = "5", ["LOCAL_WORLD_SIZE"] = "8" }, DistributedLaunch.Detect),
+            Is.EqualTo(new LaunchInfo("env", 5, 8, 5, 8)));
+        Assert.That(WithEnvironment(new() { ["SLURM_PROCID"] = "2", ["SLURM_NTASKS"] = "16", ["SLURM_LOCALID"] = "2", ["SLURM_NTASKS_PER_NODE"] = "4" }, DistributedLaunch.Detect),
+            Is.EqualTo(new LaunchInfo("slurm", 2, 16, 2, 4)));
+        var e = Assert.Throws<DistributedException>(() => WithEnvironment(new() { ["RANK"] = "0", ["WORLD_SIZE"] = "2", ["LOCAL_WORLD_SIZE"] = "0" }, DistributedLaunch.Detect));
+        Assert.That(e!.Message, Does.Contain("0 ranks on this machine"));
+    }
+
+    [Test]
+    public void EachRankGetsTheGpuOfItsLocalRank()
+    {
+        var cuda = new Device(DeviceKind.Cuda, 0);
+        // Two machines of four GPUs, four ranks each: global rank 6 is local rank 2 on the second machine.
+        Assert.That(DistributedLaunch.DeviceForRank(cuda, new LaunchInfo("mpirun", 6, 8, 2, 4), 4), Is.EqualTo(new Device(DeviceKind.Cuda, 2)));
+        for (int r = 0; r < 4; r++)
+            Assert.That(DistributedLaunch.DeviceForRank(cuda, new LaunchInfo("env", r, 4, r, 4), 4), Is.EqualTo(new Device(DeviceKind.Cuda, r)));
+        // cuda:B moves the base: ranks 0 and 1 on cuda:2 and cuda:3.
+        Assert.That(DistributedLaunch.DeviceForRank(new Device(DeviceKind.Cuda, 2), new LaunchInfo("mpirun", 1, 2, 1, 2), 4), Is.EqualTo(new Device(DeviceKind.Cuda, 3)));
+        // Without the local size, the local rank alone must find its GPU.
+        Assert.That(DistributedLaunch.DeviceForRank(cuda, new LaunchInfo("slurm", 9, 16, 1), 2), Is.EqualTo(new Device(DeviceKind.Cuda, 1)));
+        // The CPU, and a world of one, are left as asked.
+        Assert.That(DistributedLaunch.DeviceForRank(Device.Cpu, new LaunchInfo("mpirun", 1, 2, 1, 2), 0), Is.EqualTo(Device.Cpu));
+        Assert.That(DistributedLaunch.DeviceForRank(new Device(DeviceKind.Cuda, 3), new LaunchInfo("none", 0, 1, 0), 4), Is.EqualTo(new Device(DeviceKind.Cuda, 3)));
+    }
+
+    [Test]
+    public void FewerGpusThanRanksOnAMachineIsAnErrorNamingBothCounts()
+    {
+        var cuda = new Device(DeviceKind.Cuda, 0);
+        // Rank 0 already fails: the machine's 4 ranks cannot each have one of its 2 GPUs.
+        var e = Assert.Throws<DistributedException>(() => DistributedLaunch.DeviceForRank(cuda, new LaunchInfo("mpirun", 0, 4, 0, 4), 2));
+        Assert.That(e!.Message, Does.Contain("4 ranks on this machine need 4 CUDA devices").And.Contain("it has 2"));
+        e = Assert.Throws<DistributedException>(() => DistributedLaunch.DeviceForRank(new Device(DeviceKind.Cuda, 3), new LaunchInfo("env", 1, 2, 1, 2), 4));
+        Assert.That(e!.Message, Does.Contain("2 ranks on this machine need 2 CUDA devices (one each, cuda:3..cuda:4), but it has 4"));
+        e = Assert.Throws<DistributedException>(() => DistributedLaunch.DeviceForRank(cuda, new LaunchInfo("slurm", 5, 8, 2), 2));
+        Assert.That(e!.Message, Does.Contain("local rank 2").And.Contain("cuda:2").And.Contain("at least 3 ranks here, 2 CUDA devices"));
+        e = Assert.Throws<DistributedException>(() => DistributedLaunch.DeviceForRank(cuda, new LaunchInfo("mpirun", 3, 4, 3, 2), 8));
+        Assert.That(e!.Message, Does.Contain("local rank 3 is not below the 2 ranks"));
     }
 
     [Test]

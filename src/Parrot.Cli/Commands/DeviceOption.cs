@@ -14,13 +14,17 @@ internal static class DeviceOption
     /// <summary>The option, "cpu" by default.</summary>
     public static Option<string> Create() => new("--device") { Description = "cpu, cuda or cuda:N: where the model computes", DefaultValueFactory = _ => "cpu" };
 
-    /// <summary>The device to run <paramref name="command"/> on, or a <see cref="CliException"/> that says why it cannot be used.</summary>
-    public static Device Resolve(string? text, string command)
+    /// <summary>
+    /// The device to run <paramref name="command"/> on, or a <see cref="CliException"/> that says why it cannot be used;
+    /// with <paramref name="open"/> false only the text is checked (the training commands first map a GPU to each rank:
+    /// <see cref="DistributedCli.ResolveDevice"/>).
+    /// </summary>
+    public static Device Resolve(string? text, string command, bool open = true)
     {
         Device device;
         try { device = Device.Parse(text ?? "cpu"); }
         catch (FormatException) { throw new CliException($"--device: '{text}' is not a device; expected cpu, cuda or cuda:N"); }
-        if (device.Kind == DeviceKind.Cpu) return device;
+        if (device.Kind == DeviceKind.Cpu || !open) return device;
         try { _ = Backends.For(device); }
         catch (NotSupportedException e) { throw new CliException($"--device {text}: {e.Message}"); }
         return device;

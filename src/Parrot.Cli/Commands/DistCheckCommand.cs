@@ -25,8 +25,8 @@ internal static class DistCheckCommand
         foreach (var o in new Option[] { device, backend, mib, iters, stallRank, stallSeconds }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("dist-check", () =>
         {
-            var d = Device.Parse(p.GetValue(device)!);
-            if (d.Kind == DeviceKind.Cuda) d = new Device(DeviceKind.Cuda, DistributedLaunch.Detect().LocalRank);
+            // One GPU per rank, cuda:(base + local rank), as the training commands map them.
+            var d = DistributedCli.ResolveDevice(p.GetValue(device), "dist-check");
             int size = p.GetValue(mib), k = p.GetValue(iters);
             if (size < 0 || k <= 0) throw new CliException("--mib must be ≥ 0 and --iters positive");
             string which = p.GetValue(backend)!;

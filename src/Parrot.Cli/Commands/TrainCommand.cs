@@ -48,7 +48,7 @@ internal static class TrainCommand
             cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train", () =>
         {
-            var dev = DeviceOption.Resolve(p.GetValue(device), "train");
+            var dev = DistributedCli.ResolveDevice(p.GetValue(device), "train");
             int st = p.GetValue(stage);
             if (st is not (1 or 2)) throw new CliException($"--stage must be 1 or 2, got {st}");
             var options = ParrotTrainingOptions.Recipe(p.GetValue(recipe)!, st);
@@ -70,7 +70,7 @@ internal static class TrainCommand
             catch (ArgumentException e) { throw new CliException(e.Message); }
 
             // Under mpirun every rank runs this command on its share of each global batch; rank 0 alone prints and writes.
-            using var group = DistributedCli.Join(p.GetValue(zero));
+            using var group = DistributedCli.Join(p.GetValue(zero), dev);
             if (options.GlobalBatch % group.WorldSize != 0) throw new CliException($"--batch {options.GlobalBatch} is the global batch and must be a multiple of the {group.WorldSize} ranks");
             return DistributedCli.Guard(group, "train", () => TrainOn(group));
             int TrainOn(global::Parrot.Tensors.Distributed.ProcessGroup group)

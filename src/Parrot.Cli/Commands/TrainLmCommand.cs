@@ -47,7 +47,7 @@ internal static class TrainLmCommand
         foreach (var o in new Option[] { model, init, tokens, text, specials, seqLen, tokenizer, steps, batch, lr, wd, warmup, clip, seed, shuffle, schedule, valid, log, outDir, outDtype, zero, device }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("train-lm", () =>
         {
-            var dev = DeviceOption.Resolve(p.GetValue(device), "train-lm");
+            var dev = DistributedCli.ResolveDevice(p.GetValue(device), "train-lm");
             int n = p.GetValue(steps), b = p.GetValue(batch);
             double rate = p.GetValue(lr);
             if (n <= 0) throw new CliException($"--steps must be positive, got {n}");
@@ -78,7 +78,7 @@ internal static class TrainLmCommand
             if (textPath is not null && tok is null) throw new CliException("--text needs a tokenizer: give --tokenizer FILE (or a --model with tokenizer.json)");
 
             // Under mpirun every rank runs this command; rank r trains on its B/N rows of each step, rank 0 alone prints and writes.
-            using var group = DistributedCli.Join(p.GetValue(zero));
+            using var group = DistributedCli.Join(p.GetValue(zero), dev);
             if (b % group.WorldSize != 0) throw new CliException($"--batch {b} is the global batch and must be a multiple of the {group.WorldSize} ranks");
             return DistributedCli.Guard(group, "train-lm", () => TrainOn(group));
             int TrainOn(global::Parrot.Tensors.Distributed.ProcessGroup group)

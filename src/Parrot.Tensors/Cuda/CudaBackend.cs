@@ -62,6 +62,19 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
     /// <inheritdoc/>
     public Device Device { get; }
 
+    /// <summary>
+    /// How many GPUs this machine's driver reports (no context is opened, so no GPU memory is taken); throws
+    /// <see cref="CudaUnavailableException"/> saying why when there is no usable driver.
+    /// </summary>
+    public static int DeviceCount()
+    {
+        try { return CudaContext.DeviceCount(); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        {
+            throw new CudaUnavailableException($"the CUDA driver could not be used: {e.Message}");
+        }
+    }
+
     /// <summary>The GPU's context and stream (the NCCL process group queues its collectives on the same stream).</summary>
     internal CudaContext Context => _context;
 

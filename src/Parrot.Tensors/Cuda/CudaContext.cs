@@ -29,18 +29,28 @@ internal sealed unsafe class CudaContext
     }
 
     /// <summary>
-    /// Opens device <paramref name="ordinal"/>. Throws <see cref="CudaUnavailableException"/> with the reason when
-    /// the driver library is missing, initialisation fails or there is no such device.
+    /// The number of GPUs the driver sees (after cuInit; no context is created). Throws
+    /// <see cref="CudaUnavailableException"/> when the driver library is missing or initialisation fails.
     /// </summary>
-    internal static CudaContext Open(int ordinal)
+    internal static int DeviceCount()
     {
         if (!CudaLibrary.TryLoad(CudaLibrary.Cuda, out _, out string why))
             throw new CudaUnavailableException($"the NVIDIA driver library is not installed: {why}");
         int rc = Driver.cuInit(0);
         if (rc != Driver.Success) throw new CudaUnavailableException($"cuInit failed: {Driver.Describe(rc)}");
-        Driver.Check(Driver.cuDriverGetVersion(out int driver), "cuDriverGetVersion");
         rc = Driver.cuDeviceGetCount(out int count);
         if (rc != Driver.Success) throw new CudaUnavailableException($"cuDeviceGetCount failed: {Driver.Describe(rc)}");
+        return count;
+    }
+
+    /// <summary>
+    /// Opens device <paramref name="ordinal"/>. Throws <see cref="CudaUnavailableException"/> with the reason when
+    /// the driver library is missing, initialisation fails or there is no such device.
+    /// </summary>
+    internal static CudaContext Open(int ordinal)
+    {
+        int count = DeviceCount();
+        Driver.Check(Driver.cuDriverGetVersion(out int driver), "cuDriverGetVersion");
         if (count == 0) throw new CudaUnavailableException("the driver is installed but reports no GPU");
         if (ordinal < 0 || ordinal >= count) throw new CudaUnavailableException($"cuda:{ordinal} was asked for but this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})");
         Driver.Check(Driver.cuDeviceGet(out int dev, ordinal), "cuDeviceGet");

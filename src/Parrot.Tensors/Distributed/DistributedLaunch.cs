@@ -6,8 +6,10 @@ namespace Parrot.Tensors.Distributed;
 /// <param name="Launcher">"mpirun" (OMPI_COMM_WORLD_*), "slurm" (SLURM_PROCID/SLURM_NTASKS), "env" (torchrun-style RANK/WORLD_SIZE) or "none".</param>
 /// <param name="Rank">This process's rank.</param>
 /// <param name="WorldSize">Number of processes.</param>
-/// <param name="LocalRank">Rank on this machine (picks the GPU).</param>
-public sealed record LaunchInfo(string Launcher, int Rank, int WorldSize, int LocalRank);
+/// <param name="LocalRank">Rank on this machine (picks the GPU: see <see cref="DistributedLaunch.DeviceForRank"/>).</param>
+/// <param name="LocalSize">Ranks on this machine, where the launcher says (OMPI_COMM_WORLD_LOCAL_SIZE, LOCAL_WORLD_SIZE,
+/// SLURM_NTASKS_PER_NODE); null when it does not.</param>
+public sealed record LaunchInfo(string Launcher, int Rank, int WorldSize, int LocalRank, int? LocalSize = null);
 
 /// <summary>
 /// Reads the launcher's environment and creates the matching <see cref="ProcessGroup"/>:
@@ -26,12 +28,40 @@ public static class DistributedLaunch
     public static LaunchInfo Detect()
     {
         if (IntFromEnvironment("OMPI_COMM_WORLD_SIZE") is int ompiSize)
-            return Checked("mpirun", Required("OMPI_COMM_WORLD_RANK"), ompiSize, IntFromEnvironment("OMPI_COMM_WORLD_LOCAL_RANK") ?? 0, "OMPI_COMM_WORLD_");
+            return Checked("mpirun", Required("OMPI_COMM_WORLD_RANK"), ompiSize, IntFromEnvironment("OMPI_COMM_WORLD_LOCAL_RANK") ?? 0,
+                IntFromEnvironment("OMPI_COMM_WORLD_LOCAL_SIZE"), "OMPI_COMM_WORLD_");
         if (IntFromEnvironment("WORLD_SIZE") is int envSize)
-            return Checked("env", Required("RANK"), envSize, IntFromEnvironment("LOCAL_RANK") ?? 0, "");
+            return Checked("env", Required("RANK"), envSize, IntFromEnvironment("LOCAL_RANK") ?? 0, IntFromEnvironment("LOCAL_WORLD_SIZE"), "");
         if (IntFromEnvironment("SLURM_NTASKS") is int slurmSize && slurmSize > 1)
-            return Checked("slurm", Required("SLURM_PROCID"), slurmSize, IntFromEnvironment("SLURM_LOCALID") ?? 0, "SLURM_");
+            return Checked("slurm", Required("SLURM_PROCID"), slurmSize, IntFromEnvironment("SLURM_LOCALID") ?? 0, IntFromEnvironment("SLURM_NTASKS_PER_NODE"), "SLURM_");
         return new LaunchInfo("none", 0, 1, 0);
+    }
+
+    /// <summary>
+    /// The device rank <paramref name="launch"/> computes on when <paramref name="requested"/> was asked for: one GPU per
+    /// rank, so <c>cuda</c> (= cuda:0) gives local rank r cuda:r, and <c>cuda:B</c> gives it cuda:(B + r) (B shifts the
+    /// base, e.g. to leave cuda:0 to another job). A CPU request, or a world of one, is returned as it is. Throws
+    /// <see cref="DistributedException"/> naming both counts when this machine has fewer CUDA devices
+    /// (<paramref name="deviceCount"/>) than its ranks need from the base on. (NCCL refuses two ranks on one GPU, and
+    /// ranks sharing GPU 0 would also share its memory, so every rank must have its own.)
+    /// </summary>
+    public static Device DeviceForRank(Device requested, LaunchInfo launch, int deviceCount)
+    {
+        ArgumentNullException.ThrowIfNull(launch);
+        if (requested.Kind != DeviceKind.Cuda || launch.WorldSize == 1) return requested;
+        int b = requested.Index;
+        if (launch.LocalSize is int local)
+        {
+            if (launch.LocalRank >= local)
+                throw new DistributedException($"{launch.Launcher}: local rank {launch.LocalRank} is not below the {local} ranks on this machine");
+            if (b + local > deviceCount)
+                throw new DistributedException($"{local} ranks on this machine need {local} CUDA devices (one each, cuda:{b}..cuda:{b + local - 1}), but it has {deviceCount}" +
+                                               (b > 0 ? $" (cuda:0..cuda:{deviceCount - 1}; --device cuda:{b} starts the ranks at {b})" : ""));
+        }
+        else if (b + launch.LocalRank >= deviceCount)
+            throw new DistributedException($"local rank {launch.LocalRank} of this machine needs its own CUDA device, cuda:{b + launch.LocalRank}, but the machine has {deviceCount} " +
+                                           $"(at least {launch.LocalRank + 1} ranks here, {deviceCount} CUDA devices)");
+        return new Device(DeviceKind.Cuda, b + launch.LocalRank);
     }
 
     /// <summary>
@@ -65,10 +95,11 @@ public static class DistributedLaunch
 
     private static int Required(string name) => IntFromEnvironment(name) ?? throw new DistributedException($"environment variable {name} is not set (the launcher sets it with the world size)");
 
-    private static LaunchInfo Checked(string launcher, int rank, int size, int local, string prefix)
+    private static LaunchInfo Checked(string launcher, int rank, int size, int local, int? localSize, string prefix)
     {
         if (size < 1) throw new DistributedException($"{launcher}: world size {size} must be at least 1");
         if (rank >= size) throw new DistributedException($"{launcher}: rank {rank} is not below the world size {size} ({prefix}RANK/{prefix}SIZE)");
-        return new LaunchInfo(launcher, rank, size, local);
+        if (localSize is < 1) throw new DistributedException($"{launcher}: {localSize} ranks on this machine must be at least 1");
+        return new LaunchInfo(launcher, rank, size, local, localSize);
     }
 }
