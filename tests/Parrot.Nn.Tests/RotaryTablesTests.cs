@@ -51,6 +51,26 @@ public class RotaryTablesTests
     }
 
     [Test]
+    public void DevicePositionsBelowAKnownLimitAreGatheredWithoutAReadBack()
+    {
+        var dev = TestDevice.Get();
+        using var tables = new RotaryTables(HeadDim, Theta);
+        using var scope = TensorScope.Begin();
+        var host = Tensor.FromArray(new long[] { 7, 3, 0, 9 }, 4, 1);
+        var onDevice = host.To(dev);
+        long reads = TestDevice.Backend.DeviceToHost;
+        var got = tables.At(onDevice, dev, DType.F32, limit: 10);
+        Assert.That(TestDevice.Backend.DeviceToHost - reads, Is.Zero, "the positions are not read back");
+        Assert.That(tables.Capacity(dev, DType.F32), Is.EqualTo(64));
+        AssertSame(got, host, dev, DType.F32);
+        // A position the limit did not cover is out of the table: the gather's index check names it (on a GPU at the
+        // next read, as here on the test device).
+        var beyond = tables.At(Tensor.FromArray(new long[] { 2, 70 }, dev, 2), dev, DType.F32, limit: 10);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => beyond.Cos.ToFloatArray());
+        Assert.That(e!.Message, Does.Contain("index 70 at position [1]").And.Contain("size 64"));
+    }
+
+    [Test]
     public void BadPositionsAreRefused()
     {
         using var tables = new RotaryTables(HeadDim, Theta);

@@ -68,6 +68,36 @@ public class DeviceTests() : TinyModelSetFixture("parrot-device-tests")
     }
 
     [Test]
+    public void APaddedBatchDecodeStepCopiesOnlyItsIdsPositionsAndMask()
+    {
+        // Three prompts of different lengths decode together, left-padded: each step copies one buffer of ids and
+        // per-row positions (the RoPE rows are gathered from the model's tables on the device) and the mask.
+        var config = new Qwen2Config { VocabSize = 40, HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 10000 };
+        using var cpu = new Qwen2ForCausalLM(config, seed: 6);
+        using var dev = new Qwen2ForCausalLM(config, seed: 6);
+        dev.To(Dev);
+        var prompts = new[] { new GenerationPrompt([1, 2, 3]), new GenerationPrompt([4, 5, 6, 7, 8, 9]), new GenerationPrompt([10]) };
+        (List<float[][]> Logits, List<long> Copies) Run(Qwen2ForCausalLM m)
+        {
+            using var session = Generator.Wrap(m).Start(prompts, 8);
+            var outs = new List<float[][]> { session.Prefill() };
+            var copies = new List<long>();
+            for (int step = 0; step < 8; step++)
+            {
+                long before = TestDevice.Backend.HostToDevice;
+                outs.Add(session.Step([(step * 3) % 40, (step * 5 + 1) % 40, (step * 7 + 2) % 40]));
+                copies.Add(TestDevice.Backend.HostToDevice - before);
+            }
+            return (outs, copies);
+        }
+        var a = Run(cpu);
+        var b = Run(dev);
+        for (int i = 0; i < a.Logits.Count; i++)
+            for (int r = 0; r < 3; r++) Assert.That(b.Logits[i][r], Is.EqualTo(a.Logits[i][r]), $"call {i} row {r}");
+        Assert.That(b.Copies, Is.All.EqualTo(2));
+    }
+
+    [Test]
     public void PrefillAndDecodeStepsOnTheDeviceEqualTheCpu()
     {
         using var cpu = new ParrotForCausalLM(Config(), seed: 4);

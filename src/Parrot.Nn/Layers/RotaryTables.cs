@@ -50,20 +50,30 @@ public sealed class RotaryTables : IDisposable
 
     /// <summary>
     /// cos and sin [..positions.shape, head_dim] for integer <paramref name="positions"/> (int64 or int32, any shape,
-    /// on any device). Host positions whose rows (last dimension) run consecutively — the decoder's case — become
-    /// views of the table joined on the device, with no copy from the host; other host positions are copied to the
-    /// device as indices (never the tables) and gathered there, as device positions are.
+    /// on any device). Host positions whose rows (last dimension) run consecutively — one sequence, or a batch
+    /// whose rows each continue from their own start — become views of the table joined on the device, with no copy
+    /// from the host; other host positions are copied to the device as indices (never the tables) and gathered there.
+    /// Device positions are gathered there too; with <paramref name="limit"/> (every position is below it, as the
+    /// caller knows, e.g. past + new tokens) they are not read back: the gather's own index check (deferred on a GPU)
+    /// reports one that is not. Without it, they are read back to size the table (a host wait).
     /// </summary>
-    public (Tensor Cos, Tensor Sin) At(Tensor positions, Device device, DType dtype)
+    public (Tensor Cos, Tensor Sin) At(Tensor positions, Device device, DType dtype, int? limit = null)
     {
         ArgumentNullException.ThrowIfNull(positions);
         positions.EnsureAlive("RotaryTables");
         if (positions.DType is not (DType.I64 or DType.I32))
             throw new ArgumentException($"RopeTables: positions must be int64 or int32, got {positions.DType.Name()}");
-        // The largest position decides the table size, so the positions are read (a host read; for device
-        // positions a read-back, which callers avoid by passing host positions).
-        var pos = positions.ToLongArray();
         int[] shape = [.. positions.Shape.ToArray(), _headDim];
+        if (limit is int bound && positions.Device == device)
+        {
+            if (bound < 0) throw new ArgumentOutOfRangeException(nameof(limit), $"RotaryTables: the position limit {bound} must not be negative");
+            var (tc, ts) = Table(device, dtype, bound);
+            using var scope = TensorScope.Begin();
+            var index = positions.Reshape(checked((int)positions.Count));
+            return (scope.Keep(tc.IndexSelect(0, index).Reshape(shape)), scope.Keep(ts.IndexSelect(0, index).Reshape(shape)));
+        }
+        // The largest position decides the table size, so the positions are read (free for host positions).
+        var pos = positions.ToLongArray();
         if (pos.Length == 0) return (Tensor.Empty(shape, dtype, device), Tensor.Empty(shape, dtype, device));
         long min = pos.Min(), max = pos.Max();
         if (min < 0 || max >= int.MaxValue)

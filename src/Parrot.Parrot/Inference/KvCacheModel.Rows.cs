@@ -57,12 +57,20 @@ internal sealed partial class KvCacheModel
             if ((uint)id >= (uint)VocabSize) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {VocabSize})");
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
-        var h = _stack.EmbedTokens.Forward(Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), _stack.EmbedTokens.Weight.Value.Device, b, 1));
-        var positions = new long[b];
-        for (int r = 0; r < b; r++) positions[r] = caches[r].Length(0);
-        // Rows of the model's cached tables, joined on the device: no host→device copy for RoPE.
+        // The ids, then each row's position (its cache length): one copy to the device for both.
+        var packed = new long[2 * b];
+        int limit = 0;
+        for (int r = 0; r < b; r++)
+        {
+            packed[r] = tokens[r];
+            packed[b + r] = caches[r].Length(0);
+            limit = Math.Max(limit, caches[r].Length(0) + 1);
+        }
+        var both = Tensor.FromArray(packed, _stack.EmbedTokens.Weight.Value.Device, 2, b);
+        var h = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
+        // Rows of the model's cached RoPE tables, gathered on the device at the positions copied with the ids.
         var ropeType = h.DType.IsHalfStorage() ? DType.F32 : h.DType;
-        var (c, s) = _stack.Rotary.At(Tensor.FromArray(positions, b, 1), h.Value.Device, ropeType); // [B, 1, D]
+        var (c, s) = _stack.Rotary.At(both.Narrow(0, 1, 1).Reshape(b, 1), h.Value.Device, ropeType, limit); // [B, 1, D]
         var cos = c.Unsqueeze(1);
         var sin = s.Unsqueeze(1);
         for (int i = 0; i < LayerCount; i++)

@@ -131,22 +131,27 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
             using var ng = Graph.NoGrad();
             using var scope = TensorScope.Begin();
             var device = _m._stack.EmbedTokens.Weight.Value.Device;
-            var ids = Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), device, b, 1);
+            Tensor ids;
             Tensor? mask = null, positions = null;
+            int past = cache.Length(0);
             if (_padded)
             {
-                int past = cache.Length(0), s = past + 1;
+                int s = past + 1;
                 var m = new long[b * s];
-                var pos = new long[b];
+                var packed = new long[2 * b]; // the ids, then each row's position: one copy to the device for both
                 for (int r = 0; r < b; r++)
                 {
                     for (int j = _pad[r]; j < s; j++) m[r * s + j] = 1;
-                    pos[r] = past - _pad[r];
+                    packed[r] = tokens[r];
+                    packed[b + r] = past - _pad[r];
                 }
                 mask = Tensor.FromArray(m, device, b, s);
-                positions = Tensor.FromArray(pos, b, 1); // on the host: they pick rows of the model's RoPE tables on the device, no copy
+                var both = Tensor.FromArray(packed, device, 2, b);
+                ids = both.Narrow(0, 0, 1).Reshape(b, 1);
+                positions = both.Narrow(0, 1, 1).Reshape(b, 1); // below past + 1: picked on the device, never read back
             }
-            var hidden = _m._stack.Forward(_m._stack.EmbedTokens.Forward(ids), mask, positions, cache);
+            else ids = Tensor.FromArray(tokens.Select(t => (long)t).ToArray(), device, b, 1);
+            var hidden = _m._stack.Forward(_m._stack.EmbedTokens.Forward(ids), mask, positions, cache, positionLimit: past + 1);
             var flat = _m._head(hidden).Value.ToFloatArray();
             int vocab = flat.Length / b;
             var logits = new float[b][];

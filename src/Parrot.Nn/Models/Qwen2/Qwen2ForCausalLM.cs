@@ -108,8 +108,12 @@ public class Qwen2Model : Module
         base.Dispose();
     }
 
-    /// <summary>Runs the layers over input embeddings [B, T, hidden] and applies the final norm.</summary>
-    public Variable Forward(Variable inputsEmbeds, Tensor? attentionMask = null, Tensor? positions = null, KvCache? cache = null)
+    /// <summary>
+    /// Runs the layers over input embeddings [B, T, hidden] and applies the final norm. <paramref name="positionLimit"/>
+    /// (optional): every position is below it, so positions given on the device pick their RoPE rows there without being
+    /// read back (see <see cref="RotaryTables.At"/>).
+    /// </summary>
+    public Variable Forward(Variable inputsEmbeds, Tensor? attentionMask = null, Tensor? positions = null, KvCache? cache = null, int? positionLimit = null)
     {
         if (inputsEmbeds.Rank != 3) throw new ArgumentException($"Qwen2Model: inputs {inputsEmbeds.Value.ShapeString()} must be [batch, seq, hidden]");
         int b = inputsEmbeds.Shape[0], t = inputsEmbeds.Shape[1];
@@ -122,7 +126,7 @@ public class Qwen2Model : Module
         var ropeType = inputsEmbeds.DType.IsHalfStorage() ? DType.F32 : inputsEmbeds.DType;
         var (cos, sin) = positions is null
             ? Rotary.Range(past, t, device, ropeType)
-            : RopeFor(positions, b, t, device, ropeType);
+            : RopeFor(positions, b, t, device, ropeType, positionLimit);
         Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, past + t, inputsEmbeds.DType, inputsEmbeds.Value.Device);
         var h = inputsEmbeds;
         for (int i = 0; i < _layers.Length; i++)
@@ -145,12 +149,12 @@ public class Qwen2Model : Module
         return Norm.Forward(h);
     }
 
-    private (Tensor Cos, Tensor Sin) RopeFor(Tensor positions, int b, int t, Device device, DType dtype)
+    private (Tensor Cos, Tensor Sin) RopeFor(Tensor positions, int b, int t, Device device, DType dtype, int? limit)
     {
-        if (positions.Rank == 1 && positions.Dim(0) == t) return Rotary.At(positions, device, dtype);
+        if (positions.Rank == 1 && positions.Dim(0) == t) return Rotary.At(positions, device, dtype, limit);
         if (positions.Rank == 2 && positions.Dim(0) == b && positions.Dim(1) == t)
         {
-            var (c, s) = Rotary.At(positions, device, dtype); // [B, T, D]
+            var (c, s) = Rotary.At(positions, device, dtype, limit); // [B, T, D]
             return (c.Unsqueeze(1), s.Unsqueeze(1));
         }
         throw new ArgumentException($"Qwen2Model: positions {positions.ShapeString()} must be [{t}] or [{b}, {t}]");
