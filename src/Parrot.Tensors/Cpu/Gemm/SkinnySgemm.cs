@@ -13,7 +13,7 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// broadcast of A per row and FMAs against consecutive vectors of a B row; for m &gt; 4, k is blocked so the
 /// B block stays in L1/L2 while every group of four rows passes over it;</item>
 /// <item>column-major B (unit row stride, e.g. <c>x · Wᵀ</c> with W stored row-major): dot products of A rows
-/// with B columns, 4 × 4 per kernel.</item>
+/// with B columns, 4 × 4 per kernel (m = 1: one sequential dot product per column).</item>
 /// </list>
 /// A is small and arrives as contiguous float32 (the caller converts it). Each call computes the columns
 /// [n0, n1) of C, so threads split the columns and never share a tile. AVX-512 only (the Vector256 path goes
@@ -186,35 +186,40 @@ internal static unsafe class SkinnySgemm
         long ldbt = b.ColStride; // B's columns are contiguous rows of Bᵀ
         int j = n0;
         if (m == 1)
-            for (; j + 8 <= n1; j += 8) DotRow1x8<TB>(a, b.At(0, j), ldbt, c + j, k);
+        {
+            for (; j < n1; j++) c[j] = DotRow1<TB>(a, b.At(0, j), k);
+            return;
+        }
         for (; j + 4 <= n1; j += 4) DotColumns<TB, Four>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
         for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
     }
 
     /// <summary>
-    /// One row of A dotted with 8 columns of B: 8 independent accumulators (enough to cover the FMA latency)
-    /// and 8 streams of B in flight, which a single row needs to keep memory busy.
+    /// One row of A dotted with one column of B (a row of W for x · Wᵀ): B is read as one sequential stream
+    /// per thread, row after row, eight accumulators deep. Reading eight rows interleaved (eight short streams
+    /// of 3.5 KiB for hidden 896) kept the hardware prefetcher from getting ahead: for the decoder's products
+    /// it streamed ~0.75× of a plain sum's bandwidth, this kernel ~0.95× (bench/RESULTS.md, issue #4).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotRow1x8<TB>(float* a, nint bt, long ldbt, float* c, int k) where TB : struct, IFloatSource
+    private static float DotRow1<TB>(float* a, nint bt, int k) where TB : struct, IFloatSource
     {
         Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
-        long l2 = 2 * ldbt, l3 = 3 * ldbt, l4 = 4 * ldbt, l5 = 5 * ldbt, l6 = 6 * ldbt, l7 = 7 * ldbt;
         int p = 0;
-        for (; p + 16 <= k; p += 16)
+        for (; p + 128 <= k; p += 128)
         {
-            var x = Vector512.Load(a + p);
-            s0 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, p), s0);
-            s1 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, ldbt + p), s1);
-            s2 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l2 + p), s2);
-            s3 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l3 + p), s3);
-            s4 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l4 + p), s4);
-            s5 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l5 + p), s5);
-            s6 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l6 + p), s6);
-            s7 = Vector512.FusedMultiplyAdd(x, TB.Load512(bt, l7 + p), s7);
+            s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), TB.Load512(bt, p), s0);
+            s1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 16), TB.Load512(bt, p + 16), s1);
+            s2 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 32), TB.Load512(bt, p + 32), s2);
+            s3 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 48), TB.Load512(bt, p + 48), s3);
+            s4 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 64), TB.Load512(bt, p + 64), s4);
+            s5 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 80), TB.Load512(bt, p + 80), s5);
+            s6 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 96), TB.Load512(bt, p + 96), s6);
+            s7 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 112), TB.Load512(bt, p + 112), s7);
         }
-        FinishRow<TB>(a, bt, ldbt, c, 4, p, k, s0, s1, s2, s3);
-        FinishRow<TB>(a, bt + (nint)(l4 * TB.ElementSize), ldbt, c + 4, 4, p, k, s4, s5, s6, s7);
+        for (; p + 16 <= k; p += 16) s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), TB.Load512(bt, p), s0);
+        float sum = Vector512.Sum(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)));
+        for (; p < k; p++) sum += a[p] * TB.Read(bt, p);
+        return sum;
     }
 
     private static void DotColumns<TB, TC>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int m, int k)
