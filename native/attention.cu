@@ -7,12 +7,6 @@
 
 #define ATT_MAX_PER_LANE 8 // head dims up to 32 × 8 = 256
 
-// Element strides of q, k, v, o, mask ([B, H|Hkv, T|S, D]) and of the log-sum-exp ([B, H, T]).
-struct AttnStrides
-{
-    i64 q[4], k[4], v[4], o[4], m[4], l[3];
-};
-
 template <typename T>
 __device__ void attention_row(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
                               void* lse, int ldt, const AttnStrides& st, i64 b, i64 h, i64 t, i64 hkv_group,

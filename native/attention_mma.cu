@@ -1,0 +1,286 @@
+// Flash-attention forward on tensor cores, bf16 (FlashAttention-2's loop order): the fast path of
+// CudaBackend.Attention for bf16 q/k/v/o with equal q/k and v head dims of 64, 80 or 128, contiguous head
+// dims and 16-byte aligned K/V rows; everything else takes attention_flash_forward (attention.cu, FMA math).
+//
+// A block of MMA_THREADS = 128 threads (4 warps) owns 64 query rows of one (batch, head), 16 rows per warp.
+// Each warp keeps its Q rows in registers as m16n8k16 A fragments, walks the keys in tiles of 64 staged in
+// shared memory as bf16 (K and V, rows padded by 8 elements so that ldmatrix reads are free of bank
+// conflicts), and per tile:
+//   S = Q·Kᵀ          mma.m16n8k16 (B = K tile read with ldmatrix: a K row is a column of the col-major B),
+//   online softmax    on the f32 C fragments, in the log2 domain (exp2, scale·log2e folded into one factor);
+//                     a thread holds two rows (groupID, groupID + 8) and reduces across its quad with shuffles,
+//   O += P·V          P rounded to bf16 and used in place as the A fragment (the C fragments of two adjacent
+//                     key n-tiles are exactly the A fragment of a 16-key k-step), V read with ldmatrix.trans.
+// Accumulation is float32. Covers causal with a query offset (key j visible to query t when
+// j <= query_offset + t), an additive mask of any dtype and strides, grouped-query heads, any q/o strides,
+// and the log-sum-exp (natural log, -inf for a row that sees no key; such a row's output is NaN, as the
+// composite and the other kernels give).
+//
+// Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"; lane = 4·groupID
+// + threadID_in_group, written g and tq here):
+//   A (16×16, row): a0,a1: (g, 2tq+{0,1}); a2,a3: (g+8, 2tq+{0,1}); a4,a5: (g, 2tq+8+{0,1}); a6,a7: (g+8, 2tq+8+{0,1})
+//   B (16×8, col):  b0,b1: (k 2tq+{0,1}, n g); b2,b3: (k 2tq+8+{0,1}, n g)
+//   C (16×8):       c0,c1: (g, 2tq+{0,1}); c2,c3: (g+8, 2tq+{0,1})
+// two 16-bit elements per 32-bit register, the lower-numbered one in the low half.
+// ldmatrix .m8n8.x4 (PTX ISA, "ldmatrix"): lanes 8i..8i+7 give the row addresses of matrix i, lane l receives
+// in register i the elements (row l/4, cols 2(l%4), 2(l%4)+1) of matrix i; with .trans the elements
+// (rows 2(l%4), 2(l%4)+1, col l/4).
+//
+// tools/cuda-emu emulates mma.sync and ldmatrix (it defines PARROT_CUDA_EMU and supplies the three functions
+// below) and runs this kernel against a float64 reference (flash_mma_test.cpp).
+#include "prelude.cuh"
+
+#define MMA_BM 64       // query rows per block, 16 per warp
+#define MMA_BN 64       // keys per K/V tile
+#define MMA_THREADS 128
+#define MMA_PAD 8       // bf16 elements of padding per shared row: row strides of 144/176/272 bytes
+#define MMA_DMAX 128
+
+#ifndef PARROT_CUDA_EMU
+// d += a·b for one m16n8k16 tile: a four, b two packed bf16x2 registers, d four floats (layouts above).
+__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned* a, const unsigned* b)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ unsigned shared_address(const void* p)
+{
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// Four 8×8 bf16 matrices from shared memory; p: this lane's row address (see above). Volatile with a memory
+// clobber: it must not move across the __syncthreads that guard the tiles.
+__device__ __forceinline__ void ldmatrix_x4(unsigned* r, const u16* p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, const u16* p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)) : "memory");
+}
+#endif
+
+struct alignas(16) MmaChunk
+{
+    unsigned x, y, z, w;
+};
+
+// Two floats as a bf16x2 register (round to nearest even), lo in the low half.
+__device__ __forceinline__ unsigned mma_pack_bf16(float lo, float hi)
+{
+    return (unsigned)f32_to_bf16(lo) | ((unsigned)f32_to_bf16(hi) << 16);
+}
+
+// Two adjacent bf16 elements p[i], p[i + s] as a bf16x2 register (raw bits), zero when !live.
+__device__ __forceinline__ unsigned mma_pair(bool live, const u16* p, i64 i, i64 s)
+{
+    return live ? (unsigned)p[i] | ((unsigned)p[i + s] << 16) : 0u;
+}
+
+// Stages rows j0 .. j0 + MMA_BN - 1 of a [.., S, D] bf16 tensor (contiguous rows, 16-byte aligned) into
+// shared rows of LD elements, zeros past row S (a zero V row keeps 0·garbage out of the output).
+template <int D, int LD>
+__device__ __forceinline__ void mma_stage(u16* dst, const u16* src, i64 base, i64 row_stride, i64 j0, i64 S)
+{
+    constexpr int CH = D / 8; // 16-byte chunks per row
+    for (int c = threadIdx.x; c < MMA_BN * CH; c += MMA_THREADS)
+    {
+        int r = c / CH, cc = c % CH;
+        i64 j = j0 + r;
+        MmaChunk v = {0u, 0u, 0u, 0u};
+        if (j < S) v = *(const MmaChunk*)(src + base + j * row_stride + 8 * cc);
+        *(MmaChunk*)(dst + r * LD + 8 * cc) = v;
+    }
+}
+
+template <int D>
+__device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void* o, const void* mask, int mdt, void* lse, int ldt,
+                                 const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset,
+                                 float scale, u16* smem)
+{
+    constexpr int LD = D + MMA_PAD;
+    constexpr int KS = D / 16; // k-steps of Q·Kᵀ
+    constexpr int DN = D / 8;  // n-tiles of the output
+    constexpr int SN = MMA_BN / 8; // n-tiles of a score tile
+    const float ninf = -__int_as_float(0x7f800000);
+    const float log2e = 1.4426950408889634f;
+    const float sl2 = scale * log2e;
+    u16* ks = smem;
+    u16* vs = smem + MMA_BN * LD;
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+    i64 BH = B * H, tiles = (T + MMA_BM - 1) / MMA_BM;
+    i64 bh = (i64)blockIdx.x % BH, tile = tiles - 1 - (i64)blockIdx.x / BH; // longest causal tiles first
+    i64 b = bh / H, h = bh % H, hk = h / (H / Hkv);
+    i64 t0 = tile * MMA_BM + warp * 16 + g, t1 = t0 + 8; // this thread's two query rows
+    bool live0 = t0 < T, live1 = t1 < T;
+
+    // Q as A fragments: qa[kk] covers dims 16kk .. 16kk + 15.
+    unsigned qa[KS][4];
+    {
+        const i64 q0 = b * st.q[0] + h * st.q[1] + t0 * st.q[2], q1 = q0 + 8 * st.q[2], qd = st.q[3];
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int half = 0; half < 2; half++)
+            {
+                i64 d = 16 * kk + 8 * half + 2 * tq;
+                qa[kk][2 * half] = mma_pair(live0, q, q0 + d * qd, qd);
+                qa[kk][2 * half + 1] = mma_pair(live1, q, q1 + d * qd, qd);
+            }
+    }
+    float acc[DN][4];
+#pragma unroll
+    for (int n = 0; n < DN; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    float m0 = ninf, m1 = ninf, l0 = 0.0f, l1 = 0.0f; // running max (log2 units) and this thread's partial sums
+
+    // Keys any row of the block sees: [0, kend).
+    i64 kend = S;
+    if (causal)
+    {
+        i64 tmax = tile * MMA_BM + MMA_BM - 1;
+        if (tmax > T - 1) tmax = T - 1;
+        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
+    }
+    const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
+    const i64 mb0 = b * st.m[0] + h * st.m[1] + t0 * st.m[2], mb1 = mb0 + 8 * st.m[2];
+    // ldmatrix row addresses: lane l gives row l % 8 of matrix l / 8.
+    const int mi = lane >> 3, mr = lane & 7;
+    for (i64 j0 = 0; j0 < kend; j0 += MMA_BN)
+    {
+        __syncthreads(); // the previous tiles are no longer read
+        mma_stage<D, LD>(ks, k, kbase, st.k[2], j0, S);
+        mma_stage<D, LD>(vs, v, vbase, st.v[2], j0, S);
+        __syncthreads();
+
+        // S = Q·Kᵀ. Matrices of one ldmatrix.x4: keys 16np + 8(mi/2) + 0..7, dims 16kk + 8(mi%2) + 0..7, so
+        // registers 0,1 are the B fragment of key n-tile 2np and registers 2,3 that of n-tile 2np + 1.
+        float s[SN][4];
+#pragma unroll
+        for (int n = 0; n < SN; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int np = 0; np < SN / 2; np++)
+            {
+                unsigned kb[4];
+                ldmatrix_x4(kb, ks + (16 * np + 8 * (mi >> 1) + mr) * LD + 16 * kk + 8 * (mi & 1));
+                mma_bf16_16816(s[2 * np], qa[kk], kb);
+                mma_bf16_16816(s[2 * np + 1], qa[kk], kb + 2);
+            }
+
+        // Scores in log2 units, hidden keys at -inf; the tile's row maxima.
+        float mx0 = ninf, mx1 = ninf;
+#pragma unroll
+        for (int n = 0; n < SN; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+            {
+                i64 j = j0 + 8 * n + 2 * tq + (e & 1);
+                i64 t = e < 2 ? t0 : t1;
+                float x = s[n][e] * sl2;
+                if (mask) x += load<float>(mask, mdt, (e < 2 ? mb0 : mb1) + j * st.m[3]) * log2e;
+                if (j >= S || (causal && j > query_offset + t)) x = ninf;
+                s[n][e] = x;
+                if (e < 2) mx0 = fmaxf(mx0, x);
+                else mx1 = fmaxf(mx1, x);
+            }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        // A row that has seen no key yet subtracts 0, so exp2(-inf - 0) = 0 instead of NaN.
+        float mu0 = mn0 == ninf ? 0.0f : mn0, mu1 = mn1 == ninf ? 0.0f : mn1;
+        float c0 = exp2f(m0 - mu0), c1 = exp2f(m1 - mu1); // m = -inf: 0
+        m0 = mn0;
+        m1 = mn1;
+        l0 *= c0;
+        l1 *= c1;
+#pragma unroll
+        for (int n = 0; n < DN; n++)
+        {
+            acc[n][0] *= c0; acc[n][1] *= c0;
+            acc[n][2] *= c1; acc[n][3] *= c1;
+        }
+#pragma unroll
+        for (int n = 0; n < SN; n++)
+        {
+            s[n][0] = exp2f(s[n][0] - mu0); s[n][1] = exp2f(s[n][1] - mu0);
+            s[n][2] = exp2f(s[n][2] - mu1); s[n][3] = exp2f(s[n][3] - mu1);
+            l0 += s[n][0] + s[n][1];
+            l1 += s[n][2] + s[n][3];
+        }
+
+        // O += P·V over k-steps of 16 keys. P's A fragment for keys 16kk2 .. 16kk2 + 15 is the C fragments of
+        // score n-tiles 2kk2 (registers 0, 1) and 2kk2 + 1 (registers 2, 3). Matrices of one ldmatrix.x4.trans:
+        // keys 16kk2 + 8(mi%2) + 0..7, dims 16dp + 8(mi/2) + 0..7 (stored rows are keys), so registers 0,1 are the
+        // B fragment of dim n-tile 2dp and registers 2,3 that of n-tile 2dp + 1.
+#pragma unroll
+        for (int kk2 = 0; kk2 < SN / 2; kk2++)
+        {
+            unsigned pa[4] = {mma_pack_bf16(s[2 * kk2][0], s[2 * kk2][1]), mma_pack_bf16(s[2 * kk2][2], s[2 * kk2][3]),
+                              mma_pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]), mma_pack_bf16(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < DN / 2; dp++)
+            {
+                unsigned vb[4];
+                ldmatrix_x4_trans(vb, vs + (16 * kk2 + 8 * (mi & 1) + mr) * LD + 16 * dp + 8 * (mi >> 1));
+                mma_bf16_16816(acc[2 * dp], pa, vb);
+                mma_bf16_16816(acc[2 * dp + 1], pa, vb + 2);
+            }
+        }
+    }
+
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const i64 o0 = b * st.o[0] + h * st.o[1] + t0 * st.o[2], o1 = o0 + 8 * st.o[2];
+    float r0 = 1.0f / l0, r1 = 1.0f / l1; // l = 0: 0·inf = NaN, as the composite
+#pragma unroll
+    for (int n = 0; n < DN; n++)
+    {
+        i64 d = 8 * n + 2 * tq;
+        if (live0)
+        {
+            store<float>(o, DT_BF16, o0 + d * st.o[3], acc[n][0] * r0);
+            store<float>(o, DT_BF16, o0 + (d + 1) * st.o[3], acc[n][1] * r0);
+        }
+        if (live1)
+        {
+            store<float>(o, DT_BF16, o1 + d * st.o[3], acc[n][2] * r1);
+            store<float>(o, DT_BF16, o1 + (d + 1) * st.o[3], acc[n][3] * r1);
+        }
+    }
+    if (lse && tq == 0)
+    {
+        const float ln2 = 0.6931471805599453f;
+        const i64 lb = b * st.l[0] + h * st.l[1];
+        if (live0) store<float>(lse, ldt, lb + t0 * st.l[2], l0 > 0.0f ? m0 * ln2 + logf(l0) : ninf);
+        if (live1) store<float>(lse, ldt, lb + t1 * st.l[2], l1 > 0.0f ? m1 * ln2 + logf(l1) : ninf);
+    }
+}
+
+// Grid: B·H·ceil(T / MMA_BM) blocks of MMA_THREADS threads. The launcher guarantees: q, k, v, o bf16; D = Dv, one of
+// 64, 80, 128; k and v with unit dim stride, row strides a multiple of 8 elements and 16-byte aligned data.
+// Same parameters as attention_flash_forward (dt and Dv are checked by the launcher, not used here).
+extern "C" __global__ void attention_mma_forward(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
+                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
+                                                 int causal, i64 query_offset, double scale)
+{
+    __shared__ MmaChunk smem[2 * MMA_BN * (MMA_DMAX + MMA_PAD) / 8];
+    const u16* qh = (const u16*)q;
+    const u16* kh = (const u16*)k;
+    const u16* vh = (const u16*)v;
+    float sc = (float)scale;
+    if (D == 64) mma_forward_tile<64>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
+    else if (D == 80) mma_forward_tile<80>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
+    else mma_forward_tile<128>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
+}
