@@ -21,7 +21,7 @@ public class CudaKernelCompileTests
     {
         Assert.That(KernelSources.Files, Is.SupersetOf(new[]
         {
-            "adamw.cu", "attention.cu", "cross_entropy.cu", "elementwise.cu", "indexing.cu", "norms.cu", "reduce.cu", "rope.cu", "softmax.cu",
+            "adamw.cu", "attention.cu", "attention_mma.cu", "cross_entropy.cu", "elementwise.cu", "indexing.cu", "norms.cu", "reduce.cu", "rope.cu", "softmax.cu",
         }));
     }
 

@@ -9,8 +9,8 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, and
-/// attention forward, and forward + backward, at sequence 2048, head dim 128, bf16 (reported as not implemented where a
-/// kernel is missing).
+/// attention forward (tensor cores, and the FMA kernel beside it), and forward + backward, at sequence 2048, head dim
+/// 128, bf16 (reported as not implemented where a kernel is missing).
 /// </summary>
 internal static class DeviceBench
 {
@@ -51,7 +51,18 @@ internal static class DeviceBench
             try
             {
                 double ms = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
-                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", ""));
+                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor cores (attention_mma.cu)"));
+                // The FMA flash kernel on the same operands: the tensor-core kernel's gain, measured in the same run.
+                cuda.TensorCoreAttention = false;
+                try
+                {
+                    double fma = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
+                    Add(new("attention fwd FMA", $"B{B} H{H} T{T} D{D}", fma, flops / (fma * 1e-3) / 1e12, "TFLOP/s", "attention_flash_forward, for comparison"));
+                }
+                finally
+                {
+                    cuda.TensorCoreAttention = true;
+                }
             }
             catch (NotSupportedException e)
             {
@@ -69,7 +80,7 @@ internal static class DeviceBench
                     cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, lse);
                     cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, 1 / Math.Sqrt(D), dq, dk, dv);
                 });
-                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash kernels (fwd+bwd = 3.5x fwd flops)"));
+                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor-core fwd + FMA bwd (fwd+bwd = 3.5x fwd flops)"));
             }
             catch (NotSupportedException e)
             {

@@ -79,10 +79,19 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Fused attention forward (native/attention.cu), any strides, grouped-query heads, causal (with a query offset)
-    /// and additive masks. f32 and bf16 with head dims up to 128 run the tiled flash kernel (a block per batch, head
-    /// and 64 query rows, K/V tiles through shared memory, FMA math); other dtypes and head dims up to 256 the
-    /// simple kernel (one warp per query row). Tensor-core math is still to do; the backward is <see cref="AttentionBackward"/>.
+    /// Whether <see cref="Attention"/> may run the tensor-core kernel (attention_mma_forward, native/attention_mma.cu)
+    /// when the operands allow it (<see cref="UsesMmaAttention"/>); true by default. Off, bf16 takes the FMA flash
+    /// kernel: for side-by-side timings and for ruling the new kernel out when a result looks wrong.
+    /// </summary>
+    public bool TensorCoreAttention { get; set; } = true;
+
+    /// <summary>
+    /// Fused attention forward, any strides, grouped-query heads, causal (with a query offset) and additive masks.
+    /// bf16 with q/k and v head dims equal to 64, 80 or 128 and K/V rows contiguous and 16-byte aligned runs the
+    /// tensor-core flash kernel (native/attention_mma.cu: mma.sync m16n8k16, a block per batch, head and 64 query
+    /// rows, float32 accumulation). Other f32 and bf16 operands with head dims up to 128 run the tiled FMA flash
+    /// kernel (native/attention.cu); other dtypes and head dims up to 256 the simple kernel (one warp per query row).
+    /// The backward is <see cref="AttentionBackward"/>.
     /// </summary>
     public unsafe void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
     {
@@ -100,6 +109,14 @@ public sealed partial class CudaBackend
         using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale);
+        if (TensorCoreAttention && UsesMmaAttention(q.DType, output.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer))
+        {
+            const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cu
+            long blocks = (long)B * H * ((T + tileRows - 1) / tileRows);
+            if (blocks > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} query tiles ({blocks})");
+            _kernels.Launch("attention_mma.cu", "attention_mma_forward", (uint)blocks, threads, a);
+            return;
+        }
         if (UsesFlashAttention(q.DType, D, Dv))
         {
             const int tileRows = 64, threads = 256; // FA_BM and FA_THREADS of attention.cu
@@ -179,6 +196,19 @@ public sealed partial class CudaBackend
             .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
             _kernels.Launch("attention.cu", "attention_flash_backward_dkdv", (uint)kBlocks, threads, a);
+    }
+
+    /// <summary>
+    /// Whether <see cref="Attention"/> can run the tensor-core kernel (attention_mma_forward) for these operands: bf16
+    /// q/k/v and output, q/k and v head dims equal and one of 64, 80, 128 (the kernel's instantiations), and K and V
+    /// staged by 16-byte copies: unit head-dim stride, other strides multiples of 8 elements, 16-byte aligned data.
+    /// </summary>
+    internal static bool UsesMmaAttention(DType dtype, DType outputDType, int headDim, int valueDim,
+        ReadOnlySpan<long> kStrides, ReadOnlySpan<long> vStrides, nint kData, nint vData)
+    {
+        if (dtype != DType.BF16 || outputDType != DType.BF16 || headDim != valueDim || headDim is not (64 or 80 or 128)) return false;
+        static bool Rows16(ReadOnlySpan<long> s, nint p) => s[3] == 1 && s[0] % 8 == 0 && s[1] % 8 == 0 && s[2] % 8 == 0 && p % 16 == 0;
+        return Rows16(kStrides, kData) && Rows16(vStrides, vData);
     }
 
     /// <summary>Whether <see cref="Attention"/> runs the tiled flash kernel (attention_flash_forward) for these operands.</summary>
