@@ -74,7 +74,7 @@ static void run(const Case& c, std::mt19937& rng)
     for (size_t i = 0; i < on; i++) { float x = nd(rng); if (bf) { douth[i] = f32_to_bf16(x); x = bf16_to_f32(douth[i]); } dout[i] = x; oref[i] = bf ? bf16_to_f32(oh[i]) : o[i]; }
     size_t qn = (size_t)B * H * T * D, kn = (size_t)B * Hkv * S * D, vn = (size_t)B * Hkv * S * Dv;
     std::vector<float> dq(qn, 12345.0f), dk(kn, 12345.0f), dv(vn, 12345.0f); std::vector<u16> dqh(qn, 0x7fc1), dkh(kn, 0x7fc1), dvh(vn, 0x7fc1);
-    at::FaBwdStrides bs{}; bs.a = st;
+    FaBwdStrides bs{}; bs.a = st;
     for (int i = 0; i < 4; i++) { bs.dout[i] = os[i]; bs.dq[i] = qs[i]; bs.dk[i] = ks[i]; bs.dv[i] = vs[i]; }
     const void* dop = bf ? (const void*)douth.data() : dout.data();
     void* dqp = bf ? (void*)dqh.data() : dq.data(); void* dkp = bf ? (void*)dkh.data() : dk.data(); void* dvp = bf ? (void*)dvh.data() : dv.data();
