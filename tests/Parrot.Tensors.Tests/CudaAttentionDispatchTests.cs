@@ -39,12 +39,35 @@ public class CudaAttentionDispatchTests
     }
 
     [Test]
+    public void TheBackwardAlsoNeedsQAndDOutRowsOf16Bytes()
+    {
+        Assert.That(CudaBackend.RowsOf16Bytes(Bshd, 4096), Is.True);
+        Assert.That(CudaBackend.RowsOf16Bytes([128 * 64, 64, 1, 128], 4096), Is.False, "head dim not contiguous");
+        Assert.That(CudaBackend.RowsOf16Bytes([129 * 64, 64 * 3, 67, 1], 4096), Is.False, "rows 67 elements apart");
+        Assert.That(CudaBackend.RowsOf16Bytes(Bhsd, 4096 + 4), Is.False, "data not 16-byte aligned");
+    }
+
+    [Test]
     public void LauncherConstantsMatchTheKernelFile()
     {
-        // CudaBackend.Attention launches B·H·ceil(T / 64) blocks of 128 threads.
+        // CudaBackend.Attention launches B·H·ceil(T / 64) blocks of 128 threads; AttentionBackward the same for _dq and
+        // B·Hkv·ceil(S / 64) for _dkdv, with the FMA pair's parameters.
         string src = KernelSources.Read("attention_mma.cu");
         Assert.That(src, Does.Match(@"#define MMA_BM 64\b"));
+        Assert.That(src, Does.Match(@"#define MMA_BN 64\b"));
         Assert.That(src, Does.Match(@"#define MMA_THREADS 128\b"));
-        Assert.That(src, Does.Contain("extern \"C\" __global__ void attention_mma_forward("));
+        foreach (var k in new[] { "attention_mma_forward(", "attention_mma_backward_dq(", "attention_mma_backward_dkdv(" })
+            Assert.That(src, Does.Contain("extern \"C\" __global__ void " + k));
+        string fma = KernelSources.Read("attention.cu");
+        static string Params(string text, string kernel)
+        {
+            int i = text.IndexOf("void " + kernel + "(", StringComparison.Ordinal);
+            Assert.That(i, Is.GreaterThanOrEqualTo(0), kernel);
+            int open = text.IndexOf('(', i), close = text.IndexOf(')', open);
+            return System.Text.RegularExpressions.Regex.Replace(text[(open + 1)..close], @"\s+", " ");
+        }
+        Assert.That(Params(src, "attention_mma_forward"), Is.EqualTo(Params(fma, "attention_flash_forward")));
+        Assert.That(Params(src, "attention_mma_backward_dq"), Is.EqualTo(Params(fma, "attention_flash_backward_dq")));
+        Assert.That(Params(src, "attention_mma_backward_dkdv"), Is.EqualTo(Params(fma, "attention_flash_backward_dkdv")));
     }
 }

@@ -9,8 +9,8 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, and
-/// attention forward (tensor cores, and the FMA kernel beside it), and forward + backward, at sequence 2048, head dim
-/// 128, bf16 (reported as not implemented where a kernel is missing).
+/// attention forward, and forward + backward, at sequence 2048, head dim 128, bf16, on tensor cores and (rows "... FMA")
+/// on the FMA flash kernels beside them (reported as not implemented where a kernel is missing).
 /// </summary>
 internal static class DeviceBench
 {
@@ -75,12 +75,23 @@ internal static class DeviceBench
             using var dv = Tensor.Empty([B, H, T, D], DType.BF16, device);
             try
             {
-                double ms = cuda.MedianMilliseconds(() =>
+                void Step()
                 {
                     cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, lse);
                     cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, 1 / Math.Sqrt(D), dq, dk, dv);
-                });
-                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor-core fwd + FMA bwd (fwd+bwd = 3.5x fwd flops)"));
+                }
+                double ms = cuda.MedianMilliseconds(Step);
+                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor cores (fwd+bwd = 3.5x fwd flops)"));
+                cuda.TensorCoreAttention = false;
+                try
+                {
+                    double fma = cuda.MedianMilliseconds(Step);
+                    Add(new("attention fwd+bwd FMA", $"B{B} H{H} T{T} D{D}", fma, 3.5 * flops / (fma * 1e-3) / 1e12, "TFLOP/s", "attention_flash_* kernels, for comparison"));
+                }
+                finally
+                {
+                    cuda.TensorCoreAttention = true;
+                }
             }
             catch (NotSupportedException e)
             {

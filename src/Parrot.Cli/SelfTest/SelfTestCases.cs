@@ -141,6 +141,12 @@ internal static class SelfTestCases
         c.Add(new("attention backward (mask, offset)",
             (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 4, 8, 80), PaddingMask(r, t)],
             x => AttentionGrads(x, x[4], 24)));
+        c.Add(new("attention bwd D128 causal GQA T100",
+            (r, t) => [Normal(r, t, 1, 4, 100, 128), Normal(r, t, 1, 2, 100, 128), Normal(r, t, 1, 2, 100, 128), Normal(r, t, 1, 4, 100, 128)],
+            x => AttentionGrads(x, null, 0)));
+        c.Add(new("attention bwd D64 mask offset S150",
+            (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 4, 20, 64), PaddingMask(r, t, 150)],
+            x => AttentionGrads(x, x[4], 130)));
         return c;
     }
 }
