@@ -65,6 +65,26 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, const u16* p)
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)) : "memory");
 }
+
+// cvt.rn.bf16x2.f32 d, a, b: a rounded to nearest even into the upper half of d, b into the lower (PTX ISA, cvt).
+__device__ __forceinline__ unsigned cvt_rn_bf16x2(float a, float b)
+{
+    unsigned d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(a), "f"(b));
+    return d;
+}
+
+// cp.async of 16 bytes global → shared (L2 only, .cg), in the group that the next cp_async_commit closes;
+// cp_async_wait<N> waits until at most N of this thread's committed groups are still in flight (PTX ISA, cp.async).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(shared_address(dst)), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
 #endif
 
 struct alignas(16) MmaChunk
@@ -75,7 +95,7 @@ struct alignas(16) MmaChunk
 // Two floats as a bf16x2 register (round to nearest even), lo in the low half.
 __device__ __forceinline__ unsigned mma_pack_bf16(float lo, float hi)
 {
-    return (unsigned)f32_to_bf16(lo) | ((unsigned)f32_to_bf16(hi) << 16);
+    return cvt_rn_bf16x2(hi, lo);
 }
 
 // Element e (0: the low half) of a bf16x2 register.
@@ -103,6 +123,21 @@ __device__ __forceinline__ void mma_stage(u16* dst, const u16* src, i64 base, i6
         MmaChunk v = {0u, 0u, 0u, 0u};
         if (j < S) v = *(const MmaChunk*)(src + base + j * row_stride + 8 * cc);
         *(MmaChunk*)(dst + r * LD + 8 * cc) = v;
+    }
+}
+
+// As mma_stage, by cp.async (rows past S zeroed by plain stores); the caller commits the group and waits for it.
+template <int D, int LD, int ROWS = MMA_BN>
+__device__ __forceinline__ void mma_stage_async(u16* dst, const u16* src, i64 base, i64 row_stride, i64 j0, i64 S)
+{
+    constexpr int CH = D / 8;
+    for (int c = threadIdx.x; c < ROWS * CH; c += MMA_THREADS)
+    {
+        int r = c / CH, cc = c % CH;
+        i64 j = j0 + r;
+        u16* d = dst + r * LD + 8 * cc;
+        if (j < S) cp_async16(d, src + base + j * row_stride + 8 * cc);
+        else *(MmaChunk*)d = MmaChunk{0u, 0u, 0u, 0u};
     }
 }
 
@@ -171,12 +206,19 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     const i64 mb0 = b * st.m[0] + h * st.m[1] + t0 * st.m[2], mb1 = mb0 + 8 * st.m[2];
     // ldmatrix row addresses: lane l gives row l % 8 of matrix l / 8.
     const int mi = lane >> 3, mr = lane & 7;
+    // K and V tiles arrive by cp.async, each while the other is in use: V of this tile during S = Q·Kᵀ and the
+    // softmax, K of the next tile during P·V.
+    if (kend > 0)
+    {
+        mma_stage_async<D, LD>(ks, k, kbase, st.k[2], 0, S);
+        cp_async_commit();
+    }
     for (i64 j0 = 0; j0 < kend; j0 += MMA_BN)
     {
-        __syncthreads(); // the previous tiles are no longer read
-        mma_stage<D, LD>(ks, k, kbase, st.k[2], j0, S);
-        mma_stage<D, LD>(vs, v, vbase, st.v[2], j0, S);
-        __syncthreads();
+        cp_async_wait<0>(); // this thread's part of the K tile has landed
+        __syncthreads();    // everyone's; and every warp is done with the previous V tile
+        mma_stage_async<D, LD>(vs, v, vbase, st.v[2], j0, S);
+        cp_async_commit();
 
         // S = Q·Kᵀ. Matrices of one ldmatrix.x4: keys 16np + 8(mi/2) + 0..7, dims 16kk + 8(mi%2) + 0..7, so
         // registers 0,1 are the B fragment of key n-tile 2np and registers 2,3 that of n-tile 2np + 1.
@@ -194,23 +236,38 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
                 mma_bf16_16816(s[2 * np + 1], qa[kk], kb + 2);
             }
 
-        // Scores in log2 units, hidden keys at -inf; the tile's row maxima.
+        // Scores in log2 units, hidden keys at -inf; the tile's row maxima. A tile with no mask, inside S and
+        // wholly below the causal diagonal of the block's first row hides nothing (rows past T score 0: unused).
         float mx0 = ninf, mx1 = ninf;
+        bool full = !mask && j0 + MMA_BN <= S && (!causal || j0 + MMA_BN - 1 <= query_offset + tile * MMA_BM);
+        if (full)
+        {
 #pragma unroll
-        for (int n = 0; n < SN; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
+            for (int n = 0; n < SN; n++)
             {
-                i64 j = j0 + 8 * n + 2 * tq + (e & 1);
-                i64 t = e < 2 ? t0 : t1;
-                bool visible = (e < 2 ? live0 : live1) && j < S && !(causal && j > query_offset + t);
-                float x = s[n][e] * sl2;
-                if (mask && visible) x += load<float>(mask, mdt, (e < 2 ? mb0 : mb1) + j * st.m[3]) * log2e; // no read past the mask
-                x = visible ? x : ninf;
-                s[n][e] = x;
-                if (e < 2) mx0 = fmaxf(mx0, x);
-                else mx1 = fmaxf(mx1, x);
+                s[n][0] *= sl2; s[n][1] *= sl2; s[n][2] *= sl2; s[n][3] *= sl2;
+                mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+                mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
             }
+        }
+        else
+        {
+#pragma unroll
+            for (int n = 0; n < SN; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                {
+                    i64 j = j0 + 8 * n + 2 * tq + (e & 1);
+                    i64 t = e < 2 ? t0 : t1;
+                    bool visible = (e < 2 ? live0 : live1) && j < S && !(causal && j > query_offset + t);
+                    float x = s[n][e] * sl2;
+                    if (mask && visible) x += load<float>(mask, mdt, (e < 2 ? mb0 : mb1) + j * st.m[3]) * log2e; // no read past the mask
+                    x = visible ? x : ninf;
+                    s[n][e] = x;
+                    if (e < 2) mx0 = fmaxf(mx0, x);
+                    else mx1 = fmaxf(mx1, x);
+                }
+        }
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
@@ -236,6 +293,14 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
             s[n][2] = exp2f(s[n][2] - mu1); s[n][3] = exp2f(s[n][3] - mu1);
             l0 += s[n][0] + s[n][1];
             l1 += s[n][2] + s[n][3];
+        }
+
+        cp_async_wait<0>(); // the V tile has landed
+        __syncthreads();    // for everyone; and every warp is done with the K tile
+        if (j0 + MMA_BN < kend)
+        {
+            mma_stage_async<D, LD>(ks, k, kbase, st.k[2], j0 + MMA_BN, S);
+            cp_async_commit();
         }
 
         // O += P·V over k-steps of 16 keys. P's A fragment for keys 16kk2 .. 16kk2 + 15 is the C fragments of

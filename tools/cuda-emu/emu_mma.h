@@ -1,7 +1,8 @@
 // CPU emulation of the warp-collective tensor-core operations native/attention_mma.cu uses through inline PTX:
-// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 and ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16.
-// Defining PARROT_CUDA_EMU makes the kernel file skip its asm versions of mma_bf16_16816, ldmatrix_x4 and
-// ldmatrix_x4_trans; these take their place. Like a shuffle, each one is collective over the warp: every lane
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16, and
+// (not collective) cvt.rn.bf16x2.f32 and cp.async.cg.shared.global with its commit/wait groups.
+// Defining PARROT_CUDA_EMU makes the kernel file skip its asm versions of these functions; the ones here take their
+// place. Like a shuffle, mma and ldmatrix are collective over the warp: every lane
 // leaves its operands in a slot, the warp meets at a barrier, every lane gathers what it needs from the 32
 // slots of its warp, and the warp meets again before a slot is reused.
 // The layouts here are written from the PTX ISA by element number; mma_check_test.cpp checks them against
@@ -68,3 +69,23 @@ inline void emu_ldmatrix_x4(unsigned* r, const unsigned short* p, bool trans)
 }
 inline void ldmatrix_x4(unsigned* r, const unsigned short* p) { emu_ldmatrix_x4(r, p, false); }
 inline void ldmatrix_x4_trans(unsigned* r, const unsigned short* p) { emu_ldmatrix_x4(r, p, true); }
+
+// cvt.rn.bf16x2.f32 d, a, b: a into the upper half, b into the lower, each rounded to nearest even (finite inputs).
+inline unsigned short emu_rne_bf16(float f) { unsigned u; memcpy(&u, &f, 4); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }
+inline unsigned cvt_rn_bf16x2(float a, float b) { return (unsigned)emu_rne_bf16(a) << 16 | emu_rne_bf16(b); }
+
+// cp.async: copies are queued per thread and done only when a cp_async_wait<N> retires their group, the latest a real
+// GPU could make them land, so a read of a staged tile before its wait sees stale data and fails the tests.
+struct EmuCopy { void* dst; const void* src; };
+static thread_local std::vector<EmuCopy> t_open_group;
+static thread_local std::vector<std::vector<EmuCopy>> t_groups; // committed, oldest first
+inline void cp_async16(void* dst, const void* src) { t_open_group.push_back({dst, src}); }
+inline void cp_async_commit() { t_groups.push_back(std::move(t_open_group)); t_open_group.clear(); }
+template <int N> inline void cp_async_wait()
+{
+    while (t_groups.size() > (size_t)N)
+    {
+        for (auto& c : t_groups.front()) memcpy(c.dst, c.src, 16);
+        t_groups.erase(t_groups.begin());
+    }
+}

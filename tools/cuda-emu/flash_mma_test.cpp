@@ -152,6 +152,8 @@ int main()
         {"D64 causal offset3 mask", 2, 2, 2, 65, 68, 64, 1, 3, 1, 1},
         {"D128 causal GQA T130", 1, 4, 2, 130, 130, 128, 1, 0, 0, 1},
         {"D64 full T20 S150 mask", 2, 2, 1, 20, 150, 64, 0, 0, 1, 1},
+        {"D128 full T70 S188 no mask", 1, 2, 1, 70, 188, 128, 0, 0, 0, 0},
+        {"D64 causal offset62 T70 S132", 1, 2, 1, 70, 132, 64, 1, 62, 0, 1},
     };
     for (const auto& c : cases) run(c, rng);
     printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);
