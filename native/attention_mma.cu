@@ -110,23 +110,9 @@ __device__ __forceinline__ unsigned mma_pair(bool live, const u16* p, i64 i, i64
     return live ? (unsigned)p[i] | ((unsigned)p[i + s] << 16) : 0u;
 }
 
-// Stages rows j0 .. j0 + ROWS - 1 of a [.., S, D] bf16 tensor (contiguous rows, 16-byte aligned) into
-// shared rows of LD elements, zeros past row S (a zero V row keeps 0·garbage out of the output).
-template <int D, int LD, int ROWS = MMA_BN>
-__device__ __forceinline__ void mma_stage(u16* dst, const u16* src, i64 base, i64 row_stride, i64 j0, i64 S)
-{
-    constexpr int CH = D / 8; // 16-byte chunks per row
-    for (int c = threadIdx.x; c < ROWS * CH; c += MMA_THREADS)
-    {
-        int r = c / CH, cc = c % CH;
-        i64 j = j0 + r;
-        MmaChunk v = {0u, 0u, 0u, 0u};
-        if (j < S) v = *(const MmaChunk*)(src + base + j * row_stride + 8 * cc);
-        *(MmaChunk*)(dst + r * LD + 8 * cc) = v;
-    }
-}
-
-// As mma_stage, by cp.async (rows past S zeroed by plain stores); the caller commits the group and waits for it.
+// Stages rows j0 .. j0 + ROWS - 1 of a [.., S, D] bf16 tensor (contiguous rows, 16-byte aligned) into shared rows
+// of LD elements by cp.async, zeros past row S by plain stores (a zero V row keeps 0·garbage out of the output);
+// the caller commits the group and waits for it.
 template <int D, int LD, int ROWS = MMA_BN>
 __device__ __forceinline__ void mma_stage_async(u16* dst, const u16* src, i64 base, i64 row_stride, i64 j0, i64 S)
 {
@@ -442,13 +428,21 @@ __device__ void mma_backward_dq_tile(const u16* q, const u16* k, const u16* v, c
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
     const i64 mb0 = b * st.m[0] + h * st.m[1] + t0 * st.m[2], mb1 = mb0 + 8 * st.m[2];
     const int mi = lane >> 3, mr = lane & 7;
+    // K and V tiles by cp.async: V first (dP needs only V), the next V while S, dS and dQ are computed, the next K
+    // while dP is.
+    if (kend > 0)
+    {
+        mma_stage_async<D, LD>(vs, v, vbase, st.v[2], 0, S);
+        cp_async_commit();
+        mma_stage_async<D, LD>(ks, k, kbase, st.k[2], 0, S);
+        cp_async_commit();
+    }
     for (i64 j0 = 0; j0 < kend; j0 += MMA_BN)
     {
+        bool next = j0 + MMA_BN < kend;
+        cp_async_wait<1>(); // the V tile has landed (the K tile may still be on its way)
         __syncthreads();
-        mma_stage<D, LD>(ks, k, kbase, st.k[2], j0, S);
-        mma_stage<D, LD>(vs, v, vbase, st.v[2], j0, S);
-        __syncthreads();
-        // S = Q·Kᵀ and dP = dO·Vᵀ: K and V rows are columns of the col-major B (addressing as in the forward).
+        // dP = dO·Vᵀ and S = Q·Kᵀ: V and K rows are columns of the col-major B (addressing as in the forward).
         float s[SN][4], dp[SN][4];
 #pragma unroll
         for (int n = 0; n < SN; n++)
@@ -459,14 +453,27 @@ __device__ void mma_backward_dq_tile(const u16* q, const u16* k, const u16* v, c
 #pragma unroll
             for (int np = 0; np < SN / 2; np++)
             {
-                unsigned kb[4], vb[4];
-                int off = (16 * np + 8 * (mi >> 1) + mr) * LD + 16 * kk + 8 * (mi & 1);
-                ldmatrix_x4(kb, ks + off);
-                ldmatrix_x4(vb, vs + off);
-                mma_bf16_16816(s[2 * np], qa[kk], kb);
-                mma_bf16_16816(s[2 * np + 1], qa[kk], kb + 2);
+                unsigned vb[4];
+                ldmatrix_x4(vb, vs + (16 * np + 8 * (mi >> 1) + mr) * LD + 16 * kk + 8 * (mi & 1));
                 mma_bf16_16816(dp[2 * np], da[kk], vb);
                 mma_bf16_16816(dp[2 * np + 1], da[kk], vb + 2);
+            }
+        cp_async_wait<0>(); // the K tile has landed
+        __syncthreads();    // for everyone; and every warp is done with the V tile
+        if (next)
+        {
+            mma_stage_async<D, LD>(vs, v, vbase, st.v[2], j0 + MMA_BN, S);
+            cp_async_commit();
+        }
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int np = 0; np < SN / 2; np++)
+            {
+                unsigned kb[4];
+                ldmatrix_x4(kb, ks + (16 * np + 8 * (mi >> 1) + mr) * LD + 16 * kk + 8 * (mi & 1));
+                mma_bf16_16816(s[2 * np], qa[kk], kb);
+                mma_bf16_16816(s[2 * np + 1], qa[kk], kb + 2);
             }
         // dS = P ⊙ (dP − delta), P = 0 for hidden keys and hidden rows.
 #pragma unroll
@@ -500,6 +507,12 @@ __device__ void mma_backward_dq_tile(const u16* q, const u16* k, const u16* v, c
                 mma_bf16_16816(acc[2 * dp2 + 1], sa, kb + 2);
             }
         }
+        __syncthreads(); // every warp is done with the K tile
+        if (next)
+        {
+            mma_stage_async<D, LD>(ks, k, kbase, st.k[2], j0 + MMA_BN, S);
+            cp_async_commit();
+        }
     }
     const i64 q0 = b * bs.dq[0] + h * bs.dq[1] + t0 * bs.dq[2], q1 = q0 + 8 * bs.dq[2];
 #pragma unroll
@@ -530,8 +543,6 @@ __device__ void mma_backward_dkdv_tile(const u16* q, const u16* k, const u16* v,
     const float ninf = -__int_as_float(0x7f800000);
     const float log2e = 1.4426950408889634f;
     const float sl2 = scale * log2e;
-    u16* qs = smem;
-    u16* ds = smem + MMA_QT * LD;
     int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
     i64 BH = B * Hkv; // key tiles in order: with a causal mask the first ones see the most queries
     i64 bh = (i64)blockIdx.x % BH, tile = (i64)blockIdx.x / BH;
@@ -550,22 +561,41 @@ __device__ void mma_backward_dkdv_tile(const u16* q, const u16* k, const u16* v,
     i64 tstart = 0;
     if (causal && tile * MMA_BN - query_offset > 0) tstart = tile * MMA_BN - query_offset;
     const int mi = lane >> 3, mr = lane & 7;
-    for (i64 h = hk * G; h < hk * G + G; h++)
-    {
-        const i64 qbase = b * st.q[0] + h * st.q[1], dbase = b * bs.dout[0] + h * bs.dout[1];
-        const i64 mb0 = b * st.m[0] + h * st.m[1] + j0 * st.m[3], mb1 = mb0 + 8 * st.m[3];
-        for (i64 t0 = tstart; t0 < T; t0 += MMA_QT)
+    // The (query head, query tile) pairs in order, it = (h − hk·G)·nt + tile index; Q, dO, lse and delta of pair it
+    // go to buffer it % 2 by cp.async while pair it − 1 is computed on the other.
+    const i64 nt = T > tstart ? (T - tstart + MMA_QT - 1) / MMA_QT : 0, total = G * nt;
+    auto issue = [&](i64 it) {
+        int buf = (int)(it & 1);
+        i64 h = hk * G + it / nt, t0 = tstart + (it % nt) * MMA_QT;
+        u16* qb = smem + buf * 2 * MMA_QT * LD;
+        mma_stage_async<D, LD, MMA_QT>(qb, q, b * st.q[0] + h * st.q[1], st.q[2], t0, T);
+        mma_stage_async<D, LD, MMA_QT>(qb + MMA_QT * LD, dout, b * bs.dout[0] + h * bs.dout[1], bs.dout[2], t0, T);
+        cp_async_commit();
+        if (tid < MMA_QT)
         {
-            __syncthreads();
-            mma_stage<D, LD, MMA_QT>(qs, q, qbase, st.q[2], t0, T);
-            mma_stage<D, LD, MMA_QT>(ds, dout, dbase, bs.dout[2], t0, T);
-            if (tid < MMA_QT)
-            {
-                i64 t = t0 + tid, li = b * st.l[0] + h * st.l[1] + t * st.l[2];
-                ls[tid] = t < T ? lse[li] * log2e : ninf;
-                dls[tid] = t < T ? delta[li] : 0.0f;
-            }
-            __syncthreads();
+            i64 t = t0 + tid, li = b * st.l[0] + h * st.l[1] + t * st.l[2];
+            ls[buf * MMA_QT + tid] = t < T ? lse[li] * log2e : ninf;
+            dls[buf * MMA_QT + tid] = t < T ? delta[li] : 0.0f;
+        }
+    };
+    if (total > 0) issue(0);
+    for (i64 it = 0; it < total; it++)
+    {
+        if (it + 1 < total)
+        {
+            issue(it + 1); // into the buffer every warp finished with at the end of the previous pair
+            cp_async_wait<1>();
+        }
+        else cp_async_wait<0>();
+        __syncthreads(); // pair it has landed for everyone
+        const int buf = (int)(it & 1);
+        const i64 h = hk * G + it / nt, t0 = tstart + (it % nt) * MMA_QT;
+        const u16* qs = smem + buf * 2 * MMA_QT * LD;
+        const u16* ds = qs + MMA_QT * LD;
+        const float* lsb = ls + buf * MMA_QT;
+        const float* dlsb = dls + buf * MMA_QT;
+        const i64 mb0 = b * st.m[0] + h * st.m[1] + j0 * st.m[3], mb1 = mb0 + 8 * st.m[3];
+        {
             // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ (keys × queries): Q and dO rows are columns of the col-major B.
             float s[QN][4], dp[QN][4];
 #pragma unroll
@@ -596,13 +626,13 @@ __device__ void mma_backward_dkdv_tile(const u16* q, const u16* k, const u16* v,
                     i64 t = t0 + c;
                     bool r0 = e < 2;
                     i64 j = r0 ? j0 : j1;
-                    float lt = ls[c];
+                    float lt = lsb[c];
                     bool visible = (r0 ? live0 : live1) && t < T && !(causal && j > query_offset + t) && lt != ninf;
                     float x = s[n][e] * sl2;
                     if (mask && visible) x += load<float>(mask, mdt, (r0 ? mb0 : mb1) + t * st.m[2]) * log2e;
                     float p = visible ? exp2f(x - lt) : 0.0f;
                     s[n][e] = p;
-                    dp[n][e] = visible ? p * (dp[n][e] - dls[c]) : 0.0f; // a hidden row's delta may be NaN
+                    dp[n][e] = visible ? p * (dp[n][e] - dlsb[c]) : 0.0f; // a hidden row's delta may be NaN
                 }
             // dV += Pᵀ·dO and dK += dSᵀ·Q over k-steps of 16 queries (dO and Q rows are rows of B: ldmatrix.trans).
 #pragma unroll
@@ -626,6 +656,7 @@ __device__ void mma_backward_dkdv_tile(const u16* q, const u16* k, const u16* v,
                 }
             }
         }
+        __syncthreads(); // every warp is done with buffer it % 2 (pair it + 2 goes there)
     }
     const i64 k0 = b * bs.dk[0] + hk * bs.dk[1] + j0 * bs.dk[2], k1 = k0 + 8 * bs.dk[2];
     const i64 v0 = b * bs.dv[0] + hk * bs.dv[1] + j0 * bs.dv[2], v1 = v0 + 8 * bs.dv[2];
@@ -667,8 +698,8 @@ extern "C" __global__ void attention_mma_backward_dkdv(const void* q, const void
                                                        const void* mask, int mdt, const float* lse, const float* delta, FaBwdStrides bs,
                                                        i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset, double scale)
 {
-    __shared__ MmaChunk smem[2 * MMA_QT * (MMA_DMAX + MMA_PAD) / 8];
-    __shared__ float ls[MMA_QT], dls[MMA_QT];
+    __shared__ MmaChunk smem[2 * 2 * MMA_QT * (MMA_DMAX + MMA_PAD) / 8]; // two buffers of Q and dO tiles
+    __shared__ float ls[2 * MMA_QT], dls[2 * MMA_QT];
     const u16 *qh = (const u16*)q, *kh = (const u16*)k, *vh = (const u16*)v, *dh = (const u16*)dout;
     float sc = (float)scale;
     if (D == 64) mma_backward_dkdv_tile<64>(qh, kh, vh, dh, dk, dv, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem, ls, dls);

@@ -8,6 +8,7 @@
 //    first matrix, addresses addr8–addr15 ... the second matrix", "a group of four threads loads an entire row",
 //    thread 0 the first fragment; ".trans indicates that the matrix is loaded in column-major format"):
 //    the registers each lane gets are compared with the elements those sentences name.
+//  * cvt.rn.bf16x2.f32: which input lands in which half, and the rounding.
 // Two warps per block with different data, so a collective that mixes warps fails too.
 #include "emu_mma.h"
 #include <random>
@@ -90,9 +91,20 @@ static void check_ldmatrix(std::mt19937& rng, bool trans)
             }
 }
 
+// cvt.rn.bf16x2.f32 d, a, b (PTX ISA, cvt: "the value converted from input a is stored in the upper half of d and the
+// value converted from input b is stored in the lower half"), rounding to nearest, ties to even.
+static void check_cvt()
+{
+    CHECK(cvt_rn_bf16x2(1.0f, 2.0f) == (0x3f80u << 16 | 0x4000u), "cvt order: %08x", cvt_rn_bf16x2(1.0f, 2.0f));
+    float tie_even = 1.0f + 1.0f / 256, tie_odd = 1.0f + 3.0f / 256, above = 1.0f + 1.0f / 256 + 1.0f / 65536;
+    CHECK(cvt_rn_bf16x2(tie_even, tie_odd) == (0x3f80u << 16 | 0x3f82u), "cvt ties: %08x", cvt_rn_bf16x2(tie_even, tie_odd));
+    CHECK((cvt_rn_bf16x2(above, -above) & 0xffffu) == 0xbf81u, "cvt above the tie: %08x", cvt_rn_bf16x2(above, -above));
+}
+
 int main()
 {
     std::mt19937 rng(11);
+    check_cvt();
     check_mma(rng);
     check_ldmatrix(rng, false);
     check_ldmatrix(rng, true);
