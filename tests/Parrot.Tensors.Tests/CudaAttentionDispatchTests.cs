@@ -39,6 +39,15 @@ public class CudaAttentionDispatchTests
     }
 
     [Test]
+    public void TensorCoresAreOnUnlessTheEnvironmentSaysZero()
+    {
+        Assert.That(CudaBackend.TensorCoreAttentionDefault(null), Is.True);
+        Assert.That(CudaBackend.TensorCoreAttentionDefault("1"), Is.True);
+        Assert.That(CudaBackend.TensorCoreAttentionDefault("0"), Is.False);
+        Assert.That(CudaBackend.TensorCoreAttentionDefault(" 0 "), Is.False);
+    }
+
+    [Test]
     public void TheBackwardAlsoNeedsQAndDOutRowsOf16Bytes()
     {
         Assert.That(CudaBackend.RowsOf16Bytes(Bshd, 4096), Is.True);

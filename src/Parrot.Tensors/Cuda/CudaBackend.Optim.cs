@@ -79,11 +79,15 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Whether <see cref="Attention"/> may run the tensor-core kernel (attention_mma_forward, native/attention_mma.cu)
-    /// when the operands allow it (<see cref="UsesMmaAttention"/>); true by default. Off, bf16 takes the FMA flash
-    /// kernel: for side-by-side timings and for ruling the new kernel out when a result looks wrong.
+    /// Whether <see cref="Attention"/> and <see cref="AttentionBackward"/> may run the tensor-core kernels
+    /// (native/attention_mma.cu) when the operands allow it (<see cref="UsesMmaAttention"/>). On unless the environment
+    /// variable PARROT_TENSOR_CORE_ATTENTION is "0" when the backend is created. Off, bf16 takes the FMA flash
+    /// kernels: for side-by-side timings (of a whole model too) and for ruling the new kernels out when a result looks wrong.
     /// </summary>
-    public bool TensorCoreAttention { get; set; } = true;
+    public bool TensorCoreAttention { get; set; } = TensorCoreAttentionDefault(Environment.GetEnvironmentVariable("PARROT_TENSOR_CORE_ATTENTION"));
+
+    /// <summary>The default of <see cref="TensorCoreAttention"/> for a value of PARROT_TENSOR_CORE_ATTENTION: off only for "0".</summary>
+    internal static bool TensorCoreAttentionDefault(string? value) => value?.Trim() != "0";
 
     /// <summary>
     /// Fused attention forward, any strides, grouped-query heads, causal (with a query offset) and additive masks.
