@@ -9,8 +9,8 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, and
-/// attention forward, and forward + backward, at sequence 2048, head dim 128, bf16, on tensor cores and (rows "... FMA")
-/// on the FMA flash kernels beside them (reported as not implemented where a kernel is missing).
+/// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
+/// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing).
 /// </summary>
 internal static class DeviceBench
 {
@@ -41,8 +41,9 @@ internal static class DeviceBench
             double ms = cuda.MedianMilliseconds(() => cuda.MatMul(a, b, c));
             Add(new("gemm bf16", $"{n}x{n}x{n}", ms, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12, "TFLOP/s", "cuBLASLt, fp32 accumulate"));
         }
+        foreach (int D in new[] { 128, 64 }) // 64: the head dim of Qwen2-0.5B
         {
-            const int B = 4, H = 16, T = 2048, D = 128;
+            const int B = 4, H = 16, T = 2048;
             using var q = Tensor.Normal([B, H, T, D], 3, 0, 1, DType.BF16, device);
             using var k = Tensor.Normal([B, H, T, D], 4, 0, 1, DType.BF16, device);
             using var v = Tensor.Normal([B, H, T, D], 5, 0, 1, DType.BF16, device);
