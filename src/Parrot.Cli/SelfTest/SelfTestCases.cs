@@ -133,6 +133,8 @@ internal static class SelfTestCases
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
         c.Add(new("attention D64 (mask, offset, S150)", (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), PaddingMask(r, t, 150)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 130)));
+        c.Add(new("attention decode T1 (GQA, offset)", (r, t) => [Normal(r, t, 2, 4, 1, 128), Normal(r, t, 2, 2, 40, 128), Normal(r, t, 2, 2, 40, 128)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 39)));
         c.Add(new("attention log-sum-exp", (r, t) => [Normal(r, t, 1, 4, 16, 128), Normal(r, t, 1, 1, 16, 128), Normal(r, t, 1, 1, 16, 128)],
             x => { using var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true); return lse; }));
         c.Add(new("attention backward (causal, GQA)",
