@@ -1,6 +1,7 @@
-// Flash-attention forward on tensor cores, bf16 (FlashAttention-2's loop order): the fast path of
-// CudaBackend.Attention for bf16 q/k/v/o with equal q/k and v head dims of 64, 80 or 128, contiguous head
-// dims and 16-byte aligned K/V rows; everything else takes attention_flash_forward (attention.cu, FMA math).
+// Flash attention on tensor cores, bf16 (FlashAttention-2's loop order), forward here and backward below: the fast
+// path of CudaBackend.Attention / AttentionBackward for bf16 with equal q/k and v head dims of 64, 80 or 128,
+// contiguous head dims and 16-byte aligned K/V rows (and Q/dO rows for the backward); everything else takes the FMA
+// kernels of attention.cu (same parameters).
 //
 // A block of MMA_THREADS = 128 threads (4 warps) owns 64 query rows of one (batch, head), 16 rows per warp.
 // Each warp keeps its Q rows in registers as m16n8k16 A fragments, walks the keys in tiles of 64 staged in
@@ -26,8 +27,10 @@
 // in register i the elements (row l/4, cols 2(l%4), 2(l%4)+1) of matrix i; with .trans the elements
 // (rows 2(l%4), 2(l%4)+1, col l/4).
 //
-// tools/cuda-emu emulates mma.sync and ldmatrix (it defines PARROT_CUDA_EMU and supplies the three functions
-// below) and runs this kernel against a float64 reference (flash_mma_test.cpp).
+// Tiles move global → shared by cp.async, each while the other operand is being used (see the loops).
+//
+// tools/cuda-emu emulates mma.sync, ldmatrix, cvt.rn.bf16x2 and cp.async (it defines PARROT_CUDA_EMU and supplies
+// the functions of the #ifndef block below) and runs these kernels against float64 (flash_mma_test.cpp).
 #include "prelude.cuh"
 
 #define MMA_BM 64       // query rows per block, 16 per warp
