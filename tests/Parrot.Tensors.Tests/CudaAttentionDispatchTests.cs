@@ -60,13 +60,15 @@ public class CudaAttentionDispatchTests
     public void LauncherConstantsMatchTheKernelFile()
     {
         // CudaBackend.Attention launches B·H·ceil(T / 64) blocks of 128 threads; AttentionBackward the same for _dq and
-        // B·Hkv·ceil(S / 64) for _dkdv, with the FMA pair's parameters.
-        string src = KernelSources.Read("attention_mma.cu");
-        Assert.That(src, Does.Match(@"#define MMA_BM 64\b"));
-        Assert.That(src, Does.Match(@"#define MMA_BN 64\b"));
-        Assert.That(src, Does.Match(@"#define MMA_THREADS 128\b"));
-        foreach (var k in new[] { "attention_mma_forward(", "attention_mma_backward_dq(", "attention_mma_backward_dkdv(" })
-            Assert.That(src, Does.Contain("extern \"C\" __global__ void " + k));
+        // B·Hkv·ceil(S / 64) for _dkdv (attention_mma_backward.cu), with the FMA pair's parameters.
+        string shared = KernelSources.Headers["attention_mma.cuh"];
+        Assert.That(shared, Does.Match(@"#define MMA_BM 64\b"));
+        Assert.That(shared, Does.Match(@"#define MMA_BN 64\b"));
+        Assert.That(shared, Does.Match(@"#define MMA_THREADS 128\b"));
+        string src = KernelSources.Read("attention_mma.cu"), bwd = KernelSources.Read("attention_mma_backward.cu");
+        Assert.That(src, Does.Contain("extern \"C\" __global__ void attention_mma_forward("));
+        foreach (var k in new[] { "attention_mma_backward_dq(", "attention_mma_backward_dkdv(" })
+            Assert.That(bwd, Does.Contain("extern \"C\" __global__ void " + k));
         string fma = KernelSources.Read("attention.cu");
         static string Params(string text, string kernel)
         {
@@ -76,7 +78,7 @@ public class CudaAttentionDispatchTests
             return System.Text.RegularExpressions.Regex.Replace(text[(open + 1)..close], @"\s+", " ");
         }
         Assert.That(Params(src, "attention_mma_forward"), Is.EqualTo(Params(fma, "attention_flash_forward")));
-        Assert.That(Params(src, "attention_mma_backward_dq"), Is.EqualTo(Params(fma, "attention_flash_backward_dq")));
-        Assert.That(Params(src, "attention_mma_backward_dkdv"), Is.EqualTo(Params(fma, "attention_flash_backward_dkdv")));
+        Assert.That(Params(bwd, "attention_mma_backward_dq"), Is.EqualTo(Params(fma, "attention_flash_backward_dq")));
+        Assert.That(Params(bwd, "attention_mma_backward_dkdv"), Is.EqualTo(Params(fma, "attention_flash_backward_dkdv")));
     }
 }

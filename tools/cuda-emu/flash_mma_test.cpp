@@ -4,11 +4,12 @@
 // broadcast over heads with padded keys, a row that sees no key at all (NaN output, -inf log-sum-exp), query and key
 // lengths that are not multiples of the 64-row/64-key tiles, several key tiles (the online softmax's rescaling),
 // an output laid out as [B, T, H, D] (Tensor.ScaledDotProductAttention's layout), and the log-sum-exp; then the
-// tensor-core backward (attention_mma_backward_dq / _dkdv) from the kernel's own o and lse.
+// tensor-core backward (attention_mma_backward_dq / _dkdv, attention_mma_backward.cu) from the kernel's own o and lse.
 #include "emu_mma.h"
 #include "prelude.cuh"
 namespace am {
 #include "attention_mma.cu"
+#include "attention_mma_backward.cu"
 }
 #include <algorithm>
 #include <random>

@@ -80,7 +80,7 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// Whether <see cref="Attention"/> and <see cref="AttentionBackward"/> may run the tensor-core kernels
-    /// (native/attention_mma.cu) when the operands allow it (<see cref="UsesMmaAttention"/>). On unless the environment
+    /// (native/attention_mma.cu, attention_mma_backward.cu) when the operands allow it (<see cref="UsesMmaAttention"/>). On unless the environment
     /// variable PARROT_TENSOR_CORE_ATTENTION is "0" when the backend is created. Off, bf16 takes the FMA flash
     /// kernels: for side-by-side timings (of a whole model too) and for ruling the new kernels out when a result looks wrong.
     /// </summary>
@@ -115,7 +115,7 @@ public sealed partial class CudaBackend
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale);
         if (TensorCoreAttention && UsesMmaAttention(q.DType, output.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer))
         {
-            const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cu
+            const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cuh
             long blocks = (long)B * H * ((T + tileRows - 1) / tileRows);
             if (blocks > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} query tiles ({blocks})");
             _kernels.Launch("attention_mma.cu", "attention_mma_forward", (uint)blocks, threads, a);
@@ -147,7 +147,7 @@ public sealed partial class CudaBackend
     /// kernels: _dq (a block per batch, head and 64 query rows; writes dQ and delta = rowsum(dO ⊙ o)), then _dkdv
     /// (a block per batch, kv head and 64 keys, summing over the group's query heads). bf16 with head dims 64, 80 or
     /// 128 (q/k = v) and q, k, v, dO rows contiguous and 16-byte aligned take the tensor-core pair
-    /// (attention_mma_backward_*, native/attention_mma.cu; see <see cref="TensorCoreAttention"/>), the rest the FMA
+    /// (attention_mma_backward_*, native/attention_mma_backward.cu; see <see cref="TensorCoreAttention"/>), the rest the FMA
     /// pair (attention_flash_backward_*, native/attention.cu). dO in another dtype is first rounded to q's. Other
     /// operands take the composite path (<see cref="Tensor.AttentionBackwardComposite"/>: matmuls, T × S scores).
     /// </summary>
@@ -161,7 +161,7 @@ public sealed partial class CudaBackend
             return;
         }
         if (dq is null && dk is null && dv is null) return;
-        const int tileRows = 64; // FA_BM of attention.cu, MMA_BM and MMA_BN of attention_mma.cu
+        const int tileRows = 64; // FA_BM of attention.cu, MMA_BM and MMA_BN of attention_mma.cuh
         long qBlocks = (long)B * H * ((T + tileRows - 1) / tileRows), kBlocks = (long)B * Hkv * ((S + tileRows - 1) / tileRows);
         if (qBlocks > int.MaxValue || kBlocks > int.MaxValue) throw Missing("AttentionBackward", $"more than {int.MaxValue} tiles ({qBlocks}, {kBlocks})");
         // The dq kernel always writes dq and delta (the dk/dv kernel reads delta), so a dq nobody asked for gets scratch;
@@ -195,7 +195,7 @@ public sealed partial class CudaBackend
         for (int i = 0; i < 3; i++) st.A.L[i] = l.Strides[i];
         bool mma = TensorCoreAttention && UsesMmaAttention(q.DType, q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer)
                    && RowsOf16Bytes(q.Strides, q.DataPointer) && RowsOf16Bytes(gg.Strides, gg.DataPointer);
-        string file = mma ? "attention_mma.cu" : "attention.cu", kernel = mma ? "attention_mma_backward" : "attention_flash_backward";
+        string file = mma ? "attention_mma_backward.cu" : "attention.cu", kernel = mma ? "attention_mma_backward" : "attention_flash_backward";
         uint threads = mma ? 128u : 256u; // MMA_THREADS, FA_THREADS
         using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(o).Ptr(gg).Ptr(dqt).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
