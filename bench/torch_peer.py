@@ -50,9 +50,6 @@ def main():
         add("gemm bf16", f"{size}x{size}x{size}", ms, 2.0 * size ** 3 / (ms * 1e-3) / 1e12, "TFLOP/s", "torch.matmul")
         del a, b, c
 
-    B, H, T, D = 4, 16, 2048, 128
-    q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    flops = 4.0 * B * H * T * T * D / 2
     sdpa = torch.nn.functional.scaled_dot_product_attention
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -60,17 +57,22 @@ def main():
     except ImportError:  # older PyTorch
         import contextlib
         ctx = contextlib.nullcontext
-    with ctx():
-        with torch.no_grad():
-            ms = median_ms(lambda: sdpa(q, k, v, is_causal=True))
-        add("attention fwd causal", f"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash SDPA")
-        do = torch.randn_like(q)
+    for D in (128, 64):  # the shapes of parrot's DeviceBench; 64 is Qwen2-0.5B's head dim
+        B, H, T = 4, 16, 2048
+        q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        flops = 4.0 * B * H * T * T * D / 2
+        with ctx():
+            with torch.no_grad():
+                ms = median_ms(lambda: sdpa(q, k, v, is_causal=True))
+            add("attention fwd causal", f"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash SDPA")
+            do = torch.randn_like(q)
 
-        def fwd_bwd():
-            o = sdpa(q, k, v, is_causal=True)
-            o.backward(do)
-        ms = median_ms(fwd_bwd)
-        add("attention fwd+bwd", f"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash SDPA (fwd+bwd = 3.5x fwd flops)")
+            def fwd_bwd():
+                o = sdpa(q, k, v, is_causal=True)
+                o.backward(do)
+            ms = median_ms(fwd_bwd)
+            add("attention fwd+bwd", f"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash SDPA (fwd+bwd = 3.5x fwd flops)")
+        del q, k, v, do
 
     with open(args.out, "w") as f:
         json.dump(dict(engine="torch " + torch.__version__, device=torch.cuda.get_device_name(), results=results), f, indent=2)

@@ -7,12 +7,6 @@
 
 #define ATT_MAX_PER_LANE 8 // head dims up to 32 × 8 = 256
 
-// Element strides of q, k, v, o, mask ([B, H|Hkv, T|S, D]) and of the log-sum-exp ([B, H, T]).
-struct AttnStrides
-{
-    i64 q[4], k[4], v[4], o[4], m[4], l[3];
-};
-
 template <typename T>
 __device__ void attention_row(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
                               void* lse, int ldt, const AttnStrides& st, i64 b, i64 h, i64 t, i64 hkv_group,
@@ -260,12 +254,6 @@ extern "C" __global__ void attention_flash_forward(const void* q, const void* k,
 //    their query tiles (Q, dO, lse and delta staged through shared memory) and accumulates
 //    dV = Σ_t p dO_t and dK = scale · Σ_t p (dp − delta_t) q_t in registers.
 // Launched by CudaBackend.AttentionBackward (IBackend.AttentionBackward, which the autograd attention rule calls).
-struct FaBwdStrides
-{
-    AttnStrides a; // q, k, v, o, mask, lse (delta has the lse's layout)
-    i64 dout[4], dq[4], dk[4], dv[4];
-};
-
 template <int DT, int DMAX>
 __device__ void flash_backward_dq_tile(const void* q, const void* k, const void* v, const void* o, const void* dout, void* dq,
                                        const void* mask, int mdt, const float* lse, float* delta, const FaBwdStrides& bs,

@@ -120,6 +120,20 @@ __device__ __forceinline__ void copy_bits(void* dst, i64 di, const void* src, i6
     }
 }
 
+// Element strides of the attention operands q, k, v, o, mask ([B, H|Hkv, T|S, D]) and of the log-sum-exp
+// ([B, H, T]); here because two kernel files take them (attention.cu, attention_mma.cu).
+struct AttnStrides
+{
+    i64 q[4], k[4], v[4], o[4], m[4], l[3];
+};
+
+// The attention backward's: the forward's operands plus dO, dQ, dK, dV (delta has the log-sum-exp's layout).
+struct FaBwdStrides
+{
+    AttnStrides a;
+    i64 dout[4], dq[4], dk[4], dv[4];
+};
+
 #define GRID_STRIDE_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
 
 // Block-wide reductions over blockDim.x threads (a multiple of 32, at most 1024); every thread gets the result.

@@ -1,14 +1,19 @@
-// CPU emulation of the CUDA built-ins the block kernels use: block threads as OS threads, barriers, warp shuffles (see run.sh).
+// CPU emulation of the CUDA built-ins the block kernels use: block threads as OS threads, block barriers, warp
+// shuffles through shared slots with a barrier per warp (see run.sh; emu_mma.h adds mma.sync and ldmatrix).
 #include "emu_common.h"
 #include <thread>
 #include <barrier>
 #include <vector>
 #include <functional>
 #include <mutex>
+#include <memory>
+#include <algorithm>
 static thread_local dim3_ threadIdx, blockIdx;
 static dim3_ blockDim, gridDim;
 static std::barrier<>* g_bar;
+static std::barrier<>* g_warp_bar[32]; // warp collectives (shuffles, mma, ldmatrix) wait only for their own warp
 static unsigned long long g_slots[1024];
+inline void warp_sync() { g_warp_bar[threadIdx.x >> 5]->arrive_and_wait(); }
 static int g_or;
 inline void __syncthreads() { g_bar->arrive_and_wait(); }
 inline int __syncthreads_or(int v) { g_bar->arrive_and_wait(); if (threadIdx.x == 0) g_or = 0; g_bar->arrive_and_wait(); if (v) __atomic_store_n(&g_or, 1, __ATOMIC_SEQ_CST); g_bar->arrive_and_wait(); int r = g_or; g_bar->arrive_and_wait(); return r; }
@@ -16,9 +21,9 @@ template <typename T> T shfl_from(T v, int src)
 {
     unsigned long long bits = 0; memcpy(&bits, &v, sizeof(T));
     g_slots[threadIdx.x] = bits;
-    g_bar->arrive_and_wait();
+    warp_sync();
     unsigned long long o = g_slots[src]; T r; memcpy(&r, &o, sizeof(T));
-    g_bar->arrive_and_wait();
+    warp_sync();
     return r;
 }
 template <typename T> T __shfl_xor_sync(unsigned, T v, int o) { return shfl_from(v, (int)(threadIdx.x ^ o)); }
@@ -32,6 +37,8 @@ template <typename F> void launch(unsigned grid, unsigned block, F f)
     for (unsigned b = 0; b < grid; b++)
     {
         std::barrier<> bar(block); g_bar = &bar;
+        std::vector<std::unique_ptr<std::barrier<>>> wb;
+        for (unsigned w = 0; w * 32 < block; w++) { wb.emplace_back(new std::barrier<>(std::min(32u, block - 32 * w))); g_warp_bar[w] = wb.back().get(); }
         std::vector<std::thread> ts;
         for (unsigned t = 0; t < block; t++) ts.emplace_back([&, t, b] { blockIdx.x = b; threadIdx.x = t; f(); });
         for (auto& th : ts) th.join();

@@ -31,7 +31,7 @@ static void run(const Case& c, std::mt19937& rng)
         mask[((size_t)b * T + t) * S + j] = b == 1 && j >= S - 9 ? -INFINITY : 0.5f * nd(rng);
     size_t on = (size_t)B * T * H * Dv;
     std::vector<float> o(on, 12345.0f), lse((size_t)B * H * T, 12345.0f); std::vector<u16> oh(on, 0x7fc1);
-    at::AttnStrides st{};
+    AttnStrides st{};
     i64 qs[4] = {(i64)H * T * D, (i64)T * D, D, 1}, ks[4] = {(i64)Hkv * S * D, (i64)S * D, D, 1}, vs[4] = {(i64)Hkv * S * Dv, (i64)S * Dv, Dv, 1};
     i64 os[4] = {(i64)T * H * Dv, Dv, (i64)H * Dv, 1}, ms[4] = {(i64)T * S, 0, S, 1}, ls[3] = {(i64)H * T, T, 1};
     for (int i = 0; i < 4; i++) { st.q[i] = qs[i]; st.k[i] = ks[i]; st.v[i] = vs[i]; st.o[i] = os[i]; st.m[i] = c.masked ? ms[i] : 0; }
@@ -74,7 +74,7 @@ static void run(const Case& c, std::mt19937& rng)
     for (size_t i = 0; i < on; i++) { float x = nd(rng); if (bf) { douth[i] = f32_to_bf16(x); x = bf16_to_f32(douth[i]); } dout[i] = x; oref[i] = bf ? bf16_to_f32(oh[i]) : o[i]; }
     size_t qn = (size_t)B * H * T * D, kn = (size_t)B * Hkv * S * D, vn = (size_t)B * Hkv * S * Dv;
     std::vector<float> dq(qn, 12345.0f), dk(kn, 12345.0f), dv(vn, 12345.0f); std::vector<u16> dqh(qn, 0x7fc1), dkh(kn, 0x7fc1), dvh(vn, 0x7fc1);
-    at::FaBwdStrides bs{}; bs.a = st;
+    FaBwdStrides bs{}; bs.a = st;
     for (int i = 0; i < 4; i++) { bs.dout[i] = os[i]; bs.dq[i] = qs[i]; bs.dk[i] = ks[i]; bs.dv[i] = vs[i]; }
     const void* dop = bf ? (const void*)douth.data() : dout.data();
     void* dqp = bf ? (void*)dqh.data() : dq.data(); void* dkp = bf ? (void*)dkh.data() : dk.data(); void* dvp = bf ? (void*)dvh.data() : dv.data();

@@ -123,7 +123,7 @@ int main()
     // attention: B1 H2 Hkv1 T5 S7 D40, causal with query offset 2, one warp per block
     { const int H = 2, T = 5, S = 7, D = 40; std::vector<float> q(H * T * D), k(S * D), v(S * D), o(H * T * D), lse(H * T);
       for (auto& a : q) a = nd(rng); for (auto& a : k) a = nd(rng); for (auto& a : v) a = nd(rng);
-      at::AttnStrides st{}; i64 qs[4] = {H * T * D, T * D, D, 1}, ks[4] = {S * D, S * D, D, 1}, ls[3] = {H * T, T, 1};
+      AttnStrides st{}; i64 qs[4] = {H * T * D, T * D, D, 1}, ks[4] = {S * D, S * D, D, 1}, ls[3] = {H * T, T, 1};
       for (int i = 0; i < 4; i++) { st.q[i] = qs[i]; st.o[i] = qs[i]; st.k[i] = ks[i]; st.v[i] = ks[i]; } for (int i = 0; i < 3; i++) st.l[i] = ls[i];
       launch(3, 32, [&] { at::attention_forward(q.data(), k.data(), v.data(), o.data(), DT_F32, nullptr, DT_F32, lse.data(), DT_F32, st, 1, H, 1, T, S, D, D, 1, 2, 1 / sqrt((double)D)); });
       for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)

@@ -2,7 +2,9 @@
 # Runs the kernels of native/*.cu on the CPU, compiled by g++ with a small CUDA emulation, against plain C++
 # references: a check of the kernels' logic (indexing, dtypes, bf16 rounding, reductions, online softmax)
 # that needs no GPU. emu_serial.h runs sync-free kernels thread by thread; emu_threads.h runs each block's
-# threads as OS threads with real barriers, and warp shuffles through shared slots (both build on emu_common.h).
+# threads as OS threads with real barriers, and warp shuffles through shared slots (both build on emu_common.h);
+# emu_mma.h adds the warp-collective mma.sync (m16n8k16 bf16) and ldmatrix of attention_mma.cu, checked
+# against the PTX ISA's fragment tables by mma_check_test.cpp.
 # By hand, not in CI.
 # The f16 conversions (inline PTX) are not emulated. Usage: tools/cuda-emu/run.sh
 set -euo pipefail
@@ -11,7 +13,11 @@ out=$(mktemp -d)
 g++ -std=c++20 -O1 -w -I ../../native -o "$out/elementwise" elementwise_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/rows" rows_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash" flash_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/mma_check" mma_check_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash_mma" flash_mma_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
+echo -n "mma.sync / ldmatrix emulation against the PTX ISA tables: "; "$out/mma_check"
+echo "flash attention forward and backward (tensor cores, emulated mma):"; "$out/flash_mma"
 rm -rf "$out"

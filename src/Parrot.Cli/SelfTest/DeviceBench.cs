@@ -9,8 +9,8 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, and
-/// attention forward, and forward + backward, at sequence 2048, head dim 128, bf16 (reported as not implemented where a
-/// kernel is missing).
+/// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
+/// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing).
 /// </summary>
 internal static class DeviceBench
 {
@@ -41,8 +41,9 @@ internal static class DeviceBench
             double ms = cuda.MedianMilliseconds(() => cuda.MatMul(a, b, c));
             Add(new("gemm bf16", $"{n}x{n}x{n}", ms, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12, "TFLOP/s", "cuBLASLt, fp32 accumulate"));
         }
+        foreach (int D in new[] { 128, 64 }) // 64: the head dim of Qwen2-0.5B
         {
-            const int B = 4, H = 16, T = 2048, D = 128;
+            const int B = 4, H = 16, T = 2048;
             using var q = Tensor.Normal([B, H, T, D], 3, 0, 1, DType.BF16, device);
             using var k = Tensor.Normal([B, H, T, D], 4, 0, 1, DType.BF16, device);
             using var v = Tensor.Normal([B, H, T, D], 5, 0, 1, DType.BF16, device);
@@ -51,7 +52,18 @@ internal static class DeviceBench
             try
             {
                 double ms = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
-                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", ""));
+                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor cores (attention_mma.cu)"));
+                // The FMA flash kernel on the same operands: the tensor-core kernel's gain, measured in the same run.
+                cuda.TensorCoreAttention = false;
+                try
+                {
+                    double fma = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
+                    Add(new("attention fwd FMA", $"B{B} H{H} T{T} D{D}", fma, flops / (fma * 1e-3) / 1e12, "TFLOP/s", "attention_flash_forward, for comparison"));
+                }
+                finally
+                {
+                    cuda.TensorCoreAttention = true;
+                }
             }
             catch (NotSupportedException e)
             {
@@ -64,12 +76,23 @@ internal static class DeviceBench
             using var dv = Tensor.Empty([B, H, T, D], DType.BF16, device);
             try
             {
-                double ms = cuda.MedianMilliseconds(() =>
+                void Step()
                 {
                     cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, lse);
                     cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, 1 / Math.Sqrt(D), dq, dk, dv);
-                });
-                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "flash kernels (fwd+bwd = 3.5x fwd flops)"));
+                }
+                double ms = cuda.MedianMilliseconds(Step);
+                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor cores (fwd+bwd = 3.5x fwd flops)"));
+                cuda.TensorCoreAttention = false;
+                try
+                {
+                    double fma = cuda.MedianMilliseconds(Step);
+                    Add(new("attention fwd+bwd FMA", $"B{B} H{H} T{T} D{D}", fma, 3.5 * flops / (fma * 1e-3) / 1e12, "TFLOP/s", "attention_flash_* kernels, for comparison"));
+                }
+                finally
+                {
+                    cuda.TensorCoreAttention = true;
+                }
             }
             catch (NotSupportedException e)
             {

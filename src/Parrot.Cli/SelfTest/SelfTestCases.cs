@@ -8,16 +8,16 @@ internal static class SelfTestCases
 {
     internal static IReadOnlyList<SelfTestCase> All { get; } = Build();
 
-    /// <summary>An additive [2, 1, 1, 32] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
-    private static Tensor PaddingMask(Random r, DType t)
+    /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
+    private static Tensor PaddingMask(Random r, DType t, int keys = 32)
     {
-        var m = new float[2 * 32];
+        var m = new float[2 * keys];
         for (int b = 0; b < 2; b++)
         {
             int hidden = r.Next(1, 6);
-            for (int j = 32 - hidden; j < 32; j++) m[b * 32 + j] = float.NegativeInfinity;
+            for (int j = keys - hidden; j < keys; j++) m[b * keys + j] = float.NegativeInfinity;
         }
-        using var f = Tensor.FromArray(m, 2, 1, 1, 32);
+        using var f = Tensor.FromArray(m, 2, 1, 1, keys);
         return f.To(t);
     }
 
@@ -131,6 +131,14 @@ internal static class SelfTestCases
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
         c.Add(new("attention (mask, kv-cache offset)", (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 4, 32, 80), Normal(r, t, 2, 4, 32, 80), PaddingMask(r, t)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 24)));
+        // bf16 runs these on tensor cores (attention_mma.cu: head dims 64, 80, 128) over several 64-row and 64-key
+        // tiles with ragged ends; f32 on the FMA flash kernel.
+        c.Add(new("attention D128 (causal, GQA, T100)", (r, t) => [Normal(r, t, 1, 4, 100, 128), Normal(r, t, 1, 2, 100, 128), Normal(r, t, 1, 2, 100, 128)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
+        c.Add(new("attention D64 (mask, offset, S150)", (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), PaddingMask(r, t, 150)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 130)));
+        c.Add(new("attention decode T1 (GQA, offset)", (r, t) => [Normal(r, t, 2, 4, 1, 128), Normal(r, t, 2, 2, 40, 128), Normal(r, t, 2, 2, 40, 128)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 39)));
         c.Add(new("attention log-sum-exp", (r, t) => [Normal(r, t, 1, 4, 16, 128), Normal(r, t, 1, 1, 16, 128), Normal(r, t, 1, 1, 16, 128)],
             x => { using var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true); return lse; }));
         c.Add(new("attention backward (causal, GQA)",
@@ -139,6 +147,12 @@ internal static class SelfTestCases
         c.Add(new("attention backward (mask, offset)",
             (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 2, 32, 80), Normal(r, t, 2, 4, 8, 80), PaddingMask(r, t)],
             x => AttentionGrads(x, x[4], 24)));
+        c.Add(new("attention bwd D128 causal GQA T100",
+            (r, t) => [Normal(r, t, 1, 4, 100, 128), Normal(r, t, 1, 2, 100, 128), Normal(r, t, 1, 2, 100, 128), Normal(r, t, 1, 4, 100, 128)],
+            x => AttentionGrads(x, null, 0)));
+        c.Add(new("attention bwd D64 mask offset S150",
+            (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 4, 20, 64), PaddingMask(r, t, 150)],
+            x => AttentionGrads(x, x[4], 130)));
         return c;
     }
 

@@ -79,10 +79,23 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Fused attention forward (native/attention.cu), any strides, grouped-query heads, causal (with a query offset)
-    /// and additive masks. f32 and bf16 with head dims up to 128 run the tiled flash kernel (a block per batch, head
-    /// and 64 query rows, K/V tiles through shared memory, FMA math); other dtypes and head dims up to 256 the
-    /// simple kernel (one warp per query row). Tensor-core math is still to do; the backward is <see cref="AttentionBackward"/>.
+    /// Whether <see cref="Attention"/> and <see cref="AttentionBackward"/> may run the tensor-core kernels
+    /// (native/attention_mma.cu, attention_mma_backward.cu) when the operands allow it (<see cref="UsesMmaAttention"/>). On unless the environment
+    /// variable PARROT_TENSOR_CORE_ATTENTION is "0" when the backend is created. Off, bf16 takes the FMA flash
+    /// kernels: for side-by-side timings (of a whole model too) and for ruling the new kernels out when a result looks wrong.
+    /// </summary>
+    public bool TensorCoreAttention { get; set; } = TensorCoreAttentionDefault(Environment.GetEnvironmentVariable("PARROT_TENSOR_CORE_ATTENTION"));
+
+    /// <summary>The default of <see cref="TensorCoreAttention"/> for a value of PARROT_TENSOR_CORE_ATTENTION: off only for "0".</summary>
+    internal static bool TensorCoreAttentionDefault(string? value) => value?.Trim() != "0";
+
+    /// <summary>
+    /// Fused attention forward, any strides, grouped-query heads, causal (with a query offset) and additive masks.
+    /// bf16 with q/k and v head dims equal to 64, 80 or 128 and K/V rows contiguous and 16-byte aligned runs the
+    /// tensor-core flash kernel (native/attention_mma.cu: mma.sync m16n8k16, a block per batch, head and 64 query
+    /// rows, float32 accumulation). Other f32 and bf16 operands with head dims up to 128 run the tiled FMA flash
+    /// kernel (native/attention.cu); other dtypes and head dims up to 256 the simple kernel (one warp per query row).
+    /// The backward is <see cref="AttentionBackward"/>.
     /// </summary>
     public unsafe void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
     {
@@ -100,6 +113,14 @@ public sealed partial class CudaBackend
         using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale);
+        if (TensorCoreAttention && UsesMmaAttention(q.DType, output.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer))
+        {
+            const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cuh
+            long blocks = (long)B * H * ((T + tileRows - 1) / tileRows);
+            if (blocks > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} query tiles ({blocks})");
+            _kernels.Launch("attention_mma.cu", "attention_mma_forward", (uint)blocks, threads, a);
+            return;
+        }
         if (UsesFlashAttention(q.DType, D, Dv))
         {
             const int tileRows = 64, threads = 256; // FA_BM and FA_THREADS of attention.cu
@@ -122,11 +143,13 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Fused attention backward (native/attention.cu). f32 and bf16 with head dims up to 128 and a float32
-    /// log-sum-exp run the flash kernels: attention_flash_backward_dq (a block per batch, head and 64 query rows;
-    /// writes dQ and delta = rowsum(dO ⊙ o)), then attention_flash_backward_dkdv (a block per batch, kv head and
-    /// 64 keys, summing over the group's query heads). dO in another dtype is first rounded to q's. Other operands
-    /// take the composite path (<see cref="Tensor.AttentionBackwardComposite"/>: matmuls, T × S scores).
+    /// Fused attention backward. f32 and bf16 with head dims up to 128 and a float32 log-sum-exp run a pair of flash
+    /// kernels: _dq (a block per batch, head and 64 query rows; writes dQ and delta = rowsum(dO ⊙ o)), then _dkdv
+    /// (a block per batch, kv head and 64 keys, summing over the group's query heads). bf16 with head dims 64, 80 or
+    /// 128 (q/k = v) and q, k, v, dO rows contiguous and 16-byte aligned take the tensor-core pair
+    /// (attention_mma_backward_*, native/attention_mma_backward.cu; see <see cref="TensorCoreAttention"/>), the rest the FMA
+    /// pair (attention_flash_backward_*, native/attention.cu). dO in another dtype is first rounded to q's. Other
+    /// operands take the composite path (<see cref="Tensor.AttentionBackwardComposite"/>: matmuls, T × S scores).
     /// </summary>
     public unsafe void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale,
         Tensor? dq, Tensor? dk, Tensor? dv)
@@ -138,7 +161,7 @@ public sealed partial class CudaBackend
             return;
         }
         if (dq is null && dk is null && dv is null) return;
-        const int tileRows = 64, threads = 256; // FA_BM and FA_THREADS of attention.cu
+        const int tileRows = 64; // FA_BM of attention.cu, MMA_BM and MMA_BN of attention_mma.cuh
         long qBlocks = (long)B * H * ((T + tileRows - 1) / tileRows), kBlocks = (long)B * Hkv * ((S + tileRows - 1) / tileRows);
         if (qBlocks > int.MaxValue || kBlocks > int.MaxValue) throw Missing("AttentionBackward", $"more than {int.MaxValue} tiles ({qBlocks}, {kBlocks})");
         // The dq kernel always writes dq and delta (the dk/dv kernel reads delta), so a dq nobody asked for gets scratch;
@@ -170,16 +193,39 @@ public sealed partial class CudaBackend
             st.Dk[i] = dkt is null ? 0 : dkt.Strides[i]; st.Dv[i] = dvt is null ? 0 : dvt.Strides[i];
         }
         for (int i = 0; i < 3; i++) st.A.L[i] = l.Strides[i];
+        bool mma = TensorCoreAttention && UsesMmaAttention(q.DType, q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer)
+                   && RowsOf16Bytes(q.Strides, q.DataPointer) && RowsOf16Bytes(gg.Strides, gg.DataPointer);
+        string file = mma ? "attention_mma_backward.cu" : "attention.cu", kernel = mma ? "attention_mma_backward" : "attention_flash_backward";
+        uint threads = mma ? 128u : 256u; // MMA_THREADS, FA_THREADS
         using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(o).Ptr(gg).Ptr(dqt).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
-            _kernels.Launch("attention.cu", "attention_flash_backward_dq", (uint)qBlocks, threads, a);
+            _kernels.Launch(file, kernel + "_dq", (uint)qBlocks, threads, a);
         if (!kv || S == 0) return;
         using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(gg).Ptr(dkt).Ptr(dvt).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
-            _kernels.Launch("attention.cu", "attention_flash_backward_dkdv", (uint)kBlocks, threads, a);
+            _kernels.Launch(file, kernel + "_dkdv", (uint)kBlocks, threads, a);
     }
+
+    /// <summary>
+    /// Whether <see cref="Attention"/> can run the tensor-core kernel (attention_mma_forward) for these operands: bf16
+    /// q/k/v and output, q/k and v head dims equal and one of 64, 80, 128 (the kernel's instantiations), and K and V
+    /// staged by 16-byte copies: unit head-dim stride, other strides multiples of 8 elements, 16-byte aligned data.
+    /// </summary>
+    internal static bool UsesMmaAttention(DType dtype, DType outputDType, int headDim, int valueDim,
+        ReadOnlySpan<long> kStrides, ReadOnlySpan<long> vStrides, nint kData, nint vData)
+    {
+        if (dtype != DType.BF16 || outputDType != DType.BF16 || headDim != valueDim || headDim is not (64 or 80 or 128)) return false;
+        return RowsOf16Bytes(kStrides, kData) && RowsOf16Bytes(vStrides, vData);
+    }
+
+    /// <summary>
+    /// Whether a bf16 [B, H, rows, D] operand can be staged by 16-byte copies: unit head-dim stride, other strides
+    /// multiples of 8 elements, 16-byte aligned data.
+    /// </summary>
+    internal static bool RowsOf16Bytes(ReadOnlySpan<long> s, nint data) =>
+        s[3] == 1 && s[0] % 8 == 0 && s[1] % 8 == 0 && s[2] % 8 == 0 && data % 16 == 0;
 
     /// <summary>Whether <see cref="Attention"/> runs the tiled flash kernel (attention_flash_forward) for these operands.</summary>
     internal static bool UsesFlashAttention(DType dtype, int headDim, int valueDim) =>

@@ -5,12 +5,11 @@ using System.Text;
 namespace Parrot.Tensors.Cuda;
 
 /// <summary>
-/// The CUDA sources of <c>native/</c>, embedded in this assembly: one <c>.cu</c> file per op family plus the
-/// shared <c>prelude.cuh</c>, which NVRTC receives as an in-memory header (no CUDA headers are used).
+/// The CUDA sources of <c>native/</c>, embedded in this assembly: <c>.cu</c> files per op family plus the shared
+/// <c>.cuh</c> headers (<c>prelude.cuh</c> and the like), which NVRTC receives in memory (no CUDA headers are used).
 /// </summary>
 internal static class KernelSources
 {
-    internal const string Prelude = "prelude.cuh";
     private const string Prefix = "native/";
 
     /// <summary>Names of the kernel files (without folder), e.g. "elementwise.cu".</summary>
@@ -27,8 +26,11 @@ internal static class KernelSources
         return r.ReadToEnd();
     }
 
-    /// <summary>The headers every kernel file may include, by include name.</summary>
-    internal static IReadOnlyDictionary<string, string> Headers { get; } = new Dictionary<string, string> { [Prelude] = Read(Prelude) };
+    /// <summary>The headers a kernel file may include, by include name: every embedded <c>.cuh</c> (prelude.cuh and
+    /// the pieces a family's files share, such as attention_mma.cuh).</summary>
+    internal static IReadOnlyDictionary<string, string> Headers { get; } = typeof(KernelSources).Assembly.GetManifestResourceNames()
+        .Where(n => n.StartsWith(Prefix, StringComparison.Ordinal) && n.EndsWith(".cuh", StringComparison.Ordinal))
+        .Select(n => n[Prefix.Length..]).Order(StringComparer.Ordinal).ToDictionary(n => n, Read);
 
     /// <summary>A short hex hash of a file's source together with its headers and the compile options.</summary>
     internal static string Hash(string source, IEnumerable<string> options)

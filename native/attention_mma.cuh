@@ -1,0 +1,134 @@
+// The pieces the tensor-core attention kernels share (attention_mma.cu: forward, attention_mma_backward.cu:
+// backward): tile sizes, the inline-PTX wrappers (mma.sync m16n8k16 bf16, ldmatrix, cvt.rn.bf16x2, cp.async),
+// fragment packing and loading, the cp.async tile stager. Fragment layouts: see attention_mma.cu.
+// tools/cuda-emu defines PARROT_CUDA_EMU and supplies the functions of the #ifndef block itself (emu_mma.h).
+#pragma once
+#include "prelude.cuh"
+
+#define MMA_BM 64       // query rows per block, 16 per warp
+#define MMA_BN 64       // keys per K/V tile
+#define MMA_THREADS 128
+#define MMA_PAD 8       // bf16 elements of padding per shared row: row strides of 144/176/272 bytes
+#define MMA_DMAX 128
+
+#ifndef PARROT_CUDA_EMU
+// d += a·b for one m16n8k16 tile: a four, b two packed bf16x2 registers, d four floats (layouts above).
+__device__ __forceinline__ void mma_bf16_16816(float* d, const unsigned* a, const unsigned* b)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ unsigned shared_address(const void* p)
+{
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// Four 8×8 bf16 matrices from shared memory; p: this lane's row address (see above). Volatile with a memory
+// clobber: it must not move across the __syncthreads that guard the tiles.
+__device__ __forceinline__ void ldmatrix_x4(unsigned* r, const u16* p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, const u16* p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)) : "memory");
+}
+
+// cvt.rn.bf16x2.f32 d, a, b: a rounded to nearest even into the upper half of d, b into the lower (PTX ISA, cvt).
+__device__ __forceinline__ unsigned cvt_rn_bf16x2(float a, float b)
+{
+    unsigned d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(a), "f"(b));
+    return d;
+}
+
+// cp.async of 16 bytes global → shared (L2 only, .cg), in the group that the next cp_async_commit closes;
+// cp_async_wait<N> waits until at most N of this thread's committed groups are still in flight (PTX ISA, cp.async).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(shared_address(dst)), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+#endif
+
+struct alignas(16) MmaChunk
+{
+    unsigned x, y, z, w;
+};
+
+// Two floats as a bf16x2 register (round to nearest even), lo in the low half.
+__device__ __forceinline__ unsigned mma_pack_bf16(float lo, float hi)
+{
+    return cvt_rn_bf16x2(hi, lo);
+}
+
+// Element e (0: the low half) of a bf16x2 register.
+__device__ __forceinline__ u16 mma_half(unsigned r, int e)
+{
+    return (u16)(e ? r >> 16 : r & 0xffffu);
+}
+
+// Two adjacent bf16 elements p[i], p[i + s] as a bf16x2 register (raw bits), zero when !live.
+__device__ __forceinline__ unsigned mma_pair(bool live, const u16* p, i64 i, i64 s)
+{
+    return live ? (unsigned)p[i] | ((unsigned)p[i + s] << 16) : 0u;
+}
+
+// Stages rows j0 .. j0 + ROWS - 1 of a [.., S, D] bf16 tensor (contiguous rows, 16-byte aligned) into shared rows
+// of LD elements by cp.async, zeros past row S by plain stores (a zero V row keeps 0·garbage out of the output);
+// the caller commits the group and waits for it.
+template <int D, int LD, int ROWS = MMA_BN>
+__device__ __forceinline__ void mma_stage_async(u16* dst, const u16* src, i64 base, i64 row_stride, i64 j0, i64 S)
+{
+    constexpr int CH = D / 8;
+    for (int c = threadIdx.x; c < ROWS * CH; c += MMA_THREADS)
+    {
+        int r = c / CH, cc = c % CH;
+        i64 j = j0 + r;
+        u16* d = dst + r * LD + 8 * cc;
+        if (j < S) cp_async16(d, src + base + j * row_stride + 8 * cc);
+        else *(MmaChunk*)d = MmaChunk{0u, 0u, 0u, 0u};
+    }
+}
+
+// Rows r0 and r0 + 8 of a bf16 tensor (element p[base0 + d·ds] is dim d of row r0, row r0 + 8 is 8·rs further) as
+// the A fragments of KS k-steps (dims 16kk .. 16kk + 15); zeros for a row that is not live.
+template <int KS>
+__device__ __forceinline__ void mma_load_a(unsigned (*a)[4], const u16* p, i64 base0, i64 rs, i64 ds, bool live0, bool live1)
+{
+    int tq = threadIdx.x & 3;
+    const i64 base1 = base0 + 8 * rs;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+        for (int half = 0; half < 2; half++)
+        {
+            i64 d = 16 * kk + 8 * half + 2 * tq;
+            a[kk][2 * half] = mma_pair(live0, p, base0 + d * ds, ds);
+            a[kk][2 * half + 1] = mma_pair(live1, p, base1 + d * ds, ds);
+        }
+}
+
+// The keys any query row of the tile of MMA_BM rows from row tile·MMA_BM sees: [0, the returned end).
+__device__ __forceinline__ i64 mma_key_end(int causal, i64 tile, i64 T, i64 S, i64 query_offset)
+{
+    i64 kend = S;
+    if (causal)
+    {
+        i64 tmax = tile * MMA_BM + MMA_BM - 1;
+        if (tmax > T - 1) tmax = T - 1;
+        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
+    }
+    return kend;
+}

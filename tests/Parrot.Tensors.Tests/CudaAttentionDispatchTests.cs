@@ -1,0 +1,84 @@
+using Parrot.Tensors.Cuda;
+
+namespace Parrot.Tensors.Tests;
+
+/// <summary>
+/// Which attention operands the CUDA backend sends to the tensor-core kernel (attention_mma_forward), and that the
+/// launcher's grid constants are the kernel file's. No GPU needed: the kernel itself is checked by NVRTC
+/// (CudaKernelCompileTests) and by the CPU emulation in tools/cuda-emu (flash_mma_test.cpp).
+/// </summary>
+public class CudaAttentionDispatchTests
+{
+    private static readonly long[] Bhsd = [4 * 128 * 64, 128 * 64, 64, 1];  // [B, H, S, 64] contiguous
+    private static readonly long[] Bshd = [128 * 4 * 64, 64, 4 * 64, 1];   // [B, S, H, 64] seen as [B, H, S, 64]
+
+    private static bool Uses(DType dt, int d, int dv, long[]? ks = null, long[]? vs = null, nint kp = 4096, nint vp = 8192, DType? odt = null) =>
+        CudaBackend.UsesMmaAttention(dt, odt ?? dt, d, dv, ks ?? Bhsd, vs ?? Bhsd, kp, vp);
+
+    [Test]
+    public void Bf16WithHeadDims64_80_128AndContiguousAlignedRowsTakesTheTensorCoreKernel()
+    {
+        Assert.That(Uses(DType.BF16, 64, 64), Is.True);
+        Assert.That(Uses(DType.BF16, 80, 80), Is.True);
+        Assert.That(Uses(DType.BF16, 128, 128), Is.True);
+        Assert.That(Uses(DType.BF16, 64, 64, Bshd, Bshd), Is.True, "the [B, S, H, D] layout of projected keys");
+    }
+
+    [Test]
+    public void OtherOperandsTakeTheFmaKernels()
+    {
+        Assert.That(Uses(DType.F32, 64, 64), Is.False, "f32");
+        Assert.That(Uses(DType.F16, 64, 64), Is.False, "f16");
+        Assert.That(Uses(DType.BF16, 64, 64, odt: DType.F32), Is.False, "f32 output");
+        Assert.That(Uses(DType.BF16, 96, 96), Is.False, "head dim without an instantiation");
+        Assert.That(Uses(DType.BF16, 64, 128), Is.False, "v head dim differs");
+        Assert.That(Uses(DType.BF16, 64, 64, ks: [4 * 128 * 64, 128 * 64, 1, 128]), Is.False, "k transposed (head dim not contiguous)");
+        Assert.That(Uses(DType.BF16, 64, 64, vs: [4 * 130 * 64, 130 * 68, 68 + 2, 1]), Is.False, "v rows not a multiple of 8 elements apart");
+        Assert.That(Uses(DType.BF16, 64, 64, kp: 4096 + 2), Is.False, "k data not 16-byte aligned");
+        Assert.That(Uses(DType.BF16, 64, 64, vp: 8192 + 8), Is.False, "v data not 16-byte aligned");
+    }
+
+    [Test]
+    public void TensorCoresAreOnUnlessTheEnvironmentSaysZero()
+    {
+        Assert.That(CudaBackend.TensorCoreAttentionDefault(null), Is.True);
+        Assert.That(CudaBackend.TensorCoreAttentionDefault("1"), Is.True);
+        Assert.That(CudaBackend.TensorCoreAttentionDefault("0"), Is.False);
+        Assert.That(CudaBackend.TensorCoreAttentionDefault(" 0 "), Is.False);
+    }
+
+    [Test]
+    public void TheBackwardAlsoNeedsQAndDOutRowsOf16Bytes()
+    {
+        Assert.That(CudaBackend.RowsOf16Bytes(Bshd, 4096), Is.True);
+        Assert.That(CudaBackend.RowsOf16Bytes([128 * 64, 64, 1, 128], 4096), Is.False, "head dim not contiguous");
+        Assert.That(CudaBackend.RowsOf16Bytes([129 * 64, 64 * 3, 67, 1], 4096), Is.False, "rows 67 elements apart");
+        Assert.That(CudaBackend.RowsOf16Bytes(Bhsd, 4096 + 4), Is.False, "data not 16-byte aligned");
+    }
+
+    [Test]
+    public void LauncherConstantsMatchTheKernelFile()
+    {
+        // CudaBackend.Attention launches B·H·ceil(T / 64) blocks of 128 threads; AttentionBackward the same for _dq and
+        // B·Hkv·ceil(S / 64) for _dkdv (attention_mma_backward.cu), with the FMA pair's parameters.
+        string shared = KernelSources.Headers["attention_mma.cuh"];
+        Assert.That(shared, Does.Match(@"#define MMA_BM 64\b"));
+        Assert.That(shared, Does.Match(@"#define MMA_BN 64\b"));
+        Assert.That(shared, Does.Match(@"#define MMA_THREADS 128\b"));
+        string src = KernelSources.Read("attention_mma.cu"), bwd = KernelSources.Read("attention_mma_backward.cu");
+        Assert.That(src, Does.Contain("extern \"C\" __global__ void attention_mma_forward("));
+        foreach (var k in new[] { "attention_mma_backward_dq(", "attention_mma_backward_dkdv(" })
+            Assert.That(bwd, Does.Contain("extern \"C\" __global__ void " + k));
+        string fma = KernelSources.Read("attention.cu");
+        static string Params(string text, string kernel)
+        {
+            int i = text.IndexOf("void " + kernel + "(", StringComparison.Ordinal);
+            Assert.That(i, Is.GreaterThanOrEqualTo(0), kernel);
+            int open = text.IndexOf('(', i), close = text.IndexOf(')', open);
+            return System.Text.RegularExpressions.Regex.Replace(text[(open + 1)..close], @"\s+", " ");
+        }
+        Assert.That(Params(src, "attention_mma_forward"), Is.EqualTo(Params(fma, "attention_flash_forward")));
+        Assert.That(Params(bwd, "attention_mma_backward_dq"), Is.EqualTo(Params(fma, "attention_flash_backward_dq")));
+        Assert.That(Params(bwd, "attention_mma_backward_dkdv"), Is.EqualTo(Params(fma, "attention_flash_backward_dkdv")));
+    }
+}
