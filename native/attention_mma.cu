@@ -192,21 +192,7 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const i64 o0 = b * st.o[0] + h * st.o[1] + t0 * st.o[2], o1 = o0 + 8 * st.o[2];
     float r0 = 1.0f / l0, r1 = 1.0f / l1; // l = 0: 0·inf = NaN, as the composite
-#pragma unroll
-    for (int n = 0; n < DN; n++)
-    {
-        i64 d = 8 * n + 2 * tq;
-        if (live0)
-        {
-            store<float>(o, DT_BF16, o0 + d * st.o[3], acc[n][0] * r0);
-            store<float>(o, DT_BF16, o0 + (d + 1) * st.o[3], acc[n][1] * r0);
-        }
-        if (live1)
-        {
-            store<float>(o, DT_BF16, o1 + d * st.o[3], acc[n][2] * r1);
-            store<float>(o, DT_BF16, o1 + (d + 1) * st.o[3], acc[n][3] * r1);
-        }
-    }
+    mma_store_c<DN>(o, acc, o0, o1, st.o[3], r0, r1, live0, live1);
     if (lse && tq == 0)
     {
         const float ln2 = 0.6931471805599453f;

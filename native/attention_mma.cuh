@@ -120,6 +120,24 @@ __device__ __forceinline__ void mma_load_a(unsigned (*a)[4], const u16* p, i64 b
         }
 }
 
+// Stores a warp's C fragments (rows r and r + 8 of this lane's quad at base0 / base1, dims 8n + 2tq and 8n + 2tq + 1
+// at element stride ds, n < DN) as bf16, row r scaled by s0 and row r + 8 by s1; a row that is not live is skipped.
+template <int DN>
+__device__ __forceinline__ void mma_store_c(void* out, const float (*acc)[4], i64 base0, i64 base1, i64 ds, float s0, float s1,
+                                            bool live0, bool live1)
+{
+    int tq = threadIdx.x & 3;
+#pragma unroll
+    for (int n = 0; n < DN; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+        {
+            i64 d = 8 * n + 2 * tq + e;
+            if (live0) store<float>(out, DT_BF16, base0 + d * ds, acc[n][e] * s0);
+            if (live1) store<float>(out, DT_BF16, base1 + d * ds, acc[n][2 + e] * s1);
+        }
+}
+
 // The keys any query row of the tile of MMA_BM rows from row tile·MMA_BM sees: [0, the returned end).
 __device__ __forceinline__ i64 mma_key_end(int causal, i64 tile, i64 T, i64 S, i64 query_offset)
 {

@@ -159,21 +159,7 @@ __device__ void mma_backward_dq_tile(const u16* q, const u16* k, const u16* v, c
         }
     }
     const i64 q0 = b * bs.dq[0] + h * bs.dq[1] + t0 * bs.dq[2], q1 = q0 + 8 * bs.dq[2];
-#pragma unroll
-    for (int n = 0; n < DN; n++)
-    {
-        i64 d = 8 * n + 2 * tq;
-        if (live0)
-        {
-            store<float>(dq, DT_BF16, q0 + d * bs.dq[3], acc[n][0] * scale);
-            store<float>(dq, DT_BF16, q0 + (d + 1) * bs.dq[3], acc[n][1] * scale);
-        }
-        if (live1)
-        {
-            store<float>(dq, DT_BF16, q1 + d * bs.dq[3], acc[n][2] * scale);
-            store<float>(dq, DT_BF16, q1 + (d + 1) * bs.dq[3], acc[n][3] * scale);
-        }
-    }
+    mma_store_c<DN>(dq, acc, q0, q1, bs.dq[3], scale, scale, live0, live1);
 }
 
 template <int D>
@@ -304,23 +290,8 @@ __device__ void mma_backward_dkdv_tile(const u16* q, const u16* k, const u16* v,
     }
     const i64 k0 = b * bs.dk[0] + hk * bs.dk[1] + j0 * bs.dk[2], k1 = k0 + 8 * bs.dk[2];
     const i64 v0 = b * bs.dv[0] + hk * bs.dv[1] + j0 * bs.dv[2], v1 = v0 + 8 * bs.dv[2];
-#pragma unroll
-    for (int n = 0; n < DN; n++)
-#pragma unroll
-        for (int e = 0; e < 2; e++)
-        {
-            i64 d = 8 * n + 2 * tq + e;
-            if (live0)
-            {
-                store<float>(dk, DT_BF16, k0 + d * bs.dk[3], dka[n][e] * scale);
-                store<float>(dv, DT_BF16, v0 + d * bs.dv[3], dva[n][e]);
-            }
-            if (live1)
-            {
-                store<float>(dk, DT_BF16, k1 + d * bs.dk[3], dka[n][2 + e] * scale);
-                store<float>(dv, DT_BF16, v1 + d * bs.dv[3], dva[n][2 + e]);
-            }
-        }
+    mma_store_c<DN>(dk, dka, k0, k1, bs.dk[3], scale, scale, live0, live1);
+    mma_store_c<DN>(dv, dva, v0, v1, bs.dv[3], 1.0f, 1.0f, live0, live1);
 }
 
 // Grid: B·H·ceil(T / MMA_BM) blocks of MMA_THREADS threads; lse and delta float32 in the lse's layout (delta written).
