@@ -1,5 +1,4 @@
 using Parrot.Autograd;
-using Parrot.Nn;
 using Parrot.Nn.Layers;
 using Parrot.Tensors;
 
@@ -67,34 +66,10 @@ internal sealed partial class KvCacheModel
             limit = Math.Max(limit, caches[r].Length(0) + 1);
         }
         var both = Tensor.FromArray(packed, _stack.EmbedTokens.Weight.Value.Device, 2, b);
-        var h = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
-        // Rows of the model's cached RoPE tables, gathered on the device at the positions copied with the ids.
-        var ropeType = h.DType.IsHalfStorage() ? DType.F32 : h.DType;
-        var (c, s) = _stack.Rotary.At(both.Narrow(0, 1, 1).Reshape(b, 1), h.Value.Device, ropeType, limit); // [B, 1, D]
-        var cos = c.Unsqueeze(1);
-        var sin = s.Unsqueeze(1);
-        for (int i = 0; i < LayerCount; i++)
-        {
-            using var layerScope = TensorScope.Begin();
-            var layer = _stack.Layers[i];
-            var a = layer.SelfAttn;
-            var x = layer.InputLayerNorm.Forward(h);
-            var q = a.QProj.Forward(x).Reshape(b, 1, a.Heads, a.HeadDim).Transpose(1, 2).ApplyRope(cos, sin);
-            var k = a.KProj.Forward(x).Reshape(b, 1, a.KvHeads, a.HeadDim).Transpose(1, 2).ApplyRope(cos, sin);
-            var v = a.VProj.Forward(x).Reshape(b, 1, a.KvHeads, a.HeadDim).Transpose(1, 2);
-            var rows = new Variable[b];
-            for (int r = 0; r < b; r++)
-            {
-                int past = caches[r].Length(i);
-                var (kAll, vAll) = caches[r].Append(i, k.Value.Narrow(0, r, 1), v.Value.Narrow(0, r, 1));
-                rows[r] = Functional.ScaledDotProductAttention(q.Narrow(0, r, 1), new Variable(kAll), new Variable(vAll), causal: true, queryOffset: past);
-            }
-            var o = b == 1 ? rows[0] : Variable.Concat(0, rows);
-            var h2 = h + a.OProj.Forward(o.Transpose(1, 2).Reshape(b, 1, a.Heads * a.HeadDim));
-            h2 = h2 + layer.Mlp.Forward(layer.PostAttentionLayerNorm.Forward(h2));
-            h = new Variable(layerScope.Keep(h2.Value));
-        }
-        var flat = _head(_stack.Norm.Forward(h)).Value.ToFloatArray();
+        var embeds = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
+        // The positions pick their rows of the model's cached RoPE tables on the device (below the limit: no read-back).
+        var h = _stack.Forward(embeds, positions: both.Narrow(0, 1, 1).Reshape(b, 1), cache: new KvCacheRows(caches), positionLimit: limit);
+        var flat = _head(h).Value.ToFloatArray();
         int vocab = flat.Length / b;
         var logits = new float[b][];
         for (int r = 0; r < b; r++) logits[r] = flat.AsSpan(r * vocab, vocab).ToArray();
