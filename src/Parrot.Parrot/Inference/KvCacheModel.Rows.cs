@@ -19,15 +19,15 @@ internal sealed partial class KvCacheModel
     /// Runs <paramref name="prompt"/> alone into a fresh cache; returns the logits of the next token.
     /// <paramref name="checkLength"/> gets the prompt length (image tokens included) before the model runs
     /// and returns how many new tokens the cache must make room for (or throws). <paramref name="cache"/>
-    /// belongs to the caller.
+    /// belongs to the caller; <paramref name="name"/> names the prompt in errors.
     /// </summary>
-    internal float[] PrefillRow(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length)
+    internal float[] PrefillRow(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name = "the prompt")
     {
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
         var embeds = _embed(prompt);
         length = embeds.Shape[1];
-        if (length == 0) throw new ArgumentException("generate: the prompt is empty");
+        if (length == 0) throw new ArgumentException($"generate: {name} is empty");
         int maxNew = checkLength(length);
         var c = new KvCache(LayerCount, length + Math.Max(maxNew, 1));
         try
@@ -46,7 +46,8 @@ internal sealed partial class KvCacheModel
 
     /// <summary>
     /// Appends <paramref name="tokens"/>[r] to the sequence in <paramref name="caches"/>[r], all rows in one
-    /// pass; returns, per row, the logits [vocab] of the token after it.
+    /// pass; returns, per row, the logits [vocab] of the token after it. One sequence alone takes the plain
+    /// cached decode step, exactly what a single-prompt generation has always run.
     /// </summary>
     internal float[][] StepRows(IReadOnlyList<KvCache> caches, int[] tokens)
     {
@@ -56,19 +57,29 @@ internal sealed partial class KvCacheModel
             if ((uint)id >= (uint)VocabSize) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {VocabSize})");
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
-        // The ids, then each row's position (its cache length): one copy to the device for both.
-        var packed = new long[2 * b];
-        int limit = 0;
-        for (int r = 0; r < b; r++)
+        var device = _stack.EmbedTokens.Weight.Value.Device;
+        Variable h;
+        if (b == 1)
         {
-            packed[r] = tokens[r];
-            packed[b + r] = caches[r].Length(0);
-            limit = Math.Max(limit, caches[r].Length(0) + 1);
+            // Alone: the plain cached decode step (its RoPE rows are views of the model's tables at the cache length).
+            h = _stack.Forward(_stack.EmbedTokens.Forward(Tensor.FromArray(new long[] { tokens[0] }, device, 1, 1)), cache: caches[0]);
         }
-        var both = Tensor.FromArray(packed, _stack.EmbedTokens.Weight.Value.Device, 2, b);
-        var embeds = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
-        // The positions pick their rows of the model's cached RoPE tables on the device (below the limit: no read-back).
-        var h = _stack.Forward(embeds, positions: both.Narrow(0, 1, 1).Reshape(b, 1), cache: new KvCacheRows(caches), positionLimit: limit);
+        else
+        {
+            // The ids, then each row's position (its cache length): one copy to the device for both.
+            var packed = new long[2 * b];
+            int limit = 0;
+            for (int r = 0; r < b; r++)
+            {
+                packed[r] = tokens[r];
+                packed[b + r] = caches[r].Length(0);
+                limit = Math.Max(limit, caches[r].Length(0) + 1);
+            }
+            var both = Tensor.FromArray(packed, device, 2, b);
+            var embeds = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
+            // The positions pick their rows of the model's cached RoPE tables on the device (below the limit: no read-back).
+            h = _stack.Forward(embeds, positions: both.Narrow(0, 1, 1).Reshape(b, 1), cache: new KvCacheRows(caches), positionLimit: limit);
+        }
         var flat = _head(h).Value.ToFloatArray();
         int vocab = flat.Length / b;
         var logits = new float[b][];
