@@ -23,12 +23,6 @@ public sealed class KvCacheRows : IKvCache
         if (_rows.Any(r => r is null)) throw new ArgumentException("KvCacheRows: a row has no cache");
     }
 
-    /// <summary>Rows of the batch.</summary>
-    public int Count => _rows.Length;
-
-    /// <summary>The cache of row <paramref name="row"/>.</summary>
-    public KvCache this[int row] => _rows[row];
-
     /// <summary>The rows' common length; throws when they differ (a forward over such rows needs per-row positions).</summary>
     public int Length(int layer)
     {
