@@ -76,6 +76,56 @@ public class Qwen2GoldenTests
         Assert.That(cache.Length(0), Is.EqualTo(t));
     }
 
+    [TestCase("f32-gqa-untied")]
+    [TestCase("f32-mha-tied")]
+    public void PerRowCachesStepSequencesOfDifferentLengthsTogether(string variant)
+    {
+        // Three prefixes of the unpadded fixture row (2, 4 and 6 tokens), each prefilled alone into its own cache,
+        // then stepped together one token per row per forward: every row's logits are PyTorch's at its own position.
+        using var model = Qwen2Loader.Load(Dir(variant), DType.F32);
+        using var scope = TensorScope.Begin();
+        using var ng = Graph.NoGrad();
+        var ids = Npy.Read(Path.Combine(Dir(variant), "ids.npy")).Narrow(0, 0, 1).Contiguous();
+        var gold = Npy.Read(Path.Combine(Dir(variant), "logits.npy"));
+        int t = ids.Dim(1), vocab = gold.Dim(2);
+        var row0 = gold.Narrow(0, 0, 1).Contiguous().ToArray<float>();
+        float[] Gold(int position) => row0.AsSpan(position * vocab, vocab).ToArray();
+        int[] lengths = [2, 4, 6];
+        var caches = lengths.Select(_ => new KvCache(model.Config.NumHiddenLayers, t)).ToArray();
+        try
+        {
+            for (int r = 0; r < lengths.Length; r++)
+            {
+                var logits = model.Forward(ids.Narrow(1, 0, lengths[r]), cache: caches[r]).Value;
+                Assert.That(RelL2(logits.Narrow(1, lengths[r] - 1, 1).ToFloatArray(), Gold(lengths[r] - 1)), Is.LessThan(1e-4), $"prefill {r}");
+            }
+            var rows = new KvCacheRows(caches);
+            // Without positions there is no common past to start the rows from.
+            var all = ids.ToLongArray();
+            var next = Tensor.FromArray(lengths.Select(l => all[l]).ToArray(), lengths.Length, 1);
+            Assert.That(() => model.Forward(next, cache: rows), Throws.InvalidOperationException.With.Message.Contains("different lengths"));
+            Assert.That(caches.Select(c => c.Length(0)), Is.EqualTo(lengths), "the refused step stored nothing");
+            for (int step = 0; lengths[^1] + step < t; step++)
+            {
+                var positions = lengths.Select(l => (long)(l + step)).ToArray();
+                var tokens = positions.Select(p => all[p]).ToArray();
+                var logits = model.Forward(Tensor.FromArray(tokens, lengths.Length, 1), positions: Tensor.FromArray(positions, lengths.Length, 1), cache: rows).Value;
+                for (int r = 0; r < lengths.Length; r++)
+                    Assert.That(RelL2(logits.Narrow(0, r, 1).ToFloatArray(), Gold((int)positions[r])), Is.LessThan(1e-4), $"step {step} row {r}");
+            }
+            Assert.That(caches.Select(c => c.Length(0)), Is.EqualTo(lengths.Select(l => l + t - lengths[^1])));
+            // Rows are never padded, so a padding mask is refused (here over rows of one length, which have a past).
+            using var e0 = new KvCache(model.Config.NumHiddenLayers, 4);
+            using var e1 = new KvCache(model.Config.NumHiddenLayers, 4);
+            var two = Tensor.FromArray(new long[] { 1, 2 }, 2, 1);
+            Assert.That(() => model.Forward(two, Tensor.Ones([2, 1], DType.I64), cache: new KvCacheRows([e0, e1])), Throws.ArgumentException.With.Message.Contains("never padded"));
+        }
+        finally
+        {
+            foreach (var c in caches) c.Dispose();
+        }
+    }
+
     [Test]
     public void BadModelDirectoriesAreClearErrors()
     {

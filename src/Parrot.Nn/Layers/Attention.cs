@@ -40,9 +40,10 @@ public sealed class Attention : Module
     /// <summary>
     /// x [B, T, hidden] → [B, T, hidden]. <paramref name="rope"/>: cos/sin tables [T, headDim] for the
     /// positions of x; <paramref name="mask"/>: additive, broadcastable to [B, heads, T, S];
-    /// <paramref name="cache"/>/<paramref name="layer"/>: append this step's keys and values and attend over all.
+    /// <paramref name="cache"/>/<paramref name="layer"/>: append this step's keys and values and attend over all
+    /// (a shared cache, or one per row: see <see cref="IKvCache"/>).
     /// </summary>
-    public Variable Forward(Variable x, bool causal, (Tensor Cos, Tensor Sin)? rope = null, Tensor? mask = null, KvCache? cache = null, int layer = 0)
+    public Variable Forward(Variable x, bool causal, (Tensor Cos, Tensor Sin)? rope = null, Tensor? mask = null, IKvCache? cache = null, int layer = 0)
     {
         if (x.Rank != 3) throw new ArgumentException($"Attention: input {x.Value.ShapeString()} must be [batch, seq, hidden]");
         int b = x.Shape[0], t = x.Shape[1];
@@ -54,16 +55,13 @@ public sealed class Attention : Module
             q = q.ApplyRope(cos, sin);
             k = k.ApplyRope(cos, sin);
         }
-        int past = 0;
+        Variable o;
         if (cache is not null)
         {
             if (!Graph.IsGradDisabled && (q.RequiresGrad || k.RequiresGrad)) throw new InvalidOperationException("Attention: the KV cache is for inference; open Graph.NoGrad()");
-            past = cache.Length(layer);
-            var (kAll, vAll) = cache.Append(layer, k.Value, v.Value);
-            k = new Variable(kAll);
-            v = new Variable(vAll);
+            o = cache.Attend(layer, q, k.Value, v.Value, causal, mask);
         }
-        var o = Functional.ScaledDotProductAttention(q, k, v, causal, mask, queryOffset: past);
+        else o = Functional.ScaledDotProductAttention(q, k, v, causal, mask);
         return OProj.Forward(o.Transpose(1, 2).Reshape(b, t, Heads * HeadDim));
     }
 }

@@ -1,13 +1,31 @@
+using Parrot.Autograd;
 using Parrot.Tensors;
 
 namespace Parrot.Nn.Layers;
+
+/// <summary>
+/// Where attention keeps the keys and values of past positions during inference: one cache shared by every row
+/// of the batch (<see cref="KvCache"/>), or one per row (<see cref="KvCacheRows"/>), so that sequences of any
+/// lengths step together without padding.
+/// </summary>
+public interface IKvCache
+{
+    /// <summary>Positions already stored for <paramref name="layer"/>, the same in every row (the offset of the next token).</summary>
+    int Length(int layer);
+
+    /// <summary>
+    /// Appends this step's k, v [B, kvHeads, T, headDim] for <paramref name="layer"/> and returns the attention of
+    /// q [B, heads, T, headDim] over everything stored, the new queries placed after the past positions.
+    /// </summary>
+    Variable Attend(int layer, Variable q, Tensor k, Tensor v, bool causal, Tensor? mask);
+}
 
 /// <summary>
 /// Keys and values of past positions for incremental decoding, one slot per layer, preallocated to a
 /// maximum length so decoding never reallocates: each step writes its new keys/values into the next
 /// positions and attends over the prefix. Used without gradients (inference).
 /// </summary>
-public sealed class KvCache : IDisposable
+public sealed class KvCache : IKvCache, IDisposable
 {
     private readonly Tensor?[] _k, _v;
     private readonly int[] _length;
@@ -49,6 +67,14 @@ public sealed class KvCache : IDisposable
         using (var slot = vc.Narrow(2, past, t)) slot.CopyFrom(v);
         _length[layer] = past + t;
         return (kc.Narrow(2, 0, past + t), vc.Narrow(2, 0, past + t));
+    }
+
+    /// <inheritdoc/>
+    public Variable Attend(int layer, Variable q, Tensor k, Tensor v, bool causal, Tensor? mask)
+    {
+        int past = _length[layer];
+        var (kAll, vAll) = Append(layer, k, v);
+        return Functional.ScaledDotProductAttention(q, new Variable(kAll), new Variable(vAll), causal, mask, queryOffset: past);
     }
 
     /// <summary>

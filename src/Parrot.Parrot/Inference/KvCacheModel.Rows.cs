@@ -1,5 +1,4 @@
 using Parrot.Autograd;
-using Parrot.Nn;
 using Parrot.Nn.Layers;
 using Parrot.Tensors;
 
@@ -20,15 +19,15 @@ internal sealed partial class KvCacheModel
     /// Runs <paramref name="prompt"/> alone into a fresh cache; returns the logits of the next token.
     /// <paramref name="checkLength"/> gets the prompt length (image tokens included) before the model runs
     /// and returns how many new tokens the cache must make room for (or throws). <paramref name="cache"/>
-    /// belongs to the caller.
+    /// belongs to the caller; <paramref name="name"/> names the prompt in errors.
     /// </summary>
-    internal float[] PrefillRow(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length)
+    internal float[] PrefillRow(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name = "the prompt")
     {
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
         var embeds = _embed(prompt);
         length = embeds.Shape[1];
-        if (length == 0) throw new ArgumentException("generate: the prompt is empty");
+        if (length == 0) throw new ArgumentException($"generate: {name} is empty");
         int maxNew = checkLength(length);
         var c = new KvCache(LayerCount, length + Math.Max(maxNew, 1));
         try
@@ -47,7 +46,8 @@ internal sealed partial class KvCacheModel
 
     /// <summary>
     /// Appends <paramref name="tokens"/>[r] to the sequence in <paramref name="caches"/>[r], all rows in one
-    /// pass; returns, per row, the logits [vocab] of the token after it.
+    /// pass; returns, per row, the logits [vocab] of the token after it. One sequence alone takes the plain
+    /// cached decode step, exactly what a single-prompt generation has always run.
     /// </summary>
     internal float[][] StepRows(IReadOnlyList<KvCache> caches, int[] tokens)
     {
@@ -57,44 +57,30 @@ internal sealed partial class KvCacheModel
             if ((uint)id >= (uint)VocabSize) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {VocabSize})");
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
-        // The ids, then each row's position (its cache length): one copy to the device for both.
-        var packed = new long[2 * b];
-        int limit = 0;
-        for (int r = 0; r < b; r++)
+        var device = _stack.EmbedTokens.Weight.Value.Device;
+        Variable h;
+        if (b == 1)
         {
-            packed[r] = tokens[r];
-            packed[b + r] = caches[r].Length(0);
-            limit = Math.Max(limit, caches[r].Length(0) + 1);
+            // Alone: the plain cached decode step (its RoPE rows are views of the model's tables at the cache length).
+            h = _stack.Forward(_stack.EmbedTokens.Forward(Tensor.FromArray(new long[] { tokens[0] }, device, 1, 1)), cache: caches[0]);
         }
-        var both = Tensor.FromArray(packed, _stack.EmbedTokens.Weight.Value.Device, 2, b);
-        var h = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
-        // Rows of the model's cached RoPE tables, gathered on the device at the positions copied with the ids.
-        var ropeType = h.DType.IsHalfStorage() ? DType.F32 : h.DType;
-        var (c, s) = _stack.Rotary.At(both.Narrow(0, 1, 1).Reshape(b, 1), h.Value.Device, ropeType, limit); // [B, 1, D]
-        var cos = c.Unsqueeze(1);
-        var sin = s.Unsqueeze(1);
-        for (int i = 0; i < LayerCount; i++)
+        else
         {
-            using var layerScope = TensorScope.Begin();
-            var layer = _stack.Layers[i];
-            var a = layer.SelfAttn;
-            var x = layer.InputLayerNorm.Forward(h);
-            var q = a.QProj.Forward(x).Reshape(b, 1, a.Heads, a.HeadDim).Transpose(1, 2).ApplyRope(cos, sin);
-            var k = a.KProj.Forward(x).Reshape(b, 1, a.KvHeads, a.HeadDim).Transpose(1, 2).ApplyRope(cos, sin);
-            var v = a.VProj.Forward(x).Reshape(b, 1, a.KvHeads, a.HeadDim).Transpose(1, 2);
-            var rows = new Variable[b];
+            // The ids, then each row's position (its cache length): one copy to the device for both.
+            var packed = new long[2 * b];
+            int limit = 0;
             for (int r = 0; r < b; r++)
             {
-                int past = caches[r].Length(i);
-                var (kAll, vAll) = caches[r].Append(i, k.Value.Narrow(0, r, 1), v.Value.Narrow(0, r, 1));
-                rows[r] = Functional.ScaledDotProductAttention(q.Narrow(0, r, 1), new Variable(kAll), new Variable(vAll), causal: true, queryOffset: past);
+                packed[r] = tokens[r];
+                packed[b + r] = caches[r].Length(0);
+                limit = Math.Max(limit, caches[r].Length(0) + 1);
             }
-            var o = b == 1 ? rows[0] : Variable.Concat(0, rows);
-            var h2 = h + a.OProj.Forward(o.Transpose(1, 2).Reshape(b, 1, a.Heads * a.HeadDim));
-            h2 = h2 + layer.Mlp.Forward(layer.PostAttentionLayerNorm.Forward(h2));
-            h = new Variable(layerScope.Keep(h2.Value));
+            var both = Tensor.FromArray(packed, device, 2, b);
+            var embeds = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
+            // The positions pick their rows of the model's cached RoPE tables on the device (below the limit: no read-back).
+            h = _stack.Forward(embeds, positions: both.Narrow(0, 1, 1).Reshape(b, 1), cache: new KvCacheRows(caches), positionLimit: limit);
         }
-        var flat = _head(_stack.Norm.Forward(h)).Value.ToFloatArray();
+        var flat = _head(h).Value.ToFloatArray();
         int vocab = flat.Length / b;
         var logits = new float[b][];
         for (int r = 0; r < b; r++) logits[r] = flat.AsSpan(r * vocab, vocab).ToArray();

@@ -26,7 +26,7 @@ public sealed class Qwen2DecoderLayer : Module
     }
 
     /// <summary>Applies the block to h [B, T, hidden].</summary>
-    public Variable Forward(Variable h, (Tensor Cos, Tensor Sin) rope, Tensor? mask, KvCache? cache, int layerIndex)
+    public Variable Forward(Variable h, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache? cache, int layerIndex)
     {
         var a = SelfAttn.Forward(InputLayerNorm.Forward(h), causal: true, rope, mask, cache, layerIndex);
         h = h + a;

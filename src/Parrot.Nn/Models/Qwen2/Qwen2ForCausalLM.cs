@@ -59,7 +59,7 @@ public sealed class Qwen2ForCausalLM : Module
     /// Runs on the device of the parameters (<see cref="Module.To(Device)"/>): ids made on the host are copied there;
     /// the mask, RoPE tables and KV cache are created there.
     /// </remarks>
-    public Variable Forward(Tensor ids, Tensor? attentionMask = null, Tensor? positions = null, KvCache? cache = null)
+    public Variable Forward(Tensor ids, Tensor? attentionMask = null, Tensor? positions = null, IKvCache? cache = null)
     {
         ArgumentNullException.ThrowIfNull(ids);
         var device = _model.EmbedTokens.Weight.Value.Device;
@@ -109,15 +109,19 @@ public class Qwen2Model : Module
     }
 
     /// <summary>
-    /// Runs the layers over input embeddings [B, T, hidden] and applies the final norm. <paramref name="positionLimit"/>
-    /// (optional): every position is below it, so positions given on the device pick their RoPE rows there without being
-    /// read back (see <see cref="RotaryTables.At"/>).
+    /// Runs the layers over input embeddings [B, T, hidden] and applies the final norm. <paramref name="cache"/>: one
+    /// shared by the batch (<see cref="KvCache"/>) or one per row (<see cref="KvCacheRows"/>, whose rows of different
+    /// lengths need <paramref name="positions"/> [B, T]). <paramref name="positionLimit"/> (optional): every position
+    /// is below it, so positions given on the device pick their RoPE rows there without being read back (see
+    /// <see cref="RotaryTables.At"/>).
     /// </summary>
-    public Variable Forward(Variable inputsEmbeds, Tensor? attentionMask = null, Tensor? positions = null, KvCache? cache = null, int? positionLimit = null)
+    public Variable Forward(Variable inputsEmbeds, Tensor? attentionMask = null, Tensor? positions = null, IKvCache? cache = null, int? positionLimit = null)
     {
         if (inputsEmbeds.Rank != 3) throw new ArgumentException($"Qwen2Model: inputs {inputsEmbeds.Value.ShapeString()} must be [batch, seq, hidden]");
         int b = inputsEmbeds.Shape[0], t = inputsEmbeds.Shape[1];
-        int past = cache?.Length(0) ?? 0;
+        // Asked only when needed: per-row caches (KvCacheRows) of different lengths have no common past, and then
+        // the caller gives each row's positions.
+        int Past() => cache?.Length(0) ?? 0;
         // No scope here: the graph saves views of these tables and activations, so they belong to the
         // caller's scope (a training step's), which ends after backward.
         // The tables come from the model's cache on this device: views of rows copied there once, not a
@@ -125,9 +129,9 @@ public class Qwen2Model : Module
         var device = inputsEmbeds.Value.Device;
         var ropeType = inputsEmbeds.DType.IsHalfStorage() ? DType.F32 : inputsEmbeds.DType;
         var (cos, sin) = positions is null
-            ? Rotary.Range(past, t, device, ropeType)
+            ? Rotary.Range(Past(), t, device, ropeType)
             : RopeFor(positions, b, t, device, ropeType, positionLimit);
-        Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, past + t, inputsEmbeds.DType, inputsEmbeds.Value.Device);
+        Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, Past() + t, inputsEmbeds.DType, inputsEmbeds.Value.Device);
         var h = inputsEmbeds;
         for (int i = 0; i < _layers.Length; i++)
         {
