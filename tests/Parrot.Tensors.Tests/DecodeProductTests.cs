@@ -3,16 +3,16 @@ using Parrot.Tensors.Cpu;
 namespace Parrot.Tensors.Tests;
 
 /// <summary>
-/// The decode path of a linear layer, x [1, K] · Wᵀ with W [N, K] row-major (a column-major B, one row of A: the
+/// The decode path of a linear layer, x [M, K] · Wᵀ (M = 1, or a few sequences decoding together) with W [N, K] row-major (a column-major B, one row of A: the
 /// dot kernels of the skinny GEMM, split over threads in grabs), against a float64 loop written here. Tolerance per element: 8·√K·2⁻²⁴·Σ|x·w| (float32 accumulation).
 /// </summary>
 public class DecodeProductTests
 {
-    private static void CheckRowTimesTransposed(int k, int n, DType wType, int threads)
+    private static void CheckRowTimesTransposed(int k, int n, DType wType, int threads, int rows = 1)
     {
         int saved = CpuParallel.Workers;
         using var scope = TensorScope.Begin();
-        var x = Tensor.Normal([1, k], 11);
+        var x = Tensor.Normal([rows, k], 11);
         var w = Tensor.Normal([n, k], 12, dtype: wType);
         var xv = x.ToDoubleArray();
         var wv = w.ToDoubleArray(); // bf16 weights as the values they hold
@@ -20,20 +20,21 @@ public class DecodeProductTests
         {
             CpuParallel.Workers = threads;
             var c = (wType == DType.F32 ? Tensor.MatMul(x, w.Transpose(0, 1)) : Tensor.MatMul(x.To(wType), w.Transpose(0, 1), DType.F32)).ToDoubleArray();
-            Assert.That(c, Has.Length.EqualTo(n));
+            Assert.That(c, Has.Length.EqualTo(rows * n));
             var xr = wType == DType.F32 ? xv : x.To(wType).ToDoubleArray();
             double tol = 8 * Math.Sqrt(k) * Math.Pow(2, -24);
-            for (int j = 0; j < n; j++)
-            {
-                double sum = 0, abs = 0;
-                for (int p = 0; p < k; p++)
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < n; j++)
                 {
-                    double y = xr[p] * wv[(long)j * k + p];
-                    sum += y;
-                    abs += Math.Abs(y);
+                    double sum = 0, abs = 0;
+                    for (int p = 0; p < k; p++)
+                    {
+                        double y = xr[(long)i * k + p] * wv[(long)j * k + p];
+                        sum += y;
+                        abs += Math.Abs(y);
+                    }
+                    Assert.That(Math.Abs(c[(long)i * n + j] - sum), Is.LessThanOrEqualTo(tol * abs + 1e-30), $"row {i} of {rows}, column {j} of {n}, k {k}, {wType}, {threads} threads");
                 }
-                Assert.That(Math.Abs(c[j] - sum), Is.LessThanOrEqualTo(tol * abs + 1e-30), $"column {j} of {n}, k {k}, {wType}, {threads} threads");
-            }
         }
         finally { CpuParallel.Workers = saved; }
     }
@@ -50,6 +51,20 @@ public class DecodeProductTests
     {
         CheckRowTimesTransposed(k, n, DType.F32, 1);
         CheckRowTimesTransposed(k, n, DType.F32, 2);
+    }
+
+    // A few sequences decoding together (continuous batching): up to four rows go one column at a time, more in
+    // four-column tiles; k and n with tails.
+    [TestCase(2, 896, 4864)]
+    [TestCase(3, 71, 37)]
+    [TestCase(4, 896, 130)]
+    [TestCase(5, 1000, 37)]
+    [TestCase(8, 896, 301)]
+    [TestCase(16, 15, 9)]
+    public void SeveralRowsTimesTransposedWeightMatchFloat64(int rows, int k, int n)
+    {
+        CheckRowTimesTransposed(k, n, DType.F32, 2, rows);
+        CheckRowTimesTransposed(k, n, DType.BF16, 2, rows);
     }
 
     [TestCase(896, 1152)]
