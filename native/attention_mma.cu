@@ -166,24 +166,8 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
             cp_async_commit();
         }
 
-        // O += P·V over k-steps of 16 keys. P's A fragment for keys 16kk2 .. 16kk2 + 15 is the C fragments of
-        // score n-tiles 2kk2 (registers 0, 1) and 2kk2 + 1 (registers 2, 3). Matrices of one ldmatrix.x4.trans:
-        // keys 16kk2 + 8(mi%2) + 0..7, dims 16dp + 8(mi/2) + 0..7 (stored rows are keys), so registers 0,1 are the
-        // B fragment of dim n-tile 2dp and registers 2,3 that of n-tile 2dp + 1.
-#pragma unroll
-        for (int kk2 = 0; kk2 < SN / 2; kk2++)
-        {
-            unsigned pa[4] = {mma_pack_bf16(s[2 * kk2][0], s[2 * kk2][1]), mma_pack_bf16(s[2 * kk2][2], s[2 * kk2][3]),
-                              mma_pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]), mma_pack_bf16(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3])};
-#pragma unroll
-            for (int dp = 0; dp < DN / 2; dp++)
-            {
-                unsigned vb[4];
-                ldmatrix_x4_trans(vb, vs + (16 * kk2 + 8 * (mi & 1) + mr) * LD + 16 * dp + 8 * (mi >> 1));
-                mma_bf16_16816(acc[2 * dp], pa, vb);
-                mma_bf16_16816(acc[2 * dp + 1], pa, vb + 2);
-            }
-        }
+        // O += P·V over k-steps of 16 keys (P rounded to bf16 in place as the A fragments, the V tile's rows are B's rows).
+        mma_acc_pb<SN, DN, LD>(acc, s, vs);
     }
 
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);

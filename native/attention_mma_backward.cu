@@ -135,22 +135,8 @@ __device__ void mma_backward_dq_tile(const u16* q, const u16* k, const u16* v, c
                 // a hidden row's delta may be NaN (its o is): 0, not 0·NaN
                 s[n][e] = visible ? exp2f(x - lt) * (dp[n][e] - (r0 ? dl0 : dl1)) : 0.0f;
             }
-        // dQ += dS·K over k-steps of 16 keys: B[key][dim] = K[key][dim], rows of K are rows of B (ldmatrix.trans,
-        // addressing as V in the forward).
-#pragma unroll
-        for (int kk2 = 0; kk2 < SN / 2; kk2++)
-        {
-            unsigned sa[4] = {mma_pack_bf16(s[2 * kk2][0], s[2 * kk2][1]), mma_pack_bf16(s[2 * kk2][2], s[2 * kk2][3]),
-                              mma_pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]), mma_pack_bf16(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3])};
-#pragma unroll
-            for (int dp2 = 0; dp2 < DN / 2; dp2++)
-            {
-                unsigned kb[4];
-                ldmatrix_x4_trans(kb, ks + (16 * kk2 + 8 * (mi & 1) + mr) * LD + 16 * dp2 + 8 * (mi >> 1));
-                mma_bf16_16816(acc[2 * dp2], sa, kb);
-                mma_bf16_16816(acc[2 * dp2 + 1], sa, kb + 2);
-            }
-        }
+        // dQ += dS·K over k-steps of 16 keys: B[key][dim] = K[key][dim], rows of K are rows of B (as V in the forward).
+        mma_acc_pb<SN, DN, LD>(acc, s, ks);
         __syncthreads(); // every warp is done with the K tile
         if (next)
         {

@@ -264,7 +264,8 @@ public class DeviceModelTests
         x.IndexSelect(0, bad);
         Assert.That(checks.Pending, Is.EqualTo(DeferredIndexChecks.Capacity));
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => x.IndexSelect(0, good));
-        Assert.That(e!.Message, Does.Contain("IndexSelect: index 4 at position [1] is out of range for dimension 0 of size 4"));
+        Assert.That(e!.Message, Does.Contain("IndexSelect: index 4 at position [1] is out of range for dimension 0 of size 4")
+            .And.Contain("reported when 64 checks had queued up unread, at the next index op"), "not at a read: the message says where it surfaced");
         Assert.That(checks.Pending, Is.Zero);
         for (int i = 0; i < DeferredIndexChecks.Capacity + 3; i++) x.IndexSelect(0, good);
         Assert.That(checks.Pending, Is.EqualTo(3), "the 65th verified the 64 before it; it and two more wait");

@@ -12,7 +12,7 @@ ptxas="$cache/root/usr/bin/ptxas"
 if [ ! -x "$ptxas" ]; then
   mkdir -p "$cache" && (cd "$cache" && apt-get download nvidia-cuda-toolkit >/dev/null && dpkg -x nvidia-cuda-toolkit_*.deb root)
 fi
-ldconfig -p | grep -q 'libnvrtc\.so\.11\.2' || { echo "libnvrtc11.2 is not installed (apt-get install libnvrtc11.2, Debian contrib/non-free)"; exit 1; }
+ldconfig -p | grep 'libnvrtc\.so\.11\.2' >/dev/null || { echo "libnvrtc11.2 is not installed (apt-get install libnvrtc11.2, Debian contrib/non-free)"; exit 1; }
 files=("$@"); [ ${#files[@]} -eq 0 ] && files=("$root"/native/*.cu)
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 status=0

@@ -81,7 +81,9 @@ internal static class LayerProfile
         int past = cache?.Length(0) ?? 0;
         var m = model.Model;
         var h = p.Time("embed", () => m.EmbedTokens.Forward(Tensor.FromArray(ids, 1, t)));
-        var (cos, sin) = p.Time("rope tables", () => Tensor.RopeTables(past, t, d, cfg.RopeTheta));
+        // The model's cached tables, as Qwen2Model.Forward takes them (views of rows built once, not a build per call).
+        var ropeType = h.DType.IsHalfStorage() ? DType.F32 : h.DType;
+        var (cos, sin) = p.Time("rope tables", () => m.Rotary.Range(past, t, h.Value.Device, ropeType));
         for (int i = 0; i < cfg.NumHiddenLayers; i++)
         {
             var layer = m.Layers[i];

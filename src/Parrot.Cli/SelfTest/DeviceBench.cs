@@ -41,6 +41,10 @@ internal static class DeviceBench
             double ms = cuda.MedianMilliseconds(() => cuda.MatMul(a, b, c));
             Add(new("gemm bf16", $"{n}x{n}x{n}", ms, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12, "TFLOP/s", "cuBLASLt, fp32 accumulate"));
         }
+        // The "FMA" rows switch the tensor cores off for a moment; the switch goes back to what it was (off under
+        // PARROT_TENSOR_CORE_ATTENTION=0, and then the plain rows say so instead of claiming tensor cores).
+        bool tensorCores = cuda.TensorCoreAttention;
+        string path = tensorCores ? "tensor cores" : "FMA: tensor cores off (PARROT_TENSOR_CORE_ATTENTION=0)";
         foreach (int D in new[] { 128, 64 }) // 64: the head dim of Qwen2-0.5B
         {
             const int B = 4, H = 16, T = 2048;
@@ -52,7 +56,7 @@ internal static class DeviceBench
             try
             {
                 double ms = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
-                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor cores (attention_mma.cu)"));
+                Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", tensorCores ? "tensor cores (attention_mma.cu)" : path));
                 // The FMA flash kernel on the same operands: the tensor-core kernel's gain, measured in the same run.
                 cuda.TensorCoreAttention = false;
                 try
@@ -62,7 +66,7 @@ internal static class DeviceBench
                 }
                 finally
                 {
-                    cuda.TensorCoreAttention = true;
+                    cuda.TensorCoreAttention = tensorCores;
                 }
             }
             catch (NotSupportedException e)
@@ -82,7 +86,7 @@ internal static class DeviceBench
                     cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, 1 / Math.Sqrt(D), dq, dk, dv);
                 }
                 double ms = cuda.MedianMilliseconds(Step);
-                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "tensor cores (fwd+bwd = 3.5x fwd flops)"));
+                Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", path + " (fwd+bwd = 3.5x fwd flops)"));
                 cuda.TensorCoreAttention = false;
                 try
                 {
@@ -91,7 +95,7 @@ internal static class DeviceBench
                 }
                 finally
                 {
-                    cuda.TensorCoreAttention = true;
+                    cuda.TensorCoreAttention = tensorCores;
                 }
             }
             catch (NotSupportedException e)

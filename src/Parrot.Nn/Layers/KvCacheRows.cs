@@ -39,6 +39,12 @@ public sealed class KvCacheRows : IKvCache
         if (q.Shape[0] != _rows.Length || k.Dim(0) != _rows.Length)
             throw new ArgumentException($"KvCacheRows: a batch of {q.Shape[0]} rows for {_rows.Length} caches");
         if (_rows.Length == 1) return _rows[0].Attend(layer, q, k, v, causal, null);
+        // Every row must take the new positions before any row stores them: a full row found after the rows before it
+        // had appended would leave those with this layer one step ahead of the others.
+        int t = k.Dim(2);
+        for (int r = 0; r < _rows.Length; r++)
+            if (_rows[r].Length(layer) + t > _rows[r].MaxLength)
+                throw new InvalidOperationException($"KvCacheRows: row {r} holds {_rows[r].Length(layer)} positions and cannot take {t} more (its maximum length is {_rows[r].MaxLength}); no row was changed");
         var o = new Variable[_rows.Length];
         for (int r = 0; r < o.Length; r++)
             o[r] = _rows[r].Attend(layer, q.Narrow(0, r, 1), k.Narrow(0, r, 1), v.Narrow(0, r, 1), causal, null);

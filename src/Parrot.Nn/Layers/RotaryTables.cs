@@ -45,7 +45,9 @@ public sealed class RotaryTables : IDisposable
     {
         if (start < 0 || count < 0) throw new ArgumentOutOfRangeException(nameof(start), $"RotaryTables: positions {start}..{start}+{count} must not be negative");
         var (cos, sin) = Table(device, dtype, checked(start + count));
-        return (cos.Narrow(0, start, count), sin.Narrow(0, start, count));
+        using (cos)
+        using (sin)
+            return (cos.Narrow(0, start, count), sin.Narrow(0, start, count));
     }
 
     /// <summary>
@@ -54,8 +56,9 @@ public sealed class RotaryTables : IDisposable
     /// whose rows each continue from their own start — become views of the table joined on the device, with no copy
     /// from the host; other host positions are copied to the device as indices (never the tables) and gathered there.
     /// Device positions are gathered there too; with <paramref name="limit"/> (every position is below it, as the
-    /// caller knows, e.g. past + new tokens) they are not read back: the gather's own index check (deferred on a GPU)
-    /// reports one that is not. Without it, they are read back to size the table (a host wait).
+    /// caller knows, e.g. past + new tokens) they are not read back and the table is sized to the limit: the gather's
+    /// own index check (deferred on a GPU) reports a position past the table (one at or above the limit but inside
+    /// the table still gets its right rows). Without it, they are read back to size the table (a host wait).
     /// </summary>
     public (Tensor Cos, Tensor Sin) At(Tensor positions, Device device, DType dtype, int? limit = null)
     {
@@ -67,8 +70,8 @@ public sealed class RotaryTables : IDisposable
         if (limit is int bound && positions.Device == device)
         {
             if (bound < 0) throw new ArgumentOutOfRangeException(nameof(limit), $"RotaryTables: the position limit {bound} must not be negative");
-            var (tc, ts) = Table(device, dtype, bound);
             using var scope = TensorScope.Begin();
+            var (tc, ts) = Table(device, dtype, bound);
             var index = positions.Reshape(checked((int)positions.Count));
             return (scope.Keep(tc.IndexSelect(0, index).Reshape(shape)), scope.Keep(ts.IndexSelect(0, index).Reshape(shape)));
         }
@@ -78,13 +81,14 @@ public sealed class RotaryTables : IDisposable
         long min = pos.Min(), max = pos.Max();
         if (min < 0 || max >= int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(positions), $"RotaryTables: positions must lie in [0, {int.MaxValue - 1}], got {min}..{max}");
+        using var tables = TensorScope.Begin(); // the aliases Table hands out
         var (cos, sin) = Table(device, dtype, (int)max + 1);
         int row = positions.Rank == 0 ? 1 : positions.Dim(positions.Rank - 1);
         if (positions.Device == Device.Cpu && Consecutive(pos, row))
         {
             int rows = pos.Length / row;
             if (rows == 1)
-                return (cos.Narrow(0, (int)pos[0], row).Reshape(shape), sin.Narrow(0, (int)pos[0], row).Reshape(shape));
+                return (tables.Keep(cos.Narrow(0, (int)pos[0], row).Reshape(shape)), tables.Keep(sin.Narrow(0, (int)pos[0], row).Reshape(shape)));
             using var scope = TensorScope.Begin();
             var cs = new Tensor[rows];
             var ss = new Tensor[rows];
@@ -93,12 +97,12 @@ public sealed class RotaryTables : IDisposable
                 cs[r] = cos.Narrow(0, (int)pos[r * row], row);
                 ss[r] = sin.Narrow(0, (int)pos[r * row], row);
             }
-            return (scope.Keep(Tensor.Concat(0, cs).Reshape(shape)), scope.Keep(Tensor.Concat(0, ss).Reshape(shape)));
+            return (tables.Keep(scope.Keep(Tensor.Concat(0, cs).Reshape(shape))), tables.Keep(scope.Keep(Tensor.Concat(0, ss).Reshape(shape))));
         }
         using (var scope = TensorScope.Begin())
         {
             var index = (positions.Device == device ? positions : positions.To(device)).Reshape(pos.Length);
-            return (scope.Keep(cos.IndexSelect(0, index).Reshape(shape)), scope.Keep(sin.IndexSelect(0, index).Reshape(shape)));
+            return (tables.Keep(scope.Keep(cos.IndexSelect(0, index).Reshape(shape))), tables.Keep(scope.Keep(sin.IndexSelect(0, index).Reshape(shape))));
         }
     }
 
@@ -109,14 +113,18 @@ public sealed class RotaryTables : IDisposable
         return true;
     }
 
-    /// <summary>The cached table with at least <paramref name="needed"/> positions, built or grown if needed.</summary>
+    /// <summary>
+    /// New references (<see cref="Tensor.Alias"/>, the caller disposes them) to the cached table with at least
+    /// <paramref name="needed"/> positions, built or grown if needed. Taken under the lock: another thread's growth
+    /// disposes the cached tensors, so a caller holding them instead could find them disposed before its view.
+    /// </summary>
     private (Tensor Cos, Tensor Sin) Table(Device device, DType dtype, int needed)
     {
         if (!dtype.IsFloat()) throw new ArgumentException($"RotaryTables: tables must be a float dtype, got {dtype.Name()}");
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_tables.TryGetValue((device, dtype), out var t) && t.Cos.Dim(0) >= needed) return t;
+            if (_tables.TryGetValue((device, dtype), out var t) && t.Cos.Dim(0) >= needed) return (t.Cos.Alias(), t.Sin.Alias());
             int capacity = Math.Max(MinCapacity, t.Cos?.Dim(0) ?? 0);
             while (capacity < needed) capacity = capacity > int.MaxValue / 2 ? needed : capacity * 2;
             (Tensor Cos, Tensor Sin) built;
@@ -132,7 +140,7 @@ public sealed class RotaryTables : IDisposable
             t.Sin?.Dispose();
             _tables[(device, dtype)] = built;
             Builds++;
-            return built;
+            return (built.Cos.Alias(), built.Sin.Alias());
         }
     }
 

@@ -58,7 +58,7 @@ internal sealed class DeferredIndexChecks(IDeferredIndexChecks backend, Device d
         if (index.Count == 0) return;
         lock (_gate)
         {
-            if (_pending.Count == Capacity) VerifyLocked();
+            if (_pending.Count == Capacity) VerifyLocked($"reported when {Capacity} checks had queued up unread, at the next index op");
             if (_slots is null)
             {
                 _slots = Tensor.Full([Capacity, 2], NoViolation, DType.I64, device);
@@ -72,10 +72,11 @@ internal sealed class DeferredIndexChecks(IDeferredIndexChecks backend, Device d
     /// <summary>Reads the verdicts of the queued checks (a host wait); throws the first failure's error.</summary>
     internal void Verify()
     {
-        lock (_gate) VerifyLocked();
+        lock (_gate) VerifyLocked("reported at the first read of a value after the op");
     }
 
-    private void VerifyLocked()
+    /// <param name="when">Where the error surfaces, for its message (it is not where the bad index was used).</param>
+    private void VerifyLocked(string when)
     {
         // Reading the verdicts is itself a device→host copy, which calls back here: that inner call does nothing.
         if (_verifying || _pending.Count == 0) return;
@@ -95,7 +96,7 @@ internal sealed class DeferredIndexChecks(IDeferredIndexChecks backend, Device d
             {
                 if (found[2 * i] == NoViolation) continue;
                 throw new ArgumentOutOfRangeException("index",
-                    describe[i](found[2 * i + 1], found[2 * i]) + $" (checked on {device}; reported at the first read of a value after the op)");
+                    describe[i](found[2 * i + 1], found[2 * i]) + $" (checked on {device}; {when})");
             }
         }
         finally { _verifying = false; }
