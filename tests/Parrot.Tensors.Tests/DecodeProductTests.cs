@@ -3,7 +3,7 @@ using Parrot.Tensors.Cpu;
 namespace Parrot.Tensors.Tests;
 
 /// <summary>
-/// The decode path of a linear layer, x [M, K] · Wᵀ (M = 1, or a few sequences decoding together) with W [N, K] row-major (a column-major B, one row of A: the
+/// The decode path of a linear layer, x [M, K] · Wᵀ (M = 1, or a few sequences decoding together) with W [N, K] row-major (a column-major B: the
 /// dot kernels of the skinny GEMM, split over threads in grabs), against a float64 loop written here. Tolerance per element: 8·√K·2⁻²⁴·Σ|x·w| (float32 accumulation).
 /// </summary>
 public class DecodeProductTests

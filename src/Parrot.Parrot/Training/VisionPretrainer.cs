@@ -153,8 +153,18 @@ public sealed class VisionPretrainer : IDisposable
         _valid.AddRange(examples[^options.ValidImages..]);
         Tower = new ClipVisionModel(options.Tower, Init.SeedFor(options.Seed, "tower"));
         _heads = new VisionHeads(options.Tower.HiddenSize, Init.SeedFor(options.Seed, "heads"));
-        Tower.To(options.Device);
-        _heads.To(options.Device);
+        try
+        {
+            Tower.To(options.Device);
+            _heads.To(options.Device);
+        }
+        catch
+        {
+            // Out of device memory, say: the constructor throws, so nobody else would free the host copies.
+            Tower.Dispose();
+            _heads.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The tower being trained.</summary>

@@ -121,6 +121,10 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
     {
         long bytes = src.Count * src.ElementSize;
         if (bytes == 0) return;
+        // A tensor of another GPU in this process: that GPU's stream must have finished writing it, and its deferred
+        // index verdicts must be read, before this stream copies it (outside our lock: that backend takes its own).
+        if (src.Device.Kind == DeviceKind.Cuda && src.Device != dst.Device && Backends.For(src.Device) is CudaBackend owner)
+            owner.Synchronize();
         lock (_transferGate)
         {
             bool fromHost = src.Device.Kind == DeviceKind.Cpu, toHost = dst.Device.Kind == DeviceKind.Cpu;
