@@ -126,19 +126,6 @@ __device__ __forceinline__ void flash_stage_tiles(float* af, const void* a, i64 
     }
 }
 
-// The keys any query row of a tile of FA_BM rows (from row tile·FA_BM) sees: [0, the returned end).
-__device__ __forceinline__ i64 flash_key_end(int causal, i64 tile, i64 T, i64 S, i64 query_offset)
-{
-    i64 kend = S;
-    if (causal)
-    {
-        i64 tmax = tile * FA_BM + FA_BM - 1;
-        if (tmax > T - 1) tmax = T - 1;
-        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
-    }
-    return kend;
-}
-
 template <int DT, int DMAX>
 __device__ void flash_forward_tile(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                                    const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal,
@@ -158,7 +145,7 @@ __device__ void flash_forward_tile(const void* q, const void* k, const void* v, 
     for (int i = 0; i < 4 * E; i++) acc[i] = 0.0f;
     float m = ninf, l = 0.0f;
     i64 last = causal ? query_offset + t : S - 1;                // the last key this row sees
-    i64 kend = flash_key_end(causal, tile, T, S, query_offset); // keys any row of the tile sees: [0, kend)
+    i64 kend = causal_key_end(causal, tile * FA_BM, FA_BM, T, S, query_offset); // keys any row of the tile sees: [0, kend)
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
     const i64 mbase = b * st.m[0] + h * st.m[1] + t * st.m[2];
     float* kf = (float*)ks;
@@ -288,7 +275,7 @@ __device__ void flash_backward_dq_tile(const void* q, const void* k, const void*
     float lt = live ? lse[li] : ninf;
     if (live && g == 0 && delta) delta[li] = dl;
     i64 last = causal ? query_offset + t : S - 1;
-    i64 kend = flash_key_end(causal, tile, T, S, query_offset);
+    i64 kend = causal_key_end(causal, tile * FA_BM, FA_BM, T, S, query_offset);
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
     const i64 mbase = b * st.m[0] + h * st.m[1] + t * st.m[2];
     float* kf = (float*)ks;

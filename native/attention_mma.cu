@@ -64,7 +64,7 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     for (int n = 0; n < DN; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     float m0 = ninf, m1 = ninf, l0 = 0.0f, l1 = 0.0f; // running max (log2 units) and this thread's partial sums
 
-    i64 kend = mma_key_end(causal, tile, T, S, query_offset);
+    i64 kend = causal_key_end(causal, tile * MMA_BM, MMA_BM, T, S, query_offset);
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
     const i64 mb0 = b * st.m[0] + h * st.m[1] + t0 * st.m[2], mb1 = mb0 + 8 * st.m[2];
     // ldmatrix row addresses: lane l gives row l % 8 of matrix l / 8.

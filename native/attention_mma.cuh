@@ -163,16 +163,3 @@ __device__ __forceinline__ void mma_acc_pb(float (*c)[4], const float (*p)[4], c
         }
     }
 }
-
-// The keys any query row of the tile of MMA_BM rows from row tile·MMA_BM sees: [0, the returned end).
-__device__ __forceinline__ i64 mma_key_end(int causal, i64 tile, i64 T, i64 S, i64 query_offset)
-{
-    i64 kend = S;
-    if (causal)
-    {
-        i64 tmax = tile * MMA_BM + MMA_BM - 1;
-        if (tmax > T - 1) tmax = T - 1;
-        if (query_offset + tmax + 1 < kend) kend = query_offset + tmax + 1;
-    }
-    return kend;
-}

@@ -68,7 +68,7 @@ __device__ void mma_backward_dq_tile(const u16* q, const u16* k, const u16* v, c
     float acc[DN][4];
 #pragma unroll
     for (int n = 0; n < DN; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-    i64 kend = mma_key_end(causal, tile, T, S, query_offset);
+    i64 kend = causal_key_end(causal, tile * MMA_BM, MMA_BM, T, S, query_offset);
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
     const i64 mb0 = b * st.m[0] + h * st.m[1] + t0 * st.m[2], mb1 = mb0 + 8 * st.m[2];
     const int mi = lane >> 3, mr = lane & 7;

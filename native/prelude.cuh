@@ -174,3 +174,13 @@ template <typename T>
 __device__ __forceinline__ T block_sum(T v, T* shared32) { return block_reduce<SumOp>(v, shared32, (T)0); }
 
 __device__ __forceinline__ float block_max(float v, float* shared32) { return block_reduce<MaxOp>(v, shared32, -__int_as_float(0x7f800000)); }
+
+// The keys that query rows [first, first + rows) of an attention (T queries, S keys, queries at key positions
+// query_offset + t) may see: [0, the returned end); S when not causal.
+__device__ __forceinline__ i64 causal_key_end(int causal, i64 first, i64 rows, i64 T, i64 S, i64 query_offset)
+{
+    if (!causal) return S;
+    i64 last = first + rows - 1;
+    if (last > T - 1) last = T - 1;
+    return query_offset + last + 1 < S ? query_offset + last + 1 : S;
+}
