@@ -126,12 +126,12 @@ PY
 if [ "$SMALL" = 1 ]; then TRAIN=(--shape tiny --batch 2 --seq 32 --steps 3); PEER_TRAIN=(tiny 2 32 3); DEC=(--shape tiny --prompt 16 --decode 8); PEER_DEC=(tiny 16 8)
 else TRAIN=(--shape qwen2-0.5b --batch 8 --seq 512 --steps 10); PEER_TRAIN=(qwen2-0.5b 8 512 10); DEC=(--shape qwen2-7b --prompt 128 --decode 32); PEER_DEC=(qwen2-7b 128 32); fi
 echo "== 3d. training step, ${TRAIN[*]}, bf16, on $DEV; PyTorch eager on the same shape"
-timeout 150 "$BIN" bench train --device "$DEV" "${TRAIN[@]}" --dtype bf16 --peak-tflops "$PEAK" --json > "$M/train-parrot.json" 2> "$M/train-parrot.log"
+timeout 150 "$BIN" bench train --device "$DEV" "${TRAIN[@]}" --dtype bf16 --peak-tflops "$PEAK" --cuda-profile --json > "$M/train-parrot.json" 2> "$M/train-parrot.log"
 echo "parrot: exit $?"
 timeout 120 "$PY" bench/torch_model_peer.py train "${PEER_TRAIN[@]}" > "$M/train-torch.json" 2> "$M/train-torch.log"
 echo "torch: exit $?"
 echo "== 3e. batch-1 decode, ${DEC[*]}, bf16 random weights, on $DEV; PyTorch on the same shape"
-timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --json > "$M/decode-parrot.json" 2> "$M/decode-parrot.log"
+timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --profile --json > "$M/decode-parrot.json" 2> "$M/decode-parrot.log"
 echo "parrot: exit $?"
 timeout 120 "$PY" bench/torch_model_peer.py decode "${PEER_DEC[@]}" > "$M/decode-torch.json" 2> "$M/decode-torch.log"
 echo "torch: exit $?"

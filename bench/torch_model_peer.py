@@ -98,12 +98,13 @@ class Qwen2(torch.nn.Module):
         self.layers = torch.nn.ModuleList(Layer(c) for _ in range(c["layers"]))
         self.norm = torch.nn.Parameter(torch.ones(c["hidden"]))
         self.head = None if c["tied"] else torch.nn.Linear(c["hidden"], c["vocab"], bias=False)
-        hd = c["hidden"] // c["heads"]
-        self.inv = 1.0 / (c["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
 
     def tables(self, start, t):
-        pos = torch.arange(start, start + t, dtype=torch.float32)
-        emb = torch.cat([torch.outer(pos, self.inv)] * 2, -1).to(dev)
+        # built on the host each call (not kept from __init__: under `torch.device("meta")` it would be a meta tensor)
+        hd = self.c["hidden"] // self.c["heads"]
+        inv = 1.0 / (self.c["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32, device="cpu") / hd))
+        pos = torch.arange(start, start + t, dtype=torch.float32, device="cpu")
+        emb = torch.cat([torch.outer(pos, inv)] * 2, -1).to(dev)
         return emb.cos(), emb.sin()
 
     def forward(self, ids, caches=None, past=0):

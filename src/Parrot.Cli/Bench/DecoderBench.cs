@@ -36,7 +36,7 @@ internal static class DecoderBench
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 32, Description = "Decode steps timed (the median is reported)" };
         var repeats = new Option<int>("--repeats") { DefaultValueFactory = _ => 3, Description = "Timed prefill repeats per length, after one warm-up (the median is reported)" };
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => 2, Description = "Threads" };
-        var profile = new Option<bool>("--profile") { Description = "Also time each part of a layer (prefill of the first length, and decode)" };
+        var profile = new Option<bool>("--profile") { Description = "Also time each part of a layer (prefill of the first length, and decode); with --shape on a GPU: one more decode step operation by operation (CUDA events), to stderr" };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
         var serve = new Option<bool>("--serve") { Description = "Read commands from stdin, one JSON answer per line: prefill T | prefill_last T | decode PROMPT STEPS | bandwidth | quit (with --model: generate T STEPS | generate_image T STEPS | quit)" };
         var model = new Option<string?>("--model") { Description = "Instead of the random Qwen2-0.5B shape: a model directory (Qwen2, or Parrot with its tower), timed through the generator: time to first token and ms per decoded token, greedy" };
@@ -63,7 +63,8 @@ internal static class DecoderBench
                 {
                     var dev = DeviceOption.Resolve(p.GetValue(device), "bench decoder");
                     var dt = p.GetValue(dtype) switch { "f32" => DType.F32, "bf16" => DType.BF16, var o => throw new CliException($"--dtype must be f32 or bf16, got '{o}'") };
-                    var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out);
+                    var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out,
+                        p.GetValue(profile) ? Console.Error : null);
                     Console.WriteLine(p.GetValue(json) ? DeviceDecodeBench.Json(r) : DeviceDecodeBench.Describe(r));
                     return 0;
                 });

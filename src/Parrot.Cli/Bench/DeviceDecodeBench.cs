@@ -45,7 +45,7 @@ internal static class DeviceDecodeBench
         _ => throw new CliException($"--shape must be qwen2-7b, qwen2-0.5b or tiny, got '{name}'"),
     };
 
-    internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log)
+    internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null)
     {
         var cfg = Shape(shapeName);
         var sw = Stopwatch.StartNew();
@@ -102,6 +102,13 @@ internal static class DeviceDecodeBench
             next = (long)logits.ArgMax(-1).Item(); // greedy; the one host read of the step
             times.Add(sw.Elapsed.TotalMilliseconds);
             generated.Add((int)next);
+        }
+        if (profile is not null && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend cuda)
+        {
+            cuda.StartProfile();
+            using (var scope = TensorScope.Begin())
+                next = (long)model.Forward(Tensor.FromArray(new[] { next }, device, 1, 1), cache: cache).Value.ArgMax(-1).Item();
+            profile.Write($"one decode step ({shapeName}, {dtype.Name()}, position {prompt + tokens}):\n" + cuda.StopProfile().Format(40));
         }
         var steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ToArray(); // the first steps warm kernels and plans
         double ms = steady[steady.Length / 2];

@@ -41,8 +41,9 @@ internal static class TrainBench
         var dtype = new Option<string>("--dtype") { DefaultValueFactory = _ => "f32", Description = "f32, or bf16 (bf16 weights, float32 master weights and moments)" };
         var peak = new Option<double?>("--peak-tflops") { Description = "The device's dense peak in TFLOP/s for the dtype (H100 SXM / H200 bf16: 989): prints MFU" };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
+        var cudaProfile = new Option<bool>("--cuda-profile") { Description = "On a GPU, time one more step operation by operation (CUDA events) and print the table to stderr" };
         var cmd = new Command("train", "Time per training step (forward + backward + AdamW) of a Qwen2 decoder, with tokens/s, MFU and memory in use");
-        foreach (var o in new Option[] { shape, hidden, layers, vocab, batch, seq, steps, threads, checkpointing, device, dtype, peak, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { shape, hidden, layers, vocab, batch, seq, steps, threads, checkpointing, device, dtype, peak, json, cudaProfile }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("bench train", () =>
         {
             CpuParallel.Workers = Math.Max(1, p.GetValue(threads));
@@ -60,7 +61,7 @@ internal static class TrainBench
             };
             int b = p.GetValue(batch), t = p.GetValue(seq), n = p.GetValue(steps);
             if (b < 1 || t < 2 || n < 1) throw new CliException("--batch and --steps must be positive and --seq at least 2");
-            var r = Run(cfg, dt, dev, b, t, n, p.GetValue(checkpointing), p.GetValue(peak));
+            var r = Run(cfg, dt, dev, b, t, n, p.GetValue(checkpointing), p.GetValue(peak), p.GetValue(cudaProfile) ? Console.Error : null);
             if (p.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
             else Console.WriteLine(Describe(r));
             return 0;
@@ -89,7 +90,11 @@ internal static class TrainBench
             ? (cuda.BytesInUse, cuda.PeakBytesInUse, "cuda allocator")
             : (MemoryStats.CpuBytesInUse, MemoryStats.CpuPeakBytes, "cpu tensors");
 
-    internal static Result Run(Qwen2Config cfg, DType dtype, Device device, int b, int t, int n, bool checkpointing, double? peakTflops)
+    /// <summary>
+    /// Times <paramref name="n"/> steps after 3 warm-up steps; with <paramref name="profile"/> on a GPU, one more step
+    /// runs under <see cref="CudaBackend.StartProfile"/> and its table is written there.
+    /// </summary>
+    internal static Result Run(Qwen2Config cfg, DType dtype, Device device, int b, int t, int n, bool checkpointing, double? peakTflops, TextWriter? profile = null)
     {
         using var model = new Qwen2ForCausalLM(cfg, 1, dtype) { GradientCheckpointing = checkpointing };
         model.To(device);
@@ -100,8 +105,12 @@ internal static class TrainBench
         var times = new List<double>();
         long memFirst = 0;
         double first = double.NaN, last = double.NaN;
-        for (int step = 0; step < n + 3; step++)
+        var cuda = device.Kind == DeviceKind.Cuda ? Backends.For(device) as CudaBackend : null;
+        bool profiled = profile is not null && cuda is not null;
+        for (int step = 0; step < n + 3 + (profiled ? 1 : 0); step++)
         {
+            bool profiling = profiled && step == n + 3;
+            if (profiling) cuda!.StartProfile();
             var sw = Stopwatch.StartNew();
             using (var scope = TensorScope.Begin())
             {
@@ -113,6 +122,7 @@ internal static class TrainBench
                 last = loss.Value.Item(); // the step's one host read, after the update: the timing includes the whole step
                 if (step == 0) first = last;
             }
+            if (profiling) { profile!.Write($"one training step, batch {b}×{t}, {dtype.Name()}:\n" + cuda!.StopProfile().Format(40)); continue; }
             if (step >= 3) times.Add(sw.Elapsed.TotalMilliseconds);
             if (step == 0) memFirst = Memory(device).InUse;
         }

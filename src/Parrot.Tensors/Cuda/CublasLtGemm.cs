@@ -1,3 +1,4 @@
+using System.Globalization;
 using Parrot.Tensors.Cuda.Interop;
 
 namespace Parrot.Tensors.Cuda;
@@ -55,11 +56,19 @@ internal sealed unsafe class CublasLtGemm
             if (_plans.Count >= 512) { foreach (var p in _plans.Values) p.Dispose(); _plans.Clear(); }
             _plans[key] = plan;
         }
-        if (plan.Desc == 0)
+        var mark = _context.Profiler.Begin(_context.Profiler.Active ? $"gemm {TypeName(dataType)}→{TypeName(outType)} {m}x{n}x{k}{(batch > 1 ? $" x{batch}" : "")}{(plan.Desc == 0 ? " (cuBLAS)" : "")}" : null);
+        try
         {
-            Legacy(dataType, outType, a, b, d, m, n, k, ldd, strideD, batch);
-            return;
+            if (plan.Desc == 0) Legacy(dataType, outType, a, b, d, m, n, k, ldd, strideD, batch);
+            else Lt(plan, f64, a, b, d, bias);
         }
+        finally { _context.Profiler.End(mark); }
+    }
+
+    private static string TypeName(int type) => type switch { Cublas.R32F => "f32", Cublas.R64F => "f64", Cublas.R16BF => "bf16", _ => type.ToString(CultureInfo.InvariantCulture) };
+
+    private void Lt(Plan plan, bool f64, Operand a, Operand b, ulong d, ulong bias)
+    {
         if (bias != 0)
             CublasLt.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, CublasLt.DescBiasPointer, &bias, sizeof(ulong)), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
         double one = 1, zero = 0;

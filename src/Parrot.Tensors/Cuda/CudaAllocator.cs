@@ -53,7 +53,9 @@ internal sealed class CudaAllocator
             }
         }
         _context.MakeCurrent();
+        var mark = _context.Profiler.BeginHost("cuMemAlloc (allocator cache miss)");
         int rc = Driver.cuMemAlloc(out ulong ptr, (nuint)size);
+        _context.Profiler.End(mark);
         if (rc == Driver.ErrorOutOfMemory)
         {
             long cachedBefore = Cached;

@@ -94,6 +94,15 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
     /// <summary>Forgets the peak.</summary>
     public void ResetPeak() => _allocator.ResetPeak();
 
+    /// <summary>
+    /// Starts timing every operation queued on this GPU (CUDA events around each kernel and product) and the host's
+    /// waits and copies, until <see cref="StopProfile"/>. Costs two event records per launch while it runs.
+    /// </summary>
+    public void StartProfile() => _context.Profiler.Start();
+
+    /// <summary>Waits for the queued work and returns what <see cref="StartProfile"/> began to time.</summary>
+    public CudaProfileReport StopProfile() => _context.Profiler.Stop();
+
     /// <summary>Returns every cached block to the driver.</summary>
     public void EmptyCache() => _allocator.EmptyCache();
 
@@ -111,7 +120,9 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
         if (zero && bytes > 0)
         {
             _context.MakeCurrent();
+            var mark = _context.Profiler.Begin("memset (zeroed allocation)");
             Driver.Check(Driver.cuMemsetD8Async((ulong)s.Pointer, 0, (nuint)bytes, _context.Stream), "cuMemsetD8Async");
+            _context.Profiler.End(mark);
         }
         return s;
     }
@@ -152,7 +163,9 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
             if (src.DType == dst.DType)
             {
                 _context.MakeCurrent();
+                var mark = _context.Profiler.Begin("copy device to device");
                 Driver.Check(Driver.cuMemcpyDtoDAsync((ulong)dst.DataPointer, (ulong)src.DataPointer, (nuint)(n * src.ElementSize), _context.Stream), "cuMemcpyDtoDAsync");
+                _context.Profiler.End(mark);
                 return;
             }
             if (src.DType == DType.F32 && dst.DType == DType.BF16) { ContiguousCast("cast_f32_bf16", n, dst, src); return; }

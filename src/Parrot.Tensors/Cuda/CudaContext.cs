@@ -22,10 +22,14 @@ internal sealed unsafe class CudaContext
     internal long TotalMemory { get; }
     internal int DriverVersion { get; }
 
+    /// <summary>Per-operation device and host times while a profile runs (see <see cref="CudaBackend.StartProfile"/>).</summary>
+    internal CudaProfiler Profiler { get; }
+
     private CudaContext(int ordinal, int handle, nint context, nint stream, string name, int major, int minor, int sms, long total, int driver)
     {
         (Ordinal, Handle, Context, Stream, Name, Major, Minor, MultiprocessorCount, TotalMemory, DriverVersion) =
             (ordinal, handle, context, stream, name, major, minor, sms, total, driver);
+        Profiler = new CudaProfiler(this);
     }
 
     /// <summary>
@@ -80,7 +84,9 @@ internal sealed unsafe class CudaContext
     internal void Synchronize()
     {
         MakeCurrent();
+        var mark = Profiler.BeginHost("host waits for the stream");
         Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize");
+        Profiler.End(mark);
     }
 
     /// <summary>(free, total) device memory in bytes as the driver sees it.</summary>

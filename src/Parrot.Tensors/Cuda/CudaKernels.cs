@@ -49,7 +49,9 @@ internal sealed unsafe class CudaKernels
         _context.MakeCurrent();
         void** ptrs = stackalloc void*[args.Count];
         args.Fill(ptrs);
+        var mark = _context.Profiler.Begin(name);
         Driver.Check(Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null), $"cuLaunchKernel({name})");
+        _context.Profiler.End(mark);
     }
 }
 

@@ -36,6 +36,7 @@ internal sealed unsafe class PinnedBuffer
     internal void ToDevice(nint src, ulong dst, long bytes)
     {
         _context.MakeCurrent();
+        var mark = _context.Profiler.BeginHost("copy host to device (waits)");
         var (buf, cap) = Get(bytes);
         for (long done = 0; done < bytes; done += cap)
         {
@@ -44,12 +45,14 @@ internal sealed unsafe class PinnedBuffer
             Driver.Check(Driver.cuMemcpyHtoDAsync(dst + (ulong)done, buf, (nuint)n, _context.Stream), "cuMemcpyHtoDAsync");
             _context.Synchronize();
         }
+        _context.Profiler.End(mark);
     }
 
     /// <summary>Copies device memory to the host through the buffer, after all queued work (a synchronisation point).</summary>
     internal void ToHost(ulong src, nint dst, long bytes)
     {
         _context.MakeCurrent();
+        var mark = _context.Profiler.BeginHost("copy device to host (waits)");
         var (buf, cap) = Get(bytes);
         for (long done = 0; done < bytes; done += cap)
         {
@@ -58,5 +61,6 @@ internal sealed unsafe class PinnedBuffer
             _context.Synchronize();
             Buffer.MemoryCopy((void*)buf, (void*)(dst + (nint)done), n, n);
         }
+        _context.Profiler.End(mark);
     }
 }
