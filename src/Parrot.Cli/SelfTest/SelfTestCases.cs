@@ -75,6 +75,11 @@ internal static class SelfTestCases
         c.Add(new("sum of squares", One, x => x[0].SumOfSquares(-1)));
         c.Add(new("argmax (last axis)", One, x => x[0].ArgMax(-1), Exact: true));
         c.Add(new("argmin (first axis)", One, x => x[0].ArgMin(0), Exact: true));
+        // Many outputs of few elements (CUDA: reduce_columns) and few long rows (CUDA: argmax split over chunks).
+        c.Add(new("sum (leading axis, 4096 outputs)", (r, t) => [Normal(r, t, 8, 4096)], x => x[0].Sum(0)));
+        c.Add(new("max (leading axes, 2048 outputs)", (r, t) => [Normal(r, t, 3, 5, 2048)], x => x[0].Max([0, 1], false)));
+        c.Add(new("argmax (one row of 40000)", (r, t) => [Normal(r, t, 1, 40000)], x => x[0].ArgMax(-1), Exact: true));
+        c.Add(new("argmin (3 rows of 20000)", (r, t) => [Normal(r, t, 3, 20000)], x => x[0].ArgMin(-1), Exact: true));
         c.Add(new("top-k values", One, x => { var (v, i) = x[0].TopK(5); i.Dispose(); return v; }));
 
         // Row ops.
