@@ -111,8 +111,25 @@ public sealed partial class Variable
         return Graph.Record("MatMul", y, [this, b], (n, g) =>
         [
             n.NeedsGrad(0) ? Broadcast.SumTo(g.MatMul(n.Saved(1).Transpose(-2, -1)), n.Inputs[0].Shape) : null,
-            n.NeedsGrad(1) ? Broadcast.SumTo(n.Saved(0).Transpose(-2, -1).MatMul(g), n.Inputs[1].Shape) : null,
+            n.NeedsGrad(1) ? GradientOfRight(n.Saved(0), g, n.Saved(1), n.Inputs[1].Shape) : null,
         ], Value, b.Value);
+    }
+
+    /// <summary>
+    /// aᵀ·g summed to <paramref name="shape"/>, laid out as <paramref name="b"/> is: for a matrix b stored transposed
+    /// (a Linear weight W [N, K] used as Wᵀ) it is computed as (gᵀ·a)ᵀ, so W's gradient is W-shaped and contiguous once
+    /// the transpose's own backward turns it round (else the optimizer copies every weight gradient to make it so).
+    /// </summary>
+    private static Tensor GradientOfRight(Tensor a, Tensor g, Tensor b, ReadOnlySpan<int> shape)
+    {
+        if (b.Rank == 2 && a.Rank == 2 && b.Shape[0] > 1 && b.Strides[0] == 1 && b.Strides[1] == b.Shape[0])
+        {
+            using var gt = g.Transpose(-2, -1);
+            using var product = gt.MatMul(a);
+            return product.Transpose(-2, -1);
+        }
+        using var at = a.Transpose(-2, -1);
+        return Broadcast.SumTo(at.MatMul(g), shape);
     }
 
     /// <summary>
