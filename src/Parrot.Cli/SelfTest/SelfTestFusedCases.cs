@@ -125,6 +125,7 @@ internal static class SelfTestFusedCases
             using (p) return p.To(DType.BF16);
         }, Tolerance: SelfTestRunner.Bf16Tolerance); // the result is the bf16 copy, whatever the gradients' dtype
         yield return MultiTensorAdamW();
+        yield return MixedPrecisionOptimizer();
         // The training ops of the backend contract (what the autograd rules call): statistics recomputed, the
         // weight gradients summed without atomics.
         yield return new("rms norm bwd, contract (dx)", RowInputs, x => Tensor.RmsNormBackward(x[0], x[1], Eps, x[2], false).Dx);
@@ -164,6 +165,32 @@ internal static class SelfTestFusedCases
             foreach (var t in ms.Concat(vs)) t.Dispose();
             var y = Tensor.Concat(0, ps);
             foreach (var p in ps) p.Dispose();
+            return y;
+        });
+
+    /// <summary>
+    /// Two steps of the bf16 training optimizer (MixedPrecisionAdamW) over a large parameter (its own launch on a GPU)
+    /// and two small ones (queued, one shared launch): the updated weights, concatenated.
+    /// </summary>
+    internal static SelfTestCase MixedPrecisionOptimizer() => new("mixed-precision AdamW (1M + 2 small params)",
+        (r, t) => [Normal(r, t, (1 << 20) + 3), Normal(r, t, (1 << 20) + 3), Normal(r, t, 300), Normal(r, t, 300), Normal(r, t, 17), Normal(r, t, 17)], x =>
+        {
+            var ps = new[] { x[0], x[2], x[4] }.Select(w => new global::Parrot.Autograd.Variable(TensorScope.Detach(w.Clone()), requiresGrad: true)).ToArray();
+            using var opt = new global::Parrot.Nn.Optim.MixedPrecisionAdamW(ps, 1e-2, 0.9, 0.95, 1e-8, 0.05);
+            for (int step = 0; step < 2; step++)
+            {
+                opt.ZeroGrad();
+                global::Parrot.Autograd.Variable? loss = null;
+                for (int i = 0; i < 3; i++)
+                {
+                    var term = (ps[i] * new global::Parrot.Autograd.Variable(x[2 * i + 1])).Sum();
+                    loss = loss is null ? term : loss + term;
+                }
+                loss!.Backward();
+                opt.Step();
+            }
+            var y = Tensor.Concat(0, ps.Select(p => p.Value).ToArray());
+            foreach (var p in ps) p.Value.Dispose();
             return y;
         });
 
