@@ -116,6 +116,23 @@ public sealed partial class Variable
     }
 
     /// <summary>
+    /// this·b + bias for this [M, K], b [K, N], bias [N] (a Linear layer with a bias): on a GPU the bias rides in the
+    /// product's epilogue. Gradients as MatMul's, and the bias's the column sums of the output gradient.
+    /// </summary>
+    public Variable MatMulBias(Variable b, Variable bias)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(bias);
+        var y = Tensor.MatMulBias(Value, b.Value, bias.Value);
+        return Graph.Record("MatMulBias", y, [this, b, bias], (n, g) =>
+        [
+            n.NeedsGrad(0) ? g.MatMul(n.Saved(1).Transpose(-2, -1)) : null,
+            n.NeedsGrad(1) ? GradientOfRight(n.Saved(0), g, n.Saved(1), n.Inputs[1].Shape) : null,
+            n.NeedsGrad(2) ? g.Sum(0) : null,
+        ], Value, b.Value);
+    }
+
+    /// <summary>
     /// aᵀ·g summed to <paramref name="shape"/>, laid out as <paramref name="b"/> is: for a matrix b stored transposed
     /// (a Linear weight W [N, K] used as Wᵀ) it is computed as (gᵀ·a)ᵀ, so W's gradient is W-shaped and contiguous once
     /// the transpose's own backward turns it round (else the optimizer copies every weight gradient to make it so).

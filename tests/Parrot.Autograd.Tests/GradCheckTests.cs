@@ -146,6 +146,13 @@ public class GradCheckTests
     }
 
     [Test]
+    public void MatMulBiasRule()
+    {
+        Check(v => v[0].MatMulBias(v[1].Transpose(), v[2]), R(47, 6, 4), R(48, 5, 4), R(49, 5));
+        Check(v => v[0].MatMulBias(v[1], v[2]), R(50, 3, 4), R(51, 4, 2), R(52, 2));
+    }
+
+    [Test]
     public void TransposedWeightGetsAContiguousGradient()
     {
         using var scope = TensorScope.Begin();

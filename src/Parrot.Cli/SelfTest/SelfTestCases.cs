@@ -116,6 +116,8 @@ internal static class SelfTestCases
         c.Add(new("matmul batched", (r, t) => [Normal(r, t, 3, 40, 64), Normal(r, t, 3, 64, 72)], x => Tensor.MatMul(x[0], x[1])));
         c.Add(new("matmul broadcast b", (r, t) => [Normal(r, t, 3, 40, 64), Normal(r, t, 64, 72)], x => Tensor.MatMul(x[0], x[1])));
         c.Add(new("matmul transposed b (x·wᵀ)", (r, t) => [Normal(r, t, 50, 64), Normal(r, t, 96, 64)], x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }));
+        c.Add(new("matmul + bias (Linear: x·wᵀ + b)", (r, t) => [Normal(r, t, 50, 64), Normal(r, t, 96, 64), Normal(r, t, 96)],
+            x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMulBias(x[0], w, x[2]); }));
         c.Add(new("matmul to float32", (r, t) => [Normal(r, t, 96, 128), Normal(r, t, 128, 80)], x => Tensor.MatMul(x[0], x[1], x[0].DType == DType.F64 ? null : DType.F32)));
 
         // Optimiser: three AdamW steps on float32 master weights with gradients in the case's dtype.
