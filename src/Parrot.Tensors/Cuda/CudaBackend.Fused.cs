@@ -29,7 +29,7 @@ public sealed partial class CudaBackend
         var (L, _) = RowsLayout("RmsNorm", x, y, last);
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(Code(y.DType)).Add(y.Strides[last])
             .Ptr(x).Add(Code(x.DType)).Add(x.Strides[last]).Ptr(weight).Add(Code(weight.DType)).Add(weight.Strides[0]).Add((float)eps).Ptr(rstd);
-        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <summary>
@@ -55,7 +55,7 @@ public sealed partial class CudaBackend
         DType wdt = weight?.DType ?? bias?.DType ?? DType.F32;
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType))
             .Ptr(weight).Ptr(bias).Add(Code(wdt)).Add(weight?.Strides[0] ?? 0L).Add(bias?.Strides[0] ?? 0L).Add(eps).Ptr(mean).Ptr(rstd);
-        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <summary>LayerNorm backward from the forward's statistics: dx (x's dtype); dweight and dbias (float32 [n]) accumulate when given.</summary>

@@ -5,6 +5,13 @@ public sealed partial class CudaBackend
     /// <summary>Threads per block for one-block-per-row kernels over rows of length <paramref name="n"/>.</summary>
     private static uint RowBlock(long n) => n >= 2048 ? 512u : n >= 512 ? 256u : n >= 128 ? 128u : 64u;
 
+    /// <summary>
+    /// Threads per row for the one-block-per-row kernels: <see cref="RowBlock(long)"/>, doubled to 1024 for long rows
+    /// when the rows are too few to fill the GPU (decode's one-row norms: each thread's loads form a chain of latencies,
+    /// so more threads make it shorter).
+    /// </summary>
+    private uint RowBlock(long n, long rows) => rows < _context.MultiprocessorCount && n >= 2048 ? 1024u : RowBlock(n);
+
     /// <inheritdoc/>
     public void Softmax(Tensor x, Tensor y, bool log)
     {
@@ -14,7 +21,7 @@ public sealed partial class CudaBackend
         var (L, rows) = RowsLayout("Softmax", x, y, last);
         long n = x.Shape[last];
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType)).Add(log ? 1 : 0);
-        _kernels.Launch("softmax.cu", "softmax", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("softmax.cu", "softmax", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <inheritdoc/>
@@ -29,7 +36,7 @@ public sealed partial class CudaBackend
             throw Missing("LayerNorm", $"weight {weight.DType.Name()} with bias {bias.DType.Name()} of another dtype");
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType))
             .Ptr(weight).Ptr(bias).Add(Code(wdt)).Add(weight?.Strides[0] ?? 0L).Add(bias?.Strides[0] ?? 0L).Add(eps).Add(0UL).Add(0UL);
-        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <inheritdoc/>
@@ -41,7 +48,7 @@ public sealed partial class CudaBackend
         long n = x.Shape[last];
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(Code(y.DType)).Add(y.Strides[last])
             .Ptr(x).Add(Code(x.DType)).Add(x.Strides[last]).Ptr(weight).Add(Code(weight.DType)).Add(weight.Strides[0]).Add((float)eps).Add(0UL);
-        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <inheritdoc/>
