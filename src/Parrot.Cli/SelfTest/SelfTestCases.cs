@@ -58,6 +58,8 @@ internal static class SelfTestCases
         c.Add(new("add (broadcast row)", Two, x => x[0] + x[1]));
         c.Add(new("sub (broadcast, transposed)", (r, t) => [Normal(r, t, 80, 48), Normal(r, t, 80, 1)], x => { using var tr = x[0].Transpose(0, 1); using var b = x[1].Transpose(0, 1); return tr - b; }));
         c.Add(new("mul (broadcast row)", Two, x => x[0] * x[1]));
+        c.Add(new("mul (same shape, odd length)", (r, t) => [Normal(r, t, 7, 37), Normal(r, t, 7, 37)], x => x[0] * x[1]));
+        c.Add(new("silu (odd length)", (r, t) => [Normal(r, t, 7, 37)], x => x[0].Map(UnaryOp.Silu)));
         c.Add(new("div", (r, t) => [Normal(r, t, 48, 80), Positive(r, t, 0.5, 2, 48, 80)], x => x[0] / x[1]));
         c.Add(new("pow", (r, t) => [Positive(r, t, 0.1, 3, 48, 80), Normal(r, t, 48, 80)], x => x[0].Pow(x[1])));
         c.Add(new("maximum", Two, x => x[0].Maximum(x[1])));

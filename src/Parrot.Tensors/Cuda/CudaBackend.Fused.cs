@@ -185,6 +185,13 @@ public sealed partial class CudaBackend
         {
             using var g = Dense(gate);
             using var u = Dense(up);
+            if (Packable(y.DType, d, g, u))
+            {
+                long packs = n / PackLength(y.DType);
+                using var p = new KernelArgs().Add(packs).Add(n).Ptr(d).Ptr(g).Ptr(u).Add(Code(y.DType));
+                _kernels.Launch("elementwise.cu", "swiglu_forward_packed", _kernels.GridFor(Math.Max(packs, 1)), 256, p);
+                return;
+            }
             using var a = new KernelArgs().Add(n).Ptr(d).Ptr(g).Ptr(u).Add(Code(y.DType));
             _kernels.Launch("elementwise.cu", "swiglu_forward", _kernels.GridFor(n), 256, a);
         });
@@ -200,6 +207,13 @@ public sealed partial class CudaBackend
             using var d = dy.DType == gate.DType ? Dense(dy) : dy.To(gate.DType);
             using var g = Dense(gate);
             using var u = Dense(up);
+            if (Packable(gate.DType, dg, du, d, g, u))
+            {
+                long packs = n / PackLength(gate.DType);
+                using var p = new KernelArgs().Add(packs).Add(n).Ptr(dg).Ptr(du).Ptr(d).Ptr(g).Ptr(u).Add(Code(gate.DType));
+                _kernels.Launch("elementwise.cu", "swiglu_backward_packed", _kernels.GridFor(Math.Max(packs, 1)), 256, p);
+                return;
+            }
             using var a = new KernelArgs().Add(n).Ptr(dg).Ptr(du).Ptr(d).Ptr(g).Ptr(u).Add(Code(gate.DType));
             _kernels.Launch("elementwise.cu", "swiglu_backward", _kernels.GridFor(n), 256, a);
         }));
