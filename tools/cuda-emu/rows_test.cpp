@@ -1,3 +1,4 @@
+#include <initializer_list>
 #include "emu_threads.h"
 #include "prelude.cuh"
 namespace red { 
@@ -20,6 +21,10 @@ namespace at {
 namespace ix {
 #include "indexing.cu"
 }
+namespace ewns {
+#include "elementwise.cu"
+}
+#define ew_binary ewns::binary
 #include <algorithm>
 #include <random>
 int fails = 0;
@@ -88,6 +93,22 @@ int main()
             }
             CHECK(y[r] == b && y1[r] == b, "arg %s row %d: split %lld, one block %lld, want %d", is_max ? "max" : "min", r, y[r], y1[r], b);
         }
+    }
+    // add_rms_norm = the add, then rms_norm, bit for bit (f32 and bf16; a block smaller than the row, several rows)
+    for (int dt : {DT_F32, DT_BF16})
+    {
+        const int rows = 3, n = 300, es = dt == DT_BF16 ? 2 : 4;
+        std::vector<unsigned char> X(rows * n * 4), Rs(rows * n * 4), W(n * 4), S1(rows * n * 4), S2(rows * n * 4), Y1(rows * n * 4), Y2(rows * n * 4);
+        auto put = [&](std::vector<unsigned char>& b, int i, float v) { if (dt == DT_BF16) ((u16*)b.data())[i] = f32_to_bf16(v); else ((float*)b.data())[i] = v; };
+        for (int i = 0; i < rows * n; i++) { put(X, i, nd(rng)); put(Rs, i, nd(rng)); }
+        for (int j = 0; j < n; j++) put(W, j, 1 + 0.1f * nd(rng));
+        Layout L = L1(rows * n, 3, 1, 1); L.stride[2][0] = 1;
+        launch(4, 64, [&] { ew_binary(L, rows * n, 0, S1.data(), dt, X.data(), Rs.data(), dt); });
+        Layout LR = L1(rows, 2, n, n);
+        launch(rows, 64, [&] { nm::rms_norm(LR, rows, n, Y1.data(), dt, 1, S1.data(), dt, 1, W.data(), dt, 1, 1e-6f, nullptr); });
+        launch(2, 64, [&] { nm::add_rms_norm(rows, n, S2.data(), Y2.data(), X.data(), Rs.data(), W.data(), dt, 1e-6f); });
+        CHECK(memcmp(S1.data(), S2.data(), rows * n * es) == 0, "add_rms_norm sum, dt %d", dt);
+        CHECK(memcmp(Y1.data(), Y2.data(), rows * n * es) == 0, "add_rms_norm y, dt %d", dt);
     }
     // softmax and log-softmax
     for (int lg : {0, 1})

@@ -90,6 +90,16 @@ internal static class SelfTestCases
         c.Add(new("softmax (strided rows)", (r, t) => [Normal(r, t, 96, 40)], x => { using var tr = x[0].Transpose(0, 1); return tr.Softmax(-1); }));
         c.Add(new("layer norm", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 384), Normal(r, t, 384)], x => x[0].LayerNorm(x[1], x[2])));
         c.Add(new("rms norm", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 384)], x => x[0].RmsNorm(x[1])));
+        c.Add(new("add + rms norm (residual step)", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 40, 384), Normal(r, t, 384)], x =>
+        {
+            var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
+            using (sum) using (y) return Tensor.Concat(0, sum.Reshape(-1), y.Reshape(-1));
+        }));
+        c.Add(new("add + rms norm (one row of 3584)", (r, t) => [Normal(r, t, 1, 3584), Normal(r, t, 1, 3584), Normal(r, t, 3584)], x =>
+        {
+            var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
+            using (sum) using (y) return Tensor.Concat(0, sum.Reshape(-1), y.Reshape(-1));
+        }));
         c.Add(new("rope", (r, t) => [Normal(r, t, 2, 4, 24, 64)], x =>
         {
             var (cos, sin) = Tensor.RopeTables(0, 24, 64, 10000.0, x[0].Device);

@@ -39,6 +39,26 @@ public sealed partial class CudaBackend
         _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
+    /// <summary>
+    /// sum = x + residual and y = RMSNorm(sum)·weight in one kernel (inference's residual step). All contiguous, one
+    /// float dtype (f32 or bf16), [..., n] with weight [n]; results equal the add and RmsNorm run apart.
+    /// </summary>
+    public void AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps, Tensor sum, Tensor y)
+    {
+        if (!CanAddRmsNorm(x, residual, weight, sum, y))
+            throw Missing("AddRmsNorm", "operands that are not all contiguous f32 or all contiguous bf16 of one shape");
+        long n = x.Shape[^1], rows = x.Count / Math.Max(n, 1);
+        if (rows == 0 || n == 0) return;
+        using var a = new KernelArgs().Add(rows).Add(n).Ptr(sum).Ptr(y).Ptr(x).Ptr(residual).Ptr(weight).Add(Code(x.DType)).Add((float)eps);
+        _kernels.Launch("norms.cu", "add_rms_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
+    }
+
+    /// <summary>Whether <see cref="AddRmsNorm"/> takes these operands.</summary>
+    public static bool CanAddRmsNorm(Tensor x, Tensor residual, Tensor weight, Tensor sum, Tensor y) =>
+        x.DType is DType.F32 or DType.BF16 && x.Rank >= 1 && new[] { residual, weight, sum, y }.All(t => t.DType == x.DType)
+        && new[] { x, residual, weight, sum, y }.All(t => t.IsContiguous) && residual.Shape.SequenceEqual(x.Shape)
+        && sum.Shape.SequenceEqual(x.Shape) && y.Shape.SequenceEqual(x.Shape) && weight.Rank == 1 && weight.Shape[0] == x.Shape[^1];
+
     /// <inheritdoc/>
     public void RmsNorm(Tensor x, Tensor weight, double eps, Tensor y)
     {
