@@ -178,6 +178,49 @@ public class CudaGemvDispatchTests
         Assert.That(CudaBackend.GemvDefault(" 0 "), Is.False);
     }
 
+    [Test, Category("GPU")]
+    public void OnAGpuTheKernelMatchesCublasAndTheFloat64Product()
+    {
+        if (!CudaBackend.IsAvailable(out var why)) Assert.Ignore($"no GPU: {why}");
+        var dev = new Device(DeviceKind.Cuda);
+        var cuda = (CudaBackend)Backends.For(dev);
+        bool was = cuda.GemvKernel;
+        static double RelError(double[] got, double[] want)
+        {
+            double d = 0, w = 0;
+            for (int i = 0; i < want.Length; i++) { d += (got[i] - want[i]) * (got[i] - want[i]); w += want[i] * want[i]; }
+            return Math.Sqrt(d / w);
+        }
+        try
+        {
+            foreach (var (m, n, k, dt) in new[] { (1, 512, 3584, DType.BF16), (4, 1000, 1000, DType.BF16), (3, 7, 8, DType.F32), (2, 513, 1012, DType.F32) })
+            {
+                using var xh = R(30, dt, m, k);
+                using var wh = R(31, dt, n, k);
+                using var x64 = xh.To(DType.F64);
+                using var w64 = wh.To(DType.F64);
+                using var w64t = w64.Transpose(0, 1);
+                using var want = Tensor.MatMul(x64, w64t);
+                using var x = xh.To(dev);
+                using var w = wh.To(dev);
+                using var wt = w.Transpose(0, 1);
+                using (var probe = Tensor.Empty([m, n], dt, dev)) Assert.That(CudaBackend.PlanGemv(x, wt, probe), Is.Not.Null, $"{m}x{n}x{k} {dt.Name()}");
+                cuda.GemvKernel = true;
+                using var gemv = Tensor.MatMul(x, wt);
+                cuda.GemvKernel = false;
+                using var lt = Tensor.MatMul(x, wt);
+                double tol = dt == DType.BF16 ? 1e-2 : 1e-5;
+                var reference = want.ToDoubleArray();
+                Assert.That(RelError(gemv.ToDoubleArray(), reference), Is.LessThan(tol), $"gemv {m}x{n}x{k} {dt.Name()} vs float64");
+                Assert.That(RelError(lt.ToDoubleArray(), reference), Is.LessThan(tol), $"cuBLASLt {m}x{n}x{k} {dt.Name()} vs float64");
+            }
+        }
+        finally
+        {
+            cuda.GemvKernel = was;
+        }
+    }
+
     [Test]
     public void LauncherConstantsMatchTheKernelFile()
     {
