@@ -154,6 +154,10 @@ public class CudaGemvDispatchTests
         using var wAligned = wShift.Narrow(1, 8, 32);
         using var wAlignedT = wAligned.Transpose(0, 1);
         Assert.That(Plan(x1, wAlignedT), Is.Not.Null, "8 bf16 in: aligned again");
+        using var yOne = Tensor.Empty([1, 64], DType.BF16);
+        using var yRows = yOne.Expand(2, 64); // both rows at one address
+        using var x2 = R(30, DType.BF16, 2, 32);
+        Assert.That(CudaBackend.PlanGemv(x2, wt, yRows), Is.Null, "y rows overlapping");
     }
 
     [Test]

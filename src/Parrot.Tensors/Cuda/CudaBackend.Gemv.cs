@@ -61,7 +61,7 @@ public sealed partial class CudaBackend
             if (i == 1) { ldx = offA; ldy = offC; }
             if (offA != i * ldx || offC != i * ldy) return null;
         }
-        if (ldx < 0 || ldy < 0) return null;
+        if (ldx < 0 || (rows > 1 && ldy < N)) return null; // x rows may repeat (a broadcast x); y rows must not overlap
         if (K > 1 && a.Strides[r - 1] != 1) return null;
         if (N > 1 && c.Strides[r - 1] != 1) return null;
         int vec = bf16 ? 8 : 4;
