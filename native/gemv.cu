@@ -4,9 +4,11 @@
 // - W is read with 16-byte loads (8 bf16 or 4 f32 per lane; a warp reads 512 contiguous bytes of a row per load),
 //   GEMV_UNROLL(M) loads per lane issued before any of their products, so many bytes are in flight per SM;
 // - each warp owns one row n of W and a slice of K; x is read from global memory (a few KiB, it stays in L1/L2);
-// - a block is 8 warps: 8 / kw rows with K split over kw warps each (kw = 1, 2, 4 or 8, chosen by the launcher so
-//   that few rows, such as N = 512, still give every SM several blocks); each warp sums its lanes by shuffles, the
-//   kw partial sums of a row are added in shared memory in warp order, so results are deterministic;
+// - a block is 4 warps: 4 / kw rows with K split over kw warps each (kw = 1, 2 or 4, chosen by the launcher so that
+//   few rows, such as N = 512, still give every SM several blocks); each warp sums its lanes by shuffles, the kw
+//   partial sums of a row are added in shared memory in warp order, so results are deterministic;
+// - 4-warp blocks because registers bound the warps an SM holds (95 per thread at M = 1: 20 warps in 4-warp blocks,
+//   16 in 8-warp ones), and the loads in flight per SM, which decide the bandwidth, grow with those warps;
 // - float32 accumulation; the bias (y's dtype, as cuBLASLt's BIAS epilogue) is added and GELU applied before y is
 //   rounded to its dtype (bf16 or f32).
 // Requirements (checked by CudaBackend.UsesGemv): W's data and row stride ldw 16-byte aligned (ldw a multiple of 8
@@ -14,7 +16,7 @@
 // too, else x is read element by element); y with unit stride along N and any row stride ldy.
 #include "prelude.cuh"
 
-#define GEMV_THREADS 256
+#define GEMV_THREADS 128
 #define GEMV_WARPS (GEMV_THREADS / 32)
 // Independent 16-byte loads of W per lane per loop step: fewer for more rows of x (their registers grow with M).
 #define GEMV_UNROLL(M) ((M) == 1 ? 8 : 4)
@@ -137,7 +139,7 @@ __device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, con
 
 // One kernel per input dtype and row count M, all with these parameters: W [N, K] (row stride ldw), x [M, K] (row
 // stride ldx; xvec as above), y [M, N] (row stride ldy, dtype ydt: DT_BF16 or DT_F32), bias [N] of ydt or null,
-// gelu 0/1, kw warps per row. Grid: ceil(N / (8 / kw)) blocks of GEMV_THREADS.
+// gelu 0/1, kw warps per row. Grid: ceil(N / (GEMV_WARPS / kw)) blocks of GEMV_THREADS.
 #define GEMV_PARAMS const void* w, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw
 #define GEMV_ARGS(T) (const T*)w, ldw, (const T*)x, ldx, xvec, y, ldy, ydt, bias, gelu, N, K, kw
 extern "C" __global__ void gemv_bf16_1(GEMV_PARAMS) { gemv_block<u16, 1>(GEMV_ARGS(u16)); }

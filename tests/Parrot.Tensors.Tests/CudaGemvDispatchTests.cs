@@ -163,15 +163,15 @@ public class CudaGemvDispatchTests
     [Test]
     public void KIsSplitOverWarpsOnlyWhenRowsAreFew()
     {
-        // The Qwen2-7B decode shapes on an H100/H200 (132 SMs): k/v (512 rows) split 8 ways, q/o 2, the rest not.
-        Assert.That(CudaBackend.GemvSplit(512, 3584, true, 132), Is.EqualTo(8));
+        // The Qwen2-7B decode shapes on an H100/H200 (132 SMs): k/v (512 rows) split 4 ways, q/o 2, the rest not.
+        Assert.That(CudaBackend.GemvSplit(512, 3584, true, 132), Is.EqualTo(4));
         Assert.That(CudaBackend.GemvSplit(3584, 3584, true, 132), Is.EqualTo(2));
         Assert.That(CudaBackend.GemvSplit(3584, 18944, true, 132), Is.EqualTo(2));
         Assert.That(CudaBackend.GemvSplit(18944, 3584, true, 132), Is.EqualTo(1));
         Assert.That(CudaBackend.GemvSplit(152064, 3584, true, 132), Is.EqualTo(1));
         Assert.That(CudaBackend.GemvSplit(7, 64, true, 132), Is.EqualTo(1), "K of one warp step is not split");
-        Assert.That(CudaBackend.GemvSplit(7, 1024, false, 132), Is.EqualTo(8), "f32: 128 elements per warp step, one each");
-        Assert.That(CudaBackend.GemvSplit(7, 1000, false, 132), Is.EqualTo(4), "f32: 8 warps would leave the last without a full step");
+        Assert.That(CudaBackend.GemvSplit(7, 512, false, 132), Is.EqualTo(4), "f32: 128 elements per warp step, one each");
+        Assert.That(CudaBackend.GemvSplit(7, 500, false, 132), Is.EqualTo(2), "f32: 4 warps would leave the last without a full step");
     }
 
     [Test]

@@ -16,8 +16,8 @@ public sealed partial class CudaBackend
     /// <summary>Rows of x the kernel takes (one instantiation each: gemv_{bf16,f32}_{1..4}).</summary>
     internal const int GemvMaxRows = 4;
 
-    /// <summary>GEMV_THREADS of native/gemv.cu: 8 warps per block.</summary>
-    internal const int GemvThreads = 256;
+    /// <summary>GEMV_THREADS of native/gemv.cu: 4 warps per block.</summary>
+    internal const int GemvThreads = 128;
 
     /// <summary>
     /// One launch of the gemv kernel: y[m, n] = Σ_k x[m, k]·W[n, k] for m &lt; M, with W's row stride Ldw, x's row
@@ -73,15 +73,15 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Warps per row of W (1, 2, 4 or 8; a block holds 8 / kw rows): doubled while the rows give fewer than 32 warps
-    /// per SM (half of an SM's 64) and each warp keeps at least one full step of K (32 lanes × one 16-byte vector),
-    /// so few rows (N = 512) still spread over every SM.
+    /// Warps per row of W (1, 2 or 4; a block holds 4 / kw rows): doubled while the rows give fewer than 32 warps
+    /// per SM and each warp keeps at least one full step of K (32 lanes × one 16-byte vector), so few rows
+    /// (N = 512) still spread over every SM.
     /// </summary>
     internal static int GemvSplit(long n, long k, bool bf16, int multiprocessors)
     {
         long step = 32L * (bf16 ? 8 : 4);
         int kw = 1;
-        while (kw < 8 && n * kw < 32L * multiprocessors && k >= 2L * kw * step) kw *= 2;
+        while (kw < GemvThreads / 32 && n * kw < 32L * multiprocessors && k >= 2L * kw * step) kw *= 2;
         return kw;
     }
 
