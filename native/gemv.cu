@@ -3,7 +3,7 @@
 // is bound by reading W once from memory, not by arithmetic, so the kernel is built for bandwidth, not for reuse:
 // - W is read with 16-byte loads (8 bf16 or 4 f32 per lane; a warp reads 512 contiguous bytes of a row per load),
 //   GEMV_UNROLL(M) loads per lane issued before any of their products, so many bytes are in flight per SM;
-// - each warp owns one row n of W and a slice of K; x is read from global memory (a few KiB, it stays in L1/L2);
+// - each warp owns one row n of W and a slice of K; x is read from global memory (7–38 KB for the Qwen2-7B shapes; every block reads it, so it stays in L1/L2);
 // - a block is 4 warps: 4 / kw rows with K split over kw warps each (kw = 1, 2 or 4, chosen by the launcher so that
 //   few rows, such as N = 512, still give every SM several blocks); each warp sums its lanes by shuffles, the kw
 //   partial sums of a row are added in shared memory in warp order, so results are deterministic;
@@ -11,7 +11,7 @@
 //   16 in 8-warp ones), and the loads in flight per SM, which decide the bandwidth, grow with those warps;
 // - float32 accumulation; the bias (y's dtype, as cuBLASLt's BIAS epilogue) is added and GELU applied before y is
 //   rounded to its dtype (bf16 or f32).
-// Requirements (checked by CudaBackend.UsesGemv): W's data and row stride ldw 16-byte aligned (ldw a multiple of 8
+// Requirements (checked by CudaBackend.PlanGemv): W's data and row stride ldw 16-byte aligned (ldw a multiple of 8
 // bf16 / 4 f32), K ≥ 1; x with unit stride along K and any row stride ldx (xvec = 1 when x's rows are 16-byte aligned
 // too, else x is read element by element); y with unit stride along N and any row stride ldy.
 #include "prelude.cuh"
