@@ -3,7 +3,8 @@
 // is bound by reading W once from memory, not by arithmetic, so the kernel is built for bandwidth, not for reuse:
 // - W is read with 16-byte loads (8 bf16 or 4 f32 per lane; a warp reads 512 contiguous bytes of a row per load),
 //   GEMV_UNROLL(M) loads per lane issued before any of their products, so many bytes are in flight per SM;
-// - each warp owns one row n of W and a slice of K; x is read from global memory (7–38 KB for the Qwen2-7B shapes; every block reads it, so it stays in L1/L2);
+// - each warp owns one row n of W and a slice of K; x is read from global memory (7–38 KB at the Qwen2-7B shapes;
+//   every block reads it, so it stays in L1/L2);
 // - a block is 4 warps: 4 / kw rows with K split over kw warps each (kw = 1, 2 or 4, chosen by the launcher so that
 //   few rows, such as N = 512, still give every SM several blocks); each warp sums its lanes by shuffles, the kw
 //   partial sums of a row are added in shared memory in warp order, so results are deterministic;
