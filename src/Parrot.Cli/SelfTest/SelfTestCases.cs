@@ -131,6 +131,23 @@ internal static class SelfTestCases
         c.Add(new("matmul + bias (Linear: x·wᵀ + b)", (r, t) => [Normal(r, t, 50, 64), Normal(r, t, 96, 64), Normal(r, t, 96)],
             x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMulBias(x[0], w, x[2]); }));
         c.Add(new("matmul to float32", (r, t) => [Normal(r, t, 96, 128), Normal(r, t, 128, 80)], x => Tensor.MatMul(x[0], x[1], x[0].DType == DType.F64 ? null : DType.F32)));
+        // Decode: 1..4 rows by a weight's transposed view (CUDA: native/gemv.cu); N and K not multiples of the block's
+        // rows or of a warp's step, the weight's rows padded, x rows picked out of a larger activation.
+        for (int m = 1; m <= 4; m++)
+        {
+            int rows = m;
+            c.Add(new($"matmul decode x·wᵀ (m {rows})", (r, t) => [Normal(r, t, rows, 1000), Normal(r, t, 513, 1000)],
+                x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }));
+        }
+        c.Add(new("matmul decode x·wᵀ to float32", (r, t) => [Normal(r, t, 2, 1000), Normal(r, t, 513, 1000)],
+            x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w, x[0].DType == DType.F64 ? null : DType.F32); }));
+        c.Add(new("matmul decode padded w, strided x", (r, t) => [Normal(r, t, 3, 5, 1000), Normal(r, t, 700, 1016)], x =>
+        {
+            using var last = x[0].Narrow(1, 4, 1);  // [3, 1, 1000], rows 5000 elements apart
+            using var w = x[1].Narrow(1, 0, 1000);  // [700, 1000], rows 1016 apart
+            using var wt = w.Transpose(0, 1);
+            return Tensor.MatMul(last, wt);
+        }));
 
         // Optimiser: three AdamW steps on float32 master weights with gradients in the case's dtype.
         c.Add(new("adamw (3 steps)", (r, t) => [Normal(r, DType.F32, 4000), Normal(r, t, 4000)], x =>
