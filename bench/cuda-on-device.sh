@@ -133,6 +133,10 @@ echo "torch: exit $?"
 echo "== 3e. batch-1 decode, ${DEC[*]}, bf16 random weights, on $DEV; PyTorch on the same shape"
 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --profile --json > "$M/decode-parrot.json" 2> "$M/decode-parrot.log"
 echo "parrot: exit $?"
+if [ "$DEV" != cpu ]; then # the same decode with every product on cuBLASLt (no gemv kernel): what native/gemv.cu brings
+  PARROT_CUDA_GEMV=0 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --json > "$M/decode-parrot-cublaslt.json" 2> "$M/decode-parrot-cublaslt.log"
+  echo "parrot (PARROT_CUDA_GEMV=0): exit $?"
+fi
 timeout 120 "$PY" bench/torch_model_peer.py decode "${PEER_DEC[@]}" > "$M/decode-torch.json" 2> "$M/decode-torch.log"
 echo "torch: exit $?"
 "$PY" - "$M" "$PEAK" <<'PY' | tee "$M/summary.txt"
@@ -151,5 +155,7 @@ if dp:
     line = f"decode {dp['shape']} batch 1, bf16, {dp['weight_bytes'] / 1e9:.2f} GB of weights: parrot {dp['ms_per_token']:.2f} ms/token = {dp['roofline_fraction']:.1%} of the roofline ({dp['bound_ms']:.2f} ms at {dp['copy_gigabytes_per_second']:.0f} GB/s; host issues a step in {dp.get('host_issue_ms', float('nan')):.2f} ms)"
     if dt: line += f"; torch {dt['ms_per_token']:.2f} ms/token = {dt['roofline_fraction']:.1%}; parrot/torch speed {dt['ms_per_token'] / dp['ms_per_token']:.2f}"
     print(line)
+    alt = load("decode-parrot-cublaslt.json") if __import__("os").path.exists(f"{m}/decode-parrot-cublaslt.json") else None
+    if alt: print(f"  with every product on cuBLASLt (PARROT_CUDA_GEMV=0): {alt['ms_per_token']:.2f} ms/token = {alt['roofline_fraction']:.1%}; gemv kernel speed-up {alt['ms_per_token'] / dp['ms_per_token']:.2f}x")
 PY
 exit $status
