@@ -35,6 +35,43 @@ __device__ __forceinline__ i64 combine_i(int op, i64 a, i64 b)
     }
 }
 
+// Folds the elements j = first, first + step, … < count of one output (x offset base) into (ad, ai), in order;
+// `any` says whether there was one (Max/Min start from the first element, the others from the identity).
+__device__ __forceinline__ void reduce_fold(int op, bool integer, const Layout& inner, i64 count, i64 first, i64 step,
+                                            const void* x, int xdt, i64 base, double& ad, i64& ai, bool& any)
+{
+    ad = op == R_PROD ? 1.0 : 0.0;
+    ai = op == R_PROD ? 1 : 0;
+    any = false;
+    i64 q[MAX_OPERANDS];
+    for (i64 j = first; j < count; j += step)
+    {
+        offsets(inner, j, 1, q);
+        if (integer)
+        {
+            i64 v = load<i64>(x, xdt, base + q[0]);
+            if (op == R_SUMSQ) v = (i64)((unsigned long long)v * (unsigned long long)v);
+            ai = any || (op != R_MAX && op != R_MIN) ? combine_i(op, ai, v) : v;
+        }
+        else
+        {
+            double v = load<double>(x, xdt, base + q[0]);
+            if (op == R_SUMSQ) v = v * v;
+            ad = any || (op != R_MAX && op != R_MIN) ? combine_d(op, ad, v) : v;
+        }
+        any = true;
+    }
+}
+
+// Writes an output from its combined partials; `has` 0 (no element) gives the identity, NaN for Mean.
+__device__ __forceinline__ void reduce_store(int op, bool integer, i64 count, double rd, i64 ri, int has, void* y, int ydt, i64 at)
+{
+    if (!has) { rd = op == R_PROD ? 1.0 : (op == R_MEAN ? __longlong_as_double(0x7ff8000000000000LL) : 0.0); ri = op == R_PROD ? 1 : 0; }
+    else if (op == R_MEAN) rd = rd / (double)count;
+    if (integer) store<i64>(y, ydt, at, ri);
+    else store<double>(y, ydt, at, rd);
+}
+
 extern "C" __global__ void reduce(Layout outer, i64 rows, Layout inner, i64 count, int op, void* y, int ydt, const void* x, int xdt)
 {
     __shared__ double sd[32];
@@ -42,28 +79,10 @@ extern "C" __global__ void reduce(Layout outer, i64 rows, Layout inner, i64 coun
     bool integer = xdt >= DT_I32;
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
-        i64 o[MAX_OPERANDS], q[MAX_OPERANDS];
+        i64 o[MAX_OPERANDS];
         offsets(outer, row, 2, o);
-        double ad = op == R_PROD ? 1.0 : 0.0;
-        i64 ai = op == R_PROD ? 1 : 0;
-        bool any = false;
-        for (i64 j = threadIdx.x; j < count; j += blockDim.x)
-        {
-            offsets(inner, j, 1, q);
-            if (integer)
-            {
-                i64 v = load<i64>(x, xdt, o[1] + q[0]);
-                if (op == R_SUMSQ) v = (i64)((unsigned long long)v * (unsigned long long)v);
-                ai = any || (op != R_MAX && op != R_MIN) ? combine_i(op, ai, v) : v;
-            }
-            else
-            {
-                double v = load<double>(x, xdt, o[1] + q[0]);
-                if (op == R_SUMSQ) v = v * v;
-                ad = any || (op != R_MAX && op != R_MIN) ? combine_d(op, ad, v) : v;
-            }
-            any = true;
-        }
+        double ad; i64 ai; bool any;
+        reduce_fold(op, integer, inner, count, threadIdx.x, blockDim.x, x, xdt, o[1], ad, ai, any);
         // Tree over the block: lanes without data hold the identity (or are skipped for Max/Min).
         int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
         int has = any ? 1 : 0;
@@ -91,10 +110,7 @@ extern "C" __global__ void reduce(Layout outer, i64 rows, Layout inner, i64 coun
                 if (rh) { rd = combine_d(op, rd, sd[w]); ri = combine_i(op, ri, si[w]); }
                 else { rd = sd[w]; ri = si[w]; rh = 1; }
             }
-            if (!rh) { rd = op == R_PROD ? 1.0 : (op == R_MEAN ? __longlong_as_double(0x7ff8000000000000LL) : 0.0); ri = op == R_PROD ? 1 : 0; }
-            else if (op == R_MEAN) rd = rd / (double)count;
-            if (integer) store<i64>(y, ydt, o[0], ri);
-            else store<double>(y, ydt, o[0], rd);
+            reduce_store(op, integer, count, rd, ri, rh, y, ydt, o[0]);
         }
         __syncthreads();
     }
@@ -115,30 +131,12 @@ extern "C" __global__ void reduce_columns(Layout outer, i64 rows, Layout inner, 
     for (i64 base = (i64)blockIdx.x * 32; base < rows; base += (i64)gridDim.x * 32)
     {
         i64 row = base + c;
-        double ad = op == R_PROD ? 1.0 : 0.0;
-        i64 ai = op == R_PROD ? 1 : 0;
-        bool any = false;
-        i64 o[MAX_OPERANDS], q[MAX_OPERANDS];
+        double ad = 0; i64 ai = 0; bool any = false;
+        i64 o[MAX_OPERANDS];
         if (row < rows)
         {
             offsets(outer, row, 2, o);
-            for (i64 j = g; j < count; j += REDUCE_COL_GROUPS)
-            {
-                offsets(inner, j, 1, q);
-                if (integer)
-                {
-                    i64 v = load<i64>(x, xdt, o[1] + q[0]);
-                    if (op == R_SUMSQ) v = (i64)((unsigned long long)v * (unsigned long long)v);
-                    ai = any || (op != R_MAX && op != R_MIN) ? combine_i(op, ai, v) : v;
-                }
-                else
-                {
-                    double v = load<double>(x, xdt, o[1] + q[0]);
-                    if (op == R_SUMSQ) v = v * v;
-                    ad = any || (op != R_MAX && op != R_MIN) ? combine_d(op, ad, v) : v;
-                }
-                any = true;
-            }
+            reduce_fold(op, integer, inner, count, g, REDUCE_COL_GROUPS, x, xdt, o[1], ad, ai, any);
         }
         sd[g][c] = ad; si[g][c] = ai; sh[g][c] = any ? 1 : 0;
         __syncthreads();
@@ -151,10 +149,7 @@ extern "C" __global__ void reduce_columns(Layout outer, i64 rows, Layout inner, 
                 if (rh) { rd = combine_d(op, rd, sd[w][c]); ri = combine_i(op, ri, si[w][c]); }
                 else { rd = sd[w][c]; ri = si[w][c]; rh = 1; }
             }
-            if (!rh) { rd = op == R_PROD ? 1.0 : (op == R_MEAN ? __longlong_as_double(0x7ff8000000000000LL) : 0.0); ri = op == R_PROD ? 1 : 0; }
-            else if (op == R_MEAN) rd = rd / (double)count;
-            if (integer) store<i64>(y, ydt, o[0], ri);
-            else store<double>(y, ydt, o[0], rd);
+            reduce_store(op, integer, count, rd, ri, rh, y, ydt, o[0]);
         }
         __syncthreads();
     }
