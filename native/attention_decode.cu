@@ -25,7 +25,9 @@
 #define DEC_WARPS 8
 #define DEC_THREADS (32 * DEC_WARPS)
 #define DEC_ROWS 4  // query rows of one block (R; 8 needs ~170 registers, 4 fits 128: two blocks per SM)
-#define DEC_CHUNK 8 // keys a warp takes per step
+#ifndef DEC_CHUNK
+#define DEC_CHUNK 8 // keys a warp takes per step (overridable for timing variants built with nvcc -D)
+#endif
 
 // A lane's E elements of one row as raw bits: bf16 two per 32-bit word (a vector load when the row allows it).
 template <int N>
