@@ -11,7 +11,8 @@
 //   softmax  the lanes of a row keep its running max m (log2 units: scale·log2e folded into q) and sum l, add the
 //            mask and hide keys past the causal limit, and publish p and the rescale factor through shared memory;
 //   o += p·v every lane for its dims, all rows.
-// K and V of a chunk are loaded together (V's latency hides behind the scores). float32 throughout.
+// K and V of a chunk are loaded together, one chunk ahead (the next chunk's loads are in flight while this one is
+// used: for short caches that hides all but the first load's latency). float32 throughout.
 // At the end the warps' (m, l, acc) are merged in shared memory; with one split the block writes o (and the
 // log-sum-exp), otherwise its unnormalised (m, l, acc) go to a float32 scratch that attention_decode_combine merges.
 //
@@ -26,7 +27,7 @@
 #define DEC_THREADS (32 * DEC_WARPS)
 #define DEC_ROWS 4  // query rows of one block (R; 8 needs ~170 registers, 4 fits 128: two blocks per SM)
 #ifndef DEC_CHUNK
-#define DEC_CHUNK 8 // keys a warp takes per step (overridable for timing variants built with nvcc -D)
+#define DEC_CHUNK 4 // keys a warp takes per step (overridable for timing variants built with nvcc -D)
 #endif
 
 // A lane's E elements of one row as raw bits: bf16 two per 32-bit word (a vector load when the row allows it).
@@ -170,15 +171,25 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
         for (int c = 0; c < E; c++) acc[r][c] = 0.0f;
     float m = ninf, l = 0.0f;
 
-    for (i64 c0 = js + (i64)warp * CH; c0 < je; c0 += (i64)DEC_WARPS * CH)
+    // K and V of the next chunk are in flight while this one is used (a warp's chunks are DEC_WARPS·CH keys apart).
+    DecRaw<DT, E> kr[CH], vr[CH];
+    const i64 stride = (i64)DEC_WARPS * CH;
+#pragma unroll
+    for (int kk = 0; kk < CH; kk++)
     {
-        DecRaw<DT, E> kr[CH], vr[CH];
+        i64 j = js + (i64)warp * CH + kk;
+        kr[kk] = dec_load<DT, E, VEC>(k, kbase + j * st.k[2], st.k[3], D, lane, j < je);
+        vr[kk] = dec_load<DT, E, VEC>(v, vbase + j * st.v[2], st.v[3], Dv, lane, j < je);
+    }
+    for (i64 c0 = js + (i64)warp * CH; c0 < je; c0 += stride)
+    {
+        DecRaw<DT, E> kn[CH], vn[CH];
 #pragma unroll
         for (int kk = 0; kk < CH; kk++)
         {
-            i64 j = c0 + kk;
-            kr[kk] = dec_load<DT, E, VEC>(k, kbase + j * st.k[2], st.k[3], D, lane, j < je);
-            vr[kk] = dec_load<DT, E, VEC>(v, vbase + j * st.v[2], st.v[3], Dv, lane, j < je);
+            i64 j = c0 + stride + kk;
+            kn[kk] = dec_load<DT, E, VEC>(k, kbase + j * st.k[2], st.k[3], D, lane, j < je);
+            vn[kk] = dec_load<DT, E, VEC>(v, vbase + j * st.v[2], st.v[3], Dv, lane, j < je);
         }
         float s[CH];
 #pragma unroll
@@ -240,6 +251,12 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
 #pragma unroll
                 for (int c = 0; c < E; c++) acc[r][c] += p * vr[kk].get(c);
             }
+#pragma unroll
+        for (int kk = 0; kk < CH; kk++)
+        {
+            kr[kk] = kn[kk];
+            vr[kk] = vn[kk];
+        }
     }
 
     // Merge the warps: weights 2^(m_w - M) per row (0 for a warp that saw nothing of the row).

@@ -120,7 +120,7 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// How many key ranges (one block each) the decode kernel cuts the visible keys into: enough blocks for two per SM
-    /// (the bf16 kernel's occupancy), but at least 128 keys a range (two chunks of 8 keys for each of the 8 warps), so
+    /// (the bf16 kernel's occupancy), but at least 128 keys a range (16 keys, four chunks, for each of the 8 warps), so
     /// that a short cache stays one launch (the block writes o itself) and a long one spreads over the GPU.
     /// </summary>
     internal static int DecodeSplits(long blocks, long visibleKeys, int multiprocessors)
