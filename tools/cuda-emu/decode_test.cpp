@@ -1,7 +1,7 @@
 // The decode attention kernels (attention_decode_forward_* and attention_decode_combine in native/attention_decode.cu)
 // against a float64 reference: T 1..8 query rows, key lengths 1 to 1000 (inside and across chunks, warps and splits),
 // grouped-query ratios 1 and 7, head dims 64/80/128 (and v dims differing from q/k dims), causal with offsets, an
-// additive mask (f32 or bf16, broadcast over heads) with -inf entries including a fully hidden row (output NaN,
+// additive mask (f32 or bf16, broadcast over heads or one per head) with -inf entries including a fully hidden row (output NaN,
 // log-sum-exp -inf), strided operands (q and o as [B, T, H, D] memory, K/V as a [B, S, Hkv, D] cache, or K/V with a
 // head-dim stride of 2, which takes the scalar loads), f32 and bf16, one split (the block writes o) and several
 // (scratch, then the combine kernel, splits past the keys included). Operand buffers are NaN outside the elements
@@ -46,7 +46,7 @@ static void run(const Case& c, std::mt19937& rng)
     const bool bf = c.dt == DT_BF16;
     char name[160];
     snprintf(name, sizeof name, "%s B%d H%d/%d T%d S%d D%d/%d %s%d %s L%d P%d", bf ? "bf16" : "f32", B, H, Hkv, T, S, D, Dv,
-             c.causal ? "causal+" : "full", c.offset, c.masked ? (c.mdt == DT_BF16 ? "mask(bf16)" : "mask") : "-", c.layout, c.splits);
+             c.causal ? "causal+" : "full", c.offset, !c.masked ? "-" : c.masked == 2 ? (c.mdt == DT_BF16 ? "headmask(bf16)" : "headmask") : (c.mdt == DT_BF16 ? "mask(bf16)" : "mask"), c.layout, c.splits);
     Operand q, k, v, o;
     // layout 0: contiguous [B, H, S, D]; 1: q, o as [B, T, H, D] and K/V as a [B, S, Hkv, D] cache with 8 spare dims a
     // row (vector loads); 2: as 1 with K/V head dims 2 elements apart (scalar loads).
@@ -70,18 +70,21 @@ static void run(const Case& c, std::mt19937& rng)
         for (int d = 0; d < D; d++) k.set(k.at(b, h, j, d), nd(rng));
         for (int d = 0; d < Dv; d++) v.set(v.at(b, h, j, d), nd(rng));
     }
-    // mask [B, 1, T, S] broadcast over heads: random biases, a few -inf keys, and row (b 0, t 0) wholly hidden
-    std::vector<float> mask((size_t)B * T * S);
+    // mask [B, 1, T, S] broadcast over heads (masked 1) or [B, H, T, S] (masked 2): random biases, a few -inf keys,
+    // and row (b 0, t 0) wholly hidden (of head 1 only, for a mask per head)
+    const int MH = c.masked == 2 ? H : 1;
+    auto mi = [&](int b, int h, int t, int j) { return (((size_t)b * MH + (MH > 1 ? h : 0)) * T + t) * S + j; };
+    std::vector<float> mask((size_t)B * MH * T * S);
     std::vector<u16> maskh(mask.size());
-    for (int b = 0; b < B; b++) for (int t = 0; t < T; t++) for (int j = 0; j < S; j++)
+    for (int b = 0; b < B; b++) for (int h = 0; h < MH; h++) for (int t = 0; t < T; t++) for (int j = 0; j < S; j++)
     {
-        float x = (b == 0 && t == 0) || j % 5 == 3 ? -INFINITY : 0.5f * nd(rng);
-        if (c.mdt == DT_BF16) { maskh[((size_t)b * T + t) * S + j] = f32_to_bf16(x); x = bf16_to_f32(f32_to_bf16(x)); }
-        mask[((size_t)b * T + t) * S + j] = x;
+        float x = (b == 0 && t == 0 && (MH == 1 || h == 1)) || j % 5 == 3 ? -INFINITY : 0.5f * nd(rng);
+        if (c.mdt == DT_BF16) { maskh[mi(b, h, t, j)] = f32_to_bf16(x); x = bf16_to_f32(f32_to_bf16(x)); }
+        mask[mi(b, h, t, j)] = x;
     }
     std::vector<float> lse((size_t)B * H * T, 12345.0f);
     AttnStrides st{};
-    i64 ms[4] = {(i64)T * S, 0, S, 1}, ls[3] = {(i64)H * T, T, 1};
+    i64 ms[4] = {(i64)MH * T * S, MH > 1 ? (i64)T * S : 0, S, 1}, ls[3] = {(i64)H * T, T, 1};
     for (int i = 0; i < 4; i++) { st.q[i] = q.s[i]; st.k[i] = k.s[i]; st.v[i] = v.s[i]; st.o[i] = o.s[i]; st.m[i] = c.masked ? ms[i] : 0; }
     for (int i = 0; i < 3; i++) st.l[i] = ls[i];
     // the launcher's vector rule (CudaBackend.DecodeVectorLoads)
@@ -111,7 +114,7 @@ static void run(const Case& c, std::mt19937& rng)
         {
             bool vis = !c.causal || j <= c.offset + t;
             double s = 0; for (int d = 0; d < D; d++) s += q.get(q.at(b, h, t, d)) * k.get(k.at(b, hk, j, d));
-            s = s * scale + (c.masked ? mask[((size_t)b * T + t) * S + j] : 0);
+            s = s * scale + (c.masked ? mask[mi(b, h, t, j)] : 0);
             sc[j] = vis ? s : -INFINITY; m = std::max(m, sc[j]);
         }
         double got_l = lse[((size_t)b * H + h) * T + t];
@@ -159,6 +162,8 @@ int main(int argc, char** argv)
         {DT_F32, 1, 3, 3, 6, 160, 128, 128, 1, 154, 1, 2, 1},
         {DT_BF16, 1, 14, 2, 2, 64, 128, 128, 1, 62, 1, 1, 3},
         {DT_F32, 1, 7, 1, 7, 65, 64, 80, 1, 40, 0, 1, 1},         // Dv != D (80 > 64: the 128-dim instantiation)
+        {DT_BF16, 2, 7, 1, 2, 100, 128, 128, 1, 98, 2, 1, 2},     // a mask per head (GQA rows of several heads a block)
+        {DT_F32, 1, 4, 2, 3, 70, 64, 64, 0, 0, 2, 0, 1, DT_BF16},
     };
     // A seeded sweep over the rest of the grid: T 1..8, S, GQA, D, dtypes, offsets, masks, layouts, splits.
     const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 8}, Ss[] = {1, 2, 63, 64, 65, 160, 1000}, Ds[] = {64, 80, 128};
@@ -171,7 +176,7 @@ int main(int argc, char** argv)
         c.T = Ts[i % 8]; c.S = Ss[pick() % 7]; c.D = c.Dv = Ds[pick() % 3];
         bool gqa = pick() % 2; c.Hkv = gqa ? 1 : 2; c.H = gqa ? 7 : 2; c.B = c.S >= 1000 ? 1 : 1 + pick() % 2;
         c.causal = pick() % 3 != 0; c.offset = c.causal ? (int)(pick() % (c.S + 1)) : 0;
-        c.masked = pick() % 2; c.mdt = pick() % 3 == 0 ? DT_BF16 : DT_F32;
+        c.masked = pick() % 3; c.mdt = pick() % 3 == 0 ? DT_BF16 : DT_F32;
         c.layout = pick() % 3; c.splits = 1 + pick() % 4;
         cases.push_back(c);
     }
