@@ -21,5 +21,5 @@ echo -n "reduce, softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
 echo -n "mma.sync / ldmatrix emulation against the PTX ISA tables: "; "$out/mma_check"
 echo "flash attention forward and backward (tensor cores, emulated mma):"; "$out/flash_mma"
-echo "decode attention (split keys + combine; 14 fixed cases and a seeded sweep of 24):"; "$out/decode" 24 | tail -3
+echo "decode attention (split keys + combine; fixed cases and a seeded sweep of 24, against float64):"; "$out/decode" 24 | tail -3
 rm -rf "$out"
