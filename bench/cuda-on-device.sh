@@ -148,7 +148,7 @@ if tp:
     print(line)
     print(f"  losses: parrot {tp['first_loss']:.4f} -> {tp['last_loss']:.4f}" + (f", torch {tt['first_loss']:.4f} -> {tt['last_loss']:.4f}" if tt else ""))
 if dp:
-    line = f"decode {dp['shape']} batch 1, bf16, {dp['weight_bytes'] / 1e9:.2f} GB of weights: parrot {dp['ms_per_token']:.2f} ms/token = {dp['roofline_fraction']:.1%} of the roofline ({dp['bound_ms']:.2f} ms at {dp['copy_gigabytes_per_second']:.0f} GB/s)"
+    line = f"decode {dp['shape']} batch 1, bf16, {dp['weight_bytes'] / 1e9:.2f} GB of weights: parrot {dp['ms_per_token']:.2f} ms/token = {dp['roofline_fraction']:.1%} of the roofline ({dp['bound_ms']:.2f} ms at {dp['copy_gigabytes_per_second']:.0f} GB/s; host issues a step in {dp.get('host_issue_ms', float('nan')):.2f} ms)"
     if dt: line += f"; torch {dt['ms_per_token']:.2f} ms/token = {dt['roofline_fraction']:.1%}; parrot/torch speed {dt['ms_per_token'] / dp['ms_per_token']:.2f}"
     print(line)
 PY

@@ -71,7 +71,27 @@ def main():
         add("gemm bf16", f"{size}x{size}x{size}", ms, 2.0 * size ** 3 / (ms * 1e-3) / 1e12, "TFLOP/s", "torch.matmul")
         del a, b, c
 
-    sdpa = torch.nn.functional.scaled_dot_product_attention
+    # Qwen2-7B batch-1 decode products, as parrot's DeviceBench.DecodeProducts: F.linear of a [1, K] bf16 x with a
+    # [N, K] weight; GB/s of weight bytes; each timing runs over copies of the weight filling >= 256 MiB (beyond L2)
+    # and reports the time per product.
+    for n, k, what in ((18944, 3584, "gate/up"), (3584, 18944, "down"), (3584, 3584, "q/o"), (512, 3584, "k/v"), (152064, 3584, "lm_head")):
+        nbytes = 2 * n * k
+        copies = max(1, -(-(256 << 20) // nbytes))
+        g = torch.Generator(device=dev).manual_seed(n)
+        w_all = (torch.randn(copies * n, k, device=dev, generator=g) * 0.02).bfloat16()
+        ws = [w_all[i * n:(i + 1) * n] for i in range(copies)]
+        x = torch.randn(1, k, device=dev, generator=g).bfloat16()
+        linear = torch.nn.functional.linear
+
+        def run():
+            for w in ws:
+                linear(x, w)
+        with torch.no_grad():
+            ms = median_ms(run) / copies
+        add("decode gemv bf16", f"m1 N{n} K{k}", ms, nbytes / (ms * 1e-3) / 1e9, "GB/s", f"{what}, F.linear")
+        del w_all, ws, x
+
+
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
         ctx = lambda: sdpa_kernel(SDPBackend.FLASH_ATTENTION)

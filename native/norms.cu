@@ -41,6 +41,34 @@ extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y
     }
 }
 
+// Inference's residual step: sum = x + res (rounded to the dtype, as the add alone) and y = rms_norm(sum) in one pass
+// over contiguous [rows, n] rows of one float dtype (f32 or bf16; weight the same). Each thread re-reads only the sum
+// elements it wrote, so no barrier is needed between the passes; the arithmetic is rms_norm's float path exactly.
+extern "C" __global__ void add_rms_norm(i64 rows, i64 n, void* sum, void* y, const void* x, const void* res, const void* w, int dt, float eps)
+{
+    __shared__ float shared[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    {
+        i64 base = row * n;
+        float s = 0;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+        {
+            store<float>(sum, dt, base + j, load<float>(x, dt, base + j) + load<float>(res, dt, base + j));
+            float v = load<float>(sum, dt, base + j);
+            s += v * v;
+        }
+        s = block_sum(s, shared);
+        float r = 1.0f / sqrtf(s / (float)n + eps);
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+        {
+            float h = load<float>(sum, dt, base + j) * r;
+            if (dt == DT_BF16) h = bf16_to_f32(f32_to_bf16(h)); // as rms_norm: rounded before the weight multiplies it
+            store<float>(y, dt, base + j, load<float>(w, dt, j) * h);
+        }
+        __syncthreads();
+    }
+}
+
 // dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/n. Contiguous [rows, n] tensors. With recompute, each row's r = 1/√(Σx²/n + eps)
 // is computed as the forward computes it and stored into rstd (then a scratch [rows]); else rstd holds the forward's.
 // The weight gradient is left to norm_weight_grad_partial/reduce (deterministic, no atomics).

@@ -36,6 +36,22 @@ __device__ __forceinline__ void offsets(const Layout& L, i64 flat, int count, i6
         return;
     }
     for (int k = 0; k < MAX_OPERANDS; k++) off[k] = 0;
+    bool narrow = flat <= 0x7fffffffLL;
+    for (int d = 0; d < (int)L.rank; d++) narrow = narrow && L.size[d] <= 0x7fffffffLL; // merged dims can be larger
+    if (narrow)
+    {
+        // Positions and dims below 2^31 (nearly every tensor): 32-bit division, several times cheaper than the
+        // 64-bit kind (a rank-4 RoPE or transposed copy spent most of its time here).
+        unsigned f = (unsigned)flat;
+        for (int d = (int)L.rank - 1; d >= 0; d--)
+        {
+            unsigned s = (unsigned)L.size[d];
+            unsigned c = f % s;
+            f /= s;
+            for (int k = 0; k < count; k++) off[k] += (i64)c * L.stride[k][d];
+        }
+        return;
+    }
     for (int d = (int)L.rank - 1; d >= 0; d--)
     {
         i64 s = L.size[d];

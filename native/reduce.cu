@@ -1,6 +1,9 @@
-// Reductions: one block per output element. `outer` lays out the kept positions (operands: y, x);
-// `inner` lays out the reduced positions of x (operand 0). Floats accumulate in float64, integers in
-// wrapping int64; Max/Min propagate NaN. ArgMax/ArgMin reduce the last axis of a [rows, n] view.
+// Reductions. `outer` lays out the kept positions (operands: y, x); `inner` lays out the reduced positions of x
+// (operand 0). Floats accumulate in float64, integers in wrapping int64; Max/Min propagate NaN. `reduce` gives each
+// output element a block (few outputs, many elements each); `reduce_columns` gives it a column of 8 threads, so a
+// warp covers 32 neighbouring outputs (many outputs, few elements each: a sum over a leading axis reads coalesced).
+// ArgMax/ArgMin reduce the last axis of a [rows, n] view: one block per row, or for few long rows (the argmax over
+// a vocabulary in decode) arg_reduce_partial over chunks of a row on many blocks, then arg_reduce_combine.
 #include "prelude.cuh"
 
 #define R_SUM 0
@@ -97,7 +100,108 @@ extern "C" __global__ void reduce(Layout outer, i64 rows, Layout inner, i64 coun
     }
 }
 
+// Columns of REDUCE_COL_GROUPS threads: thread (c, g) of a block of 32 × REDUCE_COL_GROUPS folds the elements
+// j ≡ g (mod groups) of output row blockIdx.x·32 + c in order; the groups' partials are combined in order in
+// shared memory (deterministic). Launched with 256 threads.
+#define REDUCE_COL_GROUPS 8
+
+extern "C" __global__ void reduce_columns(Layout outer, i64 rows, Layout inner, i64 count, int op, void* y, int ydt, const void* x, int xdt)
+{
+    __shared__ double sd[REDUCE_COL_GROUPS][32];
+    __shared__ i64 si[REDUCE_COL_GROUPS][32];
+    __shared__ int sh[REDUCE_COL_GROUPS][32];
+    bool integer = xdt >= DT_I32;
+    int c = threadIdx.x & 31, g = threadIdx.x >> 5;
+    for (i64 base = (i64)blockIdx.x * 32; base < rows; base += (i64)gridDim.x * 32)
+    {
+        i64 row = base + c;
+        double ad = op == R_PROD ? 1.0 : 0.0;
+        i64 ai = op == R_PROD ? 1 : 0;
+        bool any = false;
+        i64 o[MAX_OPERANDS], q[MAX_OPERANDS];
+        if (row < rows)
+        {
+            offsets(outer, row, 2, o);
+            for (i64 j = g; j < count; j += REDUCE_COL_GROUPS)
+            {
+                offsets(inner, j, 1, q);
+                if (integer)
+                {
+                    i64 v = load<i64>(x, xdt, o[1] + q[0]);
+                    if (op == R_SUMSQ) v = (i64)((unsigned long long)v * (unsigned long long)v);
+                    ai = any || (op != R_MAX && op != R_MIN) ? combine_i(op, ai, v) : v;
+                }
+                else
+                {
+                    double v = load<double>(x, xdt, o[1] + q[0]);
+                    if (op == R_SUMSQ) v = v * v;
+                    ad = any || (op != R_MAX && op != R_MIN) ? combine_d(op, ad, v) : v;
+                }
+                any = true;
+            }
+        }
+        sd[g][c] = ad; si[g][c] = ai; sh[g][c] = any ? 1 : 0;
+        __syncthreads();
+        if (g == 0 && row < rows)
+        {
+            double rd = 0; i64 ri = 0; int rh = 0;
+            for (int w = 0; w < REDUCE_COL_GROUPS; w++)
+            {
+                if (!sh[w][c]) continue;
+                if (rh) { rd = combine_d(op, rd, sd[w][c]); ri = combine_i(op, ri, si[w][c]); }
+                else { rd = sd[w][c]; ri = si[w][c]; rh = 1; }
+            }
+            if (!rh) { rd = op == R_PROD ? 1.0 : (op == R_MEAN ? __longlong_as_double(0x7ff8000000000000LL) : 0.0); ri = op == R_PROD ? 1 : 0; }
+            else if (op == R_MEAN) rd = rd / (double)count;
+            if (integer) store<i64>(y, ydt, o[0], ri);
+            else store<double>(y, ydt, o[0], rd);
+        }
+        __syncthreads();
+    }
+}
+
 // Index of the largest (argmax) or smallest value along the last axis; ties give the lowest index, NaN wins.
+// arg_better: whether candidate (ov, oi) beats the best so far (best, bi); oi < 0 is "no candidate", bi < 0 "none yet".
+__device__ __forceinline__ bool arg_better(int is_max, double ov, i64 oi, double best, i64 bi)
+{
+    if (oi < 0) return false;
+    if (bi < 0) return true;
+    bool onan = ov != ov, bnan = best != best;
+    return (onan && !bnan) || (onan && bnan && oi < bi) || (!onan && !bnan && ((is_max ? ov > best : ov < best) || (ov == best && oi < bi)));
+}
+
+// The block's best of its threads' (best, bi); thread 0 gets the answer. Callers synchronise around it.
+__device__ __forceinline__ void arg_block(int is_max, double& best, i64& bi, double* sv, i64* sidx)
+{
+    for (int s = 16; s > 0; s >>= 1)
+    {
+        double ov = __shfl_down_sync(0xffffffffu, best, s);
+        i64 oi = __shfl_down_sync(0xffffffffu, bi, s);
+        if ((threadIdx.x & 31) + s < 32 && arg_better(is_max, ov, oi, best, bi)) { best = ov; bi = oi; }
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) { sv[warp] = best; sidx[warp] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0)
+    {
+        best = 0; bi = -1;
+        for (int w = 0; w < warps; w++)
+            if (arg_better(is_max, sv[w], sidx[w], best, bi)) { best = sv[w]; bi = sidx[w]; }
+    }
+}
+
+// The best of elements [j0, j1) of a row (strided by xcol), per thread; j ascending, so ties keep the lowest index.
+__device__ __forceinline__ void arg_scan(int is_max, const void* x, int xdt, i64 base, i64 xcol, i64 j0, i64 j1, double& best, i64& bi)
+{
+    best = 0; bi = -1;
+    for (i64 j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+    {
+        double v = load<double>(x, xdt, base + j * xcol);
+        if (arg_better(is_max, v, j, best, bi)) { best = v; bi = j; }
+    }
+}
+
 extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 xcol, int is_max, i64* y, const void* x, int xdt)
 {
     __shared__ double sv[32];
@@ -106,43 +210,45 @@ extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 x
     {
         i64 o[MAX_OPERANDS];
         offsets(rows_layout, row, 2, o);
+        double best; i64 bi;
+        arg_scan(is_max, x, xdt, o[1], xcol, 0, n, best, bi);
+        arg_block(is_max, best, bi, sv, sidx);
+        if (threadIdx.x == 0) y[o[0]] = bi;
+        __syncthreads();
+    }
+}
+
+// Block (chunk blockIdx.x, row blockIdx.y) writes the best of elements [chunk·len, chunk·len + len) of its row to
+// pv/pi[row·chunks + chunk] (pi = −1 for an empty chunk).
+extern "C" __global__ void arg_reduce_partial(Layout rows_layout, i64 n, i64 xcol, int is_max, i64 len, double* pv, i64* pi,
+                                              const void* x, int xdt)
+{
+    __shared__ double sv[32];
+    __shared__ i64 sidx[32];
+    i64 row = blockIdx.y, chunk = blockIdx.x, chunks = gridDim.x;
+    i64 o[MAX_OPERANDS];
+    offsets(rows_layout, row, 2, o);
+    i64 j0 = chunk * len, j1 = j0 + len < n ? j0 + len : n;
+    double best; i64 bi;
+    arg_scan(is_max, x, xdt, o[1], xcol, j0, j1, best, bi);
+    arg_block(is_max, best, bi, sv, sidx);
+    if (threadIdx.x == 0) { pv[row * chunks + chunk] = best; pi[row * chunks + chunk] = bi; }
+}
+
+// One block per row: the best of its chunks' results (arg_reduce_partial), into y.
+extern "C" __global__ void arg_reduce_combine(Layout rows_layout, i64 rows, i64 chunks, int is_max, i64* y, const double* pv, const i64* pi)
+{
+    __shared__ double sv[32];
+    __shared__ i64 sidx[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(rows_layout, row, 2, o);
         double best = 0; i64 bi = -1;
-        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
-        {
-            double v = load<double>(x, xdt, o[1] + j * xcol);
-            bool better = bi < 0 || (v != v && best == best) || (best == best && (is_max ? v > best : v < best));
-            if (better) { best = v; bi = j; }
-        }
-        for (int s = 16; s > 0; s >>= 1)
-        {
-            double ov = __shfl_down_sync(0xffffffffu, best, s);
-            i64 oi = __shfl_down_sync(0xffffffffu, bi, s);
-            if ((threadIdx.x & 31) + s < 32 && oi >= 0)
-            {
-                bool onan = ov != ov, bnan = best != best;
-                bool better = bi < 0 || (onan && !bnan) || (onan && bnan && oi < bi)
-                              || (!onan && !bnan && ((is_max ? ov > best : ov < best) || (ov == best && oi < bi)));
-                if (better) { best = ov; bi = oi; }
-            }
-        }
-        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-        __syncthreads();
-        if (lane == 0) { sv[warp] = best; sidx[warp] = bi; }
-        __syncthreads();
-        if (threadIdx.x == 0)
-        {
-            double b = 0; i64 i = -1;
-            for (int w = 0; w < warps; w++)
-            {
-                double ov = sv[w]; i64 oi = sidx[w];
-                if (oi < 0) continue;
-                bool onan = ov != ov, bnan = b != b;
-                bool better = i < 0 || (onan && !bnan) || (onan && bnan && oi < i)
-                              || (!onan && !bnan && ((is_max ? ov > b : ov < b) || (ov == b && oi < i)));
-                if (better) { b = ov; i = oi; }
-            }
-            y[o[0]] = i;
-        }
+        for (i64 c = threadIdx.x; c < chunks; c += blockDim.x)
+            if (arg_better(is_max, pv[row * chunks + c], pi[row * chunks + c], best, bi)) { best = pv[row * chunks + c]; bi = pi[row * chunks + c]; }
+        arg_block(is_max, best, bi, sv, sidx);
+        if (threadIdx.x == 0) y[o[0]] = bi;
         __syncthreads();
     }
 }

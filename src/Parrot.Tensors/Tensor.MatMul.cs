@@ -56,6 +56,32 @@ public sealed partial class Tensor
         return scope.Keep(c.ViewAs(resultShape));
     }
 
+    /// <summary>
+    /// a·b + bias for a [M, K], b [K, N] (any strides) and bias [N], one float dtype: a Linear layer with a bias. On a
+    /// GPU the bias is added in the product's epilogue (one pass, rounded once, as PyTorch's addmm); elsewhere the
+    /// product and the addition run one after the other.
+    /// </summary>
+    public static Tensor MatMulBias(Tensor a, Tensor b, Tensor bias)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(bias);
+        if (a.Rank != 2 || b.Rank != 2 || bias.Rank != 1 || a.Shape[1] != b.Shape[0] || bias.Shape[0] != b.Shape[1])
+            throw new ArgumentException($"MatMulBias: needs a [M, K], b [K, N] and bias [N], got {a.ShapeString()}, {b.ShapeString()} and {bias.ShapeString()}");
+        if (bias.Device != a.Device || bias.DType != a.DType)
+            throw new ArgumentException($"MatMulBias: bias {bias.ShapeString()} must be on {a.Device} as {a.DType.Name()}, is {bias.DType.Name()} on {bias.Device}");
+        if (a.Backend is Cuda.CudaBackend cuda && a.DType == b.DType && a.DType.IsFloat() && a.Device == b.Device)
+        {
+            using var scope = TensorScope.Begin();
+            var c = Empty([a.Shape[0], b.Shape[1]], a.DType, a.Device);
+            var contiguousBias = bias.IsContiguous ? bias : bias.Contiguous();
+            cuda.MatMulEpilogue(a, b, c, contiguousBias, gelu: false);
+            return scope.Keep(c);
+        }
+        using var product = MatMul(a, b);
+        return product + bias;
+    }
+
     /// <summary>Matrix product <c>this · other</c> with <c>torch.matmul</c> semantics; see <see cref="MatMul(Tensor, Tensor, DType?)"/>.</summary>
     public Tensor MatMul(Tensor other) => MatMul(this, other);
 

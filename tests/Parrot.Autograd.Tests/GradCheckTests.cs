@@ -139,6 +139,37 @@ public class GradCheckTests
         Check(v => v[0].MatMul(v[1]), R(17, 4), R(18, 4, 3));
         Check(v => v[0].MatMul(v[1]), R(19, 2, 3, 4), R(20, 4));
         Check(v => v[0].Transpose().MatMul(v[1].Transpose()), R(21, 4, 3), R(22, 5, 4));
+        // Linear's form: a batch of rows times a transposed weight (folded into one product, the weight's gradient
+        // computed in the weight's own layout).
+        Check(v => v[0].MatMul(v[1].Transpose()), R(41, 2, 3, 4), R(42, 5, 4));
+        Check(v => v[0].Transpose(0, 1).MatMul(v[1].Transpose()), R(43, 3, 2, 4), R(44, 5, 4));
+    }
+
+    [Test]
+    public void MatMulBiasRule()
+    {
+        Check(v => v[0].MatMulBias(v[1].Transpose(), v[2]), R(47, 6, 4), R(48, 5, 4), R(49, 5));
+        Check(v => v[0].MatMulBias(v[1], v[2]), R(50, 3, 4), R(51, 4, 2), R(52, 2));
+    }
+
+    [Test]
+    public void TransposedWeightGetsAContiguousGradient()
+    {
+        using var scope = TensorScope.Begin();
+        var x = new Variable(R(45, 2, 3, 4));
+        var w = new Variable(R(46, 5, 4), requiresGrad: true);
+        x.MatMul(w.Transpose()).Sum().Backward();
+        Assert.That(w.Grad!.IsContiguous, Is.True, "an optimizer would otherwise copy it every step");
+        // dW[o, i] = Σ over the 6 rows of x[r, i]
+        var xs = x.Value.ToArray<double>();
+        var gw = w.Grad.ToArray<double>();
+        for (int o = 0; o < 5; o++)
+            for (int i = 0; i < 4; i++)
+            {
+                double want = 0;
+                for (int r = 0; r < 6; r++) want += xs[r * 4 + i];
+                Assert.That(gw[o * 4 + i], Is.EqualTo(want).Within(1e-12));
+            }
     }
 
     [Test]

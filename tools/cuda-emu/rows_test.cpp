@@ -1,3 +1,4 @@
+#include <initializer_list>
 #include "emu_threads.h"
 #include "prelude.cuh"
 namespace red { 
@@ -20,6 +21,10 @@ namespace at {
 namespace ix {
 #include "indexing.cu"
 }
+namespace ewns {
+#include "elementwise.cu"
+}
+#define ew_binary ewns::binary
 #include <algorithm>
 #include <random>
 int fails = 0;
@@ -47,6 +52,64 @@ int main()
     { std::vector<long long> y(R); Layout L = L1(R, 2, 1, N);
       launch(R, 64, [&] { red::arg_reduce(L, R, N, 1, 1, y.data(), x.data(), DT_F32); });
       for (int r = 0; r < R; r++) { int b = 0; for (int j = 1; j < N; j++) if (x[r * N + j] > x[r * N + b]) b = j; CHECK(y[r] == b, "argmax row %d: %lld vs %d", r, y[r], b); } }
+    // reduce_columns: over the leading axis of a [C, M] view (outputs along M, stride 1), rows not a multiple of 32,
+    // C not a multiple of the 8 groups, and a grid smaller than the rows (its stride loop)
+    for (int op : {0, 1, 2, 3, 5})
+    {
+        const int C = 9, M = 150; // 1350 of x's 1500 values
+        std::vector<float> y(M, -1);
+        Layout outer = L1(M, 2, 1, 1), inner = L1(C, 1, M);
+        launch(3, 256, [&] { red::reduce_columns(outer, M, inner, C, op, y.data(), DT_F32, x.data(), DT_F32); });
+        for (int m = 0; m < M; m++)
+        {
+            double s = 0, mx = -1e30, mn = 1e30; for (int c = 0; c < C; c++) { double v = x[c * M + m]; s += op == 5 ? v * v : v; mx = std::max(mx, v); mn = std::min(mn, v); }
+            double want = op == 0 || op == 5 ? s : op == 1 ? s / C : op == 2 ? mx : mn;
+            CHECK(fabs(y[m] - want) < 1e-5 * (1 + fabs(want)), "reduce_columns op %d output %d: %g vs %g", op, m, y[m], want);
+        }
+    }
+    // argmax / argmin split over chunks (arg_reduce_partial + arg_reduce_combine) against arg_reduce and a loop:
+    // repeated maxima (lowest index wins, across chunk borders) and a row with NaNs (the first NaN wins)
+    for (int is_max : {1, 0})
+    {
+        std::vector<float> z(x.begin(), x.end());
+        z[0 * N + 70] = z[0 * N + 230] = is_max ? 9.f : -9.f;                 // row 0: tie in chunks 0 and 3
+        z[1 * N + 299] = is_max ? 9.f : -9.f;                                 // row 1: best at the last element
+        z[2 * N + 120] = NAN; z[2 * N + 40] = is_max ? 9.f : -9.f; z[2 * N + 200] = NAN; // row 2: NaN at 120
+        const int chunks = 4; const long long len = (N + chunks - 1) / chunks;
+        std::vector<double> pv(R * chunks); std::vector<long long> pi(R * chunks), y(R, -7), y1(R, -7);
+        Layout L = L1(R, 2, 1, N);
+        for (int r = 0; r < R; r++)
+            launch(chunks, 64, [&] { blockIdx.y = r; gridDim.y = R; red::arg_reduce_partial(L, N, 1, is_max, len, pv.data(), pi.data(), z.data(), DT_F32); });
+        launch(2, 64, [&] { red::arg_reduce_combine(L, R, chunks, is_max, y.data(), pv.data(), pi.data()); });
+        launch(R, 64, [&] { red::arg_reduce(L, R, N, 1, is_max, y1.data(), z.data(), DT_F32); });
+        for (int r = 0; r < R; r++)
+        {
+            int b = 0;
+            for (int j = 1; j < N; j++)
+            {
+                float v = z[r * N + j], w = z[r * N + b];
+                if (w != w) break;
+                if (v != v || (is_max ? v > w : v < w)) b = j;
+            }
+            CHECK(y[r] == b && y1[r] == b, "arg %s row %d: split %lld, one block %lld, want %d", is_max ? "max" : "min", r, y[r], y1[r], b);
+        }
+    }
+    // add_rms_norm = the add, then rms_norm, bit for bit (f32 and bf16; a block smaller than the row, several rows)
+    for (int dt : {DT_F32, DT_BF16})
+    {
+        const int rows = 3, n = 300, es = dt == DT_BF16 ? 2 : 4;
+        std::vector<unsigned char> X(rows * n * 4), Rs(rows * n * 4), W(n * 4), S1(rows * n * 4), S2(rows * n * 4), Y1(rows * n * 4), Y2(rows * n * 4);
+        auto put = [&](std::vector<unsigned char>& b, int i, float v) { if (dt == DT_BF16) ((u16*)b.data())[i] = f32_to_bf16(v); else ((float*)b.data())[i] = v; };
+        for (int i = 0; i < rows * n; i++) { put(X, i, nd(rng)); put(Rs, i, nd(rng)); }
+        for (int j = 0; j < n; j++) put(W, j, 1 + 0.1f * nd(rng));
+        Layout L = L1(rows * n, 3, 1, 1); L.stride[2][0] = 1;
+        launch(4, 64, [&] { ew_binary(L, rows * n, 0, S1.data(), dt, X.data(), Rs.data(), dt); });
+        Layout LR = L1(rows, 2, n, n);
+        launch(rows, 64, [&] { nm::rms_norm(LR, rows, n, Y1.data(), dt, 1, S1.data(), dt, 1, W.data(), dt, 1, 1e-6f, nullptr); });
+        launch(2, 64, [&] { nm::add_rms_norm(rows, n, S2.data(), Y2.data(), X.data(), Rs.data(), W.data(), dt, 1e-6f); });
+        CHECK(memcmp(S1.data(), S2.data(), rows * n * es) == 0, "add_rms_norm sum, dt %d", dt);
+        CHECK(memcmp(Y1.data(), Y2.data(), rows * n * es) == 0, "add_rms_norm y, dt %d", dt);
+    }
     // softmax and log-softmax
     for (int lg : {0, 1})
     { std::vector<float> y(R * N); Layout L = L1(R, 2, N, N);

@@ -8,7 +8,8 @@ namespace Parrot.Cli.SelfTest;
 
 /// <summary>
 /// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
-/// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, and
+/// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, the Qwen2-7B
+/// batch-1 decode products (matrix-vector kernel and cuBLASLt, GB/s of weights), and
 /// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
 /// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing), and one
 /// decode step's attention at caches of 160, 4096 and 32768 keys (rows "attention decode", "... tiled" beside them).
@@ -42,6 +43,7 @@ internal static class DeviceBench
             double ms = cuda.MedianMilliseconds(() => cuda.MatMul(a, b, c));
             Add(new("gemm bf16", $"{n}x{n}x{n}", ms, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12, "TFLOP/s", "cuBLASLt, fp32 accumulate"));
         }
+        DecodeProducts(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         // The "FMA" rows switch the tensor cores off for a moment; the switch goes back to what it was (off under
         // PARROT_TENSOR_CORE_ATTENTION=0, and then the plain rows say so instead of claiming tensor cores).
         bool tensorCores = cuda.TensorCoreAttention;
@@ -106,6 +108,51 @@ internal static class DeviceBench
         }
         Decode(cuda, device, Add);
         return results;
+    }
+
+    /// <summary>
+    /// The Qwen2-7B decode products (batch 1, bf16): x [1, K] · Wᵀ with W a row-major [N, K] weight, on the gemv
+    /// kernel (native/gemv.cu) and, in the row after, on cuBLASLt (<see cref="CudaBackend.GemvKernel"/> off for a
+    /// moment). Rate: W's bytes / time, in GB/s; the note gives the fraction of the copy row's bandwidth. Each timing
+    /// runs the product over copies of W filling ≥ 256 MiB (more than the L2 cache) and reports the time per product,
+    /// so weights come from memory as in a real decode step (a 3.7 MB weight read back to back would sit in L2).
+    /// </summary>
+    internal static void DecodeProducts(CudaBackend cuda, Device device, double copyRate, Action<Result> add)
+    {
+        bool on = cuda.GemvKernel;
+        foreach (var (n, k, what) in new[] { (18944, 3584, "gate/up"), (3584, 18944, "down"), (3584, 3584, "q/o"), (512, 3584, "k/v"), (152064, 3584, "lm_head") })
+        {
+            long bytes = 2L * n * k;
+            int copies = (int)Math.Max(1, ((256L << 20) + bytes - 1) / bytes);
+            using var all = Tensor.Normal([copies * n, k], 7, 0, 0.02, DType.BF16, device);
+            var weights = Enumerable.Range(0, copies).Select(i => { using var w = all.Narrow(0, i * n, n); return w.Transpose(0, 1); }).ToArray();
+            using var x = Tensor.Normal([1, k], 8, 0, 1, DType.BF16, device);
+            using var y = Tensor.Empty([1, n], DType.BF16, device);
+            string shape = $"m1 N{n} K{k}";
+            try
+            {
+                double Time() => cuda.MedianMilliseconds(() => { foreach (var w in weights) cuda.MatMul(x, w, y); }) / copies;
+                string Note(double gbs, string path) => string.Create(CultureInfo.InvariantCulture, $"{what}, {path}, {gbs / copyRate:F2} of copy");
+                double ms = Time();
+                double rate = bytes / (ms * 1e-3) / 1e9;
+                add(new("decode gemv bf16", shape, ms, rate, "GB/s", Note(rate, on ? "gemv.cu" : "cuBLASLt: gemv off (PARROT_CUDA_GEMV=0)")));
+                cuda.GemvKernel = false;
+                try
+                {
+                    double lt = Time();
+                    double ltRate = bytes / (lt * 1e-3) / 1e9;
+                    add(new("decode gemv cuBLASLt", shape, lt, ltRate, "GB/s", Note(ltRate, "cuBLASLt, for comparison")));
+                }
+                finally
+                {
+                    cuda.GemvKernel = on;
+                }
+            }
+            finally
+            {
+                foreach (var w in weights) w.Dispose();
+            }
+        }
     }
 
     /// <summary>

@@ -58,6 +58,8 @@ internal static class SelfTestCases
         c.Add(new("add (broadcast row)", Two, x => x[0] + x[1]));
         c.Add(new("sub (broadcast, transposed)", (r, t) => [Normal(r, t, 80, 48), Normal(r, t, 80, 1)], x => { using var tr = x[0].Transpose(0, 1); using var b = x[1].Transpose(0, 1); return tr - b; }));
         c.Add(new("mul (broadcast row)", Two, x => x[0] * x[1]));
+        c.Add(new("mul (same shape, odd length)", (r, t) => [Normal(r, t, 7, 37), Normal(r, t, 7, 37)], x => x[0] * x[1]));
+        c.Add(new("silu (odd length)", (r, t) => [Normal(r, t, 7, 37)], x => x[0].Map(UnaryOp.Silu)));
         c.Add(new("div", (r, t) => [Normal(r, t, 48, 80), Positive(r, t, 0.5, 2, 48, 80)], x => x[0] / x[1]));
         c.Add(new("pow", (r, t) => [Positive(r, t, 0.1, 3, 48, 80), Normal(r, t, 48, 80)], x => x[0].Pow(x[1])));
         c.Add(new("maximum", Two, x => x[0].Maximum(x[1])));
@@ -75,6 +77,11 @@ internal static class SelfTestCases
         c.Add(new("sum of squares", One, x => x[0].SumOfSquares(-1)));
         c.Add(new("argmax (last axis)", One, x => x[0].ArgMax(-1), Exact: true));
         c.Add(new("argmin (first axis)", One, x => x[0].ArgMin(0), Exact: true));
+        // Many outputs of few elements (CUDA: reduce_columns) and few long rows (CUDA: argmax split over chunks).
+        c.Add(new("sum (leading axis, 4096 outputs)", (r, t) => [Normal(r, t, 8, 4096)], x => x[0].Sum(0)));
+        c.Add(new("max (leading axes, 2048 outputs)", (r, t) => [Normal(r, t, 3, 5, 2048)], x => x[0].Max([0, 1], false)));
+        c.Add(new("argmax (one row of 40000)", (r, t) => [Normal(r, t, 1, 40000)], x => x[0].ArgMax(-1), Exact: true));
+        c.Add(new("argmin (3 rows of 20000)", (r, t) => [Normal(r, t, 3, 20000)], x => x[0].ArgMin(-1), Exact: true));
         c.Add(new("top-k values", One, x => { var (v, i) = x[0].TopK(5); i.Dispose(); return v; }));
 
         // Row ops.
@@ -83,6 +90,16 @@ internal static class SelfTestCases
         c.Add(new("softmax (strided rows)", (r, t) => [Normal(r, t, 96, 40)], x => { using var tr = x[0].Transpose(0, 1); return tr.Softmax(-1); }));
         c.Add(new("layer norm", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 384), Normal(r, t, 384)], x => x[0].LayerNorm(x[1], x[2])));
         c.Add(new("rms norm", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 384)], x => x[0].RmsNorm(x[1])));
+        c.Add(new("add + rms norm (residual step)", (r, t) => [Normal(r, t, 40, 384), Normal(r, t, 40, 384), Normal(r, t, 384)], x =>
+        {
+            var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
+            using (sum) using (y) return Tensor.Concat(0, sum.Reshape(-1), y.Reshape(-1));
+        }));
+        c.Add(new("add + rms norm (one row of 3584)", (r, t) => [Normal(r, t, 1, 3584), Normal(r, t, 1, 3584), Normal(r, t, 3584)], x =>
+        {
+            var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
+            using (sum) using (y) return Tensor.Concat(0, sum.Reshape(-1), y.Reshape(-1));
+        }));
         c.Add(new("rope", (r, t) => [Normal(r, t, 2, 4, 24, 64)], x =>
         {
             var (cos, sin) = Tensor.RopeTables(0, 24, 64, 10000.0, x[0].Device);
@@ -111,7 +128,26 @@ internal static class SelfTestCases
         c.Add(new("matmul batched", (r, t) => [Normal(r, t, 3, 40, 64), Normal(r, t, 3, 64, 72)], x => Tensor.MatMul(x[0], x[1])));
         c.Add(new("matmul broadcast b", (r, t) => [Normal(r, t, 3, 40, 64), Normal(r, t, 64, 72)], x => Tensor.MatMul(x[0], x[1])));
         c.Add(new("matmul transposed b (x·wᵀ)", (r, t) => [Normal(r, t, 50, 64), Normal(r, t, 96, 64)], x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }));
+        c.Add(new("matmul + bias (Linear: x·wᵀ + b)", (r, t) => [Normal(r, t, 50, 64), Normal(r, t, 96, 64), Normal(r, t, 96)],
+            x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMulBias(x[0], w, x[2]); }));
         c.Add(new("matmul to float32", (r, t) => [Normal(r, t, 96, 128), Normal(r, t, 128, 80)], x => Tensor.MatMul(x[0], x[1], x[0].DType == DType.F64 ? null : DType.F32)));
+        // Decode: 1..4 rows by a weight's transposed view (CUDA: native/gemv.cu); N and K not multiples of the block's
+        // rows or of a warp's step, the weight's rows padded, x rows picked out of a larger activation.
+        for (int m = 1; m <= 4; m++)
+        {
+            int rows = m;
+            c.Add(new($"matmul decode x·wᵀ (m {rows})", (r, t) => [Normal(r, t, rows, 1000), Normal(r, t, 513, 1000)],
+                x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }));
+        }
+        c.Add(new("matmul decode x·wᵀ to float32", (r, t) => [Normal(r, t, 2, 1000), Normal(r, t, 513, 1000)],
+            x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w, x[0].DType == DType.F64 ? null : DType.F32); }));
+        c.Add(new("matmul decode padded w, strided x", (r, t) => [Normal(r, t, 3, 5, 1000), Normal(r, t, 700, 1016)], x =>
+        {
+            using var last = x[0].Narrow(1, 4, 1);  // [3, 1, 1000], rows 5000 elements apart
+            using var w = x[1].Narrow(1, 0, 1000);  // [700, 1000], rows 1016 apart
+            using var wt = w.Transpose(0, 1);
+            return Tensor.MatMul(last, wt);
+        }));
 
         // Optimiser: three AdamW steps on float32 master weights with gradients in the case's dtype.
         c.Add(new("adamw (3 steps)", (r, t) => [Normal(r, DType.F32, 4000), Normal(r, t, 4000)], x =>

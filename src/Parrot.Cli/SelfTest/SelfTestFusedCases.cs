@@ -125,6 +125,8 @@ internal static class SelfTestFusedCases
             using (p) return p.To(DType.BF16);
         }, Tolerance: SelfTestRunner.Bf16Tolerance); // the result is the bf16 copy, whatever the gradients' dtype
         yield return MultiTensorAdamW();
+        yield return MixedPrecisionOptimizer();
+        foreach (var d in DecodeLinear()) yield return d;
         // The training ops of the backend contract (what the autograd rules call): statistics recomputed, the
         // weight gradients summed without atomics.
         yield return new("rms norm bwd, contract (dx)", RowInputs, x => Tensor.RmsNormBackward(x[0], x[1], Eps, x[2], false).Dx);
@@ -143,6 +145,29 @@ internal static class SelfTestFusedCases
         });
         yield return new("embedding bwd, contract", (r, t) => [Indices(r, 500, 4, 33), Normal(r, t, 4, 33, 64)], x =>
             Tensor.EmbeddingBackward(x[0], x[1], 500, x[1].DType));
+    }
+
+    /// <summary>
+    /// A linear layer's decode step with the bias (and GELU) fused into the product: on a GPU, MatMulEpilogue, which
+    /// runs native/gemv.cu for these few rows; elsewhere x·wᵀ + b (then tanh-form GELU) in float32.
+    /// </summary>
+    internal static IEnumerable<SelfTestCase> DecodeLinear()
+    {
+        foreach (bool gelu in new[] { false, true })
+            yield return new(gelu ? "linear decode bias+gelu (epilogue)" : "linear decode bias (epilogue)",
+                (r, t) => [Normal(r, t, 3, 1000), Normal(r, t, 513, 1000), Normal(r, t, 513)], x => Fused(x[0], out var cuda)
+                ? Gpu(() =>
+                {
+                    using var wt = x[1].Transpose(0, 1);
+                    var y = Tensor.Empty([x[0].Shape[0], x[1].Shape[0]], x[0].DType, x[0].Device);
+                    cuda!.MatMulEpilogue(x[0], wt, y, x[2], gelu);
+                    return y;
+                })
+                : Composite(x, c =>
+                {
+                    var y = Tensor.MatMul(c[0], c[1].Transpose(0, 1)) + c[2];
+                    return gelu ? y.Map(UnaryOp.GeluTanh) : y;
+                }));
     }
 
     /// <summary>Two AdamW steps over three parameters of different sizes: one fused multi-tensor launch per step on a GPU.</summary>
@@ -164,6 +189,32 @@ internal static class SelfTestFusedCases
             foreach (var t in ms.Concat(vs)) t.Dispose();
             var y = Tensor.Concat(0, ps);
             foreach (var p in ps) p.Dispose();
+            return y;
+        });
+
+    /// <summary>
+    /// Two steps of the bf16 training optimizer (MixedPrecisionAdamW) over a large parameter (its own launch on a GPU)
+    /// and two small ones (queued, one shared launch): the updated weights, concatenated.
+    /// </summary>
+    internal static SelfTestCase MixedPrecisionOptimizer() => new("mixed-precision AdamW (1M + 2 small params)",
+        (r, t) => [Normal(r, t, (1 << 20) + 3), Normal(r, t, (1 << 20) + 3), Normal(r, t, 300), Normal(r, t, 300), Normal(r, t, 17), Normal(r, t, 17)], x =>
+        {
+            var ps = new[] { x[0], x[2], x[4] }.Select(w => new global::Parrot.Autograd.Variable(TensorScope.Detach(w.Clone()), requiresGrad: true)).ToArray();
+            using var opt = new global::Parrot.Nn.Optim.MixedPrecisionAdamW(ps, 1e-2, 0.9, 0.95, 1e-8, 0.05);
+            for (int step = 0; step < 2; step++)
+            {
+                opt.ZeroGrad();
+                global::Parrot.Autograd.Variable? loss = null;
+                for (int i = 0; i < 3; i++)
+                {
+                    var term = (ps[i] * new global::Parrot.Autograd.Variable(x[2 * i + 1])).Sum();
+                    loss = loss is null ? term : loss + term;
+                }
+                loss!.Backward();
+                opt.Step();
+            }
+            var y = Tensor.Concat(0, ps.Select(p => p.Value).ToArray());
+            foreach (var p in ps) p.Value.Dispose();
             return y;
         });
 

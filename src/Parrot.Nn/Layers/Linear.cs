@@ -33,7 +33,10 @@ public sealed class Linear : Module
     {
         if (x.Shape.Length == 0 || x.Shape[^1] != InFeatures)
             throw new ArgumentException($"Linear({InFeatures}→{OutFeatures}): input {x.Value.ShapeString()} does not end in {InFeatures}");
-        var y = x.MatMul(Weight.Transpose());
-        return Bias is null ? y : y + Bias;
+        if (Bias is null) return x.MatMul(Weight.Transpose());
+        if (x.Rank == 2) return x.MatMulBias(Weight.Transpose(), Bias);
+        var shape = x.Shape.ToArray();
+        shape[^1] = OutFeatures;
+        return x.Reshape(-1, InFeatures).MatMulBias(Weight.Transpose(), Bias).Reshape(shape);
     }
 }

@@ -64,11 +64,33 @@ public sealed class MixedPrecisionAdamW : Optimizer
         var w = parameter.Value;
         if (!ReferenceEquals(master, w) && w.DType == DType.BF16 && w.IsContiguous && master.Backend is Parrot.Tensors.Cuda.CudaBackend cuda)
         {
-            cuda.AdamW(master, g, m, v, step, w); // the rounded bf16 weights written in the same pass (round to nearest even, as CopyFrom)
+            // The rounded bf16 weights are written in the same pass (round to nearest even, as CopyFrom). Small
+            // tensors (norms, biases, attention projections) wait for EndStep and share launches.
+            if (master.Count < SharedLaunchBelow) _queued.Add((cuda, new Parrot.Tensors.Cuda.CudaBackend.AdamWTensor(master, g, m, v, w)));
+            else cuda.AdamW(master, g, m, v, step, w);
             return;
         }
         master.Backend.AdamW(master, g, m, v, step);
         if (!ReferenceEquals(master, w)) w.CopyFrom(master);
+    }
+
+    /// <summary>Below this many elements a CUDA parameter's update shares a launch with others (AdamWMulti): alone, it
+    /// would leave most of the GPU idle for a launch; a large one sharing a launch would hold its shares' blocks back.</summary>
+    private const long SharedLaunchBelow = 1 << 20;
+
+    private readonly List<(Parrot.Tensors.Cuda.CudaBackend Backend, Parrot.Tensors.Cuda.CudaBackend.AdamWTensor Entry)> _queued = new();
+
+    /// <inheritdoc/>
+    protected override void EndStep()
+    {
+        if (_queued.Count == 0) return;
+        var step = new AdamWStep(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, StepCount);
+        try
+        {
+            foreach (var group in _queued.GroupBy(q => q.Backend))
+                group.Key.AdamWMulti(group.Select(q => q.Entry).ToList(), step);
+        }
+        finally { _queued.Clear(); }
     }
 
     /// <inheritdoc/>

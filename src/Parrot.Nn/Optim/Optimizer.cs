@@ -45,10 +45,14 @@ public abstract class Optimizer : IDisposable
                 throw new InvalidOperationException($"{GetType().Name}: parameter {p.Value.ShapeString()} is on {p.Value.Device} but its gradient is on {g.Device}");
             Update(p, g);
         }
+        EndStep();
     }
 
-    /// <summary>Updates one parameter in place.</summary>
+    /// <summary>Updates one parameter in place (or queues the update for <see cref="EndStep"/>).</summary>
     protected abstract void Update(Variable parameter, Tensor grad);
+
+    /// <summary>Called once per step after every <see cref="Update"/>, inside the step's tensor scope: runs queued updates.</summary>
+    protected virtual void EndStep() { }
 
     /// <summary>Clears the gradients of every parameter.</summary>
     public void ZeroGrad()

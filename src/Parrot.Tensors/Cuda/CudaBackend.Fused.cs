@@ -29,7 +29,7 @@ public sealed partial class CudaBackend
         var (L, _) = RowsLayout("RmsNorm", x, y, last);
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(Code(y.DType)).Add(y.Strides[last])
             .Ptr(x).Add(Code(x.DType)).Add(x.Strides[last]).Ptr(weight).Add(Code(weight.DType)).Add(weight.Strides[0]).Add((float)eps).Ptr(rstd);
-        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <summary>
@@ -55,7 +55,7 @@ public sealed partial class CudaBackend
         DType wdt = weight?.DType ?? bias?.DType ?? DType.F32;
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType))
             .Ptr(weight).Ptr(bias).Add(Code(wdt)).Add(weight?.Strides[0] ?? 0L).Add(bias?.Strides[0] ?? 0L).Add(eps).Ptr(mean).Ptr(rstd);
-        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <summary>LayerNorm backward from the forward's statistics: dx (x's dtype); dweight and dbias (float32 [n]) accumulate when given.</summary>
@@ -185,6 +185,13 @@ public sealed partial class CudaBackend
         {
             using var g = Dense(gate);
             using var u = Dense(up);
+            if (Packable(y.DType, d, g, u))
+            {
+                long packs = n / PackLength(y.DType);
+                using var p = new KernelArgs().Add(packs).Add(n).Ptr(d).Ptr(g).Ptr(u).Add(Code(y.DType));
+                _kernels.Launch("elementwise.cu", "swiglu_forward_packed", _kernels.GridFor(Math.Max(packs, 1)), 256, p);
+                return;
+            }
             using var a = new KernelArgs().Add(n).Ptr(d).Ptr(g).Ptr(u).Add(Code(y.DType));
             _kernels.Launch("elementwise.cu", "swiglu_forward", _kernels.GridFor(n), 256, a);
         });
@@ -200,6 +207,13 @@ public sealed partial class CudaBackend
             using var d = dy.DType == gate.DType ? Dense(dy) : dy.To(gate.DType);
             using var g = Dense(gate);
             using var u = Dense(up);
+            if (Packable(gate.DType, dg, du, d, g, u))
+            {
+                long packs = n / PackLength(gate.DType);
+                using var p = new KernelArgs().Add(packs).Add(n).Ptr(dg).Ptr(du).Ptr(d).Ptr(g).Ptr(u).Add(Code(gate.DType));
+                _kernels.Launch("elementwise.cu", "swiglu_backward_packed", _kernels.GridFor(Math.Max(packs, 1)), 256, p);
+                return;
+            }
             using var a = new KernelArgs().Add(n).Ptr(dg).Ptr(du).Ptr(d).Ptr(g).Ptr(u).Add(Code(gate.DType));
             _kernels.Launch("elementwise.cu", "swiglu_backward", _kernels.GridFor(n), 256, a);
         }));

@@ -12,7 +12,9 @@ public sealed partial class CudaBackend
     public void MatMul(Tensor a, Tensor b, Tensor c) => MatMulEpilogue(a, b, c, null, false);
 
     /// <summary>
-    /// c = a·b (+ bias) (then GELU, tanh form) in one cuBLASLt call: the epilogue saves a pass over c.
+    /// c = a·b (+ bias) (then GELU, tanh form) in one cuBLASLt call: the epilogue saves a pass over c. Products of
+    /// at most 4 rows by a weight's transposed view run the matrix-vector kernel instead (<see cref="PlanGemv"/>,
+    /// <see cref="GemvKernel"/>).
     /// <paramref name="bias"/> is [N], contiguous, of c's dtype. Shapes and dtypes as <see cref="IBackend.MatMul"/>.
     /// </summary>
     public void MatMulEpilogue(Tensor a, Tensor b, Tensor c, Tensor? bias, bool gelu)
@@ -37,6 +39,12 @@ public sealed partial class CudaBackend
             using var bias32 = bias?.To(tmp.DType);
             MatMulEpilogue(a, b, tmp, bias32, gelu);
             Copy(tmp, c);
+            return;
+        }
+        // Decode: a few rows times a weight's transposed view is bound by reading the weight; native/gemv.cu.
+        if (GemvKernel && PlanGemv(a, b, c) is { } gemv)
+        {
+            LaunchGemv(gemv, a, b, c, bias, gelu);
             return;
         }
         var calls = PlanMatMul(a, b, c);

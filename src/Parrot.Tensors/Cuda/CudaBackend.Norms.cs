@@ -5,6 +5,13 @@ public sealed partial class CudaBackend
     /// <summary>Threads per block for one-block-per-row kernels over rows of length <paramref name="n"/>.</summary>
     private static uint RowBlock(long n) => n >= 2048 ? 512u : n >= 512 ? 256u : n >= 128 ? 128u : 64u;
 
+    /// <summary>
+    /// Threads per row for the one-block-per-row kernels: <see cref="RowBlock(long)"/>, doubled to 1024 for long rows
+    /// when the rows are too few to fill the GPU (decode's one-row norms: each thread's loads form a chain of latencies,
+    /// so more threads make it shorter).
+    /// </summary>
+    private uint RowBlock(long n, long rows) => rows < _context.MultiprocessorCount && n >= 2048 ? 1024u : RowBlock(n);
+
     /// <inheritdoc/>
     public void Softmax(Tensor x, Tensor y, bool log)
     {
@@ -14,7 +21,7 @@ public sealed partial class CudaBackend
         var (L, rows) = RowsLayout("Softmax", x, y, last);
         long n = x.Shape[last];
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType)).Add(log ? 1 : 0);
-        _kernels.Launch("softmax.cu", "softmax", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("softmax.cu", "softmax", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <inheritdoc/>
@@ -29,8 +36,28 @@ public sealed partial class CudaBackend
             throw Missing("LayerNorm", $"weight {weight.DType.Name()} with bias {bias.DType.Name()} of another dtype");
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType))
             .Ptr(weight).Ptr(bias).Add(Code(wdt)).Add(weight?.Strides[0] ?? 0L).Add(bias?.Strides[0] ?? 0L).Add(eps).Add(0UL).Add(0UL);
-        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
+
+    /// <summary>
+    /// sum = x + residual and y = RMSNorm(sum)·weight in one kernel (inference's residual step). All contiguous, one
+    /// float dtype (f32 or bf16), [..., n] with weight [n]; results equal the add and RmsNorm run apart.
+    /// </summary>
+    public void AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps, Tensor sum, Tensor y)
+    {
+        if (!CanAddRmsNorm(x, residual, weight, sum, y))
+            throw Missing("AddRmsNorm", "operands that are not all contiguous f32 or all contiguous bf16 of one shape");
+        long n = x.Shape[^1], rows = x.Count / Math.Max(n, 1);
+        if (rows == 0 || n == 0) return;
+        using var a = new KernelArgs().Add(rows).Add(n).Ptr(sum).Ptr(y).Ptr(x).Ptr(residual).Ptr(weight).Add(Code(x.DType)).Add((float)eps);
+        _kernels.Launch("norms.cu", "add_rms_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
+    }
+
+    /// <summary>Whether <see cref="AddRmsNorm"/> takes these operands.</summary>
+    public static bool CanAddRmsNorm(Tensor x, Tensor residual, Tensor weight, Tensor sum, Tensor y) =>
+        x.DType is DType.F32 or DType.BF16 && x.Rank >= 1 && new[] { residual, weight, sum, y }.All(t => t.DType == x.DType)
+        && new[] { x, residual, weight, sum, y }.All(t => t.IsContiguous) && residual.Shape.SequenceEqual(x.Shape)
+        && sum.Shape.SequenceEqual(x.Shape) && y.Shape.SequenceEqual(x.Shape) && weight.Rank == 1 && weight.Shape[0] == x.Shape[^1];
 
     /// <inheritdoc/>
     public void RmsNorm(Tensor x, Tensor weight, double eps, Tensor y)
@@ -41,7 +68,7 @@ public sealed partial class CudaBackend
         long n = x.Shape[last];
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(Code(y.DType)).Add(y.Strides[last])
             .Ptr(x).Add(Code(x.DType)).Add(x.Strides[last]).Ptr(weight).Add(Code(weight.DType)).Add(weight.Strides[0]).Add((float)eps).Add(0UL);
-        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n), a);
+        _kernels.Launch("norms.cu", "rms_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
     /// <inheritdoc/>

@@ -23,17 +23,52 @@ public sealed partial class CudaBackend
         var outer = KernelLayout.Create("Reduce", keptShape.ToArray(), keptY.ToArray(), keptX.ToArray());
         var inner = KernelLayout.Create("Reduce", innerShape.ToArray(), innerX.ToArray());
         using var a = new KernelArgs().Add(outer).Add(rows).Add(inner).Add(count).Add((int)op).Ptr(y).Add(Code(y.DType)).Ptr(x).Add(Code(x.DType));
-        _kernels.Launch("reduce.cu", "reduce", CudaKernels.RowGrid(rows), 256, a);
+        if (UsesColumnReduce(rows, count))
+            _kernels.Launch("reduce.cu", "reduce_columns", (uint)Math.Clamp((rows + 31) / 32, 1, 1 << 20), 256, a);
+        else
+            _kernels.Launch("reduce.cu", "reduce", CudaKernels.RowGrid(rows), 256, a);
     }
+
+    /// <summary>
+    /// Whether <see cref="Reduce"/> gives each output a column of 8 threads (reduce_columns) rather than a block:
+    /// for many outputs of few elements each (a sum over a leading axis, a broadcast's gradient), where a block per
+    /// output would leave most of its 256 threads idle and read x uncoalesced.
+    /// </summary>
+    internal static bool UsesColumnReduce(long rows, long count) => rows >= 1024 && count <= 8 * 256 && count * 8 <= rows;
 
     /// <inheritdoc/>
     public void ArgReduce(ArgReduceOp op, Tensor x, int axis, Tensor y)
     {
         var (L, rows) = RowsLayout("ArgReduce", x, y, axis);
         if (rows == 0) return;
+        long n = x.Shape[axis];
+        int isMax = op == ArgReduceOp.ArgMax ? 1 : 0;
+        long chunks = ArgReduceChunks(rows, n, _context.MultiprocessorCount);
+        if (chunks > 1)
+        {
+            // Few long rows (the argmax over a vocabulary in decode): one block per row would run on one SM.
+            using var pv = Tensor.Empty([(int)(rows * chunks)], DType.F64, Device);
+            using var pi = Tensor.Empty([(int)(rows * chunks)], DType.I64, Device);
+            long len = (n + chunks - 1) / chunks;
+            using (var p = new KernelArgs().Add(L).Add(n).Add(x.Strides[axis]).Add(isMax).Add(len).Ptr(pv).Ptr(pi).Ptr(x).Add(Code(x.DType)))
+                _kernels.Launch("reduce.cu", "arg_reduce_partial", (uint)chunks, 256, p, gridY: (uint)rows);
+            using var c = new KernelArgs().Add(L).Add(rows).Add(chunks).Add(isMax).Ptr(y).Ptr(pv).Ptr(pi);
+            _kernels.Launch("reduce.cu", "arg_reduce_combine", CudaKernels.RowGrid(rows), 256, c);
+            return;
+        }
         using var a = new KernelArgs().Add(L).Add(rows).Add((long)x.Shape[axis]).Add(x.Strides[axis])
             .Add(op == ArgReduceOp.ArgMax ? 1 : 0).Ptr(y).Ptr(x).Add(Code(x.DType));
         _kernels.Launch("reduce.cu", "arg_reduce", CudaKernels.RowGrid(rows), 256, a);
+    }
+
+    /// <summary>
+    /// How many chunks <see cref="ArgReduce"/> splits each row into: 1 (a block per row) unless the rows are fewer than
+    /// the SMs and long; then chunks of at least 4096 elements, about two blocks per SM in all.
+    /// </summary>
+    internal static long ArgReduceChunks(long rows, long n, int multiprocessors)
+    {
+        if (rows >= multiprocessors || n < 16384 || rows > 65535) return 1;
+        return Math.Max(1, Math.Min(n / 4096, 2L * multiprocessors / rows));
     }
 
     /// <summary>Top-k runs on the CPU backend through a host round-trip (it serves sampling, not training).</summary>

@@ -58,12 +58,16 @@ internal sealed unsafe class CudaKernels
 /// <summary>Kernel parameters packed by value into one native buffer, in launch order.</summary>
 internal sealed unsafe class KernelArgs : IDisposable
 {
-    private const int Capacity = 4096;
-    private readonly byte* _buffer = (byte*)NativeMemory.AlignedAlloc(Capacity, 16);
-    private readonly List<int> _offsets = new();
-    private int _used;
+    private const int Capacity = 4096, MaxParameters = 64;
+    // Buffers are reused per thread: a decode step packs ~570 launches, and two native allocations each added up.
+    [ThreadStatic] private static Stack<nint>? _spare;
+    private byte* _buffer = Rent();
+    private readonly int[] _offsets = new int[MaxParameters];
+    private int _count, _used;
 
-    internal int Count => _offsets.Count;
+    internal int Count => _count;
+
+    private static byte* Rent() => _spare is { Count: > 0 } s ? (byte*)s.Pop() : (byte*)NativeMemory.AlignedAlloc(Capacity, 16);
 
     /// <summary>Appends a parameter, aligned to its natural alignment (at most 8 bytes).</summary>
     internal KernelArgs Add<T>(T value) where T : unmanaged
@@ -72,8 +76,9 @@ internal sealed unsafe class KernelArgs : IDisposable
         if (align is not (1 or 2 or 4 or 8)) align = 8;
         _used = (_used + align - 1) / align * align;
         if (_used + sizeof(T) > Capacity) throw new InvalidOperationException("kernel parameters exceed 4 KiB");
+        if (_count == MaxParameters) throw new InvalidOperationException($"more than {MaxParameters} kernel parameters");
         *(T*)(_buffer + _used) = value;
-        _offsets.Add(_used);
+        _offsets[_count++] = _used;
         _used += sizeof(T);
         return this;
     }
@@ -83,8 +88,15 @@ internal sealed unsafe class KernelArgs : IDisposable
 
     internal void Fill(void** ptrs)
     {
-        for (int i = 0; i < _offsets.Count; i++) ptrs[i] = _buffer + _offsets[i];
+        for (int i = 0; i < _count; i++) ptrs[i] = _buffer + _offsets[i];
     }
 
-    public void Dispose() => NativeMemory.AlignedFree(_buffer);
+    public void Dispose()
+    {
+        if (_buffer is null) return;
+        var spare = _spare ??= new Stack<nint>();
+        if (spare.Count < 16) spare.Push((nint)_buffer);
+        else NativeMemory.AlignedFree(_buffer);
+        _buffer = null;
+    }
 }

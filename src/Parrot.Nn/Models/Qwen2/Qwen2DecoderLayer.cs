@@ -29,6 +29,12 @@ public sealed class Qwen2DecoderLayer : Module
     public Variable Forward(Variable h, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache? cache, int layerIndex)
     {
         var a = SelfAttn.Forward(InputLayerNorm.Forward(h), causal: true, rope, mask, cache, layerIndex);
+        if (Graph.IsGradDisabled)
+        {
+            // Inference: the residual add and the post-attention norm in one kernel on a GPU (same numbers).
+            var (sum, normed) = Tensor.AddRmsNorm(h.Value, a.Value, PostAttentionLayerNorm.Weight.Value, PostAttentionLayerNorm.Eps);
+            return new Variable(sum) + Mlp.Forward(new Variable(normed));
+        }
         h = h + a;
         return h + Mlp.Forward(PostAttentionLayerNorm.Forward(h));
     }

@@ -1,0 +1,97 @@
+namespace Parrot.Tensors.Cuda;
+
+public sealed partial class CudaBackend
+{
+    /// <summary>
+    /// Whether <see cref="MatMulEpilogue"/> may run the matrix-vector kernel (native/gemv.cu) for products of at most
+    /// <see cref="GemvMaxRows"/> rows by a weight's transposed view (<see cref="PlanGemv"/>): decode, where cuBLASLt
+    /// reached 0.4–0.8 of the copy bandwidth on the q/k/v/o shapes of Qwen2-7B. On unless the environment variable
+    /// PARROT_CUDA_GEMV is "0" when the backend is created; off, every product takes cuBLASLt (side-by-side timings).
+    /// </summary>
+    public bool GemvKernel { get; set; } = GemvDefault(Environment.GetEnvironmentVariable("PARROT_CUDA_GEMV"));
+
+    /// <summary>The default of <see cref="GemvKernel"/> for a value of PARROT_CUDA_GEMV: off only for "0".</summary>
+    internal static bool GemvDefault(string? value) => value?.Trim() != "0";
+
+    /// <summary>Rows of x the kernel takes (one instantiation each: gemv_{bf16,f32}_{1..4}).</summary>
+    internal const int GemvMaxRows = 4;
+
+    /// <summary>GEMV_THREADS of native/gemv.cu: 4 warps per block.</summary>
+    internal const int GemvThreads = 128;
+
+    /// <summary>
+    /// One launch of the gemv kernel: y[m, n] = Σ_k x[m, k]·W[n, k] for m &lt; M, with W's row stride Ldw, x's row
+    /// stride Ldx (XVec: x's rows 16-byte aligned, read by vectors), y's row stride Ldy, all in elements.
+    /// </summary>
+    internal readonly record struct GemvCall(int M, long N, long K, long Ldw, long Ldx, long Ldy, bool XVec, bool Bf16);
+
+    /// <summary>
+    /// The gemv launch computing row-major c = a·b, or null when the product is not one: c's rows (its leading dims
+    /// folded into M, at most <see cref="GemvMaxRows"/>) at one stride apart, a's rows likewise, with unit stride
+    /// along K; b one matrix for every row (batch strides 0 or batch dims of size 1) that is the transposed view of
+    /// a row-major [N, K] weight (b.Strides[^2] = 1, row stride ldw = b.Strides[^1] ≥ K) whose data and rows are
+    /// 16-byte aligned; c with unit stride along N; dtypes bf16·bf16 → bf16 or f32, f32·f32 → f32. Pure host
+    /// logic, tested on the CPU.
+    /// </summary>
+    internal static GemvCall? PlanGemv(Tensor a, Tensor b, Tensor c)
+    {
+        int r = c.Rank;
+        if (r < 2 || a.Rank != r || b.Rank != r) return null;
+        long N = c.Shape[r - 1], K = a.Shape[r - 1];
+        if (N < 1 || K < 1) return null;
+        bool bf16 = a.DType == DType.BF16;
+        if (a.DType != b.DType || !(bf16 || a.DType == DType.F32)) return null;
+        if (!(c.DType == DType.F32 || (bf16 && c.DType == DType.BF16))) return null;
+        long rows = 1;
+        for (int d = 0; d < r - 1; d++) rows *= c.Shape[d];
+        if (rows < 1 || rows > GemvMaxRows) return null;
+        // Row i's offsets (C order over c's leading dims): b's must all be 0, a's and c's evenly spaced.
+        long ldx = 0, ldy = 0;
+        for (long i = 0; i < rows; i++)
+        {
+            long rest = i, offA = 0, offB = 0, offC = 0;
+            for (int d = r - 2; d >= 0; d--)
+            {
+                long idx = rest % c.Shape[d];
+                rest /= c.Shape[d];
+                offA += idx * a.Strides[d]; offC += idx * c.Strides[d];
+                if (d < r - 2) offB += idx * b.Strides[d];
+            }
+            if (offB != 0) return null;
+            if (i == 1) { ldx = offA; ldy = offC; }
+            if (offA != i * ldx || offC != i * ldy) return null;
+        }
+        if (ldx < 0 || (rows > 1 && ldy < N)) return null; // x rows may repeat (a broadcast x); y rows must not overlap
+        if (K > 1 && a.Strides[r - 1] != 1) return null;
+        if (N > 1 && c.Strides[r - 1] != 1) return null;
+        int vec = bf16 ? 8 : 4;
+        if (K > 1 && b.Strides[r - 2] != 1) return null;
+        long ldw = N > 1 ? b.Strides[r - 1] : (K + vec - 1) / vec * vec;
+        if (ldw < K || ldw % vec != 0 || b.DataPointer % 16 != 0) return null;
+        bool xvec = a.DataPointer % 16 == 0 && (rows == 1 || ldx % vec == 0);
+        return new GemvCall((int)rows, N, K, ldw, ldx, ldy, xvec, bf16);
+    }
+
+    /// <summary>
+    /// Warps per row of W (1, 2 or 4; a block holds 4 / kw rows): doubled while the rows give fewer than 32 warps
+    /// per SM and each warp keeps at least one full step of K (32 lanes × one 16-byte vector), so few rows
+    /// (N = 512) still spread over every SM.
+    /// </summary>
+    internal static int GemvSplit(long n, long k, bool bf16, int multiprocessors)
+    {
+        long step = 32L * (bf16 ? 8 : 4);
+        int kw = 1;
+        while (kw < GemvThreads / 32 && n * kw < 32L * multiprocessors && k >= 2L * kw * step) kw *= 2;
+        return kw;
+    }
+
+    /// <summary>Runs <paramref name="g"/> (from <see cref="PlanGemv"/>) on a, b, c with the optional bias (c's dtype) and GELU.</summary>
+    private void LaunchGemv(GemvCall g, Tensor a, Tensor b, Tensor c, Tensor? bias, bool gelu)
+    {
+        int kw = GemvSplit(g.N, g.K, g.Bf16, _context.MultiprocessorCount);
+        long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
+        using var args = new KernelArgs().Ptr(b).Add(g.Ldw).Ptr(a).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(c).Add(g.Ldy).Add(Code(c.DType))
+            .Ptr(bias).Add(gelu ? 1 : 0).Add(g.N).Add(g.K).Add(kw);
+        _kernels.Launch("gemv.cu", $"gemv_{(g.Bf16 ? "bf16" : "f32")}_{g.M}", checked((uint)blocks), GemvThreads, args);
+    }
+}

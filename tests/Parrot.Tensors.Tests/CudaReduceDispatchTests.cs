@@ -1,0 +1,32 @@
+using NUnit.Framework;
+using Parrot.Tensors.Cuda;
+
+namespace Parrot.Tensors.Tests;
+
+/// <summary>
+/// Which CUDA reduction kernel a shape gets (the kernels themselves are checked by tools/cuda-emu's rows_test and,
+/// on a GPU, by `parrot selftest --device cuda` against the CPU).
+/// </summary>
+public class CudaReduceDispatchTests
+{
+    [Test]
+    public void ManyOutputsOfFewElementsTakeTheColumnKernel()
+    {
+        Assert.That(CudaBackend.UsesColumnReduce(rows: 4864L * 896, count: 8), Is.True, "a weight gradient summed over a batch of 8");
+        Assert.That(CudaBackend.UsesColumnReduce(rows: 4096, count: 8), Is.True);
+        Assert.That(CudaBackend.UsesColumnReduce(rows: 80, count: 48), Is.False, "few outputs: a block each");
+        Assert.That(CudaBackend.UsesColumnReduce(rows: 4096, count: 896), Is.False, "row sums: a block per row reads them coalesced");
+        Assert.That(CudaBackend.UsesColumnReduce(rows: 1, count: 1 << 20), Is.False, "a full reduction");
+    }
+
+    [Test]
+    public void FewLongRowsSplitTheArgmaxOverChunks()
+    {
+        long chunks = CudaBackend.ArgReduceChunks(rows: 1, n: 152064, multiprocessors: 132);
+        Assert.That(chunks, Is.GreaterThan(16), "decode's argmax over the vocabulary spreads over the SMs");
+        Assert.That((152064 + chunks - 1) / chunks, Is.GreaterThanOrEqualTo(4096 - 1), "chunks stay long enough to pay for the second pass");
+        Assert.That(CudaBackend.ArgReduceChunks(rows: 4096, n: 152064, multiprocessors: 132), Is.EqualTo(1), "many rows: a block per row fills the GPU");
+        Assert.That(CudaBackend.ArgReduceChunks(rows: 1, n: 1000, multiprocessors: 132), Is.EqualTo(1), "short rows: one pass");
+        Assert.That(CudaBackend.ArgReduceChunks(rows: 8, n: 152064, multiprocessors: 132) * 8, Is.LessThanOrEqualTo(2 * 132 + 8));
+    }
+}

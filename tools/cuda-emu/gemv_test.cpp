@@ -1,0 +1,98 @@
+// native/gemv.cu under the emulation (block threads as OS threads, real barriers and shuffles) against a float64
+// reference: M = 1..4 rows of x, N and K with ragged ends (K not a multiple of the 16-byte vector, K shorter than
+// one warp step), row strides above K and N, x rows at odd offsets (element loads) and aligned (vector loads),
+// bf16 and f32, f32 output of bf16 input, bias, GELU, every split of K over 1, 2 and 4 warps.
+#include "emu_threads.h"
+#include "prelude.cuh"
+namespace gm {
+#include "gemv.cu"
+}
+#include <random>
+#include <vector>
+int fails = 0, cases = 0;
+double worst_ratio[2] = {0, 0}, worst_err[2] = {0, 0}; // [bf16 output, f32 output]
+#define CHECK(c, ...) do { if (!(c)) { if (++fails <= 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
+
+static u16 to_bf16(float f) { return f32_to_bf16(f); }
+static double gelu(double v) { return 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+
+using Kernel = void (*)(const void*, i64, const void*, i64, int, void*, i64, int, const void*, int, i64, i64, int);
+static Kernel kernel(bool bf16, int M)
+{
+    Kernel b[] = {gm::gemv_bf16_1, gm::gemv_bf16_2, gm::gemv_bf16_3, gm::gemv_bf16_4};
+    Kernel f[] = {gm::gemv_f32_1, gm::gemv_f32_2, gm::gemv_f32_3, gm::gemv_f32_4};
+    return bf16 ? b[M - 1] : f[M - 1];
+}
+
+// One product; values stored in the input dtype, the reference from the stored values in float64.
+static void run(std::mt19937& rng, bool bf16, bool yf32, int M, i64 N, i64 K, int kw, bool bias, bool gelu_on, bool xaligned)
+{
+    cases++;
+    std::normal_distribution<float> nd;
+    int vec = bf16 ? 8 : 4, es = bf16 ? 2 : 4;
+    i64 ldw = (K + vec - 1) / vec * vec + vec;                  // a multiple of the vector, above K
+    i64 ldx = xaligned ? ldw + vec : K + 3, xoff = xaligned ? 0 : 1; // odd stride and offset: element loads
+    i64 ldy = N + 5;
+    int ydt = bf16 && !yf32 ? DT_BF16 : DT_F32, ys = ydt == DT_BF16 ? 2 : 4;
+    // Storage: 16-byte aligned (vector<double>), values written through the dtype.
+    std::vector<double> wbuf((N * ldw * es + 15) / 8 + 2), xbuf(((M * ldx + xoff) * es + 15) / 8 + 2), ybuf((M * ldy * ys + 15) / 8 + 2),
+        bbuf((N * ys + 15) / 8 + 2);
+    std::vector<double> wv(N * K), xv(M * K), bv(N);
+    auto put = [&](void* base, i64 i, int dt, float v) -> double {
+        if (dt == DT_BF16) { u16 h = to_bf16(v); ((u16*)base)[i] = h; return bf16_to_f32(h); }
+        ((float*)base)[i] = v; return v;
+    };
+    int idt = bf16 ? DT_BF16 : DT_F32;
+    for (i64 n = 0; n < N; n++) for (i64 k = 0; k < K; k++) wv[n * K + k] = put(wbuf.data(), n * ldw + k, idt, nd(rng));
+    char* xbase = (char*)xbuf.data() + xoff * es;
+    for (int m = 0; m < M; m++) for (i64 k = 0; k < K; k++) xv[m * K + k] = put(xbase, m * ldx + k, idt, nd(rng));
+    for (i64 n = 0; n < N; n++) bv[n] = put(bbuf.data(), n, ydt, nd(rng));
+    // Poison y: NaN where outputs go, a sentinel in the row gaps (must stay).
+    for (i64 i = 0; i < M * ldy; i++) put(ybuf.data(), i, ydt, (i % ldy) < N ? NAN : 1024.0f);
+    int rows = GEMV_WARPS / kw;
+    launch((unsigned)((N + rows - 1) / rows), GEMV_THREADS, [&] {
+        kernel(bf16, M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, ybuf.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw);
+    });
+    for (int m = 0; m < M; m++)
+        for (i64 i = 0; i < ldy; i++)
+        {
+            double got = ydt == DT_BF16 ? bf16_to_f32(((u16*)ybuf.data())[m * ldy + i]) : ((float*)ybuf.data())[m * ldy + i];
+            if (i >= N) { CHECK(got == 1024.0, "row gap written: m %d i %lld", m, (long long)i); continue; }
+            double s = 0, mag = 0;
+            for (i64 k = 0; k < K; k++) { s += xv[m * K + k] * wv[i * K + k]; mag += fabs(xv[m * K + k] * wv[i * K + k]); }
+            if (bias) { s += bv[i]; mag += fabs(bv[i]); }
+            // float32 accumulation of K products: at most ~K·2⁻²⁴ of Σ|x·w| (a bound; typical errors are far below);
+            // GELU's slope is within [-0.13, 1.13]; bf16 output adds half an ulp of the result (2⁻⁸ relative).
+            double want = gelu_on ? gelu(s) : s;
+            double tol = 1.2 * (K + 2) * 0x1p-24 * mag + (ydt == DT_BF16 ? 0x1p-8 * fabs(want) : 0x1p-23 * fabs(want)) + 1e-30;
+            double err = fabs(got - want);
+            if (!(err <= tol))
+                CHECK(false, "%s→%s M %d N %lld K %lld kw %d bias %d gelu %d xvec %d: y[%d, %lld] = %.9g, want %.9g (tol %.3g)", bf16 ? "bf16" : "f32",
+                      ydt == DT_BF16 ? "bf16" : "f32", M, (long long)N, (long long)K, kw, bias, gelu_on, xaligned, m, (long long)i, got, want, tol);
+            else if (err / tol > worst_ratio[ydt == DT_F32]) { worst_ratio[ydt == DT_F32] = err / tol; worst_err[ydt == DT_F32] = err; }
+        }
+}
+
+int main()
+{
+    std::mt19937 rng(7);
+    const int kws[] = {1, 2, 4};
+    int c = 0;
+    for (int bf = 1; bf >= 0; bf--)
+        for (int M = 1; M <= 4; M++)
+            for (i64 N : {1, 7, 64})
+                for (i64 K : {8, 64, 1000, 1008})
+                {
+                    c++;
+                    run(rng, bf, bf && (c / 3) % 2 == 0, M, N, K, kws[c % 3], c % 2 == 0, c % 5 == 0, c % 4 != 1);
+                }
+    // Larger shapes: N not a multiple of the rows per block, K over several unrolled steps and warps.
+    run(rng, true, false, 1, 513, 3584, 4, true, false, true);
+    run(rng, true, true, 4, 513, 1000, 2, false, false, true);
+    run(rng, false, false, 2, 513, 1008, 1, true, true, false);
+    run(rng, true, false, 3, 130, 4100, 4, false, false, false);
+    printf("%d cases; worst error, f32 output %.3g (%.3f of its tolerance), bf16 output %.3g (%.3f)%s\n", cases, worst_err[1], worst_ratio[1],
+           worst_err[0], worst_ratio[0], fails ? "" : ": ok");
+    if (fails) printf("%d FAILED\n", fails);
+    return fails ? 1 : 0;
+}
