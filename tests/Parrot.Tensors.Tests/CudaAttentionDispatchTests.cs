@@ -81,4 +81,51 @@ public class CudaAttentionDispatchTests
         Assert.That(Params(bwd, "attention_mma_backward_dq"), Is.EqualTo(Params(fma, "attention_flash_backward_dq")));
         Assert.That(Params(bwd, "attention_mma_backward_dkdv"), Is.EqualTo(Params(fma, "attention_flash_backward_dkdv")));
     }
+
+    [Test]
+    public void UpToEightQueryRowsOfF32OrBf16WithHeadDimsUpTo128TakeTheDecodeKernel()
+    {
+        Assert.That(CudaBackend.UsesDecodeAttention(DType.BF16, DType.BF16, 1, 128, 128), Is.True);
+        Assert.That(CudaBackend.UsesDecodeAttention(DType.F32, DType.F32, 8, 80, 64), Is.True, "Dv != D");
+        Assert.That(CudaBackend.UsesDecodeAttention(DType.BF16, DType.BF16, 9, 128, 128), Is.False, "9 query rows: the tiled kernels");
+        Assert.That(CudaBackend.UsesDecodeAttention(DType.BF16, DType.BF16, 1, 256, 256), Is.False, "head dim 256");
+        Assert.That(CudaBackend.UsesDecodeAttention(DType.F64, DType.F64, 1, 64, 64), Is.False, "f64: the simple kernel");
+        Assert.That(CudaBackend.UsesDecodeAttention(DType.BF16, DType.F32, 1, 64, 64), Is.False, "output in another dtype");
+    }
+
+    [Test]
+    public void DecodeReadsKAndVRowsAsVectorsOnlyWhenEveryRowStartIsAligned()
+    {
+        long[] cache = [160 * 4 * 128, 128, 4 * 128, 1]; // [B, S, Hkv, D] seen as [B, Hkv, S, D]
+        Assert.That(CudaBackend.DecodeVectorLoads(DType.BF16, 128, 128, cache, cache, 4096, 8192), Is.True);
+        Assert.That(CudaBackend.DecodeVectorLoads(DType.BF16, 128, 128, [128 * 160, 1, 128, 160], cache, 4096, 8192), Is.False, "k transposed");
+        Assert.That(CudaBackend.DecodeVectorLoads(DType.BF16, 128, 128, cache, [130 * 160, 130 * 160, 130, 1], 4096, 8192), Is.False, "v rows 130 apart");
+        Assert.That(CudaBackend.DecodeVectorLoads(DType.BF16, 128, 128, cache, cache, 4096 + 4, 8192), Is.False, "k not 8-byte aligned");
+        Assert.That(CudaBackend.DecodeVectorLoads(DType.F32, 128, 128, cache, cache, 4096, 8192 + 8), Is.False, "f32 v not 16-byte aligned");
+        Assert.That(CudaBackend.DecodeVectorLoads(DType.BF16, 62, 62, [62 * 40, 62 * 40, 62, 1], [62 * 40, 62 * 40, 62, 1], 4096, 8192), Is.True, "pairs for dims <= 64");
+        Assert.That(CudaBackend.DecodeVectorLoads(DType.BF16, 66, 66, [66 * 40, 66 * 40, 66, 1], [66 * 40, 66 * 40, 66, 1], 4096, 8192), Is.False, "66 dims are not whole fours");
+    }
+
+    [Test]
+    public void DecodeSplitsALongCacheOverTheGpuAndKeepsAShortOneInOneLaunch()
+    {
+        // Qwen2-7B decode: B1, 4 kv heads, 28 query heads (2 blocks of 4 rows per kv head): 8 blocks before splitting.
+        Assert.That(CudaBackend.DecodeSplits(8, 160, 132), Is.EqualTo(1), "160 keys: one range, no combine");
+        Assert.That(CudaBackend.DecodeSplits(8, 4096, 132), Is.EqualTo(32), "at least 128 keys a range");
+        Assert.That(CudaBackend.DecodeSplits(8, 32768, 132), Is.EqualTo(33), "two blocks per SM");
+        Assert.That(CudaBackend.DecodeSplits(1024, 32768, 132), Is.EqualTo(1), "enough blocks already");
+        Assert.That(CudaBackend.DecodeSplits(8, 0, 132), Is.EqualTo(1), "no visible key");
+    }
+
+    [Test]
+    public void DecodeLauncherConstantsMatchTheKernelFile()
+    {
+        string src = KernelSources.Read("attention_decode.cu");
+        Assert.That(src, Does.Match(@"#define DEC_ROWS 4\b"));
+        Assert.That(src, Does.Match(@"#define DEC_WARPS 8\b"));
+        Assert.That(src, Does.Match(@"#define DEC_THREADS \(32 \* DEC_WARPS\)"));
+        foreach (var k in new[] { "attention_decode_forward_bf16(", "attention_decode_forward_f32(", "attention_decode_combine(" })
+            Assert.That(src, Does.Contain(k));
+        Assert.That(CudaBackend.DecodeMaxRows, Is.EqualTo(8));
+    }
 }

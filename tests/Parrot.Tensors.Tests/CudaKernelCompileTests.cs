@@ -21,7 +21,7 @@ public class CudaKernelCompileTests
     {
         Assert.That(KernelSources.Files, Is.SupersetOf(new[]
         {
-            "adamw.cu", "attention.cu", "attention_mma.cu", "attention_mma_backward.cu", "cross_entropy.cu", "elementwise.cu", "gemv.cu", "indexing.cu", "norms.cu", "reduce.cu", "rope.cu", "softmax.cu",
+            "adamw.cu", "attention.cu", "attention_decode.cu", "attention_mma.cu", "attention_mma_backward.cu", "cross_entropy.cu", "elementwise.cu", "gemv.cu", "indexing.cu", "norms.cu", "reduce.cu", "rope.cu", "softmax.cu",
         }));
         Assert.That(KernelSources.Headers.Keys, Is.SupersetOf(new[] { "prelude.cuh", "attention_mma.cuh" }), "the headers NVRTC is given");
     }
@@ -77,5 +77,5 @@ public class CudaKernelCompileTests
     }
 
     private static IEnumerable<string> KernelNames(string source) =>
-        System.Text.RegularExpressions.Regex.Matches(source, @"extern ""C"" __global__ void (\w+)\(").Select(m => m.Groups[1].Value);
+        System.Text.RegularExpressions.Regex.Matches(source, @"extern ""C"" __global__ void (?:__launch_bounds__\([^)]*\)\s+)?(\w+)\(").Select(m => m.Groups[1].Value);
 }

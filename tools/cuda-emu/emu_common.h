@@ -8,6 +8,7 @@ struct dim3_ { unsigned x = 0, y = 0, z = 0; };
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 #define __shared__ static
 #define asm(...) (void)0
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }

@@ -14,6 +14,7 @@ static std::barrier<>* g_bar;
 static std::barrier<>* g_warp_bar[32]; // warp collectives (shuffles, mma, ldmatrix) wait only for their own warp
 static unsigned long long g_slots[1024];
 inline void warp_sync() { g_warp_bar[threadIdx.x >> 5]->arrive_and_wait(); }
+inline void __syncwarp() { warp_sync(); }
 static int g_or;
 inline void __syncthreads() { g_bar->arrive_and_wait(); }
 inline int __syncthreads_or(int v) { g_bar->arrive_and_wait(); if (threadIdx.x == 0) g_or = 0; g_bar->arrive_and_wait(); if (v) __atomic_store_n(&g_or, 1, __ATOMIC_SEQ_CST); g_bar->arrive_and_wait(); int r = g_or; g_bar->arrive_and_wait(); return r; }

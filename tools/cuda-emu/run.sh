@@ -16,10 +16,12 @@ g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash" flash_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/mma_check" mma_check_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash_mma" flash_mma_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/gemv" gemv_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/decode" decode_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
 echo -n "mma.sync / ldmatrix emulation against the PTX ISA tables: "; "$out/mma_check"
 echo "flash attention forward and backward (tensor cores, emulated mma):"; "$out/flash_mma"
 echo -n "gemv (decode matrix-vector products): "; "$out/gemv"
+echo "decode attention (split keys + combine; fixed cases and a seeded sweep of 24, against float64):"; "$out/decode" 24 | tail -3
 rm -rf "$out"

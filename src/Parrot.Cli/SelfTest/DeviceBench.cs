@@ -11,7 +11,8 @@ namespace Parrot.Cli.SelfTest;
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, the Qwen2-7B
 /// batch-1 decode products (matrix-vector kernel and cuBLASLt, GB/s of weights), and
 /// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
-/// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing).
+/// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing), and one
+/// decode step's attention at caches of 160, 4096 and 32768 keys (rows "attention decode", "... tiled" beside them).
 /// </summary>
 internal static class DeviceBench
 {
@@ -105,6 +106,7 @@ internal static class DeviceBench
                 Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", double.NaN, double.NaN, "TFLOP/s", "not implemented: " + e.Message.Split('\n')[0]));
             }
         }
+        Decode(cuda, device, Add);
         return results;
     }
 
@@ -149,6 +151,42 @@ internal static class DeviceBench
             finally
             {
                 foreach (var w in weights) w.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// One decode step of Qwen2-7B's attention (issue #7): B1, 28 query heads, 4 kv heads, head dim 128, bf16, one
+    /// query row at the last position of a cache of S keys (causal, offset S − 1: it sees every key). The rate is the
+    /// K and V bytes read per second (the bound of this op). "attention decode tiled" is the same call with the
+    /// decode kernel off (<see cref="CudaBackend.DecodeAttention"/>): the tiled kernel that ran before it, for the ratio.
+    /// </summary>
+    private static void Decode(CudaBackend cuda, Device device, Action<Result> add)
+    {
+        bool decode = cuda.DecodeAttention;
+        foreach (int S in new[] { 160, 4096, 32768 })
+        {
+            const int B = 1, H = 28, Hkv = 4, D = 128;
+            using var q = Tensor.Normal([B, H, 1, D], 7, 0, 1, DType.BF16, device);
+            using var k = Tensor.Normal([B, Hkv, S, D], 8, 0, 1, DType.BF16, device);
+            using var v = Tensor.Normal([B, Hkv, S, D], 9, 0, 1, DType.BF16, device);
+            using var o = Tensor.Empty([B, H, 1, D], DType.BF16, device);
+            double bytes = 2.0 * B * Hkv * S * D * 2;
+            string shape = $"B{B} H{H} Hkv{Hkv} T1 S{S} D{D}";
+            void Step() => cuda.Attention(q, k, v, null, true, S - 1, 1 / Math.Sqrt(D), o, null);
+            double ms = cuda.MedianMilliseconds(Step);
+            add(new("attention decode", shape, ms, bytes / (ms * 1e-3) / 1e9, "GB/s",
+                decode ? "attention_decode.cu, K+V bytes/s" : "decode kernel off (PARROT_DECODE_ATTENTION=0)"));
+            cuda.DecodeAttention = false;
+            try
+            {
+                double tiled = cuda.MedianMilliseconds(Step);
+                add(new("attention decode tiled", shape, tiled, bytes / (tiled * 1e-3) / 1e9, "GB/s",
+                    (cuda.TensorCoreAttention ? "attention_mma_forward" : "attention_flash_forward") + ", for comparison"));
+            }
+            finally
+            {
+                cuda.DecodeAttention = decode;
             }
         }
     }

@@ -175,6 +175,20 @@ internal static class SelfTestCases
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 130)));
         c.Add(new("attention decode T1 (GQA, offset)", (r, t) => [Normal(r, t, 2, 4, 1, 128), Normal(r, t, 2, 2, 40, 128), Normal(r, t, 2, 2, 40, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 39)));
+        // Up to 8 query rows run the decode kernel on CUDA (attention_decode.cu): Qwen2's grouped heads (7 query heads
+        // a kv head) at the last position of a 160-key cache; 3 rows with a padding mask; 600 keys in several key
+        // ranges merged by the combine kernel, with the log-sum-exp beside the output.
+        c.Add(new("attention decode T1 GQA7 D128 S160", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159)));
+        c.Add(new("attention decode T3 mask D64 S70", (r, t) => [Normal(r, t, 2, 4, 3, 64), Normal(r, t, 2, 2, 70, 64), Normal(r, t, 2, 2, 70, 64), PaddingMask(r, t, 70)],
+            x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 67)));
+        c.Add(new("attention decode T2 S600 split+lse", (r, t) => [Normal(r, t, 1, 7, 2, 128), Normal(r, t, 1, 1, 600, 128), Normal(r, t, 1, 1, 600, 128)],
+            x =>
+            {
+                using var scope = TensorScope.Begin();
+                var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true, queryOffset: 598);
+                return scope.Keep(Tensor.Concat(0, o.Contiguous().Reshape((int)o.Count), lse.To(x[0].DType).Reshape((int)lse.Count)));
+            }));
         c.Add(new("attention log-sum-exp", (r, t) => [Normal(r, t, 1, 4, 16, 128), Normal(r, t, 1, 1, 16, 128), Normal(r, t, 1, 1, 16, 128)],
             x => { using var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true); return lse; }));
         c.Add(new("attention backward (causal, GQA)",

@@ -90,8 +90,52 @@ public sealed partial class CudaBackend
     internal static bool TensorCoreAttentionDefault(string? value) => value?.Trim() != "0";
 
     /// <summary>
+    /// Whether <see cref="Attention"/> runs the decode kernel (native/attention_decode.cu) for up to
+    /// <see cref="DecodeMaxRows"/> query rows (<see cref="UsesDecodeAttention"/>), ahead of the tiled kernels. On unless
+    /// the environment variable PARROT_DECODE_ATTENTION is "0" when the backend is created; off, decoding takes the
+    /// tiled kernels again (tensor cores as <see cref="TensorCoreAttention"/> says): for side-by-side timings and for
+    /// ruling the decode kernel out when a result looks wrong.
+    /// </summary>
+    public bool DecodeAttention { get; set; } = TensorCoreAttentionDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_ATTENTION"));
+
+    /// <summary>The most query rows per (batch, head) that <see cref="Attention"/> sends to the decode kernel.</summary>
+    internal const int DecodeMaxRows = 8;
+
+    /// <summary>Whether the decode kernel covers these operands: f32 or bf16 (output alike), T ≤ 8, head dims ≤ 128.</summary>
+    internal static bool UsesDecodeAttention(DType dtype, DType outputDType, int queries, int headDim, int valueDim) =>
+        (dtype == DType.F32 || dtype == DType.BF16) && outputDType == dtype && queries <= DecodeMaxRows && headDim <= 128 && valueDim <= 128;
+
+    /// <summary>
+    /// Whether the decode kernel may read K and V rows as vectors of E = (max head dim ≤ 64 ? 2 : 4) elements, a lane's
+    /// share of a row: unit head-dim stride, head dims, the other strides and the data addresses multiples of E elements.
+    /// </summary>
+    internal static bool DecodeVectorLoads(DType dtype, int headDim, int valueDim, ReadOnlySpan<long> kStrides, ReadOnlySpan<long> vStrides, nint kData, nint vData)
+    {
+        int e = Math.Max(headDim, valueDim) <= 64 ? 2 : 4, bytes = e * dtype.SizeOf();
+        if (kStrides[3] != 1 || vStrides[3] != 1 || headDim % e != 0 || valueDim % e != 0 || kData % bytes != 0 || vData % bytes != 0) return false;
+        for (int i = 0; i < 3; i++)
+            if (kStrides[i] % e != 0 || vStrides[i] % e != 0) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// How many key ranges (one block each) the decode kernel cuts the visible keys into: enough blocks for two per SM
+    /// (the bf16 kernel's occupancy), but at least 128 keys a range (16 keys, four chunks, for each of the 8 warps), so
+    /// that a short cache stays one launch (the block writes o itself) and a long one spreads over the GPU.
+    /// </summary>
+    internal static int DecodeSplits(long blocks, long visibleKeys, int multiprocessors)
+    {
+        const int minKeys = 128;
+        long want = (2L * multiprocessors + blocks - 1) / blocks, most = visibleKeys / minKeys;
+        return (int)Math.Clamp(Math.Min(want, most), 1, 1024);
+    }
+
+    /// <summary>
     /// Fused attention forward, any strides, grouped-query heads, causal (with a query offset) and additive masks.
-    /// bf16 with q/k and v head dims equal to 64, 80 or 128 and K/V rows contiguous and 16-byte aligned runs the
+    /// Up to 8 query rows per (batch, head) in f32 or bf16 with head dims up to 128 (decoding) run the decode kernel
+    /// (native/attention_decode.cu: a block per batch, kv head, 4 rows of its query group and key range, the ranges
+    /// merged by attention_decode_combine; see <see cref="DecodeAttention"/>).
+    /// Otherwise bf16 with q/k and v head dims equal to 64, 80 or 128 and K/V rows contiguous and 16-byte aligned runs the
     /// tensor-core flash kernel (native/attention_mma.cu: mma.sync m16n8k16, a block per batch, head and 64 query
     /// rows, float32 accumulation). Other f32 and bf16 operands with head dims up to 128 run the tiled FMA flash
     /// kernel (native/attention.cu); other dtypes and head dims up to 256 the simple kernel (one warp per query row).
@@ -113,6 +157,11 @@ public sealed partial class CudaBackend
         using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale);
+        if (DecodeAttention && UsesDecodeAttention(q.DType, output.DType, T, D, Dv))
+        {
+            AttentionDecode(q, k, v, mask, causal, queryOffset, scale, output, logSumExp, st);
+            return;
+        }
         if (TensorCoreAttention && UsesMmaAttention(q.DType, output.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer))
         {
             const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cuh
@@ -132,6 +181,33 @@ public sealed partial class CudaBackend
         const int warpsPerBlock = 4;
         uint grid = (uint)Math.Clamp((rows + warpsPerBlock - 1) / warpsPerBlock, 1, (long)_context.MultiprocessorCount * 64);
         _kernels.Launch("attention.cu", "attention_forward", grid, 32 * warpsPerBlock, a);
+    }
+
+    /// <summary>
+    /// The decode kernel (attention_decode_forward_bf16 / _f32) over B·Hkv·ceil(H/Hkv·T / 4)·splits blocks of 256
+    /// threads; with several splits their partial softmax states go to float32 scratch from the device allocator and
+    /// attention_decode_combine (a warp per query row) writes o and the log-sum-exp.
+    /// </summary>
+    private void AttentionDecode(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp, AttnStrides st)
+    {
+        const int rowsPerBlock = 4, threads = 256; // DEC_ROWS and DEC_THREADS of attention_decode.cu
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        long chunks = ((long)(H / Hkv) * T + rowsPerBlock - 1) / rowsPerBlock, blocks = (long)B * Hkv * chunks;
+        long visible = causal ? Math.Min(S, (long)queryOffset + T) : S;
+        int splits = DecodeSplits(blocks, visible, _context.MultiprocessorCount);
+        if (blocks * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
+        bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
+        long rows = (long)B * H * T;
+        using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;
+        using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
+            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale).Add(vec ? 1 : 0).Add((long)splits).Ptr(part))
+            _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_forward_bf16" : "attention_decode_forward_f32",
+                (uint)(blocks * splits), threads, a);
+        if (part is null) return;
+        using (var a = new KernelArgs().Ptr(part).Ptr(output).Add(Code(output.DType)).Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st)
+            .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
+            _kernels.Launch("attention_decode.cu", "attention_decode_combine", (uint)((rows + 3) / 4), 128, a);
     }
 
     /// <summary>Element strides of the attention backward's operands, as the kernel's FaBwdStrides struct.</summary>

@@ -1,0 +1,188 @@
+// The decode attention kernels (attention_decode_forward_* and attention_decode_combine in native/attention_decode.cu)
+// against a float64 reference: T 1..8 query rows, key lengths 1 to 1000 (inside and across chunks, warps and splits),
+// grouped-query ratios 1 and 7, head dims 64/80/128 (and v dims differing from q/k dims), causal with offsets, an
+// additive mask (f32 or bf16, broadcast over heads or one per head) with -inf entries including a fully hidden row (output NaN,
+// log-sum-exp -inf), strided operands (q and o as [B, T, H, D] memory, K/V as a [B, S, Hkv, D] cache, or K/V with a
+// head-dim stride of 2, which takes the scalar loads), f32 and bf16, one split (the block writes o) and several
+// (scratch, then the combine kernel, splits past the keys included). Operand buffers are NaN outside the elements
+// the kernel may read, so a read at a wrong stride shows.
+#include "emu_threads.h"
+#include "prelude.cuh"
+namespace dec {
+#include "attention_decode.cu"
+}
+#include <algorithm>
+#include <random>
+#include <string>
+int fails = 0, checks = 0;
+#define CHECK(c, ...) do { checks++; if (!(c)) { if (fails++ < 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
+
+struct Case { int dt, B, H, Hkv, T, S, D, Dv, causal, offset, masked, layout, splits; int mdt = DT_F32; };
+
+// A strided operand: values (as the kernel sees them) at offsets b·s0 + h·s1 + i·s2 + d·s3, NaN elsewhere.
+struct Operand
+{
+    std::vector<float> f; std::vector<u16> hbits; i64 s[4]; bool bf;
+    const void* ptr() const { return bf ? (const void*)hbits.data() : (const void*)f.data(); }
+    void* ptr() { return bf ? (void*)hbits.data() : (void*)f.data(); }
+    void init(bool bf16, const i64 (&st)[4], const int (&n)[4])
+    {
+        bf = bf16; for (int i = 0; i < 4; i++) s[i] = st[i];
+        i64 last = 0; for (int i = 0; i < 4; i++) last += (i64)(n[i] - 1) * st[i];
+        f.assign(last + 1, NAN); hbits.assign(last + 1, 0x7fc1);
+    }
+    i64 at(int b, int h, int i, int d) const { return b * s[0] + h * s[1] + i * s[2] + d * s[3]; }
+    void set(i64 o, float x) { if (bf) hbits[o] = f32_to_bf16(x); else f[o] = x; }
+    double get(i64 o) const { return bf ? bf16_to_f32(hbits[o]) : f[o]; }
+};
+
+static double worst_f32 = 0, worst_bf16 = 0, worst_lse = 0;
+static int nan_rows = 0;
+
+static void run(const Case& c, std::mt19937& rng)
+{
+    std::normal_distribution<float> nd;
+    const int B = c.B, H = c.H, Hkv = c.Hkv, T = c.T, S = c.S, D = c.D, Dv = c.Dv;
+    const bool bf = c.dt == DT_BF16;
+    char name[160];
+    snprintf(name, sizeof name, "%s B%d H%d/%d T%d S%d D%d/%d %s%d %s L%d P%d", bf ? "bf16" : "f32", B, H, Hkv, T, S, D, Dv,
+             c.causal ? "causal+" : "full", c.offset, !c.masked ? "-" : c.masked == 2 ? (c.mdt == DT_BF16 ? "headmask(bf16)" : "headmask") : (c.mdt == DT_BF16 ? "mask(bf16)" : "mask"), c.layout, c.splits);
+    Operand q, k, v, o;
+    // layout 0: contiguous [B, H, S, D]; 1: q, o as [B, T, H, D] and K/V as a [B, S, Hkv, D] cache with 8 spare dims a
+    // row (vector loads); 2: as 1 with K/V head dims 2 elements apart (scalar loads).
+    if (c.layout == 0)
+    {
+        q.init(bf, {(i64)H * T * D, (i64)T * D, D, 1}, {B, H, T, D});
+        k.init(bf, {(i64)Hkv * S * D, (i64)S * D, D, 1}, {B, Hkv, S, D});
+        v.init(bf, {(i64)Hkv * S * Dv, (i64)S * Dv, Dv, 1}, {B, Hkv, S, Dv});
+    }
+    else
+    {
+        int ds = c.layout == 2 ? 2 : 1, kr = ds * D + 8, vr = ds * Dv + 8;
+        q.init(bf, {(i64)T * H * D, D, (i64)H * D, 1}, {B, H, T, D});
+        k.init(bf, {(i64)S * Hkv * kr, kr, (i64)Hkv * kr, ds}, {B, Hkv, S, D});
+        v.init(bf, {(i64)S * Hkv * vr, vr, (i64)Hkv * vr, ds}, {B, Hkv, S, Dv});
+    }
+    o.init(bf, {(i64)T * H * Dv, Dv, (i64)H * Dv, 1}, {B, H, T, Dv});
+    for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++) for (int d = 0; d < D; d++) q.set(q.at(b, h, t, d), nd(rng));
+    for (int b = 0; b < B; b++) for (int h = 0; h < Hkv; h++) for (int j = 0; j < S; j++)
+    {
+        for (int d = 0; d < D; d++) k.set(k.at(b, h, j, d), nd(rng));
+        for (int d = 0; d < Dv; d++) v.set(v.at(b, h, j, d), nd(rng));
+    }
+    // mask [B, 1, T, S] broadcast over heads (masked 1) or [B, H, T, S] (masked 2): random biases, a few -inf keys,
+    // and row (b 0, t 0) wholly hidden (of head 1 only, for a mask per head)
+    const int MH = c.masked == 2 ? H : 1;
+    auto mi = [&](int b, int h, int t, int j) { return (((size_t)b * MH + (MH > 1 ? h : 0)) * T + t) * S + j; };
+    std::vector<float> mask((size_t)B * MH * T * S);
+    std::vector<u16> maskh(mask.size());
+    for (int b = 0; b < B; b++) for (int h = 0; h < MH; h++) for (int t = 0; t < T; t++) for (int j = 0; j < S; j++)
+    {
+        float x = (b == 0 && t == 0 && (MH == 1 || h == 1)) || j % 5 == 3 ? -INFINITY : 0.5f * nd(rng);
+        if (c.mdt == DT_BF16) { maskh[mi(b, h, t, j)] = f32_to_bf16(x); x = bf16_to_f32(f32_to_bf16(x)); }
+        mask[mi(b, h, t, j)] = x;
+    }
+    std::vector<float> lse((size_t)B * H * T, 12345.0f);
+    AttnStrides st{};
+    i64 ms[4] = {(i64)MH * T * S, MH > 1 ? (i64)T * S : 0, S, 1}, ls[3] = {(i64)H * T, T, 1};
+    for (int i = 0; i < 4; i++) { st.q[i] = q.s[i]; st.k[i] = k.s[i]; st.v[i] = v.s[i]; st.o[i] = o.s[i]; st.m[i] = c.masked ? ms[i] : 0; }
+    for (int i = 0; i < 3; i++) st.l[i] = ls[i];
+    // the launcher's vector rule (CudaBackend.DecodeVectorLoads)
+    int E = std::max(D, Dv) <= 64 ? 2 : 4, es = bf ? 2 : 4;
+    bool vec = k.s[3] == 1 && v.s[3] == 1 && D % E == 0 && Dv % E == 0 && (uintptr_t)k.ptr() % (E * es) == 0 && (uintptr_t)v.ptr() % (E * es) == 0;
+    for (int i = 0; i < 3; i++) vec = vec && k.s[i] % E == 0 && v.s[i] % E == 0;
+    double scale = 1 / sqrt((double)D);
+    const i64 G = H / Hkv, chunks = (G * T + DEC_ROWS - 1) / DEC_ROWS;
+    std::vector<float> part((size_t)B * H * T * c.splits * (Dv + 2), NAN);
+    const void* mp = !c.masked ? nullptr : c.mdt == DT_BF16 ? (const void*)maskh.data() : (const void*)mask.data();
+    launch((unsigned)(B * Hkv * chunks * c.splits), DEC_THREADS, [&] {
+        auto f = bf ? dec::attention_decode_forward_bf16 : dec::attention_decode_forward_f32;
+        f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), mp, c.mdt, lse.data(), DT_F32, st, B, H, Hkv, T, S, D, Dv, c.causal, c.offset, scale, vec, c.splits, part.data());
+    });
+    if (c.splits > 1)
+    {
+        launch((unsigned)((B * H * T + 3) / 4), 128, [&] {
+            dec::attention_decode_combine(part.data(), o.ptr(), c.dt, lse.data(), DT_F32, st, B, H, T, Dv, c.splits);
+        });
+    }
+    double worst = 0;
+    for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
+    {
+        int hk = h / (H / Hkv);
+        std::vector<double> sc(S); double m = -INFINITY;
+        for (int j = 0; j < S; j++)
+        {
+            bool vis = !c.causal || j <= c.offset + t;
+            double s = 0; for (int d = 0; d < D; d++) s += q.get(q.at(b, h, t, d)) * k.get(k.at(b, hk, j, d));
+            s = s * scale + (c.masked ? mask[mi(b, h, t, j)] : 0);
+            sc[j] = vis ? s : -INFINITY; m = std::max(m, sc[j]);
+        }
+        double got_l = lse[((size_t)b * H + h) * T + t];
+        if (m == -INFINITY)
+        {
+            nan_rows++;
+            CHECK(got_l == -INFINITY, "%s lse b%d h%d t%d of a row with no key: %g, not -inf", name, b, h, t, got_l);
+            for (int d = 0; d < Dv; d++) CHECK(std::isnan(o.get(o.at(b, h, t, d))), "%s o b%d h%d t%d d%d of a row with no key: %g, not NaN", name, b, h, t, d, o.get(o.at(b, h, t, d)));
+            continue;
+        }
+        double z = 0; for (int j = 0; j < S; j++) if (sc[j] > -INFINITY) z += exp(sc[j] - m);
+        double want_l = m + log(z);
+        worst_lse = std::max(worst_lse, fabs(got_l - want_l));
+        CHECK(fabs(got_l - want_l) < 2e-5 * (1 + fabs(want_l)), "%s lse b%d h%d t%d: %g vs %g", name, b, h, t, got_l, want_l);
+        for (int d = 0; d < Dv; d++)
+        {
+            double want = 0; for (int j = 0; j < S; j++) if (sc[j] > -INFINITY) want += exp(sc[j] - m) / z * v.get(v.at(b, hk, j, d));
+            double got = o.get(o.at(b, h, t, d));
+            double tol = bf ? 4e-3 * (1 + fabs(want)) : 2e-5 * (1 + fabs(want)); // bf16: the output's rounding (2^-9 relative)
+            double err = fabs(got - want);
+            if (!(err <= worst)) worst = std::isnan(err) ? INFINITY : err;
+            CHECK(err < tol, "%s o b%d h%d t%d d%d: %g vs %g", name, b, h, t, d, got, want);
+        }
+    }
+    (bf ? worst_bf16 : worst_f32) = std::max(bf ? worst_bf16 : worst_f32, worst);
+    printf("  %-62s vec %d  worst |o - ref| %.2e\n", name, (int)vec, worst);
+}
+
+int main(int argc, char** argv)
+{
+    std::mt19937 rng(11);
+    std::vector<Case> cases = {
+        // dt, B, H, Hkv, T, S, D, Dv, causal, offset, masked, layout, splits
+        {DT_BF16, 1, 7, 1, 1, 160, 128, 128, 1, 159, 0, 1, 1},   // the Qwen2 decode step: one row, GQA 7, KV cache layout
+        {DT_BF16, 1, 7, 1, 1, 1000, 128, 128, 1, 999, 0, 1, 5},  // a long cache in splits
+        {DT_F32, 1, 7, 1, 1, 160, 128, 128, 1, 159, 0, 0, 3},
+        {DT_F32, 2, 2, 2, 3, 65, 64, 64, 1, 62, 1, 1, 1},        // mask with a hidden row, MHA
+        {DT_BF16, 2, 2, 2, 3, 65, 64, 64, 1, 62, 1, 2, 2, DT_BF16}, // bf16 mask, scalar loads, splits
+        {DT_F32, 1, 7, 1, 8, 64, 80, 80, 1, 56, 0, 1, 1},        // T 8: rows of several row chunks; D 80
+        {DT_BF16, 1, 7, 1, 8, 63, 80, 80, 0, 0, 1, 0, 2},
+        {DT_F32, 1, 2, 1, 5, 2, 128, 64, 0, 0, 0, 2, 3},          // Dv != D, splits past the keys
+        {DT_BF16, 1, 2, 1, 1, 1, 64, 64, 1, 0, 0, 0, 1},          // one key
+        {DT_F32, 1, 1, 1, 2, 1, 64, 64, 1, 0, 1, 1, 2},           // one key, the second row masked only by the mask
+        {DT_BF16, 1, 7, 1, 4, 1000, 64, 64, 1, 3, 0, 1, 4},       // causal from 0 with few keys visible, long S
+        {DT_F32, 1, 3, 3, 6, 160, 128, 128, 1, 154, 1, 2, 1},
+        {DT_BF16, 1, 14, 2, 2, 64, 128, 128, 1, 62, 1, 1, 3},
+        {DT_F32, 1, 7, 1, 7, 65, 64, 80, 1, 40, 0, 1, 1},         // Dv != D (80 > 64: the 128-dim instantiation)
+        {DT_BF16, 2, 7, 1, 2, 100, 128, 128, 1, 98, 2, 1, 2},     // a mask per head (GQA rows of several heads a block)
+        {DT_F32, 1, 4, 2, 3, 70, 64, 64, 0, 0, 2, 0, 1, DT_BF16},
+    };
+    // A seeded sweep over the rest of the grid: T 1..8, S, GQA, D, dtypes, offsets, masks, layouts, splits.
+    const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 8}, Ss[] = {1, 2, 63, 64, 65, 160, 1000}, Ds[] = {64, 80, 128};
+    int sweep = argc > 1 ? atoi(argv[1]) : 24;
+    std::mt19937 pick(5);
+    for (int i = 0; i < sweep; i++)
+    {
+        Case c{};
+        c.dt = i % 2 ? DT_BF16 : DT_F32;
+        c.T = Ts[i % 8]; c.S = Ss[pick() % 7]; c.D = c.Dv = Ds[pick() % 3];
+        bool gqa = pick() % 2; c.Hkv = gqa ? 1 : 2; c.H = gqa ? 7 : 2; c.B = c.S >= 1000 ? 1 : 1 + pick() % 2;
+        c.causal = pick() % 3 != 0; c.offset = c.causal ? (int)(pick() % (c.S + 1)) : 0;
+        c.masked = pick() % 3; c.mdt = pick() % 3 == 0 ? DT_BF16 : DT_F32;
+        c.layout = pick() % 3; c.splits = 1 + pick() % 4;
+        cases.push_back(c);
+    }
+    for (const auto& c : cases) run(c, rng);
+    printf("%zu cases; worst |o - ref| f32 %.2e, bf16 %.2e; worst |lse - ref| %.2e; %d rows with no key (NaN, -inf)\n",
+           cases.size(), worst_f32, worst_bf16, worst_lse, nan_rows);
+    printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);
+    return fails ? 1 : 0;
+}
