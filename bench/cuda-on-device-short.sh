@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The GPU proof of issue #7 in about three minutes, for a session with little device time left (bench/cuda-on-device.sh
+# is the whole run, ~4-5 minutes). Most important first, each step under its own time limit and writing under $OUT at
+# once, so a run cut short still brings back what it finished:
+#   1. `parrot selftest --device cuda` with its device benchmarks (every op against the CPU and float64),
+#   2. batch-1 decode of the Qwen2-7B shape (bf16) with one step profiled op by op, then PyTorch on the same shape,
+#   3. the Qwen2-0.5B bf16 training step, profiled (PyTorch's figure: the whole script),
+#   4. train-lm 20 steps on the GPU against the CPU, and memory in use over 200 steps,
+#   5. PyTorch's kernel benchmarks (pairs with step 1's rows),
+#   6. a host-side sampling trace of decode (EventPipe, no SDK needed: convert here with
+#      `dotnet-trace convert --format Speedscope $OUT/decode-host.nettrace`) — where the host's time per step goes.
+# Usage there: bash bench/cuda-on-device-short.sh  (carry publish/). What comes back (the device tool returns at most 8
+# files): $OUT/summary.txt, $OUT/results.tgz (everything, re-packed after every step) and $OUT/decode-host.nettrace.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BACK="${OUT:-$PWD/out}"
+OUT=/tmp/parrot-gpu-results
+rm -rf "$OUT"; mkdir -p "$OUT" "$BACK"
+pack() { tar czf "$BACK/results.tgz" -C "$(dirname "$OUT")" "$(basename "$OUT")" 2>/dev/null; cp "$OUT/summary.txt" "$BACK/" 2>/dev/null; }
+BIN="${PARROT_BIN:-publish/parrot}"
+PY="${PYTHON:-python3}"
+export PARROT_KERNEL_CACHE="${PARROT_KERNEL_CACHE:-/tmp/parrot-kernels}"
+S="$OUT/summary.txt"
+: > "$S"
+step() { pack; echo "== $*" | tee -a "$S"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$S" 2>&1
+step "1. selftest + device benchmarks"
+timeout 60 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$OUT/bench-parrot.json" > "$OUT/selftest.log" 2>&1
+echo "selftest exit $?" >> "$S"
+grep -E "FAIL|selftest cuda" "$OUT/selftest.log" >> "$S"
+
+step "2. decode qwen2-7b bf16 (parrot, profiled), then PyTorch"
+timeout 40 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --profile --json \
+  > "$OUT/decode-parrot.json" 2> "$OUT/decode-parrot.log"
+echo "parrot decode exit $?: $(tail -1 "$OUT/decode-parrot.json" | cut -c1-300)" >> "$S"
+timeout 40 "$PY" bench/torch_model_peer.py decode qwen2-7b 128 32 > "$OUT/decode-torch.json" 2> "$OUT/decode-torch.log"
+echo "torch decode exit $?: $(tail -1 "$OUT/decode-torch.json" | cut -c1-300)" >> "$S"
+
+step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled)"
+timeout 40 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
+  --cuda-profile --json > "$OUT/train-parrot.json" 2> "$OUT/train-parrot.log"
+echo "parrot train exit $?: $(tail -1 "$OUT/train-parrot.json" | cut -c1-300)" >> "$S"
+
+step "4. train-lm 20 steps cuda vs cpu; memory over 200 steps"
+M="$OUT/models"; mkdir -p "$M"
+"$PY" - "$M" <<'PY'
+import json, random, sys
+r = random.Random(7)
+words = "the a parrot flies over red green blue river city market speaks sings quickly slowly and then small large old new".split()
+with open(sys.argv[1] + "/text.jsonl", "w") as f:
+    for _ in range(300):
+        f.write(json.dumps({"text": " ".join(r.choice(words) for _ in range(r.randint(20, 60))) + "."}) + "\n")
+json.dump({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "rope_theta": 10000.0, "max_position_embeddings": 512, "tie_word_embeddings": False}, open(sys.argv[1] + "/init.json", "w"))
+PY
+for d in cpu cuda; do
+  timeout 30 "$BIN" train-lm --init "$M/init.json" --text "$M/text.jsonl" --tokenizer assets/tiny/lm/tokenizer.json --seq-len 32 \
+    --steps 20 --batch 8 --lr 3e-3 --seed 1 --log "$M/train-lm-$d.jsonl" --device "$d" > "$M/train-lm-$d.log" 2>&1
+done
+"$PY" - "$M/train-lm-cpu.jsonl" "$M/train-lm-cuda.jsonl" <<'PY' >> "$S"
+import json, sys
+def losses(p):
+    try: return [json.loads(l)["loss"] for l in open(p) if l.strip()]
+    except Exception as e: return []
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+if len(a) != 20 or len(b) != 20: print(f"train-lm: {len(a)} cpu and {len(b)} cuda losses: FAIL")
+else:
+    d = max(abs(x - y) for x, y in zip(a, b))
+    print(f"train-lm 20 steps: max |loss diff| {d:.3e} (tolerance 2e-3; loss {a[0]:.4f} -> {a[-1]:.4f}): {'PASS' if d <= 2e-3 else 'FAIL'}")
+PY
+timeout 30 "$BIN" bench train --device cuda --hidden 128 --layers 2 --batch 8 --seq 64 --steps 197 --json > "$M/memory.json" 2> "$M/memory.log"
+echo "memory (200 steps): exit $?: $(tail -1 "$M/memory.json" | cut -c1-400)" >> "$S"
+
+step "5. PyTorch kernel benchmarks"
+timeout 45 "$PY" bench/torch_peer.py --out "$OUT/bench-torch.json" > "$OUT/torch.log" 2>&1
+echo "torch peer exit $?" >> "$S"
+
+step "6. host trace of decode (qwen2-0.5b shape, 200 tokens)"
+DOTNET_EnableEventPipe=1 DOTNET_EventPipeOutputPath="$BACK/decode-host.nettrace" \
+DOTNET_EventPipeConfig='Microsoft-DotNETCore-SampleProfiler:0:5,Microsoft-Windows-DotNETRuntime:4c14fccbd:5' \
+  timeout 30 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 16 --decode 200 --dtype bf16 --json > "$OUT/decode-host.json" 2>&1
+echo "traced decode exit $?: $(tail -1 "$OUT/decode-host.json" | cut -c1-300)" >> "$S"
+ls -la "$OUT" "$BACK" >> "$S"
+pack
+cat "$S"
