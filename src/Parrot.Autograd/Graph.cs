@@ -33,8 +33,14 @@ public static class Graph
     /// </summary>
     public static Variable Record(string name, Tensor output, Variable[] inputs, BackwardRule rule, bool forceRecord, params Tensor[] save)
     {
-        if (IsGradDisabled || (!forceRecord && !inputs.Any(v => v.RequiresGrad))) return new Variable(output);
+        if (IsGradDisabled || (!forceRecord && !AnyRequiresGrad(inputs))) return new Variable(output);
         return new Variable(output, new Node(name, inputs, save, rule));
+    }
+
+    private static bool AnyRequiresGrad(Variable[] inputs)
+    {
+        foreach (var v in inputs) if (v.RequiresGrad) return true;
+        return false;
     }
 
     /// <summary>Runs backward from <paramref name="root"/>; see <see cref="Variable.Backward"/>.</summary>

@@ -65,7 +65,8 @@ public sealed partial class Tensor
     {
         EnsureAlive("Transpose");
         int a = NormalizeAxis(axis0, Rank, "Transpose"), b = NormalizeAxis(axis1, Rank, "Transpose");
-        var order = Enumerable.Range(0, Rank).ToArray();
+        var order = new int[Rank];
+        for (int i = 0; i < order.Length; i++) order[i] = i;
         (order[a], order[b]) = (order[b], order[a]);
         return Permute(order);
     }
@@ -222,10 +223,13 @@ public sealed partial class Tensor
     /// </summary>
     private bool TryViewStrides(int[] target, out long[] strides)
     {
+        if (Count == 0 || IsContiguous) { strides = ContiguousStrides(target); return true; } // the usual case, no search
         strides = new long[target.Length];
-        if (Count == 0) { strides = ContiguousStrides(target); return true; }
         // Walk both shapes from the right, matching chunks of equal element counts.
-        var src = Enumerable.Range(0, Rank).Where(d => _shape[d] != 1).ToArray();
+        int kept = 0;
+        for (int d = 0; d < Rank; d++) if (_shape[d] != 1) kept++;
+        var src = new int[kept];
+        for (int d = 0, k = 0; d < Rank; d++) if (_shape[d] != 1) src[k++] = d;
         int si = src.Length - 1, ti = target.Length - 1;
         while (ti >= 0 || si >= 0)
         {

@@ -50,7 +50,8 @@ internal sealed unsafe class CudaKernels
         void** ptrs = stackalloc void*[args.Count];
         args.Fill(ptrs);
         var mark = _context.Profiler.Begin(name);
-        Driver.Check(Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null), $"cuLaunchKernel({name})");
+        int rc = Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null);
+        if (rc != Driver.Success) Driver.Check(rc, $"cuLaunchKernel({name})"); // the message is built only on failure
         _context.Profiler.End(mark);
     }
 }
@@ -62,8 +63,11 @@ internal sealed unsafe class KernelArgs : IDisposable
     // Buffers are reused per thread: a decode step packs ~570 launches, and two native allocations each added up.
     [ThreadStatic] private static Stack<nint>? _spare;
     private byte* _buffer = Rent();
-    private readonly int[] _offsets = new int[MaxParameters];
+    private Offsets _offsets; // inline: one allocation per launch, not two
     private int _count, _used;
+
+    [System.Runtime.CompilerServices.InlineArray(MaxParameters)]
+    private struct Offsets { private int _first; }
 
     internal int Count => _count;
 
