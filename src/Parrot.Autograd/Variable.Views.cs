@@ -7,9 +7,13 @@ public sealed partial class Variable
     private Variable ViewOp(string name, Tensor y, Func<Tensor, Tensor> back) =>
         Graph.Record(name, y, [this], (_, g) => [back(g)]);
 
+    /// <summary>Whether a view of this needs no backward rule (inference: no closure or shape copy is made per view).</summary>
+    private bool Untracked => Graph.IsGradDisabled || !RequiresGrad;
+
     /// <summary>Same data, new shape (one size may be -1).</summary>
     public Variable Reshape(params int[] shape)
     {
+        if (Untracked) return new Variable(Value.Reshape(shape));
         var from = Shape.ToArray();
         return ViewOp("Reshape", Value.Reshape(shape), g => g.Reshape(from));
     }
@@ -17,6 +21,7 @@ public sealed partial class Variable
     /// <summary>Flattens dims start..end into one.</summary>
     public Variable Flatten(int start = 0, int end = -1)
     {
+        if (Untracked) return new Variable(Value.Flatten(start, end));
         var from = Shape.ToArray();
         return ViewOp("Flatten", Value.Flatten(start, end), g => g.Reshape(from));
     }
@@ -25,6 +30,7 @@ public sealed partial class Variable
     public Variable Permute(params int[] order)
     {
         var y = Value.Permute(order);
+        if (Untracked) return new Variable(y);
         var inverse = new int[order.Length];
         for (int i = 0; i < order.Length; i++) inverse[Tensor.NormalizeAxis(order[i], order.Length, "Permute")] = i;
         return ViewOp("Permute", y, g => g.Permute(inverse));
@@ -32,12 +38,13 @@ public sealed partial class Variable
 
     /// <summary>Swaps two dims.</summary>
     public Variable Transpose(int axis0 = -2, int axis1 = -1) =>
-        ViewOp("Transpose", Value.Transpose(axis0, axis1), g => g.Transpose(axis0, axis1));
+        Untracked ? new Variable(Value.Transpose(axis0, axis1)) : ViewOp("Transpose", Value.Transpose(axis0, axis1), g => g.Transpose(axis0, axis1));
 
     /// <summary>A range along one dim.</summary>
     public Variable Narrow(int axis, int start, int length)
     {
         var y = Value.Narrow(axis, start, length);
+        if (Untracked) return new Variable(y);
         return ViewOp("Narrow", y, g => Scatter(g, t => t.Narrow(axis, start, length)));
     }
 
@@ -58,6 +65,7 @@ public sealed partial class Variable
     /// <summary>Broadcast view; the gradient sums over the expanded dims.</summary>
     public Variable Expand(params int[] shape)
     {
+        if (Untracked) return new Variable(Value.Expand(shape));
         var from = Shape.ToArray();
         return ViewOp("Expand", Value.Expand(shape), g => Broadcast.SumTo(g, from));
     }
@@ -65,6 +73,7 @@ public sealed partial class Variable
     /// <summary>Removes size-1 dims (all, or one).</summary>
     public Variable Squeeze(int? axis = null)
     {
+        if (Untracked) return new Variable(Value.Squeeze(axis));
         var from = Shape.ToArray();
         return ViewOp("Squeeze", Value.Squeeze(axis), g => g.Reshape(from));
     }
@@ -72,6 +81,7 @@ public sealed partial class Variable
     /// <summary>Inserts a size-1 dim.</summary>
     public Variable Unsqueeze(int axis)
     {
+        if (Untracked) return new Variable(Value.Unsqueeze(axis));
         var from = Shape.ToArray();
         return ViewOp("Unsqueeze", Value.Unsqueeze(axis), g => g.Reshape(from));
     }
