@@ -26,7 +26,7 @@ step() { pack; echo "== $*" | tee -a "$S"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$S" 2>&1
 step "1. selftest + device benchmarks"
-timeout 60 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$OUT/bench-parrot.json" > "$OUT/selftest.log" 2>&1
+timeout 100 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$OUT/bench-parrot.json" > "$OUT/selftest.log" 2>&1
 echo "selftest exit $?" >> "$S"
 grep -E "FAIL|selftest cuda" "$OUT/selftest.log" >> "$S"
 

@@ -91,7 +91,7 @@ def main():
         add("decode gemv bf16", f"m1 N{n} K{k}", ms, nbytes / (ms * 1e-3) / 1e9, "GB/s", f"{what}, F.linear")
         del w_all, ws, x
 
-
+    sdpa = torch.nn.functional.scaled_dot_product_attention
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
         ctx = lambda: sdpa_kernel(SDPBackend.FLASH_ATTENTION)
