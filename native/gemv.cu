@@ -88,8 +88,13 @@ __device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, con
     {
         // This warp's slice of K: whole warp steps (so loads stay aligned and coalesced), the last one cut at K.
         i64 slice = (K + kw * step - 1) / (kw * step) * step;
-        i64 begin = (warp % kw) * slice, end = begin + slice < K ? begin + slice : K;
+        // With kw = 4 the last warps' slices can start at or past K (K = 513 f32: slices of 256 from 0, 256, 512,
+        // 768): such a warp has no elements, and must not take the row's tail [vend, K) that its predecessor owns.
+        i64 begin = (warp % kw) * slice;
+        if (begin > K) begin = K;
+        i64 end = begin + slice < K ? begin + slice : K;
         i64 vend = end - end % VEC; // full vectors end here; [vend, end) is the row's tail of fewer than VEC elements
+        if (vend < begin) vend = begin;
         const T* wr = w + n * ldw;
         for (i64 k0 = begin + lane * VEC; k0 < vend; k0 += U * step)
         {

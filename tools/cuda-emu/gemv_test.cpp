@@ -91,6 +91,12 @@ int main()
     run(rng, true, true, 4, 513, 1000, 2, false, false, true);
     run(rng, false, false, 2, 513, 1008, 1, true, true, false);
     run(rng, true, false, 3, 130, 4100, 4, false, false, false);
+    // kw = 4 slices that start past K (a dot product x[K]·w[K] has N = 1 and a padded ldw): the empty last slices
+    // must not add the row's ragged tail again (f32 K = 513: slices from 0, 256, 512, 768; bf16 K = 1025 likewise).
+    run(rng, false, false, 1, 1, 513, 4, false, false, true);
+    run(rng, false, false, 2, 7, 515, 4, true, false, false);
+    run(rng, true, true, 1, 1, 1025, 4, false, false, true);
+    run(rng, true, false, 4, 3, 1031, 4, false, true, true);
     printf("%d cases; worst error, f32 output %.3g (%.3f of its tolerance), bf16 output %.3g (%.3f)%s\n", cases, worst_err[1], worst_ratio[1],
            worst_err[0], worst_ratio[0], fails ? "" : ": ok");
     if (fails) printf("%d FAILED\n", fails);

@@ -148,6 +148,10 @@ internal static class SelfTestCases
             using var wt = w.Transpose(0, 1);
             return Tensor.MatMul(last, wt);
         }));
+        // One output column and K = 1025 (no whole 16-byte vectors): ldw is padded, K splits over 4 warps and the last
+        // warp's slice starts past K; it must not add the row's ragged tail a second time.
+        c.Add(new("matmul decode N 1, K 1025", (r, t) => [Normal(r, t, 2, 1025), Normal(r, t, 1, 1025)],
+            x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }));
 
         // Optimiser: three AdamW steps on float32 master weights with gradients in the case's dtype.
         c.Add(new("adamw (3 steps)", (r, t) => [Normal(r, DType.F32, 4000), Normal(r, t, 4000)], x =>
