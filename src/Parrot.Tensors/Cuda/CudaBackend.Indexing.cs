@@ -107,7 +107,7 @@ public sealed partial class CudaBackend
     /// The strides of table <paramref name="t"/> broadcast (right-aligned, NumPy rules) over <paramref name="shape"/>: 0 on
     /// its size-1 and missing dims. The last dim keeps its stride (the kernel takes that apart). No view is made: host time.
     /// </summary>
-    private static long[] StridesOver(Tensor t, ReadOnlySpan<int> shape)
+    internal static long[] StridesOver(Tensor t, ReadOnlySpan<int> shape)
     {
         var r = new long[shape.Length];
         int lead = shape.Length - t.Rank;
