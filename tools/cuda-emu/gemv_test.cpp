@@ -149,11 +149,14 @@ static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw
     if (bad) swiglu_fails++;
 }
 
-int main()
+// Argument "swiglu": the fused cases only; "swiglu-small": those with N ≤ 64 (a quick run, e.g. to see a planted bug fail).
+int main(int argc, char** argv)
 {
     std::mt19937 rng(7);
     const int kws[] = {1, 2, 4};
+    bool swiglu_only = argc > 1 && std::strncmp(argv[1], "swiglu", 6) == 0, small = argc > 1 && std::strcmp(argv[1], "swiglu-small") == 0;
     int c = 0;
+    if (!swiglu_only)
     for (int bf = 1; bf >= 0; bf--)
         for (int M = 1; M <= 4; M++)
             for (i64 N : {1, 7, 64})
@@ -163,21 +166,26 @@ int main()
                     run(rng, bf, bf && (c / 3) % 2 == 0, M, N, K, kws[c % 3], c % 2 == 0, c % 5 == 0, c % 4 != 1);
                 }
     // Larger shapes: N not a multiple of the rows per block, K over several unrolled steps and warps.
+    if (!swiglu_only)
+    {
     run(rng, true, false, 1, 513, 3584, 4, true, false, true);
     run(rng, true, true, 4, 513, 1000, 2, false, false, true);
     run(rng, false, false, 2, 513, 1008, 1, true, true, false);
     run(rng, true, false, 3, 130, 4100, 4, false, false, false);
-    // Fused SwiGLU: m 1..4, N {1, 7, 64, 513}, K {8, 1000, 1008}, bf16 and f32, each split of K (kw 1, 2, 4).
+    }
+    // Fused SwiGLU: m 1..4, N {1, 7, 64, 513}, K {8, 1000, 1008} and the ragged 13 and 1003, bf16 and f32, each
+    // split of K (kw 1, 2, 4).
     int sc = 0;
     for (int bf = 1; bf >= 0; bf--)
         for (int M = 1; M <= 4; M++)
             for (i64 N : {1, 7, 64, 513})
-                for (i64 K : {8, 1000, 1008})
+                for (i64 K : {8, 13, 1000, 1003, 1008})
                     for (int kw : kws)
                     {
                         sc++;
-                        // N = 513 is the slow one under the emulation: kw 1 and 4 only, and M 1 and 4 at the largest K.
-                        if (N == 513 && (kw == 2 || (K == 1008 && M != 1 && M != 4))) continue;
+                        // N = 513 is the slow one under the emulation: kw 1 and 4 only, M 1 and 4 at the largest K; the
+                        // ragged K (13, 1003: the one-by-one tail after the last whole vector) at N ≤ 64.
+                        if (N == 513 && (small || kw == 2 || (K == 1008 && M != 1 && M != 4) || K % 8 != 0)) continue;
                         run_swiglu(rng, bf, M, N, K, kw, sc % 3 != 0);
                     }
     printf("%d swiglu cases, bit-identical to gemv, gemv, swiglu_forward: %s; ", swiglu_cases, swiglu_fails ? "FAILED" : "ok");
