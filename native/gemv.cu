@@ -12,6 +12,9 @@
 //   16 in 8-warp ones), and the loads in flight per SM, which decide the bandwidth, grow with those warps;
 // - float32 accumulation; the bias (y's dtype, as cuBLASLt's BIAS epilogue) is added and GELU applied before y is
 //   rounded to its dtype (bf16 or f32).
+// swiglu_gemv_* fuse a gated MLP's gate and up products with the SwiGLU between them (decode: one launch, not three):
+// each warp reads row n of both weights in the same pass over x, and the epilogue rounds both sums to y's dtype and
+// applies native/swiglu.cuh's swiglu_value, so the result is bit for bit gemv, gemv, swiglu_forward (same kw).
 // Requirements (checked by CudaBackend.PlanGemv): W's data and row stride ldw 16-byte aligned (ldw a multiple of 8
 // bf16 / 4 f32), K ≥ 1; x with unit stride along K and any row stride ldx (xvec = 1 when x's rows are 16-byte aligned
 // too, else x is read element by element); y with unit stride along N and any row stride ldy.
