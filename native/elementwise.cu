@@ -2,6 +2,7 @@
 // Layout operand 0 is the output; inputs follow. Float32 arithmetic for f32/bf16/f16, float64 for f64,
 // 64-bit integers for integer types.
 #include "prelude.cuh"
+#include "swiglu.cuh" // swiglu_value
 
 // UnaryOp (Parrot.Tensors.UnaryOp order).
 #define U_NEG 0
@@ -302,15 +303,6 @@ extern "C" __global__ void binary_packed(i64 packs, i64 n, int op, void* y, cons
         float p = load<float>(a, dt, i), q = load<float>(b, dt, i);
         store<float>(y, dt, i, op == B_POW ? powf(p, q) : binary_arith(op, p, q));
     }
-}
-
-__device__ __forceinline__ float swiglu_value(float g, float u, int dt)
-{
-    float silu = g / (1.0f + expf(-g));
-    // PyTorch's eager act_fn(gate) * up rounds the activation to the dtype before the product.
-    if (dt == DT_BF16) silu = bf16_to_f32(f32_to_bf16(silu));
-    else if (dt == DT_F16) silu = f16_to_f32(f32_to_f16(silu));
-    return silu * u;
 }
 
 extern "C" __global__ void swiglu_forward_packed(i64 packs, i64 n, void* y, const void* gate, const void* up, int dt)

@@ -12,10 +12,14 @@
 //   16 in 8-warp ones), and the loads in flight per SM, which decide the bandwidth, grow with those warps;
 // - float32 accumulation; the bias (y's dtype, as cuBLASLt's BIAS epilogue) is added and GELU applied before y is
 //   rounded to its dtype (bf16 or f32).
+// swiglu_gemv_* fuse a gated MLP's gate and up products with the SwiGLU between them (decode: one launch, not three):
+// each warp reads row n of both weights in the same pass over x, and the epilogue rounds both sums to y's dtype and
+// applies native/swiglu.cuh's swiglu_value, so the result is bit for bit gemv, gemv, swiglu_forward (same kw).
 // Requirements (checked by CudaBackend.PlanGemv): W's data and row stride ldw 16-byte aligned (ldw a multiple of 8
 // bf16 / 4 f32), K ≥ 1; x with unit stride along K and any row stride ldx (xvec = 1 when x's rows are 16-byte aligned
 // too, else x is read element by element); y with unit stride along N and any row stride ldy.
 #include "prelude.cuh"
+#include "swiglu.cuh" // swiglu_value, shared with elementwise.cu
 
 #define GEMV_THREADS 128
 #define GEMV_WARPS (GEMV_THREADS / 32)
@@ -73,17 +77,27 @@ __device__ __forceinline__ float gelu_tanh(float v)
     return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
 }
 
-template <typename T, int M>
-__device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, const T* __restrict__ x, i64 ldx, int xvec,
-                                           void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw)
+// Independent 16-byte loads of each weight per lane per loop step for G weights read together: the fused SwiGLU
+// product (G = 2) halves the steps, so the bytes of W in flight per lane, and the registers holding them, stay those
+// of one weight.
+#define GEMV_UNROLL_G(M, G) ((G) == 1 ? GEMV_UNROLL(M) : GEMV_UNROLL(M) / 2)
+
+// The block's sums s[g][m] = Σ_k x[m, k] · W_g[n, k] for its rows n and the G weights W_0 = w0, W_1 = w1 (same
+// shape, row stride and dtype), accumulated in the same order whatever G (a lane walks its k in increasing order,
+// then the warp and warp-order reductions), so a fused product's sums are bit for bit those of separate ones with
+// the same kw. Returns true on the threads t < rows·M that own an output: row nn (< N), x row mm, sums v[g].
+template <typename T, int M, int G>
+__device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __restrict__ w1, i64 ldw, const T* __restrict__ x, i64 ldx,
+                                          int xvec, i64 N, i64 K, int kw, float (&v)[G], i64& nn, int& mm)
 {
-    const int VEC = 16 / (int)sizeof(T), U = GEMV_UNROLL(M);
+    const int VEC = 16 / (int)sizeof(T), U = GEMV_UNROLL_G(M, G);
     const i64 step = 32 * VEC; // elements a warp covers with one load per lane
-    __shared__ float part[GEMV_WARPS][M];
+    __shared__ float part[GEMV_WARPS][G][M];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = GEMV_WARPS / kw;
     i64 n = (i64)blockIdx.x * rows + warp / kw;
-    float acc[M];
-    for (int m = 0; m < M; m++) acc[m] = 0;
+    float acc[G][M];
+    for (int g = 0; g < G; g++)
+        for (int m = 0; m < M; m++) acc[g][m] = 0;
     if (n < N)
     {
         // This warp's slice of K: whole warp steps (so loads stay aligned and coalesced), the last one cut at K.
@@ -95,17 +109,20 @@ __device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, con
         i64 end = begin + slice < K ? begin + slice : K;
         i64 vend = end - end % VEC; // full vectors end here; [vend, end) is the row's tail of fewer than VEC elements
         if (vend < begin) vend = begin;
-        const T* wr = w + n * ldw;
+        const T* wr[G];
+        wr[0] = w0 + n * ldw;
+        if (G > 1) wr[G - 1] = w1 + n * ldw;
         for (i64 k0 = begin + lane * VEC; k0 < vend; k0 += U * step)
         {
-            Vec16 wv[U], xv[U][M];
+            Vec16 wv[U][G], xv[U][M];
 #pragma unroll
             for (int u = 0; u < U; u++)
             {
                 i64 k = k0 + u * step;
                 if (k < vend)
                 {
-                    wv[u] = *(const Vec16*)(wr + k);
+#pragma unroll
+                    for (int g = 0; g < G; g++) wv[u][g] = *(const Vec16*)(wr[g] + k);
 #pragma unroll
                     for (int m = 0; m < M; m++) xv[u][m] = load16(x + m * ldx + k, xvec);
                 }
@@ -115,32 +132,65 @@ __device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, con
                 if (k0 + u * step < vend)
                 {
 #pragma unroll
-                    for (int m = 0; m < M; m++) acc[m] = dot16(wv[u], xv[u][m], acc[m], w);
+                    for (int g = 0; g < G; g++)
+#pragma unroll
+                        for (int m = 0; m < M; m++) acc[g][m] = dot16(wv[u][g], xv[u][m], acc[g][m], w0);
                 }
         }
         for (i64 k = vend + lane; k < end; k += 32)
-        {
-            float wk = to_f32(wr[k]);
-            for (int m = 0; m < M; m++) acc[m] += wk * to_f32(x[m * ldx + k]);
-        }
+            for (int g = 0; g < G; g++)
+            {
+                float wk = to_f32(wr[g][k]);
+                for (int m = 0; m < M; m++) acc[g][m] += wk * to_f32(x[m * ldx + k]);
+            }
     }
-    for (int m = 0; m < M; m++) acc[m] = warp_reduce<SumOp>(acc[m]);
+    for (int g = 0; g < G; g++)
+        for (int m = 0; m < M; m++) acc[g][m] = warp_reduce<SumOp>(acc[g][m]);
     if (lane == 0)
-        for (int m = 0; m < M; m++) part[warp][m] = acc[m];
+        for (int g = 0; g < G; g++)
+            for (int m = 0; m < M; m++) part[warp][g][m] = acc[g][m];
     __syncthreads();
-    if ((int)threadIdx.x < rows * M)
+    if ((int)threadIdx.x >= rows * M) return false;
+    int r = threadIdx.x / M;
+    mm = threadIdx.x % M;
+    nn = (i64)blockIdx.x * rows + r;
+    if (nn >= N) return false;
+    for (int g = 0; g < G; g++)
     {
-        int r = threadIdx.x / M, m = threadIdx.x % M;
-        i64 nn = (i64)blockIdx.x * rows + r;
-        if (nn < N)
-        {
-            float v = 0;
-            for (int j = 0; j < kw; j++) v += part[r * kw + j][m];
-            if (bias) v += load<float>(bias, ydt, nn);
-            if (gelu) v = gelu_tanh(v);
-            store<float>(y, ydt, m * ldy + nn, v);
-        }
+        v[g] = 0;
+        for (int j = 0; j < kw; j++) v[g] += part[r * kw + j][g][mm];
     }
+    return true;
+}
+
+template <typename T, int M>
+__device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, const T* __restrict__ x, i64 ldx, int xvec,
+                                           void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw)
+{
+    float v[1];
+    i64 nn;
+    int m;
+    if (!gemv_sums<T, M, 1>(w, w, ldw, x, ldx, xvec, N, K, kw, v, nn, m)) return;
+    if (bias) v[0] += load<float>(bias, ydt, nn);
+    if (gelu) v[0] = gelu_tanh(v[0]);
+    store<float>(y, ydt, m * ldy + nn, v[0]);
+}
+
+// y[m, n] = silu(g) · u with g = x[m]·Wg[n], u = x[m]·Wu[n]: the gate and up products of a gated MLP and the SwiGLU
+// between them in one launch. g and u are rounded to y's dtype first, as the separate products would store them,
+// and swiglu_value is the elementwise kernel's, so y is bit for bit gemv(gate), gemv(up), swiglu_forward with the
+// same kw.
+template <typename T, int M>
+__device__ __forceinline__ void swiglu_gemv_block(const T* __restrict__ wg, const T* __restrict__ wu, i64 ldw, const T* __restrict__ x, i64 ldx,
+                                                  int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw)
+{
+    float v[2];
+    i64 nn;
+    int m;
+    if (!gemv_sums<T, M, 2>(wg, wu, ldw, x, ldx, xvec, N, K, kw, v, nn, m)) return;
+    float g = v[0], u = v[1];
+    if (ydt == DT_BF16) { g = bf16_to_f32(f32_to_bf16(g)); u = bf16_to_f32(f32_to_bf16(u)); }
+    store<float>(y, ydt, m * ldy + nn, swiglu_value(g, u, ydt));
 }
 
 // One kernel per input dtype and row count M, all with these parameters: W [N, K] (row stride ldw), x [M, K] (row
@@ -156,3 +206,16 @@ extern "C" __global__ void gemv_f32_1(GEMV_PARAMS) { gemv_block<float, 1>(GEMV_A
 extern "C" __global__ void gemv_f32_2(GEMV_PARAMS) { gemv_block<float, 2>(GEMV_ARGS(float)); }
 extern "C" __global__ void gemv_f32_3(GEMV_PARAMS) { gemv_block<float, 3>(GEMV_ARGS(float)); }
 extern "C" __global__ void gemv_f32_4(GEMV_PARAMS) { gemv_block<float, 4>(GEMV_ARGS(float)); }
+
+// The fused SwiGLU products, per input dtype and M, with gemv's parameters less bias and gelu, and two weights of one
+// shape and row stride: wg (gate) and wu (up). Same grid as gemv with the same kw.
+#define SWIGLU_GEMV_PARAMS const void* wg, const void* wu, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw
+#define SWIGLU_GEMV_ARGS(T) (const T*)wg, (const T*)wu, ldw, (const T*)x, ldx, xvec, y, ldy, ydt, N, K, kw
+extern "C" __global__ void swiglu_gemv_bf16_1(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 1>(SWIGLU_GEMV_ARGS(u16)); }
+extern "C" __global__ void swiglu_gemv_bf16_2(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 2>(SWIGLU_GEMV_ARGS(u16)); }
+extern "C" __global__ void swiglu_gemv_bf16_3(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 3>(SWIGLU_GEMV_ARGS(u16)); }
+extern "C" __global__ void swiglu_gemv_bf16_4(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 4>(SWIGLU_GEMV_ARGS(u16)); }
+extern "C" __global__ void swiglu_gemv_f32_1(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 1>(SWIGLU_GEMV_ARGS(float)); }
+extern "C" __global__ void swiglu_gemv_f32_2(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 2>(SWIGLU_GEMV_ARGS(float)); }
+extern "C" __global__ void swiglu_gemv_f32_3(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 3>(SWIGLU_GEMV_ARGS(float)); }
+extern "C" __global__ void swiglu_gemv_f32_4(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 4>(SWIGLU_GEMV_ARGS(float)); }

@@ -2,11 +2,18 @@
 // reference: M = 1..4 rows of x, N and K with ragged ends (K not a multiple of the 16-byte vector, K shorter than
 // one warp step), row strides above K and N, x rows at odd offsets (element loads) and aligned (vector loads),
 // bf16 and f32, f32 output of bf16 input, bias, GELU, every split of K over 1, 2 and 4 warps.
+// Then the fused gate/up SwiGLU products (swiglu_gemv_*) against the unfused path they replace, bit for bit:
+// gemv(gate), gemv(up), then elementwise.cu's swiglu_forward and swiglu_forward_packed.
 #include "emu_threads.h"
 #include "prelude.cuh"
+#include "swiglu.cuh" // at file scope, as prelude.cuh: one swiglu_value for both namespaces below
 namespace gm {
 #include "gemv.cu"
 }
+namespace ew {
+#include "elementwise.cu"
+}
+#include <cstring>
 #include <random>
 #include <vector>
 int fails = 0, cases = 0;
@@ -73,11 +80,83 @@ static void run(std::mt19937& rng, bool bf16, bool yf32, int M, i64 N, i64 K, in
         }
 }
 
-int main()
+using SwiGluKernel = void (*)(const void*, const void*, i64, const void*, i64, int, void*, i64, int, i64, i64, int);
+static SwiGluKernel swiglu_kernel(bool bf16, int M)
+{
+    SwiGluKernel b[] = {gm::swiglu_gemv_bf16_1, gm::swiglu_gemv_bf16_2, gm::swiglu_gemv_bf16_3, gm::swiglu_gemv_bf16_4};
+    SwiGluKernel f[] = {gm::swiglu_gemv_f32_1, gm::swiglu_gemv_f32_2, gm::swiglu_gemv_f32_3, gm::swiglu_gemv_f32_4};
+    return bf16 ? b[M - 1] : f[M - 1];
+}
+
+int swiglu_cases = 0, swiglu_fails = 0;
+
+// y = swiglu_gemv(x, Wg, Wu) against g = gemv(x, Wg), u = gemv(x, Wu), y' = swiglu_forward(g, u) (and the packed
+// form), compared as bits at every output; the row gaps of y must keep their sentinel.
+static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw, bool xaligned)
+{
+    swiglu_cases++;
+    std::normal_distribution<float> nd;
+    int vec = bf16 ? 8 : 4, es = bf16 ? 2 : 4, dt = bf16 ? DT_BF16 : DT_F32;
+    i64 ldw = (K + vec - 1) / vec * vec + vec;
+    i64 ldx = xaligned ? ldw + vec : K + 3, xoff = xaligned ? 0 : 1;
+    i64 ldy = (N + vec - 1) / vec * vec; // rows whole packs apart, so the packed SwiGLU covers every row
+    if (ldy == N) ldy += vec;
+    auto buf = [](i64 bytes) { return std::vector<double>((bytes + 15) / 8 + 2, 0.0); };
+    std::vector<double> wg = buf(N * ldw * es), wu = buf(N * ldw * es), xb = buf((M * ldx + xoff) * es);
+    auto put = [&](void* base, i64 i, float v) {
+        if (bf16) ((u16*)base)[i] = to_bf16(v);
+        else ((float*)base)[i] = v;
+    };
+    // Gate values spread over [-12, 12] after the product (silu's both tails), up values plain normals.
+    float gscale = 3.0f / std::sqrt((float)K);
+    for (i64 n = 0; n < N; n++)
+        for (i64 k = 0; k < K; k++) { put(wg.data(), n * ldw + k, nd(rng) * gscale); put(wu.data(), n * ldw + k, nd(rng)); }
+    char* xbase = (char*)xb.data() + xoff * es;
+    for (int m = 0; m < M; m++) for (i64 k = 0; k < K; k++) put(xbase, m * ldx + k, nd(rng));
+    i64 ybytes = M * ldy * es;
+    std::vector<double> g = buf(ybytes), u = buf(ybytes), ref = buf(ybytes), refp = buf(ybytes), y = buf(ybytes);
+    for (i64 i = 0; i < M * ldy; i++) { put(g.data(), i, 0.5f); put(u.data(), i, 0.5f); put(y.data(), i, (i % ldy) < N ? NAN : 1024.0f); }
+    int rows = GEMV_WARPS / kw;
+    unsigned grid = (unsigned)((N + rows - 1) / rows);
+    launch(grid, GEMV_THREADS, [&] { kernel(bf16, M)(wg.data(), ldw, xbase, ldx, xaligned, g.data(), ldy, dt, nullptr, 0, N, K, kw); });
+    launch(grid, GEMV_THREADS, [&] { kernel(bf16, M)(wu.data(), ldw, xbase, ldx, xaligned, u.data(), ldy, dt, nullptr, 0, N, K, kw); });
+    i64 n = M * ldy, packs = n / vec;
+    launch(2, 32, [&] { ew::swiglu_forward(n, ref.data(), g.data(), u.data(), dt); });
+    launch(2, 32, [&] { ew::swiglu_forward_packed(packs, n, refp.data(), g.data(), u.data(), dt); });
+    launch(grid, GEMV_THREADS, [&] { swiglu_kernel(bf16, M)(wg.data(), wu.data(), ldw, xbase, ldx, xaligned, y.data(), ldy, dt, N, K, kw); });
+    int bad = 0;
+    for (int m = 0; m < M; m++)
+        for (i64 i = 0; i < ldy; i++)
+        {
+            i64 o = m * ldy + i;
+            if (i >= N)
+            {
+                bool kept = bf16 ? ((u16*)y.data())[o] == to_bf16(1024.0f) : ((float*)y.data())[o] == 1024.0f;
+                if (!kept && bad++ < 3) CHECK(false, "swiglu %s M %d N %lld K %lld kw %d: row gap y[%d, %lld] written", bf16 ? "bf16" : "f32", M, (long long)N, (long long)K, kw, m, (long long)i);
+                continue;
+            }
+            unsigned a = 0, b = 0, c = 0;
+            std::memcpy(&a, (char*)y.data() + o * es, es);
+            std::memcpy(&b, (char*)ref.data() + o * es, es);
+            std::memcpy(&c, (char*)refp.data() + o * es, es);
+            if ((a != b || b != c) && bad++ < 3)
+            {
+                auto f = [&](unsigned bits) { return bf16 ? (double)bf16_to_f32((u16)bits) : (double)std::bit_cast<float>(bits); };
+                CHECK(false, "swiglu %s M %d N %lld K %lld kw %d xvec %d: y[%d, %lld] fused %.9g (0x%x), unfused %.9g (0x%x), packed %.9g (0x%x)",
+                      bf16 ? "bf16" : "f32", M, (long long)N, (long long)K, kw, xaligned, m, (long long)i, f(a), a, f(b), b, f(c), c);
+            }
+        }
+    if (bad) swiglu_fails++;
+}
+
+// Argument "swiglu": the fused cases only; "swiglu-small": those with N ≤ 64 (a quick run, e.g. to see a planted bug fail).
+int main(int argc, char** argv)
 {
     std::mt19937 rng(7);
     const int kws[] = {1, 2, 4};
+    bool swiglu_only = argc > 1 && std::strncmp(argv[1], "swiglu", 6) == 0, small = argc > 1 && std::strcmp(argv[1], "swiglu-small") == 0;
     int c = 0;
+    if (!swiglu_only)
     for (int bf = 1; bf >= 0; bf--)
         for (int M = 1; M <= 4; M++)
             for (i64 N : {1, 7, 64})
@@ -87,6 +166,8 @@ int main()
                     run(rng, bf, bf && (c / 3) % 2 == 0, M, N, K, kws[c % 3], c % 2 == 0, c % 5 == 0, c % 4 != 1);
                 }
     // Larger shapes: N not a multiple of the rows per block, K over several unrolled steps and warps.
+    if (!swiglu_only)
+    {
     run(rng, true, false, 1, 513, 3584, 4, true, false, true);
     run(rng, true, true, 4, 513, 1000, 2, false, false, true);
     run(rng, false, false, 2, 513, 1008, 1, true, true, false);
@@ -97,6 +178,24 @@ int main()
     run(rng, false, false, 2, 7, 515, 4, true, false, false);
     run(rng, true, true, 1, 1, 1025, 4, false, false, true);
     run(rng, true, false, 4, 3, 1031, 4, false, true, true);
+    }
+    // Fused SwiGLU: m 1..4, N {1, 7, 64, 513}, K {8, 1000, 1008} and the ragged 13 and 1003, bf16 and f32, each
+    // split of K (kw 1, 2, 4).
+    int sc = 0;
+    for (int bf = 1; bf >= 0; bf--)
+        for (int M = 1; M <= 4; M++)
+            for (i64 N : {1, 7, 64, 513})
+                for (i64 K : {8, 13, 1000, 1003, 1008})
+                    for (int kw : kws)
+                    {
+                        sc++;
+                        // N = 513 is the slow one under the emulation: kw 1 and 4 only, M 1 and 4 at the largest K; the
+                        // ragged K (13, 1003: the one-by-one tail after the last whole vector) at N ≤ 64.
+                        if (N == 513 && (small || kw == 2 || (K == 1008 && M != 1 && M != 4) || K % 8 != 0)) continue;
+                        run_swiglu(rng, bf, M, N, K, kw, sc % 3 != 0);
+                    }
+    printf("%d swiglu cases, bit-identical to gemv, gemv, swiglu_forward: %s; ", swiglu_cases, swiglu_fails ? "FAILED" : "ok");
+    fails += swiglu_fails;
     printf("%d cases; worst error, f32 output %.3g (%.3f of its tolerance), bf16 output %.3g (%.3f)%s\n", cases, worst_err[1], worst_ratio[1],
            worst_err[0], worst_ratio[0], fails ? "" : ": ok");
     if (fails) printf("%d FAILED\n", fails);

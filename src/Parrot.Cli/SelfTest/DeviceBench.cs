@@ -44,6 +44,7 @@ internal static class DeviceBench
             Add(new("gemm bf16", $"{n}x{n}x{n}", ms, 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12, "TFLOP/s", "cuBLASLt, fp32 accumulate"));
         }
         DecodeProducts(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
+        DecodeSwiGlu(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         // The "FMA" rows switch the tensor cores off for a moment; the switch goes back to what it was (off under
         // PARROT_TENSOR_CORE_ATTENTION=0, and then the plain rows say so instead of claiming tensor cores).
         bool tensorCores = cuda.TensorCoreAttention;
@@ -152,6 +153,51 @@ internal static class DeviceBench
             {
                 foreach (var w in weights) w.Dispose();
             }
+        }
+    }
+
+    /// <summary>
+    /// The gate and up products of Qwen2-7B's MLP in decode and the SwiGLU between them (batch 1, bf16, N 18944, K 3584):
+    /// "decode swiglu gemv" is the fused kernel (<see cref="CudaBackend.SwiGluLinear"/>, one launch), "decode swiglu
+    /// unfused" the two gemv products and SwiGlu it replaces (three launches). Rate: both weights' bytes / time, to
+    /// compare with the gate/up row of <see cref="DecodeProducts"/> (one weight). Weights from memory as there.
+    /// </summary>
+    internal static void DecodeSwiGlu(CudaBackend cuda, Device device, double copyRate, Action<Result> add)
+    {
+        const int n = 18944, k = 3584;
+        long bytes = 2L * 2 * n * k; // two bf16 weights
+        int copies = (int)Math.Max(1, ((256L << 20) + bytes - 1) / bytes);
+        using var all = Tensor.Normal([copies * 2 * n, k], 9, 0, 0.02, DType.BF16, device);
+        var weights = Enumerable.Range(0, 2 * copies).Select(i => all.Narrow(0, i * n, n)).ToArray();
+        using var x = Tensor.Normal([1, k], 10, 0, 1, DType.BF16, device);
+        using var y = Tensor.Empty([1, n], DType.BF16, device);
+        using var g = Tensor.Empty([1, n], DType.BF16, device);
+        using var u = Tensor.Empty([1, n], DType.BF16, device);
+        const string shape = "m1 N18944 K3584 x2";
+        string Note(double gbs, string path) => string.Create(CultureInfo.InvariantCulture, $"gate+up+swiglu, {path}, {gbs / copyRate:F2} of copy");
+        try
+        {
+            bool fused = true;
+            double ms = cuda.MedianMilliseconds(() => { for (int i = 0; i < copies; i++) fused &= cuda.SwiGluLinear(x, weights[2 * i], weights[2 * i + 1], y); }) / copies;
+            double rate = bytes / (ms * 1e-3) / 1e9;
+            add(new("decode swiglu gemv", shape, ms, rate, "GB/s", Note(rate, fused ? "gemv.cu swiglu_gemv, 1 launch" : "NOT FUSED (gemv off or ineligible)")));
+            double un = cuda.MedianMilliseconds(() =>
+            {
+                for (int i = 0; i < copies; i++)
+                {
+                    using var gT = weights[2 * i].Transpose(0, 1);
+                    using var uT = weights[2 * i + 1].Transpose(0, 1);
+                    cuda.MatMul(x, gT, g);
+                    cuda.MatMul(x, uT, u);
+                    cuda.SwiGlu(g, u, y);
+                }
+            }) / copies;
+            double unRate = bytes / (un * 1e-3) / 1e9;
+            add(new("decode swiglu unfused", shape, un, unRate, "GB/s", Note(unRate, "gemv, gemv, swiglu_forward: 3 launches, for comparison")));
+        }
+        finally
+        {
+            foreach (var w in weights) w.Dispose();
         }
     }
 

@@ -8,6 +8,35 @@ internal static class SelfTestCases
 {
     internal static IReadOnlyList<SelfTestCase> All { get; } = Build();
 
+    /// <summary><paramref name="t"/>·<paramref name="factor"/> in t's dtype; t is disposed.</summary>
+    private static Tensor Scaled(Tensor t, double factor)
+    {
+        using (t) return t * factor;
+    }
+
+    /// <summary>
+    /// Tensor.SwiGluLinear; on a GPU also the unfused ops (MatMul, MatMul, SwiGlu), which must give the same bits: the
+    /// fused kernel rounds the products as the separate ones store them.
+    /// </summary>
+    private static Tensor SwiGluLinearChecked(Tensor x, Tensor wGate, Tensor wUp)
+    {
+        var y = Tensor.SwiGluLinear(x, wGate, wUp);
+        if (x.Device.Kind == DeviceKind.Cpu) return y;
+        using var gT = wGate.Transpose(0, 1);
+        using var uT = wUp.Transpose(0, 1);
+        using var g = Tensor.MatMul(x, gT);
+        using var u = Tensor.MatMul(x, uT);
+        using var s = Tensor.SwiGlu(g, u);
+        double[] a = y.ToDoubleArray(), b = s.ToDoubleArray();
+        for (int i = 0; i < a.Length; i++)
+            if (BitConverter.DoubleToInt64Bits(a[i]) != BitConverter.DoubleToInt64Bits(b[i]))
+            {
+                y.Dispose();
+                throw new InvalidOperationException($"fused result differs from the unfused ops at element {i}: {a[i]:R} vs {b[i]:R}");
+            }
+        return y;
+    }
+
     /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
     private static Tensor PaddingMask(Random r, DType t, int keys = 32)
     {
@@ -181,6 +210,14 @@ internal static class SelfTestCases
         }
         c.Add(new("matmul decode x·wᵀ to float32", (r, t) => [Normal(r, t, 2, 1000), Normal(r, t, 513, 1000)],
             x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w, x[0].DType == DType.F64 ? null : DType.F32); }));
+        // The first half of a gated MLP in decode: on CUDA one launch (native/gemv.cu, swiglu_gemv_*), also checked
+        // there bit for bit against the unfused products and SwiGlu. Weights scaled by 1/√K so the gates cover silu's bend.
+        foreach (int m in new[] { 1, 3 })
+        {
+            int rows = m;
+            c.Add(new($"swiglu linear (decode, fused) m {rows}", (r, t) => [Normal(r, t, rows, 1000), Scaled(Normal(r, t, 513, 1000), 0.03), Normal(r, t, 513, 1000)],
+                x => SwiGluLinearChecked(x[0], x[1], x[2])));
+        }
         c.Add(new("matmul decode padded w, strided x", (r, t) => [Normal(r, t, 3, 5, 1000), Normal(r, t, 700, 1016)], x =>
         {
             using var last = x[0].Narrow(1, 4, 1);  // [3, 1, 1000], rows 5000 elements apart

@@ -94,4 +94,50 @@ public sealed partial class CudaBackend
             .Ptr(bias).Add(gelu ? 1 : 0).Add(g.N).Add(g.K).Add(kw);
         _kernels.Launch("gemv.cu", $"gemv_{(g.Bf16 ? "bf16" : "f32")}_{g.M}", checked((uint)blocks), GemvThreads, args);
     }
+
+    /// <summary>
+    /// The fused launch for y = SwiGLU(x·Wgᵀ, x·Wuᵀ) (native/gemv.cu, swiglu_gemv_*), or null when the unfused path
+    /// must run: both products must be ones <see cref="PlanGemv"/> takes, with the same plan (so one kernel reads
+    /// both weights with one row stride), and <see cref="GemvKernel"/> on (otherwise the products take cuBLASLt,
+    /// whose sums the kernel would not reproduce). <paramref name="gateT"/> and <paramref name="upT"/> are the
+    /// weights' transposed views, as MatMul sees them. Pure host logic, tested on the CPU.
+    /// </summary>
+    internal static GemvCall? PlanSwiGluGemv(Tensor x, Tensor gateT, Tensor upT, Tensor y, bool gemvKernel)
+    {
+        if (!gemvKernel || x.DType != y.DType) return null;
+        if (PlanGemv(x, gateT, y) is not { } g || PlanGemv(x, upT, y) is not { } u || g != u) return null;
+        return g;
+    }
+
+    /// <summary>
+    /// y = silu(x·Wgᵀ) ⊙ (x·Wuᵀ) in one launch for decode (at most <see cref="GemvMaxRows"/> rows of x after folding
+    /// its leading dims): x [..., K], the weights [N, K] as a Linear layer stores them (same dtype as x, bf16 or
+    /// f32), y [..., N] of x's dtype. The result is bit for bit that of the two products and <see cref="SwiGlu"/>
+    /// run apart on this backend. Returns false, writing nothing, when the operands are not eligible (the rules of
+    /// <see cref="PlanSwiGluGemv"/>); the caller then runs the products and SwiGlu itself.
+    /// </summary>
+    public bool SwiGluLinear(Tensor x, Tensor gateWeight, Tensor upWeight, Tensor y)
+    {
+        int r = x.Rank;
+        if (r < 2 || y.Rank != r || gateWeight.Rank != 2 || upWeight.Rank != 2 || y.Count == 0) return false;
+        using var gT = gateWeight.Transpose(0, 1);
+        using var uT = upWeight.Transpose(0, 1);
+        GemvCall? plan;
+        if (r == 2) plan = PlanSwiGluGemv(x, gT, uT, y, GemvKernel);
+        else
+        {
+            // MatMul's view of a 2-D weight against batched rows: broadcast over the leading dims.
+            int[] shape = [.. x.Shape[..^2], gT.Shape[0], gT.Shape[1]];
+            using var gE = gT.Expand(shape);
+            using var uE = uT.Expand(shape);
+            plan = PlanSwiGluGemv(x, gE, uE, y, GemvKernel);
+        }
+        if (plan is not { } g) return false;
+        int kw = GemvSplit(g.N, g.K, g.Bf16, _context.MultiprocessorCount);
+        long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
+        using var args = new KernelArgs().Ptr(gateWeight).Ptr(upWeight).Add(g.Ldw).Ptr(x).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(y).Add(g.Ldy)
+            .Add(Code(y.DType)).Add(g.N).Add(g.K).Add(kw);
+        _kernels.Launch("gemv.cu", $"swiglu_gemv_{(g.Bf16 ? "bf16" : "f32")}_{g.M}", checked((uint)blocks), GemvThreads, args);
+        return true;
+    }
 }
