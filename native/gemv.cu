@@ -102,8 +102,13 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
     {
         // This warp's slice of K: whole warp steps (so loads stay aligned and coalesced), the last one cut at K.
         i64 slice = (K + kw * step - 1) / (kw * step) * step;
-        i64 begin = (warp % kw) * slice, end = begin + slice < K ? begin + slice : K;
+        // With kw = 4 the last warps' slices can start at or past K (K = 513 f32: slices of 256 from 0, 256, 512,
+        // 768): such a warp has no elements, and must not take the row's tail [vend, K) that its predecessor owns.
+        i64 begin = (warp % kw) * slice;
+        if (begin > K) begin = K;
+        i64 end = begin + slice < K ? begin + slice : K;
         i64 vend = end - end % VEC; // full vectors end here; [vend, end) is the row's tail of fewer than VEC elements
+        if (vend < begin) vend = begin;
         const T* wr[G];
         wr[0] = w0 + n * ldw;
         if (G > 1) wr[G - 1] = w1 + n * ldw;

@@ -3,6 +3,30 @@
 // partner of element d is d + h. Each product is rounded before the sum (no fused multiply-add), as PyTorch.
 #include "prelude.cuh"
 
+// One rotated pair: y[d], y[d + h] from x[d], x[d + h]; o holds the offsets of y, x, cos and sin at d. Shared by
+// `rope` and `rope_kv_append`, so the two give the same bits by construction.
+__device__ __forceinline__ void rope_pair(const i64* o, i64 half, void* y, i64 ylast, const void* x, i64 xlast,
+                                          const void* c, const void* s, int tdt, i64 clast, i64 slast, int dt)
+{
+    i64 yh = half * ylast, xh = half * xlast, ch = half * clast, sh = half * slast;
+    if (dt == DT_F64)
+    {
+        double a = load<double>(x, dt, o[1]), b = load<double>(x, dt, o[1] + xh);
+        double r0 = __dsub_rn(__dmul_rn(a, load<double>(c, tdt, o[2])), __dmul_rn(b, load<double>(s, tdt, o[3])));
+        double r1 = __dadd_rn(__dmul_rn(b, load<double>(c, tdt, o[2] + ch)), __dmul_rn(a, load<double>(s, tdt, o[3] + sh)));
+        store<double>(y, dt, o[0], r0);
+        store<double>(y, dt, o[0] + yh, r1);
+    }
+    else
+    {
+        float a = load<float>(x, dt, o[1]), b = load<float>(x, dt, o[1] + xh);
+        float r0 = __fsub_rn(__fmul_rn(a, load<float>(c, tdt, o[2])), __fmul_rn(b, load<float>(s, tdt, o[3])));
+        float r1 = __fadd_rn(__fmul_rn(b, load<float>(c, tdt, o[2] + ch)), __fmul_rn(a, load<float>(s, tdt, o[3] + sh)));
+        store<float>(y, dt, o[0], r0);
+        store<float>(y, dt, o[0] + yh, r1);
+    }
+}
+
 extern "C" __global__ void rope(Layout L, i64 n, i64 half, void* y, i64 ylast, const void* x, i64 xlast,
                                 const void* c, const void* s, int tdt, i64 clast, i64 slast, int dt)
 {
@@ -10,22 +34,38 @@ extern "C" __global__ void rope(Layout L, i64 n, i64 half, void* y, i64 ylast, c
     {
         i64 o[MAX_OPERANDS];
         offsets(L, i, 4, o);
-        i64 yh = half * ylast, xh = half * xlast, ch = half * clast, sh = half * slast;
-        if (dt == DT_F64)
+        rope_pair(o, half, y, ylast, x, xlast, c, s, tdt, clast, slast, dt);
+    }
+}
+
+// Inference's step into a KV cache in one launch (decode is host-bound: four launches become one):
+// qy = rope(q), ky = rope(k) and vy = v, where ky and vy are the cache's slots at the current position.
+// Positions [0, nq) are q's pairs (LQ over [B, H, T, h]: qy, q, cos, sin); [nq, nq + nk) are k's pairs (LK over
+// [B, Hkv, T, h]: ky, k, cos, sin) and, in the same thread, v's two elements at those positions (LV: vy, v),
+// copied as bits. One dtype dt for q, k, v and the outputs; the tables share tdt and their last-axis strides.
+extern "C" __global__ void rope_kv_append(Layout LQ, Layout LK, Layout LV, i64 nq, i64 nk, i64 half,
+                                          void* qy, i64 qylast, const void* q, i64 qlast,
+                                          void* ky, i64 kylast, const void* k, i64 klast,
+                                          void* vy, i64 vylast, const void* v, i64 vlast,
+                                          const void* c, const void* s, int tdt, i64 clast, i64 slast, int dt)
+{
+    GRID_STRIDE_LOOP(i, nq + nk)
+    {
+        i64 o[MAX_OPERANDS];
+        if (i < nq)
         {
-            double a = load<double>(x, dt, o[1]), b = load<double>(x, dt, o[1] + xh);
-            double r0 = __dsub_rn(__dmul_rn(a, load<double>(c, tdt, o[2])), __dmul_rn(b, load<double>(s, tdt, o[3])));
-            double r1 = __dadd_rn(__dmul_rn(b, load<double>(c, tdt, o[2] + ch)), __dmul_rn(a, load<double>(s, tdt, o[3] + sh)));
-            store<double>(y, dt, o[0], r0);
-            store<double>(y, dt, o[0] + yh, r1);
+            offsets(LQ, i, 4, o);
+            rope_pair(o, half, qy, qylast, q, qlast, c, s, tdt, clast, slast, dt);
         }
         else
         {
-            float a = load<float>(x, dt, o[1]), b = load<float>(x, dt, o[1] + xh);
-            float r0 = __fsub_rn(__fmul_rn(a, load<float>(c, tdt, o[2])), __fmul_rn(b, load<float>(s, tdt, o[3])));
-            float r1 = __fadd_rn(__fmul_rn(b, load<float>(c, tdt, o[2] + ch)), __fmul_rn(a, load<float>(s, tdt, o[3] + sh)));
-            store<float>(y, dt, o[0], r0);
-            store<float>(y, dt, o[0] + yh, r1);
+            i64 j = i - nq;
+            offsets(LK, j, 4, o);
+            rope_pair(o, half, ky, kylast, k, klast, c, s, tdt, clast, slast, dt);
+            offsets(LV, j, 2, o);
+            int es = elem_size(dt);
+            copy_bits(vy, o[0], v, o[1], es);
+            copy_bits(vy, o[0] + half * vylast, v, o[1] + half * vlast, es);
         }
     }
 }

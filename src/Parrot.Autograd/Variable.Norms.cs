@@ -105,7 +105,9 @@ public sealed partial class Variable
         {
             var shape = Shape.ToArray();
             shape[^1] = b.Shape[1];
-            return Reshape(-1, Shape[^1]).MatMul(b).Reshape(shape);
+            long rows = 1; // not -1: with K = 0 the rows could not be inferred from zero elements
+            for (int d = 0; d < Rank - 1; d++) rows *= Shape[d];
+            return Reshape(checked((int)rows), Shape[^1]).MatMul(b).Reshape(shape);
         }
         var y = Value.MatMul(b.Value);
         return Graph.Record("MatMul", y, [this, b], (n, g) =>

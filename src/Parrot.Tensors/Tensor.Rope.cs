@@ -20,29 +20,35 @@ public sealed partial class Tensor
     public Tensor ApplyRope(Tensor cos, Tensor sin)
     {
         const string op = "ApplyRope";
-        ArgumentNullException.ThrowIfNull(cos);
-        ArgumentNullException.ThrowIfNull(sin);
-        EnsureAlive(op); cos.EnsureAlive(op); sin.EnsureAlive(op);
-        if (!DType.IsFloat()) throw new ArgumentException($"{op}: x must be a float tensor, got {DType.Name()} {ShapeString()}");
-        if (!cos.DType.IsFloat() || !sin.DType.IsFloat())
-            throw new ArgumentException($"{op}: cos and sin must be float tensors, got {cos.DType.Name()} and {sin.DType.Name()}");
-        if (cos.Device != Device || sin.Device != Device)
-            throw new ArgumentException($"{op}: x is on {Device} but cos/sin are on {cos.Device}/{sin.Device}");
-        if (Rank == 0 || _shape[^1] % 2 != 0)
-            throw new ArgumentException($"{op}: the last dimension of x {ShapeString()} (head_dim) must be even");
-        foreach (var (t, name) in new[] { (cos, "cos"), (sin, "sin") })
-        {
-            if (t.Rank == 0 || t._shape[^1] != _shape[^1])
-                throw new ArgumentException($"{op}: {name} {t.ShapeString()} must end in head_dim {_shape[^1]} like x {ShapeString()}");
-            var b = BroadcastShapes(_shape, t._shape, op);
-            if (!b.AsSpan().SequenceEqual(_shape))
-                throw new ArgumentException($"{op}: {name} {t.ShapeString()} does not broadcast to x {ShapeString()} (for [batch, heads, seq, head_dim] use [seq, head_dim] or [batch, 1, seq, head_dim])");
-        }
+        CheckRope(op, "x", cos, sin);
         using var c = cos.Expand(_shape);
         using var s = sin.Expand(_shape);
         var y = Empty(_shape, DType, Device);
         if (y.Count > 0) Backend.Rope(this, c, s, y);
         return y;
+    }
+
+    /// <summary>ApplyRope's checks of this tensor (called <paramref name="name"/> in messages) and its tables.</summary>
+    private void CheckRope(string op, string name, Tensor cos, Tensor sin)
+    {
+        ArgumentNullException.ThrowIfNull(cos);
+        ArgumentNullException.ThrowIfNull(sin);
+        EnsureAlive(op); cos.EnsureAlive(op); sin.EnsureAlive(op);
+        if (!DType.IsFloat()) throw new ArgumentException($"{op}: {name} must be a float tensor, got {DType.Name()} {ShapeString()}");
+        if (!cos.DType.IsFloat() || !sin.DType.IsFloat())
+            throw new ArgumentException($"{op}: cos and sin must be float tensors, got {cos.DType.Name()} and {sin.DType.Name()}");
+        if (cos.Device != Device || sin.Device != Device)
+            throw new ArgumentException($"{op}: {name} is on {Device} but cos/sin are on {cos.Device}/{sin.Device}");
+        if (Rank == 0 || _shape[^1] % 2 != 0)
+            throw new ArgumentException($"{op}: the last dimension of {name} {ShapeString()} (head_dim) must be even");
+        foreach (var (t, tname) in new[] { (cos, "cos"), (sin, "sin") })
+        {
+            if (t.Rank == 0 || t._shape[^1] != _shape[^1])
+                throw new ArgumentException($"{op}: {tname} {t.ShapeString()} must end in head_dim {_shape[^1]} like {name} {ShapeString()}");
+            var b = BroadcastShapes(_shape, t._shape, op);
+            if (!b.AsSpan().SequenceEqual(_shape))
+                throw new ArgumentException($"{op}: {tname} {t.ShapeString()} does not broadcast to {name} {ShapeString()} (for [batch, heads, seq, head_dim] use [seq, head_dim] or [batch, 1, seq, head_dim])");
+        }
     }
 
     /// <summary>

@@ -146,6 +146,25 @@ public class GradCheckTests
     }
 
     [Test]
+    public void FoldedMatMulWithEmptyInnerOrBatchDims()
+    {
+        using var scope = TensorScope.Begin();
+        // K = 0: the rows of the folded product cannot be inferred from zero elements; the result is zeros.
+        var x = new Variable(Tensor.Zeros([2, 3, 0], DType.F64, Device.Cpu), requiresGrad: true);
+        var w = new Variable(Tensor.Zeros([0, 5], DType.F64, Device.Cpu), requiresGrad: true);
+        var y = x.MatMul(w);
+        Assert.That(y.Shape.ToArray(), Is.EqualTo(new[] { 2, 3, 5 }));
+        Assert.That(y.Value.ToArray<double>(), Is.All.EqualTo(0.0));
+        // An empty batch: no rows, a zero weight gradient.
+        var e = new Variable(Tensor.Zeros([0, 3, 4], DType.F64, Device.Cpu), requiresGrad: true);
+        var v = new Variable(Tensor.Ones([4, 5], DType.F64, Device.Cpu), requiresGrad: true);
+        var z = e.MatMul(v);
+        Assert.That(z.Shape.ToArray(), Is.EqualTo(new[] { 0, 3, 5 }));
+        z.Sum().Backward();
+        Assert.That(v.Grad!.ToArray<double>(), Is.All.EqualTo(0.0));
+    }
+
+    [Test]
     public void MatMulBiasRule()
     {
         Check(v => v[0].MatMulBias(v[1].Transpose(), v[2]), R(47, 6, 4), R(48, 5, 4), R(49, 5));

@@ -47,6 +47,16 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsRopeKvAppendCasesPassOnTheDevice()
+    {
+        // The cases a GPU run uses to check the fused rope + KV append kernel, here on the composite path of another
+        // device: they run, in both dtypes, and the fused-equals-apart case is exact.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "rope + kv append", TextWriter.Null);
+        Assert.That(rows, Has.Count.EqualTo(6));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU

@@ -237,4 +237,18 @@ public class CudaGemvDispatchTests
         // LaunchGemv passes: w, ldw, x, ldx, xvec, y, ldy, ydt, bias, gelu, N, K, kw.
         Assert.That(src, Does.Contain("#define GEMV_PARAMS const void* w, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw"));
     }
+    [Test]
+    public void ADotProductTakesTheKernelWithEmptyTrailingSlices()
+    {
+        // x[K]·w[K] is [1, K]·[K, 1]: N = 1, so ldw is padded and a K of no whole vectors is taken; 4 warps split K
+        // and the last one's slice starts past K (tools/cuda-emu/gemv_test.cpp checks the kernel on exactly this).
+        using var x = R(30, DType.F32, 1, 513);
+        using var v = R(31, DType.F32, 513, 1);
+        var g = PlanAndCheck(x, v);
+        Assert.That((g.M, g.N, g.K, g.Ldw), Is.EqualTo((1, 1L, 513L, 516L)));
+        int kw = CudaBackend.GemvSplit(g.N, g.K, g.Bf16, multiprocessors: 132);
+        Assert.That(kw, Is.EqualTo(4));
+        long step = 32 * 4, slice = (g.K + kw * step - 1) / (kw * step) * step;
+        Assert.That((kw - 1) * slice, Is.GreaterThanOrEqualTo(g.K), "a slice past K: the case the kernel must leave empty");
+    }
 }

@@ -1,4 +1,6 @@
 #include <initializer_list>
+#include <vector>
+#include <cstring>
 #include "emu_serial.h"
 #include "elementwise.cu"
 #undef GRID_STRIDE_LOOP
@@ -12,7 +14,7 @@ namespace idx_ns {
 namespace adam_ns {
 #include "adamw.cu"
 }
-int fails = 0;
+int fails = 0, ropeCases = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 Layout make(int rank, const i64* size, int ops, const i64 strides[][8]) { Layout L{}; L.rank = rank; for (int d = 0; d < rank; d++) { L.size[d] = size[d]; for (int k = 0; k < ops; k++) L.stride[k][d] = strides[k][d]; } return L; }
 int main()
@@ -81,6 +83,49 @@ int main()
         int i = r * 4 + dd, j = i + 2;
         CHECK(ry[i] == x[i] * c[i] - x[j] * s[i], "rope lo %d", i);
         CHECK(ry[j] == x[j] * c[j] + x[i] * s[j], "rope hi %d", j);
+    }
+    // rope_kv_append = rope(q), rope(k) then a copy into the K cache slot, v copied into the V slot, bit for bit:
+    // q, k, v transposed views of [B, T, heads, D] projections, GQA (4 query heads, 2 kv heads), T 1 and 5, slots
+    // at position 2 of an 8-long cache, tables [T, D] or per row [B, 1, T, D], f32 and bf16 (tables f32 or the dtype);
+    // grid smaller than the work (the grid-stride loop). The cache outside the slots must stay as it was.
+    for (int dt : {DT_F32, DT_BF16}) for (int tdt : {DT_F32, dt}) for (int T : {1, 5}) for (int perRow : {0, 1})
+    {
+        if (tdt == dt && dt == DT_F32 && perRow) continue; // the same case as tdt F32 above
+        const int B = 2, H = 4, Hk = 2, D = 8, h = D / 2, ML = 8, past = 2, es = dt == DT_BF16 ? 2 : 4, tes = tdt == DT_BF16 ? 2 : 4;
+        unsigned seed = 11 + T * 7 + dt * 3 + perRow;
+        auto rnd = [&] { seed = seed * 1103515245u + 12345u; return ((seed >> 8) % 2000) / 250.0f - 4.0f; };
+        auto put = [&](std::vector<unsigned char>& buf, int d, int i, float v) { if (d == DT_BF16) ((u16*)buf.data())[i] = f32_to_bf16(v); else ((float*)buf.data())[i] = v; };
+        int nqe = B * T * H * D, nke = B * T * Hk * D, nce = B * Hk * ML * D, nte = (perRow ? B : 1) * T * D;
+        std::vector<unsigned char> Q(nqe * 4), K(nke * 4), V(nke * 4), C(nte * 4), S(nte * 4), Q1(nqe * 4), Q2(nqe * 4), KT(nke * 4),
+            KC1(nce * 4), VC1(nce * 4), KC2(nce * 4), VC2(nce * 4);
+        for (int i = 0; i < nqe; i++) put(Q, dt, i, rnd());
+        for (int i = 0; i < nke; i++) { put(K, dt, i, rnd()); put(V, dt, i, rnd()); }
+        for (int i = 0; i < nte; i++) { float a = 0.37f * (past + i / D % T) * (1 + i % h); put(C, tdt, i, cosf(a)); put(S, tdt, i, sinf(a)); }
+        for (int i = 0; i < nce; i++) { put(KC1, dt, i, rnd()); put(VC1, dt, i, rnd()); }
+        KC2 = KC1; VC2 = VC1; auto KC0 = KC1, VC0 = VC1;
+        i64 tb = perRow ? (i64)T * D : 0; // the tables' batch stride (0: broadcast)
+        i64 qst[4] = {(i64)T * H * D, D, (i64)H * D, 1}, kst[4] = {(i64)T * Hk * D, D, (i64)Hk * D, 1};
+        i64 slot[4] = {(i64)Hk * ML * D, (i64)ML * D, D, 1}, tst[4] = {tb, 0, D, 1}, kct[4] = {(i64)Hk * T * D, (i64)T * D, D, 1};
+        i64 sq[4] = {B, H, T, h}, sk[4] = {B, Hk, T, h}, skf[4] = {B, Hk, T, D};
+        auto lay = [&](const i64* size, std::initializer_list<const i64*> ops) { i64 st[4][8] = {}; int k = 0; for (auto o : ops) { for (int d = 0; d < 4; d++) st[k][d] = o[d]; k++; } return make(4, size, k, st); };
+        Layout LQ = lay(sq, {qst, qst, tst, tst}), LK = lay(sk, {slot, kst, tst, tst}), LV = lay(sk, {slot, kst});
+        Layout LKT = lay(sk, {kct, kst, tst, tst}), LKC = lay(skf, {slot, kct}), LVC = lay(skf, {slot, kst});
+        i64 so = (i64)past * D; // the slot's offset in the cache
+        // Q1 and Q2 use q's transposed layout for the output too (an output with any strides)
+        launch(2, 32, [&] { rope_ns::rope(LQ, B * H * T * h, h, Q1.data(), 1, Q.data(), 1, C.data(), S.data(), tdt, 1, 1, dt); });
+        launch(2, 32, [&] { rope_ns::rope(LKT, B * Hk * T * h, h, KT.data(), 1, K.data(), 1, C.data(), S.data(), tdt, 1, 1, dt); });
+        launch(2, 32, [&] { copy_cast(LKC, B * Hk * T * D, KC1.data() + so * es, dt, KT.data(), dt); });
+        launch(2, 32, [&] { copy_cast(LVC, B * Hk * T * D, VC1.data() + so * es, dt, V.data(), dt); });
+        i64 nq = B * H * T * h, nk = B * Hk * T * h;
+        launch(3, 32, [&] { rope_ns::rope_kv_append(LQ, LK, LV, nq, nk, h, Q2.data(), 1, Q.data(), 1, KC2.data() + so * es, 1, K.data(), 1,
+                                                    VC2.data() + so * es, 1, V.data(), 1, C.data(), S.data(), tdt, 1, 1, dt); });
+        CHECK(memcmp(Q1.data(), Q2.data(), nqe * es) == 0, "rope_kv_append q, dt %d tdt %d T %d perRow %d", dt, tdt, T, perRow);
+        CHECK(memcmp(KC1.data(), KC2.data(), nce * es) == 0, "rope_kv_append k cache, dt %d tdt %d T %d perRow %d", dt, tdt, T, perRow);
+        CHECK(memcmp(VC1.data(), VC2.data(), nce * es) == 0, "rope_kv_append v cache, dt %d tdt %d T %d perRow %d", dt, tdt, T, perRow);
+        // not vacuous: the slot was written (rope of k differs from the cache's random fill), q differs from its input
+        CHECK(memcmp(KC1.data() + so * es, KC0.data() + so * es, D * es) != 0 && memcmp(VC1.data() + so * es, VC0.data() + so * es, D * es) != 0
+              && memcmp(Q1.data(), Q.data(), D * es) != 0, "the reference moved data");
+        ropeCases++;
     }
     // index_select axis 1 of x [2, 4] with index [3] = {3, 0, 3}
     long long ix[3] = {3, 0, 3}; float sel[6];
@@ -204,6 +249,6 @@ int main()
         CHECK(memcmp(Y1, Y2, n * es) == 0 && memcmp(Z1, Z2, n * es) == 0, "swiglu_backward_packed dt %d", dt);
         CHECK(dt != DT_BF16 || ((u16*)Y1)[n - 1] != 0, "the tail was written");
     }
-    printf("%s (%d failures)\n", fails ? "FAILED" : "all passed", fails);
+    printf("%s (%d failures; %d rope_kv_append cases)\n", fails ? "FAILED" : "all passed", fails, ropeCases);
     return fails != 0;
 }

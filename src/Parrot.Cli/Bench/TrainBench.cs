@@ -104,7 +104,7 @@ internal static class TrainBench
         for (int i = 0; i < ids.Length; i++) ids[i] = rng.Next(cfg.VocabSize);
         var times = new List<double>();
         long memFirst = 0;
-        double first = double.NaN, last = double.NaN;
+        double first = double.NaN, last = double.NaN, lastTimed = double.NaN; // lastTimed: the loss before the latest step's
         var cuda = device.Kind == DeviceKind.Cuda ? Backends.For(device) as CudaBackend : null;
         bool profiled = profile is not null && cuda is not null;
         for (int step = 0; step < n + 3 + (profiled ? 1 : 0); step++)
@@ -119,10 +119,11 @@ internal static class TrainBench
                 opt.ZeroGrad();
                 loss.Backward();
                 opt.Step();
+                lastTimed = last;
                 last = loss.Value.Item(); // the step's one host read, after the update: the timing includes the whole step
                 if (step == 0) first = last;
             }
-            if (profiling) { profile!.Write($"one training step, batch {b}×{t}, {dtype.Name()}:\n" + cuda!.StopProfile().Format(40)); continue; }
+            if (profiling) { last = lastTimed; profile!.Write($"one training step, batch {b}×{t}, {dtype.Name()}:\n" + cuda!.StopProfile().Format(40)); continue; }
             if (step >= 3) times.Add(sw.Elapsed.TotalMilliseconds);
             if (step == 0) memFirst = Memory(device).InUse;
         }

@@ -63,6 +63,33 @@ internal static class SelfTestCases
         return scope.Keep(Tensor.Concat(0, dq!.Reshape((int)dq.Count), dk!.Reshape((int)dk.Count), dv!.Reshape((int)dv.Count)));
     }
 
+    /// <summary>
+    /// x: the projections q [B, T, heads·d], k and v [B, T, kvHeads·d] and caches [B, kvHeads, 12, d]. Rotates q and k at
+    /// positions 3.., stores k and v at 3 in copies of the caches (fused: <see cref="Tensor.RopeAppend"/>; apart:
+    /// ApplyRope ×2 and two copies); returns q rotated and both caches, flattened into one vector.
+    /// </summary>
+    private static Tensor RopeKvAppend(Tensor[] x, int heads, int kvHeads, int d, bool apart)
+    {
+        const int past = 3;
+        using var scope = TensorScope.Begin();
+        int b = x[0].Shape[0], t = x[0].Shape[1];
+        var q = x[0].Reshape(b, t, heads, d).Transpose(1, 2);
+        var k = x[1].Reshape(b, t, kvHeads, d).Transpose(1, 2);
+        var v = x[2].Reshape(b, t, kvHeads, d).Transpose(1, 2);
+        var kc = x[3].Clone();
+        var vc = x[4].Clone();
+        var (cos, sin) = Tensor.RopeTables(past, t, d, 10000.0, x[0].Device); // float32, as the model's
+        Tensor qRot;
+        if (!apart) qRot = Tensor.RopeAppend(q, k, v, cos, sin, kc.Narrow(2, past, t), vc.Narrow(2, past, t));
+        else
+        {
+            qRot = q.ApplyRope(cos, sin);
+            kc.Narrow(2, past, t).CopyFrom(k.ApplyRope(cos, sin));
+            vc.Narrow(2, past, t).CopyFrom(v);
+        }
+        return scope.Keep(Tensor.Concat(0, qRot.Reshape(-1), kc.Reshape(-1), vc.Reshape(-1)));
+    }
+
     private static List<SelfTestCase> Build()
     {
         var c = new List<SelfTestCase>();
@@ -139,6 +166,19 @@ internal static class SelfTestCases
                 return x[0].ApplyRope(c2, s2);
             }
         }));
+        // Inference's rotations and KV-cache append (one kernel on a GPU): q rotated and both whole caches (the slots
+        // written at position 3, the rest as they were); then the fused step against the four ops apart on the same
+        // device, which must give the same bits (the difference is exactly zero).
+        Tensor[] RopeKvInputs(Random r, DType t, int b, int s, int heads, int kvHeads, int d) =>
+            [Normal(r, t, b, s, heads * d), Normal(r, t, b, s, kvHeads * d), Normal(r, t, b, s, kvHeads * d), Normal(r, t, b, kvHeads, 12, d), Normal(r, t, b, kvHeads, 12, d)];
+        c.Add(new("rope + kv append (fused)", (r, t) => RopeKvInputs(r, t, 2, 5, 4, 2, 64), x => RopeKvAppend(x, 4, 2, 64, apart: false)));
+        c.Add(new("rope + kv append (fused, decode)", (r, t) => RopeKvInputs(r, t, 1, 1, 28, 4, 128), x => RopeKvAppend(x, 28, 4, 128, apart: false)));
+        c.Add(new("rope + kv append = the ops apart", (r, t) => RopeKvInputs(r, t, 2, 5, 4, 2, 64), x =>
+        {
+            using var fused = RopeKvAppend(x, 4, 2, 64, apart: false);
+            using var apart = RopeKvAppend(x, 4, 2, 64, apart: true);
+            return fused - apart;
+        }, Exact: true));
         c.Add(new("cross-entropy (mean)", (r, t) => [Normal(r, t, 64, 3000), Indices(r, 3000, 64)], x => Tensor.CrossEntropy(x[0], x[1])));
 
         // Indexing.
@@ -185,6 +225,10 @@ internal static class SelfTestCases
             using var wt = w.Transpose(0, 1);
             return Tensor.MatMul(last, wt);
         }));
+        // One output column and K = 1025 (no whole 16-byte vectors): ldw is padded, K splits over 4 warps and the last
+        // warp's slice starts past K; it must not add the row's ragged tail a second time.
+        c.Add(new("matmul decode N 1, K 1025", (r, t) => [Normal(r, t, 2, 1025), Normal(r, t, 1, 1025)],
+            x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }));
 
         // Optimiser: three AdamW steps on float32 master weights with gradients in the case's dtype.
         c.Add(new("adamw (3 steps)", (r, t) => [Normal(r, DType.F32, 4000), Normal(r, t, 4000)], x =>

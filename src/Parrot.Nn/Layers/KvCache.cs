@@ -18,6 +18,18 @@ public interface IKvCache
     /// q [B, heads, T, headDim] over everything stored, the new queries placed after the past positions.
     /// </summary>
     Variable Attend(int layer, Variable q, Tensor k, Tensor v, bool causal, Tensor? mask);
+
+    /// <summary>
+    /// <see cref="Attend"/> for inference with rotary embedding: q, k (not yet rotated) and v as the projections give
+    /// them, cos/sin the tables of <see cref="Tensor.ApplyRope"/>. Stores rope(k) and v, and returns the attention of
+    /// rope(q). The same numbers as rotating q and k first and calling Attend; a cache may do it in fewer launches
+    /// (<see cref="KvCache"/>: one kernel for the rotations and the append on a GPU). Nothing is tracked for gradients.
+    /// </summary>
+    Variable AttendRope(int layer, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, bool causal, Tensor? mask)
+    {
+        using var kRot = k.ApplyRope(cos, sin);
+        return Attend(layer, new Variable(q.ApplyRope(cos, sin)), kRot, v, causal, mask);
+    }
 }
 
 /// <summary>
@@ -52,7 +64,19 @@ public sealed class KvCache : IKvCache, IDisposable
     /// </summary>
     public (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
     {
-        if (k.Rank != 4 || !k.Shape.SequenceEqual(v.Shape)) throw new ArgumentException($"KvCache.Append: k {k.ShapeString()} and v {v.ShapeString()} must both be [B, heads, T, headDim]");
+        var (kSlot, vSlot) = Slots(layer, k, v, "KvCache.Append");
+        using (kSlot) kSlot.CopyFrom(k);
+        using (vSlot) vSlot.CopyFrom(v);
+        return Commit(layer, k.Dim(2));
+    }
+
+    /// <summary>
+    /// The cache's views [B, kvHeads, T, headDim] at the next T positions of <paramref name="layer"/> (allocating the
+    /// layer's tensors on first use, in k's and v's dtypes and device), after checking that k, v fit; nothing is stored yet.
+    /// </summary>
+    private (Tensor KSlot, Tensor VSlot) Slots(int layer, Tensor k, Tensor v, string op)
+    {
+        if (k.Rank != 4 || !k.Shape.SequenceEqual(v.Shape)) throw new ArgumentException($"{op}: k {k.ShapeString()} and v {v.ShapeString()} must both be [B, heads, T, headDim]");
         int t = k.Dim(2), past = _length[layer];
         if (past + t > MaxLength) throw new InvalidOperationException($"KvCache: {past} + {t} positions exceed the maximum length {MaxLength}");
         if (_k[layer] is null)
@@ -62,11 +86,15 @@ public sealed class KvCache : IKvCache, IDisposable
         }
         var kc = _k[layer]!; var vc = _v[layer]!;
         if (kc.Dim(0) != k.Dim(0) || kc.Dim(1) != k.Dim(1) || kc.Dim(3) != k.Dim(3))
-            throw new ArgumentException($"KvCache.Append: k {k.ShapeString()} does not match the cache {kc.ShapeString()}");
-        using (var slot = kc.Narrow(2, past, t)) slot.CopyFrom(k);
-        using (var slot = vc.Narrow(2, past, t)) slot.CopyFrom(v);
-        _length[layer] = past + t;
-        return (kc.Narrow(2, 0, past + t), vc.Narrow(2, 0, past + t));
+            throw new ArgumentException($"{op}: k {k.ShapeString()} does not match the cache {kc.ShapeString()}");
+        return (kc.Narrow(2, past, t), vc.Narrow(2, past, t));
+    }
+
+    /// <summary>Counts <paramref name="t"/> stored positions more and returns views of everything stored (dispose them).</summary>
+    private (Tensor K, Tensor V) Commit(int layer, int t)
+    {
+        int length = _length[layer] += t;
+        return (_k[layer]!.Narrow(2, 0, length), _v[layer]!.Narrow(2, 0, length));
     }
 
     /// <inheritdoc/>
@@ -75,6 +103,32 @@ public sealed class KvCache : IKvCache, IDisposable
         int past = _length[layer];
         var (kAll, vAll) = Append(layer, k, v);
         return Functional.ScaledDotProductAttention(q, new Variable(kAll), new Variable(vAll), causal, mask, queryOffset: past);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// The rotations and the append are one <see cref="Tensor.RopeAppend"/> into the cache's slots (one kernel on a GPU
+    /// where there were two rotations and two copies); operands of mixed dtypes take the ops apart.
+    /// </remarks>
+    public Variable AttendRope(int layer, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, bool causal, Tensor? mask)
+    {
+        int past = _length[layer];
+        var (kSlot, vSlot) = Slots(layer, k, v, "KvCache.AttendRope");
+        Tensor qRot;
+        using (kSlot) using (vSlot)
+        {
+            if (q.DType == k.DType && v.DType == k.DType && kSlot.DType == k.DType && vSlot.DType == k.DType)
+                qRot = Tensor.RopeAppend(q, k, v, cos, sin, kSlot, vSlot);
+            else
+            {
+                // Mixed dtypes: the cache converts on the copy, as Append does.
+                qRot = q.ApplyRope(cos, sin);
+                using (var kRot = k.ApplyRope(cos, sin)) kSlot.CopyFrom(kRot);
+                vSlot.CopyFrom(v);
+            }
+        }
+        var (kAll, vAll) = Commit(layer, k.Dim(2));
+        return Functional.ScaledDotProductAttention(new Variable(qRot), new Variable(kAll), new Variable(vAll), causal, mask, queryOffset: past);
     }
 
     /// <summary>

@@ -39,15 +39,50 @@ public sealed class KvCacheRows : IKvCache
         if (q.Shape[0] != _rows.Length || k.Dim(0) != _rows.Length)
             throw new ArgumentException($"KvCacheRows: a batch of {q.Shape[0]} rows for {_rows.Length} caches");
         if (_rows.Length == 1) return _rows[0].Attend(layer, q, k, v, causal, null);
-        // Every row must take the new positions before any row stores them: a full row found after the rows before it
-        // had appended would leave those with this layer one step ahead of the others.
-        int t = k.Dim(2);
-        for (int r = 0; r < _rows.Length; r++)
-            if (_rows[r].Length(layer) + t > _rows[r].MaxLength)
-                throw new InvalidOperationException($"KvCacheRows: row {r} holds {_rows[r].Length(layer)} positions and cannot take {t} more (its maximum length is {_rows[r].MaxLength}); no row was changed");
+        CheckRoom(layer, k.Dim(2));
         var o = new Variable[_rows.Length];
         for (int r = 0; r < o.Length; r++)
             o[r] = _rows[r].Attend(layer, q.Narrow(0, r, 1), k.Narrow(0, r, 1), v.Narrow(0, r, 1), causal, null);
         return Variable.Concat(0, o);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Row by row through <see cref="KvCache.AttendRope"/> (one kernel per row on a GPU for the rotations and the append).
+    /// Tables [B, 1, T, headDim] (each row's positions) are split by row; tables without a batch dim serve every row.
+    /// </remarks>
+    public Variable AttendRope(int layer, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, bool causal, Tensor? mask)
+    {
+        if (mask is not null) throw new ArgumentException("KvCacheRows: rows are never padded, so attention takes no mask");
+        if (q.Dim(0) != _rows.Length || k.Dim(0) != _rows.Length)
+            throw new ArgumentException($"KvCacheRows: a batch of {q.Dim(0)} rows for {_rows.Length} caches");
+        if (_rows.Length == 1) return _rows[0].AttendRope(layer, q, k, v, cos, sin, causal, null);
+        bool PerRow(Tensor t) => t.Rank == 4 && t.Dim(0) != 1;
+        foreach (var t in new[] { cos, sin })
+            if (PerRow(t) && t.Dim(0) != _rows.Length)
+                throw new ArgumentException($"KvCacheRows: rotary table {t.ShapeString()} has {t.Dim(0)} rows for {_rows.Length} caches");
+        CheckRoom(layer, k.Dim(2));
+        var o = new Variable[_rows.Length];
+        for (int r = 0; r < o.Length; r++)
+        {
+            using var qr = q.Narrow(0, r, 1);
+            using var kr = k.Narrow(0, r, 1);
+            using var vr = v.Narrow(0, r, 1);
+            using var cr = PerRow(cos) ? cos.Narrow(0, r, 1) : null;
+            using var sr = PerRow(sin) ? sin.Narrow(0, r, 1) : null;
+            o[r] = _rows[r].AttendRope(layer, qr, kr, vr, cr ?? cos, sr ?? sin, causal, null);
+        }
+        return Variable.Concat(0, o);
+    }
+
+    /// <summary>
+    /// Every row must take the new positions before any row stores them: a full row found after the rows before it
+    /// had appended would leave those with this layer one step ahead of the others.
+    /// </summary>
+    private void CheckRoom(int layer, int t)
+    {
+        for (int r = 0; r < _rows.Length; r++)
+            if (_rows[r].Length(layer) + t > _rows[r].MaxLength)
+                throw new InvalidOperationException($"KvCacheRows: row {r} holds {_rows[r].Length(layer)} positions and cannot take {t} more (its maximum length is {_rows[r].MaxLength}); no row was changed");
     }
 }

@@ -34,6 +34,7 @@ public sealed class Linear : Module
         if (x.Shape.Length == 0 || x.Shape[^1] != InFeatures)
             throw new ArgumentException($"Linear({InFeatures}→{OutFeatures}): input {x.Value.ShapeString()} does not end in {InFeatures}");
         if (Bias is null) return x.MatMul(Weight.Transpose());
+        if (Bias.DType != x.DType || Weight.DType != x.DType) return x.MatMul(Weight.Transpose()) + Bias; // mixed dtypes promote
         if (x.Rank == 2) return x.MatMulBias(Weight.Transpose(), Bias);
         var shape = x.Shape.ToArray();
         shape[^1] = OutFeatures;

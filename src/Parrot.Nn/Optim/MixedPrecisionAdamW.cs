@@ -81,6 +81,9 @@ public sealed class MixedPrecisionAdamW : Optimizer
     private readonly List<(Parrot.Tensors.Cuda.CudaBackend Backend, Parrot.Tensors.Cuda.CudaBackend.AdamWTensor Entry)> _queued = new();
 
     /// <inheritdoc/>
+    protected override void BeginStep() => _queued.Clear(); // a failed step's entries hold gradients its scope freed
+
+    /// <inheritdoc/>
     protected override void EndStep()
     {
         if (_queued.Count == 0) return;

@@ -37,6 +37,7 @@ public abstract class Optimizer : IDisposable
         StepCount++;
         using var noGrad = Graph.NoGrad();
         using var scope = TensorScope.Begin();
+        BeginStep();
         foreach (var p in Parameters)
         {
             if (p.Grad is not { } g) continue;
@@ -50,6 +51,9 @@ public abstract class Optimizer : IDisposable
 
     /// <summary>Updates one parameter in place (or queues the update for <see cref="EndStep"/>).</summary>
     protected abstract void Update(Variable parameter, Tensor grad);
+
+    /// <summary>Called once per step before the first <see cref="Update"/> (drops what a step that threw left queued).</summary>
+    protected virtual void BeginStep() { }
 
     /// <summary>Called once per step after every <see cref="Update"/>, inside the step's tensor scope: runs queued updates.</summary>
     protected virtual void EndStep() { }

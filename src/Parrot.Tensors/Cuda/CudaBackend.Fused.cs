@@ -101,7 +101,8 @@ public sealed partial class CudaBackend
             {
                 if (layer) a.Ptr(meanT).Ptr(rstdT).Add(recompute ? 1 : 0).Add(eps);
                 else a.Ptr(rstdT).Add(recompute ? 1 : 0).Add((float)eps);
-                _kernels.Launch("norms.cu", layer ? "layer_norm_backward" : "rms_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n), a);
+                // The forward's block size: a recomputed statistic then sums in the forward's order (same value to the bit).
+                _kernels.Launch("norms.cu", layer ? "layer_norm_backward" : "rms_norm_backward", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
             }
             if (dweight is null && dbias is null) return;
             Accumulate(dweight, dw => Accumulate(dbias, db =>

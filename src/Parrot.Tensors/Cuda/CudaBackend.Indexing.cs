@@ -71,4 +71,48 @@ public sealed partial class CudaBackend
             .Ptr(cos).Ptr(sin).Add(Code(cos.DType)).Add(cos.Strides[last]).Add(sin.Strides[last]).Add(Code(x.DType));
         _kernels.Launch("rope.cu", "rope", _kernels.GridFor(n), 256, a);
     }
+
+    /// <summary>
+    /// Inference's rotary step into a KV cache in one launch (rope.cu's rope_kv_append): qRot = rope(q), kSlot =
+    /// rope(k) and vSlot = v, each element as <see cref="Rope"/> and a copy give it. q [B, H, T, D]; k, v, kSlot and
+    /// vSlot [B, Hkv, T, D]; any strides; cos and sin broadcastable to both shapes (the front-end,
+    /// <see cref="Tensor.RopeAppend"/>, checked that and the rest of <see cref="CanRopeAppend"/>).
+    /// </summary>
+    public void RopeAppend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor kSlot, Tensor vSlot, Tensor qRot)
+    {
+        if (!CanRopeAppend(q, k, v, cos, sin, kSlot, vSlot, qRot))
+            throw Missing("RopeAppend", "operands of more than one dtype, or tables of two dtypes");
+        int last = q.Rank - 1, half = q.Shape[last] / 2;
+        long nq = q.Count / 2, nk = k.Count / 2;
+        if (nq + nk == 0) return;
+        var qh = q.Shape.ToArray(); qh[last] = half;
+        var kh = k.Shape.ToArray(); kh[last] = half;
+        var LQ = KernelLayout.Create("RopeAppend", qh, qRot.Strides.ToArray(), q.Strides.ToArray(), StridesOver(cos, qh), StridesOver(sin, qh));
+        var LK = KernelLayout.Create("RopeAppend", kh, kSlot.Strides.ToArray(), k.Strides.ToArray(), StridesOver(cos, kh), StridesOver(sin, kh));
+        var LV = KernelLayout.Create("RopeAppend", kh, vSlot.Strides.ToArray(), v.Strides.ToArray());
+        using var a = new KernelArgs().Add(LQ).Add(LK).Add(LV).Add(nq).Add(nk).Add((long)half)
+            .Ptr(qRot).Add(qRot.Strides[last]).Ptr(q).Add(q.Strides[last])
+            .Ptr(kSlot).Add(kSlot.Strides[last]).Ptr(k).Add(k.Strides[last])
+            .Ptr(vSlot).Add(vSlot.Strides[last]).Ptr(v).Add(v.Strides[last])
+            .Ptr(cos).Ptr(sin).Add(Code(cos.DType)).Add(cos.Strides[^1]).Add(sin.Strides[^1]).Add(Code(q.DType));
+        _kernels.Launch("rope.cu", "rope_kv_append", _kernels.GridFor(nq + nk), 256, a);
+    }
+
+    /// <summary>Whether <see cref="RopeAppend"/> takes these operands: q, k, v, the slots and qRot of one float dtype, the tables of one.</summary>
+    public static bool CanRopeAppend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor kSlot, Tensor vSlot, Tensor qRot) =>
+        q.DType.IsFloat() && k.DType == q.DType && v.DType == q.DType && kSlot.DType == q.DType && vSlot.DType == q.DType
+        && qRot.DType == q.DType && cos.DType == sin.DType && cos.DType.IsFloat();
+
+    /// <summary>
+    /// The strides of table <paramref name="t"/> broadcast (right-aligned, NumPy rules) over <paramref name="shape"/>: 0 on
+    /// its size-1 and missing dims. The last dim keeps its stride (the kernel takes that apart). No view is made: host time.
+    /// </summary>
+    internal static long[] StridesOver(Tensor t, ReadOnlySpan<int> shape)
+    {
+        var r = new long[shape.Length];
+        int lead = shape.Length - t.Rank;
+        for (int d = Math.Max(0, lead); d < shape.Length; d++)
+            r[d] = t.Shape[d - lead] == 1 && d < shape.Length - 1 ? 0 : t.Strides[d - lead];
+        return r;
+    }
 }

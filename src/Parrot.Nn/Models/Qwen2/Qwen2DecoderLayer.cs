@@ -29,9 +29,10 @@ public sealed class Qwen2DecoderLayer : Module
     public Variable Forward(Variable h, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache? cache, int layerIndex)
     {
         var a = SelfAttn.Forward(InputLayerNorm.Forward(h), causal: true, rope, mask, cache, layerIndex);
-        if (Graph.IsGradDisabled)
+        if (Graph.IsGradDisabled && cache is not null)
         {
-            // Inference: the residual add and the post-attention norm in one kernel on a GPU (same numbers).
+            // Generation (a cache, nothing tracked): the residual add and the post-attention norm in one kernel on a GPU
+            // (same numbers). Not for checkpointed training, whose recomputation must run the ops the backward saw.
             var (sum, normed) = Tensor.AddRmsNorm(h.Value, a.Value, PostAttentionLayerNorm.Weight.Value, PostAttentionLayerNorm.Eps);
             return new Variable(sum) + Mlp.Forward(new Variable(normed));
         }
