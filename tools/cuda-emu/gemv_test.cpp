@@ -91,7 +91,7 @@ static SwiGluKernel swiglu_kernel(bool bf16, int M)
 int swiglu_cases = 0, swiglu_fails = 0;
 
 // y = swiglu_gemv(x, Wg, Wu) against g = gemv(x, Wg), u = gemv(x, Wu), y' = swiglu_forward(g, u) (and the packed
-// form), compared as bits at every output; the row gaps of y must keep their sentinel.
+// form), compared as bits at every output, and against float64 within a bound; the row gaps of y must keep their sentinel.
 static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw, bool xaligned)
 {
     swiglu_cases++;
@@ -103,16 +103,17 @@ static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw
     if (ldy == N) ldy += vec;
     auto buf = [](i64 bytes) { return std::vector<double>((bytes + 15) / 8 + 2, 0.0); };
     std::vector<double> wg = buf(N * ldw * es), wu = buf(N * ldw * es), xb = buf((M * ldx + xoff) * es);
-    auto put = [&](void* base, i64 i, float v) {
-        if (bf16) ((u16*)base)[i] = to_bf16(v);
-        else ((float*)base)[i] = v;
+    std::vector<double> wg64(N * K), wu64(N * K), xv64(M * K); // the stored values, for the float64 reference
+    auto put = [&](void* base, i64 i, float v) -> double {
+        if (bf16) { u16 h = to_bf16(v); ((u16*)base)[i] = h; return bf16_to_f32(h); }
+        ((float*)base)[i] = v; return v;
     };
     // Gate values spread over [-12, 12] after the product (silu's both tails), up values plain normals.
     float gscale = 3.0f / std::sqrt((float)K);
     for (i64 n = 0; n < N; n++)
-        for (i64 k = 0; k < K; k++) { put(wg.data(), n * ldw + k, nd(rng) * gscale); put(wu.data(), n * ldw + k, nd(rng)); }
+        for (i64 k = 0; k < K; k++) { wg64[n * K + k] = put(wg.data(), n * ldw + k, nd(rng) * gscale); wu64[n * K + k] = put(wu.data(), n * ldw + k, nd(rng)); }
     char* xbase = (char*)xb.data() + xoff * es;
-    for (int m = 0; m < M; m++) for (i64 k = 0; k < K; k++) put(xbase, m * ldx + k, nd(rng));
+    for (int m = 0; m < M; m++) for (i64 k = 0; k < K; k++) xv64[m * K + k] = put(xbase, m * ldx + k, nd(rng));
     i64 ybytes = M * ldy * es;
     std::vector<double> g = buf(ybytes), u = buf(ybytes), ref = buf(ybytes), refp = buf(ybytes), y = buf(ybytes);
     for (i64 i = 0; i < M * ldy; i++) { put(g.data(), i, 0.5f); put(u.data(), i, 0.5f); put(y.data(), i, (i % ldy) < N ? NAN : 1024.0f); }
@@ -134,6 +135,25 @@ static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw
                 bool kept = bf16 ? ((u16*)y.data())[o] == to_bf16(1024.0f) : ((float*)y.data())[o] == 1024.0f;
                 if (!kept && bad++ < 3) CHECK(false, "swiglu %s M %d N %lld K %lld kw %d: row gap y[%d, %lld] written", bf16 ? "bf16" : "f32", M, (long long)N, (long long)K, kw, m, (long long)i);
                 continue;
+            }
+            // Also near float64 (a bug shared by gemv and the fused kernel would pass the bit comparison): y moves
+            // by |silu'(g)|·|u| ≤ 1.1|u| per error in g, by |silu(g)| per error in u; g and u carry the float32
+            // accumulation bound and their rounding to the dtype, then silu and y are rounded (eps each).
+            {
+                double sg = 0, su = 0, mg = 0, mu = 0;
+                for (i64 k = 0; k < K; k++)
+                {
+                    double xk = xv64[m * K + k];
+                    sg += xk * wg64[i * K + k]; mg += fabs(xk * wg64[i * K + k]);
+                    su += xk * wu64[i * K + k]; mu += fabs(xk * wu64[i * K + k]);
+                }
+                double eps = bf16 ? 0x1p-8 : 0x1p-23, silu = sg / (1 + std::exp(-sg)), want = silu * su;
+                double dg = 1.2 * (K + 2) * 0x1p-24 * mg + eps * fabs(sg), du = 1.2 * (K + 2) * 0x1p-24 * mu + eps * fabs(su);
+                double tol = 1.5 * (1.1 * fabs(su) * dg + fabs(silu) * du + eps * fabs(silu * su) + eps * fabs(want)) + 1e-30;
+                double got = bf16 ? (double)bf16_to_f32(((u16*)y.data())[o]) : (double)((float*)y.data())[o];
+                if (!(fabs(got - want) <= tol) && bad++ < 3)
+                    CHECK(false, "swiglu %s M %d N %lld K %lld kw %d: y[%d, %lld] = %.9g, float64 %.9g (tol %.3g)", bf16 ? "bf16" : "f32", M, (long long)N,
+                          (long long)K, kw, m, (long long)i, got, want, tol);
             }
             unsigned a = 0, b = 0, c = 0;
             std::memcpy(&a, (char*)y.data() + o * es, es);
