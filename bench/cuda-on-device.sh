@@ -79,16 +79,7 @@ timeout 60 "$BIN" selftest --device "$DEV" --op "(model)" --out "$M/selftest-mod
 [ "${PIPESTATUS[0]}" -ne 0 ] && status=1
 
 echo "== 3b. train-lm, 20 steps, tiny config, fixed seed, generated text: $DEV against cpu"
-"$PY" - "$M" <<'PY'
-import json, random, sys
-r = random.Random(7)
-words = "the a parrot flies over red green blue river city market speaks sings quickly slowly and then small large old new".split()
-with open(sys.argv[1] + "/text.jsonl", "w") as f:
-    for _ in range(300):
-        f.write(json.dumps({"text": " ".join(r.choice(words) for _ in range(r.randint(20, 60))) + "."}) + "\n")
-json.dump({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-           "rope_theta": 10000.0, "max_position_embeddings": 512, "tie_word_embeddings": False}, open(sys.argv[1] + "/init.json", "w"))
-PY
+"$PY" bench/train_lm_fixture.py "$M"
 for d in cpu "$DEV"; do
   timeout 90 "$BIN" train-lm --init "$M/init.json" --text "$M/text.jsonl" --tokenizer assets/tiny/lm/tokenizer.json --seq-len 32 \
     --steps 20 --batch 8 --lr 3e-3 --seed 1 --log "$M/train-lm-${d//:/_}.jsonl" --device "$d" > "$M/train-lm-${d//:/_}.log" 2>&1
