@@ -7,6 +7,7 @@
 // (scratch, then the combine kernel, splits past the keys included). Operand buffers are NaN outside the elements
 // the kernel may read, so a read at a wrong stride shows.
 #include "emu_threads.h"
+#include "attention_reference.h"
 #include "prelude.cuh"
 namespace dec {
 #include "attention_decode.cu"
@@ -109,14 +110,10 @@ static void run(const Case& c, std::mt19937& rng)
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
     {
         int hk = h / (H / Hkv);
-        std::vector<double> sc(S); double m = -INFINITY;
-        for (int j = 0; j < S; j++)
-        {
-            bool vis = !c.causal || j <= c.offset + t;
-            double s = 0; for (int d = 0; d < D; d++) s += q.get(q.at(b, h, t, d)) * k.get(k.at(b, hk, j, d));
-            s = s * scale + (c.masked ? mask[mi(b, h, t, j)] : 0);
-            sc[j] = vis ? s : -INFINITY; m = std::max(m, sc[j]);
-        }
+        std::vector<double> sc;
+        double m = attention_row_scores(sc, S, c.causal, c.offset, t, scale,
+            [&](int j) { double s = 0; for (int d = 0; d < D; d++) s += q.get(q.at(b, h, t, d)) * k.get(k.at(b, hk, j, d)); return s; },
+            [&](int j) { return c.masked ? (double)mask[mi(b, h, t, j)] : 0.0; });
         double got_l = lse[((size_t)b * H + h) * T + t];
         if (m == -INFINITY)
         {

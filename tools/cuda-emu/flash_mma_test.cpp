@@ -6,6 +6,7 @@
 // an output laid out as [B, T, H, D] (Tensor.ScaledDotProductAttention's layout), and the log-sum-exp; then the
 // tensor-core backward (attention_mma_backward_dq / _dkdv, attention_mma_backward.cu) from the kernel's own o and lse.
 #include "emu_mma.h"
+#include "attention_reference.h"
 #include "prelude.cuh"
 namespace am {
 #include "attention_mma.cu"
@@ -111,14 +112,10 @@ static void run(const Case& c, std::mt19937& rng)
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
     {
         int hk = h / (H / Hkv);
-        std::vector<double> sc(S); double m = -INFINITY;
-        for (int j = 0; j < S; j++)
-        {
-            bool vis = !c.causal || j <= c.offset + t;
-            double s = 0; for (int d = 0; d < D; d++) s += (double)q[(((size_t)b * H + h) * T + t) * D + d] * k[(((size_t)b * Hkv + hk) * S + j) * D + d];
-            s = s * scale + (c.masked ? mask[((size_t)b * T + t) * S + j] : 0);
-            sc[j] = vis ? s : -INFINITY; m = std::max(m, sc[j]);
-        }
+        std::vector<double> sc;
+        double m = attention_row_scores(sc, S, c.causal, c.offset, t, scale,
+            [&](int j) { double s = 0; for (int d = 0; d < D; d++) s += (double)q[(((size_t)b * H + h) * T + t) * D + d] * k[(((size_t)b * Hkv + hk) * S + j) * D + d]; return s; },
+            [&](int j) { return c.masked ? (double)mask[((size_t)b * T + t) * S + j] : 0.0; });
         double got_l = lse[((size_t)b * H + h) * T + t];
         if (m == -INFINITY) // no visible key: -inf log-sum-exp and NaN outputs, as the composite
         {

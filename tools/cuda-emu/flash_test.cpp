@@ -4,6 +4,7 @@
 // an output laid out as [B, T, H, Dv] (the layout Tensor.ScaledDotProductAttention gives), and the log-sum-exp;
 // then the backward kernels (dq with delta, dk/dv summed over the grouped heads) from the kernel's own o and lse.
 #include "emu_threads.h"
+#include "attention_reference.h"
 #include "prelude.cuh"
 namespace at {
 #include "attention.cu"
@@ -46,14 +47,10 @@ static void run(const Case& c, std::mt19937& rng)
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
     {
         int hk = h / (H / Hkv);
-        std::vector<double> sc(S); double m = -INFINITY;
-        for (int j = 0; j < S; j++)
-        {
-            bool vis = !c.causal || j <= c.offset + t;
-            double s = 0; for (int d = 0; d < D; d++) s += (double)q[(((size_t)b * H + h) * T + t) * D + d] * k[(((size_t)b * Hkv + hk) * S + j) * D + d];
-            s = s * scale + (c.masked ? mask[((size_t)b * T + t) * S + j] : 0);
-            sc[j] = vis ? s : -INFINITY; m = std::max(m, sc[j]);
-        }
+        std::vector<double> sc;
+        double m = attention_row_scores(sc, S, c.causal, c.offset, t, scale,
+            [&](int j) { double s = 0; for (int d = 0; d < D; d++) s += (double)q[(((size_t)b * H + h) * T + t) * D + d] * k[(((size_t)b * Hkv + hk) * S + j) * D + d]; return s; },
+            [&](int j) { return c.masked ? (double)mask[((size_t)b * T + t) * S + j] : 0.0; });
         double z = 0; for (int j = 0; j < S; j++) if (sc[j] > -INFINITY) z += exp(sc[j] - m);
         double got_l = lse[((size_t)b * H + h) * T + t];
         CHECK(fabs(got_l - (m + log(z))) < 1e-4 * (1 + fabs(m)), "%s lse b%d h%d t%d: %g vs %g", c.name, b, h, t, got_l, m + log(z));
