@@ -46,6 +46,12 @@ internal sealed class DeferredIndexChecks(IDeferredIndexChecks backend, Device d
     private Tensor? _slots;
     private bool _verifying;
 
+    /// <summary>The checks queued and not yet verified, in slot order (a copy).</summary>
+    internal IReadOnlyList<Func<long, long, string>> PendingChecks()
+    {
+        lock (_gate) return _pending.ToArray();
+    }
+
     /// <summary>Checks queued and not yet verified.</summary>
     internal int Pending { get { lock (_gate) return _pending.Count; } }
 
@@ -66,6 +72,36 @@ internal sealed class DeferredIndexChecks(IDeferredIndexChecks backend, Device d
             }
             backend.CheckIndices(index, size, ignore, _slots, _pending.Count);
             _pending.Add(describe);
+        }
+    }
+
+    /// <summary>
+    /// The end of a CUDA graph capture: the checks queued since <see cref="Verify"/> were recorded into the graph, not
+    /// run, so they leave the pending list and the graph keeps them (their slots are baked into it) to
+    /// <see cref="Rearm"/> after each replay.
+    /// </summary>
+    internal Func<long, long, string>[] TakeCaptured()
+    {
+        lock (_gate)
+        {
+            var taken = _pending.ToArray();
+            _pending.Clear();
+            return taken;
+        }
+    }
+
+    /// <summary>
+    /// After a replay of a captured graph: its checks wrote slots 0.. again, so they are pending once more, read at
+    /// the next value read as any other. The replay must start with nothing pending (their slots would collide):
+    /// <see cref="Verify"/> first.
+    /// </summary>
+    internal void Rearm(IReadOnlyList<Func<long, long, string>> captured)
+    {
+        if (captured.Count == 0) return;
+        lock (_gate)
+        {
+            if (_pending.Count != 0) throw new InvalidOperationException("DeferredIndexChecks.Rearm: checks are pending; verify them before a replay");
+            _pending.AddRange(captured);
         }
     }
 

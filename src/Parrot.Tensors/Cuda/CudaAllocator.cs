@@ -9,19 +9,31 @@ namespace Parrot.Tensors.Cuda;
 /// 512 bytes below 1 MiB and to 2 MiB above. When the driver is out of memory the cache is emptied and the
 /// allocation retried once; a second failure throws <see cref="CudaOutOfMemoryException"/> naming the numbers.
 /// </summary>
+/// <remarks>
+/// CUDA graphs (<see cref="CudaGraph"/>) need one more rule. A captured graph replays with the addresses it was
+/// captured with, long after the host code that allocated and freed them has moved on; so while a capture runs every
+/// block the allocator hands out, and every block freed, belongs to that capture's <see cref="CapturePool"/>, and the
+/// pool's free blocks are reused only by that capture (within it, stream order still holds) — never by eager work —
+/// until the graph is disposed and <see cref="Release"/> returns them to the common free lists.
+/// </remarks>
 internal sealed class CudaAllocator
 {
-    private readonly CudaContext _context;
     private readonly Dictionary<long, Stack<ulong>> _free = new();
+    private readonly Dictionary<ulong, CapturePool> _poolOf = new();
     private readonly Lock _gate = new();
+    private readonly IDeviceMemory _memory;
+    private CapturePool? _capturing;
     private long _inUse, _cached, _peak, _driverAllocations;
 
-    internal CudaAllocator(CudaContext context) => _context = context;
+    internal CudaAllocator(CudaContext context) : this(new DriverMemory(context)) { }
+
+    /// <summary>An allocator over another source of memory (tests check the pool rules with a fake one).</summary>
+    internal CudaAllocator(IDeviceMemory memory) => _memory = memory;
 
     /// <summary>Bytes in blocks handed out (size-class rounded).</summary>
     internal long InUse { get { lock (_gate) return _inUse; } }
 
-    /// <summary>Bytes in freed blocks kept for reuse.</summary>
+    /// <summary>Bytes in freed blocks kept for reuse (including those reserved by capture pools).</summary>
     internal long Cached { get { lock (_gate) return _cached; } }
 
     /// <summary>Highest <see cref="InUse"/> so far.</summary>
@@ -29,6 +41,9 @@ internal sealed class CudaAllocator
 
     /// <summary>How many times the driver was asked for memory (cache misses).</summary>
     internal long DriverAllocations { get { lock (_gate) return _driverAllocations; } }
+
+    /// <summary>Whether a capture is collecting blocks now.</summary>
+    internal bool Capturing { get { lock (_gate) return _capturing is not null; } }
 
     /// <summary>The size class of a request.</summary>
     internal static long SizeClass(long bytes)
@@ -43,33 +58,61 @@ internal sealed class CudaAllocator
     {
         long size = SizeClass(bytes);
         classBytes = size;
+        CapturePool? pool;
         lock (_gate)
         {
-            if (_free.TryGetValue(size, out var list) && list.Count > 0)
+            pool = _capturing;
+            // A capture first reuses its own freed blocks, then takes free blocks of the common lists into its pool.
+            if (pool is not null && Pop(pool.Free, size) is { } own) { _cached -= size; Take(size); return own; }
+            if (Pop(_free, size) is { } common)
             {
                 _cached -= size;
                 Take(size);
-                return list.Pop();
+                if (pool is not null) Adopt(pool, common);
+                return common;
             }
         }
-        _context.MakeCurrent();
-        var mark = _context.Profiler.BeginHost("cuMemAlloc (allocator cache miss)");
-        int rc = Driver.cuMemAlloc(out ulong ptr, (nuint)size);
-        _context.Profiler.End(mark);
+        var mark = _memory.BeginMark("cuMemAlloc (allocator cache miss)");
+        int rc = _memory.Allocate(size, out ulong ptr);
+        _memory.EndMark(mark);
         if (rc == Driver.ErrorOutOfMemory)
         {
+            // Emptying the cache waits for the stream, which a capture may not do: during one, out of memory is final.
             long cachedBefore = Cached;
-            EmptyCache();
-            rc = Driver.cuMemAlloc(out ptr, (nuint)size);
+            if (pool is null)
+            {
+                EmptyCache();
+                rc = _memory.Allocate(size, out ptr);
+            }
             if (rc == Driver.ErrorOutOfMemory)
             {
-                var (free, total) = _context.MemoryInfo();
-                throw new CudaOutOfMemoryException(bytes, free, total, cachedBefore, InUse);
+                var (free, total) = _memory.Info();
+                throw new CudaOutOfMemoryException(bytes, free, total, cachedBefore, InUse, duringCapture: pool is not null);
             }
         }
         Driver.Check(rc, $"cuMemAlloc({size})");
-        lock (_gate) { Take(size); _driverAllocations++; }
+        lock (_gate)
+        {
+            Take(size);
+            _driverAllocations++;
+            if (pool is not null) Adopt(pool, ptr);
+        }
         return ptr;
+    }
+
+    private static ulong? Pop(Dictionary<long, Stack<ulong>> lists, long size) =>
+        lists.TryGetValue(size, out var list) && list.Count > 0 ? list.Pop() : null;
+
+    private static void Push(Dictionary<long, Stack<ulong>> lists, long size, ulong ptr)
+    {
+        if (!lists.TryGetValue(size, out var list)) lists[size] = list = new Stack<ulong>();
+        list.Push(ptr);
+    }
+
+    private void Adopt(CapturePool pool, ulong ptr)
+    {
+        _poolOf[ptr] = pool;
+        pool.Blocks++;
     }
 
     private void Take(long size)
@@ -83,30 +126,114 @@ internal sealed class CudaAllocator
     {
         lock (_gate)
         {
-            if (!_free.TryGetValue(classBytes, out var list)) _free[classBytes] = list = new Stack<ulong>();
-            list.Push(ptr);
             _inUse -= classBytes;
             _cached += classBytes;
+            if (!_poolOf.TryGetValue(ptr, out var pool) && _capturing is { } capturing)
+            {
+                // Freed during a capture but allocated before it: the graph may still read it, so the capture keeps it.
+                Adopt(capturing, ptr);
+                pool = capturing;
+            }
+            if (pool is not null) Push(pool.Free, classBytes, ptr);
+            else Push(_free, classBytes, ptr);
         }
     }
 
-    /// <summary>Gives every cached block back to the driver (after the queued work has finished with them).</summary>
-    internal void EmptyCache()
+    /// <summary>Starts collecting every block handed out or freed into a new pool (see the remarks).</summary>
+    internal CapturePool BeginCapture()
     {
-        _context.Synchronize();
-        List<ulong> blocks;
         lock (_gate)
         {
-            blocks = _free.Values.SelectMany(s => s).ToList();
-            _free.Clear();
-            _cached = 0;
+            if (_capturing is not null) throw new InvalidOperationException("a CUDA graph capture is already running on this device");
+            return _capturing = new CapturePool();
         }
-        foreach (var p in blocks) Driver.Check(Driver.cuMemFree(p), "cuMemFree");
+    }
+
+    /// <summary>Stops collecting; the pool stays reserved for its graph until <see cref="Release"/>.</summary>
+    internal void EndCapture(CapturePool pool)
+    {
+        lock (_gate)
+        {
+            if (!ReferenceEquals(_capturing, pool)) throw new InvalidOperationException("EndCapture: this pool is not the one capturing");
+            _capturing = null;
+        }
+    }
+
+    /// <summary>
+    /// The graph of <paramref name="pool"/> is gone: its free blocks join the common lists (eager work queued from now
+    /// on runs after any replay already queued, by stream order), and its blocks still held by tensors will when freed.
+    /// </summary>
+    internal void Release(CapturePool pool)
+    {
+        lock (_gate)
+        {
+            if (pool.Released) return;
+            pool.Released = true;
+            if (ReferenceEquals(_capturing, pool)) _capturing = null;
+            foreach (var (size, list) in pool.Free)
+                foreach (var p in list) Push(_free, size, p);
+            pool.Free.Clear();
+            foreach (var p in _poolOf.Where(kv => ReferenceEquals(kv.Value, pool)).Select(kv => kv.Key).ToList()) _poolOf.Remove(p);
+        }
+    }
+
+    /// <summary>Gives every cached block of the common lists back to the driver (after the queued work has finished with them).</summary>
+    internal void EmptyCache()
+    {
+        lock (_gate)
+            if (_capturing is not null) throw new InvalidOperationException("EmptyCache: not during a CUDA graph capture (it waits for the stream)");
+        _memory.Synchronize();
+        List<(ulong Ptr, long Size)> blocks;
+        lock (_gate)
+        {
+            blocks = _free.SelectMany(kv => kv.Value.Select(p => (p, kv.Key))).ToList();
+            _free.Clear();
+            foreach (var (_, size) in blocks) _cached -= size;
+        }
+        foreach (var (p, _) in blocks) _memory.Free(p);
     }
 
     /// <summary>Forgets the peak (sets it to the bytes in use now).</summary>
     internal void ResetPeak()
     {
         lock (_gate) _peak = _inUse;
+    }
+
+    /// <summary>The blocks one capture owns: those it handed out or adopted, and which of them are free for its reuse.</summary>
+    internal sealed class CapturePool
+    {
+        internal readonly Dictionary<long, Stack<ulong>> Free = new();
+        /// <summary>Blocks taken or adopted (held or free).</summary>
+        internal int Blocks;
+        internal bool Released;
+
+        /// <summary>Free blocks of the pool (for tests and statistics).</summary>
+        internal int FreeBlocks => Free.Values.Sum(s => s.Count);
+    }
+
+    /// <summary>Where the memory comes from: the driver, or a fake in tests.</summary>
+    internal interface IDeviceMemory
+    {
+        int Allocate(long bytes, out ulong ptr);
+        void Free(ulong ptr);
+        void Synchronize();
+        (long Free, long Total) Info();
+        CudaProfiler.Mark BeginMark(string name);
+        void EndMark(CudaProfiler.Mark mark);
+    }
+
+    private sealed class DriverMemory(CudaContext context) : IDeviceMemory
+    {
+        public int Allocate(long bytes, out ulong ptr)
+        {
+            context.MakeCurrent();
+            return Driver.cuMemAlloc(out ptr, (nuint)bytes);
+        }
+
+        public void Free(ulong ptr) => Driver.Check(Driver.cuMemFree(ptr), "cuMemFree");
+        public void Synchronize() => context.Synchronize();
+        public (long Free, long Total) Info() => context.MemoryInfo();
+        public CudaProfiler.Mark BeginMark(string name) => context.Profiler.BeginHost(name);
+        public void EndMark(CudaProfiler.Mark mark) => context.Profiler.End(mark);
     }
 }

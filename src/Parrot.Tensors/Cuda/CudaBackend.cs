@@ -109,6 +109,7 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
     /// <summary>Waits until all queued work has finished (a kernel fault surfaces here, and a bad index a deferred check found).</summary>
     public void Synchronize()
     {
+        RefuseWhileCapturing("Synchronize");
         _context.Synchronize();
         _indexChecks.Verify();
     }
@@ -132,6 +133,7 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
     {
         long bytes = src.Count * src.ElementSize;
         if (bytes == 0) return;
+        if (_capturing && (src.Device.Kind == DeviceKind.Cpu || dst.Device.Kind == DeviceKind.Cpu)) RefuseWhileCapturing($"Transfer {src.Device} → {dst.Device}");
         // A tensor of another GPU in this process: that GPU's stream must have finished writing it, and its deferred
         // index verdicts must be read, before this stream copies it (outside our lock: that backend takes its own).
         if (src.Device.Kind == DeviceKind.Cuda && src.Device != dst.Device && Backends.For(src.Device) is CudaBackend owner)

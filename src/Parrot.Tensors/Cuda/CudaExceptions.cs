@@ -22,12 +22,14 @@ public sealed class CudaUnavailableException(string reason)
 }
 
 /// <summary>
-/// The device ran out of memory even after the allocator's cache was emptied. The process stays usable:
-/// free tensors and try again with less.
+/// The device ran out of memory even after the allocator's cache was emptied (during a CUDA graph capture, which
+/// may not wait for the stream, without emptying it). The process stays usable: free tensors and try again with less.
 /// </summary>
-public sealed class CudaOutOfMemoryException(long requested, long free, long total, long cached, long inUse)
+public sealed class CudaOutOfMemoryException(long requested, long free, long total, long cached, long inUse, bool duringCapture = false)
     : OutOfMemoryException($"CUDA out of memory: tried to allocate {Bytes(requested)} with {Bytes(free)} free of {Bytes(total)} " +
-                           $"(tensors hold {Bytes(inUse)}, the cache held {Bytes(cached)} before it was emptied)")
+                           (duringCapture
+                               ? $"during a CUDA graph capture (tensors hold {Bytes(inUse)}, the cache holds {Bytes(cached)}, not emptied during a capture)"
+                               : $"(tensors hold {Bytes(inUse)}, the cache held {Bytes(cached)} before it was emptied)"))
 {
     /// <summary>Bytes asked for.</summary>
     public long Requested { get; } = requested;

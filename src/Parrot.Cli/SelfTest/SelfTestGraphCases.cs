@@ -1,0 +1,83 @@
+using Parrot.Tensors;
+using Parrot.Tensors.Cuda;
+using static Parrot.Cli.SelfTest.SelfTestCase;
+
+namespace Parrot.Cli.SelfTest;
+
+/// <summary>
+/// CUDA graphs (<see cref="CudaBackend.Capture"/>): on a GPU the case records a step once and replays it; elsewhere
+/// (the CPU and the float64 reference) it runs the step eagerly the same number of times, so the comparison says
+/// whether a replay computes what the eager ops compute — on inputs changed after the capture, and on state the
+/// step itself feeds back.
+/// </summary>
+internal static class SelfTestGraphCases
+{
+    internal static IEnumerable<SelfTestCase> All()
+    {
+        // x0, x1: [16, 64] inputs; x2: w [64, 64] (scaled so silu sees its bend); x3: a table [64, 64] gathered by ids.
+        static Tensor[] Inputs(Random r, DType t) =>
+            [Normal(r, t, 16, 64), Normal(r, t, 16, 64), Scaled(Normal(r, t, 64, 64), 0.125), Normal(r, t, 64, 64)];
+        yield return new("cuda graph replay = eager (fed-back step)", Inputs, ReplayedSteps);
+        yield return new("cuda graph refuses a host copy (named)", Inputs, RefusesHostCopy);
+    }
+
+    private static Tensor Scaled(Tensor t, double factor)
+    {
+        using (t) return t * factor;
+    }
+
+    /// <summary>
+    /// state ← silu(state·w) + state + table[argmax(x0, −1)]: a product, elementwise ops, an argmax and an embedding (a
+    /// deferred index check on the GPU), written back into the state tensor (the ids come from the fixed input x0, so
+    /// a near tie rounded differently by another device's product cannot pick another row). One eager step (kernels
+    /// compile, memory is allocated), then the state is overwritten with x1 and two more steps: replays on a GPU.
+    /// </summary>
+    private static Tensor ReplayedSteps(Tensor[] x)
+    {
+        var state = x[0].Clone();
+        void Step()
+        {
+            using var h = Tensor.MatMul(state, x[2]);
+            using var s = h.Map(UnaryOp.Silu);
+            using var ids = x[0].ArgMax(-1);
+            using var rows = Tensor.Embedding(x[3], ids);
+            using var sum = s + state;
+            using var next = sum + rows;
+            state.CopyFrom(next);
+        }
+        Step();
+        if (x[0].Backend is not CudaBackend cuda)
+        {
+            state.CopyFrom(x[1]);
+            Step();
+            Step();
+            return state;
+        }
+        using var graph = cuda.Capture(Step);
+        if (graph.Nodes < 6) throw new InvalidOperationException($"the captured step has {graph.Nodes} nodes; expected at least the 6 ops");
+        state.CopyFrom(x[1]); // after the capture, before the replays: the graph reads the state's contents
+        graph.Replay();
+        graph.Replay();
+        return state;
+    }
+
+    /// <summary>
+    /// On a GPU: a step that reads a value to the host cannot be captured; the capture ends with an error that says so,
+    /// frees what it reserved, and the device computes on. Returns x0·2 + x1 computed afterwards (on every device).
+    /// </summary>
+    private static Tensor RefusesHostCopy(Tensor[] x)
+    {
+        if (x[0].Backend is CudaBackend cuda)
+        {
+            try
+            {
+                using var g = cuda.Capture(() => { using var y = x[0] * 2.0; _ = y.ToDoubleArray(); });
+                throw new InvalidOperationException("a step that copies to the host was captured without an error");
+            }
+            catch (InvalidOperationException e) when (e.Message.Contains("during a CUDA graph capture", StringComparison.Ordinal)) { }
+            if (cuda.IsCapturing) throw new InvalidOperationException("the failed capture left the device capturing");
+        }
+        using var twice = x[0] * 2.0;
+        return twice + x[1];
+    }
+}
