@@ -1,0 +1,111 @@
+using Parrot.Tensors.Cuda.Interop;
+
+namespace Parrot.Tensors.Cuda;
+
+/// <summary>
+/// cuDNN's fused attention for one GPU: the cuDNN handle (on the backend's stream), and the execution plans built so
+/// far, one per <see cref="CudnnSdpaProblem.Key"/>. A problem whose plan cuDNN refuses is remembered with the reason,
+/// so it is tried once; when the library is missing or older than 9.0 that is found once and said by
+/// <see cref="Unavailable"/>.
+/// </summary>
+internal sealed class CudnnSdpa : IDisposable
+{
+    private readonly CudaContext _context;
+    private readonly Dictionary<string, CudnnGraphPlan> _plans = [];
+    private readonly Dictionary<string, string> _refused = [];
+    private readonly Lock _gate = new();
+    private nint _handle;
+    private string? _unavailable;
+    private bool _probed;
+
+    internal CudnnSdpa(CudaContext context) => _context = context;
+
+    /// <summary>Why cuDNN cannot be used at all on this machine (library missing, too old, handle failed), or null.</summary>
+    internal string? Unavailable
+    {
+        get
+        {
+            lock (_gate)
+            {
+                Probe();
+                return _unavailable;
+            }
+        }
+    }
+
+    /// <summary>The loaded library's version (cudnnGetVersion), or 0 when it is not usable.</summary>
+    internal long Version { get; private set; }
+
+    private void Probe()
+    {
+        if (_probed) return;
+        _probed = true;
+        if (!CudaLibrary.TryLoad(CudaLibrary.Cudnn, out _, out string why)) { _unavailable = $"cuDNN is not installed: {why}"; return; }
+        try
+        {
+            Version = (long)Cudnn.cudnnGetVersion();
+            if (Version < Cudnn.MinimumSdpaVersion) { _unavailable = $"cuDNN {Version} is older than 9.0 (its graph API lacks these SDPA engines)"; return; }
+            _context.MakeCurrent();
+            Cudnn.Check(Cudnn.cudnnCreate(out _handle), "cudnnCreate");
+            Cudnn.Check(Cudnn.cudnnSetStream(_handle, _context.Stream), "cudnnSetStream");
+        }
+        catch (Exception e) when (e is CudaException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            _unavailable = $"cuDNN could not be initialised: {e.Message}";
+            _handle = 0;
+        }
+    }
+
+    /// <summary>
+    /// The plan for <paramref name="problem"/>, built on first use; null with <paramref name="why"/> when cuDNN is
+    /// unavailable or refused this problem (then or before).
+    /// </summary>
+    internal CudnnGraphPlan? Plan(CudnnSdpaProblem problem, out string why)
+    {
+        lock (_gate)
+        {
+            Probe();
+            if (_unavailable is not null) { why = _unavailable; return null; }
+            string key = problem.Key;
+            if (_plans.TryGetValue(key, out var plan)) { why = ""; return plan; }
+            if (_refused.TryGetValue(key, out var reason)) { why = reason; return null; }
+            _context.MakeCurrent();
+            var spec = problem.Backward ? CudnnSdpaGraphs.Backward(problem) : CudnnSdpaGraphs.Forward(problem);
+            try
+            {
+                plan = new CudnnGraphPlan(spec, _handle);
+            }
+            catch (CudaException e)
+            {
+                why = $"cuDNN {Version} refused the {(problem.Backward ? "backward" : "forward")} graph: {e.Message}";
+                _refused[key] = why;
+                return null;
+            }
+            if (_plans.Count >= 256) { foreach (var p in _plans.Values) p.Dispose(); _plans.Clear(); }
+            _plans[key] = plan;
+            why = "";
+            return plan;
+        }
+    }
+
+    /// <summary>Runs <paramref name="plan"/> on the backend's stream (see <see cref="CudnnGraphPlan.Execute"/>).</summary>
+    internal void Execute(CudnnGraphPlan plan, IReadOnlyDictionary<long, nint> pointers, double scale, nint workspace)
+    {
+        lock (_gate)
+        {
+            _context.MakeCurrent();
+            plan.Execute(_handle, pointers, (float)scale, workspace);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            foreach (var p in _plans.Values) p.Dispose();
+            _plans.Clear();
+            if (_handle != 0) Cudnn.cudnnDestroy(_handle);
+            _handle = 0;
+        }
+    }
+}
