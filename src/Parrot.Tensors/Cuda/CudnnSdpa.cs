@@ -40,20 +40,33 @@ internal sealed class CudnnSdpa : IDisposable
     {
         if (_probed) return;
         _probed = true;
-        if (!CudaLibrary.TryLoad(CudaLibrary.Cudnn, out _, out string why)) { _unavailable = $"cuDNN is not installed: {why}"; return; }
+        _unavailable = LibraryProblem(out long version);
+        Version = version;
+        if (_unavailable is not null) return;
         try
         {
-            Version = (long)Cudnn.cudnnGetVersion();
-            if (Version < Cudnn.MinimumSdpaVersion) { _unavailable = $"cuDNN {Version} is older than 9.0 (its graph API lacks these SDPA engines)"; return; }
             _context.MakeCurrent();
             Cudnn.Check(Cudnn.cudnnCreate(out _handle), "cudnnCreate");
             Cudnn.Check(Cudnn.cudnnSetStream(_handle, _context.Stream), "cudnnSetStream");
         }
         catch (Exception e) when (e is CudaException or DllNotFoundException or EntryPointNotFoundException)
         {
-            _unavailable = $"cuDNN could not be initialised: {e.Message}";
+            _unavailable = $"cuDNN {Version} could not be initialised: {e.Message}";
             _handle = 0;
         }
+    }
+
+    /// <summary>
+    /// Why the cuDNN library cannot serve these graphs (not installed, or older than 9.0), or null; needs no GPU.
+    /// <paramref name="version"/> gets cudnnGetVersion() when the library loads.
+    /// </summary>
+    internal static string? LibraryProblem(out long version)
+    {
+        version = 0;
+        if (!CudaLibrary.TryLoad(CudaLibrary.Cudnn, out _, out string why)) return $"cuDNN is not installed: {why}";
+        try { version = (long)Cudnn.cudnnGetVersion(); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return $"cuDNN did not load: {e.Message}"; }
+        return version < Cudnn.MinimumSdpaVersion ? $"cuDNN {version} is older than 9.0 (its graph API lacks these SDPA engines)" : null;
     }
 
     /// <summary>
