@@ -18,6 +18,19 @@ public class CudnnSdpaGraphTests
         public override string ToString() => $"B{B} H{H}/{Hkv} T{T} S{S} D{D}/{Dv} {(Causal ? $"causal+{Offset}" : "full")}{(Strided ? " BTHD" : "")}";
     }
 
+    /// <summary>Every case in both frontend styles (the current one with −∞ and with lowest as the hidden score).</summary>
+    public static IEnumerable<TestCaseData> Styled()
+    {
+        foreach (var c in Cases())
+        {
+            yield return new TestCaseData(c, false, false).SetArgDisplayNames(c.ToString(), "frontend 1.5");
+            yield return new TestCaseData(c, true, true).SetArgDisplayNames(c.ToString(), "current, -inf");
+            yield return new TestCaseData(c, true, false).SetArgDisplayNames(c.ToString(), "current, lowest");
+        }
+    }
+
+    private static CudnnSdpaStyle Style(bool current) => current ? CudnnSdpaStyle.FrontendCurrent : CudnnSdpaStyle.Frontend15;
+
     public static IEnumerable<Case> Cases()
     {
         yield return new Case(1, 2, 2, 6, 6, 8, 8, true, 0, false);      // square, causal top-left, one head a kv head
@@ -88,8 +101,8 @@ public class CudnnSdpaGraphTests
 
     private static Tensor T64(double[] v, int[] shape) => Tensor.FromArray(v, shape);
 
-    [TestCaseSource(nameof(Cases))]
-    public void ForwardGraphComputesAttentionAndItsLogSumExp(Case c)
+    [TestCaseSource(nameof(Styled))]
+    public void ForwardGraphComputesAttentionAndItsLogSumExp(Case c, bool currentFrontend, bool negativeInfinity)
     {
         var pr = Make(c, backward: false);
         var p = pr.P;
@@ -100,7 +113,7 @@ public class CudnnSdpaGraphTests
             [CudnnSdpaGraphs.UidV] = Lay(pr.V, pr.VShape, p.V), [CudnnSdpaGraphs.UidO] = Lay(new double[pr.DOut.Length], pr.OShape, p.O),
             [CudnnSdpaGraphs.UidStats] = new double[c.B * c.H * c.T],
         };
-        var g = CudnnSdpaGraphs.Forward(p);
+        var g = CudnnSdpaGraphs.Forward(p, Style(currentFrontend), negativeInfinity);
         _ = new CudnnGraphInterpreter(g, mem, scale);
 
         using var q = T64(pr.Q, pr.QShape);
@@ -114,8 +127,8 @@ public class CudnnSdpaGraphTests
         }
     }
 
-    [TestCaseSource(nameof(Cases))]
-    public void BackwardGraphComputesTheGradients(Case c)
+    [TestCaseSource(nameof(Styled))]
+    public void BackwardGraphComputesTheGradients(Case c, bool currentFrontend, bool negativeInfinity)
     {
         var pr = Make(c, backward: true);
         var p = pr.P;
@@ -137,9 +150,9 @@ public class CudnnSdpaGraphTests
             [CudnnSdpaGraphs.UidDq] = Lay(new double[pr.Q.Length], pr.QShape, p.Dq!),
             [CudnnSdpaGraphs.UidDk] = Lay(new double[pr.K.Length], pr.KShape, p.Dk!),
             [CudnnSdpaGraphs.UidDv] = Lay(new double[pr.V.Length], pr.VShape, p.Dv_!),
-            [CudnnSdpaGraphs.UidDqAccum] = new double[pr.Q.Length],
+            [CudnnSdpaGraphs.UidDqAccum] = new double[pr.Q.Length], [CudnnSdpaGraphs.UidSoftmaxSum] = new double[c.B * c.H * c.T],
         };
-        _ = new CudnnGraphInterpreter(CudnnSdpaGraphs.Backward(p), mem, scale);
+        _ = new CudnnGraphInterpreter(CudnnSdpaGraphs.Backward(p, Style(currentFrontend), negativeInfinity), mem, scale);
         Close(Unlay(mem[CudnnSdpaGraphs.UidDq], pr.QShape, p.Dq!), dq!.ToDoubleArray(), "dQ");
         Close(Unlay(mem[CudnnSdpaGraphs.UidDk], pr.KShape, p.Dk!), dk!.ToDoubleArray(), "dK");
         Close(Unlay(mem[CudnnSdpaGraphs.UidDv], pr.VShape, p.Dv_!), dv!.ToDoubleArray(), "dV");
@@ -162,6 +175,16 @@ public class CudnnSdpaGraphTests
         var noStats = CudnnSdpaGraphs.Forward(pr.P with { Backward = false, Stats = false, Mask = CudnnSdpaMask.None });
         Assert.That(noStats.Bound.Select(t => t.Uid), Is.EqualTo(new[] { 1L, 2, 3, 4, 10 }), "inference: stats virtual, no mask constants");
         Assert.That(noStats.Ops.Select(o => o.Name), Is.EqualTo(new[] { "bmm1", "attn_scale", "Max", "sub_M", "exp_sub_M", "SumExp", "log", "add", "div", "bmm2" }));
+
+        // The current frontend's backward binds softmax_sum (float32 [B, H, T, 1]) and drops the F16x16 reordering.
+        var cur = CudnnSdpaGraphs.Backward(pr.P, CudnnSdpaStyle.FrontendCurrent, negativeInfinity: true);
+        Assert.That(cur.Bound.Where(t => !t.ByValue).Select(t => t.Uid), Is.EqualTo(new[] { 1L, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12 }));
+        Assert.That(cur.Tensors.Single(t => t.Uid == CudnnSdpaGraphs.UidDqAccum).Reordering, Is.EqualTo(Cudnn.Reordering.None));
+        Assert.That(cur.Constants[CudnnSdpaGraphs.UidNegInf], Is.EqualTo(double.NegativeInfinity));
+        Assert.That(cur.Ops.Select(o => o.Name).SkipWhile(n => n != "sub_s_m").Skip(1).First(), Is.EqualTo("gen_row_index"), "masked after the stats are subtracted");
+        Assert.That(cur.Ops.Any(o => o.Name == "dP_dropout_mask"), Is.False);
+        Assert.That(CudnnSdpa.StyleOrder(91300)[0], Is.EqualTo(CudnnSdpaStyle.FrontendCurrent));
+        Assert.That(CudnnSdpa.StyleOrder(90600)[0], Is.EqualTo(CudnnSdpaStyle.Frontend15));
     }
 
     [Test]

@@ -92,6 +92,8 @@ public sealed partial class CudaBackend
         if (plan is null) return Declined(why);
         // The float32 dQ accumulator: cuDNN adds each key block's share into it, so it starts at zero (the frontend memsets it).
         var accum = Tensor.Zeros([B, H, T, D], DType.F32, Device);
+        // The current frontend's graph binds rowsum(dO ⊙ O) too (float32 [B, H, T, 1] scratch the engine writes).
+        var softmaxSum = plan.Binds(CudnnSdpaGraphs.UidSoftmaxSum) ? Tensor.Empty([B, H, T], DType.F32, Device) : null;
         var ptr = new Dictionary<long, nint>
         {
             [CudnnSdpaGraphs.UidQ] = q.DataPointer, [CudnnSdpaGraphs.UidK] = k.DataPointer, [CudnnSdpaGraphs.UidV] = v.DataPointer,
@@ -99,6 +101,7 @@ public sealed partial class CudaBackend
             [CudnnSdpaGraphs.UidDq] = dqt.DataPointer, [CudnnSdpaGraphs.UidDk] = dkt.DataPointer, [CudnnSdpaGraphs.UidDv] = dvt.DataPointer,
             [CudnnSdpaGraphs.UidDqAccum] = accum.DataPointer,
         };
+        if (softmaxSum is not null) ptr[CudnnSdpaGraphs.UidSoftmaxSum] = softmaxSum.DataPointer;
         Run(plan, ptr, scale, "cuDNN SDPA backward");
         CudnnAttentionNote = null;
         return true;

@@ -19,6 +19,12 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
     private readonly byte* _scalars;
     private readonly CudnnDescriptor _plan;
 
+    /// <summary>Which frontend release's graph this plan runs (for notes and the bench).</summary>
+    internal CudnnSdpaStyle Style { get; init; }
+
+    /// <summary>Whether the variant pack binds <paramref name="uid"/> (optional scratch such as softmax_sum).</summary>
+    internal bool Binds(long uid) => Array.IndexOf(_uids, uid) >= 0;
+
     /// <summary>Device workspace bytes <see cref="Execute"/> must be given.</summary>
     internal long WorkspaceBytes { get; }
 

@@ -83,23 +83,36 @@ internal sealed class CudnnSdpa : IDisposable
             if (_plans.TryGetValue(key, out var plan)) { why = ""; return plan; }
             if (_refused.TryGetValue(key, out var reason)) { why = reason; return null; }
             _context.MakeCurrent();
-            var spec = problem.Backward ? CudnnSdpaGraphs.Backward(problem) : CudnnSdpaGraphs.Forward(problem);
-            try
+            // Both frontend styles, the one matching this cuDNN's age first (see CudnnSdpaStyle); the first that plans wins.
+            bool recent = Version >= 91000;
+            var refusals = new List<string>();
+            foreach (var style in StyleOrder(Version))
             {
-                plan = new CudnnGraphPlan(spec, _handle);
+                var spec = problem.Backward ? CudnnSdpaGraphs.Backward(problem, style, recent) : CudnnSdpaGraphs.Forward(problem, style, recent);
+                try
+                {
+                    plan = new CudnnGraphPlan(spec, _handle) { Style = style };
+                }
+                catch (CudaException e)
+                {
+                    refusals.Add($"{style}: {e.Message}");
+                    continue;
+                }
+                if (_plans.Count >= 256) { foreach (var p in _plans.Values) p.Dispose(); _plans.Clear(); }
+                _plans[key] = plan;
+                why = "";
+                return plan;
             }
-            catch (CudaException e)
-            {
-                why = $"cuDNN {Version} refused the {(problem.Backward ? "backward" : "forward")} graph: {e.Message}";
-                _refused[key] = why;
-                return null;
-            }
-            if (_plans.Count >= 256) { foreach (var p in _plans.Values) p.Dispose(); _plans.Clear(); }
-            _plans[key] = plan;
-            why = "";
-            return plan;
+            why = $"cuDNN {Version} refused the {(problem.Backward ? "backward" : "forward")} graph ({string.Join(" | ", refusals)})";
+            _refused[key] = why;
+            return null;
         }
     }
+
+    /// <summary>The graph styles to try for cuDNN <paramref name="version"/>: the current frontend's first from 9.10 on.</summary>
+    internal static CudnnSdpaStyle[] StyleOrder(long version) => version >= 91000
+        ? [CudnnSdpaStyle.FrontendCurrent, CudnnSdpaStyle.Frontend15]
+        : [CudnnSdpaStyle.Frontend15, CudnnSdpaStyle.FrontendCurrent];
 
     /// <summary>Runs <paramref name="plan"/> on the backend's stream (see <see cref="CudnnGraphPlan.Execute"/>).</summary>
     internal void Execute(CudnnGraphPlan plan, IReadOnlyDictionary<long, nint> pointers, double scale, nint workspace)
