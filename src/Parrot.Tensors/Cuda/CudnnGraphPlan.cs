@@ -43,10 +43,9 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
             foreach (var t in spec.Tensors) tensors[t.Uid] = Keep(Tensor(t));
             var ops = new List<nint>();
             foreach (var op in spec.Ops) ops.Add(Keep(Operation(op, tensors)).Handle);
-            var graph = Keep(CudnnDescriptor.Create(Cudnn.Descriptor.OperationGraph, "operation graph")
+            var graph = Keep(Finish(CudnnDescriptor.Create(Cudnn.Descriptor.OperationGraph, "operation graph"), g => g
                 .CudnnHandle(Cudnn.Attr.OperationGraphHandle, handle)
-                .Descriptors(Cudnn.Attr.OperationGraphOps, ops.ToArray())
-                .Finalized());
+                .Descriptors(Cudnn.Attr.OperationGraphOps, ops.ToArray())));
             _plan = Plan(graph, handle);
             WorkspaceBytes = Math.Max(0, _plan.GetInt64(Cudnn.Attr.ExecutionPlanWorkspaceSize));
 
@@ -63,6 +62,8 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
         catch
         {
             foreach (var d in _keep) d.Dispose();
+            if (_scalars != null) NativeMemory.Free(_scalars);
+            _freed = true;
             throw;
         }
     }
@@ -104,11 +105,12 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
         {
             case CudnnPointwiseSpec pw:
             {
-                var desc = Keep(CudnnDescriptor.Create(Cudnn.Descriptor.Pointwise, $"pointwise {pw.Name}"));
-                desc.Enum(Cudnn.Attr.PointwiseMode, Cudnn.AttrType.PointwiseMode, pw.Mode)
-                    .Enum(Cudnn.Attr.PointwiseMathPrec, Cudnn.AttrType.DataType, pw.ComputeType);
-                if (pw.Mode == Cudnn.PointwiseMode.GenIndex) desc.Int64(Cudnn.Attr.PointwiseAxis, pw.Axis);
-                desc.Finalized();
+                var desc = Keep(Finish(CudnnDescriptor.Create(Cudnn.Descriptor.Pointwise, $"pointwise {pw.Name}"), d =>
+                {
+                    d.Enum(Cudnn.Attr.PointwiseMode, Cudnn.AttrType.PointwiseMode, pw.Mode)
+                     .Enum(Cudnn.Attr.PointwiseMathPrec, Cudnn.AttrType.DataType, pw.ComputeType);
+                    if (pw.Mode == Cudnn.PointwiseMode.GenIndex) d.Int64(Cudnn.Attr.PointwiseAxis, pw.Axis);
+                }));
                 var o = CudnnDescriptor.Create(Cudnn.Descriptor.OperationPointwise, $"operation {pw.Name}");
                 try
                 {
@@ -125,10 +127,9 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
             }
             case CudnnReductionSpec r:
             {
-                var desc = Keep(CudnnDescriptor.Create(Cudnn.Descriptor.Reduction, $"reduction {r.Name}")
+                var desc = Keep(Finish(CudnnDescriptor.Create(Cudnn.Descriptor.Reduction, $"reduction {r.Name}"), d => d
                     .Enum(Cudnn.Attr.ReductionOperator, Cudnn.AttrType.ReductionOperator, r.Operator)
-                    .Enum(Cudnn.Attr.ReductionCompType, Cudnn.AttrType.DataType, Cudnn.DataType.Float)
-                    .Finalized());
+                    .Enum(Cudnn.Attr.ReductionCompType, Cudnn.AttrType.DataType, Cudnn.DataType.Float)));
                 return Finish(CudnnDescriptor.Create(Cudnn.Descriptor.OperationReduction, $"operation {r.Name}"), o => o
                     .Descriptor(Cudnn.Attr.OperationReductionDesc, desc)
                     .Descriptor(Cudnn.Attr.OperationReductionXDesc, t[r.X.Uid])
@@ -136,9 +137,8 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
             }
             case CudnnMatmulSpec m:
             {
-                var desc = Keep(CudnnDescriptor.Create(Cudnn.Descriptor.Matmul, $"matmul {m.Name}")
-                    .Enum(Cudnn.Attr.MatmulCompType, Cudnn.AttrType.DataType, Cudnn.DataType.Float)
-                    .Finalized());
+                var desc = Keep(Finish(CudnnDescriptor.Create(Cudnn.Descriptor.Matmul, $"matmul {m.Name}"), d => d
+                    .Enum(Cudnn.Attr.MatmulCompType, Cudnn.AttrType.DataType, Cudnn.DataType.Float)));
                 return Finish(CudnnDescriptor.Create(Cudnn.Descriptor.OperationMatmul, $"operation {m.Name}"), o => o
                     .Descriptor(Cudnn.Attr.OperationMatmulADesc, t[m.A.Uid])
                     .Descriptor(Cudnn.Attr.OperationMatmulBDesc, t[m.B.Uid])
@@ -166,8 +166,8 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
         var refusals = new List<string>();
         foreach (int mode in new[] { Cudnn.HeurMode.A, Cudnn.HeurMode.Fallback })
         {
-            using var heur = CudnnDescriptor.Create(Cudnn.Descriptor.EngineHeur, "engine heuristics")
-                .Descriptor(Cudnn.Attr.EngineHeurOperationGraph, graph)
+            using var heur = CudnnDescriptor.Create(Cudnn.Descriptor.EngineHeur, "engine heuristics");
+            heur.Descriptor(Cudnn.Attr.EngineHeurOperationGraph, graph)
                 .Enum(Cudnn.Attr.EngineHeurMode, Cudnn.AttrType.HeurMode, mode);
             int st = heur.TryFinalize();
             if (st != 0) { refusals.Add($"heuristics mode {mode}: status {st} {Cudnn.LastError()}"); continue; }
@@ -185,10 +185,14 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
                         "cudnnBackendGetAttribute(engine heuristics, EngineHeurResults)");
                 for (int i = 0; i < got; i++)
                 {
-                    var plan = CudnnDescriptor.Create(Cudnn.Descriptor.ExecutionPlan, $"execution plan (engine config {i})")
-                        .CudnnHandle(Cudnn.Attr.ExecutionPlanHandle, handle)
-                        .Descriptor(Cudnn.Attr.ExecutionPlanEngineConfig, configs[i]);
-                    st = plan.TryFinalize();
+                    var plan = CudnnDescriptor.Create(Cudnn.Descriptor.ExecutionPlan, $"execution plan (engine config {i})");
+                    try
+                    {
+                        plan.CudnnHandle(Cudnn.Attr.ExecutionPlanHandle, handle)
+                            .Descriptor(Cudnn.Attr.ExecutionPlanEngineConfig, configs[i]);
+                        st = plan.TryFinalize();
+                    }
+                    catch { plan.Dispose(); throw; }
                     if (st == 0)
                     {
                         Keep(configs[i]);
@@ -220,8 +224,8 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
         for (int i = 0; i < _uids.Length; i++)
             ptrs[i] = _slot.TryGetValue(_uids[i], out int off) ? (nint)(_scalars + off)
                 : pointers.TryGetValue(_uids[i], out var p) ? p : throw new InvalidOperationException($"cuDNN plan: no pointer for uid {_uids[i]}");
-        using var pack = CudnnDescriptor.Create(Cudnn.Descriptor.VariantPack, "variant pack")
-            .Int64s(Cudnn.Attr.VariantPackUniqueIds, _uids)
+        using var pack = CudnnDescriptor.Create(Cudnn.Descriptor.VariantPack, "variant pack");
+        pack.Int64s(Cudnn.Attr.VariantPackUniqueIds, _uids)
             .Pointers(Cudnn.Attr.VariantPackDataPointers, ptrs)
             .Pointers(Cudnn.Attr.VariantPackWorkspace, [workspace])
             .Finalized();
@@ -232,6 +236,9 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
     {
         for (int i = _keep.Count - 1; i >= 0; i--) _keep[i].Dispose();
         _keep.Clear();
-        if (_scalars != null) NativeMemory.Free(_scalars);
+        if (_scalars != null && !_freed) NativeMemory.Free(_scalars);
+        _freed = true;
     }
+
+    private bool _freed;
 }
