@@ -64,6 +64,7 @@ public class CudnnFakeLibraryTests
             using (var plan = new CudnnGraphPlan(spec, _handle))
             {
                 Assert.That(plan.WorkspaceBytes, Is.EqualTo(4096), p.Key);
+                Assert.That(plan.EngineIndex, Is.EqualTo(8), "the engine's global index, read back");
                 var pointers = plan.Uids.ToDictionary(u => u, u => (nint)(0x100000 * u));
                 plan.Execute(_handle, pointers, 0.125f, 0x7000000);
                 plan.Execute(_handle, pointers, 0.5f, 0x7000000);

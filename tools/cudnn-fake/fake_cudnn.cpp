@@ -226,6 +226,18 @@ int cudnnBackendGetAttribute(void* p, int attr, int type, int64_t requested, int
     }
     return 0;
   }
+  if (d->kind == CFG && attr == 300 && type == T_DESC && requested >= 1) {
+    Desc* e = static_cast<Desc**>(values)[0];
+    if (!live.count(e) || e->kind != 2) return fail("ENGINECFG_ENGINE needs a created ENGINE descriptor");
+    e->finalized = true;
+    if (count) *count = 1;
+    return 0;
+  }
+  if (d->kind == 2 && attr == 1301 && type == T_INT64 && requested >= 1) {
+    *static_cast<int64_t*>(values) = 8;
+    if (count) *count = 1;
+    return 0;
+  }
   if (d->kind == PLAN && attr == 402 && type == T_INT64 && requested >= 1) {
     *static_cast<int64_t*>(values) = 4096;
     if (count) *count = 1;

@@ -141,7 +141,8 @@ internal static class DeviceBench
                 try
                 {
                     double ms = cuda.MedianMilliseconds(step);
-                    add(new(name, shape, ms, factor * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "cuDNN fused SDPA (backend graph)" + (factor > 1 ? ", fwd+bwd = 3.5x fwd flops" : "")));
+                    add(new(name, shape, ms, factor * flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+                        $"cuDNN fused SDPA ({cuda.CudnnAttentionPlan})" + (factor > 1 ? ", fwd+bwd = 3.5x fwd flops" : "")));
                 }
                 catch (Exception e) when (e is NotSupportedException or CudaException)
                 {

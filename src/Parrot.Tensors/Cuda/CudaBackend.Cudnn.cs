@@ -29,6 +29,9 @@ public sealed partial class CudaBackend
     /// <summary>Why the last attention call that tried cuDNN did not run on it (null when it did, or none tried).</summary>
     public string? CudnnAttentionNote { get; private set; }
 
+    /// <summary>What the last call that ran on cuDNN used: version, graph style, engine index, workspace (for the benchmarks' notes).</summary>
+    public string? CudnnAttentionPlan { get; private set; }
+
     /// <summary>Whether cuDNN's attention can be used on this machine at all; otherwise <paramref name="reason"/> says why.</summary>
     public bool CudnnAttentionAvailable(out string reason)
     {
@@ -115,6 +118,7 @@ public sealed partial class CudaBackend
     private void Run(CudnnGraphPlan plan, Dictionary<long, nint> pointers, double scale, string what)
     {
         using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty([checked((int)((plan.WorkspaceBytes + 3) / 4))], DType.F32, Device) : null;
+        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph, engine {plan.EngineIndex}, workspace {plan.WorkspaceBytes} B";
         var mark = _context.Profiler.Begin(what);
         try { CudnnAttentionEngine.Execute(plan, pointers, scale, workspace?.DataPointer ?? 0); }
         finally { _context.Profiler.End(mark); }

@@ -19,6 +19,9 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
     private readonly byte* _scalars;
     private readonly CudnnDescriptor _plan;
 
+    /// <summary>cuDNN's global index of the engine the plan runs (−1 when it could not be read): which kernel family won.</summary>
+    internal long EngineIndex { get; private set; } = -1;
+
     /// <summary>Which frontend release's graph this plan runs (for notes and the bench).</summary>
     internal CudnnSdpaStyle Style { get; init; }
 
@@ -195,6 +198,7 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
                     catch { plan.Dispose(); throw; }
                     if (st == 0)
                     {
+                        EngineIndex = GlobalIndex(configs[i]);
                         Keep(configs[i]);
                         configs[i] = null!;
                         return Keep(plan);
@@ -209,6 +213,20 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
             }
         }
         throw new CudaException($"cuDNN: no engine runs this graph ({string.Join("; ", refusals.Take(6))})", Cudnn.Status.NotSupported);
+    }
+
+    /// <summary>The engine's global index behind an engine config (diagnostic: −1 when cuDNN does not say).</summary>
+    private static long GlobalIndex(CudnnDescriptor config)
+    {
+        try
+        {
+            using var engine = CudnnDescriptor.Create(Cudnn.Descriptor.Engine, "engine");
+            nint h = engine.Handle;
+            if (Cudnn.cudnnBackendGetAttribute(config.Handle, Cudnn.Attr.EngineCfgEngine, Cudnn.AttrType.BackendDescriptor, 1, out _, &h) != 0) return -1;
+            long index = -1;
+            return Cudnn.cudnnBackendGetAttribute(engine.Handle, Cudnn.Attr.EngineGlobalIndex, Cudnn.AttrType.Int64, 1, out _, &index) == 0 ? index : -1;
+        }
+        catch (CudaException) { return -1; }
     }
 
     /// <summary>

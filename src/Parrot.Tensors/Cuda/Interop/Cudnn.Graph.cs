@@ -11,6 +11,7 @@ internal static partial class Cudnn
     internal static class Descriptor
     {
         internal const int Pointwise = 0;            // CUDNN_BACKEND_POINTWISE_DESCRIPTOR
+        internal const int Engine = 2;               // CUDNN_BACKEND_ENGINE_DESCRIPTOR
         internal const int EngineCfg = 3;            // CUDNN_BACKEND_ENGINECFG_DESCRIPTOR
         internal const int EngineHeur = 4;           // CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR
         internal const int ExecutionPlan = 5;        // CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR
@@ -51,6 +52,7 @@ internal static partial class Cudnn
         internal const int EngineHeurMode = 200;                 // CUDNN_ATTR_ENGINEHEUR_MODE
         internal const int EngineHeurOperationGraph = 201;       // CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH
         internal const int EngineHeurResults = 202;              // CUDNN_ATTR_ENGINEHEUR_RESULTS
+        internal const int EngineCfgEngine = 300;                // CUDNN_ATTR_ENGINECFG_ENGINE
         internal const int ExecutionPlanHandle = 400;            // CUDNN_ATTR_EXECUTION_PLAN_HANDLE
         internal const int ExecutionPlanEngineConfig = 401;      // CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG
         internal const int ExecutionPlanWorkspaceSize = 402;     // CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE
@@ -75,6 +77,7 @@ internal static partial class Cudnn
         internal const int VariantPackDataPointers = 1001;       // CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS
         internal const int VariantPackWorkspace = 1003;          // CUDNN_ATTR_VARIANT_PACK_WORKSPACE
         internal const int MatmulCompType = 1500;                // CUDNN_ATTR_MATMUL_COMP_TYPE
+        internal const int EngineGlobalIndex = 1301;             // CUDNN_ATTR_ENGINE_GLOBAL_INDEX
         internal const int OperationMatmulADesc = 1520;          // CUDNN_ATTR_OPERATION_MATMUL_ADESC
         internal const int OperationMatmulBDesc = 1521;          // CUDNN_ATTR_OPERATION_MATMUL_BDESC
         internal const int OperationMatmulCDesc = 1522;          // CUDNN_ATTR_OPERATION_MATMUL_CDESC
