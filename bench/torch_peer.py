@@ -117,8 +117,40 @@ def main():
 
     decode_rows(sdpa, dev, add)
 
-    with open(args.out, "w") as f:
-        json.dump(dict(engine="torch " + torch.__version__, device=torch.cuda.get_device_name(), results=results), f, indent=2)
+    def save():
+        with open(args.out, "w") as f:
+            json.dump(dict(engine="torch " + torch.__version__, device=torch.cuda.get_device_name(), results=results), f, indent=2)
+    save()
+    cudnn_rows(sdpa, dev, add)  # after the save: a slow cuDNN plan build never costs the rows above
+    save()
+
+
+def cudnn_rows(sdpa, dev, add):
+    """PyTorch's own cuDNN SDPA backend (2.5+) on the shapes above, named as parrot's cuDNN rows ("attention fwd cuDNN",
+    "attention fwd+bwd cuDNN") so the side-by-side table pairs the two users of the same library."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        backend = SDPBackend.CUDNN_ATTENTION
+    except (ImportError, AttributeError):
+        return
+    for D in (128,):  # parrot's cuDNN rows are at head dim 128 only
+        B, H, T = 4, 16, 2048
+        q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        do = torch.randn_like(q)
+        flops = 4.0 * B * H * T * T * D / 2
+        try:
+            with sdpa_kernel(backend):
+                with torch.no_grad():
+                    ms = median_ms(lambda: sdpa(q, k, v, is_causal=True))
+                add("attention fwd cuDNN", f"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", "torch cuDNN SDPA")
+
+                def fwd_bwd():
+                    sdpa(q, k, v, is_causal=True).backward(do)
+                ms = median_ms(fwd_bwd)
+                add("attention fwd+bwd cuDNN", f"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", "torch cuDNN SDPA (fwd+bwd = 3.5x fwd flops)")
+        except RuntimeError as e:
+            print(f"torch cuDNN SDPA D{D}: {str(e).splitlines()[0]}")
+        del q, k, v, do
 
 
 if __name__ == "__main__":

@@ -57,6 +57,20 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsCudnnAttentionRowsRunInBf16Only()
+    {
+        // The rows a GPU run uses to prove cuDNN's SDPA (forced there; MISSING with cuDNN's reason where it cannot run):
+        // on another device they take that device's attention, so here they check the rows themselves — inputs, the
+        // bf16 and float64 references, the tolerance — and that they run in bfloat16 only.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "(cuDNN SDPA", TextWriter.Null);
+        Assert.That(rows.Select(r => (r.Op, r.DType)), Is.EqualTo(new[]
+        {
+            ("attention fwd (cuDNN SDPA)", "bfloat16"), ("attention fwd (cuDNN SDPA, offset)", "bfloat16"), ("attention fwd+bwd (cuDNN SDPA)", "bfloat16"),
+        }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU

@@ -12,7 +12,8 @@ namespace Parrot.Cli.SelfTest;
 /// batch-1 decode products (matrix-vector kernel and cuBLASLt, GB/s of weights), and
 /// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
 /// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing), and one
-/// decode step's attention at caches of 160, 4096 and 32768 keys (rows "attention decode", "... tiled" beside them).
+/// decode step's attention at caches of 160, 4096 and 32768 keys (rows "attention decode", "... tiled" beside them);
+/// the attention rows also through cuDNN's fused SDPA ("attention fwd cuDNN", "attention fwd+bwd cuDNN").
 /// </summary>
 internal static class DeviceBench
 {
@@ -106,9 +107,53 @@ internal static class DeviceBench
             {
                 Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", double.NaN, double.NaN, "TFLOP/s", "not implemented: " + e.Message.Split('\n')[0]));
             }
+            if (D == 128) CudnnAttention(cuda, q, k, v, o, lse, dO, dq, dk, dv, flops, Add); // the headline shape only: each cuDNN plan costs seconds to build
         }
         Decode(cuda, device, Add);
         return results;
+    }
+
+    /// <summary>
+    /// The attention rows again through cuDNN's fused SDPA (CudaBackend.Cudnn.cs, forced for these timings): rows
+    /// "attention fwd cuDNN" and "attention fwd+bwd cuDNN" beside ours and PyTorch's flash rows (head dim 128). Where cuDNN is
+    /// missing, too old or refuses the graph the row says why (rate n/a) and the benchmark goes on.
+    /// </summary>
+    private static void CudnnAttention(CudaBackend cuda, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dO, Tensor dq, Tensor dk, Tensor dv,
+        double flops, Action<Result> add)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3];
+        string shape = $"B{B} H{H} T{T} D{D}";
+        double scale = 1 / Math.Sqrt(D);
+        bool was = cuda.CudnnAttentionRequired;
+        cuda.CudnnAttentionRequired = true;
+        try
+        {
+            foreach (var (name, factor, step) in new (string, double, Action)[]
+            {
+                ("attention fwd cuDNN", 1.0, () => cuda.Attention(q, k, v, null, true, 0, scale, o, null)),
+                ("attention fwd+bwd cuDNN", 3.5, () =>
+                {
+                    cuda.Attention(q, k, v, null, true, 0, scale, o, lse);
+                    cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, scale, dq, dk, dv);
+                }),
+            })
+            {
+                try
+                {
+                    double ms = cuda.MedianMilliseconds(step);
+                    add(new(name, shape, ms, factor * flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+                        $"cuDNN fused SDPA ({cuda.CudnnAttentionPlan})" + (factor > 1 ? ", fwd+bwd = 3.5x fwd flops" : "")));
+                }
+                catch (Exception e) when (e is NotSupportedException or CudaException)
+                {
+                    add(new(name, shape, double.NaN, double.NaN, "TFLOP/s", "not run: " + e.Message.Split('\n')[0]));
+                }
+            }
+        }
+        finally
+        {
+            cuda.CudnnAttentionRequired = was;
+        }
     }
 
     /// <summary>

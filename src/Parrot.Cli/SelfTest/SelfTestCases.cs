@@ -285,6 +285,7 @@ internal static class SelfTestCases
         c.Add(new("attention bwd D64 mask offset S150",
             (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 4, 20, 64), PaddingMask(r, t, 150)],
             x => AttentionGrads(x, x[4], 130)));
+        c.AddRange(SelfTestCudnnCases.All());
         return c;
     }
 

@@ -27,7 +27,7 @@ internal static class SelfTestRunner
         foreach (var c in SelfTestCases.All)
         {
             if (filter is not null && !c.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)) continue;
-            foreach (var dtype in new[] { DType.F32, DType.BF16 })
+            foreach (var dtype in c.Only ?? [DType.F32, DType.BF16])
             {
                 var row = RunOne(c, dtype, device, seed);
                 rows.Add(row);

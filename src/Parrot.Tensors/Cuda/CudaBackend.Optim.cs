@@ -147,6 +147,11 @@ public sealed partial class CudaBackend
         if (D > 256 || Dv > 256) throw Missing("Attention", $"head dims above 256 (q {D}, v {Dv})");
         long rows = (long)B * H * T;
         if (rows == 0 || Dv == 0) return;
+        // cuDNN's fused attention first when switched on (CudaBackend.Cudnn.cs); decoding stays on our decode kernel
+        // unless the cuDNN path is forced.
+        if ((CudnnAttentionRequired || (CudnnAttention && !(DecodeAttention && UsesDecodeAttention(q.DType, output.DType, T, D, Dv))))
+            && TryCudnnAttention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp))
+            return;
         var st = new AttnStrides();
         for (int i = 0; i < 4; i++)
         {
@@ -231,6 +236,9 @@ public sealed partial class CudaBackend
         Tensor? dq, Tensor? dk, Tensor? dv)
     {
         int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        if ((CudnnAttention || CudnnAttentionRequired) && B * (long)H * T > 0 && S > 0
+            && TryCudnnAttentionBackward(q, k, v, o, dO, logSumExp, mask, causal, queryOffset, scale, dq, dk, dv))
+            return;
         if (!UsesFlashAttention(q.DType, D, Dv) || logSumExp.DType != DType.F32)
         {
             Tensor.AttentionBackwardComposite(q, k, v, o, dO, logSumExp, mask, causal, queryOffset, scale, dq, dk, dv);

@@ -1,0 +1,126 @@
+namespace Parrot.Tensors.Cuda;
+
+public sealed partial class CudaBackend
+{
+    private CudnnSdpa? _cudnn;
+
+    private CudnnSdpa CudnnAttentionEngine => _cudnn ??= new CudnnSdpa(_context);
+
+    /// <summary>
+    /// Whether <see cref="Attention"/> and <see cref="AttentionBackward"/> first try cuDNN's fused scaled-dot-product
+    /// attention (cuDNN ≥ 9 backend graphs, <see cref="CudnnSdpaGraphs"/>) for the calls it takes: bf16/f16, head dims
+    /// multiples of 8 (≤ 256 forward, ≤ 128 backward), no additive mask, causal at query offset 0 or S − T, any grouped
+    /// heads, head-dim-contiguous operands with 16-byte rows. Decoding (≤ 8 query rows) stays on the decode kernel.
+    /// Anything else, and any cuDNN refusal while building a plan (library missing or older than 9, engine not
+    /// supported), falls back to our kernels; <see cref="CudnnAttentionNote"/> says why. Off unless the environment
+    /// variable PARROT_CUDNN_ATTENTION is "1" when the backend is created (until a GPU run has proven and timed it).
+    /// </summary>
+    public bool CudnnAttention { get; set; } = CudnnAttentionDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_ATTENTION"));
+
+    /// <summary>The default of <see cref="CudnnAttention"/> for a value of PARROT_CUDNN_ATTENTION: on only for "1".</summary>
+    internal static bool CudnnAttentionDefault(string? value) => value?.Trim() == "1";
+
+    /// <summary>
+    /// Forces the cuDNN path (for `parrot selftest` and the benchmarks): every attention call, decoding included, goes
+    /// to cuDNN, and one cuDNN cannot take throws <see cref="NotSupportedException"/> saying why instead of falling back.
+    /// </summary>
+    public bool CudnnAttentionRequired { get; set; }
+
+    /// <summary>Why the last attention call that tried cuDNN did not run on it (null when it did, or none tried).</summary>
+    public string? CudnnAttentionNote { get; private set; }
+
+    /// <summary>What the last call that ran on cuDNN used: version, graph style, engine index, workspace (for the benchmarks' notes).</summary>
+    public string? CudnnAttentionPlan { get; private set; }
+
+    /// <summary>Whether cuDNN's attention can be used on this machine at all; otherwise <paramref name="reason"/> says why.</summary>
+    public bool CudnnAttentionAvailable(out string reason)
+    {
+        reason = CudnnAttentionEngine.Unavailable ?? "";
+        return reason.Length == 0;
+    }
+
+    private bool Declined(string why)
+    {
+        CudnnAttentionNote = why;
+        if (CudnnAttentionRequired) throw new NotSupportedException($"cuDNN attention: {why}");
+        return false;
+    }
+
+    /// <summary>The forward on cuDNN when it takes the call; false (after noting why) when our kernels must run it.</summary>
+    private bool TryCudnnAttention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        var why = CudnnSdpaProblem.Check(false, q.DType, output.DType, H, Hkv, T, S, D, Dv, mask is not null, causal, queryOffset, out var kind)
+                  ?? Layouts(q, k, v, output)
+                  ?? (logSumExp is null ? null : CudnnSdpaProblem.CheckStats(logSumExp.DType, logSumExp.Strides, H, T, logSumExp.DataPointer));
+        if (why is not null) return Declined(why);
+        var problem = new CudnnSdpaProblem(false, q.DType, B, H, Hkv, T, S, D, Dv, kind, logSumExp is not null,
+            q.Strides.ToArray(), k.Strides.ToArray(), v.Strides.ToArray(), output.Strides.ToArray(), logSumExp?.Strides.ToArray() ?? []);
+        var plan = CudnnAttentionEngine.Plan(problem, out why);
+        if (plan is null) return Declined(why);
+        var ptr = new Dictionary<long, nint>
+        {
+            [CudnnSdpaGraphs.UidQ] = q.DataPointer, [CudnnSdpaGraphs.UidK] = k.DataPointer, [CudnnSdpaGraphs.UidV] = v.DataPointer,
+            [CudnnSdpaGraphs.UidO] = output.DataPointer,
+        };
+        if (logSumExp is not null) ptr[CudnnSdpaGraphs.UidStats] = logSumExp.DataPointer;
+        Run(plan, ptr, scale, "cuDNN SDPA forward");
+        CudnnAttentionNote = null;
+        return true;
+    }
+
+    /// <summary>The backward on cuDNN when it takes the call; false (after noting why) when our kernels must run it.</summary>
+    private bool TryCudnnAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset,
+        double scale, Tensor? dq, Tensor? dk, Tensor? dv)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        var why = CudnnSdpaProblem.Check(true, q.DType, o.DType, H, Hkv, T, S, D, Dv, mask is not null, causal, queryOffset, out var kind)
+                  ?? Layouts(q, k, v, o)
+                  ?? (logSumExp.DType != DType.F32 ? $"log-sum-exp in {logSumExp.DType.Name()}, cuDNN reads float32" : null);
+        if (why is not null) return Declined(why);
+        if (dq is null && dk is null && dv is null) return true;
+        using var scope = TensorScope.Begin();
+        // dO in q's dtype, a packed log-sum-exp, and scratch for the gradients nobody asked for (the graph writes all three).
+        var g = dO.DType == q.DType ? dO : dO.To(q.DType);
+        var lse = CudnnSdpaProblem.CheckStats(logSumExp.DType, logSumExp.Strides, H, T, logSumExp.DataPointer) is null ? logSumExp : logSumExp.Contiguous();
+        var dqt = dq ?? Tensor.Empty([B, H, T, D], q.DType, Device);
+        var dkt = dk ?? Tensor.Empty([B, Hkv, S, D], q.DType, Device);
+        var dvt = dv ?? Tensor.Empty([B, Hkv, S, Dv], q.DType, Device);
+        why = Layout("dO", g) ?? Layout("dQ", dqt) ?? Layout("dK", dkt) ?? Layout("dV", dvt) ?? CudnnSdpaProblem.CheckStats(lse.DType, lse.Strides, H, T, lse.DataPointer);
+        if (why is not null) return Declined(why);
+        var problem = new CudnnSdpaProblem(true, q.DType, B, H, Hkv, T, S, D, Dv, kind, true,
+            q.Strides.ToArray(), k.Strides.ToArray(), v.Strides.ToArray(), o.Strides.ToArray(), lse.Strides.ToArray(),
+            g.Strides.ToArray(), dqt.Strides.ToArray(), dkt.Strides.ToArray(), dvt.Strides.ToArray());
+        var plan = CudnnAttentionEngine.Plan(problem, out why);
+        if (plan is null) return Declined(why);
+        // The float32 dQ accumulator: cuDNN adds each key block's share into it, so it starts at zero (the frontend memsets it).
+        var accum = Tensor.Zeros([B, H, T, D], DType.F32, Device);
+        // The current frontend's graph binds rowsum(dO ⊙ O) too (float32 [B, H, T, 1] scratch the engine writes).
+        var softmaxSum = plan.Binds(CudnnSdpaGraphs.UidSoftmaxSum) ? Tensor.Empty([B, H, T], DType.F32, Device) : null;
+        var ptr = new Dictionary<long, nint>
+        {
+            [CudnnSdpaGraphs.UidQ] = q.DataPointer, [CudnnSdpaGraphs.UidK] = k.DataPointer, [CudnnSdpaGraphs.UidV] = v.DataPointer,
+            [CudnnSdpaGraphs.UidO] = o.DataPointer, [CudnnSdpaGraphs.UidStats] = lse.DataPointer, [CudnnSdpaGraphs.UidDOut] = g.DataPointer,
+            [CudnnSdpaGraphs.UidDq] = dqt.DataPointer, [CudnnSdpaGraphs.UidDk] = dkt.DataPointer, [CudnnSdpaGraphs.UidDv] = dvt.DataPointer,
+            [CudnnSdpaGraphs.UidDqAccum] = accum.DataPointer,
+        };
+        if (softmaxSum is not null) ptr[CudnnSdpaGraphs.UidSoftmaxSum] = softmaxSum.DataPointer;
+        Run(plan, ptr, scale, "cuDNN SDPA backward");
+        CudnnAttentionNote = null;
+        return true;
+    }
+
+    private static string? Layouts(Tensor q, Tensor k, Tensor v, Tensor o) => Layout("Q", q) ?? Layout("K", k) ?? Layout("V", v) ?? Layout("O", o);
+
+    private static string? Layout(string name, Tensor t) => CudnnSdpaProblem.CheckLayout(name, t.Strides, t.DataPointer, t.ElementSize);
+
+    /// <summary>Executes with a workspace from the device allocator (freed after queuing: the stream orders its reuse).</summary>
+    private void Run(CudnnGraphPlan plan, Dictionary<long, nint> pointers, double scale, string what)
+    {
+        using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty([checked((int)((plan.WorkspaceBytes + 3) / 4))], DType.F32, Device) : null;
+        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph, engine {plan.EngineIndex}, workspace {plan.WorkspaceBytes} B";
+        var mark = _context.Profiler.Begin(what);
+        try { CudnnAttentionEngine.Execute(plan, pointers, scale, workspace?.DataPointer ?? 0); }
+        finally { _context.Profiler.End(mark); }
+    }
+}

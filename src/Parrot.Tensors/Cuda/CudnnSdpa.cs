@@ -1,0 +1,137 @@
+using Parrot.Tensors.Cuda.Interop;
+
+namespace Parrot.Tensors.Cuda;
+
+/// <summary>
+/// cuDNN's fused attention for one GPU: the cuDNN handle (on the backend's stream), and the execution plans built so
+/// far, one per <see cref="CudnnSdpaProblem.Key"/>. A problem whose plan cuDNN refuses is remembered with the reason,
+/// so it is tried once; when the library is missing or older than 9.0 that is found once and said by
+/// <see cref="Unavailable"/>.
+/// </summary>
+internal sealed class CudnnSdpa : IDisposable
+{
+    private readonly CudaContext _context;
+    private readonly Dictionary<string, CudnnGraphPlan> _plans = [];
+    private readonly Dictionary<string, string> _refused = [];
+    private readonly Lock _gate = new();
+    private nint _handle;
+    private string? _unavailable;
+    private bool _probed;
+
+    internal CudnnSdpa(CudaContext context) => _context = context;
+
+    /// <summary>Why cuDNN cannot be used at all on this machine (library missing, too old, handle failed), or null.</summary>
+    internal string? Unavailable
+    {
+        get
+        {
+            lock (_gate)
+            {
+                Probe();
+                return _unavailable;
+            }
+        }
+    }
+
+    /// <summary>The loaded library's version (cudnnGetVersion), or 0 when it is not usable.</summary>
+    internal long Version { get; private set; }
+
+    private void Probe()
+    {
+        if (_probed) return;
+        _probed = true;
+        _unavailable = LibraryProblem(out long version);
+        Version = version;
+        if (_unavailable is not null) return;
+        try
+        {
+            _context.MakeCurrent();
+            Cudnn.Check(Cudnn.cudnnCreate(out _handle), "cudnnCreate");
+            Cudnn.Check(Cudnn.cudnnSetStream(_handle, _context.Stream), "cudnnSetStream");
+        }
+        catch (Exception e) when (e is CudaException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            _unavailable = $"cuDNN {Version} could not be initialised: {e.Message}";
+            _handle = 0;
+        }
+    }
+
+    /// <summary>
+    /// Why the cuDNN library cannot serve these graphs (not installed, or older than 9.0), or null; needs no GPU.
+    /// <paramref name="version"/> gets cudnnGetVersion() when the library loads.
+    /// </summary>
+    internal static string? LibraryProblem(out long version)
+    {
+        version = 0;
+        if (!CudaLibrary.TryLoad(CudaLibrary.Cudnn, out _, out string why)) return $"cuDNN is not installed: {why}";
+        try { version = (long)Cudnn.cudnnGetVersion(); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return $"cuDNN did not load: {e.Message}"; }
+        return version < Cudnn.MinimumSdpaVersion ? $"cuDNN {version} is older than 9.0 (its graph API lacks these SDPA engines)" : null;
+    }
+
+    /// <summary>
+    /// The plan for <paramref name="problem"/>, built on first use; null with <paramref name="why"/> when cuDNN is
+    /// unavailable or refused this problem (then or before).
+    /// </summary>
+    internal CudnnGraphPlan? Plan(CudnnSdpaProblem problem, out string why)
+    {
+        lock (_gate)
+        {
+            Probe();
+            if (_unavailable is not null) { why = _unavailable; return null; }
+            string key = problem.Key;
+            if (_plans.TryGetValue(key, out var plan)) { why = ""; return plan; }
+            if (_refused.TryGetValue(key, out var reason)) { why = reason; return null; }
+            _context.MakeCurrent();
+            // Both frontend styles, the one matching this cuDNN's age first (see CudnnSdpaStyle); the first that plans wins.
+            bool recent = Version >= 91000;
+            var refusals = new List<string>();
+            foreach (var style in StyleOrder(Version))
+            {
+                var spec = problem.Backward ? CudnnSdpaGraphs.Backward(problem, style, recent) : CudnnSdpaGraphs.Forward(problem, style, recent);
+                try
+                {
+                    plan = new CudnnGraphPlan(spec, _handle) { Style = style };
+                }
+                catch (CudaException e)
+                {
+                    refusals.Add($"{style}: {e.Message}");
+                    continue;
+                }
+                if (_plans.Count >= 256) { foreach (var p in _plans.Values) p.Dispose(); _plans.Clear(); }
+                _plans[key] = plan;
+                why = "";
+                return plan;
+            }
+            why = $"cuDNN {Version} refused the {(problem.Backward ? "backward" : "forward")} graph ({string.Join(" | ", refusals)})";
+            _refused[key] = why;
+            return null;
+        }
+    }
+
+    /// <summary>The graph styles to try for cuDNN <paramref name="version"/>: the current frontend's first from 9.10 on.</summary>
+    internal static CudnnSdpaStyle[] StyleOrder(long version) => version >= 91000
+        ? [CudnnSdpaStyle.FrontendCurrent, CudnnSdpaStyle.Frontend15]
+        : [CudnnSdpaStyle.Frontend15, CudnnSdpaStyle.FrontendCurrent];
+
+    /// <summary>Runs <paramref name="plan"/> on the backend's stream (see <see cref="CudnnGraphPlan.Execute"/>).</summary>
+    internal void Execute(CudnnGraphPlan plan, IReadOnlyDictionary<long, nint> pointers, double scale, nint workspace)
+    {
+        lock (_gate)
+        {
+            _context.MakeCurrent();
+            plan.Execute(_handle, pointers, (float)scale, workspace);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            foreach (var p in _plans.Values) p.Dispose();
+            _plans.Clear();
+            if (_handle != 0) Cudnn.cudnnDestroy(_handle);
+            _handle = 0;
+        }
+    }
+}

@@ -1,0 +1,113 @@
+using System.Runtime.InteropServices;
+using Parrot.Tensors.Cuda;
+using Parrot.Tensors.Cuda.Interop;
+
+namespace Parrot.Tensors.Tests;
+
+/// <summary>
+/// The cuDNN SDPA plans (<see cref="CudnnGraphPlan"/>) driven through the real P/Invoke layer against a recording
+/// stand-in for libcudnn.so.9 (tools/cudnn-fake/fake_cudnn.cpp, built and pointed at by tools/cudnn-fake/run.sh; ignored
+/// otherwise). The stand-in checks what cuDNN's documentation states about using the API — each attribute's element
+/// type, finalized descriptors of the right kind as attribute values, nothing set after finalize, the required
+/// attributes, unique tensor ids, virtual tensors produced once, a variant pack binding exactly the graph's
+/// non-virtual tensors — and reports the by-value scalars it received and the descriptors left alive. It proves the
+/// marshalling and the protocol, not that real engines accept the graphs (that is the GPU run's selftest rows).
+/// </summary>
+public class CudnnFakeLibraryTests
+{
+    private nint _lib, _handle;
+
+    [OneTimeSetUp]
+    public void RequireTheStandIn()
+    {
+        if (Environment.GetEnvironmentVariable("PARROT_CUDNN_FAKE") != "1") Assert.Ignore("run by tools/cudnn-fake/run.sh, against a stand-in libcudnn.so.9");
+        Assert.That(CudaLibrary.TryLoad(CudaLibrary.Cudnn, out _lib, out var where), Is.True, where);
+        Assert.That(where, Does.Contain("cudnn-fake"), "the stand-in, not a real cuDNN");
+        Cudnn.Check(Cudnn.cudnnCreate(out _handle), "cudnnCreate");
+    }
+
+    private unsafe string Report()
+    {
+        var report = (delegate* unmanaged<byte*, nuint, int>)NativeLibrary.GetExport(_lib, "fake_cudnn_report");
+        var buf = new byte[1 << 16];
+        fixed (byte* p = buf) report(p, (nuint)buf.Length);
+        return System.Text.Encoding.UTF8.GetString(buf).TrimEnd('\0');
+    }
+
+    private unsafe void Reject(bool on) => ((delegate* unmanaged<int, void>)NativeLibrary.GetExport(_lib, "fake_cudnn_set_reject"))(on ? 1 : 0);
+
+    private static long[] Packed(int a, int b, int c, int d) => [(long)b * c * d, (long)c * d, d, 1];
+
+    private static CudnnSdpaProblem Problem(bool backward, int h, int hkv, int t, int s, CudnnSdpaMask mask, bool stats) =>
+        new(backward, DType.BF16, 2, h, hkv, t, s, 64, 64, mask, stats, Packed(2, h, t, 64), Packed(2, hkv, s, 64), Packed(2, hkv, s, 64),
+            Packed(2, h, t, 64), [(long)h * t, t, 1], backward ? Packed(2, h, t, 64) : null, backward ? Packed(2, h, t, 64) : null,
+            backward ? Packed(2, hkv, s, 64) : null, backward ? Packed(2, hkv, s, 64) : null);
+
+    [TestCase(false, false)]
+    [TestCase(true, false)]
+    [TestCase(true, true)]
+    public void PlansBuildAndExecuteThroughTheApi(bool current, bool negativeInfinity)
+    {
+        var style = current ? CudnnSdpaStyle.FrontendCurrent : CudnnSdpaStyle.Frontend15;
+        Report();
+        var problems = new[]
+        {
+            Problem(false, 4, 2, 128, 128, CudnnSdpaMask.TopLeft, stats: true),
+            Problem(false, 4, 4, 64, 192, CudnnSdpaMask.BottomRight, stats: false),
+            Problem(false, 4, 1, 64, 64, CudnnSdpaMask.None, stats: true),
+            Problem(true, 4, 2, 64, 192, CudnnSdpaMask.BottomRight, stats: true),
+            Problem(true, 4, 4, 128, 128, CudnnSdpaMask.TopLeft, stats: true),
+        };
+        foreach (var p in problems)
+        {
+            var spec = p.Backward ? CudnnSdpaGraphs.Backward(p, style, negativeInfinity) : CudnnSdpaGraphs.Forward(p, style, negativeInfinity);
+            using (var plan = new CudnnGraphPlan(spec, _handle))
+            {
+                Assert.That(plan.WorkspaceBytes, Is.EqualTo(4096), p.Key);
+                Assert.That(plan.EngineIndex, Is.EqualTo(8), "the engine's global index, read back");
+                var pointers = plan.Uids.ToDictionary(u => u, u => (nint)(0x100000 * u));
+                plan.Execute(_handle, pointers, 0.125f, 0x7000000);
+                plan.Execute(_handle, pointers, 0.5f, 0x7000000);
+                var log = Report();
+                Assert.That(log, Does.Not.Contain("ERROR"), p.Key);
+                var runs = log.Split('\n').Where(l => l.StartsWith("EXECUTE", StringComparison.Ordinal)).ToArray();
+                Assert.That(runs, Has.Length.EqualTo(2), log);
+                Assert.That(runs[0], Does.Contain(" 10=0.125"), "the scale, by value");
+                Assert.That(runs[1], Does.Contain(" 10=0.5"), "the scale of the second call");
+                var bound = spec.Bound.Where(t => !t.ByValue).Select(t => $" {t.Uid}");
+                foreach (var b in bound) Assert.That(runs[0], Does.Contain(b + " ").Or.EndsWith(b), $"uid{b} bound");
+                if (p.Mask == CudnnSdpaMask.BottomRight) Assert.That(runs[0], Does.Contain($" 22={p.S}").And.Contain($" 23={p.T}"));
+                if (p.Mask != CudnnSdpaMask.None)
+                    Assert.That(runs[0], Does.Contain(current && negativeInfinity ? " 20=-inf" : " 20=-3.40282e+38"));
+                if (p.Backward) Assert.That(runs[0], Does.Contain(" 21=1"), "the constant one");
+            }
+            Assert.That(Report(), Does.Contain("live 0 "), "every descriptor destroyed with the plan");
+        }
+    }
+
+    [Test]
+    public void WithoutAnEngineThePlanSaysSoAndLeaksNothing()
+    {
+        Report();
+        Reject(true);
+        try
+        {
+            var spec = CudnnSdpaGraphs.Forward(Problem(false, 4, 2, 64, 64, CudnnSdpaMask.TopLeft, stats: true));
+            var e = Assert.Throws<CudaException>(() => new CudnnGraphPlan(spec, _handle));
+            Assert.That(e!.Message, Does.Contain("no engine runs this graph"));
+            Assert.That(Report(), Does.Contain("live 0 "));
+        }
+        finally
+        {
+            Reject(false);
+        }
+    }
+
+    [Test]
+    public void TheStandInPassesTheVersionCheck()
+    {
+        Assert.That(CudnnSdpa.LibraryProblem(out long version), Is.Null);
+        Assert.That(version, Is.EqualTo(91300));
+        Assert.That(CudnnSdpa.StyleOrder(version)[0], Is.EqualTo(CudnnSdpaStyle.FrontendCurrent));
+    }
+}
