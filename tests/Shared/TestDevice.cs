@@ -90,9 +90,13 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
                 throw new InvalidOperationException($"{op}: a tensor {t.ShapeString()} {t.DType} is on {t.Device}, but this op computes on {Device}");
     }
 
+    /// <summary>When set, every allocation's size is appended (in order): a captured step needs the same sequence each time.</summary>
+    public List<long>? AllocationLog { get; set; }
+
     public Storage Allocate(long bytes, bool zero)
     {
         Interlocked.Add(ref _allocated, bytes);
+        lock (this) AllocationLog?.Add(bytes);
         return HostDeviceStorage.Allocate(bytes, zero, Device);
     }
 
