@@ -170,5 +170,12 @@ public class DeviceCommandsTests
         Assert.That(db.Generated, Is.EqualTo(da.Generated));
         Assert.That(db.WeightBytes, Is.EqualTo((db.Parameters - 512L * 128 + 128) * 2));
         Assert.That(db.RooflineFraction, Is.EqualTo(db.BoundMs / db.MsPerToken).Within(1e-12));
+        // --static: the graph-ready step (Qwen2StaticDecoder) generates the same tokens, on either device.
+        var sa = DeviceDecodeBench.Run("tiny", DType.BF16, Device.Cpu, 12, 6, TextWriter.Null, useStatic: true);
+        var sb = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true);
+        Assert.That((sa.Static, da.Static), Is.EqualTo((true, false)));
+        Assert.That(sa.Generated, Is.EqualTo(da.Generated));
+        Assert.That(sb.Generated, Is.EqualTo(da.Generated));
+        Assert.That(DeviceDecodeBench.Json(sa), Does.Contain("\"host_issue_ms\":").And.Contain("\"ms_per_token\":").And.Contain("\"static\":true"));
     }
 }
