@@ -76,6 +76,9 @@ public class StaticDecoderTests
             AssertLogits(dec, eagerLogits[s], $"step {s}");
         }
         Assert.That(dec.Steps, Is.EqualTo(steps));
+        var generated = dec.ReadGenerated();
+        for (int r = 0; r < batch; r++)
+            Assert.That(generated[r], Is.EqualTo(eagerTokens.Select(t => t[r])), $"the device history of row {r}");
         if (onTestDevice)
         {
             Assert.That(ops, Is.All.EqualTo(ops[0]).And.All.GreaterThan(10), "the same ops every step");

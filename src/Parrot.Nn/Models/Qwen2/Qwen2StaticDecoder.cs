@@ -26,8 +26,9 @@ public sealed class Qwen2StaticDecoder : IDisposable
 {
     private readonly Qwen2ForCausalLM _model;
     private readonly StaticKvCache _cache;
-    private readonly Tensor _ids, _cos, _sin;
+    private readonly Tensor _ids, _cos, _sin, _history, _columns;
     private readonly Tensor? _logits;
+    private int[] _promptLengths = [];
     private bool _prefilled, _disposed;
 
     /// <summary>Rows decoded together.</summary>
@@ -66,6 +67,8 @@ public sealed class Qwen2StaticDecoder : IDisposable
         {
             _ids = TensorScope.Detach(Tensor.Zeros([batch], DType.I64, device));
             _logits = keepLogits ? TensorScope.Detach(Tensor.Zeros([batch, c.VocabSize], DType.F32, device)) : null;
+            _history = TensorScope.Detach(Tensor.Zeros([batch, maxLength], DType.I64, device));
+            _columns = TensorScope.Detach(Tensor.Arange(maxLength, DType.I64, device).Reshape(1, maxLength));
             // The whole tables, built (or grown) now, so that no step builds them; as Qwen2Model picks their dtype.
             var ropeType = weight.DType.IsHalfStorage() ? DType.F32 : weight.DType;
             (_cos, _sin) = model.Model.Rotary.Range(0, maxLength, device, ropeType);
@@ -119,6 +122,8 @@ public sealed class Qwen2StaticDecoder : IDisposable
             }
         }
         _cache.UploadPositions();
+        Record();
+        _promptLengths = prompts.Select(x => x.Count).ToArray();
         _prefilled = true;
     }
 
@@ -144,8 +149,9 @@ public sealed class Qwen2StaticDecoder : IDisposable
     /// <summary>
     /// The device half of a step, the part a CUDA graph captures: embeds <see cref="Ids"/>, runs every layer at the
     /// device positions, takes the last logits' argmax into <see cref="Ids"/> (and the logits into <see cref="Logits"/>),
-    /// and advances the positions by one, all on the device. No host read or write, the same launches, arguments and
-    /// allocation sizes every token. Call <see cref="BeginStep"/> first (outside a capture, per token).
+    /// advances the positions by one and records the token in the device history (<see cref="ReadGenerated"/>), all on
+    /// the device. No host read or write; the same launches, arguments and allocation sizes every token. Call
+    /// <see cref="BeginStep"/> first (outside a capture, per token).
     /// </summary>
     public void Issue()
     {
@@ -169,10 +175,36 @@ public sealed class Qwen2StaticDecoder : IDisposable
         _ids.CopyFrom(logits.ArgMax(1));
         _logits?.CopyFrom(logits);
         _cache.AdvanceOnDevice();
+        Record();
+    }
+
+    /// <summary>
+    /// history[b, Positions[b]] = Ids[b] on the device: where the token just generated will be fed, so the tokens of many
+    /// steps can be read at once (<see cref="ReadGenerated"/>). Three elementwise ops over [B, MaxLength], no index op
+    /// (a deferred index check would differ from step to step).
+    /// </summary>
+    private void Record()
+    {
+        using var scope = TensorScope.Begin();
+        var at = _columns.Eq(_cache.Positions.Reshape(Batch, 1));
+        _history.CopyFrom(Tensor.Where(at, _ids.Reshape(Batch, 1), _history));
     }
 
     /// <summary>The tokens in <see cref="Ids"/> (the last generated per row): one device→host read.</summary>
     public int[] ReadTokens() => _ids.ToLongArray().Select(x => (int)x).ToArray();
+
+    /// <summary>
+    /// Every token generated so far, per row: the prefill's greedy token, then one per step (<see cref="Steps"/> + 1
+    /// each), kept on the device as the steps ran; one device→host read, so a caller may replay many steps and read once.
+    /// </summary>
+    public int[][] ReadGenerated()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: Prefill first");
+        var all = _history.ToLongArray();
+        int n = Steps + 1;
+        return Enumerable.Range(0, Batch).Select(r => all.Skip(r * MaxLength + _promptLengths[r]).Take(n).Select(x => (int)x).ToArray()).ToArray();
+    }
 
     /// <inheritdoc/>
     public void Dispose()
@@ -182,6 +214,8 @@ public sealed class Qwen2StaticDecoder : IDisposable
         _cache?.Dispose();
         _ids?.Dispose();
         _logits?.Dispose();
+        _history?.Dispose();
+        _columns?.Dispose();
         _cos?.Dispose();
         _sin?.Dispose();
     }
