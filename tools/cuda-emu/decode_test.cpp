@@ -5,7 +5,8 @@
 // log-sum-exp -inf), strided operands (q and o as [B, T, H, D] memory, K/V as a [B, S, Hkv, D] cache, or K/V with a
 // head-dim stride of 2, which takes the scalar loads), f32 and bf16, one split (the block writes o) and several
 // (scratch, then the combine kernel, splits past the keys included). Operand buffers are NaN outside the elements
-// the kernel may read, so a read at a wrong stride shows.
+// the kernel may read, so a read at a wrong stride shows. Then attention_decode_at_* (positions read on the device, the
+// grid sized for the cache's capacity) against the host-position kernels on each row alone: the same bits.
 #include "emu_threads.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
