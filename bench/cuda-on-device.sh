@@ -128,6 +128,10 @@ if [ "$DEV" != cpu ]; then # the same decode with every product on cuBLASLt (no 
   PARROT_CUDA_GEMV=0 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --json > "$M/decode-parrot-cublaslt.json" 2> "$M/decode-parrot-cublaslt.log"
   echo "parrot (PARROT_CUDA_GEMV=0): exit $?"
 fi
+# The graph-ready static step (Qwen2StaticDecoder) issued eagerly: its ms/token and host_issue_ms against the row above
+# (the same generated tokens are expected; its attention splits are sized for the cache, so the last bits may differ).
+timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --static --json > "$M/decode-parrot-static.json" 2> "$M/decode-parrot-static.log"
+echo "parrot (--static): exit $?"
 timeout 120 "$PY" bench/torch_model_peer.py decode "${PEER_DEC[@]}" > "$M/decode-torch.json" 2> "$M/decode-torch.log"
 echo "torch: exit $?"
 "$PY" - "$M" "$PEAK" <<'PY' | tee "$M/summary.txt"

@@ -123,7 +123,7 @@ struct DecShared
 template <int DT, int DMAX, bool VEC>
 __device__ void decode_block(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                              const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset,
-                             float scale, i64 splits, float* part, DecShared& sh)
+                             float scale, i64 splits, float* part, const void* pos, int pdt, DecShared& sh)
 {
     constexpr int E = DMAX / 32, R = DEC_ROWS, CH = DEC_CHUNK;
     const float ninf = -__int_as_float(0x7f800000);
@@ -136,6 +136,15 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
     const i64 rc = bx % chunks;
     bx /= chunks;
     const i64 hk = bx % Hkv, b = bx / Hkv;
+    if (pos)
+    {
+        // Positions on the device (attention_decode_at_*): row b's queries sit at pos[b] .. pos[b] + T - 1 of a cache
+        // S rows long; it sees keys [0, pos[b] + T), causally. The grid and splits were sized for the whole cache.
+        query_offset = pdt == DT_I32 ? (i64)((const int*)pos)[b] : ((const i64*)pos)[b];
+        causal = 1;
+        i64 seen = query_offset + T;
+        S = seen < 0 ? 0 : seen < S ? seen : S;
+    }
 
     // This block's keys: split `split` of the keys any row sees, in whole chunks.
     const i64 kend = causal_key_end(causal, 0, T, T, S, query_offset);
@@ -315,19 +324,19 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
 template <int DT>
 __device__ __forceinline__ void decode_entry(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                                              const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal,
-                                             i64 query_offset, double scale, int vec, i64 splits, float* part)
+                                             i64 query_offset, double scale, int vec, i64 splits, float* part, const void* pos, int pdt)
 {
     __shared__ DecShared sh;
     float sc = (float)scale;
     if (D <= 64 && Dv <= 64)
     {
-        if (vec) decode_block<DT, 64, true>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, sh);
-        else decode_block<DT, 64, false>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, sh);
+        if (vec) decode_block<DT, 64, true>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, pos, pdt, sh);
+        else decode_block<DT, 64, false>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, pos, pdt, sh);
     }
     else
     {
-        if (vec) decode_block<DT, 128, true>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, sh);
-        else decode_block<DT, 128, false>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, sh);
+        if (vec) decode_block<DT, 128, true>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, pos, pdt, sh);
+        else decode_block<DT, 128, false>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, part, pos, pdt, sh);
     }
 }
 
@@ -340,14 +349,34 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_fo
     const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt, AttnStrides st,
     i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset, double scale, int vec, i64 splits, float* part)
 {
-    decode_entry<DT_BF16>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, part);
+    decode_entry<DT_BF16>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, part, nullptr, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(DEC_THREADS) attention_decode_forward_f32(
     const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt, AttnStrides st,
     i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset, double scale, int vec, i64 splits, float* part)
 {
-    decode_entry<DT_F32>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, part);
+    decode_entry<DT_F32>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, part, nullptr, 0);
+}
+
+// The decode kernels with the positions on the device, so that a decode step's launch is the same every token (a CUDA
+// graph replays it): k and v are whole caches [B, Hkv, S = capacity, D]; row b's T queries sit at positions
+// pos[b] .. pos[b] + T - 1 (pdt: DT_I32 or DT_I64) and see keys [0, pos[b] + T) causally (query t: keys up to
+// pos[b] + t). splits is sized by the launcher for the whole cache; a split past a row's keys writes an empty state
+// (m = -inf, l = 0) that attention_decode_combine skips. Same arithmetic as the kernels above: with the same splits,
+// S = pos + T and query_offset = pos, the bits are theirs. No mask (a padded batch does not decode this way).
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_at_bf16(
+    const void* q, const void* k, const void* v, void* o, void* lse, int ldt, AttnStrides st,
+    i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, double scale, int vec, i64 splits, float* part, const void* pos, int pdt)
+{
+    decode_entry<DT_BF16>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, B, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, part, pos, pdt);
+}
+
+extern "C" __global__ void __launch_bounds__(DEC_THREADS) attention_decode_at_f32(
+    const void* q, const void* k, const void* v, void* o, void* lse, int ldt, AttnStrides st,
+    i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, double scale, int vec, i64 splits, float* part, const void* pos, int pdt)
+{
+    decode_entry<DT_F32>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, B, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, part, pos, pdt);
 }
 
 // Merges the splits' (m, l, acc) of attention_decode_forward into o and the log-sum-exp: one warp per query row

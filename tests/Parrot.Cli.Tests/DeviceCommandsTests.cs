@@ -71,6 +71,16 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsStaticDecodeCasesPassOnTheDevice()
+    {
+        // The cases a GPU run uses to check the graph-ready decode step (device positions, ids buffer, argmax on the
+        // device) against the eager decode, here on another device: both dtypes, the equality case exact.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "static decode step", TextWriter.Null);
+        Assert.That(rows, Has.Count.EqualTo(4));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU
@@ -184,5 +194,12 @@ public class DeviceCommandsTests
         Assert.That(db.Generated, Is.EqualTo(da.Generated));
         Assert.That(db.WeightBytes, Is.EqualTo((db.Parameters - 512L * 128 + 128) * 2));
         Assert.That(db.RooflineFraction, Is.EqualTo(db.BoundMs / db.MsPerToken).Within(1e-12));
+        // --static: the graph-ready step (Qwen2StaticDecoder) generates the same tokens, on either device.
+        var sa = DeviceDecodeBench.Run("tiny", DType.BF16, Device.Cpu, 12, 6, TextWriter.Null, useStatic: true);
+        var sb = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true);
+        Assert.That((sa.Static, da.Static), Is.EqualTo((true, false)));
+        Assert.That(sa.Generated, Is.EqualTo(da.Generated));
+        Assert.That(sb.Generated, Is.EqualTo(da.Generated));
+        Assert.That(DeviceDecodeBench.Json(sa), Does.Contain("\"host_issue_ms\":").And.Contain("\"ms_per_token\":").And.Contain("\"static\":true"));
     }
 }

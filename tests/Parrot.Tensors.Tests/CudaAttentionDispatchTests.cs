@@ -124,7 +124,7 @@ public class CudaAttentionDispatchTests
         Assert.That(src, Does.Match(@"#define DEC_ROWS 4\b"));
         Assert.That(src, Does.Match(@"#define DEC_WARPS 8\b"));
         Assert.That(src, Does.Match(@"#define DEC_THREADS \(32 \* DEC_WARPS\)"));
-        foreach (var k in new[] { "attention_decode_forward_bf16(", "attention_decode_forward_f32(", "attention_decode_combine(" })
+        foreach (var k in new[] { "attention_decode_forward_bf16(", "attention_decode_forward_f32(", "attention_decode_combine(", "attention_decode_at_bf16(", "attention_decode_at_f32(" })
             Assert.That(src, Does.Contain(k));
         Assert.That(CudaBackend.DecodeMaxRows, Is.EqualTo(8));
     }

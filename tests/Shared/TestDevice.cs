@@ -90,9 +90,13 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
                 throw new InvalidOperationException($"{op}: a tensor {t.ShapeString()} {t.DType} is on {t.Device}, but this op computes on {Device}");
     }
 
+    /// <summary>When set, every allocation's size is appended (in order): a captured step needs the same sequence each time.</summary>
+    public List<long>? AllocationLog { get; set; }
+
     public Storage Allocate(long bytes, bool zero)
     {
         Interlocked.Add(ref _allocated, bytes);
+        lock (this) AllocationLog?.Add(bytes);
         return HostDeviceStorage.Allocate(bytes, zero, Device);
     }
 
@@ -168,6 +172,11 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     { On("Attention", q, k, v, mask, output, logSumExp); Cpu.Attention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp); }
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale, Tensor? dq, Tensor? dk, Tensor? dv)
     { On("AttentionBackward", q, k, v, o, dO, logSumExp, mask, dq, dk, dv); Cpu.AttentionBackward(q, k, v, o, dO, logSumExp, mask, causal, queryOffset, scale, dq, dk, dv); }
+    // As a GPU kernel would, these read the positions in this device's memory (no transfer is counted).
+    public void RopeAppendAt(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor positions, Tensor kCache, Tensor vCache, Tensor qRot)
+    { On("RopeAppendAt", q, k, v, cos, sin, positions, kCache, vCache, qRot); Cpu.RopeAppendAt(q, k, v, cos, sin, positions, kCache, vCache, qRot); }
+    public void AttentionAt(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output)
+    { On("AttentionAt", q, kCache, vCache, positions, output); Cpu.AttentionAt(q, kCache, vCache, positions, scale, output); }
     public void IndexSelect(Tensor x, int axis, Tensor index, Tensor y) { On("IndexSelect", x, index, y); Cpu.IndexSelect(x, axis, Safe(index, x.Shape[axis]), y); }
     public void Gather(Tensor x, int axis, Tensor index, Tensor y) { On("Gather", x, index, y); Cpu.Gather(x, axis, Safe(index, x.Shape[axis]), y); }
     public void ScatterAdd(Tensor dst, int axis, Tensor index, Tensor src) { On("ScatterAdd", dst, index, src); Cpu.ScatterAdd(dst, axis, Safe(index, dst.Shape[axis]), src); }

@@ -5,7 +5,8 @@
 // log-sum-exp -inf), strided operands (q and o as [B, T, H, D] memory, K/V as a [B, S, Hkv, D] cache, or K/V with a
 // head-dim stride of 2, which takes the scalar loads), f32 and bf16, one split (the block writes o) and several
 // (scratch, then the combine kernel, splits past the keys included). Operand buffers are NaN outside the elements
-// the kernel may read, so a read at a wrong stride shows.
+// the kernel may read, so a read at a wrong stride shows. Then attention_decode_at_* (positions read on the device, the
+// grid sized for the cache's capacity) against the host-position kernels on each row alone: the same bits.
 #include "emu_threads.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
@@ -140,6 +141,72 @@ static void run(const Case& c, std::mt19937& rng)
     printf("  %-62s vec %d  worst |o - ref| %.2e\n", name, (int)vec, worst);
 }
 
+// attention_decode_at_* (positions on the device, whole caches, grid sized for the capacity) against the host-position
+// kernels on each row alone (S = pos + T, query_offset = pos, the same splits): the outputs must be the same bits. The
+// caches hold NaN past each row's pos + T keys (a read beyond the length shows), rows of one batch at different
+// positions, int32 or int64 positions; with splits > 1 some splits lie wholly past a row's keys (an empty state the
+// combine must skip). A position past the capacity is clamped (no read out of bounds).
+static int at_cases = 0;
+static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vector<int> pos, int pdt, int splits, std::mt19937& rng)
+{
+    std::normal_distribution<float> nd;
+    const bool bf = dt == DT_BF16;
+    char name[160];
+    snprintf(name, sizeof name, "at %s B%d H%d/%d T%d C%d D%d pos %d%s %s P%d", bf ? "bf16" : "f32", B, H, Hkv, T, C, D, pos[0], B > 1 ? ",…" : "", pdt == DT_I32 ? "i32" : "i64", splits);
+    Operand q, k, v, o, r;
+    // q, o as [B, T, H, D] memory; K/V as a [B, Hkv, C, D] cache (the static cache's layout)
+    q.init(bf, {(i64)T * H * D, D, (i64)H * D, 1}, {B, H, T, D});
+    k.init(bf, {(i64)Hkv * C * D, (i64)C * D, D, 1}, {B, Hkv, C, D});
+    v.init(bf, {(i64)Hkv * C * D, (i64)C * D, D, 1}, {B, Hkv, C, D});
+    o.init(bf, {(i64)T * H * D, D, (i64)H * D, 1}, {B, H, T, D});
+    r.init(bf, {(i64)T * H * D, D, (i64)H * D, 1}, {B, H, T, D});
+    for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++) for (int d = 0; d < D; d++) q.set(q.at(b, h, t, d), nd(rng));
+    for (int b = 0; b < B; b++) for (int h = 0; h < Hkv; h++) for (int j = 0; j < std::min(C, pos[b] + T); j++)
+        for (int d = 0; d < D; d++) { k.set(k.at(b, h, j, d), nd(rng)); v.set(v.at(b, h, j, d), nd(rng)); }
+    std::vector<int> p32(pos.begin(), pos.end());
+    std::vector<long long> p64(pos.begin(), pos.end());
+    const void* pp = pdt == DT_I32 ? (const void*)p32.data() : (const void*)p64.data();
+    AttnStrides st{};
+    for (int i = 0; i < 4; i++) { st.q[i] = q.s[i]; st.k[i] = k.s[i]; st.v[i] = v.s[i]; st.o[i] = o.s[i]; }
+    i64 ls[3] = {(i64)H * T, T, 1};
+    for (int i = 0; i < 3; i++) st.l[i] = ls[i];
+    int E = D <= 64 ? 2 : 4;
+    bool vec = D % E == 0;
+    double scale = 1 / sqrt((double)D);
+    const i64 G = H / Hkv, chunks = (G * T + DEC_ROWS - 1) / DEC_ROWS;
+    std::vector<float> lse((size_t)B * H * T, 12345.0f), lref((size_t)B * H * T, 12345.0f);
+    std::vector<float> part((size_t)B * H * T * splits * (D + 2), NAN);
+    launch((unsigned)(B * Hkv * chunks * splits), DEC_THREADS, [&] {
+        auto f = bf ? dec::attention_decode_at_bf16 : dec::attention_decode_at_f32;
+        f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), lse.data(), DT_F32, st, B, H, Hkv, T, C, D, D, scale, vec, splits, part.data(), pp, pdt);
+    });
+    if (splits > 1)
+        launch((unsigned)((B * H * T + 3) / 4), 128, [&] { dec::attention_decode_combine(part.data(), o.ptr(), dt, lse.data(), DT_F32, st, B, H, T, D, splits); });
+    // the reference: each row alone through the host-position kernels (B = 1, operands offset to row b)
+    int es = bf ? 2 : 4;
+    for (int b = 0; b < B; b++)
+    {
+        int S = std::min(C, pos[b] + T);
+        std::vector<float> pr((size_t)H * T * splits * (D + 2), NAN);
+        auto off = [&](Operand& x, int bb) { return (char*)x.ptr() + (size_t)x.s[0] * bb * es; };
+        float* lr = lref.data() + (size_t)b * H * T;
+        launch((unsigned)(Hkv * chunks * splits), DEC_THREADS, [&] {
+            auto f = bf ? dec::attention_decode_forward_bf16 : dec::attention_decode_forward_f32;
+            f(off(q, b), off(k, b), off(v, b), off(r, b), nullptr, DT_F32, lr, DT_F32, st, 1, H, Hkv, T, S, D, D, 1, pos[b], scale, vec, splits, pr.data());
+        });
+        if (splits > 1)
+            launch((unsigned)((H * T + 3) / 4), 128, [&] { dec::attention_decode_combine(pr.data(), off(r, b), dt, lr, DT_F32, st, 1, H, T, D, splits); });
+    }
+    bool same = bf ? memcmp(o.hbits.data(), r.hbits.data(), o.hbits.size() * 2) == 0 : memcmp(o.f.data(), r.f.data(), o.f.size() * 4) == 0;
+    CHECK(same, "%s: the output differs from the host-position kernels'", name);
+    CHECK(memcmp(lse.data(), lref.data(), lse.size() * 4) == 0, "%s: the log-sum-exp differs", name);
+    int finite = 0;
+    for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++) finite += std::isfinite(o.get(o.at(b, h, t, 0)));
+    CHECK(finite == B * H * T, "%s: %d of %d rows finite (a read past the length, or no key seen)", name, finite, B * H * T);
+    at_cases++;
+    printf("  %-62s %s\n", name, same ? "bits equal" : "DIFFER");
+}
+
 int main(int argc, char** argv)
 {
     std::mt19937 rng(11);
@@ -178,8 +245,16 @@ int main(int argc, char** argv)
         cases.push_back(c);
     }
     for (const auto& c : cases) run(c, rng);
+    // dt, B, H, Hkv, T, capacity, D, positions, position dtype, splits
+    run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 1, rng);      // the Qwen2 step: one row, GQA 7
+    run_at(DT_BF16, 1, 7, 1, 1, 1024, 128, {159}, DT_I32, 8, rng);     // splits for the capacity, most past the keys
+    run_at(DT_F32, 2, 7, 1, 1, 300, 128, {5, 250}, DT_I64, 3, rng);    // rows at different positions
+    run_at(DT_BF16, 2, 4, 2, 3, 100, 64, {0, 60}, DT_I32, 2, rng);     // T 3 from position 0 (causal inside the step)
+    run_at(DT_F32, 2, 2, 2, 8, 64, 80, {56, 10}, DT_I64, 4, rng);      // T 8, D 80, one row filling the cache
+    run_at(DT_BF16, 1, 14, 2, 2, 2000, 128, {1500}, DT_I64, 16, rng);  // long
     printf("%zu cases; worst |o - ref| f32 %.2e, bf16 %.2e; worst |lse - ref| %.2e; %d rows with no key (NaN, -inf)\n",
            cases.size(), worst_f32, worst_bf16, worst_lse, nan_rows);
+    printf("%d device-position cases (bits equal to the host-position kernels)\n", at_cases);
     printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);
     return fails ? 1 : 0;
 }

@@ -127,6 +127,59 @@ int main()
               && memcmp(Q1.data(), Q.data(), D * es) != 0, "the reference moved data");
         ropeCases++;
     }
+    // rope_kv_append_at (positions on the device, whole caches and tables) = rope_kv_append on each row alone at its
+    // position (the tables narrowed to rows pos..pos+T-1, the slot at pos), bit for bit: B 2 at different positions,
+    // int32 and int64 positions, T 1 and 3, f32/bf16 with f32 or dtype tables. A row past the capacity (position 7,
+    // T 3: rows 8 and 9 of an 8-long cache) writes nothing there and gives q NaN; the rest of the cache is untouched.
+    for (int dt : {DT_F32, DT_BF16}) for (int tdt : {DT_F32, dt}) for (int T : {1, 3}) for (int pdt : {DT_I32, DT_I64})
+    {
+        const int B = 2, H = 4, Hk = 2, D = 8, h = D / 2, ML = 8, TR = 12, es = dt == DT_BF16 ? 2 : 4, tes = tdt == DT_BF16 ? 2 : 4;
+        const bool over = T == 3 && pdt == DT_I64; // row 1 at position 7: two of its rows fall outside the cache
+        const int pos[2] = {T == 1 ? 6 : 1, over ? 7 : 4};
+        unsigned seed = 91 + T * 5 + dt * 3 + pdt;
+        auto rnd = [&] { seed = seed * 1103515245u + 12345u; return ((seed >> 8) % 2000) / 250.0f - 4.0f; };
+        auto put = [&](std::vector<unsigned char>& buf, int d, int i, float v) { if (d == DT_BF16) ((u16*)buf.data())[i] = f32_to_bf16(v); else ((float*)buf.data())[i] = v; };
+        int nqe = B * T * H * D, nke = B * T * Hk * D, nce = B * Hk * ML * D, nte = TR * D;
+        std::vector<unsigned char> Q(nqe * 4), K(nke * 4), V(nke * 4), C(nte * 4), S(nte * 4), Q1(nqe * 4), Q2(nqe * 4), KC1(nce * 4), VC1(nce * 4), KC2(nce * 4), VC2(nce * 4);
+        for (int i = 0; i < nqe; i++) put(Q, dt, i, rnd());
+        for (int i = 0; i < nke; i++) { put(K, dt, i, rnd()); put(V, dt, i, rnd()); }
+        for (int i = 0; i < nte; i++) { float a = 0.37f * (i / D) * (1 + i % h); put(C, tdt, i, cosf(a)); put(S, tdt, i, sinf(a)); }
+        for (int i = 0; i < nce; i++) { put(KC1, dt, i, rnd()); put(VC1, dt, i, rnd()); }
+        KC2 = KC1; VC2 = VC1; auto KC0 = KC1;
+        i64 qst[4] = {(i64)T * H * D, D, (i64)H * D, 1}, kst[4] = {(i64)T * Hk * D, D, (i64)Hk * D, 1};
+        i64 cache[4] = {(i64)Hk * ML * D, (i64)ML * D, D, 1}, tlast[4] = {0, 0, 0, 1}, trow[4] = {0, 0, D, 1};
+        auto lay = [&](const i64* size, std::initializer_list<const i64*> ops) { i64 st[4][8] = {}; int k = 0; for (auto o : ops) { for (int d = 0; d < 4; d++) st[k][d] = o[d]; k++; } return make(4, size, k, st); };
+        // the reference, row by row (B = 1), rows inside the cache only (a row past it is left out, as the kernel does)
+        for (int b = 0; b < B; b++)
+        {
+            int Tb = std::min(T, ML - pos[b]);
+            i64 sq[4] = {1, H, Tb, h}, sk[4] = {1, Hk, Tb, h};
+            Layout LQ = lay(sq, {qst, qst, trow, trow}), LK = lay(sk, {cache, kst, trow, trow}), LV = lay(sk, {cache, kst});
+            i64 nq = H * Tb * h, nk = Hk * Tb * h;
+            i64 qo = (i64)b * T * H * D, ko = (i64)b * T * Hk * D, co = (i64)b * Hk * ML * D + (i64)pos[b] * D, to = (i64)pos[b] * D;
+            launch(3, 32, [&] { rope_ns::rope_kv_append(LQ, LK, LV, nq, nk, h, Q1.data() + qo * es, 1, Q.data() + qo * es, 1, KC1.data() + co * es, 1, K.data() + ko * es, 1,
+                                                        VC1.data() + co * es, 1, V.data() + ko * es, 1, C.data() + to * tes, S.data() + to * tes, tdt, 1, 1, dt); });
+        }
+        i64 sq[4] = {B, H, T, h}, sk[4] = {B, Hk, T, h};
+        Layout LQ = lay(sq, {qst, qst, tlast, tlast}), LK = lay(sk, {cache, kst, tlast, tlast}), LV = lay(sk, {cache, kst});
+        i64 nq = B * H * T * h, nk = B * Hk * T * h;
+        int p32[2] = {pos[0], pos[1]}; long long p64[2] = {pos[0], pos[1]};
+        const void* pp = pdt == DT_I32 ? (const void*)p32 : (const void*)p64;
+        launch(3, 32, [&] { rope_ns::rope_kv_append_at(LQ, LK, LV, nq, nk, h, Q2.data(), 1, Q.data(), 1, KC2.data(), 1, K.data(), 1, VC2.data(), 1, V.data(), 1,
+                                                       C.data(), S.data(), tdt, 1, 1, dt, pp, pdt, H, Hk, T, ML, D, D, D, D); });
+        CHECK(memcmp(KC1.data(), KC2.data(), nce * es) == 0, "rope_kv_append_at k cache, dt %d tdt %d T %d pdt %d", dt, tdt, T, pdt);
+        CHECK(memcmp(VC1.data(), VC2.data(), nce * es) == 0, "rope_kv_append_at v cache, dt %d tdt %d T %d pdt %d", dt, tdt, T, pdt);
+        CHECK(memcmp(KC0.data(), KC2.data(), nce * es) != 0, "rope_kv_append_at wrote nothing");
+        for (int b = 0; b < B; b++) for (int t = 0; t < T; t++) for (int hh = 0; hh < H; hh++)
+        {
+            i64 at = (((i64)b * T + t) * H + hh) * D;
+            bool outside = pos[b] + t >= ML;
+            if (outside)
+                for (int d = 0; d < D; d++) { float x = dt == DT_BF16 ? bf16_to_f32(((u16*)Q2.data())[at + d]) : ((float*)Q2.data())[at + d]; CHECK(std::isnan(x), "q of a row past the cache must be NaN"); }
+            else CHECK(memcmp(Q1.data() + at * es, Q2.data() + at * es, D * es) == 0, "rope_kv_append_at q b%d t%d h%d, dt %d tdt %d T %d pdt %d", b, t, hh, dt, tdt, T, pdt);
+        }
+        ropeCases++;
+    }
     // index_select axis 1 of x [2, 4] with index [3] = {3, 0, 3}
     long long ix[3] = {3, 0, 3}; float sel[6];
     i64 ss[2] = {2, 3}; i64 sst[3][8] = {{3, 1}, {4, 0}, {0, 1}};

@@ -22,7 +22,8 @@ internal static class DeviceDecodeBench
 {
     /// <summary>What a run measured.</summary>
     internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
-        double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated);
+        double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated,
+        bool Static = false);
 
     /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
     internal static readonly Qwen2Config Qwen7b = new()
@@ -45,7 +46,10 @@ internal static class DeviceDecodeBench
         _ => throw new CliException($"--shape must be qwen2-7b, qwen2-0.5b or tiny, got '{name}'"),
     };
 
-    internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null)
+    /// <param name="useStatic">Decode through <see cref="Qwen2StaticDecoder"/> (the step a CUDA graph can capture, run
+    /// eagerly here: ids, positions and RoPE rows on the device, the argmax written back there), reading each token
+    /// back as the eager loop does, so that ms/token and host_issue_ms compare with it.</param>
+    internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false)
     {
         var cfg = Shape(shapeName);
         var sw = Stopwatch.StartNew();
@@ -81,20 +85,35 @@ internal static class DeviceDecodeBench
         double copyGbs = CopyBandwidth(device);
         double boundMs = weightBytes / (copyGbs * 1e6);
         using var ng = Graph.NoGrad();
-        using var cache = new KvCache(cfg.NumHiddenLayers, prompt + tokens + 4);
         var rng = new Random(1);
         var ids = Enumerable.Range(0, prompt).Select(_ => (long)rng.Next(cfg.VocabSize)).ToArray();
+        var times = new List<double>();
+        var queued = new List<double>();
+        var generated = new List<int>();
+        double prefillMs = useStatic
+            ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype)
+            : DecodeEager(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype);
+        var steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ToArray(); // the first steps warm kernels and plans
+        double ms = steady[steady.Length / 2];
+        var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
+        return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
+            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic);
+    }
+
+    /// <summary>The model's own eager decode: a <see cref="KvCache"/>, the ids copied in and the argmax read back each token. Returns the prefill's ms.</summary>
+    private static double DecodeEager(Qwen2ForCausalLM model, long[] ids, int tokens, Device device, List<double> times, List<double> queued, List<int> generated,
+        TextWriter? profile, string shapeName, DType dtype)
+    {
+        int prompt = ids.Length;
+        using var cache = new KvCache(model.Config.NumHiddenLayers, prompt + tokens + 4);
         long next;
-        sw.Restart();
+        var sw = Stopwatch.StartNew();
         using (var scope = TensorScope.Begin())
         {
             var logits = model.Forward(Tensor.FromArray(ids, device, 1, prompt), cache: cache).Value;
             next = (long)logits.Narrow(1, prompt - 1, 1).ArgMax(-1).Item();
         }
         double prefillMs = sw.Elapsed.TotalMilliseconds;
-        var times = new List<double>();
-        var queued = new List<double>();
-        var generated = new List<int>();
         for (int s = 0; s < tokens; s++)
         {
             sw.Restart();
@@ -113,11 +132,39 @@ internal static class DeviceDecodeBench
                 next = (long)model.Forward(Tensor.FromArray(new[] { next }, device, 1, 1), cache: cache).Value.ArgMax(-1).Item();
             profile.Write($"one decode step ({shapeName}, {dtype.Name()}, position {prompt + tokens}):\n" + cuda.StopProfile().Format(40));
         }
-        var steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ToArray(); // the first steps warm kernels and plans
-        double ms = steady[steady.Length / 2];
-        var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
-        return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
-            copyGbs, boundMs, boundMs / ms, [.. generated]);
+        return prefillMs;
+    }
+
+    /// <summary>
+    /// The static step (<see cref="Qwen2StaticDecoder.Step"/>), issued eagerly; the token is read back each step as in
+    /// <see cref="DecodeEager"/> (the read is not part of the step). Returns the prefill's ms.
+    /// </summary>
+    private static double DecodeStatic(Qwen2ForCausalLM model, long[] ids, int tokens, Device device, List<double> times, List<double> queued, List<int> generated,
+        TextWriter? profile, string shapeName, DType dtype)
+    {
+        int prompt = ids.Length;
+        using var dec = new Qwen2StaticDecoder(model, 1, prompt + tokens + 4);
+        var sw = Stopwatch.StartNew();
+        dec.Prefill([ids.Select(i => (int)i).ToArray()]);
+        _ = dec.ReadTokens();
+        double prefillMs = sw.Elapsed.TotalMilliseconds;
+        for (int s = 0; s < tokens; s++)
+        {
+            sw.Restart();
+            dec.Step();
+            queued.Add(sw.Elapsed.TotalMilliseconds); // the host's time to issue the step
+            int next = dec.ReadTokens()[0];
+            times.Add(sw.Elapsed.TotalMilliseconds);
+            generated.Add(next);
+        }
+        if (profile is not null && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend cuda)
+        {
+            cuda.StartProfile();
+            dec.Step();
+            _ = dec.ReadTokens();
+            profile.Write($"one static decode step ({shapeName}, {dtype.Name()}, position {prompt + tokens}):\n" + cuda.StopProfile().Format(40));
+        }
+        return prefillMs;
     }
 
     /// <summary>Copy bandwidth of <paramref name="device"/> in GB/s (read + write): 1 GiB device-to-device on a GPU (CUDA events), 256 MiB on the CPU.</summary>
@@ -149,6 +196,6 @@ internal static class DeviceDecodeBench
     internal static string Json(Result r) => JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
 
     internal static string Describe(Result r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Shape} {r.DType} on {r.Device}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; the host issues a step in {r.HostIssueMs:F2} ms); " +
+        $"{r.Shape} {r.DType} on {r.Device}{(r.Static ? " (static step)" : "")}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; the host issues a step in {r.HostIssueMs:F2} ms); " +
         $"copy bandwidth {r.CopyGigabytesPerSecond:F0} GB/s → bound {r.BoundMs:F2} ms/token = {r.RooflineFraction:P1} of the roofline");
 }

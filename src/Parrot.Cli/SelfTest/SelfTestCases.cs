@@ -243,6 +243,7 @@ internal static class SelfTestCases
         c.AddRange(SelfTestFusedCases.All());
         c.AddRange(SelfTestModelCases.All());
         c.AddRange(SelfTestGraphCases.All());
+        c.AddRange(SelfTestDecodeCases.All());
 
         // Attention (composite reference when the fused kernel is absent).
         c.Add(new("attention (causal, GQA)", (r, t) => [Normal(r, t, 1, 4, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 2, 32, 64)],

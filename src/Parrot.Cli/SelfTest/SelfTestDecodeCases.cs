@@ -1,0 +1,119 @@
+using Parrot.Autograd;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Tensors;
+using static Parrot.Cli.SelfTest.SelfTestCase;
+
+namespace Parrot.Cli.SelfTest;
+
+/// <summary>
+/// The graph-ready decode step (<see cref="Qwen2StaticDecoder"/>: ids, positions and RoPE rows on the device, the
+/// argmax written back there) on the chosen device, for a tiny Qwen2 and a batch of two prompts of different lengths:
+/// <list type="bullet">
+/// <item>"static decode step = eager decode": six greedy steps each way on the same device; every step and row, the
+/// static step's token must equal the eager KV-cache decode's (the generator's session) and their logits must be the
+/// same bits, else the case throws (a failure naming the step and row). Exact: on a GPU too, since a cache this short gives the decode kernel one key split either way
+/// (tools/cuda-emu shows the device-position kernels equal the host-position ones at equal splits).</item>
+/// <item>"static decode step logits (forced ids)": the static step's logits over six steps fed fixed ids (written into
+/// <see cref="Qwen2StaticDecoder.Ids"/> between steps), against float64 and the CPU like every case.</item>
+/// </list>
+/// </summary>
+internal static class SelfTestDecodeCases
+{
+    private const int Steps = 6;
+    private static readonly int[] Lengths = [6, 3];
+
+    private static readonly Qwen2Config TinyLm = new()
+    {
+        VocabSize = 96, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 10000,
+    };
+
+    internal static IEnumerable<SelfTestCase> All()
+    {
+        yield return new("static decode step = eager decode", Inputs, SameAsEager, Exact: true);
+        yield return new("static decode step logits (forced ids)", Inputs, ForcedLogits);
+    }
+
+    private static Tensor[] Inputs(Random r, DType t)
+    {
+        List<Tensor> ps;
+        using (var model = new Qwen2ForCausalLM(TinyLm, (ulong)r.NextInt64())) ps = model.Parameters().Select(v => v.Value.To(t)).ToList();
+        ps.Add(Indices(r, TinyLm.VocabSize, 2, Lengths.Max())); // the prompts (row r uses its first Lengths[r] ids)
+        ps.Add(Indices(r, TinyLm.VocabSize, Steps, 2));         // the forced ids
+        return [.. ps];
+    }
+
+    /// <summary>The model of p's dtype on p's device, holding the parameters p[..^2]; and the two prompts.</summary>
+    private static (Qwen2ForCausalLM Model, int[][] Prompts) Setup(Tensor[] p)
+    {
+        var model = new Qwen2ForCausalLM(TinyLm, dtype: p[0].DType, initialize: false);
+        model.To(p[0].Device);
+        int i = 0;
+        foreach (var v in model.Parameters()) v.Value.CopyFrom(p[i++]);
+        var ids = p[^2].ToLongArray();
+        int width = p[^2].Dim(1);
+        var prompts = Lengths.Select((n, row) => ids.Skip(row * width).Take(n).Select(x => (int)x).ToArray()).ToArray();
+        return (model, prompts);
+    }
+
+    private static Tensor SameAsEager(Tensor[] p)
+    {
+        var (model, prompts) = Setup(p);
+        using (model)
+        using (Graph.NoGrad())
+        {
+            int vocab = TinyLm.VocabSize;
+            var flags = new List<double>();
+            using var session = global::Parrot.Parrot.Inference.Generator.Wrap(model).Start(prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray(), Steps + 1);
+            using var dec = new Qwen2StaticDecoder(model, prompts.Length, Lengths.Max() + Steps + 1, keepLogits: true);
+            var eager = session.Prefill();
+            dec.Prefill(prompts);
+            for (int s = 0; ; s++)
+            {
+                var tokens = dec.ReadTokens();
+                var logits = dec.Logits!.ToFloatArray();
+                for (int r = 0; r < prompts.Length; r++)
+                {
+                    // A mismatch throws (the runner reports it as a failure): a bug that every device shares would
+                    // otherwise compare equal to the CPU's run of this very case.
+                    var want = eager[r];
+                    if (tokens[r] != ArgMax(want))
+                        throw new InvalidOperationException($"static decode: step {s}, row {r}: token {tokens[r]}, the eager decode's {ArgMax(want)}");
+                    if (!logits.AsSpan(r * vocab, vocab).SequenceEqual(want))
+                        throw new InvalidOperationException($"static decode: step {s}, row {r}: the logits differ from the eager decode's");
+                    flags.Add(1);
+                }
+                if (s == Steps) break;
+                eager = session.Step(tokens);
+                dec.Step();
+            }
+            return Tensor.FromArray(flags.ToArray(), flags.Count);
+        }
+    }
+
+    private static Tensor ForcedLogits(Tensor[] p)
+    {
+        var (model, prompts) = Setup(p);
+        using (model)
+        using (Graph.NoGrad())
+        {
+            var forced = p[^1].ToLongArray();
+            using var dec = new Qwen2StaticDecoder(model, prompts.Length, Lengths.Max() + Steps + 1, keepLogits: true);
+            dec.Prefill(prompts);
+            var all = new List<float>(dec.Logits!.ToFloatArray());
+            for (int s = 0; s < Steps; s++)
+            {
+                dec.Ids.CopyFrom(Tensor.FromArray(forced.Skip(2 * s).Take(2).ToArray(), 2)); // outside the step, as a caller may
+                dec.Step();
+                all.AddRange(dec.Logits!.ToFloatArray());
+            }
+            return Tensor.FromArray(all.Select(x => (double)x).ToArray(), all.Count);
+        }
+    }
+
+    private static int ArgMax(float[] x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
+    }
+}

@@ -1,0 +1,222 @@
+using Parrot.Autograd;
+using Parrot.Nn.Layers;
+using Parrot.Tensors;
+
+namespace Parrot.Nn.Models.Qwen2;
+
+/// <summary>
+/// Greedy decoding of a <see cref="Qwen2ForCausalLM"/> where one token's step is the same work every token: a fixed
+/// device buffer of ids [B] (<see cref="Ids"/>), positions on the device (<see cref="StaticKvCache"/>), the model's
+/// whole RoPE tables indexed there, and the step's argmax written back into the ids buffer, device to device. So
+/// <see cref="Issue"/> makes no host read or write, launches the same kernels with the same arguments each token, and
+/// allocates the same sizes in the same order (each layer's temporaries go back to the allocator before the next
+/// layer, as in the eager path): what a CUDA graph capture of one step needs. The host reads the tokens only when it
+/// wants them (<see cref="ReadTokens"/>). The numbers are the eager KV-cache decode's (the same ops on the same values;
+/// on a GPU the attention's key splits are sized for the cache's capacity, so the last bits may differ there).
+/// </summary>
+/// <remarks>
+/// Use: <see cref="Prefill"/> once (eager: each prompt alone through an ordinary <see cref="KvCache"/>, copied into the
+/// static cache; the first greedy token lands in <see cref="Ids"/>), then <see cref="Step"/> per token. A graph
+/// wrapper captures <see cref="Issue"/> (the device half) once and, per token, calls <see cref="BeginStep"/> (the host
+/// half: the room check) and replays it. Batch rows may hold prompts of different lengths. The embedding of the ids
+/// buffer skips the index check (its ids are the prompts' checked last tokens or an argmax over the vocabulary; a
+/// deferred check would take a different slot each step and a host read every few dozen).
+/// </remarks>
+public sealed class Qwen2StaticDecoder : IDisposable
+{
+    private readonly Qwen2ForCausalLM _model;
+    private readonly StaticKvCache _cache;
+    private readonly Tensor _ids, _cos, _sin, _history, _columns;
+    private readonly Tensor? _logits;
+    private int[] _promptLengths = [];
+    private bool _prefilled, _disposed;
+
+    /// <summary>Rows decoded together.</summary>
+    public int Batch { get; }
+
+    /// <summary>Positions each row can hold (prompt + generated tokens).</summary>
+    public int MaxLength => _cache.MaxLength;
+
+    /// <summary>Steps issued since the prefill.</summary>
+    public int Steps { get; private set; }
+
+    /// <summary>The cache (its <see cref="StaticKvCache.Positions"/> are the step's device positions).</summary>
+    public StaticKvCache Cache => _cache;
+
+    /// <summary>The device ids buffer [B] (int64): the tokens the next step feeds, i.e. the last ones generated.</summary>
+    public Tensor Ids => _ids;
+
+    /// <summary>With keepLogits: the last logits [B, vocab] (float32, on the device), written by the prefill and each step.</summary>
+    public Tensor? Logits => _logits;
+
+    /// <summary>
+    /// A decoder of <paramref name="batch"/> rows of up to <paramref name="maxLength"/> positions on the model's device
+    /// and dtype (caches allocated now). <paramref name="keepLogits"/>: also copy each step's logits to <see cref="Logits"/>.
+    /// </summary>
+    public Qwen2StaticDecoder(Qwen2ForCausalLM model, int batch, int maxLength, bool keepLogits = false)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (batch <= 0 || maxLength <= 0) throw new ArgumentOutOfRangeException(nameof(batch), $"Qwen2StaticDecoder: batch {batch} and max length {maxLength} must be positive");
+        _model = model;
+        Batch = batch;
+        var c = model.Config;
+        var weight = model.Model.EmbedTokens.Weight.Value;
+        var device = weight.Device;
+        _cache = new StaticKvCache(c.NumHiddenLayers, batch, c.NumKeyValueHeads, c.HeadDim, maxLength, weight.DType, device);
+        try
+        {
+            _ids = TensorScope.Detach(Tensor.Zeros([batch], DType.I64, device));
+            _logits = keepLogits ? TensorScope.Detach(Tensor.Zeros([batch, c.VocabSize], DType.F32, device)) : null;
+            _history = TensorScope.Detach(Tensor.Zeros([batch, maxLength], DType.I64, device));
+            _columns = TensorScope.Detach(Tensor.Arange(maxLength, DType.I64, device).Reshape(1, maxLength));
+            // The whole tables, built (or grown) now, so that no step builds them; as Qwen2Model picks their dtype.
+            var ropeType = weight.DType.IsHalfStorage() ? DType.F32 : weight.DType;
+            (_cos, _sin) = model.Model.Rotary.Range(0, maxLength, device, ropeType);
+            TensorScope.Detach(_cos);
+            TensorScope.Detach(_sin);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Runs each prompt alone (eager, as <c>KvCacheModel</c> does) and loads its keys and values into its row of the
+    /// cache; the greedy token after each prompt goes to <see cref="Ids"/> (and its logits to <see cref="Logits"/>).
+    /// Every id is checked against the vocabulary, and each prompt must leave room for at least one more token.
+    /// </summary>
+    public void Prefill(IReadOnlyList<IReadOnlyList<int>> prompts)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: already prefilled");
+        if (prompts.Count != Batch) throw new ArgumentException($"Qwen2StaticDecoder: {prompts.Count} prompts for a batch of {Batch}");
+        int vocab = _model.Config.VocabSize;
+        for (int r = 0; r < Batch; r++)
+        {
+            var p = prompts[r] ?? throw new ArgumentNullException(nameof(prompts), $"Qwen2StaticDecoder: prompt {r} is null");
+            if (p.Count == 0) throw new ArgumentException($"Qwen2StaticDecoder: prompt {r} is empty");
+            if (p.Count >= MaxLength) throw new ArgumentException($"Qwen2StaticDecoder: prompt {r} has {p.Count} tokens; the cache holds {MaxLength} positions, which leaves no room to generate");
+            foreach (int id in p)
+                if ((uint)id >= (uint)vocab) throw new ArgumentException($"Qwen2StaticDecoder: token id {id} of prompt {r} is outside the vocabulary [0, {vocab})");
+        }
+        var m = _model.Model;
+        var device = _ids.Device;
+        using var ng = Graph.NoGrad();
+        for (int r = 0; r < Batch; r++)
+        {
+            int length = prompts[r].Count;
+            using var scope = TensorScope.Begin();
+            using var c = new KvCache(m.Layers.Count, length);
+            var ids = Tensor.FromArray(prompts[r].Select(i => (long)i).ToArray(), device, 1, length);
+            var hidden = m.Forward(m.EmbedTokens.Forward(ids), cache: c);
+            var logits = _model.LmHead(hidden.Narrow(1, length - 1, 1)).Value.Reshape(1, vocab);
+            _ids.Narrow(0, r, 1).CopyFrom(logits.ArgMax(1));
+            _logits?.Narrow(0, r, 1).CopyFrom(logits);
+            for (int layer = 0; layer < m.Layers.Count; layer++)
+            {
+                var (k, v) = c.Stored(layer) ?? throw new InvalidOperationException("Qwen2StaticDecoder: the prefill stored nothing");
+                using (k) using (v) _cache.Load(layer, r, k, v);
+            }
+        }
+        _cache.UploadPositions();
+        Record();
+        _promptLengths = prompts.Select(x => x.Count).ToArray();
+        _prefilled = true;
+    }
+
+    /// <summary>One greedy token for every row: <see cref="BeginStep"/> then <see cref="Issue"/>.</summary>
+    public void Step()
+    {
+        BeginStep();
+        Issue();
+    }
+
+    /// <summary>
+    /// The host half of a step: checks that it was prefilled and that every row has room for one more token (else
+    /// throws before anything is issued: a full cache is an error, never a silent wrap), and counts the step.
+    /// </summary>
+    public void BeginStep()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: Prefill first");
+        _cache.Reserve(1);
+        Steps++;
+    }
+
+    /// <summary>
+    /// The device half of a step, the part a CUDA graph captures: embeds <see cref="Ids"/>, runs every layer at the
+    /// device positions, takes the last logits' argmax into <see cref="Ids"/> (and the logits into <see cref="Logits"/>),
+    /// advances the positions by one and records the token in the device history (<see cref="ReadGenerated"/>), all on
+    /// the device. No host read or write; the same launches, arguments and allocation sizes every token. Call
+    /// <see cref="BeginStep"/> first (outside a capture, per token).
+    /// </summary>
+    public void Issue()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var m = _model.Model;
+        using var ng = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        var weight = m.EmbedTokens.Weight.Value;
+        int hiddenSize = weight.Dim(1), vocab = _model.Config.VocabSize;
+        // Embedding's rows without its index check (see the remarks): the same copy Tensor.Embedding makes.
+        var rows = Tensor.Empty([Batch, hiddenSize], weight.DType, weight.Device);
+        weight.Backend.IndexSelect(weight, 0, _ids, rows);
+        var h = new Variable(rows.ViewAs(Batch, 1, hiddenSize));
+        for (int i = 0; i < m.Layers.Count; i++)
+        {
+            // As Qwen2Model.Forward under NoGrad: a layer's temporaries go back before the next layer.
+            using var layerScope = TensorScope.Begin();
+            h = new Variable(layerScope.Keep(m.Layers[i].Forward(h, (_cos, _sin), null, _cache, i).Value));
+        }
+        var logits = _model.LmHead(m.Norm.Forward(h)).Value.Reshape(Batch, vocab);
+        _ids.CopyFrom(logits.ArgMax(1));
+        _logits?.CopyFrom(logits);
+        _cache.AdvanceOnDevice();
+        Record();
+    }
+
+    /// <summary>
+    /// history[b, Positions[b]] = Ids[b] on the device: where the token just generated will be fed, so the tokens of many
+    /// steps can be read at once (<see cref="ReadGenerated"/>). Three elementwise ops over [B, MaxLength], no index op
+    /// (a deferred index check would differ from step to step).
+    /// </summary>
+    private void Record()
+    {
+        using var scope = TensorScope.Begin();
+        var at = _columns.Eq(_cache.Positions.Reshape(Batch, 1));
+        _history.CopyFrom(Tensor.Where(at, _ids.Reshape(Batch, 1), _history));
+    }
+
+    /// <summary>The tokens in <see cref="Ids"/> (the last generated per row): one device→host read.</summary>
+    public int[] ReadTokens() => _ids.ToLongArray().Select(x => (int)x).ToArray();
+
+    /// <summary>
+    /// Every token generated so far, per row: the prefill's greedy token, then one per step (<see cref="Steps"/> + 1
+    /// each), kept on the device as the steps ran; one device→host read, so a caller may replay many steps and read once.
+    /// </summary>
+    public int[][] ReadGenerated()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: Prefill first");
+        var all = _history.ToLongArray();
+        int n = Steps + 1;
+        return Enumerable.Range(0, Batch).Select(r => all.Skip(r * MaxLength + _promptLengths[r]).Take(n).Select(x => (int)x).ToArray()).ToArray();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _cache?.Dispose();
+        _ids?.Dispose();
+        _logits?.Dispose();
+        _history?.Dispose();
+        _columns?.Dispose();
+        _cos?.Dispose();
+        _sin?.Dispose();
+    }
+}

@@ -1,0 +1,69 @@
+namespace Parrot.Tensors.Cuda;
+
+public sealed partial class CudaBackend
+{
+    /// <summary>
+    /// <see cref="IBackend.RopeAppendAt"/> in one launch (rope.cu's rope_kv_append_at): rope_kv_append's element work,
+    /// with the cache rows and table rows picked by the device positions. Every argument depends only on the shapes and
+    /// the (fixed) addresses of the step's tensors, never on a position.
+    /// </summary>
+    public void RopeAppendAt(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor positions, Tensor kCache, Tensor vCache, Tensor qRot)
+    {
+        int last = q.Rank - 1, half = q.Shape[last] / 2;
+        int H = q.Shape[1], Hkv = k.Shape[1], T = q.Shape[2], capacity = kCache.Shape[2];
+        long nq = q.Count / 2, nk = k.Count / 2;
+        if (nq + nk == 0) return;
+        var qh = q.Shape.ToArray(); qh[last] = half;
+        var kh = k.Shape.ToArray(); kh[last] = half;
+        // The tables move along their last axis only; the row (position + t) is added in the kernel.
+        long[] cs = [0, 0, 0, cos.Strides[1]], ss = [0, 0, 0, sin.Strides[1]];
+        // The caches' first T rows; the kernel adds position rows.
+        long[] kc = kCache.Strides.ToArray(), vc = vCache.Strides.ToArray();
+        var LQ = KernelLayout.Create("RopeAppendAt", qh, qRot.Strides.ToArray(), q.Strides.ToArray(), cs, ss);
+        var LK = KernelLayout.Create("RopeAppendAt", kh, kc, k.Strides.ToArray(), cs, ss);
+        var LV = KernelLayout.Create("RopeAppendAt", kh, vc, v.Strides.ToArray());
+        using var a = new KernelArgs().Add(LQ).Add(LK).Add(LV).Add(nq).Add(nk).Add((long)half)
+            .Ptr(qRot).Add(qRot.Strides[last]).Ptr(q).Add(q.Strides[last])
+            .Ptr(kCache).Add(kCache.Strides[3]).Ptr(k).Add(k.Strides[last])
+            .Ptr(vCache).Add(vCache.Strides[3]).Ptr(v).Add(v.Strides[last])
+            .Ptr(cos).Ptr(sin).Add(Code(cos.DType)).Add(cos.Strides[1]).Add(sin.Strides[1]).Add(Code(q.DType))
+            .Ptr(positions).Add(Code(positions.DType)).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)capacity)
+            .Add(cos.Strides[0]).Add(sin.Strides[0]).Add(kCache.Strides[2]).Add(vCache.Strides[2]);
+        _kernels.Launch("rope.cu", "rope_kv_append_at", _kernels.GridFor(nq + nk), 256, a);
+    }
+
+    /// <summary>
+    /// <see cref="IBackend.AttentionAt"/>: the decode kernel with the positions on the device (attention_decode_at_bf16 /
+    /// _f32), its key splits sized for the whole cache (<see cref="DecodeSplits"/> of the capacity), so the grid, the
+    /// scratch and every argument are the same every token; splits past a row's keys leave an empty state that
+    /// attention_decode_combine skips. f32/bf16, T ≤ 8, head dims ≤ 128 (there is no other path without reading the
+    /// positions back).
+    /// </summary>
+    public unsafe void AttentionAt(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output)
+    {
+        const int rowsPerBlock = 4, threads = 256; // DEC_ROWS and DEC_THREADS of attention_decode.cu
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = kCache.Shape[1], S = kCache.Shape[2], Dv = vCache.Shape[3];
+        if (!UsesDecodeAttention(q.DType, output.DType, T, D, Dv))
+            throw Missing("AttentionAt", $"{q.DType.Name()} with {T} query rows and head dims {D}/{Dv} (the decode kernel takes f32 or bf16, at most {DecodeMaxRows} rows, head dims up to 128)");
+        long rows = (long)B * H * T;
+        if (rows == 0 || Dv == 0) return;
+        var st = new AttnStrides();
+        for (int i = 0; i < 4; i++)
+        {
+            st.Q[i] = q.Strides[i]; st.K[i] = kCache.Strides[i]; st.V[i] = vCache.Strides[i]; st.O[i] = output.Strides[i];
+        }
+        long chunks = ((long)(H / Hkv) * T + rowsPerBlock - 1) / rowsPerBlock, blocks = (long)B * Hkv * chunks;
+        int splits = DecodeSplits(blocks, S, _context.MultiprocessorCount);
+        if (blocks * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
+        bool vec = DecodeVectorLoads(q.DType, D, Dv, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
+        using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;
+        using (var a = new KernelArgs().Ptr(q).Ptr(kCache).Ptr(vCache).Ptr(output).Ptr(null).Add(Code(DType.F32)).Add(st)
+            .Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S).Add((long)D).Add((long)Dv).Add(scale).Add(vec ? 1 : 0).Add((long)splits)
+            .Ptr(part).Ptr(positions).Add(Code(positions.DType)))
+            _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_at_bf16" : "attention_decode_at_f32", (uint)(blocks * splits), threads, a);
+        if (part is null) return;
+        using (var a = new KernelArgs().Ptr(part).Ptr(output).Add(Code(output.DType)).Ptr(null).Add(Code(DType.F32)).Add(st)
+            .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
+            _kernels.Launch("attention_decode.cu", "attention_decode_combine", (uint)((rows + 3) / 4), 128, a);
+    }
+}
