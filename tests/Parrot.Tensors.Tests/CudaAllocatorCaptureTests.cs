@@ -147,3 +147,18 @@ public class CudaAllocatorCaptureTests
         Assert.That((a.InUse, a.Cached), Is.EqualTo((0L, cls)));
     }
 }
+
+/// <summary><see cref="GraphedStep"/> off a GPU: every run issues the step (nothing captured).</summary>
+public class GraphedStepTests
+{
+    [Test]
+    public void WithoutACudaBackendEveryRunIsEager()
+    {
+        int issued = 0;
+        using var state = Tensor.Zeros([3]);
+        using var step = new GraphedStep(Device.Cpu, () => { issued++; using var next = state + 1.0; state.CopyFrom(next); });
+        for (int i = 0; i < 3; i++) step.Run();
+        Assert.That((issued, step.Captured, step.GraphNodes), Is.EqualTo((3, false, 0)));
+        Assert.That(state.ToFloatArray(), Is.EqualTo(new[] { 3f, 3f, 3f }));
+    }
+}
