@@ -46,7 +46,8 @@ internal static class DecoderBench
         var dtype = new Option<string>("--dtype") { DefaultValueFactory = _ => "bf16", Description = "With --shape: f32 or bf16" };
         var useStatic = new Option<bool>("--static") { Description = "With --shape: decode through Qwen2StaticDecoder (the step a CUDA graph can capture: ids, positions and RoPE rows on the device), run eagerly, to compare its ms/token and host_issue_ms with the default path" };
         var cmd = new Command("decoder", "Prefill and KV-cache decode speed of a Qwen2-0.5B-shaped decoder, with the memory-bandwidth bound of decode");
-        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic }) cmd.Options.Add(o);
+        var cudaGraph = new Option<bool>("--cuda-graph") { Description = "With --shape: the static step (as --static), captured once into a CUDA graph and replayed per token on a GPU (eager elsewhere)" };
+        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             int[] lengths;
@@ -65,13 +66,13 @@ internal static class DecoderBench
                     var dev = DeviceOption.Resolve(p.GetValue(device), "bench decoder");
                     var dt = p.GetValue(dtype) switch { "f32" => DType.F32, "bf16" => DType.BF16, var o => throw new CliException($"--dtype must be f32 or bf16, got '{o}'") };
                     var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out,
-                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic));
+                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph));
                     Console.WriteLine(p.GetValue(json) ? DeviceDecodeBench.Json(r) : DeviceDecodeBench.Describe(r));
                     return 0;
                 });
-            if (p.GetValue(useStatic))
+            if (p.GetValue(useStatic) || p.GetValue(cudaGraph))
             {
-                Console.Error.WriteLine("--static needs --shape (or --device): it times the synthetic-weight decode");
+                Console.Error.WriteLine("--static and --cuda-graph need --shape (or --device): they time the synthetic-weight decode");
                 return 2;
             }
             if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));

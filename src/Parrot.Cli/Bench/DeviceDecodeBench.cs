@@ -23,7 +23,7 @@ internal static class DeviceDecodeBench
     /// <summary>What a run measured.</summary>
     internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
         double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated,
-        bool Static = false);
+        bool Static = false, bool CudaGraph = false, int GraphNodes = 0);
 
     /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
     internal static readonly Qwen2Config Qwen7b = new()
@@ -49,8 +49,12 @@ internal static class DeviceDecodeBench
     /// <param name="useStatic">Decode through <see cref="Qwen2StaticDecoder"/> (the step a CUDA graph can capture, run
     /// eagerly here: ids, positions and RoPE rows on the device, the argmax written back there), reading each token
     /// back as the eager loop does, so that ms/token and host_issue_ms compare with it.</param>
-    internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false)
+    /// <param name="cudaGraph">With <paramref name="useStatic"/>: on a CUDA device, capture the step once (after one
+    /// eager step) and replay it per token (<see cref="GraphedStep"/>); elsewhere the same as without.</param>
+    internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false,
+        bool cudaGraph = false)
     {
+        useStatic |= cudaGraph;
         var cfg = Shape(shapeName);
         var sw = Stopwatch.StartNew();
         Qwen2ForCausalLM created;
@@ -90,14 +94,15 @@ internal static class DeviceDecodeBench
         var times = new List<double>();
         var queued = new List<double>();
         var generated = new List<int>();
+        int graphNodes = 0;
         double prefillMs = useStatic
-            ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype)
+            ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype, cudaGraph, out graphNodes)
             : DecodeEager(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype);
         var steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ToArray(); // the first steps warm kernels and plans
         double ms = steady[steady.Length / 2];
         var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
         return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
-            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic);
+            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0, graphNodes);
     }
 
     /// <summary>The model's own eager decode: a <see cref="KvCache"/>, the ids copied in and the argmax read back each token. Returns the prefill's ms.</summary>
@@ -136,14 +141,17 @@ internal static class DeviceDecodeBench
     }
 
     /// <summary>
-    /// The static step (<see cref="Qwen2StaticDecoder.Step"/>), issued eagerly; the token is read back each step as in
-    /// <see cref="DecodeEager"/> (the read is not part of the step). Returns the prefill's ms.
+    /// The static step (<see cref="Qwen2StaticDecoder"/>: <see cref="Qwen2StaticDecoder.BeginStep"/> on the host, then
+    /// <see cref="Qwen2StaticDecoder.Issue"/>), issued eagerly or, with <paramref name="cudaGraph"/> on a GPU, replayed from
+    /// a graph captured at the second step; the token is read back each step as in <see cref="DecodeEager"/> (the read is
+    /// not part of the step). Returns the prefill's ms; <paramref name="graphNodes"/>: the captured graph's operations.
     /// </summary>
     private static double DecodeStatic(Qwen2ForCausalLM model, long[] ids, int tokens, Device device, List<double> times, List<double> queued, List<int> generated,
-        TextWriter? profile, string shapeName, DType dtype)
+        TextWriter? profile, string shapeName, DType dtype, bool cudaGraph, out int graphNodes)
     {
         int prompt = ids.Length;
         using var dec = new Qwen2StaticDecoder(model, 1, prompt + tokens + 4);
+        using var step = new GraphedStep(device, dec.Issue, useGraph: cudaGraph);
         var sw = Stopwatch.StartNew();
         dec.Prefill([ids.Select(i => (int)i).ToArray()]);
         _ = dec.ReadTokens();
@@ -151,18 +159,21 @@ internal static class DeviceDecodeBench
         for (int s = 0; s < tokens; s++)
         {
             sw.Restart();
-            dec.Step();
+            dec.BeginStep();
+            step.Run();
             queued.Add(sw.Elapsed.TotalMilliseconds); // the host's time to issue the step
             int next = dec.ReadTokens()[0];
             times.Add(sw.Elapsed.TotalMilliseconds);
             generated.Add(next);
         }
+        graphNodes = step.GraphNodes;
         if (profile is not null && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend cuda)
         {
             cuda.StartProfile();
-            dec.Step();
+            dec.BeginStep();
+            step.Run();
             _ = dec.ReadTokens();
-            profile.Write($"one static decode step ({shapeName}, {dtype.Name()}, position {prompt + tokens}):\n" + cuda.StopProfile().Format(40));
+            profile.Write($"one static decode step{(step.Captured ? $" (a CUDA graph of {step.GraphNodes} nodes)" : "")} ({shapeName}, {dtype.Name()}, position {prompt + tokens}):\n" + cuda.StopProfile().Format(40));
         }
         return prefillMs;
     }
@@ -196,6 +207,6 @@ internal static class DeviceDecodeBench
     internal static string Json(Result r) => JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
 
     internal static string Describe(Result r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Shape} {r.DType} on {r.Device}{(r.Static ? " (static step)" : "")}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; the host issues a step in {r.HostIssueMs:F2} ms); " +
+        $"{r.Shape} {r.DType} on {r.Device}{(r.CudaGraph ? $" (static step, CUDA graph of {r.GraphNodes} nodes)" : r.Static ? " (static step)" : "")}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; the host issues a step in {r.HostIssueMs:F2} ms); " +
         $"copy bandwidth {r.CopyGigabytesPerSecond:F0} GB/s → bound {r.BoundMs:F2} ms/token = {r.RooflineFraction:P1} of the roofline");
 }

@@ -1,6 +1,7 @@
 using Parrot.Autograd;
 using Parrot.Nn.Models.Qwen2;
 using Parrot.Tensors;
+using Parrot.Tensors.Cuda;
 using static Parrot.Cli.SelfTest.SelfTestCase;
 
 namespace Parrot.Cli.SelfTest;
@@ -29,8 +30,12 @@ internal static class SelfTestDecodeCases
 
     internal static IEnumerable<SelfTestCase> All()
     {
-        yield return new("static decode step = eager decode", Inputs, SameAsEager, Exact: true);
-        yield return new("static decode step logits (forced ids)", Inputs, ForcedLogits);
+        yield return new("static decode step = eager decode", Inputs, p => SameAsEager(p, graph: false), Exact: true);
+        yield return new("static decode step logits (forced ids)", Inputs, p => ForcedLogits(p, graph: false));
+        // The same with the step captured into a CUDA graph at its second run and replayed after (GraphedStep; on
+        // other devices eager, the rows above again).
+        yield return new("static decode step, CUDA graph = eager decode", Inputs, p => SameAsEager(p, graph: true), Exact: true);
+        yield return new("static decode step, CUDA graph (forced ids)", Inputs, p => ForcedLogits(p, graph: true));
     }
 
     private static Tensor[] Inputs(Random r, DType t)
@@ -55,7 +60,7 @@ internal static class SelfTestDecodeCases
         return (model, prompts);
     }
 
-    private static Tensor SameAsEager(Tensor[] p)
+    private static Tensor SameAsEager(Tensor[] p, bool graph)
     {
         var (model, prompts) = Setup(p);
         using (model)
@@ -65,6 +70,7 @@ internal static class SelfTestDecodeCases
             var flags = new List<double>();
             using var session = global::Parrot.Parrot.Inference.Generator.Wrap(model).Start(prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray(), Steps + 1);
             using var dec = new Qwen2StaticDecoder(model, prompts.Length, Lengths.Max() + Steps + 1, keepLogits: true);
+            using var step = new GraphedStep(p[0].Device, dec.Issue, graph);
             var eager = session.Prefill();
             dec.Prefill(prompts);
             for (int s = 0; ; s++)
@@ -84,13 +90,14 @@ internal static class SelfTestDecodeCases
                 }
                 if (s == Steps) break;
                 eager = session.Step(tokens);
-                dec.Step();
+                dec.BeginStep();
+                step.Run();
             }
             return Tensor.FromArray(flags.ToArray(), flags.Count);
         }
     }
 
-    private static Tensor ForcedLogits(Tensor[] p)
+    private static Tensor ForcedLogits(Tensor[] p, bool graph)
     {
         var (model, prompts) = Setup(p);
         using (model)
@@ -98,12 +105,14 @@ internal static class SelfTestDecodeCases
         {
             var forced = p[^1].ToLongArray();
             using var dec = new Qwen2StaticDecoder(model, prompts.Length, Lengths.Max() + Steps + 1, keepLogits: true);
+            using var step = new GraphedStep(p[0].Device, dec.Issue, graph);
             dec.Prefill(prompts);
             var all = new List<float>(dec.Logits!.ToFloatArray());
             for (int s = 0; s < Steps; s++)
             {
                 dec.Ids.CopyFrom(Tensor.FromArray(forced.Skip(2 * s).Take(2).ToArray(), 2)); // outside the step, as a caller may
-                dec.Step();
+                dec.BeginStep();
+                step.Run();
                 all.AddRange(dec.Logits!.ToFloatArray());
             }
             return Tensor.FromArray(all.Select(x => (double)x).ToArray(), all.Count);
