@@ -160,13 +160,29 @@ public abstract class Module : IDisposable
     public void CastParameters(DType dtype)
     {
         if (!dtype.IsFloat()) throw new ArgumentException($"CastParameters: {dtype.Name()} is not a float type");
+        bool changed = false;
         foreach (var p in Parameters())
         {
             if (p.DType == dtype || !p.DType.IsFloat()) continue;
             var old = p.Value;
             p.ReplaceValue(TensorScope.Detach(old.To(dtype)));
             old.Dispose();
+            changed = true;
         }
+        if (changed) ParametersReplaced();
+    }
+
+    /// <summary>
+    /// Called on every module of a tree after <see cref="To"/>, <see cref="CastParameters"/> or
+    /// <see cref="ModelLoading.Load"/> gave parameters tensors of their own: a layer that keeps its parameters in a layout
+    /// of its own restores it (<see cref="Layers.Attention"/> packs its q/k/v projections into one buffer again).
+    /// </summary>
+    protected virtual void OnParametersReplaced() { }
+
+    /// <summary>Runs <see cref="OnParametersReplaced"/> on this module and its descendants.</summary>
+    internal void ParametersReplaced()
+    {
+        foreach (var (_, m) in NamedModules()) m.OnParametersReplaced();
     }
 
     /// <summary>
@@ -178,12 +194,14 @@ public abstract class Module : IDisposable
     public Module To(Device device)
     {
         _ = Backends.For(device);
+        bool moved = false;
         foreach (var p in Parameters())
         {
             if (p.Value.Device == device) continue;
             var old = p.Value;
             p.ReplaceValue(TensorScope.Detach(old.To(device)));
             old.Dispose();
+            moved = true;
         }
         foreach (var (_, m) in NamedModules())
             for (int i = 0; i < m._buffers.Count; i++)
@@ -193,6 +211,7 @@ public abstract class Module : IDisposable
                 m._buffers[i] = (name, TensorScope.Detach(b.To(device)), persistent);
                 b.Dispose();
             }
+        if (moved) ParametersReplaced();
         return this;
     }
 
