@@ -160,16 +160,47 @@ public abstract class Module : IDisposable
     public void CastParameters(DType dtype)
     {
         if (!dtype.IsFloat()) throw new ArgumentException($"CastParameters: {dtype.Name()} is not a float type");
+        if (ConvertParameters(p => p.DType != dtype && p.DType.IsFloat(), t => t.To(dtype))) ParametersReplaced();
+    }
+
+    /// <summary>
+    /// Gives each parameter that <paramref name="needs"/> it a new value, <paramref name="convert"/> of its value (the old
+    /// one is freed). Parameters that are consecutive row views of one buffer (a packed layout: Attention's q/k/v) are
+    /// converted as one tensor and stay row views of one buffer, so a move or a cast allocates each tensor once and keeps
+    /// the layout. Returns whether anything changed.
+    /// </summary>
+    private bool ConvertParameters(Func<Variable, bool> needs, Func<Tensor, Tensor> convert)
+    {
         bool changed = false;
-        foreach (var p in Parameters())
+        var todo = Parameters().Distinct().Where(needs).ToList();
+        foreach (var group in todo.GroupBy(p => p.Value.Storage))
         {
-            if (p.DType == dtype || !p.DType.IsFloat()) continue;
-            var old = p.Value;
-            p.ReplaceValue(TensorScope.Detach(old.To(dtype)));
-            old.Dispose();
+            var ps = group.OrderBy(p => p.Value.Offset).ToArray();
+            using var joined = ps.Length > 1 ? Tensor.ConcatView(0, ps.Select(p => p.Value).ToArray()) : null;
+            if (joined is null)
+            {
+                foreach (var p in ps) Replace(p, TensorScope.Detach(convert(p.Value)));
+                changed = true;
+                continue;
+            }
+            using var converted = TensorScope.Detach(convert(joined));
+            int at = 0;
+            foreach (var p in ps)
+            {
+                int rows = p.Shape[0];
+                Replace(p, TensorScope.Detach(converted.Narrow(0, at, rows)));
+                at += rows;
+            }
             changed = true;
         }
-        if (changed) ParametersReplaced();
+        return changed;
+
+        static void Replace(Variable p, Tensor value)
+        {
+            var old = p.Value;
+            p.ReplaceValue(value);
+            old.Dispose();
+        }
     }
 
     /// <summary>
@@ -187,22 +218,15 @@ public abstract class Module : IDisposable
 
     /// <summary>
     /// Moves every parameter and buffer of this module and its descendants to <paramref name="device"/> (copies;
-    /// the old tensors are freed, gradients dropped); tensors already there stay. The device's backend is created
+    /// the old tensors are freed, gradients dropped; packed parameters move as one tensor and stay packed); tensors
+    /// already there stay. The device's backend is created
     /// first, so an unusable device (no CUDA driver or GPU, a bad ordinal) throws before anything moves: a
     /// <see cref="NotSupportedException"/> whose message says why. Returns this module.
     /// </summary>
     public Module To(Device device)
     {
         _ = Backends.For(device);
-        bool moved = false;
-        foreach (var p in Parameters())
-        {
-            if (p.Value.Device == device) continue;
-            var old = p.Value;
-            p.ReplaceValue(TensorScope.Detach(old.To(device)));
-            old.Dispose();
-            moved = true;
-        }
+        bool moved = ConvertParameters(p => p.Value.Device != device, t => t.To(device));
         foreach (var (_, m) in NamedModules())
             for (int i = 0; i < m._buffers.Count; i++)
             {

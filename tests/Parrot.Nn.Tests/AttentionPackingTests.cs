@@ -201,7 +201,11 @@ public class AttentionPackingTests
         using var cpu = new Qwen2ForCausalLM(Tiny, seed: 17);
         using var model = new Qwen2ForCausalLM(Tiny, seed: 17);
         long count = model.ParameterCount();
+        long allocated = TestDevice.Backend.AllocatedBytes;
         model.To(dev);
+        // Packed weights move as one tensor: the device allocates each parameter once (no per-tensor copies to pack again).
+        Assert.That(TestDevice.Backend.AllocatedBytes - allocated,
+            Is.EqualTo(model.Parameters().Sum(p => p.Value.Count * p.Value.ElementSize) + model.NamedBuffers().Sum(b => b.Buffer.Count * b.Buffer.ElementSize)));
         Assert.That(model.Model.Layers.All(l => l.SelfAttn.IsPacked && l.SelfAttn.QProj.Weight.Value.Device == dev), Is.True);
         Assert.That(model.ParameterCount(), Is.EqualTo(count));
         // The parameters' storages hold exactly the parameters: the per-tensor copies made by the move were freed.
