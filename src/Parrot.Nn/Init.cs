@@ -16,6 +16,9 @@ public static class Init
     /// </summary>
     public static IDisposable Deferred() => new DeferScope();
 
+    /// <summary>True while a <see cref="Deferred"/> scope is open on this thread.</summary>
+    public static bool IsDeferred => _deferDepth > 0;
+
     private sealed class DeferScope : IDisposable
     {
         private bool _done;

@@ -57,6 +57,7 @@ public static class ModelLoading
             p.ReplaceValue(loaded);
             old.Dispose();
         }
+        module.ParametersReplaced();
         return new LoadReport(missing, unexpected);
 
         static string Preview(List<string> xs) => string.Join(", ", xs.Take(20)) + (xs.Count > 20 ? $", ... ({xs.Count - 20} more)" : "");

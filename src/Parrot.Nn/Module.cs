@@ -160,31 +160,73 @@ public abstract class Module : IDisposable
     public void CastParameters(DType dtype)
     {
         if (!dtype.IsFloat()) throw new ArgumentException($"CastParameters: {dtype.Name()} is not a float type");
-        foreach (var p in Parameters())
+        if (ConvertParameters(p => p.DType != dtype && p.DType.IsFloat(), t => t.To(dtype))) ParametersReplaced();
+    }
+
+    /// <summary>
+    /// Gives each parameter that <paramref name="needs"/> it a new value, <paramref name="convert"/> of its value (the old
+    /// one is freed). Parameters that are consecutive row views of one buffer (a packed layout: Attention's q/k/v) are
+    /// converted as one tensor and stay row views of one buffer, so a move or a cast allocates each tensor once and keeps
+    /// the layout. Returns whether anything changed.
+    /// </summary>
+    private bool ConvertParameters(Func<Variable, bool> needs, Func<Tensor, Tensor> convert)
+    {
+        bool changed = false;
+        var todo = Parameters().Distinct().Where(needs).ToList();
+        foreach (var group in todo.GroupBy(p => p.Value.Storage))
         {
-            if (p.DType == dtype || !p.DType.IsFloat()) continue;
+            var ps = group.OrderBy(p => p.Value.Offset).ToArray();
+            using var joined = ps.Length > 1 ? Tensor.ConcatView(0, ps.Select(p => p.Value).ToArray()) : null;
+            if (joined is null)
+            {
+                foreach (var p in ps) Replace(p, TensorScope.Detach(convert(p.Value)));
+                changed = true;
+                continue;
+            }
+            using var converted = TensorScope.Detach(convert(joined));
+            int at = 0;
+            foreach (var p in ps)
+            {
+                int rows = p.Shape[0];
+                Replace(p, TensorScope.Detach(converted.Narrow(0, at, rows)));
+                at += rows;
+            }
+            changed = true;
+        }
+        return changed;
+
+        static void Replace(Variable p, Tensor value)
+        {
             var old = p.Value;
-            p.ReplaceValue(TensorScope.Detach(old.To(dtype)));
+            p.ReplaceValue(value);
             old.Dispose();
         }
     }
 
     /// <summary>
+    /// Called on every module of a tree after <see cref="To"/>, <see cref="CastParameters"/> or
+    /// <see cref="ModelLoading.Load"/> gave parameters tensors of their own: a layer that keeps its parameters in a layout
+    /// of its own restores it (<see cref="Layers.Attention"/> packs its q/k/v projections into one buffer again).
+    /// </summary>
+    protected virtual void OnParametersReplaced() { }
+
+    /// <summary>Runs <see cref="OnParametersReplaced"/> on this module and its descendants.</summary>
+    internal void ParametersReplaced()
+    {
+        foreach (var (_, m) in NamedModules()) m.OnParametersReplaced();
+    }
+
+    /// <summary>
     /// Moves every parameter and buffer of this module and its descendants to <paramref name="device"/> (copies;
-    /// the old tensors are freed, gradients dropped); tensors already there stay. The device's backend is created
+    /// the old tensors are freed, gradients dropped; packed parameters move as one tensor and stay packed); tensors
+    /// already there stay. The device's backend is created
     /// first, so an unusable device (no CUDA driver or GPU, a bad ordinal) throws before anything moves: a
     /// <see cref="NotSupportedException"/> whose message says why. Returns this module.
     /// </summary>
     public Module To(Device device)
     {
         _ = Backends.For(device);
-        foreach (var p in Parameters())
-        {
-            if (p.Value.Device == device) continue;
-            var old = p.Value;
-            p.ReplaceValue(TensorScope.Detach(old.To(device)));
-            old.Dispose();
-        }
+        bool moved = ConvertParameters(p => p.Value.Device != device, t => t.To(device));
         foreach (var (_, m) in NamedModules())
             for (int i = 0; i < m._buffers.Count; i++)
             {
@@ -193,6 +235,7 @@ public abstract class Module : IDisposable
                 m._buffers[i] = (name, TensorScope.Detach(b.To(device)), persistent);
                 b.Dispose();
             }
+        if (moved) ParametersReplaced();
         return this;
     }
 

@@ -49,6 +49,51 @@ public sealed partial class Tensor
     }
 
     /// <summary>
+    /// <see cref="Concat"/> without a copy: when <paramref name="tensors"/> are consecutive views of one storage along
+    /// <paramref name="axis"/> (one storage and dtype, equal strides, equal sizes outside the axis, each starting where
+    /// the one before ends, none empty along the axis), the view over all of them (dispose it); otherwise null. A layer
+    /// whose parameters are row blocks of one buffer (Attention's q/k/v projections) multiplies by the whole buffer at
+    /// once this way. The result aliases the inputs: writing to it writes to them.
+    /// </summary>
+    public static Tensor? ConcatView(int axis, params Tensor[] tensors)
+    {
+        if (!AreConsecutive(axis, tensors, out int total)) return null;
+        var first = tensors[0];
+        int a = NormalizeAxis(axis, first.Rank, "ConcatView");
+        var shape = (int[])first._shape.Clone();
+        shape[a] = total;
+        return first.View(shape, (long[])first._strides.Clone(), first.Offset);
+    }
+
+    /// <summary>Whether <see cref="ConcatView"/> gives a view of these tensors (no allocation: a layer's per-call check).</summary>
+    public static bool AreConsecutive(int axis, params Tensor[] tensors) => AreConsecutive(axis, tensors, out _);
+
+    private static bool AreConsecutive(int axis, Tensor[] tensors, out int total)
+    {
+        const string op = "ConcatView";
+        ArgumentNullException.ThrowIfNull(tensors);
+        total = 0;
+        if (tensors.Length == 0) return false;
+        var first = tensors[0] ?? throw new ArgumentNullException(nameof(tensors), $"{op}: tensor 0 is null");
+        first.EnsureAlive(op);
+        int a = NormalizeAxis(axis, first.Rank, op);
+        long next = first.Offset, sum = 0;
+        foreach (var t in tensors)
+        {
+            if (t is null) throw new ArgumentNullException(nameof(tensors), $"{op}: a tensor is null");
+            t.EnsureAlive(op);
+            if (!ReferenceEquals(t._storage, first._storage) || t.DType != first.DType || t.Rank != first.Rank || t.Offset != next
+                || t._shape[a] == 0 || !SameExcept(t._shape, first._shape, a) || !t._strides.AsSpan().SequenceEqual(first._strides))
+                return false;
+            next += t._shape[a] * first._strides[a];
+            sum += t._shape[a];
+        }
+        if (sum > int.MaxValue) return false;
+        total = (int)sum;
+        return true;
+    }
+
+    /// <summary>
     /// Stacks equally shaped tensors along a new dimension inserted at <paramref name="axis"/>
     /// (0..rank; negative counts from rank+1), as torch.stack. Dtypes are promoted as in <see cref="Concat"/>.
     /// </summary>

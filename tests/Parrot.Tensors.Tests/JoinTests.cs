@@ -228,4 +228,49 @@ public class JoinTests
         dead.Dispose();
         Assert.That(() => dead.Split(0, 1), Throws.InstanceOf<ObjectDisposedException>().With.Message.Contains("Split"));
     }
+
+    [Test]
+    public void ConcatViewJoinsConsecutiveViewsWithoutACopy()
+    {
+        using var scope = TensorScope.Begin();
+        var buffer = Tensor.Normal([9, 4], 1, 0, 1, DType.F32);
+        var parts = new[] { buffer.Narrow(0, 0, 5), buffer.Narrow(0, 5, 2), buffer.Narrow(0, 7, 2) };
+        Assert.That(Tensor.AreConsecutive(0, parts), Is.True);
+        var joined = Tensor.ConcatView(0, parts)!;
+        Assert.That(joined.Shape.ToArray(), Is.EqualTo(new[] { 9, 4 }));
+        Assert.That(joined.Storage, Is.SameAs(buffer.Storage));
+        Assert.That(joined.ToFloatArray(), Is.EqualTo(Tensor.Concat(0, parts).ToFloatArray()));
+        joined.Fill(2); // a view: writing writes the parts
+        Assert.That(parts[2].ToFloatArray(), Is.All.EqualTo(2f));
+        // Along an inner axis (column blocks of the same rows), and of a middle range only.
+        var cols = new[] { buffer.Narrow(1, 1, 1), buffer.Narrow(1, 2, 2) };
+        Assert.That(Tensor.ConcatView(1, cols)!.ToFloatArray(), Is.EqualTo(buffer.Narrow(1, 1, 3).ToFloatArray()));
+        Assert.That(Tensor.ConcatView(0, parts[1], parts[2])!.ToFloatArray(), Is.EqualTo(buffer.Narrow(0, 5, 4).ToFloatArray()));
+    }
+
+    [Test]
+    public void ConcatViewRefusesAnythingButConsecutiveViews()
+    {
+        using var scope = TensorScope.Begin();
+        var buffer = Tensor.Zeros([9, 4]);
+        var a = buffer.Narrow(0, 0, 3);
+        var b = buffer.Narrow(0, 3, 3);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Tensor.ConcatView(0, b, a), Is.Null, "out of order");
+            Assert.That(Tensor.ConcatView(0, a, buffer.Narrow(0, 4, 3)), Is.Null, "a gap");
+            Assert.That(Tensor.ConcatView(0, a, a), Is.Null, "the same rows twice");
+            Assert.That(Tensor.ConcatView(0, a, Tensor.Zeros([3, 4])), Is.Null, "another storage");
+            Assert.That(Tensor.ConcatView(0, a, buffer.Narrow(0, 3, 0)), Is.Null, "an empty part");
+            Assert.That(Tensor.ConcatView(1, a, b), Is.Null, "not adjacent along axis 1");
+            // Adjacent in memory but with other strides: the transposed rows of the next block.
+            var t = Tensor.Zeros([4, 6]).Transpose(0, 1);
+            Assert.That(Tensor.ConcatView(0, t.Narrow(0, 0, 2), buffer.Narrow(0, 0, 2)), Is.Null, "other strides, other storage");
+            var square = Tensor.Zeros([4, 4]);
+            Assert.That(Tensor.ConcatView(0, square.Narrow(0, 0, 2), square.Transpose(0, 1).Narrow(0, 2, 2)), Is.Null, "other strides");
+            Assert.That(Tensor.ConcatView(0, a, buffer.To(DType.F64).Narrow(0, 3, 3)), Is.Null, "another dtype");
+            Assert.That(Tensor.ConcatView(0, Array.Empty<Tensor>()), Is.Null);
+        });
+        Assert.That(Tensor.ConcatView(0, a)!.Shape.ToArray(), Is.EqualTo(new[] { 3, 4 }), "one part: itself");
+    }
 }

@@ -9,7 +9,8 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// `parrot selftest --device cuda --bench FILE`: device timings (CUDA events, median of 10 after 3 warm-ups)
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, the Qwen2-7B
-/// batch-1 decode products (matrix-vector kernel and cuBLASLt, GB/s of weights), and
+/// batch-1 decode products (matrix-vector kernel and cuBLASLt, GB/s of weights; the fused SwiGLU and the packed q/k/v
+/// products beside the products they replace), and
 /// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
 /// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing), and one
 /// decode step's attention at caches of 160, 4096 and 32768 keys (rows "attention decode", "... tiled" beside them);
@@ -46,6 +47,7 @@ internal static class DeviceBench
         }
         DecodeProducts(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         DecodeSwiGlu(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
+        DecodeQkv(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         // The "FMA" rows switch the tensor cores off for a moment; the switch goes back to what it was (off under
         // PARROT_TENSOR_CORE_ATTENTION=0, and then the plain rows say so instead of claiming tensor cores).
         bool tensorCores = cuda.TensorCoreAttention;
@@ -243,6 +245,52 @@ internal static class DeviceBench
         finally
         {
             foreach (var w in weights) w.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The q, k and v products of Qwen2-7B's attention in decode (batch 1, bf16, K 3584, with biases): "decode qkv packed"
+    /// is one product over the packed [3584 + 512 + 512, 3584] weight (what Attention runs since its q/k/v weights are
+    /// row views of one buffer; one gemv launch), "decode qkv apart" the three products it replaced (three launches, the
+    /// k and v ones launch-bound). Rate: the three weights' bytes / time; weights from memory as in
+    /// <see cref="DecodeProducts"/>.
+    /// </summary>
+    internal static void DecodeQkv(CudaBackend cuda, Device device, double copyRate, Action<Result> add)
+    {
+        const int k = 3584, nq = 3584, nkv = 512, n = nq + 2 * nkv;
+        long bytes = 2L * n * k;
+        int copies = (int)Math.Max(1, ((256L << 20) + bytes - 1) / bytes);
+        using var all = Tensor.Normal([copies * n, k], 11, 0, 0.02, DType.BF16, device);
+        using var allBias = Tensor.Normal([copies * n], 12, 0, 0.02, DType.BF16, device);
+        using var x = Tensor.Normal([1, k], 13, 0, 1, DType.BF16, device);
+        using var y = Tensor.Empty([1, n], DType.BF16, device);
+        var packed = new List<(Tensor W, Tensor B)>();
+        var apart = new List<(Tensor W, Tensor B, Tensor Y)>();
+        try
+        {
+            for (int c = 0; c < copies; c++)
+            {
+                using (var w = all.Narrow(0, c * n, n)) packed.Add((w.Transpose(0, 1), allBias.Narrow(0, c * n, n)));
+                int at = 0;
+                foreach (int rows in new[] { nq, nkv, nkv })
+                {
+                    using (var w = all.Narrow(0, c * n + at, rows)) apart.Add((w.Transpose(0, 1), allBias.Narrow(0, c * n + at, rows), y.Narrow(1, at, rows)));
+                    at += rows;
+                }
+            }
+            const string shape = "m1 N3584+512+512 K3584";
+            string Note(double gbs, string path) => string.Create(CultureInfo.InvariantCulture, $"q/k/v + bias, {path}, {gbs / copyRate:F2} of copy");
+            double ms = cuda.MedianMilliseconds(() => { foreach (var (w, b) in packed) cuda.MatMulEpilogue(x, w, y, b, gelu: false); }) / copies;
+            double rate = bytes / (ms * 1e-3) / 1e9;
+            add(new("decode qkv packed", shape, ms, rate, "GB/s", Note(rate, cuda.GemvKernel ? "one gemv launch" : "cuBLASLt (gemv off)")));
+            double un = cuda.MedianMilliseconds(() => { foreach (var (w, b, yp) in apart) cuda.MatMulEpilogue(x, w, yp, b, gelu: false); }) / copies;
+            double unRate = bytes / (un * 1e-3) / 1e9;
+            add(new("decode qkv apart", shape, un, unRate, "GB/s", Note(unRate, "three products, for comparison")));
+        }
+        finally
+        {
+            foreach (var (w, b) in packed) { w.Dispose(); b.Dispose(); }
+            foreach (var (w, b, yp) in apart) { w.Dispose(); b.Dispose(); yp.Dispose(); }
         }
     }
 

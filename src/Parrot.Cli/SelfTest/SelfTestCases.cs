@@ -90,6 +90,31 @@ internal static class SelfTestCases
         return scope.Keep(Tensor.Concat(0, qRot.Reshape(-1), kc.Reshape(-1), vc.Reshape(-1)));
     }
 
+    /// <summary>
+    /// x: the input [B, T, hidden], the packed q/k/v weight [(heads + 2·kvHeads)·d, hidden] and bias, caches [B, kvHeads,
+    /// 12, d]. Projects with Variable.SplitLinear over row views of the packed weight (as a
+    /// packed Attention layer does in inference), then rotates and appends at positions 3.. as <see cref="RopeKvAppend"/>.
+    /// </summary>
+    private static Tensor PackedQkv(Tensor[] x, int heads, int kvHeads, int d)
+    {
+        const int past = 3;
+        using var scope = TensorScope.Begin();
+        using var ng = global::Parrot.Autograd.Graph.NoGrad();
+        int b = x[0].Shape[0], t = x[0].Shape[1], nq = heads * d, nk = kvHeads * d;
+        int[] starts = [0, nq, nq + nk], sizes = [nq, nk, nk];
+        var ws = starts.Select((s, i) => new global::Parrot.Autograd.Variable(x[1].Narrow(0, s, sizes[i]))).ToArray();
+        var bs = starts.Select((s, i) => new global::Parrot.Autograd.Variable(x[2].Narrow(0, s, sizes[i]))).ToArray();
+        var p = global::Parrot.Autograd.Variable.SplitLinear(new global::Parrot.Autograd.Variable(x[0]), ws, bs);
+        var q = p[0].Value.Reshape(b, t, heads, d).Transpose(1, 2);
+        var k = p[1].Value.Reshape(b, t, kvHeads, d).Transpose(1, 2);
+        var v = p[2].Value.Reshape(b, t, kvHeads, d).Transpose(1, 2);
+        var kc = x[3].Clone();
+        var vc = x[4].Clone();
+        var (cos, sin) = Tensor.RopeTables(past, t, d, 10000.0, x[0].Device);
+        var qRot = Tensor.RopeAppend(q, k, v, cos, sin, kc.Narrow(2, past, t), vc.Narrow(2, past, t));
+        return scope.Keep(Tensor.Concat(0, qRot.Reshape(-1), kc.Reshape(-1), vc.Reshape(-1)));
+    }
+
     private static List<SelfTestCase> Build()
     {
         var c = new List<SelfTestCase>();
@@ -179,6 +204,13 @@ internal static class SelfTestCases
             using var apart = RopeKvAppend(x, 4, 2, 64, apart: true);
             return fused - apart;
         }, Exact: true));
+        // Attention's packed q/k/v projections in inference: one product over the packed weight (a gemv on a GPU for the
+        // decode row), q, k and v as column ranges of its output (row stride (H + 2·Hkv)·D) going straight into the
+        // fused rope + kv append.
+        Tensor[] PackedQkvInputs(Random r, DType t, int b, int s, int hidden, int heads, int kvHeads, int d) =>
+            [Normal(r, t, b, s, hidden), Normal(r, t, (heads + 2 * kvHeads) * d, hidden), Normal(r, t, (heads + 2 * kvHeads) * d), Normal(r, t, b, kvHeads, 12, d), Normal(r, t, b, kvHeads, 12, d)];
+        c.Add(new("packed q/k/v + rope + kv append (decode)", (r, t) => PackedQkvInputs(r, t, 1, 1, 512, 28, 4, 128), x => PackedQkv(x, 28, 4, 128)));
+        c.Add(new("packed q/k/v + rope + kv append (B2 T5)", (r, t) => PackedQkvInputs(r, t, 2, 5, 256, 4, 2, 64), x => PackedQkv(x, 4, 2, 64)));
         c.Add(new("cross-entropy (mean)", (r, t) => [Normal(r, t, 64, 3000), Indices(r, 3000, 64)], x => Tensor.CrossEntropy(x[0], x[1])));
 
         // Indexing.

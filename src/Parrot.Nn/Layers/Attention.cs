@@ -35,7 +35,84 @@ public sealed class Attention : Module
         KProj = AddModule("k_proj", new Linear(hidden, kvHeads * HeadDim, qkvBias, Init.SeedFor(seed, "k_proj"), dtype));
         VProj = AddModule("v_proj", new Linear(hidden, kvHeads * HeadDim, qkvBias, Init.SeedFor(seed, "v_proj"), dtype));
         OProj = AddModule(outName, new Linear(heads * HeadDim, hidden, outBias, Init.SeedFor(seed, outName), dtype));
+        PackProjections();
     }
+
+    /// <summary>
+    /// Whether the q, k and v weights (and biases) are consecutive row blocks of one buffer, so that
+    /// <see cref="Forward"/> projects with one matrix product (<see cref="Variable.SplitLinear"/>) instead of three.
+    /// </summary>
+    public bool IsPacked => Packed(null);
+
+    /// <summary>
+    /// Lays the q, k and v weights out as row blocks of one [q + k + v rows, hidden] buffer (and the biases of one
+    /// vector), so that <see cref="Forward"/> takes one product where it took three (on a GPU a decode step's small k and
+    /// v products are launch-bound; in training one large product beats three). The parameters keep their names,
+    /// shapes, values and <see cref="Variable"/> objects (optimizers and state dicts see no difference); each gets a new
+    /// value, a view of the buffer, and the old tensors are freed, so memory stays as it was (one layer's q/k/v more
+    /// while copying). Gradients are dropped, as by <see cref="Module.To"/>. Done by the constructor and again after
+    /// <see cref="Module.To"/>, <see cref="Module.CastParameters"/> and <see cref="ModelLoading.Load"/> (which give each
+    /// parameter a tensor of its own); needs one dtype and device for the three weights (and for the biases). Returns
+    /// whether the weights are packed now; when not, <see cref="Forward"/> takes the three products.
+    /// </summary>
+    public bool PackProjections()
+    {
+        if (IsPacked) return true;
+        Variable[] ws = [QProj.Weight, KProj.Weight, VProj.Weight];
+        Variable[]? bs = QProj.Bias is { } qb && KProj.Bias is { } kb && VProj.Bias is { } vb ? [qb, kb, vb] : null;
+        if (bs is null && (QProj.Bias ?? KProj.Bias ?? VProj.Bias) is not null) return false;
+        if (!OneDTypeAndDevice(ws) || (bs is not null && !OneDTypeAndDevice(bs))) return false;
+        // Deferred initialisation (a checkpoint will overwrite the values): nothing to copy, and copying would touch every page.
+        bool copy = !Init.IsDeferred;
+        Pack(ws, copy);
+        if (bs is not null) Pack(bs, copy);
+        return true;
+
+        static bool OneDTypeAndDevice(Variable[] ps) =>
+            ps.All(p => p.DType == ps[0].DType && p.Value.Device == ps[0].Value.Device);
+    }
+
+    private static void Pack(Variable[] ps, bool copy)
+    {
+        var shape = ps[0].Shape.ToArray();
+        shape[0] = ps.Sum(p => p.Shape[0]);
+        using var buffer = TensorScope.Detach(Tensor.Empty(shape, ps[0].DType, ps[0].Value.Device));
+        int at = 0;
+        foreach (var p in ps)
+        {
+            int rows = p.Shape[0];
+            var view = TensorScope.Detach(buffer.Narrow(0, at, rows));
+            if (copy) view.CopyFrom(p.Value);
+            var old = p.Value;
+            p.ReplaceValue(view);
+            old.Dispose();
+            at += rows;
+        }
+    }
+
+    /// <summary>Whether the projections can run as one product on an input of <paramref name="dtype"/> (null: any).</summary>
+    private bool Packed(DType? dtype)
+    {
+        var (q, k, v) = (QProj.Weight.Value, KProj.Weight.Value, VProj.Weight.Value);
+        if ((dtype is { } d && q.DType != d) || !Tensor.AreConsecutive(0, q, k, v)) return false;
+        if (QProj.Bias is null && KProj.Bias is null && VProj.Bias is null) return true;
+        if (QProj.Bias is not { } qb || KProj.Bias is not { } kb || VProj.Bias is not { } vb) return false;
+        return qb.DType == q.DType && Tensor.AreConsecutive(0, qb.Value, kb.Value, vb.Value);
+    }
+
+    /// <summary>q, k and v projections of x [B, T, hidden]: one product when packed (<see cref="PackProjections"/>), else three.</summary>
+    private (Variable Q, Variable K, Variable V) Project(Variable x)
+    {
+        if (!Packed(x.DType) || x.Value.Device != QProj.Weight.Value.Device) return (QProj.Forward(x), KProj.Forward(x), VProj.Forward(x));
+        if (x.Shape[^1] != QProj.InFeatures)
+            throw new ArgumentException($"Attention: input {x.Value.ShapeString()} does not end in hidden {QProj.InFeatures}");
+        Variable[]? biases = QProj.Bias is null ? null : [QProj.Bias, KProj.Bias!, VProj.Bias!];
+        var p = Variable.SplitLinear(x, [QProj.Weight, KProj.Weight, VProj.Weight], biases);
+        return (p[0], p[1], p[2]);
+    }
+
+    /// <inheritdoc/>
+    protected override void OnParametersReplaced() => PackProjections();
 
     /// <summary>
     /// x [B, T, hidden] → [B, T, hidden]. <paramref name="rope"/>: cos/sin tables [T, headDim] for the
@@ -47,9 +124,12 @@ public sealed class Attention : Module
     {
         if (x.Rank != 3) throw new ArgumentException($"Attention: input {x.Value.ShapeString()} must be [batch, seq, hidden]");
         int b = x.Shape[0], t = x.Shape[1];
-        var q = QProj.Forward(x).Reshape(b, t, Heads, HeadDim).Transpose(1, 2);
-        var k = KProj.Forward(x).Reshape(b, t, KvHeads, HeadDim).Transpose(1, 2);
-        var v = VProj.Forward(x).Reshape(b, t, KvHeads, HeadDim).Transpose(1, 2);
+        // With packed weights q, k and v are column ranges of one product [B, T, (H + 2·Hkv)·D]: views with a row stride
+        // of that width, which every op below takes as they are (strided kernels on the CPU and the GPU).
+        var (qx, kx, vx) = Project(x);
+        var q = qx.Reshape(b, t, Heads, HeadDim).Transpose(1, 2);
+        var k = kx.Reshape(b, t, KvHeads, HeadDim).Transpose(1, 2);
+        var v = vx.Reshape(b, t, KvHeads, HeadDim).Transpose(1, 2);
         if (cache is not null && Graph.IsGradDisabled && rope is var (c, s))
         {
             // Inference into a cache: the cache rotates q and k and stores k and v in one step (one kernel on a GPU
