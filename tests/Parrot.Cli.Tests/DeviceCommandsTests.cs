@@ -82,6 +82,20 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsGenerateStaticStepCasesPassOnTheDevice()
+    {
+        // The rows a GPU run uses to check the generator's session over the static step (graph-replayed there) against
+        // the eager session: both dtypes, exact (same logits bits, same greedy and sampled tokens).
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "static step = eager", TextWriter.Null);
+        Assert.That(rows.Select(r => (r.Op, r.DType)), Is.EquivalentTo(new[]
+        {
+            ("generate session, static step = eager session", "float32"), ("generate session, static step = eager session", "bfloat16"),
+            ("generate, static step = eager (greedy, sampled)", "float32"), ("generate, static step = eager (greedy, sampled)", "bfloat16"),
+        }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU
