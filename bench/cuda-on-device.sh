@@ -132,6 +132,13 @@ fi
 # (the same generated tokens are expected; its attention splits are sized for the cache, so the last bits may differ).
 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --static --json > "$M/decode-parrot-static.json" 2> "$M/decode-parrot-static.log"
 echo "parrot (--static): exit $?"
+# The user-facing path (the generator's session: logits read back, the token picked on the host), eager and with the
+# static step replayed from a CUDA graph (the default on a GPU): the same tokens expected, ms/token compared.
+for mode in eager static; do
+  flag=(); [ "$mode" = static ] && flag=(--static)
+  timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --generator "${flag[@]}" --json > "$M/decode-generator-$mode.json" 2> "$M/decode-generator-$mode.log"
+  echo "parrot (--generator, $mode): exit $?"
+done
 timeout 120 "$PY" bench/torch_model_peer.py decode "${PEER_DEC[@]}" > "$M/decode-torch.json" 2> "$M/decode-torch.log"
 echo "torch: exit $?"
 "$PY" - "$M" "$PEAK" <<'PY' | tee "$M/summary.txt"
@@ -152,5 +159,7 @@ if dp:
     print(line)
     alt = load("decode-parrot-cublaslt.json") if __import__("os").path.exists(f"{m}/decode-parrot-cublaslt.json") else None
     if alt: print(f"  with every product on cuBLASLt (PARROT_CUDA_GEMV=0): {alt['ms_per_token']:.2f} ms/token = {alt['roofline_fraction']:.1%}; gemv kernel speed-up {alt['ms_per_token'] / dp['ms_per_token']:.2f}x")
+    ge, gs = (load(f"decode-generator-{k}.json") if __import__("os").path.exists(f"{m}/decode-generator-{k}.json") else None for k in ("eager", "static"))
+    if ge and gs: print(f"  through the generator's session: eager {ge['ms_per_token']:.2f} ms/token, static step + CUDA graph {gs['ms_per_token']:.2f} ms/token = {gs['roofline_fraction']:.1%} (speed-up {ge['ms_per_token'] / gs['ms_per_token']:.2f}x); same tokens: {ge['generated'] == gs['generated']}")
 PY
 exit $status

@@ -216,5 +216,13 @@ public class DeviceCommandsTests
         Assert.That(sa.Generated, Is.EqualTo(da.Generated));
         Assert.That(sb.Generated, Is.EqualTo(da.Generated));
         Assert.That(DeviceDecodeBench.Json(sa), Does.Contain("\"host_issue_ms\":").And.Contain("\"ms_per_token\":").And.Contain("\"static\":true"));
+        // --generator: the generator's session, eager and static, the same tokens again (its timed steps: 6).
+        var ga = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, generator: true);
+        var gb = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true);
+        Assert.That((ga.Generator, ga.Static, gb.Generator, gb.Static), Is.EqualTo((true, false, true, true)));
+        Assert.That(ga.Generated, Is.EqualTo(da.Generated));
+        Assert.That(gb.Generated, Is.EqualTo(da.Generated));
+        Assert.That(DeviceDecodeBench.Json(gb), Does.Contain("\"generator\":true"));
+        Assert.That(DeviceDecodeBench.Describe(gb), Does.Contain("through the generator's session"));
     }
 }
