@@ -32,7 +32,7 @@ public class StaticDecoderTests
         // The eager reference: the generator's session, greedy tokens picked on the host from its logits.
         var eagerLogits = new List<float[][]>();
         var eagerTokens = new List<int[]>();
-        using (var session = Generator.Wrap(model).Start(prompts.Select(p => new GenerationPrompt(p)).ToArray(), steps + 1))
+        using (var session = Generator.Wrap(model, DecodeStepMode.Eager).Start(prompts.Select(p => new GenerationPrompt(p)).ToArray(), steps + 1))
         {
             var logits = session.Prefill();
             for (int s = 0; ; s++)

@@ -132,7 +132,7 @@ internal static class SelfTestDecodeCases
         {
             int vocab = TinyLm.VocabSize;
             var flags = new List<double>();
-            using var session = global::Parrot.Parrot.Inference.Generator.Wrap(model).Start(prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray(), Steps + 1);
+            using var session = Wrap(model, false).Start(prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray(), Steps + 1);
             using var dec = new Qwen2StaticDecoder(model, prompts.Length, Lengths.Max() + Steps + 1, keepLogits: true);
             using var step = new GraphedStep(p[0].Device, dec.Issue, graph);
             var eager = session.Prefill();
