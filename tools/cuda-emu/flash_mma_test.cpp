@@ -11,6 +11,7 @@
 namespace am {
 #include "attention_mma.cu"
 #include "attention_mma_backward.cu"
+#include "attention_mma_dkdv2.cu"
 }
 #include <algorithm>
 #include <random>
@@ -75,12 +76,32 @@ static void backward(const Case& c, std::mt19937& rng, const AttnStrides& st, co
             for (int d = 0; d < D; d++) rdv[(((size_t)b * Hkv + hk) * S + j) * D + d] += p[j] * drow[d];
         }
     }
-    auto cmp = [&](const char* what, const std::vector<double>& want, const std::vector<u16>& hh) {
+    auto cmp = [&](const char* name, const char* what, const std::vector<double>& want, const std::vector<u16>& hh) {
         double w = 0, big = 0; for (double x : want) big = std::max(big, fabs(x));
         for (size_t i = 0; i < want.size(); i++) { double got = bf16_to_f32(hh[i]); w = std::max(w, fabs(got - want[i]));
-            CHECK(fabs(got - want[i]) < 2e-2 * (0.05 * big + fabs(want[i])) + 2e-3, "%s %s[%zu]: %g vs %g", c.name, what, i, got, want[i]); }
-        printf("  %-34s worst |%s - ref| %.2e (max |ref| %.2g)\n", c.name, what, w, big); };
-    cmp("dq", rdq, dqh); cmp("dk", rdk, dkh); cmp("dv", rdv, dvh);
+            CHECK(fabs(got - want[i]) < 2e-2 * (0.05 * big + fabs(want[i])) + 2e-3, "%s %s[%zu]: %g vs %g", name, what, i, got, want[i]); }
+        printf("  %-34s worst |%s - ref| %.2e (max |ref| %.2g)\n", name, what, w, big); };
+    cmp(c.name, "dq", rdq, dqh); cmp(c.name, "dk", rdk, dkh); cmp(c.name, "dv", rdv, dvh);
+    // The second dK/dV kernel (attention_mma_dkdv2.cu) against the same references: one split (dk, dv written by the
+    // blocks), a split per query head (the launcher's choice for grouped heads: float32 partials, then the reduce
+    // kernel), and 3 splits, whose shares of the (query head, query tile) pairs start and end inside a head.
+    std::vector<int> splitting = {1, 3};
+    if (H / Hkv > 1) splitting.push_back(H / Hkv);
+    for (int splits : splitting)
+    {
+        std::vector<u16> dk2(kn, 0x7fc1), dv2(kn, 0x7fc1);
+        size_t plane = (size_t)B * Hkv * S * D;
+        std::vector<float> part(splits > 1 ? 2 * splits * plane : 0, NAN); // NaN: a partial nobody wrote shows
+        float* pp = splits > 1 ? part.data() : nullptr;
+        auto kernel = D == 64 ? am::attention_mma_backward_dkdv2_d64 : D == 80 ? am::attention_mma_backward_dkdv2_d80 : am::attention_mma_backward_dkdv2_d128;
+        launch(grid2 * splits, MMA_THREADS, [&] { kernel(qh.data(), kh.data(), vh.data(), douth.data(), dk2.data(), dv2.data(), pp, mp, DT_F32,
+                                                         lse.data(), delta.data(), bs, B, H, Hkv, T, S, c.causal, c.offset, scale, splits); });
+        if (splits > 1)
+            launch(3, 64, [&] { am::attention_mma_backward_dkdv2_reduce(pp, dk2.data(), dv2.data(), bs, B, Hkv, S, D, splits, scale); });
+        char name[64];
+        snprintf(name, sizeof name, "%s v2/%d", c.name, splits);
+        cmp(name, "dk", rdk, dk2); cmp(name, "dv", rdv, dv2);
+    }
 }
 
 static void run(const Case& c, std::mt19937& rng)
@@ -152,6 +173,8 @@ int main()
         {"D64 full T20 S150 mask", 2, 2, 1, 20, 150, 64, 0, 0, 1, 1},
         {"D128 full T70 S188 no mask", 1, 2, 1, 70, 188, 128, 0, 0, 0, 0},
         {"D64 causal offset62 T70 S132", 1, 2, 1, 70, 132, 64, 1, 62, 0, 1},
+        {"D128 full T70 S130 no mask", 1, 2, 2, 70, 130, 128, 0, 0, 0, 1},
+        {"D64 causal GQA7 T40", 1, 7, 1, 40, 40, 64, 1, 0, 0, 1},
     };
     for (const auto& c : cases) run(c, rng);
     printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);
