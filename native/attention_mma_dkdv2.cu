@@ -228,17 +228,27 @@ __device__ __forceinline__ void mma_dkdv2(const void* q, const void* k, const vo
                       B, H, Hkv, T, S, causal, query_offset, (float)scale, splits, (u16*)smem, ls, dls);
 }
 
-#define DKDV2_KERNEL(DIM)                                                                                                         \
-    extern "C" __global__ void __launch_bounds__(MMA_THREADS, DIM == 64 ? 3 : 2) attention_mma_backward_dkdv2_d##DIM(                                                             \
-        const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, float* part, const void* mask, int mdt,  \
-        const float* lse, const float* delta, FaBwdStrides bs, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset, \
-        double scale, i64 splits)                                                                                                 \
-    {                                                                                                                             \
-        mma_dkdv2<DIM>(q, k, v, dout, dk, dv, part, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, causal, query_offset, scale, splits); \
-    }
-DKDV2_KERNEL(64)
-DKDV2_KERNEL(80)
-DKDV2_KERNEL(128)
+// Head dim 64 (Qwen2-0.5B's): three blocks per SM (168 registers, no spills), the others two.
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_mma_backward_dkdv2_d64(const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, float* part, const void* mask, int mdt,
+                                 const float* lse, const float* delta, FaBwdStrides bs, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset,
+                                 double scale, i64 splits)
+{
+    mma_dkdv2<64>(q, k, v, dout, dk, dv, part, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, causal, query_offset, scale, splits);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_backward_dkdv2_d80(const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, float* part, const void* mask, int mdt,
+                                 const float* lse, const float* delta, FaBwdStrides bs, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset,
+                                 double scale, i64 splits)
+{
+    mma_dkdv2<80>(q, k, v, dout, dk, dv, part, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, causal, query_offset, scale, splits);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_backward_dkdv2_d128(const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, float* part, const void* mask, int mdt,
+                                  const float* lse, const float* delta, FaBwdStrides bs, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset,
+                                  double scale, i64 splits)
+{
+    mma_dkdv2<128>(q, k, v, dout, dk, dv, part, mask, mdt, lse, delta, bs, B, H, Hkv, T, S, causal, query_offset, scale, splits);
+}
 
 // dk = scale·Σ_splits partial dK, dv = Σ partial dV (in split order), rounded to bf16 at dk's and dv's strides.
 // Grid-stride over the B·Hkv·S·D elements, D fastest (the partials' reads coalesce).

@@ -284,7 +284,33 @@ internal static class SelfTestCases
         c.Add(new("attention bwd D64 mask offset S150",
             (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 4, 20, 64), PaddingMask(r, t, 150)],
             x => AttentionGrads(x, x[4], 130)));
+        // Each dK/dV kernel of the tensor-core backward in bf16 (CudaBackend.AttentionDkdvV2; the rows above take the
+        // default): Qwen2-0.5B's grouped heads (7 query heads a kv head: the second kernel's split per query head and its
+        // reduce), and head dim 128 with a mask and an offset (ragged tiles, the per-element checks).
+        foreach (bool v2 in new[] { false, true })
+        {
+            string name = v2 ? "dkdv v2" : "dkdv v1";
+            c.Add(new($"attention bwd GQA7 D64 T130 {name}",
+                (r, t) => [Normal(r, t, 1, 14, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 14, 130, 64)],
+                x => WithDkdv(x[0], v2, () => AttentionGrads(x, null, 0))));
+            c.Add(new($"attention bwd D128 mask offset {name}",
+                (r, t) => [Normal(r, t, 2, 4, 70, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 4, 70, 128), PaddingMask(r, t, 100)],
+                x => WithDkdv(x[0], v2, () => AttentionGrads(x, x[4], 30))));
+        }
         return c;
+    }
+
+    /// <summary>
+    /// <paramref name="f"/> with the CUDA backend's dK/dV kernel set to the second version or the first (back to what it
+    /// was afterwards); other backends run it as it is.
+    /// </summary>
+    private static Tensor WithDkdv(Tensor x, bool v2, Func<Tensor> f)
+    {
+        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return f();
+        bool was = cuda.AttentionDkdvV2;
+        cuda.AttentionDkdvV2 = v2;
+        try { return f(); }
+        finally { cuda.AttentionDkdvV2 = was; }
     }
 
     private static Tensor BadAt(Tensor index, int flat, long value)
