@@ -6,11 +6,14 @@
 //   dV += Pᵀ·dO and dK += dSᵀ·Q.
 // What changed, and why:
 //  - Grouped-query heads: a block per (batch, kv head, 64 keys, split), the split taking a contiguous share of the
-//    (query head, query tile) pairs the first version walks in one block; the launcher gives each query head its own
-//    split. The first version's grid was B·Hkv·ceil(S/64), Hkv/H of the dq kernel's: 7 times fewer blocks, each 7 times
-//    longer, for Qwen2-0.5B (14 heads over 2 kv heads), under one wave of blocks on an H200, with the causal tail on
-//    top. With splits > 1 each block writes float32 partial sums and attention_mma_backward_dkdv2_reduce adds them in
-//    split order (deterministic, no atomics), scales dK and rounds to bf16; with one split the block writes dK and dV.
+//    (query head, query tile) pairs the first version walks in one block; the launcher (CudaBackend.DkdvSplits) takes
+//    up to one split per query head, for about 1024 blocks. The first version's grid was B·Hkv·ceil(S/64), Hkv/H of the
+//    dq kernel's: 7 times fewer blocks, each 7 times longer, for Qwen2-0.5B (14 heads over 2 kv heads; 128 blocks at
+//    bench train's batch 8 × 512, under one wave on an H200, one block of 4 warps per SM, the causal tail on top).
+//    With splits > 1 each block writes float32 partial sums and attention_mma_backward_dkdv2_reduce adds them in split
+//    order (deterministic, no atomics), scales dK and rounds to bf16; with one split the block writes dK and dV.
+//  - A kernel per head dim, each with its own register allocation: one kernel over the three (as the first version)
+//    spilled 172 bytes on sm_90, the head dim 128 body alone ≤ 60; head dim 64 fits 168 registers (3 blocks per SM).
 //  - lse and delta of the next tile come by cp.async with Q and dO: the first version loaded them with plain loads in
 //    warp 0 right before the barrier, so every tile waited a global-memory latency with all four warps stopped.
 //  - No 64-bit division in the loop (the pair's head and tile are counters), and tiles wholly visible (no mask, inside
@@ -215,8 +218,6 @@ __device__ void mma_dkdv2_tile(const u16* q, const u16* k, const u16* v, const u
 // Grid: B·Hkv·ceil(S / MMA_BN)·splits blocks of MMA_THREADS threads; run after attention_mma_backward_dq (reads its
 // delta). The launcher guarantees what attention_mma_backward_dkdv needs; part: float32 scratch of
 // 2·splits·B·Hkv·S·D elements when splits > 1 (then attention_mma_backward_dkdv2_reduce writes dk and dv), unused when 1.
-// A kernel per head dim, so that each gets its own register allocation (one kernel over the three head dims spilled
-// 172 bytes on sm_90; the head dim 128 body alone spills 52 and the others none).
 template <int D>
 __device__ __forceinline__ void mma_dkdv2(const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, float* part,
                                           const void* mask, int mdt, const float* lse, const float* delta, const FaBwdStrides& bs,

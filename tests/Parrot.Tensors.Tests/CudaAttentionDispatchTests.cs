@@ -97,8 +97,11 @@ public class CudaAttentionDispatchTests
         Assert.That(CudaBackend.AttentionDkdvV2Default("v2"), Is.True);
         Assert.That(CudaBackend.AttentionDkdvV2Default(" V1 "), Is.False);
         Assert.That(CudaBackend.AttentionDkdvV2Default("v1"), Is.False);
-        Assert.That(CudaBackend.DkdvSplits(14, 2), Is.EqualTo(7), "Qwen2-0.5B: a block per query head of the group");
-        Assert.That(CudaBackend.DkdvSplits(16, 16), Is.EqualTo(1), "no grouped heads: the block writes dk and dv itself");
+        // Qwen2-0.5B (14 heads over 2 kv heads) at batch 8 × 512: 128 key blocks, a block per query head of the group.
+        Assert.That(CudaBackend.DkdvSplits(14, 2, 8 * 2 * 8), Is.EqualTo(7));
+        Assert.That(CudaBackend.DkdvSplits(14, 2, 512), Is.EqualTo(2), "a large grid keeps fewer partials");
+        Assert.That(CudaBackend.DkdvSplits(14, 2, 4096), Is.EqualTo(1));
+        Assert.That(CudaBackend.DkdvSplits(16, 16, 1), Is.EqualTo(1), "no grouped heads: the block writes dk and dv itself");
     }
 
     [Test]

@@ -91,8 +91,8 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// Which kernel computes dK and dV in the tensor-core backward: true (the default) the second version
-    /// (native/attention_mma_dkdv2.cu: a block per query head of a grouped kv head, so grouped-query attention gets the
-    /// dq kernel's number of blocks, float32 partials summed in order by a reduce kernel; lse/delta staged by cp.async;
+    /// (native/attention_mma_dkdv2.cu: up to a block per query head of a grouped kv head, so grouped-query attention gets
+    /// up to the dq kernel's number of blocks, float32 partials summed in order by a reduce kernel; lse/delta by cp.async;
     /// a kernel per head dim), false the first (attention_mma_backward_dkdv of attention_mma_backward.cu). Read from
     /// PARROT_ATTENTION_DKDV when the backend is created: "v1" selects the first, anything else the second. For A/B
     /// timings (the bench's "attention fwd+bwd" rows run both) and for ruling the new kernel out.
@@ -103,11 +103,14 @@ public sealed partial class CudaBackend
     internal static bool AttentionDkdvV2Default(string? value) => !string.Equals(value?.Trim(), "v1", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
-    /// How many blocks the second dK/dV kernel gives each (batch, kv head, 64 keys): one per query head of the group, so
-    /// that the grid matches the dq kernel's. A function of the shapes only (not of the GPU), so results are the same
-    /// on every card.
+    /// How many blocks the second dK/dV kernel gives each of the <paramref name="keyBlocks"/> (batch, kv head, 64 keys):
+    /// enough for about 1024 blocks (a few waves of 2–3 blocks on 100+ SMs), at most one per query head of the group.
+    /// More splits cost float32 partials (written, then read by the reduce: 2·splits·B·Hkv·S·D floats each way), so a
+    /// grid that is already large keeps fewer. A function of the shapes only (not of the GPU), so the sums' order and
+    /// the results are the same on every card.
     /// </summary>
-    internal static int DkdvSplits(int heads, int kvHeads) => heads / kvHeads;
+    internal static int DkdvSplits(int heads, int kvHeads, long keyBlocks) =>
+        (int)Math.Clamp((1024 + keyBlocks - 1) / Math.Max(keyBlocks, 1), 1, heads / kvHeads);
 
     /// <summary>
     /// Whether <see cref="Attention"/> runs the decode kernel (native/attention_decode.cu) for up to
@@ -318,7 +321,7 @@ public sealed partial class CudaBackend
         FaBwdStrides st, bool causal, int queryOffset, double scale, long kBlocks)
     {
         int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2];
-        int splits = DkdvSplits(H, Hkv);
+        int splits = DkdvSplits(H, Hkv, kBlocks);
         if (kBlocks * splits > int.MaxValue) throw Missing("AttentionBackward", $"more than {int.MaxValue} dK/dV blocks ({kBlocks} × {splits})");
         long plane = (long)B * Hkv * S * D;
         using var part = splits > 1 ? Tensor.Empty([checked((int)(2 * splits * plane))], DType.F32, Device) : null;
