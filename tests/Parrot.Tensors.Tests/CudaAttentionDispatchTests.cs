@@ -87,6 +87,10 @@ public class CudaAttentionDispatchTests
             Assert.That(Params(v2.Replace($"__launch_bounds__(MMA_THREADS, {(d == 64 ? 3 : 2)}) ", ""), $"attention_mma_backward_dkdv2_d{d}"), Is.EqualTo("const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, " +
                 "float* part, const void* mask, int mdt, const float* lse, const float* delta, FaBwdStrides bs, i64 B, i64 H, i64 Hkv, i64 T, i64 S, " +
                 "int causal, i64 query_offset, double scale, i64 splits"), $"head dim {d}: the launcher's argument order");
+        // The per-head-dim forward kernels (CudaBackend.AttentionForwardPerDim): the launcher names them by D and passes
+        // attention_mma_forward's parameters.
+        foreach (var (d, blocks) in new[] { (64, 3), (80, 3), (128, 2) })
+            Assert.That(Params(src.Replace($"__launch_bounds__(MMA_THREADS, {blocks}) ", ""), $"attention_mma_forward_d{d}"), Is.EqualTo(Params(src, "attention_mma_forward")));
         Assert.That(v2, Does.Contain("extern \"C\" __global__ void attention_mma_backward_dkdv2_reduce(const float* part, void* dk, void* dv, FaBwdStrides bs,"));
     }
 

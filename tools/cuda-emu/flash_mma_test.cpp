@@ -5,6 +5,8 @@
 // lengths that are not multiples of the 64-row/64-key tiles, several key tiles (the online softmax's rescaling),
 // an output laid out as [B, T, H, D] (Tensor.ScaledDotProductAttention's layout), and the log-sum-exp; then the
 // tensor-core backward (attention_mma_backward_dq / _dkdv, attention_mma_backward.cu) from the kernel's own o and lse.
+// Also the per-head-dim forward kernels (bit for bit the same as attention_mma_forward) and the second dK/dV kernel
+// (attention_mma_dkdv2.cu, with 1, 3 and a split per query head) against the same references.
 #include "emu_mma.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
@@ -128,6 +130,16 @@ static void run(const Case& c, std::mt19937& rng)
     unsigned grid = (unsigned)(B * H * ((T + MMA_BM - 1) / MMA_BM));
     launch(grid, MMA_THREADS, [&] { am::attention_mma_forward(qh.data(), kh.data(), vh.data(), oh.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
                                                                lse.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
+    {
+        // The per-head-dim kernels (attention_mma_forward_d64/_d80/_d128) run the same tile code: bit for bit the same
+        // output and log-sum-exp as attention_mma_forward, which is checked against float64 below.
+        std::vector<u16> oh2(on, 0x7fc1); std::vector<float> lse2((size_t)B * H * T, 12345.0f);
+        auto fwd = D == 64 ? am::attention_mma_forward_d64 : D == 80 ? am::attention_mma_forward_d80 : am::attention_mma_forward_d128;
+        launch(grid, MMA_THREADS, [&] { fwd(qh.data(), kh.data(), vh.data(), oh2.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+                                            lse2.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
+        CHECK(memcmp(oh2.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_d%d's output differs from attention_mma_forward's", c.name, D);
+        CHECK(memcmp(lse2.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_d%d's lse differs", c.name, D);
+    }
     double worst = 0;
     int empty = 0;
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)

@@ -61,6 +61,7 @@ internal static class DeviceBench
             {
                 double ms = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
                 Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", tensorCores ? "tensor cores (attention_mma.cu)" : path));
+                if (tensorCores) ForwardVariants(cuda, $"B{B} H{H} T{T} D{D}", flops, () => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null), Add);
                 // The FMA flash kernel on the same operands: the tensor-core kernel's gain, measured in the same run.
                 cuda.TensorCoreAttention = false;
                 try
@@ -111,6 +112,30 @@ internal static class DeviceBench
         GroupedAttentionStep(cuda, device, Add);
         Decode(cuda, device, Add);
         return results;
+    }
+
+    /// <summary>
+    /// The tensor-core forward as one kernel over the head dims and as a kernel per head dim
+    /// (<see cref="CudaBackend.AttentionForwardPerDim"/>: rows "attention fwd v1" and "attention fwd per-dim", the switch
+    /// back to what it was afterwards).
+    /// </summary>
+    private static void ForwardVariants(CudaBackend cuda, string shape, double flops, Action forward, Action<Result> add)
+    {
+        bool was = cuda.AttentionForwardPerDim;
+        try
+        {
+            foreach (bool perDim in new[] { false, true })
+            {
+                cuda.AttentionForwardPerDim = perDim;
+                double ms = cuda.MedianMilliseconds(forward);
+                add(new(perDim ? "attention fwd per-dim" : "attention fwd v1", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+                    perDim ? "attention_mma_forward_d{64,80,128}" : "attention_mma_forward (one kernel, every head dim)"));
+            }
+        }
+        finally
+        {
+            cuda.AttentionForwardPerDim = was;
+        }
     }
 
     /// <summary>

@@ -90,6 +90,14 @@ public sealed partial class CudaBackend
     internal static bool TensorCoreAttentionDefault(string? value) => value?.Trim() != "0";
 
     /// <summary>
+    /// Whether the tensor-core forward runs as a kernel per head dim (attention_mma_forward_d64/_d80/_d128 of
+    /// native/attention_mma.cu: the same tile code, each with its own registers, so head dims 64 and 80 fit 168 and run
+    /// 3 blocks per SM instead of 2) or as the one kernel over the three (attention_mma_forward). On unless
+    /// PARROT_ATTENTION_FWD is "v1" when the backend is created; for A/B timings and for ruling the kernels out.
+    /// </summary>
+    public bool AttentionForwardPerDim { get; set; } = AttentionDkdvV2Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_FWD"));
+
+    /// <summary>
     /// Which kernel computes dK and dV in the tensor-core backward: true (the default) the second version
     /// (native/attention_mma_dkdv2.cu: up to a block per query head of a grouped kv head, so grouped-query attention gets
     /// up to the dq kernel's number of blocks, float32 partials summed in order by a reduce kernel; lse/delta by cp.async;
@@ -99,7 +107,8 @@ public sealed partial class CudaBackend
     /// </summary>
     public bool AttentionDkdvV2 { get; set; } = AttentionDkdvV2Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_DKDV"));
 
-    /// <summary>The default of <see cref="AttentionDkdvV2"/> for a value of PARROT_ATTENTION_DKDV: the first version only for "v1".</summary>
+    /// <summary>The default of <see cref="AttentionDkdvV2"/> (PARROT_ATTENTION_DKDV) and <see cref="AttentionForwardPerDim"/>
+    /// (PARROT_ATTENTION_FWD) for a value of the variable: the first version only for "v1".</summary>
     internal static bool AttentionDkdvV2Default(string? value) => !string.Equals(value?.Trim(), "v1", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
@@ -190,7 +199,7 @@ public sealed partial class CudaBackend
             const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cuh
             long blocks = (long)B * H * ((T + tileRows - 1) / tileRows);
             if (blocks > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} query tiles ({blocks})");
-            _kernels.Launch("attention_mma.cu", "attention_mma_forward", (uint)blocks, threads, a);
+            _kernels.Launch("attention_mma.cu", AttentionForwardPerDim ? $"attention_mma_forward_d{D}" : "attention_mma_forward", (uint)blocks, threads, a);
             return;
         }
         if (UsesFlashAttention(q.DType, D, Dv))
