@@ -20,12 +20,14 @@ internal static class DeviceBench
 {
     internal sealed record Result(string Name, string Shape, double Milliseconds, double Rate, string Unit, string Note);
 
-    internal static List<Result> Run(CudaBackend cuda, Device device, TextWriter log)
+    /// <param name="progress">Called with the rows so far after each row (the caller saves them).</param>
+    internal static List<Result> Run(CudaBackend cuda, Device device, TextWriter log, Action<IReadOnlyList<Result>>? progress = null)
     {
         var results = new List<Result>();
         void Add(Result r)
         {
             results.Add(r);
+            progress?.Invoke(results);
             log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench {r.Name,-22} {r.Shape,-28} {r.Milliseconds,10:F3} ms {r.Rate,10:F1} {r.Unit} {r.Note}"));
         }
 
@@ -407,7 +409,7 @@ internal static class DeviceBench
         }
     }
 
-    internal static string Json(string description, List<Result> results)
+    internal static string Json(string description, IReadOnlyList<Result> results)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
