@@ -202,5 +202,11 @@ public class DeviceCommandsTests
         Assert.That(sa.Generated, Is.EqualTo(da.Generated));
         Assert.That(sb.Generated, Is.EqualTo(da.Generated));
         Assert.That(DeviceDecodeBench.Json(sa), Does.Contain("\"host_issue_ms\":").And.Contain("\"ms_per_token\":").And.Contain("\"static\":true"));
+        // --cuda-graph: the static step, replayed from a graph on a GPU; on these devices (no CudaBackend) eager, so no
+        // graph is reported and the tokens are the same.
+        var ga = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, cudaGraph: true);
+        Assert.That((ga.Static, ga.CudaGraph, ga.GraphNodes), Is.EqualTo((true, false, 0)));
+        Assert.That(ga.Generated, Is.EqualTo(da.Generated));
+        Assert.That(DeviceDecodeBench.Json(ga), Does.Contain("\"cuda_graph\":false").And.Contain("\"graph_nodes\":0"));
     }
 }
