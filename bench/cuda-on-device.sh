@@ -121,6 +121,10 @@ timeout 150 "$BIN" bench train --device "$DEV" "${TRAIN[@]}" --dtype bf16 --peak
 echo "parrot: exit $?"
 timeout 120 "$PY" bench/torch_model_peer.py train "${PEER_TRAIN[@]}" > "$M/train-torch.json" 2> "$M/train-torch.log"
 echo "torch: exit $?"
+if [ "$DEV" != cpu ]; then # the same step with attention on cuDNN's fused SDPA (off by default until measured)
+  PARROT_CUDNN_ATTENTION=1 timeout 150 "$BIN" bench train --device "$DEV" "${TRAIN[@]}" --dtype bf16 --peak-tflops "$PEAK" --json > "$M/train-parrot-cudnn.json" 2> "$M/train-parrot-cudnn.log"
+  echo "parrot (PARROT_CUDNN_ATTENTION=1): exit $?"
+fi
 echo "== 3e. batch-1 decode, ${DEC[*]}, bf16 random weights, on $DEV; PyTorch on the same shape"
 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --profile --json > "$M/decode-parrot.json" 2> "$M/decode-parrot.log"
 echo "parrot: exit $?"
@@ -132,6 +136,9 @@ fi
 # (the same generated tokens are expected; its attention splits are sized for the cache, so the last bits may differ).
 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --static --json > "$M/decode-parrot-static.json" 2> "$M/decode-parrot-static.log"
 echo "parrot (--static): exit $?"
+# The static step captured into a CUDA graph at its second token and replayed per token (one launch per step).
+timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --cuda-graph --profile --json > "$M/decode-parrot-graph.json" 2> "$M/decode-parrot-graph.log"
+echo "parrot (--cuda-graph): exit $?"
 # The user-facing path (the generator's session: logits read back, the token picked on the host), eager and with the
 # static step replayed from a CUDA graph (the default on a GPU): the same tokens expected, ms/token compared.
 for mode in eager static; do
@@ -159,6 +166,12 @@ if dp:
     print(line)
     alt = load("decode-parrot-cublaslt.json") if __import__("os").path.exists(f"{m}/decode-parrot-cublaslt.json") else None
     if alt: print(f"  with every product on cuBLASLt (PARROT_CUDA_GEMV=0): {alt['ms_per_token']:.2f} ms/token = {alt['roofline_fraction']:.1%}; gemv kernel speed-up {alt['ms_per_token'] / dp['ms_per_token']:.2f}x")
+    for name, what in (("decode-parrot-static.json", "static step, eager"), ("decode-parrot-graph.json", "static step, CUDA graph")):
+        r = load(name) if __import__("os").path.exists(f"{m}/{name}") else None
+        if r: print(f"  {what}: {r['ms_per_token']:.2f} ms/token = {r['roofline_fraction']:.1%} (host issues a step in {r.get('host_issue_ms', float('nan')):.2f} ms; graph nodes {r.get('graph_nodes', 0)}; same tokens as the default path: {r.get('generated') == dp.get('generated')})")
+if tp and __import__("os").path.exists(f"{m}/train-parrot-cudnn.json"):
+    tc = load("train-parrot-cudnn.json")
+    if tc: print(f"  train step with cuDNN attention (PARROT_CUDNN_ATTENTION=1): {tc['ms_per_step']:.1f} ms/step vs {tp['ms_per_step']:.1f}; losses {tc['first_loss']:.4f} -> {tc['last_loss']:.4f}")
     ge, gs = (load(f"decode-generator-{k}.json") if __import__("os").path.exists(f"{m}/decode-generator-{k}.json") else None for k in ("eager", "static"))
     if ge and gs: print(f"  through the generator's session: eager {ge['ms_per_token']:.2f} ms/token, static step + CUDA graph {gs['ms_per_token']:.2f} ms/token = {gs['roofline_fraction']:.1%} (speed-up {ge['ms_per_token'] / gs['ms_per_token']:.2f}x); same tokens: {ge['generated'] == gs['generated']}")
 PY

@@ -202,3 +202,36 @@ extern "C" __global__ void attention_mma_forward(const void* q, const void* k, c
     else if (D == 80) mma_forward_tile<80>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
     else mma_forward_tile<128>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
 }
+
+// The same forward as a kernel per head dim (CudaBackend.AttentionForwardPerDim; PARROT_ATTENTION_FWD=v1 keeps
+// attention_mma_forward above), same parameters. One kernel over the three head dims takes the registers of the largest
+// (224–228), so head dim 64 ran 2 blocks per SM; alone it needs 152–165 and fits 168, 3 blocks (12 warps) per SM, with
+// shared memory sized for its own rows.
+template <int D>
+__device__ __forceinline__ void mma_forward_dim(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
+                                                const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset, double scale)
+{
+    __shared__ MmaChunk smem[2 * MMA_BN * (D + MMA_PAD) / 8];
+    mma_forward_tile<D>((const u16*)q, (const u16*)k, (const u16*)v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, (float)scale, (u16*)smem);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_mma_forward_d64(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
+                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
+                                                 int causal, i64 query_offset, double scale)
+{
+    mma_forward_dim<64>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_mma_forward_d80(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
+                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
+                                                 int causal, i64 query_offset, double scale)
+{
+    mma_forward_dim<80>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_d128(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
+                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
+                                                 int causal, i64 query_offset, double scale)
+{
+    mma_forward_dim<128>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+}

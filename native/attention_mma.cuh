@@ -56,6 +56,12 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src)
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(shared_address(dst)), "l"(src) : "memory");
 }
 
+// cp.async of 4 bytes (a float): .ca, as .cg takes only 16-byte copies; same groups as cp_async16.
+__device__ __forceinline__ void cp_async4(void* dst, const void* src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(shared_address(dst)), "l"(src) : "memory");
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 
 template <int N>
@@ -100,6 +106,30 @@ __device__ __forceinline__ void mma_stage_async(u16* dst, const u16* src, i64 ba
         if (j < S) cp_async16(d, src + base + j * row_stride + 8 * cc);
         else *(MmaChunk*)d = MmaChunk{0u, 0u, 0u, 0u};
     }
+}
+
+// mma_stage_async for head dims whose 16-byte chunks per row divide MMA_THREADS (64, 128; others take it): src
+// points at row 0 of the rows, a thread copies one chunk column of every (MMA_THREADS / chunks)-th row, its
+// addresses computed once (fewer live 64-bit values than the general loop).
+template <int D, int LD, int ROWS>
+__device__ __forceinline__ void mma_stage_rows_async(u16* dst, const u16* src, i64 row_stride, i64 j0, i64 S)
+{
+    constexpr int CH = D / 8;
+    if constexpr (MMA_THREADS % CH == 0 && ROWS % (MMA_THREADS / CH) == 0)
+    {
+        constexpr int R = MMA_THREADS / CH;
+        const int r = threadIdx.x / CH, cc = threadIdx.x % CH;
+        const u16* s = src + (j0 + r) * row_stride + 8 * cc;
+        u16* d = dst + r * LD + 8 * cc;
+        const i64 left = S - j0 - r; // rows of this thread's column that exist: m·R < left
+#pragma unroll
+        for (int m = 0; m < ROWS / R; m++)
+        {
+            if (R * m < left) cp_async16(d + R * m * LD, s + R * m * row_stride);
+            else *(MmaChunk*)(d + R * m * LD) = MmaChunk{0u, 0u, 0u, 0u};
+        }
+    }
+    else mma_stage_async<D, LD, ROWS>(dst, src, 0, row_stride, j0, S);
 }
 
 // Rows r0 and r0 + 8 of a bf16 tensor (element p[base0 + d·ds] is dim d of row r0, row r0 + 8 is 8·rs further) as

@@ -80,6 +80,32 @@ public class CudaAttentionDispatchTests
         Assert.That(Params(src, "attention_mma_forward"), Is.EqualTo(Params(fma, "attention_flash_forward")));
         Assert.That(Params(bwd, "attention_mma_backward_dq"), Is.EqualTo(Params(fma, "attention_flash_backward_dq")));
         Assert.That(Params(bwd, "attention_mma_backward_dkdv"), Is.EqualTo(Params(fma, "attention_flash_backward_dkdv")));
+        // The second dK/dV kernel (CudaBackend.AttentionDkdvV2Launch): a kernel per head dim the launcher names by D, its
+        // parameters in the launcher's order, and the reduce kernel.
+        string v2 = KernelSources.Read("attention_mma_dkdv2.cu");
+        foreach (var d in new[] { 64, 80, 128 })
+            Assert.That(Params(v2.Replace($"__launch_bounds__(MMA_THREADS, {(d == 64 ? 3 : 2)}) ", ""), $"attention_mma_backward_dkdv2_d{d}"), Is.EqualTo("const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, " +
+                "float* part, const void* mask, int mdt, const float* lse, const float* delta, FaBwdStrides bs, i64 B, i64 H, i64 Hkv, i64 T, i64 S, " +
+                "int causal, i64 query_offset, double scale, i64 splits"), $"head dim {d}: the launcher's argument order");
+        // The per-head-dim forward kernels (CudaBackend.AttentionForwardPerDim): the launcher names them by D and passes
+        // attention_mma_forward's parameters.
+        foreach (var (d, blocks) in new[] { (64, 3), (80, 3), (128, 2) })
+            Assert.That(Params(src.Replace($"__launch_bounds__(MMA_THREADS, {blocks}) ", ""), $"attention_mma_forward_d{d}"), Is.EqualTo(Params(src, "attention_mma_forward")));
+        Assert.That(v2, Does.Contain("extern \"C\" __global__ void attention_mma_backward_dkdv2_reduce(const float* part, void* dk, void* dv, FaBwdStrides bs,"));
+    }
+
+    [Test]
+    public void TheSecondDkdvKernelIsTheDefaultAndV1SelectsTheFirst()
+    {
+        Assert.That(CudaBackend.AttentionDkdvV2Default(null), Is.True);
+        Assert.That(CudaBackend.AttentionDkdvV2Default("v2"), Is.True);
+        Assert.That(CudaBackend.AttentionDkdvV2Default(" V1 "), Is.False);
+        Assert.That(CudaBackend.AttentionDkdvV2Default("v1"), Is.False);
+        // Qwen2-0.5B (14 heads over 2 kv heads) at batch 8 × 512: 128 key blocks, a block per query head of the group.
+        Assert.That(CudaBackend.DkdvSplits(14, 2, 8 * 2 * 8), Is.EqualTo(7));
+        Assert.That(CudaBackend.DkdvSplits(14, 2, 512), Is.EqualTo(2), "a large grid keeps fewer partials");
+        Assert.That(CudaBackend.DkdvSplits(14, 2, 4096), Is.EqualTo(1));
+        Assert.That(CudaBackend.DkdvSplits(16, 16, 1), Is.EqualTo(1), "no grouped heads: the block writes dk and dv itself");
     }
 
     [Test]

@@ -21,9 +21,36 @@ public class CudaKernelCompileTests
     {
         Assert.That(KernelSources.Files, Is.SupersetOf(new[]
         {
-            "adamw.cu", "attention.cu", "attention_decode.cu", "attention_mma.cu", "attention_mma_backward.cu", "cross_entropy.cu", "elementwise.cu", "gemv.cu", "indexing.cu", "norms.cu", "reduce.cu", "rope.cu", "softmax.cu",
+            "adamw.cu", "attention.cu", "attention_decode.cu", "attention_mma.cu", "attention_mma_backward.cu", "attention_mma_dkdv2.cu", "cross_entropy.cu", "elementwise.cu", "gemv.cu", "indexing.cu", "norms.cu", "reduce.cu", "rope.cu", "softmax.cu",
         }));
         Assert.That(KernelSources.Headers.Keys, Is.SupersetOf(new[] { "prelude.cuh", "attention_mma.cuh", "swiglu.cuh" }), "the headers NVRTC is given");
+    }
+
+    [Test]
+    public void CompileAllFillsTheCacheInParallelAndASecondRunOnlyReadsIt()
+    {
+        if (!NvrtcCompiler.IsAvailable(out var why)) Assert.Ignore($"NVRTC is not installed: {why}");
+        var dir = Path.Combine(Path.GetTempPath(), "parrot-kernels-" + Guid.NewGuid().ToString("N"));
+        var before = Environment.GetEnvironmentVariable("PARROT_KERNEL_CACHE");
+        Environment.SetEnvironmentVariable("PARROT_KERNEL_CACHE", dir);
+        try
+        {
+            // Compute capability 8.0 (a CUBIN or PTX, whichever this NVRTC gives), two files at a time.
+            Assert.That(KernelCache.CompileAll(8, 0, parallelism: 2), Is.EqualTo(KernelSources.Files.Count));
+            var images = Directory.GetFiles(dir).Where(f => !f.EndsWith(".tmp", StringComparison.Ordinal)).ToArray();
+            Assert.That(images.Select(f => Path.GetFileName(f).Split('-')[0] + ".cu").Order(), Is.EqualTo(KernelSources.Files.Order()),
+                "one image per kernel file, named by it");
+            var written = images.ToDictionary(f => f, File.GetLastWriteTimeUtc);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            KernelCache.CompileAll(8, 0, parallelism: 2);
+            Assert.That(written.All(kv => File.GetLastWriteTimeUtc(kv.Key) == kv.Value), "a second run reads the cache and writes nothing");
+            Assert.That(sw.Elapsed.TotalSeconds, Is.LessThan(5), "reading the cache compiles nothing");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("PARROT_KERNEL_CACHE", before);
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
     }
 
     [TestCaseSource(nameof(Cases))]

@@ -1,6 +1,6 @@
 // CPU emulation of the warp-collective tensor-core operations native/attention_mma.cu uses through inline PTX:
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16, and
-// (not collective) cvt.rn.bf16x2.f32 and cp.async.cg.shared.global with its commit/wait groups.
+// (not collective) cvt.rn.bf16x2.f32 and cp.async.{cg,ca}.shared.global (16 and 4 bytes) with its commit/wait groups.
 // Defining PARROT_CUDA_EMU makes the kernel file skip its asm versions of these functions; the ones here take their
 // place. Like a shuffle, mma and ldmatrix are collective over the warp: every lane
 // leaves its operands in a slot, the warp meets at a barrier, every lane gathers what it needs from the 32
@@ -76,16 +76,17 @@ inline unsigned cvt_rn_bf16x2(float a, float b) { return (unsigned)emu_rne_bf16(
 
 // cp.async: copies are queued per thread and done only when a cp_async_wait<N> retires their group, the latest a real
 // GPU could make them land, so a read of a staged tile before its wait sees stale data and fails the tests.
-struct EmuCopy { void* dst; const void* src; };
+struct EmuCopy { void* dst; const void* src; size_t n; };
 static thread_local std::vector<EmuCopy> t_open_group;
 static thread_local std::vector<std::vector<EmuCopy>> t_groups; // committed, oldest first
-inline void cp_async16(void* dst, const void* src) { t_open_group.push_back({dst, src}); }
+inline void cp_async16(void* dst, const void* src) { t_open_group.push_back({dst, src, 16}); }
+inline void cp_async4(void* dst, const void* src) { t_open_group.push_back({dst, src, 4}); }
 inline void cp_async_commit() { t_groups.push_back(std::move(t_open_group)); t_open_group.clear(); }
 template <int N> inline void cp_async_wait()
 {
     while (t_groups.size() > (size_t)N)
     {
-        for (auto& c : t_groups.front()) memcpy(c.dst, c.src, 16);
+        for (auto& c : t_groups.front()) memcpy(c.dst, c.src, c.n);
         t_groups.erase(t_groups.begin());
     }
 }

@@ -5,12 +5,15 @@
 // lengths that are not multiples of the 64-row/64-key tiles, several key tiles (the online softmax's rescaling),
 // an output laid out as [B, T, H, D] (Tensor.ScaledDotProductAttention's layout), and the log-sum-exp; then the
 // tensor-core backward (attention_mma_backward_dq / _dkdv, attention_mma_backward.cu) from the kernel's own o and lse.
+// Also the per-head-dim forward kernels (bit for bit the same as attention_mma_forward) and the second dK/dV kernel
+// (attention_mma_dkdv2.cu, with 1, 3 and a split per query head) against the same references.
 #include "emu_mma.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
 namespace am {
 #include "attention_mma.cu"
 #include "attention_mma_backward.cu"
+#include "attention_mma_dkdv2.cu"
 }
 #include <algorithm>
 #include <random>
@@ -75,12 +78,32 @@ static void backward(const Case& c, std::mt19937& rng, const AttnStrides& st, co
             for (int d = 0; d < D; d++) rdv[(((size_t)b * Hkv + hk) * S + j) * D + d] += p[j] * drow[d];
         }
     }
-    auto cmp = [&](const char* what, const std::vector<double>& want, const std::vector<u16>& hh) {
+    auto cmp = [&](const char* name, const char* what, const std::vector<double>& want, const std::vector<u16>& hh) {
         double w = 0, big = 0; for (double x : want) big = std::max(big, fabs(x));
         for (size_t i = 0; i < want.size(); i++) { double got = bf16_to_f32(hh[i]); w = std::max(w, fabs(got - want[i]));
-            CHECK(fabs(got - want[i]) < 2e-2 * (0.05 * big + fabs(want[i])) + 2e-3, "%s %s[%zu]: %g vs %g", c.name, what, i, got, want[i]); }
-        printf("  %-34s worst |%s - ref| %.2e (max |ref| %.2g)\n", c.name, what, w, big); };
-    cmp("dq", rdq, dqh); cmp("dk", rdk, dkh); cmp("dv", rdv, dvh);
+            CHECK(fabs(got - want[i]) < 2e-2 * (0.05 * big + fabs(want[i])) + 2e-3, "%s %s[%zu]: %g vs %g", name, what, i, got, want[i]); }
+        printf("  %-34s worst |%s - ref| %.2e (max |ref| %.2g)\n", name, what, w, big); };
+    cmp(c.name, "dq", rdq, dqh); cmp(c.name, "dk", rdk, dkh); cmp(c.name, "dv", rdv, dvh);
+    // The second dK/dV kernel (attention_mma_dkdv2.cu) against the same references: one split (dk, dv written by the
+    // blocks), a split per query head (the launcher's choice for grouped heads: float32 partials, then the reduce
+    // kernel), and 3 splits, whose shares of the (query head, query tile) pairs start and end inside a head.
+    std::vector<int> splitting = {1, 3};
+    if (H / Hkv > 1) splitting.push_back(H / Hkv);
+    for (int splits : splitting)
+    {
+        std::vector<u16> dk2(kn, 0x7fc1), dv2(kn, 0x7fc1);
+        size_t plane = (size_t)B * Hkv * S * D;
+        std::vector<float> part(splits > 1 ? 2 * splits * plane : 0, NAN); // NaN: a partial nobody wrote shows
+        float* pp = splits > 1 ? part.data() : nullptr;
+        auto kernel = D == 64 ? am::attention_mma_backward_dkdv2_d64 : D == 80 ? am::attention_mma_backward_dkdv2_d80 : am::attention_mma_backward_dkdv2_d128;
+        launch(grid2 * splits, MMA_THREADS, [&] { kernel(qh.data(), kh.data(), vh.data(), douth.data(), dk2.data(), dv2.data(), pp, mp, DT_F32,
+                                                         lse.data(), delta.data(), bs, B, H, Hkv, T, S, c.causal, c.offset, scale, splits); });
+        if (splits > 1)
+            launch(3, 64, [&] { am::attention_mma_backward_dkdv2_reduce(pp, dk2.data(), dv2.data(), bs, B, Hkv, S, D, splits, scale); });
+        char name[64];
+        snprintf(name, sizeof name, "%s v2/%d", c.name, splits);
+        cmp(name, "dk", rdk, dk2); cmp(name, "dv", rdv, dv2);
+    }
 }
 
 static void run(const Case& c, std::mt19937& rng)
@@ -107,6 +130,16 @@ static void run(const Case& c, std::mt19937& rng)
     unsigned grid = (unsigned)(B * H * ((T + MMA_BM - 1) / MMA_BM));
     launch(grid, MMA_THREADS, [&] { am::attention_mma_forward(qh.data(), kh.data(), vh.data(), oh.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
                                                                lse.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
+    {
+        // The per-head-dim kernels (attention_mma_forward_d64/_d80/_d128) run the same tile code: bit for bit the same
+        // output and log-sum-exp as attention_mma_forward, which is checked against float64 below.
+        std::vector<u16> oh2(on, 0x7fc1); std::vector<float> lse2((size_t)B * H * T, 12345.0f);
+        auto fwd = D == 64 ? am::attention_mma_forward_d64 : D == 80 ? am::attention_mma_forward_d80 : am::attention_mma_forward_d128;
+        launch(grid, MMA_THREADS, [&] { fwd(qh.data(), kh.data(), vh.data(), oh2.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+                                            lse2.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
+        CHECK(memcmp(oh2.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_d%d's output differs from attention_mma_forward's", c.name, D);
+        CHECK(memcmp(lse2.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_d%d's lse differs", c.name, D);
+    }
     double worst = 0;
     int empty = 0;
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
@@ -152,6 +185,8 @@ int main()
         {"D64 full T20 S150 mask", 2, 2, 1, 20, 150, 64, 0, 0, 1, 1},
         {"D128 full T70 S188 no mask", 1, 2, 1, 70, 188, 128, 0, 0, 0, 0},
         {"D64 causal offset62 T70 S132", 1, 2, 1, 70, 132, 64, 1, 62, 0, 1},
+        {"D128 full T70 S130 no mask", 1, 2, 2, 70, 130, 128, 0, 0, 0, 1},
+        {"D64 causal GQA7 T40", 1, 7, 1, 40, 40, 64, 1, 0, 0, 1},
     };
     for (const auto& c : cases) run(c, rng);
     printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);

@@ -40,6 +40,11 @@ internal static class SelfTestCommand
             if (Backends.For(device) is CudaBackend cuda) description = cuda.Description;
         }
         Console.WriteLine($"parrot selftest on {device}: {description}");
+        if (device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend compiling)
+        {
+            var (files, seconds) = compiling.PrecompileKernels();
+            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"kernels: {files} files compiled or read from the cache in {seconds:F1} s (in parallel)"));
+        }
         Console.WriteLine(SelfTestRunner.Header);
         var rows = SelfTestRunner.Run(device, seed, filter, Console.Out);
         if (rows.Count == 0) throw new CliException($"no op matches --op '{filter}'");
@@ -55,12 +60,12 @@ internal static class SelfTestCommand
         }
         if (benchOut is not null && Backends.For(device) is CudaBackend gpu)
         {
-            List<DeviceBench.Result> results;
-            try { results = DeviceBench.Run(gpu, device, Console.Out); }
-            catch (CudaException e) { throw new CliException($"benchmarks stopped: {e.Message}"); }
             var dir = Path.GetDirectoryName(Path.GetFullPath(benchOut));
             if (dir is not null) Directory.CreateDirectory(dir);
-            global::Parrot.Tensors.Formats.AtomicFile.WriteAllText(benchOut, DeviceBench.Json(description, results));
+            // Written after every row, so a run cut short by a time limit still leaves the rows it finished.
+            void Save(IReadOnlyList<DeviceBench.Result> done) => global::Parrot.Tensors.Formats.AtomicFile.WriteAllText(benchOut, DeviceBench.Json(description, done));
+            try { Save(DeviceBench.Run(gpu, device, Console.Out, Save)); }
+            catch (CudaException e) { throw new CliException($"benchmarks stopped: {e.Message}"); }
         }
         return failed > 0 ? 1 : 0;
     }

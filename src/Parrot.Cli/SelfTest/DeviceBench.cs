@@ -20,12 +20,14 @@ internal static class DeviceBench
 {
     internal sealed record Result(string Name, string Shape, double Milliseconds, double Rate, string Unit, string Note);
 
-    internal static List<Result> Run(CudaBackend cuda, Device device, TextWriter log)
+    /// <param name="progress">Called with the rows so far after each row (the caller saves them).</param>
+    internal static List<Result> Run(CudaBackend cuda, Device device, TextWriter log, Action<IReadOnlyList<Result>>? progress = null)
     {
         var results = new List<Result>();
         void Add(Result r)
         {
             results.Add(r);
+            progress?.Invoke(results);
             log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench {r.Name,-22} {r.Shape,-28} {r.Milliseconds,10:F3} ms {r.Rate,10:F1} {r.Unit} {r.Note}"));
         }
 
@@ -64,6 +66,7 @@ internal static class DeviceBench
             {
                 double ms = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
                 Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", tensorCores ? "tensor cores (attention_mma.cu)" : path));
+                if (tensorCores) ForwardVariants(cuda, $"B{B} H{H} T{T} D{D}", flops, () => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null), Add);
                 // The FMA flash kernel on the same operands: the tensor-core kernel's gain, measured in the same run.
                 cuda.TensorCoreAttention = false;
                 try
@@ -94,6 +97,7 @@ internal static class DeviceBench
                 }
                 double ms = cuda.MedianMilliseconds(Step);
                 Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", path + " (fwd+bwd = 3.5x fwd flops)"));
+                if (tensorCores) DkdvVariants(cuda, $"B{B} H{H} T{T} D{D}", 3.5 * flops, Step, Add);
                 cuda.TensorCoreAttention = false;
                 try
                 {
@@ -111,8 +115,83 @@ internal static class DeviceBench
             }
             if (D == 128) CudnnAttention(cuda, q, k, v, o, lse, dO, dq, dk, dv, flops, Add); // the headline shape only: each cuDNN plan costs seconds to build
         }
+        GroupedAttentionStep(cuda, device, Add);
         Decode(cuda, device, Add);
         return results;
+    }
+
+    /// <summary>
+    /// The tensor-core forward as one kernel over the head dims and as a kernel per head dim
+    /// (<see cref="CudaBackend.AttentionForwardPerDim"/>: rows "attention fwd v1" and "attention fwd per-dim", the switch
+    /// back to what it was afterwards).
+    /// </summary>
+    private static void ForwardVariants(CudaBackend cuda, string shape, double flops, Action forward, Action<Result> add)
+    {
+        bool was = cuda.AttentionForwardPerDim;
+        try
+        {
+            foreach (bool perDim in new[] { false, true })
+            {
+                cuda.AttentionForwardPerDim = perDim;
+                double ms = cuda.MedianMilliseconds(forward);
+                add(new(perDim ? "attention fwd per-dim" : "attention fwd v1", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+                    perDim ? "attention_mma_forward_d{64,80,128}" : "attention_mma_forward (one kernel, every head dim)"));
+            }
+        }
+        finally
+        {
+            cuda.AttentionForwardPerDim = was;
+        }
+    }
+
+    /// <summary>
+    /// The attention step <paramref name="step"/> with each dK/dV kernel of the tensor-core backward
+    /// (<see cref="CudaBackend.AttentionDkdvV2"/>: rows "attention fwd+bwd dkdv v1" and "... v2", the switch back to what
+    /// it was afterwards), so that one run compares them whatever PARROT_ATTENTION_DKDV says.
+    /// </summary>
+    private static void DkdvVariants(CudaBackend cuda, string shape, double flops, Action step, Action<Result> add)
+    {
+        bool was = cuda.AttentionDkdvV2;
+        try
+        {
+            foreach (bool v2 in new[] { false, true })
+            {
+                cuda.AttentionDkdvV2 = v2;
+                double ms = cuda.MedianMilliseconds(step);
+                add(new(v2 ? "attention fwd+bwd dkdv v2" : "attention fwd+bwd dkdv v1", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+                    v2 ? "attention_mma_dkdv2.cu (split per query head + reduce)" : "attention_mma_backward_dkdv (one block per kv head)"));
+            }
+        }
+        finally
+        {
+            cuda.AttentionDkdvV2 = was;
+        }
+    }
+
+    /// <summary>
+    /// Qwen2-0.5B's attention (14 query heads over 2 kv heads, head dim 64) at `bench train`'s batch 8 × 512, forward +
+    /// backward, with each dK/dV kernel: the grouped heads are where the first dK/dV kernel had 7 times fewer blocks
+    /// than the dq kernel (128 on a 132-SM card).
+    /// </summary>
+    private static void GroupedAttentionStep(CudaBackend cuda, Device device, Action<Result> add)
+    {
+        if (!cuda.TensorCoreAttention) return;
+        const int B = 8, H = 14, Hkv = 2, T = 512, D = 64;
+        using var q = Tensor.Normal([B, H, T, D], 13, 0, 1, DType.BF16, device);
+        using var k = Tensor.Normal([B, Hkv, T, D], 14, 0, 1, DType.BF16, device);
+        using var v = Tensor.Normal([B, Hkv, T, D], 15, 0, 1, DType.BF16, device);
+        using var dO = Tensor.Normal([B, H, T, D], 16, 0, 1, DType.BF16, device);
+        using var o = Tensor.Empty([B, H, T, D], DType.BF16, device);
+        using var lse = Tensor.Empty([B, H, T], DType.F32, device);
+        using var dq = Tensor.Empty([B, H, T, D], DType.BF16, device);
+        using var dk = Tensor.Empty([B, Hkv, T, D], DType.BF16, device);
+        using var dv = Tensor.Empty([B, Hkv, T, D], DType.BF16, device);
+        void Step()
+        {
+            cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, lse);
+            cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, 1 / Math.Sqrt(D), dq, dk, dv);
+        }
+        DkdvVariants(cuda, $"B{B} H{H} Hkv{Hkv} T{T} D{D}", 3.5 * 4.0 * B * H * (double)T * T * D / 2, Step, add);
     }
 
     /// <summary>
@@ -330,7 +409,7 @@ internal static class DeviceBench
         }
     }
 
-    internal static string Json(string description, List<Result> results)
+    internal static string Json(string description, IReadOnlyList<Result> results)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))

@@ -319,7 +319,38 @@ internal static class SelfTestCases
             (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 4, 20, 64), PaddingMask(r, t, 150)],
             x => AttentionGrads(x, x[4], 130)));
         c.AddRange(SelfTestCudnnCases.All());
+        // Each dK/dV kernel of the tensor-core backward in bf16 (CudaBackend.AttentionDkdvV2; the rows above take the
+        // default): Qwen2-0.5B's grouped heads (7 query heads a kv head: the second kernel's split per query head and its
+        // reduce), and head dim 128 with a mask and an offset (ragged tiles, the per-element checks).
+        // The first versions run with both switches off (v1), the new kernels with both on (v2).
+        foreach (bool v2 in new[] { false, true })
+        {
+            string name = v2 ? "dkdv v2" : "dkdv v1";
+            c.Add(new($"attention bwd GQA7 D64 T130 {name}",
+                (r, t) => [Normal(r, t, 1, 14, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 14, 130, 64)],
+                x => WithAttentionKernels(x[0], v2, () => AttentionGrads(x, null, 0))));
+            c.Add(new($"attention bwd D128 mask offset {name}",
+                (r, t) => [Normal(r, t, 2, 4, 70, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 4, 70, 128), PaddingMask(r, t, 100)],
+                x => WithAttentionKernels(x[0], v2, () => AttentionGrads(x, x[4], 30))));
+            c.Add(new($"attention D80 (mask, offset) fwd {(v2 ? "per-dim" : "v1")}",
+                (r, t) => [Normal(r, t, 2, 4, 70, 80), Normal(r, t, 2, 2, 100, 80), Normal(r, t, 2, 2, 100, 80), PaddingMask(r, t, 100)],
+                x => WithAttentionKernels(x[0], v2, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 30))));
+        }
         return c;
+    }
+
+    /// <summary>
+    /// <paramref name="f"/> with the CUDA backend's new attention kernels on (<c>AttentionDkdvV2</c>,
+    /// <c>AttentionForwardPerDim</c>) or off (the first versions), back to what they were afterwards; other backends
+    /// run it as it is.
+    /// </summary>
+    private static Tensor WithAttentionKernels(Tensor x, bool v2, Func<Tensor> f)
+    {
+        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return f();
+        (bool dkdv, bool fwd) = (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim);
+        (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim) = (v2, v2);
+        try { return f(); }
+        finally { (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim) = (dkdv, fwd); }
     }
 
     private static Tensor BadAt(Tensor index, int flat, long value)

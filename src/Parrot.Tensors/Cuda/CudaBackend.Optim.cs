@@ -90,6 +90,38 @@ public sealed partial class CudaBackend
     internal static bool TensorCoreAttentionDefault(string? value) => value?.Trim() != "0";
 
     /// <summary>
+    /// Whether the tensor-core forward runs as a kernel per head dim (attention_mma_forward_d64/_d80/_d128 of
+    /// native/attention_mma.cu: the same tile code, each with its own registers, so head dims 64 and 80 fit 168 and run
+    /// 3 blocks per SM instead of 2) or as the one kernel over the three (attention_mma_forward). On unless
+    /// PARROT_ATTENTION_FWD is "v1" when the backend is created; for A/B timings and for ruling the kernels out.
+    /// </summary>
+    public bool AttentionForwardPerDim { get; set; } = AttentionDkdvV2Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_FWD"));
+
+    /// <summary>
+    /// Which kernel computes dK and dV in the tensor-core backward: true (the default) the second version
+    /// (native/attention_mma_dkdv2.cu: up to a block per query head of a grouped kv head, so grouped-query attention gets
+    /// up to the dq kernel's number of blocks, float32 partials summed in order by a reduce kernel; lse/delta by cp.async;
+    /// a kernel per head dim), false the first (attention_mma_backward_dkdv of attention_mma_backward.cu). Read from
+    /// PARROT_ATTENTION_DKDV when the backend is created: "v1" selects the first, anything else the second. For A/B
+    /// timings (the bench's "attention fwd+bwd" rows run both) and for ruling the new kernel out.
+    /// </summary>
+    public bool AttentionDkdvV2 { get; set; } = AttentionDkdvV2Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_DKDV"));
+
+    /// <summary>The default of <see cref="AttentionDkdvV2"/> (PARROT_ATTENTION_DKDV) and <see cref="AttentionForwardPerDim"/>
+    /// (PARROT_ATTENTION_FWD) for a value of the variable: the first version only for "v1".</summary>
+    internal static bool AttentionDkdvV2Default(string? value) => !string.Equals(value?.Trim(), "v1", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// How many blocks the second dK/dV kernel gives each of the <paramref name="keyBlocks"/> (batch, kv head, 64 keys):
+    /// enough for about 1024 blocks (a few waves of 2–3 blocks on 100+ SMs), at most one per query head of the group.
+    /// More splits cost float32 partials (written, then read by the reduce: 2·splits·B·Hkv·S·D floats each way), so a
+    /// grid that is already large keeps fewer. A function of the shapes only (not of the GPU), so the sums' order and
+    /// the results are the same on every card.
+    /// </summary>
+    internal static int DkdvSplits(int heads, int kvHeads, long keyBlocks) =>
+        (int)Math.Clamp((1024 + keyBlocks - 1) / Math.Max(keyBlocks, 1), 1, heads / kvHeads);
+
+    /// <summary>
     /// Whether <see cref="Attention"/> runs the decode kernel (native/attention_decode.cu) for up to
     /// <see cref="DecodeMaxRows"/> query rows (<see cref="UsesDecodeAttention"/>), ahead of the tiled kernels. On unless
     /// the environment variable PARROT_DECODE_ATTENTION is "0" when the backend is created; off, decoding takes the
@@ -172,7 +204,7 @@ public sealed partial class CudaBackend
             const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cuh
             long blocks = (long)B * H * ((T + tileRows - 1) / tileRows);
             if (blocks > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} query tiles ({blocks})");
-            _kernels.Launch("attention_mma.cu", "attention_mma_forward", (uint)blocks, threads, a);
+            _kernels.Launch("attention_mma.cu", AttentionForwardPerDim ? $"attention_mma_forward_d{D}" : "attention_mma_forward", (uint)blocks, threads, a);
             return;
         }
         if (UsesFlashAttention(q.DType, D, Dv))
@@ -286,10 +318,38 @@ public sealed partial class CudaBackend
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
             _kernels.Launch(file, kernel + "_dq", (uint)qBlocks, threads, a);
         if (!kv || S == 0) return;
+        if (mma && AttentionDkdvV2)
+        {
+            AttentionDkdvV2Launch(q, k, v, gg, dkt!, dvt!, mask, l, delta, st, causal, queryOffset, scale, kBlocks);
+            return;
+        }
         using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(gg).Ptr(dkt).Ptr(dvt).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
             _kernels.Launch(file, kernel + "_dkdv", (uint)kBlocks, threads, a);
+    }
+
+    /// <summary>
+    /// dK and dV by the second tensor-core kernel (attention_mma_backward_dkdv2_d{64,80,128}, native/attention_mma_dkdv2.cu;
+    /// see <see cref="AttentionDkdvV2"/>): <see cref="DkdvSplits"/> blocks per (batch, kv head, 64 keys); with more than
+    /// one, float32 partials [2, splits, B, Hkv, S, D] from the device allocator and attention_mma_backward_dkdv2_reduce.
+    /// </summary>
+    private void AttentionDkdvV2Launch(Tensor q, Tensor k, Tensor v, Tensor dO, Tensor dk, Tensor dv, Tensor? mask, Tensor lse, Tensor delta,
+        FaBwdStrides st, bool causal, int queryOffset, double scale, long kBlocks)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2];
+        int splits = DkdvSplits(H, Hkv, kBlocks);
+        if (kBlocks * splits > int.MaxValue) throw Missing("AttentionBackward", $"more than {int.MaxValue} dK/dV blocks ({kBlocks} × {splits})");
+        long plane = (long)B * Hkv * S * D;
+        using var part = splits > 1 ? Tensor.Empty([checked((int)(2 * splits * plane))], DType.F32, Device) : null;
+        using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(dO).Ptr(dk).Ptr(dv).Ptr(part).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(lse).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
+            .Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale).Add((long)splits))
+            _kernels.Launch("attention_mma_dkdv2.cu", $"attention_mma_backward_dkdv2_d{D}", (uint)(kBlocks * splits), 128u, a); // MMA_THREADS
+        if (part is null) return;
+        using (var a = new KernelArgs().Ptr(part).Ptr(dk).Ptr(dv).Add(st).Add((long)B).Add((long)Hkv).Add((long)S).Add((long)D)
+            .Add((long)splits).Add(scale))
+            _kernels.Launch("attention_mma_dkdv2.cu", "attention_mma_backward_dkdv2_reduce", _kernels.GridFor(plane), 256, a);
     }
 
     /// <summary>

@@ -71,4 +71,17 @@ internal static class KernelCache
         }
         return result.Image;
     }
+
+    /// <summary>
+    /// Every kernel file's image for compute capability <paramref name="major"/>.<paramref name="minor"/> into the cache,
+    /// <paramref name="parallelism"/> files at a time (0: one per processor), the largest first so the longest compile
+    /// starts at once. Returns the number of files.
+    /// </summary>
+    internal static int CompileAll(int major, int minor, int parallelism = 0)
+    {
+        int workers = parallelism > 0 ? parallelism : Math.Max(1, Environment.ProcessorCount);
+        var order = KernelSources.Files.OrderByDescending(f => KernelSources.Read(f).Length).ToArray();
+        Parallel.ForEach(order, new ParallelOptions { MaxDegreeOfParallelism = workers }, f => Image(f, major, minor));
+        return order.Length;
+    }
 }
