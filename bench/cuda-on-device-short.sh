@@ -43,6 +43,15 @@ echo "parrot decode exit $?: $(tail -1 "$OUT/decode-parrot.json" | cut -c1-300)"
 timeout 40 "$PY" bench/torch_model_peer.py decode qwen2-7b 128 32 > "$OUT/decode-torch.json" 2> "$OUT/decode-torch.log"
 echo "torch decode exit $?: $(tail -1 "$OUT/decode-torch.json" | cut -c1-300)" >> "$S"
 
+# The same vocabulary as 7B (the logits read and the host's pick cost the same); the 0.5B shape loads in seconds.
+step "2b. decode qwen2-0.5b bf16 through the generator's session (what generate/chat run): eager, then the static step (CUDA graph)"
+for mode in eager static; do
+  flag=(); [ "$mode" = static ] && flag=(--static)
+  timeout 30 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 16 --decode 100 --dtype bf16 --generator "${flag[@]}" --json \
+    > "$OUT/decode-generator-$mode.json" 2> "$OUT/decode-generator-$mode.log"
+  echo "generator ($mode) exit $?: $(tail -1 "$OUT/decode-generator-$mode.json" | cut -c1-300)" >> "$S"
+done
+
 step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled)"
 timeout 40 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
   --cuda-profile --json > "$OUT/train-parrot.json" 2> "$OUT/train-parrot.log"

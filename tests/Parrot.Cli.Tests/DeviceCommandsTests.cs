@@ -82,6 +82,20 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsGenerateStaticStepCasesPassOnTheDevice()
+    {
+        // The rows a GPU run uses to check the generator's session over the static step (graph-replayed there) against
+        // the eager session: both dtypes, exact (same logits bits, same greedy and sampled tokens).
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "static step = eager", TextWriter.Null);
+        Assert.That(rows.Select(r => (r.Op, r.DType)), Is.EquivalentTo(new[]
+        {
+            ("generate session, static step = eager session", "float32"), ("generate session, static step = eager session", "bfloat16"),
+            ("generate, static step = eager (greedy, sampled)", "float32"), ("generate, static step = eager (greedy, sampled)", "bfloat16"),
+        }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU
@@ -208,5 +222,13 @@ public class DeviceCommandsTests
         Assert.That((ga.Static, ga.CudaGraph, ga.GraphNodes), Is.EqualTo((true, false, 0)));
         Assert.That(ga.Generated, Is.EqualTo(da.Generated));
         Assert.That(DeviceDecodeBench.Json(ga), Does.Contain("\"cuda_graph\":false").And.Contain("\"graph_nodes\":0"));
+        // --generator: the generator's session, eager and static, the same tokens again (its timed steps: 6).
+        var gen1 = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, generator: true);
+        var gen2 = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true);
+        Assert.That((gen1.Generator, gen1.Static, gen2.Generator, gen2.Static), Is.EqualTo((true, false, true, true)));
+        Assert.That(gen1.Generated, Is.EqualTo(da.Generated));
+        Assert.That(gen2.Generated, Is.EqualTo(da.Generated));
+        Assert.That(DeviceDecodeBench.Json(gen2), Does.Contain("\"generator\":true"));
+        Assert.That(DeviceDecodeBench.Describe(gen2), Does.Contain("through the generator's session"));
     }
 }

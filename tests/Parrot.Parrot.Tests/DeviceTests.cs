@@ -68,8 +68,9 @@ public class DeviceTests() : TinyModelSetFixture("parrot-device-tests")
     }
 
     [Test]
-    public void ABatchDecodeStepCopiesOnlyItsIdsAndPositions()
+    public void ABatchDecodeStepCopiesOnlyItsIdsAndPositions([Values(DecodeStepMode.Eager, DecodeStepMode.Auto)] DecodeStepMode mode)
     {
+        // Eager, and the default on this (CUDA-kind) device: the static step, whose ids buffer is the one copy.
         // Three prompts of different lengths decode together, each row over its own cache (no padding, so no mask):
         // each step copies one buffer of ids and per-row positions (the RoPE rows are gathered from the model's
         // tables on the device). The left-padded shared cache this replaced copied a mask as well (2 per step).
@@ -80,7 +81,7 @@ public class DeviceTests() : TinyModelSetFixture("parrot-device-tests")
         var prompts = new[] { new GenerationPrompt([1, 2, 3]), new GenerationPrompt([4, 5, 6, 7, 8, 9]), new GenerationPrompt([10]) };
         (List<float[][]> Logits, List<long> Copies) Run(Qwen2ForCausalLM m)
         {
-            using var session = Generator.Wrap(m).Start(prompts, 8);
+            using var session = Generator.Wrap(m, mode).Start(prompts, 8);
             var outs = new List<float[][]> { session.Prefill() };
             var copies = new List<long>();
             for (int step = 0; step < 8; step++)

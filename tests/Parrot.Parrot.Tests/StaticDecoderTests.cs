@@ -32,7 +32,7 @@ public class StaticDecoderTests
         // The eager reference: the generator's session, greedy tokens picked on the host from its logits.
         var eagerLogits = new List<float[][]>();
         var eagerTokens = new List<int[]>();
-        using (var session = Generator.Wrap(model).Start(prompts.Select(p => new GenerationPrompt(p)).ToArray(), steps + 1))
+        using (var session = Generator.Wrap(model, DecodeStepMode.Eager).Start(prompts.Select(p => new GenerationPrompt(p)).ToArray(), steps + 1))
         {
             var logits = session.Prefill();
             for (int s = 0; ; s++)
@@ -116,6 +116,37 @@ public class StaticDecoderTests
         Assert.That(() => dec.Prefill([[1, 61]]), Throws.ArgumentException.With.Message.Contains("token id 61 of prompt 0 is outside the vocabulary [0, 61)"));
         Assert.That(() => dec.Prefill([[]]), Throws.ArgumentException.With.Message.Contains("prompt 0 is empty"));
         Assert.That(() => new Qwen2StaticDecoder(model, 0, 4), Throws.InstanceOf<ArgumentOutOfRangeException>());
+    }
+
+    [Test]
+    public void AHostFedDecoderTakesPrefilledRowsAndTheHostsIds()
+    {
+        // The generator's use (KvCacheModel's static session): rows prefilled into plain caches, loaded; ids from the host.
+        using var model = new Qwen2ForCausalLM(Config, seed: 2);
+        Assert.That(() => new Qwen2StaticDecoder(model.Model, model.LmHead, 1, 8, keepLogits: false, greedy: false),
+            Throws.ArgumentException.With.Message.Contains("must keep its logits"));
+        using var dec = new Qwen2StaticDecoder(model.Model, model.LmHead, 2, 8, keepLogits: true, greedy: false);
+        Assert.That(() => dec.Prefill(Prompts), Throws.InvalidOperationException.With.Message.Contains("prefilled elsewhere (Load)"));
+        using var full = new global::Parrot.Nn.Layers.KvCache(Config.NumHiddenLayers, 8);
+        using var short1 = new global::Parrot.Nn.Layers.KvCache(Config.NumHiddenLayers, 8);
+        using (global::Parrot.Autograd.Graph.NoGrad())
+        {
+            model.Forward(Tensor.FromArray(new long[] { 1, 2, 3, 4, 5, 6, 7, 8 }, 1, 8), cache: full);
+            model.Forward(Tensor.FromArray(new long[] { 1, 2 }, 1, 2), cache: short1);
+        }
+        Assert.That(() => dec.Load([short1]), Throws.ArgumentException.With.Message.Contains("1 caches for a batch of 2"));
+        Assert.That(() => dec.Load([short1, full]), Throws.ArgumentException.With.Message.Contains("cache 1 holds 8 positions; the decoder holds 8"));
+        dec.Load([short1, short1]);
+        Assert.That(dec.Cache.Positions.ToLongArray(), Is.EqualTo(new long[] { 2, 2 }));
+        Assert.That(() => dec.SetIds([1, 61]), Throws.ArgumentException.With.Message.Contains("token id 61 of row 1 is outside the vocabulary [0, 61)"));
+        Assert.That(() => dec.SetIds([1]), Throws.ArgumentException.With.Message.Contains("1 ids for a batch of 2"));
+        dec.SetIds([4, 9]);
+        Assert.That(dec.ReadTokens(), Is.EqualTo(new[] { 4, 9 }));
+        dec.Step();
+        Assert.That(dec.ReadTokens(), Is.EqualTo(new[] { 4, 9 }), "a host-fed step writes no argmax into the ids");
+        Assert.That(() => dec.ReadGenerated(), Throws.InvalidOperationException.With.Message.Contains("keeps no history"));
+        using var greedy = new Qwen2StaticDecoder(model, 2, 8);
+        Assert.That(() => greedy.Load([short1, short1]), Throws.InvalidOperationException.With.Message.Contains("prefills its prompts itself"));
     }
 
     private static void AssertLogits(Qwen2StaticDecoder dec, float[][] want, string what)

@@ -47,7 +47,8 @@ internal static class DecoderBench
         var useStatic = new Option<bool>("--static") { Description = "With --shape: decode through Qwen2StaticDecoder (the step a CUDA graph can capture: ids, positions and RoPE rows on the device), run eagerly, to compare its ms/token and host_issue_ms with the default path" };
         var cmd = new Command("decoder", "Prefill and KV-cache decode speed of a Qwen2-0.5B-shaped decoder, with the memory-bandwidth bound of decode");
         var cudaGraph = new Option<bool>("--cuda-graph") { Description = "With --shape: the static step (as --static), captured once into a CUDA graph and replayed per token on a GPU (eager elsewhere)" };
-        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph }) cmd.Options.Add(o);
+        var generator = new Option<bool>("--generator") { Description = "With --shape: decode through the generator's session (what generate/chat run: logits read back, the token picked on the host), eager; with --static or --cuda-graph its static step (graph-replayed on a GPU)" };
+        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph, generator }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             int[] lengths;
@@ -66,13 +67,13 @@ internal static class DecoderBench
                     var dev = DeviceOption.Resolve(p.GetValue(device), "bench decoder");
                     var dt = p.GetValue(dtype) switch { "f32" => DType.F32, "bf16" => DType.BF16, var o => throw new CliException($"--dtype must be f32 or bf16, got '{o}'") };
                     var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out,
-                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph));
+                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph), p.GetValue(generator));
                     Console.WriteLine(p.GetValue(json) ? DeviceDecodeBench.Json(r) : DeviceDecodeBench.Describe(r));
                     return 0;
                 });
-            if (p.GetValue(useStatic) || p.GetValue(cudaGraph))
+            if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator))
             {
-                Console.Error.WriteLine("--static and --cuda-graph need --shape (or --device): they time the synthetic-weight decode");
+                Console.Error.WriteLine("--static, --cuda-graph and --generator need --shape (or --device): they time the synthetic-weight decode");
                 return 2;
             }
             if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));

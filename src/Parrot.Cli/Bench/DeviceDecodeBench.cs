@@ -23,7 +23,7 @@ internal static class DeviceDecodeBench
     /// <summary>What a run measured.</summary>
     internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
         double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated,
-        bool Static = false, bool CudaGraph = false, int GraphNodes = 0);
+        bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false);
 
     /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
     internal static readonly Qwen2Config Qwen7b = new()
@@ -51,10 +51,15 @@ internal static class DeviceDecodeBench
     /// back as the eager loop does, so that ms/token and host_issue_ms compare with it.</param>
     /// <param name="cudaGraph">With <paramref name="useStatic"/>: on a CUDA device, capture the step once (after one
     /// eager step) and replay it per token (<see cref="GraphedStep"/>); elsewhere the same as without.</param>
+    /// <param name="generator">Decode through the user-facing path instead: the generator's session (what `generate`,
+    /// `chat` and the API run: the logits of each step read back and the greedy token picked on the host), eager, or
+    /// with <paramref name="useStatic"/>/<paramref name="cudaGraph"/> the static step (replayed from a CUDA graph on a
+    /// GPU, as that session always does). host_issue_ms is then the whole step (the session returns after its read).</param>
     internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false,
-        bool cudaGraph = false)
+        bool cudaGraph = false, bool generator = false)
     {
         useStatic |= cudaGraph;
+        if (generator) cudaGraph = useStatic && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend;
         var cfg = Shape(shapeName);
         var sw = Stopwatch.StartNew();
         Qwen2ForCausalLM created;
@@ -95,14 +100,41 @@ internal static class DeviceDecodeBench
         var queued = new List<double>();
         var generated = new List<int>();
         int graphNodes = 0;
-        double prefillMs = useStatic
+        double prefillMs = generator
+            ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic)
+            : useStatic
             ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype, cudaGraph, out graphNodes)
             : DecodeEager(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype);
         var steady = times.Skip(Math.Min(2, times.Count - 1)).Order().ToArray(); // the first steps warm kernels and plans
         double ms = steady[steady.Length / 2];
         var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
         return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
-            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0, graphNodes);
+            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator);
+    }
+
+    /// <summary>
+    /// Greedy generation through <see cref="global::Parrot.Parrot.Inference.Generator"/> (end-of-sequence ignored), the
+    /// session eager or static as <paramref name="useStatic"/> says; each step's time runs from one token's event to the
+    /// next (the step, the logits read, the host's argmax). Returns the time to the first token.
+    /// </summary>
+    private static double DecodeGenerator(Qwen2ForCausalLM model, long[] ids, int tokens, List<double> times, List<double> queued, List<int> generated, bool useStatic)
+    {
+        var mode = useStatic ? global::Parrot.Parrot.Inference.DecodeStepMode.Static : global::Parrot.Parrot.Inference.DecodeStepMode.Eager;
+        var gen = new global::Parrot.Parrot.Inference.Generator(global::Parrot.Parrot.Inference.Generator.Wrap(model, mode), endOfSequenceIds: []);
+        var options = new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = tokens + 1, IgnoreEos = true };
+        var sw = Stopwatch.StartNew();
+        double? prefillMs = null;
+        foreach (var e in gen.Stream([new global::Parrot.Parrot.Inference.GenerationPrompt(ids.Select(i => (int)i).ToArray())], options))
+        {
+            if (e.Token is not int t) continue;
+            double ms = sw.Elapsed.TotalMilliseconds;
+            sw.Restart();
+            if (prefillMs is null) { prefillMs = ms; continue; } // the prefill's token, which the other paths leave out too
+            times.Add(ms);
+            queued.Add(ms);
+            generated.Add(t);
+        }
+        return prefillMs ?? 0;
     }
 
     /// <summary>The model's own eager decode: a <see cref="KvCache"/>, the ids copied in and the argmax read back each token. Returns the prefill's ms.</summary>
@@ -206,7 +238,15 @@ internal static class DeviceDecodeBench
 
     internal static string Json(Result r) => JsonSerializer.Serialize(r, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
 
-    internal static string Describe(Result r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Shape} {r.DType} on {r.Device}{(r.CudaGraph ? $" (static step, CUDA graph of {r.GraphNodes} nodes)" : r.Static ? " (static step)" : "")}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; the host issues a step in {r.HostIssueMs:F2} ms); " +
-        $"copy bandwidth {r.CopyGigabytesPerSecond:F0} GB/s → bound {r.BoundMs:F2} ms/token = {r.RooflineFraction:P1} of the roofline");
+    internal static string Describe(Result r)
+    {
+        string path = (r.CudaGraph ? r.GraphNodes > 0 ? $" (static step, CUDA graph of {r.GraphNodes} nodes)" : " (static step, CUDA graph)" : r.Static ? " (static step)" : "")
+            + (r.Generator ? " through the generator's session" : "");
+        string step = r.Generator
+            ? "a step includes the logits read and the host's pick"
+            : string.Create(CultureInfo.InvariantCulture, $"the host issues a step in {r.HostIssueMs:F2} ms");
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{r.Shape} {r.DType} on {r.Device}{path}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; {step}); " +
+            $"copy bandwidth {r.CopyGigabytesPerSecond:F0} GB/s → bound {r.BoundMs:F2} ms/token = {r.RooflineFraction:P1} of the roofline");
+    }
 }

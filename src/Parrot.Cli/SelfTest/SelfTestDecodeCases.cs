@@ -16,6 +16,10 @@ namespace Parrot.Cli.SelfTest;
 /// (tools/cuda-emu shows the device-position kernels equal the host-position ones at equal splits).</item>
 /// <item>"static decode step logits (forced ids)": the static step's logits over six steps fed fixed ids (written into
 /// <see cref="Qwen2StaticDecoder.Ids"/> between steps), against float64 and the CPU like every case.</item>
+/// <item>"generate session, static step = eager session": the generator's session (what `generate`, `chat` and the API
+/// run) forced onto the static step (on a CUDA device replayed from a graph from its second step) against the eager
+/// session, fed the same ids: the same logits bits at the prefill and six steps. "generate, static step = eager
+/// (greedy, sampled)": whole generations through <c>Generator</c>, the same tokens both ways.</item>
 /// </list>
 /// </summary>
 internal static class SelfTestDecodeCases
@@ -36,6 +40,66 @@ internal static class SelfTestDecodeCases
         // other devices eager, the rows above again).
         yield return new("static decode step, CUDA graph = eager decode", Inputs, p => SameAsEager(p, graph: true), Exact: true);
         yield return new("static decode step, CUDA graph (forced ids)", Inputs, p => ForcedLogits(p, graph: true));
+        yield return new("generate session, static step = eager session", Inputs, SessionSameAsEager, Exact: true);
+        yield return new("generate, static step = eager (greedy, sampled)", Inputs, GenerateSameAsEager, Exact: true);
+    }
+
+    private static global::Parrot.Parrot.Inference.IAutoregressiveModel Wrap(Qwen2ForCausalLM model, bool staticStep) =>
+        global::Parrot.Parrot.Inference.Generator.Wrap(model, staticStep ? global::Parrot.Parrot.Inference.DecodeStepMode.Static : global::Parrot.Parrot.Inference.DecodeStepMode.Eager);
+
+    private static Tensor SessionSameAsEager(Tensor[] p)
+    {
+        var (model, prompts) = Setup(p);
+        using (model)
+        {
+            var flags = new List<double>();
+            var inputs = prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray();
+            using var eager = Wrap(model, false).Start(inputs, Steps);
+            using var fast = Wrap(model, true).Start(inputs, Steps);
+            var want = eager.Prefill();
+            var got = fast.Prefill();
+            for (int s = 0; ; s++)
+            {
+                for (int r = 0; r < prompts.Length; r++)
+                {
+                    // A mismatch throws (see SameAsEager).
+                    if (!got[r].AsSpan().SequenceEqual(want[r]))
+                        throw new InvalidOperationException($"generate session: step {s}, row {r}: the static step's logits differ from the eager session's");
+                    flags.Add(1);
+                }
+                if (s == Steps) break;
+                var tokens = want.Select(ArgMax).ToArray();
+                want = eager.Step(tokens);
+                got = fast.Step(tokens);
+            }
+            return Tensor.FromArray(flags.ToArray(), flags.Count);
+        }
+    }
+
+    private static Tensor GenerateSameAsEager(Tensor[] p)
+    {
+        var (model, prompts) = Setup(p);
+        using (model)
+        {
+            var flags = new List<double>();
+            var inputs = prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray();
+            foreach (var options in new[]
+            {
+                new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = Steps + 1 },
+                new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = Steps + 1, Temperature = 0.9, TopP = 0.95, TopK = 20, Seed = 3 },
+            })
+            {
+                var want = new global::Parrot.Parrot.Inference.Generator(Wrap(model, false), endOfSequenceIds: []).Generate(inputs, options);
+                var got = new global::Parrot.Parrot.Inference.Generator(Wrap(model, true), endOfSequenceIds: []).Generate(inputs, options);
+                for (int r = 0; r < prompts.Length; r++)
+                {
+                    if (!got[r].Tokens.SequenceEqual(want[r].Tokens))
+                        throw new InvalidOperationException($"generate ({(options.Temperature > 0 ? "sampled" : "greedy")}): row {r}: the static step gave [{string.Join(", ", got[r].Tokens)}], the eager session [{string.Join(", ", want[r].Tokens)}]");
+                    flags.Add(1);
+                }
+            }
+            return Tensor.FromArray(flags.ToArray(), flags.Count);
+        }
     }
 
     private static Tensor[] Inputs(Random r, DType t)
@@ -68,7 +132,7 @@ internal static class SelfTestDecodeCases
         {
             int vocab = TinyLm.VocabSize;
             var flags = new List<double>();
-            using var session = global::Parrot.Parrot.Inference.Generator.Wrap(model).Start(prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray(), Steps + 1);
+            using var session = Wrap(model, false).Start(prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray(), Steps + 1);
             using var dec = new Qwen2StaticDecoder(model, prompts.Length, Lengths.Max() + Steps + 1, keepLogits: true);
             using var step = new GraphedStep(p[0].Device, dec.Issue, graph);
             var eager = session.Prefill();

@@ -110,7 +110,8 @@ public sealed class StaticKvCache : IKvCache, IDisposable
     public void UploadPositions()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        _positions.CopyFrom(Tensor.FromArray(_lengths.Select(l => (long)l).ToArray(), _lengths.Length));
+        using var host = Tensor.FromArray(_lengths.Select(l => (long)l).ToArray(), _lengths.Length);
+        _positions.CopyFrom(host);
     }
 
     /// <summary>

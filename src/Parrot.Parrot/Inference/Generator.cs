@@ -50,7 +50,10 @@ public sealed class Generator
     }
 
     /// <summary>A plain Qwen2 language model over the KV cache (prompts must be text only).</summary>
-    public static IAutoregressiveModel Wrap(Qwen2ForCausalLM model)
+    public static IAutoregressiveModel Wrap(Qwen2ForCausalLM model) => Wrap(model, DecodeStepMode.Auto);
+
+    /// <summary>As <see cref="Wrap(Qwen2ForCausalLM)"/>, its decode steps run as <paramref name="mode"/> says.</summary>
+    public static IAutoregressiveModel Wrap(Qwen2ForCausalLM model, DecodeStepMode mode)
     {
         ArgumentNullException.ThrowIfNull(model);
         int vocab = model.Config.VocabSize;
@@ -62,7 +65,7 @@ public sealed class Generator
                 if ((uint)id >= (uint)vocab) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {vocab})");
             var ids = Tensor.FromArray(p.Ids.Select(i => (long)i).ToArray(), model.Model.EmbedTokens.Weight.Value.Device, 1, p.Ids.Length);
             return model.Model.EmbedTokens.Forward(ids);
-        }, vocab);
+        }, vocab) { Mode = mode };
     }
 
     /// <summary>A Parrot model over the KV cache: an image's features are projected, routed by the MoE and spliced in at the marker.</summary>
@@ -73,7 +76,13 @@ public sealed class Generator
     /// (softmax over the experts) of every prompt with an image as it is prefilled, in the order the prompts
     /// were given (not called for text-only prompts or while the MoE is off).
     /// </summary>
-    public static IAutoregressiveModel Wrap(ParrotForCausalLM model, Action<double[]>? onRouting)
+    public static IAutoregressiveModel Wrap(ParrotForCausalLM model, Action<double[]>? onRouting) => Wrap(model, onRouting, DecodeStepMode.Auto);
+
+    /// <summary>
+    /// As <see cref="Wrap(ParrotForCausalLM, Action{double[]})"/>, its decode steps run as <paramref name="mode"/> says
+    /// (a decode step embeds its text ids through the stack's embedding either way, as the eager step does).
+    /// </summary>
+    public static IAutoregressiveModel Wrap(ParrotForCausalLM model, Action<double[]>? onRouting, DecodeStepMode mode)
     {
         ArgumentNullException.ThrowIfNull(model);
         return new KvCacheModel(model.Model, model.LmHead, p =>
@@ -85,7 +94,7 @@ public sealed class Generator
             var (embeds, _, _, routing) = model.Assemble([new ParrotSample(p.Ids, null, features is null ? -1 : 0)], features, int.MaxValue);
             if (onRouting is not null && routing[0] is { } weights) onRouting(weights.Value.ToDoubleArray());
             return embeds;
-        }, model.Config.Text.VocabSize);
+        }, model.Config.Text.VocabSize) { Mode = mode };
     }
 
     /// <summary>Generates the answer to one prompt.</summary>

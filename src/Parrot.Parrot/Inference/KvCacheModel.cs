@@ -8,7 +8,8 @@ namespace Parrot.Parrot.Inference;
 /// A Qwen2 decoder stack (plain Qwen2 or Parrot's) driven with the KV cache. Each prompt is prefilled on its
 /// own into a cache of its own, exactly as if it were alone; a batch of several then decodes together, one
 /// token per prompt per step, each row attending over its own cache (see <see cref="StepRows"/>), so every
-/// row computes what it would alone, with no padding.
+/// row computes what it would alone, with no padding. On a CUDA device the batch session decodes through the static
+/// step instead, replayed from a CUDA graph (see KvCacheModel.Static.cs and <see cref="DecodeStepMode"/>).
 /// </summary>
 internal sealed partial class KvCacheModel : IAutoregressiveModel
 {
@@ -31,7 +32,7 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
     {
         ArgumentNullException.ThrowIfNull(prompts);
         if (prompts.Count == 0) throw new ArgumentException("generate: no prompts");
-        return new Session(this, prompts, maxNewTokens);
+        return UsesStaticStep ? new StaticSession(this, prompts, maxNewTokens) : new Session(this, prompts, maxNewTokens);
     }
 
     private sealed class Session : IDecodingSession
@@ -40,6 +41,7 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
         private readonly IReadOnlyList<GenerationPrompt> _prompts;
         private readonly int _maxNew;
         private KvCache[]? _caches;
+        private int _steps;
 
         public Session(KvCacheModel m, IReadOnlyList<GenerationPrompt> prompts, int maxNew)
         {
@@ -69,7 +71,11 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
         {
             var caches = _caches ?? throw new InvalidOperationException("generate: Prefill first");
             if (tokens.Length != caches.Length) throw new ArgumentException($"generate: {tokens.Length} tokens for a batch of {caches.Length}");
-            return _m.StepRows(caches, tokens);
+            _m.CheckIds(tokens);
+            if (_steps >= _maxNew) throw NoRoom(_maxNew);
+            var logits = _m.StepRows(caches, tokens);
+            _steps++;
+            return logits;
         }
 
         public void Dispose()

@@ -78,6 +78,8 @@ public class Qwen2Model : Module
     private readonly Qwen2DecoderLayer[] _layers;
     private readonly Qwen2Config _config;
 
+    /// <summary>The configuration the stack was built from.</summary>
+    public Qwen2Config Config => _config;
     /// <summary>embed_tokens.</summary>
     public Embedding EmbedTokens { get; }
     /// <summary>The final norm.</summary>

@@ -5,7 +5,8 @@ using Parrot.Tensors;
 namespace Parrot.Nn.Models.Qwen2;
 
 /// <summary>
-/// Greedy decoding of a <see cref="Qwen2ForCausalLM"/> where one token's step is the same work every token: a fixed
+/// Decoding of a Qwen2 decoder stack (a <see cref="Qwen2ForCausalLM"/>, or any <see cref="Qwen2Model"/> with its head,
+/// such as Parrot's) where one token's step is the same work every token: a fixed
 /// device buffer of ids [B] (<see cref="Ids"/>), positions on the device (<see cref="StaticKvCache"/>), the model's
 /// whole RoPE tables indexed there, and the step's argmax written back into the ids buffer, device to device. So
 /// <see cref="Issue"/> makes no host read or write, launches the same kernels with the same arguments each token, and
@@ -21,13 +22,20 @@ namespace Parrot.Nn.Models.Qwen2;
 /// half: the room check) and replays it. Batch rows may hold prompts of different lengths. The embedding of the ids
 /// buffer skips the index check (its ids are the prompts' checked last tokens or an argmax over the vocabulary; a
 /// deferred check would take a different slot each step and a host read every few dozen).
+/// <para>Fed by the host (greedy: false; the generator's sessions, which pick tokens on the host, greedy or sampled):
+/// rows prefilled elsewhere go in through <see cref="Load"/>, the host writes each step's ids with <see cref="SetIds"/>
+/// (one host→device copy, outside the captured part) and reads <see cref="Logits"/>; the step then takes no argmax and
+/// keeps no history.</para>
 /// </remarks>
 public sealed class Qwen2StaticDecoder : IDisposable
 {
-    private readonly Qwen2ForCausalLM _model;
+    private readonly Qwen2Model _stack;
+    private readonly Func<Variable, Variable> _head;
+    private readonly int _vocab;
+    private readonly bool _greedy;
     private readonly StaticKvCache _cache;
-    private readonly Tensor _ids, _cos, _sin, _history, _columns;
-    private readonly Tensor? _logits;
+    private readonly Tensor _ids, _cos, _sin;
+    private readonly Tensor? _logits, _history, _columns;
     private int[] _promptLengths = [];
     private bool _prefilled, _disposed;
 
@@ -54,24 +62,43 @@ public sealed class Qwen2StaticDecoder : IDisposable
     /// and dtype (caches allocated now). <paramref name="keepLogits"/>: also copy each step's logits to <see cref="Logits"/>.
     /// </summary>
     public Qwen2StaticDecoder(Qwen2ForCausalLM model, int batch, int maxLength, bool keepLogits = false)
+        : this((model ?? throw new ArgumentNullException(nameof(model))).Model, model.LmHead, batch, maxLength, keepLogits)
     {
-        ArgumentNullException.ThrowIfNull(model);
+    }
+
+    /// <summary>
+    /// A decoder of <paramref name="stack"/> (layers and final norm; its embedding embeds the ids) and
+    /// <paramref name="head"/> (hidden states → logits [.., vocab]), as the constructor above. <paramref name="greedy"/>
+    /// false: the host feeds every step's ids (<see cref="SetIds"/>) and reads the logits (so
+    /// <paramref name="keepLogits"/> must be set); the step takes no argmax and keeps no history.
+    /// </summary>
+    public Qwen2StaticDecoder(Qwen2Model stack, Func<Variable, Variable> head, int batch, int maxLength, bool keepLogits = false, bool greedy = true)
+    {
+        ArgumentNullException.ThrowIfNull(stack);
+        ArgumentNullException.ThrowIfNull(head);
         if (batch <= 0 || maxLength <= 0) throw new ArgumentOutOfRangeException(nameof(batch), $"Qwen2StaticDecoder: batch {batch} and max length {maxLength} must be positive");
-        _model = model;
+        if (!greedy && !keepLogits) throw new ArgumentException("Qwen2StaticDecoder: a decoder fed by the host must keep its logits (they are all it gives)");
+        _stack = stack;
+        _head = head;
+        _greedy = greedy;
         Batch = batch;
-        var c = model.Config;
-        var weight = model.Model.EmbedTokens.Weight.Value;
+        var c = stack.Config;
+        _vocab = c.VocabSize;
+        var weight = stack.EmbedTokens.Weight.Value;
         var device = weight.Device;
         _cache = new StaticKvCache(c.NumHiddenLayers, batch, c.NumKeyValueHeads, c.HeadDim, maxLength, weight.DType, device);
         try
         {
             _ids = TensorScope.Detach(Tensor.Zeros([batch], DType.I64, device));
             _logits = keepLogits ? TensorScope.Detach(Tensor.Zeros([batch, c.VocabSize], DType.F32, device)) : null;
-            _history = TensorScope.Detach(Tensor.Zeros([batch, maxLength], DType.I64, device));
-            _columns = TensorScope.Detach(Tensor.Arange(maxLength, DType.I64, device).Reshape(1, maxLength));
+            if (greedy)
+            {
+                _history = TensorScope.Detach(Tensor.Zeros([batch, maxLength], DType.I64, device));
+                _columns = TensorScope.Detach(Tensor.Arange(maxLength, DType.I64, device).Reshape(1, maxLength));
+            }
             // The whole tables, built (or grown) now, so that no step builds them; as Qwen2Model picks their dtype.
             var ropeType = weight.DType.IsHalfStorage() ? DType.F32 : weight.DType;
-            (_cos, _sin) = model.Model.Rotary.Range(0, maxLength, device, ropeType);
+            (_cos, _sin) = stack.Rotary.Range(0, maxLength, device, ropeType);
             TensorScope.Detach(_cos);
             TensorScope.Detach(_sin);
         }
@@ -92,8 +119,9 @@ public sealed class Qwen2StaticDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(prompts);
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: already prefilled");
+        if (!_greedy) throw new InvalidOperationException("Qwen2StaticDecoder: a decoder fed by the host takes rows prefilled elsewhere (Load)");
         if (prompts.Count != Batch) throw new ArgumentException($"Qwen2StaticDecoder: {prompts.Count} prompts for a batch of {Batch}");
-        int vocab = _model.Config.VocabSize;
+        int vocab = _vocab;
         for (int r = 0; r < Batch; r++)
         {
             var p = prompts[r] ?? throw new ArgumentNullException(nameof(prompts), $"Qwen2StaticDecoder: prompt {r} is null");
@@ -102,7 +130,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
             foreach (int id in p)
                 if ((uint)id >= (uint)vocab) throw new ArgumentException($"Qwen2StaticDecoder: token id {id} of prompt {r} is outside the vocabulary [0, {vocab})");
         }
-        var m = _model.Model;
+        var m = _stack;
         var device = _ids.Device;
         using var ng = Graph.NoGrad();
         for (int r = 0; r < Batch; r++)
@@ -112,19 +140,73 @@ public sealed class Qwen2StaticDecoder : IDisposable
             using var c = new KvCache(m.Layers.Count, length);
             var ids = Tensor.FromArray(prompts[r].Select(i => (long)i).ToArray(), device, 1, length);
             var hidden = m.Forward(m.EmbedTokens.Forward(ids), cache: c);
-            var logits = _model.LmHead(hidden.Narrow(1, length - 1, 1)).Value.Reshape(1, vocab);
+            var logits = _head(hidden.Narrow(1, length - 1, 1)).Value.Reshape(1, vocab);
             _ids.Narrow(0, r, 1).CopyFrom(logits.ArgMax(1));
             _logits?.Narrow(0, r, 1).CopyFrom(logits);
-            for (int layer = 0; layer < m.Layers.Count; layer++)
-            {
-                var (k, v) = c.Stored(layer) ?? throw new InvalidOperationException("Qwen2StaticDecoder: the prefill stored nothing");
-                using (k) using (v) _cache.Load(layer, r, k, v);
-            }
+            LoadRow(r, c);
         }
+        Finish(prompts.Select(x => x.Count).ToArray());
+    }
+
+    /// <summary>
+    /// For a decoder fed by the host: loads rows prefilled elsewhere (e.g. from embeddings with an image spliced in),
+    /// <paramref name="prefilled"/>[r] holding row r's keys and values. Each row must leave room for one more token.
+    /// Set the first step's ids with <see cref="SetIds"/>. The caches stay the caller's.
+    /// </summary>
+    public void Load(IReadOnlyList<KvCache> prefilled)
+    {
+        ArgumentNullException.ThrowIfNull(prefilled);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_greedy) throw new InvalidOperationException("Qwen2StaticDecoder: a greedy decoder prefills its prompts itself (Prefill)");
+        if (_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: already prefilled");
+        if (prefilled.Count != Batch) throw new ArgumentException($"Qwen2StaticDecoder: {prefilled.Count} caches for a batch of {Batch}");
+        var lengths = new int[Batch];
+        for (int r = 0; r < Batch; r++)
+        {
+            var c = prefilled[r] ?? throw new ArgumentNullException(nameof(prefilled), $"Qwen2StaticDecoder: cache {r} is null");
+            lengths[r] = c.Length(0);
+            if (lengths[r] == 0) throw new ArgumentException($"Qwen2StaticDecoder: cache {r} is empty");
+            if (lengths[r] >= MaxLength) throw new ArgumentException($"Qwen2StaticDecoder: cache {r} holds {lengths[r]} positions; the decoder holds {MaxLength}, which leaves no room to generate");
+        }
+        for (int r = 0; r < Batch; r++) LoadRow(r, prefilled[r]);
+        Finish(lengths);
+    }
+
+    /// <summary>Copies every layer of <paramref name="c"/> into row <paramref name="row"/> of the static cache.</summary>
+    private void LoadRow(int row, KvCache c)
+    {
+        for (int layer = 0; layer < _stack.Layers.Count; layer++)
+        {
+            var (k, v) = c.Stored(layer) ?? throw new InvalidOperationException($"Qwen2StaticDecoder: the prefill of row {row} stored nothing in layer {layer}");
+            using (k) using (v) _cache.Load(layer, row, k, v);
+        }
+    }
+
+    private void Finish(int[] promptLengths)
+    {
         _cache.UploadPositions();
-        Record();
-        _promptLengths = prompts.Select(x => x.Count).ToArray();
+        if (_greedy) Record();
+        _promptLengths = promptLengths;
         _prefilled = true;
+    }
+
+    /// <summary>
+    /// For a decoder fed by the host: writes the ids the next step embeds, one host→device copy (outside a captured
+    /// step: a graph replays the device work only). The ids are checked here, since the step's embedding does not.
+    /// </summary>
+    public void SetIds(IReadOnlyList<int> tokens)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.Count != Batch) throw new ArgumentException($"Qwen2StaticDecoder: {tokens.Count} ids for a batch of {Batch}");
+        var ids = new long[Batch];
+        for (int r = 0; r < Batch; r++)
+        {
+            if ((uint)tokens[r] >= (uint)_vocab) throw new ArgumentException($"Qwen2StaticDecoder: token id {tokens[r]} of row {r} is outside the vocabulary [0, {_vocab})");
+            ids[r] = tokens[r];
+        }
+        using var host = Tensor.FromArray(ids, Batch);
+        _ids.CopyFrom(host);
     }
 
     /// <summary>One greedy token for every row: <see cref="BeginStep"/> then <see cref="Issue"/>.</summary>
@@ -148,19 +230,19 @@ public sealed class Qwen2StaticDecoder : IDisposable
 
     /// <summary>
     /// The device half of a step, the part a CUDA graph captures: embeds <see cref="Ids"/>, runs every layer at the
-    /// device positions, takes the last logits' argmax into <see cref="Ids"/> (and the logits into <see cref="Logits"/>),
-    /// advances the positions by one and records the token in the device history (<see cref="ReadGenerated"/>), all on
-    /// the device. No host read or write; the same launches, arguments and allocation sizes every token. Call
+    /// device positions, (greedy) takes the last logits' argmax into <see cref="Ids"/>, copies the logits into
+    /// <see cref="Logits"/> (keepLogits), advances the positions by one and (greedy) records the token in the device
+    /// history (<see cref="ReadGenerated"/>), all on the device. No host read or write; the same launches, arguments and allocation sizes every token. Call
     /// <see cref="BeginStep"/> first (outside a capture, per token).
     /// </summary>
     public void Issue()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var m = _model.Model;
+        var m = _stack;
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
         var weight = m.EmbedTokens.Weight.Value;
-        int hiddenSize = weight.Dim(1), vocab = _model.Config.VocabSize;
+        int hiddenSize = weight.Dim(1), vocab = _vocab;
         // Embedding's rows without its index check (see the remarks): the same copy Tensor.Embedding makes.
         var rows = Tensor.Empty([Batch, hiddenSize], weight.DType, weight.Device);
         weight.Backend.IndexSelect(weight, 0, _ids, rows);
@@ -171,11 +253,11 @@ public sealed class Qwen2StaticDecoder : IDisposable
             using var layerScope = TensorScope.Begin();
             h = new Variable(layerScope.Keep(m.Layers[i].Forward(h, (_cos, _sin), null, _cache, i).Value));
         }
-        var logits = _model.LmHead(m.Norm.Forward(h)).Value.Reshape(Batch, vocab);
-        _ids.CopyFrom(logits.ArgMax(1));
+        var logits = _head(m.Norm.Forward(h)).Value.Reshape(Batch, vocab);
+        if (_greedy) _ids.CopyFrom(logits.ArgMax(1));
         _logits?.CopyFrom(logits);
         _cache.AdvanceOnDevice();
-        Record();
+        if (_greedy) Record();
     }
 
     /// <summary>
@@ -186,8 +268,8 @@ public sealed class Qwen2StaticDecoder : IDisposable
     private void Record()
     {
         using var scope = TensorScope.Begin();
-        var at = _columns.Eq(_cache.Positions.Reshape(Batch, 1));
-        _history.CopyFrom(Tensor.Where(at, _ids.Reshape(Batch, 1), _history));
+        var at = _columns!.Eq(_cache.Positions.Reshape(Batch, 1));
+        _history!.CopyFrom(Tensor.Where(at, _ids.Reshape(Batch, 1), _history));
     }
 
     /// <summary>The tokens in <see cref="Ids"/> (the last generated per row): one device→host read.</summary>
@@ -201,7 +283,8 @@ public sealed class Qwen2StaticDecoder : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: Prefill first");
-        var all = _history.ToLongArray();
+        if (!_greedy) throw new InvalidOperationException("Qwen2StaticDecoder: a decoder fed by the host keeps no history (its caller picked the tokens)");
+        var all = _history!.ToLongArray();
         int n = Steps + 1;
         return Enumerable.Range(0, Batch).Select(r => all.Skip(r * MaxLength + _promptLengths[r]).Take(n).Select(x => (int)x).ToArray()).ToArray();
     }

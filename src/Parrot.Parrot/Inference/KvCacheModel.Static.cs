@@ -1,0 +1,161 @@
+using Parrot.Nn.Layers;
+using Parrot.Tensors;
+using Parrot.Tensors.Cuda;
+
+namespace Parrot.Parrot.Inference;
+
+/// <summary>How a KV-cache model (<see cref="Generator.Wrap(Nn.Models.Qwen2.Qwen2ForCausalLM, DecodeStepMode)"/>) runs its decode steps.</summary>
+public enum DecodeStepMode
+{
+    /// <summary>
+    /// The static step on CUDA devices where it can run (f32/bf16 weights of one dtype, head dims ≤ 128, the decode
+    /// attention kernel on) unless PARROT_STATIC_DECODE is "0"; eager elsewhere. The default.
+    /// </summary>
+    Auto,
+    /// <summary>Eager: every step issues its kernels from the host, rows attend over caches of their own.</summary>
+    Eager,
+    /// <summary>
+    /// The static step on any device (on the CPU it runs eagerly, with the same numbers; a CUDA graph only where the
+    /// device is CUDA): for comparisons. Where its ops cannot run, they throw.
+    /// </summary>
+    Static,
+}
+
+/// <summary>
+/// The batch session over the graph-ready decode step (<see cref="Nn.Models.Qwen2.Qwen2StaticDecoder"/> fed by the host,
+/// run through a <see cref="GraphedStep"/>): on a GPU one decode step is one graph launch where the eager step issues
+/// hundreds of kernels from the host (a 7B step was host-bound), so the generator's steps run at the GPU's speed.
+/// </summary>
+internal sealed partial class KvCacheModel
+{
+    /// <summary>Whether PARROT_STATIC_DECODE allows the static step ("0" turns it off), read once.</summary>
+    internal static readonly bool StaticDecodeAllowed = StaticDecodeDefault(Environment.GetEnvironmentVariable("PARROT_STATIC_DECODE"));
+
+    /// <summary>What a value of PARROT_STATIC_DECODE means: off only for "0".</summary>
+    internal static bool StaticDecodeDefault(string? value) => value?.Trim() != "0";
+
+    /// <summary>How steps run (<see cref="DecodeStepMode"/>).</summary>
+    internal DecodeStepMode Mode { get; init; }
+
+    /// <summary>Whether a session of this model takes the static step (see <see cref="DecodeStepMode.Auto"/>).</summary>
+    internal bool UsesStaticStep => Mode switch
+    {
+        DecodeStepMode.Eager => false,
+        DecodeStepMode.Static => true,
+        _ => StaticDecodeAllowed && StaticStepFits(),
+    };
+
+    /// <summary>
+    /// The static step's requirements on a CUDA device (elsewhere eager: on the CPU there are no launches to save). Its
+    /// attention is the decode kernel (CudaBackend.AttentionAt): f32 or bf16, head dims ≤ 128; its query rows per
+    /// (row, head) are one token, within the kernel's 8, for any batch. RopeAppendAt needs q, k, v and the cache in one
+    /// dtype, so the layers must share the embedding's. PARROT_DECODE_ATTENTION=0 (decode kernel ruled out) rules it out too.
+    /// </summary>
+    private bool StaticStepFits()
+    {
+        var weight = _stack.EmbedTokens.Weight.Value;
+        if (weight.Device.Kind != DeviceKind.Cuda) return false;
+        if (weight.DType is not (DType.F32 or DType.BF16)) return false;
+        var c = _stack.Config;
+        if (c.HeadDim > 128) return false;
+        if (Backends.For(weight.Device) is CudaBackend { DecodeAttention: false }) return false;
+        foreach (var layer in _stack.Layers)
+            foreach (var p in layer.Parameters())
+                if (p.Value.DType != weight.DType) return false;
+        return _stack.Norm.Weight.Value.DType == weight.DType;
+    }
+
+    /// <summary>The error for a step past the room the session was started with (the same in both sessions).</summary>
+    private static InvalidOperationException NoRoom(int maxNew) =>
+        new($"generate: the session was started for {maxNew} new tokens per prompt, so its cache holds {maxNew} steps after the prefill; no step was run");
+
+    /// <summary>Checks ids fed to a step (both sessions: the static step's embedding does not check them).</summary>
+    private void CheckIds(int[] tokens)
+    {
+        foreach (var id in tokens)
+            if ((uint)id >= (uint)VocabSize) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {VocabSize})");
+    }
+
+    private sealed class StaticSession : IDecodingSession
+    {
+        private readonly KvCacheModel _m;
+        private readonly IReadOnlyList<GenerationPrompt> _prompts;
+        private readonly int _maxNew;
+        private global::Parrot.Nn.Models.Qwen2.Qwen2StaticDecoder? _decoder;
+        private GraphedStep? _step;
+        private int _steps;
+
+        public StaticSession(KvCacheModel m, IReadOnlyList<GenerationPrompt> prompts, int maxNew)
+        {
+            _m = m; _prompts = prompts; _maxNew = Math.Max(maxNew, 1);
+        }
+
+        /// <summary>
+        /// Each prompt alone, as the eager session (so an image's embeddings go in the same way), into a cache just
+        /// long enough; then all rows into one static cache of the longest prompt + the new tokens (each row's own
+        /// room is the eager session's: the step count below).
+        /// </summary>
+        public float[][] Prefill()
+        {
+            if (_decoder is not null) throw new InvalidOperationException("generate: the session was already prefilled");
+            var caches = new KvCache[_prompts.Count];
+            var logits = new float[caches.Length][];
+            var lengths = new int[caches.Length];
+            global::Parrot.Nn.Models.Qwen2.Qwen2StaticDecoder? decoder = null;
+            try
+            {
+                for (int r = 0; r < caches.Length; r++)
+                    logits[r] = _m.PrefillRow(_prompts[r], _ => 0, out caches[r], out lengths[r], $"prompt {r}");
+                decoder = new(_m._stack, _m._head, caches.Length, lengths.Max() + _maxNew, keepLogits: true, greedy: false);
+                decoder.Load(caches);
+                _step = new GraphedStep(_m._stack.EmbedTokens.Weight.Value.Device, decoder.Issue);
+            }
+            catch
+            {
+                decoder?.Dispose();
+                throw;
+            }
+            finally
+            {
+                foreach (var c in caches) c?.Dispose();
+            }
+            _decoder = decoder;
+            return logits;
+        }
+
+        /// <summary>
+        /// The ids to the device (one copy), the step (the captured graph from the second on, on a CUDA device), the
+        /// logits back (one read).
+        /// </summary>
+        public float[][] Step(int[] tokens)
+        {
+            var dec = _decoder ?? throw new InvalidOperationException("generate: Prefill first");
+            if (tokens.Length != dec.Batch) throw new ArgumentException($"generate: {tokens.Length} tokens for a batch of {dec.Batch}");
+            _m.CheckIds(tokens);
+            if (_steps >= _maxNew) throw NoRoom(_maxNew);
+            dec.BeginStep(); // the static cache's own room check (a backstop), before anything is written
+            dec.SetIds(tokens);
+            bool capturing = _steps == 1 && _m._stack.EmbedTokens.Weight.Value.Device.Kind == DeviceKind.Cuda; // GraphedStep captures at its second run
+            try { _step!.Run(); }
+            catch (Exception e) when (capturing && !_step!.Captured && Backends.For(_m._stack.EmbedTokens.Weight.Value.Device) is CudaBackend)
+            {
+                // The step ran eagerly once already, so this is the capture: say how to decode without it.
+                throw new InvalidOperationException($"generate: capturing the decode step into a CUDA graph failed ({e.Message}); PARROT_STATIC_DECODE=0 decodes eagerly", e);
+            }
+            _steps++;
+            var flat = dec.Logits!.ToFloatArray();
+            int vocab = flat.Length / dec.Batch;
+            var logits = new float[dec.Batch][];
+            for (int r = 0; r < logits.Length; r++) logits[r] = flat.AsSpan(r * vocab, vocab).ToArray();
+            return logits;
+        }
+
+        public void Dispose()
+        {
+            _step?.Dispose();
+            _decoder?.Dispose();
+            _step = null;
+            _decoder = null;
+        }
+    }
+}
