@@ -36,6 +36,10 @@ timeout 40 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --de
 echo "parrot decode exit $?: $(tail -1 "$OUT/decode-parrot.json" | cut -c1-300)" >> "$S"
 timeout 40 "$PY" bench/torch_model_peer.py decode qwen2-7b 128 32 > "$OUT/decode-torch.json" 2> "$OUT/decode-torch.log"
 echo "torch decode exit $?: $(tail -1 "$OUT/decode-torch.json" | cut -c1-300)" >> "$S"
+# The static decode step replayed from a CUDA graph (the host-bound decode's fix; unproven until this runs).
+timeout 40 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \
+  > "$OUT/decode-parrot-graph.json" 2> "$OUT/decode-parrot-graph.log"
+echo "parrot decode --cuda-graph exit $?: $(tail -1 "$OUT/decode-parrot-graph.json" | cut -c1-300)" >> "$S"
 
 step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled)"
 timeout 40 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \

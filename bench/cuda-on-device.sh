@@ -132,6 +132,10 @@ fi
 # (the same generated tokens are expected; its attention splits are sized for the cache, so the last bits may differ).
 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --static --json > "$M/decode-parrot-static.json" 2> "$M/decode-parrot-static.log"
 echo "parrot (--static): exit $?"
+# The same static step captured into a CUDA graph at its second token and replayed after (--cuda-graph; eager off a GPU):
+# what the graphs bring to a host-bound decode (host_issue_ms should fall to the replay's ~0.01 ms).
+timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --cuda-graph --json > "$M/decode-parrot-graph.json" 2> "$M/decode-parrot-graph.log"
+echo "parrot (--cuda-graph): exit $?"
 timeout 120 "$PY" bench/torch_model_peer.py decode "${PEER_DEC[@]}" > "$M/decode-torch.json" 2> "$M/decode-torch.log"
 echo "torch: exit $?"
 "$PY" - "$M" "$PEAK" <<'PY' | tee "$M/summary.txt"
@@ -152,5 +156,9 @@ if dp:
     print(line)
     alt = load("decode-parrot-cublaslt.json") if __import__("os").path.exists(f"{m}/decode-parrot-cublaslt.json") else None
     if alt: print(f"  with every product on cuBLASLt (PARROT_CUDA_GEMV=0): {alt['ms_per_token']:.2f} ms/token = {alt['roofline_fraction']:.1%}; gemv kernel speed-up {alt['ms_per_token'] / dp['ms_per_token']:.2f}x")
+    for name, what in (("decode-parrot-static.json", "static step, eager (--static)"), ("decode-parrot-graph.json", "static step, CUDA graph (--cuda-graph)")):
+        r = load(name) if __import__("os").path.exists(f"{m}/{name}") else None
+        if r: print(f"  {what}: {r['ms_per_token']:.2f} ms/token = {r['roofline_fraction']:.1%}, host issues a step in {r['host_issue_ms']:.3f} ms"
+                   + (f", graph of {r['graph_nodes']} nodes" if r.get('cuda_graph') else "") + f"; tokens {'the same as' if r['generated'] == dp['generated'] else 'DIFFERENT from'} the eager decode's")
 PY
 exit $status
