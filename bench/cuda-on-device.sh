@@ -166,13 +166,14 @@ if dp:
     print(line)
     alt = load("decode-parrot-cublaslt.json") if __import__("os").path.exists(f"{m}/decode-parrot-cublaslt.json") else None
     if alt: print(f"  with every product on cuBLASLt (PARROT_CUDA_GEMV=0): {alt['ms_per_token']:.2f} ms/token = {alt['roofline_fraction']:.1%}; gemv kernel speed-up {alt['ms_per_token'] / dp['ms_per_token']:.2f}x")
-    for name, what in (("decode-parrot-static.json", "static step, eager"), ("decode-parrot-graph.json", "static step, CUDA graph")):
+    for name, what in (("decode-parrot-static.json", "static step, eager (--static)"), ("decode-parrot-graph.json", "static step, CUDA graph (--cuda-graph)")):
         r = load(name) if __import__("os").path.exists(f"{m}/{name}") else None
-        if r: print(f"  {what}: {r['ms_per_token']:.2f} ms/token = {r['roofline_fraction']:.1%} (host issues a step in {r.get('host_issue_ms', float('nan')):.2f} ms; graph nodes {r.get('graph_nodes', 0)}; same tokens as the default path: {r.get('generated') == dp.get('generated')})")
+        if r: print(f"  {what}: {r['ms_per_token']:.2f} ms/token = {r['roofline_fraction']:.1%}, host issues a step in {r['host_issue_ms']:.3f} ms"
+                   + (f", graph of {r['graph_nodes']} nodes" if r.get('cuda_graph') else "") + f"; tokens {'the same as' if r['generated'] == dp['generated'] else 'DIFFERENT from'} the eager decode's")
+    ge, gs = (load(f"decode-generator-{k}.json") if __import__("os").path.exists(f"{m}/decode-generator-{k}.json") else None for k in ("eager", "static"))
+    if ge and gs: print(f"  through the generator's session: eager {ge['ms_per_token']:.2f} ms/token, static step + CUDA graph {gs['ms_per_token']:.2f} ms/token = {gs['roofline_fraction']:.1%} (speed-up {ge['ms_per_token'] / gs['ms_per_token']:.2f}x); same tokens: {ge['generated'] == gs['generated']}")
 if tp and __import__("os").path.exists(f"{m}/train-parrot-cudnn.json"):
     tc = load("train-parrot-cudnn.json")
     if tc: print(f"  train step with cuDNN attention (PARROT_CUDNN_ATTENTION=1): {tc['ms_per_step']:.1f} ms/step vs {tp['ms_per_step']:.1f}; losses {tc['first_loss']:.4f} -> {tc['last_loss']:.4f}")
-    ge, gs = (load(f"decode-generator-{k}.json") if __import__("os").path.exists(f"{m}/decode-generator-{k}.json") else None for k in ("eager", "static"))
-    if ge and gs: print(f"  through the generator's session: eager {ge['ms_per_token']:.2f} ms/token, static step + CUDA graph {gs['ms_per_token']:.2f} ms/token = {gs['roofline_fraction']:.1%} (speed-up {ge['ms_per_token'] / gs['ms_per_token']:.2f}x); same tokens: {ge['generated'] == gs['generated']}")
 PY
 exit $status

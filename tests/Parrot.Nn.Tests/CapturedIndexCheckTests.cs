@@ -36,4 +36,27 @@ public class CapturedIndexCheckTests
         Assert.Throws<InvalidOperationException>(() => checks.Rearm(captured));
         Assert.Throws<ArgumentOutOfRangeException>(() => more.ToFloatArray());
     }
+
+    [Test]
+    public void EnsureSlotsMakesTheSlotsSoThatALaterCheckAllocatesNothing()
+    {
+        // CudaBackend.Capture calls EnsureSlots before recording: slots first made inside a capture would have their
+        // "nothing bad" fill recorded into the graph instead of run.
+        var dev = TestDevice.Get();
+        var checks = new DeferredIndexChecks(TestDevice.Backend, dev);
+        using var ids = Tensor.FromArray(new long[] { 3, 12, 5 }, dev, 3);
+        var log = new List<long>();
+        TestDevice.Backend.AllocationLog = log;
+        try
+        {
+            checks.EnsureSlots();
+            Assert.That(log, Is.EqualTo(new long[] { DeferredIndexChecks.Capacity * 2 * sizeof(long) }), "the slots, made now");
+            checks.EnsureSlots();
+            checks.Record(ids, 10, null, (v, at) => $"id {v} at {at}");
+            Assert.That(log, Has.Count.EqualTo(1), "a second call and a recorded check allocate nothing");
+        }
+        finally { TestDevice.Backend.AllocationLog = null; }
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => checks.Verify());
+        Assert.That(e!.Message, Does.Contain("id 12 at 1"), "the slots were filled with 'nothing bad' before the check");
+    }
 }

@@ -63,6 +63,9 @@ public class StaticKvCacheTests
         Assert.That(() => cache.Attend(0, new Variable(q), k, v, true, null), Throws.InstanceOf<NotSupportedException>().With.Message.Contains("AttendRope"));
         Assert.That(() => cache.Load(0, 0, Tensor.Zeros([1, KvHeads, 5, D]), Tensor.Zeros([1, KvHeads, 5, D])), Throws.InvalidOperationException.With.Message.Contains("5 positions exceed the maximum length 4"));
         Assert.That(() => cache.Load(0, 2, Tensor.Zeros([1, KvHeads, 1, D]), Tensor.Zeros([1, KvHeads, 1, D])), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => cache.Load(2, 0, Tensor.Zeros([1, KvHeads, 1, D]), Tensor.Zeros([1, KvHeads, 1, D])), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("layer 2 of 2"));
+        Assert.That(() => cache.AttendRope(-1, q, k, v, cos, sin, true, null), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("layer -1 of 2"));
+        Assert.That(() => cache.Keys(2), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("layer 2 of 2"));
         Assert.That(() => cache.Load(0, 0, Tensor.Zeros([1, 1, 2, D]), Tensor.Zeros([1, 1, 2, D])), Throws.ArgumentException.With.Message.Contains("[1, 2, length, 8]"));
         cache.Load(0, 1, Tensor.Zeros([1, KvHeads, 3, D]), Tensor.Zeros([1, KvHeads, 3, D]));
         Assert.That(() => cache.Length(0), Throws.InvalidOperationException.With.Message.Contains("different lengths"));

@@ -107,6 +107,24 @@ public class StaticDecoderTests
     }
 
     [Test]
+    public void TheHistoryKeepsTheTokenOfTheStepThatFillsARow()
+    {
+        // Row 0 (5 tokens, max length 7) is full after two steps: the second step's token sits at position 7, one past
+        // the cache, yet it was generated and must be read back (not row 1's first column).
+        using var model = new Qwen2ForCausalLM(Config, seed: 2);
+        using var dec = new Qwen2StaticDecoder(model, 2, maxLength: 7);
+        dec.Prefill(Prompts);
+        var first = dec.ReadTokens();
+        dec.Step();
+        var second = dec.ReadTokens();
+        dec.Step();
+        var third = dec.ReadTokens();
+        var generated = dec.ReadGenerated();
+        for (int r = 0; r < 2; r++)
+            Assert.That(generated[r], Is.EqualTo(new[] { first[r], second[r], third[r] }), $"row {r}");
+    }
+
+    [Test]
     public void BadPromptsAreRefused()
     {
         using var model = new Qwen2ForCausalLM(Config, seed: 2);

@@ -16,8 +16,11 @@ public class CudaAllocatorCaptureTests
         public int Allocations, Syncs;
         public long Limit = long.MaxValue, Used;
 
-        public int Allocate(long bytes, out ulong ptr)
+        public readonly List<bool> DuringCapture = new();
+
+        public int Allocate(long bytes, bool duringCapture, out ulong ptr)
         {
+            DuringCapture.Add(duringCapture);
             ptr = 0;
             if (Used + bytes > Limit) return 2; // CUDA_ERROR_OUT_OF_MEMORY
             Used += bytes;
@@ -64,6 +67,21 @@ public class CudaAllocatorCaptureTests
         var got = new HashSet<ulong> { a.Allocate(4096, out _), a.Allocate(4096, out _) };
         Assert.That(got, Is.EquivalentTo(new[] { before, eager }));
         Assert.That(mem.Allocations, Is.EqualTo(driverBefore + 1), "both came from the cache");
+    }
+
+    [Test]
+    public void ACacheMissDuringACaptureAsksForAnAllocationOutsideTheCapture()
+    {
+        // cuMemAlloc is prohibited in a thread-local capture: the driver memory must switch the thread to relaxed mode,
+        // which it does only when told the allocation happens during one.
+        var mem = new FakeMemory();
+        var a = new CudaAllocator(mem);
+        a.Allocate(4096, out _);
+        var pool = a.BeginCapture();
+        a.Allocate(4096, out _);
+        a.EndCapture(pool);
+        a.Allocate(4096, out _);
+        Assert.That(mem.DuringCapture, Is.EqualTo(new[] { false, true, false }));
     }
 
     [Test]

@@ -69,10 +69,13 @@ public sealed class StaticKvCache : IKvCache, IDisposable
     }
 
     /// <summary>The keys [B, kvHeads, MaxLength, headDim] of <paramref name="layer"/> (the whole cache, not a copy).</summary>
-    public Tensor Keys(int layer) => _k[layer];
+    public Tensor Keys(int layer) => _k[CheckLayer(layer)];
 
     /// <summary>The values of <paramref name="layer"/> (the whole cache).</summary>
-    public Tensor Values(int layer) => _v[layer];
+    public Tensor Values(int layer) => _v[CheckLayer(layer)];
+
+    private int CheckLayer(int layer) =>
+        (uint)layer < (uint)_k.Length ? layer : throw new ArgumentOutOfRangeException(nameof(layer), $"StaticKvCache: layer {layer} of {_k.Length}");
 
     /// <summary>Row <paramref name="row"/>'s length as the host counts it (no device read).</summary>
     public int HostLength(int row) => _lengths[row];
@@ -96,7 +99,7 @@ public sealed class StaticKvCache : IKvCache, IDisposable
         ArgumentNullException.ThrowIfNull(v);
         ObjectDisposedException.ThrowIf(_disposed, this);
         if ((uint)row >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(row), $"StaticKvCache: row {row} of a batch of {Batch}");
-        var kc = _k[layer];
+        var kc = _k[CheckLayer(layer)];
         if (k.Rank != 4 || k.Dim(0) != 1 || k.Dim(1) != kc.Dim(1) || k.Dim(3) != kc.Dim(3) || !k.Shape.SequenceEqual(v.Shape))
             throw new ArgumentException($"StaticKvCache: k {k.ShapeString()} and v {v.ShapeString()} must both be [1, {kc.Dim(1)}, length, {kc.Dim(3)}]");
         int length = k.Dim(2);
@@ -153,6 +156,7 @@ public sealed class StaticKvCache : IKvCache, IDisposable
     public Variable AttendRope(int layer, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, bool causal, Tensor? mask)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        CheckLayer(layer);
         if (!causal) throw new ArgumentException("StaticKvCache: decoding attention is causal");
         if (mask is not null) throw new ArgumentException("StaticKvCache: rows are never padded, so attention takes no mask");
         if (Graph.IsGradDisabled is false) throw new InvalidOperationException("StaticKvCache: the cache is for inference; open Graph.NoGrad()");

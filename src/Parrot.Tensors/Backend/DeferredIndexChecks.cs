@@ -65,14 +65,27 @@ internal sealed class DeferredIndexChecks(IDeferredIndexChecks backend, Device d
         lock (_gate)
         {
             if (_pending.Count == Capacity) VerifyLocked($"reported when {Capacity} checks had queued up unread, at the next index op");
-            if (_slots is null)
-            {
-                _slots = Tensor.Full([Capacity, 2], NoViolation, DType.I64, device);
-                TensorScope.Detach(_slots); // lives as long as the backend
-            }
-            backend.CheckIndices(index, size, ignore, _slots, _pending.Count);
+            EnsureSlotsLocked();
+            backend.CheckIndices(index, size, ignore, _slots!, _pending.Count);
             _pending.Add(describe);
         }
+    }
+
+    /// <summary>
+    /// Makes the verdict slots now (a device allocation and a fill, run eagerly). A CUDA graph capture calls it first:
+    /// slots made inside a capture would get their "nothing bad" fill recorded into the graph instead of run, so checks
+    /// before the first replay would read uninitialised slots, and every replay would wipe verdicts still unread.
+    /// </summary>
+    internal void EnsureSlots()
+    {
+        lock (_gate) EnsureSlotsLocked();
+    }
+
+    private void EnsureSlotsLocked()
+    {
+        if (_slots is not null) return;
+        _slots = Tensor.Full([Capacity, 2], NoViolation, DType.I64, device);
+        TensorScope.Detach(_slots); // lives as long as the backend
     }
 
     /// <summary>

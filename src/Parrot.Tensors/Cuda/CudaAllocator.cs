@@ -73,7 +73,7 @@ internal sealed class CudaAllocator
             }
         }
         var mark = _memory.BeginMark("cuMemAlloc (allocator cache miss)");
-        int rc = _memory.Allocate(size, out ulong ptr);
+        int rc = _memory.Allocate(size, duringCapture: pool is not null, out ulong ptr);
         _memory.EndMark(mark);
         if (rc == Driver.ErrorOutOfMemory)
         {
@@ -82,7 +82,7 @@ internal sealed class CudaAllocator
             if (pool is null)
             {
                 EmptyCache();
-                rc = _memory.Allocate(size, out ptr);
+                rc = _memory.Allocate(size, duringCapture: false, out ptr);
             }
             if (rc == Driver.ErrorOutOfMemory)
             {
@@ -214,7 +214,13 @@ internal sealed class CudaAllocator
     /// <summary>Where the memory comes from: the driver, or a fake in tests.</summary>
     internal interface IDeviceMemory
     {
-        int Allocate(long bytes, out ulong ptr);
+        /// <summary>
+        /// A new block (a CUresult). <paramref name="duringCapture"/>: a stream capture is recording on this thread, in
+        /// whose thread-local mode cuMemAlloc is a prohibited call (it would fail and invalidate the capture), so the
+        /// driver's implementation switches the thread to relaxed mode around it, as PyTorch's allocator does; the
+        /// allocation itself is not recorded (the graph keeps the address, the pool keeps the block).
+        /// </summary>
+        int Allocate(long bytes, bool duringCapture, out ulong ptr);
         void Free(ulong ptr);
         void Synchronize();
         (long Free, long Total) Info();
@@ -224,10 +230,14 @@ internal sealed class CudaAllocator
 
     private sealed class DriverMemory(CudaContext context) : IDeviceMemory
     {
-        public int Allocate(long bytes, out ulong ptr)
+        public int Allocate(long bytes, bool duringCapture, out ulong ptr)
         {
             context.MakeCurrent();
-            return Driver.cuMemAlloc(out ptr, (nuint)bytes);
+            if (!duringCapture) return Driver.cuMemAlloc(out ptr, (nuint)bytes);
+            int mode = Driver.StreamCaptureModeRelaxed;
+            Driver.Check(Driver.cuThreadExchangeStreamCaptureMode(ref mode), "cuThreadExchangeStreamCaptureMode");
+            try { return Driver.cuMemAlloc(out ptr, (nuint)bytes); }
+            finally { Driver.Check(Driver.cuThreadExchangeStreamCaptureMode(ref mode), "cuThreadExchangeStreamCaptureMode"); }
         }
 
         public void Free(ulong ptr) => Driver.Check(Driver.cuMemFree(ptr), "cuMemFree");

@@ -93,8 +93,9 @@ public sealed class Qwen2StaticDecoder : IDisposable
             _logits = keepLogits ? TensorScope.Detach(Tensor.Zeros([batch, c.VocabSize], DType.F32, device)) : null;
             if (greedy)
             {
-                _history = TensorScope.Detach(Tensor.Zeros([batch, maxLength], DType.I64, device));
-                _columns = TensorScope.Detach(Tensor.Arange(maxLength, DType.I64, device).Reshape(1, maxLength));
+                // One column more than the cache: the step that fills a row still generates a token, at position maxLength.
+                _history = TensorScope.Detach(Tensor.Zeros([batch, maxLength + 1], DType.I64, device));
+                _columns = TensorScope.Detach(Tensor.Arange(maxLength + 1, DType.I64, device).Reshape(1, maxLength + 1));
             }
             // The whole tables, built (or grown) now, so that no step builds them; as Qwen2Model picks their dtype.
             var ropeType = weight.DType.IsHalfStorage() ? DType.F32 : weight.DType;
@@ -262,7 +263,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
 
     /// <summary>
     /// history[b, Positions[b]] = Ids[b] on the device: where the token just generated will be fed, so the tokens of many
-    /// steps can be read at once (<see cref="ReadGenerated"/>). Three elementwise ops over [B, MaxLength], no index op
+    /// steps can be read at once (<see cref="ReadGenerated"/>). Three elementwise ops over [B, MaxLength + 1], no index op
     /// (a deferred index check would differ from step to step).
     /// </summary>
     private void Record()
@@ -286,7 +287,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
         if (!_greedy) throw new InvalidOperationException("Qwen2StaticDecoder: a decoder fed by the host keeps no history (its caller picked the tokens)");
         var all = _history!.ToLongArray();
         int n = Steps + 1;
-        return Enumerable.Range(0, Batch).Select(r => all.Skip(r * MaxLength + _promptLengths[r]).Take(n).Select(x => (int)x).ToArray()).ToArray();
+        return Enumerable.Range(0, Batch).Select(r => all.Skip(r * (MaxLength + 1) + _promptLengths[r]).Take(n).Select(x => (int)x).ToArray()).ToArray();
     }
 
     /// <inheritdoc/>
