@@ -17,7 +17,10 @@ public sealed partial class CudaBackend
     /// recording), the same shapes every time; what changes between replays lives in device tensors. Run it once
     /// eagerly before capturing (kernels compile and the cuBLASLt workspace is made at first use, which a capture
     /// cannot record). A failure inside the step ends the capture, frees what it reserved and rethrows, naming the
-    /// capture. Waits for the queued work first (and reads pending index checks).
+    /// capture. Waits for the queued work first (and reads pending index checks). While it records, no other thread may
+    /// use this device (its work would be recorded, its memory taken into the capture's pool). A graph keeps the
+    /// addresses it was captured with: tensors it reads (weights, caches, inputs) must stay alive and in place while it
+    /// lives — moving, casting or reloading a model's weights needs a new capture.
     /// </summary>
     public CudaGraph Capture(Action step)
     {
@@ -74,14 +77,25 @@ public sealed partial class CudaBackend
         // previous replay's, unread), the new verdicts merge into the same slots (the smallest bad position wins);
         // other pending checks would share those slots, so they are read first (a host wait, rare in a decode loop).
         var mine = graph.IndexChecks;
+        if (mine.Count == 0)
+        {
+            // No checks in the graph: it touches no slot, so pending eager checks keep theirs (no read first).
+            Launch(graph);
+            return;
+        }
         var pending = _indexChecks.PendingChecks();
         bool samePending = pending.Count == mine.Count && pending.Zip(mine).All(p => ReferenceEquals(p.First, p.Second));
         if (pending.Count != 0 && !samePending) _indexChecks.Verify();
+        Launch(graph);
+        if (!samePending) _indexChecks.Rearm(mine);
+    }
+
+    private void Launch(CudaGraph graph)
+    {
         _context.MakeCurrent();
         var mark = _context.Profiler.Begin("CUDA graph replay");
         Driver.Check(Driver.cuGraphLaunch(graph.Exec, _context.Stream), "cuGraphLaunch");
         _context.Profiler.End(mark);
-        if (!samePending) _indexChecks.Rearm(mine);
     }
 
     internal void ReleaseGraphMemory(CudaAllocator.CapturePool pool) => _allocator.Release(pool);
