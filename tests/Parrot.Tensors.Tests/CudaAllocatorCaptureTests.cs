@@ -179,4 +179,45 @@ public class GraphedStepTests
         Assert.That((issued, step.Captured, step.GraphNodes), Is.EqualTo((3, false, 0)));
         Assert.That(state.ToFloatArray(), Is.EqualTo(new[] { 3f, 3f, 3f }));
     }
+
+    /// <summary>Counts replays; a capture made of it records nothing and runs nothing, as a real one.</summary>
+    private sealed class FakeGraph : IReplayable
+    {
+        public int Replays, Disposals;
+        public int Nodes => 7;
+        public void Replay() => Replays++;
+        public void Dispose() => Disposals++;
+    }
+
+    [Test]
+    public void TheFirstRunIsEagerTheSecondCapturesAndReplaysAndTheRestReplay()
+    {
+        int issued = 0, captures = 0;
+        var graph = new FakeGraph();
+        var step = new GraphedStep(() => issued++, issue => { captures++; return graph; }, fallBackToEager: false);
+        step.Run();
+        Assert.That((issued, captures, graph.Replays, step.Captured), Is.EqualTo((1, 0, 0, false)));
+        step.Run();
+        Assert.That((issued, captures, graph.Replays, step.Captured, step.GraphNodes), Is.EqualTo((1, 1, 1, true, 7)), "captured (not run) and replayed once");
+        step.Run();
+        step.Run();
+        Assert.That((issued, captures, graph.Replays), Is.EqualTo((1, 1, 3)));
+        step.Dispose();
+        Assert.That(graph.Disposals, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void AFailedCaptureThrowsOrFallsBackToEagerRunsThatStillIssueTheStep()
+    {
+        int issued = 0;
+        var strict = new GraphedStep(() => issued++, _ => throw new InvalidOperationException("no capture here"), fallBackToEager: false);
+        strict.Run();
+        Assert.Throws<InvalidOperationException>(() => strict.Run());
+
+        issued = 0;
+        var lenient = new GraphedStep(() => issued++, _ => throw new InvalidOperationException("no capture here"), fallBackToEager: true);
+        for (int i = 0; i < 4; i++) lenient.Run();
+        Assert.That((issued, lenient.Captured, lenient.FallbackReason), Is.EqualTo((4, false, "no capture here")),
+            "every run issued the step once: the failed capture's run too");
+    }
 }

@@ -28,6 +28,9 @@ public enum DecodeStepMode
 /// </summary>
 internal sealed partial class KvCacheModel
 {
+    /// <summary>1 once a failed capture has been reported (once per process).</summary>
+    private static int _warnedFallback;
+
     /// <summary>Whether PARROT_STATIC_DECODE allows the static step ("0" turns it off), read once.</summary>
     internal static readonly bool StaticDecodeAllowed = StaticDecodeDefault(Environment.GetEnvironmentVariable("PARROT_STATIC_DECODE"));
 
@@ -108,7 +111,9 @@ internal sealed partial class KvCacheModel
                     logits[r] = _m.PrefillRow(_prompts[r], _ => 0, out caches[r], out lengths[r], $"prompt {r}");
                 decoder = new(_m._stack, _m._head, caches.Length, lengths.Max() + _maxNew, keepLogits: true, greedy: false);
                 decoder.Load(caches);
-                _step = new GraphedStep(_m._stack.EmbedTokens.Weight.Value.Device, decoder.Issue);
+                // Chosen by default (Auto): a failed capture (unproven on this GPU) decodes on, eagerly, with a warning;
+                // asked for (Static): it throws.
+                _step = new GraphedStep(_m._stack.EmbedTokens.Weight.Value.Device, decoder.Issue, fallBackToEager: _m.Mode == DecodeStepMode.Auto);
             }
             catch
             {
@@ -142,6 +147,8 @@ internal sealed partial class KvCacheModel
                 // The step ran eagerly once already, so this is the capture: say how to decode without it.
                 throw new InvalidOperationException($"generate: capturing the decode step into a CUDA graph failed ({e.Message}); PARROT_STATIC_DECODE=0 decodes eagerly", e);
             }
+            if (capturing && _step!.FallbackReason is { } why && Interlocked.Exchange(ref _warnedFallback, 1) == 0)
+                Console.Error.WriteLine($"warning: generate: the decode step could not be captured into a CUDA graph ({why}); decoding on without one (PARROT_STATIC_DECODE=0 takes the eager path)");
             _steps++;
             var flat = dec.Logits!.ToFloatArray();
             int vocab = flat.Length / dec.Batch;

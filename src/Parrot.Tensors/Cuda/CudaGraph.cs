@@ -11,7 +11,7 @@ namespace Parrot.Tensors.Cuda;
 /// tensors made before the capture that the recorded work reads or writes must stay alive as long as the graph.
 /// Dispose it to return its memory (a replay already queued still runs).
 /// </summary>
-public sealed class CudaGraph : IDisposable
+public sealed class CudaGraph : IDisposable, IReplayable
 {
     private readonly CudaBackend _backend;
     private readonly CudaAllocator.CapturePool _pool;

@@ -10,23 +10,36 @@ namespace Parrot.Tensors.Cuda;
 public sealed class GraphedStep : IDisposable
 {
     private readonly Action _issue;
-    private readonly CudaBackend? _cuda;
-    private CudaGraph? _graph;
+    private readonly bool _fallBack;
+    private Func<Action, IReplayable>? _capture;
+    private IReplayable? _graph;
     private int _runs;
 
     /// <summary>
     /// <paramref name="issue"/>: the step's device work (no host reads or writes, the same shapes every time; see
     /// <see cref="CudaBackend.Capture"/>). <paramref name="useGraph"/>: false runs it eagerly always (for comparison).
+    /// <paramref name="fallBackToEager"/>: when the capture fails, note why (<see cref="FallbackReason"/>) and run the
+    /// step eagerly from then on (the capture ran nothing, so that run is the step's); otherwise the failure is thrown.
     /// </summary>
-    public GraphedStep(Device device, Action issue, bool useGraph = true)
+    public GraphedStep(Device device, Action issue, bool useGraph = true, bool fallBackToEager = false)
+        : this(issue, useGraph && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend cuda ? cuda.Capture : null, fallBackToEager)
+    {
+    }
+
+    /// <summary>The same over any capture (tests drive the run sequence with a fake one).</summary>
+    internal GraphedStep(Action issue, Func<Action, IReplayable>? capture, bool fallBackToEager)
     {
         ArgumentNullException.ThrowIfNull(issue);
         _issue = issue;
-        _cuda = useGraph && device.Kind == DeviceKind.Cuda ? Backends.For(device) as CudaBackend : null;
+        _capture = capture;
+        _fallBack = fallBackToEager;
     }
 
     /// <summary>Whether the step now replays a captured graph.</summary>
     public bool Captured => _graph is not null;
+
+    /// <summary>Why the capture failed when the step fell back to eager runs (null otherwise).</summary>
+    public string? FallbackReason { get; private set; }
 
     /// <summary>Operations in the captured graph (0 before the capture or without one).</summary>
     public int GraphNodes => _graph?.Nodes ?? 0;
@@ -35,8 +48,15 @@ public sealed class GraphedStep : IDisposable
     public void Run()
     {
         if (_graph is not null) { _graph.Replay(); return; }
-        if (_cuda is null || _runs++ == 0) { _issue(); return; }
-        _graph = _cuda.Capture(_issue);
+        if (_capture is null || _runs++ == 0) { _issue(); return; }
+        try { _graph = _capture(_issue); }
+        catch (Exception e) when (_fallBack)
+        {
+            FallbackReason = e.Message;
+            _capture = null;
+            _issue();
+            return;
+        }
         _graph.Replay();
     }
 
@@ -46,4 +66,14 @@ public sealed class GraphedStep : IDisposable
         _graph?.Dispose();
         _graph = null;
     }
+}
+
+/// <summary>Recorded work that replays with one call (<see cref="CudaGraph"/>).</summary>
+internal interface IReplayable : IDisposable
+{
+    /// <summary>Operations recorded.</summary>
+    int Nodes { get; }
+
+    /// <summary>Queues one run.</summary>
+    void Replay();
 }
