@@ -141,6 +141,8 @@ public class CudaAttentionDispatchTests
         Assert.That(CudaBackend.DecodeSplits(8, 32768, 132), Is.EqualTo(33), "two blocks per SM");
         Assert.That(CudaBackend.DecodeSplits(1024, 32768, 132), Is.EqualTo(1), "enough blocks already");
         Assert.That(CudaBackend.DecodeSplits(8, 0, 132), Is.EqualTo(1), "no visible key");
+        Assert.That(CudaBackend.DecodeSplits(8, 160, 132, minKeys: 32), Is.EqualTo(5), "fewer keys a split: more blocks for a short cache");
+        Assert.That(CudaBackend.DecodeSplits(8, 4096, 132, minKeys: 32), Is.EqualTo(33), "still at most two blocks per SM");
     }
 
     [Test]

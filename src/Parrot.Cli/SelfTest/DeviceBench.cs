@@ -394,7 +394,25 @@ internal static class DeviceBench
             void Step() => cuda.Attention(q, k, v, null, true, S - 1, 1 / Math.Sqrt(D), o, null);
             double ms = cuda.MedianMilliseconds(Step);
             add(new("attention decode", shape, ms, bytes / (ms * 1e-3) / 1e9, "GB/s",
-                decode ? "attention_decode.cu, K+V bytes/s" : "decode kernel off (PARROT_DECODE_ATTENTION=0)"));
+                decode ? $"attention_decode.cu, K+V bytes/s, ≥ {cuda.DecodeMinKeys} keys a split" : "decode kernel off (PARROT_DECODE_ATTENTION=0)"));
+            if (decode && S <= 4096)
+            {
+                // Fewer keys a split: more blocks for a short cache (the default's 128 gives S 160 one split of 8 blocks).
+                int was = cuda.DecodeMinKeys;
+                try
+                {
+                    foreach (int minKeys in new[] { 32, 64 })
+                    {
+                        cuda.DecodeMinKeys = minKeys;
+                        double split = cuda.MedianMilliseconds(Step);
+                        add(new($"attention decode min keys {minKeys}", shape, split, bytes / (split * 1e-3) / 1e9, "GB/s", $"attention_decode.cu, ≥ {minKeys} keys a split"));
+                    }
+                }
+                finally
+                {
+                    cuda.DecodeMinKeys = was;
+                }
+            }
             cuda.DecodeAttention = false;
             try
             {

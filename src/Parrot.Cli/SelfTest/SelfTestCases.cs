@@ -295,6 +295,16 @@ internal static class SelfTestCases
         // ranges merged by the combine kernel, with the log-sum-exp beside the output.
         c.Add(new("attention decode T1 GQA7 D128 S160", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159)));
+        // The same 160-key step cut into ranges of ≥ 32 keys (CudaBackend.DecodeMinKeys; 5 splits and the combine).
+        c.Add(new("attention decode T1 GQA7 D128 S160 min keys 32", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
+            x =>
+            {
+                if (x[0].Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159);
+                int was = cuda.DecodeMinKeys;
+                cuda.DecodeMinKeys = 32;
+                try { return Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159); }
+                finally { cuda.DecodeMinKeys = was; }
+            }));
         c.Add(new("attention decode T3 mask D64 S70", (r, t) => [Normal(r, t, 2, 4, 3, 64), Normal(r, t, 2, 2, 70, 64), Normal(r, t, 2, 2, 70, 64), PaddingMask(r, t, 70)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 67)));
         c.Add(new("attention decode T2 S600 split+lse", (r, t) => [Normal(r, t, 1, 7, 2, 128), Normal(r, t, 1, 1, 600, 128), Normal(r, t, 1, 1, 600, 128)],

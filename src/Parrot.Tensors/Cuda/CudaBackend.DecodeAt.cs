@@ -53,7 +53,7 @@ public sealed partial class CudaBackend
             st.Q[i] = q.Strides[i]; st.K[i] = kCache.Strides[i]; st.V[i] = vCache.Strides[i]; st.O[i] = output.Strides[i];
         }
         long chunks = ((long)(H / Hkv) * T + rowsPerBlock - 1) / rowsPerBlock, blocks = (long)B * Hkv * chunks;
-        int splits = DecodeSplits(blocks, S, _context.MultiprocessorCount);
+        int splits = DecodeSplits(blocks, S, _context.MultiprocessorCount, DecodeMinKeys);
         if (blocks * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
         bool vec = DecodeVectorLoads(q.DType, D, Dv, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
         using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;

@@ -151,13 +151,20 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
+    /// The fewest keys a split of the decode kernel takes (<see cref="DecodeSplits"/>): 128 by default; smaller values
+    /// give a short cache more blocks (a 160-key cache of a 7B step is 8 blocks at 128). PARROT_DECODE_MIN_KEYS sets it
+    /// when the backend is created; the benchmarks compare 32, 64 and 128 in one run.
+    /// </summary>
+    public int DecodeMinKeys { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("PARROT_DECODE_MIN_KEYS"), out int k) && k > 0 ? k : 128;
+
+    /// <summary>
     /// How many key ranges (one block each) the decode kernel cuts the visible keys into: enough blocks for two per SM
     /// (the bf16 kernel's occupancy), but at least 128 keys a range (16 keys, four chunks, for each of the 8 warps), so
     /// that a short cache stays one launch (the block writes o itself) and a long one spreads over the GPU.
     /// </summary>
-    internal static int DecodeSplits(long blocks, long visibleKeys, int multiprocessors)
+    internal static int DecodeSplits(long blocks, long visibleKeys, int multiprocessors, int minKeys = 128)
     {
-        const int minKeys = 128;
+        minKeys = Math.Max(1, minKeys);
         long want = (2L * multiprocessors + blocks - 1) / blocks, most = visibleKeys / minKeys;
         return (int)Math.Clamp(Math.Min(want, most), 1, 1024);
     }
@@ -231,7 +238,7 @@ public sealed partial class CudaBackend
         int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
         long chunks = ((long)(H / Hkv) * T + rowsPerBlock - 1) / rowsPerBlock, blocks = (long)B * Hkv * chunks;
         long visible = causal ? Math.Min(S, (long)queryOffset + T) : S;
-        int splits = DecodeSplits(blocks, visible, _context.MultiprocessorCount);
+        int splits = DecodeSplits(blocks, visible, _context.MultiprocessorCount, DecodeMinKeys);
         if (blocks * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
         bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
         long rows = (long)B * H * T;
