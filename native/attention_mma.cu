@@ -99,16 +99,21 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     const int mi = lane >> 3, mr = lane & 7;
     // K and V tiles arrive by cp.async, each while the other is in use: V of this tile during S = Q·Kᵀ and the
     // softmax, K of the next tile during P·V.
+    // MT > 1 stages with mma_stage_rows_async: addresses computed once, fewer live 64-bit values (registers are short).
+    auto stage = [&](u16* dst, const u16* src, i64 base, i64 rs, i64 j) {
+        if constexpr (QS) mma_stage_rows_async<D, LD, MMA_BN>(dst, src + base, rs, j, S);
+        else mma_stage_async<D, LD>(dst, src, base, rs, j, S);
+    };
     if (kend > 0)
     {
-        mma_stage_async<D, LD>(ks, k, kbase, st.k[2], 0, S);
+        stage(ks, k, kbase, st.k[2], 0);
         cp_async_commit();
     }
     for (i64 j0 = 0; j0 < kend; j0 += MMA_BN)
     {
         cp_async_wait<0>(); // this thread's part of the K tile has landed
         __syncthreads();    // everyone's; and every warp is done with the previous V tile
-        mma_stage_async<D, LD>(vs, v, vbase, st.v[2], j0, S);
+        stage(vs, v, vbase, st.v[2], j0);
         cp_async_commit();
 
         // S = Q·Kᵀ. Matrices of one ldmatrix.x4: keys 16np + 8(mi/2) + 0..7, dims 16kk + 8(mi%2) + 0..7, so
@@ -166,16 +171,24 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
             else
             {
                 const i64 mb0 = mbw + 16 * mt * st.m[2], mb1 = mb0 + 8 * st.m[2];
+                // Keys j0 + jl a row sees: jl < cap (inside S, not past the causal diagonal, none for a row past T); 32-bit
+                // compares in the loop below instead of 64-bit ones.
+                auto cap = [&](i64 t) {
+                    i64 c = t < T ? S - j0 : 0;
+                    i64 d = query_offset + t - j0 + 1;
+                    if (causal && d < c) c = d;
+                    return c <= 0 ? 0 : c >= MMA_BN ? MMA_BN : (int)c;
+                };
+                const int cap0 = cap(t0), cap1 = cap(t1);
 #pragma unroll
                 for (int n = 0; n < SN; n++)
 #pragma unroll
                     for (int e = 0; e < 4; e++)
                     {
-                        i64 j = j0 + 8 * n + 2 * tq + (e & 1);
-                        i64 t = e < 2 ? t0 : t1;
-                        bool visible = t < T && j < S && !(causal && j > query_offset + t);
+                        int jl = 8 * n + 2 * tq + (e & 1);
+                        bool visible = jl < (e < 2 ? cap0 : cap1);
                         float x = s[mt][n][e] * sl2;
-                        if (mask && visible) x += load<float>(mask, mdt, (e < 2 ? mb0 : mb1) + j * st.m[3]) * log2e; // no read past the mask
+                        if (mask && visible) x += load<float>(mask, mdt, (e < 2 ? mb0 : mb1) + (j0 + jl) * st.m[3]) * log2e; // no read past the mask
                         x = visible ? x : ninf;
                         s[mt][n][e] = x;
                         if (e < 2) mx0 = fmaxf(mx0, x);
@@ -214,7 +227,7 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
         __syncthreads();    // for everyone; and every warp is done with the K tile
         if (j0 + MMA_BN < kend)
         {
-            mma_stage_async<D, LD>(ks, k, kbase, st.k[2], j0 + MMA_BN, S);
+            stage(ks, k, kbase, st.k[2], j0 + MMA_BN);
             cp_async_commit();
         }
 
