@@ -200,6 +200,7 @@ int main()
         {"D64 causal offset62 T70 S132", 1, 2, 1, 70, 132, 64, 1, 62, 0, 1},
         {"D128 full T70 S130 no mask", 1, 2, 2, 70, 130, 128, 0, 0, 0, 1},
         {"D64 causal GQA7 T40", 1, 7, 1, 40, 40, 64, 1, 0, 0, 1},
+        {"D128 causal GQA mask offset30 T200", 2, 2, 1, 200, 230, 128, 1, 30, 1, 0}, // two 128-row blocks, the second ragged
     };
     for (const auto& c : cases) run(c, rng);
     printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);
