@@ -109,6 +109,9 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
         stage(ks, k, kbase, st.k[2], 0);
         cp_async_commit();
     }
+    // This lane's ldmatrix addresses at k-step 0 of n-pair / m-tile 0 (see the reads below).
+    const mma_sptr kl = mma_sptr_of(ks + (8 * (mi >> 1) + mr) * LD + 8 * (mi & 1));
+    const mma_sptr ql = mma_sptr_of(qs + (warp * 16 * MT + 8 * (mi & 1) + mr) * LD + 8 * (mi >> 1));
     for (i64 j0 = 0; j0 < kend; j0 += MMA_BN)
     {
         cp_async_wait<0>(); // this thread's part of the K tile has landed
@@ -133,13 +136,13 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
             {
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
-                    ldmatrix_x4(qf[mt], qs + (warp * 16 * MT + 16 * mt + 8 * (mi & 1) + mr) * LD + 16 * kk + 8 * (mi >> 1));
+                    ldmatrix_x4_at(qf[mt], mma_sptr_add(ql, 16 * mt * LD + 16 * kk));
             }
 #pragma unroll
             for (int np = 0; np < SN / 2; np++)
             {
                 unsigned kb[4];
-                ldmatrix_x4(kb, ks + (16 * np + 8 * (mi >> 1) + mr) * LD + 16 * kk + 8 * (mi & 1));
+                ldmatrix_x4_at(kb, mma_sptr_add(kl, 16 * np * LD + 16 * kk));
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
                 {

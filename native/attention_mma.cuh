@@ -41,6 +41,25 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, const u16* p)
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)) : "memory");
 }
 
+// A lane's shared-memory address for ldmatrix as a 32-bit byte address, computed once outside a loop: the loop adds
+// constant offsets (immediates of the instruction) instead of converting a 64-bit generic pointer per read, which costs
+// registers the 128-row forward does not have. (tools/cuda-emu/emu_mma.h: a plain pointer, the same element offsets.)
+typedef unsigned mma_sptr;
+__device__ __forceinline__ mma_sptr mma_sptr_of(const u16* p) { return shared_address(p); }
+__device__ __forceinline__ mma_sptr mma_sptr_add(mma_sptr a, int elems) { return a + 2 * elems; }
+
+__device__ __forceinline__ void ldmatrix_x4_at(unsigned* r, mma_sptr a)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans_at(unsigned* r, mma_sptr a)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+
 // cvt.rn.bf16x2.f32 d, a, b: a rounded to nearest even into the upper half of d, b into the lower (PTX ISA, cvt).
 __device__ __forceinline__ unsigned cvt_rn_bf16x2(float a, float b)
 {
@@ -178,6 +197,7 @@ template <int MT, int PN, int DN, int LD>
 __device__ __forceinline__ void mma_acc_pb_tiles(float (*c)[DN][4], const float (*p)[PN][4], const u16* t)
 {
     const int lane = threadIdx.x & 31, mi = lane >> 3, mr = lane & 7;
+    const mma_sptr tl = mma_sptr_of(t + (8 * (mi & 1) + mr) * LD + 8 * (mi >> 1)); // this lane's row at kk = dp = 0
 #pragma unroll
     for (int kk = 0; kk < PN / 2; kk++)
     {
@@ -194,7 +214,7 @@ __device__ __forceinline__ void mma_acc_pb_tiles(float (*c)[DN][4], const float 
         for (int dp = 0; dp < DN / 2; dp++)
         {
             unsigned b[4];
-            ldmatrix_x4_trans(b, t + (16 * kk + 8 * (mi & 1) + mr) * LD + 16 * dp + 8 * (mi >> 1));
+            ldmatrix_x4_trans_at(b, mma_sptr_add(tl, 16 * kk * LD + 16 * dp));
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
             {
