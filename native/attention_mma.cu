@@ -69,12 +69,20 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     u16* qs = smem + 2 * MMA_BN * LD;
     if constexpr (QS)
     {
+        // By cp.async (in K tile 0's group, waited for before the first read) when the rows are contiguous 16-byte
+        // rows, as K's; else by plain loads of dim pairs, any strides, unrolled so that several are in flight.
         const i64 qb = b * st.q[0] + h * st.q[1];
-        for (int c = tid; c < BM * D / 2; c += MMA_THREADS) // dim pairs; any strides, once per block
+        if (st.q[3] == 1 && st.q[2] % 8 == 0 && qb % 8 == 0 && ((unsigned long long)q & 15) == 0)
+            mma_stage_rows_async<D, LD, BM>(qs, q + qb, st.q[2], tile * BM, T);
+        else
         {
-            int r = c / (D / 2), d = 2 * (c % (D / 2));
-            i64 t = tile * BM + r;
-            *(unsigned*)(qs + r * LD + d) = mma_pair(t < T, q, qb + t * st.q[2] + d * st.q[3], st.q[3]);
+#pragma unroll 8
+            for (int c = tid; c < BM * D / 2; c += MMA_THREADS)
+            {
+                int r = c / (D / 2), d = 2 * (c % (D / 2));
+                i64 t = tile * BM + r;
+                *(unsigned*)(qs + r * LD + d) = mma_pair(t < T, q, qb + t * st.q[2] + d * st.q[3], st.q[3]);
+            }
         }
     }
     else
@@ -108,6 +116,11 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     {
         stage(ks, k, kbase, st.k[2], 0);
         cp_async_commit();
+    }
+    else if (QS)
+    {
+        cp_async_commit(); // no key: Q's copies (unread) end before the block does
+        cp_async_wait<0>();
     }
     // This lane's ldmatrix addresses at k-step 0 of n-pair / m-tile 0 (see the reads below).
     const mma_sptr kl = mma_sptr_of(ks + (8 * (mi >> 1) + mr) * LD + 8 * (mi & 1));

@@ -152,6 +152,13 @@ static void run(const Case& c, std::mt19937& rng)
                                                lse3.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
         CHECK(memcmp(oh3.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_m128_d%d's output differs from attention_mma_forward's", c.name, D);
         CHECK(memcmp(lse3.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_m128_d%d's lse differs", c.name, D);
+        // Q at an address that is not 16-byte aligned: the plain-load path for Q instead of cp.async, same results.
+        std::vector<u16> qshift(qh.size() + 1); std::copy(qh.begin(), qh.end(), qshift.begin() + 1);
+        std::fill(oh3.begin(), oh3.end(), 0x7fc1); std::fill(lse3.begin(), lse3.end(), 12345.0f);
+        launch(grid128, MMA_THREADS, [&] { fwd(qshift.data() + 1, kh.data(), vh.data(), oh3.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+                                               lse3.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
+        CHECK(memcmp(oh3.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_m128_d%d's output differs for an unaligned q", c.name, D);
+        CHECK(memcmp(lse3.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_m128_d%d's lse differs for an unaligned q", c.name, D);
     }
     double worst = 0;
     int empty = 0;
