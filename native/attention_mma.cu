@@ -35,7 +35,11 @@
 // the functions of the #ifndef block of attention_mma.cuh) and runs these kernels against float64 (flash_mma_test.cpp).
 #include "attention_mma.cuh"
 
-template <int D>
+// MT: m16 tiles per warp (rows 16·MT, block rows MMA_BM·MT). MT = 1: the kernels below; MT = 2 (attention_mma_forward_m128_d128,
+// FlashAttention-2's split for head dim 128): every K/V fragment one ldmatrix reads feeds 2·MT mmas instead of 2, half
+// the shared-memory reads per FLOP, for twice the accumulators. Each row's arithmetic is the same for either MT (keys
+// a row does not see score -inf and add exact zeros), so the outputs are bit for bit the same.
+template <int D, int MT = 1>
 __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                                  const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset,
                                  float scale, u16* smem)
@@ -44,145 +48,228 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     constexpr int KS = D / 16; // k-steps of Q·Kᵀ
     constexpr int DN = D / 8;  // n-tiles of the output
     constexpr int SN = MMA_BN / 8; // n-tiles of a score tile
+    constexpr int BM = MMA_BM * MT; // query rows per block
     const float ninf = -__int_as_float(0x7f800000);
     const float log2e = 1.4426950408889634f;
     const float sl2 = scale * log2e;
     u16* ks = smem;
     u16* vs = smem + MMA_BN * LD;
     int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
-    i64 BH = B * H, tiles = (T + MMA_BM - 1) / MMA_BM;
+    i64 BH = B * H, tiles = (T + BM - 1) / BM;
     i64 bh = (i64)blockIdx.x % BH, tile = tiles - 1 - (i64)blockIdx.x / BH; // longest causal tiles first
     i64 b = bh / H, h = bh % H, hk = h / (H / Hkv);
-    i64 t0 = tile * MMA_BM + warp * 16 + g, t1 = t0 + 8; // this thread's two query rows
-    bool live0 = t0 < T, live1 = t1 < T;
+    const i64 tw = tile * BM + warp * 16 * MT + g; // this thread's rows: tw + 16mt (r = 0) and tw + 16mt + 8 (r = 1)
 
-    // Q as A fragments: qa[kk] covers dims 16kk .. 16kk + 15.
-    unsigned qa[KS][4];
-    mma_load_a<KS>(qa, q, b * st.q[0] + h * st.q[1] + t0 * st.q[2], st.q[2], st.q[3], live0, live1);
-    float acc[DN][4];
+    // Q as A fragments: qa[mt][kk] covers rows 16mt .. 16mt + 15 of the warp's, dims 16kk .. 16kk + 15. MT = 1 keeps
+    // them in registers for the whole loop; MT > 1 would need 64 more registers than there are (head dim 128), so Q waits
+    // in shared memory (after K and V, rows past T zero as mma_load_a's) and each k-step reads its fragments by ldmatrix
+    // (FlashAttention-2 does the same).
+    constexpr bool QS = MT > 1;
+    unsigned qa[QS ? 1 : MT][KS][4];
+    u16* qs = smem + 2 * MMA_BN * LD;
+    if constexpr (QS)
+    {
+        // By cp.async (in K tile 0's group, waited for before the first read) when the rows are contiguous 16-byte
+        // rows, as K's; else by plain loads of dim pairs, any strides, unrolled so that several are in flight.
+        const i64 qb = b * st.q[0] + h * st.q[1];
+        if (st.q[3] == 1 && st.q[2] % 8 == 0 && qb % 8 == 0 && ((unsigned long long)q & 15) == 0)
+            mma_stage_rows_async<D, LD, BM>(qs, q + qb, st.q[2], tile * BM, T);
+        else
+        {
+#pragma unroll 8
+            for (int c = tid; c < BM * D / 2; c += MMA_THREADS)
+            {
+                int r = c / (D / 2), d = 2 * (c % (D / 2));
+                i64 t = tile * BM + r;
+                *(unsigned*)(qs + r * LD + d) = mma_pair(t < T, q, qb + t * st.q[2] + d * st.q[3], st.q[3]);
+            }
+        }
+    }
+    else
+    {
 #pragma unroll
-    for (int n = 0; n < DN; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-    float m0 = ninf, m1 = ninf, l0 = 0.0f, l1 = 0.0f; // running max (log2 units) and this thread's partial sums
+        for (int mt = 0; mt < MT; mt++)
+            mma_load_a<KS>(qa[mt], q, b * st.q[0] + h * st.q[1] + (tw + 16 * mt) * st.q[2], st.q[2], st.q[3], tw + 16 * mt < T, tw + 16 * mt + 8 < T);
+    }
+    float acc[MT][DN][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int n = 0; n < DN; n++) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
+    float m[MT][2], l[MT][2]; // running max (log2 units) and this thread's partial sums, rows r = 0, 1 of m16 tile mt
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = ninf, l[mt][0] = l[mt][1] = 0.0f;
 
-    i64 kend = causal_key_end(causal, tile * MMA_BM, MMA_BM, T, S, query_offset);
+    i64 kend = causal_key_end(causal, tile * BM, BM, T, S, query_offset);
     const i64 kbase = b * st.k[0] + hk * st.k[1], vbase = b * st.v[0] + hk * st.v[1];
-    const i64 mb0 = b * st.m[0] + h * st.m[1] + t0 * st.m[2], mb1 = mb0 + 8 * st.m[2];
+    const i64 mbw = b * st.m[0] + h * st.m[1] + tw * st.m[2];
     // ldmatrix row addresses: lane l gives row l % 8 of matrix l / 8.
     const int mi = lane >> 3, mr = lane & 7;
     // K and V tiles arrive by cp.async, each while the other is in use: V of this tile during S = Q·Kᵀ and the
     // softmax, K of the next tile during P·V.
+    // MT > 1 stages with mma_stage_rows_async: addresses computed once, fewer live 64-bit values (registers are short).
+    auto stage = [&](u16* dst, const u16* src, i64 base, i64 rs, i64 j) {
+        if constexpr (QS) mma_stage_rows_async<D, LD, MMA_BN>(dst, src + base, rs, j, S);
+        else mma_stage_async<D, LD>(dst, src, base, rs, j, S);
+    };
     if (kend > 0)
     {
-        mma_stage_async<D, LD>(ks, k, kbase, st.k[2], 0, S);
+        stage(ks, k, kbase, st.k[2], 0);
         cp_async_commit();
     }
+    else if (QS)
+    {
+        cp_async_commit(); // no key: Q's copies (unread) end before the block does
+        cp_async_wait<0>();
+    }
+    // This lane's ldmatrix addresses at k-step 0 of n-pair / m-tile 0 (see the reads below).
+    const mma_sptr kl = mma_sptr_of(ks + (8 * (mi >> 1) + mr) * LD + 8 * (mi & 1));
+    const mma_sptr ql = mma_sptr_of(qs + (warp * 16 * MT + 8 * (mi & 1) + mr) * LD + 8 * (mi >> 1));
     for (i64 j0 = 0; j0 < kend; j0 += MMA_BN)
     {
         cp_async_wait<0>(); // this thread's part of the K tile has landed
         __syncthreads();    // everyone's; and every warp is done with the previous V tile
-        mma_stage_async<D, LD>(vs, v, vbase, st.v[2], j0, S);
+        stage(vs, v, vbase, st.v[2], j0);
         cp_async_commit();
 
         // S = Q·Kᵀ. Matrices of one ldmatrix.x4: keys 16np + 8(mi/2) + 0..7, dims 16kk + 8(mi%2) + 0..7, so
         // registers 0,1 are the B fragment of key n-tile 2np and registers 2,3 that of n-tile 2np + 1.
-        float s[SN][4];
+        float s[MT][SN][4];
 #pragma unroll
-        for (int n = 0; n < SN; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int n = 0; n < SN; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < KS; kk++)
+        {
+            // Q from shared memory: matrices of one ldmatrix.x4: rows 16mt + 8(mi%2) + 0..7, dims 16kk + 8(mi/2) + 0..7,
+            // registers 0..3 = a0a1, a2a3, a4a5, a6a7 of the A fragment.
+            unsigned qf[MT][4];
+            if constexpr (QS)
+            {
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    ldmatrix_x4_at(qf[mt], mma_sptr_add(ql, 16 * mt * LD + 16 * kk));
+            }
 #pragma unroll
             for (int np = 0; np < SN / 2; np++)
             {
                 unsigned kb[4];
-                ldmatrix_x4(kb, ks + (16 * np + 8 * (mi >> 1) + mr) * LD + 16 * kk + 8 * (mi & 1));
-                mma_bf16_16816(s[2 * np], qa[kk], kb);
-                mma_bf16_16816(s[2 * np + 1], qa[kk], kb + 2);
+                ldmatrix_x4_at(kb, mma_sptr_add(kl, 16 * np * LD + 16 * kk));
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                {
+                    const unsigned* a = QS ? qf[mt] : qa[QS ? 0 : mt][kk];
+                    mma_bf16_16816(s[mt][2 * np], a, kb);
+                    mma_bf16_16816(s[mt][2 * np + 1], a, kb + 2);
+                }
             }
+        }
 
         // Scores in log2 units, hidden keys at -inf; the tile's row maxima. A tile with no mask, inside S and
         // wholly below the causal diagonal of the block's first row hides nothing (rows past T score 0: unused).
-        float mx0 = ninf, mx1 = ninf;
-        bool full = !mask && j0 + MMA_BN <= S && (!causal || j0 + MMA_BN - 1 <= query_offset + tile * MMA_BM);
-        if (full)
+        bool full = !mask && j0 + MMA_BN <= S && (!causal || j0 + MMA_BN - 1 <= query_offset + tile * BM);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
         {
+            float mx0 = ninf, mx1 = ninf;
+            const i64 t0 = tw + 16 * mt, t1 = t0 + 8;
+            if (full)
+            {
+#pragma unroll
+                for (int n = 0; n < SN; n++)
+                {
+                    s[mt][n][0] *= sl2; s[mt][n][1] *= sl2; s[mt][n][2] *= sl2; s[mt][n][3] *= sl2;
+                    mx0 = fmaxf(mx0, fmaxf(s[mt][n][0], s[mt][n][1]));
+                    mx1 = fmaxf(mx1, fmaxf(s[mt][n][2], s[mt][n][3]));
+                }
+            }
+            else
+            {
+                const i64 mb0 = mbw + 16 * mt * st.m[2], mb1 = mb0 + 8 * st.m[2];
+                // Keys j0 + jl a row sees: jl < cap (inside S, not past the causal diagonal, none for a row past T); 32-bit
+                // compares in the loop below instead of 64-bit ones.
+                auto cap = [&](i64 t) {
+                    i64 c = t < T ? S - j0 : 0;
+                    i64 d = query_offset + t - j0 + 1;
+                    if (causal && d < c) c = d;
+                    return c <= 0 ? 0 : c >= MMA_BN ? MMA_BN : (int)c;
+                };
+                const int cap0 = cap(t0), cap1 = cap(t1);
+#pragma unroll
+                for (int n = 0; n < SN; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                    {
+                        int jl = 8 * n + 2 * tq + (e & 1);
+                        bool visible = jl < (e < 2 ? cap0 : cap1);
+                        float x = s[mt][n][e] * sl2;
+                        if (mask && visible) x += load<float>(mask, mdt, (e < 2 ? mb0 : mb1) + (j0 + jl) * st.m[3]) * log2e; // no read past the mask
+                        x = visible ? x : ninf;
+                        s[mt][n][e] = x;
+                        if (e < 2) mx0 = fmaxf(mx0, x);
+                        else mx1 = fmaxf(mx1, x);
+                    }
+            }
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            float mn0 = fmaxf(m[mt][0], mx0), mn1 = fmaxf(m[mt][1], mx1);
+            // A row that has seen no key yet subtracts 0, so exp2(-inf - 0) = 0 instead of NaN.
+            float mu0 = mn0 == ninf ? 0.0f : mn0, mu1 = mn1 == ninf ? 0.0f : mn1;
+            float c0 = exp2f(m[mt][0] - mu0), c1 = exp2f(m[mt][1] - mu1); // m = -inf: 0
+            m[mt][0] = mn0;
+            m[mt][1] = mn1;
+            l[mt][0] *= c0;
+            l[mt][1] *= c1;
+#pragma unroll
+            for (int n = 0; n < DN; n++)
+            {
+                acc[mt][n][0] *= c0; acc[mt][n][1] *= c0;
+                acc[mt][n][2] *= c1; acc[mt][n][3] *= c1;
+            }
 #pragma unroll
             for (int n = 0; n < SN; n++)
             {
-                s[n][0] *= sl2; s[n][1] *= sl2; s[n][2] *= sl2; s[n][3] *= sl2;
-                mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
-                mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+                s[mt][n][0] = exp2f(s[mt][n][0] - mu0); s[mt][n][1] = exp2f(s[mt][n][1] - mu0);
+                s[mt][n][2] = exp2f(s[mt][n][2] - mu1); s[mt][n][3] = exp2f(s[mt][n][3] - mu1);
+                l[mt][0] += s[mt][n][0] + s[mt][n][1];
+                l[mt][1] += s[mt][n][2] + s[mt][n][3];
             }
-        }
-        else
-        {
-#pragma unroll
-            for (int n = 0; n < SN; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                {
-                    i64 j = j0 + 8 * n + 2 * tq + (e & 1);
-                    i64 t = e < 2 ? t0 : t1;
-                    bool visible = (e < 2 ? live0 : live1) && j < S && !(causal && j > query_offset + t);
-                    float x = s[n][e] * sl2;
-                    if (mask && visible) x += load<float>(mask, mdt, (e < 2 ? mb0 : mb1) + j * st.m[3]) * log2e; // no read past the mask
-                    x = visible ? x : ninf;
-                    s[n][e] = x;
-                    if (e < 2) mx0 = fmaxf(mx0, x);
-                    else mx1 = fmaxf(mx1, x);
-                }
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        // A row that has seen no key yet subtracts 0, so exp2(-inf - 0) = 0 instead of NaN.
-        float mu0 = mn0 == ninf ? 0.0f : mn0, mu1 = mn1 == ninf ? 0.0f : mn1;
-        float c0 = exp2f(m0 - mu0), c1 = exp2f(m1 - mu1); // m = -inf: 0
-        m0 = mn0;
-        m1 = mn1;
-        l0 *= c0;
-        l1 *= c1;
-#pragma unroll
-        for (int n = 0; n < DN; n++)
-        {
-            acc[n][0] *= c0; acc[n][1] *= c0;
-            acc[n][2] *= c1; acc[n][3] *= c1;
-        }
-#pragma unroll
-        for (int n = 0; n < SN; n++)
-        {
-            s[n][0] = exp2f(s[n][0] - mu0); s[n][1] = exp2f(s[n][1] - mu0);
-            s[n][2] = exp2f(s[n][2] - mu1); s[n][3] = exp2f(s[n][3] - mu1);
-            l0 += s[n][0] + s[n][1];
-            l1 += s[n][2] + s[n][3];
         }
 
         cp_async_wait<0>(); // the V tile has landed
         __syncthreads();    // for everyone; and every warp is done with the K tile
         if (j0 + MMA_BN < kend)
         {
-            mma_stage_async<D, LD>(ks, k, kbase, st.k[2], j0 + MMA_BN, S);
+            stage(ks, k, kbase, st.k[2], j0 + MMA_BN);
             cp_async_commit();
         }
 
         // O += P·V over k-steps of 16 keys (P rounded to bf16 in place as the A fragments, the V tile's rows are B's rows).
-        mma_acc_pb<SN, DN, LD>(acc, s, vs);
+        mma_acc_pb_tiles<MT, SN, DN, LD>(acc, s, vs);
     }
 
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const i64 o0 = b * st.o[0] + h * st.o[1] + t0 * st.o[2], o1 = o0 + 8 * st.o[2];
-    float r0 = 1.0f / l0, r1 = 1.0f / l1; // l = 0: 0·inf = NaN, as the composite
-    mma_store_c<DN>(o, acc, o0, o1, st.o[3], r0, r1, live0, live1);
-    if (lse && tq == 0)
+    const i64 lb = b * st.l[0] + h * st.l[1];
+    const float ln2 = 0.6931471805599453f;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
     {
-        const float ln2 = 0.6931471805599453f;
-        const i64 lb = b * st.l[0] + h * st.l[1];
-        if (live0) store<float>(lse, ldt, lb + t0 * st.l[2], l0 > 0.0f ? m0 * ln2 + logf(l0) : ninf);
-        if (live1) store<float>(lse, ldt, lb + t1 * st.l[2], l1 > 0.0f ? m1 * ln2 + logf(l1) : ninf);
+        float l0 = l[mt][0], l1 = l[mt][1];
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        const i64 t0 = tw + 16 * mt, t1 = t0 + 8;
+        const i64 o0 = b * st.o[0] + h * st.o[1] + t0 * st.o[2], o1 = o0 + 8 * st.o[2];
+        float r0 = 1.0f / l0, r1 = 1.0f / l1; // l = 0: 0·inf = NaN, as the composite
+        mma_store_c<DN>(o, acc[mt], o0, o1, st.o[3], r0, r1, t0 < T, t1 < T);
+        if (lse && tq == 0)
+        {
+            if (t0 < T) store<float>(lse, ldt, lb + t0 * st.l[2], l0 > 0.0f ? m[mt][0] * ln2 + logf(l0) : ninf);
+            if (t1 < T) store<float>(lse, ldt, lb + t1 * st.l[2], l1 > 0.0f ? m[mt][1] * ln2 + logf(l1) : ninf);
+        }
     }
 }
 
@@ -234,4 +321,38 @@ extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forwa
                                                  int causal, i64 query_offset, double scale)
 {
     mma_forward_dim<128>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+}
+
+// FlashAttention-2's split of the forward: 128 query rows per block, 32 per warp (two m16 tiles, mma_forward_tile<D, 2>),
+// so each K/V fragment read from shared memory feeds four mmas instead of two; Q waits in shared memory. Shared memory
+// (dynamic): K and V tiles, then the Q rows, MMA_M128_SMEM(D) bytes (69632 for head dim 128: above the 48 KiB a launch
+// gets without cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES), which the launcher sets). Grid: B·H·ceil(T / 128)
+// blocks of MMA_THREADS; same parameters and launcher guarantees as attention_mma_forward. CudaBackend.AttentionForwardM128
+// (PARROT_ATTENTION_FWD=m128) selects it; same outputs bit for bit as attention_mma_forward_d128 / _d64.
+#define MMA_M128_SMEM(D) ((2 * MMA_BN + 2 * MMA_BM) * ((D) + MMA_PAD) * 2)
+
+template <int D>
+__device__ __forceinline__ void mma_forward_m128(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
+                                                 const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset, double scale)
+{
+#ifdef PARROT_CUDA_EMU
+    __shared__ MmaChunk smem[MMA_M128_SMEM(D) / 16]; // the emulation has no dynamic shared memory
+#else
+    extern __shared__ MmaChunk smem[];
+#endif
+    mma_forward_tile<D, 2>((const u16*)q, (const u16*)k, (const u16*)v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, (float)scale, (u16*)smem);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_m128_d128(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
+                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
+                                                 int causal, i64 query_offset, double scale)
+{
+    mma_forward_m128<128>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_m128_d64(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
+                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
+                                                 int causal, i64 query_offset, double scale)
+{
+    mma_forward_m128<64>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
 }

@@ -41,6 +41,25 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned* r, const u16* p)
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(p)) : "memory");
 }
 
+// A lane's shared-memory address for ldmatrix as a 32-bit byte address, computed once outside a loop: the loop adds
+// constant offsets (immediates of the instruction) instead of converting a 64-bit generic pointer per read, which costs
+// registers the 128-row forward does not have. (tools/cuda-emu/emu_mma.h: a plain pointer, the same element offsets.)
+typedef unsigned mma_sptr;
+__device__ __forceinline__ mma_sptr mma_sptr_of(const u16* p) { return shared_address(p); }
+__device__ __forceinline__ mma_sptr mma_sptr_add(mma_sptr a, int elems) { return a + 2 * elems; }
+
+__device__ __forceinline__ void ldmatrix_x4_at(unsigned* r, mma_sptr a)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans_at(unsigned* r, mma_sptr a)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+
 // cvt.rn.bf16x2.f32 d, a, b: a rounded to nearest even into the upper half of d, b into the lower (PTX ISA, cvt).
 __device__ __forceinline__ unsigned cvt_rn_bf16x2(float a, float b)
 {
@@ -168,28 +187,47 @@ __device__ __forceinline__ void mma_store_c(void* out, const float (*acc)[4], i6
         }
 }
 
-// C += P·B for DN n-tiles of 8 dims (DN even) over the PN/2 k-steps of 16 rows of the shared tile t (B = the tile,
-// rows LD elements apart): P [16 × 8PN] comes as the float C fragments of PN n-tiles and is rounded to bf16 here;
-// the C fragments of n-tiles 2kk, 2kk + 1 are exactly the A fragment of k-step kk. Matrices of one
-// ldmatrix.x4.trans: rows 16kk + 8(mi%2) + 0..7, dims 16dp + 8(mi/2) + 0..7, so registers 0,1 are the B fragment
-// of dim n-tile 2dp and registers 2,3 that of n-tile 2dp + 1 (lane l gives row l % 8 of matrix l / 8). For O += P·V
-// (forward) and dQ += dS·K (backward).
-template <int PN, int DN, int LD>
-__device__ __forceinline__ void mma_acc_pb(float (*c)[4], const float (*p)[4], const u16* t)
+// C += P·B for MT m16 tiles of rows and DN n-tiles of 8 dims (DN even) over the PN/2 k-steps of 16 rows of the shared
+// tile t (B = the tile, rows LD elements apart): P [16 × 8PN] of m-tile mt comes as the float C fragments of PN n-tiles
+// (p[mt]) and is rounded to bf16 here; the C fragments of n-tiles 2kk, 2kk + 1 are exactly the A fragment of k-step kk.
+// Matrices of one ldmatrix.x4.trans: rows 16kk + 8(mi%2) + 0..7, dims 16dp + 8(mi/2) + 0..7, so registers 0,1 are the
+// B fragment of dim n-tile 2dp and registers 2,3 that of n-tile 2dp + 1 (lane l gives row l % 8 of matrix l / 8); each
+// feeds the MT m-tiles. For O += P·V (forward) and dQ += dS·K (backward).
+template <int MT, int PN, int DN, int LD>
+__device__ __forceinline__ void mma_acc_pb_tiles(float (*c)[DN][4], const float (*p)[PN][4], const u16* t)
 {
     const int lane = threadIdx.x & 31, mi = lane >> 3, mr = lane & 7;
+    const mma_sptr tl = mma_sptr_of(t + (8 * (mi & 1) + mr) * LD + 8 * (mi >> 1)); // this lane's row at kk = dp = 0
 #pragma unroll
     for (int kk = 0; kk < PN / 2; kk++)
     {
-        unsigned pa[4] = {mma_pack_bf16(p[2 * kk][0], p[2 * kk][1]), mma_pack_bf16(p[2 * kk][2], p[2 * kk][3]),
-                          mma_pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]), mma_pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+        unsigned pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+        {
+            pa[mt][0] = mma_pack_bf16(p[mt][2 * kk][0], p[mt][2 * kk][1]);
+            pa[mt][1] = mma_pack_bf16(p[mt][2 * kk][2], p[mt][2 * kk][3]);
+            pa[mt][2] = mma_pack_bf16(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
+            pa[mt][3] = mma_pack_bf16(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
+        }
 #pragma unroll
         for (int dp = 0; dp < DN / 2; dp++)
         {
             unsigned b[4];
-            ldmatrix_x4_trans(b, t + (16 * kk + 8 * (mi & 1) + mr) * LD + 16 * dp + 8 * (mi >> 1));
-            mma_bf16_16816(c[2 * dp], pa, b);
-            mma_bf16_16816(c[2 * dp + 1], pa, b + 2);
+            ldmatrix_x4_trans_at(b, mma_sptr_add(tl, 16 * kk * LD + 16 * dp));
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+            {
+                mma_bf16_16816(c[mt][2 * dp], pa[mt], b);
+                mma_bf16_16816(c[mt][2 * dp + 1], pa[mt], b + 2);
+            }
         }
     }
+}
+
+// mma_acc_pb_tiles for one m16 tile (the backward's dQ += dS·K).
+template <int PN, int DN, int LD>
+__device__ __forceinline__ void mma_acc_pb(float (*c)[4], const float (*p)[4], const u16* t)
+{
+    mma_acc_pb_tiles<1, PN, DN, LD>((float (*)[DN][4])c, (const float (*)[PN][4])p, t);
 }

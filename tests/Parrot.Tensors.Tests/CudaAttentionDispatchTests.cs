@@ -91,7 +91,23 @@ public class CudaAttentionDispatchTests
         // attention_mma_forward's parameters.
         foreach (var (d, blocks) in new[] { (64, 3), (80, 3), (128, 2) })
             Assert.That(Params(src.Replace($"__launch_bounds__(MMA_THREADS, {blocks}) ", ""), $"attention_mma_forward_d{d}"), Is.EqualTo(Params(src, "attention_mma_forward")));
+        // The 128-row forward kernels (CudaBackend.AttentionForwardM128): named by D, attention_mma_forward's parameters, and
+        // the launcher's dynamic shared memory is the kernel's MMA_M128_SMEM (K, V tiles of MMA_BN rows, 2·MMA_BM Q rows).
+        foreach (var d in new[] { 64, 128 })
+            Assert.That(Params(src.Replace("__launch_bounds__(MMA_THREADS, 2) ", ""), $"attention_mma_forward_m128_d{d}"), Is.EqualTo(Params(src, "attention_mma_forward")));
+        Assert.That(src, Does.Contain("#define MMA_M128_SMEM(D) ((2 * MMA_BN + 2 * MMA_BM) * ((D) + MMA_PAD) * 2)"));
+        Assert.That(CudaBackend.MmaM128SharedBytes(128), Is.EqualTo((2 * 64 + 2 * 64) * (128 + 8) * 2));
+        Assert.That(CudaBackend.MmaM128SharedBytes(64), Is.EqualTo((2 * 64 + 2 * 64) * (64 + 8) * 2));
         Assert.That(v2, Does.Contain("extern \"C\" __global__ void attention_mma_backward_dkdv2_reduce(const float* part, void* dk, void* dv, FaBwdStrides bs,"));
+    }
+
+    [Test]
+    public void The128RowForwardIsOffUnlessM128()
+    {
+        Assert.That(CudaBackend.AttentionForwardM128Default(null), Is.False);
+        Assert.That(CudaBackend.AttentionForwardM128Default("v1"), Is.False);
+        Assert.That(CudaBackend.AttentionForwardM128Default(" M128 "), Is.True);
+        Assert.That(CudaBackend.AttentionDkdvV2Default("m128"), Is.True, "m128 keeps the per-dim kernels for head dim 80");
     }
 
     [Test]

@@ -69,6 +69,12 @@ inline void emu_ldmatrix_x4(unsigned* r, const unsigned short* p, bool trans)
 }
 inline void ldmatrix_x4(unsigned* r, const unsigned short* p) { emu_ldmatrix_x4(r, p, false); }
 inline void ldmatrix_x4_trans(unsigned* r, const unsigned short* p) { emu_ldmatrix_x4(r, p, true); }
+// The 32-bit shared addresses of attention_mma.cuh (mma_sptr) as plain pointers here; offsets in elements either way.
+typedef const unsigned short* mma_sptr;
+inline mma_sptr mma_sptr_of(const unsigned short* p) { return p; }
+inline mma_sptr mma_sptr_add(mma_sptr a, int elems) { return a + elems; }
+inline void ldmatrix_x4_at(unsigned* r, mma_sptr a) { emu_ldmatrix_x4(r, a, false); }
+inline void ldmatrix_x4_trans_at(unsigned* r, mma_sptr a) { emu_ldmatrix_x4(r, a, true); }
 
 // cvt.rn.bf16x2.f32 d, a, b: a into the upper half, b into the lower, each rounded to nearest even (finite inputs).
 inline unsigned short emu_rne_bf16(float f) { unsigned u; memcpy(&u, &f, 4); u += 0x7fffu + ((u >> 16) & 1u); return (unsigned short)(u >> 16); }

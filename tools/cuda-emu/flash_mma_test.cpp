@@ -5,7 +5,8 @@
 // lengths that are not multiples of the 64-row/64-key tiles, several key tiles (the online softmax's rescaling),
 // an output laid out as [B, T, H, D] (Tensor.ScaledDotProductAttention's layout), and the log-sum-exp; then the
 // tensor-core backward (attention_mma_backward_dq / _dkdv, attention_mma_backward.cu) from the kernel's own o and lse.
-// Also the per-head-dim forward kernels (bit for bit the same as attention_mma_forward) and the second dK/dV kernel
+// Also the per-head-dim forward kernels and the 128-row ones (_m128_d64/_d128), bit for bit the same as
+// attention_mma_forward, and the second dK/dV kernel
 // (attention_mma_dkdv2.cu, with 1, 3 and a split per query head) against the same references.
 #include "emu_mma.h"
 #include "attention_reference.h"
@@ -140,6 +141,25 @@ static void run(const Case& c, std::mt19937& rng)
         CHECK(memcmp(oh2.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_d%d's output differs from attention_mma_forward's", c.name, D);
         CHECK(memcmp(lse2.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_d%d's lse differs", c.name, D);
     }
+    if (D != 80)
+    {
+        // attention_mma_forward_m128_d64/_d128: 128 query rows per block (two m16 tiles per warp, Q from shared memory);
+        // each row's arithmetic is that of the 64-row kernels, so bit for bit the same output and log-sum-exp.
+        std::vector<u16> oh3(on, 0x7fc1); std::vector<float> lse3((size_t)B * H * T, 12345.0f);
+        auto fwd = D == 64 ? am::attention_mma_forward_m128_d64 : am::attention_mma_forward_m128_d128;
+        unsigned grid128 = (unsigned)(B * H * ((T + 2 * MMA_BM - 1) / (2 * MMA_BM)));
+        launch(grid128, MMA_THREADS, [&] { fwd(qh.data(), kh.data(), vh.data(), oh3.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+                                               lse3.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
+        CHECK(memcmp(oh3.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_m128_d%d's output differs from attention_mma_forward's", c.name, D);
+        CHECK(memcmp(lse3.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_m128_d%d's lse differs", c.name, D);
+        // Q at an address that is not 16-byte aligned: the plain-load path for Q instead of cp.async, same results.
+        std::vector<u16> qshift(qh.size() + 1); std::copy(qh.begin(), qh.end(), qshift.begin() + 1);
+        std::fill(oh3.begin(), oh3.end(), 0x7fc1); std::fill(lse3.begin(), lse3.end(), 12345.0f);
+        launch(grid128, MMA_THREADS, [&] { fwd(qshift.data() + 1, kh.data(), vh.data(), oh3.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+                                               lse3.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
+        CHECK(memcmp(oh3.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_m128_d%d's output differs for an unaligned q", c.name, D);
+        CHECK(memcmp(lse3.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_m128_d%d's lse differs for an unaligned q", c.name, D);
+    }
     double worst = 0;
     int empty = 0;
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
@@ -187,6 +207,7 @@ int main()
         {"D64 causal offset62 T70 S132", 1, 2, 1, 70, 132, 64, 1, 62, 0, 1},
         {"D128 full T70 S130 no mask", 1, 2, 2, 70, 130, 128, 0, 0, 0, 1},
         {"D64 causal GQA7 T40", 1, 7, 1, 40, 40, 64, 1, 0, 0, 1},
+        {"D128 causal GQA mask offset30 T200", 2, 2, 1, 200, 230, 128, 1, 30, 1, 0}, // two 128-row blocks, the second ragged
     };
     for (const auto& c : cases) run(c, rng);
     printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);

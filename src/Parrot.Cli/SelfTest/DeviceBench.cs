@@ -66,7 +66,7 @@ internal static class DeviceBench
             {
                 double ms = cuda.MedianMilliseconds(() => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null));
                 Add(new("attention fwd causal", $"B{B} H{H} T{T} D{D}", ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s", tensorCores ? "tensor cores (attention_mma.cu)" : path));
-                if (tensorCores) ForwardVariants(cuda, $"B{B} H{H} T{T} D{D}", flops, () => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null), Add);
+                if (tensorCores) ForwardVariants(cuda, $"B{B} H{H} T{T} D{D}", D, flops, () => cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, null), Add);
                 // The FMA flash kernel on the same operands: the tensor-core kernel's gain, measured in the same run.
                 cuda.TensorCoreAttention = false;
                 try
@@ -121,15 +121,17 @@ internal static class DeviceBench
     }
 
     /// <summary>
-    /// The tensor-core forward as one kernel over the head dims and as a kernel per head dim
-    /// (<see cref="CudaBackend.AttentionForwardPerDim"/>: rows "attention fwd v1" and "attention fwd per-dim", the switch
-    /// back to what it was afterwards).
+    /// The tensor-core forward as one kernel over the head dims, as a kernel per head dim
+    /// (<see cref="CudaBackend.AttentionForwardPerDim"/>) and, for head dims 64 and 128, as the 128-row kernels
+    /// (<see cref="CudaBackend.AttentionForwardM128"/>): rows "attention fwd v1", "attention fwd per-dim" and
+    /// "attention fwd m128", the switches back to what they were afterwards.
     /// </summary>
-    private static void ForwardVariants(CudaBackend cuda, string shape, double flops, Action forward, Action<Result> add)
+    private static void ForwardVariants(CudaBackend cuda, string shape, int D, double flops, Action forward, Action<Result> add)
     {
-        bool was = cuda.AttentionForwardPerDim;
+        (bool was, bool wasM128) = (cuda.AttentionForwardPerDim, cuda.AttentionForwardM128);
         try
         {
+            cuda.AttentionForwardM128 = false;
             foreach (bool perDim in new[] { false, true })
             {
                 cuda.AttentionForwardPerDim = perDim;
@@ -137,10 +139,17 @@ internal static class DeviceBench
                 add(new(perDim ? "attention fwd per-dim" : "attention fwd v1", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
                     perDim ? "attention_mma_forward_d{64,80,128}" : "attention_mma_forward (one kernel, every head dim)"));
             }
+            if (D is 64 or 128)
+            {
+                cuda.AttentionForwardM128 = true;
+                double ms = cuda.MedianMilliseconds(forward);
+                add(new("attention fwd m128", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+                    $"attention_mma_forward_m128_d{D} (128 query rows a block, 2 m16 tiles a warp)"));
+            }
         }
         finally
         {
-            cuda.AttentionForwardPerDim = was;
+            (cuda.AttentionForwardPerDim, cuda.AttentionForwardM128) = (was, wasM128);
         }
     }
 

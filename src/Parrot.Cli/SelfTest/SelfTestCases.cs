@@ -346,7 +346,27 @@ internal static class SelfTestCases
                 (r, t) => [Normal(r, t, 2, 4, 70, 80), Normal(r, t, 2, 2, 100, 80), Normal(r, t, 2, 2, 100, 80), PaddingMask(r, t, 100)],
                 x => WithAttentionKernels(x[0], v2, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 30))));
         }
+        // The 128-row forward (CudaBackend.AttentionForwardM128, PARROT_ATTENTION_FWD=m128), forced on: head dim 128
+        // causal with grouped heads, an additive mask and a query offset, 200 query rows (a ragged second 128-row block),
+        // and head dim 64 causal GQA (the diagonal tiles' per-element path).
+        c.Add(new("attention D128 causal GQA mask offset T200 fwd m128",
+            (r, t) => [Normal(r, t, 2, 4, 200, 128), Normal(r, t, 2, 2, 230, 128), Normal(r, t, 2, 2, 230, 128), PaddingMask(r, t, 230)],
+            x => WithForwardM128(x[0], () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 30))));
+        c.Add(new("attention D64 causal GQA T150 fwd m128",
+            (r, t) => [Normal(r, t, 1, 4, 150, 64), Normal(r, t, 1, 2, 150, 64), Normal(r, t, 1, 2, 150, 64)],
+            x => WithForwardM128(x[0], () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], null, causal: true))));
         return c;
+    }
+
+    /// <summary><paramref name="f"/> with the CUDA backend's 128-row forward (<c>AttentionForwardM128</c>) on, back to what it
+    /// was afterwards; other backends run it as it is.</summary>
+    private static Tensor WithForwardM128(Tensor x, Func<Tensor> f)
+    {
+        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return f();
+        bool was = cuda.AttentionForwardM128;
+        cuda.AttentionForwardM128 = true;
+        try { return f(); }
+        finally { cuda.AttentionForwardM128 = was; }
     }
 
     /// <summary>
@@ -357,10 +377,10 @@ internal static class SelfTestCases
     private static Tensor WithAttentionKernels(Tensor x, bool v2, Func<Tensor> f)
     {
         if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return f();
-        (bool dkdv, bool fwd) = (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim);
-        (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim) = (v2, v2);
+        (bool dkdv, bool fwd, bool m128) = (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim, cuda.AttentionForwardM128);
+        (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim, cuda.AttentionForwardM128) = (v2, v2, false);
         try { return f(); }
-        finally { (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim) = (dkdv, fwd); }
+        finally { (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim, cuda.AttentionForwardM128) = (dkdv, fwd, m128); }
     }
 
     private static Tensor BadAt(Tensor index, int flat, long value)

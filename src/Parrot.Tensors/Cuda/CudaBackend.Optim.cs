@@ -98,6 +98,19 @@ public sealed partial class CudaBackend
     public bool AttentionForwardPerDim { get; set; } = AttentionDkdvV2Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_FWD"));
 
     /// <summary>
+    /// Whether the tensor-core forward for head dims 64 and 128 runs attention_mma_forward_m128_d64/_d128 of
+    /// native/attention_mma.cu: 128 query rows per block, two m16 tiles per warp, so each K/V fragment read from shared
+    /// memory feeds four mmas instead of two (FlashAttention-2's split for head dim 128), Q in shared memory, 69632 bytes of
+    /// dynamic shared memory for head dim 128. Same outputs bit for bit as the per-dim kernels. Not timed yet, so off unless
+    /// PARROT_ATTENTION_FWD is "m128" when the backend is created; takes precedence over <see cref="AttentionForwardPerDim"/>
+    /// for those head dims (head dim 80 keeps the per-dim or first kernel).
+    /// </summary>
+    public bool AttentionForwardM128 { get; set; } = AttentionForwardM128Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_FWD"));
+
+    /// <summary>The default of <see cref="AttentionForwardM128"/> for a value of PARROT_ATTENTION_FWD: on only for "m128".</summary>
+    internal static bool AttentionForwardM128Default(string? value) => string.Equals(value?.Trim(), "m128", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
     /// Which kernel computes dK and dV in the tensor-core backward: true (the default) the second version
     /// (native/attention_mma_dkdv2.cu: up to a block per query head of a grouped kv head, so grouped-query attention gets
     /// up to the dq kernel's number of blocks, float32 partials summed in order by a reduce kernel; lse/delta by cp.async;
@@ -208,10 +221,19 @@ public sealed partial class CudaBackend
         }
         if (TensorCoreAttention && UsesMmaAttention(q.DType, output.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer))
         {
-            const int tileRows = 64, threads = 128; // MMA_BM and MMA_THREADS of attention_mma.cuh
+            const int threads = 128; // MMA_THREADS of attention_mma.cuh
+            bool m128 = AttentionForwardM128 && D is 64 or 128;
+            int tileRows = m128 ? 128 : 64; // 2·MMA_BM or MMA_BM
             long blocks = (long)B * H * ((T + tileRows - 1) / tileRows);
             if (blocks > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} query tiles ({blocks})");
-            _kernels.Launch("attention_mma.cu", AttentionForwardPerDim ? $"attention_mma_forward_d{D}" : "attention_mma_forward", (uint)blocks, threads, a);
+            if (m128)
+            {
+                string name = $"attention_mma_forward_m128_d{D}";
+                uint shared = (uint)MmaM128SharedBytes(D);
+                _kernels.AllowDynamicShared("attention_mma.cu", name, shared);
+                _kernels.Launch("attention_mma.cu", name, (uint)blocks, threads, a, shared);
+            }
+            else _kernels.Launch("attention_mma.cu", AttentionForwardPerDim ? $"attention_mma_forward_d{D}" : "attention_mma_forward", (uint)blocks, threads, a);
             return;
         }
         if (UsesFlashAttention(q.DType, D, Dv))
@@ -358,6 +380,10 @@ public sealed partial class CudaBackend
             .Add((long)splits).Add(scale))
             _kernels.Launch("attention_mma_dkdv2.cu", "attention_mma_backward_dkdv2_reduce", _kernels.GridFor(plane), 256, a);
     }
+
+    /// <summary>Dynamic shared memory of attention_mma_forward_m128_d{D}: MMA_M128_SMEM(D) of native/attention_mma.cu, the K and
+    /// V tiles (64 rows each) and the 128 Q rows, rows of D + 8 bf16.</summary>
+    internal static int MmaM128SharedBytes(int D) => (2 * 64 + 128) * (D + 8) * 2;
 
     /// <summary>
     /// Whether <see cref="Attention"/> can run the tensor-core kernel (attention_mma_forward) for these operands: bf16

@@ -35,6 +35,23 @@ internal sealed unsafe class CudaKernels
         }
     }
 
+    private readonly Dictionary<(string, string), uint> _dynamicShared = new();
+
+    /// <summary>Lets kernel <paramref name="name"/> launch with up to <paramref name="bytes"/> of dynamic shared memory: above
+    /// 48 KiB a kernel needs cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES) first. Set once per kernel (and again only for more).</summary>
+    internal void AllowDynamicShared(string file, string name, uint bytes)
+    {
+        if (bytes <= 48 * 1024) return;
+        nint f = Function(file, name);
+        lock (_gate)
+        {
+            if (_dynamicShared.TryGetValue((file, name), out uint set) && set >= bytes) return;
+            _context.MakeCurrent();
+            Driver.Check(Driver.cuFuncSetAttribute(f, Driver.FuncAttrMaxDynamicSharedSizeBytes, (int)bytes), $"cuFuncSetAttribute({name}, max dynamic shared {bytes})");
+            _dynamicShared[(file, name)] = bytes;
+        }
+    }
+
     /// <summary>Blocks for a grid-stride loop over <paramref name="n"/> elements of 256-thread blocks.</summary>
     internal uint GridFor(long n, int block = 256) =>
         (uint)Math.Clamp((n + block - 1) / block, 1, (long)_context.MultiprocessorCount * 32);
