@@ -89,9 +89,7 @@ internal static class LayerProfile
             var layer = m.Layers[i];
             var attn = layer.SelfAttn;
             var x = p.Time("input_layernorm", () => layer.InputLayerNorm.Forward(h));
-            var q = p.Time("q/k/v proj", () => attn.QProj.Forward(x));
-            var k = p.Time("q/k/v proj", () => attn.KProj.Forward(x));
-            var v = p.Time("q/k/v proj", () => attn.VProj.Forward(x));
+            var (q, k, v) = p.Time("q/k/v proj", () => attn.Project(x)); // as the model: one product when packed
             q = p.Time("rope", () => q.Reshape(1, t, heads, d).Transpose(1, 2).ApplyRope(cos, sin));
             k = p.Time("rope", () => k.Reshape(1, t, kvHeads, d).Transpose(1, 2).ApplyRope(cos, sin));
             v = p.Time("rope", () => v.Reshape(1, t, kvHeads, d).Transpose(1, 2));

@@ -100,8 +100,11 @@ public sealed class Attention : Module
         return qb.DType == q.DType && Tensor.AreConsecutive(0, qb.Value, kb.Value, vb.Value);
     }
 
-    /// <summary>q, k and v projections of x [B, T, hidden]: one product when packed (<see cref="PackProjections"/>), else three.</summary>
-    private (Variable Q, Variable K, Variable V) Project(Variable x)
+    /// <summary>
+    /// q, k and v projections of x [B, T, hidden] ([B, T, heads·headDim] and twice [B, T, kvHeads·headDim]): one product
+    /// when packed (<see cref="PackProjections"/>; the three are column views of its output), else three.
+    /// </summary>
+    public (Variable Q, Variable K, Variable V) Project(Variable x)
     {
         if (!Packed(x.DType) || x.Value.Device != QProj.Weight.Value.Device) return (QProj.Forward(x), KProj.Forward(x), VProj.Forward(x));
         if (x.Shape[^1] != QProj.InFeatures)
