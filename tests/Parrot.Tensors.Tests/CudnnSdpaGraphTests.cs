@@ -188,6 +188,26 @@ public class CudnnSdpaGraphTests
     }
 
     [Test]
+    public void EveryTensorOfEveryGraphHasANonOverlappingLayout()
+    {
+        // cuDNN takes strides as given; a virtual tensor whose strides overlap (two elements at one offset) describes no
+        // layout an engine can write. Each dim of extent > 1, in order of stride, must step past all smaller ones.
+        var pr = Make(Cases().ElementAt(2), backward: true);
+        foreach (var style in new[] { CudnnSdpaStyle.Frontend15, CudnnSdpaStyle.FrontendCurrent })
+            foreach (var g in new[] { CudnnSdpaGraphs.Forward(pr.P with { Backward = false }, style, negativeInfinity: true), CudnnSdpaGraphs.Backward(pr.P, style, negativeInfinity: true) })
+                foreach (var t in g.Tensors)
+                {
+                    var dims = t.Dims.Zip(t.Strides).Where(x => x.First > 1).OrderBy(x => x.Second).ToArray();
+                    long span = 1;
+                    foreach (var (dim, stride) in dims)
+                    {
+                        Assert.That(stride, Is.GreaterThanOrEqualTo(span), $"{style}: tensor {t.Name} dims [{string.Join(", ", t.Dims)}] strides [{string.Join(", ", t.Strides)}] overlap");
+                        span = stride * dim;
+                    }
+                }
+    }
+
+    [Test]
     public void EligibilityNamesWhatCudnnCannotTake()
     {
         string? Why(bool bwd = false, DType dt = DType.BF16, DType? odt = null, int h = 4, int hkv = 2, int t = 64, int s = 64, int d = 64, int dv = 64,

@@ -102,7 +102,7 @@ internal static class CudnnSdpaGraphs
             Reordering: current ? Cudnn.Reordering.None : Cudnn.Reordering.F16x16));
 
         // softmax_sum = rowsum(dO ⊙ O) (· the dropout scale, 1 here)
-        var dOo = g.Pointwise("mul_dO_O", PW.Mul, DT.Float, dO, o, into: g.Virtual("mul_dO_O", DT.Float, [b, h, t, dv], [h * t * dv, t * dv, h * dv, 1]));
+        var dOo = g.Pointwise("mul_dO_O", PW.Mul, DT.Float, dO, o, into: g.Virtual("mul_dO_O", DT.Float, [b, h, t, dv], CudnnGraphSpec.Packed(b, h, t, dv)));
         var rowsum = g.Reduction("reduce_dO_o", Cudnn.ReduceOp.Add, dOo, g.Virtual("reduce_dO_o", DT.Float, [b, h, t, 1], [h * t, t, 1, 1]));
         var softmaxSum = g.Pointwise("scale_dropout_inv", PW.Mul, DT.Float, rowsum, one,
             into: current ? g.Add(new(UidSoftmaxSum, "softmax_sum", DT.Float, [b, h, t, 1], [h * t, t, 1, 1])) : null);
