@@ -195,10 +195,11 @@ public class GraphedStepTests
         int issued = 0, captures = 0;
         var graph = new FakeGraph();
         var step = new GraphedStep(() => issued++, issue => { captures++; return graph; }, fallBackToEager: false);
+        Assert.That(step.CapturesNext, Is.False);
         step.Run();
-        Assert.That((issued, captures, graph.Replays, step.Captured), Is.EqualTo((1, 0, 0, false)));
+        Assert.That((issued, captures, graph.Replays, step.Captured, step.CapturesNext), Is.EqualTo((1, 0, 0, false, true)));
         step.Run();
-        Assert.That((issued, captures, graph.Replays, step.Captured, step.GraphNodes), Is.EqualTo((1, 1, 1, true, 7)), "captured (not run) and replayed once");
+        Assert.That((issued, captures, graph.Replays, step.Captured, step.GraphNodes, step.CapturesNext), Is.EqualTo((1, 1, 1, true, 7, false)), "captured (not run) and replayed once");
         step.Run();
         step.Run();
         Assert.That((issued, captures, graph.Replays), Is.EqualTo((1, 1, 3)));

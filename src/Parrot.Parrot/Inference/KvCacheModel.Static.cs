@@ -140,9 +140,9 @@ internal sealed partial class KvCacheModel
             if (_steps >= _maxNew) throw NoRoom(_maxNew);
             dec.BeginStep(); // the static cache's own room check (a backstop), before anything is written
             dec.SetIds(tokens);
-            bool capturing = _steps == 1 && _m._stack.EmbedTokens.Weight.Value.Device.Kind == DeviceKind.Cuda; // GraphedStep captures at its second run
-            try { _step!.Run(); }
-            catch (Exception e) when (capturing && !_step!.Captured && Backends.For(_m._stack.EmbedTokens.Weight.Value.Device) is CudaBackend)
+            bool capturing = _step!.CapturesNext;
+            try { _step.Run(); }
+            catch (Exception e) when (capturing)
             {
                 // The step ran eagerly once already, so this is the capture: say how to decode without it.
                 throw new InvalidOperationException($"generate: capturing the decode step into a CUDA graph failed ({e.Message}); PARROT_STATIC_DECODE=0 decodes eagerly", e);

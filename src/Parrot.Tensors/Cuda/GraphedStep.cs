@@ -41,6 +41,9 @@ public sealed class GraphedStep : IDisposable
     /// <summary>Why the capture failed when the step fell back to eager runs (null otherwise).</summary>
     public string? FallbackReason { get; private set; }
 
+    /// <summary>Whether the next <see cref="Run"/> is the capture (the one a failure of the graph machinery can come from).</summary>
+    public bool CapturesNext => _graph is null && _capture is not null && _runs == 1;
+
     /// <summary>Operations in the captured graph (0 before the capture or without one).</summary>
     public int GraphNodes => _graph?.Nodes ?? 0;
 
