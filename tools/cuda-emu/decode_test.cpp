@@ -1,17 +1,24 @@
-// The decode attention kernels (attention_decode_forward_* and attention_decode_combine in native/attention_decode.cu)
-// against a float64 reference: T 1..8 query rows, key lengths 1 to 1000 (inside and across chunks, warps and splits),
+// The decode attention kernels (attention_decode_forward_* in native/attention_decode.cu: key ranges merged in the
+// same launch by the block with the last ticket) against a float64 reference: T 1..8 query rows, key lengths 1 to 1000 (inside and across chunks, warps and splits),
 // grouped-query ratios 1 and 7, head dims 64/80/128 (and v dims differing from q/k dims), causal with offsets, an
 // additive mask (f32 or bf16, broadcast over heads or one per head) with -inf entries including a fully hidden row (output NaN,
 // log-sum-exp -inf), strided operands (q and o as [B, T, H, D] memory, K/V as a [B, S, Hkv, D] cache, or K/V with a
-// head-dim stride of 2, which takes the scalar loads), f32 and bf16, one split (the block writes o) and several
-// (scratch, then the combine kernel, splits past the keys included). Operand buffers are NaN outside the elements
+// head-dim stride of 2, which takes the scalar loads), f32 and bf16, one range (the block writes o) and several
+// (scratch and tickets; more ranges allowed than the keys give, blocks past them returning; the range count the
+// kernel derives from the keys and min_keys). Every case with ranges runs again with its blocks in reverse and in a
+// shuffled order (another block merges): the same bits, and the tickets back at 0. The fixed cases also run the
+// kernels before (attention_decode_v1.cu, a separate combine launch) against float64. Operand buffers are NaN outside the elements
 // the kernel may read, so a read at a wrong stride shows. Then attention_decode_at_* (positions read on the device, the
-// grid sized for the cache's capacity) against the host-position kernels on each row alone: the same bits.
+// grid sized for the cache's capacity) against the host-position kernels on each row alone, launched with the splits
+// the eager launcher gives that row (CudaBackend.DecodeSplits of its own keys): the same bits.
 #include "emu_threads.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
 namespace dec {
 #include "attention_decode.cu"
+}
+namespace dec1 {
+#include "attention_decode_v1.cu"
 }
 #include <algorithm>
 #include <random>
@@ -19,7 +26,26 @@ namespace dec {
 int fails = 0, checks = 0;
 #define CHECK(c, ...) do { checks++; if (!(c)) { if (fails++ < 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
 
-struct Case { int dt, B, H, Hkv, T, S, D, Dv, causal, offset, masked, layout, splits; int mdt = DT_F32; };
+struct Case { int dt, B, H, Hkv, T, S, D, Dv, causal, offset, masked, layout, splits; int mdt = DT_F32; int min_keys = 1; bool v1 = false; };
+
+// The launcher's rule (CudaBackend.DecodeSplits): two blocks per SM for one batch row's row groups, at least min_keys
+// keys a range, at most DEC_MAX_SPLITS.
+static int rule_splits(int Hkv, int chunks, long keys, int sms, int min_keys)
+{
+    long groups = (long)Hkv * chunks, want = (2L * sms + groups - 1) / groups, most = keys / min_keys;
+    return (int)std::clamp(std::min(want, most), 1L, (long)DEC_MAX_SPLITS);
+}
+
+// One zeroed ticket per row group, as CudaBackend keeps them; every launch must leave them zero.
+static std::vector<unsigned> g_tickets(4096, 0);
+static bool tickets_zero() { return std::all_of(g_tickets.begin(), g_tickets.end(), [](unsigned t) { return t == 0; }); }
+static std::vector<unsigned> block_order(unsigned grid, int how)
+{
+    std::vector<unsigned> o(grid);
+    for (unsigned i = 0; i < grid; i++) o[i] = how == 1 ? grid - 1 - i : i;
+    if (how == 2) { std::mt19937 r(grid * 7 + 1); std::shuffle(o.begin(), o.end(), r); }
+    return o;
+}
 
 // A strided operand: values (as the kernel sees them) at offsets b·s0 + h·s1 + i·s2 + d·s3, NaN elsewhere.
 struct Operand
@@ -41,14 +67,18 @@ struct Operand
 static double worst_f32 = 0, worst_bf16 = 0, worst_lse = 0;
 static int nan_rows = 0;
 
+template <typename MI>
+static void check(const Case& c, const char* name, const Operand& q, const Operand& k, const Operand& v, const Operand& o,
+                  const std::vector<float>& mask, MI mi, const std::vector<float>& lse, double scale, bool bf);
+
 static void run(const Case& c, std::mt19937& rng)
 {
     std::normal_distribution<float> nd;
     const int B = c.B, H = c.H, Hkv = c.Hkv, T = c.T, S = c.S, D = c.D, Dv = c.Dv;
     const bool bf = c.dt == DT_BF16;
     char name[160];
-    snprintf(name, sizeof name, "%s B%d H%d/%d T%d S%d D%d/%d %s%d %s L%d P%d", bf ? "bf16" : "f32", B, H, Hkv, T, S, D, Dv,
-             c.causal ? "causal+" : "full", c.offset, !c.masked ? "-" : c.masked == 2 ? (c.mdt == DT_BF16 ? "headmask(bf16)" : "headmask") : (c.mdt == DT_BF16 ? "mask(bf16)" : "mask"), c.layout, c.splits);
+    snprintf(name, sizeof name, "%s B%d H%d/%d T%d S%d D%d/%d %s%d %s L%d P%d K%d", bf ? "bf16" : "f32", B, H, Hkv, T, S, D, Dv,
+             c.causal ? "causal+" : "full", c.offset, !c.masked ? "-" : c.masked == 2 ? (c.mdt == DT_BF16 ? "headmask(bf16)" : "headmask") : (c.mdt == DT_BF16 ? "mask(bf16)" : "mask"), c.layout, c.splits, c.min_keys);
     Operand q, k, v, o;
     // layout 0: contiguous [B, H, S, D]; 1: q, o as [B, T, H, D] and K/V as a [B, S, Hkv, D] cache with 8 spare dims a
     // row (vector loads); 2: as 1 with K/V head dims 2 elements apart (scalar loads).
@@ -95,18 +125,55 @@ static void run(const Case& c, std::mt19937& rng)
     for (int i = 0; i < 3; i++) vec = vec && k.s[i] % E == 0 && v.s[i] % E == 0;
     double scale = 1 / sqrt((double)D);
     const i64 G = H / Hkv, chunks = (G * T + DEC_ROWS - 1) / DEC_ROWS;
-    std::vector<float> part((size_t)B * H * T * c.splits * (Dv + 2), NAN);
     const void* mp = !c.masked ? nullptr : c.mdt == DT_BF16 ? (const void*)maskh.data() : (const void*)mask.data();
-    launch((unsigned)(B * Hkv * chunks * c.splits), DEC_THREADS, [&] {
-        auto f = bf ? dec::attention_decode_forward_bf16 : dec::attention_decode_forward_f32;
-        f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), mp, c.mdt, lse.data(), DT_F32, st, B, H, Hkv, T, S, D, Dv, c.causal, c.offset, scale, vec, c.splits, part.data());
-    });
+    const unsigned grid = (unsigned)(B * Hkv * chunks * c.splits);
+    auto fwd = [&](int how) {
+        std::vector<float> part((size_t)B * Hkv * chunks * c.splits * DEC_ROWS * (Dv + 2), NAN);
+        auto order = block_order(grid, how);
+        launch(grid, DEC_THREADS, [&] {
+            auto f = bf ? dec::attention_decode_forward_bf16 : dec::attention_decode_forward_f32;
+            f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), mp, c.mdt, lse.data(), DT_F32, st, H, Hkv, T, S, D, Dv, c.causal, c.offset, scale, vec,
+              c.splits, c.min_keys, part.data(), g_tickets.data());
+        }, &order);
+        CHECK(tickets_zero(), "%s: tickets left nonzero (block order %d)", name, how);
+    };
+    fwd(0);
     if (c.splits > 1)
     {
-        launch((unsigned)((B * H * T + 3) / 4), 128, [&] {
-            dec::attention_decode_combine(part.data(), o.ptr(), c.dt, lse.data(), DT_F32, st, B, H, T, Dv, c.splits);
-        });
+        // Another block merges: the same bits.
+        auto o0 = o.f; auto h0 = o.hbits; auto l0 = lse;
+        for (int how = 1; how <= 2; how++)
+        {
+            std::fill(lse.begin(), lse.end(), 12345.0f);
+            fwd(how);
+            bool same = (bf ? o.hbits == h0 : memcmp(o.f.data(), o0.data(), o0.size() * 4) == 0) && memcmp(lse.data(), l0.data(), l0.size() * 4) == 0;
+            CHECK(same, "%s: blocks in order %d give other bits than in launch order", name, how);
+        }
     }
+    check(c, name, q, k, v, o, mask, mi, lse, scale, bf);
+    if (c.v1)
+    {
+        // The kernels before (one launch for the ranges, one for the combine), same checks.
+        std::fill(lse.begin(), lse.end(), 12345.0f);
+        std::vector<float> part((size_t)B * H * T * c.splits * (Dv + 2), NAN);
+        launch(grid, DEC_THREADS, [&] {
+            auto f = bf ? dec1::attention_decode_v1_forward_bf16 : dec1::attention_decode_v1_forward_f32;
+            f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), mp, c.mdt, lse.data(), DT_F32, st, B, H, Hkv, T, S, D, Dv, c.causal, c.offset, scale, vec, c.splits, part.data());
+        });
+        if (c.splits > 1)
+            launch((unsigned)((B * H * T + 3) / 4), 128, [&] {
+                dec1::attention_decode_v1_combine(part.data(), o.ptr(), c.dt, lse.data(), DT_F32, st, B, H, T, Dv, c.splits);
+            });
+        check(c, (std::string(name) + " v1").c_str(), q, k, v, o, mask, mi, lse, scale, bf);
+    }
+}
+
+// o and the log-sum-exp against float64.
+template <typename MI>
+static void check(const Case& c, const char* name, const Operand& q, const Operand& k, const Operand& v, const Operand& o,
+                  const std::vector<float>& mask, MI mi, const std::vector<float>& lse, double scale, bool bf)
+{
+    const int B = c.B, H = c.H, Hkv = c.Hkv, T = c.T, S = c.S, D = c.D, Dv = c.Dv;
     double worst = 0;
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
     {
@@ -138,21 +205,25 @@ static void run(const Case& c, std::mt19937& rng)
         }
     }
     (bf ? worst_bf16 : worst_f32) = std::max(bf ? worst_bf16 : worst_f32, worst);
-    printf("  %-62s vec %d  worst |o - ref| %.2e\n", name, (int)vec, worst);
+    printf("  %-66s worst |o - ref| %.2e\n", name, worst);
 }
 
-// attention_decode_at_* (positions on the device, whole caches, grid sized for the capacity) against the host-position
-// kernels on each row alone (S = pos + T, query_offset = pos, the same splits): the outputs must be the same bits. The
-// caches hold NaN past each row's pos + T keys (a read beyond the length shows), rows of one batch at different
-// positions, int32 or int64 positions; with splits > 1 some splits lie wholly past a row's keys (an empty state the
-// combine must skip). A position past the capacity is clamped (no read out of bounds).
+// attention_decode_at_* (positions on the device, whole caches, grid sized for the capacity: rule_splits of C) against
+// the host-position kernels on each row alone (S = pos + T, query_offset = pos, launched as the eager launcher would:
+// rule_splits of S): the outputs must be the same bits. The caches hold NaN past each row's pos + T keys (a read
+// beyond the length shows), rows of one batch at different positions (so different range counts), int32 or int64
+// positions; the static launch's blocks past a row's ranges return. The static grid runs in a shuffled block order.
+// A position past the capacity is clamped (no read out of bounds).
 static int at_cases = 0;
-static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vector<int> pos, int pdt, int splits, std::mt19937& rng)
+static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vector<int> pos, int pdt, int sms, int min_keys, std::mt19937& rng)
 {
     std::normal_distribution<float> nd;
     const bool bf = dt == DT_BF16;
-    char name[160];
-    snprintf(name, sizeof name, "at %s B%d H%d/%d T%d C%d D%d pos %d%s %s P%d", bf ? "bf16" : "f32", B, H, Hkv, T, C, D, pos[0], B > 1 ? ",…" : "", pdt == DT_I32 ? "i32" : "i64", splits);
+    const int G = H / Hkv, chunks = (G * T + DEC_ROWS - 1) / DEC_ROWS;
+    const int splits = rule_splits(Hkv, chunks, C, sms, min_keys);
+    char name[200];
+    snprintf(name, sizeof name, "at %s B%d H%d/%d T%d C%d D%d pos %d%s %s P%d K%d", bf ? "bf16" : "f32", B, H, Hkv, T, C, D, pos[0], B > 1 ? ",…" : "",
+             pdt == DT_I32 ? "i32" : "i64", splits, min_keys);
     Operand q, k, v, o, r;
     // q, o as [B, T, H, D] memory; K/V as a [B, Hkv, C, D] cache (the static cache's layout)
     q.init(bf, {(i64)T * H * D, D, (i64)H * D, 1}, {B, H, T, D});
@@ -173,29 +244,30 @@ static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vect
     int E = D <= 64 ? 2 : 4;
     bool vec = D % E == 0;
     double scale = 1 / sqrt((double)D);
-    const i64 G = H / Hkv, chunks = (G * T + DEC_ROWS - 1) / DEC_ROWS;
     std::vector<float> lse((size_t)B * H * T, 12345.0f), lref((size_t)B * H * T, 12345.0f);
-    std::vector<float> part((size_t)B * H * T * splits * (D + 2), NAN);
-    launch((unsigned)(B * Hkv * chunks * splits), DEC_THREADS, [&] {
+    std::vector<float> part((size_t)B * Hkv * chunks * splits * DEC_ROWS * (D + 2), NAN);
+    const unsigned grid = (unsigned)(B * Hkv * chunks * splits);
+    auto order = block_order(grid, 2);
+    launch(grid, DEC_THREADS, [&] {
         auto f = bf ? dec::attention_decode_at_bf16 : dec::attention_decode_at_f32;
-        f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), lse.data(), DT_F32, st, B, H, Hkv, T, C, D, D, scale, vec, splits, part.data(), pp, pdt);
-    });
-    if (splits > 1)
-        launch((unsigned)((B * H * T + 3) / 4), 128, [&] { dec::attention_decode_combine(part.data(), o.ptr(), dt, lse.data(), DT_F32, st, B, H, T, D, splits); });
+        f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), lse.data(), DT_F32, st, H, Hkv, T, C, D, D, scale, vec, splits, min_keys, part.data(), g_tickets.data(), pp, pdt);
+    }, &order);
+    CHECK(tickets_zero(), "%s: tickets left nonzero", name);
     // the reference: each row alone through the host-position kernels (B = 1, operands offset to row b)
     int es = bf ? 2 : 4;
+    std::string row_splits;
     for (int b = 0; b < B; b++)
     {
-        int S = std::min(C, pos[b] + T);
-        std::vector<float> pr((size_t)H * T * splits * (D + 2), NAN);
+        int S = std::min(C, pos[b] + T), rs = rule_splits(Hkv, chunks, S, sms, min_keys);
+        row_splits += (b ? "," : "") + std::to_string(rs);
+        std::vector<float> pr((size_t)Hkv * chunks * rs * DEC_ROWS * (D + 2), NAN);
         auto off = [&](Operand& x, int bb) { return (char*)x.ptr() + (size_t)x.s[0] * bb * es; };
         float* lr = lref.data() + (size_t)b * H * T;
-        launch((unsigned)(Hkv * chunks * splits), DEC_THREADS, [&] {
+        launch((unsigned)(Hkv * chunks * rs), DEC_THREADS, [&] {
             auto f = bf ? dec::attention_decode_forward_bf16 : dec::attention_decode_forward_f32;
-            f(off(q, b), off(k, b), off(v, b), off(r, b), nullptr, DT_F32, lr, DT_F32, st, 1, H, Hkv, T, S, D, D, 1, pos[b], scale, vec, splits, pr.data());
+            f(off(q, b), off(k, b), off(v, b), off(r, b), nullptr, DT_F32, lr, DT_F32, st, H, Hkv, T, S, D, D, 1, pos[b], scale, vec, rs, min_keys, pr.data(), g_tickets.data());
         });
-        if (splits > 1)
-            launch((unsigned)((H * T + 3) / 4), 128, [&] { dec::attention_decode_combine(pr.data(), off(r, b), dt, lr, DT_F32, st, 1, H, T, D, splits); });
+        CHECK(tickets_zero(), "%s: tickets left nonzero (row %d)", name, b);
     }
     bool same = bf ? memcmp(o.hbits.data(), r.hbits.data(), o.hbits.size() * 2) == 0 : memcmp(o.f.data(), r.f.data(), o.f.size() * 4) == 0;
     CHECK(same, "%s: the output differs from the host-position kernels'", name);
@@ -204,7 +276,7 @@ static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vect
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++) finite += std::isfinite(o.get(o.at(b, h, t, 0)));
     CHECK(finite == B * H * T, "%s: %d of %d rows finite (a read past the length, or no key seen)", name, finite, B * H * T);
     at_cases++;
-    printf("  %-62s %s\n", name, same ? "bits equal" : "DIFFER");
+    printf("  %-66s eager splits %s: %s\n", name, row_splits.c_str(), same ? "bits equal" : "DIFFER");
 }
 
 int main(int argc, char** argv)
@@ -229,6 +301,13 @@ int main(int argc, char** argv)
         {DT_BF16, 2, 7, 1, 2, 100, 128, 128, 1, 98, 2, 1, 2},     // a mask per head (GQA rows of several heads a block)
         {DT_F32, 1, 4, 2, 3, 70, 64, 64, 0, 0, 2, 0, 1, DT_BF16},
     };
+    for (auto& c : cases) c.v1 = true;
+    // The launcher's choices for the Qwen2 step (CudaBackend.DecodeSplits, 132 SMs): 160 keys at 32 keys a range (5),
+    // at 16 (10); 1000 keys with 33 ranges allowed (31 taken: the kernel's own rule from the keys and min_keys).
+    Case qw{DT_BF16, 1, 7, 1, 1, 160, 128, 128, 1, 159, 0, 1, 5}; qw.min_keys = 32; cases.push_back(qw);
+    qw.splits = 10; qw.min_keys = 16; cases.push_back(qw);
+    qw.S = 1000; qw.offset = 999; qw.splits = 33; qw.min_keys = 32; cases.push_back(qw);
+    qw.dt = DT_F32; qw.S = 161; qw.offset = 160; qw.splits = 132; qw.min_keys = 32; cases.push_back(qw); // 161 keys: ranges of 36, 36, 36, 36, 17
     // A seeded sweep over the rest of the grid: T 1..8, S, GQA, D, dtypes, offsets, masks, layouts, splits.
     const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 8}, Ss[] = {1, 2, 63, 64, 65, 160, 1000}, Ds[] = {64, 80, 128};
     int sweep = argc > 1 ? atoi(argv[1]) : 24;
@@ -242,16 +321,19 @@ int main(int argc, char** argv)
         c.causal = pick() % 3 != 0; c.offset = c.causal ? (int)(pick() % (c.S + 1)) : 0;
         c.masked = pick() % 3; c.mdt = pick() % 3 == 0 ? DT_BF16 : DT_F32;
         c.layout = pick() % 3; c.splits = 1 + pick() % 4;
+        const int mks[] = {1, 8, 32}; c.min_keys = mks[pick() % 3];
         cases.push_back(c);
     }
     for (const auto& c : cases) run(c, rng);
-    // dt, B, H, Hkv, T, capacity, D, positions, position dtype, splits
-    run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 1, rng);      // the Qwen2 step: one row, GQA 7
-    run_at(DT_BF16, 1, 7, 1, 1, 1024, 128, {159}, DT_I32, 8, rng);     // splits for the capacity, most past the keys
-    run_at(DT_F32, 2, 7, 1, 1, 300, 128, {5, 250}, DT_I64, 3, rng);    // rows at different positions
-    run_at(DT_BF16, 2, 4, 2, 3, 100, 64, {0, 60}, DT_I32, 2, rng);     // T 3 from position 0 (causal inside the step)
-    run_at(DT_F32, 2, 2, 2, 8, 64, 80, {56, 10}, DT_I64, 4, rng);      // T 8, D 80, one row filling the cache
-    run_at(DT_BF16, 1, 14, 2, 2, 2000, 128, {1500}, DT_I64, 16, rng);  // long
+    // dt, B, H, Hkv, T, capacity, D, positions, position dtype, SMs, min keys (static splits from the capacity, the
+    // eager reference's from each row's keys)
+    run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 132, 32, rng);      // the Qwen2 step: 8 ranges allowed, 5 taken
+    run_at(DT_BF16, 1, 7, 1, 1, 1024, 128, {159}, DT_I32, 132, 16, rng);     // 64 allowed, 10 taken
+    run_at(DT_F32, 2, 7, 1, 1, 300, 128, {5, 250}, DT_I64, 4, 8, rng);       // rows at different positions: 1 and 4 ranges
+    run_at(DT_BF16, 2, 4, 2, 3, 100, 64, {0, 60}, DT_I32, 8, 4, rng);        // T 3 from position 0 (causal inside the step)
+    run_at(DT_F32, 2, 2, 2, 8, 64, 80, {56, 10}, DT_I64, 6, 8, rng);         // T 8, D 80, one row filling the cache
+    run_at(DT_BF16, 1, 14, 2, 2, 2000, 128, {1500}, DT_I64, 132, 32, rng);   // long: 33 ranges
+    run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 132, 128, rng);     // min keys 128: one range (the block writes o)
     printf("%zu cases; worst |o - ref| f32 %.2e, bf16 %.2e; worst |lse - ref| %.2e; %d rows with no key (NaN, -inf)\n",
            cases.size(), worst_f32, worst_bf16, worst_lse, nan_rows);
     printf("%d device-position cases (bits equal to the host-position kernels)\n", at_cases);

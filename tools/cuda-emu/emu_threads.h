@@ -8,6 +8,7 @@
 #include <mutex>
 #include <memory>
 #include <algorithm>
+#include <atomic>
 static thread_local dim3_ threadIdx, blockIdx;
 static dim3_ blockDim, gridDim;
 static std::barrier<>* g_bar;
@@ -32,11 +33,16 @@ template <typename T> T __shfl_down_sync(unsigned, T v, int s) { int lane = thre
 template <typename T, typename U> T atomicAdd(T* p, U v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); T o = *p; *p = (T)(*p + v); return o; }
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); auto o = *p; if (v < o) *p = v; return o; }
 inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); unsigned o = *p; if (o == c) *p = v; return o; }
-template <typename F> void launch(unsigned grid, unsigned block, F f)
+inline unsigned atomicInc(unsigned* p, unsigned limit) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); unsigned o = *p; *p = o >= limit ? 0 : o + 1; return o; }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+// Runs the grid's blocks one after another, in `order` when given (a permutation of 0 .. grid - 1): kernels whose
+// blocks meet through global memory (a ticket, the last block merging) must not depend on which block runs last.
+template <typename F> void launch(unsigned grid, unsigned block, F f, const std::vector<unsigned>* order = nullptr)
 {
     gridDim.x = grid; blockDim.x = block;
-    for (unsigned b = 0; b < grid; b++)
+    for (unsigned i = 0; i < grid; i++)
     {
+        unsigned b = order ? (*order)[i] : i;
         std::barrier<> bar(block); g_bar = &bar;
         std::vector<std::unique_ptr<std::barrier<>>> wb;
         for (unsigned w = 0; w * 32 < block; w++) { wb.emplace_back(new std::barrier<>(std::min(32u, block - 32 * w))); g_warp_bar[w] = wb.back().get(); }
