@@ -24,7 +24,7 @@
 // causal with a query offset (key j visible to query t when j <= query_offset + t), an additive mask of any dtype
 // and strides, q/k and v head dims up to 128 (they may differ), the log-sum-exp (natural log, -inf for a row that
 // sees no key; such a row's output is 0/0 = NaN, as the composite and the other kernels give).
-// #include "prelude.cuh"
+#include "prelude.cuh"
 
 #define DEC_WARPS 8
 #define DEC_THREADS (32 * DEC_WARPS)

@@ -149,16 +149,47 @@ public class CudaAttentionDispatchTests
     }
 
     [Test]
-    public void DecodeSplitsALongCacheOverTheGpuAndKeepsAShortOneInOneLaunch()
+    public void DecodeSplitsAShortCacheIntoRangesOfAChunkAWarpAndALongOneOverTheGpu()
     {
-        // Qwen2-7B decode: B1, 4 kv heads, 28 query heads (2 blocks of 4 rows per kv head): 8 blocks before splitting.
-        Assert.That(CudaBackend.DecodeSplits(8, 160, 132), Is.EqualTo(1), "160 keys: one range, no combine");
-        Assert.That(CudaBackend.DecodeSplits(8, 4096, 132), Is.EqualTo(32), "at least 128 keys a range");
+        // Qwen2-7B decode: 4 kv heads, 28 query heads (2 row groups of 4 rows per kv head): 8 row groups a batch row.
+        Assert.That(CudaBackend.DecodeSplits(8, 160, 132), Is.EqualTo(5), "160 keys: 5 ranges of 32 (40 blocks, one chunk a warp)");
+        Assert.That(CudaBackend.DecodeSplits(8, 4096, 132), Is.EqualTo(33), "two blocks per SM");
         Assert.That(CudaBackend.DecodeSplits(8, 32768, 132), Is.EqualTo(33), "two blocks per SM");
         Assert.That(CudaBackend.DecodeSplits(1024, 32768, 132), Is.EqualTo(1), "enough blocks already");
         Assert.That(CudaBackend.DecodeSplits(8, 0, 132), Is.EqualTo(1), "no visible key");
-        Assert.That(CudaBackend.DecodeSplits(8, 160, 132, minKeys: 32), Is.EqualTo(5), "fewer keys a split: more blocks for a short cache");
-        Assert.That(CudaBackend.DecodeSplits(8, 4096, 132, minKeys: 32), Is.EqualTo(33), "still at most two blocks per SM");
+        Assert.That(CudaBackend.DecodeSplits(8, 31, 132), Is.EqualTo(1), "under 32 keys: one range, the block writes o");
+        Assert.That(CudaBackend.DecodeSplits(8, 160, 132, minKeys: 128), Is.EqualTo(1), "at least min keys a range");
+        Assert.That(CudaBackend.DecodeSplits(1, 1 << 20, 132), Is.EqualTo(CudaBackend.DecodeMaxSplits), "at most the kernel's DEC_MAX_SPLITS");
+        // The kernels before: two blocks per SM over the batch's blocks, at least 128 keys a range.
+        Assert.That(CudaBackend.DecodeSplitsV1(8, 160, 132), Is.EqualTo(1));
+        Assert.That(CudaBackend.DecodeSplitsV1(8, 4096, 132), Is.EqualTo(32));
+        Assert.That(CudaBackend.DecodeSplitsV1(8, 32768, 132), Is.EqualTo(33));
+    }
+
+    /// <summary>The ranges attention_decode.cu takes of a row group's kend keys when launched with `splits`.</summary>
+    private static int KernelRanges(int splits, long kend, int minKeys) => (int)Math.Clamp(kend / minKeys, 1, splits);
+
+    [Test]
+    public void StaticAndEagerDecodeLaunchesGiveARowTheSameRangesWhateverTheCapacityAndBatch()
+    {
+        // The eager launch sizes its grid by the keys seen, the static one by the capacity; the kernel then takes
+        // clamp(keys / min keys, 1, splits) ranges (its source says so, below): the same count, hence the same bits.
+        // The rule counts one batch row's row groups, so a batch of rows matches each row decoded alone.
+        foreach (int sms in new[] { 8, 108, 132 })
+            foreach (int minKeys in new[] { 1, 16, 32, 128 })
+                foreach (int groups in new[] { 1, 2, 8, 56 })
+                    for (int keys = 0; keys <= 5000; keys += 7)
+                    {
+                        int eager = CudaBackend.DecodeSplits(groups, keys, sms, minKeys);
+                        Assert.That(KernelRanges(eager, keys, minKeys), Is.EqualTo(eager), $"eager: {keys} keys, {groups} groups, {sms} SMs, min {minKeys}");
+                        foreach (int extra in new[] { 0, 1, 100, 4096, 1 << 17 })
+                        {
+                            int capacity = CudaBackend.DecodeSplits(groups, keys + extra, sms, minKeys);
+                            Assert.That(KernelRanges(capacity, keys, minKeys), Is.EqualTo(eager), $"static: {keys} keys of {keys + extra}, {groups} groups, {sms} SMs, min {minKeys}");
+                        }
+                    }
+        string src = KernelSources.Read("attention_decode.cu");
+        Assert.That(src, Does.Contain("const int want = kend / min_keys, nsplit = want < 1 ? 1 : want < splits ? want : splits;"), "the kernel's rule as KernelRanges");
     }
 
     [Test]
@@ -168,8 +199,14 @@ public class CudaAttentionDispatchTests
         Assert.That(src, Does.Match(@"#define DEC_ROWS 4\b"));
         Assert.That(src, Does.Match(@"#define DEC_WARPS 8\b"));
         Assert.That(src, Does.Match(@"#define DEC_THREADS \(32 \* DEC_WARPS\)"));
-        foreach (var k in new[] { "attention_decode_forward_bf16(", "attention_decode_forward_f32(", "attention_decode_combine(", "attention_decode_at_bf16(", "attention_decode_at_f32(" })
+        Assert.That(src, Does.Match($@"#define DEC_MAX_SPLITS {CudaBackend.DecodeMaxSplits}\b"));
+        foreach (var k in new[] { "attention_decode_forward_bf16(", "attention_decode_forward_f32(", "attention_decode_at_bf16(", "attention_decode_at_f32(" })
             Assert.That(src, Does.Contain(k));
+        string v1 = KernelSources.Read("attention_decode_v1.cu");
+        Assert.That(v1, Does.Match(@"#define DEC_ROWS 4\b"));
+        Assert.That(v1, Does.Match(@"#define DEC_THREADS \(32 \* DEC_WARPS\)"));
+        foreach (var k in new[] { "attention_decode_v1_forward_bf16(", "attention_decode_v1_forward_f32(", "attention_decode_v1_combine(", "attention_decode_v1_at_bf16(", "attention_decode_v1_at_f32(" })
+            Assert.That(v1, Does.Contain(k));
         Assert.That(CudaBackend.DecodeMaxRows, Is.EqualTo(8));
     }
 }

@@ -385,15 +385,20 @@ internal static class DeviceBench
     /// <summary>
     /// One decode step of Qwen2-7B's attention (issue #7): B1, 28 query heads, 4 kv heads, head dim 128, bf16, one
     /// query row at the last position of a cache of S keys (causal, offset S − 1: it sees every key). The rate is the
-    /// K and V bytes read per second (the bound of this op). "attention decode tiled" is the same call with the
-    /// decode kernel off (<see cref="CudaBackend.DecodeAttention"/>): the tiled kernel that ran before it, for the ratio.
+    /// K and V bytes read per second (the bound of this op). Rows: "attention decode" (one call between two events: the
+    /// host's launch cost included, as an eager step pays it) and "attention decode graph" (20 calls captured in a CUDA
+    /// graph, the replay's time / 20: the device time, as the static step pays it), each also for the kernels before
+    /// ("v1": <see cref="CudaBackend.DecodeAttentionV1"/>, ranges of ≥ 128 keys and a combine launch); "attention decode
+    /// min keys N" other range sizes (<see cref="CudaBackend.DecodeMinKeys"/>, graph timing); "attention decode tiled" the
+    /// same call with the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio.
     /// </summary>
     private static void Decode(CudaBackend cuda, Device device, Action<Result> add)
     {
-        bool decode = cuda.DecodeAttention;
+        bool decode = cuda.DecodeAttention, v1 = cuda.DecodeAttentionV1;
+        int minKeys = cuda.DecodeMinKeys;
         foreach (int S in new[] { 160, 4096, 32768 })
         {
-            const int B = 1, H = 28, Hkv = 4, D = 128;
+            const int B = 1, H = 28, Hkv = 4, D = 128, Calls = 20;
             using var q = Tensor.Normal([B, H, 1, D], 7, 0, 1, DType.BF16, device);
             using var k = Tensor.Normal([B, Hkv, S, D], 8, 0, 1, DType.BF16, device);
             using var v = Tensor.Normal([B, Hkv, S, D], 9, 0, 1, DType.BF16, device);
@@ -401,33 +406,49 @@ internal static class DeviceBench
             double bytes = 2.0 * B * Hkv * S * D * 2;
             string shape = $"B{B} H{H} Hkv{Hkv} T1 S{S} D{D}";
             void Step() => cuda.Attention(q, k, v, null, true, S - 1, 1 / Math.Sqrt(D), o, null);
-            double ms = cuda.MedianMilliseconds(Step);
-            add(new("attention decode", shape, ms, bytes / (ms * 1e-3) / 1e9, "GB/s",
-                decode ? $"attention_decode.cu, K+V bytes/s, ≥ {cuda.DecodeMinKeys} keys a split" : "decode kernel off (PARROT_DECODE_ATTENTION=0)"));
-            if (decode && S <= 4096)
+            double Graphed()
             {
-                // Fewer keys a split: more blocks for a short cache (the default's 128 gives S 160 one split of 8 blocks).
-                int was = cuda.DecodeMinKeys;
-                try
+                Step(); // compiled, scratch sized, before the capture
+                using var graph = cuda.Capture(() => { for (int i = 0; i < Calls; i++) Step(); });
+                return cuda.MedianMilliseconds(graph.Replay) / Calls;
+            }
+            void Row(string name, double ms, string note) => add(new(name, shape, ms, bytes / (ms * 1e-3) / 1e9, "GB/s", note));
+            try
+            {
+                if (!decode)
                 {
-                    foreach (int minKeys in new[] { 32, 64 })
+                    Row("attention decode", cuda.MedianMilliseconds(Step), "decode kernel off (PARROT_DECODE_ATTENTION=0)");
+                }
+                else
+                {
+                    foreach (bool old in new[] { false, true })
                     {
+                        cuda.DecodeAttentionV1 = old;
                         cuda.DecodeMinKeys = minKeys;
-                        double split = cuda.MedianMilliseconds(Step);
-                        add(new($"attention decode min keys {minKeys}", shape, split, bytes / (split * 1e-3) / 1e9, "GB/s", $"attention_decode.cu, ≥ {minKeys} keys a split"));
+                        string name = old ? "attention decode v1" : "attention decode";
+                        string what = old ? "attention_decode_v1.cu (≥ 128 keys a range, combine launch)" : $"attention_decode.cu (≥ {minKeys} keys a range, one launch)";
+                        Row(name, cuda.MedianMilliseconds(Step), $"{what}, one call between events (host launch cost included)");
+                        Row(name + " graph", Graphed(), $"{what}, {Calls} calls in a CUDA graph: device time a call");
                     }
+                    cuda.DecodeAttentionV1 = false;
+                    if (S <= 4096)
+                        foreach (int n in new[] { 16, 64, 128 })
+                        {
+                            cuda.DecodeMinKeys = n;
+                            Row($"attention decode min keys {n}", Graphed(), $"attention_decode.cu, ≥ {n} keys a range, graph timing");
+                        }
                 }
-                finally
-                {
-                    cuda.DecodeMinKeys = was;
-                }
+            }
+            finally
+            {
+                cuda.DecodeAttentionV1 = v1;
+                cuda.DecodeMinKeys = minKeys;
             }
             cuda.DecodeAttention = false;
             try
             {
                 double tiled = cuda.MedianMilliseconds(Step);
-                add(new("attention decode tiled", shape, tiled, bytes / (tiled * 1e-3) / 1e9, "GB/s",
-                    (cuda.TensorCoreAttention ? "attention_mma_forward" : "attention_flash_forward") + ", for comparison"));
+                Row("attention decode tiled", tiled, (cuda.TensorCoreAttention ? "attention_mma_forward" : "attention_flash_forward") + ", for comparison");
             }
             finally
             {

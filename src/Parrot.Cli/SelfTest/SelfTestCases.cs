@@ -38,6 +38,24 @@ internal static class SelfTestCases
     }
 
     /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
+    /// <summary>
+    /// Runs <paramref name="run"/> with the decode attention settings <paramref name="set"/> changes on a CUDA backend
+    /// (restored after); on other devices just runs it.
+    /// </summary>
+    private static Tensor WithDecode(Tensor on, Action<global::Parrot.Tensors.Cuda.CudaBackend> set, Func<Tensor> run)
+    {
+        if (on.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return run();
+        int minKeys = cuda.DecodeMinKeys;
+        bool v1 = cuda.DecodeAttentionV1;
+        set(cuda);
+        try { return run(); }
+        finally
+        {
+            cuda.DecodeMinKeys = minKeys;
+            cuda.DecodeAttentionV1 = v1;
+        }
+    }
+
     private static Tensor PaddingMask(Random r, DType t, int keys = 32)
     {
         var m = new float[2 * keys];
@@ -291,19 +309,35 @@ internal static class SelfTestCases
         c.Add(new("attention decode T1 (GQA, offset)", (r, t) => [Normal(r, t, 2, 4, 1, 128), Normal(r, t, 2, 2, 40, 128), Normal(r, t, 2, 2, 40, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 39)));
         // Up to 8 query rows run the decode kernel on CUDA (attention_decode.cu): Qwen2's grouped heads (7 query heads
-        // a kv head) at the last position of a 160-key cache; 3 rows with a padding mask; 600 keys in several key
-        // ranges merged by the combine kernel, with the log-sum-exp beside the output.
+        // a kv head) at the last position of a 160-key cache (5 key ranges of 32, merged in the launch by the last
+        // block); 3 rows with a padding mask; 600 keys in 18 ranges, with the log-sum-exp beside the output.
         c.Add(new("attention decode T1 GQA7 D128 S160", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159)));
-        // The same 160-key step cut into ranges of ≥ 32 keys (CudaBackend.DecodeMinKeys; 5 splits and the combine).
-        c.Add(new("attention decode T1 GQA7 D128 S160 min keys 32", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
+        // The same step in one key range (CudaBackend.DecodeMinKeys 128: the block writes o itself), and through the
+        // kernels before (CudaBackend.DecodeAttentionV1: ranges of ≥ 128 keys and a combine launch).
+        c.Add(new("attention decode T1 GQA7 D128 S160 min keys 128", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
+            x => WithDecode(x[0], c => c.DecodeMinKeys = 128, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159))));
+        c.Add(new("attention decode T1 GQA7 D128 S600 v1", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 600, 128), Normal(r, t, 1, 2, 600, 128)],
+            x => WithDecode(x[0], c => c.DecodeAttentionV1 = true, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 599))));
+        // The static decode step's attention (positions on the device, the grid sized for a 1024-key cache: 32 ranges
+        // allowed) against the eager launch over each row's own keys (5 and 21 ranges): the same bits on any device (a
+        // mismatch throws), and the output against float64 as every case.
+        c.Add(new("attention at positions = eager (key ranges)",
+            (r, t) => [Normal(r, t, 2, 14, 1, 128), Normal(r, t, 2, 2, 1024, 128), Normal(r, t, 2, 2, 1024, 128), Tensor.FromArray(new long[] { 159, 700 }, 2)],
             x =>
             {
-                if (x[0].Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159);
-                int was = cuda.DecodeMinKeys;
-                cuda.DecodeMinKeys = 32;
-                try { return Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159); }
-                finally { cuda.DecodeMinKeys = was; }
+                using var scope = TensorScope.Begin();
+                var o = Tensor.AttentionAt(x[0], x[1], x[2], x[3]);
+                var pos = x[3].ToLongArray();
+                for (int b = 0; b < pos.Length; b++)
+                {
+                    int n = (int)pos[b] + 1;
+                    var want = Tensor.ScaledDotProductAttention(x[0].Narrow(0, b, 1), x[1].Narrow(0, b, 1).Narrow(2, 0, n), x[2].Narrow(0, b, 1).Narrow(2, 0, n),
+                        causal: true, queryOffset: (int)pos[b]);
+                    if (!o.Narrow(0, b, 1).ToFloatArray().AsSpan().SequenceEqual(want.ToFloatArray()))
+                        throw new InvalidOperationException($"AttentionAt: row {b} at position {pos[b]} differs from the eager attention over its {n} keys");
+                }
+                return scope.Keep(o);
             }));
         c.Add(new("attention decode T3 mask D64 S70", (r, t) => [Normal(r, t, 2, 4, 3, 64), Normal(r, t, 2, 2, 70, 64), Normal(r, t, 2, 2, 70, 64), PaddingMask(r, t, 70)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 67)));

@@ -34,14 +34,14 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// <see cref="IBackend.AttentionAt"/>: the decode kernel with the positions on the device (attention_decode_at_bf16 /
-    /// _f32), its key splits sized for the whole cache (<see cref="DecodeSplits"/> of the capacity), so the grid, the
-    /// scratch and every argument are the same every token; splits past a row's keys leave an empty state that
-    /// attention_decode_combine skips. f32/bf16, T ≤ 8, head dims ≤ 128 (there is no other path without reading the
-    /// positions back).
+    /// _f32), its grid sized for the whole cache (<see cref="DecodeSplits"/> of the capacity), so the grid, the scratch
+    /// and every argument are the same every token; each row group takes the ranges the rule gives its own keys (the
+    /// blocks past them return), the same as the eager launch over those keys: the same bits. f32/bf16, T ≤ 8, head
+    /// dims ≤ 128 (there is no other path without reading the positions back). With <see cref="DecodeAttentionV1"/> the
+    /// kernels before (ranges sized for the capacity, a combine launch).
     /// </summary>
     public unsafe void AttentionAt(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output)
     {
-        const int rowsPerBlock = 4, threads = 256; // DEC_ROWS and DEC_THREADS of attention_decode.cu
         int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = kCache.Shape[1], S = kCache.Shape[2], Dv = vCache.Shape[3];
         if (!UsesDecodeAttention(q.DType, output.DType, T, D, Dv))
             throw Missing("AttentionAt", $"{q.DType.Name()} with {T} query rows and head dims {D}/{Dv} (the decode kernel takes f32 or bf16, at most {DecodeMaxRows} rows, head dims up to 128)");
@@ -52,18 +52,39 @@ public sealed partial class CudaBackend
         {
             st.Q[i] = q.Strides[i]; st.K[i] = kCache.Strides[i]; st.V[i] = vCache.Strides[i]; st.O[i] = output.Strides[i];
         }
-        long chunks = ((long)(H / Hkv) * T + rowsPerBlock - 1) / rowsPerBlock, blocks = (long)B * Hkv * chunks;
-        int splits = DecodeSplits(blocks, S, _context.MultiprocessorCount, DecodeMinKeys);
+        if (DecodeAttentionV1)
+        {
+            AttentionAtV1(q, kCache, vCache, positions, scale, output, st);
+            return;
+        }
+        long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;
+        int splits = DecodeSplits(Hkv * chunks, S, _context.MultiprocessorCount, DecodeMinKeys);
+        if (groups * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");
+        bool vec = DecodeVectorLoads(q.DType, D, Dv, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
+        var tickets = splits > 1 ? DecodeTickets(groups) : null;
+        using var part = splits > 1 ? Tensor.Empty([checked((int)(groups * splits * DecodeRowsPerBlock * (Dv + 2)))], DType.F32, Device) : null;
+        using var a = new KernelArgs().Ptr(q).Ptr(kCache).Ptr(vCache).Ptr(output).Ptr(null).Add(Code(DType.F32)).Add(st)
+            .Add(H).Add(Hkv).Add(T).Add(S).Add(D).Add(Dv).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys))
+            .Ptr(part).Ptr(tickets).Ptr(positions).Add(Code(positions.DType));
+        _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_at_bf16" : "attention_decode_at_f32", (uint)(groups * splits), DecodeThreads, a);
+    }
+
+    private void AttentionAtV1(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output, AttnStrides st)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = kCache.Shape[1], S = kCache.Shape[2], Dv = vCache.Shape[3];
+        long rows = (long)B * H * T;
+        long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, blocks = (long)B * Hkv * chunks;
+        int splits = DecodeSplitsV1(blocks, S, _context.MultiprocessorCount);
         if (blocks * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
         bool vec = DecodeVectorLoads(q.DType, D, Dv, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
         using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;
         using (var a = new KernelArgs().Ptr(q).Ptr(kCache).Ptr(vCache).Ptr(output).Ptr(null).Add(Code(DType.F32)).Add(st)
             .Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S).Add((long)D).Add((long)Dv).Add(scale).Add(vec ? 1 : 0).Add((long)splits)
             .Ptr(part).Ptr(positions).Add(Code(positions.DType)))
-            _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_at_bf16" : "attention_decode_at_f32", (uint)(blocks * splits), threads, a);
+            _kernels.Launch("attention_decode_v1.cu", q.DType == DType.BF16 ? "attention_decode_v1_at_bf16" : "attention_decode_v1_at_f32", (uint)(blocks * splits), DecodeThreads, a);
         if (part is null) return;
         using (var a = new KernelArgs().Ptr(part).Ptr(output).Add(Code(output.DType)).Ptr(null).Add(Code(DType.F32)).Add(st)
             .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
-            _kernels.Launch("attention_decode.cu", "attention_decode_combine", (uint)((rows + 3) / 4), 128, a);
+            _kernels.Launch("attention_decode_v1.cu", "attention_decode_v1_combine", (uint)((rows + 3) / 4), 128, a);
     }
 }

@@ -29,6 +29,7 @@ public sealed partial class CudaBackend
         if (_context.Profiler.Active) throw new InvalidOperationException("CUDA graph capture: stop the CUDA profile first (its events cannot be recorded into a graph)");
         Synchronize(); // the graph's index checks start at slot 0 (nothing pending) and eager errors surface here
         _indexChecks.EnsureSlots(); // made and filled eagerly, not recorded (see EnsureSlots)
+        DecodeTickets(); // likewise: the decode kernel's zeroed tickets
         var pool = _allocator.BeginCapture();
         _context.MakeCurrent();
         int begin = Driver.cuStreamBeginCapture(_context.Stream, Driver.StreamCaptureModeThreadLocal);

@@ -139,7 +139,8 @@ public sealed partial class CudaBackend
     /// <see cref="DecodeMaxRows"/> query rows (<see cref="UsesDecodeAttention"/>), ahead of the tiled kernels. On unless
     /// the environment variable PARROT_DECODE_ATTENTION is "0" when the backend is created; off, decoding takes the
     /// tiled kernels again (tensor cores as <see cref="TensorCoreAttention"/> says): for side-by-side timings and for
-    /// ruling the decode kernel out when a result looks wrong.
+    /// ruling the decode kernel out when a result looks wrong. "v1" keeps it on with the kernels before
+    /// (<see cref="DecodeAttentionV1"/>).
     /// </summary>
     public bool DecodeAttention { get; set; } = TensorCoreAttentionDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_ATTENTION"));
 
@@ -164,29 +165,10 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// The fewest keys a split of the decode kernel takes (<see cref="DecodeSplits"/>): 128 by default; smaller values
-    /// give a short cache more blocks (a 160-key cache of a 7B step is 8 blocks at 128). PARROT_DECODE_MIN_KEYS sets it
-    /// when the backend is created; the benchmarks compare 32, 64 and 128 in one run.
-    /// </summary>
-    public int DecodeMinKeys { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("PARROT_DECODE_MIN_KEYS"), out int k) && k > 0 ? k : 128;
-
-    /// <summary>
-    /// How many key ranges (one block each) the decode kernel cuts the visible keys into: enough blocks for two per SM
-    /// (the bf16 kernel's occupancy), but at least 128 keys a range (16 keys, four chunks, for each of the 8 warps), so
-    /// that a short cache stays one launch (the block writes o itself) and a long one spreads over the GPU.
-    /// </summary>
-    internal static int DecodeSplits(long blocks, long visibleKeys, int multiprocessors, int minKeys = 128)
-    {
-        minKeys = Math.Max(1, minKeys);
-        long want = (2L * multiprocessors + blocks - 1) / blocks, most = visibleKeys / minKeys;
-        return (int)Math.Clamp(Math.Min(want, most), 1, 1024);
-    }
-
-    /// <summary>
     /// Fused attention forward, any strides, grouped-query heads, causal (with a query offset) and additive masks.
     /// Up to 8 query rows per (batch, head) in f32 or bf16 with head dims up to 128 (decoding) run the decode kernel
     /// (native/attention_decode.cu: a block per batch, kv head, 4 rows of its query group and key range, the ranges
-    /// merged by attention_decode_combine; see <see cref="DecodeAttention"/>).
+    /// merged in the same launch; see <see cref="DecodeAttention"/> and CudaBackend.Decode.cs).
     /// Otherwise bf16 with q/k and v head dims equal to 64, 80 or 128 and K/V rows contiguous and 16-byte aligned runs the
     /// tensor-core flash kernel (native/attention_mma.cu: mma.sync m16n8k16, a block per batch, head and 64 query
     /// rows, float32 accumulation). Other f32 and bf16 operands with head dims up to 128 run the tiled FMA flash
@@ -247,33 +229,6 @@ public sealed partial class CudaBackend
         const int warpsPerBlock = 4;
         uint grid = (uint)Math.Clamp((rows + warpsPerBlock - 1) / warpsPerBlock, 1, (long)_context.MultiprocessorCount * 64);
         _kernels.Launch("attention.cu", "attention_forward", grid, 32 * warpsPerBlock, a);
-    }
-
-    /// <summary>
-    /// The decode kernel (attention_decode_forward_bf16 / _f32) over B·Hkv·ceil(H/Hkv·T / 4)·splits blocks of 256
-    /// threads; with several splits their partial softmax states go to float32 scratch from the device allocator and
-    /// attention_decode_combine (a warp per query row) writes o and the log-sum-exp.
-    /// </summary>
-    private void AttentionDecode(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp, AttnStrides st)
-    {
-        const int rowsPerBlock = 4, threads = 256; // DEC_ROWS and DEC_THREADS of attention_decode.cu
-        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
-        long chunks = ((long)(H / Hkv) * T + rowsPerBlock - 1) / rowsPerBlock, blocks = (long)B * Hkv * chunks;
-        long visible = causal ? Math.Min(S, (long)queryOffset + T) : S;
-        int splits = DecodeSplits(blocks, visible, _context.MultiprocessorCount, DecodeMinKeys);
-        if (blocks * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
-        bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
-        long rows = (long)B * H * T;
-        using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;
-        using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
-            .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
-            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale).Add(vec ? 1 : 0).Add((long)splits).Ptr(part))
-            _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_forward_bf16" : "attention_decode_forward_f32",
-                (uint)(blocks * splits), threads, a);
-        if (part is null) return;
-        using (var a = new KernelArgs().Ptr(part).Ptr(output).Add(Code(output.DType)).Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st)
-            .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
-            _kernels.Launch("attention_decode.cu", "attention_decode_combine", (uint)((rows + 3) / 4), 128, a);
     }
 
     /// <summary>Element strides of the attention backward's operands, as the kernel's FaBwdStrides struct.</summary>

@@ -1,0 +1,130 @@
+namespace Parrot.Tensors.Cuda;
+
+/// <summary>
+/// The decode attention launchers (native/attention_decode.cu; the kernels before in attention_decode_v1.cu): the
+/// key-range rule shared by the host-position (<see cref="Attention"/>) and device-position (<see cref="AttentionAt"/>)
+/// launches, and the persistent tickets through which a launch's last block of a row group finds itself.
+/// </summary>
+public sealed partial class CudaBackend
+{
+    private const int DecodeRowsPerBlock = 4, DecodeThreads = 256; // DEC_ROWS and DEC_THREADS of attention_decode.cu
+
+    /// <summary>The most key ranges of a row group (DEC_MAX_SPLITS of attention_decode.cu).</summary>
+    internal const int DecodeMaxSplits = 256;
+
+    /// <summary>
+    /// Whether the decode kernel is the one before (attention_decode_v1.cu: ranges of at least 128 keys, sized for the
+    /// grid of the whole batch, merged by a second launch, attention_decode_v1_combine): PARROT_DECODE_ATTENTION=v1 when
+    /// the backend is created. For side-by-side timings ("attention decode v1" bench rows); its static step equals its
+    /// eager decode only while both get one range (a cache under 256 keys), as before.
+    /// </summary>
+    public bool DecodeAttentionV1 { get; set; } = Environment.GetEnvironmentVariable("PARROT_DECODE_ATTENTION")?.Trim() == "v1";
+
+    /// <summary>
+    /// The fewest keys a range of the decode kernel takes (<see cref="DecodeSplits"/>): 32 by default, one chunk of 4
+    /// keys for each of a block's 8 warps, so a 160-key cache of a 7B step runs 5 ranges (40 blocks) whose warps each
+    /// load once. PARROT_DECODE_MIN_KEYS sets it when the backend is created; the benchmarks compare others in one run.
+    /// The same value must serve a static step and the eager decode it is compared with (it picks their ranges).
+    /// </summary>
+    public int DecodeMinKeys { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("PARROT_DECODE_MIN_KEYS"), out int k) && k > 0 ? k : 32;
+
+    /// <summary>
+    /// How many key ranges (one block each) the decode kernel may cut the keys of a row group into: enough blocks for
+    /// two per SM (the bf16 kernel's occupancy) counting the row groups of ONE batch row (<paramref name="rowGroups"/> =
+    /// Hkv · ceil(H/Hkv · T / 4)), at least <paramref name="minKeys"/> keys a range, at most
+    /// <see cref="DecodeMaxSplits"/>. The kernel takes clamp(keys seen / minKeys, 1, this) ranges of the keys its rows
+    /// see, so an eager launch (<paramref name="keys"/> = the keys seen) and a static one (<paramref name="keys"/> =
+    /// the capacity, no fewer) arrive at the same ranges and bits, whatever the batch: the per-row count keeps a batch
+    /// of rows equal to each row decoded alone.
+    /// </summary>
+    internal static int DecodeSplits(long rowGroups, long keys, int multiprocessors, int minKeys = 32)
+    {
+        minKeys = Math.Max(1, minKeys);
+        rowGroups = Math.Max(1, rowGroups);
+        long want = (2L * multiprocessors + rowGroups - 1) / rowGroups, most = keys / minKeys;
+        return (int)Math.Clamp(Math.Min(want, most), 1, DecodeMaxSplits);
+    }
+
+    /// <summary>
+    /// The rule of the kernels before (attention_decode_v1.cu): two blocks per SM over the whole grid
+    /// (<paramref name="blocks"/> = B · Hkv · row chunks), at least 128 keys a range.
+    /// </summary>
+    internal static int DecodeSplitsV1(long blocks, long visibleKeys, int multiprocessors, int minKeys = 128)
+    {
+        minKeys = Math.Max(1, minKeys);
+        long want = (2L * multiprocessors + blocks - 1) / blocks, most = visibleKeys / minKeys;
+        return (int)Math.Clamp(Math.Min(want, most), 1, 1024);
+    }
+
+    private Tensor? _decodeTickets;
+    private readonly List<Tensor> _retiredDecodeTickets = new();
+
+    /// <summary>
+    /// One zeroed 32-bit ticket per row group for the decode kernel (at least <paramref name="rowGroups"/>, 64 Ki to
+    /// start). The kernel leaves them zero, so they are made and zeroed once, eagerly: <see cref="Capture"/> calls this
+    /// first (a buffer made inside a capture would come from its pool and have its zero fill recorded, not run). A
+    /// larger request replaces the buffer but keeps the old one alive (a captured graph may still point at it); inside
+    /// a capture it throws (run the step once eagerly first, as a capture needs anyway).
+    /// </summary>
+    internal Tensor DecodeTickets(long rowGroups = 0)
+    {
+        if (_decodeTickets is not null && _decodeTickets.Count >= rowGroups) return _decodeTickets;
+        if (_capturing)
+            throw new InvalidOperationException($"decode attention: {rowGroups} row groups need more tickets than were made before the CUDA graph capture; run the step once eagerly first");
+        if (rowGroups > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode row groups ({rowGroups})");
+        int n = (int)Math.Max(1 << 16, rowGroups);
+        var t = Tensor.Full([n], 0, DType.I32, Device);
+        TensorScope.Detach(t); // lives as long as the backend
+        if (_decodeTickets is not null) _retiredDecodeTickets.Add(_decodeTickets);
+        return _decodeTickets = t;
+    }
+
+    /// <summary>
+    /// The decode kernel (attention_decode_forward_bf16 / _f32) over B·Hkv·ceil(H/Hkv·T / 4)·splits blocks of 256
+    /// threads; with several ranges their partial softmax states go to float32 scratch from the device allocator and
+    /// the last block of each row group merges them (<see cref="DecodeTickets"/>).
+    /// </summary>
+    private void AttentionDecode(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp, AttnStrides st)
+    {
+        if (DecodeAttentionV1)
+        {
+            AttentionDecodeV1(q, k, v, mask, causal, queryOffset, scale, output, logSumExp, st);
+            return;
+        }
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;
+        long visible = causal ? Math.Clamp((long)queryOffset + T, 0, S) : S;
+        int splits = DecodeSplits(Hkv * chunks, visible, _context.MultiprocessorCount, DecodeMinKeys);
+        if (groups * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");
+        bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
+        var tickets = splits > 1 ? DecodeTickets(groups) : null;
+        using var part = splits > 1 ? Tensor.Empty([checked((int)(groups * splits * DecodeRowsPerBlock * (Dv + 2)))], DType.F32, Device) : null;
+        using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add(H).Add(Hkv).Add(T).Add(S).Add(D).Add(Dv)
+            .Add(causal ? 1 : 0).Add(queryOffset).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys)).Ptr(part).Ptr(tickets);
+        _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_forward_bf16" : "attention_decode_forward_f32",
+            (uint)(groups * splits), DecodeThreads, a);
+    }
+
+    /// <summary>The kernels before (<see cref="DecodeAttentionV1"/>): ranges, then attention_decode_v1_combine.</summary>
+    private void AttentionDecodeV1(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp, AttnStrides st)
+    {
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
+        long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, blocks = (long)B * Hkv * chunks;
+        long visible = causal ? Math.Min(S, (long)queryOffset + T) : S;
+        int splits = DecodeSplitsV1(blocks, visible, _context.MultiprocessorCount);
+        if (blocks * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
+        bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
+        long rows = (long)B * H * T;
+        using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;
+        using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
+            .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
+            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale).Add(vec ? 1 : 0).Add((long)splits).Ptr(part))
+            _kernels.Launch("attention_decode_v1.cu", q.DType == DType.BF16 ? "attention_decode_v1_forward_bf16" : "attention_decode_v1_forward_f32",
+                (uint)(blocks * splits), DecodeThreads, a);
+        if (part is null) return;
+        using (var a = new KernelArgs().Ptr(part).Ptr(output).Add(Code(output.DType)).Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st)
+            .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
+            _kernels.Launch("attention_decode_v1.cu", "attention_decode_v1_combine", (uint)((rows + 3) / 4), 128, a);
+    }
+}
