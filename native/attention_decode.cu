@@ -59,10 +59,11 @@ struct DecRaw
     }
 };
 
-// The lane's dims lane·E .. lane·E + E - 1 of the row starting at `row` (dim stride ds elements, n dims); zero past
-// n or when !ok. VEC: the launcher checked unit dim stride, n a multiple of E and every row start aligned to E elements.
+// The lane's dims lane·E .. lane·E + E - 1 of a row; `at` points at the first of them (the row start plus
+// lane·E·ds elements); zero past n dims or when !ok. VEC: the launcher checked unit dim stride, n a multiple of E and
+// every row start aligned to E elements.
 template <int DT, int E, bool VEC>
-__device__ __forceinline__ DecRaw<DT, E> dec_load(const char* row, i64 ds, int n, int lane, bool ok)
+__device__ __forceinline__ DecRaw<DT, E> dec_load(const char* at, i64 ds, int n, int lane, bool ok)
 {
     DecRaw<DT, E> r;
     const int d0 = lane * E;
@@ -70,17 +71,16 @@ __device__ __forceinline__ DecRaw<DT, E> dec_load(const char* row, i64 ds, int n
     for (int i = 0; i < DecRaw<DT, E>::N; i++) r.x.w[i] = 0;
     if (VEC)
     {
-        if (ok && d0 < n) r.x = *(const DecWords<DecRaw<DT, E>::N>*)(row + (i64)d0 * (DT == DT_BF16 ? 2 : 4));
+        if (ok && d0 < n) r.x = *(const DecWords<DecRaw<DT, E>::N>*)at;
     }
     else
     {
 #pragma unroll
         for (int c = 0; c < E; c++)
         {
-            int d = d0 + c;
-            if (!ok || d >= n) continue;
-            if (DT == DT_BF16) r.x.w[c >> 1] |= (unsigned)((const u16*)row)[d * ds] << (16 * (c & 1));
-            else r.x.w[c] = ((const unsigned*)row)[d * ds];
+            if (!ok || d0 + c >= n) continue;
+            if (DT == DT_BF16) r.x.w[c >> 1] |= (unsigned)((const u16*)at)[c * ds] << (16 * (c & 1));
+            else r.x.w[c] = ((const unsigned*)at)[c * ds];
         }
     }
     return r;
@@ -127,7 +127,7 @@ struct DecShared
     float m[DEC_WARPS][DEC_ROWS], l[DEC_WARPS][DEC_ROWS], wt[DEC_WARPS][DEC_ROWS];
     float rowm[DEC_ROWS], rowl[DEC_ROWS];
     float acc[DEC_WARPS][DEC_ROWS][128];
-    float swt[DEC_ROWS][DEC_MAX_SPLITS];
+    float swt[DEC_ROWS][DEC_MAX_SPLITS], sl[DEC_ROWS][DEC_MAX_SPLITS];
     int last;
 };
 
@@ -141,6 +141,23 @@ __device__ __forceinline__ float dec_ld_cg(const float* p)
 #else
     return *(const volatile float*)p;
 #endif
+}
+
+// A range's (m, l) pair (8-byte aligned: the scratch's slots are an even number of floats), likewise.
+struct DecPair
+{
+    float m, l;
+};
+__device__ __forceinline__ DecPair dec_ld_cg2(const float* p)
+{
+    DecPair x;
+#ifdef __CUDA_ARCH__
+    asm volatile("ld.global.cg.v2.f32 {%0, %1}, [%2];" : "=f"(x.m), "=f"(x.l) : "l"(p));
+#else
+    x.m = ((const volatile float*)p)[0];
+    x.l = ((const volatile float*)p)[1];
+#endif
+    return x;
 }
 
 // The scratch of one (row group, range): R accumulators of Dv floats, then R (m, l) pairs.
@@ -210,30 +227,38 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
         for (int c = 0; c < E; c++) acc[r][c] = 0.0f;
     float m = ninf, l = 0.0f;
 
-    // Byte pointers to this warp's first chunk; a warp's chunks are DEC_WARPS·CH keys apart. K and V of the next
-    // chunk are in flight while this one is used.
-    const i64 kst = st.k[2] * ES, vst = st.v[2] * ES, stride = DEC_WARPS * CH;
-    const char* kp = (const char*)k + (b * st.k[0] + hk * st.k[1]) * ES + (js + warp * CH) * kst;
-    const char* vp = (const char*)v + (b * st.v[0] + hk * st.v[1]) * ES + (js + warp * CH) * vst;
+    // Byte pointers to this lane's dims of this warp's first chunk; a warp's chunks are DEC_WARPS·CH keys apart, its
+    // keys kst / vst bytes. K and V of the next chunk are in flight while this one is used. Key bounds are 32-bit.
+    const i64 kst = st.k[2] * ES, vst = st.v[2] * ES;
+    constexpr int stride = DEC_WARPS * CH;
+    const char* kp = (const char*)k + (b * st.k[0] + hk * st.k[1] + (i64)lane * E * st.k[3]) * ES + (js + warp * CH) * kst;
+    const char* vp = (const char*)v + (b * st.v[0] + hk * st.v[1] + (i64)lane * E * st.v[3]) * ES + (js + warp * CH) * vst;
     DecRaw<DT, E> kr[CH], vr[CH];
-#pragma unroll
-    for (int kk = 0; kk < CH; kk++)
     {
-        const bool ok = js + warp * CH + kk < je;
-        kr[kk] = dec_load<DT, E, VEC>(kp + kk * kst, st.k[3], D, lane, ok);
-        vr[kk] = dec_load<DT, E, VEC>(vp + kk * vst, st.v[3], Dv, lane, ok);
+        const char *kq = kp, *vq = vp;
+#pragma unroll
+        for (int kk = 0; kk < CH; kk++, kq += kst, vq += vst)
+        {
+            const bool ok = js + warp * CH + kk < je;
+            kr[kk] = dec_load<DT, E, VEC>(kq, st.k[3], D, lane, ok);
+            vr[kk] = dec_load<DT, E, VEC>(vq, st.v[3], Dv, lane, ok);
+        }
     }
+    const i64 kstep = stride * kst, vstep = stride * vst;
     for (int c0 = js + warp * CH; c0 < je; c0 += stride)
     {
-        kp += stride * kst;
-        vp += stride * vst;
+        kp += kstep;
+        vp += vstep;
         DecRaw<DT, E> kn[CH], vn[CH];
-#pragma unroll
-        for (int kk = 0; kk < CH; kk++)
         {
-            const bool ok = c0 + stride + kk < je;
-            kn[kk] = dec_load<DT, E, VEC>(kp + kk * kst, st.k[3], D, lane, ok);
-            vn[kk] = dec_load<DT, E, VEC>(vp + kk * vst, st.v[3], Dv, lane, ok);
+            const char *kq = kp, *vq = vp;
+#pragma unroll
+            for (int kk = 0; kk < CH; kk++, kq += kst, vq += vst)
+            {
+                const bool ok = c0 + stride + kk < je;
+                kn[kk] = dec_load<DT, E, VEC>(kq, st.k[3], D, lane, ok);
+                vn[kk] = dec_load<DT, E, VEC>(vq, st.v[3], Dv, lane, ok);
+            }
         }
         float s[CH];
 #pragma unroll
@@ -352,26 +377,36 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
         slot[R * Dv + 2 * tid + 1] = sh.rowl[tid];
     }
 
-    // Publish this range, then take a ticket; the block with the last one merges (its reads come after every other
-    // range's fence-ordered writes).
-    __threadfence();
+    // Publish this range, then take a ticket; the block with the last one merges. One fence by one thread after the
+    // barrier orders the whole block's writes before its ticket (as cooperative groups' grid sync does); the merging
+    // block's fence after its ticket orders its reads after every other range's writes.
     __syncthreads();
-    if (tid == 0) sh.last = atomicInc(&tickets[grp], (unsigned)(nsplit - 1)) == (unsigned)(nsplit - 1);
+    if (tid == 0)
+    {
+        __threadfence();
+        const bool last = atomicInc(&tickets[grp], (unsigned)(nsplit - 1)) == (unsigned)(nsplit - 1);
+        if (last) __threadfence();
+        sh.last = last;
+    }
     __syncthreads();
     if (!sh.last) return;
-    __threadfence();
-    // Row r's weights 2^(m_p - M) over the ranges (warp r), in a fixed order of sums.
+    // Row r's weights 2^(m_p - M) over the ranges (warp r), in a fixed order of sums; each (m, l) pair read once.
     if (warp < R)
     {
         float M = ninf, L = 0.0f;
-        for (int p = lane; p < nsplit; p += 32) M = fmaxf(M, dec_ld_cg(dec_slot(part, grp, splits, p, Dv) + R * Dv + 2 * warp));
+        for (int p = lane; p < nsplit; p += 32)
+        {
+            const DecPair ml = dec_ld_cg2(dec_slot(part, grp, splits, p, Dv) + R * Dv + 2 * warp);
+            sh.swt[warp][p] = ml.m;
+            sh.sl[warp][p] = ml.l;
+            M = fmaxf(M, ml.m);
+        }
         M = warp_reduce<MaxOp>(M);
         for (int p = lane; p < nsplit; p += 32)
         {
-            const float* ml = dec_slot(part, grp, splits, p, Dv) + R * Dv + 2 * warp;
-            float mp = dec_ld_cg(ml), wt = mp == ninf ? 0.0f : exp2f(mp - M);
+            const float mp = sh.swt[warp][p], wt = mp == ninf ? 0.0f : exp2f(mp - M);
             sh.swt[warp][p] = wt;
-            L += wt == 0.0f ? 0.0f : dec_ld_cg(ml + 1) * wt;
+            L += sh.sl[warp][p] * wt; // an empty range: l = 0
         }
         L = warp_reduce<SumOp>(L);
         if (lane == 0)
@@ -388,12 +423,8 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
         float a = 0.0f;
         const float* ap = dec_slot(part, grp, splits, 0, Dv) + r * Dv + d;
         const i64 pstride = DEC_ROWS * (i64)(Dv + 2);
-#pragma unroll 4
-        for (int p = 0; p < nsplit; p++)
-        {
-            float wt = sh.swt[r][p];
-            if (wt != 0.0f) a += dec_ld_cg(ap + p * pstride) * wt;
-        }
+#pragma unroll 8
+        for (int p = 0; p < nsplit; p++) a += dec_ld_cg(ap + p * pstride) * sh.swt[r][p]; // an empty range: acc = 0
         const int h = hk * G + rr / T, t = rr % T;
         const float M = sh.rowm[r], L = sh.rowl[r];
         store<float>(o, DT, b * st.o[0] + h * st.o[1] + t * st.o[2] + d * st.o[3], a / L); // L = 0: NaN, as the composite
@@ -436,7 +467,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_fo
     decode_entry<DT_BF16>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, min_keys, part, tickets, nullptr, 0);
 }
 
-extern "C" __global__ void __launch_bounds__(DEC_THREADS) attention_decode_forward_f32(
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_forward_f32(
     const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt, AttnStrides st,
     int H, int Hkv, int T, int S, int D, int Dv, int causal, int query_offset, double scale, int vec, int splits, int min_keys,
     float* part, unsigned* tickets)
@@ -458,7 +489,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_at
     decode_entry<DT_BF16>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, min_keys, part, tickets, pos, pdt);
 }
 
-extern "C" __global__ void __launch_bounds__(DEC_THREADS) attention_decode_at_f32(
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_at_f32(
     const void* q, const void* k, const void* v, void* o, void* lse, int ldt, AttnStrides st,
     int H, int Hkv, int T, int S, int D, int Dv, double scale, int vec, int splits, int min_keys, float* part, unsigned* tickets,
     const void* pos, int pdt)
