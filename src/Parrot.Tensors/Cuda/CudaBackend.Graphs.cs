@@ -10,6 +10,19 @@ public sealed partial class CudaBackend
     public bool IsCapturing => _capturing;
 
     /// <summary>
+    /// Programmatic dependent launch for the decode step's kernels (gemv, fused SwiGLU gemv, RMS norms, RoPE + KV append;
+    /// Hopper and newer, CUDA 12.3+ driver): such a kernel starts while the one before it finishes and waits for it on
+    /// the GPU, and a product's first weight reads overlap the previous kernel, in eager streams and in CUDA graphs
+    /// alike. On by default where supported; PARROT_PDL=0 turns it off when the backend is created; setting it true on
+    /// an older GPU or driver keeps it off.
+    /// </summary>
+    public bool ProgrammaticLaunches
+    {
+        get => _kernels.ProgrammaticLaunches;
+        set => _kernels.ProgrammaticLaunches = value && CudaKernels.ProgrammaticDefault(_context.Major, _context.DriverVersion, null);
+    }
+
+    /// <summary>
     /// Records the GPU work <paramref name="step"/> queues on this device into a <see cref="CudaGraph"/>, without running
     /// it: replaying the graph then issues all of it with one launch, which takes the host's cost per kernel (a
     /// host-bound decode step issues hundreds) out of the loop. The step must be replayable: only device tensors, no
