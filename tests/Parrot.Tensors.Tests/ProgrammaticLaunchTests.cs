@@ -25,14 +25,13 @@ public class ProgrammaticLaunchTests
         Assert.That(Marshal.OffsetOf<Driver.LaunchConfig>(nameof(Driver.LaunchConfig.AttributeCount)).ToInt32(), Is.EqualTo(48));
     }
 
-    [TestCase(9, 12030, null, true)]
-    [TestCase(9, 13000, "1", true)]
-    [TestCase(10, 13000, null, true)]
+    [TestCase(9, 12030, "1", true)]
+    [TestCase(10, 13000, " 1 ", true)]
+    [TestCase(9, 13000, null, false)]
     [TestCase(9, 13000, "0", false)]
-    [TestCase(9, 13000, " 0 ", false)]
-    [TestCase(8, 13000, null, false)]
-    [TestCase(9, 12020, null, false)]
-    public void DefaultNeedsHopperAndACuda123Driver(int major, int driver, string? env, bool expected) =>
+    [TestCase(8, 13000, "1", false)]
+    [TestCase(9, 12020, "1", false)]
+    public void OnlyWithPdl1OnHopperAndACuda123Driver(int major, int driver, string? env, bool expected) =>
         Assert.That(CudaKernels.ProgrammaticDefault(major, driver, env), Is.EqualTo(expected));
 
     [Test]

@@ -13,13 +13,13 @@ public sealed partial class CudaBackend
     /// Programmatic dependent launch for the decode step's kernels (gemv, fused SwiGLU gemv, RMS norms, RoPE + KV append;
     /// Hopper and newer, CUDA 12.3+ driver): such a kernel starts while the one before it finishes and waits for it on
     /// the GPU, and a product's first weight reads overlap the previous kernel, in eager streams and in CUDA graphs
-    /// alike. On by default where supported; PARROT_PDL=0 turns it off when the backend is created; setting it true on
-    /// an older GPU or driver keeps it off.
+    /// alike. Off by default until a GPU run has timed it; PARROT_PDL=1 turns it on when the backend is created; setting
+    /// it true on an older GPU or driver keeps it off.
     /// </summary>
     public bool ProgrammaticLaunches
     {
         get => _kernels.ProgrammaticLaunches;
-        set => _kernels.ProgrammaticLaunches = value && CudaKernels.ProgrammaticDefault(_context.Major, _context.DriverVersion, null);
+        set => _kernels.ProgrammaticLaunches = value && CudaKernels.ProgrammaticSupported(_context.Major, _context.DriverVersion);
     }
 
     /// <summary>

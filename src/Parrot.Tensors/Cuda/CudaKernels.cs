@@ -94,14 +94,16 @@ internal sealed unsafe class CudaKernels
     ];
 
     /// <summary>
-    /// Whether <see cref="ProgrammaticKernels"/> launch with programmatic stream serialisation: on by default on
-    /// compute capability 9.0 and newer with a CUDA 12.3+ driver (graph capture keeps the programmatic edges from
-    /// 12.3), off with PARROT_PDL=0.
+    /// Whether <see cref="ProgrammaticKernels"/> launch with programmatic stream serialisation. Off until a GPU run has
+    /// proven and timed it (built without a GPU): PARROT_PDL=1 turns it on where it is supported — compute capability
+    /// 9.0 and newer with a CUDA 12.3+ driver (graph capture keeps programmatic edges from 12.3).
     /// </summary>
     internal bool ProgrammaticLaunches { get; set; }
 
+    internal static bool ProgrammaticSupported(int major, int driverVersion) => major >= 9 && driverVersion >= 12030;
+
     internal static bool ProgrammaticDefault(int major, int driverVersion, string? env) =>
-        major >= 9 && driverVersion >= 12030 && env?.Trim() != "0";
+        ProgrammaticSupported(major, driverVersion) && env?.Trim() == "1";
 
     private int LaunchProgrammatic(nint f, uint grid, uint gridY, uint block, uint sharedBytes, void** ptrs)
     {
