@@ -5,7 +5,8 @@
 #   1. `parrot selftest --device cuda` with its device benchmarks (every op against the CPU and float64; kernels are
 #      compiled in parallel first; the bench JSON is rewritten after every row),
 #   2. batch-1 decode of the Qwen2-7B shape (bf16): the static step replayed from a CUDA graph (profiled: one replay),
-#      the default eager path (profiled op by op), then PyTorch on the same shape,
+#      the same with programmatic dependent launch (PARROT_PDL=1) and without, the default eager path (profiled op by
+#      op), then PyTorch on the same shape,
 #   3. the Qwen2-0.5B bf16 training step, profiled, and again with cuDNN's fused attention (PARROT_CUDNN_ATTENTION=1),
 #   4. train-lm 20 steps on the GPU against the CPU, and memory in use over 200 steps,
 #   5. PyTorch's kernel benchmarks (pairs with step 1's rows),
@@ -37,6 +38,14 @@ step "2. decode qwen2-7b bf16: CUDA graph (profiled), eager (profiled), then PyT
 timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-parrot-graph.json" 2> "$OUT/decode-parrot-graph.log"
 echo "parrot decode (CUDA graph) exit $?: $(tail -1 "$OUT/decode-parrot-graph.json" | cut -c1-300)" >> "$S"
+# Programmatic dependent launch (off by default until timed): the same graph with PARROT_PDL=1, twice around the default.
+i=0
+for pdl in 1 0 1; do
+  i=$((i + 1))
+  PARROT_PDL=$pdl timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \
+    > "$OUT/decode-parrot-graph-pdl$pdl-$i.json" 2>> "$OUT/decode-parrot-graph-pdl.log"
+  echo "parrot decode (CUDA graph, PARROT_PDL=$pdl) exit $?: $(tail -1 "$OUT/decode-parrot-graph-pdl$pdl-$i.json" | grep -oE '"(ms_per_token|roofline_fraction|graph_nodes)":[0-9.]+' | tr '\n' ' ')" >> "$S"
+done
 timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --profile --json \
   > "$OUT/decode-parrot.json" 2> "$OUT/decode-parrot.log"
 echo "parrot decode exit $?: $(tail -1 "$OUT/decode-parrot.json" | cut -c1-300)" >> "$S"
