@@ -82,9 +82,13 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     /// <summary>Bytes allocated here so far.</summary>
     public long AllocatedBytes => Interlocked.Read(ref _allocated);
 
+    /// <summary>When set, every op's name is appended (in order): what a step launches, by name.</summary>
+    public List<string>? OpLog { get; set; }
+
     private void On(string op, params Tensor?[] tensors)
     {
         Interlocked.Increment(ref _ops);
+        lock (this) OpLog?.Add(op);
         foreach (var t in tensors)
             if (t is not null && t.Device != Device)
                 throw new InvalidOperationException($"{op}: a tensor {t.ShapeString()} {t.DType} is on {t.Device}, but this op computes on {Device}");
