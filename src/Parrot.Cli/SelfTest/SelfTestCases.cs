@@ -181,6 +181,18 @@ internal static class SelfTestCases
             var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
             using (sum) using (y) return Tensor.Concat(0, sum.Reshape(-1), y.Reshape(-1));
         }));
+        // Decode runs AddRmsNorm in place of the residual add and the next norm (Qwen2Model.ForwardWithCache), so on the
+        // device the fused op must give the bits of the two apart: the difference is exactly zero (decode rows of the
+        // 7B and 0.5B widths, with the threads per row CudaBackend gives one row, and several rows).
+        foreach (var (rows, n) in new[] { (1, 3584), (1, 896), (40, 384) })
+            c.Add(new($"add + rms norm = the ops apart ({rows}x{n})", (r, t) => [Normal(r, t, rows, n), Normal(r, t, rows, n), Normal(r, t, n)], x =>
+            {
+                using var scope = TensorScope.Begin();
+                var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
+                var apart = x[0] + x[1];
+                var yApart = apart.RmsNorm(x[2]);
+                return scope.Keep(Tensor.Concat(0, (sum - apart).Reshape(-1), (y - yApart).Reshape(-1)));
+            }, Exact: true));
         c.Add(new("rope", (r, t) => [Normal(r, t, 2, 4, 24, 64)], x =>
         {
             var (cos, sin) = Tensor.RopeTables(0, 24, 64, 10000.0, x[0].Device);
