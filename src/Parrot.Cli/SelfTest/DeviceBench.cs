@@ -11,10 +11,12 @@ namespace Parrot.Cli.SelfTest;
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, the Qwen2-7B
 /// batch-1 decode products (matrix-vector kernel and cuBLASLt, GB/s of weights; the fused SwiGLU and the packed q/k/v
 /// products beside the products they replace), and
-/// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
-/// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing), and one
-/// decode step's attention at caches of 160, 4096 and 32768 keys (rows "attention decode", "... tiled" beside them);
-/// the attention rows also through cuDNN's fused SDPA ("attention fwd cuDNN", "attention fwd+bwd cuDNN").
+/// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on our tensor-core kernels
+/// (cuDNN's attention, the default, off for these rows; the forward on each kernel: "attention fwd m128", "... per-dim")
+/// and (rows "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing),
+/// Qwen2-0.5B's grouped-head attention at its training shape, and one decode step's attention at caches of 160, 4096
+/// and 32768 keys (rows "attention decode", "... tiled" beside them); the attention rows also through cuDNN's fused
+/// SDPA ("attention fwd cuDNN", "attention fwd+bwd cuDNN").
 /// </summary>
 internal static class DeviceBench
 {
