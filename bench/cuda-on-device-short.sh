@@ -57,9 +57,11 @@ step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled; then with our atten
 timeout 40 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
   --cuda-profile --json > "$OUT/train-parrot.json" 2> "$OUT/train-parrot.log"
 echo "parrot train exit $?: $(tail -1 "$OUT/train-parrot.json" | cut -c1-300)" >> "$S"
+echo "  $(grep -o '"attention":"[^"]*"' "$OUT/train-parrot.json")" >> "$S"
 PARROT_CUDNN_ATTENTION=0 timeout 45 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
   --json > "$OUT/train-parrot-ours.json" 2> "$OUT/train-parrot-ours.log"
 echo "parrot train (our attention kernels, PARROT_CUDNN_ATTENTION=0) exit $?: $(tail -1 "$OUT/train-parrot-ours.json" | cut -c1-300)" >> "$S"
+echo "  $(grep -o '"attention":"[^"]*"' "$OUT/train-parrot-ours.json")" >> "$S"
 
 step "4. train-lm 20 steps cuda vs cpu; memory over 200 steps"
 M="$OUT/models"; mkdir -p "$M"

@@ -174,6 +174,6 @@ if dp:
     if ge and gs: print(f"  through the generator's session: eager {ge['ms_per_token']:.2f} ms/token, static step + CUDA graph {gs['ms_per_token']:.2f} ms/token = {gs['roofline_fraction']:.1%} (speed-up {ge['ms_per_token'] / gs['ms_per_token']:.2f}x); same tokens: {ge['generated'] == gs['generated']}")
 if tp and __import__("os").path.exists(f"{m}/train-parrot-ours.json"):
     to = load("train-parrot-ours.json")
-    if to: print(f"  train step with our attention kernels (PARROT_CUDNN_ATTENTION=0): {to['ms_per_step']:.1f} ms/step vs {tp['ms_per_step']:.1f} with cuDNN's; losses {to['first_loss']:.4f} -> {to['last_loss']:.4f}")
+    if to: print(f"  train step with our attention kernels (PARROT_CUDNN_ATTENTION=0): {to['ms_per_step']:.1f} ms/step vs {tp['ms_per_step']:.1f} (attention: {tp.get('attention')}); losses {to['first_loss']:.4f} -> {to['last_loss']:.4f}")
 PY
 exit $status
