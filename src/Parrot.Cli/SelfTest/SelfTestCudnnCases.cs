@@ -100,7 +100,7 @@ internal static class SelfTestCudnnCases
         Console.Error.WriteLine($"selftest cuDNN SDPA = ours B{B} H{H} Hkv{Hkv} T{T} D{D} ({cuda.CudnnAttentionPlan}): {all}");
         double worst = errors.Max(e => double.IsNaN(e.Error) ? double.PositiveInfinity : e.Error);
         if (worst > SelfTestRunner.Bf16Tolerance) throw new InvalidOperationException($"over {SelfTestRunner.Bf16Tolerance:G3}: {all}");
-        return Tensor.FromArray([worst], [1]);
+        return scope.Keep(Tensor.FromArray([worst], [1]));
     }
 
     /// <summary>‖a − b‖ / ‖b‖ over two device tensors of the same shape (read back as float32, summed in float64).</summary>
