@@ -187,7 +187,7 @@ internal static class DeviceBench
         double flops = 4.0 * B * H * (double)T * T * D / 2;
         double ms = cuda.MedianMilliseconds(Step);
         add(new("attention fwd+bwd", $"B{B} H{H} Hkv{Hkv} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s",
-            "tensor cores: attention_mma_forward_m128_d64, dq, attention_mma_dkdv2.cu (split per query head + reduce)"));
+            $"tensor cores: attention_mma_forward_{(cuda.AttentionForwardM128 ? "m128_" : "")}d64, dq, attention_mma_dkdv2.cu (split per query head + reduce)"));
         CudnnAttention(cuda, q, k, v, o, lse, dO, dq, dk, dv, flops, add, forward: false);
     }
 
