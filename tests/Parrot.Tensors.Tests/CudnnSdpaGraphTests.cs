@@ -287,12 +287,34 @@ public class CudnnSdpaGraphTests
     }
 
     [Test]
-    public void CudnnAttentionIsOffUnlessTheEnvironmentSaysOne()
+    public void CudnnAttentionIsOnUnlessTheEnvironmentSaysZero()
     {
-        Assert.That(CudaBackend.CudnnAttentionDefault(null), Is.False);
-        Assert.That(CudaBackend.CudnnAttentionDefault("0"), Is.False);
-        Assert.That(CudaBackend.CudnnAttentionDefault("yes"), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionDefault(null), Is.True);
         Assert.That(CudaBackend.CudnnAttentionDefault("1"), Is.True);
-        Assert.That(CudaBackend.CudnnAttentionDefault(" 1 "), Is.True);
+        Assert.That(CudaBackend.CudnnAttentionDefault(""), Is.True);
+        Assert.That(CudaBackend.CudnnAttentionDefault("0"), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionDefault(" 0 "), Is.False);
+    }
+
+    [Test]
+    public void DecodingStaysOnOurKernelsUnlessCudnnIsRequired()
+    {
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, 1), Is.False, "one-token decode");
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, CudaBackend.DecodeMaxRows), Is.False, "8 rows: still decoding");
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, CudaBackend.DecodeMaxRows + 1), Is.True, "prefill and training");
+        Assert.That(CudaBackend.TriesCudnnForward(false, false, 512), Is.False, "PARROT_CUDNN_ATTENTION=0");
+        Assert.That(CudaBackend.TriesCudnnForward(false, true, 1), Is.True, "required: decoding too");
+    }
+
+    [Test]
+    public void NoPlanNorHandleIsMadeWhileACaptureRecords()
+    {
+        // build: false (a CUDA graph capture records) before anything was probed: refused with the reason, and without
+        // touching the context (null here), the library or the handle.
+        using var sdpa = new CudnnSdpa(null!);
+        var problem = new CudnnSdpaProblem(false, DType.BF16, 1, 2, 2, 16, 16, 64, 64, CudnnSdpaMask.TopLeft, false,
+            [2048, 1024, 64, 1], [2048, 1024, 64, 1], [2048, 1024, 64, 1], [2048, 1024, 64, 1], []);
+        Assert.That(sdpa.Plan(problem, build: false, out var why), Is.Null);
+        Assert.That(why, Does.Contain("CUDA graph capture"));
     }
 }

@@ -29,8 +29,9 @@ public sealed partial class CudaBackend
     /// value read to the host or copied from it (<see cref="Transfer"/> and <see cref="Synchronize"/> throw while
     /// recording), the same shapes every time; what changes between replays lives in device tensors. Run it once
     /// eagerly before capturing (kernels compile and the cuBLASLt workspace is made at first use, which a capture
-    /// cannot record). A failure inside the step ends the capture, frees what it reserved and rethrows, naming the
-    /// capture. Waits for the queued work first (and reads pending index checks). While it records, no other thread may
+    /// cannot record; cuDNN attention plans too: while recording none is built, and a call without one runs on our
+    /// kernels, see <see cref="CudnnAttention"/>). A failure inside the step ends the capture, frees what it reserved
+    /// and rethrows, naming the capture. Waits for the queued work first (and reads pending index checks). While it records, no other thread may
     /// use this device (its work would be recorded, its memory taken into the capture's pool). A graph keeps the
     /// addresses it was captured with: tensors it reads (weights, caches, inputs) must stay alive and in place while it
     /// lives — moving, casting or reloading a model's weights needs a new capture.
