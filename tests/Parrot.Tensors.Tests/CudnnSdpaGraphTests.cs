@@ -299,11 +299,23 @@ public class CudnnSdpaGraphTests
     [Test]
     public void DecodingStaysOnOurKernelsUnlessCudnnIsRequired()
     {
-        Assert.That(CudaBackend.TriesCudnnForward(true, false, 1), Is.False, "one-token decode");
-        Assert.That(CudaBackend.TriesCudnnForward(true, false, CudaBackend.DecodeMaxRows), Is.False, "8 rows: still decoding");
-        Assert.That(CudaBackend.TriesCudnnForward(true, false, CudaBackend.DecodeMaxRows + 1), Is.True, "prefill and training");
-        Assert.That(CudaBackend.TriesCudnnForward(false, false, 512), Is.False, "PARROT_CUDNN_ATTENTION=0");
-        Assert.That(CudaBackend.TriesCudnnForward(false, true, 1), Is.True, "required: decoding too");
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, false, 1, true), Is.False, "one-token decode");
+        Assert.That(CudaBackend.TriesCudnnForward(true, true, false, CudaBackend.DecodeMaxRows, true), Is.False, "8 rows: still decoding");
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, false, CudaBackend.DecodeMaxRows + 1, true), Is.True, "training (log-sum-exp saved)");
+        Assert.That(CudaBackend.TriesCudnnForward(false, true, false, 512, true), Is.False, "PARROT_CUDNN_ATTENTION=0");
+        Assert.That(CudaBackend.TriesCudnnForward(false, false, true, 1, false), Is.True, "required: decoding too");
+    }
+
+    [Test]
+    public void InferenceForwardsTryCudnnOnlyWhenAskedFor()
+    {
+        // A plan per new problem costs ~0.75 s: a prefill of a new prompt length must not wait for one by default.
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, false, 512, withLogSumExp: false), Is.False, "prefill, default");
+        Assert.That(CudaBackend.TriesCudnnForward(true, true, false, 512, withLogSumExp: false), Is.True, "PARROT_CUDNN_ATTENTION=1");
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault(null), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault(""), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault("0"), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault(" 1 "), Is.True);
     }
 
     [Test]

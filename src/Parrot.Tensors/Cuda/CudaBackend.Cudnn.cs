@@ -14,6 +14,7 @@ public sealed partial class CudaBackend
     /// (decoding) stay on our kernels: their key count grows every step, and each new count would build a plan. Anything
     /// else, and any cuDNN refusal while building a plan (library missing or older than 9, engine not supported), falls
     /// back to our kernels; <see cref="CudnnAttentionNote"/> says why. float32 never reaches cuDNN (it takes 16-bit types).
+    /// Forwards without a log-sum-exp (inference) try it only with <see cref="CudnnAttentionInference"/>.
     /// On by default (an H200 on 2026-11-27, B4 H16 T2048 D128 bf16 causal: forward + backward 0.638 ms against our
     /// kernels' 1.880 and PyTorch's flash SDPA's 1.264); off when the environment variable PARROT_CUDNN_ATTENTION is "0"
     /// when the backend is created. Off is the way to bit-reproducible training: cuDNN's SDPA backward, as these graphs
@@ -27,6 +28,19 @@ public sealed partial class CudaBackend
 
     /// <summary>The default of <see cref="CudnnAttention"/> for a value of PARROT_CUDNN_ATTENTION: off only for "0".</summary>
     internal static bool CudnnAttentionDefault(string? value) => value?.Trim() != "0";
+
+    /// <summary>
+    /// Whether forwards that ask for no log-sum-exp — inference (prefill, vision towers, evaluation under no-grad): no
+    /// backward follows — also try cuDNN when <see cref="CudnnAttention"/> is on. Off by default: cuDNN builds a plan
+    /// per new problem (about 0.75 s on the H200), and inference meets new sequence lengths all the time (each new
+    /// prompt length in `chat` or `serve` would wait that long), while a training run repeats a few shapes and pays once.
+    /// Inference keeps our tensor-core forward (0.349 ms vs cuDNN's 0.155 at B4 H16 T2048 D128). PARROT_CUDNN_ATTENTION=1
+    /// turns it on when the backend is created.
+    /// </summary>
+    public bool CudnnAttentionInference { get; set; } = CudnnAttentionInferenceDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_ATTENTION"));
+
+    /// <summary>The default of <see cref="CudnnAttentionInference"/>: on only for "1".</summary>
+    internal static bool CudnnAttentionInferenceDefault(string? value) => value?.Trim() == "1";
 
     /// <summary>
     /// Forces the cuDNN path (for `parrot selftest` and the benchmarks): every attention call, decoding included, goes

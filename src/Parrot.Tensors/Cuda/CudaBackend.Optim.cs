@@ -126,9 +126,12 @@ public sealed partial class CudaBackend
     /// <summary>
     /// Whether <see cref="Attention"/> tries cuDNN first for a call with <paramref name="queries"/> query rows a head: when
     /// required, or when on (<see cref="CudnnAttention"/>) for more than <see cref="DecodeMaxRows"/> rows (decoding stays on
-    /// our kernels whatever <see cref="DecodeAttention"/> says).
+    /// our kernels whatever <see cref="DecodeAttention"/> says) in a forward that saves the log-sum-exp for a backward
+    /// (<paramref name="withLogSumExp"/>: training) or, with <paramref name="inference"/>
+    /// (<see cref="CudnnAttentionInference"/>), in any forward.
     /// </summary>
-    internal static bool TriesCudnnForward(bool cudnnAttention, bool required, int queries) => required || (cudnnAttention && queries > DecodeMaxRows);
+    internal static bool TriesCudnnForward(bool cudnnAttention, bool inference, bool required, int queries, bool withLogSumExp) =>
+        required || (cudnnAttention && queries > DecodeMaxRows && (withLogSumExp || inference));
 
     /// <summary>The most query rows per (batch, head) that <see cref="Attention"/> sends to the decode kernel.</summary>
     internal const int DecodeMaxRows = 8;
@@ -187,10 +190,10 @@ public sealed partial class CudaBackend
         if (D > 256 || Dv > 256) throw Missing("Attention", $"head dims above 256 (q {D}, v {Dv})");
         long rows = (long)B * H * T;
         if (rows == 0 || Dv == 0) return;
-        // cuDNN's fused attention first where it takes the call (CudaBackend.Cudnn.cs); up to 8 query rows a head
-        // (decoding) stay on our kernels unless the cuDNN path is forced: a decode step's key count grows every step, and
-        // each count would be a new cuDNN plan (about a second to build).
-        if (TriesCudnnForward(CudnnAttention, CudnnAttentionRequired, T)
+        // cuDNN's fused attention first where it takes the call (CudaBackend.Cudnn.cs): training forwards (they save the
+        // log-sum-exp); inference only when asked (a plan per new length, about a second each); up to 8 query rows a
+        // head (decoding) stay on our kernels unless the cuDNN path is forced: a decode step's key count grows every step.
+        if (TriesCudnnForward(CudnnAttention, CudnnAttentionInference, CudnnAttentionRequired, T, logSumExp is not null)
             && TryCudnnAttention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp))
             return;
         var st = new AttnStrides();
