@@ -5,8 +5,10 @@
 #   1. `parrot selftest --device cuda` with its device benchmarks (every op against the CPU and float64; kernels are
 #      compiled in parallel first; the bench JSON is rewritten after every row),
 #   2. batch-1 decode of the Qwen2-7B shape (bf16): the static step replayed from a CUDA graph (profiled: one replay),
-#      the default eager path (profiled op by op), then PyTorch on the same shape,
-#   3. the Qwen2-0.5B bf16 training step, profiled, and again with cuDNN's fused attention (PARROT_CUDNN_ATTENTION=1),
+#      the same with programmatic dependent launch (PARROT_PDL=1) and without, the default eager path (profiled op by
+#      op), then PyTorch on the same shape,
+#   3. the Qwen2-0.5B bf16 training step, profiled (attention on cuDNN's fused SDPA, the default), and again on our
+#      attention kernels (PARROT_CUDNN_ATTENTION=0),
 #   4. train-lm 20 steps on the GPU against the CPU, and memory in use over 200 steps,
 #   5. PyTorch's kernel benchmarks (pairs with step 1's rows),
 #   6. the Qwen2-0.5B shape's decode (host-bound when eager), eager and from a CUDA graph.
@@ -37,6 +39,14 @@ step "2. decode qwen2-7b bf16: CUDA graph (profiled), eager (profiled), then PyT
 timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-parrot-graph.json" 2> "$OUT/decode-parrot-graph.log"
 echo "parrot decode (CUDA graph) exit $?: $(tail -1 "$OUT/decode-parrot-graph.json" | cut -c1-300)" >> "$S"
+# Programmatic dependent launch (off by default until timed): the same graph with PARROT_PDL=1, twice around the default.
+i=0
+for pdl in 1 0 1; do
+  i=$((i + 1))
+  PARROT_PDL=$pdl timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \
+    > "$OUT/decode-parrot-graph-pdl$pdl-$i.json" 2>> "$OUT/decode-parrot-graph-pdl.log"
+  echo "parrot decode (CUDA graph, PARROT_PDL=$pdl) exit $?: $(tail -1 "$OUT/decode-parrot-graph-pdl$pdl-$i.json" | grep -oE '"(ms_per_token|roofline_fraction|graph_nodes)":[0-9.]+' | tr '\n' ' ')" >> "$S"
+done
 timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --profile --json \
   > "$OUT/decode-parrot.json" 2> "$OUT/decode-parrot.log"
 echo "parrot decode exit $?: $(tail -1 "$OUT/decode-parrot.json" | cut -c1-300)" >> "$S"
@@ -52,13 +62,15 @@ for mode in eager static; do
   echo "generator ($mode) exit $?: $(tail -1 "$OUT/decode-generator-$mode.json" | cut -c1-300)" >> "$S"
 done
 
-step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled)"
+step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled; then with our attention kernels instead of cuDNN's)"
 timeout 40 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
   --cuda-profile --json > "$OUT/train-parrot.json" 2> "$OUT/train-parrot.log"
 echo "parrot train exit $?: $(tail -1 "$OUT/train-parrot.json" | cut -c1-300)" >> "$S"
-PARROT_CUDNN_ATTENTION=1 timeout 45 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
-  --json > "$OUT/train-parrot-cudnn.json" 2> "$OUT/train-parrot-cudnn.log"
-echo "parrot train (cuDNN attention) exit $?: $(tail -1 "$OUT/train-parrot-cudnn.json" | cut -c1-300)" >> "$S"
+echo "  $(grep -o '"attention":"[^"]*"' "$OUT/train-parrot.json")" >> "$S"
+PARROT_CUDNN_ATTENTION=0 timeout 45 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
+  --json > "$OUT/train-parrot-ours.json" 2> "$OUT/train-parrot-ours.log"
+echo "parrot train (our attention kernels, PARROT_CUDNN_ATTENTION=0) exit $?: $(tail -1 "$OUT/train-parrot-ours.json" | cut -c1-300)" >> "$S"
+echo "  $(grep -o '"attention":"[^"]*"' "$OUT/train-parrot-ours.json")" >> "$S"
 
 step "4. train-lm 20 steps cuda vs cpu; memory over 200 steps"
 M="$OUT/models"; mkdir -p "$M"

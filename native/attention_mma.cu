@@ -1,10 +1,11 @@
 // Flash attention on tensor cores, bf16 (FlashAttention-2's loop order), forward here, backward in
-// attention_mma_backward.cu: the fast
-// path of CudaBackend.Attention / AttentionBackward for bf16 with equal q/k and v head dims of 64, 80 or 128,
-// contiguous head dims and 16-byte aligned K/V rows (and Q/dO rows for the backward); everything else takes the FMA
-// kernels of attention.cu (same parameters).
+// attention_mma_backward.cu and attention_mma_dkdv2.cu: our path of CudaBackend.Attention / AttentionBackward for bf16
+// with equal q/k and v head dims of 64, 80 or 128, contiguous head dims and 16-byte aligned K/V rows (and Q/dO rows for
+// the backward), where cuDNN's fused attention does not run them (CudaBackend.CudnnAttention); everything else takes
+// the FMA kernels of attention.cu (same parameters).
 //
-// A block of MMA_THREADS = 128 threads (4 warps) owns 64 query rows of one (batch, head), 16 rows per warp.
+// A block of MMA_THREADS = 128 threads (4 warps) owns 64 query rows of one (batch, head), 16 rows per warp (the 128-row
+// kernels at the end: 32 rows per warp).
 // Each warp keeps its Q rows in registers as m16n8k16 A fragments, walks the keys in tiles of 64 staged in
 // shared memory as bf16 (K and V, rows padded by 8 elements so that ldmatrix reads are free of bank
 // conflicts), and per tile:
@@ -273,27 +274,13 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
     }
 }
 
-// Grid: B·H·ceil(T / MMA_BM) blocks of MMA_THREADS threads. The launcher guarantees: q, k, v, o bf16; D = Dv, one of
-// 64, 80, 128; k and v with unit dim stride, row strides a multiple of 8 elements and 16-byte aligned data.
-// Same parameters as attention_flash_forward (dt and Dv are checked by the launcher, not used here).
-extern "C" __global__ void attention_mma_forward(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
-                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
-                                                 int causal, i64 query_offset, double scale)
-{
-    __shared__ MmaChunk smem[2 * MMA_BN * (MMA_DMAX + MMA_PAD) / 8];
-    const u16* qh = (const u16*)q;
-    const u16* kh = (const u16*)k;
-    const u16* vh = (const u16*)v;
-    float sc = (float)scale;
-    if (D == 64) mma_forward_tile<64>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
-    else if (D == 80) mma_forward_tile<80>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
-    else mma_forward_tile<128>(qh, kh, vh, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, sc, (u16*)smem);
-}
-
-// The same forward as a kernel per head dim (CudaBackend.AttentionForwardPerDim; PARROT_ATTENTION_FWD=v1 keeps
-// attention_mma_forward above), same parameters. One kernel over the three head dims takes the registers of the largest
-// (224–228), so head dim 64 ran 2 blocks per SM; alone it needs 152–165 and fits 168, 3 blocks (12 warps) per SM, with
-// shared memory sized for its own rows.
+// The forward kernels, one per head dim so that each gets its own registers and shared memory (one kernel over the
+// three head dims took the registers of the largest, 224–228, and ran head dim 64 at 2 blocks per SM; alone it needs
+// 152–165 and fits 168, 3 blocks of 4 warps per SM). Grid: B·H·ceil(T / MMA_BM) blocks of MMA_THREADS threads, 64
+// query rows a block (CudaBackend.AttentionForwardPerDim; the default for head dim 80, and for 64 and 128 under
+// PARROT_ATTENTION_FWD=per-dim). The launcher guarantees: q, k, v, o bf16; D = Dv, the kernel's head dim; k and v with
+// unit dim stride, row strides a multiple of 8 elements and 16-byte aligned data. Same parameters as
+// attention_flash_forward (dt, D and Dv are checked by the launcher, not used here).
 template <int D>
 __device__ __forceinline__ void mma_forward_dim(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                                                 const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset, double scale)
@@ -327,8 +314,9 @@ extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forwa
 // so each K/V fragment read from shared memory feeds four mmas instead of two; Q waits in shared memory. Shared memory
 // (dynamic): K and V tiles, then the Q rows, MMA_M128_SMEM(D) bytes (69632 for head dim 128: above the 48 KiB a launch
 // gets without cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES), which the launcher sets). Grid: B·H·ceil(T / 128)
-// blocks of MMA_THREADS; same parameters and launcher guarantees as attention_mma_forward. CudaBackend.AttentionForwardM128
-// (PARROT_ATTENTION_FWD=m128) selects it; same outputs bit for bit as attention_mma_forward_d128 / _d64.
+// blocks of MMA_THREADS; same parameters and launcher guarantees as the per-dim kernels. The default for head dims 64
+// and 128 (CudaBackend.AttentionForwardM128; H200 2026-11-27, B4 H16 T2048 causal: 0.349 ms against the per-dim
+// kernel's 0.404 at D128, 0.192 against 0.222 at D64); same outputs bit for bit as attention_mma_forward_d128 / _d64.
 #define MMA_M128_SMEM(D) ((2 * MMA_BN + 2 * MMA_BM) * ((D) + MMA_PAD) * 2)
 
 template <int D>

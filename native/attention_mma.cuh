@@ -1,5 +1,5 @@
-// The pieces the tensor-core attention kernels share (attention_mma.cu: forward, attention_mma_backward.cu:
-// backward): tile sizes, the inline-PTX wrappers (mma.sync m16n8k16 bf16, ldmatrix, cvt.rn.bf16x2, cp.async),
+// The pieces the tensor-core attention kernels share (attention_mma.cu: forward, attention_mma_backward.cu and
+// attention_mma_dkdv2.cu: backward): tile sizes, the inline-PTX wrappers (mma.sync m16n8k16 bf16, ldmatrix, cvt.rn.bf16x2, cp.async),
 // fragment packing and loading, the cp.async tile stager. Fragment layouts: see attention_mma.cu.
 // tools/cuda-emu defines PARROT_CUDA_EMU and supplies the functions of the #ifndef block itself (emu_mma.h).
 #pragma once

@@ -1,21 +1,22 @@
-// dK and dV of the tensor-core flash-attention backward, second version (CudaBackend.AttentionDkdvV2 picks it over
-// attention_mma_backward_dkdv of attention_mma_backward.cu; the dq kernel there runs first and writes delta).
-// Same arithmetic per tile as the first version (layouts and conventions: attention_mma.cu, attention_mma_backward.cu):
+// dK and dV of the tensor-core flash-attention backward (CudaBackend.AttentionBackward; the dq kernel of
+// attention_mma_backward.cu runs first and writes delta). Layouts and conventions: attention_mma.cu, attention_mma_backward.cu.
 // 16 keys per warp with K and V as A fragments in registers, tiles of 32 queries (Q, dO staged in shared memory),
 //   Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ, Pᵀ = exp(Sᵀ·scale + mask − lse), dSᵀ = Pᵀ ⊙ (dPᵀ − delta),
 //   dV += Pᵀ·dO and dK += dSᵀ·Q.
-// What changed, and why:
+// The second version of this kernel (the "2"): the first (one block per (batch, kv head, 64 keys), one kernel over the
+// head dims) was deleted after the H200 run of 2026-11-27 (B4 H16 T2048 D128 fwd+bwd 2.511 ms against this one's 1.880;
+// Qwen2-0.5B's B8 H14 Hkv2 T512 D64 0.430 against 0.231). What this one does differently, and why:
 //  - Grouped-query heads: a block per (batch, kv head, 64 keys, split), the split taking a contiguous share of the
-//    (query head, query tile) pairs the first version walks in one block; the launcher (CudaBackend.DkdvSplits) takes
-//    up to one split per query head, for about 1024 blocks. The first version's grid was B·Hkv·ceil(S/64), Hkv/H of the
-//    dq kernel's: 7 times fewer blocks, each 7 times longer, for Qwen2-0.5B (14 heads over 2 kv heads; 128 blocks at
-//    bench train's batch 8 × 512, under one wave on an H200, one block of 4 warps per SM, the causal tail on top).
-//    With splits > 1 each block writes float32 partial sums and attention_mma_backward_dkdv2_reduce adds them in split
-//    order (deterministic, no atomics), scales dK and rounds to bf16; with one split the block writes dK and dV.
-//  - A kernel per head dim, each with its own register allocation: one kernel over the three (as the first version)
-//    spilled 172 bytes on sm_90, the head dim 128 body alone ≤ 60; head dim 64 fits 168 registers (3 blocks per SM).
-//  - lse and delta of the next tile come by cp.async with Q and dO: the first version loaded them with plain loads in
-//    warp 0 right before the barrier, so every tile waited a global-memory latency with all four warps stopped.
+//    (query head, query tile) pairs of its keys; the launcher (CudaBackend.DkdvSplits) takes up to one split per query
+//    head, for about 1024 blocks. A block per (batch, kv head, 64 keys) gave Hkv/H of the dq kernel's blocks: 7 times
+//    fewer, each 7 times longer, for Qwen2-0.5B (14 heads over 2 kv heads; 128 blocks at bench train's batch 8 × 512,
+//    under one wave on an H200). With splits > 1 each block writes float32 partial sums and
+//    attention_mma_backward_dkdv2_reduce adds them in split order (deterministic, no atomics), scales dK and rounds to
+//    bf16; with one split the block writes dK and dV.
+//  - A kernel per head dim, each with its own register allocation: one kernel over the three spilled 172 bytes on
+//    sm_90, the head dim 128 body alone ≤ 60; head dim 64 fits 168 registers (3 blocks per SM).
+//  - lse and delta of the next tile come by cp.async with Q and dO (not plain loads in one warp right before the
+//    barrier, which stopped all four warps for a global-memory latency every tile).
 //  - No 64-bit division in the loop (the pair's head and tile are counters), and tiles wholly visible (no mask, inside
 //    T and S, below the causal diagonal) skip the per-element visibility checks, as the forward does.
 #include "attention_mma.cuh"
@@ -216,7 +217,7 @@ __device__ void mma_dkdv2_tile(const u16* q, const u16* k, const u16* v, const u
 }
 
 // Grid: B·Hkv·ceil(S / MMA_BN)·splits blocks of MMA_THREADS threads; run after attention_mma_backward_dq (reads its
-// delta). The launcher guarantees what attention_mma_backward_dkdv needs; part: float32 scratch of
+// delta). The launcher guarantees what the dq kernel needs; part: float32 scratch of
 // 2·splits·B·Hkv·S·D elements when splits > 1 (then attention_mma_backward_dkdv2_reduce writes dk and dv), unused when 1.
 template <int D>
 __device__ __forceinline__ void mma_dkdv2(const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, float* part,

@@ -2,7 +2,9 @@
 // rows of x, W a row-major [N, K] weight (a Linear layer's, read through its transposed view). At M ≤ 4 the product
 // is bound by reading W once from memory, not by arithmetic, so the kernel is built for bandwidth, not for reuse:
 // - W is read with 16-byte loads (8 bf16 or 4 f32 per lane; a warp reads 512 contiguous bytes of a row per load),
-//   GEMV_UNROLL(M) loads per lane issued before any of their products, so many bytes are in flight per SM;
+//   GEMV_UNROLL(M) loads per lane issued before any of their products, so many bytes are in flight per SM; the first
+//   step's loads of W go out before pdl_wait (prelude.cuh), so under a programmatic launch they overlap the kernel
+//   that makes x;
 // - each warp owns one row n of W and a slice of K; x is read from global memory (7–38 KB at the Qwen2-7B shapes;
 //   every block reads it, so it stays in L1/L2);
 // - a block is 4 warps: 4 / kw rows with K split over kw warps each (kw = 1, 2 or 4, chosen by the launcher so that
@@ -82,6 +84,19 @@ __device__ __forceinline__ float gelu_tanh(float v)
 // of one weight.
 #define GEMV_UNROLL_G(M, G) ((G) == 1 ? GEMV_UNROLL(M) : GEMV_UNROLL(M) / 2)
 
+// One loop step's 16-byte loads of the G weights' rows (U per lane, from element k0, none at or past vend).
+template <typename T, int U, int G>
+__device__ __forceinline__ void gemv_load_w(Vec16 (&wv)[U][G], const T* (&wr)[G], i64 k0, i64 vend, i64 step)
+{
+#pragma unroll
+    for (int u = 0; u < U; u++)
+        if (k0 + u * step < vend)
+        {
+#pragma unroll
+            for (int g = 0; g < G; g++) wv[u][g] = *(const Vec16*)(wr[g] + k0 + u * step);
+        }
+}
+
 // The block's sums s[g][m] = Σ_k x[m, k] · W_g[n, k] for its rows n and the G weights W_0 = w0, W_1 = w1 (same
 // shape, row stride and dtype), accumulated in the same order whatever G (a lane walks its k in increasing order,
 // then the warp and warp-order reductions), so a fused product's sums are bit for bit those of separate ones with
@@ -93,40 +108,47 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
     const int VEC = 16 / (int)sizeof(T), U = GEMV_UNROLL_G(M, G);
     const i64 step = 32 * VEC; // elements a warp covers with one load per lane
     __shared__ float part[GEMV_WARPS][G][M];
+    pdl_release();
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = GEMV_WARPS / kw;
     i64 n = (i64)blockIdx.x * rows + warp / kw;
     float acc[G][M];
     for (int g = 0; g < G; g++)
         for (int m = 0; m < M; m++) acc[g][m] = 0;
+    // The weights are no earlier kernel's output: the first loop step's loads of W go out before pdl_wait, so under a
+    // programmatic launch they are in flight while the previous kernel (the norm or attention that makes x) finishes.
+    Vec16 wv[U][G];
+    const T* wr[G];
+    i64 begin = 0, end = 0, vend = 0;
     if (n < N)
     {
         // This warp's slice of K: whole warp steps (so loads stay aligned and coalesced), the last one cut at K.
         i64 slice = (K + kw * step - 1) / (kw * step) * step;
         // With kw = 4 the last warps' slices can start at or past K (K = 513 f32: slices of 256 from 0, 256, 512,
         // 768): such a warp has no elements, and must not take the row's tail [vend, K) that its predecessor owns.
-        i64 begin = (warp % kw) * slice;
+        begin = (warp % kw) * slice;
         if (begin > K) begin = K;
-        i64 end = begin + slice < K ? begin + slice : K;
-        i64 vend = end - end % VEC; // full vectors end here; [vend, end) is the row's tail of fewer than VEC elements
+        end = begin + slice < K ? begin + slice : K;
+        vend = end - end % VEC; // full vectors end here; [vend, end) is the row's tail of fewer than VEC elements
         if (vend < begin) vend = begin;
-        const T* wr[G];
         wr[0] = w0 + n * ldw;
         if (G > 1) wr[G - 1] = w1 + n * ldw;
+        gemv_load_w<T, U, G>(wv, wr, begin + lane * VEC, vend, step);
+    }
+    pdl_wait();
+    if (n < N)
+    {
+        // Each step: x's loads, the products with the W loaded before, then the next step's W (the order of loads and
+        // products the loop always had: W, x, products).
         for (i64 k0 = begin + lane * VEC; k0 < vend; k0 += U * step)
         {
-            Vec16 wv[U][G], xv[U][M];
+            Vec16 xv[U][M];
 #pragma unroll
             for (int u = 0; u < U; u++)
-            {
-                i64 k = k0 + u * step;
-                if (k < vend)
+                if (k0 + u * step < vend)
                 {
 #pragma unroll
-                    for (int g = 0; g < G; g++) wv[u][g] = *(const Vec16*)(wr[g] + k);
-#pragma unroll
-                    for (int m = 0; m < M; m++) xv[u][m] = load16(x + m * ldx + k, xvec);
+                    for (int m = 0; m < M; m++) xv[u][m] = load16(x + m * ldx + k0 + u * step, xvec);
                 }
-            }
 #pragma unroll
             for (int u = 0; u < U; u++)
                 if (k0 + u * step < vend)
@@ -136,6 +158,7 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
 #pragma unroll
                         for (int m = 0; m < M; m++) acc[g][m] = dot16(wv[u][g], xv[u][m], acc[g][m], w0);
                 }
+            gemv_load_w<T, U, G>(wv, wr, k0 + U * step, vend, step);
         }
         for (i64 k = vend + lane; k < end; k += 32)
             for (int g = 0; g < G; g++)

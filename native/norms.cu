@@ -6,6 +6,7 @@
 extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y, int ydt, i64 ycol,
                                     const void* x, int xdt, i64 xcol, const void* w, int wdt, i64 wcol, float eps, float* rstd_out)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels
     __shared__ double shared[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
@@ -46,6 +47,7 @@ extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y
 // elements it wrote, so no barrier is needed between the passes; the arithmetic is rms_norm's float path exactly.
 extern "C" __global__ void add_rms_norm(i64 rows, i64 n, void* sum, void* y, const void* x, const void* res, const void* w, int dt, float eps)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels
     __shared__ float shared[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {

@@ -150,6 +150,37 @@ struct FaBwdStrides
     i64 dout[4], dq[4], dk[4], dv[4];
 };
 
+// Programmatic dependent launch (Hopper and newer). The backend launches the kernels it lists in
+// CudaKernels.ProgrammaticKernels with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, so such a kernel may
+// start while the kernel before it in the stream is still running: its launch and whatever it does before pdl_wait()
+// overlap the predecessor's tail. Every listed kernel therefore calls pdl_wait() before it reads anything earlier work
+// wrote and before it writes anything (reading its own weights first is the point: gemv.cu); pdl_wait() returns once
+// the predecessor grid has finished and its writes are visible, and since that grid waited for its own predecessor,
+// all earlier work is done too. pdl_release() lets the next kernel launch as soon as every block of this one has
+// started (else it launches when this one ends). Both are no-ops below sm_90 and on a launch without the attribute.
+__device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_release()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// The first statement of a listed kernel that reads no weights ahead: let the next kernel launch, then wait for the
+// previous one.
+#define PDL_ENTRY() \
+    do \
+    { \
+        pdl_release(); \
+        pdl_wait(); \
+    } while (0)
+
 #define GRID_STRIDE_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
 
 // Block-wide reductions over blockDim.x threads (a multiple of 32, at most 1024); every thread gets the result.

@@ -49,6 +49,7 @@ extern "C" __global__ void rope_kv_append(Layout LQ, Layout LK, Layout LV, i64 n
                                           void* vy, i64 vylast, const void* v, i64 vlast,
                                           const void* c, const void* s, int tdt, i64 clast, i64 slast, int dt)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels
     GRID_STRIDE_LOOP(i, nq + nk)
     {
         i64 o[MAX_OPERANDS];
@@ -90,6 +91,7 @@ extern "C" __global__ void rope_kv_append_at(Layout LQ, Layout LK, Layout LV, i6
                                              const void* pos, int pdt, i64 H, i64 Hkv, i64 T, i64 capacity,
                                              i64 crow, i64 srow, i64 kyrow, i64 vyrow)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels
     GRID_STRIDE_LOOP(i, nq + nk)
     {
         i64 o[MAX_OPERANDS];

@@ -21,6 +21,10 @@ public sealed partial class Variable
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(k);
         ArgumentNullException.ThrowIfNull(v);
+        // No backward can follow (no-grad, or no input needs a gradient): no log-sum-exp, which also tells the backend
+        // this is inference (CudaBackend: cuDNN's per-shape plans are for training unless asked for).
+        if (Graph.IsGradDisabled || !(q.RequiresGrad || k.RequiresGrad || v.RequiresGrad))
+            return new Variable(Tensor.ScaledDotProductAttention(q.Value, k.Value, v.Value, mask, causal, queryOffset, scale));
         var o = Tensor.ScaledDotProductAttention(q.Value, k.Value, v.Value, out var lse, mask, causal, queryOffset, scale);
         double sc = scale ?? (q.Shape[3] > 0 ? 1 / Math.Sqrt(q.Shape[3]) : 1);
         Tensor[] saved = mask is null ? [q.Value, k.Value, v.Value, o, lse] : [q.Value, k.Value, v.Value, o, lse, mask];

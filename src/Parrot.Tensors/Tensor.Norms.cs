@@ -74,29 +74,29 @@ public sealed partial class Tensor
     }
 
     /// <summary>
-    /// The residual step of a pre-norm decoder in inference: (x + residual, RmsNorm(x + residual)). On a GPU one kernel
-    /// (a launch and a pass fewer per layer in decode) when all are contiguous and of one dtype; the results equal the
-    /// two ops apart, which run elsewhere.
+    /// The residual step of a pre-norm decoder in inference: (x + residual, RmsNorm(x + residual)), bit for bit the add
+    /// then <see cref="RmsNorm"/>, as one backend op (<see cref="IBackend.AddRmsNorm"/>: one kernel on a GPU, a launch
+    /// and a pass fewer per layer in decode) when x and residual share a shape, a float dtype and a device; otherwise
+    /// (broadcasting, mixed dtypes) the two ops.
     /// </summary>
     public static (Tensor Sum, Tensor Normalized) AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps = 1e-6)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(residual);
         ArgumentNullException.ThrowIfNull(weight);
-        if (x.Backend is Cuda.CudaBackend cuda && residual.Device == x.Device && weight.Device == x.Device
-            && x.DType == residual.DType && x.DType == weight.DType && x.Shape.SequenceEqual(residual.Shape))
+        x.EnsureAlive("AddRmsNorm");
+        residual.EnsureAlive("AddRmsNorm");
+        if (!x.DType.IsFloat() || x.Rank == 0 || residual.DType != x.DType || residual.Device != x.Device || !residual.Shape.SequenceEqual(x.Shape))
         {
-            using var scope = TensorScope.Begin();
-            var sum = Empty(x._shape, x.DType, x.Device);
-            var y = Empty(x._shape, x.DType, x.Device);
-            if (Cuda.CudaBackend.CanAddRmsNorm(x, residual, weight, sum, y))
-            {
-                cuda.AddRmsNorm(x, residual, weight, eps, sum, y);
-                return (scope.Keep(sum), scope.Keep(y));
-            }
+            var s = x + residual;
+            return (s, s.RmsNorm(weight, eps));
         }
-        var s = x + residual;
-        return (s, s.RmsNorm(weight, eps));
+        x.CheckNormVector("AddRmsNorm", "weight", weight);
+        using var scope = TensorScope.Begin();
+        var sum = Empty(x._shape, x.DType, x.Device);
+        var y = Empty(x._shape, DTypeInfo.Promote(x.DType, weight.DType), x.Device);
+        x.Backend.AddRmsNorm(x, residual, weight, eps, sum, y);
+        return (scope.Keep(sum), scope.Keep(y));
     }
 
     private void CheckNormVector(string op, string name, Tensor? v)

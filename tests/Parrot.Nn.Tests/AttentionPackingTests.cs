@@ -251,6 +251,11 @@ public class AttentionPackingTests
             TestContext.Out.WriteLine($"{(pack ? "packed" : "apart")}: {ops[0]} ops per decode step ({Tiny.NumHiddenLayers} layers)");
             return ops[0];
         }
-        Assert.That(Step(pack: false) - Step(pack: true), Is.EqualTo(4 * Tiny.NumHiddenLayers));
+        long packed = Step(pack: true);
+        Assert.That(Step(pack: false) - packed, Is.EqualTo(4 * Tiny.NumHiddenLayers));
+        // 36 before the residual fusion, 32 now: per layer, the residual add (h + mlp) is made by the next norm
+        // (AddRmsNorm), and AddRmsNorm is one backend op (this device counted the post-attention one as an add and a
+        // norm before; a GPU launched one kernel for it already). ResidualStreamTests counts the ops by name.
+        Assert.That(packed, Is.EqualTo(32));
     }
 }

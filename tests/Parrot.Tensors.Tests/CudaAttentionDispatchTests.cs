@@ -3,7 +3,7 @@ using Parrot.Tensors.Cuda;
 namespace Parrot.Tensors.Tests;
 
 /// <summary>
-/// Which attention operands the CUDA backend sends to the tensor-core kernel (attention_mma_forward), and that the
+/// Which attention operands the CUDA backend sends to the tensor-core kernels (attention_mma.cu), and that the
 /// launcher's grid constants are the kernel file's. No GPU needed: the kernel itself is checked by NVRTC
 /// (CudaKernelCompileTests) and by the CPU emulation in tools/cuda-emu (flash_mma_test.cpp).
 /// </summary>
@@ -59,16 +59,14 @@ public class CudaAttentionDispatchTests
     [Test]
     public void LauncherConstantsMatchTheKernelFile()
     {
-        // CudaBackend.Attention launches B·H·ceil(T / 64) blocks of 128 threads; AttentionBackward the same for _dq and
-        // B·Hkv·ceil(S / 64) for _dkdv (attention_mma_backward.cu), with the FMA pair's parameters.
+        // CudaBackend.Attention launches B·H·ceil(T / 64) blocks of 128 threads (B·H·ceil(T / 128) for the 128-row
+        // kernels); AttentionBackward the same for _dq and B·Hkv·ceil(S / 64)·splits for dK/dV (attention_mma_dkdv2.cu).
         string shared = KernelSources.Headers["attention_mma.cuh"];
         Assert.That(shared, Does.Match(@"#define MMA_BM 64\b"));
         Assert.That(shared, Does.Match(@"#define MMA_BN 64\b"));
         Assert.That(shared, Does.Match(@"#define MMA_THREADS 128\b"));
         string src = KernelSources.Read("attention_mma.cu"), bwd = KernelSources.Read("attention_mma_backward.cu");
-        Assert.That(src, Does.Contain("extern \"C\" __global__ void attention_mma_forward("));
-        foreach (var k in new[] { "attention_mma_backward_dq(", "attention_mma_backward_dkdv(" })
-            Assert.That(bwd, Does.Contain("extern \"C\" __global__ void " + k));
+        Assert.That(bwd, Does.Contain("extern \"C\" __global__ void attention_mma_backward_dq("));
         string fma = KernelSources.Read("attention.cu");
         static string Params(string text, string kernel)
         {
@@ -77,46 +75,42 @@ public class CudaAttentionDispatchTests
             int open = text.IndexOf('(', i), close = text.IndexOf(')', open);
             return System.Text.RegularExpressions.Regex.Replace(text[(open + 1)..close], @"\s+", " ");
         }
-        Assert.That(Params(src, "attention_mma_forward"), Is.EqualTo(Params(fma, "attention_flash_forward")));
         Assert.That(Params(bwd, "attention_mma_backward_dq"), Is.EqualTo(Params(fma, "attention_flash_backward_dq")));
-        Assert.That(Params(bwd, "attention_mma_backward_dkdv"), Is.EqualTo(Params(fma, "attention_flash_backward_dkdv")));
-        // The second dK/dV kernel (CudaBackend.AttentionDkdvV2Launch): a kernel per head dim the launcher names by D, its
-        // parameters in the launcher's order, and the reduce kernel.
-        string v2 = KernelSources.Read("attention_mma_dkdv2.cu");
+        // The dK/dV kernel (CudaBackend.AttentionDkdvLaunch): a kernel per head dim the launcher names by D, its parameters
+        // in the launcher's order, and the reduce kernel.
+        string dkdv = KernelSources.Read("attention_mma_dkdv2.cu");
         foreach (var d in new[] { 64, 80, 128 })
-            Assert.That(Params(v2.Replace($"__launch_bounds__(MMA_THREADS, {(d == 64 ? 3 : 2)}) ", ""), $"attention_mma_backward_dkdv2_d{d}"), Is.EqualTo("const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, " +
+            Assert.That(Params(dkdv.Replace($"__launch_bounds__(MMA_THREADS, {(d == 64 ? 3 : 2)}) ", ""), $"attention_mma_backward_dkdv2_d{d}"), Is.EqualTo("const void* q, const void* k, const void* v, const void* dout, void* dk, void* dv, " +
                 "float* part, const void* mask, int mdt, const float* lse, const float* delta, FaBwdStrides bs, i64 B, i64 H, i64 Hkv, i64 T, i64 S, " +
                 "int causal, i64 query_offset, double scale, i64 splits"), $"head dim {d}: the launcher's argument order");
-        // The per-head-dim forward kernels (CudaBackend.AttentionForwardPerDim): the launcher names them by D and passes
-        // attention_mma_forward's parameters.
+        Assert.That(dkdv, Does.Contain("extern \"C\" __global__ void attention_mma_backward_dkdv2_reduce(const float* part, void* dk, void* dv, FaBwdStrides bs,"));
+        // The forward kernels: per head dim (named by D) and the 128-row ones for head dims 64 and 128, all with the FMA
+        // forward's parameters (the launcher packs one argument list for either); the launcher's dynamic shared memory is
+        // the kernel's MMA_M128_SMEM (K, V tiles of MMA_BN rows, 2·MMA_BM Q rows).
         foreach (var (d, blocks) in new[] { (64, 3), (80, 3), (128, 2) })
-            Assert.That(Params(src.Replace($"__launch_bounds__(MMA_THREADS, {blocks}) ", ""), $"attention_mma_forward_d{d}"), Is.EqualTo(Params(src, "attention_mma_forward")));
-        // The 128-row forward kernels (CudaBackend.AttentionForwardM128): named by D, attention_mma_forward's parameters, and
-        // the launcher's dynamic shared memory is the kernel's MMA_M128_SMEM (K, V tiles of MMA_BN rows, 2·MMA_BM Q rows).
+            Assert.That(Params(src.Replace($"__launch_bounds__(MMA_THREADS, {blocks}) ", ""), $"attention_mma_forward_d{d}"), Is.EqualTo(Params(fma, "attention_flash_forward")));
         foreach (var d in new[] { 64, 128 })
-            Assert.That(Params(src.Replace("__launch_bounds__(MMA_THREADS, 2) ", ""), $"attention_mma_forward_m128_d{d}"), Is.EqualTo(Params(src, "attention_mma_forward")));
+            Assert.That(Params(src.Replace("__launch_bounds__(MMA_THREADS, 2) ", ""), $"attention_mma_forward_m128_d{d}"), Is.EqualTo(Params(fma, "attention_flash_forward")));
         Assert.That(src, Does.Contain("#define MMA_M128_SMEM(D) ((2 * MMA_BN + 2 * MMA_BM) * ((D) + MMA_PAD) * 2)"));
         Assert.That(CudaBackend.MmaM128SharedBytes(128), Is.EqualTo((2 * 64 + 2 * 64) * (128 + 8) * 2));
         Assert.That(CudaBackend.MmaM128SharedBytes(64), Is.EqualTo((2 * 64 + 2 * 64) * (64 + 8) * 2));
-        Assert.That(v2, Does.Contain("extern \"C\" __global__ void attention_mma_backward_dkdv2_reduce(const float* part, void* dk, void* dv, FaBwdStrides bs,"));
+        // The deleted first versions (one forward kernel over the head dims, a dK/dV kernel with a block per kv head) stay gone.
+        Assert.That(src, Does.Not.Contain("void attention_mma_forward("));
+        Assert.That(bwd, Does.Not.Contain("attention_mma_backward_dkdv("));
     }
 
     [Test]
-    public void The128RowForwardIsOffUnlessM128()
+    public void The128RowForwardIsTheDefaultAndPerDimSelectsTheOther()
     {
-        Assert.That(CudaBackend.AttentionForwardM128Default(null), Is.False);
-        Assert.That(CudaBackend.AttentionForwardM128Default("v1"), Is.False);
-        Assert.That(CudaBackend.AttentionForwardM128Default(" M128 "), Is.True);
-        Assert.That(CudaBackend.AttentionDkdvV2Default("m128"), Is.True, "m128 keeps the per-dim kernels for head dim 80");
+        Assert.That(CudaBackend.AttentionForwardM128Default(null), Is.True);
+        Assert.That(CudaBackend.AttentionForwardM128Default("m128"), Is.True);
+        Assert.That(CudaBackend.AttentionForwardM128Default(" Per-Dim "), Is.False);
+        Assert.That(CudaBackend.AttentionForwardM128Default("per-dim"), Is.False);
     }
 
     [Test]
-    public void TheSecondDkdvKernelIsTheDefaultAndV1SelectsTheFirst()
+    public void DkdvSplitsAimAtAbout1024BlocksAndAtMostOnePerQueryHead()
     {
-        Assert.That(CudaBackend.AttentionDkdvV2Default(null), Is.True);
-        Assert.That(CudaBackend.AttentionDkdvV2Default("v2"), Is.True);
-        Assert.That(CudaBackend.AttentionDkdvV2Default(" V1 "), Is.False);
-        Assert.That(CudaBackend.AttentionDkdvV2Default("v1"), Is.False);
         // Qwen2-0.5B (14 heads over 2 kv heads) at batch 8 × 512: 128 key blocks, a block per query head of the group.
         Assert.That(CudaBackend.DkdvSplits(14, 2, 8 * 2 * 8), Is.EqualTo(7));
         Assert.That(CudaBackend.DkdvSplits(14, 2, 512), Is.EqualTo(2), "a large grid keeps fewer partials");

@@ -287,12 +287,46 @@ public class CudnnSdpaGraphTests
     }
 
     [Test]
-    public void CudnnAttentionIsOffUnlessTheEnvironmentSaysOne()
+    public void CudnnAttentionIsOnUnlessTheEnvironmentSaysZero()
     {
-        Assert.That(CudaBackend.CudnnAttentionDefault(null), Is.False);
-        Assert.That(CudaBackend.CudnnAttentionDefault("0"), Is.False);
-        Assert.That(CudaBackend.CudnnAttentionDefault("yes"), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionDefault(null), Is.True);
         Assert.That(CudaBackend.CudnnAttentionDefault("1"), Is.True);
-        Assert.That(CudaBackend.CudnnAttentionDefault(" 1 "), Is.True);
+        Assert.That(CudaBackend.CudnnAttentionDefault(""), Is.True);
+        Assert.That(CudaBackend.CudnnAttentionDefault("0"), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionDefault(" 0 "), Is.False);
+    }
+
+    [Test]
+    public void DecodingStaysOnOurKernelsUnlessCudnnIsRequired()
+    {
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, false, 1, true), Is.False, "one-token decode");
+        Assert.That(CudaBackend.TriesCudnnForward(true, true, false, CudaBackend.DecodeMaxRows, true), Is.False, "8 rows: still decoding");
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, false, CudaBackend.DecodeMaxRows + 1, true), Is.True, "training (log-sum-exp saved)");
+        Assert.That(CudaBackend.TriesCudnnForward(false, true, false, 512, true), Is.False, "PARROT_CUDNN_ATTENTION=0");
+        Assert.That(CudaBackend.TriesCudnnForward(false, false, true, 1, false), Is.True, "required: decoding too");
+    }
+
+    [Test]
+    public void InferenceForwardsTryCudnnOnlyWhenAskedFor()
+    {
+        // A plan per new problem costs ~0.75 s: a prefill of a new prompt length must not wait for one by default.
+        Assert.That(CudaBackend.TriesCudnnForward(true, false, false, 512, withLogSumExp: false), Is.False, "prefill, default");
+        Assert.That(CudaBackend.TriesCudnnForward(true, true, false, 512, withLogSumExp: false), Is.True, "PARROT_CUDNN_ATTENTION=1");
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault(null), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault(""), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault("0"), Is.False);
+        Assert.That(CudaBackend.CudnnAttentionInferenceDefault(" 1 "), Is.True);
+    }
+
+    [Test]
+    public void NoPlanNorHandleIsMadeWhileACaptureRecords()
+    {
+        // build: false (a CUDA graph capture records) before anything was probed: refused with the reason, and without
+        // touching the context (null here), the library or the handle.
+        using var sdpa = new CudnnSdpa(null!);
+        var problem = new CudnnSdpaProblem(false, DType.BF16, 1, 2, 2, 16, 16, 64, 64, CudnnSdpaMask.TopLeft, false,
+            [2048, 1024, 64, 1], [2048, 1024, 64, 1], [2048, 1024, 64, 1], [2048, 1024, 64, 1], []);
+        Assert.That(sdpa.Plan(problem, build: false, out var why), Is.Null);
+        Assert.That(why, Does.Contain("CUDA graph capture"));
     }
 }

@@ -82,9 +82,13 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     /// <summary>Bytes allocated here so far.</summary>
     public long AllocatedBytes => Interlocked.Read(ref _allocated);
 
+    /// <summary>When set, every op's name is appended (in order): what a step launches, by name.</summary>
+    public List<string>? OpLog { get; set; }
+
     private void On(string op, params Tensor?[] tensors)
     {
         Interlocked.Increment(ref _ops);
+        lock (this) OpLog?.Add(op);
         foreach (var t in tensors)
             if (t is not null && t.Device != Device)
                 throw new InvalidOperationException($"{op}: a tensor {t.ShapeString()} {t.DType} is on {t.Device}, but this op computes on {Device}");
@@ -185,6 +189,9 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     public void Softmax(Tensor x, Tensor y, bool log) { On("Softmax", x, y); Cpu.Softmax(x, y, log); }
     public void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, double eps, Tensor y) { On("LayerNorm", x, weight, bias, y); Cpu.LayerNorm(x, weight, bias, eps, y); }
     public void RmsNorm(Tensor x, Tensor weight, double eps, Tensor y) { On("RmsNorm", x, weight, y); Cpu.RmsNorm(x, weight, eps, y); }
+    // One op, as the one kernel a GPU launches for it (the CPU kernels compute it as the add then the norm).
+    public void AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps, Tensor sum, Tensor y)
+    { On("AddRmsNorm", x, residual, weight, sum, y); Cpu.AddRmsNorm(x, residual, weight, eps, sum, y); }
     public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp)
     {
         On("CrossEntropy", logits, targets, lossPerRow, logSumExp);

@@ -1,13 +1,12 @@
-// The tensor-core flash-attention forward (attention_mma_forward in native/attention_mma.cu), run under the mma.sync /
+// The tensor-core flash-attention forward (attention_mma_forward_d{64,80,128} in native/attention_mma.cu), run under the mma.sync /
 // ldmatrix emulation (emu_mma.h), against a float64 reference: bf16 q/k/v/o, head dims 64, 80 and 128, causal with
 // and without a query offset (prefill after a cache, one-token decode), grouped-query heads, an additive f32 mask
 // broadcast over heads with padded keys, a row that sees no key at all (NaN output, -inf log-sum-exp), query and key
 // lengths that are not multiples of the 64-row/64-key tiles, several key tiles (the online softmax's rescaling),
 // an output laid out as [B, T, H, D] (Tensor.ScaledDotProductAttention's layout), and the log-sum-exp; then the
-// tensor-core backward (attention_mma_backward_dq / _dkdv, attention_mma_backward.cu) from the kernel's own o and lse.
-// Also the per-head-dim forward kernels and the 128-row ones (_m128_d64/_d128), bit for bit the same as
-// attention_mma_forward, and the second dK/dV kernel
-// (attention_mma_dkdv2.cu, with 1, 3 and a split per query head) against the same references.
+// tensor-core backward (attention_mma_backward_dq of attention_mma_backward.cu, then the dK/dV kernel of
+// attention_mma_dkdv2.cu with 1, 3 and a split per query head) from the kernel's own o and lse. Also the 128-row forward
+// kernels (_m128_d64/_d128, the default for those head dims), bit for bit the same as the per-head-dim ones.
 #include "emu_mma.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
@@ -24,7 +23,7 @@ int fails = 0, checks = 0;
 
 struct Case { const char* name; int B, H, Hkv, T, S, D, causal, offset, masked, backward; };
 
-// The backward kernels (attention_mma_backward_dq, then _dkdv) from the forward kernel's own o and lse, against float64
+// The backward kernels (attention_mma_backward_dq, then dK/dV) from the forward kernel's own o and lse, against float64
 // formulas: delta = rowsum(dO ⊙ o), dq, and dk, dv summed over the grouped query heads; rows with no visible key
 // contribute nothing.
 static void backward(const Case& c, std::mt19937& rng, const AttnStrides& st, const std::vector<float>& q, const std::vector<float>& k,
@@ -36,15 +35,13 @@ static void backward(const Case& c, std::mt19937& rng, const AttnStrides& st, co
     size_t on = oh.size(), qn = q.size(), kn = k.size();
     std::vector<float> dout(on), oref(on), delta((size_t)B * H * T, 12345.0f); std::vector<u16> douth(on);
     for (size_t i = 0; i < on; i++) { douth[i] = f32_to_bf16(nd(rng)); dout[i] = bf16_to_f32(douth[i]); oref[i] = bf16_to_f32(oh[i]); }
-    std::vector<u16> dqh(qn, 0x7fc1), dkh(kn, 0x7fc1), dvh(kn, 0x7fc1);
+    std::vector<u16> dqh(qn, 0x7fc1);
     FaBwdStrides bs{}; bs.a = st;
     for (int i = 0; i < 4; i++) { bs.dout[i] = st.o[i]; bs.dq[i] = st.q[i]; bs.dk[i] = st.k[i]; bs.dv[i] = st.v[i]; }
     const float* mp = c.masked ? mask.data() : nullptr;
     unsigned grid = (unsigned)(B * H * ((T + MMA_BM - 1) / MMA_BM)), grid2 = (unsigned)(B * Hkv * ((S + MMA_BN - 1) / MMA_BN));
     launch(grid, MMA_THREADS, [&] { am::attention_mma_backward_dq(qh.data(), kh.data(), vh.data(), oh.data(), douth.data(), dqh.data(), DT_BF16, mp, DT_F32,
                                                                   lse.data(), delta.data(), bs, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
-    launch(grid2, MMA_THREADS, [&] { am::attention_mma_backward_dkdv(qh.data(), kh.data(), vh.data(), douth.data(), dkh.data(), dvh.data(), DT_BF16, mp, DT_F32,
-                                                                     lse.data(), delta.data(), bs, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
     std::vector<double> rdq(qn, 0), rdk(kn, 0), rdv(kn, 0);
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
     {
@@ -84,10 +81,10 @@ static void backward(const Case& c, std::mt19937& rng, const AttnStrides& st, co
         for (size_t i = 0; i < want.size(); i++) { double got = bf16_to_f32(hh[i]); w = std::max(w, fabs(got - want[i]));
             CHECK(fabs(got - want[i]) < 2e-2 * (0.05 * big + fabs(want[i])) + 2e-3, "%s %s[%zu]: %g vs %g", name, what, i, got, want[i]); }
         printf("  %-34s worst |%s - ref| %.2e (max |ref| %.2g)\n", name, what, w, big); };
-    cmp(c.name, "dq", rdq, dqh); cmp(c.name, "dk", rdk, dkh); cmp(c.name, "dv", rdv, dvh);
-    // The second dK/dV kernel (attention_mma_dkdv2.cu) against the same references: one split (dk, dv written by the
-    // blocks), a split per query head (the launcher's choice for grouped heads: float32 partials, then the reduce
-    // kernel), and 3 splits, whose shares of the (query head, query tile) pairs start and end inside a head.
+    cmp(c.name, "dq", rdq, dqh);
+    // The dK/dV kernel (attention_mma_dkdv2.cu): one split (dk, dv written by the blocks), a split per query head (the
+    // launcher's choice for grouped heads: float32 partials, then the reduce kernel), and 3 splits, whose shares of the
+    // (query head, query tile) pairs start and end inside a head.
     std::vector<int> splitting = {1, 3};
     if (H / Hkv > 1) splitting.push_back(H / Hkv);
     for (int splits : splitting)
@@ -102,7 +99,7 @@ static void backward(const Case& c, std::mt19937& rng, const AttnStrides& st, co
         if (splits > 1)
             launch(3, 64, [&] { am::attention_mma_backward_dkdv2_reduce(pp, dk2.data(), dv2.data(), bs, B, Hkv, S, D, splits, scale); });
         char name[64];
-        snprintf(name, sizeof name, "%s v2/%d", c.name, splits);
+        snprintf(name, sizeof name, "%s split %d", c.name, splits);
         cmp(name, "dk", rdk, dk2); cmp(name, "dv", rdv, dv2);
     }
 }
@@ -129,33 +126,25 @@ static void run(const Case& c, std::mt19937& rng)
     for (int i = 0; i < 3; i++) st.l[i] = ls[i];
     double scale = 1 / sqrt((double)D);
     unsigned grid = (unsigned)(B * H * ((T + MMA_BM - 1) / MMA_BM));
-    launch(grid, MMA_THREADS, [&] { am::attention_mma_forward(qh.data(), kh.data(), vh.data(), oh.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
-                                                               lse.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
-    {
-        // The per-head-dim kernels (attention_mma_forward_d64/_d80/_d128) run the same tile code: bit for bit the same
-        // output and log-sum-exp as attention_mma_forward, which is checked against float64 below.
-        std::vector<u16> oh2(on, 0x7fc1); std::vector<float> lse2((size_t)B * H * T, 12345.0f);
-        auto fwd = D == 64 ? am::attention_mma_forward_d64 : D == 80 ? am::attention_mma_forward_d80 : am::attention_mma_forward_d128;
-        launch(grid, MMA_THREADS, [&] { fwd(qh.data(), kh.data(), vh.data(), oh2.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
-                                            lse2.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
-        CHECK(memcmp(oh2.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_d%d's output differs from attention_mma_forward's", c.name, D);
-        CHECK(memcmp(lse2.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_d%d's lse differs", c.name, D);
-    }
+    // The per-head-dim kernel (attention_mma_forward_d64/_d80/_d128), checked against float64 below.
+    auto fwd = D == 64 ? am::attention_mma_forward_d64 : D == 80 ? am::attention_mma_forward_d80 : am::attention_mma_forward_d128;
+    launch(grid, MMA_THREADS, [&] { fwd(qh.data(), kh.data(), vh.data(), oh.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+                                        lse.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
     if (D != 80)
     {
         // attention_mma_forward_m128_d64/_d128: 128 query rows per block (two m16 tiles per warp, Q from shared memory);
         // each row's arithmetic is that of the 64-row kernels, so bit for bit the same output and log-sum-exp.
         std::vector<u16> oh3(on, 0x7fc1); std::vector<float> lse3((size_t)B * H * T, 12345.0f);
-        auto fwd = D == 64 ? am::attention_mma_forward_m128_d64 : am::attention_mma_forward_m128_d128;
+        auto fwd128 = D == 64 ? am::attention_mma_forward_m128_d64 : am::attention_mma_forward_m128_d128;
         unsigned grid128 = (unsigned)(B * H * ((T + 2 * MMA_BM - 1) / (2 * MMA_BM)));
-        launch(grid128, MMA_THREADS, [&] { fwd(qh.data(), kh.data(), vh.data(), oh3.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+        launch(grid128, MMA_THREADS, [&] { fwd128(qh.data(), kh.data(), vh.data(), oh3.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
                                                lse3.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
-        CHECK(memcmp(oh3.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_m128_d%d's output differs from attention_mma_forward's", c.name, D);
+        CHECK(memcmp(oh3.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_m128_d%d's output differs from attention_mma_forward_d%d's", c.name, D, D);
         CHECK(memcmp(lse3.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_m128_d%d's lse differs", c.name, D);
         // Q at an address that is not 16-byte aligned: the plain-load path for Q instead of cp.async, same results.
         std::vector<u16> qshift(qh.size() + 1); std::copy(qh.begin(), qh.end(), qshift.begin() + 1);
         std::fill(oh3.begin(), oh3.end(), 0x7fc1); std::fill(lse3.begin(), lse3.end(), 12345.0f);
-        launch(grid128, MMA_THREADS, [&] { fwd(qshift.data() + 1, kh.data(), vh.data(), oh3.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
+        launch(grid128, MMA_THREADS, [&] { fwd128(qshift.data() + 1, kh.data(), vh.data(), oh3.data(), DT_BF16, c.masked ? mask.data() : nullptr, DT_F32,
                                                lse3.data(), DT_F32, st, B, H, Hkv, T, S, D, D, c.causal, c.offset, scale); });
         CHECK(memcmp(oh3.data(), oh.data(), on * 2) == 0, "%s: attention_mma_forward_m128_d%d's output differs for an unaligned q", c.name, D);
         CHECK(memcmp(lse3.data(), lse.data(), lse.size() * 4) == 0, "%s: attention_mma_forward_m128_d%d's lse differs for an unaligned q", c.name, D);

@@ -110,6 +110,24 @@ int main()
         CHECK(memcmp(S1.data(), S2.data(), rows * n * es) == 0, "add_rms_norm sum, dt %d", dt);
         CHECK(memcmp(Y1.data(), Y2.data(), rows * n * es) == 0, "add_rms_norm y, dt %d", dt);
     }
+    // The decode shapes as CudaBackend launches them (one row; RowBlock: 1024 threads for 3584, 256 for 896, both
+    // kernels alike), with the add as decode ran it before the fusion (binary_packed): the residual step the next layer's
+    // input norm now makes (x' = h + down, then rms_norm(x')) gives the same bits through add_rms_norm.
+    for (int dt : {DT_F32, DT_BF16})
+        for (int shape = 0; shape < 2; shape++)
+        {
+            const int n = shape == 0 ? 3584 : 896, block = shape == 0 ? 1024 : 256, es = dt == DT_BF16 ? 2 : 4;
+            std::vector<unsigned char> X(n * 4), Rs(n * 4), W(n * 4), S1(n * 4), S2(n * 4), Y1(n * 4), Y2(n * 4);
+            auto put = [&](std::vector<unsigned char>& b, int i, float v) { if (dt == DT_BF16) ((u16*)b.data())[i] = f32_to_bf16(v); else ((float*)b.data())[i] = v; };
+            for (int i = 0; i < n; i++) { put(X, i, 3 * nd(rng)); put(Rs, i, nd(rng)); put(W, i, 1 + 0.1f * nd(rng)); }
+            i64 packs = n / (16 / es);
+            launch(2, 256, [&] { ewns::binary_packed(packs, n, 0, S1.data(), X.data(), Rs.data(), dt); });
+            Layout LR = L1(1, 2, n, n);
+            launch(1, block, [&] { nm::rms_norm(LR, 1, n, Y1.data(), dt, 1, S1.data(), dt, 1, W.data(), dt, 1, 1e-6f, nullptr); });
+            launch(1, block, [&] { nm::add_rms_norm(1, n, S2.data(), Y2.data(), X.data(), Rs.data(), W.data(), dt, 1e-6f); });
+            CHECK(memcmp(S1.data(), S2.data(), n * es) == 0, "add_rms_norm sum = binary_packed add, n %d dt %d", n, dt);
+            CHECK(memcmp(Y1.data(), Y2.data(), n * es) == 0, "add_rms_norm y = rms_norm of the add, n %d dt %d", n, dt);
+        }
     // softmax and log-softmax
     for (int lg : {0, 1})
     { std::vector<float> y(R * N); Layout L = L1(R, 2, N, N);

@@ -23,8 +23,20 @@ namespace Parrot.Cli;
 internal static class TrainBench
 {
     /// <summary>What a run measured.</summary>
+    /// <param name="Attention">On a GPU, what the step's attention ran on (see <see cref="AttentionPath"/>); null elsewhere.</param>
     internal sealed record Result(string Device, string DType, long Parameters, int Batch, int Seq, int Steps, double MsPerStep, double TokensPerSecond,
-        double FlopsPerToken, double Tflops, double? Mfu, long MemFirst, long MemLast, long PeakBytes, double FirstLoss, double LastLoss, string MemorySource);
+        double FlopsPerToken, double Tflops, double? Mfu, long MemFirst, long MemLast, long PeakBytes, double FirstLoss, double LastLoss, string MemorySource,
+        string? Attention = null);
+
+    /// <summary>
+    /// What the last attention call ran on: cuDNN's fused SDPA with its plan (version, graph style, engine), or our
+    /// kernels and why (cuDNN switched off, or its reason for declining).
+    /// </summary>
+    internal static string AttentionPath(CudaBackend cuda) =>
+        !cuda.CudnnAttention ? "our kernels (PARROT_CUDNN_ATTENTION=0)"
+        : cuda.CudnnAttentionNote is string why ? $"our kernels (cuDNN declined: {why})"
+        : cuda.CudnnAttentionPlan is string plan ? plan
+        : "our kernels (no call reached cuDNN)";
 
     public static Command Create()
     {
@@ -135,11 +147,12 @@ internal static class TrainBench
         double fpt = FlopsPerToken(cfg, parameters, t);
         double tflops = fpt * tokensPerSecond / 1e12;
         return new Result(device.ToString(), dtype.Name(), parameters, b, t, n, median, tokensPerSecond, fpt, tflops,
-            peakTflops is double pk && pk > 0 ? tflops / pk : null, memFirst, memLast, peak, first, last, source);
+            peakTflops is double pk && pk > 0 ? tflops / pk : null, memFirst, memLast, peak, first, last, source,
+            cuda is null ? null : AttentionPath(cuda));
     }
 
     internal static string Describe(Result r) => string.Create(CultureInfo.InvariantCulture,
         $"{r.Parameters:N0} parameters, {r.DType} on {r.Device}, batch {r.Batch}×{r.Seq}: {r.MsPerStep:F1} ms/step (median of {r.Steps}), {r.TokensPerSecond:F0} tokens/s, " +
         $"{r.Tflops:F2} TFLOP/s{(r.Mfu is double m ? $" = MFU {m:P1}" : "")}; loss {r.FirstLoss:F4} → {r.LastLoss:F4}; memory in use ({r.MemorySource}) after step 1 {r.MemFirst / 1e6:F2} MB, " +
-        $"after step {r.Steps + 3} {r.MemLast / 1e6:F2} MB; peak {r.PeakBytes / 1e6:F1} MB");
+        $"after step {r.Steps + 3} {r.MemLast / 1e6:F2} MB; peak {r.PeakBytes / 1e6:F1} MB{(r.Attention is null ? "" : "; attention: " + r.Attention)}");
 }

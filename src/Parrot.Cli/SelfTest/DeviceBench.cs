@@ -11,10 +11,12 @@ namespace Parrot.Cli.SelfTest;
 /// of the figures issue #7 compares with PyTorch: bf16 GEMM 4096³ and 8192³, a device-to-device copy, the Qwen2-7B
 /// batch-1 decode products (matrix-vector kernel and cuBLASLt, GB/s of weights; the fused SwiGLU and the packed q/k/v
 /// products beside the products they replace), and
-/// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on tensor cores and (rows
-/// "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing), and one
-/// decode step's attention at caches of 160, 4096 and 32768 keys (rows "attention decode", "... tiled" beside them);
-/// the attention rows also through cuDNN's fused SDPA ("attention fwd cuDNN", "attention fwd+bwd cuDNN").
+/// attention forward, and forward + backward, at sequence 2048, head dims 128 and 64, bf16, on our tensor-core kernels
+/// (cuDNN's attention, the default, off for these rows; the forward on each kernel: "attention fwd m128", "... per-dim")
+/// and (rows "... FMA") on the FMA flash kernels beside them (reported as not implemented where a kernel is missing),
+/// Qwen2-0.5B's grouped-head attention at its training shape, and one decode step's attention at caches of 160, 4096
+/// and 32768 keys (rows "attention decode", "... tiled" beside them); the attention rows also through cuDNN's fused
+/// SDPA ("attention fwd cuDNN", "attention fwd+bwd cuDNN").
 /// </summary>
 internal static class DeviceBench
 {
@@ -50,6 +52,23 @@ internal static class DeviceBench
         DecodeProducts(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         DecodeSwiGlu(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         DecodeQkv(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
+        // The attention rows time our kernels with cuDNN's attention off (it is the default for bf16 where installed);
+        // the "cuDNN" rows force it. The switch goes back to what it was afterwards.
+        bool cudnn = cuda.CudnnAttention;
+        cuda.CudnnAttention = false;
+        try { OurAttention(cuda, device, Add); }
+        finally { cuda.CudnnAttention = cudnn; }
+        return results;
+    }
+
+    /// <summary>
+    /// Attention forward, and forward + backward, at sequence 2048, head dims 128 and 64 (B4 H16, causal, bf16) on our
+    /// kernels (with the forward kernels' variants, the FMA kernels and cuDNN beside them), Qwen2-0.5B's grouped heads
+    /// at its training shape, and the decode step's attention; <see cref="CudaBackend.CudnnAttention"/> is off meanwhile.
+    /// </summary>
+    private static void OurAttention(CudaBackend cuda, Device device, Action<Result> add)
+    {
+        void Add(Result r) => add(r);
         // The "FMA" rows switch the tensor cores off for a moment; the switch goes back to what it was (off under
         // PARROT_TENSOR_CORE_ATTENTION=0, and then the plain rows say so instead of claiming tensor cores).
         bool tensorCores = cuda.TensorCoreAttention;
@@ -97,7 +116,6 @@ internal static class DeviceBench
                 }
                 double ms = cuda.MedianMilliseconds(Step);
                 Add(new("attention fwd+bwd", $"B{B} H{H} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", path + " (fwd+bwd = 3.5x fwd flops)"));
-                if (tensorCores) DkdvVariants(cuda, $"B{B} H{H} T{T} D{D}", 3.5 * flops, Step, Add);
                 cuda.TensorCoreAttention = false;
                 try
                 {
@@ -117,70 +135,36 @@ internal static class DeviceBench
         }
         GroupedAttentionStep(cuda, device, Add);
         Decode(cuda, device, Add);
-        return results;
     }
 
     /// <summary>
-    /// The tensor-core forward as one kernel over the head dims, as a kernel per head dim
-    /// (<see cref="CudaBackend.AttentionForwardPerDim"/>) and, for head dims 64 and 128, as the 128-row kernels
-    /// (<see cref="CudaBackend.AttentionForwardM128"/>): rows "attention fwd v1", "attention fwd per-dim" and
-    /// "attention fwd m128", the switches back to what they were afterwards.
+    /// The tensor-core forward on each kernel: the per-head-dim kernel (PARROT_ATTENTION_FWD=per-dim; head dim 80's) and,
+    /// for head dims 64 and 128, the 128-row kernel (<see cref="CudaBackend.AttentionForwardM128"/>, the default): rows
+    /// "attention fwd per-dim" and "attention fwd m128", the switch back to what it was afterwards.
     /// </summary>
     private static void ForwardVariants(CudaBackend cuda, string shape, int D, double flops, Action forward, Action<Result> add)
     {
-        (bool was, bool wasM128) = (cuda.AttentionForwardPerDim, cuda.AttentionForwardM128);
+        bool was = cuda.AttentionForwardM128;
         try
         {
-            cuda.AttentionForwardM128 = false;
-            foreach (bool perDim in new[] { false, true })
+            foreach (bool m128 in D is 64 or 128 ? new[] { false, true } : [false])
             {
-                cuda.AttentionForwardPerDim = perDim;
+                cuda.AttentionForwardM128 = m128;
                 double ms = cuda.MedianMilliseconds(forward);
-                add(new(perDim ? "attention fwd per-dim" : "attention fwd v1", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
-                    perDim ? "attention_mma_forward_d{64,80,128}" : "attention_mma_forward (one kernel, every head dim)"));
-            }
-            if (D is 64 or 128)
-            {
-                cuda.AttentionForwardM128 = true;
-                double ms = cuda.MedianMilliseconds(forward);
-                add(new("attention fwd m128", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
-                    $"attention_mma_forward_m128_d{D} (128 query rows a block, 2 m16 tiles a warp)"));
+                add(new(m128 ? "attention fwd m128" : "attention fwd per-dim", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+                    m128 ? $"attention_mma_forward_m128_d{D} (128 query rows a block, 2 m16 tiles a warp)" : $"attention_mma_forward_d{D} (64 query rows a block)"));
             }
         }
         finally
         {
-            (cuda.AttentionForwardPerDim, cuda.AttentionForwardM128) = (was, wasM128);
-        }
-    }
-
-    /// <summary>
-    /// The attention step <paramref name="step"/> with each dK/dV kernel of the tensor-core backward
-    /// (<see cref="CudaBackend.AttentionDkdvV2"/>: rows "attention fwd+bwd dkdv v1" and "... v2", the switch back to what
-    /// it was afterwards), so that one run compares them whatever PARROT_ATTENTION_DKDV says.
-    /// </summary>
-    private static void DkdvVariants(CudaBackend cuda, string shape, double flops, Action step, Action<Result> add)
-    {
-        bool was = cuda.AttentionDkdvV2;
-        try
-        {
-            foreach (bool v2 in new[] { false, true })
-            {
-                cuda.AttentionDkdvV2 = v2;
-                double ms = cuda.MedianMilliseconds(step);
-                add(new(v2 ? "attention fwd+bwd dkdv v2" : "attention fwd+bwd dkdv v1", shape, ms, flops / (ms * 1e-3) / 1e12, "TFLOP/s",
-                    v2 ? "attention_mma_dkdv2.cu (split per query head + reduce)" : "attention_mma_backward_dkdv (one block per kv head)"));
-            }
-        }
-        finally
-        {
-            cuda.AttentionDkdvV2 = was;
+            cuda.AttentionForwardM128 = was;
         }
     }
 
     /// <summary>
     /// Qwen2-0.5B's attention (14 query heads over 2 kv heads, head dim 64) at `bench train`'s batch 8 × 512, forward +
-    /// backward, with each dK/dV kernel: the grouped heads are where the first dK/dV kernel had 7 times fewer blocks
-    /// than the dq kernel (128 on a 132-SM card).
+    /// backward on our kernels (row "attention fwd+bwd"; the grouped heads are where a dK/dV kernel with a block per kv
+    /// head had 7 times fewer blocks than the dq kernel) and on cuDNN ("attention fwd+bwd cuDNN").
     /// </summary>
     private static void GroupedAttentionStep(CudaBackend cuda, Device device, Action<Result> add)
     {
@@ -200,19 +184,24 @@ internal static class DeviceBench
             cuda.Attention(q, k, v, null, true, 0, 1 / Math.Sqrt(D), o, lse);
             cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, 1 / Math.Sqrt(D), dq, dk, dv);
         }
-        DkdvVariants(cuda, $"B{B} H{H} Hkv{Hkv} T{T} D{D}", 3.5 * 4.0 * B * H * (double)T * T * D / 2, Step, add);
+        double flops = 4.0 * B * H * (double)T * T * D / 2;
+        double ms = cuda.MedianMilliseconds(Step);
+        add(new("attention fwd+bwd", $"B{B} H{H} Hkv{Hkv} T{T} D{D}", ms, 3.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s",
+            $"tensor cores: attention_mma_forward_{(cuda.AttentionForwardM128 ? "m128_" : "")}d64, dq, attention_mma_dkdv2.cu (split per query head + reduce)"));
+        CudnnAttention(cuda, q, k, v, o, lse, dO, dq, dk, dv, flops, add, forward: false);
     }
 
     /// <summary>
     /// The attention rows again through cuDNN's fused SDPA (CudaBackend.Cudnn.cs, forced for these timings): rows
-    /// "attention fwd cuDNN" and "attention fwd+bwd cuDNN" beside ours and PyTorch's flash rows (head dim 128). Where cuDNN is
+    /// "attention fwd cuDNN" and "attention fwd+bwd cuDNN" beside ours and PyTorch's flash rows (head dim 128; with
+    /// <paramref name="forward"/> false only the second, as for Qwen2-0.5B's shape). Where cuDNN is
     /// missing, too old or refuses the graph the row says why (rate n/a) and the benchmark goes on.
     /// </summary>
     private static void CudnnAttention(CudaBackend cuda, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dO, Tensor dq, Tensor dk, Tensor dv,
-        double flops, Action<Result> add)
+        double flops, Action<Result> add, bool forward = true)
     {
-        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3];
-        string shape = $"B{B} H{H} T{T} D{D}";
+        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1];
+        string shape = Hkv == H ? $"B{B} H{H} T{T} D{D}" : $"B{B} H{H} Hkv{Hkv} T{T} D{D}";
         double scale = 1 / Math.Sqrt(D);
         bool was = cuda.CudnnAttentionRequired;
         cuda.CudnnAttentionRequired = true;
@@ -228,6 +217,7 @@ internal static class DeviceBench
                 }),
             })
             {
+                if (!forward && factor == 1.0) continue;
                 try
                 {
                     double ms = cuda.MedianMilliseconds(step);
@@ -448,7 +438,7 @@ internal static class DeviceBench
             try
             {
                 double tiled = cuda.MedianMilliseconds(Step);
-                Row("attention decode tiled", tiled, (cuda.TensorCoreAttention ? "attention_mma_forward" : "attention_flash_forward") + ", for comparison");
+                Row("attention decode tiled", tiled, (cuda.TensorCoreAttention ? "attention_mma.cu" : "attention_flash_forward") + ", for comparison");
             }
             finally
             {

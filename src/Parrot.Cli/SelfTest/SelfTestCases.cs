@@ -199,6 +199,18 @@ internal static class SelfTestCases
             var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
             using (sum) using (y) return Tensor.Concat(0, sum.Reshape(-1), y.Reshape(-1));
         }));
+        // Decode runs AddRmsNorm in place of the residual add and the next norm (Qwen2Model.ForwardWithCache), so on the
+        // device the fused op must give the bits of the two apart: the difference is exactly zero (decode rows of the
+        // 7B and 0.5B widths, with the threads per row CudaBackend gives one row, and several rows).
+        foreach (var (rows, n) in new[] { (1, 3584), (1, 896), (40, 384) })
+            c.Add(new($"add + rms norm = the ops apart ({rows}x{n})", (r, t) => [Normal(r, t, rows, n), Normal(r, t, rows, n), Normal(r, t, n)], x =>
+            {
+                using var scope = TensorScope.Begin();
+                var (sum, y) = Tensor.AddRmsNorm(x[0], x[1], x[2]);
+                var apart = x[0] + x[1];
+                var yApart = apart.RmsNorm(x[2]);
+                return scope.Keep(Tensor.Concat(0, (sum - apart).Reshape(-1), (y - yApart).Reshape(-1)));
+            }, Exact: true));
         c.Add(new("rope", (r, t) => [Normal(r, t, 2, 4, 24, 64)], x =>
         {
             var (cos, sin) = Tensor.RopeTables(0, 24, 64, 10000.0, x[0].Device);
@@ -295,13 +307,15 @@ internal static class SelfTestCases
         c.AddRange(SelfTestGraphCases.All());
         c.AddRange(SelfTestDecodeCases.All());
 
-        // Attention (composite reference when the fused kernel is absent).
+        // Attention (composite reference when the fused kernel is absent). These rows take the backend's default dispatch:
+        // on a GPU unmasked bf16 calls of more than 8 query rows run on cuDNN's fused attention where it is installed
+        // (CudaBackend.CudnnAttention), the rest on our kernels; the rows marked "ours" below force our kernels.
         c.Add(new("attention (causal, GQA)", (r, t) => [Normal(r, t, 1, 4, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 2, 32, 64)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
         c.Add(new("attention (mask, kv-cache offset)", (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 4, 32, 80), Normal(r, t, 2, 4, 32, 80), PaddingMask(r, t)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 24)));
-        // bf16 runs these on tensor cores (attention_mma.cu: head dims 64, 80, 128) over several 64-row and 64-key
-        // tiles with ragged ends; f32 on the FMA flash kernel.
+        // bf16 runs these on cuDNN or tensor cores (attention_mma.cu: head dims 64, 80, 128) over several 64-row and
+        // 64-key tiles with ragged ends; f32 on the FMA flash kernel.
         c.Add(new("attention D128 (causal, GQA, T100)", (r, t) => [Normal(r, t, 1, 4, 100, 128), Normal(r, t, 1, 2, 100, 128), Normal(r, t, 1, 2, 100, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
         c.Add(new("attention D64 (mask, offset, S150)", (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), PaddingMask(r, t, 150)],
@@ -363,58 +377,48 @@ internal static class SelfTestCases
             (r, t) => [Normal(r, t, 2, 4, 20, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 2, 150, 64), Normal(r, t, 2, 4, 20, 64), PaddingMask(r, t, 150)],
             x => AttentionGrads(x, x[4], 130)));
         c.AddRange(SelfTestCudnnCases.All());
-        // Each dK/dV kernel of the tensor-core backward in bf16 (CudaBackend.AttentionDkdvV2; the rows above take the
-        // default): Qwen2-0.5B's grouped heads (7 query heads a kv head: the second kernel's split per query head and its
-        // reduce), and head dim 128 with a mask and an offset (ragged tiles, the per-element checks).
-        // The first versions run with both switches off (v1), the new kernels with both on (v2).
-        foreach (bool v2 in new[] { false, true })
+        // Our tensor-core kernels in bf16 with cuDNN's attention switched off for the row (the rows above take the default
+        // dispatch, which sends unmasked bf16 calls to cuDNN): the backward with Qwen2-0.5B's grouped heads (7 query heads a
+        // kv head: the dK/dV kernel's split per query head and its reduce), and head dim 128 with a mask and an offset
+        // (ragged tiles, the per-element checks); the forward as each kernel: the 128-row kernels (the default for head
+        // dims 64 and 128) and the per-head-dim ones (head dim 80, and PARROT_ATTENTION_FWD=per-dim).
+        c.Add(new("attention bwd GQA7 D64 T130 ours",
+            (r, t) => [Normal(r, t, 1, 14, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 14, 130, 64)],
+            x => OnOurKernels(x[0], true, () => AttentionGrads(x, null, 0))));
+        c.Add(new("attention bwd D128 mask offset ours",
+            (r, t) => [Normal(r, t, 2, 4, 70, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 4, 70, 128), PaddingMask(r, t, 100)],
+            x => OnOurKernels(x[0], true, () => AttentionGrads(x, x[4], 30))));
+        c.Add(new("attention D80 (mask, offset) fwd per-dim",
+            (r, t) => [Normal(r, t, 2, 4, 70, 80), Normal(r, t, 2, 2, 100, 80), Normal(r, t, 2, 2, 100, 80), PaddingMask(r, t, 100)],
+            x => OnOurKernels(x[0], true, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 30))));
+        // Head dim 128 causal with grouped heads, an additive mask and a query offset, 200 query rows (a ragged second
+        // 128-row block), and head dim 64 causal GQA (the diagonal tiles' per-element path), on each forward kernel.
+        foreach (bool m128 in new[] { true, false })
         {
-            string name = v2 ? "dkdv v2" : "dkdv v1";
-            c.Add(new($"attention bwd GQA7 D64 T130 {name}",
-                (r, t) => [Normal(r, t, 1, 14, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 2, 130, 64), Normal(r, t, 1, 14, 130, 64)],
-                x => WithAttentionKernels(x[0], v2, () => AttentionGrads(x, null, 0))));
-            c.Add(new($"attention bwd D128 mask offset {name}",
-                (r, t) => [Normal(r, t, 2, 4, 70, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 2, 100, 128), Normal(r, t, 2, 4, 70, 128), PaddingMask(r, t, 100)],
-                x => WithAttentionKernels(x[0], v2, () => AttentionGrads(x, x[4], 30))));
-            c.Add(new($"attention D80 (mask, offset) fwd {(v2 ? "per-dim" : "v1")}",
-                (r, t) => [Normal(r, t, 2, 4, 70, 80), Normal(r, t, 2, 2, 100, 80), Normal(r, t, 2, 2, 100, 80), PaddingMask(r, t, 100)],
-                x => WithAttentionKernels(x[0], v2, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 30))));
+            string kernel = m128 ? "m128" : "per-dim";
+            c.Add(new($"attention D128 causal GQA mask offset T200 fwd {kernel}",
+                (r, t) => [Normal(r, t, 2, 4, 200, 128), Normal(r, t, 2, 2, 230, 128), Normal(r, t, 2, 2, 230, 128), PaddingMask(r, t, 230)],
+                x => OnOurKernels(x[0], m128, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 30))));
+            c.Add(new($"attention D64 causal GQA T150 fwd {kernel}",
+                (r, t) => [Normal(r, t, 1, 4, 150, 64), Normal(r, t, 1, 2, 150, 64), Normal(r, t, 1, 2, 150, 64)],
+                x => OnOurKernels(x[0], m128, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], null, causal: true))));
         }
-        // The 128-row forward (CudaBackend.AttentionForwardM128, PARROT_ATTENTION_FWD=m128), forced on: head dim 128
-        // causal with grouped heads, an additive mask and a query offset, 200 query rows (a ragged second 128-row block),
-        // and head dim 64 causal GQA (the diagonal tiles' per-element path).
-        c.Add(new("attention D128 causal GQA mask offset T200 fwd m128",
-            (r, t) => [Normal(r, t, 2, 4, 200, 128), Normal(r, t, 2, 2, 230, 128), Normal(r, t, 2, 2, 230, 128), PaddingMask(r, t, 230)],
-            x => WithForwardM128(x[0], () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], x[3], causal: true, queryOffset: 30))));
-        c.Add(new("attention D64 causal GQA T150 fwd m128",
-            (r, t) => [Normal(r, t, 1, 4, 150, 64), Normal(r, t, 1, 2, 150, 64), Normal(r, t, 1, 2, 150, 64)],
-            x => WithForwardM128(x[0], () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], null, causal: true))));
         return c;
     }
 
-    /// <summary><paramref name="f"/> with the CUDA backend's 128-row forward (<c>AttentionForwardM128</c>) on, back to what it
-    /// was afterwards; other backends run it as it is.</summary>
-    private static Tensor WithForwardM128(Tensor x, Func<Tensor> f)
-    {
-        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return f();
-        bool was = cuda.AttentionForwardM128;
-        cuda.AttentionForwardM128 = true;
-        try { return f(); }
-        finally { cuda.AttentionForwardM128 = was; }
-    }
-
     /// <summary>
-    /// <paramref name="f"/> with the CUDA backend's new attention kernels on (<c>AttentionDkdvV2</c>,
-    /// <c>AttentionForwardPerDim</c>) or off (the first versions), back to what they were afterwards; other backends
-    /// run it as it is.
+    /// <paramref name="f"/> on our attention kernels: the CUDA backend's cuDNN attention off (<c>CudnnAttention</c>,
+    /// <c>CudnnAttentionRequired</c>) and its forward on the 128-row kernels for head dims 64 and 128
+    /// (<c>AttentionForwardM128</c>, <paramref name="m128"/>) or on the per-head-dim ones; the switches back to what
+    /// they were afterwards. Other backends run it as it is.
     /// </summary>
-    private static Tensor WithAttentionKernels(Tensor x, bool v2, Func<Tensor> f)
+    internal static Tensor OnOurKernels(Tensor x, bool m128, Func<Tensor> f)
     {
         if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return f();
-        (bool dkdv, bool fwd, bool m128) = (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim, cuda.AttentionForwardM128);
-        (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim, cuda.AttentionForwardM128) = (v2, v2, false);
+        (bool cudnn, bool required, bool wasM128) = (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.AttentionForwardM128);
+        (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.AttentionForwardM128) = (false, false, m128);
         try { return f(); }
-        finally { (cuda.AttentionDkdvV2, cuda.AttentionForwardPerDim, cuda.AttentionForwardM128) = (dkdv, fwd, m128); }
+        finally { (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.AttentionForwardM128) = (cudnn, required, wasM128); }
     }
 
     private static Tensor BadAt(Tensor index, int flat, long value)

@@ -37,7 +37,74 @@ internal static class SelfTestCudnnCases
                 var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(x[0], x[1], x[2], o, lse, x[3], null, true, 0, scale);
                 return scope.Keep(Tensor.Concat(0, o.Reshape((int)o.Count), dq!.Reshape((int)dq.Count), dk!.Reshape((int)dk.Count), dv!.Reshape((int)dv.Count)));
             }), Only: bf16);
+        // cuDNN against our tensor-core kernels at the benchmark's shapes, GPU to GPU (see CudnnEqualsOurs).
+        yield return new("cuDNN SDPA = ours B2 H16 T2048 D128", (r, t) => [Tensor.Zeros([1])], x => CudnnEqualsOurs(x, 2, 16, 16, 2048, 128), Only: bf16);
+        yield return new("cuDNN SDPA = ours B1 H14 Hkv2 T512 D64", (r, t) => [Tensor.Zeros([1])], x => CudnnEqualsOurs(x, 1, 14, 2, 512, 64), Only: bf16);
     }
+
+    /// <summary>
+    /// On a GPU: bf16 causal attention [B, H, T, D] over Hkv kv heads with seeded N(0, 1) inputs made on the device, run
+    /// by cuDNN (forced: the bench's forward without the log-sum-exp, the forward with it, and the backward from that)
+    /// and by our kernels (cuDNN off: the 128-row forward, dq and dK/dV); each output of one against the other's by
+    /// ‖a − b‖ / ‖b‖ (o, o without stats, lse, dq, dk, dv), and both against float64 on sampled rows (o, lse and dq of
+    /// query rows 0, 1, T/3 and T − 1 of one head, dk and dv of keys 0, T/3 and T − 1 of one kv head, summed over its
+    /// query heads). Returns the worst error ([1]); throws naming every error when one exceeds the bf16 tolerance, so a
+    /// cuDNN graph that computes something else at this shape (the bench's 444 TFLOP/s forward) fails here. Elsewhere
+    /// (the CPU and float64 references) [0]: the shapes are too large for the CPU references, and the row's point is
+    /// cuDNN.
+    /// </summary>
+    private static Tensor CudnnEqualsOurs(Tensor[] x, int B, int H, int Hkv, int T, int D)
+    {
+        if (x[0].Device.Kind != DeviceKind.Cuda || Backends.For(x[0].Device) is not CudaBackend cuda) return Tensor.Zeros([1]);
+        var dev = x[0].Device;
+        double scale = 1 / Math.Sqrt(D);
+        using var scope = TensorScope.Begin();
+        var q = Tensor.Normal([B, H, T, D], 21, 0, 1, DType.BF16, dev);
+        var k = Tensor.Normal([B, Hkv, T, D], 22, 0, 1, DType.BF16, dev);
+        var v = Tensor.Normal([B, Hkv, T, D], 23, 0, 1, DType.BF16, dev);
+        var dO = Tensor.Normal([B, H, T, D], 24, 0, 1, DType.BF16, dev);
+        (Tensor O, Tensor Lse, Tensor Dq, Tensor Dk, Tensor Dv) Run()
+        {
+            var o = Tensor.Empty([B, H, T, D], DType.BF16, dev);
+            var lse = Tensor.Empty([B, H, T], DType.F32, dev);
+            var dq = Tensor.Empty([B, H, T, D], DType.BF16, dev);
+            var dk = Tensor.Empty([B, Hkv, T, D], DType.BF16, dev);
+            var dv = Tensor.Empty([B, Hkv, T, D], DType.BF16, dev);
+            cuda.Attention(q, k, v, null, true, 0, scale, o, lse);
+            cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, scale, dq, dk, dv);
+            return (o, lse, dq, dk, dv);
+        }
+        var was = (cuda.CudnnAttention, cuda.CudnnAttentionRequired);
+        (Tensor O, Tensor Lse, Tensor Dq, Tensor Dk, Tensor Dv) cu, ours;
+        var oNoStats = Tensor.Empty([B, H, T, D], DType.BF16, dev);
+        try
+        {
+            (cuda.CudnnAttention, cuda.CudnnAttentionRequired) = (true, true);
+            cuda.Attention(q, k, v, null, true, 0, scale, oNoStats, null); // the bench's "attention fwd cuDNN" call
+            cu = Run();
+            (cuda.CudnnAttention, cuda.CudnnAttentionRequired) = (false, false);
+            ours = Run();
+        }
+        finally { (cuda.CudnnAttention, cuda.CudnnAttentionRequired) = was; }
+        var errors = new List<(string What, double Error)>
+        {
+            ("o", Rel(cu.O, ours.O)), ("o without stats", Rel(oNoStats, ours.O)), ("lse", Rel(cu.Lse, ours.Lse)),
+            ("dq", Rel(cu.Dq, ours.Dq)), ("dk", Rel(cu.Dk, ours.Dk)), ("dv", Rel(cu.Dv, ours.Dv)),
+        };
+        var reference = new SampledAttention(q.ToFloatArray(), k.ToFloatArray(), v.ToFloatArray(), dO.ToFloatArray(), B, H, Hkv, T, D, scale);
+        foreach (var (name, r) in new[] { ("cuDNN", cu), ("ours", ours) })
+            foreach (var (what, e) in reference.Errors(r.O.ToFloatArray(), r.Lse.ToFloatArray(), r.Dq.ToFloatArray(), r.Dk.ToFloatArray(), r.Dv.ToFloatArray()))
+                errors.Add(($"{name} {what} vs float64", e));
+        errors.Add(("cuDNN o without stats vs float64", reference.Errors(oNoStats.ToFloatArray(), cu.Lse.ToFloatArray(), cu.Dq.ToFloatArray(), cu.Dk.ToFloatArray(), cu.Dv.ToFloatArray())[0].Error));
+        string all = string.Join(", ", errors.Select(e => $"{e.What} {e.Error:G3}"));
+        Console.Error.WriteLine($"selftest cuDNN SDPA = ours B{B} H{H} Hkv{Hkv} T{T} D{D} ({cuda.CudnnAttentionPlan}): {all}");
+        double worst = errors.Max(e => double.IsNaN(e.Error) ? double.PositiveInfinity : e.Error);
+        if (worst > SelfTestRunner.Bf16Tolerance) throw new InvalidOperationException($"over {SelfTestRunner.Bf16Tolerance:G3}: {all}");
+        return scope.Keep(Tensor.FromArray([worst], [1]));
+    }
+
+    /// <summary>‖a − b‖ / ‖b‖ over two device tensors of the same shape (read back as float32, summed in float64).</summary>
+    private static double Rel(Tensor a, Tensor b) => SelfTestRunner.Error(Array.ConvertAll(a.ToFloatArray(), f => (double)f), Array.ConvertAll(b.ToFloatArray(), f => (double)f));
 
     /// <summary>Runs <paramref name="op"/> with the cuDNN path forced when the inputs are on a GPU (as they are for the device run).</summary>
     private static Tensor OnCudnn(Tensor[] x, Func<Tensor> op)

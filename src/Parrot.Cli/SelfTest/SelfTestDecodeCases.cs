@@ -16,6 +16,9 @@ namespace Parrot.Cli.SelfTest;
 /// (tools/cuda-emu shows the device-position kernels equal the host-position ones at equal splits).</item>
 /// <item>"static decode step logits (forced ids)": the static step's logits over six steps fed fixed ids (written into
 /// <see cref="Qwen2StaticDecoder.Ids"/> between steps), against float64 and the CPU like every case.</item>
+/// <item>"…, programmatic launches (forced ids)" and "… programmatic = plain launches": the graph replayed with
+/// programmatic dependent launch on (<see cref="CudaBackend.ProgrammaticLaunches"/>; Hopper and newer, otherwise the
+/// plain rows again): its logits against float64 and the CPU, and bit for bit those of plain launches.</item>
 /// <item>"generate session, static step = eager session": the generator's session (what `generate`, `chat` and the API
 /// run) forced onto the static step (on a CUDA device replayed from a graph from its second step) against the eager
 /// session, fed the same ids: the same logits bits at the prefill and six steps. "generate, static step = eager
@@ -40,6 +43,10 @@ internal static class SelfTestDecodeCases
         // other devices eager, the rows above again).
         yield return new("static decode step, CUDA graph = eager decode", Inputs, p => SameAsEager(p, graph: true), Exact: true);
         yield return new("static decode step, CUDA graph (forced ids)", Inputs, p => ForcedLogits(p, graph: true));
+        // Programmatic dependent launch (PARROT_PDL=1; Hopper and newer, else these are the rows above again): the
+        // graph's kernels overlap their predecessors' tails and wait on the GPU; a missing wait would read a stale x.
+        yield return new("static decode step, CUDA graph, programmatic launches (forced ids)", Inputs, p => Programmatic(p, () => ForcedLogits(p, graph: true)));
+        yield return new("static decode step, CUDA graph, programmatic = plain launches", Inputs, ProgrammaticSameAsPlain, Exact: true);
         yield return new("generate session, static step = eager session", Inputs, SessionSameAsEager, Exact: true);
         yield return new("generate, static step = eager (greedy, sampled)", Inputs, GenerateSameAsEager, Exact: true);
     }
@@ -181,6 +188,27 @@ internal static class SelfTestDecodeCases
             }
             return Tensor.FromArray(all.Select(x => (double)x).ToArray(), all.Count);
         }
+    }
+
+    /// <summary><paramref name="run"/> with programmatic launches on (where the device supports them), then as before.</summary>
+    private static Tensor Programmatic(Tensor[] p, Func<Tensor> run)
+    {
+        if (p[0].Backend is not CudaBackend cuda) return run();
+        bool before = cuda.ProgrammaticLaunches;
+        cuda.ProgrammaticLaunches = true;
+        try { return run(); }
+        finally { cuda.ProgrammaticLaunches = before; }
+    }
+
+    /// <summary>The forced-ids logits from a CUDA graph with programmatic launches and without: the same bits.</summary>
+    private static Tensor ProgrammaticSameAsPlain(Tensor[] p)
+    {
+        var plain = ForcedLogits(p, graph: true).ToDoubleArray();
+        var overlapped = Programmatic(p, () => ForcedLogits(p, graph: true)).ToDoubleArray();
+        for (int i = 0; i < plain.Length; i++)
+            if (BitConverter.DoubleToInt64Bits(plain[i]) != BitConverter.DoubleToInt64Bits(overlapped[i]))
+                throw new InvalidOperationException($"programmatic launches: logit {i} is {overlapped[i]:R}, {plain[i]:R} with plain launches");
+        return Tensor.FromArray(Enumerable.Repeat(1.0, plain.Length).ToArray(), plain.Length);
     }
 
     private static int ArgMax(float[] x)

@@ -19,6 +19,55 @@ internal static class SelfTestGraphCases
             [Normal(r, t, 16, 64), Normal(r, t, 16, 64), Scaled(Normal(r, t, 64, 64), 0.125), Normal(r, t, 64, 64)];
         yield return new("cuda graph replay = eager (fed-back step)", Inputs, ReplayedSteps);
         yield return new("cuda graph refuses a host copy (named)", Inputs, RefusesHostCopy);
+        // x0, x1: [1, 4, 64, 64] states (queries); x2, x3: keys and values [1, 2, 64, 64].
+        static Tensor[] AttentionInputs(Random r, DType t) =>
+            [Normal(r, t, 1, 4, 64, 64), Normal(r, t, 1, 4, 64, 64), Normal(r, t, 1, 2, 64, 64), Normal(r, t, 1, 2, 64, 64)];
+        yield return new("cuda graph replay = eager (cuDNN attention)", AttentionInputs, ReplayedCudnnAttention, Only: [DType.BF16]);
+    }
+
+    /// <summary>
+    /// state ← attention(state, k, v) + state (causal, grouped heads): on a GPU with cuDNN's attention required, so the
+    /// eager step builds the cuDNN plan and the capture records its execution (no plan is built while recording); then
+    /// the state is overwritten with x1 and the graph replayed twice, and the result must equal, bit for bit, two eager
+    /// steps from x1 (throws otherwise). MISSING where cuDNN cannot run. Elsewhere the same steps eagerly.
+    /// </summary>
+    private static Tensor ReplayedCudnnAttention(Tensor[] x)
+    {
+        var state = x[0].Clone();
+        void Step()
+        {
+            using var o = Tensor.ScaledDotProductAttention(state, x[2], x[3], causal: true);
+            using var next = o + state;
+            state.CopyFrom(next);
+        }
+        if (x[0].Backend is not CudaBackend cuda)
+        {
+            Step();
+            state.CopyFrom(x[1]);
+            Step();
+            Step();
+            return state;
+        }
+        bool was = cuda.CudnnAttentionRequired;
+        cuda.CudnnAttentionRequired = true;
+        try
+        {
+            Step();
+            using (var graph = cuda.Capture(Step))
+            {
+                state.CopyFrom(x[1]);
+                graph.Replay();
+                graph.Replay();
+            }
+            using var replayed = state.Clone();
+            state.CopyFrom(x[1]);
+            Step();
+            Step();
+            if (!replayed.ToFloatArray().AsSpan().SequenceEqual(state.ToFloatArray()))
+                throw new InvalidOperationException("the replayed cuDNN attention steps differ from the eager ones");
+            return state;
+        }
+        finally { cuda.CudnnAttentionRequired = was; }
     }
 
     private static Tensor Scaled(Tensor t, double factor)

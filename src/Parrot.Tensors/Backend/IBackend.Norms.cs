@@ -27,6 +27,16 @@ public partial interface IBackend
     void RmsNorm(Tensor x, Tensor weight, double eps, Tensor y);
 
     /// <summary>
+    /// The residual step of a pre-norm decoder in inference, fused: sum = x + residual (computed in float32 for
+    /// F32/BF16/F16, rounded once to sum's dtype, as <see cref="Binary"/> Add), then y = <see cref="RmsNorm"/>(sum, weight).
+    /// x, residual and sum are [..., D] of one float dtype and shape, weight [D] of a float dtype, y [..., D] of the
+    /// promoted dtype of sum and weight; any strides. The results must equal Binary Add followed by RmsNorm on the same
+    /// backend bit for bit: decoding uses this op in place of the two (one launch fewer per layer on a GPU) and its
+    /// logits must not depend on which ran.
+    /// </summary>
+    void AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps, Tensor sum, Tensor y);
+
+    /// <summary>
     /// Per-row cross-entropy: lossPerRow[i] = logsumexp(logits[i, :]) - logits[i, targets[i]], and 0 for rows
     /// whose target equals <paramref name="ignoreIndex"/>. logits is [N, C] of a float dtype, targets [N] I64,
     /// lossPerRow [N] F32 or F64; any strides. A target outside 0..C-1 that is not the ignore index throws

@@ -10,19 +10,43 @@ public sealed partial class CudaBackend
     /// Whether <see cref="Attention"/> and <see cref="AttentionBackward"/> first try cuDNN's fused scaled-dot-product
     /// attention (cuDNN ≥ 9 backend graphs, <see cref="CudnnSdpaGraphs"/>) for the calls it takes: bf16/f16, head dims
     /// multiples of 8 (≤ 256 forward, ≤ 128 backward), no additive mask, causal at query offset 0 or S − T, any grouped
-    /// heads, head-dim-contiguous operands with 16-byte rows. Decoding (≤ 8 query rows) stays on the decode kernel.
-    /// Anything else, and any cuDNN refusal while building a plan (library missing or older than 9, engine not
-    /// supported), falls back to our kernels; <see cref="CudnnAttentionNote"/> says why. Off unless the environment
-    /// variable PARROT_CUDNN_ATTENTION is "1" when the backend is created (until a GPU run has proven and timed it).
+    /// heads, head-dim-contiguous operands with 16-byte rows. Forwards of up to <see cref="DecodeMaxRows"/> query rows
+    /// (decoding) stay on our kernels: their key count grows every step, and each new count would build a plan. Anything
+    /// else, and any cuDNN refusal while building a plan (library missing or older than 9, engine not supported), falls
+    /// back to our kernels; <see cref="CudnnAttentionNote"/> says why. float32 never reaches cuDNN (it takes 16-bit types).
+    /// Forwards without a log-sum-exp (inference) try it only with <see cref="CudnnAttentionInference"/>.
+    /// On by default (an H200 on 2026-11-27, B4 H16 T2048 D128 bf16 causal: forward + backward 0.638 ms against our
+    /// kernels' 1.880 and PyTorch's flash SDPA's 1.264); off when the environment variable PARROT_CUDNN_ATTENTION is "0"
+    /// when the backend is created. Off is the way to bit-reproducible training: cuDNN's SDPA backward, as these graphs
+    /// request it (no deterministic-algorithm knob), is not guaranteed to give the same bits run to run at large
+    /// batches, while our kernels are deterministic. Building a plan costs about a second per new problem (sizes,
+    /// strides, mask; 0.7–0.8 s a plan on the H200, 1.5 s for the first with the library load); plans are kept (up to
+    /// 256), and none is built while a CUDA graph capture records (<see cref="IsCapturing"/>): a call whose plan is not
+    /// built yet runs on our kernels then.
     /// </summary>
     public bool CudnnAttention { get; set; } = CudnnAttentionDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_ATTENTION"));
 
-    /// <summary>The default of <see cref="CudnnAttention"/> for a value of PARROT_CUDNN_ATTENTION: on only for "1".</summary>
-    internal static bool CudnnAttentionDefault(string? value) => value?.Trim() == "1";
+    /// <summary>The default of <see cref="CudnnAttention"/> for a value of PARROT_CUDNN_ATTENTION: off only for "0".</summary>
+    internal static bool CudnnAttentionDefault(string? value) => value?.Trim() != "0";
+
+    /// <summary>
+    /// Whether forwards that ask for no log-sum-exp — inference (prefill, vision towers, evaluation under no-grad): no
+    /// backward follows — also try cuDNN when <see cref="CudnnAttention"/> is on. Off by default: cuDNN builds a plan
+    /// per new problem (about 0.75 s on the H200), and inference meets new sequence lengths all the time (each new
+    /// prompt length in `chat` or `serve` would wait that long), while a training run repeats a few shapes and pays once.
+    /// Inference keeps our tensor-core forward (0.349 ms vs cuDNN's 0.155 at B4 H16 T2048 D128). PARROT_CUDNN_ATTENTION=1
+    /// turns it on when the backend is created.
+    /// </summary>
+    public bool CudnnAttentionInference { get; set; } = CudnnAttentionInferenceDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_ATTENTION"));
+
+    /// <summary>The default of <see cref="CudnnAttentionInference"/>: on only for "1".</summary>
+    internal static bool CudnnAttentionInferenceDefault(string? value) => value?.Trim() == "1";
 
     /// <summary>
     /// Forces the cuDNN path (for `parrot selftest` and the benchmarks): every attention call, decoding included, goes
-    /// to cuDNN, and one cuDNN cannot take throws <see cref="NotSupportedException"/> saying why instead of falling back.
+    /// to cuDNN, and one cuDNN cannot take throws <see cref="NotSupportedException"/> saying why instead of falling back
+    /// — also a call whose plan would have to be built while a CUDA graph capture records. Independent of
+    /// <see cref="CudnnAttention"/>.
     /// </summary>
     public bool CudnnAttentionRequired { get; set; }
 
@@ -56,7 +80,7 @@ public sealed partial class CudaBackend
         if (why is not null) return Declined(why);
         var problem = new CudnnSdpaProblem(false, q.DType, B, H, Hkv, T, S, D, Dv, kind, logSumExp is not null,
             q.Strides.ToArray(), k.Strides.ToArray(), v.Strides.ToArray(), output.Strides.ToArray(), logSumExp?.Strides.ToArray() ?? []);
-        var plan = CudnnAttentionEngine.Plan(problem, out why);
+        var plan = CudnnAttentionEngine.Plan(problem, build: !_capturing, out why);
         if (plan is null) return Declined(why);
         var ptr = new Dictionary<long, nint>
         {
@@ -91,7 +115,7 @@ public sealed partial class CudaBackend
         var problem = new CudnnSdpaProblem(true, q.DType, B, H, Hkv, T, S, D, Dv, kind, true,
             q.Strides.ToArray(), k.Strides.ToArray(), v.Strides.ToArray(), o.Strides.ToArray(), lse.Strides.ToArray(),
             g.Strides.ToArray(), dqt.Strides.ToArray(), dkt.Strides.ToArray(), dvt.Strides.ToArray());
-        var plan = CudnnAttentionEngine.Plan(problem, out why);
+        var plan = CudnnAttentionEngine.Plan(problem, build: !_capturing, out why);
         if (plan is null) return Declined(why);
         // The float32 dQ accumulator: cuDNN adds each key block's share into it, so it starts at zero (the frontend memsets it).
         var accum = Tensor.Zeros([B, H, T, D], DType.F32, Device);

@@ -10,14 +10,28 @@ public sealed partial class CudaBackend
     public bool IsCapturing => _capturing;
 
     /// <summary>
+    /// Programmatic dependent launch for the decode step's kernels (gemv, fused SwiGLU gemv, RMS norms, RoPE + KV append;
+    /// Hopper and newer, CUDA 12.3+ driver): such a kernel starts while the one before it finishes and waits for it on
+    /// the GPU, and a product's first weight reads overlap the previous kernel, in eager streams and in CUDA graphs
+    /// alike. Off by default until a GPU run has timed it; PARROT_PDL=1 turns it on when the backend is created; setting
+    /// it true on an older GPU or driver keeps it off.
+    /// </summary>
+    public bool ProgrammaticLaunches
+    {
+        get => _kernels.ProgrammaticLaunches;
+        set => _kernels.ProgrammaticLaunches = value && CudaKernels.ProgrammaticSupported(_context.Major, _context.DriverVersion);
+    }
+
+    /// <summary>
     /// Records the GPU work <paramref name="step"/> queues on this device into a <see cref="CudaGraph"/>, without running
     /// it: replaying the graph then issues all of it with one launch, which takes the host's cost per kernel (a
     /// host-bound decode step issues hundreds) out of the loop. The step must be replayable: only device tensors, no
     /// value read to the host or copied from it (<see cref="Transfer"/> and <see cref="Synchronize"/> throw while
     /// recording), the same shapes every time; what changes between replays lives in device tensors. Run it once
     /// eagerly before capturing (kernels compile and the cuBLASLt workspace is made at first use, which a capture
-    /// cannot record). A failure inside the step ends the capture, frees what it reserved and rethrows, naming the
-    /// capture. Waits for the queued work first (and reads pending index checks). While it records, no other thread may
+    /// cannot record; cuDNN attention plans too: while recording none is built, and a call without one runs on our
+    /// kernels, see <see cref="CudnnAttention"/>). A failure inside the step ends the capture, frees what it reserved
+    /// and rethrows, naming the capture. Waits for the queued work first (and reads pending index checks). While it records, no other thread may
     /// use this device (its work would be recorded, its memory taken into the capture's pool). A graph keeps the
     /// addresses it was captured with: tensors it reads (weights, caches, inputs) must stay alive and in place while it
     /// lives — moving, casting or reloading a model's weights needs a new capture.

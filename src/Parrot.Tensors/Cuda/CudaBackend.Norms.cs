@@ -39,14 +39,20 @@ public sealed partial class CudaBackend
         _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
     }
 
-    /// <summary>
-    /// sum = x + residual and y = RMSNorm(sum)·weight in one kernel (inference's residual step). All contiguous, one
-    /// float dtype (f32 or bf16), [..., n] with weight [n]; results equal the add and RmsNorm run apart.
-    /// </summary>
+    /// <inheritdoc/>
+    /// <remarks>
+    /// One kernel (add_rms_norm: a launch and a pass over the row fewer than the two ops) when every operand is
+    /// contiguous and of one dtype, f32 or bf16 (<see cref="CanAddRmsNorm"/>): its arithmetic is binary_packed's add and
+    /// rms_norm's float path exactly, with the same threads per row, so the bits equal the two ops'. Otherwise the two ops.
+    /// </remarks>
     public void AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps, Tensor sum, Tensor y)
     {
         if (!CanAddRmsNorm(x, residual, weight, sum, y))
-            throw Missing("AddRmsNorm", "operands that are not all contiguous f32 or all contiguous bf16 of one shape");
+        {
+            Binary(BinaryOp.Add, x, residual, sum);
+            RmsNorm(sum, weight, eps, y);
+            return;
+        }
         long n = x.Shape[^1], rows = x.Count / Math.Max(n, 1);
         if (rows == 0 || n == 0) return;
         using var a = new KernelArgs().Add(rows).Add(n).Ptr(sum).Ptr(y).Ptr(x).Ptr(residual).Ptr(weight).Add(Code(x.DType)).Add((float)eps);

@@ -90,42 +90,22 @@ public sealed partial class CudaBackend
     internal static bool TensorCoreAttentionDefault(string? value) => value?.Trim() != "0";
 
     /// <summary>
-    /// Whether the tensor-core forward runs as a kernel per head dim (attention_mma_forward_d64/_d80/_d128 of
-    /// native/attention_mma.cu: the same tile code, each with its own registers, so head dims 64 and 80 fit 168 and run
-    /// 3 blocks per SM instead of 2) or as the one kernel over the three (attention_mma_forward). On unless
-    /// PARROT_ATTENTION_FWD is "v1" when the backend is created; for A/B timings and for ruling the kernels out.
-    /// </summary>
-    public bool AttentionForwardPerDim { get; set; } = AttentionDkdvV2Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_FWD"));
-
-    /// <summary>
     /// Whether the tensor-core forward for head dims 64 and 128 runs attention_mma_forward_m128_d64/_d128 of
-    /// native/attention_mma.cu: 128 query rows per block, two m16 tiles per warp, so each K/V fragment read from shared
-    /// memory feeds four mmas instead of two (FlashAttention-2's split for head dim 128), Q in shared memory, 69632 bytes of
-    /// dynamic shared memory for head dim 128. Same outputs bit for bit as the per-dim kernels. Not timed yet, so off unless
-    /// PARROT_ATTENTION_FWD is "m128" when the backend is created; takes precedence over <see cref="AttentionForwardPerDim"/>
-    /// for those head dims (head dim 80 keeps the per-dim or first kernel).
+    /// native/attention_mma.cu (128 query rows per block, two m16 tiles per warp, so each K/V fragment read from shared
+    /// memory feeds four mmas instead of two — FlashAttention-2's split for head dim 128 —, Q in shared memory, 69632 bytes
+    /// of dynamic shared memory for head dim 128) rather than the per-head-dim kernel attention_mma_forward_d{64,128}
+    /// (64 rows per block; head dim 80 always takes attention_mma_forward_d80). The same tile code, the same outputs bit
+    /// for bit; on an H200 (B4 H16 T2048 causal) 0.349 ms against 0.404 at head dim 128, 0.192 against 0.222 at 64. On
+    /// unless PARROT_ATTENTION_FWD is "per-dim" when the backend is created; off is for A/B timings (the bench's
+    /// "attention fwd per-dim" row) and for ruling the 128-row kernels out.
     /// </summary>
     public bool AttentionForwardM128 { get; set; } = AttentionForwardM128Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_FWD"));
 
-    /// <summary>The default of <see cref="AttentionForwardM128"/> for a value of PARROT_ATTENTION_FWD: on only for "m128".</summary>
-    internal static bool AttentionForwardM128Default(string? value) => string.Equals(value?.Trim(), "m128", StringComparison.OrdinalIgnoreCase);
+    /// <summary>The default of <see cref="AttentionForwardM128"/> for a value of PARROT_ATTENTION_FWD: off only for "per-dim".</summary>
+    internal static bool AttentionForwardM128Default(string? value) => !string.Equals(value?.Trim(), "per-dim", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
-    /// Which kernel computes dK and dV in the tensor-core backward: true (the default) the second version
-    /// (native/attention_mma_dkdv2.cu: up to a block per query head of a grouped kv head, so grouped-query attention gets
-    /// up to the dq kernel's number of blocks, float32 partials summed in order by a reduce kernel; lse/delta by cp.async;
-    /// a kernel per head dim), false the first (attention_mma_backward_dkdv of attention_mma_backward.cu). Read from
-    /// PARROT_ATTENTION_DKDV when the backend is created: "v1" selects the first, anything else the second. For A/B
-    /// timings (the bench's "attention fwd+bwd" rows run both) and for ruling the new kernel out.
-    /// </summary>
-    public bool AttentionDkdvV2 { get; set; } = AttentionDkdvV2Default(Environment.GetEnvironmentVariable("PARROT_ATTENTION_DKDV"));
-
-    /// <summary>The default of <see cref="AttentionDkdvV2"/> (PARROT_ATTENTION_DKDV) and <see cref="AttentionForwardPerDim"/>
-    /// (PARROT_ATTENTION_FWD) for a value of the variable: the first version only for "v1".</summary>
-    internal static bool AttentionDkdvV2Default(string? value) => !string.Equals(value?.Trim(), "v1", StringComparison.OrdinalIgnoreCase);
-
-    /// <summary>
-    /// How many blocks the second dK/dV kernel gives each of the <paramref name="keyBlocks"/> (batch, kv head, 64 keys):
+    /// How many blocks the dK/dV kernel (attention_mma_dkdv2.cu) gives each of the <paramref name="keyBlocks"/> (batch, kv head, 64 keys):
     /// enough for about 1024 blocks (a few waves of 2–3 blocks on 100+ SMs), at most one per query head of the group.
     /// More splits cost float32 partials (written, then read by the reduce: 2·splits·B·Hkv·S·D floats each way), so a
     /// grid that is already large keeps fewer. A function of the shapes only (not of the GPU), so the sums' order and
@@ -143,6 +123,16 @@ public sealed partial class CudaBackend
     /// (<see cref="DecodeAttentionV1"/>).
     /// </summary>
     public bool DecodeAttention { get; set; } = TensorCoreAttentionDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_ATTENTION"));
+
+    /// <summary>
+    /// Whether <see cref="Attention"/> tries cuDNN first for a call with <paramref name="queries"/> query rows a head: when
+    /// required, or when on (<see cref="CudnnAttention"/>) for more than <see cref="DecodeMaxRows"/> rows (decoding stays on
+    /// our kernels whatever <see cref="DecodeAttention"/> says) in a forward that saves the log-sum-exp for a backward
+    /// (<paramref name="withLogSumExp"/>: training) or, with <paramref name="inference"/>
+    /// (<see cref="CudnnAttentionInference"/>), in any forward.
+    /// </summary>
+    internal static bool TriesCudnnForward(bool cudnnAttention, bool inference, bool required, int queries, bool withLogSumExp) =>
+        required || (cudnnAttention && queries > DecodeMaxRows && (withLogSumExp || inference));
 
     /// <summary>The most query rows per (batch, head) that <see cref="Attention"/> sends to the decode kernel.</summary>
     internal const int DecodeMaxRows = 8;
@@ -166,14 +156,15 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// Fused attention forward, any strides, grouped-query heads, causal (with a query offset) and additive masks.
+    /// bf16/f16 calls of more than 8 query rows that cuDNN takes run on cuDNN's fused SDPA (see <see cref="CudnnAttention"/>).
     /// Up to 8 query rows per (batch, head) in f32 or bf16 with head dims up to 128 (decoding) run the decode kernel
     /// (native/attention_decode.cu: a block per batch, kv head, 4 rows of its query group and key range, the ranges
     /// merged in the same launch; see <see cref="DecodeAttention"/> and CudaBackend.Decode.cs).
-    /// Otherwise bf16 with q/k and v head dims equal to 64, 80 or 128 and K/V rows contiguous and 16-byte aligned runs the
-    /// tensor-core flash kernel (native/attention_mma.cu: mma.sync m16n8k16, a block per batch, head and 64 query
-    /// rows, float32 accumulation). Other f32 and bf16 operands with head dims up to 128 run the tiled FMA flash
-    /// kernel (native/attention.cu); other dtypes and head dims up to 256 the simple kernel (one warp per query row).
-    /// The backward is <see cref="AttentionBackward"/>.
+    /// Otherwise bf16 with q/k and v head dims equal to 64, 80 or 128 and K/V rows contiguous and 16-byte aligned runs a
+    /// tensor-core flash kernel (native/attention_mma.cu: mma.sync m16n8k16, float32 accumulation; head dims 64 and 128
+    /// 128 query rows a block, see <see cref="AttentionForwardM128"/>, head dim 80 64 rows). Other f32 and bf16 operands
+    /// with head dims up to 128 run the tiled FMA flash kernel (native/attention.cu); other dtypes and head dims up to 256
+    /// the simple kernel (one warp per query row). The backward is <see cref="AttentionBackward"/>.
     /// </summary>
     public unsafe void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
     {
@@ -181,9 +172,10 @@ public sealed partial class CudaBackend
         if (D > 256 || Dv > 256) throw Missing("Attention", $"head dims above 256 (q {D}, v {Dv})");
         long rows = (long)B * H * T;
         if (rows == 0 || Dv == 0) return;
-        // cuDNN's fused attention first when switched on (CudaBackend.Cudnn.cs); decoding stays on our decode kernel
-        // unless the cuDNN path is forced.
-        if ((CudnnAttentionRequired || (CudnnAttention && !(DecodeAttention && UsesDecodeAttention(q.DType, output.DType, T, D, Dv))))
+        // cuDNN's fused attention first where it takes the call (CudaBackend.Cudnn.cs): training forwards (they save the
+        // log-sum-exp); inference only when asked (a plan per new length, about a second each); up to 8 query rows a
+        // head (decoding) stay on our kernels unless the cuDNN path is forced: a decode step's key count grows every step.
+        if (TriesCudnnForward(CudnnAttention, CudnnAttentionInference, CudnnAttentionRequired, T, logSumExp is not null)
             && TryCudnnAttention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp))
             return;
         var st = new AttnStrides();
@@ -215,7 +207,7 @@ public sealed partial class CudaBackend
                 _kernels.AllowDynamicShared("attention_mma.cu", name, shared);
                 _kernels.Launch("attention_mma.cu", name, (uint)blocks, threads, a, shared);
             }
-            else _kernels.Launch("attention_mma.cu", AttentionForwardPerDim ? $"attention_mma_forward_d{D}" : "attention_mma_forward", (uint)blocks, threads, a);
+            else _kernels.Launch("attention_mma.cu", $"attention_mma_forward_d{D}", (uint)blocks, threads, a);
             return;
         }
         if (UsesFlashAttention(q.DType, D, Dv))
@@ -240,12 +232,14 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Fused attention backward. f32 and bf16 with head dims up to 128 and a float32 log-sum-exp run a pair of flash
-    /// kernels: _dq (a block per batch, head and 64 query rows; writes dQ and delta = rowsum(dO ⊙ o)), then _dkdv
-    /// (a block per batch, kv head and 64 keys, summing over the group's query heads). bf16 with head dims 64, 80 or
-    /// 128 (q/k = v) and q, k, v, dO rows contiguous and 16-byte aligned take the tensor-core pair
-    /// (attention_mma_backward_*, native/attention_mma_backward.cu; see <see cref="TensorCoreAttention"/>), the rest the FMA
-    /// pair (attention_flash_backward_*, native/attention.cu). dO in another dtype is first rounded to q's. Other
+    /// Fused attention backward. bf16/f16 calls cuDNN takes run on cuDNN's fused SDPA backward (see
+    /// <see cref="CudnnAttention"/>). Otherwise f32 and bf16 with head dims up to 128 and a float32 log-sum-exp run flash
+    /// kernels: _dq (a block per batch, head and 64 query rows; writes dQ and delta = rowsum(dO ⊙ o)), then dK/dV. bf16
+    /// with head dims 64, 80 or 128 (q/k = v) and q, k, v, dO rows contiguous and 16-byte aligned take the tensor-core
+    /// kernels (attention_mma_backward_dq of native/attention_mma_backward.cu, then attention_mma_backward_dkdv2_d{D}: up to a block
+    /// per query head of a grouped kv head, partials summed in order; see <see cref="TensorCoreAttention"/>), the rest the
+    /// FMA pair (attention_flash_backward_dq / _dkdv of native/attention.cu: a block per batch, kv head and 64 keys, summing
+    /// over the group's query heads). All of them are deterministic. dO in another dtype is first rounded to q's. Other
     /// operands take the composite path (<see cref="Tensor.AttentionBackwardComposite"/>: matmuls, T × S scores).
     /// </summary>
     public unsafe void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale,
@@ -302,23 +296,24 @@ public sealed partial class CudaBackend
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
             _kernels.Launch(file, kernel + "_dq", (uint)qBlocks, threads, a);
         if (!kv || S == 0) return;
-        if (mma && AttentionDkdvV2)
+        if (mma)
         {
-            AttentionDkdvV2Launch(q, k, v, gg, dkt!, dvt!, mask, l, delta, st, causal, queryOffset, scale, kBlocks);
+            AttentionDkdvLaunch(q, k, v, gg, dkt!, dvt!, mask, l, delta, st, causal, queryOffset, scale, kBlocks);
             return;
         }
         using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(gg).Ptr(dkt).Ptr(dvt).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(l).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale))
-            _kernels.Launch(file, kernel + "_dkdv", (uint)kBlocks, threads, a);
+            _kernels.Launch("attention.cu", "attention_flash_backward_dkdv", (uint)kBlocks, threads, a);
     }
 
     /// <summary>
-    /// dK and dV by the second tensor-core kernel (attention_mma_backward_dkdv2_d{64,80,128}, native/attention_mma_dkdv2.cu;
-    /// see <see cref="AttentionDkdvV2"/>): <see cref="DkdvSplits"/> blocks per (batch, kv head, 64 keys); with more than
-    /// one, float32 partials [2, splits, B, Hkv, S, D] from the device allocator and attention_mma_backward_dkdv2_reduce.
+    /// dK and dV on tensor cores (attention_mma_backward_dkdv2_d{64,80,128}, native/attention_mma_dkdv2.cu: up to a block
+    /// per query head of a grouped kv head): <see cref="DkdvSplits"/> blocks per (batch, kv head, 64 keys); with more than
+    /// one, float32 partials [2, splits, B, Hkv, S, D] from the device allocator and attention_mma_backward_dkdv2_reduce
+    /// adds them in split order.
     /// </summary>
-    private void AttentionDkdvV2Launch(Tensor q, Tensor k, Tensor v, Tensor dO, Tensor dk, Tensor dv, Tensor? mask, Tensor lse, Tensor delta,
+    private void AttentionDkdvLaunch(Tensor q, Tensor k, Tensor v, Tensor dO, Tensor dk, Tensor dv, Tensor? mask, Tensor lse, Tensor delta,
         FaBwdStrides st, bool causal, int queryOffset, double scale, long kBlocks)
     {
         int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2];
@@ -341,7 +336,7 @@ public sealed partial class CudaBackend
     internal static int MmaM128SharedBytes(int D) => (2 * 64 + 128) * (D + 8) * 2;
 
     /// <summary>
-    /// Whether <see cref="Attention"/> can run the tensor-core kernel (attention_mma_forward) for these operands: bf16
+    /// Whether <see cref="Attention"/> can run the tensor-core kernels (attention_mma.cu) for these operands: bf16
     /// q/k/v and output, q/k and v head dims equal and one of 64, 80, 128 (the kernel's instantiations), and K and V
     /// staged by 16-byte copies: unit head-dim stride, other strides multiples of 8 elements, 16-byte aligned data.
     /// </summary>

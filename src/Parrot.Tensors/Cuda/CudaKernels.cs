@@ -14,7 +14,11 @@ internal sealed unsafe class CudaKernels
     private readonly Dictionary<(string, string), nint> _functions = new();
     private readonly Lock _gate = new();
 
-    internal CudaKernels(CudaContext context) => _context = context;
+    internal CudaKernels(CudaContext context)
+    {
+        _context = context;
+        ProgrammaticLaunches = ProgrammaticDefault(context.Major, context.DriverVersion, Environment.GetEnvironmentVariable("PARROT_PDL"));
+    }
 
     /// <summary>The kernel <paramref name="name"/> of file <paramref name="file"/> ("softmax.cu").</summary>
     internal nint Function(string file, string name)
@@ -67,9 +71,51 @@ internal sealed unsafe class CudaKernels
         void** ptrs = stackalloc void*[args.Count];
         args.Fill(ptrs);
         var mark = _context.Profiler.Begin(name);
-        int rc = Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null);
+        int rc = ProgrammaticLaunches && ProgrammaticKernels.Contains(name)
+            ? LaunchProgrammatic(f, grid, gridY, block, sharedBytes, ptrs)
+            : Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null);
         if (rc != Driver.Success) Driver.Check(rc, $"cuLaunchKernel({name})"); // the message is built only on failure
         _context.Profiler.End(mark);
+    }
+
+    /// <summary>
+    /// The kernels launched with programmatic stream serialisation when <see cref="ProgrammaticLaunches"/> is on: each
+    /// calls pdl_wait() (native/prelude.cuh) before it reads what earlier work wrote and before it writes, so it may
+    /// start while its predecessor runs; the weight reads gemv.cu issues before its wait are what a decode step gains.
+    /// Only kernels of the decode step are listed: none of them writes a tensor a gemv reads as its weight. A test
+    /// (ProgrammaticLaunchTests) checks that every kernel named here reaches pdl_wait in its source.
+    /// </summary>
+    internal static readonly HashSet<string> ProgrammaticKernels =
+    [
+        "gemv_bf16_1", "gemv_bf16_2", "gemv_bf16_3", "gemv_bf16_4", "gemv_f32_1", "gemv_f32_2", "gemv_f32_3", "gemv_f32_4",
+        "swiglu_gemv_bf16_1", "swiglu_gemv_bf16_2", "swiglu_gemv_bf16_3", "swiglu_gemv_bf16_4",
+        "swiglu_gemv_f32_1", "swiglu_gemv_f32_2", "swiglu_gemv_f32_3", "swiglu_gemv_f32_4",
+        "rms_norm", "add_rms_norm", "rope_kv_append", "rope_kv_append_at",
+    ];
+
+    /// <summary>
+    /// Whether <see cref="ProgrammaticKernels"/> launch with programmatic stream serialisation. Off until a GPU run has
+    /// proven and timed it (built without a GPU): PARROT_PDL=1 turns it on where it is supported — compute capability
+    /// 9.0 and newer with a CUDA 12.3+ driver (graph capture keeps programmatic edges from 12.3).
+    /// </summary>
+    internal bool ProgrammaticLaunches { get; set; }
+
+    internal static bool ProgrammaticSupported(int major, int driverVersion) => major >= 9 && driverVersion >= 12030;
+
+    internal static bool ProgrammaticDefault(int major, int driverVersion, string? env) =>
+        ProgrammaticSupported(major, driverVersion) && env?.Trim() == "1";
+
+    private int LaunchProgrammatic(nint f, uint grid, uint gridY, uint block, uint sharedBytes, void** ptrs)
+    {
+        Driver.LaunchAttribute attribute = default;
+        attribute.Id = Driver.LaunchAttributeProgrammaticStreamSerialization;
+        attribute.Value = 1;
+        Driver.LaunchConfig config = new()
+        {
+            GridX = grid, GridY = gridY, GridZ = 1, BlockX = block, BlockY = 1, BlockZ = 1, SharedBytes = sharedBytes,
+            Stream = _context.Stream, Attributes = &attribute, AttributeCount = 1,
+        };
+        return Driver.cuLaunchKernelEx(&config, f, ptrs, null);
     }
 }
 

@@ -71,17 +71,29 @@ internal sealed class CudnnSdpa : IDisposable
 
     /// <summary>
     /// The plan for <paramref name="problem"/>, built on first use; null with <paramref name="why"/> when cuDNN is
-    /// unavailable or refused this problem (then or before).
+    /// unavailable or refused this problem (then or before), or when the plan is not built yet and
+    /// <paramref name="build"/> is false.
     /// </summary>
-    internal CudnnGraphPlan? Plan(CudnnSdpaProblem problem, out string why)
+    /// <param name="problem">The call: sizes, dtype, mask, strides.</param>
+    /// <param name="why">Why there is no plan; empty when there is one.</param>
+    /// <param name="build">
+    /// Whether a missing plan (and the cuDNN handle) may be made now: false while a CUDA graph capture records. Making
+    /// them may allocate device memory, load modules and synchronise (cudnnCreate, plan finalisation compiling kernels),
+    /// which a capture would either refuse — invalidating the capture — or not record; executing a finished plan only
+    /// queues kernels on the stream, with the workspace from the capture's memory pool.
+    /// </param>
+    internal CudnnGraphPlan? Plan(CudnnSdpaProblem problem, bool build, out string why)
     {
         lock (_gate)
         {
+            const string capturing = "no cuDNN plan for this problem yet, and none is built while a CUDA graph capture records (run the step once eagerly first)";
+            if (!_probed && !build) { why = capturing; return null; }
             Probe();
             if (_unavailable is not null) { why = _unavailable; return null; }
             string key = problem.Key;
             if (_plans.TryGetValue(key, out var plan)) { why = ""; return plan; }
             if (_refused.TryGetValue(key, out var reason)) { why = reason; return null; }
+            if (!build) { why = capturing; return null; }
             _context.MakeCurrent();
             // Both frontend styles, the one matching this cuDNN's age first (see CudnnSdpaStyle); the first that plans wins.
             bool recent = Version >= 91000;

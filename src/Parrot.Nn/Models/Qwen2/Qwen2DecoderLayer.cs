@@ -28,15 +28,29 @@ public sealed class Qwen2DecoderLayer : Module
     /// <summary>Applies the block to h [B, T, hidden].</summary>
     public Variable Forward(Variable h, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache? cache, int layerIndex)
     {
-        var a = SelfAttn.Forward(InputLayerNorm.Forward(h), causal: true, rope, mask, cache, layerIndex);
+        // Generation (a cache, nothing tracked): the fused residual steps, the same numbers as below. Not for
+        // checkpointed training, whose recomputation must run the ops the backward saw.
         if (Graph.IsGradDisabled && cache is not null)
-        {
-            // Generation (a cache, nothing tracked): the residual add and the post-attention norm in one kernel on a GPU
-            // (same numbers). Not for checkpointed training, whose recomputation must run the ops the backward saw.
-            var (sum, normed) = Tensor.AddRmsNorm(h.Value, a.Value, PostAttentionLayerNorm.Weight.Value, PostAttentionLayerNorm.Eps);
-            return new Variable(sum) + Mlp.Forward(new Variable(normed));
-        }
+            return new Variable(Forward(new ResidualStream(h.Value), rope, mask, cache, layerIndex).Resolve());
+        var a = SelfAttn.Forward(InputLayerNorm.Forward(h), causal: true, rope, mask, cache, layerIndex);
         h = h + a;
         return h + Mlp.Forward(PostAttentionLayerNorm.Forward(h));
+    }
+
+    /// <summary>
+    /// The block in inference (no gradients; a cache): takes the stream with the previous layer's add pending and
+    /// returns its own MLP output pending, so each residual add runs in one kernel with the norm after it
+    /// (<see cref="ResidualStream.Normalize"/>): the input norm takes the previous layer's add, the post-attention norm
+    /// this layer's attention add, and the next layer (or the model's final norm) this layer's MLP add. Bit for bit
+    /// what <see cref="Forward(Variable, ValueTuple{Tensor, Tensor}, Tensor?, IKvCache?, int)"/> computes with gradients.
+    /// </summary>
+    public ResidualStream Forward(ResidualStream x, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache cache, int layerIndex)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        if (!Graph.IsGradDisabled) throw new InvalidOperationException("Qwen2DecoderLayer: the residual-stream forward is for inference (Graph.NoGrad)");
+        var (h, normed) = x.Normalize(InputLayerNorm);
+        var a = SelfAttn.Forward(new Variable(normed), causal: true, rope, mask, cache, layerIndex).Value;
+        var (h2, normed2) = new ResidualStream(h, a).Normalize(PostAttentionLayerNorm);
+        return new ResidualStream(h2, Mlp.Forward(new Variable(normed2)).Value);
     }
 }

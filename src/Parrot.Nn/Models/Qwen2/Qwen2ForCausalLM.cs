@@ -134,6 +134,7 @@ public class Qwen2Model : Module
             ? Rotary.Range(Past(), t, device, ropeType)
             : RopeFor(positions, b, t, device, ropeType, positionLimit);
         Tensor? mask = attentionMask is null ? null : PaddingMask(attentionMask, b, Past() + t, inputsEmbeds.DType, inputsEmbeds.Value.Device);
+        if (Graph.IsGradDisabled && cache is not null) return new Variable(ForwardWithCache(inputsEmbeds.Value, (cos, sin), mask, cache));
         var h = inputsEmbeds;
         for (int i = 0; i < _layers.Length; i++)
         {
@@ -153,6 +154,44 @@ public class Qwen2Model : Module
                 : layer.Forward(h, (cos, sin), mask, cache, i);
         }
         return Norm.Forward(h);
+    }
+
+    /// <summary>
+    /// Inference with a cache (prefill and decode; no gradients): the layers over input embeddings [B, T, hidden] at
+    /// the RoPE rows <paramref name="rope"/>, then the final norm. Each layer hands the next its MLP output with the
+    /// residual add still pending (<see cref="ResidualStream"/>), so every add runs in one kernel with the norm after it
+    /// (<see cref="Tensor.AddRmsNorm"/>, the same bits as the two apart). The eager path (<see cref="Forward"/>) and the
+    /// static decode step (<see cref="Qwen2StaticDecoder"/>) both run this, so they launch the same kernels.
+    /// </summary>
+    public Tensor ForwardWithCache(Tensor inputsEmbeds, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(inputsEmbeds);
+        ArgumentNullException.ThrowIfNull(cache);
+        if (!Graph.IsGradDisabled) throw new InvalidOperationException("Qwen2Model: ForwardWithCache is for inference (Graph.NoGrad)");
+        var x = new ResidualStream(inputsEmbeds);
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            ResidualStream next;
+            // Inference saves nothing for backward, so a layer's temporaries go when it is done: kept to the end of the
+            // caller's scope, a 512-token prefill of Qwen2-0.5B held ~1.5 GB of them, overflowed the allocator's cache
+            // and faulted fresh pages in on every call. The stream it hands on is kept, and the one it took (unless the
+            // caller's embeddings) is freed now that nothing reads it.
+            using (var layerScope = TensorScope.Begin())
+            {
+                next = _layers[i].Forward(x, rope, mask, cache, i);
+                layerScope.Keep(next.Hidden);
+                layerScope.Keep(next.Pending!);
+            }
+            if (i > 0)
+            {
+                x.Hidden.Dispose();
+                x.Pending?.Dispose();
+            }
+            x = next;
+        }
+        using var scope = TensorScope.Begin();
+        var normed = x.Normalize(Norm).Normalized;
+        return scope.Keep(normed);
     }
 
     private (Tensor Cos, Tensor Sin) RopeFor(Tensor positions, int b, int t, Device device, DType dtype, int? limit)

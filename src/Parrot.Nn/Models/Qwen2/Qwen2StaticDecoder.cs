@@ -247,14 +247,9 @@ public sealed class Qwen2StaticDecoder : IDisposable
         // Embedding's rows without its index check (see the remarks): the same copy Tensor.Embedding makes.
         var rows = Tensor.Empty([Batch, hiddenSize], weight.DType, weight.Device);
         weight.Backend.IndexSelect(weight, 0, _ids, rows);
-        var h = new Variable(rows.ViewAs(Batch, 1, hiddenSize));
-        for (int i = 0; i < m.Layers.Count; i++)
-        {
-            // As Qwen2Model.Forward under NoGrad: a layer's temporaries go back before the next layer.
-            using var layerScope = TensorScope.Begin();
-            h = new Variable(layerScope.Keep(m.Layers[i].Forward(h, (_cos, _sin), null, _cache, i).Value));
-        }
-        var logits = _head(m.Norm.Forward(h)).Value.Reshape(Batch, vocab);
+        // The eager decode's layers and final norm (Qwen2Model.Forward with a cache runs the same method).
+        var hidden = m.ForwardWithCache(rows.ViewAs(Batch, 1, hiddenSize), (_cos, _sin), null, _cache);
+        var logits = _head(new Variable(hidden)).Value.Reshape(Batch, vocab);
         if (_greedy) _ids.CopyFrom(logits.ArgMax(1));
         _logits?.CopyFrom(logits);
         _cache.AdvanceOnDevice();

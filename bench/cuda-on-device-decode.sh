@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Decode A/B on the GPU in about two minutes (issue #7's 80 %-of-roofline target): `parrot selftest --device cuda`
+# first (the static step from a CUDA graph must equal the eager step bit for bit, also with programmatic launches),
+# then batch-1 decode of the Qwen2-7B and 0.5B shapes (bf16) from a CUDA graph with each switch on and off:
+# programmatic dependent launch (PARROT_PDL=1) and whatever A/B pairs are listed in AB below.
+# Usage there: bash bench/cuda-on-device-decode.sh  (carry publish/). Returns $OUT/summary.txt and $OUT/results.tgz.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BACK="${OUT:-$PWD/out}"
+OUT=/tmp/parrot-gpu-decode
+rm -rf "$OUT"; mkdir -p "$OUT" "$BACK"
+pack() { tar czf "$BACK/results.tgz" -C "$(dirname "$OUT")" "$(basename "$OUT")" 2>/dev/null; cp "$OUT/summary.txt" "$BACK/" 2>/dev/null; }
+BIN="${PARROT_BIN:-publish/parrot}"
+export PARROT_KERNEL_CACHE="${PARROT_KERNEL_CACHE:-/tmp/parrot-kernels}"
+S="$OUT/summary.txt"
+: > "$S"
+T0=$(date +%s)
+step() { pack; echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$S"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$S" 2>&1
+if [ "${SKIP_SELFTEST:-0}" != 1 ]; then
+  step "1. selftest (no benchmarks)"
+  timeout "${SELFTEST_LIMIT:-120}" "$BIN" selftest --device cuda --out "$OUT/selftest.json" > "$OUT/selftest.log" 2>&1
+  echo "selftest exit $?" >> "$S"
+  grep -E "^kernels:|FAIL|MISSING|selftest cuda" "$OUT/selftest.log" >> "$S"
+fi
+
+# name=ENV settings (space-separated) of each variant; the first is the default build.
+VARIANTS=("default=" "pdl=PARROT_PDL=1" ${EXTRA_VARIANTS:-})
+row() { # shape prompt decode label env...
+  local shape=$1 prompt=$2 decode=$3 label=$4; shift 4
+  env "$@" timeout 60 "$BIN" bench decoder --device cuda --shape "$shape" --prompt "$prompt" --decode "$decode" --dtype bf16 --cuda-graph --json \
+    > "$OUT/decode-$shape-$label.json" 2> "$OUT/decode-$shape-$label.log"
+  local rc=$?
+  echo "$shape $label exit $rc: $(tail -1 "$OUT/decode-$shape-$label.json" | grep -oE '"(ms_per_token|roofline_fraction|graph_nodes)":[0-9.]+' | tr '\n' ' ')" >> "$S"
+}
+step "2. decode qwen2-7b bf16 from a CUDA graph, each variant twice (alternating)"
+for rep in 1 2; do
+  for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-7b 128 64 "$label-$rep" $envs; done
+done
+step "3. decode qwen2-0.5b bf16 from a CUDA graph"
+for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-0.5b 16 200 "$label" $envs; done
+step "4. one 7B graph replay profiled (default)"
+timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --cuda-graph --profile --json \
+  > "$OUT/decode-7b-profile.json" 2> "$OUT/decode-7b-profile.log"
+cat "$OUT/decode-7b-profile.log" >> "$S"
+step "done"
+pack
+cat "$S"

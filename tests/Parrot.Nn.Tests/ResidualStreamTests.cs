@@ -1,0 +1,131 @@
+using Parrot.Autograd;
+using Parrot.Nn.Layers;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
+
+namespace Parrot.Nn.Tests;
+
+/// <summary>
+/// Inference with a KV cache leaves each layer's residual add (h + mlp) pending for the next norm, which makes it in
+/// the same op (Tensor.AddRmsNorm, one kernel on a GPU): one op fewer per layer in a decode step, and the logits of
+/// the structure it replaced (each layer adding its own MLP output, then a plain norm) bit for bit.
+/// </summary>
+public class ResidualStreamTests
+{
+    private static readonly Qwen2Config Tiny = new()
+    {
+        VocabSize = 50, HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2,
+        RopeTheta = 10000, RmsNormEps = 1e-6,
+    };
+
+    private static readonly long[] Prompt = [3, 14, 15, 9, 2];
+    private static readonly long[] Tokens = [26, 5, 35, 8];
+
+    /// <summary>
+    /// Logits [1, T, vocab] through the structure decode had before the residual fusion: every layer made whole by its
+    /// own Forward (attention, the fused post-attention add + norm, MLP, then h + mlp as an op of its own) and a plain
+    /// final norm. Written out here, so the reference does not go through <see cref="Qwen2Model.ForwardWithCache"/>.
+    /// </summary>
+    private static Tensor PreviousStructure(Qwen2ForCausalLM model, long[] ids, KvCache cache)
+    {
+        var m = model.Model;
+        var device = m.EmbedTokens.Weight.Value.Device;
+        using var scope = TensorScope.Begin();
+        var h = m.EmbedTokens.Forward(Tensor.FromArray(ids, device, 1, ids.Length));
+        var ropeType = h.DType.IsHalfStorage() ? DType.F32 : h.DType;
+        var rope = m.Rotary.Range(cache.Length(0), ids.Length, device, ropeType);
+        for (int i = 0; i < m.Layers.Count; i++)
+        {
+            using var layerScope = TensorScope.Begin();
+            h = new Variable(layerScope.Keep(m.Layers[i].Forward(h, rope, null, cache, i).Value));
+        }
+        return scope.Keep(model.LmHead(m.Norm.Forward(h)).Value);
+    }
+
+    private static Qwen2ForCausalLM Model(DType dtype, bool onDevice)
+    {
+        var model = new Qwen2ForCausalLM(Tiny, seed: 23, dtype);
+        // Norm weights other than ones, so that a norm applied with the wrong weight (or not at all) shows.
+        foreach (var (name, p) in model.NamedParameters())
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal))
+                using (TensorScope.Begin()) p.Value.CopyFrom(Tensor.Uniform(p.Shape.ToArray(), (ulong)name.Length, 0.5, 1.5).To(dtype));
+        if (onDevice) model.To(TestDevice.Get());
+        return model;
+    }
+
+    [Test]
+    public void DecodeLogitsEqualThePreviousStructureBitForBit([Values(DType.F32, DType.BF16)] DType dtype, [Values] bool onDevice)
+    {
+        using var model = Model(dtype, onDevice);
+        using var ng = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
+        using var reference = new KvCache(Tiny.NumHiddenLayers, 16);
+        var got = model.Forward(Tensor.FromArray(Prompt, 1, Prompt.Length), cache: cache).Value.ToFloatArray();
+        var want = PreviousStructure(model, Prompt, reference).ToFloatArray();
+        Assert.That(got, Is.EqualTo(want), "prefill");
+        foreach (var t in Tokens)
+        {
+            got = model.Forward(Tensor.FromArray(new[] { t }, 1, 1), cache: cache).Value.ToFloatArray();
+            want = PreviousStructure(model, [t], reference).ToFloatArray();
+            Assert.That(got, Is.EqualTo(want), $"decode step of token {t}");
+        }
+    }
+
+    [Test]
+    public void DecodeLogitsMatchTheFullForward()
+    {
+        // As Qwen2GoldenTests' KV-cache check (rel. L2 < 1e-6 in float32), here with norm weights other than ones.
+        using var model = Model(DType.F32, onDevice: false);
+        using var ng = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        long[] all = [.. Prompt, .. Tokens];
+        var full = model.Forward(Tensor.FromArray(all, 1, all.Length)).Value;
+        using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
+        model.Forward(Tensor.FromArray(Prompt, 1, Prompt.Length), cache: cache);
+        for (int i = Prompt.Length; i < all.Length; i++)
+        {
+            var step = model.Forward(Tensor.FromArray(new[] { all[i] }, 1, 1), cache: cache).Value.ToFloatArray();
+            var want = full.Narrow(1, i, 1).ToFloatArray();
+            double num = 0, den = 0;
+            for (int j = 0; j < want.Length; j++) { num += Math.Pow(step[j] - want[j], 2); den += Math.Pow(want[j], 2); }
+            Assert.That(Math.Sqrt(num / den), Is.LessThan(1e-6), $"position {i}");
+        }
+    }
+
+    [Test]
+    public void ADecodeStepOnTheDeviceRunsOneOpFewerPerLayer([Values(DType.F32, DType.BF16)] DType dtype)
+    {
+        using var model = Model(dtype, onDevice: true);
+        using var ng = Graph.NoGrad();
+        using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
+        using var reference = new KvCache(Tiny.NumHiddenLayers, 16);
+        using (TensorScope.Begin())
+        {
+            model.Forward(Tensor.FromArray(Prompt, 1, Prompt.Length), cache: cache);
+            PreviousStructure(model, Prompt, reference);
+        }
+        var dev = TestDevice.Backend;
+        List<string> Log(Action step)
+        {
+            using var s = TensorScope.Begin();
+            dev.OpLog = [];
+            try { step(); return dev.OpLog; }
+            finally { dev.OpLog = null; }
+        }
+        var now = Log(() => model.Forward(Tensor.FromArray(new long[] { 7 }, 1, 1), cache: cache));
+        var before = Log(() => PreviousStructure(model, [7], reference));
+        int layers = Tiny.NumHiddenLayers;
+        TestContext.Out.WriteLine($"{dtype}: {now.Count} ops per decode step ({layers} layers), {before.Count} before");
+        Assert.That(now.Count, Is.EqualTo(before.Count - layers), "one op fewer per layer");
+        int Count(List<string> log, string op) => log.Count(o => o == op);
+        // Before: each layer's input norm and the final norm were RmsNorm, each layer added its MLP output itself.
+        Assert.That(Count(before, "RmsNorm"), Is.EqualTo(layers + 1));
+        Assert.That(Count(before, "AddRmsNorm"), Is.EqualTo(layers));
+        // Now: only the first layer's input norm has nothing to add (the embeddings); every other norm adds.
+        Assert.That(Count(now, "RmsNorm"), Is.EqualTo(1));
+        Assert.That(Count(now, "AddRmsNorm"), Is.EqualTo(2 * layers));
+        Assert.That(Count(now, "Binary Add"), Is.EqualTo(Count(before, "Binary Add") - layers), "the residual adds are gone");
+    }
+}
