@@ -96,6 +96,20 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsGreedyOnTheDeviceCasesPassOnTheDevice()
+    {
+        // The rows a GPU run uses to check the greedy pick on the device (both sessions, and the pick over ties and NaN).
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "greedy", TextWriter.Null);
+        Assert.That(rows.Select(r => r.Op).Distinct(), Is.EquivalentTo(new[]
+        {
+            "generate, static step = eager (greedy, sampled)", "generate, greedy on the device = greedy from the logits",
+            "greedy pick on the device (ties, NaN, ±∞) = host argmax",
+        }));
+        Assert.That(rows, Has.Count.EqualTo(6));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU
@@ -229,6 +243,13 @@ public class DeviceCommandsTests
         Assert.That(gen1.Generated, Is.EqualTo(da.Generated));
         Assert.That(gen2.Generated, Is.EqualTo(da.Generated));
         Assert.That(DeviceDecodeBench.Json(gen2), Does.Contain("\"generator\":true"));
-        Assert.That(DeviceDecodeBench.Describe(gen2), Does.Contain("through the generator's session"));
+        Assert.That(DeviceDecodeBench.Describe(gen2), Does.Contain("through the generator's session").And.Contain("argmax on the device"));
+        // --host-pick: the logits path the greedy pick took before (sampling's), for comparison; the same tokens.
+        var host = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, hostPick: true);
+        Assert.That(host.Generated, Is.EqualTo(da.Generated));
+        Assert.That(DeviceDecodeBench.Json(host), Does.Contain("\"host_pick\":true"));
+        Assert.That(DeviceDecodeBench.Json(gen2), Does.Contain("\"host_pick\":false"));
+        Assert.That(DeviceDecodeBench.Describe(host), Does.Contain("the pick on the host"));
+        Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, hostPick: true), Throws.InstanceOf<CliException>());
     }
 }
