@@ -10,8 +10,10 @@ namespace Parrot.Parrot.Inference;
 /// prompt at a time, greedy or sampled (<see cref="GenerationOptions"/>), until an end-of-sequence id, a
 /// stop string or the maximum length. Several prompts of different lengths generate together as one batch
 /// and give what each would give alone. With a tokenizer the answers are also decoded and streamed as text
-/// that never splits a character. A generator holds no state between calls; the model must not be used by
-/// two calls at once (the <see cref="ParrotModel"/> API serialises its callers).
+/// that never splits a character. Greedy decoding without a repetition penalty takes the argmax on the model's device
+/// where the session can (<see cref="IGreedyDecodingSession"/>: ids read back instead of logits; the same tokens). A
+/// generator holds no state between calls; the model must not be used by two calls at once (the
+/// <see cref="ParrotModel"/> API serialises its callers).
 /// </summary>
 public sealed class Generator
 {
