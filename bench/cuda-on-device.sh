@@ -139,10 +139,11 @@ echo "parrot (--static): exit $?"
 # The static step captured into a CUDA graph at its second token and replayed per token (one launch per step).
 timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --cuda-graph --profile --json > "$M/decode-parrot-graph.json" 2> "$M/decode-parrot-graph.log"
 echo "parrot (--cuda-graph): exit $?"
-# The user-facing path (the generator's session: logits read back, the token picked on the host), eager and with the
-# static step replayed from a CUDA graph (the default on a GPU): the same tokens expected, ms/token compared.
-for mode in eager static; do
-  flag=(); [ "$mode" = static ] && flag=(--static)
+# The user-facing path (the generator's session: greedy, the argmax on the device, the ids read back), eager and with the
+# static step replayed from a CUDA graph (the default on a GPU), then that step with the logits read back and the pick
+# on the host (the path before; sampling's): the same tokens expected, ms/token compared.
+for mode in eager static static-host-pick; do
+  flag=(); [ "$mode" = static ] && flag=(--static); [ "$mode" = static-host-pick ] && flag=(--static --host-pick)
   timeout 150 "$BIN" bench decoder --device "$DEV" "${DEC[@]}" --dtype bf16 --generator "${flag[@]}" --json > "$M/decode-generator-$mode.json" 2> "$M/decode-generator-$mode.log"
   echo "parrot (--generator, $mode): exit $?"
 done
@@ -172,6 +173,8 @@ if dp:
                    + (f", graph of {r['graph_nodes']} nodes" if r.get('cuda_graph') else "") + f"; tokens {'the same as' if r['generated'] == dp['generated'] else 'DIFFERENT from'} the eager decode's")
     ge, gs = (load(f"decode-generator-{k}.json") if __import__("os").path.exists(f"{m}/decode-generator-{k}.json") else None for k in ("eager", "static"))
     if ge and gs: print(f"  through the generator's session: eager {ge['ms_per_token']:.2f} ms/token, static step + CUDA graph {gs['ms_per_token']:.2f} ms/token = {gs['roofline_fraction']:.1%} (speed-up {ge['ms_per_token'] / gs['ms_per_token']:.2f}x); same tokens: {ge['generated'] == gs['generated']}")
+    gh = load("decode-generator-static-host-pick.json") if __import__("os").path.exists(f"{m}/decode-generator-static-host-pick.json") else None
+    if gs and gh: print(f"  greedy pick on the device {gs['ms_per_token']:.2f} ms/token vs logits read + host pick {gh['ms_per_token']:.2f} ms/token (speed-up {gh['ms_per_token'] / gs['ms_per_token']:.2f}x); same tokens: {gs['generated'] == gh['generated']}")
 if tp and __import__("os").path.exists(f"{m}/train-parrot-ours.json"):
     to = load("train-parrot-ours.json")
     if to: print(f"  train step with our attention kernels (PARROT_CUDNN_ATTENTION=0): {to['ms_per_step']:.1f} ms/step vs {tp['ms_per_step']:.1f} (attention: {tp.get('attention')}); losses {to['first_loss']:.4f} -> {to['last_loss']:.4f}")

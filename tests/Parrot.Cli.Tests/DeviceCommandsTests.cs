@@ -77,7 +77,7 @@ public class DeviceCommandsTests
         // The cases a GPU run uses to check the graph-ready decode step (device positions, ids buffer, argmax on the
         // device) against the eager decode, here on another device: both dtypes, the equality case exact.
         var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "static decode step", TextWriter.Null);
-        Assert.That(rows, Has.Count.EqualTo(8));
+        Assert.That(rows, Has.Count.EqualTo(12), "six cases (with the programmatic-launch pair), two dtypes");
         Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
     }
 
@@ -109,6 +109,20 @@ public class DeviceCommandsTests
             ("generate session, static step = eager session", "float32"), ("generate session, static step = eager session", "bfloat16"),
             ("generate, static step = eager (greedy, sampled)", "float32"), ("generate, static step = eager (greedy, sampled)", "bfloat16"),
         }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
+    public void TheSelftestsGreedyOnTheDeviceCasesPassOnTheDevice()
+    {
+        // The rows a GPU run uses to check the greedy pick on the device (both sessions, and the pick over ties and NaN).
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "greedy", TextWriter.Null);
+        Assert.That(rows.Select(r => r.Op).Distinct(), Is.EquivalentTo(new[]
+        {
+            "generate, static step = eager (greedy, sampled)", "generate, greedy on the device = greedy from the logits",
+            "greedy pick on the device (ties, NaN, ±∞) = host argmax",
+        }));
+        Assert.That(rows, Has.Count.EqualTo(6));
         Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
     }
 
@@ -246,6 +260,13 @@ public class DeviceCommandsTests
         Assert.That(gen1.Generated, Is.EqualTo(da.Generated));
         Assert.That(gen2.Generated, Is.EqualTo(da.Generated));
         Assert.That(DeviceDecodeBench.Json(gen2), Does.Contain("\"generator\":true"));
-        Assert.That(DeviceDecodeBench.Describe(gen2), Does.Contain("through the generator's session"));
+        Assert.That(DeviceDecodeBench.Describe(gen2), Does.Contain("through the generator's session").And.Contain("argmax on the device"));
+        // --host-pick: the logits path the greedy pick took before (sampling's), for comparison; the same tokens.
+        var host = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, hostPick: true);
+        Assert.That(host.Generated, Is.EqualTo(da.Generated));
+        Assert.That(DeviceDecodeBench.Json(host), Does.Contain("\"host_pick\":true"));
+        Assert.That(DeviceDecodeBench.Json(gen2), Does.Contain("\"host_pick\":false"));
+        Assert.That(DeviceDecodeBench.Describe(host), Does.Contain("the pick on the host"));
+        Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, hostPick: true), Throws.InstanceOf<CliException>());
     }
 }

@@ -164,7 +164,59 @@ public class StaticDecoderTests
         Assert.That(dec.ReadTokens(), Is.EqualTo(new[] { 4, 9 }), "a host-fed step writes no argmax into the ids");
         Assert.That(() => dec.ReadGenerated(), Throws.InvalidOperationException.With.Message.Contains("keeps no history"));
         using var greedy = new Qwen2StaticDecoder(model, 2, 8);
-        Assert.That(() => greedy.Load([short1, short1]), Throws.InvalidOperationException.With.Message.Contains("prefills its prompts itself"));
+        Assert.That(() => greedy.Load([short1, short1]), Throws.ArgumentException.With.Message.Contains("needs the first ids of rows prefilled elsewhere"));
+        using var wrong = Tensor.FromArray(new long[] { 1, 2, 3 }, 3);
+        Assert.That(() => greedy.Load([short1, short1], wrong), Throws.ArgumentException.With.Message.Contains("must be int64 [2]"));
+    }
+
+    [Test]
+    public void AGreedyDecoderLoadedWithPrefilledRowsEqualsOneThatPrefilledItself([Values(false, true)] bool onTestDevice)
+    {
+        // The generator's greedy static session: rows prefilled elsewhere and their first tokens loaded, the argmax taken
+        // on the device each step; the host may overwrite the ids between steps (SetIds), and the history follows.
+        const int steps = 5;
+        using var model = new Qwen2ForCausalLM(Config, seed: 6);
+        if (onTestDevice) model.To(TestDevice.Get());
+        var device = model.Model.EmbedTokens.Weight.Value.Device;
+        int maxLength = Prompts.Max(p => p.Length) + steps + 1;
+        using var self = new Qwen2StaticDecoder(model, 2, maxLength);
+        self.Prefill(Prompts);
+        using var loaded = new Qwen2StaticDecoder(model.Model, model.LmHead, 2, maxLength, keepLogits: false, greedy: true);
+        Assert.That(loaded.Logits, Is.Null, "no logits kept");
+        var caches = Prompts.Select(p => new global::Parrot.Nn.Layers.KvCache(Config.NumHiddenLayers, p.Length)).ToArray();
+        try
+        {
+            using (global::Parrot.Autograd.Graph.NoGrad())
+                for (int r = 0; r < 2; r++) model.Forward(Tensor.FromArray(Prompts[r].Select(i => (long)i).ToArray(), device, 1, Prompts[r].Length), cache: caches[r]);
+            using var first = Tensor.FromArray(self.ReadTokens().Select(i => (long)i).ToArray(), device, 2);
+            loaded.Load(caches, first);
+        }
+        finally
+        {
+            foreach (var c in caches) c.Dispose();
+        }
+        Assert.That(loaded.ReadTokens(), Is.EqualTo(self.ReadTokens()));
+        for (int s = 1; s <= steps; s++)
+        {
+            if (s == 3)
+            {
+                // Both fed other ids at step 3: the host's write replaces the argmax, in the history too.
+                self.Ids.CopyFrom(Tensor.FromArray(new long[] { 7, 8 }, device, 2));
+                loaded.SetIds([7, 8]);
+            }
+            self.Step();
+            loaded.Step();
+            Assert.That(loaded.ReadTokens(), Is.EqualTo(self.ReadTokens()), $"step {s}");
+        }
+        var history = loaded.ReadGenerated();
+        var want = self.ReadGenerated();
+        Assert.That(history[0][2], Is.EqualTo(7), "the id the host fed at step 3");
+        Assert.That(history[1][2], Is.EqualTo(8));
+        for (int r = 0; r < 2; r++)
+        {
+            Assert.That(history[r], Has.Length.EqualTo(steps + 1));
+            Assert.That(history[r].Where((_, i) => i != 2), Is.EqualTo(want[r].Where((_, i) => i != 2)), $"history of row {r} (the self-prefilled one still holds its own argmax at the overwritten slot)");
+        }
     }
 
     private static void AssertLogits(Qwen2StaticDecoder dec, float[][] want, string what)

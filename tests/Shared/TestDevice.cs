@@ -58,7 +58,7 @@ internal sealed unsafe class HostDeviceStorage : Storage
 internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIndexChecks
 {
     private static readonly CpuBackend Cpu = CpuBackend.Instance;
-    private long _ops, _transfers, _toDevice, _toHost, _allocated;
+    private long _ops, _transfers, _toDevice, _toHost, _toHostBytes, _allocated;
 
     public HostDeviceBackend(Device device)
     {
@@ -72,6 +72,9 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
 
     /// <summary>Device→host copies: each is a host wait on a GPU (reading a value back).</summary>
     public long DeviceToHost => Interlocked.Read(ref _toHost);
+
+    /// <summary>Bytes of all device→host copies so far (a greedy decode step reads back ids, not logits).</summary>
+    public long DeviceToHostBytes => Interlocked.Read(ref _toHostBytes);
 
     /// <summary>Ops computed here.</summary>
     public long Ops => Interlocked.Read(ref _ops);
@@ -112,8 +115,12 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
             throw new InvalidOperationException($"Transfer: neither {src.Device} nor {dst.Device} is {Device}");
         Interlocked.Increment(ref _transfers);
         if (dst.Device == Device && src.Device != Device) Interlocked.Increment(ref _toDevice);
-        if (src.Device == Device && dst.Device != Device) Interlocked.Increment(ref _toHost);
         long bytes = src.Count * src.ElementSize;
+        if (src.Device == Device && dst.Device != Device)
+        {
+            Interlocked.Increment(ref _toHost);
+            Interlocked.Add(ref _toHostBytes, bytes);
+        }
         Buffer.MemoryCopy((void*)src.DataPointer, (void*)dst.DataPointer, bytes, bytes);
         if (dst.Device != Device) IndexChecks.Verify(); // as the CUDA backend: a value read back first meets the verdicts
     }

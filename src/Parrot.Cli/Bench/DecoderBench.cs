@@ -47,8 +47,9 @@ internal static class DecoderBench
         var useStatic = new Option<bool>("--static") { Description = "With --shape: decode through Qwen2StaticDecoder (the step a CUDA graph can capture: ids, positions and RoPE rows on the device), run eagerly, to compare its ms/token and host_issue_ms with the default path" };
         var cmd = new Command("decoder", "Prefill and KV-cache decode speed of a Qwen2-0.5B-shaped decoder, with the memory-bandwidth bound of decode");
         var cudaGraph = new Option<bool>("--cuda-graph") { Description = "With --shape: the static step (as --static), captured once into a CUDA graph and replayed per token on a GPU (eager elsewhere)" };
-        var generator = new Option<bool>("--generator") { Description = "With --shape: decode through the generator's session (what generate/chat run: logits read back, the token picked on the host), eager; with --static or --cuda-graph its static step (graph-replayed on a GPU)" };
-        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph, generator }) cmd.Options.Add(o);
+        var generator = new Option<bool>("--generator") { Description = "With --shape: decode through the generator's session (what generate/chat run: greedy, the argmax on the device, the ids read back), eager; with --static or --cuda-graph its static step (graph-replayed on a GPU)" };
+        var hostPick = new Option<bool>("--host-pick") { Description = "With --generator: read each step's logits back and pick on the host instead (the path before the greedy pick moved to the device; sampling's path), to compare" };
+        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph, generator, hostPick }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             int[] lengths;
@@ -67,11 +68,11 @@ internal static class DecoderBench
                     var dev = DeviceOption.Resolve(p.GetValue(device), "bench decoder");
                     var dt = p.GetValue(dtype) switch { "f32" => DType.F32, "bf16" => DType.BF16, var o => throw new CliException($"--dtype must be f32 or bf16, got '{o}'") };
                     var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out,
-                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph), p.GetValue(generator));
+                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph), p.GetValue(generator), p.GetValue(hostPick));
                     Console.WriteLine(p.GetValue(json) ? DeviceDecodeBench.Json(r) : DeviceDecodeBench.Describe(r));
                     return 0;
                 });
-            if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator))
+            if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator) || p.GetValue(hostPick))
             {
                 Console.Error.WriteLine("--static, --cuda-graph and --generator need --shape (or --device): they time the synthetic-weight decode");
                 return 2;

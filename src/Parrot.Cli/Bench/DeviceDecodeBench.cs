@@ -23,7 +23,7 @@ internal static class DeviceDecodeBench
     /// <summary>What a run measured.</summary>
     internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
         double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated,
-        bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false);
+        bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false, bool HostPick = false);
 
     /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
     internal static readonly Qwen2Config Qwen7b = new()
@@ -52,12 +52,15 @@ internal static class DeviceDecodeBench
     /// <param name="cudaGraph">With <paramref name="useStatic"/>: on a CUDA device, capture the step once (after one
     /// eager step) and replay it per token (<see cref="GraphedStep"/>); elsewhere the same as without.</param>
     /// <param name="generator">Decode through the user-facing path instead: the generator's session (what `generate`,
-    /// `chat` and the API run: the logits of each step read back and the greedy token picked on the host), eager, or
+    /// `chat` and the API run: greedy, so the argmax is taken on the device and the ids alone read back), eager, or
     /// with <paramref name="useStatic"/>/<paramref name="cudaGraph"/> the static step (replayed from a CUDA graph on a
     /// GPU, as that session always does). host_issue_ms is then the whole step (the session returns after its read).</param>
+    /// <param name="hostPick">With <paramref name="generator"/>: the path greedy generation took before the pick moved to
+    /// the device (each step's logits read back and the argmax taken on the host; what sampling still takes), to compare.</param>
     internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false,
-        bool cudaGraph = false, bool generator = false)
+        bool cudaGraph = false, bool generator = false, bool hostPick = false)
     {
+        if (hostPick && !generator) throw new CliException("--host-pick needs --generator");
         useStatic |= cudaGraph;
         if (generator) cudaGraph = useStatic && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend;
         var cfg = Shape(shapeName);
@@ -101,7 +104,7 @@ internal static class DeviceDecodeBench
         var generated = new List<int>();
         int graphNodes = 0;
         double prefillMs = generator
-            ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic)
+            ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic, hostPick)
             : useStatic
             ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype, cudaGraph, out graphNodes)
             : DecodeEager(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype);
@@ -109,18 +112,21 @@ internal static class DeviceDecodeBench
         double ms = steady[steady.Length / 2];
         var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
         return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
-            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator);
+            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator, hostPick);
     }
 
     /// <summary>
     /// Greedy generation through <see cref="global::Parrot.Parrot.Inference.Generator"/> (end-of-sequence ignored), the
     /// session eager or static as <paramref name="useStatic"/> says; each step's time runs from one token's event to the
-    /// next (the step, the logits read, the host's argmax). Returns the time to the first token.
+    /// next (the step, the ids read back; with <paramref name="hostPick"/> the logits read and the host's argmax instead).
+    /// Returns the time to the first token.
     /// </summary>
-    private static double DecodeGenerator(Qwen2ForCausalLM model, long[] ids, int tokens, List<double> times, List<double> queued, List<int> generated, bool useStatic)
+    private static double DecodeGenerator(Qwen2ForCausalLM model, long[] ids, int tokens, List<double> times, List<double> queued, List<int> generated, bool useStatic,
+        bool hostPick)
     {
         var mode = useStatic ? global::Parrot.Parrot.Inference.DecodeStepMode.Static : global::Parrot.Parrot.Inference.DecodeStepMode.Eager;
-        var gen = new global::Parrot.Parrot.Inference.Generator(global::Parrot.Parrot.Inference.Generator.Wrap(model, mode), endOfSequenceIds: []);
+        var lm = global::Parrot.Parrot.Inference.Generator.Wrap(model, mode);
+        var gen = new global::Parrot.Parrot.Inference.Generator(hostPick ? new LogitsOnly(lm) : lm, endOfSequenceIds: []);
         var options = new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = tokens + 1, IgnoreEos = true };
         var sw = Stopwatch.StartNew();
         double? prefillMs = null;
@@ -135,6 +141,22 @@ internal static class DeviceDecodeBench
             generated.Add(t);
         }
         return prefillMs ?? 0;
+    }
+
+    /// <summary>A model whose sessions give logits only (their greedy path hidden), so the generator picks on the host.</summary>
+    private sealed class LogitsOnly(global::Parrot.Parrot.Inference.IAutoregressiveModel inner) : global::Parrot.Parrot.Inference.IAutoregressiveModel
+    {
+        public int VocabSize => inner.VocabSize;
+
+        public global::Parrot.Parrot.Inference.IDecodingSession Start(IReadOnlyList<global::Parrot.Parrot.Inference.GenerationPrompt> prompts, int maxNewTokens) =>
+            new Plain(inner.Start(prompts, maxNewTokens));
+
+        private sealed class Plain(global::Parrot.Parrot.Inference.IDecodingSession s) : global::Parrot.Parrot.Inference.IDecodingSession
+        {
+            public float[][] Prefill() => s.Prefill();
+            public float[][] Step(int[] tokens) => s.Step(tokens);
+            public void Dispose() => s.Dispose();
+        }
     }
 
     /// <summary>The model's own eager decode: a <see cref="KvCache"/>, the ids copied in and the argmax read back each token. Returns the prefill's ms.</summary>
@@ -242,8 +264,9 @@ internal static class DeviceDecodeBench
     {
         string path = (r.CudaGraph ? r.GraphNodes > 0 ? $" (static step, CUDA graph of {r.GraphNodes} nodes)" : " (static step, CUDA graph)" : r.Static ? " (static step)" : "")
             + (r.Generator ? " through the generator's session" : "");
+        if (r.HostPick) path += ", the logits read back and the pick on the host";
         string step = r.Generator
-            ? "a step includes the logits read and the host's pick"
+            ? r.HostPick ? "a step includes the logits read and the host's pick" : "a step includes the argmax on the device and the ids read"
             : string.Create(CultureInfo.InvariantCulture, $"the host issues a step in {r.HostIssueMs:F2} ms");
         return string.Create(CultureInfo.InvariantCulture,
             $"{r.Shape} {r.DType} on {r.Device}{path}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; {step}); " +

@@ -23,6 +23,13 @@ namespace Parrot.Cli.SelfTest;
 /// run) forced onto the static step (on a CUDA device replayed from a graph from its second step) against the eager
 /// session, fed the same ids: the same logits bits at the prefill and six steps. "generate, static step = eager
 /// (greedy, sampled)": whole generations through <c>Generator</c>, the same tokens both ways.</item>
+/// <item>"generate, greedy on the device = greedy from the logits": the greedy path of both sessions (the argmax taken on
+/// the device, ids read back: <see cref="global::Parrot.Parrot.Inference.IGreedyDecodingSession"/>, what greedy
+/// generate/chat/eval run) against the host's pick from the eager session's logits, step by step, and whole generations
+/// through <c>Generator</c> against the same model with its sessions' greedy path hidden.</item>
+/// <item>"greedy pick on the device (ties, NaN, ±∞) = host argmax": <see cref="global::Parrot.Nn.GreedyToken"/> over
+/// vocabulary-long rows full of ties (the GPU splits such rows into chunks), NaNs and infinities, against a host loop
+/// with the generator's rule (the lowest id on a tie, NaN below everything).</item>
 /// </list>
 /// </summary>
 internal static class SelfTestDecodeCases
@@ -49,6 +56,104 @@ internal static class SelfTestDecodeCases
         yield return new("static decode step, CUDA graph, programmatic = plain launches", Inputs, ProgrammaticSameAsPlain, Exact: true);
         yield return new("generate session, static step = eager session", Inputs, SessionSameAsEager, Exact: true);
         yield return new("generate, static step = eager (greedy, sampled)", Inputs, GenerateSameAsEager, Exact: true);
+        yield return new("generate, greedy on the device = greedy from the logits", Inputs, GreedyOnDeviceSameAsLogits, Exact: true);
+        yield return new("greedy pick on the device (ties, NaN, ±∞) = host argmax", PickInputs, GreedyPickSameAsHost, Exact: true);
+    }
+
+    private static Tensor GreedyOnDeviceSameAsLogits(Tensor[] p)
+    {
+        var (model, prompts) = Setup(p);
+        using (model)
+        {
+            var flags = new List<double>();
+            var inputs = prompts.Select(x => new global::Parrot.Parrot.Inference.GenerationPrompt(x)).ToArray();
+            foreach (bool staticStep in new[] { false, true })
+            {
+                string path = staticStep ? "static step" : "eager";
+                using (var reference = Wrap(model, false).Start(inputs, Steps))
+                using (var session = Wrap(model, staticStep).Start(inputs, Steps))
+                {
+                    var greedy = (global::Parrot.Parrot.Inference.IGreedyDecodingSession)session;
+                    var logits = reference.Prefill();
+                    var ids = greedy.PrefillGreedy();
+                    for (int s = 0; ; s++)
+                    {
+                        for (int r = 0; r < prompts.Length; r++)
+                        {
+                            if (ids[r] != HostPick(logits[r]))
+                                throw new InvalidOperationException($"greedy on the device ({path}): step {s}, row {r}: id {ids[r]}, the host's pick from the logits {HostPick(logits[r])}");
+                            flags.Add(1);
+                        }
+                        if (s == Steps) break;
+                        logits = reference.Step(ids);
+                        ids = greedy.StepGreedy(ids);
+                    }
+                }
+                var options = new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = Steps + 1 };
+                var want = new global::Parrot.Parrot.Inference.Generator(new LogitsOnly(Wrap(model, staticStep)), endOfSequenceIds: []).Generate(inputs, options);
+                var got = new global::Parrot.Parrot.Inference.Generator(Wrap(model, staticStep), endOfSequenceIds: []).Generate(inputs, options);
+                for (int r = 0; r < prompts.Length; r++)
+                {
+                    if (!got[r].Tokens.SequenceEqual(want[r].Tokens))
+                        throw new InvalidOperationException($"generate ({path}), row {r}: greedy on the device gave [{string.Join(", ", got[r].Tokens)}], from the logits [{string.Join(", ", want[r].Tokens)}]");
+                    flags.Add(1);
+                }
+            }
+            return Tensor.FromArray(flags.ToArray(), flags.Count);
+        }
+    }
+
+    /// <summary>Rows of a vocabulary's length (151,936) with values from a small set (ties everywhere), NaN and ±∞ sprinkled in.</summary>
+    private static Tensor[] PickInputs(Random r, DType t)
+    {
+        const int rows = 4, vocab = 151936;
+        double[] set = [double.NaN, double.NegativeInfinity, -1, 0.5, 2, 2];
+        var v = new double[rows * vocab];
+        for (int i = 0; i < v.Length; i++) v[i] = r.Next(1000) == 0 ? set[r.Next(set.Length)] : r.NextDouble();
+        for (int i = 0; i < vocab; i++) v[i] = i % 3 == 0 ? double.NaN : double.NegativeInfinity; // row 0: no number above −∞
+        v[2 * vocab + 7] = double.PositiveInfinity;
+        v[2 * vocab + 150000] = double.PositiveInfinity;
+        using var x = Tensor.FromArray(v, rows, vocab);
+        return [x.To(t)];
+    }
+
+    private static Tensor GreedyPickSameAsHost(Tensor[] p)
+    {
+        var x = p[0];
+        int vocab = x.Dim(1);
+        var got = global::Parrot.Nn.GreedyToken.Pick(x).ToLongArray();
+        var values = x.ToFloatArray();
+        for (int r = 0; r < got.Length; r++)
+        {
+            int want = HostPick(values.AsSpan(r * vocab, vocab).ToArray());
+            if (got[r] != want) throw new InvalidOperationException($"greedy pick: row {r}: {got[r]} on the device, the host's argmax {want}");
+        }
+        return Tensor.FromArray(got.Select(i => (double)i).ToArray(), got.Length);
+    }
+
+    /// <summary>The generator's greedy rule (TokenSampler): the largest, the lowest id on a tie, NaN below every number.</summary>
+    private static int HostPick(float[] x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++)
+            if (x[i] > x[best] || float.IsNaN(x[best]) && !float.IsNaN(x[i])) best = i;
+        return best;
+    }
+
+    /// <summary>A model whose sessions give logits only (their greedy path hidden): the generator picks on the host.</summary>
+    private sealed class LogitsOnly(global::Parrot.Parrot.Inference.IAutoregressiveModel inner) : global::Parrot.Parrot.Inference.IAutoregressiveModel
+    {
+        public int VocabSize => inner.VocabSize;
+
+        public global::Parrot.Parrot.Inference.IDecodingSession Start(IReadOnlyList<global::Parrot.Parrot.Inference.GenerationPrompt> prompts, int maxNewTokens) =>
+            new Plain(inner.Start(prompts, maxNewTokens));
+
+        private sealed class Plain(global::Parrot.Parrot.Inference.IDecodingSession s) : global::Parrot.Parrot.Inference.IDecodingSession
+        {
+            public float[][] Prefill() => s.Prefill();
+            public float[][] Step(int[] tokens) => s.Step(tokens);
+            public void Dispose() => s.Dispose();
+        }
     }
 
     private static global::Parrot.Parrot.Inference.IAutoregressiveModel Wrap(Qwen2ForCausalLM model, bool staticStep) =>

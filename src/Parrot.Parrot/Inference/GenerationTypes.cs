@@ -55,3 +55,21 @@ public interface IDecodingSession : IDisposable
     /// <summary>Appends one token per prompt; returns, per prompt, the logits [vocab] of the token after it.</summary>
     float[][] Step(int[] tokens);
 }
+
+/// <summary>
+/// A session that can also decode greedily with the pick on the model's device, returning the ids alone: on a GPU
+/// one small read per step instead of the whole row of logits (151,936 floats for Qwen2) and the host's scan of it.
+/// The <see cref="Generator"/> takes this path whenever its pick is a plain argmax (temperature 0, no repetition
+/// penalty) and still checks every id for end-of-sequence, stop strings and length itself. An id is exactly
+/// TokenSampler's greedy pick from the logits the other path would return: the largest, the lowest id on a tie, NaN
+/// below every number. A session takes one path, chosen by its prefill: <see cref="PrefillGreedy"/> then
+/// <see cref="StepGreedy"/>, or <see cref="IDecodingSession.Prefill"/> then <see cref="IDecodingSession.Step"/>.
+/// </summary>
+public interface IGreedyDecodingSession : IDecodingSession
+{
+    /// <summary>Runs the prompts; returns, per prompt, the greedy id of the token after it. Called once, first.</summary>
+    int[] PrefillGreedy();
+
+    /// <summary>Appends one token per prompt; returns, per prompt, the greedy id of the token after it.</summary>
+    int[] StepGreedy(int[] tokens);
+}

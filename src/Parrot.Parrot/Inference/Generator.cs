@@ -10,8 +10,10 @@ namespace Parrot.Parrot.Inference;
 /// prompt at a time, greedy or sampled (<see cref="GenerationOptions"/>), until an end-of-sequence id, a
 /// stop string or the maximum length. Several prompts of different lengths generate together as one batch
 /// and give what each would give alone. With a tokenizer the answers are also decoded and streamed as text
-/// that never splits a character. A generator holds no state between calls; the model must not be used by
-/// two calls at once (the <see cref="ParrotModel"/> API serialises its callers).
+/// that never splits a character. Greedy decoding without a repetition penalty takes the argmax on the model's device
+/// where the session can (<see cref="IGreedyDecodingSession"/>: ids read back instead of logits; the same tokens). A
+/// generator holds no state between calls; the model must not be used by two calls at once (the
+/// <see cref="ParrotModel"/> API serialises its callers).
 /// </summary>
 public sealed class Generator
 {
@@ -161,6 +163,12 @@ public sealed class Generator
         return (piece, finished);
     }
 
+    /// <summary>
+    /// Whether <paramref name="options"/> make the pick a plain argmax of the logits, which a session may take on its
+    /// device (<see cref="IGreedyDecodingSession"/>): greedy, no repetition penalty (top-k and top-p shape sampling only).
+    /// </summary>
+    internal static bool PicksPlainArgMax(GenerationOptions options) => !options.IsSampling && options.RepetitionPenalty == 1;
+
     private IEnumerable<GenerationEvent> Run(IReadOnlyList<GenerationPrompt> prompts, GenerationOptions options)
     {
         int b = prompts.Count, vocab = Model.VocabSize;
@@ -174,20 +182,41 @@ public sealed class Generator
             yield break;
         }
         using var session = Model.Start(prompts, options.MaxNewTokens);
-        var logits = session.Prefill();
+        // Greedy on the device where the session can: ids come back instead of logits.
+        var greedy = PicksPlainArgMax(options) ? session as IGreedyDecodingSession : null;
+        float[][]? logits = null;
+        int[]? ids = null;
+        if (greedy is not null) ids = CheckIds(greedy.PrefillGreedy(), b, vocab);
+        else logits = session.Prefill();
         for (int step = 0; ; step++)
         {
             for (int r = 0; r < b; r++)
             {
                 if (done[r]) continue;
-                int id = samplers[r].Next(logits[r]);
+                int id = ids is not null ? ids[r] : samplers[r].Next(logits![r]);
                 last[r] = id;
                 var (piece, finished) = AfterToken(id, filters[r], _eos, options, step + 1);
                 if (finished is not null) done[r] = true;
                 yield return new GenerationEvent(r, id, piece, finished);
             }
             if (done.All(d => d)) yield break;
-            logits = session.Step(last);
+            if (greedy is not null)
+            {
+                // A finished row is fed what the device picked for it (its output is dropped either way), so the ids
+                // already on the device need no copy.
+                for (int r = 0; r < b; r++) if (done[r]) last[r] = ids![r];
+                ids = CheckIds(greedy.StepGreedy(last), b, vocab);
+            }
+            else logits = session.Step(last);
         }
+    }
+
+    /// <summary>A greedy session's ids, checked as TokenSampler checks the logits it is given.</summary>
+    private static int[] CheckIds(int[] ids, int batch, int vocab)
+    {
+        if (ids is null || ids.Length != batch) throw new InvalidOperationException($"generate: the model returned {ids?.Length ?? 0} greedy ids for a batch of {batch}");
+        foreach (int id in ids)
+            if ((uint)id >= (uint)vocab) throw new InvalidOperationException($"generate: the model returned the greedy id {id}, outside the vocabulary [0, {vocab})");
+        return ids;
     }
 }

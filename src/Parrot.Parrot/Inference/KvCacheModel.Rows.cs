@@ -21,7 +21,19 @@ internal sealed partial class KvCacheModel
     /// and returns how many new tokens the cache must make room for (or throws). <paramref name="cache"/>
     /// belongs to the caller; <paramref name="name"/> names the prompt in errors.
     /// </summary>
-    internal float[] PrefillRow(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name = "the prompt")
+    internal float[] PrefillRow(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name = "the prompt") =>
+        PrefillRow(prompt, checkLength, out cache, out length, name, logits => logits.ToFloatArray());
+
+    /// <summary>
+    /// As <see cref="PrefillRow(GenerationPrompt, Func{int, int}, out KvCache, out int, string)"/>, but returns the greedy
+    /// token after the prompt, taken on the device (<see cref="global::Parrot.Nn.GreedyToken"/>): int64 [1] on the
+    /// model's device, the caller's to dispose; nothing is read back.
+    /// </summary>
+    internal Tensor PrefillRowGreedy(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name = "the prompt") =>
+        PrefillRow(prompt, checkLength, out cache, out length, name, logits => TensorScope.Detach(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(1, VocabSize))));
+
+    /// <summary>The prefill of one prompt; <paramref name="take"/> turns its last logits [1, 1, vocab] (on the device, inside the prefill's scope) into the result.</summary>
+    private T PrefillRow<T>(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name, Func<Tensor, T> take)
     {
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
@@ -33,9 +45,9 @@ internal sealed partial class KvCacheModel
         try
         {
             var hidden = _stack.Forward(embeds, cache: c);
-            var logits = _head(hidden.Narrow(1, length - 1, 1)).Value.ToFloatArray();
+            var result = take(_head(hidden.Narrow(1, length - 1, 1)).Value);
             cache = c;
-            return logits;
+            return result;
         }
         catch
         {
@@ -49,7 +61,41 @@ internal sealed partial class KvCacheModel
     /// pass; returns, per row, the logits [vocab] of the token after it. One sequence alone takes the plain
     /// cached decode step, exactly what a single-prompt generation has always run.
     /// </summary>
-    internal float[][] StepRows(IReadOnlyList<KvCache> caches, int[] tokens)
+    internal float[][] StepRows(IReadOnlyList<KvCache> caches, int[] tokens) => StepRows(caches, tokens, logits =>
+    {
+        var flat = logits.ToFloatArray();
+        int vocab = flat.Length / tokens.Length;
+        var rows = new float[tokens.Length][];
+        for (int r = 0; r < rows.Length; r++) rows[r] = flat.AsSpan(r * vocab, vocab).ToArray();
+        return rows;
+    });
+
+    /// <summary>
+    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>, but returns each row's greedy token, taken on the device
+    /// (<see cref="global::Parrot.Nn.GreedyToken"/>): one read of B ids instead of B rows of logits.
+    /// </summary>
+    internal int[] StepRowsGreedy(IReadOnlyList<KvCache> caches, int[] tokens) =>
+        StepRows(caches, tokens, logits => ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(tokens.Length, VocabSize))));
+
+    /// <summary>
+    /// The embedding rows [B, 1, hidden] of ids [B, 1] that the host has already checked (<see cref="StepRows{T}"/>): the
+    /// embedding's own check on the device would queue a verdict that the step's read then fetches, a second device→host
+    /// copy every step. The same row copy as <see cref="Tensor.Embedding"/> (as the static step's).
+    /// </summary>
+    private Variable EmbedChecked(Tensor ids)
+    {
+        var weight = _stack.EmbedTokens.Weight.Value;
+        int b = ids.Dim(0);
+        var rows = Tensor.Empty([b, weight.Dim(1)], weight.DType, weight.Device);
+        weight.Backend.IndexSelect(weight, 0, ids.Reshape(b), rows);
+        return new Variable(rows.ViewAs(b, 1, weight.Dim(1)));
+    }
+
+    /// <summary>Ids on the device (int64) → the host: one read.</summary>
+    internal static int[] ReadIds(Tensor ids) => ids.ToLongArray().Select(x => (int)x).ToArray();
+
+    /// <summary>One decode step of every row; <paramref name="take"/> turns the logits [B, 1, vocab] (on the device, inside the step's scope) into the result.</summary>
+    private T StepRows<T>(IReadOnlyList<KvCache> caches, int[] tokens, Func<Tensor, T> take)
     {
         int b = tokens.Length;
         if (caches.Count != b || b == 0) throw new ArgumentException($"generate: {tokens.Length} tokens for {caches.Count} sequences");
@@ -62,7 +108,7 @@ internal sealed partial class KvCacheModel
         if (b == 1)
         {
             // Alone: the plain cached decode step (its RoPE rows are views of the model's tables at the cache length).
-            h = _stack.Forward(_stack.EmbedTokens.Forward(Tensor.FromArray(new long[] { tokens[0] }, device, 1, 1)), cache: caches[0]);
+            h = _stack.Forward(EmbedChecked(Tensor.FromArray(new long[] { tokens[0] }, device, 1, 1)), cache: caches[0]);
         }
         else
         {
@@ -76,14 +122,10 @@ internal sealed partial class KvCacheModel
                 limit = Math.Max(limit, caches[r].Length(0) + 1);
             }
             var both = Tensor.FromArray(packed, device, 2, b);
-            var embeds = _stack.EmbedTokens.Forward(both.Narrow(0, 0, 1).Reshape(b, 1));
+            var embeds = EmbedChecked(both.Narrow(0, 0, 1).Reshape(b, 1));
             // The positions pick their rows of the model's cached RoPE tables on the device (below the limit: no read-back).
             h = _stack.Forward(embeds, positions: both.Narrow(0, 1, 1).Reshape(b, 1), cache: new KvCacheRows(caches), positionLimit: limit);
         }
-        var flat = _head(h).Value.ToFloatArray();
-        int vocab = flat.Length / b;
-        var logits = new float[b][];
-        for (int r = 0; r < b; r++) logits[r] = flat.AsSpan(r * vocab, vocab).ToArray();
-        return logits;
+        return take(_head(h).Value);
     }
 }

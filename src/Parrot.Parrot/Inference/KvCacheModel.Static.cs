@@ -79,7 +79,12 @@ internal sealed partial class KvCacheModel
             if ((uint)id >= (uint)VocabSize) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {VocabSize})");
     }
 
-    private sealed class StaticSession : IDecodingSession
+    /// <summary>
+    /// The static session. Its logits path (<see cref="Prefill"/>, <see cref="Step"/>) reads each step's logits back;
+    /// its greedy path (<see cref="PrefillGreedy"/>, <see cref="StepGreedy"/>) runs the decoder in greedy mode (the
+    /// argmax written into its ids on the device, no logits kept) and reads back the ids only.
+    /// </summary>
+    private sealed class StaticSession : IGreedyDecodingSession
     {
         private readonly KvCacheModel _m;
         private readonly IReadOnlyList<GenerationPrompt> _prompts;
@@ -87,6 +92,9 @@ internal sealed partial class KvCacheModel
         private global::Parrot.Nn.Models.Qwen2.Qwen2StaticDecoder? _decoder;
         private GraphedStep? _step;
         private int _steps;
+        private bool _greedy;
+        /// <summary>Greedy path: the ids the decoder's ids buffer holds (the last ones returned), so a step fed them copies nothing.</summary>
+        private int[] _onDevice = [];
 
         public StaticSession(KvCacheModel m, IReadOnlyList<GenerationPrompt> prompts, int maxNew)
         {
@@ -98,19 +106,36 @@ internal sealed partial class KvCacheModel
         /// long enough; then all rows into one static cache of the longest prompt + the new tokens (each row's own
         /// room is the eager session's: the step count below).
         /// </summary>
-        public float[][] Prefill()
+        public float[][] Prefill() =>
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRow(p, _ => 0, out c, out length, $"prompt {r}")).Rows;
+
+        /// <summary>As <see cref="Prefill"/>, the first tokens taken on the device, loaded into the decoder there and read back once.</summary>
+        public int[] PrefillGreedy() =>
+            _onDevice = Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowGreedy(p, _ => 0, out c, out length, $"prompt {r}")).Ids!;
+
+        private delegate T RowPrefill<T>(GenerationPrompt prompt, int row, out KvCache cache, out int length);
+
+        /// <summary>
+        /// The prefill both paths share: per row what <paramref name="row"/> gives (logits, or the greedy token on the
+        /// device); greedy, those tokens go into the decoder's ids on the device and come back to the host in one read.
+        /// </summary>
+        private (TRow[] Rows, int[]? Ids) Prefill<TRow>(bool greedy, RowPrefill<TRow> row)
         {
             if (_decoder is not null) throw new InvalidOperationException("generate: the session was already prefilled");
             var caches = new KvCache[_prompts.Count];
-            var logits = new float[caches.Length][];
+            var rows = new TRow[caches.Length];
             var lengths = new int[caches.Length];
             global::Parrot.Nn.Models.Qwen2.Qwen2StaticDecoder? decoder = null;
+            Tensor? first = null;
+            int[]? ids = null;
             try
             {
                 for (int r = 0; r < caches.Length; r++)
-                    logits[r] = _m.PrefillRow(_prompts[r], _ => 0, out caches[r], out lengths[r], $"prompt {r}");
-                decoder = new(_m._stack, _m._head, caches.Length, lengths.Max() + _maxNew, keepLogits: true, greedy: false);
-                decoder.Load(caches);
+                    rows[r] = row(_prompts[r], r, out caches[r], out lengths[r]);
+                if (rows is Tensor[] picks) first = TensorScope.Detach(Tensor.Concat(0, picks));
+                decoder = new(_m._stack, _m._head, caches.Length, lengths.Max() + _maxNew, keepLogits: !greedy, greedy: greedy);
+                decoder.Load(caches, first);
+                if (first is not null) ids = ReadIds(first);
                 // Chosen by default (Auto): a failed capture (unproven on this GPU) decodes on, eagerly, with a warning;
                 // asked for (Static): it throws.
                 _step = new GraphedStep(_m._stack.EmbedTokens.Weight.Value.Device, decoder.Issue, fallBackToEager: _m.Mode == DecodeStepMode.Auto);
@@ -123,9 +148,12 @@ internal sealed partial class KvCacheModel
             finally
             {
                 foreach (var c in caches) c?.Dispose();
+                foreach (var x in rows) (x as IDisposable)?.Dispose();
+                first?.Dispose();
             }
             _decoder = decoder;
-            return logits;
+            _greedy = greedy;
+            return (rows, ids);
         }
 
         /// <summary>
@@ -134,12 +162,44 @@ internal sealed partial class KvCacheModel
         /// </summary>
         public float[][] Step(int[] tokens)
         {
+            var dec = Begin(tokens, greedy: false);
+            dec.SetIds(tokens);
+            Run();
+            var flat = dec.Logits!.ToFloatArray();
+            int vocab = flat.Length / dec.Batch;
+            var logits = new float[dec.Batch][];
+            for (int r = 0; r < logits.Length; r++) logits[r] = flat.AsSpan(r * vocab, vocab).ToArray();
+            return logits;
+        }
+
+        /// <summary>
+        /// The step with its argmax on the device: the ids to the device only where they differ from what the last pick
+        /// left there (none while the caller feeds back what it got), the step, the ids back (one read of B int64).
+        /// </summary>
+        public int[] StepGreedy(int[] tokens)
+        {
+            var dec = Begin(tokens, greedy: true);
+            if (!tokens.AsSpan().SequenceEqual(_onDevice)) dec.SetIds(tokens);
+            _onDevice = [];  // until the read below: a failed step leaves the buffer unknown
+            Run();
+            return _onDevice = dec.ReadTokens();
+        }
+
+        /// <summary>The checks both steps share, then the static cache's own room check (a backstop) before anything is written.</summary>
+        private global::Parrot.Nn.Models.Qwen2.Qwen2StaticDecoder Begin(int[] tokens, bool greedy)
+        {
             var dec = _decoder ?? throw new InvalidOperationException("generate: Prefill first");
+            CheckPath(_greedy, greedy);
             if (tokens.Length != dec.Batch) throw new ArgumentException($"generate: {tokens.Length} tokens for a batch of {dec.Batch}");
             _m.CheckIds(tokens);
             if (_steps >= _maxNew) throw NoRoom(_maxNew);
-            dec.BeginStep(); // the static cache's own room check (a backstop), before anything is written
-            dec.SetIds(tokens);
+            dec.BeginStep();
+            return dec;
+        }
+
+        /// <summary>Runs the step (captured into a graph at its second run on a CUDA device) and counts it.</summary>
+        private void Run()
+        {
             bool capturing = _step!.CapturesNext;
             try { _step.Run(); }
             catch (Exception e) when (capturing)
@@ -150,11 +210,6 @@ internal sealed partial class KvCacheModel
             if (capturing && _step!.FallbackReason is { } why && Interlocked.Exchange(ref _warnedFallback, 1) == 0)
                 Console.Error.WriteLine($"warning: generate: the decode step could not be captured into a CUDA graph ({why}); decoding on without one (PARROT_STATIC_DECODE=0 takes the eager path)");
             _steps++;
-            var flat = dec.Logits!.ToFloatArray();
-            int vocab = flat.Length / dec.Batch;
-            var logits = new float[dec.Batch][];
-            for (int r = 0; r < logits.Length; r++) logits[r] = flat.AsSpan(r * vocab, vocab).ToArray();
-            return logits;
         }
 
         public void Dispose()

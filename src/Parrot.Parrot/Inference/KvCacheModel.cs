@@ -1,6 +1,7 @@
 using Parrot.Autograd;
 using Parrot.Nn.Layers;
 using Parrot.Nn.Models.Qwen2;
+using Parrot.Tensors;
 
 namespace Parrot.Parrot.Inference;
 
@@ -35,12 +36,17 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
         return UsesStaticStep ? new StaticSession(this, prompts, maxNewTokens) : new Session(this, prompts, maxNewTokens);
     }
 
-    private sealed class Session : IDecodingSession
+    /// <summary>
+    /// The eager session: each row its own cache (<see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>). Its greedy path
+    /// (<see cref="IGreedyDecodingSession"/>) runs the same step and takes the argmax on the device.
+    /// </summary>
+    private sealed class Session : IGreedyDecodingSession
     {
         private readonly KvCacheModel _m;
         private readonly IReadOnlyList<GenerationPrompt> _prompts;
         private readonly int _maxNew;
         private KvCache[]? _caches;
+        private bool _greedy;
         private int _steps;
 
         public Session(KvCacheModel m, IReadOnlyList<GenerationPrompt> prompts, int maxNew)
@@ -48,34 +54,51 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
             _m = m; _prompts = prompts; _maxNew = Math.Max(maxNew, 1);
         }
 
-        public float[][] Prefill()
+        public float[][] Prefill() => Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRow(p, _ => _maxNew, out c, out _, $"prompt {r}"), rows => rows);
+
+        /// <summary>Each prompt's greedy token stays on the device until all are there: one read for the batch.</summary>
+        public int[] PrefillGreedy() => Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowGreedy(p, _ => _maxNew, out c, out _, $"prompt {r}"), PrefillIds);
+
+        private delegate T RowPrefill<T>(GenerationPrompt prompt, int row, out KvCache cache);
+
+        private TResult Prefill<TRow, TResult>(bool greedy, RowPrefill<TRow> row, Func<TRow[], TResult> finish)
         {
             if (_caches is not null) throw new InvalidOperationException("generate: the session was already prefilled");
             var caches = new KvCache[_prompts.Count];
-            var logits = new float[caches.Length][];
+            var rows = new TRow[caches.Length];
             try
             {
-                for (int r = 0; r < caches.Length; r++)
-                    logits[r] = _m.PrefillRow(_prompts[r], _ => _maxNew, out caches[r], out _, $"prompt {r}");
+                for (int r = 0; r < caches.Length; r++) rows[r] = row(_prompts[r], r, out caches[r]);
+                var result = finish(rows);
+                _caches = caches;
+                _greedy = greedy;
+                return result;
             }
             catch
             {
                 foreach (var c in caches) c?.Dispose();
                 throw;
             }
-            _caches = caches;
-            return logits;
+            finally
+            {
+                foreach (var x in rows) (x as IDisposable)?.Dispose();
+            }
         }
 
-        public float[][] Step(int[] tokens)
+        public float[][] Step(int[] tokens) => Step(tokens, greedy: false, _m.StepRows);
+
+        public int[] StepGreedy(int[] tokens) => Step(tokens, greedy: true, _m.StepRowsGreedy);
+
+        private T Step<T>(int[] tokens, bool greedy, Func<KvCache[], int[], T> run)
         {
             var caches = _caches ?? throw new InvalidOperationException("generate: Prefill first");
+            CheckPath(_greedy, greedy);
             if (tokens.Length != caches.Length) throw new ArgumentException($"generate: {tokens.Length} tokens for a batch of {caches.Length}");
             _m.CheckIds(tokens);
             if (_steps >= _maxNew) throw NoRoom(_maxNew);
-            var logits = _m.StepRows(caches, tokens);
+            var result = run(caches, tokens);
             _steps++;
-            return logits;
+            return result;
         }
 
         public void Dispose()
@@ -83,5 +106,21 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
             foreach (var c in _caches ?? []) c.Dispose();
             _caches = null;
         }
+    }
+
+    /// <summary>Each prompt's greedy token [1] (on the device) → all of them on the host in one read.</summary>
+    private static int[] PrefillIds(Tensor[] picks)
+    {
+        using var scope = TensorScope.Begin();
+        return ReadIds(Tensor.Concat(0, picks));
+    }
+
+    /// <summary>A session takes one path, the one its prefill took (the static session's step keeps only that path's output).</summary>
+    private static void CheckPath(bool prefilledGreedy, bool stepGreedy)
+    {
+        if (prefilledGreedy != stepGreedy)
+            throw new InvalidOperationException(prefilledGreedy
+                ? "generate: the session was prefilled greedy (PrefillGreedy), so its steps are StepGreedy"
+                : "generate: the session was prefilled for logits (Prefill), so its steps are Step");
     }
 }

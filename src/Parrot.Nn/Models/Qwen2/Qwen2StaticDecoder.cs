@@ -26,6 +26,9 @@ namespace Parrot.Nn.Models.Qwen2;
 /// rows prefilled elsewhere go in through <see cref="Load"/>, the host writes each step's ids with <see cref="SetIds"/>
 /// (one host→device copy, outside the captured part) and reads <see cref="Logits"/>; the step then takes no argmax and
 /// keeps no history.</para>
+/// <para>Greedy with rows prefilled elsewhere (the generator's greedy sessions, which read back ids only): the rows and
+/// their first tokens go in through <see cref="Load"/>; each step takes its argmax on the device as above, the host
+/// reads it (<see cref="ReadTokens"/>, one small read) and may overwrite the ids with <see cref="SetIds"/> before a step.</para>
 /// </remarks>
 public sealed class Qwen2StaticDecoder : IDisposable
 {
@@ -142,7 +145,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
             var ids = Tensor.FromArray(prompts[r].Select(i => (long)i).ToArray(), device, 1, length);
             var hidden = m.Forward(m.EmbedTokens.Forward(ids), cache: c);
             var logits = _head(hidden.Narrow(1, length - 1, 1)).Value.Reshape(1, vocab);
-            _ids.Narrow(0, r, 1).CopyFrom(logits.ArgMax(1));
+            _ids.Narrow(0, r, 1).CopyFrom(GreedyToken.Pick(logits));
             _logits?.Narrow(0, r, 1).CopyFrom(logits);
             LoadRow(r, c);
         }
@@ -150,15 +153,18 @@ public sealed class Qwen2StaticDecoder : IDisposable
     }
 
     /// <summary>
-    /// For a decoder fed by the host: loads rows prefilled elsewhere (e.g. from embeddings with an image spliced in),
-    /// <paramref name="prefilled"/>[r] holding row r's keys and values. Each row must leave room for one more token.
-    /// Set the first step's ids with <see cref="SetIds"/>. The caches stay the caller's.
+    /// Loads rows prefilled elsewhere (e.g. from embeddings with an image spliced in), <paramref name="prefilled"/>[r]
+    /// holding row r's keys and values. Each row must leave room for one more token. <paramref name="firstIds"/> [B]
+    /// (int64, any device): the tokens the first step feeds, required by a greedy decoder (its history starts with
+    /// them); a decoder fed by the host may set them with <see cref="SetIds"/> instead. The caches stay the caller's.
     /// </summary>
-    public void Load(IReadOnlyList<KvCache> prefilled)
+    public void Load(IReadOnlyList<KvCache> prefilled, Tensor? firstIds = null)
     {
         ArgumentNullException.ThrowIfNull(prefilled);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_greedy) throw new InvalidOperationException("Qwen2StaticDecoder: a greedy decoder prefills its prompts itself (Prefill)");
+        if (_greedy && firstIds is null) throw new ArgumentException("Qwen2StaticDecoder: a greedy decoder needs the first ids of rows prefilled elsewhere");
+        if (firstIds is not null && (firstIds.Rank != 1 || firstIds.Dim(0) != Batch || firstIds.DType != DType.I64))
+            throw new ArgumentException($"Qwen2StaticDecoder: first ids {firstIds.ShapeString()} {firstIds.DType.Name()} must be int64 [{Batch}]");
         if (_prefilled) throw new InvalidOperationException("Qwen2StaticDecoder: already prefilled");
         if (prefilled.Count != Batch) throw new ArgumentException($"Qwen2StaticDecoder: {prefilled.Count} caches for a batch of {Batch}");
         var lengths = new int[Batch];
@@ -170,6 +176,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
             if (lengths[r] >= MaxLength) throw new ArgumentException($"Qwen2StaticDecoder: cache {r} holds {lengths[r]} positions; the decoder holds {MaxLength}, which leaves no room to generate");
         }
         for (int r = 0; r < Batch; r++) LoadRow(r, prefilled[r]);
+        if (firstIds is not null) _ids.CopyFrom(firstIds);
         Finish(lengths);
     }
 
@@ -192,8 +199,9 @@ public sealed class Qwen2StaticDecoder : IDisposable
     }
 
     /// <summary>
-    /// For a decoder fed by the host: writes the ids the next step embeds, one host→device copy (outside a captured
-    /// step: a graph replays the device work only). The ids are checked here, since the step's embedding does not.
+    /// Writes the ids the next step embeds, one host→device copy (outside a captured step: a graph replays the device
+    /// work only). The ids are checked here, since the step's embedding does not. A greedy decoder records them in its
+    /// history in place of the argmax they replace.
     /// </summary>
     public void SetIds(IReadOnlyList<int> tokens)
     {
@@ -208,6 +216,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
         }
         using var host = Tensor.FromArray(ids, Batch);
         _ids.CopyFrom(host);
+        if (_greedy && _prefilled) Record();
     }
 
     /// <summary>One greedy token for every row: <see cref="BeginStep"/> then <see cref="Issue"/>.</summary>
@@ -250,7 +259,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
         // The eager decode's layers and final norm (Qwen2Model.Forward with a cache runs the same method).
         var hidden = m.ForwardWithCache(rows.ViewAs(Batch, 1, hiddenSize), (_cos, _sin), null, _cache);
         var logits = _head(new Variable(hidden)).Value.Reshape(Batch, vocab);
-        if (_greedy) _ids.CopyFrom(logits.ArgMax(1));
+        if (_greedy) _ids.CopyFrom(GreedyToken.Pick(logits)); // the host pick's argmax (NaN loses), on the device
         _logits?.CopyFrom(logits);
         _cache.AdvanceOnDevice();
         if (_greedy) Record();
