@@ -464,6 +464,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_fo
     int H, int Hkv, int T, int S, int D, int Dv, int causal, int query_offset, double scale, int vec, int splits, int min_keys,
     float* part, unsigned* tickets)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
     decode_entry<DT_BF16>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, min_keys, part, tickets, nullptr, 0);
 }
 
@@ -472,6 +473,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_fo
     int H, int Hkv, int T, int S, int D, int Dv, int causal, int query_offset, double scale, int vec, int splits, int min_keys,
     float* part, unsigned* tickets)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
     decode_entry<DT_F32>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, min_keys, part, tickets, nullptr, 0);
 }
 
@@ -486,6 +488,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_at
     int H, int Hkv, int T, int S, int D, int Dv, double scale, int vec, int splits, int min_keys, float* part, unsigned* tickets,
     const void* pos, int pdt)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
     decode_entry<DT_BF16>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, min_keys, part, tickets, pos, pdt);
 }
 
@@ -494,5 +497,6 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_at
     int H, int Hkv, int T, int S, int D, int Dv, double scale, int vec, int splits, int min_keys, float* part, unsigned* tickets,
     const void* pos, int pdt)
 {
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
     decode_entry<DT_F32>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, min_keys, part, tickets, pos, pdt);
 }
