@@ -39,13 +39,15 @@ step "2. decode qwen2-7b bf16: CUDA graph (profiled), eager (profiled), then PyT
 timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-parrot-graph.json" 2> "$OUT/decode-parrot-graph.log"
 echo "parrot decode (CUDA graph) exit $?: $(tail -1 "$OUT/decode-parrot-graph.json" | cut -c1-300)" >> "$S"
-# Programmatic dependent launch (off by default until timed): the same graph with PARROT_PDL=1, twice around the default.
+# The switches built after the last GPU run, on the same graph: programmatic dependent launch (off by default until
+# timed) and the first decode attention kernels (v1, with their measured 128 keys a range); the default twice.
 i=0
-for pdl in 1 0 1; do
+for variant in "PARROT_PDL=1" "PARROT_PDL=0" "PARROT_PDL=1 PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" \
+               "PARROT_PDL=0 PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" "PARROT_PDL=1" "PARROT_PDL=0"; do
   i=$((i + 1))
-  PARROT_PDL=$pdl timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \
-    > "$OUT/decode-parrot-graph-pdl$pdl-$i.json" 2>> "$OUT/decode-parrot-graph-pdl.log"
-  echo "parrot decode (CUDA graph, PARROT_PDL=$pdl) exit $?: $(tail -1 "$OUT/decode-parrot-graph-pdl$pdl-$i.json" | grep -oE '"(ms_per_token|roofline_fraction|graph_nodes)":[0-9.]+' | tr '\n' ' ')" >> "$S"
+  env $variant timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \
+    > "$OUT/decode-parrot-graph-ab$i.json" 2>> "$OUT/decode-parrot-graph-ab.log"
+  echo "parrot decode (CUDA graph, $variant) exit $?: $(tail -1 "$OUT/decode-parrot-graph-ab$i.json" | grep -oE '"(ms_per_token|roofline_fraction|graph_nodes)":[0-9.]+' | tr '\n' ' ')" >> "$S"
 done
 timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --profile --json \
   > "$OUT/decode-parrot.json" 2> "$OUT/decode-parrot.log"
