@@ -80,8 +80,11 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>Most positions (prompt and answer) a sequence may have: the model's max_position_embeddings.</summary>
     public int ContextLength { get; }
 
-    /// <summary>Every pick on the host from the logits, as before the device picks (set before sequences join): tests compare against it.</summary>
-    internal bool HostPicksOnly { get; set; }
+    /// <summary>
+    /// Every pick on the host from the logits, greedy ones too (the path before the device picks), for sequences that
+    /// join after it is set: what tests and `selftest` compare the device picks against.
+    /// </summary>
+    public bool HostPicksOnly { get; set; }
 
     /// <summary>Sequences in the batch.</summary>
     public int Count => _active.Count;
