@@ -2,6 +2,7 @@ using Parrot.Parrot.Inference;
 using Parrot.Parrot.Model;
 using Parrot.Parrot.Text;
 using Parrot.Parrot.Vision;
+using Parrot.Tensors;
 using Parrot.Tests.Shared;
 
 namespace Parrot.Parrot.Tests.Inference;
@@ -9,7 +10,7 @@ namespace Parrot.Parrot.Tests.Inference;
 /// <summary>
 /// The continuous batch's greedy picks on the device (a plain argmax: temperature 0, no repetition penalty) against the
 /// path it replaces, every pick on the host from the logits (<see cref="ContinuousBatch.HostPicksOnly"/>): the same
-/// events (tokens, text, finish reasons) for a batch mixing greedy, sampled and penalised sequences that join, end and
+/// events (tokens, text, finish reasons) for a batch (float32 and bfloat16) mixing greedy, sampled and penalised sequences that join, end and
 /// are removed at different steps, on the CPU and the test device; on the test device, what each join and step reads
 /// back: the ids of the greedy rows and the logits of the sampling rows only.
 /// </summary>
@@ -93,9 +94,9 @@ public class ContinuousBatchGreedyTests() : TinyModelSetFixture("parrot-batch-gr
     }
 
     [Test]
-    public void AMixedBatchGivesTheEventsOfTheHostPicks([Values(false, true)] bool onTestDevice)
+    public void AMixedBatchGivesTheEventsOfTheHostPicks([Values(false, true)] bool onTestDevice, [Values(DType.F32, DType.BF16)] DType dtype)
     {
-        using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = onTestDevice ? TestDevice.Get() : global::Parrot.Tensors.Device.Cpu });
+        using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = onTestDevice ? TestDevice.Get() : Device.Cpu, DType = dtype });
         var cases = MixedCases(model);
         var (want, _) = Run(model, cases, hostPicksOnly: true);
         var (got, reads) = Run(model, cases, hostPicksOnly: false);
