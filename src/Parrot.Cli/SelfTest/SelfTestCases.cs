@@ -306,6 +306,7 @@ internal static class SelfTestCases
         c.AddRange(SelfTestModelCases.All());
         c.AddRange(SelfTestGraphCases.All());
         c.AddRange(SelfTestDecodeCases.All());
+        c.AddRange(SelfTestBatchCases.All());
 
         // Attention (composite reference when the fused kernel is absent). These rows take the backend's default dispatch:
         // on a GPU unmasked bf16 calls of more than 8 query rows run on cuDNN's fused attention where it is installed

@@ -21,9 +21,9 @@ public sealed record BatchEvent(BatchSequence Sequence, int Token, string Text, 
 /// <summary>One answer being generated in a <see cref="ContinuousBatch"/>, with its own KV cache.</summary>
 public sealed class BatchSequence
 {
-    internal BatchSequence(GenerationOptions options, TokenSampler sampler, StopTextFilter filter, KvCache cache, int promptTokens, float[] logits)
+    internal BatchSequence(GenerationOptions options, TokenSampler sampler, StopTextFilter filter, KvCache cache, int promptTokens, bool picksOnDevice)
     {
-        Options = options; Sampler = sampler; Filter = filter; Cache = cache; PromptTokens = promptTokens; Logits = logits;
+        Options = options; Sampler = sampler; Filter = filter; Cache = cache; PromptTokens = promptTokens; PicksOnDevice = picksOnDevice;
     }
 
     /// <summary>How it is generated.</summary>
@@ -44,7 +44,12 @@ public sealed class BatchSequence
     internal TokenSampler Sampler { get; }
     internal StopTextFilter Filter { get; }
     internal KvCache? Cache { get; set; }
+    /// <summary>Its pick is a plain argmax, taken on the device: only its next id comes back (<see cref="Picked"/>), no logits.</summary>
+    internal bool PicksOnDevice { get; }
+    /// <summary>The next token's logits, for the host's pick (sequences that do not pick on the device).</summary>
     internal float[]? Logits { get; set; }
+    /// <summary>The next token as the device picked it (sequences that pick there); −1 when there is none.</summary>
+    internal int Picked { get; set; } = -1;
     internal int Pending { get; set; } = -1;
 }
 
@@ -53,7 +58,10 @@ public sealed class BatchSequence
 /// prefilled alone into a KV cache of their own), every <see cref="Step"/> generates one token for each
 /// sequence in the batch (one batched pass of the model), and a sequence leaves as soon as it is finished or
 /// removed, freeing its cache. A sequence generates what it would alone (greedy: the same tokens), whatever
-/// joins or leaves around it. Not thread-safe: one thread drives a batch; each call holds the model's turn
+/// joins or leaves around it. A sequence whose pick is a plain argmax (greedy, no repetition penalty: the
+/// generator's condition) has it taken on the device and reads back its id alone, not its row of logits (151,936
+/// floats on Qwen2): the same token as the host's pick (<see cref="global::Parrot.Nn.GreedyToken"/>); the host still
+/// checks every id (end-of-sequence, stop strings, length). Not thread-safe: one thread drives a batch; each call holds the model's turn
 /// (see <see cref="ParrotModel"/>), so other callers of the model interleave between calls.
 /// </summary>
 public sealed class ContinuousBatch : IDisposable
@@ -71,6 +79,12 @@ public sealed class ContinuousBatch : IDisposable
 
     /// <summary>Most positions (prompt and answer) a sequence may have: the model's max_position_embeddings.</summary>
     public int ContextLength { get; }
+
+    /// <summary>
+    /// Every pick on the host from the logits, greedy ones too (the path before the device picks), for sequences that
+    /// join after it is set: what tests and `selftest` compare the device picks against.
+    /// </summary>
+    public bool HostPicksOnly { get; set; }
 
     /// <summary>Sequences in the batch.</summary>
     public int Count => _active.Count;
@@ -95,7 +109,7 @@ public sealed class ContinuousBatch : IDisposable
         {
             var prompt = _owner.BuildPrompt(conversation, image, features);
             int chosen = 0;
-            var logits = _lm.PrefillRow(prompt, length =>
+            int CheckLength(int length)
             {
                 int room = ContextLength - length;
                 if (room < 1 || maxNewTokens is int m && m > room)
@@ -103,10 +117,25 @@ public sealed class ContinuousBatch : IDisposable
                         + (maxNewTokens is int mm ? $" and {mm} more were asked for" : ", which leaves no room for an answer"));
                 chosen = maxNewTokens ?? room;
                 return chosen;
-            }, out var cache, out int length);
+            }
+            bool onDevice = !HostPicksOnly && Generator.PicksPlainArgMax(options);
+            float[]? logits = null;
+            int picked = -1;
+            KvCache cache;
+            int length;
+            if (onDevice)
+            {
+                using var id = _lm.PrefillRowGreedy(prompt, CheckLength, out cache, out length);
+                picked = KvCacheModel.ReadIds(id)[0];
+            }
+            else logits = _lm.PrefillRow(prompt, CheckLength, out cache, out length);
             var opts = options with { MaxNewTokens = chosen };
-            opts.Validate();
-            var seq = new BatchSequence(opts, new TokenSampler(opts, _lm.VocabSize, prompt.Ids), new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, logits);
+            try { opts.Validate(); }
+            catch { cache.Dispose(); throw; }
+            var seq = new BatchSequence(opts, new TokenSampler(opts, _lm.VocabSize, prompt.Ids), new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, onDevice)
+            {
+                Logits = logits, Picked = picked,
+            };
             _active.Add(seq);
             return seq;
         }
@@ -131,14 +160,15 @@ public sealed class ContinuousBatch : IDisposable
             var stepping = _active.Where(s => s.Pending >= 0).ToList();
             if (stepping.Count > 0)
             {
-                var logits = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray());
-                for (int i = 0; i < stepping.Count; i++) { stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
+                var (ids, logits) = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray());
+                for (int i = 0; i < stepping.Count; i++) { stepping[i].Picked = ids[i]; stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
             }
             var events = new List<BatchEvent>(_active.Count);
             foreach (var s in _active.ToList())
             {
-                int id = s.Sampler.Next(s.Logits!);
+                int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Logits!);
                 s.Logits = null;
+                s.Picked = -1;
                 s.GeneratedTokens++;
                 var (piece, finished) = Generator.AfterToken(id, s.Filter, _eos, s.Options, s.GeneratedTokens);
                 if (finished is not null)

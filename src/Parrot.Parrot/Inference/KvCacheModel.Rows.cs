@@ -78,6 +78,41 @@ internal sealed partial class KvCacheModel
         StepRows(caches, tokens, logits => ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(tokens.Length, VocabSize))));
 
     /// <summary>
+    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/> for a batch that mixes both picks (the continuous batch):
+    /// a row where <paramref name="greedy"/> is set gets its greedy token taken on the device (Ids[r]; its Logits[r] is
+    /// null), any other row its logits (Logits[r]; Ids[r] = −1), for the host to sample. One read of the B ids when
+    /// some row is greedy; one read of only the sampling rows' logits when some row samples.
+    /// </summary>
+    internal (int[] Ids, float[]?[] Logits) StepRows(IReadOnlyList<KvCache> caches, int[] tokens, bool[] greedy)
+    {
+        if (greedy.Length != tokens.Length) throw new ArgumentException($"generate: {greedy.Length} greedy flags for {tokens.Length} rows");
+        return StepRows(caches, tokens, logits => SplitPicks(logits.Reshape(tokens.Length, VocabSize), greedy));
+    }
+
+    /// <summary>Rows [B, vocab] on the device → the greedy rows' ids and the other rows' logits (see the overload above).</summary>
+    private static (int[] Ids, float[]?[] Logits) SplitPicks(Tensor logits, bool[] greedy)
+    {
+        int b = greedy.Length, vocab = logits.Dim(1);
+        var ids = new int[b];
+        var rows = new float[]?[b];
+        Array.Fill(ids, -1);
+        if (greedy.Contains(true))
+        {
+            // Every row is picked (a few elementwise passes, less work than choosing rows); the sampling rows' ids are dropped.
+            var picked = ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits));
+            for (int r = 0; r < b; r++) if (greedy[r]) ids[r] = picked[r];
+        }
+        var sampling = Enumerable.Range(0, b).Where(r => !greedy[r]).ToArray();
+        if (sampling.Length > 0)
+        {
+            // The sampling rows gathered on the device (row views, no index copy in) and read together.
+            var flat = (sampling.Length == b ? logits : Tensor.Concat(0, sampling.Select(r => logits.Narrow(0, r, 1)).ToArray())).ToFloatArray();
+            for (int i = 0; i < sampling.Length; i++) rows[sampling[i]] = flat.AsSpan(i * vocab, vocab).ToArray();
+        }
+        return (ids, rows);
+    }
+
+    /// <summary>
     /// The embedding rows [B, 1, hidden] of ids [B, 1] that the host has already checked (<see cref="StepRows{T}"/>): the
     /// embedding's own check on the device would queue a verdict that the step's read then fetches, a second device→host
     /// copy every step. The same row copy as <see cref="Tensor.Embedding"/> (as the static step's).

@@ -8,7 +8,7 @@ namespace Parrot.Parrot.Inference;
 /// <summary>
 /// A Qwen2 decoder stack (plain Qwen2 or Parrot's) driven with the KV cache. Each prompt is prefilled on its
 /// own into a cache of its own, exactly as if it were alone; a batch of several then decodes together, one
-/// token per prompt per step, each row attending over its own cache (see <see cref="StepRows"/>), so every
+/// token per prompt per step, each row attending over its own cache (see <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>), so every
 /// row computes what it would alone, with no padding. On a CUDA device the batch session decodes through the static
 /// step instead, replayed from a CUDA graph (see KvCacheModel.Static.cs and <see cref="DecodeStepMode"/>).
 /// </summary>

@@ -1,0 +1,63 @@
+using Parrot.Cli.Demo;
+using Parrot.Tensors;
+
+namespace Parrot.Cli.SelfTest;
+
+/// <summary>
+/// "continuous batch, greedy on the device = host picks": the continuous batch that `serve` runs, over the demo's tiny
+/// LM (assets/tiny/lm) on the chosen device, with greedy sequences (their argmax taken on the device, ids read back),
+/// sampled and penalised ones (their logits read back, picked on the host) joining at different steps and one removed,
+/// against the same batch with every pick on the host from the logits (<c>HostPicksOnly</c>): every event's sequence,
+/// token, text and finish reason must be the same, else the case throws (a failure naming the event).
+/// </summary>
+internal static class SelfTestBatchCases
+{
+    internal static IEnumerable<SelfTestCase> All()
+    {
+        // The input only carries the device and dtype the model is loaded in.
+        yield return new("continuous batch, greedy on the device = host picks", (_, t) => [Tensor.Zeros([1], t)], GreedySameAsHost, Exact: true);
+    }
+
+    private static Tensor GreedySameAsHost(Tensor[] p)
+    {
+        using var model = global::Parrot.Parrot.ParrotModel.Load(DemoAssets.Locate(null).Lm,
+            new global::Parrot.Parrot.ParrotModelOptions { Device = p[0].Device, DType = p[0].DType });
+        var want = Run(model, hostPicksOnly: true);
+        var got = Run(model, hostPicksOnly: false);
+        for (int i = 0; i < Math.Max(want.Count, got.Count); i++)
+            if (i >= want.Count || i >= got.Count || got[i] != want[i])
+                throw new InvalidOperationException($"continuous batch: event {i}: greedy on the device gave '{(i < got.Count ? got[i] : "nothing")}', every pick on the host '{(i < want.Count ? want[i] : "nothing")}'");
+        return Tensor.FromArray(got.Select(_ => 1.0).ToArray(), got.Count);
+    }
+
+    /// <summary>The batch's events as lines.</summary>
+    private static List<string> Run(global::Parrot.Parrot.ParrotModel model, bool hostPicksOnly)
+    {
+        var greedy = new global::Parrot.Parrot.Inference.GenerationOptions { IgnoreEos = true };
+        var cases = new (string Question, global::Parrot.Parrot.Inference.GenerationOptions Options, int Max, int JoinAt, int RemoveAt)[]
+        {
+            ("a red circle", greedy, 12, 0, -1),
+            ("two blue squares", greedy with { Temperature = 0.9, TopP = 0.95, TopK = 40, Seed = 7 }, 9, 0, -1),
+            ("a green star", greedy with { RepetitionPenalty = 1.3 }, 8, 2, -1),
+            ("what is left?", greedy, 30, 1, 5),
+            ("one yellow triangle", greedy with { TopK = 3 }, 7, 3, -1),
+            ("late", greedy, 5, 6, -1),
+        };
+        using var batch = model.StartContinuousBatch();
+        batch.HostPicksOnly = hostPicksOnly;
+        var sequences = new global::Parrot.Parrot.Inference.BatchSequence?[cases.Length];
+        var lines = new List<string>();
+        for (int step = 0; step < 100 && (step <= cases.Max(c => c.JoinAt) || batch.Count > 0); step++)
+        {
+            for (int i = 0; i < cases.Length; i++)
+            {
+                var c = cases[i];
+                if (c.JoinAt == step)
+                    sequences[i] = batch.Join([new global::Parrot.Parrot.Text.ChatTurn(global::Parrot.Parrot.Text.ChatRole.User, c.Question)], null, c.Options, c.Max);
+                if (c.RemoveAt == step) batch.Remove(sequences[i]!);
+            }
+            foreach (var e in batch.Step()) lines.Add($"step {step}: sequence {Array.IndexOf(sequences, e.Sequence)} token {e.Token} '{e.Text}' {e.Finished}");
+        }
+        return lines;
+    }
+}
