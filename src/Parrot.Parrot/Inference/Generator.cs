@@ -70,6 +70,31 @@ public sealed class Generator
         }, vocab) { Mode = mode };
     }
 
+    /// <summary>
+    /// <paramref name="model"/> with its sessions' greedy path (<see cref="IGreedyDecodingSession"/>) hidden: a generator
+    /// over it reads the logits back and picks every token on the host, as before greedy picks moved to the device — for
+    /// side-by-side checks and timings of the two paths.
+    /// </summary>
+    public static IAutoregressiveModel LogitsOnly(IAutoregressiveModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return new LogitsOnlyModel(model);
+    }
+
+    private sealed class LogitsOnlyModel(IAutoregressiveModel inner) : IAutoregressiveModel
+    {
+        public int VocabSize => inner.VocabSize;
+
+        public IDecodingSession Start(IReadOnlyList<GenerationPrompt> prompts, int maxNewTokens) => new Session(inner.Start(prompts, maxNewTokens));
+
+        private sealed class Session(IDecodingSession s) : IDecodingSession
+        {
+            public float[][] Prefill() => s.Prefill();
+            public float[][] Step(int[] tokens) => s.Step(tokens);
+            public void Dispose() => s.Dispose();
+        }
+    }
+
     /// <summary>A Parrot model over the KV cache: an image's features are projected, routed by the MoE and spliced in at the marker.</summary>
     public static IAutoregressiveModel Wrap(ParrotForCausalLM model) => Wrap(model, null);
 

@@ -153,7 +153,7 @@ public class GreedyOnDeviceTests
         }
         Assert.That(ties, Is.GreaterThan(8), "the fixture ties");
         var options = new GenerationOptions { MaxNewTokens = 8, IgnoreEos = true };
-        var hostPicked = new Generator(new LogitsOnly(Generator.Wrap(model)), endOfSequenceIds: []).Generate(prompts, options);
+        var hostPicked = new Generator(Generator.LogitsOnly(Generator.Wrap(model)), endOfSequenceIds: []).Generate(prompts, options);
         var devicePicked = new Generator(Generator.Wrap(model), endOfSequenceIds: []).Generate(prompts, options);
         for (int r = 0; r < prompts.Length; r++) Assert.That(devicePicked[r].Tokens, Is.EqualTo(hostPicked[r].Tokens), $"row {r}");
         Assert.That(devicePicked.SelectMany(x => x.Tokens).Count(t => t % 2 == 1 && t != Lm.VocabSize - 1), Is.Zero, "a tie's twin (odd id) never wins");
@@ -193,7 +193,7 @@ public class GreedyOnDeviceTests
         if (onTestDevice) model.To(TestDevice.Get());
         var prompts = new[] { new GenerationPrompt([5, 9, 2, 44, 17, 8, 1]), new GenerationPrompt([3, 30]), new GenerationPrompt([12]) };
         // An end-of-sequence id from a first run's row 1, so that row ends early and the others step on.
-        var probe = new Generator(new LogitsOnly(Generator.Wrap(model)), endOfSequenceIds: []).Generate(prompts, new GenerationOptions { MaxNewTokens = 9 });
+        var probe = new Generator(Generator.LogitsOnly(Generator.Wrap(model)), endOfSequenceIds: []).Generate(prompts, new GenerationOptions { MaxNewTokens = 9 });
         int eos = probe[1].Tokens[2];
         foreach (var (options, onDevice) in new (GenerationOptions, bool)[]
         {
@@ -204,7 +204,7 @@ public class GreedyOnDeviceTests
         })
         {
             var recording = new Recording(Generator.Wrap(model));
-            var want = new Generator(new LogitsOnly(Generator.Wrap(model)), endOfSequenceIds: [eos]).Generate(prompts, options);
+            var want = new Generator(Generator.LogitsOnly(Generator.Wrap(model)), endOfSequenceIds: [eos]).Generate(prompts, options);
             var got = new Generator(recording, endOfSequenceIds: [eos]).Generate(prompts, options);
             string what = $"temperature {options.Temperature}, penalty {options.RepetitionPenalty}, top-k {options.TopK}";
             for (int r = 0; r < prompts.Length; r++)
@@ -215,21 +215,6 @@ public class GreedyOnDeviceTests
             if (onDevice) Assert.That(want[1].Reason, Is.EqualTo(FinishReason.EndOfSequence), $"{what}: a row ends early");
             Assert.That(recording.Calls, onDevice ? Is.All.Contains("Greedy") : Is.All.Not.Contains("Greedy"), what);
             Assert.That(recording.Calls, Has.Count.EqualTo(want.Max(x => x.Tokens.Length)), $"{what}: one prefill and a step per token after the first");
-        }
-    }
-
-    /// <summary>A model whose sessions only give logits (the path before this one): the host picks.</summary>
-    private sealed class LogitsOnly(IAutoregressiveModel inner) : IAutoregressiveModel
-    {
-        public int VocabSize => inner.VocabSize;
-
-        public IDecodingSession Start(IReadOnlyList<GenerationPrompt> prompts, int maxNewTokens) => new Plain(inner.Start(prompts, maxNewTokens));
-
-        private sealed class Plain(IDecodingSession s) : IDecodingSession
-        {
-            public float[][] Prefill() => s.Prefill();
-            public float[][] Step(int[] tokens) => s.Step(tokens);
-            public void Dispose() => s.Dispose();
         }
     }
 
