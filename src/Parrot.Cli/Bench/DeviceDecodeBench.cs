@@ -126,7 +126,7 @@ internal static class DeviceDecodeBench
     {
         var mode = useStatic ? global::Parrot.Parrot.Inference.DecodeStepMode.Static : global::Parrot.Parrot.Inference.DecodeStepMode.Eager;
         var lm = global::Parrot.Parrot.Inference.Generator.Wrap(model, mode);
-        var gen = new global::Parrot.Parrot.Inference.Generator(hostPick ? new LogitsOnly(lm) : lm, endOfSequenceIds: []);
+        var gen = new global::Parrot.Parrot.Inference.Generator(hostPick ? new LogitsOnlyModel(lm) : lm, endOfSequenceIds: []);
         var options = new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = tokens + 1, IgnoreEos = true };
         var sw = Stopwatch.StartNew();
         double? prefillMs = null;
@@ -141,22 +141,6 @@ internal static class DeviceDecodeBench
             generated.Add(t);
         }
         return prefillMs ?? 0;
-    }
-
-    /// <summary>A model whose sessions give logits only (their greedy path hidden), so the generator picks on the host.</summary>
-    private sealed class LogitsOnly(global::Parrot.Parrot.Inference.IAutoregressiveModel inner) : global::Parrot.Parrot.Inference.IAutoregressiveModel
-    {
-        public int VocabSize => inner.VocabSize;
-
-        public global::Parrot.Parrot.Inference.IDecodingSession Start(IReadOnlyList<global::Parrot.Parrot.Inference.GenerationPrompt> prompts, int maxNewTokens) =>
-            new Plain(inner.Start(prompts, maxNewTokens));
-
-        private sealed class Plain(global::Parrot.Parrot.Inference.IDecodingSession s) : global::Parrot.Parrot.Inference.IDecodingSession
-        {
-            public float[][] Prefill() => s.Prefill();
-            public float[][] Step(int[] tokens) => s.Step(tokens);
-            public void Dispose() => s.Dispose();
-        }
     }
 
     /// <summary>The model's own eager decode: a <see cref="KvCache"/>, the ids copied in and the argmax read back each token. Returns the prefill's ms.</summary>

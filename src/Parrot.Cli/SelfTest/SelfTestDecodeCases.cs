@@ -90,7 +90,7 @@ internal static class SelfTestDecodeCases
                     }
                 }
                 var options = new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = Steps + 1 };
-                var want = new global::Parrot.Parrot.Inference.Generator(new LogitsOnly(Wrap(model, staticStep)), endOfSequenceIds: []).Generate(inputs, options);
+                var want = new global::Parrot.Parrot.Inference.Generator(new LogitsOnlyModel(Wrap(model, staticStep)), endOfSequenceIds: []).Generate(inputs, options);
                 var got = new global::Parrot.Parrot.Inference.Generator(Wrap(model, staticStep), endOfSequenceIds: []).Generate(inputs, options);
                 for (int r = 0; r < prompts.Length; r++)
                 {
@@ -138,22 +138,6 @@ internal static class SelfTestDecodeCases
         for (int i = 1; i < x.Length; i++)
             if (x[i] > x[best] || float.IsNaN(x[best]) && !float.IsNaN(x[i])) best = i;
         return best;
-    }
-
-    /// <summary>A model whose sessions give logits only (their greedy path hidden): the generator picks on the host.</summary>
-    private sealed class LogitsOnly(global::Parrot.Parrot.Inference.IAutoregressiveModel inner) : global::Parrot.Parrot.Inference.IAutoregressiveModel
-    {
-        public int VocabSize => inner.VocabSize;
-
-        public global::Parrot.Parrot.Inference.IDecodingSession Start(IReadOnlyList<global::Parrot.Parrot.Inference.GenerationPrompt> prompts, int maxNewTokens) =>
-            new Plain(inner.Start(prompts, maxNewTokens));
-
-        private sealed class Plain(global::Parrot.Parrot.Inference.IDecodingSession s) : global::Parrot.Parrot.Inference.IDecodingSession
-        {
-            public float[][] Prefill() => s.Prefill();
-            public float[][] Step(int[] tokens) => s.Step(tokens);
-            public void Dispose() => s.Dispose();
-        }
     }
 
     private static global::Parrot.Parrot.Inference.IAutoregressiveModel Wrap(Qwen2ForCausalLM model, bool staticStep) =>
