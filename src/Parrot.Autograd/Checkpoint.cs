@@ -18,6 +18,7 @@ public static class Checkpoint
         // The block's temporaries die here; only its output survives, which is the point of checkpointing.
         using (var scope = TensorScope.Begin())
         using (Graph.NoGrad())
+        using (Graph.CheckpointScope()) // both runs take the same op paths (Graph.IsInCheckpoint)
             output = scope.Keep(block(inputs).Value);
         if (Graph.IsGradDisabled) return new Variable(output);
         // Parameters used inside the block are leaves reached only through the recomputation, so the
@@ -29,7 +30,9 @@ public static class Checkpoint
             // parameter the block touches.
             var leaves = new Variable[inputs.Length];
             for (int i = 0; i < inputs.Length; i++) leaves[i] = new Variable(node.Saved(i), requiresGrad: inputs[i].RequiresGrad);
-            var recomputed = block(leaves);
+            Variable recomputed;
+            using (Graph.CheckpointScope())
+                recomputed = block(leaves);
             if (recomputed.RequiresGrad) recomputed.Backward(g);
             var grads = new Tensor?[inputs.Length];
             for (int i = 0; i < inputs.Length; i++)

@@ -20,6 +20,26 @@ public static class Graph
         public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
     }
 
+    [ThreadStatic] private static int _checkpointDepth;
+
+    /// <summary>
+    /// True while a checkpointed block runs (<see cref="Checkpoint.Run"/>): its forward, without gradients, and its
+    /// recomputation during backward. An op that picks its path by whether a backward may follow (attention saves its
+    /// log-sum-exp only then, and a GPU backend may then take another kernel) must pick the same path in both runs, or
+    /// the recomputation would not reproduce the values the forward handed on.
+    /// </summary>
+    public static bool IsInCheckpoint => _checkpointDepth > 0;
+
+    /// <summary>Marks a checkpointed block's run (<see cref="IsInCheckpoint"/>) until disposed.</summary>
+    internal static IDisposable CheckpointScope() => new CheckpointRun();
+
+    private sealed class CheckpointRun : IDisposable
+    {
+        private bool _done;
+        public CheckpointRun() => _checkpointDepth++;
+        public void Dispose() { if (!_done) { _done = true; _checkpointDepth--; } }
+    }
+
     /// <summary>
     /// Wraps an op's output: records a node when some input requires a gradient and recording is on,
     /// else returns a constant. <paramref name="save"/> lists the tensors the rule will read.

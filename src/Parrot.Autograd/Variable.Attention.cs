@@ -22,8 +22,11 @@ public sealed partial class Variable
         ArgumentNullException.ThrowIfNull(k);
         ArgumentNullException.ThrowIfNull(v);
         // No backward can follow (no-grad, or no input needs a gradient): no log-sum-exp, which also tells the backend
-        // this is inference (CudaBackend: cuDNN's per-shape plans are for training unless asked for).
-        if (Graph.IsGradDisabled || !(q.RequiresGrad || k.RequiresGrad || v.RequiresGrad))
+        // this is inference (CudaBackend: cuDNN's per-shape plans are for training unless asked for). Not inside a
+        // checkpointed block: its forward runs without gradients and its recomputation with them, and both must take
+        // the same kernels (with the log-sum-exp: cuDNN on a GPU by default) so the recomputed output is the one the
+        // forward handed on.
+        if (!Graph.IsInCheckpoint && (Graph.IsGradDisabled || !(q.RequiresGrad || k.RequiresGrad || v.RequiresGrad)))
             return new Variable(Tensor.ScaledDotProductAttention(q.Value, k.Value, v.Value, mask, causal, queryOffset, scale));
         var o = Tensor.ScaledDotProductAttention(q.Value, k.Value, v.Value, out var lse, mask, causal, queryOffset, scale);
         double sc = scale ?? (q.Shape[3] > 0 ? 1 / Math.Sqrt(q.Shape[3]) : 1);

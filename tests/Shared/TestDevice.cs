@@ -180,7 +180,7 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     public void Where(Tensor cond, Tensor a, Tensor b, Tensor y) { On("Where", cond, a, b, y); Cpu.Where(cond, a, b, y); }
     public void Random(Tensor dst, RandomKind kind, ulong seed, double p0, double p1) { On("Random", dst); Cpu.Random(dst, kind, seed, p0, p1); }
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
-    { On("Attention", q, k, v, mask, output, logSumExp); Cpu.Attention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp); }
+    { On(logSumExp is null ? "Attention" : "Attention+lse", q, k, v, mask, output, logSumExp); Cpu.Attention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp); }
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale, Tensor? dq, Tensor? dk, Tensor? dv)
     { On("AttentionBackward", q, k, v, o, dO, logSumExp, mask, dq, dk, dv); Cpu.AttentionBackward(q, k, v, o, dO, logSumExp, mask, causal, queryOffset, scale, dq, dk, dv); }
     // As a GPU kernel would, these read the positions in this device's memory (no transfer is counted).

@@ -74,7 +74,7 @@ internal static class DecoderBench
                 });
             if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator) || p.GetValue(hostPick))
             {
-                Console.Error.WriteLine("--static, --cuda-graph and --generator need --shape (or --device): they time the synthetic-weight decode");
+                Console.Error.WriteLine("--static, --cuda-graph, --generator and --host-pick need --shape (or --device): they time the synthetic-weight decode");
                 return 2;
             }
             if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));

@@ -309,8 +309,10 @@ internal static class SelfTestCases
         c.AddRange(SelfTestBatchCases.All());
 
         // Attention (composite reference when the fused kernel is absent). These rows take the backend's default dispatch:
-        // on a GPU unmasked bf16 calls of more than 8 query rows run on cuDNN's fused attention where it is installed
-        // (CudaBackend.CudnnAttention), the rest on our kernels; the rows marked "ours" below force our kernels.
+        // on a GPU unmasked bf16 calls of more than 8 query rows that save the log-sum-exp (the "log-sum-exp" row and the
+        // backward rows: training) run on cuDNN's fused attention where it is installed (CudaBackend.CudnnAttention); the
+        // forward-only rows below ask for no log-sum-exp (inference) and so run on our kernels, as the rest; the rows
+        // marked "ours" below force our kernels.
         c.Add(new("attention (causal, GQA)", (r, t) => [Normal(r, t, 1, 4, 32, 64), Normal(r, t, 1, 2, 32, 64), Normal(r, t, 1, 2, 32, 64)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)));
         c.Add(new("attention (mask, kv-cache offset)", (r, t) => [Normal(r, t, 2, 4, 8, 80), Normal(r, t, 2, 4, 32, 80), Normal(r, t, 2, 4, 32, 80), PaddingMask(r, t)],
