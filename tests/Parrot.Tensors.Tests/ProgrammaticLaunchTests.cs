@@ -25,14 +25,41 @@ public class ProgrammaticLaunchTests
         Assert.That(Marshal.OffsetOf<Driver.LaunchConfig>(nameof(Driver.LaunchConfig.AttributeCount)).ToInt32(), Is.EqualTo(48));
     }
 
-    [TestCase(9, 12030, "1", true)]
-    [TestCase(10, 13000, " 1 ", true)]
-    [TestCase(9, 13000, null, false)]
-    [TestCase(9, 13000, "0", false)]
-    [TestCase(8, 13000, "1", false)]
-    [TestCase(9, 12020, "1", false)]
-    public void OnlyWithPdl1OnHopperAndACuda123Driver(int major, int driver, string? env, bool expected) =>
-        Assert.That(CudaKernels.ProgrammaticDefault(major, driver, env), Is.EqualTo(expected));
+    [TestCase(9, 12030, 90, "1", true)]
+    [TestCase(10, 13000, 100, " 1 ", true)]
+    [TestCase(9, 13000, 90, null, false)]
+    [TestCase(9, 13000, 90, "0", false)]
+    [TestCase(8, 13000, 80, "1", false)]
+    [TestCase(9, 12020, 90, "1", false)]
+    [TestCase(9, 13000, 86, "1", false)] // an NVRTC that does not know sm_90 builds compute_86 PTX: pdl_wait is empty there
+    [TestCase(9, 13000, 0, "1", false)]  // fatbins or no NVRTC: the target is unknown
+    public void OnlyWithPdl1OnHopperACuda123DriverAndSm90Kernels(int major, int driver, int kernelArch, string? env, bool expected) =>
+        Assert.That(CudaKernels.ProgrammaticDefault(major, driver, kernelArch, env), Is.EqualTo(expected));
+
+    [Test]
+    public void KernelArchIsTheNvrtcTargetsNumber()
+    {
+        if (!NvrtcCompiler.IsAvailable(out var why)) Assert.Ignore($"NVRTC is not installed: {why}");
+        Assert.That(KernelCache.KernelArch(9, 0), Is.EqualTo(90), "NVRTC 11.8+ knows sm_90");
+        Assert.That(KernelCache.KernelArch(8, 0), Is.EqualTo(80));
+    }
+
+    [Test]
+    public void TheConstantWeightScopeNests()
+    {
+        // Launches are programmatic only inside the scope (tested through its counter: no GPU here).
+        using (CudaBackend.ConstantWeightScope())
+        {
+            Assert.That(CudaKernels.InConstantWeightScope, Is.True);
+            using (CudaBackend.ConstantWeightScope()) Assert.That(CudaKernels.InConstantWeightScope, Is.True);
+            Assert.That(CudaKernels.InConstantWeightScope, Is.True, "the outer scope is still open");
+        }
+        Assert.That(CudaKernels.InConstantWeightScope, Is.False);
+        var scope = CudaBackend.ConstantWeightScope();
+        scope.Dispose();
+        scope.Dispose(); // twice: counted once
+        Assert.That(CudaKernels.InConstantWeightScope, Is.False);
+    }
 
     [Test]
     public void EveryProgrammaticKernelWaitsForItsPredecessor()

@@ -10,17 +10,26 @@ public sealed partial class CudaBackend
     public bool IsCapturing => _capturing;
 
     /// <summary>
-    /// Programmatic dependent launch for the decode step's kernels (gemv, fused SwiGLU gemv, RMS norms, RoPE + KV append;
-    /// Hopper and newer, CUDA 12.3+ driver): such a kernel starts while the one before it finishes and waits for it on
-    /// the GPU, and a product's first weight reads overlap the previous kernel, in eager streams and in CUDA graphs
-    /// alike. Off by default until a GPU run has timed it; PARROT_PDL=1 turns it on when the backend is created; setting
-    /// it true on an older GPU or driver keeps it off.
+    /// Programmatic dependent launch for the decode step's kernels (gemv, fused SwiGLU gemv, RMS norms, RoPE + KV append,
+    /// decode attention; Hopper and newer, CUDA 12.3+ driver, kernels built for sm_90+): inside a
+    /// <see cref="ConstantWeightScope"/> such a kernel starts while the one before it finishes and waits for it on the
+    /// GPU, and a product's first weight reads overlap the previous kernel, in eager streams and CUDA graphs alike. Off by
+    /// default until a GPU run has timed it; PARROT_PDL=1 turns it on when the backend is created; setting it true where
+    /// it is not supported keeps it off.
     /// </summary>
     public bool ProgrammaticLaunches
     {
         get => _kernels.ProgrammaticLaunches;
-        set => _kernels.ProgrammaticLaunches = value && CudaKernels.ProgrammaticSupported(_context.Major, _context.DriverVersion);
+        set => _kernels.ProgrammaticLaunches = value && _kernels.ProgrammaticPossible;
     }
+
+    /// <summary>
+    /// Marks the work this thread queues until disposed as a decode step: every matrix-vector product's transposed
+    /// operand is a weight nothing inside writes, so with <see cref="ProgrammaticLaunches"/> on its kernels may launch
+    /// programmatically (a gemv reads its weights before waiting for the kernel before it). Qwen2's cached forward and
+    /// the static decode step open it; elsewhere launches stay plain. Nested scopes count; one per thread.
+    /// </summary>
+    public static IDisposable ConstantWeightScope() => CudaKernels.ConstantWeightScope();
 
     /// <summary>
     /// Records the GPU work <paramref name="step"/> queues on this device into a <see cref="CudaGraph"/>, without running

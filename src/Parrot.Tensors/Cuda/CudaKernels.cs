@@ -17,7 +17,8 @@ internal sealed unsafe class CudaKernels
     internal CudaKernels(CudaContext context)
     {
         _context = context;
-        ProgrammaticLaunches = ProgrammaticDefault(context.Major, context.DriverVersion, Environment.GetEnvironmentVariable("PARROT_PDL"));
+        // Only asked when PARROT_PDL=1 (the kernel target needs NVRTC's version).
+        ProgrammaticLaunches = Environment.GetEnvironmentVariable("PARROT_PDL")?.Trim() == "1" && ProgrammaticPossible;
     }
 
     /// <summary>The kernel <paramref name="name"/> of file <paramref name="file"/> ("softmax.cu").</summary>
@@ -71,19 +72,22 @@ internal sealed unsafe class CudaKernels
         void** ptrs = stackalloc void*[args.Count];
         args.Fill(ptrs);
         var mark = _context.Profiler.Begin(name);
-        int rc = ProgrammaticLaunches && ProgrammaticKernels.Contains(name)
+        bool programmatic = ProgrammaticLaunches && _constantWeightScopes > 0 && ProgrammaticKernels.Contains(name);
+        int rc = programmatic
             ? LaunchProgrammatic(f, grid, gridY, block, sharedBytes, ptrs)
             : Driver.cuLaunchKernel(f, grid, gridY, 1, block, 1, 1, sharedBytes, _context.Stream, ptrs, null);
-        if (rc != Driver.Success) Driver.Check(rc, $"cuLaunchKernel({name})"); // the message is built only on failure
+        if (rc != Driver.Success) Driver.Check(rc, programmatic ? $"cuLaunchKernelEx({name}, programmatic)" : $"cuLaunchKernel({name})"); // built only on failure
         _context.Profiler.End(mark);
     }
 
     /// <summary>
-    /// The kernels launched with programmatic stream serialisation when <see cref="ProgrammaticLaunches"/> is on: each
-    /// calls pdl_wait() (native/prelude.cuh) before it reads what earlier work wrote and before it writes, so it may
-    /// start while its predecessor runs; the weight reads gemv.cu issues before its wait are what a decode step gains.
-    /// Only kernels of the decode step are listed: none of them writes a tensor a gemv reads as its weight. A test
-    /// (ProgrammaticLaunchTests) checks that every kernel named here reaches pdl_wait in its source.
+    /// The kernels launched with programmatic stream serialisation when <see cref="ProgrammaticLaunches"/> is on and the
+    /// launching thread is inside a <see cref="ConstantWeightScope"/>: each calls pdl_wait() (native/prelude.cuh) before
+    /// it reads what earlier work wrote and before it writes, so it may start while its predecessor runs — except gemv's
+    /// transposed operand (W), which gemv.cu reads before its wait: the decode step's gain, and why the scope exists
+    /// (inside it W must be a weight nobody writes; a product of two activations, x·yᵀ with y made by a kernel still in
+    /// flight, would read stale values). A test (ProgrammaticLaunchTests) checks that every kernel named here reaches
+    /// pdl_wait in its source.
     /// </summary>
     internal static readonly HashSet<string> ProgrammaticKernels =
     [
@@ -101,10 +105,45 @@ internal sealed unsafe class CudaKernels
     /// </summary>
     internal bool ProgrammaticLaunches { get; set; }
 
-    internal static bool ProgrammaticSupported(int major, int driverVersion) => major >= 9 && driverVersion >= 12030;
+    /// <summary>
+    /// Supported: compute capability 9.0+, a CUDA 12.3+ driver, and kernels built for an architecture of 90 or more
+    /// (<paramref name="kernelArch"/>: below that pdl_wait compiles to nothing, and a programmatic launch would race).
+    /// </summary>
+    internal static bool ProgrammaticSupported(int major, int driverVersion, int kernelArch) => major >= 9 && driverVersion >= 12030 && kernelArch >= 90;
 
-    internal static bool ProgrammaticDefault(int major, int driverVersion, string? env) =>
-        ProgrammaticSupported(major, driverVersion) && env?.Trim() == "1";
+    internal static bool ProgrammaticDefault(int major, int driverVersion, int kernelArch, string? env) =>
+        ProgrammaticSupported(major, driverVersion, kernelArch) && env?.Trim() == "1";
+
+    /// <summary>Whether programmatic launches can be turned on for this device and these kernels.</summary>
+    internal bool ProgrammaticPossible => ProgrammaticSupported(_context.Major, _context.DriverVersion, KernelCache.KernelArch(_context.Major, _context.Minor));
+
+    [ThreadStatic] private static int _constantWeightScopes;
+
+    /// <summary>Whether this thread is inside a <see cref="ConstantWeightScope"/>.</summary>
+    internal static bool InConstantWeightScope => _constantWeightScopes > 0;
+
+    /// <summary>
+    /// Marks work queued by this thread until disposed as work in which every gemv's transposed operand is a weight that
+    /// nothing inside writes (a decode step: the products are Linear layers); only there do <see cref="ProgrammaticKernels"/>
+    /// launch programmatically. Nested scopes count.
+    /// </summary>
+    internal static IDisposable ConstantWeightScope()
+    {
+        _constantWeightScopes++;
+        return new ScopeExit();
+    }
+
+    private sealed class ScopeExit : IDisposable
+    {
+        private bool _done;
+
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            _constantWeightScopes--;
+        }
+    }
 
     private int LaunchProgrammatic(nint f, uint grid, uint gridY, uint block, uint sharedBytes, void** ptrs)
     {

@@ -38,6 +38,24 @@ internal static class KernelCache
         return $"compute_{below.Max()}";
     }
 
+    /// <summary>
+    /// The architecture number (90 for sm_90 or compute_90) NVRTC builds this device's kernels for; 0 when it cannot say
+    /// (NVRTC missing, or nvcc fatbins from PARROT_CUDA_FATBIN_DIR, whose architectures are not checked here).
+    /// </summary>
+    internal static int KernelArch(int major, int minor)
+    {
+        if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable("PARROT_CUDA_FATBIN_DIR"))) return 0;
+        try
+        {
+            string target = TargetFor(major, minor, NvrtcCompiler.SupportedArchs());
+            return int.Parse(target.AsSpan(target.IndexOf('_') + 1));
+        }
+        catch (Exception e) when (e is CudaException or DllNotFoundException or EntryPointNotFoundException or FormatException or InvalidOperationException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>The image of kernel file <paramref name="file"/> for the device: from the fatbin folder, the disk cache, or a fresh NVRTC compile.</summary>
     internal static byte[] Image(string file, int major, int minor)
     {

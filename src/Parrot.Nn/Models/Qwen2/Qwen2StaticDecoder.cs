@@ -258,6 +258,8 @@ public sealed class Qwen2StaticDecoder : IDisposable
         var rows = Tensor.Empty([Batch, hiddenSize], weight.DType, weight.Device);
         weight.Backend.IndexSelect(weight, 0, _ids, rows);
         // The eager decode's layers and final norm (Qwen2Model.Forward with a cache runs the same method).
+        // The layers and the head multiply by weights only (programmatic launches may overlap them: ForwardWithCache).
+        using var weights = Parrot.Tensors.Cuda.CudaBackend.ConstantWeightScope();
         var hidden = m.ForwardWithCache(rows.ViewAs(Batch, 1, hiddenSize), (_cos, _sin), null, _cache);
         var logits = _head(new Variable(hidden)).Value.Reshape(Batch, vocab);
         if (_greedy) _ids.CopyFrom(GreedyToken.Pick(logits)); // the host pick's argmax (NaN loses), on the device
