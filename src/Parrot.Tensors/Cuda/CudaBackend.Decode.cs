@@ -98,7 +98,7 @@ public sealed partial class CudaBackend
         if (groups * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");
         bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
         var tickets = splits > 1 ? DecodeTickets(groups) : null;
-        using var part = splits > 1 ? Tensor.Empty([checked((int)(groups * splits * DecodeRowsPerBlock * (Dv + 2)))], DType.F32, Device) : null;
+        using var part = splits > 1 ? Tensor.Empty([ScratchLength(groups * splits * DecodeRowsPerBlock * (Dv + 2), "decode attention")], DType.F32, Device) : null;
         using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add(H).Add(Hkv).Add(T).Add(S).Add(D).Add(Dv)
             .Add(causal ? 1 : 0).Add(queryOffset).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys)).Ptr(part).Ptr(tickets);
@@ -116,7 +116,7 @@ public sealed partial class CudaBackend
         if (blocks * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
         bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
         long rows = (long)B * H * T;
-        using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;
+        using var part = splits > 1 ? Tensor.Empty([ScratchLength(rows * splits * (Dv + 2), "decode attention")], DType.F32, Device) : null;
         using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale).Add(vec ? 1 : 0).Add((long)splits).Ptr(part))
@@ -127,4 +127,9 @@ public sealed partial class CudaBackend
             .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
             _kernels.Launch("attention_decode_v1.cu", "attention_decode_v1_combine", (uint)((rows + 3) / 4), 128, a);
     }
+
+    /// <summary>A float32 scratch length, or a named error when the problem needs more than one tensor can hold.</summary>
+    private static int ScratchLength(long elements, string op) =>
+        elements <= int.MaxValue ? (int)elements
+            : throw new NotSupportedException($"{op}: the split partials need {elements} float32 elements, more than one scratch tensor holds ({int.MaxValue}); use fewer rows or a shorter cache per call");
 }

@@ -62,7 +62,7 @@ public sealed partial class CudaBackend
         if (groups * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");
         bool vec = DecodeVectorLoads(q.DType, D, Dv, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
         var tickets = splits > 1 ? DecodeTickets(groups) : null;
-        using var part = splits > 1 ? Tensor.Empty([checked((int)(groups * splits * DecodeRowsPerBlock * (Dv + 2)))], DType.F32, Device) : null;
+        using var part = splits > 1 ? Tensor.Empty([ScratchLength(groups * splits * DecodeRowsPerBlock * (Dv + 2), "decode attention at positions")], DType.F32, Device) : null;
         using var a = new KernelArgs().Ptr(q).Ptr(kCache).Ptr(vCache).Ptr(output).Ptr(null).Add(Code(DType.F32)).Add(st)
             .Add(H).Add(Hkv).Add(T).Add(S).Add(D).Add(Dv).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys))
             .Ptr(part).Ptr(tickets).Ptr(positions).Add(Code(positions.DType));
@@ -77,7 +77,7 @@ public sealed partial class CudaBackend
         int splits = DecodeSplitsV1(blocks, S, _context.MultiprocessorCount);
         if (blocks * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
         bool vec = DecodeVectorLoads(q.DType, D, Dv, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
-        using var part = splits > 1 ? Tensor.Empty([checked((int)(rows * splits * (Dv + 2)))], DType.F32, Device) : null;
+        using var part = splits > 1 ? Tensor.Empty([ScratchLength(rows * splits * (Dv + 2), "decode attention at positions")], DType.F32, Device) : null;
         using (var a = new KernelArgs().Ptr(q).Ptr(kCache).Ptr(vCache).Ptr(output).Ptr(null).Add(Code(DType.F32)).Add(st)
             .Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S).Add((long)D).Add((long)Dv).Add(scale).Add(vec ? 1 : 0).Add((long)splits)
             .Ptr(part).Ptr(positions).Add(Code(positions.DType)))

@@ -320,7 +320,7 @@ public sealed partial class CudaBackend
         int splits = DkdvSplits(H, Hkv, kBlocks);
         if (kBlocks * splits > int.MaxValue) throw Missing("AttentionBackward", $"more than {int.MaxValue} dK/dV blocks ({kBlocks} × {splits})");
         long plane = (long)B * Hkv * S * D;
-        using var part = splits > 1 ? Tensor.Empty([checked((int)(2 * splits * plane))], DType.F32, Device) : null;
+        using var part = splits > 1 ? Tensor.Empty([ScratchLength(2 * splits * plane, "attention backward (dK/dV partials)")], DType.F32, Device) : null;
         using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(dO).Ptr(dk).Ptr(dv).Ptr(part).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(lse).Ptr(delta).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
             .Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale).Add((long)splits))
