@@ -93,8 +93,12 @@ public sealed partial class Variable
     {
         if (Grad is null)
         {
-            // The gradient outlives the step's scope: take a private copy the variable owns.
-            var own = g.DType == Value.DType && g.IsContiguous ? g.Clone() : g.To(Value.DType);
+            // The gradient outlives the step's scope: the variable needs a tensor of its own. The one arriving is
+            // usually just that (a fresh result whose only view is g, which the graph disposes after this call):
+            // then an alias keeps it with no copy (a device-to-device memcpy per parameter per step saved). A
+            // gradient shared with another view (one tensor handed to two inputs, a slice of a bigger buffer) is
+            // copied, since the optimizer, clipping and accumulation write into Grad in place.
+            var own = g.DType != Value.DType || !g.IsContiguous ? g.To(Value.DType) : g.IsSoleOwner ? g.Alias() : g.Clone();
             Grad = TensorScope.Detach(own);
         }
         else

@@ -31,6 +31,9 @@ public abstract class Storage
         Device = device;
     }
 
+    /// <summary>True when exactly one view holds this memory (no other tensor can read or write it).</summary>
+    public bool HasOneUser => Volatile.Read(ref _refs) == 1;
+
     /// <summary>Adds a user (a new view).</summary>
     internal void Retain()
     {
