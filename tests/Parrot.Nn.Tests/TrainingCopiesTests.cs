@@ -66,20 +66,22 @@ public class TrainingCopiesTests
         // The loss: only the labels' shift (an int64 [2, 5] copy into the [2, 6] targets); no copy of logits.
         Assert.That(copies.Count(c => c.Callers.Contains("NextTokenCrossEntropy") && c.SrcShape.Length == 2 && c.SrcType == DType.I64), Is.EqualTo(1));
         Assert.That(copies.Where(c => c.DstShape.Length > 0 && c.DstShape[^1] == Tiny.VocabSize), Is.Empty, "was 2: the narrowed logits' reshape forward, the scatter of their gradient backward");
-        // What is left, per layer: the reshape of each of q, k and v's gradients out of the transposed head layout, and
-        // their gather into the packed projection's gradient (6); with bf16, the master weights' casts back to bf16 (26)
+        // What is left, per layer: the reshape of v's gradient out of the transposed head layout (q's and k's come out
+        // of RoPE's backward already in the projection's [B, T, H, D] layout: no copy), and the gather of the q, k and v
+        // gradients into the packed projection's gradient (4); with bf16, the master weights' casts back to bf16 (26)
         // and the norms' weight gradients (f32 sums) cast to bf16 (5); three scalars of the loss. (The norms' f32
         // weight gradients were also "cast" to f32 — a copy each — before.)
-        int expected = 2 * 6 + 1 + 2 * 6 + 3 + (dt == DType.BF16 ? 26 + 5 : 0);
+        int expected = 2 * 6 + 1 + 2 * 4 + 3 + (dt == DType.BF16 ? 26 + 5 : 0);
         Assert.That(copies, Has.Count.EqualTo(expected), "was 49 (f32) and 75 (bf16)");
         long bytes = copies.Sum(c => c.WrittenBytes);
         TestContext.Out.WriteLine($"{copies.Count} copies, {bytes} bytes written");
         int e = dt.SizeOf();
         long perLayer = (32 * 32 + 32 + 2 * (16 * 32 + 16)) * e // q/k/v weight and bias gradients out of the packed ones
-            + 2 * (2 * 6 * (32 + 16 + 16)) * e;                 // q/k/v activation gradients: reshape, then gather
+            + 2 * 6 * 16 * e                                    // v's activation gradient: reshape
+            + 2 * 6 * (32 + 16 + 16) * e;                       // q/k/v activation gradients: gather
         long parameters = 50 * 32 + 2 * (1024 + 32 + 2 * (512 + 16) + 1024 + 3 * 48 * 32 + 2 * 32) + 32;
         long expectedBytes = 2 * perLayer + 2 * 5 * 8 + 3 * 4 + (dt == DType.BF16 ? parameters * 2 + 5 * 32 * 2 : 0);
-        Assert.That(bytes, Is.EqualTo(expectedBytes), "before: + every other parameter's gradient clone and two logits-sized copies (2 × 2·5·50 elements)");
+        Assert.That(bytes, Is.EqualTo(expectedBytes), "before: + every other parameter's gradient clone, two logits-sized copies (2 × 2·5·50 elements), q's and k's reshapes");
     }
 
     /// <summary>The loss over shifted targets equals the narrowed-logits loss: gradients bit for bit, the loss to a rounding.</summary>
@@ -150,5 +152,39 @@ public class TrainingCopiesTests
         using (TensorScope.Begin()) (a * 2).Sum().Backward();
         Assert.That(a.Grad.ToFloatArray(), Is.EqualTo(new[] { 2f, 2f, 2f }));
         Assert.That(b.Grad.ToFloatArray(), Is.EqualTo(new[] { 10f, 14f, 18f }));
+    }
+
+    /// <summary>RoPE's gradient laid out as its input (the transposed head split): the same values, and the head merge above it a view.</summary>
+    [TestCase("f32"), TestCase("bf16")]
+    public void RopesGradientInTheInputsLayoutIsTheSameAndNeedsNoCopy(string name)
+    {
+        var dt = name == "f32" ? DType.F32 : DType.BF16;
+        var dev = TestDevice.Get();
+        using var scope = TensorScope.Begin();
+        using var f = Tensor.Normal([2, 5, 3 * 8 + 2 * 8], 7, 0, 1);
+        var packed = f.To(dt).To(dev);
+        var (cos, sin) = Tensor.RopeTables(0, 5, 8, 10000.0, dev);
+        // q as the attention layer makes it: columns of the packed projection, split into heads and transposed.
+        var x = new Variable(packed, requiresGrad: true);
+        var q = x.Narrow(2, 0, 24).Reshape(2, 5, 3, 8).Transpose(1, 2);
+        Assert.That(q.Value.DimensionsByStride(), Is.EqualTo(new[] { 0, 2, 1, 3 }));
+        var y = q.ApplyRope(cos, sin);
+        using var w = Tensor.Normal([2, 3, 5, 8], 8, 0, 1);
+        var wd = w.To(dt).To(dev);
+        var log = new List<CopyRecord>();
+        TestDevice.Backend.CopyLog = log;
+        try { (y * new Variable(wd)).Sum().Backward(); }
+        finally { TestDevice.Backend.CopyLog = null; }
+        Assert.That(log.Where(c => c.Callers.Contains("Reshape")), Is.Empty, "the head merge of the gradient is a view");
+        // The reference: the rotation by −θ in C order, transposed and merged with a copy (the former way).
+        var g = wd.ApplyRope(cos, -sin).Transpose(1, 2).Contiguous().Reshape(2, 5, 24);
+        var expected = Tensor.Zeros([2, 5, 40], dt, dev);
+        expected.Narrow(2, 0, 24).CopyFrom(g);
+        Assert.That(x.Grad!.ToFloatArray(), Is.EqualTo(expected.ToFloatArray()), "bit for bit");
+        // The layout argument alone: the same values, the given memory order.
+        var dense = wd.ApplyRope(cos, sin);
+        var laid = wd.ApplyRope(cos, sin, [0, 2, 1, 3]);
+        Assert.That(laid.Strides.ToArray(), Is.EqualTo(new long[] { 120, 8, 24, 1 }));
+        Assert.That(laid.ToFloatArray(), Is.EqualTo(dense.ToFloatArray()));
     }
 }
