@@ -68,7 +68,8 @@ public class TrainingCopiesTests
         Assert.That(copies.Where(c => c.DstShape.Length > 0 && c.DstShape[^1] == Tiny.VocabSize), Is.Empty, "was 2: the narrowed logits' reshape forward, the scatter of their gradient backward");
         // What is left, per layer: the reshape of v's gradient out of the transposed head layout (q's and k's come out
         // of RoPE's backward already in the projection's [B, T, H, D] layout: no copy), and the gather of the q, k and v
-        // gradients into the packed projection's gradient (4); with bf16, the master weights' casts back to bf16 (26)
+        // gradients into the packed projection's gradient (4); with bf16, the master weights' casts back to bf16 (26:
+        // the test device is no CudaBackend, where MixedPrecisionAdamW writes the bf16 weights in its own kernel)
         // and the norms' weight gradients (f32 sums) cast to bf16 (5); three scalars of the loss. (The norms' f32
         // weight gradients were also "cast" to f32 — a copy each — before.)
         int expected = 2 * 6 + 1 + 2 * 4 + 3 + (dt == DType.BF16 ? 26 + 5 : 0);
