@@ -31,8 +31,8 @@ public abstract class Storage
         Device = device;
     }
 
-    /// <summary>True when exactly one view holds this memory (no other tensor can read or write it).</summary>
-    public bool HasOneUser => Volatile.Read(ref _refs) == 1;
+    /// <summary>How many views hold this memory now (each tensor over it counts once; 0 once released).</summary>
+    public int Users => Math.Max(0, Volatile.Read(ref _refs));
 
     /// <summary>Adds a user (a new view).</summary>
     internal void Retain()

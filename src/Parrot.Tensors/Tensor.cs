@@ -57,7 +57,7 @@ public sealed partial class Tensor : IDisposable
     /// True when this tensor is the only view of its storage and covers all of it, contiguously from its start: nothing
     /// else can see or change these bytes, so a consumer that would clone it may keep an alias instead.
     /// </summary>
-    public bool IsSoleOwner => _storage is { } s && s.HasOneUser && Offset == 0 && IsContiguous && Count * ElementSize == s.Bytes;
+    public bool IsSoleOwner => _storage is { } s && s.Users == 1 && Offset == 0 && IsContiguous && Count * ElementSize == s.Bytes;
 
     /// <summary>True once <see cref="Dispose"/> has run.</summary>
     public bool IsDisposed => _storage is null;

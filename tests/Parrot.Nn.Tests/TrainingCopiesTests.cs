@@ -60,9 +60,9 @@ public class TrainingCopiesTests
         int Count(string caller) => copies.Count(c => c.Callers.Contains(caller, StringComparison.Ordinal));
 
         // Gradients into Grad: 26 parameters (per layer q/k/v weight and bias, o, gate, up, down, two norms; the
-        // final norm; the tied embedding). Only the packed q/k/v projection's 6 per layer are copied: its weight and
-        // bias gradients are slices of one buffer each (SplitLinear's single product), which Grad must not share.
-        Assert.That(Count("Variable.AccumulateGrad"), Is.EqualTo(2 * 6), "was 26: one clone per parameter");
+        // final norm; the tied embedding), none copied. The packed q/k/v projection's weight and bias gradients are
+        // disjoint row ranges of one buffer each (SplitLinear's single product): each leaf keeps its own range.
+        Assert.That(Count("Variable.AccumulateGrad"), Is.Zero, "was 26: one clone per parameter");
         // The loss: only the labels' shift (an int64 [2, 5] copy into the [2, 6] targets); no copy of logits.
         Assert.That(copies.Count(c => c.Callers.Contains("NextTokenCrossEntropy") && c.SrcShape.Length == 2 && c.SrcType == DType.I64), Is.EqualTo(1));
         Assert.That(copies.Where(c => c.DstShape.Length > 0 && c.DstShape[^1] == Tiny.VocabSize), Is.Empty, "was 2: the narrowed logits' reshape forward, the scatter of their gradient backward");
@@ -72,17 +72,16 @@ public class TrainingCopiesTests
         // the test device is no CudaBackend, where MixedPrecisionAdamW writes the bf16 weights in its own kernel)
         // and the norms' weight gradients (f32 sums) cast to bf16 (5); three scalars of the loss. (The norms' f32
         // weight gradients were also "cast" to f32 — a copy each — before.)
-        int expected = 2 * 6 + 1 + 2 * 4 + 3 + (dt == DType.BF16 ? 26 + 5 : 0);
+        int expected = 1 + 2 * 4 + 3 + (dt == DType.BF16 ? 26 + 5 : 0);
         Assert.That(copies, Has.Count.EqualTo(expected), "was 49 (f32) and 75 (bf16)");
         long bytes = copies.Sum(c => c.WrittenBytes);
         TestContext.Out.WriteLine($"{copies.Count} copies, {bytes} bytes written");
         int e = dt.SizeOf();
-        long perLayer = (32 * 32 + 32 + 2 * (16 * 32 + 16)) * e // q/k/v weight and bias gradients out of the packed ones
-            + 2 * 6 * 16 * e                                    // v's activation gradient: reshape
+        long perLayer = 2 * 6 * 16 * e                                    // v's activation gradient: reshape
             + 2 * 6 * (32 + 16 + 16) * e;                       // q/k/v activation gradients: gather
         long parameters = 50 * 32 + 2 * (1024 + 32 + 2 * (512 + 16) + 1024 + 3 * 48 * 32 + 2 * 32) + 32;
         long expectedBytes = 2 * perLayer + 2 * 5 * 8 + 3 * 4 + (dt == DType.BF16 ? parameters * 2 + 5 * 32 * 2 : 0);
-        Assert.That(bytes, Is.EqualTo(expectedBytes), "before: + every other parameter's gradient clone, two logits-sized copies (2 × 2·5·50 elements), q's and k's reshapes");
+        Assert.That(bytes, Is.EqualTo(expectedBytes), "before: + every parameter's gradient clone, two logits-sized copies (2 × 2·5·50 elements), q's and k's reshapes");
     }
 
     /// <summary>The loss over shifted targets equals the narrowed-logits loss: gradients bit for bit, the loss to a rounding.</summary>
@@ -187,5 +186,43 @@ public class TrainingCopiesTests
         var laid = wd.ApplyRope(cos, sin, [0, 2, 1, 3]);
         Assert.That(laid.Strides.ToArray(), Is.EqualTo(new long[] { 120, 8, 24, 1 }));
         Assert.That(laid.ToFloatArray(), Is.EqualTo(dense.ToFloatArray()));
+    }
+
+    /// <summary>
+    /// SplitLinear's weight gradients are row ranges of one product: each weight keeps its range (no copy), and a write
+    /// into one Grad (clipping, accumulation) leaves the others as they were.
+    /// </summary>
+    [Test]
+    public void DisjointRangesOfOneGradientAreKeptByTheirLeaves()
+    {
+        var dev = TestDevice.Get();
+        var x = new Variable(Tensor.FromArray(Enumerable.Range(0, 12).Select(i => (float)(i % 5 - 2)).ToArray(), dev).Reshape(2, 2, 3));
+        var ws = new[] { 2, 1, 1 }.Select((n, i) => new Variable(Tensor.FromArray(Enumerable.Range(0, n * 3).Select(j => (float)(j + i) / 4).ToArray(), dev).Reshape(n, 3), requiresGrad: true)).ToArray();
+        var bs = new[] { 2, 1, 1 }.Select(n => new Variable(Tensor.Zeros([n], DType.F32, dev), requiresGrad: true)).ToArray();
+        float[][] expected;
+        using (TensorScope.Begin())
+        {
+            // The reference: three separate products (no shared buffer).
+            var sep = ws.Select((w, i) => x.MatMul(w.Transpose()) + bs[i]).ToArray();
+            (sep[0].Sum() * 2 + (sep[1] * sep[1]).Sum() + sep[2].Sum() * 3).Backward();
+            expected = ws.Concat(bs).Select(p => p.Grad!.ToFloatArray()).ToArray();
+            foreach (var p in ws.Concat(bs)) p.ZeroGrad();
+        }
+        using (TensorScope.Begin())
+        {
+            var parts = Variable.SplitLinear(x, ws, bs);
+            var log = new List<CopyRecord>();
+            TestDevice.Backend.CopyLog = log;
+            try { (parts[0].Sum() * 2 + (parts[1] * parts[1]).Sum() + parts[2].Sum() * 3).Backward(); }
+            finally { TestDevice.Backend.CopyLog = null; }
+            Assert.That(log.Where(c => c.Callers.Contains("AccumulateGrad")), Is.Empty, "each leaf keeps its range");
+        }
+        Assert.That(ws[1].Grad!.Storage, Is.SameAs(ws[0].Grad!.Storage), "ranges of one product");
+        var all = ws.Concat(bs).ToArray();
+        for (int i = 0; i < all.Length; i++) Assert.That(all[i].Grad!.ToFloatArray(), Is.EqualTo(expected[i]), $"gradient {i}");
+        ws[1].Grad!.Fill(0);
+        bs[0].Grad!.Fill(0);
+        for (int i = 0; i < all.Length; i++)
+            if (i != 1 && i != 3) Assert.That(all[i].Grad!.ToFloatArray(), Is.EqualTo(expected[i]), $"gradient {i} after writing two others");
     }
 }
