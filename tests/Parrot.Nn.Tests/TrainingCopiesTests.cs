@@ -225,4 +225,23 @@ public class TrainingCopiesTests
         for (int i = 0; i < all.Length; i++)
             if (i != 1 && i != 3) Assert.That(all[i].Grad!.ToFloatArray(), Is.EqualTo(expected[i]), $"gradient {i} after writing two others");
     }
+
+    /// <summary>A gradient over memory someone else holds (here a rule handing back a range of a tensor it saved) is copied.</summary>
+    [Test]
+    public void AGradientOverAnotherHoldersMemoryIsCopied()
+    {
+        var dev = TestDevice.Get();
+        using var held = Tensor.FromArray(new[] { 1f, 2f, 3f, 4f }, dev);
+        var a = new Variable(Tensor.Zeros([2], DType.F32, dev), requiresGrad: true);
+        using (TensorScope.Begin())
+        {
+            // The rule returns the second half of `held` as a's gradient: a range no pending gradient or kept leaf
+            // accounts for (the storage's other user is `held` itself, and the node's saved reference).
+            var y = Graph.Record("Custom", a.Value.Clone(), [a], (n, g) => [n.Saved(0).Narrow(0, 2, 2)], held);
+            y.Sum().Backward();
+        }
+        Assert.That(a.Grad!.Storage, Is.Not.SameAs(held.Storage));
+        a.Grad.Fill(0);
+        Assert.That(held.ToFloatArray(), Is.EqualTo(new[] { 1f, 2f, 3f, 4f }));
+    }
 }
