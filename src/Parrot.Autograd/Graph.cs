@@ -93,6 +93,7 @@ public static class Graph
         TensorScope.Detach(grad);
         var order = TopologicalOrder(root);
         var pending = new Dictionary<Variable, Tensor>(ReferenceEqualityComparer.Instance) { [root] = grad };
+        var kept = new List<Tensor>(); // leaves' gradients kept as they arrived (they may share storage with others)
         try
         {
             foreach (var v in order)
@@ -104,7 +105,8 @@ public static class Graph
                     {
                         if (v.RequiresGrad)
                         {
-                            v.AccumulateGrad(g);
+                            v.AccumulateGrad(g, Exclusive(g, pending.Values, kept));
+                            if (ReferenceEquals(v.Grad!.Storage, g.Storage)) kept.Add(v.Grad);
                             onLeafGradient?.Invoke(v);
                         }
                         continue;
@@ -132,6 +134,35 @@ public static class Graph
         {
             foreach (var t in pending.Values) t.Dispose();
         }
+    }
+
+    /// <summary>
+    /// True when no tensor but <paramref name="g"/> can reach g's elements: every view of its storage is g, a gradient
+    /// still pending or a leaf gradient kept in this pass (the storage's user count says there is no other), and none
+    /// of those overlaps g's range. The disjoint row ranges SplitLinear hands its weights pass; one tensor handed to
+    /// two inputs (an add's backward) does not.
+    /// </summary>
+    private static bool Exclusive(Tensor g, IEnumerable<Tensor> pending, List<Tensor> kept)
+    {
+        if (g.IsSoleOwner) return true;
+        var storage = g.Storage;
+        if (!g.IsContiguous || g.Count == 0) return false;
+        long lo = g.Offset * g.ElementSize, hi = (g.Offset + g.Count) * g.ElementSize;
+        int holders = 1;
+        foreach (var t in pending.Concat(kept))
+        {
+            if (!ReferenceEquals(t.Storage, storage)) continue;
+            holders++;
+            if (t.Count == 0) continue;
+            long first = t.Offset, last = t.Offset;
+            for (int d = 0; d < t.Rank; d++)
+            {
+                if (t.Strides[d] < 0) return false;
+                last += (t.Shape[d] - 1) * t.Strides[d];
+            }
+            if (first * t.ElementSize < hi && (last + 1) * t.ElementSize > lo) return false;
+        }
+        return holders == storage.Users;
     }
 
     /// <summary>Variables reachable from root, each after every variable that consumes it.</summary>

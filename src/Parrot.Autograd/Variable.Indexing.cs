@@ -88,11 +88,14 @@ public sealed partial class Variable
         return r;
     }
 
-    /// <summary>Rotary embedding (HF rotate-half); see <see cref="Tensor.ApplyRope"/>. Tables are constants.</summary>
+    /// <summary>Rotary embedding (HF rotate-half); see <see cref="Tensor.ApplyRope(Tensor, Tensor)"/>. Tables are constants.</summary>
     public Variable ApplyRope(Tensor cos, Tensor sin)
     {
         var y = Value.ApplyRope(cos, sin);
-        // The rotation is orthogonal: its transpose is the rotation by −θ.
-        return Graph.Record("Rope", y, [this], (n, g) => [g.ApplyRope(n.Saved(0), -n.Saved(1))], cos, sin);
+        // The rotation is orthogonal: its transpose is the rotation by −θ. Its result is laid out as x is: for q and k,
+        // the head split of the projection's output ([B, T, H, D] memory seen as [B, H, T, D]), so the transpose and
+        // reshape it goes back through are views, not a copy into [B, T, H·D] (two per layer). Same values.
+        var layout = Value.DimensionsByStride();
+        return Graph.Record("Rope", y, [this], (n, g) => [g.ApplyRope(n.Saved(0), -n.Saved(1), layout)], cos, sin);
     }
 }

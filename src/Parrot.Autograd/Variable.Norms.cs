@@ -49,7 +49,9 @@ public sealed partial class Variable
         return Graph.Record("RmsNorm", y, [this, weight], (n, g) =>
         {
             var (dx, dw) = Tensor.RmsNormBackward(n.Saved(0), n.Saved(1), eps, g, n.NeedsGrad(1));
-            return [n.NeedsGrad(0) ? dx : null, dw?.To(n.Inputs[1].DType)];
+            // The weight's gradient is summed in float32: cast only where the weight is narrower (To of the same dtype copies).
+            var wt = n.Inputs[1].DType;
+            return [n.NeedsGrad(0) ? dx : null, dw is null || dw.DType == wt ? dw : dw.To(wt)];
         }, Value, weight.Value);
     }
 

@@ -89,12 +89,21 @@ public sealed partial class Variable
     }
 
     /// <summary>Adds <paramref name="g"/> into the leaf's gradient; the gradient tensor is kept out of any open scope.</summary>
-    internal void AccumulateGrad(Tensor g)
+    /// <param name="g">The gradient arriving (the graph disposes its view after this call).</param>
+    /// <param name="exclusive">
+    /// True when no other tensor can read or write g's elements (the graph checked every holder of its storage): the
+    /// variable may then keep g itself.
+    /// </param>
+    internal void AccumulateGrad(Tensor g, bool exclusive)
     {
         if (Grad is null)
         {
-            // The gradient outlives the step's scope: take a private copy the variable owns.
-            var own = g.DType == Value.DType && g.IsContiguous ? g.Clone() : g.To(Value.DType);
+            // The gradient outlives the step's scope: the variable needs a tensor of its own. The one arriving usually
+            // is just that (a fresh result, or a row range of one that only other leaves' disjoint ranges share, as
+            // SplitLinear's packed q/k/v weight gradient): then an alias keeps it with no copy (a device-to-device memcpy
+            // per parameter per step saved). Elements another tensor can see (one gradient handed to two inputs) are
+            // copied, since the optimizer, clipping and accumulation write into Grad in place.
+            var own = g.DType != Value.DType || !g.IsContiguous ? g.To(Value.DType) : exclusive ? g.Alias() : g.Clone();
             Grad = TensorScope.Detach(own);
         }
         else

@@ -31,6 +31,9 @@ public abstract class Storage
         Device = device;
     }
 
+    /// <summary>How many views hold this memory now (each tensor over it counts once; 0 once released).</summary>
+    public int Users => Math.Max(0, Volatile.Read(ref _refs));
+
     /// <summary>Adds a user (a new view).</summary>
     internal void Retain()
     {

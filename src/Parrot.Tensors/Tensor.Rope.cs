@@ -17,13 +17,21 @@ public sealed partial class Tensor
     /// rounded, which is at least as accurate. Backward: with tables whose two halves repeat (as these
     /// do), the gradient is ApplyRope(dy, cos, −sin).
     /// </summary>
-    public Tensor ApplyRope(Tensor cos, Tensor sin)
+    public Tensor ApplyRope(Tensor cos, Tensor sin) => ApplyRope(cos, sin, null);
+
+    /// <summary>
+    /// <see cref="ApplyRope(Tensor, Tensor)"/> with the result laid out densely in the dimension order
+    /// <paramref name="layout"/> (outermost first; null: C order): the same values, in the layout its consumer reads
+    /// without a copy (e.g. a gradient going back through a [B, T, H, D] → [B, H, T, D] transpose wants [B, T, H, D]
+    /// memory, <see cref="DimensionsByStride"/> of the forward's input).
+    /// </summary>
+    public Tensor ApplyRope(Tensor cos, Tensor sin, int[]? layout)
     {
         const string op = "ApplyRope";
         CheckRope(op, "x", cos, sin);
         using var c = cos.Expand(_shape);
         using var s = sin.Expand(_shape);
-        var y = Empty(_shape, DType, Device);
+        var y = EmptyInLayout(_shape, layout, DType, Device);
         if (y.Count > 0) Backend.Rope(this, c, s, y);
         return y;
     }

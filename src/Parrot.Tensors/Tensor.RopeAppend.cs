@@ -3,7 +3,7 @@ namespace Parrot.Tensors;
 public sealed partial class Tensor
 {
     /// <summary>
-    /// Inference's rotary step into a KV cache: returns q rotated (<see cref="ApplyRope"/>), writes k rotated into
+    /// Inference's rotary step into a KV cache: returns q rotated (<see cref="ApplyRope(Tensor, Tensor)"/>), writes k rotated into
     /// <paramref name="kSlot"/> and copies v into <paramref name="vSlot"/>. q is [B, H, T, D], k and v [B, Hkv, T, D]
     /// (usually transposed views of the projections' outputs; any strides), the slots have k's shape (views of the
     /// cache at the current positions, <see cref="Narrow"/> of [B, Hkv, MaxLen, D]), and cos/sin are ApplyRope's

@@ -41,6 +41,37 @@ public sealed partial class Tensor
         return Reshape(shape.ToArray());
     }
 
+    /// <summary>
+    /// The dimensions from the largest stride to the smallest (ties keep their order): the order in which this view's
+    /// memory nests them. For the transposed head split x.Reshape(B, T, H, D).Transpose(1, 2): [0, 2, 1, 3].
+    /// </summary>
+    public int[] DimensionsByStride()
+    {
+        EnsureAlive("DimensionsByStride");
+        var order = Enumerable.Range(0, Rank).ToArray();
+        var strides = _strides;
+        // A stable sort (insertion): equal strides (size-1 or broadcast dimensions) keep C order.
+        for (int i = 1; i < order.Length; i++)
+            for (int j = i; j > 0 && strides[order[j]] > strides[order[j - 1]]; j--)
+                (order[j], order[j - 1]) = (order[j - 1], order[j]);
+        return order;
+    }
+
+    /// <summary>
+    /// An uninitialised tensor of <paramref name="shape"/> whose memory is dense in the dimension order
+    /// <paramref name="layout"/> (outermost first; null or the identity: C order, contiguous).
+    /// </summary>
+    public static Tensor EmptyInLayout(int[] shape, int[]? layout, DType dtype, Device? device = null)
+    {
+        if (layout is null || layout.Select((d, i) => d == i).All(x => x)) return Empty(shape, dtype, device);
+        if (layout.Length != shape.Length || layout.Order().Where((d, i) => d != i).Any())
+            throw new ArgumentException($"EmptyInLayout: [{string.Join(", ", layout)}] is not an order of the {shape.Length} dimensions of {ShapeString(shape)}");
+        using var dense = Empty(layout.Select(d => shape[d]).ToArray(), dtype, device);
+        var back = new int[layout.Length];
+        for (int j = 0; j < layout.Length; j++) back[layout[j]] = j;
+        return dense.Permute(back);
+    }
+
     /// <summary>Reorders the dimensions: result dim i is this tensor's dim <paramref name="order"/>[i].</summary>
     public Tensor Permute(params int[] order)
     {

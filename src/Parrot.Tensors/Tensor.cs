@@ -53,6 +53,12 @@ public sealed partial class Tensor : IDisposable
     /// <summary>The storage (throws if this tensor was disposed).</summary>
     public Storage Storage => _storage ?? throw new ObjectDisposedException(nameof(Tensor), $"tensor {ShapeString(_shape)} {DType.Name()} was disposed");
 
+    /// <summary>
+    /// True when this tensor is the only view of its storage and covers all of it, contiguously from its start: nothing
+    /// else can see or change these bytes, so a consumer that would clone it may keep an alias instead.
+    /// </summary>
+    public bool IsSoleOwner => _storage is { } s && s.Users == 1 && Offset == 0 && IsContiguous && Count * ElementSize == s.Bytes;
+
     /// <summary>True once <see cref="Dispose"/> has run.</summary>
     public bool IsDisposed => _storage is null;
 

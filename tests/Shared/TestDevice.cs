@@ -30,6 +30,17 @@ internal static class TestDevice
     public static HostDeviceBackend Backend { get { _ = Instance.Value; return Instance.Value; } }
 }
 
+/// <summary>
+/// One <see cref="HostDeviceBackend.Copy"/>: source and destination layouts, bytes written and read, who asked, and
+/// whether a CPU kernel asked from inside (a composite such as attention backward, which a GPU runs as one kernel).
+/// </summary>
+internal sealed record CopyRecord(int[] SrcShape, long[] SrcStrides, DType SrcType, int[] DstShape, long[] DstStrides, DType DstType,
+    long WrittenBytes, long ReadBytes, string Callers, bool InsideCpuKernel)
+{
+    public override string ToString() =>
+        $"[{string.Join(",", SrcShape)}]/({string.Join(",", SrcStrides)}) {SrcType.Name()} -> [{string.Join(",", DstShape)}]/({string.Join(",", DstStrides)}) {DstType.Name()}: {Callers}";
+}
+
 /// <summary>Host memory that claims another device.</summary>
 internal sealed unsafe class HostDeviceStorage : Storage
 {
@@ -173,7 +184,37 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
 
     private Tensor Safe(Tensor index, long size) => Safe(index, size, null, 0, out _);
 
-    public void Copy(Tensor src, Tensor dst) { On("Copy", src, dst); Cpu.Copy(src, dst); }
+    public void Copy(Tensor src, Tensor dst)
+    {
+        On("Copy", src, dst);
+        lock (this) CopyLog?.Add(new CopyRecord(src.Shape.ToArray(), src.Strides.ToArray(), src.DType, dst.Shape.ToArray(), dst.Strides.ToArray(), dst.DType,
+            dst.Count * dst.ElementSize, src.Count * src.ElementSize, CopyCallers(out bool inside), inside));
+        Cpu.Copy(src, dst);
+    }
+
+    /// <summary>
+    /// When set, every <see cref="Copy"/> (a copy or cast kernel on a GPU: copy_cast, cast_*, or a device-to-device
+    /// memcpy) is appended with its operands' layouts and the Parrot methods that asked for it: where a training step's
+    /// copies come from.
+    /// </summary>
+    public List<CopyRecord>? CopyLog { get; set; }
+
+    /// <summary>The first few Parrot.* frames above the backend (the op front-end, then the layer that called it).</summary>
+    private static string CopyCallers(out bool insideCpuKernel)
+    {
+        var frames = new System.Diagnostics.StackTrace(2, false).GetFrames();
+        var names = new List<string>();
+        insideCpuKernel = frames.Any(f => f.GetMethod()?.DeclaringType == typeof(CpuBackend));
+        foreach (var f in frames)
+        {
+            var m = f.GetMethod();
+            var type = m?.DeclaringType;
+            if (type?.Namespace is not string ns || !ns.StartsWith("Parrot.", StringComparison.Ordinal) || ns.StartsWith("Parrot.Tests", StringComparison.Ordinal)) continue;
+            names.Add($"{type.Name}.{m!.Name}");
+            if (names.Count == 6) break;
+        }
+        return string.Join(" < ", names);
+    }
     public void Fill(Tensor dst, double value) { On("Fill", dst); Cpu.Fill(dst, value); }
     public void Unary(UnaryOp op, Tensor x, Tensor y) { On($"Unary {op}", x, y); Cpu.Unary(op, x, y); }
     public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) { On($"Binary {op}", a, b, y); Cpu.Binary(op, a, b, y); }

@@ -21,7 +21,7 @@ public interface IKvCache
 
     /// <summary>
     /// <see cref="Attend"/> for inference with rotary embedding: q, k (not yet rotated) and v as the projections give
-    /// them, cos/sin the tables of <see cref="Tensor.ApplyRope"/>. Stores rope(k) and v, and returns the attention of
+    /// them, cos/sin the tables of <see cref="Tensor.ApplyRope(Tensor, Tensor)"/>. Stores rope(k) and v, and returns the attention of
     /// rope(q). The same numbers as rotating q and k first and calling Attend; a cache may do it in fewer launches
     /// (<see cref="KvCache"/>: one kernel for the rotations and the append on a GPU). Nothing is tracked for gradients.
     /// </summary>
