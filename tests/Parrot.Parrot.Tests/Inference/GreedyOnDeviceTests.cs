@@ -5,6 +5,7 @@ using Parrot.Parrot.Model;
 using Parrot.Parrot.Text;
 using Parrot.Tensors;
 using Parrot.Tests.Shared;
+using static Parrot.Parrot.Tests.Inference.DecodeSessionFixtures;
 using static Parrot.Parrot.Tests.Training.TrainingFixtures;
 
 namespace Parrot.Parrot.Tests.Inference;
@@ -18,15 +19,6 @@ namespace Parrot.Parrot.Tests.Inference;
 /// </summary>
 public class GreedyOnDeviceTests
 {
-    private static readonly Qwen2Config Lm = new()
-    {
-        VocabSize = 61, HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 10000,
-    };
-
-    private static readonly int[][] Prompts = [[5, 9, 2, 44, 17], [3, 30]];
-
-    private static bool IsStatic(IDecodingSession s) => s.GetType().Name == "StaticSession";
-
     private static int HostPick(float[] logits) => TokenSampler.ArgMax(logits.Select(x => (double)x).ToArray());
 
     [Test]
