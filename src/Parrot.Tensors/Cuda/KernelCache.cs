@@ -50,7 +50,7 @@ internal static class KernelCache
             string target = TargetFor(major, minor, NvrtcCompiler.SupportedArchs());
             return int.Parse(target.AsSpan(target.IndexOf('_') + 1));
         }
-        catch (Exception e) when (e is CudaException or DllNotFoundException or EntryPointNotFoundException or FormatException or InvalidOperationException)
+        catch (Exception e) when (e is CudaException or DllNotFoundException or EntryPointNotFoundException or FormatException or InvalidOperationException or NotSupportedException)
         {
             return 0;
         }
