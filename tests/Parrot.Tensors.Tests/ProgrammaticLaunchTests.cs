@@ -25,16 +25,22 @@ public class ProgrammaticLaunchTests
         Assert.That(Marshal.OffsetOf<Driver.LaunchConfig>(nameof(Driver.LaunchConfig.AttributeCount)).ToInt32(), Is.EqualTo(48));
     }
 
-    [TestCase(9, 12030, 90, "1", true)]
-    [TestCase(10, 13000, 100, " 1 ", true)]
-    [TestCase(9, 13000, 90, null, false)]
-    [TestCase(9, 13000, 90, "0", false)]
-    [TestCase(8, 13000, 80, "1", false)]
-    [TestCase(9, 12020, 90, "1", false)]
-    [TestCase(9, 13000, 86, "1", false)] // an NVRTC that does not know sm_90 builds compute_86 PTX: pdl_wait is empty there
-    [TestCase(9, 13000, 0, "1", false)]  // fatbins or no NVRTC: the target is unknown
-    public void OnlyWithPdl1OnHopperACuda123DriverAndSm90Kernels(int major, int driver, int kernelArch, string? env, bool expected) =>
-        Assert.That(CudaKernels.ProgrammaticDefault(major, driver, kernelArch, env), Is.EqualTo(expected));
+    [TestCase(9, 12030, 90, true)]
+    [TestCase(10, 13000, 100, true)]
+    [TestCase(8, 13000, 80, false)]
+    [TestCase(9, 12020, 90, false)]
+    [TestCase(9, 13000, 86, false)] // an NVRTC that does not know sm_90 builds compute_86 PTX: pdl_wait is empty there
+    [TestCase(9, 13000, 0, false)]  // fatbins or no NVRTC: the target is unknown
+    public void SupportedOnHopperWithACuda123DriverAndSm90Kernels(int major, int driver, int kernelArch, bool expected) =>
+        Assert.That(CudaKernels.ProgrammaticSupported(major, driver, kernelArch), Is.EqualTo(expected));
+
+    [TestCase("1", true)]
+    [TestCase(" 1 ", true)]
+    [TestCase(null, false)]
+    [TestCase("", false)]
+    [TestCase("0", false)]
+    [TestCase("true", false)]
+    public void OffUnlessPdl1(string? env, bool expected) => Assert.That(CudaKernels.ProgrammaticRequested(env), Is.EqualTo(expected));
 
     [Test]
     public void KernelArchIsTheNvrtcTargetsNumber()

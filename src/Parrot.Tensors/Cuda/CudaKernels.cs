@@ -18,7 +18,7 @@ internal sealed unsafe class CudaKernels
     {
         _context = context;
         // Only asked when PARROT_PDL=1 (the kernel target needs NVRTC's version).
-        ProgrammaticLaunches = Environment.GetEnvironmentVariable("PARROT_PDL")?.Trim() == "1" && ProgrammaticPossible;
+        ProgrammaticLaunches = ProgrammaticRequested(Environment.GetEnvironmentVariable("PARROT_PDL")) && ProgrammaticPossible;
     }
 
     /// <summary>The kernel <paramref name="name"/> of file <paramref name="file"/> ("softmax.cu").</summary>
@@ -99,20 +99,20 @@ internal sealed unsafe class CudaKernels
     ];
 
     /// <summary>
-    /// Whether <see cref="ProgrammaticKernels"/> launch with programmatic stream serialisation. Off until a GPU run has
-    /// proven and timed it (built without a GPU): PARROT_PDL=1 turns it on where it is supported — compute capability
-    /// 9.0 and newer with a CUDA 12.3+ driver (graph capture keeps programmatic edges from 12.3).
+    /// Whether <see cref="ProgrammaticKernels"/> launch with programmatic stream serialisation inside a
+    /// <see cref="ConstantWeightScope"/>. Off until a GPU run has proven and timed it (built without a GPU): PARROT_PDL=1
+    /// turns it on where <see cref="ProgrammaticSupported"/> (graph capture keeps programmatic edges from CUDA 12.3).
     /// </summary>
     internal bool ProgrammaticLaunches { get; set; }
+
+    /// <summary>Whether the environment asks for programmatic launches: PARROT_PDL=1.</summary>
+    internal static bool ProgrammaticRequested(string? env) => env?.Trim() == "1";
 
     /// <summary>
     /// Supported: compute capability 9.0+, a CUDA 12.3+ driver, and kernels built for an architecture of 90 or more
     /// (<paramref name="kernelArch"/>: below that pdl_wait compiles to nothing, and a programmatic launch would race).
     /// </summary>
     internal static bool ProgrammaticSupported(int major, int driverVersion, int kernelArch) => major >= 9 && driverVersion >= 12030 && kernelArch >= 90;
-
-    internal static bool ProgrammaticDefault(int major, int driverVersion, int kernelArch, string? env) =>
-        ProgrammaticSupported(major, driverVersion, kernelArch) && env?.Trim() == "1";
 
     /// <summary>Whether programmatic launches can be turned on for this device and these kernels.</summary>
     internal bool ProgrammaticPossible => ProgrammaticSupported(_context.Major, _context.DriverVersion, KernelCache.KernelArch(_context.Major, _context.Minor));
