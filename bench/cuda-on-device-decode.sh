@@ -8,18 +8,7 @@
 # Usage there: bash bench/cuda-on-device-decode.sh  (carry publish/). Returns $OUT/summary.txt and $OUT/results.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BACK="${OUT:-$PWD/out}"
-OUT=/tmp/parrot-gpu-decode
-rm -rf "$OUT"; mkdir -p "$OUT" "$BACK"
-pack() { tar czf "$BACK/results.tgz" -C "$(dirname "$OUT")" "$(basename "$OUT")" 2>/dev/null; cp "$OUT/summary.txt" "$BACK/" 2>/dev/null; }
-BIN="${PARROT_BIN:-publish/parrot}"
-export PARROT_KERNEL_CACHE="${PARROT_KERNEL_CACHE:-/tmp/parrot-kernels}"
-S="$OUT/summary.txt"
-: > "$S"
-T0=$(date +%s)
-step() { pack; echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$S"; }
-
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$S" 2>&1
+. bench/device-run-prelude.sh parrot-gpu-decode # OUT, BACK, BIN, S, pack, step; the GPU line
 if [ "${SKIP_SELFTEST:-0}" != 1 ]; then
   step "1. selftest (no benchmarks)"
   timeout "${SELFTEST_LIMIT:-120}" "$BIN" selftest --device cuda --out "$OUT/selftest.json" > "$OUT/selftest.log" 2>&1

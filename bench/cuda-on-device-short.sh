@@ -16,19 +16,8 @@
 # files): $OUT/summary.txt and $OUT/results.tgz (everything, re-packed after every step).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BACK="${OUT:-$PWD/out}"
-OUT=/tmp/parrot-gpu-results
-rm -rf "$OUT"; mkdir -p "$OUT" "$BACK"
-pack() { tar czf "$BACK/results.tgz" -C "$(dirname "$OUT")" "$(basename "$OUT")" 2>/dev/null; cp "$OUT/summary.txt" "$BACK/" 2>/dev/null; }
-BIN="${PARROT_BIN:-publish/parrot}"
+. bench/device-run-prelude.sh parrot-gpu-results # OUT, BACK, BIN, S, pack, step; the GPU line
 PY="${PYTHON:-python3}"
-export PARROT_KERNEL_CACHE="${PARROT_KERNEL_CACHE:-/tmp/parrot-kernels}"
-S="$OUT/summary.txt"
-: > "$S"
-T0=$(date +%s)
-step() { pack; echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$S"; }
-
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$S" 2>&1
 step "1. selftest + device benchmarks"
 timeout 150 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$OUT/bench-parrot.json" > "$OUT/selftest.log" 2>&1
 echo "selftest exit $?" >> "$S"

@@ -281,6 +281,12 @@ __device__ void mma_forward_tile(const u16* q, const u16* k, const u16* v, void*
 // PARROT_ATTENTION_FWD=per-dim). The launcher guarantees: q, k, v, o bf16; D = Dv, the kernel's head dim; k and v with
 // unit dim stride, row strides a multiple of 8 elements and 16-byte aligned data. Same parameters as
 // attention_flash_forward (dt, D and Dv are checked by the launcher, not used here).
+// The forward kernels' parameters (one list for every head dim and tile shape; dt and D, Dv are the launcher's, unused
+// here), and what each passes on to its tile function.
+#define MMA_FORWARD_PARAMS const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt, void* lse, int ldt, \
+    AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv, int causal, i64 query_offset, double scale
+#define MMA_FORWARD_ARGS q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale
+
 template <int D>
 __device__ __forceinline__ void mma_forward_dim(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                                                 const AttnStrides& st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, int causal, i64 query_offset, double scale)
@@ -289,25 +295,19 @@ __device__ __forceinline__ void mma_forward_dim(const void* q, const void* k, co
     mma_forward_tile<D>((const u16*)q, (const u16*)k, (const u16*)v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, (float)scale, (u16*)smem);
 }
 
-extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_mma_forward_d64(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
-                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
-                                                 int causal, i64 query_offset, double scale)
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_mma_forward_d64(MMA_FORWARD_PARAMS)
 {
-    mma_forward_dim<64>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+    mma_forward_dim<64>(MMA_FORWARD_ARGS);
 }
 
-extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_mma_forward_d80(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
-                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
-                                                 int causal, i64 query_offset, double scale)
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_mma_forward_d80(MMA_FORWARD_PARAMS)
 {
-    mma_forward_dim<80>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+    mma_forward_dim<80>(MMA_FORWARD_ARGS);
 }
 
-extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_d128(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
-                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
-                                                 int causal, i64 query_offset, double scale)
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_d128(MMA_FORWARD_PARAMS)
 {
-    mma_forward_dim<128>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+    mma_forward_dim<128>(MMA_FORWARD_ARGS);
 }
 
 // FlashAttention-2's split of the forward: 128 query rows per block, 32 per warp (two m16 tiles, mma_forward_tile<D, 2>),
@@ -331,16 +331,12 @@ __device__ __forceinline__ void mma_forward_m128(const void* q, const void* k, c
     mma_forward_tile<D, 2>((const u16*)q, (const u16*)k, (const u16*)v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, (float)scale, (u16*)smem);
 }
 
-extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_m128_d128(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
-                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
-                                                 int causal, i64 query_offset, double scale)
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_m128_d128(MMA_FORWARD_PARAMS)
 {
-    mma_forward_m128<128>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+    mma_forward_m128<128>(MMA_FORWARD_ARGS);
 }
 
-extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_m128_d64(const void* q, const void* k, const void* v, void* o, int dt, const void* mask, int mdt,
-                                                 void* lse, int ldt, AttnStrides st, i64 B, i64 H, i64 Hkv, i64 T, i64 S, i64 D, i64 Dv,
-                                                 int causal, i64 query_offset, double scale)
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 2) attention_mma_forward_m128_d64(MMA_FORWARD_PARAMS)
 {
-    mma_forward_m128<64>(q, k, v, o, mask, mdt, lse, ldt, st, B, H, Hkv, T, S, causal, query_offset, scale);
+    mma_forward_m128<64>(MMA_FORWARD_ARGS);
 }
