@@ -87,6 +87,14 @@ public class CudaAttentionDispatchTests
         // The forward kernels: per head dim (named by D) and the 128-row ones for head dims 64 and 128, all with the FMA
         // forward's parameters (the launcher packs one argument list for either); the launcher's dynamic shared memory is
         // the kernel's MMA_M128_SMEM (K, V tiles of MMA_BN rows, 2·MMA_BM Q rows).
+        // They share one parameter list, MMA_FORWARD_PARAMS: expanded here as the preprocessor would.
+        const string define = "#define MMA_FORWARD_PARAMS ";
+        int at = src.IndexOf(define, StringComparison.Ordinal);
+        Assert.That(at, Is.GreaterThanOrEqualTo(0), "MMA_FORWARD_PARAMS");
+        int end = at;
+        do end = src.IndexOf('\n', end + 1); while (src[end - 1] == '\\');
+        string list = src[(at + define.Length)..end].Replace("\\\n", " ");
+        src = src.Replace("(MMA_FORWARD_PARAMS)", "(" + list + ")");
         foreach (var (d, blocks) in new[] { (64, 3), (80, 3), (128, 2) })
             Assert.That(Params(src.Replace($"__launch_bounds__(MMA_THREADS, {blocks}) ", ""), $"attention_mma_forward_d{d}"), Is.EqualTo(Params(fma, "attention_flash_forward")));
         foreach (var d in new[] { 64, 128 })
