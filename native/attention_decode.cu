@@ -33,6 +33,7 @@
 // tools/cuda-emu/decode_test.cpp runs the kernels on the CPU against float64 (blocks in shuffled orders too).
 // attention_decode_v1.cu is the kernel before (a separate combine launch), kept for side-by-side timings.
 #include "prelude.cuh"
+#include "rope.cuh"
 
 #define DEC_WARPS 8
 #define DEC_THREADS (32 * DEC_WARPS)
@@ -166,12 +167,51 @@ __device__ __forceinline__ float* dec_slot(float* part, int grp, int splits, int
     return part + ((i64)grp * splits + split) * (DEC_ROWS * (i64)(Dv + 2));
 }
 
+// The decode step's rotary embedding and KV-cache append, done by the attention kernel itself
+// (attention_decode_rope_*): q and the new key/value row are the projections as they come (views into the packed
+// q/k/v product, not yet rotated), and the new key's position p (T = 1) is a row of the cache the kernel attends over.
+// Element d of the table row used is at p·crow + d·clast (crow = 0: the host passed the row's pointer).
+struct DecRope
+{
+    const void* k;   // the new keys [B, Hkv, 1, D], strides ks
+    const void* v;   // the new values [B, Hkv, 1, D], strides vs
+    const void* cos; // the tables, dtype tdt
+    const void* sin;
+    i64 ks[4], vs[4];
+    i64 clast, slast, crow, srow;
+    int tdt;
+};
+
+// q's element d of one row, rotated and rounded to DT: the value rope_kv_append(_at) stores into qRot and the
+// attention loads back (rope_lo/rope_hi as rope_pair computes them, f32_to_bf16/bf16_to_f32 as store/load round),
+// so the fused kernel's q is the two launches' q bit for bit. NaN for a position outside the cache (ok false), as
+// rope_kv_append_at writes there.
+template <int DT>
+__device__ __forceinline__ float dec_rope_q(const void* q, i64 qb, i64 qs, int d, int D, int p, bool ok, const DecRope& rp)
+{
+    float y = __int_as_float(0x7fc00000);
+    if (ok)
+    {
+        const int half = D / 2, pd = d < half ? d + half : d - half;
+        const float self = load<float>(q, DT, qb + d * qs), partner = load<float>(q, DT, qb + pd * qs);
+        const float c = load<float>(rp.cos, rp.tdt, p * rp.crow + d * rp.clast), s = load<float>(rp.sin, rp.tdt, p * rp.srow + d * rp.slast);
+        y = d < half ? rope_lo(self, partner, c, s) : rope_hi(partner, self, c, s);
+    }
+    return DT == DT_BF16 ? bf16_to_f32(f32_to_bf16(y)) : y;
+}
+
+// Row b's position on the device (pdt: DT_I32 or DT_I64).
+__device__ __forceinline__ int query_offset_at(const void* pos, int pdt, int b)
+{
+    return pdt == DT_I32 ? ((const int*)pos)[b] : (int)((const i64*)pos)[b];
+}
+
 // Index math is 32-bit (block, row and key numbers; the launcher checks B·Hkv·chunks·splits and S fit), element
 // offsets 64-bit.
-template <int DT, int DMAX, bool VEC>
+template <int DT, int DMAX, bool VEC, bool ROPE>
 __device__ void decode_block(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                              const AttnStrides& st, int H, int Hkv, int T, int S, int D, int Dv, int causal, int query_offset,
-                             float scale, int splits, int min_keys, float* part, unsigned* tickets, const void* pos, int pdt, DecShared& sh)
+                             float scale, int splits, int min_keys, float* part, unsigned* tickets, const void* pos, int pdt, const DecRope& rp, DecShared& sh)
 {
     constexpr int E = DMAX / 32, R = DEC_ROWS, CH = DEC_CHUNK;
     constexpr int ES = DT == DT_BF16 ? 2 : 4;
@@ -181,11 +221,12 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
     const int G = H / Hkv, GT = G * T, chunks = (GT + R - 1) / R;
     const int bx = blockIdx.x, split = bx % splits, grp = bx / splits;
     const int rc = grp % chunks, hk = (grp / chunks) % Hkv, b = grp / chunks / Hkv;
+    const int cap = S; // the cache's rows (ROPE: the new key's row must be one of them)
     if (pos)
     {
         // Positions on the device (attention_decode_at_*): row b's queries sit at pos[b] .. pos[b] + T - 1 of a cache
         // S rows long; it sees keys [0, pos[b] + T), causally. The grid and splits were sized for the whole cache.
-        query_offset = pdt == DT_I32 ? ((const int*)pos)[b] : (int)((const i64*)pos)[b];
+        query_offset = query_offset_at(pos, pdt, b);
         causal = 1;
         i64 seen = (i64)query_offset + T;
         S = seen < 0 ? 0 : seen < S ? (int)seen : S;
@@ -197,6 +238,29 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
     if (split >= nsplit) return; // the whole block: no barrier is pending
     const int per = ((kend + nsplit - 1) / nsplit + CH - 1) / CH * CH;
     const int js = split * per, je = js + per < kend ? js + per : kend;
+    // ROPE: whether the new key's row (p = query_offset, T = 1) is in the cache: a device position may not be (the
+    // host checked its own), and then nothing is written and q is NaN, as rope_kv_append_at does.
+    const bool inside = query_offset >= 0 && query_offset < cap;
+    if (ROPE && inside && js <= query_offset && query_offset < je)
+    {
+        // The new key/value position p = query_offset (T = 1) is in this block's range: write rope(k) and v there
+        // before any warp loads a key; __syncthreads makes a block's global writes visible to its own threads. The
+        // blocks of the other ranges never read p. Several blocks may hold p's range: those of the other row groups of
+        // this kv head (GQA heads past DEC_ROWS rows, e.g. 7 query heads a kv head: 2 row groups). Each of them
+        // writes the same bits (the same rope_pair of the same inputs; v copied as bits) and then reads them, so a
+        // read returns p's final value whichever block's write it sees; none reads p before its own write (the
+        // barrier), so none can see the cache's previous contents there.
+        const int p = query_offset, half = D / 2;
+        const i64 kc = b * st.k[0] + hk * st.k[1] + (i64)p * st.k[2], vc = b * st.v[0] + hk * st.v[1] + (i64)p * st.v[2];
+        const i64 kx = b * rp.ks[0] + hk * rp.ks[1], vx = b * rp.vs[0] + hk * rp.vs[1];
+        for (int i = tid; i < half; i += DEC_THREADS)
+        {
+            const i64 off[4] = {kc + i * st.k[3], kx + i * rp.ks[3], p * rp.crow + i * rp.clast, p * rp.srow + i * rp.slast};
+            rope_pair(off, half, (void*)k, st.k[3], rp.k, rp.ks[3], rp.cos, rp.sin, rp.tdt, rp.clast, rp.slast, DT);
+        }
+        for (int i = tid; i < D; i += DEC_THREADS) copy_bits((void*)v, vc + i * st.v[3], rp.v, vx + i * rp.vs[3], ES);
+        __syncthreads();
+    }
 
     // q rows (pre-scaled into log2 units), this lane's dims; rows past the group are zero.
     float qr[R][E];
@@ -209,7 +273,9 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
         for (int c = 0; c < E; c++)
         {
             const int d = lane * E + c;
-            qr[r][c] = rr < GT && d < D ? load<float>(q, DT, qb + d * st.q[3]) * scale * log2e : 0.0f;
+            if (!(rr < GT && d < D)) qr[r][c] = 0.0f;
+            else if (ROPE) qr[r][c] = dec_rope_q<DT>(q, qb, st.q[3], d, D, query_offset, inside, rp) * scale * log2e; // every block rotates its own rows
+            else qr[r][c] = load<float>(q, DT, qb + d * st.q[3]) * scale * log2e;
         }
     }
     // The row this lane keeps the softmax state of.
@@ -432,23 +498,23 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
     }
 }
 
-template <int DT>
+template <int DT, bool ROPE>
 __device__ __forceinline__ void decode_entry(const void* q, const void* k, const void* v, void* o, const void* mask, int mdt, void* lse, int ldt,
                                              const AttnStrides& st, int H, int Hkv, int T, int S, int D, int Dv, int causal,
                                              int query_offset, double scale, int vec, int splits, int min_keys, float* part, unsigned* tickets,
-                                             const void* pos, int pdt)
+                                             const void* pos, int pdt, const DecRope& rp)
 {
     __shared__ DecShared sh;
     float sc = (float)scale;
     if (D <= 64 && Dv <= 64)
     {
-        if (vec) decode_block<DT, 64, true>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, sh);
-        else decode_block<DT, 64, false>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, sh);
+        if (vec) decode_block<DT, 64, true, ROPE>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, rp, sh);
+        else decode_block<DT, 64, false, ROPE>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, rp, sh);
     }
     else
     {
-        if (vec) decode_block<DT, 128, true>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, sh);
-        else decode_block<DT, 128, false>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, sh);
+        if (vec) decode_block<DT, 128, true, ROPE>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, rp, sh);
+        else decode_block<DT, 128, false, ROPE>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, sc, splits, min_keys, part, tickets, pos, pdt, rp, sh);
     }
 }
 
@@ -465,7 +531,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_fo
     float* part, unsigned* tickets)
 {
     PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
-    decode_entry<DT_BF16>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, min_keys, part, tickets, nullptr, 0);
+    decode_entry<DT_BF16, false>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, min_keys, part, tickets, nullptr, 0, DecRope{});
 }
 
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_forward_f32(
@@ -474,7 +540,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_fo
     float* part, unsigned* tickets)
 {
     PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
-    decode_entry<DT_F32>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, min_keys, part, tickets, nullptr, 0);
+    decode_entry<DT_F32, false>(q, k, v, o, mask, mdt, lse, ldt, st, H, Hkv, T, S, D, Dv, causal, query_offset, scale, vec, splits, min_keys, part, tickets, nullptr, 0, DecRope{});
 }
 
 // The decode kernels with the positions on the device, so that a decode step's launch is the same every token (a CUDA
@@ -489,7 +555,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_at
     const void* pos, int pdt)
 {
     PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
-    decode_entry<DT_BF16>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, min_keys, part, tickets, pos, pdt);
+    decode_entry<DT_BF16, false>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, min_keys, part, tickets, pos, pdt, DecRope{});
 }
 
 extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_at_f32(
@@ -498,5 +564,30 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_at
     const void* pos, int pdt)
 {
     PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
-    decode_entry<DT_F32>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, min_keys, part, tickets, pos, pdt);
+    decode_entry<DT_F32, false>(q, k, v, o, nullptr, DT_F32, lse, ldt, st, H, Hkv, T, S, D, Dv, 1, 0, scale, vec, splits, min_keys, part, tickets, pos, pdt, DecRope{});
+}
+
+// The decode step with its rotary embedding and KV-cache append in the same launch (what rope_kv_append(_at) then
+// attention_decode_forward / attention_decode_at do in two; CudaBackend.RopeAppendAttend): one new token a row
+// (T = 1), GQA, head dim D <= 128 for q, k and v alike, no mask, no log-sum-exp. q is the unrotated projection
+// (st.q its strides), rope its k, v and tables; k and v are the caches (writable), st.k / st.v their strides. Each
+// block rotates its own q rows; the blocks whose key range holds the new position write rope(k) and v there first
+// (decode_block). pos null: host position query_offset, k and v the caches' first query_offset + 1 rows (S); pos
+// set: device positions, S the capacity, the grid and splits sized for it (as attention_decode_at_*), a position
+// outside [0, S) writes nothing and gives NaN (as rope_kv_append_at then attention_decode_at). The bits of the two
+// launches, for every row of o and of the caches.
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, 2) attention_decode_rope_bf16(
+    const void* q, void* k, void* v, void* o, AttnStrides st, int H, int Hkv, int S, int D, int query_offset, double scale,
+    int vec, int splits, int min_keys, float* part, unsigned* tickets, const void* pos, int pdt, DecRope rope)
+{
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
+    decode_entry<DT_BF16, true>(q, k, v, o, nullptr, DT_F32, nullptr, DT_F32, st, H, Hkv, 1, S, D, D, 1, query_offset, scale, vec, splits, min_keys, part, tickets, pos, pdt, rope);
+}
+
+extern "C" __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_rope_f32(
+    const void* q, void* k, void* v, void* o, AttnStrides st, int H, int Hkv, int S, int D, int query_offset, double scale,
+    int vec, int splits, int min_keys, float* part, unsigned* tickets, const void* pos, int pdt, DecRope rope)
+{
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels: nothing is read or written before the wait
+    decode_entry<DT_F32, true>(q, k, v, o, nullptr, DT_F32, nullptr, DT_F32, st, H, Hkv, 1, S, D, D, 1, query_offset, scale, vec, splits, min_keys, part, tickets, pos, pdt, rope);
 }

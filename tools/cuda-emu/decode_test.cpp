@@ -14,8 +14,10 @@
 #include "emu_threads.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
+#include "rope.cuh"
 namespace dec {
 #include "attention_decode.cu"
+#include "rope.cu"
 }
 namespace dec1 {
 #include "attention_decode_v1.cu"
@@ -279,6 +281,123 @@ static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vect
     printf("  %-66s eager splits %s: %s\n", name, row_splits.c_str(), same ? "bits equal" : "DIFFER");
 }
 
+// attention_decode_rope_* (q and the new k rotated, k and v appended at the new position, all inside the attention
+// launch) against the two launches it stands for, bit for bit: eager (host position p, the caches' first p + 1 rows,
+// the tables' row p passed as a pointer) = rope_kv_append into the slot at p + attention_decode_forward over p + 1
+// keys; device positions (whole caches and tables) = rope_kv_append_at + attention_decode_at. q, k and v are column
+// views of one packed [B, 1, (H + 2·Hkv)·D] projection (as the decode step's gemv writes them). The caches hold random
+// values everywhere, the new row included (a read of the new row before its write shows), and must end equal to the
+// reference's in every row: the new row written the same, every other row untouched. The fused grid runs in launch,
+// reversed and shuffled block orders (another row group's block writes the new row first, another block merges).
+static int rope_cases = 0;
+static Layout dec_layout(const i64 (&size)[4], std::initializer_list<const i64*> ops)
+{
+    Layout L{}; L.rank = 4; int k = 0;
+    for (int d = 0; d < 4; d++) L.size[d] = size[d];
+    for (auto o : ops) { for (int d = 0; d < 4; d++) L.stride[k][d] = o[d]; k++; }
+    return L;
+}
+static void run_rope(bool at, int dt, int tdt, int B, int H, int Hkv, int D, int C, std::vector<int> pos, int pdt, int sms, int min_keys, std::mt19937& rng)
+{
+    std::normal_distribution<float> nd;
+    const bool bf = dt == DT_BF16;
+    const int G = H / Hkv, chunks = (G + DEC_ROWS - 1) / DEC_ROWS, half = D / 2, es = bf ? 2 : 4, tes = tdt == DT_BF16 ? 2 : 4;
+    const int TR = C + 5, W = (H + 2 * Hkv) * D; // table rows; the packed projection's row width
+    char name[200];
+    snprintf(name, sizeof name, "rope %s %s/%s B%d H%d/%d D%d C%d pos %d%s K%d", at ? "at" : "eager", bf ? "bf16" : "f32", tdt == DT_BF16 ? "bf16" : "f32",
+             B, H, Hkv, D, C, pos[0], B > 1 ? ",…" : "", min_keys);
+    auto put = [](std::vector<unsigned char>& buf, int d, i64 i, float x) { if (d == DT_BF16) ((u16*)buf.data())[i] = f32_to_bf16(x); else ((float*)buf.data())[i] = x; };
+    std::vector<unsigned char> P((size_t)B * W * 4), cs((size_t)TR * D * 4), sn((size_t)TR * D * 4), kc0((size_t)B * Hkv * C * D * 4), vc0(kc0.size());
+    for (i64 i = 0; i < (i64)B * W; i++) put(P, dt, i, nd(rng));
+    for (int r = 0; r < TR; r++) for (int d = 0; d < D; d++)
+    {
+        double a = r * pow(10000.0, -(double)(d % half) / half);
+        put(cs, tdt, (i64)r * D + d, (float)cos(a)); put(sn, tdt, (i64)r * D + d, (float)sin(a));
+    }
+    for (i64 i = 0; i < (i64)B * Hkv * C * D; i++) { put(kc0, dt, i, nd(rng)); put(vc0, dt, i, nd(rng)); }
+    const i64 qs[4] = {W, D, W, 1}, cst[4] = {(i64)Hkv * C * D, (i64)C * D, D, 1}, tl[4] = {0, 0, 0, 1};
+    const unsigned char *qp = P.data(), *kp = P.data() + (size_t)H * D * es, *vp = P.data() + (size_t)(H + Hkv) * D * es;
+    AttnStrides st{};
+    const i64 os[4] = {(i64)H * D, D, (i64)H * D, 1}; // o [B, H, 1, D] as [B, 1, H, D] memory
+    for (int i = 0; i < 4; i++) { st.k[i] = st.v[i] = cst[i]; st.o[i] = os[i]; }
+    const double scale = 1 / sqrt((double)D);
+    const int vec = 1; // contiguous caches, D a multiple of 4 (the launcher's DecodeVectorLoads)
+    std::vector<int> p32(pos.begin(), pos.end());
+    std::vector<long long> p64(pos.begin(), pos.end());
+    const void* pp = pdt == DT_I32 ? (const void*)p32.data() : (const void*)p64.data();
+    // eager: every row at pos[0] (one cache length); keys seen p + 1; splits from them. Static: splits from C.
+    const int p0 = pos[0], S = at ? C : p0 + 1, splits = rule_splits(Hkv, chunks, S, sms, min_keys);
+    const unsigned grid = (unsigned)(B * Hkv * chunks * splits);
+    // The reference: the two launches.
+    auto kc1 = kc0, vc1 = vc0;
+    std::vector<unsigned char> qrot((size_t)B * H * D * 4), o1((size_t)B * H * D * 4, 0xcd);
+    {
+        const i64 qr[4] = {(i64)H * D, D, D, 1}, sq[4] = {B, H, 1, half}, sk[4] = {B, Hkv, 1, half};
+        const i64 nq = (i64)B * H * half, nk = (i64)B * Hkv * half;
+        Layout LQ = dec_layout(sq, {qr, qs, tl, tl}), LK = dec_layout(sk, {cst, qs, tl, tl}), LV = dec_layout(sk, {cst, qs});
+        if (at)
+            launch(4, 64, [&] { dec::rope_kv_append_at(LQ, LK, LV, nq, nk, half, qrot.data(), 1, qp, 1, kc1.data(), 1, kp, 1, vc1.data(), 1, vp, 1,
+                                                       cs.data(), sn.data(), tdt, 1, 1, dt, pp, pdt, H, Hkv, 1, C, D, D, D, D); });
+        else
+        {
+            const size_t so = (size_t)p0 * D * es, to = (size_t)p0 * D * tes;
+            launch(4, 64, [&] { dec::rope_kv_append(LQ, LK, LV, nq, nk, half, qrot.data(), 1, qp, 1, kc1.data() + so, 1, kp, 1, vc1.data() + so, 1, vp, 1,
+                                                    cs.data() + to, sn.data() + to, tdt, 1, 1, dt); });
+        }
+        AttnStrides sr = st;
+        for (int i = 0; i < 4; i++) sr.q[i] = qr[i];
+        std::vector<float> part((size_t)grid * DEC_ROWS * (D + 2), NAN);
+        launch(grid, DEC_THREADS, [&] {
+            if (at) (bf ? dec::attention_decode_at_bf16 : dec::attention_decode_at_f32)(qrot.data(), kc1.data(), vc1.data(), o1.data(), nullptr, DT_F32, sr,
+                                                                                   H, Hkv, 1, C, D, D, scale, vec, splits, min_keys, part.data(), g_tickets.data(), pp, pdt);
+            else (bf ? dec::attention_decode_forward_bf16 : dec::attention_decode_forward_f32)(qrot.data(), kc1.data(), vc1.data(), o1.data(), nullptr, DT_F32,
+                nullptr, DT_F32, sr, H, Hkv, 1, S, D, D, 1, p0, scale, vec, splits, min_keys, part.data(), g_tickets.data());
+        });
+    }
+    // The fused launch, in three block orders, each from the caches as they were.
+    bool all_same = true;
+    for (int how = 0; how <= 2; how++)
+    {
+        auto kc2 = kc0, vc2 = vc0;
+        std::vector<unsigned char> o2((size_t)B * H * D * 4, 0xab);
+        std::vector<float> part((size_t)grid * DEC_ROWS * (D + 2), NAN);
+        AttnStrides sf = st;
+        for (int i = 0; i < 4; i++) sf.q[i] = qs[i];
+        dec::DecRope rp{kp, vp, cs.data(), sn.data(), {qs[0], qs[1], qs[2], qs[3]}, {qs[0], qs[1], qs[2], qs[3]}, 1, 1, at ? D : 0, at ? D : 0, tdt};
+        if (!at) { rp.cos = cs.data() + (size_t)p0 * D * tes; rp.sin = sn.data() + (size_t)p0 * D * tes; }
+        auto order = block_order(grid, how);
+        launch(grid, DEC_THREADS, [&] {
+            (bf ? dec::attention_decode_rope_bf16 : dec::attention_decode_rope_f32)(qp, kc2.data(), vc2.data(), o2.data(), sf, H, Hkv, S, D, at ? 0 : p0, scale, vec,
+                                                                                 splits, min_keys, part.data(), g_tickets.data(), at ? pp : nullptr, pdt, rp);
+        }, &order);
+        CHECK(tickets_zero(), "%s: tickets left nonzero (order %d)", name, how);
+        const size_t ob = (size_t)B * H * D * es, cb = (size_t)B * Hkv * C * D * es;
+        bool so = memcmp(o1.data(), o2.data(), ob) == 0, sk = memcmp(kc1.data(), kc2.data(), cb) == 0, sv = memcmp(vc1.data(), vc2.data(), cb) == 0;
+        CHECK(so, "%s: the output differs from the two launches' (block order %d)", name, how);
+        CHECK(sk && sv, "%s: the caches differ from the two launches' (k %d, v %d; block order %d)", name, sk, sv, how);
+        all_same = all_same && so && sk && sv;
+        // Not vacuous: rows inside the cache were written (differ from before) and only they; o is finite there.
+        for (int b = 0; b < B; b++)
+        {
+            const int p = at ? pos[b] : p0;
+            for (int h = 0; h < Hkv; h++) for (int j = 0; j < C; j++)
+            {
+                const size_t r = (((size_t)b * Hkv + h) * C + j) * D * es;
+                const bool changed = memcmp(kc2.data() + r, kc0.data() + r, D * es) != 0 || memcmp(vc2.data() + r, vc0.data() + r, D * es) != 0;
+                CHECK(changed == (j == p), "%s: cache row b%d h%d j%d %s", name, b, h, j, j == p ? "not written" : "written");
+            }
+            for (int h = 0; h < H; h++)
+            {
+                const size_t at0 = ((size_t)b * H + h) * D;
+                const double x = bf ? bf16_to_f32(((u16*)o2.data())[at0]) : ((float*)o2.data())[at0];
+                CHECK(std::isfinite(x) == (p >= 0 && p < C), "%s: o b%d h%d is %g", name, b, h, x);
+            }
+        }
+    }
+    rope_cases++;
+    printf("  %-66s P%d: %s\n", name, splits, all_same ? "bits equal (o, caches; 3 block orders)" : "DIFFER");
+}
+
 int main(int argc, char** argv)
 {
     std::mt19937 rng(11);
@@ -324,19 +443,39 @@ int main(int argc, char** argv)
         const int mks[] = {1, 8, 32}; c.min_keys = mks[pick() % 3];
         cases.push_back(c);
     }
-    for (const auto& c : cases) run(c, rng);
+    // "decode_test N rope": the fused rope cases only (run.sh runs everything)
+    const bool rope_only = argc > 2 && std::string(argv[2]).rfind("rope", 0) == 0, quick = argc > 2 && std::string(argv[2]) == "rope-quick"; // quick: no 4097-key cases
+    if (!rope_only) for (const auto& c : cases) run(c, rng);
     // dt, B, H, Hkv, T, capacity, D, positions, position dtype, SMs, min keys (static splits from the capacity, the
     // eager reference's from each row's keys)
-    run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 132, 32, rng);      // the Qwen2 step: 8 ranges allowed, 5 taken
-    run_at(DT_BF16, 1, 7, 1, 1, 1024, 128, {159}, DT_I32, 132, 16, rng);     // 64 allowed, 10 taken
-    run_at(DT_F32, 2, 7, 1, 1, 300, 128, {5, 250}, DT_I64, 4, 8, rng);       // rows at different positions: 1 and 4 ranges
-    run_at(DT_BF16, 2, 4, 2, 3, 100, 64, {0, 60}, DT_I32, 8, 4, rng);        // T 3 from position 0 (causal inside the step)
-    run_at(DT_F32, 2, 2, 2, 8, 64, 80, {56, 10}, DT_I64, 6, 8, rng);         // T 8, D 80, one row filling the cache
-    run_at(DT_BF16, 1, 14, 2, 2, 2000, 128, {1500}, DT_I64, 132, 32, rng);   // long: 33 ranges
-    run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 132, 128, rng);     // min keys 128: one range (the block writes o)
+    if (!rope_only)
+    {
+        run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 132, 32, rng);      // the Qwen2 step: 8 ranges allowed, 5 taken
+        run_at(DT_BF16, 1, 7, 1, 1, 1024, 128, {159}, DT_I32, 132, 16, rng);     // 64 allowed, 10 taken
+        run_at(DT_F32, 2, 7, 1, 1, 300, 128, {5, 250}, DT_I64, 4, 8, rng);       // rows at different positions: 1 and 4 ranges
+        run_at(DT_BF16, 2, 4, 2, 3, 100, 64, {0, 60}, DT_I32, 8, 4, rng);        // T 3 from position 0 (causal inside the step)
+        run_at(DT_F32, 2, 2, 2, 8, 64, 80, {56, 10}, DT_I64, 6, 8, rng);         // T 8, D 80, one row filling the cache
+        run_at(DT_BF16, 1, 14, 2, 2, 2000, 128, {1500}, DT_I64, 132, 32, rng);   // long: 33 ranges
+        run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 132, 128, rng);     // min keys 128: one range (the block writes o)
+    }
+    // attention_decode_rope_*: eager (host position, every row at it) and device positions; the 7B shape (28/4
+    // heads, D 128) and 14/2 heads at D 64 (1.5B), bf16 and f32, f32 or dtype tables; keys seen 1, 31, 32, 33, 160
+    // and 4097 (one range, ranges of 32 keys, 33 ranges: the rule with 132 SMs); positions at the last cache row and
+    // one past the capacity (nothing written, NaN, as rope_kv_append_at); min keys 1 with 64 SMs cuts 10 keys into
+    // 10 ranges of which 3 hold keys: the new key (9) in the third, empty ranges after it.
+    for (int L : {1, 31, 32, 33, 160, 4097}) if (L < 4097 || !quick) run_rope(false, DT_BF16, DT_F32, 1, 28, 4, 128, L + 3, {L - 1}, DT_I64, 132, 32, rng);
+    for (int L : {1, 33, 160}) run_rope(false, DT_F32, DT_F32, 2, 14, 2, 64, L, {L - 1}, DT_I64, 132, 32, rng);
+    run_rope(false, DT_BF16, DT_BF16, 2, 14, 2, 64, 40, {32}, DT_I64, 132, 32, rng);
+    run_rope(false, DT_F32, DT_F32, 1, 28, 4, 128, 40, {9}, DT_I64, 64, 1, rng);
+    if (!quick) run_rope(true, DT_BF16, DT_F32, 2, 28, 4, 128, 4097, {159, 4096}, DT_I64, 132, 32, rng);
+    run_rope(true, DT_F32, DT_F32, 3, 14, 2, 64, 33, {0, 31, 32}, DT_I32, 132, 32, rng);
+    run_rope(true, DT_BF16, DT_BF16, 2, 14, 2, 64, 64, {30, 63}, DT_I32, 132, 32, rng);
+    run_rope(true, DT_BF16, DT_F32, 2, 28, 4, 128, 160, {160, 31}, DT_I64, 132, 32, rng);
+    run_rope(true, DT_F32, DT_F32, 1, 28, 4, 128, 40, {9}, DT_I64, 64, 1, rng);
     printf("%zu cases; worst |o - ref| f32 %.2e, bf16 %.2e; worst |lse - ref| %.2e; %d rows with no key (NaN, -inf)\n",
            cases.size(), worst_f32, worst_bf16, worst_lse, nan_rows);
     printf("%d device-position cases (bits equal to the host-position kernels)\n", at_cases);
+    printf("%d fused rope + append + attention cases (bits equal to the two launches)\n", rope_cases);
     printf("%s (%d checks, %d failed)\n", fails ? "FAILED" : "ok", checks, fails);
     return fails ? 1 : 0;
 }

@@ -1,12 +1,6 @@
 // CPU emulation of the CUDA built-ins the sync-free kernels use (see run.sh). Not a CUDA implementation.
 #include "emu_common.h"
 static dim3_ threadIdx, blockIdx, blockDim, gridDim;
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fsub_rn(float a, float b) { return a - b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dsub_rn(double a, double b) { return a - b; }
 template <typename T> T __shfl_xor_sync(unsigned, T v, int) { return v; }
 template <typename T> T __shfl_down_sync(unsigned, T v, int) { return v; }
 inline void __syncthreads() {}
