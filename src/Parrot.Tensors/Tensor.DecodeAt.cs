@@ -13,7 +13,16 @@ public sealed partial class Tensor
     /// </summary>
     public static Tensor RopeAppendAt(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor positions, Tensor kCache, Tensor vCache)
     {
-        const string op = "RopeAppendAt";
+        CheckRopeAppendAt("RopeAppendAt", q, k, v, cos, sin, positions, kCache, vCache);
+        var y = Empty(q._shape, q.DType, q.Device);
+        try { if (q.Count > 0 || k.Count > 0) q.Backend.RopeAppendAt(q, k, v, cos, sin, positions, kCache, vCache, y); }
+        catch { y.Dispose(); throw; }
+        return y;
+    }
+
+    /// <summary><see cref="RopeAppendAt"/>'s operand checks (shared with <see cref="RopeAppendAttendAt"/>).</summary>
+    private static void CheckRopeAppendAt(string op, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor positions, Tensor kCache, Tensor vCache)
+    {
         foreach (var (x, name) in new[] { (q, "q"), (k, "k"), (v, "v"), (cos, "cos"), (sin, "sin"), (positions, "positions"), (kCache, "kCache"), (vCache, "vCache") })
         {
             ArgumentNullException.ThrowIfNull(x, name);
@@ -36,10 +45,6 @@ public sealed partial class Tensor
             throw new ArgumentException($"{op}: cos and sin must share one float dtype, got {cos.DType.Name()} and {sin.DType.Name()}");
         CheckPositions(op, positions, b);
         if (t > capacity) throw new ArgumentException($"{op}: {t} new positions do not fit a cache of {capacity}");
-        var y = Empty(q._shape, q.DType, q.Device);
-        try { if (q.Count > 0 || k.Count > 0) q.Backend.RopeAppendAt(q, k, v, cos, sin, positions, kCache, vCache, y); }
-        catch { y.Dispose(); throw; }
-        return y;
     }
 
     /// <summary>

@@ -14,7 +14,27 @@ public sealed partial class Tensor
     /// </summary>
     public static Tensor RopeAppend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor kSlot, Tensor vSlot)
     {
-        const string op = "RopeAppend";
+        CheckRopeAppend("RopeAppend", q, k, v, cos, sin, kSlot, vSlot);
+        if (q.Backend is Cuda.CudaBackend cuda && cos.DType == sin.DType)
+        {
+            var y = Empty(q._shape, q.DType, q.Device);
+            try { cuda.RopeAppend(q, k, v, cos, sin, kSlot, vSlot, y); }
+            catch { y.Dispose(); throw; }
+            return y;
+        }
+        var qRot = q.ApplyRope(cos, sin);
+        try
+        {
+            using (var kRot = k.ApplyRope(cos, sin)) kSlot.CopyFrom(kRot);
+            vSlot.CopyFrom(v);
+        }
+        catch { qRot.Dispose(); throw; }
+        return qRot;
+    }
+
+    /// <summary><see cref="RopeAppend"/>'s operand checks (shared with <see cref="RopeAppendAttend"/>).</summary>
+    private static void CheckRopeAppend(string op, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor kSlot, Tensor vSlot)
+    {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(k);
         ArgumentNullException.ThrowIfNull(v);
@@ -36,21 +56,5 @@ public sealed partial class Tensor
         if (k.Device != q.Device) throw new ArgumentException($"{op}: k is on {k.Device}, q on {q.Device}");
         if (k.DType != q.DType || v.DType != q.DType || kSlot.DType != q.DType || vSlot.DType != q.DType)
             throw new ArgumentException($"{op}: q, k, v, kSlot and vSlot must share one dtype, got {q.DType.Name()}, {k.DType.Name()}, {v.DType.Name()}, {kSlot.DType.Name()} and {vSlot.DType.Name()}");
-
-        if (q.Backend is Cuda.CudaBackend cuda && cos.DType == sin.DType)
-        {
-            var y = Empty(q._shape, q.DType, q.Device);
-            try { cuda.RopeAppend(q, k, v, cos, sin, kSlot, vSlot, y); }
-            catch { y.Dispose(); throw; }
-            return y;
-        }
-        var qRot = q.ApplyRope(cos, sin);
-        try
-        {
-            using (var kRot = k.ApplyRope(cos, sin)) kSlot.CopyFrom(kRot);
-            vSlot.CopyFrom(v);
-        }
-        catch { qRot.Dispose(); throw; }
-        return qRot;
     }
 }

@@ -467,7 +467,8 @@ int main(int argc, char** argv)
     for (int L : {1, 33, 160}) run_rope(false, DT_F32, DT_F32, 2, 14, 2, 64, L, {L - 1}, DT_I64, 132, 32, rng);
     run_rope(false, DT_BF16, DT_BF16, 2, 14, 2, 64, 40, {32}, DT_I64, 132, 32, rng);
     run_rope(false, DT_F32, DT_F32, 1, 28, 4, 128, 40, {9}, DT_I64, 64, 1, rng);
-    if (!quick) run_rope(true, DT_BF16, DT_F32, 2, 28, 4, 128, 4097, {159, 4096}, DT_I64, 132, 32, rng);
+    if (!quick) run_rope(true, DT_BF16, DT_F32, 1, 28, 4, 128, 4097, {4096}, DT_I64, 132, 32, rng);
+    run_rope(true, DT_BF16, DT_F32, 2, 28, 4, 128, 300, {159, 299}, DT_I64, 132, 32, rng);
     run_rope(true, DT_F32, DT_F32, 3, 14, 2, 64, 33, {0, 31, 32}, DT_I32, 132, 32, rng);
     run_rope(true, DT_BF16, DT_BF16, 2, 14, 2, 64, 64, {30, 63}, DT_I32, 132, 32, rng);
     run_rope(true, DT_BF16, DT_F32, 2, 28, 4, 128, 160, {160, 31}, DT_I64, 132, 32, rng);

@@ -23,5 +23,5 @@ echo "flash attention forward (tiled):"; "$out/flash"
 echo -n "mma.sync / ldmatrix emulation against the PTX ISA tables: "; "$out/mma_check"
 echo "flash attention forward and backward (tensor cores, emulated mma):"; "$out/flash_mma"
 echo -n "gemv (decode matrix-vector products): "; "$out/gemv"
-echo "decode attention (key ranges merged in one launch by the last ticket, blocks in shuffled orders; the v1 kernels too; fixed cases and a seeded sweep of 24, against float64; device positions against the host-position kernels at the eager splits):"; "$out/decode" 24 | tail -4
+echo "decode attention (key ranges merged in one launch by the last ticket, blocks in shuffled orders; the v1 kernels too; fixed cases and a seeded sweep of 24, against float64; device positions against the host-position kernels at the eager splits; rope + cache append + attention in one launch against the two launches):"; "$out/decode" 24 | tail -5
 rm -rf "$out"

@@ -107,28 +107,35 @@ public sealed class KvCache : IKvCache, IDisposable
 
     /// <inheritdoc/>
     /// <remarks>
-    /// The rotations and the append are one <see cref="Tensor.RopeAppend"/> into the cache's slots (one kernel on a GPU
-    /// where there were two rotations and two copies); operands of mixed dtypes take the ops apart.
+    /// The rotations, the append into the cache's slots and the attention are one <see cref="Tensor.RopeAppendAttend"/>
+    /// (on a GPU: one kernel for a decode step, else one for the rotations and the append and one for the attention);
+    /// operands of mixed dtypes take the ops apart.
     /// </remarks>
     public Variable AttendRope(int layer, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, bool causal, Tensor? mask)
     {
         int past = _length[layer];
         var (kSlot, vSlot) = Slots(layer, k, v, "KvCache.AttendRope");
-        Tensor qRot;
         using (kSlot) using (vSlot)
         {
-            if (q.DType == k.DType && v.DType == k.DType && kSlot.DType == k.DType && vSlot.DType == k.DType)
-                qRot = Tensor.RopeAppend(q, k, v, cos, sin, kSlot, vSlot);
-            else
+            if (q.DType != k.DType || v.DType != k.DType || kSlot.DType != k.DType || vSlot.DType != k.DType)
             {
                 // Mixed dtypes: the cache converts on the copy, as Append does.
-                qRot = q.ApplyRope(cos, sin);
                 using (var kRot = k.ApplyRope(cos, sin)) kSlot.CopyFrom(kRot);
                 vSlot.CopyFrom(v);
+                var (kStored, vStored) = Commit(layer, k.Dim(2));
+                return Functional.ScaledDotProductAttention(new Variable(q.ApplyRope(cos, sin)), new Variable(kStored), new Variable(vStored), causal, mask, queryOffset: past);
             }
         }
         var (kAll, vAll) = Commit(layer, k.Dim(2));
-        return Functional.ScaledDotProductAttention(new Variable(qRot), new Variable(kAll), new Variable(vAll), causal, mask, queryOffset: past);
+        try
+        {
+            using (kAll) using (vAll) return new Variable(Tensor.RopeAppendAttend(q, k, v, cos, sin, kAll, vAll, causal, mask));
+        }
+        catch
+        {
+            _length[layer] = past; // nothing was stored
+            throw;
+        }
     }
 
     /// <summary>

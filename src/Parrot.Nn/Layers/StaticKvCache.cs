@@ -7,7 +7,7 @@ namespace Parrot.Nn.Layers;
 /// A KV cache whose decode step launches the same work every token, so that a CUDA graph can capture one step and
 /// replay it: the caches [B, kvHeads, MaxLength, headDim] of every layer are allocated up front, and each batch row's
 /// position (its stored length) lives in a device tensor, <see cref="Positions"/>, that the step's kernels read
-/// (<see cref="Tensor.RopeAppendAt"/>, <see cref="Tensor.AttentionAt"/>) and that <see cref="AdvanceOnDevice"/> moves on.
+/// (<see cref="Tensor.RopeAppendAttendAt"/>) and that <see cref="AdvanceOnDevice"/> moves on.
 /// No argument of the step depends on a position, and nothing is read back to the host.
 /// </summary>
 /// <remarks>
@@ -149,8 +149,9 @@ public sealed class StaticKvCache : IKvCache, IDisposable
     /// <remarks>
     /// <paramref name="cos"/>/<paramref name="sin"/> must be the model's whole tables [rows ≥ MaxLength, headDim]
     /// (<see cref="RotaryTables.Range"/> from 0), not rows at a position: the rows are picked on the device. k and v go
-    /// to rows Positions[b].. of the layer's cache (<see cref="Tensor.RopeAppendAt"/>), and q attends over each row's
-    /// keys up to its new positions (<see cref="Tensor.AttentionAt"/>), causally. Positions move only in
+    /// to rows Positions[b].. of the layer's cache, and q attends over each row's keys up to its new positions, causally
+    /// (<see cref="Tensor.RopeAppendAttendAt"/>: <see cref="Tensor.RopeAppendAt"/> then <see cref="Tensor.AttentionAt"/>,
+    /// one kernel on a GPU for a token a row). Positions move only in
     /// <see cref="AdvanceOnDevice"/>, after the last layer.
     /// </remarks>
     public Variable AttendRope(int layer, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, bool causal, Tensor? mask)
@@ -160,8 +161,7 @@ public sealed class StaticKvCache : IKvCache, IDisposable
         if (!causal) throw new ArgumentException("StaticKvCache: decoding attention is causal");
         if (mask is not null) throw new ArgumentException("StaticKvCache: rows are never padded, so attention takes no mask");
         if (Graph.IsGradDisabled is false) throw new InvalidOperationException("StaticKvCache: the cache is for inference; open Graph.NoGrad()");
-        using var qRot = Tensor.RopeAppendAt(q, k, v, cos, sin, _positions, _k[layer], _v[layer]);
-        return new Variable(Tensor.AttentionAt(qRot, _k[layer], _v[layer], _positions));
+        return new Variable(Tensor.RopeAppendAttendAt(q, k, v, cos, sin, _positions, _k[layer], _v[layer]));
     }
 
     /// <inheritdoc/>

@@ -96,6 +96,7 @@ internal sealed unsafe class CudaKernels
         "swiglu_gemv_f32_1", "swiglu_gemv_f32_2", "swiglu_gemv_f32_3", "swiglu_gemv_f32_4",
         "rms_norm", "add_rms_norm", "rope_kv_append", "rope_kv_append_at",
         "attention_decode_forward_bf16", "attention_decode_forward_f32", "attention_decode_at_bf16", "attention_decode_at_f32",
+        "attention_decode_rope_bf16", "attention_decode_rope_f32",
     ];
 
     /// <summary>

@@ -1,0 +1,101 @@
+namespace Parrot.Tensors.Cuda;
+
+/// <summary>
+/// The decode step's rotary embedding, KV-cache append and attention in one launch (attention_decode.cu's
+/// attention_decode_rope_bf16 / _f32) where there were two (rope.cu's rope_kv_append(_at), then the decode attention
+/// kernel): one launch fewer per decoder layer and token. The same bits as the two launches: the kernel rotates q with
+/// rope.cu's arithmetic (rope.cuh) and its rounding to the dtype, writes rope(k) and v into the new cache row before
+/// reading it, and attends with the same ranges and sums (tools/cuda-emu/decode_test.cpp checks the bits).
+/// </summary>
+public sealed partial class CudaBackend
+{
+    /// <summary>
+    /// Whether <see cref="Tensor.RopeAppendAttend"/> and <see cref="Tensor.RopeAppendAttendAt"/> take the one-kernel
+    /// path where it applies (<see cref="FusesRopeAttend"/>): on unless PARROT_DECODE_ROPE_FUSED is "0" when the backend
+    /// is created (off: rope_kv_append(_at) and the decode attention as two launches, for side-by-side timings and for
+    /// ruling the fused kernel out when a result looks wrong).
+    /// </summary>
+    public bool DecodeRopeFused { get; set; } = DecodeRopeFusedDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_ROPE_FUSED"));
+
+    /// <summary>The default of <see cref="DecodeRopeFused"/> for a value of PARROT_DECODE_ROPE_FUSED: off only for "0".</summary>
+    internal static bool DecodeRopeFusedDefault(string? value) => value?.Trim() != "0";
+
+    /// <summary>
+    /// Whether the one-kernel path takes a step (the rest runs the two launches): <see cref="DecodeRopeFused"/>, the
+    /// decode kernel in use for attention (<see cref="DecodeAttention"/>, not <see cref="DecodeAttentionV1"/>, cuDNN not
+    /// forced) and <see cref="RopeAttendFits"/>. <paramref name="atPositions"/>: the device-position op (whole tables).
+    /// </summary>
+    internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions) =>
+        RopeAttendEnabled(DecodeRopeFused, DecodeAttention, DecodeAttentionV1, CudnnAttentionRequired)
+        && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions);
+
+    /// <summary>
+    /// The switches' part of <see cref="FusesRopeAttend"/>: the fused kernel is the decode kernel, so it runs only
+    /// where the attention would run that kernel (not with PARROT_DECODE_ATTENTION=0 or v1, nor with cuDNN forced).
+    /// </summary>
+    internal static bool RopeAttendEnabled(bool ropeFused, bool decodeAttention, bool decodeAttentionV1, bool cudnnRequired) =>
+        ropeFused && decodeAttention && !decodeAttentionV1 && !cudnnRequired;
+
+    /// <summary>
+    /// The operands the fused kernel takes: f32 or bf16 (the caches alike), one new token a row (T = 1: the kernel
+    /// writes one row per kv head), an even head dim up to 128 (q, k and v alike), tables of one float dtype, no
+    /// mask. The host-position op's tables must hold one row (every dim but the last of size 1: the kernel reads
+    /// element d at d · last stride); the device-position op's are whole tables [rows, D] (row p at p · row stride).
+    /// </summary>
+    internal static bool RopeAttendFits(DType dtype, int queries, int headDim, DType cacheDType, Tensor cos, Tensor sin, bool masked, bool atPositions) =>
+        (dtype == DType.F32 || dtype == DType.BF16) && cacheDType == dtype && queries == 1 && headDim % 2 == 0 && headDim <= 128
+        && cos.DType == sin.DType && cos.DType.IsFloat() && !masked && (atPositions || (OneRow(cos) && OneRow(sin)));
+
+    private static bool OneRow(Tensor t) => t.Rank >= 1 && t.Count == t.Shape[^1];
+
+    /// <summary>Element strides and pointers of the step's new rows and tables, as attention_decode.cu's DecRope.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private unsafe struct DecRope
+    {
+        internal ulong K, V, Cos, Sin;
+        internal fixed long Ks[4], Vs[4];
+        internal long CLast, SLast, CRow, SRow;
+        internal int TDType;
+    }
+
+    /// <summary>
+    /// One launch of attention_decode_rope_bf16 / _f32 (<see cref="FusesRopeAttend"/> said yes). q [B, H, 1, D] and k,
+    /// v [B, Hkv, 1, D] as the projections give them (any strides); output [B, H, 1, D]. Host position
+    /// (<paramref name="positions"/> null): <paramref name="kCache"/>/<paramref name="vCache"/> are the caches' first
+    /// past + 1 rows and the new row is the last; cos/sin its table row. Device positions: whole caches and tables, the
+    /// grid sized for the capacity as <see cref="AttentionAt"/>'s. Splits, vector loads, tickets and scratch as the
+    /// decode attention's launchers (<see cref="AttentionDecode"/>, <see cref="AttentionAt"/>) choose them for the same
+    /// cache, so the ranges, the order of sums and the bits are theirs.
+    /// </summary>
+    internal unsafe void RopeAppendAttend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache, double scale, Tensor output)
+    {
+        int B = q.Shape[0], H = q.Shape[1], D = q.Shape[3], Hkv = kCache.Shape[1], S = kCache.Shape[2];
+        if ((long)B * H == 0 || D == 0) return;
+        long chunks = ((long)(H / Hkv) + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;
+        int splits = DecodeSplits(Hkv * chunks, S, _context.MultiprocessorCount, DecodeMinKeys);
+        if (groups * splits > int.MaxValue) throw Missing("RopeAppendAttend", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");
+        var st = new AttnStrides();
+        for (int i = 0; i < 4; i++)
+        {
+            st.Q[i] = q.Strides[i]; st.K[i] = kCache.Strides[i]; st.V[i] = vCache.Strides[i]; st.O[i] = output.Strides[i];
+        }
+        var rp = new DecRope
+        {
+            K = (ulong)k.DataPointer, V = (ulong)v.DataPointer, Cos = (ulong)cos.DataPointer, Sin = (ulong)sin.DataPointer,
+            CLast = cos.Strides[^1], SLast = sin.Strides[^1], TDType = Code(cos.DType),
+            // whole tables: row p at p · row stride; one row: the pointer is that row's
+            CRow = positions is null ? 0 : cos.Strides[0], SRow = positions is null ? 0 : sin.Strides[0],
+        };
+        for (int i = 0; i < 4; i++)
+        {
+            rp.Ks[i] = k.Strides[i]; rp.Vs[i] = v.Strides[i];
+        }
+        bool vec = DecodeVectorLoads(q.DType, D, D, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
+        var tickets = splits > 1 ? DecodeTickets(groups) : null;
+        using var part = splits > 1 ? Tensor.Empty([ScratchLength(groups * splits * DecodeRowsPerBlock * (D + 2), "decode attention with rope")], DType.F32, Device) : null;
+        using var a = new KernelArgs().Ptr(q).Ptr(kCache).Ptr(vCache).Ptr(output).Add(st).Add(H).Add(Hkv).Add(S).Add(D)
+            .Add(positions is null ? S - 1 : 0).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys)).Ptr(part).Ptr(tickets)
+            .Ptr(positions).Add(Code(positions?.DType ?? DType.I64)).Add(rp);
+        _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_rope_bf16" : "attention_decode_rope_f32", (uint)(groups * splits), DecodeThreads, a);
+    }
+}
