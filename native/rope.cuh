@@ -28,7 +28,9 @@ __device__ __forceinline__ void rope_pair(const i64* o, i64 half, void* y, i64 y
     else
     {
         float a = load<float>(x, dt, o[1]), b = load<float>(x, dt, o[1] + xh);
-        store<float>(y, dt, o[0], rope_lo(a, b, load<float>(c, tdt, o[2]), load<float>(s, tdt, o[3])));
-        store<float>(y, dt, o[0] + yh, rope_hi(a, b, load<float>(c, tdt, o[2] + ch), load<float>(s, tdt, o[3] + sh)));
+        float r0 = rope_lo(a, b, load<float>(c, tdt, o[2]), load<float>(s, tdt, o[3]));
+        float r1 = rope_hi(a, b, load<float>(c, tdt, o[2] + ch), load<float>(s, tdt, o[3] + sh));
+        store<float>(y, dt, o[0], r0);
+        store<float>(y, dt, o[0] + yh, r1);
     }
 }
