@@ -3,7 +3,8 @@
 # first (the static step from a CUDA graph must equal the eager step bit for bit, also with programmatic launches),
 # then batch-1 decode of the Qwen2-7B and 0.5B shapes (bf16) from a CUDA graph with each switch on and off:
 # programmatic dependent launch (PARROT_PDL=1), the first decode attention kernels (PARROT_DECODE_ATTENTION=v1 with their
-# measured 128 keys a split), both, and whatever EXTRA_VARIANTS adds: variants separated by ";", each
+# measured 128 keys a split), both, rope + cache append back in their own launch (PARROT_DECODE_ROPE_FUSED=0), and
+# whatever EXTRA_VARIANTS adds: variants separated by ";", each
 # "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1").
 # Usage there: bash bench/cuda-on-device-decode.sh  (carry publish/). Returns $OUT/summary.txt and $OUT/results.tgz.
 set -uo pipefail
@@ -19,7 +20,8 @@ fi
 # name=ENV settings (space-separated) of each variant; the first is the default. EXTRA_VARIANTS is split on ";" only, so
 # a variant keeps all its settings (split on spaces, "VAR2=value" would become a variant of its own that runs "value").
 VARIANTS=("default=" "pdl=PARROT_PDL=1" "attn-v1=PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128"
-          "attn-v1-pdl=PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128 PARROT_PDL=1" "mk128=PARROT_DECODE_MIN_KEYS=128")
+          "attn-v1-pdl=PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128 PARROT_PDL=1" "mk128=PARROT_DECODE_MIN_KEYS=128"
+          "noropefused=PARROT_DECODE_ROPE_FUSED=0")
 IFS=';' read -r -a EXTRA <<< "${EXTRA_VARIANTS:-}"
 for v in "${EXTRA[@]}"; do [ -n "${v// /}" ] && VARIANTS+=("$v"); done
 row() { # shape prompt decode label env...
