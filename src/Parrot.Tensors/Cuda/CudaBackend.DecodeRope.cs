@@ -50,7 +50,7 @@ public sealed partial class CudaBackend
 
     /// <summary>Element strides and pointers of the step's new rows and tables, as attention_decode.cu's DecRope.</summary>
     [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
-    private unsafe struct DecRope
+    internal unsafe struct DecRope
     {
         internal ulong K, V, Cos, Sin;
         internal fixed long Ks[4], Vs[4];
