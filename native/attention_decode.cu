@@ -30,7 +30,10 @@
 // causal with a query offset (key j visible to query t when j <= query_offset + t), an additive mask of any dtype
 // and strides, q/k and v head dims up to 128 (they may differ), the log-sum-exp (natural log, -inf for a row that
 // sees no key; such a row's output is 0/0 = NaN, as the composite and the other kernels give).
-// tools/cuda-emu/decode_test.cpp runs the kernels on the CPU against float64 (blocks in shuffled orders too).
+// attention_decode_rope_* (at the end) also rotate q and the new key and append the new key/value row to the cache
+// themselves (a decode step's rope_kv_append(_at) launch folded in; see decode_block and DecRope).
+// tools/cuda-emu/decode_test.cpp runs the kernels on the CPU against float64 (blocks in shuffled orders too), the
+// fused ones against the two launches they replace (bits).
 // attention_decode_v1.cu is the kernel before (a separate combine launch), kept for side-by-side timings.
 #include "prelude.cuh"
 #include "rope.cuh"

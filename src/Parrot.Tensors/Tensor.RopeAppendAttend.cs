@@ -18,10 +18,12 @@ public sealed partial class Tensor
     public static Tensor RopeAppendAttend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor kAll, Tensor vAll, bool causal, Tensor? mask = null, double? scale = null)
     {
         const string op = "RopeAppendAttend";
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
         ArgumentNullException.ThrowIfNull(kAll);
         ArgumentNullException.ThrowIfNull(vAll);
         kAll.EnsureAlive(op); vAll.EnsureAlive(op);
-        if (q is null || k is null || kAll.Rank != 4 || vAll.Rank != 4 || k.Rank != 4 || k.Dim(2) > kAll.Dim(2) || vAll.Dim(2) != kAll.Dim(2))
+        if (kAll.Rank != 4 || vAll.Rank != 4 || k.Rank != 4 || k.Dim(2) > kAll.Dim(2) || vAll.Dim(2) != kAll.Dim(2))
             throw new ArgumentException($"{op}: the caches {kAll.ShapeString()}, {vAll.ShapeString()} must be [B, kv_heads, past + T, head_dim] with T = k's {(k is { Rank: 4 } ? k.Dim(2) : -1)} new rows last");
         int t = k.Dim(2), past = kAll.Dim(2) - t;
         using var kSlot = kAll.Narrow(2, past, t);
