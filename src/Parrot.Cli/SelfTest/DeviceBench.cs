@@ -135,6 +135,7 @@ internal static class DeviceBench
         }
         GroupedAttentionStep(cuda, device, Add);
         Decode(cuda, device, Add);
+        DecodeRope(cuda, device, Add);
     }
 
     /// <summary>
@@ -443,6 +444,49 @@ internal static class DeviceBench
             finally
             {
                 cuda.DecodeAttention = decode;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A decode layer's RoPE, KV-cache append and attention at Qwen2-7B's shape (B1, 28/4 heads, D128, bf16, q/k/v
+    /// column views of one packed projection, the new key at S − 1 of the cache), 20 steps in a CUDA graph, device time
+    /// a step: "decode rope+attention fused" (<see cref="Tensor.RopeAppendAttend"/> in one launch,
+    /// attention_decode_rope_bf16) and "decode rope+attention apart" (<see cref="CudaBackend.DecodeRopeFused"/> off:
+    /// rope_kv_append then attention_decode_forward_bf16), the same bits; the rate is the K and V bytes read.
+    /// </summary>
+    private static void DecodeRope(CudaBackend cuda, Device device, Action<Result> add)
+    {
+        bool fused = cuda.DecodeRopeFused;
+        foreach (int S in new[] { 160, 4096 })
+        {
+            const int H = 28, Hkv = 4, D = 128, Calls = 20;
+            using var packed = Tensor.Normal([1, 1, (H + 2 * Hkv) * D], 10, 0, 1, DType.BF16, device);
+            using var q = packed.Narrow(2, 0, H * D).Reshape(1, 1, H, D).Transpose(1, 2);
+            using var k = packed.Narrow(2, H * D, Hkv * D).Reshape(1, 1, Hkv, D).Transpose(1, 2);
+            using var v = packed.Narrow(2, (H + Hkv) * D, Hkv * D).Reshape(1, 1, Hkv, D).Transpose(1, 2);
+            using var kc = Tensor.Normal([1, Hkv, S + 8, D], 11, 0, 1, DType.BF16, device);
+            using var vc = Tensor.Normal([1, Hkv, S + 8, D], 12, 0, 1, DType.BF16, device);
+            using var kAll = kc.Narrow(2, 0, S);
+            using var vAll = vc.Narrow(2, 0, S);
+            var (cos, sin) = Tensor.RopeTables(S - 1, 1, D, 1_000_000.0, device);
+            using (cos) using (sin)
+            {
+                void Step() { using var o = Tensor.RopeAppendAttend(q, k, v, cos, sin, kAll, vAll, causal: true); }
+                string shape = $"B1 H{H} Hkv{Hkv} T1 S{S} D{D}";
+                try
+                {
+                    foreach (bool on in new[] { true, false })
+                    {
+                        cuda.DecodeRopeFused = on;
+                        Step(); // compiled, scratch sized, before the capture
+                        using var graph = cuda.Capture(() => { for (int i = 0; i < Calls; i++) Step(); });
+                        double ms = cuda.MedianMilliseconds(graph.Replay) / Calls;
+                        add(new(on ? "decode rope+attention fused" : "decode rope+attention apart", shape, ms, 2.0 * Hkv * S * D * 2 / (ms * 1e-3) / 1e9, "GB/s",
+                            (on ? "attention_decode_rope_bf16, one launch" : "rope_kv_append + attention_decode_forward_bf16") + $", {Calls} steps in a CUDA graph: device time a step"));
+                    }
+                }
+                finally { cuda.DecodeRopeFused = fused; }
             }
         }
     }
