@@ -42,7 +42,7 @@ public sealed partial class CudaBackend
         var (L, rows) = RowsLayout("ArgReduce", x, y, axis);
         if (rows == 0) return;
         long n = x.Shape[axis];
-        int isMax = op == ArgReduceOp.ArgMax ? 1 : 0;
+        int code = (int)op; // reduce.cu's A_MAX, A_MIN, A_MAX_NAN_LOWEST
         long chunks = ArgReduceChunks(rows, n, _context.MultiprocessorCount);
         if (chunks > 1)
         {
@@ -50,14 +50,14 @@ public sealed partial class CudaBackend
             using var pv = Tensor.Empty([(int)(rows * chunks)], DType.F64, Device);
             using var pi = Tensor.Empty([(int)(rows * chunks)], DType.I64, Device);
             long len = (n + chunks - 1) / chunks;
-            using (var p = new KernelArgs().Add(L).Add(n).Add(x.Strides[axis]).Add(isMax).Add(len).Ptr(pv).Ptr(pi).Ptr(x).Add(Code(x.DType)))
+            using (var p = new KernelArgs().Add(L).Add(n).Add(x.Strides[axis]).Add(code).Add(len).Ptr(pv).Ptr(pi).Ptr(x).Add(Code(x.DType)))
                 _kernels.Launch("reduce.cu", "arg_reduce_partial", (uint)chunks, 256, p, gridY: (uint)rows);
-            using var c = new KernelArgs().Add(L).Add(rows).Add(chunks).Add(isMax).Ptr(y).Ptr(pv).Ptr(pi);
+            using var c = new KernelArgs().Add(L).Add(rows).Add(chunks).Add(code).Ptr(y).Ptr(pv).Ptr(pi);
             _kernels.Launch("reduce.cu", "arg_reduce_combine", CudaKernels.RowGrid(rows), 256, c);
             return;
         }
         using var a = new KernelArgs().Add(L).Add(rows).Add((long)x.Shape[axis]).Add(x.Strides[axis])
-            .Add(op == ArgReduceOp.ArgMax ? 1 : 0).Ptr(y).Ptr(x).Add(Code(x.DType));
+            .Add(code).Ptr(y).Ptr(x).Add(Code(x.DType));
         _kernels.Launch("reduce.cu", "arg_reduce", CudaKernels.RowGrid(rows), 256, a);
     }
 

@@ -13,7 +13,8 @@ namespace Parrot.Parrot.Tests.Inference;
 /// <summary>
 /// Greedy decoding with the pick on the model's device (<see cref="IGreedyDecodingSession"/>, <see cref="GreedyToken"/>)
 /// against the logits path it replaces for greedy generation (the logits read back, TokenSampler's argmax on the host):
-/// the pick itself on crafted rows (ties, NaN, ±∞, ±0) in f32/bf16/f64 on the CPU and the test device; both sessions
+/// the pick itself on crafted rows (ties, NaN, ±∞, ±0) in f32/bf16/f16/f64 on the CPU and the test device, and equal to
+/// the float64-key composition it replaced on vocabulary-long rows; both sessions
 /// (eager and static) giving the host's ids for Qwen2 f32/bf16 batch 1 and 2 of different lengths and for Parrot with an
 /// image; exactly one small read a step and no logits read; the generator taking this path only for a plain argmax.
 /// </summary>
@@ -22,7 +23,7 @@ public class GreedyOnDeviceTests
     private static int HostPick(float[] logits) => TokenSampler.ArgMax(logits.Select(x => (double)x).ToArray());
 
     [Test]
-    public void ThePickIsTheHostArgMax([Values(DType.F32, DType.BF16, DType.F64)] DType dtype, [Values(false, true)] bool onTestDevice)
+    public void ThePickIsTheHostArgMax([Values(DType.F32, DType.BF16, DType.F16, DType.F64)] DType dtype, [Values(false, true)] bool onTestDevice)
     {
         double nan = double.NaN, inf = double.PositiveInfinity;
         var rows = new List<double[]>
@@ -61,6 +62,34 @@ public class GreedyOnDeviceTests
         using var l = Tensor.FromArray(longRow, 1, longRow.Length).To(dtype, onTestDevice ? TestDevice.Get() : Device.Cpu);
         using var lp = GreedyToken.Pick(l);
         Assert.That(lp.ToLongArray()[0], Is.EqualTo(12345));
+    }
+
+    /// <summary>
+    /// The pick (one ArgMaxNaNLowest) gives the ids of the composition it replaced, bit for bit: an ArgMax over float64
+    /// keys (float32 values widened, NaN → −∞, −∞ → −1e300), on rows of the 7B and 0.5B vocabularies full of ties, NaN,
+    /// ±∞ and ±0, and rows with no number above −∞ or none at all. Also the host pick.
+    /// </summary>
+    [Test]
+    public void ThePickEqualsTheFormerFloat64KeysArgMax([Values(DType.F32, DType.BF16, DType.F16, DType.F64)] DType dtype,
+        [Values(152_064, 151_936)] int vocab, [Values(false, true)] bool onTestDevice)
+    {
+        using var scope = TensorScope.Begin();
+        const int rows = 5;
+        var rng = new Random(vocab + (int)dtype);
+        double[] set = [double.NaN, double.NegativeInfinity, double.PositiveInfinity, -0.0, 0, 1, 1];
+        var v = new double[rows * vocab];
+        for (int i = 0; i < v.Length; i++) v[i] = rng.Next(500) == 0 ? set[rng.Next(set.Length)] : Math.Round(rng.NextDouble() * 64) / 64;
+        for (int i = 0; i < vocab; i++) v[i] = i % 5 == 0 ? double.NaN : double.NegativeInfinity;
+        for (int i = 0; i < vocab; i++) v[vocab + i] = double.NaN;
+        for (int i = 0; i < vocab; i++) v[2 * vocab + i] = i % 2 == 0 ? -0.0 : 0;
+        var x = Tensor.FromArray(v, rows, vocab).To(dtype, onTestDevice ? TestDevice.Get() : Device.Cpu);
+        var got = GreedyToken.Pick(x).ToLongArray();
+        var wide = (dtype == DType.F64 ? x.To(DType.F32) : x).To(DType.F64);
+        var keys = Tensor.Where(wide.Ne(wide), Tensor.Scalar(double.NegativeInfinity, DType.F64, x.Device), wide.Maximum(Tensor.Scalar(-1e300, DType.F64, x.Device)));
+        Assert.That(got, Is.EqualTo(keys.ArgMax(1).ToLongArray()));
+        var values = x.ToFloatArray();
+        for (int r = 0; r < rows; r++) Assert.That(got[r], Is.EqualTo(HostPick(values.AsSpan(r * vocab, vocab).ToArray())), $"row {r}");
+        Assert.That(got[..3], Is.EqualTo(new long[] { 1, 0, 0 }));
     }
 
     /// <summary>Session pairs: the greedy path of <paramref name="mode"/> against the eager session's logits, step by step.</summary>
