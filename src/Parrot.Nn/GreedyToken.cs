@@ -17,16 +17,37 @@ public static class GreedyToken
     /// The host reads logits as float32 (<c>ToFloatArray</c>), so the values compared are the float32 ones: float64
     /// logits are rounded first (which may merge neighbours into a tie, as on the host; f32, bf16 and f16 are compared
     /// as they are). The rule is the backend's <see cref="ArgReduceOp.ArgMaxNaNLowest"/> (plain
-    /// <see cref="Tensor.ArgMax(int, bool)"/> lets NaN win, as PyTorch): one reduction over [B, V], the same launches
-    /// as an ArgMax.
+    /// <see cref="Tensor.ArgMax(int, bool)"/> lets NaN win, as PyTorch): one reduction over [B, V], the launches of an
+    /// ArgMax.
     /// </remarks>
     public static Tensor Pick(Tensor logits)
+    {
+        Check(logits);
+        if (logits.DType != DType.F64) return logits.ArgMaxNaNLowest(1);
+        using var rounded = logits.To(DType.F32);
+        return rounded.ArgMaxNaNLowest(1);
+    }
+
+    /// <summary>
+    /// <see cref="Pick"/> written into <paramref name="ids"/> (int64 [B], any stride, on the logits' device): a decode
+    /// step that keeps its next ids in a buffer of its own (a CUDA graph's) writes them there, without a copy after.
+    /// </summary>
+    public static void PickInto(Tensor logits, Tensor ids)
+    {
+        Check(logits);
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.DType != DType.I64 || ids.Rank != 1 || ids.Dim(0) != logits.Dim(0) || ids.Device != logits.Device)
+            throw new ArgumentException($"GreedyToken: ids {ids.ShapeString()} {ids.DType.Name()} on {ids.Device} must be int64 [{logits.Dim(0)}] on {logits.Device}");
+        using var rounded = logits.DType == DType.F64 ? logits.To(DType.F32) : null;
+        var x = rounded ?? logits;
+        using var column = ids.Unsqueeze(1); // the backend writes the keep-dim shape [B, 1]
+        x.Backend.ArgReduce(ArgReduceOp.ArgMaxNaNLowest, x, 1, column);
+    }
+
+    private static void Check(Tensor logits)
     {
         ArgumentNullException.ThrowIfNull(logits);
         if (logits.Rank != 2 || !logits.DType.IsFloat())
             throw new ArgumentException($"GreedyToken: logits {logits.ShapeString()} {logits.DType.Name()} must be float [rows, vocab]");
-        if (logits.DType != DType.F64) return logits.ArgMaxNaNLowest(1);
-        using var rounded = logits.To(DType.F32);
-        return rounded.ArgMaxNaNLowest(1);
     }
 }

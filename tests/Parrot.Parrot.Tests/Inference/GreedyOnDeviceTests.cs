@@ -92,6 +92,23 @@ public class GreedyOnDeviceTests
         Assert.That(got[..3], Is.EqualTo(new long[] { 1, 0, 0 }));
     }
 
+    /// <summary>PickInto writes Pick's ids into a buffer (here a strided column) and nothing else; wrong buffers throw.</summary>
+    [Test]
+    public void PickIntoWritesThePickIntoTheBuffer([Values(DType.BF16, DType.F64)] DType dtype, [Values(false, true)] bool onTestDevice)
+    {
+        using var scope = TensorScope.Begin();
+        var device = onTestDevice ? TestDevice.Get() : Device.Cpu;
+        var v = new[] { 1, double.NaN, 2, 0, double.NaN, double.NaN, double.NaN, double.NaN, 0.5, 0.5, -0.0, double.NegativeInfinity };
+        var logits = Tensor.FromArray(v, 3, 4).To(dtype, device);
+        var buffer = Tensor.Full([3, 2], -5, DType.I64, device);
+        GreedyToken.PickInto(logits, buffer.Select(1, 1));
+        Assert.That(buffer.ToLongArray(), Is.EqualTo(new long[] { -5, 2, -5, 0, -5, 0 }));
+        Assert.That(buffer.Select(1, 1).ToLongArray(), Is.EqualTo(GreedyToken.Pick(logits).ToLongArray()));
+        Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([3], DType.I32, device)));
+        Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([2], DType.I64, device)));
+        Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([3], DType.I64, onTestDevice ? Device.Cpu : TestDevice.Get())));
+    }
+
     /// <summary>Session pairs: the greedy path of <paramref name="mode"/> against the eager session's logits, step by step.</summary>
     [Test]
     public void GreedySessionsGiveTheHostPickOfTheLogits([Values(DType.F32, DType.BF16)] DType dtype, [Values(1, 2)] int batch,
@@ -129,13 +146,19 @@ public class GreedyOnDeviceTests
             referenceReads = (dev?.DeviceToHost ?? 0) - referenceReads;
             referenceBytes = (dev?.DeviceToHostBytes ?? 0) - referenceBytes;
             long toDevice = dev?.HostToDevice ?? 0, toHost = dev?.DeviceToHost ?? 0, bytes = dev?.DeviceToHostBytes ?? 0, op = dev?.Ops ?? 0;
-            ids = greedy.StepGreedy(tokens);
+            var copies = new List<CopyRecord>();
+            if (dev is not null) dev.CopyLog = copies;
+            try { ids = greedy.StepGreedy(tokens); }
+            finally { if (dev is not null) dev.CopyLog = null; }
             Assert.That(ids, Is.EqualTo(logits.Select(HostPick)), $"step {s}");
             if (dev is null) continue;
             if (mode == DecodeStepMode.Static)
             {
                 Assert.That(dev.DeviceToHost - toHost, Is.EqualTo(1), $"step {s}: one device→host read");
                 Assert.That(dev.DeviceToHostBytes - bytes, Is.EqualTo(8 * batch), $"step {s}: the ids only, no logits");
+                // The pick is written into the ids buffer and the history updated in place: no int64 copy but the ids fed
+                // in at step 3.
+                Assert.That(copies.Where(c => c.DstType == DType.I64 && !c.Callers.Contains("SetIds")), Is.Empty, $"step {s}: int64 copies");
             }
             else
             {
