@@ -35,7 +35,8 @@ public sealed partial class Variable
         if (Untracked) return new Variable(y);
         var inverse = new int[order.Length];
         for (int i = 0; i < order.Length; i++) inverse[Tensor.NormalizeAxis(order[i], order.Length, "Permute")] = i;
-        return ViewOp("Permute", y, g => g.Permute(inverse)).OfferThrough(this, t => t.Permute(order));
+        var forward = (int[])order.Clone();
+        return ViewOp("Permute", y, g => g.Permute(inverse)).OfferThrough(this, t => t.Permute(forward));
     }
 
     /// <summary>Swaps two dims.</summary>

@@ -153,7 +153,7 @@ public class TrainingCopiesTests
     }
 
     /// <summary>
-    /// Projections consumed twice (each head view by two attentions, in swapped roles): only the first rule to ask gets a
+    /// Projections consumed twice (each head view, one made by Permute, by two attentions in swapped roles): only the first rule to ask gets a
     /// region, the other makes its own gradient and the graph sums them (then gathered by a copy), so the gradients are
     /// those gathered by copies, bit for bit, with fewer copies. A region handed out twice would be overwritten.
     /// </summary>
@@ -170,7 +170,7 @@ public class TrainingCopiesTests
             Variable[] ws = [Param(2, 16, 16), Param(3, 8, 16), Param(4, 8, 16)];
             var p = Variable.SplitLinear(x, ws);
             var q = p[0].Reshape(2, 5, 2, 8).Transpose(1, 2);
-            var k = p[1].Reshape(2, 5, 1, 8).Transpose(1, 2);
+            var k = p[1].Reshape(2, 5, 1, 8).Permute(0, 2, 1, 3);
             var v = p[2].Reshape(2, 5, 1, 8).Transpose(1, 2);
             var kq = p[0].Reshape(2, 5, 2, 8).Narrow(2, 0, 1).Transpose(1, 2); // q's first head as keys and values
             var o1 = Variable.ScaledDotProductAttention(q, k, v, causal: true);
