@@ -3,7 +3,7 @@
 // output element a block (few outputs, many elements each); `reduce_columns` gives it a column of 8 threads, so a
 // warp covers 32 neighbouring outputs (many outputs, few elements each: a sum over a leading axis reads coalesced).
 // ArgMax/ArgMin/ArgMaxNaNLowest reduce the last axis of a [rows, n] view: one block per row, or for few long rows (the
-// argmax over a vocabulary in decode) arg_reduce_partial over chunks of a row on many blocks, then arg_reduce_combine.
+// argmax over a vocabulary in decode) arg_reduce_split over chunks of a row on many blocks, the last of a row merging.
 #include "prelude.cuh"
 
 #define R_SUM 0
@@ -222,13 +222,42 @@ extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 x
     }
 }
 
-// Block (chunk blockIdx.x, row blockIdx.y) writes the best of elements [chunk·len, chunk·len + len) of its row to
-// pv/pi[row·chunks + chunk] (pi = −1 for an empty chunk).
-extern "C" __global__ void arg_reduce_partial(Layout rows_layout, i64 n, i64 xcol, int op, i64 len, double* pv, i64* pi,
-                                              const void* x, int xdt)
+// A partial result another block wrote in this launch: from L2 (.cg), never a line this SM's L1 may hold.
+__device__ __forceinline__ double arg_ld_cg(const double* p)
+{
+#ifdef __CUDA_ARCH__
+    double v;
+    asm volatile("ld.global.cg.f64 %0, [%1];" : "=d"(v) : "l"(p));
+    return v;
+#else
+    return *(const volatile double*)p;
+#endif
+}
+
+__device__ __forceinline__ i64 arg_ld_cg(const i64* p)
+{
+#ifdef __CUDA_ARCH__
+    i64 v;
+    asm volatile("ld.global.cg.s64 %0, [%1];" : "=l"(v) : "l"(p));
+    return v;
+#else
+    return *(const volatile i64*)p;
+#endif
+}
+
+// Few long rows in one launch: block (chunk blockIdx.x, row blockIdx.y) writes the best of elements
+// [chunk·len, chunk·len + len) of its row to pv/pi[row·chunks + chunk] (pi = −1 for an empty chunk), then takes a ticket
+// of its row; the block that draws the last one merges the row's chunks in chunk order into y. arg_better is a total
+// order on (value, index), so the winner is the one-block arg_reduce's whichever block comes last. atomicInc with limit
+// chunks − 1 wraps the ticket back to 0 at that last arrival, so the tickets (a buffer the launcher zeroed once) are 0
+// between launches, as a CUDA graph replay needs. One fence by thread 0 after the block's result is written orders it
+// before the ticket; the merging block's fence after its ticket orders its reads after every other chunk's writes.
+extern "C" __global__ void arg_reduce_split(Layout rows_layout, i64 n, i64 xcol, int op, i64 len, double* pv, i64* pi,
+                                            unsigned* tickets, i64* y, const void* x, int xdt)
 {
     __shared__ double sv[32];
     __shared__ i64 sidx[32];
+    __shared__ int last;
     i64 row = blockIdx.y, chunk = blockIdx.x, chunks = gridDim.x;
     i64 o[MAX_OPERANDS];
     offsets(rows_layout, row, 2, o);
@@ -236,23 +265,23 @@ extern "C" __global__ void arg_reduce_partial(Layout rows_layout, i64 n, i64 xco
     double best; i64 bi;
     arg_scan(op, x, xdt, o[1], xcol, j0, j1, best, bi);
     arg_block(op, best, bi, sv, sidx);
-    if (threadIdx.x == 0) { pv[row * chunks + chunk] = best; pi[row * chunks + chunk] = bi; }
-}
-
-// One block per row: the best of its chunks' results (arg_reduce_partial), into y.
-extern "C" __global__ void arg_reduce_combine(Layout rows_layout, i64 rows, i64 chunks, int op, i64* y, const double* pv, const i64* pi)
-{
-    __shared__ double sv[32];
-    __shared__ i64 sidx[32];
-    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    if (threadIdx.x == 0)
     {
-        i64 o[MAX_OPERANDS];
-        offsets(rows_layout, row, 2, o);
-        double best = 0; i64 bi = -1;
-        for (i64 c = threadIdx.x; c < chunks; c += blockDim.x)
-            if (arg_better(op, pv[row * chunks + c], pi[row * chunks + c], best, bi)) { best = pv[row * chunks + c]; bi = pi[row * chunks + c]; }
-        arg_block(op, best, bi, sv, sidx);
-        if (threadIdx.x == 0) y[o[0]] = bi;
-        __syncthreads();
+        pv[row * chunks + chunk] = best;
+        pi[row * chunks + chunk] = bi;
+        __threadfence();
+        last = atomicInc(&tickets[row], (unsigned)(chunks - 1)) == (unsigned)(chunks - 1);
+        if (last) __threadfence();
     }
+    __syncthreads();
+    if (!last) return;
+    best = 0; bi = -1;
+    for (i64 c = threadIdx.x; c < chunks; c += blockDim.x)
+    {
+        double v = arg_ld_cg(pv + row * chunks + c);
+        i64 i = arg_ld_cg(pi + row * chunks + c);
+        if (arg_better(op, v, i, best, bi)) { best = v; bi = i; }
+    }
+    arg_block(op, best, bi, sv, sidx);
+    if (threadIdx.x == 0) y[o[0]] = bi;
 }

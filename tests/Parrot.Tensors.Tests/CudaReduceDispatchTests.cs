@@ -28,6 +28,8 @@ public class CudaReduceDispatchTests
         Assert.That(CudaBackend.ArgReduceChunks(rows: 4096, n: 152064, multiprocessors: 132), Is.EqualTo(1), "many rows: a block per row fills the GPU");
         Assert.That(CudaBackend.ArgReduceChunks(rows: 1, n: 1000, multiprocessors: 132), Is.EqualTo(1), "short rows: one pass");
         Assert.That(CudaBackend.ArgReduceChunks(rows: 8, n: 152064, multiprocessors: 132) * 8, Is.LessThanOrEqualTo(2 * 132 + 8));
+        Assert.That(CudaBackend.ArgReduceChunks(rows: CudaBackend.ArgTicketCount + 1, n: 152064, multiprocessors: 4000), Is.EqualTo(1), "a ticket per split row");
+        Assert.That(CudaBackend.ArgReduceChunks(rows: CudaBackend.ArgTicketCount, n: 152064, multiprocessors: 4000), Is.GreaterThan(1));
     }
 
     [Test]

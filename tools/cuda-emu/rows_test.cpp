@@ -48,8 +48,9 @@ static long long arg_ref(int op, const double* row, long long n)
 
 // ArgMax, ArgMin and ArgMaxNaNLowest in f32, bf16 and f64 over rows of 1 to a vocabulary (152,064), values from a small
 // set (ties within and across chunks) with NaN, ±inf and ±0 sprinkled in, and rows of NaN only, of NaN and -inf, of ±0
-// only: arg_reduce (a block per row, a grid smaller than the rows) and the split path (arg_reduce_partial with its
-// chunks in a shuffled block order, then arg_reduce_combine) against the loops, the split equal to the one block.
+// only: arg_reduce (a block per row, a grid smaller than the rows) and the split path (arg_reduce_split, its chunks in
+// launch order, and for f32 reversed and shuffled too: another block merges each time) against the loops, the split equal to the one
+// block, and every ticket back at 0 after each launch (so the next launch, or graph replay, merges at its last chunk).
 static void arg_cases()
 {
     std::mt19937 rng(7);
@@ -77,21 +78,26 @@ static void arg_cases()
                 std::vector<long long> y1(R, -7);
                 launch(2, 64, [&] { red::arg_reduce(L, R, n, 1, op, y1.data(), x.data(), dt); });
                 for (long long chunks : {2LL, 3LL, 37LL})
-                {
-                    if (chunks > n) continue;
-                    const long long len = (n + chunks - 1) / chunks;
-                    std::vector<double> pv(R * chunks); std::vector<long long> pi(R * chunks, -9), y(R, -7);
-                    std::vector<unsigned> order(chunks);
-                    for (unsigned c = 0; c < chunks; c++) order[c] = c;
-                    for (int r = 0; r < R; r++)
+                    for (int how = 0; how < (dt == DT_F32 ? 3 : 1); how++) // block orders: launch, reversed, shuffled
                     {
-                        std::shuffle(order.begin(), order.end(), rng);
-                        launch((unsigned)chunks, 64, [&] { blockIdx.y = r; gridDim.y = R; red::arg_reduce_partial(L, n, 1, op, len, pv.data(), pi.data(), x.data(), dt); }, &order);
+                        if (chunks > n) continue;
+                        const long long len = (n + chunks - 1) / chunks;
+                        std::vector<double> pv(R * chunks); std::vector<long long> pi(R * chunks, -9), y(R, -7);
+                        std::vector<unsigned> tickets(R, 0);
+                        // The emulator runs one row's chunks per launch (blockIdx.y set by hand), in the given order.
+                        std::vector<unsigned> order(chunks);
+                        for (unsigned c = 0; c < chunks; c++) order[c] = how == 1 ? (unsigned)(chunks - 1 - c) : c;
+                        for (int r = 0; r < R; r++)
+                        {
+                            if (how == 2) std::shuffle(order.begin(), order.end(), rng);
+                            launch((unsigned)chunks, 64, [&] { blockIdx.y = r; gridDim.y = R; red::arg_reduce_split(L, n, 1, op, len, pv.data(), pi.data(), tickets.data(), y.data(), x.data(), dt); }, &order);
+                        }
+                        for (int r = 0; r < R; r++)
+                        {
+                            CHECK(y[r] == y1[r], "arg op %d dt %d n %lld row %d: %lld chunks (order %d) give %lld, one block %lld", op, dt, n, r, chunks, how, y[r], y1[r]);
+                            CHECK(tickets[r] == 0, "arg op %d n %lld row %d: ticket %u left after the launch", op, n, r, tickets[r]);
+                        }
                     }
-                    launch(2, 64, [&] { red::arg_reduce_combine(L, R, chunks, op, y.data(), pv.data(), pi.data()); });
-                    for (int r = 0; r < R; r++)
-                        CHECK(y[r] == y1[r], "arg op %d dt %d n %lld row %d: %lld chunks give %lld, one block %lld", op, dt, n, r, chunks, y[r], y1[r]);
-                }
                 for (int r = 0; r < R; r++)
                 {
                     long long want = arg_ref(op, v.data() + r * n, n);
