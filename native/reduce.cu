@@ -2,8 +2,8 @@
 // (operand 0). Floats accumulate in float64, integers in wrapping int64; Max/Min propagate NaN. `reduce` gives each
 // output element a block (few outputs, many elements each); `reduce_columns` gives it a column of 8 threads, so a
 // warp covers 32 neighbouring outputs (many outputs, few elements each: a sum over a leading axis reads coalesced).
-// ArgMax/ArgMin reduce the last axis of a [rows, n] view: one block per row, or for few long rows (the argmax over
-// a vocabulary in decode) arg_reduce_partial over chunks of a row on many blocks, then arg_reduce_combine.
+// ArgMax/ArgMin/ArgMaxNaNLowest reduce the last axis of a [rows, n] view: one block per row, or for few long rows (the
+// argmax over a vocabulary in decode) arg_reduce_split over chunks of a row on many blocks, the last of a row merging.
 #include "prelude.cuh"
 
 #define R_SUM 0
@@ -155,24 +155,33 @@ extern "C" __global__ void reduce_columns(Layout outer, i64 rows, Layout inner, 
     }
 }
 
-// Index of the largest (argmax) or smallest value along the last axis; ties give the lowest index, NaN wins.
+// Index of the largest (argmax) or smallest value along the last axis; ties give the lowest index, -0 = +0. `op` is
+// ArgReduceOp's order: A_MAX and A_MIN let NaN win (the first NaN), as PyTorch; A_MAX_NAN_LOWEST puts NaN below every
+// number, -inf included (the generator's greedy pick; a row of NaN only gives the first NaN, index 0).
+#define A_MAX 0
+#define A_MIN 1
+#define A_MAX_NAN_LOWEST 2
+
 // arg_better: whether candidate (ov, oi) beats the best so far (best, bi); oi < 0 is "no candidate", bi < 0 "none yet".
-__device__ __forceinline__ bool arg_better(int is_max, double ov, i64 oi, double best, i64 bi)
+// A total order on (value, index), so any merge order of partial results gives the same winner.
+__device__ __forceinline__ bool arg_better(int op, double ov, i64 oi, double best, i64 bi)
 {
     if (oi < 0) return false;
     if (bi < 0) return true;
     bool onan = ov != ov, bnan = best != best;
-    return (onan && !bnan) || (onan && bnan && oi < bi) || (!onan && !bnan && ((is_max ? ov > best : ov < best) || (ov == best && oi < bi)));
+    if (onan != bnan) return op == A_MAX_NAN_LOWEST ? bnan : onan;
+    if (onan) return oi < bi;
+    return (op == A_MIN ? ov < best : ov > best) || (ov == best && oi < bi);
 }
 
 // The block's best of its threads' (best, bi); thread 0 gets the answer. Callers synchronise around it.
-__device__ __forceinline__ void arg_block(int is_max, double& best, i64& bi, double* sv, i64* sidx)
+__device__ __forceinline__ void arg_block(int op, double& best, i64& bi, double* sv, i64* sidx)
 {
     for (int s = 16; s > 0; s >>= 1)
     {
         double ov = __shfl_down_sync(0xffffffffu, best, s);
         i64 oi = __shfl_down_sync(0xffffffffu, bi, s);
-        if ((threadIdx.x & 31) + s < 32 && arg_better(is_max, ov, oi, best, bi)) { best = ov; bi = oi; }
+        if ((threadIdx.x & 31) + s < 32 && arg_better(op, ov, oi, best, bi)) { best = ov; bi = oi; }
     }
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     __syncthreads();
@@ -182,22 +191,22 @@ __device__ __forceinline__ void arg_block(int is_max, double& best, i64& bi, dou
     {
         best = 0; bi = -1;
         for (int w = 0; w < warps; w++)
-            if (arg_better(is_max, sv[w], sidx[w], best, bi)) { best = sv[w]; bi = sidx[w]; }
+            if (arg_better(op, sv[w], sidx[w], best, bi)) { best = sv[w]; bi = sidx[w]; }
     }
 }
 
 // The best of elements [j0, j1) of a row (strided by xcol), per thread; j ascending, so ties keep the lowest index.
-__device__ __forceinline__ void arg_scan(int is_max, const void* x, int xdt, i64 base, i64 xcol, i64 j0, i64 j1, double& best, i64& bi)
+__device__ __forceinline__ void arg_scan(int op, const void* x, int xdt, i64 base, i64 xcol, i64 j0, i64 j1, double& best, i64& bi)
 {
     best = 0; bi = -1;
     for (i64 j = j0 + threadIdx.x; j < j1; j += blockDim.x)
     {
         double v = load<double>(x, xdt, base + j * xcol);
-        if (arg_better(is_max, v, j, best, bi)) { best = v; bi = j; }
+        if (arg_better(op, v, j, best, bi)) { best = v; bi = j; }
     }
 }
 
-extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 xcol, int is_max, i64* y, const void* x, int xdt)
+extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 xcol, int op, i64* y, const void* x, int xdt)
 {
     __shared__ double sv[32];
     __shared__ i64 sidx[32];
@@ -206,44 +215,73 @@ extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 x
         i64 o[MAX_OPERANDS];
         offsets(rows_layout, row, 2, o);
         double best; i64 bi;
-        arg_scan(is_max, x, xdt, o[1], xcol, 0, n, best, bi);
-        arg_block(is_max, best, bi, sv, sidx);
+        arg_scan(op, x, xdt, o[1], xcol, 0, n, best, bi);
+        arg_block(op, best, bi, sv, sidx);
         if (threadIdx.x == 0) y[o[0]] = bi;
         __syncthreads();
     }
 }
 
-// Block (chunk blockIdx.x, row blockIdx.y) writes the best of elements [chunk·len, chunk·len + len) of its row to
-// pv/pi[row·chunks + chunk] (pi = −1 for an empty chunk).
-extern "C" __global__ void arg_reduce_partial(Layout rows_layout, i64 n, i64 xcol, int is_max, i64 len, double* pv, i64* pi,
-                                              const void* x, int xdt)
+// A partial result another block wrote in this launch: from L2 (.cg), never a line this SM's L1 may hold.
+__device__ __forceinline__ double arg_ld_cg(const double* p)
+{
+#ifdef __CUDA_ARCH__
+    double v;
+    asm volatile("ld.global.cg.f64 %0, [%1];" : "=d"(v) : "l"(p));
+    return v;
+#else
+    return *(const volatile double*)p;
+#endif
+}
+
+__device__ __forceinline__ i64 arg_ld_cg(const i64* p)
+{
+#ifdef __CUDA_ARCH__
+    i64 v;
+    asm volatile("ld.global.cg.s64 %0, [%1];" : "=l"(v) : "l"(p));
+    return v;
+#else
+    return *(const volatile i64*)p;
+#endif
+}
+
+// Few long rows in one launch: block (chunk blockIdx.x, row blockIdx.y) writes the best of elements
+// [chunk·len, chunk·len + len) of its row to pv/pi[row·chunks + chunk] (pi = −1 for an empty chunk), then takes a ticket
+// of its row; the block that draws the last one merges the row's chunks in chunk order into y. arg_better is a total
+// order on (value, index), so the winner is the one-block arg_reduce's whichever block comes last. atomicInc with limit
+// chunks − 1 wraps the ticket back to 0 at that last arrival, so the tickets (a buffer the launcher zeroed once) are 0
+// between launches, as a CUDA graph replay needs. One fence by thread 0 after the block's result is written orders it
+// before the ticket; the merging block's fence after its ticket orders its reads after every other chunk's writes.
+extern "C" __global__ void arg_reduce_split(Layout rows_layout, i64 n, i64 xcol, int op, i64 len, double* pv, i64* pi,
+                                            unsigned* tickets, i64* y, const void* x, int xdt)
 {
     __shared__ double sv[32];
     __shared__ i64 sidx[32];
+    __shared__ int last;
     i64 row = blockIdx.y, chunk = blockIdx.x, chunks = gridDim.x;
     i64 o[MAX_OPERANDS];
     offsets(rows_layout, row, 2, o);
     i64 j0 = chunk * len, j1 = j0 + len < n ? j0 + len : n;
     double best; i64 bi;
-    arg_scan(is_max, x, xdt, o[1], xcol, j0, j1, best, bi);
-    arg_block(is_max, best, bi, sv, sidx);
-    if (threadIdx.x == 0) { pv[row * chunks + chunk] = best; pi[row * chunks + chunk] = bi; }
-}
-
-// One block per row: the best of its chunks' results (arg_reduce_partial), into y.
-extern "C" __global__ void arg_reduce_combine(Layout rows_layout, i64 rows, i64 chunks, int is_max, i64* y, const double* pv, const i64* pi)
-{
-    __shared__ double sv[32];
-    __shared__ i64 sidx[32];
-    for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
+    arg_scan(op, x, xdt, o[1], xcol, j0, j1, best, bi);
+    arg_block(op, best, bi, sv, sidx);
+    if (threadIdx.x == 0)
     {
-        i64 o[MAX_OPERANDS];
-        offsets(rows_layout, row, 2, o);
-        double best = 0; i64 bi = -1;
-        for (i64 c = threadIdx.x; c < chunks; c += blockDim.x)
-            if (arg_better(is_max, pv[row * chunks + c], pi[row * chunks + c], best, bi)) { best = pv[row * chunks + c]; bi = pi[row * chunks + c]; }
-        arg_block(is_max, best, bi, sv, sidx);
-        if (threadIdx.x == 0) y[o[0]] = bi;
-        __syncthreads();
+        pv[row * chunks + chunk] = best;
+        pi[row * chunks + chunk] = bi;
+        __threadfence();
+        last = atomicInc(&tickets[row], (unsigned)(chunks - 1)) == (unsigned)(chunks - 1);
+        if (last) __threadfence();
     }
+    __syncthreads();
+    if (!last) return;
+    best = 0; bi = -1;
+    for (i64 c = threadIdx.x; c < chunks; c += blockDim.x)
+    {
+        double v = arg_ld_cg(pv + row * chunks + c);
+        i64 i = arg_ld_cg(pi + row * chunks + c);
+        if (arg_better(op, v, i, best, bi)) { best = v; bi = i; }
+    }
+    arg_block(op, best, bi, sv, sidx);
+    if (threadIdx.x == 0) y[o[0]] = bi;
 }

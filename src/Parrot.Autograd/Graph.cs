@@ -20,6 +20,31 @@ public static class Graph
         public void Dispose() { if (!_done) { _done = true; _noGradDepth--; } }
     }
 
+    [ThreadStatic] private static bool _noGradientTargets;
+
+    /// <summary>
+    /// Whether rules may write gradients into the places their inputs offer (<see cref="Node.GradientTarget"/>); on
+    /// unless <see cref="WithoutGradientTargets"/> is open on this thread.
+    /// </summary>
+    public static bool GradientTargets => !_noGradientTargets;
+
+    /// <summary>
+    /// Until disposed, every rule on this thread makes new gradient tensors (gathered by copies where they were written
+    /// in place): the way before, for comparisons (tests and `parrot selftest` check both give the same bits).
+    /// </summary>
+    public static IDisposable WithoutGradientTargets()
+    {
+        bool before = _noGradientTargets;
+        _noGradientTargets = true;
+        return new Restore(() => _noGradientTargets = before);
+    }
+
+    private sealed class Restore(Action undo) : IDisposable
+    {
+        private Action? _undo = undo;
+        public void Dispose() { _undo?.Invoke(); _undo = null; }
+    }
+
     [ThreadStatic] private static int _checkpointDepth;
 
     /// <summary>

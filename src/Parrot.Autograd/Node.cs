@@ -38,6 +38,15 @@ public sealed class Node
     /// <summary>Whether input <paramref name="i"/> needs a gradient.</summary>
     public bool NeedsGrad(int i) => Inputs[i].RequiresGrad;
 
+    /// <summary>
+    /// A tensor of input <paramref name="i"/>'s shape (any strides, its dtype and device) to write that input's gradient
+    /// into instead of a new tensor, or null. Only for inputs that need a gradient, and only the first rule to ask gets
+    /// it (a region of a buffer the producer of the input gathers its gradients in: SplitLinear's packed q/k/v). A rule
+    /// that takes it must write every element and return that tensor as the input's gradient (or null: then the region
+    /// counts as no gradient), and must not read its own output gradient from it.
+    /// </summary>
+    public Tensor? GradientTarget(int i) => NeedsGrad(i) ? Inputs[i].ClaimGradientTarget() : null;
+
     /// <summary>Saved tensor <paramref name="i"/>.</summary>
     public Tensor Saved(int i)
     {

@@ -33,9 +33,16 @@ public sealed partial class Variable
         Tensor[] saved = mask is null ? [q.Value, k.Value, v.Value, o, lse] : [q.Value, k.Value, v.Value, o, lse, mask];
         return Graph.Record("ScaledDotProductAttention", o, [q, k, v], (n, g) =>
         {
+            // Gradients go where their inputs offer (Node.GradientTarget: the columns of a packed q/k/v projection's
+            // gradient, through the head split's views): no copy gathers them there after.
             var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(n.Saved(0), n.Saved(1), n.Saved(2), n.Saved(3), n.Saved(4), g,
-                mask is null ? null : n.Saved(5), causal, queryOffset, sc, n.NeedsGrad(0), n.NeedsGrad(1), n.NeedsGrad(2));
+                mask is null ? null : n.Saved(5), causal, queryOffset, sc, n.NeedsGrad(0), n.NeedsGrad(1), n.NeedsGrad(2),
+                Target(n, 0, g), Target(n, 1, g), Target(n, 2, g));
             return [dq, dk, dv];
         }, saved);
     }
+
+    /// <summary>Input <paramref name="i"/>'s gradient target, unless it shares memory with the gradient read (then none).</summary>
+    private static Tensor? Target(Node n, int i, Tensor g) =>
+        n.GradientTarget(i) is { } t && !ReferenceEquals(t.Storage, g.Storage) ? t : null;
 }

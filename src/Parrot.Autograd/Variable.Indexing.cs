@@ -95,7 +95,14 @@ public sealed partial class Variable
         // The rotation is orthogonal: its transpose is the rotation by −θ. Its result is laid out as x is: for q and k,
         // the head split of the projection's output ([B, T, H, D] memory seen as [B, H, T, D]), so the transpose and
         // reshape it goes back through are views, not a copy into [B, T, H·D] (two per layer). Same values.
+        // Where x offers a place for its gradient (a packed q/k/v projection's gradient columns, Node.GradientTarget),
+        // the rotation is written there and nothing gathers it after.
         var layout = Value.DimensionsByStride();
-        return Graph.Record("Rope", y, [this], (n, g) => [g.ApplyRope(n.Saved(0), -n.Saved(1), layout)], cos, sin);
+        return Graph.Record("Rope", y, [this], (n, g) =>
+        {
+            if (Target(n, 0, g) is not { } into) return [g.ApplyRope(n.Saved(0), -n.Saved(1), layout)];
+            g.ApplyRopeInto(n.Saved(0), -n.Saved(1), into);
+            return [into];
+        }, cos, sin);
     }
 }

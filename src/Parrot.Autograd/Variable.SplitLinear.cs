@@ -63,9 +63,15 @@ public sealed partial class Variable
             return parts.Select(p => new Variable(p)).ToArray();
         }
 
-        var gather = new GradientGather(sizes);
+        var gather = new GradientGather(sizes, outShape, y.DType, y.Device);
         var whole = Graph.Record(op, y, inputs, (node, g) => gather.Backward(node, g, rows, k, biases is not null), x2, joinedW);
-        return parts.Select((p, i) => Graph.Record(op + ".Part", p, [whole], (_, g) => [gather.Add(i, g)])).ToArray();
+        var outputs = parts.Select((p, i) => Graph.Record(op + ".Part", p, [whole], (_, g) => [gather.Add(i, g)])).ToArray();
+        for (int i = 0; i < outputs.Length; i++)
+        {
+            int part = i;
+            outputs[i].OfferGradientTarget(() => gather.Claim(part));
+        }
+        return outputs;
 
         void CheckOperand(Variable v, string what, int i)
         {
@@ -79,27 +85,38 @@ public sealed partial class Variable
     /// <summary>
     /// Collects the output gradients of <see cref="SplitLinear"/> into one [..., Σnᵢ] buffer and runs the joint backward.
     /// Every output is a consumer of the joint product, so the graph runs each output's rule (if a gradient reached it)
-    /// before the product's: the first output to run allocates the buffer, writes its region and hands the buffer to the
-    /// graph as the product's gradient; the others only write their regions (the graph's reference shares the storage).
-    /// The product's rule zero-fills the regions of outputs that got no gradient and releases the buffer.
+    /// before the product's: the first output to run hands the buffer to the graph as the product's gradient; each
+    /// writes its region, unless its gradient already is that region: each output offers its region as the place for
+    /// its gradient (<see cref="Node.GradientTarget"/>), so the rule making it (attention's dv, RoPE's backward for q
+    /// and k, seen through the head split's views) writes it there and nothing is copied. The buffer is made at the
+    /// first claim or arrival. The product's rule zero-fills the regions of outputs that got no gradient and releases it.
     /// </summary>
-    private sealed class GradientGather(int[] sizes)
+    private sealed class GradientGather(int[] sizes, int[] shape, DType dtype, Device device)
     {
-        private readonly bool[] _filled = new bool[sizes.Length];
+        private readonly bool[] _filled = new bool[sizes.Length], _claimed = new bool[sizes.Length];
+        private bool _handedOut;
         private Tensor? _buffer;
+
+        /// <summary>Part <paramref name="part"/>'s region for the rule making its gradient: once per backward, else null.</summary>
+        public Tensor? Claim(int part)
+        {
+            if (_claimed[part]) return null;
+            _claimed[part] = true;
+            return Region(part);
+        }
 
         public Tensor? Add(int part, Tensor g)
         {
-            bool first = _buffer is null;
-            if (first)
+            using (var region = Region(part))
             {
-                var shape = g.Shape.ToArray();
-                shape[^1] = sizes.Sum();
-                _buffer = TensorScope.Detach(Tensor.Empty(shape, g.DType, g.Device));
+                bool inPlace = ReferenceEquals(g.Storage, region.Storage) && g.Offset == region.Offset
+                               && g.Shape.SequenceEqual(region.Shape) && g.Strides.SequenceEqual(region.Strides);
+                if (!inPlace) region.CopyFrom(g);
             }
-            using (var region = _buffer!.Narrow(-1, Start(part), sizes[part])) region.CopyFrom(g);
             _filled[part] = true;
-            return first ? _buffer.Alias() : null;
+            if (_handedOut) return null;
+            _handedOut = true;
+            return _buffer!.Alias();
         }
 
         public Tensor?[] Backward(Node node, Tensor g, int rows, int k, bool hasBias)
@@ -135,8 +152,16 @@ public sealed partial class Variable
             {
                 _buffer?.Dispose();
                 _buffer = null;
+                _handedOut = false;
                 Array.Clear(_filled);
+                Array.Clear(_claimed);
             }
+        }
+
+        private Tensor Region(int part)
+        {
+            _buffer ??= TensorScope.Detach(Tensor.Empty(shape, dtype, device));
+            return _buffer.Narrow(-1, Start(part), sizes[part]);
         }
 
         private int Start(int part)

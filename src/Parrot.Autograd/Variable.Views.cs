@@ -15,7 +15,9 @@ public sealed partial class Variable
     {
         if (Untracked) return new Variable(Value.Reshape(shape));
         var from = Shape.ToArray();
-        return ViewOp("Reshape", Value.Reshape(shape), g => g.Reshape(from));
+        var y = ViewOp("Reshape", Value.Reshape(shape), g => g.Reshape(from));
+        var to = y.Shape.ToArray();
+        return y.OfferThrough(this, t => t.TryViewAs(to));
     }
 
     /// <summary>Flattens dims start..end into one.</summary>
@@ -33,12 +35,14 @@ public sealed partial class Variable
         if (Untracked) return new Variable(y);
         var inverse = new int[order.Length];
         for (int i = 0; i < order.Length; i++) inverse[Tensor.NormalizeAxis(order[i], order.Length, "Permute")] = i;
-        return ViewOp("Permute", y, g => g.Permute(inverse));
+        var forward = (int[])order.Clone();
+        return ViewOp("Permute", y, g => g.Permute(inverse)).OfferThrough(this, t => t.Permute(forward));
     }
 
     /// <summary>Swaps two dims.</summary>
     public Variable Transpose(int axis0 = -2, int axis1 = -1) =>
-        Untracked ? new Variable(Value.Transpose(axis0, axis1)) : ViewOp("Transpose", Value.Transpose(axis0, axis1), g => g.Transpose(axis0, axis1));
+        Untracked ? new Variable(Value.Transpose(axis0, axis1))
+            : ViewOp("Transpose", Value.Transpose(axis0, axis1), g => g.Transpose(axis0, axis1)).OfferThrough(this, t => t.Transpose(axis0, axis1));
 
     /// <summary>A range along one dim.</summary>
     public Variable Narrow(int axis, int start, int length)

@@ -14,24 +14,40 @@ public static class GreedyToken
     /// Returns int64 [B] on the logits' device; no host read.
     /// </summary>
     /// <remarks>
-    /// The host reads logits as float32 (<c>ToFloatArray</c>), so the values compared are the float32 ones (float64 logits
-    /// are rounded first, which may merge neighbours into a tie, as on the host; f32, bf16 and f16 are already exact).
-    /// <see cref="Tensor.ArgMax(int, bool)"/> alone lets NaN win (as PyTorch), the host pick lets it lose. So the ArgMax
-    /// runs over float64 keys: NaN → −∞ and −∞ → −1e300, below every float32 number but above the NaNs, which keeps the
-    /// order of everything else (float32 widens exactly) and the ties where they were. A few elementwise passes over
-    /// [B, V]: microseconds on a GPU, against the 0.6 MB per row a logits read moves and the host's scan.
+    /// The host reads logits as float32 (<c>ToFloatArray</c>), so the values compared are the float32 ones: float64
+    /// logits are rounded first (which may merge neighbours into a tie, as on the host; f32, bf16 and f16 are compared
+    /// as they are). The rule is the backend's <see cref="ArgReduceOp.ArgMaxNaNLowest"/> (plain
+    /// <see cref="Tensor.ArgMax(int, bool)"/> lets NaN win, as PyTorch): one reduction over [B, V], the launches of an
+    /// ArgMax.
     /// </remarks>
     public static Tensor Pick(Tensor logits)
+    {
+        Check(logits);
+        if (logits.DType != DType.F64) return logits.ArgMaxNaNLowest(1);
+        using var rounded = logits.To(DType.F32);
+        return rounded.ArgMaxNaNLowest(1);
+    }
+
+    /// <summary>
+    /// <see cref="Pick"/> written into <paramref name="ids"/> (int64 [B], any stride, on the logits' device): a decode
+    /// step that keeps its next ids in a buffer of its own (a CUDA graph's) writes them there, without a copy after.
+    /// </summary>
+    public static void PickInto(Tensor logits, Tensor ids)
+    {
+        Check(logits);
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.DType != DType.I64 || ids.Rank != 1 || ids.Dim(0) != logits.Dim(0) || ids.Device != logits.Device)
+            throw new ArgumentException($"GreedyToken: ids {ids.ShapeString()} {ids.DType.Name()} on {ids.Device} must be int64 [{logits.Dim(0)}] on {logits.Device}");
+        using var rounded = logits.DType == DType.F64 ? logits.To(DType.F32) : null;
+        var x = rounded ?? logits;
+        using var column = ids.Unsqueeze(1); // the backend writes the keep-dim shape [B, 1]
+        x.Backend.ArgReduce(ArgReduceOp.ArgMaxNaNLowest, x, 1, column);
+    }
+
+    private static void Check(Tensor logits)
     {
         ArgumentNullException.ThrowIfNull(logits);
         if (logits.Rank != 2 || !logits.DType.IsFloat())
             throw new ArgumentException($"GreedyToken: logits {logits.ShapeString()} {logits.DType.Name()} must be float [rows, vocab]");
-        using var scope = TensorScope.Begin();
-        // float32, bf16 and f16 widen exactly; float64 goes through float32 first.
-        var x = (logits.DType == DType.F64 ? logits.To(DType.F32) : logits).To(DType.F64);
-        var low = Tensor.Scalar(-1e300, DType.F64, logits.Device);
-        var never = Tensor.Scalar(double.NegativeInfinity, DType.F64, logits.Device);
-        var keys = Tensor.Where(x.Ne(x), never, x.Maximum(low));
-        return scope.Keep(keys.ArgMax(1));
     }
 }

@@ -20,9 +20,14 @@ public sealed partial class Tensor
     /// <param name="qGrad">Whether to compute dq.</param>
     /// <param name="kGrad">Whether to compute dk.</param>
     /// <param name="vGrad">Whether to compute dv.</param>
+    /// <param name="dqInto">Where to write dq (its shape, q's dtype and device, any strides, no memory shared with the
+    /// operands) instead of a new tensor; it is then returned as dq, and asked for whatever <paramref name="qGrad"/> says.</param>
+    /// <param name="dkInto">Likewise for dk.</param>
+    /// <param name="dvInto">Likewise for dv (a gradient written straight into a packed q/k/v gradient's columns).</param>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit.</exception>
     public static (Tensor? Dq, Tensor? Dk, Tensor? Dv) ScaledDotProductAttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor logSumExp, Tensor dO,
-        Tensor? mask, bool causal, int queryOffset, double scale, bool qGrad = true, bool kGrad = true, bool vGrad = true)
+        Tensor? mask, bool causal, int queryOffset, double scale, bool qGrad = true, bool kGrad = true, bool vGrad = true,
+        Tensor? dqInto = null, Tensor? dkInto = null, Tensor? dvInto = null)
     {
         const string op = "ScaledDotProductAttentionBackward";
         ArgumentNullException.ThrowIfNull(q);
@@ -60,12 +65,26 @@ public sealed partial class Tensor
                 throw new ArgumentException($"{op}: the mask {mask.ShapeString()} ({mask.DType.Name()}) is not a float mask broadcastable to {ShapeString(full)}");
             m = mask.Expand(full);
         }
-        var dq = qGrad ? Empty([b, h, t, d], q.DType, q.Device) : null;
-        var dk = kGrad ? Empty([b, hkv, s, d], q.DType, q.Device) : null;
-        var dvv = vGrad ? Empty([b, hkv, s, dv], q.DType, q.Device) : null;
+        Tensor[] operands = mask is null ? [q, k, v, o, logSumExp, dO] : [q, k, v, o, logSumExp, dO, mask];
+        var dq = Output(dqInto, "dqInto", [b, h, t, d], qGrad);
+        var dk = Output(dkInto, "dkInto", [b, hkv, s, d], kGrad);
+        var dvv = Output(dvInto, "dvInto", [b, hkv, s, dv], vGrad);
         if (dq is null && dk is null && dvv is null) return (null, null, null);
         q.Backend.AttentionBackward(q, k, v, o, dO, logSumExp, m, causal, queryOffset, scale, dq, dk, dvv);
-        return (dq is null ? null : scope.Keep(dq), dk is null ? null : scope.Keep(dk), dvv is null ? null : scope.Keep(dvv));
+        return (Keep(dq, dqInto), Keep(dk, dkInto), Keep(dvv, dvInto));
+
+        Tensor? Output(Tensor? into, string name, int[] shape, bool asked)
+        {
+            if (into is null) return asked ? Empty(shape, q.DType, q.Device) : null;
+            into.EnsureAlive(op);
+            if (!into._shape.AsSpan().SequenceEqual(shape) || into.DType != q.DType || into.Device != q.Device)
+                throw new ArgumentException($"{op}: {name} {into.ShapeString()} {into.DType.Name()} on {into.Device} must be {ShapeString(shape)} {q.DType.Name()} on {q.Device}");
+            if (operands.Any(x => ReferenceEquals(x.Storage, into.Storage)))
+                throw new ArgumentException($"{op}: {name} shares memory with an operand");
+            return into;
+        }
+
+        Tensor? Keep(Tensor? grad, Tensor? into) => grad is null || ReferenceEquals(grad, into) ? grad : scope.Keep(grad);
     }
 
     /// <summary>

@@ -95,6 +95,13 @@ public sealed partial class Tensor
     /// <summary>Index (I64) of the largest value along <paramref name="axis"/>; ties give the first index, NaN wins (PyTorch's rule).</summary>
     public Tensor ArgMax(int axis, bool keepDim = false) => ArgReduce(ArgReduceOp.ArgMax, axis, keepDim);
 
+    /// <summary>
+    /// Index (I64) of the largest value along <paramref name="axis"/> with NaN below every number, −∞ included; ties
+    /// give the first index, -0 = +0, and a run of NaN only gives 0: the generator's greedy pick (values compared in
+    /// this tensor's dtype).
+    /// </summary>
+    public Tensor ArgMaxNaNLowest(int axis, bool keepDim = false) => ArgReduce(ArgReduceOp.ArgMaxNaNLowest, axis, keepDim);
+
     /// <summary>Index (I64) of the smallest value along <paramref name="axis"/>; ties give the first index, NaN wins.</summary>
     public Tensor ArgMin(int axis, bool keepDim = false) => ArgReduce(ArgReduceOp.ArgMin, axis, keepDim);
 

@@ -36,6 +36,24 @@ public sealed partial class Tensor
         return y;
     }
 
+    /// <summary>
+    /// <see cref="ApplyRope(Tensor, Tensor)"/> written into <paramref name="output"/> (this shape and dtype, this
+    /// device, any strides, no memory shared with this tensor): a gradient written straight into its consumer's buffer.
+    /// </summary>
+    public void ApplyRopeInto(Tensor cos, Tensor sin, Tensor output)
+    {
+        const string op = "ApplyRopeInto";
+        CheckRope(op, "x", cos, sin);
+        ArgumentNullException.ThrowIfNull(output);
+        output.EnsureAlive(op);
+        if (!output._shape.AsSpan().SequenceEqual(_shape) || output.DType != DType || output.Device != Device)
+            throw new ArgumentException($"{op}: output {output.ShapeString()} {output.DType.Name()} on {output.Device} must be {ShapeString()} {DType.Name()} on {Device}");
+        if (ReferenceEquals(output.Storage, Storage)) throw new ArgumentException($"{op}: the output shares memory with x");
+        using var c = cos.Expand(_shape);
+        using var s = sin.Expand(_shape);
+        if (output.Count > 0) Backend.Rope(this, c, s, output);
+    }
+
     /// <summary>ApplyRope's checks of this tensor (called <paramref name="name"/> in messages) and its tables.</summary>
     private void CheckRope(string op, string name, Tensor cos, Tensor sin)
     {

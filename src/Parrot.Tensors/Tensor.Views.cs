@@ -25,6 +25,14 @@ public sealed partial class Tensor
         return View(target, strides, Offset);
     }
 
+    /// <summary>The same data with a new shape as a view, or null when the strides do not allow one (no copy either way).</summary>
+    public Tensor? TryViewAs(params int[] shape)
+    {
+        EnsureAlive("View");
+        var target = InferShape(shape, "View");
+        return TryViewStrides(target, out var strides) ? View(target, strides, Offset) : null;
+    }
+
     /// <summary>Flattens dimensions start..end (inclusive) into one.</summary>
     public Tensor Flatten(int start = 0, int end = -1)
     {

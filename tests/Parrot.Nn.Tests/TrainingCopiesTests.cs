@@ -1,4 +1,5 @@
 using Parrot.Autograd;
+using Parrot.Nn.Layers;
 using Parrot.Nn.Models.Qwen2;
 using Parrot.Nn.Optim;
 using Parrot.Tensors;
@@ -10,8 +11,11 @@ namespace Parrot.Nn.Tests;
 /// The copies a training step asks of its device (the test device logs every <c>Copy</c>: on a GPU a copy_cast or
 /// cast kernel or a device-to-device memcpy) and the results they must not change. Two sources were removed: the
 /// clone of every parameter's gradient into <c>Grad</c> (one memcpy per parameter per step; now the gradient tensor
-/// itself is kept when nothing else shares it) and the copies of the logits in the causal-LM loss (a reshape copy
-/// of the narrowed [B, T−1, V] forward, a zeroed [B, T, V] plus a scatter copy backward: 1.2 GB each at Qwen2-0.5B).
+/// itself is kept when nothing else shares it), the copies of the logits in the causal-LM loss (a reshape copy
+/// of the narrowed [B, T−1, V] forward, a zeroed [B, T, V] plus a scatter copy backward: 1.2 GB each at Qwen2-0.5B),
+/// and per attention layer the reshape of v's gradient and the gather of the q, k and v gradients into the packed
+/// projection's gradient (4 per layer, 96 a step at Qwen2-0.5B): RoPE's and attention's backward now write them into
+/// its columns (<see cref="Node.GradientTarget"/>), the same bits as with the copies.
 /// </summary>
 public class TrainingCopiesTests
 {
@@ -66,22 +70,124 @@ public class TrainingCopiesTests
         // The loss: only the labels' shift (an int64 [2, 5] copy into the [2, 6] targets); no copy of logits.
         Assert.That(copies.Count(c => c.Callers.Contains("NextTokenCrossEntropy") && c.SrcShape.Length == 2 && c.SrcType == DType.I64), Is.EqualTo(1));
         Assert.That(copies.Where(c => c.DstShape.Length > 0 && c.DstShape[^1] == Tiny.VocabSize), Is.Empty, "was 2: the narrowed logits' reshape forward, the scatter of their gradient backward");
-        // What is left, per layer: the reshape of v's gradient out of the transposed head layout (q's and k's come out
-        // of RoPE's backward already in the projection's [B, T, H, D] layout: no copy), and the gather of the q, k and v
-        // gradients into the packed projection's gradient (4); with bf16, the master weights' casts back to bf16 (26:
-        // the test device is no CudaBackend, where MixedPrecisionAdamW writes the bf16 weights in its own kernel)
-        // and the norms' weight gradients (f32 sums) cast to bf16 (5); three scalars of the loss. (The norms' f32
-        // weight gradients were also "cast" to f32 — a copy each — before.)
-        int expected = 1 + 2 * 4 + 3 + (dt == DType.BF16 ? 26 + 5 : 0);
-        Assert.That(copies, Has.Count.EqualTo(expected), "was 49 (f32) and 75 (bf16)");
+        // What is left: with bf16, the master weights' casts back to bf16 (26: the test device is no CudaBackend, where
+        // MixedPrecisionAdamW writes the bf16 weights in its own kernel) and the norms' weight gradients (f32 sums) cast
+        // to bf16 (5); three scalars of the loss. None per attention layer: v's gradient reshape and the gather of q's,
+        // k's and v's into the packed projection's gradient (4 a layer) are gone, RoPE's and attention's backward
+        // writing into its columns. (The norms' f32 weight gradients were also "cast" to f32 — a copy each — before.)
+        Assert.That(copies.Where(c => c.Callers.Contains("GradientGather") || c.Callers.Contains("Attention")), Is.Empty, "was 4 per layer");
+        int expected = 1 + 3 + (dt == DType.BF16 ? 26 + 5 : 0);
+        Assert.That(copies, Has.Count.EqualTo(expected), "was 49 (f32) and 75 (bf16), then 12 and 43");
         long bytes = copies.Sum(c => c.WrittenBytes);
         TestContext.Out.WriteLine($"{copies.Count} copies, {bytes} bytes written");
-        int e = dt.SizeOf();
-        long perLayer = 2 * 6 * 16 * e                                    // v's activation gradient: reshape
-            + 2 * 6 * (32 + 16 + 16) * e;                       // q/k/v activation gradients: gather
         long parameters = 50 * 32 + 2 * (1024 + 32 + 2 * (512 + 16) + 1024 + 3 * 48 * 32 + 2 * 32) + 32;
-        long expectedBytes = 2 * perLayer + 2 * 5 * 8 + 3 * 4 + (dt == DType.BF16 ? parameters * 2 + 5 * 32 * 2 : 0);
-        Assert.That(bytes, Is.EqualTo(expectedBytes), "before: + every parameter's gradient clone, two logits-sized copies (2 × 2·5·50 elements), q's and k's reshapes");
+        long expectedBytes = 2 * 5 * 8 + 3 * 4 + (dt == DType.BF16 ? parameters * 2 + 5 * 32 * 2 : 0);
+        Assert.That(bytes, Is.EqualTo(expectedBytes), "before: + every parameter's gradient clone, two logits-sized copies (2 × 2·5·50 elements), q's and k's reshapes, then v's reshape and the q/k/v gather");
+    }
+
+    /// <summary>
+    /// Gradients written where the packed q/k/v projection's gradient gathers them (<see cref="Node.GradientTarget"/>)
+    /// are those gathered by copies, bit for bit: every parameter of a Qwen2 step (RoPE's backward writes q's and k's,
+    /// attention's v's), with activation checkpointing too (the targets inside the recomputed segments).
+    /// </summary>
+    [Test]
+    public void GradientsWrittenIntoThePackedProjectionAreTheGatheredOnes([Values("f32", "bf16")] string name, [Values(false, true)] bool checkpointing)
+    {
+        var dt = name == "f32" ? DType.F32 : DType.BF16;
+        float[][] Grads(bool targets, out int copies)
+        {
+            using var m = new Qwen2ForCausalLM(Tiny, 1, dt) { GradientCheckpointing = checkpointing };
+            m.To(TestDevice.Get());
+            using var scope = TensorScope.Begin();
+            using var off = targets ? null : Graph.WithoutGradientTargets();
+            var x = Tensor.FromArray(Ids(0), TestDevice.Get(), 2, 6);
+            var log = new List<CopyRecord>();
+            TestDevice.Backend.CopyLog = log;
+            try { Losses.NextTokenCrossEntropy(m.Forward(x), x).Backward(); }
+            finally { TestDevice.Backend.CopyLog = null; }
+            copies = log.Count(c => !c.InsideCpuKernel && c.Callers.Contains("GradientGather"));
+            return m.Parameters().Select(p => p.Grad!.ToFloatArray()).ToArray();
+        }
+        var gathered = Grads(false, out int before);
+        var written = Grads(true, out int after);
+        Assert.That(before, Is.EqualTo(2 * 3), "the gather's copies without targets: q, k and v per layer");
+        Assert.That(after, Is.Zero);
+        for (int i = 0; i < gathered.Length; i++) Assert.That(written[i], Is.EqualTo(gathered[i]), $"parameter {i}'s gradient, bit for bit");
+    }
+
+    /// <summary>
+    /// Attention without RoPE (CLIP's, grouped-query here too): attention's backward writes all three of q's, k's and v's
+    /// gradients into the packed projection's gradient; the input's and parameters' gradients are the gathered ones, bit
+    /// for bit, and the backward copies nothing. With RoPE, q's and k's come from RoPE's backward.
+    /// </summary>
+    [Test]
+    public void AttentionsGradientsGoStraightIntoThePackedProjection([Values("f32", "bf16")] string name, [Values(false, true)] bool rope)
+    {
+        var dt = name == "f32" ? DType.F32 : DType.BF16;
+        var dev = TestDevice.Get();
+        float[][] Grads(bool targets, out List<CopyRecord> log)
+        {
+            using var layer = new Attention(32, 4, 2, qkvBias: true, outBias: true, "out_proj", 5, dt);
+            layer.To(dev);
+            using var scope = TensorScope.Begin();
+            using var off = targets ? null : Graph.WithoutGradientTargets();
+            using var f = Tensor.Normal([2, 6, 32], 11, 0, 1);
+            var x = new Variable(f.To(dt).To(dev), requiresGrad: true);
+            (Tensor, Tensor)? tables = rope ? Tensor.RopeTables(0, 6, 8, 10000.0, dev) : null;
+            var y = layer.Forward(x, causal: rope, tables);
+            using var w = Tensor.Normal([2, 6, 32], 12, 0, 1);
+            var loss = (y * new Variable(w.To(dt).To(dev))).Sum();
+            log = new List<CopyRecord>();
+            TestDevice.Backend.CopyLog = log;
+            try { loss.Backward(); }
+            finally { TestDevice.Backend.CopyLog = null; }
+            return layer.Parameters().Append(x).Select(p => p.Grad!.ToFloatArray()).ToArray();
+        }
+        var gathered = Grads(false, out var before);
+        var written = Grads(true, out var after);
+        Assert.That(before.Count(c => !c.InsideCpuKernel && (c.Callers.Contains("GradientGather") || c.Callers.Contains("Reshape"))), Is.EqualTo(rope ? 3 + 1 : 3 * 2),
+            "without targets: the gather's three copies, and v's reshape (with RoPE) or q's, k's and v's (without)");
+        foreach (var c in after.Where(c => !c.InsideCpuKernel)) TestContext.Out.WriteLine(c);
+        Assert.That(after.Where(c => !c.InsideCpuKernel && (c.Callers.Contains("GradientGather") || c.Callers.Contains("Reshape"))), Is.Empty);
+        for (int i = 0; i < gathered.Length; i++) Assert.That(written[i], Is.EqualTo(gathered[i]), $"gradient {i}, bit for bit");
+    }
+
+    /// <summary>
+    /// Projections consumed twice (each head view, one made by Permute, by two attentions in swapped roles): only the first rule to ask gets a
+    /// region, the other makes its own gradient and the graph sums them (then gathered by a copy), so the gradients are
+    /// those gathered by copies, bit for bit, with fewer copies. A region handed out twice would be overwritten.
+    /// </summary>
+    [Test]
+    public void APartConsumedTwiceGetsItsRegionOnce()
+    {
+        var dev = TestDevice.Get();
+        float[][] Grads(bool targets, out int copies)
+        {
+            using var scope = TensorScope.Begin();
+            using var off = targets ? null : Graph.WithoutGradientTargets();
+            Variable Param(ulong seed, params int[] shape) => new(Tensor.Normal(shape, seed, 0, 1).To(dev), requiresGrad: true);
+            var x = Param(1, 2, 5, 16);
+            Variable[] ws = [Param(2, 16, 16), Param(3, 8, 16), Param(4, 8, 16)];
+            var p = Variable.SplitLinear(x, ws);
+            var q = p[0].Reshape(2, 5, 2, 8).Transpose(1, 2);
+            var k = p[1].Reshape(2, 5, 1, 8).Permute(0, 2, 1, 3);
+            var v = p[2].Reshape(2, 5, 1, 8).Transpose(1, 2);
+            var kq = p[0].Reshape(2, 5, 2, 8).Narrow(2, 0, 1).Transpose(1, 2); // q's first head as keys and values
+            var o1 = Variable.ScaledDotProductAttention(q, k, v, causal: true);
+            var o2 = Variable.ScaledDotProductAttention(k, kq, kq, causal: false);
+            var o3 = Variable.ScaledDotProductAttention(v, k, v, causal: true);
+            var loss = (o1 * o1).Sum() + (o2 * 3).Sum() + (o3 * o3 * o3).Sum();
+            var log = new List<CopyRecord>();
+            TestDevice.Backend.CopyLog = log;
+            try { loss.Backward(); }
+            finally { TestDevice.Backend.CopyLog = null; }
+            copies = log.Count(c => !c.InsideCpuKernel);
+            return ws.Append(x).Select(w => w.Grad!.ToFloatArray()).ToArray();
+        }
+        var gathered = Grads(false, out int before);
+        var written = Grads(true, out int after);
+        for (int i = 0; i < gathered.Length; i++) Assert.That(written[i], Is.EqualTo(gathered[i]), $"gradient {i}, bit for bit");
+        Assert.That(after, Is.LessThan(before), "some gradient went straight into its region");
     }
 
     /// <summary>The loss over shifted targets equals the narrowed-logits loss: gradients bit for bit, the loss to a rounding.</summary>

@@ -113,6 +113,40 @@ public class AttentionBackwardTests
         Assert.That(dk!.Shape.ToArray(), Is.EqualTo(new[] { 1, 1, 3, 4 }));
     }
 
+    /// <summary>dq/dk/dv written into given tensors (columns of one packed [B, T, (H + 2·Hkv)·D] buffer, as the head
+    /// split sees them): the same bits as new tensors, the tensors themselves returned; misfits throw.</summary>
+    [Test]
+    public void GradientsWrittenIntoGivenTensorsAreTheSame([Values(DType.F32, DType.BF16)] DType dtype)
+    {
+        using var scope = TensorScope.Begin();
+        var q = Tensor.Normal([2, 4, 5, 8], 1).To(dtype);
+        var k = Tensor.Normal([2, 2, 5, 8], 2).To(dtype);
+        var v = Tensor.Normal([2, 2, 5, 8], 3).To(dtype);
+        var o = Tensor.ScaledDotProductAttention(q, k, v, out var lse, causal: true);
+        var dO = Tensor.Normal([2, 4, 5, 8], 4).To(dtype);
+        var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(q, k, v, o, lse, dO, null, true, 0, 0.3);
+        var packed = Tensor.Full([2, 5, 64], 7, dtype);
+        var iq = packed.Narrow(2, 0, 32).Reshape(2, 5, 4, 8).Transpose(1, 2);
+        var ik = packed.Narrow(2, 32, 16).Reshape(2, 5, 2, 8).Transpose(1, 2);
+        var iv = packed.Narrow(2, 48, 16).Reshape(2, 5, 2, 8).Transpose(1, 2);
+        var (wq, wk, wv) = Tensor.ScaledDotProductAttentionBackward(q, k, v, o, lse, dO, null, true, 0, 0.3, dqInto: iq, dkInto: ik, dvInto: iv);
+        Assert.That(wq, Is.SameAs(iq));
+        Assert.That(wk, Is.SameAs(ik));
+        Assert.That(wv, Is.SameAs(iv));
+        Assert.That(iq.ToFloatArray(), Is.EqualTo(dq!.ToFloatArray()));
+        Assert.That(ik.ToFloatArray(), Is.EqualTo(dk!.ToFloatArray()));
+        Assert.That(iv.ToFloatArray(), Is.EqualTo(dv!.ToFloatArray()));
+        // Only dv given, only dv asked for: the others stay null.
+        var alone = Tensor.Empty([2, 2, 5, 8], dtype);
+        var (nq, nk, av) = Tensor.ScaledDotProductAttentionBackward(q, k, v, o, lse, dO, null, true, 0, 0.3, qGrad: false, kGrad: false, vGrad: false, dvInto: alone);
+        Assert.That(nq, Is.Null);
+        Assert.That(nk, Is.Null);
+        Assert.That(av!.ToFloatArray(), Is.EqualTo(dv.ToFloatArray()));
+        Assert.Throws<ArgumentException>(() => Tensor.ScaledDotProductAttentionBackward(q, k, v, o, lse, dO, null, true, 0, 0.3, dvInto: Tensor.Empty([2, 2, 5, 4], dtype)));
+        Assert.Throws<ArgumentException>(() => Tensor.ScaledDotProductAttentionBackward(q, k, v, o, lse, dO, null, true, 0, 0.3, dvInto: Tensor.Empty([2, 2, 5, 8], DType.F64)));
+        Assert.Throws<ArgumentException>(() => Tensor.ScaledDotProductAttentionBackward(q, k, v, o, lse, dO, null, true, 0, 0.3, dqInto: dO));
+    }
+
     [Test]
     public void ALogSumExpOfTheWrongShapeThrowsNamingTheOp()
     {

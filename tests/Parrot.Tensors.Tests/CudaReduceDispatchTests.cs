@@ -28,5 +28,18 @@ public class CudaReduceDispatchTests
         Assert.That(CudaBackend.ArgReduceChunks(rows: 4096, n: 152064, multiprocessors: 132), Is.EqualTo(1), "many rows: a block per row fills the GPU");
         Assert.That(CudaBackend.ArgReduceChunks(rows: 1, n: 1000, multiprocessors: 132), Is.EqualTo(1), "short rows: one pass");
         Assert.That(CudaBackend.ArgReduceChunks(rows: 8, n: 152064, multiprocessors: 132) * 8, Is.LessThanOrEqualTo(2 * 132 + 8));
+        Assert.That(CudaBackend.ArgReduceChunks(rows: CudaBackend.ArgTicketCount + 1, n: 152064, multiprocessors: 4000), Is.EqualTo(1), "a ticket per split row");
+        Assert.That(CudaBackend.ArgReduceChunks(rows: CudaBackend.ArgTicketCount, n: 152064, multiprocessors: 4000), Is.GreaterThan(1));
+    }
+
+    [Test]
+    public void TheArgKernelsOpCodesAreArgReduceOpsValues()
+    {
+        // The launcher passes (int)op; reduce.cu names the codes.
+        string src = KernelSources.Read("reduce.cu");
+        Assert.That(src, Does.Match($@"#define A_MAX {(int)ArgReduceOp.ArgMax}\b"));
+        Assert.That(src, Does.Match($@"#define A_MIN {(int)ArgReduceOp.ArgMin}\b"));
+        Assert.That(src, Does.Match($@"#define A_MAX_NAN_LOWEST {(int)ArgReduceOp.ArgMaxNaNLowest}\b"));
+        Assert.That(Enum.GetValues<ArgReduceOp>(), Has.Length.EqualTo(3), "a new op needs its code in reduce.cu");
     }
 }

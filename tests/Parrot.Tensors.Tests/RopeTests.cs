@@ -155,6 +155,24 @@ public class RopeTests
         Assert.That(lhs, Is.EqualTo(rhs).Within(1e-10 * (1 + Math.Abs(lhs))));
     }
 
+    /// <summary>ApplyRopeInto a strided output (the head split of a packed buffer): ApplyRope's bits; misfits throw.</summary>
+    [Test]
+    public void ApplyRopeIntoAStridedOutputIsApplyRope([Values(DType.F32, DType.BF16)] DType dtype)
+    {
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Normal([2, 3, 5, 8], 6).To(dtype);
+        var (cos, sin) = Tensor.RopeTables(0, 5, 8, 10_000.0);
+        var packed = Tensor.Full([2, 5, 40], 3, dtype);
+        var into = packed.Narrow(2, 8, 24).Reshape(2, 5, 3, 8).Transpose(1, 2);
+        x.ApplyRopeInto(cos, sin, into);
+        Assert.That(into.ToFloatArray(), Is.EqualTo(x.ApplyRope(cos, sin).ToFloatArray()));
+        Assert.That(packed.Narrow(2, 0, 8).ToFloatArray(), Is.All.EqualTo(3f), "nothing outside the view");
+        Assert.That(packed.Narrow(2, 32, 8).ToFloatArray(), Is.All.EqualTo(3f));
+        Assert.Throws<ArgumentException>(() => x.ApplyRopeInto(cos, sin, Tensor.Empty([2, 3, 5, 4], dtype)));
+        Assert.Throws<ArgumentException>(() => x.ApplyRopeInto(cos, sin, Tensor.Empty([2, 3, 5, 8], DType.F64)));
+        Assert.Throws<ArgumentException>(() => x.ApplyRopeInto(cos, sin, x));
+    }
+
     [Test]
     public void BackendRopeMayWorkInPlace([Values(DType.F32, DType.BF16)] DType dtype)
     {

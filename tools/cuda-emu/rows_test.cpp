@@ -30,6 +30,85 @@ namespace ewns {
 int fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 static Layout L1(i64 n, int ops, i64 s0, i64 s1 = 0) { Layout L{}; L.rank = 1; L.size[0] = n; L.stride[0][0] = s0; if (ops > 1) L.stride[1][0] = s1; return L; }
+// The rule of each arg op over one row, as plain loops: ties give the lowest index, -0 = +0; A_MAX/A_MIN let the first
+// NaN win, A_MAX_NAN_LOWEST puts NaN below every number (-inf included; NaN only gives 0).
+static long long arg_ref(int op, const double* row, long long n)
+{
+    long long b = 0;
+    for (long long j = 1; j < n; j++)
+    {
+        double v = row[j], w = row[b];
+        bool vn = v != v, wn = w != w;
+        if (op == A_MAX_NAN_LOWEST) { if (v > w || (wn && !vn)) b = j; continue; }
+        if (wn) break;
+        if (vn || (op == A_MAX ? v > w : v < w)) b = j;
+    }
+    return b;
+}
+
+// ArgMax, ArgMin and ArgMaxNaNLowest in f32, bf16 and f64 over rows of 1 to a vocabulary (152,064), values from a small
+// set (ties within and across chunks) with NaN, ±inf and ±0 sprinkled in, and rows of NaN only, of NaN and -inf, of ±0
+// only: arg_reduce (a block per row, a grid smaller than the rows) and the split path (arg_reduce_split, its chunks in
+// launch order, and for f32 reversed and shuffled too: another block merges each time) against the loops, the split equal to the one
+// block, and every ticket back at 0 after each launch (so the next launch, or graph replay, merges at its last chunk).
+static void arg_cases()
+{
+    std::mt19937 rng(7);
+    const double nan = NAN, inf = INFINITY;
+    const double set[] = {nan, -inf, inf, -0.0, 0.0, 0.5, 0.5, 1.0};
+    for (int dt : {DT_F32, DT_BF16, DT_F64})
+        for (long long n : {1LL, 2LL, 300LL, 4099LL, 152064LL})
+        {
+            const int R = 5;
+            std::vector<double> v(R * n);
+            for (auto& e : v) e = rng() % 50 == 0 ? set[rng() % 8] : (double)(rng() % 16) / 8 - 1;
+            for (long long j = 0; j < n; j++)
+            {
+                v[j] = nan;                                  // row 0: NaN only
+                v[n + j] = j % 3 == 1 ? -inf : nan;          // row 1: NaN and -inf (n = 1: NaN only)
+                v[2 * n + j] = j % 2 ? 0.0 : -0.0;           // row 2: ±0 only
+            }
+            if (n > 1) v[4 * n + n - 1] = inf;               // row 4: its max the last element (and maybe an earlier inf)
+            std::vector<unsigned char> x(R * n * elem_size(dt));
+            for (long long i = 0; i < R * n; i++) store<double>(x.data(), dt, i, v[i]);
+            for (long long i = 0; i < R * n; i++) v[i] = load<double>(x.data(), dt, i); // what the kernels see
+            Layout L = L1(R, 2, 1, n);
+            for (int op : {A_MAX, A_MIN, A_MAX_NAN_LOWEST})
+            {
+                std::vector<long long> y1(R, -7);
+                launch(2, 64, [&] { red::arg_reduce(L, R, n, 1, op, y1.data(), x.data(), dt); });
+                for (long long chunks : {2LL, 3LL, 37LL})
+                    for (int how = 0; how < (dt == DT_F32 ? 3 : 1); how++) // block orders: launch, reversed, shuffled
+                    {
+                        if (chunks > n) continue;
+                        const long long len = (n + chunks - 1) / chunks;
+                        std::vector<double> pv(R * chunks); std::vector<long long> pi(R * chunks, -9), y(R, -7);
+                        std::vector<unsigned> tickets(R, 0);
+                        // The emulator runs one row's chunks per launch (blockIdx.y set by hand), in the given order.
+                        std::vector<unsigned> order(chunks);
+                        for (unsigned c = 0; c < chunks; c++) order[c] = how == 1 ? (unsigned)(chunks - 1 - c) : c;
+                        for (int r = 0; r < R; r++)
+                        {
+                            if (how == 2) std::shuffle(order.begin(), order.end(), rng);
+                            launch((unsigned)chunks, 64, [&] { blockIdx.y = r; gridDim.y = R; red::arg_reduce_split(L, n, 1, op, len, pv.data(), pi.data(), tickets.data(), y.data(), x.data(), dt); }, &order);
+                        }
+                        for (int r = 0; r < R; r++)
+                        {
+                            CHECK(y[r] == y1[r], "arg op %d dt %d n %lld row %d: %lld chunks (order %d) give %lld, one block %lld", op, dt, n, r, chunks, how, y[r], y1[r]);
+                            CHECK(tickets[r] == 0, "arg op %d n %lld row %d: ticket %u left after the launch", op, n, r, tickets[r]);
+                        }
+                    }
+                for (int r = 0; r < R; r++)
+                {
+                    long long want = arg_ref(op, v.data() + r * n, n);
+                    CHECK(y1[r] == want, "arg op %d dt %d n %lld row %d: %lld, want %lld", op, dt, n, r, y1[r], want);
+                }
+                if (op == A_MAX_NAN_LOWEST && n > 2) // the rows built to test the rule give what they were built for
+                    CHECK(y1[0] == 0 && y1[1] == 1 && y1[2] == 0, "arg NaN-lowest dt %d n %lld: rows 0-2 give %lld %lld %lld", dt, n, y1[0], y1[1], y1[2]);
+            }
+        }
+}
+
 int main()
 {
     std::mt19937 rng(1); std::normal_distribution<float> nd;
@@ -50,7 +129,7 @@ int main()
     }
     // argmax
     { std::vector<long long> y(R); Layout L = L1(R, 2, 1, N);
-      launch(R, 64, [&] { red::arg_reduce(L, R, N, 1, 1, y.data(), x.data(), DT_F32); });
+      launch(R, 64, [&] { red::arg_reduce(L, R, N, 1, A_MAX, y.data(), x.data(), DT_F32); });
       for (int r = 0; r < R; r++) { int b = 0; for (int j = 1; j < N; j++) if (x[r * N + j] > x[r * N + b]) b = j; CHECK(y[r] == b, "argmax row %d: %lld vs %d", r, y[r], b); } }
     // reduce_columns: over the leading axis of a [C, M] view (outputs along M, stride 1), rows not a multiple of 32,
     // C not a multiple of the 8 groups, and a grid smaller than the rows (its stride loop)
@@ -67,33 +146,7 @@ int main()
             CHECK(fabs(y[m] - want) < 1e-5 * (1 + fabs(want)), "reduce_columns op %d output %d: %g vs %g", op, m, y[m], want);
         }
     }
-    // argmax / argmin split over chunks (arg_reduce_partial + arg_reduce_combine) against arg_reduce and a loop:
-    // repeated maxima (lowest index wins, across chunk borders) and a row with NaNs (the first NaN wins)
-    for (int is_max : {1, 0})
-    {
-        std::vector<float> z(x.begin(), x.end());
-        z[0 * N + 70] = z[0 * N + 230] = is_max ? 9.f : -9.f;                 // row 0: tie in chunks 0 and 3
-        z[1 * N + 299] = is_max ? 9.f : -9.f;                                 // row 1: best at the last element
-        z[2 * N + 120] = NAN; z[2 * N + 40] = is_max ? 9.f : -9.f; z[2 * N + 200] = NAN; // row 2: NaN at 120
-        const int chunks = 4; const long long len = (N + chunks - 1) / chunks;
-        std::vector<double> pv(R * chunks); std::vector<long long> pi(R * chunks), y(R, -7), y1(R, -7);
-        Layout L = L1(R, 2, 1, N);
-        for (int r = 0; r < R; r++)
-            launch(chunks, 64, [&] { blockIdx.y = r; gridDim.y = R; red::arg_reduce_partial(L, N, 1, is_max, len, pv.data(), pi.data(), z.data(), DT_F32); });
-        launch(2, 64, [&] { red::arg_reduce_combine(L, R, chunks, is_max, y.data(), pv.data(), pi.data()); });
-        launch(R, 64, [&] { red::arg_reduce(L, R, N, 1, is_max, y1.data(), z.data(), DT_F32); });
-        for (int r = 0; r < R; r++)
-        {
-            int b = 0;
-            for (int j = 1; j < N; j++)
-            {
-                float v = z[r * N + j], w = z[r * N + b];
-                if (w != w) break;
-                if (v != v || (is_max ? v > w : v < w)) b = j;
-            }
-            CHECK(y[r] == b && y1[r] == b, "arg %s row %d: split %lld, one block %lld, want %d", is_max ? "max" : "min", r, y[r], y1[r], b);
-        }
-    }
+    arg_cases();
     // add_rms_norm = the add, then rms_norm, bit for bit (f32 and bf16; a block smaller than the row, several rows)
     for (int dt : {DT_F32, DT_BF16})
     {

@@ -18,7 +18,7 @@ g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash_mma" flash_mma_tes
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/gemv" gemv_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/decode" decode_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
-echo -n "reduce, softmax, norms, cross-entropy, attention: "; "$out/rows"
+echo -n "reduce, argmax/argmin (NaN-lowest too; split = one block), softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
 echo -n "mma.sync / ldmatrix emulation against the PTX ISA tables: "; "$out/mma_check"
 echo "flash attention forward and backward (tensor cores, emulated mma):"; "$out/flash_mma"

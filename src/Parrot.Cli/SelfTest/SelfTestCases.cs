@@ -37,6 +37,25 @@ internal static class SelfTestCases
         return y;
     }
 
+    /// <summary>
+    /// [rows, n] of values from a small set (ties everywhere) with NaN, ±∞ and ±0 sprinkled in (1 in 50); row 0 of
+    /// NaN only, row 1 of NaN and −∞, row 2 of ±0 only (where there are so many rows): the greedy pick's edge cases.
+    /// </summary>
+    private static Tensor PickRows(Random r, DType t, int rows, int n)
+    {
+        double[] set = [double.NaN, double.NegativeInfinity, double.PositiveInfinity, -0.0, 0, 0.5, 1];
+        var v = new double[rows * n];
+        for (int i = 0; i < v.Length; i++) v[i] = r.Next(50) == 0 ? set[r.Next(set.Length)] : r.Next(16) / 8.0 - 1;
+        for (int j = 0; j < n && rows >= 3; j++)
+        {
+            v[j] = double.NaN;
+            v[n + j] = j % 3 == 1 ? double.NegativeInfinity : double.NaN;
+            v[2 * n + j] = j % 2 == 0 ? -0.0 : 0;
+        }
+        using var f = Tensor.FromArray(v, rows, n);
+        return f.To(t);
+    }
+
     /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
     /// <summary>
     /// Runs <paramref name="run"/> with the decode attention settings <paramref name="set"/> changes on a CUDA backend
@@ -181,6 +200,14 @@ internal static class SelfTestCases
         c.Add(new("max (leading axes, 2048 outputs)", (r, t) => [Normal(r, t, 3, 5, 2048)], x => x[0].Max([0, 1], false)));
         c.Add(new("argmax (one row of 40000)", (r, t) => [Normal(r, t, 1, 40000)], x => x[0].ArgMax(-1), Exact: true));
         c.Add(new("argmin (3 rows of 20000)", (r, t) => [Normal(r, t, 3, 20000)], x => x[0].ArgMin(-1), Exact: true));
+        // The greedy pick's rule (NaN below every number): vocabulary rows (CUDA: split over chunks, one row as in
+        // decode and several), and rows of 1 and of 300 (a block per row); ties, NaN, ±∞ and ±0 everywhere.
+        c.Add(new("argmax, NaN lowest (152,064 long)", (r, t) => [PickRows(r, t, 1, 152_064), PickRows(r, t, 5, 152_064)],
+            x => { using var a = x[0].ArgMaxNaNLowest(1); using var b = x[1].ArgMaxNaNLowest(1); return Tensor.Concat(0, a, b); },
+            Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
+        c.Add(new("argmax, NaN lowest (short rows)", (r, t) => [PickRows(r, t, 6, 1), PickRows(r, t, 40, 300)],
+            x => { using var a = x[0].ArgMaxNaNLowest(1); using var b = x[1].ArgMaxNaNLowest(1); return Tensor.Concat(0, a, b); },
+            Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
         c.Add(new("top-k values", One, x => { var (v, i) = x[0].TopK(5); i.Dispose(); return v; }));
 
         // Row ops.

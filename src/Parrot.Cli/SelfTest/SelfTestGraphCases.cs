@@ -23,6 +23,45 @@ internal static class SelfTestGraphCases
         static Tensor[] AttentionInputs(Random r, DType t) =>
             [Normal(r, t, 1, 4, 64, 64), Normal(r, t, 1, 4, 64, 64), Normal(r, t, 1, 2, 64, 64), Normal(r, t, 1, 2, 64, 64)];
         yield return new("cuda graph replay = eager (cuDNN attention)", AttentionInputs, ReplayedCudnnAttention, Only: [DType.BF16]);
+        // Three sets of 3 rows of 40,000 logits: the GPU splits each row over chunks in one launch (the last chunk of a
+        // row merges it, found by a ticket that must be back at 0 for the next replay).
+        static Tensor[] PickInputs(Random r, DType t) => [Normal(r, t, 3, 40000), Normal(r, t, 3, 40000), Normal(r, t, 3, 40000)];
+        yield return new("cuda graph replay = eager (split argmax)", PickInputs, ReplayedSplitArgMax, Exact: true);
+    }
+
+    /// <summary>
+    /// ids ← argmax (NaN lowest) of a logits buffer: captured once on a GPU (after an eager run on x0), then replayed on
+    /// x1, x2 and x0 copied into the buffer; the three results, concatenated, against the same picks computed eagerly
+    /// elsewhere. A ticket left nonzero by a launch would let the wrong block merge a row in the next replay.
+    /// </summary>
+    private static Tensor ReplayedSplitArgMax(Tensor[] x)
+    {
+        using var logits = x[0].Clone();
+        using var ids = Tensor.Zeros([x[0].Dim(0)], DType.I64, x[0].Device);
+        void Step()
+        {
+            using var picked = logits.ArgMaxNaNLowest(1);
+            ids.CopyFrom(picked);
+        }
+        var results = new List<Tensor>();
+        try
+        {
+            Step();
+            var cuda = x[0].Backend as CudaBackend;
+            using var graph = cuda?.Capture(Step);
+            foreach (var input in new[] { x[1], x[2], x[0] })
+            {
+                logits.CopyFrom(input);
+                if (graph is null) Step();
+                else graph.Replay();
+                results.Add(ids.To(DType.F64));
+            }
+            return Tensor.Concat(0, [.. results]);
+        }
+        finally
+        {
+            foreach (var t in results) t.Dispose();
+        }
     }
 
     /// <summary>

@@ -21,6 +21,28 @@ internal static class SelfTestModelCases
         yield return new("decoder layer fwd+bwd (autograd)", Inputs, Run);
         yield return new("tiny Qwen2 fwd+bwd (model)", LmInputs, LmRun);
         yield return new("tiny CLIP fwd+bwd (model)", ClipInputs, ClipRun);
+        // The packed q/k/v projection's gradient written in place by RoPE's and attention's backward (Qwen2; CLIP has
+        // no RoPE: attention's writes all three) must give the bits of gathering it by copies (Graph.WithoutGradientTargets).
+        yield return new("Qwen2 fwd+bwd, qkv grads in place", LmInputs, p => InPlaceSameAsGathered(p, LmRun));
+        yield return new("CLIP fwd+bwd, qkv grads in place", ClipInputs, p => InPlaceSameAsGathered(p, ClipRun));
+    }
+
+    /// <summary><paramref name="run"/>'s result, after checking it has the bits of the same run without gradient targets (else throws).</summary>
+    private static Tensor InPlaceSameAsGathered(Tensor[] p, Func<Tensor[], Tensor> run)
+    {
+        double[] gathered;
+        using (Graph.WithoutGradientTargets())
+        using (var r = run(p))
+            gathered = r.ToDoubleArray();
+        var y = run(p);
+        var written = y.ToDoubleArray();
+        for (int i = 0; i < written.Length; i++)
+            if (BitConverter.DoubleToInt64Bits(written[i]) != BitConverter.DoubleToInt64Bits(gathered[i]))
+            {
+                y.Dispose();
+                throw new InvalidOperationException($"element {i} of the outputs and gradients: {written[i]:R} written in place, {gathered[i]:R} gathered by copies");
+            }
+        return y;
     }
 
     // ---- whole models: Module.To(device), then the model makes its masks, RoPE tables and targets there ----

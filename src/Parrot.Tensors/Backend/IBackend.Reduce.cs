@@ -14,10 +14,11 @@ public partial interface IBackend
     void Reduce(ReduceOp op, Tensor x, int[] axes, Tensor y);
 
     /// <summary>
-    /// y = the index along <paramref name="axis"/> of x's largest (ArgMax) or smallest (ArgMin) value.
+    /// y = the index along <paramref name="axis"/> of x's largest (ArgMax, ArgMaxNaNLowest) or smallest (ArgMin) value.
     /// y is I64 with x's rank and size 1 on <paramref name="axis"/>; x has any dtype but Bool and any
-    /// strides, and a non-empty <paramref name="axis"/>. Ties give the lowest index; a NaN beats every
-    /// number (the first NaN's index is returned), as in PyTorch; -0 and +0 are equal.
+    /// strides, and a non-empty <paramref name="axis"/>. Ties give the lowest index; -0 and +0 are equal; values are
+    /// compared in x's dtype. ArgMax and ArgMin: a NaN beats every number (the first NaN's index is returned), as in
+    /// PyTorch. ArgMaxNaNLowest: a NaN loses to every number, −∞ included (a row of NaN only gives 0).
     /// </summary>
     void ArgReduce(ArgReduceOp op, Tensor x, int axis, Tensor y);
 
@@ -54,4 +55,9 @@ public enum ArgReduceOp
     ArgMax,
     /// <summary>Index of the smallest value.</summary>
     ArgMin,
+    /// <summary>
+    /// Index of the largest value with NaN below every number: a greedy token pick (the generator's host rule), which
+    /// must never pick a NaN logit while a number is left.
+    /// </summary>
+    ArgMaxNaNLowest,
 }

@@ -18,12 +18,12 @@ public sealed partial class CpuBackend
         if (rows.Count == 0) return;
         int n = x.Shape[axis];
         if (n == 0) throw new ArgumentException($"{op}: axis {axis} of {x.ShapeString()} is empty");
-        bool max = op == ArgReduceOp.ArgMax;
         switch (ComputeTypeOf(x.DType))
         {
-            case ComputeType.Float: new ArgRows<float>(x, y, rows, axis, max, DType.F32).Run(); break;
-            case ComputeType.Double: new ArgRows<double>(x, y, rows, axis, max, DType.F64).Run(); break;
-            default: new ArgRows<long>(x, y, rows, axis, max, DType.I64).Run(); break;
+            case ComputeType.Float: new ArgRows<float>(x, y, rows, axis, op, DType.F32).Run(); break;
+            case ComputeType.Double: new ArgRows<double>(x, y, rows, axis, op, DType.F64).Run(); break;
+            // Integers have no NaN: ArgMaxNaNLowest is ArgMax there.
+            default: new ArgRows<long>(x, y, rows, axis, op == ArgReduceOp.ArgMaxNaNLowest ? ArgReduceOp.ArgMax : op, DType.I64).Run(); break;
         }
     }
 
@@ -31,13 +31,14 @@ public sealed partial class CpuBackend
 
     private static long[] Without(ReadOnlySpan<long> values, int axis) => [.. values[..axis], .. values[(axis + 1)..]];
 
-    private sealed unsafe class ArgRows<T>(Tensor x, Tensor y, RowSet rows, int axis, bool max, DType natural)
+    private sealed unsafe class ArgRows<T>(Tensor x, Tensor y, RowSet rows, int axis, ArgReduceOp op, DType natural)
         where T : unmanaged, INumber<T>
     {
         private readonly nint _x = x.Storage.Pointer, _y = y.Storage.Pointer;
         private readonly DType _xt = x.DType;
         private readonly long _stride = x.Strides[axis];
         private readonly int _n = x.Shape[axis];
+        private readonly bool _max = op != ArgReduceOp.ArgMin, _nanLowest = op == ArgReduceOp.ArgMaxNaNLowest;
 
         public void Run() => RowSet.Parallel(rows.Count, _n, (start, end) =>
         {
@@ -54,8 +55,8 @@ public sealed partial class CpuBackend
         {
             if (_xt == natural && _stride == 1)
             {
-                T* p = (T*)_x + off;
-                return ReduceMath.IndexOf(p, _n, ReduceMath.Extreme(p, _n, max));
+                var (_, index) = Winner((T*)_x + off, _n);
+                return Math.Max(index, 0); // −1: a row of NaN only under NaN-lowest, which gives 0
             }
             T* s = RowIO.Scratch<T>(0);
             T best = T.Zero;
@@ -64,16 +65,29 @@ public sealed partial class CpuBackend
             {
                 int m = Math.Min(StridedLoop.Chunk, _n - c);
                 RowIO.Load(RowIO.Address(_x, _xt, off + c * _stride), _xt, _stride, m, s);
-                T e = ReduceMath.Extreme(s, m, max);
-                // A later chunk wins only when strictly better, so ties keep the lower index; NaN beats numbers.
-                if (bestIndex < 0 || (T.IsNaN(e) && !T.IsNaN(best)) || (max ? e > best : e < best))
+                var (e, i) = Winner(s, m);
+                if (i < 0) continue; // NaN only, under NaN-lowest: nothing here beats anything
+                // A later chunk wins only when strictly better, so ties keep the lower index; NaN beats numbers
+                // (not under NaN-lowest, where Winner never returns a NaN while a number is left).
+                if (bestIndex < 0 || (T.IsNaN(e) && !T.IsNaN(best)) || (_max ? e > best : e < best))
                 {
                     best = e;
-                    bestIndex = c + ReduceMath.IndexOf(s, m, e);
+                    bestIndex = c + i;
                 }
                 if (T.IsNaN(best)) break;
             }
-            return bestIndex;
+            return Math.Max(bestIndex, 0);
         }
+
+        /// <summary>The winning value of n ≥ 1 contiguous values and its first index (−1: only NaN, under NaN-lowest).</summary>
+        private (T Value, long Index) Winner(T* p, long n)
+        {
+            T e = _nanLowest ? LargestNumber(p, n) : ReduceMath.Extreme(p, n, _max);
+            return (e, ReduceMath.IndexOf(p, n, e));
+        }
+
+        private static T LargestNumber(T* p, long n) => typeof(T) == typeof(float)
+            ? T.CreateTruncating(ReduceMath.LargestNumber((float*)p, n))
+            : T.CreateTruncating(ReduceMath.LargestNumber((double*)p, n));
     }
 }

@@ -273,6 +273,38 @@ internal static unsafe class ReduceMath
         return best;
     }
 
+    /// <summary>
+    /// The largest of n ≥ 1 float values that is not NaN, or −∞ when all are NaN (ArgMaxNaNLowest: NaN below every
+    /// number; <see cref="IndexOf"/> of the result then finds the winner, or −1 for a row of NaN only).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static T LargestNumber<T>(T* p, long n) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        long i = 0;
+        T best = T.NegativeInfinity;
+        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported && n >= 4L * Vector512<T>.Count)
+        {
+            int w = Vector512<T>.Count;
+            var low = Vector512.Create(T.NegativeInfinity);
+            Vector512<T> m0 = low, m1 = low, m2 = low, m3 = low;
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var v0 = Vector512.Load(p + i); var v1 = Vector512.Load(p + i + w);
+                var v2 = Vector512.Load(p + i + 2 * w); var v3 = Vector512.Load(p + i + 3 * w);
+                // NaN becomes −∞ (x == x is false only for NaN), so the native max never sees one.
+                m0 = Vector512.MaxNative(m0, Vector512.ConditionalSelect(Vector512.Equals(v0, v0), v0, low));
+                m1 = Vector512.MaxNative(m1, Vector512.ConditionalSelect(Vector512.Equals(v1, v1), v1, low));
+                m2 = Vector512.MaxNative(m2, Vector512.ConditionalSelect(Vector512.Equals(v2, v2), v2, low));
+                m3 = Vector512.MaxNative(m3, Vector512.ConditionalSelect(Vector512.Equals(v3, v3), v3, low));
+            }
+            var m = Vector512.Max(Vector512.Max(m0, m1), Vector512.Max(m2, m3));
+            for (int k = 0; k < w; k++) best = m[k] > best ? m[k] : best;
+        }
+        for (; i < n; i++)
+            if (p[i] > best) best = p[i]; // false for NaN
+        return best;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static T Pick<T>(T a, T b, bool max) where T : INumber<T> => max ? (b > a ? b : a) : (b < a ? b : a);
 

@@ -53,6 +53,7 @@ public sealed partial class CudaBackend
         Synchronize(); // the graph's index checks start at slot 0 (nothing pending) and eager errors surface here
         _indexChecks.EnsureSlots(); // made and filled eagerly, not recorded (see EnsureSlots)
         DecodeTickets(); // likewise: the decode kernel's zeroed tickets
+        ArgTickets(); // and the split argmax's
         var pool = _allocator.BeginCapture();
         _context.MakeCurrent();
         int begin = Driver.cuStreamBeginCapture(_context.Stream, Driver.StreamCaptureModeThreadLocal);

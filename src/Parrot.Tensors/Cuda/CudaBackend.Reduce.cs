@@ -42,33 +42,53 @@ public sealed partial class CudaBackend
         var (L, rows) = RowsLayout("ArgReduce", x, y, axis);
         if (rows == 0) return;
         long n = x.Shape[axis];
-        int isMax = op == ArgReduceOp.ArgMax ? 1 : 0;
+        int code = (int)op; // reduce.cu's A_MAX, A_MIN, A_MAX_NAN_LOWEST
         long chunks = ArgReduceChunks(rows, n, _context.MultiprocessorCount);
         if (chunks > 1)
         {
-            // Few long rows (the argmax over a vocabulary in decode): one block per row would run on one SM.
+            // Few long rows (the argmax over a vocabulary in decode): one block per row would run on one SM. One launch:
+            // the last chunk of each row to finish merges the row (a ticket per row, left at zero).
+            var tickets = ArgTickets();
             using var pv = Tensor.Empty([(int)(rows * chunks)], DType.F64, Device);
             using var pi = Tensor.Empty([(int)(rows * chunks)], DType.I64, Device);
             long len = (n + chunks - 1) / chunks;
-            using (var p = new KernelArgs().Add(L).Add(n).Add(x.Strides[axis]).Add(isMax).Add(len).Ptr(pv).Ptr(pi).Ptr(x).Add(Code(x.DType)))
-                _kernels.Launch("reduce.cu", "arg_reduce_partial", (uint)chunks, 256, p, gridY: (uint)rows);
-            using var c = new KernelArgs().Add(L).Add(rows).Add(chunks).Add(isMax).Ptr(y).Ptr(pv).Ptr(pi);
-            _kernels.Launch("reduce.cu", "arg_reduce_combine", CudaKernels.RowGrid(rows), 256, c);
+            using var p = new KernelArgs().Add(L).Add(n).Add(x.Strides[axis]).Add(code).Add(len).Ptr(pv).Ptr(pi).Ptr(tickets).Ptr(y).Ptr(x).Add(Code(x.DType));
+            _kernels.Launch("reduce.cu", "arg_reduce_split", (uint)chunks, 256, p, gridY: (uint)rows);
             return;
         }
         using var a = new KernelArgs().Add(L).Add(rows).Add((long)x.Shape[axis]).Add(x.Strides[axis])
-            .Add(op == ArgReduceOp.ArgMax ? 1 : 0).Ptr(y).Ptr(x).Add(Code(x.DType));
+            .Add(code).Ptr(y).Ptr(x).Add(Code(x.DType));
         _kernels.Launch("reduce.cu", "arg_reduce", CudaKernels.RowGrid(rows), 256, a);
     }
 
     /// <summary>
     /// How many chunks <see cref="ArgReduce"/> splits each row into: 1 (a block per row) unless the rows are fewer than
-    /// the SMs and long; then chunks of at least 4096 elements, about two blocks per SM in all.
+    /// the SMs (and than the <see cref="ArgTicketCount"/> tickets) and long; then chunks of at least 4096 elements, about
+    /// two blocks per SM in all.
     /// </summary>
     internal static long ArgReduceChunks(long rows, long n, int multiprocessors)
     {
-        if (rows >= multiprocessors || n < 16384 || rows > 65535) return 1;
+        if (rows >= multiprocessors || n < 16384 || rows > ArgTicketCount) return 1;
         return Math.Max(1, Math.Min(n / 4096, 2L * multiprocessors / rows));
+    }
+
+    /// <summary>Tickets for a split arg reduction: one per row, and rows split only when fewer than the SMs.</summary>
+    internal const int ArgTicketCount = 1024;
+
+    private Tensor? _argTickets;
+
+    /// <summary>
+    /// The split arg reduction's zeroed 32-bit tickets, one per row (<see cref="ArgTicketCount"/>). arg_reduce_split
+    /// leaves them zero, so they are made and zeroed once, eagerly: <see cref="Capture"/> calls this first (a buffer made
+    /// inside a capture would have its zero fill recorded, not run); inside a capture without them it throws.
+    /// </summary>
+    internal Tensor ArgTickets()
+    {
+        if (_argTickets is not null) return _argTickets;
+        if (_capturing) throw new InvalidOperationException("ArgReduce: its tickets were not made before the CUDA graph capture");
+        var t = Tensor.Full([ArgTicketCount], 0, DType.I32, Device);
+        TensorScope.Detach(t); // lives as long as the backend
+        return _argTickets = t;
     }
 
     /// <summary>Top-k runs on the CPU backend through a host round-trip (it serves sampling, not training).</summary>

@@ -13,7 +13,8 @@ namespace Parrot.Parrot.Tests.Inference;
 /// <summary>
 /// Greedy decoding with the pick on the model's device (<see cref="IGreedyDecodingSession"/>, <see cref="GreedyToken"/>)
 /// against the logits path it replaces for greedy generation (the logits read back, TokenSampler's argmax on the host):
-/// the pick itself on crafted rows (ties, NaN, ±∞, ±0) in f32/bf16/f64 on the CPU and the test device; both sessions
+/// the pick itself on crafted rows (ties, NaN, ±∞, ±0) in f32/bf16/f16/f64 on the CPU and the test device, and equal to
+/// the float64-key composition it replaced on vocabulary-long rows; both sessions
 /// (eager and static) giving the host's ids for Qwen2 f32/bf16 batch 1 and 2 of different lengths and for Parrot with an
 /// image; exactly one small read a step and no logits read; the generator taking this path only for a plain argmax.
 /// </summary>
@@ -22,7 +23,7 @@ public class GreedyOnDeviceTests
     private static int HostPick(float[] logits) => TokenSampler.ArgMax(logits.Select(x => (double)x).ToArray());
 
     [Test]
-    public void ThePickIsTheHostArgMax([Values(DType.F32, DType.BF16, DType.F64)] DType dtype, [Values(false, true)] bool onTestDevice)
+    public void ThePickIsTheHostArgMax([Values(DType.F32, DType.BF16, DType.F16, DType.F64)] DType dtype, [Values(false, true)] bool onTestDevice)
     {
         double nan = double.NaN, inf = double.PositiveInfinity;
         var rows = new List<double[]>
@@ -63,6 +64,51 @@ public class GreedyOnDeviceTests
         Assert.That(lp.ToLongArray()[0], Is.EqualTo(12345));
     }
 
+    /// <summary>
+    /// The pick (one ArgMaxNaNLowest) gives the ids of the composition it replaced, bit for bit: an ArgMax over float64
+    /// keys (float32 values widened, NaN → −∞, −∞ → −1e300), on rows of the 7B and 0.5B vocabularies full of ties, NaN,
+    /// ±∞ and ±0, and rows with no number above −∞ or none at all. Also the host pick.
+    /// </summary>
+    [Test]
+    public void ThePickEqualsTheFormerFloat64KeysArgMax([Values(DType.F32, DType.BF16, DType.F16, DType.F64)] DType dtype,
+        [Values(152_064, 151_936)] int vocab, [Values(false, true)] bool onTestDevice)
+    {
+        using var scope = TensorScope.Begin();
+        const int rows = 5;
+        var rng = new Random(vocab + (int)dtype);
+        double[] set = [double.NaN, double.NegativeInfinity, double.PositiveInfinity, -0.0, 0, 1, 1];
+        var v = new double[rows * vocab];
+        for (int i = 0; i < v.Length; i++) v[i] = rng.Next(500) == 0 ? set[rng.Next(set.Length)] : Math.Round(rng.NextDouble() * 64) / 64;
+        for (int i = 0; i < vocab; i++) v[i] = i % 5 == 0 ? double.NaN : double.NegativeInfinity;
+        for (int i = 0; i < vocab; i++) v[vocab + i] = double.NaN;
+        for (int i = 0; i < vocab; i++) v[2 * vocab + i] = i % 2 == 0 ? -0.0 : 0;
+        var x = Tensor.FromArray(v, rows, vocab).To(dtype, onTestDevice ? TestDevice.Get() : Device.Cpu);
+        var got = GreedyToken.Pick(x).ToLongArray();
+        var wide = (dtype == DType.F64 ? x.To(DType.F32) : x).To(DType.F64);
+        var keys = Tensor.Where(wide.Ne(wide), Tensor.Scalar(double.NegativeInfinity, DType.F64, x.Device), wide.Maximum(Tensor.Scalar(-1e300, DType.F64, x.Device)));
+        Assert.That(got, Is.EqualTo(keys.ArgMax(1).ToLongArray()));
+        var values = x.ToFloatArray();
+        for (int r = 0; r < rows; r++) Assert.That(got[r], Is.EqualTo(HostPick(values.AsSpan(r * vocab, vocab).ToArray())), $"row {r}");
+        Assert.That(got[..3], Is.EqualTo(new long[] { 1, 0, 0 }));
+    }
+
+    /// <summary>PickInto writes Pick's ids into a buffer (here a strided column) and nothing else; wrong buffers throw.</summary>
+    [Test]
+    public void PickIntoWritesThePickIntoTheBuffer([Values(DType.BF16, DType.F64)] DType dtype, [Values(false, true)] bool onTestDevice)
+    {
+        using var scope = TensorScope.Begin();
+        var device = onTestDevice ? TestDevice.Get() : Device.Cpu;
+        var v = new[] { 1, double.NaN, 2, 0, double.NaN, double.NaN, double.NaN, double.NaN, 0.5, 0.5, -0.0, double.NegativeInfinity };
+        var logits = Tensor.FromArray(v, 3, 4).To(dtype, device);
+        var buffer = Tensor.Full([3, 2], -5, DType.I64, device);
+        GreedyToken.PickInto(logits, buffer.Select(1, 1));
+        Assert.That(buffer.ToLongArray(), Is.EqualTo(new long[] { -5, 2, -5, 0, -5, 0 }));
+        Assert.That(buffer.Select(1, 1).ToLongArray(), Is.EqualTo(GreedyToken.Pick(logits).ToLongArray()));
+        Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([3], DType.I32, device)));
+        Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([2], DType.I64, device)));
+        Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([3], DType.I64, onTestDevice ? Device.Cpu : TestDevice.Get())));
+    }
+
     /// <summary>Session pairs: the greedy path of <paramref name="mode"/> against the eager session's logits, step by step.</summary>
     [Test]
     public void GreedySessionsGiveTheHostPickOfTheLogits([Values(DType.F32, DType.BF16)] DType dtype, [Values(1, 2)] int batch,
@@ -100,13 +146,19 @@ public class GreedyOnDeviceTests
             referenceReads = (dev?.DeviceToHost ?? 0) - referenceReads;
             referenceBytes = (dev?.DeviceToHostBytes ?? 0) - referenceBytes;
             long toDevice = dev?.HostToDevice ?? 0, toHost = dev?.DeviceToHost ?? 0, bytes = dev?.DeviceToHostBytes ?? 0, op = dev?.Ops ?? 0;
-            ids = greedy.StepGreedy(tokens);
+            var copies = new List<CopyRecord>();
+            if (dev is not null) dev.CopyLog = copies;
+            try { ids = greedy.StepGreedy(tokens); }
+            finally { if (dev is not null) dev.CopyLog = null; }
             Assert.That(ids, Is.EqualTo(logits.Select(HostPick)), $"step {s}");
             if (dev is null) continue;
             if (mode == DecodeStepMode.Static)
             {
                 Assert.That(dev.DeviceToHost - toHost, Is.EqualTo(1), $"step {s}: one device→host read");
                 Assert.That(dev.DeviceToHostBytes - bytes, Is.EqualTo(8 * batch), $"step {s}: the ids only, no logits");
+                // The pick is written into the ids buffer and the history updated in place: no int64 copy but the ids fed
+                // in at step 3.
+                Assert.That(copies.Where(c => c.DstType == DType.I64 && !c.Callers.Contains("SetIds")), Is.Empty, $"step {s}: int64 copies");
             }
             else
             {

@@ -146,7 +146,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
             var ids = Tensor.FromArray(prompts[r].Select(i => (long)i).ToArray(), device, 1, length);
             var hidden = m.Forward(m.EmbedTokens.Forward(ids), cache: c);
             var logits = _head(hidden.Narrow(1, length - 1, 1)).Value.Reshape(1, vocab);
-            _ids.Narrow(0, r, 1).CopyFrom(GreedyToken.Pick(logits));
+            GreedyToken.PickInto(logits, _ids.Narrow(0, r, 1));
             _logits?.Narrow(0, r, 1).CopyFrom(logits);
             LoadRow(r, c);
         }
@@ -262,7 +262,7 @@ public sealed class Qwen2StaticDecoder : IDisposable
         using var weights = Parrot.Tensors.Cuda.CudaBackend.ConstantWeightScope();
         var hidden = m.ForwardWithCache(rows.ViewAs(Batch, 1, hiddenSize), (_cos, _sin), null, _cache);
         var logits = _head(new Variable(hidden)).Value.Reshape(Batch, vocab);
-        if (_greedy) _ids.CopyFrom(GreedyToken.Pick(logits)); // the host pick's argmax (NaN loses), on the device
+        if (_greedy) GreedyToken.PickInto(logits, _ids); // the host pick's argmax (NaN loses), on the device, in place
         _logits?.CopyFrom(logits);
         _cache.AdvanceOnDevice();
         if (_greedy) Record();
@@ -270,14 +270,17 @@ public sealed class Qwen2StaticDecoder : IDisposable
 
     /// <summary>
     /// history[b, Positions[b]] = Ids[b] on the device: where the token just generated will be fed, so the tokens of many
-    /// steps can be read at once (<see cref="ReadGenerated"/>). Three elementwise ops over [B, MaxLength + 1], no index op
-    /// (a deferred index check would differ from step to step).
+    /// steps can be read at once (<see cref="ReadGenerated"/>). Two elementwise ops over [B, MaxLength + 1] (a comparison,
+    /// then a where written over the history in place, as StaticKvCache advances its positions), no index op (a deferred
+    /// index check would differ from step to step).
     /// </summary>
     private void Record()
     {
         using var scope = TensorScope.Begin();
         var at = _columns!.Eq(_cache.Positions.Reshape(Batch, 1));
-        _history!.CopyFrom(Tensor.Where(at, _ids.Reshape(Batch, 1), _history));
+        var history = _history!;
+        var ids = _ids.Reshape(Batch, 1).Expand(history.Shape.ToArray()); // the backend takes inputs broadcast to y's shape
+        history.Backend.Where(at, ids, history, history);
     }
 
     /// <summary>The tokens in <see cref="Ids"/> (the last generated per row): one device→host read.</summary>
