@@ -29,10 +29,13 @@ timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --de
   > "$OUT/decode-parrot-graph.json" 2> "$OUT/decode-parrot-graph.log"
 echo "parrot decode (CUDA graph) exit $?: $(tail -1 "$OUT/decode-parrot-graph.json" | cut -c1-300)" >> "$S"
 # The switches built after the last GPU run, on the same graph: programmatic dependent launch (off by default until
-# timed), the first decode attention kernels (v1, with their measured 128 keys a range), the new kernel at 128 keys a
-# range (its default 32 is untimed); the default twice.
+# timed), the fusions (norm into the products that read it, RoPE + append into the decode attention; on by default,
+# untimed) off together, the first decode attention kernels (v1, with their measured 128 keys a range; no RoPE fusion),
+# the new kernel at 128 keys a range (its default 32 is untimed); the default twice.
+NOFUSE="PARROT_DECODE_NORM_GEMV=0 PARROT_DECODE_ROPE_FUSED=0"
 i=0
-for variant in "PARROT_PDL=1" "PARROT_PDL=0" "PARROT_PDL=1 PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" \
+for variant in "PARROT_PDL=1" "PARROT_PDL=0" "PARROT_PDL=1 $NOFUSE" "PARROT_PDL=0 $NOFUSE" \
+               "PARROT_PDL=1 PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" \
                "PARROT_PDL=0 PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" "PARROT_PDL=0 PARROT_DECODE_MIN_KEYS=128" \
                "PARROT_PDL=1" "PARROT_PDL=0"; do
   i=$((i + 1))
