@@ -63,9 +63,9 @@ public sealed partial class CudaBackend
         long shared = rows * ((d + vec - 1) / vec * vec) * x.DType.SizeOf();
         if (shared > NormGemvMaxShared) return null;
         if (rowThreads < 32 || rowThreads > 1024 || rowThreads % 32 != 0) return null;
-        foreach (var written in new[] { sum, y })
-            foreach (var t in all)
-                if (t is not null && !ReferenceEquals(t, written) && Overlaps(written, t)) return null;
+        for (int w = all.Length - 2; w < all.Length; w++) // sum and y against every other operand (the same object too)
+            for (int i = 0; i < all.Length; i++)
+                if (i != w && all[i] is { } t && Overlaps(all[w]!, t)) return null;
         return new NormGemvCall(g, rowThreads, (int)shared);
     }
 
