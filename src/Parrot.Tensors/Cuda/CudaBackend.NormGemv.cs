@@ -10,6 +10,11 @@ public sealed partial class CudaBackend
     /// </summary>
     public bool NormGemvKernel { get; set; } = NormGemvDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_NORM_GEMV"));
 
+    /// <summary>Launches of the fused kernels so far: `parrot selftest` checks that its fused rows took them.</summary>
+    public long NormGemvLaunches => Interlocked.Read(ref _normGemvLaunches);
+
+    private long _normGemvLaunches;
+
     /// <summary>The default of <see cref="NormGemvKernel"/> for a value of PARROT_DECODE_NORM_GEMV: off only for "0".</summary>
     internal static bool NormGemvDefault(string? value) => value?.Trim() != "0";
 
@@ -145,5 +150,6 @@ public sealed partial class CudaBackend
         using var args = new KernelArgs().Ptr(x).Ptr(residual).Ptr(normWeight).Add((float)eps).Add(plan.RowThreads).Ptr(sum).Ptr(weight).Ptr(upWeight)
             .Add(g.Ldw).Ptr(y).Add(g.Ldy).Ptr(bias).Add(g.N).Add(g.K).Add(kw);
         _kernels.Launch("gemv.cu", name, checked((uint)grid), GemvThreads, args, (uint)plan.SharedBytes);
+        Interlocked.Increment(ref _normGemvLaunches);
     }
 }
