@@ -21,7 +21,8 @@ fi
 # a variant keeps all its settings (split on spaces, "VAR2=value" would become a variant of its own that runs "value").
 VARIANTS=("default=" "pdl=PARROT_PDL=1" "attn-v1=PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128"
           "attn-v1-pdl=PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128 PARROT_PDL=1" "mk128=PARROT_DECODE_MIN_KEYS=128"
-          "noropefused=PARROT_DECODE_ROPE_FUSED=0")
+          "noropefused=PARROT_DECODE_ROPE_FUSED=0"
+          "nonormgemv=PARROT_DECODE_NORM_GEMV=0")
 IFS=';' read -r -a EXTRA <<< "${EXTRA_VARIANTS:-}"
 for v in "${EXTRA[@]}"; do [ -n "${v// /}" ] && VARIANTS+=("$v"); done
 row() { # shape prompt decode label env...

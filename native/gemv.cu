@@ -97,20 +97,30 @@ __device__ __forceinline__ void gemv_load_w(Vec16 (&wv)[U][G], const T* (&wr)[G]
         }
 }
 
-// The block's sums s[g][m] = Σ_k x[m, k] · W_g[n, k] for its rows n and the G weights W_0 = w0, W_1 = w1 (same
-// shape, row stride and dtype), accumulated in the same order whatever G (a lane walks its k in increasing order,
-// then the warp and warp-order reductions), so a fused product's sums are bit for bit those of separate ones with
-// the same kw. Returns true on the threads t < rows·M that own an output: row nn (< N), x row mm, sums v[g].
-template <typename T, int M, int G>
+// What a kernel does between pdl_wait and its first read of x (gemv_sums): nothing for the plain products; the fused
+// norm's prologue (add_rms_norm_gemv) makes x there.
+struct NoPrologue
+{
+    __device__ __forceinline__ void operator()() const {}
+};
+
+// The block's sums s[g][m] = Σ_k x[m, k] · W_g[n, k] for the rows n of row group `group` (rows = GEMV_WARPS / kw per
+// group) and the G weights W_0 = w0, W_1 = w1 (same shape, row stride and dtype), accumulated in the same order
+// whatever G (a lane walks its k in increasing order, then the warp and warp-order reductions), so a fused product's
+// sums are bit for bit those of separate ones with the same kw, and a block's sums do not depend on which group it
+// takes. After pdl_wait and before any read of x, every thread of the block calls prologue() when run_prologue.
+// Returns true on the threads t < rows·M that own an output: row nn (< N), x row mm, sums v[g].
+template <typename T, int M, int G, typename Prologue>
 __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __restrict__ w1, i64 ldw, const T* __restrict__ x, i64 ldx,
-                                          int xvec, i64 N, i64 K, int kw, float (&v)[G], i64& nn, int& mm)
+                                          int xvec, i64 N, i64 K, int kw, float (&v)[G], i64& nn, int& mm, i64 group,
+                                          const Prologue& prologue, bool run_prologue)
 {
     const int VEC = 16 / (int)sizeof(T), U = GEMV_UNROLL_G(M, G);
     const i64 step = 32 * VEC; // elements a warp covers with one load per lane
     __shared__ float part[GEMV_WARPS][G][M];
     pdl_release();
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = GEMV_WARPS / kw;
-    i64 n = (i64)blockIdx.x * rows + warp / kw;
+    i64 n = group * rows + warp / kw;
     float acc[G][M];
     for (int g = 0; g < G; g++)
         for (int m = 0; m < M; m++) acc[g][m] = 0;
@@ -135,6 +145,7 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
         gemv_load_w<T, U, G>(wv, wr, begin + lane * VEC, vend, step);
     }
     pdl_wait();
+    if (run_prologue) prologue();
     if (n < N)
     {
         // Each step: x's loads, the products with the W loaded before, then the next step's W (the order of loads and
@@ -176,7 +187,7 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
     if ((int)threadIdx.x >= rows * M) return false;
     int r = threadIdx.x / M;
     mm = threadIdx.x % M;
-    nn = (i64)blockIdx.x * rows + r;
+    nn = group * rows + r;
     if (nn >= N) return false;
     for (int g = 0; g < G; g++)
     {
@@ -193,10 +204,19 @@ __device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, con
     float v[1];
     i64 nn;
     int m;
-    if (!gemv_sums<T, M, 1>(w, w, ldw, x, ldx, xvec, N, K, kw, v, nn, m)) return;
+    if (!gemv_sums<T, M, 1>(w, w, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
     if (bias) v[0] += load<float>(bias, ydt, nn);
     if (gelu) v[0] = gelu_tanh(v[0]);
     store<float>(y, ydt, m * ldy + nn, v[0]);
+}
+
+// The fused SwiGLU's output from the gate and up sums v[0], v[1]: both rounded to y's dtype first, as the separate
+// products would store them, then the elementwise kernel's swiglu_value.
+__device__ __forceinline__ void store_swiglu(void* y, int ydt, i64 i, const float (&v)[2])
+{
+    float g = v[0], u = v[1];
+    if (ydt == DT_BF16) { g = bf16_to_f32(f32_to_bf16(g)); u = bf16_to_f32(f32_to_bf16(u)); }
+    store<float>(y, ydt, i, swiglu_value(g, u, ydt));
 }
 
 // y[m, n] = silu(g) · u with g = x[m]·Wg[n], u = x[m]·Wu[n]: the gate and up products of a gated MLP and the SwiGLU
@@ -210,10 +230,8 @@ __device__ __forceinline__ void swiglu_gemv_block(const T* __restrict__ wg, cons
     float v[2];
     i64 nn;
     int m;
-    if (!gemv_sums<T, M, 2>(wg, wu, ldw, x, ldx, xvec, N, K, kw, v, nn, m)) return;
-    float g = v[0], u = v[1];
-    if (ydt == DT_BF16) { g = bf16_to_f32(f32_to_bf16(g)); u = bf16_to_f32(f32_to_bf16(u)); }
-    store<float>(y, ydt, m * ldy + nn, swiglu_value(g, u, ydt));
+    if (!gemv_sums<T, M, 2>(wg, wu, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
+    store_swiglu(y, ydt, m * ldy + nn, v);
 }
 
 // One kernel per input dtype and row count M, all with these parameters: W [N, K] (row stride ldw), x [M, K] (row
@@ -242,3 +260,154 @@ extern "C" __global__ void swiglu_gemv_f32_1(SWIGLU_GEMV_PARAMS) { swiglu_gemv_b
 extern "C" __global__ void swiglu_gemv_f32_2(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 2>(SWIGLU_GEMV_ARGS(float)); }
 extern "C" __global__ void swiglu_gemv_f32_3(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 3>(SWIGLU_GEMV_ARGS(float)); }
 extern "C" __global__ void swiglu_gemv_f32_4(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 4>(SWIGLU_GEMV_ARGS(float)); }
+
+// The residual step of a decoder and the product that reads its norm, in one launch (decode):
+// add_rms_norm_gemv_*: sum = x + res, y = rms_norm(sum)·γ (norms.cu's add_rms_norm), out = y·Wᵀ + bias (gemv);
+// add_rms_norm_swiglu_gemv_*: the same, then out = SwiGLU(y·Wgᵀ, y·Wuᵀ) (swiglu_gemv). Bit for bit the two launches
+// they replace:
+// - each block computes the norm in a prologue (after pdl_wait; the first loads of W are already in flight) into
+//   shared memory as the dtype y would be stored in, then runs gemv_sums on it (same kw: same sums);
+// - the sum of squares is reduced in add_rms_norm's order for its block of `vblock` threads (CudaBackend.RowBlock:
+//   64 … 1024, a multiple of 32): real thread t of this 128-thread block plays add_rms_norm's threads t + 128·i, which
+//   are lanes of its warps w + 4i; each of those warps is reduced with warp_reduce's tree into slot w + 4i, then the
+//   slots with block_reduce's last pass;
+// - only block 0 writes sum (every block computes the same values); the launcher guarantees sum and out overlap
+//   neither x nor res (another block may still be reading them);
+// - the prologue is paid per block, so the grid is capped at the blocks the GPU holds at once and each block loops
+//   over row groups (a group's sums do not depend on the block that takes it).
+// Operands: x, res, sum [M, K] contiguous; γ [K]; W (Wg, and Wu) [N, K] with row stride ldw; bias [N] or null
+// (linear only); out [M, N] with row stride ldy; all of T's dtype. Dynamic shared memory: NORM_GEMV_SHARED(T, M, K).
+#define NORM_GEMV_SHARED(T, M, K) ((M) * (((K) + 16 / sizeof(T) - 1) / (16 / sizeof(T)) * (16 / sizeof(T))) * sizeof(T))
+#define NORM_GEMV_EMU_SHARED (64 * 1024) // the emulation has no dynamic shared memory: a static buffer this large
+
+__device__ __forceinline__ float round_to(float v, const u16*) { return bf16_to_f32(f32_to_bf16(v)); }
+__device__ __forceinline__ float round_to(float v, const float*) { return v; }
+__device__ __forceinline__ void put(u16* p, float v) { *p = f32_to_bf16(v); }
+__device__ __forceinline__ void put(float* p, float v) { *p = v; }
+
+// add_rms_norm's rows in a gemv block: xs[m, j] (row stride ldxs) = y, and sum = x + res where sum is not null.
+template <typename T, int M>
+struct AddRmsNormRows
+{
+    const T* x;
+    const T* res;
+    const T* gamma;
+    T* sum;
+    T* xs;
+    i64 n, ldxs;
+    int vblock;
+    float eps;
+
+    __device__ __forceinline__ void operator()() const
+    {
+        __shared__ float slots[M][32];
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        // One of add_rms_norm's threads t = threadIdx.x + 128·i at a time (the loop kept rolled, so that only M partial
+        // sums hold registers while the first loads of W are in flight): the sums, rounded as add_rms_norm stores and
+        // reloads them, and t's sum of squares over its elements t, t + vblock, … in add_rms_norm's order, reduced as its
+        // warp w + 4i (whole warps: the bound is uniform) into slot w + 4i.
+#pragma unroll 1
+        for (int i = 0; GEMV_THREADS * i < vblock; i++)
+        {
+            float s[M];
+#pragma unroll
+            for (int m = 0; m < M; m++) s[m] = 0;
+            int t = threadIdx.x + GEMV_THREADS * i;
+            if (t < vblock)
+                for (i64 j = t; j < n; j += vblock)
+#pragma unroll
+                    for (int m = 0; m < M; m++)
+                    {
+                        float v = round_to(to_f32(x[m * n + j]) + to_f32(res[m * n + j]), x);
+                        put(xs + m * ldxs + j, v);
+                        if (sum) put(sum + m * n + j, v);
+                        s[m] += v * v;
+                    }
+#pragma unroll
+            for (int m = 0; m < M; m++)
+            {
+                float w = warp_reduce<SumOp>(s[m]);
+                if (lane == 0 && warp + GEMV_WARPS * i < vblock / 32) slots[m][warp + GEMV_WARPS * i] = w;
+            }
+        }
+        __syncthreads();
+        float r[M];
+#pragma unroll
+        for (int m = 0; m < M; m++)
+        {
+            float w = lane < vblock / 32 ? slots[m][lane] : 0.0f;
+            w = warp_reduce<SumOp>(w);
+            r[m] = 1.0f / sqrtf(w / (float)n + eps);
+        }
+        for (i64 j = threadIdx.x; j < n; j += GEMV_THREADS)
+        {
+            float g = to_f32(gamma[j]);
+#pragma unroll
+            for (int m = 0; m < M; m++)
+            {
+                float h = round_to(to_f32(xs[m * ldxs + j]) * r[m], x); // as rms_norm: rounded before γ multiplies it
+                put(xs + m * ldxs + j, g * h);
+            }
+        }
+        __syncthreads();
+    }
+};
+
+// The outputs of one row: gemv's (plus the bias) and swiglu_gemv's.
+__device__ __forceinline__ void norm_gemv_store(void* y, int ydt, i64 i, float (&v)[1], const void* bias, i64 nn)
+{
+    if (bias) v[0] += load<float>(bias, ydt, nn);
+    store<float>(y, ydt, i, v[0]);
+}
+
+__device__ __forceinline__ void norm_gemv_store(void* y, int ydt, i64 i, float (&v)[2], const void*, i64) { store_swiglu(y, ydt, i, v); }
+
+template <typename T, int M, int G>
+__device__ __forceinline__ void add_rms_norm_gemv(const T* x, const T* res, const T* gamma, float eps, int vblock, T* sum, const T* w0,
+                                                  const T* w1, i64 ldw, void* y, i64 ldy, const void* bias, i64 N, i64 K, int kw)
+{
+#ifdef PARROT_CUDA_EMU
+    __shared__ Vec16 xs_mem[NORM_GEMV_EMU_SHARED / 16];
+#else
+    extern __shared__ Vec16 xs_mem[];
+#endif
+    const int VEC = 16 / (int)sizeof(T);
+    const int ydt = sizeof(T) == 2 ? DT_BF16 : DT_F32;
+    T* xs = (T*)xs_mem;
+    i64 ldxs = (K + VEC - 1) / VEC * VEC; // rows 16-byte aligned: gemv_sums reads them as vectors
+    AddRmsNormRows<T, M> prologue{x, res, gamma, blockIdx.x == 0 ? sum : nullptr, xs, K, ldxs, vblock, eps};
+    int rows = GEMV_WARPS / kw;
+    i64 groups = (N + rows - 1) / rows;
+    for (i64 group = blockIdx.x; group < groups; group += gridDim.x)
+    {
+        if (group != (i64)blockIdx.x) __syncthreads(); // the previous group's partial sums are read before they are rewritten
+        float v[G];
+        i64 nn;
+        int mm;
+        if (gemv_sums<T, M, G>(w0, w1, ldw, xs, ldxs, 1, N, K, kw, v, nn, mm, group, prologue, group == (i64)blockIdx.x))
+            norm_gemv_store(y, ydt, mm * ldy + nn, v, bias, nn);
+    }
+}
+
+// Per dtype and M: x, res, γ (gamma), eps, add_rms_norm's block size vblock, sum; W (w), the up weight wu (SwiGLU;
+// null for the linear), ldw; out y, ldy; bias (linear; null for none or SwiGLU); N, K, kw. Grid: at most
+// ceil(N / (GEMV_WARPS / kw)) blocks of GEMV_THREADS.
+#define NORM_GEMV_PARAMS const void* x, const void* res, const void* gamma, float eps, int vblock, void* sum, const void* w, const void* wu, i64 ldw, \
+                         void* y, i64 ldy, const void* bias, i64 N, i64 K, int kw
+#define NORM_GEMV_ARGS(T) (const T*)x, (const T*)res, (const T*)gamma, eps, vblock, (T*)sum, (const T*)w, (const T*)wu, ldw, y, ldy, bias, N, K, kw
+extern "C" __global__ void add_rms_norm_gemv_bf16_1(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 1, 1>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_gemv_bf16_2(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 2, 1>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_gemv_bf16_3(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 3, 1>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_gemv_bf16_4(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 4, 1>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_gemv_f32_1(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 1, 1>(NORM_GEMV_ARGS(float)); }
+extern "C" __global__ void add_rms_norm_gemv_f32_2(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 2, 1>(NORM_GEMV_ARGS(float)); }
+extern "C" __global__ void add_rms_norm_gemv_f32_3(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 3, 1>(NORM_GEMV_ARGS(float)); }
+extern "C" __global__ void add_rms_norm_gemv_f32_4(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 4, 1>(NORM_GEMV_ARGS(float)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_bf16_1(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 1, 2>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_bf16_2(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 2, 2>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_bf16_3(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 3, 2>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_bf16_4(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 4, 2>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_1(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 1, 2>(NORM_GEMV_ARGS(float)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_2(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 2, 2>(NORM_GEMV_ARGS(float)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_3(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 3, 2>(NORM_GEMV_ARGS(float)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_4(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 4, 2>(NORM_GEMV_ARGS(float)); }

@@ -43,6 +43,51 @@ public class ResidualStreamTests
         return scope.Keep(model.LmHead(m.Norm.Forward(h)).Value);
     }
 
+    /// <summary>
+    /// Logits [1, T, vocab] through decode's structure before the norms took their products along: the stream's adds
+    /// fused with the norms (<see cref="ResidualStream.Normalize"/>), but the packed q/k/v projection, the gate and up
+    /// products and SwiGLU run apart from them (Attention.Forward on the normed input, GatedSiluMlp.Forward). Written
+    /// out here, so the reference goes through neither <see cref="Qwen2Model.ForwardWithCache"/> nor the fused ops.
+    /// </summary>
+    private static Tensor ProductsApart(Qwen2ForCausalLM model, long[] ids, KvCache cache)
+    {
+        var m = model.Model;
+        var device = m.EmbedTokens.Weight.Value.Device;
+        using var scope = TensorScope.Begin();
+        var embeds = m.EmbedTokens.Forward(Tensor.FromArray(ids, device, 1, ids.Length)).Value;
+        var ropeType = embeds.DType.IsHalfStorage() ? DType.F32 : embeds.DType;
+        var rope = m.Rotary.Range(cache.Length(0), ids.Length, device, ropeType);
+        var x = new ResidualStream(embeds);
+        for (int i = 0; i < m.Layers.Count; i++)
+        {
+            var layer = m.Layers[i];
+            var (h, normed) = x.Normalize(layer.InputLayerNorm);
+            var a = layer.SelfAttn.Forward(new Variable(normed), causal: true, rope, null, cache, i).Value;
+            var (h2, normed2) = new ResidualStream(h, a).Normalize(layer.PostAttentionLayerNorm);
+            x = new ResidualStream(h2, layer.Mlp.Forward(new Variable(normed2)).Value);
+        }
+        return scope.Keep(model.LmHead(new Variable(x.Normalize(m.Norm).Normalized)).Value);
+    }
+
+    [Test]
+    public void DecodeLogitsEqualTheProductsApartBitForBit([Values(DType.F32, DType.BF16)] DType dtype, [Values] bool onDevice)
+    {
+        // The norm → q/k/v and norm → gate/up fusion (Tensor.AddRmsNormLinear / AddRmsNormSwiGlu) changes no bit of the
+        // logits, on the CPU and on the test device (whose backend op runs the CPU kernels in sequence).
+        using var model = Model(dtype, onDevice);
+        using var ng = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
+        using var reference = new KvCache(Tiny.NumHiddenLayers, 16);
+        var got = model.Forward(Tensor.FromArray(Prompt, 1, Prompt.Length), cache: cache).Value.ToFloatArray();
+        Assert.That(got, Is.EqualTo(ProductsApart(model, Prompt, reference).ToFloatArray()), "prefill");
+        foreach (var t in Tokens)
+        {
+            got = model.Forward(Tensor.FromArray(new[] { t }, 1, 1), cache: cache).Value.ToFloatArray();
+            Assert.That(got, Is.EqualTo(ProductsApart(model, [t], reference).ToFloatArray()), $"decode step of token {t}");
+        }
+    }
+
     private static Qwen2ForCausalLM Model(DType dtype, bool onDevice)
     {
         var model = new Qwen2ForCausalLM(Tiny, seed: 23, dtype);
@@ -95,7 +140,7 @@ public class ResidualStreamTests
     }
 
     [Test]
-    public void ADecodeStepOnTheDeviceRunsOneOpFewerPerLayer([Values(DType.F32, DType.BF16)] DType dtype)
+    public void ADecodeStepOnTheDeviceRunsFewerOpsPerLayer([Values(DType.F32, DType.BF16)] DType dtype)
     {
         using var model = Model(dtype, onDevice: true);
         using var ng = Graph.NoGrad();
@@ -118,14 +163,22 @@ public class ResidualStreamTests
         var before = Log(() => PreviousStructure(model, [7], reference));
         int layers = Tiny.NumHiddenLayers;
         TestContext.Out.WriteLine($"{dtype}: {now.Count} ops per decode step ({layers} layers), {before.Count} before");
-        Assert.That(now.Count, Is.EqualTo(before.Count - layers), "one op fewer per layer");
+        // Per layer but the first, the input norm's add, norm, q/k/v product and bias add are one op (3 fewer, where the
+        // structure before ran a plain norm, the product and the bias add); and the layers' own residual adds are gone
+        // (the final norm makes the last one).
+        Assert.That(now.Count, Is.EqualTo(before.Count - 2 * (layers - 1) - layers));
         int Count(List<string> log, string op) => log.Count(o => o == op);
-        // Before: each layer's input norm and the final norm were RmsNorm, each layer added its MLP output itself.
+        // Before: each layer's input norm and the final norm were RmsNorm, each layer added its MLP output itself; the
+        // post-attention norm takes the attention's add and runs the gate and up products and SwiGLU (one op).
         Assert.That(Count(before, "RmsNorm"), Is.EqualTo(layers + 1));
-        Assert.That(Count(before, "AddRmsNorm"), Is.EqualTo(layers));
-        // Now: only the first layer's input norm has nothing to add (the embeddings); every other norm adds.
+        Assert.That(Count(before, "AddRmsNormLinear"), Is.EqualTo(layers));
+        Assert.That(Count(before, "AddRmsNorm"), Is.EqualTo(0));
+        // Now: only the first layer's input norm has nothing to add (the embeddings); every other norm adds, and all
+        // but the final one take their product along.
         Assert.That(Count(now, "RmsNorm"), Is.EqualTo(1));
-        Assert.That(Count(now, "AddRmsNorm"), Is.EqualTo(2 * layers));
-        Assert.That(Count(now, "Binary Add"), Is.EqualTo(Count(before, "Binary Add") - layers), "the residual adds are gone");
+        Assert.That(Count(now, "AddRmsNormLinear"), Is.EqualTo(2 * layers - 1));
+        Assert.That(Count(now, "AddRmsNorm"), Is.EqualTo(1), "the final norm");
+        Assert.That(Count(now, "Binary Add"), Is.EqualTo(Count(before, "Binary Add") - layers - (layers - 1)), "the residual adds and the fused q/k/v bias adds are gone");
+        Assert.That(Count(now, "SwiGlu"), Is.EqualTo(0), "inside the fused op");
     }
 }

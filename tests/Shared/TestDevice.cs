@@ -240,6 +240,11 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     // One op, as the one kernel a GPU launches for it (the CPU kernels compute it as the add then the norm).
     public void AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps, Tensor sum, Tensor y)
     { On("AddRmsNorm", x, residual, weight, sum, y); Cpu.AddRmsNorm(x, residual, weight, eps, sum, y); }
+    public void AddRmsNormLinear(Tensor x, Tensor residual, Tensor normWeight, double eps, Tensor weight, Tensor? bias, Tensor? upWeight, Tensor sum, Tensor y)
+    {
+        On("AddRmsNormLinear", x, residual, normWeight, weight, bias, upWeight, sum, y);
+        Cpu.AddRmsNormLinear(x, residual, normWeight, eps, weight, bias, upWeight, sum, y);
+    }
     public void CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex, Tensor lossPerRow, Tensor? logSumExp)
     {
         On("CrossEntropy", logits, targets, lossPerRow, logSumExp);

@@ -4,6 +4,7 @@
 // bf16 and f32, f32 output of bf16 input, bias, GELU, every split of K over 1, 2 and 4 warps.
 // Then the fused gate/up SwiGLU products (swiglu_gemv_*) against the unfused path they replace, bit for bit:
 // gemv(gate), gemv(up), then elementwise.cu's swiglu_forward and swiglu_forward_packed.
+#define PARROT_CUDA_EMU 1 // gemv.cu's fused norm kernels: a static buffer for the dynamic shared memory
 #include "emu_threads.h"
 #include "prelude.cuh"
 #include "swiglu.cuh" // at file scope, as prelude.cuh: one swiglu_value for both namespaces below

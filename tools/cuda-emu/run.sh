@@ -17,11 +17,14 @@ g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/mma_check" mma_check_tes
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash_mma" flash_mma_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/gemv" gemv_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/decode" decode_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/norm_gemv" norm_gemv_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, argmax/argmin (NaN-lowest too; split = one block), softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
 echo -n "mma.sync / ldmatrix emulation against the PTX ISA tables: "; "$out/mma_check"
 echo "flash attention forward and backward (tensor cores, emulated mma):"; "$out/flash_mma"
 echo -n "gemv (decode matrix-vector products): "; "$out/gemv"
+# quick: the decode widths with N cut short (the full q/k/v and gate/up N, ~30 min: "$out/norm_gemv" without an argument).
+echo -n "add_rms_norm fused into gemv / swiglu_gemv (decode): "; "$out/norm_gemv" quick
 echo "decode attention (key ranges merged in one launch by the last ticket, blocks in shuffled orders; the v1 kernels too; fixed cases and a seeded sweep of 24, against float64; device positions against the host-position kernels at the eager splits; rope + cache append + attention in one launch against the two launches):"; "$out/decode" 24 | tail -5
 rm -rf "$out"

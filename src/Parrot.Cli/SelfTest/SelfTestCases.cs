@@ -56,6 +56,40 @@ internal static class SelfTestCases
         return f.To(t);
     }
 
+    /// <summary>
+    /// Tensor.AddRmsNormLinear (gate only: the bias) or, with an up weight, Tensor.AddRmsNormSwiGlu of x[0] + x[1] with norm
+    /// weight x[2]: the sum and the product flattened into one vector. On a GPU the fused kernel must have run (decode rows:
+    /// native/gemv.cu add_rms_norm_gemv_*), and its bits must equal the ops apart on the same device (AddRmsNorm, then
+    /// MatMulBias or SwiGluLinear: add_rms_norm and gemv / swiglu_gemv) and the op with the fusion switched off
+    /// (PARROT_DECODE_NORM_GEMV=0's path).
+    /// </summary>
+    private static Tensor NormLinearChecked(Tensor x, Tensor residual, Tensor gamma, Tensor weight, Tensor? bias, Tensor? up)
+    {
+        using var scope = TensorScope.Begin();
+        (Tensor Sum, Tensor Output) Fused() => up is null ? Tensor.AddRmsNormLinear(x, residual, gamma, 1e-6, weight, bias)
+            : Tensor.AddRmsNormSwiGlu(x, residual, gamma, 1e-6, weight, up);
+        Tensor Flat((Tensor Sum, Tensor Output) r) => Tensor.Concat(0, r.Sum.Reshape(-1), r.Output.Reshape(-1));
+        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return scope.Keep(Flat(Fused()));
+        long launches = cuda.NormGemvLaunches;
+        var fused = Flat(Fused());
+        if (cuda.NormGemvLaunches == launches && x.DType is DType.F32 or DType.BF16)
+            throw new InvalidOperationException("the fused kernel did not run (NormGemvKernel off, or the operands were not eligible)");
+        var (sum, h) = Tensor.AddRmsNorm(x, residual, gamma, 1e-6);
+        var rows = h.Reshape(-1, h.Shape[^1]);
+        var product = up is not null ? Tensor.SwiGluLinear(rows, weight, up) : bias is null ? Tensor.MatMul(rows, weight.Transpose(0, 1)) : Tensor.MatMulBias(rows, weight.Transpose(0, 1), bias);
+        var apart = Tensor.Concat(0, sum.Reshape(-1), product.Reshape(-1));
+        bool was = cuda.NormGemvKernel;
+        cuda.NormGemvKernel = false;
+        Tensor off;
+        try { off = Flat(Fused()); }
+        finally { cuda.NormGemvKernel = was; }
+        double[] a = fused.ToDoubleArray(), b = apart.ToDoubleArray(), c = off.ToDoubleArray();
+        for (int i = 0; i < a.Length; i++)
+            if (BitConverter.DoubleToInt64Bits(a[i]) != BitConverter.DoubleToInt64Bits(b[i]) || BitConverter.DoubleToInt64Bits(b[i]) != BitConverter.DoubleToInt64Bits(c[i]))
+                throw new InvalidOperationException($"fused result differs from the ops apart at element {i} ({(i < sum.Count ? "sum" : "product")}): {a[i]:R}, apart {b[i]:R}, switched off {c[i]:R}");
+        return scope.Keep(fused);
+    }
+
     /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
     /// <summary>
     /// Runs <paramref name="run"/> with the decode attention settings <paramref name="set"/> changes on a CUDA backend
@@ -307,6 +341,21 @@ internal static class SelfTestCases
             c.Add(new($"swiglu linear (decode, fused) m {rows}", (r, t) => [Normal(r, t, rows, 1000), Scaled(Normal(r, t, 513, 1000), 0.03), Normal(r, t, 513, 1000)],
                 x => SwiGluLinearChecked(x[0], x[1], x[2])));
         }
+        // Decode's residual step with the product that reads its norm (Qwen2 decode: the input norm with the packed q/k/v
+        // product and its bias, the post-attention norm with the MLP's gate, up and SwiGLU): one kernel on a GPU, checked
+        // there bit for bit against the ops apart and the switched-off path, and here against the CPU. Qwen2-7B's layer
+        // shapes (K 3584: q/k/v N 4608, gate/up N 18944) and 0.5B's (K 896: N 1152 and 4864); weights scaled by 1/√K.
+        Tensor[] NormInputs(Random r, DType t, int rows, int k, int n, bool swiglu) =>
+        [
+            Scaled(Normal(r, t, rows, k), 4), Normal(r, t, rows, k), Positive(r, t, 0.5, 1.5, k), Scaled(Normal(r, t, n, k), (swiglu ? 3 : 1) / Math.Sqrt(k)),
+            swiglu ? Normal(r, t, n, k) : Normal(r, t, n),
+        ];
+        foreach (var (rows, k, n) in new[] { (1, 3584, 4608), (4, 3584, 4608), (1, 896, 1152), (3, 896, 1152) })
+            c.Add(new($"add + rms norm + linear (decode, fused) {rows}x{k} · {n}", (r, t) => NormInputs(r, t, rows, k, n, false),
+                x => NormLinearChecked(x[0], x[1], x[2], x[3], x[4], null), Only: rows * k * 4 > 48 * 1024 ? [DType.BF16] : null)); // f32: above the kernel's shared memory
+        foreach (var (rows, k, n) in new[] { (1, 3584, 18944), (2, 896, 4864) })
+            c.Add(new($"add + rms norm + swiglu (decode, fused) {rows}x{k} · {n}", (r, t) => NormInputs(r, t, rows, k, n, true),
+                x => NormLinearChecked(x[0], x[1], x[2], x[3], null, x[4])));
         c.Add(new("matmul decode padded w, strided x", (r, t) => [Normal(r, t, 3, 5, 1000), Normal(r, t, 700, 1016)], x =>
         {
             using var last = x[0].Narrow(1, 4, 1);  // [3, 1, 1000], rows 5000 elements apart

@@ -114,6 +114,28 @@ public sealed class Attention : Module
         return (p[0], p[1], p[2]);
     }
 
+    /// <summary>
+    /// The packed q, k and v weights as one [(heads + 2·kvHeads)·headDim, hidden] weight and the biases as one vector
+    /// (views of the packed buffers, for the caller to dispose), the operands of <see cref="Project"/>'s one product;
+    /// null unless packed for inputs of <paramref name="dtype"/> on <paramref name="device"/>. For a caller that runs
+    /// that product fused with what makes its input (Qwen2's decode: the norm and the residual add), then
+    /// <see cref="ForwardProjected"/>.
+    /// </summary>
+    public (Tensor Weight, Tensor? Bias)? PackedProjection(DType dtype, Device device)
+    {
+        if (!Packed(dtype) || device != QProj.Weight.Value.Device) return null;
+        var w = Tensor.ConcatView(0, QProj.Weight.Value, KProj.Weight.Value, VProj.Weight.Value);
+        if (w is null) return null;
+        if (QProj.Bias is null) return (w, null);
+        var b = Tensor.ConcatView(0, QProj.Bias.Value, KProj.Bias!.Value, VProj.Bias!.Value);
+        if (b is null)
+        {
+            w.Dispose();
+            return null;
+        }
+        return (w, b);
+    }
+
     /// <inheritdoc/>
     protected override void OnParametersReplaced() => PackProjections();
 
@@ -126,10 +148,30 @@ public sealed class Attention : Module
     public Variable Forward(Variable x, bool causal, (Tensor Cos, Tensor Sin)? rope = null, Tensor? mask = null, IKvCache? cache = null, int layer = 0)
     {
         if (x.Rank != 3) throw new ArgumentException($"Attention: input {x.Value.ShapeString()} must be [batch, seq, hidden]");
-        int b = x.Shape[0], t = x.Shape[1];
         // With packed weights q, k and v are column ranges of one product [B, T, (H + 2·Hkv)·D]: views with a row stride
         // of that width, which every op below takes as they are (strided kernels on the CPU and the GPU).
         var (qx, kx, vx) = Project(x);
+        return Attend(qx, kx, vx, causal, rope, mask, cache, layer);
+    }
+
+    /// <summary>
+    /// <see cref="Forward"/> from the packed projection [B, T, (heads + 2·kvHeads)·headDim] (x·Wᵀ + b with the operands
+    /// of <see cref="PackedProjection"/>, made by the caller): q, k and v are its column ranges, as <see cref="Project"/>
+    /// makes them, and the rest is <see cref="Forward"/>'s.
+    /// </summary>
+    public Variable ForwardProjected(Tensor projection, bool causal, (Tensor Cos, Tensor Sin)? rope = null, Tensor? mask = null, IKvCache? cache = null, int layer = 0)
+    {
+        ArgumentNullException.ThrowIfNull(projection);
+        int q = Heads * HeadDim, kv = KvHeads * HeadDim;
+        if (projection.Rank != 3 || projection.Shape[^1] != q + 2 * kv)
+            throw new ArgumentException($"Attention: projection {projection.ShapeString()} must be [batch, seq, {q + 2 * kv}]");
+        var parts = new Variable(projection);
+        return Attend(parts.Narrow(-1, 0, q), parts.Narrow(-1, q, kv), parts.Narrow(-1, q + kv, kv), causal, rope, mask, cache, layer);
+    }
+
+    private Variable Attend(Variable qx, Variable kx, Variable vx, bool causal, (Tensor Cos, Tensor Sin)? rope, Tensor? mask, IKvCache? cache, int layer)
+    {
+        int b = qx.Shape[0], t = qx.Shape[1];
         var q = qx.Reshape(b, t, Heads, HeadDim).Transpose(1, 2);
         var k = kx.Reshape(b, t, KvHeads, HeadDim).Transpose(1, 2);
         var v = vx.Reshape(b, t, KvHeads, HeadDim).Transpose(1, 2);

@@ -37,6 +37,19 @@ public partial interface IBackend
     void AddRmsNorm(Tensor x, Tensor residual, Tensor weight, double eps, Tensor sum, Tensor y);
 
     /// <summary>
+    /// The residual step of a pre-norm decoder and the product that reads its norm, fused (decode): with
+    /// (sum, h) = <see cref="AddRmsNorm"/>(x, residual, normWeight, eps), y = h·weightᵀ + bias (bias optional), or, with
+    /// <paramref name="upWeight"/>, y = SwiGlu(h·weightᵀ, h·upWeightᵀ) (weight the gate; no bias); h is not kept.
+    /// x, residual and sum are [..., D], y [..., N] (the same leading dims), normWeight [D], weight and upWeight [N, D]
+    /// as a Linear layer stores them, bias [N]; all of one dtype (F32, BF16 or F16), x, residual, sum, normWeight and
+    /// bias contiguous, y contiguous, sum and y overlapping no other operand. The results must equal, bit for bit, what
+    /// this backend gives for <see cref="AddRmsNorm"/> followed by the product ops that <c>Tensor.MatMulBias</c> (or
+    /// <c>Tensor.MatMul</c> without a bias) or <c>Tensor.SwiGluLinear</c> run: decode uses this op in their place (on a GPU
+    /// one launch where there were two) and its logits must not depend on which ran.
+    /// </summary>
+    void AddRmsNormLinear(Tensor x, Tensor residual, Tensor normWeight, double eps, Tensor weight, Tensor? bias, Tensor? upWeight, Tensor sum, Tensor y);
+
+    /// <summary>
     /// Per-row cross-entropy: lossPerRow[i] = logsumexp(logits[i, :]) - logits[i, targets[i]], and 0 for rows
     /// whose target equals <paramref name="ignoreIndex"/>. logits is [N, C] of a float dtype, targets [N] I64,
     /// lossPerRow [N] F32 or F64; any strides. A target outside 0..C-1 that is not the ignore index throws

@@ -57,6 +57,26 @@ internal sealed unsafe class CudaKernels
         }
     }
 
+    private readonly Dictionary<(string, string, uint, uint), int> _resident = new();
+
+    /// <summary>
+    /// How many blocks of <paramref name="block"/> threads and <paramref name="sharedBytes"/> of dynamic shared memory
+    /// one SM holds at once for kernel <paramref name="name"/> (its registers and shared memory decide): the CUDA
+    /// occupancy calculator, asked once per kernel and size. Host-only, so it may run during a graph capture.
+    /// </summary>
+    internal int ResidentBlocks(string file, string name, uint block, uint sharedBytes)
+    {
+        nint f = Function(file, name);
+        lock (_gate)
+        {
+            if (_resident.TryGetValue((file, name, block, sharedBytes), out int n)) return n;
+            _context.MakeCurrent();
+            Driver.Check(Driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(out n, f, (int)block, sharedBytes), $"cuOccupancyMaxActiveBlocksPerMultiprocessor({name})");
+            _resident[(file, name, block, sharedBytes)] = n;
+            return n;
+        }
+    }
+
     /// <summary>Blocks for a grid-stride loop over <paramref name="n"/> elements of 256-thread blocks.</summary>
     internal uint GridFor(long n, int block = 256) =>
         (uint)Math.Clamp((n + block - 1) / block, 1, (long)_context.MultiprocessorCount * 32);
@@ -94,6 +114,10 @@ internal sealed unsafe class CudaKernels
         "gemv_bf16_1", "gemv_bf16_2", "gemv_bf16_3", "gemv_bf16_4", "gemv_f32_1", "gemv_f32_2", "gemv_f32_3", "gemv_f32_4",
         "swiglu_gemv_bf16_1", "swiglu_gemv_bf16_2", "swiglu_gemv_bf16_3", "swiglu_gemv_bf16_4",
         "swiglu_gemv_f32_1", "swiglu_gemv_f32_2", "swiglu_gemv_f32_3", "swiglu_gemv_f32_4",
+        "add_rms_norm_gemv_bf16_1", "add_rms_norm_gemv_bf16_2", "add_rms_norm_gemv_bf16_3", "add_rms_norm_gemv_bf16_4",
+        "add_rms_norm_gemv_f32_1", "add_rms_norm_gemv_f32_2", "add_rms_norm_gemv_f32_3", "add_rms_norm_gemv_f32_4",
+        "add_rms_norm_swiglu_gemv_bf16_1", "add_rms_norm_swiglu_gemv_bf16_2", "add_rms_norm_swiglu_gemv_bf16_3", "add_rms_norm_swiglu_gemv_bf16_4",
+        "add_rms_norm_swiglu_gemv_f32_1", "add_rms_norm_swiglu_gemv_f32_2", "add_rms_norm_swiglu_gemv_f32_3", "add_rms_norm_swiglu_gemv_f32_4",
         "rms_norm", "add_rms_norm", "rope_kv_append", "rope_kv_append_at",
         "attention_decode_forward_bf16", "attention_decode_forward_f32", "attention_decode_at_bf16", "attention_decode_at_f32",
         "attention_decode_rope_bf16", "attention_decode_rope_f32",

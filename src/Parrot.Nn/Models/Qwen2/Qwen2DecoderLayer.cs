@@ -41,16 +41,42 @@ public sealed class Qwen2DecoderLayer : Module
     /// The block in inference (no gradients; a cache): takes the stream with the previous layer's add pending and
     /// returns its own MLP output pending, so each residual add runs in one kernel with the norm after it
     /// (<see cref="ResidualStream.Normalize"/>): the input norm takes the previous layer's add, the post-attention norm
-    /// this layer's attention add, and the next layer (or the model's final norm) this layer's MLP add. Bit for bit
+    /// this layer's attention add, and the next layer (or the model's final norm) this layer's MLP add. The products that
+    /// read the two norms join those ops (<see cref="ResidualStream.NormalizeLinear"/> for the packed q/k/v projection,
+    /// <see cref="ResidualStream.NormalizeSwiGlu"/> for the MLP's gate and up): in decode on a GPU, one kernel each. Bit for bit
     /// what <see cref="Forward(Variable, ValueTuple{Tensor, Tensor}, Tensor?, IKvCache?, int)"/> computes with gradients.
     /// </summary>
     public ResidualStream Forward(ResidualStream x, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache cache, int layerIndex)
     {
         ArgumentNullException.ThrowIfNull(cache);
         if (!Graph.IsGradDisabled) throw new InvalidOperationException("Qwen2DecoderLayer: the residual-stream forward is for inference (Graph.NoGrad)");
-        var (h, normed) = x.Normalize(InputLayerNorm);
-        var a = SelfAttn.Forward(new Variable(normed), causal: true, rope, mask, cache, layerIndex).Value;
-        var (h2, normed2) = new ResidualStream(h, a).Normalize(PostAttentionLayerNorm);
-        return new ResidualStream(h2, Mlp.Forward(new Variable(normed2)).Value);
+        var dtype = x.Hidden.DType;
+        var device = x.Hidden.Device;
+        Tensor h, a;
+        if (SelfAttn.PackedProjection(dtype, device) is var (w, b))
+        {
+            // The input norm and the packed q/k/v product in one op (decode: one kernel with the residual add).
+            Tensor qkv;
+            using (w)
+            using (b)
+                (h, qkv) = x.NormalizeLinear(InputLayerNorm, w, b);
+            a = SelfAttn.ForwardProjected(qkv, causal: true, rope, mask, cache, layerIndex).Value;
+        }
+        else
+        {
+            Tensor normed;
+            (h, normed) = x.Normalize(InputLayerNorm);
+            a = SelfAttn.Forward(new Variable(normed), causal: true, rope, mask, cache, layerIndex).Value;
+        }
+        var stream = new ResidualStream(h, a);
+        var (gate, up) = (Mlp.GateProj.Weight.Value, Mlp.UpProj.Weight.Value);
+        if (gate.DType != dtype || up.DType != dtype || gate.Device != device || up.Device != device)
+        {
+            var (h3, normed3) = stream.Normalize(PostAttentionLayerNorm);
+            return new ResidualStream(h3, Mlp.Forward(new Variable(normed3)).Value);
+        }
+        // The post-attention norm, the gate and up products and SwiGLU in one op (decode: one kernel with the add).
+        var (h2, gated) = stream.NormalizeSwiGlu(PostAttentionLayerNorm, gate, up);
+        return new ResidualStream(h2, Mlp.DownProj.Forward(new Variable(gated)).Value);
     }
 }

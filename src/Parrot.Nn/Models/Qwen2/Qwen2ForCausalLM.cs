@@ -160,7 +160,9 @@ public class Qwen2Model : Module
     /// Inference with a cache (prefill and decode; no gradients): the layers over input embeddings [B, T, hidden] at
     /// the RoPE rows <paramref name="rope"/>, then the final norm. Each layer hands the next its MLP output with the
     /// residual add still pending (<see cref="ResidualStream"/>), so every add runs in one kernel with the norm after it
-    /// (<see cref="Tensor.AddRmsNorm"/>, the same bits as the two apart). The eager path (<see cref="Forward"/>) and the
+    /// (<see cref="Tensor.AddRmsNorm"/>, the same bits as the two apart), and the q/k/v and gate/up products that read
+    /// the layers' norms join those ops (<see cref="Tensor.AddRmsNormLinear"/>, <see cref="Tensor.AddRmsNormSwiGlu"/>: one
+    /// GPU kernel each in decode, the same bits). The eager path (<see cref="Forward"/>) and the
     /// static decode step (<see cref="Qwen2StaticDecoder"/>) both run this, so they launch the same kernels.
     /// </summary>
     public Tensor ForwardWithCache(Tensor inputsEmbeds, (Tensor Cos, Tensor Sin) rope, Tensor? mask, IKvCache cache)

@@ -68,6 +68,7 @@ internal static unsafe partial class Driver
     [LibraryImport(CudaLibrary.Cuda)] internal static partial int cuModuleUnload(nint module);
     [LibraryImport(CudaLibrary.Cuda, StringMarshalling = StringMarshalling.Utf8)] internal static partial int cuModuleGetFunction(out nint function, nint module, string name);
     [LibraryImport(CudaLibrary.Cuda)] internal static partial int cuFuncSetAttribute(nint function, int attribute, int value);
+    [LibraryImport(CudaLibrary.Cuda)] internal static partial int cuOccupancyMaxActiveBlocksPerMultiprocessor(out int blocks, nint function, int blockSize, nuint dynamicSharedBytes);
     [LibraryImport(CudaLibrary.Cuda)]
     internal static partial int cuLaunchKernel(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
                                                uint sharedBytes, nint stream, void** parameters, void** extra);
