@@ -141,6 +141,12 @@ public class CudaNormGemvDispatchTests
         Assert.That(Plan(Make(DType.BF16, 4, 3584, 8), rowThreads: 1024), Is.Not.Null);
         Assert.That(Plan(Make(DType.F32, 3, 3584, 8), rowThreads: 1024), Is.Not.Null);
         Assert.That(Plan(Make(DType.F32, 4, 3584, 8), rowThreads: 1024), Is.Null, "57344 bytes of shared memory");
+        // Static shared memory counts against the same 48 KiB: rows of exactly 48 KiB would fail to launch (no opt-in).
+        Assert.That(Plan(Make(DType.BF16, 3, 8192, 8), rowThreads: 1024), Is.Null, "Qwen2-72B at 3 rows: 49152 bytes of rows + static");
+        Assert.That(Plan(Make(DType.BF16, 4, 6144, 8, swiglu: true), rowThreads: 1024), Is.Null, "49152 bytes of rows + static");
+        Assert.That(Plan(Make(DType.F32, 4, 3072, 8), rowThreads: 1024), Is.Null, "49152 bytes of rows + static");
+        Assert.That(Plan(Make(DType.BF16, 4, 6064, 8, swiglu: true), rowThreads: 1024)?.SharedBytes, Is.EqualTo(4 * 6064 * 2), "48512 + 640 bytes");
+        Assert.That(Plan(Make(DType.BF16, 4, 6072, 8, swiglu: true), rowThreads: 1024), Is.Null, "48576 + 640 bytes");
         Assert.That(Plan(Make(DType.BF16, 1, 32, 8), rowThreads: 48), Is.Null, "a block that is not whole warps");
         Assert.That(Plan(Make(DType.BF16, 1, 32, 8), rowThreads: 2048), Is.Null, "more threads than a block holds");
         var o = Make(DType.BF16, 2, 32, 64);

@@ -19,11 +19,19 @@ public sealed partial class CudaBackend
     internal static bool NormGemvDefault(string? value) => value?.Trim() != "0";
 
     /// <summary>
-    /// The most shared memory the fused kernels take for the normalised rows (M rows of D rounded up to whole 16-byte
-    /// vectors): a launch's default limit, and at most ~4 blocks' worth of an SM's 228 KiB, so registers, not shared
-    /// memory, bound the blocks an SM holds (as for gemv). bf16 fits D ≤ 6144 at M = 4; f32 D ≤ 3072 at M = 4.
+    /// The most shared memory a launch takes without cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES): 48 KiB for the
+    /// kernel's static shared memory and the dynamic bytes together (a launch asking for more fails), and at most ~4
+    /// blocks' worth of an SM's 228 KiB, so registers, not shared memory, bound the blocks an SM holds (as for gemv).
     /// </summary>
     internal const int NormGemvMaxShared = 48 * 1024;
+
+    /// <summary>
+    /// The fused kernels' static shared memory for <paramref name="rows"/> rows of x and <paramref name="weights"/>
+    /// weights (1, or 2 for SwiGLU): gemv_sums' part[GEMV_WARPS][G][M] and AddRmsNormRows' slots[M][32], floats. It
+    /// counts against <see cref="NormGemvMaxShared"/> with the normalised rows (dynamic): bf16 D ≤ 6064 at M = 4 (not
+    /// 6144), f32 D ≤ 3032 at M = 4, bf16 D ≤ 8112 at M = 3 (Qwen2-72B's 8192 falls back; at 48 KiB of rows it failed to launch).
+    /// </summary>
+    internal static int NormGemvStaticShared(long rows, int weights) => (int)(4 * (GemvThreads / 32 * weights * rows + 32 * rows));
 
     /// <summary>One fused launch: the gemv plan of the product (its Ldx and XVec unused: x is the kernel's shared
     /// memory), add_rms_norm's threads per row (whose reduction order the kernel reproduces) and the shared bytes.</summary>
@@ -35,7 +43,7 @@ public sealed partial class CudaBackend
     /// takes cuBLASLt, whose sums the kernel would not reproduce); x, residual, sum and the norm weight contiguous, of
     /// one dtype, f32 or bf16, as <see cref="CanAddRmsNorm"/> asks; a product <see cref="PlanGemv"/> takes for x's rows
     /// (at most <see cref="GemvMaxRows"/>; with <paramref name="upWeight"/>, <see cref="PlanSwiGluGemv"/>) with y of x's
-    /// dtype; the rows within <see cref="NormGemvMaxShared"/>; add_rms_norm's block <paramref name="rowThreads"/> a
+    /// dtype; the rows and the kernel's static shared memory within <see cref="NormGemvMaxShared"/>; add_rms_norm's block <paramref name="rowThreads"/> a
     /// multiple of 32 up to 1024; and sum and y overlapping no operand (other blocks read x and residual while block 0
     /// writes sum). Pure host logic, tested on the CPU.
     /// </summary>
@@ -66,7 +74,7 @@ public sealed partial class CudaBackend
         if (plan is not { } g) return null;
         int vec = g.Bf16 ? 8 : 4;
         long shared = rows * ((d + vec - 1) / vec * vec) * x.DType.SizeOf();
-        if (shared > NormGemvMaxShared) return null;
+        if (shared + NormGemvStaticShared(rows, upWeight is null ? 1 : 2) > NormGemvMaxShared) return null;
         if (rowThreads < 32 || rowThreads > 1024 || rowThreads % 32 != 0) return null;
         for (int w = all.Length - 2; w < all.Length; w++) // sum and y against every other operand (the same object too)
             for (int i = 0; i < all.Length; i++)
