@@ -356,6 +356,10 @@ internal static class SelfTestCases
         foreach (var (rows, k, n) in new[] { (1, 3584, 18944), (2, 896, 4864) })
             c.Add(new($"add + rms norm + swiglu (decode, fused) {rows}x{k} · {n}", (r, t) => NormInputs(r, t, rows, k, n, true),
                 x => NormLinearChecked(x[0], x[1], x[2], x[3], null, x[4])));
+        // The largest rows the plan fuses (bf16, 4 rows of 6064: 48512 bytes of dynamic shared memory + 640 static, just
+        // under the 48 KiB a launch gets without the opt-in attribute): the launch must succeed.
+        c.Add(new("add + rms norm + swiglu (decode, fused) 4x6064 · 64, shared memory at the limit", (r, t) => NormInputs(r, t, 4, 6064, 64, true),
+            x => NormLinearChecked(x[0], x[1], x[2], x[3], null, x[4]), Only: [DType.BF16]));
         c.Add(new("matmul decode padded w, strided x", (r, t) => [Normal(r, t, 3, 5, 1000), Normal(r, t, 700, 1016)], x =>
         {
             using var last = x[0].Narrow(1, 4, 1);  // [3, 1, 1000], rows 5000 elements apart
