@@ -101,7 +101,23 @@ __device__ __forceinline__ void gemv_load_w(Vec16 (&wv)[U][G], const T* (&wr)[G]
 // norm's prologue (add_rms_norm_gemv) makes x there.
 struct NoPrologue
 {
+    enum { writes_x = 0 };
     __device__ __forceinline__ void operator()() const {}
+};
+
+// x's pointer type in gemv_sums: restrict where x is only read (the plain products), plain where the prologue writes the
+// rows x points at (the fused norm): restrict would promise the compiler that nothing else writes *x in gemv_sums, and
+// so allow it to move x's loads above the prologue's stores and barrier.
+template <typename T, bool Written>
+struct XPointer
+{
+    typedef const T* __restrict__ type;
+};
+
+template <typename T>
+struct XPointer<T, true>
+{
+    typedef const T* type;
 };
 
 // The block's sums s[g][m] = Σ_k x[m, k] · W_g[n, k] for the rows n of row group `group` (rows = GEMV_WARPS / kw per
@@ -111,7 +127,7 @@ struct NoPrologue
 // takes. After pdl_wait and before any read of x, every thread of the block calls prologue() when run_prologue.
 // Returns true on the threads t < rows·M that own an output: row nn (< N), x row mm, sums v[g].
 template <typename T, int M, int G, typename Prologue>
-__device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __restrict__ w1, i64 ldw, const T* __restrict__ x, i64 ldx,
+__device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __restrict__ w1, i64 ldw, typename XPointer<T, Prologue::writes_x>::type x, i64 ldx,
                                           int xvec, i64 N, i64 K, int kw, float (&v)[G], i64& nn, int& mm, i64 group,
                                           const Prologue& prologue, bool run_prologue)
 {
@@ -289,6 +305,7 @@ __device__ __forceinline__ void put(float* p, float v) { *p = v; }
 template <typename T, int M>
 struct AddRmsNormRows
 {
+    enum { writes_x = 1 }; // the normalised rows, which gemv_sums then reads as x
     const T* x;
     const T* res;
     const T* gamma;
