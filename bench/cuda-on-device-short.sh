@@ -5,8 +5,8 @@
 #   1. `parrot selftest --device cuda` with its device benchmarks (every op against the CPU and float64; kernels are
 #      compiled in parallel first; the bench JSON is rewritten after every row),
 #   2. batch-1 decode of the Qwen2-7B shape (bf16): the static step replayed from a CUDA graph (profiled: one replay),
-#      the same with programmatic dependent launch (PARROT_PDL=1) and without, the default eager path (profiled op by
-#      op), then PyTorch on the same shape,
+#      the same with programmatic dependent launch (PARROT_PDL=1) and without, with the decode fusions off, with the v1
+#      decode attention, the default eager path (profiled op by op), then PyTorch on the same shape,
 #   3. the Qwen2-0.5B bf16 training step, profiled (attention on cuDNN's fused SDPA, the default), and again on our
 #      attention kernels (PARROT_CUDNN_ATTENTION=0),
 #   4. train-lm 20 steps on the GPU against the CPU, and memory in use over 200 steps,
