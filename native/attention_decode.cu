@@ -135,19 +135,8 @@ struct DecShared
     int last;
 };
 
-// A float another block wrote in this launch: from L2 (.cg), never a line this SM's L1 may hold.
-__device__ __forceinline__ float dec_ld_cg(const float* p)
-{
-#ifdef __CUDA_ARCH__
-    float x;
-    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(x) : "l"(p));
-    return x;
-#else
-    return *(const volatile float*)p;
-#endif
-}
-
-// A range's (m, l) pair (8-byte aligned: the scratch's slots are an even number of floats), likewise.
+// A range's (m, l) pair another block wrote in this launch (8-byte aligned: the scratch's slots are an even number of
+// floats), from L2 as ld_cg (prelude.cuh).
 struct DecPair
 {
     float m, l;
@@ -493,7 +482,7 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
         const float* ap = dec_slot(part, grp, splits, 0, Dv) + r * Dv + d;
         const i64 pstride = DEC_ROWS * (i64)(Dv + 2);
 #pragma unroll 8
-        for (int p = 0; p < nsplit; p++) a += dec_ld_cg(ap + p * pstride) * sh.swt[r][p]; // an empty range: acc = 0
+        for (int p = 0; p < nsplit; p++) a += ld_cg(ap + p * pstride) * sh.swt[r][p]; // an empty range: acc = 0
         const int h = hk * G + rr / T, t = rr % T;
         const float M = sh.rowm[r], L = sh.rowl[r];
         store<float>(o, DT, b * st.o[0] + h * st.o[1] + t * st.o[2] + d * st.o[3], a / L); // L = 0: NaN, as the composite

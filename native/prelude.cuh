@@ -222,6 +222,25 @@ __device__ __forceinline__ T block_sum(T v, T* shared32) { return block_reduce<S
 
 __device__ __forceinline__ float block_max(float v, float* shared32) { return block_reduce<MaxOp>(v, shared32, -__int_as_float(0x7f800000)); }
 
+// A value another block wrote in this launch (a partial result merged by the block that takes the last ticket): from
+// L2 (.cg), never a line this SM's L1 may hold. The emulation reads through volatile.
+#ifdef __CUDA_ARCH__
+#define PARROT_LD_CG(T, SUFFIX, CONSTRAINT)                                                  \
+    __device__ __forceinline__ T ld_cg(const T* p)                                           \
+    {                                                                                        \
+        T v;                                                                                 \
+        asm volatile("ld.global.cg." SUFFIX " %0, [%1];" : "=" CONSTRAINT(v) : "l"(p));      \
+        return v;                                                                            \
+    }
+#else
+#define PARROT_LD_CG(T, SUFFIX, CONSTRAINT) \
+    __device__ __forceinline__ T ld_cg(const T* p) { return *(const volatile T*)p; }
+#endif
+PARROT_LD_CG(float, "f32", "f")
+PARROT_LD_CG(double, "f64", "d")
+PARROT_LD_CG(i64, "s64", "l")
+#undef PARROT_LD_CG
+
 // The keys that query rows [first, first + rows) of an attention (T queries, S keys, queries at key positions
 // query_offset + t) may see: [0, the returned end); S when not causal.
 __device__ __forceinline__ i64 causal_key_end(int causal, i64 first, i64 rows, i64 T, i64 S, i64 query_offset)

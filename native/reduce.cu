@@ -222,29 +222,6 @@ extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 x
     }
 }
 
-// A partial result another block wrote in this launch: from L2 (.cg), never a line this SM's L1 may hold.
-__device__ __forceinline__ double arg_ld_cg(const double* p)
-{
-#ifdef __CUDA_ARCH__
-    double v;
-    asm volatile("ld.global.cg.f64 %0, [%1];" : "=d"(v) : "l"(p));
-    return v;
-#else
-    return *(const volatile double*)p;
-#endif
-}
-
-__device__ __forceinline__ i64 arg_ld_cg(const i64* p)
-{
-#ifdef __CUDA_ARCH__
-    i64 v;
-    asm volatile("ld.global.cg.s64 %0, [%1];" : "=l"(v) : "l"(p));
-    return v;
-#else
-    return *(const volatile i64*)p;
-#endif
-}
-
 // Few long rows in one launch: block (chunk blockIdx.x, row blockIdx.y) writes the best of elements
 // [chunk·len, chunk·len + len) of its row to pv/pi[row·chunks + chunk] (pi = −1 for an empty chunk), then takes a ticket
 // of its row; the block that draws the last one merges the row's chunks in chunk order into y. arg_better is a total
@@ -278,8 +255,8 @@ extern "C" __global__ void arg_reduce_split(Layout rows_layout, i64 n, i64 xcol,
     best = 0; bi = -1;
     for (i64 c = threadIdx.x; c < chunks; c += blockDim.x)
     {
-        double v = arg_ld_cg(pv + row * chunks + c);
-        i64 i = arg_ld_cg(pi + row * chunks + c);
+        double v = ld_cg(pv + row * chunks + c);
+        i64 i = ld_cg(pi + row * chunks + c);
         if (arg_better(op, v, i, best, bi)) { best = v; bi = i; }
     }
     arg_block(op, best, bi, sv, sidx);
