@@ -74,18 +74,7 @@ public class ResidualStreamTests
     {
         // The norm → q/k/v and norm → gate/up fusion (Tensor.AddRmsNormLinear / AddRmsNormSwiGlu) changes no bit of the
         // logits, on the CPU and on the test device (whose backend op runs the CPU kernels in sequence).
-        using var model = Model(dtype, onDevice);
-        using var ng = Graph.NoGrad();
-        using var scope = TensorScope.Begin();
-        using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
-        using var reference = new KvCache(Tiny.NumHiddenLayers, 16);
-        var got = model.Forward(Tensor.FromArray(Prompt, 1, Prompt.Length), cache: cache).Value.ToFloatArray();
-        Assert.That(got, Is.EqualTo(ProductsApart(model, Prompt, reference).ToFloatArray()), "prefill");
-        foreach (var t in Tokens)
-        {
-            got = model.Forward(Tensor.FromArray(new[] { t }, 1, 1), cache: cache).Value.ToFloatArray();
-            Assert.That(got, Is.EqualTo(ProductsApart(model, [t], reference).ToFloatArray()), $"decode step of token {t}");
-        }
+        DecodeEqualsBitForBit(dtype, onDevice, ProductsApart);
     }
 
     private static Qwen2ForCausalLM Model(DType dtype, bool onDevice)
@@ -102,19 +91,26 @@ public class ResidualStreamTests
     [Test]
     public void DecodeLogitsEqualThePreviousStructureBitForBit([Values(DType.F32, DType.BF16)] DType dtype, [Values] bool onDevice)
     {
+        DecodeEqualsBitForBit(dtype, onDevice, PreviousStructure);
+    }
+
+    /// <summary>
+    /// The model's KV-cache prefill of <see cref="Prompt"/> and decode of <see cref="Tokens"/> (ForwardWithCache) give the
+    /// bits of <paramref name="reference"/> (a structure written out in this file) on a cache of its own, step by step.
+    /// </summary>
+    private static void DecodeEqualsBitForBit(DType dtype, bool onDevice, Func<Qwen2ForCausalLM, long[], KvCache, Tensor> reference)
+    {
         using var model = Model(dtype, onDevice);
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
         using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
-        using var reference = new KvCache(Tiny.NumHiddenLayers, 16);
+        using var referenceCache = new KvCache(Tiny.NumHiddenLayers, 16);
         var got = model.Forward(Tensor.FromArray(Prompt, 1, Prompt.Length), cache: cache).Value.ToFloatArray();
-        var want = PreviousStructure(model, Prompt, reference).ToFloatArray();
-        Assert.That(got, Is.EqualTo(want), "prefill");
+        Assert.That(got, Is.EqualTo(reference(model, Prompt, referenceCache).ToFloatArray()), "prefill");
         foreach (var t in Tokens)
         {
             got = model.Forward(Tensor.FromArray(new[] { t }, 1, 1), cache: cache).Value.ToFloatArray();
-            want = PreviousStructure(model, [t], reference).ToFloatArray();
-            Assert.That(got, Is.EqualTo(want), $"decode step of token {t}");
+            Assert.That(got, Is.EqualTo(reference(model, [t], referenceCache).ToFloatArray()), $"decode step of token {t}");
         }
     }
 
