@@ -5,7 +5,8 @@
 // k from 0 to n (the shared-memory sort and, above TOPK_SHARED_ITEMS, the scratch sort), both kernels (topk_small is
 // the launcher's choice up to TOPK_SMALL_N; topk_rows takes any row and is run on short rows too), strided x, values and
 // indices, a two-dim row layout, grids smaller than the rows, blocks of 32 to 1024 threads. Indices and value bits must
-// be equal. Usage: topk [quick]
+// be equal. Usage: topk [quick] (quick: k above 1024 on medium rows only at k = n and f32's k = 3000, and of the vocabulary
+// rows only the ties rows at k 1, 50, 1024; the whole run takes about 4 times as long)
 #include "emu_threads.h"
 #include "prelude.cuh"
 #include "topk.cu"
@@ -13,10 +14,12 @@
 #include <random>
 #include <vector>
 #include <string>
+#include <cstdlib>
 
 static int fails = 0;
 static long long checks = 0;
-#define CHECK(c, ...) do { checks++; if (!(c)) { if (++fails <= 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
+// Stops at the 20th failure (a planted bug fails fast).
+#define CHECK(c, ...) do { checks++; if (!(c)) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); if (++fails == 20) { printf("%lld checks, stopped at 20 failures\n", checks); exit(1); } } } while (0)
 
 static int esize(int dt) { return dt == DT_F64 || dt == DT_I64 ? 8 : dt == DT_F32 || dt == DT_I32 ? 4 : dt == DT_BF16 || dt == DT_F16 ? 2 : 1; }
 static const char* dname(int dt) { const char* n[] = {"f32", "f64", "bf16", "f16", "i32", "i64", "u8"}; return n[dt]; }
@@ -224,7 +227,7 @@ int main(int argc, char** argv)
         for (int n : {257, 1000, 5000})
             for (int k : {0, 1, 5, 50, 1024, 2048, 2049, 3000, n})
             {
-                if (k > n || (quick && k > 1024 && k != n)) continue;
+                if (k > n || (quick && k > 1024 && k != n && !(k == 3000 && dt == DT_F32))) continue; // quick: one scratch select
                 for (Fill f : {Ties, Wide, Descending, Bits})
                     run_case(dt, 3, 1, n, k, f, 1, 256, 2, 1, 1, 1);
                 if (dt <= DT_F16) run_case(dt, 2, 1, n, k, AllNaN, 1, 128, 2, 1, 1, 1);
