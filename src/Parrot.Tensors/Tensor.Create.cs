@@ -40,7 +40,7 @@ public sealed partial class Tensor
     /// <summary>0, 1, ..., n-1 as I64.</summary>
     public static Tensor Arange(int n, DType dtype = DType.I64, Device? device = null) => Arange(0, n, 1, dtype, device);
 
-    /// <summary>Uniform random numbers on [low, high); the same for a seed whatever the thread count.</summary>
+    /// <summary>Uniform random numbers on [low, high); the same bits for a seed whatever the thread count or device.</summary>
     public static Tensor Uniform(ReadOnlySpan<int> shape, ulong seed, double low = 0, double high = 1, DType dtype = DType.F32, Device? device = null)
     {
         RequireFloat(dtype, "Uniform");
@@ -49,7 +49,7 @@ public sealed partial class Tensor
         return t;
     }
 
-    /// <summary>Normal random numbers; the same for a seed whatever the thread count.</summary>
+    /// <summary>Normal random numbers; the same for a seed whatever the thread count, within a few ulp across devices (<see cref="IBackend.Random"/>).</summary>
     public static Tensor Normal(ReadOnlySpan<int> shape, ulong seed, double mean = 0, double std = 1, DType dtype = DType.F32, Device? device = null)
     {
         RequireFloat(dtype, "Normal");

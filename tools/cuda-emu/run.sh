@@ -6,7 +6,7 @@
 # emu_mma.h adds the warp-collective mma.sync (m16n8k16 bf16) and ldmatrix of attention_mma.cu, checked
 # against the PTX ISA's fragment tables by mma_check_test.cpp.
 # By hand, not in CI.
-# The f16 conversions (inline PTX) are not emulated. Usage: tools/cuda-emu/run.sh
+# The f16 conversions of prelude.cuh (inline PTX) are not emulated (random.cu's double → f16 is integer code, and is). Usage: tools/cuda-emu/run.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
@@ -19,6 +19,7 @@ g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/gemv" gemv_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/decode" decode_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/norm_gemv" norm_gemv_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/topk" topk_test.cpp
+g++ -std=c++20 -O1 -w -I ../../native -o "$out/random" random_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, argmax/argmin (NaN-lowest too; split = one block), softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
@@ -28,6 +29,7 @@ echo -n "gemv (decode matrix-vector products): "; "$out/gemv"
 # quick: the decode widths with N cut short (the full q/k/v and gate/up N, ~30 min: "$out/norm_gemv" without an argument).
 echo -n "add_rms_norm fused into gemv / swiglu_gemv (decode): "; "$out/norm_gemv" quick
 echo "decode attention (key ranges merged in one launch by the last ticket, blocks in shuffled orders; the v1 kernels too; fixed cases and a seeded sweep of 24, against float64; device positions against the host-position kernels at the eager splits; rope + cache append + attention in one launch against the two launches):"; "$out/decode" 24 | tail -5
+echo -n "random (uniform/normal, every dtype, indices past 2^32, against the CPU formula): "; "$out/random"
 # quick: the whole sweep (~4x longer: every dtype's k above 1024, more vocabulary rows, k = n = 152,064) is "$out/topk" alone.
 echo -n "top-k (a warp per short row; radix select, gather, bitonic sort per long row) against a stable sort, every dtype: "; "$out/topk" quick
 rm -rf "$out"

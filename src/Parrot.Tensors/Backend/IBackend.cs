@@ -33,8 +33,10 @@ public partial interface IBackend
     void Where(Tensor cond, Tensor a, Tensor b, Tensor y);
 
     /// <summary>
-    /// Fills dst with seeded random numbers whose value at each flat index depends only on
-    /// (seed, index), so the result is the same whatever the thread count or device.
+    /// Fills dst (contiguous) with seeded random numbers whose value at each flat index depends only on
+    /// (seed, index), so the result is the same whatever the thread count. Across devices: uniform values are
+    /// the same bits; normal ones (log, sin, cos of the device's math library) agree within a few ulp of the
+    /// float64 value, so narrower dtypes store the same bits but for values within those ulp of a rounding boundary.
     /// </summary>
     void Random(Tensor dst, RandomKind kind, ulong seed, double p0, double p1);
 }

@@ -11,7 +11,10 @@ public sealed partial class CpuBackend
         StridedLoop.Run(dst.Shape, StridesOf(dst), OffsetsOf(dst), new RandomKernel(dst, kind, seed, p0, p1));
     }
 
-    /// <summary>Counter-based sampling: element i's value is a pure function of (seed, i).</summary>
+    /// <summary>
+    /// Counter-based sampling: element i's value is a pure function of (seed, i). native/random.cu computes the same
+    /// formula on CUDA: change both (RandomDeviceTests and tools/cuda-emu/random_test.cpp pin the same golden bits).
+    /// </summary>
     private readonly unsafe struct RandomKernel(Tensor dst, RandomKind kind, ulong seed, double p0, double p1) : IRowKernel
     {
         private readonly nint _dst = dst.Storage.Pointer;

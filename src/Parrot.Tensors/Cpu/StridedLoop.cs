@@ -129,6 +129,9 @@ internal static class StridedLoop
             bool merge = true;
             for (int k = 0; k < ops && merge; k++)
                 merge = outStrides[k][last] == strides[k][d] * shape[d];
+            // A merged dimension is an int like the others: past 2^31 - 1 elements the two stay apart (merging
+            // [65537, 65536] wrapped to 65536 elements, and a kernel saw a sliver of a 4 GiB tensor).
+            if ((long)outShape[^1] * shape[d] > int.MaxValue) merge = false;
             if (merge)
             {
                 outShape[last] *= shape[d];

@@ -195,18 +195,6 @@ public sealed partial class CudaBackend : IBackend, IDeviceTransfer, IDeferredIn
         _kernels.Launch("elementwise.cu", "fill", _kernels.GridFor(n), 256, a);
     }
 
-    /// <summary>
-    /// Random numbers are drawn by the CPU backend and copied over, so a seed gives the same tensor on every
-    /// device (the contract: values depend only on seed and index). A host round-trip, used at initialisation.
-    /// </summary>
-    public void Random(Tensor dst, RandomKind kind, ulong seed, double p0, double p1)
-    {
-        using var host = Tensor.Empty(dst.Shape, dst.DType);
-        Cpu.CpuBackend.Instance.Random(host, kind, seed, p0, p1);
-        using var dev = host.To(Device);
-        Copy(dev, dst);
-    }
-
     /// <summary>The dtype code kernels use (the order of <see cref="DType"/>).</summary>
     internal static int Code(DType t) => (int)t;
 
