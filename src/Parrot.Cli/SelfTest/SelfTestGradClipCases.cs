@@ -52,6 +52,45 @@ internal static class SelfTestGradClipCases
             return y;
         });
 
+    /// <summary>
+    /// Bench rows "grad norm 0.5B multi-tensor" / "… per-tensor": ClipGradNorm without a limit over Qwen2-0.5B's 290
+    /// parameter shapes in bf16 (the gradients of bf16 training), the multi-tensor kernels against the per-tensor path
+    /// (a SumOfSquares and a host read per gradient); one call between events, host waits included. GB/s of gradient
+    /// bytes read.
+    /// </summary>
+    internal static void Bench(CudaBackend cuda, Device device, Action<DeviceBench.Result> add)
+    {
+        var shapes = new List<int[]> { new[] { 151936, 896 }, new[] { 896 } };
+        for (int layer = 0; layer < 24; layer++)
+            shapes.AddRange([[896, 896], [896], [128, 896], [128], [128, 896], [128], [896, 896], [4864, 896], [4864, 896], [896, 4864], [896], [896]]);
+        var vars = shapes.Select((s, i) => new Variable(TensorScope.Detach(Tensor.Zeros(s, DType.BF16, device)), requiresGrad: true)).ToArray();
+        try
+        {
+            for (int i = 0; i < vars.Length; i++)
+            {
+                using var g = Tensor.Full(shapes[i], 1e-3, DType.BF16, device); // values do not change the time: no host draw
+                vars[i].Backward(g);
+            }
+            double bytes = vars.Sum(v => (double)v.Value.Count) * 2;
+            bool before = cuda.MultiTensorGradClip;
+            try
+            {
+                foreach (bool multi in new[] { true, false })
+                {
+                    cuda.MultiTensorGradClip = multi;
+                    double ms = cuda.MedianMilliseconds(() => GradClip.ClipGradNorm(vars));
+                    add(new(multi ? "grad norm 0.5B multi-tensor" : "grad norm 0.5B per-tensor", $"{vars.Length} bf16 grads", ms, bytes / (ms * 1e-3) / 1e9, "GB/s",
+                        multi ? "grad_norm.cu: 2 launches a table of 64, one host read" : "SumOfSquares + a host read per gradient (PARROT_MULTI_TENSOR_CLIP=0)"));
+                }
+            }
+            finally { cuda.MultiTensorGradClip = before; }
+        }
+        finally
+        {
+            foreach (var v in vars) { v.ZeroGrad(); v.Value.Dispose(); }
+        }
+    }
+
     /// <summary>Variables whose gradients are copies of <paramref name="x"/>; scaled by 1/3 (no clipping), then clipped to 1.</summary>
     private static (Tensor[] Grads, double N1, double N2) ScaleThenClip(Tensor[] x)
     {
