@@ -30,6 +30,7 @@ internal static class SelfTestGradClipCases
             var (grads, n1, n2) = ScaleThenClip(x);
             if (x[0].Device.Kind == DeviceKind.Cuda && x[0].Backend is CudaBackend cuda)
             {
+                bool before = cuda.MultiTensorGradClip; // off under PARROT_MULTI_TENSOR_CLIP=0: then both runs are per-tensor
                 cuda.MultiTensorGradClip = false;
                 try
                 {
@@ -37,7 +38,7 @@ internal static class SelfTestGradClipCases
                     CompareWithPerTensorPath(grads, n1, n2, old, o1, o2);
                     foreach (var g in old) g.Dispose();
                 }
-                finally { cuda.MultiTensorGradClip = true; }
+                finally { cuda.MultiTensorGradClip = before; }
             }
             double rms = Math.Sqrt(x.Sum(g => (double)g.Count));
             var parts = new List<Tensor> { Tensor.FromArray(new[] { n1 / rms, n2 / rms }, x[0].Device) };
