@@ -47,6 +47,16 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsGradClipCasePassesOnTheDevice()
+    {
+        // The case a GPU run uses to check the multi-tensor gradient clipping (against the per-tensor path there, the
+        // CPU and float64), here on the per-tensor path of another device: it runs in both dtypes with device inputs.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "grad norm + clip", TextWriter.Null);
+        Assert.That(rows, Has.Count.EqualTo(2));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void TheSelftestsRopeKvAppendCasesPassOnTheDevice()
     {
         // The cases a GPU run uses to check the fused rope + KV append kernel, here on the composite path of another

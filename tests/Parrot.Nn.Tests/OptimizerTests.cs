@@ -87,6 +87,54 @@ public class OptimizerTests
     }
 
     [Test]
+    public void ScaleAndClipGradNormIsTheScaleThenTheClipping()
+    {
+        using var scope = TensorScope.Begin();
+        foreach (var dtype in new[] { DType.F32, DType.BF16 })
+        {
+            Variable[] Make() =>
+            [
+                new Variable(Tensor.Zeros([3], dtype), true), new Variable(Tensor.Zeros([2, 2], dtype), true),
+            ];
+            var (a, b) = (Make(), Make());
+            foreach (var set in new[] { a, b })
+            {
+                set[0].Backward(Tensor.FromArray(new float[] { 3, -1.7f, 0.3f }).To(dtype));
+                set[1].Backward(Tensor.FromArray(new float[] { 4, 0.1f, -2.9f, 1.1f }, 2, 2).To(dtype));
+            }
+            double fused = GradClip.ScaleAndClipGradNorm(a, 1.0 / 3, maxNorm: 1.0);
+            foreach (var p in b)
+            {
+                using var scaled = p.Grad! * (1.0 / 3);
+                p.Grad!.CopyFrom(scaled);
+            }
+            double twoSteps = GradClip.ClipGradNorm(b, maxNorm: 1.0);
+            Assert.That(fused, Is.EqualTo(twoSteps), dtype.Name());
+            for (int i = 0; i < 2; i++)
+                Assert.That(a[i].Grad!.ToDoubleArray(), Is.EqualTo(b[i].Grad!.ToDoubleArray()), $"{dtype.Name()} gradient {i}, bit for bit");
+            double norm = Math.Sqrt((9 + 1.7 * 1.7 + 0.09 + 16 + 0.01 + 2.9 * 2.9 + 1.21) / 9);
+            Assert.That(fused, Is.EqualTo(norm).Within(dtype == DType.F32 ? 1e-6 : 1e-2), "the norm of the scaled gradients");
+            Assert.That(GradClip.ClipGradNorm(a), Is.EqualTo(1).Within(dtype == DType.F32 ? 1e-5 : 1e-2), "clipped to 1");
+        }
+    }
+
+    [Test]
+    public void ClipGradNormValidatesItsArguments()
+    {
+        using var scope = TensorScope.Begin();
+        var p = new Variable(Tensor.Zeros([2]), true);
+        p.Backward(Tensor.FromArray(new float[] { 1, 2 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GradClip.ClipGradNorm([p], maxNorm: double.NaN));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GradClip.ClipGradNorm([p], maxNorm: -1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GradClip.ScaleAndClipGradNorm([p], double.PositiveInfinity));
+        Assert.Throws<ArgumentOutOfRangeException>(() => GradClip.ScaleAndClipGradNorm([p], double.NaN));
+        Assert.That(p.Grad!.ToArray<float>(), Is.EqualTo(new float[] { 1, 2 }), "nothing scaled before the check");
+        Assert.That(GradClip.ClipGradNorm([p], maxNorm: 0), Is.EqualTo(Math.Sqrt(5)).Within(1e-6));
+        Assert.That(p.Grad!.ToArray<float>(), Is.EqualTo(new float[] { 0, 0 }), "a limit of 0 zeroes the gradients");
+        Assert.That(GradClip.ClipGradNorm([new Variable(Tensor.Zeros([2]), true)]), Is.EqualTo(0), "no gradient: norm 0");
+    }
+
+    [Test]
     public void OptimizersValidateTheirArguments()
     {
         using var scope = TensorScope.Begin();

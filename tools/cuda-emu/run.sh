@@ -20,6 +20,7 @@ g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/decode" decode_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/norm_gemv" norm_gemv_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/topk" topk_test.cpp
 g++ -std=c++20 -O1 -w -I ../../native -o "$out/random" random_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/grad_norm" grad_norm_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, argmax/argmin (NaN-lowest too; split = one block), softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
@@ -32,4 +33,5 @@ echo "decode attention (key ranges merged in one launch by the last ticket, bloc
 echo -n "random (uniform/normal, every dtype, indices past 2^32, against the CPU formula): "; "$out/random"
 # quick: the whole sweep (~4x longer: every dtype's k above 1024, more vocabulary rows, k = n = 152,064) is "$out/topk" alone.
 echo -n "top-k (a warp per short row; radix select, gather, bitonic sort per long row) against a stable sort, every dtype: "; "$out/topk" quick
+echo -n "multi-tensor gradient norm and clipping (against the per-tensor path, emulated; > 64 tensors, non-finite norms): "; "$out/grad_norm"
 rm -rf "$out"

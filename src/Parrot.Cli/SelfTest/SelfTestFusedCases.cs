@@ -141,6 +141,7 @@ internal static class SelfTestFusedCases
             using (p) return p.To(DType.BF16);
         }, Tolerance: SelfTestRunner.Bf16Tolerance); // the result is the bf16 copy, whatever the gradients' dtype
         yield return MultiTensorAdamW();
+        yield return SelfTestGradClipCases.MultiTensorGradClip();
         yield return MixedPrecisionOptimizer();
         foreach (var d in DecodeLinear()) yield return d;
         // The training ops of the backend contract (what the autograd rules call): statistics recomputed, the

@@ -205,20 +205,8 @@ public sealed class DataParallel : IDisposable
     public double ReduceGradients(double scale, double maxNorm = double.PositiveInfinity)
     {
         using var ng = Graph.NoGrad();
-        if (Group.WorldSize == 1 && ZeroStage == 0)
-        {
-            if (scale != 1)
-            {
-                using var scope = TensorScope.Begin();
-                foreach (var p in Parameters)
-                    if (p.Grad is Tensor g)
-                    {
-                        var scaled = g * scale;
-                        g.CopyFrom(scaled);
-                    }
-            }
-            return GradClip.ClipGradNorm(Parameters, maxNorm);
-        }
+        // A world of one: the scale and the clipping in one pass over the gradients (on CUDA a few launches per 64 of them).
+        if (Group.WorldSize == 1 && ZeroStage == 0) return GradClip.ScaleAndClipGradNorm(Parameters, scale, maxNorm);
 
         for (int b = 0; b < _buckets.Count; b++)
             if (_inFlight[b] is null) StartBucket(b);

@@ -1,5 +1,6 @@
 using Parrot.Autograd;
 using Parrot.Tensors;
+using Parrot.Tensors.Cuda;
 
 namespace Parrot.Nn.Optim;
 
@@ -10,11 +11,41 @@ public static class GradClip
     /// The L2 norm of all gradients taken together, computed in float64; when it exceeds
     /// <paramref name="maxNorm"/>, every gradient is scaled by maxNorm / (norm + 1e-6) as PyTorch does.
     /// Returns the norm before clipping (NaN/∞ if a gradient is not finite; then nothing is scaled).
+    /// See <see cref="ScaleAndClipGradNorm"/> for how the norm is taken and for the CUDA path.
     /// </summary>
-    public static double ClipGradNorm(IEnumerable<Variable> parameters, double maxNorm = double.PositiveInfinity)
+    public static double ClipGradNorm(IEnumerable<Variable> parameters, double maxNorm = double.PositiveInfinity) =>
+        ScaleAndClipGradNorm(parameters, 1, maxNorm);
+
+    /// <summary>
+    /// Multiplies every gradient by <paramref name="scale"/> (as <c>g * scale</c>: the scalar in g's dtype), then clips
+    /// as <see cref="ClipGradNorm"/>: the norm is √Σ‖g‖² with each tensor's sum of squares as its SumOfSquares stores it
+    /// (in g's dtype), added in parameter order in float64; when the norm is finite and
+    /// coef = maxNorm / (norm + 1e-6) is below 1, every gradient becomes <c>g * coef</c>. Returns the norm before clipping.
+    /// <para>
+    /// When every gradient is on one CUDA device (and <see cref="CudaBackend.MultiTensorGradClip"/> is on) this runs
+    /// <see cref="CudaBackend.GradNormClip"/>: a few launches per 64 gradients and one host read, of the norm, after
+    /// the scaling is queued, instead of a read per gradient. Its norm equals this path's to a few float64 ulps (only the
+    /// order of each tensor's sum of squares differs), and its gradients are this path's bits whenever the two
+    /// coefficients agree. Elsewhere (CPU, other devices) each gradient takes its own ops, as below.
+    /// </para>
+    /// </summary>
+    public static double ScaleAndClipGradNorm(IEnumerable<Variable> parameters, double scale, double maxNorm = double.PositiveInfinity)
     {
         ArgumentNullException.ThrowIfNull(parameters);
+        if (!double.IsFinite(scale)) throw new ArgumentOutOfRangeException(nameof(scale), scale, "gradient scale must be finite");
+        if (double.IsNaN(maxNorm) || maxNorm < 0) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, "the largest gradient norm must be ≥ 0 (∞ for no clipping)");
         var grads = parameters.Select(p => p.Grad).OfType<Tensor>().ToList();
+        if (MultiTensorBackend(grads) is CudaBackend cuda)
+        {
+            using var normCoef = cuda.GradNormClip(grads, scale, maxNorm);
+            return normCoef.ToDoubleArray()[0]; // the one wait: every launch above is queued
+        }
+        if (scale != 1)
+            foreach (var g in grads)
+            {
+                using var scaled = g * scale;
+                g.CopyFrom(scaled);
+            }
         double total = TotalNorm(grads);
         if (double.IsFinite(total) && !double.IsPositiveInfinity(maxNorm))
         {
@@ -27,6 +58,15 @@ public static class GradClip
                 }
         }
         return total;
+    }
+
+    /// <summary>The CUDA backend every gradient lives on, when there is one, its multi-tensor path is on and every gradient is contiguous.</summary>
+    private static CudaBackend? MultiTensorBackend(List<Tensor> grads)
+    {
+        if (grads.Count == 0 || grads[0].Device.Kind != DeviceKind.Cuda || grads[0].Backend is not CudaBackend cuda || !cuda.MultiTensorGradClip) return null;
+        foreach (var g in grads)
+            if (!ReferenceEquals(g.Backend, cuda) || !g.IsContiguous || !g.DType.IsFloat()) return null;
+        return cuda;
     }
 
     /// <summary>√(Σ‖g‖²) over the tensors; each tensor's sum of squares is one fused pass, the total is added in float64.</summary>
