@@ -2,6 +2,8 @@
 // (operand 0). Floats accumulate in float64, integers in wrapping int64; Max/Min propagate NaN. `reduce` gives each
 // output element a block (few outputs, many elements each); `reduce_columns` gives it a column of 8 threads, so a
 // warp covers 32 neighbouring outputs (many outputs, few elements each: a sum over a leading axis reads coalesced).
+// A few outputs of very many elements each (a whole tensor's sum: every element of a 136M-element embedding on one
+// SM took milliseconds) run reduce_split: chunks of an output on many blocks, the last of an output merging.
 // ArgMax/ArgMin/ArgMaxNaNLowest reduce the last axis of a [rows, n] view: one block per row, or for few long rows (the
 // argmax over a vocabulary in decode) arg_reduce_split over chunks of a row on many blocks, the last of a row merging.
 #include "prelude.cuh"
@@ -72,10 +74,43 @@ __device__ __forceinline__ void reduce_store(int op, bool integer, i64 count, do
     else store<double>(y, ydt, at, rd);
 }
 
-extern "C" __global__ void reduce(Layout outer, i64 rows, Layout inner, i64 count, int op, void* y, int ydt, const void* x, int xdt)
+// Combines the block's partials (ad, ai; `any` whether the thread had an element) into (rd, ri, rh), valid in thread 0:
+// a tree over each warp, then the warps in order. Lanes without data are skipped (Max/Min have no identity). Ends
+// with a barrier, so the shared slots may be reused at once.
+__device__ __forceinline__ void reduce_block(int op, double ad, i64 ai, bool any, double& rd, i64& ri, int& rh)
 {
     __shared__ double sd[32];
     __shared__ i64 si[32];
+    __shared__ int sh[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    int has = any ? 1 : 0;
+    for (int s = 16; s > 0; s >>= 1)
+    {
+        double od = __shfl_down_sync(0xffffffffu, ad, s);
+        i64 oi = __shfl_down_sync(0xffffffffu, ai, s);
+        int oh = __shfl_down_sync(0xffffffffu, has, s);
+        if (lane + s < 32 && oh)
+        {
+            if (has) { ad = combine_d(op, ad, od); ai = combine_i(op, ai, oi); }
+            else { ad = od; ai = oi; has = 1; }
+        }
+    }
+    __syncthreads();
+    if (lane == 0) { sd[warp] = ad; si[warp] = ai; sh[warp] = has; }
+    __syncthreads();
+    rd = 0; ri = 0; rh = 0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < warps; w++)
+        {
+            if (!sh[w]) continue;
+            if (rh) { rd = combine_d(op, rd, sd[w]); ri = combine_i(op, ri, si[w]); }
+            else { rd = sd[w]; ri = si[w]; rh = 1; }
+        }
+    __syncthreads();
+}
+
+extern "C" __global__ void reduce(Layout outer, i64 rows, Layout inner, i64 count, int op, void* y, int ydt, const void* x, int xdt)
+{
     bool integer = xdt >= DT_I32;
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
@@ -83,37 +118,48 @@ extern "C" __global__ void reduce(Layout outer, i64 rows, Layout inner, i64 coun
         offsets(outer, row, 2, o);
         double ad; i64 ai; bool any;
         reduce_fold(op, integer, inner, count, threadIdx.x, blockDim.x, x, xdt, o[1], ad, ai, any);
-        // Tree over the block: lanes without data hold the identity (or are skipped for Max/Min).
-        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-        int has = any ? 1 : 0;
-        for (int s = 16; s > 0; s >>= 1)
-        {
-            double od = __shfl_down_sync(0xffffffffu, ad, s);
-            i64 oi = __shfl_down_sync(0xffffffffu, ai, s);
-            int oh = __shfl_down_sync(0xffffffffu, has, s);
-            if (lane + s < 32 && oh)
-            {
-                if (has) { ad = combine_d(op, ad, od); ai = combine_i(op, ai, oi); }
-                else { ad = od; ai = oi; has = 1; }
-            }
-        }
-        __shared__ int sh[32];
-        __syncthreads();
-        if (lane == 0) { sd[warp] = ad; si[warp] = ai; sh[warp] = has; }
-        __syncthreads();
-        if (threadIdx.x == 0)
-        {
-            double rd = 0; i64 ri = 0; int rh = 0;
-            for (int w = 0; w < warps; w++)
-            {
-                if (!sh[w]) continue;
-                if (rh) { rd = combine_d(op, rd, sd[w]); ri = combine_i(op, ri, si[w]); }
-                else { rd = sd[w]; ri = si[w]; rh = 1; }
-            }
-            reduce_store(op, integer, count, rd, ri, rh, y, ydt, o[0]);
-        }
-        __syncthreads();
+        double rd; i64 ri; int rh;
+        reduce_block(op, ad, ai, any, rd, ri, rh);
+        if (threadIdx.x == 0) reduce_store(op, integer, count, rd, ri, rh, y, ydt, o[0]);
     }
+}
+
+// Output blockIdx.y's elements j in [chunk·len, (chunk + 1)·len), chunk = blockIdx.x (every chunk holds at least one:
+// the launcher sizes them so), folded as `reduce` folds a row; each block writes its partial, takes a ticket of its
+// output, and the block drawing the last one combines the partials in chunk order and stores the result. The tickets
+// wrap back to 0 (atomicInc with limit chunks − 1), as arg_reduce_split's, whose buffer they share (the launches of
+// one stream do not overlap). The chunking depends on the shape alone, so the bits do not depend on the GPU.
+extern "C" __global__ void reduce_split(Layout outer, Layout inner, i64 count, int op, i64 len, double* pd, i64* pi,
+                                        unsigned* tickets, void* y, int ydt, const void* x, int xdt)
+{
+    __shared__ int last;
+    bool integer = xdt >= DT_I32;
+    i64 row = blockIdx.y, chunk = blockIdx.x, chunks = gridDim.x;
+    i64 o[MAX_OPERANDS];
+    offsets(outer, row, 2, o);
+    i64 j0 = chunk * len, j1 = j0 + len < count ? j0 + len : count;
+    double ad; i64 ai; bool any;
+    reduce_fold(op, integer, inner, j1, j0 + threadIdx.x, blockDim.x, x, xdt, o[1], ad, ai, any);
+    double rd; i64 ri; int rh;
+    reduce_block(op, ad, ai, any, rd, ri, rh);
+    if (threadIdx.x == 0)
+    {
+        pd[row * chunks + chunk] = rd;
+        pi[row * chunks + chunk] = ri;
+        __threadfence();
+        last = atomicInc(&tickets[row], (unsigned)(chunks - 1)) == (unsigned)(chunks - 1);
+        if (last) __threadfence();
+    }
+    __syncthreads();
+    if (!last || threadIdx.x != 0) return;
+    rd = ld_cg(pd + row * chunks);
+    ri = ld_cg(pi + row * chunks);
+    for (i64 c = 1; c < chunks; c++)
+    {
+        rd = combine_d(op, rd, ld_cg(pd + row * chunks + c));
+        ri = combine_i(op, ri, ld_cg(pi + row * chunks + c));
+    }
+    reduce_store(op, integer, count, rd, ri, 1, y, ydt, o[0]);
 }
 
 // Columns of REDUCE_COL_GROUPS threads: thread (c, g) of a block of 32 × REDUCE_COL_GROUPS folds the elements

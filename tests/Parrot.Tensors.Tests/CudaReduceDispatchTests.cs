@@ -20,6 +20,17 @@ public class CudaReduceDispatchTests
     }
 
     [Test]
+    public void FewOutputsOfVeryManyElementsSplitOverChunksFromTheShapeAlone()
+    {
+        Assert.That(CudaBackend.ReduceChunks(rows: 1, count: 136_134_656), Is.EqualTo(1024), "a whole embedding's sum: 1024 blocks");
+        Assert.That(CudaBackend.ReduceChunks(rows: 1, count: 70_000), Is.EqualTo(3), "chunks of at least 32,768 elements");
+        Assert.That(CudaBackend.ReduceChunks(rows: 1, count: 65_535), Is.EqualTo(1), "below 65,536 elements: one block");
+        Assert.That(CudaBackend.ReduceChunks(rows: 64, count: 1 << 24), Is.EqualTo(16), "at most 1024 blocks in all");
+        Assert.That(CudaBackend.ReduceChunks(rows: 65, count: 1 << 24), Is.EqualTo(1), "more outputs than ReduceSplitRows: a block each");
+        Assert.That(CudaBackend.ReduceSplitRows, Is.LessThanOrEqualTo(CudaBackend.ArgTicketCount), "a ticket per split output");
+    }
+
+    [Test]
     public void FewLongRowsSplitTheArgmaxOverChunks()
     {
         long chunks = CudaBackend.ArgReduceChunks(rows: 1, n: 152064, multiprocessors: 132);

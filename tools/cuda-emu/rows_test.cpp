@@ -109,6 +109,73 @@ static void arg_cases()
         }
 }
 
+// reduce_split: R = 3 outputs of n elements (a row stride past the row, so outputs do not touch) in f32, bf16, f64 and
+// int64, every op, chunks as the launcher picks them (n 70,000: 3) and 7 chunks, blocks in launch, reversed and shuffled
+// orders: the same bits each time, every ticket back at 0, the one-block `reduce`'s result exactly for Max/Min and the
+// integer ops, within 1e-12 of it otherwise (float64 partials in another order), and a float64 loop's values.
+static void split_cases()
+{
+    std::mt19937 rng(11);
+    for (int dt : {DT_F32, DT_BF16, DT_F64, DT_I64})
+        for (long long n : {70000LL, 200003LL})
+        {
+            const int R = 3; const long long row = n + 5;
+            std::vector<unsigned char> x(R * row * elem_size(dt));
+            std::vector<double> v(R * row);
+            for (long long i = 0; i < R * row; i++)
+            {
+                double e = dt == DT_I64 ? (double)((long long)(rng() % 7) - 3) : (double)(rng() % 2001) / 1000 - 1;
+                if (dt != DT_I64 && i == row + 777) e = NAN;             // row 1 holds a NaN: Max/Min/Sum give NaN
+                store<double>(x.data(), dt, i, e);
+                v[i] = load<double>(x.data(), dt, i);
+            }
+            Layout outer = L1(R, 2, 1, row), inner = L1(n, 1, 1);
+            for (int op : {0, 1, 2, 3, 4, 5})
+            {
+                bool integer = dt == DT_I64;
+                int ydt = integer ? DT_I64 : DT_F64;
+                std::vector<double> y1(R); std::vector<long long> y1i(R);
+                launch(R, 64, [&] { red::reduce_k(outer, R, inner, n, op, integer ? (void*)y1i.data() : (void*)y1.data(), ydt, x.data(), dt); });
+                for (long long chunks : {(n + 32767) / 32768, 7LL})
+                {
+                    long long len = (n + chunks - 1) / chunks; chunks = (n + len - 1) / len;
+                    std::vector<double> pd(R * chunks); std::vector<long long> pi(R * chunks);
+                    std::vector<unsigned> tickets(R, 0);
+                    std::vector<double> first(R); std::vector<long long> firsti(R);
+                    std::vector<unsigned> order(chunks); for (unsigned c = 0; c < chunks; c++) order[c] = c;
+                    for (int how = 0; how < 3; how++)
+                    {
+                        if (how == 1) std::reverse(order.begin(), order.end());
+                        std::vector<double> y(R, -7); std::vector<long long> yi(R, -7);
+                        for (int r = 0; r < R; r++)
+                        {
+                            if (how == 2) std::shuffle(order.begin(), order.end(), rng);
+                            launch((unsigned)chunks, 64, [&] { blockIdx.y = r; gridDim.y = R; red::reduce_split(outer, inner, n, op, len, pd.data(), pi.data(), tickets.data(), integer ? (void*)yi.data() : (void*)y.data(), ydt, x.data(), dt); }, &order);
+                        }
+                        for (int r = 0; r < R; r++)
+                        {
+                            CHECK(tickets[r] == 0, "reduce_split op %d n %lld row %d: ticket %u left", op, n, r, tickets[r]);
+                            if (how == 0) { first[r] = y[r]; firsti[r] = yi[r]; continue; }
+                            CHECK(integer ? yi[r] == firsti[r] : memcmp(&y[r], &first[r], 8) == 0, "reduce_split op %d dt %d n %lld row %d: order %d changed the bits", op, dt, n, r, how);
+                        }
+                        if (how > 0) continue;
+                        for (int r = 0; r < R; r++)
+                        {
+                            if (integer) { CHECK(yi[r] == y1i[r], "reduce_split op %d i64 n %lld row %d: %lld, one block %lld", op, n, r, yi[r], y1i[r]); continue; }
+                            double s = 0, sq = 0, p = 1, mx = -INFINITY, mn = INFINITY; bool nan = false;
+                            for (long long j = 0; j < n; j++) { double e = v[r * row + j]; nan |= e != e; s += e; sq += e * e; p *= 1 + e / 1e5; mx = std::max(mx, e); mn = std::min(mn, e); }
+                            double want = op == 0 ? s : op == 1 ? s / n : op == 2 ? mx : op == 3 ? mn : op == 5 ? sq : 0;
+                            if (op == 4) continue; // Prod of these values under/overflows; its exactness is the integer rows'
+                            if (nan) { CHECK(y[r] != y[r] && y1[r] != y1[r], "reduce_split op %d dt %d row %d: NaN lost (%g, one block %g)", op, dt, r, y[r], y1[r]); continue; }
+                            if (op == 2 || op == 3) CHECK(y[r] == y1[r] && y[r] == want, "reduce_split max/min op %d dt %d row %d: %g, one block %g, want %g", op, dt, r, y[r], y1[r], want);
+                            else CHECK(fabs(y[r] - y1[r]) <= 1e-12 * (1 + fabs(want)) && fabs(y[r] - want) <= 1e-9 * (1 + fabs(want)), "reduce_split op %d dt %d n %lld row %d: %.17g, one block %.17g, want %.17g", op, dt, n, r, y[r], y1[r], want);
+                        }
+                    }
+                }
+            }
+        }
+}
+
 int main()
 {
     std::mt19937 rng(1); std::normal_distribution<float> nd;
@@ -147,6 +214,7 @@ int main()
         }
     }
     arg_cases();
+    split_cases();
     // add_rms_norm = the add, then rms_norm, bit for bit (f32 and bf16; a block smaller than the row, several rows)
     for (int dt : {DT_F32, DT_BF16})
     {

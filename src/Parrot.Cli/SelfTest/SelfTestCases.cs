@@ -232,6 +232,15 @@ internal static class SelfTestCases
         // Many outputs of few elements (CUDA: reduce_columns) and few long rows (CUDA: argmax split over chunks).
         c.Add(new("sum (leading axis, 4096 outputs)", (r, t) => [Normal(r, t, 8, 4096)], x => x[0].Sum(0)));
         c.Add(new("max (leading axes, 2048 outputs)", (r, t) => [Normal(r, t, 3, 5, 2048)], x => x[0].Max([0, 1], false)));
+        // Few outputs of very many elements (CUDA: reduce_split, chunks over many blocks merged by the last): a whole
+        // tensor's sum, max and mean (strided: the transposed view), and 3 rows of 200,003 with the sum of squares.
+        c.Add(new("sum / max / mean (all of 700x1000)", (r, t) => [Normal(r, t, 700, 1000)], x =>
+        {
+            using var tr = x[0].Transpose(0, 1);
+            using var s = x[0].Sum([0, 1], false).Reshape(1); using var m = x[0].Max([0, 1], false).Reshape(1); using var a = tr.Mean([0, 1], false).Reshape(1);
+            return Tensor.Concat(0, s, m, a);
+        }));
+        c.Add(new("sum of squares (3 rows of 200003)", (r, t) => [Normal(r, t, 3, 200_003)], x => x[0].SumOfSquares(-1)));
         c.Add(new("argmax (one row of 40000)", (r, t) => [Normal(r, t, 1, 40000)], x => x[0].ArgMax(-1), Exact: true));
         c.Add(new("argmin (3 rows of 20000)", (r, t) => [Normal(r, t, 3, 20000)], x => x[0].ArgMin(-1), Exact: true));
         // The greedy pick's rule (NaN below every number): vocabulary rows (CUDA: split over chunks, one row as in

@@ -22,12 +22,41 @@ public sealed partial class CudaBackend
         if (rows == 0) return;
         var outer = KernelLayout.Create("Reduce", keptShape.ToArray(), keptY.ToArray(), keptX.ToArray());
         var inner = KernelLayout.Create("Reduce", innerShape.ToArray(), innerX.ToArray());
+        long chunks = ReduceChunks(rows, count);
+        if (chunks > 1)
+        {
+            // Few outputs of very many elements (a whole tensor's sum): a block per output would run on one SM. One
+            // launch: the last chunk of each output to finish combines the output (a ticket per output, left at zero).
+            long len = (count + chunks - 1) / chunks;
+            chunks = (count + len - 1) / len; // every chunk holds an element
+            var tickets = ArgTickets();
+            using var pd = Tensor.Empty([(int)(rows * chunks)], DType.F64, Device);
+            using var pi = Tensor.Empty([(int)(rows * chunks)], DType.I64, Device);
+            using var p = new KernelArgs().Add(outer).Add(inner).Add(count).Add((int)op).Add(len).Ptr(pd).Ptr(pi).Ptr(tickets)
+                .Ptr(y).Add(Code(y.DType)).Ptr(x).Add(Code(x.DType));
+            _kernels.Launch("reduce.cu", "reduce_split", (uint)chunks, 256, p, gridY: (uint)rows);
+            return;
+        }
         using var a = new KernelArgs().Add(outer).Add(rows).Add(inner).Add(count).Add((int)op).Ptr(y).Add(Code(y.DType)).Ptr(x).Add(Code(x.DType));
         if (UsesColumnReduce(rows, count))
             _kernels.Launch("reduce.cu", "reduce_columns", (uint)Math.Clamp((rows + 31) / 32, 1, 1 << 20), 256, a);
         else
             _kernels.Launch("reduce.cu", "reduce", CudaKernels.RowGrid(rows), 256, a);
     }
+
+    /// <summary>
+    /// How many chunks <see cref="Reduce"/> splits each output's elements into: 1 (a block per output) unless the outputs
+    /// are at most <see cref="ReduceSplitRows"/> and have at least 65,536 elements each; then chunks of at least 32,768
+    /// elements, at most 1024 blocks in all. From the shape alone, so a sum's bits do not depend on the GPU's SM count.
+    /// </summary>
+    internal static long ReduceChunks(long rows, long count)
+    {
+        if (rows > ReduceSplitRows || count < 65536) return 1;
+        return Math.Clamp((count + 32767) / 32768, 1, 1024 / rows);
+    }
+
+    /// <summary>The most outputs <see cref="Reduce"/> splits (within <see cref="ArgTicketCount"/>: a ticket per output).</summary>
+    internal const int ReduceSplitRows = 64;
 
     /// <summary>
     /// Whether <see cref="Reduce"/> gives each output a column of 8 threads (reduce_columns) rather than a block:
@@ -72,14 +101,14 @@ public sealed partial class CudaBackend
         return Math.Max(1, Math.Min(n / 4096, 2L * multiprocessors / rows));
     }
 
-    /// <summary>Tickets for a split arg reduction: one per row, and rows split only when fewer than the SMs.</summary>
+    /// <summary>Tickets for a split (arg) reduction: one per row, and rows split only when fewer than the SMs (arg) or than <see cref="ReduceSplitRows"/>.</summary>
     internal const int ArgTicketCount = 1024;
 
     private Tensor? _argTickets;
 
     /// <summary>
-    /// The split arg reduction's zeroed 32-bit tickets, one per row (<see cref="ArgTicketCount"/>). arg_reduce_split
-    /// leaves them zero, so they are made and zeroed once, eagerly: <see cref="Capture"/> calls this first (a buffer made
+    /// The split (arg) reductions' zeroed 32-bit tickets, one per row (<see cref="ArgTicketCount"/>). arg_reduce_split and reduce_split
+    /// leave them zero, so they are made and zeroed once, eagerly: <see cref="Capture"/> calls this first (a buffer made
     /// inside a capture would have its zero fill recorded, not run); inside a capture without them it throws.
     /// </summary>
     internal Tensor ArgTickets()
