@@ -129,6 +129,19 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsContinuousBatchSlotsCasePassesOnTheDevice()
+    {
+        // The row a GPU run uses to check serve's continuous batch over the static step with slots (graph-replayed there)
+        // against the eager batch: both dtypes, the same events.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "static slots", TextWriter.Null);
+        Assert.That(rows.Select(r => (r.Op, r.DType)), Is.EquivalentTo(new[]
+        {
+            ("continuous batch, static slots = eager", "float32"), ("continuous batch, static slots = eager", "bfloat16"),
+        }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU

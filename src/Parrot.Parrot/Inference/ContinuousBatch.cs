@@ -87,6 +87,14 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>The static step's slots; null where the batch decodes eagerly.</summary>
     internal KvCacheModel.StaticSlots? Slots => _slots;
 
+    /// <summary>
+    /// How the steps run, for logs and checks: "eager", or "static slots S × C" (S slots of C positions; with ", CUDA
+    /// graph" once the step replays a captured graph; "static slots" alone before the first join).
+    /// </summary>
+    public string DecodePath => _slots is null ? "eager"
+        : _slots.Slots == 0 ? "static slots"
+        : $"static slots {_slots.Slots} × {_slots.Capacity}{(_slots.Captured ? ", CUDA graph" : "")}";
+
     /// <summary>Most positions (prompt and answer) a sequence may have: the model's max_position_embeddings.</summary>
     public int ContextLength { get; }
 
