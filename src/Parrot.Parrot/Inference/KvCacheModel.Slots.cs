@@ -23,8 +23,9 @@ internal sealed partial class KvCacheModel
     /// <item>No free slot, or C below what the joining sequence needs (prompt + its max new tokens): a bigger decoder
     /// (S doubled when full; C the need rounded up to a multiple of <see cref="CapacityStep"/>, at most the context),
     /// the live slots copied over on the device, and a new <see cref="GraphedStep"/> (eager once, captured at its second
-    /// run). C is what the sequences that joined needed, not the model's context; the decoder is kept while the batch is
-    /// empty (the next join reuses it and its graph).</item>
+    /// run). C is what the sequences that joined needed, not the model's context. The decoder is kept while the batch is
+    /// empty (the next join reuses it and its graph) unless it holds over four times the positions (S × C) that a fresh
+    /// one for the joining sequence would: then it starts again from 1 slot (a past peak does not hold its memory).</item>
     /// <item>The step: <see cref="Qwen2StaticDecoder.Issue"/>, then <see cref="global::Parrot.Nn.GreedyToken.PickInto"/>
     /// over the kept logits into the ids buffer (inside the graph), so a greedy row's next id is already on the device.
     /// Host↔device: the S ids go up (one copy) only when a live slot's id differs from what the device holds (a sampled
@@ -87,6 +88,15 @@ internal sealed partial class KvCacheModel
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (need < 2 || need > _context) throw new ArgumentException($"continuous batch: a sequence needing {need} positions does not fit the context of {_context} (or has no room to generate)");
             int slot = Array.IndexOf(_used, false);
+            int fresh = Math.Min(_context, RoundUp(need));
+            if (_dec is not null && Live == 0 && (long)_dec.Batch * _dec.MaxLength > 4L * fresh)
+            {
+                // The batch is empty and its decoder over four times what this sequence needs (a past peak): start small again.
+                _step!.Dispose();
+                _dec.Dispose();
+                (_step, _dec, _used, _loaded, _known) = (null, null, [], [], null);
+                slot = -1;
+            }
             if (_dec is null || slot < 0 || need > _dec.MaxLength)
             {
                 int s = _dec is null ? 1 : slot < 0 ? 2 * _dec.Batch : _dec.Batch;

@@ -95,6 +95,15 @@ public class StaticSlotsTests
             for (int r = 0; r < positions.Length; r++)
                 if (slots.Decoder.Cache.IsIdle(r)) Assert.That(positions[r], Is.GreaterThanOrEqualTo(context), $"idle slot {r}'s device position is outside the cache");
                 else Assert.That(positions[r], Is.EqualTo(live.Single(l => l.Slot == r).Cache.Length(0)), $"slot {r}'s device position is its length");
+            // Emptied, the 4 × 300 decoder is kept for a join that needs more than a quarter of it, and starts small again for one that does not.
+            foreach (var who in live.Select(l => l.Who).ToList()) Leave(who);
+            Join(0, 300 - Joiners[0].Length);
+            Assert.That((slots.Slots, slots.Capacity, slots.Builds), Is.EqualTo((4, context, 4)), "kept");
+            Leave(0);
+            Join(1, 30);
+            Assert.That((slots.Slots, slots.Capacity, slots.Builds), Is.EqualTo((1, 256, 5)), "started again from one slot");
+            var (_, again) = slots.Step([live[0].Slot], [3], [false]);
+            Assert.That(Bits(again[0]!), Is.EqualTo(Bits(lm.StepRows([live[0].Cache], [3])[0])), "and decodes as before");
         }
         finally
         {
