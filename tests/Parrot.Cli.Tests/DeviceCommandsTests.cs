@@ -284,4 +284,20 @@ public class DeviceCommandsTests
         Assert.That(DeviceDecodeBench.Describe(host), Does.Contain("the pick on the host"));
         Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, hostPick: true), Throws.InstanceOf<CliException>());
     }
+
+    [Test]
+    public void TheContinuousBatchBenchTimesEagerAndSlotsWithTheSameTokens()
+    {
+        // --continuous 3: serve's batch step for three greedy sequences (prompts of 12, 11 and 10 ids), eager and with
+        // slots; row 0 (the whole prompt) generates what the one-sequence decode does.
+        var alone = DeviceDecodeBench.Run("tiny", DType.BF16, Device.Cpu, 12, 6, TextWriter.Null);
+        var eager = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, continuous: 3);
+        var slots = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, cudaGraph: true, continuous: 3);
+        Assert.That((eager.Continuous, eager.Static, slots.Continuous, slots.Static, slots.CudaGraph), Is.EqualTo((3, false, 3, true, false)), "no CudaBackend here: no graph");
+        Assert.That(eager.Generated, Is.EqualTo(alone.Generated));
+        Assert.That(slots.Generated, Is.EqualTo(alone.Generated));
+        Assert.That(DeviceDecodeBench.Json(slots), Does.Contain("\"continuous\":3"));
+        Assert.That(DeviceDecodeBench.Describe(slots), Does.Contain("continuous batch's step with slots, 3 greedy sequences"));
+        Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, generator: true, continuous: 3), Throws.InstanceOf<CliException>());
+    }
 }

@@ -3,6 +3,9 @@ using Parrot.Nn.Models.Qwen2;
 using Parrot.Tensors;
 using Parrot.Tensors.Cuda;
 
+// `parrot bench decoder --continuous` times the continuous batch's step (eager rows against these slots) directly.
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("parrot")]
+
 namespace Parrot.Parrot.Inference;
 
 /// <summary>
@@ -71,6 +74,9 @@ internal sealed partial class KvCacheModel
 
         /// <summary>Decoders built (the first and each growth).</summary>
         public int Builds { get; private set; }
+
+        /// <summary>Operations in the current decoder's captured graph (0 before the capture or without one).</summary>
+        public int GraphNodes => _step?.GraphNodes ?? 0;
 
         /// <summary>Whether the current decoder's step replays a captured CUDA graph.</summary>
         public bool Captured => _step?.Captured ?? false;
