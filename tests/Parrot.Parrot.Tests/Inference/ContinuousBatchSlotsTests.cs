@@ -25,7 +25,7 @@ public class ContinuousBatchSlotsTests() : TinyModelSetFixture("parrot-batch-slo
     /// One Step call: the rows it ran (greedy among them), the batch's S and C after it, its copies and ops on the test
     /// device, whether a sequence joined or was removed just before it, whether one finished in it.
     /// </summary>
-    private sealed record StepLog(int Step, int Rows, int Greedy, int Slots, int Capacity, int Builds, long ToDevice, long ToHost, long ToHostBytes, long Ops, bool Joined, bool Left);
+    private sealed record StepLog(int Step, int Rows, int Greedy, int Slots, int Capacity, int Builds, long ToDevice, long ToHost, long ToHostBytes, long Ops, bool Joined, bool Left, string Allocations = "");
 
     private static readonly GenerationOptions Greedy = new() { IgnoreEos = true };
 
@@ -78,10 +78,15 @@ public class ContinuousBatchSlotsTests() : TinyModelSetFixture("parrot-batch-slo
                 }
             }
             long toDevice = dev.HostToDevice, toHost = dev.DeviceToHost, bytes = dev.DeviceToHostBytes, ops = dev.Ops;
-            var got = batch.Step();
+            var allocations = new List<long>();
+            dev.AllocationLog = allocations;
+            IReadOnlyList<BatchEvent> got;
+            try { got = batch.Step(); }
+            finally { dev.AllocationLog = null; }
             var log = new StepLog(step, running.Count, running.Count(i => Generator.PicksPlainArgMax(cases[i].Options)),
                 batch.Slots?.Slots ?? 0, batch.Slots?.Capacity ?? 0, batch.Slots?.Builds ?? 0,
-                dev.HostToDevice - toDevice, dev.DeviceToHost - toHost, dev.DeviceToHostBytes - bytes, dev.Ops - ops, joined, got.Any(e => e.Finished is not null));
+                dev.HostToDevice - toDevice, dev.DeviceToHost - toHost, dev.DeviceToHostBytes - bytes, dev.Ops - ops, joined, got.Any(e => e.Finished is not null),
+                string.Join(",", allocations));
             steps.Add(log);
             foreach (var e in got) events.Add($"step {step}: {Array.IndexOf(sequences, e.Sequence)} token {e.Token} text '{e.Text}' {e.Finished}");
         }
@@ -153,6 +158,10 @@ public class ContinuousBatchSlotsTests() : TinyModelSetFixture("parrot-batch-slo
         Assert.That(steady.Select(s => s.Rows).Distinct().Count(), Is.EqualTo(2), "of two rows and of one");
         Assert.That(steady.Select(s => s.ToDevice), Is.All.EqualTo(0L), "greedy rows feeding back their picks copy nothing up");
         Assert.That(steady.Select(s => s.Ops).Distinct().Count(), Is.EqualTo(1), "the same ops every greedy step, whatever the rows");
+        // What a CUDA graph replays needs the same allocation sizes in the same order; per decoder, since they depend on S and C.
+        foreach (var group in steady.GroupBy(s => s.Builds))
+            Assert.That(group.Select(s => s.Allocations).Distinct().Count(), Is.EqualTo(1), $"decoder {group.Key}: the same allocations every greedy step");
+        Assert.That(steady[0].Allocations, Is.Not.Empty);
     }
 
     [Test]
