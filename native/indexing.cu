@@ -129,7 +129,10 @@ extern "C" __global__ void scatter_add(Layout L, i64 n, void* dst, i64 daxis, i6
 //   embedding_count:      counts[id + 1] += 1 (integer atomics: exact whatever the order)
 //   embedding_row_starts: inclusive scan in one block; counts[v] = first slot of row v, counts[v + 1] = its end
 //   embedding_place:      order[slot] = t, slots taken with atomics, so in no fixed order within a row
-//   embedding_sort_rows:  each row's positions sorted ascending by rank (all distinct), into `sorted`
+//   embedding_sort_rows:  each row's positions in ascending order, into `sorted`: a short row by each position's
+//                         rank among the row's (all distinct; O(len²/threads)), a long one (len² > 32·tokens: a
+//                         padding id or a very common token in a big batch) by a stable compaction of the ids
+//                         (O(tokens/threads)), where the rank method would take one block seconds
 //   embedding_backward:   dw[v, j] += Σ dy[t, j] over the row's positions in ascending order, summed in float32
 //                         (float64 for an F64 dw), rounded once when added.
 extern "C" __global__ void embedding_count(i64 tokens, i64 vocab, const i64* ids, unsigned long long* counts)
@@ -138,6 +141,20 @@ extern "C" __global__ void embedding_count(i64 tokens, i64 vocab, const i64* ids
     {
         i64 v = ids[t];
         if (v >= 0 && v < vocab) atomicAdd(counts + v + 1, 1ULL);
+    }
+}
+
+// Inclusive Hillis–Steele scan of part[0, blockDim) in shared memory, in place; every thread of the block calls it,
+// after writing its own entry (it synchronises before and after).
+__device__ void block_inclusive_scan(i64* part)
+{
+    __syncthreads();
+    for (unsigned off = 1; off < blockDim.x; off <<= 1)
+    {
+        i64 add = threadIdx.x >= off ? part[threadIdx.x - off] : 0;
+        __syncthreads();
+        part[threadIdx.x] += add;
+        __syncthreads();
     }
 }
 
@@ -150,14 +167,7 @@ extern "C" __global__ void embedding_row_starts(i64 vocab, i64* counts, i64* cur
     {
         i64 i = base + threadIdx.x;
         part[threadIdx.x] = i <= vocab ? counts[i] : 0;
-        __syncthreads();
-        for (unsigned off = 1; off < blockDim.x; off <<= 1) // Hillis–Steele inclusive scan
-        {
-            i64 add = threadIdx.x >= off ? part[threadIdx.x - off] : 0;
-            __syncthreads();
-            part[threadIdx.x] += add;
-            __syncthreads();
-        }
+        block_inclusive_scan(part);
         if (i <= vocab) { i64 v = part[threadIdx.x] + carry; counts[i] = v; cursor[i] = v; }
         carry += part[blockDim.x - 1];
         __syncthreads();
@@ -173,17 +183,35 @@ extern "C" __global__ void embedding_place(i64 tokens, i64 vocab, const i64* ids
     }
 }
 
-// One block per row: a position's rank among its row's positions is its place (O(len²/threads) per row).
-extern "C" __global__ void embedding_sort_rows(i64 vocab, const i64* starts, const i64* order, i64* sorted)
+// One block per row (blockDim a power of two ≤ 1024). A short row: a position's rank among its row's positions is
+// its place. A long row: the block walks all ids in order and writes the positions equal to its row as it meets them
+// (a block-wide scan of the matches gives each its slot), so `order` is not read. The branch is the block's own.
+extern "C" __global__ void embedding_sort_rows(i64 vocab, const i64* starts, const i64* order, i64* sorted, i64 tokens, const i64* ids)
 {
+    __shared__ i64 part[1024];
     for (i64 v = blockIdx.x; v < vocab; v += gridDim.x)
     {
-        i64 s = starts[v], e = starts[v + 1];
-        for (i64 i = s + threadIdx.x; i < e; i += blockDim.x)
+        i64 s = starts[v], e = starts[v + 1], len = e - s;
+        if (len * len <= 32 * tokens)
         {
-            i64 t = order[i], rank = 0;
-            for (i64 k = s; k < e; k++) rank += order[k] < t;
-            sorted[s + rank] = t;
+            for (i64 i = s + threadIdx.x; i < e; i += blockDim.x)
+            {
+                i64 t = order[i], rank = 0;
+                for (i64 k = s; k < e; k++) rank += order[k] < t;
+                sorted[s + rank] = t;
+            }
+            continue;
+        }
+        i64 at = s;
+        for (i64 base = 0; base < tokens; base += blockDim.x)
+        {
+            i64 t = base + threadIdx.x;
+            bool match = t < tokens && ids[t] == v;
+            part[threadIdx.x] = match ? 1 : 0;
+            block_inclusive_scan(part);
+            if (match) sorted[at + part[threadIdx.x] - 1] = t;
+            at += part[blockDim.x - 1];
+            __syncthreads(); // part is rewritten by the next chunk
         }
     }
 }

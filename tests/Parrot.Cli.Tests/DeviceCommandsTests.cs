@@ -58,6 +58,18 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsTopKRowsPassOnTheDevice()
+    {
+        // The rows a GPU run uses to prove native/topk.cu bit for bit against the CPU: here their device branch (the
+        // copy to the host, the CPU's top-k, the comparison of indices and value bits) runs on the test device, in every
+        // dtype a row names.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "topk on the device", TextWriter.Null);
+        Assert.That(rows, Has.Count.EqualTo(11));
+        Assert.That(rows.Select(r => r.DType).Distinct(), Is.EquivalentTo(new[] { "float32", "bfloat16", "float16", "float64" }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void TheSelftestsCudnnAttentionRowsRunInBf16Only()
     {
         // The rows a GPU run uses to prove cuDNN's SDPA (forced there; MISSING with cuDNN's reason where it cannot run):

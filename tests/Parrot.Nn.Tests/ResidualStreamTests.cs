@@ -101,6 +101,11 @@ public class ResidualStreamTests
     private static void DecodeEqualsBitForBit(DType dtype, bool onDevice, Func<Qwen2ForCausalLM, long[], KvCache, Tensor> reference)
     {
         using var model = Model(dtype, onDevice);
+        DecodeEqualsBitForBit(model, reference);
+    }
+
+    private static void DecodeEqualsBitForBit(Qwen2ForCausalLM model, Func<Qwen2ForCausalLM, long[], KvCache, Tensor> reference)
+    {
         using var ng = Graph.NoGrad();
         using var scope = TensorScope.Begin();
         using var cache = new KvCache(Tiny.NumHiddenLayers, 16);
@@ -112,6 +117,37 @@ public class ResidualStreamTests
             got = model.Forward(Tensor.FromArray(new[] { t }, 1, 1), cache: cache).Value.ToFloatArray();
             Assert.That(got, Is.EqualTo(reference(model, [t], referenceCache).ToFloatArray()), $"decode step of token {t}");
         }
+    }
+
+    /// <summary>
+    /// A bf16 model whose norms were kept in float32: the norms' outputs promote to float32 (Hugging Face's
+    /// Qwen2RMSNorm does the same), which the bf16 products do not take (PyTorch without autocast refuses them too). The
+    /// fused decode ops fall back to the ops apart, so the cached decode fails with the same clear error as the training
+    /// forward and the structures before the fusion, naming both dtypes, never a crash or a silently different product.
+    /// </summary>
+    [Test]
+    public void MixedDtypesFailTheSameClearWayOnEveryPath([Values] bool onDevice)
+    {
+        using var model = Model(DType.F32, onDevice: false);
+        model.CastParameters(DType.BF16);
+        model.Model.Norm.CastParameters(DType.F32);
+        foreach (var layer in model.Model.Layers)
+        {
+            layer.InputLayerNorm.CastParameters(DType.F32);
+            layer.PostAttentionLayerNorm.CastParameters(DType.F32);
+        }
+        if (onDevice) model.To(TestDevice.Get());
+        using var ng = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        var ids = Tensor.FromArray(Prompt, 1, Prompt.Length);
+        var errors = new List<string>();
+        void Fails(string path, Action run) =>
+            errors.Add(Assert.Throws<ArgumentException>(() => run(), path)!.Message);
+        Fails("forward", () => model.Forward(ids));
+        Fails("cached decode", () => { using var c = new KvCache(Tiny.NumHiddenLayers, 16); model.Forward(ids, cache: c); });
+        Fails("products apart", () => { using var c = new KvCache(Tiny.NumHiddenLayers, 16); ProductsApart(model, Prompt, c); });
+        Fails("previous structure", () => { using var c = new KvCache(Tiny.NumHiddenLayers, 16); PreviousStructure(model, Prompt, c); });
+        foreach (var e in errors) Assert.That(e, Does.Contain("float32").And.Contain("bfloat16").And.Contain("different dtypes"));
     }
 
     [Test]

@@ -60,6 +60,27 @@ public class TopKTests
     }
 
     [Test]
+    public void SixteenBitNaNsComeBackQuietWithTheirPayload([Values(DType.BF16, DType.F16)] DType dtype, [Values(1, 2)] int step)
+    {
+        // The values come back through float32 (RowIO), which sets a signalling NaN's quiet bit and keeps sign and
+        // payload; native/topk.cu (topk_store_value) writes the same bits. Contiguous rows (the vector conversions) and
+        // strided ones (the scalar conversions), 40 long so that the vector loops run.
+        using var scope = TensorScope.Begin();
+        ushort quiet = dtype == DType.BF16 ? (ushort)0x40 : (ushort)0x200;
+        ushort one = dtype == DType.BF16 ? (ushort)0x3f80 : (ushort)0x3c00;
+        ushort[] nans = dtype == DType.BF16 ? [0x7f81, 0xff85, 0x7fc3] : [0x7c01, 0xfd05, 0x7e03]; // signalling, negative signalling, quiet
+        var bits = new ushort[40 * step];
+        for (int j = 0; j < bits.Length; j++) bits[j] = one;
+        for (int j = 0; j < nans.Length; j++) bits[(10 * j + 5) * step] = nans[j];
+        Tensor x = dtype == DType.BF16 ? Tensor.FromBFloat16Bits(bits) : Tensor.FromArray(bits.Select(BitConverter.UInt16BitsToHalf).ToArray());
+        var row = x.Slice(0, 0, null, step);
+        var (values, indices) = row.TopK(4);
+        Assert.That(indices.ToLongArray(), Is.EqualTo(new long[] { 5, 15, 25, 0 }));
+        ushort[] got = dtype == DType.BF16 ? values.ToBFloat16Bits() : values.ToArray<Half>().Select(BitConverter.HalfToUInt16Bits).ToArray();
+        Assert.That(got, Is.EqualTo(new[] { (ushort)(nans[0] | quiet), (ushort)(nans[1] | quiet), nans[2], one }));
+    }
+
+    [Test]
     public void NonLastAxisNonContiguousAndVocabularySizedRows()
     {
         using var scope = TensorScope.Begin();

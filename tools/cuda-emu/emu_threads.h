@@ -30,6 +30,18 @@ template <typename T> T shfl_from(T v, int src)
 }
 template <typename T> T __shfl_xor_sync(unsigned, T v, int o) { return shfl_from(v, (int)(threadIdx.x ^ o)); }
 template <typename T> T __shfl_down_sync(unsigned, T v, int s) { int lane = threadIdx.x & 31; return shfl_from(v, lane + s < 32 ? (int)threadIdx.x + s : (int)threadIdx.x); }
+template <typename T> T __shfl_up_sync(unsigned, T v, int s) { int lane = threadIdx.x & 31; return shfl_from(v, lane >= s ? (int)threadIdx.x - s : (int)threadIdx.x); }
+// Every lane of the warp (full warps only) votes through the slots: bit l of the result is lane l's predicate.
+inline unsigned __ballot_sync(unsigned, int pred)
+{
+    g_slots[threadIdx.x] = pred != 0;
+    warp_sync();
+    unsigned r = 0, first = threadIdx.x & ~31u;
+    for (unsigned l = 0; l < 32; l++) r |= (g_slots[first + l] ? 1u : 0u) << l;
+    warp_sync();
+    return r;
+}
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
 template <typename T, typename U> T atomicAdd(T* p, U v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); T o = *p; *p = (T)(*p + v); return o; }
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); auto o = *p; if (v < o) *p = v; return o; }
 inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) { static std::mutex mu; std::lock_guard<std::mutex> l(mu); unsigned o = *p; if (o == c) *p = v; return o; }

@@ -269,9 +269,15 @@ int main()
     // embedding backward: counting sort (count, scan, place, per-row sort), then one block per row; the sums
     // must equal, bit for bit, a float sum over each row's tokens in ascending order (float32 and bf16 dy,
     // float32, float64 and bf16 dw), whatever order the placement's atomics took.
-    { const int T = 300, V = 37, D = 70; std::vector<long long> ids(T);
+    // Two sizes: T 300 (row 5 a third of the tokens: len² > 32·T, sorted by the stable compaction of the ids; the others
+    // by rank) and T 6000 with 70 % one id and 10 % another (rows of 4200 and 600: both compacted) next to short rows. The placement's order within a row is
+    // then reversed, so the sort cannot lean on the emulator's sequential atomics.
+    for (int size = 0; size < 2; size++)
+    { const int T = size == 0 ? 300 : 6000, V = 37, D = size == 0 ? 70 : 9; std::vector<long long> ids(T);
       std::uniform_int_distribution<int> pick(0, V - 1);
-      for (int t = 0; t < T; t++) ids[t] = t % 3 == 0 ? 5 : (t % 7 == 0 ? V - 1 : pick(rng)); // one heavy row, the last row, the rest spread
+      for (int t = 0; t < T; t++)
+        ids[t] = size == 0 ? (t % 3 == 0 ? 5 : (t % 7 == 0 ? V - 1 : pick(rng))) // one heavy row, the last row, the rest spread
+                           : (t % 10 < 7 ? 11 : t % 10 == 7 ? 3 : (t % 13 == 0 ? V - 1 : pick(rng)));
       std::vector<float> dy(T * D); for (auto& a : dy) a = nd(rng);
       std::vector<u16> dyh(T * D); for (int i = 0; i < T * D; i++) dyh[i] = f32_to_bf16(dy[i]);
       std::vector<long long> counts(V + 1, 0), cursor(V + 1), order(T), sorted(T);
@@ -279,9 +285,14 @@ int main()
       launch(1, 64, [&] { ix::embedding_row_starts(V, counts.data(), cursor.data()); });
       { long long c = 0; for (int v = 0; v < V; v++) { CHECK(counts[v] == c, "row start %d: %lld vs %lld", v, counts[v], c); c += std::count(ids.begin(), ids.end(), v); } CHECK(counts[V] == T, "end"); }
       launch(4, 32, [&] { ix::embedding_place(T, V, ids.data(), (unsigned long long*)cursor.data(), order.data()); });
-      launch(8, 16, [&] { ix::embedding_sort_rows(V, counts.data(), order.data(), sorted.data()); });
+      for (int v = 0; v < V; v++) std::reverse(order.begin() + counts[v], order.begin() + counts[v + 1]);
+      int longRows = 0;
+      for (int v = 0; v < V; v++) { long long len = counts[v + 1] - counts[v]; longRows += len * len > 32LL * T; }
+      CHECK(longRows == (size == 0 ? 1 : 2), "long rows in case %d: %d", size, longRows);
+      std::fill(sorted.begin(), sorted.end(), -1);
+      launch(8, 16, [&] { ix::embedding_sort_rows(V, counts.data(), order.data(), sorted.data(), T, ids.data()); });
       for (int v = 0; v < V; v++) for (long long k = counts[v]; k < counts[v + 1]; k++)
-      { CHECK(ids[sorted[k]] == v, "sorted row"); if (k > counts[v]) CHECK(sorted[k] > sorted[k - 1], "ascending"); }
+      { CHECK(sorted[k] >= 0 && ids[sorted[k]] == v, "sorted row %d slot %lld", v, k); if (k > counts[v]) CHECK(sorted[k] > sorted[k - 1], "ascending row %d slot %lld", v, k); }
       for (int variant = 0; variant < 4; variant++) // 0: f32 dy, f32 dw; 1: bf16 dy, f32 dw; 2: f32 dy, f64 dw; 3: f32 dy, bf16 dw
       { std::vector<float> w32(V * D); std::vector<double> w64(V * D); std::vector<u16> w16(V * D);
         for (int i = 0; i < V * D; i++) { w32[i] = 0.25f * (i % 5); w64[i] = w32[i]; w16[i] = f32_to_bf16(w32[i]); }

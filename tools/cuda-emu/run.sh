@@ -18,6 +18,7 @@ g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/flash_mma" flash_mma_tes
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/gemv" gemv_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/decode" decode_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/norm_gemv" norm_gemv_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/topk" topk_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, argmax/argmin (NaN-lowest too; split = one block), softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
@@ -27,4 +28,6 @@ echo -n "gemv (decode matrix-vector products): "; "$out/gemv"
 # quick: the decode widths with N cut short (the full q/k/v and gate/up N, ~30 min: "$out/norm_gemv" without an argument).
 echo -n "add_rms_norm fused into gemv / swiglu_gemv (decode): "; "$out/norm_gemv" quick
 echo "decode attention (key ranges merged in one launch by the last ticket, blocks in shuffled orders; the v1 kernels too; fixed cases and a seeded sweep of 24, against float64; device positions against the host-position kernels at the eager splits; rope + cache append + attention in one launch against the two launches):"; "$out/decode" 24 | tail -5
+# quick: the whole sweep (~4x longer: every dtype's k above 1024, more vocabulary rows, k = n = 152,064) is "$out/topk" alone.
+echo -n "top-k (a warp per short row; radix select, gather, bitonic sort per long row) against a stable sort, every dtype: "; "$out/topk" quick
 rm -rf "$out"

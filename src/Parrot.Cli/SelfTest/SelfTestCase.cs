@@ -27,6 +27,14 @@ internal sealed record SelfTestCase(string Name, Func<Random, DType, Tensor[]> I
     }
 
     /// <summary>Int64 values in [0, max) of <paramref name="shape"/>.</summary>
+    /// <summary>n ids in [0, max): <paramref name="hot"/> at 7 of every 10 positions, the rest drawn uniformly.</summary>
+    internal static Tensor HotIndices(Random rng, int max, int n, int hot)
+    {
+        var v = new long[n];
+        for (int i = 0; i < n; i++) v[i] = i % 10 < 7 ? hot : rng.Next(max);
+        return Tensor.FromArray(v, n);
+    }
+
     internal static Tensor Indices(Random rng, int max, params int[] shape)
     {
         long n = 1;

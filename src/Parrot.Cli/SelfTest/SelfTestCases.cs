@@ -387,6 +387,7 @@ internal static class SelfTestCases
         c.AddRange(SelfTestGraphCases.All());
         c.AddRange(SelfTestDecodeCases.All());
         c.AddRange(SelfTestRopeAttendCases.All());
+        c.AddRange(SelfTestTopKCases.All());
         c.AddRange(SelfTestBatchCases.All());
 
         // Attention (composite reference when the fused kernel is absent). These rows take the backend's default dispatch:

@@ -89,6 +89,22 @@ internal static class SelfTestFusedCases
                 using var idx = ids.Expand(132, 64);
                 return dw.ScatterAdd(0, idx, c[1]);
             }, keepDType: true));
+        // A hot id (a padding token in a big batch): 70 % of 16384 positions in one row, sorted by the stable compaction of
+        // the ids (the rank sort would be O(len²) in one block).
+        yield return new("embedding bwd, hot id 70% of 16k", (r, t) => [HotIndices(r, 500, 16384, hot: 7), Normal(r, t, 16384, 64)], x => Fused(x[1], out var cuda)
+            ? Gpu(() =>
+            {
+                var dw = Tensor.Zeros([500, 64], DType.F32, x[1].Device);
+                cuda!.EmbeddingBackward(x[0], x[1], dw);
+                return dw;
+            })
+            : Composite(x, c =>
+            {
+                var dw = Tensor.Zeros([500, 64], c[1].DType, c[1].Device);
+                using var ids = x[0].Reshape(16384, 1);
+                using var idx = ids.Expand(16384, 64);
+                return dw.ScatterAdd(0, idx, c[1]);
+            }, keepDType: true));
         yield return new("swiglu forward", (r, t) => [Normal(r, t, 48, 80), Normal(r, t, 48, 80)], x => Fused(x[0], out var cuda)
             ? Gpu(() => { var y = Tensor.Empty(x[0].Shape, x[0].DType, x[0].Device); cuda!.SwiGlu(x[0], x[1], y); return y; })
             : Composite(x, c => c[0].Silu() * c[1]));

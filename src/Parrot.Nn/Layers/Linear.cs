@@ -36,7 +36,7 @@ public sealed class Linear : Module
         if (Graph.IsGradDisabled && x.Rank >= 2 && (Bias is null || Bias.DType == x.DType) && Weight.DType == x.DType)
             return new Variable(Infer(x.Value));
         if (Bias is null) return x.MatMul(Weight.Transpose());
-        if (Bias.DType != x.DType || Weight.DType != x.DType) return x.MatMul(Weight.Transpose()) + Bias; // mixed dtypes promote
+        if (Bias.DType != x.DType || Weight.DType != x.DType) return x.MatMul(Weight.Transpose()) + Bias; // a bias of another dtype promotes in the add; a weight of another dtype is MatMul's error
         if (x.Rank == 2) return x.MatMulBias(Weight.Transpose(), Bias);
         var shape = x.Shape.ToArray();
         shape[^1] = OutFeatures;

@@ -8,14 +8,7 @@ public sealed partial class CpuBackend
     /// <inheritdoc/>
     public void TopK(Tensor x, int k, Tensor values, Tensor indices)
     {
-        if (x.Rank == 0 || x.DType == DType.Bool)
-            throw new ArgumentException($"TopK: input must have rank ≥ 1 and a numeric dtype, got {x.ShapeString()} {x.DType.Name()}");
-        int n = x.Shape[^1];
-        if (k < 0 || k > n) throw new ArgumentOutOfRangeException(nameof(k), $"TopK: k = {k} is out of range for the last axis of {x.ShapeString()}");
-        var want = x.Shape.ToArray();
-        want[^1] = k;
-        if (!values.Shape.SequenceEqual(want) || !indices.Shape.SequenceEqual(want) || values.DType != x.DType || indices.DType != DType.I64)
-            throw new ArgumentException($"TopK: outputs must be {Tensor.ShapeString(want)} {x.DType.Name()} and int64, got {values.ShapeString()} {values.DType.Name()} and {indices.ShapeString()} {indices.DType.Name()}");
+        CheckTopK(x, k, values, indices);
         var rows = RowSet.LastAxis(x, values, indices);
         if (rows.Count == 0 || k == 0) return;
         switch (ComputeTypeOf(x.DType))
@@ -24,6 +17,19 @@ public sealed partial class CpuBackend
             case ComputeType.Double: new TopKRows<double>(x, k, values, indices, rows).Run(); break;
             default: new TopKRows<long>(x, k, values, indices, rows).Run(); break;
         }
+    }
+
+    /// <summary>The operands <see cref="IBackend.TopK"/> takes (the CUDA backend checks the same).</summary>
+    internal static void CheckTopK(Tensor x, int k, Tensor values, Tensor indices)
+    {
+        if (x.Rank == 0 || x.DType == DType.Bool)
+            throw new ArgumentException($"TopK: input must have rank ≥ 1 and a numeric dtype, got {x.ShapeString()} {x.DType.Name()}");
+        int n = x.Shape[^1];
+        if (k < 0 || k > n) throw new ArgumentOutOfRangeException(nameof(k), $"TopK: k = {k} is out of range for the last axis of {x.ShapeString()}");
+        var want = x.Shape.ToArray();
+        want[^1] = k;
+        if (!values.Shape.SequenceEqual(want) || !indices.Shape.SequenceEqual(want) || values.DType != x.DType || indices.DType != DType.I64)
+            throw new ArgumentException($"TopK: outputs must be {Tensor.ShapeString(want)} {x.DType.Name()} and int64, got {values.ShapeString()} {values.DType.Name()} and {indices.ShapeString()} {indices.DType.Name()}");
     }
 
     /// <summary>

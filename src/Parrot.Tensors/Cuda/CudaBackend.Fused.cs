@@ -150,9 +150,11 @@ public sealed partial class CudaBackend
 
     /// <inheritdoc/>
     /// <remarks>
-    /// Deterministic, without atomics: the ids are sorted by row on the device (a stable counting sort:
-    /// histogram, prefix sum, ordered placement), then one block owns each used row and sums its tokens in
-    /// ascending order in float32 (float64 for F64), adding the total to the row once.
+    /// Deterministic, without float atomics: the token positions are sorted by row on the device (a counting sort:
+    /// histogram, prefix sum, placement by integer atomics, then each row's positions put in ascending order — by rank
+    /// for a short row, by a stable compaction of the ids for a long one, so a hot id costs O(tokens), not O(len²)),
+    /// then one block owns each used row and sums its tokens in ascending order in float32 (float64 for F64), adding
+    /// the total to the row once.
     /// </remarks>
     public void EmbeddingBackward(Tensor ids, Tensor dy, Tensor dweight)
     {
@@ -171,7 +173,7 @@ public sealed partial class CudaBackend
             _kernels.Launch("indexing.cu", "embedding_row_starts", 1, 1024, s);
         using (var o = new KernelArgs().Add(tokens).Add(vocab).Ptr(ic).Ptr(cursor).Ptr(order))
             _kernels.Launch("indexing.cu", "embedding_place", _kernels.GridFor(tokens), 256, o);
-        using (var r = new KernelArgs().Add(vocab).Ptr(counts).Ptr(order).Ptr(sorted))
+        using (var r = new KernelArgs().Add(vocab).Ptr(counts).Ptr(order).Ptr(sorted).Add(tokens).Ptr(ic))
             _kernels.Launch("indexing.cu", "embedding_sort_rows", CudaKernels.RowGrid(vocab), 128, r);
         using var a = new KernelArgs().Add(vocab).Add(dim).Ptr(dweight).Add(Code(dweight.DType)).Ptr(counts).Ptr(sorted).Ptr(dyc).Add(Code(dy.DType)).Add(dy.Strides[0]).Add(dy.Strides[1]);
         _kernels.Launch("indexing.cu", "embedding_backward", CudaKernels.RowGrid(vocab), RowBlock(dim), a);

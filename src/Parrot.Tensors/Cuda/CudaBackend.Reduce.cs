@@ -91,19 +91,6 @@ public sealed partial class CudaBackend
         return _argTickets = t;
     }
 
-    /// <summary>Top-k runs on the CPU backend through a host round-trip (it serves sampling, not training).</summary>
-    public void TopK(Tensor x, int k, Tensor values, Tensor indices)
-    {
-        using var hx = x.To(global::Parrot.Tensors.Device.Cpu);
-        using var hv = Tensor.Empty(values.Shape, values.DType);
-        using var hi = Tensor.Empty(indices.Shape, indices.DType);
-        Cpu.CpuBackend.Instance.TopK(hx, k, hv, hi);
-        using var dv = hv.To(Device);
-        using var di = hi.To(Device);
-        Copy(dv, values);
-        Copy(di, indices);
-    }
-
     /// <summary>
     /// The layout of the rows of <paramref name="x"/> along <paramref name="axis"/> (every other dim), with
     /// operands (y, x); y has x's rank (size 1 or the same size on the axis).
