@@ -64,7 +64,7 @@ public sealed class BatchSequence
 /// generator's condition) has it taken on the device and reads back its id alone, not its row of logits (151,936
 /// floats on Qwen2): the same token as the host's pick (<see cref="global::Parrot.Nn.GreedyToken"/>); the host still
 /// checks every id (end-of-sequence, stop strings, length). On a CUDA device where the static step can run (the
-/// generator's rule: <see cref="DecodeStepMode.Auto"/>, PARROT_STATIC_DECODE) the steps run it with slots
+/// generator's rule: <see cref="DecodeStepMode.Auto"/>, PARROT_STATIC_DECODE; and PARROT_STATIC_SLOTS not "0") the steps run it with slots
 /// (<see cref="KvCacheModel.StaticSlots"/>: one CUDA graph replay a step, whoever is in the batch); eagerly elsewhere.
 /// Not thread-safe: one thread drives a batch; each call holds the model's turn
 /// (see <see cref="ParrotModel"/>), so other callers of the model interleave between calls.
@@ -81,7 +81,7 @@ public sealed class ContinuousBatch : IDisposable
     internal ContinuousBatch(ParrotModel owner, KvCacheModel lm, int contextLength, IReadOnlySet<int> eos, BpeTokenizer tokenizer, DecodeStepMode mode)
     {
         _owner = owner; _lm = lm; ContextLength = contextLength; _eos = eos; _tokenizer = tokenizer;
-        if (lm.UsesStaticStepIn(mode)) _slots = new KvCacheModel.StaticSlots(lm, contextLength, mode);
+        if (lm.UsesSlotsIn(mode)) _slots = new KvCacheModel.StaticSlots(lm, contextLength, mode);
     }
 
     /// <summary>The static step's slots; null where the batch decodes eagerly.</summary>

@@ -14,6 +14,15 @@ namespace Parrot.Parrot.Inference;
 internal sealed partial class KvCacheModel
 {
     /// <summary>
+    /// Whether PARROT_STATIC_SLOTS allows the continuous batch's slots by default ("0": it decodes eagerly, while the
+    /// generator keeps its static session; PARROT_STATIC_DECODE=0 turns both off), read once.
+    /// </summary>
+    internal static readonly bool StaticSlotsAllowed = StaticDecodeDefault(Environment.GetEnvironmentVariable("PARROT_STATIC_SLOTS"));
+
+    /// <summary>Whether a continuous batch in <paramref name="mode"/> decodes through <see cref="StaticSlots"/> (Auto: also PARROT_STATIC_SLOTS).</summary>
+    internal bool UsesSlotsIn(DecodeStepMode mode) => UsesStaticStepIn(mode) && (mode != DecodeStepMode.Auto || StaticSlotsAllowed);
+
+    /// <summary>
     /// A <see cref="Qwen2StaticDecoder"/> (fed by the host, logits kept) of S slots × C positions that sequences of a
     /// <see cref="ContinuousBatch"/> take and leave between steps, so that every step is the same work — one graph
     /// replay on a CUDA device — whoever is in the batch.
