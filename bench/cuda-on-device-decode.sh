@@ -5,7 +5,8 @@
 # programmatic dependent launch (PARROT_PDL=1), the first decode attention kernels (PARROT_DECODE_ATTENTION=v1 with their
 # measured 128 keys a split), both, rope + cache append back in their own launch (PARROT_DECODE_ROPE_FUSED=0), and
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
-# "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1").
+# "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1");
+# then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph.
 # Usage there: bash bench/cuda-on-device-decode.sh  (carry publish/). Returns $OUT/summary.txt and $OUT/results.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,14 @@ for rep in 1 2; do
 done
 step "3. decode qwen2-0.5b bf16 from a CUDA graph"
 for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-0.5b 16 200 "$label" $envs; done
-step "4. one 7B graph replay profiled (default)"
+step "4. serve's continuous-batch step, qwen2-0.5b bf16, 8 greedy sequences: eager rows, then the slots from a CUDA graph"
+for mode in eager slots; do
+  flag=; [ "$mode" = slots ] && flag=--cuda-graph
+  timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 128 --decode 100 --dtype bf16 --continuous 8 $flag --json \
+    > "$OUT/continuous-$mode.json" 2> "$OUT/continuous-$mode.log"
+  echo "continuous 8 $mode exit $?: $(tail -1 "$OUT/continuous-$mode.json" | grep -oE '"(ms_per_token|cuda_graph|graph_nodes)":[a-z0-9.]+' | tr '\n' ' ')" >> "$S"
+done
+step "5. one 7B graph replay profiled (default)"
 timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-7b-profile.json" 2> "$OUT/decode-7b-profile.log"
 cat "$OUT/decode-7b-profile.log" >> "$S"

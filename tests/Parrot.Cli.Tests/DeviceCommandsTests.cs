@@ -151,6 +151,19 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsContinuousBatchSlotsCasePassesOnTheDevice()
+    {
+        // The row a GPU run uses to check serve's continuous batch over the static step with slots (graph-replayed there)
+        // against the eager batch: both dtypes, the same events.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "static slots", TextWriter.Null);
+        Assert.That(rows.Select(r => (r.Op, r.DType)), Is.EquivalentTo(new[]
+        {
+            ("continuous batch, static slots = eager", "float32"), ("continuous batch, static slots = eager", "bfloat16"),
+        }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void UnderALauncherEachRankResolvesItsOwnGpu()
     {
         // Local rank 1 of 2 with --device cuda:8 is cuda:9 (the test device), so the rank's model goes there; one GPU
@@ -292,5 +305,21 @@ public class DeviceCommandsTests
         Assert.That(DeviceDecodeBench.Json(gen2), Does.Contain("\"host_pick\":false"));
         Assert.That(DeviceDecodeBench.Describe(host), Does.Contain("the pick on the host"));
         Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, hostPick: true), Throws.InstanceOf<CliException>());
+    }
+
+    [Test]
+    public void TheContinuousBatchBenchTimesEagerAndSlotsWithTheSameTokens()
+    {
+        // --continuous 3: serve's batch step for three greedy sequences (prompts of 12, 11 and 10 ids), eager and with
+        // slots; row 0 (the whole prompt) generates what the one-sequence decode does.
+        var alone = DeviceDecodeBench.Run("tiny", DType.BF16, Device.Cpu, 12, 6, TextWriter.Null);
+        var eager = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, continuous: 3);
+        var slots = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, cudaGraph: true, continuous: 3);
+        Assert.That((eager.Continuous, eager.Static, slots.Continuous, slots.Static, slots.CudaGraph), Is.EqualTo((3, false, 3, true, false)), "no CudaBackend here: no graph");
+        Assert.That(eager.Generated, Is.EqualTo(alone.Generated));
+        Assert.That(slots.Generated, Is.EqualTo(alone.Generated));
+        Assert.That(DeviceDecodeBench.Json(slots), Does.Contain("\"continuous\":3"));
+        Assert.That(DeviceDecodeBench.Describe(slots), Does.Contain("continuous batch's step with slots, 3 greedy sequences"));
+        Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, generator: true, continuous: 3), Throws.InstanceOf<CliException>());
     }
 }

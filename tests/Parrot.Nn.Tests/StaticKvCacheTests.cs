@@ -75,6 +75,52 @@ public class StaticKvCacheTests
         Assert.That(() => new StaticKvCache(1, 1, 1, D, 0, DType.F32, Device.Cpu), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 
+    /// <summary>
+    /// Slots: a released row is idle — the room check skips it (a full idle row does not stop a step), its device
+    /// position is the capacity, a step writes nothing into it and gives NaN there; a load makes it live again. A bigger
+    /// cache takes every row (keys, values, lengths, idle marks) with <see cref="StaticKvCache.CopyRowsFrom"/>, its extra
+    /// rows idle; a smaller one is refused.
+    /// </summary>
+    [Test]
+    public void ReleasedRowsAreIdleAndRowsMoveToABiggerCache([Values] bool testDevice)
+    {
+        var device = testDevice ? TestDevice.Get() : Device.Cpu;
+        using var ng = Graph.NoGrad();
+        using var scope = TensorScope.Begin();
+        using var cache = new StaticKvCache(1, 2, KvHeads, D, 4, DType.F32, device);
+        var (cos, sin) = Tensor.RopeTables(0, 4, D, 10_000.0, device);
+        var (_, k3, v3) = Projections(3, DType.F32, device, 1);
+        var (_, k4, v4) = Projections(4, DType.F32, device, 2);
+        cache.Load(0, 0, k3, v3);
+        cache.Load(0, 1, k4, v4); // full
+        Assert.That(() => cache.Reserve(1), Throws.InvalidOperationException.With.Message.Contains("row 1 holds 4 positions"));
+        cache.Release(1);
+        Assert.That((cache.IsIdle(1), cache.HostLength(1), cache.IsIdle(0)), Is.EqualTo((true, 0, false)));
+        cache.UploadPositions();
+        Assert.That(cache.Positions.ToLongArray(), Is.EqualTo(new long[] { 3, 4 }), "the idle row's position is the capacity");
+        var idleKeys = Bits(cache.Keys(0).Narrow(0, 1, 1));
+        var (q, k, v) = Projections(1, DType.F32, device, 3, batch: 2);
+        cache.Reserve(1);
+        var o = cache.AttendRope(0, q, k, v, cos, sin, true, null).Value.ToFloatArray();
+        cache.AdvanceOnDevice();
+        Assert.That(Bits(cache.Keys(0).Narrow(0, 1, 1)), Is.EqualTo(idleKeys), "the idle row wrote nothing");
+        Assert.That(o.AsSpan(0, o.Length / 2).ToArray(), Is.All.Not.NaN, "the live row");
+        Assert.That(o.AsSpan(o.Length / 2).ToArray(), Is.All.NaN, "the idle row");
+        Assert.That((cache.HostLength(0), cache.Positions.ToLongArray()), Is.EqualTo((4, new long[] { 4, 5 })));
+        cache.Load(0, 1, k3, v3);
+        Assert.That((cache.IsIdle(1), cache.HostLength(1)), Is.EqualTo((false, 3)));
+        cache.Release(0);
+        using var bigger = new StaticKvCache(1, 4, KvHeads, D, 6, DType.F32, device);
+        bigger.CopyRowsFrom(cache);
+        Assert.That(Enumerable.Range(0, 4).Select(bigger.IsIdle), Is.EqualTo(new[] { true, false, true, true }));
+        Assert.That(bigger.HostLength(1), Is.EqualTo(3));
+        Assert.That(Bits(bigger.Keys(0).Narrow(0, 1, 1).Narrow(2, 0, 3)), Is.EqualTo(Bits(cache.Keys(0).Narrow(0, 1, 1).Narrow(2, 0, 3))), "the live row's keys moved");
+        Assert.That(Bits(bigger.Values(0).Narrow(0, 1, 1).Narrow(2, 0, 3)), Is.EqualTo(Bits(v3)), "values too");
+        bigger.UploadPositions();
+        Assert.That(bigger.Positions.ToLongArray(), Is.EqualTo(new long[] { 6, 3, 6, 6 }));
+        Assert.That(() => cache.CopyRowsFrom(bigger), Throws.ArgumentException.With.Message.Contains("does not fit"));
+    }
+
     private static (Tensor Q, Tensor K, Tensor V) Projections(int t, DType dtype, Device device, ulong seed, int batch = 1)
     {
         Tensor View(int heads, ulong s)

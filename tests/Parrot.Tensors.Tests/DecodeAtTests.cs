@@ -79,20 +79,54 @@ public class DecodeAtTests
         Assert.That(Bits(Tensor.AttentionAt(q, kn, vn, positions)), Is.EqualTo(Bits(o)), "keys past the position");
     }
 
+    /// <summary>
+    /// What the GPU kernels do (rope_kv_append_at, attention_decode_at; a continuous batch parks idle slots there): a row
+    /// whose new position is outside the cache writes no cache element and its qRot is NaN, the other rows as ever; a
+    /// row of T = 2 half inside writes its inside row only; attention past the capacity sees every key (clamped).
+    /// </summary>
     [Test]
-    public void PositionsPastTheCacheAreAClearError()
+    public void APositionOutsideTheCacheWritesNothingAndGivesNaN([Values(DType.F32, DType.BF16)] DType dtype)
     {
         using var scope = TensorScope.Begin();
-        var q = Tensor.Zeros([1, 2, 1, 8]);
-        var k = Tensor.Zeros([1, 1, 1, 8]);
-        var kc = Tensor.Zeros([1, 1, 4, 8]);
-        var vc = Tensor.Zeros([1, 1, 4, 8]);
-        var (cos, sin) = Tensor.RopeTables(0, 4, 8, 10_000.0);
-        var full = Tensor.FromArray(new long[] { 4 }, 1);
-        Assert.That(() => Tensor.RopeAppendAt(q, k, k, cos, sin, full, kc, vc),
-            Throws.InvalidOperationException.With.Message.Contains("RopeAppendAt: batch row 0 is at position 4; its 1 new positions do not fit the cache of 4"));
-        Assert.That(() => Tensor.AttentionAt(q, kc, vc, Tensor.FromArray(new long[] { -1 }, 1)),
-            Throws.InvalidOperationException.With.Message.Contains("AttentionAt: batch row 0 is at position -1"));
+        const int cap = 4;
+        var (cos32, sin32) = Tensor.RopeTables(0, cap + 4, D, 10_000.0);
+        foreach (int t in new[] { 1, 2 })
+        {
+            var q = IndexRef.Random([3, H, t, D], dtype, 1);
+            var k = IndexRef.Random([3, Hkv, t, D], dtype, 2);
+            var v = IndexRef.Random([3, Hkv, t, D], dtype, 3);
+            var kc = IndexRef.Random([3, Hkv, cap, D], dtype, 4);
+            var vc = IndexRef.Random([3, Hkv, cap, D], dtype, 5);
+            var (k0, v0) = (kc.Clone(), vc.Clone());
+            // Row 0 inside (as the reference), row 1 at the capacity (idle), row 2 at cap − 1 (for T = 2: one row in, one out).
+            var at = Tensor.FromArray(new long[] { 1, cap + 3, cap - 1 }, 3);
+            var inRange = Tensor.FromArray(new long[] { 1, 0, cap - t }, 3);
+            var qRot = Tensor.RopeAppendAt(q, k, v, cos32, sin32, at, kc, vc).To(DType.F64).ToDoubleArray();
+            var (kr, vr) = (k0.Clone(), v0.Clone());
+            var want = Tensor.RopeAppendAt(q, k, v, cos32, sin32, inRange, kr, vr).To(DType.F64).ToDoubleArray();
+            int per = H * t * D;
+            Assert.That(qRot.AsSpan(0, per).ToArray(), Is.EqualTo(want.AsSpan(0, per).ToArray()), $"T {t}: the row inside");
+            Assert.That(qRot.AsSpan(per, per).ToArray(), Is.All.NaN, $"T {t}: the row outside");
+            Assert.That(Bits(kc.Narrow(0, 1, 1)), Is.EqualTo(Bits(k0.Narrow(0, 1, 1))), $"T {t}: nothing written for the row outside");
+            Assert.That(Bits(vc.Narrow(0, 1, 1)), Is.EqualTo(Bits(v0.Narrow(0, 1, 1))), $"T {t}: nothing written for the row outside (v)");
+            Assert.That(Bits(kc.Narrow(0, 0, 1)), Is.EqualTo(Bits(kr.Narrow(0, 0, 1))), $"T {t}: the row inside written");
+            var last = Enumerable.Range(0, H).SelectMany(h => Enumerable.Range(0, D).Select(d => qRot[2 * per + (h * t + t - 1) * D + d])).ToArray();
+            Assert.That(last, t == 2 ? Is.All.NaN : Is.All.Not.NaN, $"T {t}: row 2's last query row (outside for T 2) is NaN");
+            if (t == 2)
+            {
+                var first = Enumerable.Range(0, H).SelectMany(h => Enumerable.Range(0, D).Select(d => qRot[2 * per + h * t * D + d])).ToArray();
+                Assert.That(first, Is.All.Not.NaN, "row 2's first query row (inside) is rotated");
+                Assert.That(Bits(kc.Narrow(0, 2, 1).Narrow(2, cap - 1, 1)), Is.Not.EqualTo(Bits(k0.Narrow(0, 2, 1).Narrow(2, cap - 1, 1))), "its inside row written");
+                Assert.That(Bits(kc.Narrow(0, 2, 1).Narrow(2, 0, cap - 1)), Is.EqualTo(Bits(k0.Narrow(0, 2, 1).Narrow(2, 0, cap - 1))), "and nothing before it");
+            }
+        }
+        var qa = IndexRef.Random([2, H, 1, D], dtype, 6);
+        var kca = IndexRef.Random([2, Hkv, cap, D], dtype, 7);
+        var vca = IndexRef.Random([2, Hkv, cap, D], dtype, 8);
+        var past = Tensor.AttentionAt(qa, kca, vca, Tensor.FromArray(new long[] { cap + 5, -1 }, 2)).To(DType.F64).ToDoubleArray();
+        var clamped = Tensor.AttentionAt(qa, kca, vca, Tensor.FromArray(new long[] { cap - 1, 0 }, 2)).To(DType.F64).ToDoubleArray();
+        Assert.That(past.AsSpan(0, H * D).ToArray(), Is.EqualTo(clamped.AsSpan(0, H * D).ToArray()), "past the capacity: every key seen");
+        Assert.That(past.AsSpan(H * D, H * D).ToArray(), Is.All.NaN, "a negative position sees no key");
     }
 
     [Test]

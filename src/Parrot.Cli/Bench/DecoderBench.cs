@@ -49,7 +49,8 @@ internal static class DecoderBench
         var cudaGraph = new Option<bool>("--cuda-graph") { Description = "With --shape: the static step (as --static), captured once into a CUDA graph and replayed per token on a GPU (eager elsewhere)" };
         var generator = new Option<bool>("--generator") { Description = "With --shape: decode through the generator's session (what generate/chat run: greedy, the argmax on the device, the ids read back), eager; with --static or --cuda-graph its static step (graph-replayed on a GPU)" };
         var hostPick = new Option<bool>("--host-pick") { Description = "With --generator: read each step's logits back and pick on the host instead (the path before the greedy pick moved to the device; sampling's path), to compare" };
-        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph, generator, hostPick }) cmd.Options.Add(o);
+        var continuous = new Option<int>("--continuous") { Description = "With --shape: N greedy sequences (prompts of different lengths) through serve's continuous-batch step, timed per step of all N: eager (each row its own cache); with --static or --cuda-graph the static step with slots (graph-replayed on a GPU)" };
+        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph, generator, hostPick, continuous }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             int[] lengths;
@@ -68,13 +69,13 @@ internal static class DecoderBench
                     var dev = DeviceOption.Resolve(p.GetValue(device), "bench decoder");
                     var dt = p.GetValue(dtype) switch { "f32" => DType.F32, "bf16" => DType.BF16, var o => throw new CliException($"--dtype must be f32 or bf16, got '{o}'") };
                     var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out,
-                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph), p.GetValue(generator), p.GetValue(hostPick));
+                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph), p.GetValue(generator), p.GetValue(hostPick), p.GetValue(continuous));
                     Console.WriteLine(p.GetValue(json) ? DeviceDecodeBench.Json(r) : DeviceDecodeBench.Describe(r));
                     return 0;
                 });
-            if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator) || p.GetValue(hostPick))
+            if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator) || p.GetValue(hostPick) || p.GetValue(continuous) != 0)
             {
-                Console.Error.WriteLine("--static, --cuda-graph, --generator and --host-pick need --shape (or --device): they time the synthetic-weight decode");
+                Console.Error.WriteLine("--static, --cuda-graph, --generator, --host-pick and --continuous need --shape (or --device): they time the synthetic-weight decode");
                 return 2;
             }
             if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));

@@ -23,7 +23,7 @@ internal static class DeviceDecodeBench
     /// <summary>What a run measured.</summary>
     internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
         double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated,
-        bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false, bool HostPick = false);
+        bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false, bool HostPick = false, int Continuous = 0);
 
     /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
     internal static readonly Qwen2Config Qwen7b = new()
@@ -57,12 +57,16 @@ internal static class DeviceDecodeBench
     /// GPU, as that session always does). host_issue_ms is then the whole step (the session returns after its read).</param>
     /// <param name="hostPick">With <paramref name="generator"/>: the path greedy generation took before the pick moved to
     /// the device (each step's logits read back and the argmax taken on the host; what sampling still takes), to compare.</param>
+    /// <param name="continuous">Instead: that many greedy sequences through the continuous batch's step (serve's), eager or
+    /// with <paramref name="useStatic"/>/<paramref name="cudaGraph"/> the static step with slots (see <see cref="ContinuousDecodeBench"/>);
+    /// ms/token is then ms per step of all of them.</param>
     internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false,
-        bool cudaGraph = false, bool generator = false, bool hostPick = false)
+        bool cudaGraph = false, bool generator = false, bool hostPick = false, int continuous = 0)
     {
         if (hostPick && !generator) throw new CliException("--host-pick needs --generator");
+        if (continuous > 0 && generator) throw new CliException("--continuous and --generator are two paths: pick one");
         useStatic |= cudaGraph;
-        if (generator) cudaGraph = useStatic && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend;
+        if (generator || continuous > 0) cudaGraph = useStatic && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend;
         var cfg = Shape(shapeName);
         var sw = Stopwatch.StartNew();
         Qwen2ForCausalLM created;
@@ -103,7 +107,9 @@ internal static class DeviceDecodeBench
         var queued = new List<double>();
         var generated = new List<int>();
         int graphNodes = 0;
-        double prefillMs = generator
+        double prefillMs = continuous > 0
+            ? ContinuousDecodeBench.Decode(model, ids, tokens, continuous, useStatic, times, queued, generated, out graphNodes)
+            : generator
             ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic, hostPick)
             : useStatic
             ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype, cudaGraph, out graphNodes)
@@ -112,7 +118,7 @@ internal static class DeviceDecodeBench
         double ms = steady[steady.Length / 2];
         var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
         return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
-            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator, hostPick);
+            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator, hostPick, continuous);
     }
 
     /// <summary>
@@ -247,9 +253,10 @@ internal static class DeviceDecodeBench
     internal static string Describe(Result r)
     {
         string path = (r.CudaGraph ? r.GraphNodes > 0 ? $" (static step, CUDA graph of {r.GraphNodes} nodes)" : " (static step, CUDA graph)" : r.Static ? " (static step)" : "")
-            + (r.Generator ? " through the generator's session" : "");
+            + (r.Generator ? " through the generator's session" : "")
+            + (r.Continuous > 0 ? $" through the continuous batch's step{(r.Static ? " with slots" : "")}, {r.Continuous} greedy sequences (ms per step of all)" : "");
         if (r.HostPick) path += ", the logits read back and the pick on the host";
-        string step = r.Generator
+        string step = r.Generator || r.Continuous > 0
             ? r.HostPick ? "a step includes the logits read and the host's pick" : "a step includes the argmax on the device and the ids read"
             : string.Create(CultureInfo.InvariantCulture, $"the host issues a step in {r.HostIssueMs:F2} ms");
         return string.Create(CultureInfo.InvariantCulture,

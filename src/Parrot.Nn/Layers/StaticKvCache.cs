@@ -16,11 +16,16 @@ namespace Parrot.Nn.Layers;
 /// the kernels could only write nothing and give NaN). Rows are filled by <see cref="Load"/> (a prefill run through an
 /// ordinary <see cref="KvCache"/>) and <see cref="UploadPositions"/>. Inference only; rotary models only
 /// (<see cref="AttendRope"/>): its tables are the model's whole tables, indexed on the device.
+/// <para>Slots (a continuous batch): <see cref="Release"/> makes a row idle — its device position goes to
+/// <see cref="MaxLength"/> (outside the cache: the step's kernels write nothing for it and give NaN, which its owner
+/// ignores), and the room check skips it; <see cref="Load"/> fills it again. <see cref="CopyRowsFrom"/> moves every row
+/// of a smaller cache into a bigger one (device copies).</para>
 /// </remarks>
 public sealed class StaticKvCache : IKvCache, IDisposable
 {
     private readonly Tensor[] _k, _v;
     private readonly int[] _lengths;
+    private readonly bool[] _idle;
     private readonly Tensor _positions, _one;
     private bool _disposed;
 
@@ -51,6 +56,7 @@ public sealed class StaticKvCache : IKvCache, IDisposable
         _k = new Tensor[layers];
         _v = new Tensor[layers];
         _lengths = new int[batch];
+        _idle = new bool[batch];
         try
         {
             for (int i = 0; i < layers; i++)
@@ -77,8 +83,59 @@ public sealed class StaticKvCache : IKvCache, IDisposable
     private int CheckLayer(int layer) =>
         (uint)layer < (uint)_k.Length ? layer : throw new ArgumentOutOfRangeException(nameof(layer), $"StaticKvCache: layer {layer} of {_k.Length}");
 
-    /// <summary>Row <paramref name="row"/>'s length as the host counts it (no device read).</summary>
-    public int HostLength(int row) => _lengths[row];
+    /// <summary>Row <paramref name="row"/>'s length as the host counts it (no device read); 0 for an idle row.</summary>
+    public int HostLength(int row) => _idle[row] ? 0 : _lengths[row];
+
+    /// <summary>Whether row <paramref name="row"/> is idle (<see cref="Release"/>d and not loaded since).</summary>
+    public bool IsIdle(int row) => _idle[row];
+
+    /// <summary>
+    /// Makes row <paramref name="row"/> idle: the room check skips it and <see cref="UploadPositions"/> puts its device
+    /// position at <see cref="MaxLength"/>, outside the cache, where a step writes nothing for it (its outputs are NaN;
+    /// the position moves on with the others, staying outside). Its keys and values stay until a <see cref="Load"/>.
+    /// </summary>
+    public void Release(int row)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((uint)row >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(row), $"StaticKvCache: row {row} of a batch of {Batch}");
+        _idle[row] = true;
+        _lengths[row] = 0;
+    }
+
+    /// <summary>
+    /// Copies every row of <paramref name="source"/> (keys, values up to its length, host lengths, idle marks) into
+    /// rows 0 .. source.Batch − 1 here, device to device (one copy per layer and tensor); the rows past them become idle.
+    /// For growing a continuous batch's cache: this one must have at least as many rows and positions. Call
+    /// <see cref="UploadPositions"/> after.
+    /// </summary>
+    public void CopyRowsFrom(StaticKvCache source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(source._disposed, source);
+        if (source.Batch > Batch || source.MaxLength > MaxLength || source.Layers != Layers)
+            throw new ArgumentException($"StaticKvCache: a cache of {source.Layers} layers × {source.Batch} rows × {source.MaxLength} positions does not fit one of {Layers} × {Batch} × {MaxLength}");
+        var k0 = source._k[0];
+        if (k0.Dim(1) != _k[0].Dim(1) || k0.Dim(3) != _k[0].Dim(3) || k0.DType != _k[0].DType)
+            throw new ArgumentException($"StaticKvCache: heads and dtype differ: {k0.ShapeString()} {k0.DType.Name()} vs {_k[0].ShapeString()} {_k[0].DType.Name()}");
+        int used = 0;
+        for (int r = 0; r < source.Batch; r++) if (!source._idle[r]) used = Math.Max(used, source._lengths[r]);
+        if (used > 0)
+            for (int layer = 0; layer < Layers; layer++)
+                foreach (var (dst, src) in new[] { (_k[layer], source._k[layer]), (_v[layer], source._v[layer]) })
+                {
+                    using var rows = dst.Narrow(0, 0, source.Batch);
+                    using var to = rows.Narrow(2, 0, used);
+                    using var from = src.Narrow(2, 0, used);
+                    to.CopyFrom(from);
+                }
+        for (int r = 0; r < Batch; r++)
+        {
+            bool inSource = r < source.Batch;
+            _idle[r] = !inSource || source._idle[r];
+            _lengths[r] = inSource ? source._lengths[r] : 0;
+        }
+    }
 
     /// <summary>The rows' common length (host count); throws when they differ (see <see cref="IKvCache.Length"/>).</summary>
     public int Length(int layer)
@@ -107,13 +164,17 @@ public sealed class StaticKvCache : IKvCache, IDisposable
         using (var row0 = kc.Narrow(0, row, 1)) using (var dst = row0.Narrow(2, 0, length)) dst.CopyFrom(k);
         using (var row0 = _v[layer].Narrow(0, row, 1)) using (var dst = row0.Narrow(2, 0, length)) dst.CopyFrom(v);
         _lengths[row] = length;
+        _idle[row] = false;
     }
 
-    /// <summary>Writes the host lengths into <see cref="Positions"/> (one host→device copy; after loading rows, not in a step).</summary>
+    /// <summary>
+    /// Writes the host lengths into <see cref="Positions"/> (one host→device copy; after loading rows, not in a step);
+    /// an idle row's is <see cref="MaxLength"/>.
+    /// </summary>
     public void UploadPositions()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        using var host = Tensor.FromArray(_lengths.Select(l => (long)l).ToArray(), _lengths.Length);
+        using var host = Tensor.FromArray(_lengths.Select((l, r) => (long)(_idle[r] ? MaxLength : l)).ToArray(), _lengths.Length);
         _positions.CopyFrom(host);
     }
 
@@ -127,9 +188,9 @@ public sealed class StaticKvCache : IKvCache, IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (t <= 0) throw new ArgumentOutOfRangeException(nameof(t), $"StaticKvCache: a step of {t} tokens");
         for (int r = 0; r < Batch; r++)
-            if (_lengths[r] + t > MaxLength)
+            if (!_idle[r] && _lengths[r] + t > MaxLength)
                 throw new InvalidOperationException($"StaticKvCache: row {r} holds {_lengths[r]} positions and cannot take {t} more (its maximum length is {MaxLength}); no step was issued");
-        for (int r = 0; r < Batch; r++) _lengths[r] += t;
+        for (int r = 0; r < Batch; r++) if (!_idle[r]) _lengths[r] += t;
     }
 
     /// <summary>Positions += <paramref name="t"/> on the device (one in-place add; no host read or write).</summary>

@@ -51,6 +51,8 @@ public sealed class BatchSequence
     /// <summary>The next token as the device picked it (sequences that pick there); −1 when there is none.</summary>
     internal int Picked { get; set; } = -1;
     internal int Pending { get; set; } = -1;
+    /// <summary>Its slot in the static step (<see cref="KvCacheModel.StaticSlots"/>); −1 on the eager path or once it left.</summary>
+    internal int Slot { get; set; } = -1;
 }
 
 /// <summary>
@@ -61,7 +63,10 @@ public sealed class BatchSequence
 /// joins or leaves around it. A sequence whose pick is a plain argmax (greedy, no repetition penalty: the
 /// generator's condition) has it taken on the device and reads back its id alone, not its row of logits (151,936
 /// floats on Qwen2): the same token as the host's pick (<see cref="global::Parrot.Nn.GreedyToken"/>); the host still
-/// checks every id (end-of-sequence, stop strings, length). Not thread-safe: one thread drives a batch; each call holds the model's turn
+/// checks every id (end-of-sequence, stop strings, length). On a CUDA device where the static step can run (the
+/// generator's rule: <see cref="DecodeStepMode.Auto"/>, PARROT_STATIC_DECODE; and PARROT_STATIC_SLOTS not "0") the steps run it with slots
+/// (<see cref="KvCacheModel.StaticSlots"/>: one CUDA graph replay a step, whoever is in the batch); eagerly elsewhere.
+/// Not thread-safe: one thread drives a batch; each call holds the model's turn
 /// (see <see cref="ParrotModel"/>), so other callers of the model interleave between calls.
 /// </summary>
 public sealed class ContinuousBatch : IDisposable
@@ -71,11 +76,24 @@ public sealed class ContinuousBatch : IDisposable
     private readonly IReadOnlySet<int> _eos;
     private readonly BpeTokenizer _tokenizer;
     private readonly List<BatchSequence> _active = new();
+    private readonly KvCacheModel.StaticSlots? _slots;
 
-    internal ContinuousBatch(ParrotModel owner, KvCacheModel lm, int contextLength, IReadOnlySet<int> eos, BpeTokenizer tokenizer)
+    internal ContinuousBatch(ParrotModel owner, KvCacheModel lm, int contextLength, IReadOnlySet<int> eos, BpeTokenizer tokenizer, DecodeStepMode mode)
     {
         _owner = owner; _lm = lm; ContextLength = contextLength; _eos = eos; _tokenizer = tokenizer;
+        if (lm.UsesSlotsIn(mode)) _slots = new KvCacheModel.StaticSlots(lm, contextLength, mode);
     }
+
+    /// <summary>The static step's slots; null where the batch decodes eagerly.</summary>
+    internal KvCacheModel.StaticSlots? Slots => _slots;
+
+    /// <summary>
+    /// How the steps run, for logs and checks: "eager", or "static slots S × C" (S slots of C positions; with ", CUDA
+    /// graph" once the step replays a captured graph; "static slots" alone before the first join).
+    /// </summary>
+    public string DecodePath => _slots is null ? "eager"
+        : _slots.Slots == 0 ? "static slots"
+        : $"static slots {_slots.Slots} × {_slots.Capacity}{(_slots.Captured ? ", CUDA graph" : "")}";
 
     /// <summary>Most positions (prompt and answer) a sequence may have: the model's max_position_embeddings.</summary>
     public int ContextLength { get; }
@@ -109,6 +127,8 @@ public sealed class ContinuousBatch : IDisposable
         {
             var prompt = _owner.BuildPrompt(conversation, image, features);
             int chosen = 0;
+            // With slots the prefill's cache only carries the prompt into a slot (its room is the slot's).
+            int Room(int length) { int c = CheckLength(length); return _slots is null ? c : 0; }
             int CheckLength(int length)
             {
                 int room = ContextLength - length;
@@ -125,16 +145,23 @@ public sealed class ContinuousBatch : IDisposable
             int length;
             if (onDevice)
             {
-                using var id = _lm.PrefillRowGreedy(prompt, CheckLength, out cache, out length);
+                using var id = _lm.PrefillRowGreedy(prompt, Room, out cache, out length);
                 picked = KvCacheModel.ReadIds(id)[0];
             }
-            else logits = _lm.PrefillRow(prompt, CheckLength, out cache, out length);
+            else logits = _lm.PrefillRow(prompt, Room, out cache, out length);
             var opts = options with { MaxNewTokens = chosen };
-            try { opts.Validate(); }
+            int slot = -1;
+            try
+            {
+                opts.Validate();
+                // The slot is taken now (a growth of the decoder happens at the join, not inside a step); the cache goes in
+                // before the first step that feeds this sequence.
+                if (_slots is not null) slot = _slots.Reserve(length + chosen);
+            }
             catch { cache.Dispose(); throw; }
             var seq = new BatchSequence(opts, new TokenSampler(opts, _lm.VocabSize, prompt.Ids), new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, onDevice)
             {
-                Logits = logits, Picked = picked,
+                Logits = logits, Picked = picked, Slot = slot,
             };
             _active.Add(seq);
             return seq;
@@ -158,7 +185,18 @@ public sealed class ContinuousBatch : IDisposable
         try
         {
             var stepping = _active.Where(s => s.Pending >= 0).ToList();
-            if (stepping.Count > 0)
+            if (stepping.Count > 0 && _slots is not null)
+            {
+                foreach (var s in stepping.Where(s => s.Cache is not null))
+                {
+                    _slots.Load(s.Slot, s.Cache!);
+                    s.Cache!.Dispose();
+                    s.Cache = null;
+                }
+                var (ids, logits) = _slots.Step(stepping.Select(s => s.Slot).ToArray(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray());
+                for (int i = 0; i < stepping.Count; i++) { stepping[i].Picked = ids[i]; stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
+            }
+            else if (stepping.Count > 0)
             {
                 var (ids, logits) = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray());
                 for (int i = 0; i < stepping.Count; i++) { stepping[i].Picked = ids[i]; stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
@@ -193,6 +231,8 @@ public sealed class ContinuousBatch : IDisposable
         _active.Remove(sequence);
         sequence.Cache?.Dispose();
         sequence.Cache = null;
+        if (sequence.Slot >= 0) _slots?.Free(sequence.Slot);
+        sequence.Slot = -1;
         sequence.Logits = null;
     }
 
@@ -203,6 +243,7 @@ public sealed class ContinuousBatch : IDisposable
     {
         if (_disposed) return;
         foreach (var s in _active.ToList()) Remove(s);
+        _slots?.Dispose();
         _disposed = true;
     }
 }

@@ -41,7 +41,10 @@ internal sealed partial class KvCacheModel
     internal DecodeStepMode Mode { get; init; }
 
     /// <summary>Whether a session of this model takes the static step (see <see cref="DecodeStepMode.Auto"/>).</summary>
-    internal bool UsesStaticStep => Mode switch
+    internal bool UsesStaticStep => UsesStaticStepIn(Mode);
+
+    /// <summary>Whether a decode in <paramref name="mode"/> takes the static step here (the continuous batch asks for its own mode).</summary>
+    internal bool UsesStaticStepIn(DecodeStepMode mode) => mode switch
     {
         DecodeStepMode.Eager => false,
         DecodeStepMode.Static => true,
@@ -66,6 +69,24 @@ internal sealed partial class KvCacheModel
             foreach (var p in layer.Parameters())
                 if (p.Value.DType != weight.DType) return false;
         return _stack.Norm.Weight.Value.DType == weight.DType;
+    }
+
+    /// <summary>
+    /// Runs a static step through its <see cref="GraphedStep"/> (captured at its second run on a CUDA device): a failed
+    /// capture that was asked for (Static) throws saying how to decode without it; one chosen by default (Auto) warns
+    /// once per process and decodes on eagerly.
+    /// </summary>
+    internal static void RunGraphed(GraphedStep step)
+    {
+        bool capturing = step.CapturesNext;
+        try { step.Run(); }
+        catch (Exception e) when (capturing)
+        {
+            // The step ran eagerly once already, so this is the capture: say how to decode without it.
+            throw new InvalidOperationException($"generate: capturing the decode step into a CUDA graph failed ({e.Message}); PARROT_STATIC_DECODE=0 decodes eagerly", e);
+        }
+        if (capturing && step.FallbackReason is { } why && Interlocked.Exchange(ref _warnedFallback, 1) == 0)
+            Console.Error.WriteLine($"warning: generate: the decode step could not be captured into a CUDA graph ({why}); decoding on without one (PARROT_STATIC_DECODE=0 takes the eager path)");
     }
 
     /// <summary>The error for a step past the room the session was started with (the same in both sessions).</summary>
@@ -200,15 +221,7 @@ internal sealed partial class KvCacheModel
         /// <summary>Runs the step (captured into a graph at its second run on a CUDA device) and counts it.</summary>
         private void Run()
         {
-            bool capturing = _step!.CapturesNext;
-            try { _step.Run(); }
-            catch (Exception e) when (capturing)
-            {
-                // The step ran eagerly once already, so this is the capture: say how to decode without it.
-                throw new InvalidOperationException($"generate: capturing the decode step into a CUDA graph failed ({e.Message}); PARROT_STATIC_DECODE=0 decodes eagerly", e);
-            }
-            if (capturing && _step!.FallbackReason is { } why && Interlocked.Exchange(ref _warnedFallback, 1) == 0)
-                Console.Error.WriteLine($"warning: generate: the decode step could not be captured into a CUDA graph ({why}); decoding on without one (PARROT_STATIC_DECODE=0 takes the eager path)");
+            RunGraphed(_step!);
             _steps++;
         }
 

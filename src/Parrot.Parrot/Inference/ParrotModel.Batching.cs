@@ -21,11 +21,17 @@ public sealed partial class ParrotModel
     public int ContextLength => TextConfig.MaxPositionEmbeddings;
 
     /// <summary>Starts a <see cref="ContinuousBatch"/> over this model (a server's scheduler drives it).</summary>
-    public ContinuousBatch StartContinuousBatch()
+    public ContinuousBatch StartContinuousBatch() => StartContinuousBatch(DecodeStepMode.Auto);
+
+    /// <summary>
+    /// As <see cref="StartContinuousBatch()"/>, its steps run as <paramref name="mode"/> says (<see cref="DecodeStepMode.Auto"/>:
+    /// the static step with slots on CUDA devices where it can run; Eager and Static force either, for comparisons).
+    /// </summary>
+    public ContinuousBatch StartContinuousBatch(DecodeStepMode mode)
     {
         ThrowIfDisposed();
         var lm = _generator.Model as KvCacheModel ?? throw new InvalidOperationException("ParrotModel: continuous batching needs the KV-cache model");
-        return new ContinuousBatch(this, lm, ContextLength, EndOfSequenceIds, Tokenizer);
+        return new ContinuousBatch(this, lm, ContextLength, EndOfSequenceIds, Tokenizer, mode);
     }
 
     internal void EnterTurn() => Enter();

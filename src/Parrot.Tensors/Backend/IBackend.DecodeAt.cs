@@ -15,8 +15,9 @@ public partial interface IBackend
     /// <item><paramref name="kCache"/>, <paramref name="vCache"/> [B, Hkv, capacity, D], any strides.</item>
     /// </list>
     /// The numbers are <see cref="Tensor.RopeAppend"/>'s at the same rows, bit for bit. A position whose rows leave the
-    /// cache writes no cache element: on the CPU it throws; on a GPU (no exception inside a kernel) that row's qRot is
-    /// NaN. Callers check the room on the host before the step (they know how many steps they issued).
+    /// cache writes no cache element and that row's qRot is NaN (a GPU cannot throw inside a kernel; the CPU does the
+    /// same): callers check the room on the host before the step (they know how many steps they issued), and a
+    /// continuous batch parks its idle slots there.
     /// </summary>
     void RopeAppendAt(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor positions, Tensor kCache, Tensor vCache, Tensor qRot);
 
@@ -33,7 +34,8 @@ public partial interface IBackend
     /// </list>
     /// The numbers are <see cref="Attention"/>'s over the first positions[b] + T keys with queryOffset positions[b] (on
     /// a GPU: with the same key splits; the kernel's splits are sized for the capacity). On a GPU: f32 or bf16, T ≤ 8,
-    /// head dims ≤ 128 (the decode kernel); a position past the capacity is clamped there (the host checks the room).
+    /// head dims ≤ 128 (the decode kernel). A position past the capacity is clamped (every key seen) on either backend; a
+    /// negative one gives NaN on the CPU (the host checks the room).
     /// </summary>
     void AttentionAt(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output);
 }

@@ -26,10 +26,10 @@ public class ContinuousBatchGreedyTests() : TinyModelSetFixture("parrot-batch-gr
     private int Vocab => ParrotConfig.Load(Path.Combine(ParrotDir, "config.json")).Text.VocabSize;
 
     /// <summary>Runs <paramref name="cases"/> through a batch; the events as lines, and what each join and step read back on the test device.</summary>
-    private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, bool hostPicksOnly)
+    private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, bool hostPicksOnly, DecodeStepMode mode = DecodeStepMode.Eager)
     {
         var red = ImageLoader.Load(Red);
-        using var batch = model.StartContinuousBatch();
+        using var batch = model.StartContinuousBatch(mode);
         batch.HostPicksOnly = hostPicksOnly;
         var sequences = new BatchSequence?[cases.Length];
         var events = new List<string>();
@@ -94,12 +94,13 @@ public class ContinuousBatchGreedyTests() : TinyModelSetFixture("parrot-batch-gr
     }
 
     [Test]
-    public void AMixedBatchGivesTheEventsOfTheHostPicks([Values(false, true)] bool onTestDevice, [Values(DType.F32, DType.BF16)] DType dtype)
+    public void AMixedBatchGivesTheEventsOfTheHostPicks([Values(false, true)] bool onTestDevice, [Values(DType.F32, DType.BF16)] DType dtype,
+        [Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
     {
         using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = onTestDevice ? TestDevice.Get() : Device.Cpu, DType = dtype });
         var cases = MixedCases(model);
-        var (want, _) = Run(model, cases, hostPicksOnly: true);
-        var (got, reads) = Run(model, cases, hostPicksOnly: false);
+        var (want, _) = Run(model, cases, hostPicksOnly: true, mode);
+        var (got, reads) = Run(model, cases, hostPicksOnly: false, mode);
         Assert.That(got, Is.EqualTo(want));
         // The fixture does what it says: steps of greedy rows alone, of sampling rows alone, of both; a stop string ending.
         var steps = reads.Where(r => r.What.StartsWith("step") && r.Rows > 0).ToList();
@@ -110,6 +111,7 @@ public class ContinuousBatchGreedyTests() : TinyModelSetFixture("parrot-batch-gr
         Assert.That(want.Count(e => e.Contains("token")), Is.GreaterThan(60));
     }
 
+    /// <summary>The eager step's reads (the static step with slots reads its own way: ContinuousBatchSlotsTests).</summary>
     [Test]
     public void OnTheDeviceAStepReadsTheGreedyIdsAndOnlyTheSamplingRowsLogits()
     {

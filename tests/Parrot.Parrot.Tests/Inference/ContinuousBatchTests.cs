@@ -11,7 +11,7 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
     private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
 
     [Test]
-    public void SequencesJoiningAtDifferentStepsGenerateWhatTheyWouldAlone()
+    public void SequencesJoiningAtDifferentStepsGenerateWhatTheyWouldAlone([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
     {
         using var model = ParrotModel.Load(ParrotDir);
         var red = ImageLoader.Load(Red);
@@ -26,7 +26,7 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
         };
         var expected = cases.Select(c => model.Generate(c.Conversation, c.Image, c.Options with { MaxNewTokens = c.Max })).ToArray();
 
-        using var batch = model.StartContinuousBatch();
+        using var batch = model.StartContinuousBatch(mode);
         var sequences = new BatchSequence?[cases.Length];
         var tokens = cases.Select(_ => new List<int>()).ToArray();
         var text = cases.Select(_ => new System.Text.StringBuilder()).ToArray();
@@ -58,12 +58,12 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
     }
 
     [Test]
-    public void RemovedSequencesLeaveAndTheOthersGoOn()
+    public void RemovedSequencesLeaveAndTheOthersGoOn([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
     {
         using var model = ParrotModel.Load(ParrotDir);
         var options = new GenerationOptions { IgnoreEos = true };
         var alone = model.Generate(Ask("keep me"), null, options with { MaxNewTokens = 10 });
-        using var batch = model.StartContinuousBatch();
+        using var batch = model.StartContinuousBatch(mode);
         var keep = batch.Join(Ask("keep me"), null, options, 10);
         var drop = batch.Join(Ask("drop me"), null, options, 50);
         var got = new List<int>();
@@ -86,10 +86,10 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
     }
 
     [Test]
-    public void APromptThatDoesNotFitTheContextIsRefusedBeforeItRuns()
+    public void APromptThatDoesNotFitTheContextIsRefusedBeforeItRuns([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
     {
         using var model = ParrotModel.Load(ParrotDir);
-        using var batch = model.StartContinuousBatch();
+        using var batch = model.StartContinuousBatch(mode);
         Assert.That(batch.ContextLength, Is.EqualTo(1024));
         Assert.Throws<PromptTooLongException>(() => batch.Join(Ask(new string('x', 1100)), null, new GenerationOptions(), null));
         Assert.Throws<PromptTooLongException>(() => batch.Join(Ask("short"), null, new GenerationOptions(), 1020));
@@ -99,10 +99,10 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
     }
 
     [Test]
-    public void ZeroNewTokensIsRefusedAndLeavesTheBatchEmpty()
+    public void ZeroNewTokensIsRefusedAndLeavesTheBatchEmpty([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
     {
         using var model = ParrotModel.Load(ParrotDir);
-        using var batch = model.StartContinuousBatch();
+        using var batch = model.StartContinuousBatch(mode);
         var e = Assert.Throws<ArgumentException>(() => batch.Join(Ask("short"), null, new GenerationOptions(), 0));
         Assert.That(e!.Message, Does.Contain("at least 1"));
         Assert.That(batch.Count, Is.EqualTo(0));

@@ -30,6 +30,11 @@ namespace Parrot.Nn.Models.Qwen2;
 /// <para>Greedy with rows prefilled elsewhere (the generator's greedy sessions, which read back ids only): the rows and
 /// their first tokens go in through <see cref="Load"/>; each step takes its argmax on the device as above, the host
 /// reads it (<see cref="ReadTokens"/>, one small read) and may overwrite the ids with <see cref="SetIds"/> before a step.</para>
+/// <para>Slots (a continuous batch; fed by the host): each row is a slot that a sequence holds while it decodes.
+/// <see cref="FreeSlot"/> makes a row idle (its device position outside the cache: the step writes nothing for it and its
+/// outputs are NaN, to be ignored; the room check skips it), <see cref="LoadSlot"/> puts a sequence prefilled elsewhere
+/// into a row at any time between steps, <see cref="TakeSlots"/> moves every row of a smaller decoder into a new one;
+/// <see cref="UploadPositions"/> then tells the device (one copy, between steps).</para>
 /// </remarks>
 public sealed class Qwen2StaticDecoder : IDisposable
 {
@@ -179,6 +184,59 @@ public sealed class Qwen2StaticDecoder : IDisposable
         for (int r = 0; r < Batch; r++) LoadRow(r, prefilled[r]);
         if (firstIds is not null) _ids.CopyFrom(firstIds);
         Finish(lengths);
+    }
+
+    /// <summary>
+    /// Slots: loads <paramref name="prefilled"/> (a sequence prefilled elsewhere; it stays the caller's) into row
+    /// <paramref name="row"/>, whatever the row held (device copies; the step's positions change at
+    /// <see cref="UploadPositions"/>). Its length must leave room for one more token. A decoder fed by the host only.
+    /// </summary>
+    public void LoadSlot(int row, KvCache prefilled)
+    {
+        ArgumentNullException.ThrowIfNull(prefilled);
+        CheckSlot(row);
+        int length = prefilled.Length(0);
+        if (length == 0) throw new ArgumentException($"Qwen2StaticDecoder: the cache for slot {row} is empty");
+        if (length >= MaxLength) throw new ArgumentException($"Qwen2StaticDecoder: the cache for slot {row} holds {length} positions; the decoder holds {MaxLength}, which leaves no room to generate");
+        LoadRow(row, prefilled);
+        _prefilled = true;
+    }
+
+    /// <summary>Slots: makes row <paramref name="row"/> idle (see the remarks; on the device at <see cref="UploadPositions"/>). No device work.</summary>
+    public void FreeSlot(int row)
+    {
+        CheckSlot(row);
+        _cache.Release(row);
+    }
+
+    /// <summary>
+    /// Slots: takes every row of <paramref name="source"/> (keys, values, lengths, idle marks, ids), device to device,
+    /// into its rows 0 .. source.Batch − 1; the rows past them are idle. This decoder must have at least as many rows and
+    /// positions; the source stays usable (its owner disposes it). Then <see cref="UploadPositions"/>.
+    /// </summary>
+    public void TakeSlots(Qwen2StaticDecoder source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ObjectDisposedException.ThrowIf(source._disposed, source);
+        CheckSlot(0);
+        if (source._greedy) throw new ArgumentException("Qwen2StaticDecoder: slots are taken from a decoder fed by the host");
+        _cache.CopyRowsFrom(source._cache);
+        using (var ids = _ids.Narrow(0, 0, source.Batch)) ids.CopyFrom(source._ids);
+        _prefilled |= source._prefilled;
+    }
+
+    /// <summary>Writes the rows' lengths (an idle row's: outside the cache) to the device positions: one host→device copy, between steps.</summary>
+    public void UploadPositions()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _cache.UploadPositions();
+    }
+
+    private void CheckSlot(int row)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_greedy) throw new InvalidOperationException("Qwen2StaticDecoder: slots are for a decoder fed by the host (greedy: false)");
+        if ((uint)row >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(row), $"Qwen2StaticDecoder: slot {row} of {Batch}");
     }
 
     /// <summary>Copies every layer of <paramref name="c"/> into row <paramref name="row"/> of the static cache.</summary>
