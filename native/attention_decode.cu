@@ -220,8 +220,11 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
         // S rows long; it sees keys [0, pos[b] + T), causally. The grid and splits were sized for the whole cache.
         query_offset = query_offset_at(pos, pdt, b);
         causal = 1;
+        // A row whose first position is outside the cache (an idle slot of serve's batch is parked at the capacity)
+        // sees no key: its output is NaN (L = 0) and the cache is not read (clamped to the capacity, an idle slot read
+        // every key of every layer each step).
         i64 seen = (i64)query_offset + T;
-        S = seen < 0 ? 0 : seen < S ? (int)seen : S;
+        S = query_offset < 0 || query_offset >= S ? 0 : seen < S ? (int)seen : S;
     }
 
     // This block's keys: range `split` of nsplit of the keys any row sees, in whole chunks.

@@ -82,7 +82,8 @@ public class DecodeAtTests
     /// <summary>
     /// What the GPU kernels do (rope_kv_append_at, attention_decode_at; a continuous batch parks idle slots there): a row
     /// whose new position is outside the cache writes no cache element and its qRot is NaN, the other rows as ever; a
-    /// row of T = 2 half inside writes its inside row only; attention past the capacity sees every key (clamped).
+    /// row of T = 2 half inside writes its inside row only; attention at a position outside the cache sees no key (NaN,
+    /// the cache not read: an idle slot costs no key reads), T = 2 rows starting at the last row see the whole cache.
     /// </summary>
     [Test]
     public void APositionOutsideTheCacheWritesNothingAndGivesNaN([Values(DType.F32, DType.BF16)] DType dtype)
@@ -123,10 +124,16 @@ public class DecodeAtTests
         var qa = IndexRef.Random([2, H, 1, D], dtype, 6);
         var kca = IndexRef.Random([2, Hkv, cap, D], dtype, 7);
         var vca = IndexRef.Random([2, Hkv, cap, D], dtype, 8);
-        var past = Tensor.AttentionAt(qa, kca, vca, Tensor.FromArray(new long[] { cap + 5, -1 }, 2)).To(DType.F64).ToDoubleArray();
-        var clamped = Tensor.AttentionAt(qa, kca, vca, Tensor.FromArray(new long[] { cap - 1, 0 }, 2)).To(DType.F64).ToDoubleArray();
-        Assert.That(past.AsSpan(0, H * D).ToArray(), Is.EqualTo(clamped.AsSpan(0, H * D).ToArray()), "past the capacity: every key seen");
+        var past = Tensor.AttentionAt(qa, kca, vca, Tensor.FromArray(new long[] { cap, -1 }, 2)).To(DType.F64).ToDoubleArray();
+        Assert.That(past.AsSpan(0, H * D).ToArray(), Is.All.NaN, "at the capacity (an idle slot): no key seen");
         Assert.That(past.AsSpan(H * D, H * D).ToArray(), Is.All.NaN, "a negative position sees no key");
+        var farPast = Tensor.AttentionAt(qa, kca, vca, Tensor.FromArray(new long[] { 1, cap + 5 }, 2)).To(DType.F64).ToDoubleArray();
+        Assert.That(farPast.AsSpan(0, H * D).ToArray(), Is.All.Not.NaN, "a row inside next to it");
+        Assert.That(farPast.AsSpan(H * D, H * D).ToArray(), Is.All.NaN, "past the capacity: no key seen");
+        var q2 = IndexRef.Random([1, H, 2, D], dtype, 9);
+        var runsPast = Tensor.AttentionAt(q2, kca.Narrow(0, 0, 1), vca.Narrow(0, 0, 1), Tensor.FromArray(new long[] { cap - 1 }, 1)).To(DType.F64).ToDoubleArray();
+        var whole = Tensor.ScaledDotProductAttention(q2, kca.Narrow(0, 0, 1), vca.Narrow(0, 0, 1), null, causal: true, queryOffset: cap - 1).To(DType.F64).ToDoubleArray();
+        Assert.That(runsPast, Is.EqualTo(whole), "T 2 from the last row: the whole cache seen (clamped)");
     }
 
     [Test]

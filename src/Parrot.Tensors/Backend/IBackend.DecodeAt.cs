@@ -34,8 +34,9 @@ public partial interface IBackend
     /// </list>
     /// The numbers are <see cref="Attention"/>'s over the first positions[b] + T keys with queryOffset positions[b] (on
     /// a GPU: with the same key splits; the kernel's splits are sized for the capacity). On a GPU: f32 or bf16, T ≤ 8,
-    /// head dims ≤ 128 (the decode kernel). A position past the capacity is clamped (every key seen) on either backend; a
-    /// negative one gives NaN on the CPU (the host checks the room).
+    /// head dims ≤ 128 (the decode kernel). A row whose position is outside the cache (negative, or at or past the
+    /// capacity: an idle slot of serve's batch) sees no key and gives NaN on either backend, reading none of its cache; T
+    /// rows that start inside and run past the end see the whole cache (the host checks the room).
     /// </summary>
     void AttentionAt(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output);
 }

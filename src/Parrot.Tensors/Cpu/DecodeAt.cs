@@ -54,8 +54,9 @@ public sealed partial class CpuBackend
 
     /// <inheritdoc/>
     /// <remarks>
-    /// Row by row through <see cref="Attention"/> over the row's first positions[b] + T keys (views). A position past the
-    /// cache is clamped as on a GPU (every key seen); a row that would see no key (a negative position) gives NaN.
+    /// Row by row through <see cref="Attention"/> over the row's first positions[b] + T keys (views; T rows running past
+    /// the cache's end see all of it). A row whose position is outside the cache (negative, or at or past its capacity:
+    /// an idle slot) sees no key and gives NaN, as on a GPU, which reads none of its cache.
     /// </remarks>
     public void AttentionAt(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output)
     {
@@ -65,7 +66,7 @@ public sealed partial class CpuBackend
             long p = PositionAt(positions, r);
             using var oRow = output.Narrow(0, r, 1);
             long seen = Math.Min(p + t, capacity);
-            if (p < 0 || seen <= 0) { Fill(oRow, double.NaN); continue; }
+            if (p < 0 || p >= capacity) { Fill(oRow, double.NaN); continue; }
             using var qr = q.Narrow(0, r, 1);
             using var kRow = kCache.Narrow(0, r, 1);
             using var vRow = vCache.Narrow(0, r, 1);
