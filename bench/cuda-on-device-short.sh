@@ -9,9 +9,11 @@
 #      decode attention, the default eager path (profiled op by op), then PyTorch on the same shape,
 #   3. the Qwen2-0.5B bf16 training step, profiled (attention on cuDNN's fused SDPA, the default), and again on our
 #      attention kernels (PARROT_CUDNN_ATTENTION=0),
-#   4. train-lm 20 steps on the GPU against the CPU, and memory in use over 200 steps,
+#   4. train-lm 20 steps on the GPU against the CPU (gradient norm clipped at 0.5: the multi-tensor clip), and memory in
+#      use over 200 steps,
 #   5. PyTorch's kernel benchmarks (pairs with step 1's rows),
-#   6. the Qwen2-0.5B shape's decode (host-bound when eager), eager and from a CUDA graph.
+#   6. the Qwen2-0.5B shape's decode (host-bound when eager), eager and from a CUDA graph; serve's continuous batch of 8,
+#      eager rows and the slots from a CUDA graph.
 # Usage there: bash bench/cuda-on-device-short.sh  (carry publish/). What comes back (the device tool returns at most 8
 # files): $OUT/summary.txt and $OUT/results.tgz (everything, re-packed after every step).
 set -uo pipefail
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 . bench/device-run-prelude.sh parrot-gpu-results # OUT, BACK, BIN, S, pack, step; the GPU line
 PY="${PYTHON:-python3}"
 step "1. selftest + device benchmarks"
-timeout 150 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$OUT/bench-parrot.json" > "$OUT/selftest.log" 2>&1
+timeout 200 "$BIN" selftest --device cuda --out "$OUT/selftest.json" --bench "$OUT/bench-parrot.json" > "$OUT/selftest.log" 2>&1
 echo "selftest exit $?" >> "$S"
 grep -E "^kernels:|FAIL|MISSING|selftest cuda" "$OUT/selftest.log" >> "$S"
 grep -E "^bench " "$OUT/selftest.log" | cut -c1-150 >> "$S"
@@ -75,7 +77,7 @@ M="$OUT/models"; mkdir -p "$M"
 "$PY" bench/train_lm_fixture.py "$M"
 for d in cpu cuda; do
   timeout 30 "$BIN" train-lm --init "$M/init.json" --text "$M/text.jsonl" --tokenizer assets/tiny/lm/tokenizer.json --seq-len 32 \
-    --steps 20 --batch 8 --lr 3e-3 --seed 1 --log "$M/train-lm-$d.jsonl" --device "$d" > "$M/train-lm-$d.log" 2>&1
+    --steps 20 --batch 8 --lr 3e-3 --max-grad-norm 0.5 --seed 1 --log "$M/train-lm-$d.jsonl" --device "$d" > "$M/train-lm-$d.log" 2>&1
 done
 "$PY" - "$M/train-lm-cpu.jsonl" "$M/train-lm-cuda.jsonl" <<'PY' >> "$S"
 import json, sys
@@ -99,6 +101,13 @@ step "6. decode qwen2-0.5b bf16 (host-bound when eager): eager, then from a CUDA
 for mode in "" --cuda-graph; do
   timeout 30 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 16 --decode 200 --dtype bf16 $mode --json > "$OUT/decode-05b${mode}.json" 2> "$OUT/decode-05b${mode}.log"
   echo "decode 0.5b ${mode:-eager} exit $?: $(tail -1 "$OUT/decode-05b${mode}.json" | cut -c1-300)" >> "$S"
+done
+# Serve's continuous batch (8 greedy sequences): the eager rows, then the static step with slots from a CUDA graph.
+for mode in eager slots; do
+  flag=; [ "$mode" = slots ] && flag=--cuda-graph
+  timeout 40 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 128 --decode 100 --dtype bf16 --continuous 8 $flag --json \
+    > "$OUT/continuous-$mode.json" 2> "$OUT/continuous-$mode.log"
+  echo "continuous 8 $mode exit $?: $(tail -1 "$OUT/continuous-$mode.json" | grep -oE '"(ms_per_token|cuda_graph|graph_nodes)":[a-z0-9.]+' | tr '\n' ' ')" >> "$S"
 done
 ls -la "$OUT" "$BACK" >> "$S"
 pack
