@@ -3,13 +3,14 @@ using Parrot.Tensors;
 namespace Parrot.Cli.SelfTest;
 
 /// <summary>
-/// Ops on integer tensors that the CUDA backend once refused: float maps of int32/int64 inputs (Tensor.Map gives F32,
-/// computed in float as the CPU: native/elementwise.cu's unary with x and y of two dtypes), and integer matrix
+/// Ops the CUDA backend once refused for their operands' dtypes: float maps of int32/int64 inputs (Tensor.Map gives
+/// F32, computed in float as the CPU: native/elementwise.cu's unary with x and y of two dtypes); integer matrix
 /// products (native/matmul_int.cu), which wrap as the CPU's and must give its bits: on a GPU each product is compared
 /// with the CPU's in full 64-bit integers (the runner's double comparison would round int64) and the row throws on a
-/// difference.
+/// difference; LayerNorm with weight and bias, and RoPE with cos and sin, of two float dtypes (the narrower converted
+/// exactly to one holding both, CudaBackend.PairDType).
 /// </summary>
-internal static class SelfTestIntCases
+internal static class SelfTestDTypeCases
 {
     private static readonly UnaryOp[] AnyInput =
     [
@@ -55,6 +56,34 @@ internal static class SelfTestIntCases
                 using var f3 = p3.Reshape(-1);
                 return Tensor.Concat(0, f1, f2, f3);
             }, Exact: true, Only: [DType.F32]);
+        // Weight bf16 and bias f32 (a half-converted checkpoint), then weight f32 and bias f16; x in the case's dtype.
+        yield return new("layer norm, weight and bias of two dtypes",
+            (r, t) => [SelfTestCase.Normal(r, t, 40, 384), SelfTestCase.Normal(r, DType.BF16, 384), SelfTestCase.Normal(r, DType.F32, 384), SelfTestCase.Normal(r, DType.F16, 384)],
+            x =>
+            {
+                using var w32 = x[1].To(DType.F32);
+                using var a = x[0].LayerNorm(x[1], x[2]);
+                using var b = x[0].LayerNorm(w32, x[3]);
+                using var fa = a.Reshape(-1);
+                using var fb = b.Reshape(-1);
+                return Tensor.Concat(0, fa, fb);
+            });
+        // cos bf16 with sin f32, cos f16 with sin bf16 (both become f32 on the GPU), broadcast over batch and heads.
+        yield return new("rope, cos and sin of two dtypes", (r, t) => [SelfTestCase.Normal(r, t, 2, 4, 24, 64)], x =>
+        {
+            var (cos, sin) = Tensor.RopeTables(0, 24, 64, 10000.0, x[0].Device);
+            using (cos) using (sin)
+            {
+                using var cb = cos.To(DType.BF16);
+                using var ch = cos.To(DType.F16);
+                using var sb = sin.To(DType.BF16);
+                using var a = x[0].ApplyRope(cb, sin);
+                using var b = x[0].ApplyRope(ch, sb);
+                using var fa = a.Reshape(-1);
+                using var fb = b.Reshape(-1);
+                return Tensor.Concat(0, fa, fb);
+            }
+        });
     }
 
     /// <summary>op(x) flattened, as F32 (neg, abs, relu and square keep the integer dtype: exact in F32 here).</summary>
