@@ -173,15 +173,17 @@ extern "C" __global__ void fill(Layout L, i64 n, void* y, int ydt, double value,
     }
 }
 
-extern "C" __global__ void unary(Layout L, i64 n, int op, void* y, const void* x, int dt)
+// y = op(x). As the CPU backend: y's dtype picks the arithmetic (f64 → double, f32/bf16/f16 → float, integers →
+// i64) and x, of any dtype xdt, is converted to it first; so exp of an int32 tensor into f32 is expf((float)x).
+extern "C" __global__ void unary(Layout L, i64 n, int op, void* y, int ydt, const void* x, int xdt)
 {
     GRID_STRIDE_LOOP(i, n)
     {
         i64 o[MAX_OPERANDS];
         offsets(L, i, 2, o);
-        if (dt == DT_F64) store<double>(y, dt, o[0], unary_d(op, load<double>(x, dt, o[1])));
-        else if (dt >= DT_I32) store<i64>(y, dt, o[0], unary_i(op, load<i64>(x, dt, o[1])));
-        else store<float>(y, dt, o[0], unary_f(op, load<float>(x, dt, o[1])));
+        if (ydt == DT_F64) store<double>(y, ydt, o[0], unary_d(op, load<double>(x, xdt, o[1])));
+        else if (ydt >= DT_I32) store<i64>(y, ydt, o[0], unary_i(op, load<i64>(x, xdt, o[1])));
+        else store<float>(y, ydt, o[0], unary_f(op, load<float>(x, xdt, o[1])));
     }
 }
 

@@ -60,12 +60,42 @@ int main()
     CHECK(fi[11] == 7, "fill int");
     // unary silu, gelu on f32 and integer abs
     float u[12];
-    launch(1, 32, [&] { unary(L3, 12, U_SILU, u, a, DT_F32); });
+    launch(1, 32, [&] { unary(L3, 12, U_SILU, u, DT_F32, a, DT_F32); });
     for (int i = 0; i < 12; i++) CHECK(fabsf(u[i] - a[i] / (1 + expf(-a[i]))) < 1e-6f, "silu");
     long long ni[3] = {-3, 4, -5}, no[3]; i64 s3[1] = {3};
     Layout L4 = make(1, s3, 2, st3);
-    launch(1, 32, [&] { unary(L4, 3, U_ABS, no, ni, DT_I64); });
+    launch(1, 32, [&] { unary(L4, 3, U_ABS, no, DT_I64, ni, DT_I64); });
     CHECK(no[0] == 3 && no[2] == 5, "abs int");
+    // unary of integers into f32 (Tensor.Map's exp, log, sqrt, sin ... of an int tensor), as the CPU: the integer
+    // converted to float (int64 rounded once, not through double), the op in float; into f64, in double; a
+    // transposed x. Exact against the same float expression; within 2 ulp of float64 (libm) for the smooth ops.
+    { const int R = 3, C = 5, N = R * C;
+      int xi[N]; long long xl[N];
+      for (int i = 0; i < N; i++) { xi[i] = (i * 7919) % 23 - 9; xl[i] = (long long)xi[i] * 1000003; }
+      xl[4] = (1LL << 40) + 3; xl[5] = -(1LL << 40) - 3; // beyond float's 24 bits
+      i64 sz[2] = {R, C}; i64 stT[2][8] = {{C, 1}, {1, R}};
+      Layout LT = make(2, sz, 2, stT);
+      int ops[] = {U_NEG, U_ABS, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_TANH, U_SIGMOID, U_SILU, U_GELU_ERF, U_GELU_TANH, U_QUICK_GELU, U_RELU, U_SIN, U_COS, U_SQUARE, U_RECIPROCAL, U_ERF};
+      for (int op : ops)
+      { float yf[N], yl[N]; double yd[N];
+        launch(2, 8, [&] { unary(LT, N, op, yf, DT_F32, xi, DT_I32); });
+        launch(2, 8, [&] { unary(LT, N, op, yl, DT_F32, xl, DT_I64); });
+        launch(2, 8, [&] { unary(LT, N, op, yd, DT_F64, xi, DT_I32); });
+        for (int r = 0; r < R; r++) for (int c = 0; c < C; c++)
+        { int o = r * C + c, src = c * R + r;
+          float fi = unary_f(op, (float)xi[src]), fl = unary_f(op, (float)xl[src]);
+          double di = unary_d(op, (double)xi[src]);
+          CHECK(memcmp(&yf[o], &fi, 4) == 0, "int32 -> f32 op %d at %d: %g vs %g", op, o, yf[o], fi);
+          CHECK(memcmp(&yl[o], &fl, 4) == 0, "int64 -> f32 op %d at %d: %g vs %g", op, o, yl[o], fl);
+          CHECK(memcmp(&yd[o], &di, 8) == 0, "int32 -> f64 op %d at %d: %g vs %g", op, o, yd[o], di);
+          CHECK(yd[o] != yd[o] ? yf[o] != yf[o] : fabs(yf[o] - yd[o]) <= 2e-6 * fmax(1.0, fabs(yd[o])) || (op == U_RECIPROCAL && xi[src] == 0 && yf[o] == (float)yd[o]),
+                "int32 -> f32 op %d at %d against double: %g vs %g", op, o, yf[o], yd[o]); } }
+      // int64 into float rounds once, as cvt.rn.f32.s64: 2^53 + 2^29 + 1 is 2^53 + 2^30 (through double it would tie
+      // to 2^53)
+      { long long big[1] = {(1LL << 53) + (1LL << 29) + 1}; float yn[1]; i64 s1b[1] = {1}; i64 stb[2][8] = {{1}, {1}};
+        Layout Lb = make(1, s1b, 2, stb);
+        launch(1, 1, [&] { unary(Lb, 1, U_NEG, yn, DT_F32, big, DT_I64); });
+        CHECK(yn[0] == -9007200328482816.0f, "neg int64 -> f32 rounds once: %.17g", (double)yn[0]); } }
     // where
     unsigned char cnd[12]; for (int i = 0; i < 12; i++) cnd[i] = i % 2;
     float wy[12]; i64 st4[4][8] = {{1}, {1}, {1}, {1}};
@@ -284,7 +314,7 @@ int main()
         Layout Ln = make(1, s1n, 3, st1);
         for (int op : {U_EXP, U_SILU, U_GELU_TANH, U_RSQRT})
         { memset(Y1, 0, sizeof Y1); memset(Y2, 0, sizeof Y2);
-          launch(3, 32, [&] { unary(Ln, n, op, Y1, A, dt); });
+          launch(3, 32, [&] { unary(Ln, n, op, Y1, dt, A, dt); });
           launch(2, 32, [&] { unary_packed(pk, n, op, Y2, A, dt); });
           CHECK(memcmp(Y1, Y2, n * es) == 0, "unary_packed op %d dt %d", op, dt); }
         for (int op : {B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN})

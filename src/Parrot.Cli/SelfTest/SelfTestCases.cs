@@ -399,6 +399,7 @@ internal static class SelfTestCases
         c.AddRange(SelfTestTopKCases.All());
         c.AddRange(SelfTestBatchCases.All());
         c.AddRange(SelfTestRandomCases.All());
+        c.AddRange(SelfTestDTypeCases.All());
 
         // Attention (composite reference when the fused kernel is absent). These rows take the backend's default dispatch:
         // on a GPU unmasked bf16 calls of more than 8 query rows that save the log-sum-exp (the "log-sum-exp" row and the

@@ -23,7 +23,7 @@ public partial interface IBackend
     /// <summary>dst[i] = value converted to dst's dtype, for every index.</summary>
     void Fill(Tensor dst, double value);
 
-    /// <summary>y = op(x); same shape, any strides. Float ops get float x and y of the same dtype.</summary>
+    /// <summary>y = op(x); same shape, any strides. y's dtype picks the arithmetic and x (any dtype) is converted to it: float ops into a float y (Tensor.Map gives F32 for integer x), neg/abs/square/relu also into an integer y.</summary>
     void Unary(UnaryOp op, Tensor x, Tensor y);
 
     /// <summary>y = op(a, b); a and b broadcast to y's shape and of one dtype; y has that dtype, or Bool for comparisons.</summary>

@@ -7,8 +7,10 @@ public sealed partial class CudaBackend
     {
         long n = y.Count;
         if (n == 0) return;
-        if (!x.DType.IsFloat() && op is not (UnaryOp.Neg or UnaryOp.Abs or UnaryOp.Square or UnaryOp.Relu))
-            throw Missing("Unary", $"{op} of {x.DType.Name()}");
+        // As the CPU: y's dtype picks the arithmetic and x is converted to it (Tensor.Map computes exp of an integer
+        // tensor into F32); integer arithmetic has only the four ops below.
+        if (!y.DType.IsFloat() && op is not (UnaryOp.Neg or UnaryOp.Abs or UnaryOp.Square or UnaryOp.Relu))
+            throw new NotSupportedException($"Unary on CUDA: {op} into {y.DType.Name()} (integer outputs take neg, abs, square, relu; compute {op} into a float tensor)");
         if (Packable(x.DType, y, x) && x.DType == y.DType)
         {
             long packs = n / PackLength(x.DType);
@@ -17,7 +19,7 @@ public sealed partial class CudaBackend
             return;
         }
         var L = KernelLayout.Create("Unary", y.Shape, y.Strides.ToArray(), x.Strides.ToArray());
-        using var a = new KernelArgs().Add(L).Add(n).Add((int)op).Ptr(y).Ptr(x).Add(Code(x.DType));
+        using var a = new KernelArgs().Add(L).Add(n).Add((int)op).Ptr(y).Add(Code(y.DType)).Ptr(x).Add(Code(x.DType));
         _kernels.Launch("elementwise.cu", "unary", _kernels.GridFor(n), 256, a);
     }
 

@@ -65,7 +65,16 @@ public sealed partial class CudaBackend
         var shape = x.Shape.ToArray(); shape[last] = half;
         long n = x.Count / 2;
         if (n == 0) return;
-        if (cos.DType != sin.DType) throw Missing("Rope", $"cos {cos.DType.Name()} with sin {sin.DType.Name()}");
+        if (cos.DType != sin.DType)
+        {
+            if (!cos.DType.IsFloat() || !sin.DType.IsFloat()) throw Missing("Rope", $"cos {cos.DType.Name()} with sin {sin.DType.Name()}");
+            // The kernel reads both tables with one dtype code: the narrower converted (exactly) to one holding both.
+            var common = PairDType(cos.DType, sin.DType);
+            using var c = ConvertedOrNull(cos, common);
+            using var s = ConvertedOrNull(sin, common);
+            Rope(x, c ?? cos, s ?? sin, y);
+            return;
+        }
         var L = KernelLayout.Create("Rope", shape, y.Strides.ToArray(), x.Strides.ToArray(), cos.Strides.ToArray(), sin.Strides.ToArray());
         using var a = new KernelArgs().Add(L).Add(n).Add((long)half).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last])
             .Ptr(cos).Ptr(sin).Add(Code(cos.DType)).Add(cos.Strides[last]).Add(sin.Strides[last]).Add(Code(x.DType));

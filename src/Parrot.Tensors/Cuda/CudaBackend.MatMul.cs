@@ -23,7 +23,12 @@ public sealed partial class CudaBackend
         int M = c.Shape[r - 2], N = c.Shape[r - 1], K = a.Shape[r - 1];
         if (c.Count == 0) return;
         if (K == 0 && bias is null && !gelu) { Fill(c, 0); return; }
-        if (!a.DType.IsFloat() || !b.DType.IsFloat()) throw Missing("MatMul", $"integer matrix products ({a.DType.Name()})");
+        if (!a.DType.IsFloat() || !b.DType.IsFloat())
+        {
+            if (bias is not null || gelu) throw new ArgumentException($"MatMul on CUDA: a bias or GELU epilogue takes float operands, not {a.DType.Name()}");
+            MatMulInt(a, b, c);
+            return;
+        }
         if (a.DType != b.DType)
         {
             using var a32 = a.To(DType.F32);

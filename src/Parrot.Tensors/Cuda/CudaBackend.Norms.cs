@@ -31,9 +31,18 @@ public sealed partial class CudaBackend
         if (x.Count == 0) return;
         var (L, rows) = RowsLayout("LayerNorm", x, y, last);
         long n = x.Shape[last];
-        DType wdt = weight?.DType ?? bias?.DType ?? DType.F32;
         if (weight is not null && bias is not null && weight.DType != bias.DType)
-            throw Missing("LayerNorm", $"weight {weight.DType.Name()} with bias {bias.DType.Name()} of another dtype");
+        {
+            if (!weight.DType.IsFloat() || !bias.DType.IsFloat())
+                throw Missing("LayerNorm", $"weight {weight.DType.Name()} with bias {bias.DType.Name()} of another dtype");
+            // The kernel reads both with one dtype code: the narrower converted (exactly) to one holding both.
+            var common = PairDType(weight.DType, bias.DType);
+            using var w = ConvertedOrNull(weight, common);
+            using var b = ConvertedOrNull(bias, common);
+            LayerNorm(x, w ?? weight, b ?? bias, eps, y);
+            return;
+        }
+        DType wdt = weight?.DType ?? bias?.DType ?? DType.F32;
         using var a = new KernelArgs().Add(L).Add(rows).Add(n).Ptr(y).Add(y.Strides[last]).Ptr(x).Add(x.Strides[last]).Add(Code(x.DType))
             .Ptr(weight).Ptr(bias).Add(Code(wdt)).Add(weight?.Strides[0] ?? 0L).Add(bias?.Strides[0] ?? 0L).Add(eps).Add(0UL).Add(0UL);
         _kernels.Launch("norms.cu", "layer_norm", CudaKernels.RowGrid(rows), RowBlock(n, rows), a);
