@@ -215,7 +215,8 @@ static void check(const Case& c, const char* name, const Operand& q, const Opera
 // rule_splits of S): the outputs must be the same bits. The caches hold NaN past each row's pos + T keys (a read
 // beyond the length shows), rows of one batch at different positions (so different range counts), int32 or int64
 // positions; the static launch's blocks past a row's ranges return. The static grid runs in a shuffled block order.
-// A position past the capacity is clamped (no read out of bounds).
+// A row whose position is at or past the capacity (an idle slot of serve's batch) sees no key: NaN and -inf, with the
+// cache full of finite keys (a clamp to the capacity would attend over all of them and give finite values).
 static int at_cases = 0;
 static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vector<int> pos, int pdt, int sms, int min_keys, std::mt19937& rng)
 {
@@ -258,8 +259,23 @@ static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vect
     // the reference: each row alone through the host-position kernels (B = 1, operands offset to row b)
     int es = bf ? 2 : 4;
     std::string row_splits;
+    // idle rows (pos >= C): their caches were filled whole above (min(C, pos + T) keys), finite
+    int idle = 0;
     for (int b = 0; b < B; b++)
     {
+        if (pos[b] < C) continue;
+        idle++;
+        for (int h = 0; h < H; h++) for (int t = 0; t < T; t++)
+        {
+            CHECK(lse[((size_t)b * H + h) * T + t] == -INFINITY, "%s: idle row %d (position %d) lse %g, not -inf", name, b, pos[b], lse[((size_t)b * H + h) * T + t]);
+            for (int d = 0; d < D; d++) CHECK(std::isnan(o.get(o.at(b, h, t, d))), "%s: idle row %d (position %d) o h%d t%d d%d %g, not NaN", name, b, pos[b], h, t, d, o.get(o.at(b, h, t, d)));
+            for (int d = 0; d < D; d++) { i64 at = o.at(b, h, t, d); if (bf) r.hbits[at] = o.hbits[at]; else r.f[at] = o.f[at]; }
+            lref[((size_t)b * H + h) * T + t] = -INFINITY;
+        }
+    }
+    for (int b = 0; b < B; b++)
+    {
+        if (pos[b] >= C) continue;
         int S = std::min(C, pos[b] + T), rs = rule_splits(Hkv, chunks, S, sms, min_keys);
         row_splits += (b ? "," : "") + std::to_string(rs);
         std::vector<float> pr((size_t)Hkv * chunks * rs * DEC_ROWS * (D + 2), NAN);
@@ -276,7 +292,7 @@ static void run_at(int dt, int B, int H, int Hkv, int T, int C, int D, std::vect
     CHECK(memcmp(lse.data(), lref.data(), lse.size() * 4) == 0, "%s: the log-sum-exp differs", name);
     int finite = 0;
     for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int t = 0; t < T; t++) finite += std::isfinite(o.get(o.at(b, h, t, 0)));
-    CHECK(finite == B * H * T, "%s: %d of %d rows finite (a read past the length, or no key seen)", name, finite, B * H * T);
+    CHECK(finite == (B - idle) * H * T, "%s: %d of %d rows finite (a read past the length, or no key seen)", name, finite, (B - idle) * H * T);
     at_cases++;
     printf("  %-66s eager splits %s: %s\n", name, row_splits.c_str(), same ? "bits equal" : "DIFFER");
 }
@@ -457,6 +473,8 @@ int main(int argc, char** argv)
         run_at(DT_F32, 2, 2, 2, 8, 64, 80, {56, 10}, DT_I64, 6, 8, rng);         // T 8, D 80, one row filling the cache
         run_at(DT_BF16, 1, 14, 2, 2, 2000, 128, {1500}, DT_I64, 132, 32, rng);   // long: 33 ranges
         run_at(DT_BF16, 1, 7, 1, 1, 256, 128, {159}, DT_I64, 132, 128, rng);     // min keys 128: one range (the block writes o)
+        run_at(DT_BF16, 3, 7, 1, 1, 256, 128, {256, 40, 265}, DT_I64, 132, 32, rng); // idle slots: at the capacity and 9 steps past it
+        run_at(DT_F32, 2, 4, 2, 1, 64, 64, {64, 63}, DT_I32, 8, 1, rng);        // an idle row beside one at the last cache row
     }
     // attention_decode_rope_*: eager (host position, every row at it) and device positions; the 7B shape (28/4
     // heads, D 128) and 14/2 heads at D 64 (1.5B), bf16 and f32, f32 or dtype tables; keys seen 1, 31, 32, 33, 160

@@ -26,7 +26,6 @@ internal sealed record SelfTestCase(string Name, Func<Random, DType, Tensor[]> I
         return f.To(dtype);
     }
 
-    /// <summary>Int64 values in [0, max) of <paramref name="shape"/>.</summary>
     /// <summary>n ids in [0, max): <paramref name="hot"/> at 7 of every 10 positions, the rest drawn uniformly.</summary>
     internal static Tensor HotIndices(Random rng, int max, int n, int hot)
     {
@@ -35,6 +34,7 @@ internal sealed record SelfTestCase(string Name, Func<Random, DType, Tensor[]> I
         return Tensor.FromArray(v, n);
     }
 
+    /// <summary>Int64 values in [0, max) of <paramref name="shape"/>.</summary>
     internal static Tensor Indices(Random rng, int max, params int[] shape)
     {
         long n = 1;

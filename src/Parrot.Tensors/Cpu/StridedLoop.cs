@@ -41,7 +41,7 @@ internal static class StridedLoop
         int rank = cshape.Length;
         int inner = cshape[rank - 1];
         long rows = total / inner;
-        int chunksPerRow = (inner + Chunk - 1) / Chunk;
+        int chunksPerRow = (int)(((long)inner + Chunk - 1) / Chunk); // long: inner may be within a chunk of int.MaxValue
         long items = rows * chunksPerRow;
 
         int workers = parallel && total >= ParallelThreshold ? (int)Math.Min(CpuParallel.Workers, items) : 1;
