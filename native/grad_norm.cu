@@ -3,8 +3,8 @@
 // travels by value in the kernel parameters, as adamw_multi's):
 //   grad_sumsq_multi  each (tensor, block) writes the float64 sum of squares of its elements to its own partial slot,
 //                     after optionally scaling the gradient in place (DataParallel's scale, rounded as `g * scale`);
-//   grad_norm_finish  adds each tensor's partials in a fixed order, rounds the tensor's sum to its dtype (what the
-//                     per-tensor SumOfSquares stored) and adds it to the running total in tensor order; the last
+//   grad_norm_finish  adds each tensor's partials in a fixed order, rounds the tensor's sum to float32 (float64 for
+//                     f64 tensors: what the per-tensor path, GradClip.TotalNorm, stores) and adds it to the running total in tensor order; the last
 //                     table's call takes the square root and the clip coefficient and writes [norm, coef];
 //   grad_scale_multi  g ← g·coef rounded as `g * coef` (the scalar filled into g's dtype, multiplied in float32 for
 //                     the 16/32-bit dtypes); every block returns at once when coef is 1 (no clipping).
@@ -106,7 +106,7 @@ extern "C" __global__ void grad_sumsq_multi(GradNormTable table, int count, doub
 }
 
 // One block (a multiple of 32 threads): warp w sums the partials of tensors w, w + warps, ... (lane l those at
-// l, l + 32, ..., then a fixed butterfly), rounds the sum to the tensor's dtype; thread 0 adds the tensors' sums in
+// l, l + 32, ..., then a fixed butterfly), rounds the sum to float32 (f64 tensors: kept); thread 0 adds the tensors' sums in
 // table order to out[0] (0 when `first_table`). The last table's call leaves out = [norm, coef]: coef is
 // max_norm / (norm + 1e-6) when the norm and max_norm are finite and that is below 1, else exactly 1.
 extern "C" __global__ void grad_norm_finish(GradNormTable table, int count, const double* partials, int first_table, int last_table,
@@ -120,7 +120,7 @@ extern "C" __global__ void grad_norm_finish(GradNormTable table, int count, cons
         double s = 0;
         for (int j = lane; j < t.blocks; j += 32) s += partials[t.first + j];
         s = warp_reduce<SumOp>(s);
-        if (lane == 0) sums[k] = gn_as_stored(t.dt, s);
+        if (lane == 0) sums[k] = t.dt == DT_F64 ? s : (double)(float)s; // GradClip.TotalNorm's float32 sum (f16 would overflow)
     }
     __syncthreads();
     if (threadIdx.x != 0) return;

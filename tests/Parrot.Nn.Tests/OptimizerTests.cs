@@ -119,6 +119,23 @@ public class OptimizerTests
     }
 
     [Test]
+    public void HalfGradientsOfALargeNormAreClippedAndTheirNormIsExactToFloat32()
+    {
+        // 1000 gradients of 10: each tensor's sum of squares is 100,000, past f16's 65,504 — kept in its dtype it was ∞
+        // (never clipped); bf16 kept 8 bits of it. In float32 both give √(10⁵) and clip.
+        using var scope = TensorScope.Begin();
+        foreach (var dtype in new[] { DType.F16, DType.BF16 })
+        {
+            var p = new Variable(Tensor.Zeros([1000], dtype), true);
+            p.Backward(Tensor.Full([1000], 10, dtype));
+            double norm = GradClip.ClipGradNorm([p], maxNorm: 1.0);
+            Assert.That(norm, Is.EqualTo(Math.Sqrt(1e5)).Within(1e-9).Percent, dtype.Name());
+            var g = p.Grad!.ToDoubleArray();
+            Assert.That(g.Distinct().Single(), Is.EqualTo(10 / (Math.Sqrt(1e5) + 1e-6)).Within(0.5).Percent, $"{dtype.Name()}: clipped to norm 1");
+        }
+    }
+
+    [Test]
     public void ClipGradNormValidatesItsArguments()
     {
         using var scope = TensorScope.Begin();

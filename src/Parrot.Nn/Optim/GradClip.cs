@@ -18,8 +18,8 @@ public static class GradClip
 
     /// <summary>
     /// Multiplies every gradient by <paramref name="scale"/> (as <c>g * scale</c>: the scalar in g's dtype), then clips
-    /// as <see cref="ClipGradNorm"/>: the norm is √Σ‖g‖² with each tensor's sum of squares as its SumOfSquares stores it
-    /// (in g's dtype), added in parameter order in float64; when the norm is finite and
+    /// as <see cref="ClipGradNorm"/>: the norm is √Σ‖g‖² with each tensor's sum of squares stored in float32 (float64 for
+    /// F64 gradients; <see cref="TotalNorm"/>), added in parameter order in float64; when the norm is finite and
     /// coef = maxNorm / (norm + 1e-6) is below 1, every gradient becomes <c>g * coef</c>. Returns the norm before clipping.
     /// <para>
     /// When every gradient is on one CUDA device (and <see cref="CudaBackend.MultiTensorGradClip"/> is on) this runs
@@ -69,13 +69,19 @@ public static class GradClip
         return cuda;
     }
 
-    /// <summary>√(Σ‖g‖²) over the tensors; each tensor's sum of squares is one fused pass, the total is added in float64.</summary>
+    /// <summary>
+    /// √(Σ‖g‖²) over the tensors; each tensor's sum of squares is one fused pass (accumulated in float64) stored in float32
+    /// (float64 for F64 tensors), the total added in float64. Not in the tensor's own dtype: an f16 sum overflows past
+    /// 65504 (every f16 gradient set of norm above 256 came out ∞, never clipped) and a bf16 one keeps 8 bits.
+    /// </summary>
     public static double TotalNorm(IEnumerable<Tensor> tensors)
     {
         double sum = 0;
         foreach (var g in tensors)
         {
-            using var ss = g.SumOfSquares();
+            // The keep-dim shape the backend op takes: [1, …, 1].
+            using var ss = Tensor.Empty(Enumerable.Repeat(1, g.Rank).ToArray(), g.DType == DType.F64 ? DType.F64 : g.DType.IsFloat() ? DType.F32 : DType.I64, g.Device);
+            g.Backend.Reduce(ReduceOp.SumOfSquares, g, Enumerable.Range(0, g.Rank).ToArray(), ss);
             sum += ss.Item();
         }
         return Math.Sqrt(sum);
