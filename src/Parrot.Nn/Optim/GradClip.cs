@@ -66,6 +66,8 @@ public static class GradClip
         if (grads.Count == 0 || grads[0].Device.Kind != DeviceKind.Cuda || grads[0].Backend is not CudaBackend cuda || !cuda.MultiTensorGradClip) return null;
         foreach (var g in grads)
             if (!ReferenceEquals(g.Backend, cuda) || !g.IsContiguous || !g.DType.IsFloat()) return null;
+        // A gradient listed twice would be scaled by two table entries at once; the per-tensor path scales it twice, in order.
+        if (grads.Select(g => (g.Storage, g.Offset)).Distinct().Count() != grads.Count) return null;
         return cuda;
     }
 
