@@ -209,16 +209,20 @@ public sealed class Generator
         using var session = Model.Start(prompts, options.MaxNewTokens);
         // Greedy on the device where the session can: ids come back instead of logits.
         var greedy = PicksPlainArgMax(options) ? session as IGreedyDecodingSession : null;
-        float[][]? logits = null;
+        // Top-k sampling where the session's reads are copies: each row's top logits come back instead of the row.
+        int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin) : 0;
+        var candidates = count > 0 && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
+        CandidateCheck suffice = (i, v) => TokenSampler.CandidatesSuffice(options, vocab, i, v);
+        LogitsRow[]? rows = null;
         int[]? ids = null;
         if (greedy is not null) ids = CheckIds(greedy.PrefillGreedy(), b, vocab);
-        else logits = session.Prefill();
+        else rows = candidates is not null ? candidates.PrefillCandidates(count, suffice) : Whole(session.Prefill());
         for (int step = 0; ; step++)
         {
             for (int r = 0; r < b; r++)
             {
                 if (done[r]) continue;
-                int id = ids is not null ? ids[r] : samplers[r].Next(logits![r]);
+                int id = ids is not null ? ids[r] : samplers[r].Next(rows![r]);
                 last[r] = id;
                 var (piece, finished) = AfterToken(id, filters[r], _eos, options, step + 1);
                 if (finished is not null) done[r] = true;
@@ -232,9 +236,18 @@ public sealed class Generator
                 for (int r = 0; r < b; r++) if (done[r]) last[r] = ids![r];
                 ids = CheckIds(greedy.StepGreedy(last), b, vocab);
             }
-            else logits = session.Step(last);
+            else rows = candidates is not null ? candidates.StepCandidates(last, count, suffice) : Whole(session.Step(last));
         }
     }
+
+    /// <summary>Whole rows of logits as the sampler takes them.</summary>
+    private static LogitsRow[] Whole(float[][] logits) => logits.Select(LogitsRow.Full).ToArray();
+
+    /// <summary>
+    /// Candidates read beyond top-k (<see cref="TopKCandidates"/>): room for ties at the k-th value before a row is read
+    /// whole. Tests set it small to exercise the path on a small vocabulary.
+    /// </summary>
+    internal int CandidateMargin { get; init; } = TopKCandidates.DefaultMargin;
 
     /// <summary>A greedy session's ids, checked as TokenSampler checks the logits it is given.</summary>
     private static int[] CheckIds(int[] ids, int batch, int vocab)

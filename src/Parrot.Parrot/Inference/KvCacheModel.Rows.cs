@@ -32,6 +32,14 @@ internal sealed partial class KvCacheModel
     internal Tensor PrefillRowGreedy(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name = "the prompt") =>
         PrefillRow(prompt, checkLength, out cache, out length, name, logits => TensorScope.Detach(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(1, VocabSize))));
 
+    /// <summary>
+    /// As <see cref="PrefillRow(GenerationPrompt, Func{int, int}, out KvCache, out int, string)"/>, but returns the top
+    /// <paramref name="count"/> logits after the prompt, or the whole row where <paramref name="suffice"/> says no
+    /// (<see cref="TopKCandidates.Read"/>).
+    /// </summary>
+    internal LogitsRow PrefillRowCandidates(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name, int count, CandidateCheck suffice) =>
+        PrefillRow(prompt, checkLength, out cache, out length, name, logits => TopKCandidates.Read(logits.Reshape(1, VocabSize), count, suffice)[0]);
+
     /// <summary>The prefill of one prompt; <paramref name="take"/> turns its last logits [1, 1, vocab] (on the device, inside the prefill's scope) into the result.</summary>
     private T PrefillRow<T>(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name, Func<Tensor, T> take)
     {
@@ -76,6 +84,13 @@ internal sealed partial class KvCacheModel
     /// </summary>
     internal int[] StepRowsGreedy(IReadOnlyList<KvCache> caches, int[] tokens) =>
         StepRows(caches, tokens, logits => ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(tokens.Length, VocabSize))));
+
+    /// <summary>
+    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>, but returns each row's top <paramref name="count"/> logits,
+    /// or its whole row where <paramref name="suffice"/> says no (<see cref="TopKCandidates.Read"/>).
+    /// </summary>
+    internal LogitsRow[] StepRowsCandidates(IReadOnlyList<KvCache> caches, int[] tokens, int count, CandidateCheck suffice) =>
+        StepRows(caches, tokens, logits => TopKCandidates.Read(logits.Reshape(tokens.Length, VocabSize), count, suffice));
 
     /// <summary>
     /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/> for a batch that mixes both picks (the continuous batch):

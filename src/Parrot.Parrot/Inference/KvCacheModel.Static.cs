@@ -105,7 +105,7 @@ internal sealed partial class KvCacheModel
     /// its greedy path (<see cref="PrefillGreedy"/>, <see cref="StepGreedy"/>) runs the decoder in greedy mode (the
     /// argmax written into its ids on the device, no logits kept) and reads back the ids only.
     /// </summary>
-    private sealed class StaticSession : IGreedyDecodingSession
+    private sealed class StaticSession : IGreedyDecodingSession, ICandidateDecodingSession
     {
         private readonly KvCacheModel _m;
         private readonly IReadOnlyList<GenerationPrompt> _prompts;
@@ -133,6 +133,21 @@ internal sealed partial class KvCacheModel
         /// <summary>As <see cref="Prefill"/>, the first tokens taken on the device, loaded into the decoder there and read back once.</summary>
         public int[] PrefillGreedy() =>
             _onDevice = Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowGreedy(p, _ => 0, out c, out length, $"prompt {r}")).Ids!;
+
+        public bool CandidatesPay => _m.CandidatesPay;
+
+        /// <summary>The logits path (the decoder keeps its logits), each row's top logits read back in place of the row.</summary>
+        public LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice) =>
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowCandidates(p, _ => 0, out c, out length, $"prompt {r}", count, suffice)).Rows;
+
+        /// <summary>As <see cref="Step"/>, then TopK of the kept logits on the device (one launch after the step) and its read.</summary>
+        public LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice)
+        {
+            var dec = Begin(tokens, greedy: false);
+            dec.SetIds(tokens);
+            Run();
+            return TopKCandidates.Read(dec.Logits!, count, suffice);
+        }
 
         private delegate T RowPrefill<T>(GenerationPrompt prompt, int row, out KvCache cache, out int length);
 

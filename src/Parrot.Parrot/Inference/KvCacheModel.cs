@@ -29,6 +29,9 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
 
     public int VocabSize { get; }
 
+    /// <summary>Whether reading top-k candidates instead of rows saves a copy: the model is not on the CPU (<see cref="ICandidateDecodingSession"/>).</summary>
+    internal bool CandidatesPay => _stack.EmbedTokens.Weight.Value.Device.Kind != DeviceKind.Cpu;
+
     public IDecodingSession Start(IReadOnlyList<GenerationPrompt> prompts, int maxNewTokens)
     {
         ArgumentNullException.ThrowIfNull(prompts);
@@ -40,7 +43,7 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
     /// The eager session: each row its own cache (<see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>). Its greedy path
     /// (<see cref="IGreedyDecodingSession"/>) runs the same step and takes the argmax on the device.
     /// </summary>
-    private sealed class Session : IGreedyDecodingSession
+    private sealed class Session : IGreedyDecodingSession, ICandidateDecodingSession
     {
         private readonly KvCacheModel _m;
         private readonly IReadOnlyList<GenerationPrompt> _prompts;
@@ -58,6 +61,15 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
 
         /// <summary>Each prompt's greedy token stays on the device until all are there: one read for the batch.</summary>
         public int[] PrefillGreedy() => Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowGreedy(p, _ => _maxNew, out c, out _, $"prompt {r}"), PrefillIds);
+
+        public bool CandidatesPay => _m.CandidatesPay;
+
+        /// <summary>The logits path with each row's top logits read back in place of the row (both read the same step).</summary>
+        public LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice) =>
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowCandidates(p, _ => _maxNew, out c, out _, $"prompt {r}", count, suffice), rows => rows);
+
+        public LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice) =>
+            Step(tokens, greedy: false, (caches, t) => _m.StepRowsCandidates(caches, t, count, suffice));
 
         private delegate T RowPrefill<T>(GenerationPrompt prompt, int row, out KvCache cache);
 
