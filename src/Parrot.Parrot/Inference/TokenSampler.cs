@@ -161,6 +161,8 @@ internal sealed class TokenSampler
             u -= l[i];
             if (u < 0) return Id(ids, i);
         }
+        // Nothing kept any probability: a +∞ logit (∞ − ∞ made every probability NaN, which the nucleus drops).
+        if (last < 0) throw new InvalidOperationException("generate: the logits leave no probability to sample from (a +∞ logit with top-p < 1)");
         return Id(ids, last); // rounding left u ≥ 0 after the last token with any mass
     }
 
