@@ -1,0 +1,187 @@
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot.Inference;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
+using static Parrot.Parrot.Tests.Inference.DecodeSessionFixtures;
+
+namespace Parrot.Parrot.Tests.Inference;
+
+/// <summary>
+/// Top-k sampling from the device's candidates (<see cref="ICandidateDecodingSession"/>, <see cref="TopKCandidates"/>):
+/// sampled generations on the test device (eager and static sessions, f32 and bf16, seeds, top-k 1/5/50, top-p 1/0.8,
+/// temperatures 0.7/1.5, two prompts, a row ending early) give the whole-row path's tokens; a step reads the candidates'
+/// values and ids in place of the rows (device→host bytes counted), and a row the candidates do not decide is read whole.
+/// </summary>
+public class CandidateSamplingTests
+{
+    /// <summary>Counts the rows its sessions return as candidates and as whole rows.</summary>
+    private sealed class Counting(IAutoregressiveModel inner) : IAutoregressiveModel
+    {
+        public int CandidateRows, WholeRows;
+
+        public int VocabSize => inner.VocabSize;
+
+        public IDecodingSession Start(IReadOnlyList<GenerationPrompt> prompts, int maxNewTokens) => new Session(this, (ICandidateDecodingSession)inner.Start(prompts, maxNewTokens));
+
+        private sealed class Session(Counting owner, ICandidateDecodingSession s) : ICandidateDecodingSession
+        {
+            public bool CandidatesPay => s.CandidatesPay;
+            public float[][] Prefill() => s.Prefill();
+            public float[][] Step(int[] tokens) => s.Step(tokens);
+            public LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice) => Count(s.PrefillCandidates(count, suffice));
+            public LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice) => Count(s.StepCandidates(tokens, count, suffice));
+            public void Dispose() => s.Dispose();
+
+            private LogitsRow[] Count(LogitsRow[] rows)
+            {
+                foreach (var r in rows)
+                    if (r.Logits is null) owner.CandidateRows++;
+                    else owner.WholeRows++;
+                return rows;
+            }
+        }
+    }
+
+    private static readonly GenerationPrompt[] TwoPrompts = Prompts.Select(p => new GenerationPrompt(p)).ToArray();
+
+    [Test]
+    public void SampledGenerationsAreTheWholeRowsTokens([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode, [Values(DType.F32, DType.BF16)] DType dtype)
+    {
+        using var model = new Qwen2ForCausalLM(Lm, seed: 6, dtype);
+        model.To(TestDevice.Get());
+        var dev = TestDevice.Backend;
+        int candidateRows = 0, wholeRows = 0, earlyEnds = 0;
+        foreach (ulong seed in new ulong[] { 1, 2, 3 })
+        foreach (int k in new[] { 1, 5, 50 })
+        foreach (double topP in new[] { 1, 0.8 })
+        foreach (double temperature in new[] { 0.7, 1.5 })
+        {
+            var options = new GenerationOptions { MaxNewTokens = 10, Temperature = temperature, TopK = k, TopP = topP, Seed = seed, IgnoreEos = false };
+            string what = $"seed {seed}, top-k {k}, top-p {topP}, T {temperature}";
+            // An end-of-sequence id from the whole-row run's row 0, so that row ends early and the other steps on.
+            var probe = new Generator(Generator.LogitsOnly(Generator.Wrap(model, mode)), endOfSequenceIds: []).Generate(TwoPrompts, options);
+            int eos = probe[0].Tokens[3];
+            long bytes = dev.DeviceToHostBytes;
+            var want = new Generator(Generator.LogitsOnly(Generator.Wrap(model, mode)), endOfSequenceIds: [eos]).Generate(TwoPrompts, options);
+            long wholeBytes = dev.DeviceToHostBytes - bytes;
+            var counting = new Counting(Generator.Wrap(model, mode));
+            bytes = dev.DeviceToHostBytes;
+            var got = new Generator(counting, endOfSequenceIds: [eos]) { CandidateMargin = 2 }.Generate(TwoPrompts, options);
+            long candidateBytes = dev.DeviceToHostBytes - bytes;
+            for (int r = 0; r < 2; r++)
+            {
+                Assert.That(got[r].Tokens, Is.EqualTo(want[r].Tokens), $"{what}: row {r}");
+                Assert.That(got[r].Reason, Is.EqualTo(want[r].Reason), $"{what}: row {r}");
+            }
+            if (want.Any(x => x.Reason == FinishReason.EndOfSequence && x.Tokens.Length < 10)) earlyEnds++;
+            // Top-k 50 + 2 of this 61-long vocabulary would read more bytes than the rows: the logits path.
+            bool applies = TopKCandidates.Count(options, Lm.VocabSize, 2) > 0;
+            Assert.That(applies, Is.EqualTo(k < 50), what);
+            Assert.That(counting.CandidateRows + counting.WholeRows, Is.EqualTo(applies ? 2 * want.Max(x => x.Tokens.Length) : 0), $"{what}: both rows every step");
+            if (applies && counting.WholeRows == 0) Assert.That(candidateBytes, Is.LessThan(wholeBytes), $"{what}: fewer bytes read");
+            if (!applies) Assert.That(candidateBytes, Is.EqualTo(wholeBytes), $"{what}: the logits path's reads");
+            candidateRows += counting.CandidateRows;
+            wholeRows += counting.WholeRows;
+        }
+        Assert.That(earlyEnds, Is.GreaterThan(10), "rows ending early");
+        Assert.That(candidateRows, Is.GreaterThan(5 * wholeRows), "most rows sampled from their candidates");
+    }
+
+    /// <summary>
+    /// A step of each session reads the values (float32) and ids (int64) of count candidates per row where the logits path
+    /// reads the rows: the same reads otherwise, one more copy; a row the check refuses comes back whole, in one more read,
+    /// equal to the logits path's row; the candidates are that row's top count (ties by lower id).
+    /// </summary>
+    [Test]
+    public void AStepReadsTheCandidatesInPlaceOfTheRows([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode, [Values(1, 2)] int batch)
+    {
+        const int count = 7, steps = 4;
+        using var model = new Qwen2ForCausalLM(Lm, seed: 8, DType.BF16);
+        model.To(TestDevice.Get());
+        var dev = TestDevice.Backend;
+        var prompts = TwoPrompts.Take(batch).ToArray();
+        using var reference = Generator.Wrap(model, mode).Start(prompts, steps);
+        using var session = (ICandidateDecodingSession)Generator.Wrap(model, mode).Start(prompts, steps);
+        Assert.That(session.CandidatesPay, "the test device's reads are copies");
+        var logits = reference.Prefill();
+        var rows = session.PrefillCandidates(count, (_, _) => true);
+        Check(logits, rows, "prefill");
+        for (int s = 1; s <= steps; s++)
+        {
+            var tokens = logits.Select((l, r) => (s * 7 + r * 3) % Lm.VocabSize).ToArray();
+            long reads = dev.DeviceToHost, bytes = dev.DeviceToHostBytes;
+            logits = reference.Step(tokens);
+            long referenceReads = dev.DeviceToHost - reads, referenceBytes = dev.DeviceToHostBytes - bytes;
+            // Odd steps: every row refused (read whole after the candidates); even steps: every row from its candidates.
+            bool refuse = s % 2 == 1;
+            var copies = new List<CopyRecord>();
+            reads = dev.DeviceToHost; bytes = dev.DeviceToHostBytes;
+            dev.CopyLog = copies;
+            try { rows = session.StepCandidates(tokens, count, (_, _) => !refuse); }
+            finally { dev.CopyLog = null; }
+            long got = dev.DeviceToHostBytes - bytes;
+            Check(logits, rows, $"step {s}");
+            long candidates = (4 + 8) * count * batch, row = 4L * Lm.VocabSize * batch;
+            Assert.That(got, Is.EqualTo(referenceBytes - row + candidates + (refuse ? row : 0)), $"step {s}: device→host bytes");
+            Assert.That(dev.DeviceToHost - reads, Is.EqualTo(referenceReads + 1 + (refuse ? 1 : 0)), $"step {s}: device→host reads");
+            Assert.That(rows.All(r => (r.Logits is null) != refuse), $"step {s}");
+        }
+    }
+
+    private static void Check(float[][] logits, LogitsRow[] rows, string what)
+    {
+        Assert.That(rows, Has.Length.EqualTo(logits.Length), what);
+        for (int r = 0; r < rows.Length; r++)
+        {
+            if (rows[r].Logits is { } whole) { Assert.That(whole, Is.EqualTo(logits[r]), $"{what}: row {r} whole"); continue; }
+            var top = logits[r].Select((v, i) => (v, i)).OrderByDescending(x => x.v).ThenBy(x => x.i).Take(rows[r].Ids!.Length).ToArray();
+            Assert.That(rows[r].Values, Is.EqualTo(top.Select(x => x.v)), $"{what}: row {r} values");
+            Assert.That(rows[r].Ids, Is.EqualTo(top.Select(x => x.i)), $"{what}: row {r} ids");
+        }
+    }
+
+    /// <summary>
+    /// The head's rows in identical pairs: every logit has a twin. With a margin of 1, top-5's candidates end with the 5th
+    /// value's twin (a tie at the k-th value not shown to end: the row is read whole), top-4's with a value below the 4th
+    /// (decided by the candidates); either way the whole-row path's tokens.
+    /// </summary>
+    [Test]
+    public void TiesPastTheMarginReadTheRowAndKeepTheTokens([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        using var model = new Qwen2ForCausalLM(Lm, seed: 11);
+        var head = model.NamedParameters().Single(p => p.Name == "lm_head.weight").Parameter.Value;
+        for (int v = 1; v < Lm.VocabSize; v += 2)
+            using (var twin = head.Narrow(0, v, 1)) using (var source = head.Narrow(0, v - 1, 1)) twin.CopyFrom(source);
+        model.To(TestDevice.Get());
+        int whole = 0, candidates = 0;
+        for (ulong seed = 0; seed < 6; seed++)
+        {
+            var options = new GenerationOptions { MaxNewTokens = 8, Temperature = 1.2, TopK = seed < 3 ? 5 : 4, TopP = seed % 2 == 0 ? 1 : 0.8, Seed = seed };
+            var want = new Generator(Generator.LogitsOnly(Generator.Wrap(model, mode)), endOfSequenceIds: []).Generate(TwoPrompts, options);
+            var counting = new Counting(Generator.Wrap(model, mode));
+            var got = new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 1 }.Generate(TwoPrompts, options);
+            for (int r = 0; r < 2; r++) Assert.That(got[r].Tokens, Is.EqualTo(want[r].Tokens), $"seed {seed}: row {r}");
+            whole += counting.WholeRows;
+            candidates += counting.CandidateRows;
+        }
+        Assert.That(whole, Is.GreaterThan(20), "rows read whole (ties past the margin)");
+        Assert.That(candidates, Is.GreaterThan(20), "rows from their candidates");
+    }
+
+    [Test]
+    public void TheCpuAndOtherOptionsKeepTheWholeRow()
+    {
+        using var model = new Qwen2ForCausalLM(Lm, seed: 6);
+        var counting = new Counting(Generator.Wrap(model));
+        var options = new GenerationOptions { MaxNewTokens = 4, Temperature = 1, TopK = 5, Seed = 1 };
+        new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, options);
+        Assert.That(counting.CandidateRows, Is.Zero, "on the CPU there is no copy to save");
+        model.To(TestDevice.Get());
+        foreach (var o in new[] { options with { RepetitionPenalty = 1.1 }, options with { TopK = 0 }, options with { TopK = 59 } })
+        {
+            counting = new Counting(Generator.Wrap(model));
+            new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, o);
+            Assert.That(counting.CandidateRows + counting.WholeRows, Is.Zero, $"{o}: the logits path");
+        }
+    }
+}
