@@ -32,7 +32,7 @@ namespace Parrot.Cli.SelfTest;
 /// with the generator's rule (the lowest id on a tie, NaN below everything).</item>
 /// </list>
 /// </summary>
-internal static class SelfTestDecodeCases
+internal static partial class SelfTestDecodeCases
 {
     private const int Steps = 6;
     private static readonly int[] Lengths = [6, 3];
@@ -58,6 +58,8 @@ internal static class SelfTestDecodeCases
         yield return new("generate, static step = eager (greedy, sampled)", Inputs, GenerateSameAsEager, Exact: true);
         yield return new("generate, greedy on the device = greedy from the logits", Inputs, GreedyOnDeviceSameAsLogits, Exact: true);
         yield return new("greedy pick on the device (ties, NaN, ±∞) = host argmax", PickInputs, GreedyPickSameAsHost, Exact: true);
+        // SelfTestDecodeCases.Candidates.cs: top-k sampling from TopK's candidates read back instead of the row.
+        yield return new("top-k sampling from device candidates = full row", Inputs, CandidatesSameAsFullRow, Exact: true);
     }
 
     private static Tensor GreedyOnDeviceSameAsLogits(Tensor[] p)
