@@ -11,7 +11,8 @@ namespace Parrot.Parrot.Inference;
 /// stop string or the maximum length. Several prompts of different lengths generate together as one batch
 /// and give what each would give alone. With a tokenizer the answers are also decoded and streamed as text
 /// that never splits a character. Greedy decoding without a repetition penalty takes the argmax on the model's device
-/// where the session can (<see cref="IGreedyDecodingSession"/>: ids read back instead of logits; the same tokens). A
+/// where the session can (<see cref="IGreedyDecodingSession"/>: ids read back instead of logits; the same tokens); top-k
+/// sampling without a penalty reads each row's top logits instead of the row (<see cref="ICandidateDecodingSession"/>). A
 /// generator holds no state between calls; the model must not be used by two calls at once (the
 /// <see cref="ParrotModel"/> API serialises its callers).
 /// </summary>
@@ -71,9 +72,9 @@ public sealed class Generator
     }
 
     /// <summary>
-    /// <paramref name="model"/> with its sessions' greedy path (<see cref="IGreedyDecodingSession"/>) hidden: a generator
-    /// over it reads the logits back and picks every token on the host, as before greedy picks moved to the device — for
-    /// side-by-side checks and timings of the two paths.
+    /// <paramref name="model"/> with its sessions' greedy path (<see cref="IGreedyDecodingSession"/>) and top-k candidates
+    /// path (<see cref="ICandidateDecodingSession"/>) hidden: a generator over it reads every row of logits back and picks
+    /// every token on the host, as before greedy picks moved to the device — for side-by-side checks and timings of the paths.
     /// </summary>
     public static IAutoregressiveModel LogitsOnly(IAutoregressiveModel model)
     {
