@@ -16,6 +16,7 @@ internal sealed class TokenSampler
     private double[] _keys = [];
     private bool[] _inside = [];
     private int[] _ids = [];
+    private float[] _values = [];
 
     public TokenSampler(GenerationOptions options, int vocab, IEnumerable<int> prompt)
     {
@@ -62,9 +63,10 @@ internal sealed class TokenSampler
         if (_work.Length < n) _work = new double[n];
         var sortedIds = _ids.AsSpan(0, n);
         ids.CopyTo(sortedIds);
-        var keys = new float[n];
-        values.CopyTo(keys, 0);
-        sortedIds.Sort(keys.AsSpan());
+        if (_values.Length < n) _values = new float[n];
+        var keys = _values.AsSpan(0, n);
+        values.CopyTo(keys);
+        sortedIds.Sort(keys);
         for (int i = 1; i < n; i++)
             if (sortedIds[i] == sortedIds[i - 1]) throw new InvalidOperationException($"generate: the top-k candidates name id {sortedIds[i]} twice");
         var l = _work.AsSpan(0, n);
