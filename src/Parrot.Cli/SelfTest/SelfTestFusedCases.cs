@@ -75,36 +75,10 @@ internal static class SelfTestFusedCases
                 var wc = w.To(logits.DType).Reshape(-1, 1);
                 return (logits.Softmax(-1) - onehot) * wc;
             }));
-        yield return new("embedding backward", (r, t) => [Indices(r, 500, 4, 33), Normal(r, t, 132, 64)], x => Fused(x[1], out var cuda)
-            ? Gpu(() =>
-            {
-                var dw = Tensor.Zeros([500, 64], DType.F32, x[1].Device);
-                cuda!.EmbeddingBackward(x[0], x[1], dw);
-                return dw;
-            })
-            : Composite(x, c =>
-            {
-                var dw = Tensor.Zeros([500, 64], c[1].DType, c[1].Device);
-                using var ids = x[0].Reshape(132, 1);
-                using var idx = ids.Expand(132, 64);
-                return dw.ScatterAdd(0, idx, c[1]);
-            }, keepDType: true));
+        yield return EmbeddingBackward("embedding backward", r => Indices(r, 500, 4, 33), 132);
         // A hot id (a padding token in a big batch): 70 % of 16384 positions in one row, sorted by the stable compaction of
         // the ids (the rank sort would be O(len²) in one block).
-        yield return new("embedding bwd, hot id 70% of 16k", (r, t) => [HotIndices(r, 500, 16384, hot: 7), Normal(r, t, 16384, 64)], x => Fused(x[1], out var cuda)
-            ? Gpu(() =>
-            {
-                var dw = Tensor.Zeros([500, 64], DType.F32, x[1].Device);
-                cuda!.EmbeddingBackward(x[0], x[1], dw);
-                return dw;
-            })
-            : Composite(x, c =>
-            {
-                var dw = Tensor.Zeros([500, 64], c[1].DType, c[1].Device);
-                using var ids = x[0].Reshape(16384, 1);
-                using var idx = ids.Expand(16384, 64);
-                return dw.ScatterAdd(0, idx, c[1]);
-            }, keepDType: true));
+        yield return EmbeddingBackward("embedding bwd, hot id 70% of 16k", r => HotIndices(r, 500, 16384, hot: 7), 16384);
         yield return new("swiglu forward", (r, t) => [Normal(r, t, 48, 80), Normal(r, t, 48, 80)], x => Fused(x[0], out var cuda)
             ? Gpu(() => { var y = Tensor.Empty(x[0].Shape, x[0].DType, x[0].Device); cuda!.SwiGlu(x[0], x[1], y); return y; })
             : Composite(x, c => c[0].Silu() * c[1]));
@@ -188,6 +162,26 @@ internal static class SelfTestFusedCases
     }
 
     /// <summary>Two AdamW steps over three parameters of different sizes: one fused multi-tensor launch per step on a GPU.</summary>
+    /// <summary>
+    /// The CUDA embedding gradient (a 500 × 64 table, <paramref name="tokens"/> positions of the ids
+    /// <paramref name="ids"/> draws) against a scatter-add of the rows elsewhere.
+    /// </summary>
+    private static SelfTestCase EmbeddingBackward(string name, Func<Random, Tensor> ids, int tokens) =>
+        new(name, (r, t) => [ids(r), Normal(r, t, tokens, 64)], x => Fused(x[1], out var cuda)
+            ? Gpu(() =>
+            {
+                var dw = Tensor.Zeros([500, 64], DType.F32, x[1].Device);
+                cuda!.EmbeddingBackward(x[0], x[1], dw);
+                return dw;
+            })
+            : Composite(x, c =>
+            {
+                var dw = Tensor.Zeros([500, 64], c[1].DType, c[1].Device);
+                using var column = x[0].Reshape(tokens, 1);
+                using var idx = column.Expand(tokens, 64);
+                return dw.ScatterAdd(0, idx, c[1]);
+            }, keepDType: true));
+
     internal static SelfTestCase MultiTensorAdamW() => new("adamw multi-tensor (3 params)",
         (r, t) => [Normal(r, DType.F32, 300), Normal(r, t, 300), Normal(r, DType.F32, 5000), Normal(r, t, 5000), Normal(r, DType.F32, 17), Normal(r, t, 17)], x =>
         {
