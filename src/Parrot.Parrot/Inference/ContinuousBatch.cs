@@ -46,8 +46,15 @@ public sealed class BatchSequence
     internal KvCache? Cache { get; set; }
     /// <summary>Its pick is a plain argmax, taken on the device: only its next id comes back (<see cref="Picked"/>), no logits.</summary>
     internal bool PicksOnDevice { get; }
-    /// <summary>The next token's logits, for the host's pick (sequences that do not pick on the device).</summary>
-    internal float[]? Logits { get; set; }
+    /// <summary>
+    /// How many of its row's top logits a step reads for it (<see cref="TopKCandidates.Count"/>: top-k sampling with no
+    /// penalty, on a device whose reads are copies); 0: its whole row (or its id, <see cref="PicksOnDevice"/>).
+    /// </summary>
+    internal int Candidates { get; init; }
+    /// <summary>Whether its candidates decide its token (<see cref="TokenSampler.CandidatesSuffice"/>); set where <see cref="Candidates"/> is.</summary>
+    internal CandidateCheck? Suffice { get; init; }
+    /// <summary>The next token's logits or candidates, for the host's pick (sequences that do not pick on the device).</summary>
+    internal LogitsRow? Row { get; set; }
     /// <summary>The next token as the device picked it (sequences that pick there); −1 when there is none.</summary>
     internal int Picked { get; set; } = -1;
     internal int Pending { get; set; } = -1;
@@ -63,7 +70,9 @@ public sealed class BatchSequence
 /// joins or leaves around it. A sequence whose pick is a plain argmax (greedy, no repetition penalty: the
 /// generator's condition) has it taken on the device and reads back its id alone, not its row of logits (151,936
 /// floats on Qwen2): the same token as the host's pick (<see cref="global::Parrot.Nn.GreedyToken"/>); the host still
-/// checks every id (end-of-sequence, stop strings, length). On a CUDA device where the static step can run (the
+/// checks every id (end-of-sequence, stop strings, length). A sequence that samples with top-k and no penalty reads only
+/// its row's top logits where they decide its token (<see cref="TopKCandidates"/>, as the generator does), the whole row
+/// where they do not. On a CUDA device where the static step can run (the
 /// generator's rule: <see cref="DecodeStepMode.Auto"/>, PARROT_STATIC_DECODE; and PARROT_STATIC_SLOTS not "0") the steps run it with slots
 /// (<see cref="KvCacheModel.StaticSlots"/>: one CUDA graph replay a step, whoever is in the batch); eagerly elsewhere.
 /// Not thread-safe: one thread drives a batch; each call holds the model's turn
@@ -99,10 +108,16 @@ public sealed class ContinuousBatch : IDisposable
     public int ContextLength { get; }
 
     /// <summary>
-    /// Every pick on the host from the logits, greedy ones too (the path before the device picks), for sequences that
-    /// join after it is set: what tests and `selftest` compare the device picks against.
+    /// Every pick on the host from the whole row of logits, greedy ones too, no candidates (the path before the device
+    /// picks), for sequences that join after it is set: what tests and `selftest` compare the device picks against.
     /// </summary>
     public bool HostPicksOnly { get; set; }
+
+    /// <summary>
+    /// Candidates read beyond top-k for sequences that join after it is set (<see cref="TopKCandidates.Count"/>; below 0:
+    /// every sampling row read whole): tests reach small vocabularies with it, as <see cref="Generator.CandidateMargin"/>.
+    /// </summary>
+    internal int CandidateMargin { get; set; } = TopKCandidates.DefaultMargin;
 
     /// <summary>Sequences in the batch.</summary>
     public int Count => _active.Count;
@@ -139,7 +154,10 @@ public sealed class ContinuousBatch : IDisposable
                 return chosen;
             }
             bool onDevice = !HostPicksOnly && Generator.PicksPlainArgMax(options);
-            float[]? logits = null;
+            int vocab = _lm.VocabSize;
+            int candidates = onDevice || HostPicksOnly || !_lm.CandidatesPay ? 0 : TopKCandidates.Count(options, vocab, CandidateMargin);
+            CandidateCheck? suffice = candidates > 0 ? (i, v) => TokenSampler.CandidatesSuffice(options, vocab, i, v) : null;
+            LogitsRow? row = null;
             int picked = -1;
             KvCache cache;
             int length;
@@ -148,7 +166,8 @@ public sealed class ContinuousBatch : IDisposable
                 using var id = _lm.PrefillRowGreedy(prompt, Room, out cache, out length);
                 picked = KvCacheModel.ReadIds(id)[0];
             }
-            else logits = _lm.PrefillRow(prompt, Room, out cache, out length);
+            else if (candidates > 0) row = _lm.PrefillRowCandidates(prompt, Room, out cache, out length, "the prompt", candidates, suffice!);
+            else row = LogitsRow.Full(_lm.PrefillRow(prompt, Room, out cache, out length));
             var opts = options with { MaxNewTokens = chosen };
             int slot = -1;
             try
@@ -159,9 +178,9 @@ public sealed class ContinuousBatch : IDisposable
                 if (_slots is not null) slot = _slots.Reserve(length + chosen);
             }
             catch { cache.Dispose(); throw; }
-            var seq = new BatchSequence(opts, new TokenSampler(opts, _lm.VocabSize, prompt.Ids), new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, onDevice)
+            var seq = new BatchSequence(opts, new TokenSampler(opts, vocab, prompt.Ids), new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, onDevice)
             {
-                Logits = logits, Picked = picked, Slot = slot,
+                Row = row, Picked = picked, Slot = slot, Candidates = candidates, Suffice = suffice,
             };
             _active.Add(seq);
             return seq;
@@ -193,19 +212,21 @@ public sealed class ContinuousBatch : IDisposable
                     s.Cache!.Dispose();
                     s.Cache = null;
                 }
-                var (ids, logits) = _slots.Step(stepping.Select(s => s.Slot).ToArray(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray());
-                for (int i = 0; i < stepping.Count; i++) { stepping[i].Picked = ids[i]; stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
+                var (ids, rows) = _slots.Step(stepping.Select(s => s.Slot).ToArray(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray(),
+                    stepping.Select(s => s.Candidates).ToArray(), stepping.Select(s => s.Suffice).ToArray());
+                Took(stepping, ids, rows);
             }
             else if (stepping.Count > 0)
             {
-                var (ids, logits) = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray());
-                for (int i = 0; i < stepping.Count; i++) { stepping[i].Picked = ids[i]; stepping[i].Logits = logits[i]; stepping[i].Pending = -1; }
+                var (ids, rows) = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray(),
+                    stepping.Select(s => s.Candidates).ToArray(), stepping.Select(s => s.Suffice).ToArray());
+                Took(stepping, ids, rows);
             }
             var events = new List<BatchEvent>(_active.Count);
             foreach (var s in _active.ToList())
             {
-                int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Logits!);
-                s.Logits = null;
+                int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Row!.Value);
+                s.Row = null;
                 s.Picked = -1;
                 s.GeneratedTokens++;
                 var (piece, finished) = Generator.AfterToken(id, s.Filter, _eos, s.Options, s.GeneratedTokens);
@@ -222,6 +243,18 @@ public sealed class ContinuousBatch : IDisposable
         finally { _owner.ExitTurn(); }
     }
 
+    /// <summary>A step's results to its sequences: a greedy row's id, a sampling row's logits or candidates.</summary>
+    private static void Took(List<BatchSequence> stepping, int[] ids, LogitsRow[] rows)
+    {
+        for (int i = 0; i < stepping.Count; i++)
+        {
+            var s = stepping[i];
+            s.Picked = ids[i];
+            s.Row = s.PicksOnDevice ? null : rows[i];
+            s.Pending = -1;
+        }
+    }
+
     /// <summary>Takes <paramref name="sequence"/> out of the batch (a cancelled request) and frees its cache; nothing if it already left.</summary>
     public void Remove(BatchSequence sequence)
     {
@@ -233,7 +266,7 @@ public sealed class ContinuousBatch : IDisposable
         sequence.Cache = null;
         if (sequence.Slot >= 0) _slots?.Free(sequence.Slot);
         sequence.Slot = -1;
-        sequence.Logits = null;
+        sequence.Row = null;
     }
 
     private bool _disposed;

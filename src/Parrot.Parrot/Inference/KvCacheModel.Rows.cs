@@ -100,16 +100,37 @@ internal sealed partial class KvCacheModel
     /// </summary>
     internal (int[] Ids, float[]?[] Logits) StepRows(IReadOnlyList<KvCache> caches, int[] tokens, bool[] greedy)
     {
-        if (greedy.Length != tokens.Length) throw new ArgumentException($"generate: {greedy.Length} greedy flags for {tokens.Length} rows");
-        return StepRows(caches, tokens, logits => SplitPicks(logits.Reshape(tokens.Length, VocabSize), greedy));
+        var (ids, rows) = StepRows(caches, tokens, greedy, new int[tokens.Length], new CandidateCheck?[tokens.Length]);
+        return (ids, rows.Select(r => r.Logits).ToArray());
     }
 
-    /// <summary>Rows [B, vocab] on the device → the greedy rows' ids and the other rows' logits (see the overload above).</summary>
-    private static (int[] Ids, float[]?[] Logits) SplitPicks(Tensor logits, bool[] greedy)
+    /// <summary>
+    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[], bool[])"/>, but a sampling row where
+    /// <paramref name="candidates"/>[r] &gt; 0 gets its top candidates, or its whole logits where <paramref name="suffice"/>[r]
+    /// says they do not decide it (<see cref="TopKCandidates.ReadRows"/>); a row of count 0 its whole logits. Rows[r] of a
+    /// greedy row is empty (default).
+    /// </summary>
+    internal (int[] Ids, LogitsRow[] Rows) StepRows(IReadOnlyList<KvCache> caches, int[] tokens, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
     {
-        int b = greedy.Length, vocab = logits.Dim(1);
+        CheckPicks(tokens.Length, greedy, candidates, suffice);
+        return StepRows(caches, tokens, logits => SplitPicks(logits.Reshape(tokens.Length, VocabSize), greedy, candidates, suffice));
+    }
+
+    /// <summary>Checks what a mixed step is asked to read of its <paramref name="b"/> rows (a greedy row asks no candidates).</summary>
+    internal static void CheckPicks(int b, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
+    {
+        if (greedy.Length != b || candidates.Length != b || suffice.Length != b)
+            throw new ArgumentException($"generate: {greedy.Length} greedy flags, {candidates.Length} candidate counts, {suffice.Length} checks for {b} rows");
+        for (int r = 0; r < b; r++)
+            if (greedy[r] && candidates[r] != 0) throw new ArgumentException($"generate: row {r} is greedy and asks for {candidates[r]} candidates");
+    }
+
+    /// <summary>Rows [B, vocab] on the device → the greedy rows' ids and the other rows as the host samples from them (see the overloads above).</summary>
+    private static (int[] Ids, LogitsRow[] Rows) SplitPicks(Tensor logits, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
+    {
+        int b = greedy.Length;
         var ids = new int[b];
-        var rows = new float[]?[b];
+        var rows = new LogitsRow[b];
         Array.Fill(ids, -1);
         if (greedy.Contains(true))
         {
@@ -120,9 +141,8 @@ internal sealed partial class KvCacheModel
         var sampling = Enumerable.Range(0, b).Where(r => !greedy[r]).ToArray();
         if (sampling.Length > 0)
         {
-            // The sampling rows gathered on the device (row views, no index copy in) and read together.
-            var flat = (sampling.Length == b ? logits : Tensor.Concat(0, sampling.Select(r => logits.Narrow(0, r, 1)).ToArray())).ToFloatArray();
-            for (int i = 0; i < sampling.Length; i++) rows[sampling[i]] = flat.AsSpan(i * vocab, vocab).ToArray();
+            var read = TopKCandidates.ReadRows(logits, sampling, sampling.Select(r => candidates[r]).ToArray(), sampling.Select(r => suffice[r]).ToArray());
+            for (int i = 0; i < sampling.Length; i++) rows[sampling[i]] = read[i];
         }
         return (ids, rows);
     }

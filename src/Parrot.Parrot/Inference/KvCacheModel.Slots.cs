@@ -191,10 +191,23 @@ internal sealed partial class KvCacheModel
         /// </summary>
         public (int[] Ids, float[]?[] Logits) Step(int[] slots, int[] tokens, bool[] greedy)
         {
+            var (ids, rows) = Step(slots, tokens, greedy, new int[greedy.Length], new CandidateCheck?[greedy.Length]);
+            return (ids, rows.Select(r => r.Logits).ToArray());
+        }
+
+        /// <summary>
+        /// As <see cref="Step(int[], int[], bool[])"/>, a sampling row read as the eager step reads it
+        /// (<see cref="StepRows(IReadOnlyList{KvCache}, int[], bool[], int[], CandidateCheck[])"/>): its top
+        /// <paramref name="candidates"/>[i] logits where that is above 0 and <paramref name="suffice"/>[i] says they decide
+        /// it, else its whole row. Rows[i] of a greedy row is empty (default).
+        /// </summary>
+        public (int[] Ids, LogitsRow[] Rows) Step(int[] slots, int[] tokens, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
+        {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var dec = _dec ?? throw new InvalidOperationException("continuous batch: no sequence joined");
             int b = slots.Length;
             if (tokens.Length != b || greedy.Length != b || b == 0) throw new ArgumentException($"continuous batch: {slots.Length} slots, {tokens.Length} tokens, {greedy.Length} greedy flags");
+            CheckPicks(b, greedy, candidates, suffice);
             if (b != Loaded || slots.Distinct().Count() != b) throw new ArgumentException($"continuous batch: {b} slots fed ({string.Join(", ", slots)}), {Loaded} loaded");
             _m.CheckIds(tokens);
             var ids = _known is { } k ? (long[])k.Clone() : new long[dec.Batch];
@@ -219,22 +232,15 @@ internal sealed partial class KvCacheModel
                 _known = all;
                 for (int i = 0; i < b; i++) if (greedy[i]) picked[i] = (int)all[slots[i]];
             }
-            var logits = new float[]?[b];
+            var rows = new LogitsRow[b];
             var sampling = Enumerable.Range(0, b).Where(i => !greedy[i]).ToArray();
             if (sampling.Length > 0)
             {
-                int vocab = _m.VocabSize;
-                float[] flat;
-                if (sampling.Length == dec.Batch && sampling.All(i => slots[i] == i)) flat = dec.Logits!.ToFloatArray();
-                else
-                {
-                    // The sampling rows gathered on the device (row views) and read together, as the eager step does.
-                    using var scope = TensorScope.Begin();
-                    flat = Tensor.Concat(0, sampling.Select(i => dec.Logits!.Narrow(0, slots[i], 1)).ToArray()).ToFloatArray();
-                }
-                for (int j = 0; j < sampling.Length; j++) logits[sampling[j]] = flat.AsSpan(j * vocab, vocab).ToArray();
+                // The sampling rows' slots of the kept logits [S, vocab], read as the eager step reads them.
+                var read = TopKCandidates.ReadRows(dec.Logits!, sampling.Select(i => slots[i]).ToArray(), sampling.Select(i => candidates[i]).ToArray(), sampling.Select(i => suffice[i]).ToArray());
+                for (int j = 0; j < sampling.Length; j++) rows[sampling[j]] = read[j];
             }
-            return (picked, logits);
+            return (picked, rows);
         }
 
         public void Dispose()

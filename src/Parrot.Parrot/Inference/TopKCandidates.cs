@@ -75,31 +75,64 @@ internal static class TopKCandidates
         if (logits.Rank != 2) throw new ArgumentException($"generate: candidates from logits [B, vocab], got rank {logits.Rank}");
         int b = logits.Dim(0), vocab = logits.Dim(1);
         if (count <= 0 || count > vocab) throw new ArgumentException($"generate: {count} candidates from a row of {vocab}");
-        using var scope = TensorScope.Begin();
-        var (top, at) = logits.TopK(count);
-        var values = top.ToFloatArray();
-        var ids = at.ToLongArray();
-        var rows = new LogitsRow[b];
-        var whole = new List<int>();
-        for (int r = 0; r < b; r++)
+        return ReadRows(logits, Enumerable.Range(0, b).ToArray(), Enumerable.Repeat(count, b).ToArray(), Enumerable.Repeat<CandidateCheck?>(suffice, b).ToArray());
+    }
+
+    /// <summary>
+    /// Rows <paramref name="at"/>[i] of logits [B, vocab] on their device, each read as the host samples from it: where
+    /// <paramref name="counts"/>[i] &gt; 0 its top candidates (one TopK over all such rows, of their largest count: more
+    /// candidates than a row asked for only decide it more often), or its whole logits where <paramref name="suffice"/>[i]
+    /// says they do not decide it; where the count is 0 its whole logits. Reads: the values and the ids when some row
+    /// asks for candidates, plus one for every row read whole (the rows gathered on the device, row views).
+    /// </summary>
+    internal static LogitsRow[] ReadRows(Tensor logits, int[] at, int[] counts, CandidateCheck?[] suffice)
+    {
+        if (logits.Rank != 2) throw new ArgumentException($"generate: candidates from logits [B, vocab], got rank {logits.Rank}");
+        int b = logits.Dim(0), vocab = logits.Dim(1), n = at.Length;
+        if (counts.Length != n || suffice.Length != n) throw new ArgumentException($"generate: {n} rows with {counts.Length} candidate counts and {suffice.Length} checks");
+        for (int i = 0; i < n; i++)
         {
-            var v = values.AsSpan(r * count, count).ToArray();
-            var i = new int[count];
-            for (int j = 0; j < count; j++)
-            {
-                long id = ids[r * count + j];
-                if ((ulong)id >= (ulong)vocab) throw new InvalidOperationException($"generate: TopK returned the id {id}, outside the vocabulary [0, {vocab})");
-                i[j] = (int)id;
-            }
-            if (suffice(i, v)) rows[r] = new LogitsRow(null, i, v);
-            else whole.Add(r);
+            if ((uint)at[i] >= (uint)b) throw new ArgumentException($"generate: row {at[i]} of {b} rows of logits");
+            if (counts[i] < 0 || counts[i] > vocab) throw new ArgumentException($"generate: {counts[i]} candidates from a row of {vocab}");
+            if (counts[i] > 0 && suffice[i] is null) throw new ArgumentException($"generate: row {at[i]} asks for candidates with no check of them");
         }
+        using var scope = TensorScope.Begin();
+        var rows = new LogitsRow[n];
+        var whole = new List<int>();
+        var picks = Enumerable.Range(0, n).Where(i => counts[i] > 0).ToArray();
+        if (picks.Length > 0)
+        {
+            int count = picks.Max(i => counts[i]);
+            var (top, found) = Gather(logits, picks.Select(i => at[i]).ToArray()).TopK(count);
+            var values = top.ToFloatArray();
+            var ids = found.ToLongArray();
+            for (int p = 0; p < picks.Length; p++)
+            {
+                var v = values.AsSpan(p * count, count).ToArray();
+                var id = new int[count];
+                for (int j = 0; j < count; j++)
+                {
+                    long x = ids[p * count + j];
+                    if ((ulong)x >= (ulong)vocab) throw new InvalidOperationException($"generate: TopK returned the id {x}, outside the vocabulary [0, {vocab})");
+                    id[j] = (int)x;
+                }
+                if (suffice[picks[p]]!(id, v)) rows[picks[p]] = new LogitsRow(null, id, v);
+                else whole.Add(picks[p]);
+            }
+        }
+        whole.AddRange(Enumerable.Range(0, n).Where(i => counts[i] == 0));
         if (whole.Count > 0)
         {
-            // The rows the candidates do not decide, gathered on the device (row views) and read together.
-            var flat = (whole.Count == b ? logits : Tensor.Concat(0, whole.Select(r => logits.Narrow(0, r, 1)).ToArray())).ToFloatArray();
+            // The rows read whole (asked so, or not decided by their candidates), in row order, in one read.
+            whole.Sort();
+            var flat = Gather(logits, whole.Select(i => at[i]).ToArray()).ToFloatArray();
             for (int w = 0; w < whole.Count; w++) rows[whole[w]] = LogitsRow.Full(flat.AsSpan(w * vocab, vocab).ToArray());
         }
         return rows;
     }
+
+    /// <summary>Rows <paramref name="at"/> of <paramref name="logits"/>: the tensor itself when that is all of them in order, else their views concatenated on the device.</summary>
+    private static Tensor Gather(Tensor logits, int[] at) =>
+        at.Length == logits.Dim(0) && at.Select((r, i) => r == i).All(x => x) ? logits
+            : Tensor.Concat(0, at.Select(r => logits.Narrow(0, r, 1)).ToArray());
 }
