@@ -1,0 +1,166 @@
+using Parrot.Parrot.Inference;
+using Parrot.Parrot.Model;
+using Parrot.Parrot.Text;
+using Parrot.Parrot.Vision;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
+
+namespace Parrot.Parrot.Tests.Inference;
+
+/// <summary>
+/// The continuous batch's top-k sampling rows read from the device's candidates (<see cref="TopKCandidates"/>) against
+/// the same batch reading every sampling row whole (<see cref="ContinuousBatch.CandidateMargin"/> below 0): the same
+/// events (tokens, text, finish reasons) for a batch mixing greedy, penalised, top-k and other sampled sequences that join,
+/// end and are removed at different steps, on the test device, eager and with slots, float32 and bfloat16; and what each
+/// join and step reads back: per sampling row that asks for candidates, their values and ids (12 bytes each) in place of
+/// its row of logits where they decide it, and the row as well where they do not (margin 0: never).
+/// </summary>
+public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batch-candidates-tests")
+{
+    private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
+
+    private sealed record Case(ChatTurn[] Conversation, bool Image, GenerationOptions Options, int Max, int JoinAt, int RemoveAt = -1);
+
+    /// <summary>What a join or a step read back, and the cases whose rows it ran.</summary>
+    private sealed record Reads(string What, long Count, long Bytes, int[] Rows);
+
+    private int Vocab => ParrotConfig.Load(Path.Combine(ParrotDir, "config.json")).Text.VocabSize;
+
+    private static Case[] Cases()
+    {
+        static GenerationOptions Sampled(int k, double t, ulong seed, double topP = 1) =>
+            new() { Temperature = t, TopK = k, TopP = topP, Seed = seed, IgnoreEos = true };
+        var greedy = new GenerationOptions { IgnoreEos = true };
+        return
+        [
+            new(Ask("first question"), false, greedy, 14, 0),
+            new(Ask("a sampled answer, please"), false, Sampled(40, 0.9, 77, 0.95), 11, 0),
+            new(Ask("what colour is it?", image: true), true, Sampled(5, 1.5, 5), 7, 2),
+            // Top-k with a penalty, top-k past a third of the row, no top-k, greedy with a penalty: whole rows.
+            new(Ask("penalised and sampled"), false, Sampled(5, 0.8, 9) with { RepetitionPenalty = 1.3 }, 9, 3),
+            new(Ask("dropped midway"), false, Sampled(1, 1, 4), 40, 1, RemoveAt: 6),
+            new(Ask("a wide top-k"), false, Sampled(100, 1, 6), 8, 5),
+            new(Ask("greedy, penalised"), false, greedy with { RepetitionPenalty = 1.2 }, 10, 4),
+            new(Ask("no top-k"), false, Sampled(0, 1.2, 10), 6, 1),
+            new(Ask("nucleus and top-k, may end"), false, Sampled(20, 0.7, 8, 0.8) with { IgnoreEos = false }, 12, 2),
+            // After all the others have ended: a candidates row alone, then with a greedy one.
+            new(Ask("late and sampled"), false, Sampled(3, 1.1, 3), 4, 20),
+            new(Ask("late and greedy"), false, greedy, 6, 21),
+        ];
+    }
+
+    /// <summary>Runs <paramref name="cases"/> through a batch of <paramref name="margin"/>; the events as lines, and what each join and step read back.</summary>
+    private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, int margin, DecodeStepMode mode)
+    {
+        var red = ImageLoader.Load(Red);
+        using var batch = model.StartContinuousBatch(mode);
+        batch.CandidateMargin = margin;
+        var sequences = new BatchSequence?[cases.Length];
+        var events = new List<string>();
+        var reads = new List<Reads>();
+        var dev = TestDevice.Backend;
+        Reads Measure(string what, int[] rows, Action act)
+        {
+            long n = dev.DeviceToHost, bytes = dev.DeviceToHostBytes;
+            act();
+            return new Reads(what, dev.DeviceToHost - n, dev.DeviceToHostBytes - bytes, rows);
+        }
+        for (int step = 0; step < 200 && (step <= cases.Max(c => c.JoinAt) || batch.Count > 0); step++)
+        {
+            var running = Enumerable.Range(0, cases.Length).Where(i => sequences[i] is { Left: false }).ToList();
+            for (int i = 0; i < cases.Length; i++)
+            {
+                var c = cases[i];
+                if (c.JoinAt == step)
+                    reads.Add(Measure($"join {i}", [i], () => sequences[i] = batch.Join(c.Conversation, c.Image ? red : null, c.Options, c.Max)));
+                if (c.RemoveAt == step)
+                {
+                    batch.Remove(sequences[i]!);
+                    running.Remove(i);
+                    events.Add($"step {step}: {i} removed");
+                }
+            }
+            IReadOnlyList<BatchEvent> got = [];
+            reads.Add(Measure($"step {step}", running.ToArray(), () => got = batch.Step()));
+            foreach (var e in got) events.Add($"step {step}: {Array.IndexOf(sequences, e.Sequence)} token {e.Token} text '{e.Text}' {e.Finished}");
+        }
+        Assert.That(sequences, Is.All.Matches<BatchSequence?>(s => s is { Left: true }), "every sequence left");
+        Assert.That(batch.DecodePath, mode == DecodeStepMode.Eager ? Is.EqualTo("eager") : Does.StartWith("static slots"));
+        return (events, reads);
+    }
+
+    [Test]
+    public void CandidateRowsGiveTheWholeRowsEventsAndReadLess([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode,
+        [Values(DType.F32, DType.BF16)] DType dtype, [Values(0, 2)] int margin)
+    {
+        using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = TestDevice.Get(), DType = dtype });
+        var cases = Cases();
+        int vocab = Vocab;
+        var counts = cases.Select(c => Generator.PicksPlainArgMax(c.Options) ? 0 : TopKCandidates.Count(c.Options, vocab, margin)).ToArray();
+        Assert.That(counts.Count(n => n > 0), Is.EqualTo(5), "the cases that read candidates (top-k 1, 3, 5, 20, 40; not 100, not penalised)");
+        var (want, whole) = Run(model, cases, margin: -1, mode);
+        var (got, candidates) = Run(model, cases, margin, mode);
+        Assert.That(got, Is.EqualTo(want));
+        Assert.That(want, Has.Some.Contains("removed").And.Some.Contains("MaxTokens"));
+        Assert.That(want.Count(e => e.Contains("token")), Is.GreaterThan(60));
+
+        Assert.That(candidates.Select(r => r.What), Is.EqualTo(whole.Select(r => r.What)), "the same joins and steps");
+        int asked = 0, decided = 0, refused = 0;
+        for (int i = 0; i < whole.Count; i++)
+        {
+            var (w, g) = (whole[i], candidates[i]);
+            var sampling = g.Rows.Where(r => !Generator.PicksPlainArgMax(cases[r].Options)).ToArray();
+            var pick = sampling.Where(r => counts[r] > 0).ToArray();
+            int c = pick.Length, m = c > 0 ? pick.Max(r => counts[r]) : 0;
+            // The TopK of the asking rows reads m values and ids per row (their largest count); each row the candidates decide
+            // drops its row of logits (4 bytes a logit); the others are read whole with the count-0 rows, in one read.
+            long delta = w.Bytes + 12L * m * c - g.Bytes;
+            Assert.That(delta % (4L * vocab), Is.Zero, $"{g.What}: bytes read {g.Bytes}, whole rows {w.Bytes}, {c} rows of {m} candidates");
+            long s = delta / (4L * vocab);
+            Assert.That(s, Is.InRange(0, c), $"{g.What}: rows decided by their candidates");
+            // Margin 0: a row given exactly its k candidates cannot show where the k-th value's ties end (read whole); one
+            // of a smaller k given the step's largest count may be decided.
+            if (margin == 0) Assert.That(s, Is.AtMost(c - pick.Count(r => counts[r] == m)), $"{g.What}: the rows of k = {m} candidates are read whole");
+            long readWhole = sampling.Length - s;
+            Assert.That(g.Count, Is.EqualTo(w.Count + (c > 0 ? 2 : 0) - (sampling.Length > 0 ? 1 : 0) + (readWhole > 0 ? 1 : 0)), $"{g.What}: reads");
+            asked += c;
+            decided += (int)s;
+            refused += c - (int)s;
+        }
+        Assert.That(asked, Is.GreaterThan(30), "rows that asked for candidates");
+        if (margin == 0) Assert.That(refused, Is.GreaterThan(15), "rows whose candidates did not decide them, read whole");
+        if (margin > 0)
+        {
+            Assert.That(decided, Is.GreaterThan(asked * 3 / 4), "most rows decided by their candidates");
+            long Steps(List<Reads> r) => r.Where(x => x.What.StartsWith("step")).Sum(x => x.Bytes);
+            Assert.That(Steps(candidates), Is.LessThan(Steps(whole)), "fewer bytes read over the steps");
+        }
+        // The fixture runs steps of candidate rows alone, and of candidate, whole and greedy rows together.
+        Assert.That(candidates, Has.Some.Matches<Reads>(r => r.What.StartsWith("step") && r.Rows.Length > 0 && r.Rows.All(x => counts[x] > 0)), "a step of candidate rows only");
+        Assert.That(candidates, Has.Some.Matches<Reads>(r => r.Rows.Any(x => counts[x] > 0) && r.Rows.Any(x => counts[x] == 0 && !Generator.PicksPlainArgMax(cases[x].Options))
+            && r.Rows.Any(x => Generator.PicksPlainArgMax(cases[x].Options))), "a step of all three");
+    }
+
+    /// <summary>
+    /// Which sequences ask for candidates: on the test device the qualifying ones (<see cref="TopKCandidates.Count"/>), with
+    /// their count; none on the CPU (nothing to save), with <see cref="ContinuousBatch.HostPicksOnly"/>, or below margin 0.
+    /// </summary>
+    [Test]
+    public void OnlyQualifyingSequencesOnADeviceAskForCandidates([Values(false, true)] bool onTestDevice, [Values(false, true)] bool hostPicksOnly, [Values(-1, 2)] int margin)
+    {
+        using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = onTestDevice ? TestDevice.Get() : Device.Cpu });
+        using var batch = model.StartContinuousBatch(DecodeStepMode.Eager);
+        batch.HostPicksOnly = hostPicksOnly;
+        batch.CandidateMargin = margin;
+        var red = ImageLoader.Load(Red);
+        bool asks = onTestDevice && !hostPicksOnly && margin >= 0;
+        foreach (var c in Cases())
+        {
+            var s = batch.Join(c.Conversation, c.Image ? red : null, c.Options, c.Max);
+            int want = asks && !Generator.PicksPlainArgMax(c.Options) ? TopKCandidates.Count(c.Options, Vocab, margin) : 0;
+            Assert.That(s.Candidates, Is.EqualTo(want), $"{c.Conversation[0].Text}");
+            Assert.That(s.Suffice is not null, Is.EqualTo(want > 0));
+        }
+        Assert.That(batch.Step(), Has.Count.EqualTo(Cases().Length));
+    }
+}
