@@ -11,9 +11,10 @@ namespace Parrot.Parrot.Tests.Inference;
 /// The continuous batch's top-k sampling rows read from the device's candidates (<see cref="TopKCandidates"/>) against
 /// the same batch reading every sampling row whole (<see cref="ContinuousBatch.CandidateMargin"/> below 0): the same
 /// events (tokens, text, finish reasons) for a batch mixing greedy, penalised, top-k and other sampled sequences that join,
-/// end and are removed at different steps, on the test device, eager and with slots, float32 and bfloat16; and what each
-/// join and step reads back: per sampling row that asks for candidates, their values and ids (12 bytes each) in place of
-/// its row of logits where they decide it, and the row as well where they do not (margin 0: never).
+/// end and are removed at different steps, on the test device, eager and with slots (there the eager batch's events too),
+/// float32 and bfloat16; and what each join and step reads back: per sampling row that asks for candidates, their values
+/// and ids (12 bytes each) in place of its row of logits where they decide it, and the row as well where they do not
+/// (margin 0: a row given exactly k candidates never is).
 /// </summary>
 public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batch-candidates-tests")
 {
@@ -101,6 +102,8 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         var (want, whole) = Run(model, cases, margin: -1, mode);
         var (got, candidates) = Run(model, cases, margin, mode);
         Assert.That(got, Is.EqualTo(want));
+        // With slots, the eager batch's events too (an error in which slot's logits a row reads, common to both reads of it).
+        if (mode == DecodeStepMode.Static) Assert.That(got, Is.EqualTo(Run(model, cases, margin: -1, DecodeStepMode.Eager).Events), "the eager batch's events");
         Assert.That(want, Has.Some.Contains("removed").And.Some.Contains("MaxTokens"));
         Assert.That(want.Count(e => e.Contains("token")), Is.GreaterThan(60));
 
