@@ -5,6 +5,9 @@ using Parrot.Parrot.Vision;
 using Parrot.Tensors;
 using Parrot.Tests.Shared;
 
+using static Parrot.Parrot.Tests.Inference.BatchCase;
+using Case = Parrot.Parrot.Tests.Inference.BatchCase;
+
 namespace Parrot.Parrot.Tests.Inference;
 
 /// <summary>
@@ -18,10 +21,6 @@ namespace Parrot.Parrot.Tests.Inference;
 /// </summary>
 public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batch-candidates-tests")
 {
-    private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
-
-    private sealed record Case(ChatTurn[] Conversation, bool Image, GenerationOptions Options, int Max, int JoinAt, int RemoveAt = -1);
-
     /// <summary>What a join or a step read back, and the cases whose rows it ran.</summary>
     private sealed record Reads(string What, long Count, long Bytes, int[] Rows);
 

@@ -5,6 +5,9 @@ using Parrot.Parrot.Vision;
 using Parrot.Tensors;
 using Parrot.Tests.Shared;
 
+using static Parrot.Parrot.Tests.Inference.BatchCase;
+using Case = Parrot.Parrot.Tests.Inference.BatchCase;
+
 namespace Parrot.Parrot.Tests.Inference;
 
 /// <summary>
@@ -17,10 +20,6 @@ namespace Parrot.Parrot.Tests.Inference;
 /// </summary>
 public class ContinuousBatchSlotsTests() : TinyModelSetFixture("parrot-batch-slots-tests")
 {
-    private static ChatTurn[] Ask(string q, bool image = false) => [new ChatTurn(ChatRole.User, q, image)];
-
-    private sealed record Case(ChatTurn[] Conversation, bool Image, GenerationOptions Options, int? Max, int JoinAt, int RemoveAt = -1);
-
     /// <summary>
     /// One Step call: the rows it ran (greedy among them), the batch's S and C after it, its copies and ops on the test
     /// device, whether a sequence joined or was removed just before it, whether one finished in it.
