@@ -31,20 +31,7 @@ struct GradNormTable
     GradNormEntry e[GN_TABLE];
 };
 
-// A double as the old path stores it in a tensor of dtype dt and reads it back (store<double> then load<double>):
-// float32 rounds once, bf16 and f16 through float32 (Fill of a scalar, the reduce's stored sum of squares).
-__device__ __forceinline__ double gn_as_stored(int dt, double v)
-{
-    switch (dt)
-    {
-        case DT_F64: return v;
-        case DT_BF16: return (double)bf16_to_f32(f32_to_bf16((float)v));
-        case DT_F16: return (double)f16_to_f32(f32_to_f16((float)v));
-        default: return (double)(float)v;
-    }
-}
-
-// A float32 product as the binary kernel stores it in dtype dt and reads it back.
+// A float32 value as the binary kernel stores it in dtype dt (f32, bf16 or f16) and reads it back.
 __device__ __forceinline__ float gn_round(int dt, float v)
 {
     switch (dt)
@@ -54,6 +41,10 @@ __device__ __forceinline__ float gn_round(int dt, float v)
         default: return v;
     }
 }
+
+// A double as the old path stores it in a tensor of dtype dt and reads it back (store<double> then load<double>):
+// float64 kept, float32 rounded once, bf16 and f16 through float32 (a Fill of the scalar).
+__device__ __forceinline__ double gn_as_stored(int dt, double v) { return dt == DT_F64 ? v : (double)gn_round(dt, (float)v); }
 
 __device__ __forceinline__ int gn_blocks(i64 n)
 {
