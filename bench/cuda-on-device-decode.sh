@@ -40,12 +40,7 @@ done
 step "3. decode qwen2-0.5b bf16 from a CUDA graph"
 for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-0.5b 16 200 "$label" $envs; done
 step "4. serve's continuous-batch step, qwen2-0.5b bf16, 8 greedy sequences: eager rows, then the slots from a CUDA graph"
-for mode in eager slots; do
-  flag=; [ "$mode" = slots ] && flag=--cuda-graph
-  timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 128 --decode 100 --dtype bf16 --continuous 8 $flag --json \
-    > "$OUT/continuous-$mode.json" 2> "$OUT/continuous-$mode.log"
-  echo "continuous 8 $mode exit $?: $(tail -1 "$OUT/continuous-$mode.json" | grep -oE '"(ms_per_token|cuda_graph|graph_nodes)":[a-z0-9.]+' | tr '\n' ' ')" >> "$S"
-done
+continuous_rows 60
 step "5. one 7B graph replay profiled (default)"
 timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-7b-profile.json" 2> "$OUT/decode-7b-profile.log"

@@ -103,12 +103,7 @@ for mode in "" --cuda-graph; do
   echo "decode 0.5b ${mode:-eager} exit $?: $(tail -1 "$OUT/decode-05b${mode}.json" | cut -c1-300)" >> "$S"
 done
 # Serve's continuous batch (8 greedy sequences): the eager rows, then the static step with slots from a CUDA graph.
-for mode in eager slots; do
-  flag=; [ "$mode" = slots ] && flag=--cuda-graph
-  timeout 40 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 128 --decode 100 --dtype bf16 --continuous 8 $flag --json \
-    > "$OUT/continuous-$mode.json" 2> "$OUT/continuous-$mode.log"
-  echo "continuous 8 $mode exit $?: $(tail -1 "$OUT/continuous-$mode.json" | grep -oE '"(ms_per_token|cuda_graph|graph_nodes)":[a-z0-9.]+' | tr '\n' ' ')" >> "$S"
-done
+continuous_rows 40
 ls -la "$OUT" "$BACK" >> "$S"
 pack
 cat "$S"

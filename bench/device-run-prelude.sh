@@ -15,4 +15,15 @@ S="$OUT/summary.txt"
 : > "$S"
 T0=$(date +%s)
 step() { pack; echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$S"; }
+# Serve's continuous batch of 8 greedy sequences (Qwen2-0.5B, bf16): the eager rows, then the static step with slots
+# replayed from a CUDA graph, each under a limit of $1 seconds; a summary line each.
+continuous_rows() {
+  local mode flag
+  for mode in eager slots; do
+    flag=; [ "$mode" = slots ] && flag=--cuda-graph
+    timeout "$1" "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 128 --decode 100 --dtype bf16 --continuous 8 $flag --json \
+      > "$OUT/continuous-$mode.json" 2> "$OUT/continuous-$mode.log"
+    echo "continuous 8 $mode exit $?: $(tail -1 "$OUT/continuous-$mode.json" | grep -oE '"(ms_per_token|cuda_graph|graph_nodes)":[a-z0-9.]+' | tr '\n' ' ')" >> "$S"
+  done
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$S" 2>&1
