@@ -102,7 +102,25 @@ __device__ __forceinline__ T load(const void* p, int dt, i64 i)
     }
 }
 
-// Store v as element i of a tensor of element type dt (16-bit floats rounded to nearest even).
+// Integer results as the CPU backend's casts give them (.NET's CreateTruncating): a float rounds toward zero and
+// saturates at the type's range, NaN gives 0; an integer keeps its low bits (wraps). Spelled out because a plain cast
+// of an out-of-range float is undefined in C++ and, to uint8, the GPU converts to 32 bits and keeps the low byte
+// (300.0 gave 44 where the CPU gives 255).
+__device__ __forceinline__ int to_i32(double v) { return v != v ? 0 : v >= 2147483647.0 ? 2147483647 : v <= -2147483648.0 ? (-2147483647 - 1) : (int)v; }
+__device__ __forceinline__ int to_i32(float v) { return to_i32((double)v); }
+__device__ __forceinline__ int to_i32(i64 v) { return (int)v; }
+__device__ __forceinline__ i64 to_i64(double v)
+{
+    return v != v ? 0 : v >= 9223372036854775808.0 ? 9223372036854775807LL : v <= -9223372036854775808.0 ? (-9223372036854775807LL - 1) : (i64)v;
+}
+__device__ __forceinline__ i64 to_i64(float v) { return to_i64((double)v); }
+__device__ __forceinline__ i64 to_i64(i64 v) { return v; }
+__device__ __forceinline__ unsigned char to_u8(double v) { return v != v || v <= 0.0 ? 0 : v >= 255.0 ? 255 : (unsigned char)(int)v; }
+__device__ __forceinline__ unsigned char to_u8(float v) { return to_u8((double)v); }
+__device__ __forceinline__ unsigned char to_u8(i64 v) { return (unsigned char)v; }
+
+// Store v as element i of a tensor of element type dt (16-bit floats rounded to nearest even; integers as to_i32,
+// to_i64 and to_u8 give them). T is float, double or i64.
 template <typename T>
 __device__ __forceinline__ void store(void* p, int dt, i64 i, T v)
 {
@@ -112,10 +130,10 @@ __device__ __forceinline__ void store(void* p, int dt, i64 i, T v)
         case DT_F64: ((double*)p)[i] = (double)v; break;
         case DT_BF16: ((u16*)p)[i] = f32_to_bf16((float)v); break;
         case DT_F16: ((u16*)p)[i] = f32_to_f16((float)v); break;
-        case DT_I32: ((int*)p)[i] = (int)v; break;
-        case DT_I64: ((i64*)p)[i] = (i64)v; break;
+        case DT_I32: ((int*)p)[i] = to_i32(v); break;
+        case DT_I64: ((i64*)p)[i] = to_i64(v); break;
         case DT_BOOL: ((unsigned char*)p)[i] = v != (T)0 ? 1 : 0; break;
-        default: ((unsigned char*)p)[i] = (unsigned char)v; break;
+        default: ((unsigned char*)p)[i] = to_u8(v); break;
     }
 }
 

@@ -59,25 +59,13 @@ __device__ __forceinline__ u16 f64_to_f16(double d)
     return (u16)(sign | bits);
 }
 
-// Stores v as RowIO.Store<double> does: f32 rounded once; bf16 through float (BFloat16.FromFloat((float)v), as
-// PyTorch's c10::BFloat16); f16 rounded once; integers truncated towards zero and saturated, NaN to 0 (.NET's
-// CreateTruncating; spelled out because a C++ cast out of range is undefined and the GPU's u8 conversion would not
-// saturate at 255); Bool 1 for every nonzero value and NaN.
+// Stores v as RowIO.Store<double> does: prelude's store (f32 rounded once, bf16 through float as
+// BFloat16.FromFloat((float)v), integers saturated with NaN → 0 as .NET's CreateTruncating, Bool 1 for every nonzero
+// value and NaN), except f16, rounded once from the double (prelude's store goes through float: a second rounding).
 __device__ __forceinline__ void random_store(void* p, int dt, i64 i, double v)
 {
-    switch (dt)
-    {
-        case DT_F32: ((float*)p)[i] = (float)v; break;
-        case DT_F64: ((double*)p)[i] = v; break;
-        case DT_BF16: ((u16*)p)[i] = f32_to_bf16((float)v); break;
-        case DT_F16: ((u16*)p)[i] = f64_to_f16(v); break;
-        case DT_I32: ((int*)p)[i] = v != v ? 0 : v >= 2147483647.0 ? 2147483647 : v <= -2147483648.0 ? (-2147483647 - 1) : (int)v; break;
-        case DT_I64:
-            ((i64*)p)[i] = v != v ? 0 : v >= 9223372036854775808.0 ? 9223372036854775807LL : v <= -9223372036854775808.0 ? (-9223372036854775807LL - 1) : (i64)v;
-            break;
-        case DT_BOOL: ((unsigned char*)p)[i] = v != 0.0 ? 1 : 0; break;
-        default: ((unsigned char*)p)[i] = v != v || v <= 0.0 ? 0 : v >= 255.0 ? 255 : (unsigned char)(int)v; break;
-    }
+    if (dt == DT_F16) ((u16*)p)[i] = f64_to_f16(v);
+    else store<double>(p, dt, i, v);
 }
 
 // y[i] = low + (high − low)·Unit(Hash(i)), i < n; y contiguous of dtype dt.

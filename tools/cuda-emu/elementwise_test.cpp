@@ -54,6 +54,33 @@ int main()
     long long iv[12];
     launch(1, 32, [&] { copy_cast(L3, 12, iv, DT_I64, a, DT_F32); });
     for (int i = 0; i < 12; i++) CHECK(iv[i] == (long long)a[i], "f32->i64");
+    // Out-of-range floats and NaN into integers as the CPU backend gives them (.NET's CreateTruncating: toward zero,
+    // saturated, NaN 0; values printed by the CPU's Tensor.To), and int64 into uint8/int32 wrapping.
+    { const int n = 7; i64 s7[1] = {n}; i64 st7[2][8] = {{1}, {1}}; Layout L7 = make(1, s7, 2, st7);
+      float fx[n] = {300.f, -5.f, NAN, 1e10f, -1e10f, 254.7f, -0.7f};
+      double dx[n] = {300, -5, NAN, 1e10, -1e10, 254.7, 1e20};
+      const int u8f[n] = {255, 0, 0, 255, 0, 254, 0}, u8d[n] = {255, 0, 0, 255, 0, 254, 255};
+      const long long i32f[n] = {300, -5, 0, 2147483647, -2147483648LL, 254, 0}, i32d[n] = {300, -5, 0, 2147483647, -2147483648LL, 254, 2147483647};
+      const long long i64f[n] = {300, -5, 0, 10000000000LL, -10000000000LL, 254, 0}, i64d[n] = {300, -5, 0, 10000000000LL, -10000000000LL, 254, 9223372036854775807LL};
+      unsigned char yu[n]; int yi[n]; long long yl[n];
+      for (int src = 0; src < 2; src++)
+      {
+          const void* x = src == 0 ? (const void*)fx : (const void*)dx; int xdt = src == 0 ? DT_F32 : DT_F64;
+          launch(1, 8, [&] { copy_cast(L7, n, yu, DT_U8, x, xdt); });
+          launch(1, 8, [&] { copy_cast(L7, n, yi, DT_I32, x, xdt); });
+          launch(1, 8, [&] { copy_cast(L7, n, yl, DT_I64, x, xdt); });
+          for (int i = 0; i < n; i++)
+          {
+              CHECK(yu[i] == (src == 0 ? u8f : u8d)[i], "f%d -> u8 [%d]: %d", src == 0 ? 32 : 64, i, yu[i]);
+              CHECK(yi[i] == (src == 0 ? i32f : i32d)[i], "f%d -> i32 [%d]: %d", src == 0 ? 32 : 64, i, yi[i]);
+              CHECK(yl[i] == (src == 0 ? i64f : i64d)[i], "f%d -> i64 [%d]: %lld", src == 0 ? 32 : 64, i, yl[i]);
+          }
+      }
+      long long lx[3] = {300, (1LL << 32) + 5, -1};
+      launch(1, 8, [&] { copy_cast(L7, 3, yu, DT_U8, lx, DT_I64); });
+      launch(1, 8, [&] { copy_cast(L7, 3, yi, DT_I32, lx, DT_I64); });
+      CHECK(yu[0] == 44 && yu[1] == 5 && yu[2] == 255, "i64 -> u8 wraps: %d %d %d", yu[0], yu[1], yu[2]);
+      CHECK(yi[0] == 300 && yi[1] == 5 && yi[2] == -1, "i64 -> i32 wraps: %d %d %d", yi[0], yi[1], yi[2]); }
     // fill ints and floats
     int fi[12];
     launch(1, 32, [&] { fill(L3, 12, fi, DT_I32, 7.0, 7); });

@@ -197,6 +197,14 @@ internal static class SelfTestCases
         c.Add(new("copy (transposed view)", One, x => x[0].Transpose(0, 1).Contiguous()));
         c.Add(new("cast to bf16 and back", One, x => { using var h = x[0].To(DType.BF16); return h.To(x[0].DType); }));
         c.Add(new("cast to f32", One, x => x[0].To(DType.F32)));
+        // Out-of-range values and NaN into integers: toward zero, saturated, NaN 0, as the CPU (a GPU's plain uint8
+        // conversion kept the low byte of 32 bits: 300 gave 44).
+        c.Add(new("cast out of range → u8/i32/i64", (r, t) => [Tensor.FromArray(new double[] { 300, -5, double.NaN, 1e10, -1e10, 254.7, -0.7, 1e20 }).To(t)], x =>
+        {
+            using var u = x[0].To(DType.U8); using var i = x[0].To(DType.I32); using var l = x[0].To(DType.I64);
+            using var uf = u.To(DType.F64); using var @if = i.To(DType.F64); using var lf = l.To(DType.F64);
+            return Tensor.Concat(0, uf, @if, lf);
+        }, Exact: true));
         c.Add(new("fill", One, x => { var y = x[0].Clone(); y.Fill(0.375); return y; }));
         foreach (var (name, op) in new (string, UnaryOp)[]
         {
