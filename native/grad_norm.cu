@@ -5,7 +5,7 @@
 //                     after optionally scaling the gradient in place (DataParallel's scale, rounded as `g * scale`);
 //   grad_norm_finish  adds each tensor's partials in a fixed order, rounds the tensor's sum to float32 (float64 for
 //                     f64 tensors: what the per-tensor path, GradClip.TotalNorm, stores) and adds it to the running total in tensor order; the last
-//                     table's call takes the square root and the clip coefficient and writes [norm, coef];
+//                     table's call takes the square root and the clip coefficient and writes [norm, coef, Σ];
 //   grad_scale_multi  g ← g·coef rounded as `g * coef` (the scalar filled into g's dtype, multiplied in float32 for
 //                     the 16/32-bit dtypes); every block returns at once when coef is 1 (no clipping).
 // A tensor's block count is a function of its size only (gn_blocks), and no float atomics are used: the norm is the
@@ -98,7 +98,7 @@ extern "C" __global__ void grad_sumsq_multi(GradNormTable table, int count, doub
 
 // One block (a multiple of 32 threads): warp w sums the partials of tensors w, w + warps, ... (lane l those at
 // l, l + 32, ..., then a fixed butterfly), rounds the sum to float32 (f64 tensors: kept); thread 0 adds the tensors' sums in
-// table order to out[0] (0 when `first_table`). The last table's call leaves out = [norm, coef]: coef is
+// table order to out[0] (0 when `first_table`). The last table's call leaves out = [norm, coef, Σ]: coef is
 // max_norm / (norm + 1e-6) when the norm and max_norm are finite and that is below 1, else exactly 1.
 extern "C" __global__ void grad_norm_finish(GradNormTable table, int count, const double* partials, int first_table, int last_table,
                                             double max_norm, double* out)
@@ -132,6 +132,7 @@ extern "C" __global__ void grad_norm_finish(GradNormTable table, int count, cons
     }
     out[0] = norm;
     out[1] = coef;
+    out[2] = acc; // the sum of squares itself: a ZeRO-2 rank's share of the global norm
 }
 
 // g ← g·coef for every tensor of the table, coef = norm_coef[1] rounded as `g * coef` rounds its scalar.

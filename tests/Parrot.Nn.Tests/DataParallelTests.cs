@@ -129,6 +129,30 @@ public class DataParallelTests
         for (int i = 0; i < x.Length; i++) Assert.That(y[i], Is.EqualTo(x[i]), $"parameter {i} after the resumed step");
     }
 
+    [TestCase(DType.F16)]
+    [TestCase(DType.BF16)]
+    public void ZeroTwoClipsHalfPrecisionModelsByTheFloat64Norm(DType dtype)
+    {
+        // Gradients of 100 per element, 40 elements in buckets of 16 (float32 buffers): each bucket's sum of squares
+        // (≥ 80,000) is past f16's largest value (65,504), so it must not pass through the parameters' dtype; the global
+        // norm is √(40 · 10⁴) = 632.45…, taken through GradClip.ScaleAndSumOfSquares over the shards.
+        var ps = new List<Variable>
+        {
+            new(Tensor.Zeros([8, 3], dtype), requiresGrad: true, name: "w"),
+            new(Tensor.Zeros([16], dtype), requiresGrad: true, name: "b"),
+        };
+        using var dp = new DataParallel(new SingleProcessGroup(), ps, 2, q => new MixedPrecisionAdamW(q, 0.01), bucketElements: 16);
+        dp.ZeroGrad();
+        using (var scope = TensorScope.Begin())
+            ((ps[0] * 100.0).Sum() + (ps[1] * 100.0).Sum()).Backward();
+        double norm = dp.ReduceGradients(1.0, maxNorm: 1.0);
+        double expected = Math.Sqrt(40 * 100.0 * 100.0);
+        Assert.That(norm, Is.EqualTo(expected).Within(1e-9 * expected));
+        dp.Step(); // the clipped shard steps: AdamW's first step moves every element by ~lr, whatever the scale
+        foreach (var p in ps)
+            Assert.That(p.Value.ToDoubleArray(), Is.All.EqualTo(-0.01).Within(2e-4), p.Name);
+    }
+
     [Test]
     public void MemoryReportCountsTheShardedState()
     {

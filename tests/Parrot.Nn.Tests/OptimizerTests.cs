@@ -119,6 +119,32 @@ public class OptimizerTests
     }
 
     [Test]
+    public void ScaleAndSumOfSquaresIsTheScaledSumBeforeTheRoot()
+    {
+        // ZeRO-2's share of the global norm: the tensors scaled as `g * scale`, then Σ‖g‖² exactly as ClipGradNorm takes
+        // it (its norm is the square root of this sum, bit for bit), against a float64 loop over the scaled values.
+        using var scope = TensorScope.Begin();
+        foreach (var dtype in new[] { DType.F32, DType.BF16, DType.F16, DType.F64 })
+        {
+            Tensor[] Make() => [Tensor.FromArray(new float[] { 3, -1.7f, 0.3f }).To(dtype), Tensor.FromArray(new float[] { 400, 0.1f, -2.9f, 1.1f }, 2, 2).To(dtype)];
+            var (a, b) = (Make(), Make());
+            double sum = GradClip.ScaleAndSumOfSquares(a, 0.5);
+            double expected = 0;
+            foreach (var t in b)
+            {
+                using var scaled = t * 0.5;
+                t.CopyFrom(scaled);
+                expected += t.ToDoubleArray().Sum(v => v * v);
+            }
+            for (int i = 0; i < 2; i++) Assert.That(a[i].ToDoubleArray(), Is.EqualTo(b[i].ToDoubleArray()), $"{dtype.Name()}: tensor {i} scaled as g * scale");
+            Assert.That(sum, Is.EqualTo(expected).Within(1e-5).Percent, dtype.Name()); // float32 per-tensor sums: 2⁻²⁴ relative each
+            Assert.That(Math.Sqrt(sum), Is.EqualTo(GradClip.TotalNorm(a)), $"{dtype.Name()}: the norm is its root");
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => GradClip.ScaleAndSumOfSquares([], double.NaN));
+        Assert.That(GradClip.ScaleAndSumOfSquares([], 2), Is.EqualTo(0));
+    }
+
+    [Test]
     public void HalfGradientsOfALargeNormAreClippedAndTheirNormIsExactToFloat32()
     {
         // 1000 gradients of 10: each tensor's sum of squares is 100,000, past f16's 65,504 — kept in its dtype it was ∞

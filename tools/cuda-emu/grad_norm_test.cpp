@@ -71,8 +71,8 @@ static bool clips(double norm, double max_norm, double& coef)
 
 // CudaBackend.GradNormClip: per table of up to 64 gradients, grad_sumsq_multi (grid: the table's most blocks × its
 // tensors) then grad_norm_finish; after the last table's finish, grad_scale_multi per table. Blocks run in reverse
-// order when `reversed` (the result must not depend on it). Leaves [norm, coef] in out.
-static void fused(std::vector<Grad>& gs, double scale, double max_norm, double out[2], bool reversed, unsigned threads = 256)
+// order when `reversed` (the result must not depend on it). Leaves [norm, coef, sum of squares] in out.
+static void fused(std::vector<Grad>& gs, double scale, double max_norm, double out[3], bool reversed, unsigned threads = 256)
 {
     int tables = ((int)gs.size() + GN_TABLE - 1) / GN_TABLE;
     std::vector<gn::GradNormTable> tb(tables);
@@ -121,11 +121,13 @@ static void check(const char* name, std::vector<Grad> gs, double scale, double m
     if (scale != 1) for (auto& g : ref) old_scale(g, scale);
     double norm_ref = old_norm(ref), coef_ref;
     bool clip_ref = clips(norm_ref, max_norm, coef_ref);
-    double out[2] = {NAN, NAN}, out2[2] = {NAN, NAN};
+    double out[3] = {NAN, NAN, NAN}, out2[3] = {NAN, NAN, NAN};
     fused(gs, scale, max_norm, out, false);
     fused(again, scale, max_norm, out2, true, 64);
     CHECK(exact_norm ? (out[0] == norm_ref || (std::isnan(out[0]) && std::isnan(norm_ref))) : ulps_close(out[0], norm_ref, 8),
           "%s: norm %.17g, reference %.17g", name, out[0], norm_ref);
+    // The sum itself (ZeRO-2's share): the norm is exactly its square root.
+    CHECK(sqrt(out[2]) == out[0] || (std::isnan(out[0]) && std::isnan(out[2])), "%s: sum of squares %.17g, norm %.17g", name, out[2], out[0]);
     CHECK(memcmp(out, out2, sizeof out) == 0, "%s: [norm, coef] depends on the blocks' order or size: %.17g %.17g vs %.17g %.17g", name, out[0], out[1], out2[0], out2[1]);
     double coef;
     bool clip = clips(out[0], max_norm, coef);

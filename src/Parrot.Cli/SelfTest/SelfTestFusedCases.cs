@@ -116,6 +116,7 @@ internal static class SelfTestFusedCases
         }, Tolerance: SelfTestRunner.Bf16Tolerance); // the result is the bf16 copy, whatever the gradients' dtype
         yield return MultiTensorAdamW();
         yield return SelfTestGradClipCases.MultiTensorGradClip();
+        yield return SelfTestGradClipCases.ShardSumOfSquares();
         yield return MixedPrecisionOptimizer();
         foreach (var d in DecodeLinear()) yield return d;
         // The training ops of the backend contract (what the autograd rules call): statistics recomputed, the

@@ -54,6 +54,50 @@ internal static class SelfTestGradClipCases
         });
 
     /// <summary>
+    /// ZeRO-2's local share of the norm (<see cref="GradClip.ScaleAndSumOfSquares"/>, what DataParallel adds over ranks):
+    /// the same 70 tensors scaled by 1/3, Σ‖g‖² returned without clipping. The result is the sum (over the element count)
+    /// followed by the scaled tensors; on a GPU the per-tensor path runs there too and must give the sum to 1e-12 and the
+    /// tensors bit for bit.
+    /// </summary>
+    internal static SelfTestCase ShardSumOfSquares() => new("ZeRO-2 sum of squares (multi-tensor)", (r, t) =>
+        {
+            var x = new List<Tensor> { Normal(r, t, 1), Normal(r, t, 100003), Normal(r, DType.F32, 5000) };
+            for (int i = 0; i < 67; i++) x.Add(Normal(r, t, 1 + i * 53 % 300));
+            return [.. x];
+        }, x =>
+        {
+            var (scaled, sum) = ScaleAndSum(x);
+            if (x[0].Device.Kind == DeviceKind.Cuda && x[0].Backend is CudaBackend cuda)
+            {
+                bool before = cuda.MultiTensorGradClip;
+                cuda.MultiTensorGradClip = false;
+                try
+                {
+                    var (old, oldSum) = ScaleAndSum(x);
+                    CompareWithPerTensorPath(scaled, sum, 0, old, oldSum, 0); // second "norms" equal: the scaled bits always compared
+                    foreach (var g in old) g.Dispose();
+                }
+                finally { cuda.MultiTensorGradClip = before; }
+            }
+            var parts = new List<Tensor> { Tensor.FromArray(new[] { sum / x.Sum(g => (double)g.Count) }, x[0].Device) };
+            foreach (var g in scaled)
+            {
+                using (g)
+                using (var flat = g.Reshape(-1))
+                    parts.Add(flat.To(DType.F64));
+            }
+            var y = Tensor.Concat(0, [.. parts]);
+            foreach (var p in parts) p.Dispose();
+            return y;
+        });
+
+    private static (Tensor[] Scaled, double Sum) ScaleAndSum(Tensor[] x)
+    {
+        var copies = x.Select(g => TensorScope.Detach(g.Clone())).ToArray();
+        return (copies, GradClip.ScaleAndSumOfSquares(copies, 1.0 / 3));
+    }
+
+    /// <summary>
     /// Bench rows "grad norm 0.5B multi-tensor" / "… per-tensor": ClipGradNorm without a limit over Qwen2-0.5B's 290
     /// parameter shapes in bf16 (the gradients of bf16 training), the multi-tensor kernels against the per-tensor path
     /// (a SumOfSquares and a host read per gradient); one call between events, host waits included. GB/s of gradient

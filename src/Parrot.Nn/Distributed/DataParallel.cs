@@ -230,13 +230,9 @@ public sealed class DataParallel : IDisposable
 
         // ZeRO-2: only this rank's reduced pieces are kept.
         foreach (var p in Parameters) p.ZeroGrad();
-        double local = 0;
-        foreach (var b in _buckets)
-        {
-            if (scale != 1) Scale(b.OwnGrad!, scale);
-            using var ss = b.OwnGrad!.SumOfSquares();
-            local += ss.Item();
-        }
+        // This rank's share of the squared norm, each bucket's sum stored in float32 as GradClip's (not in the gradients'
+        // dtype: an f16 sum overflows past 65504); on CUDA a few launches and one read for all buckets, not one per bucket.
+        double local = GradClip.ScaleAndSumOfSquares(_buckets.Select(b => b.OwnGrad!).ToList(), scale);
         double norm = Math.Sqrt(Group.AllReduce(local));
         if (double.IsFinite(norm) && !double.IsPositiveInfinity(maxNorm))
         {

@@ -37,16 +37,10 @@ public static class GradClip
         var grads = parameters.Select(p => p.Grad).OfType<Tensor>().ToList();
         if (MultiTensorBackend(grads) is CudaBackend cuda)
         {
-            using var normCoef = cuda.GradNormClip(grads, scale, maxNorm);
-            return normCoef.ToDoubleArray()[0]; // the one wait: every launch above is queued
+            using var normCoefSum = cuda.GradNormClip(grads, scale, maxNorm);
+            return normCoefSum.ToDoubleArray()[0]; // the one wait: every launch above is queued
         }
-        if (scale != 1)
-            foreach (var g in grads)
-            {
-                using var scaled = g * scale;
-                g.CopyFrom(scaled);
-            }
-        double total = TotalNorm(grads);
+        double total = Math.Sqrt(ScaleEach(grads, scale));
         if (double.IsFinite(total) && !double.IsPositiveInfinity(maxNorm))
         {
             double coef = maxNorm / (total + 1e-6);
@@ -60,8 +54,38 @@ public static class GradClip
         return total;
     }
 
+    /// <summary>
+    /// Multiplies every tensor by <paramref name="scale"/> as <see cref="ScaleAndClipGradNorm"/> does and returns their
+    /// summed squares, Σ‖g‖², taken as <see cref="TotalNorm"/> takes them (each tensor's sum stored in float32, float64
+    /// for F64; added in list order in float64), without clipping: a rank's share of a global norm (ZeRO-2 adds every
+    /// rank's before the square root). On one CUDA device the same launches as the clipping path and one 24-byte read.
+    /// </summary>
+    public static double ScaleAndSumOfSquares(IReadOnlyList<Tensor> tensors, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (!double.IsFinite(scale)) throw new ArgumentOutOfRangeException(nameof(scale), scale, "gradient scale must be finite");
+        if (MultiTensorBackend(tensors) is CudaBackend cuda)
+        {
+            using var normCoefSum = cuda.GradNormClip(tensors, scale, double.PositiveInfinity);
+            return normCoefSum.ToDoubleArray()[2];
+        }
+        return ScaleEach(tensors, scale);
+    }
+
+    /// <summary>The per-tensor path: each tensor becomes <c>g * scale</c> (unless 1), then Σ‖g‖² as <see cref="TotalNorm"/>.</summary>
+    private static double ScaleEach(IReadOnlyList<Tensor> tensors, double scale)
+    {
+        if (scale != 1)
+            foreach (var g in tensors)
+            {
+                using var scaled = g * scale;
+                g.CopyFrom(scaled);
+            }
+        return SumOfSquares(tensors);
+    }
+
     /// <summary>The CUDA backend every gradient lives on, when there is one, its multi-tensor path is on and every gradient is contiguous.</summary>
-    private static CudaBackend? MultiTensorBackend(List<Tensor> grads)
+    private static CudaBackend? MultiTensorBackend(IReadOnlyList<Tensor> grads)
     {
         if (grads.Count == 0 || grads[0].Device.Kind != DeviceKind.Cuda || grads[0].Backend is not CudaBackend cuda || !cuda.MultiTensorGradClip) return null;
         foreach (var g in grads)
@@ -76,7 +100,10 @@ public static class GradClip
     /// (float64 for F64 tensors), the total added in float64. Not in the tensor's own dtype: an f16 sum overflows past
     /// 65504 (every f16 gradient set of norm above 256 came out ∞, never clipped) and a bf16 one keeps 8 bits.
     /// </summary>
-    public static double TotalNorm(IEnumerable<Tensor> tensors)
+    public static double TotalNorm(IEnumerable<Tensor> tensors) => Math.Sqrt(SumOfSquares(tensors));
+
+    /// <summary>Σ‖g‖² as <see cref="TotalNorm"/> takes it (before the square root).</summary>
+    private static double SumOfSquares(IEnumerable<Tensor> tensors)
     {
         double sum = 0;
         foreach (var g in tensors)
@@ -86,6 +113,6 @@ public static class GradClip
             g.Backend.Reduce(ReduceOp.SumOfSquares, g, Enumerable.Range(0, g.Rank).ToArray(), ss);
             sum += ss.Item();
         }
-        return Math.Sqrt(sum);
+        return sum;
     }
 }

@@ -37,10 +37,10 @@ public sealed partial class CudaBackend
     /// <summary>
     /// Global gradient-norm clipping over many tensors with no host synchronisation (native/grad_norm.cu): when
     /// <paramref name="scale"/> ≠ 1 every gradient is first replaced by g·scale rounded as <c>g * scale</c>; then the
-    /// norm √Σ‖g‖² is taken (each tensor's float64 sum of squares stored in its dtype, as its SumOfSquares is, the
+    /// norm √Σ‖g‖² is taken (each tensor's float64 sum of squares stored in float32, float64 for F64, as GradClip.TotalNorm's, the
     /// sums added in list order in float64), and when it and <paramref name="maxNorm"/> are finite and
     /// coef = maxNorm / (norm + 1e-6) is below 1, every gradient becomes g·coef rounded as <c>g * coef</c>. Returns a
-    /// float64 device tensor [norm, coef] (coef exactly 1 when nothing was scaled), written by queued kernels: reading it
+    /// float64 device tensor [norm, coef, Σ‖g‖²] (coef exactly 1 when nothing was scaled), written by queued kernels: reading it
     /// is the step's one wait. The norm equals the per-tensor path's to a few float64 ulps (only the order of each
     /// tensor's sum differs), and the gradients are that path's bits whenever the coefficients agree. Launches: two per
     /// 64 gradients for the norm, one per 64 for the scale (whose blocks return at once when coef is 1). Every gradient
@@ -59,10 +59,10 @@ public sealed partial class CudaBackend
             if (g.DType is not (DType.F32 or DType.BF16 or DType.F16 or DType.F64)) throw new ArgumentException($"GradNormClip: gradient {i} is {g.DType.Name()}; gradients are float tensors");
             if (!g.IsContiguous) throw new ArgumentException($"GradNormClip: gradient {i} ({g.ShapeString()}) is not contiguous");
         }
-        var result = Tensor.Empty([2], DType.F64, Device);
+        var result = Tensor.Empty([3], DType.F64, Device);
         if (grads.Count == 0)
         {
-            // No gradient: norm 0, nothing to scale (as the per-tensor path's empty sum).
+            // No gradient: norm 0, nothing to scale, sum 0 (as the per-tensor path's empty sum).
             Fill(result, 0);
             using var one = result.Narrow(0, 1, 1);
             Fill(one, 1);
