@@ -53,7 +53,7 @@ internal static partial class SelfTestDecodeCases
         {
             var options = new GenerationOptions { Temperature = 0.9, TopK = k, TopP = topP, Seed = (ulong)k };
             int count = TopKCandidates.Count(options, vocab);
-            var read = TopKCandidates.Read(rows, count, (i, v) => TokenSampler.CandidatesSuffice(options, vocab, i, v));
+            var read = TopKCandidates.Read(rows, Enumerable.Range(0, n).Select(_ => new CandidateAsk(count, (i, v, _) => TokenSampler.CandidatesSuffice(options, vocab, i, v))).ToArray());
             for (int r = 0; r < n; r++)
             {
                 var full = whole.AsSpan(r * vocab, vocab).ToArray();

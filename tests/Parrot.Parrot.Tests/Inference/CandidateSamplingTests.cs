@@ -28,8 +28,8 @@ public class CandidateSamplingTests
             public bool CandidatesPay => s.CandidatesPay;
             public float[][] Prefill() => s.Prefill();
             public float[][] Step(int[] tokens) => s.Step(tokens);
-            public LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice) => Count(s.PrefillCandidates(count, suffice));
-            public LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice) => Count(s.StepCandidates(tokens, count, suffice));
+            public LogitsRow[] PrefillCandidates(CandidateAsk[] asks) => Count(s.PrefillCandidates(asks));
+            public LogitsRow[] StepCandidates(int[] tokens, CandidateAsk[] asks) => Count(s.StepCandidates(tokens, asks));
             public void Dispose() => s.Dispose();
 
             private LogitsRow[] Count(LogitsRow[] rows)
@@ -104,7 +104,7 @@ public class CandidateSamplingTests
         using var session = (ICandidateDecodingSession)Generator.Wrap(model, mode).Start(prompts, steps);
         Assert.That(session.CandidatesPay, "the test device's reads are copies");
         var logits = reference.Prefill();
-        var rows = session.PrefillCandidates(count, (_, _) => true);
+        var rows = session.PrefillCandidates(Asks(batch, count, (_, _, _) => true));
         Check(logits, rows, "prefill");
         for (int s = 1; s <= steps; s++)
         {
@@ -117,7 +117,7 @@ public class CandidateSamplingTests
             var copies = new List<CopyRecord>();
             reads = dev.DeviceToHost; bytes = dev.DeviceToHostBytes;
             dev.CopyLog = copies;
-            try { rows = session.StepCandidates(tokens, count, (_, _) => !refuse); }
+            try { rows = session.StepCandidates(tokens, Asks(batch, count, (_, _, _) => !refuse)); }
             finally { dev.CopyLog = null; }
             long got = dev.DeviceToHostBytes - bytes;
             Check(logits, rows, $"step {s}");
@@ -127,6 +127,8 @@ public class CandidateSamplingTests
             Assert.That(rows.All(r => (r.Logits is null) != refuse), $"step {s}");
         }
     }
+
+    private static CandidateAsk[] Asks(int batch, int count, CandidateCheck check) => Enumerable.Range(0, batch).Select(_ => new CandidateAsk(count, check)).ToArray();
 
     private static void Check(float[][] logits, LogitsRow[] rows, string what)
     {

@@ -161,7 +161,8 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
             var s = batch.Join(c.Conversation, c.Image ? red : null, c.Options, c.Max);
             int want = asks && !Generator.PicksPlainArgMax(c.Options) ? TopKCandidates.Count(c.Options, Vocab, margin) : 0;
             Assert.That(s.Candidates, Is.EqualTo(want), $"{c.Conversation[0].Text}");
-            Assert.That(s.Suffice is not null, Is.EqualTo(want > 0));
+            Assert.That(s.Ask is not null, Is.EqualTo(want > 0));
+            Assert.That(s.Ask?.Seen is not null, Is.EqualTo(want > 0 && c.Options.RepetitionPenalty != 1), "a penalised sequence gathers its seen ids");
         }
         Assert.That(batch.Step(), Has.Count.EqualTo(Cases().Length));
     }
