@@ -43,7 +43,7 @@ internal sealed partial class KvCacheModel
     /// Host↔device: the S ids go up (one copy) only when a live slot's id differs from what the device holds (a sampled
     /// row, a join; not while greedy rows feed back their picks), the positions (one copy) only after a join or leave;
     /// the S ids come down (one read) only when some row is greedy, the sampling rows' logits (one read) only when some
-    /// row samples whole, the top-k candidates of those that ask for them (values and ids: two reads,
+    /// row samples whole, the candidates of those that ask for them (values, with a penalised row's seen ids' logits, and ids: two reads,
     /// <see cref="TopKCandidates.ReadRows"/>) only when some row does.</item>
     /// </list>
     /// </summary>
