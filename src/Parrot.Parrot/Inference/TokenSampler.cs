@@ -89,9 +89,7 @@ internal sealed class TokenSampler
         if (_values.Length < n) _values = new float[n];
         var keys = _values.AsSpan(0, n);
         values.CopyTo(keys);
-        sortedIds.Sort(keys);
-        for (int i = 1; i < n; i++)
-            if (sortedIds[i] == sortedIds[i - 1]) throw new InvalidOperationException($"generate: the top-k candidates name id {sortedIds[i]} twice");
+        sortedIds.Sort(keys); // distinct: the check refused duplicates
         var l = _work.AsSpan(0, n);
         // The penalty on the candidates only: every id left out is unseen (the check counted the seen ones in).
         for (int i = 0; i < n; i++) l[i] = Penalised(keys[i], sortedIds[i]);
