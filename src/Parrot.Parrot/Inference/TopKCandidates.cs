@@ -122,7 +122,9 @@ internal static class TopKCandidates
         for (int i = 0; i < n; i++)
         {
             if ((uint)at[i] >= (uint)b) throw new ArgumentException($"generate: row {at[i]} of {b} rows of logits");
-            if (asks[i] is { } a && (a.Count < 1 || a.Count > vocab)) throw new ArgumentException($"generate: {a.Count} candidates from a row of {vocab}");
+            if (asks[i] is not { } a) continue;
+            if (a.Count < 1 || a.Count > vocab) throw new ArgumentException($"generate: {a.Count} candidates from a row of {vocab}");
+            if (a.Suffice is null) throw new ArgumentException($"generate: row {at[i]} asks for candidates with no check of them");
         }
         using var scope = TensorScope.Begin();
         var rows = new LogitsRow[n];

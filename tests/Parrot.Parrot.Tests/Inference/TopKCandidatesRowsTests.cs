@@ -135,6 +135,7 @@ public class TopKCandidatesRowsTests
         Assert.That(() => TopKCandidates.ReadRows(logits, [0], [new(1, Yes), new(2, Yes)]), Throws.ArgumentException.With.Message.Contains("1 rows with 2 candidate asks"));
         Assert.That(() => TopKCandidates.ReadRows(logits, [0], [new(11, Yes)]), Throws.ArgumentException.With.Message.Contains("11 candidates from a row of 10"));
         Assert.That(() => TopKCandidates.ReadRows(logits, [0], [new(0, Yes)]), Throws.ArgumentException.With.Message.Contains("0 candidates"));
+        Assert.That(() => TopKCandidates.ReadRows(logits, [1], [new(2, null!)]), Throws.ArgumentException.With.Message.Contains("row 1 asks for candidates with no check"));
         Assert.That(() => TopKCandidates.ReadRows(logits.Reshape(30), [0], [new(1, Yes)]), Throws.ArgumentException.With.Message.Contains("rank 1"));
         Assert.That(() => TopKCandidates.Read(logits, [new(1, Yes)]), Throws.ArgumentException.With.Message.Contains("1 candidate asks (none null) for 3 rows"));
         Assert.That(() => KvCacheModel.CheckPicks(2, [true, false], [new(3, Yes), null]), Throws.ArgumentException.With.Message.Contains("row 0 is greedy and asks for 3 candidates"));
