@@ -80,6 +80,20 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsCandidateSamplingRowsPassOnTheDevice()
+    {
+        // The rows a GPU run uses to prove sampling (and penalised greedy decoding) from the device's candidates: here on
+        // the test device, whose reads are copies, so the generator takes the candidates path and the seen ids are gathered
+        // there.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "from device candidates = full row", TextWriter.Null);
+        Assert.That(rows.Select(r => r.Op).Distinct(), Is.EquivalentTo(new[]
+        {
+            "top-k sampling from device candidates = full row", "sampling with repetition penalty from device candidates = full row",
+        }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void TheSelftestsCudnnAttentionRowsRunInBf16Only()
     {
         // The rows a GPU run uses to prove cuDNN's SDPA (forced there; MISSING with cuDNN's reason where it cannot run):

@@ -7,8 +7,9 @@ namespace Parrot.Cli.SelfTest;
 /// <summary>
 /// "continuous batch, greedy on the device = host picks": the continuous batch that `serve` runs, over the demo's tiny
 /// LM (assets/tiny/lm) on the chosen device, with greedy sequences (their argmax taken on the device, ids read back),
-/// sampled and penalised ones (their logits read back, picked on the host; the top-k 40 one from its device candidates,
-/// <c>TopKCandidates</c>, the vocabulary of 2,048 being large enough) joining at different steps and one removed,
+/// sampled and penalised ones (picked on the host; the top-k 40 one and the penalised greedy one from their device
+/// candidates, <c>TopKCandidates</c> — the penalised one with its seen ids' logits —, the vocabulary of 2,048 being large
+/// enough; the others from their logits) joining at different steps and one removed,
 /// against the same batch with every pick on the host from the whole logits (<c>HostPicksOnly</c>): every event's sequence,
 /// token, text and finish reason must be the same, else the case throws (a failure naming the event).
 /// "continuous batch, static slots = eager": the same batch (plus an answer longer than 256 tokens, so the slots' C

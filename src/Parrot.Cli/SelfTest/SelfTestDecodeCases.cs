@@ -60,6 +60,7 @@ internal static partial class SelfTestDecodeCases
         yield return new("greedy pick on the device (ties, NaN, ±∞) = host argmax", PickInputs, GreedyPickSameAsHost, Exact: true);
         // SelfTestDecodeCases.Candidates.cs: top-k sampling from TopK's candidates read back instead of the row.
         yield return new("top-k sampling from device candidates = full row", Inputs, CandidatesSameAsFullRow, Exact: true);
+        yield return new("sampling with repetition penalty from device candidates = full row", Inputs, PenaltyCandidatesSameAsFullRow, Exact: true);
     }
 
     private static Tensor GreedyOnDeviceSameAsLogits(Tensor[] p)

@@ -47,12 +47,14 @@ public sealed class BatchSequence
     /// <summary>Its pick is a plain argmax, taken on the device: only its next id comes back (<see cref="Picked"/>), no logits.</summary>
     internal bool PicksOnDevice { get; }
     /// <summary>
-    /// How many of its row's top logits a step reads for it (<see cref="TopKCandidates.Count"/>: top-k sampling with no
-    /// penalty, on a device whose reads are copies); 0: its whole row (or its id, <see cref="PicksOnDevice"/>).
+    /// What a step reads of its row where not the whole row (<see cref="TopKCandidates.Count"/>: top-k sampling, greedy
+    /// with a penalty, on a device whose reads are copies): its top logits and, under a penalty, its own seen ids' logits
+    /// (<see cref="CandidateAsk.Seen"/>, kept on the device while it is in the batch); null: its whole row (or its id,
+    /// <see cref="PicksOnDevice"/>).
     /// </summary>
-    internal int Candidates { get; init; }
-    /// <summary>Whether its candidates decide its token (<see cref="TokenSampler.CandidatesSuffice"/>); set where <see cref="Candidates"/> is.</summary>
-    internal CandidateCheck? Suffice { get; init; }
+    internal CandidateAsk? Ask { get; init; }
+    /// <summary>How many of its row's top logits a step reads for it; 0: none (<see cref="Ask"/> null).</summary>
+    internal int Candidates => Ask?.Count ?? 0;
     /// <summary>The next token's logits or candidates, for the host's pick (sequences that do not pick on the device).</summary>
     internal LogitsRow? Row { get; set; }
     /// <summary>The next token as the device picked it (sequences that pick there); −1 when there is none.</summary>
@@ -70,9 +72,9 @@ public sealed class BatchSequence
 /// joins or leaves around it. A sequence whose pick is a plain argmax (greedy, no repetition penalty: the
 /// generator's condition) has it taken on the device and reads back its id alone, not its row of logits (151,936
 /// floats on Qwen2): the same token as the host's pick (<see cref="global::Parrot.Nn.GreedyToken"/>); the host still
-/// checks every id (end-of-sequence, stop strings, length). A sequence that samples with top-k and no penalty reads only
-/// its row's top logits where they decide its token (<see cref="TopKCandidates"/>, as the generator does), the whole row
-/// where they do not. On a CUDA device where the static step can run (the
+/// checks every id (end-of-sequence, stop strings, length). A sequence that samples with top-k, or decodes greedily with a
+/// repetition penalty, reads only its row's top logits and under a penalty its own seen ids' logits where they decide its
+/// token (<see cref="TopKCandidates"/>, as the generator does), the whole row where they do not. On a CUDA device where the static step can run (the
 /// generator's rule: <see cref="DecodeStepMode.Auto"/>, PARROT_STATIC_DECODE; and PARROT_STATIC_SLOTS not "0") the steps run it with slots
 /// (<see cref="KvCacheModel.StaticSlots"/>: one CUDA graph replay a step, whoever is in the batch); eagerly elsewhere.
 /// Not thread-safe: one thread drives a batch; each call holds the model's turn
@@ -156,18 +158,25 @@ public sealed class ContinuousBatch : IDisposable
             bool onDevice = !HostPicksOnly && Generator.PicksPlainArgMax(options);
             int vocab = _lm.VocabSize;
             int candidates = onDevice || HostPicksOnly || !_lm.CandidatesPay ? 0 : TopKCandidates.Count(options, vocab, CandidateMargin);
-            CandidateCheck? suffice = candidates > 0 ? (i, v) => TokenSampler.CandidatesSuffice(options, vocab, i, v) : null;
+            // The sampler sees the prompt before the prefill's read: a penalised row gathers the prompt's ids' logits. It
+            // takes no option that the length below changes (max new tokens).
+            var sampler = new TokenSampler(options, vocab, prompt.Ids);
+            var ask = candidates > 0 ? new CandidateAsk(candidates, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null) : null;
             LogitsRow? row = null;
             int picked = -1;
             KvCache cache;
             int length;
-            if (onDevice)
+            try
             {
-                using var id = _lm.PrefillRowGreedy(prompt, Room, out cache, out length);
-                picked = KvCacheModel.ReadIds(id)[0];
+                if (onDevice)
+                {
+                    using var id = _lm.PrefillRowGreedy(prompt, Room, out cache, out length);
+                    picked = KvCacheModel.ReadIds(id)[0];
+                }
+                else if (ask is not null) row = _lm.PrefillRowCandidates(prompt, Room, out cache, out length, "the prompt", ask);
+                else row = LogitsRow.Full(_lm.PrefillRow(prompt, Room, out cache, out length));
             }
-            else if (candidates > 0) row = _lm.PrefillRowCandidates(prompt, Room, out cache, out length, "the prompt", candidates, suffice!);
-            else row = LogitsRow.Full(_lm.PrefillRow(prompt, Room, out cache, out length));
+            catch { ask?.Seen?.Dispose(); throw; }
             var opts = options with { MaxNewTokens = chosen };
             int slot = -1;
             try
@@ -177,10 +186,10 @@ public sealed class ContinuousBatch : IDisposable
                 // before the first step that feeds this sequence.
                 if (_slots is not null) slot = _slots.Reserve(length + chosen);
             }
-            catch { cache.Dispose(); throw; }
-            var seq = new BatchSequence(opts, new TokenSampler(opts, vocab, prompt.Ids), new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, onDevice)
+            catch { cache.Dispose(); ask?.Seen?.Dispose(); throw; }
+            var seq = new BatchSequence(opts, sampler, new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, onDevice)
             {
-                Row = row, Picked = picked, Slot = slot, Candidates = candidates, Suffice = suffice,
+                Row = row, Picked = picked, Slot = slot, Ask = ask,
             };
             _active.Add(seq);
             return seq;
@@ -213,13 +222,13 @@ public sealed class ContinuousBatch : IDisposable
                     s.Cache = null;
                 }
                 var (ids, rows) = _slots.Step(stepping.Select(s => s.Slot).ToArray(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray(),
-                    stepping.Select(s => s.Candidates).ToArray(), stepping.Select(s => s.Suffice).ToArray());
+                    stepping.Select(s => s.Ask).ToArray());
                 Took(stepping, ids, rows);
             }
             else if (stepping.Count > 0)
             {
                 var (ids, rows) = _lm.StepRows(stepping.Select(s => s.Cache!).ToList(), stepping.Select(s => s.Pending).ToArray(), stepping.Select(s => s.PicksOnDevice).ToArray(),
-                    stepping.Select(s => s.Candidates).ToArray(), stepping.Select(s => s.Suffice).ToArray());
+                    stepping.Select(s => s.Ask).ToArray());
                 Took(stepping, ids, rows);
             }
             var events = new List<BatchEvent>(_active.Count);
@@ -267,6 +276,7 @@ public sealed class ContinuousBatch : IDisposable
         if (sequence.Slot >= 0) _slots?.Free(sequence.Slot);
         sequence.Slot = -1;
         sequence.Row = null;
+        sequence.Ask?.Seen?.Dispose();
     }
 
     private bool _disposed;

@@ -12,7 +12,8 @@ namespace Parrot.Parrot.Inference;
 /// and give what each would give alone. With a tokenizer the answers are also decoded and streamed as text
 /// that never splits a character. Greedy decoding without a repetition penalty takes the argmax on the model's device
 /// where the session can (<see cref="IGreedyDecodingSession"/>: ids read back instead of logits; the same tokens); top-k
-/// sampling without a penalty reads each row's top logits instead of the row (<see cref="ICandidateDecodingSession"/>). A
+/// sampling, and greedy decoding with a penalty, read each row's top logits (and the seen ids' logits where a penalty
+/// applies) instead of the row (<see cref="ICandidateDecodingSession"/>). A
 /// generator holds no state between calls; the model must not be used by two calls at once (the
 /// <see cref="ParrotModel"/> API serialises its callers).
 /// </summary>
@@ -210,34 +211,43 @@ public sealed class Generator
         using var session = Model.Start(prompts, options.MaxNewTokens);
         // Greedy on the device where the session can: ids come back instead of logits.
         var greedy = PicksPlainArgMax(options) ? session as IGreedyDecodingSession : null;
-        // Top-k sampling where the session's reads are copies: each row's top logits come back instead of the row.
+        // Top-k sampling (greedy with a penalty) where the session's reads are copies: each row's top logits, and under a
+        // penalty its seen ids' logits (each row's own seen ids, kept on the device), come back instead of the row.
         int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin) : 0;
         var candidates = count > 0 && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
-        CandidateCheck suffice = (i, v) => TokenSampler.CandidatesSuffice(options, vocab, i, v);
-        LogitsRow[]? rows = null;
-        int[]? ids = null;
-        if (greedy is not null) ids = CheckIds(greedy.PrefillGreedy(), b, vocab);
-        else rows = candidates is not null ? candidates.PrefillCandidates(count, suffice) : Whole(session.Prefill());
-        for (int step = 0; ; step++)
+        var asks = candidates is null ? null
+            : samplers.Select(s => new CandidateAsk(count, s.CandidatesSuffice, s.Penalises ? new DeviceSeenIds(s) : null)).ToArray();
+        try
         {
-            for (int r = 0; r < b; r++)
+            LogitsRow[]? rows = null;
+            int[]? ids = null;
+            if (greedy is not null) ids = CheckIds(greedy.PrefillGreedy(), b, vocab);
+            else rows = candidates is not null ? candidates.PrefillCandidates(asks!) : Whole(session.Prefill());
+            for (int step = 0; ; step++)
             {
-                if (done[r]) continue;
-                int id = ids is not null ? ids[r] : samplers[r].Next(rows![r]);
-                last[r] = id;
-                var (piece, finished) = AfterToken(id, filters[r], _eos, options, step + 1);
-                if (finished is not null) done[r] = true;
-                yield return new GenerationEvent(r, id, piece, finished);
+                for (int r = 0; r < b; r++)
+                {
+                    if (done[r]) continue;
+                    int id = ids is not null ? ids[r] : samplers[r].Next(rows![r]);
+                    last[r] = id;
+                    var (piece, finished) = AfterToken(id, filters[r], _eos, options, step + 1);
+                    if (finished is not null) done[r] = true;
+                    yield return new GenerationEvent(r, id, piece, finished);
+                }
+                if (done.All(d => d)) yield break;
+                if (greedy is not null)
+                {
+                    // A finished row is fed what the device picked for it (its output is dropped either way), so the ids
+                    // already on the device need no copy.
+                    for (int r = 0; r < b; r++) if (done[r]) last[r] = ids![r];
+                    ids = CheckIds(greedy.StepGreedy(last), b, vocab);
+                }
+                else rows = candidates is not null ? candidates.StepCandidates(last, asks!) : Whole(session.Step(last));
             }
-            if (done.All(d => d)) yield break;
-            if (greedy is not null)
-            {
-                // A finished row is fed what the device picked for it (its output is dropped either way), so the ids
-                // already on the device need no copy.
-                for (int r = 0; r < b; r++) if (done[r]) last[r] = ids![r];
-                ids = CheckIds(greedy.StepGreedy(last), b, vocab);
-            }
-            else rows = candidates is not null ? candidates.StepCandidates(last, count, suffice) : Whole(session.Step(last));
+        }
+        finally
+        {
+            foreach (var a in asks ?? []) a.Seen?.Dispose();
         }
     }
 

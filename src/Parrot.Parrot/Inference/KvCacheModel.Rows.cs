@@ -33,12 +33,12 @@ internal sealed partial class KvCacheModel
         PrefillRow(prompt, checkLength, out cache, out length, name, logits => TensorScope.Detach(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(1, VocabSize))));
 
     /// <summary>
-    /// As <see cref="PrefillRow(GenerationPrompt, Func{int, int}, out KvCache, out int, string)"/>, but returns the top
-    /// <paramref name="count"/> logits after the prompt, or the whole row where <paramref name="suffice"/> says no
+    /// As <see cref="PrefillRow(GenerationPrompt, Func{int, int}, out KvCache, out int, string)"/>, but returns the
+    /// candidates after the prompt that <paramref name="ask"/> asks for, or the whole row where its check says no
     /// (<see cref="TopKCandidates.Read"/>).
     /// </summary>
-    internal LogitsRow PrefillRowCandidates(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name, int count, CandidateCheck suffice) =>
-        PrefillRow(prompt, checkLength, out cache, out length, name, logits => TopKCandidates.Read(logits.Reshape(1, VocabSize), count, suffice)[0]);
+    internal LogitsRow PrefillRowCandidates(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name, CandidateAsk ask) =>
+        PrefillRow(prompt, checkLength, out cache, out length, name, logits => TopKCandidates.Read(logits.Reshape(1, VocabSize), [ask])[0]);
 
     /// <summary>The prefill of one prompt; <paramref name="take"/> turns its last logits [1, 1, vocab] (on the device, inside the prefill's scope) into the result.</summary>
     private T PrefillRow<T>(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name, Func<Tensor, T> take)
@@ -86,11 +86,11 @@ internal sealed partial class KvCacheModel
         StepRows(caches, tokens, logits => ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(tokens.Length, VocabSize))));
 
     /// <summary>
-    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>, but returns each row's top <paramref name="count"/> logits,
-    /// or its whole row where <paramref name="suffice"/> says no (<see cref="TopKCandidates.Read"/>).
+    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>, but returns each row's candidates as
+    /// <paramref name="asks"/>[r] asks, or its whole row where its check says no (<see cref="TopKCandidates.Read"/>).
     /// </summary>
-    internal LogitsRow[] StepRowsCandidates(IReadOnlyList<KvCache> caches, int[] tokens, int count, CandidateCheck suffice) =>
-        StepRows(caches, tokens, logits => TopKCandidates.Read(logits.Reshape(tokens.Length, VocabSize), count, suffice));
+    internal LogitsRow[] StepRowsCandidates(IReadOnlyList<KvCache> caches, int[] tokens, CandidateAsk[] asks) =>
+        StepRows(caches, tokens, logits => TopKCandidates.Read(logits.Reshape(tokens.Length, VocabSize), asks));
 
     /// <summary>
     /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/> for a batch that mixes both picks (the continuous batch):
@@ -100,33 +100,32 @@ internal sealed partial class KvCacheModel
     /// </summary>
     internal (int[] Ids, float[]?[] Logits) StepRows(IReadOnlyList<KvCache> caches, int[] tokens, bool[] greedy)
     {
-        var (ids, rows) = StepRows(caches, tokens, greedy, new int[tokens.Length], new CandidateCheck?[tokens.Length]);
+        var (ids, rows) = StepRows(caches, tokens, greedy, new CandidateAsk?[tokens.Length]);
         return (ids, rows.Select(r => r.Logits).ToArray());
     }
 
     /// <summary>
-    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[], bool[])"/>, but a sampling row where
-    /// <paramref name="candidates"/>[r] &gt; 0 gets its top candidates, or its whole logits where <paramref name="suffice"/>[r]
-    /// says they do not decide it (<see cref="TopKCandidates.ReadRows"/>); a row of count 0 its whole logits. Rows[r] of a
-    /// greedy row is empty (default).
+    /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[], bool[])"/>, but a sampling row where <paramref name="asks"/>[r]
+    /// is set gets its candidates, or its whole logits where its check says they do not decide it
+    /// (<see cref="TopKCandidates.ReadRows"/>); a row with no ask its whole logits. Rows[r] of a greedy row is empty (default).
     /// </summary>
-    internal (int[] Ids, LogitsRow[] Rows) StepRows(IReadOnlyList<KvCache> caches, int[] tokens, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
+    internal (int[] Ids, LogitsRow[] Rows) StepRows(IReadOnlyList<KvCache> caches, int[] tokens, bool[] greedy, CandidateAsk?[] asks)
     {
-        CheckPicks(tokens.Length, greedy, candidates, suffice);
-        return StepRows(caches, tokens, logits => SplitPicks(logits.Reshape(tokens.Length, VocabSize), greedy, candidates, suffice));
+        CheckPicks(tokens.Length, greedy, asks);
+        return StepRows(caches, tokens, logits => SplitPicks(logits.Reshape(tokens.Length, VocabSize), greedy, asks));
     }
 
     /// <summary>Checks what a mixed step is asked to read of its <paramref name="b"/> rows (a greedy row asks no candidates).</summary>
-    internal static void CheckPicks(int b, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
+    internal static void CheckPicks(int b, bool[] greedy, CandidateAsk?[] asks)
     {
-        if (greedy.Length != b || candidates.Length != b || suffice.Length != b)
-            throw new ArgumentException($"generate: {greedy.Length} greedy flags, {candidates.Length} candidate counts, {suffice.Length} checks for {b} rows");
+        if (greedy.Length != b || asks.Length != b)
+            throw new ArgumentException($"generate: {greedy.Length} greedy flags, {asks.Length} candidate asks for {b} rows");
         for (int r = 0; r < b; r++)
-            if (greedy[r] && candidates[r] != 0) throw new ArgumentException($"generate: row {r} is greedy and asks for {candidates[r]} candidates");
+            if (greedy[r] && asks[r] is { } a) throw new ArgumentException($"generate: row {r} is greedy and asks for {a.Count} candidates");
     }
 
     /// <summary>Rows [B, vocab] on the device → the greedy rows' ids and the other rows as the host samples from them (see the overloads above).</summary>
-    private static (int[] Ids, LogitsRow[] Rows) SplitPicks(Tensor logits, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
+    private static (int[] Ids, LogitsRow[] Rows) SplitPicks(Tensor logits, bool[] greedy, CandidateAsk?[] asks)
     {
         int b = greedy.Length;
         var ids = new int[b];
@@ -141,7 +140,7 @@ internal sealed partial class KvCacheModel
         var sampling = Enumerable.Range(0, b).Where(r => !greedy[r]).ToArray();
         if (sampling.Length > 0)
         {
-            var read = TopKCandidates.ReadRows(logits, sampling, sampling.Select(r => candidates[r]).ToArray(), sampling.Select(r => suffice[r]).ToArray());
+            var read = TopKCandidates.ReadRows(logits, sampling, sampling.Select(r => asks[r]).ToArray());
             for (int i = 0; i < sampling.Length; i++) rows[sampling[i]] = read[i];
         }
         return (ids, rows);

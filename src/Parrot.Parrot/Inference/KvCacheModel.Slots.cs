@@ -43,7 +43,7 @@ internal sealed partial class KvCacheModel
     /// Host↔device: the S ids go up (one copy) only when a live slot's id differs from what the device holds (a sampled
     /// row, a join; not while greedy rows feed back their picks), the positions (one copy) only after a join or leave;
     /// the S ids come down (one read) only when some row is greedy, the sampling rows' logits (one read) only when some
-    /// row samples whole, the top-k candidates of those that ask for them (values and ids: two reads,
+    /// row samples whole, the candidates of those that ask for them (values, with a penalised row's seen ids' logits, and ids: two reads,
     /// <see cref="TopKCandidates.ReadRows"/>) only when some row does.</item>
     /// </list>
     /// </summary>
@@ -192,23 +192,23 @@ internal sealed partial class KvCacheModel
         /// </summary>
         public (int[] Ids, float[]?[] Logits) Step(int[] slots, int[] tokens, bool[] greedy)
         {
-            var (ids, rows) = Step(slots, tokens, greedy, new int[greedy.Length], new CandidateCheck?[greedy.Length]);
+            var (ids, rows) = Step(slots, tokens, greedy, new CandidateAsk?[greedy.Length]);
             return (ids, rows.Select(r => r.Logits).ToArray());
         }
 
         /// <summary>
         /// As <see cref="Step(int[], int[], bool[])"/>, a sampling row read as the eager step reads it
-        /// (<see cref="StepRows(IReadOnlyList{KvCache}, int[], bool[], int[], CandidateCheck[])"/>): its top
-        /// <paramref name="candidates"/>[i] logits where that is above 0 and <paramref name="suffice"/>[i] says they decide
-        /// it, else its whole row. Rows[i] of a greedy row is empty (default).
+        /// (<see cref="StepRows(IReadOnlyList{KvCache}, int[], bool[], CandidateAsk[])"/>): the candidates
+        /// <paramref name="asks"/>[i] asks for where it is set and they decide it, else its whole row. Rows[i] of a greedy
+        /// row is empty (default).
         /// </summary>
-        public (int[] Ids, LogitsRow[] Rows) Step(int[] slots, int[] tokens, bool[] greedy, int[] candidates, CandidateCheck?[] suffice)
+        public (int[] Ids, LogitsRow[] Rows) Step(int[] slots, int[] tokens, bool[] greedy, CandidateAsk?[] asks)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var dec = _dec ?? throw new InvalidOperationException("continuous batch: no sequence joined");
             int b = slots.Length;
             if (tokens.Length != b || greedy.Length != b || b == 0) throw new ArgumentException($"continuous batch: {slots.Length} slots, {tokens.Length} tokens, {greedy.Length} greedy flags");
-            CheckPicks(b, greedy, candidates, suffice);
+            CheckPicks(b, greedy, asks);
             if (b != Loaded || slots.Distinct().Count() != b) throw new ArgumentException($"continuous batch: {b} slots fed ({string.Join(", ", slots)}), {Loaded} loaded");
             _m.CheckIds(tokens);
             var ids = _known is { } k ? (long[])k.Clone() : new long[dec.Batch];
@@ -238,7 +238,7 @@ internal sealed partial class KvCacheModel
             if (sampling.Length > 0)
             {
                 // The sampling rows' slots of the kept logits [S, vocab], read as the eager step reads them.
-                var read = TopKCandidates.ReadRows(dec.Logits!, sampling.Select(i => slots[i]).ToArray(), sampling.Select(i => candidates[i]).ToArray(), sampling.Select(i => suffice[i]).ToArray());
+                var read = TopKCandidates.ReadRows(dec.Logits!, sampling.Select(i => slots[i]).ToArray(), sampling.Select(i => asks[i]).ToArray());
                 for (int j = 0; j < sampling.Length; j++) rows[sampling[j]] = read[j];
             }
             return (picked, rows);

@@ -137,16 +137,16 @@ internal sealed partial class KvCacheModel
         public bool CandidatesPay => _m.CandidatesPay;
 
         /// <summary>The logits path (the decoder keeps its logits), each row's top logits read back in place of the row.</summary>
-        public LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice) =>
-            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowCandidates(p, _ => 0, out c, out length, $"prompt {r}", count, suffice)).Rows;
+        public LogitsRow[] PrefillCandidates(CandidateAsk[] asks) =>
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowCandidates(p, _ => 0, out c, out length, $"prompt {r}", Ask(asks, r, _prompts.Count))).Rows;
 
         /// <summary>As <see cref="Step"/>, then TopK of the kept logits on the device (one launch after the step) and its read.</summary>
-        public LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice)
+        public LogitsRow[] StepCandidates(int[] tokens, CandidateAsk[] asks)
         {
             var dec = Begin(tokens, greedy: false);
             dec.SetIds(tokens);
             Run();
-            return TopKCandidates.Read(dec.Logits!, count, suffice);
+            return TopKCandidates.Read(dec.Logits!, asks);
         }
 
         private delegate T RowPrefill<T>(GenerationPrompt prompt, int row, out KvCache cache, out int length);

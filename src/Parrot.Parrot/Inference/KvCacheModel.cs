@@ -65,11 +65,11 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
         public bool CandidatesPay => _m.CandidatesPay;
 
         /// <summary>The logits path with each row's top logits read back in place of the row (both read the same step).</summary>
-        public LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice) =>
-            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowCandidates(p, _ => _maxNew, out c, out _, $"prompt {r}", count, suffice), rows => rows);
+        public LogitsRow[] PrefillCandidates(CandidateAsk[] asks) =>
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowCandidates(p, _ => _maxNew, out c, out _, $"prompt {r}", Ask(asks, r, _prompts.Count)), rows => rows);
 
-        public LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice) =>
-            Step(tokens, greedy: false, (caches, t) => _m.StepRowsCandidates(caches, t, count, suffice));
+        public LogitsRow[] StepCandidates(int[] tokens, CandidateAsk[] asks) =>
+            Step(tokens, greedy: false, (caches, t) => _m.StepRowsCandidates(caches, t, asks));
 
         private delegate T RowPrefill<T>(GenerationPrompt prompt, int row, out KvCache cache);
 
@@ -119,6 +119,11 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
             _caches = null;
         }
     }
+
+    /// <summary>Row <paramref name="r"/>'s ask of a session's <paramref name="b"/> rows (one each, none null).</summary>
+    private static CandidateAsk Ask(CandidateAsk[] asks, int r, int b) =>
+        asks.Length == b ? asks[r] ?? throw new ArgumentException($"generate: no candidate ask for row {r}")
+            : throw new ArgumentException($"generate: {asks.Length} candidate asks for a batch of {b}");
 
     /// <summary>Each prompt's greedy token [1] (on the device) → all of them on the host in one read.</summary>
     private static int[] PrefillIds(Tensor[] picks)

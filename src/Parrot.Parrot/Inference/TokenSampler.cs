@@ -3,13 +3,16 @@ namespace Parrot.Parrot.Inference;
 /// <summary>
 /// Chooses the next token from logits (float64 arithmetic): repetition penalty, then greedy argmax, or
 /// temperature, top-k, top-p and a draw from a seeded SplitMix64 stream (the same seed gives the same draws
-/// on every machine). Top-k sampling without a repetition penalty may also pick from the row's largest logits alone
-/// (<see cref="NextFromCandidates"/>, read from the device instead of the whole row) with the same result bit for bit.
+/// on every machine). Top-k sampling, and greedy decoding with a repetition penalty, may also pick from the row's largest
+/// logits together with those of the ids seen so far (<see cref="NextFromCandidates(int[], float[], int)"/>, read from
+/// the device instead of the whole row) with the same result bit for bit.
 /// </summary>
 internal sealed class TokenSampler
 {
     private readonly GenerationOptions _options;
     private readonly bool[] _seen;
+    /// <summary>The ids of <see cref="_seen"/> in the order they were first seen (the device's copy grows by its tail: <see cref="DeviceSeenIds"/>).</summary>
+    private readonly List<int> _seenOrder = new();
     private ulong _state;
     private double[] _work = [];
     private int[] _order = [];
@@ -24,7 +27,28 @@ internal sealed class TokenSampler
         _seen = new bool[vocab];
         _state = options.Seed;
         foreach (int id in prompt)
-            if ((uint)id < (uint)vocab) _seen[id] = true;
+            if ((uint)id < (uint)vocab) See(id);
+    }
+
+    /// <summary>The ids seen so far (the prompt's in the vocabulary, then each pick), each once, in the order first seen.</summary>
+    internal IReadOnlyList<int> SeenIds => _seenOrder;
+
+    /// <summary>Whether a repetition penalty rescales the seen ids' logits (the candidates must carry them then).</summary>
+    internal bool Penalises => _options.RepetitionPenalty != 1;
+
+    private void See(int id)
+    {
+        if (_seen[id]) return;
+        _seen[id] = true;
+        _seenOrder.Add(id);
+    }
+
+    /// <summary>A raw logit after the repetition penalty, as every path applies it (Hugging Face's rule, in double).</summary>
+    private double Penalised(float logit, int id)
+    {
+        double x = logit, penalty = _options.RepetitionPenalty;
+        if (penalty != 1 && _seen[id]) x = x < 0 ? x * penalty : x / penalty;
+        return x;
     }
 
     public int Next(float[] logits)
@@ -33,30 +57,29 @@ internal sealed class TokenSampler
         int v = logits.Length;
         if (_work.Length < v) _work = new double[v];
         var l = _work.AsSpan(0, v);
-        double penalty = _options.RepetitionPenalty;
-        for (int i = 0; i < v; i++)
-        {
-            double x = logits[i];
-            if (penalty != 1 && _seen[i]) x = x < 0 ? x * penalty : x / penalty;
-            l[i] = x;
-        }
+        for (int i = 0; i < v; i++) l[i] = Penalised(logits[i], i);
         int id = _options.IsSampling ? Sample(l, [], out _) : ArgMax(l);
-        _seen[id] = true;
+        See(id);
         return id;
     }
 
-    /// <summary>A row as a session returns it: the whole row of logits, or its largest ones.</summary>
-    public int Next(LogitsRow row) => row.Logits is { } full ? Next(full) : NextFromCandidates(row.Ids!, row.Values!);
+    /// <summary>A row as a session returns it: the whole row of logits, or its candidates.</summary>
+    public int Next(LogitsRow row) => row.Logits is { } full ? Next(full) : NextFromCandidates(row.Ids!, row.Values!, row.Top);
+
+    /// <summary>Candidates that are all a row's top logits (no seen ids gathered): <see cref="NextFromCandidates(int[], float[], int)"/>.</summary>
+    public int NextFromCandidates(int[] ids, float[] values) => NextFromCandidates(ids, values, ids.Length);
 
     /// <summary>
-    /// <see cref="Next(float[])"/> of a row of which only <paramref name="ids"/>, <paramref name="values"/> are known (the
-    /// largest logits, any order), where <see cref="CandidatesSuffice"/> says they decide the pick: the same id, the
-    /// same draw taken from the stream. Throws where they do not (the caller reads the whole row then).
+    /// <see cref="Next(float[])"/> of a row of which only <paramref name="ids"/>, <paramref name="values"/> are known: its
+    /// first <paramref name="top"/> entries the row's largest raw logits (as <c>Tensor.TopK</c> gives them), the rest the
+    /// raw logits of seen ids not among them (<see cref="TopKCandidates"/>), where <see cref="CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int)"/>
+    /// says they decide the pick: the same id, the same draw taken from the stream. Throws where they do not (the caller
+    /// reads the whole row then).
     /// </summary>
-    public int NextFromCandidates(int[] ids, float[] values)
+    public int NextFromCandidates(int[] ids, float[] values, int top)
     {
-        if (!CandidatesSuffice(_options, _seen.Length, ids, values))
-            throw new InvalidOperationException("generate: the top-k candidates do not decide the sampled token (the whole row of logits is needed)");
+        if (!CandidatesSuffice(ids, values, top))
+            throw new InvalidOperationException("generate: the candidates do not decide the token (the whole row of logits is needed)");
         int n = ids.Length;
         // Index order: every loop below then visits the candidates in the order the whole row's loops would.
         if (_ids.Length < n) _ids = new int[n];
@@ -66,48 +89,101 @@ internal sealed class TokenSampler
         if (_values.Length < n) _values = new float[n];
         var keys = _values.AsSpan(0, n);
         values.CopyTo(keys);
-        sortedIds.Sort(keys);
-        for (int i = 1; i < n; i++)
-            if (sortedIds[i] == sortedIds[i - 1]) throw new InvalidOperationException($"generate: the top-k candidates name id {sortedIds[i]} twice");
+        sortedIds.Sort(keys); // distinct: the check refused duplicates
         var l = _work.AsSpan(0, n);
-        for (int i = 0; i < n; i++) l[i] = keys[i];
-        int id = Sample(l, sortedIds, out bool needRow);
+        // The penalty on the candidates only: every id left out is unseen (the check counted the seen ones in).
+        for (int i = 0; i < n; i++) l[i] = Penalised(keys[i], sortedIds[i]);
+        bool needRow = false;
+        // Greedy: the first largest in id order, as the whole row's ArgMax (no id left out reaches the maximum).
+        int id = _options.IsSampling ? Sample(l, sortedIds, out needRow) : sortedIds[ArgMax(l)];
         if (needRow)
         {
             // A corner where the zeros of the ids left out take part (the nucleus's sort reached probability 0) or where
-            // the arithmetic is not finite: the whole row rebuilt — every id left out is below the top-k threshold, so
-            // −∞ after the cut either way — and sampled as the whole row. No draw was taken yet.
+            // the arithmetic is not finite: the whole row rebuilt from the raw candidates — every id left out is below
+            // the top-k threshold, so −∞ after the cut either way, and unseen, so the penalty leaves −∞ — and sampled as
+            // the whole row. No draw was taken yet.
             var row = new float[_seen.Length];
             Array.Fill(row, float.NegativeInfinity);
             for (int i = 0; i < n; i++) row[ids[i]] = values[i];
             return Next(row);
         }
-        _seen[id] = true;
+        See(id);
         return id;
     }
 
     /// <summary>
     /// Whether the candidates <paramref name="ids"/>, <paramref name="values"/> (the largest logits of a row of
-    /// <paramref name="vocab"/>, as <c>Tensor.TopK</c> gives them) decide <see cref="Next(float[])"/> under
-    /// <paramref name="options"/>: sampling, top-k on, no repetition penalty; no candidate NaN (the sampler counts NaN as
-    /// −∞, TopK ranks it first); and either the candidates are the whole row or the smallest of them, after the
-    /// temperature, lies strictly below the k-th largest (so every id left out is cut by top-k, ties at the k-th value
-    /// included, even where the division by the temperature merges two floats).
+    /// <paramref name="vocab"/>, as <c>Tensor.TopK</c> gives them, no seen ids gathered) decide <see cref="Next(float[])"/>
+    /// under <paramref name="options"/>: the rule of <see cref="CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int)"/>
+    /// for a sampler that knows no seen ids, so never with a repetition penalty.
     /// </summary>
-    public static bool CandidatesSuffice(GenerationOptions options, int vocab, ReadOnlySpan<int> ids, ReadOnlySpan<float> values)
+    public static bool CandidatesSuffice(GenerationOptions options, int vocab, ReadOnlySpan<int> ids, ReadOnlySpan<float> values) =>
+        Suffice(options, vocab, null, 0, ids, values, ids.Length);
+
+    /// <summary>
+    /// Whether the candidates decide this sampler's next pick: <paramref name="ids"/>, <paramref name="values"/> (raw
+    /// logits), the first <paramref name="top"/> a row's largest (<c>Tensor.TopK</c>: every id outside them is ≤ their
+    /// smallest, m), the rest the logits of seen ids not among them. Every seen id must be there (a penalty: throws if one
+    /// is missing), so every id left out is unseen, its value unchanged by the penalty and ≤ m. Then:
+    /// <list type="bullet">
+    /// <item>no candidate NaN (the sampler counts NaN as −∞, TopK ranks it first: none among them, none in the row);</item>
+    /// <item>greedy: the largest candidate after the penalty strictly above m, so no id left out reaches the maximum and
+    /// the lowest-id rule among the candidates (sorted by id) is the whole row's;</item>
+    /// <item>sampling with top-k on (top-p alone needs the whole row's sum): the k-th largest candidate after the penalty
+    /// and the temperature strictly above m / T, so every id left out (≤ m / T after the division, which is monotonic) is
+    /// cut by top-k as on the whole row, ties at the k-th value included, even where the division merges two floats; the
+    /// k largest of the row are then candidates, so the row's k-th value is theirs;</item>
+    /// </list>
+    /// or the candidates are the whole row. A penalty below 1 raises the seen values, above 1 lowers them: neither touches
+    /// an id left out, so the rule holds either way.
+    /// </summary>
+    public bool CandidatesSuffice(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top) =>
+        Suffice(_options, _seen.Length, _seen, _seenOrder.Count, ids, values, top);
+
+    /// <summary>The rule of the overloads above; <paramref name="seen"/> null: no seen ids known (a penalty is refused).</summary>
+    private static bool Suffice(GenerationOptions options, int vocab, bool[]? seen, int seenCount, ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top)
     {
-        if (ids.Length != values.Length) throw new InvalidOperationException($"generate: {ids.Length} candidate ids for {values.Length} values");
+        int n = ids.Length;
+        if (n != values.Length) throw new InvalidOperationException($"generate: {n} candidate ids for {values.Length} values");
+        if (top < 1 || top > n) throw new InvalidOperationException($"generate: {top} top candidates of {n}");
         foreach (int id in ids)
             if ((uint)id >= (uint)vocab) throw new InvalidOperationException($"generate: the candidate id {id} is outside the vocabulary [0, {vocab})");
-        if (!options.IsSampling || options.RepetitionPenalty != 1 || options.TopK <= 0) return false;
+        double penalty = options.RepetitionPenalty;
+        if (options.IsSampling && options.TopK <= 0) return false;
+        if (penalty != 1 && seen is null) return false;
         foreach (float x in values) if (float.IsNaN(x)) return false;
-        if (ids.Length == vocab) return true;
-        if (options.TopK >= vocab || ids.Length < options.TopK) return false;
-        var sorted = values.ToArray();
+        var p = new double[n];
+        int seenHere = 0;
+        for (int i = 0; i < n; i++)
+        {
+            p[i] = values[i];
+            if (penalty != 1 && seen![ids[i]])
+            {
+                seenHere++;
+                p[i] = p[i] < 0 ? p[i] * penalty : p[i] / penalty;
+            }
+        }
+        // Distinct ids (a seen one named twice would hide a missing one below; the sampler refuses duplicates too).
+        var sorted = ids.ToArray();
         Array.Sort(sorted);
+        for (int i = 1; i < n; i++)
+            if (sorted[i] == sorted[i - 1]) throw new InvalidOperationException($"generate: the candidates name id {sorted[i]} twice");
+        if (penalty != 1 && seenHere != seenCount)
+            throw new InvalidOperationException($"generate: the candidates carry {seenHere} of the {seenCount} seen ids (the repetition penalty needs every seen id's logit)");
+        if (n == vocab) return true;
+        double m = double.PositiveInfinity;
+        for (int i = 0; i < top; i++) m = Math.Min(m, values[i]);
+        if (!options.IsSampling)
+        {
+            double max = double.NegativeInfinity;
+            foreach (double x in p) max = Math.Max(max, x);
+            return max > m;
+        }
+        if (options.TopK >= vocab || n < options.TopK) return false;
         double t = options.Temperature;
-        double kth = sorted[^options.TopK] / t, least = sorted[0] / t;
-        return least < kth;
+        for (int i = 0; i < n; i++) p[i] /= t;
+        Array.Sort(p);
+        return p[^options.TopK] > m / t;
     }
 
     /// <summary>The largest logit's id, the lowest id on a tie; NaN counts as smaller than everything.</summary>
@@ -121,9 +197,9 @@ internal sealed class TokenSampler
 
     /// <summary>
     /// The sampled id from <paramref name="l"/>: the whole row (<paramref name="ids"/> empty) or the candidates, values
-    /// at <paramref name="ids"/> (ascending), every other id of the vocabulary cut by top-k (<see cref="CandidatesSuffice"/>).
+    /// at <paramref name="ids"/> (ascending), every other id of the vocabulary cut by top-k (<see cref="CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int)"/>).
     /// Each loop runs over the entries in index order, so a left-out id (probability exactly 0) would change no sum, no
-    /// maximum and no draw. <paramref name="needRow"/>: the candidates alone cannot say (see <see cref="NextFromCandidates"/>);
+    /// maximum and no draw. <paramref name="needRow"/>: the candidates alone cannot say (see <see cref="NextFromCandidates(int[], float[], int)"/>);
     /// the stream is untouched then.
     /// </summary>
     private int Sample(Span<double> l, ReadOnlySpan<int> ids, out bool needRow)

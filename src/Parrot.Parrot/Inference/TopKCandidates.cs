@@ -3,18 +3,22 @@ using Parrot.Tensors;
 namespace Parrot.Parrot.Inference;
 
 /// <summary>
-/// One row of a decode step as the host samples from it: the whole row of <see cref="Logits"/>, or only its largest
-/// logits (<see cref="Ids"/>, <see cref="Values"/>: <see cref="TopKCandidates"/>).
+/// One row of a decode step as the host samples from it: the whole row of <see cref="Logits"/>, or its candidates
+/// (<see cref="Ids"/>, <see cref="Values"/>: <see cref="TopKCandidates"/>), of which the first <see cref="Top"/> are the
+/// row's largest logits and the rest those of seen ids not among them (a repetition penalty).
 /// </summary>
-internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values)
+internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top)
 {
-    public static LogitsRow Full(float[] logits) => new(logits, null, null);
+    public static LogitsRow Full(float[] logits) => new(logits, null, null, 0);
+
+    public static LogitsRow Candidates(int[] ids, float[] values, int top) => new(null, ids, values, top);
 }
 
 /// <summary>
-/// A session that can return each row's top logits instead of the whole row (on a GPU: [B, k + margin] values and ids
-/// read back instead of [B, vocab] floats, 151,936 for Qwen2), for top-k sampling with no repetition penalty, where the
-/// ids left out cannot change the sampled token (<see cref="TokenSampler.CandidatesSuffice"/>). A row whose candidates do
+/// A session that can return each row's candidates instead of the whole row (on a GPU: [B, k + margin] values and ids,
+/// and the seen ids' logits under a repetition penalty, read back instead of [B, vocab] floats, 151,936 for Qwen2), for
+/// top-k sampling and greedy decoding with a penalty, where the ids left out cannot change the token
+/// (<see cref="TokenSampler.CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int)"/>). A row whose candidates do
 /// not decide it comes back whole. The same path choice as <see cref="IGreedyDecodingSession"/>: the prefill picks it.
 /// </summary>
 internal interface ICandidateDecodingSession : IDecodingSession
@@ -22,15 +26,31 @@ internal interface ICandidateDecodingSession : IDecodingSession
     /// <summary>Whether candidates save anything here (a device whose reads are copies; not the CPU).</summary>
     bool CandidatesPay { get; }
 
-    /// <summary>As <see cref="IDecodingSession.Prefill"/>: each row's top <paramref name="count"/> logits, or the whole row where <paramref name="suffice"/> says no.</summary>
-    LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice);
+    /// <summary>As <see cref="IDecodingSession.Prefill"/>: row r read as <paramref name="asks"/>[r] says, or whole where its check says no.</summary>
+    LogitsRow[] PrefillCandidates(CandidateAsk[] asks);
 
     /// <summary>As <see cref="IDecodingSession.Step"/>, the rows as <see cref="PrefillCandidates"/> gives them.</summary>
-    LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice);
+    LogitsRow[] StepCandidates(int[] tokens, CandidateAsk[] asks);
 }
 
-/// <summary>Whether a row's candidates (ids, values) decide its token.</summary>
-internal delegate bool CandidateCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> values);
+/// <summary>
+/// Whether a row's candidates (ids, values: the first <paramref name="top"/> its largest logits, the rest seen ids'
+/// logits) decide its token.
+/// </summary>
+internal delegate bool CandidateCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top);
+
+/// <summary>
+/// What a row asks to read: its top <see cref="Count"/> logits, and with <see cref="Seen"/> (a repetition penalty) the
+/// logits of every id seen so far, gathered on the device; <see cref="Suffice"/> says whether they decide its token.
+/// </summary>
+internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSeenIds? Seen = null)
+{
+    /// <summary>
+    /// Whether reading the candidates costs fewer bytes than the row: 12 a candidate (value and id) and 4 a seen id's
+    /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary.
+    /// </summary>
+    public bool Pays(int vocab) => 3L * Count + (Seen?.Count ?? 0) < vocab;
+}
 
 /// <summary>
 /// The candidates read: <c>Tensor.TopK</c> of the logits on their device (one launch), values and ids read back, and
@@ -52,75 +72,91 @@ internal static class TopKCandidates
     internal static bool EnabledBy(string? value) => value?.Trim() != "0";
 
     /// <summary>
-    /// How many candidates to read for <paramref name="options"/> over <paramref name="vocab"/>, or 0 where the path does
-    /// not apply: off, greedy, a repetition penalty (it rescales by history, not by rank), top-k off or above
-    /// <see cref="MaxTopK"/>, or k + margin reaching a third of the row (a candidate reads 12 bytes, value and id, where
-    /// the row reads 4 a logit: nothing to save; only small test vocabularies get there).
+    /// How many top candidates to read for <paramref name="options"/> over <paramref name="vocab"/>, or 0 where the path
+    /// does not apply: off; sampling without top-k (top-p alone needs the whole row's sum, see docs/cuda.md) or with top-k
+    /// above <see cref="MaxTopK"/>; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
+    /// k + margin, greedy with a penalty 1 + margin (the seen ids' logits come on top: <see cref="CandidateAsk"/>). 0 also
+    /// where that count reaches a third of the row (a candidate reads 12 bytes, value and id, where the row reads 4 a
+    /// logit: nothing to save; only small test vocabularies get there).
     /// </summary>
     internal static int Count(GenerationOptions options, int vocab, int margin = DefaultMargin)
     {
-        if (!Enabled || !options.IsSampling || options.RepetitionPenalty != 1) return 0;
-        if (options.TopK <= 0 || options.TopK > MaxTopK || margin < 0) return 0;
-        long count = (long)options.TopK + margin;
+        if (!Enabled || margin < 0) return 0;
+        long count;
+        if (options.IsSampling)
+        {
+            if (options.TopK <= 0 || options.TopK > MaxTopK) return 0;
+            count = (long)options.TopK + margin;
+        }
+        else if (options.RepetitionPenalty == 1) return 0;
+        else count = 1L + margin;
         return 3 * count < vocab ? (int)count : 0;
     }
 
     /// <summary>
-    /// Logits [B, vocab] on their device → per row its top <paramref name="count"/> (values, ids), or its whole logits
-    /// where <paramref name="suffice"/> says the candidates do not decide it. Reads: the values and the ids (two), plus
-    /// one for the rows that need their logits.
+    /// Logits [B, vocab] on their device → row r read as <paramref name="asks"/>[r] says (its candidates, or its whole
+    /// logits where they do not decide it). Reads: the values and the ids (two), plus one for the rows read whole.
     /// </summary>
-    internal static LogitsRow[] Read(Tensor logits, int count, CandidateCheck suffice)
+    internal static LogitsRow[] Read(Tensor logits, CandidateAsk[] asks)
     {
         if (logits.Rank != 2) throw new ArgumentException($"generate: candidates from logits [B, vocab], got rank {logits.Rank}");
-        int b = logits.Dim(0), vocab = logits.Dim(1);
-        if (count <= 0 || count > vocab) throw new ArgumentException($"generate: {count} candidates from a row of {vocab}");
-        return ReadRows(logits, Enumerable.Range(0, b).ToArray(), Enumerable.Repeat(count, b).ToArray(), Enumerable.Repeat<CandidateCheck?>(suffice, b).ToArray());
+        int b = logits.Dim(0);
+        if (asks.Length != b || asks.Any(a => a is null)) throw new ArgumentException($"generate: {asks.Length} candidate asks (none null) for {b} rows");
+        return ReadRows(logits, Enumerable.Range(0, b).ToArray(), asks);
     }
 
     /// <summary>
     /// Rows <paramref name="at"/>[i] of logits [B, vocab] on their device, each read as the host samples from it: where
-    /// <paramref name="counts"/>[i] &gt; 0 its top candidates (one TopK over all such rows, of their largest count: more
-    /// candidates than a row asked for only decide it more often), or its whole logits where <paramref name="suffice"/>[i]
-    /// says they do not decide it; where the count is 0 its whole logits. Reads: the values and the ids when some row
-    /// asks for candidates, plus one for every row read whole (the rows gathered on the device, row views).
+    /// <paramref name="asks"/>[i] is set (and reading its candidates <see cref="CandidateAsk.Pays"/>) its candidates — the
+    /// top values of one TopK over all such rows at their largest count (more than a row asked for only decides it more
+    /// often), then the logits of its seen ids not among them, gathered on the device —, or its whole logits where its
+    /// check says they do not decide it; where the ask is null its whole logits. Reads: the values (top and seen in one
+    /// buffer) and the ids when some row asks for candidates, plus one for every row read whole (the rows gathered on
+    /// the device, row views). Host→device: only the seen ids not yet on the device (<see cref="DeviceSeenIds"/>).
     /// </summary>
-    internal static LogitsRow[] ReadRows(Tensor logits, int[] at, int[] counts, CandidateCheck?[] suffice)
+    internal static LogitsRow[] ReadRows(Tensor logits, int[] at, CandidateAsk?[] asks)
     {
         if (logits.Rank != 2) throw new ArgumentException($"generate: candidates from logits [B, vocab], got rank {logits.Rank}");
         int b = logits.Dim(0), vocab = logits.Dim(1), n = at.Length;
-        if (counts.Length != n || suffice.Length != n) throw new ArgumentException($"generate: {n} rows with {counts.Length} candidate counts and {suffice.Length} checks");
+        if (asks.Length != n) throw new ArgumentException($"generate: {n} rows with {asks.Length} candidate asks");
         for (int i = 0; i < n; i++)
         {
             if ((uint)at[i] >= (uint)b) throw new ArgumentException($"generate: row {at[i]} of {b} rows of logits");
-            if (counts[i] < 0 || counts[i] > vocab) throw new ArgumentException($"generate: {counts[i]} candidates from a row of {vocab}");
-            if (counts[i] > 0 && suffice[i] is null) throw new ArgumentException($"generate: row {at[i]} asks for candidates with no check of them");
+            if (asks[i] is not { } a) continue;
+            if (a.Count < 1 || a.Count > vocab) throw new ArgumentException($"generate: {a.Count} candidates from a row of {vocab}");
+            if (a.Suffice is null) throw new ArgumentException($"generate: row {at[i]} asks for candidates with no check of them");
         }
         using var scope = TensorScope.Begin();
         var rows = new LogitsRow[n];
         var whole = new List<int>();
-        var picks = Enumerable.Range(0, n).Where(i => counts[i] > 0).ToArray();
+        var picks = Enumerable.Range(0, n).Where(i => asks[i] is { } a && a.Pays(vocab)).ToArray();
         if (picks.Length > 0)
         {
-            int count = picks.Max(i => counts[i]);
+            int count = picks.Max(i => asks[i]!.Count);
             var (top, found) = Gather(logits, picks.Select(i => at[i]).ToArray()).TopK(count);
-            var values = top.ToFloatArray();
-            var ids = found.ToLongArray();
+            // The seen ids' logits of each penalised row, on the device, after the top values: one read for all.
+            var parts = new List<Tensor> { top.Reshape(picks.Length * count) };
+            var seenIds = new int[picks.Length][];
             for (int p = 0; p < picks.Length; p++)
             {
-                var v = values.AsSpan(p * count, count).ToArray();
-                var id = new int[count];
-                for (int j = 0; j < count; j++)
-                {
-                    long x = ids[p * count + j];
-                    if ((ulong)x >= (ulong)vocab) throw new InvalidOperationException($"generate: TopK returned the id {x}, outside the vocabulary [0, {vocab})");
-                    id[j] = (int)x;
-                }
-                if (suffice[picks[p]]!(id, v)) rows[picks[p]] = new LogitsRow(null, id, v);
+                if (asks[picks[p]]!.Seen is not { } seen) continue;
+                var (ids, onDevice) = seen.On(logits.Device);
+                seenIds[p] = ids;
+                if (ids.Length > 0) parts.Add(GatherIds(logits, at[picks[p]], onDevice!));
+            }
+            var values = (parts.Count == 1 ? parts[0] : Tensor.Concat(0, parts.ToArray())).ToFloatArray();
+            var topIds = found.ToLongArray();
+            int offset = picks.Length * count;
+            for (int p = 0; p < picks.Length; p++)
+            {
+                var (id, v) = Union(topIds.AsSpan(p * count, count), values.AsSpan(p * count, count), seenIds[p] ?? [],
+                    values.AsSpan(offset, seenIds[p]?.Length ?? 0), vocab);
+                offset += seenIds[p]?.Length ?? 0;
+                if (asks[picks[p]]!.Suffice(id, v, count)) rows[picks[p]] = LogitsRow.Candidates(id, v, count);
                 else whole.Add(picks[p]);
             }
         }
-        whole.AddRange(Enumerable.Range(0, n).Where(i => counts[i] == 0));
+        whole.AddRange(Enumerable.Range(0, n).Where(i => !picks.Contains(i)));
         if (whole.Count > 0)
         {
             // The rows read whole (asked so, or not decided by their candidates), in row order, in one read.
@@ -129,6 +165,45 @@ internal static class TopKCandidates
             for (int w = 0; w < whole.Count; w++) rows[whole[w]] = LogitsRow.Full(flat.AsSpan(w * vocab, vocab).ToArray());
         }
         return rows;
+    }
+
+    /// <summary>
+    /// A row's candidates: its top ids and values (in TopK's order), then each seen id not among them with its value.
+    /// </summary>
+    internal static (int[] Ids, float[] Values) Union(ReadOnlySpan<long> topIds, ReadOnlySpan<float> topValues, int[] seenIds, ReadOnlySpan<float> seenValues, int vocab)
+    {
+        int count = topIds.Length;
+        var inTop = new HashSet<int>(count);
+        var ids = new List<int>(count + seenIds.Length);
+        var values = new List<float>(count + seenIds.Length);
+        for (int j = 0; j < count; j++)
+        {
+            long x = topIds[j];
+            if ((ulong)x >= (ulong)vocab) throw new InvalidOperationException($"generate: TopK returned the id {x}, outside the vocabulary [0, {vocab})");
+            if (!inTop.Add((int)x)) throw new InvalidOperationException($"generate: TopK returned the id {x} twice");
+            ids.Add((int)x);
+            values.Add(topValues[j]);
+        }
+        for (int j = 0; j < seenIds.Length; j++)
+        {
+            if (inTop.Contains(seenIds[j])) continue;
+            ids.Add(seenIds[j]);
+            values.Add(seenValues[j]);
+        }
+        return (ids.ToArray(), values.ToArray());
+    }
+
+    /// <summary>
+    /// Row <paramref name="row"/> of logits [B, vocab] at <paramref name="ids"/> (int64 [s] on the device, checked on the
+    /// host: the seen ids are the sampler's) → [s] on the device. The backend's copy directly: the front-end's
+    /// <c>IndexSelect</c> would queue a device check of the ids that the next read fetches, one more copy.
+    /// </summary>
+    private static Tensor GatherIds(Tensor logits, int row, Tensor ids)
+    {
+        int s = ids.Dim(0);
+        var y = Tensor.Empty([1, s], logits.DType, logits.Device);
+        logits.Backend.IndexSelect(logits.Narrow(0, row, 1), 1, ids, y);
+        return y.Reshape(s);
     }
 
     /// <summary>Rows <paramref name="at"/> of <paramref name="logits"/>: the tensor itself when that is all of them in order, else their views concatenated on the device.</summary>

@@ -11,6 +11,8 @@ namespace Parrot.Parrot.Tests.Inference;
 /// sampled generations on the test device (eager and static sessions, f32 and bf16, seeds, top-k 1/5/50, top-p 1/0.8,
 /// temperatures 0.7/1.5, two prompts, a row ending early) give the whole-row path's tokens; a step reads the candidates'
 /// values and ids in place of the rows (device→host bytes counted), and a row the candidates do not decide is read whole.
+/// With a repetition penalty (0.7, 1.05, 1.3, 2; greedy and top-k sampling) the same, each row's seen ids' logits read
+/// with its top ones (4 bytes a seen id), the seen ids going up to the device only as they are added.
 /// </summary>
 public class CandidateSamplingTests
 {
@@ -28,8 +30,8 @@ public class CandidateSamplingTests
             public bool CandidatesPay => s.CandidatesPay;
             public float[][] Prefill() => s.Prefill();
             public float[][] Step(int[] tokens) => s.Step(tokens);
-            public LogitsRow[] PrefillCandidates(int count, CandidateCheck suffice) => Count(s.PrefillCandidates(count, suffice));
-            public LogitsRow[] StepCandidates(int[] tokens, int count, CandidateCheck suffice) => Count(s.StepCandidates(tokens, count, suffice));
+            public LogitsRow[] PrefillCandidates(CandidateAsk[] asks) => Count(s.PrefillCandidates(asks));
+            public LogitsRow[] StepCandidates(int[] tokens, CandidateAsk[] asks) => Count(s.StepCandidates(tokens, asks));
             public void Dispose() => s.Dispose();
 
             private LogitsRow[] Count(LogitsRow[] rows)
@@ -104,7 +106,7 @@ public class CandidateSamplingTests
         using var session = (ICandidateDecodingSession)Generator.Wrap(model, mode).Start(prompts, steps);
         Assert.That(session.CandidatesPay, "the test device's reads are copies");
         var logits = reference.Prefill();
-        var rows = session.PrefillCandidates(count, (_, _) => true);
+        var rows = session.PrefillCandidates(Asks(batch, count, (_, _, _) => true));
         Check(logits, rows, "prefill");
         for (int s = 1; s <= steps; s++)
         {
@@ -117,7 +119,7 @@ public class CandidateSamplingTests
             var copies = new List<CopyRecord>();
             reads = dev.DeviceToHost; bytes = dev.DeviceToHostBytes;
             dev.CopyLog = copies;
-            try { rows = session.StepCandidates(tokens, count, (_, _) => !refuse); }
+            try { rows = session.StepCandidates(tokens, Asks(batch, count, (_, _, _) => !refuse)); }
             finally { dev.CopyLog = null; }
             long got = dev.DeviceToHostBytes - bytes;
             Check(logits, rows, $"step {s}");
@@ -127,6 +129,106 @@ public class CandidateSamplingTests
             Assert.That(rows.All(r => (r.Logits is null) != refuse), $"step {s}");
         }
     }
+
+    [Test]
+    public void PenalisedGenerationsAreTheWholeRowsTokens([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode, [Values(DType.F32, DType.BF16)] DType dtype)
+    {
+        using var model = new Qwen2ForCausalLM(Lm, seed: 6, dtype);
+        model.To(TestDevice.Get());
+        var dev = TestDevice.Backend;
+        int candidateRows = 0, wholeRows = 0;
+        long candidateBytes = 0, wholeBytes = 0;
+        foreach (double penalty in new[] { 0.7, 1.05, 1.3, 2 })
+        foreach (var sampled in new GenerationOptions?[] { null, new() { Temperature = 0.9, TopK = 5 }, new() { Temperature = 1.3, TopK = 3, TopP = 0.8 } })
+        foreach (ulong seed in new ulong[] { 1, 2 })
+        {
+            var options = (sampled ?? new GenerationOptions()) with { MaxNewTokens = 12, RepetitionPenalty = penalty, Seed = seed, IgnoreEos = true };
+            string what = $"penalty {penalty}, {(sampled is null ? "greedy" : $"top-k {options.TopK}, top-p {options.TopP}")}, seed {seed}";
+            long bytes = dev.DeviceToHostBytes;
+            var want = new Generator(Generator.LogitsOnly(Generator.Wrap(model, mode)), endOfSequenceIds: []).Generate(TwoPrompts, options);
+            wholeBytes += dev.DeviceToHostBytes - bytes;
+            var counting = new Counting(Generator.Wrap(model, mode));
+            bytes = dev.DeviceToHostBytes;
+            var got = new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, options);
+            candidateBytes += dev.DeviceToHostBytes - bytes;
+            for (int r = 0; r < 2; r++) Assert.That(got[r].Tokens, Is.EqualTo(want[r].Tokens), $"{what}: row {r}");
+            Assert.That(counting.CandidateRows + counting.WholeRows, Is.EqualTo(2 * 12), $"{what}: both rows every step");
+            candidateRows += counting.CandidateRows;
+            wholeRows += counting.WholeRows;
+        }
+        Assert.That(candidateRows, Is.GreaterThan(3 * wholeRows), "most rows from their candidates and seen ids");
+        Assert.That(wholeRows, Is.GreaterThan(0), "some rows read whole");
+        Assert.That(candidateBytes, Is.LessThan(wholeBytes / 2), "fewer bytes read");
+    }
+
+    /// <summary>
+    /// Penalised greedy rows, each step fed the pick of a sampler given the whole row (so the seen sets grow, by a new id
+    /// or by none): a step of each session reads the candidates' values with the seen ids' logits and their ids, in place
+    /// of the rows — (4 + 8)·count + 4·seen bytes a row, one more read —, the rows being the top count and then each row's
+    /// own seen ids outside them with the whole row's values; the seen ids go up only when new.
+    /// </summary>
+    [Test]
+    public void APenalisedStepReadsTheTopAndSeenLogitsInPlaceOfTheRows([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        const int count = 3, steps = 6;
+        using var model = new Qwen2ForCausalLM(Lm, seed: 8, DType.BF16);
+        model.To(TestDevice.Get());
+        var dev = TestDevice.Backend;
+        var prompts = TwoPrompts;
+        var options = new GenerationOptions { RepetitionPenalty = 1.3 };
+        var samplers = prompts.Select(p => new TokenSampler(options, Lm.VocabSize, p.Ids)).ToArray();
+        var seen = samplers.Select(s => new DeviceSeenIds(s)).ToArray();
+        try
+        {
+            var asks = samplers.Select((s, r) => new CandidateAsk(count, (_, _, _) => true, seen[r])).ToArray();
+            using var reference = Generator.Wrap(model, mode).Start(prompts, steps);
+            using var session = (ICandidateDecodingSession)Generator.Wrap(model, mode).Start(prompts, steps);
+            var logits = reference.Prefill();
+            var rows = session.PrefillCandidates(asks);
+            CheckSeen(logits, rows, samplers, "prefill");
+            int grew = 0;
+            for (int s = 1; s <= steps; s++)
+            {
+                var before = samplers.Select(x => x.SeenIds.Count).ToArray();
+                // Every other step row 1 is fed an id it has seen (its prompt's first): no upload for it.
+                var tokens = logits.Select((l, r) => r == 1 && s % 2 == 0 ? samplers[r].SeenIds[0] : samplers[r].Next(l)).ToArray();
+                int uploads = samplers.Select((x, r) => x.SeenIds.Count > before[r] ? 1 : 0).Sum();
+                grew += uploads;
+                long reads = dev.DeviceToHost, bytes = dev.DeviceToHostBytes, ups = dev.HostToDevice;
+                logits = reference.Step(tokens);
+                long referenceReads = dev.DeviceToHost - reads, referenceBytes = dev.DeviceToHostBytes - bytes, referenceUps = dev.HostToDevice - ups;
+                reads = dev.DeviceToHost; bytes = dev.DeviceToHostBytes; ups = dev.HostToDevice;
+                rows = session.StepCandidates(tokens, asks);
+                long got = dev.DeviceToHostBytes - bytes;
+                CheckSeen(logits, rows, samplers, $"step {s}");
+                long row = 4L * Lm.VocabSize * prompts.Length, candidates = 12L * count * prompts.Length + 4L * samplers.Sum(x => x.SeenIds.Count);
+                Assert.That(got, Is.EqualTo(referenceBytes - row + candidates), $"step {s}: device→host bytes");
+                Assert.That(dev.DeviceToHost - reads, Is.EqualTo(referenceReads + 1), $"step {s}: device→host reads");
+                // The step itself copies its tokens up (as the reference's); the seen ids only the rows that grew.
+                Assert.That(dev.HostToDevice - ups, Is.EqualTo(referenceUps + uploads), $"step {s}: host→device copies");
+            }
+            Assert.That(grew, Is.GreaterThan(3), "seen sets grew");
+        }
+        finally
+        {
+            foreach (var x in seen) x.Dispose();
+        }
+    }
+
+    /// <summary>Each row: its top candidates, then its sampler's seen ids outside them, with the whole row's values.</summary>
+    private static void CheckSeen(float[][] logits, LogitsRow[] rows, TokenSampler[] samplers, string what)
+    {
+        for (int r = 0; r < rows.Length; r++)
+        {
+            Assert.That(rows[r].Logits, Is.Null, $"{what}: row {r}");
+            var top = logits[r].Select((v, i) => (v, i)).OrderByDescending(x => x.v).ThenBy(x => x.i).Take(rows[r].Top).Select(x => x.i).ToArray();
+            var want = top.Concat(samplers[r].SeenIds.Where(id => !top.Contains(id))).ToArray();
+            Assert.That(rows[r].Ids, Is.EqualTo(want), $"{what}: row {r} ids");
+            Assert.That(rows[r].Values, Is.EqualTo(want.Select(id => logits[r][id])), $"{what}: row {r} values");
+        }
+    }
+
+    private static CandidateAsk[] Asks(int batch, int count, CandidateCheck check) => Enumerable.Range(0, batch).Select(_ => new CandidateAsk(count, check)).ToArray();
 
     private static void Check(float[][] logits, LogitsRow[] rows, string what)
     {
@@ -177,7 +279,7 @@ public class CandidateSamplingTests
         new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, options);
         Assert.That(counting.CandidateRows, Is.Zero, "on the CPU there is no copy to save");
         model.To(TestDevice.Get());
-        foreach (var o in new[] { options with { RepetitionPenalty = 1.1 }, options with { TopK = 0 }, options with { TopK = 59 } })
+        foreach (var o in new[] { options with { TopK = 0, TopP = 0.8, RepetitionPenalty = 1.1 }, options with { TopK = 0 }, options with { TopK = 59 }, new GenerationOptions { MaxNewTokens = 4 } })
         {
             counting = new Counting(Generator.Wrap(model));
             new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, o);

@@ -11,18 +11,20 @@ using Case = Parrot.Parrot.Tests.Inference.BatchCase;
 namespace Parrot.Parrot.Tests.Inference;
 
 /// <summary>
-/// The continuous batch's top-k sampling rows read from the device's candidates (<see cref="TopKCandidates"/>) against
-/// the same batch reading every sampling row whole (<see cref="ContinuousBatch.CandidateMargin"/> below 0): the same
-/// events (tokens, text, finish reasons) for a batch mixing greedy, penalised, top-k and other sampled sequences that join,
-/// end and are removed at different steps, on the test device, eager and with slots (there the eager batch's events too),
-/// float32 and bfloat16; and what each join and step reads back: per sampling row that asks for candidates, their values
-/// and ids (12 bytes each) in place of its row of logits where they decide it, and the row as well where they do not
-/// (margin 0: a row given exactly k candidates never is).
+/// The continuous batch's top-k sampling rows and penalised greedy rows read from the device's candidates
+/// (<see cref="TopKCandidates"/>) against the same batch reading every sampling row whole
+/// (<see cref="ContinuousBatch.CandidateMargin"/> below 0): the same events (tokens, text, finish reasons) for a batch
+/// mixing greedy, penalised (greedy and top-k, penalties 0.7, 1.05, 1.3, 2, each sequence its own seen ids), top-k and
+/// other sampled sequences that join, end and are removed at different steps, on the test device, eager and with slots
+/// (there the eager batch's events too), float32 and bfloat16; and what each join and step reads back: per row that asks
+/// for candidates, their values and ids (12 bytes each) and under a penalty its seen ids' logits (4 bytes each) in place
+/// of its row of logits where they decide it, and the row as well where they do not (margin 0: a row given exactly k
+/// candidates never is, nor is one whose penalty is above 1).
 /// </summary>
 public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batch-candidates-tests")
 {
     /// <summary>What a join or a step read back, and the cases whose rows it ran.</summary>
-    private sealed record Reads(string What, long Count, long Bytes, int[] Rows);
+    private sealed record Reads(string What, long Count, long Bytes, int[] Rows, long SeenBytes);
 
     private int Vocab => ParrotConfig.Load(Path.Combine(ParrotDir, "config.json")).Text.VocabSize;
 
@@ -36,16 +38,23 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
             new(Ask("first question"), false, greedy, 14, 0),
             new(Ask("a sampled answer, please"), false, Sampled(40, 0.9, 77, 0.95), 11, 0),
             new(Ask("what colour is it?", image: true), true, Sampled(5, 1.5, 5), 7, 2),
-            // Top-k with a penalty, top-k past a third of the row, no top-k, greedy with a penalty: whole rows.
+            // Top-k and greedy with penalties: their top logits and seen ids' logits. Top-k past a third of the row, no
+            // top-k (a penalty with top-p alone too): whole rows.
             new(Ask("penalised and sampled"), false, Sampled(5, 0.8, 9) with { RepetitionPenalty = 1.3 }, 9, 3),
             new(Ask("dropped midway"), false, Sampled(1, 1, 4), 40, 1, RemoveAt: 6),
             new(Ask("a wide top-k"), false, Sampled(100, 1, 6), 8, 5),
             new(Ask("greedy, penalised"), false, greedy with { RepetitionPenalty = 1.2 }, 10, 4),
-            new(Ask("no top-k"), false, Sampled(0, 1.2, 10), 6, 1),
+            new(Ask("no top-k"), false, Sampled(0, 1.2, 10) with { RepetitionPenalty = 1.05, TopP = 0.8 }, 6, 1),
+            new(Ask("greedy, lifted by a penalty below 1"), false, greedy with { RepetitionPenalty = 0.7 }, 9, 2),
+            new(Ask("top-k 20, Qwen's penalty"), false, Sampled(20, 0.7, 12, 0.8) with { RepetitionPenalty = 1.05 }, 10, 6),
+            new(Ask("greedy, penalty 2"), false, greedy with { RepetitionPenalty = 2 }, 8, 7),
             new(Ask("nucleus and top-k, may end"), false, Sampled(20, 0.7, 8, 0.8) with { IgnoreEos = false }, 12, 2),
             // After all the others have ended: a candidates row alone, then with a greedy one.
             new(Ask("late and sampled"), false, Sampled(3, 1.1, 3), 4, 20),
             new(Ask("late and greedy"), false, greedy, 6, 21),
+            // After those: penalised rows alone (greedy and sampled), each gathering its own seen ids.
+            new(Ask("late and penalised"), false, greedy with { RepetitionPenalty = 1.3 }, 7, 28),
+            new(Ask("late, sampled and penalised"), false, Sampled(3, 0.9, 21) with { RepetitionPenalty = 1.05 }, 7, 28),
         ];
     }
 
@@ -59,11 +68,19 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         var events = new List<string>();
         var reads = new List<Reads>();
         var dev = TestDevice.Backend;
-        Reads Measure(string what, int[] rows, Action act)
+        // The seen ids' logits a read gathers: 4 bytes for each id its penalised rows have seen (a step: before it runs,
+        // its fed tokens already seen; a join: its prompt's ids, seen from the start).
+        long SeenBytes(int[] rows) => rows.Sum(r =>
         {
-            long n = dev.DeviceToHost, bytes = dev.DeviceToHostBytes;
+            var ask = sequences[r]!.Ask;
+            if (ask is not null) Assert.That(ask.Pays(Vocab), "the tiny vocabulary leaves every ask its candidates");
+            return 4L * (ask?.Seen?.Count ?? 0);
+        });
+        Reads Measure(string what, int[] rows, Action act, bool join = false)
+        {
+            long n = dev.DeviceToHost, bytes = dev.DeviceToHostBytes, seen = join ? 0 : SeenBytes(rows);
             act();
-            return new Reads(what, dev.DeviceToHost - n, dev.DeviceToHostBytes - bytes, rows);
+            return new Reads(what, dev.DeviceToHost - n, dev.DeviceToHostBytes - bytes, rows, join ? SeenBytes(rows) : seen);
         }
         for (int step = 0; step < 200 && (step <= cases.Max(c => c.JoinAt) || batch.Count > 0); step++)
         {
@@ -72,7 +89,7 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
             {
                 var c = cases[i];
                 if (c.JoinAt == step)
-                    reads.Add(Measure($"join {i}", [i], () => sequences[i] = batch.Join(c.Conversation, c.Image ? red : null, c.Options, c.Max)));
+                    reads.Add(Measure($"join {i}", [i], () => sequences[i] = batch.Join(c.Conversation, c.Image ? red : null, c.Options, c.Max), join: true));
                 if (c.RemoveAt == step)
                 {
                     batch.Remove(sequences[i]!);
@@ -97,7 +114,7 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         var cases = Cases();
         int vocab = Vocab;
         var counts = cases.Select(c => Generator.PicksPlainArgMax(c.Options) ? 0 : TopKCandidates.Count(c.Options, vocab, margin)).ToArray();
-        Assert.That(counts.Count(n => n > 0), Is.EqualTo(5), "the cases that read candidates (top-k 1, 3, 5, 20, 40; not 100, not penalised)");
+        Assert.That(counts.Count(n => n > 0), Is.EqualTo(12), "the cases that read candidates (top-k 1, 3, 5, 20, 40, penalised top-k 3, 5 and 20, four penalised greedy; not top-k 100, not top-p alone)");
         var (want, whole) = Run(model, cases, margin: -1, mode);
         var (got, candidates) = Run(model, cases, margin, mode);
         Assert.That(got, Is.EqualTo(want));
@@ -107,28 +124,35 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         Assert.That(want.Count(e => e.Contains("token")), Is.GreaterThan(60));
 
         Assert.That(candidates.Select(r => r.What), Is.EqualTo(whole.Select(r => r.What)), "the same joins and steps");
-        int asked = 0, decided = 0, refused = 0;
+        int asked = 0, decided = 0, refused = 0, penalisedAsked = 0, penalisedDecided = 0;
         for (int i = 0; i < whole.Count; i++)
         {
             var (w, g) = (whole[i], candidates[i]);
             var sampling = g.Rows.Where(r => !Generator.PicksPlainArgMax(cases[r].Options)).ToArray();
             var pick = sampling.Where(r => counts[r] > 0).ToArray();
             int c = pick.Length, m = c > 0 ? pick.Max(r => counts[r]) : 0;
-            // The TopK of the asking rows reads m values and ids per row (their largest count); each row the candidates decide
-            // drops its row of logits (4 bytes a logit); the others are read whole with the count-0 rows, in one read.
-            long delta = w.Bytes + 12L * m * c - g.Bytes;
+            // The TopK of the asking rows reads m values and ids per row (their largest count), the penalised ones their seen
+            // ids' logits with them; each row the candidates decide drops its row of logits (4 bytes a logit); the others
+            // are read whole with the count-0 rows, in one read.
+            long delta = w.Bytes + 12L * m * c + g.SeenBytes - g.Bytes;
             Assert.That(delta % (4L * vocab), Is.Zero, $"{g.What}: bytes read {g.Bytes}, whole rows {w.Bytes}, {c} rows of {m} candidates");
             long s = delta / (4L * vocab);
             Assert.That(s, Is.InRange(0, c), $"{g.What}: rows decided by their candidates");
-            // Margin 0: a row given exactly its k candidates cannot show where the k-th value's ties end (read whole); one
-            // of a smaller k given the step's largest count may be decided.
-            if (margin == 0) Assert.That(s, Is.AtMost(c - pick.Count(r => counts[r] == m)), $"{g.What}: the rows of k = {m} candidates are read whole");
+            // Margin 0: a row given exactly its k candidates (1 for greedy) cannot show where the k-th value's ties end, nor
+            // with a penalty of 1 or above (it only lowers values: the union's k-th is at most m); a penalty below 1 may lift
+            // a seen one above m (decided), and a row of a smaller k given the step's largest count may be decided.
+            if (margin == 0)
+                Assert.That(s, Is.AtMost(c - pick.Count(r => counts[r] == m && cases[r].Options.RepetitionPenalty >= 1)), $"{g.What}: the rows of k = {m} candidates are read whole");
             long readWhole = sampling.Length - s;
             Assert.That(g.Count, Is.EqualTo(w.Count + (c > 0 ? 2 : 0) - (sampling.Length > 0 ? 1 : 0) + (readWhole > 0 ? 1 : 0)), $"{g.What}: reads");
             asked += c;
             decided += (int)s;
             refused += c - (int)s;
+            // Reads where every asking row is penalised: their rows decided from top and seen logits, not read.
+            if (c > 0 && pick.All(r => cases[r].Options.RepetitionPenalty != 1)) { penalisedAsked += c; penalisedDecided += (int)s; }
         }
+        Assert.That(penalisedAsked, Is.GreaterThan(10), "reads of penalised rows alone");
+        if (margin > 0) Assert.That(penalisedDecided, Is.GreaterThan(penalisedAsked / 2), "penalised rows decided by their candidates and seen ids");
         Assert.That(asked, Is.GreaterThan(30), "rows that asked for candidates");
         if (margin == 0) Assert.That(refused, Is.GreaterThan(15), "rows whose candidates did not decide them, read whole");
         if (margin > 0)
@@ -161,7 +185,8 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
             var s = batch.Join(c.Conversation, c.Image ? red : null, c.Options, c.Max);
             int want = asks && !Generator.PicksPlainArgMax(c.Options) ? TopKCandidates.Count(c.Options, Vocab, margin) : 0;
             Assert.That(s.Candidates, Is.EqualTo(want), $"{c.Conversation[0].Text}");
-            Assert.That(s.Suffice is not null, Is.EqualTo(want > 0));
+            Assert.That(s.Ask is not null, Is.EqualTo(want > 0));
+            Assert.That(s.Ask?.Seen is not null, Is.EqualTo(want > 0 && c.Options.RepetitionPenalty != 1), "a penalised sequence gathers its seen ids");
         }
         Assert.That(batch.Step(), Has.Count.EqualTo(Cases().Length));
     }

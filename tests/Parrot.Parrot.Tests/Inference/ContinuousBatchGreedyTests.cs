@@ -30,6 +30,9 @@ public class ContinuousBatchGreedyTests() : TinyModelSetFixture("parrot-batch-gr
         var red = ImageLoader.Load(Red);
         using var batch = model.StartContinuousBatch(mode);
         batch.HostPicksOnly = hostPicksOnly;
+        // Every other row read whole, as the host path reads it (the penalised greedy row would read candidates):
+        // the candidates' reads are ContinuousBatchCandidatesTests'.
+        batch.CandidateMargin = -1;
         var sequences = new BatchSequence?[cases.Length];
         var events = new List<string>();
         var reads = new List<Reads>();

@@ -51,6 +51,7 @@ public class ContinuousBatchSlotsTests() : TinyModelSetFixture("parrot-batch-slo
     {
         var red = ImageLoader.Load(Red);
         using var batch = model.StartContinuousBatch(mode);
+        batch.CandidateMargin = -1; // sampling and penalised rows read whole (candidates: ContinuousBatchCandidatesTests)
         Assert.That(batch.Slots is not null, Is.EqualTo(mode != DecodeStepMode.Eager), "slots where the static step runs");
         var sequences = new BatchSequence?[cases.Length];
         var events = new List<string>();

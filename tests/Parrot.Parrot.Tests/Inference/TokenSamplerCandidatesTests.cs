@@ -5,7 +5,7 @@ using Parrot.Tests.Shared;
 namespace Parrot.Parrot.Tests.Inference;
 
 /// <summary>
-/// TokenSampler's candidates path (<see cref="TokenSampler.NextFromCandidates"/>: sampling from a row's top logits, as
+/// TokenSampler's candidates path (<see cref="TokenSampler.NextFromCandidates(int[], float[])"/>: sampling from a row's top logits, as
 /// <c>Tensor.TopK</c> gives them, instead of the whole row) against the whole-row path, and the whole-row path against the
 /// sampler before the refactor (<see cref="FormerTokenSampler"/>), over streams of rows: same ids, same draws. Crafted rows
 /// for every case where the candidates cannot decide (ties at the k-th value past the margin, NaN, k ≥ vocabulary, a
@@ -75,7 +75,7 @@ public class TokenSamplerCandidatesTests
 
     /// <summary>
     /// Streams of rows, each sampled from its top k + margin (TopK on the CPU and the test device) where
-    /// <see cref="TokenSampler.CandidatesSuffice"/> says they decide it and from the whole row where not, against a sampler
+    /// <see cref="TokenSampler.CandidatesSuffice(GenerationOptions, int, ReadOnlySpan{int}, ReadOnlySpan{float})"/> says they decide it and from the whole row where not, against a sampler
     /// of the same seed given every whole row: the same ids, so the same draws taken. Both outcomes of the check occur.
     /// </summary>
     [Test]
@@ -227,15 +227,15 @@ public class TokenSamplerCandidatesTests
     }
 
     [Test]
-    public void OnlyTopKSamplingWithoutAPenaltyUsesCandidates()
+    public void WhichOptionsUseCandidates()
     {
         var row = new float[] { 4, 3, 2, 1, 0 };
         var (ids, values) = Top(row, 3, Device.Cpu);
         var ok = new GenerationOptions { Temperature = 1, TopK = 2 };
         Assert.That(TokenSampler.CandidatesSuffice(ok, 5, ids, values), Is.True);
-        Assert.That(TokenSampler.CandidatesSuffice(ok with { Temperature = 0 }, 5, ids, values), Is.False, "greedy");
+        Assert.That(TokenSampler.CandidatesSuffice(ok with { Temperature = 0 }, 5, ids, values), Is.True, "greedy: the largest above the smallest");
         Assert.That(TokenSampler.CandidatesSuffice(ok with { TopK = 0 }, 5, ids, values), Is.False, "top-k off");
-        Assert.That(TokenSampler.CandidatesSuffice(ok with { RepetitionPenalty = 1.2 }, 5, ids, values), Is.False, "a penalty");
+        Assert.That(TokenSampler.CandidatesSuffice(ok with { RepetitionPenalty = 1.2 }, 5, ids, values), Is.False, "a penalty, no seen ids known");
         Assert.That(TokenSampler.CandidatesSuffice(ok with { TopK = 4 }, 5, ids, values), Is.False, "fewer candidates than k");
         Assert.That(() => TokenSampler.CandidatesSuffice(ok, 5, [0, 9], [1, 2]), Throws.InvalidOperationException.With.Message.Contains("outside the vocabulary"));
         Assert.That(() => TokenSampler.CandidatesSuffice(ok, 5, [0, 1], [1]), Throws.InvalidOperationException);
@@ -244,7 +244,13 @@ public class TokenSamplerCandidatesTests
         Assert.That(TopKCandidates.Count(ok, 198, 64), Is.Zero, "k + margin reaches a third of the row (more bytes than the row)");
         Assert.That(TopKCandidates.Count(ok, 200_000, 64), Is.EqualTo(66));
         Assert.That(TopKCandidates.Count(ok with { TopK = 1025 }, 200_000, 64), Is.Zero, "above the cap");
-        Assert.That(TopKCandidates.Count(ok with { RepetitionPenalty = 1.1 }, 200_000, 64), Is.Zero);
+        Assert.That(TopKCandidates.Count(ok with { RepetitionPenalty = 1.1 }, 200_000, 64), Is.EqualTo(66), "a penalty: the seen ids come on top");
+        var greedy = new GenerationOptions();
+        Assert.That(TopKCandidates.Count(greedy, 200_000, 64), Is.Zero, "a plain argmax is taken on the device");
+        Assert.That(TopKCandidates.Count(greedy with { RepetitionPenalty = 1.05 }, 200_000, 64), Is.EqualTo(65), "greedy with a penalty: 1 + margin");
+        Assert.That(TopKCandidates.Count(greedy with { RepetitionPenalty = 1.05 }, 195, 64), Is.Zero, "a third of the row");
+        Assert.That(TopKCandidates.Count(ok with { TopK = 0, TopP = 0.8, RepetitionPenalty = 1.05 }, 200_000, 64), Is.Zero, "top-p alone: the whole row");
+        Assert.That(TopKCandidates.Count(ok, 200_000, -1), Is.Zero, "below margin 0");
         Assert.That(TopKCandidates.EnabledBy("0"), Is.False);
         Assert.That(TopKCandidates.EnabledBy(null) && TopKCandidates.EnabledBy("1"), Is.True);
     }
