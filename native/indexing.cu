@@ -124,23 +124,23 @@ extern "C" __global__ void scatter_add(Layout L, i64 n, void* dst, i64 daxis, i6
     }
 }
 
-// Embedding backward, deterministic and without float atomics (the contract sums each row's tokens in ascending
-// order): a counting sort of the token positions by id, then one block per vocabulary row.
-//   embedding_count:      counts[id + 1] += 1 (integer atomics: exact whatever the order)
-//   embedding_row_starts: inclusive scan in one block; counts[v] = first slot of row v, counts[v + 1] = its end
-//   embedding_place:      order[slot] = t, slots taken with atomics, so in no fixed order within a row
-//   embedding_sort_rows:  each row's positions in ascending order, into `sorted`: a short row by each position's
-//                         rank among the row's (all distinct; O(len²/threads)), a long one (len² > 32·tokens: a
-//                         padding id or a very common token in a big batch) by a stable compaction of the ids
-//                         (O(tokens/threads)), where the rank method would take one block seconds
-//   embedding_backward:   dw[v, j] += Σ dy[t, j] over the row's positions in ascending order, summed in float32
-//                         (float64 for an F64 dw), rounded once when added.
-extern "C" __global__ void embedding_count(i64 tokens, i64 vocab, const i64* ids, unsigned long long* counts)
+// A counting sort of positions by key, shared by the embedding backward (key = id, one group of all tokens) and the
+// deterministic scatter-add (key = g·D + p, a group of K positions per fiber group g): after it, `sorted` holds each
+// key's positions in ascending order and starts[key], starts[key + 1] bound them. Keys outside [0, nkeys) are left out.
+//   key_count:      counts[key + 1] += 1 (integer atomics: exact whatever the order)
+//   key_scan_tiles, key_scan_sums, key_scan_add: inclusive scan of counts over many blocks (below), so counts[v] =
+//                   the first slot of key v, counts[v + 1] its end; cursor receives a copy
+//   key_place:      order[slot] = position, slots taken with atomics, so in no fixed order within a key
+//   key_sort_rows:  each key's positions in ascending order, into `sorted`: a short row by each position's rank among
+//                   the row's (all distinct; O(len²/threads)), a long one (len² > 32·group: a padding id, a very
+//                   common token, a hot scatter index) by a stable compaction of its group's keys (O(group/threads)),
+//                   where the rank method would take one block seconds
+extern "C" __global__ void key_count(i64 n, i64 nkeys, const i64* keys, unsigned long long* counts)
 {
-    GRID_STRIDE_LOOP(t, tokens)
+    GRID_STRIDE_LOOP(t, n)
     {
-        i64 v = ids[t];
-        if (v >= 0 && v < vocab) atomicAdd(counts + v + 1, 1ULL);
+        i64 v = keys[t];
+        if (v >= 0 && v < nkeys) atomicAdd(counts + v + 1, 1ULL);
     }
 }
 
@@ -158,41 +158,70 @@ __device__ void block_inclusive_scan(i64* part)
     }
 }
 
-// One block (blockDim a power of two ≤ 1024); counts has vocab + 1 entries, cursor receives a copy of the starts.
-extern "C" __global__ void embedding_row_starts(i64 vocab, i64* counts, i64* cursor)
+// The multi-block inclusive scan of a[0, n) (blockDim a power of two ≤ 1024, one tile = blockDim entries):
+// key_scan_tiles scans each tile in place and writes its total to sums[tile]; key_scan_sums (one block) scans the
+// totals, walking them a block-width at a time with a carry; key_scan_add adds the totals of the tiles before each
+// entry's and copies the result into cursor. Integers: the same values whatever order the blocks run in.
+extern "C" __global__ void key_scan_tiles(i64 n, i64* a, i64* sums)
+{
+    __shared__ i64 part[1024];
+    i64 tiles = (n + blockDim.x - 1) / blockDim.x;
+    for (i64 t = blockIdx.x; t < tiles; t += gridDim.x)
+    {
+        i64 i = t * blockDim.x + threadIdx.x;
+        part[threadIdx.x] = i < n ? a[i] : 0;
+        block_inclusive_scan(part);
+        if (i < n) a[i] = part[threadIdx.x];
+        if (threadIdx.x == 0) sums[t] = part[blockDim.x - 1];
+        __syncthreads(); // part is rewritten by the next tile
+    }
+}
+
+extern "C" __global__ void key_scan_sums(i64 tiles, i64* sums)
 {
     __shared__ i64 part[1024];
     i64 carry = 0;
-    for (i64 base = 0; base <= vocab; base += blockDim.x)
+    for (i64 base = 0; base < tiles; base += blockDim.x)
     {
         i64 i = base + threadIdx.x;
-        part[threadIdx.x] = i <= vocab ? counts[i] : 0;
+        part[threadIdx.x] = i < tiles ? sums[i] : 0;
         block_inclusive_scan(part);
-        if (i <= vocab) { i64 v = part[threadIdx.x] + carry; counts[i] = v; cursor[i] = v; }
+        if (i < tiles) sums[i] = part[threadIdx.x] + carry;
         carry += part[blockDim.x - 1];
         __syncthreads();
     }
 }
 
-extern "C" __global__ void embedding_place(i64 tokens, i64 vocab, const i64* ids, unsigned long long* cursor, i64* order)
+extern "C" __global__ void key_scan_add(i64 n, i64 tile, i64* a, const i64* sums, i64* cursor)
 {
-    GRID_STRIDE_LOOP(t, tokens)
+    GRID_STRIDE_LOOP(i, n)
     {
-        i64 v = ids[t];
-        if (v >= 0 && v < vocab) order[atomicAdd(cursor + v, 1ULL)] = t;
+        i64 t = i / tile, v = a[i] + (t > 0 ? sums[t - 1] : 0);
+        a[i] = v;
+        cursor[i] = v;
     }
 }
 
-// One block per row (blockDim a power of two ≤ 1024). A short row: a position's rank among its row's positions is
-// its place. A long row: the block walks all ids in order and writes the positions equal to its row as it meets them
-// (a block-wide scan of the matches gives each its slot), so `order` is not read. The branch is the block's own.
-extern "C" __global__ void embedding_sort_rows(i64 vocab, const i64* starts, const i64* order, i64* sorted, i64 tokens, const i64* ids)
+extern "C" __global__ void key_place(i64 n, i64 nkeys, const i64* keys, unsigned long long* cursor, i64* order)
+{
+    GRID_STRIDE_LOOP(t, n)
+    {
+        i64 v = keys[t];
+        if (v >= 0 && v < nkeys) order[atomicAdd(cursor + v, 1ULL)] = t;
+    }
+}
+
+// One block per key (blockDim a power of two ≤ 1024); key v belongs to group v / per_group, whose positions are
+// [g·group, (g + 1)·group). A short row: a position's rank among its row's positions is its place. A long row: the
+// block walks its group's keys in order and writes the positions equal to its key as it meets them (a block-wide scan
+// of the matches gives each its slot), so `order` is not read. The branch is the block's own.
+extern "C" __global__ void key_sort_rows(i64 nkeys, i64 per_group, i64 group, const i64* starts, const i64* order, i64* sorted, const i64* keys)
 {
     __shared__ i64 part[1024];
-    for (i64 v = blockIdx.x; v < vocab; v += gridDim.x)
+    for (i64 v = blockIdx.x; v < nkeys; v += gridDim.x)
     {
         i64 s = starts[v], e = starts[v + 1], len = e - s;
-        if (len * len <= 32 * tokens)
+        if (len * len <= 32 * group)
         {
             for (i64 i = s + threadIdx.x; i < e; i += blockDim.x)
             {
@@ -202,11 +231,11 @@ extern "C" __global__ void embedding_sort_rows(i64 vocab, const i64* starts, con
             }
             continue;
         }
-        i64 at = s;
-        for (i64 base = 0; base < tokens; base += blockDim.x)
+        i64 at = s, first = v / per_group * group;
+        for (i64 base = 0; base < group; base += blockDim.x)
         {
-            i64 t = base + threadIdx.x;
-            bool match = t < tokens && ids[t] == v;
+            i64 t = first + base + threadIdx.x;
+            bool match = base + threadIdx.x < group && keys[t] == v;
             part[threadIdx.x] = match ? 1 : 0;
             block_inclusive_scan(part);
             if (match) sorted[at + part[threadIdx.x] - 1] = t;
@@ -216,6 +245,10 @@ extern "C" __global__ void embedding_sort_rows(i64 vocab, const i64* starts, con
     }
 }
 
+// Embedding backward, deterministic and without float atomics (the contract sums each row's tokens in ascending
+// order): the counting sort above with the ids as keys (one group: every token), then one block per vocabulary row:
+// dw[v, j] += Σ dy[t, j] over the row's positions in ascending order, summed in float32 (float64 for an F64 dw),
+// rounded once when added.
 extern "C" __global__ void embedding_backward(i64 vocab, i64 dim, void* dw, int wdt, const i64* starts, const i64* sorted,
                                               const void* dy, int dt, i64 dyrow, i64 dycol)
 {
@@ -238,5 +271,105 @@ extern "C" __global__ void embedding_backward(i64 vocab, i64 dim, void* dw, int 
                 store<float>(dw, wdt, v * dim + j, load<float>(dw, wdt, v * dim + j) + acc);
             }
         }
+    }
+}
+
+// Deterministic scatter-add (the default; scatter_add above is the atomic one, PARROT_DETERMINISTIC_SCATTER=0): each
+// destination element receives its contributions in ascending position j along the axis, each added in the dtype's
+// own arithmetic and stored (bf16/f16: the float32 sum rounded to nearest even at every addition; integers wrap): the
+// CPU's loop (Cpu/ScatterAdd.cs), so the bits are the CPU's. The index's dims other than the axis split into group
+// dims (the index varies along them) and vector dims (index stride 0: every element along them takes the same p, as an
+// expanded id column does). L lays out [group dims..., vector dims...] with operands dst, src, index (the axis left
+// out), so fiber f = g·W + w has index offset o[2] for any w. K is the index's length on the axis, D = dsize the
+// destination's; an index outside [0, D) adds nothing (the deferred index check reports it).
+//   scatter_add_walk:   one thread per fiber walks j = 0 .. K-1 (a short axis)
+//   scatter_keys:       key of position q = g·K + j is g·D + index value (-1 out of range); then the counting sort
+//                       above (group = K, per_group = D) and
+//   scatter_add_sorted: a thread per (key, w) adds the key's positions in ascending order, in a register, stored once.
+struct AddF32 { typedef float T; static __device__ __forceinline__ T add(T a, T b) { return __fadd_rn(a, b); } };
+struct AddF64 { typedef double T; static __device__ __forceinline__ T add(T a, T b) { return __dadd_rn(a, b); } };
+struct AddBF16 { typedef u16 T; static __device__ __forceinline__ T add(T a, T b) { return f32_to_bf16(__fadd_rn(bf16_to_f32(a), bf16_to_f32(b))); } };
+struct AddF16 { typedef u16 T; static __device__ __forceinline__ T add(T a, T b) { return f32_to_f16(__fadd_rn(f16_to_f32(a), f16_to_f32(b))); } };
+struct AddI32 { typedef int T; static __device__ __forceinline__ T add(T a, T b) { return (int)((unsigned)a + (unsigned)b); } };
+struct AddI64 { typedef i64 T; static __device__ __forceinline__ T add(T a, T b) { return (i64)((unsigned long long)a + (unsigned long long)b); } };
+struct AddU8 { typedef unsigned char T; static __device__ __forceinline__ T add(T a, T b) { return (unsigned char)(a + b); } };
+
+template <typename A>
+__device__ void scatter_walk(const Layout& L, i64 fibers, i64 k, void* dstv, i64 daxis, i64 dsize, const void* srcv, i64 saxis,
+                             const void* index, i64 iaxis, int idt)
+{
+    typedef typename A::T T;
+    GRID_STRIDE_LOOP(f, fibers)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(L, f, 3, o);
+        T* d = (T*)dstv + o[0];
+        const T* s = (const T*)srcv + o[1];
+        for (i64 j = 0; j < k; j++)
+        {
+            i64 p = load_index(index, idt, o[2] + j * iaxis);
+            if (index_ok(p, dsize)) d[p * daxis] = A::add(d[p * daxis], s[j * saxis]);
+        }
+    }
+}
+
+extern "C" __global__ void scatter_add_walk(Layout L, i64 fibers, i64 k, void* dst, i64 daxis, i64 dsize, const void* src, i64 saxis,
+                                            const void* index, i64 iaxis, int idt, int dt)
+{
+    switch (dt)
+    {
+        case DT_F32: scatter_walk<AddF32>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
+        case DT_F64: scatter_walk<AddF64>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
+        case DT_BF16: scatter_walk<AddBF16>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
+        case DT_F16: scatter_walk<AddF16>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
+        case DT_I32: scatter_walk<AddI32>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
+        case DT_I64: scatter_walk<AddI64>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
+        default: scatter_walk<AddU8>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
+    }
+}
+
+// n = G·K positions; w = W (the vector width): fiber g·W has group g's index offset.
+extern "C" __global__ void scatter_keys(Layout L, i64 n, i64 k, i64 w, const void* index, i64 iaxis, int idt, i64 dsize, i64* keys)
+{
+    GRID_STRIDE_LOOP(q, n)
+    {
+        i64 g = q / k, j = q - g * k, o[MAX_OPERANDS];
+        offsets(L, g * w, 3, o);
+        i64 p = load_index(index, idt, o[2] + j * iaxis);
+        keys[q] = index_ok(p, dsize) ? g * dsize + p : -1;
+    }
+}
+
+template <typename A>
+__device__ void scatter_sorted(const Layout& L, i64 nkeys, i64 w, i64 k, i64 dsize, void* dstv, i64 daxis, const void* srcv, i64 saxis,
+                               const i64* starts, const i64* sorted)
+{
+    typedef typename A::T T;
+    GRID_STRIDE_LOOP(i, nkeys * w)
+    {
+        i64 key = i / w, s = starts[key], e = starts[key + 1];
+        if (s == e) continue;
+        i64 g = key / dsize, p = key - g * dsize, first = g * k, o[MAX_OPERANDS];
+        offsets(L, g * w + (i - key * w), 2, o);
+        T* d = (T*)dstv + o[0] + p * daxis;
+        const T* sp = (const T*)srcv + o[1];
+        T acc = *d;
+        for (i64 q = s; q < e; q++) acc = A::add(acc, sp[(sorted[q] - first) * saxis]);
+        *d = acc;
+    }
+}
+
+extern "C" __global__ void scatter_add_sorted(Layout L, i64 nkeys, i64 w, i64 k, i64 dsize, void* dst, i64 daxis, const void* src, i64 saxis,
+                                              const i64* starts, const i64* sorted, int dt)
+{
+    switch (dt)
+    {
+        case DT_F32: scatter_sorted<AddF32>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
+        case DT_F64: scatter_sorted<AddF64>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
+        case DT_BF16: scatter_sorted<AddBF16>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
+        case DT_F16: scatter_sorted<AddF16>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
+        case DT_I32: scatter_sorted<AddI32>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
+        case DT_I64: scatter_sorted<AddI64>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
+        default: scatter_sorted<AddU8>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
     }
 }

@@ -150,9 +150,9 @@ public sealed partial class CudaBackend
 
     /// <inheritdoc/>
     /// <remarks>
-    /// Deterministic, without float atomics: the token positions are sorted by row on the device (a counting sort:
-    /// histogram, prefix sum, placement by integer atomics, then each row's positions put in ascending order — by rank
-    /// for a short row, by a stable compaction of the ids for a long one, so a hot id costs O(tokens), not O(len²)),
+    /// Deterministic, without float atomics: the token positions are sorted by row on the device (<see cref="SortByKey"/>:
+    /// histogram, multi-block prefix sum, placement by integer atomics, then each row's positions put in ascending order —
+    /// by rank for a short row, by a stable compaction of the ids for a long one, so a hot id costs O(tokens), not O(len²)),
     /// then one block owns each used row and sums its tokens in ascending order in float32 (float64 for F64), adding
     /// the total to the row once.
     /// </remarks>
@@ -163,20 +163,11 @@ public sealed partial class CudaBackend
         if (tokens == 0 || dim == 0) return;
         using var ic = ids.DType == DType.I64 ? Dense(ids) : ids.To(DType.I64);
         using var dyc = dy.Alias();
-        using var counts = Tensor.Zeros([(int)vocab + 1], DType.I64, Device);  // counts, then row starts
-        using var cursor = Tensor.Empty([(int)vocab + 1], DType.I64, Device);
-        using var order = Tensor.Empty([(int)tokens], DType.I64, Device);
-        using var sorted = Tensor.Empty([(int)tokens], DType.I64, Device);
-        using (var h = new KernelArgs().Add(tokens).Add(vocab).Ptr(ic).Ptr(counts))
-            _kernels.Launch("indexing.cu", "embedding_count", _kernels.GridFor(tokens), 256, h);
-        using (var s = new KernelArgs().Add(vocab).Ptr(counts).Ptr(cursor))
-            _kernels.Launch("indexing.cu", "embedding_row_starts", 1, 1024, s);
-        using (var o = new KernelArgs().Add(tokens).Add(vocab).Ptr(ic).Ptr(cursor).Ptr(order))
-            _kernels.Launch("indexing.cu", "embedding_place", _kernels.GridFor(tokens), 256, o);
-        using (var r = new KernelArgs().Add(vocab).Ptr(counts).Ptr(order).Ptr(sorted).Add(tokens).Ptr(ic))
-            _kernels.Launch("indexing.cu", "embedding_sort_rows", CudaKernels.RowGrid(vocab), 128, r);
-        using var a = new KernelArgs().Add(vocab).Add(dim).Ptr(dweight).Add(Code(dweight.DType)).Ptr(counts).Ptr(sorted).Ptr(dyc).Add(Code(dy.DType)).Add(dy.Strides[0]).Add(dy.Strides[1]);
-        _kernels.Launch("indexing.cu", "embedding_backward", CudaKernels.RowGrid(vocab), RowBlock(dim), a);
+        var (starts, sorted) = SortByKey(ic, tokens, vocab, perGroup: vocab, group: tokens);
+        using (starts)
+        using (sorted)
+        using (var a = new KernelArgs().Add(vocab).Add(dim).Ptr(dweight).Add(Code(dweight.DType)).Ptr(starts).Ptr(sorted).Ptr(dyc).Add(Code(dy.DType)).Add(dy.Strides[0]).Add(dy.Strides[1]))
+            _kernels.Launch("indexing.cu", "embedding_backward", CudaKernels.RowGrid(vocab), RowBlock(dim), a);
     }
 
     /// <inheritdoc/>

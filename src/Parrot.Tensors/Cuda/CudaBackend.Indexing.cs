@@ -43,20 +43,6 @@ public sealed partial class CudaBackend
         _kernels.Launch("indexing.cu", "gather", _kernels.GridFor(n), 256, a);
     }
 
-    /// <summary>
-    /// Scatter-add with atomics: contributions to one element are summed in no fixed order (float results may differ
-    /// from the CPU's in the last bits). An index out of range (a deferred check reports it) adds nothing.
-    /// </summary>
-    public void ScatterAdd(Tensor dst, int axis, Tensor index, Tensor src)
-    {
-        long n = index.Count;
-        if (n == 0) return;
-        var ds = dst.Strides.ToArray(); ds[axis] = 0;
-        var L = KernelLayout.Create("ScatterAdd", index.Shape, ds, src.Strides.ToArray(), index.Strides.ToArray());
-        using var a = new KernelArgs().Add(L).Add(n).Ptr(dst).Add(dst.Strides[axis]).Add((long)dst.Shape[axis]).Ptr(src).Ptr(index).Add(Code(index.DType)).Add(Code(dst.DType));
-        _kernels.Launch("indexing.cu", "scatter_add", _kernels.GridFor(n), 256, a);
-    }
-
     /// <inheritdoc/>
     public void Rope(Tensor x, Tensor cos, Tensor sin, Tensor y)
     {
