@@ -334,7 +334,8 @@ int main()
         double z = 0; for (int j = 0; j <= last; j++) z += exp(sc[j] - m);
         CHECK(fabs(lse[h * T + t] - (m + log(z))) < 1e-4, "att lse");
         for (int d = 0; d < D; d++) { double want = 0; for (int j = 0; j <= last; j++) want += exp(sc[j] - m) / z * v[j * D + d]; CHECK(fabs(o[(h * T + t) * D + d] - want) < 1e-5, "att o h%d t%d d%d %g %g", h, t, d, o[(h * T + t) * D + d], want); } } }
-    // embedding backward: counting sort (count, scan, place, per-row sort), then one block per row; the sums
+    // embedding backward: counting sort (key_count, the multi-block scan, key_place, key_sort_rows with one group of all
+    // tokens; scatter_test covers them for scatter-add's groups), then one block per row; the sums
     // must equal, bit for bit, a float sum over each row's tokens in ascending order (float32 and bf16 dy,
     // float32, float64 and bf16 dw), whatever order the placement's atomics took.
     // Two sizes: T 300 (row 5 a third of the tokens: len² > 32·T, sorted by the stable compaction of the ids; the others
@@ -348,17 +349,20 @@ int main()
                            : (t % 10 < 7 ? 11 : t % 10 == 7 ? 3 : (t % 13 == 0 ? V - 1 : pick(rng)));
       std::vector<float> dy(T * D); for (auto& a : dy) a = nd(rng);
       std::vector<u16> dyh(T * D); for (int i = 0; i < T * D; i++) dyh[i] = f32_to_bf16(dy[i]);
-      std::vector<long long> counts(V + 1, 0), cursor(V + 1), order(T), sorted(T);
-      launch(4, 32, [&] { ix::embedding_count(T, V, ids.data(), (unsigned long long*)counts.data()); });
-      launch(1, 64, [&] { ix::embedding_row_starts(V, counts.data(), cursor.data()); });
+      std::vector<long long> counts(V + 1, 0), cursor(V + 1), order(T), sorted(T), sums(3);
+      launch(4, 32, [&] { ix::key_count(T, V, ids.data(), (unsigned long long*)counts.data()); });
+      // the multi-block scan (CudaBackend.InclusiveScan) with 16-entry tiles: 3 tiles over V + 1 = 38 counts
+      launch(2, 16, [&] { ix::key_scan_tiles(V + 1, counts.data(), sums.data()); });
+      launch(1, 32, [&] { ix::key_scan_sums(3, sums.data()); });
+      launch(2, 32, [&] { ix::key_scan_add(V + 1, 16, counts.data(), sums.data(), cursor.data()); });
       { long long c = 0; for (int v = 0; v < V; v++) { CHECK(counts[v] == c, "row start %d: %lld vs %lld", v, counts[v], c); c += std::count(ids.begin(), ids.end(), v); } CHECK(counts[V] == T, "end"); }
-      launch(4, 32, [&] { ix::embedding_place(T, V, ids.data(), (unsigned long long*)cursor.data(), order.data()); });
+      launch(4, 32, [&] { ix::key_place(T, V, ids.data(), (unsigned long long*)cursor.data(), order.data()); });
       for (int v = 0; v < V; v++) std::reverse(order.begin() + counts[v], order.begin() + counts[v + 1]);
       int longRows = 0;
       for (int v = 0; v < V; v++) { long long len = counts[v + 1] - counts[v]; longRows += len * len > 32LL * T; }
       CHECK(longRows == (size == 0 ? 1 : 2), "long rows in case %d: %d", size, longRows);
       std::fill(sorted.begin(), sorted.end(), -1);
-      launch(8, 16, [&] { ix::embedding_sort_rows(V, counts.data(), order.data(), sorted.data(), T, ids.data()); });
+      launch(8, 16, [&] { ix::key_sort_rows(V, V, T, counts.data(), order.data(), sorted.data(), ids.data()); });
       for (int v = 0; v < V; v++) for (long long k = counts[v]; k < counts[v + 1]; k++)
       { CHECK(sorted[k] >= 0 && ids[sorted[k]] == v, "sorted row %d slot %lld", v, k); if (k > counts[v]) CHECK(sorted[k] > sorted[k - 1], "ascending row %d slot %lld", v, k); }
       for (int variant = 0; variant < 4; variant++) // 0: f32 dy, f32 dw; 1: bf16 dy, f32 dw; 2: f32 dy, f64 dw; 3: f32 dy, bf16 dw

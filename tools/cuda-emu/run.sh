@@ -22,6 +22,7 @@ g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/topk" topk_test.cpp
 g++ -std=c++20 -O1 -w -I ../../native -o "$out/random" random_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/grad_norm" grad_norm_test.cpp
 g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/matmul_int" matmul_int_test.cpp
+g++ -std=c++20 -O1 -w -pthread -I ../../native -o "$out/scatter" scatter_test.cpp
 echo -n "elementwise, rope, indexing, adamw: "; "$out/elementwise"
 echo -n "reduce, argmax/argmin (NaN-lowest too; split = one block), softmax, norms, cross-entropy, attention: "; "$out/rows"
 echo "flash attention forward (tiled):"; "$out/flash"
@@ -36,4 +37,5 @@ echo -n "random (uniform/normal, every dtype, indices past 2^32, against the CPU
 echo -n "top-k (a warp per short row; radix select, gather, bitonic sort per long row) against a stable sort, every dtype: "; "$out/topk" quick
 echo -n "multi-tensor gradient norm and clipping (against the per-tensor path, emulated; > 64 tensors, non-finite norms): "; "$out/grad_norm"
 echo -n "integer matmul (int32/int64, wrapping, batched, broadcast, strided) against a naive wrapping product: "; "$out/matmul_int"
+echo -n "deterministic scatter-add (walk and counting sort, every dtype, hot keys, blocks in 3 orders) = the CPU's loop bit for bit; multi-block scan: "; "$out/scatter"
 rm -rf "$out"

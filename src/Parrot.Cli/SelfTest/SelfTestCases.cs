@@ -405,6 +405,7 @@ internal static class SelfTestCases
         c.AddRange(SelfTestDecodeCases.All());
         c.AddRange(SelfTestRopeAttendCases.All());
         c.AddRange(SelfTestTopKCases.All());
+        c.AddRange(SelfTestScatterCases.All());
         c.AddRange(SelfTestBatchCases.All());
         c.AddRange(SelfTestRandomCases.All());
         c.AddRange(SelfTestDTypeCases.All());
