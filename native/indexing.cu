@@ -1,4 +1,5 @@
-// index_select, gather and scatter-add over strided tensors, the deferred index check, and the embedding backward.
+// index_select, gather and scatter-add over strided tensors, the deferred index check, a counting sort by key (with a
+// multi-block scan), the embedding backward and the deterministic scatter-add built on that sort.
 // `L` lays out the iterated shape with operands 0..2; the caller gives the data operand stride 0 on `axis`
 // and passes that axis' real stride and size separately, so an index value selects along it. Indices are I32 or I64.
 // The indices are not validated on the host first (that would be a host wait per op): index_check records bad ones
@@ -111,7 +112,8 @@ __device__ __forceinline__ void atomic_add_any(void* dst, i64 i, const void* src
 }
 
 // dst[p with coordinate axis replaced by index[p]] += src[p]; operands: dst (stride 0 on axis), src, index.
-// Contributions to one element arrive in no fixed order (atomics): float sums may differ in the last bits.
+// Contributions to one element arrive in no fixed order (atomics): float sums may differ in the last bits. Only under
+// PARROT_DETERMINISTIC_SCATTER=0; the default is the deterministic scatter-add at the end of this file.
 // An index outside [0, dsize) adds nothing.
 extern "C" __global__ void scatter_add(Layout L, i64 n, void* dst, i64 daxis, i64 dsize, const void* src, const void* index, int idt, int dt)
 {

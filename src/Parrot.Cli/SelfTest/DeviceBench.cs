@@ -53,6 +53,7 @@ internal static class DeviceBench
         DecodeSwiGlu(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         DecodeQkv(cuda, device, results.Count > 0 ? results[0].Rate : double.NaN, Add);
         SelfTestGradClipCases.Bench(cuda, device, Add);
+        SelfTestScatterCases.Bench(cuda, device, Add);
         // The attention rows time our kernels with cuDNN's attention off (it is the default for bf16 where installed);
         // the "cuDNN" rows force it. The switch goes back to what it was afterwards.
         bool cudnn = cuda.CudnnAttention;

@@ -1,5 +1,6 @@
 using Parrot.Autograd;
 using Parrot.Tensors;
+using Parrot.Tensors.Cuda;
 using static Parrot.Cli.SelfTest.SelfTestCase;
 
 namespace Parrot.Cli.SelfTest;
@@ -60,6 +61,39 @@ internal static class SelfTestScatterCases
                 using var ru = fu.Reshape(-1);
                 return Tensor.Concat(0, ra, rb, ru);
             }, "scatter add, integers"), Exact: true, Only: [DType.F32]);
+    }
+
+    /// <summary>
+    /// Bench rows "scatter add …": the deterministic kernels against the atomic one (PARROT_DETERMINISTIC_SCATTER=0's
+    /// path) in bf16 on two shapes — Gather's backward of an embedding-like lookup (4096 uniform ids expanded over 896,
+    /// scattered into [151936, 896]: one group, vector width 896) and a materialised index ([4096, 896] uniform over 512
+    /// rows: 896 groups of 4096 positions). One call between events; the time includes the sort's temporaries.
+    /// </summary>
+    internal static void Bench(CudaBackend cuda, Device device, Action<DeviceBench.Result> add)
+    {
+        var r = new Random(7);
+        using var dw = Tensor.Zeros([151936, 896], DType.BF16, device);
+        using var idsHost = Tensor.FromArray(Enumerable.Range(0, 4096).Select(_ => (long)r.Next(151936)).ToArray(), 4096, 1);
+        using var ids = idsHost.To(device);
+        using var expanded = ids.Expand(4096, 896);
+        using var g = Tensor.Normal([4096, 896], 3, 0, 1, DType.BF16, device);
+        using var x = Tensor.Zeros([512, 896], DType.BF16, device);
+        using var indexHost = Indices(r, 512, 4096, 896);
+        using var index = indexHost.To(device);
+        bool before = cuda.DeterministicScatter;
+        try
+        {
+            foreach (bool deterministic in new[] { true, false })
+            {
+                cuda.DeterministicScatter = deterministic;
+                string note = deterministic ? "deterministic (the CPU's bits)" : "atomics (PARROT_DETERMINISTIC_SCATTER=0)";
+                double ms = cuda.MedianMilliseconds(() => cuda.ScatterAdd(dw, 0, expanded, g));
+                add(new("scatter add ids", "4096 ids x 896 -> 151936 rows", ms, 4096.0 * 896 / (ms * 1e-3) / 1e9, "Gelem/s", note));
+                ms = cuda.MedianMilliseconds(() => cuda.ScatterAdd(x, 0, index, g));
+                add(new("scatter add index", "[4096, 896] -> [512, 896]", ms, 4096.0 * 896 / (ms * 1e-3) / 1e9, "Gelem/s", note));
+            }
+        }
+        finally { cuda.DeterministicScatter = before; }
     }
 
     /// <summary>y = x.Gather(1, index), then y.Backward(w): y and x's gradient flattened and joined.</summary>
