@@ -6,7 +6,8 @@
 # emu_mma.h adds the warp-collective mma.sync (m16n8k16 bf16) and ldmatrix of attention_mma.cu, checked
 # against the PTX ISA's fragment tables by mma_check_test.cpp.
 # By hand, not in CI.
-# The f16 conversions of prelude.cuh (inline PTX) are not emulated (random.cu's double → f16 is integer code, and is). Usage: tools/cuda-emu/run.sh
+# The f16 conversions of prelude.cuh (inline PTX) are not emulated (random.cu's double → f16 is integer code, and is;
+# scatter_test swaps in g++'s _Float16 conversions). Usage: tools/cuda-emu/run.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
