@@ -13,8 +13,8 @@
 //   online softmax  on the C fragments in log2 units (scale·log2e applied to the fp32 scores, q stays exact bf16); a
 //                   thread holds rows g and g + 8 and reduces a tile's maximum over its quad (2 shuffles a row: per
 //                   16 keys, where the FMA kernel shuffles per key); the sum l stays per thread until the end;
-//   O += P·V        P rounded to bf16 in place as the A fragment, V with ldmatrix.trans (attention_mma.cuh's
-//                   mma_acc_pb_tiles, as the flash forward).
+//   O += P·V        the C fragments of P are the A fragment (as the flash forward's mma_acc_pb_tiles), split into
+//                   two bf16 terms (hi + lo: fp32-like weights, dmma_acc_pv), V with ldmatrix.trans.
 // Then the warps' (m, l, acc) merge through shared memory (reusing the stage buffers), and with one range the block
 // writes o and the log-sum-exp; with several each block writes its (m, l, acc) to float32 scratch and the last block of
 // the row group (atomicInc ticket, wrapped back to 0 by the last arrival, as attention_decode.cu) merges the ranges in
@@ -79,6 +79,36 @@ __device__ __forceinline__ DmmaF4 dmma_ld_cg4(const float* p)
     x.x = v[0], x.y = v[1], x.z = v[2], x.w = v[3];
 #endif
     return x;
+}
+
+// O += P·V for one k-step of 16 keys: P [16 rows × 16 keys] as the C fragments of two key n-tiles (p), V's 16 rows
+// at `vl` (this lane's ldmatrix.trans row, as mma_acc_pb_tiles reads them: registers 0,1 the B fragment of dim n-tile
+// 2dp, 2,3 that of 2dp + 1). P goes in as two bf16 terms, hi = bf16(p) and lo = bf16(p - hi), two mmas each: p to
+// about 2^-16 relative instead of bf16's 2^-9. With P rounded once (the flash forward's way) the output was up to 9
+// bf16 ulps off float64 at short caches (peaked weights, outputs that cancel: the rounding of the few large p shows);
+// with the split it is the FMA kernel's ≤ 1 ulp (tools/cuda-emu/decode_mma_test.cpp). The second mma costs tensor-core
+// time this memory-bound loop has to spare.
+template <int DN, int LD>
+__device__ __forceinline__ void dmma_acc_pv(float (*acc)[4], float (*p)[4], mma_sptr vl)
+{
+    unsigned hi[4], lo[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+    {
+        const float x = p[i >> 1][2 * (i & 1)], y = p[i >> 1][2 * (i & 1) + 1]; // a0a1, a2a3 of n-tile 0, then of n-tile 1
+        hi[i] = mma_pack_bf16(x, y);
+        lo[i] = mma_pack_bf16(x - __uint_as_float(hi[i] << 16), y - __uint_as_float(hi[i] & 0xffff0000u));
+    }
+#pragma unroll
+    for (int dp = 0; dp < DN / 2; dp++)
+    {
+        unsigned b[4];
+        ldmatrix_x4_trans_at(b, mma_sptr_add(vl, 16 * dp));
+        mma_bf16_16816(acc[2 * dp], hi, b);
+        mma_bf16_16816(acc[2 * dp], lo, b);
+        mma_bf16_16816(acc[2 * dp + 1], hi, b + 2);
+        mma_bf16_16816(acc[2 * dp + 1], lo, b + 2);
+    }
 }
 
 template <int D>
@@ -154,6 +184,7 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
     // ldmatrix rows: lane l gives row l % 8 of matrix l / 8; this warp's 16 keys start at row 16·warp of a tile.
     const int mi = lane >> 3, mr = lane & 7;
     const int koff = (16 * warp + 8 * (mi >> 1) + mr) * LD + 8 * (mi & 1);
+    const int voff = (16 * warp + 8 * (mi & 1) + mr) * LD + 8 * (mi >> 1); // ldmatrix.trans rows of V (mma_acc_pb_tiles')
     for (int it = 0; it < tiles; it++)
     {
         const int s = it & 1, j0 = js + it * DMMA_BN;
@@ -217,7 +248,7 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
             l1 += sc[n][2] + sc[n][3];
         }
         // O += P·V: one k-step of this warp's 16 keys (V rows 16·warp ..), every n-tile of the output dims.
-        mma_acc_pb_tiles<1, 2, DN, LD>((float (*)[DN][4])acc, (const float (*)[2][4])sc, vt(s) + 16 * warp * LD);
+        dmma_acc_pv<DN, LD>(acc, sc, mma_sptr_of(vt(s) + voff));
     }
 
     // Merge the warps: weights 2^(m_w - M) per row (0 for a warp that saw nothing of the row). The stage buffers are
