@@ -353,7 +353,7 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
         const int r = idx / (D / 4), d = 4 * (idx % (D / 4));
         DmmaF4 a = {0.0f, 0.0f, 0.0f, 0.0f};
         const float* ap = dmma_slot(part, grp, splits, 0, D) + r * D + d;
-#pragma unroll 4
+#pragma unroll 8
         for (int p = 0; p < nsplit; p++)
         {
             const DmmaF4 x = dmma_ld_cg4(ap + p * pstride);
