@@ -22,7 +22,8 @@
 //
 // Range rule (the same as attention_decode.cu's, with this kernel's own allowed count and fewest keys a range, both from
 // the launcher: CudaBackend.DecodeMmaSplits): nsplit = clamp(keys seen / min_keys, 1, splits), ranges cut in whole
-// tiles. The device-position kernel (attention_decode_mma_at, grid sized for the capacity) therefore takes the same
+// tiles (so the last ranges may be empty, e.g. 200 keys in 3 ranges of 128: such a block publishes m = -inf, l = 0 and
+// weighs nothing in the merge). The device-position kernel (attention_decode_mma_at, grid sized for the capacity) therefore takes the same
 // ranges as the host-position one over the keys a row sees: the same bits.
 //
 // Contract (a subset of CudaBackend.Attention's, checked by the launcher, CudaBackend.UsesDecodeMma): q, k, v, o bf16,
