@@ -5,9 +5,9 @@
 //
 // A block of MMA_THREADS = 128 threads (4 warps) takes one kv head, 16 query rows of its group (the group's (head, t)
 // pairs as in attention_decode.cu, rows past the group zero: an m16 tile, e.g. Qwen2's 7 heads padded to 16) and one of
-// `nsplit` ranges of the keys. It stages tiles of DMMA_BN = 64 keys of K and V in shared memory by cp.async (two
-// stages: tile i + 1 lands while tile i is used; rows past the range are zero-filled, never read), and each warp takes
-// 16 keys of every tile, keeping its own float32 accumulator and softmax state:
+// `nsplit` ranges of the keys. It stages tiles of DMMA_BN = 64 keys of K and V in shared memory by cp.async (three
+// stages: tiles i + 1 and i + 2 land while tile i is used; rows past the range are zero-filled, never read), and each
+// warp takes 16 keys of every tile, keeping its own float32 accumulator and softmax state:
 //   S = Q·Kᵀ        mma.m16n8k16 (Q as A fragments in registers, loaded once; K with ldmatrix: a K row is a column
 //                   of the col-major B), two n-tiles of 8 keys;
 //   online softmax  on the C fragments in log2 units (scale·log2e applied to the fp32 scores, q stays exact bf16); a
@@ -39,8 +39,9 @@
 #define DMMA_ROWS 16         // query rows of a block: one m16 tile
 #define DMMA_BN 64           // keys a tile, 16 a warp
 #define DMMA_MAX_SPLITS 256  // the most key ranges of a row group (CudaBackend.DecodeMmaMaxSplits)
-// Dynamic shared memory: two stages of a K and a V tile (69632 bytes for head dim 128: the launcher raises the limit).
-#define DMMA_SMEM(D) (2 * 2 * DMMA_BN * ((D) + MMA_PAD) * 2)
+#define DMMA_STAGES 3         // K/V tiles in shared memory: two in flight while one is used
+// Dynamic shared memory: the stages of a K and a V tile (104448 bytes for head dim 128: the launcher raises the limit).
+#define DMMA_SMEM(D) (DMMA_STAGES * 2 * DMMA_BN * ((D) + MMA_PAD) * 2)
 
 // What the block's merges keep in the stage buffers once the key loop is done: the warps' accumulators and the ranges'
 // weights of the final merge.
@@ -181,17 +182,21 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
         cp_async_commit();
     };
     const int tiles = (je - js + DMMA_BN - 1) / DMMA_BN;
+    // Tiles 0 and 1 in flight before the loop; tile it + 2 is staged once every warp is done with tile it - 1.
     if (tiles > 0) stage(0, js);
+    if (tiles > 1) stage(1, js + DMMA_BN);
     // ldmatrix rows: lane l gives row l % 8 of matrix l / 8; this warp's 16 keys start at row 16·warp of a tile.
     const int mi = lane >> 3, mr = lane & 7;
     const int koff = (16 * warp + 8 * (mi >> 1) + mr) * LD + 8 * (mi & 1);
     const int voff = (16 * warp + 8 * (mi & 1) + mr) * LD + 8 * (mi >> 1); // ldmatrix.trans rows of V (mma_acc_pb_tiles')
     for (int it = 0; it < tiles; it++)
     {
-        const int s = it & 1, j0 = js + it * DMMA_BN;
-        cp_async_wait<0>(); // this thread's part of tile it has landed
-        __syncthreads();    // everyone's; and every warp is done with tile it - 1, whose stage the next copy refills
-        if (it + 1 < tiles) stage(s ^ 1, j0 + DMMA_BN);
+        const int s = it % DMMA_STAGES, j0 = js + it * DMMA_BN;
+        // This thread's part of tile it has landed (tile it + 1's group may still be in flight).
+        if (it + 1 < tiles) cp_async_wait<1>();
+        else cp_async_wait<0>();
+        __syncthreads(); // everyone's; and every warp is done with tile it - 1, whose stage tile it + 2 refills
+        if (it + 2 < tiles) stage((it + 2) % DMMA_STAGES, j0 + 2 * DMMA_BN);
 
         // S = Q·Kᵀ over this warp's keys: matrices of one ldmatrix.x4 are keys 8(mi/2) + 0..7, dims 16kk + 8(mi%2)
         // + 0..7, so registers 0,1 are the B fragment of key n-tile 0 and 2,3 that of n-tile 1.

@@ -98,10 +98,11 @@ public class CudaDecodeMmaDispatchTests
         Assert.That(src, Does.Match($@"#define DMMA_MAX_SPLITS {CudaBackend.DecodeMmaMaxSplits}\b"));
         Assert.That(src, Does.Match($@"#define DMMA_ROWS {CudaBackend.DecodeMmaRows}\b"));
         Assert.That(src, Does.Match($@"#define DMMA_BN {CudaBackend.DecodeMmaRangeKeys}\b"));
-        Assert.That(src, Does.Contain("#define DMMA_SMEM(D) (2 * 2 * DMMA_BN * ((D) + MMA_PAD) * 2)"));
+        Assert.That(src, Does.Match(@"#define DMMA_STAGES 3\b"));
+        Assert.That(src, Does.Contain("#define DMMA_SMEM(D) (DMMA_STAGES * 2 * DMMA_BN * ((D) + MMA_PAD) * 2)"));
         Assert.That(KernelSources.Read("attention_mma.cuh"), Does.Match($@"#define MMA_THREADS {CudaBackend.DecodeMmaThreads}\b"));
-        Assert.That(CudaBackend.DecodeMmaSharedBytes(128), Is.EqualTo(69632));
-        Assert.That(CudaBackend.DecodeMmaSharedBytes(64), Is.EqualTo(36864));
+        Assert.That(CudaBackend.DecodeMmaSharedBytes(128), Is.EqualTo(104448));
+        Assert.That(CudaBackend.DecodeMmaSharedBytes(64), Is.EqualTo(55296));
         foreach (var k in new[] { "attention_decode_mma_d64(", "attention_decode_mma_d128(", "attention_decode_mma_at_d64(", "attention_decode_mma_at_d128(" })
             Assert.That(src, Does.Contain(k));
     }

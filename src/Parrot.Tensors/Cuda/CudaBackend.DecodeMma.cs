@@ -46,7 +46,7 @@ public sealed partial class CudaBackend
     /// <see cref="DecodeMmaRangeKeys"/> keys a range, at most <see cref="DecodeMmaMaxSplits"/>. The rule of
     /// <see cref="DecodeSplits"/> (the kernel takes clamp(keys seen / 64, 1, this) ranges), so the static launch (sized
     /// by the capacity) and the eager one (by the keys seen) give a row the same ranges and bits. Two per SM, not the
-    /// three that fit (168 registers, 68 KiB of shared memory at head dim 128): the last block of a row group merges
+    /// three that fit at head dim 64 (at 128 its 102 KiB of shared memory allow two): the last block of a row group merges
     /// every range's 16 × D floats alone, so fewer ranges keep that tail short; a guess to be timed.
     /// </summary>
     internal static int DecodeMmaSplits(long rowGroups, long keys, int multiprocessors)
@@ -56,8 +56,8 @@ public sealed partial class CudaBackend
         return (int)Math.Clamp(Math.Min(want, most), 1, DecodeMmaMaxSplits);
     }
 
-    /// <summary>Dynamic shared memory of the kernel for head dim <paramref name="d"/> (DMMA_SMEM: two stages of K and V tiles).</summary>
-    internal static int DecodeMmaSharedBytes(int d) => 2 * 2 * 64 * (d + 8) * 2;
+    /// <summary>Dynamic shared memory of the kernel for head dim <paramref name="d"/> (DMMA_SMEM: three stages of 64-key K and V tiles).</summary>
+    internal static int DecodeMmaSharedBytes(int d) => 3 * 2 * 64 * (d + 8) * 2;
 
     /// <summary>
     /// Whether the tensor-core kernel takes a decode attention: <paramref name="on"/> (<see cref="DecodeMma"/>), not the
