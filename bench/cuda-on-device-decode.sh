@@ -6,11 +6,13 @@
 # measured 128 keys a split), both, rope + cache append back in their own launch (PARROT_DECODE_ROPE_FUSED=0), and
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
 # "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1");
-# then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph.
+# then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph;
+# then the decode attention kernels alone at 4096 and 32768 keys: FMA, tensor cores (PARROT_DECODE_MMA) and torch SDPA.
 # Usage there: bash bench/cuda-on-device-decode.sh  (carry publish/). Returns $OUT/summary.txt and $OUT/results.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/device-run-prelude.sh parrot-gpu-decode # OUT, BACK, BIN, S, pack, step; the GPU line
+PY="${PYTHON:-python3}"
 if [ "${SKIP_SELFTEST:-0}" != 1 ]; then
   step "1. selftest (no benchmarks)"
   timeout "${SELFTEST_LIMIT:-120}" "$BIN" selftest --device cuda --out "$OUT/selftest.json" > "$OUT/selftest.log" 2>&1
@@ -41,7 +43,16 @@ step "3. decode qwen2-0.5b bf16 from a CUDA graph"
 for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-0.5b 16 200 "$label" $envs; done
 step "4. serve's continuous-batch step, qwen2-0.5b bf16, 8 greedy sequences: eager rows, then the slots from a CUDA graph"
 continuous_rows 60
-step "5. one 7B graph replay profiled (default)"
+step "5. decode attention A/B at 4096 and 32768 keys (Qwen2-7B batch 1): FMA kernel, tensor cores (PARROT_DECODE_MMA), torch SDPA"
+# selftest's tensor-core rows first (forced on: against float64/CPU and the FMA kernel), then the bench group alone.
+timeout 120 "$BIN" selftest --device cuda --op "tensor cores" --bench "$OUT/bench-decode-attention.json" --bench-group decode-attention \
+  > "$OUT/decode-attention.log" 2>&1
+echo "decode attention selftest + bench exit $?" >> "$S"
+grep -E "FAIL|MISSING|selftest cuda|^bench attention decode" "$OUT/decode-attention.log" >> "$S"
+timeout 60 "$PY" bench/torch_peer.py --only decode-attention --out "$OUT/bench-decode-attention-torch.json" > "$OUT/decode-attention-torch.log" 2>&1
+echo "torch decode attention exit $?" >> "$S"
+grep -E "^torch attention decode" "$OUT/decode-attention-torch.log" >> "$S"
+step "6. one 7B graph replay profiled (default)"
 timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-7b-profile.json" 2> "$OUT/decode-7b-profile.log"
 cat "$OUT/decode-7b-profile.log" >> "$S"

@@ -47,6 +47,8 @@ def decode_rows(sdpa, dev, add, lengths=(160, 4096, 32768), dtype=torch.bfloat16
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only", choices=["decode-attention"],
+                    help="only the decode attention rows at 4096 and 32768 keys (bench/cuda-on-device-decode.sh's A/B)")
     args = ap.parse_args()
     dev = torch.device("cuda")
     results = []
@@ -54,6 +56,12 @@ def main():
     def add(name, shape, ms, rate, unit, note=""):
         results.append(dict(name=name, shape=shape, ms=round(ms, 4), rate=round(rate, 2), unit=unit, note=note))
         print(f"torch {name:<22} {shape:<28} {ms:10.3f} ms {rate:10.1f} {unit} {note}", flush=True)
+
+    if args.only == "decode-attention":
+        decode_rows(torch.nn.functional.scaled_dot_product_attention, dev, add, lengths=(4096, 32768))
+        with open(args.out, "w") as f:
+            json.dump(dict(engine="torch " + torch.__version__, device=torch.cuda.get_device_name(), results=results), f, indent=2)
+        return
 
     n = 256 << 20
     src = torch.full((n,), 1.25, device=dev)

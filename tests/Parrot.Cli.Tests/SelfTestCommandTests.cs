@@ -43,4 +43,15 @@ public class SelfTestCommandTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("no op matches"));
     }
+
+    [Test]
+    public void ABenchGroupNeedsTheBenchAndAKnownName()
+    {
+        var (code, _, stderr) = CliRunner.Run(null, "selftest", "--op", "softmax", "--bench-group", "decode-attention");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--bench-group needs --bench and one of: decode-attention"));
+        (code, _, stderr) = CliRunner.Run(null, "selftest", "--op", "softmax", "--bench", Path.Combine(CliRunner.TempDir(), "b.json"), "--bench-group", "gemm");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(stderr, Does.Contain("--bench").And.Not.Contain("Unhandled"));
+    }
 }

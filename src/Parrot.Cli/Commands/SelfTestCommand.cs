@@ -20,20 +20,24 @@ internal static class SelfTestCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random inputs", DefaultValueFactory = _ => 1 };
         var op = new Option<string?>("--op") { Description = "Only the ops whose name contains this text" };
         var bench = new Option<string?>("--bench") { Description = "On a GPU, also time bf16 GEMM, a device copy and attention and write the figures as JSON to this file" };
+        var benchGroup = new Option<string?>("--bench-group") { Description = "With --bench, only this group of rows: decode-attention (the decode attention kernels at 160/4096/32768 keys)" };
         var command = new Command("selftest", "Check every op of a device's backend against the CPU reference");
         command.Options.Add(device);
         command.Options.Add(output);
         command.Options.Add(seed);
         command.Options.Add(op);
         command.Options.Add(bench);
-        command.SetAction(p => CliErrors.Run("selftest", () => Run(p.GetValue(device)!, p.GetValue(output), p.GetValue(seed), p.GetValue(op), p.GetValue(bench))));
+        command.Options.Add(benchGroup);
+        command.SetAction(p => CliErrors.Run("selftest", () => Run(p.GetValue(device)!, p.GetValue(output), p.GetValue(seed), p.GetValue(op), p.GetValue(bench), p.GetValue(benchGroup))));
         return command;
     }
 
-    private static int Run(string deviceText, string? output, ulong seed, string? filter, string? benchOut)
+    private static int Run(string deviceText, string? output, ulong seed, string? filter, string? benchOut, string? benchGroup)
     {
         var device = Device.Parse(deviceText);
         if (benchOut is not null && device.Kind != DeviceKind.Cuda) throw new CliException("--bench needs a GPU device (--device cuda)");
+        if (benchGroup is not null && (benchOut is null || !DeviceBench.Groups.Contains(benchGroup)))
+            throw new CliException($"--bench-group needs --bench and one of: {string.Join(", ", DeviceBench.Groups)} (got '{benchGroup}')");
         string description = "CPU backend (SIMD C#)";
         if (device.Kind == DeviceKind.Cuda)
         {
@@ -64,7 +68,7 @@ internal static class SelfTestCommand
             if (dir is not null) Directory.CreateDirectory(dir);
             // Written after every row, so a run cut short by a time limit still leaves the rows it finished.
             void Save(IReadOnlyList<DeviceBench.Result> done) => global::Parrot.Tensors.Formats.AtomicFile.WriteAllText(benchOut, DeviceBench.Json(description, done));
-            try { Save(DeviceBench.Run(gpu, device, Console.Out, Save)); }
+            try { Save(DeviceBench.Run(gpu, device, Console.Out, Save, benchGroup)); }
             catch (CudaException e) { throw new CliException($"benchmarks stopped: {e.Message}"); }
         }
         return failed > 0 ? 1 : 0;

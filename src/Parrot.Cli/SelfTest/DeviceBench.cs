@@ -22,8 +22,12 @@ internal static class DeviceBench
 {
     internal sealed record Result(string Name, string Shape, double Milliseconds, double Rate, string Unit, string Note);
 
+    /// <summary>The groups <c>selftest --bench-group</c> runs alone (bench/cuda-on-device-decode.sh's A/B rows).</summary>
+    internal static readonly string[] Groups = ["decode-attention"];
+
     /// <param name="progress">Called with the rows so far after each row (the caller saves them).</param>
-    internal static List<Result> Run(CudaBackend cuda, Device device, TextWriter log, Action<IReadOnlyList<Result>>? progress = null)
+    /// <param name="group">One of <see cref="Groups"/> alone; null: every row.</param>
+    internal static List<Result> Run(CudaBackend cuda, Device device, TextWriter log, Action<IReadOnlyList<Result>>? progress = null, string? group = null)
     {
         var results = new List<Result>();
         void Add(Result r)
@@ -31,6 +35,12 @@ internal static class DeviceBench
             results.Add(r);
             progress?.Invoke(results);
             log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench {r.Name,-22} {r.Shape,-28} {r.Milliseconds,10:F3} ms {r.Rate,10:F1} {r.Unit} {r.Note}"));
+        }
+        if (group is not null)
+        {
+            if (group != Groups[0]) throw new ArgumentException($"--bench-group: no group '{group}' (there is: {string.Join(", ", Groups)})");
+            Decode(cuda, device, Add);
+            return results;
         }
 
         {
@@ -376,6 +386,23 @@ internal static class DeviceBench
     }
 
     /// <summary>
+    /// The tensor-core decode kernel's rows (attention_decode_mma.cu, forced on with threshold 1 key whatever
+    /// PARROT_DECODE_MMA says): one call between events and a CUDA graph's device time, as the FMA kernel's rows.
+    /// </summary>
+    private static void DecodeMmaRows(CudaBackend cuda, Action step, Func<double> graphed, Action<string, double, string> row)
+    {
+        (bool mma, int minKeys) = (cuda.DecodeMma, cuda.DecodeMmaMinKeys);
+        (cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (true, 1);
+        try
+        {
+            const string what = "attention_decode_mma.cu (mma.sync, ranges of ≥ 64 keys for two blocks per SM)";
+            row("attention decode tensor cores", cuda.MedianMilliseconds(step), $"{what}, one call between events (host launch cost included)");
+            row("attention decode tensor cores graph", graphed(), $"{what}, 20 calls in a CUDA graph: device time a call");
+        }
+        finally { (cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (mma, minKeys); }
+    }
+
+    /// <summary>
     /// One decode step of Qwen2-7B's attention (issue #7): B1, 28 query heads, 4 kv heads, head dim 128, bf16, one
     /// query row at the last position of a cache of S keys (causal, offset S − 1: it sees every key). The rate is the
     /// K and V bytes read per second (the bound of this op). Rows: "attention decode" (one call between two events: the
@@ -383,9 +410,19 @@ internal static class DeviceBench
     /// graph, the replay's time / 20: the device time, as the static step pays it), each also for the kernels before
     /// ("v1": <see cref="CudaBackend.DecodeAttentionV1"/>, ranges of ≥ 128 keys and a combine launch); "attention decode
     /// min keys N" other range sizes (<see cref="CudaBackend.DecodeMinKeys"/>, graph timing); "attention decode tiled" the
-    /// same call with the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio.
+    /// same call with the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio. At 4096 and
+    /// 32768 keys also "attention decode tensor cores" and "... graph" (<see cref="CudaBackend.DecodeMma"/> forced on):
+    /// the A/B of the FMA kernel's rows, with torch's SDPA row beside them (bench/torch_peer.py).
     /// </summary>
     private static void Decode(CudaBackend cuda, Device device, Action<Result> add)
+    {
+        bool mma = cuda.DecodeMma;
+        cuda.DecodeMma = false; // the FMA kernel's rows; the tensor-core rows force it on below
+        try { DecodeRows(cuda, device, add); }
+        finally { cuda.DecodeMma = mma; }
+    }
+
+    private static void DecodeRows(CudaBackend cuda, Device device, Action<Result> add)
     {
         bool decode = cuda.DecodeAttention, v1 = cuda.DecodeAttentionV1;
         int minKeys = cuda.DecodeMinKeys;
@@ -424,6 +461,7 @@ internal static class DeviceBench
                         Row(name + " graph", Graphed(), $"{what}, {Calls} calls in a CUDA graph: device time a call");
                     }
                     cuda.DecodeAttentionV1 = false;
+                    if (S >= 4096) DecodeMmaRows(cuda, Step, Graphed, Row);
                     if (S <= 4096)
                         foreach (int n in new[] { 16, 64, 128 })
                         {

@@ -404,6 +404,7 @@ internal static class SelfTestCases
         c.AddRange(SelfTestGraphCases.All());
         c.AddRange(SelfTestDecodeCases.All());
         c.AddRange(SelfTestRopeAttendCases.All());
+        c.AddRange(SelfTestDecodeMmaCases.All());
         c.AddRange(SelfTestTopKCases.All());
         c.AddRange(SelfTestScatterCases.All());
         c.AddRange(SelfTestBatchCases.All());

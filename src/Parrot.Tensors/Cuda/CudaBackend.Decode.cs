@@ -91,6 +91,11 @@ public sealed partial class CudaBackend
             AttentionDecodeV1(q, k, v, mask, causal, queryOffset, scale, output, logSumExp, st);
             return;
         }
+        if (DecodeMmaTakes(q, k, v, mask, output))
+        {
+            AttentionDecodeMma(q, k, v, causal, queryOffset, scale, output, logSumExp, null, st); // CudaBackend.DecodeMma.cs
+            return;
+        }
         int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
         long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;
         long visible = causal ? Math.Clamp((long)queryOffset + T, 0, S) : S;

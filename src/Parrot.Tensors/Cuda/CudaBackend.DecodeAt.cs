@@ -57,6 +57,11 @@ public sealed partial class CudaBackend
             AttentionAtV1(q, kCache, vCache, positions, scale, output, st);
             return;
         }
+        if (DecodeMmaTakes(q, kCache, vCache, null, output)) // by the capacity: the launch cannot read the positions
+        {
+            AttentionDecodeMma(q, kCache, vCache, true, 0, scale, output, null, positions, st);
+            return;
+        }
         long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;
         int splits = DecodeSplits(Hkv * chunks, S, _context.MultiprocessorCount, DecodeMinKeys);
         if (groups * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");

@@ -27,7 +27,8 @@ public sealed partial class CudaBackend
     /// </summary>
     internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions) =>
         RopeAttendEnabled(DecodeRopeFused, DecodeAttention, DecodeAttentionV1, CudnnAttentionRequired)
-        && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions);
+        && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions)
+        && !DecodeMmaTakes(q, kCache, kCache, mask, q); // the tensor-core kernel has no rope: the two launches, its attention then
 
     /// <summary>
     /// The switches' part of <see cref="FusesRopeAttend"/>: the fused kernel is the decode kernel, so it runs only

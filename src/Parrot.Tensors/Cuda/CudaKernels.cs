@@ -121,6 +121,7 @@ internal sealed unsafe class CudaKernels
         "rms_norm", "add_rms_norm", "rope_kv_append", "rope_kv_append_at",
         "attention_decode_forward_bf16", "attention_decode_forward_f32", "attention_decode_at_bf16", "attention_decode_at_f32",
         "attention_decode_rope_bf16", "attention_decode_rope_f32",
+        "attention_decode_mma_d64", "attention_decode_mma_d128", "attention_decode_mma_at_d64", "attention_decode_mma_at_d128",
     ];
 
     /// <summary>
