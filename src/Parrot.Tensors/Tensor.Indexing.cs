@@ -77,7 +77,8 @@ public sealed partial class Tensor
     /// its values (int64 or int32) lie in [0, Dim(axis)) — negative ones are out of range. src has this
     /// tensor's dtype (a float or integer type, not bool). Every index is checked before anything is
     /// written. Duplicate indices accumulate, always in ascending order along the axis, so the result
-    /// does not depend on the thread count. This tensor must not be a broadcast (expanded) view.
+    /// does not depend on the thread count. This tensor must not be a broadcast (expanded) view, nor share memory with
+    /// src or the index.
     /// </summary>
     /// <returns>This tensor.</returns>
     public Tensor ScatterAddInPlace(int axis, Tensor index, Tensor src)
@@ -108,9 +109,36 @@ public sealed partial class Tensor
             if (_strides[d] == 0 && _shape[d] > 1)
                 throw new ArgumentException($"{op}: the destination {ShapeString()} is a broadcast view (dimension {d} has stride 0); scatter into a contiguous copy");
         }
+        // Read while written (on CUDA a long axis is summed key by key after a sort): the sums would depend on the order
+        // of the writes, no longer the CPU's. PyTorch refuses it too.
+        if (SharesMemoryWith(src))
+            throw new ArgumentException($"{op}: src {src.ShapeString()} shares memory with the destination {ShapeString()}; pass a copy");
+        if (SharesMemoryWith(index))
+            throw new ArgumentException($"{op}: the index {index.ShapeString()} shares memory with the destination {ShapeString()}; pass a copy");
         ValidateIndices(index, _shape[a], op, (value, position) =>
             $"{op}: index {value} at position {position} is out of range for dimension {a} of size {_shape[a]} in the destination {ShapeString()}" + NegativeNote(value));
         if (index.Count > 0) Backend.ScatterAdd(this, a, index, src);
+    }
+
+    /// <summary>Whether <paramref name="other"/> lies in this tensor's storage with byte ranges that meet (a conservative overlap test).</summary>
+    private bool SharesMemoryWith(Tensor other)
+    {
+        if (!ReferenceEquals(Storage, other.Storage) || Count == 0 || other.Count == 0) return false;
+        var (lo, hi) = ByteRange();
+        var (otherLo, otherHi) = other.ByteRange();
+        return lo < otherHi && otherLo < hi;
+    }
+
+    /// <summary>The bytes [first, end) of the storage that this view's elements span.</summary>
+    private (long First, long End) ByteRange()
+    {
+        long first = Offset, last = Offset;
+        for (int d = 0; d < Rank; d++)
+        {
+            long reach = (long)(_shape[d] - 1) * _strides[d];
+            if (reach < 0) first += reach; else last += reach;
+        }
+        return (first * ElementSize, (last + 1) * ElementSize);
     }
 
     /// <summary>

@@ -307,6 +307,26 @@ public class IndexingTests
     }
 
     [Test]
+    public void ScatterAddInPlaceRefusesSrcOrIndexSharingTheDestinationsMemory()
+    {
+        // On CUDA a long axis is summed per key after a sort: a src that is the destination would be read while other
+        // keys write it, so the sums would depend on the block order (and differ from the CPU's loop). PyTorch refuses it too.
+        using var scope = TensorScope.Begin();
+        var x = Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, 3, 2);
+        var index = Tensor.FromArray(new long[] { 1, 0, 2, 1 }, 2, 2);
+        Assert.That(() => x.ScatterAddInPlace(0, index, x), Throws.ArgumentException.With.Message.Contains("ScatterAddInPlace").And.Message.Contains("src").And.Message.Contains("shares memory"));
+        var rows = Tensor.Zeros([6, 2]);
+        Assert.That(() => rows.Narrow(0, 0, 4).ScatterAddInPlace(0, index, rows.Narrow(0, 2, 4)), Throws.ArgumentException.With.Message.Contains("shares memory"));
+        var ints = Tensor.FromArray(new long[] { 0, 1, 1, 0, 2, 2 }, 3, 2);
+        Assert.That(() => ints.ScatterAddInPlace(0, ints.Narrow(0, 0, 2), Tensor.Ones([2, 2], DType.I64)), Throws.ArgumentException.With.Message.Contains("index").And.Message.Contains("shares memory"));
+        Assert.That(x.ToArray<float>(), Is.EqualTo(new float[] { 1, 2, 3, 4, 5, 6 }), "nothing written");
+        // Disjoint views of one storage are fine.
+        var both = Tensor.FromArray(new float[] { 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6 }, 6, 2);
+        both.Narrow(0, 0, 3).ScatterAddInPlace(0, index, both.Narrow(0, 3, 3));
+        Assert.That(both.ToArray<float>(), Is.EqualTo(new float[] { 0, 2, 1, 4, 3, 0, 1, 2, 3, 4, 5, 6 }));
+    }
+
+    [Test]
     public void ScatterAddWithEmptyIndexReturnsACopy()
     {
         using var scope = TensorScope.Begin();

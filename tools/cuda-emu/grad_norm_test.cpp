@@ -128,7 +128,7 @@ static void check(const char* name, std::vector<Grad> gs, double scale, double m
           "%s: norm %.17g, reference %.17g", name, out[0], norm_ref);
     // The sum itself (ZeRO-2's share): the norm is exactly its square root.
     CHECK(sqrt(out[2]) == out[0] || (std::isnan(out[0]) && std::isnan(out[2])), "%s: sum of squares %.17g, norm %.17g", name, out[2], out[0]);
-    CHECK(memcmp(out, out2, sizeof out) == 0, "%s: [norm, coef] depends on the blocks' order or size: %.17g %.17g vs %.17g %.17g", name, out[0], out[1], out2[0], out2[1]);
+    CHECK(memcmp(out, out2, sizeof out) == 0, "%s: [norm, coef, sum] depends on the blocks' order or size: %.17g %.17g %.17g vs %.17g %.17g %.17g", name, out[0], out[1], out[2], out2[0], out2[1], out2[2]);
     double coef;
     bool clip = clips(out[0], max_norm, coef);
     CHECK(clip == expect_clip && clip_ref == expect_clip, "%s: clipping %d, reference %d, expected %d", name, clip, clip_ref, expect_clip);
