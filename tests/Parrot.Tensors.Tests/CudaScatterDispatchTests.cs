@@ -47,6 +47,13 @@ public class CudaScatterDispatchTests
         var big = CudaBackend.PlanScatterAdd([4096, 4096], [4096, 1], [4096, 1], [4096, 1], axis: 0, dstAxisSize: 1 << 16);
         Assert.That(big.Keys, Is.GreaterThan(CudaBackend.ScatterMaxSortKeys));
         Assert.That(big.Sorted, Is.False);
+        // Few positions over a wide destination (the reviewer's case): 121M keys would be counted for 32,000 additions.
+        var sparse = CudaBackend.PlanScatterAdd([800, 40], [40, 1], [40, 1], [151_936, 1], axis: 1, dstAxisSize: 151_936);
+        Assert.That((sparse.Keys, sparse.Sorted), Is.EqualTo((800L * 151_936, false)));
+        // The same destination with as many positions as 1/8 of its axis, per row, sorts again.
+        Assert.That(CudaBackend.PlanScatterAdd([800, 18_992], [18_992, 1], [18_992, 1], [151_936, 1], axis: 1, dstAxisSize: 151_936).Sorted, Is.True);
+        // Under 2²⁰ keys the sort runs however sparse (the embedding-shaped 1 × 151,936 of the first test).
+        Assert.That(CudaBackend.PlanScatterAdd([40], [1], [1], [1], axis: 0, dstAxisSize: 1 << 20).Sorted, Is.True);
     }
 
     [Test]

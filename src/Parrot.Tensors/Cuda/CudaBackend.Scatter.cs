@@ -20,6 +20,17 @@ public sealed partial class CudaBackend
     internal const long ScatterMaxSortKeys = 1L << 27;
 
     /// <summary>
+    /// Keys the sorted path counts whatever the positions (two int64 arrays of 16 MiB); above it, only while the
+    /// destination axis is at most <see cref="ScatterSparseKeyRatio"/> × the scattered axis. The sort's passes and its
+    /// scratch grow with the keys (groups × D), the walk with the positions: an index [800, 40] into [800, 151936] along
+    /// the vocabulary would count 121M keys (2 GiB) for 32,000 additions, where the walk is 800 threads of 40 adds.
+    /// </summary>
+    internal const long ScatterDenseKeys = 1L << 20;
+
+    /// <inheritdoc cref="ScatterDenseKeys"/>
+    internal const long ScatterSparseKeyRatio = 8;
+
+    /// <summary>
     /// How a deterministic scatter-add runs. The index's dims other than the axis are split into group dims (the index
     /// varies along them) and vector dims (index stride 0: an expanded id column), laid out as [group dims..., vector
     /// dims...] for dst, src and the index; <see cref="Groups"/> × <see cref="Width"/> fibers of <see cref="K"/>
@@ -38,7 +49,8 @@ public sealed partial class CudaBackend
         for (int i = 0; i < order.Count; i++)
             if (i < groupDims) groups *= indexShape[order[i]]; else width *= indexShape[order[i]];
         long k = indexShape[axis], keys = groups * dstAxisSize;
-        bool sorted = k > ScatterWalkMaxAxis && keys <= ScatterMaxSortKeys && groups * k <= int.MaxValue;
+        bool sorted = k > ScatterWalkMaxAxis && keys <= ScatterMaxSortKeys && groups * k <= int.MaxValue
+            && (keys <= ScatterDenseKeys || dstAxisSize <= ScatterSparseKeyRatio * k);
         int r = order.Count;
         var (shape, ds, ss, ist) = (new int[r], new long[r], new long[r], new long[r]);
         for (int i = 0; i < r; i++) (shape[i], ds[i], ss[i], ist[i]) = (indexShape[order[i]], dstStrides[order[i]], srcStrides[order[i]], indexStrides[order[i]]);
