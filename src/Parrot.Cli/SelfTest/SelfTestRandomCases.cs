@@ -128,6 +128,14 @@ internal static class SelfTestRandomCases
                 if ((a[i] == 0) != (b[i] == 0))
                     throw new InvalidOperationException($"dropout: element {i} is {(a[i] == 0 ? "dropped" : "kept")} on the device, {(b[i] == 0 ? "dropped" : "kept")} on the CPU");
         }
+        if (x[0].Backend is CudaBackend cuda)
+        {
+            // A capture refuses dropout (its replays would repeat this mask) with Dropout's own message.
+            string? refused = null;
+            try { using var graph = cuda.Capture(() => DropoutRun(x[0])); }
+            catch (InvalidOperationException e) when (e.InnerException is InvalidOperationException inner && inner.Message.StartsWith("Dropout(")) { refused = inner.Message; }
+            if (refused is null) throw new InvalidOperationException("dropout: a CUDA graph capture of a dropout step was not refused");
+        }
         return scope.Keep(Tensor.Concat(0, y.Reshape(-1), g.Reshape(-1)));
     }
 
