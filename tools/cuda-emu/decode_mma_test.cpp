@@ -283,6 +283,7 @@ int main(int argc, char** argv)
     run_at(2, 28, 4, 1, 1100, 128, {1099, 150}, DT_I64, sms, 64, rng);
     run_at(3, 14, 2, 1, 700, 64, {-1, 300, 700}, DT_I32, sms, 64, rng);
     run_at(2, 16, 2, 2, 400, 128, {398, 5}, DT_I64, sms, 32, rng);
+    run_at(2, 16, 2, 2, 400, 128, {399, 0}, DT_I32, sms, 64, rng); // row 0's second query past the capacity (keys clamped)
     run_at(2, 8, 4, 1, 256, 128, {255, 1000}, DT_I32, 8, 16, rng);
     printf("decode mma: %d checks, %d failures; worst bf16 ulps vs float64: mma %.2f (tolerance %.0f), FMA kernel %.2f; mma vs FMA %.2f\n", checks, fails,
            worst_mma, tol_ulps, worst_fma, worst_vs_fma);
