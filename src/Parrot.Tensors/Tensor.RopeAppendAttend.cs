@@ -30,7 +30,7 @@ public sealed partial class Tensor
         using var vSlot = vAll.Narrow(2, past, t);
         CheckRopeAppend(op, q, k, v, cos, sin, kSlot, vSlot);
         double sc = scale ?? (q.Dim(3) > 0 ? 1 / Math.Sqrt(q.Dim(3)) : 1);
-        if (q.Backend is Cuda.CudaBackend cuda && cuda.FusesRopeAttend(q, kAll, cos, sin, mask, atPositions: false))
+        if (q.Backend is Cuda.CudaBackend cuda && cuda.FusesRopeAttend(q, kAll, vAll, cos, sin, mask, atPositions: false))
         {
             if (q.Dim(1) % kAll.Dim(1) != 0) throw new ArgumentException($"{op}: the {q.Dim(1)} query heads must be a multiple of the {kAll.Dim(1)} key/value heads");
             if (!double.IsFinite(sc)) throw new ArgumentOutOfRangeException(nameof(scale), $"{op}: the scale {sc} must be finite");
@@ -51,7 +51,7 @@ public sealed partial class Tensor
     {
         const string op = "RopeAppendAttendAt";
         CheckRopeAppendAt(op, q, k, v, cos, sin, positions, kCache, vCache);
-        if (q.Backend is Cuda.CudaBackend cuda && cuda.FusesRopeAttend(q, kCache, cos, sin, null, atPositions: true))
+        if (q.Backend is Cuda.CudaBackend cuda && cuda.FusesRopeAttend(q, kCache, vCache, cos, sin, null, atPositions: true))
         {
             double sc = scale ?? (q.Dim(3) > 0 ? 1 / Math.Sqrt(q.Dim(3)) : 1);
             if (q.Dim(1) % kCache.Dim(1) != 0) throw new ArgumentException($"{op}: the {q.Dim(1)} query heads must be a multiple of the {kCache.Dim(1)} key/value heads");

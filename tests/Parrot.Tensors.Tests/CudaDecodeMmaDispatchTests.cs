@@ -14,8 +14,12 @@ public class CudaDecodeMmaDispatchTests
     private static readonly long[] Projected = [2048 * 4 * 136, 136, 4 * 136, 1];        // [B, S, Hkv, 128 + 8 spare] as [B, Hkv, S, 128]
 
     private static bool Uses(long keys = 2048, DType dt = DType.BF16, DType? kv = null, DType? odt = null, int d = 128, int dv = 128, bool masked = false,
-                             long[]? ks = null, long[]? vs = null, nint kp = 4096, nint vp = 8192, bool on = true, bool v1 = false, int minKeys = 1024) =>
-        CudaBackend.UsesDecodeMma(on, v1, minKeys, keys, dt, kv ?? dt, odt ?? dt, d, dv, masked, ks ?? Cache, vs ?? Cache, kp, vp);
+                             long[]? ks = null, long[]? vs = null, nint kp = 4096, nint vp = 8192, bool on = true, bool v1 = false, int minKeys = 1024,
+                             int shared = H100Shared) =>
+        CudaBackend.UsesDecodeMma(on, v1, minKeys, keys, dt, kv ?? dt, odt ?? dt, d, dv, masked, ks ?? Cache, vs ?? Cache, kp, vp, shared);
+
+    // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: sm_90, sm_80, sm_86/sm_89.
+    private const int H100Shared = 232448, A100Shared = 166912, Rtx4090Shared = 101376;
 
     [Test]
     public void TheSwitchIsOffUnlessOneAndTheThresholdDefaultsTo1024Keys()
@@ -57,6 +61,19 @@ public class CudaDecodeMmaDispatchTests
         Assert.That(Uses(vs: [4 * 2048 * 132, 2048 * 132, 132, 1]), Is.False, "v rows not a multiple of 8 elements apart");
         Assert.That(Uses(kp: 4096 + 8), Is.False, "k data not 16-byte aligned");
         Assert.That(Uses(vp: 8192 + 2), Is.False, "v data not 16-byte aligned");
+    }
+
+    [Test]
+    public void HeadDim128StaysOnTheFmaKernelWhereABlockCannotHaveItsSharedMemory()
+    {
+        // 104,448 dynamic + 912 static bytes at head dim 128: an sm_86/sm_89 block may have 99 KiB, and asking for more
+        // fails the launch (cuFuncSetAttribute: invalid value), where the FMA kernel would have run.
+        Assert.That(Uses(shared: H100Shared), Is.True);
+        Assert.That(Uses(shared: A100Shared), Is.True);
+        Assert.That(Uses(shared: Rtx4090Shared), Is.False, "head dim 128 on a 99 KiB device");
+        Assert.That(Uses(d: 64, dv: 64, shared: Rtx4090Shared), Is.True, "head dim 64 (55,296 bytes) fits");
+        Assert.That(Uses(shared: CudaBackend.DecodeMmaSharedBytes(128) + CudaBackend.DecodeMmaStaticShared), Is.True, "exactly enough");
+        Assert.That(Uses(shared: CudaBackend.DecodeMmaSharedBytes(128) + CudaBackend.DecodeMmaStaticShared - 1), Is.False);
     }
 
     [Test]

@@ -4,7 +4,8 @@
 // ratios 1, 2, 7 and 8 (7 heads padded to a 16-row tile; 8 heads with T = 2 filling it; T 3 and 8 with 7 and 8 heads:
 // 21 and 64 rows, several row tiles), key counts 1 to 3000 (inside one 64-key tile, across tiles, warps and ranges,
 // not multiples of 16 or 64), causal at the last position, causal with T > 1 rows in the middle of the keys (rows see
-// different counts), full (non-causal), batch 2, the log-sum-exp, strided operands (q and o as [B, T, H, D], K/V as a
+// different counts), rows past the cache and rows before its first key (a negative offset: NaN, lse -inf), full
+// (non-causal, also T 3 over ranges), batch 2, the log-sum-exp, strided operands (q and o as [B, T, H, D], K/V as a
 // [B, S, Hkv, D + 8] cache), one range (the block writes o) and many (scratch and tickets; more ranges allowed than
 // the keys give). Every case with ranges runs again with its blocks in reverse and shuffled order: the same bits,
 // tickets back at 0. Operands are NaN outside the elements the kernel may read (a read past the keys shows).
@@ -272,11 +273,17 @@ int main(int argc, char** argv)
     add(1, 16, 2, 8, 260, 128, 1, 100, 0, 5, 16, 1);    // G8 T8: 64 rows (4 tiles)
     add(2, 8, 2, 1, 190, 64, 0, 0, 0, 0, 32, 1);        // full attention (no causal limit)
     add(1, 28, 4, 1, 129, 64, 1, 128, 1, 0, 16, 0);     // D64, strided
+    // Edges: rows past the cache (T4 at 298 of 300 keys), rows before any key (a negative offset: NaN, lse -inf),
+    // non-causal T3 over ranges.
+    add(1, 16, 2, 4, 300, 128, 1, 298, 0, 0, 64, 1);
+    add(1, 8, 2, 3, 100, 64, 1, -2, 0, 0, 64, 1);
+    add(1, 14, 2, 3, 1000, 128, 0, 0, 1, 0, 64, 1);
     for (const Case& c : cases) run(c, rng);
     // Device positions: rows at different lengths (different range counts), int32/int64, rows outside the cache.
     run_at(2, 28, 4, 1, 1100, 128, {1099, 150}, DT_I64, sms, 64, rng);
     run_at(3, 14, 2, 1, 700, 64, {-1, 300, 700}, DT_I32, sms, 64, rng);
     run_at(2, 16, 2, 2, 400, 128, {398, 5}, DT_I64, sms, 32, rng);
+    run_at(2, 16, 2, 2, 400, 128, {399, 0}, DT_I32, sms, 64, rng); // row 0's second query past the capacity (keys clamped)
     run_at(2, 8, 4, 1, 256, 128, {255, 1000}, DT_I32, 8, 16, rng);
     printf("decode mma: %d checks, %d failures; worst bf16 ulps vs float64: mma %.2f (tolerance %.0f), FMA kernel %.2f; mma vs FMA %.2f\n", checks, fails,
            worst_mma, tol_ulps, worst_fma, worst_vs_fma);

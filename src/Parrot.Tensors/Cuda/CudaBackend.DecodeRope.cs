@@ -24,11 +24,13 @@ public sealed partial class CudaBackend
     /// Whether the one-kernel path takes a step (the rest runs the two launches): <see cref="DecodeRopeFused"/>, the
     /// decode kernel in use for attention (<see cref="DecodeAttention"/>, not <see cref="DecodeAttentionV1"/>, cuDNN not
     /// forced) and <see cref="RopeAttendFits"/>. <paramref name="atPositions"/>: the device-position op (whole tables).
+    /// Not where the tensor-core decode kernel takes the attention (<see cref="DecodeMmaTakes"/>, asked with the V cache
+    /// the attention will get: its alignment decides too), which has no rope: the two launches, its attention then.
     /// </summary>
-    internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions) =>
+    internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor vCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions) =>
         RopeAttendEnabled(DecodeRopeFused, DecodeAttention, DecodeAttentionV1, CudnnAttentionRequired)
         && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions)
-        && !DecodeMmaTakes(q, kCache, kCache, mask, q); // the tensor-core kernel has no rope: the two launches, its attention then
+        && !DecodeMmaTakes(q, kCache, vCache, mask, q);
 
     /// <summary>
     /// The switches' part of <see cref="FusesRopeAttend"/>: the fused kernel is the decode kernel, so it runs only

@@ -22,13 +22,21 @@ internal sealed unsafe class CudaContext
     internal long TotalMemory { get; }
     internal int DriverVersion { get; }
 
+    /// <summary>
+    /// Shared memory one block may use with the opt-in (CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, static
+    /// plus dynamic): 227 KiB on sm_90, 163 KiB on sm_80, but 99 KiB on sm_86/sm_89/sm_120, where a kernel asking for
+    /// more fails to launch (cuFuncSetAttribute refuses the size) instead of falling back.
+    /// </summary>
+    internal int MaxSharedPerBlockOptin { get; }
+
     /// <summary>Per-operation device and host times while a profile runs (see <see cref="CudaBackend.StartProfile"/>).</summary>
     internal CudaProfiler Profiler { get; }
 
-    private CudaContext(int ordinal, int handle, nint context, nint stream, string name, int major, int minor, int sms, long total, int driver)
+    private CudaContext(int ordinal, int handle, nint context, nint stream, string name, int major, int minor, int sms, long total, int driver, int sharedOptin)
     {
         (Ordinal, Handle, Context, Stream, Name, Major, Minor, MultiprocessorCount, TotalMemory, DriverVersion) =
             (ordinal, handle, context, stream, name, major, minor, sms, total, driver);
+        MaxSharedPerBlockOptin = sharedOptin;
         Profiler = new CudaProfiler(this);
     }
 
@@ -63,13 +71,13 @@ internal sealed unsafe class CudaContext
         var name = Encoding.UTF8.GetString(new ReadOnlySpan<byte>(nameBuf, 256)).TrimEnd('\0');
         int Attr(int a) { Driver.Check(Driver.cuDeviceGetAttribute(out int v, a, dev), $"cuDeviceGetAttribute({a})"); return v; }
         int major = Attr(Driver.AttrComputeCapabilityMajor), minor = Attr(Driver.AttrComputeCapabilityMinor);
-        int sms = Attr(Driver.AttrMultiprocessorCount);
+        int sms = Attr(Driver.AttrMultiprocessorCount), sharedOptin = Attr(Driver.AttrMaxSharedMemoryPerBlockOptin);
         Driver.Check(Driver.cuDeviceTotalMem(out nuint total, dev), "cuDeviceTotalMem");
         Driver.Check(Driver.cuDevicePrimaryCtxRetain(out nint ctx, dev), "cuDevicePrimaryCtxRetain");
         Driver.Check(Driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
         _currentOnThread = ctx;
         Driver.Check(Driver.cuStreamCreate(out nint stream, Driver.StreamNonBlocking), "cuStreamCreate");
-        return new CudaContext(ordinal, dev, ctx, stream, name, major, minor, sms, (long)total, driver);
+        return new CudaContext(ordinal, dev, ctx, stream, name, major, minor, sms, (long)total, driver, sharedOptin);
     }
 
     /// <summary>Makes this context current on the calling thread (a no-op when it already is).</summary>
