@@ -52,6 +52,12 @@ grep -E "FAIL|MISSING|selftest cuda|^bench attention decode" "$OUT/decode-attent
 timeout 60 "$PY" bench/torch_peer.py --only decode-attention --out "$OUT/bench-decode-attention-torch.json" > "$OUT/decode-attention-torch.log" 2>&1
 echo "torch decode attention exit $?" >> "$S"
 grep -E "^torch attention decode" "$OUT/decode-attention-torch.log" >> "$S"
+step "5b. decode qwen2-7b bf16 from a CUDA graph at a long context (prompt 8192): FMA decode attention vs tensor cores"
+# The whole-model view of step 5: 8,320 keys by the end, above PARROT_DECODE_MMA_MIN_KEYS' default; alternating, twice.
+for rep in 1 2; do
+  row qwen2-7b 8192 64 "long-fma-$rep"
+  row qwen2-7b 8192 64 "long-mma-$rep" PARROT_DECODE_MMA=1
+done
 step "6. one 7B graph replay profiled (default)"
 timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-7b-profile.json" 2> "$OUT/decode-7b-profile.log"
