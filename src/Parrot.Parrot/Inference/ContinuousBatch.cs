@@ -138,6 +138,8 @@ public sealed class ContinuousBatch : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         // A sequence in the batch always produces its next token at the next Step, so it must be allowed one.
         if (maxNewTokens is < 1) throw new ArgumentException($"continuous batch: max new tokens must be at least 1 (or null: as many as the context leaves), got {maxNewTokens}", nameof(maxNewTokens));
+        // A bad option fails before any work (the prefill, its read); its MaxNewTokens is ignored here (see above).
+        (options with { MaxNewTokens = 0 }).Validate();
         _owner.EnterTurn();
         var features = new List<Tensors.Tensor>();
         try

@@ -108,4 +108,20 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
         Assert.That(batch.Count, Is.EqualTo(0));
         Assert.That(batch.Step(), Is.Empty);
     }
+
+    [Test]
+    public void ABadOptionIsRefusedBeforeThePromptIsEncodedOrPrefilled()
+    {
+        // A prompt too long for the context would fail at its encoding; the option's error comes first, so nothing ran.
+        using var model = ParrotModel.Load(ParrotDir);
+        using var batch = model.StartContinuousBatch(DecodeStepMode.Eager);
+        var e = Assert.Throws<ArgumentException>(() => batch.Join(Ask(new string('x', 1100)), null, new GenerationOptions { TopP = 0 }, null));
+        Assert.That(e!.Message, Does.Contain("top-p"));
+        e = Assert.Throws<ArgumentException>(() => batch.Join(Ask("short"), null, new GenerationOptions { Temperature = 0.7, RepetitionPenalty = -1 }, 4));
+        Assert.That(e!.Message, Does.Contain("repetition penalty"));
+        Assert.That(batch.Count, Is.EqualTo(0));
+        // MaxNewTokens of the options is ignored by Join (its own argument decides), so a negative one is no error.
+        var seq = batch.Join(Ask("short"), null, new GenerationOptions { MaxNewTokens = -5 }, 2);
+        Assert.That(seq.Options.MaxNewTokens, Is.EqualTo(2));
+    }
 }
