@@ -444,10 +444,7 @@ __device__ void decode_block(const void* q, const void* k, const void* v, void* 
     __syncthreads();
     if (tid == 0)
     {
-        __threadfence();
-        const bool last = atomicInc(&tickets[grp], (unsigned)(nsplit - 1)) == (unsigned)(nsplit - 1);
-        if (last) __threadfence();
-        sh.last = last;
+        sh.last = draw_last_ticket(&tickets[grp], (unsigned)nsplit);
     }
     __syncthreads();
     if (!sh.last) return;

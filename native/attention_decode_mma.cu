@@ -324,10 +324,7 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
     __syncthreads();
     if (tid == 0)
     {
-        __threadfence();
-        const bool last = atomicInc(&tickets[grp], (unsigned)(nsplit - 1)) == (unsigned)(nsplit - 1);
-        if (last) __threadfence();
-        sh.last = last;
+        sh.last = draw_last_ticket(&tickets[grp], (unsigned)nsplit);
     }
     __syncthreads();
     if (!sh.last) return;

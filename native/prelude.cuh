@@ -190,6 +190,19 @@ __device__ __forceinline__ void pdl_release()
 #endif
 }
 
+// The split kernels' ticket (attention_decode*.cu, reduce.cu's reduce_split and arg_reduce_split): each block publishes
+// its partial result, then one thread (after a barrier, so the block's writes come first) orders those writes before its
+// ticket (fence), draws the ticket (atomicInc with limit count − 1: the last of the `count` arrivals wraps it back to 0,
+// so a CUDA graph's next replay starts from 0 again) and, when it drew the last one, orders its own later reads of the
+// other blocks' partials after their writes (fence; read them with ld_cg). True for the block that merges.
+__device__ __forceinline__ bool draw_last_ticket(unsigned* ticket, unsigned count)
+{
+    __threadfence();
+    const bool last = atomicInc(ticket, count - 1) == count - 1;
+    if (last) __threadfence();
+    return last;
+}
+
 // The first statement of a listed kernel that reads no weights ahead: let the next kernel launch, then wait for the
 // previous one.
 #define PDL_ENTRY() \

@@ -146,9 +146,7 @@ extern "C" __global__ void reduce_split(Layout outer, Layout inner, i64 count, i
     {
         pd[row * chunks + chunk] = rd;
         pi[row * chunks + chunk] = ri;
-        __threadfence();
-        last = atomicInc(&tickets[row], (unsigned)(chunks - 1)) == (unsigned)(chunks - 1);
-        if (last) __threadfence();
+        last = draw_last_ticket(&tickets[row], (unsigned)chunks);
     }
     __syncthreads();
     if (!last || threadIdx.x != 0) return;
@@ -292,9 +290,7 @@ extern "C" __global__ void arg_reduce_split(Layout rows_layout, i64 n, i64 xcol,
     {
         pv[row * chunks + chunk] = best;
         pi[row * chunks + chunk] = bi;
-        __threadfence();
-        last = atomicInc(&tickets[row], (unsigned)(chunks - 1)) == (unsigned)(chunks - 1);
-        if (last) __threadfence();
+        last = draw_last_ticket(&tickets[row], (unsigned)chunks);
     }
     __syncthreads();
     if (!last) return;

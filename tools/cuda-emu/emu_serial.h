@@ -8,6 +8,8 @@ inline int __syncthreads_or(int v) { return v; }
 template <typename T, typename U> T atomicAdd(T* p, U v) { T o = *p; *p = (T)(*p + v); return o; }
 inline unsigned atomicCAS(unsigned* p, unsigned c, unsigned v) { unsigned o = *p; if (o == c) *p = v; return o; }
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { auto o = *p; if (v < o) *p = v; return o; }
+inline unsigned atomicInc(unsigned* p, unsigned limit) { unsigned o = *p; *p = o >= limit ? 0 : o + 1; return o; }
+inline void __threadfence() {}
 using std::tanh; using std::erf; using std::sin; using std::cos;
 template <typename F> void launch(unsigned grid, unsigned block, F f)
 {

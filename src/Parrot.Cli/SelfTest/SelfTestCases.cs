@@ -448,15 +448,7 @@ internal static class SelfTestCases
             {
                 using var scope = TensorScope.Begin();
                 var o = Tensor.AttentionAt(x[0], x[1], x[2], x[3]);
-                var pos = x[3].ToLongArray();
-                for (int b = 0; b < pos.Length; b++)
-                {
-                    int n = (int)pos[b] + 1;
-                    var want = Tensor.ScaledDotProductAttention(x[0].Narrow(0, b, 1), x[1].Narrow(0, b, 1).Narrow(2, 0, n), x[2].Narrow(0, b, 1).Narrow(2, 0, n),
-                        causal: true, queryOffset: (int)pos[b]);
-                    if (!o.Narrow(0, b, 1).ToFloatArray().AsSpan().SequenceEqual(want.ToFloatArray()))
-                        throw new InvalidOperationException($"AttentionAt: row {b} at position {pos[b]} differs from the eager attention over its {n} keys");
-                }
+                SameAsEagerPerRow(x, o, "AttentionAt");
                 return scope.Keep(o);
             }));
         c.Add(new("attention decode T3 mask D64 S70", (r, t) => [Normal(r, t, 2, 4, 3, 64), Normal(r, t, 2, 2, 70, 64), Normal(r, t, 2, 2, 70, 64), PaddingMask(r, t, 70)],
@@ -563,5 +555,22 @@ internal static class SelfTestCases
         using var fine = Tensor.Embedding(x[0], x[2].Narrow(0, 10, 4));
         double after = fine.ToDoubleArray().Length == 4 * 64 ? 1 : 0;
         return Tensor.FromArray([id, target, after]);
+    }
+
+    /// <summary>
+    /// <see cref="Tensor.AttentionAt"/>'s output <paramref name="o"/> for q, k, v, positions = <paramref name="x"/>[0..3]
+    /// against the eager causal attention over each row's own keys (0 … position): the same bits, else it throws.
+    /// </summary>
+    internal static void SameAsEagerPerRow(Tensor[] x, Tensor o, string what)
+    {
+        var pos = x[3].ToLongArray();
+        for (int b = 0; b < pos.Length; b++)
+        {
+            int n = (int)pos[b] + 1;
+            using var want = Tensor.ScaledDotProductAttention(x[0].Narrow(0, b, 1), x[1].Narrow(0, b, 1).Narrow(2, 0, n), x[2].Narrow(0, b, 1).Narrow(2, 0, n),
+                causal: true, queryOffset: (int)pos[b]);
+            if (!o.Narrow(0, b, 1).ToFloatArray().AsSpan().SequenceEqual(want.ToFloatArray()))
+                throw new InvalidOperationException($"{what}: row {b} at position {pos[b]} differs from the eager attention over its {n} keys");
+        }
     }
 }

@@ -79,15 +79,7 @@ internal static class SelfTestDecodeMmaCases
     {
         using var scope = TensorScope.Begin();
         var o = Tensor.AttentionAt(x[0], x[1], x[2], x[3]);
-        var pos = x[3].ToLongArray();
-        for (int b = 0; b < pos.Length; b++)
-        {
-            int n = (int)pos[b] + 1;
-            var want = Tensor.ScaledDotProductAttention(x[0].Narrow(0, b, 1), x[1].Narrow(0, b, 1).Narrow(2, 0, n), x[2].Narrow(0, b, 1).Narrow(2, 0, n),
-                causal: true, queryOffset: (int)pos[b]);
-            if (!o.Narrow(0, b, 1).ToFloatArray().AsSpan().SequenceEqual(want.ToFloatArray()))
-                throw new InvalidOperationException($"AttentionAt on tensor cores: row {b} at position {pos[b]} differs from the eager attention over its {n} keys");
-        }
+        SelfTestCases.SameAsEagerPerRow(x, o, "AttentionAt on tensor cores");
         if (x[0].Backend is CudaBackend cuda)
         {
             var replayed = Tensor.Empty(o.Shape.ToArray(), o.DType, o.Device);

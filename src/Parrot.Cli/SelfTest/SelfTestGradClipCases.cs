@@ -41,16 +41,7 @@ internal static class SelfTestGradClipCases
                 finally { cuda.MultiTensorGradClip = before; }
             }
             double rms = Math.Sqrt(x.Sum(g => (double)g.Count));
-            var parts = new List<Tensor> { Tensor.FromArray(new[] { n1 / rms, n2 / rms }, x[0].Device) };
-            foreach (var g in grads)
-            {
-                using (g)
-                using (var flat = g.Reshape(-1))
-                    parts.Add(flat.To(DType.F64));
-            }
-            var y = Tensor.Concat(0, [.. parts]);
-            foreach (var p in parts) p.Dispose();
-            return y;
+            return FiguresThenTensors([n1 / rms, n2 / rms], grads);
         });
 
     /// <summary>
@@ -79,17 +70,23 @@ internal static class SelfTestGradClipCases
                 }
                 finally { cuda.MultiTensorGradClip = before; }
             }
-            var parts = new List<Tensor> { Tensor.FromArray(new[] { sum / x.Sum(g => (double)g.Count) }, x[0].Device) };
-            foreach (var g in scaled)
-            {
-                using (g)
-                using (var flat = g.Reshape(-1))
-                    parts.Add(flat.To(DType.F64));
-            }
-            var y = Tensor.Concat(0, [.. parts]);
-            foreach (var p in parts) p.Dispose();
-            return y;
+            return FiguresThenTensors([sum / x.Sum(g => (double)g.Count)], scaled);
         });
+
+    /// <summary>A case's result: <paramref name="figures"/> then every tensor flattened, in float64 (the tensors are disposed).</summary>
+    private static Tensor FiguresThenTensors(double[] figures, Tensor[] tensors)
+    {
+        var parts = new List<Tensor> { Tensor.FromArray(figures, tensors[0].Device) };
+        foreach (var g in tensors)
+        {
+            using (g)
+            using (var flat = g.Reshape(-1))
+                parts.Add(flat.To(DType.F64));
+        }
+        var y = Tensor.Concat(0, [.. parts]);
+        foreach (var p in parts) p.Dispose();
+        return y;
+    }
 
     private static (Tensor[] Scaled, double Sum) ScaleAndSum(Tensor[] x)
     {
