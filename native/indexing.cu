@@ -315,19 +315,23 @@ __device__ void scatter_walk(const Layout& L, i64 fibers, i64 k, void* dstv, i64
     }
 }
 
+// fn<A>(args...) with the adder A of the storage dtype dt (anything else: u8), for the deterministic scatter kernels.
+#define SCATTER_BY_DTYPE(dt, fn, ...) \
+    switch (dt) \
+    { \
+        case DT_F32: fn<AddF32>(__VA_ARGS__); break; \
+        case DT_F64: fn<AddF64>(__VA_ARGS__); break; \
+        case DT_BF16: fn<AddBF16>(__VA_ARGS__); break; \
+        case DT_F16: fn<AddF16>(__VA_ARGS__); break; \
+        case DT_I32: fn<AddI32>(__VA_ARGS__); break; \
+        case DT_I64: fn<AddI64>(__VA_ARGS__); break; \
+        default: fn<AddU8>(__VA_ARGS__); break; \
+    }
+
 extern "C" __global__ void scatter_add_walk(Layout L, i64 fibers, i64 k, void* dst, i64 daxis, i64 dsize, const void* src, i64 saxis,
                                             const void* index, i64 iaxis, int idt, int dt)
 {
-    switch (dt)
-    {
-        case DT_F32: scatter_walk<AddF32>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
-        case DT_F64: scatter_walk<AddF64>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
-        case DT_BF16: scatter_walk<AddBF16>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
-        case DT_F16: scatter_walk<AddF16>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
-        case DT_I32: scatter_walk<AddI32>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
-        case DT_I64: scatter_walk<AddI64>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
-        default: scatter_walk<AddU8>(L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt); break;
-    }
+    SCATTER_BY_DTYPE(dt, scatter_walk, L, fibers, k, dst, daxis, dsize, src, saxis, index, iaxis, idt);
 }
 
 // n = G·K positions; w = W (the vector width): fiber g·W has group g's index offset.
@@ -364,14 +368,5 @@ __device__ void scatter_sorted(const Layout& L, i64 nkeys, i64 w, i64 k, i64 dsi
 extern "C" __global__ void scatter_add_sorted(Layout L, i64 nkeys, i64 w, i64 k, i64 dsize, void* dst, i64 daxis, const void* src, i64 saxis,
                                               const i64* starts, const i64* sorted, int dt)
 {
-    switch (dt)
-    {
-        case DT_F32: scatter_sorted<AddF32>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
-        case DT_F64: scatter_sorted<AddF64>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
-        case DT_BF16: scatter_sorted<AddBF16>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
-        case DT_F16: scatter_sorted<AddF16>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
-        case DT_I32: scatter_sorted<AddI32>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
-        case DT_I64: scatter_sorted<AddI64>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
-        default: scatter_sorted<AddU8>(L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted); break;
-    }
+    SCATTER_BY_DTYPE(dt, scatter_sorted, L, nkeys, w, k, dsize, dst, daxis, src, saxis, starts, sorted);
 }
