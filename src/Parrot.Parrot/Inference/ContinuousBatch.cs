@@ -163,7 +163,7 @@ public sealed class ContinuousBatch : IDisposable
             // The sampler sees the prompt before the prefill's read: a penalised row gathers the prompt's ids' logits. It
             // takes no option that the length below changes (max new tokens).
             var sampler = new TokenSampler(options, vocab, prompt.Ids);
-            var ask = candidates > 0 ? new CandidateAsk(candidates, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null) : null;
+            var ask = candidates > 0 ? CandidateAsk.For(candidates, sampler, options) : null;
             LogitsRow? row = null;
             int picked = -1;
             KvCache cache;

@@ -216,7 +216,7 @@ public sealed class Generator
         int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin) : 0;
         var candidates = count > 0 && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
         var asks = candidates is null ? null
-            : samplers.Select(s => new CandidateAsk(count, s.CandidatesSuffice, s.Penalises ? new DeviceSeenIds(s) : null)).ToArray();
+            : samplers.Select(s => CandidateAsk.For(count, s, options)).ToArray();
         try
         {
             LogitsRow[]? rows = null;

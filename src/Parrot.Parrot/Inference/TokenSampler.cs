@@ -7,7 +7,7 @@ namespace Parrot.Parrot.Inference;
 /// logits together with those of the ids seen so far (<see cref="NextFromCandidates(int[], float[], int)"/>, read from
 /// the device instead of the whole row) with the same result bit for bit.
 /// </summary>
-internal sealed class TokenSampler
+internal sealed partial class TokenSampler
 {
     private readonly GenerationOptions _options;
     private readonly bool[] _seen;
@@ -64,7 +64,10 @@ internal sealed class TokenSampler
     }
 
     /// <summary>A row as a session returns it: the whole row of logits, or its candidates.</summary>
-    public int Next(LogitsRow row) => row.Logits is { } full ? Next(full) : NextFromCandidates(row.Ids!, row.Values!, row.Top);
+    public int Next(LogitsRow row) =>
+        row.Logits is { } full ? Next(full)
+        : row.Sum is { } sum ? NextFromCandidates(row.Ids!, row.Values!, row.Top, sum)
+        : NextFromCandidates(row.Ids!, row.Values!, row.Top);
 
     /// <summary>Candidates that are all a row's top logits (no seen ids gathered): <see cref="NextFromCandidates(int[], float[], int)"/>.</summary>
     public int NextFromCandidates(int[] ids, float[] values) => NextFromCandidates(ids, values, ids.Length);
