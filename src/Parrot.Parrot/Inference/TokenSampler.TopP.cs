@@ -98,17 +98,35 @@ internal sealed partial class TokenSampler
         var b = Nucleus(e, sHi, vocab);
         if (a is null || b is null) return "threshold 0";
         if (a.Value.Threshold != b.Value.Threshold || a.Value.Level != b.Value.Level) return "threshold level";
-        if (!a.Value.Pre.AsSpan().SequenceEqual(b.Value.Pre)) return "preselected set";
         double threshold = a.Value.Threshold;
-        // Every id left out below the threshold at every S: e_out ≤ exp(m/T − max) (generous for exp's rounding).
+        // Every id left out has e_out ≤ exp(m/T − max) (generous for exp's rounding and monotonicity).
         double eOut = Math.Exp(mT - max) * (1 + 1e-12);
-        if (!(eOut / sLo * (1 + 4 * U) < threshold)) return "a left-out id may be preselected";
         // The sort's comparisons the same at every S: distinct numerators apart by more than rounding can merge.
         var pre = a.Value.Pre.Select(i => e[i]).ToArray();
         Array.Sort(pre);
         for (int i = 1; i < pre.Length; i++)
             if (pre[i] != pre[i - 1] && !(pre[i] - pre[i - 1] > 8 * U * pre[i])) return "near-equal probabilities";
-        if (!a.Value.Kept.AsSpan().SequenceEqual(b.Value.Kept)) return "the nucleus's cut";
+        if (a.Value.Keep != b.Value.Keep || !a.Value.Kept.AsSpan().SequenceEqual(b.Value.Kept)) return "the nucleus's cut";
+        if (eOut / sLo * (1 + 4 * U) < threshold)
+        {
+            // (A) No id left out is preselected at any level up to the last, at any S: the whole row's loops see
+            // exactly the candidates' entries (its masses, its sort of the same keys in the same order, its cut).
+            if (!a.Value.Pre.AsSpan().SequenceEqual(b.Value.Pre)) return "preselected set";
+        }
+        else
+        {
+            // (B) Ids left out may be preselected, but below the cut: the first level's mass over the candidates alone
+            // reaches top-p at both ends (the whole row's, a superset summed in index order, is no smaller: level 0
+            // for it too, the same threshold); every entry down to the cut is a candidate (its numerator above every
+            // left-out one by more than rounding can merge), so the whole row's sorted prefix is the candidates'; and
+            // no tie straddles the cut (the kept ids among equal probabilities would depend on the whole sort).
+            if (a.Value.Level != 0) return "a left-out id may be preselected";
+            var sorted = a.Value.Sorted;
+            int keep = a.Value.Keep;
+            double eCut = e[sorted[keep - 1]];
+            if (!(eCut > eOut * (1 + 8 * U))) return "a left-out id may reach the cut";
+            if (keep < sorted.Length && !(e[sorted[keep]] < eCut)) return "a tie at the cut";
+        }
 
         // The draw: u = r·total, walked in index order over the kept entries. Its sign at each step is the sign of
         // r·E − E_k (E: the kept numerators' sum, E_k a prefix) for every S, up to rounding bounded by μ.
@@ -178,10 +196,10 @@ internal sealed partial class TokenSampler
 
     /// <summary>
     /// <see cref="KeepNucleus"/> over the candidates' numerators <paramref name="e"/> divided by <paramref name="s"/>:
-    /// the final threshold and its level, the preselected entries (p ≥ threshold) and the kept ones, each in index
-    /// order; null where the threshold reached 0 (the ids left out would join).
+    /// the final threshold and its level, the preselected entries (p ≥ threshold, index order), them sorted as the
+    /// nucleus sorts them, how many of those are kept, and the kept ones in index order; null where the threshold reached 0 (the ids left out would join).
     /// </summary>
-    private (double Threshold, int Level, int[] Pre, int[] Kept)? Nucleus(double[] e, double s, int vocab)
+    private (double Threshold, int Level, int[] Pre, int[] Sorted, int Keep, int[] Kept)? Nucleus(double[] e, double s, int vocab)
     {
         int n = e.Length;
         double topP = _options.TopP;
@@ -215,7 +233,7 @@ internal sealed partial class TokenSampler
         }
         var kept = sorted.AsSpan(0, keep).ToArray();
         Array.Sort(kept);
-        return (threshold, level, pre, kept);
+        return (threshold, level, pre, sorted, keep, kept);
     }
 
     /// <summary>The layout checks of the candidates (as the top-k path's): lengths, ids in range and distinct, every seen id there under a penalty.</summary>
