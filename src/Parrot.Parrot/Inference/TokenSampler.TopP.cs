@@ -47,6 +47,9 @@ internal sealed partial class TokenSampler
         return id;
     }
 
+    /// <summary>The pick the candidates and <paramref name="sum"/> prove, or null; the stream is not advanced (tests).</summary>
+    internal int? TopPPick(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum) => DecideTopP(ids, values, top, sum, out _);
+
     /// <summary>Why the last <see cref="DecideTopP"/> said no (tests count the fallbacks by reason); null when it decided.</summary>
     internal string? LastTopPFallback { get; private set; }
 
@@ -96,7 +99,7 @@ internal sealed partial class TokenSampler
         // Nucleus at both ends: the same threshold, the same preselected set, the same kept set.
         var a = Nucleus(e, sLo, vocab);
         var b = Nucleus(e, sHi, vocab);
-        if (a is null || b is null) return "threshold 0";
+        if (a is null || b is null) return "the candidates hold less than top-p"; // the threshold reached 0
         if (a.Value.Threshold != b.Value.Threshold || a.Value.Level != b.Value.Level) return "threshold level";
         double threshold = a.Value.Threshold;
         // Every id left out has e_out ≤ exp(m/T − max) (generous for exp's rounding and monotonicity).
@@ -131,7 +134,20 @@ internal sealed partial class TokenSampler
         // The draw: u = r·total, walked in index order over the kept entries. Its sign at each step is the sign of
         // r·E − E_k (E: the kept numerators' sum, E_k a prefix) for every S, up to rounding bounded by μ.
         var kept = a.Value.Kept; // ascending index order
-        double r = PeekDouble();
+        if (DrawFromNumerators(e, kept, PeekDouble()) is not int k) return "the draw's boundary";
+        pick = sortedIds[k];
+        return null;
+    }
+
+    /// <summary>
+    /// The entry the whole-row draw picks among <paramref name="kept"/> (ascending), numerators <paramref name="e"/>, for
+    /// every sum S: the sampler walks u = r·Σp − p_1 − … with p = e / S, and the sign at each step is the sign of
+    /// r·E − E_k (E the kept numerators' sum, E_k a prefix's) up to rounding (≤ (2|K| + 3)·u·E on its side, (2|K| + 2)·u·E
+    /// on ours); null where some step is within that margin μ. The last entry needs no margin: the sampler picks it
+    /// either by u &lt; 0 or by the rounding rule.
+    /// </summary>
+    internal static int? DrawFromNumerators(double[] e, int[] kept, double r)
+    {
         double eTot = 0;
         foreach (int i in kept) eTot += e[i];
         double mu = (4.0 * kept.Length + 8) * 1.1 * U * eTot;
@@ -141,11 +157,10 @@ internal sealed partial class TokenSampler
             prefix += e[kept[k]];
             double d = r * eTot - prefix;
             if (d > mu) continue;
-            if (d < -mu) { pick = sortedIds[kept[k]]; return null; }
-            return "the draw's boundary";
+            if (d < -mu) return kept[k];
+            return null;
         }
-        pick = sortedIds[kept[^1]]; // u < 0 there or rounding left u ≥ 0: the last kept entry either way
-        return null;
+        return kept[^1];
     }
 
     /// <summary>
