@@ -50,6 +50,9 @@ internal sealed partial class TokenSampler
     /// <summary>The pick the candidates and <paramref name="sum"/> prove, or null; the stream is not advanced (tests).</summary>
     internal int? TopPPick(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum) => DecideTopP(ids, values, top, sum, out _);
 
+    /// <summary>The interval of the whole row's sum the last <see cref="DecideTopP"/> derived (tests), null where none.</summary>
+    internal (double Lo, double Hi)? LastTopPInterval { get; private set; }
+
     /// <summary>Why the last <see cref="DecideTopP"/> said no (tests count the fallbacks by reason); null when it decided.</summary>
     internal string? LastTopPFallback { get; private set; }
 
@@ -67,6 +70,7 @@ internal sealed partial class TokenSampler
     private string? TopPCore(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum, out int pick)
     {
         pick = -1;
+        LastTopPInterval = null;
         int n = ids.Length, vocab = _seen.Length;
         // The layout checks of the top-k path (ids in range, distinct, every seen id there under a penalty).
         ValidateCandidates(ids, values, top);
@@ -94,7 +98,8 @@ internal sealed partial class TokenSampler
         var e = new double[n];
         for (int i = 0; i < n; i++) e[i] = Math.Exp(l[i] - max);
 
-        if (SumInterval(sum, raw0 / t, max, sortedIds, values, order, l) is not var (sLo, sHi)) return "the row sum's interval";
+        LastTopPInterval = SumInterval(sum, raw0 / t, max, sortedIds, values, order, l);
+        if (LastTopPInterval is not var (sLo, sHi)) return "the row sum's interval";
 
         // Nucleus at both ends: the same threshold, the same preselected set, the same kept set.
         var a = Nucleus(e, sLo, vocab);
