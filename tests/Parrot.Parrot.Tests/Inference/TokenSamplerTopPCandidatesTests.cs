@@ -292,4 +292,22 @@ public class TokenSamplerTopPCandidatesTests
             Assert.That(p, Is.EqualTo(1), "id 0's 8 halved to 4: id 1 alone holds 0.1");
         }
     }
+
+    [Test]
+    public void ASumNudgedAcrossTheCutNeedsTheRow()
+    {
+        // Ids 0 and 1 at 0, the rest −∞: S = 2, p = 0.5 each, top-p 0.5 keeps one on the whole row. A device sum 1e-13
+        // above 2 (within its bound) would keep both if taken alone; the interval straddles the cut: the row.
+        var row = Enumerable.Repeat(float.NegativeInfinity, 1000).ToArray();
+        row[0] = row[1] = 0;
+        int refused = 0;
+        for (ulong seed = 0; seed < 20; seed++)
+        {
+            var options = new GenerationOptions { Temperature = 1, TopP = 0.5, Seed = seed };
+            var (d, p, w, why) = Both(options, row, 10, device: s => s with { Sum = s.Sum * (1 + 1e-13) });
+            Assert.That(p, Is.EqualTo(w), $"seed {seed}");
+            if (!d) { refused++; Assert.That(why, Is.EqualTo("the nucleus's cut")); }
+        }
+        Assert.That(refused, Is.EqualTo(20));
+    }
 }
