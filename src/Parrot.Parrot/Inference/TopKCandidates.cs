@@ -55,9 +55,10 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
 {
     /// <summary>
     /// Whether reading the candidates costs fewer bytes than the row: 12 a candidate (value and id) and 4 a seen id's
-    /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary.
+    /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary; with the row's sum the values
+    /// read as float64 (16 a candidate, 8 a seen id, 16 the sum): 4·count + 2·seen + 4.
     /// </summary>
-    public bool Pays(int vocab) => 3L * Count + (Seen?.Count ?? 0) < vocab;
+    public bool Pays(int vocab) => SumSuffice is null ? 3L * Count + (Seen?.Count ?? 0) < vocab : 4L * Count + 2L * (Seen?.Count ?? 0) + 4 < vocab;
 
     /// <summary>
     /// The ask of <paramref name="sampler"/>'s row: <paramref name="count"/> top logits (<see cref="TopKCandidates.Count"/>),
@@ -97,16 +98,16 @@ internal static class TopKCandidates
     /// <summary>
     /// How many top candidates to read for <paramref name="options"/> over <paramref name="vocab"/>, or 0 where the path
     /// does not apply: off; sampling without top-k and top-p (a plain temperature draw walks every id) or with top-k
-    /// above <see cref="MaxTopK"/>; top-p without top-k reads <see cref="TopPCount"/> and the row's sum; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
+    /// above <see cref="MaxTopK"/>; top-p without top-k reads <paramref name="topP"/> (<see cref="TopPCount"/>) and the row's sum; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
     /// k + margin, greedy with a penalty 1 + margin (the seen ids' logits come on top: <see cref="CandidateAsk"/>). 0 also
     /// where that count reaches a third of the row (a candidate reads 12 bytes, value and id, where the row reads 4 a
     /// logit: nothing to save; only small test vocabularies get there).
     /// </summary>
-    internal static int Count(GenerationOptions options, int vocab, int margin = DefaultMargin)
+    internal static int Count(GenerationOptions options, int vocab, int margin = DefaultMargin, int topP = TopPCount)
     {
         if (!Enabled || margin < 0) return 0;
         long count;
-        if (TokenSampler.IsTopPOnly(options, vocab)) count = TopPCount;
+        if (TokenSampler.IsTopPOnly(options, vocab)) count = topP;
         else if (options.IsSampling)
         {
             if (options.TopK <= 0 || options.TopK > MaxTopK) return 0;
