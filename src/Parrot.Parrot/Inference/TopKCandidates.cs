@@ -83,9 +83,9 @@ internal static class TopKCandidates
     internal const int MaxTopK = 1024;
 
     /// <summary>
-    /// Candidates read for top-p without top-k (with the row's sum): the nucleus and every id it preselects must be
+    /// Candidates read for top-p without top-k (with the row's sum): the nucleus, and every id ranked above its cut, must be
     /// among them (<see cref="TokenSampler.CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int, RowSum)"/>);
-    /// 256 + the margin covers peaked rows, a flatter row falls back to the whole row.
+    /// 256 + the default margin covers peaked rows, a flatter row falls back to the whole row.
     /// </summary>
     internal const int TopPCount = 256 + DefaultMargin;
 
