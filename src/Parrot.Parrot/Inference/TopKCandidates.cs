@@ -174,11 +174,19 @@ internal static class TopKCandidates
             var sums = picks.Where(i => asks[i]!.SumSuffice is not null).ToArray();
             float[] values;
             double[] rowSums = [];
+            var sumAt = new Dictionary<int, int>();
+            int sumOffset = 0;
             if (sums.Length == 0) values = (parts.Count == 1 ? parts[0] : Tensor.Concat(0, parts.ToArray())).ToFloatArray();
             else
             {
                 int valueCount = parts.Sum(x => x.Dim(0));
-                foreach (int i in sums) parts.Add(DeviceRowSum(logits, at[i], asks[i]!.Temperature));
+                // One computation per temperature over its rows (their (max, sum) pairs in that order).
+                foreach (var group in sums.GroupBy(i => asks[i]!.Temperature))
+                {
+                    var rowsOf = group.ToArray();
+                    parts.Add(DeviceRowSums(logits, rowsOf.Select(i => at[i]).ToArray(), group.Key));
+                    foreach (int i in rowsOf) { sumAt[i] = sumOffset; sumOffset += 2; }
+                }
                 var all = Tensor.Concat(0, parts.Select(x => x.DType == DType.F64 ? x : x.To(DType.F64)).ToArray()).ToDoubleArray();
                 values = new float[valueCount];
                 for (int j = 0; j < valueCount; j++) values[j] = (float)all[j];
@@ -194,8 +202,8 @@ internal static class TopKCandidates
                 var ask = asks[picks[p]]!;
                 if (ask.SumSuffice is { } sumCheck)
                 {
-                    int si = Array.IndexOf(sums, picks[p]);
-                    var sum = new RowSum(rowSums[2 * si], rowSums[2 * si + 1]);
+                    int si = sumAt[picks[p]];
+                    var sum = new RowSum(rowSums[si], rowSums[si + 1]);
                     if (sumCheck(id, v, count, sum)) rows[picks[p]] = LogitsRow.Candidates(id, v, count, sum);
                     else whole.Add(picks[p]);
                 }
@@ -254,17 +262,17 @@ internal static class TopKCandidates
     }
 
     /// <summary>
-    /// Row <paramref name="row"/> of logits [B, vocab] → [2] float64 on the device: M = max(x ÷ T) and Σ exp(x ÷ T − M)
-    /// over the row, x the raw logits widened to float64 (no penalty: the host corrects for the seen ids). Existing ops
-    /// only (cast, divide, max, subtract, exp, sum; the reduction accumulates in float64 in any order): the host's
-    /// bound on its error (docs/cuda.md) assumes no more than that.
+    /// Rows <paramref name="rows"/> of logits [B, vocab] → [2·rows] float64 on the device, per row M = max(x ÷ T) and
+    /// Σ exp(x ÷ T − M), x the raw logits widened to float64 (no penalty: the host corrects for the seen ids). Existing
+    /// ops only (cast, divide, max, subtract, exp, sum; the reduction accumulates in float64 in any order): the host's
+    /// bound on its error (docs/cuda.md) assumes no more than that. Temporary: 8·vocab bytes a row.
     /// </summary>
-    private static Tensor DeviceRowSum(Tensor logits, int row, double temperature)
+    private static Tensor DeviceRowSums(Tensor logits, int[] rows, double temperature)
     {
-        var x = logits.Narrow(0, row, 1).To(DType.F64) / temperature;
+        var x = Gather(logits, rows).To(DType.F64) / temperature;
         var max = x.Max(1, keepDim: true);
         var sum = (x - max).Exp().Sum(1, keepDim: true);
-        return Tensor.Concat(1, max, sum).Reshape(2);
+        return Tensor.Concat(1, max, sum).Reshape(2 * rows.Length);
     }
 
     /// <summary>Rows <paramref name="at"/> of <paramref name="logits"/>: the tensor itself when that is all of them in order, else their views concatenated on the device.</summary>
