@@ -80,6 +80,16 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsTopPRowPassesOnTheDevice()
+    {
+        // The row a GPU run uses to prove top-p sampling from candidates and the device's row sum: on the test device the
+        // generator takes that path and the sum is computed there.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "row sum = full row", TextWriter.Null);
+        Assert.That(rows.Select(r => r.Op).Distinct(), Is.EquivalentTo(new[] { "top-p sampling from device candidates + row sum = full row" }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void TheSelftestsCandidateSamplingRowsPassOnTheDevice()
     {
         // The rows a GPU run uses to prove sampling (and penalised greedy decoding) from the device's candidates: here on

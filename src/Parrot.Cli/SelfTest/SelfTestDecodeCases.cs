@@ -61,6 +61,7 @@ internal static partial class SelfTestDecodeCases
         // SelfTestDecodeCases.Candidates.cs: top-k sampling from TopK's candidates read back instead of the row.
         yield return new("top-k sampling from device candidates = full row", Inputs, CandidatesSameAsFullRow, Exact: true);
         yield return new("sampling with repetition penalty from device candidates = full row", Inputs, PenaltyCandidatesSameAsFullRow, Exact: true);
+        yield return new("top-p sampling from device candidates + row sum = full row", Inputs, TopPCandidatesSameAsFullRow, Exact: true);
     }
 
     private static Tensor GreedyOnDeviceSameAsLogits(Tensor[] p)

@@ -121,6 +121,9 @@ public sealed class ContinuousBatch : IDisposable
     /// </summary>
     internal int CandidateMargin { get; set; } = TopKCandidates.DefaultMargin;
 
+    /// <summary>Candidates read for top-p without top-k for sequences that join after it is set (<see cref="TopKCandidates.TopPCount"/>; tests with small vocabularies set fewer).</summary>
+    internal int TopPCandidates { get; set; } = TopKCandidates.TopPCount;
+
     /// <summary>Sequences in the batch.</summary>
     public int Count => _active.Count;
 
@@ -159,11 +162,11 @@ public sealed class ContinuousBatch : IDisposable
             }
             bool onDevice = !HostPicksOnly && Generator.PicksPlainArgMax(options);
             int vocab = _lm.VocabSize;
-            int candidates = onDevice || HostPicksOnly || !_lm.CandidatesPay ? 0 : TopKCandidates.Count(options, vocab, CandidateMargin);
+            int candidates = onDevice || HostPicksOnly || !_lm.CandidatesPay ? 0 : TopKCandidates.Count(options, vocab, CandidateMargin, TopPCandidates);
             // The sampler sees the prompt before the prefill's read: a penalised row gathers the prompt's ids' logits. It
             // takes no option that the length below changes (max new tokens).
             var sampler = new TokenSampler(options, vocab, prompt.Ids);
-            var ask = candidates > 0 ? new CandidateAsk(candidates, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null) : null;
+            var ask = candidates > 0 ? CandidateAsk.For(candidates, sampler, options) : null;
             LogitsRow? row = null;
             int picked = -1;
             KvCache cache;

@@ -213,10 +213,10 @@ public sealed class Generator
         var greedy = PicksPlainArgMax(options) ? session as IGreedyDecodingSession : null;
         // Top-k sampling (greedy with a penalty) where the session's reads are copies: each row's top logits, and under a
         // penalty its seen ids' logits (each row's own seen ids, kept on the device), come back instead of the row.
-        int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin) : 0;
+        int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin, TopPCandidates) : 0;
         var candidates = count > 0 && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
         var asks = candidates is null ? null
-            : samplers.Select(s => new CandidateAsk(count, s.CandidatesSuffice, s.Penalises ? new DeviceSeenIds(s) : null)).ToArray();
+            : samplers.Select(s => CandidateAsk.For(count, s, options)).ToArray();
         try
         {
             LogitsRow[]? rows = null;
@@ -259,6 +259,9 @@ public sealed class Generator
     /// whole. Tests set it small to exercise the path on a small vocabulary.
     /// </summary>
     internal int CandidateMargin { get; init; } = TopKCandidates.DefaultMargin;
+
+    /// <summary>Candidates read for top-p without top-k (<see cref="TopKCandidates.TopPCount"/>; tests with small vocabularies set fewer).</summary>
+    internal int TopPCandidates { get; init; } = TopKCandidates.TopPCount;
 
     /// <summary>A greedy session's ids, checked as TokenSampler checks the logits it is given.</summary>
     private static int[] CheckIds(int[] ids, int batch, int vocab)

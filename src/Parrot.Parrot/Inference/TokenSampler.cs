@@ -5,9 +5,10 @@ namespace Parrot.Parrot.Inference;
 /// temperature, top-k, top-p and a draw from a seeded SplitMix64 stream (the same seed gives the same draws
 /// on every machine). Top-k sampling, and greedy decoding with a repetition penalty, may also pick from the row's largest
 /// logits together with those of the ids seen so far (<see cref="NextFromCandidates(int[], float[], int)"/>, read from
-/// the device instead of the whole row) with the same result bit for bit.
+/// the device instead of the whole row) with the same result bit for bit; top-p without top-k from them and the device's
+/// row sum where a margin check proves the pick (TokenSampler.TopP.cs).
 /// </summary>
-internal sealed class TokenSampler
+internal sealed partial class TokenSampler
 {
     private readonly GenerationOptions _options;
     private readonly bool[] _seen;
@@ -64,7 +65,10 @@ internal sealed class TokenSampler
     }
 
     /// <summary>A row as a session returns it: the whole row of logits, or its candidates.</summary>
-    public int Next(LogitsRow row) => row.Logits is { } full ? Next(full) : NextFromCandidates(row.Ids!, row.Values!, row.Top);
+    public int Next(LogitsRow row) =>
+        row.Logits is { } full ? Next(full)
+        : row.Sum is { } sum ? NextFromCandidates(row.Ids!, row.Values!, row.Top, sum)
+        : NextFromCandidates(row.Ids!, row.Values!, row.Top);
 
     /// <summary>Candidates that are all a row's top logits (no seen ids gathered): <see cref="NextFromCandidates(int[], float[], int)"/>.</summary>
     public int NextFromCandidates(int[] ids, float[] values) => NextFromCandidates(ids, values, ids.Length);
@@ -129,7 +133,7 @@ internal sealed class TokenSampler
     /// <item>no candidate NaN (the sampler counts NaN as −∞, TopK ranks it first: none among them, none in the row);</item>
     /// <item>greedy: the largest candidate after the penalty strictly above m, so no id left out reaches the maximum and
     /// the lowest-id rule among the candidates (sorted by id) is the whole row's;</item>
-    /// <item>sampling with top-k on (top-p alone needs the whole row's sum): the k-th largest candidate after the penalty
+    /// <item>sampling with top-k on (top-p alone needs the whole row's sum: the overload with the device's <see cref="RowSum"/>): the k-th largest candidate after the penalty
     /// and the temperature strictly above m / T, so every id left out (≤ m / T after the division, which is monotonic) is
     /// cut by top-k as on the whole row, ties at the k-th value included, even where the division merges two floats; the
     /// k largest of the row are then candidates, so the row's k-th value is theirs;</item>

@@ -5,13 +5,14 @@ namespace Parrot.Parrot.Inference;
 /// <summary>
 /// One row of a decode step as the host samples from it: the whole row of <see cref="Logits"/>, or its candidates
 /// (<see cref="Ids"/>, <see cref="Values"/>: <see cref="TopKCandidates"/>), of which the first <see cref="Top"/> are the
-/// row's largest logits and the rest those of seen ids not among them (a repetition penalty).
+/// row's largest logits and the rest those of seen ids not among them (a repetition penalty); with <see cref="Sum"/>
+/// the whole row's normalising sum as the device computed it (top-p without top-k).
 /// </summary>
-internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top)
+internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top, RowSum? Sum = null)
 {
     public static LogitsRow Full(float[] logits) => new(logits, null, null, 0);
 
-    public static LogitsRow Candidates(int[] ids, float[] values, int top) => new(null, ids, values, top);
+    public static LogitsRow Candidates(int[] ids, float[] values, int top, RowSum? sum = null) => new(null, ids, values, top, sum);
 }
 
 /// <summary>
@@ -40,16 +41,32 @@ internal interface ICandidateDecodingSession : IDecodingSession
 internal delegate bool CandidateCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top);
 
 /// <summary>
+/// Whether a row's candidates with its device-computed <see cref="RowSum"/> decide its token (top-p without top-k).
+/// </summary>
+internal delegate bool RowSumCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum);
+
+/// <summary>
 /// What a row asks to read: its top <see cref="Count"/> logits, and with <see cref="Seen"/> (a repetition penalty) the
 /// logits of every id seen so far, gathered on the device; <see cref="Suffice"/> says whether they decide its token.
+/// With <see cref="SumSuffice"/> (top-p without top-k, at <see cref="Temperature"/>) the device also computes the row's
+/// <see cref="RowSum"/>, read with the values, and that check decides instead.
 /// </summary>
-internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSeenIds? Seen = null)
+internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSeenIds? Seen = null, RowSumCheck? SumSuffice = null, double Temperature = 1)
 {
     /// <summary>
     /// Whether reading the candidates costs fewer bytes than the row: 12 a candidate (value and id) and 4 a seen id's
-    /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary.
+    /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary; with the row's sum the values
+    /// read as float64 (16 a candidate, 8 a seen id, 16 the sum): 4·count + 2·seen + 4.
     /// </summary>
-    public bool Pays(int vocab) => 3L * Count + (Seen?.Count ?? 0) < vocab;
+    public bool Pays(int vocab) => SumSuffice is null ? 3L * Count + (Seen?.Count ?? 0) < vocab : 4L * Count + 2L * (Seen?.Count ?? 0) + 4 < vocab;
+
+    /// <summary>
+    /// The ask of <paramref name="sampler"/>'s row: <paramref name="count"/> top logits (<see cref="TopKCandidates.Count"/>),
+    /// its seen ids under a penalty, and the row's sum where it samples top-p without top-k.
+    /// </summary>
+    public static CandidateAsk For(int count, TokenSampler sampler, GenerationOptions options) =>
+        new(count, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null,
+            sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature);
 }
 
 /// <summary>
@@ -65,6 +82,13 @@ internal static class TopKCandidates
     /// <summary>Top-k above this reads the whole row (the read saved shrinks, the host's candidate sort grows).</summary>
     internal const int MaxTopK = 1024;
 
+    /// <summary>
+    /// Candidates read for top-p without top-k (with the row's sum): the nucleus, and every id ranked above its cut, must be
+    /// among them (<see cref="TokenSampler.CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int, RowSum)"/>);
+    /// 256 + the default margin covers peaked rows, a flatter row falls back to the whole row.
+    /// </summary>
+    internal const int TopPCount = 256 + DefaultMargin;
+
     /// <summary>Whether PARROT_TOPK_CANDIDATES allows the path ("0" turns it off), read once.</summary>
     internal static readonly bool Enabled = EnabledBy(Environment.GetEnvironmentVariable("PARROT_TOPK_CANDIDATES"));
 
@@ -73,17 +97,18 @@ internal static class TopKCandidates
 
     /// <summary>
     /// How many top candidates to read for <paramref name="options"/> over <paramref name="vocab"/>, or 0 where the path
-    /// does not apply: off; sampling without top-k (top-p alone needs the whole row's sum, see docs/cuda.md) or with top-k
-    /// above <see cref="MaxTopK"/>; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
+    /// does not apply: off; sampling without top-k and top-p (a plain temperature draw walks every id) or with top-k
+    /// above <see cref="MaxTopK"/>; top-p without top-k reads <paramref name="topP"/> (<see cref="TopPCount"/>) and the row's sum; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
     /// k + margin, greedy with a penalty 1 + margin (the seen ids' logits come on top: <see cref="CandidateAsk"/>). 0 also
     /// where that count reaches a third of the row (a candidate reads 12 bytes, value and id, where the row reads 4 a
     /// logit: nothing to save; only small test vocabularies get there).
     /// </summary>
-    internal static int Count(GenerationOptions options, int vocab, int margin = DefaultMargin)
+    internal static int Count(GenerationOptions options, int vocab, int margin = DefaultMargin, int topP = TopPCount)
     {
         if (!Enabled || margin < 0) return 0;
         long count;
-        if (options.IsSampling)
+        if (TokenSampler.IsTopPOnly(options, vocab)) count = topP;
+        else if (options.IsSampling)
         {
             if (options.TopK <= 0 || options.TopK > MaxTopK) return 0;
             count = (long)options.TopK + margin;
@@ -144,7 +169,29 @@ internal static class TopKCandidates
                 seenIds[p] = ids;
                 if (ids.Length > 0) parts.Add(GatherIds(logits, at[picks[p]], onDevice!));
             }
-            var values = (parts.Count == 1 ? parts[0] : Tensor.Concat(0, parts.ToArray())).ToFloatArray();
+            // Rows that ask for their sum (top-p without top-k): max and Σ exp on the device in float64, after the values
+            // in the same read (the values widened to float64, exactly).
+            var sums = picks.Where(i => asks[i]!.SumSuffice is not null).ToArray();
+            float[] values;
+            double[] rowSums = [];
+            var sumAt = new Dictionary<int, int>();
+            int sumOffset = 0;
+            if (sums.Length == 0) values = (parts.Count == 1 ? parts[0] : Tensor.Concat(0, parts.ToArray())).ToFloatArray();
+            else
+            {
+                int valueCount = parts.Sum(x => x.Dim(0));
+                // One computation per temperature over its rows (their (max, sum) pairs in that order).
+                foreach (var group in sums.GroupBy(i => asks[i]!.Temperature))
+                {
+                    var rowsOf = group.ToArray();
+                    parts.Add(DeviceRowSums(logits, rowsOf.Select(i => at[i]).ToArray(), group.Key));
+                    foreach (int i in rowsOf) { sumAt[i] = sumOffset; sumOffset += 2; }
+                }
+                var all = Tensor.Concat(0, parts.Select(x => x.DType == DType.F64 ? x : x.To(DType.F64)).ToArray()).ToDoubleArray();
+                values = new float[valueCount];
+                for (int j = 0; j < valueCount; j++) values[j] = (float)all[j];
+                rowSums = all[valueCount..];
+            }
             var topIds = found.ToLongArray();
             int offset = picks.Length * count;
             for (int p = 0; p < picks.Length; p++)
@@ -152,7 +199,15 @@ internal static class TopKCandidates
                 var (id, v) = Union(topIds.AsSpan(p * count, count), values.AsSpan(p * count, count), seenIds[p] ?? [],
                     values.AsSpan(offset, seenIds[p]?.Length ?? 0), vocab);
                 offset += seenIds[p]?.Length ?? 0;
-                if (asks[picks[p]]!.Suffice(id, v, count)) rows[picks[p]] = LogitsRow.Candidates(id, v, count);
+                var ask = asks[picks[p]]!;
+                if (ask.SumSuffice is { } sumCheck)
+                {
+                    int si = sumAt[picks[p]];
+                    var sum = new RowSum(rowSums[si], rowSums[si + 1]);
+                    if (sumCheck(id, v, count, sum)) rows[picks[p]] = LogitsRow.Candidates(id, v, count, sum);
+                    else whole.Add(picks[p]);
+                }
+                else if (ask.Suffice(id, v, count)) rows[picks[p]] = LogitsRow.Candidates(id, v, count);
                 else whole.Add(picks[p]);
             }
         }
@@ -204,6 +259,20 @@ internal static class TopKCandidates
         var y = Tensor.Empty([1, s], logits.DType, logits.Device);
         logits.Backend.IndexSelect(logits.Narrow(0, row, 1), 1, ids, y);
         return y.Reshape(s);
+    }
+
+    /// <summary>
+    /// Rows <paramref name="rows"/> of logits [B, vocab] → [2·rows] float64 on the device, per row M = max(x ÷ T) and
+    /// Σ exp(x ÷ T − M), x the raw logits widened to float64 (no penalty: the host corrects for the seen ids). Existing
+    /// ops only (cast, divide, max, subtract, exp, sum; the reduction accumulates in float64 in any order): the host's
+    /// bound on its error (docs/cuda.md) assumes no more than that. Temporary: 8·vocab bytes a row.
+    /// </summary>
+    private static Tensor DeviceRowSums(Tensor logits, int[] rows, double temperature)
+    {
+        var x = Gather(logits, rows).To(DType.F64) / temperature;
+        var max = x.Max(1, keepDim: true);
+        var sum = (x - max).Exp().Sum(1, keepDim: true);
+        return Tensor.Concat(1, max, sum).Reshape(2 * rows.Length);
     }
 
     /// <summary>Rows <paramref name="at"/> of <paramref name="logits"/>: the tensor itself when that is all of them in order, else their views concatenated on the device.</summary>

@@ -90,6 +90,43 @@ public class CandidateSamplingTests
     }
 
     /// <summary>
+    /// Top-p without top-k (OpenAI-style: temperature and top_p), with and without a penalty: the generations equal the
+    /// whole-row path's, rows decided by 10 candidates and the device's row sum where the margin check proves the pick.
+    /// </summary>
+    [Test]
+    public void TopPAloneFromCandidatesAndTheRowSum([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        using var model = new Qwen2ForCausalLM(Lm, seed: 6, DType.F32);
+        model.To(TestDevice.Get());
+        var dev = TestDevice.Backend;
+        int candidateRows = 0, wholeRows = 0;
+        foreach (ulong seed in new ulong[] { 1, 2, 3 })
+        foreach (double topP in new[] { 0.5, 0.9 })
+        foreach (double temperature in new[] { 0.05, 0.3 })
+        foreach (double penalty in new[] { 1, 1.3 })
+        {
+            var options = new GenerationOptions { MaxNewTokens = 8, Temperature = temperature, TopP = topP, RepetitionPenalty = penalty, Seed = seed, IgnoreEos = true };
+            string what = $"seed {seed}, top-p {topP}, T {temperature}, penalty {penalty}";
+            var want = new Generator(Generator.LogitsOnly(Generator.Wrap(model, mode)), endOfSequenceIds: []).Generate(TwoPrompts, options);
+            var counting = new Counting(Generator.Wrap(model, mode));
+            long bytes = dev.DeviceToHostBytes;
+            var got = new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2, TopPCandidates = 10 }.Generate(TwoPrompts, options);
+            long read = dev.DeviceToHostBytes - bytes;
+            for (int r = 0; r < 2; r++) Assert.That(got[r].Tokens, Is.EqualTo(want[r].Tokens), $"{what}: row {r}");
+            Assert.That(counting.CandidateRows + counting.WholeRows, Is.EqualTo(2 * 8), $"{what}: both rows every step as candidates asked");
+            if (counting.WholeRows == 0 && penalty == 1)
+                Assert.That(read, Is.LessThan(4L * Lm.VocabSize * 2 * 8), $"{what}: fewer bytes than the rows");
+            candidateRows += counting.CandidateRows;
+            wholeRows += counting.WholeRows;
+        }
+        TestContext.Out.WriteLine($"candidate rows {candidateRows}, whole rows {wholeRows}");
+        // The random-weight model's rows are nearly flat (its candidates often hold less than top-p), and penalised rows
+        // with their seen ids do not pay at this 61-long vocabulary: a good share, not most.
+        Assert.That(candidateRows, Is.GreaterThan(60), "rows from their candidates and the row sum");
+        Assert.That(wholeRows, Is.GreaterThan(0), "some rows fall back");
+    }
+
+    /// <summary>
     /// A step of each session reads the values (float32) and ids (int64) of count candidates per row where the logits path
     /// reads the rows: the same reads otherwise, one more copy; a row the check refuses comes back whole, in one more read,
     /// equal to the logits path's row; the candidates are that row's top count (ties by lower id).

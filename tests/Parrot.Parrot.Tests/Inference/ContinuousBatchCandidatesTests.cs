@@ -59,11 +59,12 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
     }
 
     /// <summary>Runs <paramref name="cases"/> through a batch of <paramref name="margin"/>; the events as lines, and what each join and step read back.</summary>
-    private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, int margin, DecodeStepMode mode)
+    private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, int margin, DecodeStepMode mode, int topP = TopKCandidates.TopPCount, Action<BatchSequence?[]>? afterStep = null)
     {
         var red = ImageLoader.Load(Red);
         using var batch = model.StartContinuousBatch(mode);
         batch.CandidateMargin = margin;
+        batch.TopPCandidates = topP;
         var sequences = new BatchSequence?[cases.Length];
         var events = new List<string>();
         var reads = new List<Reads>();
@@ -100,6 +101,7 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
             IReadOnlyList<BatchEvent> got = [];
             reads.Add(Measure($"step {step}", running.ToArray(), () => got = batch.Step()));
             foreach (var e in got) events.Add($"step {step}: {Array.IndexOf(sequences, e.Sequence)} token {e.Token} text '{e.Text}' {e.Finished}");
+            afterStep?.Invoke(sequences);
         }
         Assert.That(sequences, Is.All.Matches<BatchSequence?>(s => s is { Left: true }), "every sequence left");
         Assert.That(batch.DecodePath, mode == DecodeStepMode.Eager ? Is.EqualTo("eager") : Does.StartWith("static slots"));
@@ -165,6 +167,43 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         Assert.That(candidates, Has.Some.Matches<Reads>(r => r.What.StartsWith("step") && r.Rows.Length > 0 && r.Rows.All(x => counts[x] > 0)), "a step of candidate rows only");
         Assert.That(candidates, Has.Some.Matches<Reads>(r => r.Rows.Any(x => counts[x] > 0) && r.Rows.Any(x => counts[x] == 0 && !Generator.PicksPlainArgMax(cases[x].Options))
             && r.Rows.Any(x => Generator.PicksPlainArgMax(cases[x].Options))), "a step of all three");
+    }
+
+    /// <summary>
+    /// Top-p without top-k (with and without a penalty) among top-k, greedy and whole rows: the batch's events equal the
+    /// whole-row batch's, eager and with slots, the top-p rows asking for their candidates and row sum
+    /// (<see cref="CandidateAsk.SumSuffice"/>) and some decided by them.
+    /// </summary>
+    [Test]
+    public void TopPAloneRowsGiveTheWholeRowsEvents([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = TestDevice.Get() });
+        static GenerationOptions TopP(double t, double p, ulong seed) => new() { Temperature = t, TopP = p, Seed = seed, IgnoreEos = true };
+        Case[] cases =
+        [
+            new(Ask("nucleus only"), false, TopP(0.1, 0.9, 1), 10, 0),
+            new(Ask("nucleus, penalised"), false, TopP(0.2, 0.8, 2) with { RepetitionPenalty = 1.05 }, 9, 0),
+            new(Ask("greedy beside"), false, new GenerationOptions { IgnoreEos = true }, 8, 1),
+            new(Ask("top-k beside"), false, TopP(0.9, 1, 3) with { TopK = 5 }, 8, 2),
+            new(Ask("a wide nucleus"), false, TopP(1, 0.99, 4), 6, 3),
+            new(Ask("late nucleus alone"), false, TopP(0.05, 0.5, 5), 6, 15),
+        ];
+        int topP = Vocab / 8, asked = 0, decided = 0;
+        var (want, _) = Run(model, cases, margin: -1, mode);
+        var (got, _) = Run(model, cases, margin: 2, mode, topP, sequences =>
+        {
+            foreach (var s in sequences)
+            {
+                if (s is not { Left: false } || s.Ask?.SumSuffice is null) continue;
+                asked++;
+                if (s.Sampler.LastTopPFallback is null && s.Sampler.LastTopPInterval is not null) decided++;
+            }
+        });
+        Assert.That(got, Is.EqualTo(want));
+        Assert.That(want.Count(e => e.Contains("token")), Is.GreaterThan(30));
+        TestContext.Out.WriteLine($"top-p rows asked {asked}, decided {decided}");
+        Assert.That(asked, Is.GreaterThan(15), "top-p rows asking for their candidates and row sum");
+        Assert.That(decided, Is.GreaterThan(0), "top-p rows decided by them");
     }
 
     /// <summary>
