@@ -365,4 +365,41 @@ public class TokenSamplerTopPCandidatesTests
         Assert.That(mismatches, Is.EqualTo(0));
         Assert.That(refused, Is.EqualTo(found * 300), "every such row refused by rule (B)'s walk check");
     }
+    /// <summary>
+    /// Temperatures 0.003–50 and logits scaled ×0.01–×100 (|l| up to ~10⁵: the bound's argument-rounding term dominates)
+    /// on the test device: the interval holds the whole row's sum and every decided row picks the whole row's token.
+    /// </summary>
+    [Test]
+    public void ExtremeTemperaturesAndScales()
+    {
+        var rng = new Random(21);
+        int checkedRows = 0, decided = 0, mism = 0;
+        foreach (double temp in new[] { 0.003, 0.01, 0.03, 50.0 })
+            for (int trial = 0; trial < 60; trial++)
+            {
+                int vocab = rng.Next(200, 3000);
+                var options = new GenerationOptions { Temperature = temp, TopP = 0.05 + rng.NextDouble() * 0.9, RepetitionPenalty = Penalties[trial % Penalties.Length], Seed = (ulong)trial };
+                var prompt = Enumerable.Range(0, rng.Next(0, 30)).Select(_ => rng.Next(vocab)).ToArray();
+                var sampler = new TokenSampler(options, vocab, prompt);
+                var ask = CandidateAsk.For(vocab / 5, sampler, options);
+                double scale = new[] { 1.0, 10, 100, 0.01 }[rng.Next(4)];
+                var row = Row(rng, vocab, rng.Next(8)).Select(x => (float)(x * scale)).ToArray();
+                using (ask.Seen)
+                using (TensorScope.Begin())
+                {
+                    var logits = Tensor.FromArray(row, TestDevice.Get(), 1, vocab);
+                    var read = TopKCandidates.ReadRows(logits, [0], [ask])[0];
+                    int whole = Outcome(() => new FormerTokenSampler(options, vocab, prompt).Next(row));
+                    if (read.Logits is null) { decided++; if (Outcome(() => sampler.Next(read)) != whole) mism++; }
+                    if (sampler.LastTopPInterval is not { } iv) continue;
+                    double s = WholeRowSum(row, options, prompt.ToHashSet());
+                    if (!(s >= iv.Lo && s <= iv.Hi)) TestContext.Out.WriteLine($"T {temp} trial {trial}: S {s:R} outside [{iv.Lo:R}, {iv.Hi:R}]");
+                    Assert.That(s >= iv.Lo && s <= iv.Hi);
+                    checkedRows++;
+                }
+            }
+        TestContext.Out.WriteLine($"checked {checkedRows}, decided {decided}, mismatches {mism}");
+        Assert.That(mism, Is.EqualTo(0));
+        Assert.That(decided, Is.GreaterThan(50));
+    }
 }
