@@ -129,6 +129,10 @@ internal sealed partial class TokenSampler
             // left-out one by more than rounding can merge), so the whole row's sorted prefix is the candidates'; and
             // no tie straddles the cut (the kept ids among equal probabilities would depend on the whole sort).
             if (a.Value.Level != 0) return "a left-out id may be preselected";
+            // The sorted walk must reach top-p within the candidates at every S (at S_hi, where its sums are smallest):
+            // its sum in sort order may fall a few ulps short of the index-order mass that reached top-p, and the whole
+            // row's walk would then go on into the preselected ids left out and keep one of them.
+            if (!b.Value.Reached) return "the nucleus's walk ends below top-p";
             var sorted = a.Value.Sorted;
             int keep = a.Value.Keep;
             double eCut = e[sorted[keep - 1]];
@@ -217,9 +221,10 @@ internal sealed partial class TokenSampler
     /// <summary>
     /// <see cref="KeepNucleus"/> over the candidates' numerators <paramref name="e"/> divided by <paramref name="s"/>:
     /// the final threshold and its level, the preselected entries (p ≥ threshold, index order), them sorted as the
-    /// nucleus sorts them, how many of those are kept, and the kept ones in index order; null where the threshold reached 0 (the ids left out would join).
+    /// nucleus sorts them, how many of those are kept, the kept ones in index order, and whether the sorted walk reached
+    /// top-p (it may end a few ulps short: its sum in sort order, the mass's in index order); null where the threshold reached 0 (the ids left out would join).
     /// </summary>
-    private (double Threshold, int Level, int[] Pre, int[] Sorted, int Keep, int[] Kept)? Nucleus(double[] e, double s, int vocab)
+    private (double Threshold, int Level, int[] Pre, int[] Sorted, int Keep, int[] Kept, bool Reached)? Nucleus(double[] e, double s, int vocab)
     {
         int n = e.Length;
         double topP = _options.TopP;
@@ -253,7 +258,7 @@ internal sealed partial class TokenSampler
         }
         var kept = sorted.AsSpan(0, keep).ToArray();
         Array.Sort(kept);
-        return (threshold, level, pre, sorted, keep, kept);
+        return (threshold, level, pre, sorted, keep, kept, cumulative >= topP);
     }
 
     /// <summary>The layout checks of the candidates (as the top-k path's): lengths, ids in range and distinct, every seen id there under a penalty.</summary>

@@ -310,4 +310,96 @@ public class TokenSamplerTopPCandidatesTests
         }
         Assert.That(refused, Is.EqualTo(20));
     }
+    /// <summary>
+    /// Rule (B) where the nucleus's sorted walk over the candidates ends without reaching top-p (its sum in sort order
+    /// a few ulps below the same probabilities' sum in index order, which reached it): the whole row walks on into the
+    /// preselected ids left out and keeps one of them. A device sum within its bound that puts the host's S at the top
+    /// of the interval, top-p between the two sums: the candidates must not decide (or decide the whole row's pick).
+    /// </summary>
+    [Test]
+    public void RuleBsWalkThatEndsBelowTopPNeedsTheRow()
+    {
+        var rng = new Random(5);
+        int vocab = 2000, found = 0, mismatches = 0, refused = 0;
+        for (int config = 0; config < 400 && found < 6; config++)
+        {
+            // Ids 0..399 at 2.9 left out but preselected (p ≈ 0.002 ≥ 1/V); candidates 1000..1049 above 3; id 1050 at
+            // 2.95 (the top's smallest, m) seen and penalised below the threshold; the rest far below.
+            var row = Enumerable.Repeat(-10f, vocab).ToArray();
+            for (int i = 0; i < 400; i++) row[i] = 2.9f;
+            for (int i = 1000; i < 1050; i++) row[i] = (float)(3.01 + rng.NextDouble() * 0.49);
+            row[1050] = 2.95f;
+            var baseOptions = new GenerationOptions { Temperature = 1, TopP = 0.5, RepetitionPenalty = 3 };
+            int[] prompt = [1050];
+            var probe = new TokenSampler(baseOptions, vocab, prompt);
+            var ids = Enumerable.Range(1000, 51).ToArray();
+            var values = ids.Select(i => row[i]).ToArray();
+            double s = WholeRowSum(row, baseOptions, prompt.ToHashSet());
+            double mr = row.Max(x => (double)x), d0 = 0;
+            foreach (float x in row) d0 += Math.Exp(x - mr);
+            // The device sum, within its bound, whose interval's top is just above S (bisection: hi grows with d).
+            double dLo = d0 * (1 - 1e-9), dHi = d0;
+            (double Lo, double Hi) At(double d) { probe.TopPPick(ids, values, 51, new RowSum(mr, d)); return probe.LastTopPInterval!.Value; }
+            for (int it = 0; it < 200; it++) { double mid = (dLo + dHi) / 2; if (At(mid).Hi >= s) dHi = mid; else dLo = mid; }
+            var (lo, hi) = At(dHi);
+            Assert.That(lo <= s && s <= hi, $"config {config}: S inside the interval");
+            // The candidates' probabilities at S and at the interval's top: the index-order mass and the sorted walk.
+            double max = values.Take(50).Max(x => (double)x);
+            double[] P(double sum) => ids.Take(50).Select(i => Math.Exp(row[i] - max) / sum).ToArray();
+            double Mass(double[] p) { double m = 0; foreach (double x in p) m += x; return m; }
+            double Walked(double[] p) { double c = 0; foreach (double x in p.OrderByDescending(x => x)) c += x; return c; }
+            double topP = Mass(P(hi));
+            if (!(Walked(P(s)) < topP)) continue;
+            found++;
+            for (ulong seed = 0; seed < 300; seed++)
+            {
+                var options = baseOptions with { TopP = topP, Seed = seed };
+                var sampler = new TokenSampler(options, vocab, prompt);
+                int whole = new FormerTokenSampler(options, vocab, prompt).Next(row);
+                int? decided = sampler.TopPPick(ids, values, 51, new RowSum(mr, dHi));
+                if (decided is null && sampler.LastTopPFallback == "the nucleus's walk ends below top-p") refused++;
+                if (decided is int pick && pick != whole) { if (mismatches++ < 5) TestContext.Out.WriteLine($"config {config} seed {seed}: candidates {pick}, whole row {whole}, topP {topP:R}, S {s:R} in [{lo:R}, {hi:R}]"); }
+            }
+        }
+        Assert.That(found, Is.GreaterThan(0), "a row whose sorted walk ends below top-p");
+        Assert.That(mismatches, Is.EqualTo(0));
+        Assert.That(refused, Is.EqualTo(found * 300), "every such row refused by rule (B)'s walk check");
+    }
+    /// <summary>
+    /// Temperatures 0.003–50 and logits scaled ×0.01–×100 (|l| up to ~10⁵: the bound's argument-rounding term dominates)
+    /// on the test device: the interval holds the whole row's sum and every decided row picks the whole row's token.
+    /// </summary>
+    [Test]
+    public void ExtremeTemperaturesAndScales()
+    {
+        var rng = new Random(21);
+        int checkedRows = 0, decided = 0, mism = 0;
+        foreach (double temp in new[] { 0.003, 0.01, 0.03, 50.0 })
+            for (int trial = 0; trial < 60; trial++)
+            {
+                int vocab = rng.Next(200, 3000);
+                var options = new GenerationOptions { Temperature = temp, TopP = 0.05 + rng.NextDouble() * 0.9, RepetitionPenalty = Penalties[trial % Penalties.Length], Seed = (ulong)trial };
+                var prompt = Enumerable.Range(0, rng.Next(0, 30)).Select(_ => rng.Next(vocab)).ToArray();
+                var sampler = new TokenSampler(options, vocab, prompt);
+                var ask = CandidateAsk.For(vocab / 5, sampler, options);
+                double scale = new[] { 1.0, 10, 100, 0.01 }[rng.Next(4)];
+                var row = Row(rng, vocab, rng.Next(8)).Select(x => (float)(x * scale)).ToArray();
+                using (ask.Seen)
+                using (TensorScope.Begin())
+                {
+                    var logits = Tensor.FromArray(row, TestDevice.Get(), 1, vocab);
+                    var read = TopKCandidates.ReadRows(logits, [0], [ask])[0];
+                    int whole = Outcome(() => new FormerTokenSampler(options, vocab, prompt).Next(row));
+                    if (read.Logits is null) { decided++; if (Outcome(() => sampler.Next(read)) != whole) mism++; }
+                    if (sampler.LastTopPInterval is not { } iv) continue;
+                    double s = WholeRowSum(row, options, prompt.ToHashSet());
+                    if (!(s >= iv.Lo && s <= iv.Hi)) TestContext.Out.WriteLine($"T {temp} trial {trial}: S {s:R} outside [{iv.Lo:R}, {iv.Hi:R}]");
+                    Assert.That(s >= iv.Lo && s <= iv.Hi);
+                    checkedRows++;
+                }
+            }
+        TestContext.Out.WriteLine($"checked {checkedRows}, decided {decided}, mismatches {mism}");
+        Assert.That(mism, Is.EqualTo(0));
+        Assert.That(decided, Is.GreaterThan(50));
+    }
 }
