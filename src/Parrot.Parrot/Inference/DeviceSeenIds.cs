@@ -10,7 +10,8 @@ namespace Parrot.Parrot.Inference;
 /// </summary>
 internal sealed class DeviceSeenIds(TokenSampler sampler) : IDisposable
 {
-    private Tensor? _ids;
+    private Tensor? _buffer; // int64 [capacity] on the device, doubled when full: its first _host.Length entries are uploaded
+    private Tensor? _ids;    // the uploaded prefix of _buffer (a view)
     private int[] _host = [];
     private bool _disposed;
 
@@ -19,25 +20,33 @@ internal sealed class DeviceSeenIds(TokenSampler sampler) : IDisposable
 
     /// <summary>
     /// The seen ids on the host and on <paramref name="device"/> (the same ids in the same order; the tensor null while
-    /// none was seen). Uploads only the ids not there yet (one host→device copy, appended on the device).
+    /// none was seen). Uploads only the ids not there yet (one host→device copy into the buffer's free room; the buffer
+    /// doubles when full, so a step copies its new ids, not every id seen).
     /// </summary>
     public (int[] Ids, Tensor? OnDevice) On(Device device)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var seen = sampler.SeenIds;
-        if (_ids is not null && _ids.Device != device) Drop();
+        if (_buffer is not null && _buffer.Device != device) Drop();
         int have = _host.Length;
         if (seen.Count > have)
         {
             var tail = new long[seen.Count - have];
             for (int i = 0; i < tail.Length; i++) tail[i] = seen[have + i];
-            using (var scope = TensorScope.Begin())
+            if (_buffer is null || _buffer.Dim(0) < seen.Count)
             {
-                var up = Tensor.FromArray(tail, device, tail.Length);
-                var grown = TensorScope.Detach(_ids is null ? up : Tensor.Concat(0, _ids, up));
-                _ids?.Dispose();
-                _ids = grown;
+                // Detached: the caller's TensorScope (a read's temporaries) must not take what outlives the read.
+                var grown = TensorScope.Detach(Tensor.Empty([Math.Max(64, 2 * seen.Count)], DType.I64, device));
+                if (_ids is not null)
+                    using (var kept = grown.Narrow(0, 0, have)) kept.CopyFrom(_ids);
+                Drop();
+                _buffer = grown;
             }
+            using (var up = Tensor.FromArray(tail, Device.Cpu, tail.Length))
+            using (var room = _buffer.Narrow(0, have, tail.Length))
+                room.CopyFrom(up);
+            _ids?.Dispose();
+            _ids = TensorScope.Detach(_buffer.Narrow(0, 0, seen.Count));
             _host = seen.ToArray();
         }
         return (_host, _ids);
@@ -46,7 +55,8 @@ internal sealed class DeviceSeenIds(TokenSampler sampler) : IDisposable
     private void Drop()
     {
         _ids?.Dispose();
-        _ids = null;
+        _buffer?.Dispose();
+        (_ids, _buffer) = (null, null);
         _host = [];
     }
 
