@@ -63,7 +63,7 @@ public sealed partial class CpuBackend
     private static unsafe void Pow<T>(T* a, T* b, T* y, int n) where T : unmanaged, INumber<T>
     {
         if (typeof(T) == typeof(float)) TensorPrimitives.Pow(new ReadOnlySpan<float>(a, n), new ReadOnlySpan<float>(b, n), new Span<float>(y, n));
-        else if (typeof(T) == typeof(double)) TensorPrimitives.Pow(new ReadOnlySpan<double>(a, n), new ReadOnlySpan<double>(b, n), new Span<double>(y, n));
+        else if (typeof(T) == typeof(double)) Transcendentals.Pow(new ReadOnlySpan<double>(a, n), new ReadOnlySpan<double>(b, n), new Span<double>(y, n));
         else
         {
             long* al = (long*)a, bl = (long*)b, yl = (long*)y;

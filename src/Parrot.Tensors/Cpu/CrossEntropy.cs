@@ -88,7 +88,7 @@ public sealed partial class CpuBackend
                     if (!directX) RowIO.Load(xa, _xt, _xs, _c, xp);
                     T l = RowIO.ReadOne<T>(RowIO.Address(_l, _lt, off[2]), _lt), g = RowIO.ReadOne<T>(RowIO.Address(_g, _gt, off[3]), _gt);
                     TensorPrimitives.Subtract(new ReadOnlySpan<T>(xp, _c), l, ds);
-                    TensorPrimitives.Exp(ds, ds);
+                    Transcendentals.Exp(ds, ds);
                     TensorPrimitives.Multiply(ds, g, ds);
                     ds[(int)target] -= g;
                 }

@@ -131,7 +131,7 @@ internal static class FastMath
     {
         T c = T.CreateTruncating(0.7978845608028654), k = T.CreateTruncating(0.044715), half = T.CreateTruncating(0.5);
         for (int i = 0; i < n; i++) { T v = x[i]; y[i] = c * (v + k * v * v * v); }
-        System.Numerics.Tensors.TensorPrimitives.Tanh(new ReadOnlySpan<T>(y, n), new Span<T>(y, n));
+        Transcendentals.Tanh(new ReadOnlySpan<T>(y, n), new Span<T>(y, n));
         for (int i = 0; i < n; i++) y[i] = half * x[i] * (T.One + y[i]);
     }
 }

@@ -158,20 +158,14 @@ internal static unsafe class ReduceMath
         return total;
     }
 
-    /// <summary>Σ exp(p[i] - shift) in float64.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>
+    /// Σ exp(p[i] - shift) in float64, in index order on the C runtime's exp: Vector512.Exp's float64 bits are not
+    /// the same at every JIT tier (see <see cref="Transcendentals"/>), and float64 is the reference dtype.
+    /// </summary>
     public static double SumExp(double* p, long n, double shift)
     {
-        long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 8)
-        {
-            var s = Vector512.Create(shift);
-            Vector512<double> a = default;
-            for (; i + 8 <= n; i += 8) a += Vector512.Exp(Vector512.Load(p + i) - s);
-            total = Vector512.Sum(a);
-        }
-        for (; i < n; i++) total += Math.Exp(p[i] - shift);
+        for (long i = 0; i < n; i++) total += Math.Exp(p[i] - shift);
         return total;
     }
 
@@ -206,25 +200,11 @@ internal static unsafe class ReduceMath
         return total;
     }
 
-    /// <summary>y[i] = exp(x[i] - shift), returning Σy[i] (y may alias x).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>y[i] = exp(x[i] - shift), returning Σy[i] (y may alias x); scalar for the reason <see cref="SumExp(double*, long, double)"/> gives.</summary>
     public static double ExpShiftedSum(double* x, double* y, long n, double shift)
     {
-        long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 8)
-        {
-            var s = Vector512.Create(shift);
-            Vector512<double> a = default;
-            for (; i + 8 <= n; i += 8)
-            {
-                var e = Vector512.Exp(Vector512.Load(x + i) - s);
-                e.Store(y + i);
-                a += e;
-            }
-            total = Vector512.Sum(a);
-        }
-        for (; i < n; i++) { double e = Math.Exp(x[i] - shift); y[i] = e; total += e; }
+        for (long i = 0; i < n; i++) { double e = Math.Exp(x[i] - shift); y[i] = e; total += e; }
         return total;
     }
 

@@ -54,7 +54,7 @@ public sealed partial class CpuBackend
             {
                 T sum = TensorPrimitives.Sum(dys);
                 var e = new Span<T>(tmp, n);
-                TensorPrimitives.Exp(ys, e);
+                Transcendentals.Exp(ys, e);
                 TensorPrimitives.MultiplyAdd(e, -sum, dys, dxs);
             }
             else

@@ -43,7 +43,7 @@ public sealed partial class CpuBackend
     private static unsafe void SiluRounded<T>(T* g, T* s, int n, DType dt) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var ss = new Span<T>(s, n);
-        TensorPrimitives.Sigmoid(new ReadOnlySpan<T>(g, n), ss);
+        Transcendentals.Sigmoid(new ReadOnlySpan<T>(g, n), ss);
         TensorPrimitives.Multiply(new ReadOnlySpan<T>(g, n), ss, ss);
         if (typeof(T) != typeof(float) || dt is not (DType.BF16 or DType.F16)) return;
         ushort* half = stackalloc ushort[n];
@@ -129,7 +129,7 @@ public sealed partial class CpuBackend
             var gs = new ReadOnlySpan<T>(g, m);
             var ss = new Span<T>(s, m);
             var ts = new Span<T>(t, m);
-            TensorPrimitives.Sigmoid(gs, ss);
+            Transcendentals.Sigmoid(gs, ss);
             TensorPrimitives.Subtract(T.One, ss, ts);          // 1 − s
             TensorPrimitives.MultiplyAdd(gs, ts, T.One, ts);    // 1 + g(1 − s)
             TensorPrimitives.Multiply(ts, ss, ts);

@@ -48,18 +48,18 @@ public sealed partial class CpuBackend
         {
             case UnaryOp.Neg: TensorPrimitives.Negate(x, y); break;
             case UnaryOp.Abs: TensorPrimitives.Abs(x, y); break;
-            case UnaryOp.Exp: TensorPrimitives.Exp(x, y); break;
-            case UnaryOp.Log: TensorPrimitives.Log(x, y); break;
+            case UnaryOp.Exp: Transcendentals.Exp(x, y); break;
+            case UnaryOp.Log: Transcendentals.Log(x, y); break;
             case UnaryOp.Sqrt: TensorPrimitives.Sqrt(x, y); break;
             case UnaryOp.Rsqrt: TensorPrimitives.Sqrt(x, y); TensorPrimitives.Reciprocal(y, y); break;
-            case UnaryOp.Tanh: TensorPrimitives.Tanh(x, y); break;
-            case UnaryOp.Sigmoid: TensorPrimitives.Sigmoid(x, y); break;
+            case UnaryOp.Tanh: Transcendentals.Tanh(x, y); break;
+            case UnaryOp.Sigmoid: Transcendentals.Sigmoid(x, y); break;
             case UnaryOp.Silu:
                 // y may alias x: compute the sigmoid into scratch first.
                 {
                     T* s = RowIO.Scratch<T>(2);
                     var sig = new Span<T>(s, n);
-                    TensorPrimitives.Sigmoid(x, sig);
+                    Transcendentals.Sigmoid(x, sig);
                     TensorPrimitives.Multiply(x, sig, y);
                 }
                 break;
@@ -68,7 +68,7 @@ public sealed partial class CpuBackend
                     T* s = RowIO.Scratch<T>(2);
                     var sig = new Span<T>(s, n);
                     TensorPrimitives.Multiply(x, T.CreateTruncating(1.702), sig);
-                    TensorPrimitives.Sigmoid(sig, sig);
+                    Transcendentals.Sigmoid(sig, sig);
                     TensorPrimitives.Multiply(x, sig, y);
                 }
                 break;
@@ -83,8 +83,8 @@ public sealed partial class CpuBackend
                 else FastMath.GeluTanh(xp, yp, n);
                 break;
             case UnaryOp.Relu: TensorPrimitives.Max(x, T.Zero, y); break;
-            case UnaryOp.Sin: TensorPrimitives.Sin(x, y); break;
-            case UnaryOp.Cos: TensorPrimitives.Cos(x, y); break;
+            case UnaryOp.Sin: Transcendentals.Sin(x, y); break;
+            case UnaryOp.Cos: Transcendentals.Cos(x, y); break;
             case UnaryOp.Square: TensorPrimitives.Multiply(x, x, y); break;
             case UnaryOp.Reciprocal: TensorPrimitives.Reciprocal(x, y); break;
             case UnaryOp.Erf: FastMath.Erf(xp, yp, n); break;
