@@ -71,6 +71,8 @@ internal static class SelfTestCudnnCases
         // results may move by an ulp between two calls in one process when the JIT recompiles a loop at a higher tier.)
         if (x[0].Device.Kind == DeviceKind.Cuda && Backends.For(x[0].Device) is CudaBackend cuda)
         {
+            if (cuda.CudnnAttentionPlan?.Contains("deterministic dQ", StringComparison.Ordinal) != true)
+                throw new InvalidOperationException($"the backward did not run on cuDNN's deterministic graph ({cuda.CudnnAttentionPlan})");
             var second = Backward();
             var changed = Enumerable.Range(0, 3).Select(i => ChangedValues(first[i], second[i])).ToArray();
             if (changed.Any(n => n > 0))
