@@ -17,11 +17,11 @@ public sealed partial class CudaBackend
     /// Forwards without a log-sum-exp (inference) try it only with <see cref="CudnnAttentionInference"/>.
     /// On by default (an H200 on 2026-11-27, B4 H16 T2048 D128 bf16 causal: forward + backward 0.638 ms against our
     /// kernels' 1.880 and PyTorch's flash SDPA's 1.264); off when the environment variable PARROT_CUDNN_ATTENTION is "0"
-    /// when the backend is created. The backward runs cuDNN's deterministic algorithm unless <see cref="CudnnDeterministic"/>
-    /// is off, so training repeats bit for bit on cuDNN as on our kernels. Building a plan costs about a second per new problem (sizes,
-    /// strides, mask; 0.7–0.8 s a plan on the H200, 1.5 s for the first with the library load); plans are kept (up to
-    /// 256), and none is built while a CUDA graph capture records (<see cref="IsCapturing"/>): a call whose plan is not
-    /// built yet runs on our kernels then.
+    /// when the backend is created. The backward runs cuDNN's deterministic algorithm unless
+    /// <see cref="CudnnDeterministic"/> is off, so training repeats bit for bit on cuDNN as on our kernels. Building a
+    /// plan costs about a second per new problem (sizes, strides, mask; 0.7–0.8 s a plan on the H200, 1.5 s for the
+    /// first with the library load); plans are kept (up to 256), and none is built while a CUDA graph capture records
+    /// (<see cref="IsCapturing"/>): a call whose plan is not built yet runs on our kernels then.
     /// </summary>
     public bool CudnnAttention { get; set; } = CudnnAttentionDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_ATTENTION"));
 
@@ -58,6 +58,7 @@ public sealed partial class CudaBackend
     internal static bool CudnnDeterministicDefault(string? value) => value?.Trim() != "0";
 
     private long _deterministicWorkspaceLimit = -1;
+    private readonly string? _deterministicWorkspaceVariable = Environment.GetEnvironmentVariable("PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB");
 
     /// <summary>
     /// The most workspace bytes a deterministic cuDNN backward may take (it holds dS for every query and key:
@@ -68,13 +69,14 @@ public sealed partial class CudaBackend
     public long CudnnDeterministicWorkspaceLimit
     {
         get => _deterministicWorkspaceLimit >= 0 ? _deterministicWorkspaceLimit
-            : _deterministicWorkspaceLimit = DeterministicWorkspaceLimitDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB"), _context.TotalMemory);
+            : _deterministicWorkspaceLimit = DeterministicWorkspaceLimitDefault(_deterministicWorkspaceVariable, _context.TotalMemory);
         set => _deterministicWorkspaceLimit = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "a workspace limit is a count of bytes ≥ 0");
     }
 
     /// <summary>
     /// The default of <see cref="CudnnDeterministicWorkspaceLimit"/>: PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB's MiB when it
-    /// is a whole number ≥ 0 (0: never the deterministic cuDNN backward), else <paramref name="deviceMemory"/> / 16.
+    /// is a whole number ≥ 0 (0: our kernels for every backward the deterministic graph would take), else
+    /// <paramref name="deviceMemory"/> / 16.
     /// </summary>
     internal static long DeterministicWorkspaceLimitDefault(string? value, long deviceMemory) =>
         long.TryParse(value?.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long mb) && mb <= long.MaxValue >> 20
