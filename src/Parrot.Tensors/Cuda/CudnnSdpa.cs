@@ -143,7 +143,7 @@ internal sealed class CudnnSdpa : IDisposable
     internal static string? WorkspaceRefusal(long bytes, long limit) => bytes <= limit ? null
         : $"cuDNN's deterministic backward needs a {Mib(bytes)} workspace, above the limit of {Mib(limit)} (PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB)";
 
-    private static string Mib(long bytes) => $"{bytes / (1024.0 * 1024):0.#} MiB";
+    private static string Mib(long bytes) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (1024.0 * 1024):0.#} MiB");
 
     /// <summary>The graph styles to try for cuDNN <paramref name="version"/>: the current frontend's first from 9.10 on.</summary>
     internal static CudnnSdpaStyle[] StyleOrder(long version) => version >= 91000
