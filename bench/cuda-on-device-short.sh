@@ -7,8 +7,9 @@
 #   2. batch-1 decode of the Qwen2-7B shape (bf16): the static step replayed from a CUDA graph (profiled: one replay),
 #      the same with programmatic dependent launch (PARROT_PDL=1) and without, with the decode fusions off, with the v1
 #      decode attention, the default eager path (profiled op by op), then PyTorch on the same shape,
-#   3. the Qwen2-0.5B bf16 training step, profiled (attention on cuDNN's fused SDPA, the default), and again on our
-#      attention kernels (PARROT_CUDNN_ATTENTION=0),
+#   3. the Qwen2-0.5B bf16 training step, profiled (attention on cuDNN's fused SDPA with its deterministic backward, the
+#      default), again with cuDNN's atomic dQ backward (PARROT_CUDNN_DETERMINISTIC=0), and on our attention kernels
+#      (PARROT_CUDNN_ATTENTION=0),
 #   4. train-lm 20 steps on the GPU against the CPU (gradient norm clipped at 0.5: the multi-tensor clip), and memory in
 #      use over 200 steps,
 #   5. PyTorch's kernel benchmarks (pairs with step 1's rows),
@@ -62,11 +63,15 @@ for mode in eager static static-host-pick; do
   echo "generator ($mode) exit $?: $(tail -1 "$OUT/decode-generator-$mode.json" | cut -c1-300)" >> "$S"
 done
 
-step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled; then with our attention kernels instead of cuDNN's)"
+step "3. train step qwen2-0.5b bf16 8x512 (parrot, profiled; then cuDNN's atomic dQ backward; then our attention kernels instead of cuDNN's)"
 timeout 40 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
   --cuda-profile --json > "$OUT/train-parrot.json" 2> "$OUT/train-parrot.log"
 echo "parrot train exit $?: $(tail -1 "$OUT/train-parrot.json" | cut -c1-300)" >> "$S"
 echo "  $(grep -o '"attention":"[^"]*"' "$OUT/train-parrot.json")" >> "$S"
+PARROT_CUDNN_DETERMINISTIC=0 timeout 40 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
+  --json > "$OUT/train-parrot-atomic.json" 2> "$OUT/train-parrot-atomic.log"
+echo "parrot train (cuDNN's atomic dQ backward, PARROT_CUDNN_DETERMINISTIC=0) exit $?: $(tail -1 "$OUT/train-parrot-atomic.json" | cut -c1-300)" >> "$S"
+echo "  $(grep -o '"attention":"[^"]*"' "$OUT/train-parrot-atomic.json")" >> "$S"
 PARROT_CUDNN_ATTENTION=0 timeout 45 "$BIN" bench train --device cuda --shape qwen2-0.5b --batch 8 --seq 512 --steps 10 --dtype bf16 --peak-tflops 989 \
   --json > "$OUT/train-parrot-ours.json" 2> "$OUT/train-parrot-ours.log"
 echo "parrot train (our attention kernels, PARROT_CUDNN_ATTENTION=0) exit $?: $(tail -1 "$OUT/train-parrot-ours.json" | cut -c1-300)" >> "$S"

@@ -113,6 +113,7 @@ public class DeviceCommandsTests
         Assert.That(rows.Select(r => (r.Op, r.DType)), Is.EqualTo(new[]
         {
             ("attention fwd (cuDNN SDPA)", "bfloat16"), ("attention fwd (cuDNN SDPA, offset)", "bfloat16"), ("attention fwd+bwd (cuDNN SDPA)", "bfloat16"),
+            ("attention fwd+bwd (cuDNN SDPA, deterministic): two runs = same bits, vs float64", "bfloat16"),
         }));
         Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
     }

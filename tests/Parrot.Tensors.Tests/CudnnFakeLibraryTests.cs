@@ -34,14 +34,19 @@ public class CudnnFakeLibraryTests
         return System.Text.Encoding.UTF8.GetString(buf).TrimEnd('\0');
     }
 
-    private unsafe void Reject(bool on) => ((delegate* unmanaged<int, void>)NativeLibrary.GetExport(_lib, "fake_cudnn_set_reject"))(on ? 1 : 0);
+    private unsafe void Reject(bool on) => RejectMode(on ? 1 : 0);
+
+    /// <summary>0: heuristics find two engines; 1: none; 2: none for deterministic backwards (an older cuDNN).</summary>
+    private unsafe void RejectMode(int mode) => ((delegate* unmanaged<int, void>)NativeLibrary.GetExport(_lib, "fake_cudnn_set_reject"))(mode);
+
+    private unsafe void Workspace(long bytes) => ((delegate* unmanaged<long, void>)NativeLibrary.GetExport(_lib, "fake_cudnn_set_workspace"))(bytes);
 
     private static long[] Packed(int a, int b, int c, int d) => [(long)b * c * d, (long)c * d, d, 1];
 
-    private static CudnnSdpaProblem Problem(bool backward, int h, int hkv, int t, int s, CudnnSdpaMask mask, bool stats) =>
+    private static CudnnSdpaProblem Problem(bool backward, int h, int hkv, int t, int s, CudnnSdpaMask mask, bool stats, bool deterministic = false) =>
         new(backward, DType.BF16, 2, h, hkv, t, s, 64, 64, mask, stats, Packed(2, h, t, 64), Packed(2, hkv, s, 64), Packed(2, hkv, s, 64),
             Packed(2, h, t, 64), [(long)h * t, t, 1], backward ? Packed(2, h, t, 64) : null, backward ? Packed(2, h, t, 64) : null,
-            backward ? Packed(2, hkv, s, 64) : null, backward ? Packed(2, hkv, s, 64) : null);
+            backward ? Packed(2, hkv, s, 64) : null, backward ? Packed(2, hkv, s, 64) : null, deterministic);
 
     [TestCase(false, false)]
     [TestCase(true, false)]
@@ -57,6 +62,9 @@ public class CudnnFakeLibraryTests
             Problem(false, 4, 1, 64, 64, CudnnSdpaMask.None, stats: true),
             Problem(true, 4, 2, 64, 192, CudnnSdpaMask.BottomRight, stats: true),
             Problem(true, 4, 4, 128, 128, CudnnSdpaMask.TopLeft, stats: true),
+            Problem(true, 4, 2, 64, 192, CudnnSdpaMask.BottomRight, stats: true, deterministic: true),
+            Problem(true, 4, 4, 128, 128, CudnnSdpaMask.TopLeft, stats: true, deterministic: true),
+            Problem(true, 4, 1, 64, 64, CudnnSdpaMask.None, stats: true, deterministic: true),
         };
         foreach (var p in problems)
         {
@@ -80,6 +88,9 @@ public class CudnnFakeLibraryTests
                 if (p.Mask != CudnnSdpaMask.None)
                     Assert.That(runs[0], Does.Contain(current && negativeInfinity ? " 20=-inf" : " 20=-3.40282e+38"));
                 if (p.Backward) Assert.That(runs[0], Does.Contain(" 21=1"), "the constant one");
+                var uids = runs[0].Split(' ').Skip(1).Select(u => u.Split('=')[0]).ToArray();
+                if (p.Backward) Assert.That(uids.Contains("11"), Is.EqualTo(!p.Deterministic), $"{p.Key}: dQ_accum bound only by the atomic graph");
+                if (p.Backward) Assert.That(uids.Contains("12"), Is.EqualTo(current), "softmax_sum bound in the current style, either algorithm");
             }
             Assert.That(Report(), Does.Contain("live 0 "), "every descriptor destroyed with the plan");
         }
@@ -101,6 +112,55 @@ public class CudnnFakeLibraryTests
         {
             Reject(false);
         }
+    }
+
+    [Test]
+    public void DeterministicAndAtomicPlansNeverStandInForEachOther()
+    {
+        // Through the plan cache (CudnnSdpa without a GPU context: the handle on the default stream).
+        Report();
+        using (var sdpa = new CudnnSdpa(null))
+        try
+        {
+            var atomic = Problem(true, 4, 2, 128, 128, CudnnSdpaMask.TopLeft, stats: true);
+            var det = atomic with { Deterministic = true };
+            var a = sdpa.Plan(atomic, build: true, out var why);
+            Assert.That(a, Is.Not.Null, why);
+            var d = sdpa.Plan(det, build: true, out why);
+            Assert.That(d, Is.Not.Null, why);
+            Assert.That(d, Is.Not.SameAs(a), "two plans for two keys");
+            Assert.That((a!.Binds(CudnnSdpaGraphs.UidDqAccum), d!.Binds(CudnnSdpaGraphs.UidDqAccum)), Is.EqualTo((true, false)));
+            Assert.That(d.Binds(CudnnSdpaGraphs.UidDq) && d.Binds(CudnnSdpaGraphs.UidSoftmaxSum), Is.True, "dQ written by the product; softmax_sum still bound (9.13: current style)");
+            Assert.That(sdpa.Plan(det, build: false, out _), Is.SameAs(d), "kept");
+
+            // An older cuDNN with no engine for the deterministic graph: that call is refused with the reason (our kernels
+            // run it), the atomic graph of the same problem is not put in its place, and the refusal is remembered.
+            RejectMode(2);
+            var atomic2 = Problem(true, 4, 4, 64, 64, CudnnSdpaMask.None, stats: true);
+            Assert.That(sdpa.Plan(atomic2 with { Deterministic = true }, build: true, out why), Is.Null);
+            Assert.That(why, Does.Contain("refused the deterministic backward graph").And.Contain("no engine runs this graph"));
+            Assert.That(sdpa.Plan(atomic2, build: true, out var whyAtomic), Is.Not.Null, whyAtomic);
+            RejectMode(0);
+            Assert.That(sdpa.Plan(atomic2 with { Deterministic = true }, build: true, out var again), Is.Null, "refused once, remembered");
+            Assert.That(again, Is.EqualTo(why));
+
+            // A deterministic plan whose workspace is over the limit: refused (our kernels), kept for a higher limit.
+            Workspace(600L << 20);
+            var big = Problem(true, 4, 2, 256, 256, CudnnSdpaMask.TopLeft, stats: true, deterministic: true);
+            Assert.That(sdpa.Plan(big, build: true, out why, deterministicWorkspaceLimit: 512L << 20), Is.Null);
+            Assert.That(why, Does.Contain("600 MiB workspace").And.Contain("512 MiB").And.Contain("PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB"));
+            var kept = sdpa.Plan(big, build: false, out why, deterministicWorkspaceLimit: 1L << 30);
+            Assert.That(kept, Is.Not.Null, why);
+            Assert.That(kept!.WorkspaceBytes, Is.EqualTo(600L << 20));
+            Assert.That(sdpa.Plan(big with { Deterministic = false }, build: true, out why, deterministicWorkspaceLimit: 0), Is.Not.Null, "the limit is the deterministic graph's");
+            Assert.That(Report(), Does.Not.Contain("ERROR"));
+        }
+        finally
+        {
+            RejectMode(0);
+            Workspace(4096); // what the other tests expect
+        }
+        Assert.That(Report(), Does.Contain("live 0 "), "every plan's descriptors destroyed with the cache");
     }
 
     [Test]

@@ -7,7 +7,8 @@ namespace Parrot.Tensors.Tests;
 /// <summary>
 /// cuDNN's fused attention without cuDNN: the forward and backward operation graphs (<see cref="CudnnSdpaGraphs"/>),
 /// evaluated node by node in float64 (<see cref="CudnnGraphInterpreter"/>), against the CPU backend's float64 attention
-/// (itself checked against naive loops in AttentionTests); which calls may take the cuDNN path; the plan key; the
+/// (itself checked against naive loops in AttentionTests), the backward both atomic and deterministic (no dQ
+/// accumulator); which calls may take the cuDNN path; the plan key; the deterministic switch and workspace limit; the
 /// interop enum tables; and the reason given on a machine without cuDNN. Whether cuDNN accepts these graphs and how
 /// fast its engines run them is for `parrot selftest --device cuda` on a GPU (rows "... (cuDNN SDPA)").
 /// </summary>
@@ -27,6 +28,19 @@ public class CudnnSdpaGraphTests
             yield return new TestCaseData(c, true, true).SetArgDisplayNames(c.ToString(), "current, -inf");
             yield return new TestCaseData(c, true, false).SetArgDisplayNames(c.ToString(), "current, lowest");
         }
+    }
+
+    /// <summary>The backward's cases: each style with the atomic (dQ accumulator) and the deterministic graph.</summary>
+    public static IEnumerable<TestCaseData> StyledBackward()
+    {
+        foreach (var c in Cases())
+            foreach (bool deterministic in new[] { false, true })
+            {
+                string dq = deterministic ? "deterministic" : "atomic";
+                yield return new TestCaseData(c, false, false, deterministic).SetArgDisplayNames(c.ToString(), "frontend 1.5", dq);
+                yield return new TestCaseData(c, true, true, deterministic).SetArgDisplayNames(c.ToString(), "current, -inf", dq);
+                yield return new TestCaseData(c, true, false, deterministic).SetArgDisplayNames(c.ToString(), "current, lowest", dq);
+            }
     }
 
     private static CudnnSdpaStyle Style(bool current) => current ? CudnnSdpaStyle.FrontendCurrent : CudnnSdpaStyle.Frontend15;
@@ -127,11 +141,11 @@ public class CudnnSdpaGraphTests
         }
     }
 
-    [TestCaseSource(nameof(Styled))]
-    public void BackwardGraphComputesTheGradients(Case c, bool currentFrontend, bool negativeInfinity)
+    [TestCaseSource(nameof(StyledBackward))]
+    public void BackwardGraphComputesTheGradients(Case c, bool currentFrontend, bool negativeInfinity, bool deterministic)
     {
         var pr = Make(c, backward: true);
-        var p = pr.P;
+        var p = pr.P with { Deterministic = deterministic };
         double scale = 0.29;
         using var q = T64(pr.Q, pr.QShape);
         using var k = T64(pr.K, pr.KShape);
@@ -150,8 +164,10 @@ public class CudnnSdpaGraphTests
             [CudnnSdpaGraphs.UidDq] = Lay(new double[pr.Q.Length], pr.QShape, p.Dq!),
             [CudnnSdpaGraphs.UidDk] = Lay(new double[pr.K.Length], pr.KShape, p.Dk!),
             [CudnnSdpaGraphs.UidDv] = Lay(new double[pr.V.Length], pr.VShape, p.Dv_!),
-            [CudnnSdpaGraphs.UidDqAccum] = new double[pr.Q.Length], [CudnnSdpaGraphs.UidSoftmaxSum] = new double[c.B * c.H * c.T],
+            [CudnnSdpaGraphs.UidSoftmaxSum] = new double[c.B * c.H * c.T],
         };
+        // The deterministic graph gets no accumulator memory: a graph that still used one would fail to read it here.
+        if (!deterministic) mem[CudnnSdpaGraphs.UidDqAccum] = new double[pr.Q.Length];
         _ = new CudnnGraphInterpreter(CudnnSdpaGraphs.Backward(p, Style(currentFrontend), negativeInfinity), mem, scale);
         Close(Unlay(mem[CudnnSdpaGraphs.UidDq], pr.QShape, p.Dq!), dq!.ToDoubleArray(), "dQ");
         Close(Unlay(mem[CudnnSdpaGraphs.UidDk], pr.KShape, p.Dk!), dk!.ToDoubleArray(), "dK");
@@ -187,6 +203,36 @@ public class CudnnSdpaGraphTests
         Assert.That(CudnnSdpa.StyleOrder(90600)[0], Is.EqualTo(CudnnSdpaStyle.Frontend15));
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void TheDeterministicBackwardDropsTheDqAccumulatorAndNothingElse(bool current)
+    {
+        // cudnn-frontend's set_deterministic_algorithm(true): no non-virtual float32 dQ_accum (its presence is how the
+        // backend API asks for the atomic dQ path), matmul_dS_K writes dQ itself; every other node and tensor as before.
+        var style = Style(current);
+        foreach (var c in Cases())
+        {
+            var p = Make(c, backward: true).P;
+            var atomic = CudnnSdpaGraphs.Backward(p, style, negativeInfinity: true);
+            var det = CudnnSdpaGraphs.Backward(p with { Deterministic = true }, style, negativeInfinity: true);
+            long[] boundAtomic = [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, .. current ? new long[] { 12 } : []];
+            long[] boundDet = [1, 2, 3, 4, 5, 6, 7, 8, 9, .. current ? new long[] { 12 } : []];
+            Assert.That(atomic.Bound.Where(t => !t.ByValue).Select(t => t.Uid), Is.EqualTo(boundAtomic), $"{c}: the atomic graph binds dQ_accum");
+            Assert.That(det.Bound.Where(t => !t.ByValue).Select(t => t.Uid), Is.EqualTo(boundDet), $"{c}: the deterministic one does not (softmax_sum stays in the current style)");
+            Assert.That(det.Tensors.Any(t => t.Uid == CudnnSdpaGraphs.UidDqAccum || t.Name == "dQ_accum"), Is.False);
+            Assert.That(det.Tensors.Any(t => t.Reordering != Cudnn.Reordering.None), Is.False, "no F16x16 tensor left");
+            var product = det.Ops.OfType<CudnnMatmulSpec>().Single(m => m.Name == "matmul_dS_K");
+            Assert.That((product.C.Uid, product.C.DataType), Is.EqualTo((CudnnSdpaGraphs.UidDq, Cudnn.DataType.BFloat16)), "dS·K written into dQ in the i/o type");
+            Assert.That(det.Ops.Select(o => o.Name), Is.EqualTo(atomic.Ops.Select(o => o.Name).Where(n => n != "identity_dQ")));
+            string Describe(CudnnTensorSpec t) => $"{t.Uid} {t.Name} {t.DataType} [{string.Join(',', t.Dims)}] [{string.Join(',', t.Strides)}] {t.Virtual} {t.ByValue} {t.Reordering}";
+            Assert.That(det.Tensors.Select(Describe), Is.EqualTo(atomic.Tensors.Where(t => t.Uid != CudnnSdpaGraphs.UidDqAccum).Select(Describe)));
+            Assert.That(det.Constants, Is.EqualTo(atomic.Constants));
+        }
+        var fwd = Make(Cases().First(), backward: false).P;
+        Assert.That(CudnnSdpaGraphs.Forward(fwd with { Deterministic = true }, style).Ops.Select(o => o.Name),
+            Is.EqualTo(CudnnSdpaGraphs.Forward(fwd, style).Ops.Select(o => o.Name)), "one forward graph either way");
+    }
+
     [Test]
     public void EveryTensorOfEveryGraphHasANonOverlappingLayout()
     {
@@ -194,7 +240,8 @@ public class CudnnSdpaGraphTests
         // layout an engine can write. Each dim of extent > 1, in order of stride, must step past all smaller ones.
         var pr = Make(Cases().ElementAt(2), backward: true);
         foreach (var style in new[] { CudnnSdpaStyle.Frontend15, CudnnSdpaStyle.FrontendCurrent })
-            foreach (var g in new[] { CudnnSdpaGraphs.Forward(pr.P with { Backward = false }, style, negativeInfinity: true), CudnnSdpaGraphs.Backward(pr.P, style, negativeInfinity: true) })
+            foreach (var g in new[] { CudnnSdpaGraphs.Forward(pr.P with { Backward = false }, style, negativeInfinity: true), CudnnSdpaGraphs.Backward(pr.P, style, negativeInfinity: true),
+                         CudnnSdpaGraphs.Backward(pr.P with { Deterministic = true }, style, negativeInfinity: true) })
                 foreach (var t in g.Tensors)
                 {
                     var dims = t.Dims.Zip(t.Strides).Where(x => x.First > 1).OrderBy(x => x.Second).ToArray();
@@ -256,6 +303,40 @@ public class CudnnSdpaGraphTests
         Assert.That((a with { Hkv = 4 }).Key, Is.Not.EqualTo(a.Key));
         Assert.That((a with { Backward = false }).Key, Is.Not.EqualTo(a.Key));
         Assert.That((a with { Stats = false }).Key, Is.Not.EqualTo(a.Key));
+        Assert.That((a with { Deterministic = true }).Key, Is.Not.EqualTo(a.Key), "a deterministic and an atomic backward never share a plan");
+        Assert.That(a.Key, Does.Contain("dq=atomic"));
+        Assert.That((a with { Deterministic = true }).Key, Does.Contain("dq=deterministic"));
+        var f = a with { Backward = false };
+        Assert.That((f with { Deterministic = true }).Key, Is.EqualTo(f.Key), "the forward has one graph: no second plan for it");
+    }
+
+    [Test]
+    public void DeterministicSwitchIsOnUnlessTheEnvironmentSaysZero()
+    {
+        Assert.That(CudaBackend.CudnnDeterministicDefault(null), Is.True);
+        Assert.That(CudaBackend.CudnnDeterministicDefault(""), Is.True);
+        Assert.That(CudaBackend.CudnnDeterministicDefault("1"), Is.True);
+        Assert.That(CudaBackend.CudnnDeterministicDefault("0"), Is.False);
+        Assert.That(CudaBackend.CudnnDeterministicDefault(" 0 "), Is.False);
+    }
+
+    [Test]
+    public void DeterministicWorkspaceLimitIsASixteenthOfTheDeviceUnlessGivenInMib()
+    {
+        const long h100 = 80L << 30;
+        Assert.That(CudaBackend.DeterministicWorkspaceLimitDefault(null, h100), Is.EqualTo(5L << 30));
+        Assert.That(CudaBackend.DeterministicWorkspaceLimitDefault("", h100), Is.EqualTo(5L << 30));
+        Assert.That(CudaBackend.DeterministicWorkspaceLimitDefault(" 1024 ", h100), Is.EqualTo(1L << 30));
+        Assert.That(CudaBackend.DeterministicWorkspaceLimitDefault("0", h100), Is.Zero, "0: the deterministic cuDNN backward never runs");
+        foreach (var bad in new[] { "-5", "abc", "1.5", "1e3", "99999999999999999999" })
+            Assert.That(CudaBackend.DeterministicWorkspaceLimitDefault(bad, h100), Is.EqualTo(5L << 30), bad);
+        Assert.That(CudnnSdpa.WorkspaceRefusal(512L << 20, 5L << 30), Is.Null, "B4 H16 T2048: 512 MiB");
+        Assert.That(CudnnSdpa.WorkspaceRefusal(5L << 30, 5L << 30), Is.Null, "at the limit");
+        Assert.That(CudnnSdpa.WorkspaceRefusal((16L << 30) + 1, 5L << 30), Does.Contain("16384 MiB workspace").And.Contain("5120 MiB")
+            .And.Contain("PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB"));
+        Assert.That(CudaBackend.WorkspaceShape(4096), Is.EqualTo(new[] { 1024 }));
+        Assert.That(CudaBackend.WorkspaceShape(4097), Is.EqualTo(new[] { 1025 }));
+        Assert.That(CudaBackend.WorkspaceShape(9L << 30), Is.EqualTo(new[] { 9 * 256, 1 << 20 }), "9 GiB: rows of 2^20 words");
     }
 
     [Test]

@@ -5,7 +5,9 @@
 // tensor ids, every virtual tensor produced by exactly one operation (cudnn-frontend itself leaves the inference
 // stats virtual and unread), a variant pack binding exactly the graph's
 // non-virtual tensors -- and records what it was given (by-value scalars, pointers) for the test to read back.
-// It computes nothing: whether the real engines accept the graphs is for a GPU run. Enum values as in
+// It computes nothing: whether the real engines accept the graphs is for a GPU run. The test may make heuristics find
+// no engine (for every graph, or for the deterministic backwards only, as an older cuDNN) and set the workspace plans
+// ask for. Enum values as in
 // cudnn_graph.h (cuDNN 9.6.0); ours, not NVIDIA's code.
 #include <algorithm>
 #include <cstdint>
@@ -30,7 +32,8 @@ struct Desc { int kind; bool finalized = false; std::map<int, Attr> attrs; };
 std::set<Desc*> live;
 long created = 0, destroyed = 0;
 std::string log_text, last_error;
-bool reject = false;  // fake_cudnn_set_reject: no engine for any graph
+int reject = 0;            // fake_cudnn_set_reject: 0 engines for every graph, 1 for none, 2 for none of the deterministic backwards
+int64_t workspace = 4096;  // fake_cudnn_set_workspace: what every execution plan asks for
 
 int fail(const std::string& why) { last_error = why; log_text += "ERROR " + why + "\n"; return 2000; }
 
@@ -148,6 +151,23 @@ int check_finalize(Desc* d) {
 
 std::map<Desc*, Desc*> cfg_graph;  // engine config -> the graph its heuristics ran on
 
+// A backward graph (the only ones with reshapes) whose dS·K product writes no non-virtual float32 tensor: no dQ
+// accumulator, i.e. the deterministic algorithm, which reject mode 2 plays an older cuDNN without an engine for.
+bool deterministic_backward(Desc* graph) {
+  bool reshapes = false, accumulator = false;
+  for (int i = 0; i < graph->attrs[801].count; i++) {
+    Desc* op = desc_at(graph, 801, i);
+    if (op->kind == OP_RESHAPE) reshapes = true;
+    if (op->kind == OP_MATMUL) {
+      Desc* c = desc_at(op, 1522);
+      if (!(has(c, 907) && c->attrs[907].bytes[0]) && i32(c, 901) == 0) accumulator = true;
+    }
+  }
+  return reshapes && !accumulator;
+}
+
+bool rejects(Desc* graph) { return reject == 1 || (reject == 2 && deterministic_backward(graph)); }
+
 }  // namespace
 
 extern "C" {
@@ -206,8 +226,11 @@ int cudnnBackendFinalize(void* p) {
   if (!live.count(d)) return fail("finalize of an unknown descriptor");
   if (d->finalized) return fail("finalized twice");
   if (int s = check_finalize(d)) return s;
-  if (d->kind == HEUR && reject) { d->finalized = true; return 0; }
-  if (d->kind == PLAN && reject) return 3000;
+  if (d->kind == PLAN) {
+    auto hit = cfg_graph.find(desc_at(d, 401));
+    if (hit == cfg_graph.end()) return fail("execution plan: engine config not from heuristics");
+    if (rejects(hit->second)) return 3000;
+  }
   d->finalized = true;
   return 0;
 }
@@ -216,7 +239,7 @@ int cudnnBackendGetAttribute(void* p, int attr, int type, int64_t requested, int
   auto* d = static_cast<Desc*>(p);
   if (!live.count(d) || !d->finalized) return fail("get on an unknown or unfinalized descriptor");
   if (d->kind == HEUR && attr == 202 && type == T_DESC) {
-    int64_t n = reject ? 0 : 2;
+    int64_t n = rejects(desc_at(d, 201)) ? 0 : 2;
     if (count) *count = requested == 0 ? n : std::min(n, requested);
     for (int64_t i = 0; i < std::min(n, requested); i++) {
       Desc* c = static_cast<Desc**>(values)[i];
@@ -239,7 +262,7 @@ int cudnnBackendGetAttribute(void* p, int attr, int type, int64_t requested, int
     return 0;
   }
   if (d->kind == PLAN && attr == 402 && type == T_INT64 && requested >= 1) {
-    *static_cast<int64_t*>(values) = 4096;
+    *static_cast<int64_t*>(values) = workspace;
     if (count) *count = 1;
     return 0;
   }
@@ -280,13 +303,16 @@ int cudnnBackendExecute(void*, void* plan_p, void* pack_p) {
     }
   }
   void* ws = reinterpret_cast<void* const*>(pack->attrs[1003].bytes.data())[0];
-  if (ws == nullptr) return fail("execute: no workspace for a plan that asked for 4096 bytes");
+  if (ws == nullptr && workspace > 0) return fail("execute: no workspace for a plan that asked for " + std::to_string(workspace) + " bytes");
   log_text += line + "\n";
   return 0;
 }
 
-// For the test: from now on, heuristics find no engine (1) or two engines (0).
-void fake_cudnn_set_reject(int on) { reject = on != 0; }
+// For the test: from now on, heuristics find two engines (0), none (1), or none for deterministic backwards (2).
+void fake_cudnn_set_reject(int mode) { reject = mode; }
+
+// For the test: the workspace bytes execution plans built from now on ask for (4096 at the start).
+void fake_cudnn_set_workspace(int64_t bytes) { workspace = bytes; }
 
 // For the test: everything logged so far, and the descriptors still alive; clears the log.
 int fake_cudnn_report(char* buf, size_t n) {

@@ -177,7 +177,8 @@ internal static class DeviceBench
     /// <summary>
     /// Qwen2-0.5B's attention (14 query heads over 2 kv heads, head dim 64) at `bench train`'s batch 8 × 512, forward +
     /// backward on our kernels (row "attention fwd+bwd"; the grouped heads are where a dK/dV kernel with a block per kv
-    /// head had 7 times fewer blocks than the dq kernel) and on cuDNN ("attention fwd+bwd cuDNN").
+    /// head had 7 times fewer blocks than the dq kernel) and on cuDNN ("attention fwd+bwd cuDNN", atomic dQ, and
+    /// "attention fwd+bwd cuDNN deterministic").
     /// </summary>
     private static void GroupedAttentionStep(CudaBackend cuda, Device device, Action<Result> add)
     {
@@ -206,9 +207,11 @@ internal static class DeviceBench
 
     /// <summary>
     /// The attention rows again through cuDNN's fused SDPA (CudaBackend.Cudnn.cs, forced for these timings): rows
-    /// "attention fwd cuDNN" and "attention fwd+bwd cuDNN" beside ours and PyTorch's flash rows (head dim 128; with
-    /// <paramref name="forward"/> false only the second, as for Qwen2-0.5B's shape). Where cuDNN is
-    /// missing, too old or refuses the graph the row says why (rate n/a) and the benchmark goes on.
+    /// "attention fwd cuDNN", "attention fwd+bwd cuDNN" (the backward's atomic dQ graph, as measured on the H200 and as
+    /// PyTorch's cuDNN rows of the same name run it) and "attention fwd+bwd cuDNN deterministic" (the default backward,
+    /// <see cref="CudaBackend.CudnnDeterministic"/>: no PyTorch row pairs with it) beside ours and PyTorch's flash rows
+    /// (head dim 128; with <paramref name="forward"/> false only the fwd+bwd rows, as for Qwen2-0.5B's shape). Where
+    /// cuDNN is missing, too old or refuses the graph the row says why (rate n/a) and the benchmark goes on.
     /// </summary>
     private static void CudnnAttention(CudaBackend cuda, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse, Tensor dO, Tensor dq, Tensor dk, Tensor dv,
         double flops, Action<Result> add, bool forward = true)
@@ -216,21 +219,24 @@ internal static class DeviceBench
         int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1];
         string shape = Hkv == H ? $"B{B} H{H} T{T} D{D}" : $"B{B} H{H} Hkv{Hkv} T{T} D{D}";
         double scale = 1 / Math.Sqrt(D);
-        bool was = cuda.CudnnAttentionRequired;
+        var was = (cuda.CudnnAttentionRequired, cuda.CudnnDeterministic);
         cuda.CudnnAttentionRequired = true;
+        void Step()
+        {
+            cuda.Attention(q, k, v, null, true, 0, scale, o, lse);
+            cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, scale, dq, dk, dv);
+        }
         try
         {
-            foreach (var (name, factor, step) in new (string, double, Action)[]
+            foreach (var (name, factor, deterministic, step) in new (string, double, bool, Action)[]
             {
-                ("attention fwd cuDNN", 1.0, () => cuda.Attention(q, k, v, null, true, 0, scale, o, null)),
-                ("attention fwd+bwd cuDNN", 3.5, () =>
-                {
-                    cuda.Attention(q, k, v, null, true, 0, scale, o, lse);
-                    cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, scale, dq, dk, dv);
-                }),
+                ("attention fwd cuDNN", 1.0, false, () => cuda.Attention(q, k, v, null, true, 0, scale, o, null)),
+                ("attention fwd+bwd cuDNN", 3.5, false, Step),
+                ("attention fwd+bwd cuDNN deterministic", 3.5, true, Step),
             })
             {
                 if (!forward && factor == 1.0) continue;
+                cuda.CudnnDeterministic = deterministic;
                 try
                 {
                     double ms = cuda.MedianMilliseconds(step);
@@ -245,7 +251,7 @@ internal static class DeviceBench
         }
         finally
         {
-            cuda.CudnnAttentionRequired = was;
+            (cuda.CudnnAttentionRequired, cuda.CudnnDeterministic) = was;
         }
     }
 

@@ -37,21 +37,92 @@ internal static class SelfTestCudnnCases
                 var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(x[0], x[1], x[2], o, lse, x[3], null, true, 0, scale);
                 return scope.Keep(Tensor.Concat(0, o.Reshape((int)o.Count), dq!.Reshape((int)dq.Count), dk!.Reshape((int)dk.Count), dv!.Reshape((int)dv.Count)));
             }), Only: bf16);
+        // The deterministic backward (the default, CudaBackend.CudnnDeterministic): two runs on the same inputs give the
+        // same bits; o, dq, dk, dv against the references like the row above (see DeterministicTwice).
+        yield return new("attention fwd+bwd (cuDNN SDPA, deterministic): two runs = same bits, vs float64",
+            (r, t) => [Normal(r, t, 2, 8, 256, 128), Normal(r, t, 2, 2, 256, 128), Normal(r, t, 2, 2, 256, 128), Normal(r, t, 2, 8, 256, 128)],
+            x => OnCudnn(x, () => DeterministicTwice(x), deterministic: true), Only: bf16);
         // cuDNN against our tensor-core kernels at the benchmark's shapes, GPU to GPU (see CudnnEqualsOurs).
         yield return new("cuDNN SDPA = ours B2 H16 T2048 D128", (r, t) => [Tensor.Zeros([1])], x => CudnnEqualsOurs(x, 2, 16, 16, 2048, 128), Only: bf16);
         yield return new("cuDNN SDPA = ours B1 H14 Hkv2 T512 D64", (r, t) => [Tensor.Zeros([1])], x => CudnnEqualsOurs(x, 1, 14, 2, 512, 64), Only: bf16);
     }
 
     /// <summary>
+    /// Causal attention forward and backward, returning o, dq, dk and dv in one vector for the references. On a GPU (on
+    /// cuDNN's deterministic backward, forced by the row) the backward runs twice from the same o and log-sum-exp and
+    /// throws when the two runs' dq, dk or dv differ in any bit; there it also runs the atomic graph
+    /// (<see cref="CudaBackend.CudnnDeterministic"/> off) twice, and fails when its gradients are further than the bf16
+    /// tolerance from the deterministic ones, and prints to stderr how many of its values changed between its own two
+    /// runs ("selftest cuDNN SDPA deterministic ..."), for the next run's decision on the default.
+    /// </summary>
+    private static Tensor DeterministicTwice(Tensor[] x)
+    {
+        using var scope = TensorScope.Begin();
+        var o = Tensor.ScaledDotProductAttention(x[0], x[1], x[2], out var lse, causal: true);
+        double scale = 1 / Math.Sqrt(x[0].Shape[3]);
+        Tensor[] Backward()
+        {
+            var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(x[0], x[1], x[2], o, lse, x[3], null, true, 0, scale);
+            return [dq!, dk!, dv!];
+        }
+        string[] names = ["dq", "dk", "dv"];
+        var first = Backward();
+        // The references (CPU, bf16 and float64) run once: the contract checked is cuDNN's. (The CPU backend's float
+        // results may move by an ulp between two calls in one process when the JIT recompiles a loop at a higher tier.)
+        if (x[0].Device.Kind == DeviceKind.Cuda && Backends.For(x[0].Device) is CudaBackend cuda)
+        {
+            if (cuda.CudnnAttentionPlan?.Contains("deterministic dQ", StringComparison.Ordinal) != true)
+                throw new InvalidOperationException($"the backward did not run on cuDNN's deterministic graph ({cuda.CudnnAttentionPlan})");
+            var second = Backward();
+            var changed = Enumerable.Range(0, 3).Select(i => ChangedValues(first[i], second[i])).ToArray();
+            if (changed.Any(n => n > 0))
+                throw new InvalidOperationException($"deterministic backward ({cuda.CudnnAttentionPlan}), two runs on the same inputs: " +
+                    string.Join(", ", Enumerable.Range(0, 3).Select(i => $"{names[i]} {changed[i]} of {first[i].Count} values differ")));
+            CompareAtomic(cuda, Backward, first, names);
+        }
+        return scope.Keep(Tensor.Concat(0, [o.Reshape((int)o.Count), .. first.Select(g => g.Reshape((int)g.Count))]));
+    }
+
+    /// <summary>The atomic graph's gradients twice, against the deterministic <paramref name="reference"/> (see <see cref="DeterministicTwice"/>).</summary>
+    private static void CompareAtomic(CudaBackend cuda, Func<Tensor[]> backward, Tensor[] reference, string[] names)
+    {
+        bool was = cuda.CudnnDeterministic;
+        Tensor[] a, b;
+        cuda.CudnnDeterministic = false;
+        try { (a, b) = (backward(), backward()); }
+        catch (NotSupportedException e)
+        {
+            Console.Error.WriteLine($"selftest cuDNN SDPA deterministic ({cuda.CudnnAttentionPlan}): atomic graph not run: {e.Message.Split('\n')[0]}");
+            return;
+        }
+        finally { cuda.CudnnDeterministic = was; }
+        var errors = Enumerable.Range(0, 3).Select(i => (What: $"atomic {names[i]} vs deterministic", Error: Rel(a[i], reference[i]))).ToArray();
+        string all = string.Join(", ", errors.Select(e => $"{e.What} {e.Error:G3}")) + "; atomic run to run: " +
+                     string.Join(", ", Enumerable.Range(0, 3).Select(i => $"{names[i]} {ChangedValues(a[i], b[i])} of {a[i].Count} values differ"));
+        Console.Error.WriteLine($"selftest cuDNN SDPA deterministic: {all}");
+        if (errors.Any(e => !(e.Error <= SelfTestRunner.Bf16Tolerance))) throw new InvalidOperationException($"over {SelfTestRunner.Bf16Tolerance:G3}: {all}");
+    }
+
+    /// <summary>How many values of two tensors of one shape differ in any bit (read back as float64: exact for bf16, f32 and f64).</summary>
+    private static long ChangedValues(Tensor a, Tensor b)
+    {
+        double[] x = a.ToDoubleArray(), y = b.ToDoubleArray();
+        if (x.Length != y.Length) throw new InvalidOperationException($"shapes differ: {x.Length} and {y.Length} values");
+        long n = 0;
+        for (int i = 0; i < x.Length; i++) if (BitConverter.DoubleToInt64Bits(x[i]) != BitConverter.DoubleToInt64Bits(y[i])) n++;
+        return n;
+    }
+
+    /// <summary>
     /// On a GPU: bf16 causal attention [B, H, T, D] over Hkv kv heads with seeded N(0, 1) inputs made on the device, run
-    /// by cuDNN (forced: the bench's forward without the log-sum-exp, the forward with it, and the backward from that)
-    /// and by our kernels (cuDNN off: the 128-row forward, dq and dK/dV); each output of one against the other's by
-    /// ‖a − b‖ / ‖b‖ (o, o without stats, lse, dq, dk, dv), and both against float64 on sampled rows (o, lse and dq of
-    /// query rows 0, 1, T/3 and T − 1 of one head, dk and dv of keys 0, T/3 and T − 1 of one kv head, summed over its
-    /// query heads). Returns the worst error ([1]); throws naming every error when one exceeds the bf16 tolerance, so a
-    /// cuDNN graph that computes something else at this shape (the bench's 444 TFLOP/s forward) fails here. Elsewhere
-    /// (the CPU and float64 references) [0]: the shapes are too large for the CPU references, and the row's point is
-    /// cuDNN.
+    /// by cuDNN (forced: the bench's forward without the log-sum-exp, the forward with it, and the deterministic backward
+    /// from that, twice: the two must agree in every bit; then the atomic backward) and by our kernels (cuDNN off: the
+    /// 128-row forward, dq and dK/dV); each output of one against the other's by ‖a − b‖ / ‖b‖ (o, o without stats,
+    /// lse, dq, dk, dv, and the atomic dq, dk, dv), and both against float64 on sampled rows (o, lse and dq of query rows
+    /// 0, 1, T/3 and T − 1 of one head, dk and dv of keys 0, T/3 and T − 1 of one kv head, summed over its query heads).
+    /// Returns the worst error ([1]); throws naming every error when one exceeds the bf16 tolerance, so a cuDNN graph that
+    /// computes something else at this shape (the bench's 444 TFLOP/s forward) fails here. Elsewhere (the CPU and
+    /// float64 references) [0]: the shapes are too large for the CPU references, and the row's point is cuDNN.
     /// </summary>
     private static Tensor CudnnEqualsOurs(Tensor[] x, int B, int H, int Hkv, int T, int D)
     {
@@ -74,22 +145,31 @@ internal static class SelfTestCudnnCases
             cuda.AttentionBackward(q, k, v, o, dO, lse, null, true, 0, scale, dq, dk, dv);
             return (o, lse, dq, dk, dv);
         }
-        var was = (cuda.CudnnAttention, cuda.CudnnAttentionRequired);
-        (Tensor O, Tensor Lse, Tensor Dq, Tensor Dk, Tensor Dv) cu, ours;
+        var was = (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.CudnnDeterministic);
+        (Tensor O, Tensor Lse, Tensor Dq, Tensor Dk, Tensor Dv) cu, repeat, atomic, ours;
         var oNoStats = Tensor.Empty([B, H, T, D], DType.BF16, dev);
+        string plan;
         try
         {
-            (cuda.CudnnAttention, cuda.CudnnAttentionRequired) = (true, true);
+            (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.CudnnDeterministic) = (true, true, true);
             cuda.Attention(q, k, v, null, true, 0, scale, oNoStats, null); // the bench's "attention fwd cuDNN" call
             cu = Run();
+            plan = cuda.CudnnAttentionPlan ?? "";
+            repeat = Run();
+            cuda.CudnnDeterministic = false;
+            atomic = Run();
             (cuda.CudnnAttention, cuda.CudnnAttentionRequired) = (false, false);
             ours = Run();
         }
-        finally { (cuda.CudnnAttention, cuda.CudnnAttentionRequired) = was; }
+        finally { (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.CudnnDeterministic) = was; }
+        long changed = ChangedValues(cu.Dq, repeat.Dq) + ChangedValues(cu.Dk, repeat.Dk) + ChangedValues(cu.Dv, repeat.Dv);
+        if (changed > 0)
+            throw new InvalidOperationException($"cuDNN's deterministic backward ({plan}), two runs on the same inputs: {changed} values of dq, dk, dv differ");
         var errors = new List<(string What, double Error)>
         {
             ("o", Rel(cu.O, ours.O)), ("o without stats", Rel(oNoStats, ours.O)), ("lse", Rel(cu.Lse, ours.Lse)),
             ("dq", Rel(cu.Dq, ours.Dq)), ("dk", Rel(cu.Dk, ours.Dk)), ("dv", Rel(cu.Dv, ours.Dv)),
+            ("atomic dq", Rel(atomic.Dq, ours.Dq)), ("atomic dk", Rel(atomic.Dk, ours.Dk)), ("atomic dv", Rel(atomic.Dv, ours.Dv)),
         };
         var reference = new SampledAttention(q.ToFloatArray(), k.ToFloatArray(), v.ToFloatArray(), dO.ToFloatArray(), B, H, Hkv, T, D, scale);
         foreach (var (name, r) in new[] { ("cuDNN", cu), ("ours", ours) })
@@ -97,7 +177,7 @@ internal static class SelfTestCudnnCases
                 errors.Add(($"{name} {what} vs float64", e));
         errors.Add(("cuDNN o without stats vs float64", reference.Errors(oNoStats.ToFloatArray(), cu.Lse.ToFloatArray(), cu.Dq.ToFloatArray(), cu.Dk.ToFloatArray(), cu.Dv.ToFloatArray())[0].Error));
         string all = string.Join(", ", errors.Select(e => $"{e.What} {e.Error:G3}"));
-        Console.Error.WriteLine($"selftest cuDNN SDPA = ours B{B} H{H} Hkv{Hkv} T{T} D{D} ({cuda.CudnnAttentionPlan}): {all}");
+        Console.Error.WriteLine($"selftest cuDNN SDPA = ours B{B} H{H} Hkv{Hkv} T{T} D{D} ({plan}; deterministic twice: same bits): {all}");
         double worst = errors.Max(e => double.IsNaN(e.Error) ? double.PositiveInfinity : e.Error);
         if (worst > SelfTestRunner.Bf16Tolerance) throw new InvalidOperationException($"over {SelfTestRunner.Bf16Tolerance:G3}: {all}");
         return scope.Keep(Tensor.FromArray([worst], [1]));
@@ -106,13 +186,16 @@ internal static class SelfTestCudnnCases
     /// <summary>‖a − b‖ / ‖b‖ over two device tensors of the same shape (read back as float32, summed in float64).</summary>
     private static double Rel(Tensor a, Tensor b) => SelfTestRunner.Error(Array.ConvertAll(a.ToFloatArray(), f => (double)f), Array.ConvertAll(b.ToFloatArray(), f => (double)f));
 
-    /// <summary>Runs <paramref name="op"/> with the cuDNN path forced when the inputs are on a GPU (as they are for the device run).</summary>
-    private static Tensor OnCudnn(Tensor[] x, Func<Tensor> op)
+    /// <summary>
+    /// Runs <paramref name="op"/> with the cuDNN path forced when the inputs are on a GPU (as they are for the device
+    /// run), and with the deterministic backward when <paramref name="deterministic"/> (else the backend's setting).
+    /// </summary>
+    private static Tensor OnCudnn(Tensor[] x, Func<Tensor> op, bool deterministic = false)
     {
         if (x[0].Device.Kind != DeviceKind.Cuda || Backends.For(x[0].Device) is not CudaBackend cuda) return op();
-        bool was = cuda.CudnnAttentionRequired;
-        cuda.CudnnAttentionRequired = true;
+        var was = (cuda.CudnnAttentionRequired, cuda.CudnnDeterministic);
+        (cuda.CudnnAttentionRequired, cuda.CudnnDeterministic) = (true, deterministic || was.CudnnDeterministic);
         try { return op(); }
-        finally { cuda.CudnnAttentionRequired = was; }
+        finally { (cuda.CudnnAttentionRequired, cuda.CudnnDeterministic) = was; }
     }
 }

@@ -17,12 +17,11 @@ public sealed partial class CudaBackend
     /// Forwards without a log-sum-exp (inference) try it only with <see cref="CudnnAttentionInference"/>.
     /// On by default (an H200 on 2026-11-27, B4 H16 T2048 D128 bf16 causal: forward + backward 0.638 ms against our
     /// kernels' 1.880 and PyTorch's flash SDPA's 1.264); off when the environment variable PARROT_CUDNN_ATTENTION is "0"
-    /// when the backend is created. Off is the way to bit-reproducible training: cuDNN's SDPA backward, as these graphs
-    /// request it (no deterministic-algorithm knob), is not guaranteed to give the same bits run to run at large
-    /// batches, while our kernels are deterministic. Building a plan costs about a second per new problem (sizes,
-    /// strides, mask; 0.7–0.8 s a plan on the H200, 1.5 s for the first with the library load); plans are kept (up to
-    /// 256), and none is built while a CUDA graph capture records (<see cref="IsCapturing"/>): a call whose plan is not
-    /// built yet runs on our kernels then.
+    /// when the backend is created. The backward runs cuDNN's deterministic algorithm unless
+    /// <see cref="CudnnDeterministic"/> is off, so training repeats bit for bit on cuDNN as on our kernels. Building a
+    /// plan costs about a second per new problem (sizes, strides, mask; 0.7–0.8 s a plan on the H200, 1.5 s for the
+    /// first with the library load); plans are kept (up to 256), and none is built while a CUDA graph capture records
+    /// (<see cref="IsCapturing"/>): a call whose plan is not built yet runs on our kernels then.
     /// </summary>
     public bool CudnnAttention { get; set; } = CudnnAttentionDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_ATTENTION"));
 
@@ -41,6 +40,47 @@ public sealed partial class CudaBackend
 
     /// <summary>The default of <see cref="CudnnAttentionInference"/>: on only for "1".</summary>
     internal static bool CudnnAttentionInferenceDefault(string? value) => value?.Trim() == "1";
+
+    /// <summary>
+    /// Whether cuDNN's SDPA backward computes dQ deterministically (the same bits run to run, as every other kernel of
+    /// this backend): the graph without the float32 dQ accumulator, which cuDNN runs on its dP-workspace engine
+    /// (<see cref="CudnnSdpaGraphs.Backward"/>; cudnn-frontend's <c>set_deterministic_algorithm(true)</c>). Off, the
+    /// accumulator graph measured on the H200 on 2026-11-27 (0.638 ms forward + backward at B4 H16 T2048 D128), whose
+    /// engine adds key blocks' shares of dQ atomically, in whatever order they finish. On unless PARROT_CUDNN_DETERMINISTIC
+    /// is "0" when the backend is created. Where the deterministic plan cannot be built (older cuDNN, no engine), or its
+    /// workspace exceeds <see cref="CudnnDeterministicWorkspaceLimit"/>, the backward runs on our kernels (deterministic
+    /// too) with the reason in <see cref="CudnnAttentionNote"/> — never on the atomic graph — and with
+    /// <see cref="CudnnAttentionRequired"/> it throws <see cref="NotSupportedException"/> saying why.
+    /// </summary>
+    public bool CudnnDeterministic { get; set; } = CudnnDeterministicDefault(Environment.GetEnvironmentVariable("PARROT_CUDNN_DETERMINISTIC"));
+
+    /// <summary>The default of <see cref="CudnnDeterministic"/> for a value of PARROT_CUDNN_DETERMINISTIC: on unless "0".</summary>
+    internal static bool CudnnDeterministicDefault(string? value) => value?.Trim() != "0";
+
+    private long _deterministicWorkspaceLimit = -1;
+    private readonly string? _deterministicWorkspaceVariable = Environment.GetEnvironmentVariable("PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB");
+
+    /// <summary>
+    /// The most workspace bytes a deterministic cuDNN backward may take (it holds dS for every query and key:
+    /// b·h·s_q·s_kv·2 bytes, 512 MiB at B4 H16 T2048, allocated at each call); a call over it runs on our kernels.
+    /// One sixteenth of the GPU's memory (5 GiB on an H100 80GB, 8.8 GiB on an H200) unless
+    /// PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB gives a count of MiB when the backend is created.
+    /// </summary>
+    public long CudnnDeterministicWorkspaceLimit
+    {
+        get => _deterministicWorkspaceLimit >= 0 ? _deterministicWorkspaceLimit
+            : _deterministicWorkspaceLimit = DeterministicWorkspaceLimitDefault(_deterministicWorkspaceVariable, _context.TotalMemory);
+        set => _deterministicWorkspaceLimit = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "a workspace limit is a count of bytes ≥ 0");
+    }
+
+    /// <summary>
+    /// The default of <see cref="CudnnDeterministicWorkspaceLimit"/>: PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB's MiB when it
+    /// is a whole number ≥ 0 (0: our kernels for every backward the deterministic graph would take), else
+    /// <paramref name="deviceMemory"/> / 16.
+    /// </summary>
+    internal static long DeterministicWorkspaceLimitDefault(string? value, long deviceMemory) =>
+        long.TryParse(value?.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long mb) && mb <= long.MaxValue >> 20
+            ? mb << 20 : deviceMemory / 16;
 
     /// <summary>
     /// Forces the cuDNN path (for `parrot selftest` and the benchmarks): every attention call, decoding included, goes
@@ -114,11 +154,12 @@ public sealed partial class CudaBackend
         if (why is not null) return Declined(why);
         var problem = new CudnnSdpaProblem(true, q.DType, B, H, Hkv, T, S, D, Dv, kind, true,
             q.Strides.ToArray(), k.Strides.ToArray(), v.Strides.ToArray(), o.Strides.ToArray(), lse.Strides.ToArray(),
-            g.Strides.ToArray(), dqt.Strides.ToArray(), dkt.Strides.ToArray(), dvt.Strides.ToArray());
-        var plan = CudnnAttentionEngine.Plan(problem, build: !_capturing, out why);
+            g.Strides.ToArray(), dqt.Strides.ToArray(), dkt.Strides.ToArray(), dvt.Strides.ToArray(), CudnnDeterministic);
+        var plan = CudnnAttentionEngine.Plan(problem, build: !_capturing, out why, CudnnDeterministic ? CudnnDeterministicWorkspaceLimit : long.MaxValue);
         if (plan is null) return Declined(why);
-        // The float32 dQ accumulator: cuDNN adds each key block's share into it, so it starts at zero (the frontend memsets it).
-        var accum = Tensor.Zeros([B, H, T, D], DType.F32, Device);
+        // The atomic graph's float32 dQ accumulator: cuDNN adds each key block's share into it, so it starts at zero
+        // (frontends before 9.6 memset it). The deterministic graph has none.
+        var accum = plan.Binds(CudnnSdpaGraphs.UidDqAccum) ? Tensor.Zeros([B, H, T, D], DType.F32, Device) : null;
         // The current frontend's graph binds rowsum(dO ⊙ O) too (float32 [B, H, T, 1] scratch the engine writes).
         var softmaxSum = plan.Binds(CudnnSdpaGraphs.UidSoftmaxSum) ? Tensor.Empty([B, H, T], DType.F32, Device) : null;
         var ptr = new Dictionary<long, nint>
@@ -126,8 +167,8 @@ public sealed partial class CudaBackend
             [CudnnSdpaGraphs.UidQ] = q.DataPointer, [CudnnSdpaGraphs.UidK] = k.DataPointer, [CudnnSdpaGraphs.UidV] = v.DataPointer,
             [CudnnSdpaGraphs.UidO] = o.DataPointer, [CudnnSdpaGraphs.UidStats] = lse.DataPointer, [CudnnSdpaGraphs.UidDOut] = g.DataPointer,
             [CudnnSdpaGraphs.UidDq] = dqt.DataPointer, [CudnnSdpaGraphs.UidDk] = dkt.DataPointer, [CudnnSdpaGraphs.UidDv] = dvt.DataPointer,
-            [CudnnSdpaGraphs.UidDqAccum] = accum.DataPointer,
         };
+        if (accum is not null) ptr[CudnnSdpaGraphs.UidDqAccum] = accum.DataPointer;
         if (softmaxSum is not null) ptr[CudnnSdpaGraphs.UidSoftmaxSum] = softmaxSum.DataPointer;
         Run(plan, ptr, scale, "cuDNN SDPA backward");
         CudnnAttentionNote = null;
@@ -138,11 +179,22 @@ public sealed partial class CudaBackend
 
     private static string? Layout(string name, Tensor t) => CudnnSdpaProblem.CheckLayout(name, t.Strides, t.DataPointer, t.ElementSize);
 
+    /// <summary>
+    /// A float32 shape of at least <paramref name="bytes"/>: one dimension up to 2³¹ − 1 words, else rows of 2²⁰ words
+    /// (a deterministic backward's dS workspace may pass 8 GiB under a raised limit).
+    /// </summary>
+    internal static int[] WorkspaceShape(long bytes)
+    {
+        long words = (bytes + 3) / 4;
+        return words <= int.MaxValue ? [(int)words] : [checked((int)((words + (1 << 20) - 1) >> 20)), 1 << 20];
+    }
+
     /// <summary>Executes with a workspace from the device allocator (freed after queuing: the stream orders its reuse).</summary>
     private void Run(CudnnGraphPlan plan, Dictionary<long, nint> pointers, double scale, string what)
     {
-        using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty([checked((int)((plan.WorkspaceBytes + 3) / 4))], DType.F32, Device) : null;
-        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph, engine {plan.EngineIndex}, workspace {plan.WorkspaceBytes} B";
+        using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty(WorkspaceShape(plan.WorkspaceBytes), DType.F32, Device) : null;
+        string dq = !plan.Binds(CudnnSdpaGraphs.UidDq) ? "" : plan.Binds(CudnnSdpaGraphs.UidDqAccum) ? ", atomic dQ" : ", deterministic dQ";
+        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}, workspace {plan.WorkspaceBytes} B";
         var mark = _context.Profiler.Begin(what);
         try { CudnnAttentionEngine.Execute(plan, pointers, scale, workspace?.DataPointer ?? 0); }
         finally { _context.Profiler.End(mark); }

@@ -10,7 +10,7 @@ namespace Parrot.Tensors.Cuda;
 /// </summary>
 internal sealed class CudnnSdpa : IDisposable
 {
-    private readonly CudaContext _context;
+    private readonly CudaContext? _context;
     private readonly Dictionary<string, CudnnGraphPlan> _plans = [];
     private readonly Dictionary<string, string> _refused = [];
     private readonly Lock _gate = new();
@@ -18,7 +18,11 @@ internal sealed class CudnnSdpa : IDisposable
     private string? _unavailable;
     private bool _probed;
 
-    internal CudnnSdpa(CudaContext context) => _context = context;
+    /// <param name="context">
+    /// The GPU whose stream the handle runs on; null only for the tests without a GPU (tools/cudnn-fake: the handle on
+    /// the default stream, no context to make current).
+    /// </param>
+    internal CudnnSdpa(CudaContext? context) => _context = context;
 
     /// <summary>Why cuDNN cannot be used at all on this machine (library missing, too old, handle failed), or null.</summary>
     internal string? Unavailable
@@ -45,9 +49,9 @@ internal sealed class CudnnSdpa : IDisposable
         if (_unavailable is not null) return;
         try
         {
-            _context.MakeCurrent();
+            _context?.MakeCurrent();
             Cudnn.Check(Cudnn.cudnnCreate(out _handle), "cudnnCreate");
-            Cudnn.Check(Cudnn.cudnnSetStream(_handle, _context.Stream), "cudnnSetStream");
+            Cudnn.Check(Cudnn.cudnnSetStream(_handle, _context?.Stream ?? 0), "cudnnSetStream");
         }
         catch (Exception e) when (e is CudaException or DllNotFoundException or EntryPointNotFoundException)
         {
@@ -71,10 +75,12 @@ internal sealed class CudnnSdpa : IDisposable
 
     /// <summary>
     /// The plan for <paramref name="problem"/>, built on first use; null with <paramref name="why"/> when cuDNN is
-    /// unavailable or refused this problem (then or before), or when the plan is not built yet and
-    /// <paramref name="build"/> is false.
+    /// unavailable or refused this problem (then or before), when the plan is not built yet and
+    /// <paramref name="build"/> is false, or when it is a deterministic backward whose workspace exceeds
+    /// <paramref name="deterministicWorkspaceLimit"/> (the plan is kept: a higher limit later takes it without a rebuild).
+    /// A deterministic backward that cuDNN refuses is refused as such: the atomic graph is never tried in its place.
     /// </summary>
-    /// <param name="problem">The call: sizes, dtype, mask, strides.</param>
+    /// <param name="problem">The call: sizes, dtype, mask, strides, the backward's dQ algorithm.</param>
     /// <param name="why">Why there is no plan; empty when there is one.</param>
     /// <param name="build">
     /// Whether a missing plan (and the cuDNN handle) may be made now: false while a CUDA graph capture records. Making
@@ -82,7 +88,8 @@ internal sealed class CudnnSdpa : IDisposable
     /// which a capture would either refuse — invalidating the capture — or not record; executing a finished plan only
     /// queues kernels on the stream, with the workspace from the capture's memory pool.
     /// </param>
-    internal CudnnGraphPlan? Plan(CudnnSdpaProblem problem, bool build, out string why)
+    /// <param name="deterministicWorkspaceLimit">The most workspace bytes a deterministic backward may ask for (see <see cref="WorkspaceRefusal"/>).</param>
+    internal CudnnGraphPlan? Plan(CudnnSdpaProblem problem, bool build, out string why, long deterministicWorkspaceLimit = long.MaxValue)
     {
         lock (_gate)
         {
@@ -91,10 +98,10 @@ internal sealed class CudnnSdpa : IDisposable
             Probe();
             if (_unavailable is not null) { why = _unavailable; return null; }
             string key = problem.Key;
-            if (_plans.TryGetValue(key, out var plan)) { why = ""; return plan; }
+            if (_plans.TryGetValue(key, out var plan)) return Affordable(plan, problem, deterministicWorkspaceLimit, out why);
             if (_refused.TryGetValue(key, out var reason)) { why = reason; return null; }
             if (!build) { why = capturing; return null; }
-            _context.MakeCurrent();
+            _context?.MakeCurrent();
             // Both frontend styles, the one matching this cuDNN's age first (see CudnnSdpaStyle); the first that plans wins.
             bool recent = Version >= 91000;
             var refusals = new List<string>();
@@ -112,14 +119,31 @@ internal sealed class CudnnSdpa : IDisposable
                 }
                 if (_plans.Count >= 256) { foreach (var p in _plans.Values) p.Dispose(); _plans.Clear(); }
                 _plans[key] = plan;
-                why = "";
-                return plan;
+                return Affordable(plan, problem, deterministicWorkspaceLimit, out why);
             }
-            why = $"cuDNN {Version} refused the {(problem.Backward ? "backward" : "forward")} graph ({string.Join(" | ", refusals)})";
+            why = $"cuDNN {Version} refused the {problem.What} graph ({string.Join(" | ", refusals)})";
             _refused[key] = why;
             return null;
         }
     }
+
+    /// <summary><paramref name="plan"/>, or null with the reason when it is a deterministic backward over the workspace limit.</summary>
+    private static CudnnGraphPlan? Affordable(CudnnGraphPlan plan, CudnnSdpaProblem problem, long limit, out string why)
+    {
+        why = problem.Backward && problem.Deterministic ? WorkspaceRefusal(plan.WorkspaceBytes, limit) ?? "" : "";
+        return why.Length == 0 ? plan : null;
+    }
+
+    /// <summary>
+    /// Why a deterministic backward's workspace of <paramref name="bytes"/> is too large for <paramref name="limit"/>, or
+    /// null. The dP-workspace engine keeps dS for every query and key (b·h·s_q·s_kv 16-bit values: 512 MiB at B4 H16
+    /// T2048, 16 GiB at B1 H32 T16384), allocated for each call; past the limit our attention kernels (deterministic too,
+    /// with no such workspace) run the call instead.
+    /// </summary>
+    internal static string? WorkspaceRefusal(long bytes, long limit) => bytes <= limit ? null
+        : $"cuDNN's deterministic backward needs a {Mib(bytes)} workspace, above the limit of {Mib(limit)} (PARROT_CUDNN_DETERMINISTIC_WORKSPACE_MB)";
+
+    private static string Mib(long bytes) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (1024.0 * 1024):0.#} MiB");
 
     /// <summary>The graph styles to try for cuDNN <paramref name="version"/>: the current frontend's first from 9.10 on.</summary>
     internal static CudnnSdpaStyle[] StyleOrder(long version) => version >= 91000
@@ -131,7 +155,7 @@ internal sealed class CudnnSdpa : IDisposable
     {
         lock (_gate)
         {
-            _context.MakeCurrent();
+            _context?.MakeCurrent();
             plan.Execute(_handle, pointers, (float)scale, workspace);
         }
     }

@@ -10,13 +10,14 @@ internal enum CudnnSdpaStyle
     /// <summary>
     /// Frontend 1.5-era (mid-2024, cuDNN 9.0–9.x): causal mask as gen_index (int32 compute) row [+S −T], gen_index col,
     /// row ≥ col, select with float's lowest, applied before the softmax in both passes; backward with virtual
-    /// softmax_sum, dP·1, an F16x16-reordered float32 dQ accumulator.
+    /// softmax_sum, dP·1, an F16x16-reordered float32 dQ accumulator (none in the deterministic backward).
     /// </summary>
     Frontend15,
     /// <summary>
     /// Current frontend (its composite path for cuDNN &lt; 9.21): the diagonal-band mask (gen_index row and col first,
     /// then [+S −T], row ≥ col, select with −∞ from cuDNN 9.10 on, else lowest); backward masks after subtracting the
-    /// stats, softmax_sum is a bound float32 [B, H, T, 1] tensor (workspace), no dP·1, dQ accumulator without reordering.
+    /// stats, softmax_sum is a bound float32 [B, H, T, 1] tensor (workspace), no dP·1, dQ accumulator without reordering
+    /// (the deterministic backward has none, in either style).
     /// </summary>
     FrontendCurrent,
 }
@@ -76,10 +77,16 @@ internal static class CudnnSdpaGraphs
     }
 
     /// <summary>
-    /// Backward (cuDNN ≥ 9.0, non-deterministic dQ): softmax_sum = rowsum(dO ⊙ O)·1; S = Q·Kᵀ·scale, masked;
-    /// P = exp(S − stats); dV = Pᵀ·dO; dP = dO·Vᵀ; dS = (dP·1 − softmax_sum) ⊙ P · scale; dK = dSᵀ·Q; dQ = dS·K into a
-    /// float32 accumulator (F16x16 reordering: the frontend's signal for the atomic dQ path), copied to dQ. Grouped
-    /// heads: dV and dK come out per query head and are summed over each kv head's group by a reduction.
+    /// Backward (cuDNN ≥ 9.0): softmax_sum = rowsum(dO ⊙ O)·1; S = Q·Kᵀ·scale, masked; P = exp(S − stats); dV = Pᵀ·dO;
+    /// dP = dO·Vᵀ; dS = (dP·1 − softmax_sum) ⊙ P · scale; dK = dSᵀ·Q; dQ = dS·K. Grouped heads: dV and dK come out per
+    /// query head and are summed over each kv head's group by a reduction. How dQ is written is the one thing
+    /// <see cref="CudnnSdpaProblem.Deterministic"/> changes, in both styles, as cudnn-frontend does for
+    /// <c>set_deterministic_algorithm</c>: false, dS·K goes into a non-virtual float32 accumulator (F16x16 reordering
+    /// in the 1.5 style) copied to dQ by an identity — "how the backend API signals" its atomic dQ path, where key
+    /// blocks add into dQ in whatever order they finish; true, no accumulator: dS·K writes dQ itself, and cuDNN picks
+    /// its "dP workspace" engine (dS kept in a b·h·s_q·s_kv 16-bit workspace, so dQ = dS·K is a product of its own
+    /// with no atomic adds: the same bits run to run).
+    /// Everything else — the current style's bound softmax_sum included — is the same in both.
     /// </summary>
     internal static CudnnGraphSpec Backward(CudnnSdpaProblem p, CudnnSdpaStyle style = CudnnSdpaStyle.Frontend15, bool negativeInfinity = false)
     {
@@ -98,8 +105,6 @@ internal static class CudnnSdpaGraphs
         var dV = g.Add(new(UidDv, "dV", io, [b, hk, s, dv], p.Dv_!));
         var scale = g.Add(new(UidScale, "attn_scale", DT.Float, CudnnGraphSpec.Ones(4), CudnnGraphSpec.Ones(4), ByValue: true));
         var one = g.Constant(UidOne, "one", DT.Float, 1.0);
-        var dqAccum = g.Add(new(UidDqAccum, "dQ_accum", DT.Float, [b, h, t, d], CudnnGraphSpec.Packed(b, h, t, d),
-            Reordering: current ? Cudnn.Reordering.None : Cudnn.Reordering.F16x16));
 
         // softmax_sum = rowsum(dO ⊙ O) (· the dropout scale, 1 here)
         var dOo = g.Pointwise("mul_dO_O", PW.Mul, DT.Float, dO, o, into: g.Virtual("mul_dO_O", DT.Float, [b, h, t, dv], CudnnGraphSpec.Packed(b, h, t, dv)));
@@ -130,8 +135,15 @@ internal static class CudnnSdpaGraphs
         var dST = g.Reshape("reshape_dS", dS, g.Virtual("reshape_dS", io, [b, h, s, t], [h * t * s, t * s, 1, s]));
         GroupedProduct(g, "matmul_dST_Q", "red_dK_head", dST, q, dK, io, h, hk);
 
-        // dQ = dS·K, accumulated in float32, then rounded into dQ
+        // dQ = dS·K: straight into dQ (deterministic), or accumulated in float32 and then rounded into dQ (atomic)
         var k = g.Reshape("reshape_k", kT, g.Virtual("reshape_k", DT.Float, [b, hk, s, d], p.K));
+        if (p.Deterministic)
+        {
+            g.Matmul("matmul_dS_K", dS, k, dQ);
+            return g;
+        }
+        var dqAccum = g.Add(new(UidDqAccum, "dQ_accum", DT.Float, [b, h, t, d], CudnnGraphSpec.Packed(b, h, t, d),
+            Reordering: current ? Cudnn.Reordering.None : Cudnn.Reordering.F16x16));
         g.Matmul("matmul_dS_K", dS, k, dqAccum);
         g.Pointwise("identity_dQ", PW.Identity, DT.Float, dqAccum, into: dQ);
         return g;

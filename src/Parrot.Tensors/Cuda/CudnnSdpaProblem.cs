@@ -17,24 +17,36 @@ internal enum CudnnSdpaMask
 
 /// <summary>
 /// One cuDNN SDPA call as the plan cache sees it: forward or backward, data type, sizes, mask, whether the forward
-/// writes the log-sum-exp, and every operand's strides. Equal problems share one execution plan; the attention scale
-/// is not part of it (the graphs take it as a by-value scalar at each call).
+/// writes the log-sum-exp, every operand's strides, and for a backward whether dQ is computed deterministically.
+/// Equal problems share one execution plan; the attention scale is not part of it (the graphs take it as a by-value
+/// scalar at each call). Deterministic (backward only): the graph without the float32 dQ accumulator (dS·K written
+/// straight into dQ), which cudnn-frontend builds for <c>set_deterministic_algorithm(true)</c> and cuDNN runs on its
+/// "dP workspace" engine (no atomic adds, the same bits run to run); false: the accumulator graph, whose engine adds
+/// each key block's share of dQ atomically. The forward ignores it (one graph, deterministic either way).
 /// </summary>
 internal sealed record CudnnSdpaProblem(bool Backward, DType DType, int B, int H, int Hkv, int T, int S, int D, int Dv, CudnnSdpaMask Mask, bool Stats,
-    long[] Q, long[] K, long[] V, long[] O, long[] Lse, long[]? DOut = null, long[]? Dq = null, long[]? Dk = null, long[]? Dv_ = null)
+    long[] Q, long[] K, long[] V, long[] O, long[] Lse, long[]? DOut = null, long[]? Dq = null, long[]? Dk = null, long[]? Dv_ = null,
+    bool Deterministic = false)
 {
-    /// <summary>The plan cache's key: everything above as a value (the stride arrays spelled out).</summary>
+    /// <summary>
+    /// The plan cache's key: everything above as a value (the stride arrays spelled out), a backward's dQ algorithm
+    /// included so that a deterministic and an atomic plan never stand in for each other.
+    /// </summary>
     internal string Key
     {
         get
         {
             var sb = new StringBuilder();
             sb.Append(CultureInfo.InvariantCulture, $"{(Backward ? "bwd" : "fwd")} {DType.Name()} B{B} H{H} Hkv{Hkv} T{T} S{S} D{D} Dv{Dv} {Mask} stats={Stats}");
+            if (Backward) sb.Append(Deterministic ? " dq=deterministic" : " dq=atomic");
             void Add(string n, long[]? s) { if (s is not null) sb.Append(CultureInfo.InvariantCulture, $" {n}[{string.Join(',', s)}]"); }
             Add("q", Q); Add("k", K); Add("v", V); Add("o", O); Add("lse", Lse); Add("do", DOut); Add("dq", Dq); Add("dk", Dk); Add("dv", Dv_);
             return sb.ToString();
         }
     }
+
+    /// <summary>What the graph is, for messages: "forward", "deterministic backward" or "backward (atomic dQ)".</summary>
+    internal string What => !Backward ? "forward" : Deterministic ? "deterministic backward" : "backward (atomic dQ)";
 
     /// <summary>cudnnDataType_t of the operands.</summary>
     internal int CudnnType => DType == DType.BF16 ? Cudnn.DataType.BFloat16 : Cudnn.DataType.Half;
