@@ -33,6 +33,10 @@
 // key, whose output is 0/0 = NaN). Device positions: row b's queries sit at pos[b] .. pos[b] + T - 1 and see keys
 // [0, pos[b] + T) causally; a position outside [0, S) sees no key and reads nothing (NaN), as attention_decode_at_*.
 // tools/cuda-emu/decode_mma_test.cpp runs it against float64 and against the FMA kernel.
+//
+// attention_decode_mma_rope_* (at the end) also rotate q and the new key rows and append the new key/value rows to the
+// caches themselves (a decode step's rope_kv_append(_at) launch folded in, as attention_decode.cu's attention_decode_rope_*;
+// decode_mma_block's ROPE part); tools/cuda-emu/decode_mma_rope_test.cpp checks them against the two launches, bits.
 #include "attention_mma.cuh"
 #include "rope.cuh"
 
