@@ -44,11 +44,13 @@ for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-0.5b 16 20
 step "4. serve's continuous-batch step, qwen2-0.5b bf16, 8 greedy sequences: eager rows, then the slots from a CUDA graph"
 continuous_rows 60
 step "5. decode attention A/B at 4096 and 32768 keys (Qwen2-7B batch 1): FMA kernel, tensor cores (PARROT_DECODE_MMA), torch SDPA"
-# selftest's tensor-core rows first (forced on: against float64/CPU and the FMA kernel), then the bench group alone.
-timeout 120 "$BIN" selftest --device cuda --op "tensor cores" --bench "$OUT/bench-decode-attention.json" --bench-group decode-attention \
+# selftest's tensor-core rows first (forced on: against float64/CPU and the FMA kernel; the fused RoPE + append +
+# attention on tensor cores against its two launches, bits), then the bench group alone (with the "decode rope+attention
+# fused / apart" rows of both kernels).
+timeout 150 "$BIN" selftest --device cuda --op "tensor cores" --bench "$OUT/bench-decode-attention.json" --bench-group decode-attention \
   > "$OUT/decode-attention.log" 2>&1
 echo "decode attention selftest + bench exit $?" >> "$S"
-grep -E "FAIL|MISSING|selftest cuda|^bench attention decode" "$OUT/decode-attention.log" >> "$S"
+grep -E "FAIL|MISSING|selftest cuda|^bench attention decode|^bench decode rope" "$OUT/decode-attention.log" >> "$S"
 timeout 60 "$PY" bench/torch_peer.py --only decode-attention --out "$OUT/bench-decode-attention-torch.json" > "$OUT/decode-attention-torch.log" 2>&1
 echo "torch decode attention exit $?" >> "$S"
 grep -E "^torch attention decode" "$OUT/decode-attention-torch.log" >> "$S"

@@ -159,38 +159,8 @@ __device__ __forceinline__ float* dec_slot(float* part, int grp, int splits, int
     return part + ((i64)grp * splits + split) * (DEC_ROWS * (i64)(Dv + 2));
 }
 
-// The decode step's rotary embedding and KV-cache append, done by the attention kernel itself
-// (attention_decode_rope_*): q and the new key/value row are the projections as they come (views into the packed
-// q/k/v product, not yet rotated), and the new key's position p (T = 1) is a row of the cache the kernel attends over.
-// Element d of the table row used is at p·crow + d·clast (crow = 0: the host passed the row's pointer).
-struct DecRope
-{
-    const void* k;   // the new keys [B, Hkv, 1, D], strides ks
-    const void* v;   // the new values [B, Hkv, 1, D], strides vs
-    const void* cos; // the tables, dtype tdt
-    const void* sin;
-    i64 ks[4], vs[4];
-    i64 clast, slast, crow, srow;
-    int tdt;
-};
-
-// q's element d of one row, rotated and rounded to DT: the value rope_kv_append(_at) stores into qRot and the
-// attention loads back (rope_lo/rope_hi as rope_pair computes them, f32_to_bf16/bf16_to_f32 as store/load round),
-// so the fused kernel's q is the two launches' q bit for bit. NaN for a position outside the cache (ok false), as
-// rope_kv_append_at writes there.
-template <int DT>
-__device__ __forceinline__ float dec_rope_q(const void* q, i64 qb, i64 qs, int d, int D, int p, bool ok, const DecRope& rp)
-{
-    float y = __int_as_float(0x7fc00000);
-    if (ok)
-    {
-        const int half = D / 2, pd = d < half ? d + half : d - half;
-        const float self = load<float>(q, DT, qb + d * qs), partner = load<float>(q, DT, qb + pd * qs);
-        const float c = load<float>(rp.cos, rp.tdt, p * rp.crow + d * rp.clast), s = load<float>(rp.sin, rp.tdt, p * rp.srow + d * rp.slast);
-        y = d < half ? rope_lo(self, partner, c, s) : rope_hi(partner, self, c, s);
-    }
-    return DT == DT_BF16 ? bf16_to_f32(f32_to_bf16(y)) : y;
-}
+// DecRope and dec_rope_q (the decode step's rotary embedding done by the attention kernel itself): rope.cuh, shared
+// with attention_decode_mma.cu's fused kernels.
 
 // Row b's position on the device (pdt: DT_I32 or DT_I64).
 __device__ __forceinline__ int query_offset_at(const void* pos, int pdt, int b)

@@ -33,7 +33,12 @@
 // key, whose output is 0/0 = NaN). Device positions: row b's queries sit at pos[b] .. pos[b] + T - 1 and see keys
 // [0, pos[b] + T) causally; a position outside [0, S) sees no key and reads nothing (NaN), as attention_decode_at_*.
 // tools/cuda-emu/decode_mma_test.cpp runs it against float64 and against the FMA kernel.
+//
+// attention_decode_mma_rope_* (at the end) also rotate q and the new key rows and append the new key/value rows to the
+// caches themselves (a decode step's rope_kv_append(_at) launch folded in, as attention_decode.cu's attention_decode_rope_*;
+// decode_mma_block's ROPE part); tools/cuda-emu/decode_mma_rope_test.cpp checks them against the two launches, bits.
 #include "attention_mma.cuh"
+#include "rope.cuh"
 
 #define DMMA_WARPS 4         // MMA_THREADS / 32
 #define DMMA_ROWS 16         // query rows of a block: one m16 tile
@@ -113,10 +118,12 @@ __device__ __forceinline__ void dmma_acc_pv(float (*acc)[4], float (*p)[4], mma_
     }
 }
 
-template <int D>
+// ROPE (attention_decode_mma_rope_*): q and the new key/value rows are the unrotated projections (rp); the block rotates
+// its q rows and, where its key range holds new rows, writes rope(k) and v there before it stages a tile.
+template <int D, bool ROPE>
 __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void* o, void* lse, int ldt, const AttnStrides& st,
                                  int H, int Hkv, int T, int S, int causal, int query_offset, float scale, int splits, int min_keys,
-                                 float* part, unsigned* tickets, const void* pos, int pdt, u16* smem, DmmaShared& sh)
+                                 float* part, unsigned* tickets, const void* pos, int pdt, const DecRope& rp, u16* smem, DmmaShared& sh)
 {
     constexpr int LD = D + MMA_PAD, KS = D / 16, DN = D / 8, R = DMMA_ROWS, W = DMMA_WARPS;
     const float ninf = -__int_as_float(0x7f800000);
@@ -125,6 +132,7 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
     const int G = H / Hkv, GT = G * T, chunks = (GT + R - 1) / R;
     const int bx = blockIdx.x, split = bx % splits, grp = bx / splits;
     const int rc = grp % chunks, hk = (grp / chunks) % Hkv, b = grp / chunks / Hkv;
+    const int cap = S; // the cache's rows (ROPE: where the new rows may go)
     if (pos)
     {
         // Device positions (attention_decode_mma_at): as attention_decode_at_*, a first position outside the cache sees
@@ -153,8 +161,67 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
     };
     const int lim0 = lim(live0, t0), lim1 = lim(live1, t1);
 
+    if (ROPE)
+    {
+        // The new rows p + t (t < T, p = query_offset) that are inside the cache, rotated by table row tb + t (the host
+        // form's tables are the new rows': tb = 0; device positions: whole tables, tb = p), as rope_kv_append(_at).
+        // Row r is written by the block(s) whose range holds it, before any of their tiles is staged (the barrier
+        // below; cp.async.cg reads L2, where the block's stores are); no other block reads r. Several blocks may hold
+        // r's range: the other row groups of this kv head (GQA rows past 16, e.g. 7 heads × T 3). They write the same
+        // bits (the same rope_pair of the same inputs, v copied as bits) and each reads r only after its own write, so
+        // none can see the cache's previous row. A row no range reads (a device position before the cache: kend = 0)
+        // is written by range 0, as rope_kv_append_at writes every row inside the cache.
+        const int p = query_offset, tb = pos ? p : 0, half = D / 2;
+        const i64 kc = b * st.k[0] + hk * st.k[1], vc = b * st.v[0] + hk * st.v[1];
+        const i64 kx = b * rp.ks[0] + hk * rp.ks[1], vx = b * rp.vs[0] + hk * rp.vs[1];
+        for (int t = 0; t < T; t++)
+        {
+            const int r = p + t;
+            if (r < 0 || r >= cap || !((js <= r && r < je) || (r >= kend && split == 0))) continue;
+            const i64 kr = kc + (i64)r * st.k[2], vr = vc + (i64)r * st.v[2], kt0 = kx + t * rp.ks[2], vt0 = vx + t * rp.vs[2];
+            const i64 cr = (i64)(tb + t) * rp.crow, sr = (i64)(tb + t) * rp.srow;
+            for (int i = tid; i < half; i += MMA_THREADS)
+            {
+                const i64 off[4] = {kr + i * st.k[3], kt0 + i * rp.ks[3], cr + i * rp.clast, sr + i * rp.slast};
+                rope_pair(off, half, (void*)k, st.k[3], rp.k, rp.ks[3], rp.cos, rp.sin, rp.tdt, rp.clast, rp.slast, DT_BF16);
+            }
+            for (int i = tid; i < D; i += MMA_THREADS) copy_bits((void*)v, vr + i * st.v[3], rp.v, vt0 + i * rp.vs[3], 2);
+        }
+        // This block's 16 q rows rotated and rounded to bf16 (dec_rope_q: the bits rope_kv_append(_at) stores into qRot;
+        // NaN for a position outside the cache, as rope_kv_append_at), into stage 2's K buffer: the fragments are loaded
+        // from it below, and it is first refilled after the loop's first barrier.
+        u16* qs = smem + 2 * 2 * DMMA_BN * LD;
+        for (int idx = tid; idx < R * D; idx += MMA_THREADS)
+        {
+            const int r = idx / D, d = idx % D, rr = rc * R + r, t = rr % T;
+            u16 y = 0;
+            if (rr < GT)
+            {
+                const i64 qb = b * st.q[0] + (i64)(hk * G + rr / T) * st.q[1] + t * st.q[2];
+                const bool ok = !pos || (p + t >= 0 && p + t < cap);
+                y = f32_to_bf16(dec_rope_q<DT_BF16>(q, qb, st.q[3], d, D, tb + t, ok, rp));
+            }
+            qs[r * LD + d] = y;
+        }
+        __syncthreads();
+    }
+
     // Q as A fragments (exact bf16; the scale goes on the scores): rows g, g + 8, dims 16kk + 8half + 2tq (+1).
     unsigned qa[KS][4];
+    if (ROPE)
+    {
+        const u16* qs = smem + 2 * 2 * DMMA_BN * LD;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int half = 0; half < 2; half++)
+            {
+                const int d = 16 * kk + 8 * half + 2 * tq;
+                qa[kk][2 * half] = mma_pair(true, qs, g * LD + d, 1);
+                qa[kk][2 * half + 1] = mma_pair(true, qs, (g + 8) * LD + d, 1);
+            }
+    }
+    else
     {
         const i64 qb0 = b * st.q[0] + h0 * st.q[1] + t0 * st.q[2], qb1 = b * st.q[0] + h1 * st.q[1] + t1 * st.q[2];
 #pragma unroll
@@ -371,10 +438,10 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
     }
 }
 
-template <int D>
+template <int D, bool ROPE = false>
 __device__ __forceinline__ void decode_mma_entry(const void* q, const void* k, const void* v, void* o, void* lse, int ldt, const AttnStrides& st,
                                                  int H, int Hkv, int T, int S, int causal, int query_offset, double scale, int splits,
-                                                 int min_keys, float* part, unsigned* tickets, const void* pos, int pdt)
+                                                 int min_keys, float* part, unsigned* tickets, const void* pos, int pdt, const DecRope& rp = DecRope{})
 {
 #ifdef PARROT_CUDA_EMU
     __shared__ MmaChunk smem[DMMA_SMEM(D) / 16]; // the emulation has no dynamic shared memory
@@ -382,8 +449,8 @@ __device__ __forceinline__ void decode_mma_entry(const void* q, const void* k, c
     extern __shared__ MmaChunk smem[];
 #endif
     __shared__ DmmaShared sh;
-    decode_mma_block<D>((const u16*)q, (const u16*)k, (const u16*)v, o, lse, ldt, st, H, Hkv, T, S, causal, query_offset, (float)scale,
-                        splits, min_keys, part, tickets, pos, pdt, (u16*)smem, sh);
+    decode_mma_block<D, ROPE>((const u16*)q, (const u16*)k, (const u16*)v, o, lse, ldt, st, H, Hkv, T, S, causal, query_offset, (float)scale,
+                              splits, min_keys, part, tickets, pos, pdt, rp, (u16*)smem, sh);
 }
 
 // Host positions (CudaBackend.Attention's decode path): grid B·Hkv·ceil(H/Hkv·T / 16)·splits blocks of MMA_THREADS
@@ -423,4 +490,27 @@ extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_decode_mm
 {
     PDL_ENTRY();
     decode_mma_entry<128>(DMMA_AT_ARGS);
+}
+
+// The decode step with its rotary embedding and KV-cache append in the same launch (CudaBackend.RopeAppendAttend: what
+// rope_kv_append(_at) then attention_decode_mma(_at)_d{D} do in two). q is the unrotated projection [B, H, T, D] (st.q
+// its strides), rope the new key/value rows [B, Hkv, T, D] and the tables; k and v are the caches (writable; st.k /
+// st.v, the mma kernel's K/V contract). pos null: host position query_offset (= S - T), k and v the caches' first S
+// rows, the new rows last, causal as given, the tables the new rows' (row t at t·crow); pos set: device positions, S
+// the capacity, the grid and splits sized for it, causal, whole tables (row pos[b] + t); a row outside [0, S) writes
+// nothing and its q is NaN (rope_kv_append_at). No log-sum-exp. The bits of the two launches for o and the caches.
+#define DMMA_ROPE_PARAMS const void* q, void* k, void* v, void* o, AttnStrides st, int H, int Hkv, int T, int S, int causal, \
+    int query_offset, double scale, int splits, int min_keys, float* part, unsigned* tickets, const void* pos, int pdt, DecRope rope
+#define DMMA_ROPE_ARGS q, k, v, o, nullptr, DT_F32, st, H, Hkv, T, S, causal, query_offset, scale, splits, min_keys, part, tickets, pos, pdt, rope
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_decode_mma_rope_d64(DMMA_ROPE_PARAMS)
+{
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels
+    decode_mma_entry<64, true>(DMMA_ROPE_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(MMA_THREADS, 3) attention_decode_mma_rope_d128(DMMA_ROPE_PARAMS)
+{
+    PDL_ENTRY();
+    decode_mma_entry<128, true>(DMMA_ROPE_ARGS);
 }

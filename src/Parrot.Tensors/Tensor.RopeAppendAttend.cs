@@ -12,8 +12,9 @@ public sealed partial class Tensor
     /// The numbers are, bit for bit, <see cref="RopeAppend"/> into those rows then ScaledDotProductAttention(rope(q),
     /// kAll, vAll, mask, causal, queryOffset: past, scale): what this runs, except on a GPU for one new token a row
     /// (f32/bf16, head dim ≤ 128, one table row, no mask), where one kernel rotates, appends and attends
-    /// (<see cref="Cuda.CudaBackend.RopeAppendAttend"/>; PARROT_DECODE_ROPE_FUSED=0 keeps the two launches). Not
-    /// differentiable.
+    /// (<see cref="Cuda.CudaBackend.RopeAppendAttend"/>; PARROT_DECODE_ROPE_FUSED=0 keeps the two launches), and where
+    /// the tensor-core decode kernel takes the attention (PARROT_DECODE_MMA=1), up to 8 new tokens a row with tables of
+    /// those rows: its fused form. Not differentiable.
     /// </summary>
     public static Tensor RopeAppendAttend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor kAll, Tensor vAll, bool causal, Tensor? mask = null, double? scale = null)
     {
@@ -34,7 +35,7 @@ public sealed partial class Tensor
         {
             if (q.Dim(1) % kAll.Dim(1) != 0) throw new ArgumentException($"{op}: the {q.Dim(1)} query heads must be a multiple of the {kAll.Dim(1)} key/value heads");
             if (!double.IsFinite(sc)) throw new ArgumentOutOfRangeException(nameof(scale), $"{op}: the scale {sc} must be finite");
-            return RopeAppendAttendFused(cuda, q, k, v, cos, sin, null, kAll, vAll, sc);
+            return RopeAppendAttendFused(cuda, q, k, v, cos, sin, null, kAll, vAll, causal, sc);
         }
         using var qRot = RopeAppend(q, k, v, cos, sin, kSlot, vSlot);
         return ScaledDotProductAttention(qRot, kAll, vAll, mask, causal, past, scale);
@@ -44,7 +45,8 @@ public sealed partial class Tensor
     /// <see cref="RopeAppendAttend"/> at positions held on the device, into whole caches (a decode step whose launches
     /// are the same every token, so a CUDA graph replays it): <see cref="RopeAppendAt"/> then
     /// <see cref="AttentionAt"/>, bit for bit (what this runs, except on a GPU for one new token a row, f32/bf16, head
-    /// dim ≤ 128: one kernel, <see cref="Cuda.CudaBackend.RopeAppendAttend"/>). Operands as RopeAppendAt's
+    /// dim ≤ 128, or up to 8 where the tensor-core decode kernel attends: one kernel,
+    /// <see cref="Cuda.CudaBackend.RopeAppendAttend"/>). Operands as RopeAppendAt's
     /// (cos/sin whole tables); returns AttentionAt's [B, H, T, D]. Not differentiable.
     /// </summary>
     public static Tensor RopeAppendAttendAt(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor positions, Tensor kCache, Tensor vCache, double? scale = null)
@@ -56,18 +58,18 @@ public sealed partial class Tensor
             double sc = scale ?? (q.Dim(3) > 0 ? 1 / Math.Sqrt(q.Dim(3)) : 1);
             if (q.Dim(1) % kCache.Dim(1) != 0) throw new ArgumentException($"{op}: the {q.Dim(1)} query heads must be a multiple of the {kCache.Dim(1)} key/value heads");
             if (!double.IsFinite(sc)) throw new ArgumentOutOfRangeException(nameof(scale), $"{op}: the scale {sc} must be finite");
-            return RopeAppendAttendFused(cuda, q, k, v, cos, sin, positions, kCache, vCache, sc);
+            return RopeAppendAttendFused(cuda, q, k, v, cos, sin, positions, kCache, vCache, true, sc);
         }
         using var qRot = RopeAppendAt(q, k, v, cos, sin, positions, kCache, vCache);
         return AttentionAt(qRot, kCache, vCache, positions, scale);
     }
 
     /// <summary>The one-kernel path of both: an output laid out as ScaledDotProductAttention's ([B, T, H, D] memory).</summary>
-    private static Tensor RopeAppendAttendFused(Cuda.CudaBackend cuda, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache, double scale)
+    private static Tensor RopeAppendAttendFused(Cuda.CudaBackend cuda, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache, bool causal, double scale)
     {
         using var scope = TensorScope.Begin();
         var o = Empty([q.Dim(0), q.Dim(2), q.Dim(1), q.Dim(3)], q.DType, q.Device).Permute(0, 2, 1, 3);
-        if (o.Count > 0) cuda.RopeAppendAttend(q, k, v, cos, sin, positions, kCache, vCache, scale, o);
+        if (o.Count > 0) cuda.RopeAppendAttend(q, k, v, cos, sin, positions, kCache, vCache, causal, scale, o);
         return scope.Keep(o);
     }
 }

@@ -142,6 +142,48 @@ public class RopeAppendAttendTests
     public void FusedOnlyWhereTheDecodeKernelAttends(bool ropeFused, bool decode, bool v1, bool cudnnRequired, bool expected) =>
         Assert.That(CudaBackend.RopeAttendEnabled(ropeFused, decode, v1, cudnnRequired), Is.EqualTo(expected));
 
+    /// <summary>Where the tensor-core decode kernel takes the attention, its fused form or the two launches, never the
+    /// FMA fused kernel (whose attention is not the tensor-core kernel's bits); elsewhere the FMA fused kernel.</summary>
+    [TestCase(true, false, false, true, "Fma")]
+    [TestCase(true, false, false, false, "None")]
+    [TestCase(true, true, true, false, "TensorCores")]
+    [TestCase(true, true, true, true, "TensorCores")]
+    [TestCase(true, true, false, true, "None")] // e.g. 9 rows: not the FMA kernel either
+    [TestCase(false, true, true, true, "None")] // PARROT_DECODE_ROPE_FUSED=0 and the like
+    [TestCase(false, false, false, true, "None")]
+    public void TensorCoreAttentionTakesItsOwnFusedKernel(bool enabled, bool mmaTakes, bool mmaFits, bool fmaFits, string expected) =>
+        Assert.That(CudaBackend.RopeAttendChoice(enabled, mmaTakes, mmaFits, fmaFits).ToString(), Is.EqualTo(expected));
+
+    /// <summary>The tensor-core fused kernel's operands beyond the attention's: 1 to 8 tokens a row (the decode path's
+    /// rows), tables of one float dtype, the host-position op's holding the new rows alone (one row, or one a token).</summary>
+    [TestCase(1, 1, false, true)]   // the decode step
+    [TestCase(2, 2, false, true)]   // two tokens, a table row each
+    [TestCase(8, 8, false, true)]
+    [TestCase(3, 1, false, true)]   // one row for every token (broadcast)
+    [TestCase(9, 9, false, false)]  // past the decode path's 8 rows: the two launches' attention is not this kernel
+    [TestCase(2, 5, false, false)]  // a table of other rows than the new ones, host position
+    [TestCase(2, 5, true, true)]    // ... whole tables at device positions
+    public void TensorCoreFusedOperands(int queries, int tableRows, bool atPositions, bool expected)
+    {
+        using var scope = TensorScope.Begin();
+        var (cos, sin) = Tensor.RopeTables(0, tableRows, 128, 10_000.0);
+        Assert.That(CudaBackend.RopeAttendMmaFits(queries, cos, sin, atPositions), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void TensorCoreFusedTables()
+    {
+        using var scope = TensorScope.Begin();
+        var (cos, sin) = Tensor.RopeTables(0, 2, 64, 10_000.0);
+        using var sinBf = sin.To(DType.BF16);
+        Assert.That(CudaBackend.RopeAttendMmaFits(2, cos, sinBf, false), Is.False, "cos f32, sin bf16");
+        Assert.That(CudaBackend.RopeAttendMmaFits(2, cos.Unsqueeze(0).Unsqueeze(0), sin.Unsqueeze(0).Unsqueeze(0), false), Is.True, "[1, 1, 2, D]");
+        Assert.That(CudaBackend.RopeAttendMmaFits(2, cos.Unsqueeze(0).Expand(3, 2, 64), sin.Unsqueeze(0).Expand(3, 2, 64), false), Is.False, "a table per batch row");
+        Assert.That(CudaBackend.NewRowStride(cos), Is.EqualTo(64), "row t at t · 64");
+        Assert.That(CudaBackend.NewRowStride(cos.Narrow(0, 1, 1)), Is.EqualTo(0), "one row: every token's");
+        Assert.That(CudaBackend.NewRowStride(cos.Narrow(0, 1, 1).Reshape(64)), Is.EqualTo(0), "a [D] table");
+    }
+
     [TestCase(null, true)]
     [TestCase("1", true)]
     [TestCase(" 0 ", false)]

@@ -379,7 +379,7 @@ static void run_rope(bool at, int dt, int tdt, int B, int H, int Hkv, int D, int
         std::vector<float> part((size_t)grid * DEC_ROWS * (D + 2), NAN);
         AttnStrides sf = st;
         for (int i = 0; i < 4; i++) sf.q[i] = qs[i];
-        dec::DecRope rp{kp, vp, cs.data(), sn.data(), {qs[0], qs[1], qs[2], qs[3]}, {qs[0], qs[1], qs[2], qs[3]}, 1, 1, at ? D : 0, at ? D : 0, tdt};
+        DecRope rp{kp, vp, cs.data(), sn.data(), {qs[0], qs[1], qs[2], qs[3]}, {qs[0], qs[1], qs[2], qs[3]}, 1, 1, at ? D : 0, at ? D : 0, tdt};
         if (!at) { rp.cos = cs.data() + (size_t)p0 * D * tes; rp.sin = sn.data() + (size_t)p0 * D * tes; }
         auto order = block_order(grid, how);
         launch(grid, DEC_THREADS, [&] {

@@ -40,6 +40,7 @@ internal static class DeviceBench
         {
             if (group != Groups[0]) throw new ArgumentException($"--bench-group: no group '{group}' (there is: {string.Join(", ", Groups)})");
             Decode(cuda, device, Add);
+            DecodeRope(cuda, device, Add); // the fused RoPE + append + attention beside it, both kernels
             return results;
         }
 
@@ -499,13 +500,18 @@ internal static class DeviceBench
     /// column views of one packed projection, the new key at S − 1 of the cache), 20 steps in a CUDA graph, device time
     /// a step: "decode rope+attention fused" (<see cref="Tensor.RopeAppendAttend"/> in one launch,
     /// attention_decode_rope_bf16) and "decode rope+attention apart" (<see cref="CudaBackend.DecodeRopeFused"/> off:
-    /// rope_kv_append then attention_decode_forward_bf16), the same bits; the rate is the K and V bytes read.
+    /// rope_kv_append then attention_decode_forward_bf16), the same bits; the rate is the K and V bytes read. At 4096
+    /// and 32768 keys also "decode rope+attention fused, tensor cores" / "… apart, tensor cores" (the tensor-core decode
+    /// kernel forced on, threshold 1 key: attention_decode_mma_rope_d128 against rope_kv_append + attention_decode_mma_d128).
+    /// The FMA rows run with <see cref="CudaBackend.DecodeMma"/> off whatever PARROT_DECODE_MMA says.
     /// </summary>
     private static void DecodeRope(CudaBackend cuda, Device device, Action<Result> add)
     {
-        bool fused = cuda.DecodeRopeFused;
-        foreach (int S in new[] { 160, 4096 })
+        (bool fused, bool mma, int mmaMinKeys) = (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys);
+        foreach (int S in new[] { 160, 4096, 32768 })
+        foreach (bool tc in new[] { false, true })
         {
+            if (tc ? S < 4096 : S > 4096) continue;
             const int H = 28, Hkv = 4, D = 128, Calls = 20;
             using var packed = Tensor.Normal([1, 1, (H + 2 * Hkv) * D], 10, 0, 1, DType.BF16, device);
             using var q = packed.Narrow(2, 0, H * D).Reshape(1, 1, H, D).Transpose(1, 2);
@@ -522,17 +528,20 @@ internal static class DeviceBench
                 string shape = $"B1 H{H} Hkv{Hkv} T1 S{S} D{D}";
                 try
                 {
+                    (cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (tc, tc ? 1 : mmaMinKeys);
                     foreach (bool on in new[] { true, false })
                     {
                         cuda.DecodeRopeFused = on;
                         Step(); // compiled, scratch sized, before the capture
                         using var graph = cuda.Capture(() => { for (int i = 0; i < Calls; i++) Step(); });
                         double ms = cuda.MedianMilliseconds(graph.Replay) / Calls;
-                        add(new(on ? "decode rope+attention fused" : "decode rope+attention apart", shape, ms, 2.0 * Hkv * S * D * 2 / (ms * 1e-3) / 1e9, "GB/s",
-                            (on ? "attention_decode_rope_bf16, one launch" : "rope_kv_append + attention_decode_forward_bf16") + $", {Calls} steps in a CUDA graph: device time a step"));
+                        string name = (on ? "decode rope+attention fused" : "decode rope+attention apart") + (tc ? ", tensor cores" : "");
+                        string what = tc ? (on ? "attention_decode_mma_rope_d128, one launch" : "rope_kv_append + attention_decode_mma_d128")
+                            : on ? "attention_decode_rope_bf16, one launch" : "rope_kv_append + attention_decode_forward_bf16";
+                        add(new(name, shape, ms, 2.0 * Hkv * S * D * 2 / (ms * 1e-3) / 1e9, "GB/s", what + $", {Calls} steps in a CUDA graph: device time a step"));
                     }
                 }
-                finally { cuda.DecodeRopeFused = fused; }
+                finally { (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (fused, mma, mmaMinKeys); }
             }
         }
     }

@@ -10,37 +10,65 @@ namespace Parrot.Cli.SelfTest;
 /// token, q/k/v column views of one packed projection). On a GPU the one-kernel path (attention_decode_rope_*) must
 /// give the bits of the two launches it replaces (<see cref="CudaBackend.DecodeRopeFused"/> off: rope_kv_append(_at),
 /// then the decode attention) in the output and in every row of both caches, or the row throws; the result (output
-/// and caches) is then checked against the CPU (the ops in sequence) and float64, as every row.
+/// and caches) is then checked against the CPU (the ops in sequence) and float64, as every row. The "tensor cores" rows
+/// do the same with the tensor-core decode kernel forced on for the row (<see cref="CudaBackend.DecodeMma"/>, threshold
+/// 1 key; bf16): its fused form attention_decode_mma_rope_d{D} against rope_kv_append(_at) then attention_decode_mma.
 /// </summary>
 internal static class SelfTestRopeAttendCases
 {
-    private const int Heads = 28, KvHeads = 4, D = 128;
     private const double Theta = 1_000_000.0; // Qwen2's
+
+    /// <summary>Query heads, kv heads, head dim and new tokens a row.</summary>
+    private readonly record struct Shape(int Heads, int KvHeads, int D, int T);
+
+    private static readonly Shape Qwen7B = new(28, 4, 128, 1);
 
     internal static IEnumerable<SelfTestCase> All()
     {
         // 160 keys seen: 5 ranges of 32 on a 132-SM GPU, the new key in the last; a cache of 200 rows.
-        yield return new("rope+append+attention 7B decode (one launch = two)", (r, t) => Inputs(r, t, 1, 200), x => Run(x, past: 159, positions: null));
+        yield return new("rope+append+attention 7B decode (one launch = two)", (r, t) => Inputs(r, t, Qwen7B, 1, 200), x => Run(x, Qwen7B, past: 159, positions: null));
         // Device positions (the static step): a 1024-row cache (32 ranges allowed), rows at 159 and at the last row.
         yield return new("rope+append+attention 7B decode at positions (one launch = two)",
-            (r, t) => [.. Inputs(r, t, 2, 1024), Tensor.FromArray(new long[] { 159, 1023 }, 2)], x => Run(x, past: 0, positions: x[3]));
+            (r, t) => [.. Inputs(r, t, Qwen7B, 2, 1024), Tensor.FromArray(new long[] { 159, 1023 }, 2)], x => Run(x, Qwen7B, past: 0, positions: x[3]));
+        // Tensor cores: 1921 keys seen, 30 ranges of 128 keys on a 132-SM GPU, the new key the first of range 15.
+        yield return new("rope+append+attention, tensor cores (one launch = two)",
+            (r, t) => Inputs(r, t, Qwen7B, 1, 2000), x => WithMma(x[0], () => Run(x, Qwen7B, past: 1920, positions: null)), Only: [DType.BF16]);
+        // Two new tokens a row, 8 query heads a kv head (a full 16-row tile), head dim 64: 1153 keys, the new keys the
+        // last of one range and the first of the next.
+        var gqa8 = new Shape(16, 2, 64, 2);
+        yield return new("rope+append+attention, tensor cores, T2 GQA8 D64 (one launch = two)",
+            (r, t) => Inputs(r, t, gqa8, 2, 1200), x => WithMma(x[0], () => Run(x, gqa8, past: 1151, positions: null)), Only: [DType.BF16]);
+        // Device positions on a 2048-row cache: rows at 1920 and at the last row.
+        yield return new("rope+append+attention at positions, tensor cores (one launch = two)",
+            (r, t) => [.. Inputs(r, t, Qwen7B, 2, 2048), Tensor.FromArray(new long[] { 1920, 2047 }, 2)],
+            x => WithMma(x[0], () => Run(x, Qwen7B, past: 0, positions: x[3])), Only: [DType.BF16]);
     }
 
-    /// <summary>The packed projection [B, 1, (H + 2·Hkv)·D] and the K and V caches [B, Hkv, capacity, D].</summary>
-    private static Tensor[] Inputs(Random r, DType t, int b, int capacity) =>
-        [Normal(r, t, b, 1, (Heads + 2 * KvHeads) * D), Normal(r, t, b, KvHeads, capacity, D), Normal(r, t, b, KvHeads, capacity, D)];
+    /// <summary>The packed projection [B, T, (H + 2·Hkv)·D] and the K and V caches [B, Hkv, capacity, D].</summary>
+    private static Tensor[] Inputs(Random r, DType t, Shape s, int b, int capacity) =>
+        [Normal(r, t, b, s.T, (s.Heads + 2 * s.KvHeads) * s.D), Normal(r, t, b, s.KvHeads, capacity, s.D), Normal(r, t, b, s.KvHeads, capacity, s.D)];
 
-    private static Tensor Run(Tensor[] x, int past, Tensor? positions)
+    /// <summary>Runs <paramref name="run"/> with the tensor-core decode kernel forced on (threshold 1 key) on a CUDA device.</summary>
+    private static Tensor WithMma(Tensor on, Func<Tensor> run)
+    {
+        if (on.Backend is not CudaBackend cuda) return run();
+        (bool was, int minKeys) = (cuda.DecodeMma, cuda.DecodeMmaMinKeys);
+        (cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (true, 1);
+        try { return run(); }
+        finally { (cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (was, minKeys); }
+    }
+
+    private static Tensor Run(Tensor[] x, Shape s, int past, Tensor? positions)
     {
         using var scope = TensorScope.Begin();
-        var (o, kc, vc) = Step(x, past, positions);
+        var (o, kc, vc) = Step(x, s, past, positions);
         if (x[0].Backend is CudaBackend cuda)
         {
             bool fused = cuda.DecodeRopeFused;
             cuda.DecodeRopeFused = false;
             try
             {
-                var (o2, kc2, vc2) = Step(x, past, positions);
+                var (o2, kc2, vc2) = Step(x, s, past, positions);
                 Same(o, o2, "the output");
                 Same(kc, kc2, "the K cache");
                 Same(vc, vc2, "the V cache");
@@ -50,18 +78,18 @@ internal static class SelfTestRopeAttendCases
         return scope.Keep(Tensor.Concat(0, o.Contiguous().Reshape(-1), kc.Reshape(-1), vc.Reshape(-1)));
     }
 
-    /// <summary>One step into copies of the caches: the output [B, H, 1, D] and the caches after it.</summary>
-    private static (Tensor O, Tensor K, Tensor V) Step(Tensor[] x, int past, Tensor? positions)
+    /// <summary>One step into copies of the caches: the output [B, H, T, D] and the caches after it.</summary>
+    private static (Tensor O, Tensor K, Tensor V) Step(Tensor[] x, Shape s, int past, Tensor? positions)
     {
-        int b = x[0].Shape[0];
-        Tensor Heads_(int start, int heads) => x[0].Narrow(2, start * D, heads * D).Reshape(b, 1, heads, D).Transpose(1, 2);
-        var (q, k, v) = (Heads_(0, Heads), Heads_(Heads, KvHeads), Heads_(Heads + KvHeads, KvHeads));
+        int b = x[0].Shape[0], D = s.D, T = s.T;
+        Tensor Heads_(int start, int heads) => x[0].Narrow(2, start * D, heads * D).Reshape(b, T, heads, D).Transpose(1, 2);
+        var (q, k, v) = (Heads_(0, s.Heads), Heads_(s.Heads, s.KvHeads), Heads_(s.Heads + s.KvHeads, s.KvHeads));
         var kc = x[1].Clone();
         var vc = x[2].Clone();
         if (positions is null)
         {
-            var (cos, sin) = Tensor.RopeTables(past, 1, D, Theta, x[0].Device);
-            return (Tensor.RopeAppendAttend(q, k, v, cos, sin, kc.Narrow(2, 0, past + 1), vc.Narrow(2, 0, past + 1), causal: true), kc, vc);
+            var (cos, sin) = Tensor.RopeTables(past, T, D, Theta, x[0].Device);
+            return (Tensor.RopeAppendAttend(q, k, v, cos, sin, kc.Narrow(2, 0, past + T), vc.Narrow(2, 0, past + T), causal: true), kc, vc);
         }
         var (wc, ws) = Tensor.RopeTables(0, kc.Shape[2], D, Theta, x[0].Device);
         return (Tensor.RopeAppendAttendAt(q, k, v, wc, ws, positions, kc, vc), kc, vc);

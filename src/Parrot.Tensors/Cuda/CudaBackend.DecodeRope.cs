@@ -23,14 +23,34 @@ public sealed partial class CudaBackend
     /// <summary>
     /// Whether the one-kernel path takes a step (the rest runs the two launches): <see cref="DecodeRopeFused"/>, the
     /// decode kernel in use for attention (<see cref="DecodeAttention"/>, not <see cref="DecodeAttentionV1"/>, cuDNN not
-    /// forced) and <see cref="RopeAttendFits"/>. <paramref name="atPositions"/>: the device-position op (whole tables).
-    /// Not where the tensor-core decode kernel takes the attention (<see cref="DecodeMmaTakes"/>, asked with the V cache
-    /// the attention will get: its alignment decides too), which has no rope: the two launches, its attention then.
+    /// forced), and the operands of the kernel the attention would run: where the tensor-core decode kernel takes it
+    /// (<see cref="DecodeMmaTakes"/>, asked with the caches the attention gets: their alignment decides too) its fused
+    /// form, attention_decode_mma_rope_d{D} (<see cref="RopeAttendMmaFits"/>), else the FMA kernel's
+    /// (<see cref="RopeAttendFits"/>): <see cref="RopeAttendChoice"/>. <paramref name="atPositions"/>: the
+    /// device-position op (whole tables).
     /// </summary>
-    internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor vCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions) =>
-        RopeAttendEnabled(DecodeRopeFused, DecodeAttention, DecodeAttentionV1, CudnnAttentionRequired)
-        && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions)
-        && !DecodeMmaTakes(q, kCache, vCache, mask, q);
+    internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor vCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions)
+    {
+        bool enabled = RopeAttendEnabled(DecodeRopeFused, DecodeAttention, DecodeAttentionV1, CudnnAttentionRequired);
+        if (!enabled) return false;
+        bool mma = DecodeMmaTakes(q, kCache, vCache, mask, q);
+        return RopeAttendChoice(true, mma, mma && RopeAttendMmaFits(q.Shape[2], cos, sin, atPositions),
+            !mma && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions)) != RopeAttendKernel.None;
+    }
+
+    /// <summary>Which kernel takes a decode step's RoPE + append + attention in one launch (None: the two launches).</summary>
+    internal enum RopeAttendKernel { None, Fma, TensorCores }
+
+    /// <summary>
+    /// The rule of <see cref="FusesRopeAttend"/>: nothing unless <paramref name="enabled"/> (<see cref="RopeAttendEnabled"/>);
+    /// where the tensor-core kernel takes the attention (<paramref name="mmaTakes"/>) its fused form if the operands fit
+    /// it, else the two launches (never the FMA fused kernel: its attention would not be the bits of the tensor-core
+    /// kernel the two launches run); elsewhere the FMA fused kernel if they fit it.
+    /// </summary>
+    internal static RopeAttendKernel RopeAttendChoice(bool enabled, bool mmaTakes, bool mmaFits, bool fmaFits) =>
+        !enabled ? RopeAttendKernel.None
+        : mmaTakes ? (mmaFits ? RopeAttendKernel.TensorCores : RopeAttendKernel.None)
+        : fmaFits ? RopeAttendKernel.Fma : RopeAttendKernel.None;
 
     /// <summary>
     /// The switches' part of <see cref="FusesRopeAttend"/>: the fused kernel is the decode kernel, so it runs only
@@ -62,7 +82,8 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// One launch of attention_decode_rope_bf16 / _f32 (<see cref="FusesRopeAttend"/> said yes). q [B, H, 1, D] and k,
+    /// One launch of attention_decode_rope_bf16 / _f32 (<see cref="FusesRopeAttend"/> said yes; where the tensor-core
+    /// kernel takes the attention, <see cref="RopeAppendAttendMma"/> instead). q [B, H, 1, D] and k,
     /// v [B, Hkv, 1, D] as the projections give them (any strides); output [B, H, 1, D]. Host position
     /// (<paramref name="positions"/> null): <paramref name="kCache"/>/<paramref name="vCache"/> are the caches' first
     /// past + 1 rows and the new row is the last; cos/sin its table row. Device positions: whole caches and tables, the
@@ -70,8 +91,13 @@ public sealed partial class CudaBackend
     /// decode attention's launchers (<see cref="AttentionDecode"/>, <see cref="AttentionAt"/>) choose them for the same
     /// cache, so the ranges, the order of sums and the bits are theirs.
     /// </summary>
-    internal unsafe void RopeAppendAttend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache, double scale, Tensor output)
+    internal unsafe void RopeAppendAttend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache, bool causal, double scale, Tensor output)
     {
+        if (DecodeMmaTakes(q, kCache, vCache, null, output))
+        {
+            RopeAppendAttendMma(q, k, v, cos, sin, positions, kCache, vCache, causal, scale, output); // CudaBackend.DecodeMmaRope.cs
+            return;
+        }
         int B = q.Shape[0], H = q.Shape[1], D = q.Shape[3], Hkv = kCache.Shape[1], S = kCache.Shape[2];
         if ((long)B * H == 0 || D == 0) return;
         long chunks = ((long)(H / Hkv) + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;

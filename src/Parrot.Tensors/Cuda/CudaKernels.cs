@@ -122,6 +122,7 @@ internal sealed unsafe class CudaKernels
         "attention_decode_forward_bf16", "attention_decode_forward_f32", "attention_decode_at_bf16", "attention_decode_at_f32",
         "attention_decode_rope_bf16", "attention_decode_rope_f32",
         "attention_decode_mma_d64", "attention_decode_mma_d128", "attention_decode_mma_at_d64", "attention_decode_mma_at_d128",
+        "attention_decode_mma_rope_d64", "attention_decode_mma_rope_d128",
     ];
 
     /// <summary>
