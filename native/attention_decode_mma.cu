@@ -165,8 +165,8 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
     {
         // The new rows p + t (t < T, p = query_offset) that are inside the cache, rotated by table row tb + t (the host
         // form's tables are the new rows': tb = 0; device positions: whole tables, tb = p), as rope_kv_append(_at).
-        // Row r is written by the block(s) whose range holds it, before any of their tiles is staged (the barrier
-        // below; cp.async.cg reads L2, where the block's stores are); no other block reads r. Several blocks may hold
+        // Row r is written by the block(s) whose range holds it, before any of their tiles is staged (the fence
+        // and barrier below; cp.async.cg reads L2, where the fence has put the block's stores); no other block reads r. Several blocks may hold
         // r's range: the other row groups of this kv head (GQA rows past 16, e.g. 7 heads × T 3). They write the same
         // bits (the same rope_pair of the same inputs, v copied as bits) and each reads r only after its own write, so
         // none can see the cache's previous row. A row no range reads (a device position before the cache: kend = 0)
@@ -203,6 +203,9 @@ __device__ void decode_mma_block(const u16* q, const u16* k, const u16* v, void*
             }
             qs[r * LD + d] = y;
         }
+        // The new rows' stores performed at L2 before the barrier: the tiles' cp.async.cg reads L2, and the barrier's
+        // CTA-scope ordering alone would be an argument about the memory model's weak reads; one fence a block.
+        __threadfence();
         __syncthreads();
     }
 
