@@ -252,7 +252,7 @@ public sealed class Generator
     }
 
     /// <summary>Whole rows of logits as the sampler takes them.</summary>
-    private static LogitsRow[] Whole(float[][] logits) => logits.Select(LogitsRow.Full).ToArray();
+    private static LogitsRow[] Whole(float[][] logits) => logits.Select(l => LogitsRow.Full(l)).ToArray();
 
     /// <summary>
     /// Candidates read beyond top-k (<see cref="TopKCandidates"/>): room for ties at the k-th value before a row is read

@@ -6,12 +6,13 @@ namespace Parrot.Parrot.Inference;
 /// One row of a decode step as the host samples from it: the whole row of <see cref="Logits"/>, or its candidates
 /// (<see cref="Ids"/>, <see cref="Values"/>: <see cref="TopKCandidates"/>), of which the first <see cref="Top"/> are the
 /// row's largest logits and the rest those of seen ids not among them (a repetition penalty); with <see cref="Sum"/>
-/// the whole row's normalising sum as the device computed it (top-p without top-k); <see cref="Escalated"/>: the
-/// candidates came from the second, larger ask (<see cref="CandidateAsk.Escalation"/>).
+/// the whole row's normalising sum as the device computed it (top-p without top-k); <see cref="Escalated"/>: the row was
+/// asked a second time, for more candidates (<see cref="CandidateAsk.Escalation"/>): these candidates, or the whole row
+/// where they did not decide it either.
 /// </summary>
 internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top, RowSum? Sum = null, bool Escalated = false)
 {
-    public static LogitsRow Full(float[] logits) => new(logits, null, null, 0);
+    public static LogitsRow Full(float[] logits, bool escalated = false) => new(logits, null, null, 0, null, escalated);
 
     public static LogitsRow Candidates(int[] ids, float[] values, int top, RowSum? sum = null, bool escalated = false) =>
         new(null, ids, values, top, sum, escalated);
@@ -57,6 +58,13 @@ internal delegate bool RowSumCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> va
 internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSeenIds? Seen = null, RowSumCheck? SumSuffice = null, double Temperature = 1, int Escalation = 0)
 {
     /// <summary>
+    /// After <see cref="SumSuffice"/> refused a row: whether that many top candidates could decide it (null: may). The
+    /// escalation skips rows it cannot help (a flat row's nucleus far past <see cref="Escalation"/>): a cost, not a
+    /// proof — the escalated candidates are checked as the first ones.
+    /// </summary>
+    public Func<int, bool>? MayEscalate { get; init; }
+
+    /// <summary>
     /// Whether reading the candidates costs fewer bytes than the row: 12 a candidate (value and id) and 4 a seen id's
     /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary; with the row's sum the values
     /// read as float64 (16 a candidate, 8 a seen id, 16 the sum): 4·count + 2·seen + 4.
@@ -82,7 +90,8 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
     /// </summary>
     public static CandidateAsk For(int count, TokenSampler sampler, GenerationOptions options, int escalation = 0) =>
         new(count, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null,
-            sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature, escalation);
+            sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature, escalation)
+        { MayEscalate = sampler.TopPOnly ? sampler.TopPEscalationMayDecide : null };
 }
 
 /// <summary>
@@ -187,6 +196,7 @@ internal static class TopKCandidates
         using var scope = TensorScope.Begin();
         var rows = new LogitsRow[n];
         var whole = new List<int>();
+        var escalated = new HashSet<int>();
         var picks = Enumerable.Range(0, n).Where(i => asks[i] is { } a && a.Pays(vocab)).ToArray();
         if (picks.Length > 0)
         {
@@ -240,7 +250,8 @@ internal static class TopKCandidates
                 var topValues = values.AsSpan(p * count, count);
                 if (Decide(asks[picks[p]]!, topIds.AsSpan(p * count, count), topValues, seenIds[p], seenValues[p], rowSum[p], vocab, false) is { } row)
                     rows[picks[p]] = row;
-                else if (asks[picks[p]]!.EscalatesFrom(count, vocab) && MayDecideWithMore(topValues, rowSum[p] is not null)) escalate.Add(p);
+                else if (asks[picks[p]] is var ask && ask!.EscalatesFrom(count, vocab) && MayDecideWithMore(topValues, rowSum[p] is not null)
+                    && (ask.MayEscalate?.Invoke(ask.Escalation) ?? true)) escalate.Add(p);
                 else whole.Add(picks[p]);
             }
             if (escalate.Count > 0)
@@ -253,6 +264,7 @@ internal static class TopKCandidates
                 for (int e = 0; e < escalate.Count; e++)
                 {
                     int p = escalate[e];
+                    escalated.Add(picks[p]);
                     if (Decide(asks[picks[p]]!, ids2.AsSpan(e * more, more), values2.AsSpan(e * more, more), seenIds[p], seenValues[p], rowSum[p], vocab, true) is { } row)
                         rows[picks[p]] = row;
                     else whole.Add(picks[p]);
@@ -265,7 +277,7 @@ internal static class TopKCandidates
             // The rows read whole (asked so, or not decided by their candidates), in row order, in one read.
             whole.Sort();
             var flat = Gather(logits, whole.Select(i => at[i]).ToArray()).ToFloatArray();
-            for (int w = 0; w < whole.Count; w++) rows[whole[w]] = LogitsRow.Full(flat.AsSpan(w * vocab, vocab).ToArray());
+            for (int w = 0; w < whole.Count; w++) rows[whole[w]] = LogitsRow.Full(flat.AsSpan(w * vocab, vocab).ToArray(), escalated.Contains(whole[w]));
         }
         return rows;
     }

@@ -19,19 +19,20 @@ namespace Parrot.Parrot.Tests.Inference;
 public class TokenSamplerEscalationTests
 {
     private static readonly double[] Penalties = [1, 1, 0.7, 1.05, 1.3, 2];
-    private static readonly int[] TopKs = [0, 50, 500, 2000, 5000];
+    private static readonly int[] TopKs = [0, 0, 0, 50, 500, 2000, 5000];
 
     /// <summary>The ways to read: "before" is the path as it was (top-k above 1024 whole, no escalation), then the raised cap with an escalation of none, 1024, 2048, 4096 (the default) and 8192.</summary>
-    private static readonly (string Name, int Escalation)[] Variants = [("before", 0), ("cap, no escalation", 0), ("1024", 1024), ("2048", 2048), ("4096", 4096), ("8192", 8192)];
+    private static readonly (string Name, int Escalation)[] Variants =
+        [("before", 0), ("cap, no escalation", 0), ("1024", 1024), ("2048", 2048), ("4096", 4096), ("8192", 8192), ("4096, no futility skip", 4096)];
 
-    private const int Default = 4;
+    private const int Default = 4, Unskipped = 6;
 
-    /// <summary>A random row of kind <paramref name="kind"/>.</summary>
-    internal static float[] Row(Random rng, int vocab, int kind)
+    /// <summary>A random row of kind <paramref name="kind"/> for a sampler at <paramref name="temperature"/> (Zipf rows: half of them with an exponent ÷ T of 1.1–1.7, a nucleus of hundreds to thousands of ids).</summary>
+    internal static float[] Row(Random rng, int vocab, int kind, double temperature)
     {
         var row = new float[vocab];
         double Gauss() => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
-        double zipf = 0.8 + rng.NextDouble() * 0.7;
+        double zipf = rng.Next(2) == 0 || temperature == 0 ? 0.8 + rng.NextDouble() * 0.7 : temperature * (1.1 + rng.NextDouble() * 0.6);
         int[]? rank = kind == 3 ? Enumerable.Range(1, vocab).OrderBy(_ => rng.Next()).ToArray() : null;
         for (int i = 0; i < vocab; i++)
             row[i] = kind switch
@@ -45,12 +46,18 @@ public class TokenSamplerEscalationTests
                 8 => -(float)(rng.NextDouble() * 5) - 20,                            // all negative
                 _ => (float)Gauss(),
             };
-        if (kind <= 2 || kind is 6 or 7)
+        if (kind is 0 or 1 or 6 or 7)
         {
-            // Hot ids well above the rest: kind 0 a few, 1 one very hot, 2 a wide nucleus of 300–3000 warm ids (more than
-            // the first 320 candidates of top-p).
-            int hot = kind switch { 1 => 1, 2 => rng.Next(300, 3000), _ => rng.Next(1, 12) };
-            for (int h = 0; h < hot; h++) row[rng.Next(vocab)] += (float)(kind == 1 ? 25 : kind == 2 ? 7 + rng.NextDouble() : 6 + rng.NextDouble() * 10);
+            // Hot ids well above the rest: kind 0 a few, 1 one very hot.
+            int hot = kind == 1 ? 1 : rng.Next(1, 12);
+            for (int h = 0; h < hot; h++) row[rng.Next(vocab)] += (float)(kind == 1 ? 25 : 6 + rng.NextDouble() * 10);
+        }
+        if (kind == 2)
+        {
+            // A wide nucleus: 400–3500 warm ids of about equal weight well above the rest (more than top-p's first 320
+            // candidates; at T ≤ ~1.3 they hold most of the mass).
+            int warm = rng.Next(400, 3500);
+            for (int h = 0; h < warm; h++) row[rng.Next(vocab)] = (float)(8 + 0.3 * Gauss());
         }
         if (kind == 9)
         {
@@ -85,7 +92,7 @@ public class TokenSamplerEscalationTests
         variant == 0 && options.IsSampling && options.TopK > 1024 ? 0 : TopKCandidates.Count(options, vocab);
 
     /// <summary>Which stage gave a row: the first candidates, the escalated ones, the whole row after a refusal, or no ask (whole).</summary>
-    private enum Stage { First, Escalated, Whole, NotAsked }
+    private enum Stage { First, Escalated, Whole, WholeAfterEscalation, NotAsked }
 
     [Test]
     public void EveryStageGivesTheWholeRowsToken([Values(false, true)] bool onTestDevice)
@@ -94,7 +101,7 @@ public class TokenSamplerEscalationTests
         var dev = TestDevice.Backend;
         var rng = new Random(onTestDevice ? 21 : 22);
         int v = Variants.Length, rowsSeen = 0;
-        var stages = new int[v, 4];
+        var stages = new int[v, 5];
         var byKind = new Dictionary<int, int[]>();
         double wholeTicks = 0, escalatedTicks = 0;
         int escalatedTimed = 0;
@@ -112,13 +119,14 @@ public class TokenSamplerEscalationTests
                     samplers[x, i] = new TokenSampler(options[i], vocab, prompts[i]);
                     int count = FirstCount(x, options[i], vocab);
                     asks[x, i] = count > 0 ? CandidateAsk.For(count, samplers[x, i], options[i], Variants[x].Escalation) : null;
+                    if (x == Unskipped && asks[x, i] is { } a) asks[x, i] = a with { MayEscalate = null };
                 }
             try
             {
                 for (int step = 0; step < 3; step++)
                 {
                     var kinds = Enumerable.Range(0, 3).Select(_ => rng.Next(10)).ToArray();
-                    var rows = kinds.Select(k => Row(rng, vocab, k)).ToArray();
+                    var rows = kinds.Select((k, i) => Row(rng, vocab, k, options[i].Temperature)).ToArray();
                     int[] at = [2, 0, 1]; // entry i reads row at[i] of the logits
                     var data = at.Select(a => rows[a]).ToArray();
                     var ordered = new float[3][];
@@ -146,33 +154,32 @@ public class TokenSamplerEscalationTests
                         for (int i = 0; i < 3; i++)
                         {
                             var r = read[i];
-                            stage[i] = r.Logits is not null ? (entryAsks[i] is { } a && a.Pays(vocab) ? Stage.Whole : Stage.NotAsked)
+                            stage[i] = r.Logits is not null ? (entryAsks[i] is not { } a || !a.Pays(vocab) ? Stage.NotAsked : r.Escalated ? Stage.WholeAfterEscalation : Stage.Whole)
                                 : r.Escalated ? Stage.Escalated : Stage.First;
                             stages[x, (int)stage[i]]++;
                             if (x == 1) firstDecided[i] = stage[i] == Stage.First;
                             else if (x > 1) Assert.That(stage[i] == Stage.First, Is.EqualTo(firstDecided[i]), $"{what} entry {i}: the first read is the same at any escalation");
-                            if (r.Escalated) Assert.That(r.Top, Is.EqualTo(Variants[x].Escalation), $"{what} entry {i}: the escalated top count");
+                            if (r.Escalated && r.Logits is null) Assert.That(r.Top, Is.EqualTo(Variants[x].Escalation), $"{what} entry {i}: the escalated top count");
                             long t0 = Stopwatch.GetTimestamp();
                             int got = Outcome(() => samplers[x, i].Next(r));
                             if (x == Default && r.Escalated) { escalatedTicks += Stopwatch.GetTimestamp() - t0; escalatedTimed++; }
-                            Assert.That(got, Is.EqualTo(want[i]), $"{what} entry {i} kind {kinds[at[i]]} ({stage[i]}): {options[i]}, vocab {vocab}");
+                            Assert.That(got, Is.EqualTo(want[i]), $"{what} entry {i} kind {kinds[i]} ({stage[i]}): {options[i]}, vocab {vocab}");
                             if (x == Default)
                             {
-                                var k = byKind.TryGetValue(kinds[at[i]], out var c) ? c : byKind[kinds[at[i]]] = new int[4];
+                                var k = byKind.TryGetValue(kinds[i], out var c) ? c : byKind[kinds[i]] = new int[5];
                                 k[(int)stage[i]]++;
                             }
                         }
                         if (!onTestDevice) continue;
                         // Copies: the first read's two (values, ids) where some row asks, two more where some row escalates,
                         // one for the rows read whole; bytes: 12 an escalated candidate, 4·V a whole row.
-                        int escalated = stage.Count(s => s == Stage.Escalated), whole = stage.Count(s => s is Stage.Whole or Stage.NotAsked);
-                        int more = Enumerable.Range(0, 3).Where(i => read[i].Escalated).Select(i => read[i].Top).DefaultIfEmpty(0).Max();
-                        int escalationReads = Enumerable.Range(0, 3).Any(i => entryAsks[i] is { } a && a.Pays(vocab) && stage[i] != Stage.First
-                            && a.EscalatesFrom(expectedFirst.Count, vocab) && MayEscalate(ordered[at[i]], a)) ? 2 : 0;
-                        Assert.That(gotReads, Is.EqualTo((expectedFirst.Bytes > 0 ? 2 : 0) + escalationReads + (whole > 0 ? 1 : 0)), $"{what}: reads");
-                        long escalatedBytes = escalationReads == 0 ? 0 : 12L * Enumerable.Range(0, 3).Where(i => entryAsks[i] is { } a && a.Pays(vocab) && stage[i] != Stage.First
-                            && a.EscalatesFrom(expectedFirst.Count, vocab) && MayEscalate(ordered[at[i]], a)).Count() * Enumerable.Range(0, 3).Where(i => entryAsks[i] is { } a && a.Pays(vocab)).Max(i => entryAsks[i]!.Escalation);
-                        Assert.That(gotBytes, Is.EqualTo(expectedFirst.Bytes + escalatedBytes + 4L * vocab * whole), $"{what}: bytes ({escalated} escalated, {whole} whole, {more})");
+                        var attempted = Enumerable.Range(0, 3).Where(i => read[i].Escalated).ToArray();
+                        int whole = stage.Count(s => s is Stage.Whole or Stage.WholeAfterEscalation or Stage.NotAsked);
+                        int more = attempted.Select(i => entryAsks[i]!.Escalation).DefaultIfEmpty(0).Max();
+                        Assert.That(gotReads, Is.EqualTo((expectedFirst.Bytes > 0 ? 2 : 0) + (attempted.Length > 0 ? 2 : 0) + (whole > 0 ? 1 : 0)), $"{what}: reads");
+                        Assert.That(gotBytes, Is.EqualTo(expectedFirst.Bytes + 12L * more * attempted.Length + 4L * vocab * whole), $"{what}: bytes ({attempted.Length} escalated, {whole} whole)");
+                        foreach (int i in attempted)
+                            Assert.That(entryAsks[i]!.EscalatesFrom(expectedFirst.Count, vocab) && MayEscalate(rows[i], entryAsks[i]!), $"{what} entry {i}: escalated only where it pays, no NaN (no +∞ with a row sum)");
                         // The escalation copies nothing to the device: the same seen ids go up as without it.
                         if (x == 1) toDeviceNoEscalation = dev.HostToDevice - toDevice;
                         else if (x > 1) Assert.That(dev.HostToDevice - toDevice, Is.EqualTo(toDeviceNoEscalation), $"{what}: host→device copies");
@@ -194,16 +201,56 @@ public class TokenSamplerEscalationTests
             }
         }
         for (int x = 0; x < v; x++)
-            TestContext.Out.WriteLine($"{Variants[x].Name,-20}: first {stages[x, 0]}, escalated {stages[x, 1]}, whole after a refusal {stages[x, 2]}, not asked {stages[x, 3]} "
+            TestContext.Out.WriteLine($"{Variants[x].Name,-24}: first {stages[x, 0]}, escalated {stages[x, 1]}, whole after the first {stages[x, 2]}, whole after the escalation {stages[x, 3]}, not asked {stages[x, 4]} "
                 + $"= {100.0 * (stages[x, 0] + stages[x, 1]) / rowsSeen:F1} % of {rowsSeen} rows from candidates");
-        TestContext.Out.WriteLine("4096 by row kind (first/escalated/whole/not asked): " + string.Join("; ", byKind.OrderBy(k => k.Key).Select(k => $"{k.Key}: {string.Join("/", k.Value)}")));
+        TestContext.Out.WriteLine("4096 by row kind (first/escalated/whole after first/after escalation/not asked): " + string.Join("; ", byKind.OrderBy(k => k.Key).Select(k => $"{k.Key}: {string.Join("/", k.Value)}")));
         double ms(double ticks) => ticks * 1000 / Stopwatch.Frequency;
         TestContext.Out.WriteLine($"host: the former whole-row sampler {ms(wholeTicks) / (rowsSeen):F3} ms a row; an escalated row's pick (4096) {(escalatedTimed == 0 ? 0 : ms(escalatedTicks) / escalatedTimed):F3} ms");
         int Decided(int x) => stages[x, 0] + stages[x, 1];
         Assert.That(stages[Default, 1], Is.GreaterThan(rowsSeen / 20), "rows decided by the escalated candidates");
         Assert.That(Decided(Default), Is.GreaterThan(Decided(0) + rowsSeen / 10), "the escalation and the raised cap decide a tenth of all rows more than before");
         Assert.That(Decided(1), Is.GreaterThan(Decided(0)), "the raised cap alone decides top-k 2000 rows");
-        Assert.That(stages[Default, 2], Is.GreaterThan(0), "some rows still fall back to the whole row");
+        Assert.That(stages[Default, 2] + stages[Default, 3], Is.GreaterThan(0), "some rows still fall back to the whole row");
+        Assert.That(Decided(Unskipped), Is.EqualTo(Decided(Default)), "the futility skip loses no row the escalation would decide");
+        Assert.That(stages[Unskipped, 3], Is.GreaterThan(stages[Default, 3]), "the futility skip spares escalations that cannot decide");
+    }
+
+    /// <summary>
+    /// The host's side of the cost model (docs/cuda.md, "Escalated candidates"): warm timings of the former whole-row
+    /// sampler over Qwen2's 151,936 logits against a pick from n candidates (the check and the pick: what the host runs
+    /// per row on either path), top-k and top-p alone. A measurement, run by hand.
+    /// </summary>
+    [Test, Explicit("a timing, run by hand")]
+    public void HostTimeOfTheCandidatesAgainstTheRow()
+    {
+        const int vocab = 151_936, reps = 30;
+        var rng = new Random(5);
+        var zipf = Row(rng, vocab, 3, 1);
+        var wide = Row(rng, vocab, 2, 1);
+        double Time(Action act)
+        {
+            for (int i = 0; i < 3; i++) act();
+            long t0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < reps; i++) act();
+            return (Stopwatch.GetTimestamp() - t0) * 1000.0 / Stopwatch.Frequency / reps;
+        }
+        foreach (var options in new[] { new GenerationOptions { Temperature = 1, TopK = 50, TopP = 0.9 }, new GenerationOptions { Temperature = 1, TopP = 0.8 } })
+        {
+            var row = options.TopK > 0 ? zipf : wide;
+            var former = new FormerTokenSampler(options, vocab, []);
+            TestContext.Out.WriteLine($"{options.TopK}/{options.TopP}: the whole row {Time(() => former.Next(row)):F3} ms");
+            foreach (int n in new[] { 320, 1024, 2048, 4096, 8192, 16384 })
+            {
+                if (options.TopK > 0 && n < options.TopK + 64) continue;
+                var sampler = new TokenSampler(options, vocab, []);
+                var ask = CandidateAsk.For(n, sampler, options);
+                var read = TopKCandidates.ReadRows(Tensor.FromArray(row, Device.Cpu, 1, vocab), [0], [ask])[0];
+                string stage = read.Logits is null ? "decided" : "refused";
+                double check = Time(() => { if (read.Sum is { } sum) sampler.CandidatesSuffice(read.Ids ?? [], read.Values ?? [], read.Top, sum); else if (read.Ids is not null) sampler.CandidatesSuffice(read.Ids, read.Values!, read.Top); });
+                double pick = read.Logits is null ? Time(() => sampler.Next(read)) : double.NaN;
+                TestContext.Out.WriteLine($"  {n} candidates ({stage}): the check {check:F3} ms, check + pick {pick:F3} ms");
+            }
+        }
     }
 
     /// <summary>Whether <see cref="TopKCandidates.ReadRows"/> escalates a refused row: no NaN in it, and for a row-sum check no +∞.</summary>
