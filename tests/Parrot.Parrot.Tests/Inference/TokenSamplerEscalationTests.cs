@@ -157,6 +157,8 @@ public class TokenSamplerEscalationTests
                             stage[i] = r.Logits is not null ? (entryAsks[i] is not { } a || !a.Pays(vocab) ? Stage.NotAsked : r.Escalated ? Stage.WholeAfterEscalation : Stage.Whole)
                                 : r.Escalated ? Stage.Escalated : Stage.First;
                             stages[x, (int)stage[i]]++;
+                            if (x == 1 && options[i].IsSampling && options[i].TopK is > 1024 and <= TopKCandidates.MaxTopK && kinds[i] is 0 or 1 or 3 or 4 or 8)
+                                Assert.That(stage[i], Is.EqualTo(Stage.First), $"{what} entry {i}: top-k {options[i].TopK} past the former cap on a row of distinct values, from its k + margin candidates");
                             if (x == 1) firstDecided[i] = stage[i] == Stage.First;
                             else if (x > 1) Assert.That(stage[i] == Stage.First, Is.EqualTo(firstDecided[i]), $"{what} entry {i}: the first read is the same at any escalation");
                             if (r.Escalated && r.Logits is null) Assert.That(r.Top, Is.EqualTo(Variants[x].Escalation), $"{what} entry {i}: the escalated top count");
