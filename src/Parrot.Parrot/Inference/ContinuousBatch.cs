@@ -127,6 +127,9 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>Candidates asked once more for a row the first ones do not decide, for sequences that join after it is set (<see cref="TopKCandidates.EscalatedCount"/>; 0: none).</summary>
     internal int EscalatedCandidates { get; set; } = TopKCandidates.EscalatedCount;
 
+    /// <summary>Rows sampled from escalated candidates so far (<see cref="CandidateAsk.Escalation"/>; tests count them).</summary>
+    internal int EscalatedRows { get; private set; }
+
     /// <summary>Sequences in the batch.</summary>
     public int Count => _active.Count;
 
@@ -242,6 +245,7 @@ public sealed class ContinuousBatch : IDisposable
             var events = new List<BatchEvent>(_active.Count);
             foreach (var s in _active.ToList())
             {
+                if (s.Row is { Escalated: true, Logits: null }) EscalatedRows++;
                 int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Row!.Value);
                 s.Row = null;
                 s.Picked = -1;
