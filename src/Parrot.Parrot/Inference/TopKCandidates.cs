@@ -95,9 +95,10 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
 }
 
 /// <summary>
-/// The candidates read: <c>Tensor.TopK</c> of the logits on their device (one launch), values and ids read back, and
-/// for any row whose candidates do not decide its token (ties at the k-th value past the margin, NaN) that row's whole
-/// logits in one more read. PARROT_TOPK_CANDIDATES=0 turns the path off (read once).
+/// The candidates read: <c>Tensor.TopK</c> of the logits on their device (one launch), values and ids read back; for
+/// rows whose candidates do not decide their token a second, larger TopK (<see cref="CandidateAsk.Escalation"/>); for any
+/// row still not decided (ties past the escalation, NaN, a nucleus wider than it) that row's whole logits in one more
+/// read. PARROT_TOPK_CANDIDATES=0 turns the path off (read once).
 /// </summary>
 internal static class TopKCandidates
 {
@@ -105,25 +106,27 @@ internal static class TopKCandidates
     internal const int DefaultMargin = 64;
 
     /// <summary>
-    /// Top-k above this reads the whole row. Up to it the candidates cost less (docs/cuda.md, "Escalated candidates"):
-    /// past 2048 the device's TopK sorts in global memory (k·log²k steps), and the host's three sorts of the candidates
-    /// (n log n) approach its O(V) pass over the whole row (~1.5 ms at V = 151,936) around k ≈ 8,000; 4096 keeps a
-    /// margin of about 3 on the host and reads 12·(k + margin) ≈ 50 KB instead of 600 KB.
+    /// Top-k above this reads the whole row. Up to it the candidates cost less (docs/cuda.md, "Escalated candidates and
+    /// top-k up to 4096"): past 2048 the device's TopK sorts in global memory (k·log²k steps), and the host's check and
+    /// pick over n candidates (sorts, n log n; measured 1.1 ms at 4096, 1.8–2.9 ms at 8192) reach its O(V) pass over the
+    /// whole row (2.5–3 ms at V = 151,936) around k ≈ 8,000; 4096 keeps the host ≥ 2× below it and reads
+    /// 12·(k + margin) ≈ 50 KB instead of 600 KB.
     /// </summary>
     internal const int MaxTopK = 4096;
 
     /// <summary>
     /// The second, larger ask of a row its first candidates did not decide (<see cref="CandidateAsk.Escalation"/>): a
-    /// flat or hot row's nucleus, a greedy row whose penalised top fell to the cut, ties past the margin. One TopK of
-    /// this many (global-memory sort) and 12 bytes each read (48 KB) against the whole row's 600 KB and ~1.5 ms of host
-    /// work; the fuzz's rates at 1024/2048/4096/8192 chose it (docs/cuda.md).
+    /// wide nucleus (flat rows, high temperatures, top-p near 1), a greedy row whose penalised top fell to the cut, ties
+    /// past the margin. One TopK of this many (global-memory sort) and 12 bytes each read (48 KB) against the whole row's
+    /// 600 KB and 2.5–3 ms of host work; the same host bound as <see cref="MaxTopK"/>, and the fuzz's rates at
+    /// 1024/2048/4096/8192 (docs/cuda.md) gain little past it.
     /// </summary>
     internal const int EscalatedCount = 4096;
 
     /// <summary>
     /// Candidates read for top-p without top-k (with the row's sum): the nucleus, and every id ranked above its cut, must be
     /// among them (<see cref="TokenSampler.CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int, RowSum)"/>);
-    /// 256 + the default margin covers peaked rows, a flatter row falls back to the whole row.
+    /// 256 + the default margin covers peaked rows; a flatter row asks for <see cref="EscalatedCount"/>, then the whole row.
     /// </summary>
     internal const int TopPCount = 256 + DefaultMargin;
 
@@ -158,7 +161,8 @@ internal static class TopKCandidates
 
     /// <summary>
     /// Logits [B, vocab] on their device → row r read as <paramref name="asks"/>[r] says (its candidates, or its whole
-    /// logits where they do not decide it). Reads: the values and the ids (two), plus one for the rows read whole.
+    /// logits where neither they nor the escalated ones decide it). Reads: the values and the ids (two), two more where a
+    /// row escalates, plus one for the rows read whole.
     /// </summary>
     internal static LogitsRow[] Read(Tensor logits, CandidateAsk[] asks)
     {
