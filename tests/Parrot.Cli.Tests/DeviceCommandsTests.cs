@@ -90,6 +90,16 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsEscalationRowPassesOnTheDevice()
+    {
+        // The row a GPU run uses to prove the escalated candidates (a second TopK after the step) and top-k past 1024: on
+        // the test device the generator and the batch read take that path.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "escalated candidates = full row", TextWriter.Null);
+        Assert.That(rows.Select(r => r.Op).Distinct(), Is.EquivalentTo(new[] { "top-p sampling, escalated candidates = full row" }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void TheSelftestsCandidateSamplingRowsPassOnTheDevice()
     {
         // The rows a GPU run uses to prove sampling (and penalised greedy decoding) from the device's candidates: here on

@@ -124,6 +124,12 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>Candidates read for top-p without top-k for sequences that join after it is set (<see cref="TopKCandidates.TopPCount"/>; tests with small vocabularies set fewer).</summary>
     internal int TopPCandidates { get; set; } = TopKCandidates.TopPCount;
 
+    /// <summary>Candidates asked once more for a row the first ones do not decide, for sequences that join after it is set (<see cref="TopKCandidates.EscalatedCount"/>; 0: none).</summary>
+    internal int EscalatedCandidates { get; set; } = TopKCandidates.EscalatedCount;
+
+    /// <summary>Rows sampled from escalated candidates so far (<see cref="CandidateAsk.Escalation"/>; tests count them).</summary>
+    internal int EscalatedRows { get; private set; }
+
     /// <summary>Sequences in the batch.</summary>
     public int Count => _active.Count;
 
@@ -166,7 +172,7 @@ public sealed class ContinuousBatch : IDisposable
             // The sampler sees the prompt before the prefill's read: a penalised row gathers the prompt's ids' logits. It
             // takes no option that the length below changes (max new tokens).
             var sampler = new TokenSampler(options, vocab, prompt.Ids);
-            var ask = candidates > 0 ? CandidateAsk.For(candidates, sampler, options) : null;
+            var ask = candidates > 0 ? CandidateAsk.For(candidates, sampler, options, EscalatedCandidates) : null;
             LogitsRow? row = null;
             int picked = -1;
             KvCache cache;
@@ -239,6 +245,7 @@ public sealed class ContinuousBatch : IDisposable
             var events = new List<BatchEvent>(_active.Count);
             foreach (var s in _active.ToList())
             {
+                if (s.Row is { Escalated: true, Logits: null }) EscalatedRows++;
                 int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Row!.Value);
                 s.Row = null;
                 s.Picked = -1;

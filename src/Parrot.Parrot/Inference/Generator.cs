@@ -216,7 +216,7 @@ public sealed class Generator
         int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin, TopPCandidates) : 0;
         var candidates = count > 0 && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
         var asks = candidates is null ? null
-            : samplers.Select(s => CandidateAsk.For(count, s, options)).ToArray();
+            : samplers.Select(s => CandidateAsk.For(count, s, options, EscalatedCandidates)).ToArray();
         try
         {
             LogitsRow[]? rows = null;
@@ -252,7 +252,7 @@ public sealed class Generator
     }
 
     /// <summary>Whole rows of logits as the sampler takes them.</summary>
-    private static LogitsRow[] Whole(float[][] logits) => logits.Select(LogitsRow.Full).ToArray();
+    private static LogitsRow[] Whole(float[][] logits) => logits.Select(l => LogitsRow.Full(l)).ToArray();
 
     /// <summary>
     /// Candidates read beyond top-k (<see cref="TopKCandidates"/>): room for ties at the k-th value before a row is read
@@ -262,6 +262,9 @@ public sealed class Generator
 
     /// <summary>Candidates read for top-p without top-k (<see cref="TopKCandidates.TopPCount"/>; tests with small vocabularies set fewer).</summary>
     internal int TopPCandidates { get; init; } = TopKCandidates.TopPCount;
+
+    /// <summary>Candidates asked once more for a row the first ones do not decide (<see cref="TopKCandidates.EscalatedCount"/>; 0: none; tests with small vocabularies set fewer).</summary>
+    internal int EscalatedCandidates { get; init; } = TopKCandidates.EscalatedCount;
 
     /// <summary>A greedy session's ids, checked as TokenSampler checks the logits it is given.</summary>
     private static int[] CheckIds(int[] ids, int batch, int vocab)

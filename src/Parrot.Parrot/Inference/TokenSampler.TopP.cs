@@ -67,6 +67,25 @@ internal sealed partial class TokenSampler
         return why is null ? pick : null;
     }
 
+    /// <summary>
+    /// Whether asking again with <paramref name="count"/> top candidates could decide the row the last
+    /// <see cref="DecideTopP"/> refused (<see cref="CandidateAsk.MayEscalate"/>): not for a NaN, a +∞ or the device's
+    /// numbers (the same at any count), nor where even <paramref name="count"/> candidates cannot hold top-p: each one more
+    /// has a probability of at most the largest left out's, so the candidates' mass plus (count − n) of those at S_lo
+    /// bounds the mass of any threshold's set; below top-p the nucleus's threshold reaches 0 at that count too.
+    /// </summary>
+    internal bool TopPEscalationMayDecide(int count) => LastTopPFallback switch
+    {
+        null => false,
+        "NaN" or "no finite maximum" or "the row sum's interval" or "not top-p only" or "the whole row" => false,
+        "the candidates hold less than top-p" => _heldMass + Math.Max(0, count - _heldCount) * _leftOutP >= _options.TopP * (1 - 1e-9),
+        _ => true,
+    };
+
+    /// <summary>What <see cref="TopPEscalationMayDecide"/> bounds with: the candidates' mass and count, the largest left-out probability, at S_lo.</summary>
+    private double _heldMass, _leftOutP;
+    private int _heldCount;
+
     private string? TopPCore(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum, out int pick)
     {
         pick = -1;
@@ -104,11 +123,18 @@ internal sealed partial class TokenSampler
         // Nucleus at both ends: the same threshold, the same preselected set, the same kept set.
         var a = Nucleus(e, sLo, vocab);
         var b = Nucleus(e, sHi, vocab);
-        if (a is null || b is null) return "the candidates hold less than top-p"; // the threshold reached 0
-        if (a.Value.Threshold != b.Value.Threshold || a.Value.Level != b.Value.Level) return "threshold level";
-        double threshold = a.Value.Threshold;
         // Every id left out has e_out ≤ exp(m/T − max) (generous for exp's rounding and monotonicity).
         double eOut = Math.Exp(mT - max) * (1 + 1e-12);
+        if (a is null || b is null)
+        {
+            // The threshold reached 0. For the escalation's bound: the largest the candidates' mass can be (at S_lo).
+            _heldMass = e.Sum() / sLo * (1 + 1e-9);
+            _leftOutP = eOut / sLo;
+            _heldCount = n;
+            return "the candidates hold less than top-p";
+        }
+        if (a.Value.Threshold != b.Value.Threshold || a.Value.Level != b.Value.Level) return "threshold level";
+        double threshold = a.Value.Threshold;
         // The sort's comparisons the same at every S: distinct numerators apart by more than rounding can merge.
         var pre = a.Value.Pre.Select(i => e[i]).ToArray();
         Array.Sort(pre);

@@ -6,13 +6,16 @@ namespace Parrot.Parrot.Inference;
 /// One row of a decode step as the host samples from it: the whole row of <see cref="Logits"/>, or its candidates
 /// (<see cref="Ids"/>, <see cref="Values"/>: <see cref="TopKCandidates"/>), of which the first <see cref="Top"/> are the
 /// row's largest logits and the rest those of seen ids not among them (a repetition penalty); with <see cref="Sum"/>
-/// the whole row's normalising sum as the device computed it (top-p without top-k).
+/// the whole row's normalising sum as the device computed it (top-p without top-k); <see cref="Escalated"/>: the row was
+/// asked a second time, for more candidates (<see cref="CandidateAsk.Escalation"/>): these candidates, or the whole row
+/// where they did not decide it either.
 /// </summary>
-internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top, RowSum? Sum = null)
+internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top, RowSum? Sum = null, bool Escalated = false)
 {
-    public static LogitsRow Full(float[] logits) => new(logits, null, null, 0);
+    public static LogitsRow Full(float[] logits, bool escalated = false) => new(logits, null, null, 0, null, escalated);
 
-    public static LogitsRow Candidates(int[] ids, float[] values, int top, RowSum? sum = null) => new(null, ids, values, top, sum);
+    public static LogitsRow Candidates(int[] ids, float[] values, int top, RowSum? sum = null, bool escalated = false) =>
+        new(null, ids, values, top, sum, escalated);
 }
 
 /// <summary>
@@ -49,43 +52,81 @@ internal delegate bool RowSumCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> va
 /// What a row asks to read: its top <see cref="Count"/> logits, and with <see cref="Seen"/> (a repetition penalty) the
 /// logits of every id seen so far, gathered on the device; <see cref="Suffice"/> says whether they decide its token.
 /// With <see cref="SumSuffice"/> (top-p without top-k, at <see cref="Temperature"/>) the device also computes the row's
-/// <see cref="RowSum"/>, read with the values, and that check decides instead.
+/// <see cref="RowSum"/>, read with the values, and that check decides instead. A row its candidates do not decide asks
+/// once more for its top <see cref="Escalation"/> (where that is more and still pays) before it is read whole.
 /// </summary>
-internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSeenIds? Seen = null, RowSumCheck? SumSuffice = null, double Temperature = 1)
+internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSeenIds? Seen = null, RowSumCheck? SumSuffice = null, double Temperature = 1, int Escalation = 0)
 {
+    /// <summary>
+    /// After <see cref="SumSuffice"/> refused a row: whether that many top candidates could decide it (null: may). The
+    /// escalation skips rows it cannot help (a flat row's nucleus far past <see cref="Escalation"/>): a cost, not a
+    /// proof — the escalated candidates are checked as the first ones.
+    /// </summary>
+    public Func<int, bool>? MayEscalate { get; init; }
+
     /// <summary>
     /// Whether reading the candidates costs fewer bytes than the row: 12 a candidate (value and id) and 4 a seen id's
     /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary; with the row's sum the values
     /// read as float64 (16 a candidate, 8 a seen id, 16 the sum): 4·count + 2·seen + 4.
     /// </summary>
-    public bool Pays(int vocab) => SumSuffice is null ? 3L * Count + (Seen?.Count ?? 0) < vocab : 4L * Count + 2L * (Seen?.Count ?? 0) + 4 < vocab;
+    public bool Pays(int vocab) => PaysAt(Count, vocab);
+
+    /// <summary><see cref="Pays"/> for <paramref name="count"/> top candidates.</summary>
+    public bool PaysAt(int count, int vocab) =>
+        SumSuffice is null ? 3L * count + (Seen?.Count ?? 0) < vocab : 4L * count + 2L * (Seen?.Count ?? 0) + 4 < vocab;
+
+    /// <summary>
+    /// Whether a row refused at <paramref name="count"/> candidates asks again at <see cref="Escalation"/>: more of them,
+    /// and still fewer bytes than the row (the escalation reads 12 a candidate: its seen values and sum are the first
+    /// read's; <see cref="PaysAt"/> is the stricter count).
+    /// </summary>
+    public bool EscalatesFrom(int count, int vocab) => Escalation > count && PaysAt(Escalation, vocab);
 
     /// <summary>
     /// The ask of <paramref name="sampler"/>'s row: <paramref name="count"/> top logits (<see cref="TopKCandidates.Count"/>),
-    /// its seen ids under a penalty, and the row's sum where it samples top-p without top-k.
+    /// its seen ids under a penalty, the row's sum where it samples top-p without top-k, and
+    /// <paramref name="escalation"/> top logits asked once more where the first count does not decide the row
+    /// (<see cref="TopKCandidates.EscalatedCount"/>; 0: none).
     /// </summary>
-    public static CandidateAsk For(int count, TokenSampler sampler, GenerationOptions options) =>
+    public static CandidateAsk For(int count, TokenSampler sampler, GenerationOptions options, int escalation = 0) =>
         new(count, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null,
-            sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature);
+            sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature, escalation)
+        { MayEscalate = sampler.TopPOnly ? sampler.TopPEscalationMayDecide : null };
 }
 
 /// <summary>
-/// The candidates read: <c>Tensor.TopK</c> of the logits on their device (one launch), values and ids read back, and
-/// for any row whose candidates do not decide its token (ties at the k-th value past the margin, NaN) that row's whole
-/// logits in one more read. PARROT_TOPK_CANDIDATES=0 turns the path off (read once).
+/// The candidates read: <c>Tensor.TopK</c> of the logits on their device (one launch), values and ids read back; for
+/// rows whose candidates do not decide their token a second, larger TopK (<see cref="CandidateAsk.Escalation"/>); for any
+/// row still not decided (ties past the escalation, NaN, a nucleus wider than it) that row's whole logits in one more
+/// read. PARROT_TOPK_CANDIDATES=0 turns the path off (read once).
 /// </summary>
 internal static class TopKCandidates
 {
     /// <summary>Candidates read beyond k: room for ties at the k-th value (a row with more reads its logits).</summary>
     internal const int DefaultMargin = 64;
 
-    /// <summary>Top-k above this reads the whole row (the read saved shrinks, the host's candidate sort grows).</summary>
-    internal const int MaxTopK = 1024;
+    /// <summary>
+    /// Top-k above this reads the whole row. Up to it the candidates cost less (docs/cuda.md, "Escalated candidates and
+    /// top-k up to 4096"): past 2048 the device's TopK sorts in global memory (k·log²k steps), and the host's check and
+    /// pick over n candidates (sorts, n log n; measured 1.1 ms at 4096, 1.8–2.9 ms at 8192) reach its O(V) pass over the
+    /// whole row (2.5–3 ms at V = 151,936) around k ≈ 8,000; 4096 keeps the host ≥ 2× below it and reads
+    /// 12·(k + margin) ≈ 50 KB instead of 600 KB.
+    /// </summary>
+    internal const int MaxTopK = 4096;
+
+    /// <summary>
+    /// The second, larger ask of a row its first candidates did not decide (<see cref="CandidateAsk.Escalation"/>): a
+    /// wide nucleus (flat rows, high temperatures, top-p near 1), a greedy row whose penalised top fell to the cut, ties
+    /// past the margin. One TopK of this many (global-memory sort) and 12 bytes each read (48 KB) against the whole row's
+    /// 600 KB and 2.5–3 ms of host work; the same host bound as <see cref="MaxTopK"/>, and the fuzz's rates at
+    /// 1024/2048/4096/8192 (docs/cuda.md) gain little past it.
+    /// </summary>
+    internal const int EscalatedCount = 4096;
 
     /// <summary>
     /// Candidates read for top-p without top-k (with the row's sum): the nucleus, and every id ranked above its cut, must be
     /// among them (<see cref="TokenSampler.CandidatesSuffice(ReadOnlySpan{int}, ReadOnlySpan{float}, int, RowSum)"/>);
-    /// 256 + the default margin covers peaked rows, a flatter row falls back to the whole row.
+    /// 256 + the default margin covers peaked rows; a flatter row asks for <see cref="EscalatedCount"/>, then the whole row.
     /// </summary>
     internal const int TopPCount = 256 + DefaultMargin;
 
@@ -98,7 +139,7 @@ internal static class TopKCandidates
     /// <summary>
     /// How many top candidates to read for <paramref name="options"/> over <paramref name="vocab"/>, or 0 where the path
     /// does not apply: off; sampling without top-k and top-p (a plain temperature draw walks every id) or with top-k
-    /// above <see cref="MaxTopK"/>; top-p without top-k reads <paramref name="topP"/> (<see cref="TopPCount"/>) and the row's sum; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
+    /// above <see cref="MaxTopK"/> (top-k with top-p too: the top-k rule then decides, from k + margin); top-p without top-k reads <paramref name="topP"/> (<see cref="TopPCount"/>) and the row's sum; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
     /// k + margin, greedy with a penalty 1 + margin (the seen ids' logits come on top: <see cref="CandidateAsk"/>). 0 also
     /// where that count reaches a third of the row (a candidate reads 12 bytes, value and id, where the row reads 4 a
     /// logit: nothing to save; only small test vocabularies get there).
@@ -120,7 +161,8 @@ internal static class TopKCandidates
 
     /// <summary>
     /// Logits [B, vocab] on their device → row r read as <paramref name="asks"/>[r] says (its candidates, or its whole
-    /// logits where they do not decide it). Reads: the values and the ids (two), plus one for the rows read whole.
+    /// logits where neither they nor the escalated ones decide it). Reads: the values and the ids (two), two more where a
+    /// row escalates, plus one for the rows read whole.
     /// </summary>
     internal static LogitsRow[] Read(Tensor logits, CandidateAsk[] asks)
     {
@@ -134,10 +176,13 @@ internal static class TopKCandidates
     /// Rows <paramref name="at"/>[i] of logits [B, vocab] on their device, each read as the host samples from it: where
     /// <paramref name="asks"/>[i] is set (and reading its candidates <see cref="CandidateAsk.Pays"/>) its candidates — the
     /// top values of one TopK over all such rows at their largest count (more than a row asked for only decides it more
-    /// often), then the logits of its seen ids not among them, gathered on the device —, or its whole logits where its
-    /// check says they do not decide it; where the ask is null its whole logits. Reads: the values (top and seen in one
-    /// buffer) and the ids when some row asks for candidates, plus one for every row read whole (the rows gathered on
-    /// the device, row views). Host→device: only the seen ids not yet on the device (<see cref="DeviceSeenIds"/>).
+    /// often), then the logits of its seen ids not among them, gathered on the device —; a row they do not decide asks
+    /// once more for its top <see cref="CandidateAsk.Escalation"/> (one TopK over all such rows at their largest, its
+    /// seen ids' logits and row sum kept from the first read); a row still not decided, or whose ask is null, is read
+    /// whole. Reads: the values (top and seen in one buffer) and the ids when some row asks for candidates, two more when
+    /// some row escalates, plus one for every row read whole (the rows gathered on the device, row views). Host→device:
+    /// only the seen ids not yet on the device (<see cref="DeviceSeenIds"/>). Every check only peeks at the sampler's
+    /// stream: a refused attempt takes no draw.
     /// </summary>
     internal static LogitsRow[] ReadRows(Tensor logits, int[] at, CandidateAsk?[] asks)
     {
@@ -149,11 +194,13 @@ internal static class TopKCandidates
             if ((uint)at[i] >= (uint)b) throw new ArgumentException($"generate: row {at[i]} of {b} rows of logits");
             if (asks[i] is not { } a) continue;
             if (a.Count < 1 || a.Count > vocab) throw new ArgumentException($"generate: {a.Count} candidates from a row of {vocab}");
+            if (a.Escalation < 0) throw new ArgumentException($"generate: an escalation to {a.Escalation} candidates");
             if (a.Suffice is null) throw new ArgumentException($"generate: row {at[i]} asks for candidates with no check of them");
         }
         using var scope = TensorScope.Begin();
         var rows = new LogitsRow[n];
         var whole = new List<int>();
+        var escalated = new HashSet<int>();
         var picks = Enumerable.Range(0, n).Where(i => asks[i] is { } a && a.Pays(vocab)).ToArray();
         if (picks.Length > 0)
         {
@@ -193,22 +240,39 @@ internal static class TopKCandidates
                 rowSums = all[valueCount..];
             }
             var topIds = found.ToLongArray();
+            // What the escalation reuses of each row: its seen ids' values (the same logits) and its row sum.
+            var seenValues = new float[picks.Length][];
+            var rowSum = new RowSum?[picks.Length];
+            var escalate = new List<int>();
             int offset = picks.Length * count;
             for (int p = 0; p < picks.Length; p++)
             {
-                var (id, v) = Union(topIds.AsSpan(p * count, count), values.AsSpan(p * count, count), seenIds[p] ?? [],
-                    values.AsSpan(offset, seenIds[p]?.Length ?? 0), vocab);
-                offset += seenIds[p]?.Length ?? 0;
-                var ask = asks[picks[p]]!;
-                if (ask.SumSuffice is { } sumCheck)
+                int s = seenIds[p]?.Length ?? 0;
+                seenValues[p] = values.AsSpan(offset, s).ToArray();
+                offset += s;
+                if (sumAt.TryGetValue(picks[p], out int si)) rowSum[p] = new RowSum(rowSums[si], rowSums[si + 1]);
+                var topValues = values.AsSpan(p * count, count);
+                if (Decide(asks[picks[p]]!, topIds.AsSpan(p * count, count), topValues, seenIds[p], seenValues[p], rowSum[p], vocab, false) is { } row)
+                    rows[picks[p]] = row;
+                else if (asks[picks[p]] is var ask && ask!.EscalatesFrom(count, vocab) && MayDecideWithMore(topValues, rowSum[p] is not null)
+                    && (ask.MayEscalate?.Invoke(ask.Escalation) ?? true)) escalate.Add(p);
+                else whole.Add(picks[p]);
+            }
+            if (escalate.Count > 0)
+            {
+                // The second ask: the rows the first did not decide, their top at the largest escalation (two reads).
+                int more = escalate.Max(p => asks[picks[p]]!.Escalation);
+                var (top2, found2) = Gather(logits, escalate.Select(p => at[picks[p]]).ToArray()).TopK(more);
+                var values2 = top2.ToFloatArray();
+                var ids2 = found2.ToLongArray();
+                for (int e = 0; e < escalate.Count; e++)
                 {
-                    int si = sumAt[picks[p]];
-                    var sum = new RowSum(rowSums[si], rowSums[si + 1]);
-                    if (sumCheck(id, v, count, sum)) rows[picks[p]] = LogitsRow.Candidates(id, v, count, sum);
+                    int p = escalate[e];
+                    escalated.Add(picks[p]);
+                    if (Decide(asks[picks[p]]!, ids2.AsSpan(e * more, more), values2.AsSpan(e * more, more), seenIds[p], seenValues[p], rowSum[p], vocab, true) is { } row)
+                        rows[picks[p]] = row;
                     else whole.Add(picks[p]);
                 }
-                else if (ask.Suffice(id, v, count)) rows[picks[p]] = LogitsRow.Candidates(id, v, count);
-                else whole.Add(picks[p]);
             }
         }
         whole.AddRange(Enumerable.Range(0, n).Where(i => !picks.Contains(i)));
@@ -217,9 +281,35 @@ internal static class TopKCandidates
             // The rows read whole (asked so, or not decided by their candidates), in row order, in one read.
             whole.Sort();
             var flat = Gather(logits, whole.Select(i => at[i]).ToArray()).ToFloatArray();
-            for (int w = 0; w < whole.Count; w++) rows[whole[w]] = LogitsRow.Full(flat.AsSpan(w * vocab, vocab).ToArray());
+            for (int w = 0; w < whole.Count; w++) rows[whole[w]] = LogitsRow.Full(flat.AsSpan(w * vocab, vocab).ToArray(), escalated.Contains(whole[w]));
         }
         return rows;
+    }
+
+    /// <summary>
+    /// The row's candidates (its top ids and values, then its seen ids outside them) where its ask's check says they
+    /// decide its token, else null. The checks peek at the sampler's stream and never advance it.
+    /// </summary>
+    private static LogitsRow? Decide(CandidateAsk ask, ReadOnlySpan<long> topIds, ReadOnlySpan<float> topValues, int[]? seenIds, float[] seenValues,
+        RowSum? sum, int vocab, bool escalated)
+    {
+        int count = topIds.Length;
+        var (id, v) = Union(topIds, topValues, seenIds ?? [], seenValues, vocab);
+        if (ask.SumSuffice is { } sumCheck)
+            return sumCheck(id, v, count, sum!.Value) ? LogitsRow.Candidates(id, v, count, sum, escalated) : null;
+        return ask.Suffice(id, v, count) ? LogitsRow.Candidates(id, v, count, escalated: escalated) : null;
+    }
+
+    /// <summary>
+    /// Whether more of a refused row's top logits could decide it: not where the first ones hold a NaN (TopK ranks NaN
+    /// first: the row has one, which every check refuses), nor, for a row-sum check, a +∞ (no finite maximum: refused at
+    /// any count).
+    /// </summary>
+    private static bool MayDecideWithMore(ReadOnlySpan<float> topValues, bool rowSum)
+    {
+        foreach (float x in topValues)
+            if (float.IsNaN(x) || rowSum && float.IsPositiveInfinity(x)) return false;
+        return true;
     }
 
     /// <summary>

@@ -19,7 +19,7 @@ public class CandidateSamplingTests
     /// <summary>Counts the rows its sessions return as candidates and as whole rows.</summary>
     private sealed class Counting(IAutoregressiveModel inner) : IAutoregressiveModel
     {
-        public int CandidateRows, WholeRows;
+        public int CandidateRows, WholeRows, EscalatedRows, WholeAfterEscalation;
 
         public int VocabSize => inner.VocabSize;
 
@@ -37,8 +37,12 @@ public class CandidateSamplingTests
             private LogitsRow[] Count(LogitsRow[] rows)
             {
                 foreach (var r in rows)
+                {
                     if (r.Logits is null) owner.CandidateRows++;
                     else owner.WholeRows++;
+                    if (r.Escalated && r.Logits is null) owner.EscalatedRows++;
+                    if (r.Escalated && r.Logits is not null) owner.WholeAfterEscalation++;
+                }
                 return rows;
             }
         }
@@ -124,6 +128,47 @@ public class CandidateSamplingTests
         // with their seen ids do not pay at this 61-long vocabulary: a good share, not most.
         Assert.That(candidateRows, Is.GreaterThan(60), "rows from their candidates and the row sum");
         Assert.That(wholeRows, Is.GreaterThan(0), "some rows fall back");
+    }
+
+    /// <summary>
+    /// The escalation in generations (eager and static sessions; top-p alone at 4 first candidates, then 14 of the 61-long
+    /// vocabulary; top-k 12 with ties at its cut past a margin of 1, then 14): the whole-row path's tokens, some rows
+    /// decided by the escalated candidates, and each read step's bytes those of the stages its rows took.
+    /// </summary>
+    [Test]
+    public void EscalatedCandidatesGiveTheWholeRowsTokens([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        using var model = new Qwen2ForCausalLM(Lm, seed: 6, DType.F32);
+        model.To(TestDevice.Get());
+        int escalated = 0, first = 0, whole = 0, afterEscalation = 0;
+        foreach (ulong seed in new ulong[] { 1, 2, 3 })
+        foreach (var options in new[]
+        {
+            new GenerationOptions { Temperature = 0.3, TopP = 0.9 },
+            new GenerationOptions { Temperature = 0.05, TopP = 0.5 },
+            new GenerationOptions { Temperature = 0.7, TopK = 12 },
+            new GenerationOptions { Temperature = 1, TopK = 12, TopP = 0.8 },
+        })
+        {
+            var o = options with { MaxNewTokens = 8, Seed = seed, IgnoreEos = true };
+            string what = $"seed {seed}, {o}";
+            var want = new Generator(Generator.LogitsOnly(Generator.Wrap(model, mode)), endOfSequenceIds: []).Generate(TwoPrompts, o);
+            var counting = new Counting(Generator.Wrap(model, mode));
+            var got = new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 1, TopPCandidates = 4, EscalatedCandidates = 14 }.Generate(TwoPrompts, o);
+            for (int r = 0; r < 2; r++) Assert.That(got[r].Tokens, Is.EqualTo(want[r].Tokens), $"{what}: row {r}");
+            var plain = new Counting(Generator.Wrap(model, mode));
+            var without = new Generator(plain, endOfSequenceIds: []) { CandidateMargin = 1, TopPCandidates = 4, EscalatedCandidates = 0 }.Generate(TwoPrompts, o);
+            for (int r = 0; r < 2; r++) Assert.That(without[r].Tokens, Is.EqualTo(want[r].Tokens), $"{what}: row {r} without the escalation");
+            Assert.That(plain.EscalatedRows + plain.WholeAfterEscalation, Is.Zero, "no escalation asked");
+            Assert.That(counting.CandidateRows - counting.EscalatedRows, Is.EqualTo(plain.CandidateRows), $"{what}: the first candidates decide the same rows");
+            escalated += counting.EscalatedRows;
+            first += counting.CandidateRows - counting.EscalatedRows;
+            whole += counting.WholeRows;
+            afterEscalation += counting.WholeAfterEscalation;
+        }
+        TestContext.Out.WriteLine($"{mode}: first {first}, escalated {escalated}, whole {whole} ({afterEscalation} after the escalation)");
+        Assert.That(escalated, Is.GreaterThan(10), "rows decided by the escalated candidates");
+        Assert.That(whole, Is.GreaterThan(0), "some rows still read whole");
     }
 
     /// <summary>

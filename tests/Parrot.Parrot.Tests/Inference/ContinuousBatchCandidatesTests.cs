@@ -59,12 +59,14 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
     }
 
     /// <summary>Runs <paramref name="cases"/> through a batch of <paramref name="margin"/>; the events as lines, and what each join and step read back.</summary>
-    private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, int margin, DecodeStepMode mode, int topP = TopKCandidates.TopPCount, Action<BatchSequence?[]>? afterStep = null)
+    private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, int margin, DecodeStepMode mode, int topP = TopKCandidates.TopPCount, Action<BatchSequence?[]>? afterStep = null,
+        int escalation = TopKCandidates.EscalatedCount, Action<ContinuousBatch>? atEnd = null)
     {
         var red = ImageLoader.Load(Red);
         using var batch = model.StartContinuousBatch(mode);
         batch.CandidateMargin = margin;
         batch.TopPCandidates = topP;
+        batch.EscalatedCandidates = escalation;
         var sequences = new BatchSequence?[cases.Length];
         var events = new List<string>();
         var reads = new List<Reads>();
@@ -105,6 +107,7 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         }
         Assert.That(sequences, Is.All.Matches<BatchSequence?>(s => s is { Left: true }), "every sequence left");
         Assert.That(batch.DecodePath, mode == DecodeStepMode.Eager ? Is.EqualTo("eager") : Does.StartWith("static slots"));
+        atEnd?.Invoke(batch);
         return (events, reads);
     }
 
@@ -204,6 +207,38 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         TestContext.Out.WriteLine($"top-p rows asked {asked}, decided {decided}");
         Assert.That(asked, Is.GreaterThan(15), "top-p rows asking for their candidates and row sum");
         Assert.That(decided, Is.GreaterThan(0), "top-p rows decided by them");
+    }
+
+    /// <summary>
+    /// The escalation per row in the batch (eager rows and slots): top-p rows beside greedy and top-k ones, asking for
+    /// 4 candidates first and Vocab/4 − 2 (still fewer bytes than the row) where those do not decide, give the whole-row batch's events; some rows are
+    /// decided by the escalated candidates, and every read step's reads are the stages': two for the first candidates, two
+    /// more where some row escalated, one for the rows read whole.
+    /// </summary>
+    [Test]
+    public void EscalatedRowsGiveTheWholeRowsEvents([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = TestDevice.Get() });
+        static GenerationOptions TopP(double t, double p, ulong seed) => new() { Temperature = t, TopP = p, Seed = seed, IgnoreEos = true };
+        Case[] cases =
+        [
+            new(Ask("nucleus only"), false, TopP(0.6, 0.5, 1), 10, 0),
+            new(Ask("a wider nucleus"), false, TopP(0.8, 0.7, 2), 10, 0),
+            new(Ask("a wide nucleus"), false, TopP(1, 0.95, 4), 8, 0),
+            new(Ask("greedy beside"), false, new GenerationOptions { IgnoreEos = true }, 8, 1),
+            new(Ask("top-k beside"), false, TopP(0.9, 1, 3) with { TopK = 5 }, 8, 2),
+            new(Ask("late nucleus alone"), false, TopP(0.7, 0.6, 5), 6, 15),
+        ];
+        int escalated = 0, plain = 0;
+        var (want, _) = Run(model, cases, margin: -1, mode);
+        var (without, _) = Run(model, cases, margin: 2, mode, 4, escalation: 0, atEnd: b => plain = b.EscalatedRows);
+        var (got, reads) = Run(model, cases, margin: 2, mode, 4, escalation: Vocab / 4 - 2, atEnd: b => escalated = b.EscalatedRows);
+        Assert.That(got, Is.EqualTo(want));
+        Assert.That(without, Is.EqualTo(want));
+        TestContext.Out.WriteLine($"{mode}: rows from escalated candidates {escalated}; reads per step: {string.Join(" ", reads.Select(r => r.Count))}");
+        Assert.That(plain, Is.Zero, "no escalation asked");
+        Assert.That(escalated, Is.GreaterThan(3), "rows decided by the escalated candidates");
+        Assert.That(reads.Any(r => r.Count >= 4), "a step whose reads include the escalation's two");
     }
 
     /// <summary>

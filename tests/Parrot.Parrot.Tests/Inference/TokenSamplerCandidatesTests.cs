@@ -243,7 +243,10 @@ public class TokenSamplerCandidatesTests
         Assert.That(TopKCandidates.Count(ok, 199, 64), Is.EqualTo(66));
         Assert.That(TopKCandidates.Count(ok, 198, 64), Is.Zero, "k + margin reaches a third of the row (more bytes than the row)");
         Assert.That(TopKCandidates.Count(ok, 200_000, 64), Is.EqualTo(66));
-        Assert.That(TopKCandidates.Count(ok with { TopK = 1025 }, 200_000, 64), Is.Zero, "above the cap");
+        Assert.That(TopKCandidates.Count(ok with { TopK = 1025, TopP = 0.9 }, 200_000, 64), Is.EqualTo(1089), "top-k past 1024 (the former cap), with top-p: k + margin");
+        Assert.That(TopKCandidates.Count(ok with { TopK = TopKCandidates.MaxTopK, TopP = 0.9 }, 200_000, 64), Is.EqualTo(TopKCandidates.MaxTopK + 64), "at the cap");
+        Assert.That(TopKCandidates.Count(ok with { TopK = TopKCandidates.MaxTopK + 1 }, 200_000, 64), Is.Zero, "above the cap");
+        Assert.That(TopKCandidates.Count(ok with { TopK = 5000, TopP = 0.9 }, 151_936, 64), Is.Zero, "above the cap at Qwen2's vocabulary");
         Assert.That(TopKCandidates.Count(ok with { RepetitionPenalty = 1.1 }, 200_000, 64), Is.EqualTo(66), "a penalty: the seen ids come on top");
         var greedy = new GenerationOptions();
         Assert.That(TopKCandidates.Count(greedy, 200_000, 64), Is.Zero, "a plain argmax is taken on the device");
