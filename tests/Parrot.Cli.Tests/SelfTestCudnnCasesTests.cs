@@ -16,6 +16,9 @@ public class SelfTestCudnnCasesTests
     {
         Assert.That(SelfTestCudnnCases.DpWorkspaceShortfall(256, 2, 8, 256, 256), Does.Contain("256 B").And.Contain("1048576 B"));
         Assert.That(SelfTestCudnnCases.DpWorkspaceShortfall(0, 1, 14, 512, 512), Is.Not.Null);
+        // An engine adding into a float32 dQ buffer of its own (B·H·T·D·4 bytes) at the selftest's shapes, where S > 4·D.
+        foreach (var (b, h, t, d) in new[] { (2, 8, 512, 64), (2, 16, 2048, 128), (1, 14, 512, 64) })
+            Assert.That(SelfTestCudnnCases.DpWorkspaceShortfall(4L * b * h * t * d, b, h, t, t), Is.Not.Null, $"B{b} H{h} T{t} D{d}");
     }
 
     [Test]
