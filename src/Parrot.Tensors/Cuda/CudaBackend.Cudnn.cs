@@ -201,7 +201,8 @@ public sealed partial class CudaBackend
     {
         using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty(WorkspaceShape(plan.WorkspaceBytes), DType.F32, Device) : null;
         string dq = !plan.Binds(CudnnSdpaGraphs.UidDq) ? "" : plan.Binds(CudnnSdpaGraphs.UidDqAccum) ? ", atomic dQ" : ", deterministic dQ";
-        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}, workspace {plan.WorkspaceBytes} B";
+        string notes = plan.EngineNotes.Length > 0 ? $" ({plan.EngineNotes})" : "";
+        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}{notes}, workspace {plan.WorkspaceBytes} B";
         CudnnAttentionWorkspaceBytes = plan.WorkspaceBytes;
         var mark = _context.Profiler.Begin(what);
         try { CudnnAttentionEngine.Execute(plan, pointers, scale, workspace?.DataPointer ?? 0); }
