@@ -73,6 +73,7 @@ public class CudnnFakeLibraryTests
             {
                 Assert.That(plan.WorkspaceBytes, Is.EqualTo(4096), p.Key);
                 Assert.That(plan.EngineIndex, Is.EqualTo(8), "the engine's global index, read back");
+                Assert.That(plan.EngineNotes, Is.EqualTo("tensor core"), "the engine's numerical notes, read back and named");
                 var pointers = plan.Uids.ToDictionary(u => u, u => (nint)(0x100000 * u));
                 plan.Execute(_handle, pointers, 0.125f, 0x7000000);
                 plan.Execute(_handle, pointers, 0.5f, 0x7000000);

@@ -311,6 +311,18 @@ public class CudnnSdpaGraphTests
     }
 
     [Test]
+    public void TheDeterministicBackwardIsDeclinedOnBlackwellDatacenterGpus()
+    {
+        // cudnn-frontend on sm_10x: set_deterministic_algorithm(true) is refused below cuDNN 9.18 and from 9.18 on runs
+        // only on an engine it pins by id and knobs (override_heuristics_query), never on the heuristics' pick of the
+        // graph without dQ_accum, which is all these graphs get. Hopper (sm_90), Ampere (sm_8x) and sm_12x take the graph
+        // through heuristics in the frontend too.
+        foreach (int major in new[] { 8, 9, 12 })
+            Assert.That(CudnnSdpa.DeterministicRefusal(major), Is.Null, $"sm_{major}x");
+        Assert.That(CudnnSdpa.DeterministicRefusal(10), Does.Contain("sm_10x").And.Contain("PARROT_CUDNN_DETERMINISTIC=0"));
+    }
+
+    [Test]
     public void DeterministicSwitchIsOnUnlessTheEnvironmentSaysZero()
     {
         Assert.That(CudaBackend.CudnnDeterministicDefault(null), Is.True);

@@ -23,7 +23,7 @@ namespace {
 
 enum { TENSOR = 17, POINTWISE = 0, OP_POINTWISE = 13, MATMUL = 18, OP_MATMUL = 19, REDUCTION = 21, OP_REDUCTION = 22,
        OP_RESHAPE = 31, GRAPH = 15, HEUR = 4, CFG = 3, PLAN = 5, PACK = 16 };
-enum { T_HANDLE = 0, T_DATA_TYPE = 1, T_BOOLEAN = 2, T_INT64 = 3, T_FLOAT = 4, T_DOUBLE = 5, T_VOID_PTR = 6, T_HEUR_MODE = 8,
+enum { T_HANDLE = 0, T_DATA_TYPE = 1, T_BOOLEAN = 2, T_INT64 = 3, T_FLOAT = 4, T_DOUBLE = 5, T_VOID_PTR = 6, T_HEUR_MODE = 8, T_NUMERICAL_NOTE = 11,
        T_POINTWISE_MODE = 14, T_DESC = 15, T_REDUCTION_OP = 18, T_REORDERING = 20 };
 
 struct Attr { int type; int64_t count; std::vector<uint8_t> bytes; };
@@ -259,6 +259,11 @@ int cudnnBackendGetAttribute(void* p, int attr, int type, int64_t requested, int
   if (d->kind == 2 && attr == 1301 && type == T_INT64 && requested >= 1) {
     *static_cast<int64_t*>(values) = 8;
     if (count) *count = 1;
+    return 0;
+  }
+  if (d->kind == 2 && attr == 1303 && type == T_NUMERICAL_NOTE) {  // one note: CUDNN_NUMERICAL_NOTE_TENSOR_CORE
+    if (count) *count = requested == 0 ? 1 : std::min<int64_t>(1, requested);
+    if (requested >= 1) static_cast<int32_t*>(values)[0] = 0;
     return 0;
   }
   if (d->kind == PLAN && attr == 402 && type == T_INT64 && requested >= 1) {

@@ -38,9 +38,11 @@ internal static class SelfTestCudnnCases
                 return scope.Keep(Tensor.Concat(0, o.Reshape((int)o.Count), dq!.Reshape((int)dq.Count), dk!.Reshape((int)dk.Count), dv!.Reshape((int)dv.Count)));
             }), Only: bf16);
         // The deterministic backward (the default, CudaBackend.CudnnDeterministic): two runs on the same inputs give the
-        // same bits; o, dq, dk, dv against the references like the row above (see DeterministicTwice).
+        // same bits; o, dq, dk, dv against the references like the row above (see DeterministicTwice). More keys than 4×
+        // the head dim: the dS workspace checked there (B·H·T·S bytes at least) then exceeds a float32 dQ buffer
+        // (B·H·T·D·4 bytes) that an engine adding into dQ internally would ask for instead.
         yield return new("attention fwd+bwd (cuDNN SDPA, deterministic): two runs = same bits, vs float64",
-            (r, t) => [Normal(r, t, 2, 8, 256, 128), Normal(r, t, 2, 2, 256, 128), Normal(r, t, 2, 2, 256, 128), Normal(r, t, 2, 8, 256, 128)],
+            (r, t) => [Normal(r, t, 2, 8, 512, 64), Normal(r, t, 2, 2, 512, 64), Normal(r, t, 2, 2, 512, 64), Normal(r, t, 2, 8, 512, 64)],
             x => OnCudnn(x, () => DeterministicTwice(x), deterministic: true), Only: bf16);
         // cuDNN against our tensor-core kernels at the benchmark's shapes, GPU to GPU (see CudnnEqualsOurs).
         yield return new("cuDNN SDPA = ours B2 H16 T2048 D128", (r, t) => [Tensor.Zeros([1])], x => CudnnEqualsOurs(x, 2, 16, 16, 2048, 128), Only: bf16);
@@ -49,8 +51,10 @@ internal static class SelfTestCudnnCases
 
     /// <summary>
     /// Causal attention forward and backward, returning o, dq, dk and dv in one vector for the references. On a GPU (on
-    /// cuDNN's deterministic backward, forced by the row) the backward runs twice from the same o and log-sum-exp and
-    /// throws when the two runs' dq, dk or dv differ in any bit; there it also runs the atomic graph
+    /// cuDNN's deterministic backward, forced by the row) it throws unless the plan that ran is the graph without the dQ
+    /// accumulator and its workspace holds dS (<see cref="DpWorkspaceShortfall"/>: which engine cuDNN picked), then runs
+    /// the backward twice from the same o and log-sum-exp and throws when the two runs' dq, dk or dv differ in any bit;
+    /// there it also runs the atomic graph
     /// (<see cref="CudaBackend.CudnnDeterministic"/> off) twice, and fails when its gradients are further than the bf16
     /// tolerance from the deterministic ones, and prints to stderr how many of its values changed between its own two
     /// runs ("selftest cuDNN SDPA deterministic ..."), for the next run's decision on the default.
@@ -73,6 +77,8 @@ internal static class SelfTestCudnnCases
         {
             if (cuda.CudnnAttentionPlan?.Contains("deterministic dQ", StringComparison.Ordinal) != true)
                 throw new InvalidOperationException($"the backward did not run on cuDNN's deterministic graph ({cuda.CudnnAttentionPlan})");
+            if (DpWorkspaceShortfall(cuda.CudnnAttentionWorkspaceBytes, x[0].Shape[0], x[0].Shape[1], x[0].Shape[2], x[1].Shape[2]) is string shortfall)
+                throw new InvalidOperationException($"{shortfall} ({cuda.CudnnAttentionPlan})");
             var second = Backward();
             var changed = Enumerable.Range(0, 3).Select(i => ChangedValues(first[i], second[i])).ToArray();
             if (changed.Any(n => n > 0))
@@ -103,6 +109,22 @@ internal static class SelfTestCudnnCases
         if (errors.Any(e => !(e.Error <= SelfTestRunner.Bf16Tolerance))) throw new InvalidOperationException($"over {SelfTestRunner.Bf16Tolerance:G3}: {all}");
     }
 
+    /// <summary>
+    /// Why a deterministic backward plan's <paramref name="workspaceBytes"/> show that cuDNN did not pick its "dP
+    /// workspace" algorithm for [B, H, T] queries over S keys, or null. That engine keeps dS (16-bit) for every query
+    /// and key: b·h·s_q·s_kv·2 bytes by the frontend's estimate; half of that is the floor here, for an engine that skips
+    /// the blocks above a causal diagonal (more than half remain at any T). The atomic engine asked for 256 bytes on the
+    /// H200. Below the floor, two runs with the same bits at these shapes prove little: the atomic path repeated its
+    /// bits at small batches where it was found to differ at large ones (karpathy/llm.c #652).
+    /// </summary>
+    internal static string? DpWorkspaceShortfall(long workspaceBytes, int B, int H, int T, int S)
+    {
+        long floor = (long)B * H * T * S;
+        return workspaceBytes >= floor ? null
+            : $"the deterministic graph's engine asked for a workspace of {workspaceBytes} B, under the {floor} B (half of dS for every query and key) " +
+              "that cuDNN's dP-workspace algorithm keeps: not the engine this path is built for";
+    }
+
     /// <summary>How many values of two tensors of one shape differ in any bit (read back as float64: exact for bf16, f32 and f64).</summary>
     private static long ChangedValues(Tensor a, Tensor b)
     {
@@ -116,7 +138,9 @@ internal static class SelfTestCudnnCases
     /// <summary>
     /// On a GPU: bf16 causal attention [B, H, T, D] over Hkv kv heads with seeded N(0, 1) inputs made on the device, run
     /// by cuDNN (forced: the bench's forward without the log-sum-exp, the forward with it, and the deterministic backward
-    /// from that, twice: the two must agree in every bit; then the atomic backward) and by our kernels (cuDNN off: the
+    /// from that, twice: its workspace must hold dS (<see cref="DpWorkspaceShortfall"/>) and the two runs must agree in
+    /// every bit; then the atomic backward twice, its run-to-run changes printed: how much the bit check could see at
+    /// this shape) and by our kernels (cuDNN off: the
     /// 128-row forward, dq and dK/dV); each output of one against the other's by ‖a − b‖ / ‖b‖ (o, o without stats,
     /// lse, dq, dk, dv, and the atomic dq, dk, dv), and both against float64 on sampled rows (o, lse and dq of query rows
     /// 0, 1, T/3 and T − 1 of one head, dk and dv of keys 0, T/3 and T − 1 of one kv head, summed over its query heads).
@@ -146,25 +170,31 @@ internal static class SelfTestCudnnCases
             return (o, lse, dq, dk, dv);
         }
         var was = (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.CudnnDeterministic);
-        (Tensor O, Tensor Lse, Tensor Dq, Tensor Dk, Tensor Dv) cu, repeat, atomic, ours;
+        (Tensor O, Tensor Lse, Tensor Dq, Tensor Dk, Tensor Dv) cu, repeat, atomic, atomicRepeat, ours;
         var oNoStats = Tensor.Empty([B, H, T, D], DType.BF16, dev);
         string plan;
+        long workspace;
         try
         {
             (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.CudnnDeterministic) = (true, true, true);
             cuda.Attention(q, k, v, null, true, 0, scale, oNoStats, null); // the bench's "attention fwd cuDNN" call
             cu = Run();
-            plan = cuda.CudnnAttentionPlan ?? "";
+            (plan, workspace) = (cuda.CudnnAttentionPlan ?? "", cuda.CudnnAttentionWorkspaceBytes);
             repeat = Run();
             cuda.CudnnDeterministic = false;
             atomic = Run();
+            atomicRepeat = Run();
             (cuda.CudnnAttention, cuda.CudnnAttentionRequired) = (false, false);
             ours = Run();
         }
         finally { (cuda.CudnnAttention, cuda.CudnnAttentionRequired, cuda.CudnnDeterministic) = was; }
+        if (DpWorkspaceShortfall(workspace, B, H, T, T) is string shortfall) throw new InvalidOperationException($"{shortfall} ({plan})");
         long changed = ChangedValues(cu.Dq, repeat.Dq) + ChangedValues(cu.Dk, repeat.Dk) + ChangedValues(cu.Dv, repeat.Dv);
         if (changed > 0)
             throw new InvalidOperationException($"cuDNN's deterministic backward ({plan}), two runs on the same inputs: {changed} values of dq, dk, dv differ");
+        // How much the check above could see at this shape: the atomic graph's own run-to-run changes (0 means two equal
+        // runs of the deterministic graph proved nothing beyond the workspace evidence).
+        long atomicChanged = ChangedValues(atomic.Dq, atomicRepeat.Dq) + ChangedValues(atomic.Dk, atomicRepeat.Dk) + ChangedValues(atomic.Dv, atomicRepeat.Dv);
         var errors = new List<(string What, double Error)>
         {
             ("o", Rel(cu.O, ours.O)), ("o without stats", Rel(oNoStats, ours.O)), ("lse", Rel(cu.Lse, ours.Lse)),
@@ -177,7 +207,8 @@ internal static class SelfTestCudnnCases
                 errors.Add(($"{name} {what} vs float64", e));
         errors.Add(("cuDNN o without stats vs float64", reference.Errors(oNoStats.ToFloatArray(), cu.Lse.ToFloatArray(), cu.Dq.ToFloatArray(), cu.Dk.ToFloatArray(), cu.Dv.ToFloatArray())[0].Error));
         string all = string.Join(", ", errors.Select(e => $"{e.What} {e.Error:G3}"));
-        Console.Error.WriteLine($"selftest cuDNN SDPA = ours B{B} H{H} Hkv{Hkv} T{T} D{D} ({plan}; deterministic twice: same bits): {all}");
+        Console.Error.WriteLine($"selftest cuDNN SDPA = ours B{B} H{H} Hkv{Hkv} T{T} D{D} ({plan}; deterministic twice: same bits; " +
+                                $"atomic twice: {atomicChanged} of {cu.Dq.Count + cu.Dk.Count + cu.Dv.Count} dq/dk/dv values differ): {all}");
         double worst = errors.Max(e => double.IsNaN(e.Error) ? double.PositiveInfinity : e.Error);
         if (worst > SelfTestRunner.Bf16Tolerance) throw new InvalidOperationException($"over {SelfTestRunner.Bf16Tolerance:G3}: {all}");
         return scope.Keep(Tensor.FromArray([worst], [1]));

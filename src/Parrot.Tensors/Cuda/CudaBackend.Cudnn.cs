@@ -96,6 +96,12 @@ public sealed partial class CudaBackend
     /// <summary>What the last call that ran on cuDNN used: version, graph style, engine index, workspace (for the benchmarks' notes).</summary>
     public string? CudnnAttentionPlan { get; private set; }
 
+    /// <summary>
+    /// The workspace bytes of the plan the last call that ran on cuDNN used (the selftest's evidence of which backward
+    /// algorithm cuDNN picked: the deterministic one keeps dS for every query and key there).
+    /// </summary>
+    public long CudnnAttentionWorkspaceBytes { get; private set; }
+
     /// <summary>Whether cuDNN's attention can be used on this machine at all; otherwise <paramref name="reason"/> says why.</summary>
     public bool CudnnAttentionAvailable(out string reason)
     {
@@ -142,6 +148,7 @@ public sealed partial class CudaBackend
                   ?? Layouts(q, k, v, o)
                   ?? (logSumExp.DType != DType.F32 ? $"log-sum-exp in {logSumExp.DType.Name()}, cuDNN reads float32" : null);
         if (why is not null) return Declined(why);
+        if (CudnnDeterministic && CudnnSdpa.DeterministicRefusal(_context.Major) is string blackwell) return Declined(blackwell);
         if (dq is null && dk is null && dv is null) return true;
         using var scope = TensorScope.Begin();
         // dO in q's dtype, a packed log-sum-exp, and scratch for the gradients nobody asked for (the graph writes all three).
@@ -194,7 +201,9 @@ public sealed partial class CudaBackend
     {
         using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty(WorkspaceShape(plan.WorkspaceBytes), DType.F32, Device) : null;
         string dq = !plan.Binds(CudnnSdpaGraphs.UidDq) ? "" : plan.Binds(CudnnSdpaGraphs.UidDqAccum) ? ", atomic dQ" : ", deterministic dQ";
-        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}, workspace {plan.WorkspaceBytes} B";
+        string notes = plan.EngineNotes.Length > 0 ? $" ({plan.EngineNotes})" : "";
+        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}{notes}, workspace {plan.WorkspaceBytes} B";
+        CudnnAttentionWorkspaceBytes = plan.WorkspaceBytes;
         var mark = _context.Profiler.Begin(what);
         try { CudnnAttentionEngine.Execute(plan, pointers, scale, workspace?.DataPointer ?? 0); }
         finally { _context.Profiler.End(mark); }

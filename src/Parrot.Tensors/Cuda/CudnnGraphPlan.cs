@@ -22,6 +22,12 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
     /// <summary>cuDNN's global index of the engine the plan runs (−1 when it could not be read): which kernel family won.</summary>
     internal long EngineIndex { get; private set; } = -1;
 
+    /// <summary>
+    /// The engine's numerical notes in words ("tensor core, nondeterministic", …; empty when cuDNN gives none or does not
+    /// say): cuDNN's own word on the engine a plan runs, e.g. whether it adds in an order that varies run to run.
+    /// </summary>
+    internal string EngineNotes { get; private set; } = "";
+
     /// <summary>Which frontend release's graph this plan runs (for notes and the bench).</summary>
     internal CudnnSdpaStyle Style { get; init; }
 
@@ -198,7 +204,7 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
                     catch { plan.Dispose(); throw; }
                     if (st == 0)
                     {
-                        EngineIndex = GlobalIndex(configs[i]);
+                        (EngineIndex, EngineNotes) = (GlobalIndex(configs[i]), NumericalNotes(configs[i]));
                         Keep(configs[i]);
                         configs[i] = null!;
                         return Keep(plan);
@@ -227,6 +233,24 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
             return Cudnn.cudnnBackendGetAttribute(engine.Handle, Cudnn.Attr.EngineGlobalIndex, Cudnn.AttrType.Int64, 1, out _, &index) == 0 ? index : -1;
         }
         catch (CudaException) { return -1; }
+    }
+
+    /// <summary>The numerical notes of the engine behind an engine config, in words (diagnostic: empty when cuDNN does not say).</summary>
+    private static string NumericalNotes(CudnnDescriptor config)
+    {
+        try
+        {
+            using var engine = CudnnDescriptor.Create(Cudnn.Descriptor.Engine, "engine");
+            nint h = engine.Handle;
+            if (Cudnn.cudnnBackendGetAttribute(config.Handle, Cudnn.Attr.EngineCfgEngine, Cudnn.AttrType.BackendDescriptor, 1, out _, &h) != 0) return "";
+            var notes = stackalloc int[16];
+            if (Cudnn.cudnnBackendGetAttribute(engine.Handle, Cudnn.Attr.EngineNumericalNote, Cudnn.AttrType.NumericalNote, 16, out long n, notes) != 0) return "";
+            var words = new List<string>();
+            for (int i = 0; i < Math.Min(n, 16); i++)
+                words.Add(notes[i] >= 0 && notes[i] < Cudnn.NumericalNoteNames.Length ? Cudnn.NumericalNoteNames[notes[i]] : $"note {notes[i]}");
+            return string.Join(", ", words);
+        }
+        catch (CudaException) { return ""; }
     }
 
     /// <summary>

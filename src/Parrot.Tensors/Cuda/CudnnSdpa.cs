@@ -145,6 +145,17 @@ internal sealed class CudnnSdpa : IDisposable
 
     private static string Mib(long bytes) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (1024.0 * 1024):0.#} MiB");
 
+    /// <summary>
+    /// Why cuDNN's deterministic backward cannot be asked for on a GPU of compute capability <paramref name="major"/>.x,
+    /// or null. On sm_10x cudnn-frontend refuses <c>set_deterministic_algorithm(true)</c> below cuDNN 9.18 and from 9.18
+    /// on runs it only on an engine it pins by id and knobs (its <c>override_heuristics_query</c>), not on whatever
+    /// heuristics pick for the graph without dQ_accum — the only form these graphs ask in, so nothing says the engine
+    /// picked there is deterministic. Elsewhere (sm_8x, sm_90, sm_12x) the frontend leaves the choice to heuristics too.
+    /// </summary>
+    internal static string? DeterministicRefusal(int major) => major != 10 ? null
+        : "cuDNN's deterministic SDPA backward on sm_10x runs only on an engine cudnn-frontend pins by id and knobs (cuDNN ≥ 9.18), " +
+          "which is not built here; our attention kernels (deterministic) run it (PARROT_CUDNN_DETERMINISTIC=0: cuDNN's atomic backward)";
+
     /// <summary>The graph styles to try for cuDNN <paramref name="version"/>: the current frontend's first from 9.10 on.</summary>
     internal static CudnnSdpaStyle[] StyleOrder(long version) => version >= 91000
         ? [CudnnSdpaStyle.FrontendCurrent, CudnnSdpaStyle.Frontend15]

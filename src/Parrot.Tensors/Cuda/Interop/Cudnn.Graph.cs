@@ -37,6 +37,7 @@ internal static partial class Cudnn
         internal const int Double = 5;               // CUDNN_TYPE_DOUBLE
         internal const int VoidPtr = 6;              // CUDNN_TYPE_VOID_PTR
         internal const int HeurMode = 8;             // CUDNN_TYPE_HEUR_MODE (cudnnBackendHeurMode_t)
+        internal const int NumericalNote = 11;       // CUDNN_TYPE_NUMERICAL_NOTE (cudnnBackendNumericalNote_t, a 4-byte enum)
         internal const int PointwiseMode = 14;       // CUDNN_TYPE_POINTWISE_MODE (cudnnPointwiseMode_t)
         internal const int BackendDescriptor = 15;   // CUDNN_TYPE_BACKEND_DESCRIPTOR
         internal const int ReductionOperator = 18;   // CUDNN_TYPE_REDUCTION_OPERATOR_TYPE (cudnnReduceTensorOp_t)
@@ -78,6 +79,7 @@ internal static partial class Cudnn
         internal const int VariantPackWorkspace = 1003;          // CUDNN_ATTR_VARIANT_PACK_WORKSPACE
         internal const int MatmulCompType = 1500;                // CUDNN_ATTR_MATMUL_COMP_TYPE
         internal const int EngineGlobalIndex = 1301;             // CUDNN_ATTR_ENGINE_GLOBAL_INDEX
+        internal const int EngineNumericalNote = 1303;           // CUDNN_ATTR_ENGINE_NUMERICAL_NOTE
         internal const int OperationMatmulADesc = 1520;          // CUDNN_ATTR_OPERATION_MATMUL_ADESC
         internal const int OperationMatmulBDesc = 1521;          // CUDNN_ATTR_OPERATION_MATMUL_BDESC
         internal const int OperationMatmulCDesc = 1522;          // CUDNN_ATTR_OPERATION_MATMUL_CDESC
@@ -90,6 +92,15 @@ internal static partial class Cudnn
         internal const int OperationReshapeXDesc = 2200;         // CUDNN_ATTR_OPERATION_RESHAPE_XDESC
         internal const int OperationReshapeYDesc = 2201;         // CUDNN_ATTR_OPERATION_RESHAPE_YDESC
     }
+
+    /// <summary>
+    /// cudnnBackendNumericalNote_t, by value: CUDNN_NUMERICAL_NOTE_TENSOR_CORE (0), DOWN_CONVERT_INPUTS,
+    /// REDUCED_PRECISION_REDUCTION, FFT, NONDETERMINISTIC (4), WINOGRAD, WINOGRAD_TILE_4x4, _6x6, _13x13,
+    /// STRICT_NAN_PROP (9), in words for plan descriptions.
+    /// </summary>
+    internal static readonly string[] NumericalNoteNames =
+        ["tensor core", "down-convert inputs", "reduced-precision reduction", "FFT", "nondeterministic", "Winograd",
+         "Winograd 4x4", "Winograd 6x6", "Winograd 13x13", "strict NaN propagation"];
 
     /// <summary>cudnnDataType_t.</summary>
     internal static class DataType
