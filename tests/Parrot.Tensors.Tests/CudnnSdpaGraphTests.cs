@@ -323,6 +323,17 @@ public class CudnnSdpaGraphTests
     }
 
     [Test]
+    public void BackwardsOverKeyCountsNotAMultipleOf128AreKeptFromCudnnUpTo9150()
+    {
+        // cudnn-frontend pads such backwards with a workaround mask up to 9.15.0 (NaN gradients otherwise).
+        Assert.That(CudnnSdpa.KeyTailRefusal(true, 300, 91400), Does.Contain("300 keys").And.Contain("our attention kernels"));
+        Assert.That(CudnnSdpa.KeyTailRefusal(true, 300, 91500), Is.Not.Null);
+        Assert.That(CudnnSdpa.KeyTailRefusal(true, 300, 91501), Is.Null);
+        Assert.That(CudnnSdpa.KeyTailRefusal(true, 512, 91400), Is.Null);
+        Assert.That(CudnnSdpa.KeyTailRefusal(false, 300, 91400), Is.Null, "forwards: the frontend adds no workaround");
+    }
+
+    [Test]
     public void DeterministicSwitchIsOnUnlessTheEnvironmentSaysZero()
     {
         Assert.That(CudaBackend.CudnnDeterministicDefault(null), Is.True);

@@ -97,6 +97,7 @@ internal sealed class CudnnSdpa : IDisposable
             if (!_probed && !build) { why = capturing; return null; }
             Probe();
             if (_unavailable is not null) { why = _unavailable; return null; }
+            if (KeyTailRefusal(problem.Backward, problem.S, Version) is string tail) { why = tail; return null; }
             string key = problem.Key;
             if (_plans.TryGetValue(key, out var plan)) return Affordable(plan, problem, deterministicWorkspaceLimit, out why);
             if (_refused.TryGetValue(key, out var reason)) { why = reason; return null; }
@@ -155,6 +156,17 @@ internal sealed class CudnnSdpa : IDisposable
     internal static string? DeterministicRefusal(int major) => major != 10 ? null
         : "cuDNN's deterministic SDPA backward on sm_10x runs only on an engine cudnn-frontend pins by id and knobs (cuDNN ≥ 9.18), " +
           "which is not built here; our attention kernels (deterministic) run it (PARROT_CUDNN_DETERMINISTIC=0: cuDNN's atomic backward)";
+
+    /// <summary>
+    /// Why a backward over <paramref name="keys"/> keys is not sent to cuDNN <paramref name="version"/>, or null:
+    /// up to 9.15.0, a backward whose key count is not a multiple of 128 (without a padding mask) needs the padding mask
+    /// cudnn-frontend adds as a workaround (sequence lengths equal to the full sizes; its issue #160: NaN gradients
+    /// otherwise); these graphs do not carry it, so our kernels run those calls.
+    /// </summary>
+    internal static string? KeyTailRefusal(bool backward, int keys, long version) =>
+        backward && keys % 128 != 0 && version <= 91500
+            ? $"cuDNN {version} ≤ 9.15.0: a backward over {keys} keys (not a multiple of 128) needs cudnn-frontend's padding-mask workaround, not built here; our attention kernels run it"
+            : null;
 
     /// <summary>The graph styles to try for cuDNN <paramref name="version"/>: the current frontend's first from 9.10 on.</summary>
     internal static CudnnSdpaStyle[] StyleOrder(long version) => version >= 91000
