@@ -2,16 +2,16 @@
 // _d128 of native/attention_decode_mma.cu) against the two launches it replaces (rope.cu's rope_kv_append /
 // rope_kv_append_at, then attention_decode_mma_d{D} / attention_decode_mma_at_d{D} on the rotated q), bit for bit: the
 // output and both whole caches, with the fused launch's blocks in launch, reversed and shuffled order (each from the
-// caches as they were), tickets back at 0. Shapes: head dims 64 and 128, grouped-query ratios 7 and 8 (7 heads × T 3:
-// 21 rows, two row groups that both hold the new rows' range), T 1, 2 and 3, key counts at tile and range edges (one
-// key; 64, 65; the new key first in a range; T 2 with the two new keys in two ranges), many ranges, batch 2, q/k/v as
-// views of a packed projection, caches contiguous or [B, S, Hkv, D + 8], f32 and bf16 tables, the host form (causal and
-// not) and device positions (int32/int64; rows inside, a second query past the capacity: q NaN there; a first position
-// before the cache whose second row is inside: written, nothing read; past the cache: nothing written, NaN). The
-// caches' new rows hold stale finite values before the step and rows past the keys NaN: a block that reads a new row
-// before it is written, or a row past its keys, shows. Then the fused output against float64 attention of the two
-// launches' rotated q over the written caches, in bf16 ulps (as decode_mma_test: ulp of the reference, |x| floored at
-// 2^-6), and the rows that must be NaN.
+// caches as they were) and once with every cp.async done when issued (emu_mma.h's g_cp_async_early), tickets back at 0.
+// Shapes: head dims 64 and 128, grouped-query ratios 7 and 8 (7 heads × T 3: 21 rows, two row groups that both hold the
+// new rows' range), T 1, 2 and 3, key counts at tile and range edges (one key; 64, 65; the new key first in a range; T
+// 2 with the two new keys in two ranges), many ranges, batch 2, q/k/v as views of a packed projection, caches
+// contiguous or [B, S, Hkv, D + 8], f32 and bf16 tables, the host form (causal and not) and device positions
+// (int32/int64; rows inside, a second query past the capacity: q NaN there; a first position before the cache whose
+// second row is inside: written, nothing read; past the cache: nothing written, NaN). The caches' new rows hold stale
+// finite values before the step and rows past the keys NaN: a block that reads a new row before it is written, or a row
+// past its keys, shows. Then the fused output against float64 attention of the two launches' rotated q over the written
+// caches, in bf16 ulps (as decode_mma_test: ulp of the reference, |x| floored at 2^-6), and the rows that must be NaN.
 #include "emu_mma.h"
 #include "attention_reference.h"
 #include "prelude.cuh"
@@ -141,10 +141,13 @@ static void run(const Case& c, std::mt19937& rng)
         CHECK(tickets_zero(), "%s: tickets left nonzero (two launches)", name);
     }
 
-    // The fused launch, in three block orders, each from the caches as they were.
+    // The fused launch, in three block orders, each from the caches as they were; then in launch order with every
+    // cp.async done when issued (g_cp_async_early: a tile staged before the block's new rows are written, or stage 2's
+    // K buffer refilled while a warp still loads its q rows from it, reads or clobbers; the queued default cannot show
+    // either).
     bool all_same = true;
     std::vector<u16> o2;
-    for (int how = 0; how <= 2; how++)
+    for (int how = 0; how <= 3; how++)
     {
         auto kc2 = kc0, vc2 = vc0;
         o2.assign(on, 0x7fc1);
@@ -152,14 +155,16 @@ static void run(const Case& c, std::mt19937& rng)
         AttnStrides sf{};
         for (int i = 0; i < 4; i++) { sf.q[i] = ps[i]; sf.k[i] = sf.v[i] = cst[i]; sf.o[i] = os[i]; }
         DecRope rp{kp, vp, cs.data() + to, sn.data() + to, {ps[0], ps[1], ps[2], ps[3]}, {ps[0], ps[1], ps[2], ps[3]}, 1, 1, crow, crow, c.tdt};
-        auto order = block_order(grid, how);
+        auto order = block_order(grid, how == 3 ? 0 : how);
+        g_cp_async_early = how == 3;
         launch(grid, MMA_THREADS, [&] {
             (D == 64 ? dm::attention_decode_mma_rope_d64 : dm::attention_decode_mma_rope_d128)(qp, kc2.data(), vc2.data(), o2.data(), sf, H, Hkv, T, S,
                 c.at ? 1 : c.causal, c.at ? 0 : p0, scale, splits, c.min_keys, part.data(), g_tickets.data(), c.at ? pp : nullptr, c.pdt, rp);
         }, &order);
-        CHECK(tickets_zero(), "%s: tickets left nonzero (block order %d)", name, how);
+        g_cp_async_early = false;
+        CHECK(tickets_zero(), "%s: tickets left nonzero (run %d: block orders 0–2, 3 early copies)", name, how);
         const bool so = o1 == o2, sk = kc1 == kc2, sv = vc1 == vc2;
-        CHECK(so, "%s: the output differs from the two launches' (block order %d)", name, how);
+        CHECK(so, "%s: the output differs from the two launches' (run %d: block orders 0–2, 3 early copies)", name, how);
         CHECK(sk && sv, "%s: the caches differ from the two launches' (k %d, v %d; block order %d)", name, sk, sv, how);
         all_same = all_same && so && sk && sv;
         // Not vacuous: exactly the new rows inside the cache were written.
@@ -213,7 +218,7 @@ static void run(const Case& c, std::mt19937& rng)
     }
     worst = std::max(worst, w);
     cases_run++;
-    printf("  %-84s %s; %.2f ulps vs f64\n", name, all_same ? "bits = two launches (o, caches; 3 block orders)" : "DIFFER", w);
+    printf("  %-84s %s; %.2f ulps vs f64\n", name, all_same ? "bits = two launches (o, caches; 3 block orders, early copies)" : "DIFFER", w);
 }
 
 int main(int argc, char** argv)

@@ -85,8 +85,12 @@ inline unsigned cvt_rn_bf16x2(float a, float b) { return (unsigned)emu_rne_bf16(
 struct EmuCopy { void* dst; const void* src; size_t n; };
 static thread_local std::vector<EmuCopy> t_open_group;
 static thread_local std::vector<std::vector<EmuCopy>> t_groups; // committed, oldest first
-inline void cp_async16(void* dst, const void* src) { t_open_group.push_back({dst, src, 16}); }
-inline void cp_async4(void* dst, const void* src) { t_open_group.push_back({dst, src, 4}); }
+// g_cp_async_early (set between launches): each copy is done when issued instead, the earliest a GPU could read its
+// source and fill its destination, so a source written after the issue (even by the issuing block) or a destination
+// another warp still reads after it shows; the late default cannot show either. A test runs its kernel both ways.
+inline bool g_cp_async_early = false;
+inline void cp_async16(void* dst, const void* src) { if (g_cp_async_early) memcpy(dst, src, 16); else t_open_group.push_back({dst, src, 16}); }
+inline void cp_async4(void* dst, const void* src) { if (g_cp_async_early) memcpy(dst, src, 4); else t_open_group.push_back({dst, src, 4}); }
 inline void cp_async_commit() { t_groups.push_back(std::move(t_open_group)); t_open_group.clear(); }
 template <int N> inline void cp_async_wait()
 {

@@ -38,7 +38,7 @@ echo "decode attention (key ranges merged in one launch by the last ticket, bloc
 # quick: without the 3000-key case ("$out/decode_mma" alone runs it).
 echo "decode attention on tensor cores (long caches, PARROT_DECODE_MMA; against float64 in bf16 ulps and against the FMA decode kernel; device positions against the host-position kernel per row, bits):"; "$out/decode_mma" quick | tail -5
 # quick: without the 3000- and 2100-key cases ("$out/decode_mma_rope" alone runs them).
-echo "rope + cache append + attention in one launch on tensor cores (against rope_kv_append(_at) + the tensor-core kernel, bits: output and caches, blocks in 3 orders; against float64):"; "$out/decode_mma_rope" quick | tail -3
+echo "rope + cache append + attention in one launch on tensor cores (against rope_kv_append(_at) + the tensor-core kernel, bits: output and caches, blocks in 3 orders, and with every cp.async done at issue; against float64):"; "$out/decode_mma_rope" quick | tail -3
 echo -n "random (uniform/normal, every dtype, indices past 2^32, against the CPU formula): "; "$out/random"
 # quick: the whole sweep (~4x longer: every dtype's k above 1024, more vocabulary rows, k = n = 152,064) is "$out/topk" alone.
 echo -n "top-k (a warp per short row; radix select, gather, bitonic sort per long row) against a stable sort, every dtype: "; "$out/topk" quick

@@ -12,7 +12,8 @@ namespace Parrot.Cli.SelfTest;
 /// then the decode attention) in the output and in every row of both caches, or the row throws; the result (output
 /// and caches) is then checked against the CPU (the ops in sequence) and float64, as every row. The "tensor cores" rows
 /// do the same with the tensor-core decode kernel forced on for the row (<see cref="CudaBackend.DecodeMma"/>, threshold
-/// 1 key; bf16): its fused form attention_decode_mma_rope_d{D} against rope_kv_append(_at) then attention_decode_mma.
+/// 1 key; bf16): its fused form attention_decode_mma_rope_d{D} against rope_kv_append(_at) then attention_decode_mma;
+/// the others force it off. Each row forces the fusion on and throws unless the kernel it names ran.
 /// </summary>
 internal static class SelfTestRopeAttendCases
 {
@@ -26,57 +27,64 @@ internal static class SelfTestRopeAttendCases
     internal static IEnumerable<SelfTestCase> All()
     {
         // 160 keys seen: 5 ranges of 32 on a 132-SM GPU, the new key in the last; a cache of 200 rows.
-        yield return new("rope+append+attention 7B decode (one launch = two)", (r, t) => Inputs(r, t, Qwen7B, 1, 200), x => Run(x, Qwen7B, past: 159, positions: null));
+        yield return new("rope+append+attention 7B decode (one launch = two)", (r, t) => Inputs(r, t, Qwen7B, 1, 200), x => Run(x, Qwen7B, past: 159, positions: null, mma: false));
         // Device positions (the static step): a 1024-row cache (32 ranges allowed), rows at 159 and at the last row.
         yield return new("rope+append+attention 7B decode at positions (one launch = two)",
-            (r, t) => [.. Inputs(r, t, Qwen7B, 2, 1024), Tensor.FromArray(new long[] { 159, 1023 }, 2)], x => Run(x, Qwen7B, past: 0, positions: x[3]));
+            (r, t) => [.. Inputs(r, t, Qwen7B, 2, 1024), Tensor.FromArray(new long[] { 159, 1023 }, 2)], x => Run(x, Qwen7B, past: 0, positions: x[3], mma: false));
         // Tensor cores: 1921 keys seen, 30 ranges of 128 keys on a 132-SM GPU, the new key the first of range 15.
         yield return new("rope+append+attention, tensor cores (one launch = two)",
-            (r, t) => Inputs(r, t, Qwen7B, 1, 2000), x => WithMma(x[0], () => Run(x, Qwen7B, past: 1920, positions: null)), Only: [DType.BF16]);
+            (r, t) => Inputs(r, t, Qwen7B, 1, 2000), x => Run(x, Qwen7B, past: 1920, positions: null, mma: true), Only: [DType.BF16]);
         // Two new tokens a row, 8 query heads a kv head (a full 16-row tile), head dim 64: 1153 keys, the new keys the
         // last of one range and the first of the next.
         var gqa8 = new Shape(16, 2, 64, 2);
         yield return new("rope+append+attention, tensor cores, T2 GQA8 D64 (one launch = two)",
-            (r, t) => Inputs(r, t, gqa8, 2, 1200), x => WithMma(x[0], () => Run(x, gqa8, past: 1151, positions: null)), Only: [DType.BF16]);
+            (r, t) => Inputs(r, t, gqa8, 2, 1200), x => Run(x, gqa8, past: 1151, positions: null, mma: true), Only: [DType.BF16]);
         // Device positions on a 2048-row cache: rows at 1920 and at the last row.
         yield return new("rope+append+attention at positions, tensor cores (one launch = two)",
             (r, t) => [.. Inputs(r, t, Qwen7B, 2, 2048), Tensor.FromArray(new long[] { 1920, 2047 }, 2)],
-            x => WithMma(x[0], () => Run(x, Qwen7B, past: 0, positions: x[3])), Only: [DType.BF16]);
+            x => Run(x, Qwen7B, past: 0, positions: x[3], mma: true), Only: [DType.BF16]);
     }
 
     /// <summary>The packed projection [B, T, (H + 2·Hkv)·D] and the K and V caches [B, Hkv, capacity, D].</summary>
     private static Tensor[] Inputs(Random r, DType t, Shape s, int b, int capacity) =>
         [Normal(r, t, b, s.T, (s.Heads + 2 * s.KvHeads) * s.D), Normal(r, t, b, s.KvHeads, capacity, s.D), Normal(r, t, b, s.KvHeads, capacity, s.D)];
 
-    /// <summary>Runs <paramref name="run"/> with the tensor-core decode kernel forced on (threshold 1 key) on a CUDA device.</summary>
-    private static Tensor WithMma(Tensor on, Func<Tensor> run)
-    {
-        if (on.Backend is not CudaBackend cuda) return run();
-        (bool was, int minKeys) = (cuda.DecodeMma, cuda.DecodeMmaMinKeys);
-        (cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (true, 1);
-        try { return run(); }
-        finally { (cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (was, minKeys); }
-    }
-
-    private static Tensor Run(Tensor[] x, Shape s, int past, Tensor? positions)
+    /// <summary>
+    /// The step, and on a GPU the checks: the fused path forced on (<see cref="CudaBackend.DecodeRopeFused"/>) with the
+    /// tensor-core decode kernel forced on (<paramref name="mma"/>: <see cref="CudaBackend.DecodeMma"/>, threshold 1 key)
+    /// or off (the FMA fused kernel, whatever PARROT_DECODE_MMA says), the kernel the row names must have run (its
+    /// launch counter moved: otherwise the row would compare the two launches with themselves), then the two launches
+    /// (<see cref="CudaBackend.DecodeRopeFused"/> off) must give the same bits.
+    /// </summary>
+    private static Tensor Run(Tensor[] x, Shape s, int past, Tensor? positions, bool mma)
     {
         using var scope = TensorScope.Begin();
-        var (o, kc, vc) = Step(x, s, past, positions);
-        if (x[0].Backend is CudaBackend cuda)
+        if (x[0].Backend is not CudaBackend cuda)
         {
-            bool fused = cuda.DecodeRopeFused;
-            cuda.DecodeRopeFused = false;
-            try
-            {
-                var (o2, kc2, vc2) = Step(x, s, past, positions);
-                Same(o, o2, "the output");
-                Same(kc, kc2, "the K cache");
-                Same(vc, vc2, "the V cache");
-            }
-            finally { cuda.DecodeRopeFused = fused; }
+            var (oc, kcc, vcc) = Step(x, s, past, positions);
+            return scope.Keep(Flat(oc, kcc, vcc));
         }
-        return scope.Keep(Tensor.Concat(0, o.Contiguous().Reshape(-1), kc.Reshape(-1), vc.Reshape(-1)));
+        (bool fused, bool was, int minKeys) = (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys);
+        try
+        {
+            (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (true, mma, mma ? 1 : minKeys);
+            long Launches() => mma ? cuda.RopeAttendMmaLaunches : cuda.RopeAttendLaunches;
+            long before = Launches();
+            var (o, kc, vc) = Step(x, s, past, positions);
+            if (Launches() == before)
+                throw new InvalidOperationException($"rope+append+attention: {(mma ? "attention_decode_mma_rope_d" + s.D : "attention_decode_rope_*")} did not run " +
+                    "(PARROT_DECODE_ATTENTION=0 or v1, cuDNN attention required, or the operands not eligible)");
+            cuda.DecodeRopeFused = false;
+            var (o2, kc2, vc2) = Step(x, s, past, positions);
+            Same(o, o2, "the output");
+            Same(kc, kc2, "the K cache");
+            Same(vc, vc2, "the V cache");
+            return scope.Keep(Flat(o, kc, vc));
+        }
+        finally { (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (fused, was, minKeys); }
     }
+
+    private static Tensor Flat(Tensor o, Tensor kc, Tensor vc) => Tensor.Concat(0, o.Contiguous().Reshape(-1), kc.Reshape(-1), vc.Reshape(-1));
 
     /// <summary>One step into copies of the caches: the output [B, H, T, D] and the caches after it.</summary>
     private static (Tensor O, Tensor K, Tensor V) Step(Tensor[] x, Shape s, int past, Tensor? positions)

@@ -78,5 +78,6 @@ public sealed partial class CudaBackend
             .Add(positions is null ? (causal ? 1 : 0) : 1).Add(positions is null ? S - T : 0).Add(scale).Add(splits).Add(DecodeMmaRangeKeys)
             .Ptr(part).Ptr(tickets).Ptr(positions).Add(Code(positions?.DType ?? DType.I64)).Add(rp);
         _kernels.Launch("attention_decode_mma.cu", name, (uint)(groups * splits), DecodeMmaThreads, a, shared);
+        Interlocked.Increment(ref _ropeAttendMmaLaunches); // CudaBackend.DecodeRope.cs
     }
 }

@@ -17,6 +17,18 @@ public sealed partial class CudaBackend
     /// </summary>
     public bool DecodeRopeFused { get; set; } = DecodeRopeFusedDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_ROPE_FUSED"));
 
+    /// <summary>
+    /// Launches of attention_decode_rope_* (<see cref="RopeAttendLaunches"/>) and of attention_decode_mma_rope_d{D}
+    /// (<see cref="RopeAttendMmaLaunches"/>) so far: `parrot selftest` checks that its fused rows took the kernel they
+    /// name (else a row would compare the two launches with themselves).
+    /// </summary>
+    public long RopeAttendLaunches => Interlocked.Read(ref _ropeAttendLaunches);
+
+    /// <inheritdoc cref="RopeAttendLaunches"/>
+    public long RopeAttendMmaLaunches => Interlocked.Read(ref _ropeAttendMmaLaunches);
+
+    private long _ropeAttendLaunches, _ropeAttendMmaLaunches;
+
     /// <summary>The default of <see cref="DecodeRopeFused"/> for a value of PARROT_DECODE_ROPE_FUSED: off only for "0".</summary>
     internal static bool DecodeRopeFusedDefault(string? value) => value?.Trim() != "0";
 
@@ -126,5 +138,6 @@ public sealed partial class CudaBackend
             .Add(positions is null ? S - 1 : 0).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys)).Ptr(part).Ptr(tickets)
             .Ptr(positions).Add(Code(positions?.DType ?? DType.I64)).Add(rp);
         _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_rope_bf16" : "attention_decode_rope_f32", (uint)(groups * splits), DecodeThreads, a);
+        Interlocked.Increment(ref _ropeAttendLaunches);
     }
 }
