@@ -250,6 +250,9 @@ static void run_at(int B, int H, int Hkv, int T, int C, int D, std::vector<int> 
 int main(int argc, char** argv)
 {
     const bool quick = argc > 1 && std::string(argv[1]) == "quick";
+    // "early" (second argument): every cp.async done when issued (emu_mma.h), the earliest a GPU could land it: a stage
+    // refilled while a warp still reads it, or read before its copy, then shows as wrong bits.
+    g_cp_async_early = argc > 2 && std::string(argv[2]) == "early";
     std::mt19937 rng(20261127);
     const int sms = 132;
     // {B, H, Hkv, T, S, D, causal, offset, layout, splits, min_keys, lse}; splits from the launcher's rule unless fixed.
