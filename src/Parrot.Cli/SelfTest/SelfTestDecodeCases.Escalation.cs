@@ -7,8 +7,8 @@ namespace Parrot.Cli.SelfTest;
 /// "top-p sampling, escalated candidates = full row": a row its first candidates do not decide asks the device once more
 /// for its top <see cref="TopKCandidates.EscalatedCount"/> (a second TopK after the step, outside any graph) before it is
 /// read whole, and top-k up to <see cref="TopKCandidates.MaxTopK"/> reads k + margin (docs/cuda.md, "Escalated
-/// candidates"). Whole generations of both sessions (top-p alone at a few first candidates, then a quarter of the
-/// vocabulary) against the whole-row path; then 151,936-long rows on the device — wide nuclei (1,000–3,000 warm ids) under
+/// candidates"). Whole generations of both sessions (top-p alone at a few first candidates, then a sixth of the
+/// vocabulary; on a device both sessions must sample some rows from the escalated ones) against the whole-row path; then 151,936-long rows on the device — wide nuclei (1,000–3,000 warm ids) under
 /// top-p alone, ties at the top under top-k 50 and penalised greedy, top-k 2000 with top-p — against the sampler given each
 /// whole row: the same picks, rows decided by the escalated candidates and top-k 2000 rows by their first ones.
 /// </summary>
@@ -21,21 +21,33 @@ internal static partial class SelfTestDecodeCases
         using (model)
         {
             var inputs = prompts.Select(x => new GenerationPrompt(x)).ToArray();
+            var escalatedRows = new int[2];
             foreach (bool staticStep in new[] { false, true })
-            foreach (double temperature in new[] { 0.6, 1 })
+            // Low temperatures: the tiny model's rows are flat, its nucleus at T ≥ 0.3 wider than a sixth of the vocabulary
+            // (no row escalated at 0.6 and 1 — the futility bound skipped them all); these put it between 4 and 16 ids.
+            foreach (var (temperature, topP) in new[] { (0.1, 0.5), (0.2, 0.3) })
             foreach (double penalty in new[] { 1, 1.05 })
             {
-                var options = new GenerationOptions { MaxNewTokens = Steps + 1, Temperature = temperature, TopP = 0.7, RepetitionPenalty = penalty, Seed = 7, IgnoreEos = true };
+                var options = new GenerationOptions { MaxNewTokens = Steps + 1, Temperature = temperature, TopP = topP, RepetitionPenalty = penalty, Seed = 7, IgnoreEos = true };
                 var lm = Wrap(model, staticStep);
                 var want = new Generator(Generator.LogitsOnly(Wrap(model, staticStep)), endOfSequenceIds: []).Generate(inputs, options);
-                var got = new Generator(lm, endOfSequenceIds: []) { TopPCandidates = 4, EscalatedCandidates = Math.Max(5, lm.VocabSize / 4 - 2) }.Generate(inputs, options);
+                // A sixth of the vocabulary: the escalation still reads fewer bytes than the row with the penalty's seen ids
+                // (4·count + 2·seen + 4 < vocab; at a quarter only rows with at most one seen id would escalate).
+                var generator = new Generator(lm, endOfSequenceIds: []) { TopPCandidates = 4, EscalatedCandidates = Math.Max(5, lm.VocabSize / 6) };
+                var got = generator.Generate(inputs, options);
                 for (int r = 0; r < inputs.Length; r++)
                 {
                     if (!got[r].Tokens.SequenceEqual(want[r].Tokens))
                         throw new InvalidOperationException($"escalated candidates ({(staticStep ? "static step" : "eager")}, {options}), row {r}: from the candidates [{string.Join(", ", got[r].Tokens)}], from the rows [{string.Join(", ", want[r].Tokens)}]");
                     flags.Add(1);
                 }
+                escalatedRows[staticStep ? 1 : 0] += generator.EscalatedRows;
             }
+            // Candidates are read where they save a copy: not on the CPU. Elsewhere both sessions must have sampled rows
+            // from escalated candidates (the static step's second TopK after its graph replay), or the tokens above prove
+            // only the first candidates (the test device: 20–29 rows a session).
+            if (p[0].Device.Kind != DeviceKind.Cpu && escalatedRows.Any(x => x == 0))
+                throw new InvalidOperationException($"escalated candidates: generations sampled {escalatedRows[0]} (eager) and {escalatedRows[1]} (static step) rows from escalated candidates");
         }
         using (TensorScope.Begin()) EscalatedVocabularyRows(p[0], flags);
         return Tensor.FromArray(flags.ToArray(), flags.Count);

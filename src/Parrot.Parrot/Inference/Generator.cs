@@ -228,6 +228,7 @@ public sealed class Generator
                 for (int r = 0; r < b; r++)
                 {
                     if (done[r]) continue;
+                    if (rows?[r] is { Escalated: true, Logits: null }) EscalatedRows++;
                     int id = ids is not null ? ids[r] : samplers[r].Next(rows![r]);
                     last[r] = id;
                     var (piece, finished) = AfterToken(id, filters[r], _eos, options, step + 1);
@@ -265,6 +266,9 @@ public sealed class Generator
 
     /// <summary>Candidates asked once more for a row the first ones do not decide (<see cref="TopKCandidates.EscalatedCount"/>; 0: none; tests with small vocabularies set fewer).</summary>
     internal int EscalatedCandidates { get; init; } = TopKCandidates.EscalatedCount;
+
+    /// <summary>Rows sampled from escalated candidates so far (<see cref="CandidateAsk.Escalation"/>; the selftest counts them).</summary>
+    internal int EscalatedRows { get; private set; }
 
     /// <summary>A greedy session's ids, checked as TokenSampler checks the logits it is given.</summary>
     private static int[] CheckIds(int[] ids, int batch, int vocab)

@@ -70,21 +70,24 @@ internal sealed partial class TokenSampler
     /// <summary>
     /// Whether asking again with <paramref name="count"/> top candidates could decide the row the last
     /// <see cref="DecideTopP"/> refused (<see cref="CandidateAsk.MayEscalate"/>): not for a NaN, a +∞ or the device's
-    /// numbers (the same at any count), nor where even <paramref name="count"/> candidates cannot hold top-p: each one more
-    /// has a probability of at most the largest left out's, so the candidates' mass plus (count − n) of those at S_lo
-    /// bounds the mass of any threshold's set; below top-p the nucleus's threshold reaches 0 at that count too.
+    /// numbers (the same at any count), nor where even <paramref name="count"/> candidates cannot hold top-p. The new
+    /// candidates are the count − top ids past the first read's top (the seen ids it gathered are candidates already, so
+    /// not n: a long penalised prompt's ids outside the top would shrink the bound and skip rows the escalation decides;
+    /// a tie at the first cut that the larger TopK resolves to other ids swaps ids of equal value); each has a probability
+    /// of at most the largest left out's, so the candidates' mass plus (count − top) of those at S_lo bounds the mass of
+    /// any threshold's set; below top-p the nucleus's threshold reaches 0 at that count too.
     /// </summary>
     internal bool TopPEscalationMayDecide(int count) => LastTopPFallback switch
     {
         null => false,
         "NaN" or "no finite maximum" or "the row sum's interval" or "not top-p only" or "the whole row" => false,
-        "the candidates hold less than top-p" => _heldMass + Math.Max(0, count - _heldCount) * _leftOutP >= _options.TopP * (1 - 1e-9),
+        "the candidates hold less than top-p" => _heldMass + Math.Max(0, count - _heldTop) * _leftOutP >= _options.TopP * (1 - 1e-9),
         _ => true,
     };
 
-    /// <summary>What <see cref="TopPEscalationMayDecide"/> bounds with: the candidates' mass and count, the largest left-out probability, at S_lo.</summary>
+    /// <summary>What <see cref="TopPEscalationMayDecide"/> bounds with: the candidates' mass, the largest left-out probability, at S_lo, and the first read's top count.</summary>
     private double _heldMass, _leftOutP;
-    private int _heldCount;
+    private int _heldTop;
 
     private string? TopPCore(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum, out int pick)
     {
@@ -130,7 +133,7 @@ internal sealed partial class TokenSampler
             // The threshold reached 0. For the escalation's bound: the largest the candidates' mass can be (at S_lo).
             _heldMass = e.Sum() / sLo * (1 + 1e-9);
             _leftOutP = eOut / sLo;
-            _heldCount = n;
+            _heldTop = top;
             return "the candidates hold less than top-p";
         }
         if (a.Value.Threshold != b.Value.Threshold || a.Value.Level != b.Value.Level) return "threshold level";

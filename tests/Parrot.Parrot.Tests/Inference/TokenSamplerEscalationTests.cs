@@ -262,6 +262,42 @@ public class TokenSamplerEscalationTests
     }
 
     /// <summary>
+    /// The futility bound with many seen ids outside the top (a long prompt under a penalty): they are among the first
+    /// candidates (gathered), not new ones, so the escalation adds count − top candidates, not count − n. A nucleus of
+    /// 3,999 equal ids that the first 320 cannot hold and 4096 do, beside 0 or 300 seen ids far below: escalated and
+    /// decided either way (with the bound and without it), the former sampler's pick and stream.
+    /// </summary>
+    [Test]
+    public void SeenIdsOutsideTheTopDoNotShrinkTheFutilityBound([Values(0, 300)] int seenCount)
+    {
+        const int vocab = 151_936;
+        var rng = new Random(3);
+        var byRank = Enumerable.Range(0, vocab).OrderBy(_ => rng.Next()).ToArray();
+        var row = new float[vocab];
+        Array.Fill(row, -30f);
+        // 3,999 (not 4,000: 0.99 of it is no integer, so the nucleus's cut is no tie of sums at the interval's ends).
+        for (int i = 0; i < 3999; i++) row[byRank[i]] = 8;
+        var prompt = byRank.Skip(5000).Take(seenCount).ToArray();
+        var options = new GenerationOptions { Temperature = 1, TopP = 0.99, RepetitionPenalty = 1.3, Seed = 1 };
+        foreach (bool bound in new[] { true, false })
+        {
+            var sampler = new TokenSampler(options, vocab, prompt);
+            var former = new FormerTokenSampler(options, vocab, prompt);
+            var ask = CandidateAsk.For(TopKCandidates.Count(options, vocab), sampler, options, TopKCandidates.EscalatedCount);
+            if (!bound) ask = ask with { MayEscalate = null };
+            using (ask.Seen)
+            {
+                LogitsRow read;
+                using (TensorScope.Begin()) read = TopKCandidates.ReadRows(Tensor.FromArray(row, Device.Cpu, 1, vocab), [0], [ask])[0];
+                Assert.That(read is { Escalated: true, Logits: null }, $"{(bound ? "with" : "without")} the futility bound: decided by the escalated candidates (escalated {read.Escalated}, whole {read.Logits is not null}, {sampler.LastTopPFallback})");
+                Assert.That(sampler.Next(read), Is.EqualTo(former.Next(row)));
+                var flat = Enumerable.Range(0, vocab).Select(i => (float)Math.Sin(i)).ToArray();
+                Assert.That(sampler.Next(flat), Is.EqualTo(former.Next(flat)), "the stream after the step");
+            }
+        }
+    }
+
+    /// <summary>
     /// The host's side of the cost model (docs/cuda.md, "Escalated candidates"): warm timings of the former whole-row
     /// sampler over Qwen2's 151,936 logits against a pick from n candidates (the check and the pick: what the host runs
     /// per row on either path), top-k and top-p alone. A measurement, run by hand.
