@@ -181,8 +181,11 @@ static void run(const Case& c, std::mt19937& rng)
     if (c.backward) backward(c, rng, st, q, k, v, qh, kh, vh, oh, lse, mask, scale);
 }
 
-int main()
+int main(int argc, char** argv)
 {
+    // "early": every cp.async done when issued (emu_mma.h), the earliest a GPU could land it (a stage refilled while a
+    // warp still reads it, or read before its copy, then shows as wrong bits).
+    g_cp_async_early = argc > 1 && std::string(argv[1]) == "early";
     std::mt19937 rng(7);
     const Case cases[] = {
         {"D64 causal GQA T70", 1, 4, 2, 70, 70, 64, 1, 0, 0, 1},

@@ -31,6 +31,7 @@ echo -n "reduce, argmax/argmin (NaN-lowest too; split = one block), softmax, nor
 echo "flash attention forward (tiled):"; "$out/flash"
 echo -n "mma.sync / ldmatrix emulation against the PTX ISA tables: "; "$out/mma_check"
 echo "flash attention forward and backward (tensor cores, emulated mma):"; "$out/flash_mma"
+echo "the same with every cp.async done when issued:"; "$out/flash_mma" early | tail -1
 echo -n "gemv (decode matrix-vector products): "; "$out/gemv"
 # quick: the decode widths with N cut short (the full q/k/v and gate/up N, ~30 min: "$out/norm_gemv" without an argument).
 echo -n "add_rms_norm fused into gemv / swiglu_gemv (decode): "; "$out/norm_gemv" quick
