@@ -47,11 +47,7 @@ public sealed partial class CudaBackend
             throw Missing("AttentionAt", $"{q.DType.Name()} with {T} query rows and head dims {D}/{Dv} (the decode kernel takes f32 or bf16, at most {DecodeMaxRows} rows, head dims up to 128)");
         long rows = (long)B * H * T;
         if (rows == 0 || Dv == 0) return;
-        var st = new AttnStrides();
-        for (int i = 0; i < 4; i++)
-        {
-            st.Q[i] = q.Strides[i]; st.K[i] = kCache.Strides[i]; st.V[i] = vCache.Strides[i]; st.O[i] = output.Strides[i];
-        }
+        var st = AttnStrides.Of(q, kCache, vCache, output);
         if (DecodeAttentionV1)
         {
             AttentionAtV1(q, kCache, vCache, positions, scale, output, st);

@@ -53,22 +53,9 @@ public sealed partial class CudaBackend
         // form is sized by the capacity.
         int splits = DecodeMmaSplits(Hkv * chunks, S, _context.MultiprocessorCount);
         if (groups * splits > int.MaxValue) throw Missing("RopeAppendAttend", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");
-        var st = new AttnStrides();
-        for (int i = 0; i < 4; i++)
-        {
-            st.Q[i] = q.Strides[i]; st.K[i] = kCache.Strides[i]; st.V[i] = vCache.Strides[i]; st.O[i] = output.Strides[i];
-        }
-        var rp = new DecRope
-        {
-            K = (ulong)k.DataPointer, V = (ulong)v.DataPointer, Cos = (ulong)cos.DataPointer, Sin = (ulong)sin.DataPointer,
-            CLast = cos.Strides[^1], SLast = sin.Strides[^1], TDType = Code(cos.DType),
-            // whole tables: row pos + t at that row's stride; the new rows' tables: row t
-            CRow = positions is null ? NewRowStride(cos) : cos.Strides[0], SRow = positions is null ? NewRowStride(sin) : sin.Strides[0],
-        };
-        for (int i = 0; i < 4; i++)
-        {
-            rp.Ks[i] = k.Strides[i]; rp.Vs[i] = v.Strides[i];
-        }
+        var st = AttnStrides.Of(q, kCache, vCache, output);
+        // whole tables: row pos + t at that row's stride; the new rows' tables: row t
+        var rp = RopeOperands(k, v, cos, sin, positions is null ? NewRowStride(cos) : cos.Strides[0], positions is null ? NewRowStride(sin) : sin.Strides[0]);
         var tickets = splits > 1 ? DecodeTickets(groups) : null;
         using var part = splits > 1 ? Tensor.Empty([ScratchLength(groups * splits * DecodeMmaRows * (D + 2), "decode attention with rope on tensor cores")], DType.F32, Device) : null;
         string name = $"attention_decode_mma_rope_d{D}";

@@ -115,22 +115,9 @@ public sealed partial class CudaBackend
         long chunks = ((long)(H / Hkv) + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;
         int splits = DecodeSplits(Hkv * chunks, S, _context.MultiprocessorCount, DecodeMinKeys);
         if (groups * splits > int.MaxValue) throw Missing("RopeAppendAttend", $"more than {int.MaxValue} decode blocks ({groups} × {splits})");
-        var st = new AttnStrides();
-        for (int i = 0; i < 4; i++)
-        {
-            st.Q[i] = q.Strides[i]; st.K[i] = kCache.Strides[i]; st.V[i] = vCache.Strides[i]; st.O[i] = output.Strides[i];
-        }
-        var rp = new DecRope
-        {
-            K = (ulong)k.DataPointer, V = (ulong)v.DataPointer, Cos = (ulong)cos.DataPointer, Sin = (ulong)sin.DataPointer,
-            CLast = cos.Strides[^1], SLast = sin.Strides[^1], TDType = Code(cos.DType),
-            // whole tables: row p at p · row stride; one row: the pointer is that row's
-            CRow = positions is null ? 0 : cos.Strides[0], SRow = positions is null ? 0 : sin.Strides[0],
-        };
-        for (int i = 0; i < 4; i++)
-        {
-            rp.Ks[i] = k.Strides[i]; rp.Vs[i] = v.Strides[i];
-        }
+        var st = AttnStrides.Of(q, kCache, vCache, output);
+        // whole tables: row p at p · row stride; one row: the pointer is that row's
+        var rp = RopeOperands(k, v, cos, sin, positions is null ? 0 : cos.Strides[0], positions is null ? 0 : sin.Strides[0]);
         bool vec = DecodeVectorLoads(q.DType, D, D, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
         var tickets = splits > 1 ? DecodeTickets(groups) : null;
         using var part = splits > 1 ? Tensor.Empty([ScratchLength(groups * splits * DecodeRowsPerBlock * (D + 2), "decode attention with rope")], DType.F32, Device) : null;
@@ -139,5 +126,24 @@ public sealed partial class CudaBackend
             .Ptr(positions).Add(Code(positions?.DType ?? DType.I64)).Add(rp);
         _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_rope_bf16" : "attention_decode_rope_f32", (uint)(groups * splits), DecodeThreads, a);
         Interlocked.Increment(ref _ropeAttendLaunches);
+    }
+
+    /// <summary>
+    /// The new rows' k and v and the cos/sin tables as the fused decode kernels read them (DecRope): pointers, k's and
+    /// v's strides, the tables' last stride and dtype, and <paramref name="cosRow"/>/<paramref name="sinRow"/>, the
+    /// elements between two table rows the kernel steps by.
+    /// </summary>
+    private static unsafe DecRope RopeOperands(Tensor k, Tensor v, Tensor cos, Tensor sin, long cosRow, long sinRow)
+    {
+        var rp = new DecRope
+        {
+            K = (ulong)k.DataPointer, V = (ulong)v.DataPointer, Cos = (ulong)cos.DataPointer, Sin = (ulong)sin.DataPointer,
+            CLast = cos.Strides[^1], SLast = sin.Strides[^1], TDType = Code(cos.DType), CRow = cosRow, SRow = sinRow,
+        };
+        for (int i = 0; i < 4; i++)
+        {
+            rp.Ks[i] = k.Strides[i]; rp.Vs[i] = v.Strides[i];
+        }
+        return rp;
     }
 }

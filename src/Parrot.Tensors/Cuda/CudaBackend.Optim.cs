@@ -76,6 +76,17 @@ public sealed partial class CudaBackend
     private unsafe struct AttnStrides
     {
         internal fixed long Q[4], K[4], V[4], O[4], M[4], L[3];
+
+        /// <summary>q's, k's, v's and o's strides (the mask's and the log-sum-exp's left 0).</summary>
+        internal static AttnStrides Of(Tensor q, Tensor k, Tensor v, Tensor o)
+        {
+            var st = new AttnStrides();
+            for (int i = 0; i < 4; i++)
+            {
+                st.Q[i] = q.Strides[i]; st.K[i] = k.Strides[i]; st.V[i] = v.Strides[i]; st.O[i] = o.Strides[i];
+            }
+            return st;
+        }
     }
 
     /// <summary>
@@ -178,12 +189,8 @@ public sealed partial class CudaBackend
         if (TriesCudnnForward(CudnnAttention, CudnnAttentionInference, CudnnAttentionRequired, T, logSumExp is not null)
             && TryCudnnAttention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp))
             return;
-        var st = new AttnStrides();
-        for (int i = 0; i < 4; i++)
-        {
-            st.Q[i] = q.Strides[i]; st.K[i] = k.Strides[i]; st.V[i] = v.Strides[i]; st.O[i] = output.Strides[i];
-            st.M[i] = mask is null ? 0 : mask.Strides[i];
-        }
+        var st = AttnStrides.Of(q, k, v, output);
+        for (int i = 0; i < 4; i++) st.M[i] = mask is null ? 0 : mask.Strides[i];
         for (int i = 0; i < 3; i++) st.L[i] = logSumExp is null ? 0 : logSumExp.Strides[i];
         using var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Add(Code(q.DType)).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
             .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
