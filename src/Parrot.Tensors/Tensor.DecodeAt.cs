@@ -45,6 +45,7 @@ public sealed partial class Tensor
             throw new ArgumentException($"{op}: cos and sin must share one float dtype, got {cos.DType.Name()} and {sin.DType.Name()}");
         CheckPositions(op, positions, b);
         if (t > capacity) throw new ArgumentException($"{op}: {t} new positions do not fit a cache of {capacity}");
+        CheckCacheApart(op, q, k, v, kCache, "kCache", vCache, "vCache");
     }
 
     /// <summary>

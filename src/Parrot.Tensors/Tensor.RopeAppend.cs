@@ -56,5 +56,19 @@ public sealed partial class Tensor
         if (k.Device != q.Device) throw new ArgumentException($"{op}: k is on {k.Device}, q on {q.Device}");
         if (k.DType != q.DType || v.DType != q.DType || kSlot.DType != q.DType || vSlot.DType != q.DType)
             throw new ArgumentException($"{op}: q, k, v, kSlot and vSlot must share one dtype, got {q.DType.Name()}, {k.DType.Name()}, {v.DType.Name()}, {kSlot.DType.Name()} and {vSlot.DType.Name()}");
+        CheckCacheApart(op, q, k, v, kSlot, "kSlot", vSlot, "vSlot");
+    }
+
+    /// <summary>
+    /// The cache tensors written must not share memory with q, k or v, nor with each other: the fused kernels read the
+    /// new rows while blocks write the cache (a block could rotate a row already rotated), and the two launches apart
+    /// would give other bits than the kernel. A conservative byte-range test (<see cref="SharesMemoryWith"/>).
+    /// </summary>
+    private static void CheckCacheApart(string op, Tensor q, Tensor k, Tensor v, Tensor kc, string kcName, Tensor vc, string vcName)
+    {
+        foreach (var (c, cName) in new[] { (kc, kcName), (vc, vcName) })
+            foreach (var (x, xName) in new[] { (q, "q"), (k, "k"), (v, "v") })
+                if (c.SharesMemoryWith(x)) throw new ArgumentException($"{op}: {cName} {c.ShapeString()} shares memory with {xName} {x.ShapeString()}; the cache must be apart from the new rows");
+        if (kc.SharesMemoryWith(vc)) throw new ArgumentException($"{op}: {kcName} and {vcName} share memory");
     }
 }

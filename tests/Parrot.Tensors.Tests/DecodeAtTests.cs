@@ -153,6 +153,8 @@ public class DecodeAtTests
         Assert.That(() => Rope(p: Tensor.FromArray(new long[] { 0, 9, 1, 9 }, 2, 2).Select(1, 0)), Throws.ArgumentException.With.Message.Contains("contiguous"));
         Assert.That(() => Rope(kc2: Tensor.Zeros([2, 1, 6, 8])), Throws.ArgumentException.With.Message.Contains("RopeAppendAt: the caches [2, 1, 6, 8] and [2, 2, 6, 8]"));
         Assert.That(() => Rope(q2: Tensor.Zeros([2, 4, 1, 8], DType.F64)), Throws.ArgumentException.With.Message.Contains("one float dtype"));
+        Assert.That(() => Tensor.RopeAppendAt(q, kc.Narrow(2, 3, 1), k, cos, sin, pos, kc, vc), Throws.ArgumentException.With.Message.Contains("RopeAppendAt: kCache [2, 2, 6, 8] shares memory with k"));
+        Assert.That(() => Tensor.RopeAppendAt(q, k, k, cos, sin, pos, kc, kc), Throws.ArgumentException.With.Message.Contains("kCache and vCache share memory"));
         Assert.That(() => Tensor.AttentionAt(Tensor.Zeros([2, 3, 1, 8]), kc, vc, pos), Throws.ArgumentException.With.Message.Contains("multiple of the 2 key/value heads"));
         Assert.That(() => Tensor.AttentionAt(q, kc, Tensor.Zeros([2, 2, 5, 8]), pos), Throws.ArgumentException.With.Message.Contains("AttentionAt: the caches"));
         Assert.That(() => Tensor.AttentionAt(q, kc, vc, Tensor.FromArray(new long[] { 0, 1, 2 }, 3)), Throws.ArgumentException.With.Message.Contains("[2] int32 or int64"));

@@ -62,6 +62,12 @@ public class RopeAppendTests
         Assert.That(() => Run(k2: Tensor.Zeros([1, 2, 3, 8])), Throws.ArgumentException.With.Message.Contains("RopeAppend"));
         Assert.That(() => Run(k2: Tensor.Zeros([1, 2, 4, 8], DType.I32)), Throws.ArgumentException.With.Message.Contains("RopeAppend: k must be a float tensor"));
         Assert.That(() => Run(c: Tensor.Zeros([4, 6])), Throws.ArgumentException.With.Message.Contains("head_dim"));
+        // The cache apart from the new rows and kSlot apart from vSlot (the fused kernels would read rows being rotated).
+        Assert.That(() => Run(ks: k), Throws.ArgumentException.With.Message.Contains("RopeAppend: kSlot [1, 2, 4, 8] shares memory with k"));
+        Assert.That(() => Run(vs: v), Throws.ArgumentException.With.Message.Contains("vSlot [1, 2, 4, 8] shares memory with v"));
+        var qs = Tensor.Zeros([1, 4, 4, 8]);
+        Assert.That(() => Run(q2: qs, vs: qs.Narrow(1, 2, 2)), Throws.ArgumentException.With.Message.Contains("vSlot [1, 2, 4, 8] shares memory with q"));
+        Assert.That(() => Run(vs: slot), Throws.ArgumentException.With.Message.Contains("kSlot and vSlot share memory"));
         var dead = Tensor.Zeros([1, 2, 4, 8]);
         dead.Dispose();
         Assert.That(() => Run(vs: dead), Throws.InstanceOf<ObjectDisposedException>().With.Message.Contains("RopeAppend"));
