@@ -77,28 +77,40 @@ internal sealed partial class TokenSampler
     /// of at most the largest left out's, so the candidates' mass plus (count − top) of those at S_lo bounds the mass of
     /// any threshold's set; below top-p the nucleus's threshold reaches 0 at that count too.
     /// </summary>
-    internal bool TopPEscalationMayDecide(int count) => LastTopPFallback switch
+    internal bool TopPEscalationMayDecide(int count) => LastTopPFallback is not null && _escalation switch
     {
-        null => false,
-        "NaN" or "no finite maximum" or "the row sum's interval" or "not top-p only" or "the whole row" => false,
-        "the candidates hold less than top-p" => _heldMass + Math.Max(0, count - _heldTop) * _leftOutP >= _options.TopP * (1 - 1e-9),
+        EscalationHope.None => false,
+        EscalationHope.Bounded => _heldMass + Math.Max(0, count - _heldTop) * _leftOutP >= _options.TopP * (1 - 1e-9),
         _ => true,
     };
 
-    /// <summary>What <see cref="TopPEscalationMayDecide"/> bounds with: the candidates' mass, the largest left-out probability, at S_lo, and the first read's top count.</summary>
+    /// <summary>What more candidates could do for the last refusal, set where <see cref="TopPCore"/> refuses.</summary>
+    private enum EscalationHope { May, None, Bounded }
+
+    private EscalationHope _escalation;
+
+    /// <summary>What <see cref="TopPEscalationMayDecide"/> bounds with (<see cref="EscalationHope.Bounded"/>): the candidates' mass, the largest left-out probability, at S_lo, and the first read's top count.</summary>
     private double _heldMass, _leftOutP;
     private int _heldTop;
+
+    /// <summary>A refusal that more candidates cannot change (a NaN, no finite maximum, the device's numbers, the whole row).</summary>
+    private string Final(string why)
+    {
+        _escalation = EscalationHope.None;
+        return why;
+    }
 
     private string? TopPCore(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum, out int pick)
     {
         pick = -1;
         LastTopPInterval = null;
+        _escalation = EscalationHope.May;
         int n = ids.Length, vocab = _seen.Length;
         // The layout checks of the top-k path (ids in range, distinct, every seen id there under a penalty).
         ValidateCandidates(ids, values, top);
-        if (!TopPOnly) return "not top-p only";
-        foreach (float x in values) if (float.IsNaN(x)) return "NaN";
-        if (n >= vocab) return "the whole row";
+        if (!TopPOnly) return Final("not top-p only");
+        foreach (float x in values) if (float.IsNaN(x)) return Final("NaN");
+        if (n >= vocab) return Final("the whole row");
         double t = _options.Temperature, penalty = _options.RepetitionPenalty;
 
         // The candidates in id order, each after the penalty and the temperature exactly as Sample computes it.
@@ -113,7 +125,7 @@ internal sealed partial class TokenSampler
         double max = double.NegativeInfinity;
         foreach (double x in l) if (x > max) max = x;
         double mT = m / t; // every id left out is unseen with a raw logit ≤ m: its l ≤ m / T (division is monotonic)
-        if (!double.IsFinite(max)) return "no finite maximum";
+        if (!double.IsFinite(max)) return Final("no finite maximum");
         if (!(max >= mT)) return "the maximum may be left out";
 
         // The probabilities' numerators: the whole row's bits (same l, same max, same Math.Exp).
@@ -121,7 +133,7 @@ internal sealed partial class TokenSampler
         for (int i = 0; i < n; i++) e[i] = Math.Exp(l[i] - max);
 
         LastTopPInterval = SumInterval(sum, raw0 / t, max, sortedIds, values, order, l);
-        if (LastTopPInterval is not var (sLo, sHi)) return "the row sum's interval";
+        if (LastTopPInterval is not var (sLo, sHi)) return Final("the row sum's interval");
 
         // Nucleus at both ends: the same threshold, the same preselected set, the same kept set.
         var a = Nucleus(e, sLo, vocab);
@@ -134,6 +146,7 @@ internal sealed partial class TokenSampler
             _heldMass = e.Sum() / sLo * (1 + 1e-9);
             _leftOutP = eOut / sLo;
             _heldTop = top;
+            _escalation = EscalationHope.Bounded;
             return "the candidates hold less than top-p";
         }
         if (a.Value.Threshold != b.Value.Threshold || a.Value.Level != b.Value.Level) return "threshold level";
