@@ -182,6 +182,14 @@ public sealed partial class CudaBackend
         return true;
     }
 
+    /// <summary>What a plan is, for the benchmarks' notes (made once per plan: Run is on every attention call).</summary>
+    private static string Summary(CudnnGraphPlan plan, long version)
+    {
+        string dq = !plan.Binds(CudnnSdpaGraphs.UidDq) ? "" : plan.Binds(CudnnSdpaGraphs.UidDqAccum) ? ", atomic dQ" : ", deterministic dQ";
+        string notes = plan.EngineNotes.Length > 0 ? $" ({plan.EngineNotes})" : "";
+        return $"cuDNN {version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}{notes}, workspace {plan.WorkspaceBytes} B";
+    }
+
     private static string? Layouts(Tensor q, Tensor k, Tensor v, Tensor o) => Layout("Q", q) ?? Layout("K", k) ?? Layout("V", v) ?? Layout("O", o);
 
     private static string? Layout(string name, Tensor t) => CudnnSdpaProblem.CheckLayout(name, t.Strides, t.DataPointer, t.ElementSize);
@@ -200,9 +208,7 @@ public sealed partial class CudaBackend
     private void Run(CudnnGraphPlan plan, Dictionary<long, nint> pointers, double scale, string what)
     {
         using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty(WorkspaceShape(plan.WorkspaceBytes), DType.F32, Device) : null;
-        string dq = !plan.Binds(CudnnSdpaGraphs.UidDq) ? "" : plan.Binds(CudnnSdpaGraphs.UidDqAccum) ? ", atomic dQ" : ", deterministic dQ";
-        string notes = plan.EngineNotes.Length > 0 ? $" ({plan.EngineNotes})" : "";
-        CudnnAttentionPlan = $"cuDNN {CudnnAttentionEngine.Version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}{notes}, workspace {plan.WorkspaceBytes} B";
+        CudnnAttentionPlan = plan.Summary ??= Summary(plan, CudnnAttentionEngine.Version);
         CudnnAttentionWorkspaceBytes = plan.WorkspaceBytes;
         var mark = _context.Profiler.Begin(what);
         try { CudnnAttentionEngine.Execute(plan, pointers, scale, workspace?.DataPointer ?? 0); }

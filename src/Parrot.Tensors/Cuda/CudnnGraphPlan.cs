@@ -28,6 +28,9 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
     /// </summary>
     internal string EngineNotes { get; private set; } = "";
 
+    /// <summary>The backend's one-line description of this plan (<c>CudaBackend.CudnnAttentionPlan</c>), made on its first run.</summary>
+    internal string? Summary { get; set; }
+
     /// <summary>Which frontend release's graph this plan runs (for notes and the bench).</summary>
     internal CudnnSdpaStyle Style { get; init; }
 
