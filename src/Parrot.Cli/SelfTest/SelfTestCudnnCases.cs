@@ -71,8 +71,7 @@ internal static class SelfTestCudnnCases
         }
         string[] names = ["dq", "dk", "dv"];
         var first = Backward();
-        // The references (CPU, bf16 and float64) run once: the contract checked is cuDNN's. (The CPU backend's float
-        // results may move by an ulp between two calls in one process when the JIT recompiles a loop at a higher tier.)
+        // The references (CPU, bf16 and float64) run once: the contract checked is cuDNN's.
         if (x[0].Device.Kind == DeviceKind.Cuda && Backends.For(x[0].Device) is CudaBackend cuda)
         {
             if (cuda.CudnnAttentionPlan?.Contains("deterministic dQ", StringComparison.Ordinal) != true)
