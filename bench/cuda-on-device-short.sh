@@ -5,8 +5,8 @@
 #   1. `parrot selftest --device cuda` with its device benchmarks (every op against the CPU and float64; kernels are
 #      compiled in parallel first; the bench JSON is rewritten after every row),
 #   2. batch-1 decode of the Qwen2-7B shape (bf16): the static step replayed from a CUDA graph (profiled: one replay),
-#      the same with programmatic dependent launch (PARROT_PDL=1) and without, with the decode fusions off, with the v1
-#      decode attention, the default eager path (profiled op by op), then PyTorch on the same shape,
+#      the same without programmatic dependent launch (PARROT_PDL=0), with each decode fusion on, other gemv splits,
+#      the v1 decode attention, the default eager path (profiled op by op), then PyTorch on the same shape,
 #   3. the Qwen2-0.5B bf16 training step, profiled (attention on cuDNN's fused SDPA with its deterministic backward, the
 #      default), again with cuDNN's atomic dQ backward (PARROT_CUDNN_DETERMINISTIC=0), and on our attention kernels
 #      (PARROT_CUDNN_ATTENTION=0),
@@ -31,16 +31,13 @@ step "2. decode qwen2-7b bf16: CUDA graph (profiled), eager (profiled), then PyT
 timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --profile --json \
   > "$OUT/decode-parrot-graph.json" 2> "$OUT/decode-parrot-graph.log"
 echo "parrot decode (CUDA graph) exit $?: $(tail -1 "$OUT/decode-parrot-graph.json" | cut -c1-300)" >> "$S"
-# The switches built after the last GPU run, on the same graph: programmatic dependent launch (off by default until
-# timed), the fusions (norm into the products that read it, RoPE + append into the decode attention; on by default,
-# untimed) off together, the first decode attention kernels (v1, with their measured 128 keys a range; no RoPE fusion),
-# the new kernel at 128 keys a range (its default 32 is untimed); the default twice.
-NOFUSE="PARROT_DECODE_NORM_GEMV=0 PARROT_DECODE_ROPE_FUSED=0"
+# The switches against the defaults (timed 2026-11-27 22:47: programmatic dependent launch on, the norm and RoPE
+# fusions off): PDL off, each fusion on, the gemv split for 64 warps an SM; the default twice more (a variant of only
+# an unused setting keeps the default).
 i=0
-for variant in "PARROT_PDL=1" "PARROT_PDL=0" "PARROT_PDL=1 $NOFUSE" "PARROT_PDL=0 $NOFUSE" \
-               "PARROT_PDL=1 PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" \
-               "PARROT_PDL=0 PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" "PARROT_PDL=0 PARROT_DECODE_MIN_KEYS=128" \
-               "PARROT_PDL=1" "PARROT_PDL=0"; do
+for variant in "PARROT_PDL=0" "PARROT_DECODE_NORM_GEMV=1" "PARROT_DECODE_ROPE_FUSED=1" "PARROT_GEMV_WARPS_PER_SM=64" \
+               "PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" "PARROT_DECODE_MIN_KEYS=128" "PARROT_DEFAULTS=1" \
+               "PARROT_PDL=0" "PARROT_DEFAULTS=1"; do
   i=$((i + 1))
   env $variant timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \
     > "$OUT/decode-parrot-graph-ab$i.json" 2>> "$OUT/decode-parrot-graph-ab.log"

@@ -10,9 +10,9 @@ public sealed partial class Tensor
     /// <see cref="ScaledDotProductAttention(Tensor, Tensor, Tensor, Tensor?, bool, int, double?)"/>, whose output
     /// layout it has). Operands as <see cref="RopeAppend"/>'s (cos/sin ApplyRope's tables for the new positions).
     /// The numbers are, bit for bit, <see cref="RopeAppend"/> into those rows then ScaledDotProductAttention(rope(q),
-    /// kAll, vAll, mask, causal, queryOffset: past, scale): what this runs, except on a GPU for one new token a row
-    /// (f32/bf16, head dim ≤ 128, one table row, no mask), where one kernel rotates, appends and attends
-    /// (<see cref="Cuda.CudaBackend.RopeAppendAttend"/>; PARROT_DECODE_ROPE_FUSED=0 keeps the two launches), and where
+    /// kAll, vAll, mask, causal, queryOffset: past, scale): what this runs, except on a GPU with PARROT_DECODE_ROPE_FUSED=1
+    /// (off by default: slower in the timed 7B step) for one new token a row (f32/bf16, head dim ≤ 128, one table row, no
+    /// mask), where one kernel rotates, appends and attends (<see cref="Cuda.CudaBackend.RopeAppendAttend"/>), and where
     /// the tensor-core decode kernel takes the attention (PARROT_DECODE_MMA=1), up to 8 new tokens a row with tables of
     /// those rows: its fused form. Not differentiable.
     /// </summary>

@@ -184,11 +184,11 @@ public class RopeAppendAttendTests
         Assert.That(CudaBackend.NewRowStride(cos.Narrow(0, 1, 1).Reshape(64)), Is.EqualTo(0), "a [D] table");
     }
 
-    [TestCase(null, true)]
+    [TestCase(null, false)]
     [TestCase("1", true)]
-    [TestCase(" 0 ", false)]
+    [TestCase(" 1 ", true)]
     [TestCase("0", false)]
-    public void FusedByDefaultOffFor0(string? env, bool expected) => Assert.That(CudaBackend.DecodeRopeFusedDefault(env), Is.EqualTo(expected));
+    public void ApartByDefaultFusedFor1(string? env, bool expected) => Assert.That(CudaBackend.DecodeRopeFusedDefault(env), Is.EqualTo(expected));
 
     private static long[] Bits(Tensor t) => t.DType switch
     {

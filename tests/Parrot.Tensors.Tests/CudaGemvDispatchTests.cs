@@ -160,6 +160,14 @@ public class CudaGemvDispatchTests
         Assert.That(CudaBackend.PlanGemv(x2, wt, yRows), Is.Null, "y rows overlapping");
     }
 
+    [TestCase(null, 32)]
+    [TestCase("64", 64)]
+    [TestCase(" 128 ", 128)]
+    [TestCase("4", 32)]
+    [TestCase("many", 32)]
+    public void WarpsPerSmTargetIs32UnlessAPlausibleCount(string? env, int expected) =>
+        Assert.That(CudaBackend.GemvWarpsPerSmDefault(env), Is.EqualTo(expected));
+
     [Test]
     public void KIsSplitOverWarpsOnlyWhenRowsAreFew()
     {
@@ -172,6 +180,10 @@ public class CudaGemvDispatchTests
         Assert.That(CudaBackend.GemvSplit(7, 64, true, 132), Is.EqualTo(1), "K of one warp step is not split");
         Assert.That(CudaBackend.GemvSplit(7, 512, false, 132), Is.EqualTo(4), "f32: 128 elements per warp step, one each");
         Assert.That(CudaBackend.GemvSplit(7, 500, false, 132), Is.EqualTo(2), "f32: 4 warps would leave the last without a full step");
+        Assert.That(CudaBackend.GemvSplit(3584, 18944, true, 132, warpsPerSm: 64), Is.EqualTo(4), "PARROT_GEMV_WARPS_PER_SM=64: the 7B down product in 4");
+        Assert.That(CudaBackend.GemvSplit(4608, 3584, true, 132, warpsPerSm: 64), Is.EqualTo(2), "q/k/v packed");
+        Assert.That(CudaBackend.GemvSplit(4608, 3584, true, 132, warpsPerSm: 128), Is.EqualTo(4));
+        Assert.That(CudaBackend.GemvSplit(18944, 3584, true, 132, warpsPerSm: 128), Is.EqualTo(1), "enough rows: not split");
     }
 
     [Test]

@@ -176,10 +176,10 @@ public class CudaNormGemvDispatchTests
     public void TheGridIsCappedAtTheResidentBlocks(long groups, int sms, int resident, long grid) =>
         Assert.That(CudaBackend.NormGemvGrid(groups, sms, resident), Is.EqualTo(grid));
 
-    [TestCase(null, true)]
-    [TestCase("", true)]
+    [TestCase(null, false)]
+    [TestCase("", false)]
     [TestCase("1", true)]
+    [TestCase(" 1 ", true)]
     [TestCase("0", false)]
-    [TestCase(" 0 ", false)]
-    public void OnUnlessPARROT_DECODE_NORM_GEMVIs0(string? env, bool on) => Assert.That(CudaBackend.NormGemvDefault(env), Is.EqualTo(on));
+    public void OffUnlessPARROT_DECODE_NORM_GEMVIs1(string? env, bool on) => Assert.That(CudaBackend.NormGemvDefault(env), Is.EqualTo(on));
 }

@@ -35,12 +35,11 @@ public class ProgrammaticLaunchTests
         Assert.That(CudaKernels.ProgrammaticSupported(major, driver, kernelArch), Is.EqualTo(expected));
 
     [TestCase("1", true)]
-    [TestCase(" 1 ", true)]
-    [TestCase(null, false)]
-    [TestCase("", false)]
+    [TestCase(null, true)]
+    [TestCase("", true)]
     [TestCase("0", false)]
-    [TestCase("true", false)]
-    public void OffUnlessPdl1(string? env, bool expected) => Assert.That(CudaKernels.ProgrammaticRequested(env), Is.EqualTo(expected));
+    [TestCase(" 0 ", false)]
+    public void OnUnlessPdl0(string? env, bool expected) => Assert.That(CudaKernels.ProgrammaticRequested(env), Is.EqualTo(expected));
 
     [Test]
     public void KernelArchIsTheNvrtcTargetsNumber()

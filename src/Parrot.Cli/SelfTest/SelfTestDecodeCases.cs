@@ -50,8 +50,9 @@ internal static partial class SelfTestDecodeCases
         // other devices eager, the rows above again).
         yield return new("static decode step, CUDA graph = eager decode", Inputs, p => SameAsEager(p, graph: true), Exact: true);
         yield return new("static decode step, CUDA graph (forced ids)", Inputs, p => ForcedLogits(p, graph: true));
-        // Programmatic dependent launch (PARROT_PDL=1; Hopper and newer, else these are the rows above again): the
-        // graph's kernels overlap their predecessors' tails and wait on the GPU; a missing wait would read a stale x.
+        // Programmatic dependent launch (the default on Hopper and newer, PARROT_PDL=0 off; elsewhere these are the rows
+        // above again): the graph's kernels overlap their predecessors' tails and wait on the GPU; a missing wait would
+        // read a stale x. Forced on, and against the same graph forced off.
         yield return new("static decode step, CUDA graph, programmatic launches (forced ids)", Inputs, p => Programmatic(p, () => ForcedLogits(p, graph: true)));
         yield return new("static decode step, CUDA graph, programmatic = plain launches", Inputs, ProgrammaticSameAsPlain, Exact: true);
         yield return new("generate session, static step = eager session", Inputs, SessionSameAsEager, Exact: true);
@@ -286,11 +287,14 @@ internal static partial class SelfTestDecodeCases
     }
 
     /// <summary><paramref name="run"/> with programmatic launches on (where the device supports them), then as before.</summary>
-    private static Tensor Programmatic(Tensor[] p, Func<Tensor> run)
+    private static Tensor Programmatic(Tensor[] p, Func<Tensor> run) => WithProgrammatic(p, true, run);
+
+    /// <summary><paramref name="run"/> with programmatic launches <paramref name="on"/> (on: where supported), then as before.</summary>
+    private static Tensor WithProgrammatic(Tensor[] p, bool on, Func<Tensor> run)
     {
         if (p[0].Backend is not CudaBackend cuda) return run();
         bool before = cuda.ProgrammaticLaunches;
-        cuda.ProgrammaticLaunches = true;
+        cuda.ProgrammaticLaunches = on;
         try { return run(); }
         finally { cuda.ProgrammaticLaunches = before; }
     }
@@ -298,7 +302,7 @@ internal static partial class SelfTestDecodeCases
     /// <summary>The forced-ids logits from a CUDA graph with programmatic launches and without: the same bits.</summary>
     private static Tensor ProgrammaticSameAsPlain(Tensor[] p)
     {
-        var plain = ForcedLogits(p, graph: true).ToDoubleArray();
+        var plain = WithProgrammatic(p, false, () => ForcedLogits(p, graph: true)).ToDoubleArray();
         var overlapped = Programmatic(p, () => ForcedLogits(p, graph: true)).ToDoubleArray();
         for (int i = 0; i < plain.Length; i++)
             if (BitConverter.DoubleToInt64Bits(plain[i]) != BitConverter.DoubleToInt64Bits(overlapped[i]))

@@ -11,9 +11,12 @@ public sealed partial class CudaBackend
 {
     /// <summary>
     /// Whether <see cref="Tensor.RopeAppendAttend"/> and <see cref="Tensor.RopeAppendAttendAt"/> take the one-kernel
-    /// path where it applies (<see cref="FusesRopeAttend"/>): on unless PARROT_DECODE_ROPE_FUSED is "0" when the backend
-    /// is created (off: rope_kv_append(_at) and the decode attention as two launches, for side-by-side timings and for
-    /// ruling the fused kernel out when a result looks wrong).
+    /// path where it applies (<see cref="FusesRopeAttend"/>): off unless PARROT_DECODE_ROPE_FUSED is "1" when the backend
+    /// is created (off: rope_kv_append(_at) and the decode attention as two launches). Timed on an H200 (2026-11-27
+    /// 22:47, Qwen2-7B decode from a CUDA graph, twice each): the one launch made the step slower — 5.53 ms/token with it,
+    /// 5.25–5.28 without (the norm fusion on in both), though the kernels alone take the same time (bench "decode
+    /// rope+attention fused / apart": 14 / 14 µs at 160 keys, 19 / 19 at 4096); with the tensor-core kernel the one
+    /// launch was 5 % faster alone (21 vs 22 µs at 4096 keys, 40 vs 42 at 32768), untimed in the model.
     /// </summary>
     public bool DecodeRopeFused { get; set; } = DecodeRopeFusedDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_ROPE_FUSED"));
 
@@ -29,8 +32,8 @@ public sealed partial class CudaBackend
 
     private long _ropeAttendLaunches, _ropeAttendMmaLaunches;
 
-    /// <summary>The default of <see cref="DecodeRopeFused"/> for a value of PARROT_DECODE_ROPE_FUSED: off only for "0".</summary>
-    internal static bool DecodeRopeFusedDefault(string? value) => value?.Trim() != "0";
+    /// <summary>The default of <see cref="DecodeRopeFused"/> for a value of PARROT_DECODE_ROPE_FUSED: on only for "1".</summary>
+    internal static bool DecodeRopeFusedDefault(string? value) => value?.Trim() == "1";
 
     /// <summary>
     /// Whether the one-kernel path takes a step (the rest runs the two launches): <see cref="DecodeRopeFused"/>, the

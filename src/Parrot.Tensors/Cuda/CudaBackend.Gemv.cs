@@ -73,22 +73,40 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// Warps per row of W (1, 2 or 4; a block holds 4 / kw rows): doubled while the rows give fewer than 32 warps
-    /// per SM and each warp keeps at least one full step of K (32 lanes × one 16-byte vector), so few rows
-    /// (N = 512) still spread over every SM.
+    /// Warps per row of W (1, 2 or 4; a block holds 4 / kw rows): doubled while the rows give fewer than
+    /// <paramref name="warpsPerSm"/> warps per SM and each warp keeps at least one full step of K (32 lanes × one
+    /// 16-byte vector), so few rows (N = 512) still spread over every SM.
     /// </summary>
-    internal static int GemvSplit(long n, long k, bool bf16, int multiprocessors)
+    internal static int GemvSplit(long n, long k, bool bf16, int multiprocessors, int warpsPerSm = DefaultGemvWarpsPerSm)
     {
         long step = 32L * (bf16 ? 8 : 4);
         int kw = 1;
-        while (kw < GemvThreads / 32 && n * kw < 32L * multiprocessors && k >= 2L * kw * step) kw *= 2;
+        while (kw < GemvThreads / 32 && n * kw < (long)warpsPerSm * multiprocessors && k >= 2L * kw * step) kw *= 2;
         return kw;
     }
+
+    /// <summary>The split of <paramref name="g"/> on this device (<see cref="GemvSplit(long, long, bool, int, int)"/> with <see cref="GemvWarpsPerSm"/>).</summary>
+    private int SplitOf(GemvCall g) => GemvSplit(g.N, g.K, g.Bf16, _context.MultiprocessorCount, GemvWarpsPerSm);
+
+    /// <summary>The warps per SM below which <see cref="GemvSplit"/> splits K further: 32.</summary>
+    internal const int DefaultGemvWarpsPerSm = 32;
+
+    /// <summary>
+    /// The target of <see cref="GemvSplit"/>: <see cref="DefaultGemvWarpsPerSm"/> unless PARROT_GEMV_WARPS_PER_SM gives
+    /// a count from 8 to 1024 when the backend is created. A tuning switch for side-by-side timings (on an H200 the 7B
+    /// down product, N 3584 × K 18944, ran at 0.78 of the copy bandwidth with kw = 2 — 2.7 waves of resident warps, so
+    /// its last wave is short — where the SwiGLU product, 7 waves, ran at 0.94); results change in the last bits with kw.
+    /// </summary>
+    public int GemvWarpsPerSm { get; set; } = GemvWarpsPerSmDefault(Environment.GetEnvironmentVariable("PARROT_GEMV_WARPS_PER_SM"));
+
+    /// <summary>The default of <see cref="GemvWarpsPerSm"/> for a value of PARROT_GEMV_WARPS_PER_SM.</summary>
+    internal static int GemvWarpsPerSmDefault(string? value) =>
+        int.TryParse(value?.Trim(), out int n) && n >= 8 && n <= 1024 ? n : DefaultGemvWarpsPerSm;
 
     /// <summary>Runs <paramref name="g"/> (from <see cref="PlanGemv"/>) on a, b, c with the optional bias (c's dtype) and GELU.</summary>
     private void LaunchGemv(GemvCall g, Tensor a, Tensor b, Tensor c, Tensor? bias, bool gelu)
     {
-        int kw = GemvSplit(g.N, g.K, g.Bf16, _context.MultiprocessorCount);
+        int kw = SplitOf(g);
         long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
         using var args = new KernelArgs().Ptr(b).Add(g.Ldw).Ptr(a).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(c).Add(g.Ldy).Add(Code(c.DType))
             .Ptr(bias).Add(gelu ? 1 : 0).Add(g.N).Add(g.K).Add(kw);
@@ -133,7 +151,7 @@ public sealed partial class CudaBackend
             plan = PlanSwiGluGemv(x, gE, uE, y, GemvKernel);
         }
         if (plan is not { } g) return false;
-        int kw = GemvSplit(g.N, g.K, g.Bf16, _context.MultiprocessorCount);
+        int kw = SplitOf(g);
         long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
         using var args = new KernelArgs().Ptr(gateWeight).Ptr(upWeight).Add(g.Ldw).Ptr(x).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(y).Add(g.Ldy)
             .Add(Code(y.DType)).Add(g.N).Add(g.K).Add(kw);

@@ -13,9 +13,9 @@ public sealed partial class CudaBackend
     /// Programmatic dependent launch for the decode step's kernels (gemv, fused SwiGLU gemv, RMS norms, RoPE + KV append,
     /// decode attention; Hopper and newer, CUDA 12.3+ driver, kernels built for sm_90+): inside a
     /// <see cref="ConstantWeightScope"/> such a kernel starts while the one before it finishes and waits for it on the
-    /// GPU, and a product's first weight reads overlap the previous kernel, in eager streams and CUDA graphs alike. Off by
-    /// default until a GPU run has timed it; PARROT_PDL=1 turns it on when the backend is created; setting it true where
-    /// it is not supported keeps it off.
+    /// GPU, and a product's first weight reads overlap the previous kernel, in eager streams and CUDA graphs alike. On by
+    /// default where supported (timed: <see cref="CudaKernels.ProgrammaticLaunches"/>); PARROT_PDL=0 turns it off when the
+    /// backend is created; setting it true where it is not supported keeps it off.
     /// </summary>
     public bool ProgrammaticLaunches
     {

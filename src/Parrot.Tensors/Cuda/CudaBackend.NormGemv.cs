@@ -5,8 +5,12 @@ public sealed partial class CudaBackend
     /// <summary>
     /// Whether <see cref="AddRmsNormLinear"/> may run the fused kernels (native/gemv.cu, add_rms_norm_gemv_* and
     /// add_rms_norm_swiglu_gemv_*: the residual step's norm and the product that reads it in one launch, two launches
-    /// fewer per decoder layer in decode). On unless the environment variable PARROT_DECODE_NORM_GEMV is "0" when the
-    /// backend is created; off, add_rms_norm and the product launch apart (the same bits; side-by-side timings).
+    /// fewer per decoder layer in decode). Off unless the environment variable PARROT_DECODE_NORM_GEMV is "1" when the
+    /// backend is created: timed on an H200 (2026-11-27 22:47, Qwen2-7B decode from a CUDA graph) the fused kernels made
+    /// the step slower, not faster — 5.53 ms/token with them against 4.85 without (the rest of the defaults alike); in
+    /// the eager profile add_rms_norm_gemv took 32 µs a layer where the q/k/v gemv alone takes 14, the SwiGLU one 88
+    /// where the gemv takes 69: every block computes the norm of x before its first product, after pdl_wait, so the
+    /// norm's latency is paid per block wave rather than once. Off, add_rms_norm and the product launch apart (the same bits).
     /// </summary>
     public bool NormGemvKernel { get; set; } = NormGemvDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_NORM_GEMV"));
 
@@ -15,8 +19,8 @@ public sealed partial class CudaBackend
 
     private long _normGemvLaunches;
 
-    /// <summary>The default of <see cref="NormGemvKernel"/> for a value of PARROT_DECODE_NORM_GEMV: off only for "0".</summary>
-    internal static bool NormGemvDefault(string? value) => value?.Trim() != "0";
+    /// <summary>The default of <see cref="NormGemvKernel"/> for a value of PARROT_DECODE_NORM_GEMV: on only for "1".</summary>
+    internal static bool NormGemvDefault(string? value) => value?.Trim() == "1";
 
     /// <summary>
     /// The most shared memory a launch takes without cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES): 48 KiB for the
@@ -149,7 +153,7 @@ public sealed partial class CudaBackend
                                 Tensor sum, Tensor y)
     {
         var g = plan.Gemv;
-        int kw = GemvSplit(g.N, g.K, g.Bf16, _context.MultiprocessorCount); // gemv's split: the same sums
+        int kw = SplitOf(g); // gemv's split: the same sums
         int rowsPerBlock = GemvThreads / 32 / kw;
         long groups = (g.N + rowsPerBlock - 1) / rowsPerBlock;
         string name = $"add_rms_norm_{(upWeight is null ? "" : "swiglu_")}gemv_{(g.Bf16 ? "bf16" : "f32")}_{g.M}";

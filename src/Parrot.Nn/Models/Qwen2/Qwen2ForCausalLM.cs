@@ -171,7 +171,7 @@ public class Qwen2Model : Module
         ArgumentNullException.ThrowIfNull(cache);
         if (!Graph.IsGradDisabled) throw new InvalidOperationException("Qwen2Model: ForwardWithCache is for inference (Graph.NoGrad)");
         // Every product here multiplies by a layer's weight, which nothing here writes: on a GPU with programmatic launches
-        // on (PARROT_PDL=1), the decode kernels may start before their predecessors end (CudaBackend.ProgrammaticLaunches).
+        // on (the default; PARROT_PDL=0 turns them off), the decode kernels may start before their predecessors end (CudaBackend.ProgrammaticLaunches).
         using var weights = Parrot.Tensors.Cuda.CudaBackend.ConstantWeightScope();
         var x = new ResidualStream(inputsEmbeds);
         for (int i = 0; i < _layers.Length; i++)
