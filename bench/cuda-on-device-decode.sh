@@ -41,6 +41,11 @@ step "2. decode qwen2-7b bf16 from a CUDA graph, each variant twice (alternating
 for rep in 1 2; do
   for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-7b 128 64 "$label-$rep" $envs; done
 done
+step "2b. the 7B decode products alone (bench group decode-gemv): gemv.cu at each K split against cuBLASLt"
+timeout 90 "$BIN" selftest --device cuda --op "rms norm +" --bench "$OUT/bench-decode-gemv.json" --bench-group decode-gemv \
+  > "$OUT/decode-gemv.log" 2>&1
+echo "decode gemv selftest + bench exit $?" >> "$S"
+grep -E "FAIL|MISSING|selftest cuda|^bench decode" "$OUT/decode-gemv.log" | cut -c1-200 >> "$S"
 step "3. decode qwen2-0.5b bf16 from a CUDA graph"
 for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-0.5b 16 200 "$label" $envs; done
 step "4. serve's continuous-batch step, qwen2-0.5b bf16, 8 greedy sequences: eager rows, then the slots from a CUDA graph"
@@ -66,8 +71,8 @@ for prompt in $LONG_PROMPTS; do
   done
   row qwen2-7b "$prompt" 64 "long$prompt-mma-ropefused" PARROT_DECODE_MMA=1 PARROT_DECODE_ROPE_FUSED=1
 done
-step "6. one 7B graph replay profiled (default)"
-timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --cuda-graph --profile --json \
+step "6. one 7B decode step profiled op by op (eager, the defaults)"
+timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --profile --json \
   > "$OUT/decode-7b-profile.json" 2> "$OUT/decode-7b-profile.log"
 cat "$OUT/decode-7b-profile.log" >> "$S"
 step "done"

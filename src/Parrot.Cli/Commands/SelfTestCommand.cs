@@ -20,7 +20,7 @@ internal static class SelfTestCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random inputs", DefaultValueFactory = _ => 1 };
         var op = new Option<string?>("--op") { Description = "Only the ops whose name contains this text" };
         var bench = new Option<string?>("--bench") { Description = "On a GPU, also time bf16 GEMM, a device copy and attention and write the figures as JSON to this file" };
-        var benchGroup = new Option<string?>("--bench-group") { Description = "With --bench, only this group of rows: decode-attention (the decode attention kernels at 160/4096/32768 keys)" };
+        var benchGroup = new Option<string?>("--bench-group") { Description = "With --bench, only this group of rows: decode-attention (the decode attention kernels at 160/4096/32768 keys) or decode-gemv (the 7B decode products, each K split)" };
         var command = new Command("selftest", "Check every op of a device's backend against the CPU reference");
         command.Options.Add(device);
         command.Options.Add(output);

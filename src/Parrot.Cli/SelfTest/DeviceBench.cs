@@ -23,7 +23,7 @@ internal static class DeviceBench
     internal sealed record Result(string Name, string Shape, double Milliseconds, double Rate, string Unit, string Note);
 
     /// <summary>The groups <c>selftest --bench-group</c> runs alone (bench/cuda-on-device-decode.sh's A/B rows).</summary>
-    internal static readonly string[] Groups = ["decode-attention"];
+    internal static readonly string[] Groups = ["decode-attention", "decode-gemv"];
 
     /// <param name="progress">Called with the rows so far after each row (the caller saves them).</param>
     /// <param name="group">One of <see cref="Groups"/> alone; null: every row.</param>
@@ -38,20 +38,24 @@ internal static class DeviceBench
         }
         if (group is not null)
         {
-            if (group != Groups[0]) throw new ArgumentException($"--bench-group: no group '{group}' (there is: {string.Join(", ", Groups)})");
-            Decode(cuda, device, Add);
-            DecodeRope(cuda, device, Add); // the fused RoPE + append + attention beside it, both kernels
+            if (group == Groups[0])
+            {
+                Decode(cuda, device, Add);
+                DecodeRope(cuda, device, Add); // the fused RoPE + append + attention beside it, both kernels
+            }
+            else if (group == Groups[1])
+            {
+                double copy = CopyRate(CopyMilliseconds(cuda, device));
+                DecodeProducts(cuda, device, copy, Add);
+                DecodeSwiGlu(cuda, device, copy, Add);
+                DecodeQkv(cuda, device, copy, Add);
+            }
+            else throw new ArgumentException($"--bench-group: no group '{group}' (there is: {string.Join(", ", Groups)})");
             return results;
         }
 
-        {
-            long n = 256L << 20; // 1 GiB of float32
-            using var src = Tensor.Zeros([(int)n], DType.F32, device);
-            using var dst = Tensor.Empty([(int)n], DType.F32, device);
-            src.Fill(1.25);
-            double ms = cuda.MedianMilliseconds(() => cuda.Copy(src, dst));
-            Add(new("copy d2d", "1 GiB f32", ms, 2.0 * n * 4 / (ms * 1e-3) / 1e9, "GB/s", "read + write"));
-        }
+        double copyMs = CopyMilliseconds(cuda, device);
+        Add(new("copy d2d", "1 GiB f32", copyMs, CopyRate(copyMs), "GB/s", "read + write"));
         foreach (int n in new[] { 4096, 8192 })
         {
             using var a = Tensor.Normal([n, n], 1, 0, 1, DType.BF16, device);
@@ -256,6 +260,19 @@ internal static class DeviceBench
         }
     }
 
+    /// <summary>The time of a device-to-device copy of 1 GiB of float32 (read + write).</summary>
+    private static double CopyMilliseconds(CudaBackend cuda, Device device)
+    {
+        long n = 256L << 20; // 1 GiB of float32
+        using var src = Tensor.Zeros([(int)n], DType.F32, device);
+        using var dst = Tensor.Empty([(int)n], DType.F32, device);
+        src.Fill(1.25);
+        return cuda.MedianMilliseconds(() => cuda.Copy(src, dst));
+    }
+
+    /// <summary>The copy bandwidth in GB/s of <see cref="CopyMilliseconds"/>' copy (bytes read + written / time): the decode rows' yardstick.</summary>
+    private static double CopyRate(double copyMilliseconds) => 2.0 * (256L << 20) * 4 / (copyMilliseconds * 1e-3) / 1e9;
+
     /// <summary>
     /// The Qwen2-7B decode products (batch 1, bf16): x [1, K] · Wᵀ with W a row-major [N, K] weight, on the gemv
     /// kernel (native/gemv.cu) and, in the row after, on cuBLASLt (<see cref="CudaBackend.GemvKernel"/> off for a
@@ -282,6 +299,22 @@ internal static class DeviceBench
                 double ms = Time();
                 double rate = bytes / (ms * 1e-3) / 1e9;
                 add(new("decode gemv bf16", shape, ms, rate, "GB/s", Note(rate, on ? "gemv.cu" : "cuBLASLt: gemv off (PARROT_CUDA_GEMV=0)")));
+                // Other targets of the K split (PARROT_GEMV_WARPS_PER_SM), where they change this shape's split.
+                int target = cuda.GemvWarpsPerSm;
+                var splits = new HashSet<int> { cuda.GemvSplitFor(n, k, true) };
+                foreach (int other in new[] { 32, 64, 128 })
+                {
+                    int kw = cuda.GemvSplitFor(n, k, true, other);
+                    if (!on || !splits.Add(kw)) continue;
+                    cuda.GemvWarpsPerSm = other;
+                    try
+                    {
+                        double t = Time();
+                        double r = bytes / (t * 1e-3) / 1e9;
+                        add(new($"decode gemv split {kw}", shape, t, r, "GB/s", Note(r, $"gemv.cu, K over {kw} warps (PARROT_GEMV_WARPS_PER_SM={other})")));
+                    }
+                    finally { cuda.GemvWarpsPerSm = target; }
+                }
                 cuda.GemvKernel = false;
                 try
                 {

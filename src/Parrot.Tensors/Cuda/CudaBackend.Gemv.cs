@@ -88,11 +88,18 @@ public sealed partial class CudaBackend
     /// <summary>The split of <paramref name="g"/> on this device (<see cref="GemvSplit(long, long, bool, int, int)"/> with <see cref="GemvWarpsPerSm"/>).</summary>
     private int SplitOf(GemvCall g) => GemvSplit(g.N, g.K, g.Bf16, _context.MultiprocessorCount, GemvWarpsPerSm);
 
-    /// <summary>The warps per SM below which <see cref="GemvSplit"/> splits K further: 32.</summary>
+    /// <summary>
+    /// Warps per row of W the gemv kernel takes for an N × K weight on this device, with <see cref="GemvWarpsPerSm"/>
+    /// or the target <paramref name="warpsPerSm"/> (benchmarks name the split in their rows).
+    /// </summary>
+    public int GemvSplitFor(long n, long k, bool bf16, int? warpsPerSm = null) =>
+        GemvSplit(n, k, bf16, _context.MultiprocessorCount, warpsPerSm ?? GemvWarpsPerSm);
+
+    /// <summary>The warps per SM below which <see cref="GemvSplit(long, long, bool, int, int)"/> splits K further: 32.</summary>
     internal const int DefaultGemvWarpsPerSm = 32;
 
     /// <summary>
-    /// The target of <see cref="GemvSplit"/>: <see cref="DefaultGemvWarpsPerSm"/> unless PARROT_GEMV_WARPS_PER_SM gives
+    /// The target of <see cref="GemvSplit(long, long, bool, int, int)"/>: <see cref="DefaultGemvWarpsPerSm"/> unless PARROT_GEMV_WARPS_PER_SM gives
     /// a count from 8 to 1024 when the backend is created. A tuning switch for side-by-side timings (on an H200 the 7B
     /// down product, N 3584 × K 18944, ran at 0.78 of the copy bandwidth with kw = 2 — 2.7 waves of resident warps, so
     /// its last wave is short — where the SwiGLU product, 7 waves, ran at 0.94); results change in the last bits with kw.
