@@ -5,7 +5,7 @@
 # (timed 2026-11-27 22:47): programmatic dependent launch off (PARROT_PDL=0), the first decode attention kernels
 # (PARROT_DECODE_ATTENTION=v1 with their measured 128 keys a split), 128 keys a split for the new one, RoPE + cache append
 # fused into the attention launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the products (PARROT_DECODE_NORM_GEMV=1),
-# the gemv split for 64 and 128 warps an SM (PARROT_GEMV_WARPS_PER_SM), and
+# the gemv split for 64 and 128 warps an SM (PARROT_GEMV_WARPS_PER_SM; also with 128 keys a split), and
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
 # "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1");
 # then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph;
@@ -27,7 +27,9 @@ fi
 # a variant keeps all its settings (split on spaces, "VAR2=value" would become a variant of its own that runs "value").
 VARIANTS=("default=" "nopdl=PARROT_PDL=0" "attn-v1=PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128"
           "mk128=PARROT_DECODE_MIN_KEYS=128" "ropefused=PARROT_DECODE_ROPE_FUSED=1" "normgemv=PARROT_DECODE_NORM_GEMV=1"
-          "gemv64=PARROT_GEMV_WARPS_PER_SM=64" "gemv128=PARROT_GEMV_WARPS_PER_SM=128")
+          "gemv64=PARROT_GEMV_WARPS_PER_SM=64" "gemv128=PARROT_GEMV_WARPS_PER_SM=128"
+          "gemv64-mk128=PARROT_GEMV_WARPS_PER_SM=64 PARROT_DECODE_MIN_KEYS=128"
+          "gemv128-mk128=PARROT_GEMV_WARPS_PER_SM=128 PARROT_DECODE_MIN_KEYS=128")
 IFS=';' read -r -a EXTRA <<< "${EXTRA_VARIANTS:-}"
 for v in "${EXTRA[@]}"; do [ -n "${v// /}" ] && VARIANTS+=("$v"); done
 row() { # shape prompt decode label env...
@@ -75,6 +77,10 @@ step "6. one 7B decode step profiled op by op (eager, the defaults)"
 timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --profile --json \
   > "$OUT/decode-7b-profile.json" 2> "$OUT/decode-7b-profile.log"
 cat "$OUT/decode-7b-profile.log" >> "$S"
+PARROT_GEMV_WARPS_PER_SM=64 timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 16 --dtype bf16 --profile --json \
+  > "$OUT/decode-7b-profile-gemv64.json" 2> "$OUT/decode-7b-profile-gemv64.log"
+echo "(the same with PARROT_GEMV_WARPS_PER_SM=64)" >> "$S"
+cat "$OUT/decode-7b-profile-gemv64.log" >> "$S"
 step "done"
 pack
 cat "$S"
