@@ -56,7 +56,7 @@ internal static class SelfTestBatchCases
         // Only our CUDA backend's products may depend on M (the gemv kernel for M ≤ 4, cuBLASLt's algorithm above); the CPU
         // and the test device compute every row alike, so there a flip is a bug.
         var nearTie = Backends.For(p[0].Device) is global::Parrot.Tensors.Cuda.CudaBackend
-            ? new NearTiePolicy(p[0].DType == DType.BF16 ? 8 : 24, (sequence, generated) =>
+            ? NearTiePolicy.For(p[0].DType == DType.BF16, (sequence, generated) =>
             {
                 var c = Cases(longAnswer: true)[sequence];
                 return model.NextTokenLogits(Conversation(c.Question), null, c.Options, generated);
