@@ -145,3 +145,54 @@ public class BatchEventsCompareTests
         Assert.That(BatchEventsCompare.Ulp(0, 8), Is.Zero);
     }
 }
+
+/// <summary>
+/// The selftest row's judge over the demo's tiny LM on the CPU (<see cref="SelfTestBatchCases.Judge"/>): its argmax is
+/// the eager batch's token at every greedy event (the sequence-to-question mapping and the penalty right), it refuses the
+/// sampled sequence, and a flip planted at a real bfloat16 near tie of those events passes the GPU policy where a flip to
+/// a token far below fails.
+/// </summary>
+public class SelfTestBatchJudgeTests
+{
+    [Test]
+    public void TheJudgeAgreesWithTheBatchAndTellsATieFromAFlip([Values(Tensors.DType.F32, Tensors.DType.BF16)] Tensors.DType dtype)
+    {
+        using var model = global::Parrot.Parrot.ParrotModel.Load(Demo.DemoAssets.Locate(null).Lm,
+            new global::Parrot.Parrot.ParrotModelOptions { DType = dtype });
+        var events = SelfTestBatchCases.Run(model, hostPicksOnly: false, global::Parrot.Parrot.Inference.DecodeStepMode.Eager, longAnswer: true, out _);
+        var judge = SelfTestBatchCases.Judge(model);
+        var policy = NearTiePolicy.For(dtype == Tensors.DType.BF16, judge);
+        int tie = -1, judged = 0;
+        for (int i = 0; i < events.Count; i++)
+        {
+            var e = events[i];
+            var generated = events.Take(i).Where(x => x.Sequence == e.Sequence).Select(x => x.Token).ToList();
+            if (e.Sequence == 1)
+            {
+                Assert.That(() => judge(1, generated), Throws.ArgumentException, "the sampled sequence has no judge");
+                continue;
+            }
+            // Every 7th event (and all of the penalised sequence 2) keeps the test short.
+            if (i % 7 != 0 && e.Sequence != 2) continue;
+            var (raw, pick) = judge(e.Sequence, generated);
+            var order = Enumerable.Range(0, pick.Length).OrderByDescending(t => pick[t]).ToArray();
+            Assert.That(pick[e.Token], Is.EqualTo(pick[order[0]]), $"event {i}: {e}: the judge's argmax");
+            judged++;
+            double ulp = BatchEventsCompare.Ulp(Math.Abs(raw[order[0]]), policy.MantissaBits);
+            if (tie < 0 && i >= BatchEventsCompare.MinMatched && e.Sequence == 6 && order[1] != e.Token && pick[order[0]] - pick[order[1]] <= 2 * ulp) tie = i;
+        }
+        Assert.That(judged, Is.GreaterThan(40));
+        if (dtype == Tensors.DType.F32) return;
+        Assert.That(tie, Is.GreaterThan(0), "a near tie in the long answer (its bf16 logits often are)");
+        var (_, p) = judge(6, events.Take(tie).Where(x => x.Sequence == 6).Select(x => x.Token).ToList());
+        var ranked = Enumerable.Range(0, p.Length).OrderByDescending(t => p[t]).ToArray();
+        int second = ranked[0] == events[tie].Token ? ranked[1] : ranked[0], far = ranked[^1];
+        var flipped = events.ToList();
+        flipped[tie] = flipped[tie] with { Token = second, Text = "?" };
+        var v = BatchEventsCompare.Compare(flipped, events, "slots", "eager", policy);
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Matched, Is.EqualTo(tie));
+        flipped[tie] = flipped[tie] with { Token = far };
+        Assert.That(BatchEventsCompare.Compare(flipped, events, "slots", "eager", policy).Pass, Is.False, "a flip to the judge's last token");
+    }
+}

@@ -55,13 +55,7 @@ internal static class SelfTestBatchCases
             throw new InvalidOperationException($"continuous batch: the static step with slots ran without a CUDA graph on a GPU ({path})");
         // Only our CUDA backend's products may depend on M (the gemv kernel for M ≤ 4, cuBLASLt's algorithm above); the CPU
         // and the test device compute every row alike, so there a flip is a bug.
-        var nearTie = Backends.For(p[0].Device) is global::Parrot.Tensors.Cuda.CudaBackend
-            ? NearTiePolicy.For(p[0].DType == DType.BF16, (sequence, generated) =>
-            {
-                var c = Cases(longAnswer: true)[sequence];
-                return model.NextTokenLogits(Conversation(c.Question), null, c.Options, generated);
-            })
-            : null;
+        var nearTie = Backends.For(p[0].Device) is global::Parrot.Tensors.Cuda.CudaBackend ? NearTiePolicy.For(p[0].DType == DType.BF16, Judge(model)) : null;
         return Same(got, want, $"the static step with slots ({path})", "the eager batch", nearTie);
     }
 
@@ -76,6 +70,13 @@ internal static class SelfTestBatchCases
         if (verdict.Message.Length > 0) Console.Error.WriteLine($"selftest {verdict.Message}");
         return Tensor.FromArray(want.Select(_ => 1.0).ToArray(), want.Count);
     }
+
+    /// <summary>The near-tie judge of the long-answer batch: sequence i's logits after its first tokens, one eager forward of <paramref name="model"/>.</summary>
+    internal static PrefixLogits Judge(global::Parrot.Parrot.ParrotModel model) => (sequence, generated) =>
+    {
+        var c = Cases(longAnswer: true)[sequence];
+        return model.NextTokenLogits(Conversation(c.Question), null, c.Options, generated);
+    };
 
     private static global::Parrot.Parrot.Text.ChatTurn[] Conversation(string question) =>
         [new global::Parrot.Parrot.Text.ChatTurn(global::Parrot.Parrot.Text.ChatRole.User, question)];
@@ -100,7 +101,7 @@ internal static class SelfTestBatchCases
     /// The batch's events as lines; <paramref name="path"/>: how its steps ran at the end
     /// (<see cref="global::Parrot.Parrot.Inference.ContinuousBatch.DecodePath"/>).
     /// </summary>
-    private static List<BatchLine> Run(global::Parrot.Parrot.ParrotModel model, bool hostPicksOnly, Mode mode, bool longAnswer, out string path)
+    internal static List<BatchLine> Run(global::Parrot.Parrot.ParrotModel model, bool hostPicksOnly, Mode mode, bool longAnswer, out string path)
     {
         var cases = Cases(longAnswer);
         using var batch = model.StartContinuousBatch(mode);
