@@ -14,7 +14,9 @@ namespace Parrot.Cli.SelfTest;
 /// token, text and finish reason must be the same, else the case throws (a failure naming the event).
 /// "continuous batch, static slots = eager": the same batch (plus an answer longer than 256 tokens, so the slots' C
 /// grows) through the static step with slots (forced; on a GPU replayed from a CUDA graph, which must have been
-/// captured) against the eager batch: the same events.
+/// captured) against the eager batch: the same events; on a GPU, where the slots' products see M = S rows and the eager
+/// batch's the live count (docs/cuda.md, static slots, "Bits"), a first difference may be a near tie that one independent
+/// eager forward confirms (<see cref="BatchEventsCompare"/>; named on stderr), exact equality everywhere else.
 /// </summary>
 internal static class SelfTestBatchCases
 {
@@ -40,7 +42,7 @@ internal static class SelfTestBatchCases
             new global::Parrot.Parrot.ParrotModelOptions { Device = p[0].Device, DType = p[0].DType });
         var want = Run(model, hostPicksOnly: true, Mode.Auto, longAnswer: false, out _);
         var got = Run(model, hostPicksOnly: false, Mode.Auto, longAnswer: false, out _);
-        return Same(got, want, "greedy on the device", "every pick on the host");
+        return Same(got, want, "greedy on the device", "every pick on the host", nearTie: null);
     }
 
     private static Tensor SlotsSameAsEager(Tensor[] p)
@@ -51,23 +53,36 @@ internal static class SelfTestBatchCases
         var got = Run(model, hostPicksOnly: false, Mode.Static, longAnswer: true, out var path);
         if (p[0].Device.Kind == DeviceKind.Cuda && Backends.For(p[0].Device) is global::Parrot.Tensors.Cuda.CudaBackend && !path.Contains("CUDA graph", StringComparison.Ordinal))
             throw new InvalidOperationException($"continuous batch: the static step with slots ran without a CUDA graph on a GPU ({path})");
-        return Same(got, want, $"the static step with slots ({path})", "the eager batch");
-    }
-
-    /// <summary>Throws at the first event where <paramref name="got"/> differs from <paramref name="want"/>; else one 1 per event.</summary>
-    private static Tensor Same(List<string> got, List<string> want, string gotName, string wantName)
-    {
-        for (int i = 0; i < Math.Max(want.Count, got.Count); i++)
-            if (i >= want.Count || i >= got.Count || got[i] != want[i])
-                throw new InvalidOperationException($"continuous batch: event {i}: {gotName} gave '{(i < got.Count ? got[i] : "nothing")}', {wantName} '{(i < want.Count ? want[i] : "nothing")}'");
-        return Tensor.FromArray(got.Select(_ => 1.0).ToArray(), got.Count);
+        // Only our CUDA backend's products may depend on M (the gemv kernel for M ≤ 4, cuBLASLt's algorithm above); the CPU
+        // and the test device compute every row alike, so there a flip is a bug.
+        var nearTie = Backends.For(p[0].Device) is global::Parrot.Tensors.Cuda.CudaBackend ? NearTiePolicy.For(p[0].DType == DType.BF16, Judge(model)) : null;
+        return Same(got, want, $"the static step with slots ({path})", "the eager batch", nearTie);
     }
 
     /// <summary>
-    /// The batch's events as lines; <paramref name="path"/>: how its steps ran at the end
-    /// (<see cref="global::Parrot.Parrot.Inference.ContinuousBatch.DecodePath"/>).
+    /// Throws where <see cref="BatchEventsCompare.Compare"/> fails; else one 1 per event of <paramref name="want"/> (the
+    /// runner checks the count against the CPU's run), the events after a near tie included: they are not compared.
     /// </summary>
-    private static List<string> Run(global::Parrot.Parrot.ParrotModel model, bool hostPicksOnly, Mode mode, bool longAnswer, out string path)
+    private static Tensor Same(List<BatchLine> got, List<BatchLine> want, string gotName, string wantName, NearTiePolicy? nearTie)
+    {
+        var verdict = BatchEventsCompare.Compare(got, want, gotName, wantName, nearTie);
+        if (!verdict.Pass) throw new InvalidOperationException(verdict.Message);
+        if (verdict.Message.Length > 0) Console.Error.WriteLine($"selftest {verdict.Message}");
+        return Tensor.FromArray(want.Select(_ => 1.0).ToArray(), want.Count);
+    }
+
+    /// <summary>The near-tie judge of the long-answer batch: sequence i's logits after its first tokens, one eager forward of <paramref name="model"/>.</summary>
+    internal static PrefixLogits Judge(global::Parrot.Parrot.ParrotModel model) => (sequence, generated) =>
+    {
+        var c = Cases(longAnswer: true)[sequence];
+        return model.NextTokenLogits(Conversation(c.Question), null, c.Options, generated);
+    };
+
+    private static global::Parrot.Parrot.Text.ChatTurn[] Conversation(string question) =>
+        [new global::Parrot.Parrot.Text.ChatTurn(global::Parrot.Parrot.Text.ChatRole.User, question)];
+
+    /// <summary>The batch's sequences: question, options, max new tokens, the step it joins at and the one it is removed at (−1: none).</summary>
+    private static (string Question, global::Parrot.Parrot.Inference.GenerationOptions Options, int Max, int JoinAt, int RemoveAt)[] Cases(bool longAnswer)
     {
         var greedy = new global::Parrot.Parrot.Inference.GenerationOptions { IgnoreEos = true };
         var cases = new (string Question, global::Parrot.Parrot.Inference.GenerationOptions Options, int Max, int JoinAt, int RemoveAt)[]
@@ -79,11 +94,20 @@ internal static class SelfTestBatchCases
             ("one yellow triangle", greedy with { TopK = 3 }, 7, 3, -1),
             ("late", greedy, 5, 6, -1),
         };
-        if (longAnswer) cases = [.. cases, ("a long answer", greedy, 300, 4, -1)];
+        return longAnswer ? [.. cases, ("a long answer", greedy, 300, 4, -1)] : cases;
+    }
+
+    /// <summary>
+    /// The batch's events as lines; <paramref name="path"/>: how its steps ran at the end
+    /// (<see cref="global::Parrot.Parrot.Inference.ContinuousBatch.DecodePath"/>).
+    /// </summary>
+    internal static List<BatchLine> Run(global::Parrot.Parrot.ParrotModel model, bool hostPicksOnly, Mode mode, bool longAnswer, out string path)
+    {
+        var cases = Cases(longAnswer);
         using var batch = model.StartContinuousBatch(mode);
         batch.HostPicksOnly = hostPicksOnly;
         var sequences = new global::Parrot.Parrot.Inference.BatchSequence?[cases.Length];
-        var lines = new List<string>();
+        var lines = new List<BatchLine>();
         path = batch.DecodePath;
         for (int step = 0; step < 400 && (step <= cases.Max(c => c.JoinAt) || batch.Count > 0); step++)
         {
@@ -91,10 +115,10 @@ internal static class SelfTestBatchCases
             {
                 var c = cases[i];
                 if (c.JoinAt == step)
-                    sequences[i] = batch.Join([new global::Parrot.Parrot.Text.ChatTurn(global::Parrot.Parrot.Text.ChatRole.User, c.Question)], null, c.Options, c.Max);
+                    sequences[i] = batch.Join(Conversation(c.Question), null, c.Options, c.Max);
                 if (c.RemoveAt == step) batch.Remove(sequences[i]!);
             }
-            foreach (var e in batch.Step()) lines.Add($"step {step}: sequence {Array.IndexOf(sequences, e.Sequence)} token {e.Token} '{e.Text}' {e.Finished}");
+            foreach (var e in batch.Step()) lines.Add(new BatchLine(step, Array.IndexOf(sequences, e.Sequence), e.Token, e.Text, e.Finished?.ToString() ?? ""));
             if (batch.Count > 0) path = batch.DecodePath;
         }
         return lines;

@@ -39,4 +39,40 @@ public sealed partial class ParrotModel
     internal void ExitTurn() => Exit();
 
     internal GenerationPrompt BuildPrompt(IReadOnlyList<ChatTurn> conversation, RgbImage? image, List<Tensor> owned) => Prompt(conversation, image, owned);
+
+    /// <summary>
+    /// The next token's logits after <paramref name="answer"/> continuing <paramref name="conversation"/>, from one eager
+    /// forward of the prompt (built as <see cref="ContinuousBatch.Join"/> builds it) and the answer: <c>Raw</c> as the model
+    /// gives them, <c>Pick</c> as a greedy pick with <paramref name="options"/> compares them (its repetition penalty over
+    /// the prompt's and the answer's ids, as <see cref="TokenSampler"/> applies it). An independent judge for checks of
+    /// the batch (selftest's near ties), not a decoding path.
+    /// </summary>
+    /// <exception cref="ArgumentException">Sampling options (a sampled pick is a draw, not a comparison of logits), an id outside the vocabulary, or a bad conversation.</exception>
+    internal (float[] Raw, double[] Pick) NextTokenLogits(IReadOnlyList<ChatTurn> conversation, RgbImage? image, GenerationOptions options, IReadOnlyList<int> answer)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(answer);
+        if (options.IsSampling) throw new ArgumentException("next-token logits: the options sample (temperature > 0); only a greedy pick compares logits");
+        var lm = _generator.Model as KvCacheModel ?? throw new InvalidOperationException("ParrotModel: next-token logits need the KV-cache model");
+        foreach (int id in answer)
+            if ((uint)id >= (uint)lm.VocabSize) throw new ArgumentException($"next-token logits: answer id {id} is outside the vocabulary of {lm.VocabSize}", nameof(answer));
+        Enter();
+        var features = new List<Tensor>();
+        try
+        {
+            var prompt = Prompt(conversation, image, features);
+            int[] ids = [.. prompt.Ids, .. answer];
+            var raw = lm.PrefillRow(prompt with { Ids = ids }, _ => 0, out var cache, out _, "the prompt and answer");
+            cache.Dispose();
+            var sampler = new TokenSampler(options, lm.VocabSize, ids);
+            var pick = new double[raw.Length];
+            for (int i = 0; i < raw.Length; i++) pick[i] = sampler.Penalised(raw[i], i);
+            return (raw, pick);
+        }
+        finally
+        {
+            foreach (var f in features) f.Dispose();
+            Exit();
+        }
+    }
 }

@@ -45,7 +45,7 @@ internal sealed partial class TokenSampler
     }
 
     /// <summary>A raw logit after the repetition penalty, as every path applies it (Hugging Face's rule, in double).</summary>
-    private double Penalised(float logit, int id)
+    internal double Penalised(float logit, int id)
     {
         double x = logit, penalty = _options.RepetitionPenalty;
         if (penalty != 1 && _seen[id]) x = x < 0 ? x * penalty : x / penalty;

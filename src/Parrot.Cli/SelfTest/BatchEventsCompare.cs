@@ -1,0 +1,106 @@
+namespace Parrot.Cli.SelfTest;
+
+/// <summary>One event of the selftest's continuous batch (<see cref="global::Parrot.Parrot.Inference.BatchEvent"/>, its sequence by index).</summary>
+internal sealed record BatchLine(int Step, int Sequence, int Token, string Text, string Finished)
+{
+    public override string ToString() => $"step {Step}: sequence {Sequence} token {Token} '{Text}' {Finished}";
+}
+
+/// <summary>
+/// The next token's logits for sequence <c>sequence</c> after the tokens it <c>generated</c> (one independent eager
+/// forward): <c>Raw</c> as the model gives them, <c>Pick</c> as its greedy pick compares them (after a repetition penalty).
+/// </summary>
+internal delegate (float[] Raw, double[] Pick) PrefixLogits(int sequence, IReadOnlyList<int> generated);
+
+/// <summary>
+/// Where two batches may differ by a near tie (a GPU, whose products' bits may depend on the row count M): the model's
+/// dtype precision (<see cref="MantissaBits"/>: 8 for bfloat16, 24 for float32), the tie tolerance in its ulps and the
+/// independent judge.
+/// </summary>
+internal sealed record NearTiePolicy(int MantissaBits, int Ulps, PrefixLogits Logits)
+{
+    /// <summary>
+    /// bfloat16's tie tolerance in ulps (at the larger |raw logit| of the two tokens). Why 5: the two batches compute the
+    /// same products in another accumulation order (fp32 accumulators either way, on the GPU as on the CPU) and round every
+    /// output to the dtype, so each batch's logit lies within the dtype's own error of the exact one; measured on the demo's
+    /// tiny LM (the CPU, 300 greedy prefixes of "a long answer", the top two tokens' logits), bfloat16 against float32 is
+    /// within 1.23 ulps (median 0.25). Batch A, which picked a, has l_a − l_b ≥ 0, batch B ≤ 0; each is within 2 × 1.23 of
+    /// the exact gap, so that is within 2.46 of zero, and the judge's (a third order, as noisy) within 2.46 more: 4.9 ≈ 5.
+    /// (The judge's top-2 spread is not added: where the two tokens are its top two, that spread is the gap itself, and
+    /// adding it would pass any gap.) It is lenient on this model (83 of those 300 prefixes had their top two within 4
+    /// ulps): what keeps the row a test is the rest — the same step, sequence and finish, both tokens at the top, at
+    /// least <see cref="BatchEventsCompare.MinMatched"/> events equal before it.
+    /// </summary>
+    internal const int Bf16Ulps = 5;
+
+    /// <summary>
+    /// float32's: by the same argument, float32 against float64 measured within 10 ulps of the logit (median 1; the dot
+    /// products' cancellation makes the error larger than the logit's own ulp): 4 × 10.
+    /// </summary>
+    internal const int F32Ulps = 40;
+
+    /// <summary>The policy for a model in <paramref name="bfloat16"/> or float32.</summary>
+    internal static NearTiePolicy For(bool bfloat16, PrefixLogits logits) => bfloat16 ? new(8, Bf16Ulps, logits) : new(24, F32Ulps, logits);
+}
+
+/// <summary>The comparison's verdict: <see cref="Matched"/> events equal before the first difference (all when none); <see cref="Message"/> says why it failed, or names the near tie it passed on.</summary>
+internal sealed record BatchVerdict(bool Pass, int Matched, string Message);
+
+/// <summary>
+/// Compares two continuous batches' events (selftest "continuous batch, …"). Exact (policy null): every event equal, the
+/// contract on the CPU and the test device, where a row's bits do not depend on the batch. With a <see cref="NearTiePolicy"/>
+/// the first difference may be a near tie: the same step, sequence and finish, another token, where one independent
+/// forward of that sequence's prefix (<see cref="PrefixLogits"/>) puts both tokens at the top within a few ulps of each
+/// other (<see cref="NearTiePolicy.Ulps"/>; a wrong slot — another row's cache, a stale position — is no near tie: its
+/// token is not at the top of the right prefix's logits, or far below it); the events are compared up to it (a flipped
+/// token changes that sequence's later prefix, so nothing after it is comparable), and at least <see cref="MinMatched"/> must match before it, so a flip at the start cannot pass vacuously.
+/// </summary>
+internal static class BatchEventsCompare
+{
+    /// <summary>Events that must match before a near tie may end the comparison.</summary>
+    internal const int MinMatched = 20;
+
+    /// <summary>Compares <paramref name="got"/> with <paramref name="want"/> (the reference) as the class says.</summary>
+    internal static BatchVerdict Compare(IReadOnlyList<BatchLine> got, IReadOnlyList<BatchLine> want, string gotName, string wantName, NearTiePolicy? nearTie)
+    {
+        ArgumentNullException.ThrowIfNull(got);
+        ArgumentNullException.ThrowIfNull(want);
+        int n = Math.Max(got.Count, want.Count), i = 0;
+        while (i < n && i < got.Count && i < want.Count && got[i] == want[i]) i++;
+        if (i == n) return new BatchVerdict(true, n, "");
+        string Differs(string why) =>
+            $"continuous batch: event {i}: {gotName} gave '{(i < got.Count ? got[i] : "nothing")}', {wantName} '{(i < want.Count ? want[i] : "nothing")}'{why}";
+        BatchVerdict Fail(string why) => new(false, i, Differs(why));
+        if (nearTie is null) return Fail(" (bit-equal by contract here: no near tie allowed)");
+        if (i >= got.Count || i >= want.Count) return Fail(" (one batch has fewer events)");
+        BatchLine g = got[i], w = want[i];
+        if (g.Step != w.Step || g.Sequence != w.Sequence || g.Finished != w.Finished || g.Token == w.Token)
+            return Fail(" (not a token flip: only the token and its text may differ at a near tie)");
+        if (i < MinMatched) return Fail($" (a token flip after only {i} matched events; at least {MinMatched} must match before a near tie passes)");
+
+        var generated = want.Take(i).Where(e => e.Sequence == w.Sequence).Select(e => e.Token).ToList();
+        float[] raw;
+        double[] pick;
+        try { (raw, pick) = nearTie.Logits(w.Sequence, generated); }
+        catch (ArgumentException e) { return Fail($" (no near-tie judge for sequence {w.Sequence}: {e.Message})"); }
+        int a = g.Token, b = w.Token;
+        if (raw.Length != pick.Length || (uint)a >= (uint)raw.Length || (uint)b >= (uint)raw.Length)
+            return Fail($" (the judge's logits have {raw.Length}/{pick.Length} entries; tokens {a} and {b} must be inside both)");
+        if (pick.Any(double.IsNaN)) return Fail(" (the judge's logits hold NaN)");
+        double max = pick.Max();
+        double second = pick.Select((v, k) => (v, k)).Where(x => x.k != Array.IndexOf(pick, max)).Max(x => x.v);
+        double tol = nearTie.Ulps * Ulp(Math.Max(Math.Abs(raw[a]), Math.Abs(raw[b])), nearTie.MantissaBits)
+            * Math.Max(PenaltyScale(raw[a], pick[a]), PenaltyScale(raw[b], pick[b]));
+        double gap = pick[a] - pick[b];
+        string numbers = $"logit[{a}] − logit[{b}] = {gap:G4} in one eager forward of the prefix ({generated.Count} generated tokens), tolerance {tol:G4} ({nearTie.Ulps} ulps), its top two {max:G6} and {second:G6}";
+        bool AtTop(int t) => pick[t] >= second || max - pick[t] <= tol;
+        if (!(Math.Abs(gap) <= tol) || !AtTop(a) || !AtTop(b)) return Fail($" (no near tie: {numbers})");
+        return new BatchVerdict(true, i, $"continuous batch: near tie at event {i} (step {w.Step}, sequence {w.Sequence}): {gotName} token {a} '{g.Text}', {wantName} token {b} '{w.Text}'; {numbers}; {i} events equal before it, the rest not compared");
+    }
+
+    /// <summary>The spacing of a float with <paramref name="mantissaBits"/> bits of precision at <paramref name="x"/> ≥ 0 (0 at 0).</summary>
+    internal static double Ulp(double x, int mantissaBits) => x > 0 ? Math.ScaleB(1.0, Math.ILogB(x) - (mantissaBits - 1)) : 0;
+
+    /// <summary>How much the pick's value scales the raw logit's noise: the repetition penalty's factor (1 without one).</summary>
+    private static double PenaltyScale(float raw, double pick) => raw == 0 ? 1 : Math.Abs(pick / raw);
+}

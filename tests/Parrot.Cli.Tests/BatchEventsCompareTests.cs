@@ -1,0 +1,198 @@
+using Parrot.Cli.SelfTest;
+
+namespace Parrot.Cli.Tests;
+
+/// <summary>
+/// <see cref="BatchEventsCompare"/>, the verdict of selftest "continuous batch, static slots = eager": exact on the CPU
+/// policy; on the GPU policy a first difference passes only as a near tie that the judge's logits confirm.
+/// </summary>
+public class BatchEventsCompareTests
+{
+    private const int Vocab = 16;
+
+    /// <summary>30 events: steps 0–9, three sequences a step, tokens that tell them apart.</summary>
+    private static List<BatchLine> Events() =>
+        Enumerable.Range(0, 30).Select(k => new BatchLine(k / 3, k % 3, (k * 5) % Vocab, $"t{k}", k >= 27 ? "MaxTokens" : "")).ToList();
+
+    /// <summary><paramref name="events"/> with event <paramref name="i"/>'s token (and text) changed to <paramref name="token"/>.</summary>
+    private static List<BatchLine> Flip(List<BatchLine> events, int i, int token)
+    {
+        var copy = events.ToList();
+        copy[i] = copy[i] with { Token = token, Text = "flipped" };
+        return copy;
+    }
+
+    /// <summary>A judge whose logits are 0 but <paramref name="top"/> (token → logit); it records what it was asked.</summary>
+    private static NearTiePolicy Gpu(int bits, Dictionary<int, float> top, List<(int Sequence, int[] Generated)> asked) =>
+        NearTiePolicy.For(bits == 8, (sequence, generated) =>
+        {
+            asked.Add((sequence, generated.ToArray()));
+            var raw = new float[Vocab];
+            foreach (var (t, v) in top) raw[t] = v;
+            return (raw, raw.Select(v => (double)v).ToArray());
+        });
+
+    [Test]
+    public void IdenticalListsPassOnEitherPolicy()
+    {
+        var asked = new List<(int, int[])>();
+        foreach (var policy in new[] { null, Gpu(8, new() { [1] = 1 }, asked) })
+        {
+            var v = BatchEventsCompare.Compare(Events(), Events(), "slots", "eager", policy);
+            Assert.That((v.Pass, v.Matched, v.Message), Is.EqualTo((true, 30, "")));
+        }
+        Assert.That(asked, Is.Empty, "no difference: the judge is not asked");
+    }
+
+    [Test]
+    public void AFlipWithATinyGapPassesOnTheGpuPolicyAndNamesTheTie()
+    {
+        var want = Events();
+        int i = 25, b = want[i].Token, a = (b + 1) % Vocab;
+        // bfloat16 at 10: an ulp is 2⁻⁴; a gap of one ulp, both tokens the judge's top two.
+        var asked = new List<(int Sequence, int[] Generated)>();
+        var v = BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.0625f, [(b + 2) % Vocab] = 9f }, asked));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Matched, Is.EqualTo(25));
+        Assert.That(v.Message, Does.Contain("near tie at event 25").And.Contain($"token {a}").And.Contain($"token {b}").And.Contain("-0.0625"));
+        // The judge saw the sequence's own tokens before that event, in order.
+        Assert.That(asked, Has.Count.EqualTo(1));
+        Assert.That(asked[0].Sequence, Is.EqualTo(want[i].Sequence));
+        Assert.That(asked[0].Generated, Is.EqualTo(want.Take(i).Where(e => e.Sequence == want[i].Sequence).Select(e => e.Token).ToArray()));
+    }
+
+    [Test]
+    public void AFlipWithALargeGapFails()
+    {
+        var want = Events();
+        int i = 25, b = want[i].Token, a = (b + 1) % Vocab;
+        var v = BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 12f }, []));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("event 25").And.Contain("no near tie"));
+        // Six ulps at 10 (0.375) is above the five allowed, five is not; the same tie in float32 precision fails.
+        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.375f }, [])).Pass, Is.False);
+        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.3125f }, [])).Pass, Is.True);
+        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(24, new() { [a] = 10f, [b] = 10.0625f }, [])).Pass, Is.False);
+    }
+
+    [Test]
+    public void ATieBelowTheTopFails()
+    {
+        // The two tokens a hair apart, but a third far above both: the greedy pick was neither, a wrong row's token.
+        var want = Events();
+        int i = 25, b = want[i].Token, a = (b + 1) % Vocab;
+        var v = BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.0625f, [(b + 2) % Vocab] = 14f }, []));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("no near tie"));
+    }
+
+    [Test]
+    public void ADifferenceInStepSequenceOrFinishFails()
+    {
+        var want = Events();
+        var tie = new Dictionary<int, float> { [want[25].Token] = 10f, [(want[25].Token + 1) % Vocab] = 10f };
+        foreach (var other in new[] { want[25] with { Sequence = 0 }, want[25] with { Step = 9 }, want[25] with { Finished = "MaxTokens" },
+            want[25] with { Sequence = 0, Token = (want[25].Token + 1) % Vocab } })
+        {
+            var got = want.ToList();
+            got[25] = other;
+            var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Gpu(8, tie, []));
+            Assert.That(v.Pass, Is.False, other.ToString());
+            Assert.That(v.Message, Does.Contain("not a token flip"));
+        }
+        // Fewer events (the same ones) fails too.
+        Assert.That(BatchEventsCompare.Compare(want.Take(29).ToList(), want, "slots", "eager", Gpu(8, tie, [])).Pass, Is.False);
+    }
+
+    [Test]
+    public void AFlipBeforeTwentyMatchedEventsFails()
+    {
+        var want = Events();
+        int i = BatchEventsCompare.MinMatched - 1, b = want[i].Token, a = (b + 1) % Vocab;
+        var v = BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10f }, []));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("only 19 matched events"));
+        i = BatchEventsCompare.MinMatched; b = want[i].Token; a = (b + 1) % Vocab;
+        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10f }, [])).Pass, Is.True, "20 matched: enough");
+    }
+
+    [Test]
+    public void TheCpuPolicyFailsAnyFlip()
+    {
+        var want = Events();
+        var v = BatchEventsCompare.Compare(Flip(want, 25, (want[25].Token + 1) % Vocab), want, "slots", "eager", nearTie: null);
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("event 25").And.Contain("bit-equal by contract"));
+    }
+
+    [Test]
+    public void AJudgeThatCannotJudgeFails()
+    {
+        // A sampled sequence: the judge refuses (a draw is not a comparison of logits), so the flip fails.
+        var want = Events();
+        var refuses = NearTiePolicy.For(true, (_, _) => throw new ArgumentException("the options sample"));
+        var v = BatchEventsCompare.Compare(Flip(want, 25, (want[25].Token + 1) % Vocab), want, "slots", "eager", refuses);
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("no near-tie judge").And.Contain("the options sample"));
+    }
+
+    [Test]
+    public void UlpsAreThoseOfTheDType()
+    {
+        Assert.That(BatchEventsCompare.Ulp(10, 8), Is.EqualTo(1.0 / 16));
+        Assert.That(BatchEventsCompare.Ulp(1, 8), Is.EqualTo(1.0 / 128));
+        Assert.That(BatchEventsCompare.Ulp(10, 24), Is.EqualTo(Math.ScaleB(1.0, -20)));
+        Assert.That(BatchEventsCompare.Ulp(0, 8), Is.Zero);
+    }
+}
+
+/// <summary>
+/// The selftest row's judge over the demo's tiny LM on the CPU (<see cref="SelfTestBatchCases.Judge"/>): its argmax is
+/// the eager batch's token at every greedy event (the sequence-to-question mapping and the penalty right), it refuses the
+/// sampled sequence, and a flip planted at a real bfloat16 near tie of those events passes the GPU policy where a flip to
+/// a token far below fails.
+/// </summary>
+public class SelfTestBatchJudgeTests
+{
+    [Test]
+    public void TheJudgeAgreesWithTheBatchAndTellsATieFromAFlip([Values(Tensors.DType.F32, Tensors.DType.BF16)] Tensors.DType dtype)
+    {
+        using var model = global::Parrot.Parrot.ParrotModel.Load(Demo.DemoAssets.Locate(null).Lm,
+            new global::Parrot.Parrot.ParrotModelOptions { DType = dtype });
+        var events = SelfTestBatchCases.Run(model, hostPicksOnly: false, global::Parrot.Parrot.Inference.DecodeStepMode.Eager, longAnswer: true, out _);
+        var judge = SelfTestBatchCases.Judge(model);
+        var policy = NearTiePolicy.For(dtype == Tensors.DType.BF16, judge);
+        int tie = -1, judged = 0;
+        for (int i = 0; i < events.Count; i++)
+        {
+            var e = events[i];
+            var generated = events.Take(i).Where(x => x.Sequence == e.Sequence).Select(x => x.Token).ToList();
+            if (e.Sequence == 1)
+            {
+                Assert.That(() => judge(1, generated), Throws.ArgumentException, "the sampled sequence has no judge");
+                continue;
+            }
+            // Every 7th event (and all of the penalised sequence 2) keeps the test short.
+            if (i % 7 != 0 && e.Sequence != 2) continue;
+            var (raw, pick) = judge(e.Sequence, generated);
+            var order = Enumerable.Range(0, pick.Length).OrderByDescending(t => pick[t]).ToArray();
+            Assert.That(pick[e.Token], Is.EqualTo(pick[order[0]]), $"event {i}: {e}: the judge's argmax");
+            judged++;
+            double ulp = BatchEventsCompare.Ulp(Math.Abs(raw[order[0]]), policy.MantissaBits);
+            if (tie < 0 && i >= BatchEventsCompare.MinMatched && e.Sequence == 6 && order[1] != e.Token && pick[order[0]] - pick[order[1]] <= 2 * ulp) tie = i;
+        }
+        Assert.That(judged, Is.GreaterThan(40));
+        if (dtype == Tensors.DType.F32) return;
+        Assert.That(tie, Is.GreaterThan(0), "a near tie in the long answer (its bf16 logits often are)");
+        var (_, p) = judge(6, events.Take(tie).Where(x => x.Sequence == 6).Select(x => x.Token).ToList());
+        var ranked = Enumerable.Range(0, p.Length).OrderByDescending(t => p[t]).ToArray();
+        int second = ranked[0] == events[tie].Token ? ranked[1] : ranked[0], far = ranked[^1];
+        var flipped = events.ToList();
+        flipped[tie] = flipped[tie] with { Token = second, Text = "?" };
+        var v = BatchEventsCompare.Compare(flipped, events, "slots", "eager", policy);
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Matched, Is.EqualTo(tie));
+        flipped[tie] = flipped[tie] with { Token = far };
+        Assert.That(BatchEventsCompare.Compare(flipped, events, "slots", "eager", policy).Pass, Is.False, "a flip to the judge's last token");
+    }
+}
