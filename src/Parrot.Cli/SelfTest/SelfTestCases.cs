@@ -432,14 +432,15 @@ internal static class SelfTestCases
         c.Add(new("attention decode T1 (GQA, offset)", (r, t) => [Normal(r, t, 2, 4, 1, 128), Normal(r, t, 2, 2, 40, 128), Normal(r, t, 2, 2, 40, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 39)));
         // Up to 8 query rows run the decode kernel on CUDA (attention_decode.cu): Qwen2's grouped heads (7 query heads
-        // a kv head) at the last position of a 160-key cache (5 key ranges of 32, merged in the launch by the last
-        // block); 3 rows with a padding mask; 600 keys in 18 ranges, with the log-sum-exp beside the output.
+        // a kv head) at the last position of a 160-key cache (one key range at the default of ≥ 128 keys a range: the
+        // block writes o itself); 3 rows with a padding mask; 600 keys in several ranges, with the log-sum-exp beside the output.
         c.Add(new("attention decode T1 GQA7 D128 S160", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159)));
-        // The same step in one key range (CudaBackend.DecodeMinKeys 128: the block writes o itself), and through the
-        // kernels before (CudaBackend.DecodeAttentionV1: ranges of ≥ 128 keys and a combine launch).
-        c.Add(new("attention decode T1 GQA7 D128 S160 min keys 128", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
-            x => WithDecode(x[0], c => c.DecodeMinKeys = 128, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159))));
+        // The same step in 5 ranges of 32 keys (CudaBackend.DecodeMinKeys 32, the default before 2026-11-27 23:07: merged
+        // in the launch by the last block), and through the kernels before (CudaBackend.DecodeAttentionV1: ranges of
+        // ≥ 128 keys and a combine launch).
+        c.Add(new("attention decode T1 GQA7 D128 S160 min keys 32", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
+            x => WithDecode(x[0], c => c.DecodeMinKeys = 32, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159))));
         c.Add(new("attention decode T1 GQA7 D128 S600 v1", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 600, 128), Normal(r, t, 1, 2, 600, 128)],
             x => WithDecode(x[0], c => c.DecodeAttentionV1 = true, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 599))));
         // The static decode step's attention (positions on the device, the grid sized for a 1024-key cache: 32 ranges

@@ -21,12 +21,14 @@ public sealed partial class CudaBackend
     public bool DecodeAttentionV1 { get; set; } = Environment.GetEnvironmentVariable("PARROT_DECODE_ATTENTION")?.Trim() == "v1";
 
     /// <summary>
-    /// The fewest keys a range of the decode kernel takes (<see cref="DecodeSplits"/>): 32 by default, one chunk of 4
-    /// keys for each of a block's 8 warps, so a 160-key cache of a 7B step runs 5 ranges (40 blocks) whose warps each
-    /// load once. PARROT_DECODE_MIN_KEYS sets it when the backend is created; the benchmarks compare others in one run.
+    /// The fewest keys a range of the decode kernel takes (<see cref="DecodeSplits"/>): 128 by default, so a 160-key
+    /// cache of a 7B step runs one range per row group. Timed on an H200 (2026-11-27 23:07, the 7B step from a CUDA
+    /// graph, twice each): 4.41 / 4.40 ms/token at 128 against 4.48 / 4.48 at the earlier default of 32 (one chunk of 4
+    /// keys for each of a block's 8 warps); the kernel alone from a graph 7 against 9 µs at 160 keys, 13 against 14 at
+    /// 4096. PARROT_DECODE_MIN_KEYS sets it when the backend is created; the benchmarks compare others in one run.
     /// The same value must serve a static step and the eager decode it is compared with (it picks their ranges).
     /// </summary>
-    public int DecodeMinKeys { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("PARROT_DECODE_MIN_KEYS"), out int k) && k > 0 ? k : 32;
+    public int DecodeMinKeys { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("PARROT_DECODE_MIN_KEYS"), out int k) && k > 0 ? k : 128;
 
     /// <summary>
     /// How many key ranges (one block each) the decode kernel may cut the keys of a row group into: enough blocks for
