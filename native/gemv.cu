@@ -14,6 +14,11 @@
 //   16 in 8-warp ones), and the loads in flight per SM, which decide the bandwidth, grow with those warps;
 // - float32 accumulation; the bias (y's dtype, as cuBLASLt's BIAS epilogue) is added and GELU applied before y is
 //   rounded to its dtype (bf16 or f32).
+// gemv_lean_* / swiglu_gemv_lean_* (bf16; CudaBackend.GemvLean, PARROT_GEMV_LEAN=1, off until timed): the same sums in
+// the same order, bit for bit, but each step's x vectors are loaded as each is used instead of all U of them ahead:
+// ptxas (sm_90) 55 registers instead of 96 for gemv_bf16_1 (9 blocks an SM instead of 5: 36 warps with W loads in
+// flight instead of 20), 62 instead of 75 for swiglu_gemv_bf16_1 (8 blocks instead of 6); x comes from L1, so a
+// warp waits a little longer per step, which the extra warps should more than cover — to be timed.
 // swiglu_gemv_* fuse a gated MLP's gate and up products with the SwiGLU between them (decode: one launch, not three):
 // each warp reads row n of both weights in the same pass over x, and the epilogue rounds both sums to y's dtype and
 // applies native/swiglu.cuh's swiglu_value, so the result is bit for bit gemv, gemv, swiglu_forward (same kw).
@@ -126,7 +131,7 @@ struct XPointer<T, true>
 // sums are bit for bit those of separate ones with the same kw, and a block's sums do not depend on which group it
 // takes. After pdl_wait and before any read of x, every thread of the block calls prologue() when run_prologue.
 // Returns true on the threads t < rows·M that own an output: row nn (< N), x row mm, sums v[g].
-template <typename T, int M, int G, typename Prologue>
+template <typename T, int M, int G, typename Prologue, bool Lean = false>
 __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __restrict__ w1, i64 ldw, typename XPointer<T, Prologue::writes_x>::type x, i64 ldx,
                                           int xvec, i64 N, i64 K, int kw, float (&v)[G], i64& nn, int& mm, i64 group,
                                           const Prologue& prologue, bool run_prologue)
@@ -168,23 +173,42 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
         // products the loop always had: W, x, products).
         for (i64 k0 = begin + lane * VEC; k0 < vend; k0 += U * step)
         {
-            Vec16 xv[U][M];
+            if (Lean)
+            {
+                // x vector by vector as each is used (fewer registers: see the file's head); the same sums in the same order.
 #pragma unroll
-            for (int u = 0; u < U; u++)
-                if (k0 + u * step < vend)
-                {
+                for (int u = 0; u < U; u++)
+                    if (k0 + u * step < vend)
+                    {
+                        Vec16 xv[M];
 #pragma unroll
-                    for (int m = 0; m < M; m++) xv[u][m] = load16(x + m * ldx + k0 + u * step, xvec);
-                }
+                        for (int m = 0; m < M; m++) xv[m] = load16(x + m * ldx + k0 + u * step, xvec);
 #pragma unroll
-            for (int u = 0; u < U; u++)
-                if (k0 + u * step < vend)
-                {
+                        for (int g = 0; g < G; g++)
 #pragma unroll
-                    for (int g = 0; g < G; g++)
+                            for (int m = 0; m < M; m++) acc[g][m] = dot16(wv[u][g], xv[m], acc[g][m], w0);
+                    }
+            }
+            else
+            {
+                Vec16 xv[U][M];
 #pragma unroll
-                        for (int m = 0; m < M; m++) acc[g][m] = dot16(wv[u][g], xv[u][m], acc[g][m], w0);
-                }
+                for (int u = 0; u < U; u++)
+                    if (k0 + u * step < vend)
+                    {
+#pragma unroll
+                        for (int m = 0; m < M; m++) xv[u][m] = load16(x + m * ldx + k0 + u * step, xvec);
+                    }
+#pragma unroll
+                for (int u = 0; u < U; u++)
+                    if (k0 + u * step < vend)
+                    {
+#pragma unroll
+                        for (int g = 0; g < G; g++)
+#pragma unroll
+                            for (int m = 0; m < M; m++) acc[g][m] = dot16(wv[u][g], xv[u][m], acc[g][m], w0);
+                    }
+            }
             gemv_load_w<T, U, G>(wv, wr, k0 + U * step, vend, step);
         }
         for (i64 k = vend + lane; k < end; k += 32)
@@ -213,14 +237,14 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
     return true;
 }
 
-template <typename T, int M>
+template <typename T, int M, bool Lean = false>
 __device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, const T* __restrict__ x, i64 ldx, int xvec,
                                            void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw)
 {
     float v[1];
     i64 nn;
     int m;
-    if (!gemv_sums<T, M, 1>(w, w, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
+    if (!gemv_sums<T, M, 1, NoPrologue, Lean>(w, w, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
     if (bias) v[0] += load<float>(bias, ydt, nn);
     if (gelu) v[0] = gelu_tanh(v[0]);
     store<float>(y, ydt, m * ldy + nn, v[0]);
@@ -239,14 +263,14 @@ __device__ __forceinline__ void store_swiglu(void* y, int ydt, i64 i, const floa
 // between them in one launch. g and u are rounded to y's dtype first, as the separate products would store them,
 // and swiglu_value is the elementwise kernel's, so y is bit for bit gemv(gate), gemv(up), swiglu_forward with the
 // same kw.
-template <typename T, int M>
+template <typename T, int M, bool Lean = false>
 __device__ __forceinline__ void swiglu_gemv_block(const T* __restrict__ wg, const T* __restrict__ wu, i64 ldw, const T* __restrict__ x, i64 ldx,
                                                   int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw)
 {
     float v[2];
     i64 nn;
     int m;
-    if (!gemv_sums<T, M, 2>(wg, wu, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
+    if (!gemv_sums<T, M, 2, NoPrologue, Lean>(wg, wu, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
     store_swiglu(y, ydt, m * ldy + nn, v);
 }
 
@@ -263,6 +287,10 @@ extern "C" __global__ void gemv_f32_1(GEMV_PARAMS) { gemv_block<float, 1>(GEMV_A
 extern "C" __global__ void gemv_f32_2(GEMV_PARAMS) { gemv_block<float, 2>(GEMV_ARGS(float)); }
 extern "C" __global__ void gemv_f32_3(GEMV_PARAMS) { gemv_block<float, 3>(GEMV_ARGS(float)); }
 extern "C" __global__ void gemv_f32_4(GEMV_PARAMS) { gemv_block<float, 4>(GEMV_ARGS(float)); }
+extern "C" __global__ void gemv_lean_bf16_1(GEMV_PARAMS) { gemv_block<u16, 1, true>(GEMV_ARGS(u16)); }
+extern "C" __global__ void gemv_lean_bf16_2(GEMV_PARAMS) { gemv_block<u16, 2, true>(GEMV_ARGS(u16)); }
+extern "C" __global__ void gemv_lean_bf16_3(GEMV_PARAMS) { gemv_block<u16, 3, true>(GEMV_ARGS(u16)); }
+extern "C" __global__ void gemv_lean_bf16_4(GEMV_PARAMS) { gemv_block<u16, 4, true>(GEMV_ARGS(u16)); }
 
 // The fused SwiGLU products, per input dtype and M, with gemv's parameters less bias and gelu, and two weights of one
 // shape and row stride: wg (gate) and wu (up). Same grid as gemv with the same kw.
@@ -276,6 +304,10 @@ extern "C" __global__ void swiglu_gemv_f32_1(SWIGLU_GEMV_PARAMS) { swiglu_gemv_b
 extern "C" __global__ void swiglu_gemv_f32_2(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 2>(SWIGLU_GEMV_ARGS(float)); }
 extern "C" __global__ void swiglu_gemv_f32_3(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 3>(SWIGLU_GEMV_ARGS(float)); }
 extern "C" __global__ void swiglu_gemv_f32_4(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<float, 4>(SWIGLU_GEMV_ARGS(float)); }
+extern "C" __global__ void swiglu_gemv_lean_bf16_1(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 1, true>(SWIGLU_GEMV_ARGS(u16)); }
+extern "C" __global__ void swiglu_gemv_lean_bf16_2(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 2, true>(SWIGLU_GEMV_ARGS(u16)); }
+extern "C" __global__ void swiglu_gemv_lean_bf16_3(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 3, true>(SWIGLU_GEMV_ARGS(u16)); }
+extern "C" __global__ void swiglu_gemv_lean_bf16_4(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 4, true>(SWIGLU_GEMV_ARGS(u16)); }
 
 // The residual step of a decoder and the product that reads its norm, in one launch (decode):
 // add_rms_norm_gemv_*: sum = x + res, y = rms_norm(sum)·γ (norms.cu's add_rms_norm), out = y·Wᵀ + bias (gemv);

@@ -160,6 +160,26 @@ public class CudaGemvDispatchTests
         Assert.That(CudaBackend.PlanGemv(x2, wt, yRows), Is.Null, "y rows overlapping");
     }
 
+    [TestCase(null, false)]
+    [TestCase("0", false)]
+    [TestCase("1", true)]
+    [TestCase(" 1 ", true)]
+    public void LeanKernelsOnlyWithPARROT_GEMV_LEAN1(string? env, bool on) => Assert.That(CudaBackend.GemvLeanDefault(env), Is.EqualTo(on));
+
+    [Test]
+    public void LeanNamesAreBf16Only()
+    {
+        Assert.That(CudaBackend.GemvKernelName("gemv", true, 1, lean: false), Is.EqualTo("gemv_bf16_1"));
+        Assert.That(CudaBackend.GemvKernelName("gemv", true, 3, lean: true), Is.EqualTo("gemv_lean_bf16_3"));
+        Assert.That(CudaBackend.GemvKernelName("swiglu_gemv", true, 4, lean: true), Is.EqualTo("swiglu_gemv_lean_bf16_4"));
+        Assert.That(CudaBackend.GemvKernelName("gemv", false, 2, lean: true), Is.EqualTo("gemv_f32_2"), "no lean f32 kernels");
+        var source = Parrot.Tensors.Cuda.KernelSources.Read("gemv.cu");
+        foreach (var family in new[] { "gemv", "swiglu_gemv" })
+            for (int m = 1; m <= CudaBackend.GemvMaxRows; m++)
+                foreach (bool lean in new[] { false, true })
+                    Assert.That(source, Does.Contain($"void {CudaBackend.GemvKernelName(family, true, m, lean)}("), "the kernel exists in native/gemv.cu");
+    }
+
     [TestCase(null, 32)]
     [TestCase("64", 64)]
     [TestCase(" 128 ", 128)]

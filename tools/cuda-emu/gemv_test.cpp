@@ -4,6 +4,8 @@
 // bf16 and f32, f32 output of bf16 input, bias, GELU, every split of K over 1, 2 and 4 warps.
 // Then the fused gate/up SwiGLU products (swiglu_gemv_*) against the unfused path they replace, bit for bit:
 // gemv(gate), gemv(up), then elementwise.cu's swiglu_forward and swiglu_forward_packed.
+// Every bf16 case also runs the lean kernels (gemv_lean_bf16_*, swiglu_gemv_lean_bf16_*: x loaded per step), which
+// must give the plain kernels' bytes, row gaps included.
 #define PARROT_CUDA_EMU 1 // gemv.cu's fused norm kernels: a static buffer for the dynamic shared memory
 #include "emu_threads.h"
 #include "prelude.cuh"
@@ -17,7 +19,7 @@ namespace ew {
 #include <cstring>
 #include <random>
 #include <vector>
-int fails = 0, cases = 0;
+int fails = 0, cases = 0, lean_cases = 0, lean_fails = 0;
 double worst_ratio[2] = {0, 0}, worst_err[2] = {0, 0}; // [bf16 output, f32 output]
 #define CHECK(c, ...) do { if (!(c)) { if (++fails <= 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
 
@@ -25,6 +27,23 @@ static u16 to_bf16(float f) { return f32_to_bf16(f); }
 static double gelu(double v) { return 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 
 using Kernel = void (*)(const void*, i64, const void*, i64, int, void*, i64, int, const void*, int, i64, i64, int);
+static Kernel lean_kernel(int M)
+{
+    Kernel b[] = {gm::gemv_lean_bf16_1, gm::gemv_lean_bf16_2, gm::gemv_lean_bf16_3, gm::gemv_lean_bf16_4};
+    return b[M - 1];
+}
+
+// The lean kernel's output bytes (buffer poisoned as `want` was before its launch) must equal `want`'s.
+static void check_lean(const char* what, const std::vector<double>& want, const std::vector<double>& got, int M, i64 N, i64 K, int kw)
+{
+    lean_cases++;
+    if (std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) != 0)
+    {
+        lean_fails++;
+        CHECK(false, "%s lean M %d N %lld K %lld kw %d: bytes differ from the plain kernel's", what, M, (long long)N, (long long)K, kw);
+    }
+}
+
 static Kernel kernel(bool bf16, int M)
 {
     Kernel b[] = {gm::gemv_bf16_1, gm::gemv_bf16_2, gm::gemv_bf16_3, gm::gemv_bf16_4};
@@ -58,9 +77,17 @@ static void run(std::mt19937& rng, bool bf16, bool yf32, int M, i64 N, i64 K, in
     // Poison y: NaN where outputs go, a sentinel in the row gaps (must stay).
     for (i64 i = 0; i < M * ldy; i++) put(ybuf.data(), i, ydt, (i % ldy) < N ? NAN : 1024.0f);
     int rows = GEMV_WARPS / kw;
+    std::vector<double> lean = ybuf; // poisoned alike
     launch((unsigned)((N + rows - 1) / rows), GEMV_THREADS, [&] {
         kernel(bf16, M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, ybuf.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw);
     });
+    if (bf16)
+    {
+        launch((unsigned)((N + rows - 1) / rows), GEMV_THREADS, [&] {
+            lean_kernel(M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, lean.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw);
+        });
+        check_lean("gemv", ybuf, lean, M, N, K, kw);
+    }
     for (int m = 0; m < M; m++)
         for (i64 i = 0; i < ldy; i++)
         {
@@ -125,7 +152,14 @@ static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw
     i64 n = M * ldy, packs = n / vec;
     launch(2, 32, [&] { ew::swiglu_forward(n, ref.data(), g.data(), u.data(), dt); });
     launch(2, 32, [&] { ew::swiglu_forward_packed(packs, n, refp.data(), g.data(), u.data(), dt); });
+    std::vector<double> lean = y; // poisoned alike
     launch(grid, GEMV_THREADS, [&] { swiglu_kernel(bf16, M)(wg.data(), wu.data(), ldw, xbase, ldx, xaligned, y.data(), ldy, dt, N, K, kw); });
+    if (bf16)
+    {
+        SwiGluKernel l[] = {gm::swiglu_gemv_lean_bf16_1, gm::swiglu_gemv_lean_bf16_2, gm::swiglu_gemv_lean_bf16_3, gm::swiglu_gemv_lean_bf16_4};
+        launch(grid, GEMV_THREADS, [&] { l[M - 1](wg.data(), wu.data(), ldw, xbase, ldx, xaligned, lean.data(), ldy, dt, N, K, kw); });
+        check_lean("swiglu", y, lean, M, N, K, kw);
+    }
     int bad = 0;
     for (int m = 0; m < M; m++)
         for (i64 i = 0; i < ldy; i++)
@@ -216,6 +250,7 @@ int main(int argc, char** argv)
                         run_swiglu(rng, bf, M, N, K, kw, sc % 3 != 0);
                     }
     printf("%d swiglu cases, bit-identical to gemv, gemv, swiglu_forward: %s; ", swiglu_cases, swiglu_fails ? "FAILED" : "ok");
+    printf("%d bf16 cases of the lean kernels, bytes = the plain kernels': %s; ", lean_cases, lean_fails ? "FAILED" : "ok");
     fails += swiglu_fails;
     printf("%d cases; worst error, f32 output %.3g (%.3f of its tolerance), bf16 output %.3g (%.3f)%s\n", cases, worst_err[1], worst_ratio[1],
            worst_err[0], worst_ratio[0], fails ? "" : ": ok");

@@ -299,6 +299,20 @@ internal static class DeviceBench
                 double ms = Time();
                 double rate = bytes / (ms * 1e-3) / 1e9;
                 add(new("decode gemv bf16", shape, ms, rate, "GB/s", Note(rate, on ? "gemv.cu" : "cuBLASLt: gemv off (PARROT_CUDA_GEMV=0)")));
+                // The other form of the kernel (CudaBackend.GemvLean: x per step, fewer registers), beside it.
+                if (on)
+                {
+                    bool lean = cuda.GemvLean;
+                    cuda.GemvLean = !lean;
+                    try
+                    {
+                        double lm = Time();
+                        double lr = bytes / (lm * 1e-3) / 1e9;
+                        add(new(!lean ? "decode gemv lean" : "decode gemv plain", shape, lm, lr, "GB/s",
+                            Note(lr, !lean ? "gemv_lean_bf16 (x per step; PARROT_GEMV_LEAN=1)" : "gemv_bf16 (PARROT_GEMV_LEAN off)")));
+                    }
+                    finally { cuda.GemvLean = lean; }
+                }
                 // Other targets of the K split (PARROT_GEMV_WARPS_PER_SM), where they change this shape's split.
                 int target = cuda.GemvWarpsPerSm;
                 var splits = new HashSet<int> { cuda.GemvSplitFor(n, k, true) };
@@ -359,6 +373,17 @@ internal static class DeviceBench
             double ms = cuda.MedianMilliseconds(() => { for (int i = 0; i < copies; i++) fused &= cuda.SwiGluLinear(x, weights[2 * i], weights[2 * i + 1], y); }) / copies;
             double rate = bytes / (ms * 1e-3) / 1e9;
             add(new("decode swiglu gemv", shape, ms, rate, "GB/s", Note(rate, fused ? "gemv.cu swiglu_gemv, 1 launch" : "NOT FUSED (gemv off or ineligible)")));
+            // The other form of the kernel (CudaBackend.GemvLean: x per step, fewer registers), beside it.
+            bool lean = cuda.GemvLean;
+            cuda.GemvLean = !lean;
+            try
+            {
+                double lm = cuda.MedianMilliseconds(() => { for (int i = 0; i < copies; i++) cuda.SwiGluLinear(x, weights[2 * i], weights[2 * i + 1], y); }) / copies;
+                double lr = bytes / (lm * 1e-3) / 1e9;
+                add(new(!lean ? "decode swiglu gemv lean" : "decode swiglu gemv plain", shape, lm, lr, "GB/s",
+                    Note(lr, !lean ? "swiglu_gemv_lean_bf16 (x per step; PARROT_GEMV_LEAN=1)" : "swiglu_gemv_bf16 (PARROT_GEMV_LEAN off)")));
+            }
+            finally { cuda.GemvLean = lean; }
             double un = cuda.MedianMilliseconds(() =>
             {
                 for (int i = 0; i < copies; i++)

@@ -95,6 +95,34 @@ internal static class SelfTestCases
 
     /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
     /// <summary>
+    /// <paramref name="run"/> with <see cref="global::Parrot.Tensors.Cuda.CudaBackend.GemvLean"/> on and off on a CUDA
+    /// backend: the lean kernel must have run and the two results must be the same bits (the lean kernels keep the
+    /// plain ones' sums and order), else it throws; returns the lean result. Elsewhere just runs it.
+    /// </summary>
+    private static Tensor LeanSameAsPlain(Tensor on, Func<Tensor> run)
+    {
+        if (on.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return run();
+        bool was = cuda.GemvLean;
+        long launches = cuda.GemvLeanLaunches;
+        Tensor lean, plain;
+        try
+        {
+            cuda.GemvLean = true;
+            lean = run();
+            if (cuda.GemvLeanLaunches == launches) throw new InvalidOperationException("the lean gemv kernel did not run (the product took another path)");
+            cuda.GemvLean = false;
+            plain = run();
+        }
+        finally { cuda.GemvLean = was; }
+        double[] a = lean.ToDoubleArray(), b = plain.ToDoubleArray();
+        for (int i = 0; i < a.Length; i++)
+            if (BitConverter.DoubleToInt64Bits(a[i]) != BitConverter.DoubleToInt64Bits(b[i]))
+                throw new InvalidOperationException($"lean gemv kernel: element {i} is {a[i]:R}, {b[i]:R} from the plain kernel");
+        plain.Dispose();
+        return lean;
+    }
+
+    /// <summary>
     /// Runs <paramref name="run"/> with the decode attention settings <paramref name="set"/> changes on a CUDA backend
     /// (restored after); on other devices just runs it.
     /// </summary>
@@ -353,6 +381,20 @@ internal static class SelfTestCases
         }
         c.Add(new("matmul decode x·wᵀ to float32", (r, t) => [Normal(r, t, 2, 1000), Normal(r, t, 513, 1000)],
             x => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w, x[0].DType == DType.F64 ? null : DType.F32); }));
+        // The lean gemv kernels (CudaBackend.GemvLean, PARROT_GEMV_LEAN=1: x loaded per step, fewer registers): on CUDA
+        // forced on and off, the same bits (else the row throws); elsewhere the product as above. bf16 only (f32 has none).
+        foreach (var (m, n, k) in new[] { (1, 513, 1000), (2, 513, 1000), (3, 513, 1000), (4, 513, 1000), (1, 4608, 3584) })
+        {
+            var (rows, nn, kk) = (m, n, k);
+            c.Add(new($"matmul decode x·wᵀ, lean kernel = plain (m {rows}, {nn}x{kk})", (r, t) => [Normal(r, t, rows, kk), Normal(r, t, nn, kk)],
+                x => LeanSameAsPlain(x[0], () => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }), Only: [DType.BF16]));
+        }
+        foreach (int m in new[] { 1, 4 })
+        {
+            int rows = m;
+            c.Add(new($"swiglu linear (decode, fused), lean kernel = plain m {rows}", (r, t) => [Normal(r, t, rows, 1000), Scaled(Normal(r, t, 513, 1000), 0.03), Normal(r, t, 513, 1000)],
+                x => LeanSameAsPlain(x[0], () => Tensor.SwiGluLinear(x[0], x[1], x[2])), Only: [DType.BF16]));
+        }
         // The first half of a gated MLP in decode: on CUDA one launch (native/gemv.cu, swiglu_gemv_*), also checked
         // there bit for bit against the unfused products and SwiGlu. Weights scaled by 1/√K so the gates cover silu's bend.
         foreach (int m in new[] { 1, 3 })

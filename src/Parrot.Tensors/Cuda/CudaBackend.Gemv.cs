@@ -13,6 +13,35 @@ public sealed partial class CudaBackend
     /// <summary>The default of <see cref="GemvKernel"/> for a value of PARROT_CUDA_GEMV: off only for "0".</summary>
     internal static bool GemvDefault(string? value) => value?.Trim() != "0";
 
+    /// <summary>
+    /// Whether bf16 products take the lean forms of the gemv and fused SwiGLU kernels (gemv_lean_bf16_*,
+    /// swiglu_gemv_lean_bf16_*: each step's x vectors loaded as each is used, not all ahead — the same sums in the same
+    /// order, so the same bits; ptxas sm_90: 55 instead of 96 registers at M = 1, 9 blocks an SM instead of 5, so more
+    /// weight loads in flight). Off unless PARROT_GEMV_LEAN is "1" when the backend is created: built 2026-11-27
+    /// after the last GPU call of that session, untimed (the 7B decode products ran at 0.49–0.78 of the copy bandwidth,
+    /// the fused SwiGLU, 24 warps an SM, at 0.90–0.94).
+    /// </summary>
+    public bool GemvLean { get; set; } = GemvLeanDefault(Environment.GetEnvironmentVariable("PARROT_GEMV_LEAN"));
+
+    /// <summary>Launches of the lean kernels so far: `parrot selftest` checks that its lean rows took them.</summary>
+    public long GemvLeanLaunches => Interlocked.Read(ref _gemvLeanLaunches);
+
+    private long _gemvLeanLaunches;
+
+    /// <summary>The kernel name of a launch of <paramref name="family"/> here, counting the lean ones.</summary>
+    private string GemvLaunchName(string family, GemvCall g)
+    {
+        if (g.Bf16 && GemvLean) Interlocked.Increment(ref _gemvLeanLaunches);
+        return GemvKernelName(family, g.Bf16, g.M, GemvLean);
+    }
+
+    /// <summary>The default of <see cref="GemvLean"/> for a value of PARROT_GEMV_LEAN: on only for "1".</summary>
+    internal static bool GemvLeanDefault(string? value) => value?.Trim() == "1";
+
+    /// <summary>The kernel name of a gemv launch (<paramref name="family"/> "gemv" or "swiglu_gemv"): the lean form for bf16 when <see cref="GemvLean"/>.</summary>
+    internal static string GemvKernelName(string family, bool bf16, int m, bool lean) =>
+        $"{family}_{(bf16 && lean ? "lean_" : "")}{(bf16 ? "bf16" : "f32")}_{m}";
+
     /// <summary>Rows of x the kernel takes (one instantiation each: gemv_{bf16,f32}_{1..4}).</summary>
     internal const int GemvMaxRows = 4;
 
@@ -117,7 +146,7 @@ public sealed partial class CudaBackend
         long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
         using var args = new KernelArgs().Ptr(b).Add(g.Ldw).Ptr(a).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(c).Add(g.Ldy).Add(Code(c.DType))
             .Ptr(bias).Add(gelu ? 1 : 0).Add(g.N).Add(g.K).Add(kw);
-        _kernels.Launch("gemv.cu", $"gemv_{(g.Bf16 ? "bf16" : "f32")}_{g.M}", checked((uint)blocks), GemvThreads, args);
+        _kernels.Launch("gemv.cu", GemvLaunchName("gemv", g), checked((uint)blocks), GemvThreads, args);
     }
 
     /// <summary>
@@ -162,7 +191,7 @@ public sealed partial class CudaBackend
         long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
         using var args = new KernelArgs().Ptr(gateWeight).Ptr(upWeight).Add(g.Ldw).Ptr(x).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(y).Add(g.Ldy)
             .Add(Code(y.DType)).Add(g.N).Add(g.K).Add(kw);
-        _kernels.Launch("gemv.cu", $"swiglu_gemv_{(g.Bf16 ? "bf16" : "f32")}_{g.M}", checked((uint)blocks), GemvThreads, args);
+        _kernels.Launch("gemv.cu", GemvLaunchName("swiglu_gemv", g), checked((uint)blocks), GemvThreads, args);
         return true;
     }
 }
