@@ -181,7 +181,7 @@ public class DeviceCommandsTests
             "generate, static step = eager (greedy, sampled)", "generate, greedy on the device = greedy from the logits",
             "greedy pick on the device (ties, NaN, ±∞) = host argmax", "continuous batch, greedy on the device = host picks",
         }));
-        Assert.That(rows, Has.Count.EqualTo(6));
+        Assert.That(rows, Has.Count.EqualTo(8));
         Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
     }
 
