@@ -7,8 +7,8 @@
 // (scratch and tickets; more ranges allowed than the keys give, blocks past them returning; the range count the
 // kernel derives from the keys and min_keys). Every case with ranges runs again with its blocks in reverse and in a
 // shuffled order (another block merges): the same bits, and the tickets back at 0. Operand buffers are NaN outside
-// the elements the kernel may read, so a read at a wrong stride shows. Then attention_decode_at_* (positions read on the device, the
-// grid sized for the cache's capacity) against the host-position kernels on each row alone, launched with the splits
+// the elements the kernel may read, so a read at a wrong stride shows. Then attention_decode_at_* (positions read on
+// the device, the grid sized for the cache's capacity) against the host-position kernels on each row alone, launched with the splits
 // the eager launcher gives that row (CudaBackend.DecodeSplits of its own keys): the same bits.
 #include "emu_threads.h"
 #include "attention_reference.h"

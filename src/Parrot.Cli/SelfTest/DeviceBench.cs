@@ -449,7 +449,8 @@ internal static class DeviceBench
     /// host's launch cost included, as an eager step pays it) and "attention decode graph" (20 calls captured in a CUDA
     /// graph, the replay's time / 20: the device time, as the static step pays it); "attention decode min keys N" other
     /// range sizes (<see cref="CudaBackend.DecodeMinKeys"/>, graph timing); "attention decode tiled" the same call with
-    /// the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio. At 4096 and 32768 keys also "attention decode tensor cores" and "... graph" (<see cref="CudaBackend.DecodeMma"/> forced on):
+    /// the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio. At 4096 and 32768 keys also
+    /// "attention decode tensor cores" and "... graph" (<see cref="CudaBackend.DecodeMma"/> forced on):
     /// the A/B of the FMA kernel's rows, with torch's SDPA row beside them (bench/torch_peer.py).
     /// </summary>
     private static void Decode(CudaBackend cuda, Device device, Action<Result> add)
