@@ -34,8 +34,6 @@
 // themselves (a decode step's rope_kv_append(_at) launch folded in; see decode_block and DecRope).
 // tools/cuda-emu/decode_test.cpp runs the kernels on the CPU against float64 (blocks in shuffled orders too), the
 // fused ones against the two launches they replace (bits).
-// The first decode kernels (attention_decode_v1.cu: a separate combine launch) were deleted after an H200 run
-// (2026-11-27 23:07) timed these faster (docs/cuda.md).
 #include "prelude.cuh"
 #include "rope.cuh"
 
