@@ -2,10 +2,10 @@
 # Decode A/B on the GPU in about two minutes (issue #7's 80 %-of-roofline target): `parrot selftest --device cuda`
 # first (the static step from a CUDA graph must equal the eager step bit for bit, also with programmatic launches),
 # then batch-1 decode of the Qwen2-7B and 0.5B shapes (bf16) from a CUDA graph with each switch against the defaults
-# (timed 2026-11-27 22:47): programmatic dependent launch off (PARROT_PDL=0), the first decode attention kernels
-# (PARROT_DECODE_ATTENTION=v1 with their measured 128 keys a split), 128 keys a split for the new one, RoPE + cache append
-# fused into the attention launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the products (PARROT_DECODE_NORM_GEMV=1),
-# the gemv split for 64 and 128 warps an SM (PARROT_GEMV_WARPS_PER_SM; also with 128 keys a split), and
+# (timed 2026-11-27 22:47): programmatic dependent launch off (PARROT_PDL=0), 128 keys a split for the decode attention,
+# RoPE + cache append fused into the attention launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the products
+# (PARROT_DECODE_NORM_GEMV=1), the gemv split for 64 and 128 warps an SM (PARROT_GEMV_WARPS_PER_SM; also with 128 keys
+# a split), and
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
 # "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1");
 # then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph;
@@ -25,7 +25,7 @@ fi
 
 # name=ENV settings (space-separated) of each variant; the first is the default. EXTRA_VARIANTS is split on ";" only, so
 # a variant keeps all its settings (split on spaces, "VAR2=value" would become a variant of its own that runs "value").
-VARIANTS=("default=" "nopdl=PARROT_PDL=0" "attn-v1=PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128"
+VARIANTS=("default=" "nopdl=PARROT_PDL=0"
           "mk128=PARROT_DECODE_MIN_KEYS=128" "ropefused=PARROT_DECODE_ROPE_FUSED=1" "normgemv=PARROT_DECODE_NORM_GEMV=1"
           "gemv64=PARROT_GEMV_WARPS_PER_SM=64" "gemv128=PARROT_GEMV_WARPS_PER_SM=128"
           "gemv64-mk128=PARROT_GEMV_WARPS_PER_SM=64 PARROT_DECODE_MIN_KEYS=128"

@@ -6,7 +6,7 @@
 #      compiled in parallel first; the bench JSON is rewritten after every row),
 #   2. batch-1 decode of the Qwen2-7B shape (bf16): the static step replayed from a CUDA graph (profiled: one replay),
 #      the same without programmatic dependent launch (PARROT_PDL=0), with each decode fusion on, other gemv splits,
-#      the v1 decode attention, the default eager path (profiled op by op), then PyTorch on the same shape,
+#      the default eager path (profiled op by op), then PyTorch on the same shape,
 #   3. the Qwen2-0.5B bf16 training step, profiled (attention on cuDNN's fused SDPA with its deterministic backward, the
 #      default), again with cuDNN's atomic dQ backward (PARROT_CUDNN_DETERMINISTIC=0), and on our attention kernels
 #      (PARROT_CUDNN_ATTENTION=0),
@@ -36,7 +36,7 @@ echo "parrot decode (CUDA graph) exit $?: $(tail -1 "$OUT/decode-parrot-graph.js
 # an unused setting keeps the default).
 i=0
 for variant in "PARROT_PDL=0" "PARROT_DECODE_NORM_GEMV=1" "PARROT_DECODE_ROPE_FUSED=1" "PARROT_GEMV_WARPS_PER_SM=64" \
-               "PARROT_DECODE_ATTENTION=v1 PARROT_DECODE_MIN_KEYS=128" "PARROT_DECODE_MIN_KEYS=128" "PARROT_DEFAULTS=1" \
+               "PARROT_DECODE_MIN_KEYS=128" "PARROT_DEFAULTS=1" \
                "PARROT_PDL=0" "PARROT_DEFAULTS=1"; do
   i=$((i + 1))
   env $variant timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \

@@ -34,7 +34,6 @@
 // themselves (a decode step's rope_kv_append(_at) launch folded in; see decode_block and DecRope).
 // tools/cuda-emu/decode_test.cpp runs the kernels on the CPU against float64 (blocks in shuffled orders too), the
 // fused ones against the two launches they replace (bits).
-// attention_decode_v1.cu is the kernel before (a separate combine launch), kept for side-by-side timings.
 #include "prelude.cuh"
 #include "rope.cuh"
 

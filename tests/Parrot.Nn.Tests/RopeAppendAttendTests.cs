@@ -134,13 +134,12 @@ public class RopeAppendAttendTests
         Assert.That(CudaBackend.RopeAttendFits(DType.BF16, 1, 64, DType.BF16, cos.Unsqueeze(0).Unsqueeze(0), sin.Unsqueeze(0).Unsqueeze(0), false, false), Is.True, "one row [1, 1, 1, D]");
     }
 
-    [TestCase(true, true, false, false, true)]
-    [TestCase(false, true, false, false, false)] // PARROT_DECODE_ROPE_FUSED=0
-    [TestCase(true, false, false, false, false)] // PARROT_DECODE_ATTENTION=0: the tiled kernels attend
-    [TestCase(true, true, true, false, false)]   // PARROT_DECODE_ATTENTION=v1: the kernels before, two launches
-    [TestCase(true, true, false, true, false)]   // cuDNN forced
-    public void FusedOnlyWhereTheDecodeKernelAttends(bool ropeFused, bool decode, bool v1, bool cudnnRequired, bool expected) =>
-        Assert.That(CudaBackend.RopeAttendEnabled(ropeFused, decode, v1, cudnnRequired), Is.EqualTo(expected));
+    [TestCase(true, true, false, true)]
+    [TestCase(false, true, false, false)] // PARROT_DECODE_ROPE_FUSED=0
+    [TestCase(true, false, false, false)] // PARROT_DECODE_ATTENTION=0: the tiled kernels attend
+    [TestCase(true, true, true, false)]   // cuDNN forced
+    public void FusedOnlyWhereTheDecodeKernelAttends(bool ropeFused, bool decode, bool cudnnRequired, bool expected) =>
+        Assert.That(CudaBackend.RopeAttendEnabled(ropeFused, decode, cudnnRequired), Is.EqualTo(expected));
 
     /// <summary>Where the tensor-core decode kernel takes the attention, its fused form or the two launches, never the
     /// FMA fused kernel (whose attention is not the tensor-core kernel's bits); elsewhere the FMA fused kernel.</summary>

@@ -162,10 +162,6 @@ public class CudaAttentionDispatchTests
         Assert.That(CudaBackend.DecodeSplits(8, 31, 132), Is.EqualTo(1), "under 32 keys: one range, the block writes o");
         Assert.That(CudaBackend.DecodeSplits(8, 160, 132, minKeys: 128), Is.EqualTo(1), "at least min keys a range");
         Assert.That(CudaBackend.DecodeSplits(1, 1 << 20, 132), Is.EqualTo(CudaBackend.DecodeMaxSplits), "at most the kernel's DEC_MAX_SPLITS");
-        // The kernels before: two blocks per SM over the batch's blocks, at least 128 keys a range.
-        Assert.That(CudaBackend.DecodeSplitsV1(8, 160, 132), Is.EqualTo(1));
-        Assert.That(CudaBackend.DecodeSplitsV1(8, 4096, 132), Is.EqualTo(32));
-        Assert.That(CudaBackend.DecodeSplitsV1(8, 32768, 132), Is.EqualTo(33));
     }
 
     /// <summary>The ranges attention_decode.cu takes of a row group's kend keys when launched with `splits`.</summary>
@@ -204,11 +200,6 @@ public class CudaAttentionDispatchTests
         Assert.That(src, Does.Match($@"#define DEC_MAX_SPLITS {CudaBackend.DecodeMaxSplits}\b"));
         foreach (var k in new[] { "attention_decode_forward_bf16(", "attention_decode_forward_f32(", "attention_decode_at_bf16(", "attention_decode_at_f32(" })
             Assert.That(src, Does.Contain(k));
-        string v1 = KernelSources.Read("attention_decode_v1.cu");
-        Assert.That(v1, Does.Match(@"#define DEC_ROWS 4\b"));
-        Assert.That(v1, Does.Match(@"#define DEC_THREADS \(32 \* DEC_WARPS\)"));
-        foreach (var k in new[] { "attention_decode_v1_forward_bf16(", "attention_decode_v1_forward_f32(", "attention_decode_v1_combine(", "attention_decode_v1_at_bf16(", "attention_decode_v1_at_f32(" })
-            Assert.That(v1, Does.Contain(k));
         Assert.That(CudaBackend.DecodeMaxRows, Is.EqualTo(8));
     }
 }

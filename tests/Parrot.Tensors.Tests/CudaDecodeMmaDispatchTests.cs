@@ -14,9 +14,9 @@ public class CudaDecodeMmaDispatchTests
     private static readonly long[] Projected = [2048 * 4 * 136, 136, 4 * 136, 1];        // [B, S, Hkv, 128 + 8 spare] as [B, Hkv, S, 128]
 
     private static bool Uses(long keys = 2048, DType dt = DType.BF16, DType? kv = null, DType? odt = null, int d = 128, int dv = 128, bool masked = false,
-                             long[]? ks = null, long[]? vs = null, nint kp = 4096, nint vp = 8192, bool on = true, bool v1 = false, int minKeys = 1024,
+                             long[]? ks = null, long[]? vs = null, nint kp = 4096, nint vp = 8192, bool on = true, int minKeys = 1024,
                              int shared = H100Shared) =>
-        CudaBackend.UsesDecodeMma(on, v1, minKeys, keys, dt, kv ?? dt, odt ?? dt, d, dv, masked, ks ?? Cache, vs ?? Cache, kp, vp, shared);
+        CudaBackend.UsesDecodeMma(on, minKeys, keys, dt, kv ?? dt, odt ?? dt, d, dv, masked, ks ?? Cache, vs ?? Cache, kp, vp, shared);
 
     // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: sm_90, sm_80, sm_86/sm_89.
     private const int H100Shared = 232448, A100Shared = 166912, Rtx4090Shared = 101376;
@@ -50,7 +50,6 @@ public class CudaDecodeMmaDispatchTests
     public void EverythingElseStaysOnTheFmaKernel()
     {
         Assert.That(Uses(on: false), Is.False, "switch off");
-        Assert.That(Uses(v1: true), Is.False, "the v1 kernels asked for");
         Assert.That(Uses(masked: true), Is.False, "a mask");
         Assert.That(Uses(dt: DType.F32), Is.False, "f32");
         Assert.That(Uses(kv: DType.F32), Is.False, "f32 caches");

@@ -21,7 +21,7 @@ public class CudaKernelCompileTests
     {
         Assert.That(KernelSources.Files, Is.SupersetOf(new[]
         {
-            "adamw.cu", "attention.cu", "attention_decode.cu", "attention_decode_mma.cu", "attention_decode_v1.cu", "attention_mma.cu", "attention_mma_backward.cu", "attention_mma_dkdv2.cu", "cross_entropy.cu", "elementwise.cu", "gemv.cu", "grad_norm.cu", "indexing.cu", "matmul_int.cu", "norms.cu", "random.cu", "reduce.cu", "rope.cu", "softmax.cu", "topk.cu",
+            "adamw.cu", "attention.cu", "attention_decode.cu", "attention_decode_mma.cu", "attention_mma.cu", "attention_mma_backward.cu", "attention_mma_dkdv2.cu", "cross_entropy.cu", "elementwise.cu", "gemv.cu", "grad_norm.cu", "indexing.cu", "matmul_int.cu", "norms.cu", "random.cu", "reduce.cu", "rope.cu", "softmax.cu", "topk.cu",
         }));
         Assert.That(KernelSources.Headers.Keys, Is.SupersetOf(new[] { "prelude.cuh", "attention_mma.cuh", "swiglu.cuh" }), "the headers NVRTC is given");
     }

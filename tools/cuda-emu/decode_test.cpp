@@ -6,10 +6,9 @@
 // head-dim stride of 2, which takes the scalar loads), f32 and bf16, one range (the block writes o) and several
 // (scratch and tickets; more ranges allowed than the keys give, blocks past them returning; the range count the
 // kernel derives from the keys and min_keys). Every case with ranges runs again with its blocks in reverse and in a
-// shuffled order (another block merges): the same bits, and the tickets back at 0. The fixed cases also run the
-// kernels before (attention_decode_v1.cu, a separate combine launch) against float64. Operand buffers are NaN outside the elements
-// the kernel may read, so a read at a wrong stride shows. Then attention_decode_at_* (positions read on the device, the
-// grid sized for the cache's capacity) against the host-position kernels on each row alone, launched with the splits
+// shuffled order (another block merges): the same bits, and the tickets back at 0. Operand buffers are NaN outside
+// the elements the kernel may read, so a read at a wrong stride shows. Then attention_decode_at_* (positions read on
+// the device, the grid sized for the cache's capacity) against the host-position kernels on each row alone, launched with the splits
 // the eager launcher gives that row (CudaBackend.DecodeSplits of its own keys): the same bits.
 #include "emu_threads.h"
 #include "attention_reference.h"
@@ -19,16 +18,13 @@ namespace dec {
 #include "attention_decode.cu"
 #include "rope.cu"
 }
-namespace dec1 {
-#include "attention_decode_v1.cu"
-}
 #include <algorithm>
 #include <random>
 #include <string>
 int fails = 0, checks = 0;
 #define CHECK(c, ...) do { checks++; if (!(c)) { if (fails++ < 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
 
-struct Case { int dt, B, H, Hkv, T, S, D, Dv, causal, offset, masked, layout, splits; int mdt = DT_F32; int min_keys = 1; bool v1 = false; };
+struct Case { int dt, B, H, Hkv, T, S, D, Dv, causal, offset, masked, layout, splits; int mdt = DT_F32; int min_keys = 1; };
 
 // The launcher's rule (CudaBackend.DecodeSplits): two blocks per SM for one batch row's row groups, at least min_keys
 // keys a range, at most DEC_MAX_SPLITS.
@@ -153,21 +149,6 @@ static void run(const Case& c, std::mt19937& rng)
         }
     }
     check(c, name, q, k, v, o, mask, mi, lse, scale, bf);
-    if (c.v1)
-    {
-        // The kernels before (one launch for the ranges, one for the combine), same checks.
-        std::fill(lse.begin(), lse.end(), 12345.0f);
-        std::vector<float> part((size_t)B * H * T * c.splits * (Dv + 2), NAN);
-        launch(grid, DEC_THREADS, [&] {
-            auto f = bf ? dec1::attention_decode_v1_forward_bf16 : dec1::attention_decode_v1_forward_f32;
-            f(q.ptr(), k.ptr(), v.ptr(), o.ptr(), mp, c.mdt, lse.data(), DT_F32, st, B, H, Hkv, T, S, D, Dv, c.causal, c.offset, scale, vec, c.splits, part.data());
-        });
-        if (c.splits > 1)
-            launch((unsigned)((B * H * T + 3) / 4), 128, [&] {
-                dec1::attention_decode_v1_combine(part.data(), o.ptr(), c.dt, lse.data(), DT_F32, st, B, H, T, Dv, c.splits);
-            });
-        check(c, (std::string(name) + " v1").c_str(), q, k, v, o, mask, mi, lse, scale, bf);
-    }
 }
 
 // o and the log-sum-exp against float64.
@@ -436,7 +417,6 @@ int main(int argc, char** argv)
         {DT_BF16, 2, 7, 1, 2, 100, 128, 128, 1, 98, 2, 1, 2},     // a mask per head (GQA rows of several heads a block)
         {DT_F32, 1, 4, 2, 3, 70, 64, 64, 0, 0, 2, 0, 1, DT_BF16},
     };
-    for (auto& c : cases) c.v1 = true;
     // The launcher's choices for the Qwen2 step (CudaBackend.DecodeSplits, 132 SMs): 160 keys at 32 keys a range (5),
     // at 16 (10); 1000 keys with 33 ranges allowed (31 taken: the kernel's own rule from the keys and min_keys).
     Case qw{DT_BF16, 1, 7, 1, 1, 160, 128, 128, 1, 159, 0, 1, 5}; qw.min_keys = 32; cases.push_back(qw);

@@ -35,7 +35,7 @@ echo "the same with every cp.async done when issued:"; "$out/flash_mma" early | 
 echo -n "gemv (decode matrix-vector products): "; "$out/gemv"
 # quick: the decode widths with N cut short (the full q/k/v and gate/up N, ~30 min: "$out/norm_gemv" without an argument).
 echo -n "add_rms_norm fused into gemv / swiglu_gemv (decode): "; "$out/norm_gemv" quick
-echo "decode attention (key ranges merged in one launch by the last ticket, blocks in shuffled orders; the v1 kernels too; fixed cases and a seeded sweep of 24, against float64; device positions against the host-position kernels at the eager splits; rope + cache append + attention in one launch against the two launches):"; "$out/decode" 24 | tail -5
+echo "decode attention (key ranges merged in one launch by the last ticket, blocks in shuffled orders; fixed cases and a seeded sweep of 24, against float64; device positions against the host-position kernels at the eager splits; rope + cache append + attention in one launch against the two launches):"; "$out/decode" 24 | tail -5
 # quick: without the 3000-key case ("$out/decode_mma" alone runs it).
 echo "decode attention on tensor cores (long caches, PARROT_DECODE_MMA; against float64 in bf16 ulps and against the FMA decode kernel; device positions against the host-position kernel per row, bits):"; "$out/decode_mma" quick | tail -5
 echo "the same with every cp.async done when issued (a stage refilled while a warp reads it, or read before its copy, shows):"; "$out/decode_mma" quick early | tail -1

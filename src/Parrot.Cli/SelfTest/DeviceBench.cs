@@ -472,11 +472,10 @@ internal static class DeviceBench
     /// query row at the last position of a cache of S keys (causal, offset S − 1: it sees every key). The rate is the
     /// K and V bytes read per second (the bound of this op). Rows: "attention decode" (one call between two events: the
     /// host's launch cost included, as an eager step pays it) and "attention decode graph" (20 calls captured in a CUDA
-    /// graph, the replay's time / 20: the device time, as the static step pays it), each also for the kernels before
-    /// ("v1": <see cref="CudaBackend.DecodeAttentionV1"/>, ranges of ≥ 128 keys and a combine launch); "attention decode
-    /// min keys N" other range sizes (<see cref="CudaBackend.DecodeMinKeys"/>, graph timing); "attention decode tiled" the
-    /// same call with the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio. At 4096 and
-    /// 32768 keys also "attention decode tensor cores" and "... graph" (<see cref="CudaBackend.DecodeMma"/> forced on):
+    /// graph, the replay's time / 20: the device time, as the static step pays it); "attention decode min keys N" other
+    /// range sizes (<see cref="CudaBackend.DecodeMinKeys"/>, graph timing); "attention decode tiled" the same call with
+    /// the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio. At 4096 and 32768 keys also
+    /// "attention decode tensor cores" and "... graph" (<see cref="CudaBackend.DecodeMma"/> forced on):
     /// the A/B of the FMA kernel's rows, with torch's SDPA row beside them (bench/torch_peer.py).
     /// </summary>
     private static void Decode(CudaBackend cuda, Device device, Action<Result> add)
@@ -489,7 +488,7 @@ internal static class DeviceBench
 
     private static void DecodeRows(CudaBackend cuda, Device device, Action<Result> add)
     {
-        bool decode = cuda.DecodeAttention, v1 = cuda.DecodeAttentionV1;
+        bool decode = cuda.DecodeAttention;
         int minKeys = cuda.DecodeMinKeys;
         foreach (int S in new[] { 160, 4096, 32768 })
         {
@@ -516,16 +515,9 @@ internal static class DeviceBench
                 }
                 else
                 {
-                    foreach (bool old in new[] { false, true })
-                    {
-                        cuda.DecodeAttentionV1 = old;
-                        cuda.DecodeMinKeys = minKeys;
-                        string name = old ? "attention decode v1" : "attention decode";
-                        string what = old ? "attention_decode_v1.cu (≥ 128 keys a range, combine launch)" : $"attention_decode.cu (≥ {minKeys} keys a range, one launch)";
-                        Row(name, cuda.MedianMilliseconds(Step), $"{what}, one call between events (host launch cost included)");
-                        Row(name + " graph", Graphed(), $"{what}, {Calls} calls in a CUDA graph: device time a call");
-                    }
-                    cuda.DecodeAttentionV1 = false;
+                    string what = $"attention_decode.cu (≥ {minKeys} keys a range, one launch)";
+                    Row("attention decode", cuda.MedianMilliseconds(Step), $"{what}, one call between events (host launch cost included)");
+                    Row("attention decode graph", Graphed(), $"{what}, {Calls} calls in a CUDA graph: device time a call");
                     if (S >= 4096) DecodeMmaRows(cuda, Step, Graphed, Row);
                     if (S <= 4096)
                         foreach (int n in new[] { 16, 64, 128 })
@@ -537,7 +529,6 @@ internal static class DeviceBench
             }
             finally
             {
-                cuda.DecodeAttentionV1 = v1;
                 cuda.DecodeMinKeys = minKeys;
             }
             cuda.DecodeAttention = false;

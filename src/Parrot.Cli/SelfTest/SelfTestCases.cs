@@ -130,14 +130,9 @@ internal static class SelfTestCases
     {
         if (on.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return run();
         int minKeys = cuda.DecodeMinKeys;
-        bool v1 = cuda.DecodeAttentionV1;
         set(cuda);
         try { return run(); }
-        finally
-        {
-            cuda.DecodeMinKeys = minKeys;
-            cuda.DecodeAttentionV1 = v1;
-        }
+        finally { cuda.DecodeMinKeys = minKeys; }
     }
 
     private static Tensor PaddingMask(Random r, DType t, int keys = 32)
@@ -479,12 +474,9 @@ internal static class SelfTestCases
         c.Add(new("attention decode T1 GQA7 D128 S160", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
             x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159)));
         // The same step in 5 ranges of 32 keys (CudaBackend.DecodeMinKeys 32, the default before 2026-11-27 23:07: merged
-        // in the launch by the last block), and through the kernels before (CudaBackend.DecodeAttentionV1: ranges of
-        // ≥ 128 keys and a combine launch).
+        // in the launch by the last block).
         c.Add(new("attention decode T1 GQA7 D128 S160 min keys 32", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
             x => WithDecode(x[0], c => c.DecodeMinKeys = 32, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159))));
-        c.Add(new("attention decode T1 GQA7 D128 S600 v1", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 600, 128), Normal(r, t, 1, 2, 600, 128)],
-            x => WithDecode(x[0], c => c.DecodeAttentionV1 = true, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 599))));
         // The static decode step's attention (positions on the device, the grid sized for a 1024-key cache: 32 ranges
         // allowed) against the eager launch over each row's own keys (5 and 21 ranges): the same bits on any device (a
         // mismatch throws), and the output against float64 as every case.

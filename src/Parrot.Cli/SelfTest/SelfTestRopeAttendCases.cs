@@ -73,7 +73,7 @@ internal static class SelfTestRopeAttendCases
             var (o, kc, vc) = Step(x, s, past, positions);
             if (Launches() == before)
                 throw new InvalidOperationException($"rope+append+attention: {(mma ? "attention_decode_mma_rope_d" + s.D : "attention_decode_rope_*")} did not run " +
-                    "(PARROT_DECODE_ATTENTION=0 or v1, cuDNN attention required, or the operands not eligible)");
+                    "(PARROT_DECODE_ATTENTION=0, cuDNN attention required, or the operands not eligible)");
             cuda.DecodeRopeFused = false;
             var (o2, kc2, vc2) = Step(x, s, past, positions);
             Same(o, o2, "the output");

@@ -1,7 +1,7 @@
 namespace Parrot.Tensors.Cuda;
 
 /// <summary>
-/// The decode attention launchers (native/attention_decode.cu; the kernels before in attention_decode_v1.cu): the
+/// The decode attention launchers (native/attention_decode.cu): the
 /// key-range rule shared by the host-position (<see cref="Attention"/>) and device-position (<see cref="AttentionAt"/>)
 /// launches, and the persistent tickets through which a launch's last block of a row group finds itself.
 /// </summary>
@@ -11,14 +11,6 @@ public sealed partial class CudaBackend
 
     /// <summary>The most key ranges of a row group (DEC_MAX_SPLITS of attention_decode.cu).</summary>
     internal const int DecodeMaxSplits = 256;
-
-    /// <summary>
-    /// Whether the decode kernel is the one before (attention_decode_v1.cu: ranges of at least 128 keys, sized for the
-    /// grid of the whole batch, merged by a second launch, attention_decode_v1_combine): PARROT_DECODE_ATTENTION=v1 when
-    /// the backend is created. For side-by-side timings ("attention decode v1" bench rows); its static step equals its
-    /// eager decode only while both get one range (a cache under 256 keys), as before.
-    /// </summary>
-    public bool DecodeAttentionV1 { get; set; } = Environment.GetEnvironmentVariable("PARROT_DECODE_ATTENTION")?.Trim() == "v1";
 
     /// <summary>
     /// The fewest keys a range of the decode kernel takes (<see cref="DecodeSplits"/>): 128 by default, so a 160-key
@@ -45,17 +37,6 @@ public sealed partial class CudaBackend
         rowGroups = Math.Max(1, rowGroups);
         long want = (2L * multiprocessors + rowGroups - 1) / rowGroups, most = keys / minKeys;
         return (int)Math.Clamp(Math.Min(want, most), 1, DecodeMaxSplits);
-    }
-
-    /// <summary>
-    /// The rule of the kernels before (attention_decode_v1.cu): two blocks per SM over the whole grid
-    /// (<paramref name="blocks"/> = B · Hkv · row chunks), at least 128 keys a range.
-    /// </summary>
-    internal static int DecodeSplitsV1(long blocks, long visibleKeys, int multiprocessors, int minKeys = 128)
-    {
-        minKeys = Math.Max(1, minKeys);
-        long want = (2L * multiprocessors + blocks - 1) / blocks, most = visibleKeys / minKeys;
-        return (int)Math.Clamp(Math.Min(want, most), 1, 1024);
     }
 
     private Tensor? _decodeTickets;
@@ -88,11 +69,6 @@ public sealed partial class CudaBackend
     /// </summary>
     private void AttentionDecode(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp, AttnStrides st)
     {
-        if (DecodeAttentionV1)
-        {
-            AttentionDecodeV1(q, k, v, mask, causal, queryOffset, scale, output, logSumExp, st);
-            return;
-        }
         if (DecodeMmaTakes(q, k, v, mask, output))
         {
             AttentionDecodeMma(q, k, v, causal, queryOffset, scale, output, logSumExp, null, st); // CudaBackend.DecodeMma.cs
@@ -111,28 +87,6 @@ public sealed partial class CudaBackend
             .Add(causal ? 1 : 0).Add(queryOffset).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys)).Ptr(part).Ptr(tickets);
         _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_forward_bf16" : "attention_decode_forward_f32",
             (uint)(groups * splits), DecodeThreads, a);
-    }
-
-    /// <summary>The kernels before (<see cref="DecodeAttentionV1"/>): ranges, then attention_decode_v1_combine.</summary>
-    private void AttentionDecodeV1(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp, AttnStrides st)
-    {
-        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = k.Shape[1], S = k.Shape[2], Dv = v.Shape[3];
-        long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, blocks = (long)B * Hkv * chunks;
-        long visible = causal ? Math.Min(S, (long)queryOffset + T) : S;
-        int splits = DecodeSplitsV1(blocks, visible, _context.MultiprocessorCount);
-        if (blocks * splits > int.MaxValue) throw Missing("Attention", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
-        bool vec = DecodeVectorLoads(q.DType, D, Dv, k.Strides, v.Strides, k.DataPointer, v.DataPointer);
-        long rows = (long)B * H * T;
-        using var part = splits > 1 ? Tensor.Empty([ScratchLength(rows * splits * (Dv + 2), "decode attention")], DType.F32, Device) : null;
-        using (var a = new KernelArgs().Ptr(q).Ptr(k).Ptr(v).Ptr(output).Ptr(mask).Add(Code(mask?.DType ?? DType.F32))
-            .Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st).Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S)
-            .Add((long)D).Add((long)Dv).Add(causal ? 1 : 0).Add((long)queryOffset).Add(scale).Add(vec ? 1 : 0).Add((long)splits).Ptr(part))
-            _kernels.Launch("attention_decode_v1.cu", q.DType == DType.BF16 ? "attention_decode_v1_forward_bf16" : "attention_decode_v1_forward_f32",
-                (uint)(blocks * splits), DecodeThreads, a);
-        if (part is null) return;
-        using (var a = new KernelArgs().Ptr(part).Ptr(output).Add(Code(output.DType)).Ptr(logSumExp).Add(Code(logSumExp?.DType ?? DType.F32)).Add(st)
-            .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
-            _kernels.Launch("attention_decode_v1.cu", "attention_decode_v1_combine", (uint)((rows + 3) / 4), 128, a);
     }
 
     /// <summary>A float32 scratch length, or a named error when the problem needs more than one tensor can hold.</summary>

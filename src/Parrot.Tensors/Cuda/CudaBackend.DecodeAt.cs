@@ -37,8 +37,7 @@ public sealed partial class CudaBackend
     /// _f32), its grid sized for the whole cache (<see cref="DecodeSplits"/> of the capacity), so the grid, the scratch
     /// and every argument are the same every token; each row group takes the ranges the rule gives its own keys (the
     /// blocks past them return), the same as the eager launch over those keys: the same bits. f32/bf16, T ≤ 8, head
-    /// dims ≤ 128 (there is no other path without reading the positions back). With <see cref="DecodeAttentionV1"/> the
-    /// kernels before (ranges sized for the capacity, a combine launch).
+    /// dims ≤ 128 (there is no other path without reading the positions back).
     /// </summary>
     public unsafe void AttentionAt(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output)
     {
@@ -48,11 +47,6 @@ public sealed partial class CudaBackend
         long rows = (long)B * H * T;
         if (rows == 0 || Dv == 0) return;
         var st = AttnStrides.Of(q, kCache, vCache, output);
-        if (DecodeAttentionV1)
-        {
-            AttentionAtV1(q, kCache, vCache, positions, scale, output, st);
-            return;
-        }
         if (DecodeMmaTakes(q, kCache, vCache, null, output)) // by the capacity: the launch cannot read the positions
         {
             AttentionDecodeMma(q, kCache, vCache, true, 0, scale, output, null, positions, st);
@@ -68,24 +62,5 @@ public sealed partial class CudaBackend
             .Add(H).Add(Hkv).Add(T).Add(S).Add(D).Add(Dv).Add(scale).Add(vec ? 1 : 0).Add(splits).Add(Math.Max(1, DecodeMinKeys))
             .Ptr(part).Ptr(tickets).Ptr(positions).Add(Code(positions.DType));
         _kernels.Launch("attention_decode.cu", q.DType == DType.BF16 ? "attention_decode_at_bf16" : "attention_decode_at_f32", (uint)(groups * splits), DecodeThreads, a);
-    }
-
-    private void AttentionAtV1(Tensor q, Tensor kCache, Tensor vCache, Tensor positions, double scale, Tensor output, AttnStrides st)
-    {
-        int B = q.Shape[0], H = q.Shape[1], T = q.Shape[2], D = q.Shape[3], Hkv = kCache.Shape[1], S = kCache.Shape[2], Dv = vCache.Shape[3];
-        long rows = (long)B * H * T;
-        long chunks = ((long)(H / Hkv) * T + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, blocks = (long)B * Hkv * chunks;
-        int splits = DecodeSplitsV1(blocks, S, _context.MultiprocessorCount);
-        if (blocks * splits > int.MaxValue) throw Missing("AttentionAt", $"more than {int.MaxValue} decode blocks ({blocks} × {splits})");
-        bool vec = DecodeVectorLoads(q.DType, D, Dv, kCache.Strides, vCache.Strides, kCache.DataPointer, vCache.DataPointer);
-        using var part = splits > 1 ? Tensor.Empty([ScratchLength(rows * splits * (Dv + 2), "decode attention at positions")], DType.F32, Device) : null;
-        using (var a = new KernelArgs().Ptr(q).Ptr(kCache).Ptr(vCache).Ptr(output).Ptr(null).Add(Code(DType.F32)).Add(st)
-            .Add((long)B).Add((long)H).Add((long)Hkv).Add((long)T).Add((long)S).Add((long)D).Add((long)Dv).Add(scale).Add(vec ? 1 : 0).Add((long)splits)
-            .Ptr(part).Ptr(positions).Add(Code(positions.DType)))
-            _kernels.Launch("attention_decode_v1.cu", q.DType == DType.BF16 ? "attention_decode_v1_at_bf16" : "attention_decode_v1_at_f32", (uint)(blocks * splits), DecodeThreads, a);
-        if (part is null) return;
-        using (var a = new KernelArgs().Ptr(part).Ptr(output).Add(Code(output.DType)).Ptr(null).Add(Code(DType.F32)).Add(st)
-            .Add((long)B).Add((long)H).Add((long)T).Add((long)Dv).Add((long)splits))
-            _kernels.Launch("attention_decode_v1.cu", "attention_decode_v1_combine", (uint)((rows + 3) / 4), 128, a);
     }
 }

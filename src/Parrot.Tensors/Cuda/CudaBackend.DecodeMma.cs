@@ -63,8 +63,8 @@ public sealed partial class CudaBackend
     internal const int DecodeMmaStaticShared = 1024;
 
     /// <summary>
-    /// Whether the tensor-core kernel takes a decode attention: <paramref name="on"/> (<see cref="DecodeMma"/>), not the
-    /// v1 kernels, <paramref name="keys"/> (the K tensor's length: the keys of an eager call, the capacity of a static
+    /// Whether the tensor-core kernel takes a decode attention: <paramref name="on"/> (<see cref="DecodeMma"/>),
+    /// <paramref name="keys"/> (the K tensor's length: the keys of an eager call, the capacity of a static
     /// one) at least <paramref name="minKeys"/>; bf16 q/k/v and output; q/k and v head dims equal, 64 or 128; no mask; K
     /// and V with unit head-dim stride, the other strides multiples of 8 elements and 16-byte aligned data (its
     /// cp.async copies 16-byte chunks of rows). Any T ≤ 8 and group size (rows are cut into tiles of 16). And the block's
@@ -72,10 +72,10 @@ public sealed partial class CudaBackend
     /// <paramref name="sharedPerBlock"/>, the device's opt-in limit: head dim 128 needs ~103 KiB, more than the 99 KiB
     /// of sm_86/sm_89/sm_120, where the launch would fail (cuFuncSetAttribute refuses the size) instead of falling back.
     /// </summary>
-    internal static bool UsesDecodeMma(bool on, bool v1, int minKeys, long keys, DType dtype, DType kvDType, DType outputDType, int headDim, int valueDim,
+    internal static bool UsesDecodeMma(bool on, int minKeys, long keys, DType dtype, DType kvDType, DType outputDType, int headDim, int valueDim,
                                        bool masked, ReadOnlySpan<long> kStrides, ReadOnlySpan<long> vStrides, nint kData, nint vData, int sharedPerBlock)
     {
-        if (!on || v1 || keys < minKeys || masked) return false;
+        if (!on || keys < minKeys || masked) return false;
         if (dtype != DType.BF16 || kvDType != DType.BF16 || outputDType != DType.BF16 || headDim != valueDim || headDim is not (64 or 128)) return false;
         if (DecodeMmaSharedBytes(headDim) + DecodeMmaStaticShared > sharedPerBlock) return false;
         if (kStrides[3] != 1 || vStrides[3] != 1 || kData % 16 != 0 || vData % 16 != 0) return false;
@@ -86,7 +86,7 @@ public sealed partial class CudaBackend
 
     /// <summary><see cref="UsesDecodeMma"/> with this backend's switches, for the K/V tensors given.</summary>
     private bool DecodeMmaTakes(Tensor q, Tensor k, Tensor v, Tensor? mask, Tensor output) =>
-        UsesDecodeMma(DecodeMma, DecodeAttentionV1, DecodeMmaMinKeys, k.Shape[2], q.DType, k.DType == v.DType ? k.DType : DType.F32, output.DType,
+        UsesDecodeMma(DecodeMma, DecodeMmaMinKeys, k.Shape[2], q.DType, k.DType == v.DType ? k.DType : DType.F32, output.DType,
             q.Shape[3], v.Shape[3], mask is not null, k.Strides, v.Strides, k.DataPointer, v.DataPointer, _context.MaxSharedPerBlockOptin);
 
     /// <summary>

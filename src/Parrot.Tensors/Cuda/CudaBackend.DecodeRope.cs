@@ -37,8 +37,8 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// Whether the one-kernel path takes a step (the rest runs the two launches): <see cref="DecodeRopeFused"/>, the
-    /// decode kernel in use for attention (<see cref="DecodeAttention"/>, not <see cref="DecodeAttentionV1"/>, cuDNN not
-    /// forced), and the operands of the kernel the attention would run: where the tensor-core decode kernel takes it
+    /// decode kernel in use for attention (<see cref="DecodeAttention"/>, cuDNN not forced), and the operands of the
+    /// kernel the attention would run: where the tensor-core decode kernel takes it
     /// (<see cref="DecodeMmaTakes"/>, asked with the caches the attention gets: their alignment decides too) its fused
     /// form, attention_decode_mma_rope_d{D} (<see cref="RopeAttendMmaFits"/>), else the FMA kernel's
     /// (<see cref="RopeAttendFits"/>): <see cref="RopeAttendChoice"/>. <paramref name="atPositions"/>: the
@@ -46,7 +46,7 @@ public sealed partial class CudaBackend
     /// </summary>
     internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor vCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions)
     {
-        bool enabled = RopeAttendEnabled(DecodeRopeFused, DecodeAttention, DecodeAttentionV1, CudnnAttentionRequired);
+        bool enabled = RopeAttendEnabled(DecodeRopeFused, DecodeAttention, CudnnAttentionRequired);
         if (!enabled) return false;
         bool mma = DecodeMmaTakes(q, kCache, vCache, mask, q);
         return RopeAttendChoice(true, mma, mma && RopeAttendMmaFits(q.Shape[2], cos, sin, atPositions),
@@ -69,10 +69,10 @@ public sealed partial class CudaBackend
 
     /// <summary>
     /// The switches' part of <see cref="FusesRopeAttend"/>: the fused kernel is the decode kernel, so it runs only
-    /// where the attention would run that kernel (not with PARROT_DECODE_ATTENTION=0 or v1, nor with cuDNN forced).
+    /// where the attention would run that kernel (not with PARROT_DECODE_ATTENTION=0, nor with cuDNN forced).
     /// </summary>
-    internal static bool RopeAttendEnabled(bool ropeFused, bool decodeAttention, bool decodeAttentionV1, bool cudnnRequired) =>
-        ropeFused && decodeAttention && !decodeAttentionV1 && !cudnnRequired;
+    internal static bool RopeAttendEnabled(bool ropeFused, bool decodeAttention, bool cudnnRequired) =>
+        ropeFused && decodeAttention && !cudnnRequired;
 
     /// <summary>
     /// The operands the fused kernel takes: f32 or bf16 (the caches alike), one new token a row (T = 1: the kernel

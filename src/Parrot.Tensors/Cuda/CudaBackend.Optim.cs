@@ -130,8 +130,7 @@ public sealed partial class CudaBackend
     /// <see cref="DecodeMaxRows"/> query rows (<see cref="UsesDecodeAttention"/>), ahead of the tiled kernels. On unless
     /// the environment variable PARROT_DECODE_ATTENTION is "0" when the backend is created; off, decoding takes the
     /// tiled kernels again (tensor cores as <see cref="TensorCoreAttention"/> says): for side-by-side timings and for
-    /// ruling the decode kernel out when a result looks wrong. "v1" keeps it on with the kernels before
-    /// (<see cref="DecodeAttentionV1"/>).
+    /// ruling the decode kernel out when a result looks wrong.
     /// </summary>
     public bool DecodeAttention { get; set; } = TensorCoreAttentionDefault(Environment.GetEnvironmentVariable("PARROT_DECODE_ATTENTION"));
 

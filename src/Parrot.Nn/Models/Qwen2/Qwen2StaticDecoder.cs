@@ -14,7 +14,7 @@ namespace Parrot.Nn.Models.Qwen2;
 /// layer, as in the eager path): what a CUDA graph capture of one step needs. The host reads the tokens only when it
 /// wants them (<see cref="ReadTokens"/>). The numbers are the eager KV-cache decode's bit for bit (the same ops on the
 /// same values; on a GPU the decode attention takes its key ranges from the keys a row sees, not from the grid sized for
-/// the cache's capacity; only the kernels before, PARROT_DECODE_ATTENTION=v1, may differ in the last bits).
+/// the cache's capacity).
 /// </summary>
 /// <remarks>
 /// Use: <see cref="Prefill"/> once (eager: each prompt alone through an ordinary <see cref="KvCache"/>, copied into the
