@@ -2,15 +2,15 @@
 # Decode A/B on the GPU in about two minutes (issue #7's 80 %-of-roofline target): `parrot selftest --device cuda`
 # first (the static step from a CUDA graph must equal the eager step bit for bit, also with programmatic launches),
 # then batch-1 decode of the Qwen2-7B and 0.5B shapes (bf16) from a CUDA graph with each switch against the defaults
-# (timed 2026-11-27 22:47): programmatic dependent launch off (PARROT_PDL=0), 128 keys a split for the decode attention,
-# RoPE + cache append fused into the attention launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the products
-# (PARROT_DECODE_NORM_GEMV=1), the gemv split for 64 and 128 warps an SM (PARROT_GEMV_WARPS_PER_SM; also with 128 keys
-# a split), and
+# (timed 2026-11-27 22:47 and 23:07): the lean gemv kernels (PARROT_GEMV_LEAN=1, untimed), programmatic dependent launch
+# off (PARROT_PDL=0), 32 keys a decode-attention range (the default before 128), RoPE + cache append fused into the
+# attention launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the products (PARROT_DECODE_NORM_GEMV=1; also with
+# the lean kernels, whose loop the fused norm kernels share), the gemv split for 64 warps an SM (PARROT_GEMV_WARPS_PER_SM), and
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
 # "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1");
 # then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph;
 # then the decode attention kernels alone at 4096 and 32768 keys: FMA, tensor cores (PARROT_DECODE_MMA) and torch SDPA;
-# then the 7B step at long prompts (LONG_PROMPTS, default "4096 8192") with the FMA and the tensor-core decode attention.
+# then the 7B step at long prompts (LONG_PROMPTS, default "8192 16384": at 4096 and 8192 the FMA kernel won, 4.68–4.81 against 5.05–5.15 ms) with the FMA and the tensor-core decode attention.
 # Usage there: bash bench/cuda-on-device-decode.sh  (carry publish/). Returns $OUT/summary.txt and $OUT/results.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +25,9 @@ fi
 
 # name=ENV settings (space-separated) of each variant; the first is the default. EXTRA_VARIANTS is split on ";" only, so
 # a variant keeps all its settings (split on spaces, "VAR2=value" would become a variant of its own that runs "value").
-VARIANTS=("default=" "nopdl=PARROT_PDL=0"
-          "mk128=PARROT_DECODE_MIN_KEYS=128" "ropefused=PARROT_DECODE_ROPE_FUSED=1" "normgemv=PARROT_DECODE_NORM_GEMV=1"
-          "gemv64=PARROT_GEMV_WARPS_PER_SM=64" "gemv128=PARROT_GEMV_WARPS_PER_SM=128"
-          "gemv64-mk128=PARROT_GEMV_WARPS_PER_SM=64 PARROT_DECODE_MIN_KEYS=128"
-          "gemv128-mk128=PARROT_GEMV_WARPS_PER_SM=128 PARROT_DECODE_MIN_KEYS=128")
+VARIANTS=("default=" "lean=PARROT_GEMV_LEAN=1" "nopdl=PARROT_PDL=0"
+          "mk32=PARROT_DECODE_MIN_KEYS=32" "ropefused=PARROT_DECODE_ROPE_FUSED=1" "normgemv=PARROT_DECODE_NORM_GEMV=1"
+          "lean-normgemv=PARROT_GEMV_LEAN=1 PARROT_DECODE_NORM_GEMV=1" "gemv64=PARROT_GEMV_WARPS_PER_SM=64")
 IFS=';' read -r -a EXTRA <<< "${EXTRA_VARIANTS:-}"
 for v in "${EXTRA[@]}"; do [ -n "${v// /}" ] && VARIANTS+=("$v"); done
 row() { # shape prompt decode label env...
@@ -63,7 +61,7 @@ grep -E "FAIL|MISSING|selftest cuda|^bench attention decode|^bench decode rope" 
 timeout 60 "$PY" bench/torch_peer.py --only decode-attention --out "$OUT/bench-decode-attention-torch.json" > "$OUT/decode-attention-torch.log" 2>&1
 echo "torch decode attention exit $?" >> "$S"
 grep -E "^torch attention decode" "$OUT/decode-attention-torch.log" >> "$S"
-step "5b. decode qwen2-7b bf16 from a CUDA graph at long contexts (prompts ${LONG_PROMPTS:=4096 8192}): FMA decode attention vs tensor cores"
+step "5b. decode qwen2-7b bf16 from a CUDA graph at long contexts (prompts ${LONG_PROMPTS:=8192 16384}): FMA decode attention vs tensor cores"
 # The whole-model view of step 5 (64 steps past each prompt, above PARROT_DECODE_MMA_MIN_KEYS' default of 1024): FMA vs
 # tensor cores, alternating, twice; then the tensor-core kernel with RoPE + append fused into it (PARROT_DECODE_ROPE_FUSED=1).
 for prompt in $LONG_PROMPTS; do
