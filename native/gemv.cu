@@ -411,7 +411,7 @@ __device__ __forceinline__ void norm_gemv_store(void* y, int ydt, i64 i, float (
 
 __device__ __forceinline__ void norm_gemv_store(void* y, int ydt, i64 i, float (&v)[2], const void*, i64) { store_swiglu(y, ydt, i, v); }
 
-template <typename T, int M, int G>
+template <typename T, int M, int G, bool Lean = false>
 __device__ __forceinline__ void add_rms_norm_gemv(const T* x, const T* res, const T* gamma, float eps, int vblock, T* sum, const T* w0,
                                                   const T* w1, i64 ldw, void* y, i64 ldy, const void* bias, i64 N, i64 K, int kw)
 {
@@ -433,7 +433,7 @@ __device__ __forceinline__ void add_rms_norm_gemv(const T* x, const T* res, cons
         float v[G];
         i64 nn;
         int mm;
-        if (gemv_sums<T, M, G>(w0, w1, ldw, xs, ldxs, 1, N, K, kw, v, nn, mm, group, prologue, group == (i64)blockIdx.x))
+        if (gemv_sums<T, M, G, AddRmsNormRows<T, M>, Lean>(w0, w1, ldw, xs, ldxs, 1, N, K, kw, v, nn, mm, group, prologue, group == (i64)blockIdx.x))
             norm_gemv_store(y, ydt, mm * ldy + nn, v, bias, nn);
     }
 }
@@ -460,3 +460,12 @@ extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_1(NORM_GEMV_PARAMS) { ad
 extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_2(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 2, 2>(NORM_GEMV_ARGS(float)); }
 extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_3(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 3, 2>(NORM_GEMV_ARGS(float)); }
 extern "C" __global__ void add_rms_norm_swiglu_gemv_f32_4(NORM_GEMV_PARAMS) { add_rms_norm_gemv<float, 4, 2>(NORM_GEMV_ARGS(float)); }
+// The lean forms (x per step, as gemv_lean_*: the same bits, fewer registers; CudaBackend.GemvLean).
+extern "C" __global__ void add_rms_norm_gemv_lean_bf16_1(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 1, 1, true>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_gemv_lean_bf16_2(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 2, 1, true>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_gemv_lean_bf16_3(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 3, 1, true>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_gemv_lean_bf16_4(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 4, 1, true>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_lean_bf16_1(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 1, 2, true>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_lean_bf16_2(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 2, 2, true>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_lean_bf16_3(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 3, 2, true>(NORM_GEMV_ARGS(u16)); }
+extern "C" __global__ void add_rms_norm_swiglu_gemv_lean_bf16_4(NORM_GEMV_PARAMS) { add_rms_norm_gemv<u16, 4, 2, true>(NORM_GEMV_ARGS(u16)); }

@@ -177,7 +177,12 @@ public class CudaGemvDispatchTests
         foreach (var family in new[] { "gemv", "swiglu_gemv" })
             for (int m = 1; m <= CudaBackend.GemvMaxRows; m++)
                 foreach (bool lean in new[] { false, true })
+                {
                     Assert.That(source, Does.Contain($"void {CudaBackend.GemvKernelName(family, true, m, lean)}("), "the kernel exists in native/gemv.cu");
+                    Assert.That(source, Does.Contain($"void add_rms_norm_{CudaBackend.GemvKernelName(family, true, m, lean)}("), "the fused norm's form too");
+                    Assert.That(CudaKernels.ProgrammaticKernels, Does.Contain(CudaBackend.GemvKernelName(family, true, m, lean)));
+                    Assert.That(CudaKernels.ProgrammaticKernels, Does.Contain("add_rms_norm_" + CudaBackend.GemvKernelName(family, true, m, lean)));
+                }
     }
 
     [TestCase(null, 32)]

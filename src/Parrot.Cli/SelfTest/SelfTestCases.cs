@@ -95,6 +95,32 @@ internal static class SelfTestCases
 
     /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
     /// <summary>
+    /// The fused norm + product (<see cref="Tensor.AddRmsNormLinear"/> / <see cref="Tensor.AddRmsNormSwiGlu"/>, the sum
+    /// and the product flattened) with the fusion forced on, lean against plain (<see cref="LeanSameAsPlain"/>); on a
+    /// GPU the fused kernel must have run for both.
+    /// </summary>
+    private static Tensor NormLeanSameAsPlain(Tensor x, Tensor residual, Tensor gamma, Tensor weight, Tensor? bias, Tensor? up)
+    {
+        Tensor Fused()
+        {
+            using var scope = TensorScope.Begin();
+            var (sum, output) = up is null ? Tensor.AddRmsNormLinear(x, residual, gamma, 1e-6, weight, bias) : Tensor.AddRmsNormSwiGlu(x, residual, gamma, 1e-6, weight, up);
+            return scope.Keep(Tensor.Concat(0, sum.Reshape(-1), output.Reshape(-1)));
+        }
+        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return Fused();
+        bool was = cuda.NormGemvKernel;
+        long launches = cuda.NormGemvLaunches;
+        cuda.NormGemvKernel = true;
+        try
+        {
+            var result = LeanSameAsPlain(x, Fused);
+            if (cuda.NormGemvLaunches < launches + 2) throw new InvalidOperationException("the fused norm kernel did not run (the operands were not eligible)");
+            return result;
+        }
+        finally { cuda.NormGemvKernel = was; }
+    }
+
+    /// <summary>
     /// <paramref name="run"/> with <see cref="global::Parrot.Tensors.Cuda.CudaBackend.GemvLean"/> on and off on a CUDA
     /// backend: the lean kernel must have run and the two results must be the same bits (the lean kernels keep the
     /// plain ones' sums and order), else it throws; returns the lean result. Elsewhere just runs it.
@@ -413,6 +439,10 @@ internal static class SelfTestCases
         foreach (var (rows, k, n) in new[] { (1, 3584, 18944), (2, 896, 4864) })
             c.Add(new($"add + rms norm + swiglu (decode, fused) {rows}x{k} · {n}", (r, t) => NormInputs(r, t, rows, k, n, true),
                 x => NormLinearChecked(x[0], x[1], x[2], x[3], null, x[4])));
+        // The fused kernels' lean forms (CudaBackend.GemvLean): forced on and off with the fusion on, the same bits.
+        foreach (var (rows, k, n, swiglu) in new[] { (1, 3584, 4608, false), (1, 3584, 18944, true), (4, 896, 1152, false) })
+            c.Add(new($"add + rms norm + {(swiglu ? "swiglu" : "linear")} (decode, fused), lean kernel = plain {rows}x{k} · {n}", (r, t) => NormInputs(r, t, rows, k, n, swiglu),
+                x => NormLeanSameAsPlain(x[0], x[1], x[2], x[3], swiglu ? null : x[4], swiglu ? x[4] : null), Only: [DType.BF16]));
         // The largest rows the plan fuses (bf16, 4 rows of 6064: 48512 bytes of dynamic shared memory + 640 static, just
         // under the 48 KiB a launch gets without the opt-in attribute): the launch must succeed.
         c.Add(new("add + rms norm + swiglu (decode, fused) 4x6064 · 64, shared memory at the limit", (r, t) => NormInputs(r, t, 4, 6064, 64, true),

@@ -156,7 +156,7 @@ public sealed partial class CudaBackend
         int kw = SplitOf(g); // gemv's split: the same sums
         int rowsPerBlock = GemvThreads / 32 / kw;
         long groups = (g.N + rowsPerBlock - 1) / rowsPerBlock;
-        string name = $"add_rms_norm_{(upWeight is null ? "" : "swiglu_")}gemv_{(g.Bf16 ? "bf16" : "f32")}_{g.M}";
+        string name = "add_rms_norm_" + GemvLaunchName(upWeight is null ? "gemv" : "swiglu_gemv", g); // the lean form with GemvLean
         int resident = _kernels.ResidentBlocks("gemv.cu", name, GemvThreads, (uint)plan.SharedBytes);
         long grid = NormGemvGrid(groups, _context.MultiprocessorCount, resident);
         using var args = new KernelArgs().Ptr(x).Ptr(residual).Ptr(normWeight).Add((float)eps).Add(plan.RowThreads).Ptr(sum).Ptr(weight).Ptr(upWeight)

@@ -116,6 +116,8 @@ internal sealed unsafe class CudaKernels
         "swiglu_gemv_f32_1", "swiglu_gemv_f32_2", "swiglu_gemv_f32_3", "swiglu_gemv_f32_4",
         "gemv_lean_bf16_1", "gemv_lean_bf16_2", "gemv_lean_bf16_3", "gemv_lean_bf16_4",
         "swiglu_gemv_lean_bf16_1", "swiglu_gemv_lean_bf16_2", "swiglu_gemv_lean_bf16_3", "swiglu_gemv_lean_bf16_4",
+        "add_rms_norm_gemv_lean_bf16_1", "add_rms_norm_gemv_lean_bf16_2", "add_rms_norm_gemv_lean_bf16_3", "add_rms_norm_gemv_lean_bf16_4",
+        "add_rms_norm_swiglu_gemv_lean_bf16_1", "add_rms_norm_swiglu_gemv_lean_bf16_2", "add_rms_norm_swiglu_gemv_lean_bf16_3", "add_rms_norm_swiglu_gemv_lean_bf16_4",
         "add_rms_norm_gemv_bf16_1", "add_rms_norm_gemv_bf16_2", "add_rms_norm_gemv_bf16_3", "add_rms_norm_gemv_bf16_4",
         "add_rms_norm_gemv_f32_1", "add_rms_norm_gemv_f32_2", "add_rms_norm_gemv_f32_3", "add_rms_norm_gemv_f32_4",
         "add_rms_norm_swiglu_gemv_bf16_1", "add_rms_norm_swiglu_gemv_bf16_2", "add_rms_norm_swiglu_gemv_bf16_3", "add_rms_norm_swiglu_gemv_bf16_4",
