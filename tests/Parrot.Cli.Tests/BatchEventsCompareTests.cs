@@ -24,11 +24,15 @@ public class BatchEventsCompareTests
 
     /// <summary>A judge whose logits are 0 but <paramref name="top"/> (token → logit); it records what it was asked.</summary>
     private static NearTiePolicy Gpu(int bits, Dictionary<int, float> top, List<(int Sequence, int[] Generated)> asked) =>
+        GpuBy(bits, (_, _) => top, asked);
+
+    /// <summary>A judge whose logits depend on the sequence and its prefix (token → logit, 0 elsewhere).</summary>
+    private static NearTiePolicy GpuBy(int bits, Func<int, IReadOnlyList<int>, Dictionary<int, float>> top, List<(int Sequence, int[] Generated)> asked) =>
         NearTiePolicy.For(bits == 8, (sequence, generated) =>
         {
             asked.Add((sequence, generated.ToArray()));
             var raw = new float[Vocab];
-            foreach (var (t, v) in top) raw[t] = v;
+            foreach (var (t, v) in top(sequence, generated)) raw[t] = v;
             return (raw, raw.Select(v => (double)v).ToArray());
         });
 
@@ -51,14 +55,19 @@ public class BatchEventsCompareTests
         int i = 25, b = want[i].Token, a = (b + 1) % Vocab;
         // bfloat16 at 10: an ulp is 2⁻⁴; a gap of one ulp, both tokens the judge's top two.
         var asked = new List<(int Sequence, int[] Generated)>();
-        var v = BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.0625f, [(b + 2) % Vocab] = 9f }, asked));
+        // The sequence's later token (event 28) at the top too: after the tie it is judged on the flipped prefix.
+        var got = Flip(want, i, a);
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.0625f, [want[28].Token] = 10f, [(b + 2) % Vocab] = 9f }, asked));
         Assert.That(v.Pass, Is.True, v.Message);
         Assert.That(v.Matched, Is.EqualTo(25));
-        Assert.That(v.Message, Does.Contain("near tie at event 25").And.Contain($"token {a}").And.Contain($"token {b}").And.Contain("-0.0625"));
-        // The judge saw the sequence's own tokens before that event, in order.
-        Assert.That(asked, Has.Count.EqualTo(1));
+        Assert.That(v.Message, Does.Contain("near tie at event 25").And.Contain($"token {a}").And.Contain($"token {b}").And.Contain("-0.0625").And.Contain("after it 1 tokens"));
+        // The judge saw the sequence's own tokens before that event, in order; then the flipped batch's own prefix at event 28.
+        Assert.That(asked, Has.Count.EqualTo(2));
         Assert.That(asked[0].Sequence, Is.EqualTo(want[i].Sequence));
         Assert.That(asked[0].Generated, Is.EqualTo(want.Take(i).Where(e => e.Sequence == want[i].Sequence).Select(e => e.Token).ToArray()));
+        Assert.That(asked[1].Sequence, Is.EqualTo(want[i].Sequence));
+        Assert.That(asked[1].Generated, Is.EqualTo(got.Take(28).Where(e => e.Sequence == want[i].Sequence).Select(e => e.Token).ToArray()));
+        Assert.That(asked[1].Generated[^1], Is.EqualTo(a));
     }
 
     [Test]
@@ -71,7 +80,7 @@ public class BatchEventsCompareTests
         Assert.That(v.Message, Does.Contain("event 25").And.Contain("no near tie"));
         // Six ulps at 10 (0.375) is above the five allowed, five is not; the same tie in float32 precision fails.
         Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.375f }, [])).Pass, Is.False);
-        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.3125f }, [])).Pass, Is.True);
+        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10.3125f, [want[28].Token] = 10.3125f }, [])).Pass, Is.True);
         Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(24, new() { [a] = 10f, [b] = 10.0625f }, [])).Pass, Is.False);
     }
 
@@ -113,7 +122,39 @@ public class BatchEventsCompareTests
         Assert.That(v.Pass, Is.False);
         Assert.That(v.Message, Does.Contain("only 19 matched events"));
         i = BatchEventsCompare.MinMatched; b = want[i].Token; a = (b + 1) % Vocab;
-        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, new() { [a] = 10f, [b] = 10f }, [])).Pass, Is.True, "20 matched: enough");
+        var tie = want.Where(e => e.Sequence == want[i].Sequence).ToDictionary(e => e.Token, _ => 10f); // its later tokens at the top too
+        tie[a] = 10f;
+        Assert.That(BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Gpu(8, tie, [])).Pass, Is.True, "20 matched: enough");
+    }
+
+    [Test]
+    public void AfterATieTheFlippedSequenceIsJudgedOnItsOwnPrefixAndTheOthersStayExact()
+    {
+        // A tie at event 21 (sequence 0: its later events 24 and 27) passes only while each later token of sequence 0 is
+        // the pick of the flipped prefix; a wrong token there (a wrong slot after the tie, e.g. once the cache grows)
+        // fails, and so does a difference in another sequence after the tie that is no tie of its own.
+        var want = Events();
+        int i = 21, b = want[i].Token, a = (b + 1) % Vocab;
+        Dictionary<int, float> Judge(int sequence, IReadOnlyList<int> generated) =>
+            generated.Count > 7 && generated[7] == a // the flipped prefix (event 21 is sequence 0's 8th token): its own picks
+                ? new() { [(generated.Count * 3) % Vocab] = 10f }
+                : new() { [a] = 10f, [b] = 10f };
+        var got = Flip(want, i, a);
+        got[24] = got[24] with { Token = (8 * 3) % Vocab };
+        got[27] = got[27] with { Token = (9 * 3) % Vocab };
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", GpuBy(8, Judge, []));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Message, Does.Contain("near tie at event 21").And.Contain("after it 2 tokens"));
+        var wrong = got.ToList();
+        wrong[27] = wrong[27] with { Token = (9 * 3 + 1) % Vocab };
+        v = BatchEventsCompare.Compare(wrong, want, "slots", "eager", GpuBy(8, Judge, []));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("event 27").And.Contain("not its own prefix's pick"));
+        var other = got.ToList();
+        other[26] = other[26] with { Token = (want[26].Token + 5) % Vocab };
+        v = BatchEventsCompare.Compare(other, want, "slots", "eager", GpuBy(8, Judge, []));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("event 26").And.Contain("no near tie"));
     }
 
     [Test]
@@ -189,9 +230,30 @@ public class SelfTestBatchJudgeTests
         int second = ranked[0] == events[tie].Token ? ranked[1] : ranked[0], far = ranked[^1];
         var flipped = events.ToList();
         flipped[tie] = flipped[tie] with { Token = second, Text = "?" };
+        // What a batch that took the other token goes on to pick: each later token of the long answer is its own prefix's
+        // argmax (the judge is the eager forward).
+        int last = -1;
+        for (int j = tie + 1; j < flipped.Count; j++)
+        {
+            if (flipped[j].Sequence != 6) continue;
+            var (_, pj) = judge(6, flipped.Take(j).Where(x => x.Sequence == 6).Select(x => x.Token).ToList());
+            flipped[j] = flipped[j] with { Token = Array.IndexOf(pj, pj.Max()), Text = "?" };
+            last = j;
+        }
         var v = BatchEventsCompare.Compare(flipped, events, "slots", "eager", policy);
         Assert.That(v.Pass, Is.True, v.Message);
         Assert.That(v.Matched, Is.EqualTo(tie));
+        Assert.That(last, Is.GreaterThan(tie), "the long answer goes on after its first tie");
+        Assert.That(v.Message, Does.Contain("after it").And.Not.Contain("after it 0 tokens"));
+        {
+            // A wrong token after the tie (what a wrong slot would give): the last-ranked token of its own prefix.
+            var wrong = flipped.ToList();
+            var (_, pl) = judge(6, wrong.Take(last).Where(x => x.Sequence == 6).Select(x => x.Token).ToList());
+            wrong[last] = wrong[last] with { Token = Array.IndexOf(pl, pl.Min()) };
+            var w = BatchEventsCompare.Compare(wrong, events, "slots", "eager", policy);
+            Assert.That(w.Pass, Is.False, "a wrong token after the tie");
+            Assert.That(w.Message, Does.Contain($"event {last}").And.Contain("not its own prefix's pick"));
+        }
         flipped[tie] = flipped[tie] with { Token = far };
         Assert.That(BatchEventsCompare.Compare(flipped, events, "slots", "eager", policy).Pass, Is.False, "a flip to the judge's last token");
     }

@@ -134,7 +134,7 @@ public class DeviceCommandsTests
         // The cases a GPU run uses to check the graph-ready decode step (device positions, ids buffer, argmax on the
         // device) against the eager decode, here on another device: both dtypes, the equality case exact.
         var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "static decode step", TextWriter.Null);
-        Assert.That(rows, Has.Count.EqualTo(12), "six cases (with the programmatic-launch pair), two dtypes");
+        Assert.That(rows, Has.Count.EqualTo(14), "seven cases (with the programmatic-launch pair and the fusions + programmatic row), two dtypes");
         Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
     }
 

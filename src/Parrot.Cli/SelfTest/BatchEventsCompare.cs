@@ -52,15 +52,24 @@ internal sealed record BatchVerdict(bool Pass, int Matched, string Message);
 /// the first difference may be a near tie: the same step, sequence and finish, another token, where one independent
 /// forward of that sequence's prefix (<see cref="PrefixLogits"/>) puts both tokens at the top within a few ulps of each
 /// other (<see cref="NearTiePolicy.Ulps"/>; a wrong slot — another row's cache, a stale position — is no near tie: its
-/// token is not at the top of the right prefix's logits, or far below it); the events are compared up to it (a flipped
-/// token changes that sequence's later prefix, so nothing after it is comparable), and at least <see cref="MinMatched"/> must match before it, so a flip at the start cannot pass vacuously.
+/// token is not at the top of the right prefix's logits, or far below it); at least <see cref="MinMatched"/> must match
+/// before it, so a flip at the start cannot pass vacuously. A flipped token changes that sequence's later prefix, so its
+/// later tokens are not compared with the reference's but judged on the flipped batch's own prefix (each must be that
+/// prefix's pick within the tolerance); the other sequences' events stay comparable (rows are independent) and are.
 /// </summary>
 internal static class BatchEventsCompare
 {
     /// <summary>Events that must match before a near tie may end the comparison.</summary>
     internal const int MinMatched = 20;
 
-    /// <summary>Compares <paramref name="got"/> with <paramref name="want"/> (the reference) as the class says.</summary>
+    /// <summary>
+    /// Compares <paramref name="got"/> with <paramref name="want"/> (the reference) as the class says. After a near tie in
+    /// sequence s the comparison goes on to the end: every later event must have the same step, sequence and finish; the
+    /// other sequences' tokens must be equal (or pass as a near tie of their own); and each later token of a sequence that
+    /// flipped is judged on <paramref name="got"/>'s own prefix of it (one more forward each): it must be at the top of
+    /// those logits within the tolerance. So a tie early in the long answer does not leave the rest of it (the slots' C
+    /// growing past 256 keys) unchecked.
+    /// </summary>
     internal static BatchVerdict Compare(IReadOnlyList<BatchLine> got, IReadOnlyList<BatchLine> want, string gotName, string wantName, NearTiePolicy? nearTie)
     {
         ArgumentNullException.ThrowIfNull(got);
@@ -68,34 +77,67 @@ internal static class BatchEventsCompare
         int n = Math.Max(got.Count, want.Count), i = 0;
         while (i < n && i < got.Count && i < want.Count && got[i] == want[i]) i++;
         if (i == n) return new BatchVerdict(true, n, "");
-        string Differs(string why) =>
-            $"continuous batch: event {i}: {gotName} gave '{(i < got.Count ? got[i] : "nothing")}', {wantName} '{(i < want.Count ? want[i] : "nothing")}'{why}";
-        BatchVerdict Fail(string why) => new(false, i, Differs(why));
+        string Differs(int at, string why) =>
+            $"continuous batch: event {at}: {gotName} gave '{(at < got.Count ? got[at] : "nothing")}', {wantName} '{(at < want.Count ? want[at] : "nothing")}'{why}";
+        BatchVerdict Fail(string why) => new(false, i, Differs(i, why));
         if (nearTie is null) return Fail(" (bit-equal by contract here: no near tie allowed)");
         if (i >= got.Count || i >= want.Count) return Fail(" (one batch has fewer events)");
-        BatchLine g = got[i], w = want[i];
-        if (g.Step != w.Step || g.Sequence != w.Sequence || g.Finished != w.Finished || g.Token == w.Token)
-            return Fail(" (not a token flip: only the token and its text may differ at a near tie)");
         if (i < MinMatched) return Fail($" (a token flip after only {i} matched events; at least {MinMatched} must match before a near tie passes)");
+        var diverged = new HashSet<int>();
+        string? first = null;
+        int judged = 0;
+        for (int j = i; j < n; j++)
+        {
+            if (j >= got.Count || j >= want.Count) return new(false, i, Differs(j, " (one batch has fewer events)"));
+            BatchLine g = got[j], w = want[j];
+            if (g.Step != w.Step || g.Sequence != w.Sequence || g.Finished != w.Finished)
+                return new(false, i, Differs(j, " (not a token flip: only the token and its text may differ at a near tie)"));
+            if (diverged.Contains(g.Sequence))
+            {
+                // This sequence flipped earlier: its prefix in `got` is its own; its token must be that prefix's pick.
+                var own = got.Take(j).Where(e => e.Sequence == g.Sequence).Select(e => e.Token).ToList();
+                string? why = Judge(nearTie, g.Sequence, own, g.Token, null, out _);
+                if (why is not null) return new(false, i, Differs(j, $" (after the near tie of sequence {g.Sequence}, {gotName}'s token is not its own prefix's pick: {why})"));
+                judged++;
+                continue;
+            }
+            if (g == w) continue;
+            if (g.Token == w.Token) return new(false, i, Differs(j, " (not a token flip: only the token and its text may differ at a near tie)"));
+            var generated = want.Take(j).Where(e => e.Sequence == w.Sequence).Select(e => e.Token).ToList();
+            string? tie = Judge(nearTie, w.Sequence, generated, g.Token, w.Token, out string numbers);
+            if (tie is not null) return new(false, i, Differs(j, $" ({tie})"));
+            diverged.Add(w.Sequence);
+            first ??= $"continuous batch: near tie at event {j} (step {w.Step}, sequence {w.Sequence}): {gotName} token {g.Token} '{g.Text}', {wantName} token {w.Token} '{w.Text}'; {numbers}; {j} events equal before it";
+        }
+        return new BatchVerdict(true, i, $"{first}; after it {judged} tokens of the flipped sequence{(diverged.Count > 1 ? "s" : "")} ({string.Join(", ", diverged)}) each at the top of their own prefix's logits, every other event equal");
+    }
 
-        var generated = want.Take(i).Where(e => e.Sequence == w.Sequence).Select(e => e.Token).ToList();
+    /// <summary>
+    /// Null when the judge's logits for <paramref name="sequence"/> after <paramref name="generated"/> put token
+    /// <paramref name="a"/> at the top within the tolerance (and, given <paramref name="b"/>, b too with |logit a − logit b|
+    /// within it); else why not. <paramref name="numbers"/>: the figures, for the messages.
+    /// </summary>
+    private static string? Judge(NearTiePolicy nearTie, int sequence, List<int> generated, int a, int? b, out string numbers)
+    {
+        numbers = "";
         float[] raw;
         double[] pick;
-        try { (raw, pick) = nearTie.Logits(w.Sequence, generated); }
-        catch (ArgumentException e) { return Fail($" (no near-tie judge for sequence {w.Sequence}: {e.Message})"); }
-        int a = g.Token, b = w.Token;
-        if (raw.Length != pick.Length || (uint)a >= (uint)raw.Length || (uint)b >= (uint)raw.Length)
-            return Fail($" (the judge's logits have {raw.Length}/{pick.Length} entries; tokens {a} and {b} must be inside both)");
-        if (pick.Any(double.IsNaN)) return Fail(" (the judge's logits hold NaN)");
+        try { (raw, pick) = nearTie.Logits(sequence, generated); }
+        catch (ArgumentException e) { return $"no near-tie judge for sequence {sequence}: {e.Message}"; }
+        int bb = b ?? a;
+        if (raw.Length != pick.Length || (uint)a >= (uint)raw.Length || (uint)bb >= (uint)raw.Length)
+            return $"the judge's logits have {raw.Length}/{pick.Length} entries; tokens {a} and {bb} must be inside both";
+        if (pick.Any(double.IsNaN)) return "the judge's logits hold NaN";
         double max = pick.Max();
-        double second = pick.Select((v, k) => (v, k)).Where(x => x.k != Array.IndexOf(pick, max)).Max(x => x.v);
-        double tol = nearTie.Ulps * Ulp(Math.Max(Math.Abs(raw[a]), Math.Abs(raw[b])), nearTie.MantissaBits)
-            * Math.Max(PenaltyScale(raw[a], pick[a]), PenaltyScale(raw[b], pick[b]));
-        double gap = pick[a] - pick[b];
-        string numbers = $"logit[{a}] − logit[{b}] = {gap:G4} in one eager forward of the prefix ({generated.Count} generated tokens), tolerance {tol:G4} ({nearTie.Ulps} ulps), its top two {max:G6} and {second:G6}";
+        int top = Array.IndexOf(pick, max);
+        double second = pick.Select((v, k) => (v, k)).Where(x => x.k != top).Select(x => x.v).DefaultIfEmpty(double.NegativeInfinity).Max();
+        if (b is null) bb = top; // a single token: judged against the prefix's own pick
+        double tol = nearTie.Ulps * Ulp(Math.Max(Math.Abs(raw[a]), Math.Abs(raw[bb])), nearTie.MantissaBits)
+            * Math.Max(PenaltyScale(raw[a], pick[a]), PenaltyScale(raw[bb], pick[bb]));
+        double gap = pick[a] - pick[bb];
+        numbers = $"logit[{a}] − logit[{bb}] = {gap:G4} in one eager forward of the prefix ({generated.Count} generated tokens), tolerance {tol:G4} ({nearTie.Ulps} ulps), its top two {max:G6} and {second:G6}";
         bool AtTop(int t) => pick[t] >= second || max - pick[t] <= tol;
-        if (!(Math.Abs(gap) <= tol) || !AtTop(a) || !AtTop(b)) return Fail($" (no near tie: {numbers})");
-        return new BatchVerdict(true, i, $"continuous batch: near tie at event {i} (step {w.Step}, sequence {w.Sequence}): {gotName} token {a} '{g.Text}', {wantName} token {b} '{w.Text}'; {numbers}; {i} events equal before it, the rest not compared");
+        return Math.Abs(gap) <= tol && AtTop(a) && AtTop(bb) ? null : $"no near tie: {numbers}";
     }
 
     /// <summary>The spacing of a float with <paramref name="mantissaBits"/> bits of precision at <paramref name="x"/> ≥ 0 (0 at 0).</summary>

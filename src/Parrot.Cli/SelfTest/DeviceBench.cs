@@ -473,7 +473,7 @@ internal static class DeviceBench
     /// K and V bytes read per second (the bound of this op). Rows: "attention decode" (one call between two events: the
     /// host's launch cost included, as an eager step pays it) and "attention decode graph" (20 calls captured in a CUDA
     /// graph, the replay's time / 20: the device time, as the static step pays it); "attention decode min keys N" other
-    /// range sizes (<see cref="CudaBackend.DecodeMinKeys"/>, graph timing); "attention decode tiled" the same call with
+    /// range sizes (16, 32, 64, 128, 256 less the default) (<see cref="CudaBackend.DecodeMinKeys"/>, graph timing); "attention decode tiled" the same call with
     /// the decode kernel off (<see cref="CudaBackend.DecodeAttention"/>), for the ratio. At 4096 and 32768 keys also
     /// "attention decode tensor cores" and "... graph" (<see cref="CudaBackend.DecodeMma"/> forced on):
     /// the A/B of the FMA kernel's rows, with torch's SDPA row beside them (bench/torch_peer.py).
@@ -520,7 +520,7 @@ internal static class DeviceBench
                     Row("attention decode graph", Graphed(), $"{what}, {Calls} calls in a CUDA graph: device time a call");
                     if (S >= 4096) DecodeMmaRows(cuda, Step, Graphed, Row);
                     if (S <= 4096)
-                        foreach (int n in new[] { 16, 64, 128 })
+                        foreach (int n in new[] { 16, 32, 64, 128, 256 }.Where(n => n != minKeys)) // the default's row is above
                         {
                             cuda.DecodeMinKeys = n;
                             Row($"attention decode min keys {n}", Graphed(), $"attention_decode.cu, ≥ {n} keys a range, graph timing");

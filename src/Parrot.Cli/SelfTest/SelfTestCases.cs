@@ -93,7 +93,6 @@ internal static class SelfTestCases
         return scope.Keep(fused);
     }
 
-    /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
     /// <summary>
     /// The fused norm + product (<see cref="Tensor.AddRmsNormLinear"/> / <see cref="Tensor.AddRmsNormSwiGlu"/>, the sum
     /// and the product flattened) with the fusion forced on, lean against plain (<see cref="LeanSameAsPlain"/>); on a
@@ -161,6 +160,7 @@ internal static class SelfTestCases
         finally { cuda.DecodeMinKeys = minKeys; }
     }
 
+    /// <summary>An additive [2, 1, 1, keys] mask hiding a random tail of keys per batch row (0 or −∞).</summary>
     private static Tensor PaddingMask(Random r, DType t, int keys = 32)
     {
         var m = new float[2 * keys];
@@ -507,8 +507,8 @@ internal static class SelfTestCases
         // in the launch by the last block).
         c.Add(new("attention decode T1 GQA7 D128 S160 min keys 32", (r, t) => [Normal(r, t, 1, 14, 1, 128), Normal(r, t, 1, 2, 160, 128), Normal(r, t, 1, 2, 160, 128)],
             x => WithDecode(x[0], c => c.DecodeMinKeys = 32, () => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true, queryOffset: 159))));
-        // The static decode step's attention (positions on the device, the grid sized for a 1024-key cache: 32 ranges
-        // allowed) against the eager launch over each row's own keys (5 and 21 ranges): the same bits on any device (a
+        // The static decode step's attention (positions on the device, the grid sized for a 1024-key cache: 8 ranges
+        // allowed at 128 keys a range) against the eager launch over each row's own keys (1 and 5 ranges): the same bits on any device (a
         // mismatch throws), and the output against float64 as every case.
         c.Add(new("attention at positions = eager (key ranges)",
             (r, t) => [Normal(r, t, 2, 14, 1, 128), Normal(r, t, 2, 2, 1024, 128), Normal(r, t, 2, 2, 1024, 128), Tensor.FromArray(new long[] { 159, 700 }, 2)],

@@ -55,6 +55,10 @@ internal static partial class SelfTestDecodeCases
         // read a stale x. Forced on, and against the same graph forced off.
         yield return new("static decode step, CUDA graph, programmatic launches (forced ids)", Inputs, p => Programmatic(p, () => ForcedLogits(p, graph: true)));
         yield return new("static decode step, CUDA graph, programmatic = plain launches", Inputs, ProgrammaticSameAsPlain, Exact: true);
+        // The decode fusions are off by default since they were timed (PARROT_DECODE_NORM_GEMV=1, PARROT_DECODE_ROPE_FUSED=1
+        // turn them on), so no row above runs them inside the model: forced on with programmatic launches, against the
+        // same graph with both off and plain launches (the default before 2026-11-27 22:46 and the A/B scripts' variant).
+        yield return new("static decode step, CUDA graph, fusions + programmatic = plain", Inputs, FusedProgrammaticSameAsPlain, Exact: true);
         yield return new("generate session, static step = eager session", Inputs, SessionSameAsEager, Exact: true);
         yield return new("generate, static step = eager (greedy, sampled)", Inputs, GenerateSameAsEager, Exact: true);
         yield return new("generate, greedy on the device = greedy from the logits", Inputs, GreedyOnDeviceSameAsLogits, Exact: true);
@@ -307,6 +311,36 @@ internal static partial class SelfTestDecodeCases
         for (int i = 0; i < plain.Length; i++)
             if (BitConverter.DoubleToInt64Bits(plain[i]) != BitConverter.DoubleToInt64Bits(overlapped[i]))
                 throw new InvalidOperationException($"programmatic launches: logit {i} is {overlapped[i]:R}, {plain[i]:R} with plain launches");
+        return Tensor.FromArray(Enumerable.Repeat(1.0, plain.Length).ToArray(), plain.Length);
+    }
+
+    /// <summary>
+    /// The forced-ids logits from a CUDA graph with the norm+gemv and RoPE+attention fusions and programmatic launches on,
+    /// and with all three off: the same bits; a fused kernel must have run (else the row would compare the plain step with itself).
+    /// </summary>
+    private static Tensor FusedProgrammaticSameAsPlain(Tensor[] p)
+    {
+        if (p[0].Backend is not CudaBackend cuda)
+        {
+            int count = (int)ForcedLogits(p, graph: true).Count; // ones, as on a GPU, where the row throws on a difference
+            return Tensor.FromArray(Enumerable.Repeat(1.0, count).ToArray(), count);
+        }
+        (bool norm, bool rope) = (cuda.NormGemvKernel, cuda.DecodeRopeFused);
+        double[] plain, fused;
+        try
+        {
+            (cuda.NormGemvKernel, cuda.DecodeRopeFused) = (false, false);
+            plain = WithProgrammatic(p, false, () => ForcedLogits(p, graph: true)).ToDoubleArray();
+            (cuda.NormGemvKernel, cuda.DecodeRopeFused) = (true, true);
+            (long n0, long r0) = (cuda.NormGemvLaunches, cuda.RopeAttendLaunches);
+            fused = Programmatic(p, () => ForcedLogits(p, graph: true)).ToDoubleArray();
+            if (cuda.NormGemvLaunches == n0 && cuda.RopeAttendLaunches == r0)
+                throw new InvalidOperationException("decode fusions: neither add_rms_norm_gemv nor attention_decode_rope ran in the step");
+        }
+        finally { (cuda.NormGemvKernel, cuda.DecodeRopeFused) = (norm, rope); }
+        for (int i = 0; i < plain.Length; i++)
+            if (BitConverter.DoubleToInt64Bits(plain[i]) != BitConverter.DoubleToInt64Bits(fused[i]))
+                throw new InvalidOperationException($"decode fusions + programmatic launches: logit {i} is {fused[i]:R}, {plain[i]:R} unfused with plain launches");
         return Tensor.FromArray(Enumerable.Repeat(1.0, plain.Length).ToArray(), plain.Length);
     }
 

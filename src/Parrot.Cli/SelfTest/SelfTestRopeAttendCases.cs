@@ -26,9 +26,13 @@ internal static class SelfTestRopeAttendCases
 
     internal static IEnumerable<SelfTestCase> All()
     {
-        // 160 keys seen: 5 ranges of 32 on a 132-SM GPU, the new key in the last; a cache of 200 rows.
+        // 160 keys seen: one range at the default of ≥ 128 keys a range (CudaBackend.DecodeMinKeys); a cache of 200 rows.
         yield return new("rope+append+attention 7B decode (one launch = two)", (r, t) => Inputs(r, t, Qwen7B, 1, 200), x => Run(x, Qwen7B, past: 159, positions: null, mma: false));
-        // Device positions (the static step): a 1024-row cache (32 ranges allowed), rows at 159 and at the last row.
+        // The same in 5 ranges of 32 keys on a 132-SM GPU (DecodeMinKeys 32), the new key in the last: the ranges merged.
+        yield return new("rope+append+attention 7B decode, 32 keys a range (one launch = two)", (r, t) => Inputs(r, t, Qwen7B, 1, 200),
+            x => Run(x, Qwen7B, past: 159, positions: null, mma: false, decodeMinKeys: 32));
+        // Device positions (the static step): a 1024-row cache (8 ranges allowed at 128 keys a range), rows at 159 (one
+        // range) and at the last row (8).
         yield return new("rope+append+attention 7B decode at positions (one launch = two)",
             (r, t) => [.. Inputs(r, t, Qwen7B, 2, 1024), Tensor.FromArray(new long[] { 159, 1023 }, 2)], x => Run(x, Qwen7B, past: 0, positions: x[3], mma: false));
         // Tensor cores: 1921 keys seen, 30 ranges of 128 keys on a 132-SM GPU, the new key the first of range 15.
@@ -56,7 +60,7 @@ internal static class SelfTestRopeAttendCases
     /// launch counter moved: otherwise the row would compare the two launches with themselves), then the two launches
     /// (<see cref="CudaBackend.DecodeRopeFused"/> off) must give the same bits.
     /// </summary>
-    private static Tensor Run(Tensor[] x, Shape s, int past, Tensor? positions, bool mma)
+    private static Tensor Run(Tensor[] x, Shape s, int past, Tensor? positions, bool mma, int? decodeMinKeys = null)
     {
         using var scope = TensorScope.Begin();
         if (x[0].Backend is not CudaBackend cuda)
@@ -64,10 +68,10 @@ internal static class SelfTestRopeAttendCases
             var (oc, kcc, vcc) = Step(x, s, past, positions);
             return scope.Keep(Flat(oc, kcc, vcc));
         }
-        (bool fused, bool was, int minKeys) = (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys);
+        (bool fused, bool was, int minKeys, int decodeKeys) = (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys, cuda.DecodeMinKeys);
         try
         {
-            (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (true, mma, mma ? 1 : minKeys);
+            (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys, cuda.DecodeMinKeys) = (true, mma, mma ? 1 : minKeys, decodeMinKeys ?? decodeKeys);
             long Launches() => mma ? cuda.RopeAttendMmaLaunches : cuda.RopeAttendLaunches;
             long before = Launches();
             var (o, kc, vc) = Step(x, s, past, positions);
@@ -81,7 +85,7 @@ internal static class SelfTestRopeAttendCases
             Same(vc, vc2, "the V cache");
             return scope.Keep(Flat(o, kc, vc));
         }
-        finally { (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys) = (fused, was, minKeys); }
+        finally { (cuda.DecodeRopeFused, cuda.DecodeMma, cuda.DecodeMmaMinKeys, cuda.DecodeMinKeys) = (fused, was, minKeys, decodeKeys); }
     }
 
     private static Tensor Flat(Tensor o, Tensor kc, Tensor vc) => Tensor.Concat(0, o.Contiguous().Reshape(-1), kc.Reshape(-1), vc.Reshape(-1));
