@@ -7,7 +7,7 @@
 # attention launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the products (PARROT_DECODE_NORM_GEMV=1; also with
 # the lean kernels, whose loop the fused norm kernels share), the gemv split for 64 warps an SM (PARROT_GEMV_WARPS_PER_SM), and
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
-# "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-pdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=1");
+# "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-nopdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=0");
 # then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph;
 # then the decode attention kernels alone at 4096 and 32768 keys: FMA, tensor cores (PARROT_DECODE_MMA) and torch SDPA;
 # then the 7B step at long prompts (LONG_PROMPTS, default "8192 16384": at 4096 and 8192 the FMA kernel won, 4.68–4.81 against 5.05–5.15 ms) with the FMA and the tensor-core decode attention.

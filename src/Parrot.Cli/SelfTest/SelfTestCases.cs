@@ -410,6 +410,10 @@ internal static class SelfTestCases
             c.Add(new($"matmul decode x·wᵀ, lean kernel = plain (m {rows}, {nn}x{kk})", (r, t) => [Normal(r, t, rows, kk), Normal(r, t, nn, kk)],
                 x => LeanSameAsPlain(x[0], () => { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }), Only: [DType.BF16]));
         }
+        // K 1003 (the one-by-one tail after the last whole vector) with x rows 1003 elements apart (element loads) and the
+        // weight's rows padded to 1008 (the kernel's 16-byte rows).
+        c.Add(new("matmul decode x·wᵀ, lean kernel = plain (m 2, 513x1003, ragged K, element loads of x)", (r, t) => [Normal(r, t, 2, 1003), Normal(r, t, 513, 1008)],
+            x => LeanSameAsPlain(x[0], () => { using var w = x[1].Narrow(1, 0, 1003); using var wt = w.Transpose(0, 1); return Tensor.MatMul(x[0], wt); }), Only: [DType.BF16]));
         foreach (int m in new[] { 1, 4 })
         {
             int rows = m;
