@@ -12,6 +12,19 @@ namespace Parrot.Cli.SelfTest;
 internal sealed record SelfTestCase(string Name, Func<Random, DType, Tensor[]> Inputs, Func<Tensor[], Tensor> Run, bool Exact = false, double? Tolerance = null,
     DType[]? Only = null)
 {
+    /// <summary>
+    /// The first index where <paramref name="a"/> and <paramref name="b"/> hold other bits; -1 when they are the same
+    /// bits. Throws when their lengths differ (two runs of one computation must give as many values). The bit-for-bit
+    /// rows' comparison.
+    /// </summary>
+    internal static int FirstBitDifference(double[] a, double[] b)
+    {
+        if (a.Length != b.Length) throw new InvalidOperationException($"{a.Length} values against {b.Length}: the two runs gave results of other sizes");
+        for (int i = 0; i < a.Length; i++)
+            if (BitConverter.DoubleToInt64Bits(a[i]) != BitConverter.DoubleToInt64Bits(b[i])) return i;
+        return -1;
+    }
+
     /// <summary>Normal(0, 1) values of <paramref name="shape"/>, rounded to <paramref name="dtype"/>.</summary>
     internal static Tensor Normal(Random rng, DType dtype, params int[] shape)
     {

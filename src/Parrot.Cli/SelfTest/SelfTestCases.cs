@@ -28,12 +28,11 @@ internal static class SelfTestCases
         using var u = Tensor.MatMul(x, uT);
         using var s = Tensor.SwiGlu(g, u);
         double[] a = y.ToDoubleArray(), b = s.ToDoubleArray();
-        for (int i = 0; i < a.Length; i++)
-            if (BitConverter.DoubleToInt64Bits(a[i]) != BitConverter.DoubleToInt64Bits(b[i]))
-            {
-                y.Dispose();
-                throw new InvalidOperationException($"fused result differs from the unfused ops at element {i}: {a[i]:R} vs {b[i]:R}");
-            }
+        if (SelfTestCase.FirstBitDifference(a, b) is int i and >= 0)
+        {
+            y.Dispose();
+            throw new InvalidOperationException($"fused result differs from the unfused ops at element {i}: {a[i]:R} vs {b[i]:R}");
+        }
         return y;
     }
 
@@ -66,15 +65,13 @@ internal static class SelfTestCases
     private static Tensor NormLinearChecked(Tensor x, Tensor residual, Tensor gamma, Tensor weight, Tensor? bias, Tensor? up)
     {
         using var scope = TensorScope.Begin();
-        (Tensor Sum, Tensor Output) Fused() => up is null ? Tensor.AddRmsNormLinear(x, residual, gamma, 1e-6, weight, bias)
-            : Tensor.AddRmsNormSwiGlu(x, residual, gamma, 1e-6, weight, up);
-        Tensor Flat((Tensor Sum, Tensor Output) r) => Tensor.Concat(0, r.Sum.Reshape(-1), r.Output.Reshape(-1));
-        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return scope.Keep(Flat(Fused()));
+        Tensor Fused() => NormProductFlat(x, residual, gamma, weight, bias, up);
+        if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return scope.Keep(Fused());
         long launches = cuda.NormGemvLaunches;
         bool was = cuda.NormGemvKernel;
         cuda.NormGemvKernel = true; // off by default since it was timed (slower in the 7B step); the row checks its bits
         Tensor fused;
-        try { fused = Flat(Fused()); }
+        try { fused = Fused(); }
         finally { cuda.NormGemvKernel = was; }
         if (cuda.NormGemvLaunches == launches && x.DType is DType.F32 or DType.BF16)
             throw new InvalidOperationException("the fused kernel did not run (the operands were not eligible)");
@@ -84,13 +81,27 @@ internal static class SelfTestCases
         var apart = Tensor.Concat(0, sum.Reshape(-1), product.Reshape(-1));
         cuda.NormGemvKernel = false;
         Tensor off;
-        try { off = Flat(Fused()); }
+        try { off = Fused(); }
         finally { cuda.NormGemvKernel = was; }
         double[] a = fused.ToDoubleArray(), b = apart.ToDoubleArray(), c = off.ToDoubleArray();
-        for (int i = 0; i < a.Length; i++)
-            if (BitConverter.DoubleToInt64Bits(a[i]) != BitConverter.DoubleToInt64Bits(b[i]) || BitConverter.DoubleToInt64Bits(b[i]) != BitConverter.DoubleToInt64Bits(c[i]))
-                throw new InvalidOperationException($"fused result differs from the ops apart at element {i} ({(i < sum.Count ? "sum" : "product")}): {a[i]:R}, apart {b[i]:R}, switched off {c[i]:R}");
+        int ab = SelfTestCase.FirstBitDifference(a, b), bc = SelfTestCase.FirstBitDifference(b, c);
+        if (ab >= 0 || bc >= 0)
+        {
+            int i = ab < 0 ? bc : bc < 0 ? ab : Math.Min(ab, bc);
+            throw new InvalidOperationException($"fused result differs from the ops apart at element {i} ({(i < sum.Count ? "sum" : "product")}): {a[i]:R}, apart {b[i]:R}, switched off {c[i]:R}");
+        }
         return scope.Keep(fused);
+    }
+
+    /// <summary>
+    /// <see cref="Tensor.AddRmsNormLinear"/> (<paramref name="up"/> null) or <see cref="Tensor.AddRmsNormSwiGlu"/> of x +
+    /// residual with norm weight γ (eps 1e-6): the sum and the product flattened into one vector.
+    /// </summary>
+    private static Tensor NormProductFlat(Tensor x, Tensor residual, Tensor gamma, Tensor weight, Tensor? bias, Tensor? up)
+    {
+        using var scope = TensorScope.Begin();
+        var (sum, output) = up is null ? Tensor.AddRmsNormLinear(x, residual, gamma, 1e-6, weight, bias) : Tensor.AddRmsNormSwiGlu(x, residual, gamma, 1e-6, weight, up);
+        return scope.Keep(Tensor.Concat(0, sum.Reshape(-1), output.Reshape(-1)));
     }
 
     /// <summary>
@@ -100,12 +111,7 @@ internal static class SelfTestCases
     /// </summary>
     private static Tensor NormLeanSameAsPlain(Tensor x, Tensor residual, Tensor gamma, Tensor weight, Tensor? bias, Tensor? up)
     {
-        Tensor Fused()
-        {
-            using var scope = TensorScope.Begin();
-            var (sum, output) = up is null ? Tensor.AddRmsNormLinear(x, residual, gamma, 1e-6, weight, bias) : Tensor.AddRmsNormSwiGlu(x, residual, gamma, 1e-6, weight, up);
-            return scope.Keep(Tensor.Concat(0, sum.Reshape(-1), output.Reshape(-1)));
-        }
+        Tensor Fused() => NormProductFlat(x, residual, gamma, weight, bias, up);
         if (x.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return Fused();
         bool was = cuda.NormGemvKernel;
         long launches = cuda.NormGemvLaunches;
@@ -140,9 +146,8 @@ internal static class SelfTestCases
         }
         finally { cuda.GemvLean = was; }
         double[] a = lean.ToDoubleArray(), b = plain.ToDoubleArray();
-        for (int i = 0; i < a.Length; i++)
-            if (BitConverter.DoubleToInt64Bits(a[i]) != BitConverter.DoubleToInt64Bits(b[i]))
-                throw new InvalidOperationException($"lean gemv kernel: element {i} is {a[i]:R}, {b[i]:R} from the plain kernel");
+        if (SelfTestCase.FirstBitDifference(a, b) is int i and >= 0)
+            throw new InvalidOperationException($"lean gemv kernel: element {i} is {a[i]:R}, {b[i]:R} from the plain kernel");
         plain.Dispose();
         return lean;
     }

@@ -308,9 +308,8 @@ internal static partial class SelfTestDecodeCases
     {
         var plain = WithProgrammatic(p, false, () => ForcedLogits(p, graph: true)).ToDoubleArray();
         var overlapped = Programmatic(p, () => ForcedLogits(p, graph: true)).ToDoubleArray();
-        for (int i = 0; i < plain.Length; i++)
-            if (BitConverter.DoubleToInt64Bits(plain[i]) != BitConverter.DoubleToInt64Bits(overlapped[i]))
-                throw new InvalidOperationException($"programmatic launches: logit {i} is {overlapped[i]:R}, {plain[i]:R} with plain launches");
+        if (SelfTestCase.FirstBitDifference(plain, overlapped) is int i and >= 0)
+            throw new InvalidOperationException($"programmatic launches: logit {i} is {overlapped[i]:R}, {plain[i]:R} with plain launches");
         return Tensor.FromArray(Enumerable.Repeat(1.0, plain.Length).ToArray(), plain.Length);
     }
 
@@ -338,9 +337,8 @@ internal static partial class SelfTestDecodeCases
                 throw new InvalidOperationException("decode fusions: neither add_rms_norm_gemv nor attention_decode_rope ran in the step");
         }
         finally { (cuda.NormGemvKernel, cuda.DecodeRopeFused) = (norm, rope); }
-        for (int i = 0; i < plain.Length; i++)
-            if (BitConverter.DoubleToInt64Bits(plain[i]) != BitConverter.DoubleToInt64Bits(fused[i]))
-                throw new InvalidOperationException($"decode fusions + programmatic launches: logit {i} is {fused[i]:R}, {plain[i]:R} unfused with plain launches");
+        if (SelfTestCase.FirstBitDifference(plain, fused) is int i and >= 0)
+            throw new InvalidOperationException($"decode fusions + programmatic launches: logit {i} is {fused[i]:R}, {plain[i]:R} unfused with plain launches");
         return Tensor.FromArray(Enumerable.Repeat(1.0, plain.Length).ToArray(), plain.Length);
     }
 

@@ -157,9 +157,8 @@ internal static class SelfTestGradClipCases
         for (int i = 0; i < grads.Length; i++)
         {
             double[] a = grads[i].ToDoubleArray(), b = old[i].ToDoubleArray();
-            for (int j = 0; j < a.Length; j++)
-                if (BitConverter.DoubleToInt64Bits(a[j]) != BitConverter.DoubleToInt64Bits(b[j]))
-                    throw new InvalidOperationException($"gradient {i} ({grads[i].DType.Name()}, {a.Length} elements), element {j}: multi-tensor {a[j]:R}, per-tensor path {b[j]:R}");
+            if (SelfTestCase.FirstBitDifference(a, b) is int j and >= 0)
+                throw new InvalidOperationException($"gradient {i} ({grads[i].DType.Name()}, {a.Length} elements), element {j}: multi-tensor {a[j]:R}, per-tensor path {b[j]:R}");
         }
     }
 }

@@ -51,12 +51,11 @@ internal static class SelfTestModelCases
             gathered = r.ToDoubleArray();
         var y = run(p);
         var written = y.ToDoubleArray();
-        for (int i = 0; i < written.Length; i++)
-            if (BitConverter.DoubleToInt64Bits(written[i]) != BitConverter.DoubleToInt64Bits(gathered[i]))
-            {
-                y.Dispose();
-                throw new InvalidOperationException($"element {i} of the outputs and gradients: {written[i]:R} written in place, {gathered[i]:R} gathered by copies");
-            }
+        if (SelfTestCase.FirstBitDifference(written, gathered) is int i and >= 0)
+        {
+            y.Dispose();
+            throw new InvalidOperationException($"element {i} of the outputs and gradients: {written[i]:R} written in place, {gathered[i]:R} gathered by copies");
+        }
         return y;
     }
 
