@@ -32,11 +32,13 @@ timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --de
   > "$OUT/decode-parrot-graph.json" 2> "$OUT/decode-parrot-graph.log"
 echo "parrot decode (CUDA graph) exit $?: $(tail -1 "$OUT/decode-parrot-graph.json" | cut -c1-300)" >> "$S"
 # The switches against the defaults (timed 2026-11-27 22:47 and 23:07: programmatic dependent launch on, the norm and
-# RoPE fusions off, 128 keys a decode-attention range): the lean gemv kernels (untimed; twice), PDL off, each fusion on,
-# 32 keys a range; the default twice more (a variant of only an unused setting keeps the default).
+# RoPE fusions off, 128 keys a decode-attention range): the lean gemv kernels and the gemv L2 prefetch of 16 MiB (both
+# untimed; alone and together, twice), each fusion on; the default twice more (a variant of only an unused setting keeps
+# the default).
 i=0
-for variant in "PARROT_GEMV_LEAN=1" "PARROT_PDL=0" "PARROT_DECODE_NORM_GEMV=1" "PARROT_DECODE_ROPE_FUSED=1" \
-               "PARROT_DECODE_MIN_KEYS=32" "PARROT_DEFAULTS=1" "PARROT_GEMV_LEAN=1" "PARROT_DEFAULTS=1"; do
+for variant in "PARROT_GEMV_LEAN=1" "PARROT_GEMV_PREFETCH=16" "PARROT_GEMV_LEAN=1 PARROT_GEMV_PREFETCH=16" "PARROT_DEFAULTS=1" \
+               "PARROT_DECODE_NORM_GEMV=1" "PARROT_DECODE_ROPE_FUSED=1" "PARROT_GEMV_LEAN=1" "PARROT_GEMV_PREFETCH=16" \
+               "PARROT_GEMV_LEAN=1 PARROT_GEMV_PREFETCH=16" "PARROT_DEFAULTS=1"; do
   i=$((i + 1))
   env $variant timeout 45 "$BIN" bench decoder --device cuda --shape qwen2-7b --prompt 128 --decode 32 --dtype bf16 --cuda-graph --json \
     > "$OUT/decode-parrot-graph-ab$i.json" 2>> "$OUT/decode-parrot-graph-ab.log"

@@ -22,6 +22,9 @@
 // swiglu_gemv_* fuse a gated MLP's gate and up products with the SwiGLU between them (decode: one launch, not three):
 // each warp reads row n of both weights in the same pass over x, and the epilogue rounds both sums to y's dtype and
 // applies native/swiglu.cuh's swiglu_value, so the result is bit for bit gemv, gemv, swiglu_forward (same kw).
+// L2 prefetch (CudaBackend.GemvPrefetchBytes, PARROT_GEMV_PREFETCH; off until timed): before pdl_wait each warp also
+// hints the next pf steps of its slice into L2, so a product that follows a kernel with little memory traffic (the
+// norm, RoPE, the decode attention) starts its weight's stream while that kernel runs; the sums are unchanged.
 // Requirements (checked by CudaBackend.PlanGemv): W's data and row stride ldw 16-byte aligned (ldw a multiple of 8
 // bf16 / 4 f32), K ≥ 1; x with unit stride along K and any row stride ldx (xvec = 1 when x's rows are 16-byte aligned
 // too, else x is read element by element); y with unit stride along N and any row stride ldy.
@@ -102,6 +105,19 @@ __device__ __forceinline__ void gemv_load_w(Vec16 (&wv)[U][G], const T* (&wr)[G]
         }
 }
 
+// A hint that the 16 bytes at p go to L2 (prefetch.global.L2: no register, no wait), for gemv_sums' prefetch of the
+// weight's next steps. The emulation (no __CUDA_ARCH__) calls a test's hook instead, which checks that p lies inside
+// the weight.
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+#else
+inline void (*emu_prefetch_hook)(const void*) = nullptr;
+inline void prefetch_l2(const void* p)
+{
+    if (emu_prefetch_hook) emu_prefetch_hook(p);
+}
+#endif
+
 // What a kernel does between pdl_wait and its first read of x (gemv_sums): nothing for the plain products; the fused
 // norm's prologue (add_rms_norm_gemv) makes x there.
 struct NoPrologue
@@ -133,7 +149,7 @@ struct XPointer<T, true>
 // Returns true on the threads t < rows·M that own an output: row nn (< N), x row mm, sums v[g].
 template <typename T, int M, int G, typename Prologue, bool Lean = false>
 __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __restrict__ w1, i64 ldw, typename XPointer<T, Prologue::writes_x>::type x, i64 ldx,
-                                          int xvec, i64 N, i64 K, int kw, float (&v)[G], i64& nn, int& mm, i64 group,
+                                          int xvec, i64 N, i64 K, int kw, int pf, float (&v)[G], i64& nn, int& mm, i64 group,
                                           const Prologue& prologue, bool run_prologue)
 {
     const int VEC = 16 / (int)sizeof(T), U = GEMV_UNROLL_G(M, G);
@@ -164,6 +180,18 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
         wr[0] = w0 + n * ldw;
         if (G > 1) wr[G - 1] = w1 + n * ldw;
         gemv_load_w<T, U, G>(wv, wr, begin + lane * VEC, vend, step);
+        // L2 prefetches of the slice's next pf steps (CudaBackend.GemvPrefetchBytes; pf 0: none). They hold no
+        // register, so under a programmatic launch the weight streams into L2 while the kernels before this one
+        // (a norm, RoPE, the attention: little memory traffic) still run, and the loop's loads of those steps come
+        // from L2. The values read are the same whatever pf: same bits.
+#pragma unroll 1
+        for (int s = 0; s < pf; s++)
+        {
+            i64 k = begin + lane * VEC + (i64)(U + s) * step;
+            if (k >= vend) break;
+#pragma unroll
+            for (int g = 0; g < G; g++) prefetch_l2(wr[g] + k);
+        }
     }
     pdl_wait();
     if (run_prologue) prologue();
@@ -239,12 +267,12 @@ __device__ __forceinline__ bool gemv_sums(const T* __restrict__ w0, const T* __r
 
 template <typename T, int M, bool Lean = false>
 __device__ __forceinline__ void gemv_block(const T* __restrict__ w, i64 ldw, const T* __restrict__ x, i64 ldx, int xvec,
-                                           void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw)
+                                           void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw, int pf)
 {
     float v[1];
     i64 nn;
     int m;
-    if (!gemv_sums<T, M, 1, NoPrologue, Lean>(w, w, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
+    if (!gemv_sums<T, M, 1, NoPrologue, Lean>(w, w, ldw, x, ldx, xvec, N, K, kw, pf, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
     if (bias) v[0] += load<float>(bias, ydt, nn);
     if (gelu) v[0] = gelu_tanh(v[0]);
     store<float>(y, ydt, m * ldy + nn, v[0]);
@@ -265,20 +293,21 @@ __device__ __forceinline__ void store_swiglu(void* y, int ydt, i64 i, const floa
 // same kw.
 template <typename T, int M, bool Lean = false>
 __device__ __forceinline__ void swiglu_gemv_block(const T* __restrict__ wg, const T* __restrict__ wu, i64 ldw, const T* __restrict__ x, i64 ldx,
-                                                  int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw)
+                                                  int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw, int pf)
 {
     float v[2];
     i64 nn;
     int m;
-    if (!gemv_sums<T, M, 2, NoPrologue, Lean>(wg, wu, ldw, x, ldx, xvec, N, K, kw, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
+    if (!gemv_sums<T, M, 2, NoPrologue, Lean>(wg, wu, ldw, x, ldx, xvec, N, K, kw, pf, v, nn, m, blockIdx.x, NoPrologue(), false)) return;
     store_swiglu(y, ydt, m * ldy + nn, v);
 }
 
 // One kernel per input dtype and row count M, all with these parameters: W [N, K] (row stride ldw), x [M, K] (row
 // stride ldx; xvec as above), y [M, N] (row stride ldy, dtype ydt: DT_BF16 or DT_F32), bias [N] of ydt or null,
-// gelu 0/1, kw warps per row. Grid: ceil(N / (GEMV_WARPS / kw)) blocks of GEMV_THREADS.
-#define GEMV_PARAMS const void* w, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw
-#define GEMV_ARGS(T) (const T*)w, ldw, (const T*)x, ldx, xvec, y, ldy, ydt, bias, gelu, N, K, kw
+// gelu 0/1, kw warps per row, pf steps of each warp's slice of W prefetched into L2 ahead of the first (0: none;
+// CudaBackend.GemvPrefetchSteps). Grid: ceil(N / (GEMV_WARPS / kw)) blocks of GEMV_THREADS.
+#define GEMV_PARAMS const void* w, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw, int pf
+#define GEMV_ARGS(T) (const T*)w, ldw, (const T*)x, ldx, xvec, y, ldy, ydt, bias, gelu, N, K, kw, pf
 extern "C" __global__ void gemv_bf16_1(GEMV_PARAMS) { gemv_block<u16, 1>(GEMV_ARGS(u16)); }
 extern "C" __global__ void gemv_bf16_2(GEMV_PARAMS) { gemv_block<u16, 2>(GEMV_ARGS(u16)); }
 extern "C" __global__ void gemv_bf16_3(GEMV_PARAMS) { gemv_block<u16, 3>(GEMV_ARGS(u16)); }
@@ -293,9 +322,9 @@ extern "C" __global__ void gemv_lean_bf16_3(GEMV_PARAMS) { gemv_block<u16, 3, tr
 extern "C" __global__ void gemv_lean_bf16_4(GEMV_PARAMS) { gemv_block<u16, 4, true>(GEMV_ARGS(u16)); }
 
 // The fused SwiGLU products, per input dtype and M, with gemv's parameters less bias and gelu, and two weights of one
-// shape and row stride: wg (gate) and wu (up). Same grid as gemv with the same kw.
-#define SWIGLU_GEMV_PARAMS const void* wg, const void* wu, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw
-#define SWIGLU_GEMV_ARGS(T) (const T*)wg, (const T*)wu, ldw, (const T*)x, ldx, xvec, y, ldy, ydt, N, K, kw
+// shape and row stride: wg (gate) and wu (up), pf as gemv's for both. Same grid as gemv with the same kw.
+#define SWIGLU_GEMV_PARAMS const void* wg, const void* wu, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw, int pf
+#define SWIGLU_GEMV_ARGS(T) (const T*)wg, (const T*)wu, ldw, (const T*)x, ldx, xvec, y, ldy, ydt, N, K, kw, pf
 extern "C" __global__ void swiglu_gemv_bf16_1(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 1>(SWIGLU_GEMV_ARGS(u16)); }
 extern "C" __global__ void swiglu_gemv_bf16_2(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 2>(SWIGLU_GEMV_ARGS(u16)); }
 extern "C" __global__ void swiglu_gemv_bf16_3(SWIGLU_GEMV_PARAMS) { swiglu_gemv_block<u16, 3>(SWIGLU_GEMV_ARGS(u16)); }
@@ -433,7 +462,7 @@ __device__ __forceinline__ void add_rms_norm_gemv(const T* x, const T* res, cons
         float v[G];
         i64 nn;
         int mm;
-        if (gemv_sums<T, M, G, AddRmsNormRows<T, M>, Lean>(w0, w1, ldw, xs, ldxs, 1, N, K, kw, v, nn, mm, group, prologue, group == (i64)blockIdx.x))
+        if (gemv_sums<T, M, G, AddRmsNormRows<T, M>, Lean>(w0, w1, ldw, xs, ldxs, 1, N, K, kw, 0, v, nn, mm, group, prologue, group == (i64)blockIdx.x))
             norm_gemv_store(y, ydt, mm * ldy + nn, v, bias, nn);
     }
 }

@@ -271,8 +271,42 @@ public class CudaGemvDispatchTests
         foreach (var t in new[] { "bf16", "f32" })
             for (int m = 1; m <= CudaBackend.GemvMaxRows; m++)
                 Assert.That(src, Does.Contain($"extern \"C\" __global__ void gemv_{t}_{m}(GEMV_PARAMS)"));
-        // LaunchGemv passes: w, ldw, x, ldx, xvec, y, ldy, ydt, bias, gelu, N, K, kw.
-        Assert.That(src, Does.Contain("#define GEMV_PARAMS const void* w, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw"));
+        // LaunchGemv passes: w, ldw, x, ldx, xvec, y, ldy, ydt, bias, gelu, N, K, kw, pf; SwiGluLinear the same less bias
+        // and gelu, with two weights.
+        Assert.That(src, Does.Contain("#define GEMV_PARAMS const void* w, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, const void* bias, int gelu, i64 N, i64 K, int kw, int pf\n"));
+        Assert.That(src, Does.Contain("#define SWIGLU_GEMV_PARAMS const void* wg, const void* wu, i64 ldw, const void* x, i64 ldx, int xvec, void* y, i64 ldy, int ydt, i64 N, i64 K, int kw, int pf\n"));
+        // GemvPrefetchSteps mirrors the first loop step's loads per lane.
+        Assert.That(src, Does.Contain("#define GEMV_UNROLL(M) ((M) == 1 ? 8 : 4)"));
+        Assert.That(src, Does.Contain("#define GEMV_UNROLL_G(M, G) ((G) == 1 ? GEMV_UNROLL(M) : GEMV_UNROLL(M) / 2)"));
+    }
+
+    [TestCase(null, 0L)]
+    [TestCase("0", 0L)]
+    [TestCase("16", 16L << 20)]
+    [TestCase(" 32 ", 32L << 20)]
+    [TestCase("2048", 0L)]
+    [TestCase("lots", 0L)]
+    public void PrefetchIsOffUnlessPARROT_GEMV_PREFETCHGivesMiB(string? env, long bytes) =>
+        Assert.That(CudaBackend.GemvPrefetchDefault(env), Is.EqualTo(bytes));
+
+    [Test]
+    public void PrefetchStepsFillTheBudgetUpToTheSlicesEnd()
+    {
+        const long MiB = 1L << 20;
+        // Qwen2-7B's o product (N 3584, K 3584, bf16, m 1, kw 1): 14 steps a warp, 8 loaded by the first step, so at
+        // most 6 prefetched; 660 resident blocks prefetch 660 × 4 × 512 bytes a step.
+        Assert.That(CudaBackend.GemvPrefetchSteps(16 * MiB, 660, m: 1, weights: 1, kw: 1, k: 3584, bf16: true), Is.EqualTo(6));
+        Assert.That(CudaBackend.GemvPrefetchSteps(4 * MiB, 660, 1, 1, 1, 3584, true), Is.EqualTo(4 * MiB / (660 * 4 * 512)));
+        // The fused SwiGLU reads two weights: twice the bytes a step, 4 steps by the first loop step at m 1.
+        Assert.That(CudaBackend.GemvPrefetchSteps(16 * MiB, 792, 1, 2, 1, 3584, true), Is.EqualTo(16 * MiB / (792 * 4 * 512 * 2)));
+        Assert.That(CudaBackend.GemvPrefetchSteps(1024 * MiB, 792, 1, 2, 1, 3584, true), Is.EqualTo(14 - 4));
+        // m 2..4: 4 loads a step (2 for two weights); f32 covers half the elements a step.
+        Assert.That(CudaBackend.GemvPrefetchSteps(1024 * MiB, 10, 4, 1, 1, 3584, false), Is.EqualTo(28 - 4));
+        Assert.That(CudaBackend.GemvPrefetchSteps(1024 * MiB, 10, 2, 1, 2, 3584, true), Is.EqualTo(7 - 4));
+        // Nothing past the first step (K within it), no budget, or a budget below one step: none.
+        Assert.That(CudaBackend.GemvPrefetchSteps(1024 * MiB, 10, 1, 1, 1, 2048, true), Is.EqualTo(0));
+        Assert.That(CudaBackend.GemvPrefetchSteps(0, 660, 1, 1, 1, 3584, true), Is.EqualTo(0));
+        Assert.That(CudaBackend.GemvPrefetchSteps(MiB, 660, 1, 1, 1, 3584, true), Is.EqualTo(0));
     }
     [Test]
     public void ADotProductTakesTheKernelWithEmptyTrailingSlices()

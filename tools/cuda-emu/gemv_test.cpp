@@ -6,6 +6,9 @@
 // gemv(gate), gemv(up), then elementwise.cu's swiglu_forward and swiglu_forward_packed.
 // Every bf16 case also runs the lean kernels (gemv_lean_bf16_*, swiglu_gemv_lean_bf16_*: x loaded per step), which
 // must give the plain kernels' bytes, row gaps included.
+// Every gemv case, and every fused case with N ≤ 64, also runs with an L2 prefetch (pf 2 or past the slice's end):
+// the same bytes, and every prefetched address (checked by gemv.cu's emulation hook) inside a row of a weight and
+// before its last whole vector ends.
 #define PARROT_CUDA_EMU 1 // gemv.cu's fused norm kernels: a static buffer for the dynamic shared memory
 #include "emu_threads.h"
 #include "prelude.cuh"
@@ -16,17 +19,70 @@ namespace gm {
 namespace ew {
 #include "elementwise.cu"
 }
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <vector>
 int fails = 0, cases = 0, lean_cases = 0, lean_fails = 0;
-double worst_ratio[2] = {0, 0}, worst_err[2] = {0, 0}; // [bf16 output, f32 output]
+int prefetch_cases = 0, prefetch_fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { if (++fails <= 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
+
+// The weights a launch may prefetch from (gemv.cu's emu_prefetch_hook): rows of K elements (es bytes) ldw apart.
+struct PrefetchBounds
+{
+    const char* w[2];
+    i64 N, K, ldw;
+    int es;
+} pfb;
+std::atomic<long> prefetches{0}, bad_prefetches{0};
+static void check_prefetch(const void* p)
+{
+    prefetches++;
+    for (const char* w : pfb.w)
+    {
+        if (!w) continue;
+        i64 off = (const char*)p - w;
+        if (off < 0 || off >= pfb.N * pfb.ldw * pfb.es) continue;
+        i64 col = off / pfb.es % pfb.ldw;
+        if (off % 16 == 0 && col + 16 / pfb.es <= pfb.K) return; // a whole vector inside the row
+    }
+    bad_prefetches++;
+}
+
+// Starts counting a launch's prefetches of weights w0 (and w1).
+static void expect_prefetch(const void* w0, const void* w1, i64 N, i64 K, i64 ldw, int es)
+{
+    pfb = {{(const char*)w0, (const char*)w1}, N, K, ldw, es};
+    prefetches = 0;
+    bad_prefetches = 0;
+}
+
+// A prefetch run's bytes (buffer poisoned as `want` was) must be `want`'s, its prefetches inside the weights, and at
+// least one made where the slice is longer than the first step (so the hook is known to be reached).
+static void check_prefetched(const char* what, const std::vector<double>& want, const std::vector<double>& got, int M, i64 N, i64 K, int kw, int pf, bool some)
+{
+    prefetch_cases++;
+    bool same = std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) == 0;
+    if (!same || bad_prefetches > 0 || (some && prefetches == 0))
+    {
+        prefetch_fails++;
+        CHECK(false, "%s prefetch %d M %d N %lld K %lld kw %d: %s, %ld of %ld prefetches outside the weight", what, pf, M, (long long)N, (long long)K, kw,
+              same ? "same bytes" : "bytes differ", (long)bad_prefetches, (long)prefetches);
+    }
+}
+
+// Whether a warp's slice of K (kw warps, 32 lanes × 16 bytes a step) has steps past the first loop step's U.
+static bool slice_past_first_step(int M, int G, i64 K, int kw, int es)
+{
+    i64 step = 32 * (16 / es), U = (M == 1 ? 8 : 4) / G;
+    return (K + kw * step - 1) / (kw * step) > U && K >= U * step + 16 / es; // the first warp's next step holds a whole vector
+}
+double worst_ratio[2] = {0, 0}, worst_err[2] = {0, 0}; // [bf16 output, f32 output]
 
 static u16 to_bf16(float f) { return f32_to_bf16(f); }
 static double gelu(double v) { return 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
 
-using Kernel = void (*)(const void*, i64, const void*, i64, int, void*, i64, int, const void*, int, i64, i64, int);
+using Kernel = void (*)(const void*, i64, const void*, i64, int, void*, i64, int, const void*, int, i64, i64, int, int);
 static Kernel lean_kernel(int M)
 {
     Kernel b[] = {gm::gemv_lean_bf16_1, gm::gemv_lean_bf16_2, gm::gemv_lean_bf16_3, gm::gemv_lean_bf16_4};
@@ -79,14 +135,24 @@ static void run(std::mt19937& rng, bool bf16, bool yf32, int M, i64 N, i64 K, in
     int rows = GEMV_WARPS / kw;
     std::vector<double> lean = ybuf; // poisoned alike
     launch((unsigned)((N + rows - 1) / rows), GEMV_THREADS, [&] {
-        kernel(bf16, M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, ybuf.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw);
+        kernel(bf16, M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, ybuf.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw, 0);
     });
     if (bf16)
     {
         launch((unsigned)((N + rows - 1) / rows), GEMV_THREADS, [&] {
-            lean_kernel(M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, lean.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw);
+            lean_kernel(M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, lean.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw, 0);
         });
         check_lean("gemv", ybuf, lean, M, N, K, kw);
+    }
+    {
+        std::vector<double> pre(ybuf.size());
+        for (i64 i = 0; i < M * ldy; i++) put(pre.data(), i, ydt, (i % ldy) < N ? NAN : 1024.0f);
+        int pf = cases % 2 ? 2 : 1 << 20;
+        expect_prefetch(wbuf.data(), nullptr, N, K, ldw, es);
+        launch((unsigned)((N + rows - 1) / rows), GEMV_THREADS, [&] {
+            kernel(bf16, M)(wbuf.data(), ldw, xbase, ldx, xaligned ? 1 : 0, pre.data(), ldy, ydt, bias ? bbuf.data() : nullptr, gelu_on ? 1 : 0, N, K, kw, pf);
+        });
+        check_prefetched("gemv", ybuf, pre, M, N, K, kw, pf, slice_past_first_step(M, 1, K, kw, es));
     }
     for (int m = 0; m < M; m++)
         for (i64 i = 0; i < ldy; i++)
@@ -108,7 +174,7 @@ static void run(std::mt19937& rng, bool bf16, bool yf32, int M, i64 N, i64 K, in
         }
 }
 
-using SwiGluKernel = void (*)(const void*, const void*, i64, const void*, i64, int, void*, i64, int, i64, i64, int);
+using SwiGluKernel = void (*)(const void*, const void*, i64, const void*, i64, int, void*, i64, int, i64, i64, int, int);
 static SwiGluKernel swiglu_kernel(bool bf16, int M)
 {
     SwiGluKernel b[] = {gm::swiglu_gemv_bf16_1, gm::swiglu_gemv_bf16_2, gm::swiglu_gemv_bf16_3, gm::swiglu_gemv_bf16_4};
@@ -147,18 +213,27 @@ static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw
     for (i64 i = 0; i < M * ldy; i++) { put(g.data(), i, 0.5f); put(u.data(), i, 0.5f); put(y.data(), i, (i % ldy) < N ? NAN : 1024.0f); }
     int rows = GEMV_WARPS / kw;
     unsigned grid = (unsigned)((N + rows - 1) / rows);
-    launch(grid, GEMV_THREADS, [&] { kernel(bf16, M)(wg.data(), ldw, xbase, ldx, xaligned, g.data(), ldy, dt, nullptr, 0, N, K, kw); });
-    launch(grid, GEMV_THREADS, [&] { kernel(bf16, M)(wu.data(), ldw, xbase, ldx, xaligned, u.data(), ldy, dt, nullptr, 0, N, K, kw); });
+    launch(grid, GEMV_THREADS, [&] { kernel(bf16, M)(wg.data(), ldw, xbase, ldx, xaligned, g.data(), ldy, dt, nullptr, 0, N, K, kw, 0); });
+    launch(grid, GEMV_THREADS, [&] { kernel(bf16, M)(wu.data(), ldw, xbase, ldx, xaligned, u.data(), ldy, dt, nullptr, 0, N, K, kw, 0); });
     i64 n = M * ldy, packs = n / vec;
     launch(2, 32, [&] { ew::swiglu_forward(n, ref.data(), g.data(), u.data(), dt); });
     launch(2, 32, [&] { ew::swiglu_forward_packed(packs, n, refp.data(), g.data(), u.data(), dt); });
     std::vector<double> lean = y; // poisoned alike
-    launch(grid, GEMV_THREADS, [&] { swiglu_kernel(bf16, M)(wg.data(), wu.data(), ldw, xbase, ldx, xaligned, y.data(), ldy, dt, N, K, kw); });
+    launch(grid, GEMV_THREADS, [&] { swiglu_kernel(bf16, M)(wg.data(), wu.data(), ldw, xbase, ldx, xaligned, y.data(), ldy, dt, N, K, kw, 0); });
     if (bf16)
     {
         SwiGluKernel l[] = {gm::swiglu_gemv_lean_bf16_1, gm::swiglu_gemv_lean_bf16_2, gm::swiglu_gemv_lean_bf16_3, gm::swiglu_gemv_lean_bf16_4};
-        launch(grid, GEMV_THREADS, [&] { l[M - 1](wg.data(), wu.data(), ldw, xbase, ldx, xaligned, lean.data(), ldy, dt, N, K, kw); });
+        launch(grid, GEMV_THREADS, [&] { l[M - 1](wg.data(), wu.data(), ldw, xbase, ldx, xaligned, lean.data(), ldy, dt, N, K, kw, 0); });
         check_lean("swiglu", y, lean, M, N, K, kw);
+    }
+    if (N <= 64)
+    {
+        std::vector<double> pre = buf(ybytes);
+        for (i64 i = 0; i < M * ldy; i++) put(pre.data(), i, (i % ldy) < N ? NAN : 1024.0f);
+        int pf = swiglu_cases % 2 ? 1 : 1 << 20;
+        expect_prefetch(wg.data(), wu.data(), N, K, ldw, es);
+        launch(grid, GEMV_THREADS, [&] { swiglu_kernel(bf16, M)(wg.data(), wu.data(), ldw, xbase, ldx, xaligned, pre.data(), ldy, dt, N, K, kw, pf); });
+        check_prefetched("swiglu", y, pre, M, N, K, kw, pf, slice_past_first_step(M, 2, K, kw, es));
     }
     int bad = 0;
     for (int m = 0; m < M; m++)
@@ -208,6 +283,7 @@ static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw
 int main(int argc, char** argv)
 {
     std::mt19937 rng(7);
+    gm::emu_prefetch_hook = check_prefetch;
     const int kws[] = {1, 2, 4};
     bool swiglu_only = argc > 1 && std::strncmp(argv[1], "swiglu", 6) == 0, small = argc > 1 && std::strcmp(argv[1], "swiglu-small") == 0;
     int c = 0;
@@ -251,6 +327,7 @@ int main(int argc, char** argv)
                     }
     printf("%d swiglu cases, bit-identical to gemv, gemv, swiglu_forward: %s; ", swiglu_cases, swiglu_fails ? "FAILED" : "ok");
     printf("%d bf16 cases of the lean kernels, bytes = the plain kernels': %s; ", lean_cases, lean_fails ? "FAILED" : "ok");
+    printf("%d cases with an L2 prefetch, same bytes, addresses inside the weights: %s; ", prefetch_cases, prefetch_fails ? "FAILED" : "ok");
     fails += swiglu_fails;
     printf("%d cases; worst error, f32 output %.3g (%.3f of its tolerance), bf16 output %.3g (%.3f)%s\n", cases, worst_err[1], worst_ratio[1],
            worst_err[0], worst_ratio[0], fails ? "" : ": ok");

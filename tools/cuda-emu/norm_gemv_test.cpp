@@ -26,8 +26,8 @@ namespace nm {
 int fails = 0, cases = 0;
 #define CHECK(c, ...) do { if (!(c)) { if (++fails <= 20) { printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
 
-using GemvKernel = void (*)(const void*, i64, const void*, i64, int, void*, i64, int, const void*, int, i64, i64, int);
-using SwiGluKernel = void (*)(const void*, const void*, i64, const void*, i64, int, void*, i64, int, i64, i64, int);
+using GemvKernel = void (*)(const void*, i64, const void*, i64, int, void*, i64, int, const void*, int, i64, i64, int, int);
+using SwiGluKernel = void (*)(const void*, const void*, i64, const void*, i64, int, void*, i64, int, i64, i64, int, int);
 using NormKernel = void (*)(const void*, const void*, const void*, float, int, void*, const void*, const void*, i64, void*, i64, const void*, i64, i64, int);
 
 static GemvKernel gemv_kernel(bool bf16, int M)
@@ -101,8 +101,8 @@ static bool run(std::mt19937& rng, bool bf16, bool swiglu, int M, i64 N, i64 K, 
     int rows = GEMV_WARPS / kw;
     unsigned groups = (unsigned)((N + rows - 1) / rows);
     int xvec = K % vec == 0;
-    if (swiglu) launch(groups, GEMV_THREADS, [&] { swiglu_kernel(bf16, M)(W.data(), Wu.data(), ldw, Y1.data(), K, xvec, O1.data(), ldy, dt, N, K, kw); });
-    else launch(groups, GEMV_THREADS, [&] { gemv_kernel(bf16, M)(W.data(), ldw, Y1.data(), K, xvec, O1.data(), ldy, dt, bias ? B.data() : nullptr, 0, N, K, kw); });
+    if (swiglu) launch(groups, GEMV_THREADS, [&] { swiglu_kernel(bf16, M)(W.data(), Wu.data(), ldw, Y1.data(), K, xvec, O1.data(), ldy, dt, N, K, kw, 0); });
+    else launch(groups, GEMV_THREADS, [&] { gemv_kernel(bf16, M)(W.data(), ldw, Y1.data(), K, xvec, O1.data(), ldy, dt, bias ? B.data() : nullptr, 0, N, K, kw, 0); });
     // The fused launch, whole; then again without block 0 (sum must stay untouched).
     int vb = wrong_vblock ? wrong_vblock : vblock;
     auto fused = [&](void* sum, void* out) {

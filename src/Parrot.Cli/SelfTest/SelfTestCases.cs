@@ -130,26 +130,44 @@ internal static class SelfTestCases
     /// backend: the lean kernel must have run and the two results must be the same bits (the lean kernels keep the
     /// plain ones' sums and order), else it throws; returns the lean result. Elsewhere just runs it.
     /// </summary>
-    private static Tensor LeanSameAsPlain(Tensor on, Func<Tensor> run)
+    private static Tensor LeanSameAsPlain(Tensor on, Func<Tensor> run) =>
+        SwitchedSameAsPlain(on, "lean gemv kernel", c => c.GemvLean, (c, v) => c.GemvLean = v, true, false, c => c.GemvLeanLaunches, run);
+
+    /// <summary>
+    /// <paramref name="run"/> with <see cref="global::Parrot.Tensors.Cuda.CudaBackend.GemvPrefetchBytes"/> at 64 MiB
+    /// and at 0 on a CUDA backend (each with the lean setting it had): a launch must have prefetched and the two results
+    /// must be the same bits (a prefetch is a hint: the same loads, the same sums), else it throws. Elsewhere just runs it.
+    /// </summary>
+    private static Tensor PrefetchSameAsPlain(Tensor on, Func<Tensor> run) =>
+        SwitchedSameAsPlain(on, "gemv L2 prefetch", c => c.GemvPrefetchBytes, (c, v) => c.GemvPrefetchBytes = v, 64L << 20, 0L, c => c.GemvPrefetchLaunches, run);
+
+    /// <summary>
+    /// <paramref name="run"/> with a CUDA backend switch (<paramref name="get"/>/<paramref name="set"/>) at
+    /// <paramref name="on"/>, then at <paramref name="off"/>, restored after: <paramref name="launches"/> must have moved
+    /// in the first run (the switched path ran) and both results must be the same bits, else it throws naming
+    /// <paramref name="what"/>; returns the first result. On other backends just runs it.
+    /// </summary>
+    private static Tensor SwitchedSameAsPlain<T>(Tensor on, string what, Func<global::Parrot.Tensors.Cuda.CudaBackend, T> get,
+        Action<global::Parrot.Tensors.Cuda.CudaBackend, T> set, T onValue, T offValue, Func<global::Parrot.Tensors.Cuda.CudaBackend, long> launches, Func<Tensor> run)
     {
         if (on.Backend is not global::Parrot.Tensors.Cuda.CudaBackend cuda) return run();
-        bool was = cuda.GemvLean;
-        long launches = cuda.GemvLeanLaunches;
-        Tensor lean, plain;
+        T was = get(cuda);
+        long before = launches(cuda);
+        Tensor switched, plain;
         try
         {
-            cuda.GemvLean = true;
-            lean = run();
-            if (cuda.GemvLeanLaunches == launches) throw new InvalidOperationException("the lean gemv kernel did not run (the product took another path)");
-            cuda.GemvLean = false;
+            set(cuda, onValue);
+            switched = run();
+            if (launches(cuda) == before) throw new InvalidOperationException($"the {what} did not run (the product took another path)");
+            set(cuda, offValue);
             plain = run();
         }
-        finally { cuda.GemvLean = was; }
-        double[] a = lean.ToDoubleArray(), b = plain.ToDoubleArray();
+        finally { set(cuda, was); }
+        double[] a = switched.ToDoubleArray(), b = plain.ToDoubleArray();
         if (SelfTestCase.FirstBitDifference(a, b) is int i and >= 0)
-            throw new InvalidOperationException($"lean gemv kernel: element {i} is {a[i]:R}, {b[i]:R} from the plain kernel");
+            throw new InvalidOperationException($"{what}: element {i} is {a[i]:R}, {b[i]:R} without it");
         plain.Dispose();
-        return lean;
+        return switched;
     }
 
     /// <summary>
@@ -424,6 +442,24 @@ internal static class SelfTestCases
             int rows = m;
             c.Add(new($"swiglu linear (decode, fused), lean kernel = plain m {rows}", (r, t) => [Normal(r, t, rows, 1000), Scaled(Normal(r, t, 513, 1000), 0.03), Normal(r, t, 513, 1000)],
                 x => LeanSameAsPlain(x[0], () => Tensor.SwiGluLinear(x[0], x[1], x[2])), Only: [DType.BF16]));
+        }
+        // The gemv L2 prefetch (CudaBackend.GemvPrefetchBytes, PARROT_GEMV_PREFETCH): on CUDA at 64 MiB and off, the same
+        // bits (else the row throws), plain and lean; K 3584 leaves steps past the first loop step's loads to prefetch.
+        foreach (var (m, n, k, lean) in new[] { (1, 3584, 3584, false), (4, 513, 3584, false), (1, 4608, 3584, true) })
+        {
+            var (rows, nn, kk, withLean) = (m, n, k, lean);
+            c.Add(new($"matmul decode x·wᵀ, L2 prefetch = plain (m {rows}, {nn}x{kk}{(withLean ? ", lean kernel" : "")})", (r, t) => [Normal(r, t, rows, kk), Normal(r, t, nn, kk)],
+                x => PrefetchSameAsPlain(x[0], () =>
+                {
+                    Tensor Product() { using var w = x[1].Transpose(0, 1); return Tensor.MatMul(x[0], w); }
+                    return withLean ? LeanSameAsPlain(x[0], Product) : Product();
+                }), Only: withLean ? [DType.BF16] : null)); // the lean kernels are bf16 only
+        }
+        foreach (int m in new[] { 1, 3 })
+        {
+            int rows = m;
+            c.Add(new($"swiglu linear (decode, fused), L2 prefetch = plain m {rows}", (r, t) => [Normal(r, t, rows, 3584), Scaled(Normal(r, t, 513, 3584), 0.016), Normal(r, t, 513, 3584)],
+                x => PrefetchSameAsPlain(x[0], () => Tensor.SwiGluLinear(x[0], x[1], x[2]))));
         }
         // The first half of a gated MLP in decode: on CUDA one launch (native/gemv.cu, swiglu_gemv_*), also checked
         // there bit for bit against the unfused products and SwiGlu. Weights scaled by 1/√K so the gates cover silu's bend.

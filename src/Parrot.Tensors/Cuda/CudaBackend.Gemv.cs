@@ -42,6 +42,54 @@ public sealed partial class CudaBackend
     internal static string GemvKernelName(string family, bool bf16, int m, bool lean) =>
         $"{family}_{(bf16 && lean ? "lean_" : "")}{(bf16 ? "bf16" : "f32")}_{m}";
 
+    /// <summary>
+    /// Bytes of weight the gemv and fused SwiGLU kernels may prefetch into L2 per launch before their programmatic wait
+    /// (native/gemv.cu's prefetch_l2; <see cref="GemvPrefetchSteps"/> turns it into steps per warp): with programmatic
+    /// launches the product's resident blocks then stream its weight into L2 while the kernels before it (a norm, RoPE,
+    /// the decode attention, which leave the memory idle) still run. 0 (none) unless PARROT_GEMV_PREFETCH gives MiB
+    /// (1 to 1024) when the backend is created: built 2026-11-28 without a GPU, untimed (the 7B q/o products ran at 0.49
+    /// of the copy bandwidth alone, the packed q/k/v at 0.55). The results are the same bits with any budget.
+    /// </summary>
+    public long GemvPrefetchBytes { get; set; } = GemvPrefetchDefault(Environment.GetEnvironmentVariable("PARROT_GEMV_PREFETCH"));
+
+    /// <summary>The default of <see cref="GemvPrefetchBytes"/> for a value of PARROT_GEMV_PREFETCH (MiB; 0 when unset or out of 1..1024).</summary>
+    internal static long GemvPrefetchDefault(string? value) =>
+        int.TryParse(value?.Trim(), out int mib) && mib >= 1 && mib <= 1024 ? mib * 1024L * 1024 : 0;
+
+    /// <summary>Launches with a prefetch (pf &gt; 0) so far: `parrot selftest` checks that its prefetch rows took one.</summary>
+    public long GemvPrefetchLaunches => Interlocked.Read(ref _gemvPrefetchLaunches);
+
+    private long _gemvPrefetchLaunches;
+
+    /// <summary>
+    /// The steps of its slice of W each warp of a gemv launch prefetches into L2 beyond the ones its first loop step
+    /// loads (GEMV_UNROLL_G(M, G) of native/gemv.cu): as many as <paramref name="budgetBytes"/> allows when each of
+    /// the <paramref name="residentBlocks"/> blocks that run at once (4 warps, 512 bytes of each of the
+    /// <paramref name="weights"/> weights per warp and step) prefetches that many, at most the rest of the slice
+    /// (K over <paramref name="kw"/> warps, 32 lanes × 16 bytes a step). 0 without a budget. Pure host logic, tested on the CPU.
+    /// </summary>
+    internal static int GemvPrefetchSteps(long budgetBytes, long residentBlocks, int m, int weights, int kw, long k, bool bf16)
+    {
+        if (budgetBytes <= 0 || residentBlocks <= 0) return 0;
+        long step = 32L * (bf16 ? 8 : 4);
+        long sliceSteps = (k + kw * step - 1) / (kw * step);
+        int unroll = (m == 1 ? 8 : 4) / (weights == 2 ? 2 : 1);
+        long rest = sliceSteps - unroll;
+        if (rest <= 0) return 0;
+        long perStep = residentBlocks * (GemvThreads / 32) * 512L * weights;
+        return (int)Math.Min(rest, budgetBytes / perStep);
+    }
+
+    /// <summary>The prefetch steps of a launch of <paramref name="name"/> over <paramref name="blocks"/> blocks here (0 without <see cref="GemvPrefetchBytes"/>).</summary>
+    private int PrefetchOf(string name, GemvCall g, int weights, int kw, long blocks)
+    {
+        if (GemvPrefetchBytes <= 0) return 0;
+        long resident = Math.Min(blocks, (long)_kernels.ResidentBlocks("gemv.cu", name, GemvThreads, 0) * _context.MultiprocessorCount);
+        int pf = GemvPrefetchSteps(GemvPrefetchBytes, resident, g.M, weights, kw, g.K, g.Bf16);
+        if (pf > 0) Interlocked.Increment(ref _gemvPrefetchLaunches);
+        return pf;
+    }
+
     /// <summary>Rows of x the kernel takes (one instantiation each: gemv_{bf16,f32}_{1..4}).</summary>
     internal const int GemvMaxRows = 4;
 
@@ -144,9 +192,10 @@ public sealed partial class CudaBackend
     {
         int kw = SplitOf(g);
         long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
+        string name = GemvLaunchName("gemv", g);
         using var args = new KernelArgs().Ptr(b).Add(g.Ldw).Ptr(a).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(c).Add(g.Ldy).Add(Code(c.DType))
-            .Ptr(bias).Add(gelu ? 1 : 0).Add(g.N).Add(g.K).Add(kw);
-        _kernels.Launch("gemv.cu", GemvLaunchName("gemv", g), checked((uint)blocks), GemvThreads, args);
+            .Ptr(bias).Add(gelu ? 1 : 0).Add(g.N).Add(g.K).Add(kw).Add(PrefetchOf(name, g, 1, kw, blocks));
+        _kernels.Launch("gemv.cu", name, checked((uint)blocks), GemvThreads, args);
     }
 
     /// <summary>
@@ -189,9 +238,10 @@ public sealed partial class CudaBackend
         if (plan is not { } g) return false;
         int kw = SplitOf(g);
         long blocks = (g.N + GemvThreads / 32 / kw - 1) / (GemvThreads / 32 / kw);
+        string name = GemvLaunchName("swiglu_gemv", g);
         using var args = new KernelArgs().Ptr(gateWeight).Ptr(upWeight).Add(g.Ldw).Ptr(x).Add(g.Ldx).Add(g.XVec ? 1 : 0).Ptr(y).Add(g.Ldy)
-            .Add(Code(y.DType)).Add(g.N).Add(g.K).Add(kw);
-        _kernels.Launch("gemv.cu", GemvLaunchName("swiglu_gemv", g), checked((uint)blocks), GemvThreads, args);
+            .Add(Code(y.DType)).Add(g.N).Add(g.K).Add(kw).Add(PrefetchOf(name, g, 2, kw, blocks));
+        _kernels.Launch("gemv.cu", name, checked((uint)blocks), GemvThreads, args);
         return true;
     }
 }
