@@ -4,7 +4,9 @@
 # then batch-1 decode of the Qwen2-7B and 0.5B shapes (bf16) from a CUDA graph with each switch against the defaults
 # (timed 2026-11-27 22:47 and 23:07): the lean gemv kernels (PARROT_GEMV_LEAN=1, untimed), the gemv L2 prefetch of 16 and
 # 32 MiB (PARROT_GEMV_PREFETCH, untimed; alone and with the lean kernels), RoPE + cache append fused into the attention
-# launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the lean products (PARROT_DECODE_NORM_GEMV=1), and
+# launch (PARROT_DECODE_ROPE_FUSED=1), the norms fused into the lean products (PARROT_DECODE_NORM_GEMV=1), the lean
+# kernels with K split only below 16 warps an SM (PARROT_GEMV_WARPS_PER_SM=16: the down and q/o products then take one
+# warp a row, 896 blocks, inside the 9 × 132 the lean kernel holds at once — one wave), and
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
 # "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-nopdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=0");
 # then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph;
@@ -28,6 +30,7 @@ fi
 # them back through EXTRA_VARIANTS to recheck.)
 VARIANTS=("default=" "lean=PARROT_GEMV_LEAN=1" "prefetch16=PARROT_GEMV_PREFETCH=16" "prefetch32=PARROT_GEMV_PREFETCH=32"
           "lean-prefetch16=PARROT_GEMV_LEAN=1 PARROT_GEMV_PREFETCH=16" "lean-prefetch32=PARROT_GEMV_LEAN=1 PARROT_GEMV_PREFETCH=32"
+          "lean-w16=PARROT_GEMV_LEAN=1 PARROT_GEMV_WARPS_PER_SM=16"
           "ropefused=PARROT_DECODE_ROPE_FUSED=1" "lean-normgemv=PARROT_GEMV_LEAN=1 PARROT_DECODE_NORM_GEMV=1")
 IFS=';' read -r -a EXTRA <<< "${EXTRA_VARIANTS:-}"
 for v in "${EXTRA[@]}"; do [ -n "${v// /}" ] && VARIANTS+=("$v"); done
