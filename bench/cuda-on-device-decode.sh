@@ -39,7 +39,7 @@ row() { # shape prompt decode label env...
   env "$@" timeout 60 "$BIN" bench decoder --device cuda --shape "$shape" --prompt "$prompt" --decode "$decode" --dtype bf16 --cuda-graph --json \
     > "$OUT/decode-$shape-$label.json" 2> "$OUT/decode-$shape-$label.log"
   local rc=$?
-  echo "$shape $label exit $rc: $(tail -1 "$OUT/decode-$shape-$label.json" | grep -oE '"(ms_per_token|roofline_fraction|graph_nodes)":[0-9.]+' | tr '\n' ' ')" >> "$S"
+  echo "$shape $label exit $rc: $(tail -1 "$OUT/decode-$shape-$label.json" | grep -oE '"(ms_per_token|roofline_fraction|graph_nodes)":[0-9.]+|"cuda_switches":"[^"]*"' | tr '\n' ' ')" >> "$S"
 }
 step "2. decode qwen2-7b bf16 from a CUDA graph, each variant twice (alternating)"
 for rep in 1 2; do

@@ -20,10 +20,11 @@ namespace Parrot.Cli;
 /// </summary>
 internal static class DeviceDecodeBench
 {
-    /// <summary>What a run measured.</summary>
+    /// <summary>What a run measured; on a CUDA device also the decode switches it ran with (<see cref="CudaBackend.DecodeSwitches"/>).</summary>
     internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
         double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated,
-        bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false, bool HostPick = false, int Continuous = 0);
+        bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false, bool HostPick = false, int Continuous = 0,
+        string? CudaSwitches = null);
 
     /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
     internal static readonly Qwen2Config Qwen7b = new()
@@ -118,7 +119,8 @@ internal static class DeviceDecodeBench
         double ms = steady[steady.Length / 2];
         var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
         return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
-            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator, hostPick, continuous);
+            copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator, hostPick, continuous,
+            Backends.For(device) is CudaBackend cuda ? cuda.DecodeSwitches : null);
     }
 
     /// <summary>
