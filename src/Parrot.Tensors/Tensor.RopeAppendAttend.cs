@@ -31,11 +31,12 @@ public sealed partial class Tensor
         using var vSlot = vAll.Narrow(2, past, t);
         CheckRopeAppend(op, q, k, v, cos, sin, kSlot, vSlot);
         double sc = scale ?? (q.Dim(3) > 0 ? 1 / Math.Sqrt(q.Dim(3)) : 1);
-        if (q.Backend is Cuda.CudaBackend cuda && cuda.FusesRopeAttend(q, kAll, vAll, cos, sin, mask, atPositions: false))
+        if (q.Backend is Cuda.CudaBackend cuda
+            && cuda.FusedRopeAttendKernel(q, kAll, vAll, cos, sin, mask, atPositions: false) is var kernel and not Cuda.CudaBackend.RopeAttendKernel.None)
         {
             if (q.Dim(1) % kAll.Dim(1) != 0) throw new ArgumentException($"{op}: the {q.Dim(1)} query heads must be a multiple of the {kAll.Dim(1)} key/value heads");
             if (!double.IsFinite(sc)) throw new ArgumentOutOfRangeException(nameof(scale), $"{op}: the scale {sc} must be finite");
-            return RopeAppendAttendFused(cuda, q, k, v, cos, sin, null, kAll, vAll, causal, sc);
+            return RopeAppendAttendFused(cuda, kernel, q, k, v, cos, sin, null, kAll, vAll, causal, sc);
         }
         using var qRot = RopeAppend(q, k, v, cos, sin, kSlot, vSlot);
         return ScaledDotProductAttention(qRot, kAll, vAll, mask, causal, past, scale);
@@ -53,23 +54,28 @@ public sealed partial class Tensor
     {
         const string op = "RopeAppendAttendAt";
         CheckRopeAppendAt(op, q, k, v, cos, sin, positions, kCache, vCache);
-        if (q.Backend is Cuda.CudaBackend cuda && cuda.FusesRopeAttend(q, kCache, vCache, cos, sin, null, atPositions: true))
+        if (q.Backend is Cuda.CudaBackend cuda
+            && cuda.FusedRopeAttendKernel(q, kCache, vCache, cos, sin, null, atPositions: true) is var kernel and not Cuda.CudaBackend.RopeAttendKernel.None)
         {
             double sc = scale ?? (q.Dim(3) > 0 ? 1 / Math.Sqrt(q.Dim(3)) : 1);
             if (q.Dim(1) % kCache.Dim(1) != 0) throw new ArgumentException($"{op}: the {q.Dim(1)} query heads must be a multiple of the {kCache.Dim(1)} key/value heads");
             if (!double.IsFinite(sc)) throw new ArgumentOutOfRangeException(nameof(scale), $"{op}: the scale {sc} must be finite");
-            return RopeAppendAttendFused(cuda, q, k, v, cos, sin, positions, kCache, vCache, true, sc);
+            return RopeAppendAttendFused(cuda, kernel, q, k, v, cos, sin, positions, kCache, vCache, true, sc);
         }
         using var qRot = RopeAppendAt(q, k, v, cos, sin, positions, kCache, vCache);
         return AttentionAt(qRot, kCache, vCache, positions, scale);
     }
 
-    /// <summary>The one-kernel path of both: an output laid out as ScaledDotProductAttention's ([B, T, H, D] memory).</summary>
-    private static Tensor RopeAppendAttendFused(Cuda.CudaBackend cuda, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache, bool causal, double scale)
+    /// <summary>
+    /// The one-kernel path of both, on the <paramref name="kernel"/> the backend chose for these operands: an output laid
+    /// out as ScaledDotProductAttention's ([B, T, H, D] memory), of q's dtype (the dtype the choice was asked with).
+    /// </summary>
+    private static Tensor RopeAppendAttendFused(Cuda.CudaBackend cuda, Cuda.CudaBackend.RopeAttendKernel kernel, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin,
+                                                Tensor? positions, Tensor kCache, Tensor vCache, bool causal, double scale)
     {
         using var scope = TensorScope.Begin();
         var o = Empty([q.Dim(0), q.Dim(2), q.Dim(1), q.Dim(3)], q.DType, q.Device).Permute(0, 2, 1, 3);
-        if (o.Count > 0) cuda.RopeAppendAttend(q, k, v, cos, sin, positions, kCache, vCache, causal, scale, o);
+        if (o.Count > 0) cuda.RopeAppendAttend(kernel, q, k, v, cos, sin, positions, kCache, vCache, causal, scale, o);
         return scope.Keep(o);
     }
 }

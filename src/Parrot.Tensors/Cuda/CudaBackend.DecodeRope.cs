@@ -11,7 +11,7 @@ public sealed partial class CudaBackend
 {
     /// <summary>
     /// Whether <see cref="Tensor.RopeAppendAttend"/> and <see cref="Tensor.RopeAppendAttendAt"/> take the one-kernel
-    /// path where it applies (<see cref="FusesRopeAttend"/>): off unless PARROT_DECODE_ROPE_FUSED is "1" when the backend
+    /// path where it applies (<see cref="FusedRopeAttendKernel"/>): off unless PARROT_DECODE_ROPE_FUSED is "1" when the backend
     /// is created (off: rope_kv_append(_at) and the decode attention as two launches). Timed on an H200 (2026-11-27
     /// 22:47, Qwen2-7B decode from a CUDA graph, twice each): the one launch made the step slower — 5.53 ms/token with it,
     /// 5.25–5.28 without (the norm fusion on in both), though the kernels alone take the same time (bench "decode
@@ -36,28 +36,29 @@ public sealed partial class CudaBackend
     internal static bool DecodeRopeFusedDefault(string? value) => value?.Trim() == "1";
 
     /// <summary>
-    /// Whether the one-kernel path takes a step (the rest runs the two launches): <see cref="DecodeRopeFused"/>, the
-    /// decode kernel in use for attention (<see cref="DecodeAttention"/>, cuDNN not forced), and the operands of the
-    /// kernel the attention would run: where the tensor-core decode kernel takes it
+    /// Which one-kernel path takes a step (<see cref="RopeAttendKernel.None"/>: the two launches run it):
+    /// <see cref="DecodeRopeFused"/>, the decode kernel in use for attention (<see cref="DecodeAttention"/>, cuDNN not
+    /// forced), and the operands of the kernel the attention would run: where the tensor-core decode kernel takes it
     /// (<see cref="DecodeMmaTakes"/>, asked with the caches the attention gets: their alignment decides too) its fused
     /// form, attention_decode_mma_rope_d{D} (<see cref="RopeAttendMmaFits"/>), else the FMA kernel's
     /// (<see cref="RopeAttendFits"/>): <see cref="RopeAttendChoice"/>. <paramref name="atPositions"/>: the
-    /// device-position op (whole tables).
+    /// device-position op (whole tables). The op hands the answer to <see cref="RopeAppendAttend"/>, which launches that
+    /// kernel without asking <see cref="DecodeMmaTakes"/> again (the fused output has q's dtype, the one asked with here).
     /// </summary>
-    internal bool FusesRopeAttend(Tensor q, Tensor kCache, Tensor vCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions)
+    internal RopeAttendKernel FusedRopeAttendKernel(Tensor q, Tensor kCache, Tensor vCache, Tensor cos, Tensor sin, Tensor? mask, bool atPositions)
     {
         bool enabled = RopeAttendEnabled(DecodeRopeFused, DecodeAttention, CudnnAttentionRequired);
-        if (!enabled) return false;
+        if (!enabled) return RopeAttendKernel.None;
         bool mma = DecodeMmaTakes(q, kCache, vCache, mask, q);
         return RopeAttendChoice(true, mma, mma && RopeAttendMmaFits(q.Shape[2], cos, sin, atPositions),
-            !mma && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions)) != RopeAttendKernel.None;
+            !mma && RopeAttendFits(q.DType, q.Shape[2], q.Shape[3], kCache.DType, cos, sin, mask is not null, atPositions));
     }
 
     /// <summary>Which kernel takes a decode step's RoPE + append + attention in one launch (None: the two launches).</summary>
     internal enum RopeAttendKernel { None, Fma, TensorCores }
 
     /// <summary>
-    /// The rule of <see cref="FusesRopeAttend"/>: nothing unless <paramref name="enabled"/> (<see cref="RopeAttendEnabled"/>);
+    /// The rule of <see cref="FusedRopeAttendKernel"/>: nothing unless <paramref name="enabled"/> (<see cref="RopeAttendEnabled"/>);
     /// where the tensor-core kernel takes the attention (<paramref name="mmaTakes"/>) its fused form if the operands fit
     /// it, else the two launches (never the FMA fused kernel: its attention would not be the bits of the tensor-core
     /// kernel the two launches run); elsewhere the FMA fused kernel if they fit it.
@@ -68,7 +69,7 @@ public sealed partial class CudaBackend
         : fmaFits ? RopeAttendKernel.Fma : RopeAttendKernel.None;
 
     /// <summary>
-    /// The switches' part of <see cref="FusesRopeAttend"/>: the fused kernel is the decode kernel, so it runs only
+    /// The switches' part of <see cref="FusedRopeAttendKernel"/>: the fused kernel is the decode kernel, so it runs only
     /// where the attention would run that kernel (not with PARROT_DECODE_ATTENTION=0, nor with cuDNN forced).
     /// </summary>
     internal static bool RopeAttendEnabled(bool ropeFused, bool decodeAttention, bool cudnnRequired) =>
@@ -97,8 +98,9 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>
-    /// One launch of attention_decode_rope_bf16 / _f32 (<see cref="FusesRopeAttend"/> said yes; where the tensor-core
-    /// kernel takes the attention, <see cref="RopeAppendAttendMma"/> instead). q [B, H, 1, D] and k,
+    /// One launch of the fused kernel <paramref name="kernel"/> names (<see cref="FusedRopeAttendKernel"/>'s answer for
+    /// these operands): attention_decode_rope_bf16 / _f32 for <see cref="RopeAttendKernel.Fma"/>, or for
+    /// <see cref="RopeAttendKernel.TensorCores"/> <see cref="RopeAppendAttendMma"/> instead. q [B, H, 1, D] and k,
     /// v [B, Hkv, 1, D] as the projections give them (any strides); output [B, H, 1, D]. Host position
     /// (<paramref name="positions"/> null): <paramref name="kCache"/>/<paramref name="vCache"/> are the caches' first
     /// past + 1 rows and the new row is the last; cos/sin its table row. Device positions: whole caches and tables, the
@@ -106,13 +108,15 @@ public sealed partial class CudaBackend
     /// decode attention's launchers (<see cref="AttentionDecode"/>, <see cref="AttentionAt"/>) choose them for the same
     /// cache, so the ranges, the order of sums and the bits are theirs.
     /// </summary>
-    internal unsafe void RopeAppendAttend(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache, bool causal, double scale, Tensor output)
+    internal unsafe void RopeAppendAttend(RopeAttendKernel kernel, Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor? positions, Tensor kCache, Tensor vCache,
+                                          bool causal, double scale, Tensor output)
     {
-        if (DecodeMmaTakes(q, kCache, vCache, null, output))
+        if (kernel == RopeAttendKernel.TensorCores)
         {
             RopeAppendAttendMma(q, k, v, cos, sin, positions, kCache, vCache, causal, scale, output); // CudaBackend.DecodeMmaRope.cs
             return;
         }
+        if (kernel != RopeAttendKernel.Fma) throw new ArgumentOutOfRangeException(nameof(kernel), $"RopeAppendAttend: no fused kernel ({kernel}) takes these operands");
         int B = q.Shape[0], H = q.Shape[1], D = q.Shape[3], Hkv = kCache.Shape[1], S = kCache.Shape[2];
         if ((long)B * H == 0 || D == 0) return;
         long chunks = ((long)(H / Hkv) + DecodeRowsPerBlock - 1) / DecodeRowsPerBlock, groups = (long)B * Hkv * chunks;
