@@ -74,6 +74,11 @@ public class CudnnFakeLibraryTests
                 Assert.That(plan.WorkspaceBytes, Is.EqualTo(4096), p.Key);
                 Assert.That(plan.EngineIndex, Is.EqualTo(8), "the engine's global index, read back");
                 Assert.That(plan.EngineNotes, Is.EqualTo("tensor core"), "the engine's numerical notes, read back and named");
+                var backward = !p.Backward ? CudnnSdpaBackward.None : p.Deterministic ? CudnnSdpaBackward.Deterministic : CudnnSdpaBackward.Atomic;
+                Assert.That(plan.Backward, Is.EqualTo(backward), $"{p.Key}: the backward graph, by what the plan binds");
+                // The words for it (CudaBackend.CudnnAttentionPlan, the benchmarks' notes), as before the typed property.
+                string dq = backward switch { CudnnSdpaBackward.Atomic => ", atomic dQ", CudnnSdpaBackward.Deterministic => ", deterministic dQ", _ => "" };
+                Assert.That(CudaBackend.Summary(plan, 91300), Is.EqualTo($"cuDNN 91300, {plan.Style} graph{dq}, engine 8 (tensor core), workspace 4096 B"), p.Key);
                 var pointers = plan.Uids.ToDictionary(u => u, u => (nint)(0x100000 * u));
                 plan.Execute(_handle, pointers, 0.125f, 0x7000000);
                 plan.Execute(_handle, pointers, 0.5f, 0x7000000);
@@ -131,6 +136,7 @@ public class CudnnFakeLibraryTests
             Assert.That(d, Is.Not.Null, why);
             Assert.That(d, Is.Not.SameAs(a), "two plans for two keys");
             Assert.That((a!.Binds(CudnnSdpaGraphs.UidDqAccum), d!.Binds(CudnnSdpaGraphs.UidDqAccum)), Is.EqualTo((true, false)));
+            Assert.That((a.Backward, d.Backward), Is.EqualTo((CudnnSdpaBackward.Atomic, CudnnSdpaBackward.Deterministic)));
             Assert.That(d.Binds(CudnnSdpaGraphs.UidDq) && d.Binds(CudnnSdpaGraphs.UidSoftmaxSum), Is.True, "dQ written by the product; softmax_sum still bound (9.13: current style)");
             Assert.That(sdpa.Plan(det, build: false, out _), Is.SameAs(d), "kept");
 

@@ -74,7 +74,7 @@ internal static class SelfTestCudnnCases
         // The references (CPU, bf16 and float64) run once: the contract checked is cuDNN's.
         if (x[0].Device.Kind == DeviceKind.Cuda && Backends.For(x[0].Device) is CudaBackend cuda)
         {
-            if (cuda.CudnnAttentionPlan?.Contains("deterministic dQ", StringComparison.Ordinal) != true)
+            if (cuda.CudnnAttentionBackward != CudnnSdpaBackward.Deterministic)
                 throw new InvalidOperationException($"the backward did not run on cuDNN's deterministic graph ({cuda.CudnnAttentionPlan})");
             if (DpWorkspaceShortfall(cuda.CudnnAttentionWorkspaceBytes, x[0].Shape[0], x[0].Shape[1], x[0].Shape[2], x[1].Shape[2]) is string shortfall)
                 throw new InvalidOperationException($"{shortfall} ({cuda.CudnnAttentionPlan})");

@@ -102,6 +102,13 @@ public sealed partial class CudaBackend
     /// </summary>
     public long CudnnAttentionWorkspaceBytes { get; private set; }
 
+    /// <summary>
+    /// Which backward graph the plan the last call that ran on cuDNN used (<see cref="CudnnSdpaBackward.None"/> for a
+    /// forward): the selftest's check that a backward ran the deterministic graph (<see cref="CudnnAttentionPlan"/> says
+    /// the same in words).
+    /// </summary>
+    public CudnnSdpaBackward CudnnAttentionBackward { get; private set; }
+
     /// <summary>Whether cuDNN's attention can be used on this machine at all; otherwise <paramref name="reason"/> says why.</summary>
     public bool CudnnAttentionAvailable(out string reason)
     {
@@ -183,9 +190,14 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>What a plan is, for the benchmarks' notes (made once per plan: Run is on every attention call).</summary>
-    private static string Summary(CudnnGraphPlan plan, long version)
+    internal static string Summary(CudnnGraphPlan plan, long version)
     {
-        string dq = !plan.Binds(CudnnSdpaGraphs.UidDq) ? "" : plan.Binds(CudnnSdpaGraphs.UidDqAccum) ? ", atomic dQ" : ", deterministic dQ";
+        string dq = plan.Backward switch
+        {
+            CudnnSdpaBackward.Atomic => ", atomic dQ",
+            CudnnSdpaBackward.Deterministic => ", deterministic dQ",
+            _ => "",
+        };
         string notes = plan.EngineNotes.Length > 0 ? $" ({plan.EngineNotes})" : "";
         return $"cuDNN {version}, {plan.Style} graph{dq}, engine {plan.EngineIndex}{notes}, workspace {plan.WorkspaceBytes} B";
     }
@@ -210,6 +222,7 @@ public sealed partial class CudaBackend
         using var workspace = plan.WorkspaceBytes > 0 ? Tensor.Empty(WorkspaceShape(plan.WorkspaceBytes), DType.F32, Device) : null;
         CudnnAttentionPlan = plan.Summary ??= Summary(plan, CudnnAttentionEngine.Version);
         CudnnAttentionWorkspaceBytes = plan.WorkspaceBytes;
+        CudnnAttentionBackward = plan.Backward;
         var mark = _context.Profiler.Begin(what);
         try { CudnnAttentionEngine.Execute(plan, pointers, scale, workspace?.DataPointer ?? 0); }
         finally { _context.Profiler.End(mark); }

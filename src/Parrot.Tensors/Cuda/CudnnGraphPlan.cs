@@ -37,6 +37,12 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
     /// <summary>Whether the variant pack binds <paramref name="uid"/> (optional scratch such as softmax_sum).</summary>
     internal bool Binds(long uid) => Array.IndexOf(_uids, uid) >= 0;
 
+    /// <summary>
+    /// Which SDPA backward graph this plan runs, by what it binds: none without dQ (a forward), the atomic one with the
+    /// float32 dQ accumulator, else the deterministic one (read once, when planned: the backend notes it on every run).
+    /// </summary>
+    internal CudnnSdpaBackward Backward { get; }
+
     /// <summary>Device workspace bytes <see cref="Execute"/> must be given.</summary>
     internal long WorkspaceBytes { get; }
 
@@ -63,6 +69,8 @@ internal sealed unsafe class CudnnGraphPlan : IDisposable
 
             var bound = spec.Bound.ToArray();
             _uids = bound.Select(t => t.Uid).ToArray();
+            Backward = !Binds(CudnnSdpaGraphs.UidDq) ? CudnnSdpaBackward.None
+                : Binds(CudnnSdpaGraphs.UidDqAccum) ? CudnnSdpaBackward.Atomic : CudnnSdpaBackward.Deterministic;
             var scalars = bound.Where(t => t.ByValue).ToArray();
             _scalars = (byte*)NativeMemory.AllocZeroed((nuint)Math.Max(1, scalars.Length * 16));
             for (int i = 0; i < scalars.Length; i++)

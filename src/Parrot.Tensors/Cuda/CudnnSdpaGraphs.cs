@@ -23,6 +23,20 @@ internal enum CudnnSdpaStyle
 }
 
 /// <summary>
+/// Which backward graph a cuDNN SDPA plan runs (<see cref="CudnnGraphPlan.Backward"/>, <see cref="CudaBackend.CudnnAttentionBackward"/>),
+/// read from what its variant pack binds: the gradient algorithm, not cuDNN's engine notes.
+/// </summary>
+public enum CudnnSdpaBackward
+{
+    /// <summary>No backward: a forward plan (it binds no dQ).</summary>
+    None,
+    /// <summary>The atomic graph: dQ through a float32 accumulator that each key block adds into (order varies run to run).</summary>
+    Atomic,
+    /// <summary>The deterministic graph: dQ written by a product, no accumulator (<see cref="CudaBackend.CudnnDeterministic"/>).</summary>
+    Deterministic,
+}
+
+/// <summary>
 /// The operation graphs cuDNN 9 recognises as its fused flash attention (forward with float32 softmax stats, and
 /// backward), written as <see cref="CudnnGraphSpec"/>s. The node sequence, data types and by-value constants follow
 /// cudnn-frontend's lowering of its SDPA nodes (include/cudnn_frontend/node/scaled_dot_product_flash_attention.h,
