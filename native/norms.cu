@@ -43,32 +43,80 @@ extern "C" __global__ void rms_norm(Layout rows_layout, i64 rows, i64 n, void* y
 }
 
 // Inference's residual step: sum = x + res (rounded to the dtype, as the add alone) and y = rms_norm(sum) in one pass
-// over contiguous [rows, n] rows of one float dtype (f32 or bf16; weight the same). Each thread re-reads only the sum
-// elements it wrote, so no barrier is needed between the passes; the arithmetic is rms_norm's float path exactly.
-extern "C" __global__ void add_rms_norm(i64 rows, i64 n, void* sum, void* y, const void* x, const void* res, const void* w, int dt, float eps)
+// over contiguous [rows, n] rows of one float dtype (f32 or bf16; weight the same); the arithmetic is rms_norm's float
+// path exactly. Decode runs it on one row per launch, where its time is a chain of latencies, so the chain is kept
+// short: each thread's first ADD_NORM_KEEP sums are rounded in registers (not read back after their store) and kept
+// there for the second pass, and their weights are loaded before the block's reduction rather than after it. Longer
+// rows' further elements (past ADD_NORM_KEEP · blockDim) take the plain loops, in the same element order.
+#define ADD_NORM_KEEP 4
+
+// T's value as float, and float rounded to T and back (what store then load give): bf16 (u16) or f32.
+__device__ __forceinline__ float as_f32(u16 v) { return bf16_to_f32(v); }
+__device__ __forceinline__ float as_f32(float v) { return v; }
+__device__ __forceinline__ float rounded(float v, const u16*) { return bf16_to_f32(f32_to_bf16(v)); }
+__device__ __forceinline__ float rounded(float v, const float*) { return v; }
+__device__ __forceinline__ void put_f32(u16* p, float v) { *p = f32_to_bf16(v); }
+__device__ __forceinline__ void put_f32(float* p, float v) { *p = v; }
+
+// y = w · round(sum · r) (rounded before the weight multiplies it, as rms_norm).
+template <typename T>
+__device__ __forceinline__ float add_norm_out(float sum, float r, float w, const T* t)
 {
-    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels
+    return w * rounded(sum * r, t);
+}
+
+// One block's rows, typed (the kernel's dt picks T; typed loads, row pointers and 32-bit offsets within a row keep
+// the registers within the 64 a 1024-thread block allows). n is a tensor's last dimension: it fits an int.
+template <typename T>
+__device__ __forceinline__ void add_rms_norm_rows(i64 rows, int n, T* sum, T* y, const T* x, const T* res, const T* w, float eps)
+{
     __shared__ float shared[32];
+    const int kept_end = ADD_NORM_KEEP * (int)blockDim.x; // elements below this are held in registers
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x)
     {
-        i64 base = row * n;
-        float s = 0;
-        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+        T* sr = sum + row * n;
+        T* yr = y + row * n;
+        const T* xr = x + row * n;
+        const T* rr = res + row * n;
+        float s = 0, kept[ADD_NORM_KEEP], wk[ADD_NORM_KEEP];
+#pragma unroll
+        for (int c = 0; c < ADD_NORM_KEEP; c++)
         {
-            store<float>(sum, dt, base + j, load<float>(x, dt, base + j) + load<float>(res, dt, base + j));
-            float v = load<float>(sum, dt, base + j);
+            int j = threadIdx.x + c * blockDim.x;
+            if (j < n)
+            {
+                // The sum as the add alone stores it: rounded here, not read back after its store.
+                kept[c] = rounded(as_f32(xr[j]) + as_f32(rr[j]), x);
+                wk[c] = as_f32(w[j]);
+                put_f32(sr + j, kept[c]);
+                s += kept[c] * kept[c];
+            }
+        }
+        for (int j = threadIdx.x + kept_end; j < n; j += blockDim.x)
+        {
+            float v = rounded(as_f32(xr[j]) + as_f32(rr[j]), x);
+            put_f32(sr + j, v);
             s += v * v;
         }
         s = block_sum(s, shared);
         float r = 1.0f / sqrtf(s / (float)n + eps);
-        for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+#pragma unroll
+        for (int c = 0; c < ADD_NORM_KEEP; c++)
         {
-            float h = load<float>(sum, dt, base + j) * r;
-            if (dt == DT_BF16) h = bf16_to_f32(f32_to_bf16(h)); // as rms_norm: rounded before the weight multiplies it
-            store<float>(y, dt, base + j, load<float>(w, dt, j) * h);
+            int j = threadIdx.x + c * blockDim.x;
+            if (j < n) put_f32(yr + j, add_norm_out(kept[c], r, wk[c], x));
         }
+        for (int j = threadIdx.x + kept_end; j < n; j += blockDim.x)
+            put_f32(yr + j, add_norm_out(as_f32(sr[j]), r, as_f32(w[j]), x));
         __syncthreads();
     }
+}
+
+extern "C" __global__ void __launch_bounds__(1024) add_rms_norm(i64 rows, i64 n, void* sum, void* y, const void* x, const void* res, const void* w, int dt, float eps)
+{
+    PDL_ENTRY(); // listed in CudaKernels.ProgrammaticKernels
+    if (dt == DT_BF16) add_rms_norm_rows<u16>(rows, (int)n, (u16*)sum, (u16*)y, (const u16*)x, (const u16*)res, (const u16*)w, eps);
+    else add_rms_norm_rows<float>(rows, (int)n, (float*)sum, (float*)y, (const float*)x, (const float*)res, (const float*)w, eps);
 }
 
 // dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/n. Contiguous [rows, n] tensors. With recompute, each row's r = 1/√(Σx²/n + eps)
