@@ -67,6 +67,7 @@ internal sealed partial class TokenSampler
     /// <summary>A row as a session returns it: the whole row of logits, or its candidates.</summary>
     public int Next(LogitsRow row) =>
         row.Logits is { } full ? Next(full)
+        : row.Chunk is { } chunk ? NextFromChunk(chunk)
         : row.Sum is { } sum ? NextFromCandidates(row.Ids!, row.Values!, row.Top, sum)
         : NextFromCandidates(row.Ids!, row.Values!, row.Top);
 
