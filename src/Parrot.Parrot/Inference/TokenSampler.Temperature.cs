@@ -85,6 +85,13 @@ internal sealed partial class TokenSampler
         return LastChunkFallback is null ? pick : null;
     }
 
+    /// <summary>
+    /// The intervals <paramref name="sums"/> give for each chunk's exact Σ eᵢ (the whole-row sampler's numerators), or
+    /// null where they are refused: tests and the selftest check that the host's sums lie inside (the device's exp and
+    /// reduction order within the bound).
+    /// </summary>
+    internal (double[] Lo, double[] Hi)? ChunkIntervals(ChunkSums sums) => ChunkBoundsOf(sums) is { } b ? (b.Lo.ToArray(), b.Hi.ToArray()) : null;
+
     /// <summary>The bounds of <paramref name="sums"/> for this sampler, or null with <see cref="LastChunkFallback"/> set.</summary>
     private ChunkBounds? ChunkBoundsOf(ChunkSums sums)
     {
@@ -169,6 +176,10 @@ internal sealed partial class TokenSampler
             }
             return new ChunkBounds(sums, vocab, max, lo, hi);
         }
+
+        public ReadOnlySpan<double> Lo => _lo;
+
+        public ReadOnlySpan<double> Hi => _hi;
 
         /// <summary>The lower end of Σ_{j &lt; c} E_j (0 exactly for c = 0).</summary>
         private double PrefixLo(int c) => _prefixLo[c] * (1 - _w);
