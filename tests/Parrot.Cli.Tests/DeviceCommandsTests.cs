@@ -90,6 +90,16 @@ public class DeviceCommandsTests
     }
 
     [Test]
+    public void TheSelftestsTemperatureChunksRowPassesOnTheDevice()
+    {
+        // The row a GPU run uses to prove plain temperature sampling from the device's chunk sums and one chunk: on the
+        // test device the generator takes that path and the sums are computed there.
+        var rows = SelfTest.SelfTestRunner.Run(TestDevice.Get(), 1, "device chunk sums = full row", TextWriter.Null);
+        Assert.That(rows.Select(r => r.Op).Distinct(), Is.EquivalentTo(new[] { "temperature sampling from device chunk sums = full row" }));
+        Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+    }
+
+    [Test]
     public void TheSelftestsEscalationRowPassesOnTheDevice()
     {
         // The row a GPU run uses to prove the escalated candidates (a second TopK after the step) and top-k past 1024: on

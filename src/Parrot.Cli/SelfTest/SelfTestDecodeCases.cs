@@ -67,6 +67,8 @@ internal static partial class SelfTestDecodeCases
         yield return new("top-k sampling from device candidates = full row", Inputs, CandidatesSameAsFullRow, Exact: true);
         yield return new("sampling with repetition penalty from device candidates = full row", Inputs, PenaltyCandidatesSameAsFullRow, Exact: true);
         yield return new("top-p sampling from device candidates + row sum = full row", Inputs, TopPCandidatesSameAsFullRow, Exact: true);
+        // SelfTestDecodeCases.Temperature.cs: plain temperature from the device's chunk sums and one chunk.
+        yield return new("temperature sampling from device chunk sums = full row", Inputs, TemperatureChunksSameAsFullRow, Exact: true);
         // SelfTestDecodeCases.Escalation.cs: a second, larger TopK for rows the first candidates do not decide.
         yield return new("top-p sampling, escalated candidates = full row", Inputs, EscalatedCandidatesSameAsFullRow, Exact: true);
     }

@@ -127,6 +127,9 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>Candidates asked once more for a row the first ones do not decide, for sequences that join after it is set (<see cref="TopKCandidates.EscalatedCount"/>; 0: none).</summary>
     internal int EscalatedCandidates { get; set; } = TopKCandidates.EscalatedCount;
 
+    /// <summary>Ids a chunk for plain temperature sampling, for sequences that join after it is set (<see cref="TopKCandidates.ChunkSize"/>; tests with small vocabularies set fewer).</summary>
+    internal int TemperatureChunk { get; set; } = TopKCandidates.ChunkSize;
+
     /// <summary>Rows sampled from escalated candidates so far (<see cref="CandidateAsk.Escalation"/>; tests count them).</summary>
     internal int EscalatedRows { get; private set; }
 
@@ -172,7 +175,7 @@ public sealed class ContinuousBatch : IDisposable
             // The sampler sees the prompt before the prefill's read: a penalised row gathers the prompt's ids' logits. It
             // takes no option that the length below changes (max new tokens).
             var sampler = new TokenSampler(options, vocab, prompt.Ids);
-            var ask = candidates > 0 ? CandidateAsk.For(candidates, sampler, options, EscalatedCandidates) : null;
+            var ask = candidates > 0 ? CandidateAsk.For(candidates, sampler, options, EscalatedCandidates, TemperatureChunk) : null;
             LogitsRow? row = null;
             int picked = -1;
             KvCache cache;

@@ -216,7 +216,7 @@ public sealed class Generator
         int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin, TopPCandidates) : 0;
         var candidates = count > 0 && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
         var asks = candidates is null ? null
-            : samplers.Select(s => CandidateAsk.For(count, s, options, EscalatedCandidates)).ToArray();
+            : samplers.Select(s => CandidateAsk.For(count, s, options, EscalatedCandidates, TemperatureChunk)).ToArray();
         try
         {
             LogitsRow[]? rows = null;
@@ -266,6 +266,9 @@ public sealed class Generator
 
     /// <summary>Candidates asked once more for a row the first ones do not decide (<see cref="TopKCandidates.EscalatedCount"/>; 0: none; tests with small vocabularies set fewer).</summary>
     internal int EscalatedCandidates { get; init; } = TopKCandidates.EscalatedCount;
+
+    /// <summary>Ids a chunk for plain temperature sampling (<see cref="TopKCandidates.ChunkSize"/>; tests with small vocabularies set fewer).</summary>
+    internal int TemperatureChunk { get; init; } = TopKCandidates.ChunkSize;
 
     /// <summary>Rows sampled from escalated candidates so far (<see cref="CandidateAsk.Escalation"/>; the selftest counts them).</summary>
     internal int EscalatedRows { get; private set; }

@@ -6,7 +6,8 @@ namespace Parrot.Parrot.Inference;
 /// on every machine). Top-k sampling, and greedy decoding with a repetition penalty, may also pick from the row's largest
 /// logits together with those of the ids seen so far (<see cref="NextFromCandidates(int[], float[], int)"/>, read from
 /// the device instead of the whole row) with the same result bit for bit; top-p without top-k from them and the device's
-/// row sum where a margin check proves the pick (TokenSampler.TopP.cs).
+/// row sum where a margin check proves the pick (TokenSampler.TopP.cs); plain temperature sampling from the device's chunk
+/// sums and one chunk's logits (TokenSampler.Temperature.cs).
 /// </summary>
 internal sealed partial class TokenSampler
 {
@@ -67,6 +68,7 @@ internal sealed partial class TokenSampler
     /// <summary>A row as a session returns it: the whole row of logits, or its candidates.</summary>
     public int Next(LogitsRow row) =>
         row.Logits is { } full ? Next(full)
+        : row.Chunk is { } chunk ? NextFromChunk(chunk)
         : row.Sum is { } sum ? NextFromCandidates(row.Ids!, row.Values!, row.Top, sum)
         : NextFromCandidates(row.Ids!, row.Values!, row.Top);
 

@@ -8,10 +8,13 @@ namespace Parrot.Parrot.Inference;
 /// row's largest logits and the rest those of seen ids not among them (a repetition penalty); with <see cref="Sum"/>
 /// the whole row's normalising sum as the device computed it (top-p without top-k); <see cref="Escalated"/>: the row was
 /// asked a second time, for more candidates (<see cref="CandidateAsk.Escalation"/>): these candidates, or the whole row
-/// where they did not decide it either.
+/// where they did not decide it either. With <see cref="Chunk"/> (plain temperature): the row's chunk sums and the raw
+/// logits of the one chunk that decides it (<see cref="CandidateAsk.Chunks"/>), no candidates.
 /// </summary>
-internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top, RowSum? Sum = null, bool Escalated = false)
+internal readonly record struct LogitsRow(float[]? Logits, int[]? Ids, float[]? Values, int Top, RowSum? Sum = null, bool Escalated = false, ChunkRow? Chunk = null)
 {
+    public static LogitsRow Chunked(ChunkRow chunk) => new(null, null, null, 0, Chunk: chunk);
+
     public static LogitsRow Full(float[] logits, bool escalated = false) => new(logits, null, null, 0, null, escalated);
 
     public static LogitsRow Candidates(int[] ids, float[] values, int top, RowSum? sum = null, bool escalated = false) =>
@@ -49,6 +52,16 @@ internal delegate bool CandidateCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float>
 internal delegate bool RowSumCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, int top, RowSum sum);
 
 /// <summary>
+/// What a plain-temperature row reads instead of candidates (<see cref="TokenSampler.ChunkToRead(ChunkSums)"/>): its
+/// <see cref="ChunkSums"/> at <see cref="Size"/> ids a chunk, then the raw logits of the chunk <see cref="ToRead"/> names
+/// (null: the row is read whole), which <see cref="Suffice"/> checks.
+/// </summary>
+internal sealed record ChunkAsk(int Size, Func<ChunkSums, int?> ToRead, ChunkCheck Suffice);
+
+/// <summary>Whether a row's chunk sums with the raw logits of chunk <paramref name="chunk"/> decide its token.</summary>
+internal delegate bool ChunkCheck(ChunkSums sums, int chunk, ReadOnlySpan<float> values);
+
+/// <summary>
 /// What a row asks to read: its top <see cref="Count"/> logits, and with <see cref="Seen"/> (a repetition penalty) the
 /// logits of every id seen so far, gathered on the device; <see cref="Suffice"/> says whether they decide its token.
 /// With <see cref="SumSuffice"/> (top-p without top-k, at <see cref="Temperature"/>) the device also computes the row's
@@ -64,6 +77,9 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
     /// </summary>
     public Func<int, bool>? MayEscalate { get; init; }
 
+    /// <summary>Plain temperature sampling without a penalty: the row's chunk sums and one chunk instead of candidates (<see cref="Count"/> unused).</summary>
+    public ChunkAsk? Chunks { get; init; }
+
     /// <summary>
     /// Whether reading the candidates costs fewer bytes than the row: 12 a candidate (value and id) and 4 a seen id's
     /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary; with the row's sum the values
@@ -73,7 +89,9 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
 
     /// <summary><see cref="Pays"/> for <paramref name="count"/> top candidates.</summary>
     public bool PaysAt(int count, int vocab) =>
-        SumSuffice is null ? 3L * count + (Seen?.Count ?? 0) < vocab : 4L * count + 2L * (Seen?.Count ?? 0) + 4 < vocab;
+        // Chunk sums: 8 bytes a chunk plus the two maxima (float64), then 4 a logit of one chunk.
+        Chunks is { } c ? 8L * (ChunkSums.Count(vocab, c.Size) + 2) + 4L * c.Size < 4L * vocab
+        : SumSuffice is null ? 3L * count + (Seen?.Count ?? 0) < vocab : 4L * count + 2L * (Seen?.Count ?? 0) + 4 < vocab;
 
     /// <summary>
     /// Whether a row refused at <paramref name="count"/> candidates asks again at <see cref="Escalation"/>: more of them,
@@ -86,12 +104,15 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
     /// The ask of <paramref name="sampler"/>'s row: <paramref name="count"/> top logits (<see cref="TopKCandidates.Count"/>),
     /// its seen ids under a penalty, the row's sum where it samples top-p without top-k, and
     /// <paramref name="escalation"/> top logits asked once more where the first count does not decide the row
-    /// (<see cref="TopKCandidates.EscalatedCount"/>; 0: none).
+    /// (<see cref="TopKCandidates.EscalatedCount"/>; 0: none); a plain-temperature row without a penalty its chunk sums at
+    /// <paramref name="chunkSize"/> ids a chunk instead (<see cref="Chunks"/>).
     /// </summary>
-    public static CandidateAsk For(int count, TokenSampler sampler, GenerationOptions options, int escalation = 0) =>
-        new(count, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null,
-            sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature, escalation)
-        { MayEscalate = sampler.TopPOnly ? sampler.TopPEscalationMayDecide : null };
+    public static CandidateAsk For(int count, TokenSampler sampler, GenerationOptions options, int escalation = 0, int chunkSize = TopKCandidates.ChunkSize) =>
+        sampler.TemperatureOnly && !sampler.Penalises
+            ? new(count, sampler.CandidatesSuffice, Temperature: options.Temperature) { Chunks = new ChunkAsk(chunkSize, sampler.ChunkToRead, sampler.ChunkSuffices) }
+            : new(count, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null,
+                sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature, escalation)
+            { MayEscalate = sampler.TopPOnly ? sampler.TopPEscalationMayDecide : null };
 }
 
 /// <summary>
@@ -130,6 +151,12 @@ internal static class TopKCandidates
     /// </summary>
     internal const int TopPCount = 256 + DefaultMargin;
 
+    /// <summary>
+    /// Ids a chunk for plain temperature sampling (<see cref="ChunkAsk"/>): the row reads 8 bytes a chunk and then one
+    /// chunk's 4-byte logits; 8·V/C + 4·C is least near C = √(2V) ≈ 550 for Qwen2 (≈ 4.4 KB a row instead of 600 KB).
+    /// </summary>
+    internal const int ChunkSize = 512;
+
     /// <summary>Whether PARROT_TOPK_CANDIDATES allows the path ("0" turns it off), read once.</summary>
     internal static readonly bool Enabled = EnabledBy(Environment.GetEnvironmentVariable("PARROT_TOPK_CANDIDATES"));
 
@@ -138,7 +165,8 @@ internal static class TopKCandidates
 
     /// <summary>
     /// How many top candidates to read for <paramref name="options"/> over <paramref name="vocab"/>, or 0 where the path
-    /// does not apply: off; sampling without top-k and top-p (a plain temperature draw walks every id) or with top-k
+    /// does not apply: off; plain temperature sampling (no top-k, no top-p) with a repetition penalty (the device's chunk
+    /// sums are of raw logits; without a penalty 1: such a row reads chunk sums, not candidates, <see cref="ChunkAsk"/>); sampling with top-k
     /// above <see cref="MaxTopK"/> (top-k with top-p too: the top-k rule then decides, from k + margin); top-p without top-k reads <paramref name="topP"/> (<see cref="TopPCount"/>) and the row's sum; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
     /// k + margin, greedy with a penalty 1 + margin (the seen ids' logits come on top: <see cref="CandidateAsk"/>). 0 also
     /// where that count reaches a third of the row (a candidate reads 12 bytes, value and id, where the row reads 4 a
@@ -149,6 +177,11 @@ internal static class TopKCandidates
         if (!Enabled || margin < 0) return 0;
         long count;
         if (TokenSampler.IsTopPOnly(options, vocab)) count = topP;
+        else if (TokenSampler.IsTemperatureOnly(options, vocab))
+        {
+            if (options.RepetitionPenalty != 1) return 0;
+            count = 1;
+        }
         else if (options.IsSampling)
         {
             if (options.TopK <= 0 || options.TopK > MaxTopK) return 0;
@@ -201,7 +234,10 @@ internal static class TopKCandidates
         var rows = new LogitsRow[n];
         var whole = new List<int>();
         var escalated = new HashSet<int>();
-        var picks = Enumerable.Range(0, n).Where(i => asks[i] is { } a && a.Pays(vocab)).ToArray();
+        // Plain-temperature rows: chunk sums, then one chunk (two reads for all of them).
+        var chunked = Enumerable.Range(0, n).Where(i => asks[i] is { Chunks: not null } a && a.Pays(vocab)).ToArray();
+        if (chunked.Length > 0) ReadChunks(logits, at, asks, chunked, rows, whole);
+        var picks = Enumerable.Range(0, n).Where(i => asks[i] is { Chunks: null } a && a.Pays(vocab)).ToArray();
         if (picks.Length > 0)
         {
             int count = picks.Max(i => asks[i]!.Count);
@@ -275,7 +311,7 @@ internal static class TopKCandidates
                 }
             }
         }
-        whole.AddRange(Enumerable.Range(0, n).Where(i => !picks.Contains(i)));
+        whole.AddRange(Enumerable.Range(0, n).Where(i => !picks.Contains(i) && !chunked.Contains(i)));
         if (whole.Count > 0)
         {
             // The rows read whole (asked so, or not decided by their candidates), in row order, in one read.
@@ -363,6 +399,66 @@ internal static class TopKCandidates
         var max = x.Max(1, keepDim: true);
         var sum = (x - max).Exp().Sum(1, keepDim: true);
         return Tensor.Concat(1, max, sum).Reshape(2 * rows.Length);
+    }
+
+    /// <summary>
+    /// The plain-temperature rows <paramref name="chunked"/>: their <see cref="ChunkSums"/> (one float64 read for all),
+    /// then the chunk each row's sampler names (one read for all); a row that its sums or its chunk do not decide goes to
+    /// <paramref name="whole"/>. The checks peek at the sampler's stream and never advance it.
+    /// </summary>
+    private static void ReadChunks(Tensor logits, int[] at, CandidateAsk?[] asks, int[] chunked, LogitsRow[] rows, List<int> whole)
+    {
+        int vocab = logits.Dim(1);
+        var parts = new List<Tensor>();
+        var offsets = new Dictionary<int, int>();
+        int offset = 0;
+        // One computation per temperature and chunk size over its rows.
+        foreach (var group in chunked.GroupBy(i => (asks[i]!.Temperature, asks[i]!.Chunks!.Size)))
+        {
+            var rowsOf = group.ToArray();
+            parts.Add(DeviceChunkSums(logits, rowsOf.Select(i => at[i]).ToArray(), group.Key.Temperature, group.Key.Size));
+            foreach (int i in rowsOf) { offsets[i] = offset; offset += ChunkSums.Count(vocab, group.Key.Size) + 2; }
+        }
+        var all = Tensor.Concat(0, parts.ToArray()).ToDoubleArray();
+        var reads = new List<(int Row, ChunkSums Sums, int Chunk)>();
+        foreach (int i in chunked)
+        {
+            var chunks = asks[i]!.Chunks!;
+            int o = offsets[i];
+            var sums = new ChunkSums(all[o], all[o + 1], all[(o + 2)..(o + 2 + ChunkSums.Count(vocab, chunks.Size))], chunks.Size);
+            if (chunks.ToRead(sums) is int c) reads.Add((i, sums, c));
+            else whole.Add(i);
+        }
+        if (reads.Count == 0) return;
+        var flat = Tensor.Concat(1, reads.Select(x => logits.Narrow(0, at[x.Row], 1).Narrow(1, x.Chunk * x.Sums.Size, x.Sums.Length(x.Chunk, vocab))).ToArray()).ToFloatArray();
+        int at0 = 0;
+        foreach (var (row, sums, chunk) in reads)
+        {
+            int len = sums.Length(chunk, vocab);
+            var values = flat.AsSpan(at0, len).ToArray();
+            at0 += len;
+            if (asks[row]!.Chunks!.Suffice(sums, chunk, values)) rows[row] = LogitsRow.Chunked(new ChunkRow(sums, chunk, values));
+            else whole.Add(row);
+        }
+    }
+
+    /// <summary>
+    /// Rows <paramref name="rows"/> of logits [B, vocab] → [B·(2 + chunks)] float64 on the device, per row M = max(x ÷ T),
+    /// the raw maximum max(x) (exact, widened), and Σ exp(x ÷ T − M) over each chunk of <paramref name="size"/> ids (the
+    /// last padded with zeros, which add nothing), x the raw logits widened to float64. Existing ops only, as
+    /// <see cref="DeviceRowSums"/> (the host's bound assumes no more than float64 sums in any order and exp within 1 ulp).
+    /// Temporary: 16·vocab bytes a row.
+    /// </summary>
+    internal static Tensor DeviceChunkSums(Tensor logits, int[] rows, double temperature, int size)
+    {
+        var raw = Gather(logits, rows);
+        int b = rows.Length, vocab = logits.Dim(1), n = ChunkSums.Count(vocab, size), pad = n * size - vocab;
+        var x = raw.To(DType.F64) / temperature;
+        var max = x.Max(1, keepDim: true);
+        var e = (x - max).Exp();
+        if (pad > 0) e = Tensor.Concat(1, e, Tensor.Zeros([b, pad], DType.F64, logits.Device));
+        var sums = e.Reshape(b, n, size).Sum(2);
+        return Tensor.Concat(1, max, raw.Max(1, keepDim: true).To(DType.F64), sums).Reshape(b * (n + 2));
     }
 
     /// <summary>Rows <paramref name="at"/> of <paramref name="logits"/>: the tensor itself when that is all of them in order, else their views concatenated on the device.</summary>

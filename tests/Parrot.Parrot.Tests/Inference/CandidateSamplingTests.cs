@@ -131,6 +131,45 @@ public class CandidateSamplingTests
     }
 
     /// <summary>
+    /// Plain temperature sampling from the device's chunk sums and one chunk (eager and static sessions, 8 ids a chunk
+    /// of the 61-long test vocabulary, T from 0.05 to 2): the whole-row path's tokens, nearly every row decided without
+    /// its whole row, fewer bytes read; with a penalty every row is read whole (the sums are of raw logits).
+    /// </summary>
+    [Test]
+    public void TemperatureAloneFromChunkSums([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        using var model = new Qwen2ForCausalLM(Lm, seed: 6, DType.F32);
+        model.To(TestDevice.Get());
+        var dev = TestDevice.Backend;
+        int chunkRows = 0, wholeRows = 0;
+        foreach (ulong seed in new ulong[] { 1, 2, 3 })
+        foreach (double temperature in new[] { 0.05, 0.7, 2 })
+        foreach (double penalty in new[] { 1, 1.3 })
+        {
+            var options = new GenerationOptions { MaxNewTokens = 8, Temperature = temperature, RepetitionPenalty = penalty, Seed = seed, IgnoreEos = true };
+            string what = $"seed {seed}, T {temperature}, penalty {penalty}";
+            var want = new Generator(Generator.LogitsOnly(Generator.Wrap(model, mode)), endOfSequenceIds: []).Generate(TwoPrompts, options);
+            var counting = new Counting(Generator.Wrap(model, mode));
+            long bytes = dev.DeviceToHostBytes;
+            var got = new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2, TemperatureChunk = 8 }.Generate(TwoPrompts, options);
+            long read = dev.DeviceToHostBytes - bytes;
+            for (int r = 0; r < 2; r++) Assert.That(got[r].Tokens, Is.EqualTo(want[r].Tokens), $"{what}: row {r}");
+            if (penalty != 1)
+            {
+                Assert.That(counting.CandidateRows + counting.WholeRows, Is.Zero, $"{what}: a penalty keeps the logits path");
+                continue;
+            }
+            Assert.That(counting.CandidateRows + counting.WholeRows, Is.EqualTo(2 * 8), $"{what}: both rows every step asked");
+            if (counting.WholeRows == 0)
+                Assert.That(read, Is.LessThan(4L * Lm.VocabSize * 2 * 8), $"{what}: fewer bytes than the rows");
+            chunkRows += counting.CandidateRows;
+            wholeRows += counting.WholeRows;
+        }
+        TestContext.Out.WriteLine($"chunk rows {chunkRows}, whole rows {wholeRows}");
+        Assert.That(chunkRows, Is.GreaterThan((chunkRows + wholeRows) * 99 / 100), "rows decided from their chunk sums");
+    }
+
+    /// <summary>
     /// The escalation in generations (eager and static sessions; top-p alone at 4 first candidates, then 14 of the 61-long
     /// vocabulary; top-k 12 with ties at its cut past a margin of 1, then 14): the whole-row path's tokens, some rows
     /// decided by the escalated candidates, and each read step's bytes those of the stages its rows took.
@@ -361,11 +400,15 @@ public class CandidateSamplingTests
         new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, options);
         Assert.That(counting.CandidateRows, Is.Zero, "on the CPU there is no copy to save");
         model.To(TestDevice.Get());
-        foreach (var o in new[] { options with { TopK = 0, TopP = 0.8, RepetitionPenalty = 1.1 }, options with { TopK = 0 }, options with { TopK = 59 }, new GenerationOptions { MaxNewTokens = 4 } })
+        foreach (var o in new[] { options with { TopK = 0, TopP = 0.8, RepetitionPenalty = 1.1 }, options with { TopK = 0, RepetitionPenalty = 1.1 }, options with { TopK = 59 }, new GenerationOptions { MaxNewTokens = 4 } })
         {
             counting = new Counting(Generator.Wrap(model));
             new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, o);
             Assert.That(counting.CandidateRows + counting.WholeRows, Is.Zero, $"{o}: the logits path");
         }
+        // Plain temperature asks for chunk sums; at 512 ids a chunk they do not pay on this 61-long vocabulary: whole rows.
+        counting = new Counting(Generator.Wrap(model));
+        new Generator(counting, endOfSequenceIds: []) { CandidateMargin = 2 }.Generate(TwoPrompts, options with { TopK = 0 });
+        Assert.That((counting.CandidateRows, counting.WholeRows), Is.EqualTo((0, 2 * 4)), "plain temperature, chunks that do not pay");
     }
 }

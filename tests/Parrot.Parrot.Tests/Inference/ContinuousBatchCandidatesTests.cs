@@ -60,13 +60,14 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
 
     /// <summary>Runs <paramref name="cases"/> through a batch of <paramref name="margin"/>; the events as lines, and what each join and step read back.</summary>
     private (List<string> Events, List<Reads> Reads) Run(ParrotModel model, Case[] cases, int margin, DecodeStepMode mode, int topP = TopKCandidates.TopPCount, Action<BatchSequence?[]>? afterStep = null,
-        int escalation = TopKCandidates.EscalatedCount, Action<ContinuousBatch>? atEnd = null)
+        int escalation = TopKCandidates.EscalatedCount, Action<ContinuousBatch>? atEnd = null, int chunk = TopKCandidates.ChunkSize)
     {
         var red = ImageLoader.Load(Red);
         using var batch = model.StartContinuousBatch(mode);
         batch.CandidateMargin = margin;
         batch.TopPCandidates = topP;
         batch.EscalatedCandidates = escalation;
+        batch.TemperatureChunk = chunk;
         var sequences = new BatchSequence?[cases.Length];
         var events = new List<string>();
         var reads = new List<Reads>();
@@ -207,6 +208,43 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         TestContext.Out.WriteLine($"top-p rows asked {asked}, decided {decided}");
         Assert.That(asked, Is.GreaterThan(15), "top-p rows asking for their candidates and row sum");
         Assert.That(decided, Is.GreaterThan(0), "top-p rows decided by them");
+    }
+
+    /// <summary>
+    /// Plain temperature rows in the batch (eager rows and slots; 8 ids a chunk of the tiny vocabulary) beside greedy,
+    /// top-k and top-p rows, and one with a penalty (read whole): the whole-row batch's events, nearly every plain row
+    /// decided from its chunk sums and one chunk.
+    /// </summary>
+    [Test]
+    public void TemperatureRowsGiveTheWholeRowsEvents([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        using var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { Device = TestDevice.Get() });
+        static GenerationOptions Plain(double t, ulong seed) => new() { Temperature = t, Seed = seed, IgnoreEos = true };
+        Case[] cases =
+        [
+            new(Ask("temperature only"), false, Plain(0.7, 1), 10, 0),
+            new(Ask("hot"), false, Plain(2, 2), 9, 0),
+            new(Ask("penalised"), false, Plain(0.9, 3) with { RepetitionPenalty = 1.05 }, 8, 1),
+            new(Ask("greedy beside"), false, new GenerationOptions { IgnoreEos = true }, 8, 1),
+            new(Ask("top-k beside"), false, Plain(0.9, 4) with { TopK = 5 }, 8, 2),
+            new(Ask("nucleus beside"), false, Plain(0.5, 5) with { TopP = 0.8 }, 6, 3),
+            new(Ask("late and cold"), false, Plain(0.05, 6), 6, 15),
+        ];
+        int asked = 0, decided = 0;
+        var (want, _) = Run(model, cases, margin: -1, mode);
+        var (got, _) = Run(model, cases, margin: 2, mode, Vocab / 8, sequences =>
+        {
+            foreach (var s in sequences)
+            {
+                if (s is not { Left: false } || s.Ask?.Chunks is null) continue;
+                asked++;
+                if (s.Sampler.LastChunkFallback is null) decided++;
+            }
+        }, chunk: 8);
+        Assert.That(got, Is.EqualTo(want));
+        TestContext.Out.WriteLine($"plain temperature rows asked {asked}, decided {decided}");
+        Assert.That(asked, Is.GreaterThan(20), "plain temperature rows asking for their chunk sums");
+        Assert.That(decided, Is.GreaterThan(asked * 9 / 10), "decided by them");
     }
 
     /// <summary>

@@ -253,7 +253,8 @@ public class TokenSamplerCandidatesTests
         Assert.That(TopKCandidates.Count(greedy with { RepetitionPenalty = 1.05 }, 200_000, 64), Is.EqualTo(65), "greedy with a penalty: 1 + margin");
         Assert.That(TopKCandidates.Count(greedy with { RepetitionPenalty = 1.05 }, 195, 64), Is.Zero, "a third of the row");
         Assert.That(TopKCandidates.Count(ok with { TopK = 0, TopP = 0.8, RepetitionPenalty = 1.05 }, 200_000, 64), Is.EqualTo(TopKCandidates.TopPCount), "top-p alone: its candidates and the row's sum");
-        Assert.That(TopKCandidates.Count(ok with { TopK = 0 }, 200_000, 64), Is.Zero, "a plain temperature draw walks every id: the whole row");
+        Assert.That(TopKCandidates.Count(ok with { TopK = 0 }, 200_000, 64), Is.EqualTo(1), "plain temperature: chunk sums, no candidates");
+        Assert.That(TopKCandidates.Count(ok with { TopK = 0, RepetitionPenalty = 1.1 }, 200_000, 64), Is.Zero, "plain temperature with a penalty: the whole row");
         Assert.That(TopKCandidates.Count(ok, 200_000, -1), Is.Zero, "below margin 0");
         Assert.That(TopKCandidates.EnabledBy("0"), Is.False);
         Assert.That(TopKCandidates.EnabledBy(null) && TopKCandidates.EnabledBy("1"), Is.True);
