@@ -1,5 +1,6 @@
 using Parrot.Nn;
 using Parrot.Nn.Models.Clip;
+using Parrot.Nn.Models.Qwen2;
 using Parrot.Tensors;
 using Parrot.Tensors.Formats;
 
@@ -35,6 +36,7 @@ public static class ParrotLoader
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
             throw new InvalidDataException($"{directory}: the checkpoint ({string.Join(", ", checkpoint.Files.Select(Path.GetFileName))}) has no '{embedKey}'");
         var target = dtype ?? embed.DType ?? throw new InvalidDataException($"{directory}: '{embedKey}' has the unsupported dtype {embed.FormatDType}");
+        Qwen2Loader.CheckSizes(config.Text, checkpoint, "", Path.Combine(directory, "config.json"));
         var model = new ParrotForCausalLM(config, seed, target); // initialised: optional parts may stay fresh
         try
         {
