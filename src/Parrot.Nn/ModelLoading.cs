@@ -26,6 +26,7 @@ public static class ModelLoading
         var wanted = parameters.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
         var missing = new List<string>();
         var mismatched = new List<string>();
+        bool wrongDType = false;
         foreach (var (name, p) in parameters)
         {
             string key = prefix + name;
@@ -36,6 +37,12 @@ public static class ModelLoading
             }
             if (!info.Shape.SequenceEqual(p.Shape))
                 mismatched.Add($"{key}: checkpoint {Tensor.FormatShape(info.Shape)}, model {p.Value.ShapeString()}");
+            // Integers or booleans cast to a float weight (or the reverse) load without complaint and compute nonsense.
+            else if (info.DType is { } stored && stored.IsFloat() != p.DType.IsFloat())
+            {
+                wrongDType = true;
+                mismatched.Add($"{key}: checkpoint dtype {info.FormatDType}, model {p.DType} (a {(p.DType.IsFloat() ? "floating-point" : "non-floating-point")} tensor is needed)");
+            }
         }
         var unexpected = checkpoint.Names
             .Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && !wanted.Contains(n[prefix.Length..]) && !(ignoreUnexpected?.Invoke(n) ?? false))
@@ -45,7 +52,7 @@ public static class ModelLoading
             var parts = new List<string>();
             if (missing.Count > 0) parts.Add($"missing {missing.Count}: {Preview(missing)}");
             if (unexpected.Count > 0) parts.Add($"unexpected {unexpected.Count}: {Preview(unexpected)}");
-            if (mismatched.Count > 0) parts.Add($"shape mismatch {mismatched.Count}: {Preview(mismatched)}");
+            if (mismatched.Count > 0) parts.Add($"{(wrongDType ? "shape or dtype" : "shape")} mismatch {mismatched.Count}: {Preview(mismatched)}");
             throw new StateDictException($"loading {module.GetType().Name} from {string.Join(", ", checkpoint.Files)}: " + string.Join("; ", parts), missing, unexpected, mismatched);
         }
         foreach (var (name, p) in parameters)

@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 using Parrot.Nn.Models.Qwen2;
+using Parrot.Tensors;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Nn.Tests;
 
@@ -64,6 +66,49 @@ public class Qwen2ConfigBadInputTests
             var e = Assert.Throws<InvalidDataException>(() => Qwen2Loader.Load(dir))!;
             Assert.That(e.Message, Does.Contain(Path.Combine(dir, "config.json")).And.Contain(expected));
             Assert.That(sw.Elapsed.TotalSeconds, Is.LessThan(10), "refused up front, not after allocating");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
+
+/// <summary>A weight stored as integers or booleans is refused, not cast to float and computed with.</summary>
+public class CheckpointDTypeBadInputTests
+{
+    private static string WriteWith(string name, Func<Tensor, Tensor> change)
+    {
+        var from = FixturePaths.Get("qwen2", "f32-gqa-untied");
+        var dir = Path.Combine(Path.GetTempPath(), "parrot-dtype-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(from, "config.json"), Path.Combine(dir, "config.json"));
+        using var checkpoint = SafetensorsCheckpoint.Open(from);
+        var tensors = checkpoint.Names.Select(n => new KeyValuePair<string, Tensor>(n, n == name ? change(checkpoint.Load(n)) : checkpoint.Load(n))).ToList();
+        SafetensorsCheckpoint.Save(dir, tensors, SafetensorsCheckpoint.DefaultMaxShardBytes);
+        foreach (var t in tensors) t.Value.Dispose();
+        return dir;
+    }
+
+    [TestCase(DType.I32)]
+    [TestCase(DType.Bool)]
+    [TestCase(DType.U8)]
+    public void IntegerWeightIsNamed(DType stored)
+    {
+        var dir = WriteWith("model.norm.weight", t => t.To(stored));
+        try
+        {
+            var e = Assert.Throws<StateDictException>(() => Qwen2Loader.Load(dir, DType.F32))!;
+            Assert.That(e.Message, Does.Contain("shape or dtype mismatch 1").And.Contain($"model.norm.weight: checkpoint dtype {(stored == DType.Bool ? "BOOL" : stored.ToString().ToUpperInvariant())}, model F32"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void IntegerEmbeddingTableIsNotTakenAsTheComputeDType()
+    {
+        var dir = WriteWith("model.embed_tokens.weight", t => t.To(DType.I32));
+        try
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Qwen2Loader.Load(dir))!;
+            Assert.That(e.Message, Does.Contain("'model.embed_tokens.weight' is I32; the weights must be floating-point"));
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -36,6 +36,7 @@ public static class ParrotLoader
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
             throw new InvalidDataException($"{directory}: the checkpoint ({string.Join(", ", checkpoint.Files.Select(Path.GetFileName))}) has no '{embedKey}'");
         var target = dtype ?? embed.DType ?? throw new InvalidDataException($"{directory}: '{embedKey}' has the unsupported dtype {embed.FormatDType}");
+        if (!target.IsFloat()) throw new InvalidDataException($"{directory}: '{embedKey}' is {embed.FormatDType}; the weights must be floating-point (F32, BF16, F16 or F64)");
         Qwen2Loader.CheckSizes(config.Text, checkpoint, "", Path.Combine(directory, "config.json"));
         var model = new ParrotForCausalLM(config, seed, target); // initialised: optional parts may stay fresh
         try

@@ -39,6 +39,7 @@ public static class ClipVisionLoader
         if (!checkpoint.TryGetInfo(anchorKey, out var anchor))
             throw new InvalidDataException($"{directory}: the checkpoint has no '{anchorKey}'");
         var target = dtype ?? anchor.DType ?? throw new InvalidDataException($"{directory}: '{anchorKey}' has the unsupported dtype {anchor.FormatDType}");
+        if (!target.IsFloat()) throw new InvalidDataException($"{directory}: '{anchorKey}' is {anchor.FormatDType}; the weights must be floating-point (F32, BF16, F16 or F64)");
         if (!target.IsFloat()) throw new InvalidDataException($"{directory}: '{anchorKey}' is {target.Name()}, not a float type");
         ClipVisionModel model;
         using (Init.Deferred()) model = new ClipVisionModel(config, seed: 0, target, initialize: false);

@@ -21,6 +21,7 @@ public static class Qwen2Loader
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
             throw new InvalidDataException($"{directory}: the checkpoint has no '{embedKey}'");
         var target = dtype ?? embed.DType ?? throw new InvalidDataException($"{directory}: '{embedKey}' has the unsupported dtype {embed.FormatDType}");
+        if (!target.IsFloat()) throw new InvalidDataException($"{directory}: '{embedKey}' is {embed.FormatDType}; the weights must be floating-point (F32, BF16, F16 or F64)");
         CheckSizes(config, checkpoint, prefix, Path.Combine(directory, "config.json"));
         Qwen2ForCausalLM model;
         using (Init.Deferred()) model = new Qwen2ForCausalLM(config, seed: 0, target, initialize: false);
