@@ -70,6 +70,37 @@ public static class ModelLoading
         static string Preview(List<string> xs) => string.Join(", ", xs.Take(20)) + (xs.Count > 20 ? $", ... ({xs.Count - 20} more)" : "");
     }
 
+    /// <summary>
+    /// Before a model is allocated: throws when config.json (<paramref name="keys"/>) makes <paramref name="tensor"/>
+    /// more than twice the size the checkpoint stores, so an absurd or mistyped size (hidden_size 10^9) is an error
+    /// naming the keys, not an attempt to allocate terabytes. Near misses are left to <see cref="Load"/>, which names
+    /// every mismatched tensor; an absent tensor too.
+    /// </summary>
+    public static void RefuseOversized(SafetensorsCheckpoint checkpoint, string configPath, string tensor, string keys, params int[] shape)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        if (!checkpoint.TryGetInfo(tensor, out var info)) return;
+        double wanted = shape.Aggregate(1.0, (a, d) => a * d);
+        if (wanted > 2.0 * Math.Max(1, info.ElementCount))
+            throw new InvalidDataException($"{configPath}: {keys} make {tensor} {Tensor.FormatShape(shape)}, but the checkpoint's is {Tensor.FormatShape(info.Shape)}; refusing to allocate a model that cannot fit it");
+    }
+
+    /// <summary>
+    /// Before a model is allocated: throws when config.json's <paramref name="key"/> asks for more than twice the
+    /// layers the checkpoint holds under <paramref name="layersPrefix"/> (<c>….layers.</c>): 10^6 layers would
+    /// otherwise be allocated one by one until memory runs out.
+    /// </summary>
+    public static void RefuseExcessLayers(SafetensorsCheckpoint checkpoint, string configPath, string key, int layers, string layersPrefix)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        int present = checkpoint.Names
+            .Where(n => n.StartsWith(layersPrefix, StringComparison.Ordinal))
+            .Select(n => n.AsSpan(layersPrefix.Length) is var rest && rest.IndexOf('.') is int dot and > 0 && int.TryParse(rest[..dot], out int i) ? i : -1)
+            .Where(i => i >= 0).Distinct().Count();
+        if (layers > 2 * Math.Max(1, present))
+            throw new InvalidDataException($"{configPath}: {key} is {layers}, but the checkpoint holds {present} layers under '{layersPrefix}'; refusing to allocate a model that cannot fit it");
+    }
+
     /// <summary>Writes the module's parameters (under <paramref name="prefix"/>) as a safetensors checkpoint in <paramref name="directory"/>, atomically.</summary>
     public static IReadOnlyList<string> Save(Module module, string directory, string prefix = "", DType? dtype = null, long maxShardBytes = SafetensorsCheckpoint.DefaultMaxShardBytes)
     {

@@ -50,10 +50,10 @@ public class Qwen2ConfigBadInputTests
     }
 
     /// <summary>Sizes that disagree with the checkpoint fail before the model is allocated (hidden_size 10^9 used to ask for terabytes; 10^6 layers ran until killed).</summary>
-    [TestCase("hidden_size", 1_000_000_000, "vocab_size 96 and hidden_size 1000000000 make model.embed_tokens.weight [96, 1000000000], but the checkpoint's is [96, 64]")]
+    [TestCase("hidden_size", 1_000_000_000, "vocab_size 96 and hidden_size 1000000000 make model.embed_tokens.weight [96, 1000000000], but the checkpoint's is [96, 64]; refusing to allocate")]
     [TestCase("vocab_size", 2_000_000_000, "model.embed_tokens.weight [2000000000, 64]")]
     [TestCase("intermediate_size", 1_000_000_000, "intermediate_size 1000000000 and hidden_size 64 make model.layers.0.mlp.gate_proj.weight")]
-    [TestCase("num_hidden_layers", 1_000_000, "num_hidden_layers is 1000000, but the checkpoint has no tensor under 'model.layers.999999.'")]
+    [TestCase("num_hidden_layers", 1_000_000, "num_hidden_layers is 1000000, but the checkpoint holds 2 layers under 'model.layers.'")]
     public void AbsurdSizeIsNamedBeforeAllocating(string key, int value, string expected)
     {
         var dir = Path.Combine(Path.GetTempPath(), "parrot-absurd-" + Guid.NewGuid().ToString("N"));
@@ -111,5 +111,30 @@ public class CheckpointDTypeBadInputTests
             Assert.That(e.Message, Does.Contain("'model.embed_tokens.weight' is I32; the weights must be floating-point"));
         }
         finally { Directory.Delete(dir, true); }
+    }
+}
+
+/// <summary>A CLIP config far beyond its checkpoint is refused before the tower is allocated (10^6 layers ran until killed).</summary>
+public class ClipAbsurdSizeTests
+{
+    [TestCase("layers", "num_hidden_layers is 1000000, but the checkpoint holds 3 layers under 'vision_model.encoder.layers.'")]
+    [TestCase("hidden", "hidden_size 1000000000 make vision_model.embeddings.class_embedding [1000000000]")]
+    [TestCase("mlp", "intermediate_size 1000000000 and hidden_size 32 make vision_model.encoder.layers.0.mlp.fc1.weight")]
+    [TestCase("image", "image_size 320000, patch_size 32 and hidden_size 32 make vision_model.embeddings.position_embedding.weight")]
+    public void AbsurdSizeIsNamedBeforeAllocating(string what, string expected)
+    {
+        var dir = FixturePaths.Get("clip", "f32-standalone");
+        var config = Parrot.Nn.Models.Clip.ClipVisionConfigJson.Load(Path.Combine(dir, "config.json"));
+        config = what switch
+        {
+            "layers" => config with { NumHiddenLayers = 1_000_000 },
+            "hidden" => config with { HiddenSize = 1_000_000_000, NumAttentionHeads = 1 },
+            "mlp" => config with { IntermediateSize = 1_000_000_000 },
+            _ => config with { ImageSize = 320_000, PatchSize = 32 },
+        };
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<InvalidDataException>(() => Parrot.Nn.Models.Clip.ClipVisionLoader.Load(dir, DType.F32, config: config))!;
+        Assert.That(e.Message, Does.Contain(expected).And.Contain("refusing to allocate"));
+        Assert.That(sw.Elapsed.TotalSeconds, Is.LessThan(10));
     }
 }

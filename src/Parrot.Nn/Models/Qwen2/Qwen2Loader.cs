@@ -39,26 +39,16 @@ public static class Qwen2Loader
     }
 
     /// <summary>
-    /// Checks the few tensors that pin config.json's largest sizes before the model is allocated, so a mistyped or
-    /// absurd size (hidden_size 10^9, num_hidden_layers 10^6) is an error naming the key, not an attempt to
-    /// allocate terabytes. Tensors that are absent are left to the strict load, which lists them all.
+    /// Refuses, before the model is allocated, a config.json whose largest sizes are far beyond the checkpoint's
+    /// (see <see cref="ModelLoading.RefuseOversized"/>); near misses are left to the strict load, which names every tensor.
     /// </summary>
     public static void CheckSizes(Qwen2Config config, SafetensorsCheckpoint checkpoint, string prefix, string configPath)
     {
         ArgumentNullException.ThrowIfNull(config);
-        ArgumentNullException.ThrowIfNull(checkpoint);
         int h = config.HiddenSize;
-        Expect("model.embed_tokens.weight", $"vocab_size {config.VocabSize} and hidden_size {h}", config.VocabSize, h);
-        Expect("model.layers.0.mlp.gate_proj.weight", $"intermediate_size {config.IntermediateSize} and hidden_size {h}", config.IntermediateSize, h);
-        string last = $"{prefix}model.layers.{config.NumHiddenLayers - 1}.";
-        if (!checkpoint.Names.Any(n => n.StartsWith(last, StringComparison.Ordinal)))
-            throw new InvalidDataException($"{configPath}: num_hidden_layers is {config.NumHiddenLayers}, but the checkpoint has no tensor under '{last}'");
-
-        void Expect(string name, string keys, params int[] shape)
-        {
-            if (checkpoint.TryGetInfo(prefix + name, out var info) && !info.Shape.SequenceEqual(shape))
-                throw new InvalidDataException($"{configPath}: {keys} make {prefix}{name} {Tensor.FormatShape(shape)}, but the checkpoint's is {Tensor.FormatShape(info.Shape)}");
-        }
+        ModelLoading.RefuseOversized(checkpoint, configPath, prefix + "model.embed_tokens.weight", $"vocab_size {config.VocabSize} and hidden_size {h}", config.VocabSize, h);
+        ModelLoading.RefuseOversized(checkpoint, configPath, prefix + "model.layers.0.mlp.gate_proj.weight", $"intermediate_size {config.IntermediateSize} and hidden_size {h}", config.IntermediateSize, h);
+        ModelLoading.RefuseExcessLayers(checkpoint, configPath, "num_hidden_layers", config.NumHiddenLayers, prefix + "model.layers.");
     }
 
     /// <summary>Writes config.json and the weights to <paramref name="directory"/> (each file atomically).</summary>
