@@ -87,10 +87,10 @@ public static class ModelLoading
 
     /// <summary>
     /// Before a model is allocated: throws when config.json's <paramref name="key"/> asks for more than twice the
-    /// layers the checkpoint holds under <paramref name="layersPrefix"/> (<c>….layers.</c>): 10^6 layers would
+    /// numbered blocks (<paramref name="what"/>) the checkpoint holds under <paramref name="layersPrefix"/> (<c>….layers.</c>): 10^6 layers would
     /// otherwise be allocated one by one until memory runs out.
     /// </summary>
-    public static void RefuseExcessLayers(SafetensorsCheckpoint checkpoint, string configPath, string key, int layers, string layersPrefix)
+    public static void RefuseExcessLayers(SafetensorsCheckpoint checkpoint, string configPath, string key, int layers, string layersPrefix, string what = "layers")
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         int present = checkpoint.Names
@@ -98,7 +98,7 @@ public static class ModelLoading
             .Select(n => n.AsSpan(layersPrefix.Length) is var rest && rest.IndexOf('.') is int dot and > 0 && int.TryParse(rest[..dot], out int i) ? i : -1)
             .Where(i => i >= 0).Distinct().Count();
         if (layers > 2 * Math.Max(1, present))
-            throw new InvalidDataException($"{configPath}: {key} is {layers}, but the checkpoint holds {present} layers under '{layersPrefix}'; refusing to allocate a model that cannot fit it");
+            throw new InvalidDataException($"{configPath}: {key} is {layers}, but the checkpoint holds {present} {what} under '{layersPrefix}'; refusing to allocate a model that cannot fit it");
     }
 
     /// <summary>Writes the module's parameters (under <paramref name="prefix"/>) as a safetensors checkpoint in <paramref name="directory"/>, atomically.</summary>
