@@ -167,6 +167,10 @@ internal static class TrainLmCommand
         o["model_type"] ??= "qwen2";
         if (!o.ContainsKey("vocab_size"))
             o["vocab_size"] = tokenizer?.IdCount ?? throw new CliException($"--init {path}: no vocab_size, and no tokenizer to take it from");
+        // Said before the config is validated: the tokenizer's eos ids added below would otherwise be reported as
+        // outside the vocabulary, which hides the real mismatch.
+        if (tokenizer is not null && o["vocab_size"] is JsonValue v && v.TryGetValue(out int vocab) && tokenizer.IdCount > vocab)
+            throw new CliException($"the tokenizer has {tokenizer.IdCount} ids but the model's vocab_size is {vocab}");
         if (!o.ContainsKey("eos_token_id") && tokenizer is not null)
         {
             var eos = new[] { "<|im_end|>", "<|endoftext|>" }.Select(tokenizer.TokenToId).OfType<int>().ToArray();
