@@ -74,7 +74,13 @@ internal static class TokenizeCommand
                 return 1;
             }
             ids.Clear();
-            tokenizer.Encode(text, ids, parseSpecialTokens: !specialAsText);
+            try { tokenizer.Encode(text, ids, parseSpecialTokens: !specialAsText); }
+            catch (InvalidDataException e) // the tokenizer's split pattern gave up on this text
+            {
+                output.Flush();
+                error.WriteLine($"tokenize: stdin line {lineNumber}: {e.Message}");
+                return 1;
+            }
             line.Clear().Append("{\"ids\":[");
             for (int i = 0; i < ids.Count; i++)
             {

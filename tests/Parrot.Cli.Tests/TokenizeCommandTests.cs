@@ -88,6 +88,25 @@ public class TokenizeCommandTests
         finally { File.Delete(bad); }
     }
 
+    /// <summary>A split pattern that backtracks catastrophically on one line: that line is named, no hang, no stack trace.</summary>
+    [Test, CancelAfter(60_000)]
+    public void ATokenizerPatternThatGivesUpNamesTheLine()
+    {
+        string tiny = Path.Combine(Fixtures, "..", "..", "..", "assets", "tiny", "lm", "tokenizer.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(tiny))!;
+        json["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = "(a+)+$";
+        string bad = Path.Combine(Path.GetTempPath(), $"redos-{Guid.NewGuid():N}.json");
+        File.WriteAllText(bad, json.ToJsonString());
+        try
+        {
+            var (code, output, error) = Run("{\"text\": \"aaa\"}\n{\"text\": \"" + new string('a', 40) + "!\"}\n", bad);
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(Ids(output), Has.Length.EqualTo(1), "the first line was answered");
+            Assert.That(error, Does.StartWith("tokenize: stdin line 2: " + bad).And.Contain("catastrophic backtracking"));
+        }
+        finally { File.Delete(bad); }
+    }
+
     [Test]
     public void TheExecutableAnswersLineByLineAndFailsOnBadArguments()
     {

@@ -88,5 +88,13 @@ public class TrainLmCommandTests
         r = CliRunner.Run(null, "train-lm", "--model", modelDir, "--tokens", bad, "--steps", "1", "--batch", "2", "--lr", "1e-3", "--log", log);
         Assert.That(r.ExitCode, Is.Not.EqualTo(0));
         Assert.That(r.Stderr, Does.Contain("equal"));
+        r = CliRunner.Run(null, "train-lm", "--model", modelDir, "--tokens", tokens, "--steps", "1", "--batch", "2", "--lr", "1e-3", "--weight-decay", "-1", "--log", log);
+        Assert.That(r.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(r.Stderr, Does.Contain("--weight-decay must be a non-negative number, got -1"));
+        // An --out that cannot be a directory (here an existing file) is refused before training, not after it.
+        r = CliRunner.Run(null, "train-lm", "--model", modelDir, "--tokens", tokens, "--steps", "1", "--batch", "2", "--lr", "1e-3", "--log", log, "--out", bad);
+        Assert.That(r.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(r.Stderr, Does.Contain($"--out {bad}: cannot create the directory"));
+        Assert.That(r.Stdout, Does.Not.Contain("step 1"));
     }
 }

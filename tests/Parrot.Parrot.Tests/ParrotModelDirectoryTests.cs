@@ -276,6 +276,11 @@ public class ParrotModelDirectoryTests
         yield return new TestCaseData((Action<JsonObject>)(c => c["mm_patch_merge_type"] = "spatial"), "mm_patch_merge_type 'spatial'").SetName("PatchMerge");
         yield return new TestCaseData((Action<JsonObject>)(c => c["model_type"] = "qwen2"), "model_type must be parrot_qwen2").SetName("NotParrot");
         yield return new TestCaseData((Action<JsonObject>)(c => c["num_experts"] = 4), "model.moe_model.experts.3").SetName("MoreExpertsThanTheCheckpoint");
+        // These used to run until killed (10^6 experts) or fail with a bare "cannot allocate", or (a typo) silently not pad.
+        yield return new TestCaseData((Action<JsonObject>)(c => c["num_experts"] = 1_000_000), "num_experts is 1000000, but the checkpoint holds 3 experts under 'model.moe_model.experts.'").SetName("AbsurdExpertCount");
+        yield return new TestCaseData((Action<JsonObject>)(c => c["moe_intermediate_size"] = 1_000_000_000), "moe_intermediate_size 1000000000 and hidden_size 32 make model.moe_model.experts.0.up_proj.weight").SetName("AbsurdExpertWidth");
+        yield return new TestCaseData((Action<JsonObject>)(c => c["mm_hidden_size"] = 1_000_000_000), "mm_hidden_size 1000000000 and hidden_size 32 make model.mm_projector.0.weight").SetName("AbsurdProjectorInput");
+        yield return new TestCaseData((Action<JsonObject>)(c => c["image_aspect_ratio"] = "padd"), "image_aspect_ratio 'padd' is not known").SetName("UnknownAspectRatio");
     }
 
     [TestCaseSource(nameof(BadConfigs))]

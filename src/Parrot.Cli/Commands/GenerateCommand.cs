@@ -59,15 +59,27 @@ internal static class GenerateCommand
             try
             {
                 using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(gen));
+                if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object) throw new InvalidDataException($"{gen}: expected a JSON object");
                 if (doc.RootElement.TryGetProperty("eos_token_id", out var e))
                 {
+                    // null: no end-of-sequence id. Anything but ids is an error: ignoring it would silently leave generation without an end.
                     set.Clear();
-                    if (e.ValueKind == System.Text.Json.JsonValueKind.Array) foreach (var x in e.EnumerateArray()) set.Add(x.GetInt32());
-                    else if (e.ValueKind == System.Text.Json.JsonValueKind.Number) set.Add(e.GetInt32());
+                    if (e.ValueKind == System.Text.Json.JsonValueKind.Null) { }
+                    else if (e.ValueKind == System.Text.Json.JsonValueKind.Array)
+                    {
+                        int i = 0;
+                        foreach (var x in e.EnumerateArray())
+                            set.Add(Id(x, $"'eos_token_id'[{i++}]"));
+                    }
+                    else set.Add(Id(e, "'eos_token_id'"));
                 }
             }
             catch (System.Text.Json.JsonException ex) { throw new InvalidDataException($"{gen}: not valid JSON: {ex.Message}", ex); }
         }
         return set;
+
+        int Id(System.Text.Json.JsonElement x, string what) =>
+            x.ValueKind == System.Text.Json.JsonValueKind.Number && x.TryGetInt32(out int id) && id >= 0 && id < config.VocabSize ? id
+                : throw new InvalidDataException($"{gen}: {what} must be a token id in [0, {config.VocabSize}), got {x.GetRawText()}");
     }
 }

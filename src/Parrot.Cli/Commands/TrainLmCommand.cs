@@ -55,6 +55,7 @@ internal static class TrainLmCommand
             if (!(rate >= 0) || double.IsInfinity(rate)) throw new CliException($"--lr must be a non-negative number, got {rate}");
             if (p.GetValue(warmup) < 0) throw new CliException("--warmup-steps must be ≥ 0");
             if (p.GetValue(clip) is double g && !(g > 0)) throw new CliException("--max-grad-norm must be positive");
+            if (!(p.GetValue(wd) >= 0) || double.IsInfinity(p.GetValue(wd))) throw new CliException($"--weight-decay must be a non-negative number, got {p.GetValue(wd)}");
             string? dir = p.GetValue(model), initPath = p.GetValue(init), tokensPath = p.GetValue(tokens), textPath = p.GetValue(text);
             if ((dir is null) == (initPath is null)) throw new CliException("give either --model DIR (a checkpoint to train) or --init CONFIG.json (fresh weights)");
             if ((tokensPath is null) == (textPath is null)) throw new CliException("give either --tokens FILE.jsonl (token ids) or --text FILE.jsonl (documents)");
@@ -85,6 +86,12 @@ internal static class TrainLmCommand
             {
             bool main = group.IsMain;
             var console = main ? Console.Out : TextWriter.Null;
+            // Before training, not after it: an --out that cannot be written would otherwise waste the whole run.
+            if (main && p.GetValue(outDir) is string outPath)
+            {
+                try { Directory.CreateDirectory(outPath); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new CliException($"--out {outPath}: cannot create the directory: {e.Message}"); }
+            }
             var sourceDType = dir is null ? DType.F32 : PeekDType(dir);
             using var m = dir is not null ? Qwen2Loader.Load(dir, DType.F32) : new Qwen2ForCausalLM(FreshConfig(initPath!, tok), p.GetValue(seed));
             m.To(dev);
@@ -160,6 +167,10 @@ internal static class TrainLmCommand
         o["model_type"] ??= "qwen2";
         if (!o.ContainsKey("vocab_size"))
             o["vocab_size"] = tokenizer?.IdCount ?? throw new CliException($"--init {path}: no vocab_size, and no tokenizer to take it from");
+        // Said before the config is validated: the tokenizer's eos ids added below would otherwise be reported as
+        // outside the vocabulary, which hides the real mismatch.
+        if (tokenizer is not null && o["vocab_size"] is JsonValue v && v.TryGetValue(out int vocab) && tokenizer.IdCount > vocab)
+            throw new CliException($"the tokenizer has {tokenizer.IdCount} ids but the model's vocab_size is {vocab}");
         if (!o.ContainsKey("eos_token_id") && tokenizer is not null)
         {
             var eos = new[] { "<|im_end|>", "<|endoftext|>" }.Select(tokenizer.TokenToId).OfType<int>().ToArray();

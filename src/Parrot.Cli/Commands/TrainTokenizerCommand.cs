@@ -66,10 +66,8 @@ internal static class TrainTokenizerCommand
     /// <summary>Adds the <paramref name="field"/> string of every non-empty line of <paramref name="path"/>, one document each.</summary>
     private static void AddJsonLines(BpeTrainer trainer, string path, string field)
     {
-        int lineNo = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (lineNo, line) in global::Parrot.Parrot.Data.Utf8Lines.Read(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             try
             {

@@ -47,6 +47,14 @@ internal static class ChatRequestParser
             throw ApiException.BadRequest("'logprobs' is not supported by this server", "logprobs", "unsupported_parameter");
         if (Field(root, "tools") is { } tools && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
             throw ApiException.BadRequest("'tools' (function calling) is not supported by this server", "tools", "unsupported_parameter");
+        // Parameters that constrain the answer: ignoring them would return an answer the client did not ask for.
+        if (Field(root, "functions") is { } functions && !(functions.ValueKind == JsonValueKind.Array && functions.GetArrayLength() == 0))
+            throw ApiException.BadRequest("'functions' (function calling) is not supported by this server", "functions", "unsupported_parameter");
+        if (Field(root, "response_format") is { } format
+            && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var formatType) && formatType.ValueKind == JsonValueKind.String && formatType.GetString() == "text"))
+            throw ApiException.BadRequest("'response_format' is not supported by this server (only {\"type\": \"text\"}: no JSON mode or structured outputs)", "response_format", "unsupported_parameter");
+        if (Field(root, "logit_bias") is { } bias && !(bias.ValueKind == JsonValueKind.Object && !bias.EnumerateObject().Any()))
+            throw ApiException.BadRequest("'logit_bias' is not supported by this server (only {})", "logit_bias", "unsupported_parameter");
 
         var (turns, image) = Messages(root, limits);
         int? maxTokens = PositiveInt(root, "max_completion_tokens") ?? PositiveInt(root, "max_tokens");

@@ -102,10 +102,8 @@ public sealed class LlavaDataset
     {
         if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
         {
-            int lineNo = 0;
-            foreach (var line in System.IO.File.ReadLines(path))
+            foreach (var (lineNo, line) in Utf8Lines.Read(path))
             {
-                lineNo++;
                 if (line.Trim().Length == 0) continue;
                 JsonElement e;
                 try { e = JsonDocument.Parse(line).RootElement.Clone(); }
@@ -117,7 +115,9 @@ public sealed class LlavaDataset
         JsonElement root;
         try
         {
-            using var doc = JsonDocument.Parse(System.IO.File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = false });
+            var bytes = System.IO.File.ReadAllBytes(path).AsMemory();
+            if (bytes.Span.StartsWith("\uFEFF"u8)) bytes = bytes[3..]; // a byte order mark is not JSON, but no fault in the data
+            using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = false });
             root = doc.RootElement.Clone();
         }
         catch (JsonException ex)

@@ -31,10 +31,8 @@ public static class TextWindows
         int eot = tokenizer.TokenToId(EndOfText) ?? throw new InvalidDataException($"the tokenizer has no {EndOfText} token to separate documents");
         var stream = new List<int>();
         documents = 0;
-        int lineNo = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (lineNo, line) in Utf8Lines.Read(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             string text;
             try

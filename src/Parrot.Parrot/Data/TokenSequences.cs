@@ -13,10 +13,8 @@ public static class TokenSequences
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: token file not found", path);
         var result = new List<int[]>();
-        int lineNo = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (lineNo, line) in Utf8Lines.Read(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             int[] ids;
             try

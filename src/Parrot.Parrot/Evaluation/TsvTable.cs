@@ -25,6 +25,7 @@ public sealed class TsvTable
     public IReadOnlyList<string[]> Rows { get; }
 
     private readonly Dictionary<string, int> _index;
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>Data rows left out by a lenient parse (a field count that differs from the header's).</summary>
     public IReadOnlyList<SkippedRow> Skipped { get; }
@@ -55,10 +56,19 @@ public sealed class TsvTable
     /// </summary>
     public static TsvTable Read(string path, bool skipMalformedRows = false)
     {
-        string text;
-        try { text = File.ReadAllText(path, Encoding.UTF8); }
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
         catch (FileNotFoundException e) { throw new FileNotFoundException($"{path}: no such file", path, e); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InvalidDataException($"{path}: cannot read: {e.Message}", e); }
+        int start = bytes.AsSpan().StartsWith("\uFEFF"u8) ? 3 : 0;
+        string text;
+        // Strictly: a file saved in another encoding (GBK, Latin-1) would otherwise turn into U+FFFD questions, silently.
+        try { text = StrictUtf8.GetString(bytes, start, bytes.Length - start); }
+        catch (DecoderFallbackException e)
+        {
+            int at = start + e.Index, line = 1 + bytes.AsSpan(0, Math.Clamp(at, 0, bytes.Length)).Count((byte)'\n');
+            throw new InvalidDataException($"{path}: line {line}: not valid UTF-8 (byte 0x{e.BytesUnknown?[0]:X2}); save the file as UTF-8", e);
+        }
         return Parse(text, path, skipMalformedRows);
     }
 

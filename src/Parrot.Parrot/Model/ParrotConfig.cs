@@ -74,6 +74,8 @@ public sealed record ParrotConfig
         var merge = Str(o, "mm_patch_merge_type", source, "flat");
         if (merge != "flat") throw new InvalidDataException($"{source}: mm_patch_merge_type '{merge}' is not supported (Parrot uses flat)");
         if (c.ImageAspectRatio.StartsWith("anyres", StringComparison.Ordinal)) throw new InvalidDataException($"{source}: image_aspect_ratio '{c.ImageAspectRatio}' is not supported (Parrot uses pad)");
+        // Anything but "pad" means no padding, so a typo ("padd") would silently change every image's preprocessing.
+        if (c.ImageAspectRatio is not ("pad" or "square")) throw new InvalidDataException($"{source}: image_aspect_ratio '{c.ImageAspectRatio}' is not known (pad, or square for no padding)");
         return c;
     }
 

@@ -1,5 +1,6 @@
 using Parrot.Nn;
 using Parrot.Nn.Models.Clip;
+using Parrot.Nn.Models.Qwen2;
 using Parrot.Tensors;
 using Parrot.Tensors.Formats;
 
@@ -35,6 +36,14 @@ public static class ParrotLoader
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
             throw new InvalidDataException($"{directory}: the checkpoint ({string.Join(", ", checkpoint.Files.Select(Path.GetFileName))}) has no '{embedKey}'");
         var target = dtype ?? embed.DType ?? throw new InvalidDataException($"{directory}: '{embedKey}' has the unsupported dtype {embed.FormatDType}");
+        if (!target.IsFloat()) throw new InvalidDataException($"{directory}: '{embedKey}' is {embed.FormatDType}; the weights must be floating-point (F32, BF16, F16 or F64)");
+        string configPath = Path.Combine(directory, "config.json");
+        Qwen2Loader.CheckSizes(config.Text, checkpoint, "", configPath);
+        int h = config.Text.HiddenSize;
+        ModelLoading.RefuseOversized(checkpoint, configPath, "model.mm_projector.0.weight", $"mm_hidden_size {config.MmHiddenSize} and hidden_size {h}", h, config.MmHiddenSize);
+        ModelLoading.RefuseOversized(checkpoint, configPath, "model.moe_model.experts.0.up_proj.weight", $"moe_intermediate_size {config.MoeIntermediateSize} and hidden_size {h}", config.MoeIntermediateSize, h);
+        if (checkpoint.Contains("model.moe_model.gate.weight"))
+            ModelLoading.RefuseExcessLayers(checkpoint, configPath, "num_experts", config.NumExperts, "model.moe_model.experts.", "experts");
         var model = new ParrotForCausalLM(config, seed, target); // initialised: optional parts may stay fresh
         try
         {

@@ -25,17 +25,25 @@ namespace Parrot.Parrot.Text;
 /// </summary>
 internal sealed class RegexPreTokenizer
 {
+    /// <summary>
+    /// Longest one match may take. GPT-style split patterns match in microseconds; a pattern with
+    /// catastrophic backtracking (say <c>(a+)+$</c>) would otherwise hang the caller on some texts.
+    /// </summary>
+    internal static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
+
     private readonly Regex _regex;
     private readonly char[] _standIn = new char[32];
+    private readonly string _source;
 
     public RegexPreTokenizer(string pattern, string source)
     {
+        _source = source;
         string rewritten = ExpandCaseInsensitiveLiteralGroups(pattern);
         try
         {
             // The default backtracking engine: split patterns use look-ahead (\s+(?!\S)), which
             // NonBacktracking lacks, and its leftmost-first alternation is what Oniguruma does.
-            _regex = new Regex(rewritten, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+            _regex = new Regex(rewritten, RegexOptions.Compiled | RegexOptions.CultureInvariant, MatchTimeout);
         }
         catch (ArgumentException e)
         {
@@ -85,12 +93,19 @@ internal sealed class RegexPreTokenizer
     private void SplitBmp(ReadOnlySpan<char> text, List<Range> pieces, int[]? map)
     {
         int previousEnd = 0;
-        foreach (var m in _regex.EnumerateMatches(text))
+        try
         {
-            if (m.Length == 0) continue;
-            if (m.Index > previousEnd) Add(previousEnd, m.Index);
-            Add(m.Index, m.Index + m.Length);
-            previousEnd = m.Index + m.Length;
+            foreach (var m in _regex.EnumerateMatches(text))
+            {
+                if (m.Length == 0) continue;
+                if (m.Index > previousEnd) Add(previousEnd, m.Index);
+                Add(m.Index, m.Index + m.Length);
+                previousEnd = m.Index + m.Length;
+            }
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new InvalidDataException($"{_source}: the pre-tokenizer pattern took over {MatchTimeout.TotalSeconds:0} s to find one piece after character {previousEnd} of a {text.Length}-character text (catastrophic backtracking?): {_regex}", e);
         }
         if (previousEnd < text.Length) Add(previousEnd, text.Length);
 

@@ -27,6 +27,8 @@ internal sealed class TokenizerDefinition
         JsonDocument doc;
         try
         {
+            // A byte order mark (Windows editors add one) is not JSON but says nothing wrong about the file.
+            if (utf8Json.StartsWith("\uFEFF"u8)) utf8Json = utf8Json[3..];
             doc = JsonDocument.Parse(utf8Json.ToArray(), new JsonDocumentOptions { MaxDepth = 64 });
         }
         catch (JsonException e)

@@ -87,13 +87,24 @@ public static class ParrotCheckpoint
     {
         var statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) throw new InvalidDataException($"{dir}: not a training checkpoint (no {StateFile})");
-        JsonNode s;
-        try { s = JsonNode.Parse(File.ReadAllText(statePath)) ?? throw new InvalidDataException($"{statePath}: empty"); }
+        JsonObject s;
+        try { s = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new InvalidDataException($"{statePath}: expected a JSON object"); }
         catch (JsonException e) { throw new InvalidDataException($"{statePath}: malformed JSON: {e.Message}", e); }
-        int Int(string key) => s[key]?.GetValue<int>() ?? throw new InvalidDataException($"{statePath}: no '{key}'");
+        // Typed reads that name the file and key: GetValue alone throws "cannot be converted" without either.
+        T Get<T>(string key, T? fallback = null) where T : struct
+        {
+            var v = s[key];
+            if (v is null) return fallback ?? throw new InvalidDataException($"{statePath}: no '{key}'");
+            try { return v.GetValue<T>(); }
+            catch (Exception e) when (e is InvalidOperationException or FormatException) { throw new InvalidDataException($"{statePath}: '{key}' is {v.ToJsonString()}, not {(typeof(T) == typeof(bool) ? "true or false" : "an integer")}", e); }
+        }
+        int Int(string key) => Get<int>(key);
         if (Int("stage") != options.Stage) throw new InvalidDataException($"{dir}: the checkpoint is from stage {Int("stage")}, this run is stage {options.Stage}");
-        if ((s["seed"]?.GetValue<ulong>() ?? 0) != options.Seed) throw new InvalidDataException($"{dir}: the checkpoint used seed {s["seed"]}, this run {options.Seed}: the data order would differ");
-        if ((s["bf16"]?.GetValue<bool>() ?? false) != options.Bf16) throw new InvalidDataException($"{dir}: the checkpoint was trained with bf16={s["bf16"]}, this run bf16={options.Bf16}");
+        if (Get<ulong>("seed", 0) != options.Seed) throw new InvalidDataException($"{dir}: the checkpoint used seed {s["seed"]}, this run {options.Seed}: the data order would differ");
+        if (Get<bool>("bf16", false) != options.Bf16) throw new InvalidDataException($"{dir}: the checkpoint was trained with bf16={s["bf16"]}, this run bf16={options.Bf16}");
+        var position = new ParrotTrainerPosition(Int("step"), Int("total_steps"), Int("epoch"), Int("offset"), Int("data_count"));
+        if (position.Step < 0 || position.Step > position.TotalSteps || position.Epoch < 0 || position.Offset < 0 || position.Offset > position.DataCount)
+            throw new InvalidDataException($"{statePath}: inconsistent position: step {position.Step} of {position.TotalSteps}, epoch {position.Epoch}, offset {position.Offset} of {position.DataCount} samples");
 
         // Copy into the live tensors (not replace them): the optimizer holds float32 parameters as its masters.
         using (var ck = SafetensorsCheckpoint.Open(dir))
@@ -127,7 +138,7 @@ public static class ParrotCheckpoint
             }
             foreach (var t in saved.Values) t.Dispose();
         }
-        optimizer.StepCount = s["optimizer_steps"]?.GetValue<long>() ?? throw new InvalidDataException($"{statePath}: no 'optimizer_steps'");
-        return new ParrotTrainerPosition(Int("step"), Int("total_steps"), Int("epoch"), Int("offset"), Int("data_count"));
+        optimizer.StepCount = Get<long>("optimizer_steps");
+        return position;
     }
 }

@@ -71,6 +71,11 @@ public class ServeBadInputTests
         yield return Case("StopEmpty", Valid(r => r["stop"] = ""), 400, "stop");
         yield return Case("StopTooMany", Valid(r => r["stop"] = new JsonArray("a", "b", "c", "d", "e")), 400, "stop");
         yield return Case("PenaltyUnsupported", Valid(r => r["presence_penalty"] = 1), 400, "presence_penalty");
+        // These used to be ignored, so the answer silently was not JSON / not biased / a plain text answer.
+        yield return Case("JsonModeUnsupported", Valid(r => r["response_format"] = new JsonObject { ["type"] = "json_object" }), 400, "response_format", "unsupported_parameter");
+        yield return Case("ResponseFormatNotObject", Valid(r => r["response_format"] = "json"), 400, "response_format", "unsupported_parameter");
+        yield return Case("LogitBiasUnsupported", Valid(r => r["logit_bias"] = new JsonObject { ["5"] = 100 }), 400, "logit_bias", "unsupported_parameter");
+        yield return Case("LegacyFunctionsUnsupported", Valid(r => r["functions"] = new JsonArray(new JsonObject { ["name"] = "f" })), 400, "functions", "unsupported_parameter");
         yield return Case("RemoteImage", WithContent(new JsonArray(ImagePart("http://127.0.0.1/x.png"))), 400, "messages[0].content[0].image_url.url", "remote_image_url_not_allowed");
         yield return Case("NotDataUrl", WithContent(new JsonArray(ImagePart("file:///etc/passwd"))), 400, "messages[0].content[0].image_url.url", "invalid_image_url");
         yield return Case("DataUrlNotImage", WithContent(new JsonArray(ImagePart("data:text/plain;base64,aGVsbG8="))), 400, "messages[0].content[0].image_url.url", "invalid_image_url");
@@ -95,6 +100,18 @@ public class ServeBadInputTests
         var error = AssertError(json);
         Assert.That(error.GetProperty("param").GetString(), Is.EqualTo(param), error.GetProperty("message").GetString());
         if (code is not null) Assert.That(error.GetProperty("code").GetString(), Is.EqualTo(code));
+    }
+
+    [Test]
+    public async Task NeutralValuesOfUnsupportedParametersAreAccepted()
+    {
+        var (status, body) = await PostAsync(_client, Valid(r =>
+        {
+            r["response_format"] = new JsonObject { ["type"] = "text" };
+            r["logit_bias"] = new JsonObject();
+            r["functions"] = new JsonArray();
+        }));
+        Assert.That(status, Is.EqualTo(200), body.ToString());
     }
 
     [Test]

@@ -126,6 +126,25 @@ public class TokenizerFileTests
     }
 
     [Test]
+    public void AByteOrderMarkIsSkipped()
+    {
+        byte[] json = [.. "\uFEFF"u8, .. Encoding.UTF8.GetBytes(TinyJson([("a", "b")]).ToJsonString())];
+        Assert.That(BpeTokenizer.FromJson(json, "bom.json").Encode("ab"), Is.EqualTo(new[] { 256 }));
+    }
+
+    /// <summary>A split pattern with catastrophic backtracking used to hang Encode; now one match has a time limit.</summary>
+    [Test, CancelAfter(60_000)]
+    public void ACatastrophicSplitPatternIsAnErrorNotAHang()
+    {
+        var json = TinyJson();
+        json["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"] = new JsonObject { ["Regex"] = "(a+)+$" };
+        var tokenizer = Build(json);
+        Assert.That(tokenizer.Encode("aaa"), Has.Length.EqualTo(3), "ordinary text still splits");
+        var e = Assert.Throws<InvalidDataException>(() => tokenizer.Encode(new string('a', 40) + "!"));
+        Assert.That(e!.Message, Does.StartWith("tiny.json: the pre-tokenizer pattern took over").And.Contain("catastrophic backtracking"));
+    }
+
+    [Test]
     public void WithoutASplitStepTheWholeTextIsOneWord()
     {
         // "Ġ" spells the space in the vocabulary; with the split pattern "a b" would be "a", " b".

@@ -131,6 +131,35 @@ public class LlavaDatasetTests
         Assert.That(Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(obj, dir, Chat))!.Message, Does.Contain("expected a JSON array"));
     }
 
+    /// <summary>Files saved by Windows tools: a byte order mark and CRLF line ends are no fault (the JSON array with a BOM was "malformed JSON").</summary>
+    [Test]
+    public void ByteOrderMarkAndCrlfAreAccepted()
+    {
+        var dir = TempDir();
+        var json = Path.Combine(dir, "bom.json");
+        File.WriteAllText(json, new JsonArray(Sample("a", null, ("human", "hi"), ("gpt", "yo"))).ToJsonString().Replace(",", ",\r\n"), new System.Text.UTF8Encoding(true));
+        Assert.That(LlavaDataset.Load(json, dir, Chat, DataOptions()).Examples.Select(e => e.Id), Is.EqualTo(new[] { "a" }));
+        var lines = Path.Combine(dir, "bom.jsonl");
+        File.WriteAllText(lines, Sample("a", null, ("human", "hi"), ("gpt", "yo")).ToJsonString() + "\r\n" + Sample("b", null, ("human", "x"), ("gpt", "y")).ToJsonString() + "\r\n", new System.Text.UTF8Encoding(true));
+        var ds = LlavaDataset.Load(lines, dir, Chat, DataOptions());
+        Assert.That(ds.Examples.Select(e => e.Id), Is.EqualTo(new[] { "a", "b" }));
+        Assert.That(ds.Examples[1].Ids, Is.EqualTo(LlavaDataset.Load(lines, dir, Chat, DataOptions()).Examples[1].Ids));
+    }
+
+    /// <summary>A line that is not UTF-8 used to be decoded to U+FFFD and trained on.</summary>
+    [Test]
+    public void NonUtf8LineIsNamed()
+    {
+        var dir = TempDir();
+        var lines = Path.Combine(dir, "latin1.jsonl");
+        var good = System.Text.Encoding.UTF8.GetBytes(Sample("a", null, ("human", "hi"), ("gpt", "yo")).ToJsonString() + "\n");
+        // ToJsonString would escape the é; the Latin-1 byte 0xE9 is written raw.
+        var bad = System.Text.Encoding.Latin1.GetBytes(Sample("b", null, ("human", "cafe"), ("gpt", "y")).ToJsonString().Replace("cafe", "caf\u00e9") + "\n");
+        File.WriteAllBytes(lines, [.. good, .. bad]);
+        var e = Assert.Throws<InvalidDataException>(() => LlavaDataset.Load(lines, dir, Chat, DataOptions(skipBad: true)));
+        Assert.That(e!.Message, Does.StartWith(lines + ":2: not valid UTF-8 (byte 0xE9"));
+    }
+
     [Test]
     public void AllBadIsAnErrorEvenWhenSkipping()
     {

@@ -225,6 +225,26 @@ public class ParrotTrainerTests
             Assert.That(Assert.Throws<InvalidDataException>(() => t3.Resume(ck))!.Message, Does.Contain("seed"));
         using (var t4 = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 4, steps: 5)))
             Assert.That(Assert.Throws<InvalidDataException>(() => t4.Resume(ck))!.Message, Does.Contain("steps"));
+
+        // A damaged trainer_state.json: each problem names the file and the key (a string used to give a bare "cannot be converted").
+        var state = Path.Combine(ck, "trainer_state.json");
+        var good = File.ReadAllText(state);
+        void Damaged(Action<System.Text.Json.Nodes.JsonObject> edit, string expected)
+        {
+            var o = System.Text.Json.Nodes.JsonNode.Parse(good)!.AsObject();
+            edit(o);
+            File.WriteAllText(state, o.ToJsonString());
+            using var t = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 4, steps: 1));
+            Assert.That(Assert.Throws<InvalidDataException>(() => t.Resume(ck))!.Message, Does.StartWith(state).And.Contain(expected));
+        }
+        Damaged(o => o["stage"] = "1", "'stage' is \"1\", not an integer");
+        Damaged(o => o["bf16"] = 0, "'bf16' is 0, not true or false");
+        Damaged(o => o["offset"] = -3, "inconsistent position");
+        Damaged(o => o["step"] = 99, "inconsistent position: step 99 of 1");
+        Damaged(o => o.Remove("optimizer_steps"), "no 'optimizer_steps'");
+        File.WriteAllText(state, "[1]");
+        using (var t5 = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 4, steps: 1)))
+            Assert.That(Assert.Throws<InvalidDataException>(() => t5.Resume(ck))!.Message, Does.Contain("expected a JSON object"));
     }
 
     [Test]

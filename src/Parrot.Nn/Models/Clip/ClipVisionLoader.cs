@@ -40,9 +40,17 @@ public static class ClipVisionLoader
             throw new InvalidDataException($"{directory}: the checkpoint has no '{anchorKey}'");
         var target = dtype ?? anchor.DType ?? throw new InvalidDataException($"{directory}: '{anchorKey}' has the unsupported dtype {anchor.FormatDType}");
         if (!target.IsFloat()) throw new InvalidDataException($"{directory}: '{anchorKey}' is {target.Name()}, not a float type");
+        string tower = prefix + "vision_model.", positionIds = tower + "embeddings.position_ids";
+        // config.json's sizes far beyond the checkpoint's are refused before allocating (10^6 layers ran until killed).
+        string configPath = Path.Combine(directory, "config.json");
+        int h = config.HiddenSize;
+        ModelLoading.RefuseOversized(checkpoint, configPath, anchorKey, $"hidden_size {h}", h);
+        ModelLoading.RefuseOversized(checkpoint, configPath, tower + "embeddings.position_embedding.weight",
+            $"image_size {config.ImageSize}, patch_size {config.PatchSize} and hidden_size {h}", config.NumPositions, h);
+        ModelLoading.RefuseOversized(checkpoint, configPath, tower + "encoder.layers.0.mlp.fc1.weight", $"intermediate_size {config.IntermediateSize} and hidden_size {h}", config.IntermediateSize, h);
+        ModelLoading.RefuseExcessLayers(checkpoint, configPath, "num_hidden_layers", config.NumHiddenLayers, tower + "encoder.layers.");
         ClipVisionModel model;
         using (Init.Deferred()) model = new ClipVisionModel(config, seed: 0, target, initialize: false);
-        string tower = prefix + "vision_model.", positionIds = tower + "embeddings.position_ids";
         try
         {
             ModelLoading.Load(model, checkpoint, prefix, target,

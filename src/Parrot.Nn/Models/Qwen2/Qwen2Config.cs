@@ -35,12 +35,19 @@ public sealed record Qwen2Config
     /// <summary>Throws when the sizes do not fit together.</summary>
     public void Validate()
     {
-        if (VocabSize <= 0 || HiddenSize <= 0 || IntermediateSize <= 0 || NumHiddenLayers <= 0 || NumAttentionHeads <= 0 || NumKeyValueHeads <= 0)
-            throw new ArgumentException("Qwen2Config: sizes must be positive");
+        foreach (var (key, value) in new[]
+        {
+            ("vocab_size", VocabSize), ("hidden_size", HiddenSize), ("intermediate_size", IntermediateSize), ("num_hidden_layers", NumHiddenLayers),
+            ("num_attention_heads", NumAttentionHeads), ("num_key_value_heads", NumKeyValueHeads), ("max_position_embeddings", MaxPositionEmbeddings),
+        })
+            if (value <= 0) throw new ArgumentException($"Qwen2Config: {key} {value} must be positive");
         if (HiddenSize % NumAttentionHeads != 0) throw new ArgumentException($"Qwen2Config: hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
         if (NumAttentionHeads % NumKeyValueHeads != 0) throw new ArgumentException($"Qwen2Config: num_attention_heads {NumAttentionHeads} is not a multiple of num_key_value_heads {NumKeyValueHeads}");
         if (HeadDim % 2 != 0) throw new ArgumentException($"Qwen2Config: head dim {HeadDim} must be even for rotary embeddings");
         if (!(RopeTheta > 1)) throw new ArgumentException($"Qwen2Config: rope_theta {RopeTheta} must be > 1");
         if (!(RmsNormEps > 0)) throw new ArgumentException($"Qwen2Config: rms_norm_eps {RmsNormEps} must be > 0");
+        // An id the model can never produce would silently never end generation.
+        foreach (int id in EosTokenIds)
+            if (id < 0 || id >= VocabSize) throw new ArgumentException($"Qwen2Config: eos_token_id {id} is outside the vocabulary [0, {VocabSize})");
     }
 }

@@ -21,7 +21,8 @@ public static class Qwen2ConfigJson
     public static Qwen2Config Parse(string json, string source)
     {
         JsonNode? root;
-        try { root = JsonNode.Parse(json); }
+        // A repeated key would otherwise surface later as the dictionary's bare "same key" exception.
+        try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON: {e.Message}", e); }
         if (root is not JsonObject o) throw new InvalidDataException($"{source}: the config must be a JSON object");
         string? type = o["model_type"]?.GetValueKind() == JsonValueKind.String ? o["model_type"]!.GetValue<string>() : null;
@@ -43,6 +44,15 @@ public static class Qwen2ConfigJson
             InitializerRange = Double(o, "initializer_range", source, 0.02),
             EosTokenIds = Ids(o, "eos_token_id", source),
         };
+        // Keys that would change the computation but that this decoder does not implement: refusing them
+        // beats loading a model that silently computes something else.
+        var act = Get(o, "hidden_act");
+        if (act is not null && !(act.GetValueKind() == JsonValueKind.String && act.GetValue<string>() == "silu"))
+            throw new InvalidDataException($"{source}: hidden_act {act.ToJsonString()} is not supported (Qwen2 uses \"silu\")");
+        if (Get(o, "rope_scaling") is { } scaling)
+            throw new InvalidDataException($"{source}: rope_scaling {scaling.ToJsonString()} is not supported (only plain RoPE; remove the key or set it to null)");
+        if (Get(o, "use_sliding_window") is { } sliding && sliding.GetValueKind() != JsonValueKind.False)
+            throw new InvalidDataException($"{source}: use_sliding_window {sliding.ToJsonString()} is not supported (only full attention)");
         try { c.Validate(); }
         catch (ArgumentException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
         return c;
@@ -109,8 +119,8 @@ public static class Qwen2ConfigJson
     {
         var v = Get(o, key);
         if (v is null) return [];
-        if (v is JsonArray a) return a.Select((x, i) => x is not null && x.GetValueKind() == JsonValueKind.Number ? x.GetValue<int>() : throw new InvalidDataException($"{source}: '{key}'[{i}] must be an integer")).ToArray();
-        if (v.GetValueKind() == JsonValueKind.Number) return [v.GetValue<int>()];
-        throw new InvalidDataException($"{source}: '{key}' must be an integer or a list of integers");
+        if (v is JsonArray a) return a.Select((x, i) => x is not null && x.GetValueKind() == JsonValueKind.Number && x.AsValue().TryGetValue(out int id) ? id : throw new InvalidDataException($"{source}: '{key}'[{i}] must be an integer, got {x?.ToJsonString() ?? "null"}")).ToArray();
+        if (v.GetValueKind() == JsonValueKind.Number && v.AsValue().TryGetValue(out int one)) return [one];
+        throw new InvalidDataException($"{source}: '{key}' must be an integer or a list of integers, got {v.ToJsonString()}");
     }
 }

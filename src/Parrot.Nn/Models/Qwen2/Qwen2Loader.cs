@@ -21,6 +21,8 @@ public static class Qwen2Loader
         if (!checkpoint.TryGetInfo(embedKey, out var embed))
             throw new InvalidDataException($"{directory}: the checkpoint has no '{embedKey}'");
         var target = dtype ?? embed.DType ?? throw new InvalidDataException($"{directory}: '{embedKey}' has the unsupported dtype {embed.FormatDType}");
+        if (!target.IsFloat()) throw new InvalidDataException($"{directory}: '{embedKey}' is {embed.FormatDType}; the weights must be floating-point (F32, BF16, F16 or F64)");
+        CheckSizes(config, checkpoint, prefix, Path.Combine(directory, "config.json"));
         Qwen2ForCausalLM model;
         using (Init.Deferred()) model = new Qwen2ForCausalLM(config, seed: 0, target, initialize: false);
         try
@@ -34,6 +36,19 @@ public static class Qwen2Loader
             throw;
         }
         return model;
+    }
+
+    /// <summary>
+    /// Refuses, before the model is allocated, a config.json whose largest sizes are far beyond the checkpoint's
+    /// (see <see cref="ModelLoading.RefuseOversized"/>); near misses are left to the strict load, which names every tensor.
+    /// </summary>
+    public static void CheckSizes(Qwen2Config config, SafetensorsCheckpoint checkpoint, string prefix, string configPath)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        int h = config.HiddenSize;
+        ModelLoading.RefuseOversized(checkpoint, configPath, prefix + "model.embed_tokens.weight", $"vocab_size {config.VocabSize} and hidden_size {h}", config.VocabSize, h);
+        ModelLoading.RefuseOversized(checkpoint, configPath, prefix + "model.layers.0.mlp.gate_proj.weight", $"intermediate_size {config.IntermediateSize} and hidden_size {h}", config.IntermediateSize, h);
+        ModelLoading.RefuseExcessLayers(checkpoint, configPath, "num_hidden_layers", config.NumHiddenLayers, prefix + "model.layers.");
     }
 
     /// <summary>Writes config.json and the weights to <paramref name="directory"/> (each file atomically).</summary>
