@@ -357,4 +357,51 @@ public class TokenSamplerTemperatureChunksTests
         TestContext.Out.WriteLine($"decided {decided}/{rows}; fallbacks: " + string.Join(", ", reasons.Select(x => $"{x.Key} {x.Value}")));
         Assert.That(decided, Is.GreaterThan(rows / 2));
     }
+
+    /// <summary>
+    /// Float64 logits (a model run in float64 on a device): the host samples from them as it reads them, rounded to
+    /// float32, so the device's chunk sums must be of those values. Half the row 10 + 3·10⁻⁷ (10f once read), half
+    /// exactly 10, T 0.05: sums of the unrounded values put every id's share 6·10⁻⁶ off, and draws placed near the id
+    /// boundaries would then be decided for a neighbour of the whole row's pick.
+    /// </summary>
+    [Test]
+    public void Float64LogitsAreSummedAsTheHostReadsThem([Values(false, true)] bool onTestDevice)
+    {
+        var device = onTestDevice ? TestDevice.Get() : Device.Cpu;
+        const int vocab = 1024, size = 512;
+        const double t = 0.05;
+        var raw = new double[vocab];
+        for (int i = 0; i < vocab; i++) raw[i] = i < size ? 10.0 + 3e-7 : 10.0;
+        using var scope = TensorScope.Begin();
+        var logits = Tensor.FromArray(raw, device, 1, vocab);
+        var host = logits.ToFloatArray(); // what the whole-row path samples from
+        var d = TopKCandidates.DeviceChunkSums(logits, [0], t, size).ToDoubleArray();
+        var sums = new ChunkSums(d[0], d[1], d[2..], size);
+        var sampler = new TokenSampler(new GenerationOptions { Temperature = t }, vocab, []);
+        int decided = 0;
+        for (int k = 0; k < vocab; k += 7)
+            foreach (double off in new[] { -2e-6, -5e-7, 5e-7, 2e-6 })
+            {
+                double r = (double)k / vocab + off;
+                if (!(r >= 0 && r < 1) || sampler.ChunkToRead(sums, r) is not int c || sampler.ChunkPick(sums, c, Chunk(host, sums, c), r) is not int pick) continue;
+                decided++;
+                Assert.That(pick, Is.EqualTo(WholeRowPick(host, t, r)), $"r {r:R}");
+            }
+        Assert.That(decided, Is.GreaterThan(200));
+        Assert.That(d, Is.EqualTo(TopKCandidates.DeviceChunkSums(Tensor.FromArray(host, device, 1, vocab), [0], t, size).ToDoubleArray()),
+            "the sums of the float32 values the host reads");
+
+        // The top-p path's row sum (TopKCandidates.DeviceRowSums) the same way: a float64 row's is its float32 read's.
+        var options = new GenerationOptions { Temperature = t, TopP = 0.9 };
+        var peaked = new double[3000];
+        for (int i = 0; i < peaked.Length; i++) peaked[i] = i % 97 == 0 ? 1.0 + 3e-8 * i : -3 + 1e-9 * i;
+        RowSum? Sum(Tensor row)
+        {
+            var s = new TokenSampler(options, peaked.Length, []);
+            return TopKCandidates.ReadRows(row, [0], [CandidateAsk.For(64, s, options)])[0].Sum;
+        }
+        var wide = Sum(Tensor.FromArray(peaked, device, 1, peaked.Length));
+        Assert.That(wide, Is.Not.Null, "the peaked row is decided by its candidates and sum");
+        Assert.That(wide, Is.EqualTo(Sum(Tensor.FromArray(peaked.Select(x => (float)x).ToArray(), device, 1, peaked.Length))));
+    }
 }
