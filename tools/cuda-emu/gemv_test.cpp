@@ -279,12 +279,29 @@ static void run_swiglu(std::mt19937& rng, bool bf16, int M, i64 N, i64 K, int kw
     if (bad) swiglu_fails++;
 }
 
-// Argument "swiglu": the fused cases only; "swiglu-small": those with N ≤ 64 (a quick run, e.g. to see a planted bug fail).
+// Argument "swiglu": the fused cases only; "swiglu-small": those with N ≤ 64 (a quick run, e.g. to see a planted bug fail);
+// "prefetch": the plain gemv's prefetch cases only (N 1 and 7, K ragged and past several steps, every kw; ~15 s), the
+// quick check of the plain kernels' prefetch addresses that the swiglu runs leave out.
 int main(int argc, char** argv)
 {
     std::mt19937 rng(7);
     gm::emu_prefetch_hook = check_prefetch;
     const int kws[] = {1, 2, 4};
+    if (argc > 1 && std::strcmp(argv[1], "prefetch") == 0)
+    {
+        int pc = 0;
+        for (int bf = 1; bf >= 0; bf--)
+            for (int M : {1, 2, 4})
+                for (i64 N : {1, 7})
+                    for (i64 K : {8, 13, 513, 1000, 1003, 1025, 2056, 3584})
+                        for (int kw : kws)
+                        {
+                            pc++;
+                            run(rng, bf, bf && pc % 2 == 0, M, N, K, kw, pc % 3 == 0, pc % 5 == 0, pc % 4 != 1);
+                        }
+        printf("%d gemv cases with an L2 prefetch, same bytes, addresses inside the weight: %s\n", prefetch_cases, prefetch_fails || fails ? "FAILED" : "ok");
+        return fails ? 1 : 0;
+    }
     bool swiglu_only = argc > 1 && std::strncmp(argv[1], "swiglu", 6) == 0, small = argc > 1 && std::strcmp(argv[1], "swiglu-small") == 0;
     int c = 0;
     if (!swiglu_only)

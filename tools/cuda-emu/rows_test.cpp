@@ -249,6 +249,28 @@ int main()
             CHECK(memcmp(S1.data(), S2.data(), n * es) == 0, "add_rms_norm sum = binary_packed add, n %d dt %d", n, dt);
             CHECK(memcmp(Y1.data(), Y2.data(), n * es) == 0, "add_rms_norm y = rms_norm of the add, n %d dt %d", n, dt);
         }
+    // add_rms_norm's kept-in-registers prefix and its tail loop at other widths: rows shorter than the block, a tail past
+    // 4 elements a thread, rows > grid; also in place (sum written over x, y over res: each thread reads its elements
+    // before it writes them), against the add then rms_norm.
+    for (int dt : {DT_F32, DT_BF16})
+        for (int n : {5, 63, 257, 1025, 4097})
+            for (int block : {64, 256, 1024})
+            {
+                const int rows = 3, es = dt == DT_BF16 ? 2 : 4;
+                std::vector<unsigned char> X(rows * n * 4), Rs(rows * n * 4), W(n * 4), S1(rows * n * 4), S2(rows * n * 4), Y1(rows * n * 4), Y2(rows * n * 4);
+                auto put = [&](std::vector<unsigned char>& b, int i, float v) { if (dt == DT_BF16) ((u16*)b.data())[i] = f32_to_bf16(v); else ((float*)b.data())[i] = v; };
+                for (int i = 0; i < rows * n; i++) { put(X, i, 3 * nd(rng)); put(Rs, i, nd(rng)); }
+                for (int j = 0; j < n; j++) put(W, j, 1 + 0.1f * nd(rng));
+                Layout L = L1(rows * n, 3, 1, 1); L.stride[2][0] = 1;
+                launch(4, 64, [&] { ew_binary(L, rows * n, 0, S1.data(), dt, X.data(), Rs.data(), dt); });
+                Layout LR = L1(rows, 2, n, n);
+                launch(rows, block, [&] { nm::rms_norm(LR, rows, n, Y1.data(), dt, 1, S1.data(), dt, 1, W.data(), dt, 1, 1e-6f, nullptr); });
+                launch(2, block, [&] { nm::add_rms_norm(rows, n, S2.data(), Y2.data(), X.data(), Rs.data(), W.data(), dt, 1e-6f); });
+                CHECK(memcmp(S1.data(), S2.data(), rows * n * es) == 0 && memcmp(Y1.data(), Y2.data(), rows * n * es) == 0, "add_rms_norm n %d block %d dt %d", n, block, dt);
+                std::vector<unsigned char> X3 = X, R3 = Rs;
+                launch(2, block, [&] { nm::add_rms_norm(rows, n, X3.data(), R3.data(), X3.data(), R3.data(), W.data(), dt, 1e-6f); });
+                CHECK(memcmp(S1.data(), X3.data(), rows * n * es) == 0 && memcmp(Y1.data(), R3.data(), rows * n * es) == 0, "add_rms_norm in place, n %d block %d dt %d", n, block, dt);
+            }
     // softmax and log-softmax
     for (int lg : {0, 1})
     { std::vector<float> y(R * N); Layout L = L1(R, 2, N, N);

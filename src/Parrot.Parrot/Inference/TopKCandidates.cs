@@ -389,13 +389,14 @@ internal static class TopKCandidates
 
     /// <summary>
     /// Rows <paramref name="rows"/> of logits [B, vocab] → [2·rows] float64 on the device, per row M = max(x ÷ T) and
-    /// Σ exp(x ÷ T − M), x the raw logits widened to float64 (no penalty: the host corrects for the seen ids). Existing
+    /// Σ exp(x ÷ T − M), x the raw logits as the host reads them (<see cref="AsRead"/>) widened to float64 (no penalty:
+    /// the host corrects for the seen ids). Existing
     /// ops only (cast, divide, max, subtract, exp, sum; the reduction accumulates in float64 in any order): the host's
     /// bound on its error (docs/cuda.md) assumes no more than that. Temporary: 8·vocab bytes a row.
     /// </summary>
     private static Tensor DeviceRowSums(Tensor logits, int[] rows, double temperature)
     {
-        var x = Gather(logits, rows).To(DType.F64) / temperature;
+        var x = AsRead(Gather(logits, rows)).To(DType.F64) / temperature;
         var max = x.Max(1, keepDim: true);
         var sum = (x - max).Exp().Sum(1, keepDim: true);
         return Tensor.Concat(1, max, sum).Reshape(2 * rows.Length);
@@ -445,13 +446,14 @@ internal static class TopKCandidates
     /// <summary>
     /// Rows <paramref name="rows"/> of logits [B, vocab] → [B·(2 + chunks)] float64 on the device, per row M = max(x ÷ T),
     /// the raw maximum max(x) (exact, widened), and Σ exp(x ÷ T − M) over each chunk of <paramref name="size"/> ids (the
-    /// last padded with zeros, which add nothing), x the raw logits widened to float64. Existing ops only, as
+    /// last padded with zeros, which add nothing), x the raw logits as the host reads them (<see cref="AsRead"/>) widened
+    /// to float64. Existing ops only, as
     /// <see cref="DeviceRowSums"/> (the host's bound assumes no more than float64 sums in any order and exp within 1 ulp).
     /// Temporary: 16·vocab bytes a row.
     /// </summary>
     internal static Tensor DeviceChunkSums(Tensor logits, int[] rows, double temperature, int size)
     {
-        var raw = Gather(logits, rows);
+        var raw = AsRead(Gather(logits, rows));
         int b = rows.Length, vocab = logits.Dim(1), n = ChunkSums.Count(vocab, size), pad = n * size - vocab;
         var x = raw.To(DType.F64) / temperature;
         var max = x.Max(1, keepDim: true);
@@ -460,6 +462,14 @@ internal static class TopKCandidates
         var sums = e.Reshape(b, n, size).Sum(2);
         return Tensor.Concat(1, max, raw.Max(1, keepDim: true).To(DType.F64), sums).Reshape(b * (n + 2));
     }
+
+    /// <summary>
+    /// Logits as the host samples from them: the host reads every logit as a float32 (ToFloatArray, the candidates'
+    /// values), so float64 logits are rounded to float32 on the device before their sums are taken — else the sums and
+    /// the maximum would be those of other numbers than the ones the host walks (up to 2⁻²⁴·|x ÷ T| apart in each
+    /// exponent), and a pick proven from them could differ from the whole row's. Other dtypes widen to float32 exactly.
+    /// </summary>
+    private static Tensor AsRead(Tensor logits) => logits.DType == DType.F64 ? logits.To(DType.F32) : logits;
 
     /// <summary>Rows <paramref name="at"/> of <paramref name="logits"/>: the tensor itself when that is all of them in order, else their views concatenated on the device.</summary>
     private static Tensor Gather(Tensor logits, int[] at) =>

@@ -357,4 +357,150 @@ public class TokenSamplerTemperatureChunksTests
         TestContext.Out.WriteLine($"decided {decided}/{rows}; fallbacks: " + string.Join(", ", reasons.Select(x => $"{x.Key} {x.Value}")));
         Assert.That(decided, Is.GreaterThan(rows / 2));
     }
+
+    /// <summary>
+    /// Float64 logits (a model run in float64 on a device): the host samples from them as it reads them, rounded to
+    /// float32, so the device's chunk sums must be of those values. Half the row 10 + 3·10⁻⁷ (10f once read), half
+    /// exactly 10, T 0.05: sums of the unrounded values put every id's share 6·10⁻⁶ off, and draws placed near the id
+    /// boundaries would then be decided for a neighbour of the whole row's pick.
+    /// </summary>
+    [Test]
+    public void Float64LogitsAreSummedAsTheHostReadsThem([Values(false, true)] bool onTestDevice)
+    {
+        var device = onTestDevice ? TestDevice.Get() : Device.Cpu;
+        const int vocab = 1024, size = 512;
+        const double t = 0.05;
+        var raw = new double[vocab];
+        for (int i = 0; i < vocab; i++) raw[i] = i < size ? 10.0 + 3e-7 : 10.0;
+        using var scope = TensorScope.Begin();
+        var logits = Tensor.FromArray(raw, device, 1, vocab);
+        var host = logits.ToFloatArray(); // what the whole-row path samples from
+        var d = TopKCandidates.DeviceChunkSums(logits, [0], t, size).ToDoubleArray();
+        var sums = new ChunkSums(d[0], d[1], d[2..], size);
+        var sampler = new TokenSampler(new GenerationOptions { Temperature = t }, vocab, []);
+        int decided = 0;
+        for (int k = 0; k < vocab; k += 7)
+            foreach (double off in new[] { -2e-6, -5e-7, 5e-7, 2e-6 })
+            {
+                double r = (double)k / vocab + off;
+                if (!(r >= 0 && r < 1) || sampler.ChunkToRead(sums, r) is not int c || sampler.ChunkPick(sums, c, Chunk(host, sums, c), r) is not int pick) continue;
+                decided++;
+                Assert.That(pick, Is.EqualTo(WholeRowPick(host, t, r)), $"r {r:R}");
+            }
+        Assert.That(decided, Is.GreaterThan(200));
+        Assert.That(d, Is.EqualTo(TopKCandidates.DeviceChunkSums(Tensor.FromArray(host, device, 1, vocab), [0], t, size).ToDoubleArray()),
+            "the sums of the float32 values the host reads");
+
+        // The top-p path's row sum (TopKCandidates.DeviceRowSums) the same way: a float64 row's is its float32 read's.
+        var options = new GenerationOptions { Temperature = t, TopP = 0.9 };
+        var peaked = new double[3000];
+        for (int i = 0; i < peaked.Length; i++) peaked[i] = i % 97 == 0 ? 1.0 + 3e-8 * i : -3 + 1e-9 * i;
+        RowSum? Sum(Tensor row)
+        {
+            var s = new TokenSampler(options, peaked.Length, []);
+            return TopKCandidates.ReadRows(row, [0], [CandidateAsk.For(64, s, options)])[0].Sum;
+        }
+        var wide = Sum(Tensor.FromArray(peaked, device, 1, peaked.Length));
+        Assert.That(wide, Is.Not.Null, "the peaked row is decided by its candidates and sum");
+        Assert.That(wide, Is.EqualTo(Sum(Tensor.FromArray(peaked.Select(x => (float)x).ToArray(), device, 1, peaked.Length))));
+    }
+
+    /// <summary>A device that divides as the host, takes exp within 1 ulp either way and sums each chunk in a random order.</summary>
+    private static ChunkSums Adversarial(float[] row, double t, int size, Random rng)
+    {
+        int v = row.Length, n = ChunkSums.Count(v, size);
+        double raw = double.NegativeInfinity;
+        foreach (float x in row) if (x > raw) raw = x;
+        double m = raw / t;
+        var sums = new double[n];
+        for (int j = 0; j < n; j++)
+        {
+            int len = Math.Min(size, v - j * size);
+            var terms = new double[len];
+            for (int i = 0; i < len; i++)
+            {
+                double e = Math.Exp((double)row[j * size + i] / t - m);
+                int k = rng.Next(3);
+                terms[i] = k == 0 ? e : k == 1 ? Math.BitIncrement(e) : Math.Max(0, Math.BitDecrement(e));
+                if (e == 0) terms[i] = rng.Next(2) == 0 ? 0 : double.Epsilon;
+            }
+            rng.Shuffle(terms);
+            double s = 0;
+            if (rng.Next(2) == 0) foreach (double x in terms) s += x;
+            else s = Pairwise(terms, 0, len);
+            sums[j] = s;
+        }
+        return new ChunkSums(m, raw, sums, size);
+    }
+
+    private static double Pairwise(double[] a, int lo, int hi) => hi - lo <= 2 ? (hi - lo == 0 ? 0 : hi - lo == 1 ? a[lo] : a[lo] + a[lo + 1]) : Pairwise(a, lo, (lo + hi) / 2) + Pairwise(a, (lo + hi) / 2, hi);
+
+    /// <summary>
+    /// Chunk sums from a model of the worst device the bound allows (the host's division, each exp 1 ulp up, down or
+    /// exact, 0 or the least subnormal where the host's is 0, each chunk summed in a shuffled order, sequentially or
+    /// pairwise), over rows the other tests leave out (chunks of 1 to 3 ids, all −∞ but one or two, subnormal logits,
+    /// −10³⁰, T 10⁻³ to 10³⁰⁰) and draws at random, at chunk boundaries and within ulps of id boundaries: every decided
+    /// pick is the whole row's.
+    /// </summary>
+    [Test]
+    public void AnAdversarialDeviceWithinTheBoundNeverChangesThePick()
+    {
+        var rng = new Random(1234);
+        int decided = 0, refused = 0, wrong = 0;
+        var msgs = new List<string>();
+        for (int trial = 0; trial < 400; trial++)
+        {
+            int vocab = rng.Next(2) == 0 ? rng.Next(2, 400) : rng.Next(400, 5000);
+            int size = new[] { 1, 2, 3, 7, 16, 64, 100, 512 }[rng.Next(8)];
+            double t = new[] { 1e-3, 0.01, 0.05, 0.3, 0.7, 1, 2, 10, 1e3, 1e6, 1e30, 1e300 }[rng.Next(12)];
+            var row = new float[vocab];
+            int kind = rng.Next(7);
+            for (int i = 0; i < vocab; i++)
+                row[i] = kind switch
+                {
+                    0 => (float)(rng.NextDouble() * 20 - 10),
+                    1 => float.NegativeInfinity,
+                    2 => rng.Next(3) == 0 ? float.NegativeInfinity : (float)(rng.NextDouble() * 4),
+                    3 => rng.Next(4),
+                    4 => (float)(rng.NextDouble() * 2000 - 1000),
+                    5 => (float)(rng.NextDouble() * 1e-40), // subnormal floats
+                    _ => -1e30f + (float)rng.NextDouble() * 1e24f,
+                };
+            if (kind == 1) { row[rng.Next(vocab)] = (float)rng.NextDouble(); if (rng.Next(2) == 0) row[rng.Next(vocab)] = 0; }
+            var options = new GenerationOptions { Temperature = t, Seed = (ulong)trial };
+            var sampler = new TokenSampler(options, vocab, []);
+            var sums = Adversarial(row, t, size, rng);
+            // the whole row's probabilities for placing r near boundaries
+            var l = row.Select(x => x / t).ToArray();
+            double max = l.Max();
+            var e = l.Select(x => Math.Exp(x - max)).ToArray();
+            double s = 0; foreach (var x in e) s += x;
+            var p = e.Select(x => x / s).ToArray();
+            double total = 0; foreach (var x in p) total += x;
+            var rs = new List<double>();
+            for (int k = 0; k < 20; k++) rs.Add(rng.NextDouble());
+            for (int k = 0; k < 20; k++)
+            {
+                int b = rng.Next(vocab + 1);
+                if (rng.Next(2) == 0) b = Math.Min(vocab, rng.Next(ChunkSums.Count(vocab, size) + 1) * size);
+                double prefix = 0; for (int i = 0; i < b; i++) prefix += p[i];
+                double r0 = double.IsFinite(total) && total > 0 ? prefix / total : 0;
+                for (int u = -3; u <= 3; u++) { double r = r0; for (int q = u; q != 0; q -= Math.Sign(q)) r = q > 0 ? Math.BitIncrement(r) : Math.BitDecrement(r); if (r >= 0 && r < 1) rs.Add(r); }
+            }
+            rs.Add(0); rs.Add(Math.BitDecrement(1.0));
+            foreach (double r in rs)
+            {
+                int? c = sampler.ChunkToRead(sums, r);
+                if (c is not int cc) { refused++; continue; }
+                var vals = row.AsSpan(cc * size, sums.Length(cc, vocab)).ToArray();
+                if (sampler.ChunkPick(sums, cc, vals, r) is not int pick) { refused++; continue; }
+                decided++;
+                int want = WholeRowPick(row, t, r);
+                if (pick != want) { wrong++; if (msgs.Count < 10) msgs.Add($"trial {trial} kind {kind} vocab {vocab} size {size} T {t} r {r:R}: {pick} vs {want}"); }
+            }
+        }
+        TestContext.Out.WriteLine($"decided {decided}, refused {refused}, wrong {wrong}\n" + string.Join("\n", msgs));
+        Assert.That(wrong, Is.Zero, string.Join("\n", msgs));
+        Assert.That(decided, Is.GreaterThan(5000), "draws decided");
+    }
 }
