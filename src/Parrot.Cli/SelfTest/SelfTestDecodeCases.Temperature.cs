@@ -20,22 +20,10 @@ internal static partial class SelfTestDecodeCases
         var (model, prompts) = Setup(p);
         using (model)
         {
-            var inputs = prompts.Select(x => new GenerationPrompt(x)).ToArray();
-            foreach (bool staticStep in new[] { false, true })
-            foreach (double temperature in new[] { 0.3, 1, 2 })
-            foreach (double penalty in new[] { 1, 1.05 })
-            {
-                var options = new GenerationOptions { MaxNewTokens = Steps + 1, Temperature = temperature, RepetitionPenalty = penalty, Seed = 7, IgnoreEos = true };
-                var lm = Wrap(model, staticStep);
-                var want = new Generator(Generator.LogitsOnly(Wrap(model, staticStep)), endOfSequenceIds: []).Generate(inputs, options);
-                var got = new Generator(lm, endOfSequenceIds: []) { TemperatureChunk = Math.Max(1, lm.VocabSize / 8) }.Generate(inputs, options);
-                for (int r = 0; r < inputs.Length; r++)
-                {
-                    if (!got[r].Tokens.SequenceEqual(want[r].Tokens))
-                        throw new InvalidOperationException($"temperature sampling ({(staticStep ? "static step" : "eager")}, {options}), row {r}: from the chunk sums [{string.Join(", ", got[r].Tokens)}], from the rows [{string.Join(", ", want[r].Tokens)}]");
-                    flags.Add(1);
-                }
-            }
+            var options = from temperature in new[] { 0.3, 1, 2 }
+                          from penalty in new[] { 1, 1.05 }
+                          select new GenerationOptions { MaxNewTokens = Steps + 1, Temperature = temperature, RepetitionPenalty = penalty, Seed = 7, IgnoreEos = true };
+            GenerationsSameAsWholeRows(model, prompts, options, "temperature sampling", "the chunk sums", lm => new Generator(lm, endOfSequenceIds: []) { TemperatureChunk = Math.Max(1, lm.VocabSize / 8) }, flags);
         }
         using (TensorScope.Begin()) TemperatureVocabularyRows(p[0], flags);
         return Tensor.FromArray(flags.ToArray(), flags.Count);
@@ -45,11 +33,7 @@ internal static partial class SelfTestDecodeCases
     {
         const int vocab = 151936, n = 3;
         var r = new Random(31);
-        var data = new float[n * vocab];
-        for (int i = 0; i < data.Length; i++)
-            data[i] = (float)(2 * Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble()));
-        for (int row = 0; row < n; row++)
-            for (int h = 0; h < 8; h++) data[row * vocab + r.Next(vocab)] += 8 + h; // a peaked row, like a language model's
+        var data = PeakedRows(r, n, vocab);
         var rows = Tensor.FromArray(data, n, vocab).To(like.DType, like.Device);
         var whole = rows.ToFloatArray();
         int decided = 0, asked = 0;

@@ -1,4 +1,5 @@
 using Parrot.Parrot.Inference;
+using Parrot.Nn.Models.Qwen2;
 using Parrot.Tensors;
 
 namespace Parrot.Cli.SelfTest;
@@ -20,37 +21,55 @@ internal static partial class SelfTestDecodeCases
         var (model, prompts) = Setup(p);
         using (model)
         {
-            var inputs = prompts.Select(x => new GenerationPrompt(x)).ToArray();
-            foreach (bool staticStep in new[] { false, true })
-            foreach (double temperature in new[] { 0.3, 1 })
-            foreach (double topP in new[] { 0.5, 0.9 })
-            foreach (double penalty in new[] { 1, 1.05 })
-            {
-                var options = new GenerationOptions { MaxNewTokens = Steps + 1, Temperature = temperature, TopP = topP, RepetitionPenalty = penalty, Seed = 5, IgnoreEos = true };
-                var lm = Wrap(model, staticStep);
-                var want = new Generator(Generator.LogitsOnly(Wrap(model, staticStep)), endOfSequenceIds: []).Generate(inputs, options);
-                var got = new Generator(lm, endOfSequenceIds: []) { TopPCandidates = Math.Max(1, lm.VocabSize / 8) }.Generate(inputs, options);
-                for (int r = 0; r < inputs.Length; r++)
-                {
-                    if (!got[r].Tokens.SequenceEqual(want[r].Tokens))
-                        throw new InvalidOperationException($"top-p sampling ({(staticStep ? "static step" : "eager")}, {options}), row {r}: from the candidates [{string.Join(", ", got[r].Tokens)}], from the rows [{string.Join(", ", want[r].Tokens)}]");
-                    flags.Add(1);
-                }
-            }
+            var options = from temperature in new[] { 0.3, 1 }
+                          from topP in new[] { 0.5, 0.9 }
+                          from penalty in new[] { 1, 1.05 }
+                          select new GenerationOptions { MaxNewTokens = Steps + 1, Temperature = temperature, TopP = topP, RepetitionPenalty = penalty, Seed = 5, IgnoreEos = true };
+            GenerationsSameAsWholeRows(model, prompts, options, "top-p sampling", "the candidates", lm => new Generator(lm, endOfSequenceIds: []) { TopPCandidates = Math.Max(1, lm.VocabSize / 8) }, flags);
         }
         using (TensorScope.Begin()) TopPVocabularyRows(p[0], flags);
         return Tensor.FromArray(flags.ToArray(), flags.Count);
+    }
+
+    /// <summary>
+    /// Whole generations of both sessions (eager, static step) for each of <paramref name="options"/>: the generator
+    /// <paramref name="reduced"/> makes (reading less than the whole row: <paramref name="source"/>) against one that
+    /// reads every row whole, the same tokens for every prompt, else it throws naming <paramref name="what"/>; a flag each.
+    /// </summary>
+    private static void GenerationsSameAsWholeRows(Qwen2ForCausalLM model, int[][] prompts, IEnumerable<GenerationOptions> options, string what, string source,
+        Func<IAutoregressiveModel, Generator> reduced, List<double> flags)
+    {
+        var inputs = prompts.Select(x => new GenerationPrompt(x)).ToArray();
+        foreach (bool staticStep in new[] { false, true })
+            foreach (var o in options)
+            {
+                var want = new Generator(Generator.LogitsOnly(Wrap(model, staticStep)), endOfSequenceIds: []).Generate(inputs, o);
+                var got = reduced(Wrap(model, staticStep)).Generate(inputs, o);
+                for (int r = 0; r < inputs.Length; r++)
+                {
+                    if (!got[r].Tokens.SequenceEqual(want[r].Tokens))
+                        throw new InvalidOperationException($"{what} ({(staticStep ? "static step" : "eager")}, {o}), row {r}: from {source} [{string.Join(", ", got[r].Tokens)}], from the rows [{string.Join(", ", want[r].Tokens)}]");
+                    flags.Add(1);
+                }
+            }
+    }
+
+    /// <summary>n rows of <paramref name="vocab"/> N(0, 2²) logits with 8 hot ids each (+8 … +15), like a language model's.</summary>
+    private static float[] PeakedRows(Random r, int n, int vocab)
+    {
+        var data = new float[n * vocab];
+        for (int i = 0; i < data.Length; i++)
+            data[i] = (float)(2 * Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble()));
+        for (int row = 0; row < n; row++)
+            for (int h = 0; h < 8; h++) data[row * vocab + r.Next(vocab)] += 8 + h;
+        return data;
     }
 
     private static void TopPVocabularyRows(Tensor like, List<double> flags)
     {
         const int vocab = 151936, n = 3;
         var r = new Random(29);
-        var data = new float[n * vocab];
-        for (int i = 0; i < data.Length; i++)
-            data[i] = (float)(2 * Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble()));
-        for (int row = 0; row < n; row++)
-            for (int h = 0; h < 8; h++) data[row * vocab + r.Next(vocab)] += 8 + h; // a peaked row, like a language model's
+        var data = PeakedRows(r, n, vocab);
         var rows = Tensor.FromArray(data, n, vocab).To(like.DType, like.Device);
         var whole = rows.ToFloatArray();
         var prompts = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, 400).Select(_ => r.Next(vocab)).ToArray()).ToArray();
