@@ -47,13 +47,13 @@ public sealed class BatchSequence
     /// <summary>Its pick is a plain argmax, taken on the device: only its next id comes back (<see cref="Picked"/>), no logits.</summary>
     internal bool PicksOnDevice { get; }
     /// <summary>
-    /// What a step reads of its row where not the whole row (<see cref="TopKCandidates.Count"/>: top-k sampling, greedy
-    /// with a penalty, on a device whose reads are copies): its top logits and, under a penalty, its own seen ids' logits
-    /// (<see cref="CandidateAsk.Seen"/>, kept on the device while it is in the batch); null: its whole row (or its id,
-    /// <see cref="PicksOnDevice"/>).
+    /// What a step reads of its row where not the whole row (<see cref="TopKCandidates.Plan"/>: top-k or top-p sampling,
+    /// greedy with a penalty, on a device whose reads are copies): its top logits — or, plain temperature sampling, its
+    /// chunk sums and one chunk — and, under a penalty, its own seen ids' logits (<see cref="CandidateAsk.Seen"/>, kept on
+    /// the device while it is in the batch); null: its whole row (or its id, <see cref="PicksOnDevice"/>).
     /// </summary>
     internal CandidateAsk? Ask { get; init; }
-    /// <summary>How many of its row's top logits a step reads for it; 0: none (<see cref="Ask"/> null).</summary>
+    /// <summary>How many of its row's top logits a step reads for it; 0: none (<see cref="Ask"/> null, or chunk sums).</summary>
     internal int Candidates => Ask?.Count ?? 0;
     /// <summary>The next token's logits or candidates, for the host's pick (sequences that do not pick on the device).</summary>
     internal LogitsRow? Row { get; set; }
@@ -171,11 +171,11 @@ public sealed class ContinuousBatch : IDisposable
             }
             bool onDevice = !HostPicksOnly && Generator.PicksPlainArgMax(options);
             int vocab = _lm.VocabSize;
-            int candidates = onDevice || HostPicksOnly || !_lm.CandidatesPay ? 0 : TopKCandidates.Count(options, vocab, CandidateMargin, TopPCandidates);
+            var plan = onDevice || HostPicksOnly || !_lm.CandidatesPay ? default : TopKCandidates.Plan(options, vocab, CandidateMargin, TopPCandidates);
             // The sampler sees the prompt before the prefill's read: a penalised row gathers the prompt's ids' logits. It
             // takes no option that the length below changes (max new tokens).
             var sampler = new TokenSampler(options, vocab, prompt.Ids);
-            var ask = candidates > 0 ? CandidateAsk.For(candidates, sampler, options, EscalatedCandidates, TemperatureChunk) : null;
+            var ask = plan.Asks ? CandidateAsk.For(plan.Count, sampler, options, EscalatedCandidates, TemperatureChunk) : null;
             LogitsRow? row = null;
             int picked = -1;
             KvCache cache;

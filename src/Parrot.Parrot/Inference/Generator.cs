@@ -213,10 +213,10 @@ public sealed class Generator
         var greedy = PicksPlainArgMax(options) ? session as IGreedyDecodingSession : null;
         // Top-k sampling (greedy with a penalty) where the session's reads are copies: each row's top logits, and under a
         // penalty its seen ids' logits (each row's own seen ids, kept on the device), come back instead of the row.
-        int count = greedy is null ? TopKCandidates.Count(options, vocab, CandidateMargin, TopPCandidates) : 0;
-        var candidates = count > 0 && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
+        var plan = greedy is null ? TopKCandidates.Plan(options, vocab, CandidateMargin, TopPCandidates) : default;
+        var candidates = plan.Asks && session is ICandidateDecodingSession { CandidatesPay: true } c ? c : null;
         var asks = candidates is null ? null
-            : samplers.Select(s => CandidateAsk.For(count, s, options, EscalatedCandidates, TemperatureChunk)).ToArray();
+            : samplers.Select(s => CandidateAsk.For(plan.Count, s, options, EscalatedCandidates, TemperatureChunk)).ToArray();
         try
         {
             LogitsRow[]? rows = null;

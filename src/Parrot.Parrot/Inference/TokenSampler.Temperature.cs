@@ -2,11 +2,13 @@ namespace Parrot.Parrot.Inference;
 
 /// <summary>
 /// A row's chunk sums as its device computed them (<see cref="TopKCandidates.ReadRows"/>): <see cref="Max"/> the largest
-/// of the raw logits ÷ T in float64 (the device's division), <see cref="RawMax"/> the largest raw logit (float, exact), and
+/// of the logits x ÷ T in float64 (the device's division), <see cref="RawMax"/> the largest x (exact), and
 /// <see cref="Sums"/>[j] = Σ exp(x ÷ T − Max) over the ids [j·<see cref="Size"/>, (j + 1)·<see cref="Size"/>) of the row
-/// (the last chunk shorter), float64, any summation order, no repetition penalty.
+/// (the last chunk shorter), float64, any summation order. x is the raw logit, or for the first <see cref="Seen"/> ids
+/// the sampler has seen (a repetition penalty; 0 without one) the sampler's penalised value of it (float64, bit for bit
+/// <see cref="TokenSampler.Penalised"/>'s), so the sums are of the row the whole-row sampler samples from.
 /// </summary>
-internal sealed record ChunkSums(double Max, double RawMax, double[] Sums, int Size)
+internal sealed record ChunkSums(double Max, double RawMax, double[] Sums, int Size, int Seen = 0)
 {
     /// <summary>How many ids chunk <paramref name="j"/> of a row of <paramref name="vocab"/> holds.</summary>
     public int Length(int j, int vocab) => Math.Min(Size, vocab - j * Size);
@@ -19,8 +21,9 @@ internal sealed record ChunkSums(double Max, double RawMax, double[] Sums, int S
 internal sealed record ChunkRow(ChunkSums Sums, int Chunk, float[] Values);
 
 /// <summary>
-/// Plain temperature sampling (no top-k, no top-p, no repetition penalty) from a row's device-computed chunk sums and the
-/// raw logits of one chunk (docs/cuda.md, "Temperature sampling from device chunk sums"). The whole-row sampler walks
+/// Plain temperature sampling (no top-k, no top-p; with or without a repetition penalty) from a row's device-computed
+/// chunk sums (of the penalised row under a penalty: <see cref="ChunkSums.Seen"/>) and the raw logits of one chunk, which
+/// the sampler penalises itself (docs/cuda.md, "Temperature sampling from device chunk sums"). The whole-row sampler walks
 /// u = r·Σp − p₀ − p₁ − … (pᵢ = eᵢ / S, eᵢ = exp(lᵢ − max)) in index order and picks the first id where u &lt; 0; the sign
 /// at id k is the sign of r·E − E_k (E = Σ eᵢ, E_k the prefix through k, exact sums) up to rounding ≤ μ. The chunk sums
 /// bound every chunk's share of E to an interval; the chunk in which r·E falls is read, and the pick is proven where every
@@ -57,7 +60,7 @@ internal sealed partial class TokenSampler
         return LastChunkFallback is null ? c : null;
     }
 
-    /// <summary>Whether chunk <paramref name="chunk"/>'s raw logits <paramref name="values"/> with <paramref name="sums"/> decide the next pick (the stream not advanced).</summary>
+    /// <summary>Whether chunk <paramref name="chunk"/>'s raw logits <paramref name="values"/> (not penalised) with <paramref name="sums"/> decide the next pick (the stream not advanced).</summary>
     public bool ChunkSuffices(ChunkSums sums, int chunk, ReadOnlySpan<float> values) => ChunkPick(sums, chunk, values, PeekDouble()) is not null;
 
     /// <summary>
@@ -81,7 +84,11 @@ internal sealed partial class TokenSampler
     {
         var b = ChunkBoundsOf(sums);
         if (b is null) return null;
-        LastChunkFallback = b.Walk(chunk, values, r, _options.Temperature, out int pick);
+        // The chunk's logits as the whole row's sampler takes them: the penalty on the seen ids (Next's first loop).
+        int start = chunk * sums.Size;
+        var x = new double[values.Length];
+        for (int i = 0; i < x.Length; i++) x[i] = Penalised(values[i], start + i);
+        LastChunkFallback = b.Walk(chunk, x, r, _options.Temperature, out int pick);
         return LastChunkFallback is null ? pick : null;
     }
 
@@ -98,10 +105,12 @@ internal sealed partial class TokenSampler
         int vocab = _seen.Length;
         if (sums.Size < 1 || sums.Sums.Length != ChunkSums.Count(vocab, sums.Size))
             throw new InvalidOperationException($"generate: {sums.Sums.Length} chunk sums of {sums.Size} ids for a vocabulary of {vocab}");
-        LastChunkFallback = !TemperatureOnly ? "not plain temperature"
-            // The seen ids' terms would change under the penalty (the device sums raw logits): not handled, the row is read.
-            : Penalises ? "a repetition penalty"
-            : null;
+        // Sums of another row than this sampler's (raw logits under a penalty, or penalised at another seen set) would
+        // prove nothing about its pick: a caller's error, not a fallback.
+        int seen = Penalises ? _seenOrder.Count : 0;
+        if (sums.Seen != seen)
+            throw new InvalidOperationException($"generate: chunk sums with {sums.Seen} penalised ids for a sampler that penalises {seen}");
+        LastChunkFallback = !TemperatureOnly ? "not plain temperature" : null;
         if (LastChunkFallback is not null) return null;
         var b = ChunkBounds.From(sums, vocab, _options.Temperature, out string? why);
         LastChunkFallback = why;
@@ -117,7 +126,7 @@ internal sealed partial class TokenSampler
         private readonly double[] _lo, _hi, _prefixLo, _prefixHi;
         private readonly ChunkSums _sums;
         private readonly int _vocab;
-        /// <summary>The whole row's maximum l, bit for bit: fl(raw max ÷ T) (division rounds monotonically).</summary>
+        /// <summary>The whole row's maximum l, bit for bit: fl(max x ÷ T) (division rounds monotonically; x penalised where seen).</summary>
         private readonly double _max;
         /// <summary>Relative widening of every host-side sum of interval ends (its own rounding) and of E's ends.</summary>
         private readonly double _w;
@@ -226,11 +235,12 @@ internal sealed partial class TokenSampler
         }
 
         /// <summary>
-        /// The whole-row walk over chunk <paramref name="c"/>'s raw logits: null with the picked id where every step before
+        /// The whole-row walk over chunk <paramref name="c"/>'s logits <paramref name="values"/> (penalised where seen, as
+        /// <see cref="Next(float[])"/> gives them to <see cref="Sample"/>): null with the picked id where every step before
         /// it is proven ≥ 0 and its own proven &lt; 0 at every E; else why not. The chunk's numerators are the whole row's
         /// bits (the same l, max and Math.Exp as <see cref="Sample"/>), so its share of E is its own sum, no longer an interval.
         /// </summary>
-        public string? Walk(int c, ReadOnlySpan<float> values, double r, double temperature, out int pick)
+        public string? Walk(int c, ReadOnlySpan<double> values, double r, double temperature, out int pick)
         {
             pick = -1;
             if ((uint)c >= (uint)_lo.Length) throw new InvalidOperationException($"generate: chunk {c} of {_lo.Length}");
@@ -240,8 +250,8 @@ internal sealed partial class TokenSampler
             double own = 0;
             for (int i = 0; i < len; i++)
             {
-                if (float.IsNaN(values[i])) return "a NaN in the chunk";
-                e[i] = Math.Exp((double)values[i] / temperature - _max);
+                if (double.IsNaN(values[i])) return "a NaN in the chunk";
+                e[i] = Math.Exp(values[i] / temperature - _max);
                 own += e[i];
             }
             // The chunk must be the one the device summed (a logit above the maximum, or a sum outside its interval,

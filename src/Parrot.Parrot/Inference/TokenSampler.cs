@@ -6,8 +6,8 @@ namespace Parrot.Parrot.Inference;
 /// on every machine). Top-k sampling, and greedy decoding with a repetition penalty, may also pick from the row's largest
 /// logits together with those of the ids seen so far (<see cref="NextFromCandidates(int[], float[], int)"/>, read from
 /// the device instead of the whole row) with the same result bit for bit; top-p without top-k from them and the device's
-/// row sum where a margin check proves the pick (TokenSampler.TopP.cs); plain temperature sampling from the device's chunk
-/// sums and one chunk's logits (TokenSampler.Temperature.cs).
+/// row sum where a margin check proves the pick (TokenSampler.TopP.cs); plain temperature sampling, penalised or not, from
+/// the device's chunk sums and one chunk's logits (TokenSampler.Temperature.cs).
 /// </summary>
 internal sealed partial class TokenSampler
 {

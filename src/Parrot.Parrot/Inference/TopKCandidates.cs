@@ -54,9 +54,32 @@ internal delegate bool RowSumCheck(ReadOnlySpan<int> ids, ReadOnlySpan<float> va
 /// <summary>
 /// What a plain-temperature row reads instead of candidates (<see cref="TokenSampler.ChunkToRead(ChunkSums)"/>): its
 /// <see cref="ChunkSums"/> at <see cref="Size"/> ids a chunk, then the raw logits of the chunk <see cref="ToRead"/> names
-/// (null: the row is read whole), which <see cref="Suffice"/> checks.
+/// (null: the row is read whole), which <see cref="Suffice"/> checks. With <see cref="Penalty"/> (a repetition penalty;
+/// the ask's <see cref="CandidateAsk.Seen"/> holds the seen ids) the sums are of the penalised row: the seen ids' raw
+/// logits are read first and penalised by it on the host, and the device sums a copy of the row holding those values.
 /// </summary>
-internal sealed record ChunkAsk(int Size, Func<ChunkSums, int?> ToRead, ChunkCheck Suffice);
+internal sealed record ChunkAsk(int Size, Func<ChunkSums, int?> ToRead, ChunkCheck Suffice, PenaltyOf? Penalty = null);
+
+/// <summary>A raw logit of id <paramref name="id"/> after the repetition penalty (<see cref="TokenSampler.Penalised"/>: the whole-row sampler's own arithmetic).</summary>
+internal delegate double PenaltyOf(float logit, int id);
+
+/// <summary>How a row is read where not whole (<see cref="TopKCandidates.Plan"/>).</summary>
+internal enum ReadKind
+{
+    /// <summary>The whole row of logits (or, greedy without a penalty, the device's argmax: not a candidate read).</summary>
+    Whole,
+    /// <summary>Its top logits (<see cref="ReadPlan.Count"/> of them), and the seen ids' logits under a penalty; with the row's sum for top-p without top-k.</summary>
+    Top,
+    /// <summary>Plain temperature sampling: the row's chunk sums and one chunk (<see cref="CandidateAsk.Chunks"/>), no top logits.</summary>
+    Chunks,
+}
+
+/// <summary>What a row of some options reads (<see cref="TopKCandidates.Plan"/>): <see cref="Count"/> top logits for <see cref="ReadKind.Top"/>, else 0.</summary>
+internal readonly record struct ReadPlan(ReadKind Kind, int Count)
+{
+    /// <summary>Whether the row asks for anything but its whole logits (a <see cref="CandidateAsk"/>).</summary>
+    public bool Asks => Kind != ReadKind.Whole;
+}
 
 /// <summary>Whether a row's chunk sums with the raw logits of chunk <paramref name="chunk"/> decide its token.</summary>
 internal delegate bool ChunkCheck(ChunkSums sums, int chunk, ReadOnlySpan<float> values);
@@ -77,20 +100,22 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
     /// </summary>
     public Func<int, bool>? MayEscalate { get; init; }
 
-    /// <summary>Plain temperature sampling without a penalty: the row's chunk sums and one chunk instead of candidates (<see cref="Count"/> unused).</summary>
+    /// <summary>Plain temperature sampling: the row's chunk sums and one chunk instead of candidates (<see cref="Count"/> 0: no top logits read).</summary>
     public ChunkAsk? Chunks { get; init; }
 
     /// <summary>
     /// Whether reading the candidates costs fewer bytes than the row: 12 a candidate (value and id) and 4 a seen id's
     /// logit (its id is known) against 4 a logit, so 3·count + seen below the vocabulary; with the row's sum the values
-    /// read as float64 (16 a candidate, 8 a seen id, 16 the sum): 4·count + 2·seen + 4.
+    /// read as float64 (16 a candidate, 8 a seen id, 16 the sum): 4·count + 2·seen + 4. Chunk sums: see <see cref="PaysAt"/>.
     /// </summary>
     public bool Pays(int vocab) => PaysAt(Count, vocab);
 
     /// <summary><see cref="Pays"/> for <paramref name="count"/> top candidates.</summary>
     public bool PaysAt(int count, int vocab) =>
-        // Chunk sums: 8 bytes a chunk plus the two maxima (float64), then 4 a logit of one chunk.
-        Chunks is { } c ? 8L * (ChunkSums.Count(vocab, c.Size) + 2) + 4L * c.Size < 4L * vocab
+        // Chunk sums: 8 bytes a chunk plus the two maxima (float64), then 4 a logit of one chunk; under a penalty first 4
+        // a seen id's raw logit read and 8 its penalised value written back (the one transfer to the device that grows
+        // with the seen ids: counted, so a huge seen set does not move more bytes than the row).
+        Chunks is { } c ? 8L * (ChunkSums.Count(vocab, c.Size) + 2) + 4L * c.Size + 12L * (Seen?.Count ?? 0) < 4L * vocab
         : SumSuffice is null ? 3L * count + (Seen?.Count ?? 0) < vocab : 4L * count + 2L * (Seen?.Count ?? 0) + 4 < vocab;
 
     /// <summary>
@@ -101,15 +126,19 @@ internal sealed record CandidateAsk(int Count, CandidateCheck Suffice, DeviceSee
     public bool EscalatesFrom(int count, int vocab) => Escalation > count && PaysAt(Escalation, vocab);
 
     /// <summary>
-    /// The ask of <paramref name="sampler"/>'s row: <paramref name="count"/> top logits (<see cref="TopKCandidates.Count"/>),
+    /// The ask of <paramref name="sampler"/>'s row: <paramref name="count"/> top logits (<see cref="TopKCandidates.Plan"/>),
     /// its seen ids under a penalty, the row's sum where it samples top-p without top-k, and
     /// <paramref name="escalation"/> top logits asked once more where the first count does not decide the row
-    /// (<see cref="TopKCandidates.EscalatedCount"/>; 0: none); a plain-temperature row without a penalty its chunk sums at
-    /// <paramref name="chunkSize"/> ids a chunk instead (<see cref="Chunks"/>).
+    /// (<see cref="TopKCandidates.EscalatedCount"/>; 0: none); a plain-temperature row its chunk sums at
+    /// <paramref name="chunkSize"/> ids a chunk instead (<see cref="Chunks"/>; <paramref name="count"/> ignored, the ask's
+    /// <see cref="Count"/> 0), of the penalised row under a penalty (its seen ids too).
     /// </summary>
     public static CandidateAsk For(int count, TokenSampler sampler, GenerationOptions options, int escalation = 0, int chunkSize = TopKCandidates.ChunkSize) =>
-        sampler.TemperatureOnly && !sampler.Penalises
-            ? new(count, sampler.CandidatesSuffice, Temperature: options.Temperature) { Chunks = new ChunkAsk(chunkSize, sampler.ChunkToRead, sampler.ChunkSuffices) }
+        sampler.TemperatureOnly
+            ? new(0, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null, Temperature: options.Temperature)
+            {
+                Chunks = new ChunkAsk(chunkSize, sampler.ChunkToRead, sampler.ChunkSuffices, sampler.Penalises ? sampler.Penalised : null),
+            }
             : new(count, sampler.CandidatesSuffice, sampler.Penalises ? new DeviceSeenIds(sampler) : null,
                 sampler.TopPOnly ? sampler.CandidatesSuffice : null, options.Temperature, escalation)
             { MayEscalate = sampler.TopPOnly ? sampler.TopPEscalationMayDecide : null };
@@ -164,33 +193,34 @@ internal static class TopKCandidates
     internal static bool EnabledBy(string? value) => value?.Trim() != "0";
 
     /// <summary>
-    /// How many top candidates to read for <paramref name="options"/> over <paramref name="vocab"/>, or 0 where the path
-    /// does not apply: off; plain temperature sampling (no top-k, no top-p) with a repetition penalty (the device's chunk
-    /// sums are of raw logits; without a penalty 1: such a row reads chunk sums, not candidates, <see cref="ChunkAsk"/>); sampling with top-k
-    /// above <see cref="MaxTopK"/> (top-k with top-p too: the top-k rule then decides, from k + margin); top-p without top-k reads <paramref name="topP"/> (<see cref="TopPCount"/>) and the row's sum; greedy without a repetition penalty (its argmax is taken on the device). Sampling reads
-    /// k + margin, greedy with a penalty 1 + margin (the seen ids' logits come on top: <see cref="CandidateAsk"/>). 0 also
+    /// How a row of <paramref name="options"/> over <paramref name="vocab"/> is read: whole where the path does not apply
+    /// (off; sampling with top-k above <see cref="MaxTopK"/>; greedy without a repetition penalty, whose argmax is taken
+    /// on the device); plain temperature sampling (no top-k, no top-p; with or without a penalty) its chunk sums and one
+    /// chunk (<see cref="ReadKind.Chunks"/>, no top logits; <see cref="CandidateAsk.Pays"/> still decides per row);
+    /// otherwise its top logits (<see cref="ReadKind.Top"/>): top-p without top-k <paramref name="topP"/>
+    /// (<see cref="TopPCount"/>) with the row's sum, sampling with top-k k + margin (with top-p too: the top-k rule then
+    /// decides), greedy with a penalty 1 + margin (the seen ids' logits come on top: <see cref="CandidateAsk"/>) — whole
     /// where that count reaches a third of the row (a candidate reads 12 bytes, value and id, where the row reads 4 a
-    /// logit: nothing to save; only small test vocabularies get there).
+    /// logit: nothing to save; only small test vocabularies get there). A margin below 0 reads every row whole.
     /// </summary>
-    internal static int Count(GenerationOptions options, int vocab, int margin = DefaultMargin, int topP = TopPCount)
+    internal static ReadPlan Plan(GenerationOptions options, int vocab, int margin = DefaultMargin, int topP = TopPCount)
     {
-        if (!Enabled || margin < 0) return 0;
+        if (!Enabled || margin < 0) return default;
         long count;
         if (TokenSampler.IsTopPOnly(options, vocab)) count = topP;
-        else if (TokenSampler.IsTemperatureOnly(options, vocab))
-        {
-            if (options.RepetitionPenalty != 1) return 0;
-            count = 1;
-        }
+        else if (TokenSampler.IsTemperatureOnly(options, vocab)) return new ReadPlan(ReadKind.Chunks, 0);
         else if (options.IsSampling)
         {
-            if (options.TopK <= 0 || options.TopK > MaxTopK) return 0;
+            if (options.TopK <= 0 || options.TopK > MaxTopK) return default;
             count = (long)options.TopK + margin;
         }
-        else if (options.RepetitionPenalty == 1) return 0;
+        else if (options.RepetitionPenalty == 1) return default;
         else count = 1L + margin;
-        return 3 * count < vocab ? (int)count : 0;
+        return 3 * count < vocab ? new ReadPlan(ReadKind.Top, (int)count) : default;
     }
+
+    /// <summary>How many top logits <see cref="Plan"/> reads for these options: 0 where it reads none (the whole row, or chunk sums).</summary>
+    internal static int Count(GenerationOptions options, int vocab, int margin = DefaultMargin, int topP = TopPCount) => Plan(options, vocab, margin, topP).Count;
 
     /// <summary>
     /// Logits [B, vocab] on their device → row r read as <paramref name="asks"/>[r] says (its candidates, or its whole
@@ -212,10 +242,12 @@ internal static class TopKCandidates
     /// often), then the logits of its seen ids not among them, gathered on the device —; a row they do not decide asks
     /// once more for its top <see cref="CandidateAsk.Escalation"/> (one TopK over all such rows at their largest, its
     /// seen ids' logits and row sum kept from the first read); a row still not decided, or whose ask is null, is read
-    /// whole. Reads: the values (top and seen in one buffer) and the ids when some row asks for candidates, two more when
-    /// some row escalates, plus one for every row read whole (the rows gathered on the device, row views). Host→device:
-    /// only the seen ids not yet on the device (<see cref="DeviceSeenIds"/>). Every check only peeks at the sampler's
-    /// stream: a refused attempt takes no draw.
+    /// whole. A plain-temperature row (<see cref="CandidateAsk.Chunks"/>) reads its chunk sums and one chunk instead
+    /// (<see cref="ReadChunks"/>). Reads: the values (top and seen in one buffer) and the ids when some row asks for
+    /// candidates, two more when some row escalates, two when some row asks for chunk sums (one more before them when a
+    /// chunk row is penalised), plus one for every row read whole (the rows gathered on the device, row views).
+    /// Host→device: only the seen ids not yet on the device (<see cref="DeviceSeenIds"/>), and the penalised chunk rows'
+    /// seen values. Every check only peeks at the sampler's stream: a refused attempt takes no draw.
     /// </summary>
     internal static LogitsRow[] ReadRows(Tensor logits, int[] at, CandidateAsk?[] asks)
     {
@@ -226,7 +258,7 @@ internal static class TopKCandidates
         {
             if ((uint)at[i] >= (uint)b) throw new ArgumentException($"generate: row {at[i]} of {b} rows of logits");
             if (asks[i] is not { } a) continue;
-            if (a.Count < 1 || a.Count > vocab) throw new ArgumentException($"generate: {a.Count} candidates from a row of {vocab}");
+            if (a.Chunks is null && (a.Count < 1 || a.Count > vocab)) throw new ArgumentException($"generate: {a.Count} candidates from a row of {vocab}");
             if (a.Escalation < 0) throw new ArgumentException($"generate: an escalation to {a.Escalation} candidates");
             if (a.Suffice is null) throw new ArgumentException($"generate: row {at[i]} asks for candidates with no check of them");
         }
@@ -234,7 +266,8 @@ internal static class TopKCandidates
         var rows = new LogitsRow[n];
         var whole = new List<int>();
         var escalated = new HashSet<int>();
-        // Plain-temperature rows: chunk sums, then one chunk (two reads for all of them).
+        // Plain-temperature rows: chunk sums, then one chunk (two reads for all of them; a third before them, the seen ids'
+        // logits, where some row is penalised).
         var chunked = Enumerable.Range(0, n).Where(i => asks[i] is { Chunks: not null } a && a.Pays(vocab)).ToArray();
         if (chunked.Length > 0) ReadChunks(logits, at, asks, chunked, rows, whole);
         var picks = Enumerable.Range(0, n).Where(i => asks[i] is { Chunks: null } a && a.Pays(vocab)).ToArray();
@@ -403,13 +436,17 @@ internal static class TopKCandidates
     }
 
     /// <summary>
-    /// The plain-temperature rows <paramref name="chunked"/>: their <see cref="ChunkSums"/> (one float64 read for all),
-    /// then the chunk each row's sampler names (one read for all); a row that its sums or its chunk do not decide goes to
+    /// The plain-temperature rows <paramref name="chunked"/>: under a repetition penalty first their seen ids' raw logits
+    /// (one read for all such rows), penalised on the host (<see cref="ChunkAsk.Penalty"/>) and sent back (one copy to the
+    /// device); then their <see cref="ChunkSums"/> (one float64 read for all; a penalised row's of its row with those
+    /// values in place, <see cref="DeviceChunkSums"/>), then the chunk each row's sampler names (one read for all, raw
+    /// logits: the sampler penalises its own); a row that its sums or its chunk do not decide goes to
     /// <paramref name="whole"/>. The checks peek at the sampler's stream and never advance it.
     /// </summary>
     private static void ReadChunks(Tensor logits, int[] at, CandidateAsk?[] asks, int[] chunked, LogitsRow[] rows, List<int> whole)
     {
         int vocab = logits.Dim(1);
+        var penalties = Penalties(logits, at, asks, chunked);
         var parts = new List<Tensor>();
         var offsets = new Dictionary<int, int>();
         int offset = 0;
@@ -417,7 +454,9 @@ internal static class TopKCandidates
         foreach (var group in chunked.GroupBy(i => (asks[i]!.Temperature, asks[i]!.Chunks!.Size)))
         {
             var rowsOf = group.ToArray();
-            parts.Add(DeviceChunkSums(logits, rowsOf.Select(i => at[i]).ToArray(), group.Key.Temperature, group.Key.Size));
+            var penalised = rowsOf.Select(i => penalties.GetValueOrDefault(i)).ToArray();
+            parts.Add(DeviceChunkSums(logits, rowsOf.Select(i => at[i]).ToArray(), group.Key.Temperature, group.Key.Size,
+                penalised.Any(x => x is not null) ? penalised : null));
             foreach (int i in rowsOf) { offsets[i] = offset; offset += ChunkSums.Count(vocab, group.Key.Size) + 2; }
         }
         var all = Tensor.Concat(0, parts.ToArray()).ToDoubleArray();
@@ -426,7 +465,8 @@ internal static class TopKCandidates
         {
             var chunks = asks[i]!.Chunks!;
             int o = offsets[i];
-            var sums = new ChunkSums(all[o], all[o + 1], all[(o + 2)..(o + 2 + ChunkSums.Count(vocab, chunks.Size))], chunks.Size);
+            var sums = new ChunkSums(all[o], all[o + 1], all[(o + 2)..(o + 2 + ChunkSums.Count(vocab, chunks.Size))], chunks.Size,
+                penalties.TryGetValue(i, out var pen) ? pen!.Value.Ids.Dim(0) : 0);
             if (chunks.ToRead(sums) is int c) reads.Add((i, sums, c));
             else whole.Add(i);
         }
@@ -445,22 +485,86 @@ internal static class TopKCandidates
 
     /// <summary>
     /// Rows <paramref name="rows"/> of logits [B, vocab] → [B·(2 + chunks)] float64 on the device, per row M = max(x ÷ T),
-    /// the raw maximum max(x) (exact, widened), and Σ exp(x ÷ T − M) over each chunk of <paramref name="size"/> ids (the
+    /// the maximum max(x) (exact, widened), and Σ exp(x ÷ T − M) over each chunk of <paramref name="size"/> ids (the
     /// last padded with zeros, which add nothing), x the raw logits as the host reads them (<see cref="AsRead"/>) widened
-    /// to float64. Existing ops only, as
+    /// to float64 — where <paramref name="penalties"/>[r] is set, row r's x at those ids replaced by those float64 values
+    /// (the host's penalised logits, copied bit for bit: <see cref="Penalised"/>). Existing ops only, as
     /// <see cref="DeviceRowSums"/> (the host's bound assumes no more than float64 sums in any order and exp within 1 ulp).
-    /// Temporary: 16·vocab bytes a row.
+    /// Temporary: 16·vocab bytes a row, 32 with penalties.
     /// </summary>
-    internal static Tensor DeviceChunkSums(Tensor logits, int[] rows, double temperature, int size)
+    internal static Tensor DeviceChunkSums(Tensor logits, int[] rows, double temperature, int size, (Tensor Ids, Tensor Values)?[]? penalties = null)
     {
         var raw = AsRead(Gather(logits, rows));
         int b = rows.Length, vocab = logits.Dim(1), n = ChunkSums.Count(vocab, size), pad = n * size - vocab;
-        var x = raw.To(DType.F64) / temperature;
+        var p = raw.To(DType.F64);
+        if (penalties is not null) p = Penalised(p, penalties);
+        var x = p / temperature;
         var max = x.Max(1, keepDim: true);
         var e = (x - max).Exp();
         if (pad > 0) e = Tensor.Concat(1, e, Tensor.Zeros([b, pad], DType.F64, logits.Device));
         var sums = e.Reshape(b, n, size).Sum(2);
-        return Tensor.Concat(1, max, raw.Max(1, keepDim: true).To(DType.F64), sums).Reshape(b * (n + 2));
+        return Tensor.Concat(1, max, p.Max(1, keepDim: true), sums).Reshape(b * (n + 2));
+    }
+
+    /// <summary>
+    /// Float64 rows <paramref name="x"/> [B, vocab] with row r's entries at <paramref name="penalties"/>[r]'s ids (int64
+    /// [s], distinct, in range: the sampler's seen ids) replaced by its values (float64 [s]): there is no index_put, so
+    /// the values are scatter-added into zeros (0 + v = v exactly; −0 becomes +0, whose exp(±0 ÷ T − M) is the same),
+    /// ones likewise mark the ids, and a where picks. The backend's scatter directly, as <see cref="GatherIds"/> (the ids
+    /// are the sampler's, checked on the host; the front-end's would queue a device check that the next read fetches).
+    /// </summary>
+    private static Tensor Penalised(Tensor x, (Tensor Ids, Tensor Values)?[] penalties)
+    {
+        int b = x.Dim(0), vocab = x.Dim(1);
+        var values = Tensor.Zeros([b, vocab], DType.F64, x.Device);
+        var mark = Tensor.Zeros([b, vocab], DType.F64, x.Device);
+        for (int r = 0; r < b; r++)
+        {
+            if (penalties[r] is not var (ids, v) || ids.Dim(0) == 0) continue;
+            int s = ids.Dim(0);
+            var at = ids.Reshape(1, s);
+            x.Backend.ScatterAdd(values.Narrow(0, r, 1), 1, at, v.Reshape(1, s));
+            x.Backend.ScatterAdd(mark.Narrow(0, r, 1), 1, at, Tensor.Ones([1, s], DType.F64, x.Device));
+        }
+        return Tensor.Where(mark.Apply(BinaryOp.Gt, 0), values, x);
+    }
+
+    /// <summary>
+    /// The penalised rows among <paramref name="chunked"/> (a <see cref="ChunkAsk.Penalty"/> and at least one seen id):
+    /// their seen ids on the device and their penalised values (float64, on the device). The seen ids' raw logits are
+    /// gathered on the device and read in one read for all rows (as the host reads logits: float32), penalised on the
+    /// host by the row's sampler — the whole-row sampler's own arithmetic, so the device sums the very numbers it would —
+    /// and sent in one host→device copy for all rows (8 bytes a seen id).
+    /// </summary>
+    private static Dictionary<int, (Tensor Ids, Tensor Values)?> Penalties(Tensor logits, int[] at, CandidateAsk?[] asks, int[] chunked)
+    {
+        var result = new Dictionary<int, (Tensor Ids, Tensor Values)?>();
+        var rowsOf = new List<(int Row, int[] Ids, Tensor OnDevice)>();
+        foreach (int i in chunked)
+        {
+            if (asks[i]!.Chunks!.Penalty is null) continue;
+            if (asks[i]!.Seen is not { } seen)
+                throw new InvalidOperationException($"generate: row {at[i]} asks for penalised chunk sums without its seen ids");
+            var (ids, onDevice) = seen.On(logits.Device);
+            if (ids.Length > 0) rowsOf.Add((i, ids, onDevice!));
+        }
+        if (rowsOf.Count == 0) return result;
+        var raw = Tensor.Concat(0, rowsOf.Select(x => GatherIds(logits, at[x.Row], x.OnDevice)).ToArray()).ToFloatArray();
+        var penalised = new double[raw.Length];
+        int o = 0;
+        foreach (var (row, ids, _) in rowsOf)
+        {
+            var penalty = asks[row]!.Chunks!.Penalty!;
+            for (int j = 0; j < ids.Length; j++, o++) penalised[o] = penalty(raw[o], ids[j]);
+        }
+        var up = Tensor.FromArray(penalised, logits.Device, penalised.Length);
+        o = 0;
+        foreach (var (row, ids, onDevice) in rowsOf)
+        {
+            result[row] = (onDevice, up.Narrow(0, o, ids.Length));
+            o += ids.Length;
+        }
+        return result;
     }
 
     /// <summary>

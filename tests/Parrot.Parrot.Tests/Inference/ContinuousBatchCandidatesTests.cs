@@ -295,10 +295,11 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
         foreach (var c in Cases())
         {
             var s = batch.Join(c.Conversation, c.Image ? red : null, c.Options, c.Max);
-            int want = asks && !Generator.PicksPlainArgMax(c.Options) ? TopKCandidates.Count(c.Options, Vocab, margin) : 0;
-            Assert.That(s.Candidates, Is.EqualTo(want), $"{c.Conversation[0].Text}");
-            Assert.That(s.Ask is not null, Is.EqualTo(want > 0));
-            Assert.That(s.Ask?.Seen is not null, Is.EqualTo(want > 0 && c.Options.RepetitionPenalty != 1), "a penalised sequence gathers its seen ids");
+            var plan = asks && !Generator.PicksPlainArgMax(c.Options) ? TopKCandidates.Plan(c.Options, Vocab, margin) : default;
+            Assert.That(s.Candidates, Is.EqualTo(plan.Count), $"{c.Conversation[0].Text}");
+            Assert.That(s.Ask is not null, Is.EqualTo(plan.Asks));
+            Assert.That(s.Ask?.Chunks is not null, Is.EqualTo(plan.Kind == ReadKind.Chunks), "a plain-temperature sequence asks for chunk sums");
+            Assert.That(s.Ask?.Seen is not null, Is.EqualTo(plan.Asks && c.Options.RepetitionPenalty != 1), "a penalised sequence gathers its seen ids");
         }
         Assert.That(batch.Step(), Has.Count.EqualTo(Cases().Length));
     }

@@ -253,8 +253,12 @@ public class TokenSamplerCandidatesTests
         Assert.That(TopKCandidates.Count(greedy with { RepetitionPenalty = 1.05 }, 200_000, 64), Is.EqualTo(65), "greedy with a penalty: 1 + margin");
         Assert.That(TopKCandidates.Count(greedy with { RepetitionPenalty = 1.05 }, 195, 64), Is.Zero, "a third of the row");
         Assert.That(TopKCandidates.Count(ok with { TopK = 0, TopP = 0.8, RepetitionPenalty = 1.05 }, 200_000, 64), Is.EqualTo(TopKCandidates.TopPCount), "top-p alone: its candidates and the row's sum");
-        Assert.That(TopKCandidates.Count(ok with { TopK = 0 }, 200_000, 64), Is.EqualTo(1), "plain temperature: chunk sums, no candidates");
-        Assert.That(TopKCandidates.Count(ok with { TopK = 0, RepetitionPenalty = 1.1 }, 200_000, 64), Is.Zero, "plain temperature with a penalty: the whole row");
+        Assert.That(TopKCandidates.Plan(ok with { TopK = 0 }, 200_000, 64), Is.EqualTo(new ReadPlan(ReadKind.Chunks, 0)), "plain temperature: chunk sums, no top logits");
+        Assert.That(TopKCandidates.Plan(ok with { TopK = 0, RepetitionPenalty = 1.1 }, 200_000, 64), Is.EqualTo(new ReadPlan(ReadKind.Chunks, 0)), "plain temperature with a penalty: chunk sums of the penalised row");
+        Assert.That(TopKCandidates.Count(ok with { TopK = 0 }, 200_000, 64), Is.Zero, "no top logits for a chunk row");
+        Assert.That(TopKCandidates.Plan(ok, 200_000, 64), Is.EqualTo(new ReadPlan(ReadKind.Top, 66)));
+        Assert.That(TopKCandidates.Plan(ok with { TopK = 0 }, 200_000, -1).Asks, Is.False, "below margin 0: every row whole, chunk rows too");
+        Assert.That(TopKCandidates.Plan(new GenerationOptions(), 200_000, 64).Asks, Is.False, "greedy without a penalty: the device's argmax");
         Assert.That(TopKCandidates.Count(ok, 200_000, -1), Is.Zero, "below margin 0");
         Assert.That(TopKCandidates.EnabledBy("0"), Is.False);
         Assert.That(TopKCandidates.EnabledBy(null) && TopKCandidates.EnabledBy("1"), Is.True);
