@@ -490,7 +490,8 @@ internal static class TopKCandidates
     /// to float64 — where <paramref name="penalties"/>[r] is set, row r's x at those ids replaced by those float64 values
     /// (the host's penalised logits, copied bit for bit: <see cref="Penalised"/>). Existing ops only, as
     /// <see cref="DeviceRowSums"/> (the host's bound assumes no more than float64 sums in any order and exp within 1 ulp).
-    /// Temporary: 16·vocab bytes a row, 32 with penalties.
+    /// Temporary: 16·vocab bytes a row; with penalties about 25·vocab more a row of the group (the values, the marks, the
+    /// condition and the where's result).
     /// </summary>
     internal static Tensor DeviceChunkSums(Tensor logits, int[] rows, double temperature, int size, (Tensor Ids, Tensor Values)?[]? penalties = null)
     {
