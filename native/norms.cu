@@ -66,7 +66,9 @@ __device__ __forceinline__ float add_norm_out(float sum, float r, float w, const
 }
 
 // One block's rows, typed (the kernel's dt picks T; typed loads, row pointers and 32-bit offsets within a row keep
-// the registers within the 64 a 1024-thread block allows). n is a tensor's last dimension: it fits an int.
+// the registers within the 64 a 1024-thread block allows). n is a tensor's last dimension: it fits an int. The tail
+// loops count in unsigned: a column below n ≤ INT_MAX plus blockDim stays below 2^32, where an int would pass INT_MAX
+// for widths within a block of it, wrap negative, stay below n and index before the row (tools/cuda-emu rows_test).
 template <typename T>
 __device__ __forceinline__ void add_rms_norm_rows(i64 rows, int n, T* sum, T* y, const T* x, const T* res, const T* w, float eps)
 {
@@ -92,7 +94,7 @@ __device__ __forceinline__ void add_rms_norm_rows(i64 rows, int n, T* sum, T* y,
                 s += kept[c] * kept[c];
             }
         }
-        for (int j = threadIdx.x + kept_end; j < n; j += blockDim.x)
+        for (unsigned j = threadIdx.x + kept_end; j < (unsigned)n; j += blockDim.x)
         {
             float v = rounded(as_f32(xr[j]) + as_f32(rr[j]), x);
             put_f32(sr + j, v);
@@ -106,7 +108,7 @@ __device__ __forceinline__ void add_rms_norm_rows(i64 rows, int n, T* sum, T* y,
             int j = threadIdx.x + c * blockDim.x;
             if (j < n) put_f32(yr + j, add_norm_out(kept[c], r, wk[c], x));
         }
-        for (int j = threadIdx.x + kept_end; j < n; j += blockDim.x)
+        for (unsigned j = threadIdx.x + kept_end; j < (unsigned)n; j += blockDim.x)
             put_f32(yr + j, add_norm_out(as_f32(sr[j]), r, as_f32(w[j]), x));
         __syncthreads();
     }

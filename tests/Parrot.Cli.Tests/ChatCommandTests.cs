@@ -34,6 +34,26 @@ public class ChatCommandTests() : TinyModelSetFixture("parrot-cli-chat-tests")
         Assert.That(expected, Is.Not.EqualTo(greedy), "sampling at temperature 1.3 should leave the greedy path");
     }
 
+    /// <summary>The tiny models' context is 1024: a message that does not fit with --max-new-tokens is refused, as serve refuses it; interactively the session goes on (the turn is not kept) and says how to make room.</summary>
+    [Test]
+    public void MessagesPastTheContextAreRefused()
+    {
+        string tooLong = new('x', 1100);
+        var (code, stdout, stderr) = CliRunner.Run(null, "chat", "--model", QwenDir, "--prompt", tooLong, "--max-new-tokens", "4");
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stderr, Does.Contain("maximum context length is 1024 tokens; the prompt has").And.Contain("4 more were asked for (max new tokens)"));
+        (code, stdout, stderr) = CliRunner.Run(null, "chat", "--model", QwenDir, "--prompt", "Hello", "--max-new-tokens", "1020");
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stderr, Does.Contain("1020 more were asked for"));
+
+        string expected;
+        using (var model = ParrotModel.Load(QwenDir)) expected = model.Ask("Hello", (string?)null, new GenerationOptions { MaxNewTokens = 4 });
+        (code, stdout, stderr) = CliRunner.Run(tooLong + "\nHello\n/exit\n", "chat", "--model", QwenDir, "--max-new-tokens", "4");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Contain("error: this model's maximum context length is 1024 tokens").And.Contain("/reset starts a new conversation"));
+        Assert.That(stdout, Is.EqualTo(expected + Environment.NewLine + Environment.NewLine), "the refused turn left no trace in the history");
+    }
+
     [Test]
     public void InteractiveSessionKeepsHistoryAttachesImagesAndResets()
     {

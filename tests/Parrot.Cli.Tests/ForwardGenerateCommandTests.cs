@@ -1,5 +1,7 @@
+using Parrot.Nn.Models.Qwen2;
 using Parrot.Tensors;
 using Parrot.Tensors.Formats;
+using Parrot.Tests.Shared;
 
 namespace Parrot.Cli.Tests;
 
@@ -40,6 +42,60 @@ public class ForwardGenerateCommandTests
         Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
         using var gold = Npy.Read(Path.Combine(Model(variant), "greedy.npy"));
         Assert.That(r.Stdout.Trim(), Is.EqualTo(string.Join(",", gold.ToLongArray())));
+    }
+
+    /// <summary>
+    /// The fixture's context (max_position_embeddings) is 128: forward and generate refuse what serve refuses, with the
+    /// prompt's length, the new tokens and the context named, before the model runs; a generation that fills the context
+    /// exactly runs. Without the check both ran past the trained positions (the RoPE tables simply grew).
+    /// </summary>
+    [Test]
+    public void PromptsPastTheContextAreRefused()
+    {
+        string model = Model("f32-gqa-untied");
+        string Ids(int n) => string.Join(",", Enumerable.Range(0, n).Select(i => 1 + i % 90));
+        string output = Path.Combine(CliRunner.TempDir(), "logits.npy");
+        var r = CliRunner.Run(null, "forward", "--model", model, "--tokens", Ids(129), "--out", output);
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("maximum context length is 128 tokens; the prompt has 129 tokens"));
+        Assert.That(File.Exists(output), Is.False);
+        r = CliRunner.Run(null, "forward", "--model", model, "--tokens", Ids(128), "--out", output);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+
+        r = CliRunner.Run(null, "generate", "--model", model, "--tokens=" + Ids(120), "--max-new-tokens", "9", "--ignore-eos");
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("maximum context length is 128 tokens; the prompt has 120 tokens and 9 more were asked for (max new tokens), 129 in all"));
+        Assert.That(r.Stdout, Is.Empty);
+        r = CliRunner.Run(null, "generate", "--model", model, "--tokens=" + Ids(128), "--max-new-tokens", "1");
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("the prompt has 128 tokens and 1 more were asked for"));
+        r = CliRunner.Run(null, "generate", "--model", model, "--tokens=" + Ids(120), "--max-new-tokens", "8", "--ignore-eos");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.Stdout.Trim().Split(','), Has.Length.EqualTo(8), "the prompt and the answer fill the context");
+    }
+
+    /// <summary>
+    /// A checkpoint with a NaN weight (the final norm's: every logit NaN) fails at the first step with a message that says
+    /// so, greedy (the pick taken by the backend) and sampled; before, greedy printed id 0 for every token asked for.
+    /// </summary>
+    [Test]
+    public void ANaNCheckpointFailsClearly()
+    {
+        string dir = CliRunner.TempDir();
+        using (var lm = new Qwen2ForCausalLM(TinyModels.TextConfig(), 4))
+        {
+            using var nan = Tensor.Full([lm.Config.HiddenSize], double.NaN);
+            lm.Model.Norm.Weight.Value.CopyFrom(nan);
+            Qwen2Loader.Save(lm, dir);
+        }
+        TinyModels.WriteTokenizer(dir);
+        var r = CliRunner.Run(null, "generate", "--model", dir, "--tokens", "1,2,3", "--max-new-tokens", "4");
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("the logits of step 1 are all NaN or −∞, so no token can be chosen — the checkpoint or the inputs hold non-finite values"));
+        Assert.That(r.Stdout, Is.Empty);
+        r = CliRunner.Run(null, "chat", "--model", dir, "--prompt", "hi", "--max-new-tokens", "4", "--temperature", "0.7");
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("the logits of step 1 are all NaN or −∞"));
     }
 
     [Test]

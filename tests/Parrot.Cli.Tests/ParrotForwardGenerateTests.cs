@@ -70,6 +70,31 @@ public class ParrotForwardGenerateTests
         Assert.That(r.Stdout.Trim(), Is.EqualTo(string.Join(",", expected)));
     }
 
+    /// <summary>
+    /// The fixture's context is 256: an image's 17 visual tokens count towards it (T' = T − 1 + 17), in forward and in
+    /// generate alike, checked before the tower runs.
+    /// </summary>
+    [Test]
+    public void VisualTokensCountTowardsTheContext()
+    {
+        var text = Prompt().Where(i => i != -200).ToArray();
+        var ids = new long[] { -200 }.Concat(Enumerable.Range(0, 240 - text.Length).SelectMany(_ => text.Take(1))).Concat(text).ToArray(); // 241 ids: T' = 257
+        Assert.That(ids.Length - 1 + 17, Is.EqualTo(257));
+        string output = Path.Combine(CliRunner.TempDir(), "logits.npy");
+        var r = CliRunner.Run(null, "forward", "--model", Fixture("f32-separate"), Tokens(ids), "--image", ImagePath, "--out", output);
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("maximum context length is 256 tokens; the prompt has 257 tokens"));
+        r = CliRunner.Run(null, "forward", "--model", Fixture("f32-separate"), Tokens(ids.Take(ids.Length - 1)), "--image", ImagePath, "--out", output);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr); // T' = 256: the whole context
+        var shorter = ids.Take(ids.Length - 5).ToArray(); // T' = 252
+        r = CliRunner.Run(null, "generate", "--model", Fixture("f32-separate"), Tokens(shorter), "--image", ImagePath, "--max-new-tokens", "5");
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("the prompt has 252 tokens and 5 more were asked for (max new tokens), 257 in all"));
+        r = CliRunner.Run(null, "generate", "--model", Fixture("f32-separate"), Tokens(shorter), "--image", ImagePath, "--max-new-tokens", "4", "--ignore-eos");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.Stdout.Trim().Split(','), Has.Length.EqualTo(4));
+    }
+
     [Test]
     public void VisionOverridesTheConfigsTowerPath()
     {

@@ -289,6 +289,15 @@ public class CudaGemvDispatchTests
     public void PrefetchIsOffUnlessPARROT_GEMV_PREFETCHGivesMiB(string? env, long bytes) =>
         Assert.That(CudaBackend.GemvPrefetchDefault(env), Is.EqualTo(bytes));
 
+    /// <summary>The benchmark records' prefetch_mib (<see cref="CudaBackend.DecodeSwitches"/>) shows a budget exactly: a shift by 20 showed half a MiB as 0 (off) and 1 MiB + 1 KiB as 1.</summary>
+    [TestCase(0L, "0")]
+    [TestCase(64L << 20, "64")]
+    [TestCase(1L << 19, "0.5")]
+    [TestCase((1L << 20) + 1024, "1.0009765625")]
+    [TestCase(1L, "0.00000095367431640625")]
+    public void PrefetchMibIsExact(long bytes, string shown) =>
+        Assert.That(CudaBackend.PrefetchMib(bytes), Is.EqualTo(shown));
+
     [Test]
     public void PrefetchStepsFillTheBudgetUpToTheSlicesEnd()
     {

@@ -176,6 +176,38 @@ static void split_cases()
         }
 }
 
+#include <sys/mman.h>
+#include <signal.h>
+#include <unistd.h>
+// A bf16 row of n elements at a 4 GiB + 64 MiB inaccessible guard on either side, its pages all one 64 MiB memfd mapped
+// over and over (so 4 GiB of row cost 64 MiB of memory; the values are whatever the threads last wrote, which the
+// case below does not check): an index that wraps below 0 or runs past n faults in a guard.
+static const size_t WIDE_CHUNK = 64ull << 20, WIDE_GUARD = (4ull << 30) + WIDE_CHUNK;
+static u16* wide_row(int fd, long long n)
+{
+    size_t bytes = ((size_t)n * 2 + WIDE_CHUNK - 1) / WIDE_CHUNK * WIDE_CHUNK;
+    char* base = (char*)mmap(nullptr, bytes + 2 * WIDE_GUARD, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) return nullptr;
+    for (size_t o = 0; o < bytes; o += WIDE_CHUNK)
+        if (mmap(base + WIDE_GUARD + o, WIDE_CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) return nullptr;
+    return (u16*)(base + WIDE_GUARD);
+}
+static void wide_fault(int) { static const char m[] = "FAIL add_rms_norm at n = INT_MAX indexed outside its row (a column index wrapped past INT_MAX)\n"; (void)!write(1, m, sizeof m - 1); _exit(1); }
+// add_rms_norm over one bf16 row of INT_MAX elements with 1024 threads (RowBlock's block for a wide row): every thread's
+// tail loop ends within the row. An int column index stepped by 1024 from its last element past INT_MAX - 1024 wraps
+// negative, stays below n and indexes 4 GiB before the row (on a GPU: memory of whatever lies there).
+static void add_norm_int_max()
+{
+    int fd = memfd_create("wide_row", 0);
+    if (fd < 0 || ftruncate(fd, WIDE_CHUNK) != 0) { printf("(add_rms_norm at INT_MAX skipped: no memfd) "); return; }
+    const long long n = 2147483647LL;
+    u16 *x = wide_row(fd, n), *res = wide_row(fd, n), *w = wide_row(fd, n), *sum = wide_row(fd, n), *y = wide_row(fd, n);
+    if (!x || !res || !w || !sum || !y) { printf("(add_rms_norm at INT_MAX skipped: no address space) "); return; }
+    struct sigaction sa {}; sa.sa_handler = wide_fault; sigaction(SIGSEGV, &sa, nullptr); sigaction(SIGBUS, &sa, nullptr);
+    launch(1, 1024, [&] { nm::add_rms_norm(1, n, sum, y, x, res, w, DT_BF16, 1e-6f); });
+    sa.sa_handler = SIG_DFL; sigaction(SIGSEGV, &sa, nullptr); sigaction(SIGBUS, &sa, nullptr);
+}
+
 int main()
 {
     std::mt19937 rng(1); std::normal_distribution<float> nd;
@@ -271,6 +303,7 @@ int main()
                 launch(2, block, [&] { nm::add_rms_norm(rows, n, X3.data(), R3.data(), X3.data(), R3.data(), W.data(), dt, 1e-6f); });
                 CHECK(memcmp(S1.data(), X3.data(), rows * n * es) == 0 && memcmp(Y1.data(), R3.data(), rows * n * es) == 0, "add_rms_norm in place, n %d block %d dt %d", n, block, dt);
             }
+    add_norm_int_max();
     // softmax and log-softmax
     for (int lg : {0, 1})
     { std::vector<float> y(R * N); Layout L = L1(R, 2, N, N);

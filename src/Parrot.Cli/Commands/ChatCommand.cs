@@ -21,7 +21,7 @@ internal static class ChatCommand
         var image = new Option<string?>("--image") { Description = "Image file (JPEG, PNG, WebP, GIF, BMP) for the first message" };
         var prompt = new Option<string?>("--prompt") { Description = "Answer this one message and exit (no interactive session)" };
         var system = new Option<string?>("--system") { Description = "System prompt (default: Parrot's \"You are a helpful assistant.\")" };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer", DefaultValueFactory = _ => 512 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer; the conversation so far and these must fit the model's context (max_position_embeddings), else the message is refused, as serve refuses max_tokens past it", DefaultValueFactory = _ => 512 };
         var temperature = new Option<double>("--temperature") { Description = "Sampling temperature; 0 = greedy (default)", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling: keep the most likely tokens up to this probability mass (0 < p ≤ 1)", DefaultValueFactory = _ => 1 };
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens; 0 = all", DefaultValueFactory = _ => 0 };
@@ -111,6 +111,11 @@ internal static class ChatCommand
                 output.WriteLine();
                 output.WriteLine();
                 output.Flush();
+            }
+            catch (PromptTooLongException e)
+            {
+                // The history grows with every turn: say how to make room (the turn was not added).
+                notes.WriteLine($"error: {e.Message} (/reset starts a new conversation; a smaller --max-new-tokens leaves more room for the prompt)");
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException)
             {

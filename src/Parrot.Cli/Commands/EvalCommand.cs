@@ -22,7 +22,7 @@ internal static class EvalCommand
         var model = new Option<string?>("--model") { Description = "Parrot model directory (config.json, safetensors, tokenizer.json; the vision tower from mm_vision_tower or --vision)" };
         var data = new Option<string[]>("--data") { Description = "Benchmark TSV files (VLMEvalKit format); the language comes from the name (_en, _cn/_zh, _pt, _ar, _tr, _ru) or --lang", AllowMultipleArgumentsPerToken = true };
         var outDir = new Option<string>("--out") { Description = "Output folder: predictions.tsv, summary.json, summary.md (and the partial results of a run)", Required = true };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens generated per answer", DefaultValueFactory = _ => 512 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens generated per answer; each question's prompt and these must fit the model's context (max_position_embeddings), else the run stops with an error naming the lengths", DefaultValueFactory = _ => 512 };
         var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N scored units (questions, circular groups or groups) of each file" };
         var lang = new Option<string?>("--lang") { Description = "Language of every input (en, zh or cn, pt, ar, tr, ru), instead of the file names'" };
         var protocol = new Option<string?>("--protocol") { Description = "Scoring protocol for every input: vanilla, circular or grouped (default: circular for names containing 'mmbench', grouped with a 'group' column, else vanilla)" };

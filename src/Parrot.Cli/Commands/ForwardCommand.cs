@@ -25,7 +25,7 @@ internal static class ForwardCommand
             "Run a checkpoint over token ids and write the logits (.npy, float32 [T', vocab]). For a Qwen2 model T' = T, the number of ids. " +
             $"For a Parrot model with --image, the placeholder {ParrotSample.ImageToken} is replaced by the image's visual tokens (1 + N with the CLS token for " +
             "mm_vision_select_feature cls_patch, N = (image_size / patch_size)^2 patches: 577 for CLIP ViT-L/14-336), so T' = T - 1 + 1 + N " +
-            "(T - 1 + N for mm_vision_select_feature patch), one row per position of the spliced sequence.");
+            "(T - 1 + N for mm_vision_select_feature patch), one row per position of the spliced sequence. T' must not exceed the model's context (max_position_embeddings).");
         var device = DeviceOption.Create();
         foreach (var o in new Option[] { device, model, tokens, output, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("forward", () =>
@@ -44,6 +44,8 @@ internal static class ForwardCommand
             m.To(dev);
             foreach (var id in ids)
                 if (id < 0 || id >= m.Config.VocabSize) throw new CliException($"--tokens: id {id} is outside the vocabulary [0, {m.Config.VocabSize})");
+            // The rule generate and serve apply (a forward generates nothing, so the prompt alone must fit).
+            global::Parrot.Parrot.Inference.ContextWindow.CheckPrompt(m.Config.MaxPositionEmbeddings, ids.Length);
             using var scope = TensorScope.Begin();
             using var ng = Graph.NoGrad();
             var x = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), dev, 1, ids.Length);

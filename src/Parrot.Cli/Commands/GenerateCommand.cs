@@ -17,7 +17,7 @@ internal static class GenerateCommand
     {
         var model = new Option<string>("--model") { Description = "Qwen2/Qwen1.5 model directory, or a Parrot model directory (model_type parrot_qwen2)", Required = true };
         var tokens = new Option<string>("--tokens") { Description = $"Comma-separated prompt token ids; {ParrotSample.ImageToken} marks where the --image goes (use --tokens=... when the list starts with '-')", Required = true };
-        var max = new Option<int>("--max-new-tokens") { Description = "Most tokens to generate", Required = true };
+        var max = new Option<int>("--max-new-tokens") { Description = "Most tokens to generate; the prompt (an image's visual tokens included) and these must fit the model's context (max_position_embeddings), else nothing is generated and the command fails, as serve refuses max_tokens past it", Required = true };
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Generate exactly --max-new-tokens tokens, ignoring end-of-sequence ids" };
         var image = ParrotInputs.ImageOption();
         var vision = ParrotInputs.VisionOption();

@@ -4,13 +4,6 @@ using Parrot.Parrot.Vision;
 
 namespace Parrot.Parrot.Inference;
 
-/// <summary>A prompt does not fit the model's context with the tokens asked for.</summary>
-public sealed class PromptTooLongException : ArgumentException
-{
-    /// <summary>Creates the exception.</summary>
-    public PromptTooLongException(string message) : base(message) { }
-}
-
 /// <summary>What one step produced for one sequence of a <see cref="ContinuousBatch"/>.</summary>
 /// <param name="Sequence">The sequence.</param>
 /// <param name="Token">The id generated.</param>
@@ -160,15 +153,7 @@ public sealed class ContinuousBatch : IDisposable
             int chosen = 0;
             // With slots the prefill's cache only carries the prompt into a slot (its room is the slot's).
             int Room(int length) { int c = CheckLength(length); return _slots is null ? c : 0; }
-            int CheckLength(int length)
-            {
-                int room = ContextLength - length;
-                if (room < 1 || maxNewTokens is int m && m > room)
-                    throw new PromptTooLongException($"this model's maximum context length is {ContextLength} tokens; the prompt has {length} tokens"
-                        + (maxNewTokens is int mm ? $" and {mm} more were asked for" : ", which leaves no room for an answer"));
-                chosen = maxNewTokens ?? room;
-                return chosen;
-            }
+            int CheckLength(int length) => chosen = ContextWindow.Room(ContextLength, length, maxNewTokens);
             bool onDevice = !HostPicksOnly && Generator.PicksPlainArgMax(options);
             int vocab = _lm.VocabSize;
             var plan = onDevice || HostPicksOnly || !_lm.CandidatesPay ? default : TopKCandidates.Plan(options, vocab, CandidateMargin, TopPCandidates);
@@ -250,6 +235,7 @@ public sealed class ContinuousBatch : IDisposable
             {
                 if (s.Row is { Escalated: true, Logits: null }) EscalatedRows++;
                 int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Row!.Value);
+                Generator.CheckPick(id, s.Row, s.GeneratedTokens + 1, 0, 1);
                 s.Row = null;
                 s.Picked = -1;
                 s.GeneratedTokens++;

@@ -230,6 +230,7 @@ public sealed class Generator
                     if (done[r]) continue;
                     if (rows?[r] is { Escalated: true, Logits: null }) EscalatedRows++;
                     int id = ids is not null ? ids[r] : samplers[r].Next(rows![r]);
+                    CheckPick(id, rows?[r], step + 1, r, b);
                     last[r] = id;
                     var (piece, finished) = AfterToken(id, filters[r], _eos, options, step + 1);
                     if (finished is not null) done[r] = true;
@@ -273,12 +274,39 @@ public sealed class Generator
     /// <summary>Rows sampled from escalated candidates so far (<see cref="CandidateAsk.Escalation"/>; the selftest counts them).</summary>
     internal int EscalatedRows { get; private set; }
 
-    /// <summary>A greedy session's ids, checked as TokenSampler checks the logits it is given.</summary>
+    /// <summary>
+    /// A greedy session's ids, checked as TokenSampler checks the logits it is given (<see cref="NoNumber"/> passes: the
+    /// pick's check after reports it with its step).
+    /// </summary>
     private static int[] CheckIds(int[] ids, int batch, int vocab)
     {
         if (ids is null || ids.Length != batch) throw new InvalidOperationException($"generate: the model returned {ids?.Length ?? 0} greedy ids for a batch of {batch}");
         foreach (int id in ids)
-            if ((uint)id >= (uint)vocab) throw new InvalidOperationException($"generate: the model returned the greedy id {id}, outside the vocabulary [0, {vocab})");
+            if ((uint)id >= (uint)vocab && id != NoNumber) throw new InvalidOperationException($"generate: the model returned the greedy id {id}, outside the vocabulary [0, {vocab})");
         return ids;
+    }
+
+    /// <summary>
+    /// The greedy id a session returns (<see cref="IGreedyDecodingSession"/>) for a row of logits that holds no number:
+    /// every logit NaN or −∞ (a checkpoint with NaN weights gives such rows), where the argmax's rule would pick id 0.
+    /// </summary>
+    internal const int NoNumber = -1;
+
+    /// <summary>
+    /// Refuses a pick made from a row of logits that holds no number (every logit NaN or −∞), which every path would
+    /// otherwise turn into id 0 (the argmax's rule, NaN below every number) step after step, silently: a greedy id of
+    /// <see cref="NoNumber"/> from the device, or a whole row read to the host (TokenSampler's) whose pick has a raw logit
+    /// of NaN or −∞ — the argmax's pick is the row's largest, and a draw never takes a logit of probability 0, so that
+    /// happens only where no logit is a number. One look at the picked logit: no pass over the row. A row whose
+    /// candidates decided the pick (read instead of the row) holds a number (a NaN or a row without a finite maximum makes
+    /// every check read it whole); rows with some NaN among numbers keep the sampler's rule (NaN below every number).
+    /// <paramref name="step"/>: 1 for the token after the prompt.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The row held no number.</exception>
+    internal static void CheckPick(int id, LogitsRow? row, int step, int prompt, int prompts)
+    {
+        if (id == NoNumber || row is { Logits: { } full } && (uint)id < (uint)full.Length && !(full[id] > float.NegativeInfinity))
+            throw new InvalidOperationException($"generate: the logits of step {step}{(prompts > 1 ? $" (prompt {prompt})" : "")} are all NaN or −∞, so no token can be chosen"
+                + " — the checkpoint or the inputs hold non-finite values (NaN/Inf)");
     }
 }

@@ -128,17 +128,17 @@ internal sealed partial class KvCacheModel
         /// room is the eager session's: the step count below).
         /// </summary>
         public float[][] Prefill() =>
-            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRow(p, _ => 0, out c, out length, $"prompt {r}")).Rows;
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRow(p, _m.Fits(_maxNew, 0, r, _prompts.Count), out c, out length, $"prompt {r}")).Rows;
 
         /// <summary>As <see cref="Prefill"/>, the first tokens taken on the device, loaded into the decoder there and read back once.</summary>
         public int[] PrefillGreedy() =>
-            _onDevice = Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowGreedy(p, _ => 0, out c, out length, $"prompt {r}")).Ids!;
+            _onDevice = Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowGreedy(p, _m.Fits(_maxNew, 0, r, _prompts.Count), out c, out length, $"prompt {r}")).Ids!;
 
         public bool CandidatesPay => _m.CandidatesPay;
 
         /// <summary>The logits path (the decoder keeps its logits), each row's top logits read back in place of the row.</summary>
         public LogitsRow[] PrefillCandidates(CandidateAsk[] asks) =>
-            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowCandidates(p, _ => 0, out c, out length, $"prompt {r}", Ask(asks, r, _prompts.Count))).Rows;
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c, out int length) => _m.PrefillRowCandidates(p, _m.Fits(_maxNew, 0, r, _prompts.Count), out c, out length, $"prompt {r}", Ask(asks, r, _prompts.Count))).Rows;
 
         /// <summary>As <see cref="Step"/>, then TopK of the kept logits on the device (one launch after the step) and its read.</summary>
         public LogitsRow[] StepCandidates(int[] tokens, CandidateAsk[] asks)

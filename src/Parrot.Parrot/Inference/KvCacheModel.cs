@@ -29,6 +29,21 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
 
     public int VocabSize { get; }
 
+    /// <summary>Most positions (prompt and answer) the model takes: its max_position_embeddings.</summary>
+    internal int ContextLength => _stack.Config.MaxPositionEmbeddings;
+
+    /// <summary>
+    /// A session's length check for prompt <paramref name="row"/> of <paramref name="rows"/>, started for
+    /// <paramref name="maxNew"/> new tokens: the prompt and those tokens must fit the context (<see cref="ContextWindow.Room"/>,
+    /// serve's rule); then the cache makes room for <paramref name="cacheRoom"/> more.
+    /// </summary>
+    private Func<int, int> Fits(int maxNew, int cacheRoom, int row, int rows) => length =>
+    {
+        try { ContextWindow.Room(ContextLength, length, maxNew); }
+        catch (PromptTooLongException e) when (rows > 1) { throw new PromptTooLongException($"prompt {row}: {e.Message}"); }
+        return cacheRoom;
+    };
+
     /// <summary>Whether reading top-k candidates instead of rows saves a copy: the model is not on the CPU (<see cref="ICandidateDecodingSession"/>).</summary>
     internal bool CandidatesPay => _stack.EmbedTokens.Weight.Value.Device.Kind != DeviceKind.Cpu;
 
@@ -57,16 +72,16 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
             _m = m; _prompts = prompts; _maxNew = Math.Max(maxNew, 1);
         }
 
-        public float[][] Prefill() => Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRow(p, _ => _maxNew, out c, out _, $"prompt {r}"), rows => rows);
+        public float[][] Prefill() => Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRow(p, _m.Fits(_maxNew, _maxNew, r, _prompts.Count), out c, out _, $"prompt {r}"), rows => rows);
 
         /// <summary>Each prompt's greedy token stays on the device until all are there: one read for the batch.</summary>
-        public int[] PrefillGreedy() => Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowGreedy(p, _ => _maxNew, out c, out _, $"prompt {r}"), PrefillIds);
+        public int[] PrefillGreedy() => Prefill(greedy: true, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowGreedy(p, _m.Fits(_maxNew, _maxNew, r, _prompts.Count), out c, out _, $"prompt {r}"), PrefillIds);
 
         public bool CandidatesPay => _m.CandidatesPay;
 
         /// <summary>The logits path with each row's top logits read back in place of the row (both read the same step).</summary>
         public LogitsRow[] PrefillCandidates(CandidateAsk[] asks) =>
-            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowCandidates(p, _ => _maxNew, out c, out _, $"prompt {r}", Ask(asks, r, _prompts.Count)), rows => rows);
+            Prefill(greedy: false, (GenerationPrompt p, int r, out KvCache c) => _m.PrefillRowCandidates(p, _m.Fits(_maxNew, _maxNew, r, _prompts.Count), out c, out _, $"prompt {r}", Ask(asks, r, _prompts.Count)), rows => rows);
 
         public LogitsRow[] StepCandidates(int[] tokens, CandidateAsk[] asks) =>
             Step(tokens, greedy: false, (caches, t) => _m.StepRowsCandidates(caches, t, asks));

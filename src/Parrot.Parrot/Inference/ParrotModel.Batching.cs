@@ -62,7 +62,7 @@ public sealed partial class ParrotModel
         {
             var prompt = Prompt(conversation, image, features);
             int[] ids = [.. prompt.Ids, .. answer];
-            var raw = lm.PrefillRow(prompt with { Ids = ids }, _ => 0, out var cache, out _, "the prompt and answer");
+            var raw = lm.PrefillRow(prompt with { Ids = ids }, length => { ContextWindow.CheckPrompt(lm.ContextLength, length); return 0; }, out var cache, out _, "the prompt and answer");
             cache.Dispose();
             var sampler = new TokenSampler(options, lm.VocabSize, ids);
             var pick = new double[raw.Length];

@@ -198,9 +198,12 @@ public sealed class ParrotModelDirectory : IDisposable
     /// with an image and T without.
     /// </summary>
     /// <exception cref="ArgumentException">A placeholder without an image, an image without a placeholder, several placeholders, or an id outside the vocabulary.</exception>
+    /// <exception cref="Inference.PromptTooLongException">T' is past the context (max_position_embeddings).</exception>
     public Tensor Logits(IReadOnlyList<int> ids, RgbImage? image)
     {
         var sample = Prompt(ids, image);
+        // Checked before the tower and the model run: the spliced length is known from the prompt and the tower's shape.
+        Inference.ContextWindow.CheckPrompt(Model.Config.Text.MaxPositionEmbeddings, image is null ? ids.Count : ids.Count - 1 + ImageTokens);
         using var scope = TensorScope.Begin();
         using var noGrad = Graph.NoGrad();
         var features = image is null ? null : ImageFeatures(image);

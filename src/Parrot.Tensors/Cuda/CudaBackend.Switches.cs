@@ -11,8 +11,15 @@ public sealed partial class CudaBackend
     /// name says.
     /// </summary>
     public string DecodeSwitches => string.Create(CultureInfo.InvariantCulture,
-        $"pdl={Bit(ProgrammaticLaunches)} gemv={Bit(GemvKernel)} lean={Bit(GemvLean)} prefetch_mib={GemvPrefetchBytes >> 20} warps_per_sm={GemvWarpsPerSm} " +
+        $"pdl={Bit(ProgrammaticLaunches)} gemv={Bit(GemvKernel)} lean={Bit(GemvLean)} prefetch_mib={PrefetchMib(GemvPrefetchBytes)} warps_per_sm={GemvWarpsPerSm} " +
         $"norm_gemv={Bit(NormGemvKernel)} rope_fused={Bit(DecodeRopeFused)} min_keys={DecodeMinKeys} mma={Bit(DecodeMma)}");
 
     private static int Bit(bool on) => on ? 1 : 0;
+
+    /// <summary>
+    /// A prefetch budget in MiB, exactly: whole MiB as an integer ("64"), any other budget as the exact decimal fraction
+    /// ("0.5", "1.0009765625" for 1 MiB + 1 KiB); a shift by 20 showed such a budget truncated (0 for half a MiB, which
+    /// read as off).
+    /// </summary>
+    internal static string PrefetchMib(long bytes) => ((decimal)bytes / (1L << 20)).ToString(CultureInfo.InvariantCulture);
 }

@@ -1,0 +1,188 @@
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot.Inference;
+using Parrot.Parrot.Text;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
+
+namespace Parrot.Parrot.Tests.Inference;
+
+/// <summary>
+/// The context rule (<see cref="ContextWindow"/>, serve's) at every generating entry point over the KV cache — the
+/// <see cref="ParrotModel"/> API, chats, batches, <see cref="GreedyDecoder"/> — and the refusal of rows of logits that hold
+/// no number (a checkpoint with NaN weights), which every path used to turn into id 0 step after step.
+/// </summary>
+public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-tests")
+{
+    private const string NoNumber = "are all NaN or −∞, so no token can be chosen — the checkpoint or the inputs hold non-finite values";
+
+    [Test]
+    public void TheModelApiRefusesWhatServeRefuses()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        Assert.That(model.ContextLength, Is.EqualTo(1024));
+        var e = Assert.Throws<PromptTooLongException>(() => model.Ask(new string('x', 1100), (string?)null, new GenerationOptions { MaxNewTokens = 4 }));
+        Assert.That(e!.Message, Does.Contain("maximum context length is 1024 tokens; the prompt has").And.Contain("4 more were asked for (max new tokens)"));
+        e = Assert.Throws<PromptTooLongException>(() => model.Ask("short", (string?)null, new GenerationOptions { MaxNewTokens = 1020 }));
+        Assert.That(e!.Message, Does.Contain("1020 more were asked for"));
+        Assert.Throws<PromptTooLongException>(() => model.AskStreaming(new string('x', 1100), (string?)null).ToList());
+
+        // Exactly the context: the prompt and the answer fill it.
+        string question = new('x', 940);
+        int length = model.Chat.BuildPrompt([new ChatTurn(ChatRole.User, question)]).Length;
+        var fits = new GenerationOptions { MaxNewTokens = 1024 - length, IgnoreEos = true };
+        var result = model.Generate([new ChatTurn(ChatRole.User, question)], null, fits);
+        Assert.That(result.Tokens, Has.Length.EqualTo(1024 - length));
+        e = Assert.Throws<PromptTooLongException>(() => model.Generate([new ChatTurn(ChatRole.User, question)], null, fits with { MaxNewTokens = 1025 - length }));
+        Assert.That(e!.Message, Does.Contain($"the prompt has {length} tokens and {1025 - length} more were asked for (max new tokens), 1025 in all"));
+
+        // A batch names the prompt that does not fit.
+        e = Assert.Throws<PromptTooLongException>(() => model.Ask([new ParrotQuestion("short"), new ParrotQuestion(new string('y', 1100))], new GenerationOptions { MaxNewTokens = 4 }));
+        Assert.That(e!.Message, Does.StartWith("prompt 1: this model's maximum context length is 1024 tokens"));
+
+        // A chat refuses the turn and keeps its history as it was.
+        var chat = model.StartChat();
+        chat.Send("hi", (string?)null, new GenerationOptions { MaxNewTokens = 3 });
+        int turns = chat.History.Count;
+        Assert.Throws<PromptTooLongException>(() => chat.Send(new string('z', 1100), (string?)null, new GenerationOptions { MaxNewTokens = 3 }));
+        Assert.That(chat.History, Has.Count.EqualTo(turns));
+    }
+
+    [Test]
+    public void VisualTokensCountTowardsTheContext()
+    {
+        using var model = ParrotModel.Load(ParrotDir);
+        string question = new('x', 930);
+        int length = model.Chat.BuildPrompt([new ChatTurn(ChatRole.User, question)]).Length;
+        var options = new GenerationOptions { MaxNewTokens = 1024 - length, IgnoreEos = true };
+        Assert.That(model.Generate([new ChatTurn(ChatRole.User, question)], null, options).Tokens, Has.Length.EqualTo(1024 - length));
+        // With the image the prompt is 17 visual tokens and a newline longer (the marker becomes the tokens).
+        var e = Assert.Throws<PromptTooLongException>(() => model.Ask(question, Red, options));
+        Assert.That(e!.Message, Does.Contain("maximum context length is 1024 tokens"));
+    }
+
+    [Test]
+    public void GreedyDecoderRefusesTooAndFillsTheContextExactly()
+    {
+        using var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { MaxPositionEmbeddings = 16 }, 3);
+        int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        var e = Assert.Throws<PromptTooLongException>(() => GreedyDecoder.Generate(lm, prompt, 7, [], ignoreEos: true));
+        Assert.That(e!.Message, Does.Contain("maximum context length is 16 tokens; the prompt has 10 tokens and 7 more were asked for"));
+        Assert.That(GreedyDecoder.Generate(lm, prompt, 6, [], ignoreEos: true), Has.Count.EqualTo(6));
+        // The logits path (every row read back) refuses the same.
+        var generator = new Generator(Generator.LogitsOnly(Generator.Wrap(lm)));
+        Assert.Throws<PromptTooLongException>(() => generator.Generate(new GenerationPrompt(prompt), new GenerationOptions { MaxNewTokens = 7 }));
+    }
+
+    /// <summary>A Qwen2 with a NaN final-norm weight: every hidden state, so every logit, is NaN.</summary>
+    private static Qwen2ForCausalLM NaNModel()
+    {
+        var lm = new Qwen2ForCausalLM(TinyModels.TextConfig(), 5);
+        using var nan = Tensor.Full([lm.Config.HiddenSize], double.NaN);
+        lm.Model.Norm.Weight.Value.CopyFrom(nan);
+        return lm;
+    }
+
+    /// <summary>Greedy (the pick on the device: the CPU here), greedy with every row read, sampled, penalised: each refuses the prompt's row.</summary>
+    [Test]
+    public void ANaNCheckpointIsRefusedAtTheFirstStepOnEveryPath()
+    {
+        using var lm = NaNModel();
+        int[] prompt = [1, 2, 3];
+        var e = Assert.Throws<InvalidOperationException>(() => GreedyDecoder.Generate(lm, prompt, 5, [], ignoreEos: true));
+        Assert.That(e!.Message, Does.Contain("the logits of step 1 " + NoNumber));
+        var options = new GenerationOptions[]
+        {
+            new() { MaxNewTokens = 5 },
+            new() { MaxNewTokens = 5, Temperature = 0.8, Seed = 3 },
+            new() { MaxNewTokens = 5, Temperature = 0.8, TopK = 5, TopP = 0.9, Seed = 3 },
+            new() { MaxNewTokens = 5, RepetitionPenalty = 1.3 },
+        };
+        foreach (var model in new[] { Generator.Wrap(lm), Generator.LogitsOnly(Generator.Wrap(lm)) })
+            foreach (var o in options)
+            {
+                e = Assert.Throws<InvalidOperationException>(() => new Generator(model).Generate([new GenerationPrompt(prompt), new GenerationPrompt([4, 5])], o), $"{o}");
+                Assert.That(e!.Message, Does.Contain("the logits of step 1 (prompt 0) " + NoNumber), $"{o}");
+            }
+    }
+
+    [Test]
+    public void TheContinuousBatchRefusesANaNCheckpointsRows()
+    {
+        string dir = Path.Combine(Root, "nan-qwen2");
+        Directory.CreateDirectory(dir);
+        using (var lm = NaNModel()) Qwen2Loader.Save(lm, dir);
+        TinyModels.WriteTokenizer(dir);
+        using var model = ParrotModel.Load(dir);
+        Assert.That(Assert.Throws<InvalidOperationException>(() => model.Ask("hi", (string?)null, new GenerationOptions { MaxNewTokens = 3 }))!.Message, Does.Contain(NoNumber));
+        foreach (var options in new[] { new GenerationOptions(), new GenerationOptions { Temperature = 1, Seed = 2 } })
+        {
+            using var batch = model.StartContinuousBatch();
+            batch.Join([new ChatTurn(ChatRole.User, "hi")], null, options, 3);
+            var e = Assert.Throws<InvalidOperationException>(() => batch.Step());
+            Assert.That(e!.Message, Does.Contain("the logits of step 1 " + NoNumber), $"{options}");
+        }
+    }
+
+    /// <summary>The step named is the one whose row held no number: a scripted model's third row (the logits path), a greedy session's second id.</summary>
+    [Test]
+    public void TheErrorNamesTheStep()
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => new Generator(new NaNAtStep(6, 2)).Generate(new GenerationPrompt([1]), new GenerationOptions { MaxNewTokens = 5, IgnoreEos = true }));
+        Assert.That(e!.Message, Does.Contain("the logits of step 3 " + NoNumber));
+        e = Assert.Throws<InvalidOperationException>(() => new Generator(new NaNAtStep(6, 1, greedy: true)).Generate(new GenerationPrompt([1]), new GenerationOptions { MaxNewTokens = 5, IgnoreEos = true }));
+        Assert.That(e!.Message, Does.Contain("the logits of step 2 " + NoNumber));
+    }
+
+    /// <summary>
+    /// Only rows with no number are refused: a row of −∞ alone is (its pick would be id 0), one with some NaN among numbers
+    /// keeps the sampler's rule (NaN below every number), greedy and sampled alike.
+    /// </summary>
+    [Test]
+    public void RowsWithANumberKeepTheirPick()
+    {
+        float nan = float.NaN, inf = float.NegativeInfinity;
+        var greedy = new GenerationOptions { MaxNewTokens = 2, IgnoreEos = true };
+        var sampled = greedy with { Temperature = 1, Seed = 4 };
+        Assert.That(new Generator(new FixedLogitsModel([nan, 1, 3, nan, 2])).Generate(new GenerationPrompt([1]), greedy).Tokens, Is.EqualTo(new[] { 2, 2 }));
+        Assert.That(new Generator(new FixedLogitsModel([nan, inf, 5, nan])).Generate(new GenerationPrompt([1]), sampled).Tokens, Is.EqualTo(new[] { 2, 2 }));
+        foreach (var o in new[] { greedy, sampled })
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => new Generator(new FixedLogitsModel([inf, inf, inf])).Generate(new GenerationPrompt([1]), o));
+            Assert.That(e!.Message, Does.Contain("the logits of step 1 " + NoNumber));
+            Assert.Throws<InvalidOperationException>(() => new Generator(new FixedLogitsModel([nan, nan, inf])).Generate(new GenerationPrompt([1]), o));
+        }
+    }
+
+    /// <summary>Rows of logits peaked at id 1 until step <c>bad</c> (0: the prompt's), which is all NaN; greedy: ids, <see cref="Generator.NoNumber"/> at that step.</summary>
+    private sealed class NaNAtStep(int vocab, int bad, bool greedy = false) : IAutoregressiveModel
+    {
+        public int VocabSize => vocab;
+
+        public IDecodingSession Start(IReadOnlyList<GenerationPrompt> prompts, int maxNewTokens) => greedy ? new Greedy(this) : new Session(this);
+
+        private class Session(NaNAtStep m) : IDecodingSession
+        {
+            protected readonly NaNAtStep Model = m;
+            protected int StepIndex;
+            public float[][] Prefill() => [Row()];
+            public float[][] Step(int[] tokens) { StepIndex++; return [Row()]; }
+            private float[] Row()
+            {
+                var l = new float[Model.VocabSize];
+                l[1] = 5;
+                if (StepIndex == Model._bad) Array.Fill(l, float.NaN);
+                return l;
+            }
+            public void Dispose() { }
+        }
+
+        private sealed class Greedy(NaNAtStep m) : Session(m), IGreedyDecodingSession
+        {
+            public int[] PrefillGreedy() => [Id()];
+            public int[] StepGreedy(int[] tokens) { StepIndex++; return [Id()]; }
+            private int Id() => StepIndex == Model._bad ? Generator.NoNumber : 1;
+        }
+
+        private readonly int _bad = bad;
+    }
+}
