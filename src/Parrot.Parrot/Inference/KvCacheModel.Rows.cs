@@ -83,7 +83,7 @@ internal sealed partial class KvCacheModel
     /// (<see cref="global::Parrot.Nn.GreedyToken"/>): one read of B ids instead of B rows of logits.
     /// </summary>
     internal int[] StepRowsGreedy(IReadOnlyList<KvCache> caches, int[] tokens) =>
-        StepRows(caches, tokens, logits => ReadIds(PickGreedy(logits.Reshape(tokens.Length, VocabSize))));
+        StepRows(caches, tokens, logits => ReadGreedyIds(logits.Reshape(tokens.Length, VocabSize)));
 
     /// <summary>
     /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>, but returns each row's candidates as
@@ -134,7 +134,7 @@ internal sealed partial class KvCacheModel
         if (greedy.Contains(true))
         {
             // Every row is picked (a few elementwise passes, less work than choosing rows); the sampling rows' ids are dropped.
-            var picked = ReadIds(PickGreedy(logits));
+            var picked = ReadGreedyIds(logits);
             for (int r = 0; r < b; r++) if (greedy[r]) ids[r] = picked[r];
         }
         var sampling = Enumerable.Range(0, b).Where(r => !greedy[r]).ToArray();
@@ -165,7 +165,9 @@ internal sealed partial class KvCacheModel
     /// <see cref="Generator.NoNumber"/> where the pick is 0 and logit 0 is NaN or −∞: then no logit of the row is a number
     /// (the argmax ranks NaN below −∞ and takes the lowest id on a tie), as in every row of a checkpoint with NaN weights,
     /// and the generator refuses the step instead of feeding id 0 on. A few elementwise ops over [B] on the device, no pass
-    /// over the row and no read (a row of NaN and −∞ whose first −∞ is past id 0 is left to the row's own pick).
+    /// over the row and no read (a row of NaN and −∞ whose first −∞ is past id 0 is left to the row's own pick). The
+    /// prefill's form: its ids stay on the device until every prompt's are there; the steps read theirs at once and check
+    /// on the host (<see cref="ReadGreedyIds"/>).
     /// </summary>
     private static Tensor PickGreedy(Tensor logits)
     {
@@ -176,6 +178,19 @@ internal sealed partial class KvCacheModel
         var zero = ids.Eq(Tensor.Scalar(0, DType.I64, device));
         var none = Tensor.Where(zero, Tensor.Scalar(Generator.NoNumber, DType.I64, device), ids);
         return scope.Keep(Tensor.Where(number, ids, none));
+    }
+
+    /// <summary>
+    /// The greedy ids of logits [B, vocab] read to the host, with <see cref="Generator.NoNumber"/> where the pick is 0 and
+    /// logit 0 is NaN or −∞ (as <see cref="PickGreedy"/>, for the steps: no extra launch or upload on the common path; a
+    /// pick of id 0 costs one more read of that one logit).
+    /// </summary>
+    private static int[] ReadGreedyIds(Tensor logits)
+    {
+        var ids = ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits));
+        for (int r = 0; r < ids.Length; r++)
+            if (ids[r] == 0 && !(logits.Narrow(0, r, 1).Narrow(1, 0, 1).Item() > double.NegativeInfinity)) ids[r] = Generator.NoNumber;
+        return ids;
     }
 
     /// <summary>Ids on the device (int64) → the host: one read.</summary>

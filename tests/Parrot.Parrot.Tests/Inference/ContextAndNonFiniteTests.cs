@@ -105,6 +105,24 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
             }
     }
 
+    /// <summary>
+    /// A row with no number first met after the prompt (the greedy steps' host check, not the prefill's device one): an
+    /// untied head of zeros makes every prompt logit 0 (a tie: id 0 picked, a number), and id 0's embedding row is NaN,
+    /// so the first step's logits are all NaN, one prompt or a batch.
+    /// </summary>
+    [Test]
+    public void ANaNMetAfterThePromptIsRefusedAtThatStep()
+    {
+        using var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5);
+        var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter);
+        using (var zeros = Tensor.Zeros(p["lm_head.weight"].Shape)) p["lm_head.weight"].Value.CopyFrom(zeros);
+        using (var nan = Tensor.Full([lm.Config.HiddenSize], double.NaN)) p["model.embed_tokens.weight"].Value.Narrow(0, 0, 1).Reshape(lm.Config.HiddenSize).CopyFrom(nan);
+        var e = Assert.Throws<InvalidOperationException>(() => GreedyDecoder.Generate(lm, [1, 2, 3], 5, [], ignoreEos: true));
+        Assert.That(e!.Message, Does.Contain("the logits of step 2 " + NoNumber));
+        e = Assert.Throws<InvalidOperationException>(() => new Generator(Generator.Wrap(lm)).Generate([new GenerationPrompt([1, 2, 3]), new GenerationPrompt([4, 5])], new GenerationOptions { MaxNewTokens = 5, IgnoreEos = true }));
+        Assert.That(e!.Message, Does.Contain("the logits of step 2 (prompt 0) " + NoNumber));
+    }
+
     [Test]
     public void TheContinuousBatchRefusesANaNCheckpointsRows()
     {
