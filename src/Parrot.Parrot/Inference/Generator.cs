@@ -240,8 +240,9 @@ public sealed class Generator
                 if (greedy is not null)
                 {
                     // A finished row is fed what the device picked for it (its output is dropped either way), so the ids
-                    // already on the device need no copy.
-                    for (int r = 0; r < b; r++) if (done[r]) last[r] = ids![r];
+                    // already on the device need no copy. Not NoNumber (the finished row's own logits held no number: its
+                    // pick is never checked, and −1 is no token): it is fed its last token again (an upload, that step only).
+                    for (int r = 0; r < b; r++) if (done[r] && ids![r] != NoNumber) last[r] = ids[r];
                     ids = CheckIds(greedy.StepGreedy(last), b, vocab);
                 }
                 else rows = candidates is not null ? candidates.StepCandidates(last, asks!) : Whole(session.Step(last));

@@ -123,6 +123,50 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         Assert.That(e!.Message, Does.Contain("the logits of step 2 (prompt 0) " + NoNumber));
     }
 
+    /// <summary>
+    /// A finished row's own NaN does not stop the others: in a greedy batch the device still picks for a row that ended
+    /// (its output dropped) and the generator feeds that pick back; a row of NaN there is <see cref="Generator.NoNumber"/>,
+    /// which must not be fed as a token (the session refuses −1 as outside the vocabulary). Built on the real model: an
+    /// untied head of zeros but for the end-of-sequence id e, whose row is prompt A's final hidden state (A picks e, the
+    /// others' logits 0), and a prompt B whose hidden states point away from it (B picks id 0, twice); e's embedding is
+    /// NaN, so A's row after its end is all NaN while B goes on.
+    /// </summary>
+    [Test]
+    public void AFinishedRowsNaNDoesNotStopTheOthers()
+    {
+        using var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5);
+        var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter);
+        var head = p["lm_head.weight"].Value;
+        int vocab = lm.Config.VocabSize, hidden = lm.Config.HiddenSize, e = vocab - 1;
+        // The final hidden states through the head: the identity on the first ids.
+        var eye = new float[vocab * hidden];
+        for (int i = 0; i < hidden; i++) eye[i * hidden + i] = 1;
+        using (var t = Tensor.FromArray(eye, vocab, hidden)) head.CopyFrom(t);
+        double[] Hidden(int[] ids)
+        {
+            using var scope = TensorScope.Begin();
+            using var x = Tensor.FromArray(ids.Select(i => (long)i).ToArray(), 1, ids.Length);
+            var logits = lm.Forward(x).Value.ToFloatArray();
+            return Enumerable.Range(0, hidden).Select(j => (double)logits[(ids.Length - 1) * vocab + j]).ToArray();
+        }
+        static double Dot(double[] a, double[] b) => a.Zip(b, (x, y) => x * y).Sum();
+        int[] a = [1, 2, 3];
+        var u = Hidden(a);
+        int[]? b = Enumerable.Range(1, 50).Select(k => new[] { k, (k * 7) % 50 + 1 })
+            .FirstOrDefault(c => Dot(Hidden(c), u) < -0.1 * Dot(u, u) && Dot(Hidden([.. c, 0]), u) < -0.1 * Dot(u, u));
+        Assert.That(b, Is.Not.Null, "a prompt whose hidden states point away from A's");
+        var row = new float[vocab * hidden];
+        for (int j = 0; j < hidden; j++) row[e * hidden + j] = (float)u[j];
+        using (var t = Tensor.FromArray(row, vocab, hidden)) head.CopyFrom(t);
+        using (var nan = Tensor.Full([hidden], double.NaN)) p["model.embed_tokens.weight"].Value.Narrow(0, e, 1).Reshape(hidden).CopyFrom(nan);
+
+        var result = new Generator(Generator.Wrap(lm), endOfSequenceIds: [e]).Generate([new GenerationPrompt(a), new GenerationPrompt(b!)], new GenerationOptions { MaxNewTokens = 4 });
+        Assert.That(result[0].Tokens, Is.EqualTo(new[] { e }));
+        Assert.That(result[0].Reason, Is.EqualTo(FinishReason.EndOfSequence));
+        Assert.That(result[1].Tokens.Take(2), Is.EqualTo(new[] { 0, 0 }));
+        Assert.That(result[1].Tokens, Has.Length.GreaterThanOrEqualTo(3), "B went on after A's row of NaN");
+    }
+
     [Test]
     public void TheContinuousBatchRefusesANaNCheckpointsRows()
     {
