@@ -185,6 +185,35 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         }
     }
 
+    /// <summary>
+    /// A greedy sequence's row with no number met after the prompt, in the continuous batch (serve's path) eagerly and
+    /// with slots (the static step, its greedy ids picked inside the step): refused at that step, not id 0 from then on.
+    /// The model of <see cref="ANaNMetAfterThePromptIsRefusedAtThatStep"/> (every prompt logit 0, id 0's embedding NaN).
+    /// </summary>
+    [Test]
+    public void TheContinuousBatchRefusesANaNMetAfterThePrompt([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        string dir = Path.Combine(Root, $"nan-after-prompt-{mode}");
+        Directory.CreateDirectory(dir);
+        using (var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5))
+        {
+            var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter);
+            using (var zeros = Tensor.Zeros(p["lm_head.weight"].Shape)) p["lm_head.weight"].Value.CopyFrom(zeros);
+            using (var nan = Tensor.Full([lm.Config.HiddenSize], double.NaN)) p["model.embed_tokens.weight"].Value.Narrow(0, 0, 1).Reshape(lm.Config.HiddenSize).CopyFrom(nan);
+            Qwen2Loader.Save(lm, dir);
+        }
+        TinyModels.WriteTokenizer(dir);
+        using var model = ParrotModel.Load(dir, new ParrotModelOptions { Device = TestDevice.Get() });
+        using var batch = model.StartContinuousBatch(mode);
+        var options = new GenerationOptions { IgnoreEos = true };
+        batch.Join([new ChatTurn(ChatRole.User, "hi")], null, options, 5);
+        batch.Join([new ChatTurn(ChatRole.User, "a second one")], null, options, 5);
+        Assert.That(batch.Step().Select(e => e.Token), Is.EqualTo(new[] { 0, 0 }), "every prompt logit 0: id 0");
+        var e = Assert.Throws<InvalidOperationException>(() => batch.Step());
+        Assert.That(e!.Message, Does.Contain("the logits of step 2 " + NoNumber));
+        Assert.That(batch.DecodePath, mode == DecodeStepMode.Eager ? Is.EqualTo("eager") : Does.StartWith("static slots"));
+    }
+
     /// <summary>The step named is the one whose row held no number: a scripted model's third row (the logits path), a greedy session's second id.</summary>
     [Test]
     public void TheErrorNamesTheStep()
