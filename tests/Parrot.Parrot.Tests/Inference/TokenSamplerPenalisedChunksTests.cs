@@ -138,6 +138,70 @@ public class TokenSamplerPenalisedChunksTests
         if (onTestDevice) Assert.That(readsChecked, Is.GreaterThan(300));
     }
 
+    /// <summary>
+    /// One read of several rows in one group (one temperature and chunk size: one <see cref="TopKCandidates.DeviceChunkSums"/>
+    /// with rows of no penalty entry beside penalised ones): a row without a penalty, penalised rows with different and
+    /// overlapping seen sets, a penalised row that has seen nothing, and the rows asked out of order. Each
+    /// row's pick is the former sampler's on its own whole row, over several steps (each step's picks join the seen sets).
+    /// </summary>
+    [Test]
+    public void RowsOfOneGroupKeepTheirOwnSeenIds([Values(false, true)] bool onTestDevice)
+    {
+        var device = onTestDevice ? TestDevice.Get() : Device.Cpu;
+        var rng = new Random(onTestDevice ? 81 : 82);
+        const int vocab = 2000, size = 64;
+        int decided = 0, asked = 0;
+        for (int trial = 0; trial < 20; trial++)
+        {
+            double t = 0.3 + rng.NextDouble() * 2;
+            var shared = Prompt(rng, vocab, size, 15);
+            int[][] prompts = [Prompt(rng, vocab, size, 10), [], [.. shared, .. Prompt(rng, vocab, size, 5)], shared, Prompt(rng, vocab, size, 40)];
+            double[] penalties = [1, 1.3, 0.7, 1.3, 2];
+            var options = prompts.Select((_, r) => new GenerationOptions { Temperature = t, Seed = (ulong)(trial * 10 + r), RepetitionPenalty = penalties[r] }).ToArray();
+            var samplers = prompts.Select((x, r) => new TokenSampler(options[r], vocab, x)).ToArray();
+            var former = prompts.Select((x, r) => new FormerTokenSampler(options[r], vocab, x)).ToArray();
+            var asks = samplers.Select((s, r) => CandidateAsk.For(0, s, options[r], chunkSize: size)).ToArray();
+            try
+            {
+                // Logits row k for sampler order[k]: the asks name the rows out of order.
+                int[] order = [3, 0, 4, 1, 2];
+                for (int step = 0; step < 4; step++)
+                {
+                    var data = new float[order.Length][];
+                    for (int k = 0; k < order.Length; k++)
+                    {
+                        data[k] = Row(rng, vocab, rng.Next(5));
+                        Heat(rng, data[k], samplers[order[k]].SeenIds);
+                    }
+                    LogitsRow[] read;
+                    using (TensorScope.Begin())
+                    {
+                        var logits = Tensor.FromArray(data.SelectMany(x => x).ToArray(), device, order.Length, vocab);
+                        // Rows asked as at[i] = the logits row of sampler i.
+                        var at = Enumerable.Range(0, samplers.Length).Select(i => Array.IndexOf(order, i)).ToArray();
+                        read = TopKCandidates.ReadRows(logits, at, asks);
+                    }
+                    for (int i = 0; i < samplers.Length; i++)
+                    {
+                        var row = data[Array.IndexOf(order, i)];
+                        string what = $"trial {trial} step {step} sampler {i} (penalty {penalties[i]}, seen {samplers[i].SeenIds.Count})";
+                        asked++;
+                        if (read[i].Chunk is { } c)
+                        {
+                            decided++;
+                            Assert.That(c.Sums.Seen, Is.EqualTo(penalties[i] == 1 ? 0 : samplers[i].SeenIds.Count), what);
+                        }
+                        int want = Outcome(() => former[i].Next(row));
+                        Assert.That(Outcome(() => samplers[i].Next(read[i])), Is.EqualTo(want), what);
+                    }
+                }
+            }
+            finally { foreach (var a in asks) a.Seen?.Dispose(); }
+        }
+        TestContext.Out.WriteLine($"decided {decided} of {asked}");
+        Assert.That(decided, Is.GreaterThan(asked * 9 / 10), "rows decided from their chunk sums");
+    }
+
     /// <summary>The penalised row's chunk sums on <paramref name="device"/>, as <see cref="TopKCandidates.ReadRows"/> computes them: the sampler's penalised values at its seen ids.</summary>
     private static ChunkSums Sums(TokenSampler sampler, float[] row, double t, int size, Device device)
     {
