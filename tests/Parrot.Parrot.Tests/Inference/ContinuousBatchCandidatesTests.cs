@@ -212,8 +212,8 @@ public class ContinuousBatchCandidatesTests() : TinyModelSetFixture("parrot-batc
 
     /// <summary>
     /// Plain temperature rows in the batch (eager rows and slots; 8 ids a chunk of the tiny vocabulary) beside greedy,
-    /// top-k and top-p rows, and one with a penalty (read whole): the whole-row batch's events, nearly every plain row
-    /// decided from its chunk sums and one chunk.
+    /// top-k and top-p rows, and one with a penalty (its penalised row's chunk sums): the whole-row batch's events, nearly
+    /// every plain row decided from its chunk sums and one chunk.
     /// </summary>
     [Test]
     public void TemperatureRowsGiveTheWholeRowsEvents([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
