@@ -142,10 +142,11 @@ public class TokenSamplerPenalisedChunksTests
     /// One read of several rows in one group (one temperature and chunk size: one <see cref="TopKCandidates.DeviceChunkSums"/>
     /// with rows of no penalty entry beside penalised ones): a row without a penalty, penalised rows with different and
     /// overlapping seen sets, a penalised row that has seen nothing, and the rows asked out of order. Each
-    /// row's pick is the former sampler's on its own whole row, over several steps (each step's picks join the seen sets).
+    /// row's pick is the former sampler's on its own whole row, over several steps (each step's picks join the seen sets);
+    /// float32, bf16 and float64 logits.
     /// </summary>
     [Test]
-    public void RowsOfOneGroupKeepTheirOwnSeenIds([Values(false, true)] bool onTestDevice)
+    public void RowsOfOneGroupKeepTheirOwnSeenIds([Values(false, true)] bool onTestDevice, [Values(DType.F32, DType.BF16, DType.F64)] DType dtype)
     {
         var device = onTestDevice ? TestDevice.Get() : Device.Cpu;
         var rng = new Random(onTestDevice ? 81 : 82);
@@ -176,7 +177,13 @@ public class TokenSamplerPenalisedChunksTests
                     LogitsRow[] read;
                     using (TensorScope.Begin())
                     {
-                        var logits = Tensor.FromArray(data.SelectMany(x => x).ToArray(), device, order.Length, vocab);
+                        // Float64 logits carry bits below float32's (each nudged by ~1e-9), which the device rounds away.
+                        var logits = dtype == DType.F64
+                            ? Tensor.FromArray(data.SelectMany(x => x).Select(x => x * (1 + 1e-9 * rng.NextDouble())).ToArray(), device, order.Length, vocab)
+                            : Tensor.FromArray(data.SelectMany(x => x).ToArray(), device, order.Length, vocab).To(dtype);
+                        // The reference samples the logits as the host reads them (float32: bf16 widened, float64 rounded).
+                        var back = logits.ToFloatArray();
+                        for (int k = 0; k < order.Length; k++) data[k] = back.AsSpan(k * vocab, vocab).ToArray();
                         // Rows asked as at[i] = the logits row of sampler i.
                         var at = Enumerable.Range(0, samplers.Length).Select(i => Array.IndexOf(order, i)).ToArray();
                         read = TopKCandidates.ReadRows(logits, at, asks);
