@@ -4,7 +4,7 @@
 // warp covers 32 neighbouring outputs (many outputs, few elements each: a sum over a leading axis reads coalesced).
 // A few outputs of very many elements each (a whole tensor's sum: every element of a 136M-element embedding on one
 // SM took milliseconds) run reduce_split: chunks of an output on many blocks, the last of an output merging.
-// ArgMax/ArgMin/ArgMaxNaNLowest reduce the last axis of a [rows, n] view: one block per row, or for few long rows (the
+// ArgMax/ArgMin/ArgMaxNaNLowest/ArgMaxNumber reduce the last axis of a [rows, n] view: one block per row, or for few long rows (the
 // argmax over a vocabulary in decode) arg_reduce_split over chunks of a row on many blocks, the last of a row merging.
 #include "prelude.cuh"
 
@@ -201,10 +201,12 @@ extern "C" __global__ void reduce_columns(Layout outer, i64 rows, Layout inner, 
 
 // Index of the largest (argmax) or smallest value along the last axis; ties give the lowest index, -0 = +0. `op` is
 // ArgReduceOp's order: A_MAX and A_MIN let NaN win (the first NaN), as PyTorch; A_MAX_NAN_LOWEST puts NaN below every
-// number, -inf included (the generator's greedy pick; a row of NaN only gives the first NaN, index 0).
+// number, -inf included (a row of NaN only gives the first NaN, index 0); A_MAX_NUMBER is A_MAX_NAN_LOWEST's choice
+// where it is a number above -inf, else -1 (the generator's greedy pick: a row of NaN and -inf only holds no token).
 #define A_MAX 0
 #define A_MIN 1
 #define A_MAX_NAN_LOWEST 2
+#define A_MAX_NUMBER 3
 
 // arg_better: whether candidate (ov, oi) beats the best so far (best, bi); oi < 0 is "no candidate", bi < 0 "none yet".
 // A total order on (value, index), so any merge order of partial results gives the same winner.
@@ -213,9 +215,16 @@ __device__ __forceinline__ bool arg_better(int op, double ov, i64 oi, double bes
     if (oi < 0) return false;
     if (bi < 0) return true;
     bool onan = ov != ov, bnan = best != best;
-    if (onan != bnan) return op == A_MAX_NAN_LOWEST ? bnan : onan;
+    if (onan != bnan) return op == A_MAX_NAN_LOWEST || op == A_MAX_NUMBER ? bnan : onan;
     if (onan) return oi < bi;
     return (op == A_MIN ? ov < best : ov > best) || (ov == best && oi < bi);
+}
+
+// What a row's winner (best, bi) writes: bi, or for A_MAX_NUMBER -1 where the winner is no number above -inf (NaN
+// ranks lowest there, so that is a row of NaN and -inf only). Decided from the value the merge already holds: no pass more.
+__device__ __forceinline__ i64 arg_result(int op, double best, i64 bi)
+{
+    return op == A_MAX_NUMBER && !(best > -__longlong_as_double(0x7ff0000000000000LL)) ? -1 : bi;
 }
 
 // The block's best of its threads' (best, bi); thread 0 gets the answer. Callers synchronise around it.
@@ -261,7 +270,7 @@ extern "C" __global__ void arg_reduce(Layout rows_layout, i64 rows, i64 n, i64 x
         double best; i64 bi;
         arg_scan(op, x, xdt, o[1], xcol, 0, n, best, bi);
         arg_block(op, best, bi, sv, sidx);
-        if (threadIdx.x == 0) y[o[0]] = bi;
+        if (threadIdx.x == 0) y[o[0]] = arg_result(op, best, bi);
         __syncthreads();
     }
 }
@@ -302,5 +311,5 @@ extern "C" __global__ void arg_reduce_split(Layout rows_layout, i64 n, i64 xcol,
         if (arg_better(op, v, i, best, bi)) { best = v; bi = i; }
     }
     arg_block(op, best, bi, sv, sidx);
-    if (threadIdx.x == 0) y[o[0]] = bi;
+    if (threadIdx.x == 0) y[o[0]] = arg_result(op, best, bi);
 }

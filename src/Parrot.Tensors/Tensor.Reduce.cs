@@ -102,6 +102,12 @@ public sealed partial class Tensor
     /// </summary>
     public Tensor ArgMaxNaNLowest(int axis, bool keepDim = false) => ArgReduce(ArgReduceOp.ArgMaxNaNLowest, axis, keepDim);
 
+    /// <summary>
+    /// <see cref="ArgMaxNaNLowest(int, bool)"/>'s index where it is a number above −∞, else −1: a run with no number
+    /// (NaN and −∞ only) gives −1 instead of an index (the greedy pick's "no token can be chosen"). Integers: ArgMax.
+    /// </summary>
+    public Tensor ArgMaxNumber(int axis, bool keepDim = false) => ArgReduce(ArgReduceOp.ArgMaxNumber, axis, keepDim);
+
     /// <summary>Index (I64) of the smallest value along <paramref name="axis"/>; ties give the first index, NaN wins.</summary>
     public Tensor ArgMin(int axis, bool keepDim = false) => ArgReduce(ArgReduceOp.ArgMin, axis, keepDim);
 

@@ -51,6 +51,7 @@ public class CudaReduceDispatchTests
         Assert.That(src, Does.Match($@"#define A_MAX {(int)ArgReduceOp.ArgMax}\b"));
         Assert.That(src, Does.Match($@"#define A_MIN {(int)ArgReduceOp.ArgMin}\b"));
         Assert.That(src, Does.Match($@"#define A_MAX_NAN_LOWEST {(int)ArgReduceOp.ArgMaxNaNLowest}\b"));
-        Assert.That(Enum.GetValues<ArgReduceOp>(), Has.Length.EqualTo(3), "a new op needs its code in reduce.cu");
+        Assert.That(src, Does.Match($@"#define A_MAX_NUMBER {(int)ArgReduceOp.ArgMaxNumber}\b"));
+        Assert.That(Enum.GetValues<ArgReduceOp>(), Has.Length.EqualTo(4), "a new op needs its code in reduce.cu");
     }
 }

@@ -31,9 +31,15 @@ int fails = 0;
 #define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 static Layout L1(i64 n, int ops, i64 s0, i64 s1 = 0) { Layout L{}; L.rank = 1; L.size[0] = n; L.stride[0][0] = s0; if (ops > 1) L.stride[1][0] = s1; return L; }
 // The rule of each arg op over one row, as plain loops: ties give the lowest index, -0 = +0; A_MAX/A_MIN let the first
-// NaN win, A_MAX_NAN_LOWEST puts NaN below every number (-inf included; NaN only gives 0).
+// NaN win, A_MAX_NAN_LOWEST puts NaN below every number (-inf included; NaN only gives 0); A_MAX_NUMBER is
+// A_MAX_NAN_LOWEST's index where its value is a number above -inf, else -1 (a row of NaN and -inf only).
 static long long arg_ref(int op, const double* row, long long n)
 {
+    if (op == A_MAX_NUMBER)
+    {
+        long long b = arg_ref(A_MAX_NAN_LOWEST, row, n);
+        return row[b] > -INFINITY ? b : -1;
+    }
     long long b = 0;
     for (long long j = 1; j < n; j++)
     {
@@ -46,9 +52,9 @@ static long long arg_ref(int op, const double* row, long long n)
     return b;
 }
 
-// ArgMax, ArgMin and ArgMaxNaNLowest in f32, bf16 and f64 over rows of 1 to a vocabulary (152,064), values from a small
+// ArgMax, ArgMin, ArgMaxNaNLowest and ArgMaxNumber in f32, bf16 and f64 over rows of 1 to a vocabulary (152,064), values from a small
 // set (ties within and across chunks) with NaN, ±inf and ±0 sprinkled in, and rows of NaN only, of NaN and -inf, of ±0
-// only: arg_reduce (a block per row, a grid smaller than the rows) and the split path (arg_reduce_split, its chunks in
+// only, of -inf only: arg_reduce (a block per row, a grid smaller than the rows) and the split path (arg_reduce_split, its chunks in
 // launch order, and for f32 reversed and shuffled too: another block merges each time) against the loops, the split equal to the one
 // block, and every ticket back at 0 after each launch (so the next launch, or graph replay, merges at its last chunk).
 static void arg_cases()
@@ -59,7 +65,7 @@ static void arg_cases()
     for (int dt : {DT_F32, DT_BF16, DT_F64})
         for (long long n : {1LL, 2LL, 300LL, 4099LL, 152064LL})
         {
-            const int R = 5;
+            const int R = 6;
             std::vector<double> v(R * n);
             for (auto& e : v) e = rng() % 50 == 0 ? set[rng() % 8] : (double)(rng() % 16) / 8 - 1;
             for (long long j = 0; j < n; j++)
@@ -67,13 +73,14 @@ static void arg_cases()
                 v[j] = nan;                                  // row 0: NaN only
                 v[n + j] = j % 3 == 1 ? -inf : nan;          // row 1: NaN and -inf (n = 1: NaN only)
                 v[2 * n + j] = j % 2 ? 0.0 : -0.0;           // row 2: ±0 only
+                v[5 * n + j] = -inf;                         // row 5: -inf only
             }
             if (n > 1) v[4 * n + n - 1] = inf;               // row 4: its max the last element (and maybe an earlier inf)
             std::vector<unsigned char> x(R * n * elem_size(dt));
             for (long long i = 0; i < R * n; i++) store<double>(x.data(), dt, i, v[i]);
             for (long long i = 0; i < R * n; i++) v[i] = load<double>(x.data(), dt, i); // what the kernels see
             Layout L = L1(R, 2, 1, n);
-            for (int op : {A_MAX, A_MIN, A_MAX_NAN_LOWEST})
+            for (int op : {A_MAX, A_MIN, A_MAX_NAN_LOWEST, A_MAX_NUMBER})
             {
                 std::vector<long long> y1(R, -7);
                 launch(2, 64, [&] { red::arg_reduce(L, R, n, 1, op, y1.data(), x.data(), dt); });
@@ -104,7 +111,9 @@ static void arg_cases()
                     CHECK(y1[r] == want, "arg op %d dt %d n %lld row %d: %lld, want %lld", op, dt, n, r, y1[r], want);
                 }
                 if (op == A_MAX_NAN_LOWEST && n > 2) // the rows built to test the rule give what they were built for
-                    CHECK(y1[0] == 0 && y1[1] == 1 && y1[2] == 0, "arg NaN-lowest dt %d n %lld: rows 0-2 give %lld %lld %lld", dt, n, y1[0], y1[1], y1[2]);
+                    CHECK(y1[0] == 0 && y1[1] == 1 && y1[2] == 0 && y1[5] == 0, "arg NaN-lowest dt %d n %lld: rows 0-2, 5 give %lld %lld %lld %lld", dt, n, y1[0], y1[1], y1[2], y1[5]);
+                if (op == A_MAX_NUMBER) // no number: -1 (rows 0, 1, 5), in both paths (checked equal above); ±0 is a number
+                    CHECK(y1[0] == -1 && y1[1] == -1 && y1[2] == 0 && y1[5] == -1, "arg number dt %d n %lld: rows 0-2, 5 give %lld %lld %lld %lld", dt, n, y1[0], y1[1], y1[2], y1[5]);
             }
         }
 }

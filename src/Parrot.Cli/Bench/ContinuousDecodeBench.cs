@@ -40,6 +40,7 @@ internal static class ContinuousDecodeBench
                 using (var id = lm.PrefillRowGreedy(prompt, _ => tokens + 1, out var cache, out int length))
                 {
                     next[r] = KvCacheModel.ReadIds(id)[0];
+                    Generator.CheckPick(next[r], null, 1, r, sequences); // −1 (no number) is refused, never fed on
                     if (slots is null) { caches.Add(cache); continue; }
                     using (cache)
                     {
@@ -56,6 +57,7 @@ internal static class ContinuousDecodeBench
                 double ms = sw.Elapsed.TotalMilliseconds;
                 times.Add(ms);
                 queued.Add(ms);
+                for (int r = 0; r < sequences; r++) Generator.CheckPick(next[r], null, s + 2, r, sequences);
                 generated.Add(next[0]);
             }
             graphNodes = slots?.GraphNodes ?? 0;

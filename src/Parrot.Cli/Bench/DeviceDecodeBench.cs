@@ -4,6 +4,7 @@ using System.Text.Json;
 using Parrot.Autograd;
 using Parrot.Nn.Layers;
 using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot.Inference;
 using Parrot.Tensors;
 using Parrot.Tensors.Cuda;
 
@@ -200,7 +201,8 @@ internal static class DeviceDecodeBench
         using var step = new GraphedStep(device, dec.Issue, useGraph: cudaGraph);
         var sw = Stopwatch.StartNew();
         dec.Prefill([ids.Select(i => (int)i).ToArray()]);
-        _ = dec.ReadTokens();
+        // A pick of no number (−1: logits all NaN or −∞) is refused before the next step embeds it.
+        Generator.CheckPick(dec.ReadTokens()[0], null, 1, 0, 1);
         double prefillMs = sw.Elapsed.TotalMilliseconds;
         for (int s = 0; s < tokens; s++)
         {
@@ -210,6 +212,7 @@ internal static class DeviceDecodeBench
             queued.Add(sw.Elapsed.TotalMilliseconds); // the host's time to issue the step
             int next = dec.ReadTokens()[0];
             times.Add(sw.Elapsed.TotalMilliseconds);
+            Generator.CheckPick(next, null, s + 2, 0, 1);
             generated.Add(next);
         }
         graphNodes = step.GraphNodes;

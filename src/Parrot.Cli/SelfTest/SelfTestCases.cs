@@ -50,6 +50,7 @@ internal static class SelfTestCases
             v[j] = double.NaN;
             v[n + j] = j % 3 == 1 ? double.NegativeInfinity : double.NaN;
             v[2 * n + j] = j % 2 == 0 ? -0.0 : 0;
+            if (rows >= 4) v[3 * n + j] = double.NegativeInfinity; // no number either (ArgMaxNumber: −1)
         }
         using var f = Tensor.FromArray(v, rows, n);
         return f.To(t);
@@ -333,6 +334,13 @@ internal static class SelfTestCases
             Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
         c.Add(new("argmax, NaN lowest (short rows)", (r, t) => [PickRows(r, t, 6, 1), PickRows(r, t, 40, 300)],
             x => { using var a = x[0].ArgMaxNaNLowest(1); using var b = x[1].ArgMaxNaNLowest(1); return Tensor.Concat(0, a, b); },
+            Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
+        // The greedy pick itself (GreedyToken): NaN-lowest's choice, −1 for the rows with no number (NaN and −∞ only).
+        c.Add(new("argmax, number or -1 (152,064 long)", (r, t) => [PickRows(r, t, 1, 152_064), PickRows(r, t, 5, 152_064)],
+            x => { using var a = x[0].ArgMaxNumber(1); using var b = x[1].ArgMaxNumber(1); return Tensor.Concat(0, a, b); },
+            Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
+        c.Add(new("argmax, number or -1 (short rows)", (r, t) => [PickRows(r, t, 6, 1), PickRows(r, t, 40, 300)],
+            x => { using var a = x[0].ArgMaxNumber(1); using var b = x[1].ArgMaxNumber(1); return Tensor.Concat(0, a, b); },
             Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
         c.Add(new("top-k values", One, x => { var (v, i) = x[0].TopK(5); i.Dispose(); return v; }));
 

@@ -29,7 +29,8 @@ namespace Parrot.Cli.SelfTest;
 /// through <c>Generator</c> against the same model with its sessions' greedy path hidden.</item>
 /// <item>"greedy pick on the device (ties, NaN, ±∞) = host argmax": <see cref="global::Parrot.Nn.GreedyToken"/> over
 /// vocabulary-long rows full of ties (the GPU splits such rows into chunks), NaNs and infinities, against a host loop
-/// with the generator's rule (the lowest id on a tie, NaN below everything).</item>
+/// with the generator's rule (the lowest id on a tie, NaN below everything; −1 for a row with no number, which the
+/// generator refuses).</item>
 /// </list>
 /// </summary>
 internal static partial class SelfTestDecodeCases
@@ -144,13 +145,16 @@ internal static partial class SelfTestDecodeCases
         return Tensor.FromArray(got.Select(i => (double)i).ToArray(), got.Length);
     }
 
-    /// <summary>The generator's greedy rule (TokenSampler): the largest, the lowest id on a tie, NaN below every number.</summary>
+    /// <summary>
+    /// The generator's greedy rule (TokenSampler): the largest, the lowest id on a tie, NaN below every number; −1 (the
+    /// device's NoNumber) where the row holds no number, which the generator refuses (Generator.CheckPick).
+    /// </summary>
     private static int HostPick(float[] x)
     {
         int best = 0;
         for (int i = 1; i < x.Length; i++)
             if (x[i] > x[best] || float.IsNaN(x[best]) && !float.IsNaN(x[i])) best = i;
-        return best;
+        return x[best] > float.NegativeInfinity ? best : -1;
     }
 
     private static global::Parrot.Parrot.Inference.IAutoregressiveModel Wrap(Qwen2ForCausalLM model, bool staticStep) =>

@@ -240,8 +240,8 @@ public sealed class Generator
                 if (greedy is not null)
                 {
                     // A finished row is fed what the device picked for it (its output is dropped either way), so the ids
-                    // already on the device need no copy. Not NoNumber (the finished row's own logits held no number: its
-                    // pick is never checked, and −1 is no token): it is fed its last token again (an upload, that step only).
+                    // already on the device need no copy. One whose pick says no number (−1, never fed to an embedding)
+                    // is fed its last token instead (one copy, only then).
                     for (int r = 0; r < b; r++) if (done[r] && ids![r] != NoNumber) last[r] = ids[r];
                     ids = CheckIds(greedy.StepGreedy(last), b, vocab);
                 }
@@ -289,9 +289,10 @@ public sealed class Generator
 
     /// <summary>
     /// The greedy id a session returns (<see cref="IGreedyDecodingSession"/>) for a row of logits that holds no number:
-    /// every logit NaN or −∞ (a checkpoint with NaN weights gives such rows), where the argmax's rule would pick id 0.
+    /// every logit NaN or −∞ (a checkpoint with NaN weights gives such rows): the device pick's own answer
+    /// (<see cref="global::Parrot.Nn.GreedyToken.NoNumber"/>, ArgReduceOp.ArgMaxNumber).
     /// </summary>
-    internal const int NoNumber = -1;
+    internal const int NoNumber = (int)global::Parrot.Nn.GreedyToken.NoNumber;
 
     /// <summary>
     /// Refuses a pick made from a row of logits that holds no number (every logit NaN or −∞), which every path would

@@ -27,10 +27,11 @@ internal sealed partial class KvCacheModel
     /// <summary>
     /// As <see cref="PrefillRow(GenerationPrompt, Func{int, int}, out KvCache, out int, string)"/>, but returns the greedy
     /// token after the prompt, taken on the device (<see cref="global::Parrot.Nn.GreedyToken"/>): int64 [1] on the
-    /// model's device, the caller's to dispose; nothing is read back.
+    /// model's device, the caller's to dispose; nothing is read back. <see cref="Generator.NoNumber"/> (−1) where the
+    /// logits hold no number: the caller reads it and checks it before anything embeds it.
     /// </summary>
     internal Tensor PrefillRowGreedy(GenerationPrompt prompt, Func<int, int> checkLength, out KvCache cache, out int length, string name = "the prompt") =>
-        PrefillRow(prompt, checkLength, out cache, out length, name, logits => TensorScope.Detach(PickGreedy(logits.Reshape(1, VocabSize))));
+        PrefillRow(prompt, checkLength, out cache, out length, name, logits => TensorScope.Detach(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(1, VocabSize))));
 
     /// <summary>
     /// As <see cref="PrefillRow(GenerationPrompt, Func{int, int}, out KvCache, out int, string)"/>, but returns the
@@ -80,10 +81,11 @@ internal sealed partial class KvCacheModel
 
     /// <summary>
     /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>, but returns each row's greedy token, taken on the device
-    /// (<see cref="global::Parrot.Nn.GreedyToken"/>): one read of B ids instead of B rows of logits.
+    /// (<see cref="global::Parrot.Nn.GreedyToken"/>): one read of B ids instead of B rows of logits
+    /// (<see cref="Generator.NoNumber"/> for a row that holds no number).
     /// </summary>
     internal int[] StepRowsGreedy(IReadOnlyList<KvCache> caches, int[] tokens) =>
-        StepRows(caches, tokens, logits => ReadGreedyIds(logits.Reshape(tokens.Length, VocabSize)));
+        StepRows(caches, tokens, logits => ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits.Reshape(tokens.Length, VocabSize))));
 
     /// <summary>
     /// As <see cref="StepRows(IReadOnlyList{KvCache}, int[])"/>, but returns each row's candidates as
@@ -134,7 +136,7 @@ internal sealed partial class KvCacheModel
         if (greedy.Contains(true))
         {
             // Every row is picked (a few elementwise passes, less work than choosing rows); the sampling rows' ids are dropped.
-            var picked = ReadGreedyIds(logits);
+            var picked = ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits));
             for (int r = 0; r < b; r++) if (greedy[r]) ids[r] = picked[r];
         }
         var sampling = Enumerable.Range(0, b).Where(r => !greedy[r]).ToArray();
@@ -158,39 +160,6 @@ internal sealed partial class KvCacheModel
         var rows = Tensor.Empty([b, weight.Dim(1)], weight.DType, weight.Device);
         weight.Backend.IndexSelect(weight, 0, ids.Reshape(b), rows);
         return new Variable(rows.ViewAs(b, 1, weight.Dim(1)));
-    }
-
-    /// <summary>
-    /// The greedy ids of logits [B, vocab] on their device (<see cref="global::Parrot.Nn.GreedyToken.Pick"/>), with
-    /// <see cref="Generator.NoNumber"/> where the pick is 0 and logit 0 is NaN or −∞: then no logit of the row is a number
-    /// (the argmax ranks NaN below −∞ and takes the lowest id on a tie), as in every row of a checkpoint with NaN weights,
-    /// and the generator refuses the step instead of feeding id 0 on. A few elementwise ops over [B] on the device, no pass
-    /// over the row and no read (a row of NaN and −∞ whose first −∞ is past id 0 is left to the row's own pick). The
-    /// prefill's form: its ids stay on the device until every prompt's are there; the steps read theirs at once and check
-    /// on the host (<see cref="ReadGreedyIds"/>).
-    /// </summary>
-    private static Tensor PickGreedy(Tensor logits)
-    {
-        using var scope = TensorScope.Begin();
-        var ids = global::Parrot.Nn.GreedyToken.Pick(logits);
-        var device = logits.Device;
-        var number = logits.Narrow(1, 0, 1).Reshape(logits.Dim(0)).Gt(Tensor.Scalar(double.NegativeInfinity, logits.DType, device));
-        var zero = ids.Eq(Tensor.Scalar(0, DType.I64, device));
-        var none = Tensor.Where(zero, Tensor.Scalar(Generator.NoNumber, DType.I64, device), ids);
-        return scope.Keep(Tensor.Where(number, ids, none));
-    }
-
-    /// <summary>
-    /// The greedy ids of logits [B, vocab] read to the host, with <see cref="Generator.NoNumber"/> where the pick is 0 and
-    /// logit 0 is NaN or −∞ (as <see cref="PickGreedy"/>, for the steps: no extra launch or upload on the common path; a
-    /// pick of id 0 costs one more read of that one logit).
-    /// </summary>
-    private static int[] ReadGreedyIds(Tensor logits)
-    {
-        var ids = ReadIds(global::Parrot.Nn.GreedyToken.Pick(logits));
-        for (int r = 0; r < ids.Length; r++)
-            if (ids[r] == 0 && !(logits.Narrow(0, r, 1).Narrow(1, 0, 1).Item() > double.NegativeInfinity)) ids[r] = Generator.NoNumber;
-        return ids;
     }
 
     /// <summary>Ids on the device (int64) → the host: one read.</summary>

@@ -41,9 +41,9 @@ internal sealed partial class KvCacheModel
     /// <item>The step: <see cref="Qwen2StaticDecoder.Issue"/>, then <see cref="global::Parrot.Nn.GreedyToken.PickInto"/>
     /// over the kept logits into the ids buffer (inside the graph), so a greedy row's next id is already on the device.
     /// Host↔device: the S ids go up (one copy) only when a live slot's id differs from what the device holds (a sampled
-    /// row, a join; not while greedy rows feed back their picks), the positions (one copy) only after a join or leave;
-    /// the S ids come down (one read) only when some row is greedy (and a greedy pick of id 0 its logit, one read: whether
-    /// the row held a number), the sampling rows' logits (one read) only when some
+    /// row, a join; not while greedy rows feed back their picks; on the CPU also when an idle slot's pick left −1 there,
+    /// since the CPU's index_select refuses it), the positions (one copy) only after a join or leave;
+    /// the S ids come down (one read) only when some row is greedy, the sampling rows' logits (one read) only when some
     /// row samples whole, the candidates of those that ask for them (values, with a penalised row's seen ids' logits, and ids: two reads,
     /// <see cref="TopKCandidates.ReadRows"/>) only when some row does.</item>
     /// </list>
@@ -221,6 +221,17 @@ internal sealed partial class KvCacheModel
                 changed |= ids[slot] != tokens[i];
                 ids[slot] = tokens[i];
             }
+            // The rows fed nothing (idle slots: their outputs are NaN, so the pick left GreedyToken.NoNumber, −1, there)
+            // embed whatever the buffer holds, and their outputs are dropped. An upload writes 0 there (SetIds takes
+            // vocabulary ids only). Without one, CUDA's index_select reads nothing for −1 (a zero row), as the test
+            // device's backend; the CPU's throws, so there (a memory copy, nothing to save) an idle −1 makes one.
+            bool idleMustBeValid = dec.Ids.Device.Kind == DeviceKind.Cpu;
+            for (int slot = 0; slot < ids.Length; slot++)
+                if ((ulong)ids[slot] >= (ulong)_m.VocabSize)
+                {
+                    ids[slot] = 0; // a fed slot holds its checked token by now: this is an idle one
+                    changed |= idleMustBeValid;
+                }
             if (changed) dec.SetIds(ids.Select(x => (int)x).ToArray());
             if (_positionsStale) { dec.UploadPositions(); _positionsStale = false; }
             dec.BeginStep();
@@ -233,12 +244,6 @@ internal sealed partial class KvCacheModel
                 var all = dec.Ids.ToLongArray();
                 _known = all;
                 for (int i = 0; i < b; i++) if (greedy[i]) picked[i] = (int)all[slots[i]];
-                // A pick of 0 whose logit is NaN or −∞: the row held no number (ReadGreedyIds' rule; the logits are kept,
-                // so one read of that logit, as float32 as the pick compared it, only then). The batch refuses the step
-                // instead of feeding id 0 on.
-                for (int i = 0; i < b; i++)
-                    if (greedy[i] && picked[i] == 0 && !(dec.Logits!.Narrow(0, slots[i], 1).Narrow(1, 0, 1).ToFloatArray()[0] > float.NegativeInfinity))
-                        picked[i] = Generator.NoNumber;
             }
             var rows = new LogitsRow[b];
             var sampling = Enumerable.Range(0, b).Where(i => !greedy[i]).ToArray();

@@ -210,7 +210,9 @@ internal sealed partial class KvCacheModel
 
         /// <summary>
         /// The step with its argmax on the device: the ids to the device only where they differ from what the last pick
-        /// left there (none while the caller feeds back what it got), the step, the ids back (one read of B int64).
+        /// left there (none while the caller feeds back what it got), the step, the ids back (one read of B int64):
+        /// <see cref="Generator.NoNumber"/> (−1) for a row with no number, which the generator refuses before any step
+        /// feeds it (a caller's next tokens are checked, and differ from it, so they are copied over it).
         /// </summary>
         public int[] StepGreedy(int[] tokens)
         {

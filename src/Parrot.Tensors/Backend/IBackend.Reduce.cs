@@ -14,11 +14,12 @@ public partial interface IBackend
     void Reduce(ReduceOp op, Tensor x, int[] axes, Tensor y);
 
     /// <summary>
-    /// y = the index along <paramref name="axis"/> of x's largest (ArgMax, ArgMaxNaNLowest) or smallest (ArgMin) value.
+    /// y = the index along <paramref name="axis"/> of x's largest (ArgMax, ArgMaxNaNLowest, ArgMaxNumber) or smallest (ArgMin) value.
     /// y is I64 with x's rank and size 1 on <paramref name="axis"/>; x has any dtype but Bool and any
     /// strides, and a non-empty <paramref name="axis"/>. Ties give the lowest index; -0 and +0 are equal; values are
     /// compared in x's dtype. ArgMax and ArgMin: a NaN beats every number (the first NaN's index is returned), as in
-    /// PyTorch. ArgMaxNaNLowest: a NaN loses to every number, −∞ included (a row of NaN only gives 0).
+    /// PyTorch. ArgMaxNaNLowest: a NaN loses to every number, −∞ included (a row of NaN only gives 0). ArgMaxNumber:
+    /// ArgMaxNaNLowest's choice where the winner is a number above −∞, else −1 (the row holds no number: NaN and −∞ only).
     /// </summary>
     void ArgReduce(ArgReduceOp op, Tensor x, int axis, Tensor y);
 
@@ -60,4 +61,10 @@ public enum ArgReduceOp
     /// must never pick a NaN logit while a number is left.
     /// </summary>
     ArgMaxNaNLowest,
+    /// <summary>
+    /// <see cref="ArgMaxNaNLowest"/>'s index where it picks a number above −∞, else −1: the greedy token pick, which
+    /// so says on the device, in the same pass, that a row holds no number (every value NaN or −∞, as every row of a
+    /// checkpoint with NaN weights) instead of giving id 0 as if it were a choice. Integers: ArgMax.
+    /// </summary>
+    ArgMaxNumber,
 }

@@ -22,8 +22,8 @@ public sealed partial class CpuBackend
         {
             case ComputeType.Float: new ArgRows<float>(x, y, rows, axis, op, DType.F32).Run(); break;
             case ComputeType.Double: new ArgRows<double>(x, y, rows, axis, op, DType.F64).Run(); break;
-            // Integers have no NaN: ArgMaxNaNLowest is ArgMax there.
-            default: new ArgRows<long>(x, y, rows, axis, op == ArgReduceOp.ArgMaxNaNLowest ? ArgReduceOp.ArgMax : op, DType.I64).Run(); break;
+            // Integers have no NaN or −∞: ArgMaxNaNLowest and ArgMaxNumber are ArgMax there.
+            default: new ArgRows<long>(x, y, rows, axis, op is ArgReduceOp.ArgMaxNaNLowest or ArgReduceOp.ArgMaxNumber ? ArgReduceOp.ArgMax : op, DType.I64).Run(); break;
         }
     }
 
@@ -38,7 +38,8 @@ public sealed partial class CpuBackend
         private readonly DType _xt = x.DType;
         private readonly long _stride = x.Strides[axis];
         private readonly int _n = x.Shape[axis];
-        private readonly bool _max = op != ArgReduceOp.ArgMin, _nanLowest = op == ArgReduceOp.ArgMaxNaNLowest;
+        private readonly bool _max = op != ArgReduceOp.ArgMin, _nanLowest = op is ArgReduceOp.ArgMaxNaNLowest or ArgReduceOp.ArgMaxNumber,
+            _numberOnly = op == ArgReduceOp.ArgMaxNumber;
 
         public void Run() => RowSet.Parallel(rows.Count, _n, (start, end) =>
         {
@@ -55,8 +56,8 @@ public sealed partial class CpuBackend
         {
             if (_xt == natural && _stride == 1)
             {
-                var (_, index) = Winner((T*)_x + off, _n);
-                return Math.Max(index, 0); // −1: a row of NaN only under NaN-lowest, which gives 0
+                var (e, index) = Winner((T*)_x + off, _n);
+                return Result(e, index);
             }
             T* s = RowIO.Scratch<T>(0);
             T best = T.Zero;
@@ -76,8 +77,16 @@ public sealed partial class CpuBackend
                 }
                 if (T.IsNaN(best)) break;
             }
-            return Math.Max(bestIndex, 0);
+            return Result(best, bestIndex);
         }
+
+        /// <summary>
+        /// The row's answer from its winner (value, index; index −1: a row of NaN only, under NaN-lowest): ArgMaxNumber's
+        /// −1 where the winner is no number above −∞ (under NaN-lowest that is a row of NaN and −∞ only), else the index
+        /// (0 for a row of NaN only).
+        /// </summary>
+        private long Result(T value, long index) =>
+            _numberOnly && (index < 0 || !(value > T.CreateTruncating(double.NegativeInfinity))) ? -1 : Math.Max(index, 0);
 
         /// <summary>The winning value of n ≥ 1 contiguous values and its first index (−1: only NaN, under NaN-lowest).</summary>
         private (T Value, long Index) Winner(T* p, long n)

@@ -71,7 +71,7 @@ public sealed partial class CudaBackend
         var (L, rows) = RowsLayout("ArgReduce", x, y, axis);
         if (rows == 0) return;
         long n = x.Shape[axis];
-        int code = (int)op; // reduce.cu's A_MAX, A_MIN, A_MAX_NAN_LOWEST
+        int code = (int)op; // reduce.cu's A_MAX, A_MIN, A_MAX_NAN_LOWEST, A_MAX_NUMBER
         long chunks = ArgReduceChunks(rows, n, _context.MultiprocessorCount);
         if (chunks > 1)
         {

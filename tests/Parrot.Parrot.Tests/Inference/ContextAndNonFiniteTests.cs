@@ -82,7 +82,10 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         return lm;
     }
 
-    /// <summary>Greedy (the pick on the device: the CPU here), greedy with every row read, sampled, penalised: each refuses the prompt's row.</summary>
+    /// <summary>
+    /// Greedy (the pick on the device: the CPU here; eager and static sessions), greedy with every row read, sampled,
+    /// penalised: each refuses the prompt's row.
+    /// </summary>
     [Test]
     public void ANaNCheckpointIsRefusedAtTheFirstStepOnEveryPath()
     {
@@ -97,7 +100,7 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
             new() { MaxNewTokens = 5, Temperature = 0.8, TopK = 5, TopP = 0.9, Seed = 3 },
             new() { MaxNewTokens = 5, RepetitionPenalty = 1.3 },
         };
-        foreach (var model in new[] { Generator.Wrap(lm), Generator.LogitsOnly(Generator.Wrap(lm)) })
+        foreach (var model in new[] { Generator.Wrap(lm), Generator.Wrap(lm, DecodeStepMode.Static), Generator.LogitsOnly(Generator.Wrap(lm)) })
             foreach (var o in options)
             {
                 e = Assert.Throws<InvalidOperationException>(() => new Generator(model).Generate([new GenerationPrompt(prompt), new GenerationPrompt([4, 5])], o), $"{o}");
@@ -106,21 +109,65 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
     }
 
     /// <summary>
-    /// A row with no number first met after the prompt (the greedy steps' host check, not the prefill's device one): an
-    /// untied head of zeros makes every prompt logit 0 (a tie: id 0 picked, a number), and id 0's embedding row is NaN,
-    /// so the first step's logits are all NaN, one prompt or a batch.
+    /// A row with no number first met after the prompt (a step's pick on the device, not the prefill's): an untied head
+    /// of zeros makes every prompt logit 0 (a tie: id 0 picked, a number), and id 0's embedding row is NaN, so the first
+    /// step's logits are all NaN, one prompt or a batch, eager or static (the captured step's own pick, whose −1 the host
+    /// reads before any further step), on the CPU and on the test device (a CUDA device's code paths).
     /// </summary>
     [Test]
-    public void ANaNMetAfterThePromptIsRefusedAtThatStep()
+    public void ANaNMetAfterThePromptIsRefusedAtThatStep([Values(false, true)] bool onTestDevice)
     {
-        using var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5);
+        using var lm = NaNAfterThePromptModel();
+        if (onTestDevice) lm.To(TestDevice.Get());
+        if (!onTestDevice)
+        {
+            var e1 = Assert.Throws<InvalidOperationException>(() => GreedyDecoder.Generate(lm, [1, 2, 3], 5, [], ignoreEos: true));
+            Assert.That(e1!.Message, Does.Contain("the logits of step 2 " + NoNumber));
+        }
+        foreach (var mode in new[] { DecodeStepMode.Eager, DecodeStepMode.Static })
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => new Generator(Generator.Wrap(lm, mode)).Generate([new GenerationPrompt([1, 2, 3])], new GenerationOptions { MaxNewTokens = 5, IgnoreEos = true }));
+            Assert.That(e!.Message, Does.Contain("the logits of step 2 " + NoNumber), $"{mode}");
+            e = Assert.Throws<InvalidOperationException>(() => new Generator(Generator.Wrap(lm, mode)).Generate([new GenerationPrompt([1, 2, 3]), new GenerationPrompt([4, 5])], new GenerationOptions { MaxNewTokens = 5, IgnoreEos = true }));
+            Assert.That(e!.Message, Does.Contain("the logits of step 2 (prompt 0) " + NoNumber), $"{mode}");
+        }
+    }
+
+    /// <summary>The model of <see cref="ANaNMetAfterThePromptIsRefusedAtThatStep"/>: the prompt picks id 0, whose embedding is NaN.</summary>
+    private static Qwen2ForCausalLM NaNAfterThePromptModel()
+    {
+        var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5);
         var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter);
         using (var zeros = Tensor.Zeros(p["lm_head.weight"].Shape)) p["lm_head.weight"].Value.CopyFrom(zeros);
         using (var nan = Tensor.Full([lm.Config.HiddenSize], double.NaN)) p["model.embed_tokens.weight"].Value.Narrow(0, 0, 1).Reshape(lm.Config.HiddenSize).CopyFrom(nan);
-        var e = Assert.Throws<InvalidOperationException>(() => GreedyDecoder.Generate(lm, [1, 2, 3], 5, [], ignoreEos: true));
+        return lm;
+    }
+
+    /// <summary>
+    /// The continuous batch, eager rows and static slots (whose step writes every slot's pick into the ids buffer, an
+    /// idle slot's −1 included): a row with no number first met after the prompt is refused at that step, with a second
+    /// sequence joined just before it.
+    /// </summary>
+    [Test]
+    public void TheContinuousBatchRefusesANaNMetAfterThePrompt([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode, [Values(false, true)] bool onTestDevice)
+    {
+        string dir = Path.Combine(Root, "nan-after-prompt-qwen2");
+        lock (typeof(ContextAndNonFiniteTests))
+            if (!File.Exists(Path.Combine(dir, "config.json")))
+            {
+                Directory.CreateDirectory(dir);
+                using (var lm = NaNAfterThePromptModel()) Qwen2Loader.Save(lm, dir);
+                TinyModels.WriteTokenizer(dir);
+            }
+        using var model = ParrotModel.Load(dir, onTestDevice ? new ParrotModelOptions { Device = TestDevice.Get() } : null);
+        using var batch = model.StartContinuousBatch(mode);
+        Assert.That(batch.Slots is not null, Is.EqualTo(mode == DecodeStepMode.Static));
+        var greedy = new GenerationOptions { IgnoreEos = true };
+        batch.Join([new ChatTurn(ChatRole.User, "hi")], null, greedy, 4);
+        Assert.That(batch.Step().Select(x => x.Token), Is.EqualTo(new[] { 0 }), "the prompt's logits are all 0: id 0, a number");
+        batch.Join([new ChatTurn(ChatRole.User, "ho")], null, greedy, 4); // slots: a second slot, idle until its first step
+        var e = Assert.Throws<InvalidOperationException>(() => batch.Step());
         Assert.That(e!.Message, Does.Contain("the logits of step 2 " + NoNumber));
-        e = Assert.Throws<InvalidOperationException>(() => new Generator(Generator.Wrap(lm)).Generate([new GenerationPrompt([1, 2, 3]), new GenerationPrompt([4, 5])], new GenerationOptions { MaxNewTokens = 5, IgnoreEos = true }));
-        Assert.That(e!.Message, Does.Contain("the logits of step 2 (prompt 0) " + NoNumber));
     }
 
     /// <summary>
@@ -242,6 +289,37 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
             Assert.That(e!.Message, Does.Contain("the logits of step 1 " + NoNumber));
             Assert.Throws<InvalidOperationException>(() => new Generator(new FixedLogitsModel([nan, nan, inf])).Generate(new GenerationPrompt([1]), o));
         }
+    }
+
+    /// <summary>
+    /// A finished row is fed what the device picked for it (no copy), but never a −1: a row that ended (id 3, the end of
+    /// sequence) and then holds no number is fed its last token, while the other row generates on unrefused.
+    /// </summary>
+    [Test]
+    public void AFinishedRowsNoNumberIsNotFedOn()
+    {
+        var model = new FinishedThenNaN();
+        var result = new Generator(model, endOfSequenceIds: [3]).Generate([new GenerationPrompt([1]), new GenerationPrompt([2])], new GenerationOptions { MaxNewTokens = 4 });
+        Assert.That(result.Select(r => r.Tokens), Is.EqualTo(new[] { new[] { 3 }, new[] { 1, 1, 1, 1 } }));
+        Assert.That(model.Fed, Is.EqualTo(new[] { new[] { 3, 1 }, new[] { 3, 1 }, new[] { 3, 1 } }), "row 0 is fed its end token, not −1");
+    }
+
+    /// <summary>Two rows, greedy: row 0 ends at once (id 3) and holds no number after (−1); row 1 picks id 1 every time.</summary>
+    private sealed class FinishedThenNaN : IAutoregressiveModel, IDecodingSession, IGreedyDecodingSession
+    {
+        public readonly List<int[]> Fed = [];
+        public int VocabSize => 6;
+        public IDecodingSession Start(IReadOnlyList<GenerationPrompt> prompts, int maxNewTokens) => this;
+        public int[] PrefillGreedy() => [3, 1];
+        public int[] StepGreedy(int[] tokens)
+        {
+            foreach (int t in tokens) if ((uint)t >= (uint)VocabSize) throw new ArgumentException($"token id {t} is outside the vocabulary");
+            Fed.Add((int[])tokens.Clone());
+            return [Generator.NoNumber, 1];
+        }
+        public float[][] Prefill() => throw new NotSupportedException();
+        public float[][] Step(int[] tokens) => throw new NotSupportedException();
+        public void Dispose() { }
     }
 
     /// <summary>Rows of logits peaked at id 1 until step <c>bad</c> (0: the prompt's), which is all NaN; greedy: ids, <see cref="Generator.NoNumber"/> at that step.</summary>

@@ -22,6 +22,9 @@ public class GreedyOnDeviceTests
 {
     private static int HostPick(float[] logits) => TokenSampler.ArgMax(logits.Select(x => (double)x).ToArray());
 
+    /// <summary>What the device pick gives: the host's argmax where it is a number above −∞, else −1 (the row holds no number).</summary>
+    private static int DevicePick(float[] logits) { int id = HostPick(logits); return logits[id] > float.NegativeInfinity ? id : (int)GreedyToken.NoNumber; }
+
     [Test]
     public void ThePickIsTheHostArgMax([Values(DType.F32, DType.BF16, DType.F16, DType.F64)] DType dtype, [Values(false, true)] bool onTestDevice)
     {
@@ -29,9 +32,9 @@ public class GreedyOnDeviceTests
         var rows = new List<double[]>
         {
             new[] { 1, nan, 2.0, 0 },           // NaN loses (ArgMax alone gives 1)
-            new[] { nan, -inf, -inf, nan },   // NaN below −∞: the first −∞
-            new[] { nan, nan, nan, nan },     // nothing but NaN: 0
-            new[] { -inf, -inf, -inf, -inf }, // a tie of −∞: 0
+            new[] { nan, -inf, -inf, nan },   // NaN below −∞, and no number: −1 (the host's argmax: the first −∞)
+            new[] { nan, nan, nan, nan },     // nothing but NaN: −1
+            new[] { -inf, -inf, -inf, -inf }, // a tie of −∞: −1
             new[] { 0.0, -0.0, 0, -1 },       // ±0 tie: the first
             new[] { -0.0, 0, -1, -2 },
             new[] { 1, 3, 3, 2.0 },             // a tie: the lower id
@@ -51,7 +54,8 @@ public class GreedyOnDeviceTests
         var got = picked.ToLongArray();
         var values = x.ToFloatArray();
         for (int r = 0; r < rows.Count; r++)
-            Assert.That(got[r], Is.EqualTo(HostPick(values.AsSpan(r * width, width).ToArray())), $"row {r}: [{string.Join(", ", values.AsSpan(r * width, width).ToArray())}]");
+            Assert.That(got[r], Is.EqualTo(DevicePick(values.AsSpan(r * width, width).ToArray())), $"row {r}: [{string.Join(", ", values.AsSpan(r * width, width).ToArray())}]");
+        Assert.That(got[1..4], Is.EqualTo(new long[] { -1, -1, -1 }), "the rows with no number");
         using var plain = x.ArgMax(1);
         Assert.That(plain.ToLongArray()[0], Is.EqualTo(1), "ArgMax alone lets NaN win: what Pick must undo");
 
@@ -65,9 +69,9 @@ public class GreedyOnDeviceTests
     }
 
     /// <summary>
-    /// The pick (one ArgMaxNaNLowest) gives the ids of the composition it replaced, bit for bit: an ArgMax over float64
+    /// The pick (one ArgMaxNumber) gives the ids of the composition it replaced, bit for bit: an ArgMax over float64
     /// keys (float32 values widened, NaN → −∞, −∞ → −1e300), on rows of the 7B and 0.5B vocabularies full of ties, NaN,
-    /// ±∞ and ±0, and rows with no number above −∞ or none at all. Also the host pick.
+    /// ±∞ and ±0, and −1 for the rows with no number above −∞ or none at all. Also the host pick.
     /// </summary>
     [Test]
     public void ThePickEqualsTheFormerFloat64KeysArgMax([Values(DType.F32, DType.BF16, DType.F16, DType.F64)] DType dtype,
@@ -86,10 +90,16 @@ public class GreedyOnDeviceTests
         var got = GreedyToken.Pick(x).ToLongArray();
         var wide = (dtype == DType.F64 ? x.To(DType.F32) : x).To(DType.F64);
         var keys = Tensor.Where(wide.Ne(wide), Tensor.Scalar(double.NegativeInfinity, DType.F64, x.Device), wide.Maximum(Tensor.Scalar(-1e300, DType.F64, x.Device)));
-        Assert.That(got, Is.EqualTo(keys.ArgMax(1).ToLongArray()));
         var values = x.ToFloatArray();
-        for (int r = 0; r < rows; r++) Assert.That(got[r], Is.EqualTo(HostPick(values.AsSpan(r * vocab, vocab).ToArray())), $"row {r}");
-        Assert.That(got[..3], Is.EqualTo(new long[] { 1, 0, 0 }));
+        var former = keys.ArgMax(1).ToLongArray();
+        for (int r = 0; r < rows; r++)
+        {
+            bool number = values[r * vocab + (int)former[r]] > float.NegativeInfinity;
+            Assert.That(got[r], Is.EqualTo(number ? former[r] : -1), $"row {r}");
+            Assert.That(got[r], Is.EqualTo(DevicePick(values.AsSpan(r * vocab, vocab).ToArray())), $"row {r}");
+        }
+        Assert.That(got[..3], Is.EqualTo(new long[] { -1, -1, 0 }));
+        Assert.That(got[3..], Is.All.GreaterThanOrEqualTo(0L), "the random rows hold numbers");
     }
 
     /// <summary>PickInto writes Pick's ids into a buffer (here a strided column) and nothing else; wrong buffers throw.</summary>
@@ -102,7 +112,7 @@ public class GreedyOnDeviceTests
         var logits = Tensor.FromArray(v, 3, 4).To(dtype, device);
         var buffer = Tensor.Full([3, 2], -5, DType.I64, device);
         GreedyToken.PickInto(logits, buffer.Select(1, 1));
-        Assert.That(buffer.ToLongArray(), Is.EqualTo(new long[] { -5, 2, -5, 0, -5, 0 }));
+        Assert.That(buffer.ToLongArray(), Is.EqualTo(new long[] { -5, 2, -5, -1, -5, 0 }), "row 1 (NaN only) holds no number: −1");
         Assert.That(buffer.Select(1, 1).ToLongArray(), Is.EqualTo(GreedyToken.Pick(logits).ToLongArray()));
         Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([3], DType.I32, device)));
         Assert.Throws<ArgumentException>(() => GreedyToken.PickInto(logits, Tensor.Zeros([2], DType.I64, device)));

@@ -22,7 +22,11 @@ namespace Parrot.Nn.Models.Qwen2;
 /// wrapper captures <see cref="Issue"/> (the device half) once and, per token, calls <see cref="BeginStep"/> (the host
 /// half: the room check) and replays it. Batch rows may hold prompts of different lengths. The embedding of the ids
 /// buffer skips the index check (its ids are the prompts' checked last tokens or an argmax over the vocabulary; a
-/// deferred check would take a different slot each step and a host read every few dozen).
+/// deferred check would take a different slot each step and a host read every few dozen). The argmax is
+/// <see cref="GreedyToken.PickInto"/>'s: −1 (<see cref="GreedyToken.NoNumber"/>) for a row whose logits hold no number
+/// (NaN and −∞ only), which <see cref="ReadTokens"/> and <see cref="ReadGenerated"/> return as it is; a caller reads
+/// and checks the tokens before the next step (the generator's sessions do, every step). A step fed −1 reads nothing
+/// out of bounds: CUDA's index_select gives a zero row for it, the CPU's throws.
 /// <para>Fed by the host (greedy: false; the generator's sessions, which pick tokens on the host, greedy or sampled):
 /// rows prefilled elsewhere go in through <see cref="Load"/>, the host writes each step's ids with <see cref="SetIds"/>
 /// (one host→device copy, outside the captured part) and reads <see cref="Logits"/>; the step then takes no argmax and
