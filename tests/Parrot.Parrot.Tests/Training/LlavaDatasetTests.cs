@@ -201,6 +201,38 @@ public class LlavaDatasetTests
         }
     }
 
+    /// <summary>
+    /// A file that is not an intact image used to pass loading (only its existence was checked) and stop the
+    /// run when its batch came, hours in and even with skipping on; now it is a bad sample when loading.
+    /// </summary>
+    [Test]
+    public void ImagesThatAreNotIntactAreBadSamplesWhenLoading()
+    {
+        var dir = TempDir();
+        WritePng(Path.Combine(dir, "good.png"), 10, 20, 30);
+        var png = File.ReadAllBytes(Path.Combine(dir, "good.png"));
+        File.WriteAllBytes(Path.Combine(dir, "truncated.png"), png[..(png.Length / 2)]);
+        File.WriteAllBytes(Path.Combine(dir, "empty.jpg"), []);
+        File.WriteAllText(Path.Combine(dir, "page.jpg"), "<html>404 Not Found</html>");
+        var samples = new JsonArray(
+            Sample("good", "good.png", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("cut", "truncated.png", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("empty", "empty.jpg", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("html", "page.jpg", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("cut-again", "truncated.png", ("human", "<image>\nwhat?"), ("gpt", "y")));
+        var path = WriteJson(dir, samples);
+
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions()));
+        Assert.That(e!.Message, Does.Contain(path).And.Contain("'cut'").And.Contain("cannot read the image: " + Path.Combine(dir, "truncated.png") + ": truncated"));
+
+        var skipping = LlavaDataset.Load(path, dir, Chat, DataOptions(skipBad: true));
+        Assert.That(skipping.Examples.Select(x => x.Id), Is.EqualTo(new[] { "good" }));
+        Assert.That(skipping.Skipped.Select(x => x.SampleId), Is.EqualTo(new[] { "cut", "empty", "html", "cut-again" }));
+        Assert.That(skipping.Skipped[1].ToString(), Does.Contain("the file is empty"));
+        Assert.That(skipping.Skipped[2].ToString(), Does.Contain("not a JPEG, PNG, GIF, WebP or BMP image"));
+        Assert.That(skipping.Skipped[3].ToString(), Does.Contain("truncated"));
+    }
+
     [Test]
     public void AnUnreadableImageNamesTheSample()
     {
