@@ -233,6 +233,67 @@ public class LlavaDatasetTests
         Assert.That(skipping.Skipped[3].ToString(), Does.Contain("truncated"));
     }
 
+    /// <summary>
+    /// The cached file used to be named by the image's path alone, so a run with another tower, layer or padding
+    /// sharing the cache (the same --out, or --feature-cache), or an image edited in place, silently read back
+    /// features of the other setting.
+    /// </summary>
+    [Test]
+    public void CachedFeaturesAreNotReadBackForAnotherTowerPaddingOrAnEditedImage()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir);
+        var ds = LlavaDataset.Load(json, images, Chat, DataOptions());
+        var cache = Path.Combine(dir, "features");
+        var image = ds.Examples.First(e => e.ImagePath is not null);
+        float[] Features(string tag, bool pad, Func<Tensor, Tensor> tower, out int towerCalls)
+        {
+            using var f = new LlavaImageFeatures(tower, Preprocessor, padToSquare: pad, cacheDir: cache, cacheTag: tag);
+            var values = f.Get(image.ImagePath!, image.Id).ToFloatArray();
+            towerCalls = f.TowerCalls;
+            return values;
+        }
+        Tensor Doubled(Tensor pixels) => ToyTower(pixels) * 2;
+
+        var first = Features("tower A", true, ToyTower, out int calls);
+        Assert.That(calls, Is.EqualTo(1));
+        Assert.That(Features("tower A", true, _ => throw new AssertionException("cached"), out calls), Is.EqualTo(first));
+        Assert.That(Features("tower B", true, Doubled, out calls), Is.EqualTo(first.Select(x => x * 2).ToArray()));
+        Assert.That(calls, Is.EqualTo(1), "another tower's features are computed, not read back");
+        Assert.That(Features("tower A", false, ToyTower, out calls), Is.EqualTo(ToyTowerUnpadded()));
+        Assert.That(calls, Is.EqualTo(1), "without padding");
+
+        // The image edited in place (another size, a later time): computed again.
+        WritePng(image.ImagePath!, 1, 2, 3, size: 24);
+        File.SetLastWriteTimeUtc(image.ImagePath!, DateTime.UtcNow.AddMinutes(1));
+        Assert.That(Features("tower A", true, ToyTower, out calls), Is.Not.EqualTo(first));
+        Assert.That(calls, Is.EqualTo(1));
+
+        float[] ToyTowerUnpadded()
+        {
+            using var scope = TensorScope.Begin();
+            var px = Preprocessor.Process(global::Parrot.Parrot.Vision.ImageLoader.Load(image.ImagePath!), false).Unsqueeze(0);
+            return ToyTower(px).ToFloatArray();
+        }
+    }
+
+    [Test]
+    public void TheTowerTagChangesWithTheLayerTheConfigAndTheWeights()
+    {
+        var tower = Path.Combine(TempDir(), "tower");
+        Directory.CreateDirectory(tower);
+        File.WriteAllText(Path.Combine(tower, "config.json"), "{\"hidden_size\": 8}");
+        File.WriteAllBytes(Path.Combine(tower, "model.safetensors"), new byte[10]);
+        var tag = LlavaImageFeatures.TowerCacheTag(tower, -2);
+        Assert.That(LlavaImageFeatures.TowerCacheTag(tower, -2), Is.EqualTo(tag));
+        Assert.That(LlavaImageFeatures.TowerCacheTag(tower, -1), Is.Not.EqualTo(tag));
+        File.WriteAllText(Path.Combine(tower, "preprocessor_config.json"), "{\"crop_size\": 16}");
+        var withPreprocessor = LlavaImageFeatures.TowerCacheTag(tower, -2);
+        Assert.That(withPreprocessor, Is.Not.EqualTo(tag));
+        File.WriteAllBytes(Path.Combine(tower, "model.safetensors"), new byte[11]);
+        Assert.That(LlavaImageFeatures.TowerCacheTag(tower, -2), Is.Not.EqualTo(withPreprocessor), "retrained weights");
+    }
+
     [Test]
     public void AnUnreadableImageNamesTheSample()
     {
