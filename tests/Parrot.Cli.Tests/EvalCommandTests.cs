@@ -167,6 +167,40 @@ public class EvalCommandTests
         Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));
     }
     [Test]
+    public void AFileWithoutAUsableQuestionIsAnErrorNotAZeroScore()
+    {
+        // These used to end with exit code 0 and "0.00% of 0 units" in summary.json.
+        var root = CliRunner.TempDir();
+        const string header = "index\timage\tquestion\tA\tB\tanswer\n";
+        const string png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+        var empty = Path.Combine(root, "empty_en.tsv");
+        File.WriteAllText(empty, header);
+        var wrong = Path.Combine(root, "wrong_en.tsv");
+        File.WriteAllText(wrong, header + $"0\t{png}\tWhich?\tred\tblue\tE\n1\t0\tWhich?\tred\tblue\tblue\n");
+        var good = Path.Combine(root, "good_en.tsv");
+        File.WriteAllText(good, header + $"0\t{png}\tWhich?\tred\tblue\tA\n");
+        var output = Path.Combine(root, "eval");
+        // The files are checked before the model is loaded (it does not exist here).
+        var model = Path.Combine(root, "no-model");
+
+        var (code, _, stderr) = Eval("--model", model, "--data", good, empty, "--out", output);
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stderr, Does.Contain("empty_en.tsv: no questions (the table has a header but no data rows)"));
+        (code, _, stderr) = Eval("--model", model, "--data", wrong, "--out", output);
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stderr, Does.Contain("wrong_en.tsv: row 2 (index 1): the answer 'blue' is not one of the options A, B — skipped")
+            .And.Contain("wrong_en.tsv: no usable question: all 2 data rows were skipped"));
+        Assert.That(Directory.Exists(output), Is.False, "nothing written");
+
+        var predictions = Path.Combine(root, "predictions_en.tsv");
+        File.WriteAllText(predictions, "index\tquestion\tA\tB\tanswer\tprediction\n0\tWhich?\tred\tblue\tC\tA\n");
+        (code, _, stderr) = Eval("--score", predictions, "--out", output);
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stderr, Does.Contain("no usable question: all 1 data rows were skipped"));
+        Assert.That(File.Exists(Path.Combine(output, "summary.json")), Is.False);
+    }
+
+    [Test]
     public void AKilledRunResumesWhereItStoppedAndEndsLikeAStraightRun()
     {
         var (root, model, bench) = Prepare();

@@ -133,6 +133,8 @@ public class ParrotForwardGenerateTests
             (["forward", "--model", Fixture("f32-separate"), Tokens(ids), "--image", notAnImage, "--out", outFile], notAnImage),
             (["generate", "--model", Fixture("f32-separate"), Tokens(ids), "--image", notAnImage + ".missing", "--max-new-tokens", "2"], notAnImage + ".missing"),
             (["forward", "--model", Fixture("f32-separate"), Tokens(ids.Append(64)), "--image", ImagePath, "--out", outFile], "id 64 is outside the vocabulary [0, 64)"),
+            // Stopped inside the model with "LanguageMoe: the prompt has no text tokens to steer the routing".
+            (["generate", "--model", Fixture("f32-separate"), "--tokens=-200", "--image", ImagePath, "--max-new-tokens", "2"], "the prompt is the image placeholder -200 alone"),
         };
         foreach (var (args, expected) in cases)
         {

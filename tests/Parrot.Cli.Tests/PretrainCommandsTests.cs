@@ -123,6 +123,8 @@ public class PretrainCommandsTests
         var log = Path.Combine(dir, "log.jsonl");
         var config = Path.Combine(dir, "lm.json");
         File.WriteAllText(config, """{"vocab_size": 258, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}""");
+        var shortContext = Path.Combine(dir, "short.json");
+        File.WriteAllText(shortContext, """{"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 8}""");
         var text = Path.Combine(dir, "t.jsonl");
         File.WriteAllText(text, "{\"text\": \"hello world\"}\n");
         var tok = Path.Combine(dir, "tokenizer.json");
@@ -138,6 +140,7 @@ public class PretrainCommandsTests
             (["--init", config, "--tokenizer", tok, "--text", text, "--seq-len", "4", "--schedule", "linear"], "--schedule"),
             // 258 ids in the model, at least 256 bytes + 3 special tokens in the tokenizer.
             (["--init", config, "--tokenizer", tok, "--text", text, "--seq-len", "2"], "vocab_size is 258"),
+            (["--init", shortContext, "--tokenizer", tok, "--text", text, "--seq-len", "9"], $"--seq-len 9 is longer than max_position_embeddings 8 in {shortContext}"),
         ];
         foreach (var (args, message) in cases)
         {

@@ -97,4 +97,29 @@ public class TrainLmCommandTests
         Assert.That(r.Stderr, Does.Contain($"--out {bad}: cannot create the directory"));
         Assert.That(r.Stdout, Does.Not.Contain("step 1"));
     }
+
+    /// <summary>
+    /// Sequences longer than max_position_embeddings used to train without a word, giving a checkpoint whose
+    /// config.json says it cannot be used at the length it was trained at.
+    /// </summary>
+    [Test]
+    public void SequencesLongerThanTheModelsContextAreRefused()
+    {
+        var (modelDir, tokens, _, _) = Prepare();
+        int length = System.Text.Json.JsonDocument.Parse(File.ReadLines(tokens).First()).RootElement.GetProperty("ids").GetArrayLength();
+        var configPath = Path.Combine(modelDir, "config.json");
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config["max_position_embeddings"] = length - 1;
+        File.WriteAllText(configPath, config.ToJsonString());
+        var log = Path.Combine(Path.GetDirectoryName(tokens)!, "log.jsonl");
+        var r = CliRunner.Run(null, "train-lm", "--model", modelDir, "--tokens", tokens, "--steps", "1", "--batch", "2", "--lr", "1e-3", "--log", log);
+        Assert.That(r.ExitCode, Is.EqualTo(2), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain($"{tokens}: sequences of {length} tokens are longer than max_position_embeddings {length - 1} in {configPath}"));
+        Assert.That(r.Stdout, Does.Not.Contain("step 1"));
+
+        config["max_position_embeddings"] = length;
+        File.WriteAllText(configPath, config.ToJsonString());
+        r = CliRunner.Run(null, "train-lm", "--model", modelDir, "--tokens", tokens, "--steps", "1", "--batch", "2", "--lr", "1e-3", "--log", log);
+        Assert.That(r.ExitCode, Is.EqualTo(0), "exactly the context is fine: " + r.Stderr);
+    }
 }

@@ -56,6 +56,40 @@ public class ImageBadInputTests
         Assert.That(last.Message, Does.Contain("truncated"));
     }
 
+    /// <summary><see cref="ImageLoader.Check"/> (no decoding) passes what loads and finds what the container walk and header find.</summary>
+    [TestCase("color.jpg")]
+    [TestCase("progressive.jpg")]
+    [TestCase("landscape.png")]
+    [TestCase("palette.gif")]
+    [TestCase("lossy.webp")]
+    [TestCase("animated.webp")]
+    [TestCase("image.bmp")]
+    public void CheckWithoutDecodingAgreesWithLoad(string file)
+    {
+        var data = Fixture(file);
+        var dir = Path.Combine(Path.GetTempPath(), $"image-check-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var whole = Path.Combine(dir, file);
+            File.WriteAllBytes(whole, data);
+            Assert.DoesNotThrow(() => ImageLoader.Check(whole));
+            var small = Assert.Throws<ImageLoadException>(() => ImageLoader.Check(whole, new ImageLimits { MaxPixels = 100 }))!;
+            Assert.That(small.Failure, Is.EqualTo(ImageLoadFailure.TooManyPixels), small.Message);
+
+            int end = file.EndsWith(".gif") ? FirstGifFrameEnd(data) : data.Length;
+            var cut = Path.Combine(dir, "cut-" + file);
+            File.WriteAllBytes(cut, data[..(end - 1)]);
+            var e = Assert.Throws<ImageLoadException>(() => ImageLoader.Check(cut))!;
+            Assert.That((e.Failure, e.SourceName), Is.EqualTo((ImageLoadFailure.Truncated, cut)), e.Message);
+
+            File.WriteAllBytes(cut, []);
+            Assert.That(Assert.Throws<ImageLoadException>(() => ImageLoader.Check(cut))!.Failure, Is.EqualTo(ImageLoadFailure.Empty));
+            Assert.That(Assert.Throws<ImageLoadException>(() => ImageLoader.Check(Path.Combine(dir, "absent.png")))!.Failure, Is.EqualTo(ImageLoadFailure.NotFound));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     private static int FirstGifFrameEnd(byte[] d)
     {
         // The fixtures have a global colour table and one extension block before the first frame at most.

@@ -48,6 +48,7 @@ internal static class EvalCommand
                 var table = TsvTable.Read(predictions, skipMalformedRows: true);
                 var scored = Evaluator.ScorePredictions(table, Path.GetFileName(predictions), language, proto);
                 ReportProblems(scored);
+                foreach (var r in scored) RequireQuestions(r.File.Name, r.Rows.Count, r.Problems.Count);
                 Finish(output, scored);
                 return 0;
             }
@@ -67,6 +68,7 @@ internal static class EvalCommand
             var twice = benchmarks.GroupBy(b => b.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
             if (twice is not null) throw new CliException($"--data: two files are named {twice.Key}; datasets are told apart by file name");
             foreach (var b in benchmarks) PrintProblems(b.Name, b.Problems);
+            foreach (var b in benchmarks) RequireQuestions(b.Name, b.Rows.Count, b.Problems.Count);
 
             Directory.CreateDirectory(output);
             string? visionDir = p.GetValue(vision);
@@ -99,6 +101,18 @@ internal static class EvalCommand
     private static void ReportProblems(IEnumerable<DatasetResult> results)
     {
         foreach (var r in results) PrintProblems(r.File.Name, r.Problems);
+    }
+
+    /// <summary>
+    /// A dataset without one usable question is an error: scoring it wrote "0.00% of 0 units" with exit code 0,
+    /// an accuracy of 0 for a file of the wrong layout (every row skipped) or with no data rows.
+    /// </summary>
+    private static void RequireQuestions(string dataset, int questions, int skipped)
+    {
+        if (questions > 0) return;
+        throw new InvalidDataException(skipped > 0
+            ? $"{dataset}: no usable question: all {skipped} data rows were skipped (reasons above)"
+            : $"{dataset}: no questions (the table has a header but no data rows)");
     }
 
     /// <summary>The most skipped rows printed per dataset; summary.md lists them all.</summary>

@@ -42,6 +42,10 @@ internal static class ParrotInputs
         if (places == 1 && imagePath is null) throw new CliException($"--tokens has the image placeholder {ParrotSample.ImageToken} but no --image was given");
         if (places == 0 && imagePath is not null)
             throw new CliException($"--image was given but --tokens has no image placeholder {ParrotSample.ImageToken}: put {ParrotSample.ImageToken} where the image goes (write --tokens=... when the list starts with it)");
+        // With the MoE on, the image is routed on the prompt's text embeddings: an image alone stopped deep inside
+        // the model with "LanguageMoe: the prompt has no text tokens to steer the routing".
+        if (places == 1 && ids.Length == 1 && ParrotConfig.Load(Path.Combine(dir, "config.json")).UseMoe)
+            throw new CliException($"--tokens: the prompt is the image placeholder {ParrotSample.ImageToken} alone; Parrot's MoE routes the image on the prompt's text, so give at least one text token too");
         if (vision is not null && !Directory.Exists(vision)) throw new CliException($"--vision: {vision} is not a directory");
         RgbImage? image = null;
         if (imagePath is not null)

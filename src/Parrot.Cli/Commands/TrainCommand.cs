@@ -91,7 +91,8 @@ internal static class TrainCommand
             int imageTokens = m.Config.MmVisionSelectFeature == "patch" ? tower.Config.NumPatches : tower.Config.NumPositions;
             var preprocessor = ImagePreprocessor.FromDirectory(visionDir);
             using var features = new LlavaImageFeatures(ParrotVision.Features(tower, m.Config.MmVisionSelectLayer), preprocessor,
-                padToSquare: m.Config.ImageAspectRatio == "pad", cacheDir: p.GetValue(featureCache) ?? Path.Combine(output, "features"));
+                padToSquare: m.Config.ImageAspectRatio == "pad", cacheDir: p.GetValue(featureCache) ?? Path.Combine(output, "features"),
+                cacheTag: LlavaImageFeatures.TowerCacheTag(visionDir, m.Config.MmVisionSelectLayer));
 
             var dataset = LlavaDataset.Load(p.GetValue(data)!, p.GetValue(images)!, chat,
                 new LlavaOptions { MaxLength = options.MaxLength, ImageTokens = imageTokens, SkipBad = p.GetValue(skipBad) });

@@ -97,13 +97,24 @@ internal static class TrainLmCommand
             m.To(dev);
             if (tok is not null && tok.IdCount > m.Config.VocabSize)
                 throw new CliException($"the tokenizer has {tok.IdCount} ids but the model's vocab_size is {m.Config.VocabSize}");
+            // Positions past max_position_embeddings train a checkpoint whose config.json says it cannot be used at
+            // that length (our own generate/serve refuse such prompts): say so before any work, not never.
+            int context = m.Config.MaxPositionEmbeddings;
+            string configFile = initPath ?? Path.Combine(dir!, "config.json");
+            if (p.GetValue(seqLen) is int windowLength && windowLength > context)
+                throw new CliException($"--seq-len {windowLength} is longer than max_position_embeddings {context} in {configFile}: use --seq-len ≤ {context}, or raise max_position_embeddings");
             List<int[]> seqs;
             if (textPath is not null)
             {
                 seqs = TextWindows.Read(textPath, tok!, p.GetValue(seqLen)!.Value, out int docs, p.GetValue(specials));
                 console.WriteLine($"{textPath}: {docs} documents → {seqs.Count} windows of {seqs[0].Length} tokens");
             }
-            else seqs = TokenSequences.Read(tokensPath!, m.Config.VocabSize);
+            else
+            {
+                seqs = TokenSequences.Read(tokensPath!, m.Config.VocabSize);
+                if (seqs.Max(x => x.Length) is int longest && longest > context)
+                    throw new CliException($"{tokensPath}: sequences of {longest} tokens are longer than max_position_embeddings {context} in {configFile}: cut them to at most {context} tokens, or raise max_position_embeddings");
+            }
             List<int[]> held = [];
             if (validCount > 0)
             {

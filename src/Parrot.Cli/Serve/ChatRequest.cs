@@ -19,6 +19,9 @@ internal static class ChatRequestParser
 
     public static ChatRequest Parse(ReadOnlyMemory<byte> body, ServeOptions limits)
     {
+        // RFC 8259 lets a parser ignore a UTF-8 byte order mark; some Windows clients send one, and it was
+        // answered with "'0xEF' is an invalid start of a value" (the data files and tokenize accept it too).
+        if (body.Span.StartsWith("\uFEFF"u8)) body = body[3..];
         JsonDocument doc;
         try { doc = JsonDocument.Parse(body, DocumentOptions); }
         catch (JsonException e)

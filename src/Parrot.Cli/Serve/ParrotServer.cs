@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -61,11 +62,24 @@ internal sealed class ParrotServer : IAsyncDisposable
         app.MapGet("/", WebUi.WebUiPage.Serve);
         app.MapFallback(ctx => Endpoints.Error(ctx, new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}", code: "not_found")));
         try { await app.StartAsync().ConfigureAwait(false); }
-        catch (IOException e) { await app.DisposeAsync().ConfigureAwait(false); throw new CliException($"cannot listen on {options.Host}:{options.Port}: {e.Message}"); }
+        // Kestrel wraps "address in use" in an IOException but lets other bind failures through as the bare
+        // SocketException (an address this machine does not have, a privileged port): both are the user's input.
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw new CliException($"cannot listen on {options.Host}:{options.Port}: {e.Message}{BindHint(e)}");
+        }
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         server.Address = new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
         return server;
     }
+
+    private static string BindHint(Exception e) => (e as SocketException ?? e.InnerException as SocketException)?.SocketErrorCode switch
+    {
+        SocketError.AddressNotAvailable => " (--host must be an address of this machine: 127.0.0.1, 0.0.0.0 for all, or one of its own)",
+        SocketError.AccessDenied => " (ports below 1024 need administrator rights; choose a higher --port)",
+        _ => "",
+    };
 
     /// <summary>Loads the model and starts the scheduler; from then on requests are served.</summary>
     public void LoadModel(ParrotModelOptions? modelOptions = null)

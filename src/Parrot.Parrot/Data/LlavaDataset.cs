@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Parrot.Parrot.Model;
 using Parrot.Parrot.Text;
+using Parrot.Parrot.Vision;
 
 namespace Parrot.Parrot.Data;
 
@@ -38,7 +39,9 @@ public sealed record LlavaOptions
 /// <c>{"id", "image"?, "language"?, "conversations": [{"from": "human"|"gpt"|"system", "value"}]}</c>,
 /// tokenised with ChatML. Every sample is checked when loading: malformed JSON (with its line and byte),
 /// missing or empty conversations, unknown roles, a conversation without an answer to learn, a missing
-/// image file, and a sequence longer than the maximum once the image's visual tokens are counted.
+/// image file or one that is not an intact image (<see cref="ImageLoader.Check"/>: format, truncation,
+/// header, pixel count, without decoding; once per distinct file), and a sequence longer than the maximum
+/// once the image's visual tokens are counted.
 /// </summary>
 public sealed class LlavaDataset
 {
@@ -70,12 +73,13 @@ public sealed class LlavaDataset
         var examples = new List<LlavaExample>();
         var skipped = new List<LlavaProblem>();
         int index = 0;
+        var imageProblems = new Dictionary<string, string?>(StringComparer.Ordinal);
         foreach (var (element, lineHint) in ReadRecords(path))
         {
             string id = SampleId(element, index++);
             try
             {
-                examples.Add(Parse(element, id, imagesDir, chat, options));
+                examples.Add(Parse(element, id, imagesDir, chat, options, imageProblems));
             }
             catch (LlavaDataException e)
             {
@@ -132,7 +136,7 @@ public sealed class LlavaDataset
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty("id", out var id) && id.ValueKind is JsonValueKind.String or JsonValueKind.Number
             ? id.ToString() : $"#{index}";
 
-    private static LlavaExample Parse(JsonElement e, string id, string imagesDir, ChatMl chat, LlavaOptions options)
+    private static LlavaExample Parse(JsonElement e, string id, string imagesDir, ChatMl chat, LlavaOptions options, Dictionary<string, string?> imageProblems)
     {
         if (e.ValueKind != JsonValueKind.Object) throw new LlavaDataException($"expected an object, found {e.ValueKind}");
         if (!e.TryGetProperty("conversations", out var conv) || conv.ValueKind == JsonValueKind.Null)
@@ -146,6 +150,15 @@ public sealed class LlavaDataset
             if (img.ValueKind != JsonValueKind.String || img.GetString()!.Length == 0) throw new LlavaDataException("\"image\" must be a non-empty relative path");
             image = Path.GetFullPath(Path.Combine(imagesDir, img.GetString()!));
             if (!System.IO.File.Exists(image)) throw new LlavaDataException($"image file not found: {image}");
+            // Checked now, not when the image's batch comes: an empty, truncated or non-image file used to stop
+            // the run hours in, even with --skip-bad, and cost every step since the last checkpoint.
+            if (!imageProblems.TryGetValue(image, out var imageProblem))
+            {
+                try { ImageLoader.Check(image); imageProblem = null; }
+                catch (ImageLoadException x) { imageProblem = $"cannot read the image: {x.Message}"; }
+                imageProblems[image] = imageProblem;
+            }
+            if (imageProblem is not null) throw new LlavaDataException(imageProblem);
         }
         string? languageField = e.TryGetProperty("language", out var lang) && lang.ValueKind == JsonValueKind.String ? lang.GetString() : null;
 

@@ -9,8 +9,11 @@ namespace Parrot.Parrot.Data;
 /// <summary>
 /// Vision features per image file, computed once: the tower is frozen in both training stages, so each
 /// distinct image goes through it a single time and its features [1+N, C] are kept in memory, and with a
-/// cache directory also on disk as .npy named by a hash of the image's full path (a later run, or a resumed
-/// one, reads them back instead of running the tower).
+/// cache directory also on disk as .npy (a later run, or a resumed one, reads them back instead of running
+/// the tower). A cached file is named by a hash of what its features depend on: the image's full path, size
+/// and modification time, the padding, and the caller's <c>cacheTag</c> naming the tower and its settings
+/// (<see cref="TowerCacheTag"/>), so a cache shared by runs with another tower, layer or edited image is not
+/// read back for them.
 /// </summary>
 public sealed class LlavaImageFeatures : IDisposable
 {
@@ -18,17 +21,20 @@ public sealed class LlavaImageFeatures : IDisposable
     private readonly ImagePreprocessor _preprocessor;
     private readonly bool _padToSquare;
     private readonly string? _cacheDir;
+    private readonly string _cacheTag;
     private readonly Dictionary<string, Tensor> _memory = new(StringComparer.Ordinal);
 
     /// <summary>
     /// <paramref name="tower"/> maps pixels [B, 3, S, S] to features [B, 1+N, C] (e.g. <c>ParrotVision.Features</c>);
-    /// <paramref name="padToSquare"/> is image_aspect_ratio "pad".
+    /// <paramref name="padToSquare"/> is image_aspect_ratio "pad"; <paramref name="cacheTag"/> identifies the tower and
+    /// its settings in the names of the cached files (<see cref="TowerCacheTag"/>).
     /// </summary>
-    public LlavaImageFeatures(Func<Tensor, Tensor> tower, ImagePreprocessor preprocessor, bool padToSquare = true, string? cacheDir = null)
+    public LlavaImageFeatures(Func<Tensor, Tensor> tower, ImagePreprocessor preprocessor, bool padToSquare = true, string? cacheDir = null, string cacheTag = "")
     {
         ArgumentNullException.ThrowIfNull(tower);
         ArgumentNullException.ThrowIfNull(preprocessor);
-        _tower = tower; _preprocessor = preprocessor; _padToSquare = padToSquare; _cacheDir = cacheDir;
+        ArgumentNullException.ThrowIfNull(cacheTag);
+        _tower = tower; _preprocessor = preprocessor; _padToSquare = padToSquare; _cacheDir = cacheDir; _cacheTag = cacheTag;
         if (cacheDir is not null) Directory.CreateDirectory(cacheDir);
     }
 
@@ -91,8 +97,37 @@ public sealed class LlavaImageFeatures : IDisposable
         return scope.Keep(output.Select(0, 0).Contiguous().Clone());
     }
 
-    private static string Key(string imagePath) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(imagePath))))[..32];
+    private string Key(string imagePath)
+    {
+        var full = Path.GetFullPath(imagePath);
+        var file = new FileInfo(full);
+        string stamp = file.Exists ? $"{file.Length}:{file.LastWriteTimeUtc.Ticks}" : "missing";
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{full}\n{stamp}\npad={_padToSquare}\n{_cacheTag}")))[..32];
+    }
+
+    /// <summary>
+    /// A cache tag for the CLIP tower in <paramref name="towerDir"/> read at hidden state <paramref name="selectLayer"/>:
+    /// the folder's full path, its config.json and preprocessor_config.json, and the size and modification time of its
+    /// weight files (a tower retrained in place gets new features).
+    /// </summary>
+    public static string TowerCacheTag(string towerDir, int selectLayer)
+    {
+        ArgumentNullException.ThrowIfNull(towerDir);
+        var full = Path.GetFullPath(towerDir);
+        var tag = new StringBuilder($"tower={full}\nlayer={selectLayer}\n");
+        foreach (var name in new[] { "config.json", "preprocessor_config.json" })
+        {
+            var path = Path.Combine(full, name);
+            tag.Append(name).Append('=').Append(File.Exists(path) ? File.ReadAllText(path) : "").Append('\n');
+        }
+        if (Directory.Exists(full))
+            foreach (var weights in Directory.GetFiles(full, "*.safetensors").Order(StringComparer.Ordinal))
+            {
+                var info = new FileInfo(weights);
+                tag.Append(info.Name).Append('=').Append(info.Length).Append(':').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
+            }
+        return tag.ToString();
+    }
 
     /// <summary>Frees the cached features.</summary>
     public void Dispose()

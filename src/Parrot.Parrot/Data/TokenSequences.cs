@@ -32,11 +32,48 @@ public static class TokenSequences
                         throw new InvalidDataException($"{path}:{lineNo}: ids[{i}] = {id} is outside the vocabulary [0, {vocabSize})");
                     ids[i++] = id;
                 }
+                CheckMasks(doc.RootElement, ids, path, lineNo);
             }
             catch (JsonException e) { throw new InvalidDataException($"{path}:{lineNo}: not valid JSON: {e.Message}", e); }
             result.Add(ids);
         }
         if (result.Count == 0) throw new InvalidDataException($"{path}: no sequences");
         return result;
+    }
+
+    /// <summary>
+    /// Every token of "ids" is learned and attended to. A Hugging Face style "labels" with -100 (a masked
+    /// prompt) or an "attention_mask" with zeros (padding) would otherwise be ignored without a word, and
+    /// the prompt or the padding trained on; copies that change nothing (labels = ids, a mask of ones) pass.
+    /// </summary>
+    private static void CheckMasks(JsonElement line, int[] ids, string path, int lineNo)
+    {
+        if (line.TryGetProperty("labels", out var labels) && labels.ValueKind != JsonValueKind.Null)
+        {
+            int at = FirstDifference(labels, ids, i => ids[i]);
+            if (at >= 0)
+                throw new InvalidDataException($"{path}:{lineNo}: \"labels\" differ from \"ids\" (at position {at}); train-lm learns every next token of \"ids\" and has no label masking: remove \"labels\" or cut the sequences to what should be learned");
+        }
+        foreach (var key in new[] { "attention_mask", "loss_mask" })
+        {
+            if (!line.TryGetProperty(key, out var mask) || mask.ValueKind == JsonValueKind.Null) continue;
+            int at = FirstDifference(mask, ids, _ => 1);
+            if (at >= 0)
+                throw new InvalidDataException($"{path}:{lineNo}: \"{key}\" is not all ones (at position {at}); train-lm attends to and learns every token of \"ids\" (no padding or masking): give unpadded sequences of one length without \"{key}\"");
+        }
+    }
+
+    /// <summary>The first position where <paramref name="values"/> is not <paramref name="expected"/> (or not an integer; a length
+    /// mismatch counts at the shorter end), or −1 when they agree.</summary>
+    private static int FirstDifference(JsonElement values, int[] ids, Func<int, int> expected)
+    {
+        if (values.ValueKind != JsonValueKind.Array) return 0;
+        int i = 0;
+        foreach (var v in values.EnumerateArray())
+        {
+            if (i >= ids.Length || v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int x) || x != expected(i)) return i;
+            i++;
+        }
+        return i == ids.Length ? -1 : i;
     }
 }

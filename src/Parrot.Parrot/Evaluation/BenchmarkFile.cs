@@ -153,7 +153,14 @@ public sealed class BenchmarkFile
                 }
                 else if (value.Length > MaxImageReferenceLength) image = value;
                 else if (TryIndex(value, out var target) && imageOf.TryGetValue(target.ToString(CultureInfo.InvariantCulture), out var referred)) image = referred;
-                else if (requireImages) { Skip($"the image field '{value}' refers to no row with an image"); continue; }
+                else if (requireImages)
+                {
+                    // A short field that is not an index is most likely damaged base64, not a reference.
+                    Skip(TryIndex(value, out _)
+                        ? $"the image field '{value}' refers to no row with an image"
+                        : $"the image field '{value}' is neither base64 image data (over {MaxImageReferenceLength} characters) nor the index of another row");
+                    continue;
+                }
             }
 
             string? hint = iHint >= 0 && !Missing(f[iHint]) ? f[iHint] : null;

@@ -99,9 +99,21 @@ public static class ParrotCheckpoint
             catch (Exception e) when (e is InvalidOperationException or FormatException) { throw new InvalidDataException($"{statePath}: '{key}' is {v.ToJsonString()}, not {(typeof(T) == typeof(bool) ? "true or false" : "an integer")}", e); }
         }
         int Int(string key) => Get<int>(key);
+        double Number(string key)
+        {
+            var v = s[key]!;
+            try { return v.GetValue<double>(); }
+            catch (Exception e) when (e is InvalidOperationException or FormatException) { throw new InvalidDataException($"{statePath}: '{key}' is {v.ToJsonString()}, not a number", e); }
+        }
         if (Int("stage") != options.Stage) throw new InvalidDataException($"{dir}: the checkpoint is from stage {Int("stage")}, this run is stage {options.Stage}");
         if (Get<ulong>("seed", 0) != options.Seed) throw new InvalidDataException($"{dir}: the checkpoint used seed {s["seed"]}, this run {options.Seed}: the data order would differ");
         if (Get<bool>("bf16", false) != options.Bf16) throw new InvalidDataException($"{dir}: the checkpoint was trained with bf16={s["bf16"]}, this run bf16={options.Bf16}");
+        // Recorded with every checkpoint and checked like the seed: a resumed run with another --lr or --batch
+        // went on silently with another schedule or another data position, not the run it claims to continue.
+        if (s["learning_rate"] is not null && Number("learning_rate") != options.LearningRate)
+            throw new InvalidDataException($"{dir}: the checkpoint's run has learning rate {Number("learning_rate").ToString("R", CultureInfo.InvariantCulture)}, this one {options.LearningRate.ToString("R", CultureInfo.InvariantCulture)}: the schedule would differ (start a new run to change it)");
+        if (s["global_batch"] is not null && Int("global_batch") != options.GlobalBatch)
+            throw new InvalidDataException($"{dir}: the checkpoint's run has a global batch of {Int("global_batch")}, this one {options.GlobalBatch}: the data position and the schedule would differ");
         var position = new ParrotTrainerPosition(Int("step"), Int("total_steps"), Int("epoch"), Int("offset"), Int("data_count"));
         if (position.Step < 0 || position.Step > position.TotalSteps || position.Epoch < 0 || position.Offset < 0 || position.Offset > position.DataCount)
             throw new InvalidDataException($"{statePath}: inconsistent position: step {position.Step} of {position.TotalSteps}, epoch {position.Epoch}, offset {position.Offset} of {position.DataCount} samples");

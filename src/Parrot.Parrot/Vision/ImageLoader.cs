@@ -55,6 +55,36 @@ public static class ImageLoader
         ArgumentNullException.ThrowIfNull(path);
         limits ??= ImageLimits.Default;
         limits.Validate();
+        return Decode(ReadFile(path, limits), path, limits);
+    }
+
+    /// <summary>
+    /// Checks the image file at <paramref name="path"/> as <see cref="Load(string, ImageLimits?)"/> would, short of
+    /// decoding its pixels: the file's size, the format, the container structure (truncation), the header and
+    /// the pixel count. Far cheaper than loading, it lets a data set's images be checked before a long run uses
+    /// them; a file that passes can still hold corrupt compressed data, which only decoding finds.
+    /// </summary>
+    /// <exception cref="ImageLoadException">As <see cref="Load(string, ImageLimits?)"/>, for the problems named.</exception>
+    public static void Check(string path, ImageLimits? limits = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        limits ??= ImageLimits.Default;
+        limits.Validate();
+        var data = ReadFile(path, limits);
+        Guard(path, () =>
+        {
+            var inspected = Inspect(data, path, limits);
+            if (inspected.AnimatedWebp)
+            {
+                var frame = AnimatedWebp.Extract(inspected.Data);
+                CheckPixels(path, "WebP canvas", frame.CanvasWidth, frame.CanvasHeight, limits);
+            }
+            return 0;
+        });
+    }
+
+    private static byte[] ReadFile(string path, ImageLimits limits)
+    {
         byte[] data;
         try
         {
@@ -69,7 +99,7 @@ public static class ImageLoader
         {
             throw new ImageLoadException(path, ImageLoadFailure.Unreadable, $"cannot read the file: {e.Message}", e);
         }
-        return Decode(data, path, limits);
+        return data;
     }
 
     /// <summary>Loads an image from encoded bytes; <paramref name="name"/> names it in error messages.</summary>
@@ -129,11 +159,14 @@ public static class ImageLoader
         return buffer.ToArray();
     }
 
-    private static RgbImage Decode(byte[] data, string name, ImageLimits limits)
+    private static RgbImage Decode(byte[] data, string name, ImageLimits limits) => Guard(name, () => DecodeChecked(data, name, limits));
+
+    /// <summary>Runs <paramref name="body"/>, turning every failure but running out of memory into an <see cref="ImageLoadException"/>.</summary>
+    private static T Guard<T>(string name, Func<T> body)
     {
         try
         {
-            return DecodeChecked(data, name, limits);
+            return body();
         }
         catch (ImageIntegrity.Problem p)
         {
@@ -157,6 +190,28 @@ public static class ImageLoader
     }
 
     private static RgbImage DecodeChecked(byte[] data, string name, ImageLimits limits)
+    {
+        var (format, checkedData, backfill, info, animated) = Inspect(data, name, limits);
+        data = checkedData;
+        if (animated) return DecodeAnimatedWebp(data, name, limits);
+
+        if (format is JpegFormat && TryDecodeJpegExactly(data, info!, limits) is { } jpeg) return jpeg;
+
+        bool sixteenBit = format is PngFormat && info!.Metadata.GetPngMetadata().BitDepth == PngBitDepth.Bit16;
+        return sixteenBit
+            ? ToRgbImage(Image.Load<Rgba64>(Decoders, data), limits, static (in Rgba64 p) => ((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8)), default)
+            : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), backfill);
+    }
+
+    /// <summary>What is known of an encoded image before its pixels are decoded (<see cref="Inspect"/>).</summary>
+    private readonly record struct Inspected(IImageFormat Format, byte[] Data, ImageIntegrity.GifBackfill Backfill, IImageInfo? Info, bool AnimatedWebp);
+
+    /// <summary>
+    /// Every check made before decoding: the format, the container walk (truncation), the header and the pixel
+    /// count. <see cref="Inspected.Data"/> is the data to decode (PNG chunks the decoder would not bound are
+    /// stripped); an animated WebP has no <see cref="Inspected.Info"/> (its canvas is checked when it is extracted).
+    /// </summary>
+    private static Inspected Inspect(byte[] data, string name, ImageLimits limits)
     {
         IImageFormat? format = Image.DetectFormat(Decoders, data);
         if (format == null)
@@ -182,7 +237,7 @@ public static class ImageLoader
                 if (declared > limits.MaxPixels)
                     throw new ImageLoadException(name, ImageLoadFailure.TooManyPixels,
                         $"a WebP image chunk declares {declared} pixels, more than the {limits.MaxPixels} allowed (ImageLimits.MaxPixels); nothing was decoded");
-                if (animated) return DecodeAnimatedWebp(data, name, limits);
+                if (animated) return new Inspected(format, data, backfill, null, AnimatedWebp: true);
                 break;
         }
 
@@ -191,13 +246,7 @@ public static class ImageLoader
         if (info.Width <= 0 || info.Height <= 0)
             throw new ImageLoadException(name, ImageLoadFailure.Corrupt, $"the {format.Name} header declares a size of {info.Width}x{info.Height}");
         CheckPixels(name, "image", info.Width, info.Height, limits);
-
-        if (format is JpegFormat && TryDecodeJpegExactly(data, info, limits) is { } jpeg) return jpeg;
-
-        bool sixteenBit = format is PngFormat && info.Metadata.GetPngMetadata().BitDepth == PngBitDepth.Bit16;
-        return sixteenBit
-            ? ToRgbImage(Image.Load<Rgba64>(Decoders, data), limits, static (in Rgba64 p) => ((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8)), default)
-            : ToRgbImage(Image.Load<Rgba32>(Decoders, data), limits, static (in Rgba32 p) => (p.R, p.G, p.B), backfill);
+        return new Inspected(format, data, backfill, info, AnimatedWebp: false);
     }
 
     private static void CheckPixels(string name, string what, int width, int height, ImageLimits limits)

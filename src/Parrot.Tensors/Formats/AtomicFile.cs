@@ -50,10 +50,17 @@ public static class AtomicFile
         ArgumentNullException.ThrowIfNull(write);
         string full = Path.GetFullPath(path);
         string folder = Path.GetDirectoryName(full) ?? ".";
+        // Said in terms of the file asked for: the system's own errors name the hidden temporary file
+        // ("Could not find a part of the path '/x/.out.npy.<guid>.tmp'") or come only after all the work.
+        if (Directory.Exists(full)) throw new IOException($"{path}: is a directory; give a file name to write");
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{path}: the folder {folder} does not exist");
         string temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        FileStream created;
+        try { created = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20); }
+        catch (UnauthorizedAccessException e) { throw new UnauthorizedAccessException($"{path}: cannot write in the folder {folder}: {e.Message}", e); }
         try
         {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var file = created)
             {
                 write(file);
                 file.Flush(flushToDisk: true);

@@ -115,6 +115,13 @@ public class ServeBadInputTests
     }
 
     [Test]
+    public async Task ABodyWithAUtf8ByteOrderMarkIsRead()
+    {
+        var (status, body) = await PostAsync(_client, "\uFEFF" + Valid(_ => { }));
+        Assert.That(status, Is.EqualTo(200), body.ToString());
+    }
+
+    [Test]
     public async Task WrongMethodAndUnknownRoutesAre4xx()
     {
         using (var r = await _client.GetAsync("/v1/chat/completions")) { Assert.That((int)r.StatusCode, Is.EqualTo(405)); AssertError(System.Text.Json.JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement); }

@@ -28,6 +28,17 @@ public class ServeCommandTests
     }
 
     [Test]
+    public void AnAddressThisMachineDoesNotHaveIsAClearError()
+    {
+        // 192.0.2.1 is TEST-NET-1 (RFC 5737), never a local address: binding fails with EADDRNOTAVAIL, which
+        // Kestrel passes through as a bare SocketException (it was an unhandled exception with a stack trace).
+        var (code, stdout, stderr) = CliRunner.Run(null, "serve", "--model", ServeTestHost.ModelDir, "--host", "192.0.2.1", "--port", "0");
+        Assert.That(code, Is.EqualTo(2), stdout + stderr);
+        Assert.That(stderr, Does.StartWith("parrot serve: cannot listen on 192.0.2.1:0: ").And.Contain("--host must be an address of this machine"));
+        Assert.That(stderr, Does.Not.Contain("   at "), "no stack trace");
+    }
+
+    [Test]
     public async Task ServesOnLoopbackUntilStopped()
     {
         var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll");

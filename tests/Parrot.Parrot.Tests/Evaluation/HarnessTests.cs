@@ -83,6 +83,7 @@ public class HarnessTests
             ["6", "99", "Q6", "", "x", "y", "", "", "", "A", "count", "counting"],
             ["0", B64(7), "Q7", "", "x", "y", "", "", "", "A", "count", "counting"],
             ["8", B64(8), "Q8", "", "only", "", "", "", "", "A", "count", "counting"],
+            ["10", "iVBORw0KGgo=", "Q10", "", "x", "y", "", "", "", "A", "count", "counting"],
         ], "\"3\"\t\"too few fields\"\n");
         var file = BenchmarkFile.Load(path);
         Assert.That(file.Language, Is.EqualTo("pt"));
@@ -96,14 +97,16 @@ public class HarnessTests
         Assert.That(file.Rows[0].L2Category, Is.EqualTo("attribute"));
 
         var problems = file.Problems.Select(p => p.ToString()).ToList();
-        Assert.That(problems, Has.Count.EqualTo(6), string.Join("\n", problems));
-        Assert.That(file.Problems.Select(p => p.Row), Is.EqualTo(new[] { 4, 5, 6, 7, 8, 9 }));
+        Assert.That(problems, Has.Count.EqualTo(7), string.Join("\n", problems));
+        Assert.That(file.Problems.Select(p => p.Row), Is.EqualTo(new[] { 4, 5, 6, 7, 8, 9, 10 }));
         Assert.That(problems[0], Does.Contain("index 4").And.Contain("'F' is not one of the options A, B"));
         Assert.That(problems[1], Does.Contain("'five' is not an integer"));
         Assert.That(problems[2], Does.Contain("index 6").And.Contain("refers to no row"));
         Assert.That(problems[3], Does.Contain("index 0").And.Contain("earlier row"));
         Assert.That(problems[4], Does.Contain("index 8").And.Contain("at least two"));
-        Assert.That(problems[5], Does.Contain("row 9 (index 3)").And.Contain("fields"));
+        Assert.That(problems[6], Does.Contain("row 10 (index 3)").And.Contain("fields"));
+        // A short damaged base64 field was reported as a reference "to no row with an image".
+        Assert.That(problems[5], Does.Contain("row 9 (index 10)").And.Contain("'iVBORw0KGgo=' is neither base64 image data (over 64 characters) nor the index of another row"));
 
         Assert.That(BenchmarkFile.Load(path, "cn").Language, Is.EqualTo("zh"), "--lang overrides the name");
         var nameless = WriteTsv("bench.tsv", Columns, [["0", B64(0), "Q0", "", "a", "b", "", "", "", "A", "", ""]]);

@@ -201,6 +201,99 @@ public class LlavaDatasetTests
         }
     }
 
+    /// <summary>
+    /// A file that is not an intact image used to pass loading (only its existence was checked) and stop the
+    /// run when its batch came, hours in and even with skipping on; now it is a bad sample when loading.
+    /// </summary>
+    [Test]
+    public void ImagesThatAreNotIntactAreBadSamplesWhenLoading()
+    {
+        var dir = TempDir();
+        WritePng(Path.Combine(dir, "good.png"), 10, 20, 30);
+        var png = File.ReadAllBytes(Path.Combine(dir, "good.png"));
+        File.WriteAllBytes(Path.Combine(dir, "truncated.png"), png[..(png.Length / 2)]);
+        File.WriteAllBytes(Path.Combine(dir, "empty.jpg"), []);
+        File.WriteAllText(Path.Combine(dir, "page.jpg"), "<html>404 Not Found</html>");
+        var samples = new JsonArray(
+            Sample("good", "good.png", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("cut", "truncated.png", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("empty", "empty.jpg", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("html", "page.jpg", ("human", "<image>\nhi"), ("gpt", "x")),
+            Sample("cut-again", "truncated.png", ("human", "<image>\nwhat?"), ("gpt", "y")));
+        var path = WriteJson(dir, samples);
+
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions()));
+        Assert.That(e!.Message, Does.Contain(path).And.Contain("'cut'").And.Contain("cannot read the image: " + Path.Combine(dir, "truncated.png") + ": truncated"));
+
+        var skipping = LlavaDataset.Load(path, dir, Chat, DataOptions(skipBad: true));
+        Assert.That(skipping.Examples.Select(x => x.Id), Is.EqualTo(new[] { "good" }));
+        Assert.That(skipping.Skipped.Select(x => x.SampleId), Is.EqualTo(new[] { "cut", "empty", "html", "cut-again" }));
+        Assert.That(skipping.Skipped[1].ToString(), Does.Contain("the file is empty"));
+        Assert.That(skipping.Skipped[2].ToString(), Does.Contain("not a JPEG, PNG, GIF, WebP or BMP image"));
+        Assert.That(skipping.Skipped[3].ToString(), Does.Contain("truncated"));
+    }
+
+    /// <summary>
+    /// The cached file used to be named by the image's path alone, so a run with another tower, layer or padding
+    /// sharing the cache (the same --out, or --feature-cache), or an image edited in place, silently read back
+    /// features of the other setting.
+    /// </summary>
+    [Test]
+    public void CachedFeaturesAreNotReadBackForAnotherTowerPaddingOrAnEditedImage()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir);
+        var ds = LlavaDataset.Load(json, images, Chat, DataOptions());
+        var cache = Path.Combine(dir, "features");
+        var image = ds.Examples.First(e => e.ImagePath is not null);
+        float[] Features(string tag, bool pad, Func<Tensor, Tensor> tower, out int towerCalls)
+        {
+            using var f = new LlavaImageFeatures(tower, Preprocessor, padToSquare: pad, cacheDir: cache, cacheTag: tag);
+            var values = f.Get(image.ImagePath!, image.Id).ToFloatArray();
+            towerCalls = f.TowerCalls;
+            return values;
+        }
+        Tensor Doubled(Tensor pixels) => ToyTower(pixels) * 2;
+
+        var first = Features("tower A", true, ToyTower, out int calls);
+        Assert.That(calls, Is.EqualTo(1));
+        Assert.That(Features("tower A", true, _ => throw new AssertionException("cached"), out calls), Is.EqualTo(first));
+        Assert.That(Features("tower B", true, Doubled, out calls), Is.EqualTo(first.Select(x => x * 2).ToArray()));
+        Assert.That(calls, Is.EqualTo(1), "another tower's features are computed, not read back");
+        Assert.That(Features("tower A", false, ToyTower, out calls), Is.EqualTo(ToyTowerUnpadded()));
+        Assert.That(calls, Is.EqualTo(1), "without padding");
+
+        // The image edited in place (another size, a later time): computed again.
+        WritePng(image.ImagePath!, 1, 2, 3, size: 24);
+        File.SetLastWriteTimeUtc(image.ImagePath!, DateTime.UtcNow.AddMinutes(1));
+        Assert.That(Features("tower A", true, ToyTower, out calls), Is.Not.EqualTo(first));
+        Assert.That(calls, Is.EqualTo(1));
+
+        float[] ToyTowerUnpadded()
+        {
+            using var scope = TensorScope.Begin();
+            var px = Preprocessor.Process(global::Parrot.Parrot.Vision.ImageLoader.Load(image.ImagePath!), false).Unsqueeze(0);
+            return ToyTower(px).ToFloatArray();
+        }
+    }
+
+    [Test]
+    public void TheTowerTagChangesWithTheLayerTheConfigAndTheWeights()
+    {
+        var tower = Path.Combine(TempDir(), "tower");
+        Directory.CreateDirectory(tower);
+        File.WriteAllText(Path.Combine(tower, "config.json"), "{\"hidden_size\": 8}");
+        File.WriteAllBytes(Path.Combine(tower, "model.safetensors"), new byte[10]);
+        var tag = LlavaImageFeatures.TowerCacheTag(tower, -2);
+        Assert.That(LlavaImageFeatures.TowerCacheTag(tower, -2), Is.EqualTo(tag));
+        Assert.That(LlavaImageFeatures.TowerCacheTag(tower, -1), Is.Not.EqualTo(tag));
+        File.WriteAllText(Path.Combine(tower, "preprocessor_config.json"), "{\"crop_size\": 16}");
+        var withPreprocessor = LlavaImageFeatures.TowerCacheTag(tower, -2);
+        Assert.That(withPreprocessor, Is.Not.EqualTo(tag));
+        File.WriteAllBytes(Path.Combine(tower, "model.safetensors"), new byte[11]);
+        Assert.That(LlavaImageFeatures.TowerCacheTag(tower, -2), Is.Not.EqualTo(withPreprocessor), "retrained weights");
+    }
+
     [Test]
     public void AnUnreadableImageNamesTheSample()
     {

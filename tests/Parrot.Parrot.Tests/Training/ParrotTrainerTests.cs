@@ -225,6 +225,15 @@ public class ParrotTrainerTests
             Assert.That(Assert.Throws<InvalidDataException>(() => t3.Resume(ck))!.Message, Does.Contain("seed"));
         using (var t4 = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 4, steps: 5)))
             Assert.That(Assert.Throws<InvalidDataException>(() => t4.Resume(ck))!.Message, Does.Contain("steps"));
+        // These two resumed silently with another schedule or data position.
+        var options = Options(1, global: 4, micro: 4, steps: 1);
+        using (var t6 = new ParrotTrainer(m2, data, features, options with { LearningRate = options.LearningRate * 10 }))
+            Assert.That(Assert.Throws<InvalidDataException>(() => t6.Resume(ck))!.Message,
+                Does.Contain($"the checkpoint's run has learning rate {options.LearningRate.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}, this one"));
+        using (var t7 = new ParrotTrainer(m2, data, features, Options(1, global: 2, micro: 2, steps: 1)))
+            Assert.That(Assert.Throws<InvalidDataException>(() => t7.Resume(ck))!.Message, Does.Contain("a global batch of 4, this one 2"));
+        using (var t8 = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 2, steps: 1)))
+            Assert.DoesNotThrow(() => t8.Resume(ck), "another split into micro-batches gives the same losses");
 
         // A damaged trainer_state.json: each problem names the file and the key (a string used to give a bare "cannot be converted").
         var state = Path.Combine(ck, "trainer_state.json");
@@ -242,6 +251,7 @@ public class ParrotTrainerTests
         Damaged(o => o["offset"] = -3, "inconsistent position");
         Damaged(o => o["step"] = 99, "inconsistent position: step 99 of 1");
         Damaged(o => o.Remove("optimizer_steps"), "no 'optimizer_steps'");
+        Damaged(o => o["learning_rate"] = "fast", "'learning_rate' is \"fast\", not a number");
         File.WriteAllText(state, "[1]");
         using (var t5 = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 4, steps: 1)))
             Assert.That(Assert.Throws<InvalidDataException>(() => t5.Resume(ck))!.Message, Does.Contain("expected a JSON object"));

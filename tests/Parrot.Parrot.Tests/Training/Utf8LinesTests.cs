@@ -38,3 +38,41 @@ public class Utf8LinesTests
         finally { File.Delete(path); }
     }
 }
+
+/// <summary>Keys of Hugging Face style token files that train-lm cannot honour are refused, not ignored.</summary>
+public class TokenSequencesMaskTests
+{
+    private static string Write(string text)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"token-masks-{Guid.NewGuid():N}.jsonl");
+        File.WriteAllText(path, text);
+        return path;
+    }
+
+    /// <summary>These were read as plain "ids", so the masked prompt or the padding was trained on without a word.</summary>
+    [TestCase("{\"ids\": [1, 2, 3], \"labels\": [-100, 2, 3]}", "\"labels\" differ from \"ids\" (at position 0)")]
+    [TestCase("{\"ids\": [1, 2, 3], \"labels\": [1, 2]}", "\"labels\" differ from \"ids\" (at position 2)")]
+    [TestCase("{\"ids\": [1, 2, 3], \"labels\": \"1 2 3\"}", "\"labels\" differ from \"ids\" (at position 0)")]
+    [TestCase("{\"ids\": [1, 2, 0], \"attention_mask\": [1, 1, 0]}", "\"attention_mask\" is not all ones (at position 2)")]
+    [TestCase("{\"ids\": [1, 2, 3], \"loss_mask\": [0, 1, 1]}", "\"loss_mask\" is not all ones (at position 0)")]
+    public void MaskingKeysThatWouldChangeTrainingAreErrors(string line, string expected)
+    {
+        var path = Write("{\"ids\": [4, 5, 6]}\n" + line + "\n");
+        try
+        {
+            Assert.That(() => TokenSequences.Read(path, 10), Throws.InstanceOf<InvalidDataException>().With.Message.StartWith($"{path}:2: {expected}"));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Test]
+    public void CopiesThatChangeNothingAndOtherKeysAreAccepted()
+    {
+        var path = Write("{\"ids\": [1, 2, 3], \"labels\": [1, 2, 3], \"attention_mask\": [1, 1, 1], \"source\": \"x\"}\n{\"ids\": [4, 5, 6], \"labels\": null}\n");
+        try
+        {
+            Assert.That(TokenSequences.Read(path, 10), Is.EqualTo(new[] { new[] { 1, 2, 3 }, new[] { 4, 5, 6 } }));
+        }
+        finally { File.Delete(path); }
+    }
+}
