@@ -95,7 +95,7 @@ internal static class TrainCommand
                 cacheTag: LlavaImageFeatures.TowerCacheTag(visionDir, m.Config.MmVisionSelectLayer));
 
             var dataset = LlavaDataset.Load(p.GetValue(data)!, p.GetValue(images)!, chat,
-                new LlavaOptions { MaxLength = options.MaxLength, ImageTokens = imageTokens, SkipBad = p.GetValue(skipBad) });
+                new LlavaOptions { MaxLength = options.MaxLength, ImageTokens = imageTokens, SkipBad = p.GetValue(skipBad), Context = m.Config.Text.MaxPositionEmbeddings });
             if (main) foreach (var problem in dataset.Skipped) Console.Error.WriteLine($"skipped: {problem}");
             console.WriteLine($"{dataset.Examples.Count} samples ({dataset.Skipped.Count} skipped), stage {st}, global batch {options.GlobalBatch} in micro-batches of {options.MicroBatch}, lr {options.LearningRate:G4}");
 

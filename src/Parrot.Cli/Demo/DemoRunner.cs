@@ -77,7 +77,7 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         var towerFeatures = ParrotVision.Features(tower, config.MmVisionSelectLayer);
         var preprocessor = ImagePreprocessor.FromDirectory(assets.Vision);
         using var features = new LlavaImageFeatures(towerFeatures, preprocessor, padToSquare: config.ImageAspectRatio == "pad");
-        var dataOptions = new LlavaOptions { MaxLength = settings.MaxLength, ImageTokens = tower.Config.NumPositions };
+        var dataOptions = new LlavaOptions { MaxLength = settings.MaxLength, ImageTokens = tower.Config.NumPositions, Context = config.Text.MaxPositionEmbeddings };
         Say($"vision tower: CLIP {tower.Config.NumHiddenLayers} layers, width {tower.Config.HiddenSize}, {tower.Config.ImageSize} px / patch {tower.Config.PatchSize} → {tower.Config.NumPositions} visual tokens; "
             + $"LM: Qwen2 {lmConfig.NumHiddenLayers} layers, width {lmConfig.HiddenSize}, vocabulary {lmConfig.VocabSize}");
 

@@ -32,6 +32,11 @@ public sealed record LlavaOptions
     public int ImageTokens { get; init; } = 577;
     /// <summary>Report and drop bad samples instead of stopping at the first.</summary>
     public bool SkipBad { get; init; }
+    /// <summary>
+    /// The model's context (its max_position_embeddings), or null if unknown: a longer sample would be trained at positions
+    /// the model was never given, so it is refused (as <see cref="MaxLength"/> refuses) whatever the maximum length says.
+    /// </summary>
+    public int? Context { get; init; }
 }
 
 /// <summary>
@@ -68,6 +73,7 @@ public sealed class LlavaDataset
         ArgumentNullException.ThrowIfNull(chat);
         options ??= new LlavaOptions();
         if (options.MaxLength < 2) throw new ArgumentOutOfRangeException(nameof(options), options.MaxLength, "LlavaDataset: the maximum length must be at least 2");
+        if (options.Context < 2) throw new ArgumentOutOfRangeException(nameof(options), options.Context, "LlavaDataset: the model's context must be at least 2");
         if (!System.IO.File.Exists(path)) throw new LlavaDataException($"{path}: data file not found");
         imagesDir ??= Path.GetDirectoryName(Path.GetFullPath(path))!;
         var examples = new List<LlavaExample>();
@@ -194,8 +200,11 @@ public sealed class LlavaDataset
 
         var enc = chat.FormatForTraining(turns);
         int length = enc.Ids.Length + (image is not null ? options.ImageTokens - 1 : 0);
+        string visual = image is not null ? $" with its {options.ImageTokens} visual tokens" : "";
         if (length > options.MaxLength)
-            throw new LlavaDataException($"is {length} tokens long{(image is not null ? $" with its {options.ImageTokens} visual tokens" : "")}, over the maximum length {options.MaxLength}");
+            throw new LlavaDataException($"is {length} tokens long{visual}, over the maximum length {options.MaxLength}");
+        if (length > options.Context)
+            throw new LlavaDataException($"is {length} tokens long{visual}, over the model's context of {options.Context} positions (max_position_embeddings in its config.json)");
         return new LlavaExample(id, image, DetectLanguage(id, languageField), enc.Ids, enc.Labels);
     }
 }

@@ -111,6 +111,19 @@ public class LlavaDatasetTests
         Assert.That(e!.Message, Does.Contain($"{withImage} tokens long"));
     }
 
+    /// <summary>A sample longer than the model's context is refused even under a larger maximum length (and skipped with SkipBad).</summary>
+    [Test]
+    public void TheModelsContextLimitsTooWhateverTheMaximumLength()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir, samples: 2);
+        int withImage = LlavaDataset.Load(json, images, Chat, DataOptions()).Examples.Max(x => x.Ids.Length) - 1 + ImageTokens;
+        Assert.DoesNotThrow(() => LlavaDataset.Load(json, images, Chat, DataOptions() with { Context = withImage }));
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(json, images, Chat, DataOptions() with { Context = withImage - 1 }));
+        Assert.That(e!.Message, Does.Contain($"{withImage} tokens long").And.Contain($"over the model's context of {withImage - 1} positions"));
+        Assert.That(DataOptions().MaxLength, Is.GreaterThan(withImage), "the maximum length alone lets it through");
+    }
+
     [Test]
     public void MalformedJsonIsReportedWithItsPosition()
     {
