@@ -32,7 +32,7 @@ internal static class TrainCommand
         var batch = new Option<int?>("--batch") { Description = "Global batch (default: 256 in stage 1, 128 in stage 2)" };
         var micro = new Option<int?>("--micro-batch") { Description = "Samples per forward pass; gradients accumulate to the global batch" };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default: 1e-3 in stage 1, 2e-5 in stage 2)" };
-        var maxLength = new Option<int?>("--max-length") { Description = "Longest sequence with its visual tokens (default 2048)" };
+        var maxLength = new Option<int?>("--max-length") { Description = "Longest sequence with its visual tokens (default 2048; a sample past the model's context, max_position_embeddings, is refused too)" };
         var seed = new Option<ulong?>("--seed") { Description = "Seed of the data order and of stage 2's fresh MoE (default 42)" };
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "Continue from the latest checkpoint in --out" };
