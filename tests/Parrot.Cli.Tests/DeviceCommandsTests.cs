@@ -350,6 +350,19 @@ public class DeviceCommandsTests
         Assert.That(DeviceDecodeBench.Json(gen2), Does.Contain("\"host_pick\":false"));
         Assert.That(DeviceDecodeBench.Describe(host), Does.Contain("the pick on the host"));
         Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, hostPick: true), Throws.InstanceOf<CliException>());
+        // --temperature (and --repetition-penalty): seeded sampling through the sampler's device reads gives the tokens the
+        // whole row read to the host gives (--host-pick), greedy or static alike.
+        foreach (double penalty in new[] { 1.0, 1.3 })
+        {
+            var sampled = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, temperature: 0.9, repetitionPenalty: penalty);
+            var whole = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, hostPick: true, temperature: 0.9, repetitionPenalty: penalty);
+            Assert.That(sampled.Generated, Is.EqualTo(whole.Generated), $"penalty {penalty}");
+            Assert.That(sampled.Generated, Is.Not.EqualTo(da.Generated), "sampling at 0.9 took another path than greedy");
+            Assert.That(DeviceDecodeBench.Json(sampled), Does.Contain("\"temperature\":0.9").And.Contain($"\"repetition_penalty\":{penalty.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
+            Assert.That(DeviceDecodeBench.Describe(sampled), Does.Contain("sampled at temperature 0.9").And.Contain("the sampler's reads"));
+        }
+        Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, temperature: 0.9), Throws.InstanceOf<CliException>());
+        Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, generator: true, temperature: double.NaN), Throws.InstanceOf<CliException>());
     }
 
     [Test]

@@ -49,8 +49,10 @@ internal static class DecoderBench
         var cudaGraph = new Option<bool>("--cuda-graph") { Description = "With --shape: the static step (as --static), captured once into a CUDA graph and replayed per token on a GPU (eager elsewhere)" };
         var generator = new Option<bool>("--generator") { Description = "With --shape: decode through the generator's session (what generate/chat run: greedy, the argmax on the device, the ids read back), eager; with --static or --cuda-graph its static step (graph-replayed on a GPU)" };
         var hostPick = new Option<bool>("--host-pick") { Description = "With --generator: read each step's logits back and pick on the host instead (the path before the greedy pick moved to the device; sampling's path), to compare" };
+        var temperature = new Option<double>("--temperature") { Description = "With --generator: sample at this temperature (seed 1) instead of greedy: the sampler's device reads (chunk sums and one chunk; PARROT_TOPK_CANDIDATES=0 or --host-pick: the whole row)" };
+        var penalty = new Option<double>("--repetition-penalty") { DefaultValueFactory = _ => 1.0, Description = "With --generator: the repetition penalty (1: none)" };
         var continuous = new Option<int>("--continuous") { Description = "With --shape: N greedy sequences (prompts of different lengths) through serve's continuous-batch step, timed per step of all N: eager (each row its own cache); with --static or --cuda-graph the static step with slots (graph-replayed on a GPU)" };
-        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph, generator, hostPick, continuous }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { layers, prefill, prompt, decode, repeats, threads, profile, json, serve, model, vision, device, shape, dtype, useStatic, cudaGraph, generator, hostPick, continuous, temperature, penalty }) cmd.Options.Add(o);
         cmd.SetAction(p =>
         {
             int[] lengths;
@@ -69,13 +71,15 @@ internal static class DecoderBench
                     var dev = DeviceOption.Resolve(p.GetValue(device), "bench decoder");
                     var dt = p.GetValue(dtype) switch { "f32" => DType.F32, "bf16" => DType.BF16, var o => throw new CliException($"--dtype must be f32 or bf16, got '{o}'") };
                     var r = DeviceDecodeBench.Run(p.GetValue(shape) ?? "qwen2-0.5b", dt, dev, nPrompt, nDecode, p.GetValue(json) ? TextWriter.Null : Console.Out,
-                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph), p.GetValue(generator), p.GetValue(hostPick), p.GetValue(continuous));
+                        p.GetValue(profile) ? Console.Error : null, p.GetValue(useStatic), p.GetValue(cudaGraph), p.GetValue(generator), p.GetValue(hostPick), p.GetValue(continuous),
+                        p.GetValue(temperature), p.GetValue(penalty));
                     Console.WriteLine(p.GetValue(json) ? DeviceDecodeBench.Json(r) : DeviceDecodeBench.Describe(r));
                     return 0;
                 });
-            if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator) || p.GetValue(hostPick) || p.GetValue(continuous) != 0)
+            if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator) || p.GetValue(hostPick) || p.GetValue(continuous) != 0
+                || p.GetValue(temperature) != 0 || p.GetValue(penalty) != 1)
             {
-                Console.Error.WriteLine("--static, --cuda-graph, --generator, --host-pick and --continuous need --shape (or --device): they time the synthetic-weight decode");
+                Console.Error.WriteLine("--static, --cuda-graph, --generator, --host-pick, --continuous, --temperature and --repetition-penalty need --shape (or --device): they time the synthetic-weight decode");
                 return 2;
             }
             if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));

@@ -25,7 +25,7 @@ internal static class DeviceDecodeBench
     internal sealed record Result(string Device, string Shape, string DType, long Parameters, long WeightBytes, int Prompt, int Tokens,
         double PrefillMs, double MsPerToken, double HostIssueMs, double CopyGigabytesPerSecond, double BoundMs, double RooflineFraction, int[] Generated,
         bool Static = false, bool CudaGraph = false, int GraphNodes = 0, bool Generator = false, bool HostPick = false, int Continuous = 0,
-        string? CudaSwitches = null);
+        string? CudaSwitches = null, double Temperature = 0, double RepetitionPenalty = 1);
 
     /// <summary>Qwen2-7B's shape (hidden 3584, 28 layers, 28/4 heads, MLP 18944, vocab 152064, untied).</summary>
     internal static readonly Qwen2Config Qwen7b = new()
@@ -59,13 +59,19 @@ internal static class DeviceDecodeBench
     /// GPU, as that session always does). host_issue_ms is then the whole step (the session returns after its read).</param>
     /// <param name="hostPick">With <paramref name="generator"/>: the path greedy generation took before the pick moved to
     /// the device (each step's logits read back and the argmax taken on the host; what sampling still takes), to compare.</param>
+    /// <param name="temperature">With <paramref name="generator"/>: sample at this temperature (seeded) instead of greedy,
+    /// with <paramref name="repetitionPenalty"/>: the sampler's device paths (chunk sums, the chosen chunk) or, with
+    /// <paramref name="hostPick"/> or <c>PARROT_TOPK_CANDIDATES=0</c>, the whole row read each step, to compare.</param>
     /// <param name="continuous">Instead: that many greedy sequences through the continuous batch's step (serve's), eager or
     /// with <paramref name="useStatic"/>/<paramref name="cudaGraph"/> the static step with slots (see <see cref="ContinuousDecodeBench"/>);
     /// ms/token is then ms per step of all of them.</param>
     internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false,
-        bool cudaGraph = false, bool generator = false, bool hostPick = false, int continuous = 0)
+        bool cudaGraph = false, bool generator = false, bool hostPick = false, int continuous = 0, double temperature = 0, double repetitionPenalty = 1)
     {
         if (hostPick && !generator) throw new CliException("--host-pick needs --generator");
+        if ((temperature != 0 || repetitionPenalty != 1) && !generator) throw new CliException("--temperature and --repetition-penalty need --generator");
+        if (!(temperature >= 0) || !double.IsFinite(temperature)) throw new CliException($"--temperature must be a finite number ≥ 0, got {temperature}");
+        if (!(repetitionPenalty > 0) || !double.IsFinite(repetitionPenalty)) throw new CliException($"--repetition-penalty must be a finite number > 0, got {repetitionPenalty}");
         if (continuous > 0 && generator) throw new CliException("--continuous and --generator are two paths: pick one");
         useStatic |= cudaGraph;
         if (generator || continuous > 0) cudaGraph = useStatic && device.Kind == DeviceKind.Cuda && Backends.For(device) is CudaBackend;
@@ -112,7 +118,7 @@ internal static class DeviceDecodeBench
         double prefillMs = continuous > 0
             ? ContinuousDecodeBench.Decode(model, ids, tokens, continuous, useStatic, times, queued, generated, out graphNodes)
             : generator
-            ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic, hostPick)
+            ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic, hostPick, temperature, repetitionPenalty)
             : useStatic
             ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype, cudaGraph, out graphNodes)
             : DecodeEager(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype);
@@ -121,22 +127,25 @@ internal static class DeviceDecodeBench
         var issue = queued.Skip(Math.Min(2, queued.Count - 1)).Order().ToArray();
         return new Result(device.ToString(), shapeName, dtype.Name(), parameters, weightBytes, prompt, tokens, prefillMs, ms, issue[issue.Length / 2],
             copyGbs, boundMs, boundMs / ms, [.. generated], useStatic, graphNodes > 0 || cudaGraph && generator, graphNodes, generator, hostPick, continuous,
-            Backends.For(device) is CudaBackend cuda ? cuda.DecodeSwitches : null);
+            Backends.For(device) is CudaBackend cuda ? cuda.DecodeSwitches : null, temperature, repetitionPenalty);
     }
 
     /// <summary>
     /// Greedy generation through <see cref="global::Parrot.Parrot.Inference.Generator"/> (end-of-sequence ignored), the
     /// session eager or static as <paramref name="useStatic"/> says; each step's time runs from one token's event to the
-    /// next (the step, the ids read back; with <paramref name="hostPick"/> the logits read and the host's argmax instead).
-    /// Returns the time to the first token.
+    /// next (the step, the ids read back; with <paramref name="hostPick"/> the logits read and the host's argmax instead;
+    /// with a temperature, the sampler's reads and its draw, seed 1). Returns the time to the first token.
     /// </summary>
     private static double DecodeGenerator(Qwen2ForCausalLM model, long[] ids, int tokens, List<double> times, List<double> queued, List<int> generated, bool useStatic,
-        bool hostPick)
+        bool hostPick, double temperature, double repetitionPenalty)
     {
         var mode = useStatic ? global::Parrot.Parrot.Inference.DecodeStepMode.Static : global::Parrot.Parrot.Inference.DecodeStepMode.Eager;
         var lm = global::Parrot.Parrot.Inference.Generator.Wrap(model, mode);
         var gen = new global::Parrot.Parrot.Inference.Generator(hostPick ? global::Parrot.Parrot.Inference.Generator.LogitsOnly(lm) : lm, endOfSequenceIds: []);
-        var options = new global::Parrot.Parrot.Inference.GenerationOptions { MaxNewTokens = tokens + 1, IgnoreEos = true };
+        var options = new global::Parrot.Parrot.Inference.GenerationOptions
+        {
+            MaxNewTokens = tokens + 1, IgnoreEos = true, Temperature = temperature, RepetitionPenalty = repetitionPenalty, Seed = 1,
+        };
         var sw = Stopwatch.StartNew();
         double? prefillMs = null;
         foreach (var e in gen.Stream([new global::Parrot.Parrot.Inference.GenerationPrompt(ids.Select(i => (int)i).ToArray())], options))
@@ -260,9 +269,12 @@ internal static class DeviceDecodeBench
         string path = (r.CudaGraph ? r.GraphNodes > 0 ? $" (static step, CUDA graph of {r.GraphNodes} nodes)" : " (static step, CUDA graph)" : r.Static ? " (static step)" : "")
             + (r.Generator ? " through the generator's session" : "")
             + (r.Continuous > 0 ? $" through the continuous batch's step{(r.Static ? " with slots" : "")}, {r.Continuous} greedy sequences (ms per step of all)" : "");
+        if (r.Temperature > 0 || r.RepetitionPenalty != 1)
+            path += string.Create(CultureInfo.InvariantCulture, $", sampled at temperature {r.Temperature:G4}{(r.RepetitionPenalty != 1 ? $" with repetition penalty {r.RepetitionPenalty:G4}" : "")}");
         if (r.HostPick) path += ", the logits read back and the pick on the host";
         string step = r.Generator || r.Continuous > 0
-            ? r.HostPick ? "a step includes the logits read and the host's pick" : "a step includes the argmax on the device and the ids read"
+            ? r.HostPick ? "a step includes the logits read and the host's pick"
+            : r.Temperature > 0 ? "a step includes the sampler's reads and its draw" : "a step includes the argmax on the device and the ids read"
             : string.Create(CultureInfo.InvariantCulture, $"the host issues a step in {r.HostIssueMs:F2} ms");
         return string.Create(CultureInfo.InvariantCulture,
             $"{r.Shape} {r.DType} on {r.Device}{path}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; {step}); " +
