@@ -79,24 +79,34 @@ internal sealed class Endpoints(ParrotServer server)
         await Send(ctx, OpenAiJson.Chunk(id, created, server.ModelId, "assistant", "", null), abort).ConfigureAwait(false);
         var reader = job.Events.Reader;
         var pending = new StringBuilder();
-        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        ApiException? failed = null;
+        try
         {
-            // Tokens that arrived while the last chunk was being sent go out together, in one chunk and one flush.
-            while (reader.TryRead(out var e))
+            while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
             {
-                pending.Append(e.Text);
-                if (e.FinishReason is not null) finish = e.FinishReason;
+                // Tokens that arrived while the last chunk was being sent go out together, in one chunk and one flush.
+                while (reader.TryRead(out var e))
+                {
+                    pending.Append(e.Text);
+                    if (e.FinishReason is not null) finish = e.FinishReason;
+                }
+                if (pending.Length > 0) await Send(ctx, OpenAiJson.Chunk(id, created, server.ModelId, null, pending.ToString(), null), abort).ConfigureAwait(false);
+                pending.Clear();
             }
-            if (pending.Length > 0) await Send(ctx, OpenAiJson.Chunk(id, created, server.ModelId, null, pending.ToString(), null), abort).ConfigureAwait(false);
-            pending.Clear();
+        }
+        catch (ApiException e) when (finish is null)
+        {
+            // The scheduler failed the job (its error, after the text it had sent): it goes out as the error event below,
+            // not as an unfinished stream with no word of why.
+            failed = e;
         }
         if (finish is null)
         {
             if (job.End == JobEnd.Cancelled || abort.IsCancellationRequested) return 499;
             // Headers are gone: the error travels as an event, as OpenAI's servers do mid-stream.
-            var err = job.End == JobEnd.Deadline
+            var err = failed ?? (job.End == JobEnd.Deadline
                 ? new ApiException(504, "the request did not finish before the server's deadline", "timeout_error", code: "deadline_exceeded")
-                : new ApiException(500, "generation failed", "server_error");
+                : new ApiException(500, "generation failed", "server_error"));
             await Send(ctx, err.ToJson(), abort).ConfigureAwait(false);
             await ctx.Response.Body.WriteAsync(Done, abort).ConfigureAwait(false);
             return err.Status;

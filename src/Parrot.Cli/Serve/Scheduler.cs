@@ -190,10 +190,19 @@ internal sealed class Scheduler : IDisposable
                 _active.Clear();
                 return;
             }
-            _metrics.Step(events.Count);
+            _metrics.Step(events.Count(e => e.Finished != FinishReason.Error)); // a failed sequence's event carries no token
             foreach (var e in events)
             {
                 if (!_active.TryGetValue(e.Sequence, out var job)) continue;
+                if (e.Finished == FinishReason.Error)
+                {
+                    // This sequence alone failed (its logits held no number); the others' events of this step follow.
+                    Console.Error.WriteLine($"parrot serve: a request's generation failed: {e.Error}");
+                    _active.Remove(e.Sequence);
+                    job.End = JobEnd.Failed;
+                    job.Events.Writer.TryComplete(new ApiException(500, $"generation failed: {e.Error}", "server_error"));
+                    continue;
+                }
                 if (job.CompletionTokens++ == 0) _metrics.FirstToken(job.Clock.Elapsed);
                 string? reason = e.Finished switch { null => null, FinishReason.MaxTokens => "length", _ => "stop" };
                 job.Events.Writer.TryWrite(new JobEvent(e.Text, reason));

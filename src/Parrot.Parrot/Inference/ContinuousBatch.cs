@@ -6,10 +6,11 @@ namespace Parrot.Parrot.Inference;
 
 /// <summary>What one step produced for one sequence of a <see cref="ContinuousBatch"/>.</summary>
 /// <param name="Sequence">The sequence.</param>
-/// <param name="Token">The id generated.</param>
+/// <param name="Token">The id generated; −1 on an event of <see cref="FinishReason.Error"/> (no token was chosen).</param>
 /// <param name="Text">New answer text: whole characters only, never any part of a stop string (often empty).</param>
 /// <param name="Finished">Set on the sequence's last event: why it ended.</param>
-public sealed record BatchEvent(BatchSequence Sequence, int Token, string Text, FinishReason? Finished);
+/// <param name="Error">Why it failed, when <paramref name="Finished"/> is <see cref="FinishReason.Error"/>; else null.</param>
+public sealed record BatchEvent(BatchSequence Sequence, int Token, string Text, FinishReason? Finished, string? Error = null);
 
 /// <summary>One answer being generated in a <see cref="ContinuousBatch"/>, with its own KV cache.</summary>
 public sealed class BatchSequence
@@ -30,6 +31,9 @@ public sealed class BatchSequence
 
     /// <summary>Why it ended; null while it is going.</summary>
     public FinishReason? Finished { get; internal set; }
+
+    /// <summary>Why it failed (<see cref="Finished"/> is <see cref="FinishReason.Error"/>); null otherwise.</summary>
+    public string? Error { get; internal set; }
 
     /// <summary>Whether it left the batch (finished or removed); its cache is freed then.</summary>
     public bool Left { get; internal set; }
@@ -72,6 +76,9 @@ public sealed class BatchSequence
 /// (<see cref="KvCacheModel.StaticSlots"/>: one CUDA graph replay a step, whoever is in the batch); eagerly elsewhere.
 /// Not thread-safe: one thread drives a batch; each call holds the model's turn
 /// (see <see cref="ParrotModel"/>), so other callers of the model interleave between calls.
+/// A sequence whose row of logits holds no number (every logit NaN or −∞: <see cref="Generator.CheckPick"/>) fails
+/// alone: its event ends it with <see cref="FinishReason.Error"/> and the message, it leaves the batch (cache or slot
+/// freed), and the others' events of that step and after are what they would have been without it.
 /// </summary>
 public sealed class ContinuousBatch : IDisposable
 {
@@ -202,7 +209,9 @@ public sealed class ContinuousBatch : IDisposable
 
     /// <summary>
     /// Generates one token for every sequence in the batch (one batched model pass for those that need it);
-    /// returns their events; finished sequences leave the batch. Empty when the batch is.
+    /// returns their events; finished sequences leave the batch. Empty when the batch is. A sequence whose row held no
+    /// number gets an event of <see cref="FinishReason.Error"/> (token −1, no text, <see cref="BatchEvent.Error"/> naming
+    /// the step) and leaves; the others are not affected.
     /// </summary>
     public IReadOnlyList<BatchEvent> Step()
     {
@@ -235,7 +244,19 @@ public sealed class ContinuousBatch : IDisposable
             {
                 if (s.Row is { Escalated: true, Logits: null }) EscalatedRows++;
                 int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Row!.Value);
-                Generator.CheckPick(id, s.Row, s.GeneratedTokens + 1, 0, 1);
+                try { Generator.CheckPick(id, s.Row, s.GeneratedTokens + 1, 0, 1); }
+                catch (InvalidOperationException e)
+                {
+                    // This sequence's row held no number (a NaN met in its own prompt or tokens): it fails alone. The
+                    // step threw here before, after the sequences ahead in the loop had advanced (their events lost)
+                    // and with those behind never taken, so serve failed every request in the batch. Each sequence's
+                    // row is its own (its own cache or slot, attention within it), so the others are untouched.
+                    s.Error = e.Message;
+                    s.Finished = FinishReason.Error;
+                    Remove(s);
+                    events.Add(new BatchEvent(s, Generator.NoNumber, "", FinishReason.Error, e.Message));
+                    continue;
+                }
                 s.Row = null;
                 s.Picked = -1;
                 s.GeneratedTokens++;

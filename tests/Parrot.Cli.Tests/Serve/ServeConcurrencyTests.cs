@@ -1,6 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Parrot.Cli.Serve;
+using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot;
+using Parrot.Parrot.Inference;
+using Parrot.Parrot.Text;
+using Parrot.Tensors;
+using Parrot.Tests.Shared;
 using static Parrot.Cli.Tests.Serve.ServeTestHost;
 
 namespace Parrot.Cli.Tests.Serve;
@@ -99,6 +105,104 @@ public class ServeConcurrencyTests
         await WaitUntil(() => server.Metrics.BatchSize == 0);
         Assert.That(server.Metrics.Render(), Does.Contain("parrot_requests_deadline_total 1"));
     }
+
+    /// <summary>
+    /// A request whose logits hold no number fails alone: a text model whose embedding of a byte b is NaN (untied head)
+    /// makes the prompt of a question with b give an all-NaN row, so its sequence ends with an error at its first step,
+    /// while a long answer is decoding beside it. The bad request gets a 500 error object (non-streaming) or an error
+    /// event then [DONE] (streaming), each naming the problem; the long answer goes on to its end, the same as alone.
+    /// Before, the batch's step threw and the scheduler failed every request in the batch.
+    /// </summary>
+    [Test]
+    public async Task ARequestWhoseLogitsHoldNoNumberFailsAloneWhileTheOthersComplete()
+    {
+        // The long question's answer (greedy, 5,000 tokens, as the server runs it) from the clean model picks the byte b
+        // that its prompt and answer never meet; b's embedding row NaN changes nothing for it.
+        string dir = Path.Combine(Root, "nan-byte-qwen2");
+        char b;
+        lock (NaNModelLock)
+        {
+            var config = TinyModels.TextConfig() with { TieWordEmbeddings = false, MaxPositionEmbeddings = 8192 };
+            using var lm = new Qwen2ForCausalLM(config, 7);
+            var tmp = dir + ".tmp";
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            Directory.CreateDirectory(tmp);
+            Qwen2Loader.Save(lm, tmp);
+            TinyModels.WriteTokenizer(tmp);
+            var met = new HashSet<int>();
+            using (var clean = ParrotModel.Load(tmp))
+            {
+                ChatTurn[] ask = [new ChatTurn(ChatRole.User, "Tell me about parrots")];
+                met.UnionWith(clean.Chat.BuildPrompt(ask));
+                met.UnionWith(clean.Generate(ask, null, new GenerationOptions { MaxNewTokens = 5000, IgnoreEos = true }).Tokens);
+            }
+            // A letter or digit (the byte-level tokenizer: id = byte), so that the question stays plain text.
+            b = "~#%&*+=@^|0123456789QXZJKVWYqxzjkvwy".FirstOrDefault(c => !met.Contains(c));
+            Assert.That(b, Is.Not.EqualTo('\0'), "a byte that the long answer never meets");
+            var embed = lm.NamedParameters().Single(x => x.Name == "model.embed_tokens.weight").Parameter.Value;
+            using (var nan = Tensor.Full([config.HiddenSize], double.NaN))
+            using (var row = embed.Narrow(0, b, 1))
+            using (var flat = row.Reshape(config.HiddenSize))
+                flat.CopyFrom(nan);
+            Qwen2Loader.Save(lm, tmp);
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            Directory.Move(tmp, dir);
+        }
+        await using var server = await StartAsync(o => o with { ModelDirectory = dir, MaxBatch = 4, IgnoreEos = true });
+        using var client = Client(server);
+        var good = Request("Tell me about parrots", maxTokens: 5000);
+        var (status, body) = await PostAsync(client, good);
+        Assert.That(status, Is.EqualTo(200), $"the long answer alone (its tokens never meet '{b}')");
+        string alone = Content(body);
+        Assert.That(server.Scheduler!.LargestBatch, Is.EqualTo(1));
+
+        good["stream"] = true;
+        using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json(good.ToJsonString()) };
+        using var response = await client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
+        Assert.That((int)response.StatusCode, Is.EqualTo(200));
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var data = new List<string>();
+        async Task<string?> NextData()
+        {
+            string? line;
+            while ((line = await reader.ReadLineAsync()) is { Length: 0 }) { }
+            if (line is null) return null;
+            Assert.That(line, Does.StartWith("data: "));
+            data.Add(line["data: ".Length..]);
+            return data[^1];
+        }
+        for (int i = 0; i < 2; i++) await NextData(); // the role chunk and the first text: it is decoding
+
+        // Both at once, while it decodes. Non-streaming: a 500 error object that names the problem.
+        var plain = PostAsync(client, Request($"what is {b} here?", maxTokens: 50));
+        var streaming = StreamAsync(client, Request($"and {b} again", maxTokens: 50, stream: true));
+        (status, body) = await plain;
+        Assert.That(status, Is.EqualTo(500));
+        var error = AssertError(body);
+        Assert.That(error.GetProperty("type").GetString(), Is.EqualTo("server_error"));
+        Assert.That(error.GetProperty("message").GetString(), Does.StartWith("generation failed: ").And.Contain("the logits of step 1 are all NaN or −∞, so no token can be chosen"));
+
+        // Streaming: the role chunk, then the error as an event, then [DONE].
+        var (streamStatus, _, events) = await streaming;
+        Assert.That(streamStatus, Is.EqualTo(200), "headers go before the first step");
+        Assert.That(events, Has.Count.EqualTo(3), string.Join("\n", events));
+        Assert.That(events[^1], Is.EqualTo("[DONE]"));
+        var streamed = AssertError(JsonDocument.Parse(events[1]).RootElement);
+        Assert.That(streamed.GetProperty("message").GetString(), Does.Contain("the logits of step 1 are all NaN or −∞"));
+
+        // The long answer goes on to its end, the same as alone.
+        while (await NextData() is { } d && d != "[DONE]") { }
+        Assert.That(data[^1], Is.EqualTo("[DONE]"), "the long answer's stream ended normally");
+        var chunks = data.SkipLast(1).Select(d => JsonDocument.Parse(d).RootElement.GetProperty("choices")[0]).ToList();
+        Assert.That(chunks[^1].GetProperty("finish_reason").GetString(), Is.EqualTo("length"));
+        string together = string.Concat(chunks.Select(c => c.GetProperty("delta")).Select(d => d.TryGetProperty("content", out var t) ? t.GetString() : ""));
+        Assert.That(together, Is.EqualTo(alone));
+        Assert.That(server.Scheduler.LargestBatch, Is.GreaterThan(1), "the bad requests were decoded beside the long one (else the test proves nothing)");
+        Assert.That(server.Metrics.GeneratedTokens, Is.EqualTo(2 * 5000), "the failed requests generated nothing");
+        await WaitUntil(() => server.Metrics.Render().Contains("parrot_requests_total{code=\"500\"} 2"));
+    }
+
+    private static readonly object NaNModelLock = new();
 
     private static async Task WaitUntil(Func<bool> condition)
     {

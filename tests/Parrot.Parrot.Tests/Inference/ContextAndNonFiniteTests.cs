@@ -145,11 +145,11 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
 
     /// <summary>
     /// The continuous batch, eager rows and static slots (whose step writes every slot's pick into the ids buffer, an
-    /// idle slot's −1 included): a row with no number first met after the prompt is refused at that step, with a second
-    /// sequence joined just before it.
+    /// idle slot's −1 included): a row with no number first met after the prompt fails its sequence at that step, with a
+    /// second sequence joined just before it, which goes on.
     /// </summary>
     [Test]
-    public void TheContinuousBatchRefusesANaNMetAfterThePrompt([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode, [Values(false, true)] bool onTestDevice)
+    public void ANaNMetAfterThePromptFailsItsSequenceBesideAJoiningOne([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode, [Values(false, true)] bool onTestDevice)
     {
         string dir = Path.Combine(Root, "nan-after-prompt-qwen2");
         lock (typeof(ContextAndNonFiniteTests))
@@ -166,8 +166,13 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         batch.Join([new ChatTurn(ChatRole.User, "hi")], null, greedy, 4);
         Assert.That(batch.Step().Select(x => x.Token), Is.EqualTo(new[] { 0 }), "the prompt's logits are all 0: id 0, a number");
         batch.Join([new ChatTurn(ChatRole.User, "ho")], null, greedy, 4); // slots: a second slot, idle until its first step
-        var e = Assert.Throws<InvalidOperationException>(() => batch.Step());
-        Assert.That(e!.Message, Does.Contain("the logits of step 2 " + NoNumber));
+        // The first sequence's row holds no number: it alone fails (its event says why); the one that joined gets its first token.
+        var events = batch.Step();
+        var failed = events.Where(x => x.Finished == FinishReason.Error).ToArray();
+        Assert.That(failed, Has.Length.EqualTo(1));
+        Assert.That(failed[0].Error, Does.Contain("the logits of step 2 " + NoNumber));
+        Assert.That(events.Where(x => x.Finished != FinishReason.Error).Select(x => x.Token), Is.EqualTo(new[] { 0 }), "the joined sequence's prompt: every logit 0, id 0");
+        Assert.That(batch.Count, Is.EqualTo(1));
     }
 
     /// <summary>
@@ -226,15 +231,19 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         foreach (var options in new[] { new GenerationOptions(), new GenerationOptions { Temperature = 1, Seed = 2 } })
         {
             using var batch = model.StartContinuousBatch();
-            batch.Join([new ChatTurn(ChatRole.User, "hi")], null, options, 3);
-            var e = Assert.Throws<InvalidOperationException>(() => batch.Step());
-            Assert.That(e!.Message, Does.Contain("the logits of step 1 " + NoNumber), $"{options}");
+            var seq = batch.Join([new ChatTurn(ChatRole.User, "hi")], null, options, 3);
+            // The sequence fails alone (its event says why), not the step.
+            var e = batch.Step().Single();
+            Assert.That(e.Finished, Is.EqualTo(FinishReason.Error), $"{options}");
+            Assert.That(e.Error, Does.Contain("the logits of step 1 " + NoNumber), $"{options}");
+            Assert.That(seq.Left && batch.Count == 0, Is.True, $"{options}");
         }
     }
 
     /// <summary>
     /// A greedy sequence's row with no number met after the prompt, in the continuous batch (serve's path) eagerly and
-    /// with slots (the static step, its greedy ids picked inside the step): refused at that step, not id 0 from then on.
+    /// with slots (the static step, its greedy ids picked inside the step): refused at that step (each sequence ends with
+    /// <see cref="FinishReason.Error"/>), not id 0 from then on.
     /// The model of <see cref="ANaNMetAfterThePromptIsRefusedAtThatStep"/> (every prompt logit 0, id 0's embedding NaN).
     /// </summary>
     [Test]
@@ -256,9 +265,129 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         batch.Join([new ChatTurn(ChatRole.User, "hi")], null, options, 5);
         batch.Join([new ChatTurn(ChatRole.User, "a second one")], null, options, 5);
         Assert.That(batch.Step().Select(e => e.Token), Is.EqualTo(new[] { 0, 0 }), "every prompt logit 0: id 0");
-        var e = Assert.Throws<InvalidOperationException>(() => batch.Step());
-        Assert.That(e!.Message, Does.Contain("the logits of step 2 " + NoNumber));
+        // Both rows hold no number: each sequence fails (its event says why) and leaves.
+        var events = batch.Step();
+        Assert.That(events.Select(e => e.Finished), Is.EqualTo(new FinishReason?[] { FinishReason.Error, FinishReason.Error }));
+        Assert.That(events.Select(e => e.Error), Has.All.Contains("the logits of step 2 " + NoNumber));
+        Assert.That(batch.Count, Is.EqualTo(0));
         Assert.That(batch.DecodePath, mode == DecodeStepMode.Eager ? Is.EqualTo("eager") : Does.StartWith("static slots"));
+    }
+
+    /// <summary>
+    /// One sequence of a continuous batch (serve's path) meets a row with no number after its prompt: it alone ends, with
+    /// <see cref="FinishReason.Error"/> and the message naming its step, and leaves (its cache or slot freed); the others —
+    /// greedy and sampled, ahead of it and behind it in the batch — get every event they get in a batch without it (same
+    /// steps, tokens and text, which are what each generates alone), and one joining after it (with slots: into its freed slot)
+    /// generates what it does alone. Eagerly and with slots; greedy picks on the device and every pick on the host.
+    /// Built on the real tiny model, untied: the bad question's greedy answer has a token t, first met at its step k + 1,
+    /// that no other question meets (prompt or answer); t's embedding row is NaN (the head keeps picking it), so the bad
+    /// sequence's row at step k + 2 is all NaN and nobody else's computation changes.
+    /// </summary>
+    [Test]
+    public void OneSequencesNaNFailsItAloneInTheContinuousBatch([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode, [Values] bool hostPicks)
+    {
+        string clean = Path.Combine(Root, $"one-nan-clean-{mode}-{hostPicks}"), dir = Path.Combine(Root, $"one-nan-{mode}-{hostPicks}");
+        Directory.CreateDirectory(clean);
+        Directory.CreateDirectory(dir);
+        using var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5);
+        Qwen2Loader.Save(lm, clean);
+        TinyModels.WriteTokenizer(clean);
+        var greedy = new GenerationOptions { IgnoreEos = true };
+        var sampled = new GenerationOptions { Temperature = 0.9, TopK = 40, Seed = 11, IgnoreEos = true };
+        ChatTurn[] Ask(string q) => [new ChatTurn(ChatRole.User, q)];
+        // The others: two ahead of the bad one in the batch, one behind, one joining after it failed.
+        var others = new (ChatTurn[] Conversation, GenerationOptions Options, int Max, int JoinAt)[]
+        {
+            (Ask("first question"), greedy, 14, 0),
+            (Ask("a sampled answer, please"), sampled, 12, 0),
+            (Ask("another one"), greedy, 16, 1),
+            (Ask("late"), greedy, 8, 9),
+        };
+        var badAsk = Ask("the bad one");
+        int badAt = 2; // it joins at step 0 after the first two, before "another one" joins at step 1
+
+        int t, k;
+        using (var model = ParrotModel.Load(clean))
+        {
+            var met = new HashSet<int>(model.Chat.BuildPrompt(badAsk));
+            foreach (var o in others)
+            {
+                met.UnionWith(model.Chat.BuildPrompt(o.Conversation));
+                met.UnionWith(model.Generate(o.Conversation, null, o.Options with { MaxNewTokens = o.Max }).Tokens);
+            }
+            var bad = model.Generate(badAsk, null, greedy with { MaxNewTokens = 10 }).Tokens;
+            k = Enumerable.Range(1, bad.Length - 2).FirstOrDefault(i => !met.Contains(bad[i]) && !bad.Take(i).Contains(bad[i]), -1);
+            Assert.That(k, Is.GreaterThan(0), $"a token of the bad answer ({string.Join(", ", bad)}) that nobody else meets");
+            TestContext.Out.WriteLine($"bad answer {string.Join(", ", bad)}; t = {bad[k]} at k = {k}");
+            t = bad[k]; // fed at step k + 2, before the bad one's 10 tokens are done
+        }
+        var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter);
+        using (var nan = Tensor.Full([lm.Config.HiddenSize], double.NaN)) p["model.embed_tokens.weight"].Value.Narrow(0, t, 1).Reshape(lm.Config.HiddenSize).CopyFrom(nan);
+        Qwen2Loader.Save(lm, dir);
+        TinyModels.WriteTokenizer(dir);
+
+        using var nanModel = ParrotModel.Load(dir, new ParrotModelOptions { Device = TestDevice.Get() });
+        var alone = others.Select(o => nanModel.Generate(o.Conversation, null, o.Options with { MaxNewTokens = o.Max })).ToArray();
+
+        // Every event of the others, by step, with and without the bad one.
+        List<string> Run(bool withBad, out BatchEvent? failed, out string path)
+        {
+            using var batch = nanModel.StartContinuousBatch(mode);
+            batch.HostPicksOnly = hostPicks;
+            var sequences = new BatchSequence?[others.Length];
+            BatchSequence? badSeq = null;
+            int badSlot = -1;
+            failed = null;
+            var lines = new List<string>();
+            var tokens = others.Select(_ => new List<int>()).ToArray();
+            for (int step = 0; step < 100 && (step <= others.Max(o => o.JoinAt) || batch.Count > 0); step++)
+            {
+                for (int i = 0; i < others.Length; i++)
+                {
+                    if (others[i].JoinAt == step) sequences[i] = batch.Join(others[i].Conversation, null, others[i].Options, others[i].Max);
+                    if (withBad && i == badAt && step == 0) badSlot = (badSeq = batch.Join(badAsk, null, greedy, 10)).Slot;
+                }
+                if (badSeq is not null && step == others[^1].JoinAt)
+                {
+                    Assert.That(badSeq.Left, Is.True, "the bad one failed before the late one joins");
+                    if (mode == DecodeStepMode.Static) Assert.That(sequences[^1]!.Slot, Is.EqualTo(badSlot), "the late one took the bad one's freed slot");
+                }
+                foreach (var e in batch.Step())
+                {
+                    if (e.Sequence == badSeq)
+                    {
+                        if (e.Finished is not null) failed = e;
+                        continue;
+                    }
+                    int i = Array.IndexOf(sequences, e.Sequence);
+                    Assert.That(e.Finished, Is.Null.Or.EqualTo(FinishReason.MaxTokens), $"sequence {i}");
+                    Assert.That(e.Error, Is.Null);
+                    tokens[i].Add(e.Token);
+                    lines.Add($"step {step}: sequence {i} token {e.Token} '{e.Text}' {e.Finished}");
+                }
+            }
+            for (int i = 0; i < others.Length; i++)
+                Assert.That(tokens[i], Is.EqualTo(alone[i].Tokens), $"sequence {i}, {(withBad ? "with" : "without")} the bad one: what it generates alone");
+            if (badSeq is not null)
+            {
+                Assert.That(badSeq.Left, Is.True);
+                Assert.That(badSeq.Finished, Is.EqualTo(FinishReason.Error));
+                Assert.That(badSeq.GeneratedTokens, Is.EqualTo(k + 1), "its tokens up to t, none for the failed step");
+            }
+            path = batch.DecodePath;
+            return lines;
+        }
+
+        var alongside = Run(false, out _, out _);
+        var besideBad = Run(true, out var failure, out var decodePath);
+        Assert.That(besideBad, Is.EqualTo(alongside), "the others' events are the same with the bad one in the batch");
+        Assert.That(failure, Is.Not.Null, "the bad one ended");
+        Assert.That(failure!.Finished, Is.EqualTo(FinishReason.Error));
+        Assert.That(failure.Token, Is.EqualTo(-1));
+        Assert.That(failure.Text, Is.Empty);
+        Assert.That(failure.Error, Does.Contain($"the logits of step {k + 2} " + NoNumber));
+        Assert.That(failure.Sequence.Error, Is.EqualTo(failure.Error));
+        Assert.That(decodePath, mode == DecodeStepMode.Eager ? Is.EqualTo("eager") : Does.StartWith("static slots"));
     }
 
     /// <summary>The step named is the one whose row held no number: a scripted model's third row (the logits path), a greedy session's second id.</summary>
