@@ -10,6 +10,7 @@
 # whatever EXTRA_VARIANTS adds: variants separated by ";", each
 # "name=VAR=value VAR2=value" (e.g. EXTRA_VARIANTS="mk64=PARROT_DECODE_MIN_KEYS=64;mk64-nopdl=PARROT_DECODE_MIN_KEYS=64 PARROT_PDL=0");
 # then serve's continuous-batch step (0.5B, 8 greedy sequences): eager rows against the static step with slots from a graph;
+# then sampling through the generator (0.5B): temperature and penalised temperature from device chunk sums vs the whole row;
 # then the decode attention kernels alone at 4096 and 32768 keys: FMA, tensor cores (PARROT_DECODE_MMA) and torch SDPA;
 # then the 7B step at long prompts (LONG_PROMPTS, default "8192 16384": at 4096 and 8192 the FMA kernel won, 4.68–4.81 against 5.05–5.15 ms) with the FMA and the tensor-core decode attention.
 # Usage there: bash bench/cuda-on-device-decode.sh  (carry publish/). Returns $OUT/summary.txt and $OUT/results.tgz.
@@ -54,6 +55,18 @@ step "3. decode qwen2-0.5b bf16 from a CUDA graph"
 for v in "${VARIANTS[@]}"; do label=${v%%=*}; envs=${v#*=}; row qwen2-0.5b 16 200 "$label" $envs; done
 step "4. serve's continuous-batch step, qwen2-0.5b bf16, 8 greedy sequences: eager rows, then the slots from a CUDA graph"
 continuous_rows 60
+step "4b. sampling through the generator's session (qwen2-0.5b bf16, static step from a graph): greedy; temperature 0.8 from device chunk sums vs the whole row read (PARROT_TOPK_CANDIDATES=0); the same with repetition penalty 1.1"
+sample_row() { # label "ENV=value ..." extra bench flags...
+  local label=$1 envs=$2; shift 2
+  env $envs timeout 60 "$BIN" bench decoder --device cuda --shape qwen2-0.5b --prompt 128 --decode 100 --dtype bf16 --generator --cuda-graph --json "$@" \
+    > "$OUT/sampling-$label.json" 2> "$OUT/sampling-$label.log"
+  echo "sampling $label exit $?: $(tail -1 "$OUT/sampling-$label.json" | grep -oE '"(ms_per_token|temperature|repetition_penalty)":[0-9.]+' | tr '\n' ' ')" >> "$S"
+}
+sample_row greedy ""
+sample_row t08-chunks "" --temperature 0.8
+sample_row t08-wholerow "PARROT_TOPK_CANDIDATES=0" --temperature 0.8
+sample_row t08-pen11-chunks "" --temperature 0.8 --repetition-penalty 1.1
+sample_row t08-pen11-wholerow "PARROT_TOPK_CANDIDATES=0" --temperature 0.8 --repetition-penalty 1.1
 step "5. decode attention A/B at 4096 and 32768 keys (Qwen2-7B batch 1): FMA kernel, tensor cores (PARROT_DECODE_MMA), torch SDPA"
 # selftest's tensor-core rows first (forced on: against float64/CPU and the FMA kernel; the fused RoPE + append +
 # attention on tensor cores against its two launches, bits), then the bench group alone (with the "decode rope+attention
