@@ -196,7 +196,7 @@ internal sealed class Scheduler : IDisposable
                 if (!_active.TryGetValue(e.Sequence, out var job)) continue;
                 if (e.Finished == FinishReason.Error)
                 {
-                    // This sequence alone failed (its logits held no number); the others' events of this step follow.
+                    // This sequence alone failed (its logits held no number, or its sampler could not pick); the others' events of this step follow.
                     Console.Error.WriteLine($"parrot serve: a request's generation failed: {e.Error}");
                     _active.Remove(e.Sequence);
                     job.End = JobEnd.Failed;

@@ -76,9 +76,10 @@ public sealed class BatchSequence
 /// (<see cref="KvCacheModel.StaticSlots"/>: one CUDA graph replay a step, whoever is in the batch); eagerly elsewhere.
 /// Not thread-safe: one thread drives a batch; each call holds the model's turn
 /// (see <see cref="ParrotModel"/>), so other callers of the model interleave between calls.
-/// A sequence whose row of logits holds no number (every logit NaN or −∞: <see cref="Generator.CheckPick"/>) fails
-/// alone: its event ends it with <see cref="FinishReason.Error"/> and the message, it leaves the batch (cache or slot
-/// freed), and the others' events of that step and after are what they would have been without it.
+/// A sequence whose row of logits holds no number (every logit NaN or −∞: <see cref="Generator.CheckPick"/>), or from
+/// whose row its sampler cannot pick (a +∞ logit under top-p), fails alone: its event ends it with
+/// <see cref="FinishReason.Error"/> and the message, it leaves the batch (cache or slot freed), and the others' events of
+/// that step and after are what they would have been without it.
 /// </summary>
 public sealed class ContinuousBatch : IDisposable
 {
@@ -210,8 +211,8 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>
     /// Generates one token for every sequence in the batch (one batched model pass for those that need it);
     /// returns their events; finished sequences leave the batch. Empty when the batch is. A sequence whose row held no
-    /// number gets an event of <see cref="FinishReason.Error"/> (token −1, no text, <see cref="BatchEvent.Error"/> naming
-    /// the step) and leaves; the others are not affected.
+    /// number (or that its sampler could not pick from) gets an event of <see cref="FinishReason.Error"/> (token −1, no
+    /// text, <see cref="BatchEvent.Error"/> saying why) and leaves; the others are not affected.
     /// </summary>
     public IReadOnlyList<BatchEvent> Step()
     {
@@ -243,14 +244,19 @@ public sealed class ContinuousBatch : IDisposable
             foreach (var s in _active.ToList())
             {
                 if (s.Row is { Escalated: true, Logits: null }) EscalatedRows++;
-                int id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Row!.Value);
-                try { Generator.CheckPick(id, s.Row, s.GeneratedTokens + 1, 0, 1); }
+                int id;
+                try
+                {
+                    id = s.PicksOnDevice ? s.Picked : s.Sampler.Next(s.Row!.Value);
+                    Generator.CheckPick(id, s.Row, s.GeneratedTokens + 1, 0, 1);
+                }
                 catch (InvalidOperationException e)
                 {
-                    // This sequence's row held no number (a NaN met in its own prompt or tokens): it fails alone. The
-                    // step threw here before, after the sequences ahead in the loop had advanced (their events lost)
-                    // and with those behind never taken, so serve failed every request in the batch. Each sequence's
-                    // row is its own (its own cache or slot, attention within it), so the others are untouched.
+                    // This sequence's row held no number (a NaN met in its own prompt or tokens), or its sampler could
+                    // not pick from it (a +∞ logit under top-p): it fails alone. The step threw here before, after the
+                    // sequences ahead in the loop had advanced (their events lost) and with those behind never taken,
+                    // so serve failed every request in the batch. Each sequence's row is its own (its own cache or slot,
+                    // attention within it), so the others are untouched.
                     s.Error = e.Message;
                     s.Finished = FinishReason.Error;
                     Remove(s);

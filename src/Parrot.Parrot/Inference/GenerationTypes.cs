@@ -18,7 +18,8 @@ public enum FinishReason
     /// <summary>The maximum number of new tokens was generated.</summary>
     MaxTokens,
     /// <summary>
-    /// No token could be chosen: the sequence's row of logits held no number (every logit NaN or −∞). Only a
+    /// No token could be chosen: the sequence's row of logits held no number (every logit NaN or −∞), or its sampler
+    /// could not pick from it (a +∞ logit under top-p). Only a
     /// <see cref="ContinuousBatch"/> sequence ends so (<see cref="BatchEvent.Error"/> says why), so that the others in its
     /// batch go on; the <see cref="Generator"/> throws instead.
     /// </summary>

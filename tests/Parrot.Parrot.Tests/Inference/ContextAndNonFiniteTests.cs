@@ -390,6 +390,62 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         Assert.That(decodePath, mode == DecodeStepMode.Eager ? Is.EqualTo("eager") : Does.StartWith("static slots"));
     }
 
+    /// <summary>
+    /// A sequence whose sampler cannot pick from its row fails alone as well, not only one whose row holds no number: a
+    /// +∞ logit under top-p (∞ − ∞ leaves no probability; the sampler throws). Every row of this model holds a +∞ (the final
+    /// norm keeps one huge hidden unit, and two head rows of ±1e30 on it overflow to +∞ and −∞), which greedy picks take as
+    /// the largest logit; the top-p sequence, joined between two greedy ones, ends with an error event at its first step
+    /// and leaves, and the greedy ones generate what they generate alone. Before, the sampler's exception left Step, the
+    /// greedy sequence ahead of it had advanced with its event lost, and serve failed every request in the batch.
+    /// </summary>
+    [Test]
+    public void ASequenceWhoseSamplerCannotPickFailsAloneInTheContinuousBatch([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        string dir = Path.Combine(Root, $"plus-inf-{mode}");
+        Directory.CreateDirectory(dir);
+        using (var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5))
+        {
+            var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter.Value);
+            int hidden = lm.Config.HiddenSize;
+            using (var norm = Tensor.FromArray(Enumerable.Range(0, hidden).Select(i => i == 0 ? 1e30 : 0.0).ToArray(), hidden))
+                p["model.norm.weight"].CopyFrom(norm);
+            p["lm_head.weight"].Narrow(0, 7, 1).Narrow(1, 0, 1).Fill(1e30);
+            p["lm_head.weight"].Narrow(0, 9, 1).Narrow(1, 0, 1).Fill(-1e30);
+            Qwen2Loader.Save(lm, dir);
+        }
+        TinyModels.WriteTokenizer(dir);
+        using var model = ParrotModel.Load(dir, new ParrotModelOptions { Device = TestDevice.Get() });
+        ChatTurn[] Ask(string q) => [new ChatTurn(ChatRole.User, q)];
+        var greedy = new GenerationOptions { IgnoreEos = true, MaxNewTokens = 5 };
+        var topP = new GenerationOptions { IgnoreEos = true, Temperature = 1, TopP = 0.9, Seed = 3 };
+        var alone = new[] { model.Generate(Ask("first"), null, greedy).Tokens, model.Generate(Ask("third"), null, greedy).Tokens };
+        Assert.That(alone.SelectMany(x => x), Is.All.EqualTo(7).Or.EqualTo(9), "greedy takes the +∞ logit");
+        var e = Assert.Throws<InvalidOperationException>(() => model.Generate(Ask("second"), null, topP with { MaxNewTokens = 5 }));
+        Assert.That(e!.Message, Does.Contain("leave no probability"), "the sampler alone throws on this row");
+
+        using var batch = model.StartContinuousBatch(mode);
+        var first = batch.Join(Ask("first"), null, greedy, 5);
+        var bad = batch.Join(Ask("second"), null, topP, 5);
+        var third = batch.Join(Ask("third"), null, greedy, 5);
+        var tokens = new[] { new List<int>(), new List<int>() };
+        BatchEvent? failed = null;
+        for (int step = 0; step < 20 && batch.Count > 0; step++)
+            foreach (var ev in batch.Step())
+            {
+                if (ev.Sequence == bad) { Assert.That(failed, Is.Null, "one event ends it"); failed = ev; continue; }
+                tokens[ev.Sequence == first ? 0 : 1].Add(ev.Token);
+            }
+        Assert.That(tokens[0], Is.EqualTo(alone[0]));
+        Assert.That(tokens[1], Is.EqualTo(alone[1]));
+        Assert.That(failed, Is.Not.Null);
+        Assert.That(failed!.Finished, Is.EqualTo(FinishReason.Error));
+        Assert.That(failed.Token, Is.EqualTo(-1));
+        Assert.That(failed.Error, Does.Contain("leave no probability"));
+        Assert.That(bad.Left, Is.True);
+        Assert.That(bad.GeneratedTokens, Is.Zero);
+        Assert.That(batch.Count, Is.Zero);
+    }
+
     /// <summary>The step named is the one whose row held no number: a scripted model's third row (the logits path), a greedy session's second id.</summary>
     [Test]
     public void TheErrorNamesTheStep()
