@@ -352,11 +352,21 @@ public class DeviceCommandsTests
         Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, hostPick: true), Throws.InstanceOf<CliException>());
         // --temperature (and --repetition-penalty): seeded sampling through the sampler's device reads gives the tokens the
         // whole row read to the host gives (--host-pick), greedy or static alike.
+        // The tiny shape's 512 ids are one chunk of the default 512, where the chunk sums cost more than the row (so the
+        // sampler reads the row whole, and the comparison would prove nothing): chunks of 64 here, and the device→host
+        // bytes show that the chunk path ran.
         foreach (double penalty in new[] { 1.0, 1.3 })
         {
-            var sampled = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, temperature: 0.9, repetitionPenalty: penalty);
+            var dev = TestDevice.Backend;
+            long before = dev.DeviceToHostBytes;
+            var sampled = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, temperature: 0.9, repetitionPenalty: penalty,
+                temperatureChunk: 64);
+            long sampledBytes = dev.DeviceToHostBytes - before;
+            before = dev.DeviceToHostBytes;
             var whole = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, hostPick: true, temperature: 0.9, repetitionPenalty: penalty);
+            long wholeBytes = dev.DeviceToHostBytes - before;
             Assert.That(sampled.Generated, Is.EqualTo(whole.Generated), $"penalty {penalty}");
+            Assert.That(sampledBytes, Is.LessThan(wholeBytes / 2), $"penalty {penalty}: the chunk sums and one chunk were read, not the rows ({sampledBytes} bytes against the rows' {wholeBytes})");
             Assert.That(sampled.Generated, Is.Not.EqualTo(da.Generated), "sampling at 0.9 took another path than greedy");
             Assert.That(DeviceDecodeBench.Json(sampled), Does.Contain("\"temperature\":0.9").And.Contain($"\"repetition_penalty\":{penalty.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
             Assert.That(DeviceDecodeBench.Describe(sampled), Does.Contain("sampled at temperature 0.9").And.Contain("the sampler's reads"));

@@ -62,11 +62,14 @@ internal static class DeviceDecodeBench
     /// <param name="temperature">With <paramref name="generator"/>: sample at this temperature (seeded) instead of greedy,
     /// with <paramref name="repetitionPenalty"/>: the sampler's device paths (chunk sums, the chosen chunk) or, with
     /// <paramref name="hostPick"/> or <c>PARROT_TOPK_CANDIDATES=0</c>, the whole row read each step, to compare.</param>
+    /// <param name="temperatureChunk">Ids a chunk of the sampler's chunk sums (<see cref="global::Parrot.Parrot.Inference.TopKCandidates.ChunkSize"/>):
+    /// tests on the tiny shape (512 ids, one default chunk, where the sums cost more than the row) set fewer.</param>
     /// <param name="continuous">Instead: that many greedy sequences through the continuous batch's step (serve's), eager or
     /// with <paramref name="useStatic"/>/<paramref name="cudaGraph"/> the static step with slots (see <see cref="ContinuousDecodeBench"/>);
     /// ms/token is then ms per step of all of them.</param>
     internal static Result Run(string shapeName, DType dtype, Device device, int prompt, int tokens, TextWriter log, TextWriter? profile = null, bool useStatic = false,
-        bool cudaGraph = false, bool generator = false, bool hostPick = false, int continuous = 0, double temperature = 0, double repetitionPenalty = 1)
+        bool cudaGraph = false, bool generator = false, bool hostPick = false, int continuous = 0, double temperature = 0, double repetitionPenalty = 1,
+        int temperatureChunk = global::Parrot.Parrot.Inference.TopKCandidates.ChunkSize)
     {
         if (hostPick && !generator) throw new CliException("--host-pick needs --generator");
         if ((temperature != 0 || repetitionPenalty != 1) && !generator) throw new CliException("--temperature and --repetition-penalty need --generator");
@@ -118,7 +121,7 @@ internal static class DeviceDecodeBench
         double prefillMs = continuous > 0
             ? ContinuousDecodeBench.Decode(model, ids, tokens, continuous, useStatic, times, queued, generated, out graphNodes)
             : generator
-            ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic, hostPick, temperature, repetitionPenalty)
+            ? DecodeGenerator(model, ids, tokens, times, queued, generated, useStatic, hostPick, temperature, repetitionPenalty, temperatureChunk)
             : useStatic
             ? DecodeStatic(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype, cudaGraph, out graphNodes)
             : DecodeEager(model, ids, tokens, device, times, queued, generated, profile, shapeName, dtype);
@@ -137,11 +140,14 @@ internal static class DeviceDecodeBench
     /// with a temperature, the sampler's reads and its draw, seed 1). Returns the time to the first token.
     /// </summary>
     private static double DecodeGenerator(Qwen2ForCausalLM model, long[] ids, int tokens, List<double> times, List<double> queued, List<int> generated, bool useStatic,
-        bool hostPick, double temperature, double repetitionPenalty)
+        bool hostPick, double temperature, double repetitionPenalty, int temperatureChunk)
     {
         var mode = useStatic ? global::Parrot.Parrot.Inference.DecodeStepMode.Static : global::Parrot.Parrot.Inference.DecodeStepMode.Eager;
         var lm = global::Parrot.Parrot.Inference.Generator.Wrap(model, mode);
-        var gen = new global::Parrot.Parrot.Inference.Generator(hostPick ? global::Parrot.Parrot.Inference.Generator.LogitsOnly(lm) : lm, endOfSequenceIds: []);
+        var gen = new global::Parrot.Parrot.Inference.Generator(hostPick ? global::Parrot.Parrot.Inference.Generator.LogitsOnly(lm) : lm, endOfSequenceIds: [])
+        {
+            TemperatureChunk = temperatureChunk,
+        };
         var options = new global::Parrot.Parrot.Inference.GenerationOptions
         {
             MaxNewTokens = tokens + 1, IgnoreEos = true, Temperature = temperature, RepetitionPenalty = repetitionPenalty, Seed = 1,
