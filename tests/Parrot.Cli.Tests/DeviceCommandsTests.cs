@@ -371,6 +371,10 @@ public class DeviceCommandsTests
             Assert.That(DeviceDecodeBench.Json(sampled), Does.Contain("\"temperature\":0.9").And.Contain($"\"repetition_penalty\":{penalty.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
             Assert.That(DeviceDecodeBench.Describe(sampled), Does.Contain("sampled at temperature 0.9").And.Contain("the sampler's reads"));
         }
+        // Greedy with a penalty (temperature 0) is the sampler's pick from the top and seen logits, not the device's argmax.
+        var penalisedGreedy = DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, useStatic: true, generator: true, repetitionPenalty: 1.3);
+        Assert.That(DeviceDecodeBench.Describe(penalisedGreedy), Does.Contain(", greedy with repetition penalty 1.3").And.Contain("the sampler's reads and its pick")
+            .And.Not.Contain("argmax on the device").And.Not.Contain("sampled at temperature"));
         Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, temperature: 0.9), Throws.InstanceOf<CliException>());
         Assert.That(() => DeviceDecodeBench.Run("tiny", DType.BF16, TestDevice.Get(), 12, 6, TextWriter.Null, generator: true, temperature: double.NaN), Throws.InstanceOf<CliException>());
     }

@@ -275,12 +275,15 @@ internal static class DeviceDecodeBench
         string path = (r.CudaGraph ? r.GraphNodes > 0 ? $" (static step, CUDA graph of {r.GraphNodes} nodes)" : " (static step, CUDA graph)" : r.Static ? " (static step)" : "")
             + (r.Generator ? " through the generator's session" : "")
             + (r.Continuous > 0 ? $" through the continuous batch's step{(r.Static ? " with slots" : "")}, {r.Continuous} greedy sequences (ms per step of all)" : "");
+        // Temperature 0 with a penalty is greedy, but not the device's plain argmax: the sampler picks from the row's top
+        // logits and its seen ids' logits (TopKCandidates), so it is described as the sampler's.
         if (r.Temperature > 0 || r.RepetitionPenalty != 1)
-            path += string.Create(CultureInfo.InvariantCulture, $", sampled at temperature {r.Temperature:G4}{(r.RepetitionPenalty != 1 ? $" with repetition penalty {r.RepetitionPenalty:G4}" : "")}");
+            path += string.Create(CultureInfo.InvariantCulture, $", {(r.Temperature > 0 ? $"sampled at temperature {r.Temperature:G4}" : "greedy")}{(r.RepetitionPenalty != 1 ? $" with repetition penalty {r.RepetitionPenalty:G4}" : "")}");
         if (r.HostPick) path += ", the logits read back and the pick on the host";
         string step = r.Generator || r.Continuous > 0
             ? r.HostPick ? "a step includes the logits read and the host's pick"
-            : r.Temperature > 0 ? "a step includes the sampler's reads and its draw" : "a step includes the argmax on the device and the ids read"
+            : r.Temperature > 0 ? "a step includes the sampler's reads and its draw"
+            : r.RepetitionPenalty != 1 ? "a step includes the sampler's reads and its pick" : "a step includes the argmax on the device and the ids read"
             : string.Create(CultureInfo.InvariantCulture, $"the host issues a step in {r.HostIssueMs:F2} ms");
         return string.Create(CultureInfo.InvariantCulture,
             $"{r.Shape} {r.DType} on {r.Device}{path}: prefill {r.Prompt} tokens {r.PrefillMs:F1} ms; decode {r.MsPerToken:F2} ms/token (median of {r.Tokens}; {step}); " +
