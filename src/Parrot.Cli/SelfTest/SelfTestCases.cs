@@ -38,7 +38,8 @@ internal static class SelfTestCases
 
     /// <summary>
     /// [rows, n] of values from a small set (ties everywhere) with NaN, ±∞ and ±0 sprinkled in (1 in 50); row 0 of
-    /// NaN only, row 1 of NaN and −∞, row 2 of ±0 only (where there are so many rows): the greedy pick's edge cases.
+    /// NaN only, row 1 of NaN and −∞, row 2 of ±0 only, row 3 of −∞ only, row 4 of NaN then −∞ (halves), row 5 of NaN and
+    /// −∞ but its last element (each where there are so many rows; the rest drawn): the greedy pick's edge cases.
     /// </summary>
     private static Tensor PickRows(Random r, DType t, int rows, int n)
     {
@@ -51,6 +52,11 @@ internal static class SelfTestCases
             v[n + j] = j % 3 == 1 ? double.NegativeInfinity : double.NaN;
             v[2 * n + j] = j % 2 == 0 ? -0.0 : 0;
             if (rows >= 4) v[3 * n + j] = double.NegativeInfinity; // no number either (ArgMaxNumber: −1)
+            if (rows < 7) continue;
+            // Halves of different kinds of no number (CUDA's split path: chunks whose winner is NaN, others −∞; −1), and
+            // NaN and −∞ whose only number is the last element (in the last chunk).
+            v[4 * n + j] = j < n / 2 ? double.NaN : double.NegativeInfinity;
+            v[5 * n + j] = j == n - 1 ? -3 : j % 2 == 0 ? double.NaN : double.NegativeInfinity;
         }
         using var f = Tensor.FromArray(v, rows, n);
         return f.To(t);
@@ -336,10 +342,10 @@ internal static class SelfTestCases
             x => { using var a = x[0].ArgMaxNaNLowest(1); using var b = x[1].ArgMaxNaNLowest(1); return Tensor.Concat(0, a, b); },
             Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
         // The greedy pick itself (GreedyToken): NaN-lowest's choice, −1 for the rows with no number (NaN and −∞ only).
-        c.Add(new("argmax, number or -1 (152,064 long)", (r, t) => [PickRows(r, t, 1, 152_064), PickRows(r, t, 5, 152_064)],
+        c.Add(new("argmax, number or -1 (152,064 long)", (r, t) => [PickRows(r, t, 1, 152_064), PickRows(r, t, 7, 152_064)],
             x => { using var a = x[0].ArgMaxNumber(1); using var b = x[1].ArgMaxNumber(1); return Tensor.Concat(0, a, b); },
             Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
-        c.Add(new("argmax, number or -1 (short rows)", (r, t) => [PickRows(r, t, 6, 1), PickRows(r, t, 40, 300)],
+        c.Add(new("argmax, number or -1 (short rows)", (r, t) => [PickRows(r, t, 7, 1), PickRows(r, t, 40, 300)],
             x => { using var a = x[0].ArgMaxNumber(1); using var b = x[1].ArgMaxNumber(1); return Tensor.Concat(0, a, b); },
             Exact: true, Only: [DType.F32, DType.BF16, DType.F16, DType.F64]));
         c.Add(new("top-k values", One, x => { var (v, i) = x[0].TopK(5); i.Dispose(); return v; }));
