@@ -54,7 +54,8 @@ static long long arg_ref(int op, const double* row, long long n)
 
 // ArgMax, ArgMin, ArgMaxNaNLowest and ArgMaxNumber in f32, bf16 and f64 over rows of 1 to a vocabulary (152,064), values from a small
 // set (ties within and across chunks) with NaN, ±inf and ±0 sprinkled in, and rows of NaN only, of NaN and -inf, of ±0
-// only, of -inf only: arg_reduce (a block per row, a grid smaller than the rows) and the split path (arg_reduce_split, its chunks in
+// only, of -inf only, of NaN then -inf and of -inf then NaN (halves), of NaN and -inf whose only number is the last
+// element (in the last chunk): arg_reduce (a block per row, a grid smaller than the rows) and the split path (arg_reduce_split, its chunks in
 // launch order, and for f32 reversed and shuffled too: another block merges each time) against the loops, the split equal to the one
 // block, and every ticket back at 0 after each launch (so the next launch, or graph replay, merges at its last chunk).
 static void arg_cases()
@@ -62,10 +63,11 @@ static void arg_cases()
     std::mt19937 rng(7);
     const double nan = NAN, inf = INFINITY;
     const double set[] = {nan, -inf, inf, -0.0, 0.0, 0.5, 0.5, 1.0};
+    // Not f16: its conversions are PTX (cvt) that the emulator does not run.
     for (int dt : {DT_F32, DT_BF16, DT_F64})
         for (long long n : {1LL, 2LL, 300LL, 4099LL, 152064LL})
         {
-            const int R = 6;
+            const int R = 9;
             std::vector<double> v(R * n);
             for (auto& e : v) e = rng() % 50 == 0 ? set[rng() % 8] : (double)(rng() % 16) / 8 - 1;
             for (long long j = 0; j < n; j++)
@@ -74,7 +76,13 @@ static void arg_cases()
                 v[n + j] = j % 3 == 1 ? -inf : nan;          // row 1: NaN and -inf (n = 1: NaN only)
                 v[2 * n + j] = j % 2 ? 0.0 : -0.0;           // row 2: ±0 only
                 v[5 * n + j] = -inf;                         // row 5: -inf only
+                // Rows whose halves hold no number of different kinds, so that whole chunks of the split path give a NaN
+                // winner and others a -inf one (the merge must rank the NaN partials below the -inf ones and still say -1):
+                v[6 * n + j] = j < n / 2 ? nan : -inf;       // row 6: NaN, then -inf
+                v[7 * n + j] = j < n / 2 ? -inf : nan;       // row 7: -inf, then NaN
+                v[8 * n + j] = j % 2 ? nan : -inf;           // row 8: NaN and -inf, and (below) one number in the last chunk
             }
+            v[8 * n + n - 1] = -3.0;                         // row 8: its only number the last element (n = 1: the row)
             if (n > 1) v[4 * n + n - 1] = inf;               // row 4: its max the last element (and maybe an earlier inf)
             std::vector<unsigned char> x(R * n * elem_size(dt));
             for (long long i = 0; i < R * n; i++) store<double>(x.data(), dt, i, v[i]);
@@ -112,8 +120,11 @@ static void arg_cases()
                 }
                 if (op == A_MAX_NAN_LOWEST && n > 2) // the rows built to test the rule give what they were built for
                     CHECK(y1[0] == 0 && y1[1] == 1 && y1[2] == 0 && y1[5] == 0, "arg NaN-lowest dt %d n %lld: rows 0-2, 5 give %lld %lld %lld %lld", dt, n, y1[0], y1[1], y1[2], y1[5]);
-                if (op == A_MAX_NUMBER) // no number: -1 (rows 0, 1, 5), in both paths (checked equal above); ±0 is a number
+                if (op == A_MAX_NUMBER) // no number: -1 (rows 0, 1, 5, 6, 7), in both paths (checked equal above); ±0 is a number
+                {
                     CHECK(y1[0] == -1 && y1[1] == -1 && y1[2] == 0 && y1[5] == -1, "arg number dt %d n %lld: rows 0-2, 5 give %lld %lld %lld %lld", dt, n, y1[0], y1[1], y1[2], y1[5]);
+                    CHECK(y1[6] == -1 && y1[7] == -1 && y1[8] == n - 1, "arg number dt %d n %lld: rows 6-8 give %lld %lld %lld", dt, n, y1[6], y1[7], y1[8]);
+                }
             }
         }
 }
