@@ -67,6 +67,16 @@ sample_row t08-chunks "" --temperature 0.8
 sample_row t08-wholerow "PARROT_TOPK_CANDIDATES=0" --temperature 0.8
 sample_row t08-pen11-chunks "" --temperature 0.8 --repetition-penalty 1.1
 sample_row t08-pen11-wholerow "PARROT_TOPK_CANDIDATES=0" --temperature 0.8 --repetition-penalty 1.1
+# Seed 1 both ways: the chunk path must draw the tokens the whole row draws (a correctness check at the real vocabulary).
+same_tokens() { # label-a label-b
+  local a b
+  a=$(tail -1 "$OUT/sampling-$1.json" 2>/dev/null | grep -oE '"generated":\[[0-9,]*\]')
+  b=$(tail -1 "$OUT/sampling-$2.json" 2>/dev/null | grep -oE '"generated":\[[0-9,]*\]')
+  if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "sampling $1 = $2: the same tokens" >> "$S"
+  else echo "sampling $1 vs $2: TOKENS DIFFER (or a run failed)" >> "$S"; fi
+}
+same_tokens t08-chunks t08-wholerow
+same_tokens t08-pen11-chunks t08-pen11-wholerow
 step "5. decode attention A/B at 4096 and 32768 keys (Qwen2-7B batch 1): FMA kernel, tensor cores (PARROT_DECODE_MMA), torch SDPA"
 # selftest's tensor-core rows first (forced on: against float64/CPU and the FMA kernel; the fused RoPE + append +
 # attention on tensor cores against its two launches, bits), then the bench group alone (with the "decode rope+attention
