@@ -98,6 +98,38 @@ public class ForwardGenerateCommandTests
         Assert.That(r.Stderr, Does.Contain("the logits of step 1 are all NaN or −∞"));
     }
 
+    /// <summary>
+    /// A checkpoint whose every row of logits holds a +∞ (the final norm keeps one hidden unit, scaled by 1e30, and two head
+    /// rows of ±1e30 on it overflow to +∞ and −∞): greedy takes the +∞ id as the largest logit; sampling, with or without
+    /// top-p, fails at the first step with a message that says so. Before, sampling without top-p printed the last id of
+    /// the vocabulary for every token asked for (∞ − ∞ made every probability NaN and the draw ran past them all).
+    /// </summary>
+    [Test]
+    public void APlusInfinityCheckpointFailsClearlyWhenSampled()
+    {
+        string dir = CliRunner.TempDir();
+        using (var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5))
+        {
+            var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter.Value);
+            int hidden = lm.Config.HiddenSize;
+            using (var norm = Tensor.FromArray(Enumerable.Range(0, hidden).Select(i => i == 0 ? 1e30 : 0.0).ToArray(), hidden))
+                p["model.norm.weight"].CopyFrom(norm);
+            p["lm_head.weight"].Narrow(0, 7, 1).Narrow(1, 0, 1).Fill(1e30);
+            p["lm_head.weight"].Narrow(0, 9, 1).Narrow(1, 0, 1).Fill(-1e30);
+            Qwen2Loader.Save(lm, dir);
+        }
+        TinyModels.WriteTokenizer(dir);
+        var r = CliRunner.Run(null, "generate", "--model", dir, "--tokens", "1,2,3", "--max-new-tokens", "4", "--ignore-eos");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.Stdout.Trim().Split(','), Is.All.EqualTo("7").Or.EqualTo("9"), "greedy takes the +∞ logit");
+        foreach (string[] sampling in new[] { new[] { "--temperature", "0.7" }, ["--temperature", "1", "--top-p", "0.9"] })
+        {
+            r = CliRunner.Run(null, ["chat", "--model", dir, "--prompt", "hi", "--max-new-tokens", "4", .. sampling]);
+            Assert.That(r.ExitCode, Is.EqualTo(1), $"{string.Join(' ', sampling)}: {r.Stdout}{r.Stderr}");
+            Assert.That(r.Stderr, Does.Contain("the logits leave no probability to sample from (a +∞ logit) — the checkpoint or the inputs hold non-finite values"), string.Join(' ', sampling));
+        }
+    }
+
     [Test]
     public void ClearErrorsOnBadTokens()
     {

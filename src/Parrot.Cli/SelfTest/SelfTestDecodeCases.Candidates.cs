@@ -150,7 +150,7 @@ internal static partial class SelfTestDecodeCases
         }
     }
 
-    /// <summary>The sampled id, or −1 where the sampler refuses the row (a +∞ logit with top-p &lt; 1: no probability left).</summary>
+    /// <summary>The sampled id, or −1 where the sampler refuses the row (a sampled row with a +∞ logit: no probability to sample from).</summary>
     private static int Outcome(Func<int> pick)
     {
         try { return pick(); }

@@ -225,9 +225,13 @@ internal sealed partial class TokenSampler
 
         double max = double.NegativeInfinity;
         for (int i = 0; i < n; i++) if (l[i] > max) max = l[i];
-        // No number above −∞ (the whole row's ArgMax: id 0), or +∞ (∞ − ∞: NaN sums that the left-out ids join): the row.
+        // No number above −∞ (the whole row's ArgMax: id 0), or +∞ (the whole row refuses it below): the row.
         if (partial && !double.IsFinite(max)) { needRow = true; return -1; }
         if (double.IsNegativeInfinity(max)) return Id(ids, ArgMax(l));
+        // A +∞ logit leaves no distribution (∞ − ∞ makes every probability NaN; the draw would run past them all to the
+        // last id): refused, as PyTorch's multinomial refuses such probabilities. Greedy takes it as the largest logit.
+        if (double.IsPositiveInfinity(max))
+            throw new InvalidOperationException("generate: the logits leave no probability to sample from (a +∞ logit) — the checkpoint or the inputs hold non-finite values");
         double sum = 0;
         for (int i = 0; i < n; i++) { l[i] = Math.Exp(l[i] - max); sum += l[i]; }
         for (int i = 0; i < n; i++) l[i] /= sum;
@@ -245,8 +249,7 @@ internal sealed partial class TokenSampler
             u -= l[i];
             if (u < 0) return Id(ids, i);
         }
-        // Nothing kept any probability: a +∞ logit (∞ − ∞ made every probability NaN, which the nucleus drops).
-        if (last < 0) throw new InvalidOperationException("generate: the logits leave no probability to sample from (a +∞ logit with top-p < 1)");
+        if (last < 0) throw new InvalidOperationException("generate: the logits leave no probability to sample from");
         return Id(ids, last); // rounding left u ≥ 0 after the last token with any mass
     }
 

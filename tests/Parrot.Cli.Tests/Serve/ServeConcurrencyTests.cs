@@ -204,6 +204,51 @@ public class ServeConcurrencyTests
 
     private static readonly object NaNModelLock = new();
 
+    /// <summary>
+    /// A sampled request on a model whose every row of logits holds a +∞ (the final norm keeps one hidden unit, scaled by
+    /// 1e30, and two head rows of ±1e30 on it overflow to +∞ and −∞) gets a 500 error object that names the problem; a
+    /// greedy one gets its answer (the +∞ id). Before, a request with a temperature and no top_p got a 200 answer made of
+    /// the vocabulary's last id (∞ − ∞ made every probability NaN and the draw ran past them all).
+    /// </summary>
+    [Test]
+    public async Task ASampledRequestOnAPlusInfinityRowFailsClearly()
+    {
+        string dir = Path.Combine(Root, "plus-inf-qwen2");
+        lock (PlusInfinityModelLock)
+        {
+            if (!Directory.Exists(dir))
+            {
+                var tmp = dir + ".tmp";
+                if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+                Directory.CreateDirectory(tmp);
+                using (var lm = new Qwen2ForCausalLM(TinyModels.TextConfig() with { TieWordEmbeddings = false }, 5))
+                {
+                    var p = lm.NamedParameters().ToDictionary(x => x.Name, x => x.Parameter.Value);
+                    int hidden = lm.Config.HiddenSize;
+                    using (var norm = Tensor.FromArray(Enumerable.Range(0, hidden).Select(i => i == 0 ? 1e30 : 0.0).ToArray(), hidden))
+                        p["model.norm.weight"].CopyFrom(norm);
+                    p["lm_head.weight"].Narrow(0, 7, 1).Narrow(1, 0, 1).Fill(1e30);
+                    p["lm_head.weight"].Narrow(0, 9, 1).Narrow(1, 0, 1).Fill(-1e30);
+                    Qwen2Loader.Save(lm, tmp);
+                }
+                TinyModels.WriteTokenizer(tmp);
+                Directory.Move(tmp, dir);
+            }
+        }
+        await using var server = await StartAsync(o => o with { ModelDirectory = dir, MaxBatch = 4, IgnoreEos = true });
+        using var client = Client(server);
+        var (status, body) = await PostAsync(client, Request("hi", maxTokens: 4));
+        Assert.That(status, Is.EqualTo(200), "greedy takes the +∞ logit");
+        (status, body) = await PostAsync(client, Request("hi", maxTokens: 4, temperature: 0.7));
+        Assert.That(status, Is.EqualTo(500), body.ToString());
+        var error = AssertError(body);
+        Assert.That(error.GetProperty("type").GetString(), Is.EqualTo("server_error"));
+        Assert.That(error.GetProperty("message").GetString(), Does.StartWith("generation failed: ")
+            .And.Contain("the logits leave no probability to sample from (a +∞ logit) — the checkpoint or the inputs hold non-finite values"));
+    }
+
+    private static readonly object PlusInfinityModelLock = new();
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var until = DateTime.UtcNow.AddSeconds(30);

@@ -392,11 +392,13 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
 
     /// <summary>
     /// A sequence whose sampler cannot pick from its row fails alone as well, not only one whose row holds no number: a
-    /// +∞ logit under top-p (∞ − ∞ leaves no probability; the sampler throws). Every row of this model holds a +∞ (the final
-    /// norm keeps one huge hidden unit, and two head rows of ±1e30 on it overflow to +∞ and −∞), which greedy picks take as
-    /// the largest logit; the top-p sequence, joined between two greedy ones, ends with an error event at its first step
-    /// and leaves, and the greedy ones generate what they generate alone. Before, the sampler's exception left Step, the
-    /// greedy sequence ahead of it had advanced with its event lost, and serve failed every request in the batch.
+    /// +∞ logit in a sampled row (∞ − ∞ leaves no probability; the sampler throws), under top-p and under plain
+    /// temperature. Every row of this model holds a +∞ (the final norm keeps one huge hidden unit, and two head rows of
+    /// ±1e30 on it overflow to +∞ and −∞), which greedy picks take as the largest logit; the top-p sequence, joined between
+    /// two greedy ones, and the plain-temperature one after them each end with an error event at their first step and
+    /// leave, and the greedy ones generate what they generate alone. Before, the sampler's exception left Step, the greedy
+    /// sequence ahead of it had advanced with its event lost, and serve failed every request in the batch; and the plain
+    /// temperature sequence was not refused at all (it drew the last id of the vocabulary at every step).
     /// </summary>
     [Test]
     public void ASequenceWhoseSamplerCannotPickFailsAloneInTheContinuousBatch([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
@@ -418,31 +420,45 @@ public class ContextAndNonFiniteTests() : TinyModelSetFixture("parrot-context-te
         ChatTurn[] Ask(string q) => [new ChatTurn(ChatRole.User, q)];
         var greedy = new GenerationOptions { IgnoreEos = true, MaxNewTokens = 5 };
         var topP = new GenerationOptions { IgnoreEos = true, Temperature = 1, TopP = 0.9, Seed = 3 };
+        var plain = new GenerationOptions { IgnoreEos = true, Temperature = 0.7, Seed = 3 };
+        const string Refusal = "the logits leave no probability to sample from (a +∞ logit) — the checkpoint or the inputs hold non-finite values";
         var alone = new[] { model.Generate(Ask("first"), null, greedy).Tokens, model.Generate(Ask("third"), null, greedy).Tokens };
         Assert.That(alone.SelectMany(x => x), Is.All.EqualTo(7).Or.EqualTo(9), "greedy takes the +∞ logit");
-        var e = Assert.Throws<InvalidOperationException>(() => model.Generate(Ask("second"), null, topP with { MaxNewTokens = 5 }));
-        Assert.That(e!.Message, Does.Contain("leave no probability"), "the sampler alone throws on this row");
+        foreach (var sampled in new[] { topP, plain })
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => model.Generate(Ask("second"), null, sampled with { MaxNewTokens = 5 }));
+            Assert.That(e!.Message, Does.Contain(Refusal), $"the sampler alone throws on this row: {sampled}");
+        }
 
         using var batch = model.StartContinuousBatch(mode);
         var first = batch.Join(Ask("first"), null, greedy, 5);
         var bad = batch.Join(Ask("second"), null, topP, 5);
         var third = batch.Join(Ask("third"), null, greedy, 5);
+        var badPlain = batch.Join(Ask("fourth"), null, plain, 5);
         var tokens = new[] { new List<int>(), new List<int>() };
-        BatchEvent? failed = null;
+        var failed = new Dictionary<BatchSequence, BatchEvent>();
         for (int step = 0; step < 20 && batch.Count > 0; step++)
             foreach (var ev in batch.Step())
             {
-                if (ev.Sequence == bad) { Assert.That(failed, Is.Null, "one event ends it"); failed = ev; continue; }
+                if (ev.Sequence == bad || ev.Sequence == badPlain)
+                {
+                    Assert.That(failed.ContainsKey(ev.Sequence), Is.False, "one event ends it");
+                    failed[ev.Sequence] = ev;
+                    continue;
+                }
                 tokens[ev.Sequence == first ? 0 : 1].Add(ev.Token);
             }
         Assert.That(tokens[0], Is.EqualTo(alone[0]));
         Assert.That(tokens[1], Is.EqualTo(alone[1]));
-        Assert.That(failed, Is.Not.Null);
-        Assert.That(failed!.Finished, Is.EqualTo(FinishReason.Error));
-        Assert.That(failed.Token, Is.EqualTo(-1));
-        Assert.That(failed.Error, Does.Contain("leave no probability"));
-        Assert.That(bad.Left, Is.True);
-        Assert.That(bad.GeneratedTokens, Is.Zero);
+        foreach (var (sequence, what) in new[] { (bad, "top-p"), (badPlain, "plain temperature") })
+        {
+            Assert.That(failed.TryGetValue(sequence, out var ev), what);
+            Assert.That(ev!.Finished, Is.EqualTo(FinishReason.Error), what);
+            Assert.That(ev.Token, Is.EqualTo(-1), what);
+            Assert.That(ev.Error, Does.Contain(Refusal), what);
+            Assert.That(sequence.Left, Is.True, what);
+            Assert.That(sequence.GeneratedTokens, Is.Zero, what);
+        }
         Assert.That(batch.Count, Is.Zero);
     }
 

@@ -9,7 +9,8 @@ namespace Parrot.Parrot.Tests.Inference;
 /// <c>Tensor.TopK</c> gives them, instead of the whole row) against the whole-row path, and the whole-row path against the
 /// sampler before the refactor (<see cref="FormerTokenSampler"/>), over streams of rows: same ids, same draws. Crafted rows
 /// for every case where the candidates cannot decide (ties at the k-th value past the margin, NaN, k ≥ vocabulary, a
-/// temperature that merges floats) and where they decide through the rebuilt row (+∞, a nucleus down to probability 0).
+/// temperature that merges floats) and where they decide through the rebuilt row (+∞, a nucleus down to probability 0);
+/// a sampled row with a +∞ logit is refused on every path (<see cref="ASampledRowWithAPlusInfinityIsRefused"/>).
 /// </summary>
 public class TokenSamplerCandidatesTests
 {
@@ -51,11 +52,19 @@ public class TokenSamplerCandidatesTests
         return (i.ToLongArray().Select(id => (int)id).ToArray(), v.ToFloatArray());
     }
 
+    /// <summary>What the whole row refuses a sampled row with a +∞ logit with (TokenSampler.Sample).</summary>
+    internal const string PlusInfinity = "generate: the logits leave no probability to sample from (a +∞ logit) — the checkpoint or the inputs hold non-finite values";
+
+    /// <summary>
+    /// The whole-row path against the former sampler over streams of rows: the same id for every row the former could
+    /// sample, and for a sampled row with a +∞ logit (which the former turned into its last id without top-p) the
+    /// refusal, with no draw taken and nothing seen, so the rows after it still match.
+    /// </summary>
     [Test]
     public void TheWholeRowPathIsTheFormerSampler()
     {
         var rng = new Random(1);
-        int draws = 0;
+        int draws = 0, refused = 0;
         for (int trial = 0; trial < 300; trial++)
         {
             int vocab = rng.Next(1, 200);
@@ -66,11 +75,68 @@ public class TokenSamplerCandidatesTests
             for (int step = 0; step < 8; step++)
             {
                 var row = Row(rng, vocab, rng.Next(7));
-                Assert.That(Outcome(() => now.Next((float[])row.Clone())), Is.EqualTo(Outcome(() => former.Next(row))), $"trial {trial} step {step}: {options}");
+                int got;
+                string? error = null;
+                try { got = now.Next((float[])row.Clone()); }
+                catch (InvalidOperationException e) { got = -1; error = e.Message; }
+                // No temperature here overflows a finite logit of these rows (|x| ≤ 40, T ≥ 1e-300): +∞ only where the row holds one.
+                bool plusInfinity = options.IsSampling && row.Any(float.IsPositiveInfinity);
+                Assert.That(error, plusInfinity ? Is.EqualTo(PlusInfinity) : Is.Null, $"trial {trial} step {step}: {options}");
+                Assert.That(got, Is.EqualTo(Outcome(() => former.Next(row))), $"trial {trial} step {step}: {options}");
+                if (plusInfinity) refused++;
                 draws++;
             }
         }
         Assert.That(draws, Is.EqualTo(2400));
+        Assert.That(refused, Is.GreaterThan(20), "sampled rows with a +∞ logit");
+    }
+
+    /// <summary>
+    /// A sampled row whose largest logit is +∞ has no distribution (∞ − ∞ makes every probability NaN): it is refused with
+    /// and without top-k, top-p or a repetition penalty, and through the candidates (the rebuilt row refuses it too), as
+    /// PyTorch's multinomial refuses such probabilities; greedy takes the +∞ id as the largest logit. Before, a row without
+    /// top-p gave its last id (every NaN probability skipped by the walk, which ended on the last id). The refusal takes no
+    /// draw: the next row's pick is a fresh sampler's.
+    /// </summary>
+    [Test]
+    public void ASampledRowWithAPlusInfinityIsRefused()
+    {
+        var row = Enumerable.Range(0, 50).Select(i => (float)Math.Sin(i)).ToArray();
+        row[17] = float.PositiveInfinity;
+        row[3] = float.NegativeInfinity;
+        row[30] = float.NaN;
+        var plain = new GenerationOptions { Temperature = 1, Seed = 4 };
+        Assert.That(new TokenSampler(plain with { Temperature = 0 }, 50, []).Next(row), Is.EqualTo(17), "greedy: the largest logit");
+        var next = Enumerable.Range(0, 50).Select(i => (float)Math.Cos(i)).ToArray();
+        foreach (var options in new[]
+        {
+            plain, plain with { Temperature = 0.3 }, plain with { TopP = 0.9 }, plain with { TopK = 5 }, plain with { TopK = 5, TopP = 0.5 },
+            plain with { RepetitionPenalty = 1.3 }, plain with { RepetitionPenalty = 0.7, TopK = 3 },
+        })
+        {
+            var sampler = new TokenSampler(options, 50, [17, 2]); // the +∞ id seen: the penalty leaves it +∞
+            var e = Assert.Throws<InvalidOperationException>(() => sampler.Next((float[])row.Clone()), options.ToString());
+            Assert.That(e!.Message, Is.EqualTo(PlusInfinity), options.ToString());
+            Assert.That(sampler.Next(next), Is.EqualTo(new TokenSampler(options, 50, [17, 2]).Next(next)), $"{options}: no draw taken by the refusal");
+        }
+        // Two +∞ (still no distribution), and one at the last id (the id the former walk returned for every such row).
+        var two = (float[])row.Clone(); two[40] = float.PositiveInfinity;
+        var last = (float[])row.Clone(); last[17] = 0; last[49] = float.PositiveInfinity;
+        foreach (var r in new[] { two, last })
+            Assert.That(() => new TokenSampler(plain, 50, []).Next(r), Throws.InvalidOperationException.With.Message.EqualTo(PlusInfinity));
+        // A finite logit that a tiny temperature overflows to +∞ is the same row to the sampler.
+        var huge = Enumerable.Range(0, 50).Select(i => i == 9 ? 3e38f : 0f).ToArray();
+        Assert.That(() => new TokenSampler(plain with { Temperature = 1e-300 }, 50, []).Next(huge), Throws.InvalidOperationException.With.Message.EqualTo(PlusInfinity));
+        Assert.That(new TokenSampler(plain with { Temperature = 1e-300 }, 50, []).Next(row.Select(x => float.IsPositiveInfinity(x) ? 3 : x).ToArray()), Is.EqualTo(17), "finite: the one far above the others");
+
+        // The candidates (top-k): the +∞ is among them; their sums are not finite, so the row is rebuilt and refused.
+        var topK = plain with { TopK = 5 };
+        var (ids, values) = Top(row, 8, Device.Cpu);
+        Assert.That(ids[0], Is.EqualTo(30), "TopK ranks NaN first");
+        (ids, values) = (ids[1..], values[1..]);
+        Assert.That(TokenSampler.CandidatesSuffice(topK, 50, ids, values), Is.True);
+        Assert.That(() => new TokenSampler(topK, 50, []).NextFromCandidates(ids, values), Throws.InvalidOperationException.With.Message.EqualTo(PlusInfinity));
+        Assert.That(new TokenSampler(topK with { Temperature = 0 }, 50, []).NextFromCandidates(ids, values), Is.EqualTo(17), "greedy from the candidates");
     }
 
     /// <summary>
@@ -116,11 +182,11 @@ public class TokenSamplerCandidatesTests
 
     private static int FullPick(GenerationOptions options, float[] row) => new FormerTokenSampler(options, row.Length, []).Next(row);
 
-    /// <summary>The id, or −1 where the sampler throws (the former one on +∞ with top-p: no token keeps any probability).</summary>
+    /// <summary>The id, or −1 where the sampler refuses the row: a sampled row with a +∞ logit leaves no probability to sample from (the former sampler refuses it too).</summary>
     private static int Outcome(Func<int> pick)
     {
         try { return pick(); }
-        catch (Exception e) when (e is IndexOutOfRangeException || e.Message.Contains("no probability")) { return -1; }
+        catch (InvalidOperationException e) when (e.Message.Contains("no probability")) { return -1; }
     }
 
     private static int CandidatePick(GenerationOptions options, float[] row, int count)
@@ -213,16 +279,18 @@ public class TokenSamplerCandidatesTests
     [Test]
     public void RowsThatDecideThroughTheRebuiltRow()
     {
-        // +∞ among the candidates (∞ − ∞: the whole row's sums are NaN, which the ids left out join) and a top-p just below
-        // 1 (the nucleus's threshold may reach probability 0, where the left-out ids join its sort): decided by rebuilding
-        // the row, the same ids as the whole row's.
+        // +∞ among the candidates (the whole row refuses it; the candidates cannot take the left-out ids' part in it) and a
+        // top-p just below 1 (the nucleus's threshold may reach probability 0, where the left-out ids join its sort):
+        // decided by rebuilding the row, the same ids as the whole row's, and the same refusal for every +∞.
         var rng = new Random(9);
         for (int trial = 0; trial < 60; trial++)
         {
             var row = Enumerable.Range(0, 100).Select(_ => (float)(rng.NextDouble() * 4)).ToArray();
             if (trial % 2 == 0) row[rng.Next(100)] = float.PositiveInfinity;
             var options = new GenerationOptions { Temperature = 0.7, TopK = 10, TopP = trial % 3 == 0 ? 1 : 0.9999999999999999, Seed = (ulong)trial };
-            Assert.That(Outcome(() => CandidatePick(options, row, 14)), Is.EqualTo(Outcome(() => FullPick(options, row))), $"trial {trial}");
+            int pick = Outcome(() => CandidatePick(options, row, 14));
+            Assert.That(pick, Is.EqualTo(Outcome(() => FullPick(options, row))), $"trial {trial}");
+            Assert.That(pick == -1, Is.EqualTo(trial % 2 == 0), $"trial {trial}: refused exactly where the row holds +∞");
         }
     }
 
@@ -266,8 +334,9 @@ public class TokenSamplerCandidatesTests
 }
 
 /// <summary>
-/// TokenSampler as it was before it ran over spans of candidates (commit b109bc4), verbatim: the reference the refactored
-/// whole-row path and the candidates path must match bit for bit.
+/// TokenSampler as it was before it ran over spans of candidates (commit b109bc4), verbatim but for one documented change
+/// (a sampled row whose largest logit is +∞ is refused, see <see cref="Sample"/>): the reference the refactored whole-row
+/// path and the candidates path must match bit for bit.
 /// </summary>
 internal sealed class FormerTokenSampler
 {
@@ -331,6 +400,10 @@ internal sealed class FormerTokenSampler
         double max = double.NegativeInfinity;
         for (int i = 0; i < v; i++) if (l[i] > max) max = l[i];
         if (double.IsNegativeInfinity(max)) return ArgMax(l);
+        // The one change from b109bc4, made in TokenSampler too: a +∞ logit makes every probability NaN (∞ − ∞), and the
+        // walk below ran past them all to the last id (without top-p; with top-p KeepNucleus threw). Such a row is refused
+        // before any draw, as PyTorch's multinomial refuses non-finite probabilities; every finite row is as it was.
+        if (double.IsPositiveInfinity(max)) throw new InvalidOperationException("former: no probability to sample from (a +∞ logit)");
         double sum = 0;
         for (int i = 0; i < v; i++) { l[i] = Math.Exp(l[i] - max); sum += l[i]; }
         for (int i = 0; i < v; i++) l[i] /= sum;

@@ -411,7 +411,7 @@ public class TokenSamplerPenalisedChunksTests
                 var plus = row.ToArray();
                 plus[vocab - 1] = float.PositiveInfinity;
                 r = Run(options, plus, edges);
-                Assert.That(!r.Fast && r.Pick == r.Whole && r.Why == "no finite maximum", $"{what}, a seen +∞: {r}");
+                Assert.That(!r.Fast && r.Pick == -1 && r.Whole == -1 && r.Why == "no finite maximum", $"{what}, a seen +∞ (refused by the whole row): {r}");
 
                 var nan = row.ToArray();
                 nan[5 * size] = float.NaN;
