@@ -166,6 +166,34 @@ public class EvalCommandTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));
     }
+    /// <summary>
+    /// Questions past the model's context with the token limit are found before any answer is generated and refused in one
+    /// error (how many, the first few, the context, the limit, what to lower), and nothing is written: before, the run
+    /// stopped at the first one it reached, with the journal and the answers before it already written.
+    /// </summary>
+    [Test]
+    public void QuestionsPastTheContextAreRefusedUpFrontWithoutWritingAnything()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        string[] data = ["--data", Path.Combine(bench, "mmmb_en.tsv"), Path.Combine(bench, "mmmb_cn.tsv")];
+        var (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "1020"]);
+        Assert.That(code, Is.EqualTo(1), stderr + stdout);
+        Assert.That(stderr, Does.StartWith("parrot eval: 14 questions do not fit the model's context of 1024 tokens (max_position_embeddings) with --max-new-tokens 1020: mmmb_en.tsv index 0 (")
+            .And.Contain(" and 9 more; nothing was generated. Lower --max-new-tokens to "));
+        Assert.That(Directory.Exists(output), Is.False, "no output folder, no journal");
+
+        // The hint's limit runs.
+        int suggested = int.Parse(System.Text.RegularExpressions.Regex.Match(stderr, @"Lower --max-new-tokens to (\d+) or less").Groups[1].Value);
+        (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", $"{suggested}", "--limit", "1"]);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        var other = Path.Combine(root, "eval-2");
+        (code, _, stderr) = Eval(["--model", model, .. data, "--out", other, "--max-new-tokens", $"{suggested + 1}"]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("do not fit the model's context").Or.Contain("does not fit the model's context"));
+        Assert.That(Directory.Exists(other), Is.False);
+    }
+
     [Test]
     public void AFileWithoutAUsableQuestionIsAnErrorNotAZeroScore()
     {

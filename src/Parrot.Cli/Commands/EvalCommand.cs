@@ -22,7 +22,7 @@ internal static class EvalCommand
         var model = new Option<string?>("--model") { Description = "Parrot model directory (config.json, safetensors, tokenizer.json; the vision tower from mm_vision_tower or --vision)" };
         var data = new Option<string[]>("--data") { Description = "Benchmark TSV files (VLMEvalKit format); the language comes from the name (_en, _cn/_zh, _pt, _ar, _tr, _ru) or --lang", AllowMultipleArgumentsPerToken = true };
         var outDir = new Option<string>("--out") { Description = "Output folder: predictions.tsv, summary.json, summary.md (and the partial results of a run)", Required = true };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens generated per answer; each question's prompt and these must fit the model's context (max_position_embeddings), else the run stops with an error naming the lengths", DefaultValueFactory = _ => 512 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens generated per answer; each question's prompt and these must fit the model's context (max_position_embeddings); every question is checked before any answer is generated, and a run with questions that do not fit is refused, naming them, before it writes anything", DefaultValueFactory = _ => 512 };
         var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N scored units (questions, circular groups or groups) of each file" };
         var lang = new Option<string?>("--lang") { Description = "Language of every input (en, zh or cn, pt, ar, tr, ru), instead of the file names'" };
         var protocol = new Option<string?>("--protocol") { Description = "Scoring protocol for every input: vanilla, circular or grouped (default: circular for names containing 'mmbench', grouped with a 'group' column, else vanilla)" };
@@ -70,8 +70,18 @@ internal static class EvalCommand
             foreach (var b in benchmarks) PrintProblems(b.Name, b.Problems);
             foreach (var b in benchmarks) RequireQuestions(b.Name, b.Rows.Count, b.Problems.Count);
 
-            Directory.CreateDirectory(output);
             string? visionDir = p.GetValue(vision);
+            // The model first, then every question's length checked against its context, and only then the output folder
+            // and the journal: a refused run writes nothing (before, a question that did not fit stopped the run when it
+            // was reached, with the answers before it generated and journaled).
+            using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
+            if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
+                throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
+            var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
+            try { Evaluator.CheckContext(benchmarks, generator, options); }
+            catch (QuestionsTooLongException e) { throw new ArgumentException(e.Describe("--max-new-tokens"), e); } // the option's name in the hint
+
+            Directory.CreateDirectory(output);
             var run = new Dictionary<string, string>
             {
                 ["model"] = Path.GetFullPath(modelDir),
@@ -81,10 +91,6 @@ internal static class EvalCommand
             };
             using var journal = PredictionJournal.Open(Path.Combine(output, JournalName), run);
             if (journal.Recovered > 0) Console.WriteLine($"resuming: {journal.Recovered} answers from {journal.Path}");
-            using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
-            if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
-                throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
-            var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
             var results = Evaluator.Run(benchmarks, generator, options, journal, new ProgressView().Report);
             Finish(output, results);
             return 0;

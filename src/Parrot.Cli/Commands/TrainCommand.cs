@@ -35,7 +35,7 @@ internal static class TrainCommand
         var maxLength = new Option<int?>("--max-length") { Description = "Longest sequence with its visual tokens (default 2048; a sample past the model's context, max_position_embeddings, is refused too)" };
         var seed = new Option<ulong?>("--seed") { Description = "Seed of the data order and of stage 2's fresh MoE (default 42)" };
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: only at the end)", DefaultValueFactory = _ => 0 };
-        var resume = new Option<bool>("--resume") { Description = "Continue from the latest checkpoint in --out" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the latest checkpoint in --out (refused when its stage, seed, --lr, --batch, step count or data differ: trainer_state.json records the data's sample count and fingerprint)" };
         var skipBad = new Option<bool>("--skip-bad") { Description = "Report and skip bad samples instead of stopping" };
         var bf16 = new Option<bool>("--bf16") { Description = "bf16 weights and activations with float32 master weights" };
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Activation checkpointing (recompute decoder layers in backward)" };

@@ -60,9 +60,58 @@ public sealed class LlavaDataset
     /// <summary>The data file.</summary>
     public string File { get; }
 
-    private LlavaDataset(string file, List<LlavaExample> examples, List<LlavaProblem> skipped)
+    private readonly string _imagesDir;
+    private readonly Lazy<string> _fingerprint;
+
+    private LlavaDataset(string file, string imagesDir, List<LlavaExample> examples, List<LlavaProblem> skipped)
     {
         File = file; Examples = examples; Skipped = skipped;
+        _imagesDir = imagesDir;
+        _fingerprint = new Lazy<string>(ComputeFingerprint);
+    }
+
+    /// <summary>
+    /// "sha256:" and the hex SHA-256 of what a run trains on, in order: every kept sample's id, image path (relative to the
+    /// images folder), language, ids and labels. A training checkpoint records it (trainer_state.json's data_fingerprint), so
+    /// that a resumed run on another data set of the same size — another order, other conversations or images, another
+    /// --skip-bad outcome — is refused instead of going on silently with other samples. Hashed from the samples already in
+    /// memory, not from the file (no second read of a large LLaVA json; a reformatted but identical file keeps it) and not
+    /// from the images (never read: their paths stand for them; the feature cache is keyed by file); relative paths keep it
+    /// when the images folder moves. Computed once, when first asked.
+    /// </summary>
+    public string Fingerprint => _fingerprint.Value;
+
+    private string ComputeFingerprint()
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var number = new byte[4];
+        void Int(int v) { System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(number, v); sha.AppendData(number); }
+        // Every field is length-prefixed (null: −1), so no two different sample lists give the same bytes.
+        void Text(string? t)
+        {
+            if (t is null) { Int(-1); return; }
+            var bytes = System.Text.Encoding.UTF8.GetBytes(t);
+            Int(bytes.Length);
+            sha.AppendData(bytes);
+        }
+        void Ints(int[] values)
+        {
+            Int(values.Length);
+            var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan());
+            if (BitConverter.IsLittleEndian) sha.AppendData(bytes);
+            else foreach (int v in values) Int(v);
+        }
+        Int(Examples.Count);
+        foreach (var e in Examples)
+        {
+            Text(e.Id);
+            // Forward slashes: the same data set on another system gives the same text.
+            Text(e.ImagePath is null ? null : Path.GetRelativePath(_imagesDir, e.ImagePath).Replace('\\', '/'));
+            Text(e.Language);
+            Ints(e.Ids);
+            Ints(e.Labels);
+        }
+        return "sha256:" + Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
     /// <summary>Reads <paramref name="path"/>, resolving image paths against <paramref name="imagesDir"/> (the JSON's folder when null).</summary>
@@ -75,7 +124,7 @@ public sealed class LlavaDataset
         if (options.MaxLength < 2) throw new ArgumentOutOfRangeException(nameof(options), options.MaxLength, "LlavaDataset: the maximum length must be at least 2");
         if (options.Context < 2) throw new ArgumentOutOfRangeException(nameof(options), options.Context, "LlavaDataset: the model's context must be at least 2");
         if (!System.IO.File.Exists(path)) throw new LlavaDataException($"{path}: data file not found");
-        imagesDir ??= Path.GetDirectoryName(Path.GetFullPath(path))!;
+        imagesDir = Path.GetFullPath(imagesDir ?? Path.GetDirectoryName(Path.GetFullPath(path))!);
         var examples = new List<LlavaExample>();
         var skipped = new List<LlavaProblem>();
         int index = 0;
@@ -95,7 +144,7 @@ public sealed class LlavaDataset
             }
         }
         if (examples.Count == 0) throw new LlavaDataException($"{path}: no usable samples" + (skipped.Count > 0 ? $" ({skipped.Count} skipped as bad)" : ""));
-        return new LlavaDataset(path, examples, skipped);
+        return new LlavaDataset(path, imagesDir, examples, skipped);
     }
 
     /// <summary>The language of a sample: its "language" field, else an id prefix before '_', '-' or '/' that is a known code.</summary>

@@ -104,6 +104,7 @@ public static class Evaluator
         if (duplicate is not null) throw new ArgumentException($"two input files are named {duplicate.Key}: datasets are told apart by file name");
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be ≥ 1");
         if (options.SwapImages && journal is not null) throw new ArgumentException("an image-swap ablation cannot use a journal: its answers are not the questions' answers");
+        CheckContext(files, generator, options, journal);
         var batch = generator as IBatchAnswerGenerator;
         int batchSize = batch is null ? 1 : options.BatchSize;
         var results = new List<DatasetResult>(files.Count);
@@ -185,6 +186,41 @@ public static class Evaluator
             results.Add(DatasetResult.Create(file, protocol, answers.Where(a => a is not null).Select(a => a!.Value), problems));
         }
         return results;
+    }
+
+    /// <summary>
+    /// Checks, before any answer is generated, that every question <see cref="Run"/> would ask (the same rows: the limit,
+    /// the swapped images; none the <paramref name="journal"/> already answers) fits <paramref name="generator"/>'s context
+    /// with <see cref="EvaluationOptions.MaxNewTokens"/> new tokens, as generation checks it (<see cref="Inference.ContextWindow"/>).
+    /// A question that did not fit used to stop the run when it was reached, after everything before it had been generated.
+    /// Only prompts are tokenized: a question with an image counts the model's visual tokens, and no image is decoded (a row
+    /// whose image turns out not to be valid base64, which the run would skip, is counted as a question with an image).
+    /// Generators that cannot tell lengths (not an <see cref="IContextAwareGenerator"/>), and questions whose length they
+    /// cannot tell, are left to generation's own check.
+    /// </summary>
+    /// <exception cref="QuestionsTooLongException">Some questions do not fit: all of them are counted, the first few named.</exception>
+    public static void CheckContext(IReadOnlyList<BenchmarkFile> files, IAnswerGenerator generator, EvaluationOptions? options = null, PredictionJournal? journal = null)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        ArgumentNullException.ThrowIfNull(generator);
+        options ??= new EvaluationOptions();
+        // With no new tokens nothing runs, so no prompt was ever refused (ContextWindow.Room: the answer must have room).
+        if (generator is not IContextAwareGenerator lengths || options.MaxNewTokens <= 0) return;
+        int context = lengths.ContextLength, maxNew = options.MaxNewTokens;
+        var tooLong = new List<(string Dataset, string Index, int PromptLength)>();
+        foreach (var file in files)
+        {
+            var rows = options.Limit is int limit ? file.FirstUnits(limit, options.Protocol ?? file.DefaultProtocol) : file.Rows;
+            for (int k = 0; k < rows.Count; k++)
+            {
+                var row = rows[k];
+                if (journal is not null && journal.TryGet(file.Name, row.IndexText, out _)) continue;
+                bool withImage = (options.SwapImages ? rows[(k + rows.Count / 2) % rows.Count].Image : row.Image) is not null;
+                if (lengths.PromptLength(row.Question.Prompt(), withImage) is int length && (long)length + maxNew > context)
+                    tooLong.Add((file.Name, row.IndexText, length));
+            }
+        }
+        if (tooLong.Count > 0) throw new QuestionsTooLongException(tooLong, context, maxNew);
     }
 
     /// <summary>

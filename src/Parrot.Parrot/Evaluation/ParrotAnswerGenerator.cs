@@ -18,7 +18,7 @@ namespace Parrot.Parrot.Evaluation;
 /// scoring time so that predictions.tsv keeps what the model said. Not thread-safe beyond what
 /// <see cref="ParrotModel"/> guarantees (calls run one at a time).
 /// </summary>
-public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IDisposable
+public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IContextAwareGenerator, IDisposable
 {
     private readonly ParrotModel _model;
     private readonly List<double[]>? _routed;
@@ -104,8 +104,25 @@ public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IDisposable
     }
 
     /// <summary>The reference's query: <c>&lt;image&gt;\n</c> + prompt (the placeholder is a literal in the text, not re-placed), one user turn.</summary>
-    internal static IReadOnlyList<ChatTurn> Conversation(AnswerRequest request) =>
-        [new ChatTurn(ChatRole.User, request.Image is null ? request.Prompt : ChatMl.ImagePlaceholder + "\n" + request.Prompt)];
+    internal static IReadOnlyList<ChatTurn> Conversation(AnswerRequest request) => Conversation(request.Prompt, request.Image is not null);
+
+    private static IReadOnlyList<ChatTurn> Conversation(string prompt, bool withImage) =>
+        [new ChatTurn(ChatRole.User, withImage ? ChatMl.ImagePlaceholder + "\n" + prompt : prompt)];
+
+    /// <inheritdoc/>
+    public int ContextLength => _model.ContextLength;
+
+    /// <summary>
+    /// The prompt's ids as <see cref="Generate"/> builds them, the image marker counted as the model's visual tokens (the
+    /// tower's feature rows, known from its config: no image is decoded or encoded), as the generator counts them.
+    /// </summary>
+    public int? PromptLength(string prompt, bool withImage)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        int ids = _model.Chat.BuildPrompt(Conversation(prompt, withImage)).Length;
+        if (!withImage) return ids;
+        return _model.VisualTokens is int visual ? ids - 1 + visual : null;
+    }
 
     /// <summary>The prompt ids the model gets for <paramref name="request"/> (<see cref="ChatMl.ImageTokenIndex"/> where the image goes).</summary>
     internal int[] PromptIds(AnswerRequest request) => _model.Chat.BuildPrompt(Conversation(request));

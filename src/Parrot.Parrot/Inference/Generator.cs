@@ -61,6 +61,15 @@ public sealed class Generator
     {
         ArgumentNullException.ThrowIfNull(model);
         int vocab = model.Config.VocabSize;
+        // Messages without "generate: " and without the prompt's name: the session's batch check adds both (MeasureText).
+        int MeasureText(GenerationPrompt p)
+        {
+            if (p.ImageFeatures is not null || p.Ids.Contains(ChatMl.ImageTokenIndex))
+                throw new ArgumentException("this is a text-only Qwen2 model; it cannot take an image");
+            foreach (var id in p.Ids)
+                if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} is outside the vocabulary [0, {vocab})");
+            return p.Ids.Length;
+        }
         return new KvCacheModel(model.Model, model.LmHead, p =>
         {
             if (p.ImageFeatures is not null || p.Ids.Contains(ChatMl.ImageTokenIndex))
@@ -69,7 +78,7 @@ public sealed class Generator
                 if ((uint)id >= (uint)vocab) throw new ArgumentException($"generate: token id {id} is outside the vocabulary [0, {vocab})");
             var ids = Tensor.FromArray(p.Ids.Select(i => (long)i).ToArray(), model.Model.EmbedTokens.Weight.Value.Device, 1, p.Ids.Length);
             return model.Model.EmbedTokens.Forward(ids);
-        }, vocab) { Mode = mode };
+        }, MeasureText, vocab) { Mode = mode };
     }
 
     /// <summary>
@@ -123,7 +132,31 @@ public sealed class Generator
             var (embeds, _, _, routing) = model.Assemble([new ParrotSample(p.Ids, null, features is null ? -1 : 0)], features, int.MaxValue);
             if (onRouting is not null && routing[0] is { } weights) onRouting(weights.Value.ToDoubleArray());
             return embeds;
-        }, model.Config.Text.VocabSize) { Mode = mode };
+        }, p => MeasureParrot(model.Config, p), model.Config.Text.VocabSize) { Mode = mode };
+    }
+
+    /// <summary>
+    /// The positions a Parrot prompt takes, checked as <c>ParrotForCausalLM.Assemble</c> checks it but without running
+    /// anything: T − 1 + the image's visual tokens (its feature rows [1+N, C], less the CLS row for "patch") with an image,
+    /// T without. Messages name no prompt (the session's batch check does).
+    /// </summary>
+    internal static int MeasureParrot(ParrotConfig config, GenerationPrompt p)
+    {
+        int vocab = config.Text.VocabSize, markers = 0;
+        for (int t = 0; t < p.Ids.Length; t++)
+        {
+            int id = p.Ids[t];
+            if (id == ChatMl.ImageTokenIndex) markers++;
+            else if ((uint)id >= (uint)vocab) throw new ArgumentException($"token id {id} (position {t}) is outside the vocabulary [0, {vocab})");
+        }
+        if (markers > 1) throw new ArgumentException($"the prompt has {markers} image markers; one image per prompt is supported");
+        if ((markers == 1) != (p.ImageFeatures is not null))
+            throw new ArgumentException(markers == 1 ? "the prompt has an image marker but no image features" : "image features were given but the prompt has no image marker");
+        if (p.ImageFeatures is not { } f) return p.Ids.Length;
+        if (f.Rank != 2 || f.Dim(1) != config.MmHiddenSize || f.Dim(0) < 1)
+            throw new ArgumentException($"image features {f.ShapeString()} must be [1+N, {config.MmHiddenSize}]");
+        int visual = config.MmVisionSelectFeature == "patch" ? f.Dim(0) - 1 : f.Dim(0);
+        return p.Ids.Length - 1 + visual;
     }
 
     /// <summary>Generates the answer to one prompt.</summary>

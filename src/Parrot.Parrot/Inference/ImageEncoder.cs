@@ -13,6 +13,13 @@ public interface IImageEncoder : IDisposable
 {
     /// <summary>Features [1+N, C] of <paramref name="image"/>; the caller owns (disposes) the tensor.</summary>
     Tensor Encode(RgbImage image);
+
+    /// <summary>
+    /// 1+N, the rows <see cref="Encode"/> gives for every image, when the encoder knows it without encoding one (a fixed
+    /// input size); null when it does not say. <see cref="ParrotModel"/> uses it to check a batch's prompt lengths against
+    /// the context before any image is encoded.
+    /// </summary>
+    int? FeatureRows => null;
 }
 
 /// <summary>
@@ -49,6 +56,9 @@ public sealed class ClipImageEncoder : IImageEncoder
 
     /// <summary>Whether images are padded to a square first.</summary>
     public bool PadToSquare { get; }
+
+    /// <summary>The tower's positions, 1 + its patches: every image is preprocessed to its input size.</summary>
+    public int? FeatureRows => _tower.Config.NumPositions;
 
     /// <inheritdoc/>
     public Tensor Encode(RgbImage image)

@@ -17,14 +17,20 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
     private readonly Qwen2Model _stack;
     private readonly Func<Variable, Variable> _head;
     private readonly Func<GenerationPrompt, Variable> _embed;
+    private readonly Func<GenerationPrompt, int> _measure;
 
     /// <param name="stack">The decoder layers and final norm.</param>
     /// <param name="head">Hidden states → logits.</param>
     /// <param name="embed">A prompt → its input embeddings [1, T, hidden] (validates the prompt).</param>
+    /// <param name="measure">
+    /// A prompt → T, the positions <paramref name="embed"/> would give it (an image's visual tokens included), without
+    /// running anything: it checks what <paramref name="embed"/> checks (ids, image), throwing an <see cref="ArgumentException"/>
+    /// whose message names no prompt (the session prefixes it), so that a batch is checked whole before any prompt runs.
+    /// </param>
     /// <param name="vocabSize">Logits per position.</param>
-    public KvCacheModel(Qwen2Model stack, Func<Variable, Variable> head, Func<GenerationPrompt, Variable> embed, int vocabSize)
+    public KvCacheModel(Qwen2Model stack, Func<Variable, Variable> head, Func<GenerationPrompt, Variable> embed, Func<GenerationPrompt, int> measure, int vocabSize)
     {
-        _stack = stack; _head = head; _embed = embed; VocabSize = vocabSize;
+        _stack = stack; _head = head; _embed = embed; _measure = measure; VocabSize = vocabSize;
     }
 
     public int VocabSize { get; }
@@ -44,6 +50,28 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
         return cacheRoom;
     };
 
+    /// <summary>
+    /// Every prompt of a batch checked — its ids, its image, its length with <paramref name="maxNew"/> new tokens against
+    /// the context — before any is prefilled. The sessions prefill row by row and checked each row as it came, so a batch
+    /// whose prompt 1 did not fit (or held a bad id) ran prompt 0's prefill (an image's MoE routing included), then threw
+    /// that work away. Errors name the prompt (its index) in a batch; the sessions' own checks at prefill stay as a backstop.
+    /// </summary>
+    private void CheckAll(IReadOnlyList<GenerationPrompt> prompts, int maxNew)
+    {
+        for (int r = 0; r < prompts.Count; r++)
+        {
+            var p = prompts[r] ?? throw new ArgumentException(prompts.Count > 1 ? $"generate: prompt {r} is null" : "generate: the prompt is null");
+            int length;
+            try { length = _measure(p); }
+            catch (ArgumentException e) when (e is not ArgumentNullException)
+            {
+                throw new ArgumentException(prompts.Count > 1 ? $"generate: prompt {r}: {e.Message}" : $"generate: {e.Message}", e);
+            }
+            if (length == 0) throw new ArgumentException(prompts.Count > 1 ? $"generate: prompt {r} is empty" : "generate: the prompt is empty");
+            Fits(maxNew, 0, r, prompts.Count)(length);
+        }
+    }
+
     /// <summary>Whether reading top-k candidates instead of rows saves a copy: the model is not on the CPU (<see cref="ICandidateDecodingSession"/>).</summary>
     internal bool CandidatesPay => _stack.EmbedTokens.Weight.Value.Device.Kind != DeviceKind.Cpu;
 
@@ -51,6 +79,7 @@ internal sealed partial class KvCacheModel : IAutoregressiveModel
     {
         ArgumentNullException.ThrowIfNull(prompts);
         if (prompts.Count == 0) throw new ArgumentException("generate: no prompts");
+        CheckAll(prompts, Math.Max(maxNewTokens, 1));
         return UsesStaticStep ? new StaticSession(this, prompts, maxNewTokens) : new Session(this, prompts, maxNewTokens);
     }
 

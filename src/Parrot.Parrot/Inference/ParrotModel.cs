@@ -227,9 +227,7 @@ public sealed partial class ParrotModel : IDisposable
         var features = new List<Tensor>();
         try
         {
-            var prompts = new GenerationPrompt[conversations.Count];
-            for (int i = 0; i < prompts.Length; i++) prompts[i] = Prompt(conversations[i], images[i], features);
-            return _generator.Generate(prompts, options);
+            return _generator.Generate(Prompts(conversations, images, options, features), options);
         }
         finally
         {
@@ -252,7 +250,7 @@ public sealed partial class ParrotModel : IDisposable
         var features = new List<Tensor>();
         try
         {
-            var prompt = Prompt(conversation, image, features);
+            var prompt = Prompts([conversation], [image], options, features)[0];
             var tokens = new List<int>();
             var text = new System.Text.StringBuilder();
             foreach (var e in _generator.Stream([prompt], options))
@@ -312,18 +310,75 @@ public sealed partial class ParrotModel : IDisposable
         return [new ChatTurn(ChatRole.User, question, HasImage: image is not null)];
     }
 
-    private GenerationPrompt Prompt(IReadOnlyList<ChatTurn> conversation, RgbImage? image, List<Tensor> owned)
+    private GenerationPrompt Prompt(IReadOnlyList<ChatTurn> conversation, RgbImage? image, List<Tensor> owned) =>
+        Encoded(PromptIds(conversation, image), image, owned);
+
+    /// <summary>
+    /// The prompts of a call, checked whole before any image is encoded or any prompt runs: each conversation's ids and
+    /// image, then (when <paramref name="options"/> ask for new tokens) each prompt's length with them against the context,
+    /// counting an image as <see cref="VisualTokens"/> positions where the encoder says how many. Before, prompt i's image
+    /// was encoded (and, in the generator, prompts before it prefilled) before prompt i was found not to fit. Errors of a
+    /// batch name the prompt (its index); the generator checks the encoded prompts again (the actual feature rows).
+    /// </summary>
+    private GenerationPrompt[] Prompts(IReadOnlyList<IReadOnlyList<ChatTurn>> conversations, IReadOnlyList<RgbImage?> images, GenerationOptions? options, List<Tensor> owned)
+    {
+        var settings = options ?? new GenerationOptions();
+        settings.Validate();
+        int n = conversations.Count;
+        var ids = new int[n][];
+        for (int i = 0; i < n; i++) ids[i] = Named(i, n, () => PromptIds(conversations[i], images[i]));
+        if (settings.MaxNewTokens > 0) // with none the generator runs nothing, so no length was ever refused
+            for (int i = 0; i < n; i++)
+            {
+                int? length = images[i] is null ? ids[i].Length : VisualTokens is int v ? ids[i].Length - 1 + v : null;
+                if (length is int t) Named(i, n, () => ContextWindow.Room(ContextLength, t, settings.MaxNewTokens));
+            }
+        var prompts = new GenerationPrompt[n];
+        for (int i = 0; i < n; i++) prompts[i] = Encoded(ids[i], images[i], owned);
+        return prompts;
+    }
+
+    /// <summary>
+    /// Runs a check of prompt <paramref name="i"/> of <paramref name="n"/>; in a batch its error says which prompt (the same
+    /// exception type; the generator's context errors read "prompt i: …" too).
+    /// </summary>
+    private static T Named<T>(int i, int n, Func<T> check)
+    {
+        if (n == 1) return check();
+        try { return check(); }
+        catch (PromptTooLongException e) { throw new PromptTooLongException($"prompt {i}: {e.Message}"); }
+        catch (ArgumentException e) when (e is not ArgumentNullException) { throw new ArgumentException($"prompt {i}: {e.Message}", e); }
+        catch (InvalidOperationException e) { throw new InvalidOperationException($"prompt {i}: {e.Message}", e); }
+    }
+
+    /// <summary>
+    /// Positions an image takes in a prompt (its visual tokens), when the encoder says how many rows its features have
+    /// (<see cref="IImageEncoder.FeatureRows"/>): all of them for cls_patch, the CLS row dropped for patch — as
+    /// <c>ParrotForCausalLM.Assemble</c> splices them. Null for a model without an encoder or an encoder that does not say.
+    /// </summary>
+    internal int? VisualTokens => _model is ParrotModelDirectory d && _encoder?.FeatureRows is int rows
+        ? (d.Model.Config.MmVisionSelectFeature == "patch" ? rows - 1 : rows) : null;
+
+    /// <summary>The prompt ids of <paramref name="conversation"/>, checked against <paramref name="image"/> and the model (nothing is encoded).</summary>
+    private int[] PromptIds(IReadOnlyList<ChatTurn> conversation, RgbImage? image)
     {
         ArgumentNullException.ThrowIfNull(conversation);
         var ids = Chat.BuildPrompt(conversation);
         int markers = ids.Count(i => i == ChatMl.ImageTokenIndex);
         if (markers > 1) throw new ArgumentException("Parrot takes one image per conversation; this one has several <image> markers");
         if (markers == 1 && image is null) throw new ArgumentException("the conversation has an <image> marker but no image was given");
-        if (image is null) return new GenerationPrompt(ids);
+        if (image is null) return ids;
         if (!IsMultimodal) throw new ArgumentException($"{Directory}: a text-only Qwen2 model cannot look at images");
         if (_encoder is null) throw new InvalidOperationException($"{Directory}: this Parrot model has no vision tower (config.json's mm_vision_tower names no directory here), so it cannot take images");
         if (markers == 0) throw new ArgumentException("an image was given but no turn of the conversation carries it");
-        var features = TensorScope.Detach(_encoder.Encode(image));
+        return ids;
+    }
+
+    /// <summary>The prompt of checked <paramref name="ids"/>, <paramref name="image"/> encoded (its features added to <paramref name="owned"/>).</summary>
+    private GenerationPrompt Encoded(int[] ids, RgbImage? image, List<Tensor> owned)
+    {
+        if (image is null) return new GenerationPrompt(ids);
+        var features = TensorScope.Detach(_encoder!.Encode(image));
         owned.Add(features);
         return new GenerationPrompt(ids, features);
     }
@@ -417,6 +472,8 @@ public sealed partial class ParrotModel : IDisposable
     /// <summary>The features of a loaded model directory's own tower.</summary>
     private sealed class DirectoryImageEncoder(ParrotModelDirectory directory) : IImageEncoder
     {
+        public int? FeatureRows => directory.VisionTower?.Config.NumPositions;
+
         public Tensor Encode(RgbImage image)
         {
             using var scope = TensorScope.Begin();

@@ -9,14 +9,18 @@ using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Training;
 
-/// <summary>Where a run stands: steps done, the run's length, and the data order's epoch and offset.</summary>
-internal sealed record ParrotTrainerPosition(int Step, int TotalSteps, int Epoch, int Offset, int DataCount);
+/// <summary>
+/// Where a run stands: steps done, the run's length, and the data order's epoch and offset; the data it trains on (its
+/// sample count and <see cref="Data.LlavaDataset.Fingerprint"/>; null in checkpoints written before it was recorded).
+/// </summary>
+internal sealed record ParrotTrainerPosition(int Step, int TotalSteps, int Epoch, int Offset, int DataCount, string? DataFingerprint = null);
 
 /// <summary>
 /// A training checkpoint directory <c>checkpoint-{step}</c>: the model (config.json + model.safetensors,
 /// no vision tower), <c>optimizer.safetensors</c> (AdamW moments <c>m/{name}</c>, <c>v/{name}</c> and, in
 /// bf16, the float32 masters <c>master/{name}</c>) and <c>trainer_state.json</c> (stage, step, optimizer
-/// step count, epoch and offset of the data order, seed). It is written into a temporary directory and
+/// step count, epoch and offset of the data order, seed, bf16, learning rate, global batch, the data's sample count
+/// <c>data_count</c> and fingerprint <c>data_fingerprint</c>: see <see cref="Data.LlavaDataset.Fingerprint"/>). It is written into a temporary directory and
 /// renamed into place, so a run killed while saving leaves the previous checkpoint as the latest.
 /// </summary>
 public static class ParrotCheckpoint
@@ -75,6 +79,7 @@ public static class ParrotCheckpoint
             ["bf16"] = options.Bf16,
             ["learning_rate"] = options.LearningRate,
             ["global_batch"] = options.GlobalBatch,
+            ["data_fingerprint"] = position.DataFingerprint,
         };
         File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
@@ -82,8 +87,13 @@ public static class ParrotCheckpoint
         return final;
     }
 
+    /// <summary>
+    /// Reads a checkpoint into the model and optimizer after checking it belongs to this run (stage, seed, bf16, learning
+    /// rate, global batch, and the data: <paramref name="data"/>'s file, sample count and fingerprint) — all before any
+    /// weight is loaded.
+    /// </summary>
     internal static ParrotTrainerPosition Read(string dir, ParrotForCausalLM model, ParrotTrainingOptions options,
-        IReadOnlyList<(string Name, Variable Parameter)> trainable, Optimizer optimizer)
+        IReadOnlyList<(string Name, Variable Parameter)> trainable, Optimizer optimizer, Data.LlavaDataset data)
     {
         var statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) throw new InvalidDataException($"{dir}: not a training checkpoint (no {StateFile})");
@@ -114,9 +124,23 @@ public static class ParrotCheckpoint
             throw new InvalidDataException($"{dir}: the checkpoint's run has learning rate {Number("learning_rate").ToString("R", CultureInfo.InvariantCulture)}, this one {options.LearningRate.ToString("R", CultureInfo.InvariantCulture)}: the schedule would differ (start a new run to change it)");
         if (s["global_batch"] is not null && Int("global_batch") != options.GlobalBatch)
             throw new InvalidDataException($"{dir}: the checkpoint's run has a global batch of {Int("global_batch")}, this one {options.GlobalBatch}: the data position and the schedule would differ");
-        var position = new ParrotTrainerPosition(Int("step"), Int("total_steps"), Int("epoch"), Int("offset"), Int("data_count"));
+        string? fingerprint = s["data_fingerprint"] switch
+        {
+            null => null, // written before the field was: such a checkpoint still resumes, with the sample count checked alone
+            JsonValue v when v.TryGetValue<string>(out var f) && f.Length > 0 => f,
+            var v => throw new InvalidDataException($"{statePath}: 'data_fingerprint' is {v.ToJsonString()}, not a fingerprint string"),
+        };
+        var position = new ParrotTrainerPosition(Int("step"), Int("total_steps"), Int("epoch"), Int("offset"), Int("data_count"), fingerprint);
         if (position.Step < 0 || position.Step > position.TotalSteps || position.Epoch < 0 || position.Offset < 0 || position.Offset > position.DataCount)
             throw new InvalidDataException($"{statePath}: inconsistent position: step {position.Step} of {position.TotalSteps}, epoch {position.Epoch}, offset {position.Offset} of {position.DataCount} samples");
+        if (position.DataCount != data.Examples.Count)
+            throw new InvalidDataException($"{dir}: the checkpoint was trained on {position.DataCount} samples, the data now has {data.Examples.Count}: resuming would visit a different order");
+        // The count alone let a resumed run on another data set of the same size go on silently, with other samples in
+        // the order the checkpoint's offset points into.
+        if (fingerprint is not null && fingerprint != data.Fingerprint)
+            throw new InvalidDataException($"{dir}: the checkpoint's run trained on a different dataset: its data fingerprint is {fingerprint}, "
+                + $"this run's data ({data.File}, {data.Examples.Count} samples) has {data.Fingerprint} (the samples' ids, images, languages or tokens, or their order, differ); "
+                + "resuming would continue on other samples than the run it claims to continue: start a new run (another output folder) to train on this data");
 
         // Copy into the live tensors (not replace them): the optimizer holds float32 parameters as its masters.
         using (var ck = SafetensorsCheckpoint.Open(dir))

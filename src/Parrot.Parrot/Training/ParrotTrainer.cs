@@ -265,7 +265,7 @@ public sealed class ParrotTrainer : IDisposable
         try
         {
             if (_group.IsMain)
-                dir = ParrotCheckpoint.Write(outputDir, Step, _model, _options, _trainable, optimizer, new ParrotTrainerPosition(Step, TotalSteps, _order.Epoch, _order.Offset, _data.Examples.Count));
+                dir = ParrotCheckpoint.Write(outputDir, Step, _model, _options, _trainable, optimizer, new ParrotTrainerPosition(Step, TotalSteps, _order.Epoch, _order.Offset, _data.Examples.Count, _data.Fingerprint));
         }
         finally
         {
@@ -279,16 +279,15 @@ public sealed class ParrotTrainer : IDisposable
     public void Resume(string checkpointDir)
     {
         ParrotTrainerPosition position;
-        if (_dp.ZeroStage == 0) position = ParrotCheckpoint.Read(checkpointDir, _model, _options, _trainable, _optimizer);
+        // The data (count and fingerprint) is checked in Read, before any weight is loaded.
+        if (_dp.ZeroStage == 0) position = ParrotCheckpoint.Read(checkpointDir, _model, _options, _trainable, _optimizer, _data);
         else
         {
             // Every rank reads the whole state and keeps its own pieces of it.
             using var full = CreateOptimizer(_trainable.Select(p => p.Parameter).ToList());
-            position = ParrotCheckpoint.Read(checkpointDir, _model, _options, _trainable, full);
+            position = ParrotCheckpoint.Read(checkpointDir, _model, _options, _trainable, full, _data);
             _dp.ScatterOptimizer(full);
         }
-        if (position.DataCount != _data.Examples.Count)
-            throw new InvalidDataException($"{checkpointDir}: the checkpoint was trained on {position.DataCount} samples, the data now has {_data.Examples.Count}: resuming would visit a different order");
         if (position.TotalSteps != TotalSteps)
             throw new InvalidDataException($"{checkpointDir}: the checkpoint's run has {position.TotalSteps} steps, this one {TotalSteps}: the learning-rate schedule would differ");
         Step = position.Step;

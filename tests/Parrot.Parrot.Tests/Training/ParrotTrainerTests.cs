@@ -235,6 +235,35 @@ public class ParrotTrainerTests
         using (var t8 = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 2, steps: 1)))
             Assert.DoesNotThrow(() => t8.Resume(ck), "another split into micro-batches gives the same losses");
 
+        // Another data set of the same size (the same samples in another order; one answer changed) resumed silently with
+        // other samples at the checkpoint's offset: the checkpoint records the data's fingerprint.
+        var recorded = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(ck, "trainer_state.json")))!["data_fingerprint"]!.GetValue<string>();
+        Assert.That(recorded, Is.EqualTo(data.Fingerprint).And.StartWith("sha256:").And.Length.EqualTo(7 + 64));
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(data.File))!.AsArray();
+        var reordered = Path.Combine(dir, "reordered.json");
+        File.WriteAllText(reordered, new System.Text.Json.Nodes.JsonArray(json.Reverse().Select(n => n!.DeepClone()).ToArray()).ToJsonString());
+        var edited = Path.Combine(dir, "edited.json");
+        var copy = json.DeepClone().AsArray();
+        copy[5]!["conversations"]![1]!["value"] = "purple";
+        File.WriteAllText(edited, copy.ToJsonString());
+        foreach (var other in new[] { reordered, edited })
+        {
+            var otherData = LlavaDataset.Load(other, Path.Combine(dir, "images"), Chat, DataOptions());
+            Assert.That(otherData.Examples, Has.Count.EqualTo(data.Examples.Count));
+            using var t9 = new ParrotTrainer(m2, otherData, features, Options(1, global: 4, micro: 4, steps: 1));
+            Assert.That(Assert.Throws<InvalidDataException>(() => t9.Resume(ck))!.Message, Does.StartWith($"{ck}: the checkpoint's run trained on a different dataset: its data fingerprint is {recorded}, this run's data ({other}, 8 samples) has sha256:")
+                .And.EndWith("start a new run (another output folder) to train on this data"), other);
+        }
+        // The same data with its images elsewhere (the paths are hashed relative to the images folder) resumes.
+        var moved = Path.Combine(dir, "moved");
+        Directory.CreateDirectory(Path.Combine(moved, "pictures"));
+        foreach (var f in Directory.GetFiles(Path.Combine(dir, "images"))) File.Copy(f, Path.Combine(moved, "pictures", Path.GetFileName(f)));
+        File.Copy(data.File, Path.Combine(moved, "data.json"));
+        var movedData = LlavaDataset.Load(Path.Combine(moved, "data.json"), Path.Combine(moved, "pictures"), Chat, DataOptions());
+        Assert.That(movedData.Fingerprint, Is.EqualTo(data.Fingerprint));
+        using (var t10 = new ParrotTrainer(m2, movedData, features, Options(1, global: 4, micro: 4, steps: 1)))
+            Assert.DoesNotThrow(() => t10.Resume(ck));
+
         // A damaged trainer_state.json: each problem names the file and the key (a string used to give a bare "cannot be converted").
         var state = Path.Combine(ck, "trainer_state.json");
         var good = File.ReadAllText(state);
@@ -252,6 +281,19 @@ public class ParrotTrainerTests
         Damaged(o => o["step"] = 99, "inconsistent position: step 99 of 1");
         Damaged(o => o.Remove("optimizer_steps"), "no 'optimizer_steps'");
         Damaged(o => o["learning_rate"] = "fast", "'learning_rate' is \"fast\", not a number");
+        Damaged(o => o["data_fingerprint"] = 5, "'data_fingerprint' is 5, not a fingerprint string");
+        // A checkpoint written before the fingerprint was recorded still resumes (its sample count checked alone).
+        {
+            var o = System.Text.Json.Nodes.JsonNode.Parse(good)!.AsObject();
+            o.Remove("data_fingerprint");
+            File.WriteAllText(state, o.ToJsonString());
+            var reorderedData = LlavaDataset.Load(reordered, Path.Combine(dir, "images"), Chat, DataOptions());
+            using var old = new ParrotTrainer(m2, reorderedData, features, Options(1, global: 4, micro: 4, steps: 1));
+            Assert.DoesNotThrow(() => old.Resume(ck));
+            var six = WriteData(Path.Combine(dir, "six"), 6);
+            using var fewer = new ParrotTrainer(m2, LlavaDataset.Load(six.Json, six.Images, Chat, DataOptions()), features, Options(1, global: 4, micro: 4, steps: 1));
+            Assert.That(Assert.Throws<InvalidDataException>(() => fewer.Resume(ck))!.Message, Does.Contain("the checkpoint was trained on 8 samples, the data now has 6"));
+        }
         File.WriteAllText(state, "[1]");
         using (var t5 = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 4, steps: 1)))
             Assert.That(Assert.Throws<InvalidDataException>(() => t5.Resume(ck))!.Message, Does.Contain("expected a JSON object"));

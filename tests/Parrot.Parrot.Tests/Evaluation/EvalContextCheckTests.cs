@@ -1,0 +1,121 @@
+using Parrot.Parrot.Evaluation;
+using Parrot.Parrot.Inference;
+using Parrot.Tests.Shared;
+
+namespace Parrot.Parrot.Tests.Evaluation;
+
+/// <summary>A scripted model with a context: each question's prompt length comes from a script (question, with an image).</summary>
+internal sealed class LengthScriptedGenerator(int context, Func<string, bool, int?> length) : IAnswerGenerator, IContextAwareGenerator
+{
+    public List<AnswerRequest> Requests { get; } = [];
+    public List<(string Question, bool WithImage)> Measured { get; } = [];
+
+    public string Answer(AnswerRequest request)
+    {
+        Requests.Add(request);
+        return "A";
+    }
+
+    public int ContextLength => context;
+
+    public int? PromptLength(string prompt, bool withImage)
+    {
+        var q = ScriptedGenerator.QuestionOf(prompt);
+        Measured.Add((q, withImage));
+        return length(q, withImage);
+    }
+}
+
+/// <summary>
+/// The evaluation checks every question's length against the model's context before it generates any answer (a question
+/// that did not fit used to stop the run when it was reached, hours in), and counts the lengths as generation does.
+/// </summary>
+public class EvalContextCheckTests
+{
+    private string _dir = "";
+
+    [SetUp]
+    public void SetUp() => _dir = TinyModels.TempDir("parrot-eval-context-tests");
+
+    [TearDown]
+    public void TearDown()
+    {
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    private static readonly string[] Columns = ["index", "image", "question", "A", "B", "answer", "category"];
+
+    private static string B64(int k) => Convert.ToBase64String(Enumerable.Range(0, 60).Select(i => (byte)(k * 31 + i * 7)).ToArray());
+
+    /// <summary>Questions Q0…Q{n−1}; even ones carry an image.</summary>
+    private BenchmarkFile Bench(string name, int n)
+    {
+        var rows = Enumerable.Range(0, n).Select(k => new[] { $"{k}", k % 2 == 0 ? B64(k) : "", $"Q{k}", "x", "y", "A", "c" }).ToList();
+        var path = Path.Combine(_dir, name);
+        File.WriteAllText(path, TsvTable.Format(Columns, rows));
+        return BenchmarkFile.Load(path, requireImages: false);
+    }
+
+    [Test]
+    public void ARunWithQuestionsPastTheContextIsRefusedBeforeAnyAnswer()
+    {
+        var en = Bench("bench_en.tsv", 10);
+        var pt = Bench("bench_pt.tsv", 4);
+        // Q1, Q3 … (no image) are 100 tokens; with an image 50 more; Q7 of each file 700, Q8 600: with 512 new tokens and a
+        // context of 1000, Q7 (en), Q8 (en) and nothing in pt (Q0–Q3) are too long, Q6 (150) fits.
+        var generator = new LengthScriptedGenerator(1000, (q, image) => q switch { "Q7" => 700, "Q8" => 600 + (image ? 50 : 0), _ => 100 + (image ? 50 : 0) });
+        var journalPath = Path.Combine(_dir, "journal.jsonl");
+        using (var journal = PredictionJournal.Open(journalPath, new Dictionary<string, string> { ["model"] = "m" }))
+        {
+            var e = Assert.Throws<QuestionsTooLongException>(() => Evaluator.Run([en, pt], generator, new EvaluationOptions { MaxNewTokens = 512 }, journal));
+            Assert.That(generator.Requests, Is.Empty, "no answer was generated");
+            Assert.That(e!.Questions, Is.EqualTo(new[] { ("bench_en.tsv", "7", 700), ("bench_en.tsv", "8", 650) }));
+            Assert.That(e.Message, Is.EqualTo("2 questions do not fit the model's context of 1000 tokens (max_position_embeddings) with max new tokens 512: "
+                + "bench_en.tsv index 7 (700 tokens), bench_en.tsv index 8 (650 tokens); nothing was generated. "
+                + "Lower max new tokens to 300 or less to answer every question (the longest prompt has 700 tokens)"));
+            Assert.That(e.Describe("--max-new-tokens"), Does.Contain("with --max-new-tokens 512").And.Contain("Lower --max-new-tokens to 300 or less"));
+            Assert.That(generator.Measured.Where(m => m.Question == "Q8").Select(m => m.WithImage), Is.EqualTo(new[] { true }), "an image question is measured with its image");
+        }
+        Assert.That(File.ReadAllLines(journalPath), Has.Length.EqualTo(1), "the journal holds its header only");
+
+        // A limit that stops before them, or a token limit that leaves room, runs.
+        Assert.That(Evaluator.Run([en, pt], generator, new EvaluationOptions { MaxNewTokens = 512, Limit = 7 }).Sum(r => r.Rows.Count), Is.EqualTo(11));
+        generator.Requests.Clear();
+        Assert.That(Evaluator.Run([en, pt], generator, new EvaluationOptions { MaxNewTokens = 300 }).Sum(r => r.Rows.Count), Is.EqualTo(14));
+
+        // Answers already journaled are not generated again, so they are not checked.
+        using (var journal = PredictionJournal.Open(Path.Combine(_dir, "j2.jsonl"), new Dictionary<string, string> { ["model"] = "m" }))
+        {
+            journal.Append("bench_en.tsv", "7", "A");
+            var e = Assert.Throws<QuestionsTooLongException>(() => Evaluator.Run([en], generator, new EvaluationOptions { MaxNewTokens = 512 }, journal));
+            Assert.That(e!.Questions.Select(q => q.Index), Is.EqualTo(new[] { "8" }));
+            Assert.That(e.Message, Does.StartWith("1 question does not fit").And.Contain("Lower max new tokens to 350 or less"));
+        }
+
+        // Many: the first five are named, the rest counted; a prompt that fills the context leaves no limit to suggest.
+        var all = new LengthScriptedGenerator(1000, (q, _) => q == "Q9" ? 1000 : 900);
+        var many = Assert.Throws<QuestionsTooLongException>(() => Evaluator.Run([en], all, new EvaluationOptions { MaxNewTokens = 512 }));
+        Assert.That(many!.Message, Does.StartWith("10 questions do not fit").And.Contain("bench_en.tsv index 4 (900 tokens) and 5 more;")
+            .And.Contain("No max new tokens makes room: the longest prompt has 1000 tokens"));
+        Assert.That(all.Requests, Is.Empty);
+    }
+
+    /// <summary>The generator's lengths are what generation counts: the prompt one past the context is refused naming exactly that length.</summary>
+    [Test]
+    public void TheParrotGeneratorCountsAsGenerationCounts()
+    {
+        var parrot = TinyModels.WriteParrot(Path.Combine(_dir, "parrot"));
+        var png = File.ReadAllBytes(TinyModels.WritePng(Path.Combine(_dir, "q.png"), 200, 30, 40));
+        using var generator = ParrotAnswerGenerator.Load(parrot);
+        Assert.That(generator.ContextLength, Is.EqualTo(1024));
+        string prompt = "Which colour?\nA. red\nB. blue\n" + BenchmarkLanguages.Instructions["en"];
+        int text = generator.PromptLength(prompt, withImage: false)!.Value;
+        int image = generator.PromptLength(prompt, withImage: true)!.Value;
+        Assert.That(image, Is.EqualTo(text + 1 + 17), "the marker becomes the tower's 17 visual tokens (and its newline one more token)");
+        foreach (var (request, length) in new[] { (new AnswerRequest(null, prompt, "en", 1025 - text), text), (new AnswerRequest(png, prompt, "en", 1025 - image), image) })
+        {
+            var e = Assert.Throws<PromptTooLongException>(() => generator.Answer(request));
+            Assert.That(e!.Message, Does.Contain($"the prompt has {length} tokens and {1025 - length} more were asked for"));
+        }
+    }
+}
