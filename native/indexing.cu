@@ -1,4 +1,4 @@
-// index_select, gather and scatter-add over strided tensors, the deferred index check, a counting sort by key (with a
+// index_select, gather, index_copy and scatter-add over strided tensors, the deferred index check, a counting sort by key (with a
 // multi-block scan), the embedding backward and the deterministic scatter-add built on that sort.
 // `L` lays out the iterated shape with operands 0..2; the caller gives the data operand stride 0 on `axis`
 // and passes that axis' real stride and size separately, so an index value selects along it. Indices are I32 or I64.
@@ -65,6 +65,25 @@ extern "C" __global__ void gather(Layout L, i64 n, void* y, const void* x, i64 x
         i64 v = load_index(index, idt, o[2]);
         if (index_ok(v, xsize)) copy_bits(y, o[0], x, o[1] + v * xaxis, size);
         else store<float>(y, dt, o[0], 0.0f);
+    }
+}
+
+// index_copy_: dst[p with coordinate axis replaced by index[p_axis]] = src[p] over src's shape; operands: dst (stride 0
+// on axis), src, index (stride on axis only) — index_select's layout with the written side the one indexed. One launch,
+// a thread per src element, element bits copied (every dtype; a 16-bit store touches only its own two bytes). The index
+// values must be distinct (the caller's promise: the sampler's seen ids are distinct and checked on the host): a
+// repeated one is written by several threads and any may land last; the CPU refuses it. An index outside [0, dsize) is
+// skipped, as in scatter_add: nothing reads the index back before the launch (a host wait per op), and a skip keeps
+// every store inside dst whatever the index holds.
+extern "C" __global__ void index_copy(Layout L, i64 n, void* dst, i64 daxis, i64 dsize, const void* src, const void* index, int idt, int dt)
+{
+    int size = elem_size(dt);
+    GRID_STRIDE_LOOP(i, n)
+    {
+        i64 o[MAX_OPERANDS];
+        offsets(L, i, 3, o);
+        i64 v = load_index(index, idt, o[2]);
+        if (index_ok(v, dsize)) copy_bits(dst, o[0] + v * daxis, src, o[1], size);
     }
 }
 

@@ -22,4 +22,18 @@ public class SelfTestScatterCasesTests
         Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
         Assert.That(rows.Where(r => r.Op.Contains("int32")).Select(r => r.ErrorVsCpu), Is.All.EqualTo(0.0));
     }
+
+    [Test]
+    public void TheIndexCopyRowPassesOnTheDeviceAndOnTheCpu()
+    {
+        // On the test device the row's op runs through HostDeviceBackend.IndexCopy (device checks, the CPU kernel), then
+        // on CPU copies for the bit comparison; exact against float64 too (a copy of values already in the dtype).
+        foreach (var device in new[] { TestDevice.Get(), global::Parrot.Tensors.Device.Cpu })
+        {
+            var rows = SelfTestRunner.Run(device, 1, "index copy", TextWriter.Null);
+            Assert.That(rows.Select(r => r.DType), Is.EquivalentTo(new[] { "float32", "bfloat16", "float16", "float64" }));
+            Assert.That(rows.Select(r => r.Status), Is.All.EqualTo("PASS"), string.Join("; ", rows.Select(r => r.Message)));
+            Assert.That(rows.Select(r => (r.ErrorVsF64, r.ErrorVsCpu)), Is.All.EqualTo((0.0, 0.0)));
+        }
+    }
 }

@@ -232,6 +232,9 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     public void IndexSelect(Tensor x, int axis, Tensor index, Tensor y) { On("IndexSelect", x, index, y); Cpu.IndexSelect(x, axis, Safe(index, x.Shape[axis]), y); }
     public void Gather(Tensor x, int axis, Tensor index, Tensor y) { On("Gather", x, index, y); Cpu.Gather(x, axis, Safe(index, x.Shape[axis]), y); }
     public void ScatterAdd(Tensor dst, int axis, Tensor index, Tensor src) { On("ScatterAdd", dst, index, src); Cpu.ScatterAdd(dst, axis, Safe(index, dst.Shape[axis]), src); }
+    // Straight to the CPU kernel, which refuses a repeated or out-of-range index where the GPU kernel skips or races: no
+    // front-end queues a check for this op, so here a caller that breaks the contract fails at the call.
+    public void IndexCopy(Tensor dst, int axis, Tensor index, Tensor src) { On("IndexCopy", dst, index, src); Cpu.IndexCopy(dst, axis, index, src); }
     public void Rope(Tensor x, Tensor cos, Tensor sin, Tensor y) { On("Rope", x, cos, sin, y); Cpu.Rope(x, cos, sin, y); }
     public void MatMul(Tensor a, Tensor b, Tensor c) { On("MatMul", a, b, c); Cpu.MatMul(a, b, c); }
     public void Softmax(Tensor x, Tensor y, bool log) { On("Softmax", x, y); Cpu.Softmax(x, y, log); }

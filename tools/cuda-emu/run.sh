@@ -46,5 +46,5 @@ echo -n "random (uniform/normal, every dtype, indices past 2^32, against the CPU
 echo -n "top-k (a warp per short row; radix select, gather, bitonic sort per long row) against a stable sort, every dtype: "; "$out/topk" quick
 echo -n "multi-tensor gradient norm and clipping (against the per-tensor path, emulated; > 64 tensors, non-finite norms): "; "$out/grad_norm"
 echo -n "integer matmul (int32/int64, wrapping, batched, broadcast, strided) against a naive wrapping product: "; "$out/matmul_int"
-echo -n "deterministic scatter-add (walk and counting sort, every dtype, hot keys, blocks in 3 orders) = the CPU's loop bit for bit; multi-block scan: "; "$out/scatter"
+echo -n "deterministic scatter-add (walk and counting sort, every dtype, hot keys, blocks in 3 orders) = the CPU's loop bit for bit; multi-block scan; index_copy = the CPU's IndexCopy (out-of-range ids skipped): "; "$out/scatter"
 rm -rf "$out"

@@ -5,7 +5,10 @@
 // blocks in launch, reversed and shuffled orders, and each key's placement order (integer atomics, no fixed order on a
 // GPU) is shuffled before the per-key sort: every run must give the same bits. The host's sequence (CudaBackend.Scatter.cs:
 // the plan's group/vector split, the walk or the sort) is ported here. f16 goes through _Float16 (g++'s correctly rounded
-// conversions) in place of prelude's cvt PTX, which the emulator cannot run. Build and run: see run.sh.
+// conversions) in place of prelude's cvt PTX, which the emulator cannot run. Also index_copy (CudaBackend.IndexCopy's
+// launch) against the CPU's IndexCopy loop, bit for bit, in the same dtypes: narrowed rows, padded views, transposed src,
+// strided indices, out-of-range indices skipped (guard elements around dst catch a stray store) and 150,000 ids into
+// a 151,936-long row. Build and run: see run.sh.
 #include "emu_threads.h"
 #define f16_to_f32 ptx_f16_to_f32
 #define f32_to_f16 ptx_f32_to_f16
@@ -288,6 +291,123 @@ static void scan_cases()
     CHECK(a[0] == 3 && a[1023] == 3072 && a[1024] == 3075 && a[4999] == 15000 && cursor[4999] == 15000, "scan with 1024-entry tiles");
 }
 
+// ---------------- index_copy ----------------
+// The CPU's IndexCopy (Cpu/IndexCopy.cs) as a loop over src's coordinates: dst[.. index[j] ..] = src[.. j ..], element
+// bits. An index out of range: the CPU throws before writing, the kernel skips it (nothing reads the index back before
+// the launch), so here it writes nothing. The index values are distinct (the op's contract; the CPU refuses repeats,
+// and on the GPU any of them may win, so no case repeats one).
+static void cpu_index_copy(int dt, int idt, std::vector<unsigned char>& dst, const View& dv, int axis, const std::vector<unsigned char>& index,
+                           i64 istride, const std::vector<unsigned char>& src, const View& sv)
+{
+    int r = (int)sv.shape.size(), es = esize(dt);
+    i64 n = 1; for (int d : sv.shape) n *= d;
+    for (i64 i = 0; i < n; i++)
+    {
+        i64 rest = i, os = sv.offset, od = dv.offset, j = 0;
+        for (int d = r - 1; d >= 0; d--)
+        {
+            i64 c = rest % sv.shape[d]; rest /= sv.shape[d];
+            os += c * sv.strides[d];
+            if (d == axis) j = c; else od += c * dv.strides[d];
+        }
+        i64 p = idx_at(index, idt, j * istride);
+        if (p < 0 || p >= dv.shape[axis]) continue;
+        memcpy(dst.data() + (od + p * dv.strides[axis]) * es, src.data() + os * es, es);
+    }
+}
+
+// CudaBackend.IndexCopy: src's shape, dst with stride 0 on the axis, the index with its stride on the axis only.
+static void gpu_index_copy(int dt, int idt, std::vector<unsigned char>& dst, const View& dv, int axis, const std::vector<unsigned char>& index,
+                           i64 istride, const std::vector<unsigned char>& src, const View& sv, unsigned grid)
+{
+    int r = (int)sv.shape.size();
+    std::vector<i64> ds = dv.strides, is(r, 0);
+    ds[axis] = 0; is[axis] = istride;
+    Layout L = layout_of(sv.shape, {ds, sv.strides, is});
+    i64 n = 1; for (int d : sv.shape) n *= d;
+    unsigned char* dp = dst.data() + dv.offset * esize(dt);
+    const unsigned char* sp = src.data() + sv.offset * esize(dt);
+    run(grid, 32, [&] { ix::index_copy(L, n, dp, dv.strides[axis], dv.shape[axis], sp, index.data(), idt, dt); });
+}
+
+struct CopyCase { std::string name; int axis; std::vector<int> dshape; int k; int rows = 0; int row = 0; bool padDst = false, transposeSrc = false;
+                  int istride = 1; int bad = 0; unsigned grid = 5; };
+
+static int g_copy_runs;
+static void run_copy_case(const CopyCase& c, int dt, int idt)
+{
+    g_copy_runs++;
+    int r = (int)c.dshape.size(), D = c.dshape[c.axis];
+    // dst: contiguous; or row `row` of [rows, ...] (a narrowed row: an offset); or rows padded by 2 along the last dim.
+    View dv{c.dshape, contiguous(c.dshape), 0};
+    if (c.rows) dv.offset = (i64)c.row * dv.strides[0] * c.dshape[0];
+    if (c.padDst) { std::vector<int> padded = c.dshape; padded[r - 1] += 2; dv.strides = contiguous(padded); dv.offset = 3; }
+    // 512 elements before dst and 1024 after, compared like the rest: a store outside dst (an out-of-range index not
+    // skipped) changes them.
+    dv.offset += 512;
+    i64 dspan = (c.rows ? 512 + (i64)c.rows * dv.strides[0] * c.dshape[0] : span_of(dv)) + 1024;
+    // src: dst's shape with k on the axis, contiguous or its last two dims stored transposed.
+    std::vector<int> sshape = c.dshape; sshape[c.axis] = c.k;
+    View sv{sshape, contiguous(sshape), 0};
+    if (c.transposeSrc)
+    {
+        std::vector<int> t = sshape; std::swap(t[r - 1], t[r - 2]);
+        sv.strides = contiguous(t); std::swap(sv.strides[r - 1], sv.strides[r - 2]);
+    }
+    // index: k distinct values of [0, D) at a stride; `bad` of them (every 7th) replaced by -1, D, D + 5, ...
+    std::vector<i64> all(D);
+    for (int i = 0; i < D; i++) all[i] = i;
+    std::shuffle(all.begin(), all.end(), rng);
+    std::vector<unsigned char> index((i64)c.k * c.istride * (idt == DT_I32 ? 4 : 8), 0xAB);
+    int placed = 0;
+    for (int j = 0; j < c.k; j++)
+    {
+        i64 v = all[j];
+        if (placed < c.bad && j % 7 == 3) { v = placed % 3 == 0 ? -1 : placed % 3 == 1 ? D : D + 5 + placed; placed++; }
+        i64 at = (i64)j * c.istride;
+        if (idt == DT_I32) { int w = (int)v; memcpy(index.data() + 4 * at, &w, 4); } else memcpy(index.data() + 8 * at, &v, 8);
+    }
+    CHECK(placed == c.bad, "%s: placed %d of %d bad indices", c.name.c_str(), placed, c.bad);
+    std::vector<unsigned char> src, dst0;
+    fill(src, dt, span_of(sv)); fill(dst0, dt, dspan);
+    std::vector<unsigned char> want = dst0;
+    cpu_index_copy(dt, idt, want, dv, c.axis, index, c.istride, src, sv);
+    CHECK(want != dst0, "%s: the reference wrote nothing", c.name.c_str());
+    for (int o = 0; o < 3; o++)
+    {
+        g_order = o;
+        std::vector<unsigned char> got = dst0;
+        gpu_index_copy(dt, idt, got, dv, c.axis, index, c.istride, src, sv, c.grid);
+        i64 bad = 0, at = -1;
+        for (size_t i = 0; i < got.size(); i++) if (got[i] != want[i]) { bad++; if (at < 0) at = (i64)i; }
+        CHECK(bad == 0, "index copy %s dtype %d index %s, block order %d: %lld bytes differ from the CPU's loop (first at byte %lld)",
+              c.name.c_str(), dt, idt == DT_I32 ? "i32" : "i64", o, bad, at);
+    }
+}
+
+static void index_copy_cases()
+{
+    std::vector<CopyCase> cases = {
+        // The sampler's use: seen ids into row 2 of [4, 3001] rows (an offset view of one row), 300 of them.
+        {"300 ids into row 2 of [4, 3001]", 1, {1, 3001}, 300, 4, 2},
+        {"axis 0 of [50, 33], 20 rows, src transposed", 0, {50, 33}, 20, 0, 0, false, true},
+        {"axis 1 of [3, 40, 5], dst a padded view, index stride 2", 1, {3, 40, 5}, 25, 0, 0, true, false, 2},
+        {"last axis of [3, 4, 9], all of it (a permutation), src transposed", 2, {3, 4, 9}, 9, 0, 0, false, true},
+        {"out-of-range ids skipped (-1, D, D + 5 ...), row 1 of [3, 500]", 1, {1, 500}, 120, 3, 1, false, false, 1, 12},
+        {"out-of-range ids skipped, axis 0 of [30, 6], dst padded", 0, {30, 6}, 20, 0, 0, true, false, 3, 2},
+    };
+    for (auto& c : cases)
+        for (int dt : {DT_F32, DT_F64, DT_BF16, DT_F16, DT_I32, DT_I64, DT_U8})
+            for (int idt : {DT_I64, DT_I32})
+                run_copy_case(c, dt, idt);
+    // Large: 150,000 distinct ids into a 151,936-long row, 40 blocks of 32 threads (each thread loops ~117 times).
+    CopyCase large{"150000 ids into [1, 151936]", 1, {1, 151936}, 150000};
+    large.grid = 40;
+    for (int dt : {DT_F64, DT_F32, DT_BF16})
+        for (int idt : {DT_I64, DT_I32})
+            run_copy_case(large, dt, idt);
+}
+
 int main()
 {
     setvbuf(stdout, nullptr, _IOLBF, 0); // FAIL lines survive a crash that a planted bug may cause later
@@ -309,6 +429,7 @@ int main()
             for (int idt : {DT_I64, DT_I32})
                 run_case(c, dt, idt);
     CHECK(g_long_rows > 0, "no key took the stable compaction (len² > 32·K)");
-    printf("%s (%d failures; %lld long-row sorts)\n", fails ? "FAILED" : "all passed", fails, g_long_rows);
+    index_copy_cases();
+    printf("%s (%d failures; %lld long-row sorts; %d index-copy cases)\n", fails ? "FAILED" : "all passed", fails, g_long_rows, g_copy_runs);
     return fails != 0;
 }

@@ -11,6 +11,7 @@ namespace Parrot.Cli.SelfTest;
 /// result's bits must be the CPU backend's (each destination element adds its contributions in ascending order along
 /// the axis, rounded to the dtype at every addition), else the case throws naming the first element that differs. The
 /// error against float64 is loose where 16-bit sums of ~1400 terms are rounded at every step; the bits are the check.
+/// Also the index copy (index_copy_, the sampler's way of putting penalised values into its float64 row), exact.
 /// </summary>
 internal static class SelfTestScatterCases
 {
@@ -61,6 +62,34 @@ internal static class SelfTestScatterCases
                 using var ru = fu.Reshape(-1);
                 return Tensor.Concat(0, ra, rb, ru);
             }, "scatter add, integers"), Exact: true, Only: [DType.F32]);
+        // Index copy (native/indexing.cu's index_copy, one launch, element bits): the sampler's penalised chunk sums'
+        // use — 300 distinct ids, 0 and the last among them, into row 2 of [4, 151936] rows — and whole rows along axis 0
+        // of a [50, 33] table from a transposed src with int32 ids.
+        yield return new("index copy, ids into a row, rows into a table (bit-exact vs CPU)",
+            (r, t) => [Normal(r, t, 4, 151_936), DistinctIds(r, 151_936, 300, DType.I64), Normal(r, t, 1, 300),
+                       Normal(r, t, 50, 33), DistinctIds(r, 50, 20, DType.I32), Normal(r, t, 33, 20)],
+            x => SameBitsAsCpu(x, IndexCopyBoth, "index copy"), Exact: true, Only: Floats);
+    }
+
+    /// <summary>Copies of c[0] and c[3] with IndexCopy into row 2 of the first (ids c[1], values c[2]) and rows of the second (ids c[4], values c[5]ᵀ), flattened and joined.</summary>
+    private static Tensor IndexCopyBoth(Tensor[] c)
+    {
+        using var scope = TensorScope.Begin();
+        var rows = c[0].Clone();
+        rows.Backend.IndexCopy(rows.Narrow(0, 2, 1), 1, c[1], c[2]);
+        var table = c[3].Clone();
+        table.Backend.IndexCopy(table, 0, c[4], c[5].Transpose(0, 1));
+        return scope.Keep(Tensor.Concat(0, rows.Reshape(-1), table.Reshape(-1)));
+    }
+
+    /// <summary><paramref name="n"/> distinct ids of [0, max) in a random order, the first 0 and the second max − 1, as <paramref name="dtype"/>.</summary>
+    private static Tensor DistinctIds(Random r, int max, int n, DType dtype)
+    {
+        var all = Enumerable.Range(1, max - 2).Select(i => (long)i).ToArray();
+        r.Shuffle(all);
+        long[] ids = [0, max - 1, .. all[..(n - 2)]];
+        using var l = Tensor.FromArray(ids, n);
+        return l.To(dtype);
     }
 
     /// <summary>

@@ -488,17 +488,19 @@ internal static class TopKCandidates
     /// the maximum max(x) (exact, widened), and Σ exp(x ÷ T − M) over each chunk of <paramref name="size"/> ids (the
     /// last padded with zeros, which add nothing), x the raw logits as the host reads them (<see cref="AsRead"/>) widened
     /// to float64 — where <paramref name="penalties"/>[r] is set, row r's x at those ids replaced by those float64 values
-    /// (the host's penalised logits, copied bit for bit: <see cref="Penalised"/>). Existing ops only, as
-    /// <see cref="DeviceRowSums"/> (the host's bound assumes no more than float64 sums in any order and exp within 1 ulp).
-    /// Temporary: 16·vocab bytes a row; with penalties about 25·vocab more a row of the group (the values, the marks, the
-    /// condition and the where's result).
+    /// (the host's penalised logits, copied bit for bit: <see cref="Penalise"/>). Existing ops only, as
+    /// <see cref="DeviceRowSums"/> (the host's bound assumes no more than float64 sums in any order and exp within 1 ulp),
+    /// plus one index copy per penalised row into the float64 copy itself (no temporaries of the vocabulary's size).
+    /// Temporary: 16·vocab bytes a row.
     /// </summary>
     internal static Tensor DeviceChunkSums(Tensor logits, int[] rows, double temperature, int size, (Tensor Ids, Tensor Values)?[]? penalties = null)
     {
         var raw = AsRead(Gather(logits, rows));
         int b = rows.Length, vocab = logits.Dim(1), n = ChunkSums.Count(vocab, size), pad = n * size - vocab;
+        // To always allocates (raw is never F64 anyway: AsRead narrows it), so p is this method's own tensor and the
+        // penalised values may be written into it in place.
         var p = raw.To(DType.F64);
-        if (penalties is not null) p = Penalised(p, penalties);
+        if (penalties is not null) Penalise(p, penalties);
         var x = p / temperature;
         var max = x.Max(1, keepDim: true);
         var e = (x - max).Exp();
@@ -508,26 +510,22 @@ internal static class TopKCandidates
     }
 
     /// <summary>
-    /// Float64 rows <paramref name="x"/> [B, vocab] with row r's entries at <paramref name="penalties"/>[r]'s ids (int64
-    /// [s], distinct, in range: the sampler's seen ids) replaced by its values (float64 [s]): there is no index_put, so
-    /// the values are scatter-added into zeros (0 + v = v exactly; −0 becomes +0, whose exp(±0 ÷ T − M) is the same),
-    /// ones likewise mark the ids, and a where picks. The backend's scatter directly, as <see cref="GatherIds"/> (the ids
-    /// are the sampler's, checked on the host; the front-end's would queue a device check that the next read fetches).
+    /// Writes <paramref name="penalties"/>[r]'s values (float64 [s]) into row r of the float64 rows <paramref name="x"/>
+    /// [B, vocab] at its ids (int64 [s], distinct, in range: the sampler's seen ids), in place: one
+    /// <see cref="IBackend.IndexCopy"/> launch per penalised row, the values copied bit for bit (a −0 stays −0), no
+    /// temporaries. <paramref name="x"/> must be the caller's own tensor (<see cref="DeviceChunkSums"/>' fresh copy). The
+    /// backend's op directly, as <see cref="GatherIds"/>: the ids are the sampler's, distinct and checked on the host, which
+    /// is what the CUDA kernel needs (it neither checks nor orders repeated ids; the CPU and the test device refuse them).
     /// </summary>
-    private static Tensor Penalised(Tensor x, (Tensor Ids, Tensor Values)?[] penalties)
+    private static void Penalise(Tensor x, (Tensor Ids, Tensor Values)?[] penalties)
     {
-        int b = x.Dim(0), vocab = x.Dim(1);
-        var values = Tensor.Zeros([b, vocab], DType.F64, x.Device);
-        var mark = Tensor.Zeros([b, vocab], DType.F64, x.Device);
-        for (int r = 0; r < b; r++)
+        for (int r = 0; r < x.Dim(0); r++)
         {
             if (penalties[r] is not var (ids, v) || ids.Dim(0) == 0) continue;
-            int s = ids.Dim(0);
-            var at = ids.Reshape(1, s);
-            x.Backend.ScatterAdd(values.Narrow(0, r, 1), 1, at, v.Reshape(1, s));
-            x.Backend.ScatterAdd(mark.Narrow(0, r, 1), 1, at, Tensor.Ones([1, s], DType.F64, x.Device));
+            using var row = x.Narrow(0, r, 1);
+            using var values = v.Reshape(1, ids.Dim(0));
+            x.Backend.IndexCopy(row, 1, ids, values);
         }
-        return Tensor.Where(mark.Apply(BinaryOp.Gt, 0), values, x);
     }
 
     /// <summary>

@@ -1,7 +1,7 @@
 namespace Parrot.Tensors;
 
 /// <summary>
-/// Indexing ops (index_select, gather, scatter-add) and rotary position embedding.
+/// Indexing ops (index_select, gather, scatter-add, index_copy) and rotary position embedding.
 /// The <see cref="Tensor"/> front-ends check shapes, dtypes and every index value before calling
 /// these, so a backend may assume its indices are in range; the CPU kernels still refuse an
 /// out-of-range index instead of touching memory outside a tensor. Index tensors are I64 or I32,
@@ -37,6 +37,20 @@ public partial interface IBackend
     /// each destination element receives its contributions in ascending order along <paramref name="axis"/>.
     /// </summary>
     void ScatterAdd(Tensor dst, int axis, Tensor index, Tensor src);
+
+    /// <summary>
+    /// PyTorch's index_copy_, in place: dst[..., index[j], ...] = src[..., j, ...] along <paramref name="axis"/> — the
+    /// inverse of <see cref="IndexSelect"/>, writing the rows it would read. dst: any shape and dtype, any strides that do
+    /// not overlap (no broadcast dims). index: 1-D [k], I64 or I32, any stride. src: dst's shape with size k at
+    /// <paramref name="axis"/>, dst's dtype, any strides, not sharing memory with dst. Copies element bits, so every
+    /// dtype works and the result is exact. There is no Tensor front-end (yet): the one caller, the sampler's penalised
+    /// chunk sums, passes ids it has checked on the host, so the backends check what the contract needs themselves.
+    /// The index values must be distinct: with a repeated one the result would depend on which write lands last. The CPU
+    /// refuses a repeated or out-of-range index (naming it, before anything is written); on CUDA one launch writes every
+    /// element without a host wait, so the caller guarantees distinct, in-range values (an out-of-range one is skipped,
+    /// never written outside dst; of repeated ones, any may win).
+    /// </summary>
+    void IndexCopy(Tensor dst, int axis, Tensor index, Tensor src);
 
     /// <summary>
     /// Rotary position embedding in the Hugging Face rotate-half convention, over the last dimension:

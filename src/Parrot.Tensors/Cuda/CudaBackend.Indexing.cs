@@ -32,6 +32,25 @@ public sealed partial class CudaBackend
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// One launch of indexing.cu's index_copy, a thread per src element (IndexSelect's layout with the roles of the two
+    /// tensors swapped), no host wait and no temporaries. Nothing is checked here: reading the index back for a range or
+    /// duplicate check would be a host wait per call, and the one caller (the sampler's penalised chunk sums) passes ids
+    /// it checked on the host. An index out of range writes nothing (the kernel skips it, as scatter_add does), so dst's
+    /// memory is safe whatever the index holds; of repeated values, whichever thread stores last wins.
+    /// </remarks>
+    public void IndexCopy(Tensor dst, int axis, Tensor index, Tensor src)
+    {
+        long n = src.Count;
+        if (n == 0) return;
+        var ds = dst.Strides.ToArray(); ds[axis] = 0;
+        var idx = new long[src.Rank]; idx[axis] = index.Strides[0];
+        var L = KernelLayout.Create("IndexCopy", src.Shape, ds, src.Strides.ToArray(), idx);
+        using var a = new KernelArgs().Add(L).Add(n).Ptr(dst).Add(dst.Strides[axis]).Add((long)dst.Shape[axis]).Ptr(src).Ptr(index).Add(Code(index.DType)).Add(Code(dst.DType));
+        _kernels.Launch("indexing.cu", "index_copy", _kernels.GridFor(n), 256, a);
+    }
+
+    /// <inheritdoc/>
     /// <remarks>An index out of range (a deferred check reports it) gives a zero element and reads nothing.</remarks>
     public void Gather(Tensor x, int axis, Tensor index, Tensor y)
     {
