@@ -157,7 +157,10 @@ public sealed class ContinuousBatch : IDisposable
         var features = new List<Tensors.Tensor>();
         try
         {
-            var prompt = _owner.BuildPrompt(conversation, image, features);
+            // The length is checked before the image is encoded and before the prefill's embedding (an image's MoE routing)
+            // where it is known without them (an encoder that says its feature rows): a prompt too long used to run the
+            // tower first, wasted work per refused request on a server. The prefill checks the actual length again below.
+            var prompt = _owner.BuildPrompt(conversation, image, features, length => ContextWindow.Room(ContextLength, length, maxNewTokens));
             int chosen = 0;
             // With slots the prefill's cache only carries the prompt into a slot (its room is the slot's).
             int Room(int length) { int c = CheckLength(length); return _slots is null ? c : 0; }

@@ -38,7 +38,19 @@ public sealed partial class ParrotModel
 
     internal void ExitTurn() => Exit();
 
-    internal GenerationPrompt BuildPrompt(IReadOnlyList<ChatTurn> conversation, RgbImage? image, List<Tensor> owned) => Prompt(conversation, image, owned);
+    /// <summary>
+    /// The prompt of <paramref name="conversation"/> (checked as every entry point checks it), <paramref name="image"/>
+    /// encoded into <paramref name="owned"/>. <paramref name="checkLength"/> gets the prompt's positions (visual tokens
+    /// included) before the image is encoded, when they are known without encoding it (<see cref="KnownLength"/>), and
+    /// throws when they do not fit: the tower, the costly part, used to run for a prompt the length check then refused.
+    /// The caller's check after the embedding (the actual length) stays.
+    /// </summary>
+    internal GenerationPrompt BuildPrompt(IReadOnlyList<ChatTurn> conversation, RgbImage? image, List<Tensor> owned, Action<int> checkLength)
+    {
+        var ids = PromptIds(conversation, image);
+        if (KnownLength(ids, image) is int length) checkLength(length);
+        return Encoded(ids, image, owned);
+    }
 
     /// <summary>
     /// The next token's logits after <paramref name="answer"/> continuing <paramref name="conversation"/>, from one eager
@@ -60,7 +72,8 @@ public sealed partial class ParrotModel
         var features = new List<Tensor>();
         try
         {
-            var prompt = Prompt(conversation, image, features);
+            // The prompt and answer must fit the context (as the prefill below checks), known before the image is encoded.
+            var prompt = BuildPrompt(conversation, image, features, length => ContextWindow.CheckPrompt(lm.ContextLength, length + answer.Count));
             int[] ids = [.. prompt.Ids, .. answer];
             var raw = lm.PrefillRow(prompt with { Ids = ids }, length => { ContextWindow.CheckPrompt(lm.ContextLength, length); return 0; }, out var cache, out _, "the prompt and answer");
             cache.Dispose();

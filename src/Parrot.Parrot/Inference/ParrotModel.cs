@@ -310,9 +310,6 @@ public sealed partial class ParrotModel : IDisposable
         return [new ChatTurn(ChatRole.User, question, HasImage: image is not null)];
     }
 
-    private GenerationPrompt Prompt(IReadOnlyList<ChatTurn> conversation, RgbImage? image, List<Tensor> owned) =>
-        Encoded(PromptIds(conversation, image), image, owned);
-
     /// <summary>
     /// The prompts of a call, checked whole before any image is encoded or any prompt runs: each conversation's ids and
     /// image, then (when <paramref name="options"/> ask for new tokens) each prompt's length with them against the context,
@@ -330,8 +327,7 @@ public sealed partial class ParrotModel : IDisposable
         if (settings.MaxNewTokens > 0) // with none the generator runs nothing, so no length was ever refused
             for (int i = 0; i < n; i++)
             {
-                int? length = images[i] is null ? ids[i].Length : VisualTokens is int v ? ids[i].Length - 1 + v : null;
-                if (length is int t) Named(i, n, () => ContextWindow.Room(ContextLength, t, settings.MaxNewTokens));
+                if (KnownLength(ids[i], images[i]) is int t) Named(i, n, () => ContextWindow.Room(ContextLength, t, settings.MaxNewTokens));
             }
         var prompts = new GenerationPrompt[n];
         for (int i = 0; i < n; i++) prompts[i] = Encoded(ids[i], images[i], owned);
@@ -350,6 +346,13 @@ public sealed partial class ParrotModel : IDisposable
         catch (ArgumentException e) when (e is not ArgumentNullException) { throw new ArgumentException($"prompt {i}: {e.Message}", e); }
         catch (InvalidOperationException e) { throw new InvalidOperationException($"prompt {i}: {e.Message}", e); }
     }
+
+    /// <summary>
+    /// Positions the prompt of checked <paramref name="ids"/> takes, when known before <paramref name="image"/> is encoded:
+    /// T without an image, T − 1 + <see cref="VisualTokens"/> with one (the marker becomes the visual tokens); null when
+    /// the encoder does not say its rows (the length is then known once the image is encoded).
+    /// </summary>
+    private int? KnownLength(int[] ids, RgbImage? image) => image is null ? ids.Length : VisualTokens is int v ? ids.Length - 1 + v : null;
 
     /// <summary>
     /// Positions an image takes in a prompt (its visual tokens), when the encoder says how many rows its features have

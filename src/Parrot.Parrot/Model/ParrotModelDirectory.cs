@@ -203,7 +203,7 @@ public sealed class ParrotModelDirectory : IDisposable
     {
         var sample = Prompt(ids, image);
         // Checked before the tower and the model run: the spliced length is known from the prompt and the tower's shape.
-        Inference.ContextWindow.CheckPrompt(Model.Config.Text.MaxPositionEmbeddings, image is null ? ids.Count : ids.Count - 1 + ImageTokens);
+        Inference.ContextWindow.CheckPrompt(Model.Config.Text.MaxPositionEmbeddings, Positions(ids, image));
         using var scope = TensorScope.Begin();
         using var noGrad = Graph.NoGrad();
         var features = image is null ? null : ImageFeatures(image);
@@ -213,14 +213,23 @@ public sealed class ParrotModelDirectory : IDisposable
     }
 
     /// <summary>Greedy decoding with the KV cache after the prompt (as <see cref="Logits"/>); stops after an id of <paramref name="eosIds"/> unless <paramref name="ignoreEos"/>.</summary>
+    /// <exception cref="Inference.PromptTooLongException">The prompt (T' positions) and <paramref name="maxNewTokens"/> do not fit the context; refused before the tower runs.</exception>
     public List<int> Generate(IReadOnlyList<int> ids, RgbImage? image, int maxNewTokens, IReadOnlyCollection<int> eosIds, bool ignoreEos = false)
     {
         var sample = Prompt(ids, image);
+        ArgumentNullException.ThrowIfNull(eosIds);
+        // The context rule the generator applies at its start (ContextWindow.Room with the spliced length), checked here
+        // before the tower runs: it used to encode the image (the costly part) and then refuse the prompt. The message is
+        // the generator's; with no new tokens asked for nothing runs there, and a negative count is its error to give.
+        if (maxNewTokens > 0) Inference.ContextWindow.Room(Model.Config.Text.MaxPositionEmbeddings, Positions(ids, image), maxNewTokens);
         using var scope = TensorScope.Begin();
         using var noGrad = Graph.NoGrad();
         var features = image is null ? null : ImageFeatures(image);
         return GreedyDecoder.Generate(Model, sample, features, maxNewTokens, eosIds, ignoreEos);
     }
+
+    /// <summary>Positions a checked prompt takes: T − 1 + <see cref="ImageTokens"/> with an image (the placeholder becomes the visual tokens), T without.</summary>
+    private int Positions(IReadOnlyList<int> ids, RgbImage? image) => image is null ? ids.Count : ids.Count - 1 + ImageTokens;
 
     private ParrotSample Prompt(IReadOnlyList<int> ids, RgbImage? image)
     {
