@@ -194,6 +194,50 @@ public class EvalCommandTests
         Assert.That(Directory.Exists(other), Is.False);
     }
 
+    /// <summary>
+    /// A resumed run is checked as it runs: questions its journal already answers are not generated again, so they are not
+    /// checked (Evaluator.Run's rule). The CLI checked without the journal, so a run whose journal held every answer (e.g.
+    /// written before the context rule, or for a question since edited) was refused for questions it would not ask.
+    /// </summary>
+    [Test]
+    public void AResumedRunIsNotRefusedForQuestionsItsJournalAnswers()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        string[] files = [Path.Combine(bench, "mmmb_en.tsv"), Path.Combine(bench, "mmmb_cn.tsv")];
+        string[] args = ["--model", model, "--data", .. files, "--out", output, "--max-new-tokens", "1020"];
+        var (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(1), "none fits with 1020 new tokens");
+        Assert.That(stderr, Does.Contain("14 questions do not fit"));
+
+        // A journal of this run (same model, token limit, language) that answers all but mmmb_cn.tsv's last question.
+        Directory.CreateDirectory(output);
+        var run = new Dictionary<string, string> { ["model"] = Path.GetFullPath(model), ["vision"] = "", ["max_new_tokens"] = "1020", ["lang"] = "" };
+        var journalPath = Path.Combine(output, EvalCommand.JournalName);
+        string last = "";
+        using (var journal = PredictionJournal.Open(journalPath, run))
+            foreach (var file in files)
+            {
+                var table = TsvTable.Read(file);
+                var indexes = table.Rows.Select(r => r[table.IndexOf("index")]).ToList();
+                if (file == files[1]) { last = indexes[^1]; indexes.RemoveAt(indexes.Count - 1); }
+                foreach (var index in indexes) journal.Append(Path.GetFileName(file), index, "A");
+            }
+        var journalBefore = File.ReadAllBytes(journalPath);
+        (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(1), "the one question the journal does not answer is checked");
+        Assert.That(stderr, Does.Contain($"1 question does not fit the model's context of 1024 tokens (max_position_embeddings) with --max-new-tokens 1020: mmmb_cn.tsv index {last} ("));
+        Assert.That(File.ReadAllBytes(journalPath), Is.EqualTo(journalBefore), "the refusal wrote nothing");
+        Assert.That(File.Exists(Path.Combine(output, "predictions.tsv")), Is.False);
+
+        // Answered too, nothing is left to generate: the run resumes and scores every answer.
+        using (var journal = PredictionJournal.Open(journalPath, run)) journal.Append("mmmb_cn.tsv", last, "A");
+        (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(stdout, Does.Contain("resuming: 14 answers"));
+        Assert.That(TsvTable.Read(Path.Combine(output, "predictions.tsv")).Rows, Has.Count.EqualTo(14));
+    }
+
     [Test]
     public void AFileWithoutAUsableQuestionIsAnErrorNotAZeroScore()
     {

@@ -71,17 +71,6 @@ internal static class EvalCommand
             foreach (var b in benchmarks) RequireQuestions(b.Name, b.Rows.Count, b.Problems.Count);
 
             string? visionDir = p.GetValue(vision);
-            // The model first, then every question's length checked against its context, and only then the output folder
-            // and the journal: a refused run writes nothing (before, a question that did not fit stopped the run when it
-            // was reached, with the answers before it generated and journaled).
-            using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
-            if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
-                throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
-            var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
-            try { Evaluator.CheckContext(benchmarks, generator, options); }
-            catch (QuestionsTooLongException e) { throw new ArgumentException(e.Describe("--max-new-tokens"), e); } // the option's name in the hint
-
-            Directory.CreateDirectory(output);
             var run = new Dictionary<string, string>
             {
                 ["model"] = Path.GetFullPath(modelDir),
@@ -89,11 +78,31 @@ internal static class EvalCommand
                 ["max_new_tokens"] = maxNewTokens.ToString(CultureInfo.InvariantCulture),
                 ["lang"] = language is null ? "" : BenchmarkLanguages.Normalize(language)!,
             };
-            using var journal = PredictionJournal.Open(Path.Combine(output, JournalName), run);
-            if (journal.Recovered > 0) Console.WriteLine($"resuming: {journal.Recovered} answers from {journal.Path}");
-            var results = Evaluator.Run(benchmarks, generator, options, journal, new ProgressView().Report);
-            Finish(output, results);
-            return 0;
+            // The model first, then every question's length checked against its context, and only then the output folder
+            // and a new journal: a refused run writes nothing (before, a question that did not fit stopped the run when it
+            // was reached, with the answers before it generated and journaled). The journal of a run being resumed is opened
+            // first (opening an existing one adds nothing; it only cuts a torn last line, as any reopening does) and the
+            // check is given it: its answers are not generated again, so, as in Evaluator.Run, they are not checked
+            // (checked without it, a resumed run was refused for questions it would not ask).
+            var journalPath = Path.Combine(output, JournalName);
+            PredictionJournal? journal = File.Exists(journalPath) ? PredictionJournal.Open(journalPath, run) : null;
+            try
+            {
+                using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
+                if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
+                    throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
+                var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
+                try { Evaluator.CheckContext(benchmarks, generator, options, journal); }
+                catch (QuestionsTooLongException e) { throw new ArgumentException(e.Describe("--max-new-tokens"), e); } // the option's name in the hint
+
+                Directory.CreateDirectory(output);
+                journal ??= PredictionJournal.Open(journalPath, run);
+                if (journal.Recovered > 0) Console.WriteLine($"resuming: {journal.Recovered} answers from {journal.Path}");
+                var results = Evaluator.Run(benchmarks, generator, options, journal, new ProgressView().Report);
+                Finish(output, results);
+                return 0;
+            }
+            finally { journal?.Dispose(); }
         }));
         return cmd;
     }

@@ -60,24 +60,25 @@ public sealed class LlavaDataset
     /// <summary>The data file.</summary>
     public string File { get; }
 
-    private readonly string _imagesDir;
+    private readonly List<string?> _imageKeys;
     private readonly Lazy<string> _fingerprint;
 
-    private LlavaDataset(string file, string imagesDir, List<LlavaExample> examples, List<LlavaProblem> skipped)
+    private LlavaDataset(string file, List<LlavaExample> examples, List<string?> imageKeys, List<LlavaProblem> skipped)
     {
         File = file; Examples = examples; Skipped = skipped;
-        _imagesDir = imagesDir;
+        _imageKeys = imageKeys;
         _fingerprint = new Lazy<string>(ComputeFingerprint);
     }
 
     /// <summary>
     /// "sha256:" and the hex SHA-256 of what a run trains on, in order: every kept sample's id, image path (relative to the
-    /// images folder), language, ids and labels. A training checkpoint records it (trainer_state.json's data_fingerprint), so
+    /// images folder; an absolute path in the data as it stands), language, ids and labels. A training checkpoint records it (trainer_state.json's data_fingerprint), so
     /// that a resumed run on another data set of the same size — another order, other conversations or images, another
     /// --skip-bad outcome — is refused instead of going on silently with other samples. Hashed from the samples already in
     /// memory, not from the file (no second read of a large LLaVA json; a reformatted but identical file keeps it) and not
     /// from the images (never read: their paths stand for them; the feature cache is keyed by file); relative paths keep it
-    /// when the images folder moves. Computed once, when first asked.
+    /// when the images folder moves, and absolute ones do not depend on it (hashed relative to it, they changed with the
+    /// --images given, though those images are the same files). Computed once, when first asked.
     /// </summary>
     public string Fingerprint => _fingerprint.Value;
 
@@ -102,11 +103,11 @@ public sealed class LlavaDataset
             else foreach (int v in values) Int(v);
         }
         Int(Examples.Count);
-        foreach (var e in Examples)
+        for (int i = 0; i < Examples.Count; i++)
         {
+            var e = Examples[i];
             Text(e.Id);
-            // Forward slashes: the same data set on another system gives the same text.
-            Text(e.ImagePath is null ? null : Path.GetRelativePath(_imagesDir, e.ImagePath).Replace('\\', '/'));
+            Text(_imageKeys[i]);
             Text(e.Language);
             Ints(e.Ids);
             Ints(e.Labels);
@@ -126,6 +127,7 @@ public sealed class LlavaDataset
         if (!System.IO.File.Exists(path)) throw new LlavaDataException($"{path}: data file not found");
         imagesDir = Path.GetFullPath(imagesDir ?? Path.GetDirectoryName(Path.GetFullPath(path))!);
         var examples = new List<LlavaExample>();
+        var imageKeys = new List<string?>();
         var skipped = new List<LlavaProblem>();
         int index = 0;
         var imageProblems = new Dictionary<string, string?>(StringComparer.Ordinal);
@@ -134,7 +136,8 @@ public sealed class LlavaDataset
             string id = SampleId(element, index++);
             try
             {
-                examples.Add(Parse(element, id, imagesDir, chat, options, imageProblems));
+                examples.Add(Parse(element, id, imagesDir, chat, options, imageProblems, out var imageKey));
+                imageKeys.Add(imageKey);
             }
             catch (LlavaDataException e)
             {
@@ -144,7 +147,7 @@ public sealed class LlavaDataset
             }
         }
         if (examples.Count == 0) throw new LlavaDataException($"{path}: no usable samples" + (skipped.Count > 0 ? $" ({skipped.Count} skipped as bad)" : ""));
-        return new LlavaDataset(path, imagesDir, examples, skipped);
+        return new LlavaDataset(path, examples, imageKeys, skipped);
     }
 
     /// <summary>The language of a sample: its "language" field, else an id prefix before '_', '-' or '/' that is a known code.</summary>
@@ -191,8 +194,11 @@ public sealed class LlavaDataset
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty("id", out var id) && id.ValueKind is JsonValueKind.String or JsonValueKind.Number
             ? id.ToString() : $"#{index}";
 
-    private static LlavaExample Parse(JsonElement e, string id, string imagesDir, ChatMl chat, LlavaOptions options, Dictionary<string, string?> imageProblems)
+    // imageKey: the image as Fingerprint hashes it, its path relative to the images folder, or its full path when the data
+    // gives an absolute one; forward slashes, so that the same data on another system gives the same text. Null without an image.
+    private static LlavaExample Parse(JsonElement e, string id, string imagesDir, ChatMl chat, LlavaOptions options, Dictionary<string, string?> imageProblems, out string? imageKey)
     {
+        imageKey = null;
         if (e.ValueKind != JsonValueKind.Object) throw new LlavaDataException($"expected an object, found {e.ValueKind}");
         if (!e.TryGetProperty("conversations", out var conv) || conv.ValueKind == JsonValueKind.Null)
             throw new LlavaDataException("has no \"conversations\"");
@@ -204,6 +210,7 @@ public sealed class LlavaDataset
         {
             if (img.ValueKind != JsonValueKind.String || img.GetString()!.Length == 0) throw new LlavaDataException("\"image\" must be a non-empty relative path");
             image = Path.GetFullPath(Path.Combine(imagesDir, img.GetString()!));
+            imageKey = (Path.IsPathRooted(img.GetString()!) ? image : Path.GetRelativePath(imagesDir, image)).Replace('\\', '/');
             if (!System.IO.File.Exists(image)) throw new LlavaDataException($"image file not found: {image}");
             // Checked now, not when the image's batch comes: an empty, truncated or non-image file used to stop
             // the run hours in, even with --skip-bad, and cost every step since the last checkpoint.

@@ -193,8 +193,10 @@ public static class Evaluator
     /// the swapped images; none the <paramref name="journal"/> already answers) fits <paramref name="generator"/>'s context
     /// with <see cref="EvaluationOptions.MaxNewTokens"/> new tokens, as generation checks it (<see cref="Inference.ContextWindow"/>).
     /// A question that did not fit used to stop the run when it was reached, after everything before it had been generated.
-    /// Only prompts are tokenized: a question with an image counts the model's visual tokens, and no image is decoded (a row
-    /// whose image turns out not to be valid base64, which the run would skip, is counted as a question with an image).
+    /// Only prompts are tokenized: a question with an image counts the model's visual tokens, and no image is decoded. A row
+    /// whose image is not valid base64 is left out, as the run leaves it out (reported, never asked): counted as a question
+    /// with an image, it refused a run that would have skipped it. (An image that is base64 but no picture is only found
+    /// when decoded; it counts here as an image.)
     /// Generators that cannot tell lengths (not an <see cref="IContextAwareGenerator"/>), and questions whose length they
     /// cannot tell, are left to generation's own check.
     /// </summary>
@@ -215,8 +217,9 @@ public static class Evaluator
             {
                 var row = rows[k];
                 if (journal is not null && journal.TryGet(file.Name, row.IndexText, out _)) continue;
-                bool withImage = (options.SwapImages ? rows[(k + rows.Count / 2) % rows.Count].Image : row.Image) is not null;
-                if (lengths.PromptLength(row.Question.Prompt(), withImage) is int length && (long)length + maxNew > context)
+                var base64 = options.SwapImages ? rows[(k + rows.Count / 2) % rows.Count].Image : row.Image;
+                if (base64 is not null && !IsBase64(base64)) continue; // Run skips it: never asked
+                if (lengths.PromptLength(row.Question.Prompt(), base64 is not null) is int length && (long)length + maxNew > context)
                     tooLong.Add((file.Name, row.IndexText, length));
             }
         }
@@ -257,5 +260,13 @@ public static class Evaluator
     {
         var buffer = new byte[s.Length * 3 / 4 + 3];
         return Convert.TryFromBase64String(s, buffer, out int n) ? buffer[..n] : null;
+    }
+
+    /// <summary>Whether <see cref="Base64"/> decodes <paramref name="s"/> (the same test, into a rented buffer: nothing kept).</summary>
+    private static bool IsBase64(string s)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(s.Length * 3 / 4 + 3);
+        try { return Convert.TryFromBase64String(s, buffer, out _); }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 }

@@ -100,6 +100,37 @@ public class EvalContextCheckTests
         Assert.That(all.Requests, Is.Empty);
     }
 
+    /// <summary>
+    /// A row whose image is not valid base64 is never asked (the run reports and skips it), so the up-front check leaves it
+    /// out too: counted as a question with an image, it refused a run that would have gone through. With swapped images the
+    /// image a question is shown decides, as in the run.
+    /// </summary>
+    [Test]
+    public void ARowTheRunSkipsForBadBase64IsNotCounted()
+    {
+        var rows = new List<string[]>
+        {
+            new[] { "0", new string('!', 80), "Q0", "x", "y", "A", "c" }, // over 64 characters: image data, but not base64
+            new[] { "1", B64(1), "Q1", "x", "y", "A", "c" },
+        };
+        var path = Path.Combine(_dir, "damaged_en.tsv");
+        File.WriteAllText(path, TsvTable.Format(Columns, rows));
+        var bench = BenchmarkFile.Load(path, requireImages: false);
+        Assert.That(bench.Rows.Select(r => r.Image is not null), Is.EqualTo(new[] { true, true }));
+        // Q0 with an image does not fit with 512 new tokens; everything else does.
+        var generator = new LengthScriptedGenerator(1000, (q, image) => q == "Q0" && image ? 900 : 100);
+        var options = new EvaluationOptions { MaxNewTokens = 512 };
+        Assert.DoesNotThrow(() => Evaluator.CheckContext([bench], generator, options));
+        var result = Evaluator.Run([bench], generator, options);
+        Assert.That(result[0].Rows.Select(r => r.Row.IndexText), Is.EqualTo(new[] { "1" }));
+        Assert.That(result[0].Problems.Select(p => p.Message), Is.EqualTo(new[] { "the image is not valid base64" }));
+
+        // Swapped: Q0 is shown Q1's good image (and does not fit), Q1 the damaged one (skipped).
+        var swapped = options with { SwapImages = true };
+        var e = Assert.Throws<QuestionsTooLongException>(() => Evaluator.Run([bench], generator, swapped));
+        Assert.That(e!.Questions, Is.EqualTo(new[] { ("damaged_en.tsv", "0", 900) }));
+    }
+
     /// <summary>The generator's lengths are what generation counts: the prompt one past the context is refused naming exactly that length.</summary>
     [Test]
     public void TheParrotGeneratorCountsAsGenerationCounts()

@@ -52,6 +52,28 @@ public class BatchUpFrontChecksTests() : TinyModelSetFixture("parrot-upfront-tes
         Assert.That(routed, Has.Count.EqualTo(2));
     }
 
+    /// <summary>
+    /// mm_vision_select_feature "patch": the CLS row is dropped where the image is spliced in, so 1+N feature rows are N
+    /// positions, the marker's one replaced. The batch check counts as the prefill does: the exact fill runs, one more
+    /// token is refused naming the length.
+    /// </summary>
+    [Test]
+    public void APatchModelCountsAnImageWithoutItsClsRow()
+    {
+        using var lm = new ParrotForCausalLM(TinyModels.ParrotConfig() with
+        {
+            UseMoe = false, MmVisionSelectFeature = "patch", Text = TinyModels.TextConfig() with { MaxPositionEmbeddings = 64 },
+        }, 3);
+        var generator = new Generator(Generator.Wrap(lm));
+        using var features = Features(21); // 20 visual tokens
+        var options = new GenerationOptions { MaxNewTokens = 10, IgnoreEos = true };
+        var fills = new GenerationPrompt([.. Enumerable.Range(1, 34), ChatMl.ImageTokenIndex], features); // 34 + 20 + 10 = 64
+        Assert.That(generator.Generate([fills, fills], options).Select(r => r.Tokens.Length), Is.EqualTo(new[] { 10, 10 }));
+        var over = new GenerationPrompt([.. Enumerable.Range(1, 35), ChatMl.ImageTokenIndex], features);
+        var e = Assert.Throws<PromptTooLongException>(() => generator.Generate([fills, over], options));
+        Assert.That(e!.Message, Does.StartWith("prompt 1: this model's maximum context length is 64 tokens; the prompt has 55 tokens and 10 more"));
+    }
+
     [Test]
     public void AQwenBatchNamesTheBadPrompt()
     {

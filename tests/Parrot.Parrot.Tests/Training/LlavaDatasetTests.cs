@@ -173,6 +173,41 @@ public class LlavaDatasetTests
         Assert.That(e!.Message, Does.StartWith(lines + ":2: not valid UTF-8 (byte 0xE9"));
     }
 
+    /// <summary>
+    /// The data fingerprint (trainer_state.json's data_fingerprint, checked by --resume) is the same for the same samples
+    /// however they are loaded: with --skip-bad or without on clean data, as JSON lines, with the
+    /// images folder given as another spelling of the same path or moved with its data, and — for images the data names by
+    /// absolute path — whatever --images says (those were hashed relative to it, so the same data with another --images
+    /// was "a different dataset").
+    /// </summary>
+    [Test]
+    public void TheFingerprintIsStableForTheSameSamples()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir);
+        var reference = LlavaDataset.Load(json, images, Chat, DataOptions()).Fingerprint;
+        Assert.That(LlavaDataset.Load(json, images, Chat, DataOptions(skipBad: true)).Fingerprint, Is.EqualTo(reference), "--skip-bad on clean data");
+        Assert.That(LlavaDataset.Load(json, images + Path.DirectorySeparatorChar + "." + Path.DirectorySeparatorChar, Chat, DataOptions()).Fingerprint, Is.EqualTo(reference), "images/./");
+        var lines = Path.Combine(dir, "data.jsonl");
+        File.WriteAllLines(lines, JsonNode.Parse(File.ReadAllText(json))!.AsArray().Select(n => n!.ToJsonString()));
+        Assert.That(LlavaDataset.Load(lines, images, Chat, DataOptions()).Fingerprint, Is.EqualTo(reference), "JSON lines");
+
+        // Images named by absolute path: two --images folders at different depths give the same fingerprint.
+        var absolute = JsonNode.Parse(File.ReadAllText(json))!.AsArray();
+        foreach (var o in absolute)
+            if (o!["image"] is { } image) o["image"] = Path.GetFullPath(Path.Combine(images, image.GetValue<string>()));
+        var absoluteJson = WriteJson(dir, absolute, "absolute.json");
+        var near = Directory.CreateDirectory(Path.Combine(dir, "a")).FullName;
+        var far = Directory.CreateDirectory(Path.Combine(dir, "b", "c", "d")).FullName;
+        var fromNear = LlavaDataset.Load(absoluteJson, near, Chat, DataOptions());
+        var fromFar = LlavaDataset.Load(absoluteJson, far, Chat, DataOptions());
+        Assert.That(fromFar.Examples.Select(e => e.ImagePath), Is.EqualTo(fromNear.Examples.Select(e => e.ImagePath)), "the same image files");
+        Assert.That(fromFar.Fingerprint, Is.EqualTo(fromNear.Fingerprint), "absolute image paths do not depend on --images");
+        // And a changed sample still changes it.
+        absolute[0]!["conversations"]![1]!["value"] = "purple";
+        Assert.That(LlavaDataset.Load(WriteJson(dir, absolute, "absolute2.json"), near, Chat, DataOptions()).Fingerprint, Is.Not.EqualTo(fromNear.Fingerprint));
+    }
+
     [Test]
     public void AllBadIsAnErrorEvenWhenSkipping()
     {
