@@ -177,6 +177,9 @@ public sealed partial class ParrotModel : IDisposable
     public IReadOnlyList<string> Ask(IReadOnlyList<ParrotQuestion> questions, GenerationOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(questions);
+        // A null question used to surface as a NullReferenceException from inside the prompt building.
+        for (int i = 0; i < questions.Count; i++)
+            if (questions[i] is null) throw new ArgumentException($"Ask: question {i} of {questions.Count} is null", nameof(questions));
         return Generate(questions.Select(q => (IReadOnlyList<ChatTurn>)Conversation(q.Text, q.Image)).ToList(), questions.Select(q => q.Image).ToList(), options)
             .Select(r => r.Text).ToList();
     }

@@ -74,6 +74,16 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
             Assert.That(batch[i], Is.EqualTo(model.Ask(questions[i].Text, questions[i].Image, Short)), $"question {i}");
     }
 
+    /// <summary>A null question in a batch used to throw a NullReferenceException from inside the prompt building.</summary>
+    [Test]
+    public void ANullQuestionInABatchIsAnArgumentError()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var e = Assert.Throws<ArgumentException>(() => model.Ask(new[] { new ParrotQuestion("Hello!"), null! }, Short));
+        Assert.That(e!.ParamName, Is.EqualTo("questions"));
+        Assert.That(e.Message, Does.Contain("question 1 of 2 is null"));
+    }
+
     [Test]
     public void ConcurrentCallersGetTheSameAnswersAsSequentialOnes()
     {
