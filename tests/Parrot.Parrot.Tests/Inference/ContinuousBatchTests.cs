@@ -57,6 +57,27 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
         Assert.That(sequences[1]!.PromptTokens, Is.EqualTo(model.Chat.BuildPrompt(cases[1].Conversation).Length - 1 + visual));
     }
 
+    /// <summary>
+    /// Removing a sequence through another batch used to free its cache while its own batch still stepped it (and free
+    /// the other batch's slot of the same number); now it is refused and the sequence goes on where it is.
+    /// </summary>
+    [Test]
+    public void ASequenceCannotBeRemovedThroughAnotherBatch()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var options = new GenerationOptions { IgnoreEos = true };
+        var expected = model.Generate(Ask("whose am I?"), null, options with { MaxNewTokens = 5 }).Tokens;
+        using var mine = model.StartContinuousBatch(DecodeStepMode.Eager);
+        using var other = model.StartContinuousBatch(DecodeStepMode.Eager);
+        var s = mine.Join(Ask("whose am I?"), null, options, 5);
+        var e = Assert.Throws<ArgumentException>(() => other.Remove(s));
+        Assert.That(e!.ParamName, Is.EqualTo("sequence"));
+        Assert.That(s.Left, Is.False);
+        var tokens = new List<int>();
+        for (int step = 0; step < 10 && mine.Count > 0; step++) tokens.AddRange(mine.Step().Select(x => x.Token));
+        Assert.That(tokens, Is.EqualTo(expected));
+    }
+
     [Test]
     public void RemovedSequencesLeaveAndTheOthersGoOn([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
     {
