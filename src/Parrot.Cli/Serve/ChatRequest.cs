@@ -62,6 +62,9 @@ internal static class ChatRequestParser
         var (turns, image) = Messages(root, limits);
         int? maxTokens = PositiveInt(root, "max_completion_tokens") ?? PositiveInt(root, "max_tokens");
         double temperature = Number(root, "temperature", 0, 2) ?? 1.0;
+        // 5e-324 used to reach the sampler and fail the request with a 500 that blamed the checkpoint for non-finite logits.
+        if (temperature > 0 && temperature < 1 / GenerationOptions.MaxLogitScale)
+            throw ApiException.BadRequest($"'temperature' must be 0 (greedy) or at least {1 / GenerationOptions.MaxLogitScale:G3}: logits divided by a smaller one overflow", "temperature");
         double topP = Number(root, "top_p", 0, 1) ?? 1.0;
         if (topP <= 0) throw ApiException.BadRequest("'top_p' must be greater than 0 and at most 1", "top_p");
         int topK = 0;

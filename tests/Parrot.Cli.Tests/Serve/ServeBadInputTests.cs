@@ -62,6 +62,8 @@ public class ServeBadInputTests
         yield return Case("MaxTokensHuge", Valid(r => r["max_tokens"] = 1e12), 400, "max_tokens");
         yield return Case("TemperatureNegative", Valid(r => r["temperature"] = -1), 400, "temperature");
         yield return Case("TemperatureAbsurd", Valid(r => r["temperature"] = 1e308), 400, "temperature");
+        // Used to reach the sampler and fail with a 500 that blamed the checkpoint for non-finite logits.
+        yield return Case("TemperatureTooSmallToDivideBy", Valid(r => r["temperature"] = 5e-324), 400, "temperature");
         yield return Case("TopPZero", Valid(r => r["top_p"] = 0), 400, "top_p");
         yield return Case("TopPAboveOne", Valid(r => r["top_p"] = 1.5), 400, "top_p");
         yield return Case("TopKNegative", Valid(r => r["top_k"] = -5), 400, "top_k");
