@@ -117,6 +117,12 @@ public sealed partial class ParrotModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(directory);
         options ??= new ParrotModelOptions();
+        // Both used to fail deep inside with messages that named neither: an integer dtype blamed the checkpoint's
+        // weights, an empty tower folder gave Path's "The value cannot be an empty string (Parameter 'path')".
+        if (!options.DType.IsFloat())
+            throw new ArgumentException($"ParrotModel.Load: ParrotModelOptions.DType must be floating-point (F32, BF16, F16 or F64), got {options.DType}", nameof(options));
+        if (options.VisionTower is { Length: 0 })
+            throw new ArgumentException("ParrotModel.Load: ParrotModelOptions.VisionTower is empty; give the CLIP tower's folder, or null for config.json's mm_vision_tower", nameof(options));
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
         var configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new InvalidDataException($"{directory}: no config.json");

@@ -205,6 +205,26 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
         Assert.That(custom.Ask("What?", Red, Short), Is.Not.Empty);
     }
 
+    /// <summary>
+    /// An integer dtype used to be reported as the checkpoint's fault ("'model.embed_tokens.weight' is F32; the weights
+    /// must be floating-point"), and an empty tower folder as Path's "The value cannot be an empty string".
+    /// </summary>
+    [Test]
+    public void BadLoadingOptionsAreArgumentErrorsNamingTheOption()
+    {
+        foreach (var dtype in new[] { global::Parrot.Tensors.DType.I32, global::Parrot.Tensors.DType.I64, global::Parrot.Tensors.DType.U8, (global::Parrot.Tensors.DType)99 })
+        {
+            var e = Assert.Throws<ArgumentException>(() => ParrotModel.Load(QwenDir, new ParrotModelOptions { DType = dtype }), $"{dtype}");
+            Assert.That(e!.Message, Does.Contain($"ParrotModelOptions.DType must be floating-point (F32, BF16, F16 or F64), got {dtype}"));
+            Assert.That(Assert.Throws<ArgumentException>(() => global::Parrot.Nn.Models.Qwen2.Qwen2Loader.Load(QwenDir, dtype))!.ParamName, Is.EqualTo("dtype"));
+            Assert.That(Assert.Throws<ArgumentException>(() => ParrotLoader.Load(ParrotDir, dtype))!.ParamName, Is.EqualTo("dtype"));
+        }
+        var empty = Assert.Throws<ArgumentException>(() => ParrotModel.Load(ParrotDir, new ParrotModelOptions { VisionTower = "" }));
+        Assert.That(empty!.Message, Does.Contain("ParrotModelOptions.VisionTower is empty"));
+        using var bf16 = ParrotModel.Load(QwenDir, new ParrotModelOptions { DType = global::Parrot.Tensors.DType.BF16 });
+        Assert.That(bf16.Ask("Hello", (string?)null, Short), Is.Not.Null);
+    }
+
     [Test]
     public void DisposedModelsRefuseCalls()
     {
