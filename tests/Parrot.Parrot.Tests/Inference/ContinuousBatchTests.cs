@@ -57,6 +57,24 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
         Assert.That(sequences[1]!.PromptTokens, Is.EqualTo(model.Chat.BuildPrompt(cases[1].Conversation).Length - 1 + visual));
     }
 
+    /// <summary>A mode outside the enum used to run as Auto for the static step but as a forced mode for the slots.</summary>
+    [Test]
+    public void AnUndefinedDecodeStepModeIsRefused()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var bad = (DecodeStepMode)99;
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => model.StartContinuousBatch(bad))!.ParamName, Is.EqualTo("mode"));
+        using var lm = global::Parrot.Nn.Models.Qwen2.Qwen2Loader.Load(QwenDir);
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => Generator.Wrap(lm, bad))!.ParamName, Is.EqualTo("mode"));
+        using var parrot = global::Parrot.Parrot.Model.ParrotLoader.Load(ParrotDir);
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => Generator.Wrap(parrot, null, bad))!.ParamName, Is.EqualTo("mode"));
+        foreach (var mode in Enum.GetValues<DecodeStepMode>())
+        {
+            using var batch = model.StartContinuousBatch(mode);
+            Assert.That(batch.DecodePath, Is.Not.Empty);
+        }
+    }
+
     /// <summary>
     /// Removing a sequence through another batch used to free its cache while its own batch still stepped it (and free
     /// the other batch's slot of the same number); now it is refused and the sequence goes on where it is.
