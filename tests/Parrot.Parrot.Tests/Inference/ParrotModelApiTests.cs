@@ -96,6 +96,43 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
         Assert.That(parallel, Is.EqualTo(sequential));
     }
 
+    /// <summary>
+    /// A chat answers one message at a time. A second message while an answer still streams used to wait for the model's
+    /// turn, which the stream holds: on the same thread (a Send inside a SendStreaming loop) for ever, on another until the
+    /// stream ended (here never: the first thread waits for it), then raced it into the history. Now it throws at once,
+    /// the first answer and its turns are untouched, and the chat goes on.
+    /// </summary>
+    [Test]
+    public void AChatRefusesASecondMessageWhileOneIsAnswered()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var options = new GenerationOptions { MaxNewTokens = 8, IgnoreEos = true };
+        string alone = model.StartChat().Send("first", (string?)null, options);
+        var chat = model.StartChat();
+        var pieces = new List<string>();
+        var inner = Task.Run(() =>
+        {
+            foreach (var piece in chat.SendStreaming("first", (string?)null, options))
+            {
+                pieces.Add(piece);
+                if (pieces.Count == 1)
+                {
+                    var e = Assert.Throws<InvalidOperationException>(() => chat.Send("inside the loop", (string?)null, options));
+                    Assert.That(e!.Message, Does.Contain("a message is still being answered"));
+                    Assert.Throws<InvalidOperationException>(() => chat.Reset());
+                    var other = Task.Run(() => chat.Send("from another thread", (string?)null, options));
+                    Assert.That(Task.WhenAny(other, Task.Delay(TimeSpan.FromSeconds(30))).Result, Is.SameAs(other), "another thread's message waited for the stream");
+                    Assert.That(other.Exception?.InnerException, Is.TypeOf<InvalidOperationException>());
+                }
+            }
+        });
+        Assert.That(inner.Wait(TimeSpan.FromSeconds(60)), Is.True, "a message sent inside the stream's loop waited for itself");
+        Assert.That(string.Concat(pieces), Is.EqualTo(alone));
+        Assert.That(chat.History.Select(t => (t.Role, t.Text)), Is.EqualTo(new[] { (ChatRole.User, "first"), (ChatRole.Assistant, alone) }));
+        Assert.That(chat.Send("second", (string?)null, options), Is.Not.Null);
+        Assert.That(chat.History, Has.Count.EqualTo(4));
+    }
+
     [Test]
     public void ChatKeepsTheHistoryAndMovesTheImageToTheLatestTurn()
     {
