@@ -103,6 +103,22 @@ public class ParrotModelTests
         Assert.Throws<ArgumentException>(() => model.Assemble([new ParrotSample([1, ParrotSample.ImageToken], null, 0)], null));
     }
 
+    /// <summary>Features without a visual token used to fail inside Narrow ("range [0, 1) is outside dimension 0 of size 0").</summary>
+    [Test]
+    public void ImageFeaturesWithoutAVisualTokenAreAnArgumentError()
+    {
+        using var model = new ParrotForCausalLM(TinyConfig(), seed: 3);
+        using var none = Tensor.Zeros([1, 0, 12]);
+        var e = Assert.Throws<ArgumentException>(() => model.Assemble([new ParrotSample([1, ParrotSample.ImageToken, 2], null, 0)], none));
+        Assert.That(e!.Message, Does.Contain("image features [1, 0, 12] have no visual token (at least 1)"));
+        using var patches = new ParrotForCausalLM(TinyConfig() with { MmVisionSelectFeature = "patch" }, seed: 3);
+        using var clsOnly = Tensor.Zeros([1, 1, 12]);
+        e = Assert.Throws<ArgumentException>(() => patches.Assemble([new ParrotSample([1, ParrotSample.ImageToken, 2], null, 0)], clsOnly));
+        Assert.That(e!.Message, Does.Contain("once the CLS token is dropped"));
+        using var one = Tensor.Zeros([1, 1, 12]);
+        Assert.That(model.Assemble([new ParrotSample([1, ParrotSample.ImageToken, 2], null, 0)], one).Embeds.Shape[1], Is.EqualTo(3));
+    }
+
     [Test]
     public void GradientsReachProjectorMoeAndEmbeddings()
     {

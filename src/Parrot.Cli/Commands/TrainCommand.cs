@@ -95,8 +95,11 @@ internal static class TrainCommand
                 cacheTag: LlavaImageFeatures.TowerCacheTag(visionDir, m.Config.MmVisionSelectLayer));
 
             var dataset = LlavaDataset.Load(p.GetValue(data)!, p.GetValue(images)!, chat,
-                new LlavaOptions { MaxLength = options.MaxLength, ImageTokens = imageTokens, SkipBad = p.GetValue(skipBad), Context = m.Config.Text.MaxPositionEmbeddings });
+                new LlavaOptions { MaxLength = options.MaxLength, ImageTokens = imageTokens, SkipBad = p.GetValue(skipBad), Context = m.Config.Text.MaxPositionEmbeddings,
+                    // A resumed or repeated run need not check the images whose features it will read from the cache.
+                    HasCachedFeatures = features.IsCached });
             if (main) foreach (var problem in dataset.Skipped) Console.Error.WriteLine($"skipped: {problem}");
+            if (dataset.ImagesCached > 0) console.WriteLine($"images: {dataset.ImagesChecked} checked, {dataset.ImagesCached} not checked as their features are cached");
             console.WriteLine($"{dataset.Examples.Count} samples ({dataset.Skipped.Count} skipped), stage {st}, global batch {options.GlobalBatch} in micro-batches of {options.MicroBatch}, lr {options.LearningRate:G4}");
 
             Directory.CreateDirectory(output);

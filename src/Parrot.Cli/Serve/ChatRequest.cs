@@ -46,6 +46,18 @@ internal static class ChatRequestParser
             throw ApiException.BadRequest($"'model' must be a string, not {Kind(model)}", "model");
         if (Field(root, "n") is { } n && !(n.ValueKind == JsonValueKind.Number && n.TryGetInt64(out long nv) && nv == 1))
             throw ApiException.BadRequest("'n' must be 1: this server generates one choice per request", "n", "unsupported_value");
+        // These were ignored, so a request for the best of several answers, a min-p cut, a repetition penalty, top
+        // log-probabilities or a forced tool call silently got one plain answer without them.
+        if (Field(root, "best_of") is { } bo && !(bo.ValueKind == JsonValueKind.Number && bo.TryGetInt64(out long bov) && bov == 1))
+            throw ApiException.BadRequest("'best_of' must be 1: this server generates one choice per request", "best_of", "unsupported_value");
+        if (Field(root, "min_p") is { } mp && !(mp.ValueKind == JsonValueKind.Number && mp.TryGetDouble(out double mpv) && mpv == 0))
+            throw ApiException.BadRequest("'min_p' is not supported by this server (only 0)", "min_p", "unsupported_parameter");
+        if (Field(root, "repetition_penalty") is { } rp && !(rp.ValueKind == JsonValueKind.Number && rp.TryGetDouble(out double rpv) && rpv == 1))
+            throw ApiException.BadRequest("'repetition_penalty' is not supported by this server (only 1)", "repetition_penalty", "unsupported_parameter");
+        if (Field(root, "top_logprobs") is { } tlp && !(tlp.ValueKind == JsonValueKind.Number && tlp.TryGetInt64(out long tlpv) && tlpv == 0))
+            throw ApiException.BadRequest("'top_logprobs' is not supported by this server (log-probabilities are not returned)", "top_logprobs", "unsupported_parameter");
+        if (Field(root, "tool_choice") is { } tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() is "none" or "auto"))
+            throw ApiException.BadRequest("'tool_choice' is not supported by this server (only \"none\" or \"auto\": no function calling)", "tool_choice", "unsupported_parameter");
         if (Field(root, "logprobs") is { } lp && lp.ValueKind != JsonValueKind.False)
             throw ApiException.BadRequest("'logprobs' is not supported by this server", "logprobs", "unsupported_parameter");
         if (Field(root, "tools") is { } tools && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
@@ -62,6 +74,9 @@ internal static class ChatRequestParser
         var (turns, image) = Messages(root, limits);
         int? maxTokens = PositiveInt(root, "max_completion_tokens") ?? PositiveInt(root, "max_tokens");
         double temperature = Number(root, "temperature", 0, 2) ?? 1.0;
+        // 5e-324 used to reach the sampler and fail the request with a 500 that blamed the checkpoint for non-finite logits.
+        if (temperature > 0 && temperature < 1 / GenerationOptions.MaxLogitScale)
+            throw ApiException.BadRequest($"'temperature' must be 0 (greedy) or at least {1 / GenerationOptions.MaxLogitScale:G3}: logits divided by a smaller one overflow", "temperature");
         double topP = Number(root, "top_p", 0, 1) ?? 1.0;
         if (topP <= 0) throw ApiException.BadRequest("'top_p' must be greater than 0 and at most 1", "top_p");
         int topK = 0;
@@ -74,9 +89,10 @@ internal static class ChatRequestParser
         ulong seed;
         if (Field(root, "seed") is { } s)
         {
-            if (s.ValueKind != JsonValueKind.Number || !s.TryGetInt64(out long sv))
-                throw ApiException.BadRequest("'seed' must be an integer", "seed");
-            seed = unchecked((ulong)sv);
+            // Any 64-bit integer, signed or not: an unsigned seed from 2^63 up used to be told it "must be an integer".
+            if (s.ValueKind == JsonValueKind.Number && s.TryGetInt64(out long sv)) seed = unchecked((ulong)sv);
+            else if (s.ValueKind == JsonValueKind.Number && s.TryGetUInt64(out ulong uv)) seed = uv;
+            else throw ApiException.BadRequest("'seed' must be an integer from -2^63 to 2^64 - 1", "seed");
         }
         else seed = (ulong)Random.Shared.NextInt64();
         foreach (var penalty in new[] { "presence_penalty", "frequency_penalty" })

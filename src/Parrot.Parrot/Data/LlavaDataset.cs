@@ -37,6 +37,13 @@ public sealed record LlavaOptions
     /// the model was never given, so it is refused (as <see cref="MaxLength"/> refuses) whatever the maximum length says.
     /// </summary>
     public int? Context { get; init; }
+    /// <summary>
+    /// Whether an image's vision features are cached under the image's current key (its path, size and modification
+    /// time: <see cref="LlavaImageFeatures.IsCached"/>), or null: none are. Such an image is not checked
+    /// (<see cref="ImageLoader.Check"/>): its pixels were decoded when its features were computed, and a run reads the
+    /// features instead of the file. Called from several threads at once while loading.
+    /// </summary>
+    public Func<string, bool>? HasCachedFeatures { get; init; }
 }
 
 /// <summary>
@@ -45,8 +52,9 @@ public sealed record LlavaOptions
 /// tokenised with ChatML. Every sample is checked when loading: malformed JSON (with its line and byte),
 /// missing or empty conversations, unknown roles, a conversation without an answer to learn, a missing
 /// image file or one that is not an intact image (<see cref="ImageLoader.Check"/>: format, truncation,
-/// header, pixel count, without decoding; once per distinct file), and a sequence longer than the maximum
-/// once the image's visual tokens are counted.
+/// header, pixel count, without decoding; once per distinct file, several files at once, skipped for files whose
+/// features are cached: <see cref="LlavaOptions.HasCachedFeatures"/>), and a sequence longer than the maximum
+/// once the image's visual tokens are counted. Problems are reported in file order whatever order the checks end in.
 /// </summary>
 public sealed class LlavaDataset
 {
@@ -59,6 +67,11 @@ public sealed class LlavaDataset
     public IReadOnlyList<LlavaProblem> Skipped { get; }
     /// <summary>The data file.</summary>
     public string File { get; }
+
+    /// <summary>Distinct image files checked while loading (<see cref="ImageLoader.Check"/>).</summary>
+    public int ImagesChecked { get; private init; }
+    /// <summary>Distinct image files not checked because their features are cached (<see cref="LlavaOptions.HasCachedFeatures"/>).</summary>
+    public int ImagesCached { get; private init; }
 
     private readonly List<string?> _imageKeys;
     private readonly Lazy<string> _fingerprint;
@@ -115,6 +128,13 @@ public sealed class LlavaDataset
         return "sha256:" + Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
+    /// <summary>
+    /// One record as the first pass leaves it: the problem found before its image would be checked (final), its image
+    /// (null: none, or a problem before it), and what the rest of it gave, an example or a problem, which counts only
+    /// if the image passes its check.
+    /// </summary>
+    private sealed record Pending(string Id, string LineHint, string? HeadProblem, string? Image, string? ImageKey, LlavaExample? Example, string? BodyProblem);
+
     /// <summary>Reads <paramref name="path"/>, resolving image paths against <paramref name="imagesDir"/> (the JSON's folder when null).</summary>
     /// <exception cref="LlavaDataException">Bad data (the first problem, or malformed JSON even when skipping).</exception>
     public static LlavaDataset Load(string path, string? imagesDir, ChatMl chat, LlavaOptions? options = null)
@@ -126,28 +146,95 @@ public sealed class LlavaDataset
         if (options.Context < 2) throw new ArgumentOutOfRangeException(nameof(options), options.Context, "LlavaDataset: the model's context must be at least 2");
         if (!System.IO.File.Exists(path)) throw new LlavaDataException($"{path}: data file not found");
         imagesDir = Path.GetFullPath(imagesDir ?? Path.GetDirectoryName(Path.GetFullPath(path))!);
+
+        // First pass, serial: every record parsed and tokenised, its image found but not yet checked. Without skipping,
+        // reading stops at the first record that fails whatever its image gives (the load throws at it or before).
+        var pending = new List<Pending>();
+        var imageIndex = new Dictionary<string, int>(StringComparer.Ordinal);
+        var images = new List<string>();
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo? readFailure = null;
+        int index = 0;
+        using (var records = ReadRecords(path).GetEnumerator())
+        {
+            while (true)
+            {
+                try { if (!records.MoveNext()) break; }
+                catch (Exception e)
+                {
+                    // Malformed JSON (or an unreadable line) ends the load even when skipping, as before; a bad sample
+                    // ahead of it, whose image is checked below, is still what a load that does not skip reports.
+                    readFailure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
+                    break;
+                }
+                var (element, lineHint) = records.Current;
+                string id = SampleId(element, index++);
+                var record = First(element, id, lineHint, imagesDir, chat, options);
+                pending.Add(record);
+                if (record.Image is not null && imageIndex.TryAdd(record.Image, images.Count)) images.Add(record.Image);
+                if (!options.SkipBad && (record.HeadProblem ?? record.BodyProblem) is not null) break;
+            }
+        }
+
+        // Then the images, each distinct file once, several at a time; results by index, so the order they finish in
+        // changes nothing. Checked here, not when the image's batch comes: an empty, truncated or non-image file used to
+        // stop the run hours in, even with --skip-bad, and cost every step since the last checkpoint.
+        var (imageProblems, checkedCount, cachedCount) = CheckImages(images, options.HasCachedFeatures);
+
         var examples = new List<LlavaExample>();
         var imageKeys = new List<string?>();
         var skipped = new List<LlavaProblem>();
-        int index = 0;
-        var imageProblems = new Dictionary<string, string?>(StringComparer.Ordinal);
-        foreach (var (element, lineHint) in ReadRecords(path))
+        foreach (var r in pending)
         {
-            string id = SampleId(element, index++);
+            string? problem = r.HeadProblem ?? (r.Image is null ? null : imageProblems[imageIndex[r.Image]]) ?? r.BodyProblem;
+            if (problem is null)
+            {
+                examples.Add(r.Example!);
+                imageKeys.Add(r.ImageKey);
+                continue;
+            }
+            var bad = new LlavaProblem(path, r.Id, problem + r.LineHint);
+            if (!options.SkipBad) throw new LlavaDataException(bad.ToString());
+            skipped.Add(bad);
+        }
+        readFailure?.Throw();
+        if (examples.Count == 0) throw new LlavaDataException($"{path}: no usable samples" + (skipped.Count > 0 ? $" ({skipped.Count} skipped as bad)" : ""));
+        return new LlavaDataset(path, examples, imageKeys, skipped) { ImagesChecked = checkedCount, ImagesCached = cachedCount };
+    }
+
+    /// <summary>
+    /// <see cref="ImageLoader.Check"/> of each of <paramref name="images"/> whose features are not cached, at most one
+    /// per processor at a time: the problem of image i (null: none) at i. An exception other than the check's own
+    /// (running out of memory) is rethrown, the one of the first such image.
+    /// </summary>
+    private static (string?[] Problems, int Checked, int Cached) CheckImages(List<string> images, Func<string, bool>? cached)
+    {
+        var problems = new string?[images.Count];
+        var skippedAsCached = new bool[images.Count];
+        var failures = new Exception?[images.Count];
+        Parallel.For(0, images.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
+        {
             try
             {
-                examples.Add(Parse(element, id, imagesDir, chat, options, imageProblems, out var imageKey));
-                imageKeys.Add(imageKey);
+                if (cached?.Invoke(images[i]) == true) { skippedAsCached[i] = true; return; }
+                ImageLoader.Check(images[i]);
             }
-            catch (LlavaDataException e)
-            {
-                var problem = new LlavaProblem(path, id, e.Message + lineHint);
-                if (!options.SkipBad) throw new LlavaDataException(problem.ToString());
-                skipped.Add(problem);
-            }
-        }
-        if (examples.Count == 0) throw new LlavaDataException($"{path}: no usable samples" + (skipped.Count > 0 ? $" ({skipped.Count} skipped as bad)" : ""));
-        return new LlavaDataset(path, examples, imageKeys, skipped);
+            catch (ImageLoadException x) { problems[i] = $"cannot read the image: {x.Message}"; }
+            catch (Exception x) { failures[i] = x; }
+        });
+        if (failures.FirstOrDefault(f => f is not null) is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        int cachedCount = skippedAsCached.Count(c => c);
+        return (problems, images.Count - cachedCount, cachedCount);
+    }
+
+    /// <summary>The first pass over one record (<see cref="Pending"/>).</summary>
+    private static Pending First(JsonElement element, string id, string lineHint, string imagesDir, ChatMl chat, LlavaOptions options)
+    {
+        string? image, imageKey;
+        JsonElement conv;
+        try { (conv, image, imageKey) = Head(element, imagesDir); }
+        catch (LlavaDataException e) { return new Pending(id, lineHint, e.Message, null, null, null, null); }
+        try { return new Pending(id, lineHint, null, image, imageKey, Body(element, conv, image, id, chat, options), null); }
+        catch (LlavaDataException e) { return new Pending(id, lineHint, null, image, imageKey, null, e.Message); }
     }
 
     /// <summary>The language of a sample: its "language" field, else an id prefix before '_', '-' or '/' that is a known code.</summary>
@@ -194,11 +281,15 @@ public sealed class LlavaDataset
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty("id", out var id) && id.ValueKind is JsonValueKind.String or JsonValueKind.Number
             ? id.ToString() : $"#{index}";
 
-    // imageKey: the image as Fingerprint hashes it, its path relative to the images folder, or its full path when the data
-    // gives an absolute one; forward slashes, so that the same data on another system gives the same text. Null without an image.
-    private static LlavaExample Parse(JsonElement e, string id, string imagesDir, ChatMl chat, LlavaOptions options, Dictionary<string, string?> imageProblems, out string? imageKey)
+    /// <summary>
+    /// What is checked before the image (its problems come first): the object, its conversation and its image file's
+    /// existence. ImageKey: the image as Fingerprint hashes it, its path relative to the images folder, or its full path
+    /// when the data gives an absolute one; forward slashes, so that the same data on another system gives the same text.
+    /// Null without an image.
+    /// </summary>
+    private static (JsonElement Conversations, string? Image, string? ImageKey) Head(JsonElement e, string imagesDir)
     {
-        imageKey = null;
+        string? imageKey = null;
         if (e.ValueKind != JsonValueKind.Object) throw new LlavaDataException($"expected an object, found {e.ValueKind}");
         if (!e.TryGetProperty("conversations", out var conv) || conv.ValueKind == JsonValueKind.Null)
             throw new LlavaDataException("has no \"conversations\"");
@@ -212,16 +303,13 @@ public sealed class LlavaDataset
             image = Path.GetFullPath(Path.Combine(imagesDir, img.GetString()!));
             imageKey = (Path.IsPathRooted(img.GetString()!) ? image : Path.GetRelativePath(imagesDir, image)).Replace('\\', '/');
             if (!System.IO.File.Exists(image)) throw new LlavaDataException($"image file not found: {image}");
-            // Checked now, not when the image's batch comes: an empty, truncated or non-image file used to stop
-            // the run hours in, even with --skip-bad, and cost every step since the last checkpoint.
-            if (!imageProblems.TryGetValue(image, out var imageProblem))
-            {
-                try { ImageLoader.Check(image); imageProblem = null; }
-                catch (ImageLoadException x) { imageProblem = $"cannot read the image: {x.Message}"; }
-                imageProblems[image] = imageProblem;
-            }
-            if (imageProblem is not null) throw new LlavaDataException(imageProblem);
         }
+        return (conv, image, imageKey);
+    }
+
+    /// <summary>The rest, after the image's check (whose problem comes before these): the turns, their tokens and the length.</summary>
+    private static LlavaExample Body(JsonElement e, JsonElement conv, string? image, string id, ChatMl chat, LlavaOptions options)
+    {
         string? languageField = e.TryGetProperty("language", out var lang) && lang.ValueKind == JsonValueKind.String ? lang.GetString() : null;
 
         var turns = new List<ChatTurn>();

@@ -79,6 +79,18 @@ public sealed class LlavaImageFeatures : IDisposable
         return features;
     }
 
+    /// <summary>
+    /// Whether <see cref="Get"/> would return <paramref name="imagePath"/>'s features without reading the image: they are
+    /// in memory, or on disk under the image's current key (its path, size and modification time, the padding and the
+    /// tower's tag). Either way its pixels were decoded once, when the features were computed; a file since changed in
+    /// size or time has another key and is not cached. Safe to call from several threads while no features are computed.
+    /// </summary>
+    public bool IsCached(string imagePath)
+    {
+        ArgumentNullException.ThrowIfNull(imagePath);
+        return _memory.ContainsKey(imagePath) || _cacheDir is not null && File.Exists(Path.Combine(_cacheDir, Key(imagePath) + ".npy"));
+    }
+
     private Tensor Compute(string imagePath, string sampleId)
     {
         using var scope = TensorScope.Begin();

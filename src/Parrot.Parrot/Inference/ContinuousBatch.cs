@@ -59,6 +59,8 @@ public sealed class BatchSequence
     internal int Pending { get; set; } = -1;
     /// <summary>Its slot in the static step (<see cref="KvCacheModel.StaticSlots"/>); −1 on the eager path or once it left.</summary>
     internal int Slot { get; set; } = -1;
+    /// <summary>The batch it joined: only that batch may remove it (its cache and slot are that batch's).</summary>
+    internal ContinuousBatch? Batch { get; init; }
 }
 
 /// <summary>
@@ -199,7 +201,7 @@ public sealed class ContinuousBatch : IDisposable
             catch { cache.Dispose(); ask?.Seen?.Dispose(); throw; }
             var seq = new BatchSequence(opts, sampler, new StopTextFilter(_tokenizer, opts.StopStrings), cache, length, onDevice)
             {
-                Row = row, Picked = picked, Slot = slot, Ask = ask,
+                Row = row, Picked = picked, Slot = slot, Ask = ask, Batch = this,
             };
             _active.Add(seq);
             return seq;
@@ -296,9 +298,13 @@ public sealed class ContinuousBatch : IDisposable
     }
 
     /// <summary>Takes <paramref name="sequence"/> out of the batch (a cancelled request) and frees its cache; nothing if it already left.</summary>
+    /// <exception cref="ArgumentException">The sequence joined another batch.</exception>
     public void Remove(BatchSequence sequence)
     {
         ArgumentNullException.ThrowIfNull(sequence);
+        // A sequence of another batch used to be marked as left and have its cache freed (and this batch's slot of the
+        // same number freed) while its own batch went on stepping it: a freed cache or a slot given to someone else.
+        if (sequence.Batch != this) throw new ArgumentException("continuous batch: the sequence belongs to another batch; remove it from the batch it joined", nameof(sequence));
         if (sequence.Left) return;
         sequence.Left = true;
         _active.Remove(sequence);

@@ -11,7 +11,7 @@ public sealed record GenerationOptions
     public int MaxNewTokens { get; init; } = 512;
 
     /// <summary>
-    /// Softmax temperature (≥ 0). 0, the default, is greedy decoding: the most likely token (the lowest id
+    /// Softmax temperature (0, or at least 1e-269: <see cref="MaxLogitScale"/>). 0, the default, is greedy decoding: the most likely token (the lowest id
     /// on a tie) after the repetition penalty, with no randomness; &gt; 0 samples.
     /// </summary>
     public double Temperature { get; init; }
@@ -40,6 +40,14 @@ public sealed record GenerationOptions
     /// <summary>Keep going past end-of-sequence tokens until <see cref="MaxNewTokens"/> (benchmarks).</summary>
     public bool IgnoreEos { get; init; }
 
+    /// <summary>
+    /// The most a logit may be scaled by when it is sampled: by 1 / <see cref="Temperature"/>, and by the repetition
+    /// penalty or its inverse (max(P, 1/P) / T). Logits are float32 (at most 3.4e38) scaled in float64 (at most 1.8e308),
+    /// so under 1e269 every one stays finite; past it a row of finite logits could become +∞ and be refused as if the
+    /// checkpoint held non-finite values. The least temperature without a penalty is its inverse, 1e-269.
+    /// </summary>
+    public const double MaxLogitScale = 1e269;
+
     /// <summary>Whether this samples (temperature &gt; 0) rather than decoding greedily.</summary>
     public bool IsSampling => Temperature > 0;
 
@@ -51,6 +59,15 @@ public sealed record GenerationOptions
         if (TopK < 0) throw new ArgumentException($"generation: top-k must be ≥ 0 (0 = off), got {TopK}");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"generation: top-p must be in (0, 1], got {TopP}");
         if (!(RepetitionPenalty > 0) || double.IsInfinity(RepetitionPenalty)) throw new ArgumentException($"generation: the repetition penalty must be a finite number > 0 (1 = off), got {RepetitionPenalty}");
+        // A temperature of 5e-324 used to pass and fail the first draw with "a +∞ logit — the checkpoint or the inputs
+        // hold non-finite values", blaming a sound model (in serve: a 500).
+        double penaltyScale = Math.Max(RepetitionPenalty, 1 / RepetitionPenalty);
+        if (penaltyScale > MaxLogitScale)
+            throw new ArgumentException($"generation: the repetition penalty {RepetitionPenalty} is too extreme: logits scaled by it overflow (it must be within [1e-269, 1e269])");
+        if (IsSampling && penaltyScale / Temperature > MaxLogitScale)
+            throw new ArgumentException(RepetitionPenalty == 1
+                ? $"generation: temperature {Temperature} is too small to sample with: logits divided by it overflow (the least is 1e-269; 0 decodes greedily)"
+                : $"generation: temperature {Temperature} is too small to sample with under the repetition penalty {RepetitionPenalty}: logits scaled by them overflow (max(P, 1/P) / T must be at most 1e269; 0 decodes greedily)");
         if (StopStrings is null) throw new ArgumentException("generation: the stop strings are null");
         foreach (var s in StopStrings)
             if (string.IsNullOrEmpty(s)) throw new ArgumentException("generation: a stop string is empty");

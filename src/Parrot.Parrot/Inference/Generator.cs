@@ -60,6 +60,7 @@ public sealed class Generator
     public static IAutoregressiveModel Wrap(Qwen2ForCausalLM model, DecodeStepMode mode)
     {
         ArgumentNullException.ThrowIfNull(model);
+        KvCacheModel.CheckMode(mode);
         int vocab = model.Config.VocabSize;
         // Messages without "generate: " and without the prompt's name: the session's batch check adds both (MeasureText).
         int MeasureText(GenerationPrompt p)
@@ -123,6 +124,7 @@ public sealed class Generator
     public static IAutoregressiveModel Wrap(ParrotForCausalLM model, Action<double[]>? onRouting, DecodeStepMode mode)
     {
         ArgumentNullException.ThrowIfNull(model);
+        KvCacheModel.CheckMode(mode);
         return new KvCacheModel(model.Model, model.LmHead, p =>
         {
             bool marker = p.Ids.Contains(ChatMl.ImageTokenIndex);

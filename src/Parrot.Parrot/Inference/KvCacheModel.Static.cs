@@ -43,6 +43,15 @@ internal sealed partial class KvCacheModel
     /// <summary>Whether a session of this model takes the static step (see <see cref="DecodeStepMode.Auto"/>).</summary>
     internal bool UsesStaticStep => UsesStaticStepIn(Mode);
 
+    /// <summary>
+    /// Refuses a value outside <see cref="DecodeStepMode"/>: one such as (DecodeStepMode)99 used to run as Auto for the
+    /// static step yet as a forced mode for the slots (past PARROT_STATIC_SLOTS=0).
+    /// </summary>
+    internal static void CheckMode(DecodeStepMode mode, string name = "mode")
+    {
+        if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(name, mode, $"the decode step mode must be Auto, Eager or Static, got {(int)mode}");
+    }
+
     /// <summary>Whether a decode in <paramref name="mode"/> takes the static step here (the continuous batch asks for its own mode).</summary>
     internal bool UsesStaticStepIn(DecodeStepMode mode) => mode switch
     {

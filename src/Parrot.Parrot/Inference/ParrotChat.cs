@@ -8,7 +8,8 @@ namespace Parrot.Parrot;
 /// A multi-turn conversation with a <see cref="ParrotModel"/>: each message is answered in the context of
 /// the whole history (ChatML), and the answer joins the history. Parrot looks at one image per
 /// conversation: attaching a new image moves the image to the new message, and earlier turns keep their
-/// text without it. Not for concurrent use: one message at a time (the model itself may be shared).
+/// text without it. Not for concurrent use: one message at a time (the model itself may be shared); a message sent
+/// while another's answer is still streaming, or a <see cref="Reset"/> then, throws <see cref="InvalidOperationException"/>.
 /// </summary>
 public sealed class ParrotChat
 {
@@ -17,6 +18,8 @@ public sealed class ParrotChat
     private readonly List<ChatTurn> _turns = new();
     private RgbImage? _image;
     private int _imageTurn = -1;
+    /// <summary>1 while a message's answer is being generated (from its stream's first item until it ends or is disposed).</summary>
+    private int _busy;
 
     internal ParrotChat(ParrotModel model, string? systemPrompt)
     {
@@ -58,6 +61,22 @@ public sealed class ParrotChat
 
     private IEnumerable<string> Run(string message, RgbImage? image, GenerationOptions? options)
     {
+        // A second message while one is answered used to wait for the model's turn: on the same thread (a Send inside a
+        // SendStreaming loop) for ever, as the stream holds that turn; on another, to be answered without the first
+        // exchange and to race it into the history (turns were lost).
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0) throw Busy();
+        try
+        {
+            foreach (var piece in Answer(message, image, options)) yield return piece;
+        }
+        finally { Volatile.Write(ref _busy, 0); }
+    }
+
+    private static InvalidOperationException Busy() =>
+        new("ParrotChat: a message is still being answered; send the next one (or reset) when its answer is finished or its stream disposed — a chat is not for concurrent use");
+
+    private IEnumerable<string> Answer(string message, RgbImage? image, GenerationOptions? options)
+    {
         var pending = new ChatTurn(ChatRole.User, message, HasImage: image is not null);
         var conversation = Build(pending, image is not null);
         var imageNow = image ?? _image;
@@ -75,8 +94,10 @@ public sealed class ParrotChat
     }
 
     /// <summary>Forgets the history and the image (the system prompt stays).</summary>
+    /// <exception cref="InvalidOperationException">A message is still being answered.</exception>
     public void Reset()
     {
+        if (Volatile.Read(ref _busy) != 0) throw Busy();
         _turns.Clear();
         _image = null;
         _imageTurn = -1;

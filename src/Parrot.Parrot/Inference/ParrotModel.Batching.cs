@@ -29,6 +29,7 @@ public sealed partial class ParrotModel
     /// </summary>
     public ContinuousBatch StartContinuousBatch(DecodeStepMode mode)
     {
+        KvCacheModel.CheckMode(mode);
         ThrowIfDisposed();
         var lm = _generator.Model as KvCacheModel ?? throw new InvalidOperationException("ParrotModel: continuous batching needs the KV-cache model");
         return new ContinuousBatch(this, lm, ContextLength, EndOfSequenceIds, Tokenizer, mode);

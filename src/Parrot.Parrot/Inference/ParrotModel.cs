@@ -117,6 +117,12 @@ public sealed partial class ParrotModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(directory);
         options ??= new ParrotModelOptions();
+        // Both used to fail deep inside with messages that named neither: an integer dtype blamed the checkpoint's
+        // weights, an empty tower folder gave Path's "The value cannot be an empty string (Parameter 'path')".
+        if (!options.DType.IsFloat())
+            throw new ArgumentException($"ParrotModel.Load: ParrotModelOptions.DType must be floating-point (F32, BF16, F16 or F64), got {options.DType}", nameof(options));
+        if (options.VisionTower is { Length: 0 })
+            throw new ArgumentException("ParrotModel.Load: ParrotModelOptions.VisionTower is empty; give the CLIP tower's folder, or null for config.json's mm_vision_tower", nameof(options));
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
         var configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new InvalidDataException($"{directory}: no config.json");
@@ -177,6 +183,9 @@ public sealed partial class ParrotModel : IDisposable
     public IReadOnlyList<string> Ask(IReadOnlyList<ParrotQuestion> questions, GenerationOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(questions);
+        // A null question used to surface as a NullReferenceException from inside the prompt building.
+        for (int i = 0; i < questions.Count; i++)
+            if (questions[i] is null) throw new ArgumentException($"Ask: question {i} of {questions.Count} is null", nameof(questions));
         return Generate(questions.Select(q => (IReadOnlyList<ChatTurn>)Conversation(q.Text, q.Image)).ToList(), questions.Select(q => q.Image).ToList(), options)
             .Select(r => r.Text).ToList();
     }

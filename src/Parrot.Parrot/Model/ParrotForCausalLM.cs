@@ -67,6 +67,12 @@ public sealed class ParrotForCausalLM : Module
         {
             if (imageFeatures.Rank != 3 || imageFeatures.Dim(2) != Config.MmHiddenSize)
                 throw new ArgumentException($"Parrot: image features {imageFeatures.ShapeString()} must be [images, tokens, {Config.MmHiddenSize}]");
+            // Features without a visual token (or with the CLS token alone under "patch") used to fail inside Narrow with
+            // "range [0, 1) is outside dimension 0 of size 0", naming neither the features nor the reason.
+            bool patch = Config.MmVisionSelectFeature == "patch";
+            if (imageFeatures.Dim(1) < (patch ? 2 : 1))
+                throw new ArgumentException($"Parrot: image features {imageFeatures.ShapeString()} have no visual token"
+                    + (patch ? " once the CLS token is dropped (mm_vision_select_feature \"patch\": at least 2 tokens)" : " (at least 1)"));
             var feats = Config.MmVisionSelectFeature == "patch" ? imageFeatures.Narrow(1, 1, imageFeatures.Dim(1) - 1) : imageFeatures;
             var wdt = Model.EmbedTokens.Weight.DType;
             projected = Model.Projector.Forward(new Variable(feats.DType == wdt && feats.Device == device ? feats : feats.To(wdt, device)));

@@ -29,6 +29,10 @@ public static class ParrotLoader
     public static ParrotForCausalLM Load(string directory, DType? dtype = null, ulong seed = 0, bool requireMultimodal = false)
     {
         ArgumentNullException.ThrowIfNull(directory);
+        // An integer dtype asked for used to be reported as the checkpoint's fault ("'model.embed_tokens.weight' is F32;
+        // the weights must be floating-point").
+        if (dtype is { } asked && !asked.IsFloat())
+            throw new ArgumentException($"ParrotLoader.Load: the dtype to load in must be floating-point (F32, BF16, F16 or F64), got {asked}", nameof(dtype));
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
         var config = ParrotConfig.Load(Path.Combine(directory, "config.json"));
         using var checkpoint = SafetensorsCheckpoint.Open(directory);

@@ -62,6 +62,8 @@ public class ServeBadInputTests
         yield return Case("MaxTokensHuge", Valid(r => r["max_tokens"] = 1e12), 400, "max_tokens");
         yield return Case("TemperatureNegative", Valid(r => r["temperature"] = -1), 400, "temperature");
         yield return Case("TemperatureAbsurd", Valid(r => r["temperature"] = 1e308), 400, "temperature");
+        // Used to reach the sampler and fail with a 500 that blamed the checkpoint for non-finite logits.
+        yield return Case("TemperatureTooSmallToDivideBy", Valid(r => r["temperature"] = 5e-324), 400, "temperature");
         yield return Case("TopPZero", Valid(r => r["top_p"] = 0), 400, "top_p");
         yield return Case("TopPAboveOne", Valid(r => r["top_p"] = 1.5), 400, "top_p");
         yield return Case("TopKNegative", Valid(r => r["top_k"] = -5), 400, "top_k");
@@ -71,6 +73,14 @@ public class ServeBadInputTests
         yield return Case("StopEmpty", Valid(r => r["stop"] = ""), 400, "stop");
         yield return Case("StopTooMany", Valid(r => r["stop"] = new JsonArray("a", "b", "c", "d", "e")), 400, "stop");
         yield return Case("PenaltyUnsupported", Valid(r => r["presence_penalty"] = 1), 400, "presence_penalty");
+        // These used to be ignored: one plain answer without the best-of, min-p cut, penalty, log-probabilities or tool call asked for.
+        yield return Case("BestOfFive", Valid(r => r["best_of"] = 5), 400, "best_of", "unsupported_value");
+        yield return Case("BestOfHuge", Valid(r => r["best_of"] = 1e9), 400, "best_of", "unsupported_value");
+        yield return Case("MinPUnsupported", Valid(r => r["min_p"] = 0.1), 400, "min_p", "unsupported_parameter");
+        yield return Case("RepetitionPenaltyUnsupported", Valid(r => r["repetition_penalty"] = 1.3), 400, "repetition_penalty", "unsupported_parameter");
+        yield return Case("TopLogprobsUnsupported", Valid(r => r["top_logprobs"] = 5), 400, "top_logprobs", "unsupported_parameter");
+        yield return Case("ToolChoiceRequired", Valid(r => r["tool_choice"] = "required"), 400, "tool_choice", "unsupported_parameter");
+        yield return Case("SeedBeyondUInt64", "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2,\"seed\":18446744073709551616}", 400, "seed");
         // These used to be ignored, so the answer silently was not JSON / not biased / a plain text answer.
         yield return Case("JsonModeUnsupported", Valid(r => r["response_format"] = new JsonObject { ["type"] = "json_object" }), 400, "response_format", "unsupported_parameter");
         yield return Case("ResponseFormatNotObject", Valid(r => r["response_format"] = "json"), 400, "response_format", "unsupported_parameter");
@@ -110,6 +120,12 @@ public class ServeBadInputTests
             r["response_format"] = new JsonObject { ["type"] = "text" };
             r["logit_bias"] = new JsonObject();
             r["functions"] = new JsonArray();
+            r["best_of"] = 1;
+            r["min_p"] = 0;
+            r["repetition_penalty"] = 1;
+            r["top_logprobs"] = 0;
+            r["tool_choice"] = "none";
+            r["seed"] = 18446744073709551615UL; // 2^64 − 1: an integer, used to be refused as if it were not
         }));
         Assert.That(status, Is.EqualTo(200), body.ToString());
     }

@@ -57,6 +57,45 @@ public class ContinuousBatchTests() : TinyModelSetFixture("parrot-batch-tests")
         Assert.That(sequences[1]!.PromptTokens, Is.EqualTo(model.Chat.BuildPrompt(cases[1].Conversation).Length - 1 + visual));
     }
 
+    /// <summary>A mode outside the enum used to run as Auto for the static step but as a forced mode for the slots.</summary>
+    [Test]
+    public void AnUndefinedDecodeStepModeIsRefused()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var bad = (DecodeStepMode)99;
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => model.StartContinuousBatch(bad))!.ParamName, Is.EqualTo("mode"));
+        using var lm = global::Parrot.Nn.Models.Qwen2.Qwen2Loader.Load(QwenDir);
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => Generator.Wrap(lm, bad))!.ParamName, Is.EqualTo("mode"));
+        using var parrot = global::Parrot.Parrot.Model.ParrotLoader.Load(ParrotDir);
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => Generator.Wrap(parrot, null, bad))!.ParamName, Is.EqualTo("mode"));
+        foreach (var mode in Enum.GetValues<DecodeStepMode>())
+        {
+            using var batch = model.StartContinuousBatch(mode);
+            Assert.That(batch.DecodePath, Is.Not.Empty);
+        }
+    }
+
+    /// <summary>
+    /// Removing a sequence through another batch used to free its cache while its own batch still stepped it (and free
+    /// the other batch's slot of the same number); now it is refused and the sequence goes on where it is.
+    /// </summary>
+    [Test]
+    public void ASequenceCannotBeRemovedThroughAnotherBatch()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var options = new GenerationOptions { IgnoreEos = true };
+        var expected = model.Generate(Ask("whose am I?"), null, options with { MaxNewTokens = 5 }).Tokens;
+        using var mine = model.StartContinuousBatch(DecodeStepMode.Eager);
+        using var other = model.StartContinuousBatch(DecodeStepMode.Eager);
+        var s = mine.Join(Ask("whose am I?"), null, options, 5);
+        var e = Assert.Throws<ArgumentException>(() => other.Remove(s));
+        Assert.That(e!.ParamName, Is.EqualTo("sequence"));
+        Assert.That(s.Left, Is.False);
+        var tokens = new List<int>();
+        for (int step = 0; step < 10 && mine.Count > 0; step++) tokens.AddRange(mine.Step().Select(x => x.Token));
+        Assert.That(tokens, Is.EqualTo(expected));
+    }
+
     [Test]
     public void RemovedSequencesLeaveAndTheOthersGoOn([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
     {

@@ -345,6 +345,30 @@ public class GenerationTests
         Assert.That(stopped, Is.EqualTo(all.Take(all.IndexOf(eos) + 1)));
     }
 
+    /// <summary>
+    /// A temperature so small that finite logits divided by it overflow used to pass validation and fail the first draw
+    /// with "a +∞ logit — the checkpoint or the inputs hold non-finite values"; it is an option error now. At the least
+    /// temperature allowed even the largest float32 logit stays finite: sampling there is the argmax.
+    /// </summary>
+    [Test]
+    public void TemperaturesTooSmallToDivideByAreRejected()
+    {
+        var g = new Generator(new FixedLogitsModel([0f, float.MaxValue, -float.MaxValue, 1e30f]));
+        var least = new GenerationOptions { MaxNewTokens = 3, Temperature = 1 / GenerationOptions.MaxLogitScale, Seed = 5 };
+        Assert.That(g.Generate(new GenerationPrompt([0]), least).Tokens, Is.EqualTo(new[] { 1, 1, 1 }));
+        foreach (double t in new[] { double.Epsilon, 1e-300, 0.5e-269 })
+        {
+            var e = Assert.Throws<ArgumentException>(() => g.Generate(new GenerationPrompt([0]), least with { Temperature = t }), $"temperature {t}");
+            Assert.That(e!.Message, Does.Contain($"temperature {t} is too small to sample with"));
+        }
+        // A repetition penalty scales logits too: P or 1/P over T is bounded, and P alone when greedy.
+        Assert.That(Assert.Throws<ArgumentException>(() => (least with { RepetitionPenalty = 10 }).Validate())!.Message, Does.Contain("under the repetition penalty 10"));
+        Assert.DoesNotThrow(() => (least with { Temperature = 1e-268, RepetitionPenalty = 10 }).Validate());
+        Assert.DoesNotThrow(() => (least with { Temperature = 1e-268, RepetitionPenalty = 0.1 }).Validate());
+        Assert.That(Assert.Throws<ArgumentException>(() => new GenerationOptions { RepetitionPenalty = 1e300 }.Validate())!.Message, Does.Contain("the repetition penalty 1E+300 is too extreme"));
+        Assert.That(Assert.Throws<ArgumentException>(() => new GenerationOptions { RepetitionPenalty = 1e-300 }.Validate())!.Message, Does.Contain("is too extreme"));
+    }
+
     [Test]
     public void BadOptionsAndPromptsAreRejected()
     {

@@ -74,6 +74,16 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
             Assert.That(batch[i], Is.EqualTo(model.Ask(questions[i].Text, questions[i].Image, Short)), $"question {i}");
     }
 
+    /// <summary>A null question in a batch used to throw a NullReferenceException from inside the prompt building.</summary>
+    [Test]
+    public void ANullQuestionInABatchIsAnArgumentError()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var e = Assert.Throws<ArgumentException>(() => model.Ask(new[] { new ParrotQuestion("Hello!"), null! }, Short));
+        Assert.That(e!.ParamName, Is.EqualTo("questions"));
+        Assert.That(e.Message, Does.Contain("question 1 of 2 is null"));
+    }
+
     [Test]
     public void ConcurrentCallersGetTheSameAnswersAsSequentialOnes()
     {
@@ -84,6 +94,43 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
         Parallel.For(0, questions.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
             parallel[i] = i % 2 == 0 ? model.Ask(questions[i], Red, Short) : string.Concat(model.AskStreaming(questions[i], Red, Short)));
         Assert.That(parallel, Is.EqualTo(sequential));
+    }
+
+    /// <summary>
+    /// A chat answers one message at a time. A second message while an answer still streams used to wait for the model's
+    /// turn, which the stream holds: on the same thread (a Send inside a SendStreaming loop) for ever, on another until the
+    /// stream ended (here never: the first thread waits for it), then raced it into the history. Now it throws at once,
+    /// the first answer and its turns are untouched, and the chat goes on.
+    /// </summary>
+    [Test]
+    public void AChatRefusesASecondMessageWhileOneIsAnswered()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var options = new GenerationOptions { MaxNewTokens = 8, IgnoreEos = true };
+        string alone = model.StartChat().Send("first", (string?)null, options);
+        var chat = model.StartChat();
+        var pieces = new List<string>();
+        var inner = Task.Run(() =>
+        {
+            foreach (var piece in chat.SendStreaming("first", (string?)null, options))
+            {
+                pieces.Add(piece);
+                if (pieces.Count == 1)
+                {
+                    var e = Assert.Throws<InvalidOperationException>(() => chat.Send("inside the loop", (string?)null, options));
+                    Assert.That(e!.Message, Does.Contain("a message is still being answered"));
+                    Assert.Throws<InvalidOperationException>(() => chat.Reset());
+                    var other = Task.Run(() => chat.Send("from another thread", (string?)null, options));
+                    Assert.That(Task.WhenAny(other, Task.Delay(TimeSpan.FromSeconds(30))).Result, Is.SameAs(other), "another thread's message waited for the stream");
+                    Assert.That(other.Exception?.InnerException, Is.TypeOf<InvalidOperationException>());
+                }
+            }
+        });
+        Assert.That(inner.Wait(TimeSpan.FromSeconds(60)), Is.True, "a message sent inside the stream's loop waited for itself");
+        Assert.That(string.Concat(pieces), Is.EqualTo(alone));
+        Assert.That(chat.History.Select(t => (t.Role, t.Text)), Is.EqualTo(new[] { (ChatRole.User, "first"), (ChatRole.Assistant, alone) }));
+        Assert.That(chat.Send("second", (string?)null, options), Is.Not.Null);
+        Assert.That(chat.History, Has.Count.EqualTo(4));
     }
 
     [Test]
@@ -193,6 +240,26 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
         });
         Assert.That(custom.SupportsImages, Is.True);
         Assert.That(custom.Ask("What?", Red, Short), Is.Not.Empty);
+    }
+
+    /// <summary>
+    /// An integer dtype used to be reported as the checkpoint's fault ("'model.embed_tokens.weight' is F32; the weights
+    /// must be floating-point"), and an empty tower folder as Path's "The value cannot be an empty string".
+    /// </summary>
+    [Test]
+    public void BadLoadingOptionsAreArgumentErrorsNamingTheOption()
+    {
+        foreach (var dtype in new[] { global::Parrot.Tensors.DType.I32, global::Parrot.Tensors.DType.I64, global::Parrot.Tensors.DType.U8, (global::Parrot.Tensors.DType)99 })
+        {
+            var e = Assert.Throws<ArgumentException>(() => ParrotModel.Load(QwenDir, new ParrotModelOptions { DType = dtype }), $"{dtype}");
+            Assert.That(e!.Message, Does.Contain($"ParrotModelOptions.DType must be floating-point (F32, BF16, F16 or F64), got {dtype}"));
+            Assert.That(Assert.Throws<ArgumentException>(() => global::Parrot.Nn.Models.Qwen2.Qwen2Loader.Load(QwenDir, dtype))!.ParamName, Is.EqualTo("dtype"));
+            Assert.That(Assert.Throws<ArgumentException>(() => ParrotLoader.Load(ParrotDir, dtype))!.ParamName, Is.EqualTo("dtype"));
+        }
+        var empty = Assert.Throws<ArgumentException>(() => ParrotModel.Load(ParrotDir, new ParrotModelOptions { VisionTower = "" }));
+        Assert.That(empty!.Message, Does.Contain("ParrotModelOptions.VisionTower is empty"));
+        using var bf16 = ParrotModel.Load(QwenDir, new ParrotModelOptions { DType = global::Parrot.Tensors.DType.BF16 });
+        Assert.That(bf16.Ask("Hello", (string?)null, Short), Is.Not.Null);
     }
 
     [Test]

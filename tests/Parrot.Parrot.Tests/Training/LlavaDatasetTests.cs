@@ -282,6 +282,136 @@ public class LlavaDatasetTests
     }
 
     /// <summary>
+    /// Images are checked several at a time, yet problems come in file order: here the later images' checks are made
+    /// to end first (the cache lookup, which runs before each check, waits longer for earlier images), and the skipped
+    /// samples, their messages and the first problem of a load that does not skip are those of the serial check.
+    /// </summary>
+    [Test]
+    public void ParallelChecksReportProblemsInFileOrder()
+    {
+        var dir = TempDir();
+        WritePng(Path.Combine(dir, "good.png"), 10, 20, 30);
+        var png = File.ReadAllBytes(Path.Combine(dir, "good.png"));
+        var samples = new JsonArray();
+        var expected = new List<(string Id, string Reason)>();
+        for (int i = 0; i < 24; i++)
+        {
+            string name = $"img{i}.png";
+            switch (i % 3)
+            {
+                case 0: File.WriteAllBytes(Path.Combine(dir, name), png); break;
+                case 1: File.WriteAllBytes(Path.Combine(dir, name), png[..(png.Length / 2)]); expected.Add(($"s{i}", "truncated")); break;
+                default: File.WriteAllText(Path.Combine(dir, name), $"<html>{i}</html>"); expected.Add(($"s{i}", "not a JPEG, PNG, GIF, WebP or BMP image")); break;
+            }
+            samples.Add(Sample($"s{i}", name, ("human", "<image>\nhi"), ("gpt", "x")));
+        }
+        var path = WriteJson(dir, samples);
+        int running = 0, most = 0;
+        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        bool NotCachedAfterAWait(string image)
+        {
+            int now = Interlocked.Increment(ref running);
+            InterlockedMax(ref most, now);
+            int i = int.Parse(Path.GetFileNameWithoutExtension(image)[3..]);
+            Thread.Sleep(5 * (24 - i)); // the first images' checks start last
+            order.Enqueue(Path.GetFileName(image));
+            Interlocked.Decrement(ref running);
+            return false;
+        }
+        var options = DataOptions(skipBad: true) with { HasCachedFeatures = NotCachedAfterAWait };
+
+        var skipping = LlavaDataset.Load(path, dir, Chat, options);
+        Assert.That(skipping.Skipped.Select(x => x.SampleId), Is.EqualTo(expected.Select(x => x.Id)));
+        for (int k = 0; k < expected.Count; k++)
+            Assert.That(skipping.Skipped[k].Message, Does.StartWith("cannot read the image: " + Path.Combine(dir, $"img{expected[k].Id[1..]}.png") + ": ").And.Contain(expected[k].Reason));
+        Assert.That(skipping.Examples.Select(x => x.Id), Is.EqualTo(Enumerable.Range(0, 8).Select(i => $"s{3 * i}")));
+        Assert.That(skipping.ImagesChecked, Is.EqualTo(24));
+        if (Environment.ProcessorCount > 1)
+        {
+            Assert.That(most, Is.GreaterThan(1), "checked several at a time");
+            Assert.That(order.ToArray(), Is.Not.EqualTo(Enumerable.Range(0, 24).Select(i => $"img{i}.png")), "finished out of file order");
+        }
+
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, options with { SkipBad = false }));
+        Assert.That(e!.Message, Does.Contain("'s1'").And.Contain("truncated"));
+
+        static void InterlockedMax(ref int target, int value)
+        {
+            int seen;
+            while ((seen = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen) { }
+        }
+    }
+
+    /// <summary>
+    /// Which problem a sample reports is the serial check's: one found before its image (no conversation) comes first, then
+    /// the image's, then the rest (an unknown role); without skipping the load stops at the first bad sample in file
+    /// order, and malformed JSON after a bad image reports the image (malformed JSON ends even a skipping load).
+    /// </summary>
+    [Test]
+    public void TheImageProblemKeepsItsPlaceAmongTheSamplesProblems()
+    {
+        var dir = TempDir();
+        File.WriteAllText(Path.Combine(dir, "page.jpg"), "<html>404 Not Found</html>");
+        var noConversation = new JsonObject { ["id"] = "head", ["image"] = "page.jpg" };
+        var badRoleAndImage = Sample("both", "page.jpg", ("human", "<image>\nhi"), ("robot", "beep"));
+        var path = WriteJson(dir, [Sample("good", null, ("human", "hi"), ("gpt", "yo")), noConversation, badRoleAndImage, Sample("role", null, ("human", "hi"), ("robot", "x"))]);
+        var skipping = LlavaDataset.Load(path, dir, Chat, DataOptions(skipBad: true));
+        Assert.That(skipping.Skipped.Select(x => (x.SampleId, x.Message.Split(':')[0])), Is.EqualTo(new[]
+        {
+            ("head", "has no \"conversations\""), ("both", "cannot read the image"), ("role", "turn 2 has the unknown role \"robot\" (expected human, gpt or system)"),
+        }));
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions()));
+        Assert.That(e!.Message, Does.Contain("'head'").And.Contain("has no \"conversations\""));
+
+        var lines = Path.Combine(dir, "d.jsonl");
+        File.WriteAllText(lines, Sample("a", null, ("human", "hi"), ("gpt", "yo")).ToJsonString() + "\n"
+            + Sample("img", "page.jpg", ("human", "<image>\nhi"), ("gpt", "x")).ToJsonString() + "\n{\"id\": \"b\", oops}\n");
+        e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(lines, dir, Chat, DataOptions()));
+        Assert.That(e!.Message, Does.Contain("'img'").And.Contain("cannot read the image"));
+        e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(lines, dir, Chat, DataOptions(skipBad: true)));
+        Assert.That(e!.Message, Does.Contain("malformed JSON on line 3"));
+    }
+
+    /// <summary>
+    /// An image whose features are cached under its current key is not checked: its pixels were decoded when the features
+    /// were computed, and training reads the features, not the file. The key is the path, size and modification time:
+    /// an image rewritten since (here damaged, with a new time) has no cached features and is checked again. What the
+    /// skip cannot see, a file rewritten to the same size with its old time put back, the cache cannot see either: the
+    /// run would read the old features and never open the file, so the check would only stop a run that would not fail.
+    /// </summary>
+    [Test]
+    public void ImagesWithCachedFeaturesAreNotChecked()
+    {
+        var dir = TempDir();
+        var (json, images) = WriteData(dir);
+        var cache = Path.Combine(dir, "features");
+        var first = LlavaDataset.Load(json, images, Chat, DataOptions());
+        var withImages = first.Examples.Where(x => x.ImagePath is not null).DistinctBy(x => x.ImagePath).ToList();
+        Assert.That(withImages, Has.Count.EqualTo(3));
+        Assert.That((first.ImagesChecked, first.ImagesCached), Is.EqualTo((3, 0)));
+        using (var f = new LlavaImageFeatures(ToyTower, Preprocessor, cacheDir: cache))
+            for (int i = 0; i < 2; i++) f.Get(withImages[i].ImagePath!, withImages[i].Id);
+
+        using var features = new LlavaImageFeatures(_ => throw new AssertionException("the tower must not run"), Preprocessor, cacheDir: cache);
+        Assert.That(withImages.Select(x => features.IsCached(x.ImagePath!)), Is.EqualTo(new[] { true, true, false }));
+        var options = DataOptions() with { HasCachedFeatures = features.IsCached };
+        var again = LlavaDataset.Load(json, images, Chat, options);
+        Assert.That((again.ImagesChecked, again.ImagesCached), Is.EqualTo((1, 2)));
+        Assert.That(again.Examples.Select(x => x.Id), Is.EqualTo(first.Examples.Select(x => x.Id)));
+
+        // Damaged since, at a new time: not cached any more, checked, and a bad sample.
+        var damaged = withImages[0].ImagePath!;
+        File.WriteAllText(damaged, "<html>404 Not Found</html>");
+        File.SetLastWriteTimeUtc(damaged, DateTime.UtcNow.AddMinutes(1));
+        Assert.That(features.IsCached(damaged), Is.False);
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(json, images, Chat, options));
+        Assert.That(e!.Message, Does.Contain($"'{withImages[0].Id}'").And.Contain("cannot read the image: " + damaged));
+        var skipping = LlavaDataset.Load(json, images, Chat, options with { SkipBad = true });
+        Assert.That((skipping.ImagesChecked, skipping.ImagesCached), Is.EqualTo((2, 1)));
+        Assert.That(skipping.Skipped.Select(x => x.SampleId), Does.Contain(withImages[0].Id));
+    }
+
+    /// <summary>
     /// The cached file used to be named by the image's path alone, so a run with another tower, layer or padding
     /// sharing the cache (the same --out, or --feature-cache), or an image edited in place, silently read back
     /// features of the other setting.
