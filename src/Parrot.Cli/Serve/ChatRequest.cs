@@ -46,14 +46,12 @@ internal static class ChatRequestParser
             throw ApiException.BadRequest($"'model' must be a string, not {Kind(model)}", "model");
         if (Field(root, "n") is { } n && !(n.ValueKind == JsonValueKind.Number && n.TryGetInt64(out long nv) && nv == 1))
             throw ApiException.BadRequest("'n' must be 1: this server generates one choice per request", "n", "unsupported_value");
-        // These were ignored, so a request for the best of several answers, a min-p cut, a repetition penalty, top
+        // These were ignored, so a request for the best of several answers, a min-p cut, top
         // log-probabilities or a forced tool call silently got one plain answer without them.
         if (Field(root, "best_of") is { } bo && !(bo.ValueKind == JsonValueKind.Number && bo.TryGetInt64(out long bov) && bov == 1))
             throw ApiException.BadRequest("'best_of' must be 1: this server generates one choice per request", "best_of", "unsupported_value");
         if (Field(root, "min_p") is { } mp && !(mp.ValueKind == JsonValueKind.Number && mp.TryGetDouble(out double mpv) && mpv == 0))
             throw ApiException.BadRequest("'min_p' is not supported by this server (only 0)", "min_p", "unsupported_parameter");
-        if (Field(root, "repetition_penalty") is { } rp && !(rp.ValueKind == JsonValueKind.Number && rp.TryGetDouble(out double rpv) && rpv == 1))
-            throw ApiException.BadRequest("'repetition_penalty' is not supported by this server (only 1)", "repetition_penalty", "unsupported_parameter");
         if (Field(root, "top_logprobs") is { } tlp && !(tlp.ValueKind == JsonValueKind.Number && tlp.TryGetInt64(out long tlpv) && tlpv == 0))
             throw ApiException.BadRequest("'top_logprobs' is not supported by this server (log-probabilities are not returned)", "top_logprobs", "unsupported_parameter");
         if (Field(root, "tool_choice") is { } tc && !(tc.ValueKind == JsonValueKind.String && tc.GetString() is "none" or "auto"))
@@ -111,7 +109,19 @@ internal static class ChatRequestParser
                 includeUsage = iu.ValueKind is JsonValueKind.True or JsonValueKind.False ? iu.GetBoolean()
                     : throw ApiException.BadRequest("'stream_options.include_usage' must be a boolean", "stream_options.include_usage");
         }
-        var options = new GenerationOptions { Temperature = temperature, TopP = topP, TopK = topK, Seed = seed, StopStrings = stops, IgnoreEos = limits.IgnoreEos };
+        // vLLM's extension (Hugging Face's rule: a seen id's positive logit divided by it, a negative one multiplied), which
+        // the engine's sampler implements; it used to be ignored silently. 1 is off.
+        double repetitionPenalty = 1;
+        if (Field(root, "repetition_penalty") is { } rp)
+        {
+            if (rp.ValueKind != JsonValueKind.Number || !rp.TryGetDouble(out repetitionPenalty) || !double.IsFinite(repetitionPenalty) || repetitionPenalty <= 0)
+                throw ApiException.BadRequest("'repetition_penalty' must be a number greater than 0 (1: off)", "repetition_penalty");
+        }
+        var options = new GenerationOptions { Temperature = temperature, TopP = topP, TopK = topK, RepetitionPenalty = repetitionPenalty, Seed = seed, StopStrings = stops, IgnoreEos = limits.IgnoreEos };
+        // The engine's own rule for the combinations (a tiny temperature under a penalty overflows the logits): a 400
+        // naming it rather than a 500 from the first draw.
+        try { options.Validate(); }
+        catch (ArgumentException e) { throw ApiException.BadRequest(e.Message.Replace("generation: ", ""), repetitionPenalty != 1 ? "repetition_penalty" : "temperature"); }
         return new ChatRequest(turns, image, options, maxTokens, stream, includeUsage);
     }
 

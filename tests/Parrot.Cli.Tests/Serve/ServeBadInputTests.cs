@@ -73,11 +73,15 @@ public class ServeBadInputTests
         yield return Case("StopEmpty", Valid(r => r["stop"] = ""), 400, "stop");
         yield return Case("StopTooMany", Valid(r => r["stop"] = new JsonArray("a", "b", "c", "d", "e")), 400, "stop");
         yield return Case("PenaltyUnsupported", Valid(r => r["presence_penalty"] = 1), 400, "presence_penalty");
-        // These used to be ignored: one plain answer without the best-of, min-p cut, penalty, log-probabilities or tool call asked for.
+        // These used to be ignored: one plain answer without the best-of, min-p cut, log-probabilities or tool call asked for.
         yield return Case("BestOfFive", Valid(r => r["best_of"] = 5), 400, "best_of", "unsupported_value");
         yield return Case("BestOfHuge", Valid(r => r["best_of"] = 1e9), 400, "best_of", "unsupported_value");
         yield return Case("MinPUnsupported", Valid(r => r["min_p"] = 0.1), 400, "min_p", "unsupported_parameter");
-        yield return Case("RepetitionPenaltyUnsupported", Valid(r => r["repetition_penalty"] = 1.3), 400, "repetition_penalty", "unsupported_parameter");
+        yield return Case("RepetitionPenaltyZero", Valid(r => r["repetition_penalty"] = 0), 400, "repetition_penalty");
+        yield return Case("RepetitionPenaltyNegative", Valid(r => r["repetition_penalty"] = -1.3), 400, "repetition_penalty");
+        yield return Case("RepetitionPenaltyString", Valid(r => r["repetition_penalty"] = "1.3"), 400, "repetition_penalty");
+        // Sampling at the least temperature under a penalty overflows the logits: the engine's rule, a 400 (not a 500 at the first draw).
+        yield return Case("RepetitionPenaltyWithTinyTemperature", Valid(r => { r["repetition_penalty"] = 1.5; r["temperature"] = 1.1e-269; }), 400, "repetition_penalty");
         yield return Case("TopLogprobsUnsupported", Valid(r => r["top_logprobs"] = 5), 400, "top_logprobs", "unsupported_parameter");
         yield return Case("ToolChoiceRequired", Valid(r => r["tool_choice"] = "required"), 400, "tool_choice", "unsupported_parameter");
         yield return Case("SeedBeyondUInt64", "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2,\"seed\":18446744073709551616}", 400, "seed");

@@ -74,6 +74,24 @@ public class ServeProtocolTests
     }
 
     [Test]
+    public async Task RepetitionPenaltyIsHonoured([Values(0.0, 0.8)] double temperature)
+    {
+        // It used to be ignored silently (then refused); now the request's penalty reaches the sampler. The reference is
+        // the ParrotModel API with the same options; the unpenalised answer must differ, or the test could not fail.
+        const int tokens = 24;
+        var plain = new GenerationOptions { MaxNewTokens = tokens, Temperature = temperature, Seed = 7 };
+        var penalised = plain with { RepetitionPenalty = 5 };
+        string expected = _reference.Ask("Hello there", (RgbImage?)null, penalised);
+        Assert.That(expected, Is.Not.EqualTo(_reference.Ask("Hello there", (RgbImage?)null, plain)), "precondition: the penalty changes the tiny model's answer");
+        var request = Request("Hello there", maxTokens: tokens, temperature: temperature);
+        request["repetition_penalty"] = 5;
+        request["seed"] = 7;
+        var (status, body) = await PostAsync(_client, request);
+        Assert.That(status, Is.EqualTo(200), body.ToString());
+        Assert.That(body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString(), Is.EqualTo(expected));
+    }
+
+    [Test]
     public async Task StreamSendsDeltaChunksThatConcatenateToTheAnswerThenDone()
     {
         var request = Request("Stream me a story", maxTokens: 14, stream: true);
