@@ -173,6 +173,56 @@ public class IndexCopyTests
         Assert.That(dst.ToArray<float>(), Is.All.EqualTo(0f), "nothing written");
     }
 
+    /// <summary>Every call the CPU refuses before reading an index value: src of another shape, rank, dtype; a 2-D or float index; axis out of range; a broadcast dst.</summary>
+    private static IEnumerable<(string What, Tensor Dst, int Axis, Tensor Index, Tensor Src)> BadCalls()
+    {
+        var dst = Tensor.Zeros([3, 5]);
+        var index = Tensor.FromArray(new long[] { 4, 1 }, 2);
+        yield return ("src too long on the axis", dst, 1, index, Tensor.Ones([3, 3]));
+        // Longer than dst along another dimension: CUDA's index_copy would store past dst's end.
+        yield return ("src longer off the axis", dst, 1, index, Tensor.Ones([4, 2]));
+        yield return ("src shorter off the axis", dst, 1, index, Tensor.Ones([2, 2]));
+        yield return ("src of another rank", dst, 1, index, Tensor.Ones([3, 2, 1]));
+        yield return ("src of a lower rank", dst, 0, index, Tensor.Ones([2]));
+        // The kernel copies dst's element size: from a narrower src it would read past src's end.
+        yield return ("src float64 into float32", dst, 1, index, Tensor.Ones([3, 2], DType.F64));
+        yield return ("src float32 into float64", Tensor.Zeros([3, 5], DType.F64), 1, index, Tensor.Ones([3, 2]));
+        yield return ("index 2-D", dst, 1, Tensor.FromArray(new long[] { 4, 1 }, 1, 2), Tensor.Ones([3, 2]));
+        yield return ("index float", dst, 1, Tensor.FromArray(new float[] { 4, 1 }), Tensor.Ones([3, 2]));
+        yield return ("axis 2", dst, 2, index, Tensor.Ones([3, 2]));
+        yield return ("axis -1", dst, -1, index, Tensor.Ones([3, 2]));
+        var column = Tensor.Zeros([3, 1]);
+        yield return ("dst broadcast", column.Expand(3, 5), 0, Tensor.FromArray(new long[] { 2 }), Tensor.Ones([1, 5]));
+    }
+
+    [Test]
+    public void TheCudaLauncherRefusesWhatTheCpuRefusesWithTheSameWords()
+    {
+        // CudaBackend.IndexCopy runs these host checks before its launch; without them a mismatched src made index_copy
+        // store past dst's end (src [4, 2] into [3, 5]) or read past src's end (a wider dtype). The CPU's exception is the
+        // reference: the same type and message.
+        using var scope = TensorScope.Begin();
+        foreach (var (what, dst, axis, index, src) in BadCalls())
+        {
+            var cpu = Assert.Catch(() => CpuBackend.Instance.IndexCopy(dst, axis, index, src), what)!;
+            var cuda = Assert.Catch(() => Cuda.CudaBackend.CheckIndexCopy(Device.Cpu, dst, axis, index, src), what)!;
+            Assert.That((cuda.GetType(), cuda.Message), Is.EqualTo((cpu.GetType(), cpu.Message)), what);
+            Assert.That(cuda, Is.InstanceOf<ArgumentException>(), what);
+        }
+        // The sampler's call passes; tensors on another device than the backend's are refused (the kernel would
+        // dereference host pointers).
+        var rows = Tensor.Zeros([4, 3001], DType.F64);
+        using var row = rows.Narrow(0, 2, 1);
+        var ids = Tensor.FromArray(new long[] { 0, 3000, 7 }, 3);
+        var values = Tensor.Ones([1, 3], DType.F64);
+        Assert.DoesNotThrow(() => Cuda.CudaBackend.CheckIndexCopy(Device.Cpu, row, 1, ids, values));
+        Assert.That(() => Cuda.CudaBackend.CheckIndexCopy(new Device(DeviceKind.Cuda, 0), row, 1, ids, values),
+            Throws.ArgumentException.With.Message.Contains("IndexCopy").And.Message.Contains("cuda:0"));
+        // Empty calls are checked too (both backends return before any work only after the checks).
+        Assert.That(() => Cuda.CudaBackend.CheckIndexCopy(Device.Cpu, rows, 1, Tensor.Zeros([0], DType.I64), Tensor.Zeros([3, 0], DType.F64)),
+            Throws.ArgumentException.With.Message.Contains("src [3, 0]"));
+    }
+
     [Test]
     public void RejectsBadShapesAndTypes()
     {

@@ -6,9 +6,9 @@
 // GPU) is shuffled before the per-key sort: every run must give the same bits. The host's sequence (CudaBackend.Scatter.cs:
 // the plan's group/vector split, the walk or the sort) is ported here. f16 goes through _Float16 (g++'s correctly rounded
 // conversions) in place of prelude's cvt PTX, which the emulator cannot run. Also index_copy (CudaBackend.IndexCopy's
-// launch) against the CPU's IndexCopy loop, bit for bit, in the same dtypes: narrowed rows, padded views, transposed src,
-// strided indices, out-of-range indices skipped (guard elements around dst catch a stray store) and 150,000 ids into
-// a 151,936-long row. Build and run: see run.sh.
+// launch) against the CPU's IndexCopy loop, bit for bit, in the same dtypes and bool: narrowed rows, padded and
+// transposed dst views, transposed src, strided indices, one id (the axis dropped from the layout), out-of-range
+// indices skipped (guard elements around dst catch a stray store) and 150,000 ids into a 151,936-long row. Build and run: see run.sh.
 #include "emu_threads.h"
 #define f16_to_f32 ptx_f16_to_f32
 #define f32_to_f16 ptx_f32_to_f16
@@ -38,7 +38,7 @@ static u16 bf16_round(float f) // BFloat16.FromFloat
 static float bf16_float(u16 h) { unsigned u = (unsigned)h << 16; float f; memcpy(&f, &u, 4); return f; }
 static float half_float(u16 h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
 static u16 half_round(float f) { _Float16 x = (_Float16)f; u16 h; memcpy(&h, &x, 2); return h; }
-static int esize(int dt) { return dt == DT_F64 || dt == DT_I64 ? 8 : dt == DT_U8 ? 1 : dt == DT_BF16 || dt == DT_F16 ? 2 : 4; }
+static int esize(int dt) { return dt == DT_F64 || dt == DT_I64 ? 8 : dt == DT_U8 || dt == DT_BOOL ? 1 : dt == DT_BF16 || dt == DT_F16 ? 2 : 4; }
 
 // *d = Add(*d, *s) as the CPU's IAccumulate structs do it.
 static void cpu_add(int dt, unsigned char* d, const unsigned char* s)
@@ -215,6 +215,7 @@ static void fill(std::vector<unsigned char>& b, int dt, i64 count)
             case DT_F16: { u16 h = half_round((float)x * 8); memcpy(p, &h, 2); break; }
             case DT_I32: { int v = (int)(rng() % 2000000000u) - 1000000000; memcpy(p, &v, 4); break; }
             case DT_I64: { i64 v = (i64)rng(); memcpy(p, &v, 8); break; }
+            case DT_BOOL: *p = (unsigned char)(rng() & 1); break;
             default: *p = (unsigned char)rng(); break;
         }
     }
@@ -331,7 +332,7 @@ static void gpu_index_copy(int dt, int idt, std::vector<unsigned char>& dst, con
 }
 
 struct CopyCase { std::string name; int axis; std::vector<int> dshape; int k; int rows = 0; int row = 0; bool padDst = false, transposeSrc = false;
-                  int istride = 1; int bad = 0; unsigned grid = 5; };
+                  int istride = 1; int bad = 0; unsigned grid = 5; bool transposeDst = false; };
 
 static int g_copy_runs;
 static void run_copy_case(const CopyCase& c, int dt, int idt)
@@ -342,6 +343,12 @@ static void run_copy_case(const CopyCase& c, int dt, int idt)
     View dv{c.dshape, contiguous(c.dshape), 0};
     if (c.rows) dv.offset = (i64)c.row * dv.strides[0] * c.dshape[0];
     if (c.padDst) { std::vector<int> padded = c.dshape; padded[r - 1] += 2; dv.strides = contiguous(padded); dv.offset = 3; }
+    // Or its last two dims stored transposed (a Transpose view: the axis' stride and the others' not C order).
+    if (c.transposeDst)
+    {
+        std::vector<int> t = c.dshape; std::swap(t[r - 1], t[r - 2]);
+        dv.strides = contiguous(t); std::swap(dv.strides[r - 1], dv.strides[r - 2]);
+    }
     // 512 elements before dst and 1024 after, compared like the rest: a store outside dst (an out-of-range index not
     // skipped) changes them.
     dv.offset += 512;
@@ -395,9 +402,16 @@ static void index_copy_cases()
         {"last axis of [3, 4, 9], all of it (a permutation), src transposed", 2, {3, 4, 9}, 9, 0, 0, false, true},
         {"out-of-range ids skipped (-1, D, D + 5 ...), row 1 of [3, 500]", 1, {1, 500}, 120, 3, 1, false, false, 1, 12},
         {"out-of-range ids skipped, axis 0 of [30, 6], dst padded", 0, {30, 6}, 20, 0, 0, true, false, 3, 2},
+        // dst a transposed view along either axis (its non-axis stride is not 1), and a 4-D padded dst (a rank-3 layout).
+        {"axis 0 of [40, 7], dst transposed, src transposed", 0, {40, 7}, 15, 0, 0, false, true, 1, 0, 5, true},
+        {"axis 1 of [6, 40], dst transposed, index stride 3", 1, {6, 40}, 30, 0, 0, false, false, 3, 0, 5, true},
+        {"axis 2 of [2, 3, 11, 4], dst padded, src transposed", 2, {2, 3, 11, 4}, 6, 0, 0, true, true, 2, 0, 3},
+        // One id (k = 1): the axis is dropped from the layout, every thread reads index[0].
+        {"one id, axis 0 of [9, 13]", 0, {9, 13}, 1},
+        {"one id, axis 0 of [6, 700], dst padded", 0, {6, 700}, 1, 0, 0, true},
     };
     for (auto& c : cases)
-        for (int dt : {DT_F32, DT_F64, DT_BF16, DT_F16, DT_I32, DT_I64, DT_U8})
+        for (int dt : {DT_F32, DT_F64, DT_BF16, DT_F16, DT_I32, DT_I64, DT_U8, DT_BOOL})
             for (int idt : {DT_I64, DT_I32})
                 run_copy_case(c, dt, idt);
     // Large: 150,000 distinct ids into a 151,936-long row, 40 blocks of 32 threads (each thread loops ~117 times).

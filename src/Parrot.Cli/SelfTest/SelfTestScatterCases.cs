@@ -63,23 +63,32 @@ internal static class SelfTestScatterCases
                 return Tensor.Concat(0, ra, rb, ru);
             }, "scatter add, integers"), Exact: true, Only: [DType.F32]);
         // Index copy (native/indexing.cu's index_copy, one launch, element bits): the sampler's penalised chunk sums'
-        // use — 300 distinct ids, 0 and the last among them, into row 2 of [4, 151936] rows — and whole rows along axis 0
-        // of a [50, 33] table from a transposed src with int32 ids.
+        // use — 300 distinct ids, 0 and the last among them, into row 2 of [4, 151936] rows —, every other of those ids
+        // (a strided index) from every other value (a strided src) into row 1, whole rows along axis 0 of a [50, 33]
+        // table from a transposed src with int32 ids, and the same ids along axis 1 of a transposed table (a dst whose
+        // strides are not C order).
         yield return new("index copy, ids into a row, rows into a table (bit-exact vs CPU)",
             (r, t) => [Normal(r, t, 4, 151_936), DistinctIds(r, 151_936, 300, DType.I64), Normal(r, t, 1, 300),
                        Normal(r, t, 50, 33), DistinctIds(r, 50, 20, DType.I32), Normal(r, t, 33, 20)],
             x => SameBitsAsCpu(x, IndexCopyBoth, "index copy"), Exact: true, Only: Floats);
     }
 
-    /// <summary>Copies of c[0] and c[3] with IndexCopy into row 2 of the first (ids c[1], values c[2]) and rows of the second (ids c[4], values c[5]ᵀ), flattened and joined.</summary>
+    /// <summary>
+    /// Copies of c[0] and c[3] with IndexCopy: into row 2 of the first (ids c[1], values c[2]) and row 1 (every other
+    /// id and value), rows of the second (ids c[4], values c[5]ᵀ) and, in a second copy of c[3] seen transposed,
+    /// columns of that view (ids c[4], values c[5]); flattened and joined.
+    /// </summary>
     private static Tensor IndexCopyBoth(Tensor[] c)
     {
         using var scope = TensorScope.Begin();
         var rows = c[0].Clone();
         rows.Backend.IndexCopy(rows.Narrow(0, 2, 1), 1, c[1], c[2]);
+        rows.Backend.IndexCopy(rows.Narrow(0, 1, 1), 1, c[1].Slice(0, 0, null, 2), c[2].Slice(1, 0, null, 2));
         var table = c[3].Clone();
         table.Backend.IndexCopy(table, 0, c[4], c[5].Transpose(0, 1));
-        return scope.Keep(Tensor.Concat(0, rows.Reshape(-1), table.Reshape(-1)));
+        var stored = c[3].Clone();
+        stored.Backend.IndexCopy(stored.Transpose(0, 1), 1, c[4], c[5]);
+        return scope.Keep(Tensor.Concat(0, rows.Reshape(-1), table.Reshape(-1), stored.Reshape(-1)));
     }
 
     /// <summary><paramref name="n"/> distinct ids of [0, max) in a random order, the first 0 and the second max − 1, as <paramref name="dtype"/>.</summary>

@@ -44,7 +44,8 @@ public partial interface IBackend
     /// not overlap (no broadcast dims). index: 1-D [k], I64 or I32, any stride. src: dst's shape with size k at
     /// <paramref name="axis"/>, dst's dtype, any strides, not sharing memory with dst. Copies element bits, so every
     /// dtype works and the result is exact. There is no Tensor front-end (yet): the one caller, the sampler's penalised
-    /// chunk sums, passes ids it has checked on the host, so the backends check what the contract needs themselves.
+    /// chunk sums, passes ids it has checked on the host, so the backends check what the contract needs themselves (the
+    /// devices, dtypes and shapes alike on every backend: IndexCopyArgs).
     /// The index values must be distinct: with a repeated one the result would depend on which write lands last. The CPU
     /// refuses a repeated or out-of-range index (naming it, before anything is written); on CUDA one launch writes every
     /// element without a host wait, so the caller guarantees distinct, in-range values (an out-of-range one is skipped,

@@ -15,22 +15,8 @@ public sealed partial class CpuBackend
     public void IndexCopy(Tensor dst, int axis, Tensor index, Tensor src)
     {
         const string op = "IndexCopy";
-        if (index.DType is not (DType.I64 or DType.I32))
-            throw new ArgumentException($"{op}: index must be int64 or int32, got {index.DType.Name()}");
-        if (index.Rank != 1)
-            throw new ArgumentException($"{op}: the index must be 1-D, got {index.ShapeString()}");
-        if (src.DType != dst.DType)
-            throw new ArgumentException($"{op}: src is {src.DType.Name()} but dst is {dst.DType.Name()}");
-        if ((uint)axis >= (uint)dst.Rank)
-            throw new ArgumentOutOfRangeException(nameof(axis), $"{op}: axis {axis} is out of range for dst {dst.ShapeString()}");
+        IndexCopyArgs.Check(dst, axis, index, src);
         int k = index.Dim(0);
-        bool shapeOk = src.Rank == dst.Rank;
-        for (int d = 0; shapeOk && d < dst.Rank; d++) shapeOk = src.Dim(d) == (d == axis ? k : dst.Dim(d));
-        if (!shapeOk)
-            throw new ArgumentException($"{op}: src {src.ShapeString()} must have dst {dst.ShapeString()}'s shape with size {k} (the index's length) at axis {axis}");
-        for (int d = 0; d < dst.Rank; d++)
-            if (dst.Strides[d] == 0 && dst.Dim(d) > 1)
-                throw new ArgumentException($"{op}: dst {dst.ShapeString()} is a broadcast view (dimension {d} has stride 0); copy into a contiguous tensor");
         if (k == 0 || src.Count == 0) return;
         CheckDistinctInRange(index, dst.Dim(axis), axis, op);
 

@@ -34,13 +34,15 @@ public sealed partial class CudaBackend
     /// <inheritdoc/>
     /// <remarks>
     /// One launch of indexing.cu's index_copy, a thread per src element (IndexSelect's layout with the roles of the two
-    /// tensors swapped), no host wait and no temporaries. Nothing is checked here: reading the index back for a range or
-    /// duplicate check would be a host wait per call, and the one caller (the sampler's penalised chunk sums) passes ids
-    /// it checked on the host. An index out of range writes nothing (the kernel skips it, as scatter_add does), so dst's
-    /// memory is safe whatever the index holds; of repeated values, whichever thread stores last wins.
+    /// tensors swapped), no host wait and no temporaries. The index values are not checked here: reading the index back
+    /// for a range or duplicate check would be a host wait per call, and the one caller (the sampler's penalised chunk
+    /// sums) passes ids it checked on the host. An index out of range writes nothing (the kernel skips it, as scatter_add
+    /// does), so dst's memory is safe whatever the index holds; of repeated values, whichever thread stores last wins.
+    /// Everything else is checked on the host first (<see cref="CheckIndexCopy"/>): the kernel trusts the layout.
     /// </remarks>
     public void IndexCopy(Tensor dst, int axis, Tensor index, Tensor src)
     {
+        CheckIndexCopy(Device, dst, axis, index, src);
         long n = src.Count;
         if (n == 0) return;
         var ds = dst.Strides.ToArray(); ds[axis] = 0;
@@ -48,6 +50,19 @@ public sealed partial class CudaBackend
         var L = KernelLayout.Create("IndexCopy", src.Shape, ds, src.Strides.ToArray(), idx);
         using var a = new KernelArgs().Add(L).Add(n).Ptr(dst).Add(dst.Strides[axis]).Add((long)dst.Shape[axis]).Ptr(src).Ptr(index).Add(Code(index.DType)).Add(Code(dst.DType));
         _kernels.Launch("indexing.cu", "index_copy", _kernels.GridFor(n), 256, a);
+    }
+
+    /// <summary>
+    /// IndexCopy's host-side checks on CUDA (no index value is read): the CPU's (<see cref="IndexCopyArgs.Check"/>: one
+    /// device, dtypes, src's shape, no broadcast dst) — without them a mismatched src would make index_copy store past
+    /// dst's end or read past src's — and the tensors on <paramref name="device"/>, this backend's (the kernel would
+    /// dereference another device's or the host's pointers).
+    /// </summary>
+    internal static void CheckIndexCopy(Device device, Tensor dst, int axis, Tensor index, Tensor src)
+    {
+        IndexCopyArgs.Check(dst, axis, index, src);
+        if (dst.Device != device)
+            throw new ArgumentException($"IndexCopy: the tensors are on {dst.Device}, not on this backend's {device}");
     }
 
     /// <inheritdoc/>
