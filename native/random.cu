@@ -15,6 +15,8 @@
 // which would round a different (exact) angle.
 // One thread per element for uniform, per pair for normal (one log and one sincos for two outputs); 64-bit indices
 // throughout, no shared memory, no host synchronisation: a plain launch, capturable in a CUDA graph.
+// random_*_at (IBackend.RandomAt) are the same draws with the seed base + counter[0] read from device memory, and
+// random_counter_step advances that counter: what Dropout records in a graph to get a new mask on every replay.
 #include "prelude.cuh"
 
 typedef unsigned long long u64;
@@ -68,8 +70,9 @@ __device__ __forceinline__ void random_store(void* p, int dt, i64 i, double v)
     else store<double>(p, dt, i, v);
 }
 
-// y[i] = low + (high − low)·Unit(Hash(i)), i < n; y contiguous of dtype dt.
-extern "C" __global__ void random_uniform(i64 n, void* y, int dt, u64 seed, double low, double high)
+// y[i] = low + (high − low)·Unit(Hash(i)), i < n; y contiguous of dtype dt. The body of random_uniform and
+// random_uniform_at: one code for both, so a seed read on the device draws the host seed's bits.
+__device__ __forceinline__ void random_uniform_body(i64 n, void* y, int dt, u64 seed, double low, double high)
 {
     u64 key = rng_key(seed);
     double span = __dsub_rn(high, low);
@@ -80,7 +83,7 @@ extern "C" __global__ void random_uniform(i64 n, void* y, int dt, u64 seed, doub
 }
 
 // y[i] = mean + std·z(i), i < n; one thread per pair (2k, 2k+1), the second element left out where n is odd.
-extern "C" __global__ void random_normal(i64 n, void* y, int dt, u64 seed, double mean, double std)
+__device__ __forceinline__ void random_normal_body(i64 n, void* y, int dt, u64 seed, double mean, double std)
 {
     u64 key = rng_key(seed);
     i64 pairs = (n + 1) >> 1;
@@ -95,4 +98,35 @@ extern "C" __global__ void random_normal(i64 n, void* y, int dt, u64 seed, doubl
         random_store(y, dt, i, __dadd_rn(mean, __dmul_rn(std, __dmul_rn(r, c))));
         if (i + 1 < n) random_store(y, dt, i + 1, __dadd_rn(mean, __dmul_rn(std, __dmul_rn(r, s))));
     }
+}
+
+extern "C" __global__ void random_uniform(i64 n, void* y, int dt, u64 seed, double low, double high)
+{
+    random_uniform_body(n, y, dt, seed, low, high);
+}
+
+extern "C" __global__ void random_normal(i64 n, void* y, int dt, u64 seed, double mean, double std)
+{
+    random_normal_body(n, y, dt, seed, mean, std);
+}
+
+// IBackend.RandomAt: the seed is base + counter[0] (wrapping u64), read on the device, so the launch is the same every
+// call and a CUDA graph replays a fresh draw each time. The counter is read here and advanced by random_counter_step,
+// launched after this kernel on the same stream: a grid cannot know inside one launch when all its blocks have read the
+// counter (blocks run in any order, and a late block would see the advanced seed), and a last-block ticket would need a
+// zeroed ticket buffer and fences for what a one-thread launch does in stream order.
+extern "C" __global__ void random_uniform_at(i64 n, void* y, int dt, u64 base, const i64* counter, double low, double high)
+{
+    random_uniform_body(n, y, dt, base + (u64)counter[0], low, high);
+}
+
+extern "C" __global__ void random_normal_at(i64 n, void* y, int dt, u64 base, const i64* counter, double mean, double std)
+{
+    random_normal_body(n, y, dt, base + (u64)counter[0], mean, std);
+}
+
+// counter[0] += 1 (wrapping): one thread, after the draw that read it (stream order).
+extern "C" __global__ void random_counter_step(i64* counter)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) counter[0] = (i64)((u64)counter[0] + 1);
 }

@@ -58,6 +58,30 @@ public sealed partial class Tensor
         return t;
     }
 
+    /// <summary>
+    /// <see cref="Uniform"/> with the seed <paramref name="baseSeed"/> + counter[0] (wrapping), read on the counter's device,
+    /// which then advances the counter by one there (<see cref="IBackend.RandomAt"/>): the k-th call on a counter that
+    /// started at 0 gives Uniform's tensor for seed baseSeed + k, and a CUDA graph that records the call draws the next
+    /// one on every replay. <paramref name="counter"/>: one contiguous int64 element; the result is on its device.
+    /// </summary>
+    public static Tensor UniformAt(ReadOnlySpan<int> shape, ulong baseSeed, Tensor counter, double low = 0, double high = 1, DType dtype = DType.F32) =>
+        RandomAt(shape, RandomKind.Uniform, baseSeed, counter, low, high, dtype, "UniformAt");
+
+    /// <summary><see cref="Normal"/> with the seed read on the device and advanced there, as <see cref="UniformAt"/>.</summary>
+    public static Tensor NormalAt(ReadOnlySpan<int> shape, ulong baseSeed, Tensor counter, double mean = 0, double std = 1, DType dtype = DType.F32) =>
+        RandomAt(shape, RandomKind.Normal, baseSeed, counter, mean, std, dtype, "NormalAt");
+
+    private static Tensor RandomAt(ReadOnlySpan<int> shape, RandomKind kind, ulong baseSeed, Tensor counter, double p0, double p1, DType dtype, string op)
+    {
+        ArgumentNullException.ThrowIfNull(counter);
+        RequireFloat(dtype, op);
+        Cpu.CpuBackend.RequireCounter(counter, nameof(counter));
+        var t = Empty(shape, dtype, counter.Device);
+        try { t.Backend.RandomAt(t, kind, baseSeed, counter, p0, p1); }
+        catch { t.Dispose(); throw; }
+        return t;
+    }
+
     /// <summary>A CPU tensor holding a copy of <paramref name="data"/> with the given shape (default: 1-D).</summary>
     public static unsafe Tensor FromArray<T>(T[] data, params int[] shape) where T : unmanaged
     {

@@ -37,6 +37,11 @@ public class RandomDeviceTests
         string src = Regex.Replace(KernelSources.Read("random.cu"), @"\s+", " ");
         Assert.That(src, Does.Contain("extern \"C\" __global__ void random_uniform(i64 n, void* y, int dt, u64 seed, double low, double high)"));
         Assert.That(src, Does.Contain("extern \"C\" __global__ void random_normal(i64 n, void* y, int dt, u64 seed, double mean, double std)"));
+        // RandomAt packs (long n, pointer, int dtype code, ulong base, counter pointer, double p0, double p1), then the
+        // counter pointer alone for the step; its kernels are the kind's name + "_at".
+        Assert.That(src, Does.Contain("extern \"C\" __global__ void random_uniform_at(i64 n, void* y, int dt, u64 base, const i64* counter, double low, double high)"));
+        Assert.That(src, Does.Contain("extern \"C\" __global__ void random_normal_at(i64 n, void* y, int dt, u64 base, const i64* counter, double mean, double std)"));
+        Assert.That(src, Does.Contain("extern \"C\" __global__ void random_counter_step(i64* counter)"));
     }
 
     [Test]

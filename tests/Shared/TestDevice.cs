@@ -220,6 +220,9 @@ internal sealed class HostDeviceBackend : IBackend, IDeviceTransfer, IDeferredIn
     public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) { On($"Binary {op}", a, b, y); Cpu.Binary(op, a, b, y); }
     public void Where(Tensor cond, Tensor a, Tensor b, Tensor y) { On("Where", cond, a, b, y); Cpu.Where(cond, a, b, y); }
     public void Random(Tensor dst, RandomKind kind, ulong seed, double p0, double p1) { On("Random", dst); Cpu.Random(dst, kind, seed, p0, p1); }
+    // As a GPU kernel would, this reads and advances the counter in this device's memory (no transfer is counted).
+    public void RandomAt(Tensor dst, RandomKind kind, ulong baseSeed, Tensor counter, double p0, double p1)
+    { On("RandomAt", dst, counter); Cpu.RandomAt(dst, kind, baseSeed, counter, p0, p1); }
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, int queryOffset, double scale, Tensor output, Tensor? logSumExp)
     { On(logSumExp is null ? "Attention" : "Attention+lse", q, k, v, mask, output, logSumExp); Cpu.Attention(q, k, v, mask, causal, queryOffset, scale, output, logSumExp); }
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor o, Tensor dO, Tensor logSumExp, Tensor? mask, bool causal, int queryOffset, double scale, Tensor? dq, Tensor? dk, Tensor? dv)

@@ -235,7 +235,41 @@ int main(int argc, char** argv)
             }
     }
 
-    // 7. How often a GPU's log/sin/cos, an ulp or two off glibc's, would change a stored 16- or 32-bit value: for 2^22
+    // 7. RandomAt's kernels (the seed base + counter[0] read from memory, wrapping in 64 bits): the host-seed kernel's
+    //    bits for that seed, every dtype and both kinds over 100,003 elements (the grid-stride loop going round), for
+    //    counters 0, 1, 2^32 + 5, −1 (read as 2^64 − 1) and a base that wraps; the counter left as it was by the draw.
+    //    random_counter_step, launched as the launcher does (1 block of 32), adds exactly one, wrapping at 2^63 − 1 and −1.
+    {
+        const i64 n = 100003;
+        std::vector<u64> at(n), want(n);
+        const struct { u64 base; i64 counter; } seeds[] = {
+            {42, 0}, {41, 1}, {9, (1LL << 32) + 5}, {3, -1}, {0xFFFFFFFFFFFFFFF0ULL, 0x20}, {0, INT64_MIN}};
+        for (auto sd : seeds)
+            for (int kind = 0; kind < 2; kind++)
+                for (int dt = 0; dt < 8; dt++)
+                {
+                    double p0, p1; params(kind, dt, p0, p1);
+                    i64 counter = sd.counter;
+                    memset(at.data(), 0xAB, n * 8); memset(want.data(), 0xCD, n * 8);
+                    launch(30, 256, [&] {
+                        if (kind == R_UNIFORM) random_uniform_at(n, at.data(), dt, sd.base, &counter, p0, p1);
+                        else random_normal_at(n, at.data(), dt, sd.base, &counter, p0, p1);
+                    });
+                    launch(30, 256, [&] { kernel(kind, n, want.data(), dt, sd.base + (u64)sd.counter, p0, p1); });
+                    long bad = 0;
+                    for (i64 i = 0; i < n; i++) if (read_bits(at.data(), dt, i) != read_bits(want.data(), dt, i)) bad++;
+                    CHECK(bad == 0, "%s_at %s base %llu counter %lld: %ld of %lld differ from the host seed's draw", kind ? "normal" : "uniform", dtname[dt], sd.base, (long long)sd.counter, bad, n);
+                    CHECK(counter == sd.counter, "the draw changed the counter");
+                }
+        for (i64 start : {(i64)0, (i64)41, (i64)-1, (i64)INT64_MAX, (i64)INT64_MIN})
+        {
+            i64 counter = start;
+            for (int k = 0; k < 3; k++) launch(1, 32, [&] { random_counter_step(&counter); });
+            CHECK(counter == (i64)((u64)start + 3), "counter from %lld after 3 steps: %lld", (long long)start, (long long)counter);
+        }
+    }
+
+    // 8. How often a GPU's log/sin/cos, an ulp or two off glibc's, would change a stored 16- or 32-bit value: for 2^22
     //    normal(0, 1) draws, count those where moving the double by k ulp (either way) changes the stored bits.
     if (argc < 2 || strcmp(argv[1], "quick") != 0)
     {

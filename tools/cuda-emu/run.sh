@@ -41,7 +41,7 @@ echo "decode attention on tensor cores (long caches, PARROT_DECODE_MMA; against 
 echo "the same with every cp.async done when issued (a stage refilled while a warp reads it, or read before its copy, shows):"; "$out/decode_mma" quick early | tail -1
 # quick: without the 3000- and 2100-key cases ("$out/decode_mma_rope" alone runs them).
 echo "rope + cache append + attention in one launch on tensor cores (against rope_kv_append(_at) + the tensor-core kernel, bits: output and caches, blocks in 3 orders, and with every cp.async done at issue; against float64):"; "$out/decode_mma_rope" quick | tail -3
-echo -n "random (uniform/normal, every dtype, indices past 2^32, against the CPU formula): "; "$out/random"
+echo -n "random (uniform/normal, every dtype, indices past 2^32, against the CPU formula; RandomAt: the seed read from a device counter, the counter step): "; "$out/random"
 # quick: the whole sweep (~4x longer: every dtype's k above 1024, more vocabulary rows, k = n = 152,064) is "$out/topk" alone.
 echo -n "top-k (a warp per short row; radix select, gather, bitonic sort per long row) against a stable sort, every dtype: "; "$out/topk" quick
 echo -n "multi-tensor gradient norm and clipping (against the per-tensor path, emulated; > 64 tensors, non-finite norms): "; "$out/grad_norm"

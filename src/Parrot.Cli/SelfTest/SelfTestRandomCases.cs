@@ -8,7 +8,7 @@ namespace Parrot.Cli.SelfTest;
 
 /// <summary>
 /// Random on the device (native/random.cu on a GPU) against the CPU backend's draw of the same seed: uniform bit for
-/// bit in every dtype (also in a tensor of more than 2³² elements on a GPU), normal within a few ulp, dropout's mask,
+/// bit in every dtype (also in a tensor of more than 2³² elements on a GPU), normal within a few ulp, dropout's masks (on a GPU also replayed from a CUDA graph),
 /// and a captured draw replayed. Each case draws in every dtype itself and throws on the first difference (naming
 /// dtype, index and bits); what it returns is the same on every device, for the runner's comparison. The input only
 /// carries the device.
@@ -111,41 +111,88 @@ internal static class SelfTestRandomCases
     }
 
     /// <summary>
-    /// Dropout(0.3) in training, forward and backward: the device's dropped elements (zeros of the output and of the
-    /// gradient) are the CPU's, exactly (one differing element would hide in the bf16 tolerance). Returns output and
-    /// gradient.
+    /// Dropout(0.3) in training, forward and backward (call 0), then three forward calls (1, 2, 3): on a GPU the forward
+    /// is captured once in a CUDA graph after call 0 and replayed three times (the mask's seed is read from the module's
+    /// device counter, so each replay draws the next call's mask); elsewhere the three calls run eagerly. On a GPU each
+    /// replay's output must equal, bit for bit, eager call 1, 2, 3 of a second Dropout on the device (a graph that
+    /// replayed one mask fails at replay 2), and the counter must read 4 after them. On every device other than the CPU,
+    /// the dropped elements of all four calls (zeros of the outputs and of call 0's gradient) are the CPU's, exactly (one
+    /// differing element would hide in the bf16 tolerance). On every device no call repeats the previous call's mask.
+    /// Returns call 0's output and gradient and calls 1–3's outputs.
     /// </summary>
     private static Tensor DropoutStep(Tensor[] x)
     {
         using var scope = TensorScope.Begin();
-        var (y, g) = DropoutRun(x[0]);
+        using var drop = new Dropout(0.3, seed: 5); // frees its device counter
+        var outputs = DropoutCalls(drop, x[0], x[0].Backend as CudaBackend);
+        // Each call its own mask (a counter that did not advance, or a graph replaying one mask, repeats it).
+        var dropped = outputs.Skip(1).Select(t => t.ToDoubleArray().Select(v => v == 0).ToArray()).ToArray();
+        for (int k = 1; k < dropped.Length; k++)
+            if (dropped[k].AsSpan().SequenceEqual(dropped[k - 1]))
+                throw new InvalidOperationException($"dropout: calls {k - 1} and {k} dropped the same elements (the mask did not change)");
         if (x[0].Device.Kind != DeviceKind.Cpu)
         {
             using var host = x[0].To(Device.Cpu);
-            var (_, cg) = DropoutRun(host);
-            double[] a = g.ToDoubleArray(), b = cg.ToDoubleArray();
-            for (int i = 0; i < a.Length; i++)
-                if ((a[i] == 0) != (b[i] == 0))
-                    throw new InvalidOperationException($"dropout: element {i} is {(a[i] == 0 ? "dropped" : "kept")} on the device, {(b[i] == 0 ? "dropped" : "kept")} on the CPU");
+            using var cpuDrop = new Dropout(0.3, seed: 5);
+            var cpu = DropoutCalls(cpuDrop, host, null);
+            string[] what = ["call 0's gradient", "call 0", "call 1", "call 2", "call 3"];
+            for (int k = 0; k < outputs.Length; k++)
+            {
+                double[] a = outputs[k].ToDoubleArray(), b = cpu[k].ToDoubleArray();
+                for (int i = 0; i < a.Length; i++)
+                    if ((a[i] == 0) != (b[i] == 0))
+                        throw new InvalidOperationException($"dropout {what[k]}: element {i} is {(a[i] == 0 ? "dropped" : "kept")} on the device, {(b[i] == 0 ? "dropped" : "kept")} on the CPU");
+            }
         }
-        if (x[0].Backend is CudaBackend cuda)
+        if (x[0].Backend is CudaBackend)
         {
-            // A capture refuses dropout (its replays would repeat this mask) with Dropout's own message.
-            string? refused = null;
-            try { using var graph = cuda.Capture(() => DropoutRun(x[0])); }
-            catch (InvalidOperationException e) when (e.InnerException is InvalidOperationException inner && inner.Message.StartsWith("Dropout(")) { refused = inner.Message; }
-            if (refused is null) throw new InvalidOperationException("dropout: a CUDA graph capture of a dropout step was not refused");
+            // The replays against eager calls 1–3 on the device, bit for bit, and the counter they advanced.
+            using var eagerDrop = new Dropout(0.3, seed: 5);
+            var eager = DropoutCalls(eagerDrop, x[0], null);
+            for (int k = 2; k < outputs.Length; k++)
+            {
+                byte[] r = Bytes(outputs[k]), e = Bytes(eager[k]);
+                int size = outputs[k].DType.SizeOf();
+                for (int i = 0; i < r.Length / size; i++)
+                    if (Element(r, i, size) != Element(e, i, size))
+                        throw new InvalidOperationException($"dropout: replay {k - 1} of the captured call has bits {Element(r, i, size):X} at element {i}, eager call {k - 1} {Element(e, i, size):X}");
+            }
+            if (drop.Calls != 4) throw new InvalidOperationException($"dropout: the counter reads {drop.Calls} after call 0 and three replays, not 4");
         }
-        return scope.Keep(Tensor.Concat(0, y.Reshape(-1), g.Reshape(-1)));
+        return scope.Keep(Tensor.Concat(0, [.. outputs.Select(t => t.Reshape(-1))]));
     }
 
-    private static (Tensor Output, Tensor Grad) DropoutRun(Tensor x)
+    /// <summary>
+    /// Call 0 forward and backward, then calls 1–3 forward: replays of one captured forward where
+    /// <paramref name="cuda"/> is given, eager calls otherwise. Returns [gradient of call 0, outputs of calls 0–3].
+    /// </summary>
+    private static Tensor[] DropoutCalls(Dropout drop, Tensor x, CudaBackend? cuda)
     {
-        var drop = new Dropout(0.3, seed: 5);
         var v = new Variable(x, requiresGrad: true);
         var y = drop.Forward(v);
         y.Sum().Backward();
-        return (y.Value, v.Grad!);
+        var results = new List<Tensor> { v.Grad!, y.Value };
+        var input = new Variable(x);
+        if (cuda is null)
+        {
+            for (int k = 1; k <= 3; k++) results.Add(drop.Forward(input).Value);
+            return [.. results];
+        }
+        // The output buffer lives outside the graph; the step's temporaries come from (and go back to) its pool.
+        var output = Tensor.Empty(x.Shape, x.DType, x.Device);
+        output.CopyFrom(y.Value); // the step's one op call 0 did not run: made ready eagerly (a capture cannot compile)
+        void Step()
+        {
+            using var inner = TensorScope.Begin();
+            output.CopyFrom(drop.Forward(input).Value);
+        }
+        using var graph = cuda.Capture(Step); // records call 1; runs nothing
+        for (int k = 1; k <= 3; k++)
+        {
+            graph.Replay();
+            results.Add(output.Clone());
+        }
+        return [.. results];
     }
 
     /// <summary>

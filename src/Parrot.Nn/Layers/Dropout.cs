@@ -6,27 +6,58 @@ namespace Parrot.Nn.Layers;
 
 /// <summary>
 /// Inverted dropout: in training, zeroes each element with probability p and scales the rest by 1/(1−p);
-/// identity in evaluation. Masks are seeded from (seed, call count) so runs are reproducible.
+/// identity in evaluation. Call k (from 0) in training draws its mask with the seed SeedFor(seed, "dropout") + k, so
+/// runs are reproducible. The call count lives in device memory next to the input and the draw reads and advances it
+/// there (<see cref="Tensor.UniformAt"/>), so a training step with dropout can be recorded in a CUDA graph: replay j of
+/// a graph captured after k calls drops what eager call k + j would.
 /// </summary>
 public sealed class Dropout(double p, ulong seed = 0) : Module
 {
-    private ulong _calls;
+    // The calls so far: int64 [1] on the device of the latest input, made there (zeroed) at the first call. One counter
+    // that follows the input rather than one per device, so the calls form one sequence whatever device runs them.
+    private Tensor? _calls;
 
     /// <summary>Drop probability.</summary>
     public double P { get; } = p is >= 0 and < 1 ? p : throw new ArgumentOutOfRangeException(nameof(p), p, "dropout probability must be in [0, 1)");
+
+    /// <summary>
+    /// Masks drawn so far (training calls with p &gt; 0; replays of a captured call count too). Reads the device
+    /// counter: a wait for the device, not for use inside a step.
+    /// </summary>
+    public long Calls => _calls is null ? 0 : _calls.ToArray<long>()[0];
 
     /// <summary>Applies dropout.</summary>
     public Variable Forward(Variable x)
     {
         if (!Training || P == 0) return x;
-        // The mask's seed is a launch argument: a CUDA graph would record this call's seed and drop the same elements on
-        // every replay (silently wrong training), so a capture refuses it rather than record it.
-        if (x.Value.Backend is CudaBackend { IsCapturing: true })
-            throw new InvalidOperationException($"Dropout(p = {P}): not inside a CUDA graph capture — the graph would replay this call's mask on every replay; run steps with dropout eagerly");
-        using var u = Tensor.Uniform(x.Shape, Init.SeedFor(seed, "dropout") + _calls++, 0, 1, DType.F32, x.Value.Device);
+        var calls = CallsOn(x.Value);
+        using var u = Tensor.UniformAt(x.Shape, Init.SeedFor(seed, "dropout"), calls, 0, 1, DType.F32);
         using var threshold = Tensor.Scalar(P, DType.F32, x.Value.Device);
         using var keep = u.Ge(threshold);
         using var mask = keep.To(x.DType);
         return x * new Variable(mask * (1 / (1 - P)));
+    }
+
+    /// <summary>The call counter on <paramref name="x"/>'s device: made there at the first call, moved there (its count kept) when the input moves.</summary>
+    private Tensor CallsOn(Tensor x)
+    {
+        var device = x.Device;
+        if (_calls is not null && _calls.Device == device) return _calls;
+        // Made or moved inside a capture, the counter's zeroing or copy would be recorded (each replay would reset it)
+        // and its memory would come from the graph's pool: the eager run a capture needs first makes it.
+        if (x.Backend is CudaBackend { IsCapturing: true })
+            throw new InvalidOperationException($"Dropout(p = {P}): its call counter is not on {device} yet; run the step once eagerly on {device} before capturing it");
+        var moved = TensorScope.Detach(_calls is null ? Tensor.Zeros([1], DType.I64, device) : _calls.To(device));
+        _calls?.Dispose();
+        _calls = moved;
+        return moved;
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose()
+    {
+        _calls?.Dispose();
+        _calls = null;
+        base.Dispose();
     }
 }

@@ -39,6 +39,17 @@ public partial interface IBackend
     /// float64 value, so narrower dtypes store the same bits but for values within those ulp of a rounding boundary.
     /// </summary>
     void Random(Tensor dst, RandomKind kind, ulong seed, double p0, double p1);
+
+    /// <summary>
+    /// <see cref="Random"/> with the seed read on the device: dst gets, bit for bit, what
+    /// <c>Random(dst, kind, baseSeed + counter[0], p0, p1)</c> gives on this backend (the sum wraps in 64 bits; counter[0]
+    /// read as unsigned), and then counter[0] goes up by one (wrapping) on the device, after the draw has read it — also
+    /// when dst is empty, so a caller's k-th call always draws seed baseSeed + k. <paramref name="counter"/>: one int64
+    /// element, contiguous, on this device; read and written here, never on the host. The launch is the same every call,
+    /// so a CUDA graph that records it draws a fresh tensor on every replay (the one the eager call would draw next).
+    /// dst contiguous, as for <see cref="Random"/>.
+    /// </summary>
+    void RandomAt(Tensor dst, RandomKind kind, ulong baseSeed, Tensor counter, double p0, double p1);
 }
 
 /// <summary>Elementwise functions of one argument.</summary>

@@ -11,6 +11,23 @@ public sealed partial class CpuBackend
         StridedLoop.Run(dst.Shape, StridesOf(dst), OffsetsOf(dst), new RandomKernel(dst, kind, seed, p0, p1));
     }
 
+    /// <inheritdoc/>
+    /// <remarks>The counter lies in host memory: read where it lies, the draw is <see cref="Random"/>'s, then it is written back plus one.</remarks>
+    public unsafe void RandomAt(Tensor dst, RandomKind kind, ulong baseSeed, Tensor counter, double p0, double p1)
+    {
+        RequireCounter(counter, nameof(counter));
+        ulong* c = (ulong*)counter.DataPointer;
+        Random(dst, kind, unchecked(baseSeed + *c), p0, p1);
+        *c = unchecked(*c + 1);
+    }
+
+    /// <summary>RandomAt's counter: one int64 element, contiguous (shared by the backends' checks).</summary>
+    internal static void RequireCounter(Tensor counter, string name)
+    {
+        if (counter.DType != DType.I64 || counter.Count != 1 || !counter.IsContiguous)
+            throw new ArgumentException($"RandomAt: the counter must be one contiguous int64 element, not {counter.ShapeString()} {counter.DType.Name()}", name);
+    }
+
     /// <summary>
     /// Counter-based sampling: element i's value is a pure function of (seed, i). native/random.cu computes the same
     /// formula on CUDA: change both (RandomDeviceTests and tools/cuda-emu/random_test.cpp pin the same golden bits).

@@ -26,6 +26,29 @@ public sealed partial class CudaBackend
         _kernels.Launch("random.cu", kernel, _kernels.GridFor(threads), 256, a);
     }
 
+    /// <summary>
+    /// <see cref="Random"/> with the seed baseSeed + counter[0] read by the kernel (random_uniform_at / random_normal_at:
+    /// the same body as random_uniform / random_normal, so the same bits as Random with that seed), then
+    /// random_counter_step adds one to the counter, a one-thread launch after the draw on the same stream: inside one
+    /// launch no thread knows when every block has read the counter. Two launches, no host wait, the same arguments every
+    /// call: a captured graph draws the next seed's tensor on every replay. The counter advances also for an empty dst.
+    /// </summary>
+    public void RandomAt(Tensor dst, RandomKind kind, ulong baseSeed, Tensor counter, double p0, double p1)
+    {
+        if (!dst.IsContiguous) throw new ArgumentException("RandomAt: the destination must be contiguous", nameof(dst));
+        Cpu.CpuBackend.RequireCounter(counter, nameof(counter));
+        long n = dst.Count;
+        if (n > 0)
+        {
+            long threads = kind == RandomKind.Normal ? (n + 1) / 2 : n;
+            using var a = new KernelArgs().Add(n).Ptr(dst).Add(Code(dst.DType)).Add(baseSeed).Ptr(counter).Add(p0).Add(p1);
+            _kernels.Launch("random.cu", RandomKernel(kind) + "_at", _kernels.GridFor(threads), 256, a);
+        }
+        else _ = RandomKernel(kind); // the same refusal of a bad kind as a non-empty draw
+        using var c = new KernelArgs().Ptr(counter);
+        _kernels.Launch("random.cu", "random_counter_step", 1, 32, c);
+    }
+
     /// <summary>The kernel of random.cu that draws <paramref name="kind"/>.</summary>
     internal static string RandomKernel(RandomKind kind) => kind switch
     {
