@@ -154,6 +154,19 @@ public sealed class LlavaDataset
         var images = new List<string>();
         System.Runtime.ExceptionServices.ExceptionDispatchInfo? readFailure = null;
         int index = 0;
+        // The images, each distinct file once, several at a time; results by index, so the order they finish in changes
+        // nothing. Checked here, not when the image's batch comes: an empty, truncated or non-image file used to stop the
+        // run hours in, even with --skip-bad, and cost every step since the last checkpoint.
+        var imageProblems = new List<string?>();
+        int checkedCount = 0, cachedCount = 0;
+        bool CheckNewImages()
+        {
+            if (imageProblems.Count == images.Count) return false;
+            var (problems, c, k) = CheckImages(images.GetRange(imageProblems.Count, images.Count - imageProblems.Count), options.HasCachedFeatures);
+            imageProblems.AddRange(problems);
+            checkedCount += c; cachedCount += k;
+            return problems.Any(x => x is not null);
+        }
         using (var records = ReadRecords(path).GetEnumerator())
         {
             while (true)
@@ -172,13 +185,13 @@ public sealed class LlavaDataset
                 pending.Add(record);
                 if (record.Image is not null && imageIndex.TryAdd(record.Image, images.Count)) images.Add(record.Image);
                 if (!options.SkipBad && (record.HeadProblem ?? record.BodyProblem) is not null) break;
+                // Without skipping, the images are checked a block at a time as they come, and the first bad one ends
+                // the reading: a bad image near the start is reported at once, as the serial check did, not after the
+                // whole file is tokenised and every image checked (minutes for LLaVA's 665k samples).
+                if (!options.SkipBad && images.Count - imageProblems.Count >= ImageCheckBlock && CheckNewImages()) break;
             }
         }
-
-        // Then the images, each distinct file once, several at a time; results by index, so the order they finish in
-        // changes nothing. Checked here, not when the image's batch comes: an empty, truncated or non-image file used to
-        // stop the run hours in, even with --skip-bad, and cost every step since the last checkpoint.
-        var (imageProblems, checkedCount, cachedCount) = CheckImages(images, options.HasCachedFeatures);
+        CheckNewImages();
 
         var examples = new List<LlavaExample>();
         var imageKeys = new List<string?>();
@@ -200,6 +213,9 @@ public sealed class LlavaDataset
         if (examples.Count == 0) throw new LlavaDataException($"{path}: no usable samples" + (skipped.Count > 0 ? $" ({skipped.Count} skipped as bad)" : ""));
         return new LlavaDataset(path, examples, imageKeys, skipped) { ImagesChecked = checkedCount, ImagesCached = cachedCount };
     }
+
+    /// <summary>Images checked at once by a load that does not skip bad samples (it stops after the block with the first bad one).</summary>
+    internal const int ImageCheckBlock = 1024;
 
     /// <summary>
     /// <see cref="ImageLoader.Check"/> of each of <paramref name="images"/> whose features are not cached, at most one
