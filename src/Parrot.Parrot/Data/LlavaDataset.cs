@@ -154,6 +154,19 @@ public sealed class LlavaDataset
         var images = new List<string>();
         System.Runtime.ExceptionServices.ExceptionDispatchInfo? readFailure = null;
         int index = 0;
+        // The images, each distinct file once, several at a time; results by index, so the order they finish in changes
+        // nothing. Checked here, not when the image's batch comes: an empty, truncated or non-image file used to stop the
+        // run hours in, even with --skip-bad, and cost every step since the last checkpoint.
+        var imageProblems = new List<string?>();
+        int checkedCount = 0, cachedCount = 0;
+        bool CheckNewImages()
+        {
+            if (imageProblems.Count == images.Count) return false;
+            var (problems, c, k) = CheckImages(images.GetRange(imageProblems.Count, images.Count - imageProblems.Count), options.HasCachedFeatures);
+            imageProblems.AddRange(problems);
+            checkedCount += c; cachedCount += k;
+            return problems.Any(x => x is not null);
+        }
         using (var records = ReadRecords(path).GetEnumerator())
         {
             while (true)
@@ -172,13 +185,13 @@ public sealed class LlavaDataset
                 pending.Add(record);
                 if (record.Image is not null && imageIndex.TryAdd(record.Image, images.Count)) images.Add(record.Image);
                 if (!options.SkipBad && (record.HeadProblem ?? record.BodyProblem) is not null) break;
+                // Without skipping, the images are checked a block at a time as they come, and the first bad one ends
+                // the reading: a bad image near the start is reported at once, as the serial check did, not after the
+                // whole file is tokenised and every image checked (minutes for LLaVA's 665k samples).
+                if (!options.SkipBad && images.Count - imageProblems.Count >= ImageCheckBlock && CheckNewImages()) break;
             }
         }
-
-        // Then the images, each distinct file once, several at a time; results by index, so the order they finish in
-        // changes nothing. Checked here, not when the image's batch comes: an empty, truncated or non-image file used to
-        // stop the run hours in, even with --skip-bad, and cost every step since the last checkpoint.
-        var (imageProblems, checkedCount, cachedCount) = CheckImages(images, options.HasCachedFeatures);
+        CheckNewImages();
 
         var examples = new List<LlavaExample>();
         var imageKeys = new List<string?>();
@@ -200,6 +213,9 @@ public sealed class LlavaDataset
         if (examples.Count == 0) throw new LlavaDataException($"{path}: no usable samples" + (skipped.Count > 0 ? $" ({skipped.Count} skipped as bad)" : ""));
         return new LlavaDataset(path, examples, imageKeys, skipped) { ImagesChecked = checkedCount, ImagesCached = cachedCount };
     }
+
+    /// <summary>Images checked at once by a load that does not skip bad samples (it stops after the block with the first bad one).</summary>
+    internal const int ImageCheckBlock = 1024;
 
     /// <summary>
     /// <see cref="ImageLoader.Check"/> of each of <paramref name="images"/> whose features are not cached, at most one
@@ -277,9 +293,24 @@ public sealed class LlavaDataset
         foreach (var e in root.EnumerateArray()) yield return (e, "");
     }
 
+    // An id that is not valid text (a lone surrogate escape) names the sample by its position; Head reports it.
     private static string SampleId(JsonElement e, int index) =>
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty("id", out var id) && id.ValueKind is JsonValueKind.String or JsonValueKind.Number
-            ? id.ToString() : $"#{index}";
+            && (id.ValueKind == JsonValueKind.Number || TryText(id) is not null) ? id.ToString() : $"#{index}";
+
+    /// <summary>
+    /// A JSON string's text, or a data problem naming <paramref name="what"/>: an escaped lone surrogate ("\ud800") parses
+    /// but cannot be read as text, and reading it threw InvalidOperationException, which named neither the file nor the
+    /// sample and stopped even a load that skips bad samples.
+    /// </summary>
+    private static string Text(JsonElement e, string what) =>
+        TryText(e) ?? throw new LlavaDataException($"{what} is not valid text (an unpaired UTF-16 surrogate escape)");
+
+    private static string? TryText(JsonElement e)
+    {
+        try { return e.GetString(); }
+        catch (InvalidOperationException) { return null; }
+    }
 
     /// <summary>
     /// What is checked before the image (its problems come first): the object, its conversation and its image file's
@@ -295,13 +326,17 @@ public sealed class LlavaDataset
             throw new LlavaDataException("has no \"conversations\"");
         if (conv.ValueKind != JsonValueKind.Array) throw new LlavaDataException($"\"conversations\" must be an array, found {conv.ValueKind}");
         if (conv.GetArrayLength() == 0) throw new LlavaDataException("has an empty conversation");
+        if (e.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String) Text(id, "\"id\"");
 
         string? image = null;
         if (e.TryGetProperty("image", out var img) && img.ValueKind != JsonValueKind.Null)
         {
-            if (img.ValueKind != JsonValueKind.String || img.GetString()!.Length == 0) throw new LlavaDataException("\"image\" must be a non-empty relative path");
-            image = Path.GetFullPath(Path.Combine(imagesDir, img.GetString()!));
-            imageKey = (Path.IsPathRooted(img.GetString()!) ? image : Path.GetRelativePath(imagesDir, image)).Replace('\\', '/');
+            if (img.ValueKind != JsonValueKind.String || Text(img, "\"image\"").Length == 0) throw new LlavaDataException("\"image\" must be a non-empty relative path");
+            var given = img.GetString()!;
+            // A NUL in the path made GetFullPath throw ArgumentException, as unnamed and unskippable as the text above.
+            try { image = Path.GetFullPath(Path.Combine(imagesDir, given)); }
+            catch (ArgumentException x) { throw new LlavaDataException($"\"image\" is not a usable path: {x.Message}"); }
+            imageKey = (Path.IsPathRooted(given) ? image : Path.GetRelativePath(imagesDir, image)).Replace('\\', '/');
             if (!System.IO.File.Exists(image)) throw new LlavaDataException($"image file not found: {image}");
         }
         return (conv, image, imageKey);
@@ -310,7 +345,7 @@ public sealed class LlavaDataset
     /// <summary>The rest, after the image's check (whose problem comes before these): the turns, their tokens and the length.</summary>
     private static LlavaExample Body(JsonElement e, JsonElement conv, string? image, string id, ChatMl chat, LlavaOptions options)
     {
-        string? languageField = e.TryGetProperty("language", out var lang) && lang.ValueKind == JsonValueKind.String ? lang.GetString() : null;
+        string? languageField = e.TryGetProperty("language", out var lang) && lang.ValueKind == JsonValueKind.String ? Text(lang, "\"language\"") : null;
 
         var turns = new List<ChatTurn>();
         bool imagePlaced = false;
@@ -321,14 +356,14 @@ public sealed class LlavaDataset
             if (turn.ValueKind != JsonValueKind.Object) throw new LlavaDataException($"turn {t} is not an object");
             if (!turn.TryGetProperty("from", out var from) || from.ValueKind != JsonValueKind.String) throw new LlavaDataException($"turn {t} has no \"from\"");
             if (!turn.TryGetProperty("value", out var value) || value.ValueKind != JsonValueKind.String) throw new LlavaDataException($"turn {t} has no string \"value\"");
-            var role = from.GetString() switch
+            var role = Text(from, $"turn {t}'s \"from\"") switch
             {
                 "human" or "user" => ChatRole.User,
                 "gpt" or "assistant" => ChatRole.Assistant,
                 "system" => ChatRole.System,
                 var other => throw new LlavaDataException($"turn {t} has the unknown role \"{other}\" (expected human, gpt or system)"),
             };
-            var text = value.GetString()!;
+            var text = Text(value, $"turn {t}'s \"value\"");
             // The image goes to the turn that names it, else to the first user turn (LLaVA's data carries it there).
             bool carries = image is not null && !imagePlaced && role == ChatRole.User;
             if (carries) imagePlaced = true;

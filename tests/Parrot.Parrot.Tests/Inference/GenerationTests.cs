@@ -369,6 +369,29 @@ public class GenerationTests
         Assert.That(Assert.Throws<ArgumentException>(() => new GenerationOptions { RepetitionPenalty = 1e-300 }.Validate())!.Message, Does.Contain("is too extreme"));
     }
 
+    /// <summary>
+    /// At the extreme penalties the bound allows (1e-269 and 1e269: max(P, 1/P) = 1e269, the whole budget) float32's
+    /// extremes stay finite in float64, so greedy decoding with them picks as exact arithmetic would, and sampling at
+    /// P and T whose max(P, 1/P) / T is exactly 1e269 draws without a +∞ logit. Review of 219a35f: the bound is a round
+    /// number under the exact one (float64 max / float32 max ≈ 5.28e269), so the edge is safe with room to spare.
+    /// </summary>
+    [Test]
+    public void PenaltiesAtTheBoundStayFiniteGreedyAndSampled()
+    {
+        var g = new Generator(new FixedLogitsModel([0f, float.MaxValue, -float.MaxValue, 1e30f]));
+        var greedy = new GenerationOptions { MaxNewTokens = 3 };
+        // P = 1e-269 raises seen id 3 (1e30 → 1e299) over the unseen float32 maximum; seen id 1 (max → 3.4e307) finite.
+        Assert.That(g.Generate(new GenerationPrompt([3]), greedy with { RepetitionPenalty = 1e-269 }).Tokens, Is.EqualTo(new[] { 3, 3, 3 }));
+        Assert.That(g.Generate(new GenerationPrompt([1, 3]), greedy with { RepetitionPenalty = 1e-269 }).Tokens, Is.EqualTo(new[] { 1, 1, 1 }));
+        // P = 1e269 lowers seen id 1 (max → 3.4e-231) under unseen id 3; once 3 is seen too (1e-239) id 1 is the larger again.
+        Assert.That(g.Generate(new GenerationPrompt([1]), greedy with { RepetitionPenalty = 1e269 }).Tokens, Is.EqualTo(new[] { 3, 1, 1 }));
+        // Sampled at the bound: the seen float32 extremes scaled by exactly 1e269 stay finite (no "+∞ logit" refusal).
+        var sampled = greedy with { Temperature = 1, Seed = 3 };
+        Assert.That(g.Generate(new GenerationPrompt([1]), sampled with { RepetitionPenalty = 1e-269 }).Tokens, Is.EqualTo(new[] { 1, 1, 1 }));
+        Assert.That(g.Generate(new GenerationPrompt([2]), sampled with { Temperature = 1e-268, RepetitionPenalty = 10 }).Tokens, Is.EqualTo(new[] { 1, 1, 1 }));
+        Assert.That(g.Generate(new GenerationPrompt([2]), sampled with { Temperature = 1e-269 }).Tokens, Is.EqualTo(new[] { 1, 1, 1 }));
+    }
+
     [Test]
     public void BadOptionsAndPromptsAreRejected()
     {

@@ -133,6 +133,32 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
         Assert.That(chat.History, Has.Count.EqualTo(4));
     }
 
+    /// <summary>
+    /// The chat is busy only while a stream runs: one left early (its enumerator disposed, as a foreach with break does)
+    /// or one that throws (options refused on its first item) frees it at once, and neither adds turns. Were the flag
+    /// left set, every later message would throw "still being answered" for the chat's life.
+    /// </summary>
+    [Test]
+    public void AChatIsFreeAgainAfterAStreamLeftEarlyOrFailed()
+    {
+        using var model = ParrotModel.Load(QwenDir);
+        var options = new GenerationOptions { MaxNewTokens = 8, IgnoreEos = true };
+        string alone = model.StartChat().Send("first", (string?)null, options);
+        var chat = model.StartChat();
+
+        foreach (var piece in chat.SendStreaming("abandoned", (string?)null, options)) break;
+        Assert.That(chat.History, Is.Empty, "a stream left early adds no turns");
+
+        var bad = options with { TopP = 2 };
+        Assert.Throws<ArgumentException>(() => chat.Send("refused", (string?)null, bad));
+        Assert.That(chat.History, Is.Empty);
+
+        using (var e = chat.SendStreaming("disposed before its first item", (string?)null, options).GetEnumerator()) { }
+        Assert.That(chat.Send("first", (string?)null, options), Is.EqualTo(alone));
+        chat.Reset();
+        Assert.That(chat.History, Is.Empty);
+    }
+
     [Test]
     public void ChatKeepsTheHistoryAndMovesTheImageToTheLatestTurn()
     {

@@ -373,6 +373,83 @@ public class LlavaDatasetTests
     }
 
     /// <summary>
+    /// Without --skip-bad the load stops at the first bad sample, as the serial check did: a bad image near the start is
+    /// reported after its block of images (<see cref="LlavaDataset.ImageCheckBlock"/>) is checked, not after every image
+    /// of the file is (the parallel check of 63d5dac read and tokenised the whole file and checked all its images first:
+    /// minutes on LLaVA's 665k samples before a bad first image was named). Skipping still checks them all.
+    /// </summary>
+    [Test]
+    public void ALoadThatDoesNotSkipStopsSoonAfterABadImage()
+    {
+        var dir = TempDir();
+        WritePng(Path.Combine(dir, "good.png"), 10, 20, 30);
+        var png = File.ReadAllBytes(Path.Combine(dir, "good.png"));
+        int n = 3 * LlavaDataset.ImageCheckBlock;
+        var samples = new JsonArray();
+        for (int i = 0; i < n; i++)
+        {
+            File.WriteAllBytes(Path.Combine(dir, $"img{i}.png"), i == 1 ? png[..(png.Length / 2)] : png);
+            samples.Add(Sample($"s{i}", $"img{i}.png", ("human", "<image>\nhi"), ("gpt", "x")));
+        }
+        var path = WriteJson(dir, samples);
+        int looked = 0;
+        var options = DataOptions() with { HasCachedFeatures = _ => { Interlocked.Increment(ref looked); return false; } };
+
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, options));
+        Assert.That(e!.Message, Does.Contain("'s1'").And.Contain("truncated"));
+        Assert.That(looked, Is.EqualTo(LlavaDataset.ImageCheckBlock), "images looked at before the first bad one was reported");
+
+        looked = 0;
+        var skipping = LlavaDataset.Load(path, dir, Chat, options with { SkipBad = true });
+        Assert.That(looked, Is.EqualTo(n));
+        Assert.That((skipping.ImagesChecked, skipping.Examples.Count, skipping.Skipped.Single().SampleId), Is.EqualTo((n, n - 1, "s1")));
+    }
+
+    /// <summary>
+    /// JSON that parses but whose strings cannot be read — an unpaired surrogate escape ("\ud800") in an id, a role, a
+    /// value, a language or an image path, or a NUL in an image path — is a bad sample like any other: skipped with
+    /// --skip-bad, and without it reported after a bad image ahead of it, in file order. Reading such a string threw
+    /// InvalidOperationException (and a NUL path ArgumentException) from the first pass: it named neither file nor sample,
+    /// stopped a skipping load, and, since the images are now checked after that pass, came before the bad image ahead.
+    /// </summary>
+    [TestCase(".json")]
+    [TestCase(".jsonl")]
+    public void UnreadableStringsAreBadSamplesInFileOrder(string extension)
+    {
+        var dir = TempDir();
+        File.WriteAllText(Path.Combine(dir, "page.jpg"), "<html>404 Not Found</html>");
+        static string Conv(string human) => $"\"conversations\":[{{\"from\":\"human\",\"value\":\"{human}\"}},{{\"from\":\"gpt\",\"value\":\"x\"}}]";
+        var records = new[]
+        {
+            "{\"id\":\"img\",\"image\":\"page.jpg\"," + Conv("<image>\\nhi") + "}",
+            "{\"id\":\"value\"," + Conv("a\\ud800b") + "}",
+            "{\"id\":\"role\",\"conversations\":[{\"from\":\"hu\\udc00man\",\"value\":\"hi\"},{\"from\":\"gpt\",\"value\":\"x\"}]}",
+            "{\"id\":\"lang\",\"language\":\"\\ud800\"," + Conv("hi") + "}",
+            "{\"id\":\"path\",\"image\":\"p\\ud800.png\"," + Conv("hi") + "}",
+            "{\"id\":\"nul\",\"image\":\"a\\u0000.png\"," + Conv("hi") + "}",
+            "{\"id\":\"x\\ud800\"," + Conv("hi") + "}",
+            "{\"id\":\"ok\"," + Conv("hi") + "}",
+        };
+        var path = Path.Combine(dir, "data" + extension);
+        File.WriteAllText(path, extension == ".json" ? "[" + string.Join(",", records) + "]" : string.Join("\n", records) + "\n");
+
+        var skipping = LlavaDataset.Load(path, dir, Chat, DataOptions(skipBad: true));
+        Assert.That(skipping.Examples.Select(x => x.Id), Is.EqualTo(new[] { "ok" }));
+        Assert.That(skipping.Skipped.Select(x => x.SampleId), Is.EqualTo(new[] { "img", "value", "role", "lang", "path", "nul", "#6" }));
+        Assert.That(skipping.Skipped.Skip(1).Select(x => x.Message.Split(" (line")[0]), Is.EqualTo(new[]
+        {
+            "turn 1's \"value\" is not valid text (an unpaired UTF-16 surrogate escape)",
+            "turn 1's \"from\" is not valid text (an unpaired UTF-16 surrogate escape)",
+            "\"language\" is not valid text (an unpaired UTF-16 surrogate escape)",
+            "\"image\" is not valid text (an unpaired UTF-16 surrogate escape)",
+        }.Append(skipping.Skipped[5].Message.Split(" (line")[0]).Append("\"id\" is not valid text (an unpaired UTF-16 surrogate escape)")));
+        Assert.That(skipping.Skipped[5].Message, Does.StartWith("\"image\" is not a usable path: "));
+
+        var e = Assert.Throws<LlavaDataException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions()));
+        Assert.That(e!.Message, Does.Contain("'img'").And.Contain("cannot read the image"));
+    }
+
+    /// <summary>
     /// An image whose features are cached under its current key is not checked: its pixels were decoded when the features
     /// were computed, and training reads the features, not the file. The key is the path, size and modification time:
     /// an image rewritten since (here damaged, with a new time) has no cached features and is checked again. What the
