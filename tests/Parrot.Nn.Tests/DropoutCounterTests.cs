@@ -96,4 +96,45 @@ public class DropoutCounterTests
         using var d = Tensor.Empty([3], DType.F32, dev);
         Assert.That(() => d.Backend.RandomAt(d, RandomKind.Uniform, 0, cpuCounter, 0, 1), Throws.InvalidOperationException, "a counter on another device");
     }
+
+    [Test]
+    public void TheCpuBackendRefusesACounterOnAnotherDevice()
+    {
+        // The CPU backend dereferences the counter's address as host memory: a GPU counter would crash the process.
+        var dev = TestDevice.Get();
+        using var counter = Tensor.Zeros([1], DType.I64, dev);
+        using var d = Tensor.Empty([3], DType.F32);
+        var e = Assert.Throws<ArgumentException>(() => d.Backend.RandomAt(d, RandomKind.Uniform, 0, counter, 0, 1));
+        Assert.That(e!.Message, Does.Contain("share a device"));
+        Assert.That(counter.ToArray<long>()[0], Is.Zero, "a refused draw does not count");
+    }
+
+    /// <summary>The counter Forward is using now (what a CUDA graph captured at this point records the address of).</summary>
+    private static Tensor CurrentCounter(Dropout drop) =>
+        (Tensor)typeof(Dropout).GetField("_calls", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(drop)!;
+
+    [Test]
+    public void ACounterAGraphMayHoldIsNeitherFreedNorReplacedWhenTheInputMovesAndBack()
+    {
+        // A graph captured on a device holds that device's counter and advances it on every replay: a call on another
+        // device must not free it (a replay would then add one to whatever tensor reused its memory), and a call back on
+        // the device must continue in that same counter (the graph's replays and the eager calls stay one sequence).
+        using var x = Tensor.Normal([4, 33], seed: 8);
+        var dev = TestDevice.Get();
+        using var onDevice = x.To(dev);
+        using var drop = new Dropout(0.25, seed: 6);
+        using (TensorScope.Begin()) drop.Forward(new Variable(onDevice)); // call 0 on the device
+        var recorded = CurrentCounter(drop); // what a capture now would record
+        using (TensorScope.Begin()) drop.Forward(new Variable(x)); // call 1 on the CPU
+        var onCpu = CurrentCounter(drop);
+        Assert.That(recorded.IsDisposed, Is.False, "the device counter was freed by a call on the CPU");
+        // A replay of that graph: reads and advances the recorded counter (it continues from the count it holds).
+        using (var replayed = Tensor.UniformAt([4, 33], 0, recorded)) { }
+        using (TensorScope.Begin())
+            Assert.That(drop.Forward(new Variable(onDevice)).Value.ToFloatArray(), Is.EqualTo(OldDropout(x, 0.25, 6, 2)), "call 2 back on the device: the count the CPU continued");
+        Assert.That(CurrentCounter(drop), Is.SameAs(recorded), "back on the device the recorded counter is used again, not a new one");
+        Assert.That(drop.Calls, Is.EqualTo(3));
+        drop.Dispose();
+        Assert.That(recorded.IsDisposed && onCpu.IsDisposed, Is.True, "Dispose frees every counter");
+    }
 }

@@ -15,17 +15,23 @@ public sealed partial class CpuBackend
     /// <remarks>The counter lies in host memory: read where it lies, the draw is <see cref="Random"/>'s, then it is written back plus one.</remarks>
     public unsafe void RandomAt(Tensor dst, RandomKind kind, ulong baseSeed, Tensor counter, double p0, double p1)
     {
-        RequireCounter(counter, nameof(counter));
+        RequireCounter(counter, nameof(counter), dst);
         ulong* c = (ulong*)counter.DataPointer;
         Random(dst, kind, unchecked(baseSeed + *c), p0, p1);
         *c = unchecked(*c + 1);
     }
 
-    /// <summary>RandomAt's counter: one int64 element, contiguous (shared by the backends' checks).</summary>
-    internal static void RequireCounter(Tensor counter, string name)
+    /// <summary>
+    /// RandomAt's counter: one int64 element, contiguous (shared by the backends' checks), on <paramref name="dst"/>'s
+    /// device where given: the backend dereferences its address as its own memory (the CPU a GPU address: a crash; a
+    /// kernel a host address: an illegal access that ends the CUDA context).
+    /// </summary>
+    internal static void RequireCounter(Tensor counter, string name, Tensor? dst = null)
     {
         if (counter.DType != DType.I64 || counter.Count != 1 || !counter.IsContiguous)
             throw new ArgumentException($"RandomAt: the counter must be one contiguous int64 element, not {counter.ShapeString()} {counter.DType.Name()}", name);
+        if (dst is not null && counter.Device != dst.Device)
+            throw new ArgumentException($"RandomAt: the counter is on {counter.Device}, the destination on {dst.Device}: they must share a device", name);
     }
 
     /// <summary>

@@ -36,7 +36,7 @@ public sealed partial class CudaBackend
     public void RandomAt(Tensor dst, RandomKind kind, ulong baseSeed, Tensor counter, double p0, double p1)
     {
         if (!dst.IsContiguous) throw new ArgumentException("RandomAt: the destination must be contiguous", nameof(dst));
-        Cpu.CpuBackend.RequireCounter(counter, nameof(counter));
+        Cpu.CpuBackend.RequireCounter(counter, nameof(counter), dst);
         long n = dst.Count;
         if (n > 0)
         {
