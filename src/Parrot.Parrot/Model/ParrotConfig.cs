@@ -47,6 +47,7 @@ public sealed record ParrotConfig
     /// <summary>Parses config.json text.</summary>
     public static ParrotConfig Parse(string json, string source)
     {
+        // Also refuses, naming the file, any string of the text that cannot be read (so the reads below can).
         var text = Qwen2ConfigJson.Parse(json, source);
         var o = (JsonObject)JsonNode.Parse(json)!;
         var c = new ParrotConfig
