@@ -60,6 +60,18 @@ public class UnreadableJsonTextTests
     }
 
     [Test]
+    public void AVisionTowerPathWithANulIsNamed()
+    {
+        // Loading the tower threw Path's "Null character in path" ArgumentException, naming neither the file nor the key.
+        var o = System.Text.Json.Nodes.JsonNode.Parse(ParrotFixtureConfig)!.AsObject();
+        o["mm_vision_tower"] = "tow\0er";
+        File.WriteAllText(Path.Combine(_dir, "config.json"), o.ToJsonString());
+        File.Copy(Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "parrot", "f32-separate", "model.safetensors"), Path.Combine(_dir, "model.safetensors"));
+        Assert.That(Assert.Throws<InvalidDataException>(() => ParrotModelDirectory.Load(_dir))!.Message,
+            Is.EqualTo($"{Path.Combine(_dir, "config.json")}: mm_vision_tower holds a NUL character, so it is no folder path"));
+    }
+
+    [Test]
     public void AnUnreadableModelTypeIsNamed()
     {
         // IsParrotDirectory threw instead of answering; the loaders then name the file and the key.
