@@ -125,6 +125,9 @@ public class PretrainCommandsTests
         File.WriteAllText(config, """{"vocab_size": 258, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}""");
         var shortContext = Path.Combine(dir, "short.json");
         File.WriteAllText(shortContext, """{"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 8}""");
+        // \ud800 (an unpaired surrogate) parses but is not text: with such a key every lookup threw InvalidOperationException, unnamed.
+        var unreadable = Path.Combine(dir, "unreadable.json");
+        File.WriteAllText(unreadable, """{"vocab_size": 400, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "x\ud800": 1}""");
         var text = Path.Combine(dir, "t.jsonl");
         File.WriteAllText(text, "{\"text\": \"hello world\"}\n");
         var tok = Path.Combine(dir, "tokenizer.json");
@@ -141,6 +144,7 @@ public class PretrainCommandsTests
             // 258 ids in the model, at least 256 bytes + 3 special tokens in the tokenizer.
             (["--init", config, "--tokenizer", tok, "--text", text, "--seq-len", "2"], "vocab_size is 258"),
             (["--init", shortContext, "--tokenizer", tok, "--text", text, "--seq-len", "9"], $"--seq-len 9 is longer than max_position_embeddings 8 in {shortContext}"),
+            (["--init", unreadable, "--tokenizer", tok, "--text", text, "--seq-len", "4"], $"--init {unreadable}: a key of $ is not valid text"),
         ];
         foreach (var (args, message) in cases)
         {

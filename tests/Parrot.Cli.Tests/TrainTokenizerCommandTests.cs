@@ -57,5 +57,13 @@ public class TrainTokenizerCommandTests
         Assert.That(code, Is.EqualTo(1));
         Assert.That(stderr, Does.Contain("the corpus is empty"));
         Assert.That(File.Exists(output), Is.False, "nothing is written on failure");
+
+        // \ud800 (an unpaired surrogate) parses but is not text: reading it threw InvalidOperationException, and the message
+        // named neither the file nor the line.
+        string lines = Path.Combine(dir, "lines.jsonl");
+        File.WriteAllText(lines, "{\"text\": \"fine\"}\n{\"text\": \"x\\ud800\"}\n");
+        (code, _, stderr) = CliRunner.Run(null, "train-tokenizer", "--input", lines, "--jsonl-field", "text", "--vocab-size", "300", "--out", output);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain($"{lines}:2: \"text\" is not valid text"));
     }
 }

@@ -199,6 +199,9 @@ public class ClipVisionTests
     [TestCase("""{"model_type": "clip_vision_model", "image_size": 100, "patch_size": 14}""", "image_size 100 is not a multiple of patch_size 14")]
     [TestCase("""{"model_type": "clip_vision_model", "num_hidden_layers": 0}""", "num_hidden_layers 0 must be positive")]
     [TestCase("""{"model_type": "clip_vision_model", "num_hidden_layers": 1, "num_hidden_layers": 2}""", "bad.json")]
+    // \ud800 (an unpaired surrogate) parses but is not text: reading it threw InvalidOperationException, naming neither file nor key.
+    [TestCase("""{"model_type": "clip", "vision_config": {"hidden_act": "gelu\ud800"}}""", "the string at $.vision_config.hidden_act is not valid text")]
+    [TestCase("""{"model_type": "clip_vision_model", "x\ud800": 1}""", "a key of $ is not valid text")]
     public void BadConfigsAreErrorsNamingTheFileAndTheKey(string json, string expected)
     {
         Assert.That(() => ClipVisionConfigJson.Parse(json, "bad.json"),

@@ -29,6 +29,9 @@ public class Qwen2ConfigBadInputTests
         yield return Case("OtherActivation", With("hidden_act", "gelu"), "hidden_act \"gelu\" is not supported");
         yield return Case("RopeScaling", With("rope_scaling", new JsonObject { ["type"] = "yarn", ["factor"] = 4.0 }), "rope_scaling");
         yield return Case("SlidingWindow", With("use_sliding_window", true), "use_sliding_window true is not supported");
+        // The escape \ud800 (an unpaired surrogate) parses but is not text: reading it threw InvalidOperationException, unnamed.
+        yield return Case("LoneSurrogateValue", FixtureConfig.Replace("\"qwen2\"", "\"qwen2\\ud800\""), $"the string at $.model_type {JsonText.NotText}");
+        yield return Case("LoneSurrogateKey", FixtureConfig.TrimEnd().TrimEnd('}') + ", \"x\\ud800\": 1}", $"a key of $ {JsonText.NotText}");
         yield return Case("DuplicateKey", FixtureConfig.TrimEnd().TrimEnd('}') + ", \"hidden_size\": 32}", "Duplicate property 'hidden_size'");
     }
 

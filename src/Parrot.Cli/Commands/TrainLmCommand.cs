@@ -5,6 +5,7 @@ using Parrot.Parrot.Data;
 using Parrot.Parrot.Text;
 using Parrot.Parrot.Training;
 using Parrot.Tensors;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Cli;
 
@@ -175,6 +176,8 @@ internal static class TrainLmCommand
         JsonObject o;
         try { o = JsonNode.Parse(json) as JsonObject ?? throw new CliException($"--init {path}: the config must be a JSON object"); }
         catch (System.Text.Json.JsonException e) { throw new CliException($"--init {path}: not valid JSON: {e.Message}"); }
+        // Before the lookups below: one unreadable key (an escaped lone surrogate) made each throw InvalidOperationException.
+        if (JsonText.FindUnreadable(json) is { } bad) throw new CliException($"--init {path}: {bad} {JsonText.NotText}");
         o["model_type"] ??= "qwen2";
         if (!o.ContainsKey("vocab_size"))
             o["vocab_size"] = tokenizer?.IdCount ?? throw new CliException($"--init {path}: no vocab_size, and no tokenizer to take it from");

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Parrot.Parrot.Text;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Cli;
 
@@ -75,7 +76,8 @@ internal static class TrainTokenizerCommand
                 if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object || !doc.RootElement.TryGetProperty(field, out var v)
                     || v.ValueKind != System.Text.Json.JsonValueKind.String)
                     throw new CliException($"{path}:{lineNo}: expected a JSON object with a string \"{field}\"");
-                trainer.AddText(v.GetString()!);
+                trainer.AddText(JsonText.TryGetString(v)
+                    ?? throw new CliException($"{path}:{lineNo}: \"{field}\" {JsonText.NotText}"));
             }
             catch (System.Text.Json.JsonException e) { throw new CliException($"{path}:{lineNo}: not valid JSON ({e.Message})"); }
         }

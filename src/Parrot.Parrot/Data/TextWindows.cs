@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Parrot.Parrot.Text;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Data;
 
@@ -40,7 +41,7 @@ public static class TextWindows
                 using var doc = JsonDocument.Parse(line);
                 if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
                     throw new InvalidDataException($"{path}:{lineNo}: expected an object with a string \"text\"");
-                text = t.GetString()!;
+                text = JsonText.TryGetString(t) ?? throw new InvalidDataException($"{path}:{lineNo}: \"text\" {JsonText.NotText}");
             }
             catch (JsonException e) { throw new InvalidDataException($"{path}:{lineNo}: not valid JSON ({e.Message})", e); }
             // Unless asked, text is text: a "<|im_end|>" written inside a document is not a control token.

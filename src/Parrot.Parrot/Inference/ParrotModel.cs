@@ -8,6 +8,7 @@ using Parrot.Parrot.Model;
 using Parrot.Parrot.Text;
 using Parrot.Parrot.Vision;
 using Parrot.Tensors;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot;
 
@@ -442,7 +443,8 @@ public sealed partial class ParrotModel : IDisposable
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(configPath));
             return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("model_type", out var t) && t.ValueKind == JsonValueKind.String
-                ? t.GetString()! : throw new InvalidDataException($"{configPath}: no string 'model_type' (expected parrot_qwen2 or qwen2)");
+                ? JsonText.TryGetString(t) ?? throw new InvalidDataException($"{configPath}: 'model_type' {JsonText.NotText}")
+                : throw new InvalidDataException($"{configPath}: no string 'model_type' (expected parrot_qwen2 or qwen2)");
         }
         catch (JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON: {e.Message}", e); }
     }

@@ -47,6 +47,7 @@ public sealed record ParrotConfig
     /// <summary>Parses config.json text.</summary>
     public static ParrotConfig Parse(string json, string source)
     {
+        // Also refuses, naming the file, any string of the text that cannot be read (so the reads below can).
         var text = Qwen2ConfigJson.Parse(json, source);
         var o = (JsonObject)JsonNode.Parse(json)!;
         var c = new ParrotConfig
@@ -67,6 +68,8 @@ public sealed record ParrotConfig
         if (c.MmProjectorType != "mlp2x_gelu") throw new InvalidDataException($"{source}: mm_projector_type '{c.MmProjectorType}' is not supported (Parrot uses mlp2x_gelu)");
         if (c.MmVisionSelectFeature is not ("cls_patch" or "patch")) throw new InvalidDataException($"{source}: mm_vision_select_feature '{c.MmVisionSelectFeature}' must be cls_patch or patch");
         if (c.UseMoe && c.MmVisionSelectFeature != "cls_patch") throw new InvalidDataException($"{source}: the MoE needs the CLS token: mm_vision_select_feature must be cls_patch when use_moe is true");
+        // A path: a NUL made the tower's load throw Path's bare ArgumentException, naming neither config.json nor the key.
+        if (c.MmVisionTower is { } tower && tower.Contains('\0')) throw new InvalidDataException($"{source}: mm_vision_tower holds a NUL character, so it is no folder path");
         if (c.MmHiddenSize <= 0 || c.NumExperts <= 0 || c.MoeIntermediateSize <= 0) throw new InvalidDataException($"{source}: mm_hidden_size, num_experts and moe_intermediate_size must be positive");
         // Keys the released config carries that we do not store: they must describe this architecture.
         int moeHidden = Int(o, "moe_hidden_size", source, text.HiddenSize);

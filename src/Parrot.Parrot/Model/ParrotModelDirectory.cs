@@ -68,7 +68,7 @@ public sealed class ParrotModelDirectory : IDisposable
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(directory, "config.json")));
             return doc.RootElement.ValueKind == JsonValueKind.Object
-                && doc.RootElement.TryGetProperty("model_type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "parrot_qwen2";
+                && doc.RootElement.TryGetProperty("model_type", out var t) && t.ValueKind == JsonValueKind.String && JsonText.TryGetString(t) == "parrot_qwen2";
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException) { return false; }
     }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Text;
 
@@ -38,7 +39,13 @@ internal sealed class TokenizerDefinition
         using (doc)
         {
             var reader = new Reader(source);
-            return reader.Read(doc.RootElement);
+            try { return reader.Read(doc.RootElement); }
+            // Looked for only when a read failed, since a large vocabulary would otherwise be read twice: a string that
+            // cannot be read as text (an escaped lone surrogate) threw from GetString or a key's Name, unnamed.
+            catch (InvalidOperationException e) when (JsonText.FindUnreadable(doc.RootElement) is { } bad)
+            {
+                throw new InvalidDataException($"{source}: {bad} {JsonText.NotText}", e);
+            }
         }
     }
 

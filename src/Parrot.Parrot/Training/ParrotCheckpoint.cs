@@ -98,8 +98,12 @@ public static class ParrotCheckpoint
         var statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) throw new InvalidDataException($"{dir}: not a training checkpoint (no {StateFile})");
         JsonObject s;
-        try { s = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new InvalidDataException($"{statePath}: expected a JSON object"); }
+        string stateJson = File.ReadAllText(statePath);
+        try { s = JsonNode.Parse(stateJson) as JsonObject ?? throw new InvalidDataException($"{statePath}: expected a JSON object"); }
         catch (JsonException e) { throw new InvalidDataException($"{statePath}: malformed JSON: {e.Message}", e); }
+        // A string that cannot be read as text (an escaped lone surrogate) made the first key lookup, or the fingerprint's
+        // read, throw InvalidOperationException naming neither the file nor the key.
+        if (JsonText.FindUnreadable(stateJson) is { } bad) throw new InvalidDataException($"{statePath}: {bad} {JsonText.NotText}");
         // Typed reads that name the file and key: GetValue alone throws "cannot be converted" without either.
         T Get<T>(string key, T? fallback = null) where T : struct
         {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Parrot.Parrot.Data.World;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Training;
 
@@ -77,7 +78,9 @@ public static class VisionLabels
     }
 
     private static string Str(JsonElement e, string key, string where) =>
-        e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new InvalidDataException($"{where}: '{key}' must be a string");
+        e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String
+            ? JsonText.TryGetString(v) ?? throw new InvalidDataException($"{where}: '{key}' {JsonText.NotText}")
+            : throw new InvalidDataException($"{where}: '{key}' must be a string");
 
     private static double Num(JsonElement e, string key, string where)
     {

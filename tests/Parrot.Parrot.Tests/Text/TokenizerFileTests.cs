@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using Parrot.Parrot.Text;
+using Parrot.Tensors.Formats;
 using static Parrot.Parrot.Tests.Text.TokenizerFixtures;
 
 namespace Parrot.Parrot.Tests.Text;
@@ -29,6 +30,24 @@ public class TokenizerFileTests
         var e = Assert.Throws<InvalidDataException>(() => BpeTokenizer.FromJson("{\"model\": "u8, "broken.json"));
         Assert.That(e!.Message, Does.StartWith("broken.json: not valid JSON"));
         Assert.Throws<InvalidDataException>(() => BpeTokenizer.FromJson("[1, 2]"u8, "x"));
+    }
+
+    [Test]
+    public void UnreadableStringsNameTheFileAndWhere()
+    {
+        // The escape \ud800 (an unpaired surrogate) parses but is not text: a string read or a vocabulary key's name threw
+        // InvalidOperationException, naming neither the file nor the place.
+        string tiny = TinyJson([("a", "b")]).ToJsonString();
+        foreach (var (bad, where) in new[]
+        {
+            (tiny.Replace("\"BPE\"", "\"BPE\\ud800\""), "the string at $.model.type"),
+            (tiny.Replace("\"vocab\":{", "\"vocab\":{\"\\ud800\":0,"), "a key of $.model.vocab"),
+        })
+        {
+            Assert.That(bad, Is.Not.EqualTo(tiny));
+            var e = Assert.Throws<InvalidDataException>(() => BpeTokenizer.FromJson(Encoding.UTF8.GetBytes(bad), "tiny.json"));
+            Assert.That(e!.Message, Is.EqualTo($"tiny.json: {where} {JsonText.NotText}"));
+        }
     }
 
     [Test]

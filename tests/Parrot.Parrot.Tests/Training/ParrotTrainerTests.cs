@@ -4,6 +4,7 @@ using Parrot.Parrot.Data;
 using Parrot.Parrot.Model;
 using Parrot.Parrot.Training;
 using Parrot.Tensors;
+using Parrot.Tensors.Formats;
 using static Parrot.Parrot.Tests.Training.TrainingFixtures;
 
 namespace Parrot.Parrot.Tests.Training;
@@ -282,6 +283,19 @@ public class ParrotTrainerTests
         Damaged(o => o.Remove("optimizer_steps"), "no 'optimizer_steps'");
         Damaged(o => o["learning_rate"] = "fast", "'learning_rate' is \"fast\", not a number");
         Damaged(o => o["data_fingerprint"] = 5, "'data_fingerprint' is 5, not a fingerprint string");
+        // \ud800 (an unpaired surrogate) parses but is not text: the fingerprint's read, or with such a key every lookup,
+        // threw InvalidOperationException, naming neither the file nor the key.
+        foreach (var (text, where) in new[]
+        {
+            (good.Replace("\"sha256:", "\"\\ud800sha256:", StringComparison.Ordinal), "the string at $.data_fingerprint"),
+            (good.TrimEnd().TrimEnd('}') + ", \"x\\ud800\": 1}", "a key of $"),
+        })
+        {
+            Assert.That(text, Is.Not.EqualTo(good));
+            File.WriteAllText(state, text);
+            using var t = new ParrotTrainer(m2, data, features, Options(1, global: 4, micro: 4, steps: 1));
+            Assert.That(Assert.Throws<InvalidDataException>(() => t.Resume(ck))!.Message, Is.EqualTo($"{state}: {where} {JsonText.NotText}"));
+        }
         // A checkpoint written before the fingerprint was recorded still resumes (its sample count checked alone).
         {
             var o = System.Text.Json.Nodes.JsonNode.Parse(good)!.AsObject();

@@ -4,6 +4,7 @@ using Parrot.Parrot.Data.World;
 using Parrot.Parrot.Training;
 using Parrot.Parrot.Vision;
 using Parrot.Tensors;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Parrot.Tests.Training;
 
@@ -119,6 +120,10 @@ public class VisionPretrainerTests
         File.WriteAllText(path, text.Replace("\"shape\":\"", "\"shape\":\"hexagon", StringComparison.Ordinal));
         var e = Assert.Throws<InvalidDataException>(() => VisionLabels.Load(world))!;
         Assert.That(e.Message, Does.Contain("labels.json: entry 0, object 0").And.Contain("unknown shape 'hexagon"));
+        // \ud800 (an unpaired surrogate) parses but is not text: reading it threw InvalidOperationException, unnamed.
+        File.WriteAllText(path, text.Replace("\"image\":\"", "\"image\":\"\\ud800", StringComparison.Ordinal));
+        Assert.That(Assert.Throws<InvalidDataException>(() => VisionLabels.Load(world))!.Message,
+            Is.EqualTo($"{path}: entry 0: 'image' {JsonText.NotText}"));
         File.WriteAllText(path, "{}");
         Assert.That(Assert.Throws<InvalidDataException>(() => VisionLabels.Load(world))!.Message, Does.Contain("array"));
         File.Delete(path);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Nn.Models.Clip;
 
@@ -34,6 +35,9 @@ public static class ClipVisionConfigJson
         JsonNode? root;
         try { root = JsonNode.Parse(json); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON: {e.Message}", e); }
+        // A string that cannot be read as text (an escaped lone surrogate) made the first key lookup or string read
+        // throw InvalidOperationException, naming neither the file nor the key.
+        if (JsonText.FindUnreadable(json) is { } bad) throw new InvalidDataException($"{source}: {bad} {JsonText.NotText}");
         if (root is not JsonObject o) throw new InvalidDataException($"{source}: the config must be a JSON object");
         try { return FromObject(o, source); }
         catch (ArgumentException e) { throw new InvalidDataException($"{source}: {e.Message}", e); } // e.g. a key given twice

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Parrot.Tensors.Formats;
 
 namespace Parrot.Nn.Models.Qwen2;
 
@@ -20,6 +21,10 @@ public static class Qwen2ConfigJson
     /// <summary>Parses config.json text; <paramref name="source"/> names it in errors.</summary>
     public static Qwen2Config Parse(string json, string source)
     {
+        // A string that cannot be read as text (an escaped lone surrogate) made the first key lookup or string read throw
+        // InvalidOperationException, naming neither the file nor the key; as a key it did so already in the parse below,
+        // whose check for repeated keys reads them. (Text that is not JSON gives null here: the parse reports it.)
+        if (JsonText.FindUnreadable(json) is { } bad) throw new InvalidDataException($"{source}: {bad} {JsonText.NotText}");
         JsonNode? root;
         // A repeated key would otherwise surface later as the dictionary's bare "same key" exception.
         try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
