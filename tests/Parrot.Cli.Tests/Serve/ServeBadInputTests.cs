@@ -80,6 +80,9 @@ public class ServeBadInputTests
         yield return Case("RepetitionPenaltyZero", Valid(r => r["repetition_penalty"] = 0), 400, "repetition_penalty");
         yield return Case("RepetitionPenaltyNegative", Valid(r => r["repetition_penalty"] = -1.3), 400, "repetition_penalty");
         yield return Case("RepetitionPenaltyString", Valid(r => r["repetition_penalty"] = "1.3"), 400, "repetition_penalty");
+        // Positive and finite but past the engine's bound (max(P, 1/P) at most 1e269): its rule, a 400 on the field, greedy too.
+        yield return Case("RepetitionPenaltyHuge", Valid(r => r["repetition_penalty"] = 1e300), 400, "repetition_penalty");
+        yield return Case("RepetitionPenaltyTiny", Valid(r => { r["repetition_penalty"] = 1e-300; r["temperature"] = 0; }), 400, "repetition_penalty");
         // Sampling at the least temperature under a penalty overflows the logits: the engine's rule, a 400 (not a 500 at the first draw).
         yield return Case("RepetitionPenaltyWithTinyTemperature", Valid(r => { r["repetition_penalty"] = 1.5; r["temperature"] = 1.1e-269; }), 400, "repetition_penalty");
         yield return Case("TopLogprobsUnsupported", Valid(r => r["top_logprobs"] = 5), 400, "top_logprobs", "unsupported_parameter");

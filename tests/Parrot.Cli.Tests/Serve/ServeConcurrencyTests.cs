@@ -5,6 +5,7 @@ using Parrot.Nn.Models.Qwen2;
 using Parrot.Parrot;
 using Parrot.Parrot.Inference;
 using Parrot.Parrot.Text;
+using Parrot.Parrot.Vision;
 using Parrot.Tensors;
 using Parrot.Tests.Shared;
 using static Parrot.Cli.Tests.Serve.ServeTestHost;
@@ -50,6 +51,58 @@ public class ServeConcurrencyTests
         var together = await Task.WhenAll(tasks);
         for (int i = 0; i < together.Length; i++) Assert.That(together[i], Is.EqualTo(alone[i % prompts.Length]), $"request {i}");
         Assert.That(server.Scheduler.LargestBatch, Is.GreaterThan(1), "requests were decoded together");
+    }
+
+    /// <summary>
+    /// Requests with different repetition penalties decode in one batch, each with its own: the penalty is a per-request
+    /// option (9ab639b), so a batch that applied one row's penalty (or seen ids) to another, or none, would answer a
+    /// request differently from the ParrotModel API with its own options. The same question penalised and not (greedy and
+    /// sampled), plus another question, all at once; the penalised and plain references differ, or the test proves nothing.
+    /// </summary>
+    [Test]
+    public async Task RequestsWithDifferentPenaltiesShareABatchEachWithItsOwn([Values(0.0, 0.8)] double temperature)
+    {
+        await using var server = await StartAsync(o => o with { MaxBatch = 8 });
+        using var client = Client(server);
+        using var reference = ParrotModel.Load(ModelDir);
+        const int tokens = 24;
+        (string Question, double Penalty, ulong Seed)[] cases =
+        [
+            ("Hello there", 5, 7), ("Hello there", 1, 7), ("Tell me about parrots, please", 0.7, 11), ("Tell me about parrots, please", 1, 11),
+            ("Hello there", 1.3, 3),
+        ];
+        var expected = cases.Select(c => reference.Ask(c.Question, (RgbImage?)null,
+            new GenerationOptions { MaxNewTokens = tokens, Temperature = temperature, Seed = c.Seed, RepetitionPenalty = c.Penalty })).ToArray();
+        Assert.That(expected[0], Is.Not.EqualTo(expected[1]), "precondition: the penalty changes the answer to the same question");
+        Assert.That(expected[2], Is.Not.EqualTo(expected[3]), "precondition: a penalty below 1 changes the answer too");
+
+        JsonObject Ask((string Question, double Penalty, ulong Seed) c, bool stream)
+        {
+            var r = Request(c.Question, maxTokens: tokens, stream: stream, temperature: temperature);
+            r["seed"] = c.Seed;
+            if (c.Penalty != 1) r["repetition_penalty"] = c.Penalty;
+            return r;
+        }
+        var tasks = new List<Task<string>>();
+        for (int round = 0; round < 2; round++)
+            foreach (var c in cases)
+                tasks.Add(round == 0
+                    ? Task.Run(async () =>
+                    {
+                        var (status, body) = await PostAsync(client, Ask(c, stream: false));
+                        Assert.That(status, Is.EqualTo(200), body.ToString());
+                        return Content(body);
+                    })
+                    : Task.Run(async () =>
+                    {
+                        var (_, _, data) = await StreamAsync(client, Ask(c, stream: true));
+                        return string.Concat(data.SkipLast(1).Select(d => JsonDocument.Parse(d).RootElement.GetProperty("choices")[0].GetProperty("delta"))
+                            .Select(d => d.TryGetProperty("content", out var t) ? t.GetString() : ""));
+                    }));
+        var answers = await Task.WhenAll(tasks);
+        for (int i = 0; i < answers.Length; i++)
+            Assert.That(answers[i], Is.EqualTo(expected[i % cases.Length]), $"request {i}: '{cases[i % cases.Length].Question}', penalty {cases[i % cases.Length].Penalty}");
+        Assert.That(server.Scheduler!.LargestBatch, Is.GreaterThan(1), "requests were decoded together (else the test proves nothing)");
     }
 
     [Test]

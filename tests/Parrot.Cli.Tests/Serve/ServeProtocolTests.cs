@@ -149,6 +149,42 @@ public class ServeProtocolTests
         Assert.That(AssertError(rb).GetProperty("code").GetString(), Is.EqualTo("remote_image_url_not_allowed"));
     }
 
+    /// <summary>
+    /// A prompt whose text fits with the tokens asked for but whose image's visual tokens do not: the batch's join now
+    /// refuses it before the image is encoded (acc2fdd); serve's answer is what it was, a 400 context_length_exceeded on
+    /// 'messages' counting the visual tokens, and one token less is served.
+    /// </summary>
+    [Test]
+    public async Task AnImagePromptPastTheContextIsA400CountingItsVisualTokens()
+    {
+        string question = new('x', 900);
+        int length = PromptTokens(question, true), context = _reference.ContextLength;
+        int asked = context - length + 1;
+        Assert.That(asked, Is.GreaterThan(1));
+        Assert.That(PromptTokens(question, false) + asked, Is.LessThanOrEqualTo(context), "precondition: the text alone fits");
+        JsonObject WithImage(int maxTokens) => new()
+        {
+            ["model"] = "x", ["max_tokens"] = maxTokens, ["temperature"] = 0,
+            ["messages"] = new JsonArray(new JsonObject
+            {
+                ["role"] = "user",
+                ["content"] = new JsonArray(
+                    new JsonObject { ["type"] = "text", ["text"] = question },
+                    new JsonObject { ["type"] = "image_url", ["image_url"] = new JsonObject { ["url"] = DataUrl(RedPng) } }),
+            }),
+        };
+        var (status, body) = await PostAsync(_client, WithImage(asked));
+        Assert.That(status, Is.EqualTo(400), body.ToString());
+        var error = AssertError(body);
+        Assert.That(error.GetProperty("code").GetString(), Is.EqualTo("context_length_exceeded"));
+        Assert.That(error.GetProperty("param").GetString(), Is.EqualTo("messages"));
+        Assert.That(error.GetProperty("message").GetString(), Is.EqualTo(
+            $"this model's maximum context length is {context} tokens; the prompt has {length} tokens and {asked} more were asked for (max new tokens), {length + asked} in all"));
+        (status, body) = await PostAsync(_client, WithImage(asked - 1));
+        Assert.That(status, Is.EqualTo(200), body.ToString());
+        Assert.That(body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), Is.EqualTo(length));
+    }
+
     [Test]
     public async Task ModelsHealthAndMetrics()
     {

@@ -79,6 +79,54 @@ public class EarlyLengthChecksTests() : TinyModelSetFixture("parrot-early-length
         Assert.That(seq.GeneratedTokens, Is.EqualTo(3));
     }
 
+    /// <summary>
+    /// mm_vision_select_feature "patch": the join's early check counts an image as the prefill does, its 17 feature rows
+    /// less the CLS one (16 positions). A prompt and answer that fill the context exactly join (an early count with the
+    /// CLS row would refuse it), one token more is refused before the image is encoded, with the prefill's message.
+    /// </summary>
+    [Test]
+    public void APatchModelsJoinCountsItsImageAsThePrefillDoes([Values(DecodeStepMode.Eager, DecodeStepMode.Static)] DecodeStepMode mode)
+    {
+        string dir = Path.Combine(Root, $"parrot-patch-{mode}");
+        CopyDirectory(ParrotDir, dir);
+        var config = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!;
+        config["use_moe"] = false; // the MoE needs the CLS token
+        config["mm_vision_select_feature"] = "patch";
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+        CountingEncoder? counting = null;
+        using var model = ParrotModel.Load(dir, new ParrotModelOptions
+        {
+            ImageEncoder = (d, m) => counting = new CountingEncoder(new ClipImageEncoder(
+                global::Parrot.Nn.Models.Clip.ClipVisionLoader.Load(Path.Combine(dir, "vision")),
+                new ImagePreprocessor(PreprocessorConfig.Clip336 with { ShortestEdge = 28, CropHeight = 28, CropWidth = 28 }),
+                m.Config.MmVisionSelectLayer, padToSquare: true), says: true),
+        });
+        Assert.That(model.VisualTokens, Is.EqualTo(16));
+        var red = ImageLoader.Load(Red);
+        using var batch = model.StartContinuousBatch(mode);
+        string question = new('x', 900);
+        int length = model.Chat.BuildPrompt(Ask(question, image: true)).Length - 1 + 16;
+        int room = 1024 - length;
+        var e = Assert.Throws<PromptTooLongException>(() => batch.Join(Ask(question, image: true), red, new GenerationOptions(), room + 1));
+        Assert.That(e!.Message, Is.EqualTo(TooLong(length, room + 1)));
+        Assert.That(counting!.Encoded, Is.Zero);
+        var seq = batch.Join(Ask(question, image: true), red, new GenerationOptions { IgnoreEos = true }, room);
+        Assert.That(seq.PromptTokens, Is.EqualTo(length), "the prefill's count");
+        Assert.That(counting.Encoded, Is.EqualTo(1));
+        batch.Remove(seq);
+        // null: as many as the context leaves; the same prompt one position short of the context still has room for one.
+        seq = batch.Join(Ask(question, image: true), red, new GenerationOptions { IgnoreEos = true }, null);
+        Assert.That(seq.PromptTokens, Is.EqualTo(length));
+        batch.Remove(seq);
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
+    }
+
     [Test]
     public void AnEncoderThatDoesNotSayItsRowsIsCheckedAfterEncodingWithTheSameMessage()
     {
