@@ -91,10 +91,22 @@ public static class Evaluator
     /// time, or in batches of <see cref="EvaluationOptions.BatchSize"/> for an <see cref="IBatchAnswerGenerator"/>)
     /// and scores the answers. With a <paramref name="journal"/>, answers it already holds are reused and new
     /// ones recorded as they come, so a killed run resumes where it stopped. A row whose image is not valid
-    /// base64 or cannot be decoded is reported and left out.
+    /// base64 or cannot be decoded is reported and left out. Before any answer, every question is checked against the
+    /// generator's context (<see cref="CheckContext"/>) unless <paramref name="contextChecked"/> says the caller has done so.
     /// </summary>
+    /// <param name="files">The benchmark files, told apart by name.</param>
+    /// <param name="generator">The model.</param>
+    /// <param name="options">The run's settings (null: the defaults).</param>
+    /// <param name="journal">Answers of an earlier run to reuse, and where new ones are recorded; null: none.</param>
+    /// <param name="progress">Hears where the run is.</param>
+    /// <param name="contextChecked">
+    /// The caller has just run <see cref="CheckContext"/> for these files, generator and options, with this journal or, for a
+    /// journal it opened new after the check, none (a new journal answers nothing, so the same questions were checked). The
+    /// check tokenizes every question's prompt; the CLI checks before it writes anything (a refused run leaves no output
+    /// folder or journal), and Run checking again tokenized every question a second time.
+    /// </param>
     public static List<DatasetResult> Run(IReadOnlyList<BenchmarkFile> files, IAnswerGenerator generator, EvaluationOptions? options = null,
-        PredictionJournal? journal = null, Action<EvaluationProgress>? progress = null)
+        PredictionJournal? journal = null, Action<EvaluationProgress>? progress = null, bool contextChecked = false)
     {
         ArgumentNullException.ThrowIfNull(files);
         ArgumentNullException.ThrowIfNull(generator);
@@ -104,7 +116,7 @@ public static class Evaluator
         if (duplicate is not null) throw new ArgumentException($"two input files are named {duplicate.Key}: datasets are told apart by file name");
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be ≥ 1");
         if (options.SwapImages && journal is not null) throw new ArgumentException("an image-swap ablation cannot use a journal: its answers are not the questions' answers");
-        CheckContext(files, generator, options, journal);
+        if (!contextChecked) CheckContext(files, generator, options, journal);
         var batch = generator as IBatchAnswerGenerator;
         int batchSize = batch is null ? 1 : options.BatchSize;
         var results = new List<DatasetResult>(files.Count);

@@ -131,6 +131,31 @@ public class EvalContextCheckTests
         Assert.That(e!.Questions, Is.EqualTo(new[] { ("damaged_en.tsv", "0", 900) }));
     }
 
+    /// <summary>
+    /// The check tokenizes every question's prompt once per run: Run checks by itself, and a caller that has checked (the
+    /// CLI, which checks before it writes anything) tells Run so, which then measures nothing again. The CLI used to check
+    /// and then have Run check again, every prompt tokenized twice.
+    /// </summary>
+    [Test]
+    public void EachQuestionIsMeasuredOncePerRun()
+    {
+        var en = Bench("bench_en.tsv", 10);
+        var pt = Bench("bench_pt.tsv", 4);
+        var generator = new LengthScriptedGenerator(1000, (_, image) => 100 + (image ? 50 : 0));
+        var options = new EvaluationOptions { MaxNewTokens = 512 };
+        Assert.That(Evaluator.Run([en, pt], generator, options).Sum(r => r.Rows.Count), Is.EqualTo(14));
+        Assert.That(generator.Measured, Has.Count.EqualTo(14), "Run alone: once each");
+
+        generator.Measured.Clear();
+        generator.Requests.Clear();
+        Evaluator.CheckContext([en, pt], generator, options);
+        Assert.That(generator.Measured, Has.Count.EqualTo(14));
+        Assert.That(Evaluator.Run([en, pt], generator, options, contextChecked: true).Sum(r => r.Rows.Count), Is.EqualTo(14));
+        Assert.That(generator.Measured, Has.Count.EqualTo(14), "checked by the caller: not measured again");
+        Assert.That(generator.Measured.Select(m => m.Question), Is.EqualTo(Enumerable.Range(0, 10).Concat(Enumerable.Range(0, 4)).Select(k => $"Q{k}")));
+        Assert.That(generator.Requests, Has.Count.EqualTo(14));
+    }
+
     /// <summary>The generator's lengths are what generation counts: the prompt one past the context is refused naming exactly that length.</summary>
     [Test]
     public void TheParrotGeneratorCountsAsGenerationCounts()
