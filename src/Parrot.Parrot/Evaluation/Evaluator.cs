@@ -205,10 +205,13 @@ public static class Evaluator
     /// the swapped images; none the <paramref name="journal"/> already answers) fits <paramref name="generator"/>'s context
     /// with <see cref="EvaluationOptions.MaxNewTokens"/> new tokens, as generation checks it (<see cref="Inference.ContextWindow"/>).
     /// A question that did not fit used to stop the run when it was reached, after everything before it had been generated.
-    /// Only prompts are tokenized: a question with an image counts the model's visual tokens, and no image is decoded. A row
-    /// whose image is not valid base64 is left out, as the run leaves it out (reported, never asked): counted as a question
-    /// with an image, it refused a run that would have skipped it. (An image that is base64 but no picture is only found
-    /// when decoded; it counts here as an image.)
+    /// Only prompts are tokenized: a question with an image counts the model's visual tokens. A row whose image is not valid
+    /// base64 is left out, as the run leaves it out (reported, never asked): counted as a question with an image, it refused
+    /// a run that would have skipped it. So is a row whose image is base64 but not a picture the generator takes
+    /// (<see cref="IContextAwareGenerator.TakesImage"/> false: its Answer refuses the image before generating, and the run
+    /// reports and skips the row; it is never asked text-only). That is asked only of questions that do not fit otherwise:
+    /// a question that fits cannot refuse the run whatever its image holds, so images are looked at only where the verdict
+    /// depends on them (usually none).
     /// Generators that cannot tell lengths (not an <see cref="IContextAwareGenerator"/>), and questions whose length they
     /// cannot tell, are left to generation's own check.
     /// </summary>
@@ -232,7 +235,10 @@ public static class Evaluator
                 var base64 = options.SwapImages ? rows[(k + rows.Count / 2) % rows.Count].Image : row.Image;
                 if (base64 is not null && !IsBase64(base64)) continue; // Run skips it: never asked
                 if (lengths.PromptLength(row.Question.Prompt(), base64 is not null) is int length && (long)length + maxNew > context)
+                {
+                    if (base64 is not null && !lengths.TakesImage(Base64(base64)!)) continue; // Run skips it too: never asked
                     tooLong.Add((file.Name, row.IndexText, length));
+                }
             }
         }
         if (tooLong.Count > 0) throw new QuestionsTooLongException(tooLong, context, maxNew);
