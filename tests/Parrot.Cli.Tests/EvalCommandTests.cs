@@ -238,6 +238,82 @@ public class EvalCommandTests
         Assert.That(TsvTable.Read(Path.Combine(output, "predictions.tsv")).Rows, Has.Count.EqualTo(14));
     }
 
+    /// <summary>A model with a context whose prompt lengths come from a script, counting what it measures and answers.</summary>
+    private sealed class CountingGenerator(int context, Func<string, int> length) : IAnswerGenerator, IContextAwareGenerator, IDisposable
+    {
+        public List<string> Measured { get; } = [];
+        public int Answered { get; private set; }
+        public bool Disposed { get; private set; }
+
+        public string Answer(AnswerRequest request) { Answered++; return "A"; }
+        public int ContextLength => context;
+
+        public int? PromptLength(string prompt, bool withImage)
+        {
+            string question = prompt.Split('\n')[0];
+            Measured.Add(question);
+            return length(question);
+        }
+
+        public void Dispose() => Disposed = true;
+    }
+
+    /// <summary>
+    /// The run after the arguments (what `parrot eval` does with its model) measures each question's prompt once: it checks
+    /// them all before it writes anything, and the run it then starts does not check again (it did, every prompt tokenized
+    /// twice). A refusal still writes nothing (no folder; an existing journal byte for byte as it was) and names the CLI's
+    /// option; a resumed run measures only the questions its journal does not answer.
+    /// </summary>
+    [Test]
+    public void TheRunMeasuresEachQuestionOnceAndARefusalWritesNothing()
+    {
+        var root = CliRunner.TempDir();
+        var path = Path.Combine(root, "bench_en.tsv");
+        File.WriteAllText(path, TsvTable.Format(["index", "image", "question", "A", "B", "answer", "category"],
+            Enumerable.Range(0, 6).Select(k => new[] { $"{k}", "", $"Q{k}", "x", "y", "A", "c" })));
+        BenchmarkFile[] benchmarks = [BenchmarkFile.Load(path, requireImages: false)];
+        var options = new EvaluationOptions { MaxNewTokens = 512 };
+        var run = new Dictionary<string, string> { ["model"] = "counting", ["max_new_tokens"] = "512" };
+        var fits = new CountingGenerator(1000, _ => 100);
+
+        var output = Path.Combine(root, "eval");
+        var results = EvalCommand.Evaluate(benchmarks, () => fits, options, output, run, null);
+        Assert.That(results[0].Rows, Has.Count.EqualTo(6));
+        Assert.That(fits.Measured, Is.EqualTo(Enumerable.Range(0, 6).Select(k => $"Q{k}")), "each question measured once");
+        Assert.That(fits.Answered, Is.EqualTo(6));
+        Assert.That(fits.Disposed, Is.True);
+
+        // Q3 does not fit with 512 new tokens: refused, measured once each, nothing written.
+        int Q3Long(string q) => q == "Q3" ? 900 : 100;
+        var refused = new CountingGenerator(1000, Q3Long);
+        var other = Path.Combine(root, "eval-2");
+        var e = Assert.Throws<ArgumentException>(() => EvalCommand.Evaluate(benchmarks, () => refused, options, other, run, null));
+        Assert.That(e!.Message, Does.StartWith("1 question does not fit the model's context of 1000 tokens (max_position_embeddings) with --max-new-tokens 512: bench_en.tsv index 3 (900 tokens)"));
+        Assert.That(refused.Measured, Has.Count.EqualTo(6));
+        Assert.That(refused.Answered, Is.Zero);
+        Assert.That(refused.Disposed, Is.True);
+        Assert.That(Directory.Exists(other), Is.False, "no output folder, no journal");
+
+        // Resumed with Q0–Q2 answered: only Q3–Q5 are measured; the refusal leaves the journal as it was.
+        Directory.CreateDirectory(other);
+        var journalPath = Path.Combine(other, EvalCommand.JournalName);
+        using (var journal = PredictionJournal.Open(journalPath, run))
+            for (int k = 0; k < 3; k++) journal.Append("bench_en.tsv", $"{k}", "A");
+        var before = File.ReadAllBytes(journalPath);
+        var resumed = new CountingGenerator(1000, Q3Long);
+        Assert.Throws<ArgumentException>(() => EvalCommand.Evaluate(benchmarks, () => resumed, options, other, run, null));
+        Assert.That(resumed.Measured, Is.EqualTo(new[] { "Q3", "Q4", "Q5" }));
+        Assert.That(File.ReadAllBytes(journalPath), Is.EqualTo(before), "the refusal wrote nothing");
+
+        // Q3 answered too: Q4 and Q5 are measured once and asked.
+        using (var journal = PredictionJournal.Open(journalPath, run)) journal.Append("bench_en.tsv", "3", "A");
+        var rest = new CountingGenerator(1000, Q3Long);
+        results = EvalCommand.Evaluate(benchmarks, () => rest, options, other, run, null);
+        Assert.That(results[0].Rows, Has.Count.EqualTo(6));
+        Assert.That(rest.Measured, Is.EqualTo(new[] { "Q4", "Q5" }));
+        Assert.That(rest.Answered, Is.EqualTo(2));
+    }
+
     [Test]
     public void AFileWithoutAUsableQuestionIsAnErrorNotAZeroScore()
     {

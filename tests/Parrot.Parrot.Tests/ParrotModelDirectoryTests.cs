@@ -184,6 +184,30 @@ public class ParrotModelDirectoryTests
         Assert.That(m.Generate(Prompt(), Image(), 8, [63], ignoreEos), Is.EqualTo(expected));
     }
 
+    /// <summary>
+    /// Generate with no new tokens returns at once without running the tower (the decoder runs nothing, so the image's
+    /// features went unused); the prompt and image are still checked, and a negative count is refused, before the tower
+    /// too (it used to encode the image and then refuse the count).
+    /// </summary>
+    [Test]
+    public void GenerateWithNoNewTokensRunsNoTower()
+    {
+        using var m = ParrotModelDirectory.Load(Fixture("f32-separate"));
+        var tower = m.Model.VisionFeatures!;
+        int runs = 0;
+        m.Model.VisionFeatures = pixels => { runs++; return tower(pixels); };
+        var ids = Prompt();
+        Assert.That(m.Generate(ids, Image(), 0, [63]), Is.Empty);
+        Assert.That(m.Generate(ids, Image(), 0, [63], ignoreEos: true), Is.Empty);
+        Assert.That(runs, Is.Zero, "the tower did not run");
+        Assert.That(() => m.Generate(ids, Image(), -1, [63]), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("max new tokens must be ≥ 0"));
+        Assert.That(() => m.Generate(ids, null, 0, [63]), Throws.ArgumentException.With.Message.Contains("no image was given"));
+        Assert.That(() => m.Generate(ids, Image(), 0, null!), Throws.ArgumentNullException);
+        Assert.That(runs, Is.Zero);
+        Assert.That(m.Generate(ids, Image(), 1, [63]), Has.Count.EqualTo(1));
+        Assert.That(runs, Is.EqualTo(1), "one new token: the tower runs once");
+    }
+
     [Test]
     public void TextOnlyUseNeedsNoTowerFolder()
     {

@@ -78,33 +78,56 @@ internal static class EvalCommand
                 ["max_new_tokens"] = maxNewTokens.ToString(CultureInfo.InvariantCulture),
                 ["lang"] = language is null ? "" : BenchmarkLanguages.Normalize(language)!,
             };
-            // The model first, then every question's length checked against its context, and only then the output folder
-            // and a new journal: a refused run writes nothing (before, a question that did not fit stopped the run when it
-            // was reached, with the answers before it generated and journaled). The journal of a run being resumed is opened
-            // first (opening an existing one adds nothing; it only cuts a torn last line, as any reopening does) and the
-            // check is given it: its answers are not generated again, so, as in Evaluator.Run, they are not checked
-            // (checked without it, a resumed run was refused for questions it would not ask).
-            var journalPath = Path.Combine(output, JournalName);
-            PredictionJournal? journal = File.Exists(journalPath) ? PredictionJournal.Open(journalPath, run) : null;
+            var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
+            var results = Evaluate(benchmarks, () =>
+            {
+                var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
+                if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
+                {
+                    generator.Dispose();
+                    throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
+                }
+                return generator;
+            }, options, output, run, new ProgressView().Report);
+            Finish(output, results);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>
+    /// A model run after its arguments are checked: <paramref name="load"/> gives the model (disposed here when it is
+    /// <see cref="IDisposable"/>), then every question's length is checked against its context, and only then are the output
+    /// folder and a new journal made and the questions asked. A refused run writes nothing (before, a question that did not
+    /// fit stopped the run when it was reached, with the answers before it generated and journaled). The journal of a run
+    /// being resumed is opened first (opening an existing one adds nothing; it only cuts a torn last line, as any reopening
+    /// does) and the check is given it: its answers are not generated again, so, as in Evaluator.Run, they are not checked
+    /// (checked without it, a resumed run was refused for questions it would not ask). The check runs once: Evaluator.Run
+    /// is told it ran (it used to check again, tokenizing every question's prompt a second time); a journal made new after
+    /// it answers nothing, so the run asks exactly the questions checked.
+    /// </summary>
+    /// <exception cref="ArgumentException">Questions do not fit: the message names the limit --max-new-tokens.</exception>
+    internal static List<DatasetResult> Evaluate(IReadOnlyList<BenchmarkFile> benchmarks, Func<IAnswerGenerator> load, EvaluationOptions options,
+        string output, IReadOnlyDictionary<string, string> run, Action<EvaluationProgress>? progress)
+    {
+        var journalPath = Path.Combine(output, JournalName);
+        PredictionJournal? journal = File.Exists(journalPath) ? PredictionJournal.Open(journalPath, run) : null;
+        try
+        {
+            var generator = load();
             try
             {
-                using var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
-                if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
-                    throw new CliException($"{modelDir}: the model has no vision tower (a text-only Qwen2 model, or config.json's mm_vision_tower names no directory here) and the questions have images: give the CLIP tower with --vision DIR");
-                var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
                 try { Evaluator.CheckContext(benchmarks, generator, options, journal); }
                 catch (QuestionsTooLongException e) { throw new ArgumentException(e.Describe("--max-new-tokens"), e); } // the option's name in the hint
 
                 Directory.CreateDirectory(output);
                 journal ??= PredictionJournal.Open(journalPath, run);
                 if (journal.Recovered > 0) Console.WriteLine($"resuming: {journal.Recovered} answers from {journal.Path}");
-                var results = Evaluator.Run(benchmarks, generator, options, journal, new ProgressView().Report);
-                Finish(output, results);
-                return 0;
+                return Evaluator.Run(benchmarks, generator, options, journal, progress, contextChecked: true);
             }
-            finally { journal?.Dispose(); }
-        }));
-        return cmd;
+            finally { (generator as IDisposable)?.Dispose(); }
+        }
+        finally { journal?.Dispose(); }
     }
 
     private static ScoringProtocol ParseProtocol(string name)

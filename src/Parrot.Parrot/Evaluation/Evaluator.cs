@@ -91,10 +91,22 @@ public static class Evaluator
     /// time, or in batches of <see cref="EvaluationOptions.BatchSize"/> for an <see cref="IBatchAnswerGenerator"/>)
     /// and scores the answers. With a <paramref name="journal"/>, answers it already holds are reused and new
     /// ones recorded as they come, so a killed run resumes where it stopped. A row whose image is not valid
-    /// base64 or cannot be decoded is reported and left out.
+    /// base64 or cannot be decoded is reported and left out. Before any answer, every question is checked against the
+    /// generator's context (<see cref="CheckContext"/>) unless <paramref name="contextChecked"/> says the caller has done so.
     /// </summary>
+    /// <param name="files">The benchmark files, told apart by name.</param>
+    /// <param name="generator">The model.</param>
+    /// <param name="options">The run's settings (null: the defaults).</param>
+    /// <param name="journal">Answers of an earlier run to reuse, and where new ones are recorded; null: none.</param>
+    /// <param name="progress">Hears where the run is.</param>
+    /// <param name="contextChecked">
+    /// The caller has just run <see cref="CheckContext"/> for these files, generator and options, with this journal or, for a
+    /// journal it opened new after the check, none (a new journal answers nothing, so the same questions were checked). The
+    /// check tokenizes every question's prompt; the CLI checks before it writes anything (a refused run leaves no output
+    /// folder or journal), and Run checking again tokenized every question a second time.
+    /// </param>
     public static List<DatasetResult> Run(IReadOnlyList<BenchmarkFile> files, IAnswerGenerator generator, EvaluationOptions? options = null,
-        PredictionJournal? journal = null, Action<EvaluationProgress>? progress = null)
+        PredictionJournal? journal = null, Action<EvaluationProgress>? progress = null, bool contextChecked = false)
     {
         ArgumentNullException.ThrowIfNull(files);
         ArgumentNullException.ThrowIfNull(generator);
@@ -104,7 +116,7 @@ public static class Evaluator
         if (duplicate is not null) throw new ArgumentException($"two input files are named {duplicate.Key}: datasets are told apart by file name");
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be ≥ 1");
         if (options.SwapImages && journal is not null) throw new ArgumentException("an image-swap ablation cannot use a journal: its answers are not the questions' answers");
-        CheckContext(files, generator, options, journal);
+        if (!contextChecked) CheckContext(files, generator, options, journal);
         var batch = generator as IBatchAnswerGenerator;
         int batchSize = batch is null ? 1 : options.BatchSize;
         var results = new List<DatasetResult>(files.Count);
@@ -193,10 +205,13 @@ public static class Evaluator
     /// the swapped images; none the <paramref name="journal"/> already answers) fits <paramref name="generator"/>'s context
     /// with <see cref="EvaluationOptions.MaxNewTokens"/> new tokens, as generation checks it (<see cref="Inference.ContextWindow"/>).
     /// A question that did not fit used to stop the run when it was reached, after everything before it had been generated.
-    /// Only prompts are tokenized: a question with an image counts the model's visual tokens, and no image is decoded. A row
-    /// whose image is not valid base64 is left out, as the run leaves it out (reported, never asked): counted as a question
-    /// with an image, it refused a run that would have skipped it. (An image that is base64 but no picture is only found
-    /// when decoded; it counts here as an image.)
+    /// Only prompts are tokenized: a question with an image counts the model's visual tokens. A row whose image is not valid
+    /// base64 is left out, as the run leaves it out (reported, never asked): counted as a question with an image, it refused
+    /// a run that would have skipped it. So is a row whose image is base64 but not a picture the generator takes
+    /// (<see cref="IContextAwareGenerator.TakesImage"/> false: its Answer refuses the image before generating, and the run
+    /// reports and skips the row; it is never asked text-only). That is asked only of questions that do not fit otherwise:
+    /// a question that fits cannot refuse the run whatever its image holds, so images are looked at only where the verdict
+    /// depends on them (usually none).
     /// Generators that cannot tell lengths (not an <see cref="IContextAwareGenerator"/>), and questions whose length they
     /// cannot tell, are left to generation's own check.
     /// </summary>
@@ -220,7 +235,10 @@ public static class Evaluator
                 var base64 = options.SwapImages ? rows[(k + rows.Count / 2) % rows.Count].Image : row.Image;
                 if (base64 is not null && !IsBase64(base64)) continue; // Run skips it: never asked
                 if (lengths.PromptLength(row.Question.Prompt(), base64 is not null) is int length && (long)length + maxNew > context)
+                {
+                    if (base64 is not null && !lengths.TakesImage(Base64(base64)!)) continue; // Run skips it too: never asked
                     tooLong.Add((file.Name, row.IndexText, length));
+                }
             }
         }
         if (tooLong.Count > 0) throw new QuestionsTooLongException(tooLong, context, maxNew);

@@ -48,6 +48,15 @@ public interface IContextAwareGenerator
     /// told without encoding the image (generation then checks it as before).
     /// </summary>
     int? PromptLength(string prompt, bool withImage);
+
+    /// <summary>
+    /// Whether a question with this image (<see cref="AnswerRequest.Image"/>'s encoded bytes) is answered: false when
+    /// <see cref="IAnswerGenerator.Answer"/> would refuse the image with a <see cref="Vision.ImageLoadException"/>, so the
+    /// harness reports and skips the row instead of asking it. <see cref="Evaluator.CheckContext"/> asks it only of questions
+    /// whose prompt does not fit, to leave out those the run would skip; it may decode the image (as answering does). The
+    /// default takes every image, as a generator that never refuses one does.
+    /// </summary>
+    bool TakesImage(byte[] image) => true;
 }
 
 /// <summary>

@@ -85,7 +85,7 @@ public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IContextAware
             if (request.MaxNewTokens != maxNew) throw new ArgumentException("the questions of a batch must share the token limit", nameof(requests));
             if (request.Image is not null && !_model.SupportsImages)
                 throw new InvalidOperationException($"{_model.Directory}: the question has an image but no vision tower is loaded");
-            var image = request.Image is null ? null : ImageLoader.Load(request.Image, name: "the question's image");
+            var image = request.Image is null ? null : LoadImage(request.Image);
             conversations.Add(Conversation(request));
             images.Add(image);
         }
@@ -122,6 +122,31 @@ public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IContextAware
         int ids = _model.Chat.BuildPrompt(Conversation(prompt, withImage)).Length;
         if (!withImage) return ids;
         return _model.VisualTokens is int visual ? ids - 1 + visual : null;
+    }
+
+    /// <summary>The decoded image of a question, as <see cref="Generate"/> and <see cref="TakesImage"/> both load it.</summary>
+    private static RgbImage LoadImage(byte[] image) => ImageLoader.Load(image, name: "the question's image");
+
+    /// <summary>
+    /// Whether <see cref="Generate"/> decodes <paramref name="image"/> (else it throws the <see cref="ImageLoadException"/>
+    /// that makes the harness skip the row), found the same way: by loading it. A header check would be cheaper but not the
+    /// same verdict: a file whose container and header are sound can still hold compressed data that only decoding finds
+    /// corrupt (<see cref="ImageLoader.Check(string, ImageLimits?)"/>). The harness asks only about questions that would
+    /// otherwise refuse the run, where the verdict must be exact; the cost falls on those alone (usually none; at worst, a
+    /// token limit no image question fits decodes each of their images once before the run is refused). Loading is quick to
+    /// refuse what is no image at all: the format and the header are checked before any pixel is decoded.
+    /// Without a vision tower the question is not skipped but refused with an error, so the image counts as taken.
+    /// </summary>
+    public bool TakesImage(byte[] image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        if (!_model.SupportsImages) return true;
+        try
+        {
+            LoadImage(image);
+            return true;
+        }
+        catch (ImageLoadException) { return false; }
     }
 
     /// <summary>The prompt ids the model gets for <paramref name="request"/> (<see cref="ChatMl.ImageTokenIndex"/> where the image goes).</summary>

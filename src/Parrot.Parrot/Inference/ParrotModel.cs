@@ -340,7 +340,10 @@ public sealed partial class ParrotModel : IDisposable
                 if (KnownLength(ids[i], images[i]) is int t) Named(i, n, () => ContextWindow.Room(ContextLength, t, settings.MaxNewTokens));
             }
         var prompts = new GenerationPrompt[n];
-        for (int i = 0; i < n; i++) prompts[i] = Encoded(ids[i], images[i], owned);
+        // With no new tokens the generator ends every prompt before it runs the model (Generator.Run: nothing is embedded),
+        // so image features would go unused: the images, checked above, are not encoded. They used to be, the tower's whole
+        // cost for an empty answer.
+        for (int i = 0; i < n; i++) prompts[i] = settings.MaxNewTokens == 0 ? new GenerationPrompt(ids[i]) : Encoded(ids[i], images[i], owned);
         return prompts;
     }
 

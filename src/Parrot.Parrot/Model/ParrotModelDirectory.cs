@@ -222,6 +222,10 @@ public sealed class ParrotModelDirectory : IDisposable
         // before the tower runs: it used to encode the image (the costly part) and then refuse the prompt. The message is
         // the generator's; with no new tokens asked for nothing runs there, and a negative count is its error to give.
         if (maxNewTokens > 0) Inference.ContextWindow.Room(Model.Config.Text.MaxPositionEmbeddings, Positions(ids, image), maxNewTokens);
+        // With no new tokens (or a negative count) the decoder runs nothing: it returns no ids (or refuses the count) before
+        // the prompt is embedded, so the features would go unused. The tower used to encode the image anyway; now the
+        // decoder gets none and answers as before (its empty result, or its ArgumentOutOfRangeException).
+        if (maxNewTokens <= 0) return GreedyDecoder.Generate(Model, sample, null, maxNewTokens, eosIds, ignoreEos);
         using var scope = TensorScope.Begin();
         using var noGrad = Graph.NoGrad();
         var features = image is null ? null : ImageFeatures(image);

@@ -1,5 +1,6 @@
 using Parrot.Parrot.Evaluation;
 using Parrot.Parrot.Inference;
+using Parrot.Parrot.Vision;
 using Parrot.Tests.Shared;
 
 namespace Parrot.Parrot.Tests.Evaluation;
@@ -129,6 +130,129 @@ public class EvalContextCheckTests
         var swapped = options with { SwapImages = true };
         var e = Assert.Throws<QuestionsTooLongException>(() => Evaluator.Run([bench], generator, swapped));
         Assert.That(e!.Questions, Is.EqualTo(new[] { ("damaged_en.tsv", "0", 900) }));
+    }
+
+    /// <summary>
+    /// The check tokenizes every question's prompt once per run: Run checks by itself, and a caller that has checked (the
+    /// CLI, which checks before it writes anything) tells Run so, which then measures nothing again. The CLI used to check
+    /// and then have Run check again, every prompt tokenized twice.
+    /// </summary>
+    [Test]
+    public void EachQuestionIsMeasuredOncePerRun()
+    {
+        var en = Bench("bench_en.tsv", 10);
+        var pt = Bench("bench_pt.tsv", 4);
+        var generator = new LengthScriptedGenerator(1000, (_, image) => 100 + (image ? 50 : 0));
+        var options = new EvaluationOptions { MaxNewTokens = 512 };
+        Assert.That(Evaluator.Run([en, pt], generator, options).Sum(r => r.Rows.Count), Is.EqualTo(14));
+        Assert.That(generator.Measured, Has.Count.EqualTo(14), "Run alone: once each");
+
+        generator.Measured.Clear();
+        generator.Requests.Clear();
+        Evaluator.CheckContext([en, pt], generator, options);
+        Assert.That(generator.Measured, Has.Count.EqualTo(14));
+        Assert.That(Evaluator.Run([en, pt], generator, options, contextChecked: true).Sum(r => r.Rows.Count), Is.EqualTo(14));
+        Assert.That(generator.Measured, Has.Count.EqualTo(14), "checked by the caller: not measured again");
+        Assert.That(generator.Measured.Select(m => m.Question), Is.EqualTo(Enumerable.Range(0, 10).Concat(Enumerable.Range(0, 4)).Select(k => $"Q{k}")));
+        Assert.That(generator.Requests, Has.Count.EqualTo(14));
+    }
+
+    /// <summary>
+    /// A question whose image is valid base64 but no picture the model's loader takes is never asked: the Parrot generator
+    /// decodes the image before it generates, and the ImageLoadException makes the run report and skip the row (it is not
+    /// asked text-only). The up-front check counted it as a question with an image, its visual tokens included, so near the
+    /// context limit it refused a run that would have gone through. The rows: bytes that are no image at all, a PNG whose
+    /// chunks and header are sound but whose compressed data is not (only decoding finds it), a text-only question, and
+    /// (second file) a sound PNG; the token limit leaves room for every text prompt and for no image prompt. The check's
+    /// verdict is the run's, row by row.
+    /// </summary>
+    [Test]
+    public void AnImageTheModelCannotDecodeIsCheckedAsTheRunTreatsIt()
+    {
+        var parrot = TinyModels.WriteParrot(Path.Combine(_dir, "parrot"));
+        var pngPath = TinyModels.WritePng(Path.Combine(_dir, "q.png"), 200, 30, 40);
+        var png = File.ReadAllBytes(pngPath);
+        var junk = Convert.FromBase64String(B64(0));
+        var corrupt = CorruptPngData(png);
+        var corruptPath = Path.Combine(_dir, "corrupt.png");
+        File.WriteAllBytes(corruptPath, corrupt);
+        Assert.DoesNotThrow(() => ImageLoader.Check(corruptPath), "its container and header pass the checks made without decoding");
+        Assert.Throws<ImageLoadException>(() => ImageLoader.Load(corrupt), "decoding finds it corrupt");
+
+        using var generator = ParrotAnswerGenerator.Load(parrot);
+        // Questions of one length, long enough that a few new tokens reach the context's end.
+        string Question(int k) => $"Q{k} " + new string('x', 800);
+        string[] Row(int k, byte[]? image) => [$"{k}", image is null ? "" : Convert.ToBase64String(image), Question(k), "x", "y", "A", "c"];
+        var benchPath = Path.Combine(_dir, "mixed_en.tsv");
+        File.WriteAllText(benchPath, TsvTable.Format(Columns, [Row(0, junk), Row(1, corrupt), Row(2, null)]));
+        var bench = BenchmarkFile.Load(benchPath, requireImages: false);
+        var goodPath = Path.Combine(_dir, "good_en.tsv");
+        File.WriteAllText(goodPath, TsvTable.Format(Columns, [Row(3, png)]));
+        var good = BenchmarkFile.Load(goodPath, requireImages: false);
+        string prompt = bench.Rows[0].Question.Prompt();
+        int withImage = generator.PromptLength(prompt, withImage: true)!.Value, text = generator.PromptLength(prompt, withImage: false)!.Value;
+        Assert.That(bench.Rows.Concat(good.Rows).Select(r => generator.PromptLength(r.Question.Prompt(), withImage: true)), Is.All.EqualTo(withImage));
+        int maxNew = 1025 - withImage; // one too many for an image prompt, room for a text one
+        Assert.That(maxNew, Is.InRange(1, 100), "a short answer");
+        Assert.That(text + maxNew, Is.LessThanOrEqualTo(1024));
+        var options = new EvaluationOptions { MaxNewTokens = maxNew };
+
+        // What the generator does with each image, asked alone: the bad ones are refused as undecodable (the run skips
+        // their rows), the sound one is refused for its length (the run stops).
+        foreach (var bad in new[] { junk, corrupt })
+        {
+            Assert.Throws<ImageLoadException>(() => generator.Answer(new AnswerRequest(bad, prompt, "en", maxNew)));
+            Assert.That(generator.TakesImage(bad), Is.False);
+        }
+        Assert.Throws<PromptTooLongException>(() => generator.Answer(new AnswerRequest(png, prompt, "en", maxNew)));
+        Assert.That(generator.TakesImage(png), Is.True);
+
+        // The check passes the file the run goes through: the text question answered, the two images reported and skipped.
+        Assert.DoesNotThrow(() => Evaluator.CheckContext([bench], generator, options));
+        var result = Evaluator.Run([bench], generator, options)[0];
+        Assert.That(result.Rows.Select(r => r.Row.IndexText), Is.EqualTo(new[] { "2" }));
+        Assert.That(result.Problems.Select(p => p.Index), Is.EqualTo(new[] { "0", "1" }));
+        Assert.That(result.Problems.Select(p => p.Message), Is.All.StartWith("the image cannot be decoded: "));
+
+        // And refuses the sound image that does not fit, naming it alone; the run without the check stops at it the same way.
+        var e = Assert.Throws<QuestionsTooLongException>(() => Evaluator.CheckContext([bench, good], generator, options));
+        Assert.That(e!.Questions, Is.EqualTo(new[] { ("good_en.tsv", "3", withImage) }));
+        Assert.Throws<PromptTooLongException>(() => Evaluator.Run([bench, good], generator, options, contextChecked: true));
+    }
+
+    /// <summary>
+    /// <paramref name="png"/> with the first IDAT chunk's deflate block marked with the reserved block type (its CRC
+    /// recomputed): the chunk walk and the header are intact, the compressed pixel data cannot be inflated.
+    /// </summary>
+    private static byte[] CorruptPngData(byte[] png)
+    {
+        var data = (byte[])png.Clone();
+        int p = 8;
+        while (p + 8 <= data.Length)
+        {
+            int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(p));
+            string type = System.Text.Encoding.ASCII.GetString(data, p + 4, 4);
+            if (type == "IDAT")
+            {
+                data[p + 8 + 2] |= 0x06; // after the 2-byte zlib header: BTYPE = 11, reserved
+                uint crc = Crc32(data.AsSpan(p + 4, 4 + length));
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(data.AsSpan(p + 8 + length), crc);
+                return data;
+            }
+            p += 12 + length;
+        }
+        throw new InvalidOperationException("no IDAT chunk");
+    }
+
+    private static uint Crc32(ReadOnlySpan<byte> bytes)
+    {
+        uint crc = 0xFFFFFFFF;
+        foreach (byte b in bytes)
+        {
+            crc ^= b;
+            for (int i = 0; i < 8; i++) crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
+        }
+        return ~crc;
     }
 
     /// <summary>The generator's lengths are what generation counts: the prompt one past the context is refused naming exactly that length.</summary>

@@ -163,6 +163,41 @@ public class EarlyLengthChecksTests() : TinyModelSetFixture("parrot-early-length
         Assert.That(m.Generate(ids.Concat(Enumerable.Repeat(5, 20)).ToArray(), red, 0, []), Is.Empty);
     }
 
+    /// <summary>
+    /// With no new tokens the model API returns empty answers without encoding any image (the generator ends every prompt
+    /// before it runs the model, so the features went unused): Ask, a batch of questions, Generate, the stream and the chat.
+    /// The conversation and image are still checked as before, a negative count refused, and a prompt past the context
+    /// still not refused (nothing runs). Asked for one token, the image is encoded as before, once.
+    /// </summary>
+    [Test]
+    public void NoNewTokensEncodeNoImageThroughTheModelApi()
+    {
+        var (model, encoder) = Load(says: true);
+        using var owned = model;
+        var red = ImageLoader.Load(Red);
+        var none = new GenerationOptions { MaxNewTokens = 0 };
+        Assert.That(model.Ask("what colour is it?", red, none), Is.Empty);
+        Assert.That(model.Ask([new ParrotQuestion("what colour?", red), new ParrotQuestion("no image"), new ParrotQuestion("and this?", red)], none), Is.EqualTo(new[] { "", "", "" }));
+        var result = model.Generate(Ask("what colour is it?", image: true), red, none);
+        Assert.That(result.Tokens, Is.Empty);
+        Assert.That(result.Reason, Is.EqualTo(FinishReason.MaxTokens));
+        Assert.That(model.AskStreaming("what colour is it?", red, none).ToList(), Is.Empty);
+        var chat = model.StartChat();
+        Assert.That(chat.Send("what colour is it?", red, none), Is.Empty);
+        Assert.That(chat.History.Select(t => t.Role).TakeLast(2), Is.EqualTo(new[] { ChatRole.User, ChatRole.Assistant }), "the exchange is kept as before");
+        // A prompt past the context is not refused with no new tokens (nothing runs), as before.
+        Assert.That(model.Ask(new string('x', 2000), red, none), Is.Empty);
+        Assert.That(encoder.Encoded, Is.Zero, "no image was encoded");
+
+        // Still checked: the conversation against the image, the token count.
+        Assert.That(() => model.Generate(Ask("no marker"), red, none), Throws.ArgumentException.With.Message.Contains("no turn of the conversation carries it"));
+        Assert.That(() => model.Ask("what colour is it?", red, new GenerationOptions { MaxNewTokens = -1 }), Throws.ArgumentException.With.Message.Contains("max new tokens must be ≥ 0"));
+        Assert.That(encoder.Encoded, Is.Zero);
+
+        Assert.That(model.Generate(Ask("what colour is it?", image: true), red, new GenerationOptions { MaxNewTokens = 1, IgnoreEos = true }).Tokens, Has.Length.EqualTo(1));
+        Assert.That(encoder.Encoded, Is.EqualTo(1), "one token: the image is encoded, once");
+    }
+
     [Test]
     public void TheJudgesLogitsAndTheChatRefuseBeforeEncoding()
     {
