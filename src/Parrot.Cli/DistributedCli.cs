@@ -58,6 +58,18 @@ internal static class DistributedCli
     }
 
     /// <summary>
+    /// Worker threads this rank of <paramref name="group"/> may use for its own parallel work (checking images while
+    /// loading data): every processor without a launcher, else its share of the machine's processors
+    /// (<see cref="LaunchInfo.ProcessorShare"/>), since each rank on the machine does the same work at the same time.
+    /// </summary>
+    public static int ProcessorShare(ProcessGroup group)
+    {
+        if (group.WorldSize == 1) return Environment.ProcessorCount;
+        try { return DistributedLaunch.Detect().ProcessorShare(Environment.ProcessorCount); }
+        catch (DistributedException e) { throw new CliException(e.Message); }
+    }
+
+    /// <summary>
     /// Runs <paramref name="body"/>; with more than one rank, an exception is reported with the rank and ends the
     /// whole job (MPI_Abort) instead of leaving the other ranks blocked until their timeout.
     /// </summary>

@@ -72,6 +72,27 @@ public class ProcessGroupTests
         Assert.That(DistributedLaunch.DeviceForRank(new Device(DeviceKind.Cuda, 3), new LaunchInfo("none", 0, 1, 0), 4), Is.EqualTo(new Device(DeviceKind.Cuda, 3)));
     }
 
+    /// <summary>
+    /// Each rank's share of the machine's processors for its own worker threads (image checks while loading data):
+    /// every rank on a machine does that work at once, so 4 local ranks on 16 cores get 4 each, not 16 each (64 threads).
+    /// </summary>
+    [Test]
+    public void EachRankGetsItsShareOfTheMachinesProcessors()
+    {
+        for (int r = 0; r < 4; r++)
+            Assert.That(new LaunchInfo("mpirun", r, 4, r, 4).ProcessorShare(16), Is.EqualTo(4));
+        // Two machines of four ranks: the share is of this machine's processors, by its own ranks.
+        Assert.That(new LaunchInfo("env", 6, 8, 2, 4).ProcessorShare(16), Is.EqualTo(4));
+        Assert.That(new LaunchInfo("mpirun", 1, 4, 1, 4).ProcessorShare(18), Is.EqualTo(4), "rounded down: never more than the machine has");
+        Assert.That(new LaunchInfo("mpirun", 1, 4, 1, 4).ProcessorShare(3), Is.EqualTo(1), "at least one");
+        // Without a launcher, all of them, as before.
+        Assert.That(new LaunchInfo("none", 0, 1, 0).ProcessorShare(16), Is.EqualTo(16));
+        // A launcher that does not say how many ranks share the machine: the world is the most there can be.
+        Assert.That(new LaunchInfo("slurm", 3, 8, 3).RanksOnThisMachine, Is.EqualTo(8));
+        Assert.That(new LaunchInfo("slurm", 3, 8, 3).ProcessorShare(16), Is.EqualTo(2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchInfo("none", 0, 1, 0).ProcessorShare(0));
+    }
+
     [Test]
     public void FewerGpusThanRanksOnAMachineIsAnErrorNamingBothCounts()
     {

@@ -83,12 +83,13 @@ internal static class PretrainVisionCommand
         return cmd;
     }
 
-    private static void PlotCurves(string logPath, string pngPath)
+    /// <summary>The training and validation loss curves from the log; unreadable lines are left out with a warning.</summary>
+    internal static void PlotCurves(string logPath, string pngPath)
     {
-        var rows = File.ReadAllLines(logPath).Where(l => l.Length > 0).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
-        var valid = rows.Where(r => r.TryGetProperty("valid_loss", out _)).ToList();
-        LossPlot.Save(pngPath, "pretrain-vision: CLIP tower on world labels",
-            ("train", rows.Select(r => (double)r.GetProperty("step").GetInt32()).ToArray(), rows.Select(r => r.GetProperty("loss").GetDouble()).ToArray()),
-            ("validation", valid.Select(r => (double)r.GetProperty("step").GetInt32()).ToArray(), valid.Select(r => r.GetProperty("valid_loss").GetDouble()).ToArray()));
+        var (rows, warnings) = TrainingLog.ReadForPlot(logPath, key => key == "valid_loss");
+        TrainingLog.Warn("pretrain-vision", warnings);
+        var (x, y) = TrainingLog.Curve(rows, "loss");
+        var (vx, vy) = TrainingLog.Curve(rows, "valid_loss");
+        LossPlot.Save(pngPath, "pretrain-vision: CLIP tower on world labels", ("train", x, y), ("validation", vx, vy));
     }
 }

@@ -97,7 +97,9 @@ internal static class TrainCommand
             var dataset = LlavaDataset.Load(p.GetValue(data)!, p.GetValue(images)!, chat,
                 new LlavaOptions { MaxLength = options.MaxLength, ImageTokens = imageTokens, SkipBad = p.GetValue(skipBad), Context = m.Config.Text.MaxPositionEmbeddings,
                     // A resumed or repeated run need not check the images whose features it will read from the cache.
-                    HasCachedFeatures = features.IsCached });
+                    HasCachedFeatures = features.IsCached,
+                    // Every rank on this machine loads the data at once: each checks images on its share of the processors.
+                    ImageCheckThreads = DistributedCli.ProcessorShare(group) });
             if (main) foreach (var problem in dataset.Skipped) Console.Error.WriteLine($"skipped: {problem}");
             if (dataset.ImagesCached > 0) console.WriteLine($"images: {dataset.ImagesChecked} checked, {dataset.ImagesCached} not checked as their features are cached");
             console.WriteLine($"{dataset.Examples.Count} samples ({dataset.Skipped.Count} skipped), stage {st}, global batch {options.GlobalBatch} in micro-batches of {options.MicroBatch}, lr {options.LearningRate:G4}");
@@ -115,9 +117,10 @@ internal static class TrainCommand
             var logPath = p.GetValue(log) ?? Path.Combine(output, "train_log.jsonl");
             var logDir = Path.GetDirectoryName(Path.GetFullPath(logPath));
             if (logDir is not null && main) Directory.CreateDirectory(logDir);
-            // A run killed after its last checkpoint logged steps that the resumed run repeats: keep only what the checkpoint covers.
-            if (main && resuming && File.Exists(logPath))
-                File.WriteAllLines(logPath, File.ReadAllLines(logPath).Where(l => l.Length > 0 && StepOf(l) <= trainer.Step));
+            // A run killed after its last checkpoint logged steps that the resumed run repeats: keep only what the checkpoint
+            // covers. One killed while writing a line left it half-written: that line goes too (TrainingLog.CutBack).
+            if (main && resuming && File.Exists(logPath) && TrainingLog.CutBack(logPath, trainer.Step) is { } dropped)
+                console.WriteLine(dropped);
             using var writer = main ? new StreamWriter(logPath, append: resuming) : StreamWriter.Null;
             var clock = Stopwatch.StartNew();
             int firstStep = trainer.Step;
@@ -154,25 +157,19 @@ internal static class TrainCommand
         return cmd;
     }
 
-    private static int StepOf(string line)
+    /// <summary>The loss curve, overall and per language, from the log; unreadable lines are left out with a warning.</summary>
+    internal static void PlotCurves(string logPath, string pngPath, int stage)
     {
-        try { return System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("step").GetInt32(); }
-        catch (Exception e) when (e is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or FormatException) { return int.MaxValue; }
-    }
-
-    /// <summary>The loss curve, overall and per language, from the log.</summary>
-    private static void PlotCurves(string logPath, string pngPath, int stage)
-    {
-        var rows = File.ReadAllLines(logPath).Where(l => l.Length > 0).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
-        var series = new List<(string, double[], double[])>
+        static bool IsLanguageLoss(string key) => key.StartsWith("loss_", StringComparison.Ordinal);
+        var (rows, warnings) = TrainingLog.ReadForPlot(logPath, IsLanguageLoss);
+        TrainingLog.Warn("train", warnings);
+        var series = new List<(string, double[], double[])>();
+        var (x, y) = TrainingLog.Curve(rows, "loss");
+        series.Add(("all", x, y));
+        foreach (var key in rows.SelectMany(r => r.Numbers.Keys).Where(IsLanguageLoss).Distinct().Order(StringComparer.Ordinal))
         {
-            ("all", rows.Select(r => (double)r.GetProperty("step").GetInt32()).ToArray(), rows.Select(r => r.GetProperty("loss").GetDouble()).ToArray()),
-        };
-        var langs = rows.SelectMany(r => r.EnumerateObject().Select(p => p.Name)).Where(n => n.StartsWith("loss_", StringComparison.Ordinal)).Distinct().Order(StringComparer.Ordinal);
-        foreach (var key in langs)
-        {
-            var having = rows.Where(r => r.TryGetProperty(key, out _)).ToList();
-            series.Add((key[5..], having.Select(r => (double)r.GetProperty("step").GetInt32()).ToArray(), having.Select(r => r.GetProperty(key).GetDouble()).ToArray()));
+            (x, y) = TrainingLog.Curve(rows, key);
+            series.Add((key[5..], x, y));
         }
         LossPlot.Save(pngPath, $"Parrot stage {stage}", series.ToArray());
     }

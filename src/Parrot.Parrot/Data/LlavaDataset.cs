@@ -44,6 +44,12 @@ public sealed record LlavaOptions
     /// features instead of the file. Called from several threads at once while loading.
     /// </summary>
     public Func<string, bool>? HasCachedFeatures { get; init; }
+    /// <summary>
+    /// Images checked at once (<see cref="ImageLoader.Check"/>), or null: one per processor. Ranks of a data-parallel job
+    /// that share a machine each load the data, so each gives its share (<c>LaunchInfo.ProcessorShare</c>) rather than
+    /// every rank taking all the processors. At least 1.
+    /// </summary>
+    public int? ImageCheckThreads { get; init; }
 }
 
 /// <summary>
@@ -144,6 +150,8 @@ public sealed class LlavaDataset
         options ??= new LlavaOptions();
         if (options.MaxLength < 2) throw new ArgumentOutOfRangeException(nameof(options), options.MaxLength, "LlavaDataset: the maximum length must be at least 2");
         if (options.Context < 2) throw new ArgumentOutOfRangeException(nameof(options), options.Context, "LlavaDataset: the model's context must be at least 2");
+        if (options.ImageCheckThreads < 1) throw new ArgumentOutOfRangeException(nameof(options), options.ImageCheckThreads, "LlavaDataset: the images checked at once must be at least 1");
+        int threads = options.ImageCheckThreads ?? Environment.ProcessorCount;
         if (!System.IO.File.Exists(path)) throw new LlavaDataException($"{path}: data file not found");
         imagesDir = Path.GetFullPath(imagesDir ?? Path.GetDirectoryName(Path.GetFullPath(path))!);
 
@@ -162,7 +170,7 @@ public sealed class LlavaDataset
         bool CheckNewImages()
         {
             if (imageProblems.Count == images.Count) return false;
-            var (problems, c, k) = CheckImages(images.GetRange(imageProblems.Count, images.Count - imageProblems.Count), options.HasCachedFeatures);
+            var (problems, c, k) = CheckImages(images.GetRange(imageProblems.Count, images.Count - imageProblems.Count), options.HasCachedFeatures, threads);
             imageProblems.AddRange(problems);
             checkedCount += c; cachedCount += k;
             return problems.Any(x => x is not null);
@@ -218,16 +226,16 @@ public sealed class LlavaDataset
     internal const int ImageCheckBlock = 1024;
 
     /// <summary>
-    /// <see cref="ImageLoader.Check"/> of each of <paramref name="images"/> whose features are not cached, at most one
-    /// per processor at a time: the problem of image i (null: none) at i. An exception other than the check's own
+    /// <see cref="ImageLoader.Check"/> of each of <paramref name="images"/> whose features are not cached, at most
+    /// <paramref name="threads"/> at a time: the problem of image i (null: none) at i. An exception other than the check's own
     /// (running out of memory) is rethrown, the one of the first such image.
     /// </summary>
-    private static (string?[] Problems, int Checked, int Cached) CheckImages(List<string> images, Func<string, bool>? cached)
+    private static (string?[] Problems, int Checked, int Cached) CheckImages(List<string> images, Func<string, bool>? cached, int threads)
     {
         var problems = new string?[images.Count];
         var skippedAsCached = new bool[images.Count];
         var failures = new Exception?[images.Count];
-        Parallel.For(0, images.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
+        Parallel.For(0, images.Count, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
         {
             try
             {

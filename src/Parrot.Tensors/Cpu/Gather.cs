@@ -64,7 +64,7 @@ public sealed partial class CpuBackend
             if (si == 0)
             {
                 // One index for the whole row (index_select / embedding rows): a plain strided copy.
-                TE* src = xp + Checked(Read(ip), axisSize) * axisStride;
+                TE* src = xp + Checked(ReadIndex(ip), axisSize) * axisStride;
                 if (sy == 1 && sx == 1) Buffer.MemoryCopy(src, yp, n * (long)sizeof(TE), n * (long)sizeof(TE));
                 else for (int i = 0; i < n; i++) yp[i * sy] = src[i * sx];
                 return;
@@ -73,30 +73,12 @@ public sealed partial class CpuBackend
             {
                 // A run of indices into one row of x (index_select / gather along the last axis):
                 // keep the loop free of stride multiplications.
-                if (axisStride == 1) for (int i = 0; i < n; i++) yp[i] = xp[Checked(Read(ip + i), axisSize)];
-                else for (int i = 0; i < n; i++) yp[i] = xp[Checked(Read(ip + i), axisSize) * axisStride];
+                if (axisStride == 1) for (int i = 0; i < n; i++) yp[i] = xp[Checked(ReadIndex(ip + i), axisSize)];
+                else for (int i = 0; i < n; i++) yp[i] = xp[Checked(ReadIndex(ip + i), axisSize) * axisStride];
                 return;
             }
             for (int i = 0; i < n; i++)
-                yp[i * sy] = xp[i * sx + Checked(Read(ip + i * si), axisSize) * axisStride];
+                yp[i * sy] = xp[i * sx + Checked(ReadIndex(ip + i * si), axisSize) * axisStride];
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static long Read(TI* p) => typeof(TI) == typeof(long) ? *(long*)p : *(int*)p;
     }
-
-    /// <summary>
-    /// The kernels' last line of defence: the front-ends validate indices with a helpful message, but a
-    /// direct backend caller must still never make us read or write outside a tensor.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static long Checked(long i, int size)
-    {
-        if ((ulong)i >= (ulong)size) ThrowIndex(i, size);
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowIndex(long i, int size) =>
-        throw new IndexOutOfRangeException($"index {i} is out of range for a dimension of size {size}");
 }

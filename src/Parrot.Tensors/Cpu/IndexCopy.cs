@@ -98,17 +98,14 @@ public sealed partial class CpuBackend
             if (si == 0)
             {
                 // One index for the whole row (a row of the axis copied into place): a plain strided copy.
-                TE* to = dp + Checked(Read(ip), axisSize) * axisStride;
+                TE* to = dp + Checked(ReadIndex(ip), axisSize) * axisStride;
                 if (ss == 1 && sd == 1) Buffer.MemoryCopy(sp, to, n * (long)sizeof(TE), n * (long)sizeof(TE));
                 else for (int i = 0; i < n; i++) to[i * sd] = sp[i * ss];
                 return;
             }
             // A run of indices (the axis innermost, e.g. ids into one vocabulary row).
             for (int i = 0; i < n; i++)
-                dp[i * sd + Checked(Read(ip + i * si), axisSize) * axisStride] = sp[i * ss];
+                dp[i * sd + Checked(ReadIndex(ip + i * si), axisSize) * axisStride] = sp[i * ss];
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static long Read(TI* p) => typeof(TI) == typeof(long) ? *(long*)p : *(int*)p;
     }
 }

@@ -121,13 +121,13 @@ public sealed partial class CpuBackend
                     if (rowAdd)
                     {
                         // One index for the whole run (embedding backward): a contiguous row addition.
-                        long t = Checked(Read(ij), _axisSize);
+                        long t = Checked(ReadIndex(ij), _axisSize);
                         TAdd.AddRow(dj + t * _axisD + l0, sj + l0, l1 - l0);
                         continue;
                     }
                     for (int l = l0; l < l1; l++)
                     {
-                        long t = Checked(Read(ij + l * _runI), _axisSize);
+                        long t = Checked(ReadIndex(ij + l * _runI), _axisSize);
                         T* d = dj + l * _runD + t * _axisD;
                         *d = TAdd.Add(*d, sj[l * _runS]);
                     }
@@ -135,9 +135,6 @@ public sealed partial class CpuBackend
                 fiber += l1 - l0;
             }
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static long Read<TI>(TI* p) where TI : unmanaged => typeof(TI) == typeof(long) ? *(long*)p : *(int*)p;
     }
 
     /// <summary>a + b in the arithmetic of the storage type T, one element or a contiguous row at a time.</summary>

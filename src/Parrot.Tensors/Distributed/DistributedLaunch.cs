@@ -9,7 +9,25 @@ namespace Parrot.Tensors.Distributed;
 /// <param name="LocalRank">Rank on this machine (picks the GPU: see <see cref="DistributedLaunch.DeviceForRank"/>).</param>
 /// <param name="LocalSize">Ranks on this machine, where the launcher says (OMPI_COMM_WORLD_LOCAL_SIZE, LOCAL_WORLD_SIZE,
 /// SLURM_NTASKS_PER_NODE); null when it does not.</param>
-public sealed record LaunchInfo(string Launcher, int Rank, int WorldSize, int LocalRank, int? LocalSize = null);
+public sealed record LaunchInfo(string Launcher, int Rank, int WorldSize, int LocalRank, int? LocalSize = null)
+{
+    /// <summary>
+    /// Ranks that share this machine's processors: <see cref="LocalSize"/> where the launcher says it, else the whole
+    /// world. The world is an upper bound: a multi-machine launch that does not say its local size gives each rank less
+    /// than its share, never more, so N ranks on one machine cannot each take every processor.
+    /// </summary>
+    public int RanksOnThisMachine => LocalSize ?? WorldSize;
+
+    /// <summary>
+    /// This rank's share of the machine's <paramref name="processorCount"/> processors for its own worker threads:
+    /// processorCount / <see cref="RanksOnThisMachine"/>, at least 1. Without a launcher (a world of one) it is all of them.
+    /// </summary>
+    public int ProcessorShare(int processorCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(processorCount, 1);
+        return Math.Max(1, processorCount / Math.Max(1, RanksOnThisMachine));
+    }
+}
 
 /// <summary>
 /// Reads the launcher's environment and creates the matching <see cref="ProcessGroup"/>:

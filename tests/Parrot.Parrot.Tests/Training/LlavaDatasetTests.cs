@@ -343,6 +343,49 @@ public class LlavaDatasetTests
     }
 
     /// <summary>
+    /// <see cref="LlavaOptions.ImageCheckThreads"/> bounds the images checked at once (a rank's share of the machine when
+    /// several ranks load at the same time); null keeps one per processor. Counted in the cache lookup, which runs
+    /// first in each check and here waits long enough for the checks to overlap.
+    /// </summary>
+    [Test]
+    public void ImageChecksRunAtMostTheGivenThreadsAtOnce()
+    {
+        var dir = TempDir();
+        WritePng(Path.Combine(dir, "good.png"), 10, 20, 30);
+        var samples = new JsonArray();
+        for (int i = 0; i < 16; i++)
+        {
+            File.Copy(Path.Combine(dir, "good.png"), Path.Combine(dir, $"img{i}.png"));
+            samples.Add(Sample($"s{i}", $"img{i}.png", ("human", "<image>\nhi"), ("gpt", "x")));
+        }
+        var path = WriteJson(dir, samples);
+
+        int MostAtOnce(int? threads)
+        {
+            int running = 0, most = 0;
+            bool NotCachedAfterAWait(string image)
+            {
+                int now = Interlocked.Increment(ref running);
+                int seen;
+                while ((seen = Volatile.Read(ref most)) < now && Interlocked.CompareExchange(ref most, now, seen) != seen) { }
+                Thread.Sleep(20);
+                Interlocked.Decrement(ref running);
+                return false;
+            }
+            var ds = LlavaDataset.Load(path, dir, Chat, DataOptions() with { HasCachedFeatures = NotCachedAfterAWait, ImageCheckThreads = threads });
+            Assert.That(ds.ImagesChecked, Is.EqualTo(16));
+            return most;
+        }
+
+        Assert.That(MostAtOnce(1), Is.EqualTo(1));
+        Assert.That(MostAtOnce(2), Is.InRange(1, 2));
+        Assert.That(MostAtOnce(null), Is.InRange(1, Environment.ProcessorCount));
+        if (Environment.ProcessorCount > 1) Assert.That(MostAtOnce(Environment.ProcessorCount), Is.GreaterThan(1), "the check can overlap, so one at a time above is the bound's doing");
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => LlavaDataset.Load(path, dir, Chat, DataOptions() with { ImageCheckThreads = 0 }));
+        Assert.That(e!.Message, Does.Contain("at least 1"));
+    }
+
+    /// <summary>
     /// Which problem a sample reports is the serial check's: one found before its image (no conversation) comes first, then
     /// the image's, then the rest (an unknown role); without skipping the load stops at the first bad sample in file
     /// order, and malformed JSON after a bad image reports the image (malformed JSON ends even a skipping load).

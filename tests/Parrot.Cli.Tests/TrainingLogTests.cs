@@ -1,0 +1,105 @@
+namespace Parrot.Cli.Tests;
+
+/// <summary>
+/// Reading back train_log.jsonl: train --resume cuts it back to the checkpoint's step, and train / pretrain-vision plot it.
+/// An unreadable line used to throw a bare JsonException, KeyNotFoundException or InvalidOperationException naming
+/// neither file nor line (plotting: after the model was written, failing the finished run), or, when resuming, was
+/// dropped without a word wherever it was.
+/// </summary>
+public class TrainingLogTests
+{
+    private static string Log(params string[] lines)
+    {
+        var path = Path.Combine(CliRunner.TempDir(), "train_log.jsonl");
+        File.WriteAllText(path, string.Concat(lines.Select(l => l + "\n")));
+        return path;
+    }
+
+    private static string Step(int step, double loss = 1.5) => $"{{\"step\":{step},\"loss\":{loss},\"lr\":0.001,\"loss_en\":{loss + 0.25}}}";
+
+    [Test]
+    public void ResumeCutsTheLogBackToTheCheckpointsStep()
+    {
+        var path = Log(Step(1), "", Step(2), Step(3), Step(4));
+        Assert.That(TrainingLog.CutBack(path, 2), Is.Null);
+        Assert.That(File.ReadAllLines(path), Is.EqualTo(new[] { Step(1), Step(2) }));
+    }
+
+    /// <summary>A run killed while writing a line leaves it cut short, with no newline: resuming drops it and says so.</summary>
+    [Test]
+    public void ResumeDropsAHalfWrittenLastLine()
+    {
+        var path = Log(Step(1), Step(2), Step(3));
+        File.AppendAllText(path, Step(4)[..12]); // {"step":4,"l
+        var note = TrainingLog.CutBack(path, 3);
+        Assert.That(note, Does.Contain(path + ":4:").And.Contain("half-written last line").And.Contain("not complete JSON"));
+        Assert.That(File.ReadAllLines(path), Is.EqualTo(new[] { Step(1), Step(2), Step(3) }));
+
+        // Cut short by a crash of the machine instead: the file's end is zeros the data never reached.
+        path = Log(Step(1), Step(2));
+        File.AppendAllText(path, "\0\0\0\0");
+        Assert.That(TrainingLog.CutBack(path, 2), Does.Contain(path + ":3:"));
+        Assert.That(File.ReadAllLines(path), Is.EqualTo(new[] { Step(1), Step(2) }));
+    }
+
+    /// <summary>Any other unreadable line is no crash's doing: resuming stops before training, naming file, line and problem.</summary>
+    [TestCase("{\"step\":2,\"lo", "2: not complete JSON")]
+    [TestCase("{\"loss\":1.5}", "2: no \"step\"")]
+    [TestCase("{\"step\":\"two\",\"loss\":1.5}", "2: \"step\" is \"two\", not a step number")]
+    [TestCase("{\"step\":2.5,\"loss\":1.5}", "2: \"step\" is 2.5, not a step number")]
+    [TestCase("[2, 1.5]", "2: a JSON array, not an object")]
+    [TestCase("{\"step\":2,\"loss\":1.5,\"\\ud800\":1}", "2: a key of $ is not valid text")]
+    [TestCase("{\"step\":2,\"loss\":1.5,\"note\":\"\\udc00\"}", "2: the string at $.note is not valid text")]
+    public void ResumeRefusesAnUnreadableLineBeforeTheLast(string bad, string expected)
+    {
+        var path = Log(Step(1), bad, Step(3));
+        var before = File.ReadAllText(path);
+        var e = Assert.Throws<InvalidDataException>(() => TrainingLog.CutBack(path, 3));
+        Assert.That(e!.Message, Does.StartWith($"{path}:{expected}").And.Contain("--resume"));
+        Assert.That(File.ReadAllText(path), Is.EqualTo(before), "the log is left as it was");
+    }
+
+    /// <summary>The last line may only be cut short: complete JSON without a step is refused there too.</summary>
+    [Test]
+    public void ResumeRefusesACompleteLastLineWithoutAStep()
+    {
+        var path = Log(Step(1), "{\"loss\":1.5}");
+        var e = Assert.Throws<InvalidDataException>(() => TrainingLog.CutBack(path, 3));
+        Assert.That(e!.Message, Does.StartWith($"{path}:2: no \"step\""));
+    }
+
+    [Test]
+    public void ThePlotLeavesOutUnreadableLinesAndNamesThem()
+    {
+        var path = Log(Step(1, 2.0), "{\"step\":2,\"lo", Step(3, 1.0), "{\"step\":4}", "{\"step\":5,\"loss\":\"nan\"}",
+                       "{\"step\":6,\"loss\":1,\"loss_en\":\"x\"}", "{\"step\":7,\"loss\":1,\"\\ud800\":1}", Step(8, 0.5));
+        var (rows, warnings) = TrainingLog.ReadForPlot(path, k => k.StartsWith("loss_", StringComparison.Ordinal));
+        Assert.That(rows.Select(r => (r.Line, r.Step)), Is.EqualTo(new[] { (1, 1), (3, 3), (8, 8) }));
+        var (x, y) = TrainingLog.Curve(rows, "loss");
+        Assert.That(x, Is.EqualTo(new double[] { 1, 3, 8 }));
+        Assert.That(y, Is.EqualTo(new[] { 2.0, 1.0, 0.5 }));
+        Assert.That(TrainingLog.Curve(rows, "loss_en").Y, Is.EqualTo(new[] { 2.25, 1.25, 0.75 }));
+        Assert.That(warnings, Has.Count.EqualTo(TrainingLog.WarningsShown + 1));
+        Assert.That(warnings[0], Does.StartWith($"{path}:2: not complete JSON").And.EndWith("left out of the plot"));
+        Assert.That(warnings[1], Does.StartWith($"{path}:4: no \"loss\""));
+        Assert.That(warnings[2], Does.StartWith($"{path}:5: \"loss\" is \"nan\", not a finite number"));
+        Assert.That(warnings[3], Is.EqualTo($"{path}: 2 more unreadable lines left out of the plot (5 in all)"));
+
+        // Keys that are not curves may hold anything.
+        (rows, warnings) = TrainingLog.ReadForPlot(Log("{\"step\":1,\"loss\":1,\"note\":\"resumed\",\"loss_en\":\"x\"}"), _ => false);
+        Assert.That((rows.Count, warnings.Count), Is.EqualTo((1, 0)));
+    }
+
+    /// <summary>Both commands' plots draw what they can read of a damaged log instead of throwing after the run.</summary>
+    [Test]
+    public void TrainAndPretrainVisionPlotADamagedLog()
+    {
+        var path = Log(Step(1, 2.0), "{\"step\":2,\"loss\":1.5,\"loss_en\":[1]}", "{\"step\":3,\"loss\":1.2,\"valid_loss\":1.4}", "{\"step\":4,\"lo");
+        var png = Path.Combine(Path.GetDirectoryName(path)!, "train.png");
+        TrainCommand.PlotCurves(path, png, 1);
+        Assert.That(new FileInfo(png).Length, Is.GreaterThan(0));
+        png = Path.Combine(Path.GetDirectoryName(path)!, "vision.png");
+        PretrainVisionCommand.PlotCurves(path, png);
+        Assert.That(new FileInfo(png).Length, Is.GreaterThan(0));
+    }
+}
