@@ -314,6 +314,46 @@ public class EvalCommandTests
         Assert.That(rest.Answered, Is.EqualTo(2));
     }
 
+    /// <summary>
+    /// A journal with no whole line (empty: a run killed before its first answer leaves it so, the header being flushed with
+    /// that answer; or torn within the header) is left as it is by a refused run. Opening it before the check wrote the
+    /// refused run's header into it, so the run the refusal asks for (a lower --max-new-tokens) was refused as "partial
+    /// results of another run". Such a file names no run; the run that goes through starts it over.
+    /// </summary>
+    [Test]
+    public void ARefusedRunLeavesAnUnstartedJournalAsItWas()
+    {
+        var root = CliRunner.TempDir();
+        var path = Path.Combine(root, "bench_en.tsv");
+        File.WriteAllText(path, TsvTable.Format(["index", "image", "question", "A", "B", "answer", "category"],
+            Enumerable.Range(0, 3).Select(k => new[] { $"{k}", "", $"Q{k}", "x", "y", "A", "c" })));
+        BenchmarkFile[] benchmarks = [BenchmarkFile.Load(path, requireImages: false)];
+        Dictionary<string, string> Run(int maxNew) => new() { ["model"] = "counting", ["max_new_tokens"] = $"{maxNew}" };
+        foreach (var unstarted in new[] { "", "{\"format\": \"parrot-eval-par" })
+        {
+            var output = Path.Combine(root, $"eval-{unstarted.Length}");
+            Directory.CreateDirectory(output);
+            var journalPath = Path.Combine(output, EvalCommand.JournalName);
+            File.WriteAllText(journalPath, unstarted);
+            Assert.That(PredictionJournal.IsStarted(journalPath), Is.False);
+
+            // 900 + 512 > 1000: refused, the journal untouched.
+            var refused = new CountingGenerator(1000, _ => 900);
+            Assert.Throws<ArgumentException>(() => EvalCommand.Evaluate(benchmarks, () => refused, new EvaluationOptions { MaxNewTokens = 512 }, output, Run(512), null));
+            Assert.That(File.ReadAllText(journalPath), Is.EqualTo(unstarted), "the refused run wrote nothing");
+
+            // The lower limit goes through, asking every question; the journal is then started, for that run.
+            var fits = new CountingGenerator(1000, _ => 900);
+            var results = EvalCommand.Evaluate(benchmarks, () => fits, new EvaluationOptions { MaxNewTokens = 100 }, output, Run(100), null);
+            Assert.That(results[0].Rows, Has.Count.EqualTo(3));
+            Assert.That(fits.Answered, Is.EqualTo(3));
+            Assert.That(PredictionJournal.IsStarted(journalPath), Is.True);
+            using var journal = PredictionJournal.Open(journalPath, Run(100));
+            Assert.That(journal.Recovered, Is.EqualTo(3));
+        }
+        Assert.That(PredictionJournal.IsStarted(Path.Combine(root, "none.jsonl")), Is.False);
+    }
+
     [Test]
     public void AFileWithoutAUsableQuestionIsAnErrorNotAZeroScore()
     {

@@ -100,9 +100,10 @@ internal static class EvalCommand
     /// <see cref="IDisposable"/>), then every question's length is checked against its context, and only then are the output
     /// folder and a new journal made and the questions asked. A refused run writes nothing (before, a question that did not
     /// fit stopped the run when it was reached, with the answers before it generated and journaled). The journal of a run
-    /// being resumed is opened first (opening an existing one adds nothing; it only cuts a torn last line, as any reopening
-    /// does) and the check is given it: its answers are not generated again, so, as in Evaluator.Run, they are not checked
-    /// (checked without it, a resumed run was refused for questions it would not ask). The check runs once: Evaluator.Run
+    /// being resumed is opened first (opening a started one adds nothing; it only cuts a torn last line, as any reopening
+    /// does; one not started, <see cref="PredictionJournal.IsStarted"/>, is left for after the check) and the check is given
+    /// it: its answers are not generated again, so, as in Evaluator.Run, they are not checked (checked without it, a
+    /// resumed run was refused for questions it would not ask). The check runs once: Evaluator.Run
     /// is told it ran (it used to check again, tokenizing every question's prompt a second time); a journal made new after
     /// it answers nothing, so the run asks exactly the questions checked.
     /// </summary>
@@ -111,7 +112,10 @@ internal static class EvalCommand
         string output, IReadOnlyDictionary<string, string> run, Action<EvaluationProgress>? progress)
     {
         var journalPath = Path.Combine(output, JournalName);
-        PredictionJournal? journal = File.Exists(journalPath) ? PredictionJournal.Open(journalPath, run) : null;
+        // Only a started journal is opened before the check: opening one that is not (empty, as a run killed before its first
+        // answer leaves it) writes this run's header into it, so a refused run marked the folder as its own and the run
+        // the refusal asks for (a lower --max-new-tokens) was then refused as "another run". Not started, it answers nothing.
+        PredictionJournal? journal = PredictionJournal.IsStarted(journalPath) ? PredictionJournal.Open(journalPath, run) : null;
         try
         {
             var generator = load();

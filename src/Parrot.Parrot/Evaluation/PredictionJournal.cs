@@ -91,6 +91,24 @@ public sealed class PredictionJournal : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether the file at <paramref name="path"/> holds a journal's first line, whole: <see cref="Open"/> keeps such a file
+    /// (checks it belongs to the run, cuts a torn last line). A file without one (none, empty, or torn within the header, as
+    /// a run killed before its first answer leaves it: the header is flushed with that answer) is started over by
+    /// <see cref="Open"/>, which writes the run's header into it. So a caller that must write nothing before a check
+    /// (parrot eval refusing a run) opens only a started journal before it; one not started answers nothing.
+    /// </summary>
+    public static bool IsStarted(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) return false;
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var buffer = new byte[4096];
+        for (int n; (n = file.Read(buffer)) > 0;)
+            if (Array.IndexOf(buffer, (byte)'\n', 0, n) >= 0) return true;
+        return false;
+    }
+
     private static void CheckHeader(string path, string line, IReadOnlyDictionary<string, string> run)
     {
         Dictionary<string, string> recorded;

@@ -221,6 +221,94 @@ public class EvalContextCheckTests
     }
 
     /// <summary>
+    /// A model that, as the Parrot generator does, decodes each question's image before it checks the length (refusing an
+    /// undecodable one with an ImageLoadException, which the run reports and skips) and then refuses a prompt past its
+    /// context; a batch fails whole on either. Images whose first byte is 0xFF are undecodable; a question with an image is
+    /// 900 tokens, without one 100, in a context of 1000.
+    /// </summary>
+    private sealed class DecodingGenerator : IBatchAnswerGenerator, IContextAwareGenerator
+    {
+        public int ContextLength => 1000;
+        public int? PromptLength(string prompt, bool withImage) => withImage ? 900 : 100;
+        public bool TakesImage(byte[] image) => image[0] != 0xFF;
+        public List<string> Asked { get; } = [];
+
+        public string Answer(AnswerRequest request) => Answer([request])[0];
+
+        public IReadOnlyList<string> Answer(IReadOnlyList<AnswerRequest> requests)
+        {
+            foreach (var r in requests)
+                if (r.Image is not null && !TakesImage(r.Image)) throw new ImageLoadException("the question's image", ImageLoadFailure.Corrupt, "scripted");
+            foreach (var r in requests)
+                if (PromptLength(r.Prompt, r.Image is not null) + r.MaxNewTokens > ContextLength) throw new PromptTooLongException($"{ScriptedGenerator.QuestionOf(r.Prompt)} does not fit");
+            Asked.AddRange(requests.Select(r => ScriptedGenerator.QuestionOf(r.Prompt)));
+            return requests.Select(_ => "A").ToList();
+        }
+    }
+
+    /// <summary>
+    /// The check's verdict is the run's whatever picks the questions and their images: the limit, the image swap (the
+    /// swapped-in image is the one decoded), the journal's answers, batches (a batch with an undecodable image is asked
+    /// again one by one). Rows: Q0 an undecodable image, Q1 text, Q2 a sound image (too long with 512 new tokens), Q3
+    /// undecodable, Q4 text. Where the check passes, the run asks every question without a length refusal and skips exactly
+    /// the rows shown an undecodable image; where it refuses, it names the rows the run stops at.
+    /// </summary>
+    [Test]
+    public void TheCheckAgreesWithTheRunUnderLimitSwapJournalAndBatches()
+    {
+        static string Image(byte first) => Convert.ToBase64String([first, .. Enumerable.Range(0, 59).Select(i => (byte)i)]);
+        string?[] images = [Image(0xFF), null, Image(0x00), Image(0xFF), null];
+        var path = Path.Combine(_dir, "swap_en.tsv");
+        File.WriteAllText(path, TsvTable.Format(Columns, images.Select((img, k) => new[] { $"{k}", img ?? "", $"Q{k}", "x", "y", "A", "c" })));
+        var bench = BenchmarkFile.Load(path, requireImages: false);
+        var journalPath = Path.Combine(_dir, "q2.jsonl");
+        var run = new Dictionary<string, string> { ["model"] = "decoding" };
+        using (var j = PredictionJournal.Open(journalPath, run)) j.Append("swap_en.tsv", "2", "A");
+
+        // (limit, swap, journal with Q2 answered) → the rows the check refuses (none: it passes).
+        var cases = new (int? Limit, bool Swap, bool Journal, string[] Refused)[]
+        {
+            (null, false, false, ["2"]),     // Q2's sound image
+            (2, false, false, []),           // Q0 (undecodable, skipped), Q1
+            (null, false, true, []),         // Q2 answered
+            (null, true, false, ["0"]),      // shift 2: Q0 is shown Q2's sound image; Q2 and Q3 undecodable ones
+            (2, true, false, []),            // shift 1: Q0 is shown Q1's none, Q1 Q0's undecodable one
+            (4, true, false, ["0"]),         // shift 2 of 4: Q0 shown Q2's sound image, Q2 Q0's undecodable one
+        };
+        int passed = 0;
+        foreach (var (limit, swap, withJournal, refused) in cases)
+            foreach (int batchSize in new[] { 1, 3 })
+            {
+                string name = $"limit {limit?.ToString() ?? "none"}, swap {swap}, journal {withJournal}, batch {batchSize}";
+                var options = new EvaluationOptions { MaxNewTokens = 512, Limit = limit, SwapImages = swap, BatchSize = batchSize };
+                using var journal = withJournal ? PredictionJournal.Open(journalPath, run) : null;
+                var generator = new DecodingGenerator();
+                Exception? check = null;
+                try { Evaluator.CheckContext([bench], generator, options, journal); }
+                catch (Exception e) { check = e; }
+                if (refused.Length > 0)
+                {
+                    Assert.That(check, Is.TypeOf<QuestionsTooLongException>(), name);
+                    Assert.That(((QuestionsTooLongException)check!).Questions.Select(q => q.Index), Is.EqualTo(refused), name);
+                    // The run without the check stops at the first of them, with a length refusal.
+                    var stop = Assert.Throws<PromptTooLongException>(() => Evaluator.Run([bench], generator, options, journal, contextChecked: true), name);
+                    Assert.That(stop!.Message, Does.StartWith($"Q{refused[0]} "), name);
+                    continue;
+                }
+                Assert.That(check, Is.Null, name);
+                passed++;
+                var result = Evaluator.Run([bench], generator, options, journal, contextChecked: true)[0];
+                var rows = limit is int l ? Enumerable.Range(0, l) : Enumerable.Range(0, images.Length);
+                var shown = rows.ToDictionary(k => k, k => swap ? images[(k + rows.Count() / 2) % rows.Count()] : images[k]);
+                var skipped = shown.Where(kv => kv.Value is not null && Convert.FromBase64String(kv.Value)[0] == 0xFF && !(withJournal && kv.Key == 2))
+                    .Select(kv => $"{kv.Key}");
+                Assert.That(result.Problems.Select(p => p.Index), Is.EquivalentTo(skipped), name);
+                Assert.That(result.Rows.Count + result.Problems.Count, Is.EqualTo(rows.Count()), name);
+            }
+        Assert.That(passed, Is.EqualTo(6), "three of the six cases pass, in both batch sizes");
+    }
+
+    /// <summary>
     /// <paramref name="png"/> with the first IDAT chunk's deflate block marked with the reserved block type (its CRC
     /// recomputed): the chunk walk and the header are intact, the compressed pixel data cannot be inflated.
     /// </summary>
