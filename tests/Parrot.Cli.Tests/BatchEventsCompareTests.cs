@@ -1,4 +1,5 @@
 using Parrot.Cli.SelfTest;
+using Parrot.Parrot.Inference;
 
 namespace Parrot.Cli.Tests;
 
@@ -177,6 +178,153 @@ public class BatchEventsCompareTests
         Assert.That(v.Message, Does.Contain("no near-tie judge").And.Contain("the options sample"));
     }
 
+    /// <summary>Sequence 1 (events 1, 4, …, 28) samples with <paramref name="options"/>; its judge's raw logits by prefix length, penalty-free.</summary>
+    private static NearTiePolicy Sampled(int bits, GenerationOptions options, Func<int, float[]> raw) =>
+        NearTiePolicy.For(bits == 8, (sequence, generated) =>
+        {
+            Assert.That(sequence, Is.EqualTo(1));
+            var r = raw(generated.Count);
+            return (r, r.Select(v => (double)v).ToArray());
+        }, sequence => sequence == 1 ? options : new GenerationOptions());
+
+    /// <summary>A seed whose draw for sequence 1's token at event 25 (its 9th: draw 8) lies in [0.3, 0.7], away from the ends.</summary>
+    private static ulong MidSeed() => Enumerable.Range(1, 1000).Select(k => (ulong)k).First(k => BatchEventsCompare.DrawAt(k, 8) is > 0.3 and < 0.7);
+
+    /// <summary>The prefix after event 25's tie (sequence 1's 10th token, event 28): token 7 far above the rest, so the draw picks it.</summary>
+    private static float[] Peaked()
+    {
+        var l = new float[Vocab];
+        l[7] = 100;
+        return l;
+    }
+
+    /// <summary>
+    /// Logits (all 10, token 0 above) whose cumulative boundary between tokens 0 and 1 — token 0's mass, e^{z0} / (e^{z0} +
+    /// 15 e^{10}) at temperature 1 — lies at <paramref name="boundary"/>.
+    /// </summary>
+    private static float[] BoundaryAt(double boundary)
+    {
+        var l = Enumerable.Repeat(10f, Vocab).ToArray();
+        l[0] = (float)(10 + Math.Log(15 * boundary / (1 - boundary)));
+        return l;
+    }
+
+    /// <summary>Events with sequence 1's token at event 25 the draw's <paramref name="want"/> (the reference) and <paramref name="got"/> in the other batch, which then picks 7 at event 28.</summary>
+    private static (List<BatchLine> Got, List<BatchLine> Want) SampledFlip(int want, int got)
+    {
+        var w = Events();
+        w[25] = w[25] with { Token = want };
+        var g = Flip(w, 25, got);
+        g[28] = g[28] with { Token = 7 };
+        return (g, w);
+    }
+
+    [Test]
+    public void ASampledFlipAtTheDrawsCdfBoundaryPasses()
+    {
+        ulong seed = MidSeed();
+        double r = BatchEventsCompare.DrawAt(seed, 8);
+        var options = new GenerationOptions { Temperature = 1, Seed = seed };
+        // The boundary between tokens 0 and 1 two millionths above r: the sampler draws 0; the other batch took 1.
+        Func<int, float[]> raw = n => n == 8 ? BoundaryAt(r + 2e-6) : Peaked();
+        var p = BatchEventsCompare.Distribution(options, BoundaryAt(r + 2e-6).Select(v => (double)v).ToArray())!;
+        Assert.That(p[0] - r, Is.InRange(1e-7, 4e-6), "the planted boundary, after the float logit's rounding");
+        Assert.That(BatchEventsCompare.Draw(p, r), Is.EqualTo(0));
+        var (got, want) = SampledFlip(0, 1);
+        // float32: 40 ulps of 10 move the boundary near 0.5 by about 2e-5.
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, options, raw));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Message, Does.Contain("near tie at event 25").And.Contain("cumulative boundary between 0 and 1").And.Contain("after it 1 tokens"));
+        // The later token must be its own prefix's draw: another one there fails.
+        var wrong = got.ToList();
+        wrong[28] = wrong[28] with { Token = 6 };
+        v = BatchEventsCompare.Compare(wrong, want, "slots", "eager", Sampled(24, options, raw));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("event 28").And.Contain("not its own prefix's pick"));
+    }
+
+    [Test]
+    public void ASampledFlipFarFromTheBoundaryFails()
+    {
+        ulong seed = MidSeed();
+        double r = BatchEventsCompare.DrawAt(seed, 8);
+        var options = new GenerationOptions { Temperature = 1, Seed = seed };
+        // A thousandth from the boundary: 50 times float32's window, so a flip there is no rounding but a wrong draw or row.
+        Func<int, float[]> raw = n => n == 8 ? BoundaryAt(r + 1e-3) : Peaked();
+        var (got, want) = SampledFlip(0, 1);
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, options, raw));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("event 25").And.Contain("r is not within the tolerance of the boundary").And.Contain($"r = {r:G6}"));
+        // bfloat16's 5 ulps of 10 (5/16 each) are a far wider window: there the same thousandth is a near tie.
+        Assert.That(BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, raw)).Pass, Is.True);
+        // The draw of another step (the batch used a wrong draw index) is far from that boundary: no near tie.
+        var early = new GenerationOptions { Temperature = 1, Seed = seed };
+        double r7 = BatchEventsCompare.DrawAt(seed, 7);
+        Assume.That(Math.Abs(r7 - r), Is.GreaterThan(0.01));
+        Func<int, float[]> atR7 = n => n == 8 ? BoundaryAt(r7 + 2e-6) : Peaked();
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, early, atR7));
+        Assert.That(v.Pass, Is.False, "the boundary at draw 7's r, not draw 8's");
+    }
+
+    [Test]
+    public void ASampledFlipBetweenTokensNotAdjacentFails()
+    {
+        ulong seed = MidSeed();
+        double r = BatchEventsCompare.DrawAt(seed, 8);
+        var options = new GenerationOptions { Temperature = 1, Seed = seed };
+        // The boundary after token 0 right at r, but the other batch took token 2: token 1's mass lies between them.
+        Func<int, float[]> raw = n => n == 8 ? BoundaryAt(r + 2e-6) : Peaked();
+        var (got, want) = SampledFlip(0, 2);
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, raw));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("not adjacent in the sampler's order").And.Contain("first 1"));
+    }
+
+    [Test]
+    public void ASampledFlipAtTheTopKCutPassesOnlyWithANearTieAtTheCut()
+    {
+        // A seed whose draw 8 is below 1/6 (so the kept token's interval below can hold it).
+        ulong seed = Enumerable.Range(1, 1000).Select(k => (ulong)k).First(k => BatchEventsCompare.DrawAt(k, 8) is > 0.02 and < 0.15);
+        double r = BatchEventsCompare.DrawAt(seed, 8);
+        var options = new GenerationOptions { Temperature = 1, TopK = 3, Seed = seed };
+        // Top-3 of tokens 1, 5, 9 (5 and 9 at 10, the rest below, cut); token 1's mass 2r, so the draw, first in id order,
+        // picks 1. Token 0 a hair below 1 (one float32 ulp): the other batch's logits put it above 1, so its cut kept 0
+        // instead, and the same draw, in the same first interval, picked 0. Half a logit below 1 it is no tie at the cut.
+        float[] Cut(float below)
+        {
+            var l = new float[Vocab];
+            l[5] = l[9] = 10;
+            l[1] = (float)(10 + Math.Log(4 * r / (1 - 2 * r)));
+            l[0] = below == 0 ? MathF.BitDecrement(l[1]) : l[1] - below;
+            return l;
+        }
+        var p = BatchEventsCompare.Distribution(options, Cut(0).Select(v => (double)v).ToArray())!;
+        Assert.That(Enumerable.Range(0, Vocab).Where(i => p[i] > 0).ToArray(), Is.EqualTo(new[] { 1, 5, 9 }));
+        Assert.That(BatchEventsCompare.Draw(p, r), Is.EqualTo(1));
+        var (got, want) = SampledFlip(1, 0);
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, options, n => n == 8 ? Cut(0) : Peaked()));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Message, Does.Contain("top-k/top-p cut keeps 3 tokens").And.Contain("draw picks 0"));
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, options, n => n == 8 ? Cut(0.5f) : Peaked()));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("event 25").And.Contain("token 0 is cut").And.Contain("nor a near tie at the top-k/top-p cut"));
+    }
+
+    [Test]
+    public void AGreedySequenceUnderASamplingPolicyIsJudgedByItsLogits()
+    {
+        // The tiny-gap and large-gap flips of sequence 1 as above, its options greedy (a policy that knows options): as before.
+        var want = Events();
+        int i = 25, b = want[i].Token, a = (b + 1) % Vocab;
+        NearTiePolicy Greedy(Dictionary<int, float> top) => Gpu(8, top, []) with { Options = _ => new GenerationOptions { TopK = 3 } };
+        var v = BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Greedy(new() { [a] = 10f, [b] = 10.0625f, [want[28].Token] = 10f }));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Message, Does.Contain("-0.0625"));
+        v = BatchEventsCompare.Compare(Flip(want, i, a), want, "slots", "eager", Greedy(new() { [a] = 10f, [b] = 12f }));
+        Assert.That(v.Pass, Is.False);
+        Assert.That(v.Message, Does.Contain("no near tie: logit"));
+    }
+
     [Test]
     public void UlpsAreThoseOfTheDType()
     {
@@ -189,8 +337,8 @@ public class BatchEventsCompareTests
 
 /// <summary>
 /// The selftest row's judge over the demo's tiny LM on the CPU (<see cref="SelfTestBatchCases.Judge"/>): its argmax is
-/// the eager batch's token at every greedy event (the sequence-to-question mapping and the penalty right), it refuses the
-/// sampled sequence, and a flip planted at a real bfloat16 near tie of those events passes the GPU policy where a flip to
+/// the eager batch's token at every greedy event (the sequence-to-question mapping and the penalty right), its draw the
+/// sampled sequence's token at every one of its events, and a flip planted at a real bfloat16 near tie of those events passes the GPU policy where a flip to
 /// a token far below fails.
 /// </summary>
 public class SelfTestBatchJudgeTests
@@ -210,7 +358,14 @@ public class SelfTestBatchJudgeTests
             var generated = events.Take(i).Where(x => x.Sequence == e.Sequence).Select(x => x.Token).ToList();
             if (e.Sequence == 1)
             {
-                Assert.That(() => judge(1, generated), Throws.ArgumentException, "the sampled sequence has no judge");
+                // The sampled sequence: its judge's logits (at temperature 0: penalised, undrawn) through the sampler's
+                // distribution and the draw of its seed at this token's index reproduce the batch's token — the draw is
+                // reconstructed without replaying the sequence's generator.
+                var options = SelfTestBatchCases.JudgeOptions(1);
+                var (_, penalised) = judge(1, generated);
+                var probs = BatchEventsCompare.Distribution(options, penalised)!;
+                Assert.That(BatchEventsCompare.Draw(probs, BatchEventsCompare.DrawAt(options.Seed, generated.Count)), Is.EqualTo(e.Token), $"event {i}: {e}: the judge's draw");
+                judged++;
                 continue;
             }
             // Every 7th event (and all of the penalised sequence 2) keeps the test short.

@@ -1,3 +1,5 @@
+using Parrot.Parrot.Inference;
+
 namespace Parrot.Cli.SelfTest;
 
 /// <summary>One event of the selftest's continuous batch (<see cref="global::Parrot.Parrot.Inference.BatchEvent"/>, its sequence by index).</summary>
@@ -15,9 +17,11 @@ internal delegate (float[] Raw, double[] Pick) PrefixLogits(int sequence, IReadO
 /// <summary>
 /// Where two batches may differ by a near tie (a GPU, whose products' bits may depend on the row count M): the model's
 /// dtype precision (<see cref="MantissaBits"/>: 8 for bfloat16, 24 for float32), the tie tolerance in its ulps and the
-/// independent judge.
+/// independent judge. <see cref="Options"/>: each sequence's generation options, where some sample (null: every sequence
+/// greedy); a sampled sequence's flip is judged by the draw (<see cref="BatchEventsCompare"/>, JudgeSampled), its
+/// <see cref="PrefixLogits"/> then asked with those options at temperature 0 (the penalised logits the sampler starts from).
 /// </summary>
-internal sealed record NearTiePolicy(int MantissaBits, int Ulps, PrefixLogits Logits)
+internal sealed record NearTiePolicy(int MantissaBits, int Ulps, PrefixLogits Logits, Func<int, GenerationOptions>? Options = null)
 {
     /// <summary>
     /// bfloat16's tie tolerance in ulps (at the larger |raw logit| of the two tokens). Why 5: the two batches compute the
@@ -40,7 +44,8 @@ internal sealed record NearTiePolicy(int MantissaBits, int Ulps, PrefixLogits Lo
     internal const int F32Ulps = 40;
 
     /// <summary>The policy for a model in <paramref name="bfloat16"/> or float32.</summary>
-    internal static NearTiePolicy For(bool bfloat16, PrefixLogits logits) => bfloat16 ? new(8, Bf16Ulps, logits) : new(24, F32Ulps, logits);
+    internal static NearTiePolicy For(bool bfloat16, PrefixLogits logits, Func<int, GenerationOptions>? options = null) =>
+        bfloat16 ? new(8, Bf16Ulps, logits, options) : new(24, F32Ulps, logits, options);
 }
 
 /// <summary>The comparison's verdict: <see cref="Matched"/> events equal before the first difference (all when none); <see cref="Message"/> says why it failed, or names the near tie it passed on.</summary>
@@ -56,6 +61,8 @@ internal sealed record BatchVerdict(bool Pass, int Matched, string Message);
 /// before it, so a flip at the start cannot pass vacuously. A flipped token changes that sequence's later prefix, so its
 /// later tokens are not compared with the reference's but judged on the flipped batch's own prefix (each must be that
 /// prefix's pick within the tolerance); the other sequences' events stay comparable (rows are independent) and are.
+/// A sampled sequence's tokens (<see cref="NearTiePolicy.Options"/>) are judged by the draw instead of the top of the
+/// logits (JudgeSampled): a near tie there is one at the boundary between two tokens or at the top-k/top-p cut.
 /// </summary>
 internal static class BatchEventsCompare
 {
@@ -96,7 +103,7 @@ internal static class BatchEventsCompare
             {
                 // This sequence flipped earlier: its prefix in `got` is its own; its token must be that prefix's pick.
                 var own = got.Take(j).Where(e => e.Sequence == g.Sequence).Select(e => e.Token).ToList();
-                string? why = Judge(nearTie, g.Sequence, own, g.Token, null, out _);
+                string? why = JudgeAny(nearTie, g.Sequence, own, g.Token, null, out _);
                 if (why is not null) return new(false, i, Differs(j, $" (after the near tie of sequence {g.Sequence}, {gotName}'s token is not its own prefix's pick: {why})"));
                 judged++;
                 continue;
@@ -104,13 +111,19 @@ internal static class BatchEventsCompare
             if (g == w) continue;
             if (g.Token == w.Token) return new(false, i, Differs(j, " (not a token flip: only the token and its text may differ at a near tie)"));
             var generated = want.Take(j).Where(e => e.Sequence == w.Sequence).Select(e => e.Token).ToList();
-            string? tie = Judge(nearTie, w.Sequence, generated, g.Token, w.Token, out string numbers);
+            string? tie = JudgeAny(nearTie, w.Sequence, generated, g.Token, w.Token, out string numbers);
             if (tie is not null) return new(false, i, Differs(j, $" ({tie})"));
             diverged.Add(w.Sequence);
             first ??= $"continuous batch: near tie at event {j} (step {w.Step}, sequence {w.Sequence}): {gotName} token {g.Token} '{g.Text}', {wantName} token {w.Token} '{w.Text}'; {numbers}; {j} events equal before it";
         }
         return new BatchVerdict(true, i, $"{first}; after it {judged} tokens of the flipped sequence{(diverged.Count > 1 ? "s" : "")} ({string.Join(", ", diverged)}) each at the top of their own prefix's logits, every other event equal");
     }
+
+    /// <summary>The judge for <paramref name="sequence"/>: by the draw where its options sample (<see cref="JudgeSampled"/>), else by the logits (<see cref="Judge"/>).</summary>
+    private static string? JudgeAny(NearTiePolicy nearTie, int sequence, List<int> generated, int a, int? b, out string numbers) =>
+        nearTie.Options?.Invoke(sequence) is { IsSampling: true } options
+            ? JudgeSampled(nearTie, options, sequence, generated, a, b, out numbers)
+            : Judge(nearTie, sequence, generated, a, b, out numbers);
 
     /// <summary>
     /// Null when the judge's logits for <paramref name="sequence"/> after <paramref name="generated"/> put token
@@ -139,6 +152,114 @@ internal static class BatchEventsCompare
         bool AtTop(int t) => pick[t] >= second || max - pick[t] <= tol;
         return Math.Abs(gap) <= tol && AtTop(a) && AtTop(bb) ? null : $"no near tie: {numbers}";
     }
+
+    /// <summary>
+    /// The near-tie rule of a sampled sequence (<paramref name="options"/> sample): null when token <paramref name="a"/>
+    /// (and, given <paramref name="b"/>, b; else the judge's own draw) could each be the draw of this step under logits
+    /// within the tolerance of the judge's. The judge's logits (one eager forward of the prefix, penalised as the sampler
+    /// penalises) go through the sampler's own arithmetic (<see cref="TokenSampler.Distribution"/>: temperature, top-k,
+    /// softmax, top-p) and the step's draw r is the sequence's seeded stream at index <c>generated.Count</c>
+    /// (<see cref="TokenSampler.DrawAt"/>: every earlier token took one draw). The sampler picks the first token, in id
+    /// order, whose cumulative probability passes r; so two tokens can trade places by a perturbation of the logits only
+    /// (1) where both have mass, no token with mass lies between them in id order, and r lies within the tolerance of the
+    /// cumulative boundary B between them (the mass of every token up to the lower one, over the total); or (2) where the
+    /// top-k/top-p cut moves by a near tie at the cut: under some logits within the tolerance one of the two tokens enters
+    /// or leaves the kept set and the same draw then picks the other one.
+    /// <para>
+    /// The tolerance: each raw logit may move by <see cref="NearTiePolicy.Ulps"/> ulps of itself (the dtype's, as
+    /// <see cref="Judge"/>), scaled by the penalty where one applies; the sampler divides by the temperature itself. B is a
+    /// softmax mass, Σ_{i∈S} e^{z_i} / Σ_j e^{z_j} (S: the kept tokens up to the lower one), increasing in every z_i of S
+    /// and decreasing in every other: so over the box of perturbations its extremes lie at its corners "S up, the rest
+    /// down" and "S down, the rest up", and the window for r is B's range between those two, evaluated by the sampler
+    /// itself (exact for the box where the cut stays; where the cut moves at a corner, that corner's boundary is taken as it
+    /// is — rule (2) is the one for cuts). Conservative (every logit at its worst at once, which independent rounding
+    /// errors are not) but not vacuous: at bfloat16 logits near 10 (ulp 1/16, 5 ulps each, temperature 0.9) a boundary at
+    /// 0.5 moves by about ±0.17, so a draw far from every boundary — a wrong slot, a stale cache, a wrong draw index —
+    /// still fails. Rule (2) tries the corners that move one token alone against all the others (up or down): each is
+    /// inside the box.
+    /// </para>
+    /// </summary>
+    private static string? JudgeSampled(NearTiePolicy nearTie, GenerationOptions options, int sequence, List<int> generated, int a, int? b, out string numbers)
+    {
+        numbers = "";
+        float[] raw;
+        double[] pick;
+        try { (raw, pick) = nearTie.Logits(sequence, generated); }
+        catch (ArgumentException e) { return $"no near-tie judge for sequence {sequence}: {e.Message}"; }
+        if (raw.Length != pick.Length || (uint)a >= (uint)raw.Length || b is int bv && (uint)bv >= (uint)raw.Length)
+            return $"the judge's logits have {raw.Length}/{pick.Length} entries; tokens {a} and {b} must be inside both";
+        if (pick.Any(double.IsNaN)) return "the judge's logits hold NaN";
+        double[]? p;
+        try { p = TokenSampler.Distribution(options, pick); }
+        catch (InvalidOperationException e) { return $"the sampler takes no draw from the judge's logits: {e.Message}"; }
+        if (p is null) return "the sampler takes no draw from the judge's logits (every one −∞)";
+        double r = TokenSampler.DrawAt(options.Seed, generated.Count);
+        int drawn = TokenSampler.Draw(p, r);
+        int other = b ?? drawn;
+        var eps = new double[raw.Length];
+        for (int i = 0; i < raw.Length; i++)
+        {
+            // The penalty scales a seen logit by 1/θ or θ, by its sign, which a perturbation of a logit near 0 may flip: the larger.
+            // A non-finite logit (a mask's −∞) has no rounding error to move it; an exact 0 none either (Ulp(0) = 0).
+            double scale = PenaltyScale(raw[i], pick[i]);
+            eps[i] = float.IsFinite(raw[i]) ? nearTie.Ulps * Ulp(Math.Abs(raw[i]), nearTie.MantissaBits) * Math.Max(scale, 1 / scale) : 0;
+        }
+        double[]? Corner(Func<int, int> sign)
+        {
+            var q = new double[pick.Length];
+            for (int i = 0; i < q.Length; i++) q[i] = pick[i] + sign(i) * eps[i];
+            try { return TokenSampler.Distribution(options, q); }
+            catch (InvalidOperationException) { return null; }
+        }
+        string draw = $"draw r = {r:G6} (draw {generated.Count} of seed {options.Seed}) picks {drawn} from one eager forward of the prefix ({generated.Count} generated tokens), p[{a}] = {p[a]:G4}, p[{other}] = {p[other]:G4}";
+        numbers = draw;
+        if (a == other) return null; // the judge's own draw: the token is this prefix's pick
+        var kept = Enumerable.Range(0, p.Length).Where(i => p[i] > 0).ToHashSet();
+        string why;
+        if (p[a] > 0 && p[other] > 0)
+        {
+            int lo = Math.Min(a, other), hi = Math.Max(a, other);
+            var between = Enumerable.Range(lo + 1, hi - lo - 1).Where(i => p[i] > 0).ToList();
+            if (between.Count > 0) why = $"tokens {lo} and {hi} are not adjacent in the sampler's order ({between.Count} token{(between.Count > 1 ? "s" : "")} with mass between them, first {between[0]})";
+            else
+            {
+                double Boundary(double[] q) { double s = 0, t = 0; for (int i = 0; i < q.Length; i++) { t += q[i]; if (i <= lo) s += q[i]; } return s / t; }
+                double bound = Boundary(p);
+                double up = Corner(i => i <= lo ? 1 : -1) is { } u ? Boundary(u) : double.NaN;
+                double down = Corner(i => i <= lo ? -1 : 1) is { } d ? Boundary(d) : double.NaN;
+                double tol = Math.Max(Math.Abs(up - bound), Math.Abs(down - bound));
+                numbers = $"{draw}; cumulative boundary between {lo} and {hi} B = {bound:G6}, within [{down:G6}, {up:G6}] for logits within {nearTie.Ulps} ulps, |r − B| = {Math.Abs(r - bound):G4}, tolerance {tol:G4}";
+                if ((drawn == a || drawn == other) && Math.Abs(r - bound) <= tol) return null;
+                why = drawn != a && drawn != other ? $"the draw picks neither ({numbers})" : $"r is not within the tolerance of the boundary ({numbers})";
+            }
+        }
+        else why = $"token {(p[a] > 0 ? other : a)} is cut (top-k {options.TopK}, top-p {options.TopP}: {kept.Count} tokens kept)";
+        // Rule (2): a cut that a near tie moves.
+        foreach (int x in new[] { a, other })
+            foreach (int sx in new[] { 1, -1 })
+            {
+                var q = Corner(i => i == x ? sx : -sx);
+                if (q is null) continue;
+                var keptQ = Enumerable.Range(0, q.Length).Where(i => q[i] > 0).ToHashSet();
+                bool moved = keptQ.Contains(a) != kept.Contains(a) || keptQ.Contains(other) != kept.Contains(other);
+                int drawnQ = TokenSampler.Draw(q, r);
+                if (moved && drawnQ != drawn && (drawnQ == a || drawnQ == other) && (drawn == a || drawn == other))
+                {
+                    numbers = $"{draw}; with logit {x} {(sx > 0 ? "raised" : "lowered")} by {eps[x]:G4} and every other moved the other way by its tolerance ({nearTie.Ulps} ulps) the top-k/top-p cut keeps {keptQ.Count} tokens instead of {kept.Count} and the draw picks {drawnQ}";
+                    return null;
+                }
+            }
+        return $"no near tie of the draw: {why}; nor a near tie at the top-k/top-p cut ({draw})";
+    }
+
+    /// <summary>The sampler's probabilities of penalised logits (<see cref="TokenSampler.Distribution"/>; here for the tests, which see this assembly's internals, not the sampler's).</summary>
+    internal static double[]? Distribution(GenerationOptions options, double[] penalised) => TokenSampler.Distribution(options, penalised);
+
+    /// <summary>The index draw <paramref name="r"/> picks (<see cref="TokenSampler.Draw"/>).</summary>
+    internal static int Draw(double[] p, double r) => TokenSampler.Draw(p, r);
+
+    /// <summary>The <paramref name="index"/>-th draw of a sampler seeded <paramref name="seed"/> (<see cref="TokenSampler.DrawAt"/>).</summary>
+    internal static double DrawAt(ulong seed, int index) => TokenSampler.DrawAt(seed, index);
 
     /// <summary>The spacing of a float with <paramref name="mantissaBits"/> bits of precision at <paramref name="x"/> ≥ 0 (0 at 0).</summary>
     internal static double Ulp(double x, int mantissaBits) => x > 0 ? Math.ScaleB(1.0, Math.ILogB(x) - (mantissaBits - 1)) : 0;

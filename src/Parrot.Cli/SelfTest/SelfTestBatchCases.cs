@@ -16,7 +16,8 @@ namespace Parrot.Cli.SelfTest;
 /// grows) through the static step with slots (forced; on a GPU replayed from a CUDA graph, which must have been
 /// captured) against the eager batch: the same events; on a GPU, where the slots' products see M = S rows and the eager
 /// batch's the live count (docs/cuda.md, static slots, "Bits"), a first difference may be a near tie that one independent
-/// eager forward confirms (<see cref="BatchEventsCompare"/>; named on stderr), exact equality everywhere else.
+/// eager forward confirms (<see cref="BatchEventsCompare"/>; named on stderr) — for the sampled sequence a near tie of its
+/// draw (the boundary between two adjacent tokens, or the top-k/top-p cut) —, exact equality everywhere else.
 /// </summary>
 internal static class SelfTestBatchCases
 {
@@ -55,7 +56,9 @@ internal static class SelfTestBatchCases
             throw new InvalidOperationException($"continuous batch: the static step with slots ran without a CUDA graph on a GPU ({path})");
         // Only our CUDA backend's products may depend on M (the gemv kernel for M ≤ 4, cuBLASLt's algorithm above); the CPU
         // and the test device compute every row alike, so there a flip is a bug.
-        var nearTie = Backends.For(p[0].Device) is global::Parrot.Tensors.Cuda.CudaBackend ? NearTiePolicy.For(p[0].DType == DType.BF16, Judge(model)) : null;
+        // The sampled sequence ("two blue squares") is judged by its draw (the sampler's distribution of the judge's
+        // logits and the step's draw of its seed), the others by their logits.
+        var nearTie = Backends.For(p[0].Device) is global::Parrot.Tensors.Cuda.CudaBackend ? NearTiePolicy.For(p[0].DType == DType.BF16, Judge(model), JudgeOptions) : null;
         return Same(got, want, $"the static step with slots ({path})", "the eager batch", nearTie);
     }
 
@@ -71,12 +74,19 @@ internal static class SelfTestBatchCases
         return Tensor.FromArray(want.Select(_ => 1.0).ToArray(), want.Count);
     }
 
-    /// <summary>The near-tie judge of the long-answer batch: sequence i's logits after its first tokens, one eager forward of <paramref name="model"/>.</summary>
+    /// <summary>
+    /// The near-tie judge of the long-answer batch: sequence i's logits after its first tokens, one eager forward of
+    /// <paramref name="model"/>; a sampled sequence's at temperature 0 (its penalised logits, which the judge then samples
+    /// with <see cref="JudgeOptions"/>: a forward gives logits, not a draw).
+    /// </summary>
     internal static PrefixLogits Judge(global::Parrot.Parrot.ParrotModel model) => (sequence, generated) =>
     {
         var c = Cases(longAnswer: true)[sequence];
-        return model.NextTokenLogits(Conversation(c.Question), null, c.Options, generated);
+        return model.NextTokenLogits(Conversation(c.Question), null, c.Options with { Temperature = 0 }, generated);
     };
+
+    /// <summary>The long-answer batch's sequence i's options (the judge samples the sampled ones' logits with them).</summary>
+    internal static global::Parrot.Parrot.Inference.GenerationOptions JudgeOptions(int sequence) => Cases(longAnswer: true)[sequence].Options;
 
     private static global::Parrot.Parrot.Text.ChatTurn[] Conversation(string question) =>
         [new global::Parrot.Parrot.Text.ChatTurn(global::Parrot.Parrot.Text.ChatRole.User, question)];

@@ -210,9 +210,22 @@ internal sealed partial class TokenSampler
     /// </summary>
     private int Sample(Span<double> l, ReadOnlySpan<int> ids, out bool needRow)
     {
+        if (!Distribute(l, ids, out needRow, out int noDraw)) return needRow ? -1 : Id(ids, noDraw);
+        return Id(ids, Draw(l, NextDouble()));
+    }
+
+    /// <summary>
+    /// The first part of <see cref="Sample"/>: turns the penalised logits <paramref name="l"/> into the probabilities the
+    /// draw walks (temperature, top-k, softmax, top-p; 0 outside the cut), in place. False where no draw is taken:
+    /// <paramref name="needRow"/> (the candidates alone cannot say), or every value −∞ (<paramref name="noDraw"/>: the
+    /// index greedy takes then).
+    /// </summary>
+    private bool Distribute(Span<double> l, ReadOnlySpan<int> ids, out bool needRow, out int noDraw)
+    {
         int n = l.Length, v = _seen.Length;
         bool partial = !ids.IsEmpty && n < v;
         needRow = false;
+        noDraw = -1;
         double t = _options.Temperature;
         for (int i = 0; i < n; i++) l[i] = double.IsNaN(l[i]) ? double.NegativeInfinity : l[i] / t;
 
@@ -226,8 +239,8 @@ internal sealed partial class TokenSampler
         double max = double.NegativeInfinity;
         for (int i = 0; i < n; i++) if (l[i] > max) max = l[i];
         // No number above −∞ (the whole row's ArgMax: id 0), or +∞ (the whole row refuses it below): the row.
-        if (partial && !double.IsFinite(max)) { needRow = true; return -1; }
-        if (double.IsNegativeInfinity(max)) return Id(ids, ArgMax(l));
+        if (partial && !double.IsFinite(max)) { needRow = true; return false; }
+        if (double.IsNegativeInfinity(max)) { noDraw = ArgMax(l); return false; }
         // A +∞ logit leaves no distribution (∞ − ∞ makes every probability NaN; the draw would run past them all to the
         // last id): refused, as PyTorch's multinomial refuses such probabilities. Greedy takes it as the largest logit.
         if (double.IsPositiveInfinity(max))
@@ -236,21 +249,60 @@ internal sealed partial class TokenSampler
         for (int i = 0; i < n; i++) { l[i] = Math.Exp(l[i] - max); sum += l[i]; }
         for (int i = 0; i < n; i++) l[i] /= sum;
 
-        if (_options.TopP < 1 && !KeepNucleus(l, _options.TopP, v, partial)) { needRow = true; return -1; }
+        if (_options.TopP < 1 && !KeepNucleus(l, _options.TopP, v, partial)) { needRow = true; return false; }
+        return true;
+    }
 
+    /// <summary>
+    /// The index the draw <paramref name="r"/> ∈ [0, 1) picks from the probabilities <paramref name="p"/> (as
+    /// <see cref="Distribute"/> leaves them): the first entry, in index order, where the running sum of the entries with
+    /// mass passes r × their total. So entry i is picked where r × total lies in [its cumulative before, its cumulative
+    /// through it): the boundary between two entries adjacent in that order is the cumulative through the first.
+    /// </summary>
+    internal static int Draw(ReadOnlySpan<double> p, double r)
+    {
+        int n = p.Length;
         double total = 0;
-        for (int i = 0; i < n; i++) total += l[i];
-        double u = NextDouble() * total;
+        for (int i = 0; i < n; i++) total += p[i];
+        double u = r * total;
         int last = -1;
         for (int i = 0; i < n; i++)
         {
-            if (l[i] <= 0) continue;
+            if (p[i] <= 0) continue;
             last = i;
-            u -= l[i];
-            if (u < 0) return Id(ids, i);
+            u -= p[i];
+            if (u < 0) return i;
         }
         if (last < 0) throw new InvalidOperationException("generate: the logits leave no probability to sample from");
-        return Id(ids, last); // rounding left u ≥ 0 after the last token with any mass
+        return last; // rounding left u ≥ 0 after the last token with any mass
+    }
+
+    /// <summary>
+    /// The probabilities a sampler with <paramref name="options"/> (sampling) draws from, given a whole row of
+    /// <paramref name="penalised"/> logits (after the repetition penalty, as <see cref="Penalised"/> gives them): the
+    /// sampler's own arithmetic (<see cref="Distribute"/>), for checks that judge a draw (selftest's near ties). Null
+    /// where the row takes no draw (every value −∞).
+    /// </summary>
+    internal static double[]? Distribution(GenerationOptions options, ReadOnlySpan<double> penalised)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.IsSampling) throw new ArgumentException("sampler distribution: the options do not sample (temperature 0)", nameof(options));
+        var l = penalised.ToArray();
+        // No prompt: the penalty is already in the values; the sampler's buffers are its own.
+        var sampler = new TokenSampler(options, l.Length, []);
+        return sampler.Distribute(l, [], out _, out _) ? l : null;
+    }
+
+    /// <summary>
+    /// The draw r ∈ [0, 1) a sampler seeded with <paramref name="seed"/> takes for its <paramref name="index"/>-th draw
+    /// (0-based). SplitMix64 is a counter: its state after n draws is the seed plus n times its increment, so the n-th draw
+    /// needs no replay of the ones before — for a sequence's token n where every earlier token took one draw (each
+    /// sampled pick does, but a row with every logit −∞, which takes none).
+    /// </summary>
+    internal static double DrawAt(ulong seed, int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        return Mix(seed + (ulong)(index + 1) * Golden);
     }
 
     /// <summary>The vocabulary id of entry <paramref name="i"/>: itself for the whole row.</summary>
@@ -339,9 +391,14 @@ internal sealed partial class TokenSampler
     }
 
     /// <summary>A uniform double in [0, 1) from SplitMix64.</summary>
-    private double NextDouble()
+    private double NextDouble() => Mix(_state += Golden);
+
+    /// <summary>SplitMix64's increment.</summary>
+    private const ulong Golden = 0x9E3779B97F4A7C15UL;
+
+    /// <summary>SplitMix64's output for the state <paramref name="z"/>, as a double in [0, 1).</summary>
+    private static double Mix(ulong z)
     {
-        ulong z = _state += 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         z ^= z >> 31;
