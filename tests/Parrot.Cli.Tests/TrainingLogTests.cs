@@ -59,6 +59,51 @@ public class TrainingLogTests
         Assert.That(File.ReadAllText(path), Is.EqualTo(before), "the log is left as it was");
     }
 
+    /// <summary>
+    /// The cut-back log replaces the old one by a rename, which used to give it the default mode of a new file (a log
+    /// kept private by chmod 600 became readable by everyone under a 022 umask). It keeps the old file's mode.
+    /// </summary>
+    [Test]
+    public void ResumeKeepsTheLogsPermissions()
+    {
+        if (OperatingSystem.IsWindows()) { Assert.Ignore("Unix file modes"); return; }
+        var path = Log(Step(1), Step(2), Step(3));
+        const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        File.SetUnixFileMode(path, Private);
+        TrainingLog.CutBack(path, 2);
+        Assert.That(File.GetUnixFileMode(path), Is.EqualTo(Private));
+        Assert.That(File.ReadAllLines(path), Is.EqualTo(new[] { Step(1), Step(2) }));
+    }
+
+    /// <summary>
+    /// A --log that is a symbolic link (to a shared results folder, say) is cut back where it points: the rename used to
+    /// put a plain file in the link's place, so the target kept the steps the resumed run repeats and got none of its new
+    /// ones. The link stays a link, and no temporary file is left beside either.
+    /// </summary>
+    [Test]
+    public void ResumeCutsBackTheFileALinkPointsTo()
+    {
+        if (OperatingSystem.IsWindows()) { Assert.Ignore("symbolic links need privileges on Windows"); return; }
+        var target = Log(Step(1), Step(2), Step(3));
+        var linkDir = CliRunner.TempDir();
+        var link = Path.Combine(linkDir, "train_log.jsonl");
+        File.CreateSymbolicLink(link, target);
+        Assert.That(TrainingLog.CutBack(link, 2), Is.Null);
+        Assert.That(new FileInfo(link).LinkTarget, Is.EqualTo(target), "still a link to the same file");
+        Assert.That(File.ReadAllLines(target), Is.EqualTo(new[] { Step(1), Step(2) }));
+        File.AppendAllText(link, Step(3) + "\n");
+        Assert.That(File.ReadAllLines(target), Is.EqualTo(new[] { Step(1), Step(2), Step(3) }), "what the resumed run appends reaches the target");
+        Assert.That(Directory.GetFiles(linkDir), Is.EqualTo(new[] { link }));
+        Assert.That(Directory.GetFiles(Path.GetDirectoryName(target)!), Is.EqualTo(new[] { target }));
+
+        // A link made relative to its own folder (ln -s ../run/train_log.jsonl) is followed from there, not from here.
+        var relative = Path.Combine(linkDir, "relative.jsonl");
+        File.CreateSymbolicLink(relative, Path.GetRelativePath(linkDir, target));
+        TrainingLog.CutBack(relative, 1);
+        Assert.That(File.ReadAllLines(target), Is.EqualTo(new[] { Step(1) }));
+        Assert.That(new FileInfo(relative).LinkTarget, Is.Not.Null);
+    }
+
     /// <summary>The last line may only be cut short: complete JSON without a step is refused there too.</summary>
     [Test]
     public void ResumeRefusesACompleteLastLineWithoutAStep()
