@@ -26,7 +26,8 @@ internal static class TrainingLog
     /// Cuts the log at <paramref name="path"/> back to the steps up to <paramref name="step"/> (those the checkpoint
     /// being resumed covers; the resumed run logs the later ones again). Blank lines go too. A last line that is not
     /// complete JSON is the half-written line of a run killed mid-write: it is dropped, and a note saying so is
-    /// returned (else null). The file is replaced atomically, so a run killed now keeps its log.
+    /// returned (else null). The file is replaced atomically, so a run killed now keeps its log; a link is followed and
+    /// the file's mode kept (<see cref="Replace"/>).
     /// </summary>
     /// <exception cref="InvalidDataException">Another line cannot be read: names the file, the line and the problem.</exception>
     public static string? CutBack(string path, int step)
@@ -50,8 +51,31 @@ internal static class TrainingLog
             }
             if (row.Step <= step) kept.Add(lines[i]);
         }
-        AtomicFile.WriteAllText(path, string.Concat(kept.Select(l => l + Environment.NewLine)));
+        Replace(path, string.Concat(kept.Select(l => l + Environment.NewLine)));
         return note;
+    }
+
+    /// <summary>
+    /// Replaces the log at <paramref name="path"/> by <paramref name="text"/> atomically, as an in-place rewrite would
+    /// leave it apart from atomicity: a symbolic link is followed (a rename onto the link would put a plain file in its
+    /// place, leaving the target uncut and cut off from the resumed run's lines), and the file keeps its mode (a new file
+    /// gets the umask's, which would make a log kept private readable by others).
+    /// </summary>
+    private static void Replace(string path, string text)
+    {
+        string target = File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
+        var bytes = new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text);
+        string temp = AtomicFile.WriteTemporary(target, file => file.Write(bytes));
+        try
+        {
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, File.GetUnixFileMode(target));
+            File.Move(temp, target, overwrite: true);
+        }
+        catch
+        {
+            AtomicFile.TryDelete(temp);
+            throw;
+        }
     }
 
     /// <summary>

@@ -389,4 +389,35 @@ public class IndexingTests
         Assert.That(() => x.Backend.Gather(x, 0, badGather, y), Throws.InstanceOf<IndexOutOfRangeException>());
         Assert.That(() => x.Backend.ScatterAdd(x, 0, badGather, y), Throws.InstanceOf<IndexOutOfRangeException>());
     }
+
+    /// <summary>
+    /// The kernels' shared id reader (CpuBackend.ReadIndex) sign-extends int32 ids as it reads int64 ones, so a negative
+    /// id of either type is refused and named as itself (read as unsigned it would be refused too, but as 4294967295).
+    /// </summary>
+    [TestCase(DType.I32)]
+    [TestCase(DType.I64)]
+    public unsafe void BackendRefusesNegativeIdsOfEitherIndexTypeByValue(DType indexType)
+    {
+        int i32 = -7;
+        long i64 = -7;
+        Assert.That(CpuBackend.ReadIndex(&i32), Is.EqualTo(-7L));
+        Assert.That(CpuBackend.ReadIndex(&i64), Is.EqualTo(-7L));
+
+        using var scope = TensorScope.Begin();
+        Tensor Ids(params long[] v) => indexType == DType.I32 ? Tensor.FromArray(v.Select(i => (int)i).ToArray(), 1, v.Length) : Tensor.FromArray(v, 1, v.Length);
+        var x = Tensor.Zeros([4, 3]);
+        var y = Tensor.Zeros([1, 3]);
+        var row = indexType == DType.I32 ? Tensor.FromArray(new int[] { -1 }, 1) : Tensor.FromArray(new long[] { -1 }, 1);
+        foreach (var (name, call) in new (string, TestDelegate)[]
+        {
+            ("IndexSelect", () => x.Backend.IndexSelect(x, 0, row, y)),
+            ("Gather, one id per row", () => x.Backend.Gather(x, 0, Ids(0, -1, 0), y)),
+            ("Gather along the last axis", () => x.Backend.Gather(x, 1, Ids(0, 2, -1), y)),
+            ("ScatterAdd", () => x.Backend.ScatterAdd(x, 0, Ids(0, -1, 0), y)),
+            ("ScatterAdd along the last axis", () => x.Backend.ScatterAdd(x, 1, Ids(0, 2, -1), y)),
+        })
+            Assert.That(call, Throws.InstanceOf<IndexOutOfRangeException>().With.Message.Contains("index -1 "), name);
+        // IndexCopy checks its ids (in range, distinct) before its kernel runs, with the front-end's exception.
+        Assert.That(() => x.Backend.IndexCopy(x, 0, row, y), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("index -1 "));
+    }
 }
