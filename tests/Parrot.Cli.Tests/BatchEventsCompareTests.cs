@@ -266,6 +266,53 @@ public class BatchEventsCompareTests
         Assert.That(v.Pass, Is.False, "the boundary at draw 7's r, not draw 8's");
     }
 
+    /// <summary>
+    /// Two tokens alone (the rest −∞), temperature 1: token 0's logit 10 + logit(r) − <paramref name="below"/> (r: draw 8
+    /// of <paramref name="seed"/>), token 1's 10, so the boundary's log-odds lie <paramref name="below"/> under the draw's
+    /// and the sampler draws 1.
+    /// </summary>
+    private static float[] TwoTokens(ulong seed, double below)
+    {
+        double r = BatchEventsCompare.DrawAt(seed, 8);
+        var l = Enumerable.Repeat(float.NegativeInfinity, Vocab).ToArray();
+        l[0] = (float)(10 + Math.Log(r / (1 - r)) - below);
+        l[1] = 10;
+        return l;
+    }
+
+    [Test]
+    public void ASampledFlipsWindowIsTheGreedyGapRule()
+    {
+        // Two tokens at temperature 1: the draw picks 0 where the log-odds of its mass, z0 − z1, exceed the draw's, so two
+        // batches disagree where their z0 − z1 straddle logit(r) — the greedy tie with logit(r) in place of 0. The window
+        // must then be the greedy gap rule's: 5 bfloat16 ulps (5/16 at 10) between the judge's z0 − z1 and logit(r). With
+        // each logit moved by the full 5 ulps (the gap's tolerance, not a logit's) the window was twice that: 8 ulps passed.
+        const double ulp = 1.0 / 16;
+        ulong mid = MidSeed();
+        var options = new GenerationOptions { Temperature = 1, Seed = mid };
+        var (got, want) = SampledFlip(1, 0);
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, n => n == 8 ? TwoTokens(mid, 4 * ulp) : Peaked()));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Message, Does.Contain("cumulative boundary between 0 and 1"));
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, n => n == 8 ? TwoTokens(mid, 6 * ulp) : Peaked()));
+        Assert.That(v.Pass, Is.False, "6 ulps between the boundary's log-odds and the draw's: no near tie");
+        Assert.That(v.Message, Does.Contain("event 25").And.Contain("r is not within the tolerance of the boundary"));
+
+        // A boundary near 0.95 moves up less than down for the same log-odds (the window is not symmetric about it): a
+        // draw 6 ulps of log-odds above it lies outside the upper side though within the lower side's width.
+        ulong high = Enumerable.Range(1, 5000).Select(k => (ulong)k).First(k => BatchEventsCompare.DrawAt(k, 8) is > 0.955 and < 0.975);
+        double r = BatchEventsCompare.DrawAt(high, 8);
+        var two = TwoTokens(high, 6 * ulp);
+        double gap = two[0] - two[1], bound = 1 / (1 + Math.Exp(-gap));
+        Assert.That(r - bound, Is.LessThan(bound - 1 / (1 + Math.Exp(-(gap - 5 * ulp)))), "r within the lower side's width");
+        options = options with { Seed = high };
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, n => n == 8 ? two : Peaked()));
+        Assert.That(v.Pass, Is.False, v.Message);
+        Assert.That(v.Message, Does.Contain("r is not within the tolerance of the boundary"));
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, n => n == 8 ? TwoTokens(high, 4 * ulp) : Peaked()));
+        Assert.That(v.Pass, Is.True, v.Message);
+    }
+
     [Test]
     public void ASampledFlipBetweenTokensNotAdjacentFails()
     {

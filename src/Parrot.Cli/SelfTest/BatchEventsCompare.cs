@@ -166,17 +166,20 @@ internal static class BatchEventsCompare
     /// top-k/top-p cut moves by a near tie at the cut: under some logits within the tolerance one of the two tokens enters
     /// or leaves the kept set and the same draw then picks the other one.
     /// <para>
-    /// The tolerance: each raw logit may move by <see cref="NearTiePolicy.Ulps"/> ulps of itself (the dtype's, as
-    /// <see cref="Judge"/>), scaled by the penalty where one applies; the sampler divides by the temperature itself. B is a
-    /// softmax mass, Σ_{i∈S} e^{z_i} / Σ_j e^{z_j} (S: the kept tokens up to the lower one), increasing in every z_i of S
-    /// and decreasing in every other: so over the box of perturbations its extremes lie at its corners "S up, the rest
-    /// down" and "S down, the rest up", and the window for r is B's range between those two, evaluated by the sampler
-    /// itself (exact for the box where the cut stays; where the cut moves at a corner, that corner's boundary is taken as it
-    /// is — rule (2) is the one for cuts). Conservative (every logit at its worst at once, which independent rounding
-    /// errors are not) but not vacuous: at bfloat16 logits near 10 (ulp 1/16, 5 ulps each, temperature 0.9) a boundary at
-    /// 0.5 moves by about ±0.17, so a draw far from every boundary — a wrong slot, a stale cache, a wrong draw index —
-    /// still fails. Rule (2) tries the corners that move one token alone against all the others (up or down): each is
-    /// inside the box.
+    /// The tolerance: each raw logit may move by half of <see cref="NearTiePolicy.Ulps"/> ulps of itself (the dtype's, as
+    /// <see cref="Judge"/>), scaled by the penalty where one applies; the sampler divides by the temperature itself. Why
+    /// half: Ulps bounds the judge's gap of two logits (each batch's logit and the judge's within about Ulps / 4 of the
+    /// exact one, <see cref="NearTiePolicy.Bf16Ulps"/>), so each logit lies within Ulps / 2 of its value in either batch.
+    /// B is a softmax mass, Σ_{i∈S} e^{z_i} / Σ_j e^{z_j} (S: the kept tokens up to the lower one), increasing in every z_i
+    /// of S and decreasing in every other: so over the box of perturbations its extremes lie at its corners "S up, the rest
+    /// down" and "S down, the rest up", and the window for r is B's range between those two (not symmetric about B),
+    /// evaluated by the sampler itself (exact for the box where the cut stays; where the cut moves at a corner, that
+    /// corner's boundary is taken as it is — rule (2) is the one for cuts). At a corner B's log-odds move by exactly the
+    /// two sides' shifts together, Ulps ulps over the temperature where all logits share an ulp: for two tokens alone at
+    /// temperature 1 and a draw of 1/2 the rule is <see cref="Judge"/>'s gap rule. Not vacuous: at bfloat16 logits near 10
+    /// (ulp 1/16, 2.5 ulps each, temperature 0.9) a boundary at 0.5 moves by about ±0.086, so a draw far from every
+    /// boundary — a wrong slot, a stale cache, a wrong draw index — still fails. Rule (2) tries the corners that move one
+    /// token alone against all the others (up or down): each is inside the box.
     /// </para>
     /// </summary>
     private static string? JudgeSampled(NearTiePolicy nearTie, GenerationOptions options, int sequence, List<int> generated, int a, int? b, out string numbers)
@@ -201,8 +204,11 @@ internal static class BatchEventsCompare
         {
             // The penalty scales a seen logit by 1/θ or θ, by its sign, which a perturbation of a logit near 0 may flip: the larger.
             // A non-finite logit (a mask's −∞) has no rounding error to move it; an exact 0 none either (Ulp(0) = 0).
+            // Half the gap tolerance per logit: Ulps bounds the gap of two logits (each batch's logit, and the judge's,
+            // within Ulps / 4 of the exact one: NearTiePolicy.Bf16Ulps), and the boundary's log-odds move by the two sides'
+            // shifts together, so logits of S up by Ulps / 2 and the rest down by as much move it by the greedy gap's Ulps.
             double scale = PenaltyScale(raw[i], pick[i]);
-            eps[i] = float.IsFinite(raw[i]) ? nearTie.Ulps * Ulp(Math.Abs(raw[i]), nearTie.MantissaBits) * Math.Max(scale, 1 / scale) : 0;
+            eps[i] = float.IsFinite(raw[i]) ? nearTie.Ulps / 2.0 * Ulp(Math.Abs(raw[i]), nearTie.MantissaBits) * Math.Max(scale, 1 / scale) : 0;
         }
         double[]? Corner(Func<int, int> sign)
         {
@@ -227,9 +233,12 @@ internal static class BatchEventsCompare
                 double bound = Boundary(p);
                 double up = Corner(i => i <= lo ? 1 : -1) is { } u ? Boundary(u) : double.NaN;
                 double down = Corner(i => i <= lo ? -1 : 1) is { } d ? Boundary(d) : double.NaN;
-                double tol = Math.Max(Math.Abs(up - bound), Math.Abs(down - bound));
-                numbers = $"{draw}; cumulative boundary between {lo} and {hi} B = {bound:G6}, within [{down:G6}, {up:G6}] for logits within {nearTie.Ulps} ulps, |r − B| = {Math.Abs(r - bound):G4}, tolerance {tol:G4}";
-                if ((drawn == a || drawn == other) && Math.Abs(r - bound) <= tol) return null;
+                // The window is the range the corners span, not symmetric about B: B's log-odds move alike both ways, so
+                // B itself not (a boundary at 0.9 moves up less than down); the larger side on both would widen the narrow one.
+                // A corner the sampler refuses (NaN) leaves no window.
+                double low = Math.Min(bound, Math.Min(down, up)), high = Math.Max(bound, Math.Max(down, up));
+                numbers = $"{draw}; cumulative boundary between {lo} and {hi} B = {bound:G6}, within [{down:G6}, {up:G6}] for logits within {nearTie.Ulps / 2.0} ulps each ({nearTie.Ulps} for the gap of two), r − B = {r - bound:G4}";
+                if ((drawn == a || drawn == other) && low <= r && r <= high) return null;
                 why = drawn != a && drawn != other ? $"the draw picks neither ({numbers})" : $"r is not within the tolerance of the boundary ({numbers})";
             }
         }
@@ -245,7 +254,7 @@ internal static class BatchEventsCompare
                 int drawnQ = TokenSampler.Draw(q, r);
                 if (moved && drawnQ != drawn && (drawnQ == a || drawnQ == other) && (drawn == a || drawn == other))
                 {
-                    numbers = $"{draw}; with logit {x} {(sx > 0 ? "raised" : "lowered")} by {eps[x]:G4} and every other moved the other way by its tolerance ({nearTie.Ulps} ulps) the top-k/top-p cut keeps {keptQ.Count} tokens instead of {kept.Count} and the draw picks {drawnQ}";
+                    numbers = $"{draw}; with logit {x} {(sx > 0 ? "raised" : "lowered")} by {eps[x]:G4} and every other moved the other way by its tolerance ({nearTie.Ulps / 2.0} ulps each) the top-k/top-p cut keeps {keptQ.Count} tokens instead of {kept.Count} and the draw picks {drawnQ}";
                     return null;
                 }
             }
