@@ -322,9 +322,29 @@ public class BatchEventsCompareTests
         // The boundary after token 0 right at r, but the other batch took token 2: token 1's mass lies between them.
         Func<int, float[]> raw = n => n == 8 ? BoundaryAt(r + 2e-6) : Peaked();
         var (got, want) = SampledFlip(0, 2);
-        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, raw));
+        // float32: 20 ulps of 10 a logit move boundaries by ~1e-5, far less than token 1's mass (~0.035) in between.
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, options, raw));
         Assert.That(v.Pass, Is.False);
-        Assert.That(v.Message, Does.Contain("not adjacent in the sampler's order").And.Contain("first 1"));
+        Assert.That(v.Message, Does.Contain("not adjacent in the sampler's order").And.Contain("first 1").And.Contain("no point of the grid over the tolerance box"));
+        // bfloat16: 2.5 ulps of 10 (5/32) a logit move token 1's upper boundary by more than its mass: lowering tokens
+        // 0 and 1 and raising token 2 puts r inside token 2's interval, so a correct batch can jump token 1 — a near tie.
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, raw));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Message, Does.Contain("not adjacent").And.Contain("times their tolerance").And.Contain("the same draw picks 2"));
+        // Far past that reach (token 1 as heavy as 15 others, ~0.26 of the mass, between them; token 0's boundary still
+        // just above r) it is no near tie in bfloat16 either.
+        Func<int, float[]> wide = n =>
+        {
+            if (n != 8) return Peaked();
+            var l = Enumerable.Repeat(10f, Vocab).ToArray();
+            l[1] = 10 + MathF.Log(15);
+            double boundary = r + 2e-6;
+            l[0] = (float)(10 + Math.Log(29 * boundary / (1 - boundary)));
+            return l;
+        };
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, wide));
+        Assert.That(v.Pass, Is.False, v.Message);
+        Assert.That(v.Message, Does.Contain("no point of the grid over the tolerance box"));
     }
 
     [Test]

@@ -162,7 +162,9 @@ internal static class BatchEventsCompare
     /// (<see cref="TokenSampler.DrawAt"/>: every earlier token took one draw). The sampler picks the first token, in id
     /// order, whose cumulative probability passes r; so two tokens can trade places by a perturbation of the logits only
     /// (1) where both have mass, no token with mass lies between them in id order, and r lies within the tolerance of the
-    /// cumulative boundary B between them (the mass of every token up to the lower one, over the total); or (2) where the
+    /// cumulative boundary B between them (the mass of every token up to the lower one, over the total) — with tokens of
+    /// mass between them (a near tie can jump small ones), where a point of a grid over the tolerance box makes the same
+    /// draw pick the token the judge did not draw; or (2) where the
     /// top-k/top-p cut moves by a near tie at the cut: under some logits within the tolerance one of the two tokens enters
     /// or leaves the kept set and the same draw then picks the other one.
     /// <para>
@@ -210,7 +212,7 @@ internal static class BatchEventsCompare
             double scale = PenaltyScale(raw[i], pick[i]);
             eps[i] = float.IsFinite(raw[i]) ? nearTie.Ulps / 2.0 * Ulp(Math.Abs(raw[i]), nearTie.MantissaBits) * Math.Max(scale, 1 / scale) : 0;
         }
-        double[]? Corner(Func<int, int> sign)
+        double[]? Corner(Func<int, double> sign)
         {
             var q = new double[pick.Length];
             for (int i = 0; i < q.Length; i++) q[i] = pick[i] + sign(i) * eps[i];
@@ -226,7 +228,31 @@ internal static class BatchEventsCompare
         {
             int lo = Math.Min(a, other), hi = Math.Max(a, other);
             var between = Enumerable.Range(lo + 1, hi - lo - 1).Where(i => p[i] > 0).ToList();
-            if (between.Count > 0) why = $"tokens {lo} and {hi} are not adjacent in the sampler's order ({between.Count} token{(between.Count > 1 ? "s" : "")} with mass between them, first {between[0]})";
+            if (between.Count > 0)
+            {
+                // Tokens with mass between the two: the draw crosses their intervals only if the noise moves x's boundaries
+                // (x: the token the judge did not draw) by more than that mass while r stays inside x's own interval. Both
+                // boundaries move together, so the box's vertices alone can overshoot x (a small interval jumped whole);
+                // try a grid of points instead: ids below x, x, and ids above x each moved by −1, −½, 0, ½ or 1 times
+                // their tolerance (125 points, each inside the box, so a pick of x at one is a near tie; none: fails —
+                // a finer search could find a few more).
+                string notAdjacent = $"tokens {lo} and {hi} are not adjacent in the sampler's order ({between.Count} token{(between.Count > 1 ? "s" : "")} with mass {between.Sum(i => p[i]):G4} between them, first {between[0]})";
+                if (drawn != a && drawn != other) why = $"the draw picks neither; {notAdjacent}";
+                else
+                {
+                    int x = drawn == a ? other : a;
+                    double[] steps = [-1, -0.5, 0, 0.5, 1];
+                    foreach (double below in steps)
+                        foreach (double at in steps)
+                            foreach (double above in steps)
+                                if (Corner(i => i < x ? below : i == x ? at : above) is { } q && TokenSampler.Draw(q, r) == x)
+                                {
+                                    numbers = $"{draw}; {notAdjacent}, but with ids below {x} moved by {below:+0.#;−0.#;0}, {x} by {at:+0.#;−0.#;0} and ids above by {above:+0.#;−0.#;0} times their tolerance ({nearTie.Ulps / 2.0} ulps each) the same draw picks {x}";
+                                    return null;
+                                }
+                    why = $"{notAdjacent}, and no point of the grid over the tolerance box ({nearTie.Ulps / 2.0} ulps each) makes the draw pick {x}";
+                }
+            }
             else
             {
                 double Boundary(double[] q) { double s = 0, t = 0; for (int i = 0; i < q.Length; i++) { t += q[i]; if (i <= lo) s += q[i]; } return s / t; }
