@@ -325,7 +325,7 @@ public class BatchEventsCompareTests
         // float32: 20 ulps of 10 a logit move boundaries by ~1e-5, far less than token 1's mass (~0.035) in between.
         var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, options, raw));
         Assert.That(v.Pass, Is.False);
-        Assert.That(v.Message, Does.Contain("not adjacent in the sampler's order").And.Contain("first 1").And.Contain("no point of the grid over the tolerance box"));
+        Assert.That(v.Message, Does.Contain("not adjacent in the sampler's order").And.Contain("first 1").And.Contain("no logits within the tolerance box"));
         // bfloat16: 2.5 ulps of 10 (5/32) a logit move token 1's upper boundary by more than its mass: lowering tokens
         // 0 and 1 and raising token 2 puts r inside token 2's interval, so a correct batch can jump token 1 — a near tie.
         v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, raw));
@@ -344,7 +344,51 @@ public class BatchEventsCompareTests
         };
         v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, wide));
         Assert.That(v.Pass, Is.False, v.Message);
-        Assert.That(v.Message, Does.Contain("no point of the grid over the tolerance box"));
+        Assert.That(v.Message, Does.Contain("no logits within the tolerance box"));
+    }
+
+    [Test]
+    public void ASampledFlipOverASmallTokenPassesWhereOnlyPointsOffTheGridPickIt()
+    {
+        ulong seed = MidSeed();
+        double r = BatchEventsCompare.DrawAt(seed, 8);
+        var options = new GenerationOptions { Temperature = 1, Seed = seed };
+        // Tokens 0 (mass 0.99), 1 (0.01) and 2 (0.01), then 13 tokens of mass C together, which puts the draw 0.3 of a
+        // tolerance ε (bfloat16 at 13: 2.5 ulps of 1/16) below where the boundary after token 1 would be with ids 0–1
+        // moved against the rest: r = A·e^(−0.3ε) / (A·e^(−0.3ε) + C), A = 0.99 + 0.01. Token 2's interval is narrow, so
+        // the moves that put r inside it form a thin band along tb − tc ≈ −0.3 (ids below 2 by tb, ids above by tc): no
+        // point of a grid of halves lies in it, but the band does lie in the box.
+        const double eps = 2.5 / 16;
+        double c = Math.Exp(-0.3 * eps) * (1 - r) / r;
+        var l = new float[Vocab];
+        l[0] = (float)(13 + Math.Log(0.99));
+        l[1] = (float)(13 + Math.Log(0.01));
+        l[2] = (float)(13 + Math.Log(0.01));
+        for (int i = 3; i < Vocab; i++) l[i] = (float)(13 + Math.Log(c / (Vocab - 3)));
+        Func<int, float[]> raw = n => n == 8 ? l : Peaked();
+        var pick = l.Select(v => (double)v).ToArray();
+        Assert.That(BatchEventsCompare.Draw(BatchEventsCompare.Distribution(options, pick)!, r), Is.EqualTo(0), "the judge's own draw is token 0");
+        double[] steps = [-1, -0.5, 0, 0.5, 1];
+        double[] Moved(double below, double at, double above) => pick.Select((v, i) =>
+            v + (i < 2 ? below : i == 2 ? at : above) * NearTiePolicy.Bf16Ulps / 2.0 * BatchEventsCompare.Ulp(Math.Abs(v), 8)).ToArray();
+        bool gridPicks2 = steps.Any(b => steps.Any(a => steps.Any(u => BatchEventsCompare.Draw(BatchEventsCompare.Distribution(options, Moved(b, a, u))!, r) == 2)));
+        Assert.That(gridPicks2, Is.False, "no point of the grid of halves makes the draw pick 2");
+
+        var (got, want) = SampledFlip(0, 2);
+        var v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(8, options, raw));
+        Assert.That(v.Pass, Is.True, v.Message);
+        Assert.That(v.Message, Does.Contain("not adjacent").And.Contain("times their tolerance").And.Contain("the same draw picks 2"));
+        // The moves the judge names lie in the box, and the sampler there does pick 2.
+        var m = System.Text.RegularExpressions.Regex.Match(v.Message, @"ids below 2 moved by ([^,]+), 2 by ([^ ]+) and ids above by ([^ ]+) times");
+        Assert.That(m.Success, Is.True, v.Message);
+        double Parse(string t) => double.Parse(t.Replace('−', '-'), System.Globalization.CultureInfo.InvariantCulture);
+        double tb = Parse(m.Groups[1].Value), ta = Parse(m.Groups[2].Value), tc = Parse(m.Groups[3].Value);
+        Assert.That(new[] { tb, ta, tc }, Has.All.InRange(-1.0, 1.0));
+        Assert.That(tb - tc, Is.InRange(-0.5, 0.0), "the band of moves that pick 2 lies between grid lines");
+        // float32 logits move too little to cross token 1's mass.
+        v = BatchEventsCompare.Compare(got, want, "slots", "eager", Sampled(24, options, raw));
+        Assert.That(v.Pass, Is.False, v.Message);
+        Assert.That(v.Message, Does.Contain("no logits within the tolerance box"));
     }
 
     [Test]

@@ -163,8 +163,9 @@ internal static class BatchEventsCompare
     /// order, whose cumulative probability passes r; so two tokens can trade places by a perturbation of the logits only
     /// (1) where both have mass, no token with mass lies between them in id order, and r lies within the tolerance of the
     /// cumulative boundary B between them (the mass of every token up to the lower one, over the total) — with tokens of
-    /// mass between them (a near tie can jump small ones), where a point of a grid over the tolerance box makes the same
-    /// draw pick the token the judge did not draw; or (2) where the
+    /// mass between them (a near tie can jump small ones), where logits within the tolerance box make the same draw pick
+    /// the token the judge did not draw (exact under the judge's cut, <see cref="WitnessOfPick"/>, plus a grid of points for
+    /// cuts that move); or (2) where the
     /// top-k/top-p cut moves by a near tie at the cut: under some logits within the tolerance one of the two tokens enters
     /// or leaves the kept set and the same draw then picks the other one.
     /// <para>
@@ -232,25 +233,34 @@ internal static class BatchEventsCompare
             {
                 // Tokens with mass between the two: the draw crosses their intervals only if the noise moves x's boundaries
                 // (x: the token the judge did not draw) by more than that mass while r stays inside x's own interval. Both
-                // boundaries move together, so the box's vertices alone can overshoot x (a small interval jumped whole);
-                // try a grid of points instead: ids below x, x, and ids above x each moved by −1, −½, 0, ½ or 1 times
-                // their tolerance (125 points, each inside the box, so a pick of x at one is a near tie; none: fails —
-                // a finer search could find a few more).
+                // boundaries move together, so the box's vertices alone can overshoot x (a small interval jumped whole).
+                // Under the judge's cut the search is exact (WitnessOfPick); where the cut moves with the logits a grid of
+                // points is tried besides: ids below x, x, and ids above x each moved by −1, −½, 0, ½ or 1 times their
+                // tolerance. Every point tried lies inside the box and the sampler itself confirms the pick, so a pick of
+                // x at one is a near tie.
                 string notAdjacent = $"tokens {lo} and {hi} are not adjacent in the sampler's order ({between.Count} token{(between.Count > 1 ? "s" : "")} with mass {between.Sum(i => p[i]):G4} between them, first {between[0]})";
                 if (drawn != a && drawn != other) why = $"the draw picks neither; {notAdjacent}";
                 else
                 {
                     int x = drawn == a ? other : a;
+                    string Moved(double below, double at, double above) =>
+                        $"{draw}; {notAdjacent}, but with ids below {x} moved by {below:+0.###;−0.###;0}, {x} by {at:+0.###;−0.###;0} and ids above by {above:+0.###;−0.###;0} times their tolerance ({nearTie.Ulps / 2.0} ulps each) the same draw picks {x}";
+                    if (WitnessOfPick(options, pick, eps, kept, x, r) is (double tb, double tc)
+                        && Corner(i => i < x ? tb : i == x ? 1 : tc) is { } qw && TokenSampler.Draw(qw, r) == x)
+                    {
+                        numbers = Moved(tb, 1, tc);
+                        return null;
+                    }
                     double[] steps = [-1, -0.5, 0, 0.5, 1];
                     foreach (double below in steps)
                         foreach (double at in steps)
                             foreach (double above in steps)
                                 if (Corner(i => i < x ? below : i == x ? at : above) is { } q && TokenSampler.Draw(q, r) == x)
                                 {
-                                    numbers = $"{draw}; {notAdjacent}, but with ids below {x} moved by {below:+0.#;−0.#;0}, {x} by {at:+0.#;−0.#;0} and ids above by {above:+0.#;−0.#;0} times their tolerance ({nearTie.Ulps / 2.0} ulps each) the same draw picks {x}";
+                                    numbers = Moved(below, at, above);
                                     return null;
                                 }
-                    why = $"{notAdjacent}, and no point of the grid over the tolerance box ({nearTie.Ulps / 2.0} ulps each) makes the draw pick {x}";
+                    why = $"{notAdjacent}, and no logits within the tolerance box ({nearTie.Ulps / 2.0} ulps each) make the draw pick {x}";
                 }
             }
             else
@@ -285,6 +295,52 @@ internal static class BatchEventsCompare
                 }
             }
         return $"no near tie of the draw: {why}; nor a near tie at the top-k/top-p cut ({draw})";
+    }
+
+    /// <summary>
+    /// Moves (tb, tc) ∈ [−1, 1]² of the ids below <paramref name="x"/> and above it, each id by t times its tolerance
+    /// <paramref name="eps"/>, with x raised by its whole tolerance, under which the draw <paramref name="r"/> picks x —
+    /// where the top-k/top-p cut stays the judge's (<paramref name="kept"/>); null where no logits of the box do. Why this
+    /// is exact there: with A, X and C the unnormalised masses of the kept ids below x, of x and of the kept ids above
+    /// it, the draw picks x iff A ≤ r·(A + X + C) &lt; A + X, that is A·(1 − r) ≤ r·(X + C) and (A + X)·(1 − r) &gt; r·C.
+    /// Raising X loosens both, so x moves up by its whole tolerance; A runs continuously over [A(−1), A(1)] as the ids
+    /// below move together (each term between its own extremes), C likewise; for each C the A that work form an interval
+    /// that slides with C, so a pair exists iff one of them meets [A(−1), A(1)]. The caller has the sampler confirm the
+    /// pick at the moves returned (its rounding, and a cut that the moves shift).
+    /// </summary>
+    internal static (double Below, double Above)? WitnessOfPick(GenerationOptions options, double[] pick, double[] eps, HashSet<int> kept, int x, double r)
+    {
+        double temperature = options.Temperature;
+        double top = double.NegativeInfinity;
+        foreach (int i in kept) top = Math.Max(top, (pick[i] + eps[i]) / temperature);
+        if (!double.IsFinite(top) || !kept.Contains(x)) return null;
+        double Mass(bool below, double t)
+        {
+            double m = 0;
+            foreach (int i in kept)
+                if (below ? i < x : i > x) m += Math.Exp((pick[i] + t * eps[i]) / temperature - top);
+            return m;
+        }
+        double X = Math.Exp((pick[x] + eps[x]) / temperature - top);
+        double aLow = Mass(true, -1), aHigh = Mass(true, 1);
+        double bestWidth = 0, bestA = double.NaN, bestTc = 0;
+        const int sweep = 40;
+        for (int k = 0; k <= sweep; k++)
+        {
+            double tc = -1 + 2.0 * k / sweep, c = Mass(false, tc);
+            // A in (r·C / (1 − r) − X, r·(X + C) / (1 − r)], met with [A(−1), A(1)].
+            double lo = Math.Max(aLow, r * c / (1 - r) - X), hi = Math.Min(aHigh, r * (X + c) / (1 - r));
+            if (hi - lo > bestWidth) (bestWidth, bestA, bestTc) = (hi - lo, (lo + hi) / 2, tc);
+        }
+        if (double.IsNaN(bestA)) return null;
+        // The ids-below move that gives A = bestA: A(t) increases with t, so bisect.
+        double tLo = -1, tHi = 1;
+        for (int k = 0; k < 60; k++)
+        {
+            double mid = (tLo + tHi) / 2;
+            if (Mass(true, mid) < bestA) tLo = mid; else tHi = mid;
+        }
+        return ((tLo + tHi) / 2, bestTc);
     }
 
     /// <summary>The sampler's probabilities of penalised logits (<see cref="TokenSampler.Distribution"/>; here for the tests, which see this assembly's internals, not the sampler's).</summary>
