@@ -348,6 +348,45 @@ public class BatchEventsCompareTests
     }
 
     [Test]
+    public void TheExactSearchFindsMovesWhereverADenseSearchOfTheBoxDoes()
+    {
+        // Random rows (temperature 1, no cut), one tolerance for every logit: wherever a dense search over the moves of
+        // the ids below x and above it (x up by its tolerance) finds one that makes the draw pick x, the exact search
+        // returns moves inside the box at which the sampler picks x; where it returns moves, the sampler picks x there.
+        var rng = new Random(20261128);
+        var options = new GenerationOptions { Temperature = 1, Seed = 1 };
+        int both = 0, neither = 0;
+        for (int trial = 0; trial < 300; trial++)
+        {
+            int n = rng.Next(3, 10);
+            var pick = Enumerable.Range(0, n).Select(_ => 8 + 3 * rng.NextDouble()).ToArray();
+            var eps = Enumerable.Repeat(0.05 + 0.3 * rng.NextDouble(), n).ToArray();
+            double r = rng.NextDouble();
+            var p = BatchEventsCompare.Distribution(options, pick)!;
+            int drawn = BatchEventsCompare.Draw(p, r);
+            int x = rng.Next(n - 1);
+            if (x >= drawn) x++;
+            double[] Moved(double below, double above) => pick.Select((v, i) => v + (i < x ? below : i == x ? 1 : above) * eps[i]).ToArray();
+            bool Picks(double below, double above) => BatchEventsCompare.Draw(BatchEventsCompare.Distribution(options, Moved(below, above))!, r) == x;
+            bool dense = Enumerable.Range(0, 81).Any(i => Enumerable.Range(0, 81).Any(j => Picks(-1 + i / 40.0, -1 + j / 40.0)));
+            var w = BatchEventsCompare.WitnessOfPick(options, pick, eps, Enumerable.Range(0, n).ToHashSet(), x, r);
+            if (w is (double tb, double tc))
+            {
+                Assert.That(new[] { tb, tc }, Has.All.InRange(-1.0, 1.0), $"trial {trial}");
+                Assert.That(Picks(tb, tc), Is.True, $"trial {trial}: the moves returned pick x");
+                if (dense) both++;
+            }
+            else
+            {
+                Assert.That(dense, Is.False, $"trial {trial}: the dense search found moves the exact one missed");
+                neither++;
+            }
+        }
+        Assert.That(both, Is.GreaterThan(20));
+        Assert.That(neither, Is.GreaterThan(20));
+    }
+
+    [Test]
     public void ASampledFlipOverASmallTokenPassesWhereOnlyPointsOffTheGridPickIt()
     {
         ulong seed = MidSeed();

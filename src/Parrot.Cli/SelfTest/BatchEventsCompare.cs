@@ -322,25 +322,30 @@ internal static class BatchEventsCompare
             return m;
         }
         double X = Math.Exp((pick[x] + eps[x]) / temperature - top);
-        double aLow = Mass(true, -1), aHigh = Mass(true, 1);
-        double bestWidth = 0, bestA = double.NaN, bestTc = 0;
-        const int sweep = 40;
-        for (int k = 0; k <= sweep; k++)
+        double aLow = Mass(true, -1), aHigh = Mass(true, 1), cLow = Mass(false, -1), cHigh = Mass(false, 1);
+        // For a given C the A that work are (r·C / (1 − r) − X, r·(X + C) / (1 − r)]; both ends grow with C, so the C
+        // whose interval meets [aLow, aHigh] are those with r·(X + C) / (1 − r) ≥ aLow and r·C / (1 − r) − X < aHigh.
+        // The middle of each range, for a witness the sampler's rounding leaves inside. A range may be a single point (no
+        // kept ids on one side: its mass is 0 whatever the move): taken, and the caller's sampler check settles the strict
+        // inequality there.
+        double cFrom = Math.Max(cLow, aLow * (1 - r) / r - X), cTo = Math.Min(cHigh, (aHigh + X) * (1 - r) / r);
+        if (!(cFrom <= cTo)) return null;
+        double c = (cFrom + cTo) / 2;
+        double aFrom = Math.Max(aLow, r * c / (1 - r) - X), aTo = Math.Min(aHigh, r * (X + c) / (1 - r));
+        if (!(aFrom <= aTo)) return null;
+        return (Solve(true, (aFrom + aTo) / 2), Solve(false, c));
+
+        // The move t ∈ [−1, 1] of one side that gives it the mass wanted: the mass increases with t, so bisect.
+        double Solve(bool below, double wanted)
         {
-            double tc = -1 + 2.0 * k / sweep, c = Mass(false, tc);
-            // A in (r·C / (1 − r) − X, r·(X + C) / (1 − r)], met with [A(−1), A(1)].
-            double lo = Math.Max(aLow, r * c / (1 - r) - X), hi = Math.Min(aHigh, r * (X + c) / (1 - r));
-            if (hi - lo > bestWidth) (bestWidth, bestA, bestTc) = (hi - lo, (lo + hi) / 2, tc);
+            double lo = -1, hi = 1;
+            for (int k = 0; k < 60; k++)
+            {
+                double mid = (lo + hi) / 2;
+                if (Mass(below, mid) < wanted) lo = mid; else hi = mid;
+            }
+            return (lo + hi) / 2;
         }
-        if (double.IsNaN(bestA)) return null;
-        // The ids-below move that gives A = bestA: A(t) increases with t, so bisect.
-        double tLo = -1, tHi = 1;
-        for (int k = 0; k < 60; k++)
-        {
-            double mid = (tLo + tHi) / 2;
-            if (Mass(true, mid) < bestA) tLo = mid; else tHi = mid;
-        }
-        return ((tLo + tHi) / 2, bestTc);
     }
 
     /// <summary>The sampler's probabilities of penalised logits (<see cref="TokenSampler.Distribution"/>; here for the tests, which see this assembly's internals, not the sampler's).</summary>
