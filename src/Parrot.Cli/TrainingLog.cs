@@ -51,31 +51,9 @@ internal static class TrainingLog
             }
             if (row.Step <= step) kept.Add(lines[i]);
         }
-        Replace(path, string.Concat(kept.Select(l => l + Environment.NewLine)));
+        // Written through a symbolic link and keeping the file's mode, as an in-place rewrite would (AtomicFile).
+        AtomicFile.WriteAllText(path, string.Concat(kept.Select(l => l + Environment.NewLine)));
         return note;
-    }
-
-    /// <summary>
-    /// Replaces the log at <paramref name="path"/> by <paramref name="text"/> atomically, as an in-place rewrite would
-    /// leave it apart from atomicity: a symbolic link is followed (a rename onto the link would put a plain file in its
-    /// place, leaving the target uncut and cut off from the resumed run's lines), and the file keeps its mode (a new file
-    /// gets the umask's, which would make a log kept private readable by others).
-    /// </summary>
-    private static void Replace(string path, string text)
-    {
-        string target = File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
-        var bytes = new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text);
-        string temp = AtomicFile.WriteTemporary(target, file => file.Write(bytes));
-        try
-        {
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, File.GetUnixFileMode(target));
-            File.Move(temp, target, overwrite: true);
-        }
-        catch
-        {
-            AtomicFile.TryDelete(temp);
-            throw;
-        }
     }
 
     /// <summary>

@@ -31,8 +31,7 @@ internal static class DemoPlots
         plt.Title(title);
         plt.YLabel(yLabel);
         plt.ShowLegend(Alignment.UpperRight);
-        var tmp = path + ".tmp.png";
-        plt.SavePng(tmp, 900, 500);
-        File.Move(tmp, path, overwrite: true);
+        using var image = plt.GetImage(900, 500);
+        global::Parrot.Tensors.Formats.AtomicFile.WriteAllBytes(path, image.GetImageBytes(ImageFormat.Png, 100));
     }
 }

@@ -49,7 +49,7 @@ internal static partial class SafetensorsCheckpointWriter
             if (File.Exists(index) && paths.Any(File.Exists)) File.Delete(index);
             for (int i = 0; i < paths.Count; i++)
             {
-                File.Move(temps[i], Path.GetFullPath(paths[i]), overwrite: true);
+                AtomicFile.MoveIntoPlace(temps[i], paths[i]);
                 temps[i] = "";
             }
         }
