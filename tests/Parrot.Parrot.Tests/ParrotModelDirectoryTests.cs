@@ -208,6 +208,23 @@ public class ParrotModelDirectoryTests
         Assert.That(runs, Is.EqualTo(1), "one new token: the tower runs once");
     }
 
+    /// <summary>Every use after Dispose is refused by name (it ran on freed weights); a second Dispose is harmless.</summary>
+    [Test]
+    public void UseAfterDisposeIsRefused()
+    {
+        var m = ParrotModelDirectory.Load(Fixture("f32-separate"));
+        var ids = Prompt();
+        m.Dispose();
+        m.Dispose();
+        Assert.That(() => m.Logits(ids, Image()), Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(() => m.Generate(ids, Image(), 1, [63]), Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(() => m.Generate(ids, Image(), 0, [63]), Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(() => m.Pixels(Image()), Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(() => m.ImageFeatures(Image()), Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(() => m.To(Device.Cpu), Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(() => m.Save(Temp()), Throws.TypeOf<ObjectDisposedException>());
+    }
+
     [Test]
     public void TextOnlyUseNeedsNoTowerFolder()
     {

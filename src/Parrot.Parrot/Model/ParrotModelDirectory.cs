@@ -34,6 +34,9 @@ public sealed class ParrotModelDirectory : IDisposable
 
     private const string TowerNames = "model.vision_tower.";
 
+    /// <summary>Set by <see cref="Dispose"/>: the weights are freed, so every use after it is refused by name.</summary>
+    private bool _disposed;
+
     private ParrotModelDirectory(string directory, ParrotForCausalLM model)
     {
         Directory = directory;
@@ -169,6 +172,7 @@ public sealed class ParrotModelDirectory : IDisposable
     /// </summary>
     public ParrotModelDirectory To(Device device)
     {
+        ThrowIfDisposed();
         Model.To(device);
         VisionTower?.To(device);
         return this;
@@ -177,6 +181,7 @@ public sealed class ParrotModelDirectory : IDisposable
     /// <summary>The pixel values [1, 3, S, S] (float32) of <paramref name="image"/>: padded to a square when image_aspect_ratio is pad, then CLIP-preprocessed.</summary>
     public Tensor Pixels(RgbImage image)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(image);
         var preprocessor = Preprocessor ?? throw new InvalidOperationException($"{Directory}: loaded without the vision tower, so images cannot be used");
         using var scope = TensorScope.Begin();
@@ -186,6 +191,7 @@ public sealed class ParrotModelDirectory : IDisposable
     /// <summary>The tower's features of <paramref name="image"/> that Parrot uses: hidden state mm_vision_select_layer, [1, 1 + N, C] (CLS kept; the projector drops it for "patch").</summary>
     public Tensor ImageFeatures(RgbImage image)
     {
+        ThrowIfDisposed();
         using var scope = TensorScope.Begin();
         var pixels = Pixels(image);
         return scope.Keep(Model.VisionFeatures!(pixels));
@@ -237,6 +243,7 @@ public sealed class ParrotModelDirectory : IDisposable
 
     private ParrotSample Prompt(IReadOnlyList<int> ids, RgbImage? image)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(ids);
         if (ids.Count == 0) throw new ArgumentException("Parrot: the prompt is empty");
         int places = ids.Count(i => i == ParrotSample.ImageToken);
@@ -260,6 +267,7 @@ public sealed class ParrotModelDirectory : IDisposable
     /// </summary>
     public void Save(string directory, DType? dtype = null, bool visionWeightsInCheckpoint = true)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(directory);
         var tower = VisionTower ?? throw new InvalidOperationException($"{Directory}: loaded without the vision tower; load it with the tower to save a complete model directory");
         string dir = Path.GetFullPath(directory);
@@ -282,10 +290,16 @@ public sealed class ParrotModelDirectory : IDisposable
         AtomicFile.WriteAllBytes(to, File.ReadAllBytes(from));
     }
 
-    /// <summary>Frees the weights.</summary>
+    /// <summary>Frees the weights; later calls of the methods above throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         Model.Dispose();
         VisionTower?.Dispose();
     }
+
+    // Without it a call after Dispose ran on freed weights: on the CPU an error from deep inside a layer that names no
+    // model, on a GPU a read of memory the allocator may already have handed to someone else.
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }
