@@ -193,6 +193,9 @@ public class ClipVisionTests
     [TestCase("""{"model_type": "clip", "vision_config": {"patch_size": null}}""", "'vision_config.patch_size'")]
     [TestCase("""{"model_type": "clip_vision_model", "layer_norm_eps": "x"}""", "'layer_norm_eps'")]
     [TestCase("""{"model_type": "clip_vision_model", "layer_norm_eps": 0}""", "layer_norm_eps")]
+    // Past double's range the number reads as Infinity; refused where it is read, naming the key (prefix included).
+    [TestCase("""{"model_type": "clip_vision_model", "layer_norm_eps": 1e400}""", "'layer_norm_eps' must be a finite number, got 1e400")]
+    [TestCase("""{"model_type": "clip", "vision_config": {"layer_norm_eps": -1e400}}""", "'vision_config.layer_norm_eps' must be a finite number")]
     [TestCase("""{"model_type": "clip_vision_model", "hidden_act": 1}""", "'hidden_act'")]
     [TestCase("""{"model_type": "clip_vision_model", "hidden_act": "relu"}""", "hidden_act 'relu'")]
     [TestCase("""{"model_type": "clip", "vision_config": {"hidden_size": 100, "num_attention_heads": 16}}""", "vision_config.hidden_size 100 is not divisible")]

@@ -17,6 +17,14 @@ public class Qwen2ConfigBadInputTests
         return o.ToJsonString();
     }
 
+    /// <summary>The fixture with <paramref name="key"/> set to a raw JSON number (one a double cannot hold, which JsonNode cannot write).</summary>
+    private static string WithNumber(string key, string number)
+    {
+        var o = JsonNode.Parse(FixtureConfig)!.AsObject();
+        o.Remove(key);
+        return o.ToJsonString().TrimEnd('}') + $", \"{key}\": {number}}}";
+    }
+
     public static IEnumerable<TestCaseData> ParseCases()
     {
         TestCaseData Case(string name, string json, string expected) => new TestCaseData(json, expected).SetName(name);
@@ -32,6 +40,10 @@ public class Qwen2ConfigBadInputTests
         // The escape \ud800 (an unpaired surrogate) parses but is not text: reading it threw InvalidOperationException, unnamed.
         yield return Case("LoneSurrogateValue", FixtureConfig.Replace("\"qwen2\"", "\"qwen2\\ud800\""), $"the string at $.model_type {JsonText.NotText}");
         yield return Case("LoneSurrogateKey", FixtureConfig.TrimEnd().TrimEnd('}') + ", \"x\\ud800\": 1}", $"a key of $ {JsonText.NotText}");
+        // Past double's range the number read as ±Infinity and was accepted (rope_theta > 1, rms_norm_eps > 0).
+        yield return Case("RopeThetaOverflows", WithNumber("rope_theta", "1e400"), "'rope_theta' must be a finite number, got 1e400");
+        yield return Case("RmsNormEpsOverflows", WithNumber("rms_norm_eps", "1E+999"), "'rms_norm_eps' must be a finite number, got 1E+999");
+        yield return Case("InitializerRangeOverflows", WithNumber("initializer_range", "-1e400"), "'initializer_range' must be a finite number, got -1e400");
         yield return Case("DuplicateKey", FixtureConfig.TrimEnd().TrimEnd('}') + ", \"hidden_size\": 32}", "Duplicate property 'hidden_size'");
     }
 

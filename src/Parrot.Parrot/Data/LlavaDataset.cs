@@ -275,8 +275,15 @@ public sealed class LlavaDataset
     {
         if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
         {
-            foreach (var (lineNo, line) in Utf8Lines.Read(path))
+            using var lines = Utf8Lines.Read(path).GetEnumerator();
+            while (true)
             {
+                // A line that is not UTF-8 is bad data like malformed JSON: the reader's own exception, as the JSON array's
+                // reading gives for the same bytes (it was Utf8Lines' InvalidDataException, which a caller of this reader
+                // catching LlavaDataException, or IOException, missed).
+                try { if (!lines.MoveNext()) break; }
+                catch (InvalidDataException ex) { throw new LlavaDataException(ex.Message); }
+                var (lineNo, line) = lines.Current;
                 if (line.Trim().Length == 0) continue;
                 JsonElement e;
                 try { e = JsonDocument.Parse(line).RootElement.Clone(); }

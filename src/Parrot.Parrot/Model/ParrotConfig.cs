@@ -125,7 +125,10 @@ public sealed record ParrotConfig
         var v = Get(o, k);
         if (v is null) return d;
         if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{src}: '{k}' must be a number, got {v.ToJsonString()}");
-        return v.GetValue<double>();
+        // A number past double's range (1e400) reads as ±Infinity, which the MoE residual would have been scaled by.
+        if (!v.AsValue().TryGetValue(out double x) || !double.IsFinite(x))
+            throw new InvalidDataException($"{src}: '{k}' must be a finite number, got {v.ToJsonString()}");
+        return x;
     }
 
     private static bool Bool(JsonObject o, string k, string src, bool d)

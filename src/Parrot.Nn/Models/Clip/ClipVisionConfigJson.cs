@@ -108,7 +108,10 @@ public static class ClipVisionConfigJson
             var v = Value(key);
             if (v is null) return fallback;
             if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{source}: '{keyPrefix}{key}' must be a number, got {v.ToJsonString()}");
-            return v.GetValue<double>();
+            // A number past double's range (1e400) reads as ±Infinity: refused here, naming the key, for every float read.
+            if (!v.AsValue().TryGetValue(out double d) || !double.IsFinite(d))
+                throw new InvalidDataException($"{source}: '{keyPrefix}{key}' must be a finite number, got {v.ToJsonString()}");
+            return d;
         }
 
         public string String(string key, string fallback)

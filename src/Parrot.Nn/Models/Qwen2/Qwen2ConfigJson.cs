@@ -105,7 +105,10 @@ public static class Qwen2ConfigJson
         var v = Get(o, key);
         if (v is null) return fallback;
         if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{source}: '{key}' must be a number, got {v.ToJsonString()}");
-        return v.GetValue<double>();
+        // A number past double's range (1e400) reads as ±Infinity, which would be accepted (rope_theta > 1) and computed with.
+        if (!v.AsValue().TryGetValue(out double d) || !double.IsFinite(d))
+            throw new InvalidDataException($"{source}: '{key}' must be a finite number, got {v.ToJsonString()}");
+        return d;
     }
 
     private static bool Bool(JsonObject o, string key, string source, bool fallback)
