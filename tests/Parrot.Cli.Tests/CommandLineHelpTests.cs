@@ -156,6 +156,14 @@ public class CommandLineHelpTests
         Directory.Delete(dir, true);
     }
 
+    /// <summary>selftest's --device is read as the model commands read it (before: "unknown device" with exit code 1).</summary>
+    [Test]
+    public void SelfTestRefusesAnUnknownDeviceAsAUsageError()
+    {
+        var r = CliRunner.Run(null, "selftest", "--device", "gpu");
+        Assert.That((r.ExitCode, r.Stdout, r.Stderr.TrimEnd()), Is.EqualTo((2, "", "parrot selftest: --device: 'gpu' is not a device; expected cpu, cuda or cuda:N")));
+    }
+
     /// <summary>An out-of-range --prefill length was an unhandled OverflowException with a stack trace.</summary>
     [Test]
     public void BenchDecoderRefusesAnOverflowingPrefillClearly()
