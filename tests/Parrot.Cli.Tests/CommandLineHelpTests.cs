@@ -243,7 +243,7 @@ public class CommandLineHelpTests
             }
             else prose.Add(lines[i]);
         }
-        snippets.AddRange(Regex.Matches(string.Join("\n", prose), "`([^`]+)`").Select(m => m.Groups[1].Value.Replace('\n', ' ')));
+        snippets.AddRange(Regex.Matches(string.Join("\n", prose), "`([^`]+)`").Select(m => m.Groups[1].Value.Replace('\n', ' ').Replace("\\|", "|", StringComparison.Ordinal))); // \| : a pipe in a table cell
 
         var found = new List<Invocation>();
         unknown = [];
