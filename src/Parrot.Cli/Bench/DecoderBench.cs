@@ -57,11 +57,11 @@ internal static class DecoderBench
         {
             int[] lengths;
             try { lengths = p.GetValue(prefill)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(); }
-            catch (FormatException) { Console.Error.WriteLine("--prefill must be comma-separated integers"); return 2; }
+            catch (Exception e) when (e is FormatException or OverflowException) { Console.Error.WriteLine("parrot bench decoder: --prefill must be comma-separated integers"); return 2; }
             int nLayers = p.GetValue(layers), nPrompt = p.GetValue(prompt), nDecode = p.GetValue(decode), nRepeats = p.GetValue(repeats);
             if (nLayers < 1 || nPrompt < 1 || nDecode < 1 || nRepeats < 1 || lengths.Length == 0 || lengths.Any(l => l < 1))
             {
-                Console.Error.WriteLine("--layers, --prompt, --decode, --repeats and the --prefill lengths must be positive");
+                Console.Error.WriteLine("parrot bench decoder: --layers, --prompt, --decode, --repeats and the --prefill lengths must be positive");
                 return 2;
             }
             CpuParallel.Workers = Math.Max(1, p.GetValue(threads));
@@ -79,7 +79,7 @@ internal static class DecoderBench
             if (p.GetValue(useStatic) || p.GetValue(cudaGraph) || p.GetValue(generator) || p.GetValue(hostPick) || p.GetValue(continuous) != 0
                 || p.GetValue(temperature) != 0 || p.GetValue(penalty) != 1)
             {
-                Console.Error.WriteLine("--static, --cuda-graph, --generator, --host-pick, --continuous, --temperature and --repetition-penalty need --shape (or --device): they time the synthetic-weight decode");
+                Console.Error.WriteLine("parrot bench decoder: --static, --cuda-graph, --generator, --host-pick, --continuous, --temperature and --repetition-penalty need --shape (or --device): they time the synthetic-weight decode");
                 return 2;
             }
             if (p.GetValue(model) is { } dir) return CliErrors.Run("bench decoder", () => ModelBench(dir, p.GetValue(vision), p.GetValue(serve), nPrompt, nDecode, nRepeats));

@@ -68,13 +68,13 @@ internal static class GemmBench
             try { shapes = ParseSizes(parse.GetValue(sizes)!); }
             catch (FormatException e)
             {
-                Console.Error.WriteLine($"bench gemm: {e.Message}");
+                Console.Error.WriteLine($"parrot bench gemm: {e.Message}");
                 return 2;
             }
             int t = parse.GetValue(threads), r = parse.GetValue(repeat);
             if (t < 1 || r < 1)
             {
-                Console.Error.WriteLine("bench gemm: --threads and --repeat must be at least 1");
+                Console.Error.WriteLine("parrot bench gemm: --threads and --repeat must be at least 1");
                 return 2;
             }
             var type = parse.GetValue(dtype) == "bf16" ? DType.BF16 : DType.F32;

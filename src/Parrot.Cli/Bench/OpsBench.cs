@@ -37,7 +37,7 @@ internal static class OpsBench
         command.SetAction(parse =>
         {
             int r = parse.GetValue(repeats);
-            if (r < 1) { Console.Error.WriteLine("--repeats must be at least 1"); return 2; }
+            if (r < 1) { Console.Error.WriteLine("parrot bench ops: --repeats must be at least 1"); return 2; }
             var results = Run(r, parse.GetValue(filter), parse.GetValue(json) ? null : Console.Out);
             if (parse.GetValue(json)) Console.WriteLine(ToJson(results));
             return 0;

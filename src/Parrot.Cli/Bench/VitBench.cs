@@ -21,7 +21,7 @@ internal static class VitBench
     {
         var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 24, Description = "Encoder layers (24 for ViT-L)" };
         var hidden = new Option<int>("--hidden") { DefaultValueFactory = _ => 1024, Description = "Width" };
-        var image = new Option<int>("--image") { DefaultValueFactory = _ => 336, Description = "Image side in pixels" };
+        var image = new Option<int>("--image") { DefaultValueFactory = _ => 336, Description = "Image side in pixels (a multiple of the 14-px patch)" };
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 5, Description = "Timed forwards of each kind (after one warm-up)" };
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Threads" };
         var profile = new Option<bool>("--profile") { Description = "Also time each op of one encoder layer" };

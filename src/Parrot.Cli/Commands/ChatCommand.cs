@@ -22,7 +22,7 @@ internal static class ChatCommand
         var prompt = new Option<string?>("--prompt") { Description = "Answer this one message and exit (no interactive session)" };
         var system = new Option<string?>("--system") { Description = "System prompt (default: Parrot's \"You are a helpful assistant.\")" };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer; the conversation so far and these must fit the model's context (max_position_embeddings), else the message is refused, as serve refuses max_tokens past it", DefaultValueFactory = _ => 512 };
-        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature; 0 = greedy (default)", DefaultValueFactory = _ => 0 };
+        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature; 0 = greedy", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling: keep the most likely tokens up to this probability mass (0 < p ≤ 1)", DefaultValueFactory = _ => 1 };
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens; 0 = all", DefaultValueFactory = _ => 0 };
         var penalty = new Option<double>("--repetition-penalty") { Description = "Penalty on tokens already seen (1 = off)", DefaultValueFactory = _ => 1 };

@@ -6,7 +6,7 @@ using Parrot.Tensors.Distributed;
 namespace Parrot.Cli;
 
 /// <summary>
-/// `parrot dist-check [--device cpu|cuda] [--mib N] [--iters K]`: run under the launcher (mpirun -np N, srun,
+/// `parrot dist-check [--device cpu|cuda|cuda:N] [--backend auto|nccl] [--mib N] [--iters K]`: run under the launcher (mpirun -np N, srun,
 /// torchrun-style variables) to check every collective of the process group against float64 sums computed
 /// here from every rank's known inputs, then time an all-reduce of N MiB (float32) and report its bus bandwidth
 /// (NCCL's definition: size · 2(n−1)/n / time). Exit code 1 when any collective is wrong.
@@ -15,7 +15,7 @@ internal static class DistCheckCommand
 {
     public static Command Create()
     {
-        var device = new Option<string>("--device") { Description = "cpu (MPI) or cuda (NCCL, the GPU of the local rank)", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "cpu (MPI), or cuda / cuda:N (NCCL; local rank r takes the GPU cuda:(N + r), N = 0 for cuda)", DefaultValueFactory = _ => "cpu" };
         var mib = new Option<int>("--mib") { Description = "All-reduce size for the bandwidth figure, MiB (0: skip)", DefaultValueFactory = _ => 16 };
         var backend = new Option<string>("--backend") { Description = "auto (the launcher's group: MPI on the CPU, NCCL on GPUs, nothing for one process) or nccl (NCCL even for one rank)", DefaultValueFactory = _ => "auto" };
         var stallRank = new Option<int?>("--stall-rank") { Description = "Make this rank stall (sleep) before the collectives: checks that the others stop with a timeout error (PARROT_DIST_TIMEOUT) instead of hanging" };

@@ -29,18 +29,18 @@ internal static class LmDemoCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed of the weights and the corpus", DefaultValueFactory = _ => 1UL };
         var cmd = new Command("lm-demo", "Train a small multilingual byte-level LM from scratch on the CPU and report its validation loss");
         foreach (var o in new Option[] { outDir, steps, batch, seq, hidden, layers, lr, seed }) cmd.Options.Add(o);
-        cmd.SetAction(p => Run(p.GetValue(outDir)!, p.GetValue(steps), p.GetValue(batch), p.GetValue(seq), p.GetValue(hidden), p.GetValue(layers), p.GetValue(lr), p.GetValue(seed)));
+        cmd.SetAction(p => CliErrors.Run("lm-demo", () => Run(p.GetValue(outDir)!, p.GetValue(steps), p.GetValue(batch), p.GetValue(seq), p.GetValue(hidden), p.GetValue(layers), p.GetValue(lr), p.GetValue(seed))));
         return cmd;
     }
 
     private static int Run(string outDir, int steps, int batch, int seq, int hidden, int layers, double lr, ulong seed)
     {
         if (steps <= 0 || batch <= 0 || seq < 2 || hidden < 16 || hidden % 32 != 0 || layers <= 0)
-        {
-            Console.Error.WriteLine("lm-demo: steps, batch, layers must be positive, seq ≥ 2, hidden a multiple of 32");
-            return 2;
-        }
-        Directory.CreateDirectory(outDir);
+            throw new CliException("--steps, --batch and --layers must be positive, --seq ≥ 2, --hidden a positive multiple of 32");
+        if (!(lr >= 0) || double.IsInfinity(lr)) throw new CliException($"--lr must be a non-negative number, got {lr}");
+        // Before training, not after it: an --out that cannot be written would otherwise waste the whole run.
+        try { Directory.CreateDirectory(outDir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new CliException($"--out {outDir}: cannot create the directory: {e.Message}"); }
         var cfg = new Qwen2Config
         {
             VocabSize = MultilingualCorpus.VocabSize, HiddenSize = hidden, IntermediateSize = hidden * 11 / 4 / 8 * 8,
@@ -57,12 +57,13 @@ internal static class LmDemoCommand
         var trainer = new CausalLmTrainer(model, new CausalLmOptions { Steps = steps, Batch = batch, LearningRate = lr, WarmupSteps = Math.Max(1, steps / 30), MaxGradNorm = 1.0, Seed = seed });
         var log = new StringBuilder();
         var validSteps = new List<double>(); var validLoss = new List<double>();
-        long memAt10 = 0;
+        long memEarly = 0;
+        int earlyStep = Math.Min(10, steps); // a run shorter than 10 steps reports its last step, not a 0 never measured
         var sw = Stopwatch.StartNew();
         var records = trainer.Train(train, r =>
         {
             log.AppendLine(CausalLmTrainer.LogLine(r));
-            if (r.Step == 10) memAt10 = MemoryStats.CpuBytesInUse;
+            if (r.Step == earlyStep) memEarly = MemoryStats.CpuBytesInUse;
             if (r.Step % Math.Max(1, steps / 10) == 0 || r.Step == steps)
             {
                 double v = CausalLmTrainer.Evaluate(model, valid, 32);
@@ -85,7 +86,7 @@ internal static class LmDemoCommand
             ("train", records.Select(r => (double)r.Step).ToArray(), records.Select(r => r.Loss).ToArray()),
             ("validation", validSteps.ToArray(), validLoss.ToArray()));
         double tokPerSec = (double)steps * batch * seq / seconds;
-        Console.WriteLine($"final validation loss {validLoss[^1]:F3} nats/token after {steps} steps in {seconds:F0} s ({tokPerSec:F0} tokens/s); tensor memory in use at step 10: {memAt10 / 1e6:F1} MB, at the end: {memEnd / 1e6:F1} MB");
+        Console.WriteLine($"final validation loss {validLoss[^1]:F3} nats/token after {steps} steps in {seconds:F0} s ({tokPerSec:F0} tokens/s); tensor memory in use at step {earlyStep}: {memEarly / 1e6:F1} MB, at the end: {memEnd / 1e6:F1} MB");
         Console.WriteLine($"wrote {Path.Combine(outDir, "train.jsonl")}, loss.csv, loss.png");
         return 0;
     }

@@ -34,7 +34,8 @@ internal static class SelfTestCommand
 
     private static int Run(string deviceText, string? output, ulong seed, string? filter, string? benchOut, string? benchGroup)
     {
-        var device = Device.Parse(deviceText);
+        // A usage error like every model command's (exit 2); whether a CUDA device can be used is found below (exit 1).
+        var device = DeviceOption.Resolve(deviceText, "selftest", open: false);
         if (benchOut is not null && device.Kind != DeviceKind.Cuda) throw new CliException("--bench needs a GPU device (--device cuda)");
         if (benchGroup is not null && (benchOut is null || !DeviceBench.Groups.Contains(benchGroup)))
             throw new CliException($"--bench-group needs --bench and one of: {string.Join(", ", DeviceBench.Groups)} (got '{benchGroup}')");

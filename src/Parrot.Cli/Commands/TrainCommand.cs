@@ -27,10 +27,11 @@ internal static class TrainCommand
         var images = new Option<string>("--images") { Description = "Folder the samples' image paths are relative to", Required = true };
         var outDir = new Option<string>("--out") { Description = "Output folder: checkpoint-N/ subfolders and the final model", Required = true };
         var vision = new Option<string?>("--vision") { Description = "CLIP vision tower directory (default: the config's mm_vision_tower, relative to --model)" };
-        var recipe = new Option<string>("--recipe") { Description = "Hyperparameter recipe", DefaultValueFactory = _ => "parrot-7b" };
+        var recipe = new Option<string>("--recipe") { Description = "Hyperparameter recipe (the paper's; the flags below override it)", DefaultValueFactory = _ => "parrot-7b" };
+        recipe.AcceptOnlyFromAmong("parrot-7b");
         var steps = new Option<int?>("--steps") { Description = "Optimizer steps (default: one epoch)" };
         var batch = new Option<int?>("--batch") { Description = "Global batch (default: 256 in stage 1, 128 in stage 2)" };
-        var micro = new Option<int?>("--micro-batch") { Description = "Samples per forward pass; gradients accumulate to the global batch" };
+        var micro = new Option<int?>("--micro-batch") { Description = "Samples per forward pass; gradients accumulate to the global batch (default: 8 in stage 1, 4 in stage 2, at most --batch)" };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate (default: 1e-3 in stage 1, 2e-5 in stage 2)" };
         var maxLength = new Option<int?>("--max-length") { Description = "Longest sequence with its visual tokens (default 2048; a sample past the model's context, max_position_embeddings, is refused too)" };
         var seed = new Option<ulong?>("--seed") { Description = "Seed of the data order and of stage 2's fresh MoE (default 42)" };

@@ -31,7 +31,7 @@ internal static class TrainLmCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json for --text (default: --model's); written to --out" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps", Required = true };
         var batch = new Option<int>("--batch") { Description = "Sequences per step", Required = true };
-        var lr = new Option<double>("--lr") { Description = "Learning rate (constant after the warm-up)", Required = true };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate, reached after the warm-up (then constant, or decayed by --schedule cosine)", Required = true };
         var wd = new Option<double>("--weight-decay") { Description = "Decoupled weight decay on every parameter", DefaultValueFactory = _ => 0 };
         var warmup = new Option<int>("--warmup-steps") { Description = "Linear warm-up steps", DefaultValueFactory = _ => 0 };
         var clip = new Option<double?>("--max-grad-norm") { Description = "Clip the global gradient norm (default: no clipping)" };
@@ -39,7 +39,7 @@ internal static class TrainLmCommand
         var shuffle = new Option<bool>("--shuffle") { Description = "Visit sequences in a seeded random order instead of file order" };
         var schedule = new Option<string>("--schedule") { Description = "constant (after the warm-up) or cosine (decay to 0 after the warm-up)", DefaultValueFactory = _ => "constant" };
         var valid = new Option<int>("--valid-windows") { Description = "Hold out the last N sequences; their mean loss is printed before and after training", DefaultValueFactory = _ => 0 };
-        var log = new Option<string>("--log") { Description = "JSON lines written per step: step, loss, lr, grad_norm", Required = true };
+        var log = new Option<string>("--log") { Description = "JSON lines written per step: step, loss, lr, grad_norm, world_size, zero", Required = true };
         var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint here, in the format it was read (float32 with --init), with the tokenizer and loss.png" };
         var outDtype = new Option<string?>("--out-dtype") { Description = "f32 or bf16: the dtype of the written weights (default: the one read)" };
         var zero = DistributedCli.ZeroOption();
