@@ -339,6 +339,82 @@ public class MatMulTests
         finally { GemmOptions.ForceVector256 = saved; }
     }
 
+    /// <summary>
+    /// The skinny kernels (m ≤ 16 rows, or n ≤ 16 columns through the transposed product) of both vector widths,
+    /// whatever the machine: every tile form and tail, B row-major and column-major (x · Wᵀ), float32 and bf16 B.
+    /// Each width must also give the same bits on 1, 2 and 3 threads.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void SkinnyKernelsMatchReference(bool vector256)
+    {
+        bool saved = GemmOptions.ForceVector256;
+        int savedWorkers = CpuParallel.Workers;
+        GemmOptions.ForceVector256 = vector256;
+        try
+        {
+            using var scope = TensorScope.Begin();
+            ulong seed = 900;
+            foreach (int m in new[] { 1, 2, 3, 4, 5, 6, 8, 9, 16 })
+                foreach (var (k, n) in new[] { (1, 9), (7, 17), (8, 8), (63, 65), (64, 130), (65, 200), (130, 63), (257, 7) })
+                    foreach (var dtype in new[] { DType.F32, DType.BF16 })
+                    {
+                        var a = Random([m, k], seed++, dtype);
+                        CheckProduct(a, Random([k, n], seed++, dtype));                        // B row-major
+                        CheckProduct(a, Random([n, k], seed++, dtype).Transpose(0, 1));        // B column-major: x · Wᵀ
+                        CheckProduct(Random([n, k], seed++, dtype), a.Transpose(0, 1));        // n ≤ 16: the transposed product
+                    }
+            // Big enough to be split between threads in grabs (≥ 512 KiB of B).
+            foreach (var (m, k, n, transposed) in new[] { (1, 300, 1000, false), (1, 300, 1000, true), (3, 257, 700, true), (6, 200, 900, true), (16, 130, 1100, false) })
+            {
+                var a = Random([m, k], seed++);
+                var b = transposed ? Random([n, k], seed++).Transpose(0, 1) : Random([k, n], seed++);
+                CheckProduct(a, b);
+                var results = new List<float[]>();
+                foreach (int workers in new[] { 1, 2, 3 })
+                {
+                    CpuParallel.Workers = workers;
+                    results.Add(Tensor.MatMul(a, b).ToFloatArray());
+                }
+                Assert.That(results[1], Is.EqualTo(results[0]), $"[{m}, {k}]·[{k}, {n}] on 2 threads");
+                Assert.That(results[2], Is.EqualTo(results[0]), $"[{m}, {k}]·[{k}, {n}] on 3 threads");
+            }
+        }
+        finally
+        {
+            GemmOptions.ForceVector256 = saved;
+            CpuParallel.Workers = savedWorkers;
+        }
+    }
+
+    /// <summary>
+    /// The packed product with transposed operands (A stored [k, m], B stored [n, k] as for x · Wᵀ), which pack
+    /// through in-register transposes (16 × 16 with AVX-512, 8 × 8 with AVX), at sizes with tails in every
+    /// dimension and k past one packed block; float32 and bf16.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void PackedTransposedOperandsMatchReference(bool vector256)
+    {
+        bool saved = GemmOptions.ForceVector256;
+        GemmOptions.ForceVector256 = vector256;
+        try
+        {
+            using var scope = TensorScope.Begin();
+            ulong seed = 950;
+            foreach (var (m, k, n) in new[] { (17, 9, 17), (24, 16, 32), (40, 100, 33), (97, 600, 130), (130, 1031, 71) })
+                foreach (var dtype in new[] { DType.F32, DType.BF16 })
+                {
+                    var aT = Random([k, m], seed++, dtype).Transpose(0, 1);
+                    var bT = Random([n, k], seed++, dtype).Transpose(0, 1);
+                    CheckProduct(aT, bT);
+                    CheckProduct(Random([m, k], seed++, dtype), bT);
+                    CheckProduct(aT, Random([k, n], seed++, dtype));
+                }
+        }
+        finally { GemmOptions.ForceVector256 = saved; }
+    }
+
     [TestCase(1, 896, 4864)]
     [TestCase(16, 896, 1000)]
     [TestCase(300, 520, 700)]

@@ -69,6 +69,7 @@ internal readonly unsafe struct BF16Source : IFloatSource
     public static Vector256<float> Load256(nint p, long index)
     {
         Vector128<ushort> h = Vector128.Load((ushort*)p + index);
+        if (Avx2.IsSupported) return (Avx2.ConvertToVector256Int32(h) << 16).AsSingle(); // one vpmovzxwd and a shift
         var (lo, hi) = Vector128.Widen(h);
         return (Vector256.Create(lo, hi) << 16).AsSingle();
     }

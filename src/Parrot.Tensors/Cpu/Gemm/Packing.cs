@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Parrot.Tensors.Cpu.Gemm;
 
@@ -75,6 +76,23 @@ internal static unsafe class Packing
                         for (int t = 0; t < 16; t++) dst[(long)(done + t) * S + k] = TSrc.Read(rows, t + k * cs);
                 }
             }
+            else if (rs == 1 && Avx.IsSupported)
+            {
+                var block = stackalloc Vector256<float>[8];
+                int kFull = kc / 8 * 8;
+                for (; done + 8 <= mc; done += 8)
+                {
+                    nint rows = origin + (nint)(done * size);
+                    for (int k = 0; k < kFull; k += 8)
+                    {
+                        for (int t = 0; t < 8; t++) block[t] = TSrc.Load256(rows + (nint)((k + t) * cs * size), 0);
+                        Transpose8.InPlace(block);
+                        for (int t = 0; t < 8; t++) block[t].Store(dst + (long)(done + t) * S + k);
+                    }
+                    for (int k = kFull; k < kc; k++)
+                        for (int t = 0; t < 8; t++) dst[(long)(done + t) * S + k] = TSrc.Read(rows, t + k * cs);
+                }
+            }
             for (int i = done; i < mc; i += MR)
             {
                 int rows = Math.Min(MR, mc - i);
@@ -109,11 +127,11 @@ internal static unsafe class Packing
                     if (w < nr) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
                 }
             }
-            else if (rs == 1 && GemmOptions.UseVector512)
+            else if (rs == 1 && (GemmOptions.UseVector512 || Avx.IsSupported))
             {
-                // Columns are contiguous (a transposed operand, e.g. Wᵀ of a linear layer): 16 × 16 blocks
+                // Columns are contiguous (a transposed operand, e.g. Wᵀ of a linear layer): square blocks
                 // are loaded column by column and transposed in registers into panel rows.
-                PackColumnMajor16<TSrc>(src, cs * size, kc, w, nr, panel);
+                PackColumnMajor<TSrc>(src, cs * size, kc, w, nr, panel);
             }
             else
             {
@@ -133,8 +151,18 @@ internal static unsafe class Packing
 
     /// <summary>
     /// One micro-panel from a column-major block: column j of the block starts at <paramref name="src"/> +
-    /// j·<paramref name="columnBytes"/> and is contiguous along k. Whole 16 × 16 blocks go through
-    /// <see cref="Transpose16"/>; the k tail and the last columns (fewer than 16) are copied element by element.
+    /// j·<paramref name="columnBytes"/> and is contiguous along k; with 16 × 16 register transposes where
+    /// AVX-512 runs, else 8 × 8 ones (AVX). Panels of fewer than 16 (8) columns are copied element by element.
+    /// </summary>
+    public static void PackColumnMajor<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
+    {
+        if (GemmOptions.UseVector512) PackColumnMajor16<TSrc>(src, columnBytes, kc, w, nr, panel);
+        else PackColumnMajor8<TSrc>(src, columnBytes, kc, w, nr, panel);
+    }
+
+    /// <summary>
+    /// <see cref="PackColumnMajor{TSrc}"/> with AVX-512: whole 16 × 16 blocks go through <see cref="Transpose16"/>;
+    /// the k tail and the last columns (fewer than 16) are copied element by element.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackColumnMajor16<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
@@ -153,6 +181,33 @@ internal static unsafe class Packing
             }
             for (; k < kc; k++)
                 for (int t = 0; t < 16; t++) panel[(long)k * nr + j + t] = TSrc.Read(first + (nint)(t * columnBytes), k);
+        }
+        for (; j < w; j++)
+        {
+            nint col = src + (nint)(j * columnBytes);
+            for (int k = 0; k < kc; k++) panel[(long)k * nr + j] = TSrc.Read(col, k);
+        }
+        if (w < nr)
+            for (int k = 0; k < kc; k++) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
+    }
+    /// <summary><see cref="PackColumnMajor{TSrc}"/> with AVX: whole 8 × 8 blocks go through <see cref="Transpose8"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackColumnMajor8<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
+    {
+        var block = stackalloc Vector256<float>[8];
+        int j = 0;
+        for (; j + 8 <= w; j += 8)
+        {
+            nint first = src + (nint)(j * columnBytes);
+            int k = 0;
+            for (; k + 8 <= kc; k += 8)
+            {
+                for (int t = 0; t < 8; t++) block[t] = TSrc.Load256(first + (nint)(t * columnBytes), k);
+                Transpose8.InPlace(block);
+                for (int t = 0; t < 8; t++) block[t].Store(panel + (long)(k + t) * nr + j);
+            }
+            for (; k < kc; k++)
+                for (int t = 0; t < 8; t++) panel[(long)k * nr + j + t] = TSrc.Read(first + (nint)(t * columnBytes), k);
         }
         for (; j < w; j++)
         {

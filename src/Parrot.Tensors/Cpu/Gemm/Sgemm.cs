@@ -26,19 +26,21 @@ internal static unsafe class Sgemm
         // The skinny paths are bound by reading the large operand, not by arithmetic, and decide for themselves
         // (SkinnyColumns) when a second thread pays off.
         int packedWorkers = (long)m * n * k < ParallelMinWork ? 1 : workers;
-        if (GemmOptions.UseVector512)
-        {
-            if (m <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(b))
-                Skinny(a, b, c, ldc, m, n, k, workers);
-            else if (n <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(a.Transposed))
-                SkinnyTransposed(a, b, c, ldc, m, n, k, workers);
-            else
-                Packed<MicroKernel6x64>(a, b, c, ldc, m, n, k, packedWorkers);
-        }
+        if (m <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(b))
+            Skinny(a, b, c, ldc, m, n, k, workers);
+        else if (n <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(a.Transposed))
+            SkinnyTransposed(a, b, c, ldc, m, n, k, workers);
+        else if (GemmOptions.UseVector512)
+            Packed<MicroKernel6x64>(a, b, c, ldc, m, n, k, packedWorkers);
         else
-        {
             Packed<MicroKernel6x16>(a, b, c, ldc, m, n, k, packedWorkers);
-        }
+    }
+
+    /// <summary>Columns [n0, n1) of a skinny product, with the kernels of the widest accelerated vectors.</summary>
+    private static void RunSkinny(float* a, long lda, in MatrixView b, float* c, long ldc, int m, int k, int n0, int n1)
+    {
+        if (GemmOptions.UseVector512) SkinnySgemm.Run(a, lda, b, c, ldc, m, k, n0, n1);
+        else SkinnySgemm256.Run(a, lda, b, c, ldc, m, k, n0, n1);
     }
 
     private static void Packed<TKernel>(MatrixView a, MatrixView b, float* c, long ldc, int m, int n, int k, int workers)
@@ -143,7 +145,7 @@ internal static unsafe class Sgemm
         int parts = Math.Min(workers, grabs);
         if (parts <= 1)
         {
-            SkinnySgemm.Run(a, lda, b, c, ldc, m, k, 0, n);
+            RunSkinny(a, lda, b, c, ldc, m, k, 0, n);
             return;
         }
         int next = -1;
@@ -153,7 +155,7 @@ internal static unsafe class Sgemm
             while ((g = Interlocked.Increment(ref next)) < grabs)
             {
                 int j0 = g * grabColumns, j1 = (int)Math.Min(n, (long)j0 + grabColumns);
-                SkinnySgemm.Run(a, lda, b, c, ldc, m, k, j0, j1);
+                RunSkinny(a, lda, b, c, ldc, m, k, j0, j1);
             }
         });
     }

@@ -16,8 +16,8 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// with B columns, 4 × 4 per kernel (m = 1: one sequential dot product per column).</item>
 /// </list>
 /// A is small and arrives as contiguous float32 (the caller converts it). Each call computes the columns
-/// [n0, n1) of C, so threads split the columns and never share a tile. AVX-512 only (the Vector256 path goes
-/// through the packed GEMM).
+/// [n0, n1) of C, so threads split the columns and never share a tile. AVX-512 only (machines without it run
+/// <see cref="SkinnySgemm256"/>).
 /// </summary>
 internal static unsafe class SkinnySgemm
 {

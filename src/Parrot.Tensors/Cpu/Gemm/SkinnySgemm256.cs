@@ -1,0 +1,279 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Parrot.Tensors.Cpu.Gemm;
+
+/// <summary>
+/// The Vector256 twin of <see cref="SkinnySgemm"/> for machines without AVX-512 (AVX2 + FMA): the same products
+/// with few rows (m ≤ 16), B read in place and converted as each vector is loaded, with tiles cut for 16 ymm
+/// registers instead of 32 zmm:
+/// <list type="bullet">
+/// <item>row-major B: 1 × 64 for m = 1 (8 accumulators) and 4 × 16 otherwise (8 accumulators, two B vectors and
+/// a broadcast), k blocked for m &gt; 4 as in the AVX-512 kernels;</item>
+/// <item>column-major B (x · Wᵀ): for m = 1 one sequential dot product per column, eight accumulators deep;
+/// up to 4 rows × 1 column per tile for m ≤ 4, 4 rows × 2 columns for m &gt; 4.</item>
+/// </list>
+/// Without these, such products went through the packed GEMM, whose packing of B costs a full extra pass over
+/// it for a handful of rows: decoding the Qwen2-0.5B shape on an AVX2 machine took 970 ms a token against a
+/// memory-bandwidth bound of 104 ms. Each call computes the columns [n0, n1) of C; every element is summed
+/// in an order that does not depend on how the columns are split between threads.
+/// </summary>
+internal static unsafe class SkinnySgemm256
+{
+    /// <summary>k block for row-major B with more than four rows: 256 × 16 floats = 16 KiB of B reused from L1.</summary>
+    private const int KBlock = 256;
+
+    /// <summary>Columns [n0, n1) of C = A · B. <paramref name="a"/>: contiguous float32 rows (row stride <paramref name="lda"/>).</summary>
+    public static void Run(float* a, long lda, in MatrixView b, float* c, long ldc, int m, int k, int n0, int n1)
+    {
+        bool rowMajor = b.ColStride == 1;
+        if (b.DType == DType.BF16)
+        {
+            if (rowMajor) RunRowMajor<BF16Source>(a, lda, b, c, ldc, m, k, n0, n1);
+            else RunColumnMajor<BF16Source>(a, lda, b, c, ldc, m, k, n0, n1);
+        }
+        else
+        {
+            if (rowMajor) RunRowMajor<F32Source>(a, lda, b, c, ldc, m, k, n0, n1);
+            else RunColumnMajor<F32Source>(a, lda, b, c, ldc, m, k, n0, n1);
+        }
+    }
+
+    // ---- row-major B ----
+
+    private static void RunRowMajor<TB>(float* a, long lda, MatrixView b, float* c, long ldc, int m, int k, int n0, int n1)
+        where TB : struct, IFloatSource
+    {
+        int j = n0;
+        if (m == 1)
+            for (; j + 64 <= n1; j += 64) Row1x64<TB>(a, b.At(0, j), b.RowStride, k, c + j);
+        for (; j + 16 <= n1; j += 16) RowPanel<TB, Two>(a, lda, b, c, ldc, m, k, j);
+        for (; j + 8 <= n1; j += 8) RowPanel<TB, One>(a, lda, b, c, ldc, m, k, j);
+        for (; j < n1; j++) Column<TB>(a, lda, b.At(0, j), b.RowStride, c + j, ldc, m, k);
+    }
+
+    /// <summary>All m rows of C, columns [j, j + 8·V).</summary>
+    private static void RowPanel<TB, TV>(float* a, long lda, MatrixView b, float* c, long ldc, int m, int k, int j)
+        where TB : struct, IFloatSource where TV : struct, IConstant
+    {
+        int kb = m > 4 ? KBlock : k;
+        for (int p = 0; p < k; p += kb)
+        {
+            int kc = Math.Min(kb, k - p);
+            bool accumulate = p > 0;
+            nint bp = b.At(p, j);
+            for (int i = 0; i < m; i += 4)
+            {
+                float* ap = a + i * lda + p;
+                float* cp = c + i * ldc + j;
+                switch (Math.Min(4, m - i))
+                {
+                    case 4: RowTile<TB, Four, TV>(ap, lda, bp, b.RowStride, kc, cp, ldc, accumulate); break;
+                    case 3: RowTile<TB, Three, TV>(ap, lda, bp, b.RowStride, kc, cp, ldc, accumulate); break;
+                    case 2: RowTile<TB, Two, TV>(ap, lda, bp, b.RowStride, kc, cp, ldc, accumulate); break;
+                    default: RowTile<TB, One, TV>(ap, lda, bp, b.RowStride, kc, cp, ldc, accumulate); break;
+                }
+            }
+        }
+    }
+
+    /// <summary>One row of C, 64 columns: 8 accumulators, one broadcast and 8 FMAs per k.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Row1x64<TB>(float* a, nint b, long ldb, int k, float* c) where TB : struct, IFloatSource
+    {
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+        long o = 0;
+        for (int p = 0; p < k; p++, o += ldb)
+        {
+            var x = Vector256.Create(a[p]);
+            s0 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o), s0);
+            s1 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o + 8), s1);
+            s2 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o + 16), s2);
+            s3 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o + 24), s3);
+            s4 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o + 32), s4);
+            s5 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o + 40), s5);
+            s6 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o + 48), s6);
+            s7 = Vector256.FusedMultiplyAdd(x, TB.Load256(b, o + 56), s7);
+        }
+        s0.Store(c); s1.Store(c + 8); s2.Store(c + 16); s3.Store(c + 24);
+        s4.Store(c + 32); s5.Store(c + 40); s6.Store(c + 48); s7.Store(c + 56);
+    }
+
+    /// <summary>R rows (1..4) × 8·V columns (V = 1 or 2) of C over kc steps.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowTile<TB, TR, TV>(float* a, long lda, nint b, long ldb, int kc, float* c, long ldc, bool accumulate)
+        where TB : struct, IFloatSource where TR : struct, IConstant where TV : struct, IConstant
+    {
+        int rows = TR.Value, vectors = TV.Value;
+        float* a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        long o = 0;
+        for (int p = 0; p < kc; p++, o += ldb)
+        {
+            Vector256<float> b0 = TB.Load256(b, o), b1 = vectors > 1 ? TB.Load256(b, o + 8) : default;
+            var x = Vector256.Create(a0[p]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00);
+            if (vectors > 1) c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            if (rows > 1)
+            {
+                x = Vector256.Create(a1[p]);
+                c10 = Vector256.FusedMultiplyAdd(x, b0, c10);
+                if (vectors > 1) c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            }
+            if (rows > 2)
+            {
+                x = Vector256.Create(a2[p]);
+                c20 = Vector256.FusedMultiplyAdd(x, b0, c20);
+                if (vectors > 1) c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            }
+            if (rows > 3)
+            {
+                x = Vector256.Create(a3[p]);
+                c30 = Vector256.FusedMultiplyAdd(x, b0, c30);
+                if (vectors > 1) c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            }
+        }
+        StoreRow(c, vectors, c00, c01, accumulate);
+        if (rows > 1) StoreRow(c + ldc, vectors, c10, c11, accumulate);
+        if (rows > 2) StoreRow(c + 2 * ldc, vectors, c20, c21, accumulate);
+        if (rows > 3) StoreRow(c + 3 * ldc, vectors, c30, c31, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* c, int vectors, Vector256<float> v0, Vector256<float> v1, bool accumulate)
+    {
+        if (accumulate) v0 += Vector256.Load(c);
+        v0.Store(c);
+        if (vectors > 1)
+        {
+            if (accumulate) v1 += Vector256.Load(c + 8);
+            v1.Store(c + 8);
+        }
+    }
+
+    /// <summary>One column of C, for the last columns that do not fill a vector.</summary>
+    private static void Column<TB>(float* a, long lda, nint b, long ldb, float* c, long ldc, int m, int k) where TB : struct, IFloatSource
+    {
+        for (int i = 0; i < m; i++)
+        {
+            float* ai = a + i * lda;
+            float s = 0;
+            for (int p = 0; p < k; p++) s += ai[p] * TB.Read(b, p * ldb);
+            c[i * ldc] = s;
+        }
+    }
+
+    // ---- column-major B ----
+
+    private static void RunColumnMajor<TB>(float* a, long lda, MatrixView b, float* c, long ldc, int m, int k, int n0, int n1)
+        where TB : struct, IFloatSource
+    {
+        long ldbt = b.ColStride; // B's columns are contiguous rows of Bᵀ
+        int j = n0;
+        if (m == 1)
+        {
+            for (; j < n1; j++) c[j] = DotRow1<TB>(a, b.At(0, j), k);
+            return;
+        }
+        // As in SkinnySgemm: up to four rows one column at a time (one sequential stream of B per thread), more
+        // rows two columns per tile, so that each load of A serves two products.
+        if (m > 4)
+            for (; j + 2 <= n1; j += 2) DotColumns<TB, Two>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
+        for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
+    }
+
+    /// <summary>One row of A dotted with one column of B (a row of W for x · Wᵀ), eight accumulators deep.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float DotRow1<TB>(float* a, nint bt, int k) where TB : struct, IFloatSource
+    {
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+        int p = 0;
+        for (; p + 64 <= k; p += 64)
+        {
+            s0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p), TB.Load256(bt, p), s0);
+            s1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 8), TB.Load256(bt, p + 8), s1);
+            s2 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 16), TB.Load256(bt, p + 16), s2);
+            s3 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 24), TB.Load256(bt, p + 24), s3);
+            s4 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 32), TB.Load256(bt, p + 32), s4);
+            s5 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 40), TB.Load256(bt, p + 40), s5);
+            s6 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 48), TB.Load256(bt, p + 48), s6);
+            s7 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 56), TB.Load256(bt, p + 56), s7);
+        }
+        for (; p + 8 <= k; p += 8) s0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p), TB.Load256(bt, p), s0);
+        float sum = Vector256.Sum(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)));
+        for (; p < k; p++) sum += a[p] * TB.Read(bt, p);
+        return sum;
+    }
+
+    private static void DotColumns<TB, TC>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int m, int k)
+        where TB : struct, IFloatSource where TC : struct, IConstant
+    {
+        for (int i = 0; i < m; i += 4)
+        {
+            float* ap = a + i * lda;
+            float* cp = c + i * ldc;
+            switch (Math.Min(4, m - i))
+            {
+                case 4: DotTile<TB, Four, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
+                case 3: DotTile<TB, Three, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
+                case 2: DotTile<TB, Two, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
+                default: DotTile<TB, One, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
+            }
+        }
+    }
+
+    /// <summary>R rows of A (1..4) dotted with NC columns of B (1 or 2): 8-wide partial sums, reduced at the end.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotTile<TB, TR, TC>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int k)
+        where TB : struct, IFloatSource where TR : struct, IConstant where TC : struct, IConstant
+    {
+        int rows = TR.Value, cols = TC.Value;
+        float* a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
+        Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default;
+        Vector256<float> s20 = default, s21 = default, s30 = default, s31 = default;
+        int p = 0;
+        for (; p + 8 <= k; p += 8)
+        {
+            Vector256<float> b0 = TB.Load256(bt, p), b1 = cols > 1 ? TB.Load256(bt, ldbt + p) : default;
+            var x = Vector256.Load(a0 + p);
+            s00 = Vector256.FusedMultiplyAdd(x, b0, s00);
+            if (cols > 1) s01 = Vector256.FusedMultiplyAdd(x, b1, s01);
+            if (rows > 1)
+            {
+                x = Vector256.Load(a1 + p);
+                s10 = Vector256.FusedMultiplyAdd(x, b0, s10);
+                if (cols > 1) s11 = Vector256.FusedMultiplyAdd(x, b1, s11);
+            }
+            if (rows > 2)
+            {
+                x = Vector256.Load(a2 + p);
+                s20 = Vector256.FusedMultiplyAdd(x, b0, s20);
+                if (cols > 1) s21 = Vector256.FusedMultiplyAdd(x, b1, s21);
+            }
+            if (rows > 3)
+            {
+                x = Vector256.Load(a3 + p);
+                s30 = Vector256.FusedMultiplyAdd(x, b0, s30);
+                if (cols > 1) s31 = Vector256.FusedMultiplyAdd(x, b1, s31);
+            }
+        }
+        FinishRow<TB>(a0, bt, ldbt, c, cols, p, k, s00, s01);
+        if (rows > 1) FinishRow<TB>(a1, bt, ldbt, c + ldc, cols, p, k, s10, s11);
+        if (rows > 2) FinishRow<TB>(a2, bt, ldbt, c + 2 * ldc, cols, p, k, s20, s21);
+        if (rows > 3) FinishRow<TB>(a3, bt, ldbt, c + 3 * ldc, cols, p, k, s30, s31);
+    }
+
+    /// <summary>Reduces a row's partial sums, adds the k tail (p..k) and stores the row's 1 or 2 results.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FinishRow<TB>(float* a, nint bt, long ldbt, float* c, int cols, int p, int k,
+        Vector256<float> s0, Vector256<float> s1) where TB : struct, IFloatSource
+    {
+        for (int j = 0; j < cols; j++)
+        {
+            float sum = Vector256.Sum(j == 0 ? s0 : s1);
+            for (int q = p; q < k; q++) sum += a[q] * TB.Read(bt, j * ldbt + q);
+            c[j] = sum;
+        }
+    }
+}
