@@ -47,7 +47,7 @@ internal static class TokenizeCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException)
         {
-            error.WriteLine($"tokenize: cannot use tokenizer {tokenizerPath}: {e.Message}");
+            error.WriteLine($"parrot tokenize: cannot use tokenizer {tokenizerPath}: {e.Message}");
             return 1;
         }
         return Run(tokenizer, specialAsText, input, output, error);
@@ -70,7 +70,7 @@ internal static class TokenizeCommand
             if (problem is not null)
             {
                 output.Flush();
-                error.WriteLine($"tokenize: stdin line {lineNumber}: {problem}");
+                error.WriteLine($"parrot tokenize: stdin line {lineNumber}: {problem}");
                 return 1;
             }
             ids.Clear();
@@ -78,7 +78,7 @@ internal static class TokenizeCommand
             catch (InvalidDataException e) // the tokenizer's split pattern gave up on this text
             {
                 output.Flush();
-                error.WriteLine($"tokenize: stdin line {lineNumber}: {e.Message}");
+                error.WriteLine($"parrot tokenize: stdin line {lineNumber}: {e.Message}");
                 return 1;
             }
             line.Clear().Append("{\"ids\":[");

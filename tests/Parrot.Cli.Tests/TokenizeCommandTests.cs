@@ -65,7 +65,7 @@ public class TokenizeCommandTests
     {
         var (code, output, error) = Run(input);
         Assert.That(code, Is.EqualTo(1));
-        Assert.That(error, Does.Contain($"stdin line {badLine}: {problem}"));
+        Assert.That(error, Does.StartWith($"parrot tokenize: stdin line {badLine}: {problem}"));
         Assert.That(Ids(output), Has.Length.EqualTo(badLine - 1), "lines before the bad one are answered");
     }
 
@@ -75,7 +75,7 @@ public class TokenizeCommandTests
         string missing = Path.Combine(Path.GetTempPath(), $"missing-{Guid.NewGuid():N}.json");
         var (code, _, error) = Run("", missing);
         Assert.That(code, Is.EqualTo(1));
-        Assert.That(error, Does.Contain(missing));
+        Assert.That(error, Does.StartWith($"parrot tokenize: cannot use tokenizer {missing}: "));
 
         string bad = Path.Combine(Path.GetTempPath(), $"bad-{Guid.NewGuid():N}.json");
         File.WriteAllText(bad, "{\"model\": {\"type\": \"Unigram\"}}");
@@ -83,7 +83,7 @@ public class TokenizeCommandTests
         {
             (code, _, error) = Run("", bad);
             Assert.That(code, Is.EqualTo(1));
-            Assert.That(error, Does.Contain(bad).And.Contain("model type 'Unigram' is not supported"));
+            Assert.That(error, Does.StartWith($"parrot tokenize: cannot use tokenizer {bad}: ").And.Contain("model type 'Unigram' is not supported"));
         }
         finally { File.Delete(bad); }
     }
@@ -102,7 +102,7 @@ public class TokenizeCommandTests
             var (code, output, error) = Run("{\"text\": \"aaa\"}\n{\"text\": \"" + new string('a', 40) + "!\"}\n", bad);
             Assert.That(code, Is.EqualTo(1));
             Assert.That(Ids(output), Has.Length.EqualTo(1), "the first line was answered");
-            Assert.That(error, Does.StartWith("tokenize: stdin line 2: " + bad).And.Contain("catastrophic backtracking"));
+            Assert.That(error, Does.StartWith("parrot tokenize: stdin line 2: " + bad).And.Contain("catastrophic backtracking"));
         }
         finally { File.Delete(bad); }
     }
@@ -123,8 +123,21 @@ public class TokenizeCommandTests
         byte[] notUtf8 = [.. "{\"text\": \"a\"}\n{\"text\": \""u8, 0xFF, .. "\"}\n"u8];
         (code, output, error) = Exec(dll, ["tokenize", "--tokenizer", Tokenizer], notUtf8);
         Assert.That(code, Is.EqualTo(1));
-        Assert.That(error, Does.Contain("stdin line 2: not valid UTF-8"));
+        Assert.That(error, Does.StartWith("parrot tokenize: stdin line 2: not valid UTF-8"));
         Assert.That(Ids(output), Is.EqualTo(new[] { new[] { 64 } }));
+    }
+
+    /// <summary>Through the executable, as a user sees it: one line on stderr with the command's prefix (as every command's), exit code 1, nothing on stdout.</summary>
+    [Test]
+    public void TheExecutableNamesAMissingTokenizerWithTheCommandsPrefix()
+    {
+        string dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll");
+        string missing = Path.Combine(Path.GetTempPath(), $"missing-{Guid.NewGuid():N}", "tokenizer.json");
+        var (code, output, error) = Exec(dll, ["tokenize", "--tokenizer", missing], "{\"text\": \"a\"}\n");
+        Assert.That(code, Is.EqualTo(1), error);
+        Assert.That(error, Does.StartWith($"parrot tokenize: cannot use tokenizer {missing}: "));
+        Assert.That(error.TrimEnd().Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+        Assert.That(output, Is.Empty);
     }
 
     private static (int Code, string Out, string Err) Exec(string dll, string[] args, string stdin) =>

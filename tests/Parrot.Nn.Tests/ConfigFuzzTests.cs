@@ -12,8 +12,7 @@ public class ConfigFuzzTests
 {
     private const string Source = "fuzzed/config.json";
 
-    private static void Fuzz(string fixture, int seed, Action<string> parse) =>
-        FuzzHarness.Run(File.ReadAllBytes(fixture), seed, bytes => parse(FuzzHarness.AsFileText(bytes)), Source + ": ", typeof(InvalidDataException));
+    private static void Fuzz(string fixture, int seed, Action<string> parse) => FuzzHarness.RunConfigText(fixture, seed, Source, parse);
 
     [Test]
     public void Qwen2Config() => Fuzz(FixturePaths.Get("qwen2", "f32-gqa-untied", "config.json"), 1, text =>

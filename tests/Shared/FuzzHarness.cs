@@ -57,6 +57,15 @@ internal static class FuzzHarness
     }
 
     /// <summary>
+    /// <see cref="Run"/> for a config file whose reader's Load is ReadAllText and Parse(text, source): mutations of the
+    /// file <paramref name="fixture"/>, each given to <paramref name="parse"/> as the text Load would read
+    /// (<see cref="AsFileText"/>); a refusal must be an InvalidDataException whose message starts with "<paramref name="source"/>: ".
+    /// </summary>
+    /// <param name="parse">Parses one text, naming it <paramref name="source"/>, and checks what was read with <see cref="Require"/>.</param>
+    public static void RunConfigText(string fixture, int seed, string source, Action<string> parse) =>
+        Run(File.ReadAllBytes(fixture), seed, bytes => parse(AsFileText(bytes)), source + ": ", typeof(InvalidDataException));
+
+    /// <summary>
     /// The text <see cref="File.ReadAllText(string)"/> gives for a file of <paramref name="bytes"/> (UTF-8, a byte order mark
     /// honoured, bad bytes as U+FFFD), for readers whose Load is ReadAllText and Parse: writing a file per case costs more
     /// than the parse on a busy disk.

@@ -116,7 +116,7 @@ internal static class DistCheckCommand
         }
         if (failures.Count > 0)
         {
-            Console.Error.WriteLine($"rank {r}: {string.Join("; ", failures)}");
+            Console.Error.WriteLine($"parrot dist-check (rank {r} of {n}): {string.Join("; ", failures)}"); // as DistributedCli.Guard words a rank's error
             return 1;
         }
         return 0;

@@ -101,7 +101,7 @@ internal static class TrainCommand
                     HasCachedFeatures = features.IsCached,
                     // Every rank on this machine loads the data at once: each checks images on its share of the processors.
                     ImageCheckThreads = DistributedCli.ProcessorShare(group) });
-            if (main) foreach (var problem in dataset.Skipped) Console.Error.WriteLine($"skipped: {problem}");
+            if (main) foreach (var problem in dataset.Skipped) Console.Error.WriteLine($"parrot train: skipped: {problem}");
             if (dataset.ImagesCached > 0) console.WriteLine($"images: {dataset.ImagesChecked} checked, {dataset.ImagesCached} not checked as their features are cached");
             console.WriteLine($"{dataset.Examples.Count} samples ({dataset.Skipped.Count} skipped), stage {st}, global batch {options.GlobalBatch} in micro-batches of {options.MicroBatch}, lr {options.LearningRate:G4}");
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Parrot.Nn.Models;
 using Parrot.Nn.Models.Qwen2;
 
 namespace Parrot.Parrot.Model;
@@ -49,21 +50,21 @@ public sealed record ParrotConfig
     {
         // Also refuses, naming the file, any string of the text that cannot be read (so the reads below can).
         var text = Qwen2ConfigJson.Parse(json, source);
-        var o = (JsonObject)JsonNode.Parse(json)!;
+        var r = new ConfigJsonReader((JsonObject)JsonNode.Parse(json)!, source);
         var c = new ParrotConfig
         {
             Text = text,
-            MmHiddenSize = Int(o, "mm_hidden_size", source, 1024),
-            MmProjectorType = Str(o, "mm_projector_type", source, "mlp2x_gelu")!,
-            MmVisionSelectLayer = Int(o, "mm_vision_select_layer", source, -2),
-            MmVisionSelectFeature = Str(o, "mm_vision_select_feature", source, "cls_patch")!,
-            ImageAspectRatio = Str(o, "image_aspect_ratio", source, "pad")!,
-            NumExperts = Int(o, "num_experts", source, 6),
-            MoeIntermediateSize = Int(o, "moe_intermediate_size", source, 4096),
-            MoeWeight = Dbl(o, "moe_weight", source, 0.1),
-            UseMoe = Bool(o, "use_moe", source, true),
-            UseMoeResidual = Bool(o, "use_moe_residual", source, true),
-            MmVisionTower = Str(o, "mm_vision_tower", source, null),
+            MmHiddenSize = r.Int("mm_hidden_size", 1024),
+            MmProjectorType = r.String("mm_projector_type", "mlp2x_gelu"),
+            MmVisionSelectLayer = r.Int("mm_vision_select_layer", -2),
+            MmVisionSelectFeature = r.String("mm_vision_select_feature", "cls_patch"),
+            ImageAspectRatio = r.String("image_aspect_ratio", "pad"),
+            NumExperts = r.Int("num_experts", 6),
+            MoeIntermediateSize = r.Int("moe_intermediate_size", 4096),
+            MoeWeight = r.Double("moe_weight", 0.1),
+            UseMoe = r.Bool("use_moe", true),
+            UseMoeResidual = r.Bool("use_moe_residual", true),
+            MmVisionTower = r.String("mm_vision_tower", null),
         };
         if (c.MmProjectorType != "mlp2x_gelu") throw new InvalidDataException($"{source}: mm_projector_type '{c.MmProjectorType}' is not supported (Parrot uses mlp2x_gelu)");
         if (c.MmVisionSelectFeature is not ("cls_patch" or "patch")) throw new InvalidDataException($"{source}: mm_vision_select_feature '{c.MmVisionSelectFeature}' must be cls_patch or patch");
@@ -72,9 +73,9 @@ public sealed record ParrotConfig
         if (c.MmVisionTower is { } tower && tower.Contains('\0')) throw new InvalidDataException($"{source}: mm_vision_tower holds a NUL character, so it is no folder path");
         if (c.MmHiddenSize <= 0 || c.NumExperts <= 0 || c.MoeIntermediateSize <= 0) throw new InvalidDataException($"{source}: mm_hidden_size, num_experts and moe_intermediate_size must be positive");
         // Keys the released config carries that we do not store: they must describe this architecture.
-        int moeHidden = Int(o, "moe_hidden_size", source, text.HiddenSize);
+        int moeHidden = r.Int("moe_hidden_size", text.HiddenSize);
         if (moeHidden != text.HiddenSize) throw new InvalidDataException($"{source}: moe_hidden_size {moeHidden} must equal hidden_size {text.HiddenSize} (the MoE works on the LLM's width)");
-        var merge = Str(o, "mm_patch_merge_type", source, "flat");
+        var merge = r.String("mm_patch_merge_type", "flat");
         if (merge != "flat") throw new InvalidDataException($"{source}: mm_patch_merge_type '{merge}' is not supported (Parrot uses flat)");
         if (c.ImageAspectRatio.StartsWith("anyres", StringComparison.Ordinal)) throw new InvalidDataException($"{source}: image_aspect_ratio '{c.ImageAspectRatio}' is not supported (Parrot uses pad)");
         // Anything but "pad" means no padding, so a typo ("padd") would silently change every image's preprocessing.
@@ -108,46 +109,5 @@ public sealed record ParrotConfig
         };
         if (MmVisionTower is not null) extra["mm_vision_tower"] = MmVisionTower;
         return Qwen2ConfigJson.ToJson(Text, extra);
-    }
-
-    private static JsonNode? Get(JsonObject o, string k) => o.TryGetPropertyValue(k, out var v) ? v : null;
-
-    private static int Int(JsonObject o, string k, string src, int d)
-    {
-        var v = Get(o, k);
-        if (v is null) return d;
-        if (v.GetValueKind() != JsonValueKind.Number || !v.AsValue().TryGetValue(out int i)) throw new InvalidDataException($"{src}: '{k}' must be an integer, got {v.ToJsonString()}");
-        return i;
-    }
-
-    private static double Dbl(JsonObject o, string k, string src, double d)
-    {
-        var v = Get(o, k);
-        if (v is null) return d;
-        if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{src}: '{k}' must be a number, got {v.ToJsonString()}");
-        // A number past double's range (1e400) reads as ±Infinity, which the MoE residual would have been scaled by.
-        if (!v.AsValue().TryGetValue(out double x) || !double.IsFinite(x))
-            throw new InvalidDataException($"{src}: '{k}' must be a finite number, got {v.ToJsonString()}");
-        return x;
-    }
-
-    private static bool Bool(JsonObject o, string k, string src, bool d)
-    {
-        var v = Get(o, k);
-        if (v is null) return d;
-        return v.GetValueKind() switch
-        {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw new InvalidDataException($"{src}: '{k}' must be true or false, got {v.ToJsonString()}"),
-        };
-    }
-
-    private static string? Str(JsonObject o, string k, string src, string? d)
-    {
-        var v = Get(o, k);
-        if (v is null || v.GetValueKind() == JsonValueKind.Null) return d;
-        if (v.GetValueKind() != JsonValueKind.String) throw new InvalidDataException($"{src}: '{k}' must be a string, got {v.ToJsonString()}");
-        return v.GetValue<string>();
     }
 }

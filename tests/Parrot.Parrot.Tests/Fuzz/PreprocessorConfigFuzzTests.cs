@@ -9,16 +9,15 @@ namespace Parrot.Parrot.Tests.Fuzz;
 /// </summary>
 public class PreprocessorConfigFuzzTests
 {
+    private const string Source = "fuzzed/preprocessor_config.json";
+
     [Test]
-    public void PreprocessorConfigJson()
-    {
-        var valid = File.ReadAllBytes(Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "parrot", "tower", "preprocessor_config.json"));
-        FuzzHarness.Run(valid, 61, bytes =>
+    public void PreprocessorConfigJson() =>
+        FuzzHarness.RunConfigText(Path.Combine(TestContext.CurrentContext.TestDirectory, "Fixtures", "parrot", "tower", "preprocessor_config.json"), 61, Source, text =>
         {
-            var c = PreprocessorConfig.Parse(FuzzHarness.AsFileText(bytes), "fuzzed/preprocessor_config.json");
+            var c = PreprocessorConfig.Parse(text, Source);
             FuzzHarness.Require(c.ImageMean.All(double.IsFinite) && c.ImageStd.All(s => double.IsFinite(s) && s != 0) && double.IsFinite(c.RescaleFactor),
                 $"mean [{string.Join(", ", c.ImageMean)}], std [{string.Join(", ", c.ImageStd)}], rescale {c.RescaleFactor}");
             _ = new ImagePreprocessor(c);
-        }, "fuzzed/preprocessor_config.json: ", typeof(InvalidDataException));
-    }
+        });
 }

@@ -45,7 +45,8 @@ public static class ClipVisionConfigJson
 
     private static ClipVisionConfig FromObject(JsonObject o, string source)
     {
-        var typeNode = Get(o, "model_type");
+        var outer = new ConfigJsonReader(o, source);
+        var typeNode = outer.Value("model_type");
         string? type = typeNode?.GetValueKind() == JsonValueKind.String ? typeNode.GetValue<string>() : null;
         string keyPrefix = "";
         switch (type)
@@ -54,7 +55,7 @@ public static class ClipVisionConfigJson
                 break;
             case "clip":
                 keyPrefix = "vision_config.";
-                var vision = Get(o, "vision_config");
+                var vision = outer.Value("vision_config");
                 if (vision is null) o = new JsonObject(); // transformers builds the default tower then
                 else if (vision is JsonObject v) o = v;
                 else throw new InvalidDataException($"{source}: 'vision_config' must be an object, got {vision.ToJsonString()}");
@@ -64,7 +65,8 @@ public static class ClipVisionConfigJson
             default:
                 throw new InvalidDataException($"{source}: model_type '{type ?? "(missing)"}' is not a CLIP vision tower (expected clip_vision_model or clip)");
         }
-        var r = new Reader(o, source, keyPrefix);
+        // Every key of the tower is taken as given: a null is an error naming it, not the default.
+        var r = new ConfigJsonReader(o, source, keyPrefix, nullIsAbsent: false);
         var d = new ClipVisionConfig();
         var c = new ClipVisionConfig
         {
@@ -81,45 +83,5 @@ public static class ClipVisionConfigJson
         try { c.Validate(); }
         catch (ArgumentException e) { throw new InvalidDataException($"{source}: {e.Message.Replace("ClipVisionConfig: ", keyPrefix, StringComparison.Ordinal)}", e); }
         return c;
-    }
-
-    private static JsonNode? Get(JsonObject o, string key) => o.TryGetPropertyValue(key, out var v) ? v : null;
-
-    /// <summary>Typed access to the keys; a key present with the wrong type (null included) is an error naming it.</summary>
-    private sealed class Reader(JsonObject o, string source, string keyPrefix)
-    {
-        private JsonNode? Value(string key)
-        {
-            if (!o.TryGetPropertyValue(key, out var v)) return null;
-            return v ?? throw new InvalidDataException($"{source}: '{keyPrefix}{key}' must not be null");
-        }
-
-        public int Int(string key, int fallback)
-        {
-            var v = Value(key);
-            if (v is null) return fallback;
-            if (v.GetValueKind() != JsonValueKind.Number || !v.AsValue().TryGetValue(out long l) || l < int.MinValue || l > int.MaxValue)
-                throw new InvalidDataException($"{source}: '{keyPrefix}{key}' must be an integer, got {v.ToJsonString()}");
-            return (int)l;
-        }
-
-        public double Double(string key, double fallback)
-        {
-            var v = Value(key);
-            if (v is null) return fallback;
-            if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{source}: '{keyPrefix}{key}' must be a number, got {v.ToJsonString()}");
-            // A number past double's range (1e400) reads as ±Infinity: refused here, naming the key, for every float read.
-            if (!v.AsValue().TryGetValue(out double d) || !double.IsFinite(d))
-                throw new InvalidDataException($"{source}: '{keyPrefix}{key}' must be a finite number, got {v.ToJsonString()}");
-            return d;
-        }
-
-        public string String(string key, string fallback)
-        {
-            var v = Value(key);
-            if (v is null) return fallback;
-            if (v.GetValueKind() != JsonValueKind.String) throw new InvalidDataException($"{source}: '{keyPrefix}{key}' must be a string, got {v.ToJsonString()}");
-            return v.GetValue<string>();
-        }
     }
 }

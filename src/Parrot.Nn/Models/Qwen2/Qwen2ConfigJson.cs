@@ -33,30 +33,31 @@ public static class Qwen2ConfigJson
         string? type = o["model_type"]?.GetValueKind() == JsonValueKind.String ? o["model_type"]!.GetValue<string>() : null;
         if (type is null || !KnownModelTypes.Contains(type))
             throw new InvalidDataException($"{source}: model_type '{type ?? "(missing)"}' is not a Qwen2 decoder (expected one of {string.Join(", ", KnownModelTypes)})");
-        int heads = Int(o, "num_attention_heads", source, null);
+        var r = new ConfigJsonReader(o, source);
+        int heads = r.Int("num_attention_heads", null);
         var c = new Qwen2Config
         {
-            VocabSize = Int(o, "vocab_size", source, null),
-            HiddenSize = Int(o, "hidden_size", source, null),
-            IntermediateSize = Int(o, "intermediate_size", source, null),
-            NumHiddenLayers = Int(o, "num_hidden_layers", source, null),
+            VocabSize = r.Int("vocab_size", null),
+            HiddenSize = r.Int("hidden_size", null),
+            IntermediateSize = r.Int("intermediate_size", null),
+            NumHiddenLayers = r.Int("num_hidden_layers", null),
             NumAttentionHeads = heads,
-            NumKeyValueHeads = Int(o, "num_key_value_heads", source, heads),
-            RopeTheta = Double(o, "rope_theta", source, 10000.0),
-            RmsNormEps = Double(o, "rms_norm_eps", source, 1e-6),
-            MaxPositionEmbeddings = Int(o, "max_position_embeddings", source, 32768),
-            TieWordEmbeddings = Bool(o, "tie_word_embeddings", source, false),
-            InitializerRange = Double(o, "initializer_range", source, 0.02),
-            EosTokenIds = Ids(o, "eos_token_id", source),
+            NumKeyValueHeads = r.Int("num_key_value_heads", heads),
+            RopeTheta = r.Double("rope_theta", 10000.0),
+            RmsNormEps = r.Double("rms_norm_eps", 1e-6),
+            MaxPositionEmbeddings = r.Int("max_position_embeddings", 32768),
+            TieWordEmbeddings = r.Bool("tie_word_embeddings", false),
+            InitializerRange = r.Double("initializer_range", 0.02),
+            EosTokenIds = Ids(r.Value("eos_token_id"), "eos_token_id", source),
         };
         // Keys that would change the computation but that this decoder does not implement: refusing them
         // beats loading a model that silently computes something else.
-        var act = Get(o, "hidden_act");
+        var act = r.Value("hidden_act");
         if (act is not null && !(act.GetValueKind() == JsonValueKind.String && act.GetValue<string>() == "silu"))
             throw new InvalidDataException($"{source}: hidden_act {act.ToJsonString()} is not supported (Qwen2 uses \"silu\")");
-        if (Get(o, "rope_scaling") is { } scaling)
+        if (r.Value("rope_scaling") is { } scaling)
             throw new InvalidDataException($"{source}: rope_scaling {scaling.ToJsonString()} is not supported (only plain RoPE; remove the key or set it to null)");
-        if (Get(o, "use_sliding_window") is { } sliding && sliding.GetValueKind() != JsonValueKind.False)
+        if (r.Value("use_sliding_window") is { } sliding && sliding.GetValueKind() != JsonValueKind.False)
             throw new InvalidDataException($"{source}: use_sliding_window {sliding.ToJsonString()} is not supported (only full attention)");
         try { c.Validate(); }
         catch (ArgumentException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
@@ -89,43 +90,8 @@ public static class Qwen2ConfigJson
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
-    private static JsonNode? Get(JsonObject o, string key) => o.TryGetPropertyValue(key, out var v) ? v : null;
-
-    private static int Int(JsonObject o, string key, string source, int? fallback)
+    private static IReadOnlyList<int> Ids(JsonNode? v, string key, string source)
     {
-        var v = Get(o, key);
-        if (v is null) return fallback ?? throw new InvalidDataException($"{source}: missing '{key}'");
-        if (v.GetValueKind() != JsonValueKind.Number || !v.AsValue().TryGetValue(out long l) || l < int.MinValue || l > int.MaxValue)
-            throw new InvalidDataException($"{source}: '{key}' must be an integer, got {v.ToJsonString()}");
-        return (int)l;
-    }
-
-    private static double Double(JsonObject o, string key, string source, double fallback)
-    {
-        var v = Get(o, key);
-        if (v is null) return fallback;
-        if (v.GetValueKind() != JsonValueKind.Number) throw new InvalidDataException($"{source}: '{key}' must be a number, got {v.ToJsonString()}");
-        // A number past double's range (1e400) reads as ±Infinity, which would be accepted (rope_theta > 1) and computed with.
-        if (!v.AsValue().TryGetValue(out double d) || !double.IsFinite(d))
-            throw new InvalidDataException($"{source}: '{key}' must be a finite number, got {v.ToJsonString()}");
-        return d;
-    }
-
-    private static bool Bool(JsonObject o, string key, string source, bool fallback)
-    {
-        var v = Get(o, key);
-        if (v is null) return fallback;
-        return v.GetValueKind() switch
-        {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw new InvalidDataException($"{source}: '{key}' must be true or false, got {v.ToJsonString()}"),
-        };
-    }
-
-    private static IReadOnlyList<int> Ids(JsonObject o, string key, string source)
-    {
-        var v = Get(o, key);
         if (v is null) return [];
         if (v is JsonArray a) return a.Select((x, i) => x is not null && x.GetValueKind() == JsonValueKind.Number && x.AsValue().TryGetValue(out int id) ? id : throw new InvalidDataException($"{source}: '{key}'[{i}] must be an integer, got {x?.ToJsonString() ?? "null"}")).ToArray();
         if (v.GetValueKind() == JsonValueKind.Number && v.AsValue().TryGetValue(out int one)) return [one];
