@@ -13,8 +13,9 @@ namespace Parrot.Tensors.Cpu.Gemm;
 public static class GemmOptions
 {
     /// <summary>
-    /// When set, the float32 product uses its Vector256 kernels even where Vector512 is accelerated,
-    /// so that the path taken by machines without AVX-512 can be tested and measured on one that has it.
+    /// When set, the CPU kernels (the float32 product, and through <c>VectorWidth</c> the elementwise ops,
+    /// reductions, norms and attention) use their Vector256 forms even where Vector512 is accelerated, so that
+    /// the paths taken by machines without AVX-512 (AVX2) can be tested and measured on one that has it.
     /// </summary>
     public static bool ForceVector256 { get; set; }
 
