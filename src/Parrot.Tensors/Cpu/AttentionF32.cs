@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Parrot.Tensors.Cpu.Gemm;
 
 namespace Parrot.Tensors.Cpu;
@@ -86,13 +87,14 @@ internal static unsafe partial class AttentionF32
     private static void PackGroup(AttentionProblem p, int b, int hk, float* kt, int sPad, int dvPad)
     {
         // Keys with contiguous rows (a KV cache, a projection's output) are transposed 16 × 16 in registers, as
-        // the GEMM packs x · Wᵀ; anything else goes element by element.
+        // the GEMM packs x · Wᵀ; without Vector512 (or for other keys), 8 × 8 with AVX; else element by element.
         if (p.K.S3 == 1 && GemmOptions.UseVector512 && p.K.DType is DType.F32 or DType.BF16)
         {
             long columnBytes = p.K.S2 * p.K.DType.SizeOf();
             if (p.K.DType == DType.F32) Packing.PackColumnMajor16<F32Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
             else Packing.PackColumnMajor16<BF16Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
         }
+        else if (Avx.IsSupported) PackKeys8(p, b, hk, kt, sPad);
         else PackKeysElementwise(p, b, hk, kt, sPad);
         float* vs = kt + (long)p.D * sPad;
         for (int j = 0; j < p.S; j++)
