@@ -45,7 +45,7 @@ public static class BFloat16
     public static unsafe void ToFloat(ushort* src, float* dst, long n)
     {
         long i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Cpu.VectorWidth.Use512)
         {
             for (; i + 16 <= n; i += 16)
             {
@@ -55,7 +55,7 @@ public static class BFloat16
                 w.AsSingle().Store(dst + i);
             }
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else if (Cpu.VectorWidth.Use256)
         {
             for (; i + 8 <= n; i += 8)
             {
@@ -73,7 +73,7 @@ public static class BFloat16
     public static unsafe void FromFloat(float* src, ushort* dst, long n)
     {
         long i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Cpu.VectorWidth.Use512)
         {
             var absMask = Vector512.Create(0x7FFF_FFFFu);
             var inf = Vector512.Create(0x7F80_0000u);
@@ -88,6 +88,22 @@ public static class BFloat16
                 var r = Vector512.ConditionalSelect(isNan, u | quiet, rounded) >> 16;
                 Vector256<ushort> narrowed = Vector512.Narrow(r, r).GetLower(); // keeps the low 16 bits of each lane
                 narrowed.Store(dst + i);
+            }
+        }
+        else if (Cpu.VectorWidth.Use256)
+        {
+            var absMask = Vector256.Create(0x7FFF_FFFFu);
+            var inf = Vector256.Create(0x7F80_0000u);
+            var bias = Vector256.Create(0x7FFFu);
+            var one = Vector256.Create(1u);
+            var quiet = Vector256.Create(0x0040_0000u);
+            for (; i + 16 <= n; i += 16)
+            {
+                var u0 = Vector256.Load(src + i).AsUInt32();
+                var u1 = Vector256.Load(src + i + 8).AsUInt32();
+                var r0 = Vector256.ConditionalSelect(Vector256.GreaterThan(u0 & absMask, inf), u0 | quiet, u0 + bias + ((u0 >> 16) & one)) >> 16;
+                var r1 = Vector256.ConditionalSelect(Vector256.GreaterThan(u1 & absMask, inf), u1 | quiet, u1 + bias + ((u1 >> 16) & one)) >> 16;
+                Vector256.Narrow(r0, r1).Store(dst + i); // lanes ≤ 0xFFFF, so narrowing keeps every bit
             }
         }
         for (; i < n; i++) dst[i] = FromFloat(src[i]);

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Parrot.Tensors.Cpu.Gemm;
 
 namespace Parrot.Tensors.Cpu;
@@ -20,9 +21,10 @@ namespace Parrot.Tensors.Cpu;
 /// touched; items are handed out largest first from a shared counter, so the two cores finish together.</item>
 /// </list>
 /// The micro-kernels keep a 4-row × 64-column tile in 16 Vector512 accumulators (scores: rows × keys over the
-/// head dim; output: rows × value columns over the keys).
+/// head dim; output: rows × value columns over the keys); without AVX-512 (<see cref="VectorWidth.Use512"/> false)
+/// the Vector256 kernels of AttentionF32.Vector256.cs run instead.
 /// </summary>
-internal static unsafe class AttentionF32
+internal static unsafe partial class AttentionF32
 {
     /// <summary>Keys per block: four vectors, the width of a score tile.</summary>
     private const int KeyBlock = 64;
@@ -85,13 +87,14 @@ internal static unsafe class AttentionF32
     private static void PackGroup(AttentionProblem p, int b, int hk, float* kt, int sPad, int dvPad)
     {
         // Keys with contiguous rows (a KV cache, a projection's output) are transposed 16 × 16 in registers, as
-        // the GEMM packs x · Wᵀ; anything else goes element by element.
+        // the GEMM packs x · Wᵀ; without Vector512 (or for other keys), 8 × 8 with AVX; else element by element.
         if (p.K.S3 == 1 && GemmOptions.UseVector512 && p.K.DType is DType.F32 or DType.BF16)
         {
             long columnBytes = p.K.S2 * p.K.DType.SizeOf();
             if (p.K.DType == DType.F32) Packing.PackColumnMajor16<F32Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
             else Packing.PackColumnMajor16<BF16Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
         }
+        else if (Avx.IsSupported) PackKeys8(p, b, hk, kt, sPad);
         else PackKeysElementwise(p, b, hk, kt, sPad);
         float* vs = kt + (long)p.D * sPad;
         for (int j = 0; j < p.S; j++)
@@ -152,11 +155,13 @@ internal static unsafe class AttentionF32
         }
         new Span<float>(x.O, rows * dvPad).Clear();
 
+        bool wide = VectorWidth.Use512;
         int keyEnd = p.VisibleKeys(t0 + tq - 1);
         for (int j0 = 0; j0 < keyEnd; j0 += KeyBlock)
         {
             int n = Math.Min(KeyBlock, keyEnd - j0);
-            Scores(x.Q, d, kt + j0, sPad, rows, x.P);
+            if (wide) Scores(x.Q, d, kt + j0, sPad, rows, x.P);
+            else Scores256(x.Q, d, kt + j0, sPad, rows, x.P);
             for (int r = 0; r < rows; r++)
             {
                 int h = hk * rep + r / tq, i = t0 + r % tq;
@@ -168,10 +173,11 @@ internal static unsafe class AttentionF32
                     AddTo(pr, x.Mask, visible);
                 }
                 new Span<float>(pr + visible, KeyBlock - visible).Fill(float.NegativeInfinity);
-                float alpha = OnlineSoftmax(pr, ref x.Max[r], ref x.Sum[r]);
+                float alpha = wide ? OnlineSoftmax(pr, ref x.Max[r], ref x.Sum[r]) : OnlineSoftmax256(pr, ref x.Max[r], ref x.Sum[r]);
                 if (alpha != 1f) Scale(x.O + (long)r * dvPad, dvPad, alpha);
             }
-            AddValues(x.P, vs + (long)j0 * dvPad, dvPad, n, rows, x.O);
+            if (wide) AddValues(x.P, vs + (long)j0 * dvPad, dvPad, n, rows, x.O);
+            else AddValues256(x.P, vs + (long)j0 * dvPad, dvPad, n, rows, x.O);
         }
 
         for (int r = 0; r < rows; r++)
@@ -249,9 +255,11 @@ internal static unsafe class AttentionF32
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Scale(float* x, int n, float a)
     {
-        var va = Vector512.Create(a);
         int i = 0;
-        for (; i + Lanes <= n; i += Lanes) (Vector512.Load(x + i) * va).Store(x + i);
+        if (VectorWidth.Use512)
+            for (var va = Vector512.Create(a); i + Lanes <= n; i += Lanes) (Vector512.Load(x + i) * va).Store(x + i);
+        else
+            for (var va = Vector256.Create(a); i + 8 <= n; i += 8) (Vector256.Load(x + i) * va).Store(x + i);
         for (; i < n; i++) x[i] *= a;
     }
 
@@ -260,7 +268,10 @@ internal static unsafe class AttentionF32
     private static void AddTo(float* x, float* y, int n)
     {
         int i = 0;
-        for (; i + Lanes <= n; i += Lanes) (Vector512.Load(x + i) + Vector512.Load(y + i)).Store(x + i);
+        if (VectorWidth.Use512)
+            for (; i + Lanes <= n; i += Lanes) (Vector512.Load(x + i) + Vector512.Load(y + i)).Store(x + i);
+        else
+            for (; i + 8 <= n; i += 8) (Vector256.Load(x + i) + Vector256.Load(y + i)).Store(x + i);
         for (; i < n; i++) x[i] += y[i];
     }
 

@@ -86,7 +86,7 @@ public sealed partial class CpuBackend
     private static unsafe void Compare<T>(BinaryOp op, T* a, T* b, T* y, int n) where T : unmanaged, INumber<T>
     {
         int i = 0;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
+        if (VectorWidth.Use512 && Vector512<T>.IsSupported)
         {
             int w = Vector512<T>.Count;
             var one = Vector512<T>.One;
@@ -104,6 +104,26 @@ public sealed partial class CpuBackend
                     _ => Vector512.GreaterThanOrEqual(va, vb),
                 };
                 (m & one).Store(y + i); // all-ones lanes AND the bits of 1 give exactly 1
+            }
+        }
+        else if (VectorWidth.Use256 && Vector256<T>.IsSupported)
+        {
+            int w = Vector256<T>.Count;
+            var one = Vector256<T>.One;
+            for (; i + w <= n; i += w)
+            {
+                var va = Vector256.Load(a + i);
+                var vb = Vector256.Load(b + i);
+                var m = op switch
+                {
+                    BinaryOp.Eq => Vector256.Equals(va, vb),
+                    BinaryOp.Ne => ~Vector256.Equals(va, vb),
+                    BinaryOp.Lt => Vector256.LessThan(va, vb),
+                    BinaryOp.Le => Vector256.LessThanOrEqual(va, vb),
+                    BinaryOp.Gt => Vector256.GreaterThan(va, vb),
+                    _ => Vector256.GreaterThanOrEqual(va, vb),
+                };
+                (m & one).Store(y + i);
             }
         }
         for (; i < n; i++)

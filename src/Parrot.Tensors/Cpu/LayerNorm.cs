@@ -95,13 +95,21 @@ public sealed partial class CpuBackend
             var (mean, sq) = LayerNormStatistics(x, n);
             T m = T.CreateTruncating(mean), rstd = T.CreateTruncating(1.0 / Math.Sqrt(sq / n + eps));
             int i = 0;
-            if (Vector512.IsHardwareAccelerated)
+            if (VectorWidth.Use512)
             {
                 int width = Vector512<T>.Count;
                 var vm = Vector512.Create(m);
                 var vr = Vector512.Create(rstd);
                 for (; i + width <= n; i += width)
                     ((Vector512.Load(x + i) - vm) * vr * Vector512.Load(w + i) + Vector512.Load(b + i)).Store(y + i);
+            }
+            else if (VectorWidth.Use256)
+            {
+                int width = Vector256<T>.Count;
+                var vm = Vector256.Create(m);
+                var vr = Vector256.Create(rstd);
+                for (; i + width <= n; i += width)
+                    ((Vector256.Load(x + i) - vm) * vr * Vector256.Load(w + i) + Vector256.Load(b + i)).Store(y + i);
             }
             for (; i < n; i++) y[i] = (x[i] - m) * rstd * w[i] + b[i];
         }

@@ -397,46 +397,54 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>
-    /// An associative operation on scalars and on Vector512 lanes, applied as acc = Apply(acc, Lift(x)):
+    /// An associative operation on scalars and on Vector512 and Vector256 lanes, applied as acc = Apply(acc, Lift(x)):
     /// Lift maps an input value (already widened to the accumulator type) before it joins.
     /// </summary>
     private interface IAccumulateOp
     {
         static abstract Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV>;
+        static abstract Vector256<TV> Apply<TV>(Vector256<TV> a, Vector256<TV> b) where TV : unmanaged, INumber<TV>;
         static abstract TS Apply<TS>(TS a, TS b) where TS : INumber<TS>;
         static virtual Vector512<TV> Lift<TV>(Vector512<TV> x) where TV : unmanaged, INumber<TV> => x;
+        static virtual Vector256<TV> Lift<TV>(Vector256<TV> x) where TV : unmanaged, INumber<TV> => x;
         static virtual TS Lift<TS>(TS x) where TS : INumber<TS> => x;
     }
 
     private readonly struct AddOp : IAccumulateOp
     {
         public static Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV> => a + b;
+        public static Vector256<TV> Apply<TV>(Vector256<TV> a, Vector256<TV> b) where TV : unmanaged, INumber<TV> => a + b;
         public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => unchecked(a + b);
     }
 
     private readonly struct SquareAddOp : IAccumulateOp
     {
         public static Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV> => a + b;
+        public static Vector256<TV> Apply<TV>(Vector256<TV> a, Vector256<TV> b) where TV : unmanaged, INumber<TV> => a + b;
         public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => unchecked(a + b);
         public static Vector512<TV> Lift<TV>(Vector512<TV> x) where TV : unmanaged, INumber<TV> => x * x;
+        public static Vector256<TV> Lift<TV>(Vector256<TV> x) where TV : unmanaged, INumber<TV> => x * x;
         public static TS Lift<TS>(TS x) where TS : INumber<TS> => unchecked(x * x);
     }
 
     private readonly struct MulOp : IAccumulateOp
     {
         public static Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV> => a * b;
+        public static Vector256<TV> Apply<TV>(Vector256<TV> a, Vector256<TV> b) where TV : unmanaged, INumber<TV> => a * b;
         public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => unchecked(a * b);
     }
 
     private readonly struct MaxOp : IAccumulateOp
     {
         public static Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV> => Vector512.Max(a, b);
+        public static Vector256<TV> Apply<TV>(Vector256<TV> a, Vector256<TV> b) where TV : unmanaged, INumber<TV> => Vector256.Max(a, b);
         public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => TS.Max(a, b);
     }
 
     private readonly struct MinOp : IAccumulateOp
     {
         public static Vector512<TV> Apply<TV>(Vector512<TV> a, Vector512<TV> b) where TV : unmanaged, INumber<TV> => Vector512.Min(a, b);
+        public static Vector256<TV> Apply<TV>(Vector256<TV> a, Vector256<TV> b) where TV : unmanaged, INumber<TV> => Vector256.Min(a, b);
         public static TS Apply<TS>(TS a, TS b) where TS : INumber<TS> => TS.Min(a, b);
     }
 
@@ -448,7 +456,7 @@ public sealed partial class CpuBackend
             where T : unmanaged, INumber<T> where TAcc : unmanaged, INumber<TAcc> where TOp : IAccumulateOp
         {
             int j = 0;
-            if (Vector512.IsHardwareAccelerated)
+            if (VectorWidth.Use512)
             {
                 if (typeof(T) == typeof(float))
                 {
@@ -468,6 +476,26 @@ public sealed partial class CpuBackend
                     for (; j + w <= n; j += w) TOp.Apply(Vector512.Load(acc + j), TOp.Lift(Vector512.Load(s + j))).Store(acc + j);
                 }
             }
+            else if (VectorWidth.Use256)
+            {
+                if (typeof(T) == typeof(float))
+                {
+                    float* s = (float*)src;
+                    double* a = (double*)acc;
+                    for (; j + 8 <= n; j += 8)
+                    {
+                        var (lo, hi) = Vector256.Widen(Vector256.Load(s + j));
+                        TOp.Apply(Vector256.Load(a + j), TOp.Lift(lo)).Store(a + j);
+                        TOp.Apply(Vector256.Load(a + j + 4), TOp.Lift(hi)).Store(a + j + 4);
+                    }
+                }
+                else if (typeof(T) == typeof(TAcc))
+                {
+                    TAcc* s = (TAcc*)src;
+                    int w = Vector256<TAcc>.Count;
+                    for (; j + w <= n; j += w) TOp.Apply(Vector256.Load(acc + j), TOp.Lift(Vector256.Load(s + j))).Store(acc + j);
+                }
+            }
             for (; j < n; j++) acc[j] = TOp.Apply(acc[j], TOp.Lift(TAcc.CreateTruncating(src[j])));
         }
 
@@ -477,7 +505,7 @@ public sealed partial class CpuBackend
         {
             T* p1 = p + s, p2 = p + 2 * s, p3 = p + 3 * s;
             int j = 0;
-            if (Vector512.IsHardwareAccelerated)
+            if (VectorWidth.Use512)
             {
                 if (typeof(T) == typeof(float))
                 {
@@ -499,6 +527,31 @@ public sealed partial class CpuBackend
                     {
                         var v = TOp.Apply(TOp.Apply(Vector512.Load(q0 + j), Vector512.Load(q1 + j)), TOp.Apply(Vector512.Load(q2 + j), Vector512.Load(q3 + j)));
                         TOp.Apply(Vector512.Load(acc + j), v).Store(acc + j);
+                    }
+                }
+            }
+            else if (VectorWidth.Use256)
+            {
+                if (typeof(T) == typeof(float))
+                {
+                    double* a = (double*)acc;
+                    for (; j + 8 <= n; j += 8)
+                    {
+                        var v = TOp.Apply(TOp.Apply(Vector256.Load((float*)p + j), Vector256.Load((float*)p1 + j)),
+                                          TOp.Apply(Vector256.Load((float*)p2 + j), Vector256.Load((float*)p3 + j)));
+                        var (lo, hi) = Vector256.Widen(v);
+                        TOp.Apply(Vector256.Load(a + j), lo).Store(a + j);
+                        TOp.Apply(Vector256.Load(a + j + 4), hi).Store(a + j + 4);
+                    }
+                }
+                else if (typeof(T) == typeof(TAcc))
+                {
+                    int w = Vector256<TAcc>.Count;
+                    TAcc* q0 = (TAcc*)p, q1 = (TAcc*)p1, q2 = (TAcc*)p2, q3 = (TAcc*)p3;
+                    for (; j + w <= n; j += w)
+                    {
+                        var v = TOp.Apply(TOp.Apply(Vector256.Load(q0 + j), Vector256.Load(q1 + j)), TOp.Apply(Vector256.Load(q2 + j), Vector256.Load(q3 + j)));
+                        TOp.Apply(Vector256.Load(acc + j), v).Store(acc + j);
                     }
                 }
             }

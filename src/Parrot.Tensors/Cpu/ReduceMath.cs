@@ -8,7 +8,9 @@ namespace Parrot.Tensors.Cpu;
 /// Vectorised reductions over contiguous runs, shared by the reduction, norm, softmax and loss kernels.
 /// Float32 sums are accumulated in float32 only over blocks of 256 values (16 per lane) and the block
 /// results are widened and added in float64: nearly the accuracy of a float64 sum (relative error ~1e-7
-/// on 16M values) at the speed of a float32 one. Max and Min propagate NaN.
+/// on 16M values) at the speed of a float32 one. Max and Min propagate NaN. Each kernel has a Vector512 path
+/// (taken when <see cref="VectorWidth.Use512"/>) and a Vector256 path for AVX2 machines (and for AVX-512 ones
+/// with the GEMM's ForceVector256 set); the two may differ in the last bits of a sum, never in a max or index.
 /// </summary>
 internal static unsafe class ReduceMath
 {
@@ -20,7 +22,7 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        if (VectorWidth.Use512 && n >= 16)
         {
             Vector512<double> d0 = default, d1 = default;
             for (; i + Block <= n; i += Block)
@@ -44,9 +46,23 @@ internal static unsafe class ReduceMath
             }
             total = Vector512.Sum(d0 + d1);
         }
-        else if (Vector256.IsHardwareAccelerated && n >= 8)
+        else if (VectorWidth.Use256 && n >= 8)
         {
+            // The same blocks of 256 values, 32 per lane in float32 over four chains, then widened.
             Vector256<double> d0 = default, d1 = default;
+            for (; i + Block <= n; i += Block)
+            {
+                float* q = p + i;
+                var a0 = Vector256.Load(q); var a1 = Vector256.Load(q + 8);
+                var a2 = Vector256.Load(q + 16); var a3 = Vector256.Load(q + 24);
+                for (int k = 32; k < Block; k += 32)
+                {
+                    a0 += Vector256.Load(q + k); a1 += Vector256.Load(q + k + 8);
+                    a2 += Vector256.Load(q + k + 16); a3 += Vector256.Load(q + k + 24);
+                }
+                var (lo, hi) = Vector256.Widen((a0 + a1) + (a2 + a3));
+                d0 += lo; d1 += hi;
+            }
             for (; i + 8 <= n; i += 8)
             {
                 var (lo, hi) = Vector256.Widen(Vector256.Load(p + i));
@@ -64,7 +80,7 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 32)
+        if (VectorWidth.Use512 && n >= 32)
         {
             Vector512<double> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i + 32 <= n; i += 32)
@@ -73,6 +89,16 @@ internal static unsafe class ReduceMath
                 a2 += Vector512.Load(p + i + 16); a3 += Vector512.Load(p + i + 24);
             }
             total = Vector512.Sum((a0 + a1) + (a2 + a3));
+        }
+        else if (VectorWidth.Use256 && n >= 16)
+        {
+            Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 16 <= n; i += 16)
+            {
+                a0 += Vector256.Load(p + i); a1 += Vector256.Load(p + i + 4);
+                a2 += Vector256.Load(p + i + 8); a3 += Vector256.Load(p + i + 12);
+            }
+            total = Vector256.Sum((a0 + a1) + (a2 + a3));
         }
         for (; i < n; i++) total += p[i];
         return total;
@@ -84,7 +110,7 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        if (VectorWidth.Use512 && n >= 16)
         {
             var m = Vector512.Create(mean);
             Vector512<double> d0 = default, d1 = default;
@@ -104,6 +130,26 @@ internal static unsafe class ReduceMath
             }
             total = Vector512.Sum(d0 + d1);
         }
+        else if (VectorWidth.Use256 && n >= 8)
+        {
+            var m = Vector256.Create(mean);
+            Vector256<double> d0 = default, d1 = default;
+            for (; i + 32 <= n; i += 32)
+            {
+                var v0 = Vector256.Load(p + i) - m; var v1 = Vector256.Load(p + i + 8) - m;
+                var v2 = Vector256.Load(p + i + 16) - m; var v3 = Vector256.Load(p + i + 24) - m;
+                var s = Vector256.FusedMultiplyAdd(v0, v0, v1 * v1) + Vector256.FusedMultiplyAdd(v2, v2, v3 * v3);
+                var (lo, hi) = Vector256.Widen(s);
+                d0 += lo; d1 += hi;
+            }
+            for (; i + 8 <= n; i += 8)
+            {
+                var v = Vector256.Load(p + i) - m;
+                var (lo, hi) = Vector256.Widen(v * v);
+                d0 += lo; d1 += hi;
+            }
+            total = Vector256.Sum(d0 + d1);
+        }
         for (; i < n; i++) { double d = p[i] - mean; total += d * d; }
         return total;
     }
@@ -114,7 +160,7 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        if (VectorWidth.Use512 && n >= 16)
         {
             var m = Vector512.Create(mean);
             Vector512<double> a0 = default, a1 = default;
@@ -126,6 +172,18 @@ internal static unsafe class ReduceMath
             }
             total = Vector512.Sum(a0 + a1);
         }
+        else if (VectorWidth.Use256 && n >= 8)
+        {
+            var m = Vector256.Create(mean);
+            Vector256<double> a0 = default, a1 = default;
+            for (; i + 8 <= n; i += 8)
+            {
+                var v0 = Vector256.Load(p + i) - m; var v1 = Vector256.Load(p + i + 4) - m;
+                a0 = Vector256.FusedMultiplyAdd(v0, v0, a0);
+                a1 = Vector256.FusedMultiplyAdd(v1, v1, a1);
+            }
+            total = Vector256.Sum(a0 + a1);
+        }
         for (; i < n; i++) { double d = p[i] - mean; total += d * d; }
         return total;
     }
@@ -136,7 +194,7 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        if (VectorWidth.Use512 && n >= 16)
         {
             var s = Vector512.Create(shift);
             Vector512<double> d0 = default, d1 = default;
@@ -153,6 +211,24 @@ internal static unsafe class ReduceMath
                 d0 += lo; d1 += hi;
             }
             total = Vector512.Sum(d0 + d1);
+        }
+        else if (VectorWidth.Use256 && n >= 8)
+        {
+            var s = Vector256.Create(shift);
+            Vector256<double> d0 = default, d1 = default;
+            for (; i + 32 <= n; i += 32)
+            {
+                var e = (Vector256.Exp(Vector256.Load(p + i) - s) + Vector256.Exp(Vector256.Load(p + i + 8) - s))
+                      + (Vector256.Exp(Vector256.Load(p + i + 16) - s) + Vector256.Exp(Vector256.Load(p + i + 24) - s));
+                var (lo, hi) = Vector256.Widen(e);
+                d0 += lo; d1 += hi;
+            }
+            for (; i + 8 <= n; i += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Exp(Vector256.Load(p + i) - s));
+                d0 += lo; d1 += hi;
+            }
+            total = Vector256.Sum(d0 + d1);
         }
         for (; i < n; i++) total += MathF.Exp(p[i] - shift);
         return total;
@@ -175,7 +251,7 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         double total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
+        if (VectorWidth.Use512 && n >= 16)
         {
             var s = Vector512.Create(shift);
             Vector512<double> d0 = default, d1 = default;
@@ -196,6 +272,27 @@ internal static unsafe class ReduceMath
             }
             total = Vector512.Sum(d0 + d1);
         }
+        else if (VectorWidth.Use256 && n >= 8)
+        {
+            var s = Vector256.Create(shift);
+            Vector256<double> d0 = default, d1 = default;
+            for (; i + 32 <= n; i += 32)
+            {
+                var e0 = Vector256.Exp(Vector256.Load(x + i) - s); var e1 = Vector256.Exp(Vector256.Load(x + i + 8) - s);
+                var e2 = Vector256.Exp(Vector256.Load(x + i + 16) - s); var e3 = Vector256.Exp(Vector256.Load(x + i + 24) - s);
+                e0.Store(y + i); e1.Store(y + i + 8); e2.Store(y + i + 16); e3.Store(y + i + 24);
+                var (lo, hi) = Vector256.Widen((e0 + e1) + (e2 + e3));
+                d0 += lo; d1 += hi;
+            }
+            for (; i + 8 <= n; i += 8)
+            {
+                var e = Vector256.Exp(Vector256.Load(x + i) - s);
+                e.Store(y + i);
+                var (lo, hi) = Vector256.Widen(e);
+                d0 += lo; d1 += hi;
+            }
+            total = Vector256.Sum(d0 + d1);
+        }
         for (; i < n; i++) { float e = MathF.Exp(x[i] - shift); y[i] = e; total += e; }
         return total;
     }
@@ -215,7 +312,7 @@ internal static unsafe class ReduceMath
         bool isFloat = typeof(T) == typeof(float) || typeof(T) == typeof(double);
         long i = 0;
         T best = p[0];
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported && n >= 4L * Vector512<T>.Count)
+        if (VectorWidth.Use512 && Vector512<T>.IsSupported && n >= 4L * Vector512<T>.Count)
         {
             int w = Vector512<T>.Count;
             var m0 = Vector512.Load(p); var m1 = Vector512.Load(p + w);
@@ -244,6 +341,34 @@ internal static unsafe class ReduceMath
             best = m[0];
             for (int k = 1; k < w; k++) best = Pick(best, m[k], max);
         }
+        else if (VectorWidth.Use256 && Vector256<T>.IsSupported && n >= 4L * Vector256<T>.Count)
+        {
+            int w = Vector256<T>.Count;
+            var m0 = Vector256.Load(p); var m1 = Vector256.Load(p + w);
+            var m2 = Vector256.Load(p + 2 * w); var m3 = Vector256.Load(p + 3 * w);
+            var nan = Vector256<T>.Zero; // as above: vmaxps drops NaN
+            if (isFloat) nan = ~(Vector256.Equals(m0, m0) & Vector256.Equals(m1, m1) & Vector256.Equals(m2, m2) & Vector256.Equals(m3, m3));
+            for (i = 4L * w; i + 4 * w <= n; i += 4 * w)
+            {
+                var v0 = Vector256.Load(p + i); var v1 = Vector256.Load(p + i + w);
+                var v2 = Vector256.Load(p + i + 2 * w); var v3 = Vector256.Load(p + i + 3 * w);
+                if (max)
+                {
+                    m0 = Vector256.MaxNative(m0, v0); m1 = Vector256.MaxNative(m1, v1);
+                    m2 = Vector256.MaxNative(m2, v2); m3 = Vector256.MaxNative(m3, v3);
+                }
+                else
+                {
+                    m0 = Vector256.MinNative(m0, v0); m1 = Vector256.MinNative(m1, v1);
+                    m2 = Vector256.MinNative(m2, v2); m3 = Vector256.MinNative(m3, v3);
+                }
+                if (isFloat) nan |= ~(Vector256.Equals(v0, v0) & Vector256.Equals(v1, v1) & Vector256.Equals(v2, v2) & Vector256.Equals(v3, v3));
+            }
+            var m = max ? Vector256.Max(Vector256.Max(m0, m1), Vector256.Max(m2, m3)) : Vector256.Min(Vector256.Min(m0, m1), Vector256.Min(m2, m3));
+            if (isFloat && nan != Vector256<T>.Zero) return NaN<T>();
+            best = m[0];
+            for (int k = 1; k < w; k++) best = Pick(best, m[k], max);
+        }
         for (; i < n; i++)
         {
             T v = p[i];
@@ -262,7 +387,7 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         T best = T.NegativeInfinity;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported && n >= 4L * Vector512<T>.Count)
+        if (VectorWidth.Use512 && Vector512<T>.IsSupported && n >= 4L * Vector512<T>.Count)
         {
             int w = Vector512<T>.Count;
             var low = Vector512.Create(T.NegativeInfinity);
@@ -278,6 +403,23 @@ internal static unsafe class ReduceMath
                 m3 = Vector512.MaxNative(m3, Vector512.ConditionalSelect(Vector512.Equals(v3, v3), v3, low));
             }
             var m = Vector512.Max(Vector512.Max(m0, m1), Vector512.Max(m2, m3));
+            for (int k = 0; k < w; k++) best = m[k] > best ? m[k] : best;
+        }
+        else if (VectorWidth.Use256 && Vector256<T>.IsSupported && n >= 4L * Vector256<T>.Count)
+        {
+            int w = Vector256<T>.Count;
+            var low = Vector256.Create(T.NegativeInfinity);
+            Vector256<T> m0 = low, m1 = low, m2 = low, m3 = low;
+            for (; i + 4 * w <= n; i += 4 * w)
+            {
+                var v0 = Vector256.Load(p + i); var v1 = Vector256.Load(p + i + w);
+                var v2 = Vector256.Load(p + i + 2 * w); var v3 = Vector256.Load(p + i + 3 * w);
+                m0 = Vector256.MaxNative(m0, Vector256.ConditionalSelect(Vector256.Equals(v0, v0), v0, low));
+                m1 = Vector256.MaxNative(m1, Vector256.ConditionalSelect(Vector256.Equals(v1, v1), v1, low));
+                m2 = Vector256.MaxNative(m2, Vector256.ConditionalSelect(Vector256.Equals(v2, v2), v2, low));
+                m3 = Vector256.MaxNative(m3, Vector256.ConditionalSelect(Vector256.Equals(v3, v3), v3, low));
+            }
+            var m = Vector256.Max(Vector256.Max(m0, m1), Vector256.Max(m2, m3));
             for (int k = 0; k < w; k++) best = m[k] > best ? m[k] : best;
         }
         for (; i < n; i++)
@@ -296,7 +438,7 @@ internal static unsafe class ReduceMath
     {
         bool nan = T.IsNaN(value);
         long i = 0;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
+        if (VectorWidth.Use512 && Vector512<T>.IsSupported)
         {
             int w = Vector512<T>.Count;
             var target = Vector512.Create(value);
@@ -305,6 +447,18 @@ internal static unsafe class ReduceMath
                 var v = Vector512.Load(p + i);
                 var hit = nan ? ~Vector512.Equals(v, v) : Vector512.Equals(v, target);
                 ulong bits = hit.ExtractMostSignificantBits();
+                if (bits != 0) return i + BitOperations.TrailingZeroCount(bits);
+            }
+        }
+        else if (VectorWidth.Use256 && Vector256<T>.IsSupported)
+        {
+            int w = Vector256<T>.Count;
+            var target = Vector256.Create(value);
+            for (; i + w <= n; i += w)
+            {
+                var v = Vector256.Load(p + i);
+                var hit = nan ? ~Vector256.Equals(v, v) : Vector256.Equals(v, target);
+                uint bits = hit.ExtractMostSignificantBits();
                 if (bits != 0) return i + BitOperations.TrailingZeroCount(bits);
             }
         }
@@ -330,11 +484,17 @@ internal static unsafe class ReduceMath
     {
         long i = 0;
         long total = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 8)
+        if (VectorWidth.Use512 && n >= 8)
         {
             Vector512<long> a = default;
             for (; i + 8 <= n; i += 8) a += Vector512.Load(p + i);
             total = Vector512.Sum(a);
+        }
+        else if (VectorWidth.Use256 && n >= 4)
+        {
+            Vector256<long> a = default;
+            for (; i + 4 <= n; i += 4) a += Vector256.Load(p + i);
+            total = Vector256.Sum(a);
         }
         for (; i < n; i++) total = unchecked(total + p[i]);
         return total;

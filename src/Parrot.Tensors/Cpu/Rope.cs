@@ -120,7 +120,7 @@ public sealed partial class CpuBackend
     internal static unsafe void RotateHalf<T>(T* x, T* c, T* s, T* y, int half) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int d = 0;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
+        if (VectorWidth.Use512 && Vector512<T>.IsSupported)
         {
             for (; d + Vector512<T>.Count <= half; d += Vector512<T>.Count)
             {
@@ -132,7 +132,7 @@ public sealed partial class CpuBackend
                 hi.Store(y + half + d);
             }
         }
-        if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+        if (VectorWidth.Use256 && Vector256<T>.IsSupported) // the whole row without Vector512, its tail with it
         {
             for (; d + Vector256<T>.Count <= half; d += Vector256<T>.Count)
             {
