@@ -44,32 +44,14 @@ internal static unsafe partial class AttentionF32
         for (int e = 0; e < d; e++) new Span<float>(kt + (long)e * sPad + p.S, sPad - p.S).Clear();
     }
 
-    /// <summary>dst[c·ldd + r] = src[r·lds + c] for r, c &lt; 8: unpack pairs, then quads, then swap 128-bit halves.</summary>
+    /// <summary>dst[c·ldd + r] = src[r·lds + c] for r, c &lt; 8, through the GEMM's <see cref="Transpose8"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
     {
-        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
-        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
-        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
-        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
-        // Per 128-bit half: t0 = (r0[0] r1[0] r0[1] r1[1]), t1 = (r0[2] r1[2] r0[3] r1[3]), …
-        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-        // u0 = column 0 of rows 0-3 (and column 4 in the upper half), u1 = column 1, …
-        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
-        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
-        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
-        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
-        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
-        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
-        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
-        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
-        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
+        var block = stackalloc Vector256<float>[8];
+        for (int r = 0; r < 8; r++) block[r] = Vector256.Load(src + (long)r * lds);
+        Transpose8.InPlace(block);
+        for (int c = 0; c < 8; c++) block[c].Store(dst + (long)c * ldd);
     }
 
     // ---- scores: P[rows, 64] = Q[rows, d] · KT[d, 64], in four passes of 16 keys ----

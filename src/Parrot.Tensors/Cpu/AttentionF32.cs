@@ -86,13 +86,14 @@ internal static unsafe partial class AttentionF32
     /// <summary>Keys of one group transposed into kt [D, sPad], values into vs [sPad, dvPad] (padding zeroed).</summary>
     private static void PackGroup(AttentionProblem p, int b, int hk, float* kt, int sPad, int dvPad)
     {
-        // Keys with contiguous rows (a KV cache, a projection's output) are transposed 16 × 16 in registers, as
-        // the GEMM packs x · Wᵀ; without Vector512 (or for other keys), 8 × 8 with AVX; else element by element.
-        if (p.K.S3 == 1 && GemmOptions.UseVector512 && p.K.DType is DType.F32 or DType.BF16)
+        // Keys with contiguous rows (a KV cache, a projection's output) are transposed in registers as the GEMM
+        // packs x · Wᵀ (16 × 16 with AVX-512, 8 × 8 with AVX); other keys 8 × 8 through a row buffer with AVX;
+        // else element by element.
+        if (p.K.S3 == 1 && (GemmOptions.UseVector512 || Avx.IsSupported) && p.K.DType is DType.F32 or DType.BF16)
         {
             long columnBytes = p.K.S2 * p.K.DType.SizeOf();
-            if (p.K.DType == DType.F32) Packing.PackColumnMajor16<F32Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
-            else Packing.PackColumnMajor16<BF16Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
+            if (p.K.DType == DType.F32) Packing.PackColumnMajor<F32Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
+            else Packing.PackColumnMajor<BF16Source>(p.K.At(b, hk, 0), columnBytes, p.D, p.S, sPad, kt);
         }
         else if (Avx.IsSupported) PackKeys8(p, b, hk, kt, sPad);
         else PackKeysElementwise(p, b, hk, kt, sPad);

@@ -165,7 +165,7 @@ internal static unsafe class Packing
     /// the k tail and the last columns (fewer than 16) are copied element by element.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void PackColumnMajor16<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
+    private static void PackColumnMajor16<TSrc>(nint src, long columnBytes, int kc, int w, int nr, float* panel) where TSrc : struct, IFloatSource
     {
         var block = stackalloc Vector512<float>[16];
         int j = 0;
