@@ -126,20 +126,20 @@ internal static unsafe partial class AttentionF32
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> ExpNonPositive(Vector256<float> x)
     {
-        var min = Vector256.Create(-87.33f);
+        var min = Vector256.Create(ExpMinArg);
         var underflow = Vector256.LessThan(x, min);
         var t = Vector256.ConditionalSelect(underflow, min, x);
-        var magic = Vector256.Create(12582912f);
-        var shifted = Vector256.FusedMultiplyAdd(t, Vector256.Create(1.44269504f), magic);
+        var magic = Vector256.Create(RoundingMagic);
+        var shifted = Vector256.FusedMultiplyAdd(t, Vector256.Create(Log2E), magic);
         var n = shifted - magic;
-        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-0.693359375f), t);
-        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(2.12194440e-4f), r);
-        var p = Vector256.Create(1.9875691500e-4f);
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.3981999507e-3f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(8.3334519073e-3f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(4.1665795894e-2f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
+        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(MinusLn2High), t);
+        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(MinusLn2Low), r);
+        var p = Vector256.Create(ExpP0);
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpP1));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpP2));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpP3));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpP4));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpP5));
         p = Vector256.FusedMultiplyAdd(p, r * r, r) + Vector256<float>.One;
         var scale = ((shifted.AsInt32() - magic.AsInt32() + Vector256.Create(127)) << 23).AsSingle();
         return Vector256.ConditionalSelect(underflow, Vector256<float>.Zero, p * scale);

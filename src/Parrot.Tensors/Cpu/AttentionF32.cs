@@ -220,6 +220,13 @@ internal static unsafe partial class AttentionF32
         return alpha;
     }
 
+    // ExpNonPositive's constants (both widths): the argument's floor, 1.5·2^23 for rounding, log2(e), ln 2 split in a
+    // high part exact in few bits and the low remainder (both negated: r = t − n·ln 2), the Cephes expf polynomial.
+    private const float ExpMinArg = -87.33f, RoundingMagic = 12582912f, Log2E = 1.44269504f;
+    private const float MinusLn2High = -0.693359375f, MinusLn2Low = 2.12194440e-4f;
+    private const float ExpP0 = 1.9875691500e-4f, ExpP1 = 1.3981999507e-3f, ExpP2 = 8.3334519073e-3f, ExpP3 = 4.1665795894e-2f,
+        ExpP4 = 1.6666665459e-1f, ExpP5 = 5.0000001201e-1f;
+
     /// <summary>
     /// e^x for x ≤ 0 (scores minus their running max), to about one float32 ulp: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
     /// e^r by the classic degree-7 minimax polynomial (Cephes' expf), times 2^n put into the exponent bits. Below
@@ -231,21 +238,21 @@ internal static unsafe partial class AttentionF32
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> ExpNonPositive(Vector512<float> x)
     {
-        var min = Vector512.Create(-87.33f);
+        var min = Vector512.Create(ExpMinArg);
         var underflow = Vector512.LessThan(x, min);
         var t = Vector512.ConditionalSelect(underflow, min, x);
         // Rounding to the nearest integer by adding and subtracting 1.5·2^23; the sum's low mantissa bits are n.
-        var magic = Vector512.Create(12582912f);
-        var shifted = Vector512.FusedMultiplyAdd(t, Vector512.Create(1.44269504f), magic);
+        var magic = Vector512.Create(RoundingMagic);
+        var shifted = Vector512.FusedMultiplyAdd(t, Vector512.Create(Log2E), magic);
         var n = shifted - magic;
-        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693359375f), t);
-        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(2.12194440e-4f), r);
-        var p = Vector512.Create(1.9875691500e-4f);
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.3981999507e-3f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(8.3334519073e-3f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(4.1665795894e-2f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1.6666665459e-1f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(5.0000001201e-1f));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(MinusLn2High), t);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(MinusLn2Low), r);
+        var p = Vector512.Create(ExpP0);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpP1));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpP2));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpP3));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpP4));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpP5));
         p = Vector512.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
         // n ∈ [−126, 0] here, so 2^n is a normal float: its bits are (n + 127) << 23.
         var scale = ((shifted.AsInt32() - magic.AsInt32() + Vector512.Create(127)) << 23).AsSingle();

@@ -182,13 +182,7 @@ internal static unsafe class Packing
             for (; k < kc; k++)
                 for (int t = 0; t < 16; t++) panel[(long)k * nr + j + t] = TSrc.Read(first + (nint)(t * columnBytes), k);
         }
-        for (; j < w; j++)
-        {
-            nint col = src + (nint)(j * columnBytes);
-            for (int k = 0; k < kc; k++) panel[(long)k * nr + j] = TSrc.Read(col, k);
-        }
-        if (w < nr)
-            for (int k = 0; k < kc; k++) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
+        PackLastColumns<TSrc>(src, columnBytes, kc, j, w, nr, panel);
     }
     /// <summary><see cref="PackColumnMajor{TSrc}"/> with AVX: whole 8 × 8 blocks go through <see cref="Transpose8"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -209,6 +203,12 @@ internal static unsafe class Packing
             for (; k < kc; k++)
                 for (int t = 0; t < 8; t++) panel[(long)k * nr + j + t] = TSrc.Read(first + (nint)(t * columnBytes), k);
         }
+        PackLastColumns<TSrc>(src, columnBytes, kc, j, w, nr, panel);
+    }
+
+    /// <summary>Columns [j, w) of a column-major micro-panel element by element (fewer than a transpose block), then the zero padding up to <paramref name="nr"/>.</summary>
+    private static void PackLastColumns<TSrc>(nint src, long columnBytes, int kc, int j, int w, int nr, float* panel) where TSrc : struct, IFloatSource
+    {
         for (; j < w; j++)
         {
             nint col = src + (nint)(j * columnBytes);

@@ -166,8 +166,8 @@ internal static unsafe class SkinnySgemm
         }
     }
 
-    /// <summary>One column of C, for the last columns that do not fill a vector.</summary>
-    private static void Column<TB>(float* a, long lda, nint b, long ldb, float* c, long ldc, int m, int k) where TB : struct, IFloatSource
+    /// <summary>One column of C, for the last columns that do not fill a vector (both widths' kernels).</summary>
+    internal static void Column<TB>(float* a, long lda, nint b, long ldb, float* c, long ldc, int m, int k) where TB : struct, IFloatSource
     {
         for (int i = 0; i < m; i++)
         {

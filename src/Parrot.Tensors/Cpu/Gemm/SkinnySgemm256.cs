@@ -50,7 +50,7 @@ internal static unsafe class SkinnySgemm256
             for (; j + 64 <= n1; j += 64) Row1x64<TB>(a, b.At(0, j), b.RowStride, k, c + j);
         for (; j + 16 <= n1; j += 16) RowPanel<TB, Two>(a, lda, b, c, ldc, m, k, j);
         for (; j + 8 <= n1; j += 8) RowPanel<TB, One>(a, lda, b, c, ldc, m, k, j);
-        for (; j < n1; j++) Column<TB>(a, lda, b.At(0, j), b.RowStride, c + j, ldc, m, k);
+        for (; j < n1; j++) SkinnySgemm.Column<TB>(a, lda, b.At(0, j), b.RowStride, c + j, ldc, m, k);
     }
 
     /// <summary>All m rows of C, columns [j, j + 8·V).</summary>
@@ -150,18 +150,6 @@ internal static unsafe class SkinnySgemm256
         {
             if (accumulate) v1 += Vector256.Load(c + 8);
             v1.Store(c + 8);
-        }
-    }
-
-    /// <summary>One column of C, for the last columns that do not fill a vector.</summary>
-    private static void Column<TB>(float* a, long lda, nint b, long ldb, float* c, long ldc, int m, int k) where TB : struct, IFloatSource
-    {
-        for (int i = 0; i < m; i++)
-        {
-            float* ai = a + i * lda;
-            float s = 0;
-            for (int p = 0; p < k; p++) s += ai[p] * TB.Read(b, p * ldb);
-            c[i * ldc] = s;
         }
     }
 
