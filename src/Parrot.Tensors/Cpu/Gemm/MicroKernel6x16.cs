@@ -18,7 +18,6 @@ internal readonly unsafe struct MicroKernel6x16 : IMicroKernel
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(float* a, float* b, int kc, float* c, long ldc, bool accumulate)
     {
-        const int S = PackedSgemm.KC;
         float* c0 = c, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
         // The tile of C is read (or written) only after the k loop; fetching its lines now hides that miss
         // behind the loop, as in the AVX-512 kernel (+17% single-thread at 2016³ on Zen 3, paired probe).
@@ -29,31 +28,48 @@ internal readonly unsafe struct MicroKernel6x16 : IMicroKernel
         Vector256<float> c30 = default, c31 = default;
         Vector256<float> c40 = default, c41 = default;
         Vector256<float> c50 = default, c51 = default;
-        for (int p = 0; p < kc; p++)
+        // Two k steps per trip: less loop overhead, the same FMAs in the same order per accumulator (+3–9% paired,
+        // 2 threads). Step inlines and its accumulators stay in registers (checked in the JIT's disassembly).
+        int p = 0;
+        for (; p + 1 < kc; p += 2)
         {
-            Vector256<float> b0 = Vector256.Load(b), b1 = Vector256.Load(b + 8);
-            Vector256<float> x;
-            x = Vector256.Create(a[0]);
-            c00 = Vector256.MultiplyAddEstimate(x, b0, c00); c01 = Vector256.MultiplyAddEstimate(x, b1, c01);
-            x = Vector256.Create(a[S]);
-            c10 = Vector256.MultiplyAddEstimate(x, b0, c10); c11 = Vector256.MultiplyAddEstimate(x, b1, c11);
-            x = Vector256.Create(a[2 * S]);
-            c20 = Vector256.MultiplyAddEstimate(x, b0, c20); c21 = Vector256.MultiplyAddEstimate(x, b1, c21);
-            x = Vector256.Create(a[3 * S]);
-            c30 = Vector256.MultiplyAddEstimate(x, b0, c30); c31 = Vector256.MultiplyAddEstimate(x, b1, c31);
-            x = Vector256.Create(a[4 * S]);
-            c40 = Vector256.MultiplyAddEstimate(x, b0, c40); c41 = Vector256.MultiplyAddEstimate(x, b1, c41);
-            x = Vector256.Create(a[5 * S]);
-            c50 = Vector256.MultiplyAddEstimate(x, b0, c50); c51 = Vector256.MultiplyAddEstimate(x, b1, c51);
-            a++;
-            b += 16;
+            Step(a, b, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
+            Step(a + 1, b + 16, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
+            a += 2;
+            b += 32;
         }
+        if (p < kc)
+            Step(a, b, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
         StoreRow(c0, c00, c01, accumulate);
         StoreRow(c1, c10, c11, accumulate);
         StoreRow(c2, c20, c21, accumulate);
         StoreRow(c3, c30, c31, accumulate);
         StoreRow(c4, c40, c41, accumulate);
         StoreRow(c5, c50, c51, accumulate);
+    }
+
+    /// <summary>One k step: two B vectors times the six rows' broadcast A values into the 12 accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(float* a, float* b,
+        ref Vector256<float> c00, ref Vector256<float> c01, ref Vector256<float> c10, ref Vector256<float> c11,
+        ref Vector256<float> c20, ref Vector256<float> c21, ref Vector256<float> c30, ref Vector256<float> c31,
+        ref Vector256<float> c40, ref Vector256<float> c41, ref Vector256<float> c50, ref Vector256<float> c51)
+    {
+        const int S = PackedSgemm.KC;
+        Vector256<float> b0 = Vector256.Load(b), b1 = Vector256.Load(b + 8);
+        Vector256<float> x;
+        x = Vector256.Create(a[0]);
+        c00 = Vector256.MultiplyAddEstimate(x, b0, c00); c01 = Vector256.MultiplyAddEstimate(x, b1, c01);
+        x = Vector256.Create(a[S]);
+        c10 = Vector256.MultiplyAddEstimate(x, b0, c10); c11 = Vector256.MultiplyAddEstimate(x, b1, c11);
+        x = Vector256.Create(a[2 * S]);
+        c20 = Vector256.MultiplyAddEstimate(x, b0, c20); c21 = Vector256.MultiplyAddEstimate(x, b1, c21);
+        x = Vector256.Create(a[3 * S]);
+        c30 = Vector256.MultiplyAddEstimate(x, b0, c30); c31 = Vector256.MultiplyAddEstimate(x, b1, c31);
+        x = Vector256.Create(a[4 * S]);
+        c40 = Vector256.MultiplyAddEstimate(x, b0, c40); c41 = Vector256.MultiplyAddEstimate(x, b1, c41);
+        x = Vector256.Create(a[5 * S]);
+        c50 = Vector256.MultiplyAddEstimate(x, b0, c50); c51 = Vector256.MultiplyAddEstimate(x, b1, c51);
     }
 
     /// <summary>A row of the tile is 16 floats: one cache line when aligned, two otherwise.</summary>
