@@ -26,7 +26,7 @@ internal static unsafe class Sgemm
         // The skinny paths are bound by reading the large operand, not by arithmetic, and decide for themselves
         // (SkinnyColumns) when a second thread pays off.
         int packedWorkers = (long)m * n * k < ParallelMinWork ? 1 : workers;
-        if (m <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(b))
+        if (m <= SkinnyMaxRows(b) && SkinnySgemm.CanRead(b))
             Skinny(a, b, c, ldc, m, n, k, workers);
         else if (n <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(a.Transposed))
             SkinnyTransposed(a, b, c, ldc, m, n, k, workers);
@@ -35,6 +35,13 @@ internal static unsafe class Sgemm
         else
             Packed<MicroKernel6x16>(a, b, c, ldc, m, n, k, packedWorkers);
     }
+
+    /// <summary>
+    /// Most rows of A the skinny path takes for this B: <see cref="SkinnySgemm.MaxRows"/>, or with Vector256 kernels
+    /// and a column-major B (x · Wᵀ, every linear layer) <see cref="SkinnySgemm256.MaxDotRows"/>.
+    /// </summary>
+    private static int SkinnyMaxRows(in MatrixView b) =>
+        !GemmOptions.UseVector512 && b.ColStride != 1 ? SkinnySgemm256.MaxDotRows : SkinnySgemm.MaxRows;
 
     /// <summary>Columns [n0, n1) of a skinny product, with the kernels of the widest accelerated vectors.</summary>
     private static void RunSkinny(float* a, long lda, in MatrixView b, float* c, long ldc, int m, int k, int n0, int n1)

@@ -5,7 +5,7 @@ namespace Parrot.Tensors.Cpu.Gemm;
 
 /// <summary>
 /// The Vector256 twin of <see cref="SkinnySgemm"/> for machines without AVX-512 (AVX2 + FMA): the same products
-/// with few rows (m ≤ 16), B read in place and converted as each vector is loaded, with tiles cut for 16 ymm
+/// with few rows (m ≤ 16; m ≤ <see cref="MaxDotRows"/> for x · Wᵀ), B read in place and converted as each vector is loaded, with tiles cut for 16 ymm
 /// registers instead of 32 zmm:
 /// <list type="bullet">
 /// <item>row-major B: 1 × 64 for m = 1 (8 accumulators) and 4 × 16 otherwise (8 accumulators, two B vectors and
@@ -21,6 +21,17 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// </summary>
 internal static unsafe class SkinnySgemm256
 {
+    /// <summary>
+    /// Most rows the column-major (x · Wᵀ) kernels take instead of the packed GEMM. Their 3 × 4 dot tiles read B
+    /// in place, where the packed GEMM first transposes all of it into panels, a full pass over the weights that
+    /// a few dozen rows do not amortise: paired 2-thread runs on Zen 3 (bench gemm --bt, three rounds) measured
+    /// 52–72 against 37–40 GFLOP/s at 32 × 896 · 896 × 4864, 58–62 against 41–61 at 64 rows, 72–89 against 63–78
+    /// at 64 × 4864 · 4864 × 896; from 128 rows the packed GEMM wins (65–79 against 58–102 and 89–111 against
+    /// 62–80 at 128 rows, 107–125 against 78–100 at 512). Up to this many rows a row's bits also do not depend
+    /// on the row count (the CPU continuous batch's contract, now up to 64 sequences on these machines).
+    /// </summary>
+    public const int MaxDotRows = 64;
+
     /// <summary>k block for row-major B with more than four rows: 256 × 16 floats = 16 KiB of B reused from L1.</summary>
     private const int KBlock = 256;
 
