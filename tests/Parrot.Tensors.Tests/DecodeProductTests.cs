@@ -39,7 +39,7 @@ public class DecodeProductTests
         finally { CpuParallel.Workers = saved; }
     }
 
-    // Qwen2-0.5B's decode shapes (q, k/v, o, gate/up, down), and k tails that are not whole 128-element blocks or 16-wide steps (DotRow1's unrolled and single-vector loops).
+    // Qwen2-0.5B's decode shapes (q, k/v, o, gate/up, down), and k and n tails that are not whole vectors or four-column tiles.
     [TestCase(896, 896)]
     [TestCase(896, 128)]
     [TestCase(896, 4864)]

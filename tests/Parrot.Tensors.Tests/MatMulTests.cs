@@ -388,12 +388,10 @@ public class MatMulTests
     }
 
     /// <summary>
-    /// A row of x · Wᵀ has the same bits whatever the number of rows in the product, up to the skinny limit (16 with
-    /// AVX-512, 64 with the Vector256 kernels, <c>SkinnySgemm256.MaxDotRows</c>):
-    /// the CPU's continuous batch promises each sequence the bits it gets alone, and the selftest's static-slots
-    /// batch (8 rows) against the eager batch (down to 1 row) relies on it. The AVX-512 kernels keep one exception,
-    /// m = 1 (<c>SkinnySgemm.DotRow1</c>: eight accumulators, one stream, tuned for bandwidth on that machine), so
-    /// there the check starts at 2 rows.
+    /// A row of x · Wᵀ has the same bits whatever the number of rows in the product, from one row up to the skinny
+    /// limit (16 with AVX-512, 64 with the Vector256 kernels, <c>SkinnySgemm256.MaxDotRows</c>): the CPU's continuous
+    /// batch promises each sequence the bits it gets alone, and the selftest's static-slots batch (8 rows) against the
+    /// eager batch (down to 1 row) relies on it.
     /// </summary>
     [TestCase(false)]
     [TestCase(true)]
@@ -404,7 +402,6 @@ public class MatMulTests
         try
         {
             using var scope = TensorScope.Begin();
-            int first = GemmOptions.UseVector512 ? 2 : 1;
             int rows = GemmOptions.UseVector512 ? 16 : 64;
             foreach (var (k, n) in new[] { (896, 130), (77, 37), (8, 9) })
                 foreach (var dtype in new[] { DType.F32, DType.BF16 })
@@ -412,7 +409,7 @@ public class MatMulTests
                     var x = Random([rows, k], 990, dtype);
                     var wt = Random([n, k], 991, dtype).Transpose(0, 1);
                     var all = Tensor.MatMul(x, wt).ToFloatArray();
-                    for (int m = first; m <= rows; m++)
+                    for (int m = 1; m <= rows; m++)
                     {
                         var part = Tensor.MatMul(x.Narrow(0, 0, m), wt).ToFloatArray();
                         Assert.That(part, Is.EqualTo(all[..(m * n)]), $"k {k}, n {n}, {dtype} weights: the first {m} rows alone");
@@ -420,6 +417,42 @@ public class MatMulTests
                 }
         }
         finally { GemmOptions.ForceVector256 = saved; }
+    }
+
+    /// <summary>
+    /// The AVX-512 skinny kernels' x · Wᵀ called directly, so that a machine without AVX-512 runs them too (Vector512
+    /// in software, float32 weights: the bf16 widening is an AVX-512 instruction): every m from 1 to 16 gives each row
+    /// the bits of the 16-row product, and matches the float64 loop. On an AVX-512 machine the test above checks the
+    /// same through Tensor.MatMul.
+    /// </summary>
+    [Test]
+    public unsafe void Vector512SkinnyRowsDoNotDependOnTheRowCount()
+    {
+        foreach (var (k, n) in new[] { (200, 37), (35, 9), (16, 4) })
+        {
+            var rng = new Random(k + n);
+            float[] x = Enumerable.Range(0, 16 * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            float[] w = Enumerable.Range(0, n * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            var all = new float[16 * n];
+            fixed (float* xp = x, wp = w, cp = all)
+            {
+                var wt = new MatrixView((nint)wp, DType.F32, 1, k); // Wᵀ: element (p, j) at j·k + p
+                SkinnySgemm.Run(xp, k, wt, cp, n, 16, k, 0, n);
+                for (int m = 1; m <= 16; m++)
+                {
+                    var part = new float[m * n];
+                    fixed (float* pp = part) SkinnySgemm.Run(xp, k, wt, pp, n, m, k, 0, n);
+                    Assert.That(part, Is.EqualTo(all[..(m * n)]), $"k {k}, n {n}: the first {m} rows alone");
+                }
+            }
+            for (int i = 0; i < 16; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double sum = 0, abs = 0;
+                    for (int p = 0; p < k; p++) { double y = (double)x[i * k + p] * w[j * k + p]; sum += y; abs += Math.Abs(y); }
+                    Assert.That(Math.Abs(all[i * n + j] - sum), Is.LessThanOrEqualTo(1e-6 * abs + 1e-30), $"k {k}, n {n}: ({i}, {j}) against float64");
+                }
+        }
     }
 
     /// <summary>

@@ -185,9 +185,14 @@ internal static unsafe class SkinnySgemm
     {
         long ldbt = b.ColStride; // B's columns are contiguous rows of Bᵀ
         int j = n0;
+        // One row: four columns per tile in the multi-row tiles' order (one 16-wide accumulator per element), so a
+        // row's bits do not depend on how many rows the product has; the CPU continuous batch promises each sequence
+        // the bits it gets alone. (The one-row kernel before, eight accumulators over one column, tuned for bandwidth
+        // on Zen 5, summed in another order; on Zen 3 four streams read as fast as one: SkinnySgemm256.DotRow1x4.)
         if (m == 1)
         {
-            for (; j < n1; j++) c[j] = DotRow1<TB>(a, b.At(0, j), k);
+            for (; j + 4 <= n1; j += 4) DotColumns<TB, Four>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
+            for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
             return;
         }
         // Up to four rows, one column at a time: one sequential stream of B per thread, as for one row (1.43–1.57×
@@ -196,34 +201,6 @@ internal static unsafe class SkinnySgemm
         if (m > 4)
             for (; j + 4 <= n1; j += 4) DotColumns<TB, Four>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
         for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
-    }
-
-    /// <summary>
-    /// One row of A dotted with one column of B (a row of W for x · Wᵀ): B is read as one sequential stream
-    /// per thread, row after row, eight accumulators deep. Reading eight rows interleaved (eight short streams
-    /// of 3.5 KiB for hidden 896) kept the hardware prefetcher from getting ahead: for the decoder's products
-    /// it streamed ~0.75× of a plain sum's bandwidth, this kernel ~0.95× (bench/RESULTS.md, issue #4).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float DotRow1<TB>(float* a, nint bt, int k) where TB : struct, IFloatSource
-    {
-        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
-        int p = 0;
-        for (; p + 128 <= k; p += 128)
-        {
-            s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), TB.Load512(bt, p), s0);
-            s1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 16), TB.Load512(bt, p + 16), s1);
-            s2 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 32), TB.Load512(bt, p + 32), s2);
-            s3 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 48), TB.Load512(bt, p + 48), s3);
-            s4 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 64), TB.Load512(bt, p + 64), s4);
-            s5 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 80), TB.Load512(bt, p + 80), s5);
-            s6 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 96), TB.Load512(bt, p + 96), s6);
-            s7 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 112), TB.Load512(bt, p + 112), s7);
-        }
-        for (; p + 16 <= k; p += 16) s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), TB.Load512(bt, p), s0);
-        float sum = Vector512.Sum(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)));
-        for (; p < k; p++) sum += a[p] * TB.Read(bt, p);
-        return sum;
     }
 
     private static void DotColumns<TB, TC>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int m, int k)
