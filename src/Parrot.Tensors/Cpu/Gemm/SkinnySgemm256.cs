@@ -10,8 +10,8 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// <list type="bullet">
 /// <item>row-major B: 1 × 64 for m = 1 (8 accumulators) and 4 × 16 otherwise (8 accumulators, two B vectors and
 /// a broadcast), k blocked for m &gt; 4 as in the AVX-512 kernels;</item>
-/// <item>column-major B (x · Wᵀ): 1 row × 4 columns for m = 1, up to 4 rows × 1 column for m ≤ 4, 3 rows ×
-/// 4 columns for m &gt; 4; every element summed in the same order in all of them (one 8-wide accumulator over k),
+/// <item>column-major B (x · Wᵀ): 1 row × 4 columns for m = 1, up to 4 rows × 1 column for m = 2–4, 3 rows ×
+/// 4 columns above; every element summed in the same order in all of them (one 8-wide accumulator over k),
 /// so a row's bits do not depend on how many rows the product has.</item>
 /// </list>
 /// Without these, such products went through the packed GEMM, whose packing of B costs a full extra pass over
@@ -171,46 +171,20 @@ internal static unsafe class SkinnySgemm256
     {
         long ldbt = b.ColStride; // B's columns are contiguous rows of Bᵀ
         int j = n0;
-        if (m == 1)
-        {
-            for (; j + 4 <= n1; j += 4) DotRow1x4<TB>(a, b.At(0, j), ldbt, c + j, k);
-            for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
-            return;
-        }
-        // Up to four rows one column at a time (one sequential stream of B per thread); more rows four columns per
-        // tile of three rows, so that each load of A serves four products and each load of B three.
-        if (m > 4)
+        // One row, or more than four: four columns per tile (DotQuads). One row's four streams of B read as fast as
+        // one here (Zen 3 probe, one thread: 10.1–16.4 GB/s against 9.8–11.4 for one stream with eight accumulators),
+        // and its tile sums in the multi-row tiles' order, so a row's bits do not depend on the row count: the CPU
+        // continuous batch promises each sequence the bits it gets alone (the selftest's static-slots batch of 8 rows
+        // against the eager batch, down to 1 row, checks it). Two to four rows: one column at a time (one sequential
+        // stream of B per thread), as in SkinnySgemm.
+        if (m == 1 || m > 4)
             for (; j + 4 <= n1; j += 4) DotQuads<TB>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
-        for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
+        for (; j < n1; j++) DotColumn<TB>(a, lda, b.At(0, j), c + j, ldc, m, k);
     }
 
-    /// <summary>
-    /// One row of A dotted with four columns of B, each in exactly the order of <see cref="DotTile{TB, TR, TC}"/>
-    /// (one 8-wide accumulator over k, its sum, then the k tail), so that a row's result has the same bits whether
-    /// the product has one row or several: the CPU's continuous batch promises each sequence the bits it gets alone
-    /// (the selftest's static-slots batch of 8 rows against the eager batch, down to 1 row, checks it). Four
-    /// columns keep four FMA chains in flight; four streams of B read as fast as one here (Zen 3 probe, one thread:
-    /// 10.1–16.4 GB/s against 9.8–11.4 for one stream with eight accumulators).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotRow1x4<TB>(float* a, nint bt, long ldbt, float* c, int k) where TB : struct, IFloatSource
-    {
-        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
-        int p = 0;
-        for (; p + 8 <= k; p += 8)
-        {
-            var x = Vector256.Load(a + p);
-            s0 = Vector256.FusedMultiplyAdd(x, TB.Load256(bt, p), s0);
-            s1 = Vector256.FusedMultiplyAdd(x, TB.Load256(bt, ldbt + p), s1);
-            s2 = Vector256.FusedMultiplyAdd(x, TB.Load256(bt, 2 * ldbt + p), s2);
-            s3 = Vector256.FusedMultiplyAdd(x, TB.Load256(bt, 3 * ldbt + p), s3);
-        }
-        FinishRow<TB>(a, bt, ldbt, c, 2, p, k, s0, s1);
-        FinishRow<TB>(a, bt + (nint)(2 * ldbt * TB.ElementSize), ldbt, c + 2, 2, p, k, s2, s3);
-    }
-
-    private static void DotColumns<TB, TC>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int m, int k)
-        where TB : struct, IFloatSource where TC : struct, IConstant
+    /// <summary>All m rows of C, one column: tiles of up to four rows.</summary>
+    private static void DotColumn<TB>(float* a, long lda, nint bt, float* c, long ldc, int m, int k)
+        where TB : struct, IFloatSource
     {
         for (int i = 0; i < m; i += 4)
         {
@@ -218,10 +192,10 @@ internal static unsafe class SkinnySgemm256
             float* cp = c + i * ldc;
             switch (Math.Min(4, m - i))
             {
-                case 4: DotTile<TB, Four, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
-                case 3: DotTile<TB, Three, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
-                case 2: DotTile<TB, Two, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
-                default: DotTile<TB, One, TC>(ap, lda, bt, ldbt, cp, ldc, k); break;
+                case 4: DotTile<TB, Four>(ap, lda, bt, cp, ldc, k); break;
+                case 3: DotTile<TB, Three>(ap, lda, bt, cp, ldc, k); break;
+                case 2: DotTile<TB, Two>(ap, lda, bt, cp, ldc, k); break;
+                default: DotTile<TB, One>(ap, lda, bt, cp, ldc, k); break;
             }
         }
     }
@@ -240,7 +214,7 @@ internal static unsafe class SkinnySgemm256
     /// R rows of A (1..3) dotted with four columns of B: 12 accumulators, three A vectors and one B vector live
     /// (16 ymm). Seven loads for twelve FMAs instead of the 4 × 2 tile's six for eight: on Zen 3 the 4 × 2 tiles
     /// re-read A from L2 for every pair of columns and ran at 40 GFLOP/s (16 × 896 · 896 × 4864, 2 threads).
-    /// Every element in the order of <see cref="DotTile{TB, TR, TC}"/>, so the bits do not change with the tile.
+    /// Every element in the order of <see cref="DotTile{TB, TR}"/>, so the bits do not change with the tile.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DotQuad<TB, TR>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int k)
@@ -290,45 +264,27 @@ internal static unsafe class SkinnySgemm256
         }
     }
 
-    /// <summary>R rows of A (1..4) dotted with NC columns of B (1 or 2): 8-wide partial sums, reduced at the end.</summary>
+    /// <summary>R rows of A (1..4) dotted with one column of B: 8-wide partial sums over k, reduced at the end, then the k tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotTile<TB, TR, TC>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int k)
-        where TB : struct, IFloatSource where TR : struct, IConstant where TC : struct, IConstant
+    private static void DotTile<TB, TR>(float* a, long lda, nint bt, float* c, long ldc, int k)
+        where TB : struct, IFloatSource where TR : struct, IConstant
     {
-        int rows = TR.Value, cols = TC.Value;
+        int rows = TR.Value;
         float* a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-        Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default;
-        Vector256<float> s20 = default, s21 = default, s30 = default, s31 = default;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
         int p = 0;
         for (; p + 8 <= k; p += 8)
         {
-            Vector256<float> b0 = TB.Load256(bt, p), b1 = cols > 1 ? TB.Load256(bt, ldbt + p) : default;
-            var x = Vector256.Load(a0 + p);
-            s00 = Vector256.FusedMultiplyAdd(x, b0, s00);
-            if (cols > 1) s01 = Vector256.FusedMultiplyAdd(x, b1, s01);
-            if (rows > 1)
-            {
-                x = Vector256.Load(a1 + p);
-                s10 = Vector256.FusedMultiplyAdd(x, b0, s10);
-                if (cols > 1) s11 = Vector256.FusedMultiplyAdd(x, b1, s11);
-            }
-            if (rows > 2)
-            {
-                x = Vector256.Load(a2 + p);
-                s20 = Vector256.FusedMultiplyAdd(x, b0, s20);
-                if (cols > 1) s21 = Vector256.FusedMultiplyAdd(x, b1, s21);
-            }
-            if (rows > 3)
-            {
-                x = Vector256.Load(a3 + p);
-                s30 = Vector256.FusedMultiplyAdd(x, b0, s30);
-                if (cols > 1) s31 = Vector256.FusedMultiplyAdd(x, b1, s31);
-            }
+            Vector256<float> w = TB.Load256(bt, p);
+            s0 = Vector256.FusedMultiplyAdd(Vector256.Load(a0 + p), w, s0);
+            if (rows > 1) s1 = Vector256.FusedMultiplyAdd(Vector256.Load(a1 + p), w, s1);
+            if (rows > 2) s2 = Vector256.FusedMultiplyAdd(Vector256.Load(a2 + p), w, s2);
+            if (rows > 3) s3 = Vector256.FusedMultiplyAdd(Vector256.Load(a3 + p), w, s3);
         }
-        FinishRow<TB>(a0, bt, ldbt, c, cols, p, k, s00, s01);
-        if (rows > 1) FinishRow<TB>(a1, bt, ldbt, c + ldc, cols, p, k, s10, s11);
-        if (rows > 2) FinishRow<TB>(a2, bt, ldbt, c + 2 * ldc, cols, p, k, s20, s21);
-        if (rows > 3) FinishRow<TB>(a3, bt, ldbt, c + 3 * ldc, cols, p, k, s30, s31);
+        FinishRow<TB>(a0, bt, 0, c, 1, p, k, s0, default);
+        if (rows > 1) FinishRow<TB>(a1, bt, 0, c + ldc, 1, p, k, s1, default);
+        if (rows > 2) FinishRow<TB>(a2, bt, 0, c + 2 * ldc, 1, p, k, s2, default);
+        if (rows > 3) FinishRow<TB>(a3, bt, 0, c + 3 * ldc, 1, p, k, s3, default);
     }
 
     /// <summary>Reduces a row's partial sums, adds the k tail (p..k) and stores the row's 1 or 2 results.</summary>
