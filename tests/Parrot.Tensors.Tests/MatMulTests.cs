@@ -340,8 +340,9 @@ public class MatMulTests
     }
 
     /// <summary>
-    /// The skinny kernels (m ≤ 16 rows, or n ≤ 16 columns through the transposed product) of both vector widths,
-    /// whatever the machine: every tile form and tail, B row-major and column-major (x · Wᵀ), float32 and bf16 B.
+    /// The skinny kernels (m ≤ 16 rows, up to 64 for x · Wᵀ with the Vector256 kernels, or n ≤ 16 columns through the
+    /// transposed product) of both vector widths, whatever the machine: every tile form and tail, k up to 1031, B
+    /// row-major and column-major (x · Wᵀ), float32 and bf16 B.
     /// Each width must also give the same bits on 1, 2 and 3 threads.
     /// </summary>
     [TestCase(false)]
@@ -355,8 +356,8 @@ public class MatMulTests
         {
             using var scope = TensorScope.Begin();
             ulong seed = 900;
-            foreach (int m in new[] { 1, 2, 3, 4, 5, 6, 8, 9, 16 })
-                foreach (var (k, n) in new[] { (1, 9), (7, 17), (8, 8), (63, 65), (64, 130), (65, 200), (130, 63), (257, 7) })
+            foreach (int m in new[] { 1, 2, 3, 4, 5, 6, 8, 9, 16, 40 })
+                foreach (var (k, n) in new[] { (1, 9), (7, 17), (8, 8), (63, 65), (64, 130), (65, 200), (130, 63), (257, 7), (600, 13), (1031, 9) })
                     foreach (var dtype in new[] { DType.F32, DType.BF16 })
                     {
                         var a = Random([m, k], seed++, dtype);
@@ -403,7 +404,7 @@ public class MatMulTests
         {
             using var scope = TensorScope.Begin();
             int rows = GemmOptions.UseVector512 ? 16 : 64;
-            foreach (var (k, n) in new[] { (896, 130), (77, 37), (8, 9) })
+            foreach (var (k, n) in new[] { (896, 130), (1031, 21), (77, 37), (8, 9) })
                 foreach (var dtype in new[] { DType.F32, DType.BF16 })
                 {
                     var x = Random([rows, k], 990, dtype);
