@@ -185,19 +185,14 @@ internal static unsafe class SkinnySgemm
     {
         long ldbt = b.ColStride; // B's columns are contiguous rows of Bᵀ
         int j = n0;
-        // One row: four columns per tile in the multi-row tiles' order (one 16-wide accumulator per element), so a
-        // row's bits do not depend on how many rows the product has; the CPU continuous batch promises each sequence
-        // the bits it gets alone. (The one-row kernel before, eight accumulators over one column, tuned for bandwidth
-        // on Zen 5, summed in another order; on Zen 3 four streams read as fast as one: SkinnySgemm256.DotRow1x4.)
-        if (m == 1)
-        {
-            for (; j + 4 <= n1; j += 4) DotColumns<TB, Four>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
-            for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
-            return;
-        }
-        // Up to four rows, one column at a time: one sequential stream of B per thread, as for one row (1.43–1.57×
-        // the four-column tiles for m = 2–4 in a probe over lm_head + 48 MLP weights); more rows, four columns per
-        // tile, so that each load of A serves four products (one column at a time: 1.06–1.12× for m = 5–6, 0.69× for 8).
+        // Up to four rows, one column at a time: one sequential stream of B per thread (1.43–1.57× the four-column
+        // tiles for m = 2–4 in a probe over lm_head + 48 MLP weights on Zen 5); more rows, four columns per tile, so
+        // that each load of A serves four products (one column at a time: 1.06–1.12× for m = 5–6, 0.69× for 8).
+        // One row goes one column at a time too, with one 16-wide accumulator: the multi-row tiles' order, so a
+        // row's bits do not depend on how many rows the product has (the CPU continuous batch promises each sequence
+        // the bits it gets alone). The one-row kernel before (DotRow1, eight accumulators over one column) summed in
+        // another order; one FMA chain still takes 64 bytes of B per 4-cycle FMA latency, more than a core streams
+        // from memory (not measured on an AVX-512 machine yet).
         if (m > 4)
             for (; j + 4 <= n1; j += 4) DotColumns<TB, Four>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
         for (; j < n1; j++) DotColumns<TB, One>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k);
