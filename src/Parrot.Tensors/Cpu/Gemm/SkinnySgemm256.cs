@@ -232,22 +232,10 @@ internal static unsafe class SkinnySgemm256
             Vector256<float> x0 = Vector256.Load(a0 + p);
             Vector256<float> x1 = rows > 1 ? Vector256.Load(a1 + p) : default;
             Vector256<float> x2 = rows > 2 ? Vector256.Load(a2 + p) : default;
-            Vector256<float> w = TB.Load256(bt, p);
-            s00 = Vector256.FusedMultiplyAdd(x0, w, s00);
-            if (rows > 1) s10 = Vector256.FusedMultiplyAdd(x1, w, s10);
-            if (rows > 2) s20 = Vector256.FusedMultiplyAdd(x2, w, s20);
-            w = TB.Load256(bt, l1 + p);
-            s01 = Vector256.FusedMultiplyAdd(x0, w, s01);
-            if (rows > 1) s11 = Vector256.FusedMultiplyAdd(x1, w, s11);
-            if (rows > 2) s21 = Vector256.FusedMultiplyAdd(x2, w, s21);
-            w = TB.Load256(bt, l2 + p);
-            s02 = Vector256.FusedMultiplyAdd(x0, w, s02);
-            if (rows > 1) s12 = Vector256.FusedMultiplyAdd(x1, w, s12);
-            if (rows > 2) s22 = Vector256.FusedMultiplyAdd(x2, w, s22);
-            w = TB.Load256(bt, l3 + p);
-            s03 = Vector256.FusedMultiplyAdd(x0, w, s03);
-            if (rows > 1) s13 = Vector256.FusedMultiplyAdd(x1, w, s13);
-            if (rows > 2) s23 = Vector256.FusedMultiplyAdd(x2, w, s23);
+            QuadColumn<TR>(x0, x1, x2, TB.Load256(bt, p), ref s00, ref s10, ref s20);
+            QuadColumn<TR>(x0, x1, x2, TB.Load256(bt, l1 + p), ref s01, ref s11, ref s21);
+            QuadColumn<TR>(x0, x1, x2, TB.Load256(bt, l2 + p), ref s02, ref s12, ref s22);
+            QuadColumn<TR>(x0, x1, x2, TB.Load256(bt, l3 + p), ref s03, ref s13, ref s23);
         }
         nint bt2 = bt + (nint)(l2 * TB.ElementSize);
         FinishRow<TB>(a0, bt, ldbt, c, 2, p, k, s00, s01);
@@ -262,6 +250,16 @@ internal static unsafe class SkinnySgemm256
             FinishRow<TB>(a2, bt, ldbt, c + 2 * ldc, 2, p, k, s20, s21);
             FinishRow<TB>(a2, bt2, ldbt, c + 2 * ldc + 2, 2, p, k, s22, s23);
         }
+    }
+
+    /// <summary>One B vector into one column of a <see cref="DotQuad{TB, TR}"/> tile: an FMA per live row (inlined; the accumulators stay in registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QuadColumn<TR>(Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> w,
+        ref Vector256<float> s0, ref Vector256<float> s1, ref Vector256<float> s2) where TR : struct, IConstant
+    {
+        s0 = Vector256.FusedMultiplyAdd(x0, w, s0);
+        if (TR.Value > 1) s1 = Vector256.FusedMultiplyAdd(x1, w, s1);
+        if (TR.Value > 2) s2 = Vector256.FusedMultiplyAdd(x2, w, s2);
     }
 
     /// <summary>R rows of A (1..4) dotted with one column of B: 8-wide partial sums over k, reduced at the end, then the k tail.</summary>
