@@ -26,7 +26,9 @@ internal static unsafe class Sgemm
         // The skinny paths are bound by reading the large operand, not by arithmetic, and decide for themselves
         // (SkinnyColumns) when a second thread pays off.
         int packedWorkers = (long)m * n * k < ParallelMinWork ? 1 : workers;
-        if (m <= SkinnyMaxRows(b) && SkinnySgemm.CanRead(b))
+        if (m == 1 && b.ColStride == 1 && !GemmOptions.UseVector512 && SkinnySgemm.CanRead(b))
+            RowVector(a, b, c, n, k, workers);
+        else if (m <= SkinnyMaxRows(b) && SkinnySgemm.CanRead(b))
             Skinny(a, b, c, ldc, m, n, k, workers);
         else if (n <= SkinnySgemm.MaxRows && SkinnySgemm.CanRead(a.Transposed))
             SkinnyTransposed(a, b, c, ldc, m, n, k, workers);
@@ -101,6 +103,19 @@ internal static unsafe class Sgemm
             float* af = ws.Scratch((long)m * k);
             ToContiguous(a, m, k, af);
             SkinnyColumns(af, k, b, c, ldc, m, n, k, workers);
+        }
+        finally { GemmWorkspace.Return(ws); }
+    }
+
+    /// <summary>One row times a row-major B on Vector256 machines: <see cref="RowVectorProduct"/>.</summary>
+    private static void RowVector(MatrixView a, MatrixView b, float* c, int n, int k, int workers)
+    {
+        var ws = GemmWorkspace.Rent();
+        try
+        {
+            float* x = ws.Scratch(k + RowVectorProduct.ScratchFloats(k, n));
+            ToContiguous(a, 1, k, x);
+            RowVectorProduct.Run(x, b, c, n, k, x + k, workers);
         }
         finally { GemmWorkspace.Return(ws); }
     }
