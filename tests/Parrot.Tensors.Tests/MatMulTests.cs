@@ -324,19 +324,14 @@ public class MatMulTests
     [Test]
     public void Vector256FallbackIsCorrect()
     {
-        bool saved = GemmOptions.ForceVector256;
-        GemmOptions.ForceVector256 = true;
-        try
-        {
-            using var scope = TensorScope.Begin();
-            CheckProduct(Random([1, 300], 101), Random([300, 70], 102));
-            CheckProduct(Random([16, 65], 103), Random([65, 33], 104));
-            CheckProduct(Random([97, 600], 105), Random([600, 130], 106));
-            CheckProduct(Random([200, 70], 107).Transpose(0, 1), Random([130, 200], 108).Transpose(0, 1));
-            CheckProduct(Random([7, 100], 109, DType.BF16), Random([100, 45], 110, DType.BF16));
-            CheckProduct(Random([2, 1, 13, 17], 111), Random([3, 17, 5], 112));
-        }
-        finally { GemmOptions.ForceVector256 = saved; }
+        using var width = TestUtil.ForceVector256(true);
+        using var scope = TensorScope.Begin();
+        CheckProduct(Random([1, 300], 101), Random([300, 70], 102));
+        CheckProduct(Random([16, 65], 103), Random([65, 33], 104));
+        CheckProduct(Random([97, 600], 105), Random([600, 130], 106));
+        CheckProduct(Random([200, 70], 107).Transpose(0, 1), Random([130, 200], 108).Transpose(0, 1));
+        CheckProduct(Random([7, 100], 109, DType.BF16), Random([100, 45], 110, DType.BF16));
+        CheckProduct(Random([2, 1, 13, 17], 111), Random([3, 17, 5], 112));
     }
 
     /// <summary>
@@ -349,9 +344,8 @@ public class MatMulTests
     [TestCase(true)]
     public void SkinnyKernelsMatchReference(bool vector256)
     {
-        bool saved = GemmOptions.ForceVector256;
+        using var width = TestUtil.ForceVector256(vector256);
         int savedWorkers = CpuParallel.Workers;
-        GemmOptions.ForceVector256 = vector256;
         try
         {
             using var scope = TensorScope.Begin();
@@ -381,11 +375,7 @@ public class MatMulTests
                 Assert.That(results[2], Is.EqualTo(results[0]), $"[{m}, {k}]·[{k}, {n}] on 3 threads");
             }
         }
-        finally
-        {
-            GemmOptions.ForceVector256 = saved;
-            CpuParallel.Workers = savedWorkers;
-        }
+        finally { CpuParallel.Workers = savedWorkers; }
     }
 
     /// <summary>
@@ -398,26 +388,21 @@ public class MatMulTests
     [TestCase(true)]
     public void SkinnyRowsDoNotDependOnTheRowCount(bool vector256)
     {
-        bool saved = GemmOptions.ForceVector256;
-        GemmOptions.ForceVector256 = vector256;
-        try
-        {
-            using var scope = TensorScope.Begin();
-            int rows = GemmOptions.UseVector512 ? 16 : 64;
-            foreach (var (k, n) in new[] { (896, 130), (1031, 21), (77, 37), (8, 9) })
-                foreach (var dtype in new[] { DType.F32, DType.BF16 })
+        using var width = TestUtil.ForceVector256(vector256);
+        using var scope = TensorScope.Begin();
+        int rows = GemmOptions.UseVector512 ? 16 : 64;
+        foreach (var (k, n) in new[] { (896, 130), (1031, 21), (77, 37), (8, 9) })
+            foreach (var dtype in new[] { DType.F32, DType.BF16 })
+            {
+                var x = Random([rows, k], 990, dtype);
+                var wt = Random([n, k], 991, dtype).Transpose(0, 1);
+                var all = Tensor.MatMul(x, wt).ToFloatArray();
+                for (int m = 1; m <= rows; m++)
                 {
-                    var x = Random([rows, k], 990, dtype);
-                    var wt = Random([n, k], 991, dtype).Transpose(0, 1);
-                    var all = Tensor.MatMul(x, wt).ToFloatArray();
-                    for (int m = 1; m <= rows; m++)
-                    {
-                        var part = Tensor.MatMul(x.Narrow(0, 0, m), wt).ToFloatArray();
-                        Assert.That(part, Is.EqualTo(all[..(m * n)]), $"k {k}, n {n}, {dtype} weights: the first {m} rows alone");
-                    }
+                    var part = Tensor.MatMul(x.Narrow(0, 0, m), wt).ToFloatArray();
+                    Assert.That(part, Is.EqualTo(all[..(m * n)]), $"k {k}, n {n}, {dtype} weights: the first {m} rows alone");
                 }
-        }
-        finally { GemmOptions.ForceVector256 = saved; }
+            }
     }
 
     /// <summary>
@@ -466,23 +451,18 @@ public class MatMulTests
     [TestCase(true)]
     public void PackedTransposedOperandsMatchReference(bool vector256)
     {
-        bool saved = GemmOptions.ForceVector256;
-        GemmOptions.ForceVector256 = vector256;
-        try
-        {
-            using var scope = TensorScope.Begin();
-            ulong seed = 950;
-            foreach (var (m, k, n) in new[] { (65, 9, 17), (72, 16, 32), (104, 100, 33), (97, 600, 130), (130, 1031, 71) })
-                foreach (var dtype in new[] { DType.F32, DType.BF16 })
-                {
-                    var aT = Random([k, m], seed++, dtype).Transpose(0, 1);
-                    var bT = Random([n, k], seed++, dtype).Transpose(0, 1);
-                    CheckProduct(aT, bT);
-                    CheckProduct(Random([m, k], seed++, dtype), bT);
-                    CheckProduct(aT, Random([k, n], seed++, dtype));
-                }
-        }
-        finally { GemmOptions.ForceVector256 = saved; }
+        using var width = TestUtil.ForceVector256(vector256);
+        using var scope = TensorScope.Begin();
+        ulong seed = 950;
+        foreach (var (m, k, n) in new[] { (65, 9, 17), (72, 16, 32), (104, 100, 33), (97, 600, 130), (130, 1031, 71) })
+            foreach (var dtype in new[] { DType.F32, DType.BF16 })
+            {
+                var aT = Random([k, m], seed++, dtype).Transpose(0, 1);
+                var bT = Random([n, k], seed++, dtype).Transpose(0, 1);
+                CheckProduct(aT, bT);
+                CheckProduct(Random([m, k], seed++, dtype), bT);
+                CheckProduct(aT, Random([k, n], seed++, dtype));
+            }
     }
 
     [TestCase(1, 896, 4864)]

@@ -1,4 +1,5 @@
 using Parrot.Tensors;
+using Parrot.Tensors.Cpu.Gemm;
 
 namespace Parrot.Tensors.Tests;
 
@@ -18,6 +19,22 @@ internal static class TestUtil
             if (!(Math.Abs(a - e) <= tol))
                 Assert.Fail($"{what}[{i}]: got {a:R}, expected {e:R} (|diff| {Math.Abs(a - e):E3} > tol {tol:E3})");
         }
+    }
+
+    /// <summary>
+    /// Sets <see cref="GemmOptions.ForceVector256"/> until the returned scope is disposed, then puts back what was there
+    /// (<c>using var width = TestUtil.ForceVector256(true);</c>), so that a test of either width leaves the switch as found.
+    /// </summary>
+    public static IDisposable ForceVector256(bool force256)
+    {
+        var scope = new WidthScope(GemmOptions.ForceVector256);
+        GemmOptions.ForceVector256 = force256;
+        return scope;
+    }
+
+    private sealed class WidthScope(bool saved) : IDisposable
+    {
+        public void Dispose() => GemmOptions.ForceVector256 = saved;
     }
 
     /// <summary>C-order multi-index of a flat index.</summary>

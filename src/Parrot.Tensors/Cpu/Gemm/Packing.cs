@@ -114,7 +114,9 @@ internal static unsafe class Packing
     {
         int size = b.DType.SizeOf();
         long rs = b.RowStride, cs = b.ColStride;
-        for (int q = 0; q * nr < nc; q++)
+        int q0 = 0;
+        if (cs == 1) q0 = PackRowMajorPanels<TSrc>(b, p0, j0, kc, nc, nr, dst);
+        for (int q = q0; q * nr < nc; q++)
         {
             int w = Math.Min(nr, nc - q * nr);
             float* panel = dst + (long)q * nr * kc;
@@ -147,6 +149,27 @@ internal static unsafe class Packing
                     for (int k = 0; k < kc; k++) NativeMemory.Clear(panel + (long)k * nr + w, (nuint)(nr - w) * sizeof(float));
             }
         }
+    }
+
+    /// <summary>
+    /// The whole micro-panels (nr columns each) of a row-major block, row by row: each row of B is read front to back
+    /// across all the panels. Panel by panel instead, every row gave 64 bytes (nr = 16) and the next row lay on another
+    /// page, where the hardware prefetchers stop (paired on Zen 3, 2 threads: 1.31–1.36× at 17–64 rows × 896–4864,
+    /// 1.06× at 128 rows, 1.16× at 2048³). Returns how many panels were packed (the last, partial one is not).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int PackRowMajorPanels<TSrc>(in MatrixView b, long p0, long j0, int kc, int nc, int nr, float* dst) where TSrc : struct, IFloatSource
+    {
+        int full = nc / nr;
+        long panelFloats = (long)nr * kc;
+        for (int k = 0; k < kc; k++)
+        {
+            nint row = b.At(p0 + k, j0);
+            float* d = dst + (long)k * nr;
+            for (int q = 0; q < full; q++, d += panelFloats)
+                for (int t = 0; t < nr; t += 8) TSrc.Load256(row, (long)q * nr + t).Store(d + t);
+        }
+        return full;
     }
 
     /// <summary>
