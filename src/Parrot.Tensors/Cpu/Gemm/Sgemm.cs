@@ -40,10 +40,12 @@ internal static unsafe class Sgemm
 
     /// <summary>
     /// Most rows of A the skinny path takes for this B: <see cref="SkinnySgemm.MaxRows"/>, or with Vector256 kernels
-    /// and a column-major B (x · Wᵀ, every linear layer) <see cref="SkinnySgemm256.MaxDotRows"/>.
+    /// <see cref="SkinnySgemm256.MaxDotRows"/> for a column-major B (x · Wᵀ, every linear layer) and
+    /// <see cref="SkinnySgemm256.MaxRowMajorRows"/> for a row-major one.
     /// </summary>
     private static int SkinnyMaxRows(in MatrixView b) =>
-        !GemmOptions.UseVector512 && b.ColStride != 1 ? SkinnySgemm256.MaxDotRows : SkinnySgemm.MaxRows;
+        GemmOptions.UseVector512 ? SkinnySgemm.MaxRows
+        : b.ColStride != 1 ? SkinnySgemm256.MaxDotRows : SkinnySgemm256.MaxRowMajorRows;
 
     /// <summary>Columns [n0, n1) of a skinny product, with the kernels of the widest accelerated vectors.</summary>
     private static void RunSkinny(float* a, long lda, in MatrixView b, float* c, long ldc, int m, int k, int n0, int n1)
