@@ -9,7 +9,8 @@ namespace Parrot.Tensors.Tests;
 /// loop (the tolerance of <see cref="MatMulTests"/>: 8·√k·2⁻²⁴·Σ|x·b| per element): called directly for k on both sides
 /// of the segment boundaries and n on both sides of the chunk boundary and of the 8-column vector tail; and through
 /// Tensor.MatMul with the Vector256 kernels forced and B of at least <see cref="RowVectorProduct.MinBytes"/> (where the
-/// product takes this path), with a strided row and a B whose row stride is not n, and the same bits on 1, 2 and 3 threads.
+/// product takes this path), with a strided row and a B whose row stride is not n, and the same bits on 1, 2 and 3 threads
+/// (threads take segments, or with one segment, k ≤ 256, parts of the columns).
 /// </summary>
 public class RowVectorProductTests
 {
@@ -74,7 +75,7 @@ public class RowVectorProductTests
     public void SameBitsOnAnyThreadCount()
     {
         using var scope = TensorScope.Begin();
-        foreach (var (k, n) in new[] { (2000, 1100), (777, 3001), (1031, 2100) })
+        foreach (var (k, n) in new[] { (2000, 1100), (777, 3001), (1031, 2100), (250, 8400) })
             foreach (var dtype in new[] { DType.F32, DType.BF16 })
             {
                 Assert.That((long)k * n * dtype.SizeOf(), Is.GreaterThanOrEqualTo(RowVectorProduct.MinBytes), "B must be large enough to take the path");

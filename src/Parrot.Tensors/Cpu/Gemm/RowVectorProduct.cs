@@ -33,6 +33,9 @@ internal static unsafe class RowVectorProduct
     /// </summary>
     private const int ChunkColumns = 8192;
 
+    /// <summary>Fewest columns a thread takes when one segment is split by columns: 4 KiB of each row of a float32 B.</summary>
+    private const int MinPartColumns = 1024;
+
     /// <summary>Floats of scratch <see cref="Run"/> needs for k rows and n columns.</summary>
     public static long ScratchFloats(int k, int n) => Segments(k) > 1 ? (long)Segments(k) * n : 0;
 
@@ -54,14 +57,26 @@ internal static unsafe class RowVectorProduct
         int segments = Segments(k);
         if (segments == 1)
         {
-            Segment<TB>(x, b.Data, b.RowStride, k, c, n);
+            // One segment (a short, wide B): the threads split the columns instead, each reading its part of every
+            // row (at least MinPartColumns of it) straight into c; a column's sum is the same whoever computes it.
+            int columnParts = Math.Min(workers, n / MinPartColumns);
+            if (columnParts <= 1)
+            {
+                Segment<TB>(x, b.Data, b.RowStride, k, c, n);
+                return;
+            }
+            CpuParallel.For(columnParts, w =>
+            {
+                int j0 = (int)((long)n * w / columnParts) / 8 * 8;
+                int j1 = w == columnParts - 1 ? n : (int)((long)n * (w + 1) / columnParts) / 8 * 8;
+                Segment<TB>(x, b.At(0, j0), b.RowStride, k, c + j0, j1 - j0);
+            });
             return;
         }
         int parts = Math.Min(workers, segments);
-        MatrixView bv = b;
         if (parts <= 1)
         {
-            for (int s = 0; s < segments; s++) RunSegment<TB>(x, bv, n, k, scratch, s);
+            for (int s = 0; s < segments; s++) RunSegment<TB>(x, b, n, k, scratch, s);
         }
         else
         {
@@ -71,7 +86,7 @@ internal static unsafe class RowVectorProduct
             CpuParallel.For(parts, _ =>
             {
                 int s;
-                while ((s = Interlocked.Increment(ref next)) < segments) RunSegment<TB>(x, bv, n, k, scratch, s);
+                while ((s = Interlocked.Increment(ref next)) < segments) RunSegment<TB>(x, b, n, k, scratch, s);
             });
         }
         SumPartials(scratch, segments, n, c);
