@@ -12,23 +12,23 @@ namespace Parrot.Tensors.Tests;
 /// product takes this path), with a strided row and a B whose row stride is not n, and the same bits on 1, 2 and 3 threads
 /// (threads take segments, or with one segment, k ≤ 256, parts of the columns).
 /// </summary>
+[NonParallelizable] // flips the process-wide width switch and thread count
 public class RowVectorProductTests
 {
-    private bool _savedWidth;
+    private IDisposable? _width;
     private int _savedWorkers;
 
     [SetUp]
     public void ForceVector256()
     {
-        _savedWidth = GemmOptions.ForceVector256;
+        _width = TestUtil.ForceVector256(true);
         _savedWorkers = CpuParallel.Workers;
-        GemmOptions.ForceVector256 = true;
     }
 
     [TearDown]
     public void Restore()
     {
-        GemmOptions.ForceVector256 = _savedWidth;
+        _width?.Dispose();
         CpuParallel.Workers = _savedWorkers;
     }
 

@@ -19,17 +19,13 @@ namespace Parrot.Tensors.Tests;
 public class VectorWidthTests(bool force256)
 {
     private static readonly int[] Sizes = [1, 7, 15, 17, 31, 33, 255, 257, 1000, 1_000_003];
-    private bool _saved;
+    private IDisposable? _width;
 
     [SetUp]
-    public void SetUp()
-    {
-        _saved = GemmOptions.ForceVector256;
-        GemmOptions.ForceVector256 = force256;
-    }
+    public void SetUp() => _width = TestUtil.ForceVector256(force256);
 
     [TearDown]
-    public void TearDown() => GemmOptions.ForceVector256 = _saved;
+    public void TearDown() => _width?.Dispose();
 
     private static double[] Normal(int n, int seed, double scale = 1)
     {

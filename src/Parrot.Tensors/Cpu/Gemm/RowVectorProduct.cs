@@ -23,6 +23,14 @@ internal static unsafe class RowVectorProduct
     /// </summary>
     public const long MinBytes = 4L << 20;
 
+    /// <summary>
+    /// Whether one row times this k × n B goes here: Vector256 kernels (the AVX-512 skinny kernels keep one row), a
+    /// row-major f32 or bf16 B, at least <see cref="MinBytes"/> of it.
+    /// </summary>
+    public static bool Takes(in MatrixView b, int n, int k) =>
+        !GemmOptions.UseVector512 && b.ColStride == 1 && b.DType is DType.F32 or DType.BF16
+        && (long)k * n * b.DType.SizeOf() >= MinBytes;
+
     /// <summary>Rows of B per segment: 256 rows of a 4,864-column B are 5 MB of reading, a fair unit to share out.</summary>
     public const int SegmentRows = 256;
 

@@ -26,8 +26,7 @@ internal static unsafe class Sgemm
         // The skinny paths are bound by reading the large operand, not by arithmetic, and decide for themselves
         // (SkinnyColumns) when a second thread pays off.
         int packedWorkers = (long)m * n * k < ParallelMinWork ? 1 : workers;
-        if (m == 1 && b.ColStride == 1 && !GemmOptions.UseVector512 && SkinnySgemm.CanRead(b)
-            && (long)k * n * b.DType.SizeOf() >= RowVectorProduct.MinBytes)
+        if (m == 1 && RowVectorProduct.Takes(b, n, k))
             RowVector(a, b, c, n, k, workers);
         else if (m <= SkinnyMaxRows(b) && SkinnySgemm.CanRead(b))
             Skinny(a, b, c, ldc, m, n, k, workers);
@@ -110,7 +109,7 @@ internal static unsafe class Sgemm
         finally { GemmWorkspace.Return(ws); }
     }
 
-    /// <summary>One row times a row-major B of at least <see cref="RowVectorProduct.MinBytes"/> on Vector256 machines: <see cref="RowVectorProduct"/>.</summary>
+    /// <summary>One row times a B that <see cref="RowVectorProduct.Takes"/>.</summary>
     private static void RowVector(MatrixView a, MatrixView b, float* c, int n, int k, int workers)
     {
         var ws = GemmWorkspace.Rent();

@@ -10,8 +10,9 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// registers instead of 32 zmm:
 /// <list type="bullet">
 /// <item>row-major B: 4 × 16 (8 accumulators, two B vectors and a broadcast), k blocked for m &gt; 4 as in the
-/// AVX-512 kernels, B prefetched a few rows ahead; 1 × 64 (8 accumulators) for m = 1, reached only from
-/// <see cref="Sgemm"/>'s transposed path (one row times a row-major B goes to <see cref="RowVectorProduct"/>);</item>
+/// AVX-512 kernels, B prefetched a few rows ahead; 1 × 64 (8 accumulators) for m = 1 when B is small
+/// (below <see cref="RowVectorProduct.MinBytes"/>, likely in cache) or reached through <see cref="Sgemm"/>'s transposed
+/// path; a larger row-major B with one row goes to <see cref="RowVectorProduct"/>;</item>
 /// <item>column-major B (x · Wᵀ): 1 row × 4 columns for m = 1, up to 4 rows × 1 column for m = 2–4, 3 rows ×
 /// 4 columns above; every element summed in the same order in all of them (one 8-wide accumulator over k),
 /// so a row's bits do not depend on how many rows the product has.</item>
