@@ -19,6 +19,16 @@ public static class GemmOptions
     /// </summary>
     public static bool ForceVector256 { get; set; }
 
+    /// <summary>
+    /// A switch for kernel experiments, 0 unless set. Code under trial reads it to choose the new path (1) or the
+    /// old one (0) inside one process, and <c>parrot bench gemm --ab</c> flips it between samples in ABBA order, so
+    /// both sides meet the same machine state (on a shared machine that drifts by up to 2× within a minute, timings
+    /// of two processes run one after the other were found to swing ±15–50 %, paired samples in one process a few
+    /// per cent). A finished change removes its branch: no released kernel reads this switch, so a run of
+    /// <c>--ab</c> on a released build measures the same code twice and shows the noise floor of the method.
+    /// </summary>
+    public static int Experiment { get; set; }
+
     /// <summary>True when the Vector512 kernels run.</summary>
     internal static bool UseVector512 => Vector512.IsHardwareAccelerated && !ForceVector256;
 }
