@@ -27,7 +27,14 @@ public static class GemmOptions
     /// per cent). A finished change removes its branch: no released kernel reads this switch, so a run of
     /// <c>--ab</c> on a released build measures the same code twice and shows the noise floor of the method.
     /// </summary>
-    public static int Experiment { get; set; }
+    public static int Experiment { get; set; } = ExperimentFromEnvironment();
+
+    /// <summary>
+    /// <c>PARROT_EXPERIMENT</c> as the switch's starting value, so a trial can also run through whole commands
+    /// (a decode or training benchmark) in two processes; anything but an integer leaves it 0.
+    /// </summary>
+    private static int ExperimentFromEnvironment() =>
+        int.TryParse(Environment.GetEnvironmentVariable("PARROT_EXPERIMENT"), out int value) ? value : 0;
 
     /// <summary>True when the Vector512 kernels run.</summary>
     internal static bool UseVector512 => Vector512.IsHardwareAccelerated && !ForceVector256;
