@@ -18,12 +18,19 @@ public class EvalCommandTests
         global::Parrot.Tests.Shared.TinyModels.WriteSmallTower(Path.Combine(root, "tower"));
 
         var model = Path.Combine(root, "model");
+        SaveModel(model, seed: 3);
+        return (root, model, Path.Combine(world, "benchmark"));
+    }
+
+    /// <summary>A tiny random Parrot (the tower in ../tower) steered to answer "A", with a byte-level tokenizer, saved to <paramref name="model"/>.</summary>
+    private static void SaveModel(string model, ulong seed)
+    {
         var config = new ParrotConfig
         {
             Text = new Qwen2Config { VocabSize = 259, HiddenSize = 16, IntermediateSize = 24, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 10000, MaxPositionEmbeddings = 1024 },
             MmHiddenSize = 12, NumExperts = 6, MoeIntermediateSize = 20, UseMoe = true, MmVisionTower = "../tower",
         };
-        using (var m = new ParrotForCausalLM(config, seed: 3))
+        using (var m = new ParrotForCausalLM(config, seed: seed))
         {
             // Steer the random model to always say "A" first: every token embedding gets a large first component,
             // which dominates the residual stream, and only the lm_head row of byte 'A' reads it.
@@ -35,7 +42,6 @@ public class EvalCommandTests
             ParrotLoader.Save(m, model);
         }
         File.WriteAllText(Path.Combine(model, "tokenizer.json"), TrainCommandTests.TinyTokenizerJson());
-        return (root, model, Path.Combine(world, "benchmark"));
     }
 
     private static (int Code, string Stdout, string Stderr) Eval(params string[] args)
@@ -167,6 +173,47 @@ public class EvalCommandTests
         Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));
     }
     /// <summary>
+    /// A journal's answers are reused only by the run that wrote them: a benchmark file of the same name with other
+    /// questions, or another checkpoint saved into the same model folder, is refused with the journal left as it was. The
+    /// run was recorded by paths and settings alone, so both resumed: the new questions were paired with the old run's
+    /// answers (a Portuguese answer to an English question) and scored.
+    /// </summary>
+    [Test]
+    public void AJournalOfOtherQuestionsOrAnotherCheckpointIsRefused()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        var data = Path.Combine(root, "data", "mmmb_en.tsv");
+        Directory.CreateDirectory(Path.GetDirectoryName(data)!);
+        File.Copy(Path.Combine(bench, "mmmb_en.tsv"), data);
+        string[] args = ["--model", model, "--data", data, "--out", output, "--max-new-tokens", "1", "--limit", "2"];
+        var (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        var journal = Path.Combine(output, EvalCommand.JournalName);
+        Assert.That(File.Exists(journal), Is.True);
+        var before = File.ReadAllBytes(journal);
+
+        // Same name, same indexes, other questions: the Portuguese file's rows.
+        File.Copy(Path.Combine(bench, "mmmb_pt.tsv"), data, overwrite: true);
+        (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(1), stderr + stdout);
+        Assert.That(stderr, Does.StartWith($"parrot eval: {journal}: partial results of another run (data:mmmb_en.tsv was 'sha256:")
+            .And.EndWith("'); delete the file or choose another output folder\n"));
+        Assert.That(stdout, Does.Not.Contain("resuming"));
+        Assert.That(File.ReadAllBytes(journal), Is.EqualTo(before), "the refusal wrote nothing");
+
+        // The first file again, but another checkpoint in the model folder.
+        File.Copy(Path.Combine(bench, "mmmb_en.tsv"), data, overwrite: true);
+        var other = Path.Combine(root, "other-model");
+        SaveModel(other, seed: 4);
+        foreach (var file in Directory.GetFiles(other)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)), overwrite: true);
+        (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(1), stderr + stdout);
+        Assert.That(stderr, Does.StartWith($"parrot eval: {journal}: partial results of another run (model_files was '"));
+        Assert.That(File.ReadAllBytes(journal), Is.EqualTo(before), "the refusal wrote nothing");
+    }
+
+    /// <summary>
     /// Questions past the model's context with the token limit are found before any answer is generated and refused in one
     /// error (how many, the first few, the context, the limit, what to lower), and nothing is written: before, the run
     /// stopped at the first one it reached, with the journal and the answers before it already written.
@@ -210,9 +257,9 @@ public class EvalCommandTests
         Assert.That(code, Is.EqualTo(1), "none fits with 1020 new tokens");
         Assert.That(stderr, Does.Contain("14 questions do not fit"));
 
-        // A journal of this run (same model, token limit, language) that answers all but mmmb_cn.tsv's last question.
+        // A journal of this run (same model, data, token limit, language) that answers all but mmmb_cn.tsv's last question.
         Directory.CreateDirectory(output);
-        var run = new Dictionary<string, string> { ["model"] = Path.GetFullPath(model), ["vision"] = "", ["max_new_tokens"] = "1020", ["lang"] = "" };
+        var run = EvalCommand.RunKey(model, null, 1020, null, files.Select(f => (Path.GetFileName(f), f)));
         var journalPath = Path.Combine(output, EvalCommand.JournalName);
         string last = "";
         using (var journal = PredictionJournal.Open(journalPath, run))
