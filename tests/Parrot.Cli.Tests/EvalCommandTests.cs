@@ -109,11 +109,12 @@ public class EvalCommandTests
         var md = File.ReadAllText(Path.Combine(output, "summary.md"));
         Assert.That(md, Does.Contain("| mmmb_cn.tsv | zh | vanilla | 7 |").And.Contain("## Accuracy per category (%)").And.Contain("## Skipped rows"));
 
-        // The same command again takes every answer from the journal and writes the same predictions.
+        // The finished run left no journal: the same command again asks every question and writes the same predictions.
+        Assert.That(File.Exists(Path.Combine(output, EvalCommand.JournalName)), Is.False);
         var before = File.ReadAllBytes(predictionsPath);
         (code, stdout, stderr) = Eval(args);
         Assert.That(code, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain("resuming: 21 answers"));
+        Assert.That(stdout, Does.Not.Contain("resuming"));
         Assert.That(File.ReadAllBytes(predictionsPath), Is.EqualTo(before));
 
         // Re-scoring the predictions without a model gives the same scores.
@@ -137,7 +138,7 @@ public class EvalCommandTests
     }
 
     [Test]
-    public void ALimitedRunIsContinuedByTheFullRunAndBadArgumentsAreClearErrors()
+    public void ALimitedRunAgreesWithTheFullRunAKilledRunsSettingsAreKeptAndBadArgumentsAreClearErrors()
     {
         var (root, model, bench) = Prepare();
         var output = Path.Combine(root, "eval");
@@ -149,16 +150,23 @@ public class EvalCommandTests
 
         (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "2"]);
         Assert.That(code, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain("resuming: 4 answers"));
+        Assert.That(stdout, Does.Not.Contain("resuming"), "the limited run finished: it left no journal");
         var full = TsvTable.Read(Path.Combine(output, "predictions.tsv"));
         Assert.That(full.Rows, Has.Count.EqualTo(14));
         int p = full.IndexOf("prediction");
         var byKey = full.Rows.ToDictionary(r => (r[full.IndexOf("dataset")], r[0]), r => r[p]);
         foreach (var r in limited.Rows) Assert.That(byKey[(r[limited.IndexOf("dataset")], r[0])], Is.EqualTo(r[p]));
 
+        // The journal of a run with --max-new-tokens 2 killed after one answer: a rerun with another limit is refused.
+        string[] files = [data[1], data[2]];
+        using (var journal = PredictionJournal.Open(Path.Combine(output, EvalCommand.JournalName), EvalCommand.RunKey(model, null, 2, null, files.Select(f => (Path.GetFileName(f), f)))))
+            journal.Append("mmmb_ar.tsv", limited.Rows[0][0], "A");
         (code, _, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "5"]);
         Assert.That(code, Is.EqualTo(1));
-        Assert.That(stderr, Does.Contain("max_new_tokens").And.Contain("another run"));
+        Assert.That(stderr, Does.Contain("partial results of another run (max_new_tokens was '2', now '5')"));
+        (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("resuming: 1 answers"));
         (code, _, stderr) = Eval("--out", output);
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("--model"));
@@ -172,6 +180,30 @@ public class EvalCommandTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));
     }
+    /// <summary>
+    /// A finished run deletes its journal once predictions.tsv and the summaries are written: its answers are no partial
+    /// results any more. Left behind, the journal refused the next run into the folder with another --max-new-tokens as
+    /// "partial results of another run", though nothing was partial.
+    /// </summary>
+    [Test]
+    public void AFinishedRunLeavesNoJournalSoTheNextRunMayChangeItsSettings()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        var journal = Path.Combine(output, EvalCommand.JournalName);
+        string[] run = ["--model", model, "--data", Path.Combine(bench, "mmmb_en.tsv"), "--out", output, "--limit", "2"];
+        var (code, stdout, stderr) = Eval([.. run, "--max-new-tokens", "1"]);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(File.Exists(Path.Combine(output, "predictions.tsv")), Is.True);
+        Assert.That(File.Exists(journal), Is.False, "the finished run's journal is deleted");
+
+        (code, stdout, stderr) = Eval([.. run, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(stdout, Does.Not.Contain("resuming"));
+        Assert.That(TsvTable.Read(Path.Combine(output, "predictions.tsv")).Rows, Has.Count.EqualTo(2));
+        Assert.That(File.Exists(journal), Is.False);
+    }
+
     /// <summary>
     /// A journal's answers are reused only by the run that wrote them: a benchmark file of the same name with other
     /// questions, or another checkpoint saved into the same model folder, is refused with the journal left as it was. The
@@ -187,15 +219,16 @@ public class EvalCommandTests
         Directory.CreateDirectory(Path.GetDirectoryName(data)!);
         File.Copy(Path.Combine(bench, "mmmb_en.tsv"), data);
         string[] args = ["--model", model, "--data", data, "--out", output, "--max-new-tokens", "1", "--limit", "2"];
-        var (code, stdout, stderr) = Eval(args);
-        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        // The journal of this run killed after two answers (a finished run deletes its own).
+        Directory.CreateDirectory(output);
         var journal = Path.Combine(output, EvalCommand.JournalName);
-        Assert.That(File.Exists(journal), Is.True);
+        using (var partial = PredictionJournal.Open(journal, EvalCommand.RunKey(model, null, 1, null, [("mmmb_en.tsv", data)])))
+            foreach (var row in TsvTable.Read(data).Rows.Take(2)) partial.Append("mmmb_en.tsv", row[0], "A");
         var before = File.ReadAllBytes(journal);
 
         // Same name, same indexes, other questions: the Portuguese file's rows.
         File.Copy(Path.Combine(bench, "mmmb_pt.tsv"), data, overwrite: true);
-        (code, stdout, stderr) = Eval(args);
+        var (code, stdout, stderr) = Eval(args);
         Assert.That(code, Is.EqualTo(1), stderr + stdout);
         Assert.That(stderr, Does.StartWith($"parrot eval: {journal}: partial results of another run (data:mmmb_en.tsv was 'sha256:")
             .And.EndWith("'); delete the file or choose another output folder\n"));
@@ -469,7 +502,11 @@ public class EvalCommandTests
         (code, var stdout, stderr) = Eval(["--model", model, .. data, "--out", killed, "--max-new-tokens", "2"]);
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stdout, Does.Contain($"resuming: {answered} answers"));
-        Assert.That(File.ReadAllLines(journal), Has.Length.EqualTo(1 + 14), "each question answered once");
+        // Each question answered once: the files' last progress lines count the resumed answers, the rest were generated.
+        var resumed = System.Text.RegularExpressions.Regex.Matches(stderr, @": 7/7 \((\d+) resumed\)").Select(m => int.Parse(m.Groups[1].Value)).ToList();
+        Assert.That(resumed, Has.Count.EqualTo(2));
+        Assert.That(resumed.Sum(), Is.EqualTo(answered));
+        Assert.That(File.Exists(journal), Is.False, "the finished run deleted its journal");
         Assert.That(File.ReadAllBytes(Path.Combine(killed, "predictions.tsv")), Is.EqualTo(File.ReadAllBytes(Path.Combine(straight, "predictions.tsv"))));
         Assert.That(File.ReadAllText(Path.Combine(killed, "summary.json")), Is.EqualTo(File.ReadAllText(Path.Combine(straight, "summary.json"))));
     }

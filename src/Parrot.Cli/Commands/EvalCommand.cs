@@ -11,7 +11,7 @@ namespace Parrot.Cli;
 /// [--protocol P] [--vision DIR]`: runs a Parrot model over VLMEvalKit benchmark TSVs (MMMB, multilingual MMBench)
 /// with the paper's prompt, greedy decoding and rule-based answer extraction, and writes OUT/predictions.tsv,
 /// OUT/summary.json and OUT/summary.md; answers are journaled in OUT/predictions.partial.jsonl so a killed run
-/// resumes. `parrot eval --score PREDICTIONS.tsv --out DIR` re-scores an existing predictions file without a model.
+/// resumes (a finished run deletes it). `parrot eval --score PREDICTIONS.tsv --out DIR` re-scores an existing predictions file without a model.
 /// </summary>
 internal static class EvalCommand
 {
@@ -85,6 +85,9 @@ internal static class EvalCommand
                 return generator;
             }, options, output, run, new ProgressView().Report);
             Finish(output, results);
+            // The outputs are written (atomically): the answers are no partial results any more. A journal left behind
+            // refused the next run into this folder with other settings as "another run", though nothing was partial.
+            File.Delete(Path.Combine(output, JournalName));
             return 0;
         }));
         return cmd;
