@@ -141,7 +141,8 @@ internal static class ChatCommand
     {
         if (!File.Exists(path)) throw new CliException($"{what}: {path} not found");
         try { return ImageLoader.Load(path); }
-        catch (Exception e) when (e is ImageLoadException or IOException or UnauthorizedAccessException)
+        catch (ImageLoadException e) { throw new CliException($"{what}: {e.Message}"); } // the loader's message begins with the path
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CliException($"{what}: {path}: {e.Message}");
         }
