@@ -73,4 +73,51 @@ public class ErrorMessageTests() : TinyModelSetFixture("parrot-cli-error-message
             "--batch", "16", "--micro-batch", "3");
         Assert.That(stderr, Is.EqualTo("parrot train: the global batch 16 must be a multiple of the micro-batch 3\n"));
     }
+
+    /// <summary>
+    /// The same kind of problem gets the same exit code in every command: a value out of its range is a usage error (2) in
+    /// make-world and train-tokenizer too (they gave 1), a missing --image is 2 in vision as in forward (vision gave 1), and
+    /// a --device that cannot be used is 2 in selftest as in every model command (selftest gave 1, without the option's name).
+    /// </summary>
+    [Test]
+    public void TheSameProblemGetsTheSameExitCode()
+    {
+        foreach (var (option, value, message) in new[]
+        {
+            ("--size", "8", "the image size must be 32–1024 pixels, got 8"),
+            ("--mc-fraction", "2", "the multiple-choice fraction must be in [0, 1], got 2"),
+            ("--max-turns", "0", "max turns must be 1–"),
+            ("--stage1", "-1", "the stage-1 count must be ≥ 0, got -1"),
+        })
+        {
+            var (code, stdout, stderr) = Parrot(null, "make-world", "--out", Path.Combine(Root, "w"), option, value);
+            Assert.That((code, stdout), Is.EqualTo((2, "")), $"make-world {option} {value}: {stderr}");
+            Assert.That(stderr, Does.StartWith($"parrot make-world: {message}"));
+        }
+        Assert.That(Directory.Exists(Path.Combine(Root, "w")), Is.False, "nothing written");
+
+        var corpus = Path.Combine(Root, "corpus.txt");
+        File.WriteAllText(corpus, "a b c\n");
+        foreach (var (settings, message) in new[]
+        {
+            (new[] { "--vocab-size", "100" }, "vocabulary size 100 leaves no room"),
+            (["--vocab-size", "300", "--min-frequency", "0"], "the minimum pair frequency must be at least 1"),
+        })
+        {
+            var (code, _, stderr) = Parrot(null, ["train-tokenizer", "--input", corpus, .. settings, "--out", Path.Combine(Root, "tok.json")]);
+            Assert.That(code, Is.EqualTo(2), $"train-tokenizer {string.Join(' ', settings)}: {stderr}");
+            Assert.That(stderr, Does.StartWith($"parrot train-tokenizer: {message}"));
+        }
+
+        var missing = Path.Combine(Root, "missing.png");
+        var (fc, _, ferr) = Parrot(null, "forward", "--model", ParrotDir, "--tokens=-200,5", "--image", missing, "--out", Path.Combine(Root, "f.npy"));
+        var (vc, _, verr) = Parrot(null, "vision", "--model", Path.Combine(ParrotDir, "vision"), "--image", missing, "--out", Path.Combine(Root, "v.npy"));
+        Assert.That((fc, ferr), Is.EqualTo((2, $"parrot forward: --image: {missing}: no such file\n")));
+        Assert.That((vc, verr), Is.EqualTo((2, $"parrot vision: --image: {missing}: no such file\n")));
+
+        if (global::Parrot.Tensors.Cuda.CudaBackend.IsAvailable(out _)) return; // a GPU: the device is not the problem
+        var (sc, _, serr) = Parrot(null, "selftest", "--device", "cuda", "--op", "softmax");
+        Assert.That(sc, Is.EqualTo(2), serr);
+        Assert.That(serr, Does.StartWith("parrot selftest: --device cuda: no CUDA device: "));
+    }
 }
