@@ -5,14 +5,19 @@
 #
 #   tools/make-tiny-assets.sh [OUT_DIR]      # default OUT_DIR: assets/tiny
 #
-# Environment: VISION_STEPS (default 1500), LM_STEPS (default 300), WORK (scratch folder, default a temp dir),
-# PARROT (the command to run, default: the Release build of src/Parrot.Cli, built first).
+# Environment: VISION_STEPS (default 1500), LM_STEPS (default 300), WORK (scratch folder, kept; default a temp dir,
+# deleted on exit), PARROT (the command to run, default: the Release build of src/Parrot.Cli, built first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-assets/tiny}
 VISION_STEPS=${VISION_STEPS:-1500}
 LM_STEPS=${LM_STEPS:-300}
-WORK=${WORK:-$(mktemp -d)}
+if [[ -z "${WORK:-}" ]]; then
+  # Our own scratch folder (a whole world and a tokenizer: 27 MB even for a 2-step run) goes when the script ends,
+  # however it ends; a WORK given by the caller is theirs and stays.
+  WORK=$(mktemp -d)
+  trap 'rm -rf "$WORK"' EXIT
+fi
 if [[ -z "${PARROT:-}" ]]; then
   dotnet build src/Parrot.Cli -c Release -v quiet -nologo >/dev/null
   PARROT="dotnet src/Parrot.Cli/bin/Release/net10.0/parrot.dll"

@@ -5,11 +5,10 @@ using System.CommandLine.Invocation;
 namespace Parrot.Cli;
 
 /// <summary>
-/// The `parrot` command tree and how it is run: `--help` (or `parrot help [COMMAND]`, or a command group given
-/// without its subcommand, a bare `parrot` included) prints the help to standard output and exits 0; a usage error
-/// (an unknown command or option, a missing required option, a value of the wrong type) is one line on standard
-/// error naming the command, with the nearest known names when there is a likely typo, and exit code 2 — the code
-/// <see cref="CliErrors"/> gives a usage problem found later.
+/// The `parrot` command tree and how it is run: `--help` (or `parrot help [COMMAND]`, or a bare `parrot`) prints the
+/// help to standard output and exits 0; a usage error (an unknown command or option, a missing required option or
+/// subcommand, a value of the wrong type) is one line on standard error naming the command, with the nearest known
+/// names when there is a likely typo, and exit code 2 — the code <see cref="CliErrors"/> gives a usage problem found later.
 /// </summary>
 internal static class ParrotCommandLine
 {
@@ -29,7 +28,8 @@ internal static class ParrotCommandLine
         })
             root.Subcommands.Add(command);
         root.Subcommands.Add(HelpCommand(root));
-        ShowHelpWithoutSubcommand(root);
+        root.SetAction(p => new HelpAction().Invoke(p));
+        foreach (var command in root.Subcommands) RequireSubcommand(root, command);
         return root;
     }
 
@@ -139,10 +139,19 @@ internal static class ParrotCommandLine
         return help;
     }
 
-    // A command group (the root, bench) run without a subcommand prints its help instead of an error.
-    private static void ShowHelpWithoutSubcommand(Command command)
+    // A bare `parrot` prints the help (the way in for a new user); a command group (bench) without its subcommand is a
+    // usage error, as an unknown subcommand is: it printed the help and exited 0, so a script's typo'd call "succeeded".
+    private static void RequireSubcommand(RootCommand root, Command command)
     {
-        if (command.Action is null && command.Subcommands.Count > 0) command.SetAction(p => new HelpAction().Invoke(p));
-        foreach (var sub in command.Subcommands) ShowHelpWithoutSubcommand(sub);
+        if (command.Action is null && command.Subcommands.Count > 0)
+            command.SetAction(p =>
+            {
+                string path = PathOf(root, command), names = string.Join(", ", command.Subcommands.Select(c => c.Name));
+                int last = names.LastIndexOf(", ", StringComparison.Ordinal);
+                if (last >= 0) names = names[..last] + " or " + names[(last + 2)..];
+                p.InvocationConfiguration.Error.WriteLine($"{path}: give a subcommand: {names} (see '{path} --help')");
+                return 2;
+            });
+        foreach (var sub in command.Subcommands) RequireSubcommand(root, sub);
     }
 }

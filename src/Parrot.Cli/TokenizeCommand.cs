@@ -47,7 +47,9 @@ internal static class TokenizeCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException)
         {
-            error.WriteLine($"parrot tokenize: cannot use tokenizer {tokenizerPath}: {e.Message}");
+            // The tokenizer's own messages begin with the path: it is named once.
+            string problem = e.Message.StartsWith(tokenizerPath + ": ", StringComparison.Ordinal) ? e.Message[(tokenizerPath.Length + 2)..] : e.Message;
+            error.WriteLine($"parrot tokenize: cannot use tokenizer {tokenizerPath}: {problem}");
             return 1;
         }
         return Run(tokenizer, specialAsText, input, output, error);

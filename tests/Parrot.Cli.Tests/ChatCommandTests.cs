@@ -92,6 +92,19 @@ public class ChatCommandTests() : TinyModelSetFixture("parrot-cli-chat-tests")
         Assert.That(stdout, Is.EqualTo(a1 + Environment.NewLine + Environment.NewLine + a2 + Environment.NewLine + Environment.NewLine));
     }
 
+    /// <summary>
+    /// An empty or blank --prompt is a usage error, as an empty line is skipped in the interactive chat: it was sent to the
+    /// model as a message and answered.
+    /// </summary>
+    [TestCase("")]
+    [TestCase("  \t ")]
+    public void AnEmptyPromptIsAUsageError(string prompt)
+    {
+        var (code, stdout, stderr) = CliRunner.Run(null, "chat", "--model", QwenDir, "--prompt", prompt, "--max-new-tokens", "4");
+        Assert.That((code, stdout), Is.EqualTo((2, "")), stderr);
+        Assert.That(stderr, Is.EqualTo("parrot chat: --prompt is empty: give the message to answer, or leave --prompt out for an interactive chat\n"));
+    }
+
     [Test]
     public void BadInputsAreClearErrors()
     {

@@ -5,10 +5,14 @@ namespace Parrot.Cli.Tests;
 /// <summary>Runs the built `parrot` command as a user would (dotnet parrot.dll ...), capturing its output.</summary>
 internal static class CliRunner
 {
-    public static (int ExitCode, string Stdout, string Stderr) Run(string? stdin, params string[] args)
+    public static (int ExitCode, string Stdout, string Stderr) Run(string? stdin, params string[] args) => RunIn(null, stdin, args);
+
+    /// <summary><see cref="Run"/> in <paramref name="workingDirectory"/> (null: this process's).</summary>
+    public static (int ExitCode, string Stdout, string Stderr) RunIn(string? workingDirectory, string? stdin, params string[] args)
     {
         var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        if (workingDirectory is not null) psi.WorkingDirectory = workingDirectory;
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;

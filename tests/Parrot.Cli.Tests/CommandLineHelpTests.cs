@@ -56,7 +56,7 @@ public class CommandLineHelpTests
     }
 
     [Test]
-    public void BareParrotHelpAndCommandGroupsPrintHelpAndExitZero()
+    public void BareParrotAndHelpPrintHelpAndExitZeroAndAGroupWithoutItsSubcommandIsAUsageError()
     {
         var (code, stdout, stderr) = RunInProcess("--help");
         Assert.That(code, Is.EqualTo(0));
@@ -70,9 +70,13 @@ public class CommandLineHelpTests
         (code, stdout, stderr) = RunInProcess("train", "--help");
         string trainHelp = stdout;
         Assert.That(RunInProcess("help", "train"), Is.EqualTo((0, trainHelp, "")));
+        // A missing subcommand is a usage error, as an unknown one is ("parrot bench foo"); a bare parrot is the way in.
         (code, stdout, stderr) = RunInProcess("bench");
-        Assert.That((code, stderr), Is.EqualTo((0, "")));
-        Assert.That(stdout, Does.Contain("gemm").And.Contain("decoder").And.Contain("tiny"));
+        Assert.That((code, stdout), Is.EqualTo((2, "")));
+        Assert.That(stderr, Is.EqualTo("parrot bench: give a subcommand: gemm, train, ops, decoder, vit or tiny (see 'parrot bench --help')\n"));
+        (code, stdout, _) = RunInProcess("bench", "--help");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(stdout, Does.Contain("gemm").And.Contain("decoder").And.Contain("tiny").And.Not.Contain("peer"));
         Assert.That(RunInProcess("help", "bench", "gemm"), Is.EqualTo(RunInProcess("bench", "gemm", "--help")));
         (code, stdout, stderr) = RunInProcess("help", "trian");
         Assert.That((code, stdout), Is.EqualTo((2, "")));

@@ -136,6 +136,40 @@ public class DemoCommandTests
         Assert.That(baselineConfig["use_moe"]!.GetValue<bool>(), Is.False);
     }
 
+    /// <summary>
+    /// --out is refused before anything is written when it is a file, or a non-empty folder that holds no earlier demo
+    /// (make-world's rule): the demo wrote report.md and the rest into any folder, over the user's files, and a file as
+    /// --out gave .NET's "The file '…' already exists.". A folder a demo was killed in (its world begun) is reused.
+    /// </summary>
+    [Test]
+    public void TheOutputMustBeNewEmptyOrAnEarlierDemosFolder()
+    {
+        var root = CliRunner.TempDir();
+        var assets = MakeAssets(root);
+        var notes = Path.Combine(root, "notes");
+        Directory.CreateDirectory(notes);
+        File.WriteAllText(Path.Combine(notes, "report.md"), "my notes");
+        var (code, stdout, stderr) = CliRunner.Run(null, "demo", "--quick", "--out", notes, "--assets", assets);
+        Assert.That(code, Is.EqualTo(1), stdout);
+        Assert.That(stderr, Is.EqualTo($"parrot demo: --out {notes}: the folder is not empty and holds no results.json or world/world.json of an earlier demo; refusing to write into it (choose an empty or new folder)\n"));
+        Assert.That(Directory.GetFileSystemEntries(notes), Is.EqualTo(new[] { Path.Combine(notes, "report.md") }), "nothing written");
+        Assert.That(File.ReadAllText(Path.Combine(notes, "report.md")), Is.EqualTo("my notes"));
+
+        var file = Path.Combine(root, "file.txt");
+        File.WriteAllText(file, "x");
+        (code, stdout, stderr) = CliRunner.Run(null, "demo", "--quick", "--out", file, "--assets", assets);
+        Assert.That(code, Is.EqualTo(1), stdout);
+        Assert.That(stderr, Is.EqualTo($"parrot demo: --out {file} is a file, not a folder\n"));
+
+        // A demo killed while it wrote its world: the folder is the demo's, and the next run finishes it.
+        var killed = Path.Combine(root, "killed");
+        Directory.CreateDirectory(Path.Combine(killed, "world"));
+        File.WriteAllText(Path.Combine(killed, "world", ".world-incomplete"), "");
+        (code, stdout, stderr) = CliRunner.Run(null, "demo", "--quick", "--out", killed, "--assets", assets);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(File.Exists(Path.Combine(killed, "results.json")), Is.True);
+    }
+
     [Test]
     public void MissingOrIncompleteAssetsAreNamed()
     {

@@ -18,12 +18,19 @@ public class EvalCommandTests
         global::Parrot.Tests.Shared.TinyModels.WriteSmallTower(Path.Combine(root, "tower"));
 
         var model = Path.Combine(root, "model");
+        SaveModel(model, seed: 3);
+        return (root, model, Path.Combine(world, "benchmark"));
+    }
+
+    /// <summary>A tiny random Parrot (the tower in ../tower) steered to answer "A", with a byte-level tokenizer, saved to <paramref name="model"/>.</summary>
+    private static void SaveModel(string model, ulong seed)
+    {
         var config = new ParrotConfig
         {
             Text = new Qwen2Config { VocabSize = 259, HiddenSize = 16, IntermediateSize = 24, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, RopeTheta = 10000, MaxPositionEmbeddings = 1024 },
             MmHiddenSize = 12, NumExperts = 6, MoeIntermediateSize = 20, UseMoe = true, MmVisionTower = "../tower",
         };
-        using (var m = new ParrotForCausalLM(config, seed: 3))
+        using (var m = new ParrotForCausalLM(config, seed: seed))
         {
             // Steer the random model to always say "A" first: every token embedding gets a large first component,
             // which dominates the residual stream, and only the lm_head row of byte 'A' reads it.
@@ -35,7 +42,6 @@ public class EvalCommandTests
             ParrotLoader.Save(m, model);
         }
         File.WriteAllText(Path.Combine(model, "tokenizer.json"), TrainCommandTests.TinyTokenizerJson());
-        return (root, model, Path.Combine(world, "benchmark"));
     }
 
     private static (int Code, string Stdout, string Stderr) Eval(params string[] args)
@@ -103,11 +109,12 @@ public class EvalCommandTests
         var md = File.ReadAllText(Path.Combine(output, "summary.md"));
         Assert.That(md, Does.Contain("| mmmb_cn.tsv | zh | vanilla | 7 |").And.Contain("## Accuracy per category (%)").And.Contain("## Skipped rows"));
 
-        // The same command again takes every answer from the journal and writes the same predictions.
+        // The finished run left no journal: the same command again asks every question and writes the same predictions.
+        Assert.That(File.Exists(Path.Combine(output, EvalCommand.JournalName)), Is.False);
         var before = File.ReadAllBytes(predictionsPath);
         (code, stdout, stderr) = Eval(args);
         Assert.That(code, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain("resuming: 21 answers"));
+        Assert.That(stdout, Does.Not.Contain("resuming"));
         Assert.That(File.ReadAllBytes(predictionsPath), Is.EqualTo(before));
 
         // Re-scoring the predictions without a model gives the same scores.
@@ -131,7 +138,7 @@ public class EvalCommandTests
     }
 
     [Test]
-    public void ALimitedRunIsContinuedByTheFullRunAndBadArgumentsAreClearErrors()
+    public void ALimitedRunAgreesWithTheFullRunAKilledRunsSettingsAreKeptAndBadArgumentsAreClearErrors()
     {
         var (root, model, bench) = Prepare();
         var output = Path.Combine(root, "eval");
@@ -143,16 +150,23 @@ public class EvalCommandTests
 
         (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "2"]);
         Assert.That(code, Is.EqualTo(0), stderr);
-        Assert.That(stdout, Does.Contain("resuming: 4 answers"));
+        Assert.That(stdout, Does.Not.Contain("resuming"), "the limited run finished: it left no journal");
         var full = TsvTable.Read(Path.Combine(output, "predictions.tsv"));
         Assert.That(full.Rows, Has.Count.EqualTo(14));
         int p = full.IndexOf("prediction");
         var byKey = full.Rows.ToDictionary(r => (r[full.IndexOf("dataset")], r[0]), r => r[p]);
         foreach (var r in limited.Rows) Assert.That(byKey[(r[limited.IndexOf("dataset")], r[0])], Is.EqualTo(r[p]));
 
+        // The journal of a run with --max-new-tokens 2 killed after one answer: a rerun with another limit is refused.
+        string[] files = [data[1], data[2]];
+        using (var journal = PredictionJournal.Open(Path.Combine(output, EvalCommand.JournalName), EvalCommand.RunKey(model, null, 2, null, files.Select(f => (Path.GetFileName(f), f)))))
+            journal.Append("mmmb_ar.tsv", limited.Rows[0][0], "A");
         (code, _, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "5"]);
         Assert.That(code, Is.EqualTo(1));
-        Assert.That(stderr, Does.Contain("max_new_tokens").And.Contain("another run"));
+        Assert.That(stderr, Does.Contain("partial results of another run (max_new_tokens was '2', now '5')"));
+        (code, stdout, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.Contain("resuming: 1 answers"));
         (code, _, stderr) = Eval("--out", output);
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("--model"));
@@ -166,6 +180,72 @@ public class EvalCommandTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));
     }
+    /// <summary>
+    /// A finished run deletes its journal once predictions.tsv and the summaries are written: its answers are no partial
+    /// results any more. Left behind, the journal refused the next run into the folder with another --max-new-tokens as
+    /// "partial results of another run", though nothing was partial.
+    /// </summary>
+    [Test]
+    public void AFinishedRunLeavesNoJournalSoTheNextRunMayChangeItsSettings()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        var journal = Path.Combine(output, EvalCommand.JournalName);
+        string[] run = ["--model", model, "--data", Path.Combine(bench, "mmmb_en.tsv"), "--out", output, "--limit", "2"];
+        var (code, stdout, stderr) = Eval([.. run, "--max-new-tokens", "1"]);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(File.Exists(Path.Combine(output, "predictions.tsv")), Is.True);
+        Assert.That(File.Exists(journal), Is.False, "the finished run's journal is deleted");
+
+        (code, stdout, stderr) = Eval([.. run, "--max-new-tokens", "2"]);
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(stdout, Does.Not.Contain("resuming"));
+        Assert.That(TsvTable.Read(Path.Combine(output, "predictions.tsv")).Rows, Has.Count.EqualTo(2));
+        Assert.That(File.Exists(journal), Is.False);
+    }
+
+    /// <summary>
+    /// A journal's answers are reused only by the run that wrote them: a benchmark file of the same name with other
+    /// questions, or another checkpoint saved into the same model folder, is refused with the journal left as it was. The
+    /// run was recorded by paths and settings alone, so both resumed: the new questions were paired with the old run's
+    /// answers (a Portuguese answer to an English question) and scored.
+    /// </summary>
+    [Test]
+    public void AJournalOfOtherQuestionsOrAnotherCheckpointIsRefused()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        var data = Path.Combine(root, "data", "mmmb_en.tsv");
+        Directory.CreateDirectory(Path.GetDirectoryName(data)!);
+        File.Copy(Path.Combine(bench, "mmmb_en.tsv"), data);
+        string[] args = ["--model", model, "--data", data, "--out", output, "--max-new-tokens", "1", "--limit", "2"];
+        // The journal of this run killed after two answers (a finished run deletes its own).
+        Directory.CreateDirectory(output);
+        var journal = Path.Combine(output, EvalCommand.JournalName);
+        using (var partial = PredictionJournal.Open(journal, EvalCommand.RunKey(model, null, 1, null, [("mmmb_en.tsv", data)])))
+            foreach (var row in TsvTable.Read(data).Rows.Take(2)) partial.Append("mmmb_en.tsv", row[0], "A");
+        var before = File.ReadAllBytes(journal);
+
+        // Same name, same indexes, other questions: the Portuguese file's rows.
+        File.Copy(Path.Combine(bench, "mmmb_pt.tsv"), data, overwrite: true);
+        var (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(1), stderr + stdout);
+        Assert.That(stderr, Does.StartWith($"parrot eval: {journal}: partial results of another run (data:mmmb_en.tsv was 'sha256:")
+            .And.EndWith("'); delete the file or choose another output folder\n"));
+        Assert.That(stdout, Does.Not.Contain("resuming"));
+        Assert.That(File.ReadAllBytes(journal), Is.EqualTo(before), "the refusal wrote nothing");
+
+        // The first file again, but another checkpoint in the model folder.
+        File.Copy(Path.Combine(bench, "mmmb_en.tsv"), data, overwrite: true);
+        var other = Path.Combine(root, "other-model");
+        SaveModel(other, seed: 4);
+        foreach (var file in Directory.GetFiles(other)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)), overwrite: true);
+        (code, stdout, stderr) = Eval(args);
+        Assert.That(code, Is.EqualTo(1), stderr + stdout);
+        Assert.That(stderr, Does.StartWith($"parrot eval: {journal}: partial results of another run (model_files was '"));
+        Assert.That(File.ReadAllBytes(journal), Is.EqualTo(before), "the refusal wrote nothing");
+    }
+
     /// <summary>
     /// Questions past the model's context with the token limit are found before any answer is generated and refused in one
     /// error (how many, the first few, the context, the limit, what to lower), and nothing is written: before, the run
@@ -210,9 +290,9 @@ public class EvalCommandTests
         Assert.That(code, Is.EqualTo(1), "none fits with 1020 new tokens");
         Assert.That(stderr, Does.Contain("14 questions do not fit"));
 
-        // A journal of this run (same model, token limit, language) that answers all but mmmb_cn.tsv's last question.
+        // A journal of this run (same model, data, token limit, language) that answers all but mmmb_cn.tsv's last question.
         Directory.CreateDirectory(output);
-        var run = new Dictionary<string, string> { ["model"] = Path.GetFullPath(model), ["vision"] = "", ["max_new_tokens"] = "1020", ["lang"] = "" };
+        var run = EvalCommand.RunKey(model, null, 1020, null, files.Select(f => (Path.GetFileName(f), f)));
         var journalPath = Path.Combine(output, EvalCommand.JournalName);
         string last = "";
         using (var journal = PredictionJournal.Open(journalPath, run))
@@ -422,7 +502,11 @@ public class EvalCommandTests
         (code, var stdout, stderr) = Eval(["--model", model, .. data, "--out", killed, "--max-new-tokens", "2"]);
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stdout, Does.Contain($"resuming: {answered} answers"));
-        Assert.That(File.ReadAllLines(journal), Has.Length.EqualTo(1 + 14), "each question answered once");
+        // Each question answered once: the files' last progress lines count the resumed answers, the rest were generated.
+        var resumed = System.Text.RegularExpressions.Regex.Matches(stderr, @": 7/7 \((\d+) resumed\)").Select(m => int.Parse(m.Groups[1].Value)).ToList();
+        Assert.That(resumed, Has.Count.EqualTo(2));
+        Assert.That(resumed.Sum(), Is.EqualTo(answered));
+        Assert.That(File.Exists(journal), Is.False, "the finished run deleted its journal");
         Assert.That(File.ReadAllBytes(Path.Combine(killed, "predictions.tsv")), Is.EqualTo(File.ReadAllBytes(Path.Combine(straight, "predictions.tsv"))));
         Assert.That(File.ReadAllText(Path.Combine(killed, "summary.json")), Is.EqualTo(File.ReadAllText(Path.Combine(straight, "summary.json"))));
     }

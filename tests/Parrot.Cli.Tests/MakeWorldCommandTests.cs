@@ -26,11 +26,13 @@ public class MakeWorldCommandTests
     [TestCase("--ratios", "1,2,x,4,5,6", "'x' is not a number")]
     [TestCase("--size", "8", "image size")]
     [TestCase("--stage2", "-3", "stage-2 count")]
+    [TestCase("--mc-fraction", "2", "multiple-choice fraction")]
+    [TestCase("--max-turns", "0", "max turns")]
     public void BadArgumentsAreReportedClearly(string option, string value, string message)
     {
         var dir = CliRunner.TempDir();
         var (code, _, stderr) = CliRunner.Run(null, "make-world", "--out", Path.Combine(dir, "w"), option, value);
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2), "a usage error");
         Assert.That(stderr, Does.StartWith("parrot make-world:").And.Contain(message));
         Directory.Delete(dir, true);
     }

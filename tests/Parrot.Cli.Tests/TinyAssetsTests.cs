@@ -24,6 +24,21 @@ public class TinyAssetsTests
         return "";
     }
 
+    /// <summary>
+    /// `bench tiny` finds the repository's assets/tiny as `demo` does, from any working folder (the working folder, the
+    /// executable's folder or any folder above them): its default was the relative path assets/tiny, so it worked only
+    /// from the repository's root.
+    /// </summary>
+    [Test]
+    public void BenchTinyFindsTheAssetsOutsideTheRepositoryRoot()
+    {
+        var elsewhere = CliRunner.TempDir();
+        var (code, stdout, stderr) = CliRunner.RunIn(elsewhere, null, "bench", "tiny", "--reps", "1", "--batch", "1", "--seq", "2");
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(stdout, Does.Contain("vision: ").And.Contain("lm forward + backward, 1 × 2 tokens"));
+        Directory.Delete(elsewhere);
+    }
+
     [Test]
     public void VisionTowerLoadsAndSeesTheWorld()
     {

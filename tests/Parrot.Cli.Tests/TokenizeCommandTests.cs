@@ -77,6 +77,17 @@ public class TokenizeCommandTests
         Assert.That(code, Is.EqualTo(1));
         Assert.That(error, Does.StartWith($"parrot tokenize: cannot use tokenizer {missing}: "));
 
+        // A folder (a model directory given instead of its tokenizer.json) is named as one, not "Access … is denied".
+        string folder = Path.Combine(Path.GetTempPath(), $"folder-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            (code, _, error) = Run("", folder);
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(error, Is.EqualTo($"parrot tokenize: cannot use tokenizer {folder}: it is a directory, not a tokenizer.json file{Environment.NewLine}"));
+        }
+        finally { Directory.Delete(folder); }
+
         string bad = Path.Combine(Path.GetTempPath(), $"bad-{Guid.NewGuid():N}.json");
         File.WriteAllText(bad, "{\"model\": {\"type\": \"Unigram\"}}");
         try

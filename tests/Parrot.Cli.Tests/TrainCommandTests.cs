@@ -157,8 +157,9 @@ public class TrainCommandTests
         (code, _, stderr) = CliRunner.Run(null, "train", "--stage", "3", "--model", model, "--data", data, "--images", images, "--out", outDir);
         Assert.That(code, Is.EqualTo(2), stderr);
         Assert.That(stderr, Does.Contain("--stage must be 1 or 2"));
-        (code, _, stderr) = CliRunner.Run(null, "train", "--stage", "1", "--model", model, "--data", data, "--images", images, "--out", Path.Combine(root, "empty"), "--resume", "--skip-bad");
+        (code, var stdout, stderr) = CliRunner.Run(null, "train", "--stage", "1", "--model", model, "--data", data, "--images", images, "--out", Path.Combine(root, "empty"), "--resume", "--skip-bad");
         Assert.That(code, Is.EqualTo(2), stderr);
-        Assert.That(stderr, Does.Contain("no checkpoint"));
+        Assert.That(stderr, Is.EqualTo($"parrot train: --resume: no checkpoint-N folder in {Path.Combine(root, "empty")}\n"));
+        Assert.That(stdout, Is.Empty, "refused before the model and the samples are read (it printed '7 samples …' first)");
     }
 }

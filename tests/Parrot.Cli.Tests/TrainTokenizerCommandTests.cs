@@ -48,7 +48,7 @@ public class TrainTokenizerCommandTests
         Assert.That(stderr, Does.Contain($"parrot train-tokenizer: input file {dir}/nope.txt does not exist"));
 
         (code, _, stderr) = CliRunner.Run(null, "train-tokenizer", "--input", text, "--vocab-size", "259", "--out", output);
-        Assert.That(code, Is.EqualTo(1));
+        Assert.That(code, Is.EqualTo(2), "a usage error");
         Assert.That(stderr, Does.Contain("vocabulary size 259 leaves no room for merges"));
 
         string empty = Path.Combine(dir, "empty.txt");

@@ -169,6 +169,10 @@ public class ImageBadInputTests
         var png = TestPng.Assemble([("IHDR", TestPng.Header(0, 5, 8, 2)), ("IDAT", TestPng.Zlib(new byte[16])), ("IEND", [])]);
         var e = Fails(png, "zero.png");
         Assert.That(e.Failure, Is.EqualTo(ImageLoadFailure.Corrupt), e.Message);
+        // The size is named: the decoder's own words were "PNG Image does not contain a header chunk", which it has.
+        Assert.That(e.Message, Is.EqualTo("zero.png: the PNG header (IHDR) declares a size of 0x5; an image has at least one pixel"));
+        png = TestPng.Assemble([("IHDR", TestPng.Header(0, 0, 8, 2)), ("IEND", [])]);
+        Assert.That(Fails(png, "zero.png").Message, Is.EqualTo("zero.png: the PNG header (IHDR) declares a size of 0x0; an image has at least one pixel"));
 
         var gif = Fixture("palette.gif");
         int descriptor = Array.IndexOf(gif, (byte)0x2C, 13);

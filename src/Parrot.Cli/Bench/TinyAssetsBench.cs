@@ -18,7 +18,7 @@ internal static class TinyAssetsBench
 {
     public static Command Create()
     {
-        var assets = new Option<string>("--assets") { Description = "Folder with vision/ and lm/", DefaultValueFactory = _ => "assets/tiny" };
+        var assets = new Option<string?>("--assets") { Description = "Folder with vision/ and lm/ (default: assets/tiny of the repository, found as demo finds it)" };
         var batch = new Option<int>("--batch") { Description = "LM sequences per pass", DefaultValueFactory = _ => 16 };
         var seq = new Option<int>("--seq") { Description = "LM tokens per sequence", DefaultValueFactory = _ => 64 };
         var reps = new Option<int>("--reps") { Description = "Timed repetitions (after one warm-up)", DefaultValueFactory = _ => 7 };
@@ -26,11 +26,13 @@ internal static class TinyAssetsBench
         foreach (var o in new Option[] { assets, batch, seq, reps }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("bench tiny", () =>
         {
-            string dir = p.GetValue(assets)!;
             int b = p.GetValue(batch), t = p.GetValue(seq), n = Math.Max(1, p.GetValue(reps));
             if (b <= 0 || t < 2) throw new CliException("--batch must be positive and --seq at least 2");
-            using var tower = ClipVisionLoader.Load(Path.Combine(dir, "vision"), DType.F32);
-            using var lm = Qwen2Loader.Load(Path.Combine(dir, "lm"), DType.F32);
+            // The demo's search (the working folder, the executable's folder and the folders above them): the relative
+            // default assets/tiny was found only from the repository's root.
+            var found = global::Parrot.Cli.Demo.DemoAssets.Locate(p.GetValue(assets));
+            using var tower = ClipVisionLoader.Load(found.Vision, DType.F32);
+            using var lm = Qwen2Loader.Load(found.Lm, DType.F32);
             var c = tower.Config;
             Console.WriteLine($"vision: {tower.ParameterCount():N0} parameters, {c.ImageSize} px / {c.PatchSize} → {c.NumPositions} tokens × {c.HiddenSize}, {c.NumHiddenLayers} layers");
             Console.WriteLine($"lm: {lm.ParameterCount():N0} parameters, vocab {lm.Config.VocabSize}, width {lm.Config.HiddenSize}, {lm.Config.NumHiddenLayers} layers");

@@ -44,6 +44,10 @@ internal static class ChatCommand
             };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new CliException(e.Message.Replace("generation: ", "")); }
+            // Checked before the model is loaded; the interactive chat skips an empty line, and a one-shot empty message
+            // was sent to the model and answered.
+            if (p.GetValue(prompt) is { } given && string.IsNullOrWhiteSpace(given))
+                throw new CliException("--prompt is empty: give the message to answer, or leave --prompt out for an interactive chat");
             string dir = p.GetValue(model)!;
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
             RgbImage? first = p.GetValue(image) is { } path ? LoadImage(path, "--image") : null;
@@ -137,7 +141,8 @@ internal static class ChatCommand
     {
         if (!File.Exists(path)) throw new CliException($"{what}: {path} not found");
         try { return ImageLoader.Load(path); }
-        catch (Exception e) when (e is ImageLoadException or IOException or UnauthorizedAccessException)
+        catch (ImageLoadException e) { throw new CliException($"{what}: {e.Message}"); } // the loader's message begins with the path
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CliException($"{what}: {path}: {e.Message}");
         }

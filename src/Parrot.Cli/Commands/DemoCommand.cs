@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Parrot.Cli.Demo;
+using Parrot.Parrot.Data.World;
 
 namespace Parrot.Cli;
 
@@ -22,6 +23,7 @@ internal static class DemoCommand
             var found = DemoAssets.Locate(p.GetValue(assets));
             var settings = p.GetValue(quick) ? DemoSettings.Smoke(p.GetValue(seed)) : DemoSettings.Full(p.GetValue(seed));
             string output = p.GetValue(outDir)!;
+            CheckOutputFolder(output);
             Console.WriteLine($"parrot demo{(settings.Quick ? " --quick" : "")}: starting weights from {found.Root}, report to {Path.GetFullPath(output)}");
             var result = new DemoRunner(settings, found, output, Console.Out).Run();
             DemoReport.Write(output, result);
@@ -30,5 +32,24 @@ internal static class DemoCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// Refuses, before anything is written, an --out that is a file or a non-empty folder holding no earlier demo: neither
+    /// its results (results.json) nor its world (world/world.json, or the marker of a world being written, which a demo
+    /// killed early leaves: the world is the first thing it writes). make-world's rule for its folder; the demo wrote
+    /// report.md, results.json, the PNGs and models/ into any folder, over what was there, and a file as --out failed
+    /// with .NET's "The file '…' already exists.". An earlier demo's folder is written over, as before.
+    /// </summary>
+    internal static void CheckOutputFolder(string dir)
+    {
+        if (File.Exists(dir)) throw new IOException($"--out {dir} is a file, not a folder");
+        if (!Directory.Exists(dir) || !Directory.EnumerateFileSystemEntries(dir).Any()) return;
+        string world = Path.Combine(dir, "world");
+        if (File.Exists(Path.Combine(dir, DemoReport.Json)) || File.Exists(Path.Combine(world, WorldGenerator.ManifestName))
+            || File.Exists(Path.Combine(world, WorldGenerator.PartialMarker)))
+            return;
+        throw new IOException($"--out {dir}: the folder is not empty and holds no {DemoReport.Json} or world/{WorldGenerator.ManifestName} of an earlier demo; "
+            + "refusing to write into it (choose an empty or new folder)");
     }
 }

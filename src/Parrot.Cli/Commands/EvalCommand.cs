@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Security.Cryptography;
 using Parrot.Parrot.Evaluation;
 
 namespace Parrot.Cli;
@@ -10,7 +11,7 @@ namespace Parrot.Cli;
 /// [--protocol P] [--vision DIR]`: runs a Parrot model over VLMEvalKit benchmark TSVs (MMMB, multilingual MMBench)
 /// with the paper's prompt, greedy decoding and rule-based answer extraction, and writes OUT/predictions.tsv,
 /// OUT/summary.json and OUT/summary.md; answers are journaled in OUT/predictions.partial.jsonl so a killed run
-/// resumes. `parrot eval --score PREDICTIONS.tsv --out DIR` re-scores an existing predictions file without a model.
+/// resumes (a finished run deletes it). `parrot eval --score PREDICTIONS.tsv --out DIR` re-scores an existing predictions file without a model.
 /// </summary>
 internal static class EvalCommand
 {
@@ -71,13 +72,7 @@ internal static class EvalCommand
             foreach (var b in benchmarks) RequireQuestions(b.Name, b.Rows.Count, b.Problems.Count);
 
             string? visionDir = p.GetValue(vision);
-            var run = new Dictionary<string, string>
-            {
-                ["model"] = Path.GetFullPath(modelDir),
-                ["vision"] = visionDir is null ? "" : Path.GetFullPath(visionDir),
-                ["max_new_tokens"] = maxNewTokens.ToString(CultureInfo.InvariantCulture),
-                ["lang"] = language is null ? "" : BenchmarkLanguages.Normalize(language)!,
-            };
+            var run = RunKey(modelDir, visionDir, maxNewTokens, language, benchmarks.Select((b, i) => (b.Name, files[i])));
             var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
             var results = Evaluate(benchmarks, () =>
             {
@@ -90,9 +85,80 @@ internal static class EvalCommand
                 return generator;
             }, options, output, run, new ProgressView().Report);
             Finish(output, results);
+            // The outputs are written (atomically): the answers are no partial results any more. A journal left behind
+            // refused the next run into this folder with other settings as "another run", though nothing was partial.
+            File.Delete(Path.Combine(output, JournalName));
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// What a run's answers depend on, recorded in its journal's first line; <see cref="PredictionJournal.Open"/> refuses a
+    /// journal whose record differs in any of them. Besides the paths and settings (model, vision, max_new_tokens, lang), the
+    /// inputs themselves: each data file's bytes (<c>data:NAME</c>, a SHA-256) and the files of the model folder and of the
+    /// tower folder (<c>model_files</c>, <c>vision_files</c>: <see cref="FolderFingerprint"/>). With the paths alone, a
+    /// benchmark file of the same name with other questions, or another checkpoint saved into the same folder, resumed from
+    /// the journal: the old run's answers were paired with the new questions and scored.
+    /// </summary>
+    internal static Dictionary<string, string> RunKey(string modelDir, string? visionDir, int maxNewTokens, string? language,
+        IEnumerable<(string Name, string Path)> data)
+    {
+        var run = new Dictionary<string, string>
+        {
+            ["model"] = Path.GetFullPath(modelDir),
+            ["vision"] = visionDir is null ? "" : Path.GetFullPath(visionDir),
+            ["max_new_tokens"] = maxNewTokens.ToString(CultureInfo.InvariantCulture),
+            ["lang"] = language is null ? "" : BenchmarkLanguages.Normalize(language)!,
+        };
+        foreach (var (name, path) in data)
+        {
+            using var file = File.OpenRead(path);
+            run[$"data:{name}"] = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(file));
+        }
+        run["model_files"] = FolderFingerprint(modelDir);
+        run["vision_files"] = TowerFolder(modelDir, visionDir) is { } tower ? FolderFingerprint(tower) : "";
+        return run;
+    }
+
+    /// <summary>
+    /// The files a model folder's answers come from — the top level's <c>*.safetensors</c> and <c>*.json</c> (weights, shard
+    /// index, config, tokenizer) — as "N files, B bytes, DIGEST", the digest (16 hex digits of a SHA-256) over each one's
+    /// name, size and last-write time. Cheap: no weights are read, which for a 7B checkpoint would be gigabytes. Another
+    /// checkpoint saved into the folder is written anew, so its times differ (and mostly its sizes); a copy of the same
+    /// checkpoint may differ as well and is then refused, the safe side. "none" for a folder that does not exist (loading the
+    /// model then says why).
+    /// </summary>
+    internal static string FolderFingerprint(string dir)
+    {
+        if (!Directory.Exists(dir)) return "none";
+        var files = new DirectoryInfo(dir).EnumerateFiles()
+            .Where(f => f.Name.EndsWith(".safetensors", StringComparison.Ordinal) || f.Name.EndsWith(".json", StringComparison.Ordinal))
+            .OrderBy(f => f.Name, StringComparer.Ordinal).ToList();
+        var text = new System.Text.StringBuilder();
+        foreach (var f in files)
+            text.Append(CultureInfo.InvariantCulture, $"{f.Name}\t{f.Length}\t{f.LastWriteTimeUtc.Ticks}\n");
+        string digest = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text.ToString())))[..16];
+        return string.Create(CultureInfo.InvariantCulture, $"{files.Count} files, {files.Sum(f => f.Length)} bytes, {digest}");
+    }
+
+    /// <summary>
+    /// The tower folder a run loads: --vision, else config.json's mm_vision_tower (relative to the model folder, or absolute);
+    /// null when there is none to read (loading the model then says why, or the tower is in the checkpoint).
+    /// </summary>
+    private static string? TowerFolder(string modelDir, string? visionDir)
+    {
+        if (visionDir is not null) return visionDir;
+        try
+        {
+            var tower = global::Parrot.Parrot.Model.ParrotConfig.Load(Path.Combine(modelDir, "config.json")).MmVisionTower;
+            return tower is { Length: > 0 } ? Path.Combine(modelDir, tower) : null; // Combine keeps an absolute tower path
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or System.Text.Json.JsonException
+                                  or ArgumentException or FormatException or KeyNotFoundException or InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     /// <summary>

@@ -37,6 +37,9 @@ internal static class MakeWorldCommand
                 TextFormat = p.GetValue(textFormat) == "chatml" ? WorldTextFormat.ChatMl : WorldTextFormat.Plain, LanguageWeights = ParseRatios(p.GetValue(ratios)!),
                 MultipleChoiceFraction = p.GetValue(mc), MaxTurns = p.GetValue(turns),
             };
+            // A value out of its range is a usage error (exit 2), as in the other commands; Generate checks again.
+            try { options.Validate(); }
+            catch (ArgumentException e) { throw new CliException(e.Message); }
             var summary = WorldGenerator.Generate(p.GetValue(outDir)!, options);
             Console.WriteLine($"wrote {summary.Directory} in {summary.Seconds:F2} s: {summary.Images} images, {summary.Stage1} stage-1 captions, "
                 + $"{summary.Stage2PerLanguage.Values.Sum()} stage-2 samples ({string.Join(" ", summary.Stage2PerLanguage.Select(kv => $"{kv.Key} {kv.Value}"))}), "

@@ -9,7 +9,8 @@ namespace Parrot.Cli;
 /// `parrot selftest --device cpu|cuda[:N] [--out FILE.json] [--seed N] [--op TEXT]`: every backend op on seeded
 /// random inputs against the CPU backend and the CPU's float64 computation, as a pass/fail table with the
 /// errors and tolerances; exit 1 when any op fails. Ops the device's backend does not implement yet are listed
-/// as MISSING (not a failure). Without a usable GPU, `--device cuda` says "no CUDA device: why" and exits 1.
+/// as MISSING (not a failure). Without a usable GPU, `--device cuda` says "--device cuda: no CUDA device: why" and exits 2,
+/// as every model command does.
 /// </summary>
 internal static class SelfTestCommand
 {
@@ -34,8 +35,9 @@ internal static class SelfTestCommand
 
     private static int Run(string deviceText, string? output, ulong seed, string? filter, string? benchOut, string? benchGroup)
     {
-        // A usage error like every model command's (exit 2); whether a CUDA device can be used is found below (exit 1).
-        var device = DeviceOption.Resolve(deviceText, "selftest", open: false);
+        // A device that does not parse or cannot be used is a usage error like every model command's (exit 2); it gave exit 1,
+        // its message without the option's name.
+        var device = DeviceOption.Resolve(deviceText, "selftest");
         if (benchOut is not null && device.Kind != DeviceKind.Cuda) throw new CliException("--bench needs a GPU device (--device cuda)");
         if (benchGroup is not null && (benchOut is null || !DeviceBench.Groups.Contains(benchGroup)))
             throw new CliException($"--bench-group needs --bench and one of: {string.Join(", ", DeviceBench.Groups)} (got '{benchGroup}')");

@@ -79,6 +79,8 @@ internal static class TrainCommand
             bool main = group.IsMain;
             var console = main ? Console.Out : TextWriter.Null;
             string modelDir = p.GetValue(model)!, output = p.GetValue(outDir)!;
+            // Nothing to resume from is found before the model, the tower and every sample are read (it was found after).
+            if (p.GetValue(resume) && ParrotCheckpoint.Latest(output) is null) throw new CliException($"--resume: no checkpoint-N folder in {output}");
             var tokenizerPath = Path.Combine(modelDir, "tokenizer.json");
             if (!File.Exists(tokenizerPath)) throw new CliException($"{modelDir}: no tokenizer.json next to the model");
             var chat = new ChatMl(BpeTokenizer.Load(tokenizerPath));

@@ -41,12 +41,18 @@ internal static class TrainTokenizerCommand
                 if (!File.Exists(f)) throw new CliException($"input file {f} does not exist");
             var specials = p.GetValue(special)!.Split(',', StringSplitOptions.RemoveEmptyEntries);
             var clock = Stopwatch.StartNew();
-            var trainer = new BpeTrainer(new BpeTrainerOptions
+            BpeTrainer trainer;
+            // The options are checked here: a value out of its range is a usage error (exit 2), as in the other commands.
+            try
             {
-                VocabSize = p.GetValue(vocabSize),
-                SpecialTokens = specials,
-                MinPairFrequency = p.GetValue(minFrequency),
-            });
+                trainer = new BpeTrainer(new BpeTrainerOptions
+                {
+                    VocabSize = p.GetValue(vocabSize),
+                    SpecialTokens = specials,
+                    MinPairFrequency = p.GetValue(minFrequency),
+                });
+            }
+            catch (ArgumentException e) { throw new CliException(e.Message); }
             if (p.GetValue(field) is string name)
                 foreach (string f in files) AddJsonLines(trainer, f, name);
             else

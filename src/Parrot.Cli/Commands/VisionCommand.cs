@@ -37,7 +37,10 @@ internal static class VisionCommand
             int index = tower.HiddenStateIndex(LayerIn(tower, p.GetValue(layer)));
             if (tower.Config.NumChannels != 3) throw new CliException($"the tower takes {tower.Config.NumChannels}-channel images; images are RGB");
             var preprocessor = new ImagePreprocessor(PreprocessorFor(dir, tower.Config));
-            var rgb = ImageLoader.Load(p.GetValue(image)!);
+            // A bad --image is a usage error (exit 2), as in forward, generate and chat.
+            RgbImage rgb;
+            try { rgb = ImageLoader.Load(p.GetValue(image)!); }
+            catch (ImageLoadException e) { throw new CliException($"--image: {e.Message}"); }
             using var scope = TensorScope.Begin();
             using var ng = Graph.NoGrad();
             var pixels = preprocessor.Process(rgb, p.GetValue(pad)).Unsqueeze(0);

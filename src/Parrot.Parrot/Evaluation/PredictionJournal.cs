@@ -9,8 +9,9 @@ namespace Parrot.Parrot.Evaluation;
 /// file whose first line describes the run (<c>{"format": "parrot-eval-partial", "run": {…}}</c>) and each
 /// further line one answer (<c>{"dataset", "index", "prediction"}</c>), appended and flushed as soon as it
 /// is generated. A torn last line (the process died while writing it) is cut off when the journal is
-/// reopened. Reopening it for a different run (another model or token limit) is an error, so answers of
-/// two runs are never mixed.
+/// reopened. Reopening it for a different run (any value of the run's description differs or is missing: another
+/// model, checkpoint, data file or token limit, as the caller describes them) is an error, so answers of two runs are
+/// never mixed.
 /// </summary>
 public sealed class PredictionJournal : IDisposable
 {

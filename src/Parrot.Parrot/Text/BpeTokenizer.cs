@@ -59,6 +59,8 @@ public sealed class BpeTokenizer
     /// </summary>
     public static BpeTokenizer Load(string path)
     {
+        // Reading a folder fails with "Access to the path … is denied", which reads as a permissions problem.
+        if (Directory.Exists(path)) throw new IOException($"{path}: it is a directory, not a tokenizer.json file");
         byte[] bytes = File.ReadAllBytes(path);
         if (bytes.Length >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B)
         {

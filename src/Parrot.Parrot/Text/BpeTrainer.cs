@@ -50,7 +50,7 @@ public sealed class BpeTrainer
     public void AddFile(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"BpeTrainer: input file {path} does not exist", path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"input file {path} does not exist", path);
         try
         {
             using var reader = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: true);
@@ -58,7 +58,7 @@ public sealed class BpeTrainer
         }
         catch (DecoderFallbackException e)
         {
-            throw new InvalidDataException($"BpeTrainer: {path} is not valid UTF-8 text ({e.Message})", e);
+            throw new InvalidDataException($"{path} is not valid UTF-8 text ({e.Message})", e);
         }
     }
 
@@ -71,7 +71,7 @@ public sealed class BpeTrainer
     {
         var clock = Stopwatch.StartNew();
         if (_counter.Counts.Count == 0)
-            throw new InvalidOperationException("BpeTrainer: the corpus is empty (no text outside special tokens), so there is nothing to learn from");
+            throw new InvalidOperationException("the corpus is empty (no text outside special tokens), so there is nothing to learn from");
 
         var tokens = new List<string>(_options.VocabSize);
         var idOfByte = new int[256];
@@ -88,7 +88,7 @@ public sealed class BpeTrainer
 
         foreach (string special in _options.SpecialTokens)
             if (tokens.Contains(special))
-                throw new InvalidOperationException($"BpeTrainer: special token '{special}' was also learned as a vocabulary token; choose a special token outside the byte-level alphabet");
+                throw new InvalidOperationException($"special token '{special}' was also learned as a vocabulary token; choose a special token outside the byte-level alphabet");
 
         return new BpeTrainingResult(
             tokens, learner.Merges.Select(m => (tokens[m.Left], tokens[m.Right])).ToList(), _options.SpecialTokens.ToList(),

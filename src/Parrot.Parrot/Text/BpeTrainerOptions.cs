@@ -24,21 +24,21 @@ public sealed record BpeTrainerOptions
     /// <summary>Throws <see cref="ArgumentException"/> naming the first problem.</summary>
     internal void Validate()
     {
-        var specials = SpecialTokens ?? throw new ArgumentException("BpeTrainer: SpecialTokens is null");
+        var specials = SpecialTokens ?? throw new ArgumentException("SpecialTokens is null");
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (string s in specials)
         {
-            if (string.IsNullOrEmpty(s)) throw new ArgumentException("BpeTrainer: a special token is empty");
-            if (!seen.Add(s)) throw new ArgumentException($"BpeTrainer: special token '{s}' is given twice");
+            if (string.IsNullOrEmpty(s)) throw new ArgumentException("a special token is empty");
+            if (!seen.Add(s)) throw new ArgumentException($"special token '{s}' is given twice");
             // Files are cut into chunks at line starts; a token spanning a line break could be cut in two.
-            if (s.AsSpan().IndexOfAny('\r', '\n') >= 0) throw new ArgumentException($"BpeTrainer: special token '{Escape(s)}' holds a line break");
+            if (s.AsSpan().IndexOfAny('\r', '\n') >= 0) throw new ArgumentException($"special token '{Escape(s)}' holds a line break");
             if (s.Length == 1 && ByteLevelAlphabet.ByteOf(s[0]) >= 0)
-                throw new ArgumentException($"BpeTrainer: special token '{s}' is a byte-level symbol of the base vocabulary");
+                throw new ArgumentException($"special token '{s}' is a byte-level symbol of the base vocabulary");
         }
         int reserved = ByteLevelAlphabet.CharOfByte.Length + specials.Count;
         if (VocabSize <= reserved)
-            throw new ArgumentException($"BpeTrainer: vocabulary size {VocabSize} leaves no room for merges: the 256 byte symbols and {specials.Count} special tokens already take {reserved} ids (ask for more than {reserved})");
-        if (MinPairFrequency < 1) throw new ArgumentException($"BpeTrainer: the minimum pair frequency must be at least 1, got {MinPairFrequency}");
+            throw new ArgumentException($"vocabulary size {VocabSize} leaves no room for merges: the 256 byte symbols and {specials.Count} special tokens already take {reserved} ids (ask for more than {reserved})");
+        if (MinPairFrequency < 1) throw new ArgumentException($"the minimum pair frequency must be at least 1, got {MinPairFrequency}");
     }
 
     private static string Escape(string s) => s.Replace("\r", "\\r").Replace("\n", "\\n");

@@ -141,7 +141,7 @@ public sealed class BpeTrainingResult
     {
         ArgumentNullException.ThrowIfNull(path);
         string full = Path.GetFullPath(path);
-        if (Directory.Exists(full)) throw new IOException($"BpeTrainer: {path} is a directory; give the path of the tokenizer.json to write");
+        if (Directory.Exists(full)) throw new IOException($"{path} is a directory; give the path of the tokenizer.json to write");
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         var json = ToJson();
         global::Parrot.Tensors.Formats.AtomicFile.Write(full, file => file.Write(json));

@@ -93,7 +93,7 @@ public sealed class ParrotTrainer : IDisposable
         _schedule = WarmupCosineSchedule.WithWarmupRatio(options.LearningRate, TotalSteps, options.WarmupRatio);
         _group = group ?? new SingleProcessGroup();
         if (options.GlobalBatch % _group.WorldSize != 0)
-            throw new ArgumentException($"Parrot training: the global batch {options.GlobalBatch} must be a multiple of the {_group.WorldSize} ranks");
+            throw new ArgumentException($"the global batch {options.GlobalBatch} must be a multiple of the {_group.WorldSize} ranks");
         _dp = new DataParallel(_group, _trainable.Select(p => p.Parameter).ToList(), options.ZeroStage, CreateOptimizer);
         _dp.BroadcastParameters();
         _optimizer = _dp.Optimizer;

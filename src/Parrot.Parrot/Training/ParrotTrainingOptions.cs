@@ -60,17 +60,17 @@ public sealed record ParrotTrainingOptions
     /// <summary>Throws when a setting is out of range.</summary>
     public void Validate()
     {
-        if (Stage is not (1 or 2)) throw new ArgumentException($"Parrot training: stage must be 1 or 2, got {Stage}");
-        if (!(LearningRate >= 0) || double.IsInfinity(LearningRate)) throw new ArgumentException($"Parrot training: learning rate must be a finite number ≥ 0, got {LearningRate}");
-        if (GlobalBatch <= 0 || MicroBatch <= 0) throw new ArgumentException($"Parrot training: global batch {GlobalBatch} and micro-batch {MicroBatch} must be positive");
-        if (GlobalBatch % MicroBatch != 0) throw new ArgumentException($"Parrot training: the global batch {GlobalBatch} must be a multiple of the micro-batch {MicroBatch}");
-        if (Epochs <= 0) throw new ArgumentException($"Parrot training: epochs must be positive, got {Epochs}");
-        if (Steps is <= 0) throw new ArgumentException($"Parrot training: steps must be positive, got {Steps}");
-        if (!(WeightDecay >= 0)) throw new ArgumentException($"Parrot training: weight decay must be ≥ 0, got {WeightDecay}");
-        if (!(WarmupRatio is >= 0 and <= 1)) throw new ArgumentException($"Parrot training: warm-up ratio must be in [0, 1], got {WarmupRatio}");
-        if (!(MaxGradNorm > 0)) throw new ArgumentException($"Parrot training: max grad norm must be positive, got {MaxGradNorm}");
-        if (MaxLength < 2) throw new ArgumentException($"Parrot training: max length must be at least 2, got {MaxLength}");
-        if (ZeroStage is < 0 or > 2) throw new ArgumentException($"Parrot training: ZeRO stage must be 0, 1 or 2, got {ZeroStage}");
-        if (SaveEvery < 0) throw new ArgumentException($"Parrot training: save-every must be ≥ 0, got {SaveEvery}");
+        if (Stage is not (1 or 2)) throw new ArgumentException($"stage must be 1 or 2, got {Stage}");
+        if (!(LearningRate >= 0) || double.IsInfinity(LearningRate)) throw new ArgumentException($"learning rate must be a finite number ≥ 0, got {LearningRate}");
+        if (GlobalBatch <= 0 || MicroBatch <= 0) throw new ArgumentException($"global batch {GlobalBatch} and micro-batch {MicroBatch} must be positive");
+        if (GlobalBatch % MicroBatch != 0) throw new ArgumentException($"the global batch {GlobalBatch} must be a multiple of the micro-batch {MicroBatch}");
+        if (Epochs <= 0) throw new ArgumentException($"epochs must be positive, got {Epochs}");
+        if (Steps is <= 0) throw new ArgumentException($"steps must be positive, got {Steps}");
+        if (!(WeightDecay >= 0)) throw new ArgumentException($"weight decay must be ≥ 0, got {WeightDecay}");
+        if (!(WarmupRatio is >= 0 and <= 1)) throw new ArgumentException($"warm-up ratio must be in [0, 1], got {WarmupRatio}");
+        if (!(MaxGradNorm > 0)) throw new ArgumentException($"max grad norm must be positive, got {MaxGradNorm}");
+        if (MaxLength < 2) throw new ArgumentException($"max length must be at least 2, got {MaxLength}");
+        if (ZeroStage is < 0 or > 2) throw new ArgumentException($"ZeRO stage must be 0, 1 or 2, got {ZeroStage}");
+        if (SaveEvery < 0) throw new ArgumentException($"save-every must be ≥ 0, got {SaveEvery}");
     }
 }

@@ -95,6 +95,12 @@ internal static class ImageIntegrity
             string type = System.Text.Encoding.ASCII.GetString(d.Slice(p + 4, 4));
             long end = (long)p + 12 + length;
             if (end > d.Length) throw Truncated($"PNG chunk {type} at byte {p} declares {length} bytes but the data ends first");
+            if (type == "IHDR" && length >= 8)
+            {
+                // A zero size is named here: the decoder's complaint for it is "PNG Image does not contain a header chunk".
+                uint width = BinaryPrimitives.ReadUInt32BigEndian(d[(p + 8)..]), height = BinaryPrimitives.ReadUInt32BigEndian(d[(p + 12)..]);
+                if (width == 0 || height == 0) throw Corrupt($"the PNG header (IHDR) declares a size of {width}x{height}; an image has at least one pixel");
+            }
             if (type is "IHDR" or "PLTE" or "tRNS" or "IDAT" or "eXIf" or "IEND") keep.Add((p, (int)(end - p)));
             else dropped = true;
             sawIend = type == "IEND";

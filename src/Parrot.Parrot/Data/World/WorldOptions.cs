@@ -53,23 +53,23 @@ public sealed record WorldOptions
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid value.</summary>
     public void Validate()
     {
-        if (ImageSize is < 32 or > 1024) throw new ArgumentException($"WorldOptions: the image size must be 32–1024 pixels, got {ImageSize}");
-        if (Stage1Count < 0) throw new ArgumentException($"WorldOptions: the stage-1 count must be ≥ 0, got {Stage1Count}");
-        if (Stage2Count < 0) throw new ArgumentException($"WorldOptions: the stage-2 count must be ≥ 0, got {Stage2Count}");
-        if (BenchmarkCount < 0) throw new ArgumentException($"WorldOptions: the benchmark count must be ≥ 0, got {BenchmarkCount}");
-        if (TextScenes < 0) throw new ArgumentException($"WorldOptions: the text scene count must be ≥ 0, got {TextScenes}");
+        if (ImageSize is < 32 or > 1024) throw new ArgumentException($"the image size must be 32–1024 pixels, got {ImageSize}");
+        if (Stage1Count < 0) throw new ArgumentException($"the stage-1 count must be ≥ 0, got {Stage1Count}");
+        if (Stage2Count < 0) throw new ArgumentException($"the stage-2 count must be ≥ 0, got {Stage2Count}");
+        if (BenchmarkCount < 0) throw new ArgumentException($"the benchmark count must be ≥ 0, got {BenchmarkCount}");
+        if (TextScenes < 0) throw new ArgumentException($"the text scene count must be ≥ 0, got {TextScenes}");
         const int limit = 10_000_000;
         if (Stage1Count > limit || Stage2Count > limit || BenchmarkCount > limit || TextScenes > limit)
-            throw new ArgumentException($"WorldOptions: counts are limited to {limit:N0} each");
+            throw new ArgumentException($"counts are limited to {limit:N0} each");
         if (LanguageWeights is null || LanguageWeights.Count != WorldLanguage.All.Count)
-            throw new ArgumentException($"WorldOptions: give {WorldLanguage.All.Count} language weights (en, zh, pt, ar, tr, ru), got {LanguageWeights?.Count ?? 0}");
+            throw new ArgumentException($"give {WorldLanguage.All.Count} language weights (en, zh, pt, ar, tr, ru), got {LanguageWeights?.Count ?? 0}");
         if (LanguageWeights.Any(w => !(w >= 0) || double.IsInfinity(w)) || !(LanguageWeights.Sum() > 0))
-            throw new ArgumentException($"WorldOptions: language weights must be finite, ≥ 0 and not all zero, got [{string.Join(", ", LanguageWeights)}]");
-        if (!Enum.IsDefined(TextFormat)) throw new ArgumentException($"WorldOptions: unknown text format {(int)TextFormat}");
+            throw new ArgumentException($"language weights must be finite, ≥ 0 and not all zero, got [{string.Join(", ", LanguageWeights)}]");
+        if (!Enum.IsDefined(TextFormat)) throw new ArgumentException($"unknown text format {(int)TextFormat}");
         if (!(MultipleChoiceFraction >= 0 && MultipleChoiceFraction <= 1))
-            throw new ArgumentException($"WorldOptions: the multiple-choice fraction must be in [0, 1], got {MultipleChoiceFraction}");
+            throw new ArgumentException($"the multiple-choice fraction must be in [0, 1], got {MultipleChoiceFraction}");
         if (MaxTurns < 1 || MaxTurns > QuestionCatalog.Categories.Length)
-            throw new ArgumentException($"WorldOptions: max turns must be 1–{QuestionCatalog.Categories.Length}, got {MaxTurns}");
+            throw new ArgumentException($"max turns must be 1–{QuestionCatalog.Categories.Length}, got {MaxTurns}");
     }
 
     /// <summary>
