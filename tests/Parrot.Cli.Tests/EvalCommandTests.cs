@@ -2,6 +2,7 @@ using System.Text.Json;
 using Parrot.Nn.Models.Qwen2;
 using Parrot.Parrot.Evaluation;
 using Parrot.Parrot.Model;
+using Parrot.Tensors;
 
 namespace Parrot.Cli.Tests;
 
@@ -159,7 +160,7 @@ public class EvalCommandTests
 
         // The journal of a run with --max-new-tokens 2 killed after one answer: a rerun with another limit is refused.
         string[] files = [data[1], data[2]];
-        using (var journal = PredictionJournal.Open(Path.Combine(output, EvalCommand.JournalName), EvalCommand.RunKey(model, null, 2, null, files.Select(f => (Path.GetFileName(f), f)))))
+        using (var journal = PredictionJournal.Open(Path.Combine(output, EvalCommand.JournalName), EvalCommand.RunKey(model, null, 2, null, DType.F32, files.Select(f => (Path.GetFileName(f), f)))))
             journal.Append("mmmb_ar.tsv", limited.Rows[0][0], "A");
         (code, _, stderr) = Eval(["--model", model, .. data, "--out", output, "--max-new-tokens", "5"]);
         Assert.That(code, Is.EqualTo(1));
@@ -210,6 +211,22 @@ public class EvalCommandTests
     /// run was recorded by paths and settings alone, so both resumed: the new questions were paired with the old run's
     /// answers (a Portuguese answer to an English question) and scored.
     /// </summary>
+    /// <summary>A journal of float32 answers is refused by a run in bf16 (--dtype): its answers come from other arithmetic.</summary>
+    [Test]
+    public void AJournalOfAnotherDTypeIsRefused()
+    {
+        var (root, model, bench) = Prepare();
+        var output = Path.Combine(root, "eval");
+        var data = Path.Combine(bench, "mmmb_en.tsv");
+        Directory.CreateDirectory(output);
+        var journal = Path.Combine(output, EvalCommand.JournalName);
+        using (var partial = PredictionJournal.Open(journal, EvalCommand.RunKey(model, null, 1, null, DType.F32, [("mmmb_en.tsv", data)])))
+            foreach (var row in TsvTable.Read(data).Rows.Take(2)) partial.Append("mmmb_en.tsv", row[0], "A");
+        var (code, stdout, stderr) = Eval(["--model", model, "--data", data, "--out", output, "--max-new-tokens", "1", "--limit", "2", "--dtype", "bf16"]);
+        Assert.That(code, Is.EqualTo(1), stderr + stdout);
+        Assert.That(stderr, Is.EqualTo($"parrot eval: {journal}: partial results of another run (dtype was 'f32', now 'bf16'); delete the file or choose another output folder\n"));
+    }
+
     [Test]
     public void AJournalOfOtherQuestionsOrAnotherCheckpointIsRefused()
     {
@@ -222,7 +239,7 @@ public class EvalCommandTests
         // The journal of this run killed after two answers (a finished run deletes its own).
         Directory.CreateDirectory(output);
         var journal = Path.Combine(output, EvalCommand.JournalName);
-        using (var partial = PredictionJournal.Open(journal, EvalCommand.RunKey(model, null, 1, null, [("mmmb_en.tsv", data)])))
+        using (var partial = PredictionJournal.Open(journal, EvalCommand.RunKey(model, null, 1, null, DType.F32, [("mmmb_en.tsv", data)])))
             foreach (var row in TsvTable.Read(data).Rows.Take(2)) partial.Append("mmmb_en.tsv", row[0], "A");
         var before = File.ReadAllBytes(journal);
 
@@ -292,7 +309,7 @@ public class EvalCommandTests
 
         // A journal of this run (same model, data, token limit, language) that answers all but mmmb_cn.tsv's last question.
         Directory.CreateDirectory(output);
-        var run = EvalCommand.RunKey(model, null, 1020, null, files.Select(f => (Path.GetFileName(f), f)));
+        var run = EvalCommand.RunKey(model, null, 1020, null, DType.F32, files.Select(f => (Path.GetFileName(f), f)));
         var journalPath = Path.Combine(output, EvalCommand.JournalName);
         string last = "";
         using (var journal = PredictionJournal.Open(journalPath, run))

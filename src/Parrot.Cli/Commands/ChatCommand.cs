@@ -29,7 +29,8 @@ internal static class ChatCommand
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed (same seed, same answer)", DefaultValueFactory = _ => 0 };
         var cmd = new Command("chat", "Chat with a Parrot or Qwen2 model in the terminal (streamed answers), or answer one --prompt and exit");
         var device = DeviceOption.Create();
-        foreach (var o in new Option[] { device, model, image, prompt, system, maxNew, temperature, topP, topK, penalty, seed }) cmd.Options.Add(o);
+        var dtype = DTypeOption.Create();
+        foreach (var o in new Option[] { device, dtype, model, image, prompt, system, maxNew, temperature, topP, topK, penalty, seed }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("chat", () =>
         {
             var dev = DeviceOption.Resolve(p.GetValue(device), "chat");
@@ -52,7 +53,7 @@ internal static class ChatCommand
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
             RgbImage? first = p.GetValue(image) is { } path ? LoadImage(path, "--image") : null;
 
-            using var m = ParrotModel.Load(dir, new ParrotModelOptions { Device = dev });
+            using var m = ParrotModel.Load(dir, new ParrotModelOptions { Device = dev, DType = DTypeOption.Resolve(p.GetValue(dtype)) });
             if (first is not null && !m.SupportsImages)
                 throw new CliException(m.IsMultimodal ? $"--image: {dir} has no vision tower (config.json's mm_vision_tower names no directory here)" : $"--image: {dir} is a text-only Qwen2 model");
             var chat = m.StartChat(p.GetValue(system));

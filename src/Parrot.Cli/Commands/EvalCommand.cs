@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using Parrot.Parrot.Evaluation;
+using Parrot.Tensors;
 
 namespace Parrot.Cli;
 
@@ -31,7 +32,8 @@ internal static class EvalCommand
         var vision = new Option<string?>("--vision") { Description = "CLIP vision tower directory (default: the model config's mm_vision_tower, relative to --model)" };
         var cmd = new Command("eval", "Evaluate a Parrot model on MMMB / multilingual MMBench TSVs, or re-score a predictions file");
         var device = DeviceOption.Create();
-        foreach (var o in new Option[] { device, model, data, outDir, maxNew, limit, lang, protocol, score, vision }) cmd.Options.Add(o);
+        var dtype = DTypeOption.Create();
+        foreach (var o in new Option[] { device, dtype, model, data, outDir, maxNew, limit, lang, protocol, score, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("eval", () =>
         {
             var dev = DeviceOption.Resolve(p.GetValue(device), "eval");
@@ -72,11 +74,12 @@ internal static class EvalCommand
             foreach (var b in benchmarks) RequireQuestions(b.Name, b.Rows.Count, b.Problems.Count);
 
             string? visionDir = p.GetValue(vision);
-            var run = RunKey(modelDir, visionDir, maxNewTokens, language, benchmarks.Select((b, i) => (b.Name, files[i])));
+            var type = DTypeOption.Resolve(p.GetValue(dtype));
+            var run = RunKey(modelDir, visionDir, maxNewTokens, language, type, benchmarks.Select((b, i) => (b.Name, files[i])));
             var options = new EvaluationOptions { MaxNewTokens = maxNewTokens, Limit = lim, Protocol = proto };
             var results = Evaluate(benchmarks, () =>
             {
-                var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev);
+                var generator = ParrotAnswerGenerator.Load(modelDir, visionDir, captureRouting: false, dev, type);
                 if (!generator.HasVisionTower && benchmarks.Any(b => b.Rows.Any(r => r.Image is not null)))
                 {
                     generator.Dispose();
@@ -95,13 +98,13 @@ internal static class EvalCommand
 
     /// <summary>
     /// What a run's answers depend on, recorded in its journal's first line; <see cref="PredictionJournal.Open"/> refuses a
-    /// journal whose record differs in any of them. Besides the paths and settings (model, vision, max_new_tokens, lang), the
+    /// journal whose record differs in any of them. Besides the paths and settings (model, vision, max_new_tokens, lang, dtype), the
     /// inputs themselves: each data file's bytes (<c>data:NAME</c>, a SHA-256) and the files of the model folder and of the
     /// tower folder (<c>model_files</c>, <c>vision_files</c>: <see cref="FolderFingerprint"/>). With the paths alone, a
     /// benchmark file of the same name with other questions, or another checkpoint saved into the same folder, resumed from
     /// the journal: the old run's answers were paired with the new questions and scored.
     /// </summary>
-    internal static Dictionary<string, string> RunKey(string modelDir, string? visionDir, int maxNewTokens, string? language,
+    internal static Dictionary<string, string> RunKey(string modelDir, string? visionDir, int maxNewTokens, string? language, DType dtype,
         IEnumerable<(string Name, string Path)> data)
     {
         var run = new Dictionary<string, string>
@@ -110,6 +113,8 @@ internal static class EvalCommand
             ["vision"] = visionDir is null ? "" : Path.GetFullPath(visionDir),
             ["max_new_tokens"] = maxNewTokens.ToString(CultureInfo.InvariantCulture),
             ["lang"] = language is null ? "" : BenchmarkLanguages.Normalize(language)!,
+            // bf16 answers are another model's answers as far as a resume goes: mixing them with float32 ones would score neither.
+            ["dtype"] = DTypeOption.Name(dtype),
         };
         foreach (var (name, path) in data)
         {

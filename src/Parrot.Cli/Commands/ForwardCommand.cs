@@ -27,20 +27,22 @@ internal static class ForwardCommand
             "mm_vision_select_feature cls_patch, N = (image_size / patch_size)^2 patches: 577 for CLIP ViT-L/14-336), so T' = T - 1 + 1 + N " +
             "(T - 1 + N for mm_vision_select_feature patch), one row per position of the spliced sequence. T' must not exceed the model's context (max_position_embeddings).");
         var device = DeviceOption.Create();
-        foreach (var o in new Option[] { device, model, tokens, output, image, vision }) cmd.Options.Add(o);
+        var dtype = DTypeOption.Create();
+        foreach (var o in new Option[] { device, dtype, model, tokens, output, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("forward", () =>
         {
             var dev = DeviceOption.Resolve(p.GetValue(device), "forward");
             var ids = TokenIds.Parse(p.GetValue(tokens)!);
             string dir = p.GetValue(model)!;
-            if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision)) is { } opened)
+            var type = DTypeOption.Resolve(p.GetValue(dtype));
+            if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision), type) is { } opened)
             {
                 using var parrot = opened.Model.To(dev);
                 using var parrotLogits = parrot.Logits(ids, opened.Image);
-                Npy.Write(p.GetValue(output)!, parrotLogits);
+                Npy.Write(p.GetValue(output)!, parrotLogits); // bf16 logits are written as float32 (exact)
                 return 0;
             }
-            using var m = Qwen2Loader.Load(dir, DType.F32);
+            using var m = Qwen2Loader.Load(dir, type);
             m.To(dev);
             foreach (var id in ids)
                 if (id < 0 || id >= m.Config.VocabSize) throw new CliException($"--tokens: id {id} is outside the vocabulary [0, {m.Config.VocabSize})");

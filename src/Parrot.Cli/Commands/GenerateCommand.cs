@@ -23,7 +23,8 @@ internal static class GenerateCommand
         var vision = ParrotInputs.VisionOption();
         var cmd = new Command("generate", $"Greedy decoding with the KV cache; prints the new token ids. With a Parrot model and --image, the image's visual tokens replace {ParrotSample.ImageToken} in the prompt");
         var device = DeviceOption.Create();
-        foreach (var o in new Option[] { device, model, tokens, max, ignoreEos, image, vision }) cmd.Options.Add(o);
+        var dtype = DTypeOption.Create();
+        foreach (var o in new Option[] { device, dtype, model, tokens, max, ignoreEos, image, vision }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("generate", () =>
         {
             var dev = DeviceOption.Resolve(p.GetValue(device), "generate");
@@ -32,14 +33,15 @@ internal static class GenerateCommand
             if (n < 0) throw new CliException($"--max-new-tokens must be ≥ 0, got {n}");
             string dir = p.GetValue(model)!;
             List<int> output;
-            if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision)) is { } opened)
+            var type = DTypeOption.Resolve(p.GetValue(dtype));
+            if (ParrotInputs.Open(dir, ids, p.GetValue(image), p.GetValue(vision), type) is { } opened)
             {
                 using var parrot = opened.Model.To(dev);
                 output = parrot.Generate(ids, opened.Image, n, EndOfSequenceIds(dir, parrot.Model.Config.Text), p.GetValue(ignoreEos));
             }
             else
             {
-                using var m = Qwen2Loader.Load(dir, DType.F32);
+                using var m = Qwen2Loader.Load(dir, type);
                 m.To(dev);
                 output = GreedyDecoder.Generate(m, ids, n, EndOfSequenceIds(dir, m.Config), p.GetValue(ignoreEos));
             }

@@ -23,9 +23,9 @@ internal static class ParrotInputs
 
     /// <summary>
     /// Checks the image arguments against the model directory and the ids, and for a Parrot directory loads it
-    /// (float32, the tower only when an image is given) and the image; null for a text-only Qwen2 directory.
+    /// (in <paramref name="dtype"/>, the tower only when an image is given) and the image; null for a text-only Qwen2 directory.
     /// </summary>
-    public static (ParrotModelDirectory Model, RgbImage? Image)? Open(string dir, int[] ids, string? imagePath, string? vision)
+    public static (ParrotModelDirectory Model, RgbImage? Image)? Open(string dir, int[] ids, string? imagePath, string? vision, DType dtype)
     {
         int places = ids.Count(i => i == ParrotSample.ImageToken);
         if (!ParrotModelDirectory.IsParrotDirectory(dir))
@@ -53,7 +53,7 @@ internal static class ParrotInputs
             try { image = ImageLoader.Load(imagePath); }
             catch (ImageLoadException e) { throw new CliException($"--image: {e.Message}"); }
         }
-        var model = ParrotModelDirectory.Load(dir, DType.F32, vision, loadVision: image is not null);
+        var model = ParrotModelDirectory.Load(dir, dtype, vision, loadVision: image is not null);
         try
         {
             int vocab = model.Model.Config.Text.VocabSize;

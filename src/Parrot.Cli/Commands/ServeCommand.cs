@@ -17,10 +17,11 @@ internal static class ServeCommand
         var host = new Option<string>("--host") { Description = "Address to listen on (an IP address or localhost)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0: any free port)", DefaultValueFactory = _ => 8080 };
         var device = DeviceOption.Create();
+        var dtype = DTypeOption.Create();
         var maxBatch = new Option<int>("--max-batch") { Description = "Most requests decoded together (continuous batching)", DefaultValueFactory = _ => 8 };
         var maxQueue = new Option<int>("--max-queue") { Description = "Most requests waiting for a place in the batch; more get 429", DefaultValueFactory = _ => 64 };
         var cmd = new Command("serve", "Serve a model over HTTP with the OpenAI chat-completions protocol (images, streaming, continuous batching)");
-        foreach (var o in new Option[] { model, host, port, device, maxBatch, maxQueue }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, host, port, device, dtype, maxBatch, maxQueue }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("serve", () =>
         {
             string dir = p.GetValue(model)!;
@@ -32,20 +33,20 @@ internal static class ServeCommand
                 MaxBatch = p.GetValue(maxBatch), MaxQueue = p.GetValue(maxQueue),
             };
             options.Validate();
-            return Run(options, dev).GetAwaiter().GetResult();
+            return Run(options, dev, DTypeOption.Resolve(p.GetValue(dtype))).GetAwaiter().GetResult();
         }));
         return cmd;
     }
 
 
-    private static async Task<int> Run(ServeOptions options, global::Parrot.Tensors.Device device)
+    private static async Task<int> Run(ServeOptions options, global::Parrot.Tensors.Device device, global::Parrot.Tensors.DType dtype)
     {
         await using var server = await ParrotServer.StartAsync(options).ConfigureAwait(false);
         Console.Out.WriteLine($"parrot serve: listening on {server.Address} (loading {options.ModelDirectory}…)");
         Console.Out.Flush();
-        server.LoadModel(new ParrotModelOptions { Device = device });
+        server.LoadModel(new ParrotModelOptions { Device = device, DType = dtype });
         var m = server.Model!;
-        Console.Out.WriteLine($"parrot serve: model '{server.ModelId}' loaded ({(m.IsMultimodal ? m.SupportsImages ? "Parrot, images" : "Parrot, text only" : "Qwen2, text only")}, context {m.ContextLength}); ready");
+        Console.Out.WriteLine($"parrot serve: model '{server.ModelId}' loaded ({DTypeOption.Name(dtype)}, {(m.IsMultimodal ? m.SupportsImages ? "Parrot, images" : "Parrot, text only" : "Qwen2, text only")}, context {m.ContextLength}); ready");
         Console.Out.Flush();
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };

@@ -44,10 +44,17 @@ public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IContextAware
         Load(modelDirectory, visionDirectory, captureRouting, Device.Cpu);
 
     /// <summary>As <see cref="Load(string, string?, bool)"/>, the model computing on <paramref name="device"/>.</summary>
-    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory, bool captureRouting, Device device)
+    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory, bool captureRouting, Device device) =>
+        Load(modelDirectory, visionDirectory, captureRouting, device, DType.F32);
+
+    /// <summary>As <see cref="Load(string, string?, bool)"/>, the model computing on <paramref name="device"/> in <paramref name="dtype"/>.</summary>
+    public static ParrotAnswerGenerator Load(string modelDirectory, string? visionDirectory, bool captureRouting, Device device, DType dtype)
     {
         List<double[]>? routed = captureRouting ? [] : null;
-        return new(ParrotModel.Load(modelDirectory, new ParrotModelOptions { VisionTower = visionDirectory, OnRouting = routed is null ? null : routed.Add, Device = device }), routed);
+        return new(ParrotModel.Load(modelDirectory, new ParrotModelOptions
+        {
+            VisionTower = visionDirectory, OnRouting = routed is null ? null : routed.Add, Device = device, DType = dtype,
+        }), routed);
     }
 
     /// <summary>

@@ -38,12 +38,15 @@ public class ServeCommandTests
         Assert.That(stderr, Does.Not.Contain("   at "), "no stack trace");
     }
 
-    [Test]
-    public async Task ServesOnLoopbackUntilStopped()
+    /// <summary>Started as a user starts it (the default float32, and --dtype bf16, which the ready line names), it answers until killed.</summary>
+    [TestCase(null)]
+    [TestCase("bf16")]
+    public async Task ServesOnLoopbackUntilStopped(string? dtype)
     {
         var dll = Path.Combine(TestContext.CurrentContext.TestDirectory, "parrot.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { dll, "serve", "--model", ServeTestHost.ModelDir, "--port", "0", "--max-batch", "2", "--max-queue", "4" }) psi.ArgumentList.Add(a);
+        string[] dtypeArgs = dtype is null ? [] : ["--dtype", dtype];
+        foreach (var a in new[] { dll, "serve", "--model", ServeTestHost.ModelDir, "--port", "0", "--max-batch", "2", "--max-queue", "4" }.Concat(dtypeArgs)) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         try
         {
@@ -51,7 +54,7 @@ public class ServeCommandTests
             Assert.That(line, Does.StartWith("parrot serve: listening on http://127.0.0.1:"));
             var url = new Uri(line!.Split(' ')[4]);
             string? ready = await p.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
-            Assert.That(ready, Does.Contain("ready"));
+            Assert.That(ready, Does.Contain("ready").And.Contain($"loaded ({dtype ?? "f32"}, "));
             using var client = new HttpClient { BaseAddress = url };
             Assert.That(JsonDocument.Parse(await client.GetStringAsync("/health")).RootElement.GetProperty("status").GetString(), Is.EqualTo("ok"));
             var (status, body) = await ServeTestHost.PostAsync(client, ServeTestHost.Request("hello", maxTokens: 3));
