@@ -4,6 +4,8 @@ using System.Text.Json.Nodes;
 using Parrot.Nn;
 using Parrot.Nn.Models.Clip;
 using Parrot.Nn.Models.Qwen2;
+using Parrot.Parrot;
+using Parrot.Parrot.Inference;
 using SixLabors.ImageSharp;
 
 namespace Parrot.Cli.Tests;
@@ -134,6 +136,24 @@ public class DemoCommandTests
         var baselineConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(report, "models", "baseline", "config.json")))!;
         Assert.That(parrotConfig["use_moe"]!.GetValue<bool>(), Is.True);
         Assert.That(baselineConfig["use_moe"]!.GetValue<bool>(), Is.False);
+
+        // The models name their tower relatively, a copy next to them, so the report folder works wherever it is moved
+        // (they named the checkout's assets by absolute path and broke when it moved).
+        foreach (var config in new[] { parrotConfig, baselineConfig })
+            Assert.That(config["mm_vision_tower"]!.GetValue<string>(), Is.EqualTo(Path.Combine("..", "vision")));
+        var moved = Path.Combine(CliRunner.TempDir(), "moved-report");
+        Directory.Move(report, moved);
+        Directory.Move(Path.Combine(root, "assets"), Path.Combine(root, "assets-moved"));
+        var image = Directory.GetFiles(Path.Combine(moved, "world", "images"), "*.png", SearchOption.AllDirectories).First();
+        string expected;
+        using (var m = ParrotModel.Load(Path.Combine(moved, "models", "parrot")))
+        {
+            Assert.That(m.SupportsImages, Is.True, "the moved model finds its tower");
+            expected = m.Ask("What color is the star?", image, new GenerationOptions { MaxNewTokens = 4 });
+        }
+        var (cc, cout, cerr) = CliRunner.Run(null, "chat", "--model", Path.Combine(moved, "models", "parrot"), "--image", image, "--prompt", "What color is the star?", "--max-new-tokens", "4");
+        Assert.That(cc, Is.EqualTo(0), cerr);
+        Assert.That(cout, Is.EqualTo(expected + Environment.NewLine));
     }
 
     /// <summary>

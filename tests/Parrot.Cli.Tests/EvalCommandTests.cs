@@ -205,12 +205,6 @@ public class EvalCommandTests
         Assert.That(File.Exists(journal), Is.False);
     }
 
-    /// <summary>
-    /// A journal's answers are reused only by the run that wrote them: a benchmark file of the same name with other
-    /// questions, or another checkpoint saved into the same model folder, is refused with the journal left as it was. The
-    /// run was recorded by paths and settings alone, so both resumed: the new questions were paired with the old run's
-    /// answers (a Portuguese answer to an English question) and scored.
-    /// </summary>
     /// <summary>A journal of float32 answers is refused by a run in bf16 (--dtype): its answers come from other arithmetic.</summary>
     [Test]
     public void AJournalOfAnotherDTypeIsRefused()
@@ -225,8 +219,23 @@ public class EvalCommandTests
         var (code, stdout, stderr) = Eval(["--model", model, "--data", data, "--out", output, "--max-new-tokens", "1", "--limit", "2", "--dtype", "bf16"]);
         Assert.That(code, Is.EqualTo(1), stderr + stdout);
         Assert.That(stderr, Is.EqualTo($"parrot eval: {journal}: partial results of another run (dtype was 'f32', now 'bf16'); delete the file or choose another output folder\n"));
+
+        // A journal of an older parrot, which recorded no dtype: said so, not "was 'unset'".
+        File.Delete(journal);
+        var older = EvalCommand.RunKey(model, null, 1, null, DType.F32, [("mmmb_en.tsv", data)]);
+        older.Remove("dtype");
+        using (var partial = PredictionJournal.Open(journal, older)) partial.Append("mmmb_en.tsv", TsvTable.Read(data).Rows[0][0], "A");
+        (code, stdout, stderr) = Eval(["--model", model, "--data", data, "--out", output, "--max-new-tokens", "1", "--limit", "2"]);
+        Assert.That(code, Is.EqualTo(1), stderr + stdout);
+        Assert.That(stderr, Is.EqualTo($"parrot eval: {journal}: partial results written by an older parrot, which did not record dtype; delete the file or choose another output folder\n"));
     }
 
+    /// <summary>
+    /// A journal's answers are reused only by the run that wrote them: a benchmark file of the same name with other
+    /// questions, or another checkpoint saved into the same model folder, is refused with the journal left as it was. The
+    /// run was recorded by paths and settings alone, so both resumed: the new questions were paired with the old run's
+    /// answers (a Portuguese answer to an English question) and scored.
+    /// </summary>
     [Test]
     public void AJournalOfOtherQuestionsOrAnotherCheckpointIsRefused()
     {

@@ -91,7 +91,7 @@ internal static class GemmBench
                 error.WriteLine("parrot bench gemm: --threads, --repeat and --b-copies must be at least 1");
                 return 2;
             }
-            var type = parse.GetValue(dtype) == "bf16" ? DType.BF16 : DType.F32;
+            var type = DTypeOption.Resolve(parse.GetValue(dtype));
             var setup = new Setup(t, r, type, parse.GetValue(vector256), parse.GetValue(transposedB), parse.GetValue(ab), copies);
             return Run(shapes, setup, parse.GetValue(json), output);
         });
@@ -116,7 +116,7 @@ internal static class GemmBench
             {
                 var timing = Measure(m, k, n, setup);
                 double flops = 2.0 * m * n * k;
-                var res = new GemmResult($"{m}x{k}x{n}", m, k, n, DTypeLabel(setup.DType), setup.Threads,
+                var res = new GemmResult($"{m}x{k}x{n}", m, k, n, DTypeOption.Name(setup.DType), setup.Threads,
                     Math.Round(flops / timing.SecondsA / 1e9, 2), Math.Round(timing.SecondsA * 1e3, 4));
                 if (timing.Pairs is { } pairs)
                     res = res with
@@ -144,7 +144,7 @@ internal static class GemmBench
     private static void PrintHeader(Setup setup, TextWriter output)
     {
         string width = GemmOptions.ForceVector256 || !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector256" : "Vector512";
-        output.WriteLine($"parrot bench gemm: {DTypeLabel(setup.DType)}, {setup.Threads} thread(s), median of {setup.Repeat}, {width} kernels"
+        output.WriteLine($"parrot bench gemm: {DTypeOption.Name(setup.DType)}, {setup.Threads} thread(s), median of {setup.Repeat}, {width} kernels"
             + (setup.TransposedB ? ", B transposed" : "") + (setup.BCopies > 1 ? $", B rotated through {setup.BCopies} copies" : "")
             + (setup.AB ? ", A/B on GemmOptions.Experiment (0 then 1, ABBA)" : ""));
         if (setup.AB)
@@ -225,8 +225,6 @@ internal static class GemmBench
         int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, sorted.Length - 1);
         return sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
     }
-
-    private static string DTypeLabel(DType t) => t == DType.BF16 ? "bf16" : "f32";
 
     /// <summary>Parses "1024,1x896x4864" into (M, K, N) triples.</summary>
     internal static List<(int M, int K, int N)> ParseSizes(string text)

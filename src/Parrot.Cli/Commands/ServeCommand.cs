@@ -46,7 +46,7 @@ internal static class ServeCommand
         Console.Out.Flush();
         server.LoadModel(new ParrotModelOptions { Device = device, DType = dtype });
         var m = server.Model!;
-        Console.Out.WriteLine($"parrot serve: model '{server.ModelId}' loaded ({DTypeOption.Name(dtype)}, {(m.IsMultimodal ? m.SupportsImages ? "Parrot, images" : "Parrot, text only" : "Qwen2, text only")}, context {m.ContextLength}); ready");
+        Console.Out.WriteLine($"parrot serve: model '{server.ModelId}' loaded ({DTypeOption.Name(m.DType)}, {(m.IsMultimodal ? m.SupportsImages ? "Parrot, images" : "Parrot, text only" : "Qwen2, text only")}, context {m.ContextLength}); ready");
         Console.Out.Flush();
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };

@@ -66,12 +66,15 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
         var config = new ParrotConfig
         {
             Text = lmConfig, MmHiddenSize = tower.Config.HiddenSize, NumExperts = 6, MmVisionSelectLayer = settings.VisionSelectLayer,
-            MoeIntermediateSize = settings.MoeIntermediateSize ?? lmConfig.HiddenSize, UseMoe = false, MmVisionTower = assets.Vision,
+            MoeIntermediateSize = settings.MoeIntermediateSize ?? lmConfig.HiddenSize, UseMoe = false,
+            MmVisionTower = Path.Combine("..", TowerFolder),
         };
         // The world is drawn at the tower's input size, as the tower was pre-trained on it.
         var worldOptions = settings.World with { ImageSize = Math.Clamp(tower.Config.ImageSize, 32, 1024) };
         Say($"generating the synthetic world in {worldDir} (seed {settings.Seed}, {worldOptions.ImageSize} px)");
         var world = Timed("world", () => WorldGenerator.Generate(worldDir, worldOptions));
+        // After the world: DemoCommand knows an earlier demo's folder by the world, the first thing a demo writes.
+        CopyTower(assets.Vision, Path.Combine(modelsDir, TowerFolder));
         Say($"world: {world.Stage1} English captions, {world.Stage2PerLanguage.Values.Sum()} instructions ({string.Join(" ", world.Stage2PerLanguage.Select(kv => $"{kv.Key} {kv.Value}"))}), {world.BenchmarkItems} benchmark items × 6 languages ({world.Seconds:F1} s)");
 
         var towerFeatures = ParrotVision.Features(tower, config.MmVisionSelectLayer);
@@ -176,6 +179,27 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
     private void Save(ParrotForCausalLM model, string dir, ParrotConfig config)
     {
         ParrotLoader.Save(model, dir, config: config);
-        File.Copy(Path.Combine(assets.Lm, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"), overwrite: true);
+        CopyFile(Path.Combine(assets.Lm, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
+    }
+
+    /// <summary>
+    /// The folder under models/ that holds a copy of the CLIP tower the models were trained with; their configs name it
+    /// relatively (mm_vision_tower "../vision"), so the demo's output is whole and still works when moved. They used to
+    /// name the checkout's assets/tiny/vision by absolute path, and broke when the checkout moved.
+    /// </summary>
+    internal const string TowerFolder = "vision";
+
+    /// <summary>The tower's config, preprocessing config and weights (1.5 MB for the tiny tower; its training logs stay behind).</summary>
+    private static void CopyTower(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var name in new[] { "config.json", "preprocessor_config.json", "model.safetensors" })
+            if (File.Exists(Path.Combine(from, name))) CopyFile(Path.Combine(from, name), Path.Combine(to, name));
+    }
+
+    private static void CopyFile(string from, string to)
+    {
+        using var source = File.OpenRead(from);
+        AtomicFile.Write(to, target => source.CopyTo(target));
     }
 }

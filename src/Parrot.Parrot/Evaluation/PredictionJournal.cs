@@ -124,8 +124,14 @@ public sealed class PredictionJournal : IDisposable
             throw new InvalidDataException($"{path}: not a partial-results file of parrot eval; delete it or choose another output folder");
         }
         foreach (var (k, v) in run)
-            if (!recorded.TryGetValue(k, out var old) || old != v)
-                throw new InvalidDataException($"{path}: partial results of another run ({k} was '{(recorded.TryGetValue(k, out var o) ? o : "unset")}', now '{v}'); delete the file or choose another output folder");
+        {
+            // A journal of an older parrot lacks what later versions record (data hashes, folder fingerprints, dtype):
+            // say so, instead of a mismatch against a value it never had.
+            if (!recorded.TryGetValue(k, out var old))
+                throw new InvalidDataException($"{path}: partial results written by an older parrot, which did not record {k}; delete the file or choose another output folder");
+            if (old != v)
+                throw new InvalidDataException($"{path}: partial results of another run ({k} was '{old}', now '{v}'); delete the file or choose another output folder");
+        }
     }
 
     /// <summary>The recorded answer to row <paramref name="index"/> of <paramref name="dataset"/>, if any.</summary>

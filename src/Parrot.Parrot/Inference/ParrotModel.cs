@@ -78,9 +78,10 @@ public sealed partial class ParrotModel : IDisposable
     private volatile bool _disposed;
     private bool _freed;
 
-    private ParrotModel(string directory, IDisposable model, IAutoregressiveModel lm, BpeTokenizer tokenizer, HashSet<int> eos, IImageEncoder? encoder, bool multimodal)
+    private ParrotModel(string directory, IDisposable model, IAutoregressiveModel lm, BpeTokenizer tokenizer, HashSet<int> eos, IImageEncoder? encoder, bool multimodal, DType dtype)
     {
         Directory = directory;
+        DType = dtype;
         _model = model;
         _encoder = encoder;
         Tokenizer = tokenizer;
@@ -91,6 +92,9 @@ public sealed partial class ParrotModel : IDisposable
 
     /// <summary>The directory the model was loaded from.</summary>
     public string Directory { get; }
+
+    /// <summary>The dtype the language model's weights are kept in and it computes with (<see cref="ParrotModelOptions.DType"/>), read from its embedding.</summary>
+    public DType DType { get; }
 
     /// <summary>The model's tokenizer.</summary>
     public BpeTokenizer Tokenizer { get; }
@@ -148,7 +152,8 @@ public sealed partial class ParrotModel : IDisposable
                 foreach (var id in model.Config.Text.EosTokenIds) eos.Add(id);
                 CheckVocabulary(directory, tokenizer, model.Config.Text.VocabSize, eos);
                 encoder = options.ImageEncoder?.Invoke(directory, model) ?? (loaded.VisionTower is null ? null : new DirectoryImageEncoder(loaded));
-                return new ParrotModel(directory, loaded, Generator.Wrap(model, options.OnRouting), tokenizer, eos, encoder, multimodal: true);
+                return new ParrotModel(directory, loaded, Generator.Wrap(model, options.OnRouting), tokenizer, eos, encoder, multimodal: true,
+                    model.Parameters().First().DType);
             }
             catch
             {
@@ -163,7 +168,7 @@ public sealed partial class ParrotModel : IDisposable
             lm.To(options.Device);
             foreach (var id in lm.Config.EosTokenIds) eos.Add(id);
             CheckVocabulary(directory, tokenizer, lm.Config.VocabSize, eos);
-            return new ParrotModel(directory, lm, Generator.Wrap(lm), tokenizer, eos, null, multimodal: false);
+            return new ParrotModel(directory, lm, Generator.Wrap(lm), tokenizer, eos, null, multimodal: false, lm.Parameters().First().DType);
         }
         catch
         {

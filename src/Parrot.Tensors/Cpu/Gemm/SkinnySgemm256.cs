@@ -230,8 +230,8 @@ internal static unsafe class SkinnySgemm256
     /// Whether the four-column tiles prefetch the next four columns of B while they read theirs: where B's columns
     /// are short, each tile starts four new streams that the hardware prefetchers take a while to pick up, and
     /// asking for the next tile's lines (into L2) meanwhile keeps memory busy. Paired in one process on Zen 3
-    /// (2 threads, B from memory, one row): bf16 1.35–1.66× at k = 896 (the Qwen2-0.5B projections and tied
-    /// lm_head), 1.16× at 3584, 1.08–1.22× at 4864, 1.01–1.03× at 5120–8192 and 0.87× at 18944; float32 1.10–1.16×
+    /// (2 threads, B from memory, one row): bf16 1.26–1.66× at k = 896 (the Qwen2-0.5B projections and tied
+    /// lm_head), 1.16× at 3584, 1.08–1.21× at 4864, 1.01–1.03× at 5120–8192 and 0.87× at 18944; float32 1.10–1.16×
     /// at 896 but 0.90–0.99× from 1536 on, where the longer streams leave the prefetchers nothing to add. Hence a
     /// limit in bytes per column for bf16 and a lower one for float32, whose tiles take twice the bytes per step.
     /// </summary>
