@@ -74,7 +74,7 @@ public class ChatCommandTests() : TinyModelSetFixture("parrot-cli-chat-tests")
         Assert.That(code, Is.EqualTo(0), stderr);
         string nl = Environment.NewLine;
         Assert.That(stdout, Is.EqualTo(a1 + nl + nl + a2 + nl + nl + a3 + nl + nl + a4 + nl + nl));
-        Assert.That(stderr, Does.Contain("(conversation reset)").And.Contain("unknown command /nonsense").And.Contain("missing.png not found"));
+        Assert.That(stderr, Does.Contain("(conversation reset)").And.Contain("unknown command /nonsense").And.Contain("missing.png: no such file"));
     }
 
     [Test]

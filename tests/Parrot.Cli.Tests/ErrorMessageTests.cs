@@ -114,6 +114,8 @@ public class ErrorMessageTests() : TinyModelSetFixture("parrot-cli-error-message
         var (vc, _, verr) = Parrot(null, "vision", "--model", Path.Combine(ParrotDir, "vision"), "--image", missing, "--out", Path.Combine(Root, "v.npy"));
         Assert.That((fc, ferr), Is.EqualTo((2, $"parrot forward: --image: {missing}: no such file\n")));
         Assert.That((vc, verr), Is.EqualTo((2, $"parrot vision: --image: {missing}: no such file\n")));
+        var (cc, _, cerr) = Parrot(null, "chat", "--model", ParrotDir, "--image", missing, "--prompt", "hi");
+        Assert.That((cc, cerr), Is.EqualTo((2, $"parrot chat: --image: {missing}: no such file\n")), "chat says it as forward and vision do");
 
         if (global::Parrot.Tensors.Cuda.CudaBackend.IsAvailable(out _)) return; // a GPU: the device is not the problem
         var (sc, _, serr) = Parrot(null, "selftest", "--device", "cuda", "--op", "softmax");

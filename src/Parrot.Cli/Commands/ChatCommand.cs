@@ -140,7 +140,6 @@ internal static class ChatCommand
 
     private static RgbImage LoadImage(string path, string what)
     {
-        if (!File.Exists(path)) throw new CliException($"{what}: {path} not found");
         try { return ImageLoader.Load(path); }
         catch (ImageLoadException e) { throw new CliException($"{what}: {e.Message}"); } // the loader's message begins with the path
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

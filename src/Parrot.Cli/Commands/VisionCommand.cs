@@ -31,16 +31,16 @@ internal static class VisionCommand
             if (!Directory.Exists(dir)) throw new CliException($"--model: {dir} is not a directory");
             string outFolder = Path.GetDirectoryName(Path.GetFullPath(p.GetValue(output)!))!;
             if (!Directory.Exists(outFolder)) throw new CliException($"--out: the folder {outFolder} does not exist");
+            // A bad --image is a usage error (exit 2), as in forward, generate and chat, and found before the tower is loaded.
+            RgbImage rgb;
+            try { rgb = ImageLoader.Load(p.GetValue(image)!); }
+            catch (ImageLoadException e) { throw new CliException($"--image: {e.Message}"); }
             var towerConfig = p.GetValue(config) is { } path ? ClipVisionConfigJson.Load(path) : null;
             using var tower = ClipVisionLoader.Load(dir, DType.F32, config: towerConfig);
             tower.To(dev); // the pixels are made on the host and copied there by the embeddings
             int index = tower.HiddenStateIndex(LayerIn(tower, p.GetValue(layer)));
             if (tower.Config.NumChannels != 3) throw new CliException($"the tower takes {tower.Config.NumChannels}-channel images; images are RGB");
             var preprocessor = new ImagePreprocessor(PreprocessorFor(dir, tower.Config));
-            // A bad --image is a usage error (exit 2), as in forward, generate and chat.
-            RgbImage rgb;
-            try { rgb = ImageLoader.Load(p.GetValue(image)!); }
-            catch (ImageLoadException e) { throw new CliException($"--image: {e.Message}"); }
             using var scope = TensorScope.Begin();
             using var ng = Graph.NoGrad();
             var pixels = preprocessor.Process(rgb, p.GetValue(pad)).Unsqueeze(0);
