@@ -177,6 +177,11 @@ public class EvalCommandTests
         (code, _, stderr) = Eval("--score", Path.Combine(output, "predictions.tsv"), "--model", model, "--out", output);
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("without --model"));
+        foreach (var flag in new[] { "--dtype bf16", "--max-new-tokens 4", "--limit 1", "--vision " + model, "--device cpu" })
+        {
+            (code, _, stderr) = Eval(["--score", Path.Combine(output, "predictions.tsv"), "--out", output, .. flag.Split(' ')]);
+            Assert.That((code, stderr.TrimEnd()), Is.EqualTo((2, $"parrot eval: --score re-scores a predictions file: {flag.Split(' ')[0]} applies only when a model answers (--model, --data)")));
+        }
         (code, _, stderr) = Eval(["--model", model, "--data", Path.Combine(root, "missing_en.tsv"), "--out", output]);
         Assert.That(code, Is.EqualTo(2));
         Assert.That(stderr, Does.Contain("missing_en.tsv: no such file"));

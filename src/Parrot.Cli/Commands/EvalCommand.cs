@@ -47,6 +47,11 @@ internal static class EvalCommand
             if (p.GetValue(score) is { } predictions)
             {
                 if (p.GetValue(model) is not null || files.Length > 0) throw new CliException("--score re-scores a predictions file: give it without --model and --data");
+                // The flags of answering with a model were accepted and ignored here: a re-score "in bf16" or "with 16
+                // new tokens" looked like it had done something.
+                foreach (var o in new Option[] { device, dtype, maxNew, limit, vision })
+                    if (p.GetResult(o) is { Implicit: false })
+                        throw new CliException($"--score re-scores a predictions file: {o.Name} applies only when a model answers (--model, --data)");
                 if (!File.Exists(predictions)) throw new CliException($"--score: {predictions}: no such file");
                 var table = TsvTable.Read(predictions, skipMalformedRows: true);
                 var scored = Evaluator.ScorePredictions(table, Path.GetFileName(predictions), language, proto);
