@@ -1,7 +1,7 @@
 namespace Parrot.Cli.Demo;
 
 /// <summary>
-/// The starting weights of the demo: a CLIP vision folder (config.json, preprocessor_config.json,
+/// The tiny starting weights of the demo (and of `bench tiny`, which times them): a CLIP vision folder (config.json, preprocessor_config.json,
 /// model.safetensors) in <c>vision/</c> and a Qwen2 folder with tokenizer.json in <c>lm/</c>, committed under
 /// <c>assets/tiny/</c> (made by tools/make-tiny-assets.sh).
 /// </summary>
@@ -30,7 +30,7 @@ internal sealed record DemoAssets(string Root, string Vision, string Lm)
                 tried.Add(dir.FullName);
             }
         throw new CliException($"the tiny starting weights ({RepoRelative}/vision and {RepoRelative}/lm) were not found in {Directory.GetCurrentDirectory()}, "
-            + $"{AppContext.BaseDirectory} or any folder above them; run the demo inside the repository, make them with tools/make-tiny-assets.sh, or pass --assets DIR");
+            + $"{AppContext.BaseDirectory} or any folder above them; run the command inside the repository, make them with tools/make-tiny-assets.sh, or pass --assets DIR");
     }
 
     private static DemoAssets Check(string root)
@@ -45,7 +45,7 @@ internal sealed record DemoAssets(string Root, string Vision, string Lm)
         if (!Directory.Exists(vision) || !Directory.EnumerateFiles(vision, "*.safetensors").Any()) missing.Add(Path.Combine(vision, "*.safetensors"));
         if (!Directory.Exists(lm) || !Directory.EnumerateFiles(lm, "*.safetensors").Any()) missing.Add(Path.Combine(lm, "*.safetensors"));
         if (missing.Count > 0)
-            throw new CliException($"{root}: the demo's starting weights are incomplete; missing {string.Join(", ", missing)} (expected vision/ = a CLIP vision folder, lm/ = a Qwen2 folder with tokenizer.json)");
+            throw new CliException($"{root}: the tiny starting weights (demo, bench tiny) are incomplete; missing {string.Join(", ", missing)} (expected vision/ = a CLIP vision folder, lm/ = a Qwen2 folder with tokenizer.json)");
         return new DemoAssets(root, vision, lm);
     }
 }
