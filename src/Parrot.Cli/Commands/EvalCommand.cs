@@ -161,8 +161,7 @@ internal static class EvalCommand
         if (visionDir is not null) return visionDir;
         try
         {
-            var tower = global::Parrot.Parrot.Model.ParrotConfig.Load(Path.Combine(modelDir, "config.json")).MmVisionTower;
-            return tower is { Length: > 0 } ? Path.Combine(modelDir, tower) : null; // Combine keeps an absolute tower path
+            return global::Parrot.Parrot.Model.ParrotConfig.Load(Path.Combine(modelDir, "config.json")).VisionTowerFolder(modelDir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or System.Text.Json.JsonException
                                   or ArgumentException or FormatException or KeyNotFoundException or InvalidOperationException)

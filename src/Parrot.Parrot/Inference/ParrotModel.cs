@@ -484,12 +484,8 @@ public sealed partial class ParrotModel : IDisposable
     }
 
     /// <summary>Whether config.json names an mm_vision_tower folder that exists (relative to the model directory or absolute).</summary>
-    private static bool TowerFolderExists(string directory, string configPath)
-    {
-        var tower = ParrotConfig.Load(configPath).MmVisionTower;
-        if (tower is not { Length: > 0 }) return false;
-        return System.IO.Directory.Exists(Path.IsPathRooted(tower) ? tower : Path.Combine(directory, tower));
-    }
+    private static bool TowerFolderExists(string directory, string configPath) =>
+        ParrotConfig.Load(configPath).VisionTowerFolder(directory) is { } tower && System.IO.Directory.Exists(tower);
 
     /// <summary>The features of a loaded model directory's own tower.</summary>
     private sealed class DirectoryImageEncoder(ParrotModelDirectory directory) : IImageEncoder

@@ -36,6 +36,13 @@ public sealed record ParrotConfig
     /// <summary>mm_vision_tower: where the CLIP vision config (and weights) live; relative to the model directory or absolute.</summary>
     public string? MmVisionTower { get; init; }
 
+    /// <summary>
+    /// The folder <see cref="MmVisionTower"/> names for a model in <paramref name="modelDirectory"/>: an absolute path as
+    /// given, a relative one from the model directory; null when it is unset or empty.
+    /// </summary>
+    public string? VisionTowerFolder(string modelDirectory) =>
+        MmVisionTower is { Length: > 0 } tower ? Path.Combine(modelDirectory, tower) : null; // Combine keeps an absolute path
+
     /// <summary>Reads config.json; errors name the file and key.</summary>
     public static ParrotConfig Load(string path)
     {
