@@ -335,25 +335,6 @@ public class MatMulTests
     }
 
     /// <summary>
-    /// The x · Wᵀ four-column tiles prefetch the next tile's columns only where the paired figures showed a gain
-    /// (SkinnySgemm256.PrefetchesNextQuad): bf16 columns up to 10 KiB, float32 up to 4 KiB. A prefetch changes no
-    /// result, so SkinnyKernelsMatchReference covers both sides (k 600 and 1031: bf16 on at both, float32 on, off).
-    /// </summary>
-    [TestCase(2, 896, true)]
-    [TestCase(2, 4864, true)]
-    [TestCase(2, 5120, true)]
-    [TestCase(2, 5121, false)]
-    [TestCase(2, 18944, false)]
-    [TestCase(4, 896, true)]
-    [TestCase(4, 1024, true)]
-    [TestCase(4, 1031, false)]
-    [TestCase(4, 1536, false)]
-    public void FourColumnTilesPrefetchOnlyShortColumns(int elementSize, int k, bool expected)
-    {
-        Assert.That(SkinnySgemm256.PrefetchesNextQuad(elementSize, k), Is.EqualTo(expected));
-    }
-
-    /// <summary>
     /// The skinny kernels (m ≤ 16 rows, with the Vector256 kernels up to 32 for x · W and 64 for x · Wᵀ, or n ≤ 16 columns through the
     /// transposed product) of both vector widths, whatever the machine: every tile form and tail, k up to 1031, B
     /// row-major and column-major (x · Wᵀ), float32 and bf16 B.

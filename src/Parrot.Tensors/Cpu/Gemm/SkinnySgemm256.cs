@@ -13,9 +13,9 @@ namespace Parrot.Tensors.Cpu.Gemm;
 /// AVX-512 kernels, B prefetched a few rows ahead; 1 × 64 (8 accumulators) for m = 1 when B is small
 /// (below <see cref="RowVectorProduct.MinBytes"/>, likely in cache) or reached through <see cref="Sgemm"/>'s transposed
 /// path; a larger row-major B with one row goes to <see cref="RowVectorProduct"/>;</item>
-/// <item>column-major B (x · Wᵀ): 1 row × 4 columns for m = 1, up to 4 rows × 1 column for m = 2–4, 3 rows ×
-/// 4 columns above; every element summed in the same order in all of them (one 8-wide accumulator over k),
-/// so a row's bits do not depend on how many rows the product has.</item>
+/// <item>column-major B (x · Wᵀ): up to 3 rows × 4 columns, the four columns a quarter of the call's range apart
+/// so that each reads B as one long stream; every element summed in the same order in all of them (one 8-wide
+/// accumulator over k), so a row's bits do not depend on how many rows the product has.</item>
 /// </list>
 /// Without these, such products went through the packed GEMM, whose packing of B costs a full extra pass over
 /// it for a handful of rows: decoding the Qwen2-0.5B shape on an AVX2 machine took 970 ms a token against a
@@ -195,17 +195,22 @@ internal static unsafe class SkinnySgemm256
         where TB : struct, IFloatSource
     {
         long ldbt = b.ColStride; // B's columns are contiguous rows of Bᵀ
-        int j = n0;
-        // One row, or more than four: four columns per tile (DotQuads). One row's four streams of B read as fast as
-        // one here (Zen 3 probe, one thread: 10.1–16.4 GB/s against 9.8–11.4 for one stream with eight accumulators),
-        // and its tile sums in the multi-row tiles' order, so a row's bits do not depend on the row count: the CPU
-        // continuous batch promises each sequence the bits it gets alone (the selftest's static-slots batch of 8 rows
-        // against the eager batch, down to 1 row, checks it). Two to four rows: one column at a time (one sequential
-        // stream of B per thread), as in SkinnySgemm.
-        bool prefetch = PrefetchesNextQuad(TB.ElementSize, k);
-        if (m == 1 || m > 4)
-            for (; j + 4 <= n1; j += 4) DotQuads<TB>(a, lda, b.At(0, j), ldbt, c + j, ldc, m, k, prefetch);
-        for (; j < n1; j++) DotColumn<TB>(a, lda, b.At(0, j), c + j, ldc, m, k);
+        // Four columns per tile, a quarter of the range apart: tile i takes columns n0 + i, n0 + q + i, n0 + 2q + i
+        // and n0 + 3q + i, so each of its four streams of B runs on through q consecutive columns, one long
+        // sequential read, instead of four new 2–7 KiB streams every tile (adjacent columns) that the hardware
+        // prefetchers take a while to pick up. Paired in one process on Zen 3 (2 threads, B from memory, bench
+        // gemm --bt --ab) against adjacent columns with the next tile prefetched: bf16 1.53× at 1 × 896 · 896 × 4864,
+        // 1.38× at 896 × 896, 1.37× the Qwen2-0.5B lm_head, 1.05–1.07× at 4864 × 896 and the Qwen2-7B shapes,
+        // 1.18× with 8 rows; float32 1.21–1.26× at k = 896, 1.05–1.08× at 4864 and 3584 × 18944, 1.23× with 8 rows;
+        // 64 rows (compute-bound) 0.96–1.03. Two to four rows took one column at a time before and gain most:
+        // 1.17–1.50× bf16, 1.16–1.25× float32. Every tile sums each element as DotTile does (one 8-wide accumulator
+        // over k), so a row's bits depend neither on the row count nor on which columns share a tile: the CPU
+        // continuous batch promises each sequence the bits it gets alone (the selftest's static-slots batch of 8
+        // rows against the eager batch, down to 1 row, checks it).
+        int quarter = (n1 - n0) / 4;
+        long stride = quarter * ldbt;
+        for (int i = 0; i < quarter; i++) DotQuads<TB>(a, lda, b.At(0, n0 + i), stride, c + n0 + i, quarter, ldc, m, k);
+        for (int j = n0 + 4 * quarter; j < n1; j++) DotColumn<TB>(a, lda, b.At(0, j), c + j, ldc, m, k);
     }
 
     /// <summary>All m rows of C, one column: tiles of up to four rows.</summary>
@@ -226,36 +231,26 @@ internal static unsafe class SkinnySgemm256
         }
     }
 
-    /// <summary>
-    /// Whether the four-column tiles prefetch the next four columns of B while they read theirs: where B's columns
-    /// are short, each tile starts four new streams that the hardware prefetchers take a while to pick up, and
-    /// asking for the next tile's lines (into L2) meanwhile keeps memory busy. Paired in one process on Zen 3
-    /// (2 threads, B from memory, one row): bf16 1.26–1.66× at k = 896 (the Qwen2-0.5B projections and tied
-    /// lm_head), 1.16× at 3584, 1.08–1.21× at 4864, 1.01–1.03× at 5120–8192 and 0.87× at 18944; float32 1.10–1.16×
-    /// at 896 but 0.90–0.99× from 1536 on, where the longer streams leave the prefetchers nothing to add. Hence a
-    /// limit in bytes per column for bf16 and a lower one for float32, whose tiles take twice the bytes per step.
-    /// </summary>
-    internal static bool PrefetchesNextQuad(int elementSize, int k) => (long)k * elementSize <= (elementSize == 2 ? 10 << 10 : 4 << 10);
-
-    /// <summary>All m rows of C, four columns: tiles of three rows (the last one or two rows in a smaller tile).</summary>
-    private static void DotQuads<TB>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int m, int k, bool prefetch)
+    /// <summary>All m rows of C, four columns of B <paramref name="ldbt"/> elements apart (results <paramref name="cStep"/> apart in C): tiles of three rows (the last one or two rows in a smaller tile).</summary>
+    private static void DotQuads<TB>(float* a, long lda, nint bt, long ldbt, float* c, long cStep, long ldc, int m, int k)
         where TB : struct, IFloatSource
     {
-        // Only the first row tile prefetches: the next ones read the same four columns from cache.
+        // The first row tile brings the four columns in; the next ones read them from cache.
         int i = 0;
-        for (; i + 3 <= m; i += 3) DotQuad<TB, Three>(a + i * lda, lda, bt, ldbt, c + i * ldc, ldc, k, prefetch && i == 0);
-        if (m - i == 2) DotQuad<TB, Two>(a + i * lda, lda, bt, ldbt, c + i * ldc, ldc, k, prefetch && i == 0);
-        else if (m - i == 1) DotQuad<TB, One>(a + i * lda, lda, bt, ldbt, c + i * ldc, ldc, k, prefetch && i == 0);
+        for (; i + 3 <= m; i += 3) DotQuad<TB, Three>(a + i * lda, lda, bt, ldbt, c + i * ldc, cStep, ldc, k);
+        if (m - i == 2) DotQuad<TB, Two>(a + i * lda, lda, bt, ldbt, c + i * ldc, cStep, ldc, k);
+        else if (m - i == 1) DotQuad<TB, One>(a + i * lda, lda, bt, ldbt, c + i * ldc, cStep, ldc, k);
     }
 
     /// <summary>
-    /// R rows of A (1..3) dotted with four columns of B: 12 accumulators, three A vectors and one B vector live
+    /// R rows of A (1..3) dotted with four columns of B (<paramref name="ldbt"/> elements apart; results
+    /// <paramref name="cStep"/> apart in each row of C): 12 accumulators, three A vectors and one B vector live
     /// (16 ymm). Seven loads for twelve FMAs instead of the 4 × 2 tile's six for eight: on Zen 3 the 4 × 2 tiles
     /// re-read A from L2 for every pair of columns and ran at 40 GFLOP/s (16 × 896 · 896 × 4864, 2 threads).
     /// Every element in the order of <see cref="DotTile{TB, TR}"/>, so the bits do not change with the tile.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotQuad<TB, TR>(float* a, long lda, nint bt, long ldbt, float* c, long ldc, int k, bool prefetch)
+    private static void DotQuad<TB, TR>(float* a, long lda, nint bt, long ldbt, float* c, long cStep, long ldc, int k)
         where TB : struct, IFloatSource where TR : struct, IConstant
     {
         int rows = TR.Value;
@@ -264,23 +259,9 @@ internal static unsafe class SkinnySgemm256
         Vector256<float> s00 = default, s01 = default, s02 = default, s03 = default;
         Vector256<float> s10 = default, s11 = default, s12 = default, s13 = default;
         Vector256<float> s20 = default, s21 = default, s22 = default, s23 = default;
-        // The next tile's four columns, one line of each whenever this tile enters a new line of its own (a 64-byte
-        // line holds 16 floats or 32 bf16, two or four steps of 8). Past the end of B the hint is harmless: a
-        // prefetch never faults.
-        byte* next = (byte*)bt + 4 * ldbt * TB.ElementSize;
-        long columnBytes = ldbt * TB.ElementSize;
-        int lineMask = 64 / TB.ElementSize - 1;
         int p = 0;
         for (; p + 8 <= k; p += 8)
         {
-            if (prefetch && (p & lineMask) == 0)
-            {
-                byte* line = next + (long)p * TB.ElementSize;
-                Sse.Prefetch1(line);
-                Sse.Prefetch1(line + columnBytes);
-                Sse.Prefetch1(line + 2 * columnBytes);
-                Sse.Prefetch1(line + 3 * columnBytes);
-            }
             Vector256<float> x0 = Vector256.Load(a0 + p);
             Vector256<float> x1 = rows > 1 ? Vector256.Load(a1 + p) : default;
             Vector256<float> x2 = rows > 2 ? Vector256.Load(a2 + p) : default;
@@ -290,17 +271,18 @@ internal static unsafe class SkinnySgemm256
             QuadColumn<TR>(x0, x1, x2, TB.Load256(bt, l3 + p), ref s03, ref s13, ref s23);
         }
         nint bt2 = bt + (nint)(l2 * TB.ElementSize);
-        FinishRow<TB>(a0, bt, ldbt, c, 2, p, k, s00, s01);
-        FinishRow<TB>(a0, bt2, ldbt, c + 2, 2, p, k, s02, s03);
+        long c2 = 2 * cStep;
+        FinishRow<TB>(a0, bt, ldbt, c, cStep, 2, p, k, s00, s01);
+        FinishRow<TB>(a0, bt2, ldbt, c + c2, cStep, 2, p, k, s02, s03);
         if (rows > 1)
         {
-            FinishRow<TB>(a1, bt, ldbt, c + ldc, 2, p, k, s10, s11);
-            FinishRow<TB>(a1, bt2, ldbt, c + ldc + 2, 2, p, k, s12, s13);
+            FinishRow<TB>(a1, bt, ldbt, c + ldc, cStep, 2, p, k, s10, s11);
+            FinishRow<TB>(a1, bt2, ldbt, c + ldc + c2, cStep, 2, p, k, s12, s13);
         }
         if (rows > 2)
         {
-            FinishRow<TB>(a2, bt, ldbt, c + 2 * ldc, 2, p, k, s20, s21);
-            FinishRow<TB>(a2, bt2, ldbt, c + 2 * ldc + 2, 2, p, k, s22, s23);
+            FinishRow<TB>(a2, bt, ldbt, c + 2 * ldc, cStep, 2, p, k, s20, s21);
+            FinishRow<TB>(a2, bt2, ldbt, c + 2 * ldc + c2, cStep, 2, p, k, s22, s23);
         }
     }
 
@@ -331,22 +313,22 @@ internal static unsafe class SkinnySgemm256
             if (rows > 2) s2 = Vector256.FusedMultiplyAdd(Vector256.Load(a2 + p), w, s2);
             if (rows > 3) s3 = Vector256.FusedMultiplyAdd(Vector256.Load(a3 + p), w, s3);
         }
-        FinishRow<TB>(a0, bt, 0, c, 1, p, k, s0, default);
-        if (rows > 1) FinishRow<TB>(a1, bt, 0, c + ldc, 1, p, k, s1, default);
-        if (rows > 2) FinishRow<TB>(a2, bt, 0, c + 2 * ldc, 1, p, k, s2, default);
-        if (rows > 3) FinishRow<TB>(a3, bt, 0, c + 3 * ldc, 1, p, k, s3, default);
+        FinishRow<TB>(a0, bt, 0, c, 1, 1, p, k, s0, default);
+        if (rows > 1) FinishRow<TB>(a1, bt, 0, c + ldc, 1, 1, p, k, s1, default);
+        if (rows > 2) FinishRow<TB>(a2, bt, 0, c + 2 * ldc, 1, 1, p, k, s2, default);
+        if (rows > 3) FinishRow<TB>(a3, bt, 0, c + 3 * ldc, 1, 1, p, k, s3, default);
     }
 
-    /// <summary>Reduces a row's partial sums, adds the k tail (p..k) and stores the row's 1 or 2 results.</summary>
+    /// <summary>Reduces a row's partial sums, adds the k tail (p..k) and stores the row's 1 or 2 results (<paramref name="cStep"/> apart).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FinishRow<TB>(float* a, nint bt, long ldbt, float* c, int cols, int p, int k,
+    private static void FinishRow<TB>(float* a, nint bt, long ldbt, float* c, long cStep, int cols, int p, int k,
         Vector256<float> s0, Vector256<float> s1) where TB : struct, IFloatSource
     {
         for (int j = 0; j < cols; j++)
         {
             float sum = Vector256.Sum(j == 0 ? s0 : s1);
             for (int q = p; q < k; q++) sum += a[q] * TB.Read(bt, j * ldbt + q);
-            c[j] = sum;
+            c[j * cStep] = sum;
         }
     }
 }
