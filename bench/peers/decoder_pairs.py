@@ -8,7 +8,9 @@ rounds minutes apart mostly compare the load. Reported per measurement: the medi
 median of the per-pair ratios (PyTorch time / ours; > 1 means we are faster). A baseline build of ours can be
 run as a third engine in the same pairs (--baseline), to show before/after under the same conditions.
 
-Usage: decoder_pairs.py PARROT_BINARY LAYERS ROUNDS DECODE_STEPS THREADS [BASELINE_PARROT_BINARY]
+Usage: decoder_pairs.py PARROT_BINARY LAYERS ROUNDS DECODE_STEPS THREADS DTYPE PREFILL [BASELINE_PARROT_BINARY]
+(DTYPE f32 or bf16: the weights' dtype on both sides; PREFILL: the prompt lengths timed, comma-separated, or
+"none")
 """
 import os
 import statistics
@@ -23,19 +25,21 @@ from serve_engine import Engine
 
 def main():
     parrot, layers, rounds, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    baseline = sys.argv[6] if len(sys.argv) > 6 else None
+    dtype = sys.argv[6]
+    prefill = [int(t) for t in sys.argv[7].split(",") if t and sys.argv[7] != "none"]
+    baseline = sys.argv[8] if len(sys.argv) > 8 else None
     torch_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     # torch.set_num_threads does not reach OpenBLAS's own thread pool.
     torch_env["OPENBLAS_NUM_THREADS"] = str(threads)
-    ours_argv = ["--serve", "--layers", str(layers), "--threads", str(threads)]
+    ours_argv = ["--serve", "--layers", str(layers), "--threads", str(threads), "--dtype", dtype]
     engines = [Engine("parrot", [parrot, "bench", "decoder"] + ours_argv)]
     if baseline:
         engines.append(Engine("baseline", [baseline, "bench", "decoder"] + ours_argv))
-    engines.append(Engine("pytorch", ["/usr/bin/python3", os.path.join(HERE, "torch_decoder.py"), "--serve", str(layers), str(threads)], torch_env))
+    engines.append(Engine("pytorch", ["/usr/bin/python3", os.path.join(HERE, "torch_decoder.py"), "--serve", str(layers), str(threads), dtype], torch_env))
     weight_bytes = engines[0].info["weight_bytes"]
 
-    tasks = [("prefill 128", "prefill 128"), ("prefill 512", "prefill 512"), ("decode", f"decode 128 {steps}")]
-    last_tasks = ["prefill_last 128", "prefill_last 512"]
+    tasks = [(f"prefill {t}", f"prefill {t}") for t in prefill] + [("decode", f"decode 128 {steps}")]
+    last_tasks = [f"prefill_last {t}" for t in prefill]
     times = {e.name: {t: [] for t, _ in tasks} for e in engines}
     cpu = {e.name: {t: [] for t, _ in tasks} for e in engines}
     for e in engines[:-1]:
@@ -77,7 +81,7 @@ def main():
     bw = med(bandwidth)
     bound = weight_bytes / (bw * 1e6)
     names = [e.name for e in engines]
-    print(f"Qwen2-0.5B shape, {layers} layers, float32, {threads} threads, torch {engines[-1].info['torch']};"
+    print(f"Qwen2-0.5B shape, {layers} layers, {'float32' if dtype == 'f32' else 'bf16 weights'}, {threads} threads, torch {engines[-1].info['torch']};"
           f" {rounds} rounds of paired measurements, 1-min load average {min(loads):.1f}..{max(loads):.1f}")
     header = "".join(f"{n:>12}" for n in names)
     print(f"{'':26}{header}" + "".join(f"{'torch/' + n:>16}" for n in names[:-1]))

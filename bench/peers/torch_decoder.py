@@ -1,5 +1,7 @@
 """PyTorch peer of `parrot bench decoder`: the same Qwen2-0.5B-shaped decoder (tools/qwen2_reference.py for the
-weights and the full forward), float32 on the CPU, no gradients.
+weights and the full forward), float32 or bf16 weights on the CPU, no gradients. In bf16 every weight is cast
+to bfloat16 and the forward runs in bf16 as Hugging Face's does with torch_dtype=bfloat16 (RMS norm and the
+attention softmax in float32).
 
 - prefill: ref.forward over T tokens (logits of every position, as Hugging Face computes them), median of
   REPEATS runs after a warm-up;
@@ -9,7 +11,7 @@ weights and the full forward), float32 on the CPU, no gradients.
 
 Usage: torch_decoder.py LAYERS PREFILL_LENGTHS(comma-separated) PROMPT DECODE REPEATS THREADS
          prints JSON {"prefill_ms": {"128": ...}, "decode_ms": ...}
-       torch_decoder.py --serve LAYERS THREADS
+       torch_decoder.py --serve LAYERS THREADS [f32|bf16]
          answers stdin commands one JSON line each (prefill T | decode PROMPT STEPS | quit), as
          `parrot bench decoder --serve` does, for bench/decoder-vs-torch.sh's paired measurements
 """
@@ -89,9 +91,11 @@ def median(values):
 class Session:
     """The model and the single measurements: one prefill (all logits, as ref.forward computes), a run of decode steps."""
 
-    def __init__(self, layers):
+    def __init__(self, layers, dtype="f32"):
         self.cfg = config(layers)
         self.params = ref.init_params(self.cfg, seed=1)
+        if dtype == "bf16":
+            self.params = {k: v.to(torch.bfloat16) for k, v in self.params.items()}
         self.g = torch.Generator().manual_seed(7)
 
     def ids(self, n):
@@ -121,11 +125,11 @@ class Session:
         return times, 1000 * (time.process_time() - c0)
 
 
-def serve(layers, threads):
+def serve(layers, threads, dtype):
     """One JSON answer per stdin line: prefill T | decode PROMPT STEPS | quit (the protocol of `parrot bench decoder --serve`)."""
     torch.set_num_threads(threads)
-    session = Session(layers)
-    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": threads}), flush=True)
+    session = Session(layers, dtype)
+    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": threads, "dtype": dtype}), flush=True)
     for line in sys.stdin:
         w = line.split()
         if not w:
@@ -146,7 +150,7 @@ def serve(layers, threads):
 
 def main():
     if sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), int(sys.argv[3]))
+        serve(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "f32")
         return
     layers, lengths, prompt, decode, repeats, threads = sys.argv[1:7]
     layers, prompt, decode, repeats, threads = int(layers), int(prompt), int(decode), int(repeats), int(threads)

@@ -27,12 +27,13 @@ internal sealed class DecoderSession : IDisposable
         NumAttentionHeads = 14, NumKeyValueHeads = 2, RopeTheta = 1e6, RmsNormEps = 1e-6, TieWordEmbeddings = false,
     };
 
-    public DecoderSession(int layers)
+    /// <param name="dtype">The weights' dtype: float32, or bf16 (what a released checkpoint stores; products accumulate in float32).</param>
+    public DecoderSession(int layers, DType dtype = DType.F32)
     {
         var cfg = Config(layers);
         // Uniform weights of the initializer's standard deviation (norm scales stay 1): drawing 600M normal
         // samples would take longer than the benchmark, and the values do not change the speed.
-        using (Init.Deferred()) _model = new Qwen2ForCausalLM(cfg, seed: 1, initialize: false);
+        using (Init.Deferred()) _model = new Qwen2ForCausalLM(cfg, seed: 1, dtype, initialize: false);
         double bound = cfg.InitializerRange * Math.Sqrt(3);
         ulong seed = 1;
         foreach (var (name, p) in _model.NamedParameters())
