@@ -142,6 +142,27 @@ public class TrainCommandTests
         Assert.That(File.Exists(Path.Combine(killed, "loss.png")), Is.True);
     }
 
+    /// <summary>
+    /// --vision is the user's path, from the current directory (a decoy tower/ in the model folder, with no config, would
+    /// fail a resolution from there); a missing one is named as resolved.
+    /// </summary>
+    [Test]
+    public void ARelativeVisionIsFromTheCurrentDirectory()
+    {
+        var (root, model, data, images) = Prepare();
+        Directory.CreateDirectory(Path.Combine(model, "tower"));
+        var outDir = Path.Combine(root, "out");
+        var (code, stdout, stderr) = CliRunner.RunIn(root, null, "train", "--stage", "1", "--model", model, "--data", data, "--images", images, "--out", outDir,
+            "--vision", "tower", "--steps", "1", "--batch", "4");
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(ParrotConfig.Load(Path.Combine(outDir, "config.json")).MmVisionTower, Is.EqualTo(Path.Combine(root, "tower")));
+
+        (code, stdout, stderr) = CliRunner.RunIn(root, null, "train", "--stage", "1", "--model", model, "--data", data, "--images", images, "--out", outDir,
+            "--vision", "nowhere", "--steps", "1");
+        Assert.That(code, Is.EqualTo(2), stderr);
+        Assert.That(stderr, Is.EqualTo($"parrot train: --vision: {Path.Combine(root, "nowhere")} is not a directory (--vision nowhere, from the current directory)\n"));
+    }
+
     [Test]
     public void BadSamplesStopTheRunOrAreSkipped()
     {

@@ -87,8 +87,20 @@ internal static class TrainCommand
             using var m = ParrotLoader.Load(modelDir, DType.F32);
             m.To(dev);
 
-            string visionDir = p.GetValue(vision) ?? (m.Config.MmVisionTower is string t ? Path.Combine(modelDir, t)
-                : throw new CliException($"{modelDir}/config.json names no mm_vision_tower: give the CLIP tower with --vision DIR"));
+            // --vision is the user's path (from the current directory); mm_vision_tower is the model's (from its directory).
+            string visionDir;
+            if (p.GetValue(vision) is { } given)
+            {
+                if (!Directory.Exists(given)) throw new CliException(ParrotInputs.NotAFolder(given));
+                visionDir = Path.GetFullPath(given);
+            }
+            else
+            {
+                visionDir = Path.GetFullPath(m.Config.VisionTowerFolder(modelDir)
+                    ?? throw new CliException($"{Path.Combine(modelDir, "config.json")} names no mm_vision_tower: give the CLIP tower with --vision DIR"));
+                if (!Directory.Exists(visionDir))
+                    throw new DirectoryNotFoundException($"{Path.Combine(modelDir, "config.json")}: mm_vision_tower '{m.Config.MmVisionTower}': the folder {visionDir} does not exist; put the CLIP vision tower there or give another with --vision DIR");
+            }
             using var tower = ClipVisionLoader.Load(visionDir, DType.F32);
             tower.To(dev);
             int imageTokens = m.Config.MmVisionSelectFeature == "patch" ? tower.Config.NumPatches : tower.Config.NumPositions;
