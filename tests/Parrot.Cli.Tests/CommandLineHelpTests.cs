@@ -11,14 +11,6 @@ namespace Parrot.Cli.Tests;
 /// </summary>
 public class CommandLineHelpTests
 {
-    private static (int Code, string Stdout, string Stderr) RunInProcess(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = ParrotCommandLine.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
-
     private static string[] Words(string path) => path.Split(' ').Skip(1).ToArray(); // "parrot bench gemm" → bench gemm
 
     // Windows-style aliases (/h, /?) are accepted but not shown.
@@ -32,7 +24,7 @@ public class CommandLineHelpTests
         Assert.That(commands.Select(c => c.Path), Does.Contain("parrot bench gemm").And.Contain("parrot dist-check").And.Contain("parrot help"));
         foreach (var (path, command) in commands)
         {
-            var (code, stdout, stderr) = RunInProcess([.. Words(path), "--help"]);
+            var (code, stdout, stderr) = CliInProcess.Run([.. Words(path), "--help"]);
             Assert.That(code, Is.EqualTo(0), $"{path} --help: {stderr}");
             Assert.That(stderr, Is.Empty, $"{path} --help writes to standard output only");
             // The usage line starts with the process's name (the test host's here, parrot when run as parrot).
@@ -58,27 +50,27 @@ public class CommandLineHelpTests
     [Test]
     public void BareParrotAndHelpPrintHelpAndExitZeroAndAGroupWithoutItsSubcommandIsAUsageError()
     {
-        var (code, stdout, stderr) = RunInProcess("--help");
+        var (code, stdout, stderr) = CliInProcess.Run("--help");
         Assert.That(code, Is.EqualTo(0));
         string rootHelp = stdout;
         Assert.That(rootHelp, Does.Contain("demo").And.Contain("make-world").And.Contain("bench"));
         foreach (string[] args in new[] { [], ["help"], new[] { "-h" } })
         {
-            (code, stdout, stderr) = RunInProcess(args);
+            (code, stdout, stderr) = CliInProcess.Run(args);
             Assert.That((code, stderr, stdout), Is.EqualTo((0, "", rootHelp)), $"parrot {string.Join(' ', args)}");
         }
-        (code, stdout, stderr) = RunInProcess("train", "--help");
+        (code, stdout, stderr) = CliInProcess.Run("train", "--help");
         string trainHelp = stdout;
-        Assert.That(RunInProcess("help", "train"), Is.EqualTo((0, trainHelp, "")));
+        Assert.That(CliInProcess.Run("help", "train"), Is.EqualTo((0, trainHelp, "")));
         // A missing subcommand is a usage error, as an unknown one is ("parrot bench foo"); a bare parrot is the way in.
-        (code, stdout, stderr) = RunInProcess("bench");
+        (code, stdout, stderr) = CliInProcess.Run("bench");
         Assert.That((code, stdout), Is.EqualTo((2, "")));
         Assert.That(stderr, Is.EqualTo("parrot bench: give a subcommand: gemm, train, ops, decoder, vit or tiny (see 'parrot bench --help')\n"));
-        (code, stdout, _) = RunInProcess("bench", "--help");
+        (code, stdout, _) = CliInProcess.Run("bench", "--help");
         Assert.That(code, Is.EqualTo(0));
         Assert.That(stdout, Does.Contain("gemm").And.Contain("decoder").And.Contain("tiny").And.Not.Contain("peer"));
-        Assert.That(RunInProcess("help", "bench", "gemm"), Is.EqualTo(RunInProcess("bench", "gemm", "--help")));
-        (code, stdout, stderr) = RunInProcess("help", "trian");
+        Assert.That(CliInProcess.Run("help", "bench", "gemm"), Is.EqualTo(CliInProcess.Run("bench", "gemm", "--help")));
+        (code, stdout, stderr) = CliInProcess.Run("help", "trian");
         Assert.That((code, stdout), Is.EqualTo((2, "")));
         Assert.That(stderr.TrimEnd(), Is.EqualTo("parrot help: unknown command 'trian' (see 'parrot --help')"));
     }
@@ -93,7 +85,7 @@ public class CommandLineHelpTests
     [TestCase("bench gemm --dtype f16", "parrot bench gemm: Argument 'f16' not recognized.")]
     public void AUsageErrorIsOneLineOnStandardErrorWithExitCode2(string commandLine, string expected)
     {
-        var (code, stdout, stderr) = RunInProcess(commandLine.Split(' '));
+        var (code, stdout, stderr) = CliInProcess.Run(commandLine.Split(' '));
         Assert.That(code, Is.EqualTo(2), stderr);
         Assert.That(stdout, Is.Empty, "no help dump after the error");
         Assert.That(stderr.TrimEnd('\n'), Does.Not.Contain('\n'), "one line");
@@ -108,7 +100,7 @@ public class CommandLineHelpTests
         {
             var required = command.Options.Where(o => o.Required).ToList();
             if (required.Count == 0) continue;
-            var (code, stdout, stderr) = RunInProcess(Words(path));
+            var (code, stdout, stderr) = CliInProcess.Run(Words(path));
             Assert.That((code, stdout), Is.EqualTo((2, "")), $"{path}: {stderr}");
             Assert.That(stderr, Does.StartWith(path + ": "));
             Assert.That(stderr.TrimEnd('\n'), Does.Not.Contain('\n'), path);

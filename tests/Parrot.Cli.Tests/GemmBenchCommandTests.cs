@@ -10,14 +10,6 @@ namespace Parrot.Cli.Tests;
 [NonParallelizable] // --ab flips a process-wide switch while it runs
 public class GemmBenchCommandTests
 {
-    private static (int Code, string Stdout, string Stderr) Run(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = ParrotCommandLine.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
-
     private static JsonElement OnlyResult(string stdout)
     {
         var results = JsonDocument.Parse(stdout).RootElement;
@@ -28,7 +20,7 @@ public class GemmBenchCommandTests
     [Test]
     public void PlainRunPrintsOneSideOnly()
     {
-        var r = Run("bench", "gemm", "--sizes", "3x20x10", "--threads", "1", "--repeat", "3", "--json");
+        var r = CliInProcess.Run("bench", "gemm", "--sizes", "3x20x10", "--threads", "1", "--repeat", "3", "--json");
         Assert.That((r.Code, r.Stderr), Is.EqualTo((0, "")));
         var res = OnlyResult(r.Stdout);
         Assert.That(res.GetProperty("shape").GetString(), Is.EqualTo("3x20x10"));
@@ -43,7 +35,7 @@ public class GemmBenchCommandTests
         GemmOptions.Experiment = 7;
         try
         {
-            var r = Run("bench", "gemm", "--sizes", "5x64x48", "--threads", "1", "--repeat", "5", "--ab", "--b-copies", "3", "--json");
+            var r = CliInProcess.Run("bench", "gemm", "--sizes", "5x64x48", "--threads", "1", "--repeat", "5", "--ab", "--b-copies", "3", "--json");
             Assert.That((r.Code, r.Stderr), Is.EqualTo((0, "")));
             var res = OnlyResult(r.Stdout);
             double a = res.GetProperty("ms").GetDouble(), b = res.GetProperty("ms_b").GetDouble();
@@ -61,7 +53,7 @@ public class GemmBenchCommandTests
     [Test]
     public void AbTableNamesBothSides()
     {
-        var r = Run("bench", "gemm", "--sizes", "4x16x16", "--threads", "1", "--repeat", "3", "--ab");
+        var r = CliInProcess.Run("bench", "gemm", "--sizes", "4x16x16", "--threads", "1", "--repeat", "3", "--ab");
         Assert.That(r.Code, Is.EqualTo(0));
         var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.That(lines[0], Does.Contain("A/B on GemmOptions.Experiment"));
@@ -73,7 +65,7 @@ public class GemmBenchCommandTests
     [TestCase("--repeat", "0")]
     public void CountsBelowOneAreUsageErrors(string flag, string value)
     {
-        var r = Run("bench", "gemm", "--sizes", "8", flag, value);
+        var r = CliInProcess.Run("bench", "gemm", "--sizes", "8", flag, value);
         Assert.That((r.Code, r.Stderr.TrimEnd()), Is.EqualTo((2, "parrot bench gemm: --threads, --repeat and --b-copies must be at least 1")));
     }
 

@@ -113,6 +113,35 @@ public class ParrotForwardGenerateTests
         Assert.That(RelL2ToGolden(output, Path.Combine(Fixture("f32-separate"), "logits.npy"), Prompt().Length + 16), Is.LessThan(1e-4));
     }
 
+    /// <summary>
+    /// --vision, like every path flag, is from the current directory, not from the model folder (which holds a decoy
+    /// tower/ without a config here); config.json's mm_vision_tower is from the model folder. A missing --vision is
+    /// named as resolved.
+    /// </summary>
+    [Test]
+    public void ARelativeVisionIsFromTheCurrentDirectory()
+    {
+        var root = CliRunner.TempDir();
+        var dir = Path.Combine(root, "model");
+        Directory.CreateDirectory(Path.Combine(dir, "tower"));
+        foreach (var f in Directory.GetFiles(Fixture("f32-separate"))) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        Directory.CreateDirectory(Path.Combine(root, "tower"));
+        foreach (var f in Directory.GetFiles(Fixture("tower"))) File.Copy(f, Path.Combine(root, "tower", Path.GetFileName(f)));
+        var output = Path.Combine(root, "logits.npy");
+        var r = CliRunner.RunIn(root, null, "forward", "--model", "model", Tokens(Prompt()), "--image", ImagePath, "--vision", "tower", "--out", output);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(RelL2ToGolden(output, Path.Combine(Fixture("f32-separate"), "logits.npy"), Prompt().Length + 16), Is.LessThan(1e-4));
+        // Without --vision: mm_vision_tower "../tower", from the model folder (root/tower), not from the current
+        // directory (model/tower here, where "../tower" is the decoy).
+        File.Delete(output);
+        r = CliRunner.RunIn(Path.Combine(dir, "tower"), null, "forward", "--model", "..", Tokens(Prompt()), "--image", ImagePath, "--out", output);
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+
+        r = CliRunner.RunIn(root, null, "generate", "--model", dir, Tokens(Prompt()), "--image", ImagePath, "--vision", "nowhere", "--max-new-tokens", "1");
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr, Is.EqualTo($"parrot generate: --vision: {Path.Combine(root, "nowhere")} is not a directory (--vision nowhere, from the current directory)\n"));
+    }
+
     [Test]
     public void ClearErrorsForImageArguments()
     {

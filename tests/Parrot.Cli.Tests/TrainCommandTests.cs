@@ -142,6 +142,48 @@ public class TrainCommandTests
         Assert.That(File.Exists(Path.Combine(killed, "loss.png")), Is.True);
     }
 
+    /// <summary>
+    /// train writes its model into --out: an --out that is the --model folder (as given or through a symbolic link) is a
+    /// usage error before any work, instead of a run that ends by writing over the model it started from.
+    /// </summary>
+    [Test]
+    public void AnOutThatIsTheModelFolderIsRefusedBeforeTraining()
+    {
+        var (root, model, data, images) = Prepare();
+        var link = Path.Combine(root, "linked");
+        Directory.CreateSymbolicLink(link, model);
+        var before = Directory.GetFiles(model).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes);
+        foreach (var outDir in new[] { model, link, Path.Combine(root, ".", "model") + Path.DirectorySeparatorChar })
+        {
+            var (code, stdout, stderr) = CliRunner.Run(null, "train", "--stage", "1", "--model", model, "--data", data, "--images", images, "--out", outDir, "--steps", "1");
+            Assert.That((code, stdout), Is.EqualTo((2, "")), $"--out {outDir}: {stderr}");
+            Assert.That(stderr, Is.EqualTo($"parrot train: --out is the --model folder ({model}); write the trained model to another folder (the source checkpoint would be overwritten)\n"));
+        }
+        Assert.That(Directory.GetDirectories(model), Is.Empty, "no checkpoint-N or features folder");
+        Assert.That(Directory.GetFiles(model).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes), Is.EqualTo(before), "the model is untouched");
+    }
+
+    /// <summary>
+    /// --vision is the user's path, from the current directory (a decoy tower/ in the model folder, with no config, would
+    /// fail a resolution from there); a missing one is named as resolved.
+    /// </summary>
+    [Test]
+    public void ARelativeVisionIsFromTheCurrentDirectory()
+    {
+        var (root, model, data, images) = Prepare();
+        Directory.CreateDirectory(Path.Combine(model, "tower"));
+        var outDir = Path.Combine(root, "out");
+        var (code, stdout, stderr) = CliRunner.RunIn(root, null, "train", "--stage", "1", "--model", model, "--data", data, "--images", images, "--out", outDir,
+            "--vision", "tower", "--steps", "1", "--batch", "4");
+        Assert.That(code, Is.EqualTo(0), stderr + stdout);
+        Assert.That(ParrotConfig.Load(Path.Combine(outDir, "config.json")).MmVisionTower, Is.EqualTo(Path.Combine(root, "tower")));
+
+        (code, stdout, stderr) = CliRunner.RunIn(root, null, "train", "--stage", "1", "--model", model, "--data", data, "--images", images, "--out", outDir,
+            "--vision", "nowhere", "--steps", "1");
+        Assert.That(code, Is.EqualTo(2), stderr);
+        Assert.That(stderr, Is.EqualTo($"parrot train: --vision: {Path.Combine(root, "nowhere")} is not a directory (--vision nowhere, from the current directory)\n"));
+    }
+
     [Test]
     public void BadSamplesStopTheRunOrAreSkipped()
     {

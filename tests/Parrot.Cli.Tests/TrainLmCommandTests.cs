@@ -99,6 +99,47 @@ public class TrainLmCommandTests
     }
 
     /// <summary>
+    /// An --out that is the --model folder, however spelled (as given, relative with .. and a trailing separator, or
+    /// through a symbolic link), is a usage error before any work: the run used to train and then write the fine-tuned
+    /// weights over the checkpoint it started from.
+    /// </summary>
+    [Test]
+    public void AnOutThatIsTheModelFolderIsRefusedBeforeTraining()
+    {
+        var (modelDir, tokens, _, _) = Prepare();
+        string dir = Path.GetDirectoryName(tokens)!, log = Path.Combine(dir, "log.jsonl"), link = Path.Combine(dir, "linked");
+        Directory.CreateSymbolicLink(link, modelDir);
+        Directory.CreateDirectory(Path.Combine(dir, "sub"));
+        Directory.CreateSymbolicLink(Path.Combine(dir, "sub", "up"), dir); // a link on the way: sub/up/model is the model
+        Directory.CreateDirectory(Path.Combine(modelDir, "inner"));
+        Directory.CreateSymbolicLink(Path.Combine(dir, "inner-link"), Path.Combine(modelDir, "inner")); // inner-link/.. is the model, as the file system goes
+        var before = Directory.GetFiles(modelDir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes);
+        foreach (var (workingDirectory, outDir) in new[]
+        {
+            ((string?)null, modelDir),
+            (dir, Path.Combine("linked", "..", "model") + Path.DirectorySeparatorChar),
+            (null, link),
+            (modelDir, "."),
+            (dir, Path.Combine("sub", "up", "model")),
+            (dir, Path.Combine("inner-link", "..")),
+        })
+        {
+            var r = CliRunner.RunIn(workingDirectory, null, "train-lm", "--model", modelDir, "--tokens", tokens, "--steps", "1", "--batch", "2", "--lr", "1e-3",
+                "--log", log, "--out", outDir);
+            Assert.That((r.ExitCode, r.Stdout), Is.EqualTo((2, "")), $"--out {outDir}: {r.Stderr}");
+            Assert.That(r.Stderr, Is.EqualTo($"parrot train-lm: --out is the --model folder ({modelDir}); write the fine-tuned model to another folder (the source checkpoint would be overwritten)\n"));
+        }
+        Assert.That(File.Exists(log), Is.False, "no training started");
+        Assert.That(Directory.GetFiles(modelDir).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes), Is.EqualTo(before), "the checkpoint is untouched");
+
+        // A folder inside the model's is another folder.
+        var inside = Path.Combine(modelDir, "tuned");
+        var ok = CliRunner.Run(null, "train-lm", "--model", modelDir, "--tokens", tokens, "--steps", "1", "--batch", "2", "--lr", "1e-3", "--log", log, "--out", inside);
+        Assert.That(ok.ExitCode, Is.EqualTo(0), ok.Stderr);
+        Assert.That(File.Exists(Path.Combine(inside, "model.safetensors")), Is.True);
+    }
+
+    /// <summary>
     /// Sequences longer than max_position_embeddings used to train without a word, giving a checkpoint whose
     /// config.json says it cannot be used at the length it was trained at.
     /// </summary>

@@ -171,6 +171,53 @@ public class ParrotModelDirectoryTests
             Assert.That(RelL2(Logits(m, Prompt(), Image()), gold), Is.LessThan(1e-4));
     }
 
+    /// <summary>
+    /// The two rules for where the tower folder is: an override (the CLI's --vision) is the caller's path, from the
+    /// current directory; config.json's mm_vision_tower is the model's, from the model directory. Decoy folders named
+    /// as the other rule would resolve them (without a config.json) make a wrong resolution fail.
+    /// </summary>
+    [Test]
+    [NonParallelizable] // changes the current directory
+    public void ARelativeOverrideIsFromTheCurrentDirectoryAndARelativeMmVisionTowerFromTheModelDirectory()
+    {
+        string dir = Copy("f32-separate"); // mm_vision_tower "../tower": root/tower, the real one
+        string root = Path.GetDirectoryName(dir)!, tower = Path.Combine(root, "tower");
+        Directory.CreateDirectory(Path.Combine(dir, "tower")); // what an override "tower" would be from the model directory
+        string work = Temp(), sub = Path.Combine(work, "sub");
+        Directory.CreateDirectory(sub);
+        Directory.CreateDirectory(Path.Combine(work, "tower")); // what "../tower" would be from the current directory sub
+        string saved = Directory.GetCurrentDirectory();
+        try
+        {
+            Directory.SetCurrentDirectory(sub);
+            using (var m = ParrotModelDirectory.Load(dir, DType.F32))
+                Assert.That(m.VisionTowerDirectory, Is.EqualTo(tower), "mm_vision_tower from the model directory");
+
+            Directory.SetCurrentDirectory(root);
+            using (var m = ParrotModelDirectory.Load(dir, DType.F32, visionTower: "tower"))
+                Assert.That(m.VisionTowerDirectory, Is.EqualTo(tower), "the override from the current directory");
+            using (var m = ParrotModelDirectory.Load(Path.GetFileName(dir), DType.F32, visionTower: Path.Combine(".", "tower")))
+                Assert.That(m.VisionTowerDirectory, Is.EqualTo(tower), "a relative model directory changes nothing");
+
+            // A missing folder is named as resolved, beside the words it was given in.
+            var e = Assert.Throws<DirectoryNotFoundException>(() => ParrotModelDirectory.Load(dir, DType.F32, visionTower: "nowhere"))!;
+            Assert.That(e.Message, Does.Contain("the vision tower override 'nowhere'").And.Contain($"the folder {Path.Combine(root, "nowhere")} does not exist"));
+            Directory.Delete(Path.Combine(dir, "tower"));
+            File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(dir, "config.json")).Replace("\"../tower\"", "\"tower\"", StringComparison.Ordinal));
+            e = Assert.Throws<DirectoryNotFoundException>(() => ParrotModelDirectory.Load(dir, DType.F32))!;
+            Assert.That(e.Message, Does.Contain("mm_vision_tower 'tower'").And.Contain($"the folder {Path.Combine(dir, "tower")} does not exist"));
+        }
+        finally { Directory.SetCurrentDirectory(saved); }
+    }
+
+    [Test]
+    public void AnEmptyOverrideIsAnArgumentErrorNamingIt()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ParrotModelDirectory.Load(Fixture("f32-separate"), DType.F32, visionTower: ""))!;
+        Assert.That(e.ParamName, Is.EqualTo("visionTower"));
+        Assert.That(e.Message, Does.Contain("the vision tower override is empty"));
+    }
+
     [TestCase("f32-separate", true)]
     [TestCase("bf16-bundled", true)]
     [TestCase("bf16-bundled", false)]

@@ -22,6 +22,16 @@ internal static class ParrotInputs
     };
 
     /// <summary>
+    /// The error for a --vision that is no folder, naming it as resolved: like every path flag, --vision is taken from the
+    /// current directory (config.json's mm_vision_tower, from the model directory).
+    /// </summary>
+    public static string NotAFolder(string vision)
+    {
+        string full = Path.GetFullPath(vision);
+        return $"--vision: {full} is not a directory" + (full == vision ? "" : $" (--vision {vision}, from the current directory)");
+    }
+
+    /// <summary>
     /// Checks the image arguments against the model directory and the ids, and for a Parrot directory loads it
     /// (in <paramref name="dtype"/>, the tower only when an image is given) and the image; null for a text-only Qwen2 directory.
     /// </summary>
@@ -46,7 +56,7 @@ internal static class ParrotInputs
         // the model with "LanguageMoe: the prompt has no text tokens to steer the routing".
         if (places == 1 && ids.Length == 1 && ParrotConfig.Load(Path.Combine(dir, "config.json")).UseMoe)
             throw new CliException($"--tokens: the prompt is the image placeholder {ParrotSample.ImageToken} alone; Parrot's MoE routes the image on the prompt's text, so give at least one text token too");
-        if (vision is not null && !Directory.Exists(vision)) throw new CliException($"--vision: {vision} is not a directory");
+        if (vision is not null && !Directory.Exists(vision)) throw new CliException(NotAFolder(vision));
         RgbImage? image = null;
         if (imagePath is not null)
         {

@@ -15,7 +15,8 @@ namespace Parrot.Cli;
 /// [--micro-batch M] [--lr LR] [--save-every N] [--resume] [--skip-bad] [--bf16] [--checkpointing]
 /// [--log FILE.jsonl]`: one Parrot training stage on LLaVA data, the paper's parrot-7b recipe unless
 /// overridden. The vision tower (--vision, else the config's mm_vision_tower) only computes features,
-/// cached per image; checkpoints go to OUT/checkpoint-N and the trained model to OUT itself.
+/// cached per image; checkpoints go to OUT/checkpoint-N and the trained model to OUT itself, so OUT may not be the
+/// --model folder (refused before any work).
 /// </summary>
 internal static class TrainCommand
 {
@@ -25,7 +26,7 @@ internal static class TrainCommand
         var model = new Option<string>("--model") { Description = "Parrot model directory (config.json, safetensors, tokenizer.json); the stage-1 output for stage 2", Required = true };
         var data = new Option<string>("--data") { Description = "LLaVA JSON (array) or JSON lines with id, image, conversations", Required = true };
         var images = new Option<string>("--images") { Description = "Folder the samples' image paths are relative to", Required = true };
-        var outDir = new Option<string>("--out") { Description = "Output folder: checkpoint-N/ subfolders and the final model", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Output folder: checkpoint-N/ subfolders and the final model (not the --model folder)", Required = true };
         var vision = new Option<string?>("--vision") { Description = "CLIP vision tower directory (default: the config's mm_vision_tower, relative to --model)" };
         var recipe = new Option<string>("--recipe") { Description = "Hyperparameter recipe (the paper's; the flags below override it)", DefaultValueFactory = _ => "parrot-7b" };
         recipe.AcceptOnlyFromAmong("parrot-7b");
@@ -52,6 +53,8 @@ internal static class TrainCommand
             var dev = DistributedCli.ResolveDevice(p.GetValue(device), "train");
             int st = p.GetValue(stage);
             if (st is not (1 or 2)) throw new CliException($"--stage must be 1 or 2, got {st}");
+            // Before any work: OUT gets the trained model's config and weights, which would replace the model being read.
+            OutputFolders.RefuseModelFolder(p.GetValue(model)!, p.GetValue(outDir)!, "trained model");
             var options = ParrotTrainingOptions.Recipe(p.GetValue(recipe)!, st);
             int global = p.GetValue(batch) ?? options.GlobalBatch;
             options = options with
@@ -87,8 +90,20 @@ internal static class TrainCommand
             using var m = ParrotLoader.Load(modelDir, DType.F32);
             m.To(dev);
 
-            string visionDir = p.GetValue(vision) ?? (m.Config.MmVisionTower is string t ? Path.Combine(modelDir, t)
-                : throw new CliException($"{modelDir}/config.json names no mm_vision_tower: give the CLIP tower with --vision DIR"));
+            // --vision is the user's path (from the current directory); mm_vision_tower is the model's (from its directory).
+            string visionDir;
+            if (p.GetValue(vision) is { } given)
+            {
+                if (!Directory.Exists(given)) throw new CliException(ParrotInputs.NotAFolder(given));
+                visionDir = Path.GetFullPath(given);
+            }
+            else
+            {
+                visionDir = Path.GetFullPath(m.Config.VisionTowerFolder(modelDir)
+                    ?? throw new CliException($"{Path.Combine(modelDir, "config.json")} names no mm_vision_tower: give the CLIP tower with --vision DIR"));
+                if (!Directory.Exists(visionDir))
+                    throw new DirectoryNotFoundException($"{Path.Combine(modelDir, "config.json")}: mm_vision_tower '{m.Config.MmVisionTower}': the folder {visionDir} does not exist; put the CLIP vision tower there or give another with --vision DIR");
+            }
             using var tower = ClipVisionLoader.Load(visionDir, DType.F32);
             tower.To(dev);
             int imageTokens = m.Config.MmVisionSelectFeature == "patch" ? tower.Config.NumPatches : tower.Config.NumPositions;
@@ -149,7 +164,7 @@ internal static class TrainCommand
             foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
             {
                 var src = Path.Combine(modelDir, name);
-                if (File.Exists(src) && Path.GetFullPath(modelDir) != Path.GetFullPath(output)) File.Copy(src, Path.Combine(output, name), overwrite: true);
+                if (File.Exists(src)) File.Copy(src, Path.Combine(output, name), overwrite: true);
             }
             writer.Close();
             PlotCurves(logPath, Path.Combine(output, "loss.png"), st);

@@ -12,7 +12,8 @@ namespace Parrot.Cli;
 /// <summary>
 /// `parrot train-lm --model DIR --tokens FILE.jsonl --steps N --batch B --lr LR [--weight-decay WD]
 /// [--warmup-steps W] [--max-grad-norm G] [--seed S] [--shuffle] --log FILE.jsonl [--out DIR]`:
-/// fine-tunes a Qwen2 checkpoint directory as a causal LM (the contract of the [autograd] issue).
+/// fine-tunes a Qwen2 checkpoint directory as a causal LM (the contract of the [autograd] issue); --out may not be the
+/// --model folder (refused before any work: the checkpoint would be overwritten).
 /// Pre-training additions: <c>--init CONFIG.json</c> starts from fresh weights (drawn with --seed) instead of
 /// --model; <c>--text FILE.jsonl --seq-len N</c> reads documents <c>{"text": ...}</c> instead of --tokens
 /// (tokenized with --tokenizer or the model's tokenizer.json, each ended by &lt;|endoftext|&gt;, cut into
@@ -40,7 +41,7 @@ internal static class TrainLmCommand
         var schedule = new Option<string>("--schedule") { Description = "constant (after the warm-up) or cosine (decay to 0 after the warm-up)", DefaultValueFactory = _ => "constant" };
         var valid = new Option<int>("--valid-windows") { Description = "Hold out the last N sequences; their mean loss is printed before and after training", DefaultValueFactory = _ => 0 };
         var log = new Option<string>("--log") { Description = "JSON lines written per step: step, loss, lr, grad_norm, world_size, zero", Required = true };
-        var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint here, in the format it was read (float32 with --init), with the tokenizer and loss.png" };
+        var outDir = new Option<string?>("--out") { Description = "Write the trained checkpoint here, in the format it was read (float32 with --init), with the tokenizer and loss.png; not the --model folder" };
         var outDtype = new Option<string?>("--out-dtype") { Description = "f32 or bf16: the dtype of the written weights (default: the one read)" };
         var zero = DistributedCli.ZeroOption();
         var device = DeviceOption.Create();
@@ -59,6 +60,8 @@ internal static class TrainLmCommand
             if (!(p.GetValue(wd) >= 0) || double.IsInfinity(p.GetValue(wd))) throw new CliException($"--weight-decay must be a non-negative number, got {p.GetValue(wd)}");
             string? dir = p.GetValue(model), initPath = p.GetValue(init), tokensPath = p.GetValue(tokens), textPath = p.GetValue(text);
             if ((dir is null) == (initPath is null)) throw new CliException("give either --model DIR (a checkpoint to train) or --init CONFIG.json (fresh weights)");
+            // Before any work: the trained weights, config and tokenizer would be written over the checkpoint being read.
+            if (dir is not null && p.GetValue(outDir) is string target) OutputFolders.RefuseModelFolder(dir, target, "fine-tuned model");
             if ((tokensPath is null) == (textPath is null)) throw new CliException("give either --tokens FILE.jsonl (token ids) or --text FILE.jsonl (documents)");
             if (textPath is not null && p.GetValue(seqLen) is not int) throw new CliException("--text needs --seq-len N (tokens per window)");
             if (p.GetValue(seqLen) is int sl && (sl < 2 || textPath is null)) throw new CliException(textPath is null ? "--seq-len goes with --text" : "--seq-len must be at least 2");
@@ -200,12 +203,13 @@ internal static class TrainLmCommand
         return ck.TryGetInfo("model.embed_tokens.weight", out var info) && info.DType is DType d ? d : DType.F32;
     }
 
+    /// <summary>The tokenizer files of <paramref name="from"/> into <paramref name="to"/> (never the same folder: --out = --model is refused).</summary>
     private static void CopyTokenizerFiles(string from, string to)
     {
         foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json", "vocab.json", "merges.txt" })
         {
             var src = Path.Combine(from, name);
-            if (File.Exists(src) && Path.GetFullPath(from) != Path.GetFullPath(to)) File.Copy(src, Path.Combine(to, name), overwrite: true);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(to, name), overwrite: true);
         }
     }
 }

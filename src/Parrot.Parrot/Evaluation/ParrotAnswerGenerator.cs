@@ -35,8 +35,8 @@ public sealed class ParrotAnswerGenerator : IBatchAnswerGenerator, IContextAware
 
     /// <summary>
     /// Opens <paramref name="modelDirectory"/> with <see cref="ParrotModel.Load"/>; the vision tower comes from
-    /// <paramref name="visionDirectory"/> when given, else from config.json's mm_vision_tower (relative to the
-    /// model directory). Without a tower the model answers text-only questions only. With
+    /// <paramref name="visionDirectory"/> when given (absolute or relative to the current directory), else from
+    /// config.json's mm_vision_tower (absolute or relative to the model directory). Without a tower the model answers text-only questions only. With
     /// <paramref name="captureRouting"/> the MoE's routing weights of every question with an image are summed
     /// per question language into <see cref="Routing"/>.
     /// </summary>

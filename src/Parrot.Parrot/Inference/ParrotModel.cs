@@ -26,9 +26,11 @@ public sealed record ParrotModelOptions
     public Device Device { get; init; } = Device.Cpu;
 
     /// <summary>
-    /// The CLIP vision tower folder of a Parrot model, overriding config.json's mm_vision_tower (absolute or
-    /// relative to the current directory). Null: mm_vision_tower, relative to the model directory or absolute;
-    /// when that folder does not exist the model answers text-only questions and rejects images.
+    /// The CLIP vision tower folder of a Parrot model, overriding config.json's mm_vision_tower: absolute or relative
+    /// to the current directory, like any path a caller gives (the CLI's --vision feeds it); a folder that does not
+    /// exist is an error naming it as resolved. Null: mm_vision_tower, absolute or relative to the model directory
+    /// (<see cref="ParrotConfig.VisionTowerFolder"/>); when that folder does not exist the model answers
+    /// text-only questions and rejects images.
     /// </summary>
     public string? VisionTower { get; init; }
 

@@ -18,8 +18,9 @@ namespace Parrot.Parrot.Model;
 /// <item>the weights in <c>model.safetensors</c> or shards with <c>model.safetensors.index.json</c>, under the
 /// released names (LLM, <c>model.mm_projector.</c>, <c>model.moe_model.</c>, and possibly the tower under
 /// <c>model.vision_tower.vision_tower.</c>);</item>
-/// <item><c>mm_vision_tower</c>: a folder, relative to the model directory or absolute (or the override given
-/// to <see cref="Load"/>), holding the CLIP vision config (<c>config.json</c>, a CLIPVisionModel's or a full
+/// <item><c>mm_vision_tower</c>: a folder, relative to the model directory or absolute
+/// (<see cref="ParrotConfig.VisionTowerFolder"/>; or the override given to <see cref="Load"/>, relative to the current
+/// directory or absolute, like any path a caller passes), holding the CLIP vision config (<c>config.json</c>, a CLIPVisionModel's or a full
 /// CLIPModel's), optionally <c>preprocessor_config.json</c>, and the tower's weights when the Parrot checkpoint
 /// has none;</item>
 /// <item>optionally <c>tokenizer.json</c> (and <c>preprocessor_config.json</c> when the tower folder has none).</item>
@@ -78,10 +79,13 @@ public sealed class ParrotModelDirectory : IDisposable
 
     /// <summary>
     /// Loads the model directory in <paramref name="dtype"/> (null: the checkpoint's own, e.g. bf16 for the
-    /// released files). <paramref name="visionTower"/> overrides config.json's mm_vision_tower (a path that is
-    /// absolute or relative to the current directory). Without <paramref name="loadVision"/> the tower is not
-    /// read (text-only use: no mm_vision_tower folder needed).
+    /// released files). <paramref name="visionTower"/> overrides config.json's mm_vision_tower: a path that is
+    /// absolute or relative to the current directory (the caller's path, as a command line's --vision is), while
+    /// mm_vision_tower itself is relative to the model directory (<see cref="ParrotConfig.VisionTowerFolder"/>).
+    /// Without <paramref name="loadVision"/> the tower is not read (text-only use: no mm_vision_tower folder needed).
+    /// A missing tower folder is an error naming the folder as resolved (a full path) and where it came from.
     /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="visionTower"/> is empty.</exception>
     /// <exception cref="DirectoryNotFoundException">The model directory or the tower folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">A required file is missing.</exception>
     /// <exception cref="InvalidDataException">A bad config, checkpoint or tokenizer file.</exception>
@@ -89,6 +93,8 @@ public sealed class ParrotModelDirectory : IDisposable
     public static ParrotModelDirectory Load(string directory, DType? dtype = null, string? visionTower = null, bool loadVision = true)
     {
         ArgumentNullException.ThrowIfNull(directory);
+        if (visionTower is { Length: 0 })
+            throw new ArgumentException("ParrotModelDirectory.Load: the vision tower override is empty; give the CLIP tower's folder, or null for config.json's mm_vision_tower", nameof(visionTower));
         string dir = Path.GetFullPath(directory);
         if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"{directory}: model directory not found");
         string configPath = Path.Combine(dir, "config.json");
@@ -102,7 +108,7 @@ public sealed class ParrotModelDirectory : IDisposable
         var result = new ParrotModelDirectory(dir, model);
         try
         {
-            if (loadVision) result.LoadVision(visionTower is null ? null : Path.GetFullPath(visionTower), dtype ?? model.Model.EmbedTokens.Weight.DType);
+            if (loadVision) result.LoadVision(visionTower, dtype ?? model.Model.EmbedTokens.Weight.DType);
             string tokenizer = Path.Combine(dir, "tokenizer.json");
             if (File.Exists(tokenizer))
             {
@@ -121,15 +127,28 @@ public sealed class ParrotModelDirectory : IDisposable
         return result;
     }
 
-    private void LoadVision(string? overridePath, DType dtype)
+    /// <summary>
+    /// Loads the tower from <paramref name="visionOverride"/> (the caller's folder: absolute or relative to the current
+    /// directory) or else from config.json's mm_vision_tower (absolute or relative to the model directory).
+    /// </summary>
+    private void LoadVision(string? visionOverride, DType dtype)
     {
         var config = Model.Config;
         string configPath = Path.Combine(Directory, "config.json");
-        string spec = overridePath ?? config.MmVisionTower
-            ?? throw new InvalidDataException($"{configPath}: no mm_vision_tower: name the CLIP vision tower's folder (relative to the model directory, or absolute)");
-        if (spec.Length == 0) throw new InvalidDataException($"{configPath}: mm_vision_tower is empty");
-        string towerDir = Path.GetFullPath(Path.IsPathRooted(spec) ? spec : Path.Combine(Directory, spec));
-        string source = overridePath is null ? $"{configPath}: mm_vision_tower '{spec}'" : $"the vision tower override '{spec}'";
+        string towerDir, source;
+        if (visionOverride is not null)
+        {
+            towerDir = Path.GetFullPath(visionOverride);
+            source = $"the vision tower override '{visionOverride}'";
+        }
+        else
+        {
+            if (config.MmVisionTower is null)
+                throw new InvalidDataException($"{configPath}: no mm_vision_tower: name the CLIP vision tower's folder (relative to the model directory, or absolute)");
+            if (config.MmVisionTower.Length == 0) throw new InvalidDataException($"{configPath}: mm_vision_tower is empty");
+            towerDir = Path.GetFullPath(config.VisionTowerFolder(Directory)!);
+            source = $"{configPath}: mm_vision_tower '{config.MmVisionTower}'";
+        }
         if (!System.IO.Directory.Exists(towerDir))
             throw new DirectoryNotFoundException($"{source}: the folder {towerDir} does not exist; put the CLIP vision tower there (its config.json, and its weights unless the Parrot checkpoint holds them) or give another folder");
         string towerConfigPath = Path.Combine(towerDir, "config.json");

@@ -288,6 +288,29 @@ public class ParrotModelApiTests() : TinyModelSetFixture("parrot-inference-tests
         Assert.That(bf16.Ask("Hello", (string?)null, Short), Is.Not.Null);
     }
 
+    /// <summary>
+    /// ParrotModelOptions.VisionTower is the caller's path, from the current directory (as the CLI's --vision that feeds
+    /// it): from elsewhere, "vision" is no folder, though the model directory has its tower in a folder of that name.
+    /// </summary>
+    [Test]
+    [NonParallelizable] // changes the current directory
+    public void ARelativeVisionTowerIsFromTheCurrentDirectory()
+    {
+        string elsewhere = Path.Combine(Root, "elsewhere");
+        Directory.CreateDirectory(elsewhere);
+        string saved = Directory.GetCurrentDirectory();
+        try
+        {
+            Directory.SetCurrentDirectory(ParrotDir);
+            using (var model = ParrotModel.Load(ParrotDir, new ParrotModelOptions { VisionTower = "vision" }))
+                Assert.That(model.SupportsImages, Is.True);
+            Directory.SetCurrentDirectory(elsewhere);
+            var e = Assert.Throws<DirectoryNotFoundException>(() => ParrotModel.Load(ParrotDir, new ParrotModelOptions { VisionTower = "vision" }))!;
+            Assert.That(e.Message, Does.Contain("'vision'").And.Contain($"the folder {Path.Combine(elsewhere, "vision")} does not exist"));
+        }
+        finally { Directory.SetCurrentDirectory(saved); }
+    }
+
     [Test]
     public void DisposedModelsRefuseCalls()
     {
