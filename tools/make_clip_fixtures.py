@@ -19,7 +19,10 @@ indexing) and pooled.npy [2, 32], computed in float32 from the (possibly bf16-ro
 End-to-end goldens for `parrot vision` (tests/Parrot.Cli.Tests): image.png, a 45 x 33 RGB picture, preprocessed
 by PIL the way CLIPImageProcessor does with the model's image size (shortest edge 28, centre crop 28, since the
 model directory has no preprocessor_config.json), then run through f32-standalone: vision_layer-2.npy
-([17, 32], no padding) and vision_layer3_pad.npy (last layer, Parrot's pad-to-square first).
+([17, 32], no padding) and vision_layer3_pad.npy (last layer, Parrot's pad-to-square first); and
+vision_layer-2_bf16.npy, the first of them computed in bfloat16 (weights and pixels cast, every op in bf16 as
+PyTorch runs a model loaded with torch_dtype=bfloat16), the golden of `parrot vision --dtype bf16`.
+Run with --bf16-golden to write only that file from the committed weights.
 """
 import json
 import os
@@ -150,11 +153,28 @@ def end_to_end(weights, cfg):
         np.save(os.path.join(out, name), states[layer][0].numpy().astype(np.float32))
 
 
-if __name__ == "__main__":
+def end_to_end_bf16(weights, cfg):
+    """vision_layer-2.npy's image and layer through the reference tower in bfloat16: `parrot vision --dtype bf16`'s golden."""
+    out = os.path.join(root, "f32-standalone")
+    image = Image.open(os.path.join(root, "image.png")).convert("RGB")
+    pre = {"size": 28, "crop_size": 28, "resample": 3, "image_mean": vf.CLIP_MEAN, "image_std": vf.CLIP_STD}
+    pixels = torch.from_numpy(vf.reference(image, pre, False))[None].to(torch.bfloat16)
+    w16 = {k: v.to(torch.bfloat16) for k, v in weights.items()}
+    with torch.no_grad():
+        states, _ = ref.forward(w16, cfg, pixels)
+    np.save(os.path.join(out, "vision_layer-2_bf16.npy"), states[-2][0].float().numpy())
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--bf16-golden"]:
+    cfg = {"model_type": "clip_vision_model", "architectures": ["CLIPVisionModel"], **VISION, "hidden_act": "gelu",
+           "torch_dtype": "float32"}
+    end_to_end_bf16(ref.init_params(cfg, 31), cfg)
+elif __name__ == "__main__":
     self_check()
     w, cfg = standalone()
     full_clip()
     parrot()
     end_to_end(w, cfg)
+    end_to_end_bf16(w, cfg)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
     print(f"written under {os.path.abspath(root)}: {total / 1e3:.0f} kB")

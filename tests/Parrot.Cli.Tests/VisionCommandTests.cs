@@ -39,6 +39,31 @@ public class VisionCommandTests
         Assert.That(e, Is.LessThanOrEqualTo(1e-5));
     }
 
+    /// <summary>
+    /// --dtype bf16 keeps the tower's weights in bf16: the written float32 states follow PyTorch's bf16 computation of
+    /// the same image (tools/make_clip_fixtures.py), to bf16 precision, and are not the float32 path's.
+    /// </summary>
+    [Test]
+    public void VisionInBf16FollowsPyTorchsBf16Golden()
+    {
+        var dir = CliRunner.TempDir();
+        string f32 = Path.Combine(dir, "f32.npy"), bf16 = Path.Combine(dir, "bf16.npy");
+        var r = CliRunner.Run(null, "vision", "--model", Clip("f32-standalone"), "--image", Image, "--out", f32, "--dtype", "f32");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        r = CliRunner.Run(null, "vision", "--model", Clip("f32-standalone"), "--image", Image, "--out", bf16, "--dtype", "bf16");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        double vsBf16 = RelL2(bf16, Clip("f32-standalone", "vision_layer-2_bf16.npy"));
+        double vsF32 = RelL2(bf16, Clip("f32-standalone", "vision_layer-2.npy"));
+        double torchBf16VsF32 = RelL2(Clip("f32-standalone", "vision_layer-2_bf16.npy"), Clip("f32-standalone", "vision_layer-2.npy"));
+        TestContext.Out.WriteLine($"parrot vision --dtype bf16: relative L2 {vsBf16:E2} from PyTorch's bf16, {vsF32:E2} from its float32 (PyTorch's bf16 from its float32: {torchBf16VsF32:E2})");
+        Assert.That(RelL2(f32, Clip("f32-standalone", "vision_layer-2.npy")), Is.LessThanOrEqualTo(1e-5));
+        Assert.That(vsBf16, Is.LessThanOrEqualTo(2e-2));
+        Assert.That(vsF32, Is.LessThanOrEqualTo(2e-2));
+        Assert.That(RelL2(bf16, f32), Is.GreaterThan(1e-4), "bf16 gave the float32 path's states: --dtype was not applied");
+        r = CliRunner.Run(null, "vision", "--model", Clip("f32-standalone"), "--image", Image, "--out", bf16, "--dtype", "f16");
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+    }
+
     [Test]
     public void APreprocessorConfigInTheModelDirectoryIsUsed()
     {

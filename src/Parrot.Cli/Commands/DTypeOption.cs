@@ -4,7 +4,7 @@ using Parrot.Tensors;
 namespace Parrot.Cli;
 
 /// <summary>
-/// `--dtype f32|bf16` of the commands that run a model for answers (forward, generate, chat, eval, serve): the dtype the
+/// `--dtype f32|bf16` of the commands that run a model for answers (forward, generate, chat, eval, serve, and vision for a tower alone): the dtype the
 /// weights are kept in and the model computes with. float32 is the default, the precision the tests hold against the
 /// reference implementations; a bf16 checkpoint (every released Qwen2 and Parrot model) is widened on load. bf16 keeps
 /// such a checkpoint's weights as they are stored — half the memory, and decode streams half the bytes — with float32

@@ -8,8 +8,9 @@ using Parrot.Tensors.Formats;
 namespace Parrot.Cli;
 
 /// <summary>
-/// `parrot vision --model DIR --image FILE [--layer -2] [--pad] --out feats.npy`: float32 hidden states
-/// [1 + N, C] of one layer of a CLIP vision tower for one image, after CLIP preprocessing.
+/// `parrot vision --model DIR --image FILE [--layer -2] [--pad] [--dtype f32|bf16] --out feats.npy`: float32 hidden
+/// states [1 + N, C] of one layer of a CLIP vision tower for one image, after CLIP preprocessing; with --dtype bf16
+/// the tower keeps bf16 weights and computes as the models' bf16 path does (the file is float32 either way).
 /// </summary>
 internal static class VisionCommand
 {
@@ -23,7 +24,8 @@ internal static class VisionCommand
         var config = new Option<string?>("--config") { Description = "The tower's CLIP config.json, when the model directory's own config is not one (a Parrot checkpoint)" };
         var cmd = new Command("vision", "Run a CLIP vision tower over one image and write one layer's hidden states (.npy, float32 [1 + N, C])");
         var device = DeviceOption.Create();
-        foreach (var o in new Option[] { device, model, image, layer, pad, output, config }) cmd.Options.Add(o);
+        var dtype = DTypeOption.Create();
+        foreach (var o in new Option[] { device, model, image, layer, pad, output, config, dtype }) cmd.Options.Add(o);
         cmd.SetAction(p => CliErrors.Run("vision", () =>
         {
             var dev = DeviceOption.Resolve(p.GetValue(device), "vision");
@@ -36,7 +38,7 @@ internal static class VisionCommand
             try { rgb = ImageLoader.Load(p.GetValue(image)!); }
             catch (ImageLoadException e) { throw new CliException($"--image: {e.Message}"); }
             var towerConfig = p.GetValue(config) is { } path ? ClipVisionConfigJson.Load(path) : null;
-            using var tower = ClipVisionLoader.Load(dir, DType.F32, config: towerConfig);
+            using var tower = ClipVisionLoader.Load(dir, DTypeOption.Resolve(p.GetValue(dtype)), config: towerConfig);
             tower.To(dev); // the pixels are made on the host and copied there by the embeddings
             int index = tower.HiddenStateIndex(LayerIn(tower, p.GetValue(layer)));
             if (tower.Config.NumChannels != 3) throw new CliException($"the tower takes {tower.Config.NumChannels}-channel images; images are RGB");
@@ -45,6 +47,7 @@ internal static class VisionCommand
             using var ng = Graph.NoGrad();
             var pixels = preprocessor.Process(rgb, p.GetValue(pad)).Unsqueeze(0);
             var states = tower.HiddenState(pixels, index).Value;
+            if (states.DType != DType.F32) states = states.To(DType.F32);
             Npy.Write(p.GetValue(output)!, states.Reshape(states.Dim(1), states.Dim(2)));
             return 0;
         }));
