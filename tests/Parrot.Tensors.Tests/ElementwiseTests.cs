@@ -69,6 +69,29 @@ public class ElementwiseTests
         }
     }
 
+    /// <summary>
+    /// The float32 sigmoid (and silu, quick_gelu on it) at the edges, in the vector body and the scalar tail alike:
+    /// ±∞ give 1 and 0, NaN stays NaN, far-negative inputs give (almost) 0 without overflow, large positive ones 1.
+    /// </summary>
+    [Test]
+    public void Float32SigmoidAtTheEdges()
+    {
+        float[] edges = [float.PositiveInfinity, float.NegativeInfinity, float.NaN, -100f, -88f, -87f, 100f, 20f, -20f, 0f, -0f];
+        // Nine copies: the first eight values of each copy fill a vector, the rest land in the tail.
+        var xs = Enumerable.Repeat(edges, 9).SelectMany(e => e).ToArray();
+        using var scope = TensorScope.Begin();
+        var y = Tensor.FromArray(xs).Map(UnaryOp.Sigmoid).ToArray<float>();
+        var silu = Tensor.FromArray(xs).Map(UnaryOp.Silu).ToArray<float>();
+        for (int i = 0; i < xs.Length; i++)
+        {
+            double x = xs[i];
+            if (float.IsNaN(xs[i])) { Assert.That(float.IsNaN(y[i]) && float.IsNaN(silu[i]), $"x = NaN at {i}"); continue; }
+            double expected = double.IsPositiveInfinity(x) ? 1 : double.IsNegativeInfinity(x) ? 0 : 1 / (1 + Math.Exp(-x));
+            Assert.That(y[i], Is.EqualTo(expected).Within(Math.Max(2e-6 * expected, 1e-37)), $"sigmoid({x}) at {i}");
+            if (!double.IsInfinity(x)) Assert.That(silu[i], Is.EqualTo(x * expected).Within(Math.Max(2e-6 * Math.Abs(x * expected), 1e-35)), $"silu({x}) at {i}");
+        }
+    }
+
     [TestCaseSource(nameof(UnaryOps))]
     public void UnaryOnNonContiguousViews(UnaryOp op)
     {
