@@ -21,6 +21,21 @@ public class AtomicFileTests
     }
 
     [Test]
+    public void CopyWritesTheSourcesBytesAndACopyOntoItselfLeavesTheFile()
+    {
+        var from = Path.Combine(_temp, "from.bin");
+        var to = Path.Combine(_temp, "to.bin");
+        var bytes = Enumerable.Range(0, 300_000).Select(i => (byte)(i * 7)).ToArray();
+        File.WriteAllBytes(from, bytes);
+        File.WriteAllText(to, "old");
+        AtomicFile.Copy(from, to);
+        Assert.That(File.ReadAllBytes(to), Is.EqualTo(bytes));
+        AtomicFile.Copy(from, Path.Combine(_temp, ".", "from.bin"));
+        Assert.That(File.ReadAllBytes(from), Is.EqualTo(bytes));
+        Assert.That(Directory.GetFiles(_temp).Select(Path.GetFileName), Is.EquivalentTo(new[] { "from.bin", "to.bin" }), "no temporary file left");
+    }
+
+    [Test]
     public void WritesAndReplacesWholeFiles()
     {
         var path = Path.Combine(_temp, "a.txt");

@@ -179,7 +179,7 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
     private void Save(ParrotForCausalLM model, string dir, ParrotConfig config)
     {
         ParrotLoader.Save(model, dir, config: config);
-        CopyFile(Path.Combine(assets.Lm, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
+        AtomicFile.Copy(Path.Combine(assets.Lm, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
     }
 
     /// <summary>
@@ -194,12 +194,6 @@ internal sealed class DemoRunner(DemoSettings settings, DemoAssets assets, strin
     {
         Directory.CreateDirectory(to);
         foreach (var name in new[] { "config.json", "preprocessor_config.json", "model.safetensors" })
-            if (File.Exists(Path.Combine(from, name))) CopyFile(Path.Combine(from, name), Path.Combine(to, name));
-    }
-
-    private static void CopyFile(string from, string to)
-    {
-        using var source = File.OpenRead(from);
-        AtomicFile.Write(to, target => source.CopyTo(target));
+            if (File.Exists(Path.Combine(from, name))) AtomicFile.Copy(Path.Combine(from, name), Path.Combine(to, name));
     }
 }

@@ -292,21 +292,15 @@ public sealed class ParrotModelDirectory : IDisposable
         string dir = Path.GetFullPath(directory);
         string towerOut = Path.Combine(dir, SavedTowerFolder);
         System.IO.Directory.CreateDirectory(towerOut);
-        CopyFile(Path.Combine(VisionTowerDirectory!, "config.json"), Path.Combine(towerOut, "config.json"));
-        if (PreprocessorFile is not null) CopyFile(PreprocessorFile, Path.Combine(towerOut, "preprocessor_config.json"));
+        AtomicFile.Copy(Path.Combine(VisionTowerDirectory!, "config.json"), Path.Combine(towerOut, "config.json"));
+        if (PreprocessorFile is not null) AtomicFile.Copy(PreprocessorFile, Path.Combine(towerOut, "preprocessor_config.json"));
         if (!visionWeightsInCheckpoint) ModelLoading.Save(tower, towerOut, dtype: dtype);
         ParrotLoader.Save(Model, dir, dtype, Model.Config with { MmVisionTower = SavedTowerFolder }, visionWeightsInCheckpoint ? tower : null);
         foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
         {
             string from = Path.Combine(Directory, name);
-            if (File.Exists(from)) CopyFile(from, Path.Combine(dir, name));
+            if (File.Exists(from)) AtomicFile.Copy(from, Path.Combine(dir, name));
         }
-    }
-
-    private static void CopyFile(string from, string to)
-    {
-        if (string.Equals(Path.GetFullPath(from), Path.GetFullPath(to), StringComparison.Ordinal)) return;
-        AtomicFile.WriteAllBytes(to, File.ReadAllBytes(from));
     }
 
     /// <summary>Frees the weights; later calls of the methods above throw <see cref="ObjectDisposedException"/>.</summary>

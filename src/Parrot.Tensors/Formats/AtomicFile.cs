@@ -26,6 +26,19 @@ public static class AtomicFile
         MoveIntoPlace(WriteTemporary(path, write), path);
     }
 
+    /// <summary>
+    /// Copies the file <paramref name="from"/> to <paramref name="to"/>, atomically, streaming (a large file is never
+    /// held in memory). A copy onto the file itself (the same full path) does nothing.
+    /// </summary>
+    public static void Copy(string from, string to)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(to);
+        if (string.Equals(Path.GetFullPath(from), Path.GetFullPath(to), StringComparison.Ordinal)) return;
+        using var source = File.OpenRead(from);
+        Write(to, target => source.CopyTo(target));
+    }
+
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/>, atomically.</summary>
     public static void WriteAllBytes(string path, byte[] bytes)
     {
